@@ -1,0 +1,221 @@
+"""Reverse-mode automatic differentiation over a tape.
+
+While a GradientTape is active, every op whose inputs need gradients records a Node on its
+output: the inputs and a backward function. `tape.gradient(target, sources)` walks those nodes
+from the target back in reverse topological order, calling each backward function once with the
+summed gradient of its output. Trainable Variables need gradients automatically; other tensors
+when passed to `tape.watch`. The same machinery runs `fit`.
+"""
+import threading
+
+
+class Node:
+    """How an op's output was made: its inputs, which of them need gradients, and
+    `backward(grad, needs) -> tuple of input gradients (None where not needed)`."""
+
+    __slots__ = ("inputs", "backward", "needs")
+
+    def __init__(self, inputs, backward, needs):
+        self.inputs = inputs
+        self.backward = backward
+        self.needs = needs
+
+
+class _State(threading.local):
+    def __init__(self):
+        self.tapes = []
+        self.recording = False
+
+
+_state = _State()
+
+
+def needs_grad(*tensors):
+    """True when an op on these tensors must record a Node."""
+    if not _state.recording:
+        return False
+    for t in tensors:
+        if t._rg:
+            return True
+    return False
+
+
+def record(out, inputs, backward):
+    """Attaches a Node to `out` (call only when needs_grad(*inputs))."""
+    out._node = Node(inputs, backward, tuple(t._rg for t in inputs))
+    out._rg = True
+    return out
+
+
+def _update_recording():
+    _state.recording = any(t._active and not t._paused for t in _state.tapes)
+
+
+class _StopRecording:
+    def __init__(self, tape):
+        self.tape = tape
+
+    def __enter__(self):
+        self.tape._paused = True
+        _update_recording()
+
+    def __exit__(self, *exc):
+        self.tape._paused = False
+        _update_recording()
+        return False
+
+
+def _flatten(x):
+    if isinstance(x, dict):
+        return [t for v in x.values() for t in _flatten(v)]
+    if isinstance(x, (list, tuple)):
+        return [t for v in x for t in _flatten(v)]
+    return [x]
+
+
+def _unflatten(structure, flat_iter):
+    if isinstance(structure, dict):
+        return {k: _unflatten(v, flat_iter) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(_unflatten(v, flat_iter) for v in structure)
+    return next(flat_iter)
+
+
+class GradientTape:
+    """Records ops for differentiation.
+
+        with lamina.GradientTape() as tape:
+            loss = ops.mean((model(x) - y) ** 2)
+        grads = tape.gradient(loss, model.trainable_weights)
+
+    `persistent=True` allows several `gradient` calls; otherwise the recorded graph (and the
+    activations it holds) is released by the first call.
+    """
+
+    def __init__(self, persistent=False, watch_accessed_variables=True):
+        self.persistent = persistent
+        self.watch_accessed_variables = watch_accessed_variables
+        self._active = False
+        self._paused = False
+        self._used = False
+        self._watched = []
+
+    def __enter__(self):
+        self._active = True
+        _state.tapes.append(self)
+        _update_recording()
+        return self
+
+    def __exit__(self, *exc):
+        self._active = False
+        if self in _state.tapes:
+            _state.tapes.remove(self)
+        _update_recording()
+        return False
+
+    def watch(self, tensor):
+        """Marks tensors (or nested lists of them) so that ops on them are recorded."""
+        from .tensor import Tensor
+        for t in _flatten(tensor):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"GradientTape.watch expects tensors or variables, received {type(t).__name__}")
+            t._rg = True
+            self._watched.append(t)
+
+    def stop_recording(self):
+        """Context manager in which ops are not recorded."""
+        return _StopRecording(self)
+
+    def reset(self):
+        self._used = False
+        self._watched = []
+
+    def gradient(self, target, sources, output_gradients=None, unconnected_gradients="none"):
+        """Gradients of `target` (a tensor, or a list whose gradients add up) with respect to
+        `sources` (a tensor/variable or a nested list/dict of them), in the same structure.
+        A source the target does not depend on gets None (or zeros with
+        unconnected_gradients="zero")."""
+        from .tensor import Tensor
+        from . import math as _m
+        if self._used and not self.persistent:
+            raise RuntimeError("A non-persistent GradientTape can compute gradients only once; "
+                               "create it with GradientTape(persistent=True) to call gradient() again.")
+        if unconnected_gradients not in ("none", "zero"):
+            raise ValueError(f"unconnected_gradients must be 'none' or 'zero', received {unconnected_gradients!r}")
+        targets = _flatten(target)
+        for t in targets:
+            if not isinstance(t, Tensor):
+                raise TypeError(f"GradientTape.gradient: target must be a tensor, received {type(t).__name__}")
+        if output_gradients is None:
+            seeds = [_m.ones_like(t) for t in targets]
+        else:
+            seeds = [s if isinstance(s, Tensor) else _m.convert_to_tensor(s, t.dtype, t.device)
+                     for s, t in zip(_flatten(output_gradients), targets)]
+            for s, t in zip(seeds, targets):
+                if s.shape != t.shape:
+                    raise ValueError(f"GradientTape.gradient: output_gradients shape {s.shape} does not "
+                                     f"match target shape {t.shape}")
+        flat_sources = _flatten(sources)
+        for s in flat_sources:
+            if not isinstance(s, Tensor):
+                raise TypeError(f"GradientTape.gradient: sources must be tensors or variables, received {type(s).__name__}")
+        was = _state.recording
+        _state.recording = False
+        try:
+            grads = backprop(targets, seeds, flat_sources, release=not self.persistent)
+        finally:
+            _state.recording = was
+        self._used = True
+        out = []
+        for s, g in zip(flat_sources, grads):
+            if g is None and unconnected_gradients == "zero":
+                g = _m.zeros_like(s)
+            out.append(g)
+        return _unflatten(sources, iter(out))
+
+
+def backprop(targets, seeds, sources, release=False):
+    """Returns d(sum of targets)/d(source) for each source (None when unconnected)."""
+    from . import math as _m
+    # Reverse topological order by iterative depth-first search.
+    order, visited = [], set()
+    stack = [(t, False) for t in targets]
+    while stack:
+        t, expanded = stack.pop()
+        if expanded:
+            order.append(t)
+            continue
+        if id(t) in visited:
+            continue
+        visited.add(id(t))
+        stack.append((t, True))
+        node = t._node
+        if node is not None:
+            for i in node.inputs:
+                if i._rg and id(i) not in visited:
+                    stack.append((i, False))
+    source_ids = {id(s) for s in sources}
+    grads = {}
+    for t, s in zip(targets, seeds):
+        grads[id(t)] = s if id(t) not in grads else _m.add(grads[id(t)], s)
+    kept = {}
+    for t in reversed(order):
+        tid = id(t)
+        g = grads.get(tid) if tid in source_ids else grads.pop(tid, None)
+        if tid in source_ids:
+            kept[tid] = g
+        node = t._node
+        if g is None or node is None:
+            continue
+        in_grads = node.backward(g, node.needs)
+        for inp, ig, need in zip(node.inputs, in_grads, node.needs):
+            if ig is None or not need:
+                continue
+            if ig.shape != inp.shape:
+                raise RuntimeError(f"internal error: gradient of shape {ig.shape} for input of shape {inp.shape}")
+            iid = id(inp)
+            prev = grads.get(iid)
+            grads[iid] = ig if prev is None else _m.add(prev, ig)
+        if release:
+            t._node = None
+    return [kept.get(id(s), grads.get(id(s))) for s in sources]

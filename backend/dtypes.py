@@ -1,0 +1,47 @@
+"""Dtypes: names, kernel codes, promotion. float32 is the default float; int32/int64 index."""
+import numpy as np
+
+FLOAT32, INT32, INT64, BOOL = "float32", "int32", "int64", "bool"
+CODES = {FLOAT32: 0, INT32: 1, INT64: 2, BOOL: 3}
+NAMES = {v: k for k, v in CODES.items()}
+_ALIASES = {"float": FLOAT32, "float32": FLOAT32, "float64": FLOAT32, "float16": FLOAT32,
+            "double": FLOAT32, "int": INT64, "int32": INT32, "int64": INT64, "bool": BOOL,
+            "int8": INT32, "int16": INT32, "uint8": INT32, "uint16": INT32, "uint32": INT64}
+_RANK = {BOOL: 0, INT32: 1, INT64: 2, FLOAT32: 3}
+
+
+def standardize(dtype):
+    """Returns lamina's dtype name for a name, numpy dtype or Python type.
+
+    float64 maps to float32 (lamina computes in single precision)."""
+    if dtype is None:
+        return FLOAT32
+    if dtype is float:
+        return FLOAT32
+    if dtype is int:
+        return INT64
+    if dtype is bool:
+        return BOOL
+    name = getattr(dtype, "name", None) or str(dtype)
+    if isinstance(dtype, type) and issubclass(dtype, np.generic):
+        name = np.dtype(dtype).name
+    if name not in _ALIASES:
+        raise TypeError(f"Unsupported dtype {dtype!r}: expected one of float32, int32, int64, bool")
+    return _ALIASES[name]
+
+
+def is_float(dtype):
+    return dtype == FLOAT32
+
+
+def is_int(dtype):
+    return dtype in (INT32, INT64)
+
+
+def result_type(a, b):
+    """Promotion between two tensor dtypes: bool < int32 < int64 < float32."""
+    return a if _RANK[a] >= _RANK[b] else b
+
+
+def to_numpy_dtype(dtype):
+    return np.dtype(dtype)

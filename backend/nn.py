@@ -1,0 +1,2 @@
+"""Neural-network ops (activations, softmax, losses, conv, pooling, normalisation, dropout,
+embedding), with gradients."""

@@ -1,0 +1,266 @@
+"""Tensor and Variable.
+
+A Tensor owns a Buffer on one device (shared with its reshapes), a shape tuple and a dtype
+name. Tensors are immutable; a Variable is a tensor whose buffer is updated in place by
+`assign`, `assign_add` and `assign_sub`. Python operators and indexing are attached by the op
+modules (math.py, linalg.py, manipulation.py).
+"""
+import itertools
+
+import numpy as np
+
+from . import dtypes
+from .device import Device, current_device, get_device
+
+
+class Tensor:
+    __slots__ = ("_buf", "shape", "dtype", "device", "_node", "_rg", "__weakref__")
+    __array_ufunc__ = None  # numpy defers arithmetic operators to the tensor's own
+    __array_priority__ = 1000
+
+    def __init__(self, buf, shape, dtype, device):
+        self._buf = buf
+        self.shape = shape
+        self.dtype = dtype
+        self.device = device
+        self._node = None
+        self._rg = False
+
+    # ---- properties -----------------------------------------------------------------------
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return self._buf.numel if self.shape else 1
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    # ---- host transfer ----------------------------------------------------------------------
+    def numpy(self):
+        """Copies the tensor to a new numpy array on the host."""
+        return self.device.kernels.to_numpy(self._buf, self.shape)
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy()
+        return a.astype(dtype) if dtype is not None else a
+
+    def item(self):
+        if self.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if not dtypes.is_int(self.dtype):
+            raise TypeError(f"only integer tensors can be used as an index, this one is {self.dtype}")
+        return int(self.item())
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(f"The truth value of a tensor of shape {self.shape} is ambiguous; "
+                             "use ops.any(x) or ops.all(x)")
+        return bool(self.item())
+
+    def __repr__(self):
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        return f"tensor({body}, shape={self.shape}, dtype={self.dtype}, device={self.device.name})"
+
+    __hash__ = object.__hash__
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a 0-d tensor")
+        for i in range(self.shape[0]):
+            yield self[i]
+
+    def to(self, device):
+        """Copy of this tensor on another device (differentiable)."""
+        from .manipulation import copy_to
+        return copy_to(self, device)
+
+    def astype(self, dtype):
+        from .math import cast
+        return cast(self, dtype)
+
+    # numpy-style reductions, so np.sum(t) and friends work too
+    def sum(self, axis=None, keepdims=False, **unused):
+        from .math import sum as _sum
+        return _sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False, **unused):
+        from .math import mean
+        return mean(self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis=None, keepdims=False, **unused):
+        from .math import max as _max
+        return _max(self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis=None, keepdims=False, **unused):
+        from .math import min as _min
+        return _min(self, axis=axis, keepdims=keepdims)
+
+
+_var_counter = itertools.count()
+
+
+class Variable(Tensor):
+    """A tensor updated in place: weights, optimizer slots, counters.
+
+        v = lamina.Variable(np.zeros((3,)), name="bias")
+        v.assign_add(ones)   # in place: tensors made from v before keep their values
+    """
+
+    __slots__ = ("name", "_trainable", "_shape_check")
+
+    def __init__(self, initializer, shape=None, dtype=None, trainable=True, name=None):
+        dev = current_device()
+        if callable(initializer) and not isinstance(initializer, (Tensor, np.ndarray)):
+            if shape is None:
+                raise ValueError("Variable: a callable initializer needs `shape`, e.g. "
+                                 "Variable(initializers.zeros, shape=(3,))")
+            value = initializer(tuple(shape), dtype=dtypes.standardize(dtype))
+        else:
+            value = initializer
+        t = convert_to_tensor(value, dtype=dtype, device=dev)
+        if shape is not None and tuple(shape) != t.shape:
+            raise ValueError(f"Variable: initial value has shape {t.shape}, but shape={tuple(shape)} was given")
+        # Own a fresh buffer: the variable must not alias the tensor it was made from.
+        buf = t.device.kernels.Buffer(t._buf.numel, dtypes.CODES[t.dtype])
+        t.device.kernels.copy(t._buf, buf)
+        super().__init__(buf, t.shape, t.dtype, t.device)
+        self.name = name if name is not None else f"variable_{next(_var_counter)}"
+        self._trainable = bool(trainable)
+        self._rg = self._trainable and dtypes.is_float(self.dtype)
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        self._rg = self._trainable and dtypes.is_float(self.dtype)
+
+    @property
+    def value(self):
+        return self
+
+    @property
+    def path(self):
+        return self.name
+
+    def _coerce(self, value, what):
+        t = value if isinstance(value, Tensor) else convert_to_tensor(value, self.dtype, self.device)
+        if t.shape != self.shape:
+            raise ValueError(f"Variable '{self.name}'.{what}: expected a value of shape {self.shape}, "
+                             f"received shape {t.shape}")
+        if t.dtype != self.dtype:
+            from .math import cast
+            t = cast(t, self.dtype)
+        if t.device is not self.device:
+            raise ValueError(f"Variable '{self.name}'.{what}: the variable is on {self.device.name} but "
+                             f"the value is on {t.device.name}; move it with value.to('{self.device.name}')")
+        return t
+
+    def assign(self, value):
+        """Writes `value` (same shape) into the variable's buffer."""
+        t = self._coerce(value, "assign")
+        self.device.kernels.copy(t._buf, self._buf)
+        return self
+
+    def assign_add(self, value):
+        t = self._coerce(value, "assign_add")
+        self.device.kernels.binary(0, self._buf, self.shape, t._buf, t.shape, self._buf, self.shape)
+        return self
+
+    def assign_sub(self, value):
+        t = self._coerce(value, "assign_sub")
+        self.device.kernels.binary(1, self._buf, self.shape, t._buf, t.shape, self._buf, self.shape)
+        return self
+
+    def __repr__(self):
+        return (f"<Variable '{self.name}' shape={self.shape} dtype={self.dtype} "
+                f"device={self.device.name} trainable={self._trainable}>")
+
+
+# ---- construction ---------------------------------------------------------------------------
+
+def empty(shape, dtype="float32", device=None):
+    """An uninitialised tensor (internal: ops allocate their outputs with it)."""
+    dev = device if device is not None else current_device()
+    n = 1
+    for d in shape:
+        n *= d
+    return Tensor(dev.kernels.Buffer(n, dtypes.CODES[dtype]), shape, dtype, dev)
+
+
+def _infer_dtype(a):
+    k = a.dtype.kind
+    if k == "f" or k == "c":
+        return dtypes.FLOAT32
+    if k == "b":
+        return dtypes.BOOL
+    if k in "iu":
+        return dtypes.INT32 if a.dtype.itemsize <= 4 and k == "i" else dtypes.INT64
+    raise TypeError(f"Cannot convert an array of dtype {a.dtype} to a tensor: expected numbers or booleans")
+
+
+def convert_to_tensor(x, dtype=None, device=None):
+    """Converts arrays, Python scalars and nested lists to a Tensor (float64 becomes float32).
+
+    A Tensor passes through (cast when `dtype` differs). New tensors go on `device` or the
+    current device scope."""
+    if isinstance(x, Tensor):
+        if dtype is not None and dtypes.standardize(dtype) != x.dtype:
+            from .math import cast
+            return cast(x, dtype)
+        return x
+    dev = get_device(device) if device is not None else current_device()
+    if isinstance(x, (list, tuple)) and any(isinstance(e, Tensor) for e in _iter_nested(x)):
+        x = _nested_to_numpy(x)
+    a = np.asarray(x)
+    if a.dtype == object:
+        raise TypeError(f"Cannot convert {type(x).__name__} to a tensor: it holds non-numeric objects")
+    dt = dtypes.standardize(dtype) if dtype is not None else _infer_dtype(a)
+    a = np.ascontiguousarray(a, dtype=dtypes.to_numpy_dtype(dt))
+    return Tensor(dev.kernels.from_numpy(a), a.shape, dt, dev)
+
+
+def _iter_nested(x):
+    for e in x:
+        if isinstance(e, (list, tuple)):
+            yield from _iter_nested(e)
+        else:
+            yield e
+
+
+def _nested_to_numpy(x):
+    if isinstance(x, Tensor):
+        return x.numpy()
+    if isinstance(x, (list, tuple)):
+        return [_nested_to_numpy(e) for e in x]
+    return x
+
+
+def convert_to_numpy(x):
+    """A numpy copy of a tensor; other inputs through np.asarray."""
+    if isinstance(x, Tensor):
+        return x.numpy()
+    return np.asarray(x)
+
+
+def is_tensor(x):
+    return isinstance(x, Tensor)

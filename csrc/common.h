@@ -1,0 +1,73 @@
+// Shared definitions for every kernel file: dtypes, the Buffer type, argument checks, threads.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace lamina {
+
+enum DType : int { F32 = 0, I32 = 1, I64 = 2, BOOL = 3 };
+
+inline size_t dtype_size(DType d) { return d == I64 ? 8 : (d == BOOL ? 1 : 4); }
+inline const char* dtype_name(DType d) {
+  switch (d) { case F32: return "float32"; case I32: return "int32"; case I64: return "int64"; case BOOL: return "bool"; }
+  return "?";
+}
+
+using Shape = std::vector<int64_t>;
+
+inline int64_t numel_of(const Shape& s) {
+  int64_t n = 1;
+  for (auto d : s) n *= d;
+  return n;
+}
+
+std::string shape_str(const Shape& s);
+
+// Host memory comes from a caching allocator: freed blocks are kept in size classes and handed
+// out again, so steady-state training never returns memory to the OS nor page-faults it back in.
+void* host_alloc(size_t nbytes, size_t* rounded);
+void host_free(void* p, size_t rounded);
+
+// A block of device memory holding `numel` elements of `dtype`. Tensors own one (shared between
+// a tensor and its reshapes); kernels read and write through it.
+struct Buffer {
+  void* ptr = nullptr;
+  int64_t numel = 0;
+  DType dtype = F32;
+  size_t capacity = 0;  // bytes actually reserved (rounded size class)
+  Buffer(int64_t n, DType dt);
+  ~Buffer();
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  template <class T> T* data() { return static_cast<T*>(ptr); }
+  template <class T> const T* data() const { return static_cast<const T*>(ptr); }
+};
+using BufferPtr = std::shared_ptr<Buffer>;
+
+// Argument checks raise ValueError / TypeError in Python (pybind11 translates these).
+struct TypeError : std::runtime_error { using std::runtime_error::runtime_error; };
+
+#define LAMINA_CHECK(cond, msg)                                   \
+  do {                                                           \
+    if (!(cond)) {                                               \
+      std::ostringstream _os; _os << msg;                        \
+      throw std::invalid_argument(_os.str());                    \
+    }                                                            \
+  } while (0)
+
+// Checks that a buffer holds exactly the elements a shape describes, with the expected dtype.
+void check_buffer(const char* op, const char* arg, const Buffer& b, const Shape& s, DType dt);
+void check_dtype(const char* op, const char* arg, const Buffer& b, DType dt);
+
+// Threads: LAMINA_NUM_THREADS, default all cores.
+int num_threads();
+void set_num_threads(int n);
+// Elements below which a loop runs on one thread (thread start-up costs more than it saves).
+constexpr int64_t kParallelGrain = 1 << 15;
+
+}  // namespace lamina

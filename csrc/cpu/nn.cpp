@@ -1,0 +1,13 @@
+// nn kernels.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "common.h"
+
+namespace py = pybind11;
+
+namespace lamina {
+
+void bind_nn(py::module_& m) {}
+
+}  // namespace lamina
