@@ -4,7 +4,7 @@
     y = ops.matmul(x, w) + b
 """
 from .backend.tensor import convert_to_tensor, convert_to_numpy, is_tensor  # noqa: F401
-from .backend.math import *  # noqa: F401,F403
+from .backend.math import *  # noqa: F401,F403  (names listed in __all__)
 from .backend.math import (abs, all, any, max, min, round, sum, cast, broadcast_to,  # noqa: F401
                            where, clip, mean, zeros, ones, full, zeros_like, ones_like, full_like)
 from .backend.linalg import matmul, dot  # noqa: F401

@@ -1,1 +1,2 @@
 """Random tensors from seeded generators (C++)."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""Convolution and pooling ops (channels-last), with gradients."""
+__all__ = []
