@@ -7,4 +7,4 @@ __version__ = "0.1.0"
 
 from .backend import (GradientTape, Tensor, Variable, Device, device, get_device, list_devices,  # noqa: F401
                       convert_to_tensor, convert_to_numpy, is_tensor)
-from . import backend, ops  # noqa: F401
+from . import backend, datasets, ops  # noqa: F401
