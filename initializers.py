@@ -67,7 +67,7 @@ class _Seeded(Initializer):
         self._gen = _random.SeedGenerator(seed) if seed is not None else None
 
     def _seed(self):
-        return self._gen.next() if self._gen is not None else None
+        return self._gen  # a SeedGenerator: each draw differs, the sequence is reproducible
 
 
 class RandomNormal(_Seeded):

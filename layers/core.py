@@ -89,8 +89,7 @@ class Dropout(Layer):
 
     def call(self, inputs, training=False):
         if training and self.rate > 0:
-            seed = self._seed_gen.next() if self._seed_gen is not None else None
-            return ops.dropout(inputs, self.rate, noise_shape=self.noise_shape, seed=seed)
+            return ops.dropout(inputs, self.rate, noise_shape=self.noise_shape, seed=self._seed_gen)
         return inputs
 
     def compute_output_shape(self, input_shape):

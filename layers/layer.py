@@ -137,6 +137,7 @@ class Layer:
             raise TypeError(f"{type(self).__name__}: name must be a string, received {name!r}")
         object.__setattr__(self, "_layers", [])
         object.__setattr__(self, "_own_weights", [])
+        object.__setattr__(self, "_always_frozen", set())  # ids of weights created with trainable=False
         self.name = name if name else unique_name(to_snake_case(type(self).__name__))
         self._trainable = bool(trainable)
         self.dtype = dtypes.standardize(dtype) if dtype is not None and not isinstance(dtype, dict) else "float32"
@@ -186,6 +187,8 @@ class Layer:
             value = init(shape, dtype=dt)
             v = Variable(value, dtype=dt, trainable=trainable, name=name)
         v._path = f"{self.name}/{name}"
+        if not trainable:
+            self._always_frozen.add(id(v))
         if not self._trainable:
             v.trainable = False
         self._own_weights.append(v)
@@ -241,7 +244,7 @@ class Layer:
         value = bool(value)
         self._trainable = value
         for w in self._own_weights:
-            w.trainable = value and getattr(w, "_layer_trainable", True)
+            w.trainable = value and id(w) not in self._always_frozen
         for l in self._layers:
             l.trainable = value
 

@@ -36,6 +36,21 @@ class Model(Trainer, Layer):
                 return l
         raise ValueError(f"No such layer: {name!r}. Existing layers are: {[l.name for l in self.layers]}")
 
+    def save(self, filepath, overwrite=True, include_optimizer=True):
+        """Saves architecture, weights and optimizer state to '.keras' (zip) or '.h5', atomically."""
+        from .io import save_model
+        save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Writes the weights in Keras's HDF5 layout (root attr layer_names, per-layer weight_names)."""
+        from .io import save_weights
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, by_name=False, skip_mismatch=False):
+        """Reads Keras-layout HDF5 weights by layer order, or by layer name with by_name=True."""
+        from .io import load_weights
+        load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
+
     def summary(self, line_length=None, print_fn=None, **kwargs):
         from .summary import print_summary
         print_summary(self, print_fn=print_fn or print)

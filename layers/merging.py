@@ -1,0 +1,181 @@
+"""Merging layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot, and
+their functional forms (add, concatenate, ...)."""
+from functools import reduce
+
+from .. import ops
+from .layer import Layer
+
+
+class _Merge(Layer):
+    min_inputs = 2
+
+    def _check(self, shapes):
+        if not isinstance(shapes, (list, tuple)) or not shapes or not isinstance(shapes[0], (list, tuple)):
+            raise ValueError(f"{type(self).__name__} '{self.name}' must be called on a list of inputs, received "
+                             f"a single input of shape {shapes}")
+        if len(shapes) < self.min_inputs:
+            raise ValueError(f"{type(self).__name__} '{self.name}' needs at least {self.min_inputs} inputs, "
+                             f"received {len(shapes)}")
+
+    def build(self, input_shape):
+        self._check(input_shape)
+        ranks = {len(s) for s in input_shape}
+        if len(ranks) == 1:
+            for i in range(1, len(input_shape[0])):
+                dims = {s[i] for s in input_shape if s[i] is not None and s[i] != 1}
+                if len(dims) > 1:
+                    raise ValueError(f"{type(self).__name__} '{self.name}': inputs must have compatible shapes, "
+                                     f"received {list(input_shape)}")
+
+    def call(self, inputs):
+        return reduce(self._merge, inputs)
+
+    def compute_output_shape(self, input_shape):
+        self._check(input_shape)
+        out = list(input_shape[0])
+        for s in input_shape[1:]:
+            for i, d in enumerate(s):
+                if out[i] is None or out[i] == 1:
+                    out[i] = d
+        return tuple(out)
+
+
+class Add(_Merge):
+    _merge = staticmethod(ops.add)
+
+
+class Subtract(_Merge):
+    def build(self, input_shape):
+        super().build(input_shape)
+        if len(input_shape) != 2:
+            raise ValueError(f"Subtract '{self.name}' needs exactly 2 inputs, received {len(input_shape)}")
+    _merge = staticmethod(ops.subtract)
+
+
+class Multiply(_Merge):
+    _merge = staticmethod(ops.multiply)
+
+
+class Maximum(_Merge):
+    _merge = staticmethod(ops.maximum)
+
+
+class Minimum(_Merge):
+    _merge = staticmethod(ops.minimum)
+
+
+class Average(_Merge):
+    def call(self, inputs):
+        return ops.divide(reduce(ops.add, inputs), float(len(inputs)))
+
+
+class Concatenate(_Merge):
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = int(axis)
+
+    def build(self, input_shape):
+        self._check(input_shape)
+        nd = len(input_shape[0])
+        if any(len(s) != nd for s in input_shape):
+            raise ValueError(f"Concatenate '{self.name}': inputs must have the same rank, received {list(input_shape)}")
+        ax = self.axis % nd
+        for i in range(nd):
+            dims = {s[i] for s in input_shape if s[i] is not None}
+            if i != ax and len(dims) > 1:
+                raise ValueError(f"Concatenate '{self.name}' requires inputs with matching shapes except for the "
+                                 f"concatenation axis {self.axis}, received {list(input_shape)}")
+
+    def call(self, inputs):
+        return ops.concatenate(list(inputs), axis=self.axis)
+
+    def compute_output_shape(self, input_shape):
+        self._check(input_shape)
+        ax = self.axis % len(input_shape[0])
+        out = list(input_shape[0])
+        sizes = [s[ax] for s in input_shape]
+        out[ax] = None if any(d is None for d in sizes) else sum(sizes)
+        return tuple(out)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+class Dot(_Merge):
+    """Dot product of two samples along `axes` (batch_dot); normalize=True uses cosine similarity."""
+
+    def __init__(self, axes, normalize=False, **kwargs):
+        super().__init__(**kwargs)
+        self.axes = (axes, axes) if isinstance(axes, int) else tuple(axes)
+        if len(self.axes) != 2:
+            raise ValueError(f"Dot: axes must be an int or a pair of ints, received {axes!r}")
+        self.normalize = bool(normalize)
+
+    def build(self, input_shape):
+        self._check(input_shape)
+        if len(input_shape) != 2:
+            raise ValueError(f"Dot '{self.name}' needs exactly 2 inputs, received {len(input_shape)}")
+        a, b = input_shape
+        ax = [self.axes[0] % len(a), self.axes[1] % len(b)]
+        if a[ax[0]] is not None and b[ax[1]] is not None and a[ax[0]] != b[ax[1]]:
+            raise ValueError(f"Dot '{self.name}': dimension {a[ax[0]]} (axis {ax[0]} of {a}) differs from "
+                             f"{b[ax[1]]} (axis {ax[1]} of {b})")
+
+    def call(self, inputs):
+        x, y = inputs
+        ax, ay = self.axes[0] % x.ndim, self.axes[1] % y.ndim
+        if self.normalize:
+            x = x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=ax, keepdims=True), 1e-12))
+            y = y / ops.sqrt(ops.maximum(ops.sum(ops.square(y), axis=ay, keepdims=True), 1e-12))
+        xm = ops.moveaxis(x, ax, -1)
+        ym = ops.moveaxis(y, ay, 1)
+        if x.ndim == 2 and y.ndim == 2:
+            return ops.sum(ops.multiply(xm, ym), axis=-1, keepdims=True)
+        xs, ys = xm.shape, ym.shape
+        x3 = ops.reshape(xm, (xs[0], -1, xs[-1]))
+        y3 = ops.reshape(ym, (ys[0], ys[1], -1))
+        out = ops.matmul(x3, y3)
+        return ops.reshape(out, xs[:-1] + ys[2:])
+
+    def compute_output_shape(self, input_shape):
+        a, b = input_shape
+        ax, ay = self.axes[0] % len(a), self.axes[1] % len(b)
+        ra = [d for i, d in enumerate(a) if i != ax][1:]
+        rb = [d for i, d in enumerate(b) if i != ay][1:]
+        rest = tuple(ra + rb)
+        return (a[0],) + (rest if rest else (1,))
+
+    def get_config(self):
+        return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
+
+
+def add(inputs, **kwargs):
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs, **kwargs):
+    return Minimum(**kwargs)(inputs)
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def dot(inputs, axes, normalize=False, **kwargs):
+    return Dot(axes=axes, normalize=normalize, **kwargs)(inputs)

@@ -1,0 +1,139 @@
+"""Normalisation layers: BatchNormalization and LayerNormalization (Keras's weights and order)."""
+from .. import initializers as _initializers
+from .. import ops
+from .. import regularizers as _regularizers
+from ..backend.autodiff import _state as _tape_state
+from .layer import InputSpec, Layer
+
+
+def _axis_list(axis, ndim, layer):
+    axes = [axis] if isinstance(axis, int) else list(axis)
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{layer}: axis {a} is out of range for inputs of rank {ndim}")
+        out.append(a % ndim)
+    return sorted(out)
+
+
+class BatchNormalization(Layer):
+    """Normalises with batch statistics in training and moving averages in inference.
+
+    Weights: [gamma, beta, moving_mean, moving_variance]. A frozen layer (trainable=False) always
+    runs in inference mode, as in Keras."""
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
+                 gamma_initializer="ones", moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
+                 synchronized=False, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(axis, int):
+            raise ValueError(f"BatchNormalization: axis must be an int, received {axis!r}")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNormalization: momentum must be in [0, 1], received {momentum}")
+        if epsilon <= 0:
+            raise ValueError(f"BatchNormalization: epsilon must be positive, received {epsilon}")
+        self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = _initializers.get(beta_initializer)
+        self.gamma_initializer = _initializers.get(gamma_initializer)
+        self.moving_mean_initializer = _initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = _initializers.get(moving_variance_initializer)
+        self.beta_regularizer = _regularizers.get(beta_regularizer)
+        self.gamma_regularizer = _regularizers.get(gamma_regularizer)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        nd = len(input_shape)
+        axis = self.axis % nd if -nd <= self.axis < nd else None
+        if axis is None:
+            raise ValueError(f"BatchNormalization '{self.name}': axis {self.axis} is out of range for inputs of shape "
+                             f"{input_shape}")
+        c = input_shape[axis]
+        if c is None:
+            raise ValueError(f"BatchNormalization '{self.name}': the normalised axis must have a known size, "
+                             f"received shape {input_shape}")
+        self._axis = axis
+        self.gamma = self.add_weight(name="gamma", shape=(c,), initializer=self.gamma_initializer,
+                                     regularizer=self.gamma_regularizer) if self.scale else None
+        self.beta = self.add_weight(name="beta", shape=(c,), initializer=self.beta_initializer,
+                                    regularizer=self.beta_regularizer) if self.center else None
+        self.moving_mean = self.add_weight(name="moving_mean", shape=(c,), initializer=self.moving_mean_initializer,
+                                           trainable=False)
+        self.moving_variance = self.add_weight(name="moving_variance", shape=(c,),
+                                               initializer=self.moving_variance_initializer, trainable=False)
+        self.input_spec = InputSpec(ndim=nd, axes={axis: c})
+
+    def call(self, inputs, training=None, mask=None):
+        if training and self.trainable:
+            y, mean, var = ops.batch_norm_train(inputs, self.gamma, self.beta, axis=self._axis, epsilon=self.epsilon)
+            was = _tape_state.recording
+            _tape_state.recording = False
+            try:
+                m = self.momentum
+                self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+                self.moving_variance.assign(self.moving_variance * m + var * (1.0 - m))
+            finally:
+                _tape_state.recording = was
+            return y
+        return ops.batch_normalization(inputs, self.moving_mean, self.moving_variance, axis=self._axis,
+                                       offset=self.beta, scale=self.gamma, epsilon=self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale,
+                "beta_initializer": _initializers.serialize(self.beta_initializer),
+                "gamma_initializer": _initializers.serialize(self.gamma_initializer),
+                "moving_mean_initializer": _initializers.serialize(self.moving_mean_initializer),
+                "moving_variance_initializer": _initializers.serialize(self.moving_variance_initializer),
+                "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer)}
+
+
+class LayerNormalization(Layer):
+    """Normalises each sample over `axis` (default the last); weights gamma, beta."""
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False, beta_initializer="zeros",
+                 gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        if rms_scaling:
+            raise ValueError("LayerNormalization: rms_scaling=True is not supported by lamina")
+        if epsilon <= 0:
+            raise ValueError(f"LayerNormalization: epsilon must be positive, received {epsilon}")
+        self.axis = axis if isinstance(axis, int) else tuple(axis)
+        self.epsilon, self.center, self.scale = float(epsilon), bool(center), bool(scale)
+        self.beta_initializer = _initializers.get(beta_initializer)
+        self.gamma_initializer = _initializers.get(gamma_initializer)
+        self.beta_regularizer = _regularizers.get(beta_regularizer)
+        self.gamma_regularizer = _regularizers.get(gamma_regularizer)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        axes = _axis_list(self.axis, len(input_shape), f"LayerNormalization '{self.name}'")
+        shape = tuple(input_shape[a] for a in axes)
+        if any(d is None for d in shape):
+            raise ValueError(f"LayerNormalization '{self.name}': normalised axes must have known sizes, received "
+                             f"{input_shape}")
+        self._axes = tuple(axes)
+        self.gamma = self.add_weight(name="gamma", shape=shape, initializer=self.gamma_initializer,
+                                     regularizer=self.gamma_regularizer) if self.scale else None
+        self.beta = self.add_weight(name="beta", shape=shape, initializer=self.beta_initializer,
+                                    regularizer=self.beta_regularizer) if self.center else None
+
+    def call(self, inputs):
+        axis = self._axes[0] if len(self._axes) == 1 else self._axes
+        return ops.layer_norm(inputs, self.gamma, self.beta, axis=axis, epsilon=self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon, "center": self.center,
+                "scale": self.scale, "beta_initializer": _initializers.serialize(self.beta_initializer),
+                "gamma_initializer": _initializers.serialize(self.gamma_initializer),
+                "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer)}

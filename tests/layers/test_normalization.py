@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+import lamina
+from lamina import layers
+from layer_harness import run_layer_test
+
+
+def test_batch_norm_weights_order_training_and_inference():
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((16, 5, 3)) * 3 + 2).astype(np.float32)
+    bn = layers.BatchNormalization(momentum=0.5)
+    y_inf = bn(x).numpy()  # fresh: moving mean 0, var 1
+    np.testing.assert_allclose(y_inf, x / np.sqrt(1 + 1e-3), atol=1e-5)
+    assert [w.path.split("/")[1] for w in bn.weights] == ["gamma", "beta", "moving_mean", "moving_variance"]
+    assert len(bn.trainable_weights) == 2 and len(bn.non_trainable_weights) == 2
+    y = bn(x, training=True).numpy()
+    mean, var = x.mean(axis=(0, 1)), x.var(axis=(0, 1))
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-3), atol=1e-4)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), 0.5 * mean, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), 0.5 + 0.5 * var, atol=1e-4)
+    run_layer_test(layers.BatchNormalization, {}, (4, 3, 2))
+
+
+def test_frozen_batch_norm_runs_in_inference_mode():
+    x = np.random.default_rng(1).standard_normal((8, 4)).astype(np.float32) + 5
+    bn = layers.BatchNormalization()
+    bn(x)
+    bn.trainable = False
+    before = bn.moving_mean.numpy().copy()
+    y = bn(x, training=True).numpy()
+    np.testing.assert_allclose(y, x / np.sqrt(1 + 1e-3), atol=1e-5)
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), before)
+    assert bn.trainable_weights == [] and len(bn.non_trainable_weights) == 4
+    bn.trainable = True
+    assert len(bn.trainable_weights) == 2  # moving statistics stay non-trainable
+
+
+def test_layer_normalization():
+    x = np.random.default_rng(2).standard_normal((3, 4, 6)).astype(np.float32)
+    m, v = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    run_layer_test(layers.LayerNormalization, {}, (3, 4, 6), input_data=x,
+                   expected_output=(x - m) / np.sqrt(v + 1e-3), atol=1e-4)
+    with pytest.raises(ValueError, match="epsilon"):
+        layers.LayerNormalization(epsilon=0)
