@@ -1,2 +1,287 @@
-"""Random tensors from seeded generators (C++)."""
-__all__ = []
+"""Random tensors from a counter-based generator (Philox-4x32-10, in C++), and dropout.
+
+Every draw is keyed by a (seed, counter) pair, so it depends only on that pair and the shape --
+never on the thread count. `seed` follows Keras:
+
+- an int gives a reproducible draw (the same as the first draw of `SeedGenerator(seed)`);
+- a `SeedGenerator` yields a new (seed, counter) pair on each call, so repeated calls differ but a
+  re-created generator repeats the sequence;
+- None draws from the global generator, which `set_seed(seed)` re-seeds.
+
+    lamina.ops.normal((2, 3), seed=1)        # the same values on every run
+    gen = lamina.backend.random.SeedGenerator(7)
+    a, b = ops.uniform((3,), seed=gen), ops.uniform((3,), seed=gen)   # a != b
+"""
+import math as _pymath
+import random as _pyrandom
+import threading
+
+import numpy as np
+
+from . import dtypes
+from .autodiff import needs_grad, record
+from .math import _as_tensor, normalize_axes
+from .tensor import Tensor, empty
+
+__all__ = ["SeedGenerator", "set_seed", "uniform", "normal", "truncated_normal", "randint",
+           "categorical", "shuffle", "dropout"]
+
+_MASK64 = (1 << 64) - 1
+
+
+def _check_seed_value(seed, where):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{where}: expected an integer seed, received {seed!r} of type "
+                        f"{type(seed).__name__}")
+    return int(seed)
+
+
+class SeedGenerator:
+    """A stream of seeds for random ops: each `next()` returns a new (seed, counter) pair.
+
+    Pass it as `seed=` to random ops (or to layers such as Dropout) so that successive calls
+    draw different values while the whole sequence stays reproducible for a given seed.
+    `SeedGenerator(None)` picks a random seed.
+    """
+
+    def __init__(self, seed=None, name=None, **kwargs):
+        if seed is None:
+            seed = _pyrandom.SystemRandom().getrandbits(63)
+        self._seed = _check_seed_value(seed, "SeedGenerator")
+        self._counter = 0
+        self._lock = threading.Lock()
+        self.name = name or "seed_generator"
+
+    @property
+    def seed(self):
+        return self._seed
+
+    @property
+    def state(self):
+        """(seed, counter): the pair the next draw will use."""
+        return self._seed, self._counter
+
+    def next(self, ordered=True):
+        """The (seed, counter) pair for one draw; advances the counter."""
+        with self._lock:
+            c = self._counter
+            self._counter += 1
+        return self._seed & _MASK64, c & _MASK64
+
+    def get_config(self):
+        return {"seed": self._seed}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"SeedGenerator(seed={self._seed}, counter={self._counter})"
+
+
+_global = None
+_global_lock = threading.Lock()
+
+
+def _global_generator():
+    global _global
+    if _global is None:
+        with _global_lock:
+            if _global is None:
+                _global = SeedGenerator()
+    return _global
+
+
+def set_seed(seed):
+    """Re-seeds the global generator used by random ops called with `seed=None`."""
+    global _global
+    seed = _check_seed_value(seed, "set_seed")
+    with _global_lock:
+        _global = SeedGenerator(seed)
+
+
+def draw_seed(seed, op="random"):
+    """The (seed, counter) key pair for one draw from an int, a SeedGenerator or None."""
+    if seed is None:
+        return _global_generator().next()
+    if isinstance(seed, SeedGenerator):
+        return seed.next()
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{op}: seed must be an int, a SeedGenerator or None, received {seed!r} "
+                        f"of type {type(seed).__name__}")
+    return int(seed) & _MASK64, 0
+
+
+def _shape(shape, op):
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        shape = tuple(int(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"{op}: expected a shape (a tuple of ints), received {shape!r}") from None
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{op}: shape {shape} has a negative dimension")
+    return shape
+
+
+def _float_dtype(dtype, op):
+    dt = dtypes.standardize(dtype)
+    if dt != dtypes.FLOAT32:
+        raise TypeError(f"{op}: expected a float dtype, received {dtype!r}"
+                        + ("; use randint for integers" if dtypes.is_int(dt) else ""))
+    return dt
+
+
+def _scalar(v, name, op):
+    if isinstance(v, Tensor):
+        if v.size != 1:
+            raise ValueError(f"{op}: {name} must be a scalar, received a tensor of shape {v.shape}")
+        v = v.item()
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: {name} must be a number, received {v!r}") from None
+    if not _pymath.isfinite(v):
+        raise ValueError(f"{op}: {name} must be finite, received {v}")
+    return v
+
+
+def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
+    """Floats uniform in [minval, maxval)."""
+    shape = _shape(shape, "uniform")
+    dt = _float_dtype(dtype, "uniform")
+    lo, hi = _scalar(minval, "minval", "uniform"), _scalar(maxval, "maxval", "uniform")
+    if not lo < hi:
+        raise ValueError(f"uniform: minval must be below maxval, received minval={lo}, maxval={hi}")
+    key, ctr = draw_seed(seed, "uniform")
+    out = empty(shape, dt)
+    out.device.kernels.random_uniform(key, ctr, lo, hi, out._buf)
+    return out
+
+
+def _normal(op, shape, mean, stddev, dtype, seed, truncated):
+    shape = _shape(shape, op)
+    dt = _float_dtype(dtype, op)
+    m, s = _scalar(mean, "mean", op), _scalar(stddev, "stddev", op)
+    if s < 0:
+        raise ValueError(f"{op}: stddev must be >= 0, received {s}")
+    key, ctr = draw_seed(seed, op)
+    out = empty(shape, dt)
+    out.device.kernels.random_normal(key, ctr, m, s, truncated, out._buf)
+    return out
+
+
+def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+    """Floats from a normal distribution N(mean, stddev^2)."""
+    return _normal("normal", shape, mean, stddev, dtype, seed, False)
+
+
+def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+    """Normal values with those more than two standard deviations from the mean drawn again
+    (as Keras / TensorFlow do): every value lies within mean +- 2 * stddev."""
+    return _normal("truncated_normal", shape, mean, stddev, dtype, seed, True)
+
+
+def randint(shape, minval, maxval, dtype="int32", seed=None):
+    """Integers uniform in [minval, maxval)."""
+    shape = _shape(shape, "randint")
+    dt = dtypes.standardize(dtype)
+    if not dtypes.is_int(dt):
+        raise TypeError(f"randint: expected an integer dtype (int32 or int64), received {dtype!r}; "
+                        "use uniform for floats")
+    lo, hi = int(minval), int(maxval)
+    if not lo < hi:
+        raise ValueError(f"randint: minval must be below maxval, received minval={lo}, maxval={hi}")
+    bits = 32 if dt == dtypes.INT32 else 64
+    if lo < -(1 << (bits - 1)) or hi - 1 > (1 << (bits - 1)) - 1:
+        raise ValueError(f"randint: range [{lo}, {hi}) does not fit {dt}; use dtype='int64'")
+    key, ctr = draw_seed(seed, "randint")
+    out = empty(shape, dt)
+    out.device.kernels.random_randint(key, ctr, lo, hi, out._buf)
+    return out
+
+
+def categorical(logits, num_samples, dtype="int32", seed=None):
+    """Class ids drawn from softmax(logits): logits (batch, num_classes) -> (batch, num_samples)."""
+    x = _as_tensor(logits)
+    if x.dtype != dtypes.FLOAT32:
+        raise TypeError(f"categorical: expected float32 logits, received {x.dtype} with shape {x.shape}")
+    if x.ndim != 2 or x.shape[1] < 1:
+        raise ValueError(f"categorical: expected logits of shape (batch, num_classes) with "
+                         f"num_classes >= 1, received shape {x.shape}")
+    n = int(num_samples)
+    if n < 0:
+        raise ValueError(f"categorical: num_samples must be >= 0, received {num_samples}")
+    dt = dtypes.standardize(dtype)
+    if not dtypes.is_int(dt):
+        raise TypeError(f"categorical: expected an integer dtype, received {dtype!r}")
+    key, ctr = draw_seed(seed, "categorical")
+    out = empty((x.shape[0], n), dt, x.device)
+    x.device.kernels.random_categorical(x._buf, x.shape[0], x.shape[1], key, ctr, n, out._buf)
+    return out
+
+
+def shuffle(x, axis=0, seed=None):
+    """A random permutation of x along `axis` (one permutation for all other positions).
+    Not differentiable."""
+    x = _as_tensor(x)
+    if x.ndim == 0:
+        raise ValueError("shuffle: expected a tensor with at least 1 dimension, received shape ()")
+    (a,) = normalize_axes(axis, x.ndim, "shuffle")
+    outer = _pymath.prod(x.shape[:a])
+    inner = _pymath.prod(x.shape[a + 1:])
+    key, ctr = draw_seed(seed, "shuffle")
+    out = empty(x.shape, x.dtype, x.device)
+    x.device.kernels.random_shuffle(x._buf, outer, x.shape[a], inner, key, ctr, out._buf)
+    return out
+
+
+def dropout(x, rate, noise_shape=None, seed=None):
+    """Zeroes each element with probability `rate` and scales the kept ones by 1 / (1 - rate).
+
+    The keep mask is drawn in C++ and kept for the backward pass. `noise_shape` (same rank as x,
+    None entries taken from x.shape) draws one mask value per position of that shape, broadcast
+    over x: e.g. (batch, 1, channels) drops whole channels for every timestep. rate 0 returns x.
+    """
+    x = _as_tensor(x)
+    if x.dtype != dtypes.FLOAT32:
+        raise TypeError(f"dropout: expected a float32 tensor, received {x.dtype} with shape {x.shape}; "
+                        "cast it with ops.cast(x, 'float32')")
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        raise TypeError(f"dropout: rate must be a number, received {rate!r}") from None
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout: rate must be in [0, 1), received {rate}; it is the fraction of "
+                         "inputs to drop")
+    ns = None
+    if noise_shape is not None:
+        ns = tuple(noise_shape)
+        if len(ns) != x.ndim:
+            raise ValueError(f"dropout: noise_shape {ns} must have the rank of x, whose shape is {x.shape}")
+        ns = tuple(x.shape[i] if d is None else int(d) for i, d in enumerate(ns))
+        for d, xd in zip(ns, x.shape):
+            if d != xd and d != 1:
+                raise ValueError(f"dropout: noise_shape {tuple(noise_shape)} does not broadcast to x's "
+                                 f"shape {x.shape}; each entry must be 1, None or x's size")
+    if rate == 0.0:
+        return x
+    key, ctr = draw_seed(seed, "dropout")
+    k = x.device.kernels
+    if ns is None or ns == x.shape:
+        out = empty(x.shape, dtypes.FLOAT32, x.device)
+        mask = empty(x.shape, dtypes.BOOL, x.device)
+        k.dropout(x._buf, key, ctr, rate, out._buf, mask._buf)
+        if needs_grad(x):
+            scale = 1.0 / (1.0 - rate)
+
+            def bw(g, n):
+                r = empty(g.shape, g.dtype, g.device)
+                g.device.kernels.dropout_grad(g._buf, mask._buf, scale, r._buf)
+                return (r,)
+            record(out, (x,), bw)
+        return out
+    from .math import multiply
+    mask = empty(ns, dtypes.FLOAT32, x.device)
+    k.dropout_mask(key, ctr, rate, mask._buf)
+    return multiply(x, mask)
