@@ -2,14 +2,13 @@
 import numpy as np
 
 
-def _shape(layer):
-    try:
-        out = layer.output
-    except (AttributeError, ValueError):
+def _shape(model, layer):
+    """Output shape(s) of the layer's node in this model's graph (the last one for Sequential)."""
+    graph = {id(n) for n in getattr(model, "_nodes", [])}
+    nodes = [n for n in layer._inbound_nodes if id(n) in graph] or layer._inbound_nodes[-1:]
+    if not nodes:
         return "?"
-    if isinstance(out, (list, tuple)):
-        return ", ".join(str(_fmt(t.shape)) for t in out)
-    return _fmt(out.shape)
+    return ", ".join(_fmt(t.shape) for t in nodes[-1].outputs)
 
 
 def _fmt(shape):
@@ -23,7 +22,7 @@ def print_summary(model, print_fn=print):
         if isinstance(layer, InputLayer) and type(model).__name__ == "Sequential":
             continue
         params = layer.count_params() if layer.built else 0
-        rows.append((f"{layer.name} ({type(layer).__name__})", _shape(layer), f"{params:,}"))
+        rows.append((f"{layer.name} ({type(layer).__name__})", _shape(model, layer), f"{params:,}"))
     w = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
          for i, h in enumerate(("Layer (type)", "Output Shape", "Param #"))]
     line = "-" * (sum(w) + 6)

@@ -41,9 +41,9 @@ class _Compiled:
                     raise ValueError(f"compile: {what} has keys {sorted(unknown)} that are not output names "
                                      f"{output_names}")
                 return [spec.get(k) for k in output_names]
-            if isinstance(spec, (list, tuple)) and n > 1 and what == "loss":
+            if isinstance(spec, (list, tuple)) and n > 1 and what in ("loss", "loss_weights"):
                 if len(spec) != n:
-                    raise ValueError(f"compile: {len(spec)} losses given for {n} outputs")
+                    raise ValueError(f"compile: {len(spec)} {what} given for {n} outputs {output_names}")
                 return list(spec)
             if isinstance(spec, (list, tuple)) and what != "loss" and n > 1 and spec and \
                     all(isinstance(s, (list, tuple)) or s is None for s in spec):

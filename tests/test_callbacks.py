@@ -45,9 +45,9 @@ def test_early_stopping_restores_best_weights():
         def on_epoch_end(self, epoch, logs=None):
             best.setdefault("w", []).append((logs["val_loss"], self.model.get_weights()))
     es = callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
-    h = m.fit(x, y, epochs=20, verbose=0, validation_data=(x, y), callbacks=[Record(), Sabotage(), es])
+    h = m.fit(x, y, epochs=20, verbose=0, validation_data=(x, y), callbacks=[Record(), es, Sabotage()])
     assert len(h.history["loss"]) < 20 and es.stopped_epoch > 0
-    # Record sees weights before Sabotage changes them: the best epoch's weights are restored
+    # Record and EarlyStopping see the weights before Sabotage changes them
     val, w = min(best["w"], key=lambda t: t[0])
     for a, b in zip(m.get_weights(), w):
         np.testing.assert_allclose(a, b, atol=1e-6)
