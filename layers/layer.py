@@ -25,8 +25,10 @@ _name_lock = threading.Lock()
 
 
 def to_snake_case(name):
-    s = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+    """Keras's rule: Dense -> dense, Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
+    s = re.sub(r"\W+", "", name)
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", s)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
 def unique_name(base):

@@ -102,12 +102,75 @@ def _weight_name(layer, w):
     return w.path if "/" in w.path else f"{layer.name}/{w.name}"
 
 
+# ---- Keras 3's layout (".weights.h5" and inside ".keras"): layers/<snake_class>/vars/<i> ----------
+
+def _v3_children(model):
+    """(path name, layer) pairs as Keras 3 names them: snake-case class names, de-duplicated."""
+    from .sequential import Sequential
+    from ..layers.layer import to_snake_case
+    layers = model.layers if isinstance(model, Sequential) else list(model.layers)
+    used, out = {}, []
+    for layer in layers:
+        base = to_snake_case(type(layer).__name__)
+        if base in used:
+            used[base] += 1
+            name = f"{base}_{used[base]}"
+        else:
+            used[base] = 0
+            name = base
+        out.append((name, layer))
+    return out
+
+
+def _is_container(layer):
+    from .model import Model
+    return isinstance(layer, Model)
+
+
+def write_weights_v3(group, model):
+    for name, layer in _v3_children(model):
+        g = group.require_group(f"layers/{name}")
+        g.attrs["name"] = layer.name
+        if _is_container(layer):
+            write_weights_v3(g, layer)
+            continue
+        ws = legacy_weights(layer)
+        if ws:
+            v = g.create_group("vars")
+            for i, w in enumerate(ws):
+                v.create_dataset(str(i), data=w.numpy())
+
+
+def read_weights_v3(group, model, skip_mismatch=False, source="the file"):
+    import warnings
+    for name, layer in _v3_children(model):
+        path = f"layers/{name}"
+        if _is_container(layer):
+            if path in group:
+                read_weights_v3(group[path], layer, skip_mismatch, source)
+            continue
+        ws = legacy_weights(layer)
+        vars_path = path + "/vars"
+        values = [np.asarray(group[vars_path][str(i)]) for i in range(len(group[vars_path]))] \
+            if vars_path in group else []
+        if not ws and not values:
+            continue
+        _assign(layer, [f"{vars_path}/{i}" for i in range(len(values))], values, skip_mismatch, source, warnings)
+
+
 def read_weights(group, model, by_name=False, skip_mismatch=False, source="the file"):
     """Loads weights saved in Keras's HDF5 layout: by topological order of layers with weights,
     or by layer name. Mismatches name the layer, the weight, and both shapes."""
     import warnings
     if "layer_names" not in group.attrs and "layer_names0" not in group.attrs and "model_weights" in group:
         group = group["model_weights"]
+    if "layer_names" not in group.attrs and "layer_names0" not in group.attrs:
+        if "layers" in group:
+            if by_name:
+                raise ValueError(f"{source} is in Keras 3's '.weights.h5' layout, which is matched by structure; "
+                                 "by_name=True needs a legacy '.h5' weights file")
+            return read_weights_v3(group, model, skip_mismatch, source)
+        raise ValueError(f"{source} holds no Keras weights (neither a 'layer_names' attribute nor a 'layers' group)")
     names = _load_attr(group, "layer_names")
     saved = []
     for n in names:
@@ -165,7 +228,10 @@ def save_weights(model, filepath, overwrite=True):
                          "before save_weights")
     with atomic_write(filepath) as f:
         with h5py.File(f, "w") as h5:
-            write_weights(h5, model)
+            if filepath.endswith(".weights.h5"):
+                write_weights_v3(h5, model)  # Keras 3's layout for this suffix
+            else:
+                write_weights(h5, model)     # the legacy Keras layout of '.h5' weight files
 
 
 def load_weights(model, filepath, by_name=False, skip_mismatch=False):
@@ -264,7 +330,7 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
     if filepath.endswith(".keras"):
         buf = io.BytesIO()
         with h5py.File(buf, "w") as h5:
-            write_weights(h5, model)
+            write_weights_v3(h5, model)
             if include_optimizer and getattr(model, "compiled", False) and model.optimizer.built:
                 _write_optimizer(h5.create_group("optimizer_state"), model)
         with atomic_write(filepath) as f:
