@@ -1,0 +1,532 @@
+"""Tests for backend/convolution.py: conv / conv1d / conv2d, max_pool and average_pool, forward
+and backward, against naive loop-based numpy references."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+import lamina
+from lamina import ops
+from opcheck import check_forward, check_grad
+
+
+# ---- numpy references (direct loops, no im2col) ---------------------------------------------------
+
+def _pair(v, n):
+    return (v,) * n if isinstance(v, int) else tuple(v)
+
+
+def _geometry(size, k, stride, dilation, padding):
+    """(output size, pad before) by the TF/Keras rule."""
+    eff = (k - 1) * dilation + 1
+    if padding.lower() == "valid":
+        return (size - eff) // stride + 1, 0
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + eff - size, 0)
+    return out, total // 2
+
+
+def conv_ref(x, w, strides=1, padding="valid", dilation_rate=1):
+    x, w = np.asarray(x), np.asarray(w)
+    one_d = x.ndim == 3
+    if one_d:
+        x, w = x[:, None], w[None]
+    nsp = 1 if one_d else 2
+    sh, sw = (1,) + _pair(strides, 1) if one_d else _pair(strides, 2)
+    dh, dw = (1,) + _pair(dilation_rate, 1) if one_d else _pair(dilation_rate, 2)
+    del nsp
+    n, h, wd, c = x.shape
+    kh, kw, _, o = w.shape
+    oh, pt = _geometry(h, kh, sh, dh, padding)
+    ow, pl = _geometry(wd, kw, sw, dw, padding)
+    out = np.zeros((n, oh, ow, o), dtype=np.result_type(x, w))
+    for i in range(oh):
+        for j in range(ow):
+            for a in range(kh):
+                ih = i * sh - pt + a * dh
+                if not 0 <= ih < h:
+                    continue
+                for b in range(kw):
+                    iw = j * sw - pl + b * dw
+                    if 0 <= iw < wd:
+                        out[:, i, j, :] += x[:, ih, iw, :] @ w[a, b]
+    return out[:, 0] if one_d else out
+
+
+def conv_grads_ref(x, w, g, strides=1, padding="valid", dilation_rate=1):
+    """Exact gradients of sum(conv_ref(x, w) * g) (2-D), by scatter loops in float64."""
+    x, w, g = (np.asarray(a, np.float64) for a in (x, w, g))
+    sh, sw = _pair(strides, 2)
+    dh, dw_ = _pair(dilation_rate, 2)
+    n, h, wd, c = x.shape
+    kh, kw, _, o = w.shape
+    oh, pt = _geometry(h, kh, sh, dh, padding)
+    ow, pl = _geometry(wd, kw, sw, dw_, padding)
+    dx, dw = np.zeros_like(x), np.zeros_like(w)
+    for i in range(oh):
+        for j in range(ow):
+            for a in range(kh):
+                ih = i * sh - pt + a * dh
+                if not 0 <= ih < h:
+                    continue
+                for b in range(kw):
+                    iw = j * sw - pl + b * dw_
+                    if 0 <= iw < wd:
+                        dx[:, ih, iw, :] += g[:, i, j, :] @ w[a, b].T
+                        dw[a, b] += x[:, ih, iw, :].T @ g[:, i, j, :]
+    return dx, dw
+
+
+def pool_ref(x, pool_size, strides=None, padding="valid", mode="max"):
+    x = np.asarray(x)
+    one_d = x.ndim == 3
+    if one_d:
+        x = x[:, None]
+    nsp = 1 if one_d else 2
+    ph, pw = (1,) + _pair(pool_size, 1) if one_d else _pair(pool_size, 2)
+    st = _pair(pool_size if strides is None else strides, nsp)
+    sh, sw = (1,) + st if one_d else st
+    n, h, wd, c = x.shape
+    oh, pt = _geometry(h, ph, sh, 1, padding)
+    ow, pl = _geometry(wd, pw, sw, 1, padding)
+    out = np.zeros((n, oh, ow, c), dtype=x.dtype)
+    for i in range(oh):
+        for j in range(ow):
+            h0, w0 = i * sh - pt, j * sw - pl
+            win = x[:, max(h0, 0):min(h0 + ph, h), max(w0, 0):min(w0 + pw, wd), :]
+            out[:, i, j, :] = win.max(axis=(1, 2)) if mode == "max" else win.mean(axis=(1, 2))
+    return out[:, 0] if one_d else out
+
+
+def max_pool_grad_ref(x, g, pool_size, strides=None, padding="valid"):
+    """Gradient of max pooling with the first maximum (row-major in the window) taking it all."""
+    x, g = np.asarray(x), np.asarray(g, np.float64)
+    ph, pw = _pair(pool_size, 2)
+    sh, sw = _pair(pool_size if strides is None else strides, 2)
+    n, h, wd, c = x.shape
+    oh, pt = _geometry(h, ph, sh, 1, padding)
+    ow, pl = _geometry(wd, pw, sw, 1, padding)
+    dx = np.zeros(x.shape, np.float64)
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                h0, w0 = max(i * sh - pt, 0), max(j * sw - pl, 0)
+                h1, w1 = min(i * sh - pt + ph, h), min(j * sw - pl + pw, wd)
+                for ch in range(c):
+                    win = x[b, h0:h1, w0:w1, ch]
+                    a, bb = np.unravel_index(np.argmax(win), win.shape)
+                    dx[b, h0 + a, w0 + bb, ch] += g[b, i, j, ch]
+    return dx
+
+
+@pytest.fixture(params=["split", "batch"])
+def schedule(request):
+    """Runs a test under both ways of spreading a convolution over threads (see conv.cpp):
+    chunks split across threads, and images split across threads (needs >= 2 threads)."""
+    k = lamina.get_device("cpu").kernels
+    threads = k.num_threads()
+    if request.param == "batch" and threads < 2:
+        k.set_num_threads(2)
+    old = k.conv_schedule(1 if request.param == "split" else 2)
+    yield request.param
+    k.conv_schedule(old)
+    k.set_num_threads(threads)
+
+
+def f32(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.fixture
+def small_chunks():
+    """Forces many small im2col chunks (several per image) to exercise the chunk boundaries."""
+    k = lamina.get_device("cpu").kernels
+    old = k.conv_chunk_bytes(1024)
+    yield
+    k.conv_chunk_bytes(old)
+
+
+# ---- conv forward ---------------------------------------------------------------------------------
+
+KERNELS = [(1, 1), (3, 3), (5, 5), (2, 3)]
+
+
+@pytest.mark.parametrize("strides,padding,dilation", list(itertools.product([1, 2, 3], ["valid", "same"], [1, 2])))
+def test_conv2d_forward_matches_reference(rng, strides, padding, dilation):
+    for (kh, kw), cin, batch in itertools.product(KERNELS, [1, 3], [1, 3]):
+        x = f32(rng, batch, 11, 10, cin)
+        w = f32(rng, kh, kw, cin, 4)
+        check_forward(ops.conv, conv_ref, [x, w], atol=1e-4, rtol=1e-4,
+                      strides=strides, padding=padding, dilation_rate=dilation)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_conv2d_forward_tuple_args_and_odd_sizes(rng, padding):
+    x = f32(rng, 2, 13, 7, 5)
+    w = f32(rng, 3, 2, 5, 3)
+    check_forward(ops.conv2d, conv_ref, [x, w], atol=1e-4, rtol=1e-4,
+                  strides=(2, 1), padding=padding, dilation_rate=(1, 3))
+    check_forward(ops.conv2d, conv_ref, [x, w], atol=1e-4, rtol=1e-4,
+                  strides=[3, 2], padding=padding.upper(), dilation_rate=[2, 1])
+
+
+@pytest.mark.parametrize("strides,padding,dilation", list(itertools.product([1, 2, 3], ["valid", "same"], [1, 2])))
+def test_conv1d_forward_matches_reference(rng, strides, padding, dilation):
+    for k, cin, batch in itertools.product([1, 2, 3, 5], [1, 3], [1, 2]):
+        x = f32(rng, batch, 17, cin)
+        w = f32(rng, k, cin, 6)
+        check_forward(ops.conv1d, conv_ref, [x, w], atol=1e-4, rtol=1e-4,
+                      strides=strides, padding=padding, dilation_rate=dilation)
+        check_forward(ops.conv, conv_ref, [x, w], atol=1e-4, rtol=1e-4,
+                      strides=(strides,), padding=padding, dilation_rate=(dilation,))
+
+
+def test_conv_1x1_direct_path_and_strided_1x1(rng):
+    x = f32(rng, 3, 6, 5, 7)
+    w = f32(rng, 1, 1, 7, 4)
+    for s, p in [(1, "valid"), (1, "same"), (2, "valid"), (2, "same"), (3, "same")]:
+        check_forward(ops.conv, conv_ref, [x, w], atol=1e-4, rtol=1e-4, strides=s, padding=p)
+
+
+def test_conv_window_equal_to_input_and_same_larger_than_input(rng):
+    x = f32(rng, 2, 4, 3, 2)
+    w = f32(rng, 4, 3, 2, 5)
+    y = check_forward(ops.conv, conv_ref, [x, w], atol=1e-4, rtol=1e-4, padding="valid")
+    assert y.shape == (2, 1, 1, 5)
+    w = f32(rng, 7, 6, 2, 3)  # larger than the input: fine with "same"
+    check_forward(ops.conv, conv_ref, [x, w], atol=1e-4, rtol=1e-4, padding="same", strides=2)
+
+
+def test_conv_larger_shapes_parallel_and_chunked(rng, small_chunks, schedule):
+    # Above the parallel grain, and with chunks that split images: compare with the default chunks.
+    x = f32(rng, 5, 20, 18, 5)
+    w = f32(rng, 3, 3, 5, 7)
+    for s, p, d in [(1, "same", 1), (2, "valid", 1), (1, "same", 2), (3, "same", 1)]:
+        check_forward(ops.conv, conv_ref, [x, w], atol=1e-4, rtol=1e-4, strides=s, padding=p, dilation_rate=d)
+
+
+def test_conv_channels_first_matches_channels_last(rng):
+    x = f32(rng, 2, 9, 8, 3)
+    w = f32(rng, 3, 3, 3, 4)
+    want = conv_ref(x, w, strides=2, padding="same")
+    got = ops.conv(np.transpose(x, (0, 3, 1, 2)), w, strides=2, padding="same", data_format="channels_first")
+    np.testing.assert_allclose(got.numpy(), np.transpose(want, (0, 3, 1, 2)), atol=1e-4, rtol=1e-4)
+    x1 = f32(rng, 2, 11, 3)
+    w1 = f32(rng, 3, 3, 5)
+    got = ops.conv(np.transpose(x1, (0, 2, 1)), w1, padding="same", data_format="CHANNELS_FIRST")
+    np.testing.assert_allclose(got.numpy(), np.transpose(conv_ref(x1, w1, padding="same"), (0, 2, 1)),
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_conv_size_zero_dimensions(rng):
+    w = f32(rng, 3, 3, 2, 4)
+    y = ops.conv(np.zeros((0, 5, 5, 2), np.float32), w, padding="same")
+    assert y.shape == (0, 5, 5, 4)
+    y = ops.conv(np.zeros((2, 0, 5, 2), np.float32), w, padding="same")
+    assert y.shape == (2, 0, 5, 4)
+    y = ops.conv(f32(rng, 2, 5, 5, 2), np.zeros((3, 3, 2, 0), np.float32))
+    assert y.shape == (2, 3, 3, 0)
+    y = ops.conv(np.zeros((2, 5, 5, 0), np.float32), np.zeros((3, 3, 0, 4), np.float32), padding="same")
+    assert y.shape == (2, 5, 5, 4)
+    np.testing.assert_array_equal(y.numpy(), 0.0)
+    # gradients of empty problems have the right shapes (and are zero)
+    x = lamina.Variable(np.zeros((0, 5, 5, 2), np.float32))
+    wv = lamina.Variable(w)
+    with lamina.GradientTape() as tape:
+        loss = ops.sum(ops.conv(x, wv, padding="same"))
+    gx, gw = tape.gradient(loss, [x, wv])
+    assert gx.shape == x.shape and gw.shape == w.shape
+    np.testing.assert_array_equal(gw.numpy(), 0.0)
+
+
+# ---- conv gradients -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kshape,strides,padding,dilation", [
+    ((3, 3), 1, "same", 1),
+    ((3, 3), 2, "valid", 1),
+    ((2, 3), 2, "same", 1),
+    ((3, 2), 1, "same", 2),
+    ((1, 1), 1, "valid", 1),   # direct GEMM path
+    ((1, 1), 2, "same", 1),
+    ((5, 5), 3, "same", 1),
+])
+def test_conv2d_gradients(rng, kshape, strides, padding, dilation):
+    x = f32(rng, 2, 6, 5, 2)
+    w = f32(rng, *kshape, 2, 3)
+    check_grad(ops.conv, conv_ref, [x, w], atol=2e-3, rtol=2e-3,
+               strides=strides, padding=padding, dilation_rate=dilation)
+
+
+@pytest.mark.parametrize("k,strides,padding,dilation", [(3, 1, "same", 1), (2, 2, "valid", 1), (3, 2, "same", 2)])
+def test_conv1d_gradients(rng, k, strides, padding, dilation):
+    x = f32(rng, 2, 9, 3)
+    w = f32(rng, k, 3, 2)
+    check_grad(ops.conv1d, conv_ref, [x, w], atol=2e-3, rtol=2e-3,
+               strides=strides, padding=padding, dilation_rate=dilation)
+
+
+def _conv_grads(x, w, g, **kw):
+    xv, wv = lamina.Variable(x), lamina.Variable(w)
+    with lamina.GradientTape() as tape:
+        y = ops.conv(xv, wv, **kw)
+    return tape.gradient(y, [xv, wv], output_gradients=g)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_conv_gradients_larger_shapes(rng, request, chunked, schedule):
+    if chunked:
+        request.getfixturevalue("small_chunks")
+    x = f32(rng, 5, 19, 17, 6)
+    for kshape, s, p, d in [((3, 3), 1, "same", 1), ((5, 5), 2, "same", 1), ((3, 2), 2, "valid", 2),
+                            ((1, 1), 1, "valid", 1), ((2, 2), 3, "same", 1)]:
+        w = f32(rng, *kshape, 6, 9)
+        y_shape = conv_ref(x, w, strides=s, padding=p, dilation_rate=d).shape
+        g = f32(rng, *y_shape)
+        gx, gw = _conv_grads(x, w, g, strides=s, padding=p, dilation_rate=d)
+        want_x, want_w = conv_grads_ref(x, w, g, strides=s, padding=p, dilation_rate=d)
+        np.testing.assert_allclose(gx.numpy(), want_x, atol=1e-3, rtol=1e-3)
+        np.testing.assert_allclose(gw.numpy(), want_w, atol=1e-3, rtol=1e-3)
+
+
+def test_conv_only_kernel_gradient_when_input_is_constant(rng):
+    x = lamina.convert_to_tensor(f32(rng, 2, 7, 7, 1))
+    w = lamina.Variable(f32(rng, 5, 5, 1, 3))
+    with lamina.GradientTape() as tape:
+        y = ops.conv(x, w, padding="same")
+    gx, gw = tape.gradient(y, [x, w])
+    assert gx is None
+    _, want_w = conv_grads_ref(x.numpy(), w.numpy(), np.ones(y.shape), padding="same")
+    np.testing.assert_allclose(gw.numpy(), want_w, atol=1e-3, rtol=1e-3)
+
+
+def test_conv_gradient_channels_first(rng):
+    x = f32(rng, 2, 2, 5, 4)  # (N, C, H, W)
+    w = f32(rng, 3, 3, 2, 3)
+
+    def ref(x, w):
+        y = conv_ref(np.transpose(x, (0, 2, 3, 1)), w, padding="same")
+        return np.transpose(y, (0, 3, 1, 2))
+    check_grad(lambda a, b: ops.conv(a, b, padding="same", data_format="channels_first"), ref, [x, w],
+               atol=2e-3, rtol=2e-3)
+
+
+# ---- conv errors ----------------------------------------------------------------------------------
+
+def test_conv_errors_rank_and_channels(rng):
+    x, w = f32(rng, 2, 5, 5, 3), f32(rng, 3, 3, 4, 2)
+    with pytest.raises(ValueError, match=r"3 channels.*\(2, 5, 5, 3\).*4 input channels.*\(3, 3, 4, 2\)"):
+        ops.conv(x, w)
+    with pytest.raises(ValueError, match=r"rank 3.*rank 4.*\(5, 5\)"):
+        ops.conv(f32(rng, 5, 5), w)
+    with pytest.raises(ValueError, match=r"3-D \(rank 5\).*not supported"):
+        ops.conv(f32(rng, 1, 2, 2, 2, 1), f32(rng, 1, 1, 1, 1, 1))
+    with pytest.raises(ValueError, match=r"kernel of rank 4.*\(3, 3, 3\)"):
+        ops.conv(x, f32(rng, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"kernel of rank 3.*\(3, 3, 3, 2\)"):
+        ops.conv(f32(rng, 2, 5, 3), f32(rng, 3, 3, 3, 2))
+    with pytest.raises(ValueError, match=r"conv2d: expected inputs of rank 4.*\(2, 5, 3\)"):
+        ops.conv2d(f32(rng, 2, 5, 3), f32(rng, 3, 3, 2))
+    with pytest.raises(ValueError, match=r"conv1d: expected inputs of rank 3.*\(2, 5, 5, 3\)"):
+        ops.conv1d(x, w)
+    with pytest.raises(ValueError, match=r"at least 1.*\(0, 3, 3, 2\)"):
+        ops.conv(x, np.zeros((0, 3, 3, 2), np.float32))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, (1, 2, 3), (1,), (1, 0), "2", True, None])
+def test_conv_errors_strides_and_dilation(rng, bad):
+    x, w = f32(rng, 1, 6, 6, 2), f32(rng, 3, 3, 2, 2)
+    with pytest.raises(ValueError, match=r"strides.*positive int.*received"):
+        ops.conv(x, w, strides=bad)
+    with pytest.raises(ValueError, match=r"dilation_rate.*positive int.*received"):
+        ops.conv(x, w, dilation_rate=bad)
+
+
+def test_conv_errors_padding_format_window(rng):
+    x, w = f32(rng, 1, 6, 5, 2), f32(rng, 3, 3, 2, 2)
+    with pytest.raises(ValueError, match=r"'valid' or 'same'.*'causal'"):
+        ops.conv(x, w, padding="causal")
+    with pytest.raises(ValueError, match=r"data_format.*'nhwc'"):
+        ops.conv(x, w, data_format="nhwc")
+    with pytest.raises(ValueError, match=r"size 7.*more than the input's 6.*\(1, 6, 5, 2\).*padding='same'"):
+        ops.conv(x, f32(rng, 7, 3, 2, 2))
+    with pytest.raises(ValueError, match=r"dilation 3 spans 7.*input's 5"):
+        ops.conv(x, w, dilation_rate=(1, 3))
+
+
+def test_conv_errors_dtype_and_device(rng):
+    x, w = f32(rng, 1, 6, 6, 2), f32(rng, 3, 3, 2, 2)
+    with pytest.raises(TypeError, match=r"float32 input.*int32.*\(1, 6, 6, 2\)"):
+        ops.conv(x.astype(np.int32), w)
+    with pytest.raises(TypeError, match=r"float32 kernel.*int32.*\(3, 3, 2, 2\)"):
+        ops.conv(x, w.astype(np.int32))
+    xt = lamina.convert_to_tensor(x)
+    with lamina.device("cpu:1"):
+        wt = lamina.convert_to_tensor(w)
+    with pytest.raises(ValueError, match=r"different devices.*cpu:0.*\(1, 6, 6, 2\).*cpu:1.*\(3, 3, 2, 2\)"):
+        ops.conv(xt, wt)
+
+
+def test_conv_kernels_reject_inconsistent_arguments(rng):
+    k = lamina.get_device("cpu").kernels
+    x = lamina.convert_to_tensor(f32(rng, 1, 5, 5, 2))
+    w = lamina.convert_to_tensor(f32(rng, 3, 3, 2, 4))
+    out = lamina.backend.tensor.empty((1, 3, 3, 4))
+    with pytest.raises(ValueError, match=r"output shape \(1, 3, 3, 4\) does not match.*expected \(1, 3, 5, 4\)"):
+        k.conv2d_forward(x._buf, (1, 5, 5, 2), w._buf, (3, 3, 2, 4), out._buf, (1, 3, 3, 4), (1, 1), (1, 1), (0, 0, 1, 1))
+    with pytest.raises(ValueError, match=r"output holds 36 elements.*\(1, 4, 3, 4\)"):
+        k.conv2d_forward(x._buf, (1, 5, 5, 2), w._buf, (3, 3, 2, 4), out._buf, (1, 4, 3, 4), (1, 1), (1, 1), (0, 0, 0, 0))
+    with pytest.raises(ValueError, match=r"holds 50 elements.*\(1, 5, 5, 3\)"):
+        k.conv2d_forward(x._buf, (1, 5, 5, 3), w._buf, (3, 3, 3, 4), out._buf, (1, 3, 3, 4), (1, 1), (1, 1), (0, 0, 0, 0))
+    with pytest.raises(ValueError, match=r"strides must be >= 1"):
+        k.conv2d_forward(x._buf, (1, 5, 5, 2), w._buf, (3, 3, 2, 4), out._buf, (1, 3, 3, 4), (0, 1), (1, 1), (0, 0, 0, 0))
+    with pytest.raises(ValueError, match=r"padding must be non-negative"):
+        k.conv2d_forward(x._buf, (1, 5, 5, 2), w._buf, (3, 3, 2, 4), out._buf, (1, 3, 3, 4), (1, 1), (1, 1), (0, 0, -1, 1))
+    with pytest.raises(TypeError, match=r"int32"):
+        xi = lamina.convert_to_tensor(np.zeros((1, 5, 5, 2), np.int32))
+        k.conv2d_forward(xi._buf, (1, 5, 5, 2), w._buf, (3, 3, 2, 4), out._buf, (1, 3, 3, 4), (1, 1), (1, 1), (0, 0, 0, 0))
+    with pytest.raises(ValueError, match=r"argmax indices"):
+        k.pool2d_backward(0, (1, 5, 5, 2), out._buf, (1, 3, 3, 4), x._buf, (2, 2), (2, 2), (0, 0, 0, 0), None)
+
+
+# ---- pooling --------------------------------------------------------------------------------------
+
+POOLS = [1, 2, 3, (2, 3)]
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_pool2d_forward_matches_reference(rng, mode, padding):
+    fn = ops.max_pool if mode == "max" else ops.average_pool
+    for pool, strides, batch, c in itertools.product(POOLS, [None, 1, 2, 3], [1, 3], [1, 4]):
+        x = f32(rng, batch, 9, 7, c)
+        check_forward(fn, lambda a, **kw: pool_ref(a, mode=mode, **kw), [x], atol=1e-5, rtol=1e-5,
+                      pool_size=pool, strides=strides, padding=padding)
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_pool1d_forward_matches_reference(rng, mode, padding):
+    fn = ops.max_pool if mode == "max" else ops.average_pool
+    for pool, strides in itertools.product([1, 2, 3, 4], [None, 1, 2, 3]):
+        x = f32(rng, 2, 11, 3)
+        check_forward(fn, lambda a, **kw: pool_ref(a, mode=mode, **kw), [x], atol=1e-5, rtol=1e-5,
+                      pool_size=pool, strides=strides, padding=padding)
+        check_forward(fn, lambda a, **kw: pool_ref(a, mode=mode, **kw), [x], atol=1e-5, rtol=1e-5,
+                      pool_size=(pool,), strides=None if strides is None else (strides,), padding=padding)
+
+
+def test_average_pool_same_divides_by_valid_count():
+    x = np.ones((1, 3, 3, 1), np.float32)
+    y = ops.average_pool(x, 2, strides=2, padding="same").numpy()
+    np.testing.assert_allclose(y, 1.0)  # padding is not counted: still ones at the border
+    x = np.arange(5, dtype=np.float32).reshape(1, 5, 1)
+    y = ops.average_pool(x, 2, padding="same").numpy().ravel()
+    np.testing.assert_allclose(y, [0.5, 2.5, 4.0])
+
+
+def test_pool_channels_first_and_larger_shapes(rng):
+    x = f32(rng, 3, 4, 10, 9)  # (N, C, H, W)
+    got = ops.max_pool(x, 3, 2, "same", data_format="channels_first").numpy()
+    want = np.transpose(pool_ref(np.transpose(x, (0, 2, 3, 1)), 3, 2, "same"), (0, 3, 1, 2))
+    np.testing.assert_allclose(got, want)
+    x = f32(rng, 4, 30, 29, 33)  # above the parallel grain
+    for mode, fn in [("max", ops.max_pool), ("avg", ops.average_pool)]:
+        check_forward(fn, lambda a, **kw: pool_ref(a, mode=mode, **kw), [x], atol=1e-5, rtol=1e-5,
+                      pool_size=(3, 2), strides=(2, 3), padding="same")
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("pool,strides,padding", [(2, None, "valid"), (3, 2, "same"), ((2, 3), 1, "same"),
+                                                  (3, 3, "valid"), (2, 1, "valid")])
+def test_pool2d_gradients(rng, mode, pool, strides, padding):
+    fn = ops.max_pool if mode == "max" else ops.average_pool
+    # distinct values, spaced well beyond the finite-difference step, so the argmax is stable
+    x = (rng.permutation(2 * 7 * 6 * 2).reshape(2, 7, 6, 2) * 0.01).astype(np.float32)
+    check_grad(lambda a: fn(a, pool, strides, padding), lambda a: pool_ref(a, pool, strides, padding, mode),
+               [x], atol=2e-3, rtol=2e-3)
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pool1d_gradients(rng, mode):
+    fn = ops.max_pool if mode == "max" else ops.average_pool
+    x = (rng.permutation(2 * 13 * 3).reshape(2, 13, 3) * 0.01).astype(np.float32)
+    for pool, strides, padding in [(3, 2, "same"), (2, None, "valid"), (4, 1, "same")]:
+        check_grad(lambda a: fn(a, pool, strides, padding), lambda a: pool_ref(a, pool, strides, padding, mode),
+                   [x], atol=2e-3, rtol=2e-3)
+
+
+def _pool_grad(fn, x, g, *args):
+    xv = lamina.Variable(x)
+    with lamina.GradientTape() as tape:
+        y = fn(xv, *args)
+    return tape.gradient(y, xv, output_gradients=g).numpy()
+
+
+def test_max_pool_ties_send_gradient_to_first_maximum():
+    x = np.zeros((1, 4, 4, 1), np.float32)
+    g = np.arange(1, 10, dtype=np.float32).reshape(1, 3, 3, 1)
+    got = _pool_grad(ops.max_pool, x, g, 2, 1, "valid")
+    want = np.zeros((4, 4))
+    want[:3, :3] = g[0, :, :, 0]  # every window's first (top-left) element wins
+    np.testing.assert_allclose(got[0, :, :, 0], want)
+    np.testing.assert_allclose(got, max_pool_grad_ref(x, g, 2, 1, "valid"))
+
+
+@pytest.mark.parametrize("pool,strides,padding", [(2, 1, "valid"), (3, 2, "same"), ((3, 2), (1, 2), "same")])
+def test_max_pool_gradient_with_many_ties_larger(rng, pool, strides, padding):
+    x = rng.integers(0, 3, (3, 17, 15, 40)).astype(np.float32)  # lots of ties, above the parallel grain
+    xt = lamina.convert_to_tensor(x)
+    y_shape = ops.max_pool(xt, pool, strides, padding).shape
+    g = f32(rng, *y_shape)
+    got = _pool_grad(ops.max_pool, x, g, pool, strides, padding)
+    np.testing.assert_allclose(got, max_pool_grad_ref(x, g, pool, strides, padding), atol=1e-5, rtol=1e-5)
+
+
+def test_average_pool_gradient_larger(rng):
+    x = f32(rng, 1, 31, 29, 64)  # batch 1: the backward pass splits channels across threads
+    y = pool_ref(x, 3, 2, "same", "avg")
+    g = f32(rng, *y.shape)
+    got = _pool_grad(ops.average_pool, x, g, 3, 2, "same")
+    # reference: scatter g / count over each window
+    want = np.zeros(x.shape)
+    oh, pt = _geometry(31, 3, 2, 1, "same")
+    ow, pl = _geometry(29, 3, 2, 1, "same")
+    for i in range(oh):
+        for j in range(ow):
+            h0, h1 = max(i * 2 - pt, 0), min(i * 2 - pt + 3, 31)
+            w0, w1 = max(j * 2 - pl, 0), min(j * 2 - pl + 3, 29)
+            want[:, h0:h1, w0:w1, :] += g[:, i:i + 1, j:j + 1, :] / ((h1 - h0) * (w1 - w0))
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_pool_no_indices_without_tape(rng):
+    x = lamina.Variable(f32(rng, 1, 4, 4, 2))
+    y = ops.max_pool(x, 2)
+    assert y._node is None  # no tape: nothing recorded
+
+
+def test_pool_errors(rng):
+    x = f32(rng, 2, 5, 4, 3)
+    with pytest.raises(ValueError, match=r"pool_size.*positive int.*received 0"):
+        ops.max_pool(x, 0)
+    with pytest.raises(ValueError, match=r"pool_size.*tuple of 2.*\(2, 2, 2\)"):
+        ops.max_pool(x, (2, 2, 2))
+    with pytest.raises(ValueError, match=r"strides.*received -1"):
+        ops.average_pool(x, 2, -1)
+    with pytest.raises(ValueError, match=r"'valid' or 'same'.*'full'"):
+        ops.average_pool(x, 2, padding="full")
+    with pytest.raises(ValueError, match=r"pool window of size 5 spans 5.*input's 4.*\(2, 5, 4, 3\)"):
+        ops.max_pool(x, 5)
+    with pytest.raises(ValueError, match=r"rank 3.*rank 4.*\(5, 4\)"):
+        ops.max_pool(f32(rng, 5, 4), 2)
+    with pytest.raises(TypeError, match=r"float32 input.*int64.*\(2, 5, 4, 3\)"):
+        ops.max_pool(x.astype(np.int64), 2)
+    # a too-large window is fine with "same" padding
+    assert ops.max_pool(x, 7, padding="same").shape == (2, 1, 1, 3)
+
+
+def test_ops_namespace_exports():
+    for name in ["conv", "conv1d", "conv2d", "max_pool", "average_pool"]:
+        assert getattr(ops, name) is getattr(lamina.backend.convolution, name)
+        assert name in lamina.backend.nn.__all__
