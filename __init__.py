@@ -1,10 +1,15 @@
 """lamina: a Keras-like deep-learning library on its own C++ backend.
 
     import lamina as keras
-    model = keras.Sequential([keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential([keras.Input(shape=(784,)), keras.layers.Dense(10, activation="softmax")])
 """
 __version__ = "0.1.0"
 
 from .backend import (GradientTape, Tensor, Variable, Device, device, get_device, list_devices,  # noqa: F401
                       convert_to_tensor, convert_to_numpy, is_tensor)
+from .backend import random  # noqa: F401
 from . import backend, ops  # noqa: F401
+from . import activations, initializers, regularizers  # noqa: F401
+from . import layers, losses, metrics, optimizers, callbacks, utils, datasets, models  # noqa: F401
+from .layers import Input, InputLayer, Layer  # noqa: F401
+from .models import Model, Sequential  # noqa: F401

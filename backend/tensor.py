@@ -123,7 +123,7 @@ class Variable(Tensor):
         v.assign_add(ones)   # in place: tensors made from v before keep their values
     """
 
-    __slots__ = ("name", "_trainable", "_shape_check")
+    __slots__ = ("name", "_trainable", "_path")
 
     def __init__(self, initializer, shape=None, dtype=None, trainable=True, name=None):
         dev = current_device()
@@ -160,7 +160,8 @@ class Variable(Tensor):
 
     @property
     def path(self):
-        return self.name
+        """'layer_name/weight_name' for layer weights, else the name."""
+        return getattr(self, "_path", None) or self.name
 
     def _coerce(self, value, what):
         t = value if isinstance(value, Tensor) else convert_to_tensor(value, self.dtype, self.device)
@@ -235,7 +236,7 @@ def convert_to_tensor(x, dtype=None, device=None):
     if a.dtype == object:
         raise TypeError(f"Cannot convert {type(x).__name__} to a tensor: it holds non-numeric objects")
     dt = dtypes.standardize(dtype) if dtype is not None else _infer_dtype(a)
-    a = np.ascontiguousarray(a, dtype=dtypes.to_numpy_dtype(dt))
+    a = np.asarray(a, dtype=dtypes.to_numpy_dtype(dt), order="C")
     return Tensor(dev.kernels.from_numpy(a), a.shape, dt, dev)
 
 

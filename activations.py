@@ -1,0 +1,103 @@
+"""Activation functions by name or callable, as `keras.activations`."""
+from . import ops
+
+
+def linear(x):
+    return x
+
+
+def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    if negative_slope == 0.0 and max_value is None and threshold == 0.0:
+        return ops.relu(x)
+    if max_value == 6.0 and negative_slope == 0.0 and threshold == 0.0:
+        return ops.relu6(x)
+    y = ops.where(ops.greater_equal(x, threshold), x, ops.multiply(ops.subtract(x, threshold), negative_slope))
+    return ops.minimum(y, max_value) if max_value is not None else y
+
+
+def sigmoid(x):
+    return ops.sigmoid(x)
+
+
+def tanh(x):
+    return ops.tanh(x)
+
+
+def softmax(x, axis=-1):
+    return ops.softmax(x, axis=axis)
+
+
+def log_softmax(x, axis=-1):
+    return ops.log_softmax(x, axis=axis)
+
+
+def elu(x, alpha=1.0):
+    return ops.elu(x, alpha=alpha)
+
+
+def selu(x):
+    return ops.selu(x)
+
+
+def softplus(x):
+    return ops.softplus(x)
+
+
+def softsign(x):
+    return ops.softsign(x)
+
+
+def gelu(x, approximate=False):
+    return ops.gelu(x, approximate=approximate)
+
+
+def silu(x):
+    return ops.silu(x)
+
+
+swish = silu
+
+
+def leaky_relu(x, negative_slope=0.2):
+    return ops.leaky_relu(x, negative_slope=negative_slope)
+
+
+def relu6(x):
+    return ops.relu6(x)
+
+
+def hard_sigmoid(x):
+    return ops.hard_sigmoid(x)
+
+
+def exponential(x):
+    return ops.exp(x)
+
+
+_BY_NAME = {f.__name__: f for f in (linear, relu, sigmoid, tanh, softmax, log_softmax, elu, selu,
+                                    softplus, softsign, gelu, silu, leaky_relu, relu6, hard_sigmoid,
+                                    exponential)}
+_BY_NAME["swish"] = silu
+
+
+def get(identifier):
+    """An activation from a name ("relu"), a callable, or None (linear)."""
+    if identifier is None:
+        return linear
+    if isinstance(identifier, str):
+        f = _BY_NAME.get(identifier)
+        if f is None:
+            raise ValueError(f"Unknown activation {identifier!r}; expected one of {sorted(_BY_NAME)} or a callable")
+        return f
+    if isinstance(identifier, dict):
+        return get(identifier.get("config", {}).get("name", identifier.get("class_name")))
+    if callable(identifier):
+        return identifier
+    raise TypeError(f"Could not interpret activation {identifier!r}: expected a name or a callable")
+
+
+def serialize(fn):
+    for name, f in _BY_NAME.items():
+        if f is fn:
+            return name
+    return getattr(fn, "__name__", str(fn))

@@ -1,0 +1,188 @@
+"""Core layers: Dense, Activation, Dropout, Lambda, and the activation layers."""
+import numpy as np
+
+from .. import activations as _activations
+from .. import initializers as _initializers
+from .. import ops
+from .. import regularizers as _regularizers
+from .layer import InputSpec, Layer
+
+
+def _positive_int(layer, arg, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{layer}: `{arg}` must be a positive integer, received {arg}={value!r}")
+    return int(value)
+
+
+class Dense(Layer):
+    """`output = activation(inputs @ kernel + bias)`; kernel (in, units), acts on the last axis."""
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, lora_rank=None, **kwargs):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.units = _positive_int("Dense", "units", units)
+        self.activation = _activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _initializers.get(kernel_initializer)
+        self.bias_initializer = _initializers.get(bias_initializer)
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer)
+        self.bias_regularizer = _regularizers.get(bias_regularizer)
+        self.input_spec = InputSpec(min_ndim=2)
+
+    def build(self, input_shape):
+        in_dim = input_shape[-1]
+        if in_dim is None:
+            raise ValueError(f"Dense '{self.name}': the last dimension of the input must be known, received "
+                             f"shape {input_shape}")
+        self.kernel = self.add_weight(name="kernel", shape=(in_dim, self.units), initializer=self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer)
+        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer=self.bias_initializer,
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
+        self.input_spec = InputSpec(min_ndim=2, axes={-1: in_dim})
+
+    def call(self, inputs):
+        x = ops.matmul(inputs, self.kernel)
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        return self.activation(x) if self.activation is not _activations.linear else x
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": _activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": _initializers.serialize(self.kernel_initializer),
+                "bias_initializer": _initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": _regularizers.serialize(self.bias_regularizer)}
+
+
+class Activation(Layer):
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = _activations.get(activation)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return self.activation(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "activation": _activations.serialize(self.activation)}
+
+
+class Dropout(Layer):
+    """Randomly zeroes a fraction `rate` of the inputs during training and scales the rest by 1/(1-rate)."""
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError(f"Dropout: `rate` must be a number in [0, 1], received rate={rate!r}")
+        self.rate, self.noise_shape, self.seed = float(rate), noise_shape, seed
+        from ..backend.random import SeedGenerator
+        self._seed_gen = SeedGenerator(seed) if seed is not None else None
+        self.supports_masking = True
+
+    def call(self, inputs, training=False):
+        if training and self.rate > 0:
+            seed = self._seed_gen.next() if self._seed_gen is not None else None
+            return ops.dropout(inputs, self.rate, noise_shape=self.noise_shape, seed=seed)
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}
+
+
+class Lambda(Layer):
+    """Wraps a function of tensors as a layer: `Lambda(lambda x: x * 2)`."""
+
+    def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
+        super().__init__(**kwargs)
+        if not callable(function):
+            raise TypeError(f"Lambda: `function` must be callable, received {function!r}")
+        self.function, self.arguments = function, dict(arguments or {})
+        self._output_shape = output_shape
+
+    def call(self, inputs):
+        return self.function(inputs, **self.arguments)
+
+    def compute_output_shape(self, input_shape):
+        if self._output_shape is None:
+            return Layer.compute_output_shape(self, input_shape)
+        if callable(self._output_shape):
+            return self._output_shape(input_shape)
+        return (input_shape[0] if isinstance(input_shape, tuple) else None,) + tuple(self._output_shape)
+
+    def get_config(self):
+        raise _lambda_config_error(self)
+
+
+def _lambda_config_error(layer):
+    return TypeError(f"Lambda layer '{layer.name}' wraps a Python function, which lamina does not serialize; "
+                     "save the weights with save_weights() and rebuild the model in code, or write a custom "
+                     "layer class registered with lamina.utils.register_keras_serializable()")
+
+
+class Softmax(Layer):
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        return ops.softmax(inputs, axis=self.axis)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+class ReLU(Layer):
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if max_value is not None and max_value < 0:
+            raise ValueError(f"ReLU: max_value must be >= 0, received {max_value}")
+        if negative_slope is None or negative_slope < 0:
+            raise ValueError(f"ReLU: negative_slope must be >= 0, received {negative_slope}")
+        self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return _activations.relu(inputs, negative_slope=self.negative_slope, max_value=self.max_value,
+                                 threshold=self.threshold)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "max_value": self.max_value, "negative_slope": self.negative_slope,
+                "threshold": self.threshold}
+
+
+class LeakyReLU(Layer):
+    def __init__(self, negative_slope=0.3, **kwargs):
+        if "alpha" in kwargs:
+            negative_slope = kwargs.pop("alpha")
+        super().__init__(**kwargs)
+        if negative_slope is None or negative_slope < 0:
+            raise ValueError(f"LeakyReLU: negative_slope must be >= 0, received {negative_slope}")
+        self.negative_slope = float(negative_slope)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return ops.leaky_relu(inputs, negative_slope=self.negative_slope)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}

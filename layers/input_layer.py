@@ -1,0 +1,127 @@
+"""Symbolic inputs of the functional API: `Input(shape)` returns a KerasTensor, which layers
+turn into graph nodes instead of computing."""
+import numpy as np
+
+from ..backend import dtypes
+from .layer import Layer, _shape_str
+
+
+class KerasTensor:
+    """A symbolic tensor: a shape (None for unknown dims), a dtype, and where it came from."""
+
+    __slots__ = ("shape", "dtype", "name", "_keras_history")
+
+    def __init__(self, shape, dtype="float32", name=None):
+        self.shape = tuple(None if d is None else int(d) for d in shape)
+        self.dtype = dtypes.standardize(dtype)
+        self.name = name
+        self._keras_history = None  # (layer, node_index, tensor_index)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"<KerasTensor shape={_shape_str(self.shape)}, dtype={self.dtype}, name={self.name}>"
+
+    def __hash__(self):
+        return id(self)
+
+    def numpy(self):
+        raise ValueError("A symbolic KerasTensor has no value: it only describes the inputs of a "
+                         "functional model. Build a Model(inputs, outputs) and call it on data.")
+
+    def __array__(self, *a, **k):
+        self.numpy()
+
+    # arithmetic on symbolic tensors becomes a Lambda layer in the graph
+    def _op(self, fn, other=None, reverse=False):
+        from .core import Lambda
+        if other is None:
+            return Lambda(fn)(self)
+        if isinstance(other, KerasTensor):
+            return Lambda(lambda ab: fn(ab[1], ab[0]) if reverse else fn(ab[0], ab[1]))([self, other])
+        return Lambda(lambda a: fn(other, a) if reverse else fn(a, other))(self)
+
+    def __add__(self, o):
+        from .. import ops
+        return self._op(ops.add, o)
+
+    def __radd__(self, o):
+        from .. import ops
+        return self._op(ops.add, o, True)
+
+    def __sub__(self, o):
+        from .. import ops
+        return self._op(ops.subtract, o)
+
+    def __rsub__(self, o):
+        from .. import ops
+        return self._op(ops.subtract, o, True)
+
+    def __mul__(self, o):
+        from .. import ops
+        return self._op(ops.multiply, o)
+
+    def __rmul__(self, o):
+        from .. import ops
+        return self._op(ops.multiply, o, True)
+
+    def __truediv__(self, o):
+        from .. import ops
+        return self._op(ops.divide, o)
+
+    def __neg__(self):
+        from .. import ops
+        return self._op(ops.negative)
+
+    def __matmul__(self, o):
+        from .. import ops
+        return self._op(ops.matmul, o)
+
+    def __getitem__(self, idx):
+        return self._op(lambda a: a[idx])
+
+
+class InputLayer(Layer):
+    """The layer behind `Input`: it holds the model's input KerasTensor."""
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, input_tensor=None, name=None,
+                 batch_shape=None, sparse=False, **kwargs):
+        if "input_shape" in kwargs:
+            shape = kwargs.pop("input_shape")
+        if "batch_input_shape" in kwargs:
+            batch_shape = kwargs.pop("batch_input_shape")
+        if sparse:
+            raise ValueError("InputLayer: sparse inputs are not supported by lamina")
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        if batch_shape is None:
+            if shape is None:
+                raise ValueError("Input: pass `shape` (without the batch dimension), e.g. Input(shape=(784,)), "
+                                 "or `batch_shape`")
+            if isinstance(shape, (int, np.integer)):
+                shape = (int(shape),)
+            batch_shape = (batch_size,) + tuple(shape)
+        self._batch_input_shape = tuple(batch_shape)
+        self.dtype = dtypes.standardize(dtype) if dtype is not None else "float32"
+        self.built = True
+        if input_tensor is not None:
+            kt = input_tensor
+        else:
+            kt = KerasTensor(self._batch_input_shape, self.dtype, name=self.name)
+        from ..models.functional import Node
+        Node(self, [], [kt], ((), {}))
+
+    @property
+    def batch_shape(self):
+        return self._batch_input_shape
+
+    def get_config(self):
+        return {"batch_shape": self._batch_input_shape, "dtype": self.dtype, "name": self.name}
+
+
+def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, tensor=None, sparse=False):
+    """A symbolic input for the functional API: `x = Input(shape=(28, 28, 1))`."""
+    layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name, batch_shape=batch_shape,
+                       input_tensor=tensor, sparse=sparse)
+    return layer._inbound_nodes[0].outputs[0]

@@ -1,0 +1,400 @@
+"""The Layer base class: Keras's contract.
+
+`__init__` validates arguments; `build(input_shape)` creates weights with `add_weight`; `call`
+does the maths with ops; `get_config()` returns what `__init__` takes. `__call__` builds on
+first use, checks inputs against `input_spec`, places the layer's work on its device, resolves
+the `training` flag, and, for symbolic inputs (`lamina.Input`), records a node of the
+functional graph instead of computing.
+"""
+import inspect
+import re
+import threading
+
+import numpy as np
+
+from .. import initializers as _initializers
+from .. import regularizers as _regularizers
+from ..backend import dtypes
+from ..backend.device import current_device, device as device_scope, _scope as _device_scope
+from ..backend.tensor import Tensor, Variable, convert_to_tensor
+
+# ---- names -----------------------------------------------------------------------------------
+
+_name_counts = {}
+_name_lock = threading.Lock()
+
+
+def to_snake_case(name):
+    s = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+
+
+def unique_name(base):
+    """'dense', then 'dense_1', 'dense_2', ... like Keras."""
+    with _name_lock:
+        n = _name_counts.get(base, 0)
+        _name_counts[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+# ---- call context (training flag) ------------------------------------------------------------
+
+class _CallContext(threading.local):
+    def __init__(self):
+        self.training = None
+
+
+_ctx = _CallContext()
+
+
+class InputSpec:
+    """What a layer accepts: `ndim`, `min_ndim`, `max_ndim`, `dtype`, `axes` {axis: size}, `shape`."""
+
+    def __init__(self, dtype=None, shape=None, ndim=None, max_ndim=None, min_ndim=None, axes=None,
+                 allow_last_axis_squeeze=False, name=None):
+        self.dtype = dtype
+        self.shape = tuple(shape) if shape is not None else None
+        self.ndim = len(self.shape) if self.shape is not None else ndim
+        self.max_ndim, self.min_ndim = max_ndim, min_ndim
+        self.axes = dict(axes or {})
+        self.name = name
+
+    def __repr__(self):
+        parts = [f"{k}={v}" for k, v in (("ndim", self.ndim), ("min_ndim", self.min_ndim),
+                                         ("max_ndim", self.max_ndim), ("axes", self.axes or None),
+                                         ("shape", self.shape)) if v is not None]
+        return f"InputSpec({', '.join(parts)})"
+
+
+def _shape_str(shape):
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def check_input_spec(layer, spec, shape):
+    """Raises ValueError naming the layer, the expected and the received shape."""
+    if spec is None:
+        return
+    nd = len(shape)
+    where = f"Input to layer '{layer.name}' ({type(layer).__name__}) is incompatible with the layer"
+    if spec.ndim is not None and nd != spec.ndim:
+        raise ValueError(f"{where}: expected ndim={spec.ndim}, found ndim={nd}. Full shape received: "
+                         f"{_shape_str(shape)}. Hint: reshape the input (e.g. with a Reshape/Flatten layer) "
+                         f"or check the model's input shape.")
+    if spec.min_ndim is not None and nd < spec.min_ndim:
+        raise ValueError(f"{where}: expected min_ndim={spec.min_ndim}, found ndim={nd}. Full shape received: "
+                         f"{_shape_str(shape)}")
+    if spec.max_ndim is not None and nd > spec.max_ndim:
+        raise ValueError(f"{where}: expected max_ndim={spec.max_ndim}, found ndim={nd}. Full shape received: "
+                         f"{_shape_str(shape)}")
+    for axis, size in spec.axes.items():
+        a = axis if axis >= 0 else nd + axis
+        if size is not None and 0 <= a < nd and shape[a] is not None and shape[a] != size:
+            raise ValueError(f"{where}: expected axis {axis} of the input shape to have value {size}, "
+                             f"but received input with shape {_shape_str(shape)}")
+    if spec.shape is not None:
+        for want, got in zip(spec.shape, shape):
+            if want is not None and got is not None and want != got:
+                raise ValueError(f"{where}: expected shape {_shape_str(spec.shape)}, found shape {_shape_str(shape)}")
+
+
+# ---- structure helpers ---------------------------------------------------------------------------
+
+def flatten(x):
+    if isinstance(x, dict):
+        return [t for k in x for t in flatten(x[k])]
+    if isinstance(x, (list, tuple)):
+        return [t for v in x for t in flatten(v)]
+    return [x]
+
+
+def map_structure(fn, x):
+    if isinstance(x, dict):
+        return {k: map_structure(fn, v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(map_structure(fn, v) for v in x)
+    return fn(x)
+
+
+def shape_of(x):
+    return tuple(x.shape)
+
+
+# ---- Layer -------------------------------------------------------------------------------------
+
+class Layer:
+    """Base class of all layers (see the module docstring for the contract)."""
+
+    def __init__(self, *, activity_regularizer=None, trainable=True, dtype=None, autocast=True, name=None, **kwargs):
+        input_shape = kwargs.pop("input_shape", None)
+        batch_input_shape = kwargs.pop("batch_input_shape", None)
+        input_dim = kwargs.pop("input_dim", None)
+        batch_size = kwargs.pop("batch_size", None)
+        kwargs.pop("input_length", None)  # accepted for Keras 2 scripts (Embedding)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unrecognized keyword argument(s) {sorted(kwargs)}. "
+                            "Check the spelling against the layer's documented arguments.")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{type(self).__name__}: name must be a string, received {name!r}")
+        object.__setattr__(self, "_layers", [])
+        object.__setattr__(self, "_own_weights", [])
+        self.name = name if name else unique_name(to_snake_case(type(self).__name__))
+        self._trainable = bool(trainable)
+        self.dtype = dtypes.standardize(dtype) if dtype is not None and not isinstance(dtype, dict) else "float32"
+        self.built = False
+        self.input_spec = None
+        self.supports_masking = False
+        self.activity_regularizer = _regularizers.get(activity_regularizer)
+        self._losses = []
+        self._inbound_nodes = []
+        self._device = current_device() if _device_scope.stack else None
+        if batch_input_shape is not None:
+            self._batch_input_shape = tuple(batch_input_shape)
+        elif input_shape is not None:
+            self._batch_input_shape = (batch_size,) + tuple(input_shape)
+        elif input_dim is not None:
+            self._batch_input_shape = (batch_size, int(input_dim))
+        else:
+            self._batch_input_shape = None
+        self._call_has_training = "training" in inspect.signature(self.call).parameters
+        self._build_overridden = type(self).build is not Layer.build
+
+    # -- attribute tracking: sub-layers and variables assigned as attributes are tracked --
+    def __setattr__(self, key, value):
+        if isinstance(value, Layer) and key != "_outer":
+            if value not in self._layers:
+                self._layers.append(value)
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Layer) for v in value):
+            for v in value:
+                if v not in self._layers:
+                    self._layers.append(v)
+        elif isinstance(value, Variable) and not any(value is w for w in self._own_weights):
+            self._own_weights.append(value)
+        object.__setattr__(self, key, value)
+
+    # -- weights --
+    def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True, regularizer=None,
+                   constraint=None, name=None, **kwargs):
+        """Creates a Variable owned by this layer (Keras's `add_weight`)."""
+        shape = tuple(int(d) for d in (shape or ()))
+        dt = dtypes.standardize(dtype or self.dtype)
+        if initializer is None:
+            initializer = "glorot_uniform" if dtypes.is_float(dt) else "zeros"
+        init = _initializers.get(initializer)
+        name = name or f"variable_{len(self._own_weights)}"
+        dev = self._device or current_device()
+        with device_scope(dev):
+            value = init(shape, dtype=dt)
+            v = Variable(value, dtype=dt, trainable=trainable, name=name)
+        v._path = f"{self.name}/{name}"
+        if not self._trainable:
+            v.trainable = False
+        self._own_weights.append(v)
+        reg = _regularizers.get(regularizer)
+        if reg is not None:
+            self._regularizers = getattr(self, "_regularizers", []) + [(v, reg)]
+        if constraint is not None:
+            self._constraints = getattr(self, "_constraints", []) + [(v, constraint)]
+        return v
+
+    def _all_layers(self):
+        out = []
+        for l in self._layers:
+            out.append(l)
+            out.extend(l._all_layers())
+        return out
+
+    @property
+    def weights(self):
+        seen, out = set(), []
+        for w in self._own_weights + [w for l in self._layers for w in l.weights]:
+            if id(w) not in seen:
+                seen.add(id(w))
+                out.append(w)
+        return out
+
+    @property
+    def variables(self):
+        return self.weights
+
+    @property
+    def trainable_weights(self):
+        if not self._trainable:
+            return []
+        return [w for w in self._own_weights if w.trainable] + \
+            _dedupe([w for l in self._layers for w in l.trainable_weights])
+
+    @property
+    def non_trainable_weights(self):
+        tw = {id(w) for w in self.trainable_weights}
+        return [w for w in self.weights if id(w) not in tw]
+
+    trainable_variables = trainable_weights
+    non_trainable_variables = non_trainable_weights
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        """Takes effect at once, for this layer and every layer inside it."""
+        value = bool(value)
+        self._trainable = value
+        for w in self._own_weights:
+            w.trainable = value and getattr(w, "_layer_trainable", True)
+        for l in self._layers:
+            l.trainable = value
+
+    def get_weights(self):
+        return [w.numpy() for w in self.weights]
+
+    def set_weights(self, weights):
+        own = self.weights
+        if len(weights) != len(own):
+            raise ValueError(f"Layer '{self.name}': set_weights expected {len(own)} arrays "
+                             f"({[w.path for w in own]}), received {len(weights)}")
+        for v, a in zip(own, weights):
+            a = np.asarray(a)
+            if tuple(a.shape) != v.shape:
+                raise ValueError(f"Layer '{self.name}': weight '{v.path}' has shape {v.shape}, "
+                                 f"the value given has shape {tuple(a.shape)}")
+        for v, a in zip(own, weights):
+            v.assign(np.asarray(a))
+
+    def count_params(self):
+        if not self.built:
+            raise ValueError(f"Layer '{self.name}' has not been built yet, so it has no weights to count. "
+                             "Call it on an input or call build(input_shape) first.")
+        return int(sum(int(np.prod(w.shape)) for w in self.weights))
+
+    # -- losses --
+    @property
+    def losses(self):
+        out = list(self._losses)
+        for v, reg in getattr(self, "_regularizers", []):
+            out.append(reg(v))
+        for l in self._layers:
+            out.extend(l.losses)
+        return out
+
+    def add_loss(self, loss):
+        self._losses.append(loss)
+
+    # -- build / call --
+    def build(self, input_shape=None):
+        self.built = True
+
+    def call(self, inputs, *args, **kwargs):
+        return inputs
+
+    def _maybe_build(self, input_shape):
+        if self.built:
+            return
+        dev = self._device
+        if dev is not None:
+            with device_scope(dev):
+                self.build(input_shape)
+        else:
+            self.build(input_shape)
+        self.built = True
+
+    def build_from_shape(self, input_shape):
+        self._maybe_build(input_shape)
+
+    def __call__(self, *args, **kwargs):
+        if not args:
+            raise TypeError(f"Layer '{self.name}' was called without inputs")
+        inputs = args[0]
+        from .input_layer import KerasTensor
+        if any(isinstance(t, KerasTensor) for t in flatten(inputs)):
+            from ..models.functional import symbolic_call
+            return symbolic_call(self, *args, **kwargs)
+        inputs = map_structure(lambda t: t if isinstance(t, Tensor) else convert_to_tensor(t, dtype=None), inputs)
+        if self._device is not None:
+            dev = self._device
+            inputs = map_structure(lambda t: t.to(dev) if t.device is not dev else t, inputs)
+        flat = flatten(inputs)
+        shapes = map_structure(shape_of, inputs)
+        if not self.built:
+            self._maybe_build(shapes)
+        if self.input_spec is not None:
+            specs = self.input_spec if isinstance(self.input_spec, (list, tuple)) else [self.input_spec]
+            for spec, t in zip(specs, flat):
+                check_input_spec(self, spec, t.shape)
+        if self._call_has_training:
+            training = kwargs.get("training")
+            if training is None:
+                training = _ctx.training
+            kwargs["training"] = training
+        else:
+            training = _ctx.training
+            kwargs.pop("training", None)
+        prev = _ctx.training
+        _ctx.training = training
+        try:
+            if self._device is not None:
+                with device_scope(self._device):
+                    out = self.call(inputs, *args[1:], **kwargs)
+            else:
+                out = self.call(inputs, *args[1:], **kwargs)
+        finally:
+            _ctx.training = prev
+        if self.activity_regularizer is not None:
+            for o in flatten(out):
+                self.add_loss(self.activity_regularizer(o))
+        return out
+
+    def compute_output_shape(self, input_shape):
+        """Output shape for an input shape (None for unknown dims). The base version traces `call`."""
+        from ..models.functional import trace_output_shape
+        return trace_output_shape(self, input_shape)
+
+    # -- config --
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        if self._batch_input_shape is not None:
+            config["batch_input_shape"] = self._batch_input_shape
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # -- functional helpers --
+    def _node_output(self, attr):
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer '{self.name}' has never been called on a symbolic input, so it has no {attr}")
+        if len(self._inbound_nodes) > 1:
+            raise AttributeError(f"Layer '{self.name}' has been called {len(self._inbound_nodes)} times (shared); "
+                                 f"use get_{attr}_at(node_index)")
+        return getattr(self._inbound_nodes[0], attr + "s")
+
+    @property
+    def input(self):
+        r = self._node_output("input")
+        return r[0] if len(r) == 1 else r
+
+    @property
+    def output(self):
+        r = self._node_output("output")
+        return r[0] if len(r) == 1 else r
+
+    def get_input_at(self, i):
+        r = self._inbound_nodes[i].inputs
+        return r[0] if len(r) == 1 else r
+
+    def get_output_at(self, i):
+        r = self._inbound_nodes[i].outputs
+        return r[0] if len(r) == 1 else r
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _dedupe(ws):
+    seen, out = set(), []
+    for w in ws:
+        if id(w) not in seen:
+            seen.add(id(w))
+            out.append(w)
+    return out

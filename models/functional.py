@@ -1,0 +1,191 @@
+"""The functional graph: nodes recorded when layers are called on KerasTensors, and the
+Functional model that replays them on real tensors."""
+from ..backend.autodiff import _state as _tape_state
+from ..layers.input_layer import InputLayer, KerasTensor
+from ..layers.layer import Layer, check_input_spec, flatten, map_structure
+from ..backend.tensor import Tensor
+from ..backend import math as _m
+
+
+class Node:
+    """One call of a layer in the graph: input and output KerasTensors and the call's arguments
+    (a structure in which the input KerasTensors stand where tensors will go)."""
+
+    def __init__(self, layer, inputs, outputs, call_args):
+        self.layer = layer
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self.call_args = call_args
+        index = len(layer._inbound_nodes)
+        layer._inbound_nodes.append(self)
+        for i, t in enumerate(self.outputs):
+            t._keras_history = (layer, index, i)
+
+    @property
+    def parent_nodes(self):
+        out = []
+        for t in self.inputs:
+            layer, idx, _ = t._keras_history
+            out.append(layer._inbound_nodes[idx])
+        return out
+
+
+_SENTINEL_BATCH, _SENTINEL_DIM = 2, 3
+
+
+def trace_output_shape(layer, input_shape, input_dtypes=None):
+    """Output shape(s) of `layer` for `input_shape`, found by running `call` once on zeros with
+    unknown dims replaced by small sizes (they come back as None)."""
+    unknown_batch = [False]
+    unknown_other = [False]
+
+    def concrete(shape):
+        dims = []
+        for i, d in enumerate(shape):
+            if d is None:
+                if i == 0:
+                    unknown_batch[0] = True
+                else:
+                    unknown_other[0] = True
+                dims.append(_SENTINEL_BATCH if i == 0 else _SENTINEL_DIM)
+            else:
+                dims.append(d)
+        return tuple(dims)
+
+    is_leaf = lambda s: isinstance(s, tuple) and all(d is None or isinstance(d, int) for d in s)  # noqa: E731
+
+    def build_inputs(s, dt):
+        if is_leaf(s):
+            return _m.zeros(concrete(s), dtype=dt or "float32")
+        if isinstance(s, dict):
+            return {k: build_inputs(v, (dt or {}).get(k) if isinstance(dt, dict) else None) for k, v in s.items()}
+        return [build_inputs(v, dt[i] if isinstance(dt, (list, tuple)) else dt) for i, v in enumerate(s)]
+
+    xs = build_inputs(input_shape, input_dtypes)
+    was = _tape_state.recording
+    _tape_state.recording = False
+    try:
+        kwargs = {"training": False} if layer._call_has_training else {}
+        out = layer.call(xs, **kwargs)
+    finally:
+        _tape_state.recording = was
+
+    def back(t):
+        shape = list(t.shape)
+        if unknown_batch[0] and shape:
+            shape[0] = None
+        if unknown_other[0]:
+            shape = [shape[0]] + [None if d == _SENTINEL_DIM else d for d in shape[1:]] if shape else shape
+        return tuple(shape)
+    return map_structure(back, out) if not isinstance(out, Tensor) else back(out)
+
+
+def _output_dtypes(layer, input_dtypes, shapes):
+    return map_structure(lambda s: layer.dtype, shapes)
+
+
+def symbolic_call(layer, *args, **kwargs):
+    """Calls `layer` on KerasTensors: builds it, checks the input spec, and returns new
+    KerasTensors of the output shapes, recording a Node."""
+    inputs = args[0]
+    flat_in = [t for t in flatten(inputs) if isinstance(t, KerasTensor)]
+    shapes = map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else tuple(t.shape), inputs)
+    in_dtypes = map_structure(lambda t: t.dtype, inputs)
+    if not layer.built:
+        layer._maybe_build(shapes)
+    if layer.input_spec is not None:
+        specs = layer.input_spec if isinstance(layer.input_spec, (list, tuple)) else [layer.input_spec]
+        for spec, t in zip(specs, flatten(inputs)):
+            check_input_spec(layer, spec, t.shape)
+    out_shape = _compute_output_shape(layer, shapes, in_dtypes, args, kwargs)
+    dtype_of = getattr(layer, "compute_output_dtype", None)
+
+    def make(s):
+        dt = dtype_of(in_dtypes) if dtype_of else _default_dtype(layer, in_dtypes)
+        return KerasTensor(s, dt, name=layer.name)
+    is_leaf = lambda s: isinstance(s, tuple) and all(d is None or isinstance(d, int) for d in s)  # noqa: E731
+
+    def build_out(s):
+        if is_leaf(s):
+            return make(s)
+        if isinstance(s, dict):
+            return {k: build_out(v) for k, v in s.items()}
+        return [build_out(v) for v in s]
+    outputs = build_out(out_shape)
+    Node(layer, flat_in, flatten(outputs), (args, kwargs))
+    return outputs
+
+
+def _default_dtype(layer, in_dtypes):
+    return layer.dtype
+
+
+def _compute_output_shape(layer, shapes, in_dtypes, args, kwargs):
+    if type(layer).compute_output_shape is not Layer.compute_output_shape and len(args) == 1 and not kwargs:
+        return layer.compute_output_shape(shapes)
+    if len(args) > 1 or kwargs:
+        # extra call arguments (e.g. initial_state=...) -> trace with them filled in
+        return _trace_with_args(layer, shapes, in_dtypes, args, kwargs)
+    return trace_output_shape(layer, shapes, in_dtypes)
+
+
+def _trace_with_args(layer, shapes, in_dtypes, args, kwargs):
+    def concrete(x):
+        if isinstance(x, KerasTensor):
+            return _m.zeros(tuple(_SENTINEL_BATCH if d is None else d for d in x.shape), dtype=x.dtype)
+        return x
+    a = [map_structure(concrete, v) for v in args]
+    k = {n: map_structure(concrete, v) for n, v in kwargs.items()}
+    if layer._call_has_training:
+        k.setdefault("training", False)
+    was = _tape_state.recording
+    _tape_state.recording = False
+    try:
+        out = layer.call(*a, **k)
+    finally:
+        _tape_state.recording = was
+    return map_structure(lambda t: (None,) + tuple(t.shape[1:]) if t.shape else (), out) \
+        if not isinstance(out, Tensor) else (None,) + tuple(out.shape[1:])
+
+
+def topological_nodes(outputs):
+    """Nodes that produce `outputs`, in an order where each comes after its parents."""
+    order, seen = [], set()
+
+    def visit(node):
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        for p in node.parent_nodes:
+            visit(p)
+        order.append(node)
+    for t in outputs:
+        if t._keras_history is None:
+            raise ValueError(f"{t} was not produced by a layer: the outputs of a functional Model must come from "
+                             "layers called on lamina.Input(...) tensors")
+        layer, idx, _ = t._keras_history
+        visit(layer._inbound_nodes[idx])
+    return order
+
+
+def replay(nodes, input_tensors, input_values, output_tensors):
+    """Runs the graph: maps each KerasTensor to a real tensor, node by node."""
+    values = {id(k): v for k, v in zip(input_tensors, input_values)}
+
+    def sub(x):
+        if isinstance(x, KerasTensor):
+            v = values.get(id(x))
+            if v is None:
+                raise ValueError(f"Graph disconnected: no value for {x}; it is not computed from the model's inputs")
+            return v
+        return x
+    for node in nodes:
+        if isinstance(node.layer, InputLayer):
+            continue
+        args, kwargs = node.call_args
+        a = [map_structure(sub, v) for v in args]
+        k = {n: map_structure(sub, v) for n, v in kwargs.items()}
+        out = node.layer(*a, **k)
+        for kt, v in zip(node.outputs, flatten(out)):
+            values[id(kt)] = v
+    return [sub(t) for t in output_tensors]

@@ -1,0 +1,132 @@
+"""`Model`: a Layer with training (compile/fit/evaluate/predict) and saving. Called as
+`Model(inputs, outputs)` it builds a functional model; subclasses define `call`."""
+import numpy as np
+
+from ..layers.layer import Layer, flatten, map_structure
+from ..layers.input_layer import InputLayer, KerasTensor
+from .functional import replay, topological_nodes
+from .trainer import Trainer
+
+
+class Model(Trainer, Layer):
+    def __new__(cls, *args, **kwargs):
+        if cls is Model and (len(args) >= 2 or "inputs" in kwargs and "outputs" in kwargs or
+                             len(args) == 1 and "outputs" in kwargs):
+            return super().__new__(Functional)
+        return super().__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        trainable = kwargs.pop("trainable", True)
+        name = kwargs.pop("name", None)
+        dtype = kwargs.pop("dtype", None)
+        Layer.__init__(self, name=name, trainable=trainable, dtype=dtype, **kwargs)
+        Trainer.__init__(self)
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"get_layer: index {index} out of range; the model has {len(self.layers)} layers")
+            return self.layers[index]
+        for l in self.layers:
+            if l.name == name:
+                return l
+        raise ValueError(f"No such layer: {name!r}. Existing layers are: {[l.name for l in self.layers]}")
+
+    def summary(self, line_length=None, print_fn=None, **kwargs):
+        from .summary import print_summary
+        print_summary(self, print_fn=print_fn or print)
+
+
+class Functional(Model):
+    """A model defined by a graph of layers from `inputs` to `outputs`."""
+
+    def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
+        Model.__init__(self, name=name, trainable=trainable, **kwargs)
+        self._inputs_struct = inputs
+        self._outputs_struct = outputs
+        self.inputs = flatten(inputs)
+        self.outputs = flatten(outputs)
+        for t in self.inputs:
+            if not isinstance(t, KerasTensor):
+                raise TypeError(f"Model inputs must come from lamina.Input(...), received {type(t).__name__}")
+        for t in self.outputs:
+            if not isinstance(t, KerasTensor):
+                raise TypeError(f"Model outputs must be KerasTensors produced by layers, received {type(t).__name__}")
+        self._nodes = topological_nodes(self.outputs)
+        known = {id(t) for t in self.inputs}
+        for node in self._nodes:
+            if isinstance(node.layer, InputLayer) and id(node.outputs[0]) not in known:
+                raise ValueError(f"Graph disconnected: the outputs depend on input '{node.layer.name}', which is "
+                                 f"not in the model's inputs {[t.name for t in self.inputs]}")
+        layers = []
+        for node in self._nodes:
+            if node.layer not in layers:
+                layers.append(node.layer)
+        # Keras lists input layers first
+        ins = [l for l in layers if isinstance(l, InputLayer)]
+        object.__setattr__(self, "_layers", ins + [l for l in layers if not isinstance(l, InputLayer)])
+        self.built = True
+        self._batch_input_shape = None
+
+    @property
+    def input(self):
+        return self._inputs_struct
+
+    @property
+    def output(self):
+        return self._outputs_struct
+
+    @property
+    def input_shape(self):
+        s = [t.shape for t in self.inputs]
+        return s[0] if len(s) == 1 else s
+
+    @property
+    def output_shape(self):
+        s = [t.shape for t in self.outputs]
+        return s[0] if len(s) == 1 else s
+
+    def _flatten_call_inputs(self, inputs):
+        if isinstance(self._inputs_struct, dict):
+            if not isinstance(inputs, dict):
+                raise ValueError(f"Model '{self.name}' expects a dict of inputs with keys {sorted(self._inputs_struct)}")
+            return [inputs[k] for k in self._inputs_struct]
+        flat = flatten(inputs) if isinstance(inputs, (list, tuple, dict)) else [inputs]
+        if isinstance(inputs, dict):
+            names = [t.name for t in self.inputs]
+            if all(n in inputs for n in names):
+                flat = [inputs[n] for n in names]
+        if len(flat) != len(self.inputs):
+            raise ValueError(f"Model '{self.name}' expects {len(self.inputs)} input(s) of shapes "
+                             f"{[t.shape for t in self.inputs]}, received {len(flat)}")
+        return flat
+
+    def call(self, inputs, training=None, mask=None):
+        from ..backend.tensor import convert_to_tensor, Tensor
+        flat = self._flatten_call_inputs(inputs)
+        values = []
+        for kt, v in zip(self.inputs, flat):
+            t = v if isinstance(v, Tensor) else convert_to_tensor(v, dtype=kt.dtype)
+            if t.ndim != len(kt.shape) or any(e is not None and e != g for e, g in zip(kt.shape, t.shape)):
+                raise ValueError(f"Input '{kt.name}' of model '{self.name}' is incompatible: expected shape "
+                                 f"{kt.shape}, received {t.shape}")
+            values.append(t)
+        outs = replay(self._nodes, self.inputs, values, self.outputs)
+        it = iter(outs)
+        return map_structure(lambda _: next(it), self._outputs_struct)
+
+    def compute_output_shape(self, input_shape):
+        return map_structure(lambda t: t.shape, self._outputs_struct)
+
+    def get_config(self):
+        from .saving import functional_config
+        return functional_config(self)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from .saving import functional_from_config
+        return functional_from_config(config, custom_objects)

@@ -1,0 +1,145 @@
+"""`Sequential`: a plain stack of layers, each with one input and one output."""
+from ..layers.input_layer import Input, InputLayer, KerasTensor
+from ..layers.layer import Layer
+from .model import Model
+
+
+class Sequential(Model):
+    """A linear stack of layers: `Sequential([Dense(64, activation="relu"), Dense(10)])`.
+
+    The model builds when its input shape is known: from an `Input`/`InputLayer` first, from an
+    `input_shape=` argument of the first layer, from `build(input_shape)`, or on first call."""
+
+    def __init__(self, layers=None, trainable=True, name=None):
+        super().__init__(trainable=trainable, name=name)
+        self._stack = []
+        self._input_kt = None
+        self.outputs = None
+        for l in layers or []:
+            self.add(l, rebuild=False)
+        self._maybe_build_from_known_shape()
+
+    @property
+    def layers(self):
+        return [l for l in self._stack if not isinstance(l, InputLayer)]
+
+    def add(self, layer, rebuild=True):
+        if isinstance(layer, KerasTensor):
+            hist = layer._keras_history
+            if hist is None or not isinstance(hist[0], InputLayer):
+                raise ValueError("Sequential.add: only an Input(...) tensor can be added as the first element")
+            layer = hist[0]
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a Layer instance, received {type(layer).__name__}: {layer!r}")
+        if isinstance(layer, InputLayer) and self._stack:
+            raise ValueError("Sequential: an InputLayer can only be the first layer")
+        if any(l is layer for l in self._stack):
+            raise ValueError(f"Sequential: layer '{layer.name}' is already in the model")
+        names = {l.name for l in self._stack}
+        if layer.name in names:
+            raise ValueError(f"Sequential: all layers must have unique names; '{layer.name}' is used twice")
+        self._stack.append(layer)
+        if layer not in self._layers:
+            self._layers.append(layer)
+        self.built = False
+        if rebuild:
+            self._maybe_build_from_known_shape()
+
+    def pop(self, rebuild=True):
+        if not self.layers:
+            raise IndexError("Sequential.pop: there are no layers to remove")
+        layer = self._stack.pop()
+        self._layers.remove(layer)
+        self.built = False
+        if rebuild:
+            self._maybe_build_from_known_shape()
+        return layer
+
+    def _maybe_build_from_known_shape(self):
+        if not self._stack:
+            return
+        first = self._stack[0]
+        shape = getattr(first, "_batch_input_shape", None)
+        if shape is not None:
+            dtype = first.dtype if isinstance(first, InputLayer) else "float32"
+            self._build_graph(shape, dtype)
+
+    def _build_graph(self, batch_shape, dtype="float32"):
+        first = self._stack[0]
+        if isinstance(first, InputLayer):
+            x = first._inbound_nodes[0].outputs[0]
+        else:
+            x = Input(batch_shape=tuple(batch_shape), dtype=dtype)
+        self._input_kt = x
+        for layer in self.layers:
+            x = layer(x)
+        self.outputs = [x]
+        self.inputs = [self._input_kt]
+        self.built = True
+
+    def build(self, input_shape=None):
+        if input_shape is None:
+            self._maybe_build_from_known_shape()
+            if not self.built:
+                raise ValueError("Sequential.build: the input shape is unknown; pass build(input_shape) or start "
+                                 "the model with Input(shape=...)")
+            return
+        if isinstance(input_shape, list) and input_shape and isinstance(input_shape[0], (tuple, list)):
+            input_shape = input_shape[0]
+        self._build_graph(tuple(input_shape))
+
+    def call(self, inputs, training=None, mask=None):
+        x = inputs
+        for layer in self.layers:
+            x = layer(x, training=training) if layer._call_has_training else layer(x)
+        return x
+
+    def _maybe_build(self, input_shape):
+        if not self.built:
+            self._build_graph((None,) + tuple(input_shape[1:]))
+
+    @property
+    def input(self):
+        if self._input_kt is None:
+            raise AttributeError(f"Sequential model '{self.name}' has no defined input yet: build it first")
+        return self._input_kt
+
+    @property
+    def output(self):
+        if not self.outputs:
+            raise AttributeError(f"Sequential model '{self.name}' has no defined output yet: build it first")
+        return self.outputs[0]
+
+    @property
+    def input_shape(self):
+        return self.input.shape
+
+    @property
+    def output_shape(self):
+        return self.output.shape
+
+    def compute_output_shape(self, input_shape):
+        shape = input_shape
+        for l in self.layers:
+            shape = l.compute_output_shape(shape)
+        return shape
+
+    def get_config(self):
+        from .saving import serialize_layer
+        layers = []
+        if self._stack and isinstance(self._stack[0], InputLayer):
+            layers.append(serialize_layer(self._stack[0]))
+        elif self._input_kt is not None:
+            layers.append({"class_name": "InputLayer", "config": {"batch_shape": self._input_kt.shape,
+                                                                   "dtype": self._input_kt.dtype}})
+        layers += [serialize_layer(l) for l in self.layers]
+        return {"name": self.name, "trainable": self.trainable, "layers": layers}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from .saving import deserialize_layer
+        model = cls(name=config.get("name"), trainable=config.get("trainable", True))
+        for lc in config["layers"]:
+            model.add(deserialize_layer(lc, custom_objects), rebuild=False)
+        model._maybe_build_from_known_shape()
+        return model

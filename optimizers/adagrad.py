@@ -1,0 +1,27 @@
+"""Adagrad: per-coordinate rates from the accumulated squared gradients."""
+from ..backend import math as _m
+from ..backend.tensor import Variable
+from .optimizer import Optimizer
+
+
+class Adagrad(Optimizer):
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        if initial_accumulator_value < 0:
+            raise ValueError(f"Adagrad: initial_accumulator_value must be >= 0, received {initial_accumulator_value}")
+        self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
+
+    def slot_names(self):
+        return ["accumulator"]
+
+    def _make_slot(self, var, slot_name):
+        return Variable(_m.full(var.shape, float(self.initial_accumulator_value)), trainable=False,
+                        name=f"{var.path.replace('/', '_')}_{slot_name}")
+
+    def update_step(self, gradient, variable, learning_rate):
+        acc = self.slots_of(variable)[0]
+        variable.device.kernels.adagrad(variable._buf, gradient._buf, acc._buf, learning_rate, self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}

@@ -1,0 +1,35 @@
+"""Adam (with AMSGrad) and AdamW (decoupled weight decay)."""
+from .optimizer import Optimizer
+
+
+class Adam(Optimizer):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, bool(amsgrad)
+
+    def slot_names(self):
+        return ["m", "v", "vhat"] if self.amsgrad else ["m", "v"]
+
+    def update_step(self, gradient, variable, learning_rate):
+        t = self.iterations
+        lr_t = learning_rate * (1 - self.beta_2 ** t) ** 0.5 / (1 - self.beta_1 ** t)
+        slots = self.slots_of(variable)
+        vhat = slots[2]._buf if self.amsgrad else slots[1]._buf
+        wd = (self.weight_decay or 0.0) * learning_rate
+        variable.device.kernels.adam(variable._buf, gradient._buf, slots[0]._buf, slots[1]._buf, vhat, lr_t,
+                                     self.beta_1, self.beta_2, self.epsilon, self.amsgrad, wd)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                "amsgrad": self.amsgrad}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: w -= w * weight_decay * lr before each update."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, **kwargs):
+        if weight_decay is None:
+            raise ValueError("AdamW: weight_decay must be a number (use Adam for no decay)")
+        super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+                         amsgrad=amsgrad, weight_decay=weight_decay, **kwargs)

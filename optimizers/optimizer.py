@@ -1,0 +1,140 @@
+"""The optimizer base class: slots built per variable, gradient clipping, a learning rate or
+schedule, and `update_step(grad, var, lr)` implemented by each optimizer with one fused kernel."""
+import numpy as np
+
+from ..backend import math as _m
+from ..backend.device import device as device_scope
+from ..backend.tensor import Variable
+from . import schedules
+
+
+class Optimizer:
+    def __init__(self, learning_rate=0.001, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None, loss_scale_factor=None,
+                 gradient_accumulation_steps=None, name=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unrecognized keyword argument(s) {sorted(kwargs)}")
+        if use_ema:
+            raise ValueError(f"{type(self).__name__}: use_ema is not supported by lamina")
+        if clipnorm is not None and global_clipnorm is not None:
+            raise ValueError(f"{type(self).__name__}: only one of clipnorm and global_clipnorm can be set, "
+                             f"received clipnorm={clipnorm}, global_clipnorm={global_clipnorm}")
+        for n, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
+            if v is not None and v <= 0:
+                raise ValueError(f"{type(self).__name__}: {n} must be positive, received {v}")
+        self.name = name or type(self).__name__.lower()
+        self.weight_decay = weight_decay
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        if isinstance(learning_rate, dict):
+            learning_rate = schedules.deserialize(learning_rate)
+        if not isinstance(learning_rate, schedules.LearningRateSchedule) and not callable(learning_rate):
+            learning_rate = float(learning_rate)
+            if learning_rate < 0:
+                raise ValueError(f"{type(self).__name__}: learning_rate must be >= 0, received {learning_rate}")
+        self._learning_rate = learning_rate
+        self.iterations = 0
+        self.built = False
+        self._variables = []     # the trained variables, in build order
+        self._index = {}         # id(variable) -> position
+        self._slots = []         # one list of slot Variables per trained variable
+
+    # -- learning rate --
+    @property
+    def learning_rate(self):
+        lr = self._learning_rate
+        if isinstance(lr, schedules.LearningRateSchedule):
+            return float(lr(self.iterations))
+        if callable(lr):
+            return float(lr())
+        return lr
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            raise TypeError("This optimizer's learning rate is a schedule; it cannot be set to a number. "
+                            "Create the optimizer with a float learning rate to change it during training.")
+        self._learning_rate = float(value)
+
+    # -- slots --
+    def slot_names(self):
+        return []
+
+    def build(self, variables):
+        for v in variables:
+            if id(v) in self._index:
+                continue
+            self._index[id(v)] = len(self._variables)
+            self._variables.append(v)
+            with device_scope(v.device):
+                self._slots.append([self._make_slot(v, n) for n in self.slot_names()])
+        self.built = True
+
+    def _make_slot(self, var, slot_name):
+        s = Variable(_m.zeros(var.shape), trainable=False, name=f"{var.path.replace('/', '_')}_{slot_name}")
+        return s
+
+    def slots_of(self, var):
+        return self._slots[self._index[id(var)]]
+
+    @property
+    def variables(self):
+        """State for saving: the iteration count then every slot, in build order."""
+        return [s for slots in self._slots for s in slots]
+
+    # -- applying --
+    def apply_gradients(self, grads_and_vars):
+        pairs = [(g, v) for g, v in grads_and_vars]
+        return self.apply([g for g, _ in pairs], [v for _, v in pairs])
+
+    def apply(self, grads, trainable_variables=None):
+        if trainable_variables is None:
+            trainable_variables = self._variables
+        pairs = [(g, v) for g, v in zip(grads, trainable_variables) if g is not None]
+        if not pairs:
+            if len(grads) and all(g is None for g in grads):
+                raise ValueError("No gradients provided for any variable: the loss does not depend on the "
+                                 f"variables {[v.path for v in trainable_variables]}")
+            return
+        missing = [v for _, v in pairs if id(v) not in self._index]
+        if missing:
+            self.build(missing)
+        grads = self._clip([g for g, _ in pairs])
+        lr = self.learning_rate
+        self.iterations += 1
+        for g, v in zip(grads, (v for _, v in pairs)):
+            if g.shape != v.shape:
+                raise ValueError(f"{type(self).__name__}: gradient of shape {g.shape} for variable '{v.path}' of "
+                                 f"shape {v.shape}")
+            if g.device is not v.device:
+                g = g.to(v.device)
+            self.update_step(g, v, lr)
+
+    def _clip(self, grads):
+        if self.clipvalue is not None:
+            grads = [_m.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        if self.clipnorm is not None:
+            out = []
+            for g in grads:
+                norm = float(np.sqrt(g.device.kernels.sum_squares(g._buf)))
+                out.append(_m.multiply(g, self.clipnorm / norm) if norm > self.clipnorm else g)
+            grads = out
+        if self.global_clipnorm is not None:
+            total = float(np.sqrt(sum(g.device.kernels.sum_squares(g._buf) for g in grads)))
+            if total > self.global_clipnorm:
+                grads = [_m.multiply(g, self.global_clipnorm / total) for g in grads]
+        return grads
+
+    def update_step(self, gradient, variable, learning_rate):
+        raise NotImplementedError
+
+    # -- config --
+    def get_config(self):
+        lr = self._learning_rate
+        return {"name": self.name, "learning_rate": schedules.serialize(lr) if isinstance(
+                    lr, schedules.LearningRateSchedule) else lr,
+                "weight_decay": self.weight_decay, "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
+                "global_clipnorm": self.global_clipnorm}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

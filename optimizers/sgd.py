@@ -1,0 +1,22 @@
+"""Stochastic gradient descent with optional (Nesterov) momentum."""
+from .optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    """velocity = momentum * velocity - lr * g; w += velocity (Nesterov: w += momentum * velocity - lr * g)."""
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"SGD: momentum must be in [0, 1], received {momentum}")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def slot_names(self):
+        return ["momentum"] if self.momentum else []
+
+    def update_step(self, gradient, variable, learning_rate):
+        vel = self.slots_of(variable)[0]._buf if self.momentum else variable._buf
+        variable.device.kernels.sgd(variable._buf, gradient._buf, vel, learning_rate, self.momentum, self.nesterov)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}

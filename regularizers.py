@@ -1,0 +1,90 @@
+"""Weight regularizers (`l1`, `l2`, `l1_l2`), by name or object, as `keras.regularizers`."""
+from .backend import math as _m
+
+
+class Regularizer:
+    def __call__(self, x):
+        return 0.0
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+class L1L2(Regularizer):
+    """penalty = l1 * sum(|x|) + l2 * sum(x^2)."""
+
+    def __init__(self, l1=0.0, l2=0.0):
+        for n, v in (("l1", l1), ("l2", l2)):
+            if v is None or float(v) < 0:
+                raise ValueError(f"{type(self).__name__}: {n} must be a non-negative number, received {v!r}")
+        self.l1, self.l2 = float(l1), float(l2)
+
+    def __call__(self, x):
+        out = None
+        if self.l1:
+            out = _m.multiply(_m.sum(_m.abs(x)), self.l1)
+        if self.l2:
+            t = _m.multiply(_m.sum(_m.square(x)), self.l2)
+            out = t if out is None else _m.add(out, t)
+        return out if out is not None else _m.zeros(())
+
+    def get_config(self):
+        return {"l1": self.l1, "l2": self.l2}
+
+
+class L1(L1L2):
+    def __init__(self, l1=0.01):
+        super().__init__(l1=l1)
+
+    def get_config(self):
+        return {"l1": self.l1}
+
+
+class L2(L1L2):
+    def __init__(self, l2=0.01):
+        super().__init__(l2=l2)
+
+    def get_config(self):
+        return {"l2": self.l2}
+
+
+def l1(l1=0.01):
+    return L1(l1)
+
+
+def l2(l2=0.01):
+    return L2(l2)
+
+
+def l1_l2(l1=0.01, l2=0.01):
+    return L1L2(l1, l2)
+
+
+_BY_NAME = {"l1": L1, "l2": L2, "l1_l2": L1L2, "L1": L1, "L2": L2, "L1L2": L1L2}
+
+
+def get(identifier):
+    if identifier is None:
+        return None
+    if isinstance(identifier, Regularizer) or callable(identifier) and not isinstance(identifier, type):
+        return identifier
+    if isinstance(identifier, str):
+        if identifier not in _BY_NAME:
+            raise ValueError(f"Unknown regularizer {identifier!r}; expected 'l1', 'l2' or 'l1_l2'")
+        return _BY_NAME[identifier]()
+    if isinstance(identifier, dict):
+        cls = _BY_NAME.get(identifier.get("class_name"))
+        if cls is None:
+            raise ValueError(f"Unknown regularizer class {identifier.get('class_name')!r}")
+        return cls.from_config(identifier.get("config", {}))
+    raise TypeError(f"Could not interpret regularizer {identifier!r}")
+
+
+def serialize(reg):
+    if reg is None:
+        return None
+    return {"class_name": type(reg).__name__, "config": reg.get_config()}

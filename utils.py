@@ -1,0 +1,55 @@
+"""Utilities, as `keras.utils`: to_categorical, set_random_seed, get_file, custom-object registration."""
+import os
+import random as _py_random
+
+import numpy as np
+
+
+def to_categorical(x, num_classes=None):
+    """Integer class vector -> one-hot float32 matrix (trailing axis of size num_classes)."""
+    x = np.asarray(x)
+    if x.ndim and x.shape[-1] == 1 and x.ndim > 1:
+        x = x.reshape(x.shape[:-1])
+    if x.size and (x.min() < 0):
+        raise ValueError(f"to_categorical: class indices must be >= 0, found {x.min()}")
+    n = int(num_classes) if num_classes is not None else (int(x.max()) + 1 if x.size else 0)
+    if x.size and x.max() >= n:
+        raise ValueError(f"to_categorical: found class index {int(x.max())} but num_classes={n}")
+    out = np.zeros(x.shape + (n,), np.float32)
+    np.put_along_axis(out, x.astype(np.int64)[..., None], 1.0, axis=-1)
+    return out
+
+
+def set_random_seed(seed):
+    """Seeds Python's, numpy's and lamina's global generators."""
+    _py_random.seed(seed)
+    np.random.seed(seed)
+    from .backend import random as _random
+    _random.set_seed(seed)
+
+
+def get_file(fname=None, origin=None, file_hash=None, cache_subdir="datasets", cache_dir=None, **kwargs):
+    """Downloads `origin` into the cache (checked against sha256 `file_hash` when given)."""
+    from .datasets import _files
+    if origin is None:
+        raise ValueError("get_file: `origin` (the URL) is required")
+    fname = fname or os.path.basename(origin)
+    if cache_dir:
+        os.environ.setdefault("LAMINA_CACHE_DIR", cache_dir)
+    if file_hash is None:
+        raise ValueError("get_file: lamina requires a sha256 `file_hash` so downloads can be verified")
+    return _files.fetch(cache_subdir, fname, origin, file_hash)
+
+
+def register_keras_serializable(package="Custom", name=None):
+    """Class decorator: makes a custom layer/model loadable by name from saved configs."""
+    def deco(cls):
+        from .models.saving import register
+        register(cls, name or cls.__name__)
+        return cls
+    return deco
+
+
+def get_custom_objects():
+    from .models.saving import _custom_objects
+    return _custom_objects
