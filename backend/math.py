@@ -309,6 +309,7 @@ def logaddexp(x1, x2):
     """log(exp(x1) + exp(x2)) without overflow."""
     x, y = _operands(x1, x2, "logaddexp")
     x, y = _to_float(x), _to_float(y)
+    broadcast_shapes(x.shape, y.shape, "logaddexp")
     xd, yd = _detached(x), _detached(y)
     m = maximum(xd, yd)
     d = where(equal(xd, yd), 0.0, abs(subtract(xd, yd)))  # equal infinities: no inf - inf
@@ -632,8 +633,7 @@ def broadcast_to(x, shape):
     shape = _shape_arg(shape, "broadcast_to")
     if x.shape == shape:
         return x
-    out_shape = broadcast_shapes(x.shape, shape, "broadcast_to")
-    if out_shape != shape:
+    if len(shape) < x.ndim or builtins.any(d != s and d != 1 for d, s in zip(x.shape[::-1], shape[::-1])):
         raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {shape}; only size-1 and "
                          "missing leading dimensions can grow")
     out = empty(shape, x.dtype, x.device)
@@ -748,10 +748,12 @@ def _extreme(code, op):
         x = _as_tensor(x)
         axes = normalize_axes(axis, x.ndim, op, x.shape)
         if x.size == 0:
+            shape = _finish(x, x, axes, keepdims).shape
+            if _prod(shape) == 0:
+                return empty(shape, x.dtype, x.device)
             if initial is None:
                 raise ValueError(f"{op}: zero-size tensor of shape {x.shape} has no {op}imum over axis={axis}; "
                                  "pass initial= to give empty reductions a value")
-            shape = _finish(x, x, axes, keepdims).shape
             return full(shape, initial, x.dtype, x.device)
         if x.dtype == dtypes.BOOL:
             return cast(f(cast(x, dtypes.INT32), axis, keepdims, initial), dtypes.BOOL)
@@ -856,13 +858,15 @@ argmin = _arg(False, "argmin")
 def var(x, axis=None, keepdims=False):
     """Population variance (ddof=0) over axes; integer inputs give float32."""
     x = _to_float(_as_tensor(x))
-    m = mean(x, axis=axis, keepdims=True)
-    return mean(square(subtract(x, m)), axis=axis, keepdims=keepdims)
+    axes = normalize_axes(axis, x.ndim, "var", x.shape)
+    m = mean(x, axis=axes, keepdims=True)
+    return mean(square(subtract(x, m)), axis=axes, keepdims=keepdims)
 
 
 def std(x, axis=None, keepdims=False):
     """Population standard deviation (ddof=0) over axes."""
-    return sqrt(var(x, axis=axis, keepdims=keepdims))
+    x = _as_tensor(x)
+    return sqrt(var(x, axis=normalize_axes(axis, x.ndim, "std", x.shape), keepdims=keepdims))
 
 
 def logsumexp(x, axis=None, keepdims=False):
@@ -878,16 +882,17 @@ def logsumexp(x, axis=None, keepdims=False):
         m = max(xd, axis=axes, keepdims=True)
         m = where(isfinite(m), m, 0.0)  # all -inf (or an inf): no inf - inf
     s = sum(exp(subtract(xd, m)), axis=axes, keepdims=True)
-    out_kept = add(log(s), m)
-    out = _finish(out_kept, x, axes, keepdims)
+    out = _finish(add(log(s), m), x, axes, keepdims)
     if needs_grad(x):
-        record(out, (x,), lambda g, n: (multiply(_view(g, kept), exp(subtract(x, out_kept))),))
+        # softmax as exp(x - m) / s: exp(x - out) would lose the bits of `out` that a large max eats
+        record(out, (x,), lambda g, n: (multiply(divide(_view(g, kept), s), exp(subtract(x, m))),))
     return out
 
 
 def count_nonzero(x, axis=None):
     """Number of non-zero (True, non-zero, NaN) elements over axes, as int64."""
-    return sum(cast(_as_tensor(x), dtypes.BOOL), axis=axis)
+    x = _as_tensor(x)
+    return sum(cast(x, dtypes.BOOL), axis=normalize_axes(axis, x.ndim, "count_nonzero", x.shape))
 
 
 def _scan_raw(code, x, a, reverse=False):

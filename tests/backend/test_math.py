@@ -594,7 +594,8 @@ def test_reductions_rank0_and_empty():
     for name in ("sum", "mean", "max", "min", "prod", "logsumexp"):
         fn, ref = REDUCE[name]
         check_forward(fn, ref, [np.array(s)], axis=None)
-        check_forward(fn, ref, [np.array(s)], axis=0)
+        check_forward(fn, ref, [np.array(s)], axis=())
+        assert fn(np.array(s), axis=None).shape == ()
     e = np.zeros((0, 3), np.float32)
     np.testing.assert_array_equal(ops.sum(e, axis=0).numpy(), np.zeros(3))
     np.testing.assert_array_equal(ops.sum(e, axis=1).numpy(), np.zeros(0))
@@ -708,7 +709,8 @@ def test_logaddexp_infinities():
 def test_cumulative_forward_and_grad(fn, ref, shape, axis, rng):
     x = rng.uniform(0.5, 1.5, shape)
     check_forward(fn, ref, [x.astype(np.float32)], rtol=2e-6, axis=axis)
-    check_grad(fn, ref, [x], axis=axis)
+    if x.size:  # (opcheck's finite differences cannot iterate over an empty input)
+        check_grad(fn, ref, [x], axis=axis)
 
 
 def test_cumulative_large_and_integer(rng):
