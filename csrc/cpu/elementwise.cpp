@@ -67,6 +67,9 @@ static int initial_isa() {
 
 static int g_isa = initial_isa();
 
+// The SIMD variant in use (Isa), for the other kernel files' own dispatch.
+int simd_level() { return g_isa; }
+
 static void set_simd_isa(const std::string& name) {
   int want = isa_from_name(name), hw = hardware_isa();
   LAMINA_CHECK(want <= hw, "set_simd_isa: this CPU does not support " << name << "; the best available is "

@@ -22,19 +22,32 @@
 
 namespace py = pybind11;
 
+#define LAMINA_INLINE inline __attribute__((always_inline))
+#if defined(__x86_64__) && defined(__GNUC__)
+#define LAMINA_X86 1
+#define LAMINA_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,f16c")))
+#define LAMINA_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,bmi,bmi2,f16c")))
+#else
+#define LAMINA_X86 0
+#endif
+
 namespace lamina {
+
+int simd_level();  // elementwise.cpp: 0 generic, 1 AVX2, 2 AVX-512 (LAMINA_SIMD, set_simd_isa)
+
+// The reduction loops below are templates instantiated once per instruction set (GCC target
+// attributes): <name>_generic / _avx2 / _avx512, and <name> picks one at run time.
 
 enum ReduceOp : int { R_SUM = 0, R_MEAN, R_MAX, R_MIN, R_PROD, R_ANY, R_ALL };
 
-constexpr int64_t kTile = 512;    // columns per tile in column reductions and scans
-constexpr int64_t kBlock = 2048;  // elements per float block in row reductions (32 lanes x 64)
-constexpr int64_t kRowBlock = 64; // rows per float block in column reductions
-constexpr int kLanes = 32;
+constexpr int64_t kTile = 1024;    // columns per tile in column reductions and scans
+constexpr int64_t kBlock = 4096;   // elements per float block in row reductions
+constexpr int64_t kRowBlock = 64;  // rows per float block in column reductions
 
 // Identity and combine for each op; max/min propagate NaN (once a NaN is in, it stays).
 template <int OP, class A>
 struct Red {
-  static A init() {
+  LAMINA_INLINE static A init() {
     if constexpr (OP == R_MAX) {
       if constexpr (std::numeric_limits<A>::has_infinity) return -std::numeric_limits<A>::infinity();
       else return std::numeric_limits<A>::lowest();
@@ -47,7 +60,7 @@ struct Red {
       return A(0);
     }
   }
-  static A f(A a, A b) {
+  LAMINA_INLINE static A f(A a, A b) {
     if constexpr (OP == R_MAX) return (b > a || b != b) ? b : a;
     else if constexpr (OP == R_MIN) return (b < a || b != b) ? b : a;
     else if constexpr (OP == R_PROD) return a * b;
@@ -66,8 +79,10 @@ template <int OP> struct AccT<OP, int32_t> {
   using Tot = Acc;
 };
 
-template <int OP, class T>
-static typename AccT<OP, T>::Tot reduce_row(const T* x, int64_t n) {
+// Reduces x[0..n): kBlock-element blocks, each over L independent lanes (the vector accumulators),
+// the block results combined in Tot.
+template <int OP, class T, int L>
+LAMINA_INLINE typename AccT<OP, T>::Tot reduce_row_body(const T* x, int64_t n) {
   using Acc = typename AccT<OP, T>::Acc;
   using Tot = typename AccT<OP, T>::Tot;
   using RA = Red<OP, Acc>;
@@ -76,49 +91,103 @@ static typename AccT<OP, T>::Tot reduce_row(const T* x, int64_t n) {
   for (int64_t s = 0; s < n; s += kBlock) {
     const int64_t m = std::min(kBlock, n - s);
     const T* p = x + s;
-    Acc lane[kLanes];
-    for (int k = 0; k < kLanes; ++k) lane[k] = RA::init();
+    Acc lane[L];
+    for (int k = 0; k < L; ++k) lane[k] = RA::init();
     int64_t i = 0;
-    for (; i + kLanes <= m; i += kLanes)
+    for (; i + L <= m; i += L)
 #pragma omp simd
-      for (int k = 0; k < kLanes; ++k) lane[k] = RA::f(lane[k], Acc(p[i + k]));
+      for (int k = 0; k < L; ++k) lane[k] = RA::f(lane[k], Acc(p[i + k]));
     for (; i < m; ++i) lane[0] = RA::f(lane[0], Acc(p[i]));
-    for (int w = kLanes / 2; w >= 1; w /= 2)
+    for (int w = L / 2; w >= 1; w /= 2)
+#pragma omp simd
       for (int k = 0; k < w; ++k) lane[k] = RA::f(lane[k], lane[k + w]);
     total = RT::f(total, Tot(lane[0]));
   }
   return total;
 }
 
-// tot[0..w) (op)= x[r, i0..i0+w) for r in [r0, r1), rows `inner` apart.
+// tot[0..w) (op)= x[r, i0..i0+w) for r in [r0, r1), rows `inner` apart; four rows per pass.
 template <int OP, class T>
-static void reduce_cols(const T* x, int64_t inner, int64_t w, int64_t r0, int64_t r1,
-                        typename AccT<OP, T>::Tot* tot) {
+LAMINA_INLINE void reduce_cols_body(const T* x, int64_t inner, int64_t w, int64_t r0, int64_t r1,
+                                    typename AccT<OP, T>::Tot* tot) {
   using Acc = typename AccT<OP, T>::Acc;
   using Tot = typename AccT<OP, T>::Tot;
   using RA = Red<OP, Acc>;
   using RT = Red<OP, Tot>;
+  Acc acc_s[kTile];
+  Acc* acc = std::is_same_v<Acc, Tot> ? reinterpret_cast<Acc*>(tot) : acc_s;
+  const int64_t rblock = std::is_same_v<Acc, Tot> ? (r1 - r0 + 1) : kRowBlock;
   for (int64_t i = 0; i < w; ++i) tot[i] = RT::init();
-  if constexpr (std::is_same_v<Acc, Tot>) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* row = x + r * inner;
-#pragma omp simd
-      for (int64_t i = 0; i < w; ++i) tot[i] = RT::f(tot[i], Tot(row[i]));
-    }
-  } else {
-    Acc acc[kTile];
-    for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
+  for (int64_t rb = r0; rb < r1; rb += rblock) {
+    const int64_t re = std::min(r1, rb + rblock);
+    if (!std::is_same_v<Acc, Tot>)
       for (int64_t i = 0; i < w; ++i) acc[i] = RA::init();
-      const int64_t re = std::min(r1, rb + kRowBlock);
-      for (int64_t r = rb; r < re; ++r) {
-        const T* row = x + r * inner;
+    int64_t r = rb;
+    for (; r + 4 <= re; r += 4) {
+      const T* a = x + r * inner;
+      const T* b = a + inner;
+      const T* c = b + inner;
+      const T* d = c + inner;
 #pragma omp simd
-        for (int64_t i = 0; i < w; ++i) acc[i] = RA::f(acc[i], Acc(row[i]));
-      }
+      for (int64_t i = 0; i < w; ++i)
+        acc[i] = RA::f(acc[i], RA::f(RA::f(Acc(a[i]), Acc(b[i])), RA::f(Acc(c[i]), Acc(d[i]))));
+    }
+    for (; r < re; ++r) {
+      const T* a = x + r * inner;
+#pragma omp simd
+      for (int64_t i = 0; i < w; ++i) acc[i] = RA::f(acc[i], Acc(a[i]));
+    }
+    if constexpr (!std::is_same_v<Acc, Tot>) {
 #pragma omp simd
       for (int64_t i = 0; i < w; ++i) tot[i] = RT::f(tot[i], Tot(acc[i]));
     }
   }
+}
+
+template <int OP, class T>
+static typename AccT<OP, T>::Tot reduce_row_generic(const T* x, int64_t n) { return reduce_row_body<OP, T, 32>(x, n); }
+template <int OP, class T>
+static void reduce_cols_generic(const T* x, int64_t inner, int64_t w, int64_t r0, int64_t r1, typename AccT<OP, T>::Tot* tot) {
+  reduce_cols_body<OP, T>(x, inner, w, r0, r1, tot);
+}
+#if LAMINA_X86
+template <int OP, class T>
+LAMINA_TARGET_AVX2 static typename AccT<OP, T>::Tot reduce_row_avx2(const T* x, int64_t n) {
+  return reduce_row_body<OP, T, 32>(x, n);
+}
+template <int OP, class T>
+LAMINA_TARGET_AVX2 static void reduce_cols_avx2(const T* x, int64_t inner, int64_t w, int64_t r0, int64_t r1,
+                                                typename AccT<OP, T>::Tot* tot) {
+  reduce_cols_body<OP, T>(x, inner, w, r0, r1, tot);
+}
+template <int OP, class T>
+LAMINA_TARGET_AVX512 static typename AccT<OP, T>::Tot reduce_row_avx512(const T* x, int64_t n) {
+  return reduce_row_body<OP, T, 64>(x, n);
+}
+template <int OP, class T>
+LAMINA_TARGET_AVX512 static void reduce_cols_avx512(const T* x, int64_t inner, int64_t w, int64_t r0, int64_t r1,
+                                                    typename AccT<OP, T>::Tot* tot) {
+  reduce_cols_body<OP, T>(x, inner, w, r0, r1, tot);
+}
+#endif
+
+template <int OP, class T>
+static typename AccT<OP, T>::Tot reduce_row(const T* x, int64_t n) {
+#if LAMINA_X86
+  const int level = simd_level();
+  if (level == 2) return reduce_row_avx512<OP, T>(x, n);
+  if (level == 1) return reduce_row_avx2<OP, T>(x, n);
+#endif
+  return reduce_row_generic<OP, T>(x, n);
+}
+template <int OP, class T>
+static void reduce_cols(const T* x, int64_t inner, int64_t w, int64_t r0, int64_t r1, typename AccT<OP, T>::Tot* tot) {
+#if LAMINA_X86
+  const int level = simd_level();
+  if (level == 2) return reduce_cols_avx512<OP, T>(x, inner, w, r0, r1, tot);
+  if (level == 1) return reduce_cols_avx2<OP, T>(x, inner, w, r0, r1, tot);
+#endif
+  reduce_cols_generic<OP, T>(x, inner, w, r0, r1, tot);
 }
 
 template <int OP, class T, class Tot>
@@ -250,10 +319,85 @@ static void reduce(int op, const Buffer& xb, int64_t outer, int64_t R, int64_t i
 
 // ---- argmax / argmin ---------------------------------------------------------------------------
 template <bool MAX, class T>
-static inline bool better(T v, T best) {
+LAMINA_INLINE bool better(T v, T best) {
   // strictly better, or the first NaN (NaN wins, like numpy)
   if constexpr (std::is_floating_point_v<T>) return (MAX ? v > best : v < best) || (v != v && best == best);
   else return MAX ? v > best : v < best;
+}
+
+// Index of the first element equal to m (of the first NaN when m is NaN) in x[0..n), else n.
+template <class T>
+LAMINA_INLINE int64_t find_first_body(const T* x, int64_t n, T m) {
+  const bool nan = m != m;
+  for (int64_t s = 0; s < n; s += 512) {
+    const int64_t e = std::min(n, s + 512);
+    int hit = 0;
+    if (nan) {
+#pragma omp simd reduction(| : hit)
+      for (int64_t i = s; i < e; ++i) hit |= x[i] != x[i];
+    } else {
+#pragma omp simd reduction(| : hit)
+      for (int64_t i = s; i < e; ++i) hit |= x[i] == m;
+    }
+    if (hit)
+      for (int64_t i = s; i < e; ++i)
+        if (nan ? (x[i] != x[i]) : (x[i] == m)) return i;
+  }
+  return n;
+}
+
+// Column argmax / argmin over rows [1, R) of a tile: best[] and bi[] hold row 0 on entry.
+template <bool MAX, class T>
+LAMINA_INLINE void arg_cols_body(const T* base, int64_t inner, int64_t w, int64_t R, T* best, int64_t* bi) {
+  for (int64_t r = 1; r < R; ++r) {
+    const T* row = base + r * inner;
+#pragma omp simd
+    for (int64_t i = 0; i < w; ++i) {
+      const bool take = better<MAX>(row[i], best[i]);
+      best[i] = take ? row[i] : best[i];
+      bi[i] = take ? r : bi[i];
+    }
+  }
+}
+
+template <class T>
+static int64_t find_first_generic(const T* x, int64_t n, T m) { return find_first_body(x, n, m); }
+template <bool MAX, class T>
+static void arg_cols_generic(const T* b, int64_t inner, int64_t w, int64_t R, T* best, int64_t* bi) {
+  arg_cols_body<MAX>(b, inner, w, R, best, bi);
+}
+#if LAMINA_X86
+template <class T>
+LAMINA_TARGET_AVX2 static int64_t find_first_avx2(const T* x, int64_t n, T m) { return find_first_body(x, n, m); }
+template <bool MAX, class T>
+LAMINA_TARGET_AVX2 static void arg_cols_avx2(const T* b, int64_t inner, int64_t w, int64_t R, T* best, int64_t* bi) {
+  arg_cols_body<MAX>(b, inner, w, R, best, bi);
+}
+template <class T>
+LAMINA_TARGET_AVX512 static int64_t find_first_avx512(const T* x, int64_t n, T m) { return find_first_body(x, n, m); }
+template <bool MAX, class T>
+LAMINA_TARGET_AVX512 static void arg_cols_avx512(const T* b, int64_t inner, int64_t w, int64_t R, T* best, int64_t* bi) {
+  arg_cols_body<MAX>(b, inner, w, R, best, bi);
+}
+#endif
+
+template <class T>
+static int64_t find_first(const T* x, int64_t n, T m) {
+#if LAMINA_X86
+  const int level = simd_level();
+  if (level == 2) return find_first_avx512(x, n, m);
+  if (level == 1) return find_first_avx2(x, n, m);
+#endif
+  return find_first_generic(x, n, m);
+}
+template <bool MAX, class T>
+static void arg_cols(const T* b, int64_t inner, int64_t w, int64_t R, T* best, int64_t* bi) {
+#if LAMINA_X86
+  const int level = simd_level();
+  if (level == 2) return arg_cols_avx512<MAX>(b, inner, w, R, best, bi);
+  if (level == 1) return arg_cols_avx2<MAX>(b, inner, w, R, best, bi);
+#endif
+  arg_cols_generic<MAX>(b, inner, w, R, best, bi);
 }
 
 // index of the first extreme (first NaN for floats) of x[0..n), n > 0; its value in *val.
@@ -261,17 +405,8 @@ template <bool MAX, class T>
 static int64_t arg_row(const T* x, int64_t n, T* val) {
   const T m = MAX ? T(reduce_row<R_MAX>(x, n)) : T(reduce_row<R_MIN>(x, n));
   *val = m;
-  const bool nan = m != m;
-  for (int64_t s = 0; s < n; s += 256) {
-    const int64_t e = std::min(n, s + 256);
-    int hit = 0;
-#pragma omp simd reduction(| : hit)
-    for (int64_t i = s; i < e; ++i) hit |= nan ? (x[i] != x[i]) : (x[i] == m);
-    if (hit)
-      for (int64_t i = s; i < e; ++i)
-        if (nan ? (x[i] != x[i]) : (x[i] == m)) return i;
-  }
-  return 0;
+  const int64_t i = find_first(x, n, m);
+  return i < n ? i : 0;
 }
 
 template <bool MAX, class T>
@@ -306,15 +441,7 @@ static void arg_typed(const T* x, int64_t* y, int64_t outer, int64_t R, int64_t 
     T best[kTile];
     int64_t bi[kTile];
     for (int64_t i = 0; i < w; ++i) { best[i] = base[i]; bi[i] = 0; }
-    for (int64_t r = 1; r < R; ++r) {
-      const T* row = base + r * inner;
-#pragma omp simd
-      for (int64_t i = 0; i < w; ++i) {
-        const bool take = better<MAX>(row[i], best[i]);
-        best[i] = take ? row[i] : best[i];
-        bi[i] = take ? r : bi[i];
-      }
-    }
+    arg_cols<MAX>(base, inner, w, R, best, bi);
     std::memcpy(y + o * inner + i0, bi, size_t(w) * sizeof(int64_t));
   }
 }

@@ -556,7 +556,7 @@ def test_boolean_reductions(name, fn, ref, axis, rng):
 @pytest.mark.parametrize("fn,ref", [(ops.argmax, np.argmax), (ops.argmin, np.argmin)])
 @pytest.mark.parametrize("axis", [None, 0, 1, -1, 2])
 @pytest.mark.parametrize("keepdims", [False, True])
-def test_argmax_argmin(fn, ref, axis, keepdims, rng):
+def test_argmax_argmin(fn, ref, axis, keepdims, rng, isa):
     x = rng.integers(0, 4, (3, 4, 5)).astype(np.float32)  # many ties: the first index wins
     got = fn(x, axis=axis, keepdims=keepdims)
     assert got.dtype == "int64"
@@ -565,7 +565,7 @@ def test_argmax_argmin(fn, ref, axis, keepdims, rng):
     np.testing.assert_array_equal(fn(xi, axis=axis, keepdims=keepdims).numpy(), ref(xi, axis=axis, keepdims=keepdims))
 
 
-def test_argmax_nan_and_long_rows(rng):
+def test_argmax_nan_and_long_rows(rng, isa):
     x = rng.standard_normal((3, 100003)).astype(np.float32)
     x[0, 70000] = 50.0
     x[0, 90000] = 50.0  # a tie in a later chunk: the first wins
@@ -630,7 +630,7 @@ def test_max_gradient_ties_split_equally():
     np.testing.assert_allclose(tape.gradient(y, x).numpy(), [[1, 0, 0, 0], [0, 0, 0, 0]])
 
 
-def test_max_min_propagate_nan(rng):
+def test_max_min_propagate_nan(rng, isa):
     for shape, axis in [((5, 3001), 1), ((3001, 5), 0), ((40000,), None), ((2, 40001), -1), ((3, 700, 600), 1)]:
         x = rng.standard_normal(shape).astype(np.float32)
         flat = x.reshape(-1)
@@ -645,7 +645,7 @@ def test_prod_gradient_with_zeros():
     check_grad(ops.prod, np.prod, [x.T.copy()], axis=0, keepdims=True)
 
 
-def test_integer_and_bool_reductions(rng):
+def test_integer_and_bool_reductions(rng, isa):
     xi = rng.integers(-1000, 1000, (6, 7)).astype(np.int32)
     for axis in (None, 0, 1):
         got = ops.sum(xi, axis=axis)
@@ -664,7 +664,7 @@ def test_integer_and_bool_reductions(rng):
     np.testing.assert_array_equal(ops.max(b, axis=1).numpy(), np.max(b, axis=1))
 
 
-def test_sum_of_a_million_floats_matches_float64(rng):
+def test_sum_of_a_million_floats_matches_float64(rng, isa):
     x = rng.uniform(0, 1, 1_000_000).astype(np.float32)
     want = np.sum(x.astype(np.float64))
     np.testing.assert_allclose(ops.sum(x).numpy(), want, rtol=1e-5)
@@ -675,7 +675,7 @@ def test_sum_of_a_million_floats_matches_float64(rng):
 
 @pytest.mark.parametrize("shape,axis", [((4096, 37), 0), ((5, 9000, 3), 1), ((2, 3000, 700), 1), ((70000, 1), 0),
                                         ((3, 50000), 1), ((300, 301), (0, 1)), ((40, 30, 50), (0, 2))])
-def test_reductions_threaded_layouts(shape, axis, rng):
+def test_reductions_threaded_layouts(shape, axis, rng, isa):
     x = rng.uniform(-1, 1, shape).astype(np.float32) + 0.5
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(ops.sum(x, axis=axis).numpy(), np.sum(x64, axis=axis), rtol=1e-5, atol=1e-4)
