@@ -51,6 +51,7 @@ def run_layer_test(cls, init_kwargs, input_shape, input_dtype="float32", expecte
     layer.set_weights([w + 1 for w in ws])
     for w, v in zip(ws, layer.get_weights()):
         np.testing.assert_allclose(v, w + 1, atol=1e-6)
+    layer.set_weights(ws)
     for v in layer.weights:
         assert v.path.startswith(layer.name + "/")
 
