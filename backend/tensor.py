@@ -233,8 +233,8 @@ def convert_to_tensor(x, dtype=None, device=None):
     if isinstance(x, (list, tuple)) and any(isinstance(e, Tensor) for e in _iter_nested(x)):
         x = _nested_to_numpy(x)
     a = np.asarray(x)
-    if a.dtype == object:
-        raise TypeError(f"Cannot convert {type(x).__name__} to a tensor: it holds non-numeric objects")
+    if a.dtype == object or a.dtype.kind in "USV":
+        raise TypeError(f"Cannot convert {type(x).__name__} {x!r:.60} to a tensor: expected numbers or booleans")
     dt = dtypes.standardize(dtype) if dtype is not None else _infer_dtype(a)
     a = np.asarray(a, dtype=dtypes.to_numpy_dtype(dt), order="C")
     return Tensor(dev.kernels.from_numpy(a), a.shape, dt, dev)

@@ -18,18 +18,10 @@
 
 #include "broadcast.h"
 #include "common.h"
+#include "simd.h"
 
 namespace py = pybind11;
 
-#define LAMINA_INLINE inline __attribute__((always_inline))
-#define LAMINA_LAMBDA __attribute__((always_inline))
-#if defined(__x86_64__) && defined(__GNUC__)
-#define LAMINA_X86 1
-#define LAMINA_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,f16c")))
-#define LAMINA_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,bmi,bmi2,f16c")))
-#else
-#define LAMINA_X86 0
-#endif
 
 namespace lamina {
 

@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "common.h"
+#include "simd.h"
 
 namespace py = pybind11;
 
@@ -93,7 +94,6 @@ void for_each_lane(int64_t outer, int64_t R, int64_t inner, Body body) {
 // range reduction x = n ln2 + r and Cephes's degree-6 polynomial for exp(r), within 2 ulp of expf.
 // Arguments below -87.3 give exactly 0 (so exp(-inf) == 0); NaN gives NaN. Softmax and
 // cross-entropy only call it on x - max(x) <= 0 or x - logsumexp(x) <= 0.
-#define LAMINA_INLINE inline __attribute__((always_inline))
 LAMINA_INLINE float fast_exp(float x) {
   const bool under = x < -87.33654f;
   const float xc = under ? -87.33654f : x;
@@ -172,22 +172,17 @@ LAMINA_INLINE void softmax_grad_impl(const float* y, const float* g, float* o, i
   }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define LAMINA_ROW_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), noinline))
-#else
-#define LAMINA_ROW_CLONES
-#endif
-LAMINA_ROW_CLONES float row_max(const float* x, int64_t R) { return max_impl(x, R, Unit()); }
-LAMINA_ROW_CLONES float row_exp_sum(const float* x, float shift, float* y, int64_t R) {
+LAMINA_CLONES float row_max(const float* x, int64_t R) { return max_impl(x, R, Unit()); }
+LAMINA_CLONES float row_exp_sum(const float* x, float shift, float* y, int64_t R) {
   return exp_sum_impl(x, shift, y, R, Unit());
 }
-LAMINA_ROW_CLONES void row_affine(const float* x, float a, float c, float b, float* y, int64_t R) {
+LAMINA_CLONES void row_affine(const float* x, float a, float c, float b, float* y, int64_t R) {
   affine_impl(x, a, c, b, y, R, Unit());
 }
-LAMINA_ROW_CLONES void row_exp_scaled(const float* x, float shift, float a, float* o, int64_t R) {
+LAMINA_CLONES void row_exp_scaled(const float* x, float shift, float a, float* o, int64_t R) {
   exp_scaled_impl(x, shift, a, o, R, Unit());
 }
-LAMINA_ROW_CLONES void row_softmax_grad(const float* y, const float* g, float* o, int64_t R, bool log) {
+LAMINA_CLONES void row_softmax_grad(const float* y, const float* g, float* o, int64_t R, bool log) {
   softmax_grad_impl(y, g, o, R, log, Unit());
 }
 

@@ -17,6 +17,7 @@
 
 #include "broadcast.h"
 #include "common.h"
+#include "simd.h"
 
 namespace py = pybind11;
 
@@ -60,11 +61,6 @@ constexpr double k2pow32inv = 2.3283064365386963e-10;  // 2^-32
 // The kernels draw 16 blocks (64 words) at a time in structure-of-arrays form, which vectorises
 // (pmuludq); the batch function is compiled for AVX-512, AVX2 and the baseline, picked at load
 // time. The word stream is in element order: word 4 * b + lane is lane `lane` of block b.
-#if defined(__x86_64__) && defined(__GNUC__)
-#define LAMINA_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), noinline))
-#else
-#define LAMINA_CLONES
-#endif
 constexpr int kBatchBlocks = 16, kBatchWords = 4 * kBatchBlocks;
 
 LAMINA_CLONES void philox_batch(const Stream& s, uint64_t b0, uint32_t attempt, uint32_t* words) {

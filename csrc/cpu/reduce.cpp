@@ -19,21 +19,13 @@
 #include <vector>
 
 #include "common.h"
+#include "simd.h"
 
 namespace py = pybind11;
 
-#define LAMINA_INLINE inline __attribute__((always_inline))
-#if defined(__x86_64__) && defined(__GNUC__)
-#define LAMINA_X86 1
-#define LAMINA_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,f16c")))
-#define LAMINA_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,bmi,bmi2,f16c")))
-#else
-#define LAMINA_X86 0
-#endif
 
 namespace lamina {
 
-int simd_level();  // elementwise.cpp: 0 generic, 1 AVX2, 2 AVX-512 (LAMINA_SIMD, set_simd_isa)
 
 // The reduction loops below are templates instantiated once per instruction set (GCC target
 // attributes): <name>_generic / _avx2 / _avx512, and <name> picks one at run time.

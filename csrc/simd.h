@@ -1,0 +1,24 @@
+// SIMD variants chosen at run time, shared by the kernel files. The module is compiled for the
+// baseline x86-64; hot loops are also compiled for AVX2 and AVX-512 (with target attributes, or
+// target_clones for GCC's load-time dispatch), so one build runs on any x86-64 CPU.
+#pragma once
+
+#define LAMINA_INLINE inline __attribute__((always_inline))
+#define LAMINA_LAMBDA __attribute__((always_inline))
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define LAMINA_X86 1
+#define LAMINA_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,f16c")))
+#define LAMINA_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,bmi,bmi2,f16c")))
+#define LAMINA_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), noinline))
+#else
+#define LAMINA_X86 0
+#define LAMINA_CLONES
+#endif
+
+namespace lamina {
+// The variant the explicit-dispatch kernels use: 0 generic, 1 AVX2, 2 AVX-512. Defaults to the
+// best the CPU has; LAMINA_SIMD=generic|avx2|avx512 or _cpu.set_simd_isa() forces one
+// (elementwise.cpp).
+int simd_level();
+}  // namespace lamina
