@@ -19,6 +19,7 @@
 #include "broadcast.h"
 #include "common.h"
 #include "simd.h"
+#include "vmath.h"
 
 namespace py = pybind11;
 
@@ -69,49 +70,8 @@ static void set_simd_isa(const std::string& name) {
   g_isa = want;
 }
 
-// ---- vector maths: branch-free float32 approximations that auto-vectorise -------------------
-// Accuracy (measured against double-precision libm over a dense sweep of all floats, each SIMD
-// variant): relative error below 2e-7 for exp, exp2, expm1, log, log1p, sigmoid, softplus;
-// below 5e-7 for tanh, erf, gelu and the gelu derivatives. +-inf, NaN, overflow to inf and gradual
-// underflow to subnormals and zero follow IEEE / libm.
+// ---- vector maths (exp and the bit helpers are in vmath.h) --------------------------------
 namespace vm {
-constexpr float kInf = std::numeric_limits<float>::infinity();
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-LAMINA_INLINE float as_float(uint32_t i) { return __builtin_bit_cast(float, i); }
-LAMINA_INLINE uint32_t as_bits(float f) { return __builtin_bit_cast(uint32_t, f); }
-LAMINA_INLINE float fabs_(float x) { return as_float(as_bits(x) & 0x7fffffffu); }
-// |m| with the sign of s
-LAMINA_INLINE float copysign_(float m, float s) {
-  return as_float((as_bits(m) & 0x7fffffffu) | (as_bits(s) & 0x80000000u));
-}
-
-// e^(hi + lo), where hi is in [-150, 89] (or NaN) and |lo| is small. Cody-Waite reduction
-// x = n ln2 + r, |r| <= ln2/2, a degree-7 polynomial for e^r (Cephes expf), and 2^n applied as
-// two factors, so that results in the subnormal range round once and n = 128 overflows to inf.
-LAMINA_INLINE float exp_core(float hi, float lo) {
-  const float kLog2e = 1.44269504088896341f, kC1 = 0.693359375f, kC2 = -2.12194440e-4f;
-  const float kShift = 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer
-  float t = (hi + lo) * kLog2e + kShift;
-  float nf = t - kShift;
-  int32_t n = int32_t(as_bits(t) - as_bits(kShift));
-  float r = hi - nf * kC1;
-  r = r - nf * kC2;
-  r = r + lo;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.f;
-  int32_t n1 = n >> 1, n2 = n - n1;
-  return p * as_float(uint32_t(n1 + 127) << 23) * as_float(uint32_t(n2 + 127) << 23);
-}
-LAMINA_INLINE float exp(float x) {
-  x = x > 89.f ? 89.f : x;
-  x = x < -104.f ? -104.f : x;  // NaN passes both
-  return exp_core(x, 0.f);
-}
 // 2^x: exact reduction x = n + f, then e^(f ln 2).
 LAMINA_INLINE float exp2(float x) {
   x = x > 129.f ? 129.f : x;

@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "simd.h"
+#include "vmath.h"
 
 namespace py = pybind11;
 
@@ -90,30 +91,6 @@ void for_each_lane(int64_t outer, int64_t R, int64_t inner, Body body) {
   }
 }
 
-// exp(x) for x <= 88 in a form the compiler vectorises (libm's expf is a scalar call): Cody-Waite
-// range reduction x = n ln2 + r and Cephes's degree-6 polynomial for exp(r), within 2 ulp of expf.
-// Arguments below -87.3 give exactly 0 (so exp(-inf) == 0); NaN gives NaN. Softmax and
-// cross-entropy only call it on x - max(x) <= 0 or x - logsumexp(x) <= 0.
-LAMINA_INLINE float fast_exp(float x) {
-  const bool under = x < -87.33654f;
-  const float xc = under ? -87.33654f : x;
-  // n = round(x / ln2) by the 1.5 * 2^23 trick (floor() is a libm call without SSE4.1)
-  float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;
-  n = n == n ? n : 0.f;  // NaN: keep the integer conversion defined (the result is NaN anyway)
-  float r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.f;
-  const int32_t bits = (int32_t(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return under ? 0.f : y * scale;
-}
 
 // Lane primitives, written once for any stride. Contiguous lanes (stride 1, the usual last-axis
 // case) go through row_* functions compiled for AVX-512, AVX2 and the baseline and picked at load
@@ -133,13 +110,13 @@ LAMINA_INLINE float exp_sum_impl(const float* x, float shift, float* y, int64_t 
   if (y) {
 #pragma omp simd reduction(+ : s)
     for (int64_t r = 0; r < R; ++r) {
-      const float e = fast_exp(x[r * st] - shift);
+      const float e = vm::exp(x[r * st] - shift);
       y[r * st] = e;
       s += e;
     }
   } else {
 #pragma omp simd reduction(+ : s)
-    for (int64_t r = 0; r < R; ++r) s += fast_exp(x[r * st] - shift);
+    for (int64_t r = 0; r < R; ++r) s += vm::exp(x[r * st] - shift);
   }
   return s;
 }
@@ -153,7 +130,7 @@ LAMINA_INLINE void affine_impl(const float* x, float a, float c, float b, float*
 template <class St>
 LAMINA_INLINE void exp_scaled_impl(const float* x, float shift, float a, float* o, int64_t R, St st) {
 #pragma omp simd
-  for (int64_t r = 0; r < R; ++r) o[r * st] = a * fast_exp(x[r * st] - shift);
+  for (int64_t r = 0; r < R; ++r) o[r * st] = a * vm::exp(x[r * st] - shift);
 }
 // softmax backward from the output y: o = y * (g - sum(g y)), or for log_softmax g - exp(y) sum(g).
 template <class St>
@@ -163,7 +140,7 @@ LAMINA_INLINE void softmax_grad_impl(const float* y, const float* g, float* o, i
 #pragma omp simd reduction(+ : d)
     for (int64_t r = 0; r < R; ++r) d += g[r * st];
 #pragma omp simd
-    for (int64_t r = 0; r < R; ++r) o[r * st] = g[r * st] - fast_exp(y[r * st]) * d;
+    for (int64_t r = 0; r < R; ++r) o[r * st] = g[r * st] - vm::exp(y[r * st]) * d;
   } else {
 #pragma omp simd reduction(+ : d)
     for (int64_t r = 0; r < R; ++r) d += g[r * st] * y[r * st];
@@ -395,7 +372,7 @@ void xent_dense_grad(const Buffer& xb, const Buffer& tb, const Buffer& auxb, con
 #pragma omp simd reduction(+ : tsum)
         for (int64_t k = 0; k < K; ++k) tsum += tr[k * st];
 #pragma omp simd
-        for (int64_t k = 0; k < K; ++k) dx[base + k * st] = gl * (fast_exp(xr[k * st] - lse) * tsum - tr[k * st]);
+        for (int64_t k = 0; k < K; ++k) dx[base + k * st] = gl * (vm::exp(xr[k * st] - lse) * tsum - tr[k * st]);
       }
       if (dt)
         for (int64_t k = 0; k < K; ++k) dt[base + k * st] = gl * (lse - xr[k * st]);
