@@ -24,9 +24,32 @@ import numpy as np
 
 
 # ---- timing -----------------------------------------------------------------------------------
-def _time(fn, min_sample_s=0.05, samples=7, warmup_s=0.2):
-    """Calls fn repeatedly: warms up for warmup_s, then returns `samples` per-call times, each
-    the mean over enough calls to last min_sample_s."""
+# Other processes share the cores (on a shared machine: compilers, tests). A sample during which
+# they used the CPU is slower for reasons that are not ours: each sample records the CPU time the
+# rest of the machine used (from /proc/stat, minus this process's own), and the parent reports
+# the median of the quiet samples when there are enough of them.
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _machine_busy_s():
+    """CPU seconds used by everything on the machine so far, or None where /proc/stat is absent."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (v + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / _TICK
+
+
+def _own_cpu_s():
+    t = os.times()
+    return t.user + t.system
+
+
+def _time(fn, min_sample_s=0.2, samples=5, warmup_s=0.2):
+    """Calls fn repeatedly: warms up for warmup_s, then returns `samples` (seconds per call,
+    foreign CPU seconds) pairs, each over enough calls to last min_sample_s."""
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
@@ -35,11 +58,31 @@ def _time(fn, min_sample_s=0.05, samples=7, warmup_s=0.2):
     reps = max(1, int(min_sample_s / max(first, 1e-7)))
     out = []
     for _ in range(samples):
+        busy, own = _machine_busy_s(), _own_cpu_s()
         t = time.perf_counter()
         for _ in range(reps):
             fn()
-        out.append((time.perf_counter() - t) / reps)
+        dt = time.perf_counter() - t
+        foreign = None if busy is None else max(0.0, (_machine_busy_s() - busy) - (_own_cpu_s() - own))
+        out.append((dt / reps, foreign, dt))
     return out
+
+
+def _rates(samples, work):
+    """[(rate, quiet)] from _time's samples; quiet: others used under 2 clock ticks (the
+    resolution of /proc/stat) + 5% of the cores."""
+    ncpu = os.cpu_count() or 1
+    return [(work / t, foreign is None or foreign <= 2.0 / _TICK + 0.05 * wall * ncpu)
+            for t, foreign, wall in samples]
+
+
+def median_rate(worker_results, key="gflops"):
+    """Median over the quiet samples of all rounds (all samples if fewer than 5 are quiet), and
+    the fraction of samples that were quiet."""
+    allv = [tuple(v) for r in worker_results for v in r[key]]
+    quiet = [v for v, q in allv if q]
+    use = quiet if len(quiet) >= 5 else [v for v, _ in allv]
+    return statistics.median(use), len(quiet) / max(1, len(allv))
 
 
 # ---- GEMM section -----------------------------------------------------------------------------
@@ -81,14 +124,14 @@ def gemm_worker_lamina(case):
     a_np, b_np = _gemm_operands(case)
     a, b = _cpu.from_numpy(a_np), _cpu.from_numpy(b_np)
     c = _cpu.from_numpy(np.zeros((m, n), np.float32))
-    kernel = _time(lambda: _cpu.gemm(ta, tb, m, n, k, 1.0, a, b, 0.0, c))
+    flop = _gemm_flop(case) / 1e9
+    kernel = _rates(_time(lambda: _cpu.gemm(ta, tb, m, n, k, 1.0, a, b, 0.0, c)), flop)
     at, bt = lamina.convert_to_tensor(a_np), lamina.convert_to_tensor(b_np)
     if ta or tb:  # the path backward takes: transposes folded into the GEMM, no copies
-        matmul = _time(lambda: linalg._mm(at, bt, ta=ta, tb=tb))
+        matmul = _rates(_time(lambda: linalg._mm(at, bt, ta=ta, tb=tb)), flop)
     else:
-        matmul = _time(lambda: ops.matmul(at, bt))
-    flop = _gemm_flop(case)
-    return {"gflops": [flop / t / 1e9 for t in kernel], "matmul_gflops": [flop / t / 1e9 for t in matmul],
+        matmul = _rates(_time(lambda: ops.matmul(at, bt)), flop)
+    return {"gflops": kernel, "matmul_gflops": matmul,
             "kernel": _cpu.gemm_kernel(), "threads": _cpu.num_threads()}
 
 
@@ -97,20 +140,18 @@ def gemm_worker_numpy(case):
     _, _, _, _, ta, tb = case
     a_op, b_op = (a.T if ta else a), (b.T if tb else b)  # views: BLAS gets the transpose flags
     c = np.empty((a_op.shape[0], b_op.shape[1]), np.float32)
-    times = _time(lambda: np.matmul(a_op, b_op, out=c))
-    return {"gflops": [_gemm_flop(case) / t / 1e9 for t in times]}
+    return {"gflops": _rates(_time(lambda: np.matmul(a_op, b_op, out=c)), _gemm_flop(case) / 1e9)}
 
 
 def gemm_report(name, results):
     """results[lib] = list of worker outputs over the rounds."""
-    def med(lib, key="gflops"):
-        return statistics.median(v for r in results[lib] for v in r[key])
-    ours, ref, mm = med("lamina"), med("numpy"), med("lamina", "matmul_gflops")
-    return f"{name:<26} {ours:9.1f} {mm:9.1f} {ref:9.1f} {ours / ref:7.2f}x"
+    (ours, q1), (ref, q2) = median_rate(results["lamina"]), median_rate(results["numpy"])
+    mm, q3 = median_rate(results["lamina"], "matmul_gflops")
+    return f"{name:<26} {ours:9.1f} {mm:9.1f} {ref:9.1f} {ours / ref:7.2f}x {min(q1, q2, q3):6.0%}"
 
 
-GEMM_HEADER = (f"{'GEMM float32 (GFLOP/s)':<26} {'lamina':>9} {'matmul':>9} {'numpy':>9} {'ratio':>8}\n"
-               f"{'':<26} {'(_cpu.gemm)':>9} {'(ops)':>9} {'(OpenBLAS)':>9} {'':>8}")
+GEMM_HEADER = (f"{'GEMM float32 (GFLOP/s)':<26} {'lamina':>9} {'matmul':>9} {'numpy':>9} {'ratio':>8} {'quiet':>6}\n"
+               f"{'':<26} {'_cpu.gemm':>9} {'ops':>9} {'OpenBLAS':>9} {'':>8} {'':>6}")
 
 SECTIONS = {
     "gemm": {

@@ -80,6 +80,27 @@ void macro_generic(int64_t mc, int64_t nc, int64_t kc, const float* ap, const fl
   }
 }
 
+void axpy_rows_generic(int64_t kk, int64_t n, const float* x, const float* r, int64_t ld, float* y) {
+  std::fill(y, y + n, 0.f);
+  for (int64_t p = 0; p < kk; ++p) {
+    const float xp = x[p];
+    const float* rp = r + p * ld;
+    for (int64_t j = 0; j < n; ++j) y[j] += xp * rp[j];
+  }
+}
+
+void dot_rows_generic(int64_t n, int64_t kk, const float* r, int64_t ld, const float* x, float* y) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float* rj = r + j * ld;
+    float acc[8] = {};
+    int64_t p = 0;
+    for (; p + 8 <= kk; p += 8)
+      for (int l = 0; l < 8; ++l) acc[l] += rj[p + l] * x[p + l];
+    for (; p < kk; ++p) acc[0] += rj[p] * x[p];
+    y[j] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  }
+}
+
 // ---- kernel choice ----------------------------------------------------------------------------
 bool cpu_supports(const std::string& name) {
   if (name == "generic") return true;
@@ -183,29 +204,80 @@ void gemm_serial(const Kernel& kr, bool ta, bool tb, int64_t M, int64_t N, int64
 
 // Below this many multiply-adds the product runs on one thread.
 constexpr double kMinParallelFma = double(1 << 18);
+// Work items handed out per thread (more: better balance when a core is shared with other
+// processes, at the price of packing the operands again for each item).
+std::atomic<int> g_items_per_thread{1};
+// Items are not made smaller than this many multiply-adds (about 10 us on one core).
+constexpr double kMinItemFma = double(1 << 21);
 
-struct Grid { int tm = 1, tn = 1; };
+struct Grid { int im = 1, in = 1; };
 
-// Splits C among T threads: minimises the largest block's work (in whole register tiles) plus
-// the packing each thread does for its rows of A and columns of B.
-Grid choose_grid(int T, int64_t M, int64_t N, const Kernel& kr) {
+// Cuts C into an im x in grid of work items: about `items` of them, of whole register tiles,
+// minimising the largest item's multiply-adds plus the packing it does for its rows of A and
+// columns of B (each item packs its own).
+Grid choose_grid(int items, int64_t M, int64_t N, const Kernel& kr) {
   Grid best;
   double best_cost = -1;
   const int64_t tiles_m = (M + kr.mr - 1) / kr.mr, tiles_n = (N + kr.nr - 1) / kr.nr;
-  for (int tm = 1; tm <= T; ++tm) {
-    if (T % tm) continue;
-    const int tn = T / tm;
-    const double rows = double((tiles_m + tm - 1) / tm) * kr.mr, cols = double((tiles_n + tn - 1) / tn) * kr.nr;
+  for (int im = 1; im <= items; ++im) {
+    if (items % im) continue;
+    const int in = items / im;
+    const double rows = double((tiles_m + im - 1) / im) * kr.mr, cols = double((tiles_n + in - 1) / in) * kr.nr;
     const double cost = rows * cols + 16.0 * (rows + cols);
-    if (best_cost < 0 || cost < best_cost) { best_cost = cost; best.tm = tm; best.tn = tn; }
+    if (best_cost < 0 || cost < best_cost) { best_cost = cost; best.im = im; best.in = in; }
   }
   return best;
+}
+
+// M == 1 or N == 1: a matrix-vector product, streamed without packing. The vector is gathered
+// into a contiguous buffer when strided; the output (a row or a column of C) is split among
+// threads when large.
+void gemv(const Kernel& kr, int T, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const bool row = M == 1;  // C is one row: y = op(A)[0, :] @ op(B); else one column: y = op(A) @ op(B)[:, 0]
+  const int64_t n = row ? N : M, ystride = row ? 1 : ldc;
+  const float* r = row ? B : A;
+  const int64_t ld = row ? ldb : lda;
+  const bool axpy = row ? !tb : ta;  // rows of r run along y (axpy) or along K (dot)
+  const float* xs = row ? A : B;
+  const int64_t xstride = row ? (ta ? lda : 1) : (tb ? 1 : ldb);
+  const float* x = xs;
+  if (xstride != 1) {
+    float* xb = t_pack_a.get(size_t(K));
+    for (int64_t p = 0; p < K; ++p) xb[p] = xs[p * xstride];
+    x = xb;
+  }
+  auto part = [&](int64_t j0, int64_t j1) {
+    float* y = t_pack_b.get(size_t(j1 - j0));
+    if (axpy) kr.axpy_rows(K, j1 - j0, x, r + j0, ld, y);
+    else kr.dot_rows(j1 - j0, K, r + j0 * ld, ld, x, y);
+    float* c = C + j0 * ystride;
+    if (beta == 0.f) for (int64_t j = 0; j < j1 - j0; ++j) c[j * ystride] = alpha * y[j];
+    else for (int64_t j = 0; j < j1 - j0; ++j) c[j * ystride] = alpha * y[j] + beta * c[j * ystride];
+  };
+  const int parts = int(std::min<int64_t>(T, (n + 63) / 64));
+  if (parts <= 1) {
+    part(0, n);
+    return;
+  }
+  std::atomic<bool> failed{false};
+#pragma omp parallel for num_threads(parts)
+  for (int t = 0; t < parts; ++t) {
+    const int64_t j0 = std::min(n, (n + 63) / 64 * t / parts * 64), j1 = std::min(n, (n + 63) / 64 * (t + 1) / parts * 64);
+    try {
+      if (j0 < j1) part(j0, j1);
+    } catch (...) {
+      failed = true;
+    }
+  }
+  if (failed) throw std::bad_alloc();
 }
 
 }  // namespace
 
 const Kernel* generic_kernel() {
-  static const Kernel k{"generic", GMR, GNR, 256, 128, 2048, &pack_a_generic, &pack_b_generic, &macro_generic};
+  static const Kernel k{"generic", GMR, GNR, 256, 128, 2048, &pack_a_generic, &pack_b_generic, &macro_generic,
+                               &axpy_rows_generic, &dot_rows_generic};
   return &k;
 }
 
@@ -243,12 +315,13 @@ std::string gemm_kernel_from_env() {
   return "";
 }
 
-void set_gemm_blocking(int64_t kc, int64_t mc, int64_t nc) {
+void set_gemm_blocking(int64_t kc, int64_t mc, int64_t nc, int items_per_thread) {
   LAMINA_CHECK(kc >= 0 && mc >= 0 && nc >= 0, "set_gemm_blocking: expected block sizes >= 0 (0 = default), received kc="
                                                  << kc << ", mc=" << mc << ", nc=" << nc);
   gemm::g_kc = kc;
   gemm::g_mc = mc;
   gemm::g_nc = nc;
+  gemm::g_items_per_thread = std::max(1, items_per_thread);
 }
 
 void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
@@ -263,30 +336,36 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const
     return;
   }
   const gemm::Kernel& kr = gemm::active();
-  int T = omp_in_parallel() ? 1 : num_threads();
-  if (double(M) * double(N) * double(K) < gemm::kMinParallelFma) T = 1;
-  const gemm::Grid g = T > 1 ? gemm::choose_grid(T, M, N, kr) : gemm::Grid{};
-  const int blocks = g.tm * g.tn;
+  const double fma = double(M) * double(N) * double(K);
+  int T = omp_in_parallel() || fma < gemm::kMinParallelFma ? 1 : num_threads();
+  int items = T;
+  if (M == 1 || N == 1) {
+    gemm::gemv(kr, T, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  if (T > 1) {
+    const int per = std::max(1, gemm::g_items_per_thread.load(std::memory_order_relaxed));
+    items = int(std::max<double>(T, std::min<double>(double(T) * per, fma / gemm::kMinItemFma)));
+  }
+  const gemm::Grid g = items > 1 ? gemm::choose_grid(items, M, N, kr) : gemm::Grid{};
+  const int blocks = g.im * g.in;
   if (blocks == 1) {
     gemm::gemm_serial(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   const int64_t tiles_m = (M + kr.mr - 1) / kr.mr, tiles_n = (N + kr.nr - 1) / kr.nr;
   std::atomic<bool> failed{false};
-#pragma omp parallel num_threads(blocks)
-  {
-    const int nth = omp_get_num_threads();
-    for (int w = omp_get_thread_num(); w < blocks; w += nth) {
-      const int bi = w / g.tn, bj = w % g.tn;
-      const int64_t r0 = std::min(M, tiles_m * bi / g.tm * kr.mr), r1 = std::min(M, tiles_m * (bi + 1) / g.tm * kr.mr);
-      const int64_t c0 = std::min(N, tiles_n * bj / g.tn * kr.nr), c1 = std::min(N, tiles_n * (bj + 1) / g.tn * kr.nr);
-      if (r0 >= r1 || c0 >= c1) continue;
-      try {
-        gemm::gemm_serial(kr, ta, tb, r1 - r0, c1 - c0, K, alpha, ta ? A + r0 : A + r0 * lda, lda,
-                          tb ? B + c0 * ldb : B + c0, ldb, beta, C + r0 * ldc + c0, ldc);
-      } catch (...) {
-        failed = true;
-      }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(std::min(T, blocks))
+  for (int w = 0; w < blocks; ++w) {
+    const int bi = w / g.in, bj = w % g.in;
+    const int64_t r0 = std::min(M, tiles_m * bi / g.im * kr.mr), r1 = std::min(M, tiles_m * (bi + 1) / g.im * kr.mr);
+    const int64_t c0 = std::min(N, tiles_n * bj / g.in * kr.nr), c1 = std::min(N, tiles_n * (bj + 1) / g.in * kr.nr);
+    if (r0 >= r1 || c0 >= c1) continue;
+    try {
+      gemm::gemm_serial(kr, ta, tb, r1 - r0, c1 - c0, K, alpha, ta ? A + r0 : A + r0 * lda, lda,
+                        tb ? B + c0 * ldb : B + c0, ldb, beta, C + r0 * ldc + c0, ldc);
+    } catch (...) {
+      failed = true;
     }
   }
   if (failed) throw std::bad_alloc();

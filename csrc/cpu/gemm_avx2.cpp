@@ -174,6 +174,72 @@ LAMINA_AVX2 void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, cons
   }
 }
 
+// y[j] = sum_p x[p] r[p*ld + j]: 64 columns of y in registers while streaming down the rows.
+LAMINA_AVX2 void axpy_rows(int64_t kk, int64_t n, const float* x, const float* r, int64_t ld, float* y) {
+  for (int64_t j = 0; j < n; j += 64) {
+    const int cols = int(std::min<int64_t>(64, n - j));
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
+    const float* rp = r + j;
+    if (cols == 64) {
+      for (int64_t p = 0; p < kk; ++p, rp += ld) {
+        const __m256 xp = _mm256_broadcast_ss(x + p);
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(xp, _mm256_loadu_ps(rp + 8 * v), acc[v]);
+      }
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; ++v) _mm256_storeu_ps(y + j + 8 * v, acc[v]);
+      continue;
+    }
+    __m256i m[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; ++v) m[v] = lane_mask(std::max(0, std::min(8, cols - 8 * v)));
+    for (int64_t p = 0; p < kk; ++p, rp += ld) {
+      const __m256 xp = _mm256_broadcast_ss(x + p);
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(xp, _mm256_maskload_ps(rp + 8 * v, m[v]), acc[v]);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; ++v) _mm256_maskstore_ps(y + j + 8 * v, m[v], acc[v]);
+  }
+}
+
+LAMINA_AVX2 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// y[j] = sum_p r[j*ld + p] x[p]: four rows at a time, two accumulators each.
+LAMINA_AVX2 void dot_rows(int64_t n, int64_t kk, const float* r, int64_t ld, const float* x, float* y) {
+  for (int64_t j = 0; j < n; j += 4) {
+    const int rows = int(std::min<int64_t>(4, n - j));
+    const float* rp[4];
+    for (int i = 0; i < 4; ++i) rp[i] = r + (j + std::min(i, rows - 1)) * ld;
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    int64_t p = 0;
+    for (; p + 16 <= kk; p += 16) {
+      const __m256 x0 = _mm256_loadu_ps(x + p), x1 = _mm256_loadu_ps(x + p + 8);
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        acc[i][0] = _mm256_fmadd_ps(_mm256_loadu_ps(rp[i] + p), x0, acc[i][0]);
+        acc[i][1] = _mm256_fmadd_ps(_mm256_loadu_ps(rp[i] + p + 8), x1, acc[i][1]);
+      }
+    }
+    for (; p < kk; p += 8) {
+      const __m256i m = lane_mask(int(std::min<int64_t>(8, kk - p)));
+      const __m256 x0 = _mm256_maskload_ps(x + p, m);
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) acc[i][0] = _mm256_fmadd_ps(_mm256_maskload_ps(rp[i] + p, m), x0, acc[i][0]);
+    }
+    for (int i = 0; i < rows; ++i) y[j + i] = hsum(_mm256_add_ps(acc[i][0], acc[i][1]));
+  }
+}
+
 }  // namespace
 
 void pack_a_avx2(bool trans, const float* a, int64_t lda, int64_t mc, int64_t kc, int mr, float* dst) {
@@ -187,7 +253,7 @@ void pack_b_avx2(bool trans, const float* b, int64_t ldb, int64_t kc, int64_t nc
 }
 
 const Kernel* avx2_kernel() {
-  static const Kernel k{"avx2", MR, NR, 256, 96, 2048, &pack_a_avx2, &pack_b_avx2, &macro};
+  static const Kernel k{"avx2", MR, NR, 256, 96, 2048, &pack_a_avx2, &pack_b_avx2, &macro, &axpy_rows, &dot_rows};
   return &k;
 }
 

@@ -88,10 +88,66 @@ LAMINA_AVX512 void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, co
   }
 }
 
+LAMINA_AVX512 inline __mmask16 tail_mask(int64_t left) {
+  return left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+}
+
+// y[j] = sum_p x[p] r[p*ld + j]: 128 columns of y in registers while streaming down the rows.
+LAMINA_AVX512 void axpy_rows(int64_t kk, int64_t n, const float* x, const float* r, int64_t ld, float* y) {
+  for (int64_t j = 0; j < n; j += 128) {
+    __mmask16 m[8];
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; ++v) { m[v] = tail_mask(n - j - 16 * v); acc[v] = _mm512_setzero_ps(); }
+    const float* rp = r + j;
+    for (int64_t p = 0; p < kk; ++p, rp += ld) {
+      const __m512 xp = _mm512_set1_ps(x[p]);
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; ++v) acc[v] = _mm512_fmadd_ps(xp, _mm512_maskz_loadu_ps(m[v], rp + 16 * v), acc[v]);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; ++v) _mm512_mask_storeu_ps(y + j + 16 * v, m[v], acc[v]);
+  }
+}
+
+// Sum of the 16 lanes (through memory: GCC 12's _mm512_reduce_add_ps, shuffle and cast
+// intrinsics trip -Wmaybe-uninitialized).
+LAMINA_AVX512 inline float hsum(__m512 v) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, v);
+  __m256 h = _mm256_add_ps(_mm256_load_ps(t), _mm256_load_ps(t + 8));
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// y[j] = sum_p r[j*ld + p] x[p]: four rows at a time, two accumulators each.
+LAMINA_AVX512 void dot_rows(int64_t n, int64_t kk, const float* r, int64_t ld, const float* x, float* y) {
+  for (int64_t j = 0; j < n; j += 4) {
+    const int rows = int(std::min<int64_t>(4, n - j));
+    const float* rp[4];
+    for (int i = 0; i < 4; ++i) rp[i] = r + (j + std::min(i, rows - 1)) * ld;
+    __m512 acc[4][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < kk; p += 32) {
+      const __mmask16 m0 = tail_mask(kk - p), m1 = tail_mask(kk - p - 16);
+      const __m512 x0 = _mm512_maskz_loadu_ps(m0, x + p), x1 = _mm512_maskz_loadu_ps(m1, x + p + 16);
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        acc[i][0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, rp[i] + p), x0, acc[i][0]);
+        acc[i][1] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, rp[i] + p + 16), x1, acc[i][1]);
+      }
+    }
+    for (int i = 0; i < rows; ++i) y[j + i] = hsum(_mm512_add_ps(acc[i][0], acc[i][1]));
+  }
+}
+
 }  // namespace
 
 const Kernel* avx512_kernel() {
-  static const Kernel k{"avx512", MR, NR, 256, 192, 4096, &pack_a_avx2, &pack_b_avx2, &macro};
+  static const Kernel k{"avx512", MR, NR, 256, 192, 4096, &pack_a_avx2, &pack_b_avx2, &macro, &axpy_rows, &dot_rows};
   return &k;
 }
 

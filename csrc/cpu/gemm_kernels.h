@@ -26,6 +26,12 @@ using PackBFn = void (*)(bool trans, const float* b, int64_t ldb, int64_t kc, in
 using MacroFn = void (*)(int64_t mc, int64_t nc, int64_t kc, const float* ap, const float* bp, float* c,
                          int64_t ldc, float alpha, float beta);
 
+// Matrix-vector products (M == 1 or N == 1, where packing would cost more than the arithmetic):
+//   axpy_rows: y[j] = sum_p x[p] * r[p*ld + j]   for j < n  (r: kk rows of n, contiguous in j)
+//   dot_rows:  y[j] = sum_p r[j*ld + p] * x[p]   for j < n  (r: n rows of kk, contiguous in p)
+using AxpyRowsFn = void (*)(int64_t kk, int64_t n, const float* x, const float* r, int64_t ld, float* y);
+using DotRowsFn = void (*)(int64_t n, int64_t kk, const float* r, int64_t ld, const float* x, float* y);
+
 struct Kernel {
   const char* name;
   int mr, nr;          // register tile
@@ -33,6 +39,8 @@ struct Kernel {
   PackAFn pack_a;
   PackBFn pack_b;
   MacroFn macro;
+  AxpyRowsFn axpy_rows;
+  DotRowsFn dot_rows;
 };
 
 // Each returns nullptr when the kernel is not compiled for this target (e.g. non-x86 builds).
@@ -52,6 +60,7 @@ std::string gemm_kernel_name();                      // the kernel sgemm uses no
 std::vector<std::string> gemm_available_kernels();   // usable on this CPU, best first
 void set_gemm_kernel(const std::string& name);       // ValueError if unknown or unsupported here
 std::string gemm_kernel_from_env();                  // applies LAMINA_GEMM_KERNEL; returns a warning or ""
-void set_gemm_blocking(int64_t kc, int64_t mc, int64_t nc);  // tuning: cache blocks, 0 = default
+// Tuning: cache blocks (0 = the kernel's default) and work items per thread.
+void set_gemm_blocking(int64_t kc, int64_t mc, int64_t nc, int items_per_thread);
 
 }  // namespace lamina

@@ -105,7 +105,7 @@ void bind_linalg(py::module_& m) {
   m.def("set_gemm_kernel", &set_gemm_kernel, py::arg("name"),
         "Selects the GEMM kernel ('avx512', 'avx2', 'generic'); ValueError if this CPU cannot run it");
   m.def("_set_gemm_blocking", &set_gemm_blocking, py::arg("kc") = 0, py::arg("mc") = 0, py::arg("nc") = 0,
-        "Tuning only: GEMM cache-block sizes (0 = the kernel's default)");
+        py::arg("items_per_thread") = 1, "Tuning only: GEMM cache blocks (0 = the kernel's default), work items per thread");
   const std::string warning = gemm_kernel_from_env();
   if (!warning.empty() && PyErr_WarnEx(PyExc_RuntimeWarning, warning.c_str(), 1) < 0) throw py::error_already_set();
 }

@@ -1,6 +1,7 @@
 """The packed GEMM (csrc/cpu/gemm*.cpp): every micro-kernel this CPU can run, 1 and 2 threads,
 all transpose combinations, alpha/beta, strided operands, edge sizes around the register tiles
-(avx512 12x32, avx2 6x16, generic 4x16) and cache blocks; and ops.matmul forward and backward."""
+(avx512 12x32, avx2 6x16, generic 4x16) and cache blocks, the matrix-vector path (M or N = 1);
+and ops.matmul forward and backward."""
 import itertools
 import os
 import subprocess
@@ -109,6 +110,18 @@ PARALLEL_SHAPES = [(700, 20, 30), (5, 1000, 100), (97, 129, 33), (130, 260, 300)
 def test_gemm_edge_shapes(kernel, threads, ta, tb, rng):
     for M, N, K in EDGE_SHAPES + PARALLEL_SHAPES:
         _run(rng, M, N, K, ta, tb)
+
+
+# M == 1 or N == 1 take the matrix-vector path (no packing); the first two run on 2 threads.
+GEMV_SHAPES = [(1, 1000, 300), (1000, 1, 300), (1, 130, 37), (77, 1, 33), (1, 1, 100), (1, 200, 1),
+               (1, 17, 1000), (150, 1, 2)]
+
+
+@pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
+def test_gemv_shapes(kernel, threads, ta, tb, rng):
+    for M, N, K in GEMV_SHAPES:
+        _run(rng, M, N, K, ta, tb)
+        _run(rng, M, N, K, ta, tb, alpha=-1.5, beta=0.5, pad=(3, 2, 5))
 
 
 @pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
