@@ -2,8 +2,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+
 #include "common.h"
 #include "gemm.h"
+#include "cpu/gemm_kernels.h"
 
 namespace py = pybind11;
 
@@ -56,17 +59,55 @@ static void matmul(const Buffer& a, const Shape& as, const Buffer& b, const Shap
   }
 }
 
-// Plain 2-D GEMM entry point for tests and benchmarks.
-static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const Buffer& a, const Buffer& b, float beta, Buffer& c) {
+// ---- GEMM bindings: 2-D entry point for tests and benchmarks, and the kernel choice ----------
+
+// Checks that a buffer holds a rows x cols matrix with row stride ld (ld < 0: packed, ld = cols)
+// and returns the stride.
+static int64_t gemm_operand(const char* arg, const char* ld_name, const Buffer& buf, int64_t rows, int64_t cols,
+                            int64_t ld, const char* layout) {
+  if (ld < 0) {
+    LAMINA_CHECK(buf.numel == rows * cols, "gemm: " << arg << " is stored " << layout << " = " << rows << " x " << cols
+                 << " and needs " << rows * cols << " elements, but its buffer holds " << buf.numel
+                 << "; check M, N, K and the transpose flags, or pass " << ld_name << " for a strided matrix");
+    return cols;
+  }
+  LAMINA_CHECK(ld >= std::max<int64_t>(cols, 1), "gemm: " << ld_name << " = " << ld << " is smaller than the width "
+               << cols << " of " << arg << " (stored " << layout << " = " << rows << " x " << cols
+               << "); the row stride must be at least the row length");
+  const int64_t need = rows > 0 && cols > 0 ? (rows - 1) * ld + cols : 0;
+  LAMINA_CHECK(buf.numel >= need, "gemm: " << arg << " (stored " << layout << " = " << rows << " x " << cols << ", "
+               << ld_name << " = " << ld << ") needs at least " << need << " elements, but its buffer holds "
+               << buf.numel << "; check M, N, K, " << ld_name << " and the transpose flags");
+  return ld;
+}
+
+// c = alpha * op(a) @ op(b) + beta * c on row-major matrices; lda/ldb/ldc are row strides
+// (-1: packed). beta == 0 never reads c.
+static void gemm2d(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const Buffer& a, const Buffer& b,
+                 float beta, Buffer& c, int64_t lda, int64_t ldb, int64_t ldc) {
   check_dtype("gemm", "a", a, F32); check_dtype("gemm", "b", b, F32); check_dtype("gemm", "c", c, F32);
-  LAMINA_CHECK(a.numel == M * K && b.numel == K * N && c.numel == M * N, "gemm: buffer sizes do not match M, N, K");
-  sgemm(ta, tb, M, N, K, alpha, a.data<float>(), ta ? M : K, b.data<float>(), tb ? K : N, beta, c.data<float>(), N);
+  LAMINA_CHECK(M >= 0 && N >= 0 && K >= 0, "gemm: expected M, N, K >= 0, received M=" << M << ", N=" << N << ", K=" << K);
+  lda = ta ? gemm_operand("a", "lda", a, K, M, lda, "K x M (trans_a)") : gemm_operand("a", "lda", a, M, K, lda, "M x K");
+  ldb = tb ? gemm_operand("b", "ldb", b, N, K, ldb, "N x K (trans_b)") : gemm_operand("b", "ldb", b, K, N, ldb, "K x N");
+  ldc = gemm_operand("c", "ldc", c, M, N, ldc, "M x N");
+  sgemm(ta, tb, M, N, K, alpha, a.data<float>(), lda, b.data<float>(), ldb, beta, c.data<float>(), ldc);
 }
 
 void bind_linalg(py::module_& m) {
   m.def("matmul", &matmul, py::arg("a"), py::arg("a_shape"), py::arg("b"), py::arg("b_shape"), py::arg("out"),
         py::arg("out_shape"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("accumulate") = false);
-  m.def("gemm", &gemm);
+  m.def("gemm", &gemm2d, py::arg("trans_a"), py::arg("trans_b"), py::arg("M"), py::arg("N"), py::arg("K"),
+        py::arg("alpha"), py::arg("a"), py::arg("b"), py::arg("beta"), py::arg("c"), py::arg("lda") = -1,
+        py::arg("ldb") = -1, py::arg("ldc") = -1,
+        "c = alpha * op(a) @ op(b) + beta * c (float32, row-major, lda/ldb/ldc row strides, -1 = packed)");
+  m.def("gemm_kernel", &gemm_kernel_name, "Name of the GEMM micro-kernel in use: 'avx512', 'avx2' or 'generic'");
+  m.def("gemm_kernels", &gemm_available_kernels, "GEMM kernels this CPU can run, best first");
+  m.def("set_gemm_kernel", &set_gemm_kernel, py::arg("name"),
+        "Selects the GEMM kernel ('avx512', 'avx2', 'generic'); ValueError if this CPU cannot run it");
+  m.def("_set_gemm_blocking", &set_gemm_blocking, py::arg("kc") = 0, py::arg("mc") = 0, py::arg("nc") = 0,
+        py::arg("items_per_thread") = 1, "Tuning only: GEMM cache blocks (0 = the kernel's default), work items per thread");
+  const std::string warning = gemm_kernel_from_env();
+  if (!warning.empty() && PyErr_WarnEx(PyExc_RuntimeWarning, warning.c_str(), 1) < 0) throw py::error_already_set();
 }
 
 }  // namespace lamina
