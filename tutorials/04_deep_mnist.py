@@ -84,23 +84,9 @@ def model(p, x, training, seed=None):
 
 # %% [markdown]
 # ## Adam
-# m and v are running averages of the gradient and its square; each update is in place.
-
-class Adam:
-    def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-7):
-        self.lr, self.b1, self.b2, self.eps, self.t = lr, beta1, beta2, eps, 0
-        self.m = {k: lamina.Variable(ops.zeros_like(v), trainable=False) for k, v in params.items()}
-        self.v = {k: lamina.Variable(ops.zeros_like(v), trainable=False) for k, v in params.items()}
-
-    def apply(self, params, grads):
-        self.t += 1
-        lr_t = self.lr * (1 - self.b2 ** self.t) ** 0.5 / (1 - self.b1 ** self.t)
-        for k, g in grads.items():
-            m, v = self.m[k], self.v[k]
-            m.assign(m * self.b1 + g * (1 - self.b1))
-            v.assign(v * self.b2 + ops.square(g) * (1 - self.b2))
-            params[k].assign_sub(m * lr_t / (ops.sqrt(v) + self.eps))
-
+# `lamina.optimizers.Adam` keeps running averages m (gradient) and v (squared gradient) per
+# variable and updates each variable in place with one fused kernel:
+#     w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
 
 # %% [markdown]
 # ## Training and evaluation
@@ -129,7 +115,8 @@ def main(argv=None):
     print(f"train {x_train.shape}, test {x_test.shape}")
 
     params = init_params()
-    opt = Adam(params, lr=args.lr)
+    names = list(params)
+    opt = lamina.optimizers.Adam(learning_rate=args.lr)
     rng = np.random.default_rng(0)
     start = time.time()
     step = 0
@@ -141,8 +128,8 @@ def main(argv=None):
             with lamina.GradientTape() as tape:
                 logits = model(params, xb, training=True, seed=step)
                 loss = ops.mean(ops.sparse_categorical_crossentropy(yb, logits, from_logits=True))
-            grads = tape.gradient(loss, params)
-            opt.apply(params, grads)
+            grads = tape.gradient(loss, [params[k] for k in names])
+            opt.apply_gradients(zip(grads, [params[k] for k in names]))
             step += 1
             if step % 100 == 0 or args.quick and step % 2 == 0:
                 print(f"epoch {epoch + 1} step {step}: loss {float(loss):.4f} ({time.time() - start:.0f}s)")
