@@ -11,3 +11,4 @@ from .backend.linalg import matmul, dot  # noqa: F401
 from .backend.manipulation import *  # noqa: F401,F403
 from .backend.nn import *  # noqa: F401,F403
 from .backend.random import *  # noqa: F401,F403
+from .backend.rnn import *  # noqa: F401,F403

@@ -18,6 +18,7 @@ void bind_nn(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_random(py::module_& m);
 void bind_optim(py::module_& m);
+void bind_rnn(py::module_& m);
 }  // namespace lamina
 
 PYBIND11_MODULE(_cpu, m) {
@@ -36,4 +37,5 @@ PYBIND11_MODULE(_cpu, m) {
   lamina::bind_conv(m);
   lamina::bind_random(m);
   lamina::bind_optim(m);
+  lamina::bind_rnn(m);
 }

@@ -1,0 +1,2 @@
+"""Recurrent ops: whole-sequence fused LSTM / GRU / simple RNN, with gradients."""
+__all__ = []
