@@ -14,7 +14,7 @@ from .device import Device, current_device, get_device
 
 
 class Tensor:
-    __slots__ = ("_buf", "shape", "dtype", "device", "_node", "_rg", "__weakref__")
+    __slots__ = ("_buf", "shape", "dtype", "device", "_node", "_rg", "_keras_mask", "__weakref__")
     __array_ufunc__ = None  # numpy defers arithmetic operators to the tensor's own
     __array_priority__ = 1000
 
@@ -25,6 +25,7 @@ class Tensor:
         self.device = device
         self._node = None
         self._rg = False
+        self._keras_mask = None  # set by layers that produce a mask (Embedding(mask_zero=True), Masking)
 
     # ---- properties -----------------------------------------------------------------------
     @property

@@ -1,6 +1,6 @@
 """Layers, one file per family, with Keras's names, arguments and weight layouts."""
 from .convolutional import Conv1D, Conv2D, ZeroPadding2D  # noqa: F401
-from .core import Activation, Dense, Dropout, Lambda, LeakyReLU, ReLU, Softmax  # noqa: F401
+from .core import Activation, Dense, Dropout, Lambda, LeakyReLU, Masking, ReLU, Softmax  # noqa: F401
 from .input_layer import Input, InputLayer, KerasTensor  # noqa: F401
 from .layer import InputSpec, Layer  # noqa: F401
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,  # noqa: F401

@@ -9,13 +9,14 @@ from .layer import Layer, _shape_str
 class KerasTensor:
     """A symbolic tensor: a shape (None for unknown dims), a dtype, and where it came from."""
 
-    __slots__ = ("shape", "dtype", "name", "_keras_history")
+    __slots__ = ("shape", "dtype", "name", "_keras_history", "_keras_mask")
 
     def __init__(self, shape, dtype="float32", name=None):
         self.shape = tuple(None if d is None else int(d) for d in shape)
         self.dtype = dtypes.standardize(dtype)
         self.name = name
         self._keras_history = None  # (layer, node_index, tensor_index)
+        self._keras_mask = None
 
     @property
     def ndim(self):

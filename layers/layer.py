@@ -158,7 +158,9 @@ class Layer:
             self._batch_input_shape = (batch_size, int(input_dim))
         else:
             self._batch_input_shape = None
-        self._call_has_training = "training" in inspect.signature(self.call).parameters
+        params = inspect.signature(self.call).parameters
+        self._call_has_training = "training" in params
+        self._call_has_mask = "mask" in params
         self._build_overridden = type(self).build is not Layer.build
 
     # -- attribute tracking: sub-layers and variables assigned as attributes are tracked --
@@ -334,6 +336,15 @@ class Layer:
         else:
             training = _ctx.training
             kwargs.pop("training", None)
+        input_mask = kwargs.get("mask")
+        if input_mask is None:
+            masks = [getattr(t, "_keras_mask", None) for t in flat]
+            if any(m is not None for m in masks):
+                input_mask = masks[0] if not isinstance(inputs, (list, tuple, dict)) else masks
+        if self._call_has_mask:
+            kwargs["mask"] = input_mask
+        else:
+            kwargs.pop("mask", None)
         prev = _ctx.training
         _ctx.training = training
         try:
@@ -347,7 +358,19 @@ class Layer:
         if self.activity_regularizer is not None:
             for o in flatten(out):
                 self.add_loss(self.activity_regularizer(o))
+        if input_mask is not None or type(self).compute_mask is not Layer.compute_mask:
+            out_mask = self.compute_mask(inputs, input_mask)
+            if out_mask is not None:
+                outs = flatten(out)
+                omasks = out_mask if isinstance(out_mask, (list, tuple)) else [out_mask] * len(outs)
+                for o, m in zip(outs, omasks):
+                    if isinstance(o, Tensor):
+                        o._keras_mask = m
         return out
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of the outputs: the input mask when the layer supports masking, else None."""
+        return mask if self.supports_masking else None
 
     def compute_output_shape(self, input_shape):
         """Output shape for an input shape (None for unknown dims). The base version traces `call`."""

@@ -130,6 +130,7 @@ class Trainer:
                 per_output.append(None)
                 continue
             sw = sample_weight[i] if isinstance(sample_weight, (list, tuple)) else sample_weight
+            sw = _with_mask(sw, getattr(yp[i], "_keras_mask", None), normalize=True)
             if isinstance(fn, losses_module.Loss):
                 value = fn(yt[i], yp[i], sample_weight=sw)
             else:
@@ -154,7 +155,8 @@ class Trainer:
                 tracker._count += batch_n
         yt, yp = flatten(y), flatten(y_pred)
         for i, m, weighted in c.metrics:
-            m.update_state(yt[i], yp[i], sample_weight=sample_weight if weighted else None)
+            sw = sample_weight if weighted else None
+            m.update_state(yt[i], yp[i], sample_weight=_with_mask(sw, getattr(yp[i], "_keras_mask", None)))
 
     def _logs(self):
         c = self._compiled
@@ -331,6 +333,24 @@ class Trainer:
 
     def predict_on_batch(self, x):
         return map_structure(lambda t: t.numpy(), self.predict_step(_to_tensors(x)))
+
+
+def _with_mask(sample_weight, mask, normalize=False):
+    """Folds an output mask (e.g. padded timesteps) into the sample weights, as Keras does; with
+    normalize, weights are rescaled so that a mean over all entries is a mean over the unmasked."""
+    if mask is None:
+        return sample_weight
+    m = _m.cast(mask, "float32")
+    if normalize:
+        valid = float(_m.sum(m))
+        m = _m.multiply(m, m.size / valid) if valid > 0 else m
+    if sample_weight is None:
+        return m
+    sw = sample_weight if isinstance(sample_weight, Tensor) else convert_to_tensor(sample_weight, "float32")
+    while sw.ndim < m.ndim:
+        from ..backend.manipulation import expand_dims
+        sw = expand_dims(sw, -1)
+    return _m.multiply(m, sw)
 
 
 def _flat_logs(model, logs):

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+import lamina
+from lamina import layers
+
+
+def _seq():
+    x = np.random.default_rng(0).standard_normal((2, 4, 3)).astype(np.float32)
+    x[0, 2:] = 0.0  # sample 0 has two padded steps
+    return x
+
+
+def test_masking_layer_sets_and_propagates_mask():
+    x = _seq()
+    m = layers.Masking()
+    y = m(x)
+    np.testing.assert_array_equal(y._keras_mask.numpy(), [[True, True, False, False], [True] * 4])
+    z = layers.Dense(2)(y)
+    np.testing.assert_array_equal(z._keras_mask.numpy(), y._keras_mask.numpy())
+
+    seen = {}
+
+    class Probe(layers.Layer):
+        def call(self, inputs, mask=None):
+            seen["mask"] = mask
+            return inputs
+    Probe()(z)
+    np.testing.assert_array_equal(seen["mask"].numpy(), y._keras_mask.numpy())
+    assert layers.Flatten()(layers.Reshape((4, 3))(x))._keras_mask is None
+
+
+def test_masked_timesteps_do_not_count_in_loss_or_metrics():
+    x = _seq()
+    inp = lamina.Input(shape=(4, 3))
+    out = layers.Dense(1, kernel_initializer="ones", bias_initializer="zeros")(layers.Masking()(inp))
+    model = lamina.Model(inp, out)
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    y = x.sum(-1, keepdims=True)
+    y_bad = y.copy()
+    y_bad[0, 2:] = 100.0  # targets at masked steps are ignored
+    loss, mae = model.evaluate(x, y_bad, verbose=0)
+    assert loss == pytest.approx(0.0, abs=1e-10) and mae == pytest.approx(0.0, abs=1e-6)
+    y_off = y + 1.0
+    loss, _ = model.evaluate(x, y_off, verbose=0)
+    assert loss == pytest.approx(1.0, rel=1e-5)  # mean over the 6 unmasked steps
