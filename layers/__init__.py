@@ -9,6 +9,7 @@ from .normalization import BatchNormalization, LayerNormalization  # noqa: F401
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,  # noqa: F401
                       GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
 from .reshaping import Flatten, Permute, RepeatVector, Reshape  # noqa: F401
+from .wrappers import Bidirectional, TimeDistributed  # noqa: F401
 
 Convolution2D, Convolution1D = Conv2D, Conv1D
 MaxPool2D, AvgPool2D, MaxPool1D, AvgPool1D = MaxPooling2D, AveragePooling2D, MaxPooling1D, AveragePooling1D

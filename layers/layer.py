@@ -44,6 +44,7 @@ def unique_name(base):
 class _CallContext(threading.local):
     def __init__(self):
         self.training = None
+        self.scope = []  # names of the layers being built, outermost first (weight paths)
 
 
 _ctx = _CallContext()
@@ -190,7 +191,8 @@ class Layer:
         with device_scope(dev):
             value = init(shape, dtype=dt)
             v = Variable(value, dtype=dt, trainable=trainable, name=name)
-        v._path = f"{self.name}/{name}"
+        scope = _ctx.scope if _ctx.scope and _ctx.scope[-1] == self.name else [self.name]
+        v._path = "/".join(scope + [name])
         if not trainable:
             self._always_frozen.add(id(v))
         if not self._trainable:
@@ -298,11 +300,15 @@ class Layer:
         if self.built:
             return
         dev = self._device
-        if dev is not None:
-            with device_scope(dev):
+        _ctx.scope.append(self.name)
+        try:
+            if dev is not None:
+                with device_scope(dev):
+                    self.build(input_shape)
+            else:
                 self.build(input_shape)
-        else:
-            self.build(input_shape)
+        finally:
+            _ctx.scope.pop()
         self.built = True
 
     def build_from_shape(self, input_shape):
