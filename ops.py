@@ -12,3 +12,4 @@ from .backend.manipulation import *  # noqa: F401,F403
 from .backend.nn import *  # noqa: F401,F403
 from .backend.random import *  # noqa: F401,F403
 from .backend.rnn import *  # noqa: F401,F403
+from .backend.extra import *  # noqa: F401,F403

@@ -3,5 +3,5 @@ from . import dtypes
 from .autodiff import GradientTape
 from .device import Device, current_device, device, get_device, list_devices
 from .tensor import Tensor, Variable, convert_to_numpy, convert_to_tensor, is_tensor
-from . import math, linalg, manipulation, nn, random, rnn  # noqa: F401  (attach Tensor operators)
+from . import math, linalg, manipulation, nn, random, rnn, extra  # noqa: F401  (attach Tensor operators)
 from ._cpu import memory_stats, empty_cache, num_threads, set_num_threads  # noqa: F401

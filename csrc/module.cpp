@@ -19,6 +19,7 @@ void bind_conv(py::module_& m);
 void bind_random(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_rnn(py::module_& m);
+void bind_sorting(py::module_& m);
 }  // namespace lamina
 
 PYBIND11_MODULE(_cpu, m) {
@@ -38,4 +39,5 @@ PYBIND11_MODULE(_cpu, m) {
   lamina::bind_random(m);
   lamina::bind_optim(m);
   lamina::bind_rnn(m);
+  lamina::bind_sorting(m);
 }
