@@ -1,4 +1,5 @@
 """Layers, one file per family, with Keras's names, arguments and weight layouts."""
+from .attention import AdditiveAttention, Attention  # noqa: F401
 from .convolutional import Conv1D, Conv2D, ZeroPadding2D  # noqa: F401
 from .core import Activation, Dense, Dropout, Lambda, LeakyReLU, Masking, ReLU, Softmax  # noqa: F401
 from .input_layer import Input, InputLayer, KerasTensor  # noqa: F401
