@@ -2,7 +2,7 @@
 // register micro-kernels chosen at run time from the CPU's features:
 //   avx512  12 x 32 tile (gemm_avx512.cpp)
 //   avx2     6 x 16 tile (gemm_avx2.cpp, AVX2 + FMA)
-//   generic  4 x 16 tile, portable C++ (this file)
+//   generic  4 x 8 tile, portable C++ auto-vectorised at the baseline ISA (this file)
 // LAMINA_GEMM_KERNEL=avx512|avx2|generic forces one (read when the module loads); Python can
 // query and switch with _cpu.gemm_kernel() / _cpu.set_gemm_kernel(name).
 //
@@ -30,7 +30,7 @@ namespace gemm {
 namespace {
 
 // ---- generic kernel (portable, auto-vectorised at the baseline ISA) -------------------------
-constexpr int GMR = 4, GNR = 16;
+constexpr int GMR = 4, GNR = 8;
 
 void pack_a_generic(bool trans, const float* a, int64_t lda, int64_t mc, int64_t kc, int mr, float* dst) {
   for (int64_t i0 = 0; i0 < mc; i0 += mr, dst += kc * mr) {
@@ -53,12 +53,19 @@ void pack_b_generic(bool trans, const float* b, int64_t ldb, int64_t kc, int64_t
 template <int M>
 void ukernel_generic(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
                      float alpha, float beta, int n) {
-  float acc[M][GNR] = {};
-  for (int64_t k = 0; k < kc; ++k, a += GMR, b += GNR)
+  float acc[M][GNR];
+#pragma GCC unroll 8
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 16
+    for (int j = 0; j < GNR; ++j) acc[i][j] = 0.f;
+  for (int64_t k = 0; k < kc; ++k, a += GMR, b += GNR) {
+#pragma GCC unroll 8
     for (int i = 0; i < M; ++i) {
       const float ai = a[i];
+#pragma GCC unroll 16
       for (int j = 0; j < GNR; ++j) acc[i][j] += ai * b[j];
     }
+  }
   for (int i = 0; i < M; ++i) {
     float* ci = c + i * ldc;
     if (beta == 0.f) for (int j = 0; j < n; ++j) ci[j] = alpha * acc[i][j];
