@@ -5,12 +5,16 @@
 Each library runs in its own process (`bench_kernels.py --worker <section> <lib> <case>` prints
 one JSON line), and the parent alternates them (lamina, reference, lamina, reference, ...):
 thread pools of different runtimes (OpenBLAS, PyTorch's OpenMP, ours) fight for the cores when
-they share a process. Every worker warms up, then times several samples; the parent prints the
-median over all samples of all rounds, and the ratio lamina / reference.
+they share a process. Every worker warms up, then times several samples (each >= 0.2 s); the
+parent prints the median over the samples of all rounds, and the ratio lamina / reference.
 OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS and LAMINA_NUM_THREADS are all set to
 --threads for every worker.
 
-Sections are case lists with a worker per library; add one by appending to SECTIONS.
+On a shared machine, samples during which other processes used the CPU are set aside (see
+_time); the `quiet` column is the fraction of samples that were kept. Below 100%, rerun.
+
+Sections are case lists with a worker per library; add one by appending to SECTIONS (see the
+GEMM section: cases, workers, header, report, footer).
 """
 import argparse
 import json
@@ -165,6 +169,18 @@ SECTIONS = {
 
 
 # ---- driver -----------------------------------------------------------------------------------
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
 def run_worker(section, lib, case_name, threads):
     env = dict(os.environ)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LAMINA_NUM_THREADS"):
@@ -191,9 +207,8 @@ def main():
         print(json.dumps(sec["workers"][lib](sec["cases"][case_name])))
         return
 
-    import platform
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.processor() or platform.machine()}  "
-          f"{os.cpu_count()} CPUs  threads={args.threads}  rounds={args.rounds}  numpy {np.__version__}")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {_cpu_name()}  {os.cpu_count()} CPUs  "
+          f"threads={args.threads}  rounds={args.rounds}  numpy {np.__version__}")
     for section in args.section or list(SECTIONS):
         sec = SECTIONS[section]
         libs = list(sec["workers"])

@@ -2,7 +2,7 @@
 // register micro-kernels chosen at run time from the CPU's features:
 //   avx512  12 x 32 tile (gemm_avx512.cpp)
 //   avx2     6 x 16 tile (gemm_avx2.cpp, AVX2 + FMA)
-//   generic  4 x 16 tile, portable C++ (this file)
+//   generic  4 x 8 tile, portable C++ auto-vectorised at the baseline ISA (this file)
 // LAMINA_GEMM_KERNEL=avx512|avx2|generic forces one (read when the module loads); Python can
 // query and switch with _cpu.gemm_kernel() / _cpu.set_gemm_kernel(name).
 //
@@ -30,7 +30,7 @@ namespace gemm {
 namespace {
 
 // ---- generic kernel (portable, auto-vectorised at the baseline ISA) -------------------------
-constexpr int GMR = 4, GNR = 16;
+constexpr int GMR = 4, GNR = 8;
 
 void pack_a_generic(bool trans, const float* a, int64_t lda, int64_t mc, int64_t kc, int mr, float* dst) {
   for (int64_t i0 = 0; i0 < mc; i0 += mr, dst += kc * mr) {
@@ -53,12 +53,19 @@ void pack_b_generic(bool trans, const float* b, int64_t ldb, int64_t kc, int64_t
 template <int M>
 void ukernel_generic(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
                      float alpha, float beta, int n) {
-  float acc[M][GNR] = {};
-  for (int64_t k = 0; k < kc; ++k, a += GMR, b += GNR)
+  float acc[M][GNR];
+#pragma GCC unroll 8
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 16
+    for (int j = 0; j < GNR; ++j) acc[i][j] = 0.f;
+  for (int64_t k = 0; k < kc; ++k, a += GMR, b += GNR) {
+#pragma GCC unroll 8
     for (int i = 0; i < M; ++i) {
       const float ai = a[i];
+#pragma GCC unroll 16
       for (int j = 0; j < GNR; ++j) acc[i][j] += ai * b[j];
     }
+  }
   for (int i = 0; i < M; ++i) {
     float* ci = c + i * ldc;
     if (beta == 0.f) for (int j = 0; j < n; ++j) ci[j] = alpha * acc[i][j];
@@ -67,7 +74,7 @@ void ukernel_generic(int64_t kc, const float* __restrict a, const float* __restr
 }
 
 void macro_generic(int64_t mc, int64_t nc, int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
-                   float alpha, float beta) {
+                   float alpha, float beta, const Prefetch*) {
   using Fn = void (*)(int64_t, const float*, const float*, float*, int64_t, float, float, int);
   static const Fn rows[GMR + 1] = {nullptr, &ukernel_generic<1>, &ukernel_generic<2>, &ukernel_generic<3>,
                                    &ukernel_generic<4>};
@@ -176,6 +183,16 @@ thread_local PackBuffer t_pack_a, t_pack_b;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// rows x cols floats at p, rows ld floats apart, as a prefetch region.
+Prefetch::Region region(const float* p, int64_t ld, int64_t rows, int64_t cols) {
+  Prefetch::Region r;
+  r.base = reinterpret_cast<const char*>(p);
+  r.ld = ld * int64_t(sizeof(float));
+  r.rows = rows;
+  r.lines = (cols * int64_t(sizeof(float)) + 63) / 64 + 1;  // +1: rows need not start on a line
+  return r;
+}
+
 // One thread: C[0:M, 0:N] = alpha op(A) op(B) + beta C, with M, N, K > 0.
 void gemm_serial(const Kernel& kr, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
@@ -193,10 +210,26 @@ void gemm_serial(const Kernel& kr, bool ta, bool tb, int64_t M, int64_t N, int64
       const int64_t kc = std::min(KC, K - pc);
       kr.pack_b(tb, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, kc, nc, kr.nr, bp);
       const float beta_k = pc == 0 ? beta : 1.f;
+      // Prefetch what the next packing steps read: the next MC block of op(A) during each
+      // macro-kernel, and in the last one also the next KC x NC block of op(B).
+      const bool last_pc = pc + KC >= K;
+      const int64_t npc = last_pc ? 0 : pc + KC, njc = last_pc ? jc + NC : jc;
+      const bool more_b = njc < N;
       for (int64_t ic = 0; ic < M; ic += MC) {
         const int64_t mc = std::min(MC, M - ic);
         kr.pack_a(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc, kr.mr, ap);
-        kr.macro(mc, nc, kc, ap, bp, C + ic * ldc + jc, ldc, alpha, beta_k);
+        Prefetch pf;
+        const bool last_ic = ic + MC >= M;
+        if (last_ic && more_b) {
+          const int64_t nkc = std::min(KC, K - npc), nnc = std::min(NC, N - njc);
+          pf.region[0] = region(tb ? B + njc * ldb + npc : B + npc * ldb + njc, ldb, tb ? nnc : nkc, tb ? nkc : nnc);
+        }
+        if (!last_ic || more_b) {  // the A block packed next: (ic + MC, pc), or (0, npc)
+          const int64_t nic = last_ic ? 0 : ic + MC, pk = last_ic ? npc : pc;
+          const int64_t nmc = std::min(MC, M - nic), nkc = std::min(KC, K - pk);
+          pf.region[1] = region(ta ? A + pk * lda + nic : A + nic * lda + pk, lda, ta ? nkc : nmc, ta ? nmc : nkc);
+        }
+        kr.macro(mc, nc, kc, ap, bp, C + ic * ldc + jc, ldc, alpha, beta_k, &pf);
       }
     }
   }

@@ -157,10 +157,11 @@ template <int M>
 constexpr UkernelFn pick(int nv) { return nv == 1 ? &ukernel<M, 1> : &ukernel<M, 2>; }
 
 LAMINA_AVX2 void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
-                       float alpha, float beta) {
+                       float alpha, float beta, const Prefetch* pf) {
   static const UkernelFn edge[MR + 1][2] = {
       {nullptr, nullptr}, {pick<1>(1), pick<1>(2)}, {pick<2>(1), pick<2>(2)}, {pick<3>(1), pick<3>(2)},
       {pick<4>(1), pick<4>(2)}, {pick<5>(1), pick<5>(2)}, {pick<6>(1), pick<6>(2)}};
+  PrefetchWalker prefetch(pf, ((mc + MR - 1) / MR) * ((nc + NR - 1) / NR));
   for (int64_t jr = 0; jr < nc; jr += NR) {
     const int n = int(std::min<int64_t>(NR, nc - jr));
     const float* b = bp + jr * kc;
@@ -168,6 +169,7 @@ LAMINA_AVX2 void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, cons
       const int m = int(std::min<int64_t>(MR, mc - ir));
       const float* a = ap + ir * kc;
       float* ct = c + ir * ldc + jr;
+      prefetch.step();
       if (m == MR && n == NR) ukernel<MR, 2>(kc, a, b, ct, ldc, alpha, beta, n);
       else edge[m][n > 8](kc, a, b, ct, ldc, alpha, beta, n);
     }

@@ -27,7 +27,10 @@ LAMINA_AVX512 void ukernel(int64_t kc, const float* __restrict a, const float* _
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
 #pragma GCC unroll 16
-  for (int i = 0; i < M; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+  for (int i = 0; i < M; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    if (NV > 1) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 31), _MM_HINT_T0);
+  }
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
     __m512 b0 = _mm512_load_ps(b), b1 = NV > 1 ? _mm512_load_ps(b + 16) : b0;
@@ -68,13 +71,14 @@ template <int M>
 constexpr UkernelFn pick(int nv) { return nv == 1 ? &ukernel<M, 1> : &ukernel<M, 2>; }
 
 LAMINA_AVX512 void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, const float* bp, float* c,
-                         int64_t ldc, float alpha, float beta) {
+                         int64_t ldc, float alpha, float beta, const Prefetch* pf) {
   static const UkernelFn edge[MR + 1][2] = {
       {nullptr, nullptr},         {pick<1>(1), pick<1>(2)},   {pick<2>(1), pick<2>(2)},
       {pick<3>(1), pick<3>(2)},   {pick<4>(1), pick<4>(2)},   {pick<5>(1), pick<5>(2)},
       {pick<6>(1), pick<6>(2)},   {pick<7>(1), pick<7>(2)},   {pick<8>(1), pick<8>(2)},
       {pick<9>(1), pick<9>(2)},   {pick<10>(1), pick<10>(2)}, {pick<11>(1), pick<11>(2)},
       {pick<12>(1), pick<12>(2)}};
+  PrefetchWalker prefetch(pf, ((mc + MR - 1) / MR) * ((nc + NR - 1) / NR));
   for (int64_t jr = 0; jr < nc; jr += NR) {
     const int n = int(std::min<int64_t>(NR, nc - jr));
     const float* b = bp + jr * kc;
@@ -82,6 +86,7 @@ LAMINA_AVX512 void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, co
       const int m = int(std::min<int64_t>(MR, mc - ir));
       const float* a = ap + ir * kc;
       float* ct = c + ir * ldc + jr;
+      prefetch.step();
       if (m == MR && n == NR) ukernel<MR, 2>(kc, a, b, ct, ldc, alpha, beta, n);
       else edge[m][n > 16](kc, a, b, ct, ldc, alpha, beta, n);
     }

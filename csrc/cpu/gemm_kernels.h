@@ -22,9 +22,51 @@ namespace gemm {
 using PackAFn = void (*)(bool trans, const float* a, int64_t lda, int64_t mc, int64_t kc, int mr, float* dst);
 // Packs op(B)[0:kc, 0:nc] where op(B)[p][j] = trans ? b[j*ldb + p] : b[p*ldb + j].
 using PackBFn = void (*)(bool trans, const float* b, int64_t ldb, int64_t kc, int64_t nc, int nr, float* dst);
-// C[0:mc, 0:nc] = alpha * Apacked @ Bpacked + beta * C  (beta == 0: C is not read).
+// Memory the next packing steps will read: up to two regions of `rows` rows of `lines` 64-byte
+// cache lines, `ld` bytes apart. The macro-kernel prefetches them (into L2) a little at a time,
+// between its micro-kernel calls, so that the packing finds them there instead of in DRAM.
+struct Prefetch {
+  struct Region {
+    const char* base = nullptr;
+    int64_t ld = 0, rows = 0, lines = 0;
+  } region[2];
+};
+
+// Issues a Prefetch's cache lines in `parts` about equal shares, one share per step().
+class PrefetchWalker {
+ public:
+  PrefetchWalker(const Prefetch* pf, int64_t parts) {
+    if (!pf) return;
+    int64_t total = 0;
+    for (int r = 0; r < 2; ++r)
+      if (pf->region[r].base && pf->region[r].rows > 0 && pf->region[r].lines > 0) {
+        reg_[n_++] = pf->region[r];
+        total += pf->region[r].rows * pf->region[r].lines;
+      }
+    per_ = parts > 0 ? (total + parts - 1) / parts : total;
+  }
+  void step() {
+    for (int64_t n = per_; n > 0 && cur_ < n_; --n) {
+      Prefetch::Region& r = reg_[cur_];
+      __builtin_prefetch(r.base + 64 * line_, 0, 1);
+      if (++line_ == r.lines) {
+        line_ = 0;
+        r.base += r.ld;
+        if (--r.rows == 0) ++cur_;
+      }
+    }
+  }
+
+ private:
+  Prefetch::Region reg_[2];
+  int n_ = 0, cur_ = 0;
+  int64_t per_ = 0, line_ = 0;
+};
+
+// C[0:mc, 0:nc] = alpha * Apacked @ Bpacked + beta * C  (beta == 0: C is not read); prefetches
+// pf (may be null) along the way.
 using MacroFn = void (*)(int64_t mc, int64_t nc, int64_t kc, const float* ap, const float* bp, float* c,
-                         int64_t ldc, float alpha, float beta);
+                         int64_t ldc, float alpha, float beta, const Prefetch* pf);
 
 // Matrix-vector products (M == 1 or N == 1, where packing would cost more than the arithmetic):
 //   axpy_rows: y[j] = sum_p x[p] * r[p*ld + j]   for j < n  (r: kk rows of n, contiguous in j)

@@ -1,6 +1,6 @@
 """The packed GEMM (csrc/cpu/gemm*.cpp): every micro-kernel this CPU can run, 1 and 2 threads,
 all transpose combinations, alpha/beta, strided operands, edge sizes around the register tiles
-(avx512 12x32, avx2 6x16, generic 4x16) and cache blocks, the matrix-vector path (M or N = 1);
+(avx512 12x32, avx2 6x16, generic 4x8) and cache blocks, the matrix-vector path (M or N = 1);
 and ops.matmul forward and backward."""
 import itertools
 import os
