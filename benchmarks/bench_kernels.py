@@ -199,6 +199,7 @@ def main():
     p.add_argument("--section", action="append", choices=sorted(SECTIONS), help="section(s) to run (default all)")
     p.add_argument("--case", action="append", help="run only cases whose name contains this text")
     p.add_argument("--worker", nargs=3, metavar=("SECTION", "LIB", "CASE"), help=argparse.SUPPRESS)
+    p.add_argument("--no-conv", action="store_true", help="skip the conv2d section (bench_conv.py)")
     args = p.parse_args()
 
     if args.worker:
@@ -225,6 +226,13 @@ def main():
             last = results
         if "footer" in sec and last:
             print(sec["footer"](last))
+    if not args.no_conv and not args.section:
+        # conv2d forward+backward for the MNIST convnet's two convolutions, lamina vs PyTorch
+        # (bench_conv.py alternates the two libraries in separate processes the same way).
+        print("\n## conv2d (MNIST convnet, batch 128): lamina vs PyTorch", flush=True)
+        conv = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_conv.py")
+        subprocess.run([sys.executable, conv, "--rounds", str(args.rounds), "--threads", str(args.threads)],
+                       check=False)
 
 
 if __name__ == "__main__":

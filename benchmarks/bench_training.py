@@ -132,7 +132,8 @@ def accuracy_run(epochs=2):
 
 def available(lib):
     mod = {"torch": "torch", "keras": "keras", "lamina": "lamina"}[lib]
-    r = subprocess.run([sys.executable, "-c", f"import {mod}"], capture_output=True, env=os.environ)
+    env = dict(os.environ, KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "jax"))
+    r = subprocess.run([sys.executable, "-c", f"import {mod}"], capture_output=True, env=env)
     return r.returncode == 0
 
 
@@ -155,6 +156,7 @@ def main():
     for k in ("LAMINA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BENCH_THREADS"):
         env[k] = str(args.threads)
     env["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={args.threads}"
+    env.setdefault("KERAS_BACKEND", "jax")
     libs = [l for l in args.libs if available(l)]
     print(f"libraries: {', '.join(libs)}; threads: {args.threads}; rounds: {args.rounds}")
     results = {}
