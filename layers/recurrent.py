@@ -13,7 +13,9 @@ tanh, and sigmoid for the gates.
 steps to use (a masked step keeps the states and repeats the previous output); dropout and
 recurrent_dropout apply in training only, one mask per sequence for all steps, as in Keras.
 `stateful=True` carries the last states of a batch over as the initial states of the next one
-(reset with `reset_states()`).
+(reset with `reset_states()`). The initial states can also come in the inputs list,
+`layer([sequence, h, c])` (Keras 2's form): in a functional model that is how states computed by
+other layers (an encoder's) reach a decoder, since the graph records a layer's inputs only.
 
 Differences from Keras: `unroll` is accepted and has no effect (the fused op is always used);
 with `recurrent_dropout` the LSTM and GRU draw one recurrent mask shared by all gates (Keras
@@ -272,7 +274,7 @@ class _RNN(Layer):
         return 2 if isinstance(self.cell, LSTMCell) else 1
 
     def build(self, input_shape):
-        input_shape = tuple(input_shape)
+        input_shape = _sequence_shape(input_shape)
         if len(input_shape) != 3:
             raise ValueError(f"{type(self).__name__} '{self.name}': expected inputs of shape (batch, timesteps, "
                              f"features), received shape {input_shape}")
@@ -339,6 +341,11 @@ class _RNN(Layer):
         return draw(cell.dropout, F), draw(cell.recurrent_dropout, cell.units)
 
     def call(self, inputs, mask=None, training=None, initial_state=None):
+        if isinstance(inputs, (list, tuple)):  # [sequence, *initial states], as Keras 2 accepted
+            if initial_state is not None:
+                raise ValueError(f"{type(self).__name__} '{self.name}': initial states were passed both in the "
+                                 "inputs list and as initial_state=; pass them once")
+            inputs, initial_state = inputs[0], (list(inputs[1:]) or None)
         x = _float(inputs)
         if x.ndim != 3:
             raise ValueError(f"{type(self).__name__} '{self.name}': expected inputs of shape (batch, timesteps, "
@@ -375,7 +382,7 @@ class _RNN(Layer):
         return output
 
     def compute_output_shape(self, input_shape):
-        input_shape = tuple(input_shape)
+        input_shape = _sequence_shape(input_shape)
         B, T, U = input_shape[0], input_shape[1] if len(input_shape) > 1 else None, self.cell.units
         out = (B, T, U) if self.return_sequences else (B, U)
         if self.return_state:
@@ -400,6 +407,13 @@ class _RNN(Layer):
                   "zero_output_for_mask": self.zero_output_for_mask, **cell_cfg,
                   "activity_regularizer": _regularizers.serialize(self.activity_regularizer)}
         return config
+
+
+def _sequence_shape(shape):
+    """The sequence's shape from a layer's input shape(s) (a list [sequence, *states] included)."""
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
+        shape = shape[0]
+    return tuple(shape)
 
 
 _CELL_ATTRS = {"units", "activation", "recurrent_activation", "use_bias", "kernel_initializer",

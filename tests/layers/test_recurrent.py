@@ -219,6 +219,38 @@ def test_stateful_training_uses_the_forward_states():
     np.testing.assert_allclose(g, tape.gradient(loss, plain.cell.recurrent_kernel).numpy(), atol=1e-6)
 
 
+def test_states_in_the_inputs_list_feed_a_functional_decoder():
+    """seq2seq: an encoder's states reach the decoder as `decoder([sequence, h, c])`; training
+    moves the encoder's weights too."""
+    enc_in, dec_in = lamina.Input(shape=(None, 3)), lamina.Input(shape=(None, 4))
+    encoder = LSTM(5, return_state=True)
+    _, h, c = encoder(enc_in)
+    decoder = LSTM(5, return_sequences=True)
+    out = lamina.layers.Dense(2)(decoder([dec_in, h, c]))
+    model = lamina.Model([enc_in, dec_in], out)
+    x1, x2, y = _x((4, 6, 3), 20), _x((4, 3, 4), 21), _x((4, 3, 2), 22)
+    _, eh, ec = encoder(x1)
+    want = decoder(x2, initial_state=[eh, ec])
+    dense = model.layers[-1]
+    np.testing.assert_allclose(model.predict([x1, x2], verbose=0), dense(want).numpy(), atol=1e-5)
+    before = encoder.get_weights()
+    model.compile(optimizer="sgd", loss="mse")
+    model.train_on_batch([x1, x2], y)
+    assert all(not np.allclose(a, b) for a, b in zip(before, encoder.get_weights()))
+    assert decoder.compute_output_shape([(None, 3, 4), (None, 5), (None, 5)]) == (None, 3, 5)
+    with pytest.raises(ValueError, match="passed both in the inputs list and as initial_state="):
+        decoder([x2, eh, ec], initial_state=[eh, ec])
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_compute_mask(cls):
+    mask = np.array([[True, False]])
+    assert cls(2).compute_mask(None, mask) is None
+    assert cls(2, return_sequences=True).compute_mask(None, mask) is mask
+    assert cls(2, return_sequences=True, return_state=True).compute_mask(None, mask) == \
+        [mask] + [None] * N_STATES[cls]
+
+
 def test_zero_output_for_mask():
     x = _x((2, 4, 3), 9)
     mask = np.array([[1, 1, 0, 1], [1, 0, 0, 0]], bool)
