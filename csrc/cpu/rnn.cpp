@@ -18,10 +18,11 @@
 // dgates @ R^T per step for dh_prev; then dR = H_prev^T @ dGates, dK = X^T @ dGates and
 // dX = dGates @ K^T as single GEMMs over all steps, and db as column sums.
 //
-// Threads: the recurrences split the batch rows among threads (rows are independent through
-// the recurrence, so the threads never wait for each other within a sequence); each thread runs
-// its rows' per-step GEMMs with the recurrent kernel packed once per call for the GEMM
-// micro-kernel (csrc/cpu/gemm_kernels.h), then their gate maths. The big GEMMs go through sgemm,
+// Threads: the recurrences cut the batch into blocks of rows (12 with the AVX-512 GEMM kernel),
+// which threads take from a queue and run through the whole sequence: rows are independent
+// through the recurrence, so the threads never wait for each other within a sequence. Each block
+// runs its per-step GEMMs with the recurrent kernel packed once per call for the GEMM
+// micro-kernel (csrc/cpu/gemm_kernels.h), then its gate maths. The big GEMMs go through sgemm,
 // outside any parallel region of this file.
 //
 // Options: a bool mask (B, T): a masked step carries the states through unchanged and outputs
@@ -52,10 +53,9 @@ constexpr int kGates[3] = {4, 3, 1};
 constexpr const char* kFwdName[3] = {"lstm", "gru", "simple_rnn"};
 constexpr const char* kBwdName[3] = {"lstm_backward", "gru_backward", "simple_rnn_backward"};
 
-// The recurrences run on several threads from this many multiply-adds per step on (B * U * G*U),
-// and with at least kMinRows batch rows per thread.
+// The recurrences run on several threads from this many multiply-adds per step on (B * U * G*U).
 constexpr double kMinParallelStepFma = double(1 << 17);
-constexpr int64_t kMinRows = 4;
+
 
 // ---- maths: copies of elementwise.cpp's vm::tanh and vm::sigmoid (private to that file) ------
 // tanh(x) = x P(x^2) / Q(x^2) on |x| < 9, +-1 beyond; relative error < 4e-7.
@@ -165,10 +165,17 @@ class PackedB {
   Scratch buf_{0};
 };
 
-// Threads for a recurrence over B rows (each thread takes a contiguous block of rows).
-int row_parts(int64_t B, int64_t U, int64_t GU) {
+// Rows per work item of the recurrences: the kernel's register-tile height, at least 8 rows.
+// Threads take blocks of rows, each for the whole sequence, from a shared queue: a thread the OS
+// deschedules (the cores are shared) holds up only its current block, and a block's packed
+// h_prev (12 x U) stays in L1 for the step's GEMM (on one thread, 12-row blocks also ran the
+// forward pass ~9% faster than one 64-row block: benchmarks/bench_rnn.py's shape).
+int64_t chunk_rows(const gemm::Kernel& kr) { return round_up(8, kr.mr); }
+
+// Threads for a recurrence over B rows in blocks of `rows`.
+int row_parts(int64_t B, int64_t U, int64_t GU, int64_t rows) {
   if (double(B) * double(U) * double(GU) < kMinParallelStepFma) return 1;
-  return int(std::max<int64_t>(1, std::min<int64_t>(num_threads(), B / kMinRows)));
+  return int(std::max<int64_t>(1, std::min<int64_t>(num_threads(), (B + rows - 1) / rows)));
 }
 
 // ---- row kernels (one batch row of one step), compiled per ISA --------------------------------
@@ -380,15 +387,16 @@ void forward(const Args& a, float* out, float* h_last, float* c_last, float* gat
   Scratch hd(a.rec_mask ? B * U : 0);
   if (a.rec_mask) row_mul(hd.p, a.h0, a.rec_mask, B * U);
   Scratch gr(a.cell == GRU ? B * GU : 0);
-  const PackedB rp(active_kernel(), false, a.R, GU, U, GU);
-  const int parts = T > 0 ? row_parts(B, U, GU) : 1;
+  const gemm::Kernel& kr = active_kernel();
+  const PackedB rp(kr, false, a.R, GU, U, GU);
+  const int64_t rows = chunk_rows(kr), chunks = (B + rows - 1) / rows;
+  const int parts = T > 0 ? row_parts(B, U, GU, rows) : 1;
   Scratch aps(parts * rp.a_scratch());
 
-#pragma omp parallel num_threads(parts) if (parts > 1)
-  {
-    const int p = omp_get_thread_num(), np = omp_get_num_threads();
-    const int64_t b0 = B * p / np, b1 = B * (p + 1) / np;
-    float* ap = aps.p + p * rp.a_scratch();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(parts) if (parts > 1)
+  for (int64_t ci = 0; ci < chunks; ++ci) {
+    const int64_t b0 = ci * rows, b1 = std::min(B, b0 + rows);
+    float* ap = aps.p + omp_get_thread_num() * rp.a_scratch();
     for (int64_t s = 0; s < T && b0 < b1; ++s) {
       const int64_t t = a.t_of(s), tp = s > 0 ? a.t_of(s - 1) : 0;
       // this thread's rows of h_prev @ R
@@ -443,15 +451,16 @@ void backward(const Args& a, const float* out, const float* gates, const float* 
       if (dc_last) row_copy(dc.p, dc_last, B * U); else std::fill(dc.p, dc.p + B * U, 0.f);
     }
   }
-  const PackedB rtp(active_kernel(), true, a.R, GU, GU, U);  // R^T (GU x U)
-  const int parts = T > 0 ? row_parts(B, U, GU) : 1;
+  const gemm::Kernel& kr = active_kernel();
+  const PackedB rtp(kr, true, a.R, GU, GU, U);  // R^T (GU x U)
+  const int64_t rows = chunk_rows(kr), chunks = (B + rows - 1) / rows;
+  const int parts = T > 0 ? row_parts(B, U, GU, rows) : 1;
   Scratch aps(parts * rtp.a_scratch());
 
-#pragma omp parallel num_threads(parts) if (parts > 1)
-  {
-    const int p = omp_get_thread_num(), np = omp_get_num_threads();
-    const int64_t b0 = B * p / np, b1 = B * (p + 1) / np;
-    float* ap = aps.p + p * rtp.a_scratch();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(parts) if (parts > 1)
+  for (int64_t ci = 0; ci < chunks; ++ci) {
+    const int64_t b0 = ci * rows, b1 = std::min(B, b0 + rows);
+    float* ap = aps.p + omp_get_thread_num() * rtp.a_scratch();
     for (int64_t s = T - 1; s >= 0 && b0 < b1; --s) {
       const int64_t t = a.t_of(s), tp = s > 0 ? a.t_of(s - 1) : 0;
       const bool has_rec = s < T - 1;
@@ -493,21 +502,37 @@ void backward(const Args& a, const float* out, const float* gates, const float* 
   }
   if (dc0 && a.cell == LSTM) row_copy(dc0, dc.p, B * U);
 
-  // weight gradients: single GEMMs over all B*T rows
+  // weight gradients: single GEMMs over all B*T rows. dR = H_prev^T dG and dK = X^T dG share dG
+  // (LSTM, RNN): then one GEMM [H_prev X]^T dG packs dG once and gives both.
+  const bool fuse = dR && dK && dgr == dg.p;
+  const int64_t W = fuse ? U + F : U;  // row stride of the stacked [H_prev X] operand
   if (dR) {
     // H_prev (B, T, U), indexed by t like the gates: what the recurrent GEMM read at each step
-    Scratch hp(B * T * U);
-#pragma omp parallel for if (B * T * U > kParallelGrain && B > 1) schedule(static)
+    Scratch hx(B * T * W);
+#pragma omp parallel for if (B * T * W > kParallelGrain && B > 1) schedule(static)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t s = 0; s < T; ++s) {
+        const int64_t t = a.t_of(s);
         const float* src = s == 0 ? a.h0 + b * U : out + (b * T + s - 1) * U;
-        float* dst = hp.p + (b * T + a.t_of(s)) * U;
+        float* dst = hx.p + (b * T + t) * W;
         if (a.rec_mask) row_mul(dst, src, a.rec_mask + b * U, U);
         else row_copy(dst, src, U);
+        if (fuse) {
+          const float* xr = a.x + (b * T + t) * F;
+          if (a.in_mask) row_mul(dst + U, xr, a.in_mask + b * F, F);
+          else row_copy(dst + U, xr, F);
+        }
       }
-    sgemm(true, false, U, GU, B * T, 1.f, hp.p, U, dgr, GU, 0.f, dR, GU);
+    if (fuse) {
+      Scratch c(W * GU);
+      sgemm(true, false, W, GU, B * T, 1.f, hx.p, W, dg.p, GU, 0.f, c.p, GU);
+      row_copy(dR, c.p, U * GU);
+      row_copy(dK, c.p + U * GU, F * GU);
+    } else {
+      sgemm(true, false, U, GU, B * T, 1.f, hx.p, U, dgr, GU, 0.f, dR, GU);
+    }
   }
-  if (dK) {
+  if (dK && !fuse) {
     Scratch xe(a.in_mask ? B * T * F : 0);
     if (a.in_mask) apply_input_mask(a, xe.p);
     sgemm(true, false, F, GU, B * T, 1.f, a.in_mask ? xe.p : a.x, F, dg.p, GU, 0.f, dK, GU);
