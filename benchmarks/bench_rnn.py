@@ -14,7 +14,13 @@ reports their median. The table shows the median over rounds, and the ratio torc
 (>= 1.0 means lamina is at least as fast). Both use `--threads` threads (default 2): torch through
 torch.set_num_threads, lamina through LAMINA_NUM_THREADS.
 
+`--omp-wait passive` runs both workers with OMP_WAIT_POLICY=passive (both libraries use GNU
+OpenMP): on a machine whose cores are shared with other busy processes, spinning OpenMP threads
+compete with the threads doing the work, and the default (spinning) policy then makes 2-thread
+timings of either library vary by 2-5x between runs.
+
     PYTHONPATH=.dev python3 benchmarks/bench_rnn.py [--rounds 2] [--repeats 10] [--threads 2]
+                                                    [--omp-wait default|passive|active]
 """
 import argparse
 import json
@@ -118,6 +124,8 @@ def run_worker(lib, args):
     env = dict(os.environ)
     env["LAMINA_NUM_THREADS"] = str(args.threads)
     env["OMP_NUM_THREADS"] = str(args.threads)
+    if args.omp_wait != "default":
+        env["OMP_WAIT_POLICY"] = args.omp_wait
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--threads", str(args.threads),
            "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -134,6 +142,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--omp-wait", choices=["default", "passive", "active"], default="default",
+                    help="OMP_WAIT_POLICY for both workers (default: the OpenMP runtime's own)")
     ap.add_argument("--worker", choices=["lamina", "torch"])
     args = ap.parse_args()
     if args.worker:
@@ -154,7 +164,8 @@ def main():
         vals = [run[key]["ms"] for run in runs[lib] if key in run]
         return statistics.median(vals) if vals else float("nan")
 
-    print(f"{args.threads} threads, median of {args.rounds} rounds x {args.repeats} repeats (ms)")
+    wait = "" if args.omp_wait == "default" else f", OMP_WAIT_POLICY={args.omp_wait}"
+    print(f"{args.threads} threads{wait}, median of {args.rounds} rounds x {args.repeats} repeats (ms)")
     hdr = f"{'variant':12} {'lamina':>9} {'torch':>9} {'torch/lamina':>13}"
     for key, title, variants in SECTIONS:
         print(f"\n{title}")

@@ -322,6 +322,28 @@ def test_threaded_recurrence_matches_reference_and_one_thread(rng, cell):
         np.testing.assert_allclose(a, b_, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kernel", lamina.get_device("cpu").kernels.gemm_kernels())
+def test_every_gemm_kernel_and_blocked_weights(rng, kernel):
+    """The recurrences run the GEMM micro-kernel in use on weights packed once: every kernel this
+    CPU has, with recurrent kernels that span several of its cache blocks (K > kc backward,
+    N > nc forward)."""
+    k = lamina.get_device("cpu").kernels
+    before = k.gemm_kernel()
+    k.set_gemm_kernel(kernel)
+    try:
+        for cell, (B, T, F, U) in (("lstm", (14, 3, 5, 80)), ("gru", (13, 4, 3, 100)), ("simple_rnn", (3, 2, 2, 300))):
+            x, h0, c0, K, R, b = make(rng, cell, B, T, F, U, scale=0.1)
+            kw = options(rng, B, T, F, U, ("mask", "back"))
+            for g, w in zip(call(cell, x, h0, c0, K, R, b, **kw), call_ref(cell, x, h0, c0, K, R, b, **kw)):
+                np.testing.assert_allclose(g.numpy(), w, atol=1e-5, rtol=1e-4)
+            _directional_check(cell, [x, h0, c0, K, R, b], kw, rng)
+        x, h0, c0, K, R, b = make(rng, "lstm", 2, 2, 3, 1100, scale=0.05)  # 4U = 4400 > every kernel's nc
+        for g, w in zip(call("lstm", x, h0, c0, K, R, b), call_ref("lstm", x, h0, c0, K, R, b)):
+            np.testing.assert_allclose(g.numpy(), w, atol=1e-5, rtol=1e-4)
+    finally:
+        k.set_gemm_kernel(before)
+
+
 # ---- errors ----------------------------------------------------------------------------------------------
 
 def test_shape_errors(rng):
