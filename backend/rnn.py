@@ -1,2 +1,248 @@
-"""Recurrent ops: whole-sequence fused LSTM / GRU / simple RNN, with gradients."""
-__all__ = []
+"""Recurrent ops: whole-sequence fused LSTM / GRU / simple RNN, with gradients.
+
+Each op runs a whole sequence in one C++ kernel (csrc/cpu/rnn.cpp): the input projection of all
+steps as one GEMM, then per step one GEMM with the recurrent kernel and a fused pass for the gate
+maths. Inputs are batch-major (batch, timesteps, features); weights have Keras's layouts:
+
+    lstm        kernel (F, 4U), recurrent_kernel (U, 4U), bias (4U,)    gates i, f, c, o
+    gru         kernel (F, 3U), recurrent_kernel (U, 3U), bias (2, 3U)  gates z, r, h (reset_after)
+    simple_rnn  kernel (F, U),  recurrent_kernel (U, U),  bias (U,)     h = tanh(x K + h R + b)
+
+Options, as Keras's RNN layers: `mask` (batch, timesteps), bool: a masked step keeps the states
+and outputs the previous h; `go_backwards`: the sequence is processed from its last step, and
+the outputs come in processing order (reversed time), as Keras returns them; `input_dropout`
+(batch, features) and `recurrent_dropout` (batch, units): masks (already scaled, e.g. 0 or
+1 / (1 - rate)) multiplied into x at every step and into h_prev before the recurrent matmul.
+
+Gradients flow to the inputs, the initial states, the kernel, the recurrent kernel and the bias
+(not to the masks). The ops have several outputs: one backward kernel call serves them all.
+"""
+from . import dtypes
+from .autodiff import needs_grad, record
+from .math import _as_tensor, check_same_device, not_equal, zeros
+from .tensor import empty
+
+__all__ = ["lstm", "gru", "simple_rnn"]
+
+_F32 = dtypes.FLOAT32
+
+
+# ---- several outputs, one backward ---------------------------------------------------------------
+
+def _record_multi(outputs, inputs, backward):
+    """Records an op with several outputs (the autodiff Node has one): `backward(grads, needs)`
+    receives one gradient per output (None for an output that got none) and `needs` for every
+    listed input (None inputs included, never needed), and returns one gradient per input.
+
+    All the inputs hang off a private zero-size "hub" tensor; each output records a node whose
+    only input is the hub. Backprop visits a node after everything computed from it, so the
+    outputs' backward functions run first: they park their gradients in a shared slot and hand
+    the hub a zero-size token, then the hub's backward runs the op's backward once with all of
+    them."""
+    present = [i for i, t in enumerate(inputs) if t is not None]
+    ts = tuple(inputs[i] for i in present)
+    if not needs_grad(*ts):
+        return
+    n_out = len(outputs)
+    dev = outputs[0].device
+    hub = empty((0,), _F32, dev)
+    slot = {"grads": [None] * n_out}
+
+    def hub_bw(g, needs):
+        grads, slot["grads"] = slot["grads"], [None] * n_out
+        full = [False] * len(inputs)
+        for i, n in zip(present, needs):
+            full[i] = n
+        res = backward(grads, full)
+        return tuple(res[i] for i in present)
+    record(hub, ts, hub_bw)
+
+    for k, out in enumerate(outputs):
+        def out_bw(g, needs, k=k):
+            grads = slot["grads"]
+            if grads[k] is not None:  # left over from an interrupted backward pass
+                grads = slot["grads"] = [None] * n_out
+            first = all(x is None for x in grads)
+            grads[k] = g
+            return (empty((0,), _F32, dev) if first else None,)
+        record(out, (hub,), out_bw)
+
+
+# ---- argument checks ---------------------------------------------------------------------------------
+
+def _f32(op, name, t):
+    if t.dtype != _F32:
+        raise TypeError(f"{op}: expected {name} of dtype float32, received {t.dtype} with shape {t.shape}; "
+                        f"cast it with ops.cast(x, 'float32')")
+
+
+def _prepare(op, G, inputs, states, kernel, recurrent_kernel, bias, mask, input_dropout, recurrent_dropout):
+    """Validates and converts the arguments; returns (x, states, kernel, rk, bias, mask, dropouts, dims)."""
+    x = _as_tensor(inputs)
+    _f32(op, "inputs", x)
+    if x.ndim != 3:
+        raise ValueError(f"{op}: expected inputs of shape (batch, timesteps, features), received shape {x.shape}")
+    B, T, F = x.shape
+    R = _as_tensor(recurrent_kernel)
+    _f32(op, "recurrent_kernel", R)
+    if R.ndim != 2 or R.shape[1] != G * R.shape[0]:
+        raise ValueError(f"{op}: expected recurrent_kernel of shape (units, {G} * units), received shape "
+                         f"{R.shape}; its first dimension sets the number of units")
+    U = R.shape[0]
+    K = _as_tensor(kernel)
+    _f32(op, "kernel", K)
+    if K.shape != (F, G * U):
+        raise ValueError(f"{op}: expected kernel of shape (features, {G} * units) = {(F, G * U)} for inputs of "
+                         f"shape {x.shape} and recurrent_kernel of shape {R.shape}, received kernel of shape "
+                         f"{K.shape}")
+    if bias is not None:
+        bias = _as_tensor(bias)
+        _f32(op, "bias", bias)
+        want = (2, G * U) if op == "gru" else (G * U,)
+        if bias.shape != want:
+            extra = " ([input bias; recurrent bias], reset_after=True)" if op == "gru" else ""
+            raise ValueError(f"{op}: expected bias of shape {want}{extra} for {U} units, received shape {bias.shape}")
+    st = []
+    for name, s in states:
+        if s is not None:
+            s = _as_tensor(s)
+            _f32(op, name, s)
+            if s.shape != (B, U):
+                raise ValueError(f"{op}: expected {name} of shape (batch, units) = {(B, U)} for inputs of shape "
+                                 f"{x.shape} and {U} units, received shape {s.shape}")
+        st.append(s)
+    if mask is not None:
+        mask = _as_tensor(mask)
+        if mask.shape != (B, T):
+            raise ValueError(f"{op}: expected mask of shape (batch, timesteps) = {(B, T)} for inputs of shape "
+                             f"{x.shape}, received shape {mask.shape}")
+        if mask.dtype != dtypes.BOOL:
+            mask = not_equal(mask, 0)
+    drops = []
+    for name, d, n in (("input_dropout", input_dropout, F), ("recurrent_dropout", recurrent_dropout, U)):
+        if d is not None:
+            d = _as_tensor(d)
+            _f32(op, name, d)
+            if d.shape != (B, n):
+                what = "features" if n == F else "units"
+                raise ValueError(f"{op}: expected {name} mask of shape (batch, {what}) = {(B, n)} for inputs of "
+                                 f"shape {x.shape} and {U} units, received shape {d.shape}")
+        drops.append(d)
+    check_same_device(op, x, K, R, *(t for t in (bias, mask, *st, *drops) if t is not None))
+    return x, st, K, R, bias, mask, drops, (B, T, F, U)
+
+
+def _buf(t):
+    return t._buf if t is not None else None
+
+
+def _zeros_state(s, B, U, dev):
+    return s if s is not None else zeros((B, U), _F32, dev)
+
+
+def _maybe(cond, shape, dev):
+    return empty(shape, _F32, dev) if cond else None
+
+
+# ---- ops ---------------------------------------------------------------------------------------------
+
+def lstm(inputs, h0, c0, kernel, recurrent_kernel, bias, mask=None, go_backwards=False, input_dropout=None,
+         recurrent_dropout=None):
+    """Runs an LSTM (Keras's gates i, f, c, o; sigmoid / tanh) over a whole sequence.
+
+    inputs (B, T, F); h0, c0 (B, U) or None (zeros); kernel (F, 4U); recurrent_kernel (U, 4U);
+    bias (4U,) or None. Returns (outputs (B, T, U) in processing order, last h (B, U), last c
+    (B, U)). See the module docstring for mask, go_backwards and the dropout masks."""
+    op = "lstm"
+    x, (h0, c0), K, R, bias, mask, (dx_m, dr_m), (B, T, F, U) = _prepare(
+        op, 4, inputs, (("h0", h0), ("c0", c0)), kernel, recurrent_kernel, bias, mask, input_dropout,
+        recurrent_dropout)
+    dev = x.device
+    k = dev.kernels
+    h_init, c_init = _zeros_state(h0, B, U, dev), _zeros_state(c0, B, U, dev)
+    grad = needs_grad(*(t for t in (x, h0, c0, K, R, bias) if t is not None))
+    out, h, c = empty((B, T, U), _F32, dev), empty((B, U), _F32, dev), empty((B, U), _F32, dev)
+    gates = empty((B, T, 4 * U), _F32, dev)
+    cs = _maybe(grad, (B, T, U), dev)
+    back = bool(go_backwards)
+    ob = out._buf  # the backward closure must not hold `out` itself (out -> node -> closure cycle)
+    k.lstm_forward(x._buf, h_init._buf, c_init._buf, K._buf, R._buf, _buf(bias), _buf(mask), _buf(dx_m),
+                   _buf(dr_m), B, T, F, U, back, out._buf, h._buf, c._buf, gates._buf, _buf(cs))
+    if grad:
+        def backward(grads, n):
+            g_out, g_h, g_c = grads
+            res = [_maybe(n[0], x.shape, dev), _maybe(n[1], (B, U), dev), _maybe(n[2], (B, U), dev),
+                   _maybe(n[3], K.shape, dev), _maybe(n[4], R.shape, dev),
+                   _maybe(n[5], bias.shape if bias is not None else (), dev)]
+            k.lstm_backward(x._buf, h_init._buf, c_init._buf, K._buf, R._buf, _buf(mask), _buf(dx_m), _buf(dr_m),
+                            B, T, F, U, back, ob, gates._buf, cs._buf, _buf(g_out), _buf(g_h), _buf(g_c),
+                            *(_buf(r) for r in res))
+            return tuple(res)
+        _record_multi((out, h, c), (x, h0, c0, K, R, bias), backward)
+    return out, h, c
+
+
+def gru(inputs, h0, kernel, recurrent_kernel, bias, mask=None, go_backwards=False, input_dropout=None,
+        recurrent_dropout=None):
+    """Runs a GRU (Keras's reset_after=True variant, gates z, r, h) over a whole sequence.
+
+    inputs (B, T, F); h0 (B, U) or None (zeros); kernel (F, 3U); recurrent_kernel (U, 3U);
+    bias (2, 3U) = [input bias; recurrent bias] or None:
+        z = sigmoid(x K_z + b_z + h R_z + b'_z), r = sigmoid(x K_r + b_r + h R_r + b'_r),
+        hh = tanh(x K_h + b_h + r * (h R_h + b'_h)),  h_new = z * h + (1 - z) * hh.
+    Returns (outputs (B, T, U) in processing order, last h (B, U))."""
+    op = "gru"
+    x, (h0,), K, R, bias, mask, (dx_m, dr_m), (B, T, F, U) = _prepare(
+        op, 3, inputs, (("h0", h0),), kernel, recurrent_kernel, bias, mask, input_dropout, recurrent_dropout)
+    dev = x.device
+    k = dev.kernels
+    h_init = _zeros_state(h0, B, U, dev)
+    grad = needs_grad(*(t for t in (x, h0, K, R, bias) if t is not None))
+    out, h = empty((B, T, U), _F32, dev), empty((B, U), _F32, dev)
+    gates = empty((B, T, 3 * U), _F32, dev)
+    rh = _maybe(grad, (B, T, U), dev)
+    back = bool(go_backwards)
+    ob = out._buf
+    k.gru_forward(x._buf, h_init._buf, K._buf, R._buf, _buf(bias), _buf(mask), _buf(dx_m), _buf(dr_m), B, T, F, U,
+                  back, out._buf, h._buf, gates._buf, _buf(rh))
+    if grad:
+        def backward(grads, n):
+            g_out, g_h = grads
+            res = [_maybe(n[0], x.shape, dev), _maybe(n[1], (B, U), dev), _maybe(n[2], K.shape, dev),
+                   _maybe(n[3], R.shape, dev), _maybe(n[4], bias.shape if bias is not None else (), dev)]
+            k.gru_backward(x._buf, h_init._buf, K._buf, R._buf, _buf(mask), _buf(dx_m), _buf(dr_m), B, T, F, U, back,
+                           ob, gates._buf, rh._buf, _buf(g_out), _buf(g_h), *(_buf(r) for r in res))
+            return tuple(res)
+        _record_multi((out, h), (x, h0, K, R, bias), backward)
+    return out, h
+
+
+def simple_rnn(inputs, h0, kernel, recurrent_kernel, bias, mask=None, go_backwards=False, input_dropout=None,
+               recurrent_dropout=None):
+    """Runs a fully connected tanh RNN, h_new = tanh(x K + h R + b), over a whole sequence.
+
+    inputs (B, T, F); h0 (B, U) or None (zeros); kernel (F, U); recurrent_kernel (U, U); bias (U,)
+    or None. Returns (outputs (B, T, U) in processing order, last h (B, U))."""
+    op = "simple_rnn"
+    x, (h0,), K, R, bias, mask, (dx_m, dr_m), (B, T, F, U) = _prepare(
+        op, 1, inputs, (("h0", h0),), kernel, recurrent_kernel, bias, mask, input_dropout, recurrent_dropout)
+    dev = x.device
+    k = dev.kernels
+    h_init = _zeros_state(h0, B, U, dev)
+    grad = needs_grad(*(t for t in (x, h0, K, R, bias) if t is not None))
+    out, h = empty((B, T, U), _F32, dev), empty((B, U), _F32, dev)
+    gates = empty((B, T, U), _F32, dev)
+    back = bool(go_backwards)
+    ob = out._buf
+    k.simple_rnn_forward(x._buf, h_init._buf, K._buf, R._buf, _buf(bias), _buf(mask), _buf(dx_m), _buf(dr_m), B, T,
+                         F, U, back, out._buf, h._buf, gates._buf)
+    if grad:
+        def backward(grads, n):
+            g_out, g_h = grads
+            res = [_maybe(n[0], x.shape, dev), _maybe(n[1], (B, U), dev), _maybe(n[2], K.shape, dev),
+                   _maybe(n[3], R.shape, dev), _maybe(n[4], bias.shape if bias is not None else (), dev)]
+            k.simple_rnn_backward(x._buf, h_init._buf, K._buf, R._buf, _buf(mask), _buf(dx_m), _buf(dr_m), B, T, F, U,
+                                  back, ob, gates._buf, _buf(g_out), _buf(g_h), *(_buf(r) for r in res))
+            return tuple(res)
+        _record_multi((out, h), (x, h0, K, R, bias), backward)
+    return out, h

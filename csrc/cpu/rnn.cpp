@@ -1,13 +1,675 @@
-// Recurrent kernels.
+// Recurrent kernels: whole-sequence, fused LSTM, GRU (reset_after) and tanh RNN, forward and
+// backward, float32.
+//
+// Shapes (batch-major, as Keras): x (B, T, F); states (B, U); kernel (F, G*U); recurrent kernel
+// (U, G*U); G = 4 for the LSTM (gates i, f, c, o), 3 for the GRU (z, r, h), 1 for the simple RNN.
+// Bias: (G*U) for the LSTM and the RNN, (2, 3U) = [input bias; recurrent bias] for the GRU.
+// Steps run in processing order s = 0..T-1 on time index t = s (t = T-1-s with go_backwards);
+// outputs are written in processing order (Keras's: reversed time with go_backwards), and every
+// per-step buffer kept for the backward pass (gates, c, ...) is indexed by t, like x.
+//
+// Forward: one GEMM x @ kernel over all B*T rows into the gate buffer (B, T, G*U); then per step
+// one GEMM h_prev @ recurrent_kernel accumulated into gates[:, t] (the GRU's goes to a (B, 3U)
+// scratch instead, since its candidate needs r * (h_prev @ R_h + b_h) apart from x_h), then one
+// fused pass over the rows for the gate maths. It leaves the gate activations in the gate buffer
+// for the backward pass, plus c_t (LSTM) or h_prev @ R_h + b_h (GRU) when asked to save them.
+//
+// Backward: reverse over the steps with fused gate derivatives, dgates per step, and one GEMM
+// dgates @ R^T per step for dh_prev; then dR = H_prev^T @ dGates, dK = X^T @ dGates and
+// dX = dGates @ K^T as single GEMMs over all steps, and db as column sums.
+//
+// Threads: the recurrences cut the batch into blocks of rows (12 with the AVX-512 GEMM kernel),
+// which threads take from a queue and run through the whole sequence: rows are independent
+// through the recurrence, so the threads never wait for each other within a sequence. Each block
+// runs its per-step GEMMs with the recurrent kernel packed once per call for the GEMM
+// micro-kernel (csrc/cpu/gemm_kernels.h), then its gate maths. The big GEMMs go through sgemm,
+// outside any parallel region of this file.
+//
+// Options: a bool mask (B, T): a masked step carries the states through unchanged and outputs
+// the previous h (Keras's semantics); input dropout (B, F), multiplied into x at every step;
+// recurrent dropout (B, U), multiplied into h_prev before the recurrent GEMM only (the GRU's
+// z * h_prev term and the LSTM's c use the undropped states, as in Keras).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
 
 #include "common.h"
+#include "cpu/gemm_kernels.h"
+#include "gemm.h"
+#include "simd.h"
+#include "vmath.h"
 
 namespace py = pybind11;
 
 namespace lamina {
+namespace rnn_detail {
 
-void bind_rnn(py::module_& m) {}
+enum Cell : int { LSTM = 0, GRU = 1, SIMPLE = 2 };
+constexpr int kGates[3] = {4, 3, 1};
+constexpr const char* kFwdName[3] = {"lstm", "gru", "simple_rnn"};
+constexpr const char* kBwdName[3] = {"lstm_backward", "gru_backward", "simple_rnn_backward"};
+
+// The recurrences run on several threads from this many multiply-adds per step on (B * U * G*U).
+constexpr double kMinParallelStepFma = double(1 << 17);
+
+
+// ---- maths: copies of elementwise.cpp's vm::tanh and vm::sigmoid (private to that file) ------
+// tanh(x) = x P(x^2) / Q(x^2) on |x| < 9, +-1 beyond; relative error < 4e-7.
+LAMINA_INLINE float tanh_(float x) {
+  float c = x > 9.f ? 9.f : (x < -9.f ? -9.f : x);
+  float z = c * c;
+  float p = -1.004522373485732e-11f;
+  p = p * z + 2.7305947761519078e-08f;
+  p = p * z + 2.6511808478756697e-05f;
+  p = p * z + 3.790113334806699e-03f;
+  p = p * z + 1.3616383768541987e-01f;
+  p = p * z + 1.f;
+  float q = 1.1871549643412246e-06f;
+  q = q * z + 3.803696173940079e-04f;
+  q = q * z + 2.6955993190156145e-02f;
+  q = q * z + 4.6949699480010587e-01f;
+  q = q * z + 1.f;
+  float r = c * p / q;
+  return vm::fabs_(x) >= 9.f ? vm::copysign_(1.f, x) : r;
+}
+LAMINA_INLINE float sigmoid_(float x) {
+  float e = vm::exp(-vm::fabs_(x));
+  float r = 1.f / (1.f + e);
+  return x >= 0.f ? r : e * r;
+}
+
+// Scratch memory from the caching allocator (freed blocks are reused by the next call).
+struct Scratch {
+  float* p = nullptr;
+  size_t cap = 0;
+  explicit Scratch(int64_t n) {
+    if (n > 0) p = static_cast<float*>(host_alloc(size_t(n) * sizeof(float), &cap));
+  }
+  ~Scratch() { if (p) host_free(p, cap); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+};
+
+// ---- GEMM with a B operand packed once ------------------------------------------------------------
+
+const gemm::Kernel& active_kernel() {
+  const std::string n = gemm_kernel_name();
+  const gemm::Kernel* k = n == "avx512" ? gemm::avx512_kernel() : n == "avx2" ? gemm::avx2_kernel() : nullptr;
+  return k ? *k : *gemm::generic_kernel();
+}
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// op(B) (K x N; op(B)[p][j] = trans ? b[j*ldb + p] : b[p*ldb + j]) packed once into the GEMM
+// kernel's B slivers, for the recurrent kernel, which every step multiplies. gemm() then runs
+// C = A @ op(B) + beta C on the calling thread, packing only A: the per-step products need no
+// repacking of the weights and no thread team of their own.
+class PackedB {
+ public:
+  PackedB(const gemm::Kernel& kr, bool trans, const float* b, int64_t ldb, int64_t K, int64_t N)
+      : kr_(kr), K_(K), N_(N), KC_(kr.kc), NC_(round_up(kr.nc, kr.nr)), MC_(round_up(kr.mc, kr.mr)) {
+    struct Job { const float* src; int64_t kc, w; int64_t dst; };
+    std::vector<Job> jobs;
+    int64_t total = 0;
+    const int64_t chunk = 8 * kr.nr;  // columns packed per job
+    for (int64_t pc = 0; pc < K; pc += KC_)
+      for (int64_t jc = 0; jc < N; jc += NC_) {
+        const int64_t kc = std::min(KC_, K - pc), nc = std::min(NC_, N - jc);
+        offs_.push_back(total);
+        for (int64_t j0 = 0; j0 < nc; j0 += chunk)
+          jobs.push_back({trans ? b + (jc + j0) * ldb + pc : b + pc * ldb + jc + j0, kc, std::min(chunk, nc - j0),
+                          total + j0 * kc});
+        total += kc * round_up(nc, kr.nr);
+      }
+    if (total > 0) buf_.p = static_cast<float*>(host_alloc(size_t(total) * sizeof(float), &buf_.cap));
+    const int64_t n = int64_t(jobs.size());
+#pragma omp parallel for if (total > kParallelGrain && n > 1) schedule(static)
+    for (int64_t i = 0; i < n; ++i) kr.pack_b(trans, jobs[i].src, ldb, jobs[i].kc, jobs[i].w, kr.nr, buf_.p + jobs[i].dst);
+  }
+  // floats of A-packing scratch gemm() needs
+  int64_t a_scratch() const { return MC_ * std::min(KC_, std::max<int64_t>(K_, 1)); }
+  // C[0:M, 0:N] = A[0:M, 0:K] @ op(B) + beta * C (A row-major with row stride lda; beta == 0 does
+  // not read C). ap: a_scratch() floats.
+  void gemm(int64_t M, const float* A, int64_t lda, float beta, float* C, int64_t ldc, float* ap) const {
+    if (M <= 0 || N_ <= 0) return;
+    if (K_ <= 0) {
+      for (int64_t i = 0; i < M; ++i) {
+        float* c = C + i * ldc;
+        if (beta == 0.f) std::fill(c, c + N_, 0.f);
+        else for (int64_t j = 0; j < N_; ++j) c[j] *= beta;
+      }
+      return;
+    }
+    size_t bi = 0;
+    for (int64_t pc = 0; pc < K_; pc += KC_)
+      for (int64_t jc = 0; jc < N_; jc += NC_) {
+        const int64_t kc = std::min(KC_, K_ - pc), nc = std::min(NC_, N_ - jc);
+        const float* bp = buf_.p + offs_[bi++];
+        const float bk = pc == 0 ? beta : 1.f;
+        for (int64_t ic = 0; ic < M; ic += MC_) {
+          const int64_t mc = std::min(MC_, M - ic);
+          kr_.pack_a(false, A + ic * lda + pc, lda, mc, kc, kr_.mr, ap);
+          kr_.macro(mc, nc, kc, ap, bp, C + ic * ldc + jc, ldc, 1.f, bk);
+        }
+      }
+  }
+
+ private:
+  const gemm::Kernel& kr_;
+  int64_t K_, N_, KC_, NC_, MC_;
+  std::vector<int64_t> offs_;
+  Scratch buf_{0};
+};
+
+// Rows per work item of the recurrences: the kernel's register-tile height, at least 8 rows.
+// Threads take blocks of rows, each for the whole sequence, from a shared queue: a thread the OS
+// deschedules (the cores are shared) holds up only its current block, and a block's packed
+// h_prev (12 x U) stays in L1 for the step's GEMM (on one thread, 12-row blocks also ran the
+// forward pass ~9% faster than one 64-row block: benchmarks/bench_rnn.py's shape).
+int64_t chunk_rows(const gemm::Kernel& kr) { return round_up(8, kr.mr); }
+
+// Threads for a recurrence over B rows in blocks of `rows`.
+int row_parts(int64_t B, int64_t U, int64_t GU, int64_t rows) {
+  if (double(B) * double(U) * double(GU) < kMinParallelStepFma) return 1;
+  return int(std::max<int64_t>(1, std::min<int64_t>(num_threads(), (B + rows - 1) / rows)));
+}
+
+// ---- row kernels (one batch row of one step), compiled per ISA --------------------------------
+
+// LSTM forward. z: the row's 4U pre-activations (x K + h R) in, the gate activations i, f, g, o
+// out; c_new = f c_prev + i g, h_new = o tanh(c_new). c_prev and c_new may be the same row.
+LAMINA_CLONES void lstm_fwd_row(float* z, const float* b, const float* cp, float* cn, float* hn, int64_t U) {
+  float* zi = z; float* zf = z + U; float* zg = z + 2 * U; float* zo = z + 3 * U;
+  const float* bi = b; const float* bf = b + U; const float* bg = b + 2 * U; const float* bo = b + 3 * U;
+#pragma omp simd
+  for (int64_t j = 0; j < U; ++j) {
+    const float i = sigmoid_(zi[j] + bi[j]);
+    const float f = sigmoid_(zf[j] + bf[j]);
+    const float g = tanh_(zg[j] + bg[j]);
+    const float o = sigmoid_(zo[j] + bo[j]);
+    const float c = f * cp[j] + i * g;
+    zi[j] = i; zf[j] = f; zg[j] = g; zo[j] = o;
+    cn[j] = c;
+    hn[j] = o * tanh_(c);
+  }
+}
+
+// GRU forward (reset_after). gx: x K row (3U) in, z, r, hh out; gr: h_prev R row (3U);
+// bx / br: input / recurrent bias. rh (may be null) keeps h_prev R_h + b_rh for the backward pass.
+LAMINA_CLONES void gru_fwd_row(float* gx, const float* gr, const float* bx, const float* br, const float* hp,
+                               float* hn, float* rh, int64_t U) {
+#pragma omp simd
+  for (int64_t j = 0; j < U; ++j) {
+    const float z = sigmoid_(gx[j] + bx[j] + gr[j] + br[j]);
+    const float r = sigmoid_(gx[U + j] + bx[U + j] + gr[U + j] + br[U + j]);
+    const float rr = gr[2 * U + j] + br[2 * U + j];
+    const float hh = tanh_(gx[2 * U + j] + bx[2 * U + j] + r * rr);
+    gx[j] = z; gx[U + j] = r; gx[2 * U + j] = hh;
+    hn[j] = z * hp[j] + (1.f - z) * hh;
+  }
+  if (rh) {
+#pragma omp simd
+    for (int64_t j = 0; j < U; ++j) rh[j] = gr[2 * U + j] + br[2 * U + j];
+  }
+}
+
+// Simple RNN forward: z (x K + h R) in, a = tanh(z + b) out, h_new = a.
+LAMINA_CLONES void rnn_fwd_row(float* z, const float* b, float* hn, int64_t U) {
+#pragma omp simd
+  for (int64_t j = 0; j < U; ++j) {
+    const float a = tanh_(z[j] + b[j]);
+    z[j] = a;
+    hn[j] = a;
+  }
+}
+
+// LSTM backward. act: i, f, g, o; c: c_t; cp: c_{t-1}; dh: the gradient of h_t in (zeroed: the
+// path to h_{t-1} goes through the GEMM); dc: the gradient of c_t in, of c_{t-1} out; dz: the
+// gradient of the 4U pre-activations.
+LAMINA_CLONES void lstm_bwd_row(const float* act, const float* c, const float* cp, float* dh, float* dc,
+                                float* dz, int64_t U) {
+#pragma omp simd
+  for (int64_t j = 0; j < U; ++j) {
+    const float i = act[j], f = act[U + j], g = act[2 * U + j], o = act[3 * U + j];
+    const float tc = tanh_(c[j]);
+    const float h = dh[j];
+    const float d = dc[j] + h * o * (1.f - tc * tc);
+    dz[j] = d * g * i * (1.f - i);
+    dz[U + j] = d * cp[j] * f * (1.f - f);
+    dz[2 * U + j] = d * i * (1.f - g * g);
+    dz[3 * U + j] = h * tc * o * (1.f - o);
+    dc[j] = d * f;
+    dh[j] = 0.f;
+  }
+}
+
+// GRU backward. act: z, r, hh; rh: h_prev R_h + b_rh; hp: h_prev; dh: the gradient of h_t in, its
+// direct part for h_{t-1} (dh z) out; dgx / dgr: gradients of the input / recurrent
+// pre-activations (they differ in the candidate's column: dhh vs dhh r).
+LAMINA_CLONES void gru_bwd_row(const float* act, const float* rh, const float* hp, float* dh, float* dgx, float* dgr,
+                               int64_t U) {
+#pragma omp simd
+  for (int64_t j = 0; j < U; ++j) {
+    const float z = act[j], r = act[U + j], hh = act[2 * U + j];
+    const float h = dh[j];
+    const float dzp = h * (hp[j] - hh) * z * (1.f - z);
+    const float dhh = h * (1.f - z) * (1.f - hh * hh);
+    const float drp = dhh * rh[j] * r * (1.f - r);
+    dgx[j] = dzp; dgx[U + j] = drp; dgx[2 * U + j] = dhh;
+    dgr[j] = dzp; dgr[U + j] = drp; dgr[2 * U + j] = dhh * r;
+    dh[j] = h * z;
+  }
+}
+
+LAMINA_CLONES void rnn_bwd_row(const float* act, float* dh, float* dz, int64_t U) {
+#pragma omp simd
+  for (int64_t j = 0; j < U; ++j) {
+    const float a = act[j];
+    dz[j] = dh[j] * (1.f - a * a);
+    dh[j] = 0.f;
+  }
+}
+
+LAMINA_CLONES void row_acc(float* y, const float* a, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) y[j] += a[j];
+}
+LAMINA_CLONES void row_acc_mul(float* y, const float* a, const float* m, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) y[j] += a[j] * m[j];
+}
+LAMINA_CLONES void row_mul(float* y, const float* a, const float* m, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) y[j] = a[j] * m[j];
+}
+
+inline void row_copy(float* y, const float* a, int64_t n) {
+  if (y != a && n > 0) std::memcpy(y, a, size_t(n) * sizeof(float));
+}
+
+// out[j] = sum over rows of a[r, j] (a: rows x cols, row-major)
+void col_sums(const float* a, int64_t rows, int64_t cols, float* out) {
+  constexpr int64_t kBlock = 256;
+  const int64_t blocks = (cols + kBlock - 1) / kBlock;
+#pragma omp parallel for if (rows * cols > kParallelGrain && blocks > 1) schedule(static)
+  for (int64_t k = 0; k < blocks; ++k) {
+    const int64_t c0 = k * kBlock, w = std::min(kBlock, cols - c0);
+    float* o = out + c0;
+    std::fill(o, o + w, 0.f);
+    for (int64_t r = 0; r < rows; ++r) row_acc(o, a + r * cols + c0, w);
+  }
+}
+
+// ---- arguments --------------------------------------------------------------------------------
+
+struct Args {
+  Cell cell;
+  int64_t B, T, F, U, G, GU;
+  bool back;
+  const float *x, *h0, *c0, *K, *R, *bias;
+  const bool* mask;        // (B, T) or null
+  const float *in_mask, *rec_mask;  // (B, F), (B, U) or null
+  int64_t t_of(int64_t s) const { return back ? T - 1 - s : s; }
+  bool on(int64_t b, int64_t t) const { return !mask || mask[b * T + t]; }
+};
+
+const float* fptr(const Buffer* b) { return b ? b->data<float>() : nullptr; }
+float* fptr(Buffer* b) { return b ? b->data<float>() : nullptr; }
+
+void check_opt(const char* op, const char* arg, const Buffer* b, const Shape& s, DType dt) {
+  if (b) check_buffer(op, arg, *b, s, dt);
+}
+
+// Validates the inputs every forward and backward kernel shares; fills the Args.
+Args make_args(Cell cell, const char* op, const Buffer& x, const Buffer& h0, const Buffer* c0, const Buffer& K,
+               const Buffer& R, const Buffer* bias, const Buffer* mask, const Buffer* in_mask,
+               const Buffer* rec_mask, int64_t B, int64_t T, int64_t F, int64_t U, bool go_backwards) {
+  LAMINA_CHECK(B >= 0 && T >= 0 && F >= 0 && U >= 0, op << ": expected non-negative sizes, received batch=" << B
+               << ", timesteps=" << T << ", features=" << F << ", units=" << U);
+  Args a;
+  a.cell = cell;
+  a.B = B; a.T = T; a.F = F; a.U = U; a.G = kGates[cell]; a.GU = a.G * U;
+  a.back = go_backwards;
+  check_buffer(op, "inputs", x, {B, T, F}, F32);
+  check_buffer(op, "initial h", h0, {B, U}, F32);
+  if (cell == LSTM) {
+    LAMINA_CHECK(c0 != nullptr, op << ": the LSTM needs an initial c state of shape " << shape_str({B, U}));
+    check_buffer(op, "initial c", *c0, {B, U}, F32);
+  }
+  check_buffer(op, "kernel", K, {F, a.GU}, F32);
+  check_buffer(op, "recurrent_kernel", R, {U, a.GU}, F32);
+  if (cell == GRU) check_opt(op, "bias", bias, {2, a.GU}, F32);
+  else check_opt(op, "bias", bias, {a.GU}, F32);
+  check_opt(op, "mask", mask, {B, T}, BOOL);
+  check_opt(op, "input dropout mask", in_mask, {B, F}, F32);
+  check_opt(op, "recurrent dropout mask", rec_mask, {B, U}, F32);
+  a.x = x.data<float>(); a.h0 = h0.data<float>(); a.c0 = cell == LSTM ? c0->data<float>() : nullptr;
+  a.K = K.data<float>(); a.R = R.data<float>(); a.bias = fptr(bias);
+  a.mask = mask ? mask->data<bool>() : nullptr;
+  a.in_mask = fptr(in_mask); a.rec_mask = fptr(rec_mask);
+  return a;
+}
+
+// x with the input dropout mask applied (every step), into `dst` (B, T, F).
+void apply_input_mask(const Args& a, float* dst) {
+  const int64_t rows = a.B * a.T;
+#pragma omp parallel for if (rows * a.F > kParallelGrain && rows > 1) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) row_mul(dst + r * a.F, a.x + r * a.F, a.in_mask + (r / a.T) * a.F, a.F);
+}
+
+// ---- forward ---------------------------------------------------------------------------------
+
+// gates (B, T, GU): working buffer, holds the gate activations afterwards. cs (LSTM) / rh (GRU),
+// (B, T, U): saved for the backward pass when given. c_last is the LSTM's running c when cs is
+// not given.
+void forward(const Args& a, float* out, float* h_last, float* c_last, float* gates, float* cs, float* rh) {
+  const int64_t B = a.B, T = a.T, F = a.F, U = a.U, GU = a.GU;
+  // zero bias when there is none, so the row kernels need no branch
+  Scratch zb(a.bias ? 0 : (a.cell == GRU ? 2 * GU : GU));
+  if (!a.bias && zb.p) std::fill(zb.p, zb.p + (a.cell == GRU ? 2 * GU : GU), 0.f);
+  const float* bias = a.bias ? a.bias : zb.p;
+
+  // input projection for every step: one GEMM over B*T rows
+  Scratch xe(a.in_mask ? B * T * F : 0);
+  const float* xin = a.x;
+  if (a.in_mask) {
+    apply_input_mask(a, xe.p);
+    xin = xe.p;
+  }
+  sgemm(false, false, B * T, GU, F, 1.f, xin, F, a.K, GU, 0.f, gates, GU);
+
+  if (a.cell == LSTM && !cs) row_copy(c_last, a.c0, B * U);  // the running c
+  // h_prev as the recurrent GEMM reads it: dropped-out copies when there is a recurrent mask
+  Scratch hd(a.rec_mask ? B * U : 0);
+  if (a.rec_mask) row_mul(hd.p, a.h0, a.rec_mask, B * U);
+  Scratch gr(a.cell == GRU ? B * GU : 0);
+  const gemm::Kernel& kr = active_kernel();
+  const PackedB rp(kr, false, a.R, GU, U, GU);
+  const int64_t rows = chunk_rows(kr), chunks = (B + rows - 1) / rows;
+  const int parts = T > 0 ? row_parts(B, U, GU, rows) : 1;
+  Scratch aps(parts * rp.a_scratch());
+
+#pragma omp parallel for schedule(dynamic, 1) num_threads(parts) if (parts > 1)
+  for (int64_t ci = 0; ci < chunks; ++ci) {
+    const int64_t b0 = ci * rows, b1 = std::min(B, b0 + rows);
+    float* ap = aps.p + omp_get_thread_num() * rp.a_scratch();
+    for (int64_t s = 0; s < T && b0 < b1; ++s) {
+      const int64_t t = a.t_of(s), tp = s > 0 ? a.t_of(s - 1) : 0;
+      // this thread's rows of h_prev @ R
+      const float* A = a.rec_mask ? hd.p + b0 * U : (s == 0 ? a.h0 + b0 * U : out + (b0 * T + s - 1) * U);
+      const int64_t lda = a.rec_mask || s == 0 ? U : T * U;
+      if (a.cell == GRU) rp.gemm(b1 - b0, A, lda, 0.f, gr.p + b0 * GU, GU, ap);
+      else rp.gemm(b1 - b0, A, lda, 1.f, gates + (b0 * T + t) * GU, T * GU, ap);
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t row = b * T + t;
+        const float* hp = s == 0 ? a.h0 + b * U : out + (b * T + s - 1) * U;
+        float* hn = out + (b * T + s) * U;
+        float* z = gates + row * GU;
+        const bool on = a.on(b, t);
+        if (a.cell == LSTM) {
+          const float* cp = cs ? (s == 0 ? a.c0 + b * U : cs + (b * T + tp) * U) : c_last + b * U;
+          float* cn = cs ? cs + row * U : c_last + b * U;
+          if (on) lstm_fwd_row(z, bias, cp, cn, hn, U);
+          else { row_copy(cn, cp, U); row_copy(hn, hp, U); }
+        } else if (a.cell == GRU) {
+          if (on) gru_fwd_row(z, gr.p + b * GU, bias, bias + GU, hp, hn, rh ? rh + row * U : nullptr, U);
+          else row_copy(hn, hp, U);
+        } else {
+          if (on) rnn_fwd_row(z, bias, hn, U);
+          else row_copy(hn, hp, U);
+        }
+        if (a.rec_mask) row_mul(hd.p + b * U, hn, a.rec_mask + b * U, U);
+      }
+    }
+  }
+  // final states
+  for (int64_t b = 0; b < B; ++b) {
+    row_copy(h_last + b * U, T > 0 ? out + (b * T + T - 1) * U : a.h0 + b * U, U);
+    if (a.cell == LSTM && cs) row_copy(c_last + b * U, T > 0 ? cs + (b * T + a.t_of(T - 1)) * U : a.c0 + b * U, U);
+  }
+}
+
+// ---- backward --------------------------------------------------------------------------------
+
+// out, gates, cs / rh: what the forward pass left. dout (B, T, U), dh_last, dc_last: incoming
+// gradients (null = zero). Gradients are written where their buffer is given.
+void backward(const Args& a, const float* out, const float* gates, const float* cs, const float* rh,
+              const float* dout, const float* dh_last, const float* dc_last, float* dx, float* dh0, float* dc0,
+              float* dK, float* dR, float* db) {
+  const int64_t B = a.B, T = a.T, F = a.F, U = a.U, GU = a.GU;
+  Scratch dg(B * T * GU), dgr_s(a.cell == GRU ? B * T * GU : 0);
+  float* dgr = a.cell == GRU ? dgr_s.p : dg.p;  // gradient of the recurrent pre-activations
+  // carries: hd, the direct part of dh_prev; hr, dgates @ R^T from the step after; dc
+  Scratch hd(B * U), hr(B * U), dc(a.cell == LSTM ? B * U : 0);
+  if (B * U > 0) {
+    if (dh_last) row_copy(hd.p, dh_last, B * U); else std::fill(hd.p, hd.p + B * U, 0.f);
+    if (a.cell == LSTM) {
+      if (dc_last) row_copy(dc.p, dc_last, B * U); else std::fill(dc.p, dc.p + B * U, 0.f);
+    }
+  }
+  const gemm::Kernel& kr = active_kernel();
+  const PackedB rtp(kr, true, a.R, GU, GU, U);  // R^T (GU x U)
+  const int64_t rows = chunk_rows(kr), chunks = (B + rows - 1) / rows;
+  const int parts = T > 0 ? row_parts(B, U, GU, rows) : 1;
+  Scratch aps(parts * rtp.a_scratch());
+
+#pragma omp parallel for schedule(dynamic, 1) num_threads(parts) if (parts > 1)
+  for (int64_t ci = 0; ci < chunks; ++ci) {
+    const int64_t b0 = ci * rows, b1 = std::min(B, b0 + rows);
+    float* ap = aps.p + omp_get_thread_num() * rtp.a_scratch();
+    for (int64_t s = T - 1; s >= 0 && b0 < b1; --s) {
+      const int64_t t = a.t_of(s), tp = s > 0 ? a.t_of(s - 1) : 0;
+      const bool has_rec = s < T - 1;
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t row = b * T + t;
+        float* h = hd.p + b * U;
+        if (dout) row_acc(h, dout + (b * T + s) * U, U);
+        if (has_rec) {
+          if (a.rec_mask) row_acc_mul(h, hr.p + b * U, a.rec_mask + b * U, U);
+          else row_acc(h, hr.p + b * U, U);
+        }
+        float* dz = dg.p + row * GU;
+        if (!a.on(b, t)) {  // the states passed through: dh and dc carry on unchanged
+          std::fill(dz, dz + GU, 0.f);
+          if (a.cell == GRU) std::fill(dgr + row * GU, dgr + (row + 1) * GU, 0.f);
+          continue;
+        }
+        const float* act = gates + row * GU;
+        if (a.cell == LSTM) {
+          const float* cp = s == 0 ? a.c0 + b * U : cs + (b * T + tp) * U;
+          lstm_bwd_row(act, cs + row * U, cp, h, dc.p + b * U, dz, U);
+        } else if (a.cell == GRU) {
+          const float* hp = s == 0 ? a.h0 + b * U : out + (b * T + s - 1) * U;
+          gru_bwd_row(act, rh + row * U, hp, h, dz, dgr + row * GU, U);
+        } else {
+          rnn_bwd_row(act, h, dz, U);
+        }
+      }
+      // this thread's rows of dh_prev = dgates @ R^T
+      if (s > 0 || dh0) rtp.gemm(b1 - b0, dgr + (b0 * T + t) * GU, T * GU, 0.f, hr.p + b0 * U, U, ap);
+    }
+  }
+  if (dh0) {
+    row_copy(dh0, hd.p, B * U);
+    if (T > 0) {
+      if (a.rec_mask) row_acc_mul(dh0, hr.p, a.rec_mask, B * U);
+      else row_acc(dh0, hr.p, B * U);
+    }
+  }
+  if (dc0 && a.cell == LSTM) row_copy(dc0, dc.p, B * U);
+
+  // weight gradients: single GEMMs over all B*T rows. dR = H_prev^T dG and dK = X^T dG share dG
+  // (LSTM, RNN): then one GEMM [H_prev X]^T dG packs dG once and gives both.
+  const bool fuse = dR && dK && dgr == dg.p;
+  const int64_t W = fuse ? U + F : U;  // row stride of the stacked [H_prev X] operand
+  if (dR) {
+    // H_prev (B, T, U), indexed by t like the gates: what the recurrent GEMM read at each step
+    Scratch hx(B * T * W);
+#pragma omp parallel for if (B * T * W > kParallelGrain && B > 1) schedule(static)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t s = 0; s < T; ++s) {
+        const int64_t t = a.t_of(s);
+        const float* src = s == 0 ? a.h0 + b * U : out + (b * T + s - 1) * U;
+        float* dst = hx.p + (b * T + t) * W;
+        if (a.rec_mask) row_mul(dst, src, a.rec_mask + b * U, U);
+        else row_copy(dst, src, U);
+        if (fuse) {
+          const float* xr = a.x + (b * T + t) * F;
+          if (a.in_mask) row_mul(dst + U, xr, a.in_mask + b * F, F);
+          else row_copy(dst + U, xr, F);
+        }
+      }
+    if (fuse) {
+      Scratch c(W * GU);
+      sgemm(true, false, W, GU, B * T, 1.f, hx.p, W, dg.p, GU, 0.f, c.p, GU);
+      row_copy(dR, c.p, U * GU);
+      row_copy(dK, c.p + U * GU, F * GU);
+    } else {
+      sgemm(true, false, U, GU, B * T, 1.f, hx.p, U, dgr, GU, 0.f, dR, GU);
+    }
+  }
+  if (dK && !fuse) {
+    Scratch xe(a.in_mask ? B * T * F : 0);
+    if (a.in_mask) apply_input_mask(a, xe.p);
+    sgemm(true, false, F, GU, B * T, 1.f, a.in_mask ? xe.p : a.x, F, dg.p, GU, 0.f, dK, GU);
+  }
+  if (dx) {
+    sgemm(false, true, B * T, F, GU, 1.f, dg.p, GU, a.K, GU, 0.f, dx, F);
+    if (a.in_mask) {
+      const int64_t rows = B * T;
+#pragma omp parallel for if (rows * F > kParallelGrain && rows > 1) schedule(static)
+      for (int64_t r = 0; r < rows; ++r) row_mul(dx + r * F, dx + r * F, a.in_mask + (r / T) * F, F);
+    }
+  }
+  if (db) {
+    col_sums(dg.p, B * T, GU, db);
+    if (a.cell == GRU) col_sums(dgr, B * T, GU, db + GU);
+  }
+}
+
+// ---- bound entry points -----------------------------------------------------------------------
+
+void check_fwd_outputs(const Args& a, const char* op, const Buffer& out, const Buffer& h_last, const Buffer* c_last,
+                       const Buffer& gates) {
+  check_buffer(op, "outputs", out, {a.B, a.T, a.U}, F32);
+  check_buffer(op, "last h", h_last, {a.B, a.U}, F32);
+  if (a.cell == LSTM) {
+    LAMINA_CHECK(c_last != nullptr, op << ": the LSTM needs a buffer for the last c state");
+    check_buffer(op, "last c", *c_last, {a.B, a.U}, F32);
+  }
+  check_buffer(op, "gates", gates, {a.B, a.T, a.GU}, F32);
+}
+
+void lstm_forward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Buffer& K, const Buffer& R,
+                  const Buffer* bias, const Buffer* mask, const Buffer* in_mask, const Buffer* rec_mask, int64_t B,
+                  int64_t T, int64_t F, int64_t U, bool go_backwards, Buffer& out, Buffer& h_last, Buffer& c_last,
+                  Buffer& gates, Buffer* cs) {
+  const char* op = kFwdName[LSTM];
+  Args a = make_args(LSTM, op, x, h0, &c0, K, R, bias, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
+  check_fwd_outputs(a, op, out, h_last, &c_last, gates);
+  check_opt(op, "saved c states", cs, {B, T, U}, F32);
+  forward(a, out.data<float>(), h_last.data<float>(), c_last.data<float>(), gates.data<float>(), fptr(cs), nullptr);
+}
+
+void gru_forward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buffer& R, const Buffer* bias,
+                 const Buffer* mask, const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T, int64_t F,
+                 int64_t U, bool go_backwards, Buffer& out, Buffer& h_last, Buffer& gates, Buffer* rh) {
+  const char* op = kFwdName[GRU];
+  Args a = make_args(GRU, op, x, h0, nullptr, K, R, bias, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
+  check_fwd_outputs(a, op, out, h_last, nullptr, gates);
+  check_opt(op, "saved recurrent candidates", rh, {B, T, U}, F32);
+  forward(a, out.data<float>(), h_last.data<float>(), nullptr, gates.data<float>(), nullptr, fptr(rh));
+}
+
+void simple_rnn_forward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buffer& R, const Buffer* bias,
+                        const Buffer* mask, const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T,
+                        int64_t F, int64_t U, bool go_backwards, Buffer& out, Buffer& h_last, Buffer& gates) {
+  const char* op = kFwdName[SIMPLE];
+  Args a = make_args(SIMPLE, op, x, h0, nullptr, K, R, bias, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
+  check_fwd_outputs(a, op, out, h_last, nullptr, gates);
+  forward(a, out.data<float>(), h_last.data<float>(), nullptr, gates.data<float>(), nullptr, nullptr);
+}
+
+void check_bwd(const Args& a, const char* op, const Buffer& out, const Buffer& gates, const Buffer* dout,
+               const Buffer* dh_last, const Buffer* dc_last, const Buffer* dx, const Buffer* dh0, const Buffer* dc0,
+               const Buffer* dK, const Buffer* dR, const Buffer* db) {
+  check_buffer(op, "outputs", out, {a.B, a.T, a.U}, F32);
+  check_buffer(op, "gates", gates, {a.B, a.T, a.GU}, F32);
+  check_opt(op, "outputs gradient", dout, {a.B, a.T, a.U}, F32);
+  check_opt(op, "last h gradient", dh_last, {a.B, a.U}, F32);
+  check_opt(op, "last c gradient", dc_last, {a.B, a.U}, F32);
+  check_opt(op, "inputs gradient", dx, {a.B, a.T, a.F}, F32);
+  check_opt(op, "initial h gradient", dh0, {a.B, a.U}, F32);
+  check_opt(op, "initial c gradient", dc0, {a.B, a.U}, F32);
+  check_opt(op, "kernel gradient", dK, {a.F, a.GU}, F32);
+  check_opt(op, "recurrent_kernel gradient", dR, {a.U, a.GU}, F32);
+  if (a.cell == GRU) check_opt(op, "bias gradient", db, {2, a.GU}, F32);
+  else check_opt(op, "bias gradient", db, {a.GU}, F32);
+}
+
+void lstm_backward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Buffer& K, const Buffer& R,
+                   const Buffer* mask, const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T, int64_t F,
+                   int64_t U, bool go_backwards, const Buffer& out, const Buffer& gates, const Buffer& cs,
+                   const Buffer* dout, const Buffer* dh_last, const Buffer* dc_last, Buffer* dx, Buffer* dh0,
+                   Buffer* dc0, Buffer* dK, Buffer* dR, Buffer* db) {
+  const char* op = kBwdName[LSTM];
+  Args a = make_args(LSTM, op, x, h0, &c0, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
+  check_bwd(a, op, out, gates, dout, dh_last, dc_last, dx, dh0, dc0, dK, dR, db);
+  check_buffer(op, "saved c states", cs, {B, T, U}, F32);
+  backward(a, out.data<float>(), gates.data<float>(), cs.data<float>(), nullptr, fptr(dout), fptr(dh_last),
+           fptr(dc_last), fptr(dx), fptr(dh0), fptr(dc0), fptr(dK), fptr(dR), fptr(db));
+}
+
+void gru_backward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buffer& R, const Buffer* mask,
+                  const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T, int64_t F, int64_t U,
+                  bool go_backwards, const Buffer& out, const Buffer& gates, const Buffer& rh, const Buffer* dout,
+                  const Buffer* dh_last, Buffer* dx, Buffer* dh0, Buffer* dK, Buffer* dR, Buffer* db) {
+  const char* op = kBwdName[GRU];
+  Args a = make_args(GRU, op, x, h0, nullptr, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
+  check_bwd(a, op, out, gates, dout, dh_last, nullptr, dx, dh0, nullptr, dK, dR, db);
+  check_buffer(op, "saved recurrent candidates", rh, {B, T, U}, F32);
+  backward(a, out.data<float>(), gates.data<float>(), nullptr, rh.data<float>(), fptr(dout), fptr(dh_last), nullptr,
+           fptr(dx), fptr(dh0), nullptr, fptr(dK), fptr(dR), fptr(db));
+}
+
+void simple_rnn_backward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buffer& R, const Buffer* mask,
+                         const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T, int64_t F, int64_t U,
+                         bool go_backwards, const Buffer& out, const Buffer& gates, const Buffer* dout,
+                         const Buffer* dh_last, Buffer* dx, Buffer* dh0, Buffer* dK, Buffer* dR, Buffer* db) {
+  const char* op = kBwdName[SIMPLE];
+  Args a = make_args(SIMPLE, op, x, h0, nullptr, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
+  check_bwd(a, op, out, gates, dout, dh_last, nullptr, dx, dh0, nullptr, dK, dR, db);
+  backward(a, out.data<float>(), gates.data<float>(), nullptr, nullptr, fptr(dout), fptr(dh_last), nullptr,
+           fptr(dx), fptr(dh0), nullptr, fptr(dK), fptr(dR), fptr(db));
+}
+
+}  // namespace rnn_detail
+
+void bind_rnn(py::module_& m) {
+  using namespace rnn_detail;
+  m.def("lstm_forward", &lstm_forward,
+        "lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias|None, mask|None, input_dropout|None, "
+        "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, c_last, gates, saved_c|None)");
+  m.def("lstm_backward", &lstm_backward,
+        "lstm_backward(x, h0, c0, kernel, recurrent_kernel, mask, input_dropout, recurrent_dropout, B, T, F, U, "
+        "go_backwards, out, gates, saved_c, dout, dh_last, dc_last, dx, dh0, dc0, dkernel, drecurrent_kernel, dbias) "
+        "(None for absent incoming gradients and for gradients not wanted)");
+  m.def("gru_forward", &gru_forward,
+        "gru_forward(x, h0, kernel, recurrent_kernel, bias|None, mask|None, input_dropout|None, "
+        "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, gates, saved_rh|None)");
+  m.def("gru_backward", &gru_backward,
+        "gru_backward(x, h0, kernel, recurrent_kernel, mask, input_dropout, recurrent_dropout, B, T, F, U, "
+        "go_backwards, out, gates, saved_rh, dout, dh_last, dx, dh0, dkernel, drecurrent_kernel, dbias)");
+  m.def("simple_rnn_forward", &simple_rnn_forward,
+        "simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias|None, mask|None, input_dropout|None, "
+        "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, gates)");
+  m.def("simple_rnn_backward", &simple_rnn_backward,
+        "simple_rnn_backward(x, h0, kernel, recurrent_kernel, mask, input_dropout, recurrent_dropout, B, T, F, U, "
+        "go_backwards, out, gates, dout, dh_last, dx, dh0, dkernel, drecurrent_kernel, dbias)");
+}
 
 }  // namespace lamina
