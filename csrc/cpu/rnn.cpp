@@ -153,7 +153,7 @@ class PackedB {
         for (int64_t ic = 0; ic < M; ic += MC_) {
           const int64_t mc = std::min(MC_, M - ic);
           kr_.pack_a(false, A + ic * lda + pc, lda, mc, kc, kr_.mr, ap);
-          kr_.macro(mc, nc, kc, ap, bp, C + ic * ldc + jc, ldc, 1.f, bk);
+          kr_.macro(mc, nc, kc, ap, bp, C + ic * ldc + jc, ldc, 1.f, bk, nullptr);
         }
       }
   }
