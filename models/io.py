@@ -127,18 +127,46 @@ def _is_container(layer):
     return isinstance(layer, Model)
 
 
+def _sublayers(layer):
+    """(attribute name, sub-layer) pairs, as Keras 3 stores them: a sub-layer's weights go under
+    the attribute that holds it (an LSTM's under 'cell', a wrapper's under 'layer')."""
+    from ..layers.layer import Layer
+    return sorted((k, v) for k, v in vars(layer).items()
+                  if isinstance(v, Layer) and not k.startswith("_") and k != "_outer")
+
+
+def _write_layer_v3(g, layer):
+    own = [w for w in legacy_weights(layer) if any(w is o for o in layer._own_weights)]
+    if own:
+        v = g.create_group("vars")
+        for i, w in enumerate(own):
+            v.create_dataset(str(i), data=w.numpy())
+    for attr, sub in _sublayers(layer):
+        sg = g.require_group(attr)
+        sg.attrs["name"] = sub.name
+        _write_layer_v3(sg, sub)
+
+
 def write_weights_v3(group, model):
     for name, layer in _v3_children(model):
         g = group.require_group(f"layers/{name}")
         g.attrs["name"] = layer.name
         if _is_container(layer):
             write_weights_v3(g, layer)
-            continue
-        ws = legacy_weights(layer)
-        if ws:
-            v = g.create_group("vars")
-            for i, w in enumerate(ws):
-                v.create_dataset(str(i), data=w.numpy())
+        else:
+            _write_layer_v3(g, layer)
+
+
+def _read_layer_v3(group, path, layer, skip_mismatch, source, warnings):
+    own = [w for w in legacy_weights(layer) if any(w is o for o in layer._own_weights)]
+    vars_path = path + "/vars"
+    values = [np.asarray(group[vars_path][str(i)]) for i in range(len(group[vars_path]))] \
+        if vars_path in group else []
+    if own or values:
+        _assign_list(layer, own, [f"{vars_path}/{i}" for i in range(len(values))], values, skip_mismatch, source,
+                     warnings)
+    for attr, sub in _sublayers(layer):
+        _read_layer_v3(group, f"{path}/{attr}", sub, skip_mismatch, source, warnings)
 
 
 def read_weights_v3(group, model, skip_mismatch=False, source="the file"):
@@ -149,13 +177,7 @@ def read_weights_v3(group, model, skip_mismatch=False, source="the file"):
             if path in group:
                 read_weights_v3(group[path], layer, skip_mismatch, source)
             continue
-        ws = legacy_weights(layer)
-        vars_path = path + "/vars"
-        values = [np.asarray(group[vars_path][str(i)]) for i in range(len(group[vars_path]))] \
-            if vars_path in group else []
-        if not ws and not values:
-            continue
-        _assign(layer, [f"{vars_path}/{i}" for i in range(len(values))], values, skip_mismatch, source, warnings)
+        _read_layer_v3(group, path, layer, skip_mismatch, source, warnings)
 
 
 def read_weights(group, model, by_name=False, skip_mismatch=False, source="the file"):
@@ -197,7 +219,10 @@ def read_weights(group, model, by_name=False, skip_mismatch=False, source="the f
 
 
 def _assign(layer, wnames, values, skip_mismatch, source, warnings, saved_name=None):
-    ws = legacy_weights(layer)
+    _assign_list(layer, legacy_weights(layer), wnames, values, skip_mismatch, source, warnings, saved_name)
+
+
+def _assign_list(layer, ws, wnames, values, skip_mismatch, source, warnings, saved_name=None):
     where = f"layer '{layer.name}'" + (f" (saved as '{saved_name}')" if saved_name and saved_name != layer.name else "")
     if len(ws) != len(values):
         msg = (f"Weight count mismatch for {where} when loading from {source}: the layer has {len(ws)} weights "

@@ -403,8 +403,6 @@ def test_keras_legacy_h5_weights_move_both_ways(tmp_path):
     np.testing.assert_allclose(k2.predict(x, verbose=0), m2.predict(x, verbose=0), atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="models/io.py writes and reads a layer's weights under layers/<name>/vars; "
-                                       "Keras 3 keeps an RNN's under layers/<name>/cell/vars (the cell sub-layer)")
 def test_keras_v3_weights_file():
     keras = _keras()
     import tempfile
