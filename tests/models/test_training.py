@@ -162,3 +162,22 @@ def test_verbose_modes(capsys):
     assert out.count("Epoch ") == 2 and "loss:" in out and "accuracy:" in out
     m.fit(x, y, epochs=1, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+def test_tiny_image_task_with_a_convnet():
+    """A Conv2D / pooling / Dense model learns which of 4 quadrants of an 8x8 image is lit."""
+    rng = np.random.default_rng(9)
+    n = 256
+    y = rng.integers(0, 4, n)
+    x = rng.random((n, 8, 8, 1)).astype(np.float32) * 0.3
+    for i, q in enumerate(y):
+        r, c = divmod(int(q), 2)
+        x[i, 4 * r:4 * r + 4, 4 * c:4 * c + 4, 0] += 0.7
+    lamina.utils.set_random_seed(3)
+    model = lamina.Sequential([lamina.Input(shape=(8, 8, 1)), layers.Conv2D(4, 3, padding="same", activation="relu"),
+                               layers.MaxPooling2D(2), layers.BatchNormalization(), layers.Flatten(),
+                               layers.Dense(4, activation="softmax")])
+    model.compile(optimizer=lamina.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x[:192], y[:192], epochs=15, batch_size=32, verbose=0)
+    assert model.evaluate(x[192:], y[192:], verbose=0)[1] > 0.9
