@@ -195,6 +195,7 @@ _ALIASES = {
 for _cls in list(_ALIASES.values()):
     _ALIASES[_cls.__name__] = _cls
 _ALIASES["Zeros"], _ALIASES["Ones"] = Zeros, Ones
+_ALIASES["uniform"], _ALIASES["normal"] = RandomUniform, RandomNormal  # Keras's short names
 
 
 def get(identifier):

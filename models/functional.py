@@ -88,7 +88,8 @@ def symbolic_call(layer, *args, **kwargs):
     """Calls `layer` on KerasTensors: builds it, checks the input spec, and returns new
     KerasTensors of the output shapes, recording a Node."""
     inputs = args[0]
-    flat_in = [t for t in flatten(inputs) if isinstance(t, KerasTensor)]
+    # every symbolic tensor among the arguments is a graph input (e.g. initial_state=[h, c])
+    flat_in = [t for t in flatten([list(args), list(kwargs.values())]) if isinstance(t, KerasTensor)]
     shapes = map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else tuple(t.shape), inputs)
     in_dtypes = map_structure(lambda t: t.dtype, inputs)
     if not layer.built:
@@ -130,9 +131,16 @@ def _compute_output_shape(layer, shapes, in_dtypes, args, kwargs):
 
 
 def _trace_with_args(layer, shapes, in_dtypes, args, kwargs):
+    unknown_other = [False]
+
     def concrete(x):
         if isinstance(x, KerasTensor):
-            return _m.zeros(tuple(_SENTINEL_BATCH if d is None else d for d in x.shape), dtype=x.dtype)
+            dims = []
+            for i, d in enumerate(x.shape):
+                if d is None and i > 0:
+                    unknown_other[0] = True
+                dims.append((_SENTINEL_BATCH if i == 0 else _SENTINEL_DIM) if d is None else d)
+            return _m.zeros(tuple(dims), dtype=x.dtype)
         return x
     a = [map_structure(concrete, v) for v in args]
     k = {n: map_structure(concrete, v) for n, v in kwargs.items()}
@@ -144,8 +152,13 @@ def _trace_with_args(layer, shapes, in_dtypes, args, kwargs):
         out = layer.call(*a, **k)
     finally:
         _tape_state.recording = was
-    return map_structure(lambda t: (None,) + tuple(t.shape[1:]) if t.shape else (), out) \
-        if not isinstance(out, Tensor) else (None,) + tuple(out.shape[1:])
+
+    def back(t):
+        if not t.shape:
+            return ()
+        rest = tuple(None if unknown_other[0] and d == _SENTINEL_DIM else d for d in t.shape[1:])
+        return (None,) + rest
+    return back(out) if isinstance(out, Tensor) else map_structure(back, out)
 
 
 def topological_nodes(outputs):
