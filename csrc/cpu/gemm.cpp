@@ -6,10 +6,11 @@
 // LAMINA_GEMM_KERNEL=avx512|avx2|generic forces one (read when the module loads); Python can
 // query and switch with _cpu.gemm_kernel() / _cpu.set_gemm_kernel(name).
 //
-// Threads: the C matrix is split into a tm x tn grid of blocks (tm * tn = thread count), chosen
-// to balance the register tiles and keep the packing each thread repeats small; each thread runs
-// the serial blocked GEMM on its block with its own packing buffers (thread-local, 64-byte
-// aligned, grown once and reused). Small products run on the calling thread.
+// Threads: C is cut into an im x in grid of blocks of whole register tiles (one per thread by
+// default), chosen to balance the tiles and keep the packing each block repeats small, and the
+// blocks are handed out dynamically; a thread runs the serial blocked GEMM on its block with its
+// own packing buffers (thread-local, 64-byte aligned, grown once and reused). Small products run
+// on the calling thread. M == 1 or N == 1 is a matrix-vector product, streamed without packing.
 #include <omp.h>
 
 #include <algorithm>
