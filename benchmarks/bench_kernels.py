@@ -181,8 +181,8 @@ def _cpu_name():
     return platform.processor() or platform.machine()
 
 
-def run_worker(section, lib, case_name, threads):
-    env = dict(os.environ)
+def run_worker(section, lib, case_name, threads, extra_env=None):
+    env = dict(os.environ, **(extra_env or {}))
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LAMINA_NUM_THREADS"):
         env[var] = str(threads)
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", section, lib, case_name],
@@ -198,6 +198,8 @@ def main():
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds per case (default 3)")
     p.add_argument("--section", action="append", choices=sorted(SECTIONS), help="section(s) to run (default all)")
     p.add_argument("--case", action="append", help="run only cases whose name contains this text")
+    p.add_argument("--gemm-kernel", choices=["avx512", "avx2", "generic"],
+                   help="force lamina's GEMM micro-kernel (sets LAMINA_GEMM_KERNEL for the workers)")
     p.add_argument("--worker", nargs=3, metavar=("SECTION", "LIB", "CASE"), help=argparse.SUPPRESS)
     p.add_argument("--no-conv", action="store_true", help="skip the conv2d section (bench_conv.py)")
     args = p.parse_args()
@@ -210,6 +212,7 @@ def main():
 
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {_cpu_name()}  {os.cpu_count()} CPUs  "
           f"threads={args.threads}  rounds={args.rounds}  numpy {np.__version__}")
+    extra_env = {"LAMINA_GEMM_KERNEL": args.gemm_kernel} if args.gemm_kernel else {}
     for section in args.section or list(SECTIONS):
         sec = SECTIONS[section]
         libs = list(sec["workers"])
@@ -221,7 +224,7 @@ def main():
             results = {lib: [] for lib in libs}
             for _ in range(args.rounds):
                 for lib in libs:  # alternate: lamina, reference, lamina, reference, ...
-                    results[lib].append(run_worker(section, lib, name, args.threads))
+                    results[lib].append(run_worker(section, lib, name, args.threads, extra_env))
             print(sec["report"](name, results), flush=True)
             last = results
         if "footer" in sec and last:

@@ -6,10 +6,11 @@
 // LAMINA_GEMM_KERNEL=avx512|avx2|generic forces one (read when the module loads); Python can
 // query and switch with _cpu.gemm_kernel() / _cpu.set_gemm_kernel(name).
 //
-// Threads: the C matrix is split into a tm x tn grid of blocks (tm * tn = thread count), chosen
-// to balance the register tiles and keep the packing each thread repeats small; each thread runs
-// the serial blocked GEMM on its block with its own packing buffers (thread-local, 64-byte
-// aligned, grown once and reused). Small products run on the calling thread.
+// Threads: C is cut into an im x in grid of blocks of whole register tiles (one per thread by
+// default), chosen to balance the tiles and keep the packing each block repeats small, and the
+// blocks are handed out dynamically; a thread runs the serial blocked GEMM on its block with its
+// own packing buffers (thread-local, 64-byte aligned, grown once and reused). Small products run
+// on the calling thread. M == 1 or N == 1 is a matrix-vector product, streamed without packing.
 #include <omp.h>
 
 #include <algorithm>
@@ -193,9 +194,13 @@ Prefetch::Region region(const float* p, int64_t ld, int64_t rows, int64_t cols) 
   return r;
 }
 
-// One thread: C[0:M, 0:N] = alpha op(A) op(B) + beta C, with M, N, K > 0.
+// Operands from this size up are prefetched ahead of their packing (see gemm_serial).
+constexpr double kPrefetchBytes = 8.0 * (1 << 20);
+
+// One thread: C[0:M, 0:N] = alpha op(A) op(B) + beta C, with M, N, K > 0. big_a / big_b: the
+// whole operand (of which this may be a part) is large enough to prefetch.
 void gemm_serial(const Kernel& kr, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, bool big_a, bool big_b) {
   int64_t KC = g_kc.load(std::memory_order_relaxed), MC = g_mc.load(std::memory_order_relaxed),
           NC = g_nc.load(std::memory_order_relaxed);
   KC = KC > 0 ? KC : kr.kc;
@@ -210,8 +215,10 @@ void gemm_serial(const Kernel& kr, bool ta, bool tb, int64_t M, int64_t N, int64
       const int64_t kc = std::min(KC, K - pc);
       kr.pack_b(tb, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, kc, nc, kr.nr, bp);
       const float beta_k = pc == 0 ? beta : 1.f;
-      // Prefetch what the next packing steps read: the next MC block of op(A) during each
-      // macro-kernel, and in the last one also the next KC x NC block of op(B).
+      // Prefetch what the next packing steps read -- the next MC block of op(A) during each
+      // macro-kernel, and in the last one also the next KC x NC block of op(B) -- when that
+      // operand is big enough to come from DRAM (for operands that stay in L3, measured here,
+      // prefetching only evicts the packed blocks from L2 and costs a few percent).
       const bool last_pc = pc + KC >= K;
       const int64_t npc = last_pc ? 0 : pc + KC, njc = last_pc ? jc + NC : jc;
       const bool more_b = njc < N;
@@ -220,11 +227,11 @@ void gemm_serial(const Kernel& kr, bool ta, bool tb, int64_t M, int64_t N, int64
         kr.pack_a(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc, kr.mr, ap);
         Prefetch pf;
         const bool last_ic = ic + MC >= M;
-        if (last_ic && more_b) {
+        if (last_ic && more_b && big_b) {
           const int64_t nkc = std::min(KC, K - npc), nnc = std::min(NC, N - njc);
           pf.region[0] = region(tb ? B + njc * ldb + npc : B + npc * ldb + njc, ldb, tb ? nnc : nkc, tb ? nkc : nnc);
         }
-        if (!last_ic || more_b) {  // the A block packed next: (ic + MC, pc), or (0, npc)
+        if (big_a && (!last_ic || more_b)) {  // the A block packed next: (ic + MC, pc), or (0, npc)
           const int64_t nic = last_ic ? 0 : ic + MC, pk = last_ic ? npc : pc;
           const int64_t nmc = std::min(MC, M - nic), nkc = std::min(KC, K - pk);
           pf.region[1] = region(ta ? A + pk * lda + nic : A + nic * lda + pk, lda, ta ? nkc : nmc, ta ? nmc : nkc);
@@ -382,8 +389,10 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const
   }
   const gemm::Grid g = items > 1 ? gemm::choose_grid(items, M, N, kr) : gemm::Grid{};
   const int blocks = g.im * g.in;
+  const bool big_a = double(M) * double(K) * sizeof(float) >= gemm::kPrefetchBytes;
+  const bool big_b = double(K) * double(N) * sizeof(float) >= gemm::kPrefetchBytes;
   if (blocks == 1) {
-    gemm::gemm_serial(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm::gemm_serial(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, big_a, big_b);
     return;
   }
   const int64_t tiles_m = (M + kr.mr - 1) / kr.mr, tiles_n = (N + kr.nr - 1) / kr.nr;
@@ -396,7 +405,7 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const
     if (r0 >= r1 || c0 >= c1) continue;
     try {
       gemm::gemm_serial(kr, ta, tb, r1 - r0, c1 - c0, K, alpha, ta ? A + r0 : A + r0 * lda, lda,
-                        tb ? B + c0 * ldb : B + c0, ldb, beta, C + r0 * ldc + c0, ldc);
+                        tb ? B + c0 * ldb : B + c0, ldb, beta, C + r0 * ldc + c0, ldc, big_a, big_b);
     } catch (...) {
       failed = true;
     }

@@ -106,24 +106,30 @@ constexpr int MR = 6, NR = 16;
 // C[0:M, 0:n] = alpha * sum_k A[k][0:M] B[k][0:n] + beta * C. NV = ymm columns used (n <= 8*NV).
 template <int M, int NV>
 LAMINA_AVX2 void ukernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
-                         float alpha, float beta, int n) {
+                         float alpha, float beta, int n, PrefetchWalker& pw) {
   __m256 acc[M][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < M; ++i)
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
-#pragma GCC unroll 4
-  for (int64_t k = 0; k < kc; ++k) {
-    __m256 b0 = _mm256_load_ps(b), b1 = NV > 1 ? _mm256_load_ps(b + 8) : b0;
-#pragma GCC unroll 16
-    for (int i = 0; i < M; ++i) {
-      __m256 ai = _mm256_broadcast_ss(a + i);
-      acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
-      if (NV > 1) acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
-    }
-    a += MR;
-    b += NR;
+#define LAMINA_K_STEP                                                     \
+  {                                                                       \
+    __m256 b0 = _mm256_load_ps(b), b1 = NV > 1 ? _mm256_load_ps(b + 8) : b0; \
+    _Pragma("GCC unroll 16") for (int i = 0; i < M; ++i) {                \
+      __m256 ai = _mm256_broadcast_ss(a + i);                             \
+      acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);                     \
+      if (NV > 1) acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);         \
+    }                                                                     \
+    a += MR;                                                              \
+    b += NR;                                                              \
   }
+  int64_t k = 0;
+  for (; k + 4 <= kc; k += 4) {  // one share of the prefetches per 4 steps of k
+    pw.step();
+    LAMINA_K_STEP LAMINA_K_STEP LAMINA_K_STEP LAMINA_K_STEP
+  }
+  for (; k < kc; ++k) LAMINA_K_STEP
+#undef LAMINA_K_STEP
   const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
   if (n == 8 * NV) {
 #pragma GCC unroll 16
@@ -151,7 +157,7 @@ LAMINA_AVX2 void ukernel(int64_t kc, const float* __restrict a, const float* __r
   }
 }
 
-using UkernelFn = void (*)(int64_t, const float*, const float*, float*, int64_t, float, float, int);
+using UkernelFn = void (*)(int64_t, const float*, const float*, float*, int64_t, float, float, int, PrefetchWalker&);
 
 template <int M>
 constexpr UkernelFn pick(int nv) { return nv == 1 ? &ukernel<M, 1> : &ukernel<M, 2>; }
@@ -161,7 +167,7 @@ LAMINA_AVX2 void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, cons
   static const UkernelFn edge[MR + 1][2] = {
       {nullptr, nullptr}, {pick<1>(1), pick<1>(2)}, {pick<2>(1), pick<2>(2)}, {pick<3>(1), pick<3>(2)},
       {pick<4>(1), pick<4>(2)}, {pick<5>(1), pick<5>(2)}, {pick<6>(1), pick<6>(2)}};
-  PrefetchWalker prefetch(pf, ((mc + MR - 1) / MR) * ((nc + NR - 1) / NR));
+  PrefetchWalker prefetch(pf, ((mc + MR - 1) / MR) * ((nc + NR - 1) / NR) * (kc / 4));
   for (int64_t jr = 0; jr < nc; jr += NR) {
     const int n = int(std::min<int64_t>(NR, nc - jr));
     const float* b = bp + jr * kc;
@@ -169,9 +175,8 @@ LAMINA_AVX2 void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, cons
       const int m = int(std::min<int64_t>(MR, mc - ir));
       const float* a = ap + ir * kc;
       float* ct = c + ir * ldc + jr;
-      prefetch.step();
-      if (m == MR && n == NR) ukernel<MR, 2>(kc, a, b, ct, ldc, alpha, beta, n);
-      else edge[m][n > 8](kc, a, b, ct, ldc, alpha, beta, n);
+      if (m == MR && n == NR) ukernel<MR, 2>(kc, a, b, ct, ldc, alpha, beta, n, prefetch);
+      else edge[m][n > 8](kc, a, b, ct, ldc, alpha, beta, n, prefetch);
     }
   }
 }

@@ -20,7 +20,7 @@ constexpr int MR = 12, NR = 32;
 // C[0:M, 0:n] = alpha * sum_k A[k][0:M] B[k][0:n] + beta * C. NV = zmm columns used (n <= 16*NV).
 template <int M, int NV>
 LAMINA_AVX512 void ukernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
-                           float alpha, float beta, int n) {
+                           float alpha, float beta, int n, PrefetchWalker& pw) {
   __m512 acc[M][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < M; ++i)
@@ -31,18 +31,24 @@ LAMINA_AVX512 void ukernel(int64_t kc, const float* __restrict a, const float* _
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
     if (NV > 1) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 31), _MM_HINT_T0);
   }
-#pragma GCC unroll 4
-  for (int64_t k = 0; k < kc; ++k) {
-    __m512 b0 = _mm512_load_ps(b), b1 = NV > 1 ? _mm512_load_ps(b + 16) : b0;
-#pragma GCC unroll 16
-    for (int i = 0; i < M; ++i) {
-      __m512 ai = _mm512_set1_ps(a[i]);
-      acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
-      if (NV > 1) acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
-    }
-    a += MR;
-    b += NR;
+#define LAMINA_K_STEP                                                     \
+  {                                                                       \
+    __m512 b0 = _mm512_load_ps(b), b1 = NV > 1 ? _mm512_load_ps(b + 16) : b0; \
+    _Pragma("GCC unroll 16") for (int i = 0; i < M; ++i) {                \
+      __m512 ai = _mm512_set1_ps(a[i]);                                   \
+      acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);                     \
+      if (NV > 1) acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);         \
+    }                                                                     \
+    a += MR;                                                              \
+    b += NR;                                                              \
   }
+  int64_t k = 0;
+  for (; k + 4 <= kc; k += 4) {  // one share of the prefetches per 4 steps of k
+    pw.step();
+    LAMINA_K_STEP LAMINA_K_STEP LAMINA_K_STEP LAMINA_K_STEP
+  }
+  for (; k < kc; ++k) LAMINA_K_STEP
+#undef LAMINA_K_STEP
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
   const __mmask16 m1 = n >= 32 ? __mmask16(0xFFFF) : n > 16 ? __mmask16((1u << (n - 16)) - 1) : __mmask16(0);
@@ -65,7 +71,7 @@ LAMINA_AVX512 void ukernel(int64_t kc, const float* __restrict a, const float* _
   }
 }
 
-using UkernelFn = void (*)(int64_t, const float*, const float*, float*, int64_t, float, float, int);
+using UkernelFn = void (*)(int64_t, const float*, const float*, float*, int64_t, float, float, int, PrefetchWalker&);
 
 template <int M>
 constexpr UkernelFn pick(int nv) { return nv == 1 ? &ukernel<M, 1> : &ukernel<M, 2>; }
@@ -78,7 +84,7 @@ LAMINA_AVX512 void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, co
       {pick<6>(1), pick<6>(2)},   {pick<7>(1), pick<7>(2)},   {pick<8>(1), pick<8>(2)},
       {pick<9>(1), pick<9>(2)},   {pick<10>(1), pick<10>(2)}, {pick<11>(1), pick<11>(2)},
       {pick<12>(1), pick<12>(2)}};
-  PrefetchWalker prefetch(pf, ((mc + MR - 1) / MR) * ((nc + NR - 1) / NR));
+  PrefetchWalker prefetch(pf, ((mc + MR - 1) / MR) * ((nc + NR - 1) / NR) * (kc / 4));
   for (int64_t jr = 0; jr < nc; jr += NR) {
     const int n = int(std::min<int64_t>(NR, nc - jr));
     const float* b = bp + jr * kc;
@@ -86,9 +92,8 @@ LAMINA_AVX512 void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, co
       const int m = int(std::min<int64_t>(MR, mc - ir));
       const float* a = ap + ir * kc;
       float* ct = c + ir * ldc + jr;
-      prefetch.step();
-      if (m == MR && n == NR) ukernel<MR, 2>(kc, a, b, ct, ldc, alpha, beta, n);
-      else edge[m][n > 16](kc, a, b, ct, ldc, alpha, beta, n);
+      if (m == MR && n == NR) ukernel<MR, 2>(kc, a, b, ct, ldc, alpha, beta, n, prefetch);
+      else edge[m][n > 16](kc, a, b, ct, ldc, alpha, beta, n, prefetch);
     }
   }
 }

@@ -6,7 +6,7 @@
 
 #include "common.h"
 #include "gemm.h"
-#include "cpu/gemm_kernels.h"
+#include "gemm_kernels.h"
 
 namespace py = pybind11;
 
@@ -84,7 +84,7 @@ static int64_t gemm_operand(const char* arg, const char* ld_name, const Buffer& 
 // c = alpha * op(a) @ op(b) + beta * c on row-major matrices; lda/ldb/ldc are row strides
 // (-1: packed). beta == 0 never reads c.
 static void gemm2d(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const Buffer& a, const Buffer& b,
-                 float beta, Buffer& c, int64_t lda, int64_t ldb, int64_t ldc) {
+                   float beta, Buffer& c, int64_t lda, int64_t ldb, int64_t ldc) {
   check_dtype("gemm", "a", a, F32); check_dtype("gemm", "b", b, F32); check_dtype("gemm", "c", c, F32);
   LAMINA_CHECK(M >= 0 && N >= 0 && K >= 0, "gemm: expected M, N, K >= 0, received M=" << M << ", N=" << N << ", K=" << K);
   lda = ta ? gemm_operand("a", "lda", a, K, M, lda, "K x M (trans_a)") : gemm_operand("a", "lda", a, M, K, lda, "M x K");

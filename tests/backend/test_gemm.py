@@ -130,6 +130,13 @@ def test_gemm_many_cache_blocks(kernel, threads, small_blocks, ta, tb, rng):
         _run(rng, M, N, K, ta, tb, alpha=0.75, beta=-0.5)
 
 
+@pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
+def test_gemm_operands_over_8mb(kernel, ta, tb, rng):
+    """Operands of 8 MB and more are prefetched ahead of their packing."""
+    _run(rng, 13, 1030, 2050, ta, tb)   # B: 8.4 MB
+    _run(rng, 2050, 9, 1030, ta, tb, alpha=0.5, beta=2.0)   # A: 8.4 MB
+
+
 @pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (1.5, 0.5), (-2.0, 1.0), (0.5, -3.0)])
 def test_gemm_alpha_beta(kernel, threads, alpha, beta, rng):
     for (M, N, K), (ta, tb) in zip([(13, 33, 20), (130, 260, 30), (37, 70, 300), (5, 1000, 100)],
