@@ -81,15 +81,7 @@ LAMINA_INLINE float exp2(float x) {
   float nf = t - kShift;
   int32_t n = int32_t(as_bits(t) - as_bits(kShift));
   float r = (x - nf) * 0.693147180559945309f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.f;
-  int32_t n1 = n >> 1, n2 = n - n1;
-  return p * as_float(uint32_t(n1 + 127) << 23) * as_float(uint32_t(n2 + 127) << 23);
+  return exp_reduced(r, n);
 }
 // e^x - 1, accurate near 0: Taylor series for |x| < 1/2, exp(x) - 1 elsewhere.
 LAMINA_INLINE float expm1(float x) {
@@ -168,32 +160,7 @@ LAMINA_INLINE float log1p(float x) {
   r = d == 0.f ? x : r;
   return x == kInf ? kInf : r;
 }
-// tanh(x) = x P(x^2) / Q(x^2) on |x| < 9 (+-1 beyond, where tanh rounds to +-1 in float32):
-// a degree (5, 4) rational minimax fit of tanh(x)/x in x^2 on [0, 9] (differential-correction
-// algorithm, fitted for lamina), relative error < 4e-7 in float32 arithmetic. No exp, one division.
-LAMINA_INLINE float tanh(float x) {
-  float c = x > 9.f ? 9.f : (x < -9.f ? -9.f : x);  // NaN passes
-  float z = c * c;
-  float p = -1.004522373485732e-11f;
-  p = p * z + 2.7305947761519078e-08f;
-  p = p * z + 2.6511808478756697e-05f;
-  p = p * z + 3.790113334806699e-03f;
-  p = p * z + 1.3616383768541987e-01f;
-  p = p * z + 1.f;
-  float q = 1.1871549643412246e-06f;
-  q = q * z + 3.803696173940079e-04f;
-  q = q * z + 2.6955993190156145e-02f;
-  q = q * z + 4.6949699480010587e-01f;
-  q = q * z + 1.f;
-  float r = c * p / q;
-  return fabs_(x) >= 9.f ? copysign_(1.f, x) : r;
-}
 // 1 / (1 + e^-x), or e^x / (1 + e^x) for x < 0: no overflow, full relative accuracy in the tail.
-LAMINA_INLINE float sigmoid(float x) {
-  float e = exp(-fabs_(x));
-  float r = 1.f / (1.f + e);
-  return x >= 0.f ? r : e * r;
-}
 // Numerical Recipes' Chebyshev-fitted exponent for erfc: erfc(t) = s exp(-t^2 + P(s)),
 // s = 1 / (1 + t/2), relative error < 1.2e-7 for t >= 0.
 LAMINA_INLINE float erfc_poly(float s) {

@@ -57,30 +57,6 @@ constexpr const char* kBwdName[3] = {"lstm_backward", "gru_backward", "simple_rn
 constexpr double kMinParallelStepFma = double(1 << 17);
 
 
-// ---- maths: copies of elementwise.cpp's vm::tanh and vm::sigmoid (private to that file) ------
-// tanh(x) = x P(x^2) / Q(x^2) on |x| < 9, +-1 beyond; relative error < 4e-7.
-LAMINA_INLINE float tanh_(float x) {
-  float c = x > 9.f ? 9.f : (x < -9.f ? -9.f : x);
-  float z = c * c;
-  float p = -1.004522373485732e-11f;
-  p = p * z + 2.7305947761519078e-08f;
-  p = p * z + 2.6511808478756697e-05f;
-  p = p * z + 3.790113334806699e-03f;
-  p = p * z + 1.3616383768541987e-01f;
-  p = p * z + 1.f;
-  float q = 1.1871549643412246e-06f;
-  q = q * z + 3.803696173940079e-04f;
-  q = q * z + 2.6955993190156145e-02f;
-  q = q * z + 4.6949699480010587e-01f;
-  q = q * z + 1.f;
-  float r = c * p / q;
-  return vm::fabs_(x) >= 9.f ? vm::copysign_(1.f, x) : r;
-}
-LAMINA_INLINE float sigmoid_(float x) {
-  float e = vm::exp(-vm::fabs_(x));
-  float r = 1.f / (1.f + e);
-  return x >= 0.f ? r : e * r;
-}
 
 // Scratch memory from the caching allocator (freed blocks are reused by the next call).
 struct Scratch {
@@ -187,14 +163,14 @@ LAMINA_CLONES void lstm_fwd_row(float* z, const float* b, const float* cp, float
   const float* bi = b; const float* bf = b + U; const float* bg = b + 2 * U; const float* bo = b + 3 * U;
 #pragma omp simd
   for (int64_t j = 0; j < U; ++j) {
-    const float i = sigmoid_(zi[j] + bi[j]);
-    const float f = sigmoid_(zf[j] + bf[j]);
-    const float g = tanh_(zg[j] + bg[j]);
-    const float o = sigmoid_(zo[j] + bo[j]);
+    const float i = vm::sigmoid(zi[j] + bi[j]);
+    const float f = vm::sigmoid(zf[j] + bf[j]);
+    const float g = vm::tanh(zg[j] + bg[j]);
+    const float o = vm::sigmoid(zo[j] + bo[j]);
     const float c = f * cp[j] + i * g;
     zi[j] = i; zf[j] = f; zg[j] = g; zo[j] = o;
     cn[j] = c;
-    hn[j] = o * tanh_(c);
+    hn[j] = o * vm::tanh(c);
   }
 }
 
@@ -204,10 +180,10 @@ LAMINA_CLONES void gru_fwd_row(float* gx, const float* gr, const float* bx, cons
                                float* hn, float* rh, int64_t U) {
 #pragma omp simd
   for (int64_t j = 0; j < U; ++j) {
-    const float z = sigmoid_(gx[j] + bx[j] + gr[j] + br[j]);
-    const float r = sigmoid_(gx[U + j] + bx[U + j] + gr[U + j] + br[U + j]);
+    const float z = vm::sigmoid(gx[j] + bx[j] + gr[j] + br[j]);
+    const float r = vm::sigmoid(gx[U + j] + bx[U + j] + gr[U + j] + br[U + j]);
     const float rr = gr[2 * U + j] + br[2 * U + j];
-    const float hh = tanh_(gx[2 * U + j] + bx[2 * U + j] + r * rr);
+    const float hh = vm::tanh(gx[2 * U + j] + bx[2 * U + j] + r * rr);
     gx[j] = z; gx[U + j] = r; gx[2 * U + j] = hh;
     hn[j] = z * hp[j] + (1.f - z) * hh;
   }
@@ -221,7 +197,7 @@ LAMINA_CLONES void gru_fwd_row(float* gx, const float* gr, const float* bx, cons
 LAMINA_CLONES void rnn_fwd_row(float* z, const float* b, float* hn, int64_t U) {
 #pragma omp simd
   for (int64_t j = 0; j < U; ++j) {
-    const float a = tanh_(z[j] + b[j]);
+    const float a = vm::tanh(z[j] + b[j]);
     z[j] = a;
     hn[j] = a;
   }
@@ -235,7 +211,7 @@ LAMINA_CLONES void lstm_bwd_row(const float* act, const float* c, const float* c
 #pragma omp simd
   for (int64_t j = 0; j < U; ++j) {
     const float i = act[j], f = act[U + j], g = act[2 * U + j], o = act[3 * U + j];
-    const float tc = tanh_(c[j]);
+    const float tc = vm::tanh(c[j]);
     const float h = dh[j];
     const float d = dc[j] + h * o * (1.f - tc * tc);
     dz[j] = d * g * i * (1.f - i);
