@@ -16,6 +16,7 @@ def _model():
 
 
 def test_encoder_states_feed_the_decoder_and_training_reduces_loss(tmp_path):
+    lamina.utils.set_random_seed(0)  # the weights' initial values; unseeded runs were marginal
     rng = np.random.default_rng(0)
     src = rng.integers(1, 20, (32, 5))
     src[:, 4] = 0  # padding
@@ -25,7 +26,7 @@ def test_encoder_states_feed_the_decoder_and_training_reduces_loss(tmp_path):
     assert model.output_shape == (None, None, 20)
     model.compile(optimizer=lamina.optimizers.Adam(0.02),
                   loss=lamina.losses.SparseCategoricalCrossentropy(from_logits=True))
-    hist = model.fit([src, tgt_in], tgt_out, epochs=15, batch_size=8, verbose=0)
+    hist = model.fit([src, tgt_in], tgt_out, epochs=30, batch_size=8, verbose=0)
     assert hist.history["loss"][-1] < 0.5 * hist.history["loss"][0]
     p = str(tmp_path / "s2s.keras")
     model.save(p)
