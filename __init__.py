@@ -10,6 +10,6 @@ from .backend import (GradientTape, Tensor, Variable, Device, device, get_device
 from .backend import random  # noqa: F401
 from . import backend, ops  # noqa: F401
 from . import activations, initializers, regularizers  # noqa: F401
-from . import layers, losses, metrics, optimizers, callbacks, utils, datasets, models  # noqa: F401
+from . import layers, losses, metrics, optimizers, callbacks, utils, datasets, models, applications  # noqa: F401
 from .layers import Input, InputLayer, Layer  # noqa: F401
 from .models import Model, Sequential  # noqa: F401

@@ -33,6 +33,16 @@ def set_random_seed(seed):
     _random.set_seed(seed)
 
 
+def clear_session(free_memory=True):
+    """Resets the automatic layer names, so a model built next is named as in a fresh process
+    (Keras's `keras.utils.clear_session`)."""
+    from .layers.layer import reset_names
+    reset_names()
+    if free_memory:
+        import gc
+        gc.collect()
+
+
 def get_file(fname=None, origin=None, file_hash=None, cache_subdir="datasets", cache_dir=None, **kwargs):
     """Downloads `origin` into the cache, checked against `file_hash` (a sha256, or an md5 told
     apart by its length, as Keras's `hash_algorithm="auto"`)."""

@@ -5,8 +5,8 @@ channels) for 1-D ops and (batch, height, width, channels) for 2-D ops; conv ker
 (kw, in, out) and (kh, kw, in, out). Padding "valid" uses only full windows; "same" gives
 ceil(size / stride) outputs and pads pad_total = max((out - 1) * stride + (k - 1) * dilation + 1
 - size, 0) with pad_total // 2 before (TF/Keras rule). 1-D ops run on the 2-D kernels with
-height 1. The kernels (csrc/cpu/conv.cpp) do the maths; this module checks arguments, computes
-shapes and padding, allocates outputs and records the backward rules.
+height 1. The kernels (csrc/cpu/conv.cpp, csrc/cpu/depthwise.cpp) do the maths; this module checks
+arguments, computes shapes and padding, allocates outputs and records the backward rules.
 """
 import numbers
 
@@ -15,7 +15,7 @@ from .autodiff import needs_grad, record
 from .math import _as_tensor, check_same_device
 from .tensor import Tensor, empty
 
-__all__ = ["conv", "conv1d", "conv2d", "max_pool", "average_pool"]
+__all__ = ["conv", "conv1d", "conv2d", "depthwise_conv", "separable_conv", "max_pool", "average_pool"]
 
 _MAX, _AVG = 0, 1  # pooling modes of the pool2d kernels
 
@@ -187,6 +187,107 @@ def conv1d(x, w, strides=1, padding="valid", dilation_rate=1):
     if x.ndim != 3:
         raise ValueError(f"conv1d: expected inputs of rank 3 (batch, width, channels), received shape {x.shape}")
     return conv(x, w, strides, padding, None, dilation_rate)
+
+
+# ---- depthwise and separable convolution ------------------------------------------------------------
+
+def _depthwise_kernel_check(op, x, w, nsp):
+    if w.ndim != nsp + 2:
+        names = "(kw, in_channels, depth_multiplier)" if nsp == 1 else "(kh, kw, in_channels, depth_multiplier)"
+        raise ValueError(f"{op}: a {nsp}-D depthwise convolution of inputs with shape {x.shape} needs a kernel of "
+                         f"rank {nsp + 2} {names}, received kernel shape {w.shape}")
+    if w.shape[-2] != x.shape[-1]:
+        raise ValueError(f"{op}: the input has {x.shape[-1]} channels (input shape {x.shape}) but the depthwise "
+                         f"kernel expects {w.shape[-2]} (kernel shape {w.shape}); the kernel's second-to-last "
+                         f"dimension must equal the input's channels")
+    if any(d == 0 for d in w.shape[:-2]):
+        raise ValueError(f"{op}: the kernel window must be at least 1 in every spatial dimension, received "
+                         f"kernel shape {w.shape}")
+
+
+def depthwise_conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    """Depthwise convolution (N = 1 or 2 spatial dimensions) like `keras.ops.depthwise_conv`.
+
+    Each input channel c is convolved with its own depth_multiplier filters kernel[..., c, :];
+    output channel c * depth_multiplier + m holds filter m of channel c (the TF/Keras order).
+    inputs: (batch, width, channels) or (batch, height, width, channels) (channels_last), or
+    channels-first with data_format="channels_first". kernel: (kw, channels, depth_multiplier) or
+    (kh, kw, channels, depth_multiplier). Returns (batch, out_width, channels * depth_multiplier)
+    or (batch, out_height, out_width, channels * depth_multiplier). No bias.
+    """
+    op = "depthwise_conv"
+    x = _float_input(inputs, op, "input")
+    w = _float_input(kernel, op, "kernel")
+    check_same_device(op, x, w)
+    fmt = _data_format(data_format, op)
+    nsp = _spatial_rank(x, op)
+    if fmt == "channels_first":
+        return _move_channels(depthwise_conv(_move_channels(x, True), w, strides, padding, None, dilation_rate),
+                              False)
+    strides = _int_tuple(strides, nsp, "strides", op)
+    dilation = _int_tuple(dilation_rate, nsp, "dilation_rate", op)
+    padding = _padding(padding, op)
+    _depthwise_kernel_check(op, x, w, nsp)
+    if nsp == 1:
+        x4 = _view(x, (x.shape[0], 1) + x.shape[1:])
+        w4 = _view(w, (1,) + w.shape)
+        strides, dilation = (1,) + strides, (1,) + dilation
+    else:
+        x4, w4 = x, w
+    n, h, wd, c = x4.shape
+    kh, kw, _, dm = w4.shape
+    oh, (pt, pb) = _out_and_pads(h, kh, strides[0], dilation[0], padding, op, x.shape, "kernel")
+    ow, (pl, pr) = _out_and_pads(wd, kw, strides[1], dilation[1], padding, op, x.shape, "kernel")
+    pads = (pt, pb, pl, pr)
+    out4 = (n, oh, ow, c * dm)
+    out = empty(out4, x.dtype, x.device)
+    kern = x.device.kernels
+    kern.depthwise_conv2d_forward(x4._buf, x4.shape, w4._buf, w4.shape, out._buf, out4, strides, dilation, pads)
+    if nsp == 1:
+        out = _view(out, (n, ow, c * dm))
+    if needs_grad(x, w):
+        def backward(g, need):
+            dx = empty(x.shape, x.dtype, x.device) if need[0] else None
+            dw = empty(w.shape, w.dtype, w.device) if need[1] else None
+            kern.depthwise_conv2d_backward(x4._buf, x4.shape, w4._buf, w4.shape, g._buf, out4,
+                                           dx._buf if dx is not None else None,
+                                           dw._buf if dw is not None else None, strides, dilation, pads)
+            return dx, dw
+        record(out, (x, w), backward)
+    return out
+
+
+def separable_conv(inputs, depthwise_kernel, pointwise_kernel, strides=1, padding="valid", data_format=None,
+                   dilation_rate=1):
+    """Depthwise convolution followed by a 1x1 convolution, like `keras.ops.separable_conv`.
+
+    depthwise_kernel: (kw, channels, depth_multiplier) or (kh, kw, channels, depth_multiplier);
+    pointwise_kernel: (1, channels * depth_multiplier, filters) or
+    (1, 1, channels * depth_multiplier, filters). strides, padding and dilation_rate apply to the
+    depthwise step. Returns (batch, out_width, filters) or (batch, out_height, out_width, filters).
+    """
+    op = "separable_conv"
+    x = _float_input(inputs, op, "input")
+    dw = _float_input(depthwise_kernel, op, "depthwise kernel")
+    pw = _float_input(pointwise_kernel, op, "pointwise kernel")
+    check_same_device(op, x, dw, pw)
+    fmt = _data_format(data_format, op)
+    nsp = _spatial_rank(x, op)
+    if fmt == "channels_first":
+        return _move_channels(separable_conv(_move_channels(x, True), dw, pw, strides, padding, None,
+                                             dilation_rate), False)
+    _int_tuple(strides, nsp, "strides", op)
+    _int_tuple(dilation_rate, nsp, "dilation_rate", op)
+    _padding(padding, op)
+    _depthwise_kernel_check(op, x, dw, nsp)
+    width = dw.shape[-2] * dw.shape[-1]
+    if pw.ndim != nsp + 2 or any(d != 1 for d in pw.shape[:-2]) or pw.shape[-2] != width:
+        ones = "(1, " if nsp == 1 else "(1, 1, "
+        raise ValueError(f"{op}: expected a pointwise kernel of shape {ones}{width}, filters) (channels * "
+                         f"depth_multiplier = {dw.shape[-2]} * {dw.shape[-1]} inputs) for the depthwise kernel of "
+                         f"shape {dw.shape}, received pointwise kernel shape {pw.shape}")
+    y = depthwise_conv(x, dw, strides, padding, None, dilation_rate)
+    return conv(y, pw)
 
 
 # ---- pooling ----------------------------------------------------------------------------------------

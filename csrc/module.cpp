@@ -16,6 +16,7 @@ void bind_linalg(py::module_& m);
 void bind_manipulation(py::module_& m);
 void bind_nn(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_depthwise(py::module_& m);
 void bind_random(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_rnn(py::module_& m);
@@ -36,6 +37,7 @@ PYBIND11_MODULE(_cpu, m) {
   lamina::bind_manipulation(m);
   lamina::bind_nn(m);
   lamina::bind_conv(m);
+  lamina::bind_depthwise(m);
   lamina::bind_random(m);
   lamina::bind_optim(m);
   lamina::bind_rnn(m);

@@ -1,4 +1,5 @@
-"""Convolution layers (channels-last): Conv1D, Conv2D, and ZeroPadding2D."""
+"""Convolution layers: Conv1D, Conv2D (channels-last), DepthwiseConv1D/2D, SeparableConv1D/2D, and
+ZeroPadding2D."""
 import numpy as np
 
 from .. import activations as _activations
@@ -111,6 +112,200 @@ class Conv2D(_Conv):
 
 class Conv1D(_Conv):
     """1-D convolution over (batch, steps, channels); kernel (kw, in, filters); padding may be 'causal'."""
+    rank = 1
+
+
+def _no_constraints(cls, **constraints):
+    """Weight constraints are not applied by lamina's training loop: refuse them rather than ignore them."""
+    for name, value in constraints.items():
+        if value is not None:
+            raise ValueError(f"{cls}: `{name}` is not supported yet on this layer (lamina does not apply weight "
+                             f"constraints during training), received {name}={value!r}; leave it as None")
+
+
+class _DepthwiseBase(Layer):
+    """What depthwise and separable convolutions share: the depthwise arguments, their checks, the
+    bias and activation, output shapes and config."""
+    rank = 2
+
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1, data_format=None,
+                 dilation_rate=1, activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", depthwise_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, depthwise_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        cls = type(self).__name__
+        if isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier, (int, np.integer)) \
+                or depth_multiplier <= 0:
+            raise ValueError(f"{cls}: `depth_multiplier` must be a positive integer, received "
+                             f"depth_multiplier={depth_multiplier!r}")
+        self.depth_multiplier = int(depth_multiplier)
+        self.kernel_size = normalize_tuple(kernel_size, self.rank, "kernel_size", cls)
+        self.strides = normalize_tuple(strides, self.rank, "strides", cls)
+        self.dilation_rate = normalize_tuple(dilation_rate, self.rank, "dilation_rate", cls)
+        p = padding.lower() if isinstance(padding, str) else padding
+        if p not in ("valid", "same"):
+            raise ValueError(f"{cls}: `padding` must be 'valid' or 'same', received padding={padding!r}")
+        self.padding = p
+        f = "channels_last" if data_format is None else data_format
+        f = f.lower() if isinstance(f, str) else f
+        if f not in ("channels_last", "channels_first"):
+            raise ValueError(f"{cls}: `data_format` must be 'channels_last', 'channels_first' or None, received "
+                             f"data_format={data_format!r}")
+        self.data_format = f
+        _no_constraints(cls, depthwise_constraint=depthwise_constraint, bias_constraint=bias_constraint)
+        self.activation = _activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.depthwise_initializer = _initializers.get(depthwise_initializer)
+        self.bias_initializer = _initializers.get(bias_initializer)
+        self.depthwise_regularizer = _regularizers.get(depthwise_regularizer)
+        self.bias_regularizer = _regularizers.get(bias_regularizer)
+        self.input_spec = InputSpec(min_ndim=self.rank + 2)
+
+    def _channel_axis(self):
+        return -1 if self.data_format == "channels_last" else 1
+
+    def _input_channels(self, input_shape):
+        if len(input_shape) != self.rank + 2:
+            sp = "steps" if self.rank == 1 else "height, width"
+            layout = f"(batch, {sp}, channels)" if self.data_format == "channels_last" else f"(batch, channels, {sp})"
+            raise ValueError(f"{type(self).__name__} '{self.name}': expected inputs of rank {self.rank + 2} {layout}, "
+                             f"received shape {tuple(input_shape)}")
+        channels = input_shape[self._channel_axis()]
+        if channels is None:
+            raise ValueError(f"{type(self).__name__} '{self.name}': the channel dimension (axis "
+                             f"{self._channel_axis()}, {self.data_format}) of the input must be known, received "
+                             f"shape {input_shape}")
+        return channels
+
+    def _finish(self, y):
+        """Adds the bias (over the channel axis) and applies the activation."""
+        if self.bias is not None:
+            b = self.bias if self.data_format == "channels_last" else ops.reshape(self.bias, (-1,) + (1,) * self.rank)
+            y = ops.add(y, b)
+        return self.activation(y) if self.activation is not _activations.linear else y
+
+    def _output_channels(self, input_shape):
+        return self._input_channels(input_shape) * self.depth_multiplier
+
+    def compute_output_shape(self, input_shape):
+        first = 1 if self.data_format == "channels_last" else 2
+        spatial = tuple(_conv_len(input_shape[first + i], self.kernel_size[i], self.strides[i],
+                                  self.dilation_rate[i], self.padding) for i in range(self.rank))
+        out = self._output_channels(input_shape)
+        if self.data_format == "channels_last":
+            return (input_shape[0],) + spatial + (out,)
+        return (input_shape[0], out) + spatial
+
+    def get_config(self):
+        return {**super().get_config(), "depth_multiplier": self.depth_multiplier, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding, "data_format": self.data_format,
+                "dilation_rate": self.dilation_rate, "activation": _activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "depthwise_initializer": _initializers.serialize(self.depthwise_initializer),
+                "bias_initializer": _initializers.serialize(self.bias_initializer),
+                "depthwise_regularizer": _regularizers.serialize(self.depthwise_regularizer),
+                "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": _regularizers.serialize(self.activity_regularizer),
+                "depthwise_constraint": None, "bias_constraint": None}
+
+
+class _DepthwiseConv(_DepthwiseBase):
+    """Depthwise convolution (Keras's BaseDepthwiseConv): each input channel has depth_multiplier
+    filters of its own; output channel c * depth_multiplier + m is filter m of channel c.
+    Weights: `kernel` (*kernel_size, in, depth_multiplier), then `bias` (in * depth_multiplier,)."""
+
+    def build(self, input_shape):
+        channels = self._input_channels(input_shape)
+        self.kernel = self.add_weight(name="kernel", shape=self.kernel_size + (channels, self.depth_multiplier),
+                                      initializer=self.depthwise_initializer, regularizer=self.depthwise_regularizer)
+        self.bias = self.add_weight(name="bias", shape=(channels * self.depth_multiplier,),
+                                    initializer=self.bias_initializer,
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
+        self.input_spec = InputSpec(ndim=self.rank + 2, axes={self._channel_axis(): channels})
+
+    @property
+    def depthwise_kernel(self):
+        """The depthwise kernel (Keras 2's name for the weight Keras 3 calls `kernel`)."""
+        return self.kernel
+
+    def call(self, inputs):
+        y = ops.depthwise_conv(inputs, self.kernel, strides=self.strides, padding=self.padding,
+                               data_format=self.data_format, dilation_rate=self.dilation_rate)
+        return self._finish(y)
+
+
+class DepthwiseConv2D(_DepthwiseConv):
+    """Depthwise 2-D convolution over (batch, height, width, channels); kernel (kh, kw, in, depth_multiplier)."""
+    rank = 2
+
+
+class DepthwiseConv1D(_DepthwiseConv):
+    """Depthwise 1-D convolution over (batch, steps, channels); kernel (kw, in, depth_multiplier)."""
+    rank = 1
+
+
+class _SeparableConv(_DepthwiseBase):
+    """A depthwise convolution followed by a pointwise (1x1) convolution to `filters` channels
+    (Keras's BaseSeparableConv). Weights: `depthwise_kernel` (*kernel_size, in, depth_multiplier),
+    `pointwise_kernel` (*(1,) * rank, in * depth_multiplier, filters), then `bias` (filters,)."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
+                 depth_multiplier=1, activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
+                 pointwise_initializer="glorot_uniform", bias_initializer="zeros", depthwise_regularizer=None,
+                 pointwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None, **kwargs):
+        cls = type(self).__name__
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
+            raise ValueError(f"{cls}: `filters` must be a positive integer, received filters={filters!r}")
+        _no_constraints(cls, pointwise_constraint=pointwise_constraint)
+        super().__init__(kernel_size, strides=strides, padding=padding, depth_multiplier=depth_multiplier,
+                         data_format=data_format, dilation_rate=dilation_rate, activation=activation,
+                         use_bias=use_bias, depthwise_initializer=depthwise_initializer,
+                         bias_initializer=bias_initializer, depthwise_regularizer=depthwise_regularizer,
+                         bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
+                         depthwise_constraint=depthwise_constraint, bias_constraint=bias_constraint, **kwargs)
+        self.filters = int(filters)
+        self.pointwise_initializer = _initializers.get(pointwise_initializer)
+        self.pointwise_regularizer = _regularizers.get(pointwise_regularizer)
+
+    def build(self, input_shape):
+        channels = self._input_channels(input_shape)
+        dm = self.depth_multiplier
+        self.depthwise_kernel = self.add_weight(name="depthwise_kernel", shape=self.kernel_size + (channels, dm),
+                                                initializer=self.depthwise_initializer,
+                                                regularizer=self.depthwise_regularizer)
+        self.pointwise_kernel = self.add_weight(name="pointwise_kernel",
+                                                shape=(1,) * self.rank + (channels * dm, self.filters),
+                                                initializer=self.pointwise_initializer,
+                                                regularizer=self.pointwise_regularizer)
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer,
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
+        self.input_spec = InputSpec(ndim=self.rank + 2, axes={self._channel_axis(): channels})
+
+    def call(self, inputs):
+        y = ops.separable_conv(inputs, self.depthwise_kernel, self.pointwise_kernel, strides=self.strides,
+                               padding=self.padding, data_format=self.data_format, dilation_rate=self.dilation_rate)
+        return self._finish(y)
+
+    def _output_channels(self, input_shape):
+        return self.filters
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "pointwise_initializer": _initializers.serialize(self.pointwise_initializer),
+                "pointwise_regularizer": _regularizers.serialize(self.pointwise_regularizer),
+                "pointwise_constraint": None}
+
+
+class SeparableConv2D(_SeparableConv):
+    """Separable 2-D convolution: depthwise (kh, kw, in, depth_multiplier), then pointwise
+    (1, 1, in * depth_multiplier, filters)."""
+    rank = 2
+
+
+class SeparableConv1D(_SeparableConv):
+    """Separable 1-D convolution: depthwise (kw, in, depth_multiplier), then pointwise
+    (1, in * depth_multiplier, filters)."""
     rank = 1
 
 

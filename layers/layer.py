@@ -39,6 +39,12 @@ def unique_name(base):
     return base if n == 0 else f"{base}_{n}"
 
 
+def reset_names():
+    """Restarts the automatic layer names ('dense', 'dense_1', ...), as Keras's clear_session."""
+    with _name_lock:
+        _name_counts.clear()
+
+
 # ---- call context (training flag) ------------------------------------------------------------
 
 class _CallContext(threading.local):

@@ -181,6 +181,42 @@ def topological_nodes(outputs):
     return order
 
 
+def keras_layer_order(inputs, outputs):
+    """The layers of the graph from `inputs` to `outputs` in Keras's order (`Functional.layers`,
+    and so the order in which Keras-layout weight files are matched): by decreasing depth from
+    the outputs, and within one depth by first visit of a depth-first walk from the outputs.
+    Weight files written by Keras depend on this order, not on the execution order."""
+    input_ids = {id(t) for t in inputs}
+    finished, post_order, first_visit = set(), [], {}
+
+    def visit(t):
+        layer, idx, _ = t._keras_history
+        node = layer._inbound_nodes[idx]
+        if id(node) in finished:
+            return
+        if not isinstance(layer, InputLayer) and id(t) in input_ids:
+            finished.add(id(node))
+            return
+        first_visit.setdefault(id(layer), len(first_visit))
+        if not isinstance(layer, InputLayer):
+            for p in node.inputs:
+                visit(p)
+        finished.add(id(node))
+        post_order.append(node)
+    for t in outputs:
+        visit(t)
+    in_graph = {id(n) for n in post_order}
+    node_depth, layer_depth, layers = {}, {}, {}
+    for node in reversed(post_order):
+        depth = max(node_depth.setdefault(id(node), 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = node_depth[id(node)] = depth
+        layers[id(node.layer)] = node.layer
+        for p in node.parent_nodes:
+            if id(p) in in_graph:
+                node_depth[id(p)] = max(depth + 1, node_depth.get(id(p), 0))
+    return sorted(layers.values(), key=lambda l: (-layer_depth[id(l)], first_visit[id(l)]))
+
+
 def replay(nodes, input_tensors, input_values, output_tensors):
     """Runs the graph: maps each KerasTensor to a real tensor, node by node."""
     values = {id(k): v for k, v in zip(input_tensors, input_values)}

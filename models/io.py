@@ -212,10 +212,24 @@ def read_weights(group, model, by_name=False, skip_mismatch=False, source="the f
     targets = [l for l in layers if l.weights]
     if len(saved) != len(targets):
         raise ValueError(f"Layer count mismatch when loading weights from {source}: the model has {len(targets)} "
-                         f"layers with weights ({[l.name for l in targets]}), the file has {len(saved)} "
-                         f"({[s[0] for s in saved]}). Use by_name=True to load matching layers only.")
+                         f"layers with weights, the file has {len(saved)}. {_first_mismatch(targets, saved)} "
+                         "Is the file for another architecture? Use by_name=True to load matching layers only.")
     for layer, (n, wnames, values) in zip(targets, saved):
         _assign(layer, wnames, values, skip_mismatch, source, warnings, saved_name=n)
+
+
+def _first_mismatch(targets, saved):
+    """Names the first layer whose weight shapes differ from the file's layer at the same position."""
+    for i, (layer, (name, wnames, values)) in enumerate(zip(targets, saved)):
+        want = [w.shape for w in legacy_weights(layer)]
+        got = [tuple(v.shape) for v in values]
+        if want != got:
+            return (f"The first difference is at position {i}: the model's layer '{layer.name}' has weight shapes "
+                    f"{want}, the file's layer '{name}' has {got}.")
+    short, n = ("file", len(saved)) if len(saved) < len(targets) else ("model", len(targets))
+    extra = targets[n:] if short == "file" else [s[0] for s in saved[n:]]
+    names = [l.name if isinstance(l, Layer) else l for l in extra]
+    return f"The first {n} layers match; the {short} ends there, the other has {names[:5]} more."
 
 
 def _assign(layer, wnames, values, skip_mismatch, source, warnings, saved_name=None):

@@ -4,7 +4,7 @@ import numpy as np
 
 from ..layers.layer import Layer, flatten, map_structure
 from ..layers.input_layer import InputLayer, KerasTensor
-from .functional import replay, topological_nodes
+from .functional import keras_layer_order, replay, topological_nodes
 from .trainer import Trainer
 
 
@@ -77,13 +77,7 @@ class Functional(Model):
             if isinstance(node.layer, InputLayer) and id(node.outputs[0]) not in known:
                 raise ValueError(f"Graph disconnected: the outputs depend on input '{node.layer.name}', which is "
                                  f"not in the model's inputs {[t.name for t in self.inputs]}")
-        layers = []
-        for node in self._nodes:
-            if node.layer not in layers:
-                layers.append(node.layer)
-        # Keras lists input layers first
-        ins = [l for l in layers if isinstance(l, InputLayer)]
-        object.__setattr__(self, "_layers", ins + [l for l in layers if not isinstance(l, InputLayer)])
+        object.__setattr__(self, "_layers", keras_layer_order(self.inputs, self.outputs))
         self.built = True
         self._batch_input_shape = None
 

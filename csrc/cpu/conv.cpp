@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common.h"
+#include "conv_common.h"
 #include "gemm.h"
 
 namespace py = pybind11;
@@ -32,17 +33,7 @@ namespace lamina {
 
 namespace {
 
-// ---- scratch and profiling ----------------------------------------------------------------------
-
-// A float scratch block from the caching allocator: steady-state calls get the same block back.
-struct Scratch {
-  float* p = nullptr;
-  size_t cap = 0;
-  explicit Scratch(int64_t n) { p = static_cast<float*>(host_alloc(size_t(std::max<int64_t>(n, 1)) * sizeof(float), &cap)); }
-  ~Scratch() { host_free(p, cap); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
+// ---- profiling ----------------------------------------------------------------------------------
 
 // Target size of one im2col chunk. Small enough to stay in L2/L3 between im2col and the GEMM.
 int64_t g_chunk_bytes = int64_t(1) << 20;
@@ -73,12 +64,6 @@ struct ConvGeom {
   }
 };
 
-void check_pair(const char* op, const char* what, const Shape& v, int64_t lo) {
-  LAMINA_CHECK(v.size() == 2, op << ": expected 2 " << what << " values (height, width), received " << v.size());
-  LAMINA_CHECK(v[0] >= lo && v[1] >= lo, op << ": " << what << " must be >= " << lo << ", received "
-                                            << shape_str(v));
-}
-
 ConvGeom conv_geom(const char* op, const Shape& xs, const Shape& ws, const Shape& os, const Shape& strides,
                    const Shape& dilation, const Shape& pads) {
   LAMINA_CHECK(xs.size() == 4, op << ": expected an input of shape (batch, height, width, channels), received "
@@ -98,9 +83,8 @@ ConvGeom conv_geom(const char* op, const Shape& xs, const Shape& ws, const Shape
                                   << ") but the kernel expects " << ws[2] << " (kernel shape " << shape_str(ws) << ")");
   LAMINA_CHECK(g.KH >= 1 && g.KW >= 1, op << ": the kernel window must be at least 1x1, received kernel shape "
                                           << shape_str(ws));
-  const int64_t eh = (g.KH - 1) * g.dh + 1, ew = (g.KW - 1) * g.dw + 1;
-  const int64_t ph = g.H + pads[0] + pads[1], pw = g.W + pads[2] + pads[3];
-  const int64_t oh = ph >= eh ? (ph - eh) / g.sh + 1 : 0, ow = pw >= ew ? (pw - ew) / g.sw + 1 : 0;
+  const int64_t oh = window_out_len(g.H + pads[0] + pads[1], g.KH, g.sh, g.dh);
+  const int64_t ow = window_out_len(g.W + pads[2] + pads[3], g.KW, g.sw, g.dw);
   LAMINA_CHECK(os[0] == g.N && os[1] == oh && os[2] == ow && os[3] == g.O,
                op << ": output shape " << shape_str(os) << " does not match input " << shape_str(xs) << ", kernel "
                   << shape_str(ws) << " and padding; expected (" << g.N << ", " << oh << ", " << ow << ", " << g.O << ")");
@@ -199,11 +183,6 @@ void col2im(const ConvGeom& g, const float* col, float* dx, int64_t u0, int64_t 
       }
     }
   }
-}
-
-void zero_fill(float* p, int64_t n, bool par = true) {
-#pragma omp parallel for schedule(static) if (par && n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) p[i] = 0.f;
 }
 
 // ---- chunk scheduling -----------------------------------------------------------------------------

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -71,3 +73,151 @@ def test_pooling_layers():
     run_layer_test(layers.GlobalMaxPooling2D, {"keepdims": True}, (2, 4, 6, 3), input_data=x,
                    expected_output=x.max(axis=(1, 2), keepdims=True))
     assert layers.MaxPooling2D(2, padding="same").compute_output_shape((None, 5, 5, 1)) == (None, 3, 3, 1)
+
+
+# ---- depthwise and separable convolutions ---------------------------------------------------------
+
+def _depthwise_ref(x, k, stride, padding):
+    """Depthwise 2-D conv by loops: output channel c * dm + m = channel c with filter k[..., c, m]."""
+    kh, kw, c, dm = k.shape
+    block = np.zeros((kh, kw, c, c * dm), k.dtype)
+    for i in range(c):
+        block[:, :, i, i * dm:(i + 1) * dm] = k[:, :, i, :]
+    return _conv_ref(x, block, stride, padding)
+
+
+@pytest.mark.parametrize("padding,strides,dm", [("valid", 1, 1), ("same", 1, 2), ("same", 2, 1), ("valid", 2, 3)])
+def test_depthwise_conv2d_harness_and_reference(padding, strides, dm):
+    x = np.random.default_rng(3).standard_normal((2, 7, 6, 3)).astype(np.float32)
+    layer, outs = run_layer_test(layers.DepthwiseConv2D, {"kernel_size": 3, "padding": padding, "strides": strides,
+                                                          "depth_multiplier": dm}, (2, 7, 6, 3), input_data=x,
+                                 expected_num_trainable_weights=2)
+    k, b = layer.get_weights()
+    assert k.shape == (3, 3, 3, dm) and b.shape == (3 * dm,)
+    assert [w.path for w in layer.weights] == [f"{layer.name}/kernel", f"{layer.name}/bias"]
+    assert layer.depthwise_kernel is layer.kernel
+    np.testing.assert_allclose(outs[0].numpy(), _depthwise_ref(x, k, strides, padding) + b, atol=1e-4)
+    assert layer.compute_output_shape((None, 7, 6, 3)) == (None,) + outs[0].shape[1:]
+
+
+def test_depthwise_conv2d_options():
+    x = np.random.default_rng(4).standard_normal((2, 9, 8, 4)).astype(np.float32)
+    run_layer_test(layers.DepthwiseConv2D, {"kernel_size": (3, 2), "dilation_rate": 2, "use_bias": False,
+                                            "activation": "relu", "depthwise_regularizer": "l2"}, (2, 9, 8, 4),
+                   input_data=x, expected_output_shape=(2, 5, 6, 4), expected_num_trainable_weights=1)
+    # channels_first: same numbers as channels_last on the transposed input
+    cl = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)
+    cf = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, data_format="channels_first")
+    xt = np.transpose(x, (0, 3, 1, 2))
+    run_layer_test(layers.DepthwiseConv2D, {"kernel_size": 3, "data_format": "channels_first"}, xt.shape,
+                   input_data=xt, expected_output_shape=(2, 4, 7, 6))
+    cl(x)
+    cf(xt)
+    cf.set_weights([cl.get_weights()[0], np.arange(8, dtype=np.float32)])
+    cl.set_weights(cf.get_weights())
+    np.testing.assert_allclose(cf(xt).numpy(), np.transpose(cl(x).numpy(), (0, 3, 1, 2)), atol=1e-5)
+    assert cf.compute_output_shape((None, 4, 9, 8)) == (None, 8, 9, 8)
+
+
+def test_depthwise_conv1d():
+    x = np.random.default_rng(5).standard_normal((3, 11, 4)).astype(np.float32)
+    layer, outs = run_layer_test(layers.DepthwiseConv1D, {"kernel_size": 3, "strides": 2, "depth_multiplier": 2},
+                                 (3, 11, 4), input_data=x, expected_output_shape=(3, 5, 8))
+    k, b = layer.get_weights()
+    assert k.shape == (3, 4, 2)
+    ref = _depthwise_ref(x[:, None], k[None], 1, "valid")[:, 0, ::2] + b
+    np.testing.assert_allclose(outs[0].numpy(), ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("padding,strides,dm", [("valid", 1, 1), ("same", 2, 2)])
+def test_separable_conv2d_harness_and_reference(padding, strides, dm):
+    x = np.random.default_rng(6).standard_normal((2, 8, 7, 3)).astype(np.float32)
+    layer, outs = run_layer_test(layers.SeparableConv2D, {"filters": 5, "kernel_size": 3, "padding": padding,
+                                                          "strides": strides, "depth_multiplier": dm}, (2, 8, 7, 3),
+                                 input_data=x, expected_num_trainable_weights=3)
+    d, p, b = layer.get_weights()
+    assert (d.shape, p.shape, b.shape) == ((3, 3, 3, dm), (1, 1, 3 * dm, 5), (5,))
+    assert [w.path.split("/")[-1] for w in layer.weights] == ["depthwise_kernel", "pointwise_kernel", "bias"]
+    ref = _depthwise_ref(x, d, strides, padding) @ p[0, 0] + b
+    np.testing.assert_allclose(outs[0].numpy(), ref, atol=1e-4)
+
+
+def test_separable_conv1d_and_aliases():
+    x = np.random.default_rng(7).standard_normal((2, 10, 3)).astype(np.float32)
+    layer, outs = run_layer_test(layers.SeparableConv1D, {"filters": 4, "kernel_size": 3, "padding": "same",
+                                                          "use_bias": False, "dilation_rate": 2}, (2, 10, 3),
+                                 input_data=x, expected_output_shape=(2, 10, 4), expected_num_trainable_weights=2)
+    assert [w.shape for w in layer.weights] == [(3, 3, 1), (1, 3, 4)]
+    run_layer_test(layers.SeparableConv2D, {"filters": 2, "kernel_size": 2, "data_format": "channels_first"},
+                   (2, 3, 5, 4), expected_output_shape=(2, 2, 4, 3))
+    assert layers.SeparableConvolution2D is layers.SeparableConv2D
+    assert layers.SeparableConvolution1D is layers.SeparableConv1D
+
+
+def test_depthwise_separable_validation():
+    for cls, args in [(layers.DepthwiseConv2D, ()), (layers.SeparableConv2D, (4,))]:
+        with pytest.raises(ValueError, match=r"`depth_multiplier` must be a positive integer.*depth_multiplier=0"):
+            cls(*args, 3, depth_multiplier=0)
+        with pytest.raises(ValueError, match=r"depth_multiplier=1.5"):
+            cls(*args, 3, depth_multiplier=1.5)
+        with pytest.raises(ValueError, match=r"`kernel_size` must be 2 positive int\(s\), received \(3, 0\)"):
+            cls(*args, (3, 0))
+        with pytest.raises(ValueError, match=r"`strides`.*received 0"):
+            cls(*args, 3, strides=0)
+        with pytest.raises(ValueError, match=r"`dilation_rate`.*received \(1, 2, 3\)"):
+            cls(*args, 3, dilation_rate=(1, 2, 3))
+        with pytest.raises(ValueError, match=r"`padding` must be 'valid' or 'same', received padding='causal'"):
+            cls(*args, 3, padding="causal")
+        with pytest.raises(ValueError, match=r"`data_format`.*data_format='nhwc'"):
+            cls(*args, 3, data_format="nhwc")
+        with pytest.raises(ValueError, match=r"`depthwise_constraint` is not supported yet.*non_neg"):
+            cls(*args, 3, depthwise_constraint="non_neg")
+        with pytest.raises(ValueError, match=r"`bias_constraint` is not supported yet"):
+            cls(*args, 3, bias_constraint=lambda w: w)
+    with pytest.raises(ValueError, match=r"SeparableConv2D: `pointwise_constraint` is not supported yet"):
+        layers.SeparableConv2D(4, 3, pointwise_constraint="max_norm")
+    for bad in (0, -2, 2.0, True, None):
+        with pytest.raises(ValueError, match=r"SeparableConv1D: `filters` must be a positive integer"):
+            layers.SeparableConv1D(bad, 3)
+    layer = layers.DepthwiseConv2D(3)
+    with pytest.raises(ValueError, match=r"DepthwiseConv2D '.*': expected inputs of rank 4 \(batch, height, width, "
+                                         r"channels\), received shape \(2, 5, 5\)"):
+        layer(np.zeros((2, 5, 5), np.float32))
+    layer(np.zeros((1, 5, 5, 2), np.float32))
+    with pytest.raises(ValueError, match=r"expected axis -1 .*value 2.*\(1, 5, 5, 3\)"):
+        layer(np.zeros((1, 5, 5, 3), np.float32))
+
+
+def _keras():
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    return pytest.importorskip("keras", reason="Keras parity needs keras (tested with KERAS_BACKEND=jax)")
+
+
+@pytest.mark.parametrize("cls,kwargs,shape", [
+    ("DepthwiseConv2D", {"kernel_size": 3, "padding": "same", "depth_multiplier": 2}, (2, 9, 8, 3)),
+    ("DepthwiseConv2D", {"kernel_size": (3, 2), "strides": 2, "activation": "relu"}, (2, 9, 8, 5)),
+    ("DepthwiseConv2D", {"kernel_size": 3, "dilation_rate": 2, "use_bias": False}, (1, 9, 8, 4)),
+    ("DepthwiseConv1D", {"kernel_size": 3, "strides": 2, "padding": "same"}, (2, 11, 4)),
+    ("SeparableConv2D", {"filters": 6, "kernel_size": 3, "padding": "same", "depth_multiplier": 2}, (2, 9, 8, 3)),
+    ("SeparableConv2D", {"filters": 4, "kernel_size": 3, "strides": 2}, (2, 9, 8, 5)),
+    ("SeparableConv1D", {"filters": 4, "kernel_size": 2, "dilation_rate": 2}, (2, 11, 3)),
+])
+def test_keras_parity(cls, kwargs, shape):
+    keras = _keras()
+    x = np.random.default_rng(8).standard_normal(shape).astype(np.float32)
+    k, m = getattr(keras.layers, cls)(**kwargs), getattr(layers, cls)(**kwargs)
+    k(x)
+    m(x)
+    assert [w.path.split("/")[-1] for w in m.weights] == [w.path.split("/")[-1] for w in k.weights]
+    assert [w.shape for w in m.get_weights()] == [tuple(w.shape) for w in k.get_weights()]
+    rng = np.random.default_rng(9)
+    ws = [rng.standard_normal(w.shape).astype(np.float32) for w in k.get_weights()]  # non-zero biases too
+    k.set_weights(ws)
+    m.set_weights(ws)
+    np.testing.assert_allclose(m(x).numpy(), np.asarray(k(x)), atol=1e-4, rtol=1e-4)
+    kcfg = {key: v for key, v in k.get_config().items() if key != "quantization_config"}
+    mcfg = m.get_config()
+    assert set(mcfg) == set(kcfg)
+    for key in ("depth_multiplier", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
+                "activation", "use_bias", "filters"):
+        assert mcfg.get(key) == kcfg.get(key), key

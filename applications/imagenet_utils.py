@@ -1,0 +1,227 @@
+"""What the ImageNet applications share (after `keras/src/applications/imagenet_utils.py`): input
+preprocessing, decoding of 1000-class predictions, input-shape rules, and finding the pretrained
+weight files.
+
+Weight files are looked up by Keras's file names, in order: `$LAMINA_DATA_DIR/pretrained/`,
+Keras's own cache (`~/.keras/models/`), lamina's cache (`~/.lamina/datasets/pretrained/`), then
+downloaded into lamina's cache with a progress bar and checked against the known hash.
+"""
+import json
+import os
+import warnings
+
+import numpy as np
+
+from .. import activations as _activations
+from ..datasets import _files
+
+WEIGHTS_SUBDIR = "pretrained"
+
+# Hashes of the release files: md5s published by Keras (InceptionV3, the class index) and sha256s
+# measured on the files themselves (Keras publishes none for MobileNet); files absent from this
+# table are downloaded without a hash check and verified by loading, layer by layer.
+KNOWN_HASHES = {
+    "inception_v3_weights_tf_dim_ordering_tf_kernels.h5": "9a0d58056eeedaa3f26cb7ebd46da564",
+    "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5": "bcbd6486424b2319ff4ef7d526e38f63",
+    "mobilenet_2_5_224_tf_no_top.h5": "dbdb03ee2a22fd895301636cd328b234bb3a9952358f436d82f46b81e0d5b0bf",
+    "imagenet_class_index.json": "c2c37ea517e94d9795004a39431a14cb",
+}
+CLASS_INDEX_URL = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
+_class_index = None
+
+
+def get_weights_file(fname, url):
+    """Local path of the release file `fname`, fetched from `url` when it is nowhere on disk."""
+    file_hash = KNOWN_HASHES.get(fname)
+    keras_cached = os.path.join(os.path.expanduser("~"), ".keras", "models", fname)
+    data_dir = os.environ.get("LAMINA_DATA_DIR")
+    in_data_dir = data_dir and os.path.exists(os.path.join(data_dir, WEIGHTS_SUBDIR, fname))
+    if not in_data_dir and os.path.exists(keras_cached):
+        if file_hash:
+            _files._verify(keras_cached, file_hash)
+        return keras_cached
+    return _files.fetch(WEIGHTS_SUBDIR, fname, url, file_hash)
+
+
+def load_model_weights(model, weights, fname, url):
+    """weights: "imagenet" (the release file `fname`), a path, or None (keep the random start)."""
+    if weights is None:
+        return model
+    path = get_weights_file(fname, url) if weights == "imagenet" else os.fspath(weights)
+    model.load_weights(path)
+    return model
+
+
+def check_weights_arg(weights, include_top, classes):
+    if not (weights in ("imagenet", None) or (isinstance(weights, (str, os.PathLike)) and os.path.exists(weights))):
+        raise ValueError("The `weights` argument should be either `None` (random initialization), 'imagenet' "
+                         f"(pre-training on ImageNet), or the path to a weights file that exists; received "
+                         f"weights={weights!r}")
+    if weights == "imagenet" and include_top and classes != 1000:
+        raise ValueError("If using `weights='imagenet'` with `include_top=True`, `classes` should be 1000; "
+                         f"received classes={classes}")
+
+
+def check_pooling(pooling):
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"`pooling` must be None, 'avg' or 'max', received pooling={pooling!r}")
+
+
+def obtain_input_shape(input_shape, default_size, min_size, require_flatten, weights=None):
+    """Keras's rule for the input shape of an application (channels_last)."""
+    if weights != "imagenet" and input_shape and len(input_shape) == 3:
+        if input_shape[-1] not in {1, 3}:
+            warnings.warn(f"This model usually expects 1 or 3 input channels, but input_shape={input_shape} has "
+                          f"{input_shape[-1]}.", stacklevel=3)
+        default_shape = (default_size, default_size, input_shape[-1])
+    else:
+        default_shape = (default_size, default_size, 3)
+    if weights == "imagenet" and require_flatten:
+        if input_shape is not None and tuple(input_shape) != default_shape:
+            raise ValueError(f"When setting `include_top=True` and loading `imagenet` weights, `input_shape` "
+                             f"should be {default_shape}; received input_shape={input_shape}")
+        return default_shape
+    if input_shape:
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3:
+            raise ValueError(f"`input_shape` must be a tuple of three integers (height, width, channels); "
+                             f"received input_shape={input_shape}")
+        if input_shape[-1] != 3 and weights == "imagenet":
+            raise ValueError(f"The input must have 3 channels; received input_shape={input_shape}")
+        if any(d is not None and d < min_size for d in input_shape[:2]):
+            raise ValueError(f"Input size must be at least {min_size}x{min_size}; received "
+                             f"input_shape={input_shape}")
+    else:
+        input_shape = default_shape if require_flatten else (None, None, 3)
+    if require_flatten and None in input_shape:
+        raise ValueError(f"If `include_top` is True, you should specify a static `input_shape`; received "
+                         f"input_shape={input_shape}")
+    return input_shape
+
+
+def validate_activation(classifier_activation, weights):
+    """Pretrained tops allow only softmax or no activation (logits)."""
+    if weights is None:
+        return
+    act = _activations.get(classifier_activation)
+    if act not in (_activations.get("softmax"), _activations.get(None)):
+        raise ValueError("Only `None` and `softmax` activations are allowed for the `classifier_activation` "
+                         "argument when using pretrained weights with `include_top=True`; received "
+                         f"classifier_activation={classifier_activation!r}")
+
+
+def input_layer(input_tensor, input_shape):
+    """The image input: `input_tensor` itself when it is symbolic, else a new Input."""
+    from ..layers.input_layer import Input, KerasTensor
+    if input_tensor is None:
+        return Input(shape=input_shape)
+    if isinstance(input_tensor, KerasTensor):
+        return input_tensor
+    raise TypeError(f"`input_tensor` must be a symbolic tensor (the output of lamina.Input or of a layer called "
+                    f"on one), received {type(input_tensor).__name__}")
+
+
+def get_source_inputs(tensor):
+    """The Input tensors that `tensor` is computed from (Keras's `get_source_inputs`)."""
+    from ..layers.input_layer import InputLayer
+    found, seen, stack = [], set(), [tensor]
+    while stack:
+        t = stack.pop()
+        layer, idx, _ = t._keras_history
+        node = layer._inbound_nodes[idx]
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(layer, InputLayer):
+            found.append(t)
+        else:
+            stack.extend(reversed(node.inputs))
+    return found[0] if len(found) == 1 else found
+
+
+def preprocess_input(x, data_format=None, mode="caffe"):
+    """Keras's ImageNet preprocessing of a batch (or one image) of RGB pixels in 0..255.
+
+    mode "tf": to [-1, 1]; "torch": to [0, 1], then per-channel ImageNet mean/std; "caffe": RGB to
+    BGR, then minus the ImageNet BGR mean. numpy arrays come back as float32 numpy arrays (a float
+    input array is modified in place, as in Keras); tensors come back as tensors."""
+    if mode not in ("caffe", "tf", "torch"):
+        raise ValueError(f"preprocess_input: expected mode to be one of 'caffe', 'tf' or 'torch', received "
+                         f"mode={mode!r}")
+    data_format = data_format or "channels_last"
+    if data_format not in ("channels_first", "channels_last"):
+        raise ValueError(f"preprocess_input: expected data_format 'channels_first' or 'channels_last', received "
+                         f"{data_format!r}")
+    from ..backend.tensor import Tensor
+    if isinstance(x, Tensor):
+        return _preprocess_tensor(x, data_format, mode)
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+    caxis = (0 if x.ndim == 3 else 1) if data_format == "channels_first" else x.ndim - 1
+    if x.ndim < 1 or x.shape[caxis] != 3 and mode != "tf":
+        raise ValueError(f"preprocess_input: mode {mode!r} expects 3 colour channels on axis {caxis}, received an "
+                         f"array of shape {x.shape}")
+    if mode == "tf":
+        x /= 127.5
+        x -= 1.0
+        return x
+    mean, std = _mean_std(mode)
+    if mode == "torch":
+        x /= 255.0
+    else:
+        x = np.flip(x, axis=caxis)
+    shape = [1] * x.ndim
+    shape[caxis] = 3
+    x -= np.asarray(mean, x.dtype).reshape(shape)
+    if std is not None:
+        x /= np.asarray(std, x.dtype).reshape(shape)
+    return x
+
+
+def _mean_std(mode):
+    if mode == "torch":
+        return [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    return [103.939, 116.779, 123.68], None
+
+
+def _preprocess_tensor(x, data_format, mode):
+    from .. import ops
+    x = ops.cast(x, "float32")
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    caxis = (0 if x.ndim == 3 else 1) if data_format == "channels_first" else x.ndim - 1
+    mean, std = _mean_std(mode)
+    if mode == "torch":
+        x = x / 255.0
+    else:
+        x = ops.flip(x, axis=caxis)
+    shape = [1] * x.ndim
+    shape[caxis] = 3
+    x = x - np.asarray(mean, np.float32).reshape(shape)
+    if std is not None:
+        x = x / np.asarray(std, np.float32).reshape(shape)
+    return x
+
+
+def decode_predictions(preds, top=5):
+    """[(class_name, description, score), ...] sorted by score, one list per row of `preds`
+    (shape (samples, 1000)). Reads Keras's imagenet_class_index.json (LAMINA_DATA_DIR/pretrained,
+    the caches, or a download checked against Keras's md5)."""
+    global _class_index
+    from ..backend.tensor import convert_to_numpy
+    preds = np.asarray(convert_to_numpy(preds))
+    if preds.ndim != 2 or preds.shape[1] != 1000:
+        raise ValueError("decode_predictions expects a batch of predictions (a 2-D array of shape (samples, 1000)); "
+                         f"received an array of shape {preds.shape}")
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"decode_predictions: `top` must be a positive integer, received top={top!r}")
+    if _class_index is None:
+        path = get_weights_file("imagenet_class_index.json", CLASS_INDEX_URL)
+        with open(path, encoding="utf8") as f:
+            _class_index = json.load(f)
+    results = []
+    for pred in preds:
+        idx = np.argsort(-pred, kind="stable")[:top]
+        results.append([tuple(_class_index[str(i)]) + (pred[i],) for i in idx])
+    return results
