@@ -5,11 +5,11 @@
 """
 __version__ = "0.1.0"
 
-from .backend import (GradientTape, Tensor, Variable, Device, device, get_device, list_devices,  # noqa: F401
+from .backend import (GradientTape, no_grad, Tensor, Variable, Device, device, get_device, list_devices,  # noqa: F401
                       convert_to_tensor, convert_to_numpy, is_tensor)
 from .backend import random  # noqa: F401
 from . import backend, ops  # noqa: F401
-from . import activations, initializers, regularizers  # noqa: F401
+from . import activations, constraints, initializers, regularizers  # noqa: F401
 from . import layers, losses, metrics, optimizers, callbacks, utils, datasets, models, applications  # noqa: F401
 from .layers import Input, InputLayer, Layer  # noqa: F401
 from .models import Model, Sequential  # noqa: F401

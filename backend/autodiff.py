@@ -6,6 +6,7 @@ from the target back in reverse topological order, calling each backward functio
 summed gradient of its output. Trainable Variables need gradients automatically; other tensors
 when passed to `tape.watch`. The same machinery runs `fit`.
 """
+import contextlib
 import threading
 
 
@@ -45,6 +46,18 @@ def record(out, inputs, backward):
     out._node = Node(inputs, backward, tuple(t._rg for t in inputs))
     out._rg = True
     return out
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Nothing computed inside is recorded on any tape (updates of moving statistics, weight
+    constraints, inference): `with lamina.no_grad(): ...`."""
+    was = _state.recording
+    _state.recording = False
+    try:
+        yield
+    finally:
+        _state.recording = was
 
 
 def _update_recording():

@@ -124,7 +124,7 @@ class Variable(Tensor):
         v.assign_add(ones)   # in place: tensors made from v before keep their values
     """
 
-    __slots__ = ("name", "_trainable", "_path")
+    __slots__ = ("name", "_trainable", "_path", "constraint")
 
     def __init__(self, initializer, shape=None, dtype=None, trainable=True, name=None):
         dev = current_device()
@@ -145,6 +145,7 @@ class Variable(Tensor):
         self.name = name if name is not None else f"variable_{next(_var_counter)}"
         self._trainable = bool(trainable)
         self._rg = self._trainable and dtypes.is_float(self.dtype)
+        self.constraint = None  # applied by the optimizer after each update (Keras's variable.constraint)
 
     @property
     def trainable(self):

@@ -3,6 +3,7 @@ ZeroPadding2D."""
 import numpy as np
 
 from .. import activations as _activations
+from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import ops
 from .. import regularizers as _regularizers
@@ -64,6 +65,8 @@ class _Conv(Layer):
         self.bias_initializer = _initializers.get(bias_initializer)
         self.kernel_regularizer = _regularizers.get(kernel_regularizer)
         self.bias_regularizer = _regularizers.get(bias_regularizer)
+        self.kernel_constraint = _constraints.get(kernel_constraint)
+        self.bias_constraint = _constraints.get(bias_constraint)
         self.input_spec = InputSpec(min_ndim=self.rank + 2)
 
     def build(self, input_shape):
@@ -72,9 +75,11 @@ class _Conv(Layer):
             raise ValueError(f"{type(self).__name__} '{self.name}': the channel dimension (last axis) of the input "
                              f"must be known, received shape {input_shape}")
         self.kernel = self.add_weight(name="kernel", shape=self.kernel_size + (channels, self.filters),
-                                      initializer=self.kernel_initializer, regularizer=self.kernel_regularizer)
+                                      initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer,
-                                    regularizer=self.bias_regularizer) if self.use_bias else None
+                                    regularizer=self.bias_regularizer,
+                                    constraint=self.bias_constraint) if self.use_bias else None
         self.input_spec = InputSpec(ndim=self.rank + 2, axes={-1: channels})
 
     def call(self, inputs):
@@ -102,7 +107,9 @@ class _Conv(Layer):
                 "kernel_initializer": _initializers.serialize(self.kernel_initializer),
                 "bias_initializer": _initializers.serialize(self.bias_initializer),
                 "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": _regularizers.serialize(self.bias_regularizer)}
+                "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": _constraints.serialize(self.kernel_constraint),
+                "bias_constraint": _constraints.serialize(self.bias_constraint)}
 
 
 class Conv2D(_Conv):
@@ -113,14 +120,6 @@ class Conv2D(_Conv):
 class Conv1D(_Conv):
     """1-D convolution over (batch, steps, channels); kernel (kw, in, filters); padding may be 'causal'."""
     rank = 1
-
-
-def _no_constraints(cls, **constraints):
-    """Weight constraints are not applied by lamina's training loop: refuse them rather than ignore them."""
-    for name, value in constraints.items():
-        if value is not None:
-            raise ValueError(f"{cls}: `{name}` is not supported yet on this layer (lamina does not apply weight "
-                             f"constraints during training), received {name}={value!r}; leave it as None")
 
 
 class _DepthwiseBase(Layer):
@@ -152,7 +151,8 @@ class _DepthwiseBase(Layer):
             raise ValueError(f"{cls}: `data_format` must be 'channels_last', 'channels_first' or None, received "
                              f"data_format={data_format!r}")
         self.data_format = f
-        _no_constraints(cls, depthwise_constraint=depthwise_constraint, bias_constraint=bias_constraint)
+        self.depthwise_constraint = _constraints.get(depthwise_constraint)
+        self.bias_constraint = _constraints.get(bias_constraint)
         self.activation = _activations.get(activation)
         self.use_bias = bool(use_bias)
         self.depthwise_initializer = _initializers.get(depthwise_initializer)
@@ -206,7 +206,8 @@ class _DepthwiseBase(Layer):
                 "depthwise_regularizer": _regularizers.serialize(self.depthwise_regularizer),
                 "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
                 "activity_regularizer": _regularizers.serialize(self.activity_regularizer),
-                "depthwise_constraint": None, "bias_constraint": None}
+                "depthwise_constraint": _constraints.serialize(self.depthwise_constraint),
+                "bias_constraint": _constraints.serialize(self.bias_constraint)}
 
 
 class _DepthwiseConv(_DepthwiseBase):
@@ -217,10 +218,11 @@ class _DepthwiseConv(_DepthwiseBase):
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
         self.kernel = self.add_weight(name="kernel", shape=self.kernel_size + (channels, self.depth_multiplier),
-                                      initializer=self.depthwise_initializer, regularizer=self.depthwise_regularizer)
+                                      initializer=self.depthwise_initializer, regularizer=self.depthwise_regularizer,
+                                      constraint=self.depthwise_constraint)
         self.bias = self.add_weight(name="bias", shape=(channels * self.depth_multiplier,),
-                                    initializer=self.bias_initializer,
-                                    regularizer=self.bias_regularizer) if self.use_bias else None
+                                    initializer=self.bias_initializer, regularizer=self.bias_regularizer,
+                                    constraint=self.bias_constraint) if self.use_bias else None
         self.input_spec = InputSpec(ndim=self.rank + 2, axes={self._channel_axis(): channels})
 
     @property
@@ -257,7 +259,6 @@ class _SeparableConv(_DepthwiseBase):
         cls = type(self).__name__
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
             raise ValueError(f"{cls}: `filters` must be a positive integer, received filters={filters!r}")
-        _no_constraints(cls, pointwise_constraint=pointwise_constraint)
         super().__init__(kernel_size, strides=strides, padding=padding, depth_multiplier=depth_multiplier,
                          data_format=data_format, dilation_rate=dilation_rate, activation=activation,
                          use_bias=use_bias, depthwise_initializer=depthwise_initializer,
@@ -267,19 +268,23 @@ class _SeparableConv(_DepthwiseBase):
         self.filters = int(filters)
         self.pointwise_initializer = _initializers.get(pointwise_initializer)
         self.pointwise_regularizer = _regularizers.get(pointwise_regularizer)
+        self.pointwise_constraint = _constraints.get(pointwise_constraint)
 
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
         dm = self.depth_multiplier
         self.depthwise_kernel = self.add_weight(name="depthwise_kernel", shape=self.kernel_size + (channels, dm),
                                                 initializer=self.depthwise_initializer,
-                                                regularizer=self.depthwise_regularizer)
+                                                regularizer=self.depthwise_regularizer,
+                                                constraint=self.depthwise_constraint)
         self.pointwise_kernel = self.add_weight(name="pointwise_kernel",
                                                 shape=(1,) * self.rank + (channels * dm, self.filters),
                                                 initializer=self.pointwise_initializer,
-                                                regularizer=self.pointwise_regularizer)
+                                                regularizer=self.pointwise_regularizer,
+                                                constraint=self.pointwise_constraint)
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer,
-                                    regularizer=self.bias_regularizer) if self.use_bias else None
+                                    regularizer=self.bias_regularizer,
+                                    constraint=self.bias_constraint) if self.use_bias else None
         self.input_spec = InputSpec(ndim=self.rank + 2, axes={self._channel_axis(): channels})
 
     def call(self, inputs):
@@ -294,7 +299,7 @@ class _SeparableConv(_DepthwiseBase):
         return {**super().get_config(), "filters": self.filters,
                 "pointwise_initializer": _initializers.serialize(self.pointwise_initializer),
                 "pointwise_regularizer": _regularizers.serialize(self.pointwise_regularizer),
-                "pointwise_constraint": None}
+                "pointwise_constraint": _constraints.serialize(self.pointwise_constraint)}
 
 
 class SeparableConv2D(_SeparableConv):

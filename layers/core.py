@@ -2,6 +2,7 @@
 import numpy as np
 
 from .. import activations as _activations
+from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import ops
 from .. import regularizers as _regularizers
@@ -28,6 +29,8 @@ class Dense(Layer):
         self.bias_initializer = _initializers.get(bias_initializer)
         self.kernel_regularizer = _regularizers.get(kernel_regularizer)
         self.bias_regularizer = _regularizers.get(bias_regularizer)
+        self.kernel_constraint = _constraints.get(kernel_constraint)
+        self.bias_constraint = _constraints.get(bias_constraint)
         self.input_spec = InputSpec(min_ndim=2)
         self.supports_masking = True
 
@@ -37,9 +40,10 @@ class Dense(Layer):
             raise ValueError(f"Dense '{self.name}': the last dimension of the input must be known, received "
                              f"shape {input_shape}")
         self.kernel = self.add_weight(name="kernel", shape=(in_dim, self.units), initializer=self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer)
+                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer=self.bias_initializer,
-                                    regularizer=self.bias_regularizer) if self.use_bias else None
+                                    regularizer=self.bias_regularizer,
+                                    constraint=self.bias_constraint) if self.use_bias else None
         self.input_spec = InputSpec(min_ndim=2, axes={-1: in_dim})
 
     def call(self, inputs):
@@ -57,7 +61,9 @@ class Dense(Layer):
                 "kernel_initializer": _initializers.serialize(self.kernel_initializer),
                 "bias_initializer": _initializers.serialize(self.bias_initializer),
                 "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": _regularizers.serialize(self.bias_regularizer)}
+                "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": _constraints.serialize(self.kernel_constraint),
+                "bias_constraint": _constraints.serialize(self.bias_constraint)}
 
 
 class Activation(Layer):

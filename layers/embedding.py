@@ -1,6 +1,7 @@
 """Embedding: a trainable lookup table from integer ids to dense vectors (Keras's Embedding)."""
 import numpy as np
 
+from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import ops
 from .. import regularizers as _regularizers
@@ -41,7 +42,7 @@ class Embedding(Layer):
                              "by lamina; leave them None")
         self.embeddings_initializer = _initializer(embeddings_initializer)
         self.embeddings_regularizer = _regularizers.get(embeddings_regularizer)
-        self.embeddings_constraint = embeddings_constraint
+        self.embeddings_constraint = _constraints.get(embeddings_constraint)
         self.mask_zero = bool(mask_zero)
         self.supports_masking = self.mask_zero
         self._initial_weights = weights
@@ -76,5 +77,5 @@ class Embedding(Layer):
                 "embeddings_initializer": _initializers.serialize(self.embeddings_initializer),
                 "embeddings_regularizer": _regularizers.serialize(self.embeddings_regularizer),
                 "activity_regularizer": _regularizers.serialize(self.activity_regularizer),
-                "embeddings_constraint": self.embeddings_constraint,
+                "embeddings_constraint": _constraints.serialize(self.embeddings_constraint),
                 "mask_zero": self.mask_zero}

@@ -12,6 +12,7 @@ import threading
 
 import numpy as np
 
+from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
 from ..backend import dtypes
@@ -207,8 +208,7 @@ class Layer:
         reg = _regularizers.get(regularizer)
         if reg is not None:
             self._regularizers = getattr(self, "_regularizers", []) + [(v, reg)]
-        if constraint is not None:
-            self._constraints = getattr(self, "_constraints", []) + [(v, constraint)]
+        v.constraint = _constraints.get(constraint)
         return v
 
     def _all_layers(self):

@@ -1,8 +1,9 @@
 """Normalisation layers: BatchNormalization and LayerNormalization (Keras's weights and order)."""
+from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import ops
 from .. import regularizers as _regularizers
-from ..backend.autodiff import _state as _tape_state
+from ..backend.autodiff import no_grad
 from .layer import InputSpec, Layer
 
 
@@ -41,6 +42,8 @@ class BatchNormalization(Layer):
         self.moving_variance_initializer = _initializers.get(moving_variance_initializer)
         self.beta_regularizer = _regularizers.get(beta_regularizer)
         self.gamma_regularizer = _regularizers.get(gamma_regularizer)
+        self.beta_constraint = _constraints.get(beta_constraint)
+        self.gamma_constraint = _constraints.get(gamma_constraint)
         self.supports_masking = True
 
     def build(self, input_shape):
@@ -55,9 +58,11 @@ class BatchNormalization(Layer):
                              f"received shape {input_shape}")
         self._axis = axis
         self.gamma = self.add_weight(name="gamma", shape=(c,), initializer=self.gamma_initializer,
-                                     regularizer=self.gamma_regularizer) if self.scale else None
+                                     regularizer=self.gamma_regularizer,
+                                     constraint=self.gamma_constraint) if self.scale else None
         self.beta = self.add_weight(name="beta", shape=(c,), initializer=self.beta_initializer,
-                                    regularizer=self.beta_regularizer) if self.center else None
+                                    regularizer=self.beta_regularizer,
+                                    constraint=self.beta_constraint) if self.center else None
         self.moving_mean = self.add_weight(name="moving_mean", shape=(c,), initializer=self.moving_mean_initializer,
                                            trainable=False)
         self.moving_variance = self.add_weight(name="moving_variance", shape=(c,),
@@ -67,14 +72,10 @@ class BatchNormalization(Layer):
     def call(self, inputs, training=None, mask=None):
         if training and self.trainable:
             y, mean, var = ops.batch_norm_train(inputs, self.gamma, self.beta, axis=self._axis, epsilon=self.epsilon)
-            was = _tape_state.recording
-            _tape_state.recording = False
-            try:
+            with no_grad():
                 m = self.momentum
                 self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
                 self.moving_variance.assign(self.moving_variance * m + var * (1.0 - m))
-            finally:
-                _tape_state.recording = was
             return y
         return ops.batch_normalization(inputs, self.moving_mean, self.moving_variance, axis=self._axis,
                                        offset=self.beta, scale=self.gamma, epsilon=self.epsilon)
@@ -90,7 +91,9 @@ class BatchNormalization(Layer):
                 "moving_mean_initializer": _initializers.serialize(self.moving_mean_initializer),
                 "moving_variance_initializer": _initializers.serialize(self.moving_variance_initializer),
                 "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
-                "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer)}
+                "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),
+                "beta_constraint": _constraints.serialize(self.beta_constraint),
+                "gamma_constraint": _constraints.serialize(self.gamma_constraint)}
 
 
 class LayerNormalization(Layer):
@@ -110,6 +113,8 @@ class LayerNormalization(Layer):
         self.gamma_initializer = _initializers.get(gamma_initializer)
         self.beta_regularizer = _regularizers.get(beta_regularizer)
         self.gamma_regularizer = _regularizers.get(gamma_regularizer)
+        self.beta_constraint = _constraints.get(beta_constraint)
+        self.gamma_constraint = _constraints.get(gamma_constraint)
         self.supports_masking = True
 
     def build(self, input_shape):
@@ -120,9 +125,11 @@ class LayerNormalization(Layer):
                              f"{input_shape}")
         self._axes = tuple(axes)
         self.gamma = self.add_weight(name="gamma", shape=shape, initializer=self.gamma_initializer,
-                                     regularizer=self.gamma_regularizer) if self.scale else None
+                                     regularizer=self.gamma_regularizer,
+                                     constraint=self.gamma_constraint) if self.scale else None
         self.beta = self.add_weight(name="beta", shape=shape, initializer=self.beta_initializer,
-                                    regularizer=self.beta_regularizer) if self.center else None
+                                    regularizer=self.beta_regularizer,
+                                    constraint=self.beta_constraint) if self.center else None
 
     def call(self, inputs):
         axis = self._axes[0] if len(self._axes) == 1 else self._axes
@@ -136,4 +143,6 @@ class LayerNormalization(Layer):
                 "scale": self.scale, "beta_initializer": _initializers.serialize(self.beta_initializer),
                 "gamma_initializer": _initializers.serialize(self.gamma_initializer),
                 "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
-                "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer)}
+                "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),
+                "beta_constraint": _constraints.serialize(self.beta_constraint),
+                "gamma_constraint": _constraints.serialize(self.gamma_constraint)}

@@ -24,11 +24,12 @@ draws one per gate).
 import numpy as np
 
 from .. import activations as _activations
+from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import ops
 from .. import regularizers as _regularizers
 from ..backend import dtypes
-from ..backend.autodiff import _state as _tape_state
+from ..backend.autodiff import no_grad
 from ..backend.random import SeedGenerator
 from ..backend.tensor import Tensor, Variable
 from .layer import InputSpec, Layer
@@ -90,9 +91,9 @@ class _Cell(Layer):
         self.kernel_regularizer = _regularizers.get(kernel_regularizer)
         self.recurrent_regularizer = _regularizers.get(recurrent_regularizer)
         self.bias_regularizer = _regularizers.get(bias_regularizer)
-        self.kernel_constraint = kernel_constraint
-        self.recurrent_constraint = recurrent_constraint
-        self.bias_constraint = bias_constraint
+        self.kernel_constraint = _constraints.get(kernel_constraint)
+        self.recurrent_constraint = _constraints.get(recurrent_constraint)
+        self.bias_constraint = _constraints.get(bias_constraint)
         self.dropout = _rate(who, "dropout", dropout)
         self.recurrent_dropout = _rate(who, "recurrent_dropout", recurrent_dropout)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
@@ -148,9 +149,9 @@ class _Cell(Layer):
             "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
             "recurrent_regularizer": _regularizers.serialize(self.recurrent_regularizer),
             "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": self.kernel_constraint,
-            "recurrent_constraint": self.recurrent_constraint,
-            "bias_constraint": self.bias_constraint,
+            "kernel_constraint": _constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": _constraints.serialize(self.recurrent_constraint),
+            "bias_constraint": _constraints.serialize(self.bias_constraint),
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
             "seed": self.seed,
@@ -364,13 +365,9 @@ class _RNN(Layer):
         outs = _run(self.cell, x, states, mask, self.go_backwards, in_drop, rec_drop)
         seq, last = outs[0], list(outs[1:])
         if self.stateful:
-            was = _tape_state.recording
-            _tape_state.recording = False
-            try:
+            with no_grad():
                 for v, s in zip(self.states, last):
                     v.assign(s)
-            finally:
-                _tape_state.recording = was
         if self.zero_output_for_mask and mask is not None:
             m = ops.cast(ops.flip(mask, axis=1) if self.go_backwards else mask, "float32")
             seq = ops.multiply(seq, ops.expand_dims(m, -1))

@@ -4,6 +4,7 @@ import numpy as np
 
 from ..backend import math as _m
 from ..backend import sparse as _sparse
+from ..backend.autodiff import no_grad
 from ..backend.device import device as device_scope
 from ..backend.tensor import Variable
 from . import schedules
@@ -91,7 +92,8 @@ class Optimizer:
         """One update of each variable with its gradient (None gradients are skipped).
 
         As Keras 3: the gradients are clipped (clipnorm, else global_clipnorm, else clipvalue),
-        weight decay (var -= var * weight_decay * lr) is applied, then `update_step`. A sparse
+        weight decay (var -= var * weight_decay * lr) is applied, then `update_step`, then each
+        variable's `constraint` (from `kernel_constraint=` and friends). A sparse
         gradient (IndexedSlices, from an embedding lookup) first has its duplicate rows summed
         in C++, is clipped on those summed rows, and goes to `update_step_sparse`: the result
         equals the dense update with the densified gradient."""
@@ -126,6 +128,10 @@ class Optimizer:
                 self.update_step_sparse(g, v, lr)
             else:
                 self.update_step(g, v, lr)
+        with no_grad():
+            for _, v in pairs:
+                if v.constraint is not None:
+                    v.assign(v.constraint(v))
 
     # Optimizers whose kernel applies weight decay itself (Adam) set this.
     _fused_weight_decay = False

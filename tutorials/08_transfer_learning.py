@@ -93,7 +93,7 @@ def build(size, weights, num_classes):
 # %% [markdown]
 # ## Fine-tuning
 # Once the head has learnt, unfreeze the last depthwise-separable blocks (12 and 13) and
-# train everything that is unfrozen with a learning rate 100x smaller, so the pretrained
+# train everything that is unfrozen with a learning rate 10x smaller, so the pretrained
 # features are adjusted, not destroyed. Changing `trainable` needs a new `compile`.
 
 def unfreeze_top(base, first="conv_dw_12"):
@@ -112,8 +112,8 @@ def main():
     ap.add_argument("--batch_size", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    epochs = args.epochs or (3 if args.quick else 10)
-    fine_epochs = args.fine_tune_epochs or (2 if args.quick else 5)
+    epochs = args.epochs or (3 if args.quick else 30)
+    fine_epochs = args.fine_tune_epochs or (2 if args.quick else 10)
     lamina.utils.set_random_seed(args.seed)
 
     train, val, size, weights = load(args)
@@ -132,7 +132,7 @@ def main():
           f"{time.time() - t0:.0f} s")
 
     n = unfreeze_top(base)
-    model.compile(optimizer=lamina.optimizers.Adam(1e-5), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=lamina.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     print(f"fine-tuning blocks 12-13 of the base: {n} more trainable parameters")
     model.fit(train, epochs=fine_epochs, validation_data=val, verbose=2)
