@@ -6,6 +6,7 @@ import random as _py_random
 
 import numpy as np
 
+from .datasets._files import get_file  # noqa: F401
 from .datasets._image import array_to_img, img_to_array, load_img, save_img  # noqa: F401
 from .datasets.image_folder import image_dataset_from_directory  # noqa: F401
 
@@ -41,20 +42,6 @@ def clear_session(free_memory=True):
     if free_memory:
         import gc
         gc.collect()
-
-
-def get_file(fname=None, origin=None, file_hash=None, cache_subdir="datasets", cache_dir=None, **kwargs):
-    """Downloads `origin` into the cache, checked against `file_hash` (a sha256, or an md5 told
-    apart by its length, as Keras's `hash_algorithm="auto"`)."""
-    from .datasets import _files
-    if origin is None:
-        raise ValueError("get_file: `origin` (the URL) is required")
-    fname = fname or os.path.basename(origin)
-    if cache_dir:
-        os.environ.setdefault("LAMINA_CACHE_DIR", cache_dir)
-    if file_hash is None:
-        raise ValueError("get_file: lamina requires a `file_hash` (sha256 or md5) so downloads can be verified")
-    return _files.fetch(cache_subdir, fname, origin, file_hash)
 
 
 def register_keras_serializable(package="Custom", name=None):

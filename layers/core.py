@@ -16,13 +16,24 @@ def _positive_int(layer, arg, value):
 
 
 class Dense(Layer):
-    """`output = activation(inputs @ kernel + bias)`; kernel (in, units), acts on the last axis."""
+    """`output = activation(inputs @ kernel + bias)`; kernel (in, units), acts on the last axis.
+
+    LoRA (`lora_rank=r`, or `enable_lora(r)` on a built layer): the kernel is frozen and a
+    low-rank update (lora_alpha / r) * lora_kernel_a @ lora_kernel_b is trained instead, as in
+    Keras (a: (in, r), he_uniform; b: (r, units), zeros, so training starts from the kernel)."""
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, lora_rank=None, **kwargs):
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, lora_rank=None,
+                 lora_alpha=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.units = _positive_int("Dense", "units", units)
+        self.lora_rank = _positive_int("Dense", "lora_rank", lora_rank) if lora_rank is not None else None
+        if lora_alpha is not None and (isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float))
+                                       or lora_alpha <= 0):
+            raise ValueError(f"Dense: `lora_alpha` must be a positive number, received lora_alpha={lora_alpha!r}")
+        self.lora_alpha = lora_alpha if lora_alpha is not None else self.lora_rank
+        self.lora_enabled = False
         self.activation = _activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _initializers.get(kernel_initializer)
@@ -45,9 +56,42 @@ class Dense(Layer):
                                     regularizer=self.bias_regularizer,
                                     constraint=self.bias_constraint) if self.use_bias else None
         self.input_spec = InputSpec(min_ndim=2, axes={-1: in_dim})
+        if self.lora_rank:
+            self.built = True
+            self.enable_lora(self.lora_rank, self.lora_alpha)
+
+    def enable_lora(self, rank, lora_alpha=None, a_initializer="he_uniform", b_initializer="zeros"):
+        """Freezes the kernel and adds the trainable low-rank factors (Keras's `enable_lora`)."""
+        if self.kernel_constraint is not None:
+            raise ValueError(f"Dense '{self.name}': LoRA is incompatible with kernel constraints; remove the "
+                             "`kernel_constraint` argument to enable LoRA")
+        if not self.built:
+            raise ValueError(f"Dense '{self.name}': cannot enable LoRA on a layer that isn't built yet; call it on "
+                             "an input (or build it) first, or pass lora_rank= to the constructor")
+        if self.lora_enabled:
+            raise ValueError(f"Dense '{self.name}': LoRA is already enabled; this can only be done once per layer")
+        rank = _positive_int(f"Dense '{self.name}'", "rank", rank)
+        self.lora_kernel_a = self.add_weight(name="lora_kernel_a", shape=(self.kernel.shape[0], rank),
+                                             initializer=a_initializer, regularizer=self.kernel_regularizer)
+        self.lora_kernel_b = self.add_weight(name="lora_kernel_b", shape=(rank, self.units),
+                                             initializer=b_initializer, regularizer=self.kernel_regularizer)
+        self.kernel.trainable = False
+        self._always_frozen.add(id(self.kernel))
+        self.lora_enabled, self.lora_rank = True, rank
+        self.lora_alpha = lora_alpha if lora_alpha is not None else rank
+
+    def merged_kernel(self):
+        """The kernel the layer applies: with LoRA, kernel + (alpha / rank) * a @ b."""
+        if not self.lora_enabled:
+            return self.kernel
+        delta = ops.matmul(self.lora_kernel_a, self.lora_kernel_b)
+        return ops.add(self.kernel, ops.multiply(delta, float(self.lora_alpha) / self.lora_rank))
 
     def call(self, inputs):
         x = ops.matmul(inputs, self.kernel)
+        if self.lora_enabled:
+            low = ops.matmul(ops.matmul(inputs, self.lora_kernel_a), self.lora_kernel_b)
+            x = ops.add(x, ops.multiply(low, float(self.lora_alpha) / self.lora_rank))
         if self.bias is not None:
             x = ops.add(x, self.bias)
         return self.activation(x) if self.activation is not _activations.linear else x
@@ -63,7 +107,8 @@ class Dense(Layer):
                 "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
                 "kernel_constraint": _constraints.serialize(self.kernel_constraint),
-                "bias_constraint": _constraints.serialize(self.bias_constraint)}
+                "bias_constraint": _constraints.serialize(self.bias_constraint),
+                **({"lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha} if self.lora_rank else {})}
 
 
 class Activation(Layer):

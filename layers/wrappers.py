@@ -47,7 +47,7 @@ _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 class Bidirectional(Layer):
     """Runs an RNN layer forwards and a copy of it backwards (go_backwards flipped) and merges the
     outputs with `merge_mode` ("concat", "sum", "mul", "ave" or None for a list). Weights: the
-    forward layer's, then the backward layer's."""
+    forward layer's, then the backward layer's (`weights=` sets them when the layer is built)."""
 
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
         super().__init__(**kwargs)
@@ -70,10 +70,20 @@ class Bidirectional(Layer):
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
         self.supports_masking = True
+        if weights is not None and (not isinstance(weights, (list, tuple)) or len(weights) % 2):
+            raise ValueError("Bidirectional: `weights` must be a list of arrays, the forward layer's then the "
+                             f"backward layer's (an even number), received {type(weights).__name__} of length "
+                             f"{len(weights) if isinstance(weights, (list, tuple)) else '?'}")
+        self._initial_weights = list(weights) if weights is not None else None
 
     def build(self, input_shape):
         self.forward_layer._maybe_build(input_shape)
         self.backward_layer._maybe_build(input_shape)
+        if self._initial_weights is not None:   # the initial weights given to __init__ (Keras's `weights=`)
+            half = len(self._initial_weights) // 2
+            self.forward_layer.set_weights(self._initial_weights[:half])
+            self.backward_layer.set_weights(self._initial_weights[half:])
+            self._initial_weights = None
 
     def _merge(self, a, b):
         if self.merge_mode == "concat":

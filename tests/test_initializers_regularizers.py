@@ -94,6 +94,8 @@ def test_get_file_checks_hash(tmp_path, monkeypatch):
     src.write_bytes(b"payload")
     sha = hashlib.sha256(b"payload").hexdigest()
     p = utils.get_file("data.bin", origin="file://" + str(src), file_hash=sha)
+    assert p == str(tmp_path / "cache" / "datasets" / "data.bin")
     assert open(p, "rb").read() == b"payload"
-    with pytest.raises(ValueError, match="file_hash"):
-        utils.get_file("x", origin="file://" + str(src))
+    with pytest.raises(ValueError, match="sha256 is .* expected 0{64}"):
+        utils.get_file("y", origin="file://" + str(src), file_hash="0" * 64)
+    assert not (tmp_path / "cache" / "datasets" / "y").exists()

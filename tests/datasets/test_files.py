@@ -92,3 +92,69 @@ def test_mnist_load_data_from_data_dir(dirs, monkeypatch):
     (xt, yt), (xs, ys) = mnist.load_data()
     assert xt.shape == (5, 28, 28) and xt.dtype == np.uint8 and yt.shape == (5,) and xs.shape == (3, 28, 28)
     np.testing.assert_array_equal(ys, arrays["t10k-labels-idx1-ubyte.gz"])
+
+
+# ---- utils.get_file, as keras.utils.get_file ------------------------------------------------------
+
+def test_get_file_cache_dir_is_per_call_and_hash_is_optional(tmp_path, monkeypatch):
+    import hashlib
+    from lamina import utils
+    monkeypatch.setenv("LAMINA_CACHE_DIR", str(tmp_path / "default"))
+    src = tmp_path / "src.txt"
+    src.write_bytes(b"one")
+    a = utils.get_file("a.txt", origin="file://" + str(src), cache_dir=str(tmp_path / "c1"))
+    b = utils.get_file("a.txt", origin="file://" + str(src), cache_dir=str(tmp_path / "c2"), cache_subdir="sub")
+    c = utils.get_file(origin="file://" + str(src))                       # name from the URL, default folder
+    assert a == str(tmp_path / "c1" / "datasets" / "a.txt") and b == str(tmp_path / "c2" / "sub" / "a.txt")
+    assert c == str(tmp_path / "default" / "datasets" / "src.txt")
+    # a cached file is reused; force_download and a changed hash download it again
+    src.write_bytes(b"two")
+    assert open(utils.get_file("a.txt", origin="file://" + str(src), cache_dir=str(tmp_path / "c1"))).read() == "one"
+    assert open(utils.get_file("a.txt", origin="file://" + str(src), cache_dir=str(tmp_path / "c1"),
+                               force_download=True)).read() == "two"
+    src.write_bytes(b"three")
+    md5 = hashlib.md5(b"three").hexdigest()
+    p = utils.get_file("a.txt", origin="file://" + str(src), cache_dir=str(tmp_path / "c1"), md5_hash=md5)
+    assert open(p).read() == "three"
+    with pytest.raises(ValueError, match="not a sha256 hash"):
+        utils.get_file("a.txt", origin="file://" + str(src), file_hash=md5, hash_algorithm="sha256")
+    with pytest.raises(ValueError, match="not a path"):
+        utils.get_file(os.path.join("x", "a.txt"), origin="file://" + str(src))
+    with pytest.raises(ValueError, match="origin"):
+        utils.get_file("a.txt")
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_get_file_extract(tmp_path, kind):
+    import tarfile
+    import zipfile
+    from lamina import utils
+    payload = tmp_path / "payload"
+    payload.mkdir()
+    (payload / "hello.txt").write_text("hi")
+    arc = tmp_path / f"data.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(arc, "w") as z:
+            z.write(payload / "hello.txt", "folder/hello.txt")
+    else:
+        with tarfile.open(arc, "w:gz") as t:
+            t.add(payload / "hello.txt", "folder/hello.txt")
+    out = utils.get_file(f"data.{kind}", origin="file://" + str(arc), extract=True, cache_dir=str(tmp_path / "c"))
+    assert out == str(tmp_path / "c" / "datasets" / "data_extracted")
+    assert open(os.path.join(out, "folder", "hello.txt")).read() == "hi"
+    out2 = utils.get_file(origin="file://" + str(arc), extract=True, cache_dir=str(tmp_path / "d"))
+    assert out2 == str(tmp_path / "d" / "datasets" / f"data.{kind}")
+    assert os.path.exists(str(tmp_path / "d" / "datasets" / f"data.{kind}_archive"))
+    assert open(os.path.join(out2, "folder", "hello.txt")).read() == "hi"
+
+
+def test_get_file_refuses_zip_members_outside(tmp_path):
+    import zipfile
+    from lamina import utils
+    arc = tmp_path / "evil.zip"
+    with zipfile.ZipFile(arc, "w") as z:
+        z.writestr("../escape.txt", "x")
+    with pytest.raises(ValueError, match="outside"):
+        utils.get_file("evil.zip", origin="file://" + str(arc), extract=True, cache_dir=str(tmp_path / "c"))
+    assert not (tmp_path / "c" / "datasets" / "escape.txt").exists()
+    assert not (tmp_path / "c" / "datasets" / "evil_extracted").exists()

@@ -79,3 +79,75 @@ def test_lambda_layer():
     assert lam(inp).shape == (None, 3)
     with pytest.raises(TypeError, match="serialize"):
         lam.get_config()
+
+
+# ---- LoRA ------------------------------------------------------------------------------------------
+
+def test_dense_lora_trains_only_the_low_rank_factors():
+    import lamina
+    from lamina import layers
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 6)).astype(np.float32)
+    y = rng.standard_normal((64, 3)).astype(np.float32)
+    plain = layers.Dense(3)
+    plain(x)
+    lora = layers.Dense(3, lora_rank=2, lora_alpha=4)
+    lora(x)
+    lora.kernel.assign(plain.kernel.numpy())
+    assert [w.name for w in lora.weights] == ["kernel", "bias", "lora_kernel_a", "lora_kernel_b"]
+    assert [w.name for w in lora.trainable_weights] == ["bias", "lora_kernel_a", "lora_kernel_b"]
+    np.testing.assert_allclose(lora(x).numpy(), plain(x).numpy(), atol=1e-6)   # b starts at zero
+    k0 = lora.kernel.numpy().copy()
+    model = lamina.Sequential([lamina.Input((6,)), lora])
+    model.compile(optimizer=lamina.optimizers.SGD(0.1), loss="mse")
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    np.testing.assert_array_equal(lora.kernel.numpy(), k0)
+    assert np.abs(lora.lora_kernel_b.numpy()).max() > 0
+    merged = k0 + 2.0 * lora.lora_kernel_a.numpy() @ lora.lora_kernel_b.numpy()
+    np.testing.assert_allclose(lora.merged_kernel().numpy(), merged, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(lora(x).numpy(), x @ merged + lora.bias.numpy(), rtol=1e-4, atol=1e-5)
+    lora.trainable = True                                         # the kernel stays frozen under LoRA
+    assert "kernel" not in [w.name for w in lora.trainable_weights]
+    cfg = lora.get_config()
+    assert cfg["lora_rank"] == 2 and cfg["lora_alpha"] == 4
+    again = layers.Dense.from_config(cfg)
+    again(x)
+    assert again.lora_enabled and again.lora_alpha == 4
+
+
+def test_dense_enable_lora_errors():
+    from lamina import layers
+    with pytest.raises(ValueError, match="isn't built yet"):
+        layers.Dense(2).enable_lora(1)
+    d = layers.Dense(2, kernel_constraint="non_neg")
+    d(np.zeros((1, 3), np.float32))
+    with pytest.raises(ValueError, match="incompatible with kernel constraints"):
+        d.enable_lora(1)
+    with pytest.raises(ValueError, match="lora_rank"):
+        layers.Dense(2, lora_rank=0)
+    e = layers.Dense(2, lora_rank=1)
+    e(np.zeros((1, 3), np.float32))
+    with pytest.raises(ValueError, match="already enabled"):
+        e.enable_lora(1)
+
+
+def test_dense_lora_equals_keras():
+    import os
+    import lamina  # noqa: F401
+    from lamina import layers
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    # lora_alpha left at its default (= rank): Keras 3.15's build() calls enable_lora(rank) without
+    # the constructor's lora_alpha, so Keras silently scales by 1 whatever lora_alpha says; lamina
+    # applies the lora_alpha it is given (test_dense_lora_trains_only_the_low_rank_factors).
+    k = keras.layers.Dense(3, lora_rank=2)
+    k(x)
+    vals = [rng.standard_normal(w.shape).astype(np.float32) for w in k.weights]
+    k.set_weights(vals)
+    ours = layers.Dense(3, lora_rank=2)
+    ours(x)
+    ours.set_weights(vals)
+    assert [w.name for w in ours.weights] == [w.name for w in k.weights]
+    np.testing.assert_allclose(ours(x).numpy(), np.asarray(k(x)), rtol=1e-5, atol=1e-5)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 import lamina
 from lamina import layers
@@ -22,3 +23,22 @@ def test_time_distributed_trains_in_a_model():
     before = m.get_weights()[0].copy()
     m.train_on_batch(x, np.zeros((8, 5, 2), np.float32))
     assert not np.allclose(before, m.get_weights()[0])
+
+
+def test_bidirectional_initial_weights():
+    rng = np.random.default_rng(0)
+    ref = layers.Bidirectional(layers.LSTM(3))
+    x = rng.standard_normal((2, 4, 5)).astype(np.float32)
+    ref(x)
+    ws = [rng.standard_normal(w.shape).astype(np.float32) for w in ref.weights]
+    b = layers.Bidirectional(layers.LSTM(3), weights=ws)
+    out = b(x)
+    for w, v in zip(b.weights, ws):
+        np.testing.assert_array_equal(w.numpy(), v)
+    ref.set_weights(ws)
+    np.testing.assert_allclose(out.numpy(), ref(x).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="even number"):
+        layers.Bidirectional(layers.LSTM(3), weights=ws[:5])
+    bad = layers.Bidirectional(layers.LSTM(3), weights=[w[..., :1] for w in ws])
+    with pytest.raises(ValueError, match="shape"):
+        bad(x)
