@@ -95,7 +95,7 @@ class InputLayer(Layer):
             batch_shape = kwargs.pop("batch_input_shape")
         if sparse:
             raise ValueError("InputLayer: sparse inputs are not supported by lamina")
-        super().__init__(name=name, dtype=dtype, **kwargs)
+        super().__init__(name=name, **kwargs)
         if batch_shape is None:
             if shape is None:
                 raise ValueError("Input: pass `shape` (without the batch dimension), e.g. Input(shape=(784,)), "

@@ -107,6 +107,30 @@ def check_input_spec(layer, spec, shape):
                 raise ValueError(f"{where}: expected shape {_shape_str(spec.shape)}, found shape {_shape_str(shape)}")
 
 
+def layer_dtype(dtype, who):
+    """A layer's dtype from Keras's forms: None, a dtype name, a dtype policy name
+    ("float32", "mixed_float16", ...), a DTypePolicy-like object (`.name`) or its config dict
+    ({"class_name": "DTypePolicy", "config": {"name": ...}}). lamina computes in float32: any
+    other float policy is refused with a clear error rather than silently run in float32."""
+    if dtype is None:
+        return "float32"
+    name = dtype
+    if isinstance(dtype, dict):
+        name = dtype.get("config", {}).get("name", dtype.get("name"))
+    elif not isinstance(dtype, str) and hasattr(dtype, "name") and not isinstance(dtype, np.dtype):
+        name = dtype.name
+    if isinstance(name, str) and (name.startswith("mixed_") or name in ("float16", "bfloat16", "float64", "half",
+                                                                        "double")):
+        raise ValueError(f"{who}: dtype {name!r} is not supported; lamina layers compute in float32 (mixed "
+                         "precision and float16/bfloat16/float64 layers are not available yet). Use "
+                         "dtype='float32' or leave dtype unset.")
+    try:
+        return dtypes.standardize(name)
+    except TypeError:
+        raise ValueError(f"{who}: unrecognized dtype {dtype!r}; expected a dtype name such as 'float32' or "
+                         "'int32', or a DTypePolicy") from None
+
+
 # ---- structure helpers ---------------------------------------------------------------------------
 
 def flatten(x):
@@ -150,7 +174,7 @@ class Layer:
         object.__setattr__(self, "_always_frozen", set())  # ids of weights created with trainable=False
         self.name = name if name else unique_name(to_snake_case(type(self).__name__))
         self._trainable = bool(trainable)
-        self.dtype = dtypes.standardize(dtype) if dtype is not None and not isinstance(dtype, dict) else "float32"
+        self.dtype = layer_dtype(dtype, type(self).__name__)
         self.built = False
         self.input_spec = None
         self.supports_masking = False

@@ -151,3 +151,19 @@ def test_dense_lora_equals_keras():
     ours.set_weights(vals)
     assert [w.name for w in ours.weights] == [w.name for w in k.weights]
     np.testing.assert_allclose(ours(x).numpy(), np.asarray(k(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_layer_dtype_policies():
+    policy = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None}
+    assert layers.Dense(2, dtype=policy).dtype == "float32"
+    assert layers.Dense(2, dtype="float32").dtype == "float32"
+
+    class Policy:
+        name = "float32"
+    assert layers.Dense(2, dtype=Policy()).dtype == "float32"
+    for bad in ("mixed_float16", "mixed_bfloat16", "float16", "float64",
+                {"class_name": "DTypePolicy", "config": {"name": "mixed_float16"}}):
+        with pytest.raises(ValueError, match="compute in float32"):
+            layers.Dense(2, dtype=bad)
+    with pytest.raises(ValueError, match="unrecognized dtype 'bogus'"):
+        layers.Dense(2, dtype="bogus")
