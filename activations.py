@@ -81,15 +81,26 @@ _BY_NAME["swish"] = silu
 
 
 def get(identifier):
-    """An activation from a name ("relu"), a callable, or None (linear)."""
+    """An activation from a name ("relu"), a callable, None (linear), or a config dict (Keras's
+    {"class_name": "function", "config": name, ...} for a registered custom function)."""
     if identifier is None:
         return linear
     if isinstance(identifier, str):
         f = _BY_NAME.get(identifier)
         if f is None:
-            raise ValueError(f"Unknown activation {identifier!r}; expected one of {sorted(_BY_NAME)} or a callable")
+            from . import saving
+            f = saving.get_registered_object(identifier)
+        if f is None:
+            raise ValueError(f"Unknown activation {identifier!r}; expected one of {sorted(_BY_NAME)}, a callable, "
+                             "or a function registered with @lamina.saving.register_keras_serializable()")
         return f
     if isinstance(identifier, dict):
+        if identifier.get("class_name") == "function":
+            name = identifier.get("config")
+            if name in _BY_NAME:
+                return _BY_NAME[name]
+            from . import saving
+            return get(saving.get_registered_object(identifier.get("registered_name") or name) or name)
         return get(identifier.get("config", {}).get("name", identifier.get("class_name")))
     if callable(identifier):
         return identifier
@@ -97,7 +108,14 @@ def get(identifier):
 
 
 def serialize(fn):
+    """A built-in activation's name, as Keras writes it; a custom function in Keras's function form."""
     for name, f in _BY_NAME.items():
         if f is fn:
             return name
+    from . import saving
+    if fn in saving._GLOBAL_CUSTOM_NAMES:
+        return saving.serialize_keras_object(fn)
     return getattr(fn, "__name__", str(fn))
+
+
+deserialize = get

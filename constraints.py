@@ -101,35 +101,40 @@ _BY_NAME = {"MaxNorm": MaxNorm, "MinMaxNorm": MinMaxNorm, "NonNeg": NonNeg, "Uni
 
 def get(identifier):
     """A constraint from None, an instance, a callable, a name ('max_norm', 'NonNeg', ...) or a
-    serialized dict {"class_name", "config"}."""
+    serialized dict (Keras's form with "module"/"registered_name", or {"class_name", "config"})."""
     if identifier is None:
         return None
     if isinstance(identifier, Constraint) or callable(identifier) and not isinstance(identifier, type):
         return identifier
     if isinstance(identifier, str):
         if identifier not in _BY_NAME:
+            from . import saving
+            obj = saving.get_registered_object(identifier)
+            if obj is not None:
+                return obj() if isinstance(obj, type) else obj
             raise ValueError(f"Unknown constraint {identifier!r}; expected one of {sorted(_BY_NAME)} or a callable")
         return _BY_NAME[identifier]()
     if isinstance(identifier, dict):
+        from . import saving
         name = identifier.get("class_name")
-        cls = _BY_NAME.get(name)
-        if cls is None:
-            from .models.saving import _custom_objects
-            cls = _custom_objects.get(name)
+        cls = _BY_NAME.get(name) or saving.get_registered_object(identifier.get("registered_name") or name) or \
+            saving.get_registered_object(name)
         if cls is None:
             raise ValueError(f"Unknown constraint class {name!r}; register a custom one with "
-                             "lamina.utils.register_keras_serializable()")
-        return cls.from_config(identifier.get("config", {}))
+                             "@lamina.saving.register_keras_serializable()")
+        return saving.from_config_checked(cls, identifier.get("config") or {}, "constraint")
     raise TypeError(f"Could not interpret constraint {identifier!r}: expected None, a name, a Constraint or a callable")
 
 
 def serialize(constraint):
+    """Keras's form: {"module": "keras.constraints", "class_name", "config", "registered_name"}."""
     if constraint is None:
         return None
     if not isinstance(constraint, Constraint):
         raise TypeError(f"Cannot serialize the constraint {constraint!r}: only lamina.constraints.Constraint "
                         "subclasses have a config. Subclass Constraint and define get_config().")
-    return {"class_name": type(constraint).__name__, "config": constraint.get_config()}
+    from . import saving
+    return saving.serialize_keras_object(constraint)
 
 
 deserialize = get

@@ -9,7 +9,9 @@ from .backend import math as _m
 from .backend.tensor import convert_to_tensor
 
 
-def _fans(shape):
+def _fans(shape, input_axes=None, output_axes=None):
+    if input_axes is not None and output_axes is not None:   # Keras's einsum-kernel form
+        return int(np.prod([shape[a] for a in input_axes])), int(np.prod([shape[a] for a in output_axes]))
     if len(shape) == 0:
         return 1, 1
     if len(shape) == 1:
@@ -79,7 +81,7 @@ class RandomNormal(_Seeded):
         return _random.normal(tuple(shape), mean=self.mean, stddev=self.stddev, seed=self._seed())
 
     def get_config(self):
-        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+        return {"seed": self.seed, "mean": self.mean, "stddev": self.stddev}
 
 
 class TruncatedNormal(RandomNormal):
@@ -96,13 +98,14 @@ class RandomUniform(_Seeded):
         return _random.uniform(tuple(shape), minval=self.minval, maxval=self.maxval, seed=self._seed())
 
     def get_config(self):
-        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
+        return {"seed": self.seed, "minval": self.minval, "maxval": self.maxval}
 
 
 class VarianceScaling(_Seeded):
     """Samples with variance scale / n where n is fan_in, fan_out or their mean."""
 
-    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None, input_axes=None,
+                 output_axes=None):
         super().__init__(seed)
         if scale <= 0:
             raise ValueError(f"VarianceScaling: scale must be positive, received {scale}")
@@ -110,10 +113,15 @@ class VarianceScaling(_Seeded):
             raise ValueError(f"VarianceScaling: mode must be 'fan_in', 'fan_out' or 'fan_avg', received {mode!r}")
         if distribution not in ("truncated_normal", "untruncated_normal", "uniform", "normal"):
             raise ValueError(f"VarianceScaling: unknown distribution {distribution!r}")
+        if (input_axes is None) != (output_axes is None):
+            raise ValueError(f"VarianceScaling: pass both input_axes and output_axes or neither, received "
+                             f"input_axes={input_axes!r}, output_axes={output_axes!r}")
         self.scale, self.mode, self.distribution = scale, mode, distribution
+        self.input_axes = list(input_axes) if input_axes is not None else None
+        self.output_axes = list(output_axes) if output_axes is not None else None
 
     def __call__(self, shape, dtype=None):
-        fan_in, fan_out = _fans(tuple(shape))
+        fan_in, fan_out = _fans(tuple(shape), self.input_axes, self.output_axes)
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
         scale = self.scale / max(1.0, n)
         if self.distribution == "truncated_normal":
@@ -126,16 +134,17 @@ class VarianceScaling(_Seeded):
         return _random.uniform(tuple(shape), minval=-limit, maxval=limit, seed=self._seed())
 
     def get_config(self):
-        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution, "seed": self.seed}
+        return {"seed": self.seed, "scale": self.scale, "mode": self.mode, "distribution": self.distribution,
+                "input_axes": self.input_axes, "output_axes": self.output_axes}
 
 
 def _variant(name, scale, mode, distribution):
     class _V(VarianceScaling):
-        def __init__(self, seed=None):
-            super().__init__(scale, mode, distribution, seed)
+        def __init__(self, seed=None, input_axes=None, output_axes=None):
+            super().__init__(scale, mode, distribution, seed, input_axes, output_axes)
 
         def get_config(self):
-            return {"seed": self.seed}
+            return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
     _V.__name__ = _V.__qualname__ = name
     return _V
 
@@ -169,7 +178,7 @@ class Orthogonal(_Seeded):
         return convert_to_tensor((self.gain * q[:rows, :cols]).reshape(shape).astype(np.float32))
 
     def get_config(self):
-        return {"gain": self.gain, "seed": self.seed}
+        return {"seed": self.seed, "gain": self.gain}
 
 
 class Identity(Initializer):
@@ -199,7 +208,8 @@ _ALIASES["uniform"], _ALIASES["normal"] = RandomUniform, RandomNormal  # Keras's
 
 
 def get(identifier):
-    """An initializer from a name, a config dict, an Initializer, or a callable."""
+    """An initializer from a name, a config dict (Keras's {"module", "class_name", "config",
+    "registered_name"} or the legacy {"class_name", "config"}), an Initializer, or a callable."""
     if identifier is None:
         return None
     if isinstance(identifier, Initializer) or callable(identifier) and not isinstance(identifier, type):
@@ -207,13 +217,23 @@ def get(identifier):
     if isinstance(identifier, type) and issubclass(identifier, Initializer):
         return identifier()
     if isinstance(identifier, dict):
-        cls = _ALIASES.get(identifier.get("class_name"))
+        from . import saving
+        name = identifier.get("class_name")
+        cls = _ALIASES.get(name)
         if cls is None:
-            raise ValueError(f"Unknown initializer class {identifier.get('class_name')!r}")
-        return cls.from_config(identifier.get("config", {}))
+            cls = saving.get_registered_object(identifier.get("registered_name") or name) or \
+                saving.get_registered_object(name)
+        if cls is None:
+            raise ValueError(f"Unknown initializer class {name!r}; register a custom one with "
+                             "@lamina.saving.register_keras_serializable()")
+        return saving.from_config_checked(cls, identifier.get("config") or {}, "initializer")
     if isinstance(identifier, str):
         cls = _ALIASES.get(identifier)
         if cls is None:
+            from . import saving
+            obj = saving.get_registered_object(identifier)
+            if obj is not None:
+                return obj() if isinstance(obj, type) else obj
             raise ValueError(f"Unknown initializer {identifier!r}; expected one of "
                              f"{sorted(k for k in _ALIASES if k.islower())}")
         return cls()
@@ -221,9 +241,14 @@ def get(identifier):
 
 
 def serialize(init):
-    name = type(init).__name__
-    return {"class_name": name, "config": init.get_config()} if isinstance(init, Initializer) else name
+    """Keras's form: {"module": "keras.initializers", "class_name", "config", "registered_name"}."""
+    if init is None:
+        return None
+    from . import saving
+    return saving.serialize_keras_object(init)
 
+
+deserialize = get
 
 # Keras-style lowercase callables
 zeros, ones = Zeros(), Ones()

@@ -68,23 +68,38 @@ _BY_NAME = {"l1": L1, "l2": L2, "l1_l2": L1L2, "L1": L1, "L2": L2, "L1L2": L1L2}
 
 
 def get(identifier):
+    """A regularizer from None, a Regularizer or callable, a name ('l2'), or a config dict (Keras's
+    form with "module"/"registered_name", or the legacy {"class_name", "config"})."""
     if identifier is None:
         return None
     if isinstance(identifier, Regularizer) or callable(identifier) and not isinstance(identifier, type):
         return identifier
     if isinstance(identifier, str):
         if identifier not in _BY_NAME:
+            from . import saving
+            obj = saving.get_registered_object(identifier)
+            if obj is not None:
+                return obj() if isinstance(obj, type) else obj
             raise ValueError(f"Unknown regularizer {identifier!r}; expected 'l1', 'l2' or 'l1_l2'")
         return _BY_NAME[identifier]()
     if isinstance(identifier, dict):
-        cls = _BY_NAME.get(identifier.get("class_name"))
+        from . import saving
+        name = identifier.get("class_name")
+        cls = _BY_NAME.get(name) or saving.get_registered_object(identifier.get("registered_name") or name) or \
+            saving.get_registered_object(name)
         if cls is None:
-            raise ValueError(f"Unknown regularizer class {identifier.get('class_name')!r}")
-        return cls.from_config(identifier.get("config", {}))
+            raise ValueError(f"Unknown regularizer class {name!r}; register a custom one with "
+                             "@lamina.saving.register_keras_serializable()")
+        return saving.from_config_checked(cls, identifier.get("config") or {}, "regularizer")
     raise TypeError(f"Could not interpret regularizer {identifier!r}")
 
 
 def serialize(reg):
+    """Keras's form: {"module": "keras.regularizers", "class_name", "config", "registered_name"}."""
     if reg is None:
         return None
-    return {"class_name": type(reg).__name__, "config": reg.get_config()}
+    from . import saving
+    return saving.serialize_keras_object(reg)
+
+
+deserialize = get

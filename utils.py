@@ -9,6 +9,9 @@ import numpy as np
 from .datasets._files import get_file  # noqa: F401
 from .datasets._image import array_to_img, img_to_array, load_img, save_img  # noqa: F401
 from .datasets.image_folder import image_dataset_from_directory  # noqa: F401
+from .saving import (CustomObjectScope, custom_object_scope, deserialize_keras_object,  # noqa: F401
+                     get_custom_objects, get_registered_name, get_registered_object, register_keras_serializable,
+                     serialize_keras_object)
 
 
 def to_categorical(x, num_classes=None):
@@ -42,17 +45,3 @@ def clear_session(free_memory=True):
     if free_memory:
         import gc
         gc.collect()
-
-
-def register_keras_serializable(package="Custom", name=None):
-    """Class decorator: makes a custom layer/model loadable by name from saved configs."""
-    def deco(cls):
-        from .models.saving import register
-        register(cls, name or cls.__name__)
-        return cls
-    return deco
-
-
-def get_custom_objects():
-    from .models.saving import _custom_objects
-    return _custom_objects

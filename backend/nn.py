@@ -390,18 +390,25 @@ def batch_norm_train(x, gamma=None, beta=None, axis=-1, epsilon=1e-3):
     return y, mean, var
 
 
-def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilon=1e-3):
-    """Inference batch normalisation (keras.ops.batch_normalization):
-    (x - mean) / sqrt(variance + epsilon) * scale + offset, with mean, variance, offset and
-    scale of shape (x.shape[axis],). Differentiable with respect to every tensor argument."""
-    op = "batch_normalization"
+def _inference_bn_args(op, x, mean, variance, axis, offset, scale):
+    """Checked arguments of the inference batch norm ops: (x, outer, C, inner, mean, variance,
+    offset, scale), parameters of shape (C,) (offset and scale may be None)."""
     x = _as_tensor(x)
     _require_f32(op, x, "x")
-    a, outer, C, inner = _one_axis(op, x.shape, axis)
+    _, outer, C, inner = _one_axis(op, x.shape, axis)
     mean = _channel_param(op, "mean", mean, C, x, allow_none=False)
     variance = _channel_param(op, "variance", variance, C, x, allow_none=False)
     offset = _channel_param(op, "offset", offset, C, x)
     scale = _channel_param(op, "scale", scale, C, x)
+    return x, outer, C, inner, mean, variance, offset, scale
+
+
+def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilon=1e-3):
+    """Inference batch normalisation (keras.ops.batch_normalization):
+    (x - mean) / sqrt(variance + epsilon) * scale + offset, with mean, variance, offset and
+    scale of shape (x.shape[axis],). Differentiable with respect to every tensor argument."""
+    x, outer, C, inner, mean, variance, offset, scale = _inference_bn_args(
+        "batch_normalization", x, mean, variance, axis, offset, scale)
     eps = float(epsilon)
     y = empty(x.shape, dtypes.FLOAT32, x.device)
     sbuf = scale._buf if scale is not None else None
@@ -418,6 +425,26 @@ def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilo
             *(t._buf if t is not None else None for t in (dx, dm, dv, ds, do)))
         return dx, dm, dv, do, ds
     _record_some(y, (x, mean, variance, offset, scale), bw)
+    return y
+
+
+def batch_normalization_relu(x, mean, variance, axis, offset=None, scale=None, epsilon=1e-3, max_value=None):
+    """relu(batch_normalization(x, ...)), capped at `max_value` when given, in one pass over x:
+    the inference BatchNormalization + ReLU fusion of models/fusion.py (not in ops). The same
+    values as the two ops (relu clamps as max(y, 0), then min(., max_value)). It has no gradient
+    and refuses to run while one would be recorded."""
+    op = "batch_normalization_relu"
+    x, outer, C, inner, mean, variance, offset, scale = _inference_bn_args(
+        op, x, mean, variance, axis, offset, scale)
+    if needs_grad(x, *(t for t in (mean, variance, offset, scale) if t is not None)):
+        raise RuntimeError(f"{op}: this fused inference op has no gradient, and a tape is recording one of its "
+                           "inputs; use batch_normalization followed by relu")
+    hi = _pymath.inf if max_value is None else float(max_value)
+    y = empty(x.shape, dtypes.FLOAT32, x.device)
+    x.device.kernels.batch_norm_infer(x._buf, mean._buf, variance._buf,
+                                      scale._buf if scale is not None else None,
+                                      offset._buf if offset is not None else None, outer, C, inner,
+                                      float(epsilon), y._buf, 0.0, hi)
     return y
 
 

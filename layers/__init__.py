@@ -14,6 +14,7 @@ from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D
 from .preprocessing import Rescaling  # noqa: F401
 from .recurrent import GRU, GRUCell, LSTM, LSTMCell, SimpleRNN, SimpleRNNCell  # noqa: F401
 from .reshaping import Flatten, Permute, RepeatVector, Reshape  # noqa: F401
+from .serialization import deserialize, serialize  # noqa: F401
 from .wrappers import Bidirectional, TimeDistributed  # noqa: F401
 
 Convolution2D, Convolution1D = Conv2D, Conv1D

@@ -10,11 +10,14 @@ from .layer import Layer
 
 
 class _BaseAttention(Layer):
-    def __init__(self, use_scale=False, dropout=0.0, **kwargs):
+    def __init__(self, use_scale=False, dropout=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"{type(self).__name__}: dropout must be in [0, 1), received {dropout}")
         self.use_scale, self.dropout = bool(use_scale), float(dropout)
+        self.seed = seed
+        from ..backend.random import SeedGenerator
+        self._seed_gen = SeedGenerator(seed) if seed is not None else None
         self.supports_masking = True
 
     def _unpack(self, inputs):
@@ -42,7 +45,7 @@ class _BaseAttention(Layer):
             scores = scores - (1.0 - causal) * big
         weights = ops.softmax(scores, axis=-1)
         if training and self.dropout > 0:
-            weights = ops.dropout(weights, self.dropout)
+            weights = ops.dropout(weights, self.dropout, seed=self._seed_gen)
         out = ops.matmul(weights, v)  # (B, Tq, D)
         if q_mask is not None:
             out = out * ops.expand_dims(ops.cast(q_mask, "float32"), -1)
@@ -58,15 +61,15 @@ class _BaseAttention(Layer):
         return tuple(q[:-1]) + (v[-1],)
 
     def get_config(self):
-        return {**super().get_config(), "use_scale": self.use_scale, "dropout": self.dropout}
+        return {**super().get_config(), "use_scale": self.use_scale, "dropout": self.dropout, "seed": self.seed}
 
 
 class Attention(_BaseAttention):
     """Dot-product (Luong) attention: scores = query @ key^T, times a learned scalar when
     use_scale=True; score_mode="concat" uses tanh(query + key) summed (scaled) instead."""
 
-    def __init__(self, use_scale=False, score_mode="dot", dropout=0.0, **kwargs):
-        super().__init__(use_scale=use_scale, dropout=dropout, **kwargs)
+    def __init__(self, use_scale=False, score_mode="dot", dropout=0.0, seed=None, **kwargs):
+        super().__init__(use_scale=use_scale, dropout=dropout, seed=seed, **kwargs)
         if score_mode not in ("dot", "concat"):
             raise ValueError(f"Attention: score_mode must be 'dot' or 'concat', received {score_mode!r}")
         self.score_mode = score_mode
@@ -94,8 +97,8 @@ class AdditiveAttention(_BaseAttention):
     """Additive (Bahdanau) attention: scores = sum(scale * tanh(query + key)) over features, with a
     learned per-feature scale when use_scale=True (Keras's default)."""
 
-    def __init__(self, use_scale=True, dropout=0.0, **kwargs):
-        super().__init__(use_scale=use_scale, dropout=dropout, **kwargs)
+    def __init__(self, use_scale=True, dropout=0.0, seed=None, **kwargs):
+        super().__init__(use_scale=use_scale, dropout=dropout, seed=seed, **kwargs)
 
     def build(self, input_shape):
         dim = input_shape[1][-1]

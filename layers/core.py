@@ -25,8 +25,11 @@ class Dense(Layer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None, lora_rank=None,
-                 lora_alpha=None, **kwargs):
+                 lora_alpha=None, quantization_config=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        if quantization_config is not None:
+            raise ValueError(f"Dense: quantization (quantization_config={quantization_config!r}) is not supported "
+                             "by lamina; leave it None")
         self.units = _positive_int("Dense", "units", units)
         self.lora_rank = _positive_int("Dense", "lora_rank", lora_rank) if lora_rank is not None else None
         if lora_alpha is not None and (isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float))
@@ -80,6 +83,32 @@ class Dense(Layer):
         self.lora_enabled, self.lora_rank = True, rank
         self.lora_alpha = lora_alpha if lora_alpha is not None else rank
 
+    def save_own_variables(self, store):
+        """As Keras: with LoRA the merged kernel is saved (then the bias), not the factors."""
+        if not self.built:
+            return
+        store["0"] = self.merged_kernel().numpy()
+        if self.bias is not None:
+            store["1"] = self.bias.numpy()
+
+    def load_own_variables(self, store):
+        """As Keras: the kernel (and bias) are assigned; with LoRA the factors restart at zero."""
+        if not self.lora_enabled:
+            return Layer.load_own_variables(self, store)
+        ws = [self.kernel] + ([self.bias] if self.bias is not None else [])
+        if len(store.keys()) != len(ws):
+            raise ValueError(f"Weight count mismatch for Dense '{self.name}' (LoRA): it expects {len(ws)} saved "
+                             f"variables (the merged kernel"
+                             f"{' and the bias' if self.bias is not None else ''}), the file has {len(store.keys())}")
+        for i, w in enumerate(ws):
+            v = np.asarray(store[str(i)])
+            if tuple(v.shape) != w.shape:
+                raise ValueError(f"Shape mismatch for Dense '{self.name}', weight '{w.name}': expected shape "
+                                 f"{w.shape}, the file has shape {tuple(v.shape)}")
+            w.assign(v)
+        self.lora_kernel_a.assign(np.zeros(self.lora_kernel_a.shape, np.float32))
+        self.lora_kernel_b.assign(np.zeros(self.lora_kernel_b.shape, np.float32))
+
     def merged_kernel(self):
         """The kernel the layer applies: with LoRA, kernel + (alpha / rank) * a @ b."""
         if not self.lora_enabled:
@@ -107,7 +136,7 @@ class Dense(Layer):
                 "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
                 "kernel_constraint": _constraints.serialize(self.kernel_constraint),
-                "bias_constraint": _constraints.serialize(self.bias_constraint),
+                "bias_constraint": _constraints.serialize(self.bias_constraint), "quantization_config": None,
                 **({"lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha} if self.lora_rank else {})}
 
 

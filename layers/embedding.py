@@ -78,4 +78,4 @@ class Embedding(Layer):
                 "embeddings_regularizer": _regularizers.serialize(self.embeddings_regularizer),
                 "activity_regularizer": _regularizers.serialize(self.activity_regularizer),
                 "embeddings_constraint": _constraints.serialize(self.embeddings_constraint),
-                "mask_zero": self.mask_zero}
+                "mask_zero": self.mask_zero, "quantization_config": None}

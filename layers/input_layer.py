@@ -88,13 +88,14 @@ class InputLayer(Layer):
     """The layer behind `Input`: it holds the model's input KerasTensor."""
 
     def __init__(self, shape=None, batch_size=None, dtype=None, input_tensor=None, name=None,
-                 batch_shape=None, sparse=False, **kwargs):
+                 batch_shape=None, sparse=False, ragged=False, optional=False, **kwargs):
         if "input_shape" in kwargs:
             shape = kwargs.pop("input_shape")
         if "batch_input_shape" in kwargs:
             batch_shape = kwargs.pop("batch_input_shape")
-        if sparse:
-            raise ValueError("InputLayer: sparse inputs are not supported by lamina")
+        for arg, value in (("sparse", sparse), ("ragged", ragged), ("optional", optional)):
+            if value:
+                raise ValueError(f"InputLayer: {arg} inputs are not supported by lamina (received {arg}={value!r})")
         super().__init__(name=name, **kwargs)
         if batch_shape is None:
             if shape is None:
@@ -118,7 +119,8 @@ class InputLayer(Layer):
         return self._batch_input_shape
 
     def get_config(self):
-        return {"batch_shape": self._batch_input_shape, "dtype": self.dtype, "name": self.name}
+        return {"batch_shape": self._batch_input_shape, "dtype": self.dtype, "sparse": False, "ragged": False,
+                "name": self.name, "optional": False}
 
 
 def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, tensor=None, sparse=False):

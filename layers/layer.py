@@ -331,6 +331,7 @@ class Layer:
             return
         dev = self._device
         _ctx.scope.append(self.name)
+        self._build_input_shape = input_shape
         try:
             if dev is not None:
                 with device_scope(dev):
@@ -413,16 +414,57 @@ class Layer:
         from ..models.functional import trace_output_shape
         return trace_output_shape(self, input_shape)
 
-    # -- config --
+    # -- config (Keras 3's keys; nested objects in Keras's serialized form) --
     def get_config(self):
-        config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
-        if self._batch_input_shape is not None:
-            config["batch_input_shape"] = self._batch_input_shape
+        from ..saving import dtype_policy_config
+        config = {"name": self.name, "trainable": self.trainable, "dtype": dtype_policy_config(self.dtype)}
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = _regularizers.serialize(self.activity_regularizer)
         return config
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    def get_build_config(self):
+        """{"input_shape": ...} the layer was built with (one input), as Keras records it."""
+        shape = getattr(self, "_build_input_shape", None)
+        if self._build_overridden and shape is not None and all(d is None or isinstance(d, int) for d in shape):
+            return {"input_shape": tuple(shape)}
+        return None
+
+    def build_from_config(self, config):
+        if config and config.get("input_shape") is not None and not self.built:
+            self._maybe_build(tuple(config["input_shape"]))
+
+    # -- saved state: Keras's save_own_variables / load_own_variables protocol --
+    def _saved_variables(self):
+        """This layer's own weights (not its sub-layers') in Keras's order: those created
+        trainable, then those created non-trainable."""
+        own = self._own_weights
+        return [w for w in own if id(w) not in self._always_frozen] + \
+            [w for w in own if id(w) in self._always_frozen]
+
+    def save_own_variables(self, store):
+        """Writes this layer's own weights into `store` under "0", "1", ..."""
+        for i, w in enumerate(self._saved_variables()):
+            store[str(i)] = w.numpy()
+
+    def load_own_variables(self, store):
+        """Reads what save_own_variables wrote; the count and every shape must match."""
+        ws = self._saved_variables()
+        if len(store.keys()) != len(ws):
+            raise ValueError(f"Weight count mismatch for layer '{self.name}' ({type(self).__name__}): it has "
+                             f"{len(ws)} variables {[w.name for w in ws]}, the file has {len(store.keys())} for it"
+                             + ("" if self.built or not len(store.keys()) else
+                                " (the layer was never built: give the model an Input or call it once first)"))
+        values = [np.asarray(store[str(i)]) for i in range(len(ws))]
+        for w, v in zip(ws, values):
+            if tuple(v.shape) != w.shape:
+                raise ValueError(f"Shape mismatch for layer '{self.name}' ({type(self).__name__}), weight "
+                                 f"'{w.name}': expected shape {w.shape}, the file has shape {tuple(v.shape)}")
+        for w, v in zip(ws, values):
+            w.assign(v)
 
     # -- functional helpers --
     def _node_output(self, attr):

@@ -106,6 +106,7 @@ class Dot(_Merge):
 
     def __init__(self, axes, normalize=False, **kwargs):
         super().__init__(**kwargs)
+        self._axes_arg = axes if isinstance(axes, int) else list(axes)   # as given, for get_config (Keras)
         self.axes = (axes, axes) if isinstance(axes, int) else tuple(axes)
         if len(self.axes) != 2:
             raise ValueError(f"Dot: axes must be an int or a pair of ints, received {axes!r}")
@@ -146,7 +147,7 @@ class Dot(_Merge):
         return (a[0],) + (rest if rest else (1,))
 
     def get_config(self):
-        return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
+        return {**super().get_config(), "axes": self._axes_arg, "normalize": self.normalize}
 
 
 def add(inputs, **kwargs):

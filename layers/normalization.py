@@ -26,8 +26,12 @@ class BatchNormalization(Layer):
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
                  gamma_initializer="ones", moving_mean_initializer="zeros", moving_variance_initializer="ones",
                  beta_regularizer=None, gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
-                 synchronized=False, **kwargs):
+                 synchronized=False, renorm=False, renorm_clipping=None, renorm_momentum=0.99, **kwargs):
         super().__init__(**kwargs)
+        if renorm or renorm_clipping is not None:
+            raise ValueError(f"BatchNormalization: batch renormalization (renorm={renorm!r}, renorm_clipping="
+                             f"{renorm_clipping!r}) is not supported by lamina; use renorm=False")
+        self.synchronized = bool(synchronized)   # one replica per step here: the same statistics
         if not isinstance(axis, int):
             raise ValueError(f"BatchNormalization: axis must be an int, received {axis!r}")
         if not 0.0 <= momentum <= 1.0:
@@ -93,7 +97,8 @@ class BatchNormalization(Layer):
                 "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
                 "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),
                 "beta_constraint": _constraints.serialize(self.beta_constraint),
-                "gamma_constraint": _constraints.serialize(self.gamma_constraint)}
+                "gamma_constraint": _constraints.serialize(self.gamma_constraint),
+                "synchronized": self.synchronized, "renorm": False, "renorm_clipping": None, "renorm_momentum": 0.99}
 
 
 class LayerNormalization(Layer):
@@ -140,7 +145,7 @@ class LayerNormalization(Layer):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon, "center": self.center,
-                "scale": self.scale, "beta_initializer": _initializers.serialize(self.beta_initializer),
+                "scale": self.scale, "rms_scaling": False, "beta_initializer": _initializers.serialize(self.beta_initializer),
                 "gamma_initializer": _initializers.serialize(self.gamma_initializer),
                 "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
                 "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),

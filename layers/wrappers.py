@@ -30,14 +30,14 @@ class TimeDistributed(Layer):
         return (input_shape[0], input_shape[1]) + tuple(inner[1:])
 
     def get_config(self):
-        from ..models.saving import serialize_layer
-        return {**super().get_config(), "layer": serialize_layer(self.layer)}
+        from .serialization import serialize
+        return {**super().get_config(), "layer": serialize(self.layer)}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        from ..models.saving import deserialize_layer
+        from .serialization import deserialize
         config = dict(config)
-        config["layer"] = deserialize_layer(config["layer"], custom_objects)
+        config["layer"] = deserialize(config["layer"], custom_objects)
         return cls(**config)
 
 
@@ -56,17 +56,20 @@ class Bidirectional(Layer):
         if merge_mode not in _MERGE_MODES:
             raise ValueError(f"Bidirectional: merge_mode must be one of {_MERGE_MODES}, received {merge_mode!r}")
         self.merge_mode = merge_mode
-        cfg = layer.get_config()
-        cfg["name"] = "forward_" + layer.name
+        cfg = layer.get_config()   # Keras's names: forward_<name>, backward_<name>, never doubled
+        cfg["name"] = "forward_" + _removeprefix(layer.name, "forward_")
         self.forward_layer = type(layer).from_config(cfg)
         if backward_layer is None:
             bcfg = layer.get_config()
             bcfg["go_backwards"] = not bcfg.get("go_backwards", False)
-            bcfg["name"] = "backward_" + layer.name
+            bcfg["name"] = "backward_" + _removeprefix(layer.name, "backward_")
             backward_layer = type(layer).from_config(bcfg)
         elif backward_layer.go_backwards == layer.go_backwards:
             raise ValueError("Bidirectional: backward_layer must have go_backwards opposite to layer's")
         self.backward_layer = backward_layer
+        for rnn in (self.forward_layer, self.backward_layer):   # as Keras: masked steps output zeros
+            if hasattr(rnn, "zero_output_for_mask"):
+                rnn.zero_output_for_mask = rnn.return_sequences
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
         self.supports_masking = True
@@ -130,17 +133,19 @@ class Bidirectional(Layer):
         return outs if self.merge_mode is None else out
 
     def get_config(self):
-        from ..models.saving import serialize_layer
-        inner = self.forward_layer.get_config()
-        inner["name"] = inner["name"][len("forward_"):]
-        return {**super().get_config(), "layer": {"class_name": type(self.forward_layer).__name__, "config": inner},
-                "merge_mode": self.merge_mode, "backward_layer": serialize_layer(self.backward_layer)}
+        from .serialization import serialize
+        return {**super().get_config(), "merge_mode": self.merge_mode, "layer": serialize(self.forward_layer),
+                "backward_layer": serialize(self.backward_layer)}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        from ..models.saving import deserialize_layer
+        from .serialization import deserialize
         config = dict(config)
-        config["layer"] = deserialize_layer(config["layer"], custom_objects)
+        config["layer"] = deserialize(config["layer"], custom_objects)
         if config.get("backward_layer") is not None:
-            config["backward_layer"] = deserialize_layer(config["backward_layer"], custom_objects)
+            config["backward_layer"] = deserialize(config["backward_layer"], custom_objects)
         return cls(**config)
+
+
+def _removeprefix(s, prefix):
+    return s[len(prefix):] if s.startswith(prefix) else s

@@ -5,6 +5,7 @@ from ..layers.input_layer import InputLayer, KerasTensor
 from ..layers.layer import Layer, check_input_spec, flatten, map_structure
 from ..backend.tensor import Tensor
 from ..backend import math as _m
+from .fusion import fused_call
 
 
 class Node:
@@ -217,9 +218,11 @@ def keras_layer_order(inputs, outputs):
     return sorted(layers.values(), key=lambda l: (-layer_depth[id(l)], first_visit[id(l)]))
 
 
-def replay(nodes, input_tensors, input_values, output_tensors):
-    """Runs the graph: maps each KerasTensor to a real tensor, node by node."""
+def replay(nodes, input_tensors, input_values, output_tensors, fusions=None):
+    """Runs the graph: maps each KerasTensor to a real tensor, node by node. `fusions`
+    (fusion.plan's) lets a BatchNormalization node and its ReLU run as one op when they may."""
     values = {id(k): v for k, v in zip(input_tensors, input_values)}
+    fused = set()  # ids of the nodes already computed by a fusion
 
     def sub(x):
         if isinstance(x, KerasTensor):
@@ -229,11 +232,19 @@ def replay(nodes, input_tensors, input_values, output_tensors):
             return v
         return x
     for node in nodes:
-        if isinstance(node.layer, InputLayer):
+        if isinstance(node.layer, InputLayer) or id(node) in fused:
             continue
         args, kwargs = node.call_args
         a = [map_structure(sub, v) for v in args]
         k = {n: map_structure(sub, v) for n, v in kwargs.items()}
+        pair = fusions.get(id(node)) if fusions else None
+        if pair is not None:
+            act, cap = pair
+            out = fused_call(node.layer, act.layer, a[0], k.get("training"), cap)
+            if out is not None:
+                values[id(act.outputs[0])] = out
+                fused.add(id(act))
+                continue
         out = node.layer(*a, **k)
         for kt, v in zip(node.outputs, flatten(out)):
             values[id(kt)] = v

@@ -1,6 +1,9 @@
-"""Saving and loading: Keras's HDF5 weight layout, whole models (.h5 and .keras) with the
-optimizer's state, all written atomically (temporary file, flush, fsync, rename)."""
+"""Saving and loading model files that Keras reads and that Keras wrote: weights in Keras's
+legacy HDF5 layout ('.h5') or Keras 3's ('.weights.h5', see state.py), whole models as Keras 3's
+'.keras' zip or Keras's legacy '.h5', with the optimizer's state; all written atomically
+(temporary file, flush, fsync, rename), and a broken file is named in the error."""
 import contextlib
+import datetime
 import io
 import json
 import os
@@ -82,8 +85,8 @@ def weight_layers(model):
 def write_weights(group, model):
     layers = weight_layers(model)
     _save_attr(group, "layer_names", [l.name.encode("utf8") for l in layers])
-    group.attrs["backend"] = b"lamina"
-    group.attrs["keras_version"] = b"3.0.0-lamina"
+    group.attrs["backend"] = "lamina"
+    group.attrs["keras_version"] = KERAS_FORMAT_VERSION
     for layer in layers:
         g = group.create_group(layer.name)
         ws = legacy_weights(layer)
@@ -102,84 +105,6 @@ def _weight_name(layer, w):
     return w.path if "/" in w.path else f"{layer.name}/{w.name}"
 
 
-# ---- Keras 3's layout (".weights.h5" and inside ".keras"): layers/<snake_class>/vars/<i> ----------
-
-def _v3_children(model):
-    """(path name, layer) pairs as Keras 3 names them: snake-case class names, de-duplicated."""
-    from .sequential import Sequential
-    from ..layers.layer import to_snake_case
-    layers = model.layers if isinstance(model, Sequential) else list(model.layers)
-    used, out = {}, []
-    for layer in layers:
-        base = to_snake_case(type(layer).__name__)
-        if base in used:
-            used[base] += 1
-            name = f"{base}_{used[base]}"
-        else:
-            used[base] = 0
-            name = base
-        out.append((name, layer))
-    return out
-
-
-def _is_container(layer):
-    from .model import Model
-    return isinstance(layer, Model)
-
-
-def _sublayers(layer):
-    """(attribute name, sub-layer) pairs, as Keras 3 stores them: a sub-layer's weights go under
-    the attribute that holds it (an LSTM's under 'cell', a wrapper's under 'layer')."""
-    from ..layers.layer import Layer
-    return sorted((k, v) for k, v in vars(layer).items()
-                  if isinstance(v, Layer) and not k.startswith("_") and k != "_outer")
-
-
-def _write_layer_v3(g, layer):
-    own = [w for w in legacy_weights(layer) if any(w is o for o in layer._own_weights)]
-    if own:
-        v = g.create_group("vars")
-        for i, w in enumerate(own):
-            v.create_dataset(str(i), data=w.numpy())
-    for attr, sub in _sublayers(layer):
-        sg = g.require_group(attr)
-        sg.attrs["name"] = sub.name
-        _write_layer_v3(sg, sub)
-
-
-def write_weights_v3(group, model):
-    for name, layer in _v3_children(model):
-        g = group.require_group(f"layers/{name}")
-        g.attrs["name"] = layer.name
-        if _is_container(layer):
-            write_weights_v3(g, layer)
-        else:
-            _write_layer_v3(g, layer)
-
-
-def _read_layer_v3(group, path, layer, skip_mismatch, source, warnings):
-    own = [w for w in legacy_weights(layer) if any(w is o for o in layer._own_weights)]
-    vars_path = path + "/vars"
-    values = [np.asarray(group[vars_path][str(i)]) for i in range(len(group[vars_path]))] \
-        if vars_path in group else []
-    if own or values:
-        _assign_list(layer, own, [f"{vars_path}/{i}" for i in range(len(values))], values, skip_mismatch, source,
-                     warnings)
-    for attr, sub in _sublayers(layer):
-        _read_layer_v3(group, f"{path}/{attr}", sub, skip_mismatch, source, warnings)
-
-
-def read_weights_v3(group, model, skip_mismatch=False, source="the file"):
-    import warnings
-    for name, layer in _v3_children(model):
-        path = f"layers/{name}"
-        if _is_container(layer):
-            if path in group:
-                read_weights_v3(group[path], layer, skip_mismatch, source)
-            continue
-        _read_layer_v3(group, path, layer, skip_mismatch, source, warnings)
-
-
 def read_weights(group, model, by_name=False, skip_mismatch=False, source="the file"):
     """Loads weights saved in Keras's HDF5 layout: by topological order of layers with weights,
     or by layer name. Mismatches name the layer, the weight, and both shapes."""
@@ -187,11 +112,12 @@ def read_weights(group, model, by_name=False, skip_mismatch=False, source="the f
     if "layer_names" not in group.attrs and "layer_names0" not in group.attrs and "model_weights" in group:
         group = group["model_weights"]
     if "layer_names" not in group.attrs and "layer_names0" not in group.attrs:
-        if "layers" in group:
+        if "layers" in group or "vars" in group:   # Keras 3's layout (a subclassed model has no 'layers')
             if by_name:
                 raise ValueError(f"{source} is in Keras 3's '.weights.h5' layout, which is matched by structure; "
                                  "by_name=True needs a legacy '.h5' weights file")
-            return read_weights_v3(group, model, skip_mismatch, source)
+            from .state import load_state
+            return load_state(model, group, source, skip_mismatch=skip_mismatch)
         raise ValueError(f"{source} holds no Keras weights (neither a 'layer_names' attribute nor a 'layers' group)")
     names = _load_attr(group, "layer_names")
     saved = []
@@ -268,7 +194,8 @@ def save_weights(model, filepath, overwrite=True):
     with atomic_write(filepath) as f:
         with h5py.File(f, "w") as h5:
             if filepath.endswith(".weights.h5"):
-                write_weights_v3(h5, model)  # Keras 3's layout for this suffix
+                from .state import save_state
+                save_state(model, h5, include_optimizer=False)   # Keras 3's layout for this suffix
             else:
                 write_weights(h5, model)     # the legacy Keras layout of '.h5' weight files
 
@@ -279,112 +206,23 @@ def load_weights(model, filepath, by_name=False, skip_mismatch=False):
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"No weights file at {filepath}")
     if filepath.endswith(".keras"):
-        with zipfile.ZipFile(filepath) as z:
-            with h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as h5:
-                read_weights(h5, model, by_name, skip_mismatch, filepath)
+        _, weights = _read_keras_zip(filepath)
+        with h5py.File(io.BytesIO(weights), "r") as h5:
+            read_weights(h5, model, by_name, skip_mismatch, filepath)
         return
-    with h5py.File(filepath, "r") as h5:
+    with _open_h5(filepath) as h5:
         read_weights(h5, model, by_name, skip_mismatch, filepath)
 
 
 # ---- whole models -------------------------------------------------------------------------------
+#
+# '.keras': Keras 3's zip: metadata.json {"keras_version", "date_saved"}, config.json (the model
+# serialized as Keras's serialize_keras_object does, with its compile_config), model.weights.h5
+# (Keras 3's layout, the optimizer under "optimizer").
+# '.h5': Keras's legacy whole-model file: root attributes model_config, training_config,
+# keras_version, backend; group model_weights (legacy layout); group optimizer_weights.
 
-def _model_config(model):
-    from .saving import serialize_layer
-    return serialize_layer(model)
-
-
-def _training_config(model):
-    if not getattr(model, "compiled", False):
-        return None
-    from .. import losses, optimizers
-    c = model._compiled
-
-    def ser_loss(l):
-        if isinstance(l, (list, tuple)):
-            return [ser_loss(v) for v in l]
-        if isinstance(l, dict):
-            return {k: ser_loss(v) for k, v in l.items()}
-        return losses.serialize(losses.get(l)) if l is not None else None
-
-    def ser_metric(m):
-        if isinstance(m, (list, tuple)):
-            return [ser_metric(v) for v in m]
-        if isinstance(m, dict):
-            return {k: ser_metric(v) for k, v in m.items()}
-        return m if isinstance(m, str) else getattr(m, "name", None)
-    return {"optimizer_config": optimizers.serialize(model.optimizer), "loss": ser_loss(c.loss),
-            "loss_weights": c.loss_weights, "metrics": ser_metric(c.metrics_spec),
-            "weighted_metrics": ser_metric(c.weighted_spec)}
-
-
-def _write_optimizer(group, model):
-    opt = model.optimizer
-    group.attrs["iterations"] = int(opt.iterations)
-    names, values = [], []
-    for i, slots in enumerate(opt._slots):
-        var = opt._variables[i]
-        for s in slots:
-            names.append(f"{var.path}/{s.name}".encode("utf8"))
-            values.append(s.numpy())
-    _save_attr(group, "weight_names", names)
-    for n, v in zip(names, values):
-        group.create_dataset(n.decode("utf8"), data=v)
-
-
-def _read_optimizer(group, model, source):
-    opt = model.optimizer
-    opt.build(model.trainable_weights)
-    names = _load_attr(group, "weight_names")
-    slots = [s for ss in opt._slots for s in ss]
-    if len(names) != len(slots):
-        raise ValueError(f"Optimizer state in {source} has {len(names)} slot variables, the model's optimizer "
-                         f"expects {len(slots)}; the file does not match this model")
-    for n, s in zip(names, slots):
-        v = np.asarray(group[n])
-        if tuple(v.shape) != s.shape:
-            raise ValueError(f"Optimizer slot '{n}' in {source}: expected shape {s.shape}, found {tuple(v.shape)}")
-        s.assign(v)
-    opt.iterations = int(group.attrs["iterations"])
-
-
-def _write_h5_model(h5, model, include_optimizer):
-    h5.attrs["model_config"] = json.dumps(_model_config(model), default=_json_default)
-    tc = _training_config(model)
-    if tc is not None:
-        h5.attrs["training_config"] = json.dumps(tc, default=_json_default)
-    h5.attrs["backend"] = b"lamina"
-    write_weights(h5.create_group("model_weights"), model)
-    if include_optimizer and tc is not None and model.optimizer.built:
-        _write_optimizer(h5.create_group("optimizer_weights"), model)
-
-
-def save_model(model, filepath, overwrite=True, include_optimizer=True):
-    h5py = _h5py()
-    filepath = os.fspath(filepath)
-    if not overwrite and os.path.exists(filepath):
-        raise FileExistsError(f"{filepath} exists; pass overwrite=True to replace it")
-    if not model.built:
-        raise ValueError(f"Model '{model.name}' is not built yet; call it on data or give it an Input before saving")
-    if filepath.endswith(".keras"):
-        buf = io.BytesIO()
-        with h5py.File(buf, "w") as h5:
-            write_weights_v3(h5, model)
-            if include_optimizer and getattr(model, "compiled", False) and model.optimizer.built:
-                _write_optimizer(h5.create_group("optimizer_state"), model)
-        with atomic_write(filepath) as f:
-            with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
-                z.writestr("metadata.json", json.dumps({"keras_version": "3.0.0-lamina", "backend": "lamina"}))
-                z.writestr("config.json", json.dumps({**_model_config(model),
-                                                      "compile_config": _training_config(model)},
-                                                     default=_json_default))
-                z.writestr("model.weights.h5", buf.getvalue())
-        return
-    if not filepath.endswith((".h5", ".hdf5")):
-        raise ValueError(f"Unknown model file extension in {filepath!r}: use '.keras' or '.h5'")
-    with atomic_write(filepath) as f:
-        with h5py.File(f, "w") as h5:
-            _write_h5_model(h5, model, include_optimizer)
+KERAS_FORMAT_VERSION = "3.15.1"   # the Keras release whose file format lamina writes (and is tested against)
 
 
 def _json_default(o):
@@ -409,56 +247,190 @@ def _tuplify(cfg):
     return cfg
 
 
-def _compile_from(model, tc):
-    if not tc:
+def _model_to_config(model):
+    from ..saving import serialize_keras_object
+    return serialize_keras_object(model)
+
+
+def save_model(model, filepath, overwrite=True, include_optimizer=True, **kwargs):
+    """Writes `model` to '.keras' (Keras 3's zip) or '.h5' (Keras's legacy file), atomically."""
+    h5py = _h5py()
+    filepath = os.fspath(filepath)
+    unknown = set(kwargs) - {"zipped", "save_format"}
+    if unknown:
+        raise TypeError(f"save_model: unrecognized keyword argument(s) {sorted(unknown)}")
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"{filepath} exists; pass overwrite=True to replace it")
+    if not model.built:
+        raise ValueError(f"Model '{model.name}' is not built yet; call it on data or give it an Input before saving")
+    if filepath.endswith(".keras"):
+        from .state import save_state
+        config = json.dumps(_model_to_config(model), default=_json_default)
+        metadata = json.dumps({"keras_version": KERAS_FORMAT_VERSION,
+                               "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")})
+        buf = io.BytesIO()
+        with h5py.File(buf, "w") as h5:
+            save_state(model, h5, include_optimizer=include_optimizer)
+        with atomic_write(filepath) as f:
+            with zipfile.ZipFile(f, "w") as z:   # stored, not deflated, as Keras writes it
+                z.writestr("metadata.json", metadata)
+                z.writestr("config.json", config)
+                z.writestr("model.weights.h5", buf.getvalue())
         return
-    from .. import optimizers, losses
-    opt = optimizers.get(tc["optimizer_config"])
-    model.compile(optimizer=opt, loss=_deser_loss(tc.get("loss")), loss_weights=tc.get("loss_weights"),
-                  metrics=tc.get("metrics"), weighted_metrics=tc.get("weighted_metrics"))
+    if not filepath.endswith((".h5", ".hdf5")):
+        raise ValueError(f"Unknown model file extension in {filepath!r}: use '.keras' or '.h5'")
+    with atomic_write(filepath) as f:
+        with h5py.File(f, "w") as h5:
+            _write_h5_model(h5, model, include_optimizer)
 
 
-def _deser_loss(l):
-    from .. import losses
-    if isinstance(l, list):
-        return [_deser_loss(v) for v in l]
-    if isinstance(l, dict) and "class_name" not in l:
-        return {k: _deser_loss(v) for k, v in l.items()}
-    return losses.get(l) if l is not None else None
+def _write_h5_model(h5, model, include_optimizer):
+    from .saving import compile_config, legacy_config
+    with legacy_config():
+        config = {"class_name": type(model).__name__, "config": model.get_config()}
+        training = compile_config(model)
+    h5.attrs["model_config"] = json.dumps(config, default=_json_default)
+    if training is not None:
+        h5.attrs["training_config"] = json.dumps(training, default=_json_default)
+    h5.attrs["keras_version"] = KERAS_FORMAT_VERSION
+    h5.attrs["backend"] = "lamina"
+    write_weights(h5.create_group("model_weights"), model)
+    opt = getattr(model, "optimizer", None)
+    if include_optimizer and training is not None and opt is not None and opt.built:
+        _write_optimizer_h5(h5.create_group("optimizer_weights"), opt)
 
 
-def load_model(filepath, custom_objects=None, compile=True):
-    """Loads a model saved with `model.save` (.keras or .h5): architecture, weights and, when it
-    was compiled, the optimizer and its state, so training resumes exactly."""
-    from .saving import deserialize_layer
+def _write_optimizer_h5(group, opt):
+    """Keras's legacy optimizer_weights: weight_names [<opt>/iteration, <opt>/learning_rate,
+    <opt>/<var>_<slot>...] in the optimizer's variable order, one dataset each."""
+    store = {}
+
+    class _Dict:
+        def __setitem__(self, k, v):
+            store[k] = np.asarray(v)
+    opt.save_own_variables(_Dict())
+    head = ["iteration"] + (["learning_rate"] if opt._lr_is_variable() else [])
+    names = []
+    for n in head + [s.name for s in opt._keras_ordered_slots()]:
+        name, i = f"{opt.name}/{n}", 1
+        while name in names:   # slot names come from variable paths, which may repeat across models
+            name, i = f"{opt.name}/{n}_{i}", i + 1
+        names.append(name)
+    _save_attr(group, "weight_names", [n.encode("utf8") for n in names])
+    for i, n in enumerate(names):
+        group.create_dataset(n, data=store[str(i)])
+
+
+def _read_optimizer_h5(group, model, source):
+    opt = model.optimizer
+    opt.build(model.trainable_weights)
+    if "iterations" in group.attrs:       # lamina's files before the Keras layout: var.path/slot names
+        names = _load_attr(group, "weight_names")
+        slots = [s for ss in opt._slots for s in ss]
+        if len(names) != len(slots):
+            raise ValueError(f"Optimizer state in {source} has {len(names)} slot variables, the model's optimizer "
+                             f"expects {len(slots)}; the file does not match this model")
+        for n, s in zip(names, slots):
+            s.assign(np.asarray(group[n]))
+        opt.iterations = int(group.attrs["iterations"])
+        return
+    names = _load_attr(group, "weight_names")
+    values = {str(i): np.asarray(group[n]) for i, n in enumerate(names)}
+    try:
+        opt.load_own_variables(values)
+    except ValueError as e:
+        raise ValueError(f"Could not restore the optimizer state from {source}: {e}") from None
+
+
+def _open_h5(filepath):
+    h5py = _h5py()
+    try:
+        return h5py.File(filepath, "r")
+    except OSError as e:
+        raise ValueError(f"{filepath} is not a readable HDF5 file (is it truncated or another format?): {e}") \
+            from None
+
+
+def _read_keras_zip(filepath):
+    """(config dict, weights bytes) from a '.keras' file; a broken file is named in a ValueError."""
+    try:
+        with zipfile.ZipFile(filepath) as z:
+            names = z.namelist()
+            missing = [n for n in ("config.json", "model.weights.h5") if n not in names]
+            if missing:
+                raise ValueError(f"{filepath} is not a Keras model file: the archive lacks {missing} (it has "
+                                 f"{names[:10]})")
+            config = z.read("config.json")
+            weights = z.read("model.weights.h5")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as e:
+        raise ValueError(f"{filepath} is not a valid '.keras' file (a zip archive); it may be truncated or "
+                         f"corrupt: {e}") from None
+    try:
+        return json.loads(config), weights
+    except ValueError as e:
+        raise ValueError(f"{filepath}: config.json is not valid JSON: {e}") from None
+
+
+def _from_config(config, custom_objects, filepath):
+    from ..saving import deserialize_keras_object
+    try:
+        return deserialize_keras_object(_tuplify(config), custom_objects=custom_objects)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"Could not rebuild the model saved in {filepath}: {e}") from None
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """Loads a model saved by lamina or by Keras 3 ('.keras', or the legacy '.h5'): architecture,
+    weights and, when it was compiled, the optimizer and its state, so training resumes exactly."""
     h5py = _h5py()
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"No model file at {filepath}")
-    if filepath.endswith(".keras"):
-        with zipfile.ZipFile(filepath) as z:
-            config = json.loads(z.read("config.json"))
-            weights = z.read("model.weights.h5")
+    if filepath.endswith(".keras") or zipfile.is_zipfile(filepath):
+        from .state import load_state
+        config, weights = _read_keras_zip(filepath)
+        if not isinstance(config, dict) or "class_name" not in config:
+            raise ValueError(f"{filepath}: config.json does not describe a model (no 'class_name')")
         tc = config.pop("compile_config", None)
-        model = deserialize_layer(_tuplify(config), custom_objects)
-        with h5py.File(io.BytesIO(weights), "r") as h5:
-            read_weights(h5, model, source=filepath)
+        model = _from_config(config, custom_objects, filepath)
+        try:
+            h5 = h5py.File(io.BytesIO(weights), "r")
+        except OSError as e:
+            raise ValueError(f"{filepath}: model.weights.h5 is not a readable HDF5 file: {e}") from None
+        with h5:
+            load_state(model, h5, filepath)
             if compile and tc:
-                _compile_from(model, tc)
-                if "optimizer_state" in h5:
-                    _read_optimizer(h5["optimizer_state"], model, filepath)
+                _compile(model, tc, filepath)
+                if "optimizer_state" in h5:   # lamina's files before Keras's layout
+                    _read_optimizer_h5(h5["optimizer_state"], model, filepath)
+                elif "optimizer/vars" in h5 and len(h5["optimizer/vars"]):
+                    from .state import H5Store
+                    model.optimizer.build(model.trainable_weights)
+                    try:
+                        model.optimizer.load_own_variables(H5Store(h5, "optimizer", "r"))
+                    except ValueError as e:
+                        raise ValueError(f"Could not restore the optimizer state from {filepath}: {e}") from None
         return model
-    with h5py.File(filepath, "r") as h5:
+    with _open_h5(filepath) as h5:
         if "model_config" not in h5.attrs:
             raise ValueError(f"{filepath} holds no model config (it may be a weights-only file: build the model in "
                              "code and call model.load_weights)")
         mc = h5.attrs["model_config"]
         config = json.loads(mc.decode("utf8") if isinstance(mc, bytes) else mc)
-        model = deserialize_layer(_tuplify(config), custom_objects)
+        model = _from_config(config, custom_objects, filepath)
         read_weights(h5["model_weights"], model, source=filepath)
         if compile and "training_config" in h5.attrs:
             tcr = h5.attrs["training_config"]
-            _compile_from(model, json.loads(tcr.decode("utf8") if isinstance(tcr, bytes) else tcr))
+            _compile(model, json.loads(tcr.decode("utf8") if isinstance(tcr, bytes) else tcr), filepath)
             if "optimizer_weights" in h5:
-                _read_optimizer(h5["optimizer_weights"], model, filepath)
+                _read_optimizer_h5(h5["optimizer_weights"], model, filepath)
     return model
+
+
+def _compile(model, config, filepath):
+    from .saving import compile_from_config
+    try:
+        compile_from_config(model, config)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"Could not compile the model saved in {filepath} as it was: {e}. Load it with "
+                      "compile=False to skip.") from None

@@ -4,6 +4,7 @@ import numpy as np
 
 from ..layers.layer import Layer, flatten, map_structure
 from ..layers.input_layer import InputLayer, KerasTensor
+from . import fusion
 from .functional import keras_layer_order, replay, topological_nodes
 from .trainer import Trainer
 
@@ -51,6 +52,31 @@ class Model(Trainer, Layer):
         from .io import load_weights
         load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
 
+    # -- configs, as Keras's Model --
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A Functional model from a functional config ("layers", "input_layers", "output_layers"),
+        else `cls(**config)` (a subclassed model's own arguments)."""
+        from .saving import functional_from_config
+        if all(k in config for k in ("layers", "input_layers", "output_layers")):
+            return functional_from_config(config, custom_objects, cls=Functional if cls is Model else cls)
+        return cls(**config)
+
+    def to_json(self, **kwargs):
+        """The model's config as Keras writes it (`keras.models.model_from_json` reads it)."""
+        import json
+        from ..saving import serialize_keras_object
+        from .io import _json_default
+        return json.dumps(serialize_keras_object(self), default=_json_default, **kwargs)
+
+    def get_compile_config(self):
+        from .saving import compile_config
+        return compile_config(self)
+
+    def compile_from_config(self, config):
+        from .saving import compile_from_config
+        compile_from_config(self, config)
+
     def summary(self, line_length=None, print_fn=None, **kwargs):
         from .summary import print_summary
         print_summary(self, print_fn=print_fn or print)
@@ -72,6 +98,7 @@ class Functional(Model):
             if not isinstance(t, KerasTensor):
                 raise TypeError(f"Model outputs must be KerasTensors produced by layers, received {type(t).__name__}")
         self._nodes = topological_nodes(self.outputs)
+        self._fusions = fusion.plan(self._nodes, self.outputs)  # BatchNormalization + ReLU pairs
         known = {id(t) for t in self.inputs}
         for node in self._nodes:
             if isinstance(node.layer, InputLayer) and id(node.outputs[0]) not in known:
@@ -124,12 +151,15 @@ class Functional(Model):
                 raise ValueError(f"Input '{kt.name}' of model '{self.name}' is incompatible: expected shape "
                                  f"{kt.shape}, received {t.shape}")
             values.append(t)
-        outs = replay(self._nodes, self.inputs, values, self.outputs)
+        outs = replay(self._nodes, self.inputs, values, self.outputs, self._fusions)
         it = iter(outs)
         return map_structure(lambda _: next(it), self._outputs_struct)
 
     def compute_output_shape(self, input_shape):
         return map_structure(lambda t: t.shape, self._outputs_struct)
+
+    def get_build_config(self):
+        return {"input_shape": None}   # as Keras: the graph itself says how the model is built
 
     def get_config(self):
         from .saving import functional_config
@@ -138,4 +168,4 @@ class Functional(Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         from .saving import functional_from_config
-        return functional_from_config(config, custom_objects)
+        return functional_from_config(config, custom_objects, cls=cls)

@@ -125,21 +125,17 @@ class Sequential(Model):
         return shape
 
     def get_config(self):
-        from .saving import serialize_layer
-        layers = []
-        if self._stack and isinstance(self._stack[0], InputLayer):
-            layers.append(serialize_layer(self._stack[0]))
-        elif self._input_kt is not None:
-            layers.append({"class_name": "InputLayer", "config": {"batch_shape": self._input_kt.shape,
-                                                                   "dtype": self._input_kt.dtype}})
-        layers += [serialize_layer(l) for l in self.layers]
-        return {"name": self.name, "trainable": self.trainable, "layers": layers}
+        from .saving import sequential_config
+        return sequential_config(self)
+
+    def get_build_config(self):
+        return {"input_shape": tuple(self._input_kt.shape)} if self.built and self._input_kt is not None else None
+
+    def build_from_config(self, config):
+        if config and config.get("input_shape") is not None and not self.built:
+            self.build(tuple(config["input_shape"]))
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        from .saving import deserialize_layer
-        model = cls(name=config.get("name"), trainable=config.get("trainable", True))
-        for lc in config["layers"]:
-            model.add(deserialize_layer(lc, custom_objects), rebuild=False)
-        model._maybe_build_from_known_shape()
-        return model
+        from .saving import sequential_from_config
+        return sequential_from_config(cls, config, custom_objects)

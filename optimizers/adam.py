@@ -10,6 +10,9 @@ class Adam(Optimizer):
     def slot_names(self):
         return ["m", "v", "vhat"] if self.amsgrad else ["m", "v"]
 
+    def _slot_groups(self):
+        return [["m", "v"], ["vhat"]] if self.amsgrad else [["m", "v"]]   # Keras: velocity_hats after
+
     _fused_weight_decay = True   # the kernel decays the weights (var -= var * weight_decay * lr) first
 
     def _args(self, variable, learning_rate):

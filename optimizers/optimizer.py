@@ -18,6 +18,10 @@ class Optimizer:
             raise TypeError(f"{type(self).__name__}: unrecognized keyword argument(s) {sorted(kwargs)}")
         if use_ema:
             raise ValueError(f"{type(self).__name__}: use_ema is not supported by lamina")
+        for arg, value in (("loss_scale_factor", loss_scale_factor),
+                           ("gradient_accumulation_steps", gradient_accumulation_steps)):
+            if value is not None:
+                raise ValueError(f"{type(self).__name__}: {arg}={value!r} is not supported by lamina; leave it None")
         if clipnorm is not None and global_clipnorm is not None:
             raise ValueError(f"{type(self).__name__}: only one of clipnorm and global_clipnorm can be set, "
                              f"received clipnorm={clipnorm}, global_clipnorm={global_clipnorm}")
@@ -82,6 +86,56 @@ class Optimizer:
     def variables(self):
         """State for saving: the iteration count then every slot, in build order."""
         return [s for slots in self._slots for s in slots]
+
+    # -- saved state: Keras's layout, [iteration, learning_rate (unless a schedule), slots...] --
+    def _slot_groups(self):
+        """Slot names grouped as Keras creates them: Keras stores a group's slots variable by
+        variable (interleaved), and the groups one after another."""
+        return [self.slot_names()]
+
+    def _keras_ordered_slots(self):
+        out = []
+        for group in self._slot_groups():
+            idx = [self.slot_names().index(n) for n in group]
+            for slots in self._slots:
+                out.extend(slots[i] for i in idx)
+        return out
+
+    def _lr_is_variable(self):
+        return not isinstance(self._learning_rate, schedules.LearningRateSchedule) and not callable(self._learning_rate)
+
+    def save_own_variables(self, store):
+        """As Keras's optimizers: the iteration count, the learning rate, then every slot."""
+        store["0"] = np.asarray(self.iterations, np.int64)
+        head = 1
+        if self._lr_is_variable():
+            store["1"] = np.asarray(self._learning_rate, np.float32)
+            head = 2
+        for i, s in enumerate(self._keras_ordered_slots()):
+            store[str(head + i)] = s.numpy()
+
+    def load_own_variables(self, store):
+        """Reads what save_own_variables (or Keras) wrote; the optimizer must be built for the same
+        variables. A file with no slot state (saved before any training step) restores the
+        iteration count and learning rate only."""
+        head = 2 if self._lr_is_variable() else 1
+        slots = self._keras_ordered_slots()
+        n = len(store.keys())
+        if n not in (head, head + len(slots)):
+            raise ValueError(f"{type(self).__name__} '{self.name}' has {head + len(slots)} variables (iteration"
+                             f"{', learning rate' if head == 2 else ''} and {len(slots)} slots for "
+                             f"{len(self._variables)} trained variables); the file has {n}. Was the file saved "
+                             "for another model or another optimizer configuration?")
+        values = [np.asarray(store[str(i)]) for i in range(n)]
+        for s, v in zip(slots, values[head:]):
+            if tuple(v.shape) != s.shape:
+                raise ValueError(f"{type(self).__name__} slot '{s.name}': expected shape {s.shape}, found "
+                                 f"{tuple(v.shape)}")
+        self.iterations = int(values[0])
+        if head == 2:
+            self._learning_rate = float(values[1])
+        for s, v in zip(slots, values[head:]):
+            s.assign(v.astype(np.float32))
 
     # -- applying --
     def apply_gradients(self, grads_and_vars):
@@ -176,8 +230,9 @@ class Optimizer:
         lr = self._learning_rate
         return {"name": self.name, "learning_rate": schedules.serialize(lr) if isinstance(
                     lr, schedules.LearningRateSchedule) else lr,
-                "weight_decay": self.weight_decay, "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
-                "global_clipnorm": self.global_clipnorm}
+                "weight_decay": self.weight_decay, "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm,
+                "clipvalue": self.clipvalue, "use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
+                "loss_scale_factor": None, "gradient_accumulation_steps": None}
 
     @classmethod
     def from_config(cls, config):

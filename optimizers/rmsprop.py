@@ -10,6 +10,9 @@ class RMSprop(Optimizer):
     def slot_names(self):
         return ["velocity"] + (["momentum"] if self.momentum > 0 else []) + (["average_gradient"] if self.centered else [])
 
+    def _slot_groups(self):
+        return [[n] for n in self.slot_names()]   # Keras: all velocities, then momentums, then averages
+
     def _slot_bufs(self, variable):
         slots = self.slots_of(variable)
         vel = slots[0]._buf

@@ -34,8 +34,9 @@ def test_get_serialize_and_errors():
     assert isinstance(constraints.get("NonNeg"), constraints.NonNeg)
     c = constraints.get({"class_name": "MinMaxNorm", "config": {"min_value": 0.1, "max_value": 2.0, "rate": 0.5,
                                                                  "axis": 1}})
-    assert constraints.serialize(c) == {"class_name": "MinMaxNorm",
-                                        "config": {"min_value": 0.1, "max_value": 2.0, "rate": 0.5, "axis": 1}}
+    assert constraints.serialize(c) == {"module": "keras.constraints", "class_name": "MinMaxNorm",   # Keras's form
+                                        "config": {"min_value": 0.1, "max_value": 2.0, "rate": 0.5, "axis": 1},
+                                        "registered_name": None}
     with pytest.raises(ValueError, match="Unknown constraint 'maxnorm'"):
         constraints.get("maxnorm")
     with pytest.raises(ValueError, match="max_value must be a non-negative"):

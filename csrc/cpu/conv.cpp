@@ -26,6 +26,7 @@
 #include "common.h"
 #include "conv_common.h"
 #include "gemm.h"
+#include "simd.h"
 
 namespace py = pybind11;
 
@@ -100,43 +101,47 @@ int64_t units_per_chunk(const ConvGeom& g) {
 
 // ---- im2col / col2im ------------------------------------------------------------------------------
 
-// col[(u - u0) * OW + ow, (kh, kw, c)] = x[n, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw, c] (0 outside),
-// for the output rows u = n * OH + oh in [u0, u1). `par`: split the rows across threads.
-void im2col(const ConvGeom& g, const float* x, float* col, int64_t u0, int64_t u1, bool par) {
-  const int64_t K = g.K(), KWC = g.KW * g.C, C = g.C;
-  par = par && (u1 - u0) * g.OW * K > kParallelGrain && (u1 - u0) > 1;
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t u = u0; u < u1; ++u) {
-    const int64_t n = u / g.OH, oh = u % g.OH;
-    const float* xn = x + n * g.H * g.W * C;
-    float* dst = col + (u - u0) * g.OW * K;
-    for (int64_t ow = 0; ow < g.OW; ++ow) {
-      const int64_t iw0 = ow * g.sw - g.pl;
-      for (int64_t kh = 0; kh < g.KH; ++kh, dst += KWC) {
-        const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
-        if (ih < 0 || ih >= g.H) { std::memset(dst, 0, size_t(KWC) * sizeof(float)); continue; }
-        const float* row = xn + ih * g.W * C;
-        if (g.dw == 1) {  // the KW*C window row is contiguous in the input
-          const int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min<int64_t>(g.KW, g.W - iw0);
-          if (hi <= lo) { std::memset(dst, 0, size_t(KWC) * sizeof(float)); continue; }
-          if (lo > 0) std::memset(dst, 0, size_t(lo * C) * sizeof(float));
-          const float* src = row + (iw0 + lo) * C;
-          float* d = dst + lo * C;
-          const int64_t m = (hi - lo) * C;
-          for (int64_t j = 0; j < m; ++j) d[j] = src[j];
-          if (hi < g.KW) std::memset(dst + hi * C, 0, size_t((g.KW - hi) * C) * sizeof(float));
-        } else {
-          for (int64_t kw = 0; kw < g.KW; ++kw) {
-            const int64_t iw = iw0 + kw * g.dw;
-            float* d = dst + kw * C;
-            if (iw < 0 || iw >= g.W) { std::memset(d, 0, size_t(C) * sizeof(float)); continue; }
-            const float* src = row + iw * C;
-            for (int64_t c = 0; c < C; ++c) d[c] = src[c];
-          }
+// The column-matrix rows of output row (n, oh): dst[ow, (kh, kw, c)] = x[n, oh*sh - pt + kh*dh,
+// ow*sw - pl + kw*dw, c] (0 outside) for ow in [0, OW). xn: image n. Compiled for AVX-512, AVX2 and
+// the baseline (target_clones): the copies are short (KW * C floats), so their width matters.
+LAMINA_CLONES void im2col_row(const ConvGeom& g, const float* xn, float* dst, int64_t oh) {
+  const int64_t KWC = g.KW * g.C, C = g.C;
+  for (int64_t ow = 0; ow < g.OW; ++ow) {
+    const int64_t iw0 = ow * g.sw - g.pl;
+    for (int64_t kh = 0; kh < g.KH; ++kh, dst += KWC) {
+      const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+      if (ih < 0 || ih >= g.H) { std::memset(dst, 0, size_t(KWC) * sizeof(float)); continue; }
+      const float* row = xn + ih * g.W * C;
+      if (g.dw == 1) {  // the KW*C window row is contiguous in the input
+        const int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min<int64_t>(g.KW, g.W - iw0);
+        if (hi <= lo) { std::memset(dst, 0, size_t(KWC) * sizeof(float)); continue; }
+        if (lo > 0) std::memset(dst, 0, size_t(lo * C) * sizeof(float));
+        const float* src = row + (iw0 + lo) * C;
+        float* d = dst + lo * C;
+        const int64_t m = (hi - lo) * C;
+        for (int64_t j = 0; j < m; ++j) d[j] = src[j];
+        if (hi < g.KW) std::memset(dst + hi * C, 0, size_t((g.KW - hi) * C) * sizeof(float));
+      } else {
+        for (int64_t kw = 0; kw < g.KW; ++kw) {
+          const int64_t iw = iw0 + kw * g.dw;
+          float* d = dst + kw * C;
+          if (iw < 0 || iw >= g.W) { std::memset(d, 0, size_t(C) * sizeof(float)); continue; }
+          const float* src = row + iw * C;
+          for (int64_t c = 0; c < C; ++c) d[c] = src[c];
         }
       }
     }
   }
+}
+
+// col[(u - u0) * OW + ow, :] = im2col_row's rows for the output rows u = n * OH + oh in [u0, u1).
+// `par`: split the rows across threads.
+void im2col(const ConvGeom& g, const float* x, float* col, int64_t u0, int64_t u1, bool par) {
+  const int64_t K = g.K();
+  par = par && (u1 - u0) * g.OW * K > kParallelGrain && (u1 - u0) > 1;
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t u = u0; u < u1; ++u)
+    im2col_row(g, x + (u / g.OH) * g.H * g.W * g.C, col + (u - u0) * g.OW * K, u % g.OH);
 }
 
 // dx[n, ih, iw, c] += sum of the col entries of rows [u0, u1) that im2col read from (n, ih, iw, c).
@@ -381,8 +386,114 @@ inline void window_bounds(const PoolGeom& g, int64_t oh, int64_t ow, int64_t& h0
   w0 = std::max<int64_t>(ws, 0); w1 = std::min<int64_t>(ws + g.pw, g.W);
 }
 
+// Per-row forward kernels, compiled for AVX-512, AVX2 and the baseline and picked at load time
+// (target_clones; OpenMP's outlined loop bodies would not inherit a clone's target).
+//
+// Average pooling with windows that overlap along the row (sw < pw) is separable: the window
+// rows of each input column are summed once into `cols` (W * C floats, per thread), then each
+// output pixel adds its pw column sums (a different order of additions than row by row: equal
+// within float rounding). Max pooling reduces each window as a whole: separable max measured
+// slower on InceptionV3's first pool (147x147x64, memory-bound), and this keeps the first
+// maximum and its argmax exactly as before.
+
+// a[c] = max(a[c], s[c]) keeping a[c] on ties and when s[c] is NaN; or a[c] += s[c].
+template <bool Max>
+LAMINA_INLINE void fold(float* a, const float* s, int64_t C) {
+  if (Max) {
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) a[c] = s[c] > a[c] ? s[c] : a[c];
+  } else {
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) a[c] += s[c];
+  }
+}
+
+// One output row: y[ow, :] for ow in [0, OW); xn: the image (H, W, C); [h0, h1): the rows of the
+// row's windows (not empty). Average pooling multiplies each sum by 1 / (its unpadded element count).
+template <bool Max>
+LAMINA_INLINE void pool_row(const PoolGeom& g, const float* xn, float* y, float* cols, int64_t h0, int64_t h1) {
+  const int64_t C = g.C;
+  const bool separable = !Max && g.sw < g.pw;
+  if (separable) {
+    const int64_t cw0 = std::max<int64_t>(-g.pl, 0), cw1 = std::min<int64_t>((g.OW - 1) * g.sw - g.pl + g.pw, g.W);
+    for (int64_t iw = cw0; iw < cw1; ++iw) {
+      float* a = cols + iw * C;
+      const float* s = xn + (h0 * g.W + iw) * C;
+      for (int64_t c = 0; c < C; ++c) a[c] = s[c];
+      for (int64_t ih = h0 + 1; ih < h1; ++ih) fold<Max>(a, xn + (ih * g.W + iw) * C, C);
+    }
+  }
+  for (int64_t ow = 0; ow < g.OW; ++ow, y += C) {
+    const int64_t ws = ow * g.sw - g.pl, w0 = std::max<int64_t>(ws, 0), w1 = std::min<int64_t>(ws + g.pw, g.W);
+    if (w1 <= w0) {  // a window entirely in the padding (not produced by "same")
+      for (int64_t c = 0; c < C; ++c) y[c] = 0.f;
+      continue;
+    }
+    if (separable) {
+      for (int64_t c = 0; c < C; ++c) y[c] = cols[w0 * C + c];
+      for (int64_t iw = w0 + 1; iw < w1; ++iw) fold<Max>(y, cols + iw * C, C);
+    } else {
+      const float* first = xn + (h0 * g.W + w0) * C;
+      for (int64_t c = 0; c < C; ++c) y[c] = first[c];
+      for (int64_t ih = h0; ih < h1; ++ih)
+        for (int64_t iw = ih == h0 ? w0 + 1 : w0; iw < w1; ++iw) fold<Max>(y, xn + (ih * g.W + iw) * C, C);
+    }
+    if (!Max) {
+      const float inv = 1.f / float((h1 - h0) * (w1 - w0));
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) y[c] *= inv;
+    }
+  }
+}
+
+// Output row (n, oh) of max pooling; with `idx`, also the position ih * W + iw of each first
+// maximum (window by window, so the forward pass of training stays as it was).
+LAMINA_CLONES void max_pool_row(const PoolGeom& g, const float* xn, float* y, int32_t* idx, int64_t oh) {
+  const int64_t C = g.C, hs = oh * g.sh - g.pt;
+  const int64_t h0 = std::max<int64_t>(hs, 0), h1 = std::min<int64_t>(hs + g.ph, g.H);
+  if (h1 <= h0) {  // the whole row of windows lies in the padding
+    for (int64_t o = 0; o < g.OW * C; ++o) y[o] = 0.f;
+    if (idx) for (int64_t o = 0; o < g.OW * C; ++o) idx[o] = -1;
+    return;
+  }
+  if (!idx) return pool_row<true>(g, xn, y, nullptr, h0, h1);
+  for (int64_t ow = 0; ow < g.OW; ++ow, y += C, idx += C) {
+    const int64_t ws = ow * g.sw - g.pl, w0 = std::max<int64_t>(ws, 0), w1 = std::min<int64_t>(ws + g.pw, g.W);
+    if (w1 <= w0) {
+      for (int64_t c = 0; c < C; ++c) { y[c] = 0.f; idx[c] = -1; }
+      continue;
+    }
+    const float* first = xn + (h0 * g.W + w0) * C;
+    const int32_t p0 = int32_t(h0 * g.W + w0);
+    for (int64_t c = 0; c < C; ++c) { y[c] = first[c]; idx[c] = p0; }
+    for (int64_t ih = h0; ih < h1; ++ih)
+      for (int64_t iw = w0; iw < w1; ++iw) {
+        const float* s = xn + (ih * g.W + iw) * C;
+        const int32_t p = int32_t(ih * g.W + iw);
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {  // branch-free (masks) so that it vectorises
+          const float v = s[c], cur = y[c];
+          const int32_t gt = -int32_t(v > cur);
+          y[c] = v > cur ? v : cur;
+          idx[c] = (idx[c] & ~gt) | (p & gt);
+        }
+      }
+  }
+}
+
+// Output row (n, oh) of average pooling; cols: the thread's scratch row when separable.
+LAMINA_CLONES void avg_pool_row(const PoolGeom& g, const float* xn, float* y, float* cols, int64_t oh) {
+  const int64_t hs = oh * g.sh - g.pt;
+  const int64_t h0 = std::max<int64_t>(hs, 0), h1 = std::min<int64_t>(hs + g.ph, g.H);
+  if (h1 <= h0) {
+    for (int64_t o = 0; o < g.OW * g.C; ++o) y[o] = 0.f;
+    return;
+  }
+  pool_row<false>(g, xn, y, cols, h0, h1);
+}
+
 // out = max / mean over each window; for max, `idx` (same shape as out, int32) receives the
-// position ih * W + iw of the first maximum when given.
+// position ih * W + iw of the first maximum when given. One task per output row (n, oh).
 void pool2d_forward(int mode, const Buffer& xb, const Shape& xs, Buffer& ob, const Shape& os, const Shape& window,
                     const Shape& strides, const Shape& pads, Buffer* idxb) {
   const char* op = mode == POOL_MAX ? "max_pool" : "average_pool";
@@ -394,63 +505,22 @@ void pool2d_forward(int mode, const Buffer& xb, const Shape& xs, Buffer& ob, con
   const float* x = xb.data<float>();
   float* out = ob.data<float>();
   int32_t* idx = idxb ? idxb->data<int32_t>() : nullptr;
-  const int64_t C = g.C, units = g.N * g.OH;
+  const int64_t units = g.N * g.OH, HWC = g.H * g.W * g.C, row = g.OW * g.C;
+  if (ob.numel == 0) return;
   Timer tm(&g_prof.pool);
   const bool par = ob.numel * g.ph * g.pw > kParallelGrain && units > 1;
+  if (mode == POOL_MAX) {
 #pragma omp parallel for schedule(static) if (par)
-  for (int64_t u = 0; u < units; ++u) {
-    const int64_t n = u / g.OH, oh = u % g.OH;
-    const float* xn = x + n * g.H * g.W * C;
-    for (int64_t ow = 0; ow < g.OW; ++ow) {
-      const int64_t o = (u * g.OW + ow) * C;
-      float* y = out + o;
-      int64_t h0, h1, w0, w1;
-      window_bounds(g, oh, ow, h0, h1, w0, w1);
-      if (h1 <= h0 || w1 <= w0) {  // a window entirely in the padding (not produced by "same")
-        for (int64_t c = 0; c < C; ++c) y[c] = 0.f;
-        if (idx) for (int64_t c = 0; c < C; ++c) idx[o + c] = -1;
-        continue;
-      }
-      if (mode == POOL_MAX) {
-        const float* first = xn + (h0 * g.W + w0) * C;
-        for (int64_t c = 0; c < C; ++c) y[c] = first[c];
-        if (idx) {
-          int32_t* id = idx + o;
-          const int32_t p0 = int32_t(h0 * g.W + w0);
-          for (int64_t c = 0; c < C; ++c) id[c] = p0;
-          for (int64_t ih = h0; ih < h1; ++ih)
-            for (int64_t iw = w0; iw < w1; ++iw) {
-              const float* s = xn + (ih * g.W + iw) * C;
-              const int32_t p = int32_t(ih * g.W + iw);
-#pragma omp simd
-              for (int64_t c = 0; c < C; ++c) {  // branch-free (masks) so that it vectorises
-                const float v = s[c], cur = y[c];
-                const int32_t gt = -int32_t(v > cur);
-                y[c] = v > cur ? v : cur;
-                id[c] = (id[c] & ~gt) | (p & gt);
-              }
-            }
-        } else {
-          for (int64_t ih = h0; ih < h1; ++ih)
-            for (int64_t iw = w0; iw < w1; ++iw) {
-              const float* s = xn + (ih * g.W + iw) * C;
-#pragma omp simd
-              for (int64_t c = 0; c < C; ++c) y[c] = s[c] > y[c] ? s[c] : y[c];
-            }
-        }
-      } else {
-        for (int64_t c = 0; c < C; ++c) y[c] = 0.f;
-        for (int64_t ih = h0; ih < h1; ++ih)
-          for (int64_t iw = w0; iw < w1; ++iw) {
-            const float* s = xn + (ih * g.W + iw) * C;
-#pragma omp simd
-            for (int64_t c = 0; c < C; ++c) y[c] += s[c];
-          }
-        const float inv = 1.f / float((h1 - h0) * (w1 - w0));
-        for (int64_t c = 0; c < C; ++c) y[c] *= inv;
-      }
-    }
+    for (int64_t u = 0; u < units; ++u)
+      max_pool_row(g, x + (u / g.OH) * HWC, out + u * row, idx ? idx + u * row : nullptr, u % g.OH);
+    return;
   }
+  const int nt = par ? omp_get_max_threads() : 1;
+  const int64_t per = g.sw < g.pw ? g.W * g.C : 0;
+  Scratch cols(nt * per);  // one row of column sums per thread (allocated outside the region)
+#pragma omp parallel for schedule(static) if (par) num_threads(nt)
+  for (int64_t u = 0; u < units; ++u)
+    avg_pool_row(g, x + (u / g.OH) * HWC, out + u * row, cols.p + omp_get_thread_num() * per, u % g.OH);
 }
 
 // dx = gradient of pool2d_forward for output gradient g. Max pooling sends each output's

@@ -531,41 +531,55 @@ void channel_sums(const float* a, const float* b, int64_t outer, int64_t C, int6
     }
 }
 
-// out = A[c] * u + B[c] * v + D[c] (v may be null: no B term).
+// out[i] = f(i) for i < n, clamped to [lo, hi] when `clamp`, the way relu / relu6 clamp (NaN
+// passes through).
+template <class F>
+LAMINA_INLINE void apply_n(int64_t n, float* out, bool clamp, float lo, float hi, const F& f) {
+  if (clamp) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const float r = f(i);
+      out[i] = r < lo ? lo : (r > hi ? hi : r);
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) out[i] = f(i);
+  }
+}
+
+// The rows of channel_apply, compiled for AVX-512, AVX2 and the baseline and picked at load time
+// (target_clones; OpenMP's outlined loop bodies would not inherit a clone's target).
+// Channels last (inner == 1): out[c] = A[c] * u[c] + B[c] * v[c] + D[c] for c < C.
+LAMINA_CLONES void apply_channels(const float* u, const float* v, const float* A, const float* B, const float* D,
+                                  int64_t C, float* out, bool clamp, float lo, float hi) {
+  if (v) apply_n(C, out, clamp, lo, hi, [&](int64_t c) LAMINA_LAMBDA { return A[c] * u[c] + B[c] * v[c] + D[c]; });
+  else apply_n(C, out, clamp, lo, hi, [&](int64_t c) LAMINA_LAMBDA { return A[c] * u[c] + D[c]; });
+}
+
+// One lane of a channel (inner > 1): out[i] = a * u[i] + b * v[i] + d for i < n.
+LAMINA_CLONES void apply_lane(const float* u, const float* v, float a, float b, float d, int64_t n, float* out,
+                              bool clamp, float lo, float hi) {
+  if (v) apply_n(n, out, clamp, lo, hi, [&](int64_t i) LAMINA_LAMBDA { return a * u[i] + b * v[i] + d; });
+  else apply_n(n, out, clamp, lo, hi, [&](int64_t i) LAMINA_LAMBDA { return a * u[i] + d; });
+}
+
+// out = A[c] * u + B[c] * v + D[c] (v may be null: no B term), then clamped to [lo, hi] (the
+// default infinite bounds clamp nothing).
 void channel_apply(const float* u, const float* v, const float* A, const float* B, const float* D, int64_t outer,
-                   int64_t C, int64_t inner, float* out) {
+                   int64_t C, int64_t inner, float* out, float lo = -INFINITY, float hi = INFINITY) {
   const int64_t total = outer * C * inner;
   const bool par = total > kParallelGrain;
+  const bool clamp = lo > -INFINITY || hi < INFINITY;
   if (inner == 1) {
 #pragma omp parallel for if (par && outer > 1) schedule(static)
-    for (int64_t o = 0; o < outer; ++o) {
-      const float* ur = u + o * C;
-      float* orow = out + o * C;
-      if (v) {
-        const float* vr = v + o * C;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) orow[c] = A[c] * ur[c] + B[c] * vr[c] + D[c];
-      } else {
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) orow[c] = A[c] * ur[c] + D[c];
-      }
-    }
+    for (int64_t o = 0; o < outer; ++o)
+      apply_channels(u + o * C, v ? v + o * C : nullptr, A, B, D, C, out + o * C, clamp, lo, hi);
   } else {
 #pragma omp parallel for if (par && outer * C > 1) schedule(static)
     for (int64_t oc = 0; oc < outer * C; ++oc) {
       const int64_t c = oc % C;
-      const float a = A[c], d = D[c];
-      const float* ur = u + oc * inner;
-      float* orow = out + oc * inner;
-      if (v) {
-        const float bb = B[c];
-        const float* vr = v + oc * inner;
-#pragma omp simd
-        for (int64_t i = 0; i < inner; ++i) orow[i] = a * ur[i] + bb * vr[i] + d;
-      } else {
-#pragma omp simd
-        for (int64_t i = 0; i < inner; ++i) orow[i] = a * ur[i] + d;
-      }
+      apply_lane(u + oc * inner, v ? v + oc * inner : nullptr, A[c], B ? B[c] : 0.f, D[c], inner, out + oc * inner,
+                 clamp, lo, hi);
     }
   }
 }
@@ -642,9 +656,10 @@ void batch_norm_train_grad(const Buffer& xb, const Buffer* gamma, const Buffer& 
   if (dx) channel_apply(gb.data<float>(), xb.data<float>(), A.data(), B.data(), D.data(), outer, C, inner, dx->data<float>());
 }
 
-// Inference batch norm: y = (x - mean) * rsqrt(var + eps) * scale + offset.
+// Inference batch norm: y = (x - mean) * rsqrt(var + eps) * scale + offset, optionally clamped to
+// [lo, hi] in the same pass (the activation that follows: relu is [0, inf), relu6 [0, 6]).
 void batch_norm_infer(const Buffer& xb, const Buffer& meanb, const Buffer& varb, const Buffer* scale, const Buffer* offset,
-                      int64_t outer, int64_t C, int64_t inner, double eps, Buffer& yb) {
+                      int64_t outer, int64_t C, int64_t inner, double eps, Buffer& yb, double lo, double hi) {
   const char* op = "batch_normalization";
   check_view(op, "x", xb, outer, C, inner, F32);
   check_count(op, "mean", meanb, C, F32);
@@ -662,7 +677,8 @@ void batch_norm_infer(const Buffer& xb, const Buffer& meanb, const Buffer& varb,
     A[c] = float(a);
     D[c] = float((of ? of[c] : 0.0) - double(mean[c]) * a);
   }
-  channel_apply(xb.data<float>(), nullptr, A.data(), nullptr, D.data(), outer, C, inner, yb.data<float>());
+  channel_apply(xb.data<float>(), nullptr, A.data(), nullptr, D.data(), outer, C, inner, yb.data<float>(), float(lo),
+                float(hi));
 }
 
 void batch_norm_infer_grad(const Buffer& xb, const Buffer& meanb, const Buffer& varb, const Buffer* scale, const Buffer& gb,
@@ -986,7 +1002,9 @@ void bind_nn(py::module_& m) {
   m.def("one_hot", &one_hot);
   m.def("batch_norm_train", &batch_norm_train);
   m.def("batch_norm_train_grad", &batch_norm_train_grad);
-  m.def("batch_norm_infer", &batch_norm_infer);
+  m.def("batch_norm_infer", &batch_norm_infer, py::arg("x"), py::arg("mean"), py::arg("variance"),
+        py::arg("scale").none(true), py::arg("offset").none(true), py::arg("outer"), py::arg("C"), py::arg("inner"),
+        py::arg("eps"), py::arg("out"), py::arg("lo") = -INFINITY, py::arg("hi") = INFINITY);
   m.def("batch_norm_infer_grad", &batch_norm_infer_grad);
   m.def("layer_norm", &layer_norm);
   m.def("layer_norm_grad", &layer_norm_grad);

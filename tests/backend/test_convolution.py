@@ -437,6 +437,26 @@ def test_pool_channels_first_and_larger_shapes(rng):
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("pool,strides,padding", [(3, 1, "same"), (3, 2, "valid"), ((3, 2), (1, 2), "same"),
+                                                  ((2, 3), (3, 1), "same"), (2, 3, "valid")])
+def test_pool_many_channels_above_the_grain(rng, mode, pool, strides, padding):
+    """InceptionV3-like pools: average pooling with windows overlapping along the row sums input
+    columns first (separable); max pooling gives the same values without a tape (no argmax) as
+    with one."""
+    fn = ops.max_pool if mode == "max" else ops.average_pool
+    x = f32(rng, 3, 17, 15, 70)
+    x[0, 2:5, 3:6, :3] = 1.5  # ties
+    check_forward(fn, lambda a, **kw: pool_ref(a, mode=mode, **kw), [x], atol=1e-5, rtol=1e-5,
+                  pool_size=pool, strides=strides, padding=padding)
+    if mode == "max":
+        xv = lamina.Variable(x)
+        with lamina.GradientTape():
+            taped = fn(xv, pool, strides, padding)
+        assert taped._node is not None
+        np.testing.assert_array_equal(fn(x, pool, strides, padding).numpy(), taped.numpy())
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
 @pytest.mark.parametrize("pool,strides,padding", [(2, None, "valid"), (3, 2, "same"), ((2, 3), 1, "same"),
                                                   (3, 3, "valid"), (2, 1, "valid")])
 def test_pool2d_gradients(rng, mode, pool, strides, padding):

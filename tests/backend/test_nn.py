@@ -481,6 +481,43 @@ def test_batch_normalization_errors():
         nn.batch_normalization(x, np.zeros(3, np.int64), ops.ones((3,)), -1)
 
 
+@pytest.mark.parametrize("shape,axis", [((5, 4), -1), ((2, 3, 40), 1), ((3, 9, 7, 35), 3), ((2, 20, 33, 33), 1)])
+@pytest.mark.parametrize("max_value", [None, 6.0, 0.5])
+def test_batch_normalization_relu_equals_the_two_ops(rng, shape, axis, max_value):
+    """The fused inference op gives relu(batch_normalization(x)) capped at max_value, the same
+    float32 values (NaN and -0.0 included), channels last (one row per pixel) or not (lanes)."""
+    C = shape[axis]
+    x = rng.standard_normal(shape).astype(np.float32)
+    x.flat[:4] = [np.nan, -0.0, np.inf, -np.inf]
+    mean = rng.standard_normal(C).astype(np.float32)
+    var = rng.uniform(0.5, 2, C).astype(np.float32)
+    offset = rng.standard_normal(C).astype(np.float32)
+    for scale in (None, rng.uniform(0.5, 1.5, C).astype(np.float32)):
+        got = nn.batch_normalization_relu(x, mean, var, axis, offset=offset, scale=scale, epsilon=0.01,
+                                          max_value=max_value).numpy()
+        y = nn.batch_normalization(x, mean, var, axis, offset=offset, scale=scale, epsilon=0.01)
+        want = (nn.relu(y) if max_value is None else nn.relu6(y) if max_value == 6 else
+                ops.minimum(nn.relu(y), max_value)).numpy()
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+        ref = np.clip(np_bn_infer(x, mean, var, offset, scale, axis=axis, epsilon=0.01), 0, max_value)
+        np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_batch_normalization_relu_refuses_to_run_while_a_gradient_is_recorded(rng):
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    mean, var = ops.zeros((3,)), ops.ones((3,))
+    beta = lamina.Variable(np.zeros(3, np.float32))  # trainable: needs a gradient under a tape
+    with lamina.GradientTape():
+        with pytest.raises(RuntimeError, match="batch_normalization_relu.*no gradient.*batch_normalization"):
+            nn.batch_normalization_relu(x, mean, var, -1, offset=beta)
+        y = nn.batch_normalization_relu(x, mean, var, -1, offset=ops.zeros((3,)))  # nothing to differentiate
+    assert y._node is None
+    np.testing.assert_allclose(y.numpy(), np.maximum(x / np.sqrt(1 + 1e-3), 0), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"batch_normalization_relu: expected variance of shape \(3,\)"):
+        nn.batch_normalization_relu(x, mean, ops.ones((4,)), -1)
+
+
 @pytest.mark.parametrize("shape,axes,keepdims", [((4, 5), (0,), False), ((3, 4, 5), (0, 1), True), ((2, 3, 4), (0, 2), False)])
 def test_moments(rng, shape, axes, keepdims):
     x = rng.standard_normal(shape).astype(np.float32)

@@ -1,4 +1,6 @@
+import json
 import os
+import zipfile
 
 import h5py
 import numpy as np
@@ -128,3 +130,188 @@ def test_model_checkpoint_templates_and_best_only(tmp_path):
     cb = callbacks.ModelCheckpoint(best, monitor="loss", save_best_only=True)
     m.fit(x, y, epochs=2, verbose=0, callbacks=[cb])
     assert os.path.exists(best) and cb.best < np.inf
+
+
+# ---- configs, cloning, JSON ------------------------------------------------------------------------
+
+def _graph():
+    """Two inputs, two outputs, a shared layer and a nested model."""
+    ii = lamina.Input(shape=(4,))
+    inner = lamina.Model(ii, layers.Dense(3, activation="tanh")(ii), name="inner")
+    a, b = lamina.Input(shape=(4,), name="a"), lamina.Input(shape=(4,), name="b")
+    shared = layers.Dense(4, name="shared")
+    h = layers.Concatenate()([inner(shared(a)), inner(shared(b))])
+    return lamina.Model([a, b], [layers.Dense(2, name="o1")(h), layers.Dense(1, name="o2")(h)], name="g")
+
+
+def _xs(n=3):
+    rng = np.random.default_rng(4)
+    return [rng.standard_normal((n, 4)).astype(np.float32) for _ in range(2)]
+
+
+def test_model_from_config_for_functional_and_sequential():
+    m = _graph()
+    for cls in (lamina.Model, lamina.models.Functional):
+        again = cls.from_config(m.get_config())
+        assert isinstance(again, lamina.models.Functional) and again.get_config() == m.get_config()
+        again.set_weights(m.get_weights())
+        for p, q in zip(again.predict(_xs(), verbose=0), m.predict(_xs(), verbose=0)):
+            np.testing.assert_allclose(p, q, atol=1e-6)
+    s = lamina.Sequential([layers.Dense(4, input_shape=(3,), activation="relu"), layers.Dense(2)], name="s")
+    again = lamina.Sequential.from_config(s.get_config())
+    assert again.built and again.get_config() == s.get_config() and again.input_shape == (None, 3)
+    assert s.get_config()["layers"][0]["class_name"] == "InputLayer" and s.get_config()["build_input_shape"] == \
+        (None, 3)
+
+
+def test_clone_model_has_new_weights_and_same_config():
+    m = _graph()
+    c = lamina.models.clone_model(m)
+    assert c.get_config() == m.get_config()
+    assert all(not np.allclose(a, b) for a, b in zip(c.get_weights(), m.get_weights()) if a.size > 1 and b.any())
+    assert len(c.weights) == len(m.weights)        # the shared layer is cloned once
+    c.set_weights(m.get_weights())
+    for p, q in zip(c.predict(_xs(), verbose=0), m.predict(_xs(), verbose=0)):
+        np.testing.assert_allclose(p, q, atol=1e-6)
+    x = lamina.Input(shape=(4,), name="new_a"), lamina.Input(shape=(4,), name="new_b")
+    c2 = lamina.models.clone_model(m, input_tensors=list(x), clone_function=lambda l: l)   # shares the layers
+    assert [t.name for t in c2.inputs] == ["new_a", "new_b"]
+    for p, q in zip(c2.predict(_xs(), verbose=0), m.predict(_xs(), verbose=0)):
+        np.testing.assert_allclose(p, q, atol=1e-6)
+    s = lamina.Sequential([lamina.Input(shape=(3,)), layers.Dense(4), layers.Dropout(0.1), layers.Dense(1)])
+    cs = lamina.models.clone_model(s)
+    assert isinstance(cs, lamina.Sequential) and cs.get_config() == s.get_config()
+    assert not np.allclose(cs.get_weights()[0], s.get_weights()[0])
+    with pytest.raises(ValueError, match="2 input"):
+        lamina.models.clone_model(m, input_tensors=[x[0]])
+
+
+def test_to_json_and_model_from_json_keep_the_compile_config():
+    m = _graph()
+    m.compile(optimizer=lamina.optimizers.Adam(0.003), loss=["mse", "mae"], metrics=[["mae"], []])
+    js = m.to_json(indent=1)
+    again = lamina.models.model_from_json(js)
+    assert again.get_config() == m.get_config()
+    assert again.compiled and isinstance(again.optimizer, lamina.optimizers.Adam)
+    assert again.optimizer.learning_rate == pytest.approx(0.003)
+    with pytest.raises(ValueError, match="not valid JSON"):
+        lamina.models.model_from_json("{oops")
+
+
+def test_layers_serialize_and_deserialize_in_keras_form():
+    d = layers.Dense(3, activation="relu", kernel_regularizer="l2", name="d")
+    cfg = layers.serialize(d)
+    assert cfg["module"] == "keras.layers" and cfg["class_name"] == "Dense" and cfg["registered_name"] is None
+    assert cfg["config"]["kernel_regularizer"]["module"] == "keras.regularizers"
+    assert cfg["config"]["dtype"]["class_name"] == "DTypePolicy"
+    again = layers.deserialize(cfg)
+    assert isinstance(again, layers.Dense) and again.get_config() == d.get_config()
+    assert isinstance(layers.deserialize({"class_name": "Dense", "config": {"units": 2}}), layers.Dense)  # legacy
+    d(np.ones((1, 5), np.float32))
+    assert layers.serialize(d)["build_config"] == {"input_shape": (1, 5)}
+    with pytest.raises(ValueError, match="Unknown layer class 'Dense3D'"):
+        layers.deserialize({"class_name": "Dense3D", "config": {}})
+
+
+def test_lora_dense_round_trip_saves_the_merged_kernel(tmp_path):
+    x = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    m = lamina.Sequential([lamina.Input(shape=(5,)), layers.Dense(3, lora_rank=2, lora_alpha=4)])
+    d = m.layers[0]
+    d.lora_kernel_b.assign(np.random.default_rng(1).standard_normal((2, 3)).astype(np.float32))
+    want = m.predict(x, verbose=0)
+    p = str(tmp_path / "lora.keras")
+    m.save(p)
+    with zipfile.ZipFile(p) as z, h5py.File(z.open("model.weights.h5"), "r") as h5:
+        assert sorted(h5["layers/dense/vars"]) == ["0", "1"]
+        np.testing.assert_allclose(h5["layers/dense/vars/0"][()], d.merged_kernel().numpy(), atol=1e-6)
+    loaded = lamina.models.load_model(p)
+    ld = loaded.layers[0]
+    assert ld.lora_enabled and not np.any(ld.lora_kernel_a.numpy()) and not np.any(ld.lora_kernel_b.numpy())
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), want, atol=1e-5)
+
+
+def test_file_layouts_are_keras_own(tmp_path):
+    m = _model()
+    m.compile(optimizer=lamina.optimizers.SGD(0.1, momentum=0.9), loss="mse", metrics=["mae"])
+    m.train_on_batch(*_data(3))
+    m.save(str(tmp_path / "m.keras"))
+    with zipfile.ZipFile(str(tmp_path / "m.keras")) as z:
+        assert set(json.loads(z.read("metadata.json"))) == {"keras_version", "date_saved"}
+        cfg = json.loads(z.read("config.json"))
+        assert cfg["module"] == "keras.src.models.functional" and cfg["registered_name"] == "Functional"
+        node = cfg["config"]["layers"][1]["inbound_nodes"][0]
+        assert node["args"][0]["class_name"] == "__keras_tensor__"
+        assert node["args"][0]["config"]["keras_history"] == ["input_layer", 0, 0] or \
+            node["args"][0]["config"]["keras_history"][1:] == [0, 0]
+        assert cfg["compile_config"]["optimizer"]["module"] == "keras.optimizers"
+        with h5py.File(z.open("model.weights.h5"), "r") as h5:
+            assert h5["vars"].attrs["name"] == m.name
+            assert h5["layers/dense/vars"].attrs["name"] == "hidden"
+            assert h5["layers/dense_1/vars/0"].shape == (8, 2)
+            assert [h5[f"optimizer/vars/{i}"].shape for i in range(6)] == [(), (), (4, 8), (8,), (8, 2), (2,)]
+    m.save(str(tmp_path / "m.h5"))
+    with h5py.File(str(tmp_path / "m.h5"), "r") as h5:
+        mc = json.loads(h5.attrs["model_config"])
+        assert mc["class_name"] == "Functional" and "module" not in mc["config"]["layers"][1]
+        tc = json.loads(h5.attrs["training_config"])
+        assert tc["optimizer_config"]["class_name"] == "SGD" and tc["loss"] == "mean_squared_error"
+        assert "keras_version" in h5.attrs and "backend" in h5.attrs
+        names = [n.decode() if isinstance(n, bytes) else n for n in h5["optimizer_weights"].attrs["weight_names"]]
+        assert names[:2] == ["sgd/iteration", "sgd/learning_rate"] and len(names) == 6
+
+
+# ---- errors ---------------------------------------------------------------------------------------
+
+def _rewrite_config(src, dst, edit):
+    with zipfile.ZipFile(src) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    cfg = json.loads(parts["config.json"])
+    edit(cfg)
+    parts["config.json"] = json.dumps(cfg).encode()
+    with zipfile.ZipFile(dst, "w") as z:
+        for n, data in parts.items():
+            z.writestr(n, data)
+
+
+def test_errors_name_the_class_the_key_and_the_file(tmp_path):
+    m = _model()
+    src = str(tmp_path / "m.keras")
+    m.save(src)
+
+    def rename(cfg):
+        cfg["config"]["layers"][1]["class_name"] = "EinsumDense"
+    bad = str(tmp_path / "unknown_class.keras")
+    _rewrite_config(src, bad, rename)
+    with pytest.raises(ValueError, match=r"unknown_class\.keras.*Unknown layer class 'EinsumDense'"):
+        lamina.models.load_model(bad)
+
+    def add_key(cfg):
+        cfg["config"]["layers"][1]["config"]["flash_attention"] = True
+    bad = str(tmp_path / "unknown_key.keras")
+    _rewrite_config(src, bad, add_key)
+    with pytest.raises((TypeError, ValueError), match=r"unknown_key\.keras.*flash_attention"):
+        lamina.models.load_model(bad)
+
+    def renorm(cfg):
+        cfg["config"]["layers"][1] = {"module": "keras.layers", "class_name": "BatchNormalization",
+                                      "config": {"renorm": True}, "registered_name": None,
+                                      "name": cfg["config"]["layers"][1]["name"],
+                                      "inbound_nodes": cfg["config"]["layers"][1]["inbound_nodes"]}
+    bad = str(tmp_path / "renorm.keras")
+    _rewrite_config(src, bad, renorm)
+    with pytest.raises(ValueError, match=r"renorm\.keras.*renorm=True.*not supported"):
+        lamina.models.load_model(bad)
+
+    data = open(src, "rb").read()
+    trunc = str(tmp_path / "truncated.keras")
+    open(trunc, "wb").write(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"truncated\.keras.*corrupt"):
+        lamina.models.load_model(trunc)
+    h5p = str(tmp_path / "m.h5")
+    m.save(h5p)
+    trunc = str(tmp_path / "truncated.h5")
+    open(trunc, "wb").write(open(h5p, "rb").read()[:1000])
+    with pytest.raises(ValueError, match=r"truncated\.h5"):
+        lamina.models.load_model(trunc)
+    with pytest.raises(ValueError, match="GlorotUniform.*input_rank"):   # a key the initializer lacks
+        lamina.initializers.get({"class_name": "GlorotUniform", "config": {"seed": None, "input_rank": 2}})

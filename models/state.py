@@ -1,0 +1,153 @@
+"""Keras 3's variable layout (".weights.h5", and "model.weights.h5" inside ".keras"), written and
+read as Keras's saving_lib does: every saveable object (a layer, a model, the optimizer) has a
+group `<path>/vars` (attribute "name") holding what its `save_own_variables(store)` wrote under
+"0", "1", ...; `load_own_variables(store)` reads it back.
+
+Paths: a Functional or Sequential model's layers are under `layers/<snake_case class name>`
+(de-duplicated: dense, dense_1, ...), a layer's sub-layers under the attribute that holds them
+(`lstm/cell`, `bidirectional/forward_layer`), lists of layers as containers, the optimizer under
+`optimizer`, the model's own variables in the root `vars`."""
+import numpy as np
+
+from ..layers.layer import Layer, to_snake_case
+
+# lamina's bookkeeping attributes that hold layers; never a saved path
+_SKIP = frozenset({"_layers", "_outer", "_stack", "_inbound_nodes"})
+
+
+class H5Store:
+    """The dict-like store `save_own_variables` / `load_own_variables` see: one `vars` group."""
+
+    def __init__(self, root, path, mode, name=None):
+        self._root, self._path, self._mode = root, path, mode
+        self._group = None
+        if mode == "w":
+            base = root.require_group(path) if path else root
+            self._group = base.create_group("vars")
+            if name is not None:
+                self._group.attrs["name"] = name
+        else:
+            full = f"{path}/vars" if path else "vars"
+            if full in root:
+                self._group = root[full]
+
+    @property
+    def path(self):
+        return f"{self._path}/vars" if self._path else "vars"
+
+    def keys(self):
+        return list(self._group.keys()) if self._group is not None else []
+
+    def __len__(self):
+        return len(self.keys())
+
+    def __contains__(self, key):
+        return self._group is not None and key in self._group
+
+    def __getitem__(self, key):
+        if self._group is None or key not in self._group:
+            raise KeyError(f"no variable '{key}' under '{self.path}'")
+        return np.asarray(self._group[key])
+
+    def __setitem__(self, key, value):
+        if self._mode != "w":
+            raise ValueError("This store is read-only")
+        value = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+        self._group.create_dataset(key, data=value)
+
+
+def _is_graph_model(obj):
+    from .model import Functional
+    from .sequential import Sequential
+    return isinstance(obj, (Functional, Sequential))
+
+
+def _name_key(name):
+    return "~" + name if name.startswith("_") else name   # Keras visits private attributes last
+
+
+def _children(obj, with_optimizer):
+    """(attribute, child) pairs in Keras's order: a graph model's `layers` first, then the
+    attributes (sorted, private ones last) that hold layers or lists/dicts of layers."""
+    from .model import Model
+    out = []
+    if _is_graph_model(obj):
+        out.append(("layers", list(obj.layers)))
+    for attr in sorted(vars(obj), key=_name_key):
+        if attr in _SKIP or attr.startswith("__"):
+            continue
+        value = vars(obj)[attr]
+        if isinstance(value, Layer) or isinstance(value, (list, tuple, dict)) and value and \
+                all(isinstance(v, Layer) for v in (value.values() if isinstance(value, dict) else value)):
+            out.append((attr, value))
+    if with_optimizer and isinstance(obj, Model) and getattr(obj, "compiled", False) and \
+            getattr(obj, "optimizer", None) is not None:
+        out.append(("optimizer", obj.optimizer))
+    return out
+
+
+def _join(path, name):
+    return f"{path}/{name}" if path else name
+
+
+def walk(obj, visit, path="", with_optimizer=True, visited=None):
+    """Calls visit(saveable, path) for `obj` and everything below it, each object once."""
+    visited = set() if visited is None else visited
+    if id(obj) in visited:
+        return
+    visited.add(id(obj))
+    visit(obj, path)
+    if not isinstance(obj, Layer):
+        return
+    for attr, child in _children(obj, with_optimizer and path == ""):
+        p = _join(path, attr)
+        if isinstance(child, (list, tuple, dict)):
+            _walk_container(child, visit, p, visited)
+        else:
+            walk(child, visit, p, False, visited)
+
+
+def _walk_container(items, visit, path, visited):
+    used = {}
+    for item in (items.values() if isinstance(items, dict) else items):
+        if isinstance(item, (list, tuple, dict)):
+            base = "container"
+        else:
+            base = to_snake_case(type(item).__name__)
+        n = used.get(base, -1) + 1
+        used[base] = n
+        p = _join(path, base if n == 0 else f"{base}_{n}")
+        if isinstance(item, (list, tuple, dict)):
+            _walk_container(item, visit, p, visited)
+        else:
+            walk(item, visit, p, False, visited)
+
+
+def save_state(model, h5, include_optimizer=True):
+    """Writes `model`'s variables (and its optimizer's, when compiled) in Keras 3's layout."""
+    def visit(obj, path):
+        obj.save_own_variables(H5Store(h5, path, "w", getattr(obj, "name", None)))
+    walk(model, visit, with_optimizer=include_optimizer)
+
+
+def load_state(model, h5, source, include_optimizer=False, skip_mismatch=False):
+    """Reads what save_state wrote (or Keras wrote). Errors name the object, the path in the file
+    and `source`; with skip_mismatch=True a mismatching object keeps its values and is warned about."""
+    import warnings
+
+    def visit(obj, path):
+        store = H5Store(h5, path, "r")
+        try:
+            obj.load_own_variables(store)
+        except (ValueError, KeyError) as e:
+            msg = f"Could not load the variables at '{store.path}' of {source} into {_describe(obj)}: {e}"
+            if skip_mismatch:
+                warnings.warn(msg + "; skipped")
+                return
+            raise ValueError(msg) from None
+    walk(model, visit, with_optimizer=include_optimizer)
+
+
+def _describe(obj):
+    name = getattr(obj, "name", None)
+    return f"{type(obj).__name__} '{name}'" if name else type(obj).__name__

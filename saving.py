@@ -1,0 +1,366 @@
+"""`lamina.saving`, as `keras.saving`: the custom-object registry, Keras's object serialization
+({"module", "class_name", "config", "registered_name"}), and saving/loading whole models.
+
+Configs are Keras 3's own: a lamina class that Keras also has is written under Keras's public
+module ("keras.layers", "keras.initializers", ...), so Keras reads lamina's files and lamina
+reads Keras's. A custom class is registered as "package>name" (`register_keras_serializable`)
+and found again by that name, by its plain class name, or through `custom_objects`.
+
+This module imports nothing from lamina at import time, so any module may use the registry."""
+import threading
+import types
+
+import numpy as np
+
+_GLOBAL_CUSTOM_OBJECTS = {}   # "package>name" -> class or function
+_GLOBAL_CUSTOM_NAMES = {}     # class or function -> "package>name"
+
+
+class _Scope(threading.local):
+    def __init__(self):
+        self.custom_objects = {}
+
+
+_scope = _Scope()
+
+
+# ---- registry ---------------------------------------------------------------------------------
+
+def register_keras_serializable(package="Custom", name=None):
+    """Class/function decorator: saved configs name the object "package>name" and loading finds
+    it again by that name (or by its plain name)."""
+    def decorator(obj):
+        registered = f"{package}>{name if name is not None else obj.__name__}"
+        if isinstance(obj, type) and not hasattr(obj, "get_config"):
+            raise ValueError(f"Cannot register {obj.__name__}: a class needs a get_config() method to be saved")
+        _GLOBAL_CUSTOM_OBJECTS[registered] = obj
+        _GLOBAL_CUSTOM_NAMES[obj] = registered
+        return obj
+    return decorator
+
+
+def get_custom_objects():
+    """The live global dict of registered objects ("package>name" -> object); entries added to it
+    by hand (under any name) are found by loading too."""
+    return _GLOBAL_CUSTOM_OBJECTS
+
+
+def get_registered_name(obj):
+    """"package>name" for a registered object, else its plain name."""
+    return _GLOBAL_CUSTOM_NAMES.get(obj, getattr(obj, "__name__", type(obj).__name__))
+
+
+def _lookup(name, table, module=None, suffix=True):
+    """table[name]; with suffix=True a plain name also finds "package>name" (the first such
+    entry whose object comes from `module`, when a module is given)."""
+    if not name or not table:
+        return None
+    if name in table:
+        return table[name]
+    if suffix and ">" not in name:
+        for key, obj in table.items():
+            if key.endswith(">" + name) and (module is None or getattr(obj, "__module__", None) == module):
+                return obj
+    return None
+
+
+def get_registered_object(name, custom_objects=None, module_objects=None):
+    """The object registered (or in scope, or in `custom_objects`) under `name`, else None.
+    `name` may be "package>name" or the plain name."""
+    for table in (_scope.custom_objects, _GLOBAL_CUSTOM_OBJECTS, custom_objects or {}, module_objects or {}):
+        obj = _lookup(name, table)
+        if obj is not None:
+            return obj
+    return None
+
+
+class CustomObjectScope:
+    """`with custom_object_scope({"MyLayer": MyLayer}): ...` makes the objects visible to loading."""
+
+    def __init__(self, custom_objects=None, *more):
+        self.custom_objects = dict(custom_objects or {})
+        for d in more:
+            self.custom_objects.update(d or {})
+        self._backup = None
+
+    def __enter__(self):
+        self._backup = dict(_scope.custom_objects)
+        _scope.custom_objects = {**self._backup, **self.custom_objects}
+        return self
+
+    def __exit__(self, *exc):
+        _scope.custom_objects = self._backup
+
+
+custom_object_scope = CustomObjectScope
+
+
+def _all_custom_objects(custom_objects=None):
+    return {**_GLOBAL_CUSTOM_OBJECTS, **_scope.custom_objects, **(custom_objects or {})}
+
+
+# ---- where lamina's classes live in Keras's namespace --------------------------------------------
+
+_PACKAGE = __name__.rsplit(".", 1)[0]          # "lamina"
+_KINDS = ("layers", "initializers", "regularizers", "constraints", "optimizers", "losses", "metrics")
+_KERAS_MODULE = {"layers": "keras.layers", "initializers": "keras.initializers",
+                 "regularizers": "keras.regularizers", "constraints": "keras.constraints",
+                 "optimizers": "keras.optimizers", "losses": "keras.losses", "metrics": "keras.metrics",
+                 "schedules": "keras.optimizers.schedules"}
+
+
+def _namespaces():
+    import importlib
+    out = {k: importlib.import_module(f"{_PACKAGE}.{k}") for k in _KINDS}
+    out["schedules"] = importlib.import_module(f"{_PACKAGE}.optimizers.schedules")
+    return out
+
+
+def _model_classes():
+    from .models.model import Functional, Model
+    from .models.sequential import Sequential
+    return {"Functional": Functional, "Model": Model, "Sequential": Sequential}
+
+
+def _public_home(cls):
+    """(keras module, registered_name) for a lamina class Keras also exports, else None."""
+    if not cls.__module__.startswith(_PACKAGE + "."):
+        return None
+    models = _model_classes()
+    if cls is models["Functional"]:
+        return "keras.src.models.functional", "Functional"
+    if cls is models["Sequential"] or cls is models["Model"]:
+        return "keras", None
+    for kind, mod in _namespaces().items():
+        if getattr(mod, cls.__name__, None) is cls:
+            return _KERAS_MODULE[kind], None
+    return None
+
+
+def _find_class(class_name, module):
+    """The lamina class Keras's (module, class_name) names, or None."""
+    spaces = _namespaces()
+    kind = None
+    if module:
+        parts = module.split(".")
+        if parts[0] not in ("keras", _PACKAGE):
+            return None      # another package's class: only custom objects can stand for it
+        kind = next((k for k in ("schedules",) + _KINDS if k in parts[1:]), None)
+        if kind is None and ("models" in parts or len(parts) == 1):
+            kind = "models"
+        if kind is None:
+            return None      # e.g. Keras's ops ("keras.src.ops.numpy"): no lamina class stands for them
+    if kind == "models" or kind is None:
+        cls = _model_classes().get(class_name)
+        if cls is not None:
+            return cls
+    order = [kind] if kind not in (None, "models") else list(spaces)
+    for k in order:
+        obj = getattr(spaces[k], class_name, None)
+        if isinstance(obj, type):
+            return obj
+        table = getattr(spaces[k], "_CLASSES", None) or getattr(spaces[k], "_ALIASES", None) or {}
+        if isinstance(table.get(class_name), type):
+            return table[class_name]
+    return None
+
+
+# ---- serialization --------------------------------------------------------------------------------
+
+def dtype_policy_config(name):
+    """Keras's serialized DTypePolicy, as layer configs carry it."""
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": name}, "registered_name": None}
+
+
+def serialize_keras_object(obj):
+    """A JSON-ready description of `obj`, in Keras 3's form: plain values as they are; objects as
+    {"module", "class_name", "config", "registered_name"} (+ "build_config" / "compile_config")."""
+    from .backend.tensor import Tensor
+    from .layers.input_layer import KerasTensor
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if isinstance(obj, (list, tuple)):
+        out = [serialize_keras_object(v) for v in obj]
+        return tuple(out) if isinstance(obj, tuple) else out
+    if isinstance(obj, dict):
+        return {k: serialize_keras_object(v) for k, v in obj.items()}
+    if isinstance(obj, bytes):
+        return {"class_name": "__bytes__", "config": {"value": obj.decode("utf-8")}}
+    if isinstance(obj, KerasTensor):
+        history = list(obj._keras_history) if obj._keras_history else None
+        if history:
+            history[0] = history[0].name
+        return {"class_name": "__keras_tensor__",
+                "config": {"shape": obj.shape, "dtype": obj.dtype, "keras_history": history}}
+    if isinstance(obj, Tensor):
+        a = obj.numpy()
+        return {"class_name": "__tensor__", "config": {"value": a.tolist(), "dtype": str(a.dtype)}}
+    if isinstance(obj, np.ndarray):
+        if obj.ndim == 0:
+            return obj.item()
+        return {"class_name": "__numpy__", "config": {"value": obj.tolist(), "dtype": str(obj.dtype)}}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, types.FunctionType) and obj.__name__ == "<lambda>":
+        raise ValueError("Cannot serialize a Python lambda: lamina does not save code. Use a named function "
+                         "registered with @lamina.saving.register_keras_serializable()")
+    if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType)):
+        from . import activations
+        if obj in _GLOBAL_CUSTOM_NAMES or activations._BY_NAME.get(obj.__name__) is not obj:
+            name = get_registered_name(obj)
+            module = None if obj.__module__ == "__main__" else obj.__module__
+            return {"module": module, "class_name": "function", "config": name, "registered_name": name}
+        return {"module": "keras.activations", "class_name": "function", "config": obj.__name__,
+                "registered_name": obj.__name__}
+    if not hasattr(obj, "get_config"):
+        raise TypeError(f"Cannot serialize {obj!r} ({type(obj).__name__}): a class needs a get_config() method")
+    config = obj.get_config()
+    if not isinstance(config, dict):
+        raise TypeError(f"{type(obj).__name__}.get_config() must return a dict, it returned {config!r}")
+    cls = type(obj)
+    home = None if cls in _GLOBAL_CUSTOM_NAMES else _public_home(cls)
+    if home is not None:
+        module, registered = home
+    else:
+        module = None if cls.__module__ == "__main__" else cls.__module__
+        registered = get_registered_name(cls)
+    out = {"module": module, "class_name": cls.__name__, "config": serialize_keras_object(config),
+           "registered_name": registered}
+    build = getattr(obj, "get_build_config", None)
+    build_config = build() if build is not None else None
+    if build_config is not None:
+        out["build_config"] = serialize_keras_object(build_config)
+    compile_cfg = getattr(obj, "get_compile_config", None)
+    compile_config = compile_cfg() if compile_cfg is not None else None
+    if compile_config is not None:
+        out["compile_config"] = serialize_keras_object(compile_config)
+    return out
+
+
+class _SavedTensor:
+    """A KerasTensor as a node config names it: (layer name, node index, tensor index)."""
+
+    def __init__(self, history):
+        self.history = history
+
+
+def retrieve_class(class_name, registered_name=None, module=None, custom_objects=None, what="class"):
+    """The class (or function) a config names: custom objects first (by registered name, then by
+    plain name), then lamina's own by Keras's module and name. Raises ValueError naming it."""
+    table = _all_custom_objects(custom_objects)
+    for key in (registered_name, class_name, class_name.split(">")[-1]):
+        obj = _lookup(key, table, suffix=False)
+        if obj is not None:
+            return obj
+    # a file that names a plain class (lamina's earlier files, Keras's legacy ones) finds it
+    # registered as "package>name", if it is the class of the module the file names
+    plain_module = module if module and module.split(".")[0] not in ("keras", _PACKAGE) else None
+    obj = _lookup(class_name, table, module=plain_module)
+    if obj is not None:
+        return obj
+    obj = _find_class(class_name, module)
+    if obj is not None:
+        return obj
+    where = f" (module '{module}')" if module else ""
+    raise ValueError(f"Unknown {what} '{class_name}'{where}: lamina has no {what} of that name. If it is a "
+                     f"custom {what}, pass custom_objects={{'{class_name}': {class_name}}} or decorate it with "
+                     "@lamina.saving.register_keras_serializable()")
+
+
+def deserialize_keras_object(config, custom_objects=None, safe_mode=True, printable_module_name="class", **kwargs):
+    """The object a Keras-form config describes (the inverse of `serialize_keras_object`).
+    Configs without "module" (Keras's legacy .h5 form) are read too."""
+    if config is None or isinstance(config, (int, float, bool)):
+        return config
+    if isinstance(config, str):
+        obj = get_registered_object(config, custom_objects)
+        return obj if obj is not None else config
+    if isinstance(config, (list, tuple)):
+        return [deserialize_keras_object(v, custom_objects, safe_mode) for v in config]
+    if not isinstance(config, dict):
+        raise TypeError(f"Could not parse config {config!r}")
+    if "class_name" not in config or "config" not in config:
+        return {k: deserialize_keras_object(v, custom_objects, safe_mode) for k, v in config.items()}
+    class_name, inner = config["class_name"], config["config"] if config["config"] is not None else {}
+    if class_name == "__keras_tensor__":
+        return _SavedTensor(inner.get("keras_history"))
+    if class_name in ("__tensor__", "__numpy__"):
+        return np.array(inner["value"], dtype=inner.get("dtype"))
+    if class_name == "__bytes__":
+        return inner["value"].encode("utf-8")
+    if class_name == "__lambda__":
+        raise ValueError("The config holds a Python lambda (Keras's '__lambda__'); lamina does not load saved "
+                         "code. Rebuild that part of the model in Python and load the weights.")
+    module, registered = config.get("module"), config.get("registered_name")
+    if class_name == "function":
+        from . import activations
+        fn = get_registered_object(registered or inner, custom_objects) or get_registered_object(inner, custom_objects)
+        if fn is None:
+            fn = activations._BY_NAME.get(inner)
+        if fn is None:
+            raise ValueError(f"Unknown function '{inner}'{f' (module {module!r})' if module else ''}: register it "
+                             "with @lamina.saving.register_keras_serializable() or pass it in custom_objects")
+        return fn
+    cls = retrieve_class(class_name, registered, module, custom_objects, what=printable_module_name)
+    if not hasattr(cls, "from_config"):
+        raise TypeError(f"'{class_name}' has no from_config(): it cannot be rebuilt from its config")
+    with CustomObjectScope(custom_objects):
+        try:
+            instance = _from_config(cls, inner, custom_objects)
+        except TypeError as e:
+            if "unrecognized keyword argument" not in str(e) and "unexpected keyword argument" not in str(e):
+                raise
+            name = inner.get("name") if isinstance(inner, dict) else None
+            raise ValueError(f"{class_name}{f' {name!r}' if name else ''}: the config has an option lamina's "
+                             f"{class_name} does not implement ({e}). Remove it, or rebuild that part of the "
+                             "model in code.") from None
+        build_config = config.get("build_config")
+        if build_config and hasattr(instance, "build_from_config") and not getattr(instance, "built", True):
+            instance.build_from_config(build_config)
+        compile_config = config.get("compile_config")
+        if compile_config and hasattr(instance, "compile_from_config"):
+            instance.compile_from_config(compile_config)
+    return instance
+
+
+def from_config_checked(cls, config, what):
+    """cls.from_config(config) for a small object (initializer, regularizer, constraint); a key
+    the class does not take is named in a ValueError."""
+    try:
+        return cls.from_config(dict(config))
+    except TypeError as e:
+        raise ValueError(f"{what} {cls.__name__}: cannot use the saved config {config}: {e}. The key is an option "
+                         f"lamina's {cls.__name__} does not implement.") from None
+
+
+def _from_config(cls, config, custom_objects):
+    import inspect
+    try:
+        params = inspect.signature(cls.from_config).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "custom_objects" in params:
+        return cls.from_config(config, custom_objects=custom_objects)
+    return cls.from_config(config)
+
+
+# ---- whole models ---------------------------------------------------------------------------------
+
+def save_model(model, filepath, overwrite=True, **kwargs):
+    """Saves `model` to a '.keras' zip (Keras 3's format) or a legacy '.h5' file, atomically."""
+    from .models.io import save_model as _save
+    _save(model, filepath, overwrite=overwrite, **kwargs)
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """Loads a model saved by lamina or by Keras ('.keras' or '.h5')."""
+    from .models.io import load_model as _load
+    return _load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+
+
+def save_weights(model, filepath, overwrite=True):
+    model.save_weights(filepath, overwrite=overwrite)
+
+
+def load_weights(model, filepath, skip_mismatch=False, **kwargs):
+    model.load_weights(filepath, skip_mismatch=skip_mismatch, **kwargs)
