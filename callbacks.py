@@ -7,6 +7,9 @@ import numpy as np
 
 
 class Callback:
+    """Base class of callbacks: override the hooks you need. Every hook receives `logs`, a dict
+    of floats (`{}` when there is nothing to report), as in Keras."""
+
     def __init__(self):
         self.model = None
         self.params = {}
@@ -21,8 +24,10 @@ class Callback:
     def on_train_end(self, logs=None): pass
     def on_epoch_begin(self, epoch, logs=None): pass
     def on_epoch_end(self, epoch, logs=None): pass
-    def on_train_batch_begin(self, batch, logs=None): pass
-    def on_train_batch_end(self, batch, logs=None): pass
+    def on_batch_begin(self, batch, logs=None): pass
+    def on_batch_end(self, batch, logs=None): pass
+    def on_train_batch_begin(self, batch, logs=None): self.on_batch_begin(batch, logs)
+    def on_train_batch_end(self, batch, logs=None): self.on_batch_end(batch, logs)
     def on_test_begin(self, logs=None): pass
     def on_test_end(self, logs=None): pass
     def on_test_batch_begin(self, batch, logs=None): pass
@@ -33,7 +38,37 @@ class Callback:
     def on_predict_batch_end(self, batch, logs=None): pass
 
 
+def pythonify_logs(logs):
+    """A new dict of `logs` with tensor values as Python floats and nested dicts (a step's
+    `{"compile_metrics": {...}}`) flattened, keys sorted, as Keras's."""
+    out = {}
+    for k, v in sorted((logs or {}).items()):
+        if isinstance(v, dict):
+            out.update(pythonify_logs(v))
+            continue
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            pass
+        out[k] = v
+    return out
+
+
+_BATCH_HOOKS = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end",
+                "on_test_batch_begin": None, "on_test_batch_end": None,
+                "on_predict_batch_begin": None, "on_predict_batch_end": None}
+
+
+def _overrides(callback, hook):
+    method = getattr(callback, hook)
+    return getattr(method, "__func__", method) is not getattr(Callback, hook)
+
+
 class CallbackList:
+    """Calls the hooks of a list of callbacks with the same logs dict, so that what one callback
+    adds (ReduceLROnPlateau's `learning_rate`) reaches the next (History, last). A batch hook runs
+    only when some callback overrides it: without one, fit reads nothing back per step."""
+
     def __init__(self, callbacks, model, params):
         self.callbacks = list(callbacks or [])
         for c in self.callbacks:
@@ -41,15 +76,39 @@ class CallbackList:
                 raise TypeError(f"callbacks must be Callback instances, received {type(c).__name__}")
             c.set_model(model)
             c.set_params(params)
+        self._batch = {hook: [c for c in self.callbacks if _overrides(c, hook) or alias and _overrides(c, alias)]
+                       for hook, alias in _BATCH_HOOKS.items()}
 
-    def __getattr__(self, name):
-        if not name.startswith("on_"):
-            raise AttributeError(name)
+    def _call(self, hook, *args, logs=None):
+        logs = pythonify_logs(logs)
+        for c in self.callbacks:
+            getattr(c, hook)(*args, logs)
+        return logs
 
-        def call(*args):
-            for c in self.callbacks:
-                getattr(c, name)(*args)
-        return call
+    def wants(self, hook):
+        """Whether some callback reads the logs of batch hook `hook`."""
+        return bool(self._batch[hook])
+
+    def _call_batch(self, hook, batch, logs):
+        if self._batch[hook]:
+            logs = pythonify_logs(logs)
+            for c in self._batch[hook]:
+                getattr(c, hook)(batch, logs)
+
+    def on_train_begin(self, logs=None): self._call("on_train_begin", logs=logs)
+    def on_train_end(self, logs=None): self._call("on_train_end", logs=logs)
+    def on_epoch_begin(self, epoch, logs=None): self._call("on_epoch_begin", epoch, logs=logs)
+    def on_epoch_end(self, epoch, logs=None): return self._call("on_epoch_end", epoch, logs=logs)
+    def on_test_begin(self, logs=None): self._call("on_test_begin", logs=logs)
+    def on_test_end(self, logs=None): self._call("on_test_end", logs=logs)
+    def on_predict_begin(self, logs=None): self._call("on_predict_begin", logs=logs)
+    def on_predict_end(self, logs=None): self._call("on_predict_end", logs=logs)
+    def on_train_batch_begin(self, batch, logs=None): self._call_batch("on_train_batch_begin", batch, logs)
+    def on_train_batch_end(self, batch, logs=None): self._call_batch("on_train_batch_end", batch, logs)
+    def on_test_batch_begin(self, batch, logs=None): self._call_batch("on_test_batch_begin", batch, logs)
+    def on_test_batch_end(self, batch, logs=None): self._call_batch("on_test_batch_end", batch, logs)
+    def on_predict_batch_begin(self, batch, logs=None): self._call_batch("on_predict_batch_begin", batch, logs)
+    def on_predict_batch_end(self, batch, logs=None): self._call_batch("on_predict_batch_end", batch, logs)
 
 
 class History(Callback):
@@ -140,6 +199,8 @@ class ModelCheckpoint(Callback):
         self.monitor_op, default = _monitor_op(mode, monitor, "ModelCheckpoint")
         self.best = initial_value_threshold if initial_value_threshold is not None else default
         self._batches = 0
+        if isinstance(save_freq, int):  # only then a batch hook (each one reads the step's logs)
+            self.on_train_batch_end = self._on_train_batch_end
 
     def _save(self, epoch, logs):
         path = self.filepath.format(epoch=epoch + 1, **(logs or {}))
@@ -161,11 +222,10 @@ class ModelCheckpoint(Callback):
         else:
             self.model.save(path)
 
-    def on_train_batch_end(self, batch, logs=None):
-        if isinstance(self.save_freq, int):
-            self._batches += 1
-            if self._batches % self.save_freq == 0:
-                self._save(self._epoch, logs)
+    def _on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        if self._batches % self.save_freq == 0:
+            self._save(self._epoch, logs)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -196,8 +256,7 @@ class LearningRateScheduler(Callback):
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {new}.")
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+        logs["learning_rate"] = float(self.model.optimizer.learning_rate)
 
 
 class ReduceLROnPlateau(Callback):
@@ -214,7 +273,6 @@ class ReduceLROnPlateau(Callback):
         self.best, self.wait, self.cooldown_counter = self._init_best, 0, 0
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
         logs["learning_rate"] = float(self.model.optimizer.learning_rate)
         current = logs.get(self.monitor)
         if current is None:

@@ -108,6 +108,8 @@ def reduce_values(values, sample_weight=None, reduction="sum_over_batch_size"):
         values = values * sw
     if reduction in ("none", None):
         return values
+    if sample_weight is None and reduction != "sum" and values.size:
+        return ops.mean(values)  # one op for the common case (the sum over the batch size)
     total = ops.sum(values)
     if reduction == "sum":
         return total
@@ -117,7 +119,16 @@ def reduce_values(values, sample_weight=None, reduction="sum_over_batch_size"):
 
 
 class Loss:
-    """Base class: `call(y_true, y_pred)` returns per-sample losses; `__call__` reduces them."""
+    """Base class: `call(y_true, y_pred)` returns per-sample losses; `__call__` reduces them.
+
+        class CustomMSE(lamina.losses.Loss):
+            def __init__(self, factor=0.1, name="custom_mse", reduction="sum_over_batch_size"):
+                super().__init__(name=name, reduction=reduction)
+                self.factor = factor
+
+            def call(self, y_true, y_pred):
+                return ops.mean(ops.square(y_true - y_pred), axis=-1) * self.factor
+    """
 
     def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
         if reduction not in _REDUCTIONS:
@@ -129,7 +140,11 @@ class Loss:
     def call(self, y_true, y_pred):
         raise NotImplementedError
 
+    _float_inputs = True  # as Keras: `call` receives float tensors, whatever came in (numpy, integer labels)
+
     def __call__(self, y_true, y_pred, sample_weight=None):
+        if self._float_inputs:
+            y_true, y_pred = _f(y_true), _f(y_pred)
         return reduce_values(self.call(y_true, y_pred), sample_weight, self.reduction)
 
     def get_config(self):
@@ -146,6 +161,8 @@ def _snake(n):
 
 
 class LossFunctionWrapper(Loss):
+    _float_inputs = False  # the built-in functions take integer labels as they are
+
     def __init__(self, fn, name=None, reduction="sum_over_batch_size", **kwargs):
         super().__init__(name=name or fn.__name__, reduction=reduction)
         self.fn, self._fn_kwargs = fn, kwargs

@@ -1,12 +1,21 @@
 """Metrics as `keras.metrics`: stateful objects (`update_state`, `result`, `reset_state`) and
 the plain functions behind them. "accuracy" is resolved from the shapes, as Keras does."""
+import numpy as np
+
+from . import initializers as _initializers
 from . import losses as _losses
 from . import ops
-from .backend.tensor import Tensor, convert_to_tensor
+from .backend import dtypes as _dtypes
+from .backend.tensor import Tensor, Variable, convert_to_tensor
 
 
 def _t(x):
     return x if isinstance(x, Tensor) else convert_to_tensor(x)
+
+
+def _f(x):
+    x = _t(x)
+    return x if x.dtype == "float32" else ops.cast(x, "float32")
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
@@ -51,20 +60,68 @@ mean_absolute_error = mae = _losses.mean_absolute_error
 
 
 class Metric:
-    """Base class of stateful metrics."""
+    """Base class of stateful metrics, as Keras's: state lives in variables made with
+    `add_variable` (on the device, so training reads nothing back per step); `update_state`
+    changes them with `assign`/`assign_add`, `result()` reads them, `reset_state()` puts them
+    back to their initial values.
+
+        class BinaryTruePositives(lamina.metrics.Metric):
+            def __init__(self, name="binary_true_positives", **kwargs):
+                super().__init__(name=name, **kwargs)
+                self.true_positives = self.add_variable(shape=(), initializer="zeros", name="tp")
+
+            def update_state(self, y_true, y_pred, sample_weight=None):
+                ...
+                self.true_positives.assign_add(ops.sum(values))
+
+            def result(self):
+                return self.true_positives
+    """
 
     def __init__(self, name=None, dtype=None):
         self.name = name or _losses._snake(type(self).__name__)
-        self.reset_state()
+        self._dtype = _standardize_dtype(dtype)
+        self._variables = []
+        self._initial_values = []
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    @property
+    def variables(self):
+        return list(self._variables)
+
+    def add_variable(self, shape=(), initializer="zeros", dtype=None, aggregation="sum", name=None):
+        """A non-trainable variable holding part of the metric's state."""
+        if not hasattr(self, "_variables"):
+            raise RuntimeError(f"{type(self).__name__}: call super().__init__(name=name, **kwargs) in __init__ "
+                               "before add_variable")
+        shape = tuple(int(d) for d in (shape or ()))
+        dtype = _standardize_dtype(dtype or self._dtype)
+        value = _initializers.get(initializer if initializer is not None else "zeros")(shape, dtype=dtype)
+        v = Variable(value, dtype=dtype, trainable=False, name=name or f"{self.name}_variable_{len(self._variables)}")
+        self._variables.append(v)
+        self._initial_values.append(convert_to_tensor(v.numpy(), device=v.device))  # a copy: reset_state writes it back
+        return v
+
+    def add_weight(self, shape=(), initializer=None, dtype=None, name=None, **kwargs):
+        """The older name of `add_variable`."""
+        return self.add_variable(shape=shape, initializer=initializer, dtype=dtype, name=name)
 
     def reset_state(self):
-        pass
+        """Every variable back to its initial value."""
+        for v, init in zip(self._variables, self._initial_values):
+            v.assign(init)
+
+    def reset_states(self):  # Keras 2's name
+        self.reset_state()
 
     def update_state(self, *args, **kwargs):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement update_state()")
 
     def result(self):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement result()")
 
     def __call__(self, *args, **kwargs):
         self.update_state(*args, **kwargs)
@@ -77,45 +134,111 @@ class Metric:
     def from_config(cls, config):
         return cls(**config)
 
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}>"
+
+
+def _standardize_dtype(dtype):
+    if dtype is None:
+        return "float32"
+    name = getattr(dtype, "name", dtype) if not isinstance(dtype, str) else dtype
+    return _dtypes.standardize(name)
+
+
+def _on(t, variable):
+    """`t` on the variable's device (a model placed on another device than its metrics)."""
+    return t if t.device is variable.device else t.to(variable.device)
+
+
+def _divide(total, count):
+    """total / count, 0 where nothing was counted (Keras's divide_no_nan)."""
+    return ops.divide(total, ops.maximum(count, _constant(1e-30, count.device)))
+
+
+_CONSTANTS = {}
+
+
+def _constant(value, device):
+    """A scalar float32 tensor, cached: the counts a metric adds (batch sizes) repeat every step."""
+    t = _CONSTANTS.get((value, device))
+    if t is None:
+        if len(_CONSTANTS) > 1024:
+            _CONSTANTS.clear()
+        t = _CONSTANTS[(value, device)] = convert_to_tensor(np.float32(value), "float32", device)
+    return t
+
 
 class Mean(Metric):
-    """Weighted mean of the values seen."""
+    """Weighted mean of the values seen. While every update has the same number weight (none, or
+    the batch size weighting a batch's mean loss), `total` and `count` are kept in units of that
+    weight: the mean is the same, and no multiply is spent per update."""
 
-    def reset_state(self):
-        self._total, self._count = 0.0, 0.0
+    def __init__(self, name="mean", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable((), "zeros", name="total")
+        self.count = self.add_variable((), "zeros", name="count")
+        self._unit = None  # the number weight of every update since the reset (1.0 once they differ)
+        self._counted = False  # a positive count was added since the reset: result() needs no 0/0 guard
 
     def update_state(self, values, sample_weight=None):
-        values = ops.cast(_t(values), "float32")
-        if sample_weight is not None:
-            sw = ops.cast(_t(sample_weight), "float32")
+        values = _f(values)
+        total = ops.sum(values) if values.shape else values
+        if sample_weight is None or isinstance(sample_weight, (int, float)):
+            w = 1.0 if sample_weight is None else float(sample_weight)
+            if w == 0.0:
+                return
+            if self._unit is None:
+                self._unit = w
+            if w != self._unit:
+                self._weigh_totals()
+                total = ops.multiply(total, _constant(w, total.device)) if w != 1.0 else total
+            n = values.size * w / self._unit
+            count = _constant(n, self.count.device)
+            self._counted = self._counted or n > 0
+        else:
+            self._weigh_totals()
+            sw = _f(sample_weight)
             if sw.size == values.size:
                 sw = ops.reshape(sw, values.shape)
             else:
                 while sw.ndim < values.ndim:
                     sw = ops.expand_dims(sw, -1)
                 sw = ops.broadcast_to(sw, values.shape)
-            self._total += float(ops.sum(values * sw))
-            self._count += float(ops.sum(sw))
-        else:
-            self._total += float(ops.sum(values))
-            self._count += float(values.size)
+            total, count = ops.sum(values * sw), _on(ops.sum(sw), self.count)
+        self.total.assign_add(_on(total, self.total))
+        self.count.assign_add(count)
+
+    def _weigh_totals(self):
+        """From sums in units of one weight to plain weighted sums."""
+        if self._unit not in (None, 1.0):
+            scale = _constant(self._unit, self.total.device)
+            self.total.assign(ops.multiply(self.total, scale))
+            self.count.assign(ops.multiply(self.count, scale))
+        self._unit = 1.0
 
     def result(self):
-        return self._total / self._count if self._count else 0.0
+        if self._counted:
+            return ops.divide(self.total, self.count)
+        return _divide(self.total, self.count)
+
+    def reset_state(self):
+        super().reset_state()
+        self._unit, self._counted = None, False
 
 
 class Sum(Metric):
-    def reset_state(self):
-        self._total = 0.0
+    def __init__(self, name="sum", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable((), "zeros", name="total")
 
     def update_state(self, values, sample_weight=None):
-        v = ops.cast(_t(values), "float32")
+        v = _f(values)
         if sample_weight is not None:
-            v = v * ops.cast(_t(sample_weight), "float32")
-        self._total += float(ops.sum(v))
+            v = v * _f(sample_weight)
+        self.total.assign_add(_on(ops.sum(v), self.total))
 
     def result(self):
-        return self._total
+        return ops.add(self.total, 0.0)  # a tensor, not the variable itself (it changes in place)
 
 
 class MeanMetricWrapper(Mean):
@@ -123,7 +246,7 @@ class MeanMetricWrapper(Mean):
 
     def __init__(self, fn, name=None, dtype=None, **kwargs):
         self._fn, self._fn_kwargs = fn, kwargs
-        super().__init__(name=name or fn.__name__)
+        super().__init__(name=name or fn.__name__, dtype=dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         super().update_state(self._fn(y_true, y_pred, **self._fn_kwargs), sample_weight)

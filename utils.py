@@ -1,6 +1,7 @@
 """Utilities, as `keras.utils`: to_categorical, set_random_seed, get_file, custom-object registration,
-image folders and image files (`image_dataset_from_directory`, `load_img`, `img_to_array`,
-`array_to_img`, `save_img`; these need Pillow)."""
+`PyDataset` (`Sequence`), `pack_x_y_sample_weight` / `unpack_x_y_sample_weight`, image folders and
+image files (`image_dataset_from_directory`, `load_img`, `img_to_array`, `array_to_img`,
+`save_img`; these need Pillow)."""
 import os
 import random as _py_random
 
@@ -9,6 +10,7 @@ import numpy as np
 from .datasets._files import get_file  # noqa: F401
 from .datasets._image import array_to_img, img_to_array, load_img, save_img  # noqa: F401
 from .datasets.image_folder import image_dataset_from_directory  # noqa: F401
+from .models.data import PyDataset, Sequence, pack_x_y_sample_weight, unpack_x_y_sample_weight  # noqa: F401
 from .saving import (CustomObjectScope, custom_object_scope, deserialize_keras_object,  # noqa: F401
                      get_custom_objects, get_registered_name, get_registered_object, register_keras_serializable,
                      serialize_keras_object)

@@ -312,14 +312,14 @@ def binary_crossentropy(target, output, from_logits=False):
 
 
 def one_hot(x, num_classes, axis=-1, dtype="float32", sparse=False):
-    """One-hot encoding of integer ids: a new axis of size num_classes at `axis` (default last).
-    Ids outside [0, num_classes) give an all-zero vector (TensorFlow / JAX behaviour)."""
+    """One-hot encoding of class ids: a new axis of size num_classes at `axis` (default last).
+    Float or bool ids are cast to int64 first (truncated, as Keras's TensorFlow and torch
+    backends do). Ids outside [0, num_classes) give an all-zero vector (TensorFlow / JAX behaviour)."""
     if sparse:
         raise NotImplementedError("one_hot: sparse=True is not supported; use sparse=False")
     x = _as_tensor(x)
     if not dtypes.is_int(x.dtype):
-        raise TypeError(f"one_hot: expected integer ids (int32 or int64), received {x.dtype} with "
-                        f"shape {x.shape}; cast them with ops.cast(x, 'int32')")
+        x = _m.cast(x, dtypes.INT64)
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 0:
         raise ValueError(f"one_hot: num_classes must be a non-negative int, received {num_classes!r}")
     K = int(num_classes)
@@ -329,7 +329,7 @@ def one_hot(x, num_classes, axis=-1, dtype="float32", sparse=False):
                          f"(ids of shape {x.shape})")
     a = int(axis) % nd
     shape = x.shape[:a] + (K,) + x.shape[a:]
-    out = empty(shape, dtypes.standardize(dtype), x.device)
+    out = empty(shape, dtypes.standardize(dtype or dtypes.FLOAT32), x.device)
     x.device.kernels.one_hot(x._buf, _pymath.prod(x.shape[:a]), K, _pymath.prod(x.shape[a:]), out._buf)
     return out
 

@@ -3,7 +3,7 @@ from .attention import AdditiveAttention, Attention  # noqa: F401
 from .convolutional import (Conv1D, Conv2D, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D,  # noqa: F401
                             SeparableConv2D, ZeroPadding2D)
 from .embedding import Embedding  # noqa: F401
-from .core import Activation, Dense, Dropout, Lambda, LeakyReLU, Masking, ReLU, Softmax  # noqa: F401
+from .core import Activation, ActivityRegularization, Dense, Dropout, Lambda, LeakyReLU, Masking, ReLU, Softmax  # noqa: F401
 from .input_layer import Input, InputLayer, KerasTensor  # noqa: F401
 from .layer import InputSpec, Layer  # noqa: F401
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,  # noqa: F401

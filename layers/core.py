@@ -1,4 +1,4 @@
-"""Core layers: Dense, Activation, Dropout, Lambda, and the activation layers."""
+"""Core layers: Dense, Activation, Dropout, ActivityRegularization, Lambda, and the activation layers."""
 import numpy as np
 
 from .. import activations as _activations
@@ -178,6 +178,27 @@ class Dropout(Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}
+
+
+class ActivityRegularization(Layer):
+    """Passes its inputs through and adds `l1 * sum(|x|) + l2 * sum(x^2)` (over the batch size) to
+    the model's losses, as Keras's."""
+
+    def __init__(self, l1=0.0, l2=0.0, **kwargs):
+        super().__init__(activity_regularizer=_regularizers.L1L2(l1=l1, l2=l2), **kwargs)
+        self.l1, self.l2 = l1, l2
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("activity_regularizer", None)
+        return {**config, "l1": self.l1, "l2": self.l2}
 
 
 class Masking(Layer):

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import constraints as _constraints
 from .. import initializers as _initializers
+from .. import metrics as _metrics
 from .. import regularizers as _regularizers
 from ..backend import dtypes
 from ..backend.device import current_device, device as device_scope, _scope as _device_scope
@@ -52,6 +53,7 @@ class _CallContext(threading.local):
     def __init__(self):
         self.training = None
         self.scope = []  # names of the layers being built, outermost first (weight paths)
+        self.entry = None  # the layer whose __call__ is outermost (it clears the losses of the last call)
 
 
 _ctx = _CallContext()
@@ -158,6 +160,8 @@ def shape_of(x):
 class Layer:
     """Base class of all layers (see the module docstring for the contract)."""
 
+    _tracks_metrics = False  # whether any layer has a Metric attribute (see __setattr__)
+
     def __init__(self, *, activity_regularizer=None, trainable=True, dtype=None, autocast=True, name=None, **kwargs):
         input_shape = kwargs.pop("input_shape", None)
         batch_input_shape = kwargs.pop("batch_input_shape", None)
@@ -172,6 +176,7 @@ class Layer:
         object.__setattr__(self, "_layers", [])
         object.__setattr__(self, "_own_weights", [])
         object.__setattr__(self, "_always_frozen", set())  # ids of weights created with trainable=False
+        object.__setattr__(self, "_metrics", [])  # Metric objects assigned as attributes (model.metrics)
         self.name = name if name else unique_name(to_snake_case(type(self).__name__))
         self._trainable = bool(trainable)
         self.dtype = layer_dtype(dtype, type(self).__name__)
@@ -206,6 +211,9 @@ class Layer:
                     self._layers.append(v)
         elif isinstance(value, Variable) and not any(value is w for w in self._own_weights):
             self._own_weights.append(value)
+        elif isinstance(value, _metrics.Metric) and not any(value is m for m in self._metrics):
+            self._metrics.append(value)
+            Layer._tracks_metrics = True  # from now on model.metrics looks for them in the layers
         object.__setattr__(self, key, value)
 
     # -- weights --
@@ -306,9 +314,11 @@ class Layer:
                              "Call it on an input or call build(input_shape) first.")
         return int(sum(int(np.prod(w.shape)) for w in self.weights))
 
-    # -- losses --
+    # -- losses and metrics --
     @property
     def losses(self):
+        """The losses added (`add_loss`, activity regularizers) during the last outermost call,
+        by this layer and the layers inside it, then the weight regularization penalties."""
         out = list(self._losses)
         for v, reg in getattr(self, "_regularizers", []):
             out.append(reg(v))
@@ -317,7 +327,24 @@ class Layer:
         return out
 
     def add_loss(self, loss):
-        self._losses.append(loss)
+        """Adds scalar loss(es) to this call's losses; from `call`, e.g.
+        `self.add_loss(self.rate * ops.mean(inputs))`. They are cleared at the start of the next
+        outermost call, so `losses` always holds one call's worth, as in Keras."""
+        self._losses.extend(flatten(loss))
+
+    def _clear_losses(self):
+        if self._losses:
+            self._losses.clear()
+        for l in self._layers:
+            l._clear_losses()
+
+    @property
+    def metrics(self):
+        """Metric objects assigned as attributes of this layer and the layers inside it."""
+        out = list(self._metrics)
+        for l in self._layers:
+            out.extend(l.metrics)
+        return out
 
     # -- build / call --
     def build(self, input_shape=None):
@@ -349,18 +376,29 @@ class Layer:
         if not args:
             raise TypeError(f"Layer '{self.name}' was called without inputs")
         inputs = args[0]
-        from .input_layer import KerasTensor
-        if any(isinstance(t, KerasTensor) for t in flatten(inputs)):
-            from ..models.functional import symbolic_call
-            return symbolic_call(self, *args, **kwargs)
-        inputs = map_structure(lambda t: t if isinstance(t, Tensor) else convert_to_tensor(t, dtype=None), inputs)
+        if not isinstance(inputs, Tensor):
+            from .input_layer import KerasTensor
+            if any(isinstance(t, KerasTensor) for t in flatten(inputs)):
+                from ..models.functional import symbolic_call
+                return symbolic_call(self, *args, **kwargs)
+        if _ctx.entry is not None:
+            return self._eager_call(inputs, args, kwargs)
+        _ctx.entry = self  # the outermost call: losses are collected afresh
+        self._clear_losses()
+        try:
+            return self._eager_call(inputs, args, kwargs)
+        finally:
+            _ctx.entry = None
+
+    def _eager_call(self, inputs, args, kwargs):
+        if not isinstance(inputs, Tensor):
+            inputs = map_structure(lambda t: t if isinstance(t, Tensor) else convert_to_tensor(t, dtype=None), inputs)
         if self._device is not None:
             dev = self._device
             inputs = map_structure(lambda t: t.to(dev) if t.device is not dev else t, inputs)
-        flat = flatten(inputs)
-        shapes = map_structure(shape_of, inputs)
+        flat = [inputs] if isinstance(inputs, Tensor) else flatten(inputs)
         if not self.built:
-            self._maybe_build(shapes)
+            self._maybe_build(map_structure(shape_of, inputs))
         if self.input_spec is not None:
             specs = self.input_spec if isinstance(self.input_spec, (list, tuple)) else [self.input_spec]
             for spec, t in zip(specs, flat):
@@ -375,9 +413,12 @@ class Layer:
             kwargs.pop("training", None)
         input_mask = kwargs.get("mask")
         if input_mask is None:
-            masks = [getattr(t, "_keras_mask", None) for t in flat]
-            if any(m is not None for m in masks):
-                input_mask = masks[0] if not isinstance(inputs, (list, tuple, dict)) else masks
+            if isinstance(inputs, Tensor):
+                input_mask = inputs._keras_mask
+            else:
+                masks = [getattr(t, "_keras_mask", None) for t in flat]
+                if any(m is not None for m in masks):
+                    input_mask = masks[0] if not isinstance(inputs, (list, tuple, dict)) else masks
         if self._call_has_mask:
             kwargs["mask"] = input_mask
         else:
@@ -394,7 +435,8 @@ class Layer:
             _ctx.training = prev
         if self.activity_regularizer is not None:
             for o in flatten(out):
-                self.add_loss(self.activity_regularizer(o))
+                loss = self.activity_regularizer(o)
+                self.add_loss(loss / o.shape[0] if o.ndim and o.shape[0] else loss)  # per sample, as Keras 3
         if input_mask is not None or type(self).compute_mask is not Layer.compute_mask:
             out_mask = self.compute_mask(inputs, input_mask)
             if out_mask is not None:

@@ -1,10 +1,103 @@
-"""Feeding data to fit/evaluate/predict: numpy arrays (or lists/dicts of them) in batches, or
-Python generators/iterables that yield batches."""
+"""Feeding data to fit/evaluate/predict, as Keras's data adapters. Accepted: numpy arrays (or
+lists/dicts of them), split into batches; a `PyDataset` (`Sequence`); a Python generator or any
+other iterable of batches (an image dataset, a torch DataLoader). Every adapter yields batches in
+Keras's form, `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`, which the train/test/predict
+steps take apart with `unpack_x_y_sample_weight`."""
+import collections
+import concurrent.futures
+import itertools
+
 import numpy as np
 
 from ..backend.tensor import Tensor
 from ..layers.layer import flatten, map_structure
 
+
+def unpack_x_y_sample_weight(data):
+    """`(x, y, sample_weight)` from a batch `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`,
+    with None for what is missing (Keras's `keras.utils.unpack_x_y_sample_weight`)."""
+    if isinstance(data, list):
+        data = tuple(data)
+    if not isinstance(data, tuple):
+        return data, None, None
+    if len(data) == 1:
+        return data[0], None, None
+    if len(data) == 2:
+        return data[0], data[1], None
+    if len(data) == 3:
+        return data
+    raise ValueError(f"Data is expected to be in format `x`, `(x,)`, `(x, y)`, or `(x, y, sample_weight)`; "
+                     f"received a tuple of {len(data)} elements")
+
+
+def pack_x_y_sample_weight(x, y=None, sample_weight=None):
+    """The batch form of `x`, `y`, `sample_weight` (Keras's `keras.utils.pack_x_y_sample_weight`):
+    `x` alone (`(x,)` when x is a list or tuple), `(x, y)` or `(x, y, sample_weight)`."""
+    if y is None:
+        return (x,) if isinstance(x, (list, tuple)) else x
+    if sample_weight is None:
+        return x, y
+    return x, y, sample_weight
+
+
+# ---- PyDataset -----------------------------------------------------------------------------------
+
+class PyDataset:
+    """Base class of a dataset written in Python, as Keras's `keras.utils.PyDataset`: implement
+    `__len__` (the number of batches) and `__getitem__(index)` (one whole batch: `x`, `(x, y)` or
+    `(x, y, sample_weight)`); `on_epoch_begin` / `on_epoch_end` run around each epoch.
+
+        class Batches(lamina.utils.PyDataset):
+            def __init__(self, x, y, batch_size, **kwargs):
+                super().__init__(**kwargs)
+                self.x, self.y, self.batch_size = x, y, batch_size
+
+            def __len__(self):
+                return math.ceil(len(self.x) / self.batch_size)
+
+            def __getitem__(self, idx):
+                s = slice(idx * self.batch_size, (idx + 1) * self.batch_size)
+                return self.x[s], self.y[s]
+
+    `workers=N` loads up to `max_queue_size` batches ahead on N threads of this process (useful
+    when `__getitem__` reads files); `use_multiprocessing=True` is not supported: lamina does not
+    fork worker processes."""
+
+    def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
+            raise ValueError(f"PyDataset: workers must be an int >= 0, received workers={workers!r}")
+        if isinstance(max_queue_size, bool) or not isinstance(max_queue_size, (int, np.integer)) or \
+                max_queue_size < 1:
+            raise ValueError(f"PyDataset: max_queue_size must be an int >= 1, received {max_queue_size!r}")
+        if use_multiprocessing:
+            raise ValueError("PyDataset: use_multiprocessing=True is not supported; lamina loads batches in this "
+                             "process. Pass workers=N (and use_multiprocessing=False) to load them on N threads.")
+        self.workers, self.use_multiprocessing, self.max_queue_size = int(workers), False, int(max_queue_size)
+
+    def __getitem__(self, index):
+        raise NotImplementedError(f"{type(self).__name__} must implement __getitem__(index), returning one batch")
+
+    @property
+    def num_batches(self):
+        """Batches per epoch (`len(self)`), or None for an endless dataset."""
+        return len(self) if hasattr(self, "__len__") else None
+
+    def on_epoch_begin(self):
+        pass
+
+    def on_epoch_end(self):
+        pass
+
+    def __iter__(self):
+        n = self.num_batches
+        for i in range(n) if n is not None else itertools.count():
+            yield self[i]
+
+
+Sequence = PyDataset  # Keras 2's name, the same class in Keras 3
+
+
+# ---- adapters --------------------------------------------------------------------------------------
 
 def _as_array(a):
     if isinstance(a, Tensor):
@@ -14,11 +107,6 @@ def _as_array(a):
 
 def is_array_like(x):
     return isinstance(x, (np.ndarray, Tensor, list, tuple, dict)) or np.isscalar(x)
-
-
-def _structure_len(x, name):
-    lens = [len(a) for a in flatten(x)]
-    return lens
 
 
 def check_cardinality(x, y, sample_weight):
@@ -37,10 +125,49 @@ def check_cardinality(x, y, sample_weight):
     return all_sizes.pop() if all_sizes else 0
 
 
-class ArrayData:
+def class_weight_to_sample_weight(class_weight, y, sample_weight=None):
+    """Per-sample weights from `class_weight` {class: weight} and a batch of targets (class ids,
+    or one-hot rows), times `sample_weight` when there is one."""
+    if y is None:
+        raise ValueError("class_weight needs targets: the data gives no y")
+    if isinstance(y, (list, tuple, dict)):
+        raise ValueError("class_weight is only supported for models with a single output")
+    y = _as_array(y)
+    if y.ndim > 1 and y.shape[-1] > 1:
+        labels = y.argmax(-1)
+    else:
+        labels = np.round(y.reshape(len(y), -1)[:, 0]).astype(np.int64)
+    w = np.array([class_weight.get(int(c), 1.0) for c in labels], np.float32)
+    return w if sample_weight is None else _as_array(sample_weight).astype(np.float32) * w
+
+
+class DataAdapter:
+    """One epoch of batches per iteration; `steps` is the number of batches per epoch (None when
+    unknown). `on_epoch_begin` / `on_epoch_end` run around each epoch."""
+
+    steps = None
+    class_weight = None
+
+    def on_epoch_begin(self):
+        pass
+
+    def on_epoch_end(self):
+        pass
+
+    def _finish(self, batch):
+        """A batch in Keras's form, with class weights folded into its sample weights."""
+        if isinstance(batch, list):
+            batch = tuple(batch)
+        if self.class_weight is not None:
+            x, y, sw = unpack_x_y_sample_weight(batch)
+            batch = (x, y, class_weight_to_sample_weight(self.class_weight, y, sw))
+        return batch
+
+
+class ArrayData(DataAdapter):
     """Arrays split into batches, optionally shuffled each epoch."""
 
-    def __init__(self, x, y=None, sample_weight=None, batch_size=32, shuffle=False, seed=None):
+    def __init__(self, x, y=None, sample_weight=None, batch_size=32, shuffle=False, seed=None, class_weight=None):
         self.x = map_structure(_as_array, x)
         self.y = map_structure(_as_array, y) if y is not None else None
         self.sw = map_structure(_as_array, sample_weight) if sample_weight is not None else None
@@ -50,6 +177,7 @@ class ArrayData:
         self.batch_size = int(batch_size or 32)
         self.shuffle = shuffle
         self.rng = np.random.default_rng(seed)
+        self.class_weight = class_weight
 
     @property
     def steps(self):
@@ -76,31 +204,68 @@ class ArrayData:
                 pick = lambda a: a[sel]  # noqa: E731
             else:
                 pick = lambda a, i=i: a[i:i + self.batch_size]  # noqa: E731
-            yield (map_structure(pick, self.x),
-                   map_structure(pick, self.y) if self.y is not None else None,
-                   map_structure(pick, self.sw) if self.sw is not None else None)
+            yield self._finish(pack_x_y_sample_weight(
+                map_structure(pick, self.x),
+                map_structure(pick, self.y) if self.y is not None else None,
+                map_structure(pick, self.sw) if self.sw is not None else None))
 
 
-def unpack(batch):
-    if isinstance(batch, tuple):
-        if len(batch) == 1:
-            return batch[0], None, None
-        if len(batch) == 2:
-            return batch[0], batch[1], None
-        if len(batch) == 3:
-            return batch
-        raise ValueError(f"A data generator must yield (x,), (x, y) or (x, y, sample_weight); it yielded a tuple of "
-                         f"{len(batch)} elements")
-    return batch, None, None
+class PyDatasetData(DataAdapter):
+    """The batches of a PyDataset, in shuffled order when `shuffle` (and the length is known)."""
+
+    def __init__(self, dataset, shuffle=False, class_weight=None, seed=None):
+        self.dataset, self.shuffle, self.class_weight = dataset, shuffle, class_weight
+        self.steps = dataset.num_batches
+        self.rng = np.random.default_rng(seed)
+
+    def on_epoch_begin(self):
+        self.dataset.on_epoch_begin()
+
+    def on_epoch_end(self):
+        self.dataset.on_epoch_end()
+
+    def _get(self, i):
+        batch = self.dataset[i]
+        if isinstance(batch, np.ndarray):
+            batch = (batch,)
+        if isinstance(batch, list):
+            batch = tuple(batch)
+        if not isinstance(batch, (tuple, dict)) or isinstance(batch, tuple) and len(batch) not in (1, 2, 3):
+            raise ValueError(f"{type(self.dataset).__name__}.__getitem__({i}) must return a batch: x, (x,), (x, y) "
+                             f"or (x, y, sample_weight); it returned {type(batch).__name__} {str(batch)[:80]}")
+        return self._finish(batch)
+
+    def __iter__(self):
+        if self.steps is None:
+            order = itertools.count()
+        else:
+            order = self.rng.permutation(self.steps) if self.shuffle else range(self.steps)
+        workers = getattr(self.dataset, "workers", 1)
+        if workers <= 1:
+            for i in order:
+                yield self._get(int(i))
+            return
+        # up to max_queue_size batches in flight on `workers` threads, yielded in order
+        ahead = getattr(self.dataset, "max_queue_size", 10)
+        order = iter(order)
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            pending = collections.deque(pool.submit(self._get, int(i)) for i in itertools.islice(order, ahead))
+            while pending:
+                batch = pending.popleft().result()
+                nxt = next(order, None)
+                if nxt is not None:
+                    pending.append(pool.submit(self._get, int(nxt)))
+                yield batch
 
 
-class IterableData:
-    """Batches from a generator or iterable of (x, y[, sample_weight]) tuples."""
+class IterableData(DataAdapter):
+    """Batches from a generator, or any iterable of batches (an image dataset, a torch
+    DataLoader). A generator carries on where the last epoch stopped; a re-iterable starts over."""
 
-    def __init__(self, source, steps=None):
+    def __init__(self, source, steps=None, class_weight=None):
         if steps is None and not hasattr(source, "__next__") and hasattr(source, "__len__"):
             steps = len(source)  # a re-iterable with a length (e.g. an image dataset): batches per epoch
-        self.source, self.steps = source, steps
+        self.source, self.steps, self.class_weight = source, steps, class_weight
         self._it = None
 
     def __iter__(self):
@@ -114,17 +279,30 @@ class IterableData:
                 self._it = None
                 return
             n += 1
-            yield unpack(batch)
+            yield self._finish(batch)
 
 
-def make_data(x, y=None, sample_weight=None, batch_size=None, shuffle=False, steps=None, seed=None):
+def make_data(x, y=None, sample_weight=None, batch_size=None, shuffle=False, steps=None, seed=None,
+              class_weight=None):
+    """The adapter for what was passed to fit/evaluate/predict."""
     if x is None:
-        raise ValueError("No input data: pass x (arrays or a generator of batches)")
-    if hasattr(x, "__next__") or (hasattr(x, "__iter__") and not is_array_like(x)):
+        raise ValueError("No input data: pass x (arrays, a PyDataset, or a generator of batches)")
+    if isinstance(x, DataAdapter):
+        return x
+    if class_weight is not None and not isinstance(class_weight, dict):
+        raise ValueError(f"class_weight must be a dict {{class index: weight}}, received {type(class_weight).__name__}")
+    if isinstance(x, PyDataset) or _is_batch_source(x):
+        what = type(x).__name__
         if y is not None:
-            raise ValueError("When x is a generator or iterable of batches, y must be None (the batches carry the "
-                             "targets)")
-        if batch_size is not None and hasattr(x, "__next__"):
-            pass
-        return IterableData(x, steps)
-    return ArrayData(x, y, sample_weight, batch_size or 32, shuffle, seed)
+            raise ValueError(f"x is a {what}, whose batches carry the targets: y must be None")
+        if sample_weight is not None:
+            raise ValueError(f"x is a {what}, whose batches carry the sample weights (as (x, y, sample_weight)): "
+                             "sample_weight must be None")
+        if isinstance(x, PyDataset):
+            return PyDatasetData(x, shuffle and x.num_batches is not None, class_weight, seed)
+        return IterableData(x, steps, class_weight)
+    return ArrayData(x, y, sample_weight, batch_size or 32, shuffle, seed, class_weight)
+
+
+def _is_batch_source(x):
+    return hasattr(x, "__next__") or (hasattr(x, "__iter__") and not is_array_like(x))

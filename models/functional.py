@@ -1,6 +1,6 @@
 """The functional graph: nodes recorded when layers are called on KerasTensors, and the
 Functional model that replays them on real tensors."""
-from ..backend.autodiff import _state as _tape_state
+from ..backend.autodiff import _state as _tape_state, no_grad
 from ..layers.input_layer import InputLayer, KerasTensor
 from ..layers.layer import Layer, check_input_spec, flatten, map_structure
 from ..backend.tensor import Tensor
@@ -70,6 +70,7 @@ def trace_output_shape(layer, input_shape, input_dtypes=None):
         out = layer.call(xs, **kwargs)
     finally:
         _tape_state.recording = was
+        layer._clear_losses()  # add_loss calls made while tracing are not losses of any real call
 
     def back(t):
         shape = list(t.shape)
@@ -99,7 +100,15 @@ def symbolic_call(layer, *args, **kwargs):
         specs = layer.input_spec if isinstance(layer.input_spec, (list, tuple)) else [layer.input_spec]
         for spec, t in zip(specs, flatten(inputs)):
             check_input_spec(layer, spec, t.shape)
-    out_shape = _compute_output_shape(layer, shapes, in_dtypes, args, kwargs)
+    # masks travel on KerasTensors as on tensors: a layer whose call takes `mask` is traced with it
+    in_masks = [getattr(t, "_keras_mask", None) for t in flatten(inputs) if isinstance(t, KerasTensor)]
+    mask = None
+    if any(m is not None for m in in_masks):
+        mask = in_masks if isinstance(inputs, (list, tuple, dict)) else in_masks[0]
+    if mask is not None and layer._call_has_mask and "mask" not in kwargs:
+        out_shape = _trace_with_args(layer, shapes, in_dtypes, args, {**kwargs, "mask": mask})
+    else:
+        out_shape = _compute_output_shape(layer, shapes, in_dtypes, args, kwargs)
     dtype_of = getattr(layer, "compute_output_dtype", None)
 
     def make(s):
@@ -114,8 +123,25 @@ def symbolic_call(layer, *args, **kwargs):
             return {k: build_out(v) for k, v in s.items()}
         return [build_out(v) for v in s]
     outputs = build_out(out_shape)
+    if mask is not None or type(layer).compute_mask is not Layer.compute_mask:
+        _attach_output_masks(layer, inputs, mask, outputs)
     Node(layer, flat_in, flatten(outputs), (args, kwargs))
     return outputs
+
+
+def _attach_output_masks(layer, inputs, mask, outputs):
+    """Sets `_keras_mask` on the output KerasTensors: `layer.compute_mask` run once on stand-in
+    values (zeros for the inputs, all-true masks), its result's shape made symbolic again."""
+    concrete, back = _stand_ins()
+    with no_grad():
+        out_mask = layer.compute_mask(map_structure(concrete, inputs), map_structure(concrete, mask))
+    if out_mask is None:
+        return
+    outs = flatten(outputs)
+    masks = out_mask if isinstance(out_mask, (list, tuple)) else [out_mask] * len(outs)
+    for o, m in zip(outs, masks):
+        if isinstance(m, Tensor):
+            o._keras_mask = KerasTensor(back(m), "bool", name=f"{layer.name}_mask")
 
 
 def _default_dtype(layer, in_dtypes):
@@ -131,7 +157,9 @@ def _compute_output_shape(layer, shapes, in_dtypes, args, kwargs):
     return trace_output_shape(layer, shapes, in_dtypes)
 
 
-def _trace_with_args(layer, shapes, in_dtypes, args, kwargs):
+def _stand_ins():
+    """`concrete(x)`: a KerasTensor -> zeros of its shape (unknown dims made small), an all-true
+    tensor for a boolean mask; `back(t)`: a traced result's shape with those dims unknown again."""
     unknown_other = [False]
 
     def concrete(x):
@@ -141,8 +169,19 @@ def _trace_with_args(layer, shapes, in_dtypes, args, kwargs):
                 if d is None and i > 0:
                     unknown_other[0] = True
                 dims.append((_SENTINEL_BATCH if i == 0 else _SENTINEL_DIM) if d is None else d)
-            return _m.zeros(tuple(dims), dtype=x.dtype)
+            return (_m.ones if x.dtype == "bool" else _m.zeros)(tuple(dims), dtype=x.dtype)
         return x
+
+    def back(t):
+        if not t.shape:
+            return ()
+        rest = tuple(None if unknown_other[0] and d == _SENTINEL_DIM else d for d in t.shape[1:])
+        return (None,) + rest
+    return concrete, back
+
+
+def _trace_with_args(layer, shapes, in_dtypes, args, kwargs):
+    concrete, back = _stand_ins()
     a = [map_structure(concrete, v) for v in args]
     k = {n: map_structure(concrete, v) for n, v in kwargs.items()}
     if layer._call_has_training:
@@ -153,12 +192,7 @@ def _trace_with_args(layer, shapes, in_dtypes, args, kwargs):
         out = layer.call(*a, **k)
     finally:
         _tape_state.recording = was
-
-    def back(t):
-        if not t.shape:
-            return ()
-        rest = tuple(None if unknown_other[0] and d == _SENTINEL_DIM else d for d in t.shape[1:])
-        return (None,) + rest
+        layer._clear_losses()
     return back(out) if isinstance(out, Tensor) else map_structure(back, out)
 
 

@@ -11,12 +11,17 @@ from .trainer import Trainer
 
 class Model(Trainer, Layer):
     def __new__(cls, *args, **kwargs):
-        if cls is Model and (len(args) >= 2 or "inputs" in kwargs and "outputs" in kwargs or
-                             len(args) == 1 and "outputs" in kwargs):
+        if cls is Model and _functional_args(args, kwargs):
             return super().__new__(Functional)
         return super().__new__(cls)
 
     def __init__(self, *args, **kwargs):
+        if _functional_args(args, kwargs) and not isinstance(self, Functional):
+            # `class CustomModel(Model)` built as `CustomModel(inputs, outputs)` (the Keras guides'
+            # custom train_step): a functional model with the subclass's methods, as Keras's
+            self.__class__ = _functional_subclass(type(self))
+            Functional.__init__(self, *args, **kwargs)
+            return
         trainable = kwargs.pop("trainable", True)
         name = kwargs.pop("name", None)
         dtype = kwargs.pop("dtype", None)
@@ -169,3 +174,18 @@ class Functional(Model):
     def from_config(cls, config, custom_objects=None):
         from .saving import functional_from_config
         return functional_from_config(config, custom_objects, cls=cls)
+
+
+def _functional_args(args, kwargs):
+    return len(args) >= 2 or len(args) == 1 and "outputs" in kwargs or "inputs" in kwargs and "outputs" in kwargs
+
+
+_FUNCTIONAL_SUBCLASSES = {}
+
+
+def _functional_subclass(cls):
+    """`cls` with Functional's graph behind its own methods (Keras's inject_functional_model_class)."""
+    if cls not in _FUNCTIONAL_SUBCLASSES:
+        _FUNCTIONAL_SUBCLASSES[cls] = type(cls.__name__, (cls, Functional), {"__module__": cls.__module__,
+                                                                            "__qualname__": cls.__qualname__})
+    return _FUNCTIONAL_SUBCLASSES[cls]

@@ -5,6 +5,7 @@ import pytest
 
 import lamina
 from lamina import callbacks, layers
+from keras_ref import keras_or_none
 
 
 def _model(lr=0.1):
@@ -82,3 +83,58 @@ def test_csv_logger(tmp_path):
     assert lines[0] == "epoch,loss" and len(lines) == 3
     _model().fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.CSVLogger(path, append=True)])
     assert len(path.read_text().strip().splitlines()) == 4
+
+
+def test_every_hook_receives_a_dict():
+    x, y = _data()
+    seen = {}
+
+    class Spy(callbacks.Callback):
+        pass
+    hooks = [h for h in dir(callbacks.Callback) if h.startswith("on_")]
+
+    def make(name):
+        def hook(self, *args):
+            assert len(args) == (1 if name in ("on_train_begin", "on_train_end", "on_test_begin", "on_test_end",
+                                               "on_predict_begin", "on_predict_end") else 2)
+            logs = args[-1]
+            assert isinstance(logs, dict), f"{name} received {logs!r}"
+            assert all(isinstance(v, float) for k, v in logs.items() if k != "outputs"), (name, logs)
+            seen.setdefault(name, []).append(dict(logs))
+        return hook
+    for h in hooks:
+        setattr(Spy, h, make(h))
+    m = _model()
+    m.fit(x, y, epochs=2, batch_size=32, verbose=0, validation_data=(x, y), callbacks=[Spy()])
+    m.evaluate(x, y, verbose=0, callbacks=[Spy()])
+    m.predict(x, verbose=0, callbacks=[Spy()])
+    assert set(seen) >= {"on_train_begin", "on_epoch_begin", "on_train_batch_begin", "on_train_batch_end",
+                         "on_epoch_end", "on_test_begin", "on_test_batch_end", "on_test_end", "on_train_end",
+                         "on_predict_begin", "on_predict_batch_end", "on_predict_end"}
+    assert seen["on_epoch_begin"] == [{}, {}]
+    assert set(seen["on_epoch_end"][0]) == {"loss", "val_loss"}
+    assert set(seen["on_train_batch_end"][0]) == {"loss"} and "outputs" in seen["on_predict_batch_end"][0]
+
+
+def test_learning_rate_in_the_epoch_logs():
+    x, y = _data()
+    m = _model(lr=0.05)
+    rl = callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=10.0)
+    h = m.fit(x, y, epochs=3, verbose=0, callbacks=[rl])
+    assert h.history["learning_rate"] == pytest.approx([0.05, 0.05, 0.025])
+    sched = lamina.optimizers.schedules.ExponentialDecay(0.1, decay_steps=2, decay_rate=0.5)
+    m = lamina.Sequential([lamina.Input(shape=(3,)), layers.Dense(1)])
+    m.compile(optimizer=lamina.optimizers.SGD(sched), loss="mse")
+    rl = callbacks.ReduceLROnPlateau(monitor="loss", patience=100)
+    h = m.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[rl])  # 2 steps per epoch
+    assert h.history["learning_rate"] == pytest.approx([0.05, 0.025])
+    assert list(h.history) == ["loss", "learning_rate"]
+    keras = keras_or_none()
+    if keras is None:
+        return
+    k = keras.Sequential([keras.Input(shape=(3,)), keras.layers.Dense(1)])
+    k.compile(optimizer=keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(0.1, 2, 0.5)), loss="mse")
+    kh = k.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[keras.callbacks.ReduceLROnPlateau(
+        monitor="loss", patience=100)])
+    assert list(kh.history) == list(h.history)
+    assert kh.history["learning_rate"] == pytest.approx(h.history["learning_rate"])

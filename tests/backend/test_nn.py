@@ -305,12 +305,29 @@ def test_one_hot_dtypes_and_errors():
     got = nn.one_hot(np.array([2, 0], np.int64), 3, dtype="int32")
     assert got.dtype == "int32" and got.numpy().tolist() == [[0, 0, 1], [1, 0, 0]]
     assert nn.one_hot(np.array([1]), 2, dtype="bool").numpy().tolist() == [[False, True]]
-    with pytest.raises(TypeError, match=r"integer ids.*float32 with shape \(2,\)"):
-        nn.one_hot(np.array([1.0, 2.0], np.float32), 3)
+    with pytest.raises(TypeError, match="Cannot convert"):
+        nn.one_hot(np.array(["a", "b"]), 3)
     with pytest.raises(ValueError, match=r"axis 3 is out of range.*\(2,\)"):
         nn.one_hot(np.array([1, 2]), 3, axis=3)
     with pytest.raises(ValueError, match="num_classes"):
         nn.one_hot(np.array([1, 2]), -2)
+
+
+def test_one_hot_casts_float_ids_as_keras():
+    """Float ids (labels loaded as float32) are cast to int, as Keras's TensorFlow and torch
+    backends do; out-of-range ids give zero rows."""
+    got = nn.one_hot(np.array([2.0, 0.0, 1.7, -1.0, 3.0], np.float32), 3)
+    assert got.dtype == "float32"
+    np.testing.assert_array_equal(got.numpy(), [[0, 0, 1], [1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(ops.one_hot(ops.convert_to_tensor([1.0, 0.0]), 2, axis=0).numpy(), [[0, 1], [1, 0]])
+    try:
+        import os
+        os.environ.setdefault("KERAS_BACKEND", "jax")
+        import keras
+    except ImportError:
+        return
+    ids = np.array([2.0, 0.0, 1.0], np.float32)
+    np.testing.assert_array_equal(nn.one_hot(ids, 3).numpy(), np.asarray(keras.ops.one_hot(ids, 3)))
 
 
 # ---- dropout --------------------------------------------------------------------------------------

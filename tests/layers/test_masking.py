@@ -44,3 +44,34 @@ def test_masked_timesteps_do_not_count_in_loss_or_metrics():
     y_off = y + 1.0
     loss, _ = model.evaluate(x, y_off, verbose=0)
     assert loss == pytest.approx(1.0, rel=1e-5)  # mean over the 6 unmasked steps
+
+
+def test_custom_masking_layer_gets_the_mask_in_a_functional_graph():
+    """Keras's masking guide: a custom layer with supports_masking and call(inputs, mask=None)
+    receives the mask while the graph is built and when it runs, and passes it on."""
+    from lamina import ops
+    seen = []
+
+    class TemporalSoftmax(layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.supports_masking = True
+
+        def call(self, inputs, mask=None):
+            seen.append(mask is not None)
+            m = ops.expand_dims(ops.cast(mask, "float32"), -1)
+            e = ops.exp(inputs - ops.max(inputs, axis=1, keepdims=True)) * m
+            return e / ops.sum(e, axis=1, keepdims=True)
+
+    inp = lamina.Input(shape=(None,), dtype="int32")
+    x = layers.Embedding(10, 3, mask_zero=True)(inp)
+    x = layers.Dense(1)(x)
+    assert x._keras_mask is not None and x._keras_mask.shape == (None, None)
+    out = TemporalSoftmax()(x)
+    assert out._keras_mask is not None                      # passed on (supports_masking)
+    model = lamina.Model(inp, out)
+    y = model(np.array([[1, 2, 0, 0], [3, 0, 0, 0]], np.int32)).numpy()[..., 0]
+    assert all(seen)
+    np.testing.assert_allclose(y[:, 2:], 0)
+    np.testing.assert_allclose(y.sum(1), 1, rtol=1e-6)
+    assert y[1, 0] == pytest.approx(1.0)

@@ -181,3 +181,249 @@ def test_tiny_image_task_with_a_convnet():
                   metrics=["accuracy"])
     model.fit(x[:192], y[:192], epochs=15, batch_size=32, verbose=0)
     assert model.evaluate(x[192:], y[192:], verbose=0)[1] > 0.9
+
+
+# ---- Keras's training contract: step signatures, custom steps, metrics, verbose lines ---------------
+
+from keras_ref import keras_or_none  # noqa: E402
+from lamina import ops  # noqa: E402
+
+
+MAE = "mae"  # the name Keras gives metrics=["mae"]
+
+
+def _regression(n=64, seed=10):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 5)).astype(np.float32)
+    return x, (x @ rng.standard_normal((5, 1))).astype(np.float32)
+
+
+def _weights(seed=11):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((5, 1)).astype(np.float32), np.zeros(1, np.float32)]
+
+
+class GuideModel(lamina.Model):
+    """Keras 3's "customizing what happens in fit()" train_step, word for word but the tape."""
+
+    def train_step(self, data):
+        x, y = data
+        with lamina.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(y=y, y_pred=y_pred)
+        trainable_vars = self.trainable_variables
+        gradients = tape.gradient(loss, trainable_vars)
+        self.optimizer.apply(gradients, trainable_vars)
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss)
+            else:
+                metric.update_state(y, y_pred)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, y = data
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(y=y, y_pred=y_pred)
+        for metric in self.metrics:
+            if metric.name != "loss":
+                metric.update_state(y, y_pred)
+        return {"loss": float(loss), **{m.name: m.result() for m in self.metrics if m.name != "loss"}}
+
+
+def _functional(cls):
+    inp = lamina.Input(shape=(5,))
+    model = cls(inp, layers.Dense(1)(inp))
+    model.set_weights(_weights())
+    return model
+
+
+def test_custom_train_step_from_the_keras_guide():
+    x, y = _regression()
+    ref = _functional(lamina.Model)
+    ref.compile(optimizer=lamina.optimizers.SGD(0.05), loss="mse", metrics=["mae"])
+    want = ref.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0).history
+    model = _functional(GuideModel)
+    assert isinstance(model, GuideModel) and model.output_shape == (None, 1)
+    model.compile(optimizer=lamina.optimizers.SGD(0.05), loss="mse", metrics=["mae"])
+    assert [m.name for m in model.metrics] == ["loss", "compile_metrics"]
+    got = model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0).history
+    assert set(got) == set(want) == {"loss", MAE}
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5)
+    assert model.metrics_names == ref.metrics_names == ["loss", MAE]
+    # test_step returns a float: the last batch's loss (one batch here), as Keras would
+    loss, mae = model.evaluate(x, y, batch_size=64, verbose=0)
+    assert [loss, mae] == pytest.approx(ref.evaluate(x, y, batch_size=64, verbose=0), rel=1e-5)
+
+
+def test_custom_trackers_in_a_metrics_property():
+    x, y = _regression()
+
+    class TrackerModel(lamina.Model):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.loss_tracker = lamina.metrics.Mean(name="loss")
+            self.mae_metric = lamina.metrics.MeanAbsoluteError(name="mae")
+            self.loss_fn = lamina.losses.MeanSquaredError()
+
+        def train_step(self, data):
+            x, y = data
+            with lamina.GradientTape() as tape:
+                y_pred = self(x, training=True)
+                loss = self.loss_fn(y, y_pred)
+            self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
+            self.loss_tracker.update_state(loss)
+            self.mae_metric.update_state(y, y_pred)
+            return {"loss": self.loss_tracker.result(), "mae": self.mae_metric.result()}
+
+        @property
+        def metrics(self):
+            return [self.loss_tracker, self.mae_metric]
+    model = _functional(TrackerModel)
+    model.compile(optimizer=lamina.optimizers.SGD(0.05))  # no loss, no metrics
+    h = model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0).history
+    ref = _functional(lamina.Model)
+    ref.compile(optimizer=lamina.optimizers.SGD(0.05), loss="mse", metrics=["mae"])
+    want = ref.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(h["loss"], want["loss"], rtol=1e-5)
+    np.testing.assert_allclose(h["mae"], want[MAE], rtol=1e-5)
+    assert float(model.loss_tracker.count) == 4  # reset at each epoch start: one epoch's 4 batches
+
+
+def test_keras2_style_compiled_loss_and_metrics_and_compute_metrics():
+    x, y = _regression()
+    sw = np.linspace(0.5, 1.5, len(x)).astype(np.float32)
+
+    class Keras2Model(lamina.Model):
+        def train_step(self, data):
+            x, y, sample_weight = lamina.utils.unpack_x_y_sample_weight(data)
+            with lamina.GradientTape() as tape:
+                y_pred = self(x, training=True)
+                loss = self.compiled_loss(y, y_pred, sample_weight, regularization_losses=self.losses)
+            grads = tape.gradient(loss, self.trainable_variables)
+            self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+            self.compiled_metrics.update_state(y, y_pred, sample_weight)
+            return {m.name: m.result() for m in self.metrics}
+
+    class MetricsModel(lamina.Model):
+        def train_step(self, data):
+            x, y, sample_weight = lamina.utils.unpack_x_y_sample_weight(data)
+            with lamina.GradientTape() as tape:
+                y_pred = self(x, training=True)
+                loss = self.compute_loss(x, y, y_pred, sample_weight)
+            self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
+            for m in self.metrics:
+                if m.name == "loss":
+                    m.update_state(loss, sample_weight=len(x))
+            return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    histories = []
+    for cls in (lamina.Model, Keras2Model, MetricsModel):
+        model = _functional(cls)
+        model.compile(optimizer=lamina.optimizers.SGD(0.05), loss="mse", weighted_metrics=["mae"])
+        histories.append(model.fit(x, y, sample_weight=sw, batch_size=16, epochs=2, shuffle=False,
+                                   verbose=0).history)
+    for h in histories[1:]:
+        assert set(h) == set(histories[0])
+        for k in h:
+            np.testing.assert_allclose(h[k], histories[0][k], rtol=1e-5)
+
+
+def test_steps_per_execution_groups_batch_hooks():
+    x, y = _regression(n=64)
+    calls = []
+
+    class Record(lamina.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            calls.append(("begin", batch))
+
+        def on_train_batch_end(self, batch, logs=None):
+            calls.append(("end", batch, sorted(logs)))
+    histories = []
+    for spe in (1, 3):
+        model = _functional(lamina.Model)
+        model.compile(optimizer=lamina.optimizers.SGD(0.05), loss="mse", steps_per_execution=spe)
+        calls.clear()
+        histories.append(model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+                                   callbacks=[Record()]).history["loss"])
+    assert calls == [("begin", 0), ("end", 2, ["loss"]), ("begin", 3), ("end", 5, ["loss"]),
+                     ("begin", 6), ("end", 7, ["loss"])]
+    assert histories[0] == pytest.approx(histories[1], rel=1e-6)
+    assert model.get_compile_config()["steps_per_execution"] == 3
+    with pytest.raises(ValueError, match="steps_per_execution"):
+        model.compile(optimizer="sgd", loss="mse", steps_per_execution=0)
+    keras = keras_or_none()
+    if keras is None:
+        return
+    kcalls = []
+
+    class KRecord(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            kcalls.append(("begin", batch))
+
+        def on_train_batch_end(self, batch, logs=None):
+            kcalls.append(("end", batch, sorted(logs)))
+    k = keras.Sequential([keras.Input(shape=(5,)), keras.layers.Dense(1)])
+    k.compile(optimizer="sgd", loss="mse", steps_per_execution=3)
+    k.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[KRecord()])
+    # Keras numbers the end of a short last group as if it were full (8 for batches 6..7); lamina
+    # gives the index of the last batch run
+    assert kcalls[:-1] == calls[:-1] and kcalls[-1] == ("end", 8, ["loss"])
+
+
+def _line(out):
+    import re
+    return [re.sub(r"\d+(ms|us|s)/step", "T/step", re.sub(r" - \d+s - ", " - Ns - ", line))
+            for line in out.strip().splitlines()]
+
+
+def test_verbose_2_lines_as_keras(capsys):
+    x, y = _blobs(n=64, seed=8)
+    w = [np.random.default_rng(3).standard_normal((2, 3)).astype(np.float32), np.zeros(3, np.float32)]
+
+    def run(lib):
+        m = lib.Sequential([lib.Input(shape=(2,)), lib.layers.Dense(3, activation="softmax")])
+        m.set_weights(w)
+        m.compile(optimizer=lib.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        capsys.readouterr()
+        m.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=2, validation_data=(x, y))
+        fit_out = capsys.readouterr().out
+        m.evaluate(x, y, batch_size=16, verbose=2)
+        eval_out = capsys.readouterr().out
+        m.fit(x, y, epochs=1, batch_size=16, verbose=2)
+        one_epoch = capsys.readouterr().out
+        return _line(fit_out), _line(eval_out), _line(one_epoch)
+    fit_lines, eval_lines, one = run(lamina)
+    assert fit_lines[0] == "Epoch 1/2" and fit_lines[2] == "Epoch 2/2"
+    assert fit_lines[1].startswith("4/4 - Ns - T/step - accuracy: ") and " - val_loss: " in fit_lines[1]
+    assert len(eval_lines) == 1 and eval_lines[0].startswith("4/4 - Ns - T/step - accuracy: ")
+    assert len(one) == 1 and not one[0].startswith("Epoch")
+    keras = keras_or_none()
+    if keras is None:
+        pytest.skip("keras is not installed: no reference output")
+    k_fit, k_eval, k_one = run(keras)
+    assert fit_lines == k_fit and eval_lines == k_eval
+
+
+def test_evaluate_list_order_as_keras():
+    rng = np.random.default_rng(12)
+    x = rng.random((16, 3)).astype(np.float32)
+    y = rng.random((16, 1)).astype(np.float32)
+    ws = [rng.standard_normal((3, 1)).astype(np.float32), np.zeros(1, np.float32)] * 2
+
+    def run(lib):
+        i = lib.Input(shape=(3,))
+        m = lib.Model(i, [lib.layers.Dense(1, name="zeta")(i), lib.layers.Dense(1, name="alpha")(i)])
+        m.set_weights(ws)
+        m.compile(optimizer="sgd", loss=["mse", "mae"], metrics=[["mae", "mse"], ["mse"]])
+        return m.evaluate(x, [y, y], verbose=0), m.evaluate(x, [y, y], verbose=0, return_dict=True), m
+    got, got_dict, m = run(lamina)
+    assert m.metrics_names == ["loss", "zeta_loss", "alpha_loss", "alpha_mse", "zeta_mae", "zeta_mse"]
+    assert got == [got_dict[k] for k in m.metrics_names]
+    keras = keras_or_none()
+    if keras is None:
+        pytest.skip("keras is not installed: no reference run")
+    want, want_dict, _ = run(keras)
+    assert sorted(got_dict) == sorted(want_dict)
+    np.testing.assert_allclose(got, want, rtol=1e-5)

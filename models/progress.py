@@ -1,0 +1,74 @@
+"""What fit/evaluate/predict print: a tqdm bar at verbose=1; at verbose=2 (what "auto" becomes
+off a terminal) Keras's line per epoch, e.g. "8/8 - 0s - 3ms/step - accuracy: 0.9000 - loss: 0.2718",
+after an "Epoch 1/5" line when fit runs several epochs."""
+import math
+import sys
+import time
+
+from ..callbacks import pythonify_logs
+
+
+def resolve_verbose(verbose):
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1, 2 or 'auto', received {verbose!r}")
+    return verbose
+
+
+class Progress:
+    """One epoch (or one evaluate/predict pass) of `total` steps (None when unknown)."""
+
+    def __init__(self, verbose, total, desc, header=None):
+        self.verbose, self.total, self.seen = verbose, total, 0
+        self.start = time.time()
+        self.bar = None
+        if verbose == 1:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, desc=desc, unit="step", leave=True, dynamic_ncols=True)
+        elif verbose == 2 and header:
+            print(header, flush=True)
+
+    def wants(self, seen):
+        """Whether update(seen, logs) shows the logs: every 10 steps and at the last (each showing
+        reads them back from the device)."""
+        return self.bar is not None and (seen // 10 != self.seen // 10 or seen == self.total)
+
+    def update(self, seen, logs=None):
+        """`seen` steps done."""
+        if self.bar is not None:
+            show = logs and self.wants(seen)
+            self.bar.update(seen - self.seen)
+            if show:
+                self.bar.set_postfix_str(_fmt(pythonify_logs(logs)), refresh=False)
+        self.seen = seen
+
+    def close(self, logs=None):
+        if self.bar is not None:
+            if logs:
+                self.bar.set_postfix_str(_fmt(logs), refresh=True)
+            self.bar.close()
+        elif self.verbose == 2 and self.seen:
+            print(summary_line(self.seen, self.total or self.seen, time.time() - self.start, logs), flush=True)
+
+
+def summary_line(seen, total, seconds, logs):
+    """Keras's verbose=2 line (keras.utils.Progbar)."""
+    digits = int(math.log10(total)) + 1
+    line = f"{seen:{digits}d}/{total} - {seconds:.0f}s - {_per_step(seconds / seen)}"
+    for k, v in (logs or {}).items():
+        if isinstance(v, (int, float)):
+            line += f" - {k}: {v:.4f}" if v > 1e-3 else f" - {k}: {v:.4e}"
+    return line
+
+
+def _per_step(t):
+    if t >= 1 or t == 0:
+        return f"{t:.0f}s/step"
+    if t >= 1e-3:
+        return f"{t * 1e3:.0f}ms/step"
+    return f"{t * 1e6:.0f}us/step"
+
+
+def _fmt(logs):
+    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items() if isinstance(v, (int, float)))

@@ -1,0 +1,146 @@
+"""layers/layer.py: add_loss and `losses` as Keras's (one call's worth, cleared at the start of
+each outermost call), ActivityRegularization, and a custom layer written as the Keras guides do."""
+import numpy as np
+import pytest
+
+import lamina
+from lamina import layers, ops
+from keras_ref import keras_or_none
+
+
+class ActivityRegularizationLayer(layers.Layer):  # the Keras guide's
+    def __init__(self, rate=1e-2):
+        super().__init__()
+        self.rate = rate
+
+    def call(self, inputs):
+        self.add_loss(self.rate * ops.mean(inputs))
+        return inputs
+
+
+class OuterLayer(layers.Layer):
+    def __init__(self):
+        super().__init__()
+        self.activity_reg = ActivityRegularizationLayer(1e-2)
+
+    def call(self, inputs):
+        return self.activity_reg(inputs)
+
+
+def test_losses_hold_one_call_worth():
+    layer = OuterLayer()
+    assert len(layer.losses) == 0  # never called
+    layer(ops.ones((1, 1)))
+    assert len(layer.losses) == 1
+    layer(ops.ones((1, 1)))
+    assert len(layer.losses) == 1  # reset at the start of each outermost call
+    assert float(layer.losses[0]) == pytest.approx(0.01)
+    shared = ActivityRegularizationLayer(1.0)
+
+    class Twice(layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.inner = shared
+
+        def call(self, x):
+            return self.inner(self.inner(x) * 2.0)
+    t = Twice()
+    for _ in range(3):
+        t(ops.ones((2, 2)))
+        assert [float(v) for v in t.losses] == pytest.approx([1.0, 2.0])  # one per inner call
+
+
+def _regularized_fit(lib, x, y, weights):
+    L = lib.layers
+    model = lib.Sequential([lib.Input(shape=(4,)), L.Dense(8), L.ActivityRegularization(l1=0.1, l2=0.05),
+                            L.Dense(1)])
+    model.set_weights(weights)
+    model.compile(optimizer=lib.optimizers.SGD(0.05), loss="mse")
+    return model, model.fit(x, y, epochs=6, batch_size=16, shuffle=False, verbose=0).history["loss"]
+
+
+def test_activity_regularization_trains_as_keras():
+    """The activity penalty is the current call's, not a pile of every call's: the loss falls."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 4)).astype(np.float32)
+    y = x @ rng.standard_normal((4, 1)).astype(np.float32)
+    weights = [rng.standard_normal((4, 8)).astype(np.float32) * 0.5, np.zeros(8, np.float32),
+               rng.standard_normal((8, 1)).astype(np.float32) * 0.5, np.zeros(1, np.float32)]
+    model, got = _regularized_fit(lamina, x, y, weights)
+    assert got[-1] < got[0]
+    assert len(model.losses) == 1
+    reg = model.layers[1]
+    assert reg.get_config()["l1"] == 0.1 and "activity_regularizer" not in reg.get_config()
+    assert layers.ActivityRegularization.from_config(reg.get_config()).l2 == 0.05
+    keras = keras_or_none()
+    if keras is None:
+        pytest.skip("keras is not installed: no reference run")
+    _, want = _regularized_fit(keras, x, y, weights)
+    np.testing.assert_allclose(got, want, rtol=2e-4)
+
+
+def test_a_model_whose_only_loss_is_add_loss_trains():
+    class AutoEncoder(lamina.Model):
+        def __init__(self):
+            super().__init__()
+            self.encoder = layers.Dense(2)
+            self.decoder = layers.Dense(4)
+
+        def call(self, x):
+            r = self.decoder(self.encoder(x))
+            self.add_loss(ops.mean(ops.square(r - x)))
+            return r
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((64, 2)) @ rng.standard_normal((2, 4))).astype(np.float32)
+    lamina.utils.set_random_seed(0)
+    m = AutoEncoder()
+    m.compile(optimizer=lamina.optimizers.Adam(0.02))  # no loss: the model adds its own
+    h = m.fit(x, epochs=30, batch_size=16, verbose=0)
+    assert h.history["loss"][-1] < 0.2 * h.history["loss"][0]
+    assert len(m.losses) == 1
+    assert m.evaluate(x, verbose=0) == pytest.approx(float(m.losses[0]), rel=0.5)
+    plain = lamina.Sequential([lamina.Input(shape=(4,)), layers.Dense(1)])
+    plain.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="no loss to compute"):
+        plain.fit(x, x[:, :1], verbose=0)
+
+
+class Linear(layers.Layer):  # the Keras guide's custom layer
+    def __init__(self, units=32, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], self.units), initializer="random_normal", trainable=True,
+                                 name="kernel")
+        self.b = self.add_weight(shape=(self.units,), initializer="zeros", trainable=True, name="bias")
+
+    def call(self, inputs):
+        return ops.matmul(inputs, self.w) + self.b
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[:-1] + (self.units,)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_custom_layer_as_in_the_keras_guide(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+    inp = lamina.Input(shape=(3,))
+    h = Linear(8, name="lin")(inp)
+    assert h.shape == (None, 8)
+    model = lamina.Model(inp, Linear(1)(layers.Activation("tanh")(h)))
+    model.compile(optimizer=lamina.optimizers.Adam(0.02), loss="mse")
+    hist = model.fit(x, y, epochs=40, batch_size=16, verbose=0)
+    assert hist.history["loss"][-1] < 0.2 * hist.history["loss"][0]
+    lin = model.get_layer("lin")
+    assert [w.shape for w in lin.weights] == [(3, 8), (8,)]
+    clone = Linear.from_config(lin.get_config())
+    assert clone.units == 8 and clone.name == "lin"
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = lamina.models.load_model(path, custom_objects={"Linear": Linear})
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
