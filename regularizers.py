@@ -74,24 +74,8 @@ def get(identifier):
         return None
     if isinstance(identifier, Regularizer) or callable(identifier) and not isinstance(identifier, type):
         return identifier
-    if isinstance(identifier, str):
-        if identifier not in _BY_NAME:
-            from . import saving
-            obj = saving.get_registered_object(identifier)
-            if obj is not None:
-                return obj() if isinstance(obj, type) else obj
-            raise ValueError(f"Unknown regularizer {identifier!r}; expected 'l1', 'l2' or 'l1_l2'")
-        return _BY_NAME[identifier]()
-    if isinstance(identifier, dict):
-        from . import saving
-        name = identifier.get("class_name")
-        cls = _BY_NAME.get(name) or saving.get_registered_object(identifier.get("registered_name") or name) or \
-            saving.get_registered_object(name)
-        if cls is None:
-            raise ValueError(f"Unknown regularizer class {name!r}; register a custom one with "
-                             "@lamina.saving.register_keras_serializable()")
-        return saving.from_config_checked(cls, identifier.get("config") or {}, "regularizer")
-    raise TypeError(f"Could not interpret regularizer {identifier!r}")
+    from . import saving
+    return saving.get_small_object(identifier, _BY_NAME, "regularizer", "'l1', 'l2' or 'l1_l2'")
 
 
 def serialize(reg):

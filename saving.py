@@ -323,6 +323,28 @@ def deserialize_keras_object(config, custom_objects=None, safe_mode=True, printa
     return instance
 
 
+def get_small_object(identifier, by_name, what, expected):
+    """The `get` of the initializer/regularizer/constraint modules after the instance and
+    callable cases: `identifier` is a name (built-in in `by_name`, else registered) or a config
+    dict (Keras's form with "module"/"registered_name", or {"class_name", "config"})."""
+    if isinstance(identifier, str):
+        if identifier in by_name:
+            return by_name[identifier]()
+        obj = get_registered_object(identifier)
+        if obj is not None:
+            return obj() if isinstance(obj, type) else obj
+        raise ValueError(f"Unknown {what} {identifier!r}; expected {expected}")
+    if isinstance(identifier, dict):
+        name = identifier.get("class_name")
+        cls = by_name.get(name) or get_registered_object(identifier.get("registered_name") or name) or \
+            get_registered_object(name)
+        if cls is None:
+            raise ValueError(f"Unknown {what} class {name!r}; register a custom one with "
+                             "@lamina.saving.register_keras_serializable()")
+        return from_config_checked(cls, identifier.get("config") or {}, what)
+    raise TypeError(f"Could not interpret {what} {identifier!r}: expected None, a name, an instance or a callable")
+
+
 def from_config_checked(cls, config, what):
     """cls.from_config(config) for a small object (initializer, regularizer, constraint); a key
     the class does not take is named in a ValueError."""

@@ -9,6 +9,7 @@ import pytest
 
 import lamina
 from lamina import layers
+from lamina.applications.imagenet_utils import get_source_inputs
 from lamina.applications import retrain
 
 PIL = pytest.importorskip("PIL")
@@ -43,23 +44,6 @@ def make_folder(root, counts=None, seed=0):
     return str(root)
 
 
-def source_inputs(tensor):
-    """The Input tensors `tensor` is computed from."""
-    found, stack, seen = [], [tensor], set()
-    while stack:
-        t = stack.pop()
-        layer, idx, _ = t._keras_history
-        node = layer._inbound_nodes[idx]
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(layer, lamina.InputLayer):
-            found.append(t)
-        else:
-            stack.extend(node.inputs)
-    return found[0] if len(found) == 1 else found
-
-
 class StandIn:
     """A stand-in for lamina.applications.MobileNet/InceptionV3 with their call signature;
     counts the images pushed through the models it builds."""
@@ -74,7 +58,7 @@ class StandIn:
         x = layers.Conv2D(max(1, int(8 * alpha)), 3, strides=4, activation="relu")(input_tensor)
         x = layers.Conv2D(max(1, int(16 * alpha)), 1, activation="relu")(x)
         x = layers.GlobalAveragePooling2D()(x)
-        model = lamina.Model(source_inputs(input_tensor), x)
+        model = lamina.Model(get_source_inputs(input_tensor), x)
         if weights == "imagenet":
             raise OSError("the stand-in has no ImageNet weights")
         if weights is not None:
