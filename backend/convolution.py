@@ -82,6 +82,20 @@ def _out_and_pads(size, k, stride, dilation, padding, op, x_shape, what):
     return out, (total // 2, total - total // 2)
 
 
+def _as_2d(op, x, w, nsp, strides, dilation, padding):
+    """The 2-D form of a 1-D or 2-D convolution (1-D runs with height 1): the input and kernel
+    views, strides and dilation with the height entry added, output height and width, and the
+    pads (top, bottom, left, right)."""
+    shape = x.shape  # for error messages
+    if nsp == 1:
+        x = _view(x, (x.shape[0], 1) + x.shape[1:])
+        w = _view(w, (1,) + w.shape)
+        strides, dilation = (1,) + strides, (1,) + dilation
+    oh, (pt, pb) = _out_and_pads(x.shape[1], w.shape[0], strides[0], dilation[0], padding, op, shape, "kernel")
+    ow, (pl, pr) = _out_and_pads(x.shape[2], w.shape[1], strides[1], dilation[1], padding, op, shape, "kernel")
+    return x, w, strides, dilation, oh, ow, (pt, pb, pl, pr)
+
+
 def _view(t, shape):
     return Tensor(t._buf, shape, t.dtype, t.device)
 
@@ -143,17 +157,8 @@ def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_
     if any(d == 0 for d in w.shape[:-2]):
         raise ValueError(f"{op}: the kernel window must be at least 1 in every spatial dimension, received "
                          f"kernel shape {w.shape}")
-    if nsp == 1:
-        x4 = _view(x, (x.shape[0], 1) + x.shape[1:])
-        w4 = _view(w, (1,) + w.shape)
-        strides, dilation = (1,) + strides, (1,) + dilation
-    else:
-        x4, w4 = x, w
-    n, h, wd, c = x4.shape
-    kh, kw, _, o = w4.shape
-    oh, (pt, pb) = _out_and_pads(h, kh, strides[0], dilation[0], padding, op, x.shape, "kernel")
-    ow, (pl, pr) = _out_and_pads(wd, kw, strides[1], dilation[1], padding, op, x.shape, "kernel")
-    pads = (pt, pb, pl, pr)
+    x4, w4, strides, dilation, oh, ow, pads = _as_2d(op, x, w, nsp, strides, dilation, padding)
+    n, o = x4.shape[0], w4.shape[3]
     out4 = (n, oh, ow, o)
     out = empty(out4, x.dtype, x.device)
     kern = x.device.kernels
@@ -228,17 +233,8 @@ def depthwise_conv(inputs, kernel, strides=1, padding="valid", data_format=None,
     dilation = _int_tuple(dilation_rate, nsp, "dilation_rate", op)
     padding = _padding(padding, op)
     _depthwise_kernel_check(op, x, w, nsp)
-    if nsp == 1:
-        x4 = _view(x, (x.shape[0], 1) + x.shape[1:])
-        w4 = _view(w, (1,) + w.shape)
-        strides, dilation = (1,) + strides, (1,) + dilation
-    else:
-        x4, w4 = x, w
-    n, h, wd, c = x4.shape
-    kh, kw, _, dm = w4.shape
-    oh, (pt, pb) = _out_and_pads(h, kh, strides[0], dilation[0], padding, op, x.shape, "kernel")
-    ow, (pl, pr) = _out_and_pads(wd, kw, strides[1], dilation[1], padding, op, x.shape, "kernel")
-    pads = (pt, pb, pl, pr)
+    x4, w4, strides, dilation, oh, ow, pads = _as_2d(op, x, w, nsp, strides, dilation, padding)
+    n, c, dm = x4.shape[0], x4.shape[3], w4.shape[3]
     out4 = (n, oh, ow, c * dm)
     out = empty(out4, x.dtype, x.device)
     kern = x.device.kernels
