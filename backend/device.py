@@ -1,14 +1,65 @@
 """Devices and device scopes.
 
-A Device is a name bound to a kernel module with a fixed function table. "cpu" (= "cpu:0") runs
-the C++ kernels; "cpu:1", "cpu:2", ... are virtual CPU devices on the same kernels, for testing
-placement on one machine; "gpu:N" runs the CUDA kernels when they are built and a GPU is present.
-`with lamina.device("cpu:1"):` scopes where new tensors and weights are placed (thread-local,
-nestable).
+A Device is a name bound to a kernel module with a fixed function table (KERNEL_TABLE below).
+"cpu" (= "cpu:0") runs the C++ kernels on the calling thread; "cpu:1", "cpu:2", ... are virtual
+CPU devices on the same kernels, each with its own worker thread, queue and team size, so work
+placed on cpu:0 and cpu:1 runs at the same time; "gpu:N" runs the CUDA kernels when they are
+built and a GPU is present. A kernel call on a queued device returns at once; reading a tensor
+on the host waits only for the kernel that wrote it. `with lamina.device("cpu:1"):` scopes where
+new tensors and weights are placed (thread-local, nestable).
+
+How many cores each CPU device's kernels use: `set_cpu_threads_per_device(n)` (or the
+LAMINA_CPU_THREADS_PER_DEVICE environment variable), e.g. 1 so that two devices on a 2-core
+machine use one core each; by default every device uses LAMINA_NUM_THREADS (all cores).
+LAMINA_LAUNCH_BLOCKING=1 runs every device's kernels on the calling thread (for debugging: a
+kernel's error is then raised by the call that caused it).
 """
+import contextlib
+import os
+import sys
 import threading
 
 from . import _cpu
+
+# The functions every device module provides: the op kernels (each takes its buffers, shapes and
+# scalars and writes its outputs in place), then the memory and device functions.
+KERNEL_TABLE = (
+    # elementwise.cpp
+    "binary", "unary", "unary_grad", "where", "broadcast_to", "clip", "clip_grad", "axpby",
+    # reduce.cpp
+    "reduce", "argreduce", "cumulative", "cumprod_grad",
+    # linalg.cpp
+    "matmul", "gemm",
+    # manipulation.cpp
+    "strided_copy", "take", "take_grad", "take_along_axis", "take_along_axis_grad", "count_nonzero",
+    "nonzero", "tri", "arange", "linspace",
+    # nn.cpp
+    "softmax", "softmax_grad", "xent_sparse", "xent_sparse_grad", "xent_dense", "xent_dense_grad", "bce",
+    "bce_grad", "one_hot", "batch_norm_train", "batch_norm_train_grad", "batch_norm_infer",
+    "batch_norm_infer_grad", "layer_norm", "layer_norm_grad", "embedding", "embedding_grad",
+    "embedding_scatter_add", "sparse_sort", "sparse_segment_sum",
+    # conv.cpp, depthwise.cpp
+    "conv2d_forward", "conv2d_backward", "pool2d_forward", "pool2d_backward", "batch_transpose",
+    "depthwise_conv2d_forward", "depthwise_conv2d_backward",
+    # random.cpp
+    "random_uniform", "random_normal", "random_randint", "random_categorical", "random_shuffle", "dropout",
+    "dropout_mask", "dropout_grad",
+    # optim.cpp
+    "sgd", "adam", "rmsprop", "adagrad", "weight_decay", "sgd_sparse", "adam_sparse", "rmsprop_sparse",
+    "adagrad_sparse", "sum_squares",
+    # rnn.cpp
+    "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "simple_rnn_forward", "simple_rnn_backward",
+    # sorting.cpp
+    "sort_rows",
+    # memory.cpp
+    "fill", "copy", "cast",
+)
+DEVICE_FUNCTIONS = (
+    "Buffer", "from_numpy", "to_numpy", "host_view", "copy_between", "synchronize", "set_asynchronous", "device_stats",
+    "set_device_threads", "device_threads", "memory_stats", "empty_cache",
+)
+# Op codes, written once in csrc/opcodes.h and exported by every module as {name: code}.
+OP_CODE_TABLES = ("BINARY_OPS", "UNARY_OPS", "GRAD_OPS", "REDUCE_OPS", "SCAN_OPS")
 
 _CUDA = None
 try:  # the CUDA module is optional
@@ -31,6 +82,44 @@ class Device:
         """True when this device can run kernels."""
         return self.kernels is not None
 
+    def buffer(self, numel, code):
+        """A new uninitialised buffer of `numel` elements (dtype code) on this device."""
+        return self.kernels.Buffer(numel, code, self.index)
+
+    def from_numpy(self, array):
+        """A new buffer on this device holding a copy of a C-contiguous numpy array."""
+        return self.kernels.from_numpy(array, self.index)
+
+    def synchronize(self):
+        """Waits until every kernel queued on this device has run (raises a queued kernel's error)."""
+        self.kernels.synchronize(self.index)
+
+    @property
+    def asynchronous(self):
+        """True when the device runs kernels on its own worker thread (every device but cpu:0)."""
+        return bool(self.kernels.device_stats(self.index)["asynchronous"])
+
+    def set_asynchronous(self, value):
+        """Runs kernels on the device's worker (True) or the calling thread (False); returns the
+        previous setting. Switching to the calling thread first waits for the queue."""
+        return self.kernels.set_asynchronous(self.index, bool(value))
+
+    @property
+    def threads(self):
+        """How many threads this device's kernels use."""
+        return self.kernels.device_threads(self.index)
+
+    def set_threads(self, n):
+        """Sets how many threads this device's kernels use (0: the default)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"{self.name}.set_threads: expected a number of threads >= 1 (or 0 for the "
+                             f"default), received {n!r}")
+        self.kernels.set_device_threads(self.index, n)
+
+    def stats(self):
+        """{submitted, completed, queued, asynchronous, threads} for this device's queue."""
+        return dict(self.kernels.device_stats(self.index))
+
     def __repr__(self):
         return f"Device('{self.name}')"
 
@@ -40,6 +129,7 @@ class Device:
 
 _devices = {}
 _lock = threading.Lock()
+_MAX_CPU_DEVICES = 256  # csrc/cpu/device.cpp's kMaxDevices
 
 
 def _gpu_count():
@@ -52,12 +142,13 @@ def _gpu_count():
 
 
 def _unavailable_gpu_message(name):
+    available = ", ".join(list_devices()) + " (and virtual CPU devices cpu:1, cpu:2, ...)"
     if _CUDA is None:
         return (f"Device '{name}' is not available: this build of lamina has no CUDA kernels "
-                "(it was built without nvcc, or with LAMINA_CUDA=OFF). Use 'cpu' or a virtual "
-                "'cpu:N' device, or reinstall on a machine with the CUDA toolkit.")
-    return (f"Device '{name}' is not available: {_gpu_count()} GPU(s) found. Use an index below "
-            "that, or 'cpu'.")
+                "(it was built without nvcc, or with LAMINA_CUDA=OFF). Available devices: "
+                f"{available}. Use one of those, or reinstall on a machine with the CUDA toolkit.")
+    return (f"Device '{name}' is not available: {_gpu_count()} GPU(s) found. Available devices: "
+            f"{available}.")
 
 
 def get_device(name=None):
@@ -78,6 +169,8 @@ def get_device(name=None):
     if kind not in ("cpu", "gpu") or (idx and not idx.isdigit()):
         raise ValueError(f"Unknown device {name!r}: expected 'cpu', 'cpu:N' or 'gpu:N' (N >= 0)")
     index = int(idx) if idx else 0
+    if kind == "cpu" and index >= _MAX_CPU_DEVICES:
+        raise ValueError(f"Unknown device {name!r}: virtual CPU devices are cpu:0 to cpu:{_MAX_CPU_DEVICES - 1}")
     if kind == "gpu" and index >= _gpu_count():
         raise RuntimeError(_unavailable_gpu_message(f"gpu:{index}"))
     with _lock:
@@ -131,3 +224,62 @@ def list_devices(kind=None):
     """Names of the physical devices: 'cpu:0' and one 'gpu:N' per visible GPU."""
     names = ["cpu:0"] + [f"gpu:{i}" for i in range(_gpu_count())]
     return [n for n in names if kind is None or n.startswith(kind)]
+
+
+def set_cpu_threads_per_device(threads):
+    """How many cores each CPU device's kernels use (0: LAMINA_NUM_THREADS, all cores). With two
+    devices on a 2-core machine, 1 gives each its own core. A device's own `set_threads` wins."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ValueError(f"set_cpu_threads_per_device: expected a number of threads >= 1 (or 0 for the default), "
+                         f"received {threads!r}")
+    _cpu.set_cpu_threads_per_device(threads)
+
+
+def get_cpu_threads_per_device():
+    """The value set by set_cpu_threads_per_device (or LAMINA_CPU_THREADS_PER_DEVICE); 0 when unset."""
+    return _cpu.cpu_threads_per_device()
+
+
+def synchronize(devices=None):
+    """Waits for the kernels queued on `devices` (names or Devices; default: every device used)."""
+    for d in (_used_devices() if devices is None else [get_device(d) for d in devices]):
+        d.synchronize()
+
+
+def _used_devices():
+    with _lock:
+        return list({id(d): d for d in _devices.values()}.values())
+
+
+@contextlib.contextmanager
+def asynchronous(devices):
+    """Within the block every device in `devices` runs its kernels on its own worker thread, so the
+    calling thread only queues work (pipelines and replicas use it for cpu:0 too); afterwards
+    each device returns to its previous mode, waiting for its queue where it goes back inline."""
+    devs = [get_device(d) for d in devices]
+    previous = [(d, d.set_asynchronous(True)) for d in devs]
+    try:
+        yield
+    finally:
+        for d, was in previous:
+            d.set_asynchronous(was)
+
+
+# ---- placement log ----------------------------------------------------------------------------
+_log_placement = os.environ.get("LAMINA_LOG_DEVICE_PLACEMENT", "") not in ("", "0")
+
+
+def set_log_device_placement(enabled):
+    """Prints, to stderr, the device each layer call runs on (lamina.debugging)."""
+    global _log_placement
+    _log_placement = bool(enabled)
+
+
+def get_log_device_placement():
+    return _log_placement
+
+
+def log_placement(layer, device):
+    """Called by Layer.__call__ when the placement log is on."""
+    if _log_placement:
+        print(f"lamina: layer '{layer.name}' ({type(layer).__name__}) ran on {device.name}", file=sys.stderr)

@@ -991,11 +991,11 @@ def copy_to(x, device):
     if not dev.enabled():
         raise RuntimeError(f"copy_to: device {dev.name} is not available")
     code = dtypes.CODES[x.dtype]
-    if dev.kernels is x.device.kernels:
-        buf = dev.kernels.Buffer(x._buf.numel, code)
-        dev.kernels.copy(x._buf, buf)
+    if dev.kernels is x.device.kernels:  # queued in order on both devices (copy_between)
+        buf = dev.buffer(x._buf.numel, code)
+        dev.kernels.copy_between(x._buf, buf)
     else:  # different kernel modules (host <-> accelerator): through host memory
-        buf = dev.kernels.from_numpy(np.ascontiguousarray(x.numpy()))
+        buf = dev.from_numpy(np.ascontiguousarray(x.numpy()))
     out = Tensor(buf, x.shape, x.dtype, dev)
     if needs_grad(x):
         src = x.device

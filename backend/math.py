@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from . import dtypes
+from . import _cpu, dtypes
 from .autodiff import needs_grad, record
 from .tensor import Tensor, convert_to_tensor, empty
 
@@ -34,16 +34,11 @@ __all__ = [
     "logsumexp", "count_nonzero", "cumsum", "cumprod",
 ]
 
-# kernel op codes (csrc/cpu/elementwise.cpp, reduce.cpp)
-ADD, SUB, MUL, DIV, POW, MAXIMUM, MINIMUM, EQ, NE, LT, LE, GT, GE, AND, OR, XOR, FLOORDIV, MOD = range(18)
-(NEG, EXP, LOG, SQRT, ABS, TANH, SIGMOID, RELU, SOFTPLUS, ELU, SELU, GELU, GELU_TANH, SQUARE, SIGN,
- RECIPROCAL, LOG1P, EXPM1, SIN, COS, FLOOR, CEIL, ROUND, RSQRT, ERF, LEAKY_RELU, RELU6, SILU,
- HARD_SIGMOID, LOGICAL_NOT, ISNAN, ISFINITE, SOFTSIGN, LOG2, LOG10, EXP2, ISINF) = range(37)
-(RELU_GRAD, SIGMOID_GRAD_Y, TANH_GRAD_Y, ELU_GRAD_X, SELU_GRAD_X, GELU_GRAD_X, GELU_TANH_GRAD_X,
- SOFTPLUS_GRAD_X, LEAKY_RELU_GRAD_X, RELU6_GRAD_X, SILU_GRAD_X, HARD_SIGMOID_GRAD_X,
- SOFTSIGN_GRAD_X) = range(13)
-R_SUM, R_MEAN, R_MAX, R_MIN, R_PROD, R_ANY, R_ALL = range(7)
-S_SUM, S_PROD = range(2)
+# Kernel op codes (ADD, EXP, RELU_GRAD, R_SUM, S_SUM, ...): defined once in csrc/opcodes.h and
+# exported by the kernel module as {name: code} tables.
+for _table in ("BINARY_OPS", "UNARY_OPS", "GRAD_OPS", "REDUCE_OPS", "SCAN_OPS"):
+    globals().update(getattr(_cpu, _table))
+del _table
 
 _LN2 = _pymath.log(2.0)
 _LN10 = _pymath.log(10.0)

@@ -139,7 +139,7 @@ class Variable(Tensor):
         if shape is not None and tuple(shape) != t.shape:
             raise ValueError(f"Variable: initial value has shape {t.shape}, but shape={tuple(shape)} was given")
         # Own a fresh buffer: the variable must not alias the tensor it was made from.
-        buf = t.device.kernels.Buffer(t._buf.numel, dtypes.CODES[t.dtype])
+        buf = t.device.buffer(t._buf.numel, dtypes.CODES[t.dtype])
         t.device.kernels.copy(t._buf, buf)
         super().__init__(buf, t.shape, t.dtype, t.device)
         self.name = name if name is not None else f"variable_{next(_var_counter)}"
@@ -184,6 +184,18 @@ class Variable(Tensor):
         self.device.kernels.copy(t._buf, self._buf)
         return self
 
+    def copy_from(self, source):
+        """Writes the values of `source` (a tensor of the same shape and dtype, on any device of the
+        same kernel module) into this variable, in the order of both devices' queues."""
+        if not isinstance(source, Tensor) or source.shape != self.shape or source.dtype != self.dtype:
+            raise ValueError(f"Variable '{self.name}'.copy_from: expected a tensor of shape {self.shape} and dtype "
+                             f"{self.dtype}, received {getattr(source, 'shape', type(source).__name__)}")
+        if source.device.kernels is self.device.kernels:
+            self.device.kernels.copy_between(source._buf, self._buf)
+        else:  # host <-> accelerator: through host memory
+            self.assign(convert_to_tensor(source.numpy(), self.dtype, self.device))
+        return self
+
     def assign_add(self, value):
         t = self._coerce(value, "assign_add")
         self.device.kernels.binary(0, self._buf, self.shape, t._buf, t.shape, self._buf, self.shape)
@@ -207,7 +219,7 @@ def empty(shape, dtype="float32", device=None):
     n = 1
     for d in shape:
         n *= d
-    return Tensor(dev.kernels.Buffer(n, dtypes.CODES[dtype]), shape, dtype, dev)
+    return Tensor(dev.buffer(n, dtypes.CODES[dtype]), shape, dtype, dev)
 
 
 def _infer_dtype(a):
@@ -241,7 +253,7 @@ def convert_to_tensor(x, dtype=None, device=None):
         raise TypeError(f"Cannot convert {type(x).__name__} {x!r:.60} to a tensor: expected numbers or booleans")
     dt = dtypes.standardize(dtype) if dtype is not None else _infer_dtype(a)
     a = np.asarray(a, dtype=dtypes.to_numpy_dtype(dt), order="C")
-    return Tensor(dev.kernels.from_numpy(a), a.shape, dt, dev)
+    return Tensor(dev.from_numpy(a), a.shape, dt, dev)
 
 
 def _iter_nested(x):

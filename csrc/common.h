@@ -1,5 +1,6 @@
 // Shared definitions for every kernel file: dtypes, the Buffer type, argument checks, threads.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -33,14 +34,18 @@ std::string shape_str(const Shape& s);
 void* host_alloc(size_t nbytes, size_t* rounded);
 void host_free(void* p, size_t rounded);
 
-// A block of device memory holding `numel` elements of `dtype`. Tensors own one (shared between
-// a tensor and its reshapes); kernels read and write through it.
+// A block of device memory holding `numel` elements of `dtype` on device `device` (the index N
+// of cpu:N). Tensors own one (shared between a tensor and its reshapes); kernels read and write
+// through it. `last_use` is the sequence number of the last queued kernel that touched it on
+// its device (device.h): reading it on the host waits for that kernel only.
 struct Buffer {
   void* ptr = nullptr;
   int64_t numel = 0;
   DType dtype = F32;
   size_t capacity = 0;  // bytes actually reserved (rounded size class)
-  Buffer(int64_t n, DType dt);
+  int device = 0;
+  std::atomic<int64_t> last_use{0};
+  Buffer(int64_t n, DType dt, int dev = 0);
   ~Buffer();
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
@@ -64,7 +69,8 @@ struct TypeError : std::runtime_error { using std::runtime_error::runtime_error;
 void check_buffer(const char* op, const char* arg, const Buffer& b, const Shape& s, DType dt);
 void check_dtype(const char* op, const char* arg, const Buffer& b, DType dt);
 
-// Threads: LAMINA_NUM_THREADS, default all cores.
+// Threads: the team size of the calling thread's parallel loops. Each device sets it for its
+// own kernels (device.h); LAMINA_NUM_THREADS sets the default, all cores otherwise.
 int num_threads();
 void set_num_threads(int n);
 // Elements below which a loop runs on one thread (thread start-up costs more than it saves).

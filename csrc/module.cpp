@@ -1,14 +1,15 @@
-// The compiled module `lamina.backend._cpu`: one fixed table of kernel functions. Each kernel
-// family lives in csrc/cpu/<family>.cpp and registers its functions here.
+// The compiled module `lamina.backend._cpu`: one fixed table of kernel functions (listed in
+// backend/device.py's KERNEL_TABLE). Each kernel family lives in csrc/cpu/<family>.cpp and
+// registers its functions here, bound with def_kernel (device.h) so each call runs on its device.
 #include <pybind11/pybind11.h>
 
-#include <cstdlib>
-
 #include "common.h"
+#include "opcodes.h"
 
 namespace py = pybind11;
 
 namespace lamina {
+void bind_device(py::module_& m);
 void bind_memory(py::module_& m);
 void bind_elementwise(py::module_& m);
 void bind_reduce(py::module_& m);
@@ -26,10 +27,35 @@ void bind_sorting(py::module_& m);
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "lamina CPU kernels";
   py::register_exception<lamina::TypeError>(m, "KernelTypeError", PyExc_TypeError);
-  if (const char* env = std::getenv("LAMINA_NUM_THREADS")) {
-    int n = std::atoi(env);
-    if (n > 0) lamina::set_num_threads(n);
+  // The op codes, as {name: code} dicts (backend/math.py reads them).
+#define LAMINA_EXPORT_CODE(name) d[#name] = int(lamina::name);
+  {
+    py::dict d;
+    LAMINA_BINARY_OPS(LAMINA_EXPORT_CODE)
+    m.attr("BINARY_OPS") = d;
   }
+  {
+    py::dict d;
+    LAMINA_UNARY_OPS(LAMINA_EXPORT_CODE)
+    m.attr("UNARY_OPS") = d;
+  }
+  {
+    py::dict d;
+    LAMINA_GRAD_OPS(LAMINA_EXPORT_CODE)
+    m.attr("GRAD_OPS") = d;
+  }
+  {
+    py::dict d;
+    LAMINA_REDUCE_OPS(LAMINA_EXPORT_CODE)
+    m.attr("REDUCE_OPS") = d;
+  }
+  {
+    py::dict d;
+    LAMINA_SCAN_OPS(LAMINA_EXPORT_CODE)
+    m.attr("SCAN_OPS") = d;
+  }
+#undef LAMINA_EXPORT_CODE
+  lamina::bind_device(m);
   lamina::bind_memory(m);
   lamina::bind_elementwise(m);
   lamina::bind_reduce(m);

@@ -18,6 +18,7 @@ from .. import metrics as _metrics
 from .. import regularizers as _regularizers
 from ..backend import dtypes
 from ..backend.device import current_device, device as device_scope, _scope as _device_scope
+from ..backend.device import get_log_device_placement, log_placement
 from ..backend.tensor import Tensor, Variable, convert_to_tensor
 
 # ---- names -----------------------------------------------------------------------------------
@@ -376,6 +377,8 @@ class Layer:
         if not args:
             raise TypeError(f"Layer '{self.name}' was called without inputs")
         inputs = args[0]
+        if self._device is None and not self.built and _device_scope.stack:
+            self._device = current_device()  # first called inside `with lamina.device(d):`
         if not isinstance(inputs, Tensor):
             from .input_layer import KerasTensor
             if any(isinstance(t, KerasTensor) for t in flatten(inputs)):
@@ -395,7 +398,7 @@ class Layer:
             inputs = map_structure(lambda t: t if isinstance(t, Tensor) else convert_to_tensor(t, dtype=None), inputs)
         if self._device is not None:
             dev = self._device
-            inputs = map_structure(lambda t: t.to(dev) if t.device is not dev else t, inputs)
+            inputs = map_structure(lambda t: _move(t, dev), inputs)
         flat = [inputs] if isinstance(inputs, Tensor) else flatten(inputs)
         if not self.built:
             self._maybe_build(map_structure(shape_of, inputs))
@@ -419,12 +422,16 @@ class Layer:
                 masks = [getattr(t, "_keras_mask", None) for t in flat]
                 if any(m is not None for m in masks):
                     input_mask = masks[0] if not isinstance(inputs, (list, tuple, dict)) else masks
+        if self._device is not None and input_mask is not None:
+            input_mask = map_structure(lambda m: _move(m, self._device) if isinstance(m, Tensor) else m, input_mask)
         if self._call_has_mask:
             kwargs["mask"] = input_mask
         else:
             kwargs.pop("mask", None)
         prev = _ctx.training
         _ctx.training = training
+        if get_log_device_placement():
+            log_placement(self, self._device or (flat[0].device if flat else current_device()))
         try:
             if self._device is not None:
                 with device_scope(self._device):
@@ -537,6 +544,16 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _move(t, dev):
+    """t on `dev` (a differentiable copy when it is elsewhere), keeping its mask."""
+    if t.device is dev:
+        return t
+    out = t.to(dev)
+    if t._keras_mask is not None:
+        out._keras_mask = t._keras_mask.to(dev)
+    return out
 
 
 def _dedupe(ws):

@@ -43,6 +43,11 @@ def _check_targets(output_names, y_true):
     return yt
 
 
+def _on_device(t, dev):
+    """A tensor moved to `dev` (differentiably); anything else as it is."""
+    return t.to(dev) if isinstance(t, Tensor) and t.device is not dev else t
+
+
 def with_mask(sample_weight, mask, normalize=False):
     """Folds an output mask (e.g. padded timesteps) into the sample weights, as Keras does; with
     normalize, weights are rescaled so that a mean over all entries is a mean over the unmasked."""
@@ -90,15 +95,17 @@ class CompileLoss:
             if fn is None:
                 continue
             sw = sample_weight[i] if isinstance(sample_weight, (list, tuple)) else sample_weight
+            dev = yp[i].device  # targets and weights go to the output's device (model parallelism)
+            yt_i, sw = _on_device(yt[i], dev), _on_device(sw, dev)
             sw = with_mask(sw, getattr(yp[i], "_keras_mask", None), normalize=True)
             if isinstance(fn, losses_module.Loss):
-                value = fn(yt[i], yp[i], sample_weight=sw)
+                value = fn(yt_i, yp[i], sample_weight=sw)
             else:
-                value = losses_module.reduce_values(fn(yt[i], yp[i]), sw)
+                value = losses_module.reduce_values(fn(yt_i, yp[i]), sw)
             if self.metrics:
                 self.metrics[i].update_state(value, sample_weight=yp[i].shape[0] if yp[i].shape else 1)
             term = _m.multiply(value, float(w)) if w != 1.0 else value
-            total = term if total is None else _m.add(total, term)
+            total = term if total is None else _m.add(total, _on_device(term, total.device))
         return total
 
 
@@ -141,7 +148,11 @@ class CompileMetrics(metrics_module.Metric):
             sw = sample_weight if weighted else None
             if isinstance(sw, (list, tuple)):
                 sw = sw[i]
-            m.update_state(yt[i], yp[i], sample_weight=with_mask(sw, getattr(yp[i], "_keras_mask", None)))
+            # the metric's state lives where it was made: its inputs go there (model parallelism)
+            dev = m.variables[0].device if m.variables else yp[i].device
+            pred = _on_device(yp[i], dev)
+            mask = _on_device(getattr(yp[i], "_keras_mask", None), dev)
+            m.update_state(_on_device(yt[i], dev), pred, sample_weight=with_mask(_on_device(sw, dev), mask))
 
     def result(self):
         return {m.name: m.result() for _, m, _ in self._flat}

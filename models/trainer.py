@@ -3,6 +3,7 @@
 batch as the data adapter yields it (x, (x, y) or (x, y, sample_weight)) and returns a dict of
 results: tensors, read back to the host only when a callback, the progress bar or the epoch's
 logs need them. Metrics keep their totals on the device."""
+import functools
 import inspect
 import itertools
 import types
@@ -15,6 +16,7 @@ from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..backend import math as _m
 from ..backend.autodiff import GradientTape
+from ..backend.device import asynchronous, current_device
 from ..backend.tensor import Tensor, convert_to_tensor
 from ..callbacks import pythonify_logs
 from ..layers.layer import Layer, flatten, map_structure
@@ -22,6 +24,7 @@ from .compile_utils import CompileLoss, CompileMetrics
 from .data import (ArrayData, class_weight_to_sample_weight, make_data, pack_x_y_sample_weight,
                    unpack_x_y_sample_weight)
 from .progress import Progress, resolve_verbose
+from ..distribute.strategy import batch_size_of, even_slices, get_strategy, slice_rows
 
 
 class Trainer:
@@ -34,6 +37,7 @@ class Trainer:
         self._defer_results = False  # see _run_steps
         self._compiled = None  # compile()'s arguments, for the compile config of saved models
         self._compile_loss = self._compile_metrics = self._loss_tracker = None
+        self._distribute_strategy = get_strategy()  # a model made in `with strategy.scope():`
 
     # -- compile --
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
@@ -137,8 +141,8 @@ class Trainer:
             raise ValueError(f"Model '{self.name}' has no loss to compute: compile() was given no loss and the model "
                              "adds none (add_loss). Pass one, e.g. model.compile(optimizer='adam', loss='mse')")
         total = losses[0]
-        for value in losses[1:]:
-            total = _m.add(total, value)
+        for value in losses[1:]:  # losses of layers on other devices come to the first's
+            total = _m.add(total, value if value.device is total.device else value.to(total.device))
         return total
 
     def _compute_loss(self, x, y, y_pred, sample_weight, training):
@@ -175,12 +179,46 @@ class Trainer:
         x, _, _ = unpack_x_y_sample_weight(data)
         return self(x, training=False)
 
+    def _pipelined_train_step(self, data, micro_batches):
+        """GPipe: the batch is split into `micro_batches` slices (sizes differing by at most one)
+        that stream through the model's devices one after the other, so while a later device
+        works on slice m an earlier one works on slice m + 1 (every device runs queued during
+        `fit`). Each slice's loss is weighted by its share of the batch and the gradients add up
+        over the slices, so the one update equals the unsplit step's."""
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        n = batch_size_of(x)
+        total = None
+        with GradientTape() as tape:
+            for a, b in even_slices(n, micro_batches):
+                xs, ys, sws = slice_rows(x, a, b), slice_rows(y, a, b), slice_rows(sample_weight, a, b)
+                y_pred = self(xs, training=True)
+                share = _m.multiply(self._compute_loss(xs, ys, y_pred, sws, training=True), (b - a) / n)
+                total = share if total is None else _m.add(total, share if share.device is total.device
+                                                           else share.to(total.device))
+                if self._compile_metrics is not None:
+                    self._compile_metrics.update_state(ys, y_pred, sws)
+        self._loss_tracker.update_state(total, sample_weight=n)
+        tv = self.trainable_weights
+        self.optimizer.apply(tape.gradient(total, tv), tv)
+        return None if self._defer_results else self.get_metrics_result()
+
     # -- fit --
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
-            steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1):
+            steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1,
+            micro_batches=None):
+        """As Keras's, plus `micro_batches=M` (lamina): a model placed on several devices
+        (`with lamina.device(d):`) is pipelined, each batch streaming through its devices in M
+        slices (see _pipelined_train_step). A model made in a distribution strategy's scope
+        trains through the strategy (lamina.distribute)."""
         self._require_compiled("fit")
+        strategy = self._distribute_strategy
+        step_fn = self._fit_step_fn(micro_batches, strategy)
         data = make_data(x, y, sample_weight, batch_size, shuffle, steps_per_epoch, class_weight=class_weight)
+        if strategy is not None:
+            data = strategy.distribute_data(data)
+            if not strategy.is_chief:
+                verbose = 0
         val = None
         if validation_split and validation_data is None:
             if not isinstance(data, ArrayData):
@@ -196,6 +234,12 @@ class Trainer:
         cbs = callbacks_module.CallbackList(list(callbacks or []) + [history], self,
                                             {"epochs": epochs, "steps": steps, "verbose": verbose})
         self.stop_training = False
+        with _FitScope(self, strategy, micro_batches):
+            return self._fit_epochs(data, val, steps, steps_per_epoch, epochs, initial_epoch, verbose, cbs, history,
+                                    step_fn, validation_steps, validation_freq)
+
+    def _fit_epochs(self, data, val, steps, steps_per_epoch, epochs, initial_epoch, verbose, cbs, history, step_fn,
+                    validation_steps, validation_freq):
         cbs.on_train_begin()
         epoch_logs = {}
         for epoch in range(initial_epoch, epochs):
@@ -208,7 +252,7 @@ class Trainer:
             for step, batches in _executions(data, steps_per_epoch, self.steps_per_execution):
                 cbs.on_train_batch_begin(step)
                 end = step + len(batches) - 1
-                logs = self._run_steps(self.train_step, batches, cbs.wants("on_train_batch_end") or
+                logs = self._run_steps(step_fn, batches, cbs.wants("on_train_batch_end") or
                                        progress.wants(end + 1))
                 cbs.on_train_batch_end(end, logs)
                 progress.update(end + 1, logs)
@@ -228,6 +272,31 @@ class Trainer:
                 break
         cbs.on_train_end(epoch_logs)
         return history
+
+    def _fit_step_fn(self, micro_batches, strategy):
+        """The step fit runs: train_step, the pipelined step, or the strategy's."""
+        if micro_batches is not None and (isinstance(micro_batches, bool) or not isinstance(micro_batches, int)
+                                          or micro_batches < 1):
+            raise ValueError(f"fit: micro_batches must be an int >= 1, received {micro_batches!r}")
+        custom = type(self).train_step is not Trainer.train_step
+        if micro_batches not in (None, 1):
+            if strategy is not None:
+                raise ValueError("fit: micro_batches (pipelining) cannot be combined with a distribution strategy yet; "
+                                 "use one or the other")
+            if custom:
+                raise ValueError(f"fit: micro_batches needs the built-in train_step, but {type(self).__name__} "
+                                 "overrides train_step; split the batch in your own train_step instead")
+            step = functools.partial(self._pipelined_train_step, micro_batches=micro_batches)
+        elif strategy is not None:
+            if custom:
+                raise ValueError(f"fit: {type(strategy).__name__} runs its own training step, but "
+                                 f"{type(self).__name__} overrides train_step; build the model outside the "
+                                 "strategy's scope, or use the built-in train_step")
+            step = functools.partial(strategy.train_step, self)
+        else:
+            return self.train_step
+        step.__name__ = "train_step"  # _run_steps defers results as for the built-in step
+        return step
 
     # -- evaluate / predict --
     def _evaluate_data(self, data, cbs, steps=None, progress=None):
@@ -353,6 +422,46 @@ class Trainer:
 
 
 _DEFERRED = {}  # what _run_steps returns for a step whose results were not computed
+
+
+class _FitScope:
+    """Around fit's epochs: a strategy's begin/end hooks, and for a pipelined fit every device
+    of the model running queued (so the calling thread only queues work)."""
+
+    def __init__(self, model, strategy, micro_batches):
+        self.model, self.strategy = model, strategy
+        self.devices = None
+        if micro_batches not in (None, 1):
+            self.devices = _model_devices(model)
+
+    def __enter__(self):
+        if self.strategy is not None:
+            self.strategy.on_fit_begin(self.model)
+        if self.devices:
+            self._async = asynchronous(self.devices)
+            self._async.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            if self.devices:
+                self._async.__exit__(*exc)
+        finally:
+            if self.strategy is not None:
+                self.strategy.on_fit_end(self.model)
+        return False
+
+
+def _model_devices(model):
+    """The devices of the model's layers and weights, and the current one (where data arrives)."""
+    devs = {current_device().name: current_device()}
+    for w in model.weights:
+        devs.setdefault(w.device.name, w.device)
+    for layer in model._all_layers() if hasattr(model, "_all_layers") else []:
+        d = getattr(layer, "_device", None)
+        if d is not None:
+            devs.setdefault(d.name, d)
+    return list(devs.values())
 
 
 def _executions(data, limit, n):

@@ -19,11 +19,13 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <mutex>
 #include <cstring>
 #include <limits>
 #include <vector>
 
 #include "common.h"
+#include "device.h"
 #include "conv_common.h"
 #include "gemm.h"
 #include "simd.h"
@@ -43,12 +45,22 @@ int64_t g_chunk_bytes = int64_t(1) << 20;
 // Under the batch schedule the phases are those of thread 0 (each thread runs the same mix).
 struct Profile { double im2col = 0, col2im = 0, gemm = 0, total = 0, pool = 0, other = 0; int64_t calls = 0; };
 Profile g_prof;
+std::mutex g_prof_mu;  // devices run kernels on their own threads at the same time
+
+void prof_add(double Profile::*field, double seconds) {
+  std::lock_guard<std::mutex> lock(g_prof_mu);
+  g_prof.*field += seconds;
+}
+void prof_call() {
+  std::lock_guard<std::mutex> lock(g_prof_mu);
+  g_prof.calls++;
+}
 
 struct Timer {
-  double* acc;
+  double Profile::*field;
   double t0;
-  explicit Timer(double* a) : acc(a), t0(omp_get_wtime()) {}
-  ~Timer() { *acc += omp_get_wtime() - t0; }
+  explicit Timer(double Profile::*f) : field(f), t0(omp_get_wtime()) {}
+  ~Timer() { prof_add(field, omp_get_wtime() - t0); }
 };
 
 // ---- geometry -----------------------------------------------------------------------------------
@@ -251,22 +263,22 @@ void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const S
   const float* w = wb.data<float>();
   float* out = ob.data<float>();
   const int64_t K = g.K(), rows = g.N * g.OH * g.OW, O = g.O;
-  g_prof.calls++;
+  prof_call();
   if (rows == 0 || O == 0) return;
-  if (K == 0) { Timer t(&g_prof.other); zero_fill(out, rows * O); return; }
+  if (K == 0) { Timer t(&Profile::other); zero_fill(out, rows * O); return; }
   if (g.direct()) {
-    Timer t(&g_prof.gemm);
+    Timer t(&Profile::gemm);
     sgemm(false, false, rows, O, K, 1.f, x, K, w, O, 0.f, out, O);
     return;
   }
-  Timer total(&g_prof.total);
+  Timer total(&Profile::total);
   run_chunks(g, batch_schedule(g), [](int, int64_t, int64_t) {},
              [&](int64_t u0, int64_t u1, float* col, int tid, bool par) {
                const double t0 = omp_get_wtime();
                im2col(g, x, col, u0, u1, par);
                const double t1 = omp_get_wtime();
                sgemm(false, false, (u1 - u0) * g.OW, O, K, 1.f, col, K, w, O, 0.f, out + u0 * g.OW * O, O);
-               if (tid == 0) { g_prof.im2col += t1 - t0; g_prof.gemm += omp_get_wtime() - t1; }
+               if (tid == 0) { prof_add(&Profile::im2col, t1 - t0); prof_add(&Profile::gemm, omp_get_wtime() - t1); }
              });
 }
 
@@ -288,21 +300,21 @@ void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const 
   float* dx = dxb ? dxb->data<float>() : nullptr;
   float* dw = dwb ? dwb->data<float>() : nullptr;
   const int64_t K = g.K(), rows = g.N * g.OH * g.OW, O = g.O;
-  g_prof.calls++;
+  prof_call();
   if (K == 0) return;  // no input channels: both gradients are empty
   if (rows == 0 || O == 0) {  // nothing flows back
-    Timer t(&g_prof.other);
+    Timer t(&Profile::other);
     if (dx) zero_fill(dx, xb.numel);
     if (dw) zero_fill(dw, wb.numel);
     return;
   }
   if (g.direct()) {
-    Timer t(&g_prof.gemm);
+    Timer t(&Profile::gemm);
     if (dw) sgemm(true, false, K, O, rows, 1.f, x, K, dout, O, 0.f, dw, O);
     if (dx) sgemm(false, true, rows, K, O, 1.f, dout, O, w, O, 0.f, dx, K);
     return;
   }
-  Timer total(&g_prof.total);
+  Timer total(&Profile::total);
   const bool batch = batch_schedule(g);
   const int nt = batch ? int(std::min<int64_t>(omp_get_max_threads(), g.N)) : 1;
   // Under the batch schedule each thread sums its images' filter gradient in its own block
@@ -310,7 +322,7 @@ void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const 
   const int64_t wn = K * O;
   Scratch partial(dw && nt > 1 ? (nt - 1) * wn : 0);
   std::vector<char> started(size_t(nt), 0);
-  if (dx && !batch) { Timer t(&g_prof.col2im); zero_fill(dx, xb.numel); }
+  if (dx && !batch) { Timer t(&Profile::col2im); zero_fill(dx, xb.numel); }
   const int64_t HWC = g.H * g.W * g.C;
   run_chunks(g, batch,
              [&](int, int64_t n0, int64_t n1) { if (dx) zero_fill(dx + n0 * HWC, (n1 - n0) * HWC, false); },
@@ -336,10 +348,10 @@ void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const 
                  col2im(g, col, dx, u0, u1, par);
                  t_col += omp_get_wtime() - t0;
                }
-               if (tid == 0) { g_prof.im2col += t_im; g_prof.gemm += t_gemm; g_prof.col2im += t_col; }
+               if (tid == 0) { prof_add(&Profile::im2col, t_im); prof_add(&Profile::gemm, t_gemm); prof_add(&Profile::col2im, t_col); }
              });
   if (dw && nt > 1) {
-    Timer t(&g_prof.other);
+    Timer t(&Profile::other);
     if (!started[0]) zero_fill(dw, wn, false);
     for (int t = 1; t < nt; ++t) {
       if (!started[t]) continue;
@@ -507,7 +519,7 @@ void pool2d_forward(int mode, const Buffer& xb, const Shape& xs, Buffer& ob, con
   int32_t* idx = idxb ? idxb->data<int32_t>() : nullptr;
   const int64_t units = g.N * g.OH, HWC = g.H * g.W * g.C, row = g.OW * g.C;
   if (ob.numel == 0) return;
-  Timer tm(&g_prof.pool);
+  Timer tm(&Profile::pool);
   const bool par = ob.numel * g.ph * g.pw > kParallelGrain && units > 1;
   if (mode == POOL_MAX) {
 #pragma omp parallel for schedule(static) if (par)
@@ -539,7 +551,7 @@ void pool2d_backward(int mode, const Shape& xs, const Buffer& gb, const Shape& g
   float* dx = dxb.data<float>();
   const int32_t* idx = idxb ? idxb->data<int32_t>() : nullptr;
   const int64_t C = g.C, HW = g.H * g.W;
-  Timer tm(&g_prof.pool);
+  Timer tm(&Profile::pool);
   zero_fill(dx, dxb.numel);
   if (gb.numel == 0 || C == 0) return;
   const int nt = omp_get_max_threads();
@@ -602,19 +614,20 @@ void batch_transpose(const Buffer& xb, int64_t B, int64_t R, int64_t S, Buffer& 
 }  // namespace
 
 void bind_conv(py::module_& m) {
-  m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
+  def_kernel(m, "conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
         py::arg("out"), py::arg("out_shape"), py::arg("strides"), py::arg("dilation"), py::arg("pads"));
-  m.def("conv2d_backward", &conv2d_backward, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
+  def_kernel(m, "conv2d_backward", &conv2d_backward, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
         py::arg("grad"), py::arg("grad_shape"), py::arg("dx").none(true), py::arg("dw").none(true), py::arg("strides"),
         py::arg("dilation"), py::arg("pads"));
-  m.def("pool2d_forward", &pool2d_forward, py::arg("mode"), py::arg("x"), py::arg("x_shape"), py::arg("out"),
+  def_kernel(m, "pool2d_forward", &pool2d_forward, py::arg("mode"), py::arg("x"), py::arg("x_shape"), py::arg("out"),
         py::arg("out_shape"), py::arg("pool_size"), py::arg("strides"), py::arg("pads"),
         py::arg("indices").none(true) = nullptr);
-  m.def("pool2d_backward", &pool2d_backward, py::arg("mode"), py::arg("x_shape"), py::arg("grad"),
+  def_kernel(m, "pool2d_backward", &pool2d_backward, py::arg("mode"), py::arg("x_shape"), py::arg("grad"),
         py::arg("grad_shape"), py::arg("dx"), py::arg("pool_size"), py::arg("strides"), py::arg("pads"),
         py::arg("indices").none(true) = nullptr);
-  m.def("batch_transpose", &batch_transpose);
+  def_kernel(m, "batch_transpose", &batch_transpose);
   m.def("conv_profile", [](bool reset) {
+    std::lock_guard<std::mutex> lock(g_prof_mu);
     py::dict d;
     d["im2col"] = g_prof.im2col; d["col2im"] = g_prof.col2im; d["gemm"] = g_prof.gemm;
     d["total"] = g_prof.total; d["pool"] = g_prof.pool; d["other"] = g_prof.other; d["calls"] = g_prof.calls;

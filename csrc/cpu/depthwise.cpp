@@ -21,6 +21,7 @@
 #include <algorithm>
 
 #include "common.h"
+#include "device.h"
 #include "conv_common.h"
 #include "simd.h"
 
@@ -280,10 +281,10 @@ void depthwise_conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& 
 }  // namespace
 
 void bind_depthwise(py::module_& m) {
-  m.def("depthwise_conv2d_forward", &depthwise_conv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w"),
+  def_kernel(m, "depthwise_conv2d_forward", &depthwise_conv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w"),
         py::arg("w_shape"), py::arg("out"), py::arg("out_shape"), py::arg("strides"), py::arg("dilation"),
         py::arg("pads"));
-  m.def("depthwise_conv2d_backward", &depthwise_conv2d_backward, py::arg("x"), py::arg("x_shape"), py::arg("w"),
+  def_kernel(m, "depthwise_conv2d_backward", &depthwise_conv2d_backward, py::arg("x"), py::arg("x_shape"), py::arg("w"),
         py::arg("w_shape"), py::arg("grad"), py::arg("grad_shape"), py::arg("dx").none(true), py::arg("dw").none(true),
         py::arg("strides"), py::arg("dilation"), py::arg("pads"));
 }

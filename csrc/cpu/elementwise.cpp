@@ -16,8 +16,10 @@
 #include <string>
 #include <type_traits>
 
-#include "broadcast.h"
+#include "broadcast_loops.h"
 #include "common.h"
+#include "device.h"
+#include "opcodes.h"
 #include "simd.h"
 #include "vmath.h"
 
@@ -271,7 +273,6 @@ LAMINA_INLINE float silu_grad(float x) {
 }  // namespace vm
 
 // ---- binary ops ------------------------------------------------------------------------------
-enum BinaryOp : int { ADD = 0, SUB, MUL, DIV, POW, MAXIMUM, MINIMUM, EQ, NE, LT, LE, GT, GE, AND, OR, XOR, FLOORDIV, MOD };
 
 template <class T> struct Add { static T f(T a, T b) { return a + b; } };
 template <class T> struct Sub { static T f(T a, T b) { return a - b; } };
@@ -485,12 +486,6 @@ static void where(const Buffer& c, const Shape& cs, const Buffer& a, const Shape
 }
 
 // ---- unary maths -----------------------------------------------------------------------------
-enum UnaryOp : int {
-  NEG = 0, EXP, LOG, SQRT, ABS, TANH, SIGMOID, RELU, SOFTPLUS, ELU, SELU, GELU, GELU_TANH, SQUARE,
-  SIGN, RECIPROCAL, LOG1P, EXPM1, SIN, COS, FLOOR, CEIL, ROUND, RSQRT, ERF, LEAKY_RELU, RELU6,
-  SILU, HARD_SIGMOID, LOGICAL_NOT, ISNAN, ISFINITE, SOFTSIGN, LOG2, LOG10, EXP2, ISINF,
-  UNARY_COUNT
-};
 
 static constexpr float kSeluAlpha = 1.6732632423543772f, kSeluScale = 1.0507009873554805f;
 
@@ -628,9 +623,6 @@ static void unary(int op, const Buffer& xb, Buffer& ob, double alpha_d) {
 }
 
 // Derivative kernels: out = g * f'(.) where the saved value is x (the input) or y (the output).
-enum GradOp : int { RELU_GRAD = 0, SIGMOID_GRAD_Y, TANH_GRAD_Y, ELU_GRAD_X, SELU_GRAD_X, GELU_GRAD_X,
-                    GELU_TANH_GRAD_X, SOFTPLUS_GRAD_X, LEAKY_RELU_GRAD_X, RELU6_GRAD_X, SILU_GRAD_X,
-                    HARD_SIGMOID_GRAD_X, SOFTSIGN_GRAD_X, GRAD_COUNT };
 
 LAMINA_INLINE void unary_grad_body(int op, const float* s, const float* g, float* o, int64_t n, float alpha) {
 #define G(CODE, EXPR) \
@@ -770,14 +762,14 @@ static void broadcast_to(const Buffer& x, const Shape& xs, Buffer& o, const Shap
 }
 
 void bind_elementwise(py::module_& m) {
-  m.def("broadcast_to", &broadcast_to);
-  m.def("binary", &binary);
-  m.def("where", &where);
-  m.def("unary", &unary, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("alpha") = 0.0);
-  m.def("unary_grad", &unary_grad, py::arg("op"), py::arg("saved"), py::arg("grad"), py::arg("out"), py::arg("alpha") = 0.0);
-  m.def("clip", &clip);
-  m.def("clip_grad", &clip_grad);
-  m.def("axpby", &axpby);
+  def_kernel(m, "broadcast_to", &broadcast_to);
+  def_kernel(m, "binary", &binary);
+  def_kernel(m, "where", &where);
+  def_kernel(m, "unary", &unary, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("alpha") = 0.0);
+  def_kernel(m, "unary_grad", &unary_grad, py::arg("op"), py::arg("saved"), py::arg("grad"), py::arg("out"), py::arg("alpha") = 0.0);
+  def_kernel(m, "clip", &clip);
+  def_kernel(m, "clip_grad", &clip_grad);
+  def_kernel(m, "axpby", &axpby);
   m.def("simd_isa", []() { return std::string(kIsaNames[g_isa]); },
         "The SIMD variant the vectorised float kernels run: generic, avx2 or avx512.");
   m.def("hardware_simd_isa", []() { return std::string(kIsaNames[hardware_isa()]); },

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common.h"
+#include "device.h"
 #include "gemm.h"
 #include "gemm_kernels.h"
 
@@ -94,9 +95,9 @@ static void gemm2d(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alph
 }
 
 void bind_linalg(py::module_& m) {
-  m.def("matmul", &matmul, py::arg("a"), py::arg("a_shape"), py::arg("b"), py::arg("b_shape"), py::arg("out"),
+  def_kernel(m, "matmul", &matmul, py::arg("a"), py::arg("a_shape"), py::arg("b"), py::arg("b_shape"), py::arg("out"),
         py::arg("out_shape"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("accumulate") = false);
-  m.def("gemm", &gemm2d, py::arg("trans_a"), py::arg("trans_b"), py::arg("M"), py::arg("N"), py::arg("K"),
+  def_kernel(m, "gemm", &gemm2d, py::arg("trans_a"), py::arg("trans_b"), py::arg("M"), py::arg("N"), py::arg("K"),
         py::arg("alpha"), py::arg("a"), py::arg("b"), py::arg("beta"), py::arg("c"), py::arg("lda") = -1,
         py::arg("ldb") = -1, py::arg("ldc") = -1,
         "c = alpha * op(a) @ op(b) + beta * c (float32, row-major, lda/ldb/ldc row strides, -1 = packed)");

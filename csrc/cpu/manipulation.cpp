@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "common.h"
+#include "device.h"
 
 namespace py = pybind11;
 
@@ -601,17 +602,17 @@ void linspace(Buffer& out, double start, double stop, bool endpoint) {
 }  // namespace
 
 void bind_manipulation(py::module_& m) {
-  m.def("strided_copy", &strided_copy, py::arg("src"), py::arg("src_offset"), py::arg("src_strides"), py::arg("dst"),
+  def_kernel(m, "strided_copy", &strided_copy, py::arg("src"), py::arg("src_offset"), py::arg("src_strides"), py::arg("dst"),
         py::arg("dst_offset"), py::arg("dst_strides"), py::arg("shape"), py::arg("accumulate") = false);
-  m.def("take", &take);
-  m.def("take_grad", &take_grad);
-  m.def("take_along_axis", &take_along_axis);
-  m.def("take_along_axis_grad", &take_along_axis_grad);
-  m.def("count_nonzero", &count_nonzero);
-  m.def("nonzero", &nonzero);
-  m.def("tri", &tri);
-  m.def("arange", &arange);
-  m.def("linspace", &linspace);
+  def_kernel(m, "take", &take);
+  def_kernel(m, "take_grad", &take_grad);
+  def_kernel(m, "take_along_axis", &take_along_axis);
+  def_kernel(m, "take_along_axis_grad", &take_along_axis_grad);
+  def_kernel(m, "count_nonzero", &count_nonzero);
+  def_kernel(m, "nonzero", &nonzero);
+  def_kernel(m, "tri", &tri);
+  def_kernel(m, "arange", &arange);
+  def_kernel(m, "linspace", &linspace);
 }
 
 }  // namespace lamina

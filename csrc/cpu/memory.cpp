@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "common.h"
+#include "device.h"
 
 namespace py = pybind11;
 
@@ -102,18 +103,11 @@ static void empty_cache() {
   c.cached = 0;
 }
 
-Buffer::Buffer(int64_t n, DType dt) : numel(n), dtype(dt) {
+Buffer::Buffer(int64_t n, DType dt, int dev) : numel(n), dtype(dt), device(dev) {
   LAMINA_CHECK(n >= 0, "cannot allocate a buffer of " << n << " elements");
   ptr = host_alloc(size_t(n) * dtype_size(dt), &capacity);
 }
 Buffer::~Buffer() { host_free(ptr, capacity); }
-
-// ---- threads -----------------------------------------------------------------------------------
-int num_threads() { return omp_get_max_threads(); }
-void set_num_threads(int n) {
-  LAMINA_CHECK(n >= 1, "set_num_threads: expected a positive number of threads, received " << n);
-  omp_set_num_threads(n);
-}
 
 // ---- copies --------------------------------------------------------------------------------
 static DType dtype_of_array(const py::array& a) {
@@ -126,10 +120,11 @@ static DType dtype_of_array(const py::array& a) {
                   "; expected float32, int32, int64 or bool (convert with .astype first)");
 }
 
-static BufferPtr from_numpy(py::array a) {
+static BufferPtr from_numpy(py::array a, int device) {
   DType dt = dtype_of_array(a);
   LAMINA_CHECK(a.flags() & py::array::c_style, "from_numpy: expected a C-contiguous array");
-  auto b = std::make_shared<Buffer>(int64_t(a.size()), dt);
+  device_context(device);  // checks the index
+  auto b = std::make_shared<Buffer>(int64_t(a.size()), dt, device);
   if (a.nbytes()) std::memcpy(b->ptr, a.data(), size_t(a.nbytes()));
   return b;
 }
@@ -140,8 +135,24 @@ static py::array to_numpy(const Buffer& b, const Shape& shape) {
   py::dtype dt = b.dtype == F32 ? py::dtype::of<float>() : b.dtype == I32 ? py::dtype::of<int32_t>()
                  : b.dtype == I64 ? py::dtype::of<int64_t>() : py::dtype::of<bool>();
   py::array out(dt, std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  wait_buffer(b);  // the kernels that wrote it, on an asynchronous device
   if (b.numel) std::memcpy(out.mutable_data(), b.ptr, size_t(b.numel) * dtype_size(b.dtype));
   return out;
+}
+
+// A numpy array over the buffer's own memory (no copy), keeping the buffer alive: for handing
+// host buffers to other libraries (MPI). Waits for the kernels that last touched the buffer;
+// the caller must not queue kernels on it while the view is in use.
+static py::array host_view(const BufferPtr& b, const Shape& shape) {
+  LAMINA_CHECK(b, "host_view: expected a Buffer");
+  LAMINA_CHECK(numel_of(shape) == b->numel, "host_view: shape " << shape_str(shape) << " does not match "
+                                                                 << b->numel << " elements");
+  wait_buffer(*b);
+  py::dtype dt = b->dtype == F32 ? py::dtype::of<float>() : b->dtype == I32 ? py::dtype::of<int32_t>()
+                 : b->dtype == I64 ? py::dtype::of<int64_t>() : py::dtype::of<bool>();
+  auto* keep = new BufferPtr(b);
+  py::capsule owner(keep, [](void* p) { delete static_cast<BufferPtr*>(p); });
+  return py::array(dt, std::vector<py::ssize_t>(shape.begin(), shape.end()), b->ptr, owner);
 }
 
 // Fill with a scalar, converted to the buffer's dtype.
@@ -191,15 +202,21 @@ static void cast(const Buffer& src, Buffer& dst) {
 
 void bind_memory(py::module_& m) {
   py::class_<Buffer, BufferPtr>(m, "Buffer")
-      .def(py::init([](int64_t n, int dt) { return std::make_shared<Buffer>(n, DType(dt)); }), py::arg("numel"), py::arg("dtype") = 0)
+      .def(py::init([](int64_t n, int dt, int device) {
+             LAMINA_CHECK(dt >= F32 && dt <= BOOL, "Buffer: unknown dtype code " << dt);
+             device_context(device);  // checks the index
+             return std::make_shared<Buffer>(n, DType(dt), device);
+           }), py::arg("numel"), py::arg("dtype") = 0, py::arg("device") = 0)
       .def_readonly("numel", &Buffer::numel)
+      .def_readonly("device", &Buffer::device)
       .def_property_readonly("dtype", [](const Buffer& b) { return int(b.dtype); })
       .def_property_readonly("address", [](const Buffer& b) { return reinterpret_cast<uintptr_t>(b.ptr); });
-  m.def("from_numpy", &from_numpy);
+  m.def("from_numpy", &from_numpy, py::arg("array"), py::arg("device") = 0);
   m.def("to_numpy", &to_numpy);
-  m.def("fill", &fill);
-  m.def("copy", &copy);
-  m.def("cast", &cast);
+  m.def("host_view", &host_view, py::arg("buffer"), py::arg("shape"));
+  def_kernel(m, "fill", &fill);
+  def_kernel(m, "copy", &copy);
+  def_kernel(m, "cast", &cast);
   m.def("empty_cache", &empty_cache);
   m.def("memory_stats", []() {
     HostCache& c = cache();
@@ -208,8 +225,6 @@ void bind_memory(py::module_& m) {
     d["in_use"] = c.in_use; d["cached"] = c.cached; d["system_allocs"] = c.system_allocs;
     return d;
   });
-  m.def("num_threads", &num_threads);
-  m.def("set_num_threads", &set_num_threads);
 }
 
 }  // namespace lamina

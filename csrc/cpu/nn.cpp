@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "common.h"
+#include "device.h"
 #include "simd.h"
 #include "vmath.h"
 
@@ -991,28 +992,28 @@ void sparse_segment_sum(const Buffer& ib, const Buffer& vb, int64_t D, const Buf
 }  // namespace
 
 void bind_nn(py::module_& m) {
-  m.def("softmax", &softmax);
-  m.def("softmax_grad", &softmax_grad);
-  m.def("xent_sparse", &xent_sparse);
-  m.def("xent_sparse_grad", &xent_sparse_grad);
-  m.def("xent_dense", &xent_dense);
-  m.def("xent_dense_grad", &xent_dense_grad);
-  m.def("bce", &bce);
-  m.def("bce_grad", &bce_grad);
-  m.def("one_hot", &one_hot);
-  m.def("batch_norm_train", &batch_norm_train);
-  m.def("batch_norm_train_grad", &batch_norm_train_grad);
-  m.def("batch_norm_infer", &batch_norm_infer, py::arg("x"), py::arg("mean"), py::arg("variance"),
+  def_kernel(m, "softmax", &softmax);
+  def_kernel(m, "softmax_grad", &softmax_grad);
+  def_kernel(m, "xent_sparse", &xent_sparse);
+  def_kernel(m, "xent_sparse_grad", &xent_sparse_grad);
+  def_kernel(m, "xent_dense", &xent_dense);
+  def_kernel(m, "xent_dense_grad", &xent_dense_grad);
+  def_kernel(m, "bce", &bce);
+  def_kernel(m, "bce_grad", &bce_grad);
+  def_kernel(m, "one_hot", &one_hot);
+  def_kernel(m, "batch_norm_train", &batch_norm_train);
+  def_kernel(m, "batch_norm_train_grad", &batch_norm_train_grad);
+  def_kernel(m, "batch_norm_infer", &batch_norm_infer, py::arg("x"), py::arg("mean"), py::arg("variance"),
         py::arg("scale").none(true), py::arg("offset").none(true), py::arg("outer"), py::arg("C"), py::arg("inner"),
         py::arg("eps"), py::arg("out"), py::arg("lo") = -INFINITY, py::arg("hi") = INFINITY);
-  m.def("batch_norm_infer_grad", &batch_norm_infer_grad);
-  m.def("layer_norm", &layer_norm);
-  m.def("layer_norm_grad", &layer_norm_grad);
-  m.def("embedding", &embedding);
-  m.def("embedding_grad", &embedding_grad);
-  m.def("embedding_scatter_add", &embedding_scatter_add);
-  m.def("sparse_sort", &sparse_sort);
-  m.def("sparse_segment_sum", &sparse_segment_sum);
+  def_kernel(m, "batch_norm_infer_grad", &batch_norm_infer_grad);
+  def_kernel(m, "layer_norm", &layer_norm);
+  def_kernel(m, "layer_norm_grad", &layer_norm_grad);
+  def_kernel(m, "embedding", &embedding);
+  def_kernel(m, "embedding_grad", &embedding_grad);
+  def_kernel(m, "embedding_scatter_add", &embedding_scatter_add);
+  def_kernel(m, "sparse_sort", &sparse_sort);
+  def_kernel(m, "sparse_segment_sum", &sparse_segment_sum);
 }
 
 }  // namespace lamina

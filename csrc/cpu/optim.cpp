@@ -14,8 +14,9 @@
 #include <cmath>
 #include <vector>
 
-#include "broadcast.h"
+#include "broadcast_loops.h"
 #include "common.h"
+#include "device.h"
 
 namespace py = pybind11;
 
@@ -273,16 +274,16 @@ static double sum_squares(const Buffer& b) {
 }
 
 void bind_optim(py::module_& m) {
-  m.def("sgd", &sgd);
-  m.def("adam", &adam);
-  m.def("rmsprop", &rmsprop);
-  m.def("adagrad", &adagrad);
-  m.def("weight_decay", &weight_decay);
-  m.def("sgd_sparse", &sgd_sparse);
-  m.def("adam_sparse", &adam_sparse);
-  m.def("rmsprop_sparse", &rmsprop_sparse);
-  m.def("adagrad_sparse", &adagrad_sparse);
-  m.def("sum_squares", &sum_squares);
+  def_kernel(m, "sgd", &sgd);
+  def_kernel(m, "adam", &adam);
+  def_kernel(m, "rmsprop", &rmsprop);
+  def_kernel(m, "adagrad", &adagrad);
+  def_kernel(m, "weight_decay", &weight_decay);
+  def_kernel(m, "sgd_sparse", &sgd_sparse);
+  def_kernel(m, "adam_sparse", &adam_sparse);
+  def_kernel(m, "rmsprop_sparse", &rmsprop_sparse);
+  def_kernel(m, "adagrad_sparse", &adagrad_sparse);
+  def_kernel(m, "sum_squares", &sum_squares);
 }
 
 }  // namespace lamina

@@ -15,8 +15,9 @@
 #include <numeric>
 #include <vector>
 
-#include "broadcast.h"
+#include "broadcast_loops.h"
 #include "common.h"
+#include "device.h"
 #include "simd.h"
 
 namespace py = pybind11;
@@ -327,14 +328,14 @@ void bind_random(py::module_& m) {
     Block b = philox4x32_10(c0, c1, c2, c3, k0, k1);
     return py::make_tuple(b.v[0], b.v[1], b.v[2], b.v[3]);
   });
-  m.def("random_uniform", &random_uniform);
-  m.def("random_normal", &random_normal);
-  m.def("random_randint", &random_randint);
-  m.def("random_categorical", &random_categorical);
-  m.def("random_shuffle", &random_shuffle);
-  m.def("dropout", &dropout);
-  m.def("dropout_mask", &dropout_mask);
-  m.def("dropout_grad", &dropout_grad);
+  def_kernel(m, "random_uniform", &random_uniform);
+  def_kernel(m, "random_normal", &random_normal);
+  def_kernel(m, "random_randint", &random_randint);
+  def_kernel(m, "random_categorical", &random_categorical);
+  def_kernel(m, "random_shuffle", &random_shuffle);
+  def_kernel(m, "dropout", &dropout);
+  def_kernel(m, "dropout_mask", &dropout_mask);
+  def_kernel(m, "dropout_grad", &dropout_grad);
 }
 
 }  // namespace lamina

@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "common.h"
+#include "device.h"
+#include "opcodes.h"
 #include "simd.h"
 
 namespace py = pybind11;
@@ -30,7 +32,6 @@ namespace lamina {
 // The reduction loops below are templates instantiated once per instruction set (GCC target
 // attributes): <name>_generic / _avx2 / _avx512, and <name> picks one at run time.
 
-enum ReduceOp : int { R_SUM = 0, R_MEAN, R_MAX, R_MIN, R_PROD, R_ANY, R_ALL };
 
 constexpr int64_t kTile = 1024;    // columns per tile in column reductions and scans
 constexpr int64_t kBlock = 4096;   // elements per float block in row reductions
@@ -459,7 +460,6 @@ static void argreduce(bool is_max, const Buffer& xb, int64_t outer, int64_t R, i
 }
 
 // ---- cumulative sums and products --------------------------------------------------------------
-enum ScanOp : int { S_SUM = 0, S_PROD = 1 };
 
 // y[o, r, i] = x[o, 0, i] (op) ... (op) x[o, r, i] (from the end when `reverse`). Float scans
 // accumulate in double; integer scans in int64 (wrapping like the output type).
@@ -536,11 +536,11 @@ static void cumprod_grad(const Buffer& xb, const Buffer& gb, int64_t outer, int6
 }
 
 void bind_reduce(py::module_& m) {
-  m.def("reduce", &reduce);
-  m.def("argreduce", &argreduce);
-  m.def("cumulative", &cumulative, py::arg("op"), py::arg("x"), py::arg("outer"), py::arg("R"), py::arg("inner"),
+  def_kernel(m, "reduce", &reduce);
+  def_kernel(m, "argreduce", &argreduce);
+  def_kernel(m, "cumulative", &cumulative, py::arg("op"), py::arg("x"), py::arg("outer"), py::arg("R"), py::arg("inner"),
         py::arg("out"), py::arg("reverse") = false);
-  m.def("cumprod_grad", &cumprod_grad);
+  def_kernel(m, "cumprod_grad", &cumprod_grad);
 }
 
 }  // namespace lamina

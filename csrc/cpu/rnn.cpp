@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "common.h"
+#include "device.h"
 #include "cpu/gemm_kernels.h"
 #include "gemm.h"
 #include "simd.h"
@@ -627,23 +628,23 @@ void simple_rnn_backward(const Buffer& x, const Buffer& h0, const Buffer& K, con
 
 void bind_rnn(py::module_& m) {
   using namespace rnn_detail;
-  m.def("lstm_forward", &lstm_forward,
+  def_kernel(m, "lstm_forward", &lstm_forward,
         "lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias|None, mask|None, input_dropout|None, "
         "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, c_last, gates, saved_c|None)");
-  m.def("lstm_backward", &lstm_backward,
+  def_kernel(m, "lstm_backward", &lstm_backward,
         "lstm_backward(x, h0, c0, kernel, recurrent_kernel, mask, input_dropout, recurrent_dropout, B, T, F, U, "
         "go_backwards, out, gates, saved_c, dout, dh_last, dc_last, dx, dh0, dc0, dkernel, drecurrent_kernel, dbias) "
         "(None for absent incoming gradients and for gradients not wanted)");
-  m.def("gru_forward", &gru_forward,
+  def_kernel(m, "gru_forward", &gru_forward,
         "gru_forward(x, h0, kernel, recurrent_kernel, bias|None, mask|None, input_dropout|None, "
         "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, gates, saved_rh|None)");
-  m.def("gru_backward", &gru_backward,
+  def_kernel(m, "gru_backward", &gru_backward,
         "gru_backward(x, h0, kernel, recurrent_kernel, mask, input_dropout, recurrent_dropout, B, T, F, U, "
         "go_backwards, out, gates, saved_rh, dout, dh_last, dx, dh0, dkernel, drecurrent_kernel, dbias)");
-  m.def("simple_rnn_forward", &simple_rnn_forward,
+  def_kernel(m, "simple_rnn_forward", &simple_rnn_forward,
         "simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias|None, mask|None, input_dropout|None, "
         "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, gates)");
-  m.def("simple_rnn_backward", &simple_rnn_backward,
+  def_kernel(m, "simple_rnn_backward", &simple_rnn_backward,
         "simple_rnn_backward(x, h0, kernel, recurrent_kernel, mask, input_dropout, recurrent_dropout, B, T, F, U, "
         "go_backwards, out, gates, dout, dh_last, dx, dh0, dkernel, drecurrent_kernel, dbias)");
 }

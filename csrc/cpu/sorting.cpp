@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common.h"
+#include "device.h"
 
 namespace py = pybind11;
 
@@ -62,6 +63,6 @@ static void sort_rows(const Buffer& xb, int64_t outer, int64_t n, int64_t k, boo
   }
 }
 
-void bind_sorting(py::module_& m) { m.def("sort_rows", &sort_rows); }
+void bind_sorting(py::module_& m) { def_kernel(m, "sort_rows", &sort_rows); }
 
 }  // namespace lamina

@@ -1,0 +1,18 @@
+"""Process-wide settings: threads per device, threads of the default device.
+
+    lamina.config.set_cpu_threads_per_device(1)   # two CPU devices on a 2-core machine: one core each
+"""
+from .backend import _cpu
+from .backend.device import get_cpu_threads_per_device, set_cpu_threads_per_device  # noqa: F401
+
+
+def set_num_threads(threads):
+    """Threads of every device's kernels by default (LAMINA_NUM_THREADS; all cores otherwise)."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"set_num_threads: expected a number of threads >= 1, received {threads!r}")
+    _cpu.set_num_threads(threads)
+
+
+def get_num_threads():
+    """Threads the calling thread's kernels use."""
+    return _cpu.num_threads()

@@ -1,0 +1,145 @@
+// Per-device contexts and the kernel binding that routes every call to its device.
+//
+// A device module (the CPU one here, the CUDA one later) keeps one DeviceContext per device
+// index: its queue of kernel calls, its thread count and its errors. A kernel is bound with
+// def_kernel: the binding finds the device from its Buffer arguments (all must be on one
+// device), then either runs the kernel at once on the calling thread with the GIL released
+// (an "inline" device: cpu:0), or queues it on the device's own worker thread and returns (every
+// other device), so work on cpu:0 and cpu:1 runs at the same time. A queued call keeps its
+// buffers alive and stamps them with its sequence number, so a host read of a buffer waits only
+// for the kernel that last touched it. An error raised by a queued kernel is raised again by
+// the next call on that device (or the next wait), as CUDA reports asynchronous errors.
+#pragma once
+#include <pybind11/pybind11.h>
+
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#include "common.h"
+
+namespace lamina {
+
+struct DeviceContext {
+  explicit DeviceContext(int i);
+  int index;
+  std::atomic<bool> inline_exec;  // runs kernels on the calling thread (cpu:0 unless set otherwise)
+  std::atomic<int> threads{0};  // team size of this device's kernels; 0 = the process default
+  std::mutex mu;
+  std::condition_variable work_cv, done_cv;
+  std::deque<std::function<void()>> queue;
+  int64_t submitted = 0;             // guarded by mu
+  std::atomic<int64_t> completed{0};
+  std::exception_ptr error;          // the first failure of a queued kernel, guarded by mu
+  bool worker_started = false;
+};
+
+DeviceContext& device_context(int index);
+// Queues `task` on the device's worker; returns its sequence number (1, 2, ...).
+int64_t submit(DeviceContext& ctx, std::function<void()> task);
+// Blocks (GIL released) until the device has finished the call numbered `seq`; raises a queued error.
+void wait_for(DeviceContext& ctx, int64_t seq);
+// Switches the device between queued (its own worker) and inline execution; switching to
+// inline first waits for the queue to drain.
+void set_asynchronous(DeviceContext& ctx, bool asynchronous);
+// Raises (and clears) the error a queued kernel left, if any.
+void raise_pending(DeviceContext& ctx);
+// Sets the calling thread's team size for this device's kernels.
+void use_device_threads(const DeviceContext& ctx);
+// Waits until the host can read `b` (the last queued kernel that touched it has finished).
+void wait_buffer(const Buffer& b);
+
+// ---- def_kernel ---------------------------------------------------------------------------------
+// Python passes Buffers as shared pointers; the kernel receives references (or pointers, for an
+// optional buffer). Everything else is copied by value into a queued call.
+template <class T>
+using kdecay_t = std::remove_cv_t<std::remove_reference_t<T>>;
+
+template <class T, class D = kdecay_t<T>>
+struct KernelArg {
+  using type = D;
+  static constexpr bool required = false;
+  static const D& get(const D& v) { return v; }
+};
+template <class T>
+struct KernelArg<T, Buffer> {
+  using type = BufferPtr;
+  static constexpr bool required = true;  // a Buffer& argument: None is an error
+  static Buffer& get(const BufferPtr& p) { return *p; }
+};
+template <class T>
+struct KernelArg<T, Buffer*> {
+  using type = BufferPtr;
+  static constexpr bool required = false;
+  static Buffer* get(const BufferPtr& p) { return p.get(); }
+};
+template <class T>
+struct KernelArg<T, const Buffer*> {
+  using type = BufferPtr;
+  static constexpr bool required = false;
+  static const Buffer* get(const BufferPtr& p) { return p.get(); }
+};
+
+struct KernelBuffers {
+  std::vector<Buffer*> all;
+  int position = 0;
+  void add(const char* name, bool required, const BufferPtr& p) {
+    ++position;
+    if (p) all.push_back(p.get());
+    else if (required) missing(name);
+  }
+  void add(const char* name, bool, const std::vector<BufferPtr>& v) {
+    ++position;
+    for (auto& p : v) {
+      if (!p) missing(name);
+      all.push_back(p.get());
+    }
+  }
+  template <class T> void add(const char*, bool, const T&) { ++position; }
+  [[noreturn]] void missing(const char* name) const;
+};
+
+// The device every buffer of a call is on; raises when they differ or there is none.
+int kernel_device(const char* name, const std::vector<Buffer*>& bufs);
+
+template <class R, class... Args>
+struct KernelCall {
+  R (*fn)(Args...);
+  const char* name;
+
+  R operator()(typename KernelArg<Args>::type... a) const {
+    KernelBuffers bufs;
+    (bufs.add(name, KernelArg<Args>::required, a), ...);
+    DeviceContext& ctx = device_context(kernel_device(name, bufs.all));
+    if constexpr (std::is_void_v<R>) {
+      if (!ctx.inline_exec) {
+        auto fn_ = fn;
+        auto args = std::make_tuple(a...);
+        int64_t seq = submit(ctx, [fn_, args]() {
+          std::apply([fn_](const auto&... v) { fn_(KernelArg<Args>::get(v)...); }, args);
+        });
+        for (Buffer* b : bufs.all) b->last_use.store(seq, std::memory_order_relaxed);
+        return;
+      }
+    } else {
+      for (Buffer* b : bufs.all) wait_buffer(*b);  // a result for the host: wait for its inputs
+    }
+    pybind11::gil_scoped_release nogil;
+    use_device_threads(ctx);
+    return fn(KernelArg<Args>::get(a)...);
+  }
+};
+
+// Binds `fn` as a kernel of the device table; `extra` are pybind11 argument annotations.
+template <class R, class... Args, class... Extra>
+void def_kernel(pybind11::module_& m, const char* name, R (*fn)(Args...), const Extra&... extra) {
+  m.def(name, KernelCall<R, Args...>{fn, name}, extra...);
+}
+
+}  // namespace lamina
