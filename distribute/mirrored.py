@@ -75,13 +75,11 @@ class MirroredStrategy(Strategy):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         n = batch_size_of(x)
         parts = even_slices(n, len(self.devices))
-        total, summed, replicas = None, None, [model]
+        total, summed = None, None
         for i, (a, b) in enumerate(parts):
             if i == 1 and id(model) not in self._replicas:  # the model is built by now: replicate it
                 self._replicas[id(model)] = [self._replica(model, d) for d in self.devices[1:]]
             rep = model if i == 0 else self._replicas[id(model)][i - 1]
-            if i:
-                replicas.append(rep)
             xs, ys, sws = slice_rows(x, a, b), slice_rows(y, a, b), slice_rows(sample_weight, a, b)
             with GradientTape() as tape:
                 y_pred = rep(xs, training=True)
@@ -101,7 +99,7 @@ class MirroredStrategy(Strategy):
                           for s, g, v in zip(summed, grads, primary)]
         model._loss_tracker.update_state(total, sample_weight=n)
         model.optimizer.apply(summed, primary)
-        for rep in replicas[1:]:
+        for rep in self._replicas.get(id(model), []):  # every replica, used this step or not
             _sync_weights(model, rep)
         return None if model._defer_results else model.get_metrics_result()
 

@@ -369,6 +369,8 @@ class Layer:
         finally:
             _ctx.scope.pop()
         self.built = True
+        if dev is None and self._own_weights:  # a layer runs where its weights are
+            self._device = self._own_weights[0].device
 
     def build_from_shape(self, input_shape):
         self._maybe_build(input_shape)
