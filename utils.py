@@ -1,7 +1,7 @@
-"""Utilities, as `keras.utils`: to_categorical, set_random_seed, get_file, custom-object registration,
-`PyDataset` (`Sequence`), `pack_x_y_sample_weight` / `unpack_x_y_sample_weight`, image folders and
-image files (`image_dataset_from_directory`, `load_img`, `img_to_array`, `array_to_img`,
-`save_img`; these need Pillow)."""
+"""Utilities, as `keras.utils`: to_categorical, pad_sequences, set_random_seed, get_file,
+custom-object registration, `PyDataset` (`Sequence`), `pack_x_y_sample_weight` /
+`unpack_x_y_sample_weight`, image folders and image files (`image_dataset_from_directory`,
+`load_img`, `img_to_array`, `array_to_img`, `save_img`; these need Pillow)."""
 import os
 import random as _py_random
 
@@ -28,6 +28,39 @@ def to_categorical(x, num_classes=None):
         raise ValueError(f"to_categorical: found class index {int(x.max())} but num_classes={n}")
     out = np.zeros(x.shape + (n,), np.float32)
     np.put_along_axis(out, x.astype(np.int64)[..., None], 1.0, axis=-1)
+    return out
+
+
+def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre", value=0.0):
+    """A list of sequences -> one array `(len(sequences), maxlen) + item shape`, as Keras's:
+    shorter sequences are filled with `value` before ("pre") or after ("post") their items,
+    longer ones lose their first ("pre") or last ("post") items. `maxlen` defaults to the
+    longest sequence."""
+    for name, where in (("padding", padding), ("truncating", truncating)):
+        if where not in ("pre", "post"):
+            raise ValueError(f"pad_sequences: {name} must be 'pre' or 'post', received {where!r}")
+    if not hasattr(sequences, "__len__"):
+        raise ValueError(f"pad_sequences: sequences must be a list of sequences, received {type(sequences).__name__}")
+    seqs = []
+    for i, seq in enumerate(sequences):
+        if not hasattr(seq, "__len__"):
+            raise ValueError(f"pad_sequences: sequences must be a list of iterables; item {i} is {seq!r}")
+        seqs.append(np.asarray(seq, dtype=dtype) if len(seq) else None)
+    item_shape = next((s_.shape[1:] for s_ in seqs if s_ is not None), ())
+    if maxlen is None:
+        maxlen = max((len(s_) for s_ in seqs if s_ is not None), default=0)
+    out = np.full((len(seqs), int(maxlen)) + item_shape, value, dtype=dtype)
+    for i, seq in enumerate(seqs):
+        if seq is None or maxlen == 0:
+            continue
+        if seq.shape[1:] != item_shape:
+            raise ValueError(f"pad_sequences: sequence {i} has items of shape {seq.shape[1:]}, "
+                             f"expected {item_shape} as the first non-empty sequence's")
+        seq = seq[-maxlen:] if truncating == "pre" else seq[:maxlen]
+        if padding == "post":
+            out[i, :len(seq)] = seq
+        else:
+            out[i, maxlen - len(seq):] = seq
     return out
 
 
