@@ -235,43 +235,38 @@ class Trainer:
                                             {"epochs": epochs, "steps": steps, "verbose": verbose})
         self.stop_training = False
         with _FitScope(self, strategy, micro_batches):
-            return self._fit_epochs(data, val, steps, steps_per_epoch, epochs, initial_epoch, verbose, cbs, history,
-                                    step_fn, validation_steps, validation_freq)
-
-    def _fit_epochs(self, data, val, steps, steps_per_epoch, epochs, initial_epoch, verbose, cbs, history, step_fn,
-                    validation_steps, validation_freq):
-        cbs.on_train_begin()
-        epoch_logs = {}
-        for epoch in range(initial_epoch, epochs):
-            self.reset_metrics()
-            cbs.on_epoch_begin(epoch)
-            progress = Progress(verbose, steps, f"Epoch {epoch + 1}/{epochs}",
-                                header=f"Epoch {epoch + 1}/{epochs}" if epochs > 1 else None)
-            data.on_epoch_begin()
-            logs, ran = None, False
-            for step, batches in _executions(data, steps_per_epoch, self.steps_per_execution):
-                cbs.on_train_batch_begin(step)
-                end = step + len(batches) - 1
-                logs = self._run_steps(step_fn, batches, cbs.wants("on_train_batch_end") or
-                                       progress.wants(end + 1))
-                cbs.on_train_batch_end(end, logs)
-                progress.update(end + 1, logs)
-                ran = True
+            cbs.on_train_begin()
+            epoch_logs = {}
+            for epoch in range(initial_epoch, epochs):
+                self.reset_metrics()
+                cbs.on_epoch_begin(epoch)
+                progress = Progress(verbose, steps, f"Epoch {epoch + 1}/{epochs}",
+                                    header=f"Epoch {epoch + 1}/{epochs}" if epochs > 1 else None)
+                data.on_epoch_begin()
+                logs, ran = None, False
+                for step, batches in _executions(data, steps_per_epoch, self.steps_per_execution):
+                    cbs.on_train_batch_begin(step)
+                    end = step + len(batches) - 1
+                    logs = self._run_steps(step_fn, batches, cbs.wants("on_train_batch_end") or
+                                           progress.wants(end + 1))
+                    cbs.on_train_batch_end(end, logs)
+                    progress.update(end + 1, logs)
+                    ran = True
+                    if self.stop_training:
+                        break
+                data.on_epoch_end()
+                if not ran:
+                    raise ValueError("fit: the data produced no batches (empty arrays, or an exhausted generator)")
+                epoch_logs = pythonify_logs(logs if logs is not _DEFERRED else self.get_metrics_result())
+                if val is not None and _should_eval(epoch, validation_freq):
+                    val_logs = self._evaluate_data(val, cbs, validation_steps)
+                    epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
+                epoch_logs = cbs.on_epoch_end(epoch, epoch_logs)
+                progress.close(epoch_logs)
                 if self.stop_training:
                     break
-            data.on_epoch_end()
-            if not ran:
-                raise ValueError("fit: the data produced no batches (empty arrays, or an exhausted generator)")
-            epoch_logs = pythonify_logs(logs if logs is not _DEFERRED else self.get_metrics_result())
-            if val is not None and _should_eval(epoch, validation_freq):
-                val_logs = self._evaluate_data(val, cbs, validation_steps)
-                epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
-            epoch_logs = cbs.on_epoch_end(epoch, epoch_logs)
-            progress.close(epoch_logs)
-            if self.stop_training:
-                break
-        cbs.on_train_end(epoch_logs)
-        return history
+            cbs.on_train_end(epoch_logs)
+            return history
 
     def _fit_step_fn(self, micro_batches, strategy):
         """The step fit runs: train_step, the pipelined step, or the strategy's."""
