@@ -6,6 +6,12 @@ import os
 import numpy as np
 
 
+def _is_chief(model):
+    """Whether this process writes files: False on ranks other than 0 of a multi-process strategy."""
+    from .models.io import is_chief
+    return is_chief(model)
+
+
 class Callback:
     """Base class of callbacks: override the hooks you need. Every hook receives `logs`, a dict
     of floats (`{}` when there is nothing to report), as in Keras."""
@@ -187,7 +193,8 @@ class EarlyStopping(Callback):
 
 class ModelCheckpoint(Callback):
     """Saves the model (or its weights) after epochs; `filepath` may hold {epoch} and log keys,
-    e.g. "ckpt-{epoch:02d}-{val_loss:.2f}.h5". Files are written atomically."""
+    e.g. "ckpt-{epoch:02d}-{val_loss:.2f}.h5". Files are written atomically, and under a
+    multi-process strategy by rank 0 only."""
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
                  mode="auto", save_freq="epoch", initial_value_threshold=None):
@@ -203,6 +210,8 @@ class ModelCheckpoint(Callback):
             self.on_train_batch_end = self._on_train_batch_end
 
     def _save(self, epoch, logs):
+        if not _is_chief(self.model):  # a multi-process strategy: rank 0 writes
+            return
         path = self.filepath.format(epoch=epoch + 1, **(logs or {}))
         if self.save_best_only:
             current = (logs or {}).get(self.monitor)
@@ -296,7 +305,8 @@ class ReduceLROnPlateau(Callback):
 
 
 class CSVLogger(Callback):
-    """Streams epoch results to a CSV file (appends when append=True)."""
+    """Streams epoch results to a CSV file (appends when append=True); under a multi-process
+    strategy rank 0 writes it."""
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
@@ -305,12 +315,16 @@ class CSVLogger(Callback):
         self._keys = None
 
     def on_train_begin(self, logs=None):
+        if not _is_chief(self.model):  # a multi-process strategy: rank 0 writes
+            return
         exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
         self._file = open(self.filename, "a" if self.append else "w", newline="")
         self._header_written = exists
         self._keys = None
 
     def on_epoch_end(self, epoch, logs=None):
+        if not _is_chief(self.model):
+            return
         logs = logs or {}
         if self._keys is None:
             self._keys = sorted(logs)

@@ -4,3 +4,4 @@ parallelism needs no strategy: place layers with `with lamina.device(d):`, and p
 with `fit(..., micro_batches=M)`."""
 from .strategy import Strategy, get_strategy, has_strategy  # noqa: F401
 from .mirrored import MirroredStrategy  # noqa: F401
+from .multi_worker import MultiWorkerMirroredStrategy  # noqa: F401  (imports mpi4py only when made)

@@ -164,6 +164,12 @@ class DataAdapter:
         return batch
 
 
+def _shuffle_rng(seed):
+    """The generator that shuffles fit's batches: numpy's global one unless a seed is given, as
+    Keras's, so that keras.utils.set_random_seed makes fit repeatable."""
+    return np.random if seed is None else np.random.default_rng(seed)
+
+
 class ArrayData(DataAdapter):
     """Arrays split into batches, optionally shuffled each epoch."""
 
@@ -176,7 +182,7 @@ class ArrayData(DataAdapter):
             raise ValueError(f"batch_size must be a positive integer, received {batch_size!r}")
         self.batch_size = int(batch_size or 32)
         self.shuffle = shuffle
-        self.rng = np.random.default_rng(seed)
+        self.rng = _shuffle_rng(seed)
         self.class_weight = class_weight
 
     @property
@@ -216,7 +222,7 @@ class PyDatasetData(DataAdapter):
     def __init__(self, dataset, shuffle=False, class_weight=None, seed=None):
         self.dataset, self.shuffle, self.class_weight = dataset, shuffle, class_weight
         self.steps = dataset.num_batches
-        self.rng = np.random.default_rng(seed)
+        self.rng = _shuffle_rng(seed)
 
     def on_epoch_begin(self):
         self.dataset.on_epoch_begin()
@@ -240,6 +246,10 @@ class PyDatasetData(DataAdapter):
             order = itertools.count()
         else:
             order = self.rng.permutation(self.steps) if self.shuffle else range(self.steps)
+        return self._load(order)
+
+    def _load(self, order):
+        """The batches at the indices `order` yields, in that order."""
         workers = getattr(self.dataset, "workers", 1)
         if workers <= 1:
             for i in order:

@@ -33,8 +33,8 @@ def relu_cap(layer):
 
 
 def _plain(layer):
-    """Called the usual way: on its inputs' device, with no activity regularizer."""
-    return layer._device is None and layer.activity_regularizer is None
+    """Called the usual way: with no activity regularizer."""
+    return layer.activity_regularizer is None
 
 
 def plan(nodes, outputs):
@@ -59,7 +59,8 @@ def plan(nodes, outputs):
         cap = relu_cap(act.layer)
         if cap is None or len(act_args) != 1 or act_args[0] is not y or act_kwargs:
             continue
-        if _plain(node.layer) and _plain(act.layer):
+        same_device = act.layer._device is None or act.layer._device is node.layer._device
+        if _plain(node.layer) and _plain(act.layer) and same_device:
             pairs[id(node)] = (act, cap)
     return pairs
 
@@ -73,6 +74,8 @@ def fused_call(bn, act, x, training, cap):
     if training and bn.trainable:  # BatchNormalization.call uses the batch statistics
         return None
     if not isinstance(x, Tensor) or x.dtype != dtypes.FLOAT32 or getattr(x, "_keras_mask", None) is not None:
+        return None
+    if bn._device is not None and x.device is not bn._device:  # the layer call moves it first
         return None
     params = [p for p in (bn.moving_mean, bn.moving_variance, bn.beta, bn.gamma) if p is not None]
     if needs_grad(x, *params):

@@ -183,7 +183,16 @@ def _assign_list(layer, ws, wnames, values, skip_mismatch, source, warnings, sav
         w.assign(v)
 
 
+def is_chief(model):
+    """False on the processes of a multi-process strategy other than rank 0, which write no files."""
+    strategy = getattr(model, "_distribute_strategy", None)
+    return strategy is None or strategy.is_chief
+
+
 def save_weights(model, filepath, overwrite=True):
+    """Writes the weights (only on rank 0 of a multi-process strategy: the others write nothing)."""
+    if not is_chief(model):
+        return
     h5py = _h5py()
     filepath = os.fspath(filepath)
     if not overwrite and os.path.exists(filepath):
@@ -253,7 +262,10 @@ def _model_to_config(model):
 
 
 def save_model(model, filepath, overwrite=True, include_optimizer=True, **kwargs):
-    """Writes `model` to '.keras' (Keras 3's zip) or '.h5' (Keras's legacy file), atomically."""
+    """Writes `model` to '.keras' (Keras 3's zip) or '.h5' (Keras's legacy file), atomically;
+    only on rank 0 of a multi-process strategy (the others write nothing)."""
+    if not is_chief(model):
+        return
     h5py = _h5py()
     filepath = os.fspath(filepath)
     unknown = set(kwargs) - {"zipped", "save_format"}

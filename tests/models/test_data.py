@@ -76,6 +76,20 @@ def test_pydataset_and_sequence_feed_fit_evaluate_predict():
     assert "val_accuracy" in h.history
 
 
+def test_set_random_seed_makes_shuffled_fit_repeatable():
+    # fit shuffles with numpy's global generator, as Keras, so keras.utils.set_random_seed fixes it
+    x, y = _data()
+    runs = []
+    for _ in range(2):
+        utils.set_random_seed(7)
+        ds = Batches(x, y, 16)
+        h = _model().fit(x, y, batch_size=16, epochs=3, verbose=0).history["loss"]
+        _model().fit(ds, epochs=3, verbose=0)
+        runs.append((h, ds.seen))
+    assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1]
+    assert runs[0][1] != list(range(6)) * 3  # and it did shuffle
+
+
 def test_pydataset_workers_run_on_threads():
     x, y = _data()
     want = _model().fit(Batches(x, y, 16), epochs=2, shuffle=False, verbose=0).history["loss"]

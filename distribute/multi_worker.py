@@ -1,0 +1,490 @@
+"""MultiWorkerMirroredStrategy: synchronous data parallelism over processes (and machines)
+through MPI, with mpi4py (`pip install lamina[mpi]`).
+
+    # train.py, started as `mpiexec -n 4 python train.py`
+    strategy = lamina.distribute.MultiWorkerMirroredStrategy()
+    with strategy.scope():
+        model = lamina.Sequential([...])
+        model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, y, batch_size=256)      # 256 rows per step in all, 64 per process
+
+Every process runs the same script on the same data. At the start of `fit`, rank 0's weights
+(all of them, trainable or not) and optimizer state are broadcast, so the processes start equal
+whatever their random seeds. Each process then reads its shard of every global batch, computes
+its loss weighted by its share of the batch's rows and the gradients, all-reduces (sums) the
+gradients in place in lamina's own buffers, and applies the same update: the weights stay
+identical on every process and a step equals one single-process step on the whole batch
+(within float rounding).
+
+Data, by kind:
+- arrays: every global batch of `batch_size` rows is split between the processes as evenly as
+  possible (sizes differ by at most one); all processes shuffle with one seed (drawn from
+  numpy's global generator on rank 0 and broadcast), so the shards of a batch are exactly the
+  rows one process would have used. A final batch with fewer rows than processes leaves some
+  processes a zero-weight step.
+- a PyDataset (`lamina.utils.PyDataset`): whole batches are dealt out by index, process r
+  taking batches r, r + N, r + 2N, ... of the (shared-seed shuffled) order, so one step trains on
+  N of the dataset's batches. When the number of batches is not a multiple of N, the processes
+  left without a batch in the last step take a zero-weight step.
+- generators and other iterables: rejected (a process cannot tell which batches another one
+  reads); use arrays or a PyDataset.
+
+What is reduced, once per step, in one round of non-blocking all-reduces: the gradients
+(gradients of at least `bucket_bytes` straight from their buffers, smaller ones packed into one
+bucket), the changes of the metrics' state variables (so `loss` and the metrics logged on every
+process are those of the global batch; metric state must be sums, as every built-in metric's is)
+and the moving statistics of trainable BatchNormalization layers (weighted by each process's
+rows). Sparse gradients (embedding lookups) are gathered from every process, not densified.
+
+Only rank 0 (`is_chief`) prints progress and writes files: `model.save`, `save_weights`,
+ModelCheckpoint and CSVLogger do nothing on the other ranks. `evaluate` and `predict` run
+whole on every process. An exception on any process (in `fit` or uncaught anywhere) prints its
+traceback and aborts the whole job (`MPI_Abort`), so a failing rank never leaves the others
+waiting in an all-reduce.
+
+Threads: unless LAMINA_NUM_THREADS is set, each process's kernels use its share of the
+machine's cores (cores / processes on this machine).
+"""
+import collections
+import itertools
+import os
+import sys
+import traceback
+
+import numpy as np
+
+from ..backend.autodiff import GradientTape
+from ..backend import math as _m
+from ..layers.layer import map_structure
+from ..models.data import ArrayData, PyDatasetData, pack_x_y_sample_weight, unpack_x_y_sample_weight
+from .strategy import Strategy, batch_size_of, even_slices
+
+
+def _import_mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as e:
+        raise ImportError("MultiWorkerMirroredStrategy needs mpi4py and an MPI library: pip install lamina[mpi] "
+                          f"(or pip install mpi4py mpich), then start the script with mpiexec -n N python "
+                          f"train.py. ({e})") from e
+    return MPI
+
+
+class MultiWorkerMirroredStrategy(Strategy):
+    """Data parallelism over the processes of an MPI job; see the module's docstring.
+
+    `comm`: the mpi4py communicator of the processes that train together (default
+    `MPI.COMM_WORLD`). `bucket_bytes`: gradients smaller than this are packed into one buffer
+    and reduced as one message; larger ones are reduced in place in their own buffers."""
+
+    def __init__(self, comm=None, bucket_bytes=1 << 16):
+        MPI = _import_mpi()
+        self._MPI = MPI
+        self.comm = comm if comm is not None else MPI.COMM_WORLD
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        if isinstance(bucket_bytes, bool) or not isinstance(bucket_bytes, int) or bucket_bytes < 0:
+            raise ValueError(f"MultiWorkerMirroredStrategy: bucket_bytes must be an int >= 0, "
+                             f"received {bucket_bytes!r}")
+        self.bucket_bytes = bucket_bytes
+        self._dummy = collections.deque()  # per batch the sharded data yielded: True for a zero-weight one
+        self._pending = set()              # ids of models whose weights are broadcast at their first step
+        self._rows = np.zeros(1, np.int64)
+        self._bucket = np.zeros(0, np.float32)
+        _install_excepthook(MPI)
+        _share_cores(MPI, self.comm)
+
+    is_chief = property(lambda self: self.rank == 0)
+    num_replicas_in_sync = property(lambda self: self.size)
+
+    def __repr__(self):
+        return f"MultiWorkerMirroredStrategy(rank={self.rank}, size={self.size})"
+
+    # -- data --
+    def distribute_data(self, data):
+        """The shard of `data` this process reads (see the module's docstring)."""
+        if type(data) is ArrayData or type(data) is _ShardedArrays:
+            return _ShardedArrays(data, self)
+        if type(data) is PyDatasetData or type(data) is _ShardedPyDataset:
+            return _ShardedPyDataset(data, self)
+        what = type(getattr(data, "source", data)).__name__
+        raise ValueError(f"MultiWorkerMirroredStrategy: fit cannot shard a {what} between processes: each process "
+                         "would read the whole of it. Pass arrays (every global batch is split between the "
+                         "processes) or a lamina.utils.PyDataset (whole batches dealt out by index).")
+
+    def _shared_seed(self):
+        seed = np.array([np.random.randint(2 ** 31 - 1) if self.rank == 0 else 0], np.int64)
+        self.comm.Bcast(seed, root=0)
+        return int(seed[0])
+
+    # -- fit hooks --
+    def on_fit_begin(self, model):
+        self._exc_at_begin = sys.exc_info()[1]
+        self._dummy.clear()
+        with self._fatal_on_error():
+            if model.built and model.weights:
+                self._broadcast_state(model)
+            else:  # built by its first call: broadcast then
+                self._pending.add(id(model))
+
+    def on_fit_end(self, model):
+        exc = sys.exc_info()[1]
+        if exc is not None and exc is not self._exc_at_begin and self.size > 1:
+            # fit is ending with an exception on this process: the others would wait for it
+            self._abort(exc)
+
+    def _broadcast_state(self, model):
+        """Rank 0's weights, optimizer slots, iteration count and learning rate on every process."""
+        ws = list(model.weights)
+        opt = model.optimizer
+        if opt is not None and opt.built:
+            ws += opt.variables
+        shapes = [(w.shape, w.dtype) for w in ws]
+        root = self.comm.bcast(shapes, root=0)
+        if root != shapes:
+            raise ValueError(f"MultiWorkerMirroredStrategy: rank {self.rank}'s model and optimizer have {len(shapes)} "
+                             f"variables {shapes[:4]}..., rank 0's {len(root)} {root[:4]}...; every process must "
+                             "build the same model")
+        for w in ws:
+            view, commit = _host(w)
+            self.comm.Bcast(view, root=0)
+            if commit is not None:
+                commit()
+        if opt is not None:
+            opt.iterations = self.comm.bcast(opt.iterations, root=0)
+            if isinstance(opt._learning_rate, float):
+                opt._learning_rate = self.comm.bcast(opt._learning_rate, root=0)
+
+    # -- the step --
+    def train_step(self, model, data):
+        with self._fatal_on_error():
+            return self._train_step(model, data)
+
+    def _train_step(self, model, data):
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        dummy = self._dummy.popleft() if self._dummy else False
+        self._rows[0] = 0 if dummy else batch_size_of(x)
+        local = int(self._rows[0])
+        self.comm.Allreduce(self._MPI.IN_PLACE, self._rows, op=self._MPI.SUM)
+        total = int(self._rows[0])
+        if id(model) in self._pending:
+            if not model.built:
+                model(x, training=False)
+            self._broadcast_state(model)
+            self._pending.discard(id(model))
+        metrics = _MetricState(model)
+        with GradientTape() as tape:
+            y_pred = model(x, training=True)
+            loss = model._compute_loss(x, y, y_pred, sample_weight, training=True)
+            share = _m.multiply(loss, local / total)
+        tv = model.trainable_weights
+        grads = tape.gradient(share, tv)
+        # a zero-weight step updates its metrics too (so they are built as on the other processes),
+        # and then contributes nothing to their all-reduced state
+        model._loss_tracker.update_state(loss, sample_weight=local)
+        if model._compile_metrics is not None:
+            model._compile_metrics.update_state(y, y_pred, sample_weight)
+        grads = self._reduce_step(model, grads, tv, metrics, local / total, dummy)
+        model.optimizer.apply(grads, tv)
+        return None if model._defer_results else model.get_metrics_result()
+
+    def _reduce_step(self, model, grads, variables, metrics, fraction, dummy):
+        """All-reduces, in one round: the gradients, the metrics' state changes, BatchNormalization's
+        moving statistics. Returns the summed gradients (the dense ones are the same tensors)."""
+        MPI = self._MPI
+        grads = _unaliased(grads, variables)
+        dense = [g for g in grads if g is not None and not _is_sparse(g)]
+        views, commits = [], []
+        for g in dense:
+            v, c = _host(g)
+            views.append(v)
+            if c is not None:
+                commits.append(c)
+        for w in _moving_statistics(model):  # each process's weighted by its share of the rows
+            v, c = _host(w)
+            v *= fraction
+            views.append(v)
+            if c is not None:
+                commits.append(c)
+        requests, unpack = self._start_all_reduce(views)
+        delta = metrics.delta(zero=dummy)
+        if delta.size:
+            requests.append(self.comm.Iallreduce(MPI.IN_PLACE, delta, op=MPI.SUM))
+        gathered = [self._gather_sparse(g) if _is_sparse(g) else g for g in grads]  # while the others run
+        MPI.Request.Waitall(requests)
+        unpack()
+        for c in commits:
+            c()
+        metrics.apply(delta)
+        return gathered
+
+    def all_reduce_in_place(self, tensors):
+        """Sums each tensor over the processes, in its own buffer (a float32 CPU tensor's memory
+        is handed to MPI as it is, no copy). Returns the tensors."""
+        views, commits = zip(*[_host(t) for t in tensors]) if tensors else ((), ())
+        requests, unpack = self._start_all_reduce(list(views))
+        self._MPI.Request.Waitall(requests)
+        unpack()
+        for c in commits:
+            if c is not None:
+                c()
+        return tensors
+
+    def _start_all_reduce(self, views):
+        """Starts a SUM all-reduce of every array in `views` in place: arrays of at least
+        bucket_bytes on their own, smaller float32 ones copied into one bucket. Returns the
+        requests and the function that copies the bucket back once they are done."""
+        MPI = self._MPI
+        small = [v for v in views if v.nbytes < self.bucket_bytes and v.dtype == np.float32]
+        if len(small) < 2:
+            small = []
+        ids = {id(v) for v in small}
+        requests = [self.comm.Iallreduce(MPI.IN_PLACE, v, op=MPI.SUM) for v in views if id(v) not in ids]
+        if not small:
+            return requests, lambda: None
+        n = sum(v.size for v in small)
+        if self._bucket.size < n:
+            self._bucket = np.empty(n, np.float32)
+        bucket, offsets, o = self._bucket[:n], [], 0
+        for v in small:
+            bucket[o:o + v.size] = v.reshape(-1)
+            offsets.append(o)
+            o += v.size
+        requests.append(self.comm.Iallreduce(MPI.IN_PLACE, bucket, op=MPI.SUM))
+
+        def unpack():
+            for v, o in zip(small, offsets):
+                v.reshape(-1)[...] = bucket[o:o + v.size]
+        return requests, unpack
+
+    def _gather_sparse(self, g):
+        """An IndexedSlices holding every process's rows (the sum of the sparse gradients)."""
+        from ..backend.sparse import IndexedSlices
+        from ..backend.tensor import convert_to_tensor
+        values, indices = g.values.numpy(), g.indices.numpy().astype(np.int64)
+        counts = np.array(self.comm.allgather(len(indices)), np.int64)
+        all_idx = np.empty(int(counts.sum()), np.int64)
+        self.comm.Allgatherv(indices, [all_idx, counts])
+        row = int(np.prod(values.shape[1:], dtype=np.int64))
+        all_val = np.empty((int(counts.sum()),) + values.shape[1:], np.float32)
+        self.comm.Allgatherv(np.ascontiguousarray(values, np.float32), [all_val, counts * row])
+        return IndexedSlices(convert_to_tensor(all_val, device=g.device), convert_to_tensor(all_idx, device=g.device),
+                             g.dense_shape)
+
+    # -- failures --
+    def _fatal_on_error(self):
+        return _AbortOnError(self)
+
+    def _abort(self, exc):
+        _print_and_abort(self._MPI, type(exc), exc, exc.__traceback__)
+
+
+class _AbortOnError:
+    def __init__(self, strategy):
+        self.strategy = strategy
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is not None and self.strategy.size > 1:
+            _print_and_abort(self.strategy._MPI, kind, exc, tb)
+        return False
+
+
+def _print_and_abort(MPI, kind, exc, tb):
+    rank = MPI.COMM_WORLD.Get_rank()
+    sys.stdout.flush()
+    sys.stderr.write(f"lamina: rank {rank} failed; aborting the MPI job:\n")
+    traceback.print_exception(kind, exc, tb, file=sys.stderr)
+    sys.stderr.flush()
+    MPI.COMM_WORLD.Abort(1)
+
+
+_hook_installed = False
+
+
+def _install_excepthook(MPI):
+    """An uncaught exception on any process ends the whole job (the others may be waiting on it)."""
+    global _hook_installed
+    if _hook_installed:
+        return
+    previous = sys.excepthook
+
+    def hook(kind, exc, tb):
+        if MPI.COMM_WORLD.Get_size() > 1:
+            _print_and_abort(MPI, kind, exc, tb)
+        previous(kind, exc, tb)
+
+    sys.excepthook = hook
+    _hook_installed = True
+
+
+def _share_cores(MPI, comm):
+    """Unless LAMINA_NUM_THREADS says otherwise, the processes on one machine share its cores."""
+    if os.environ.get("LAMINA_NUM_THREADS"):
+        return
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    n = local.Get_size()
+    local.Free()
+    if n > 1:
+        from ..config import set_num_threads
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        set_num_threads(max(1, cores // n))
+
+
+# ---- host memory of tensors ------------------------------------------------------------------------
+
+def _host(t):
+    """(numpy array, commit): for a CPU tensor the array is the tensor's own memory (no copy) and
+    commit is None; for other devices a host copy, and commit() writes it back into the buffer."""
+    kernels = t.device.kernels
+    if t.device.kind == "cpu":
+        return kernels.host_view(t._buf, t.shape), None
+    a = np.ascontiguousarray(t.numpy())
+    return a, lambda: kernels.copy(t.device.from_numpy(a), t._buf)
+
+
+def _is_sparse(g):
+    return getattr(g, "_is_indexed_slices", False)
+
+
+def _unaliased(grads, variables):
+    """The gradients, with a copy in place of any whose buffer another gradient or a variable
+    also uses (an in-place sum must reach each buffer once) or which is 0-d (it may be a cached
+    constant)."""
+    from ..backend.tensor import convert_to_tensor
+    seen = {id(v._buf) for v in variables}
+    out = []
+    for g in grads:
+        if g is not None and not _is_sparse(g):
+            if id(g._buf) in seen or not g.shape:
+                g = convert_to_tensor(g.numpy(), device=g.device)
+            seen.add(id(g._buf))
+        out.append(g)
+    return out
+
+
+def _moving_statistics(model):
+    """The moving mean and variance of the model's BatchNormalization layers that train."""
+    from ..layers.normalization import BatchNormalization
+    layers = model._all_layers() if hasattr(model, "_all_layers") else []
+    return [w for l in layers if isinstance(l, BatchNormalization) and l.trainable and l.built
+            for w in (l.moving_mean, l.moving_variance)]
+
+
+class _MetricState:
+    """The state variables of the model's metrics before a step, to all-reduce what the step added.
+
+    Metric state is a sum (totals, counts, confusion counts), so the global state is the state
+    before the step plus the sum over processes of what each added. Means are first brought to
+    plain weighted sums (`Mean._weigh_totals`), as processes weigh their batches differently."""
+
+    def __init__(self, model):
+        self.model = model
+        self.before = {}
+        for m in _leaf_metrics(model):
+            _plain_sums(m)
+            for v in m.variables:
+                self.before[id(v)] = _host(v)[0].copy()
+
+    def delta(self, zero=False):
+        self.vars = []
+        parts = []
+        for m in _leaf_metrics(self.model):
+            _plain_sums(m)
+            initial = getattr(m, "_initial_values", [None] * len(m.variables))
+            for v, init in zip(m.variables, initial):
+                old = self.before.get(id(v))
+                if old is None:  # made during this step (compile metrics build on their first update)
+                    old = init.numpy() if init is not None else np.zeros(v.shape, v.dtype)
+                self.vars.append((v, old))
+                parts.append(np.zeros(old.size) if zero else
+                             (_host(v)[0].astype(np.float64) - old.astype(np.float64)).reshape(-1))
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def apply(self, delta):
+        o = 0
+        for v, old in self.vars:
+            view, commit = _host(v)
+            view[...] = (old.astype(np.float64) + delta[o:o + old.size].reshape(old.shape)).astype(view.dtype)
+            if commit is not None:
+                commit()
+            o += old.size
+
+
+def _leaf_metrics(model):
+    out = []
+    for m in model.metrics:
+        subs = getattr(m, "metrics", None)
+        out.extend(subs if isinstance(subs, list) else [m])
+    return out
+
+
+def _plain_sums(m):
+    from ..metrics import Mean
+    if isinstance(m, Mean) and m._unit not in (None, 1.0):
+        m._weigh_totals()
+
+
+# ---- sharded data --------------------------------------------------------------------------------
+
+class _ShardedArrays(ArrayData):
+    """Process r's rows of every global batch: slice r of even_slices(batch rows, N), the batches
+    in one shared order. Keeps the whole arrays, so validation_split cuts the same rows on
+    every process."""
+
+    def __init__(self, data, strategy):
+        self.__dict__.update(data.__dict__)
+        self._strategy = strategy
+        self.rng = np.random.default_rng(strategy._shared_seed())
+
+    def on_epoch_begin(self):
+        self._strategy._dummy.clear()
+
+    def __iter__(self):
+        st = self._strategy
+        idx = self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+        for i in range(0, self.n, self.batch_size):
+            rows = idx[i:i + self.batch_size]
+            parts = even_slices(len(rows), st.size)
+            dummy = st.rank >= len(parts)
+            a, b = (0, 1) if dummy else parts[st.rank]
+            sel = rows[a:b]
+            st._dummy.append(dummy)
+            pick = lambda arr: arr[sel]  # noqa: E731
+            yield self._finish(pack_x_y_sample_weight(
+                map_structure(pick, self.x), map_structure(pick, self.y) if self.y is not None else None,
+                map_structure(pick, self.sw) if self.sw is not None else None))
+
+
+class _ShardedPyDataset(PyDatasetData):
+    """Process r's batches of a PyDataset: positions r, r + N, ... of one shared order."""
+
+    def __init__(self, data, strategy):
+        self.__dict__.update(data.__dict__)
+        self._strategy = strategy
+        self._total = data.dataset.num_batches
+        self.rng = np.random.default_rng(strategy._shared_seed())
+        n = strategy.size
+        self.steps = None if self._total is None else -(-self._total // n)
+
+    def on_epoch_begin(self):
+        self._strategy._dummy.clear()
+        super().on_epoch_begin()
+
+    def __iter__(self):
+        st, total = self._strategy, self._total
+        if total is None:
+            order = (k * st.size + st.rank for k in itertools.count())
+            return self._flagged(order, itertools.repeat(False))
+        perm = self.rng.permutation(total) if self.shuffle else np.arange(total)
+        pos = [k * st.size + st.rank for k in range(self.steps)]
+        order = [int(perm[p]) if p < total else int(perm[k * st.size]) for k, p in enumerate(pos)]
+        return self._flagged(order, [p >= total for p in pos])
+
+    def _flagged(self, order, flags):
+        flags = iter(flags)
+        for batch in self._load(order):
+            self._strategy._dummy.append(next(flags))
+            yield batch
+
