@@ -227,7 +227,7 @@ def backprop(targets, seeds, sources, release=False):
         node = t._node
         if g is None or node is None:
             continue
-        if _sparse.is_indexed_slices(g):   # ops' backward functions take dense gradients
+        if _sparse.is_indexed_slices(g) or _sparse.is_outer_products(g):  # backward functions take dense ones
             g = g.to_dense()
         in_grads = node.backward(g, node.needs)
         for inp, ig, need in zip(node.inputs, in_grads, node.needs):
@@ -240,4 +240,5 @@ def backprop(targets, seeds, sources, release=False):
             grads[iid] = ig if prev is None else _sparse.add(prev, ig)
         if release:
             t._node = None
-    return [kept.get(id(s), grads.get(id(s))) for s in sources]
+    out = [kept.get(id(s), grads.get(id(s))) for s in sources]
+    return [g.to_dense() if _sparse.is_outer_products(g) else g for g in out]

@@ -1,5 +1,5 @@
 """Matrix products (numpy's linalg family): matmul with batch broadcasting, through sgemm."""
-from . import dtypes
+from . import dtypes, sparse as _sparse
 from .autodiff import needs_grad, record
 from .math import _as_tensor, broadcast_shapes, check_same_device, unbroadcast
 from .tensor import Tensor, empty
@@ -67,12 +67,12 @@ def matmul(x1, x2):
                 ga = _mm(g2, b2, tb=True)
                 ga = _view(unbroadcast(ga, a2.shape), a.shape)
             if n[1]:
-                if b2.ndim == 2 and a2.ndim > 2:
+                if b2.ndim == 2 and a2.ndim >= 2 and not squeeze_n:  # formed when read (sparse.OuterProducts)
                     rows = g2.size // g2.shape[-1]
-                    gb = _mm(_view(a2, (rows, a2.shape[-1])), _view(g2, (rows, g2.shape[-1])), ta=True)
+                    gb = _sparse.OuterProducts([(_view(a2, (rows, a2.shape[-1])), _view(g2, (rows, g2.shape[-1])))],
+                                               b.shape)
                 else:
-                    gb = unbroadcast(_mm(a2, g2, ta=True), b2.shape)
-                gb = _view(gb, b.shape)
+                    gb = _view(unbroadcast(_mm(a2, g2, ta=True), b2.shape), b.shape)
             return ga, gb
         out_shape_full = (broadcast_shapes(a2.shape[:-2], b2.shape[:-2], "matmul") if a2.ndim > 2 or b2.ndim > 2 else ()) + (a2.shape[-2], b2.shape[-1])
         if b2.ndim == 2 and a2.ndim > 2:

@@ -14,7 +14,7 @@ dense gradients keeps working.
 import math as _pymath
 
 from . import dtypes
-from .tensor import empty
+from .tensor import Tensor, empty
 
 __all__ = ["IndexedSlices"]
 
@@ -104,6 +104,48 @@ class IndexedSlices:
         return self.dense_shape[0]
 
 
+class OuterProducts:
+    """A weight gradient kept as a sum of products a_i^T @ g_i (a_i: (rows_i, K), g_i: (rows_i, N)),
+    formed only when it is read: matmul's backward gives one for its 2-D right operand, and
+    gradients of a weight used several times (micro-batches, shared layers) accumulate by
+    collecting the pairs, so they cost one GEMM over all the rows at the end instead of one
+    (K, N) product and one (K, N) addition per use. Internal to backprop: every gradient handed
+    to an op's backward function or returned by GradientTape.gradient is dense."""
+
+    __slots__ = ("pairs", "shape")
+    _is_outer_products = True
+
+    def __init__(self, pairs, shape):
+        self.pairs, self.shape = list(pairs), tuple(shape)
+
+    @property
+    def device(self):
+        return self.pairs[0][0].device
+
+    @property
+    def dtype(self):
+        return dtypes.FLOAT32
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def to_dense(self):
+        from .linalg import _mm
+        from .manipulation import concatenate
+        if len(self.pairs) == 1:
+            a, g = self.pairs[0]
+        else:  # one GEMM with the rows of every use stacked
+            a = concatenate([p[0] for p in self.pairs])
+            g = concatenate([p[1] for p in self.pairs])
+        out = _mm(a, g, ta=True)
+        return out if out.shape == self.shape else Tensor(out._buf, self.shape, out.dtype, out.device)
+
+
+def is_outer_products(x):
+    return getattr(x, "_is_outer_products", False)
+
+
 def _dense_operator(name):
     def op(self, *args):
         return getattr(self.to_dense(), name)(*args)
@@ -160,6 +202,11 @@ def add(a, b):
     scatter-added in C++); two dense tensors add."""
     from .math import add as _dense_add
     from .manipulation import concatenate
+    oa, ob = is_outer_products(a), is_outer_products(b)
+    if oa and ob and a.shape == b.shape and a.device is b.device:
+        return OuterProducts(a.pairs + b.pairs, a.shape)
+    if oa or ob:
+        a, b = (a.to_dense() if oa else a), (b.to_dense() if ob else b)
     sa, sb = isinstance(a, IndexedSlices), isinstance(b, IndexedSlices)
     if not sa and not sb:
         return _dense_add(a, b)

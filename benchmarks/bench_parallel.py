@@ -33,6 +33,22 @@ from _common import median_ms
 VOCAB, STEPS = 500, 20
 
 
+def build_mlp(units, split):
+    import lamina
+    from lamina import layers
+    inp = lamina.Input((units,))
+    h = inp
+    for i in range(8):
+        with lamina.device("cpu:1" if split and i >= 4 else "cpu:0"):
+            h = layers.Dense(units, activation="relu")(h)
+    with lamina.device("cpu:1" if split else "cpu:0"):
+        out = layers.Dense(10)(h)
+    model = lamina.Model(inp, out)
+    model.compile(optimizer=lamina.optimizers.SGD(0.01),
+                  loss=lamina.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
 def build(units, split):
     import lamina
     from lamina import layers
@@ -58,9 +74,14 @@ def worker(args):
     if args.config == "pipeline":
         lamina.config.set_cpu_threads_per_device(1)
     rng = np.random.default_rng(0)
-    x = rng.integers(0, VOCAB, size=(args.batch, STEPS)).astype(np.int32)
-    y = rng.integers(0, VOCAB, size=(args.batch, STEPS)).astype(np.int32)
-    model = build(args.units, args.config == "pipeline")
+    if args.model == "mlp":
+        x = rng.standard_normal((args.batch, args.units)).astype(np.float32)
+        y = rng.integers(0, 10, size=(args.batch,)).astype(np.int32)
+        model = build_mlp(args.units, args.config == "pipeline")
+    else:
+        x = rng.integers(0, VOCAB, size=(args.batch, STEPS)).astype(np.int32)
+        y = rng.integers(0, VOCAB, size=(args.batch, STEPS)).astype(np.int32)
+        model = build(args.units, args.config == "pipeline")
     kwargs = {"micro_batches": args.m} if args.config == "pipeline" else {}
 
     def step():
@@ -68,15 +89,44 @@ def worker(args):
     print(json.dumps({"ms": median_ms(step, 2, args.repeats)}))
 
 
-def run(config, threads, args, m=0):
+def run(model, config, threads, args, m=0):
     env = dict(os.environ, LAMINA_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     env.pop("LAMINA_CPU_THREADS_PER_DEVICE", None)
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--config", config, "--m", str(m),
-           "--batch", str(args.batch), "--units", str(args.units), "--repeats", str(args.repeats)]
+    batch, units = (args.mlp_batch, args.mlp_units) if model == "mlp" else (args.batch, args.units)
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--config", config, "--m", str(m), "--model", model,
+           "--batch", str(batch), "--units", str(units), "--repeats", str(args.repeats)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{config} worker failed:\n{r.stderr}")
     return json.loads(r.stdout.strip().splitlines()[-1])["ms"]
+
+
+def report(model, micro, args):
+    configs = [("one, 1 core", "one", 1, 0), ("one, 2 cores", "one", 2, 0)] + \
+        [(f"pipeline 2x1 core, M={m}", "pipeline", 1, m) for m in micro]
+    times = {c[0]: [] for c in configs}
+    for r in range(args.rounds):
+        for label, config, threads, m in configs:
+            times[label].append(run(model, config, threads, args, m))
+        print(f"{model}: round {r + 1}/{args.rounds} done", file=sys.stderr)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    t1 = med["one, 1 core"]
+    if model == "mlp":
+        print(f"MLP: {args.mlp_units} inputs, 8 x Dense({args.mlp_units}, relu) + Dense(10), 4 + 4 layers per stage, "
+              f"batch {args.mlp_batch}", end="")
+    else:
+        print(f"deep LSTM LM: vocabulary {VOCAB}, {STEPS} steps, embedding {args.units}, 4 x LSTM({args.units}), "
+              f"batch {args.batch}", end="")
+    print(f"; ms per training step (median of {args.rounds} rounds x {args.repeats} steps)")
+    print(f"{'configuration':<28} {'ms/step':>9} {'vs 1 core':>10} {'bubble':>8} {'GPipe bubble':>13}")
+    for label, config, threads, m in configs:
+        line = f"{label:<28} {med[label]:>9.1f} {t1 / med[label]:>9.2f}x"
+        if config == "pipeline":
+            line += f" {1 - t1 / (2 * med[label]):>8.1%} {1 / (m + 1):>13.1%}"
+        print(line)
+    best = min((med[c[0]], c[3]) for c in configs if c[1] == "pipeline")
+    print(f"pipeline speedup {t1 / best[0]:.2f} ({model}, M={best[1]}; target >= 1.70); "
+          f"one device with 2 cores {t1 / med['one, 2 cores']:.2f}\n")
 
 
 def main():
@@ -90,30 +140,15 @@ def main():
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--units", type=int, default=256)
     p.add_argument("--no-mpi", action="store_true")
+    p.add_argument("--model", default="lstm,mlp", help="lstm, mlp or both (lstm,mlp)")
+    p.add_argument("--mlp-batch", type=int, default=512)
+    p.add_argument("--mlp-units", type=int, default=1024)
     args = p.parse_args()
     if args.worker:
         return worker(args)
     micro = [int(v) for v in args.micro.split(",")]
-    configs = [("one, 1 core", "one", 1, 0), ("one, 2 cores", "one", 2, 0)] + \
-        [(f"pipeline 2x1 core, M={m}", "pipeline", 1, m) for m in micro]
-    times = {c[0]: [] for c in configs}
-    for r in range(args.rounds):
-        for label, config, threads, m in configs:
-            times[label].append(run(config, threads, args, m))
-        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    t1 = med["one, 1 core"]
-    print(f"deep LSTM LM: vocabulary {VOCAB}, {STEPS} steps, embedding {args.units}, 4 x LSTM({args.units}), "
-          f"batch {args.batch}; ms per training step (median of {args.rounds} rounds x {args.repeats} steps)\n")
-    print(f"{'configuration':<28} {'ms/step':>9} {'vs 1 core':>10} {'bubble':>8} {'GPipe bubble':>13}")
-    for label, config, threads, m in configs:
-        line = f"{label:<28} {med[label]:>9.1f} {t1 / med[label]:>9.2f}x"
-        if config == "pipeline":
-            line += f" {1 - t1 / (2 * med[label]):>8.1%} {1 / (m + 1):>13.1%}"
-        print(line)
-    best = min((med[c[0]], c[3]) for c in configs if c[1] == "pipeline")
-    print(f"\npipeline speedup {t1 / best[0]:.2f} (M={best[1]}; target >= 1.70)")
-    print(f"one device 2 cores speedup {t1 / med['one, 2 cores']:.2f}")
+    for model in args.model.split(","):
+        report(model, micro, args)
     if not args.no_mpi:
         mpi = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_parallel_mpi.py")
         if os.path.exists(mpi):

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <omp.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -18,6 +19,7 @@ constexpr int kMaxDevices = 256;
 constexpr size_t kMaxQueued = 4096;  // calls waiting on one device before the caller blocks
 
 std::atomic<DeviceContext*> g_contexts[kMaxDevices];
+std::atomic<int64_t> g_busy_ns[kMaxDevices];  // time each worker spent running kernels
 std::mutex g_contexts_mu;
 std::atomic<int> g_default_threads{0};  // LAMINA_NUM_THREADS / set_num_threads; 0 = OpenMP's default
 std::atomic<int> g_per_device{0};       // LAMINA_CPU_THREADS_PER_DEVICE / set_cpu_threads_per_device
@@ -44,12 +46,16 @@ void worker_loop(DeviceContext* c) {
     }
     if (!failed) {  // after a failure the device skips queued work until the error is raised
       use_device_threads(*c);
+      const auto t0 = std::chrono::steady_clock::now();
       try {
         task();
       } catch (...) {
         std::lock_guard<std::mutex> lk(c->mu);
         if (!c->error) c->error = std::current_exception();
       }
+      g_busy_ns[c->index].fetch_add(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count(),
+          std::memory_order_relaxed);
     }
     task = nullptr;  // drop the call's buffers before it counts as done
     {
@@ -254,6 +260,7 @@ void bind_device(py::module_& m) {
     d["queued"] = c.queue.size();
     d["asynchronous"] = !c.inline_exec;
     d["threads"] = threads_for(c);
+    d["busy_seconds"] = double(g_busy_ns[index].load()) * 1e-9;  // running queued kernels (worker only)
     return d;
   }, py::arg("device"));
   m.def("copy_between", &copy_between, py::arg("src"), py::arg("dst"));
