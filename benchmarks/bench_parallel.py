@@ -10,8 +10,11 @@ process, alternating, per-step medians after warm-up:
   pipeline 2 x 1 core     embedding + LSTM 1-2 on cpu:0, LSTM 3-4 + softmax on cpu:1, one core
                           each (lamina.config.set_cpu_threads_per_device(1)), fit(micro_batches=M)
 It prints `pipeline speedup X.XX` (one 1-core device's step time / the pipeline's), the measured
-bubble and GPipe's (K-1)/(M+K-1) for K = 2 stages. The measured bubble is the share of the
-pipeline's two cores left idle against a perfect split of the 1-core work: 1 - T1 / (2 Tpipe).
+bubble -- the share of the step the two devices' workers sat idle (from their busy time,
+`Device.stats()["busy_seconds"]`) -- beside GPipe's (K-1)/(M+K-1) for K = 2 stages, and what was
+lost against a perfect split of the 1-core work, 1 - T1 / (2 Tpipe): the bubble plus the extra
+cost of the work itself when split (smaller GEMMs per micro-batch, two busy cores sharing
+caches and memory).
 `--micro` lists the M values to try.
 
 MPI (benchmarks/bench_parallel_mpi.py, run as a separate script under mpiexec): 2-rank data
@@ -27,6 +30,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 from _common import median_ms
 
@@ -85,8 +89,19 @@ def worker(args):
     kwargs = {"micro_batches": args.m} if args.config == "pipeline" else {}
 
     def step():
-        model.fit(x, y, batch_size=args.batch, epochs=1, shuffle=False, verbose=0, **kwargs)
-    print(json.dumps({"ms": median_ms(step, 2, args.repeats)}))
+        model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0, **kwargs)
+    devs = [lamina.get_device("cpu:0"), lamina.get_device("cpu:1")]
+    mark = {}
+
+    def start():
+        mark["busy"] = [d.stats()["busy_seconds"] for d in devs]
+        mark["t"] = time.perf_counter()
+    ms = median_ms(step, 2, args.repeats, after_warmup=start)
+    out = {"ms": ms}
+    if args.config == "pipeline":  # the share of the step each device's worker was idle
+        wall = time.perf_counter() - mark["t"]
+        out["idle"] = [1 - (d.stats()["busy_seconds"] - b) / wall for d, b in zip(devs, mark["busy"])]
+    print(json.dumps(out))
 
 
 def run(model, config, threads, args, m=0):
@@ -98,7 +113,7 @@ def run(model, config, threads, args, m=0):
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{config} worker failed:\n{r.stderr}")
-    return json.loads(r.stdout.strip().splitlines()[-1])["ms"]
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def report(model, micro, args):
@@ -109,6 +124,8 @@ def report(model, micro, args):
         for label, config, threads, m in configs:
             times[label].append(run(model, config, threads, args, m))
         print(f"{model}: round {r + 1}/{args.rounds} done", file=sys.stderr)
+    idle = {k: [statistics.mean(r["idle"]) for r in v] for k, v in times.items() if "idle" in v[0]}
+    times = {k: [r["ms"] for r in v] for k, v in times.items()}
     med = {k: statistics.median(v) for k, v in times.items()}
     t1 = med["one, 1 core"]
     if model == "mlp":
@@ -118,11 +135,13 @@ def report(model, micro, args):
         print(f"deep LSTM LM: vocabulary {VOCAB}, {STEPS} steps, embedding {args.units}, 4 x LSTM({args.units}), "
               f"batch {args.batch}", end="")
     print(f"; ms per training step (median of {args.rounds} rounds x {args.repeats} steps)")
-    print(f"{'configuration':<28} {'ms/step':>9} {'vs 1 core':>10} {'bubble':>8} {'GPipe bubble':>13}")
+    print(f"{'configuration':<28} {'ms/step':>9} {'vs 1 core':>10} {'bubble':>8} {'GPipe bubble':>13} "
+          f"{'lost vs ideal':>14}")
     for label, config, threads, m in configs:
         line = f"{label:<28} {med[label]:>9.1f} {t1 / med[label]:>9.2f}x"
         if config == "pipeline":
-            line += f" {1 - t1 / (2 * med[label]):>8.1%} {1 / (m + 1):>13.1%}"
+            line += (f" {statistics.median(idle[label]):>8.1%} {1 / (m + 1):>13.1%} "
+                     f"{1 - t1 / (2 * med[label]):>14.1%}")
         print(line)
     best = min((med[c[0]], c[3]) for c in configs if c[1] == "pipeline")
     print(f"pipeline speedup {t1 / best[0]:.2f} ({model}, M={best[1]}; target >= 1.70); "
