@@ -213,9 +213,14 @@ static void copy_between(const BufferPtr& src, const BufferPtr& dst) {
   const int64_t sa = submit(a, run);
   src->last_use = sa;
   DeviceContext* pa = &a;
-  const int64_t sb = submit(b, [pa, sa]() {
+  const int dst_index = b.index;
+  const int64_t sb = submit(b, [pa, sa, dst_index]() {
+    const auto t0 = std::chrono::steady_clock::now();
     std::unique_lock<std::mutex> lk(pa->mu);
     pa->done_cv.wait(lk, [pa, sa] { return pa->completed.load(std::memory_order_acquire) >= sa; });
+    g_busy_ns[dst_index].fetch_sub(  // waiting for the other device is idle time, not work
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count(),
+        std::memory_order_relaxed);
     if (pa->error) throw std::runtime_error("copy_between: the source device " + device_name(pa->index) + " failed");
   });
   dst->last_use = sb;
