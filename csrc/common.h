@@ -56,6 +56,8 @@ using BufferPtr = std::shared_ptr<Buffer>;
 
 // Argument checks raise ValueError / TypeError in Python (pybind11 translates these).
 struct TypeError : std::runtime_error { using std::runtime_error::runtime_error; };
+// An allocation that cannot be made (too large, or the system refused): MemoryError in Python.
+struct AllocError : std::runtime_error { using std::runtime_error::runtime_error; };
 
 #define LAMINA_CHECK(cond, msg)                                   \
   do {                                                           \

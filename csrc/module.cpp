@@ -27,6 +27,7 @@ void bind_sorting(py::module_& m);
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "lamina CPU kernels";
   py::register_exception<lamina::TypeError>(m, "KernelTypeError", PyExc_TypeError);
+  py::register_exception<lamina::AllocError>(m, "KernelMemoryError", PyExc_MemoryError);
   // The op codes, as {name: code} dicts (backend/math.py reads them).
 #define LAMINA_EXPORT_CODE(name) d[#name] = int(lamina::name);
   {

@@ -60,7 +60,14 @@ size_t round_size(size_t n) {
 }
 }  // namespace
 
+// The largest block the allocator hands out: far beyond any real buffer, and small enough that
+// the size classes cannot overflow.
+constexpr size_t kMaxBytes = size_t(1) << 48;
+
 void* host_alloc(size_t nbytes, size_t* rounded) {
+  if (nbytes > kMaxBytes)
+    throw AllocError("cannot allocate " + std::to_string(nbytes) + " bytes: more than the " +
+                     std::to_string(kMaxBytes >> 40) + " TiB a buffer may hold");
   size_t r = round_size(nbytes == 0 ? 64 : nbytes);
   *rounded = r;
   HostCache& c = cache();
@@ -79,9 +86,11 @@ void* host_alloc(size_t nbytes, size_t* rounded) {
   }
   void* p = std::aligned_alloc(64, r);
   if (!p) {
-    std::lock_guard<std::mutex> g(c.mu);
-    c.in_use -= r;
-    throw std::bad_alloc();
+    {
+      std::lock_guard<std::mutex> g(c.mu);
+      c.in_use -= r;
+    }
+    throw AllocError("cannot allocate " + std::to_string(nbytes) + " bytes: the system refused (out of memory)");
   }
   return p;
 }
@@ -105,7 +114,16 @@ static void empty_cache() {
 
 Buffer::Buffer(int64_t n, DType dt, int dev) : numel(n), dtype(dt), device(dev) {
   LAMINA_CHECK(n >= 0, "cannot allocate a buffer of " << n << " elements");
-  ptr = host_alloc(size_t(n) * dtype_size(dt), &capacity);
+  if (uint64_t(n) > kMaxBytes / dtype_size(dt))  // checked before multiplying: no overflow
+    throw AllocError("cannot allocate a buffer of " + std::to_string(n) + " " + dtype_name(dt) + " elements (" +
+                     std::to_string(n) + " x " + std::to_string(dtype_size(dt)) + " bytes) on cpu:" +
+                     std::to_string(dev) + ": more than the 256 TiB a buffer may hold");
+  try {
+    ptr = host_alloc(size_t(n) * dtype_size(dt), &capacity);
+  } catch (const AllocError& e) {
+    throw AllocError("cannot allocate a buffer of " + std::to_string(n) + " " + dtype_name(dt) + " elements on cpu:" +
+                     std::to_string(dev) + ": " + e.what());
+  }
 }
 Buffer::~Buffer() { host_free(ptr, capacity); }
 

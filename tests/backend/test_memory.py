@@ -3,6 +3,7 @@ ops keep the process's resident memory flat (the caching allocator reuses every 
 import gc
 
 import numpy as np
+import pytest
 
 import lamina
 from lamina import backend, ops
@@ -42,3 +43,12 @@ def test_training_keeps_resident_memory_flat():
     assert last < first  # it trained
     assert allocs1 == allocs0, f"{allocs1 - allocs0} new system allocations in steady state"
     assert rss1 - rss0 < 4 * 2**20, f"resident memory grew by {(rss1 - rss0) / 2**20:.1f} MiB"
+
+
+def test_huge_buffers_raise_memory_error_instead_of_overflowing():
+    from lamina.backend import _cpu
+    for n in (2 ** 62, 2 ** 61 + 1, 2 ** 48):   # overflowing bytes; a size class that used to loop
+        with pytest.raises(MemoryError, match=f"cannot allocate a buffer of {n} float32 elements"):
+            _cpu.Buffer(n, 0, 0)
+    with pytest.raises(MemoryError, match="int64 elements.*cpu:3"):
+        _cpu.Buffer(2 ** 60, 2, 3)
