@@ -216,17 +216,9 @@ def get(identifier):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Initializer):
         return identifier()
-    if isinstance(identifier, dict):
+    if isinstance(identifier, dict):   # (one object per "shared_object_id" while a config loads)
         from . import saving
-        name = identifier.get("class_name")
-        cls = _ALIASES.get(name)
-        if cls is None:
-            cls = saving.get_registered_object(identifier.get("registered_name") or name) or \
-                saving.get_registered_object(name)
-        if cls is None:
-            raise ValueError(f"Unknown initializer class {name!r}; register a custom one with "
-                             "@lamina.saving.register_keras_serializable()")
-        return saving.from_config_checked(cls, identifier.get("config") or {}, "initializer")
+        return saving.get_small_object(identifier, _ALIASES, "initializer", None)
     if isinstance(identifier, str):
         cls = _ALIASES.get(identifier)
         if cls is None:

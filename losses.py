@@ -1,5 +1,7 @@
 """Losses by name or class, as `keras.losses`: per-sample values reduced with
 "sum_over_batch_size" (default), "sum", "mean" or "none"."""
+import re
+
 from . import ops
 from .backend.tensor import Tensor, convert_to_tensor
 
@@ -94,13 +96,248 @@ mae = MAE = mean_absolute_error
 kld = KLD = kullback_leibler_divergence = kl_divergence
 
 
+def _same_rank(y_true, y_pred):
+    """Keras's squeeze_or_expand_to_same_rank: a trailing axis of size 1 on one side is dropped (or,
+    against a vector, added to the other side), so (batch,) meets (batch, 1)."""
+    rt, rp = y_true.ndim, y_pred.ndim
+    if rt == rp + 1 and y_true.shape[-1] == 1:
+        if rp == 1:
+            y_pred = ops.expand_dims(y_pred, -1)
+        else:
+            y_true = ops.squeeze(y_true, -1)
+    elif rp == rt + 1 and y_pred.shape[-1] == 1:
+        if rt == 1:
+            y_true = ops.expand_dims(y_true, -1)
+        else:
+            y_pred = ops.squeeze(y_pred, -1)
+    return y_true, y_pred
+
+
+def _pair(y_true, y_pred):
+    """Both as float32 tensors of the same rank."""
+    return _same_rank(_f(y_true), _f(y_pred))
+
+
+def _hinge_labels(y_true):
+    """Labels in {0, 1} become {-1, 1}; labels already in {-1, 1} (or anything else) stay. Decided
+    on the device (no read-back), for the whole batch at once, as Keras does."""
+    binary = ops.all(ops.logical_or(ops.equal(y_true, 0.0), ops.equal(y_true, 1.0)))
+    return ops.where(binary, y_true * 2.0 - 1.0, y_true)
+
+
+def hinge(y_true, y_pred):
+    """mean(maximum(1 - y_true * y_pred, 0), axis=-1); labels in {0, 1} are read as {-1, 1}."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    return ops.mean(ops.relu(1.0 - _hinge_labels(y_true) * y_pred), axis=-1)
+
+
+def squared_hinge(y_true, y_pred):
+    """mean(square(maximum(1 - y_true * y_pred, 0)), axis=-1); labels in {0, 1} are read as {-1, 1}."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    return ops.mean(ops.square(ops.relu(1.0 - _hinge_labels(y_true) * y_pred)), axis=-1)
+
+
+def categorical_hinge(y_true, y_pred):
+    """maximum(max((1 - y_true) * y_pred) - sum(y_true * y_pred) + 1, 0) over the last axis
+    (one-hot y_true)."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    pos = ops.sum(y_true * y_pred, axis=-1)
+    neg = ops.max((1.0 - y_true) * y_pred, axis=-1)
+    return ops.relu(neg - pos + 1.0)
+
+
+def poisson(y_true, y_pred):
+    """mean(y_pred - y_true * log(y_pred + epsilon), axis=-1)."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    return ops.mean(y_pred - y_true * ops.log(y_pred + EPSILON), axis=-1)
+
+
+def log_cosh(y_true, y_pred):
+    """mean(log(cosh(y_pred - y_true)), axis=-1), as x + softplus(-2x) - log(2) (no overflow)."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    x = y_pred - y_true
+    return ops.mean(x + ops.softplus(x * -2.0) - 0.6931471805599453, axis=-1)
+
+
+def _l2_normalize(x, axis):
+    # x / max(||x||, epsilon), with the bound inside the square root so that the gradient at
+    # x = 0 is finite
+    return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=axis, keepdims=True), EPSILON * EPSILON))
+
+
+def cosine_similarity(y_true, y_pred, axis=-1):
+    """-sum(l2_normalize(y_true) * l2_normalize(y_pred), axis): -1 when the vectors point the same
+    way, so that minimizing it aligns them."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    return -ops.sum(_l2_normalize(y_true, axis) * _l2_normalize(y_pred, axis), axis=axis)
+
+
+def mean_absolute_percentage_error(y_true, y_pred):
+    """100 * mean(|(y_true - y_pred) / maximum(|y_true|, epsilon)|, axis=-1)."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    return 100.0 * ops.mean(ops.abs((y_true - y_pred) / ops.maximum(ops.abs(y_true), EPSILON)), axis=-1)
+
+
+def mean_squared_logarithmic_error(y_true, y_pred):
+    """mean(square(log(maximum(y_pred, eps) + 1) - log(maximum(y_true, eps) + 1)), axis=-1)."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    d = ops.log(ops.maximum(y_pred, EPSILON) + 1.0) - ops.log(ops.maximum(y_true, EPSILON) + 1.0)
+    return ops.mean(ops.square(d), axis=-1)
+
+
+def binary_focal_crossentropy(y_true, y_pred, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
+                              label_smoothing=0.0, axis=-1):
+    """Binary crossentropy scaled by (1 - p_t) ** gamma, p_t the probability given to the true
+    label (Lin et al., 2018); with apply_class_balancing, also by alpha for positives and
+    1 - alpha for negatives."""
+    y_pred = _f(y_pred)
+    y_true = _check_shapes("binary_focal_crossentropy", _f(y_true), y_pred)
+    if label_smoothing:
+        y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    if from_logits:
+        y_pred = ops.sigmoid(y_pred)
+    bce = ops.binary_crossentropy(y_true, y_pred, from_logits=False)
+    p_t = y_true * y_pred + (1.0 - y_true) * (1.0 - y_pred)
+    focal = ops.power(1.0 - p_t, gamma) * bce
+    if apply_class_balancing:
+        focal = (y_true * alpha + (1.0 - y_true) * (1.0 - alpha)) * focal
+    return ops.mean(focal, axis=axis)
+
+
+def categorical_focal_crossentropy(y_true, y_pred, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
+                                   axis=-1):
+    """Categorical crossentropy with each class's term scaled by alpha * (1 - p) ** gamma."""
+    if isinstance(axis, bool):
+        raise ValueError(f"categorical_focal_crossentropy: axis must be an int, received axis={axis!r}")
+    y_pred = _f(y_pred)
+    y_true = _check_shapes("categorical_focal_crossentropy", _f(y_true), y_pred)
+    if label_smoothing:
+        y_true = y_true * (1.0 - label_smoothing) + label_smoothing / y_pred.shape[axis]
+    if from_logits:
+        y_pred = ops.softmax(y_pred, axis=axis)
+    p = ops.clip(y_pred / ops.sum(y_pred, axis=axis, keepdims=True), EPSILON, 1.0 - EPSILON)
+    terms = alpha * ops.power(1.0 - p, gamma) * (-y_true * ops.log(p))
+    return ops.sum(terms, axis=axis)
+
+
+def dice(y_true, y_pred, axis=None):
+    """1 - 2 * sum(y_true * y_pred) / (sum(y_true) + sum(y_pred) + epsilon), the sums over `axis`
+    (all axes by default: one value for the whole batch)."""
+    y_pred = _f(y_pred)
+    y_true = _f(y_true)
+    inter = ops.sum(y_true * y_pred, axis=axis)
+    return 1.0 - 2.0 * inter / (ops.sum(y_true, axis=axis) + ops.sum(y_pred, axis=axis) + EPSILON)
+
+
+def tversky(y_true, y_pred, alpha=0.5, beta=0.5, axis=None):
+    """1 - TP / (TP + alpha * FP + beta * FN), with TP = sum(y_true * y_pred),
+    FP = sum((1 - y_pred) * y_true), FN = sum(y_pred * (1 - y_true)) over `axis` (Keras's
+    naming: its FP and FN are the other way round from the paper's; alpha = beta = 0.5 is Dice)."""
+    y_pred = _f(y_pred)
+    y_true = _f(y_true)
+    tp = ops.sum(y_true * y_pred, axis=axis)
+    fp = ops.sum((1.0 - y_pred) * y_true, axis=axis)
+    fn = ops.sum(y_pred * (1.0 - y_true), axis=axis)
+    return 1.0 - tp / (tp + alpha * fp + beta * fn + EPSILON)
+
+
+def _on_device(t, device):
+    return t if t.device is device else t.to(device)
+
+
+_CTC_NEG = -1e5  # the log-probability of an unreachable lattice state (finite: no inf - inf in the gradient)
+
+
+def ctc_loss(target, output, target_length, output_length, mask_index=0):
+    """Connectionist Temporal Classification loss, -log p(target | output), per sequence
+    (keras.ops.ctc_loss).
+
+    target: (batch, max_label_length) integer labels; output: (batch, max_time, classes) logits
+    (log-softmax is taken here); target_length, output_length: (batch,) lengths (output_length
+    None: every sequence uses all max_time steps); mask_index: the blank class.
+
+    The forward (alpha) recursion runs in log space over the extended labels (blank, l1, blank,
+    l2, ..., blank), batched: a Python loop over time steps of a few batched ops each, so the
+    gradient comes from autodiff. A target that cannot fit in its output length gets a loss of
+    order 1e5 rather than inf (as Keras's)."""
+    target, output = _t(target), _f(output)
+    if target.ndim != 2 or output.ndim != 3 or target.shape[0] != output.shape[0]:
+        raise ValueError(f"ctc_loss: expected target of shape (batch, max_label_length) and output of shape (batch, "
+                         f"max_time, classes), received target {target.shape} and output {output.shape}")
+    b, t_max, _ = output.shape
+    n_labels = target.shape[1]
+    s = 2 * n_labels + 1
+    dev = output.device
+    target = _on_device(ops.cast(target, "int64"), dev)
+    logp = ops.log_softmax(output, axis=-1)
+    # the extended labels: blank, l1, blank, l2, ..., blank  -> (batch, s)
+    blanks = ops.full((b, n_labels), mask_index, dtype="int64", device=dev)
+    ext = ops.reshape(ops.stack([blanks, target], axis=-1), (b, 2 * n_labels))
+    ext = ops.concatenate([ext, ops.full((b, 1), mask_index, dtype="int64", device=dev)], axis=1)
+    emit = ops.take_along_axis(logp, ops.broadcast_to(ops.expand_dims(ext, 1), (b, t_max, s)), axis=2)
+    # a label may be reached from two states back (skipping a blank) unless it repeats the previous label
+    if n_labels > 1:
+        differs = ops.cast(ops.not_equal(target[:, 1:], target[:, :-1]), "float32")
+        odd = ops.reshape(ops.stack([ops.zeros_like(differs), differs], axis=-1), (b, 2 * n_labels - 2))
+        skip = ops.concatenate([ops.zeros((b, 2), device=dev), odd, ops.zeros((b, 1), device=dev)], axis=1)
+    else:
+        skip = ops.zeros((b, s), device=dev)
+    skip_penalty = (1.0 - skip) * _CTC_NEG
+    neg1, neg2 = ops.full((b, 1), _CTC_NEG, device=dev), ops.full((b, 2), _CTC_NEG, device=dev)
+    steps = ops.unstack(ops.transpose(emit, (1, 0, 2)), axis=0)  # t_max tensors of (batch, s)
+    # at t = 0 a path starts on the first blank or the first label
+    start = ops.concatenate([ops.zeros((1, min(s, 2)), device=dev), ops.full((1, s - min(s, 2)), _CTC_NEG,
+                                                                             device=dev)], axis=1)
+    alpha = steps[0] + start
+    # past its output length a sequence's alphas stay as they are (output_length None: all use t_max)
+    out_len = None if output_length is None else _on_device(ops.expand_dims(ops.cast(_t(output_length), "int64"),
+                                                                              -1), dev)
+    for t in range(1, t_max):
+        one = ops.concatenate([neg1, alpha[:, :-1]], axis=1)
+        two = ops.concatenate([neg2, alpha[:, :-2]], axis=1) + skip_penalty
+        new = ops.logaddexp(ops.logaddexp(alpha, one), two) + steps[t]
+        alpha = new if out_len is None else ops.where(ops.less(t, out_len), new, alpha)
+    # the sequence ends on the last label or on the blank after it
+    tl = _on_device(ops.expand_dims(ops.cast(_t(target_length), "int64"), -1), dev)
+    last = ops.take_along_axis(alpha, 2 * tl, axis=1)
+    before = ops.take_along_axis(alpha, ops.maximum(2 * tl - 1, 0), axis=1)
+    before = before + ops.cast(ops.equal(tl, 0), "float32") * _CTC_NEG
+    return -ops.reshape(ops.logaddexp(last, before), (b,))
+
+
+def ctc(y_true, y_pred):
+    """CTC loss (keras.losses.ctc): y_true (batch, max_label_length) integer labels padded with 0,
+    which is also the blank class; y_pred (batch, time, classes) logits. Every sequence uses all
+    the time steps."""
+    y_true, y_pred = _t(y_true), _f(y_pred)
+    if y_true.ndim != 2:
+        raise ValueError("ctc: targets y_true are expected to be a tensor of shape (batch_size, max_length) in "
+                         f"integer format. Received: y_true.shape={y_true.shape}")
+    if y_pred.ndim != 3:
+        raise ValueError("ctc: logits y_pred are expected to be a tensor of shape (batch_size, max_length, "
+                         f"num_classes). Received: y_pred.shape={y_pred.shape}")
+    labels = ops.cast(y_true, "int64")
+    label_length = ops.sum(ops.cast(ops.not_equal(labels, 0), "int64"), axis=-1)
+    return ctc_loss(labels, y_pred, label_length, None, mask_index=0)
+
+
+mape = MAPE = mean_absolute_percentage_error
+msle = MSLE = mean_squared_logarithmic_error
+logcosh = log_cosh
+bce = BCE = binary_crossentropy
+
+
 def reduce_values(values, sample_weight=None, reduction="sum_over_batch_size"):
-    """Applies sample weights (broadcast over trailing dims) and a reduction."""
+    """Applies sample weights and a reduction, as Keras's reduce_weighted_values: the weights meet
+    the values at the same rank (a trailing axis of size 1 on either side matched, as Keras does),
+    and lower-rank weights broadcast over the values' trailing axes (where Keras would fail);
+    "mean_with_sample_weight" divides by the sum of the weights as given."""
     if reduction not in _REDUCTIONS:
         raise ValueError(f"Invalid reduction {reduction!r}; expected one of {[r for r in _REDUCTIONS if r]}")
     values = _f(values)
     if sample_weight is not None:
         sw = _f(sample_weight)
+        values, sw = _same_rank(values, sw)
         while sw.ndim > values.ndim and sw.shape[-1] == 1:
             sw = ops.reshape(sw, sw.shape[:-1])
         while sw.ndim < values.ndim:
@@ -114,7 +351,7 @@ def reduce_values(values, sample_weight=None, reduction="sum_over_batch_size"):
     if reduction == "sum":
         return total
     if reduction == "mean_with_sample_weight" and sample_weight is not None:
-        return total / ops.maximum(ops.sum(ops.broadcast_to(sw, values.shape)), EPSILON)
+        return total / ops.maximum(ops.sum(sw), EPSILON)
     return total / float(max(values.size, 1))
 
 
@@ -156,62 +393,147 @@ class Loss:
 
 
 def _snake(n):
-    import re
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", n).lower()
+    """Keras's to_snake_case: "KLDivergence" -> "kl_divergence", "AUC" -> "auc", "MeanIoU" -> "mean_io_u"."""
+    n = re.sub(r"\W+", "", n)
+    n = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", n)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", n).lower()
 
 
 class LossFunctionWrapper(Loss):
     _float_inputs = False  # the built-in functions take integer labels as they are
 
-    def __init__(self, fn, name=None, reduction="sum_over_batch_size", **kwargs):
-        super().__init__(name=name or fn.__name__, reduction=reduction)
+    def __init__(self, fn, reduction="sum_over_batch_size", name=None, dtype=None, **kwargs):
+        super().__init__(name=name or fn.__name__, reduction=reduction, dtype=dtype)
         self.fn, self._fn_kwargs = fn, kwargs
 
     def call(self, y_true, y_pred):
         return self.fn(y_true, y_pred, **self._fn_kwargs)
 
     def get_config(self):
-        return {**super().get_config(), **self._fn_kwargs}
+        config = {**super().get_config(), **self._fn_kwargs}
+        if type(self) is LossFunctionWrapper:
+            config["fn"] = _fn_name(self.fn)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "fn" in config:
+            config["fn"] = _fn_from_config(config["fn"])
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__}({_fn_name(self.fn)}, kwargs={self._fn_kwargs})>"
 
 
-def _wrapper(cls_name, fn, **defaults):
-    def __init__(self, *args, reduction="sum_over_batch_size", name=None, **kwargs):
-        params = dict(defaults)
-        keys = list(defaults)
-        for k, v in zip(keys, args):
-            params[k] = v
+def _fn_name(fn):
+    for k, v in _BY_NAME.items():
+        if v is fn:
+            return fn.__name__
+    from .saving import get_registered_name
+    return get_registered_name(fn)
+
+
+def _fn_from_config(fn):
+    """A function named in a config: a string, or Keras's {"class_name": "function", "config": name}."""
+    if callable(fn):
+        return fn
+    name = fn.get("registered_name") or fn.get("config") if isinstance(fn, dict) else fn
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    from .saving import get_registered_object
+    obj = get_registered_object(name)
+    if obj is None:
+        raise ValueError(f"Unknown loss function {name!r} in the config: register it with "
+                         "@lamina.saving.register_keras_serializable() or pass it in custom_objects")
+    return obj
+
+
+def _wrapper(cls_name, fn, name, *params, doc=None):
+    """A LossFunctionWrapper subclass with Keras's signature: `params` lists the arguments in
+    Keras's order, each a name of `fn`'s keyword arguments with its default as (name, default),
+    or one of "reduction", "name", "dtype"."""
+    order = [p if isinstance(p, str) else p[0] for p in params]
+    defaults = {"reduction": "sum_over_batch_size", "name": name, "dtype": None}
+    defaults.update(p for p in params if not isinstance(p, str))
+
+    def __init__(self, *args, **kwargs):
+        if len(args) > len(order):
+            raise TypeError(f"{cls_name}() takes at most {len(order)} positional arguments ({order}), "
+                            f"{len(args)} given")
+        values = dict(defaults)
+        for k, v in zip(order, args):
+            values[k] = v
         for k, v in kwargs.items():
             if k not in defaults:
-                raise TypeError(f"{cls_name}: unexpected argument {k!r}; accepted: {keys + ['reduction', 'name']}")
-            params[k] = v
-        LossFunctionWrapper.__init__(self, fn, name=name or _snake(cls_name), reduction=reduction, **params)
-    return type(cls_name, (LossFunctionWrapper,), {"__init__": __init__})
+                raise TypeError(f"{cls_name}: unexpected argument {k!r}; accepted: {order}")
+            if k in order[:len(args)]:
+                raise TypeError(f"{cls_name}: got multiple values for argument {k!r}")
+            values[k] = v
+        reduction, nm, dtype = values.pop("reduction"), values.pop("name"), values.pop("dtype")
+        LossFunctionWrapper.__init__(self, fn, reduction=reduction, name=nm, dtype=dtype, **values)
+        for k, v in values.items():
+            setattr(self, k, v)
+    __init__.__doc__ = f"{cls_name}({', '.join(f'{k}={defaults[k]!r}' for k in order)})"
+    return type(cls_name, (LossFunctionWrapper,), {"__init__": __init__, "__doc__": doc or fn.__doc__,
+                                                    "__module__": __name__})
 
 
-MeanSquaredError = _wrapper("MeanSquaredError", mean_squared_error)
-MeanAbsoluteError = _wrapper("MeanAbsoluteError", mean_absolute_error)
-Huber = _wrapper("Huber", huber, delta=1.0)
-KLDivergence = _wrapper("KLDivergence", kl_divergence)
-BinaryCrossentropy = _wrapper("BinaryCrossentropy", binary_crossentropy, from_logits=False, label_smoothing=0.0, axis=-1)
-CategoricalCrossentropy = _wrapper("CategoricalCrossentropy", categorical_crossentropy, from_logits=False,
-                                   label_smoothing=0.0, axis=-1)
+_R, _N, _D = "reduction", "name", "dtype"
+MeanSquaredError = _wrapper("MeanSquaredError", mean_squared_error, "mean_squared_error", _R, _N, _D)
+MeanAbsoluteError = _wrapper("MeanAbsoluteError", mean_absolute_error, "mean_absolute_error", _R, _N, _D)
+MeanAbsolutePercentageError = _wrapper("MeanAbsolutePercentageError", mean_absolute_percentage_error,
+                                       "mean_absolute_percentage_error", _R, _N, _D)
+MeanSquaredLogarithmicError = _wrapper("MeanSquaredLogarithmicError", mean_squared_logarithmic_error,
+                                       "mean_squared_logarithmic_error", _R, _N, _D)
+CosineSimilarity = _wrapper("CosineSimilarity", cosine_similarity, "cosine_similarity", ("axis", -1), _R, _N, _D)
+Huber = _wrapper("Huber", huber, "huber_loss", ("delta", 1.0), _R, _N, _D)
+LogCosh = _wrapper("LogCosh", log_cosh, "log_cosh", _R, _N, _D)
+Hinge = _wrapper("Hinge", hinge, "hinge", _R, _N, _D)
+SquaredHinge = _wrapper("SquaredHinge", squared_hinge, "squared_hinge", _R, _N, _D)
+CategoricalHinge = _wrapper("CategoricalHinge", categorical_hinge, "categorical_hinge", _R, _N, _D)
+KLDivergence = _wrapper("KLDivergence", kl_divergence, "kl_divergence", _R, _N, _D)
+Poisson = _wrapper("Poisson", poisson, "poisson", _R, _N, _D)
+BinaryCrossentropy = _wrapper("BinaryCrossentropy", binary_crossentropy, "binary_crossentropy", ("from_logits", False),
+                              ("label_smoothing", 0.0), ("axis", -1), _R, _N, _D)
+BinaryFocalCrossentropy = _wrapper("BinaryFocalCrossentropy", binary_focal_crossentropy, "binary_focal_crossentropy",
+                                   ("apply_class_balancing", False), ("alpha", 0.25), ("gamma", 2.0),
+                                   ("from_logits", False), ("label_smoothing", 0.0), ("axis", -1), _R, _N, _D)
+CategoricalCrossentropy = _wrapper("CategoricalCrossentropy", categorical_crossentropy, "categorical_crossentropy",
+                                   ("from_logits", False), ("label_smoothing", 0.0), ("axis", -1), _R, _N, _D)
+CategoricalFocalCrossentropy = _wrapper("CategoricalFocalCrossentropy", categorical_focal_crossentropy,
+                                        "categorical_focal_crossentropy", ("alpha", 0.25), ("gamma", 2.0),
+                                        ("from_logits", False), ("label_smoothing", 0.0), ("axis", -1), _R, _N, _D)
 SparseCategoricalCrossentropy = _wrapper("SparseCategoricalCrossentropy", sparse_categorical_crossentropy,
-                                         from_logits=False, ignore_class=None, axis=-1)
+                                         "sparse_categorical_crossentropy", ("from_logits", False),
+                                         ("ignore_class", None), _R, ("axis", -1), _N, _D)
+CTC = _wrapper("CTC", ctc, "ctc", _R, _N, _D)
+Dice = _wrapper("Dice", dice, "dice", _R, _N, ("axis", None), _D)
+Tversky = _wrapper("Tversky", tversky, "tversky", ("alpha", 0.5), ("beta", 0.5), _R, _N, ("axis", None), _D)
 
-_BY_NAME = {
-    "mean_squared_error": mean_squared_error, "mse": mean_squared_error, "MSE": mean_squared_error,
-    "mean_absolute_error": mean_absolute_error, "mae": mean_absolute_error, "MAE": mean_absolute_error,
-    "binary_crossentropy": binary_crossentropy, "categorical_crossentropy": categorical_crossentropy,
-    "sparse_categorical_crossentropy": sparse_categorical_crossentropy, "huber": huber,
-    "huber_loss": huber, "kl_divergence": kl_divergence, "kld": kl_divergence, "KLD": kl_divergence,
-    "kullback_leibler_divergence": kl_divergence,
-}
-_CLASSES = {c.__name__: c for c in (MeanSquaredError, MeanAbsoluteError, Huber, KLDivergence, BinaryCrossentropy,
-                                    CategoricalCrossentropy, SparseCategoricalCrossentropy)}
+_FUNCTIONS = (mean_squared_error, mean_absolute_error, mean_absolute_percentage_error, mean_squared_logarithmic_error,
+              cosine_similarity, huber, log_cosh, hinge, squared_hinge, categorical_hinge, kl_divergence, poisson,
+              binary_crossentropy, binary_focal_crossentropy, categorical_crossentropy, categorical_focal_crossentropy,
+              sparse_categorical_crossentropy, ctc, dice, tversky)
+_BY_NAME = {f.__name__: f for f in _FUNCTIONS}
+_BY_NAME.update({
+    "mse": mean_squared_error, "MSE": mean_squared_error, "mae": mean_absolute_error, "MAE": mean_absolute_error,
+    "mape": mean_absolute_percentage_error, "MAPE": mean_absolute_percentage_error,
+    "msle": mean_squared_logarithmic_error, "MSLE": mean_squared_logarithmic_error,
+    "bce": binary_crossentropy, "BCE": binary_crossentropy, "huber_loss": huber, "logcosh": log_cosh,
+    "kld": kl_divergence, "KLD": kl_divergence, "kullback_leibler_divergence": kl_divergence,
+})
+_CLASSES = {c.__name__: c for c in (
+    MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, CosineSimilarity,
+    Huber, LogCosh, Hinge, SquaredHinge, CategoricalHinge, KLDivergence, Poisson, BinaryCrossentropy,
+    BinaryFocalCrossentropy, CategoricalCrossentropy, CategoricalFocalCrossentropy, SparseCategoricalCrossentropy,
+    CTC, Dice, Tversky, LossFunctionWrapper)}
 
 
 def get(identifier):
-    """A loss callable from a name, a Loss, a class, a config dict or a function."""
+    """A loss callable from a name (a function's, an alias such as "mse", or a class's), a Loss, a
+    class, a config dict or a function: as keras.losses.get, names of functions give the function
+    and class names give an instance."""
     if identifier is None:
         return None
     if isinstance(identifier, str):
@@ -219,12 +541,10 @@ def get(identifier):
             return _BY_NAME[identifier]
         if identifier in _CLASSES:
             return _CLASSES[identifier]()
-        raise ValueError(f"Unknown loss {identifier!r}; expected one of {sorted(_BY_NAME)} or a callable")
+        raise ValueError(f"Unknown loss {identifier!r}; expected one of {sorted(_BY_NAME)}, a Loss class name such as "
+                         "'CategoricalCrossentropy', or a callable")
     if isinstance(identifier, dict):
-        cls = _CLASSES.get(identifier.get("class_name"))
-        if cls is None:
-            raise ValueError(f"Unknown loss class {identifier.get('class_name')!r}")
-        return cls.from_config(identifier.get("config", {}))
+        return deserialize(identifier)
     if isinstance(identifier, type) and issubclass(identifier, Loss):
         return identifier()
     if callable(identifier):
@@ -233,9 +553,26 @@ def get(identifier):
 
 
 def serialize(loss):
+    """A Loss as {"class_name", "config"}; a built-in function as its name."""
     if isinstance(loss, Loss):
         return {"class_name": type(loss).__name__, "config": loss.get_config()}
     for k, v in _BY_NAME.items():
         if v is loss:
             return k
     return getattr(loss, "__name__", None)
+
+
+def deserialize(name, custom_objects=None):
+    """The loss a name or a config (lamina's or Keras's serialized form) describes."""
+    if isinstance(name, str):
+        return get(name)
+    if isinstance(name, dict) and name.get("class_name") == "function":
+        return _fn_from_config(name)
+    if isinstance(name, dict):
+        cls = _CLASSES.get(name.get("class_name"))
+        if cls is None:
+            from .saving import retrieve_class
+            cls = retrieve_class(name.get("class_name"), name.get("registered_name"), name.get("module"),
+                                 custom_objects, what="loss")
+        return cls.from_config(name.get("config") or {})
+    raise TypeError(f"Could not deserialize loss {name!r}: expected a name or a config dict")

@@ -128,7 +128,7 @@ class Metric:
         return self.result()
 
     def get_config(self):
-        return {"name": self.name}
+        return {"name": self.name, "dtype": self.dtype}
 
     @classmethod
     def from_config(cls, config):
@@ -242,58 +242,213 @@ class Sum(Metric):
 
 
 class MeanMetricWrapper(Mean):
-    """Mean over samples of `fn(y_true, y_pred)`."""
+    """Mean over samples of `fn(y_true, y_pred, **kwargs)`:
+
+        m = lamina.metrics.MeanMetricWrapper(lamina.losses.hinge, name="hinge")
+    """
 
     def __init__(self, fn, name=None, dtype=None, **kwargs):
         self._fn, self._fn_kwargs = fn, kwargs
-        super().__init__(name=name or fn.__name__, dtype=dtype)
+        super().__init__(name=name or getattr(fn, "__name__", None) or "mean_metric_wrapper", dtype=dtype)
+        if getattr(fn, "__module__", None) == _losses.__name__:
+            self._direction = "down"
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         super().update_state(self._fn(y_true, y_pred, **self._fn_kwargs), sample_weight)
 
     def get_config(self):
-        return {"name": self.name, **self._fn_kwargs}
+        config = {"name": self.name, "dtype": self.dtype, **self._fn_kwargs}
+        if type(self) is MeanMetricWrapper:
+            fn = self._fn
+            config["fn"] = fn.__name__ if _FUNCTIONS.get(getattr(fn, "__name__", None)) is fn else \
+                _registered_name(fn)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "fn" in config:
+            config["fn"] = _function(config["fn"])
+        return cls(**config)
 
 
-def _metric_class(cls_name, fn, default_name, **defaults):
-    def __init__(self, name=default_name, dtype=None, **kwargs):
-        params = {**defaults, **kwargs}
-        MeanMetricWrapper.__init__(self, fn, name=name, **params)
-    return type(cls_name, (MeanMetricWrapper,), {"__init__": __init__})
+def _registered_name(fn):
+    from .saving import get_registered_name
+    return get_registered_name(fn)
 
 
-Accuracy = _metric_class("Accuracy", lambda t, p: ops.cast(ops.equal(_t(t), _t(p)), "float32"), "accuracy")
-BinaryAccuracy = _metric_class("BinaryAccuracy", binary_accuracy, "binary_accuracy", threshold=0.5)
-CategoricalAccuracy = _metric_class("CategoricalAccuracy", categorical_accuracy, "categorical_accuracy")
+def _function(fn):
+    """A metric function named in a config: a name, or Keras's {"class_name": "function", ...}."""
+    if callable(fn):
+        return fn
+    name = (fn.get("registered_name") or fn.get("config")) if isinstance(fn, dict) else fn
+    if name in _FUNCTIONS:
+        return _FUNCTIONS[name]
+    from .saving import get_registered_object
+    obj = get_registered_object(name)
+    if obj is None:
+        raise ValueError(f"Unknown metric function {name!r}: register it with "
+                         "@lamina.saving.register_keras_serializable() or pass it in custom_objects")
+    return obj
+
+
+def _metric_class(cls_name, fn, default_name, *params, direction=None, doc=None):
+    """A MeanMetricWrapper subclass with Keras's signature: `params` are the arguments in Keras's
+    order, each "name", "dtype" or (keyword argument of fn, default)."""
+    params = params or ("name", "dtype")
+    order = [p if isinstance(p, str) else p[0] for p in params]
+    defaults = {"name": default_name, "dtype": None}
+    defaults.update(p for p in params if not isinstance(p, str))
+
+    def __init__(self, *args, **kwargs):
+        if len(args) > len(order):
+            raise TypeError(f"{cls_name}() takes at most {len(order)} positional arguments ({order}), "
+                            f"{len(args)} given")
+        values = dict(defaults)
+        values.update(zip(order, args))
+        for k, v in kwargs.items():
+            if k not in defaults:
+                raise TypeError(f"{cls_name}: unexpected argument {k!r}; accepted: {order}")
+            values[k] = v
+        name, dtype = values.pop("name"), values.pop("dtype")
+        MeanMetricWrapper.__init__(self, fn, name=name, dtype=dtype, **values)
+        for k, v in values.items():
+            setattr(self, k, v)
+        if direction:
+            self._direction = direction
+    __init__.__doc__ = f"{cls_name}({', '.join(f'{k}={defaults[k]!r}' for k in order)})"
+    return type(cls_name, (MeanMetricWrapper,), {"__init__": __init__, "__module__": __name__,
+                                                  "__doc__": doc or getattr(fn, "__doc__", None)})
+
+
+# ---- functions as keras.metrics names them ------------------------------------------------------
+hinge = _losses.hinge
+squared_hinge = _losses.squared_hinge
+categorical_hinge = _losses.categorical_hinge
+poisson = _losses.poisson
+kl_divergence = _losses.kl_divergence
+binary_crossentropy = _losses.binary_crossentropy
+categorical_crossentropy = _losses.categorical_crossentropy
+sparse_categorical_crossentropy = _losses.sparse_categorical_crossentropy
+binary_focal_crossentropy = _losses.binary_focal_crossentropy
+categorical_focal_crossentropy = _losses.categorical_focal_crossentropy
+mean_absolute_percentage_error = _losses.mean_absolute_percentage_error
+mean_squared_logarithmic_error = _losses.mean_squared_logarithmic_error
+log_cosh = _losses.log_cosh
+huber = _losses.huber
+
+
+def cosine_similarity(y_true, y_pred, axis=-1):
+    """sum(l2_normalize(y_true) * l2_normalize(y_pred), axis): 1 when the vectors point the same way
+    (the loss of that name is its negative)."""
+    return -_losses.cosine_similarity(y_true, y_pred, axis=axis)
+
+
+def _accuracy(y_true, y_pred):
+    y_true, y_pred = _losses._same_rank(_t(y_true), _t(y_pred))
+    return ops.cast(ops.equal(y_true, y_pred), "float32")
+
+
+_FUNCTIONS = {f.__name__: f for f in (
+    binary_accuracy, categorical_accuracy, sparse_categorical_accuracy, top_k_categorical_accuracy,
+    sparse_top_k_categorical_accuracy, mean_squared_error, mean_absolute_error, hinge, squared_hinge,
+    categorical_hinge, poisson, kl_divergence, binary_crossentropy, categorical_crossentropy,
+    sparse_categorical_crossentropy, binary_focal_crossentropy, categorical_focal_crossentropy,
+    mean_absolute_percentage_error, mean_squared_logarithmic_error, log_cosh, huber, cosine_similarity)}
+
+
+# ---- the mean of a function over the samples ----------------------------------------------------
+_UP, _DOWN = "up", "down"
+Accuracy = _metric_class("Accuracy", _accuracy, "accuracy", direction=_UP,
+                         doc="How often predictions equal labels (exact equality).")
+BinaryAccuracy = _metric_class("BinaryAccuracy", binary_accuracy, "binary_accuracy", "name", "dtype",
+                               ("threshold", 0.5), direction=_UP)
+CategoricalAccuracy = _metric_class("CategoricalAccuracy", categorical_accuracy, "categorical_accuracy",
+                                    direction=_UP)
 SparseCategoricalAccuracy = _metric_class("SparseCategoricalAccuracy", sparse_categorical_accuracy,
-                                          "sparse_categorical_accuracy")
+                                          "sparse_categorical_accuracy", direction=_UP)
 TopKCategoricalAccuracy = _metric_class("TopKCategoricalAccuracy", top_k_categorical_accuracy,
-                                        "top_k_categorical_accuracy", k=5)
+                                        "top_k_categorical_accuracy", ("k", 5), "name", "dtype", direction=_UP)
 SparseTopKCategoricalAccuracy = _metric_class("SparseTopKCategoricalAccuracy", sparse_top_k_categorical_accuracy,
-                                              "sparse_top_k_categorical_accuracy", k=5)
-MeanSquaredError = _metric_class("MeanSquaredError", _losses.mean_squared_error, "mean_squared_error")
-MeanAbsoluteError = _metric_class("MeanAbsoluteError", _losses.mean_absolute_error, "mean_absolute_error")
+                                              "sparse_top_k_categorical_accuracy", ("k", 5), "name", "dtype",
+                                              direction=_UP)
+MeanSquaredError = _metric_class("MeanSquaredError", mean_squared_error, "mean_squared_error", direction=_DOWN)
+MeanAbsoluteError = _metric_class("MeanAbsoluteError", mean_absolute_error, "mean_absolute_error", direction=_DOWN)
+MeanAbsolutePercentageError = _metric_class("MeanAbsolutePercentageError", mean_absolute_percentage_error,
+                                            "mean_absolute_percentage_error", direction=_DOWN)
+MeanSquaredLogarithmicError = _metric_class("MeanSquaredLogarithmicError", mean_squared_logarithmic_error,
+                                            "mean_squared_logarithmic_error", direction=_DOWN)
+CosineSimilarity = _metric_class("CosineSimilarity", cosine_similarity, "cosine_similarity", "name", "dtype",
+                                 ("axis", -1), direction=_UP)
+LogCoshError = _metric_class("LogCoshError", log_cosh, "logcosh", direction=_DOWN)
+KLDivergence = _metric_class("KLDivergence", kl_divergence, "kl_divergence", direction=_DOWN)
+Poisson = _metric_class("Poisson", poisson, "poisson", direction=_DOWN)
+BinaryCrossentropy = _metric_class("BinaryCrossentropy", binary_crossentropy, "binary_crossentropy", "name", "dtype",
+                                   ("from_logits", False), ("label_smoothing", 0), direction=_DOWN)
+CategoricalCrossentropy = _metric_class("CategoricalCrossentropy", categorical_crossentropy,
+                                        "categorical_crossentropy", "name", "dtype", ("from_logits", False),
+                                        ("label_smoothing", 0), ("axis", -1), direction=_DOWN)
+SparseCategoricalCrossentropy = _metric_class("SparseCategoricalCrossentropy", sparse_categorical_crossentropy,
+                                              "sparse_categorical_crossentropy", "name", "dtype",
+                                              ("from_logits", False), ("ignore_class", None), ("axis", -1),
+                                              direction=_DOWN)
+Hinge = _metric_class("Hinge", hinge, "hinge", direction=_DOWN)
+SquaredHinge = _metric_class("SquaredHinge", squared_hinge, "squared_hinge", direction=_DOWN)
+CategoricalHinge = _metric_class("CategoricalHinge", categorical_hinge, "categorical_hinge", direction=_DOWN)
 
-_BY_NAME = {
-    "binary_accuracy": BinaryAccuracy, "categorical_accuracy": CategoricalAccuracy,
-    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
-    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
-    "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
-    "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
-    "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError,
-}
-_CLASSES = {c.__name__: c for c in (Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy,
-                                    TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy, MeanSquaredError,
-                                    MeanAbsoluteError, Mean, Sum)}
+
+class RootMeanSquaredError(Mean):
+    """sqrt of the (weighted) mean of (y_pred - y_true) ** 2 over all the values seen."""
+
+    def __init__(self, name="root_mean_squared_error", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self._direction = _DOWN
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = _losses._same_rank(_f(y_true), _f(y_pred))
+        super().update_state(ops.square(y_pred - y_true), sample_weight=sample_weight)
+
+    def result(self):
+        return ops.sqrt(super().result())
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+# the confusion-matrix, F-score, IoU and R2 metrics live in their own modules (they need Metric above)
+from ._confusion_metrics import (  # noqa: E402
+    AUC, FalseNegatives, FalsePositives, Precision, PrecisionAtRecall, Recall, RecallAtPrecision,
+    SensitivityAtSpecificity, SpecificityAtSensitivity, TrueNegatives, TruePositives)
+from ._score_metrics import (  # noqa: E402
+    BinaryIoU, F1Score, FBetaScore, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU, R2Score)
+
+_CLASSES = {c.__name__: c for c in (
+    Metric, Mean, Sum, MeanMetricWrapper, Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy,
+    TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy, MeanSquaredError, MeanAbsoluteError,
+    MeanAbsolutePercentageError, MeanSquaredLogarithmicError, RootMeanSquaredError, CosineSimilarity, LogCoshError,
+    R2Score, KLDivergence, Poisson, BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy,
+    Hinge, SquaredHinge, CategoricalHinge, TruePositives, FalsePositives, TrueNegatives, FalseNegatives, Precision,
+    Recall, AUC, SensitivityAtSpecificity, SpecificityAtSensitivity, PrecisionAtRecall, RecallAtPrecision,
+    FBetaScore, F1Score, IoU, MeanIoU, BinaryIoU, OneHotIoU, OneHotMeanIoU)}
+# as Keras: a class by its name or its snake_case name, and the short aliases
+_BY_NAME = {_losses._snake(n): c for n, c in _CLASSES.items() if c not in (Metric, MeanMetricWrapper)}
+_BY_NAME.update({"mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAbsoluteError,
+                 "MAE": MeanAbsoluteError, "mape": MeanAbsolutePercentageError,
+                 "MAPE": MeanAbsolutePercentageError, "msle": MeanSquaredLogarithmicError,
+                 "MSLE": MeanSquaredLogarithmicError, "bce": BinaryCrossentropy, "BCE": BinaryCrossentropy})
 
 
 def get(identifier, y_true=None, y_pred=None):
-    """A Metric object from a name, class, function or Metric. "accuracy"/"acc" picks binary,
-    sparse categorical or categorical accuracy from the shapes of y_true and y_pred."""
+    """A Metric object from a name, class, function, config dict or Metric. "accuracy"/"acc" picks
+    binary, sparse categorical or categorical accuracy from the shapes of y_true and y_pred;
+    other names are a class's name ("AUC"), its snake_case name ("auc", "f1_score"), an alias
+    ("mse", "mape", "bce") or a function's name ("log_cosh", wrapped in MeanMetricWrapper)."""
     if isinstance(identifier, Metric):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Metric):
         return identifier()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
     if isinstance(identifier, str):
         if identifier in ("accuracy", "acc"):
             if y_pred is not None and y_pred.shape[-1:] == (1,) or y_pred is not None and len(y_pred.shape) == 1:
@@ -305,11 +460,40 @@ def get(identifier, y_true=None, y_pred=None):
             else:
                 cls = CategoricalAccuracy
             return cls(name=identifier)
-        if identifier in _BY_NAME:
-            return _BY_NAME[identifier]()
-        if identifier in _CLASSES:
-            return _CLASSES[identifier]()
-        raise ValueError(f"Unknown metric {identifier!r}; expected 'accuracy' or one of {sorted(_BY_NAME)}")
+        cls = _BY_NAME.get(identifier) or _CLASSES.get(identifier)
+        if cls is not None and cls not in (Metric, MeanMetricWrapper):
+            return cls()
+        if identifier in _FUNCTIONS:
+            return MeanMetricWrapper(_FUNCTIONS[identifier], name=identifier)
+        from .saving import get_registered_object
+        obj = get_registered_object(identifier)
+        if obj is not None:
+            return get(obj)
+        raise ValueError(f"Unknown metric {identifier!r}; expected 'accuracy', a metric class name such as 'AUC' or "
+                         f"one of {sorted(_BY_NAME)}")
     if callable(identifier):
         return MeanMetricWrapper(identifier)
     raise TypeError(f"Could not interpret metric {identifier!r}")
+
+
+def serialize(metric):
+    """A Metric as {"class_name", "config"}; a function as its name."""
+    if isinstance(metric, Metric):
+        return {"class_name": type(metric).__name__, "config": metric.get_config()}
+    return getattr(metric, "__name__", None)
+
+
+def deserialize(config, custom_objects=None):
+    """The metric a name or a config (lamina's or Keras's serialized form) describes."""
+    if isinstance(config, str):
+        return get(config)
+    if isinstance(config, dict) and config.get("class_name") == "function":
+        return _function(config)
+    if isinstance(config, dict):
+        cls = _CLASSES.get(config.get("class_name"))
+        if cls is None:
+            from .saving import retrieve_class
+            cls = retrieve_class(config.get("class_name"), config.get("registered_name"), config.get("module"),
+                                 custom_objects, what="metric")
+        return cls.from_config(config.get("config") or {})
+    raise TypeError(f"Could not deserialize metric {config!r}: expected a name or a config dict")

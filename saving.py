@@ -6,11 +6,24 @@ module ("keras.layers", "keras.initializers", ...), so Keras reads lamina's file
 reads Keras's. A custom class is registered as "package>name" (`register_keras_serializable`)
 and found again by that name, by its plain class name, or through `custom_objects`.
 
-This module imports nothing from lamina at import time, so any module may use the registry."""
+lamina's own classes that Keras does not have (`lamina.models.Seq2Seq`, registered as
+"lamina>Seq2Seq") are written under their lamina module: lamina loads such a file back, Keras
+cannot (it stops with "Could not locate class 'Seq2Seq'"). To move such a model to Keras, rebuild
+the architecture with Keras's classes and move the weights.
+
+An object met twice while a '.keras' file is written carries Keras's "shared_object_id" and
+loads back as one object (see "shared objects" below). Configs from Keras 2 files are read with
+the conversions Keras 3's legacy loader applies; the Keras 2 keys Keras 3 refuses are refused
+with an error that names them and says how to fix the file (`_KERAS2_KEYS`).
+
+This module imports nothing from lamina at import time but `_fileio` (which imports nothing from
+lamina), so any module may use the registry."""
 import threading
 import types
 
 import numpy as np
+
+from ._fileio import FileFormatError  # noqa: F401  (raised by load_model / load_weights for a broken file)
 
 _GLOBAL_CUSTOM_OBJECTS = {}   # "package>name" -> class or function
 _GLOBAL_CUSTOM_NAMES = {}     # class or function -> "package>name"
@@ -97,6 +110,68 @@ custom_object_scope = CustomObjectScope
 
 def _all_custom_objects(custom_objects=None):
     return {**_GLOBAL_CUSTOM_OBJECTS, **_scope.custom_objects, **(custom_objects or {})}
+
+
+# ---- shared objects ("shared_object_id") ---------------------------------------------------------
+#
+# Keras 3 saves a '.keras' file inside an ObjectSharingScope: an object serialized a second time
+# (one regularizer given to two layers, a layer that a wrapper also holds) gets
+# "shared_object_id": id(obj) in its config, and the config written first gets it too when that
+# dict is still part of the output (a config nested in a layer's get_config() is copied first, so
+# there only the later occurrences carry the id, exactly as in Keras's files). Loading inside a
+# scope gives back the object already made for an id. lamina writes the ids in '.keras' files
+# (as Keras) and reads them from any config: every outermost `deserialize_keras_object` call
+# opens a scope (Keras opens one for '.keras' files only; the legacy '.h5' configs of Keras 2 use
+# the same key with the same meaning).
+
+class _Sharing(threading.local):
+    def __init__(self):
+        self.id_to_obj = None       # loading: shared_object_id -> the object made for it
+        self.id_to_config = None    # saving: id(obj) -> the first config written for it
+
+
+_sharing = _Sharing()
+
+
+class ObjectSharingScope:
+    """Within this block, serializing marks objects met more than once with "shared_object_id",
+    and deserializing returns one object per id (Keras's `ObjectSharingScope`)."""
+
+    def __enter__(self):
+        self._backup = (_sharing.id_to_obj, _sharing.id_to_config)
+        _sharing.id_to_obj, _sharing.id_to_config = {}, {}
+        return self
+
+    def __exit__(self, *exc):
+        _sharing.id_to_obj, _sharing.id_to_config = self._backup
+
+
+def _record_serialized(obj, config):
+    seen = _sharing.id_to_config
+    if seen is None:
+        return
+    key = id(obj)
+    if key not in seen:
+        seen[key] = (obj, config)   # obj is kept alive so that its id is not reused while saving
+    else:
+        config["shared_object_id"] = key
+        seen[key][1]["shared_object_id"] = key
+
+
+def get_shared_object(config):
+    """The object already deserialized for `config`'s "shared_object_id" in this scope, else None."""
+    sid = config.get("shared_object_id") if isinstance(config, dict) else None
+    if sid is None or _sharing.id_to_obj is None:
+        return None
+    return _sharing.id_to_obj.get(sid)
+
+
+def record_shared_object(config, obj):
+    """Remembers `obj` as the object of `config`'s "shared_object_id" (when it has one)."""
+    sid = config.get("shared_object_id") if isinstance(config, dict) else None
+    if sid is not None and _sharing.id_to_obj is not None:
+        _sharing.id_to_obj[sid] = obj
+    return obj
 
 
 # ---- where lamina's classes live in Keras's namespace --------------------------------------------
@@ -234,6 +309,7 @@ def serialize_keras_object(obj):
     compile_config = compile_cfg() if compile_cfg is not None else None
     if compile_config is not None:
         out["compile_config"] = serialize_keras_object(compile_config)
+    _record_serialized(obj, out)
     return out
 
 
@@ -269,18 +345,29 @@ def retrieve_class(class_name, registered_name=None, module=None, custom_objects
 
 def deserialize_keras_object(config, custom_objects=None, safe_mode=True, printable_module_name="class", **kwargs):
     """The object a Keras-form config describes (the inverse of `serialize_keras_object`).
-    Configs without "module" (Keras's legacy .h5 form) are read too."""
+    Configs without "module" (Keras's legacy .h5 form) are read too. Configs that carry the same
+    "shared_object_id" give one object (the outermost call keeps the objects made for the ids)."""
+    if _sharing.id_to_obj is not None:
+        return _deserialize(config, custom_objects, safe_mode, printable_module_name)
+    _sharing.id_to_obj = {}
+    try:
+        return _deserialize(config, custom_objects, safe_mode, printable_module_name)
+    finally:
+        _sharing.id_to_obj = None
+
+
+def _deserialize(config, custom_objects=None, safe_mode=True, printable_module_name="class"):
     if config is None or isinstance(config, (int, float, bool)):
         return config
     if isinstance(config, str):
         obj = get_registered_object(config, custom_objects)
         return obj if obj is not None else config
     if isinstance(config, (list, tuple)):
-        return [deserialize_keras_object(v, custom_objects, safe_mode) for v in config]
+        return [_deserialize(v, custom_objects, safe_mode) for v in config]
     if not isinstance(config, dict):
         raise TypeError(f"Could not parse config {config!r}")
     if "class_name" not in config or "config" not in config:
-        return {k: deserialize_keras_object(v, custom_objects, safe_mode) for k, v in config.items()}
+        return {k: _deserialize(v, custom_objects, safe_mode) for k, v in config.items()}
     class_name, inner = config["class_name"], config["config"] if config["config"] is not None else {}
     if class_name == "__keras_tensor__":
         return _SavedTensor(inner.get("keras_history"))
@@ -301,6 +388,9 @@ def deserialize_keras_object(config, custom_objects=None, safe_mode=True, printa
             raise ValueError(f"Unknown function '{inner}'{f' (module {module!r})' if module else ''}: register it "
                              "with @lamina.saving.register_keras_serializable() or pass it in custom_objects")
         return fn
+    shared = get_shared_object(config)
+    if shared is not None:
+        return shared
     cls = retrieve_class(class_name, registered, module, custom_objects, what=printable_module_name)
     if not hasattr(cls, "from_config"):
         raise TypeError(f"'{class_name}' has no from_config(): it cannot be rebuilt from its config")
@@ -311,16 +401,19 @@ def deserialize_keras_object(config, custom_objects=None, safe_mode=True, printa
             if "unrecognized keyword argument" not in str(e) and "unexpected keyword argument" not in str(e):
                 raise
             name = inner.get("name") if isinstance(inner, dict) else None
-            raise ValueError(f"{class_name}{f' {name!r}' if name else ''}: the config has an option lamina's "
-                             f"{class_name} does not implement ({e}). Remove it, or rebuild that part of the "
-                             "model in code.") from None
+            where = f"{class_name}{f' {name!r}' if name else ''}"
+            hint = _keras2_hint(inner, str(e), _KERAS2_LAYER_KEYS)
+            if hint:
+                raise ValueError(f"{where}: the config has {hint}") from None
+            raise ValueError(f"{where}: the config has an option lamina's {class_name} does not implement ({e}). "
+                             "Remove it, or rebuild that part of the model in code.") from None
         build_config = config.get("build_config")
         if build_config and hasattr(instance, "build_from_config") and not getattr(instance, "built", True):
             instance.build_from_config(build_config)
         compile_config = config.get("compile_config")
         if compile_config and hasattr(instance, "compile_from_config"):
             instance.compile_from_config(compile_config)
-    return instance
+    return record_shared_object(config, instance)
 
 
 def get_small_object(identifier, by_name, what, expected):
@@ -341,7 +434,10 @@ def get_small_object(identifier, by_name, what, expected):
         if cls is None:
             raise ValueError(f"Unknown {what} class {name!r}; register a custom one with "
                              "@lamina.saving.register_keras_serializable()")
-        return from_config_checked(cls, identifier.get("config") or {}, what)
+        shared = get_shared_object(identifier)   # one object given to several layers when saved
+        if shared is not None:
+            return shared
+        return record_shared_object(identifier, from_config_checked(cls, identifier.get("config") or {}, what))
     raise TypeError(f"Could not interpret {what} {identifier!r}: expected None, a name, an instance or a callable")
 
 
@@ -351,8 +447,46 @@ def from_config_checked(cls, config, what):
     try:
         return cls.from_config(dict(config))
     except TypeError as e:
+        hint = _keras2_hint(config, str(e), _KERAS2_SMALL_OBJECT_KEYS)
+        if hint:
+            raise ValueError(f"{what} {cls.__name__}: the saved config {config} has {hint}") from None
         raise ValueError(f"{what} {cls.__name__}: cannot use the saved config {config}: {e}. The key is an option "
                          f"lamina's {cls.__name__} does not implement.") from None
+
+
+# Keys that Keras 2 (tf.keras) wrote into configs and that Keras 3 refuses when it loads such a
+# file (its legacy loader converts only `axis` lists, `batch_input_shape`, `input_dim`,
+# `input_length`, LeakyReLU's `alpha`, the recurrent layers' `implementation`, an optimizer's
+# `decay` and the "Custom>" optimizer names of tf.keras 2.11+): lamina refuses them too, saying why.
+_KERAS2_KEYS = {
+    "time_major": "the time-major input layout of Keras 2's recurrent layers, which Keras 3 removed. A config "
+                  "with time_major=False (Keras 2's default) computes what lamina's layer computes: delete the "
+                  "key from the saved config",
+    "groups": "tf.keras 2.x wrote groups=1 into the configs of layers that take no `groups` (DepthwiseConv2D, "
+              "Conv2DTranspose). groups=1 is what the layer computes: delete the key from the saved config",
+    "causal": "Keras 2's Attention(causal=...). Keras 3 and lamina take `use_causal_mask=True` when the layer is "
+              "called instead: delete the key from the saved config and pass use_causal_mask in the call",
+    "fused": "Keras 2's choice of a fused BatchNormalization kernel; delete the key from the saved config",
+    "dtype": "TensorFlow 1.x wrote `dtype` into initializer configs; delete the key from the saved config",
+    "lr": "Keras 2.2's name for `learning_rate`; rename the key to learning_rate in the saved config",
+    "is_legacy_optimizer": "tf.keras 2.11+ wrote it into optimizer configs; delete the key from the saved config",
+    "jit_compile": "tf.keras 2.11+ wrote it into optimizer configs; delete the key from the saved config",
+}
+
+
+_KERAS2_LAYER_KEYS = ("time_major", "groups", "causal", "fused")
+_KERAS2_SMALL_OBJECT_KEYS = ("dtype",)
+_KERAS2_OPTIMIZER_KEYS = ("lr", "is_legacy_optimizer", "jit_compile")
+
+
+def _keras2_hint(config, message, keys):
+    """"Keras 2's option 'k', which Keras 3 refuses as well: <why, and the fix>." for the Keras 2
+    `keys` of `config` that the error `message` names; "" when it names none."""
+    if not isinstance(config, dict):
+        return ""
+    keys = [k for k in keys if k in config and (repr(k) in message or f"argument '{k}'" in message)]
+    return " ".join(f"Keras 2's option {k!r} ({k}={config[k]!r}), which Keras 3 refuses as well: {_KERAS2_KEYS[k]}."
+                    for k in keys)
 
 
 def _from_config(cls, config, custom_objects):
@@ -369,7 +503,9 @@ def _from_config(cls, config, custom_objects):
 # ---- whole models ---------------------------------------------------------------------------------
 
 def save_model(model, filepath, overwrite=True, **kwargs):
-    """Saves `model` to a '.keras' zip (Keras 3's format) or a legacy '.h5' file, atomically."""
+    """Saves `model` to a '.keras' zip (Keras 3's format) or a legacy '.h5' file, atomically.
+    Keras loads the file when every class in it is one Keras has or a custom class registered on
+    both sides; a model using a lamina-only class (e.g. Seq2Seq) loads in lamina only."""
     from .models.io import save_model as _save
     _save(model, filepath, overwrite=overwrite, **kwargs)
 

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from .. import activations as _activations
+from .._fileio import FileFormatError
 from ..datasets import _files
 
 WEIGHTS_SUBDIR = "pretrained"
@@ -48,7 +49,11 @@ def load_model_weights(model, weights, fname, url):
     if weights is None:
         return model
     path = get_weights_file(fname, url) if weights == "imagenet" else os.fspath(weights)
-    model.load_weights(path)
+    try:
+        model.load_weights(path)
+    except FileFormatError as e:
+        hint = "; delete it and it is downloaded again" if weights == "imagenet" else ""
+        raise FileFormatError(path, f"{e.problem} (the weights file of {model.name}){hint}") from (e.__cause__ or e)
     return model
 
 

@@ -323,13 +323,13 @@ class BottleneckCache:
         return v
 
     def save(self, path, vector):
-        from ..models.io import atomic_write
+        from .._fileio import atomic_write
         with atomic_write(path) as f:
             np.save(f, np.asarray(vector, np.float32), allow_pickle=False)
 
     def describe(self, arch, weights, fingerprint):
         """A human-readable note of what the folder holds (written once)."""
-        from ..models.io import atomic_write
+        from .._fileio import atomic_write
         note = os.path.join(self.dir, "EXTRACTOR.txt")
         if not os.path.exists(note):
             with atomic_write(note, "w") as f:
@@ -535,7 +535,8 @@ def _save(inp, base, head_dense, labels, arch, args):
     saved with its labels file; the labels file is renamed into place only once the model is
     saved, so an error leaves both old files as they were."""
     from .. import layers
-    from ..models.io import atomic_write, save_model
+    from .._fileio import atomic_write
+    from ..models.io import save_model
     from ..models.model import Functional
     final = layers.Dense(len(labels), activation="softmax", name="final_result")
     model = Functional(inp, final(base.output), name=f"retrained_{arch.name}".replace(".", "_"))

@@ -46,7 +46,8 @@ KERNEL_TABLE = (
     "dropout_mask", "dropout_grad",
     # optim.cpp
     "sgd", "adam", "rmsprop", "adagrad", "weight_decay", "sgd_sparse", "adam_sparse", "rmsprop_sparse",
-    "adagrad_sparse", "sum_squares",
+    "adagrad_sparse", "sum_squares", "adadelta", "adadelta_sparse", "adamax", "adamax_sparse", "nadam", "nadam_sparse",
+    "ftrl", "ftrl_sparse", "lion", "lion_sparse", "lamb", "lamb_sparse", "adafactor", "adafactor_sparse",
     # rnn.cpp
     "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "simple_rnn_forward", "simple_rnn_backward",
     # sorting.cpp

@@ -4,8 +4,8 @@ import numpy as np
 FLOAT32, INT32, INT64, BOOL = "float32", "int32", "int64", "bool"
 CODES = {FLOAT32: 0, INT32: 1, INT64: 2, BOOL: 3}
 NAMES = {v: k for k, v in CODES.items()}
-_ALIASES = {"float": FLOAT32, "float32": FLOAT32, "float64": FLOAT32, "float16": FLOAT32,
-            "double": FLOAT32, "int": INT64, "int32": INT32, "int64": INT64, "bool": BOOL,
+# Narrow integer dtypes are held in a wider one that represents every value exactly.
+_ALIASES = {"float": FLOAT32, "float32": FLOAT32, "int": INT64, "int32": INT32, "int64": INT64, "bool": BOOL,
             "int8": INT32, "int16": INT32, "uint8": INT32, "uint16": INT32, "uint32": INT64}
 _RANK = {BOOL: 0, INT32: 1, INT64: 2, FLOAT32: 3}
 
@@ -13,7 +13,9 @@ _RANK = {BOOL: 0, INT32: 1, INT64: 2, FLOAT32: 3}
 def standardize(dtype):
     """Returns lamina's dtype name for a name, numpy dtype or Python type.
 
-    float64 maps to float32 (lamina computes in single precision)."""
+    lamina computes in float32: asking for float64 or float16 (or complex, uint64...) is a
+    TypeError naming the dtype and the supported ones, not a silent float32. (Data converted
+    without a dtype still becomes float32, as Keras does with floatx float32.)"""
     if dtype is None:
         return FLOAT32
     if dtype is float:
@@ -26,7 +28,12 @@ def standardize(dtype):
     if isinstance(dtype, type) and issubclass(dtype, np.generic):
         name = np.dtype(dtype).name
     if name not in _ALIASES:
-        raise TypeError(f"Unsupported dtype {dtype!r}: expected one of float32, int32, int64, bool")
+        hint = ""
+        if name in ("float64", "float16", "double", "half", "bfloat16"):
+            hint = ("; lamina computes in float32 only (float data converted without a dtype becomes float32): "
+                    "use dtype='float32'")
+        raise TypeError(f"Unsupported dtype {dtype!r}: lamina supports float32, int32, int64 and bool (and holds "
+                        f"int8, int16, uint8, uint16 and uint32 in int32 / int64){hint}")
     return _ALIASES[name]
 
 

@@ -2,11 +2,11 @@
 stop_gradient, shape helpers, tensordot/outer, norms, stacking."""
 import numpy as np
 
-from . import dtypes
+from . import dtypes, validation
 from .autodiff import needs_grad, record
 from .linalg import matmul
 from .manipulation import concatenate, expand_dims, moveaxis, reshape, stack, take_along_axis, transpose
-from .math import _as_tensor, abs, divide, maximum, max as _max, multiply, normalize_axes, power, sqrt, square, sum
+from .math import _as_tensor, abs, divide, maximum, max as _max, multiply, power, sqrt, square, sum
 from .tensor import Tensor, empty
 
 __all__ = ["sort", "argsort", "top_k", "in_top_k", "stop_gradient", "shape", "ndim", "size", "dtype",
@@ -30,11 +30,14 @@ def _values_with_grad(x, vals, idx, axis):
 
 
 def sort(x, axis=-1):
-    """Sorted copy along `axis` (ascending, NaN last)."""
+    """Sorted copy along `axis` (ascending, NaN last); axis=None sorts the flattened tensor."""
     x = _as_tensor(x)
+    if axis is None:
+        x, axis = reshape(x, (x.size,)), 0
     if x.ndim == 0:
+        validation.axis(axis, 1, "sort", shape=x.shape)
         return x
-    (a,) = normalize_axes(axis, x.ndim, "sort")
+    a = validation.axis(axis, x.ndim, "sort", shape=x.shape)
     xm = moveaxis(x, a, -1) if a != x.ndim - 1 else x
     vals, idx = _sorted_last(xm, xm.shape[-1], False, "sort")
     vals = _values_with_grad(xm, vals, idx, -1)
@@ -42,9 +45,11 @@ def sort(x, axis=-1):
 
 
 def argsort(x, axis=-1):
-    """Indices that sort `x` along `axis` (stable), as int64."""
+    """Indices that sort `x` along `axis` (stable), as int64; axis=None: of the flattened tensor."""
     x = _as_tensor(x)
-    (a,) = normalize_axes(axis, max(x.ndim, 1), "argsort")
+    if axis is None:
+        x, axis = reshape(x, (x.size,)), 0
+    a = validation.axis(axis, max(x.ndim, 1), "argsort", shape=x.shape)
     xm = moveaxis(x, a, -1) if a != x.ndim - 1 else x
     _, idx = _sorted_last(xm, xm.shape[-1], False, "argsort")
     return moveaxis(idx, -1, a) if a != x.ndim - 1 else idx
@@ -55,7 +60,7 @@ def top_k(x, k, sorted=True):
     x = _as_tensor(x)
     if x.ndim == 0:
         raise ValueError("top_k: expected a tensor with at least 1 dimension, received a scalar")
-    k = int(k)
+    k = validation.integer(k, "top_k", "k")
     if not 0 <= k <= x.shape[-1]:
         raise ValueError(f"top_k: k={k} must be between 0 and the last dimension of x, whose shape is {x.shape}")
     vals, idx = _sorted_last(x, k, True, "top_k")
@@ -69,7 +74,7 @@ def in_top_k(targets, predictions, k):
     t = cast(_as_tensor(targets), "int64")
     score = take_along_axis(p, expand_dims(t, -1), axis=-1)
     better = sum(cast(greater(p, score), "int32"), axis=-1)
-    return less(better, int(k))
+    return less(better, validation.integer(k, "in_top_k", "k"))
 
 
 def stop_gradient(x):
@@ -97,12 +102,17 @@ def dtype(x):
 def tensordot(x1, x2, axes=2):
     """Sum over the last `axes` dims of x1 and the first of x2 (or explicit axis lists)."""
     a, b = _as_tensor(x1), _as_tensor(x2)
-    if isinstance(axes, int):
-        ax_a, ax_b = list(range(a.ndim - axes, a.ndim)), list(range(axes))
+    if not isinstance(axes, (list, tuple)):
+        n = validation.integer(axes, "tensordot", "axes")
+        if not 0 <= n <= min(a.ndim, b.ndim):
+            raise ValueError(f"tensordot: axes={n} must be between 0 and the rank of both inputs, whose shapes are "
+                             f"{a.shape} and {b.shape}")
+        ax_a, ax_b = list(range(a.ndim - n, a.ndim)), list(range(n))
     else:
-        ax_a, ax_b = [list(v) if isinstance(v, (list, tuple)) else [v] for v in axes]
-    ax_a = [d % a.ndim for d in ax_a]
-    ax_b = [d % b.ndim for d in ax_b]
+        if len(axes) != 2:
+            raise ValueError(f"tensordot: axes must be an integer or a pair of axis lists, received {axes!r}")
+        ax_a = list(validation.axes(axes[0], a.ndim, "tensordot", "axes[0]", a.shape))
+        ax_b = list(validation.axes(axes[1], b.ndim, "tensordot", "axes[1]", b.shape))
     if [a.shape[i] for i in ax_a] != [b.shape[i] for i in ax_b]:
         raise ValueError(f"tensordot: contracted dimensions differ: {a.shape} axes {ax_a} vs {b.shape} axes {ax_b}")
     free_a = [i for i in range(a.ndim) if i not in ax_a]
@@ -157,7 +167,7 @@ def average(x, axis=None, weights=None):
     w = _as_tensor(weights)
     if axis is not None and w.ndim == 1 and x.ndim > 1:
         shape = [1] * x.ndim
-        shape[axis % x.ndim] = w.shape[0]
+        shape[validation.axis(axis, x.ndim, "average", shape=x.shape)] = w.shape[0]
         w = reshape(w, tuple(shape))
     return divide(sum(multiply(x, w), axis=axis), sum(w * (x * 0.0 + 1.0), axis=axis))
 

@@ -13,10 +13,10 @@ import weakref
 
 import numpy as np
 
-from . import dtypes
+from . import dtypes, validation
 from .autodiff import needs_grad, record
 from .device import get_device
-from .math import _as_tensor, broadcast_to, check_same_device, full, zeros
+from .math import _as_tensor, _filled, broadcast_to, check_same_device, full, zeros
 from .tensor import Tensor, convert_to_tensor, empty
 
 __all__ = [
@@ -41,26 +41,14 @@ def _strides(shape):
     return st
 
 
-def _axis(axis, ndim, op, shape=None):
-    """One axis in [0, ndim); ValueError naming the op, the axis and the shape."""
-    try:
-        a = int(axis)
-    except TypeError:
-        raise TypeError(f"{op}: axis must be an integer, received {axis!r}") from None
-    if not -ndim <= a < ndim:
-        where = f"shape {shape}" if shape is not None else f"{ndim} dimensions"
-        raise ValueError(f"{op}: axis {a} is out of range for a tensor of {where}; "
-                         f"expected -{ndim} <= axis < {ndim}")
-    return a % ndim
+def _axis(axis, ndim, op, shape=None, arg="axis"):
+    """One axis in [0, ndim) (validation.axis)."""
+    return validation.axis(axis, ndim, op, arg, shape)
 
 
-def _axes(axis, ndim, op, shape=None):
+def _axes(axis, ndim, op, shape=None, arg="axis"):
     """A tuple of distinct axes (int or sequence) in [0, ndim), in the given order."""
-    seq = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    out = tuple(_axis(a, ndim, op, shape) for a in seq)
-    if len(set(out)) != len(out):
-        raise ValueError(f"{op}: repeated axis in {axis} for a tensor of shape {shape}")
-    return out
+    return validation.axes(axis, ndim, op, arg, shape)
 
 
 def _copy(src, soff, sst, dst, doff, dst_st, shape, accumulate=False):
@@ -140,9 +128,7 @@ def _float_grad(x):
 # ---- shape-only ops (views of the same buffer) ----------------------------------------------------
 
 def _resolve_shape(shape, size, op="reshape", src=None):
-    if isinstance(shape, (int, np.integer)):
-        shape = (int(shape),)
-    shape = tuple(int(d) for d in shape)
+    shape = validation.dims(shape, op, "newshape")
     if shape.count(-1) > 1:
         raise ValueError(f"{op}: only one dimension can be -1, received {shape}")
     if -1 in shape:
@@ -178,7 +164,7 @@ def reshape(x, newshape):
 def expand_dims(x, axis):
     """Inserts size-1 dimensions at `axis` (an int or a tuple) of the result."""
     x = _as_tensor(x)
-    seq = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    seq = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
     nd = x.ndim + len(seq)
     axes = _axes(seq, nd, "expand_dims", x.shape)
     it = iter(x.shape)
@@ -214,7 +200,7 @@ def transpose(x, axes=None):
     if axes is None:
         perm = tuple(range(nd - 1, -1, -1))
     else:
-        perm = tuple(int(a) for a in axes)
+        perm = validation.dims(axes, "transpose", "axes")
         if (len(perm) != nd or builtins.any(not -nd <= a < nd for a in perm)
                 or sorted(a % nd for a in perm) != list(range(nd))):
             raise ValueError(f"transpose: axes {tuple(axes)} are not a permutation of the {nd} dimensions of a "
@@ -358,8 +344,8 @@ def split(x, indices_or_sections, axis=0):
         raise ValueError("split: cannot split a zero-dimensional tensor")
     ax = _axis(axis, x.ndim, "split", x.shape)
     n = x.shape[ax]
-    if isinstance(indices_or_sections, (int, np.integer)):
-        k = int(indices_or_sections)
+    if not isinstance(indices_or_sections, (list, tuple, np.ndarray, Tensor)):
+        k = validation.integer(indices_or_sections, "split", "indices_or_sections")
         if k <= 0:
             raise ValueError(f"split: number of sections must be positive, received {k}")
         if n % k:
@@ -367,8 +353,7 @@ def split(x, indices_or_sections, axis=0):
                              f"into {k} equal sections; pass split indices instead")
         bounds = [(i * (n // k), (i + 1) * (n // k)) for i in range(k)]
     else:
-        points = [int(i) for i in (indices_or_sections.numpy() if isinstance(indices_or_sections, Tensor)
-                                   else indices_or_sections)]
+        points = list(validation.dims(indices_or_sections, "split", "indices_or_sections"))
         edges = [0] + points + [n]
         bounds = []
         for a, b in zip(edges[:-1], edges[1:]):
@@ -384,7 +369,7 @@ def unstack(x, num=None, axis=0):
         raise ValueError("unstack: cannot unstack a zero-dimensional tensor")
     ax = _axis(axis, x.ndim, "unstack", x.shape)
     n = x.shape[ax]
-    if num is not None and int(num) != n:
+    if num is not None and validation.integer(num, "unstack", "num") != n:
         raise ValueError(f"unstack: num={num} but axis {ax} of shape {x.shape} has size {n}")
     return _pieces(x, ax, [(i, i + 1) for i in range(n)], drop_axis=True)
 
@@ -519,8 +504,8 @@ def slice(inputs, start_indices, shape):
 
 
 def _block(x, start_indices, shape, op):
-    starts = [int(s) for s in (start_indices.numpy() if isinstance(start_indices, Tensor) else start_indices)]
-    sizes = [int(s) for s in (shape.numpy() if isinstance(shape, Tensor) else shape)]
+    starts = list(validation.dims(start_indices, op, "start_indices"))
+    sizes = list(validation.dims(shape, op, "shape"))
     if len(starts) != x.ndim or len(sizes) != x.ndim:
         raise ValueError(f"{op}: expected {x.ndim} start indices and {x.ndim} sizes for a tensor of shape "
                          f"{x.shape}, received start_indices={starts} and shape={sizes}")
@@ -735,7 +720,7 @@ def _pad_mirror(x, ax, before, after, symmetric):
 def tile(x, repeats):
     """numpy.tile: x repeated `repeats` times along each dimension."""
     x = _as_tensor(x)
-    reps = (int(repeats),) if isinstance(repeats, (int, np.integer)) else tuple(int(r) for r in repeats)
+    reps = validation.dims(repeats, "tile", "repeats")
     if builtins.any(r < 0 for r in reps):
         raise ValueError(f"tile: repeats must be non-negative, received {repeats!r}")
     nd = builtins.max(x.ndim, len(reps))
@@ -743,6 +728,7 @@ def tile(x, repeats):
     xshape = (1,) * (nd - x.ndim) + x.shape
     inter = tuple(v for d in xshape for v in (1, d))
     target = tuple(v for r, d in zip(reps, xshape) for v in (r, d))
+    validation.check_alloc("tile", target, x.dtype, x.device)
     y = broadcast_to(reshape(x, inter), target)
     return reshape(y, tuple(r * d for r, d in zip(reps, xshape)))
 
@@ -765,6 +751,7 @@ def repeat(x, repeats, axis=None):
     n = x.shape[ax]
     if r.ndim == 0 or r.size == 1:
         k = int(r.reshape(()))
+        validation.check_alloc("repeat", x.shape[:ax + 1] + (k,) + x.shape[ax + 1:], x.dtype, x.device)
         inter = x.shape[:ax + 1] + (1,) + x.shape[ax + 1:]
         y = broadcast_to(reshape(x, inter), x.shape[:ax + 1] + (k,) + x.shape[ax + 1:])
         return reshape(y, x.shape[:ax] + (n * k,) + x.shape[ax + 1:])
@@ -794,8 +781,8 @@ def roll(x, shift, axis=None):
     x = _as_tensor(x)
     if axis is None:
         return reshape(roll(ravel(x), shift, 0), x.shape)
-    shifts = np.atleast_1d(np.asarray(shift, dtype=np.int64))
-    axes = np.atleast_1d(np.asarray(axis, dtype=np.int64))
+    shifts = np.asarray(validation.dims(shift, "roll", "shift"), dtype=np.int64)
+    axes = np.asarray(validation.dims(axis, "roll", "axis"), dtype=np.int64)
     try:
         shifts, axes = np.broadcast_arrays(shifts, axes)
     except ValueError:
@@ -854,7 +841,7 @@ def diagonal(x, offset=0, axis1=0, axis2=1):
     a2 = _axis(axis2, x.ndim, "diagonal", x.shape)
     if a1 == a2:
         raise ValueError(f"diagonal: axis1 and axis2 must differ, both are {a1} (shape {x.shape})")
-    off, vshape, vst = _diag_view(x.shape, int(offset), a1, a2)
+    off, vshape, vst = _diag_view(x.shape, validation.integer(offset, "diagonal", "offset"), a1, a2)
     return _gather_view(x, off, vshape, vst)
 
 
@@ -862,9 +849,10 @@ def diag(x, k=0):
     """numpy.diag: a 1-D x becomes a square matrix with x on diagonal k; a 2-D x gives its
     k-th diagonal."""
     x = _as_tensor(x)
-    k = int(k)
+    k = validation.integer(k, "diag", "k")
     if x.ndim == 1:
         n = x.shape[0] + builtins.abs(k)
+        validation.check_alloc("diag", (n, n), x.dtype, x.device)
         off, vshape, vst = _diag_view((n, n), k, 0, 1)
         return _scatter_view(x, (n, n), off, vshape, vst)
     if x.ndim == 2:
@@ -875,13 +863,13 @@ def diag(x, k=0):
 
 def eye(N, M=None, k=0, dtype="float32"):
     """Ones on diagonal k of an N x M matrix, zeros elsewhere."""
-    N = int(N)
-    M = N if M is None else int(M)
-    if N < 0 or M < 0:
-        raise ValueError(f"eye: N and M must be non-negative, received N={N}, M={M}")
+    N = validation.size(N, "eye", "N")
+    M = N if M is None else validation.size(M, "eye", "M")
+    k = validation.integer(k, "eye", "k")
     dt = dtypes.standardize(dtype)
+    validation.check_alloc("eye", (N, M), dt)
     out = zeros((N, M), dt)
-    off, vshape, vst = _diag_view((N, M), int(k), 0, 1)
+    off, vshape, vst = _diag_view((N, M), k, 0, 1)
     if vshape[0]:
         _copy(full((), 1, dt, out.device), 0, [0], out, off, vst, vshape)
     return out
@@ -907,21 +895,20 @@ def _tri_op(x, k, upper):
 
 def tril(x, k=0):
     """Lower triangle (j <= i + k) of the last two dimensions; zeros above."""
-    return _tri_op(_as_tensor(x), int(k), False)
+    return _tri_op(_as_tensor(x), validation.integer(k, "tril", "k"), False)
 
 
 def triu(x, k=0):
     """Upper triangle (j >= i + k) of the last two dimensions; zeros below."""
-    return _tri_op(_as_tensor(x), int(k), True)
+    return _tri_op(_as_tensor(x), validation.integer(k, "triu", "k"), True)
 
 
 def tri(N, M=None, k=0, dtype="float32"):
     """Ones at and below diagonal k of an N x M matrix."""
-    N = int(N)
-    M = N if M is None else int(M)
-    if N < 0 or M < 0:
-        raise ValueError(f"tri: N and M must be non-negative, received N={N}, M={M}")
-    return tril(full((N, M), 1, dtypes.standardize(dtype)), k)
+    N = validation.size(N, "tri", "N")
+    M = N if M is None else validation.size(M, "tri", "M")
+    k = validation.integer(k, "tri", "k")
+    return tril(_filled((N, M), 1, dtypes.standardize(dtype), None, "tri"), k)
 
 
 # ---- ranges -------------------------------------------------------------------------------------
@@ -953,8 +940,13 @@ def arange(start, stop=None, step=1, dtype=None):
     if all_int:
         n = builtins.max(0, -((start - stop) // step))
     else:
-        n = builtins.max(0, int(_pymath.ceil((stop - start) / step)))
-    out = empty((n,), dt)
+        span = (stop - start) / step
+        if not _pymath.isfinite(span):
+            raise ValueError(f"arange: the number of values from start={start} to stop={stop} by step={step} "
+                             "is not finite")
+        n = builtins.max(0, int(_pymath.ceil(span)))
+    validation.check_alloc("arange", (n,), dt)
+    out = empty((n,), dt, op="arange")
     out.device.kernels.arange(out._buf, float(start), float(step))
     return out
 
@@ -963,15 +955,14 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
     """numpy.linspace for scalar start and stop: `num` evenly spaced values."""
     start = _scalar(start, "linspace", "start")
     stop = _scalar(stop, "linspace", "stop")
-    num = int(num)
-    if num < 0:
-        raise ValueError(f"linspace: num must be non-negative, received {num}")
-    if int(axis) not in (0, -1):
+    num = validation.size(num, "linspace", "num")
+    if validation.integer(axis, "linspace", "axis") not in (0, -1):
         raise ValueError(f"linspace: axis {axis} is out of range for the 1-D result of scalar start and stop")
     dt = dtypes.standardize(dtype) if dtype is not None else dtypes.FLOAT32
     if dt == dtypes.BOOL:
         raise TypeError("linspace: dtype bool is not supported; expected float32, int32 or int64")
-    out = empty((num,), dt)
+    validation.check_alloc("linspace", (num,), dt)
+    out = empty((num,), dt, op="linspace")
     out.device.kernels.linspace(out._buf, float(start), float(stop), bool(endpoint))
     if retstep:
         div = num - 1 if endpoint else num

@@ -9,10 +9,11 @@ import builtins
 import functools
 import math as _pymath
 import numbers
+import sys
 
 import numpy as np
 
-from . import _cpu, dtypes
+from . import _cpu, dtypes, validation
 from .autodiff import needs_grad, record
 from .tensor import Tensor, convert_to_tensor, empty
 
@@ -134,8 +135,15 @@ def _scalar_tensor(a, dt, device):
     return t
 
 
-def _as_tensor(x):
-    return x if isinstance(x, Tensor) else convert_to_tensor(x)
+def _as_tensor(x, op=None):
+    """x as a Tensor; a value that cannot be one is a TypeError naming the op that received it
+    (`op`, else the caller's, found only on this error path)."""
+    if isinstance(x, Tensor):
+        return x
+    try:
+        return convert_to_tensor(x)
+    except TypeError as e:
+        raise TypeError(f"{op or validation.op_name(sys._getframe(1))}: {e}") from e
 
 
 def _detached(x):
@@ -178,7 +186,7 @@ def _record_zero_grad(out, inputs):
 
 def _binary_forward(code, op, x, y, out_dtype=None):
     shape = x.shape if x.shape == y.shape else broadcast_shapes(x.shape, y.shape, op)
-    out = empty(shape, out_dtype or x.dtype, x.device)
+    out = empty(shape, out_dtype or x.dtype, x.device, op=op)
     x.device.kernels.binary(code, x._buf, x.shape, y._buf, y.shape, out._buf, shape)
     return out
 
@@ -373,7 +381,7 @@ def where(condition, x1=None, x2=None):
     c = cast(c, "bool")
     check_same_device("where", c, x)
     shape = broadcast_shapes(broadcast_shapes(c.shape, x.shape, "where"), y.shape, "where")
-    out = empty(shape, x.dtype, x.device)
+    out = empty(shape, x.dtype, x.device, op="where")
     x.device.kernels.where(c._buf, c.shape, x._buf, x.shape, y._buf, y.shape, out._buf, shape)
     if needs_grad(x, y):
         def bw(g, n):
@@ -411,7 +419,7 @@ def negative(x):
 
 def _float_unary(code, op, backward, doc):
     def f(x):
-        x = _to_float(_as_tensor(x))
+        x = _to_float(_as_tensor(x, op))
         out = _unary_forward(code, x)
         if needs_grad(x):
             record(out, (x,), lambda g, n: (backward(x, out, g),))
@@ -441,7 +449,7 @@ erf = _float_unary(ERF, "erf", lambda x, y, g: multiply(g, multiply(1.1283791670
 
 def _piecewise_unary(code, op, doc):
     def f(x):
-        x = _as_tensor(x)
+        x = _as_tensor(x, op)
         if x.dtype == dtypes.BOOL:
             x = cast(x, dtypes.INT32)
         out = _unary_forward(code, x)
@@ -534,7 +542,8 @@ def _scalar_bound(v):
 
 
 def clip(x, x_min, x_max):
-    """Limits values to [x_min, x_max] (None: no bound on that side); NaN stays NaN. The gradient
+    """Limits values to [x_min, x_max] (None: no bound on that side); NaN stays NaN, and a NaN
+    bound makes every value NaN, as in numpy. The gradient
     flows where x_min <= x <= x_max. Integer tensors keep their dtype."""
     x = _as_tensor(x)
     if x_min is None and x_max is None:
@@ -542,8 +551,8 @@ def clip(x, x_min, x_max):
     if x.dtype == dtypes.BOOL:
         raise TypeError(f"clip: bool tensors cannot be clipped (shape {x.shape}); cast to int32 or float32 first")
     lo, hi = _scalar_bound(x_min), _scalar_bound(x_max)
-    if (x_min is not None and lo is None) or (x_max is not None and hi is None):
-        # tensor bounds: broadcasting maximum / minimum
+    if (x_min is not None and lo is None) or (x_max is not None and hi is None) or lo != lo or hi != hi:
+        # tensor bounds, or a NaN bound (numpy: NaN everywhere): broadcasting maximum / minimum
         out = x if x_min is None else maximum(x, x_min)
         return out if x_max is None else minimum(out, x_max)
     lo = -_pymath.inf if lo is None else lo
@@ -575,24 +584,31 @@ def cast(x, dtype):
 
 def full(shape, fill_value, dtype=None, device=None):
     """A new tensor of `shape` filled with fill_value (dtype from the value when not given)."""
-    shape = _shape_arg(shape, "full")
+    return _filled(shape, fill_value, dtype, device, "full")
+
+
+def _filled(shape, fill_value, dtype, device, op):
+    """full(), with errors naming `op` (zeros, ones, tri...)."""
+    shape = validation.shape(shape, op)
     if isinstance(fill_value, Tensor):
         fill_value = fill_value.item()
     dt = dtypes.standardize(dtype) if dtype is not None else (
         dtypes.BOOL if isinstance(fill_value, (bool, np.bool_)) else
         dtypes.INT64 if isinstance(fill_value, (int, np.integer)) else dtypes.FLOAT32)
     from .device import get_device
-    out = empty(shape, dt, get_device(device) if device is not None else None)
+    dev = get_device(device) if device is not None else None
+    validation.check_alloc(op, shape, dt, dev)
+    out = empty(shape, dt, dev, op=op)
     out.device.kernels.fill(out._buf, float(fill_value))
     return out
 
 
 def zeros(shape, dtype="float32", device=None):
-    return full(shape, 0.0, dtype or "float32", device)
+    return _filled(shape, 0.0, dtype or "float32", device, "zeros")
 
 
 def ones(shape, dtype="float32", device=None):
-    return full(shape, 1.0, dtype or "float32", device)
+    return _filled(shape, 1.0, dtype or "float32", device, "ones")
 
 
 def zeros_like(x, dtype=None):
@@ -610,28 +626,17 @@ def full_like(x, fill_value, dtype=None):
     return full(x.shape, fill_value, dtype or x.dtype, x.device)
 
 
-def _shape_arg(shape, op):
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    try:
-        shape = tuple(int(d) for d in shape)
-    except TypeError:
-        raise TypeError(f"{op}: expected a shape (tuple of ints), received {shape!r}") from None
-    if builtins.any(d < 0 for d in shape):
-        raise ValueError(f"{op}: shape {shape} has a negative dimension")
-    return shape
-
-
 def broadcast_to(x, shape):
     """Repeats x along size-1 / missing leading dimensions to `shape` (a copy)."""
     x = _as_tensor(x)
-    shape = _shape_arg(shape, "broadcast_to")
+    shape = validation.shape(shape, "broadcast_to")
     if x.shape == shape:
         return x
     if len(shape) < x.ndim or builtins.any(d != s and d != 1 for d, s in zip(x.shape[::-1], shape[::-1])):
         raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {shape}; only size-1 and "
                          "missing leading dimensions can grow")
-    out = empty(shape, x.dtype, x.device)
+    validation.check_alloc("broadcast_to", shape, x.dtype, x.device)
+    out = empty(shape, x.dtype, x.device, op="broadcast_to")
     x.device.kernels.broadcast_to(x._buf, x.shape, out._buf, shape)
     if needs_grad(x):
         record(out, (x,), lambda g, n: (unbroadcast(g, x.shape),))
@@ -646,23 +651,13 @@ def normalize_axes(axis, ndim, op, shape=None):
     if axis is None:
         return tuple(range(ndim))
     what = f"a tensor of shape {shape}" if shape is not None else f"a tensor with {ndim} dimensions"
-    if isinstance(axis, (int, np.integer)) and not isinstance(axis, (bool, np.bool_)):
-        axes = (axis,)
-    else:
-        try:
-            axes = tuple(axis)
-        except TypeError:
-            raise TypeError(f"{op}: axis must be an integer or a tuple of integers, received {axis!r}") from None
+    seq = tuple(axis) if isinstance(axis, (list, tuple)) or isinstance(axis, np.ndarray) and axis.ndim == 1 \
+        else (axis,)
+    lim = builtins.max(ndim, 1)   # a 0-d tensor takes axis 0 / -1, as numpy's reductions do
     out = []
-    for a in axes:
-        if not isinstance(a, (int, np.integer)) or isinstance(a, (bool, np.bool_)):
-            raise TypeError(f"{op}: axis must be an integer or a tuple of integers, received {axis!r}")
-        a = int(a)
-        lim = builtins.max(ndim, 1)
-        if not -lim <= a < lim:
-            raise ValueError(f"{op}: axis {a} is out of range for {what}; use an axis in "
-                             f"[{-lim}, {lim - 1}]")
-        a = a % ndim if ndim else 0
+    for a in seq:
+        a = validation.axis(a, lim, op, "axis", shape)
+        a = a if ndim else 0
         if a in out:
             raise ValueError(f"{op}: axis {a} is repeated in axis={axis} for {what}")
         out.append(a)

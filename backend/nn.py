@@ -6,9 +6,7 @@ Names and semantics follow keras.ops.nn. Ops over one axis view their input as
 """
 import math as _pymath
 
-import numpy as np
-
-from . import dtypes
+from . import dtypes, validation
 from . import math as _m
 from .autodiff import needs_grad, record
 from .math import (RELU, RELU6, LEAKY_RELU, SOFTPLUS, SOFTSIGN, ELU, SELU, GELU, GELU_TANH, SILU,
@@ -67,9 +65,7 @@ def _block(op, shape, axis):
 def _one_axis(op, shape, axis):
     if len(shape) == 0:
         raise ValueError(f"{op}: expected a tensor with at least 1 dimension, received shape ()")
-    if not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"{op}: axis must be an int, received {axis!r}")
-    (a,) = normalize_axes(int(axis), len(shape), op)
+    a = validation.axis(axis, len(shape), op)
     return a, _pymath.prod(shape[:a]), shape[a], _pymath.prod(shape[a + 1:])
 
 
@@ -320,16 +316,17 @@ def one_hot(x, num_classes, axis=-1, dtype="float32", sparse=False):
     x = _as_tensor(x)
     if not dtypes.is_int(x.dtype):
         x = _m.cast(x, dtypes.INT64)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 0:
-        raise ValueError(f"one_hot: num_classes must be a non-negative int, received {num_classes!r}")
-    K = int(num_classes)
+    K = validation.size(num_classes, "one_hot", "num_classes")
     nd = x.ndim + 1
-    if not isinstance(axis, (int, np.integer)) or not -nd <= axis < nd:
-        raise ValueError(f"one_hot: axis {axis} is out of range for a result with {nd} dimensions "
-                         f"(ids of shape {x.shape})")
-    a = int(axis) % nd
+    a = validation.integer(axis, "one_hot", "axis")
+    if not -nd <= a < nd:
+        raise ValueError(f"one_hot: axis {a} is out of range for a result with {nd} dimensions (ids of shape "
+                         f"{x.shape}); expected {-nd} <= axis <= {nd - 1}")
+    a %= nd
     shape = x.shape[:a] + (K,) + x.shape[a:]
-    out = empty(shape, dtypes.standardize(dtype or dtypes.FLOAT32), x.device)
+    dt = dtypes.standardize(dtype or dtypes.FLOAT32)
+    validation.check_alloc("one_hot", shape, dt, x.device)
+    out = empty(shape, dt, x.device, op="one_hot")
     x.device.kernels.one_hot(x._buf, _pymath.prod(x.shape[:a]), K, _pymath.prod(x.shape[a:]), out._buf)
     return out
 

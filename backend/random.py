@@ -18,9 +18,9 @@ import threading
 
 import numpy as np
 
-from . import dtypes
+from . import dtypes, validation
 from .autodiff import needs_grad, record
-from .math import _as_tensor, normalize_axes
+from .math import _as_tensor
 from .tensor import Tensor, empty
 
 __all__ = ["SeedGenerator", "set_seed", "uniform", "normal", "truncated_normal", "randint",
@@ -112,15 +112,9 @@ def draw_seed(seed, op="random"):
     return int(seed) & _MASK64, 0
 
 
-def _shape(shape, op):
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    try:
-        shape = tuple(int(d) for d in shape)
-    except TypeError:
-        raise TypeError(f"{op}: expected a shape (a tuple of ints), received {shape!r}") from None
-    if any(d < 0 for d in shape):
-        raise ValueError(f"{op}: shape {shape} has a negative dimension")
+def _shape(shape, op, dtype="float32"):
+    shape = validation.shape(shape, op)
+    validation.check_alloc(op, shape, dtype)
     return shape
 
 
@@ -189,7 +183,7 @@ def randint(shape, minval, maxval, dtype="int32", seed=None):
     if not dtypes.is_int(dt):
         raise TypeError(f"randint: expected an integer dtype (int32 or int64), received {dtype!r}; "
                         "use uniform for floats")
-    lo, hi = int(minval), int(maxval)
+    lo, hi = validation.integer(minval, "randint", "minval"), validation.integer(maxval, "randint", "maxval")
     if not lo < hi:
         raise ValueError(f"randint: minval must be below maxval, received minval={lo}, maxval={hi}")
     bits = 32 if dt == dtypes.INT32 else 64
@@ -209,9 +203,7 @@ def categorical(logits, num_samples, dtype="int32", seed=None):
     if x.ndim != 2 or x.shape[1] < 1:
         raise ValueError(f"categorical: expected logits of shape (batch, num_classes) with "
                          f"num_classes >= 1, received shape {x.shape}")
-    n = int(num_samples)
-    if n < 0:
-        raise ValueError(f"categorical: num_samples must be >= 0, received {num_samples}")
+    n = validation.size(num_samples, "categorical", "num_samples")
     dt = dtypes.standardize(dtype)
     if not dtypes.is_int(dt):
         raise TypeError(f"categorical: expected an integer dtype, received {dtype!r}")
@@ -227,7 +219,7 @@ def shuffle(x, axis=0, seed=None):
     x = _as_tensor(x)
     if x.ndim == 0:
         raise ValueError("shuffle: expected a tensor with at least 1 dimension, received shape ()")
-    (a,) = normalize_axes(axis, x.ndim, "shuffle")
+    a = validation.axis(axis, x.ndim, "shuffle", shape=x.shape)
     outer = _pymath.prod(x.shape[:a])
     inner = _pymath.prod(x.shape[a + 1:])
     key, ctr = draw_seed(seed, "shuffle")
@@ -259,7 +251,8 @@ def dropout(x, rate, noise_shape=None, seed=None):
         ns = tuple(noise_shape)
         if len(ns) != x.ndim:
             raise ValueError(f"dropout: noise_shape {ns} must have the rank of x, whose shape is {x.shape}")
-        ns = tuple(x.shape[i] if d is None else int(d) for i, d in enumerate(ns))
+        ns = tuple(x.shape[i] if d is None else validation.integer(d, "dropout", "noise_shape")
+                   for i, d in enumerate(ns))
         for d, xd in zip(ns, x.shape):
             if d != xd and d != 1:
                 raise ValueError(f"dropout: noise_shape {tuple(noise_shape)} does not broadcast to x's "

@@ -6,10 +6,11 @@ name. Tensors are immutable; a Variable is a tensor whose buffer is updated in p
 modules (math.py, linalg.py, manipulation.py).
 """
 import itertools
+import sys
 
 import numpy as np
 
-from . import dtypes
+from . import dtypes, validation
 from .device import Device, current_device, get_device
 
 
@@ -213,19 +214,33 @@ class Variable(Tensor):
 
 # ---- construction ---------------------------------------------------------------------------
 
-def empty(shape, dtype="float32", device=None):
-    """An uninitialised tensor (internal: ops allocate their outputs with it)."""
+SUPPORTED = "float32, int32, int64 and bool"
+
+
+def empty(shape, dtype="float32", device=None, op=None):
+    """An uninitialised tensor (internal: ops allocate their outputs with it). A shape too large
+    for one buffer is a MemoryError naming `op` (default: the calling function), the shape and
+    the bytes, raised before anything is allocated."""
     dev = device if device is not None else current_device()
     n = 1
     for d in shape:
         n *= d
+    if n >= validation.ALWAYS_FITS:
+        op = op or validation.op_name(sys._getframe(1))   # only on this (rare) path: the op that asked
+        validation.check_alloc(op, shape, dtype, dev)
+        try:
+            buf = dev.buffer(n, dtypes.CODES[dtype])
+        except MemoryError as e:
+            raise MemoryError(f"{op}: could not allocate a tensor of shape {tuple(shape)} and dtype {dtype} on "
+                              f"{dev.name} ({validation.nbytes(shape, dtype)} bytes): {e}") from e
+        return Tensor(buf, shape, dtype, dev)
     return Tensor(dev.buffer(n, dtypes.CODES[dtype]), shape, dtype, dev)
 
 
 def _infer_dtype(a):
     k = a.dtype.kind
-    if k == "f" or k == "c":
-        return dtypes.FLOAT32
+    if k == "f":
+        return dtypes.FLOAT32   # float64 / float16 data computes in float32, as Keras does with floatx float32
     if k == "b":
         return dtypes.BOOL
     if k in "iu":
@@ -233,9 +248,29 @@ def _infer_dtype(a):
     raise TypeError(f"Cannot convert an array of dtype {a.dtype} to a tensor: expected numbers or booleans")
 
 
-def convert_to_tensor(x, dtype=None, device=None):
-    """Converts arrays, Python scalars and nested lists to a Tensor (float64 becomes float32).
+def _check_data_dtype(a, dt):
+    """Data lamina cannot hold exactly: complex numbers, and uint64 values above int64's range,
+    which would wrap to negative integers."""
+    if a.dtype.kind == "c":
+        raise TypeError(f"Cannot convert an array of dtype {a.dtype} to a tensor: complex numbers are not supported "
+                        f"(lamina's dtypes are {SUPPORTED}); convert the real part (x.real) or the magnitude "
+                        "(np.abs(x)) yourself")
+    if a.dtype.kind == "u" and a.dtype.itemsize == 8 and dtypes.is_int(dt) and a.size:
+        top = a.max()
+        if top > np.iinfo(np.int64).max:
+            raise TypeError(f"Cannot convert an array of dtype uint64 holding {top} to a tensor: lamina's integers "
+                            f"are int32 and int64 (dtypes {SUPPORTED}), and values above "
+                            f"{np.iinfo(np.int64).max} do not fit int64; convert them to float32, or make them "
+                            "smaller, first")
 
+
+def convert_to_tensor(x, dtype=None, device=None):
+    """Converts arrays, Python scalars and nested lists to a Tensor.
+
+    Inferred dtypes: float data (float64, float16) becomes float32, as Keras does with floatx
+    float32; bool stays bool; int8/int16/int32/uint8/uint16 become int32, int64/uint32/uint64 int64.
+    Complex data, uint64 values beyond int64's range and an explicit dtype lamina does not
+    compute in (e.g. dtype="float64") raise TypeError naming the dtype and the supported ones.
     A Tensor passes through (cast when `dtype` differs); a sparse gradient (IndexedSlices) becomes
     its dense tensor. New tensors go on `device` or the current device scope."""
     if getattr(x, "_is_indexed_slices", False):  # a sparse row gradient: densified by a C++ scatter-add
@@ -251,7 +286,12 @@ def convert_to_tensor(x, dtype=None, device=None):
     a = np.asarray(x)
     if a.dtype == object or a.dtype.kind in "USV":
         raise TypeError(f"Cannot convert {type(x).__name__} {x!r:.60} to a tensor: expected numbers or booleans")
+    if a.dtype.kind == "c":
+        _check_data_dtype(a, None)
     dt = dtypes.standardize(dtype) if dtype is not None else _infer_dtype(a)
+    _check_data_dtype(a, dt)
+    if a.size >= validation.ALWAYS_FITS:
+        validation.check_alloc("convert_to_tensor", a.shape, dt, dev)
     a = np.asarray(a, dtype=dtypes.to_numpy_dtype(dt), order="C")
     return Tensor(dev.from_numpy(a), a.shape, dt, dev)
 

@@ -30,31 +30,18 @@ PYBIND11_MODULE(_cpu, m) {
   py::register_exception<lamina::AllocError>(m, "KernelMemoryError", PyExc_MemoryError);
   // The op codes, as {name: code} dicts (backend/math.py reads them).
 #define LAMINA_EXPORT_CODE(name) d[#name] = int(lamina::name);
-  {
-    py::dict d;
-    LAMINA_BINARY_OPS(LAMINA_EXPORT_CODE)
-    m.attr("BINARY_OPS") = d;
+#define LAMINA_EXPORT_TABLE(NAME, LIST) \
+  {                                     \
+    py::dict d;                         \
+    LIST(LAMINA_EXPORT_CODE)            \
+    m.attr(NAME) = d;                   \
   }
-  {
-    py::dict d;
-    LAMINA_UNARY_OPS(LAMINA_EXPORT_CODE)
-    m.attr("UNARY_OPS") = d;
-  }
-  {
-    py::dict d;
-    LAMINA_GRAD_OPS(LAMINA_EXPORT_CODE)
-    m.attr("GRAD_OPS") = d;
-  }
-  {
-    py::dict d;
-    LAMINA_REDUCE_OPS(LAMINA_EXPORT_CODE)
-    m.attr("REDUCE_OPS") = d;
-  }
-  {
-    py::dict d;
-    LAMINA_SCAN_OPS(LAMINA_EXPORT_CODE)
-    m.attr("SCAN_OPS") = d;
-  }
+  LAMINA_EXPORT_TABLE("BINARY_OPS", LAMINA_BINARY_OPS)
+  LAMINA_EXPORT_TABLE("UNARY_OPS", LAMINA_UNARY_OPS)
+  LAMINA_EXPORT_TABLE("GRAD_OPS", LAMINA_GRAD_OPS)
+  LAMINA_EXPORT_TABLE("REDUCE_OPS", LAMINA_REDUCE_OPS)
+  LAMINA_EXPORT_TABLE("SCAN_OPS", LAMINA_SCAN_OPS)
+#undef LAMINA_EXPORT_TABLE
 #undef LAMINA_EXPORT_CODE
   lamina::bind_device(m);
   lamina::bind_memory(m);

@@ -1,5 +1,5 @@
-"""Dataset files: a cache directory, downloads checked against a known hash, atomic writes, and
-an offline error that says where to put the file by hand.
+"""Dataset files: a cache directory, downloads checked against a known hash, atomic writes (through
+`_fileio`), and an offline error that says where to put the file by hand.
 
 Lookup order for a file `sub/name`: `$LAMINA_DATA_DIR/sub/name` (e.g. a shared data folder),
 then the cache `~/.lamina/datasets/sub/name`, then a download into the cache.
@@ -7,11 +7,11 @@ then the cache `~/.lamina/datasets/sub/name`, then a download into the cache.
 import hashlib
 import os
 import re
-import shutil
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from .._fileio import atomic_dir, atomic_write
 
 
 def cache_dir():
@@ -23,10 +23,14 @@ _default_cache_dir = cache_dir  # get_file's `cache_dir` argument shadows the fu
 
 
 def hash_of(path, algorithm="sha256", chunk=1 << 20):
-    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
+        return _hash_stream(f, algorithm, chunk)
+
+
+def _hash_stream(f, algorithm, chunk=1 << 20):
+    h = hashlib.new(algorithm)
+    for block in iter(lambda: f.read(chunk), b""):
+        h.update(block)
     return h.hexdigest()
 
 
@@ -78,34 +82,23 @@ def fetch(subdir, name, url, sha256, progress=True, root=None, force=False):
         if algo:
             _verify(target, sha256)
         return target
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=name + ".", suffix=".part", dir=os.path.dirname(target))
     try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic_write(target) as out:   # renamed into place only once complete and checked
             _download(url, out, name, progress)
-        got = hash_of(tmp, algo) if algo else None
-        if algo and got != sha256.lower():
-            raise ValueError(f"Downloaded {url} but its {algo} is {got}, expected {sha256}; "
-                             "the download was discarded. Try again later.")
-        os.replace(tmp, target)
+            if algo:
+                out.flush()
+                out.seek(0)
+                got = _hash_stream(out, algo)
+                if got != sha256.lower():
+                    raise ValueError(f"Downloaded {url} but its {algo} is {got}, expected {sha256}; "
+                                     "the download was discarded. Try again later.")
     except (urllib.error.URLError, OSError, TimeoutError) as e:
-        _remove(tmp)
         where = [os.path.join(data_dir, subdir, name)] if data_dir else []
         where.append(target)
         raise OSError(f"Could not download {name} from {url} ({e}). If this machine is offline, "
                       f"download the file elsewhere and put it at {' or '.join(where)} "
                       f"(or set LAMINA_DATA_DIR to a folder holding {subdir}/{name}).") from None
-    except BaseException:
-        _remove(tmp)
-        raise
     return target
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def _download(url, out, name, progress):
@@ -186,13 +179,11 @@ def _extract(path, out, archive_format):
     for f in formats:
         if f not in ("tar", "zip"):
             raise ValueError(f"get_file: archive_format must be 'auto', 'tar', 'zip' or None, received {f!r}")
-    parent = os.path.dirname(out)
     for f in formats:
         is_match = tarfile.is_tarfile if f == "tar" else zipfile.is_zipfile
         if not is_match(path):
             continue
-        tmp = tempfile.mkdtemp(prefix=os.path.basename(out) + ".", suffix=".part", dir=parent)
-        try:
+        with atomic_dir(out) as tmp:
             if f == "tar":
                 with tarfile.open(path) as archive:
                     archive.extractall(tmp, filter="data")
@@ -204,12 +195,6 @@ def _extract(path, out, archive_format):
                             raise ValueError(f"{path}: the zip member {member!r} would be written outside "
                                              f"{out}; refusing to extract this archive")
                     archive.extractall(tmp)
-            if os.path.isdir(out):
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return
     import warnings
     warnings.warn(f"get_file: could not extract {path}: it is not a {' or '.join(formats) or 'known'} archive",

@@ -7,12 +7,12 @@ takes the source pixel under each output pixel centre. `crop_to_aspect_ratio` fi
 largest centred window of the target's aspect ratio; `pad_to_aspect_ratio` first pads with zeros.
 This is data loading (numpy on host arrays), not the training path.
 """
-import os
 import pathlib
-import tempfile
 import warnings
 
 import numpy as np
+
+from .._fileio import atomic_write
 
 INTERPOLATIONS = ("bilinear", "nearest")
 _CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
@@ -206,17 +206,5 @@ def save_img(path, x, data_format=None, file_format=None, scale=True, **kwargs):
     if not isinstance(path, (str, pathlib.Path)):
         img.save(path, format=file_format, **kwargs)
         return
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format=file_format, **kwargs)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        img.save(f, format=file_format, **kwargs)

@@ -85,7 +85,8 @@ class MirroredStrategy(Strategy):
                 y_pred = rep(xs, training=True)
                 loss = rep._compute_loss(xs, ys, y_pred, sws, training=True)
                 share = _m.multiply(loss, (b - a) / n)
-            grads = tape.gradient(share, rep.trainable_weights)
+                scaled = model.optimizer.scale_loss(share)  # loss_scale_factor; apply divides it out
+            grads = tape.gradient(scaled, rep.trainable_weights)
             primary = model.trainable_weights
             if model._compile_metrics is not None:
                 model._compile_metrics.update_state(ys, y_pred, sws)

@@ -176,8 +176,9 @@ class MultiWorkerMirroredStrategy(Strategy):
             y_pred = model(x, training=True)
             loss = model._compute_loss(x, y, y_pred, sample_weight, training=True)
             share = _m.multiply(loss, local / total)
+            scaled = model.optimizer.scale_loss(share)  # loss_scale_factor; apply divides it out
         tv = model.trainable_weights
-        grads = tape.gradient(share, tv)
+        grads = tape.gradient(scaled, tv)
         # a zero-weight step updates its metrics too (so they are built as on the other processes),
         # and then contributes nothing to their all-reduced state
         model._loss_tracker.update_state(loss, sample_weight=local)

@@ -7,17 +7,19 @@ from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import ops
 from .. import regularizers as _regularizers
+from ..backend import validation
 from .layer import InputSpec, Layer
 
 
 def normalize_tuple(value, n, name, layer):
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    def is_int(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+    if is_int(value):
         t = (int(value),) * n
+    elif isinstance(value, (list, tuple)) and all(is_int(v) for v in value):
+        t = tuple(int(v) for v in value)
     else:
-        try:
-            t = tuple(int(v) for v in value)
-        except TypeError:
-            raise ValueError(f"{layer}: `{name}` must be an int or a tuple of {n} ints, received {value!r}") from None
+        raise ValueError(f"{layer}: `{name}` must be an int or a tuple of {n} ints, received {value!r}")
     if len(t) != n or any(v <= 0 for v in t):
         raise ValueError(f"{layer}: `{name}` must be {n} positive int(s), received {value!r}")
     return t
@@ -43,9 +45,7 @@ class _Conv(Layer):
                  bias_constraint=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         cls = type(self).__name__
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
-            raise ValueError(f"{cls}: `filters` must be a positive integer, received filters={filters!r}")
-        self.filters = int(filters)
+        self.filters = validation.positive_int(cls, "filters", filters)
         self.kernel_size = normalize_tuple(kernel_size, self.rank, "kernel_size", cls)
         self.strides = normalize_tuple(strides, self.rank, "strides", cls)
         self.dilation_rate = normalize_tuple(dilation_rate, self.rank, "dilation_rate", cls)
@@ -74,6 +74,7 @@ class _Conv(Layer):
         if channels is None:
             raise ValueError(f"{type(self).__name__} '{self.name}': the channel dimension (last axis) of the input "
                              f"must be known, received shape {input_shape}")
+        validation.check_weight(self, "kernel", self.kernel_size + (channels, self.filters), self.dtype)
         self.kernel = self.add_weight(name="kernel", shape=self.kernel_size + (channels, self.filters),
                                       initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
                                       constraint=self.kernel_constraint)
@@ -134,11 +135,7 @@ class _DepthwiseBase(Layer):
                  activity_regularizer=None, depthwise_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         cls = type(self).__name__
-        if isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier, (int, np.integer)) \
-                or depth_multiplier <= 0:
-            raise ValueError(f"{cls}: `depth_multiplier` must be a positive integer, received "
-                             f"depth_multiplier={depth_multiplier!r}")
-        self.depth_multiplier = int(depth_multiplier)
+        self.depth_multiplier = validation.positive_int(cls, "depth_multiplier", depth_multiplier)
         self.kernel_size = normalize_tuple(kernel_size, self.rank, "kernel_size", cls)
         self.strides = normalize_tuple(strides, self.rank, "strides", cls)
         self.dilation_rate = normalize_tuple(dilation_rate, self.rank, "dilation_rate", cls)
@@ -218,6 +215,7 @@ class _DepthwiseConv(_DepthwiseBase):
 
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
+        validation.check_weight(self, "kernel", self.kernel_size + (channels, self.depth_multiplier), self.dtype)
         self.kernel = self.add_weight(name="kernel", shape=self.kernel_size + (channels, self.depth_multiplier),
                                       initializer=self.depthwise_initializer, regularizer=self.depthwise_regularizer,
                                       constraint=self.depthwise_constraint)
@@ -258,15 +256,14 @@ class _SeparableConv(_DepthwiseBase):
                  pointwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None, **kwargs):
         cls = type(self).__name__
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
-            raise ValueError(f"{cls}: `filters` must be a positive integer, received filters={filters!r}")
+        filters = validation.positive_int(cls, "filters", filters)
         super().__init__(kernel_size, strides=strides, padding=padding, depth_multiplier=depth_multiplier,
                          data_format=data_format, dilation_rate=dilation_rate, activation=activation,
                          use_bias=use_bias, depthwise_initializer=depthwise_initializer,
                          bias_initializer=bias_initializer, depthwise_regularizer=depthwise_regularizer,
                          bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
                          depthwise_constraint=depthwise_constraint, bias_constraint=bias_constraint, **kwargs)
-        self.filters = int(filters)
+        self.filters = filters
         self.pointwise_initializer = _initializers.get(pointwise_initializer)
         self.pointwise_regularizer = _regularizers.get(pointwise_regularizer)
         self.pointwise_constraint = _constraints.get(pointwise_constraint)
@@ -274,6 +271,8 @@ class _SeparableConv(_DepthwiseBase):
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
         dm = self.depth_multiplier
+        validation.check_weight(self, "depthwise_kernel", self.kernel_size + (channels, dm), self.dtype)
+        validation.check_weight(self, "pointwise_kernel", (1,) * self.rank + (channels * dm, self.filters), self.dtype)
         self.depthwise_kernel = self.add_weight(name="depthwise_kernel", shape=self.kernel_size + (channels, dm),
                                                 initializer=self.depthwise_initializer,
                                                 regularizer=self.depthwise_regularizer,

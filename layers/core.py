@@ -6,13 +6,9 @@ from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import ops
 from .. import regularizers as _regularizers
+from ..backend import validation
+from ..backend.validation import positive_int as _positive_int
 from .layer import InputSpec, Layer
-
-
-def _positive_int(layer, arg, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{layer}: `{arg}` must be a positive integer, received {arg}={value!r}")
-    return int(value)
 
 
 class Dense(Layer):
@@ -49,10 +45,15 @@ class Dense(Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
+        if not input_shape:
+            raise ValueError(f"Dense '{self.name}': expected an input with at least 1 dimension (the features "
+                             f"on the last axis), received a scalar (shape {tuple(input_shape or ())}); pass a "
+                             "batch such as np.array([[1.0]])")
         in_dim = input_shape[-1]
         if in_dim is None:
             raise ValueError(f"Dense '{self.name}': the last dimension of the input must be known, received "
                              f"shape {input_shape}")
+        validation.check_weight(self, "kernel", (in_dim, self.units), self.dtype)
         self.kernel = self.add_weight(name="kernel", shape=(in_dim, self.units), initializer=self.kernel_initializer,
                                       regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer=self.bias_initializer,

@@ -1,18 +1,10 @@
 """Embedding: a trainable lookup table from integer ids to dense vectors (Keras's Embedding)."""
-import numpy as np
-
 from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import ops
 from .. import regularizers as _regularizers
-from ..backend import dtypes
+from ..backend import dtypes, validation
 from .layer import Layer
-
-
-def _positive_int(arg, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"Embedding: `{arg}` must be a positive integer, received {arg}={value!r}")
-    return int(value)
 
 
 def _initializer(identifier):
@@ -35,8 +27,8 @@ class Embedding(Layer):
                  embeddings_constraint=None, mask_zero=False, weights=None, lora_rank=None, lora_alpha=None,
                  quantization_config=None, **kwargs):
         super().__init__(**kwargs)
-        self.input_dim = _positive_int("input_dim", input_dim)
-        self.output_dim = _positive_int("output_dim", output_dim)
+        self.input_dim = validation.positive_int("Embedding", "input_dim", input_dim)
+        self.output_dim = validation.positive_int("Embedding", "output_dim", output_dim)
         if lora_rank is not None or quantization_config is not None:
             raise ValueError("Embedding: LoRA (lora_rank) and quantization (quantization_config) are not supported "
                              "by lamina; leave them None")
@@ -48,6 +40,7 @@ class Embedding(Layer):
         self._initial_weights = weights
 
     def build(self, input_shape=None):
+        validation.check_weight(self, "embeddings", (self.input_dim, self.output_dim), self.dtype)
         self.embeddings = self.add_weight(name="embeddings", shape=(self.input_dim, self.output_dim),
                                           initializer=self.embeddings_initializer,
                                           regularizer=self.embeddings_regularizer,

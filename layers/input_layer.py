@@ -104,6 +104,10 @@ class InputLayer(Layer):
             if isinstance(shape, (int, np.integer)):
                 shape = (int(shape),)
             batch_shape = (batch_size,) + tuple(shape)
+        for d in batch_shape:
+            if d is not None and (isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or d < 0):
+                raise ValueError(f"Input: dimensions must be non-negative integers or None, received {d!r} in the "
+                                 f"batch shape {tuple(batch_shape)} (batch size first)")
         self._batch_input_shape = tuple(batch_shape)
         self.dtype = dtypes.standardize(dtype) if dtype is not None else "float32"
         self.built = True

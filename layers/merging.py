@@ -2,6 +2,8 @@
 their functional forms (add, concatenate, ...)."""
 from functools import reduce
 
+import numpy as np
+
 from .. import ops
 from .layer import Layer
 
@@ -72,6 +74,8 @@ class Average(_Merge):
 class Concatenate(_Merge):
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+            raise ValueError(f"Concatenate: axis must be an integer, received axis={axis!r}")
         self.axis = int(axis)
 
     def build(self, input_shape):
@@ -106,9 +110,13 @@ class Dot(_Merge):
 
     def __init__(self, axes, normalize=False, **kwargs):
         super().__init__(**kwargs)
-        self._axes_arg = axes if isinstance(axes, int) else list(axes)   # as given, for get_config (Keras)
-        self.axes = (axes, axes) if isinstance(axes, int) else tuple(axes)
-        if len(self.axes) != 2:
+        def is_int(v):
+            return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+        if is_int(axes):
+            self._axes_arg, self.axes = int(axes), (int(axes), int(axes))   # _axes_arg: as given, for get_config
+        elif isinstance(axes, (list, tuple)) and len(axes) == 2 and all(is_int(a) for a in axes):
+            self._axes_arg, self.axes = [int(a) for a in axes], (int(axes[0]), int(axes[1]))
+        else:
             raise ValueError(f"Dot: axes must be an int or a pair of ints, received {axes!r}")
         self.normalize = bool(normalize)
 
@@ -117,14 +125,24 @@ class Dot(_Merge):
         if len(input_shape) != 2:
             raise ValueError(f"Dot '{self.name}' needs exactly 2 inputs, received {len(input_shape)}")
         a, b = input_shape
-        ax = [self.axes[0] % len(a), self.axes[1] % len(b)]
+        ax = self._axes_for(len(a), len(b), a, b)
         if a[ax[0]] is not None and b[ax[1]] is not None and a[ax[0]] != b[ax[1]]:
             raise ValueError(f"Dot '{self.name}': dimension {a[ax[0]]} (axis {ax[0]} of {a}) differs from "
                              f"{b[ax[1]]} (axis {ax[1]} of {b})")
 
+    def _axes_for(self, rank_x, rank_y, shape_x, shape_y):
+        """The two axes, non-negative; ValueError naming the layer when one is out of range."""
+        out = []
+        for i, (a, rank, shape) in enumerate(((self.axes[0], rank_x, shape_x), (self.axes[1], rank_y, shape_y))):
+            if not -rank <= a < rank:
+                raise ValueError(f"Dot '{self.name}': axes={self._axes_arg!r} is out of range for input {i} of shape "
+                                 f"{tuple(shape)}; expected {-rank} <= axis <= {rank - 1}")
+            out.append(a % rank)
+        return out
+
     def call(self, inputs):
         x, y = inputs
-        ax, ay = self.axes[0] % x.ndim, self.axes[1] % y.ndim
+        ax, ay = self._axes_for(x.ndim, y.ndim, x.shape, y.shape)
         if self.normalize:
             x = x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=ax, keepdims=True), 1e-12))
             y = y / ops.sqrt(ops.maximum(ops.sum(ops.square(y), axis=ay, keepdims=True), 1e-12))
@@ -140,7 +158,7 @@ class Dot(_Merge):
 
     def compute_output_shape(self, input_shape):
         a, b = input_shape
-        ax, ay = self.axes[0] % len(a), self.axes[1] % len(b)
+        ax, ay = self._axes_for(len(a), len(b), a, b)
         ra = [d for i, d in enumerate(a) if i != ax][1:]
         rb = [d for i, d in enumerate(b) if i != ay][1:]
         rest = tuple(ra + rb)

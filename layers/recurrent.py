@@ -32,13 +32,10 @@ from ..backend import dtypes
 from ..backend.autodiff import no_grad
 from ..backend.random import SeedGenerator
 from ..backend.tensor import Tensor, Variable
+from ..backend.validation import positive_int as _positive_int
 from .layer import InputSpec, Layer
 
 
-def _positive_int(layer, arg, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{layer}: `{arg}` must be a positive integer, received {arg}={value!r}")
-    return int(value)
 
 
 def _rate(layer, arg, value):

@@ -2,6 +2,7 @@
 import numpy as np
 
 from .. import ops
+from ..backend import validation
 from .layer import InputSpec, Layer
 
 
@@ -32,7 +33,7 @@ class Reshape(Layer):
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
         try:
-            self.target_shape = tuple(int(d) for d in target_shape)
+            self.target_shape = validation.dims(target_shape, "Reshape", "target_shape")
         except TypeError:
             raise ValueError(f"Reshape: target_shape must be a tuple of ints, received {target_shape!r}") from None
         if sum(d == -1 for d in self.target_shape) > 1 or any(d < -1 or d == 0 for d in self.target_shape):
@@ -70,7 +71,10 @@ class Permute(Layer):
 
     def __init__(self, dims, **kwargs):
         super().__init__(**kwargs)
-        self.dims = tuple(int(d) for d in dims)
+        try:
+            self.dims = validation.dims(dims, "Permute", "dims")
+        except TypeError:
+            raise ValueError(f"Permute: dims must be a tuple of ints, received {dims!r}") from None
         if sorted(self.dims) != list(range(1, len(self.dims) + 1)):
             raise ValueError(f"Permute: dims must be a permutation of 1..{len(self.dims)}, received {self.dims}")
         self.input_spec = InputSpec(ndim=len(self.dims) + 1)
@@ -90,12 +94,12 @@ class RepeatVector(Layer):
 
     def __init__(self, n, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(n, (int, np.integer)) or n <= 0:
-            raise ValueError(f"RepeatVector: n must be a positive integer, received {n!r}")
-        self.n = int(n)
+        self.n = validation.positive_int("RepeatVector", "n", n)
         self.input_spec = InputSpec(ndim=2)
 
     def call(self, inputs):
+        validation.check_alloc(f"RepeatVector '{self.name}'", (inputs.shape[0], self.n, inputs.shape[1]),
+                               inputs.dtype, inputs.device)
         return ops.broadcast_to(ops.expand_dims(inputs, 1), (inputs.shape[0], self.n, inputs.shape[1]))
 
     def compute_output_shape(self, input_shape):

@@ -1,6 +1,18 @@
 """Layers to configs and back, in Keras 3's form ({"module": "keras.layers", "class_name",
 "config", "registered_name", "build_config"}), as `keras.layers.serialize` / `deserialize`.
-Configs in the legacy {"class_name", "config"} form (Keras's .h5 files) are read too."""
+
+Configs in the legacy {"class_name", "config"} form (Keras's .h5 files, Keras 2's JSON) are read
+too, converted as Keras 3's legacy loader converts them (keras/src/legacy/saving/saving_utils.py,
+`model_from_config`): an `axis` saved as a one-element list (Keras 2's BatchNormalization wrote
+`[3]`) becomes the int, and a Keras 2 Lambda's `module`, `function_type`, `output_shape_type` and
+`output_shape_module` are dropped. The other Keras 2 keys that Keras 3 also accepts are taken by
+the layers themselves (`batch_input_shape`, `input_dim`, Embedding's `input_length`, LeakyReLU's
+`alpha`, the recurrent layers' `implementation`); the ones Keras 3 refuses (`time_major`, the
+`groups=1` tf.keras wrote for DepthwiseConv2D, Attention's `causal`...) are refused with an error
+that says so (see saving._KERAS2_KEYS)."""
+
+# Keras 2's Lambda arguments that Keras 3 drops when it reads a legacy config
+_LAMBDA_DEP_ARGS = ("module", "function_type", "output_shape_type", "output_shape_module")
 
 
 def serialize(layer):
@@ -16,8 +28,66 @@ def deserialize(config, custom_objects=None):
     from .layer import Layer
     if not isinstance(config, dict) or "class_name" not in config:
         raise ValueError(f"A layer config is a dict with 'class_name' and 'config', received {config!r}")
+    if "module" not in config:
+        config = _from_legacy(config)
+    if config["class_name"] == "Lambda" and isinstance(config.get("config"), dict):
+        config = {**config, "config": _lambda_config(config["config"], custom_objects)}
     layer = deserialize_keras_object(config, custom_objects=custom_objects, printable_module_name="layer class")
     if not isinstance(layer, Layer):
         raise ValueError(f"The config of class '{config['class_name']}' does not describe a layer "
                          f"(it gave a {type(layer).__name__})")
     return layer
+
+
+def _from_legacy(config):
+    """A legacy layer entry with Keras 3's conversions applied (a copy; the input is not changed)."""
+    inner = config.get("config")
+    if not isinstance(inner, dict):
+        return config
+    inner = dict(inner)
+    axis = inner.get("axis")
+    if isinstance(axis, (list, tuple)) and len(axis) == 1:
+        inner["axis"] = int(axis[0])
+    elif isinstance(axis, float):
+        inner["axis"] = int(axis)
+    if config.get("class_name") == "Lambda":
+        for key in _LAMBDA_DEP_ARGS:
+            inner.pop(key, None)
+    return {**config, "config": inner}
+
+
+def _lambda_config(inner, custom_objects):
+    """A Lambda's config with its function (and output_shape function) found again: a named
+    function registered with `register_keras_serializable` or given in `custom_objects`, saved by
+    Keras 3 as {"class_name": "function", ...} or by Keras 2 as its plain name. Saved code (Keras
+    3's "__lambda__", Keras 2's marshalled bytecode) is refused: lamina does not run saved code."""
+    from ..saving import deserialize_keras_object, get_registered_object
+    inner = dict(inner)
+    name = inner.get("name")
+
+    def resolve(key, value):
+        if isinstance(value, str):
+            from .. import activations
+            fn = get_registered_object(value, custom_objects) or activations._BY_NAME.get(value)
+            if fn is None:
+                raise ValueError(f"Lambda layer '{name}': its {key} is the function '{value}', which is not "
+                                 f"registered: pass custom_objects={{'{value}': {value}}} or decorate the function "
+                                 "with @lamina.saving.register_keras_serializable()")
+            return fn
+        if isinstance(value, dict) and value.get("class_name") in ("function", "__lambda__"):
+            return deserialize_keras_object(value, custom_objects=custom_objects)
+        if key == "function" and isinstance(value, (list, tuple)):
+            raise ValueError(f"Lambda layer '{name}' holds Python bytecode (a Keras 2 lambda); lamina does not run "
+                             "saved code (Keras 3 refuses it in safe mode too). Rebuild that part of the model in "
+                             "code, or replace the lambda with a named function registered with "
+                             "@lamina.saving.register_keras_serializable()")
+        return value
+    if "function" in inner:
+        inner["function"] = resolve("function", inner["function"])
+    if inner.get("output_shape") is not None and not (
+            isinstance(inner["output_shape"], (list, tuple)) and
+            all(d is None or isinstance(d, int) for d in inner["output_shape"])):
+        inner["output_shape"] = resolve("output_shape", inner["output_shape"])
+    if isinstance(inner.get("arguments"), dict):
+        inner["arguments"] = deserialize_keras_object(inner["arguments"], custom_objects=custom_objects)
+    return inner

@@ -1,39 +1,25 @@
 """Saving and loading model files that Keras reads and that Keras wrote: weights in Keras's
 legacy HDF5 layout ('.h5') or Keras 3's ('.weights.h5', see state.py), whole models as Keras 3's
 '.keras' zip or Keras's legacy '.h5', with the optimizer's state; all written atomically
-(temporary file, flush, fsync, rename), and a broken file is named in the error."""
-import contextlib
+(_fileio.atomic_write: temporary file, flush, fsync, rename; leftovers of killed saves removed),
+and a file that is not what it should be is a FileFormatError naming the path and the problem."""
 import datetime
 import io
 import json
 import os
-import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
+from .._fileio import FileFormatError, atomic_write, describe_start, sniff
 from ..layers.layer import Layer
 
 HDF5_ATTR_LIMIT = 64512
 
-
-@contextlib.contextmanager
-def atomic_write(path, mode="w+b"):
-    """Yields a file object; the file replaces `path` only when the block completes."""
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+# What zipfile and h5py raise for a damaged file, once the file itself could be opened.
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error)
+_ACCESS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def _h5py():
@@ -122,9 +108,9 @@ def read_weights(group, model, by_name=False, skip_mismatch=False, source="the f
     names = _load_attr(group, "layer_names")
     saved = []
     for n in names:
-        g = group[n]
+        g = _member(group, n, source, f"the weights of layer '{n}' (listed in its layer_names)")
         wnames = _load_attr(g, "weight_names")
-        saved.append((n, wnames, [np.asarray(g[w]) for w in wnames]))
+        saved.append((n, wnames, [np.asarray(_member(g, w, source, f"weight '{w}' of layer '{n}'")) for w in wnames]))
     layers = weight_layers(model)
     if by_name:
         by = {n: (w, v) for n, w, v in saved}
@@ -142,6 +128,17 @@ def read_weights(group, model, by_name=False, skip_mismatch=False, source="the f
                          "Is the file for another architecture? Use by_name=True to load matching layers only.")
     for layer, (n, wnames, values) in zip(targets, saved):
         _assign(layer, wnames, values, skip_mismatch, source, warnings, saved_name=n)
+
+
+def _member(group, name, source, what):
+    """group[name]; a missing one is a FileFormatError naming `source`, the path in the file and
+    what it should hold."""
+    try:
+        return group[name]
+    except KeyError as e:
+        where = f"{group.name.rstrip('/')}/{name}"
+        raise FileFormatError(source, f"has no '{where}' for {what}; the file is damaged, was edited, or was "
+                                      "not written for this kind of model") from e
 
 
 def _first_mismatch(targets, saved):
@@ -210,17 +207,19 @@ def save_weights(model, filepath, overwrite=True):
 
 
 def load_weights(model, filepath, by_name=False, skip_mismatch=False):
-    h5py = _h5py()
+    """Loads weights from '.weights.h5' / '.h5' (or the weights of a '.keras' file). A file that
+    is not what it should be raises FileFormatError naming the path and the problem."""
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"No weights file at {filepath}")
-    if filepath.endswith(".keras"):
-        _, weights = _read_keras_zip(filepath)
-        with h5py.File(io.BytesIO(weights), "r") as h5:
+    with _reading(filepath):
+        if filepath.endswith(".keras"):
+            _, weights = _read_keras_zip(filepath)
+            with _open_h5_bytes(weights, filepath) as h5:
+                read_weights(h5, model, by_name, skip_mismatch, filepath)
+            return
+        with _open_h5(filepath) as h5:
             read_weights(h5, model, by_name, skip_mismatch, filepath)
-        return
-    with _open_h5(filepath) as h5:
-        read_weights(h5, model, by_name, skip_mismatch, filepath)
 
 
 # ---- whole models -------------------------------------------------------------------------------
@@ -257,8 +256,12 @@ def _tuplify(cfg):
 
 
 def _model_to_config(model):
-    from ..saving import serialize_keras_object
-    return serialize_keras_object(model)
+    """The '.keras' config.json, serialized as Keras saves it: in an ObjectSharingScope, so an
+    object met twice (a regularizer given to two layers, a layer a wrapper also holds) carries
+    "shared_object_id" and loads back as one object."""
+    from ..saving import ObjectSharingScope, serialize_keras_object
+    with ObjectSharingScope():
+        return serialize_keras_object(model)
 
 
 def save_model(model, filepath, overwrite=True, include_optimizer=True, **kwargs):
@@ -343,44 +346,99 @@ def _read_optimizer_h5(group, model, source):
             raise ValueError(f"Optimizer state in {source} has {len(names)} slot variables, the model's optimizer "
                              f"expects {len(slots)}; the file does not match this model")
         for n, s in zip(names, slots):
-            s.assign(np.asarray(group[n]))
+            s.assign(np.asarray(_member(group, n, source, "an optimizer slot")))
         opt.iterations = int(group.attrs["iterations"])
         return
     names = _load_attr(group, "weight_names")
-    values = {str(i): np.asarray(group[n]) for i, n in enumerate(names)}
+    values = {str(i): np.asarray(_member(group, n, source, "an optimizer variable")) for i, n in enumerate(names)}
     try:
         opt.load_own_variables(values)
     except ValueError as e:
         raise ValueError(f"Could not restore the optimizer state from {source}: {e}") from None
 
 
+class _reading:
+    """Around a whole load: an error h5py or zipfile raises while reading data (a damaged file
+    that opened) becomes a FileFormatError naming the path, with the original as its cause."""
+
+    def __init__(self, filepath):
+        self.filepath = filepath
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        if e is None or isinstance(e, (FileFormatError, _ACCESS_ERRORS)) or \
+                not isinstance(e, _ZIP_ERRORS + (OSError,)):
+            return False
+        raise FileFormatError(self.filepath, f"could not be read, it is corrupt ({type(e).__name__}: {e})") from e
+
+
 def _open_h5(filepath):
+    """h5py.File(filepath, "r"); a file that is not a readable HDF5 file is a FileFormatError
+    that says what it is instead (empty, a zip archive, truncated, other bytes)."""
     h5py = _h5py()
+    kind = sniff(filepath)   # a missing or unreadable file raises its own OSError here
     try:
         return h5py.File(filepath, "r")
     except OSError as e:
-        raise ValueError(f"{filepath} is not a readable HDF5 file (is it truncated or another format?): {e}") \
-            from None
+        if kind == "empty":
+            problem = "is empty (0 bytes), not an HDF5 file"
+        elif kind == "zip":
+            problem = ("is a zip archive, not an HDF5 file: a '.keras' model file? Load it with "
+                       "lamina.saving.load_model, or name it '.keras'")
+        elif kind == "other":
+            problem = f"is not an HDF5 file (it is {describe_start(filepath)})"
+        elif "truncated" in str(e):
+            problem = f"is a truncated HDF5 file (an interrupted copy or download?): {e}"
+        else:
+            problem = f"is a corrupt HDF5 file: {e}"
+        raise FileFormatError(filepath, problem) from e
+
+
+def _open_h5_bytes(data, filepath, member="model.weights.h5"):
+    h5py = _h5py()
+    try:
+        return h5py.File(io.BytesIO(data), "r")
+    except OSError as e:
+        raise FileFormatError(filepath, f"{member} inside the archive is not a readable HDF5 file ({len(data)} "
+                                        f"bytes): {e}") from e
+
+
+def _read_json(text, filepath, what):
+    try:
+        return json.loads(text.decode("utf8") if isinstance(text, bytes) else text)
+    except ValueError as e:   # JSONDecodeError, UnicodeDecodeError
+        raise FileFormatError(filepath, f"{what} is not valid JSON: {e}") from e
 
 
 def _read_keras_zip(filepath):
-    """(config dict, weights bytes) from a '.keras' file; a broken file is named in a ValueError."""
+    """(config dict, weights bytes) from a '.keras' file; a broken file is a FileFormatError."""
+    kind = sniff(filepath)
     try:
         with zipfile.ZipFile(filepath) as z:
             names = z.namelist()
-            missing = [n for n in ("config.json", "model.weights.h5") if n not in names]
-            if missing:
-                raise ValueError(f"{filepath} is not a Keras model file: the archive lacks {missing} (it has "
-                                 f"{names[:10]})")
-            config = z.read("config.json")
-            weights = z.read("model.weights.h5")
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as e:
-        raise ValueError(f"{filepath} is not a valid '.keras' file (a zip archive); it may be truncated or "
-                         f"corrupt: {e}") from None
-    try:
-        return json.loads(config), weights
-    except ValueError as e:
-        raise ValueError(f"{filepath}: config.json is not valid JSON: {e}") from None
+            members = {}
+            for n in ("config.json", "model.weights.h5"):
+                try:
+                    members[n] = z.read(n)
+                except KeyError as e:
+                    raise FileFormatError(filepath, f"is not a Keras model file: the archive has no {n} (it holds "
+                                                    f"{names[:10]})") from e
+    except _ZIP_ERRORS + (OSError,) as e:
+        if isinstance(e, _ACCESS_ERRORS):
+            raise
+        if kind == "hdf5":
+            problem = ("is an HDF5 file, not a '.keras' zip archive: a legacy model or weights file? Name it "
+                       "'.h5' (load_model) or load it with model.load_weights")
+        elif kind == "zip":
+            problem = f"is a truncated or corrupt zip archive ({type(e).__name__}: {e})"
+        elif kind == "empty":
+            problem = "is empty (0 bytes), not a '.keras' zip archive"
+        else:
+            problem = f"is not a '.keras' file, which is a zip archive (it is {describe_start(filepath)})"
+        raise FileFormatError(filepath, problem) from e
+    return _read_json(members["config.json"], filepath, "config.json"), members["model.weights.h5"]
 
 
 def _from_config(config, custom_objects, filepath):
@@ -394,21 +452,22 @@ def _from_config(config, custom_objects, filepath):
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Loads a model saved by lamina or by Keras 3 ('.keras', or the legacy '.h5'): architecture,
     weights and, when it was compiled, the optimizer and its state, so training resumes exactly."""
-    h5py = _h5py()
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"No model file at {filepath}")
+    with _reading(filepath):
+        return _load_model(filepath, custom_objects, compile)
+
+
+def _load_model(filepath, custom_objects, compile):
     if filepath.endswith(".keras") or zipfile.is_zipfile(filepath):
         from .state import load_state
         config, weights = _read_keras_zip(filepath)
         if not isinstance(config, dict) or "class_name" not in config:
-            raise ValueError(f"{filepath}: config.json does not describe a model (no 'class_name')")
+            raise FileFormatError(filepath, "config.json does not describe a model (no 'class_name')")
         tc = config.pop("compile_config", None)
         model = _from_config(config, custom_objects, filepath)
-        try:
-            h5 = h5py.File(io.BytesIO(weights), "r")
-        except OSError as e:
-            raise ValueError(f"{filepath}: model.weights.h5 is not a readable HDF5 file: {e}") from None
+        h5 = _open_h5_bytes(weights, filepath)
         with h5:
             load_state(model, h5, filepath)
             if compile and tc:
@@ -425,15 +484,14 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         return model
     with _open_h5(filepath) as h5:
         if "model_config" not in h5.attrs:
-            raise ValueError(f"{filepath} holds no model config (it may be a weights-only file: build the model in "
-                             "code and call model.load_weights)")
-        mc = h5.attrs["model_config"]
-        config = json.loads(mc.decode("utf8") if isinstance(mc, bytes) else mc)
+            raise FileFormatError(filepath, "holds no model config (it may be a weights-only file: build the model "
+                                            "in code and call model.load_weights)")
+        config = _read_json(h5.attrs["model_config"], filepath, "the model_config attribute")
         model = _from_config(config, custom_objects, filepath)
-        read_weights(h5["model_weights"], model, source=filepath)
+        read_weights(_member(h5, "model_weights", filepath, "the model's weights"), model, source=filepath)
         if compile and "training_config" in h5.attrs:
-            tcr = h5.attrs["training_config"]
-            _compile(model, json.loads(tcr.decode("utf8") if isinstance(tcr, bytes) else tcr), filepath)
+            _compile(model, _read_json(h5.attrs["training_config"], filepath, "the training_config attribute"),
+                     filepath)
             if "optimizer_weights" in h5:
                 _read_optimizer_h5(h5["optimizer_weights"], model, filepath)
     return model

@@ -67,6 +67,38 @@ class Model(Trainer, Layer):
             return functional_from_config(config, custom_objects, cls=Functional if cls is Model else cls)
         return cls(**config)
 
+    def get_build_config(self):
+        """Keras's: {"input_shape": the input shape(s) of the model's first call}, so that loading
+        a file (and `clone_model`) can create a subclassed model's weights before any data comes."""
+        config = Layer.get_build_config(self)
+        if config is not None:
+            return config
+        shape = getattr(self, "_build_input_shape", None)
+        return {"input_shape": shape} if self.built and _is_shape_tree(shape) else None
+
+    def build_from_config(self, config):
+        """Builds the model from `get_build_config()`: with its own build() when it has one, else by
+        running call() once on zeros of that shape (Keras's build-by-run), which creates the layers'
+        weights; a model that cannot be built so is left unbuilt, with a warning saying what to do."""
+        shape = (config or {}).get("input_shape")
+        if self.built or not _is_shape_tree(shape):
+            return
+        shape = _shape_tree(shape)
+        if self._build_overridden:
+            self._maybe_build(shape)
+            return
+        from .functional import trace_output_shape
+        try:
+            self._maybe_build(shape)
+            trace_output_shape(self, shape)
+        except Exception as e:  # noqa: BLE001 - any failure of user code leaves the model unbuilt
+            import warnings
+            self.built = False
+            warnings.warn(f"Model '{self.name}' ({type(self).__name__}) has a build config (input_shape={shape}) "
+                          f"but running it on that shape failed ({type(e).__name__}: {e}); its weights will be "
+                          "created on its first call. Implement build(input_shape) (or build_from_config) to "
+                          "create them when the model is loaded.", stacklevel=2)
+
     def to_json(self, **kwargs):
         """The model's config as Keras writes it (`keras.models.model_from_json` reads it)."""
         import json
@@ -174,6 +206,25 @@ class Functional(Model):
     def from_config(cls, config, custom_objects=None):
         from .saving import functional_from_config
         return functional_from_config(config, custom_objects, cls=cls)
+
+
+def _is_shape_tree(s):
+    """A shape (tuple/list of ints and None) or a list/tuple/dict of shapes."""
+    if isinstance(s, dict):
+        return bool(s) and all(_is_shape_tree(v) for v in s.values())
+    if isinstance(s, (list, tuple)):
+        return all(d is None or isinstance(d, int) and not isinstance(d, bool) for d in s) or \
+            bool(s) and all(isinstance(v, (list, tuple, dict)) and _is_shape_tree(v) for v in s)
+    return False
+
+
+def _shape_tree(s):
+    """A shape tree read back from JSON: each shape a tuple again, lists of shapes lists."""
+    if isinstance(s, dict):
+        return {k: _shape_tree(v) for k, v in s.items()}
+    if all(d is None or isinstance(d, int) for d in s):
+        return tuple(s)
+    return [_shape_tree(v) for v in s]
 
 
 def _functional_args(args, kwargs):

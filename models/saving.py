@@ -286,18 +286,30 @@ def compile_from_config(model, config):
     metric or optimizer lamina lacks is named in a ValueError (load with compile=False to skip)."""
     from .. import losses, metrics as metrics_module, optimizers
     from ..saving import retrieve_class
-    opt_cfg = config.get("optimizer", config.get("optimizer_config"))
-    if isinstance(opt_cfg, dict) and opt_cfg.get("class_name") not in optimizers._CLASSES:
-        cls = retrieve_class(opt_cfg["class_name"], opt_cfg.get("registered_name"), None, what="optimizer")
-        optimizer = cls.from_config(opt_cfg.get("config") or {})
-    else:
-        optimizer = optimizers.get(opt_cfg if opt_cfg is not None else "rmsprop")
+    opt_cfg = _keras2_optimizer_config(config.get("optimizer", config.get("optimizer_config")))
+    try:
+        if isinstance(opt_cfg, dict) and opt_cfg.get("class_name") not in optimizers._CLASSES:
+            cls = retrieve_class(opt_cfg["class_name"], opt_cfg.get("registered_name"), None, what="optimizer")
+            optimizer = cls.from_config(opt_cfg.get("config") or {})
+        else:
+            optimizer = optimizers.get(opt_cfg if opt_cfg is not None else "rmsprop")
+    except TypeError as e:
+        from ..saving import _KERAS2_OPTIMIZER_KEYS, _keras2_hint
+        hint = _keras2_hint(opt_cfg.get("config"), str(e), _KERAS2_OPTIMIZER_KEYS) if isinstance(opt_cfg, dict) \
+            else ""
+        if not hint:
+            raise
+        raise TypeError(f"optimizer {opt_cfg.get('class_name')}: the saved config has {hint.rstrip('.')}") from None
 
     def loss(v):
         if isinstance(v, list):
             return [loss(x) for x in v]
         if isinstance(v, dict) and "class_name" not in v:
             return {k: loss(x) for k, x in v.items()}
+        if isinstance(v, dict) and isinstance(v.get("config"), dict) and v["config"].get("reduction") == "auto":
+            raise ValueError(f"The loss {v['class_name']} has reduction='auto', Keras 2's default, which Keras 3 "
+                             "refuses as well (Keras 3's reductions are 'sum_over_batch_size', 'sum', 'mean', "
+                             "'mean_with_sample_weight' and 'none'; 'auto' meant 'sum_over_batch_size')")
         if isinstance(v, dict) and v["class_name"] not in losses._CLASSES:
             cls = retrieve_class(v["class_name"], v.get("registered_name"), None, what="loss")
             return cls.from_config(v.get("config") or {})
@@ -325,10 +337,46 @@ def compile_from_config(model, config):
                 cls = retrieve_class(name, m.get("registered_name"), None, what="metric")
             return cls.from_config(m.get("config") or {})
         return m
+
+    def per_output(m):
+        # Keras 2 wrote the metrics of a one-output model as one list per output ([["accuracy"]]),
+        # which Keras 3's compile takes as the model's metrics
+        if isinstance(m, list) and len(m) == 1 and isinstance(m[0], list) and \
+                len(getattr(model, "outputs", None) or ()) <= 1:
+            return m[0]
+        return m
     extra = {k: config[k] for k in ("run_eagerly", "steps_per_execution", "jit_compile") if k in config}
     model.compile(optimizer=optimizer, loss=loss(config.get("loss")), loss_weights=config.get("loss_weights"),
-                  metrics=metric(config.get("metrics")), weighted_metrics=metric(config.get("weighted_metrics")),
-                  **extra)
+                  metrics=per_output(metric(config.get("metrics"))),
+                  weighted_metrics=per_output(metric(config.get("weighted_metrics"))), **extra)
+
+
+def _keras2_optimizer_config(config):
+    """An optimizer config of a Keras 2 file, converted as Keras 3 loads it: tf.keras 2.11-2.15
+    named the built-in optimizers "Custom>Adam", "Custom>SGD"... (Keras 3 reads them as its own
+    Adam, SGD...) and wrote TensorFlow-only keys into their configs (`jit_compile`,
+    `is_legacy_optimizer`, dropped here); Keras 2's `decay` is dropped with a warning, as Keras 3
+    does (Keras 3's optimizers have no such argument; a schedule gives the same decay). lamina
+    keeps the saved hyperparameters where Keras 3 falls back to the defaults for a "Custom>" name.
+    Any other Keras 2 key (`lr`, ...) is refused by the optimizer, as by Keras 3."""
+    import warnings
+    from .. import optimizers
+    from ..saving import get_registered_object
+    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
+        return config
+    name, inner = config.get("class_name"), dict(config["config"])
+    if isinstance(name, str) and name.startswith("Custom>") and get_registered_object(name) is None \
+            and name[len("Custom>"):] in optimizers._CLASSES:
+        name = name[len("Custom>"):]
+        inner.pop("jit_compile", None)
+        inner.pop("is_legacy_optimizer", None)
+    decay = inner.pop("decay", None)
+    if decay:
+        warnings.warn(f"The saved {name} optimizer has Keras 2's decay={decay} (learning rate / (1 + decay * "
+                      "iterations)); Keras 3's optimizers have no `decay` and Keras 3 ignores it, and so does "
+                      "lamina. Compile with learning_rate=<a schedule> to keep decaying the learning rate.",
+                      stacklevel=3)
+    return {**config, "class_name": name, "config": inner}
 
 
 def model_from_json(json_string, custom_objects=None):

@@ -35,6 +35,7 @@ import numpy as np
 
 from .. import layers, ops
 from ..backend.tensor import Tensor, convert_to_tensor
+from ..backend.validation import positive_int
 from . import decoding
 from .model import Model
 from .saving import register
@@ -44,9 +45,7 @@ ATTENTIONS = (None, "luong", "bahdanau")
 
 
 def _positive_int(arg, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"Seq2Seq: `{arg}` must be an integer >= {minimum}, received {arg}={value!r}")
-    return int(value)
+    return positive_int("Seq2Seq", arg, value, minimum)
 
 
 class Seq2Seq(Model):

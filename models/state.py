@@ -5,10 +5,12 @@ group `<path>/vars` (attribute "name") holding what its `save_own_variables(stor
 
 Paths: a Functional or Sequential model's layers are under `layers/<snake_case class name>`
 (de-duplicated: dense, dense_1, ...), a layer's sub-layers under the attribute that holds them
-(`lstm/cell`, `bidirectional/forward_layer`), lists of layers as containers, the optimizer under
-`optimizer`, the model's own variables in the root `vars`."""
+(`lstm/cell`, `bidirectional/forward_layer`; in a subclassed model Keras's `layers` property sorts
+among them, so a layer no earlier attribute reaches is under `layers/`), lists of layers as
+containers, the optimizer under `optimizer`, the model's own variables in the root `vars`."""
 import numpy as np
 
+from .._fileio import FileFormatError
 from ..layers.layer import Layer, to_snake_case
 
 # lamina's bookkeeping attributes that hold layers; never a saved path
@@ -71,12 +73,17 @@ def _children(obj, with_optimizer):
     attributes (sorted, private ones last) that hold layers or lists/dicts of layers."""
     from .model import Model
     out = []
+    attrs = dict(vars(obj))
     if _is_graph_model(obj):
         out.append(("layers", list(obj.layers)))
-    for attr in sorted(vars(obj), key=_name_key):
+    elif isinstance(obj, Model):
+        # a subclassed model: Keras walks dir(model), where Model's `layers` property sorts among
+        # the attributes (a layer not reached through an earlier attribute is saved under layers/)
+        attrs["layers"] = list(obj.layers)
+    for attr in sorted(attrs, key=_name_key):
         if attr in _SKIP or attr.startswith("__"):
             continue
-        value = vars(obj)[attr]
+        value = attrs[attr]
         if isinstance(value, Layer) or isinstance(value, (list, tuple, dict)) and value and \
                 all(isinstance(v, Layer) for v in (value.values() if isinstance(value, dict) else value)):
             out.append((attr, value))
@@ -140,11 +147,17 @@ def load_state(model, h5, source, include_optimizer=False, skip_mismatch=False):
         try:
             obj.load_own_variables(store)
         except (ValueError, KeyError) as e:
-            msg = f"Could not load the variables at '{store.path}' of {source} into {_describe(obj)}: {e}"
+            missing = store._group is None
+            what = (f"has no group '{store.path}' for {_describe(obj)} ({e}); the file is damaged or was saved "
+                    "from another architecture" if missing else
+                    f"could not load the variables at '{store.path}' into {_describe(obj)}: {e}")
             if skip_mismatch:
-                warnings.warn(msg + "; skipped")
+                warnings.warn(f"{source}: {what}; skipped")
                 return
-            raise ValueError(msg) from None
+            if missing:
+                raise FileFormatError(source, what) from e
+            raise ValueError(f"Could not load the variables at '{store.path}' of {source} into {_describe(obj)}: "
+                             f"{e}") from None
     walk(model, visit, with_optimizer=include_optimizer)
 
 

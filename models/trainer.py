@@ -163,9 +163,10 @@ class Trainer:
         with GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self._compute_loss(x, y, y_pred, sample_weight, training=True)
+            scaled = self.optimizer.scale_loss(loss)  # loss_scale_factor; apply divides it out again
         self._loss_tracker.update_state(loss, sample_weight=_batch_len(x))
         tv = self.trainable_weights  # after the call: a subclassed model builds its weights in the first one
-        self.optimizer.apply(tape.gradient(loss, tv), tv)
+        self.optimizer.apply(tape.gradient(scaled, tv), tv)
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
     def test_step(self, data):
@@ -197,9 +198,10 @@ class Trainer:
                                                            else share.to(total.device))
                 if self._compile_metrics is not None:
                     self._compile_metrics.update_state(ys, y_pred, sws)
+            scaled = self.optimizer.scale_loss(total)
         self._loss_tracker.update_state(total, sample_weight=n)
         tv = self.trainable_weights
-        self.optimizer.apply(tape.gradient(total, tv), tv)
+        self.optimizer.apply(tape.gradient(scaled, tv), tv)
         return None if self._defer_results else self.get_metrics_result()
 
     # -- fit --
@@ -265,6 +267,8 @@ class Trainer:
                 progress.close(epoch_logs)
                 if self.stop_training:
                     break
+            if epochs > initial_epoch:  # use_ema: the moving averages become the weights, as Keras's fit
+                self.optimizer.finalize_variable_values(self.trainable_weights)
             cbs.on_train_end(epoch_logs)
             return history
 

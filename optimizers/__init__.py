@@ -1,13 +1,21 @@
 """Optimizers by name ("adam") or object, as `keras.optimizers`; each update is one fused kernel."""
 from . import schedules  # noqa: F401
+from .adadelta import Adadelta
+from .adafactor import Adafactor
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .adamax import Adamax
+from .ftrl import Ftrl
+from .lamb import Lamb
+from .lion import Lion
+from .nadam import Nadam
 from .optimizer import Optimizer
 from .rmsprop import RMSprop
 from .sgd import SGD
 
-_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
-_CLASSES = {c.__name__: c for c in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+_ALL = (SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax, Nadam, Ftrl, Lion, Lamb, Adafactor)
+_BY_NAME = {c.__name__.lower(): c for c in _ALL}
+_CLASSES = {c.__name__: c for c in _ALL}
 
 
 def get(identifier):
@@ -22,10 +30,16 @@ def get(identifier):
     if isinstance(identifier, dict):
         cls = _CLASSES.get(identifier.get("class_name"))
         if cls is None:
-            raise ValueError(f"Unknown optimizer class {identifier.get('class_name')!r}")
+            raise ValueError(f"Unknown optimizer class {identifier.get('class_name')!r}; expected one of "
+                             f"{sorted(_CLASSES)}")
         return cls.from_config(identifier.get("config", {}))
     raise TypeError(f"Could not interpret optimizer {identifier!r}: expected a name or an Optimizer instance")
 
 
 def serialize(opt):
     return {"class_name": type(opt).__name__, "config": opt.get_config()}
+
+
+def deserialize(config):
+    """An optimizer from serialize()'s dict (Keras's `{"class_name", "config"}`)."""
+    return get(config)

@@ -1,6 +1,4 @@
 """Adagrad: per-coordinate rates from the accumulated squared gradients."""
-from ..backend import math as _m
-from ..backend.tensor import Variable
 from .optimizer import Optimizer
 
 
@@ -15,8 +13,7 @@ class Adagrad(Optimizer):
         return ["accumulator"]
 
     def _make_slot(self, var, slot_name):
-        return Variable(_m.full(var.shape, float(self.initial_accumulator_value)), trainable=False,
-                        name=f"{var.path.replace('/', '_')}_{slot_name}")
+        return self._reference_slot(var, slot_name, self.initial_accumulator_value)
 
     def update_step(self, gradient, variable, learning_rate):
         acc = self.slots_of(variable)[0]

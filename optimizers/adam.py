@@ -8,19 +8,20 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, bool(amsgrad)
 
     def slot_names(self):
-        return ["m", "v", "vhat"] if self.amsgrad else ["m", "v"]
+        return ["momentum", "velocity", "velocity_hat"] if self.amsgrad else ["momentum", "velocity"]   # Keras's names
 
     def _slot_groups(self):
-        return [["m", "v"], ["vhat"]] if self.amsgrad else [["m", "v"]]   # Keras: velocity_hats after
+        # Keras: momentums and velocities interleaved, then the velocity_hats
+        return [["momentum", "velocity"], ["velocity_hat"]] if self.amsgrad else [["momentum", "velocity"]]
 
     _fused_weight_decay = True   # the kernel decays the weights (var -= var * weight_decay * lr) first
 
     def _args(self, variable, learning_rate):
-        t = self.iterations
+        t = self.iterations + 1   # this update's step number (Keras's local_step)
         lr_t = learning_rate * (1 - self.beta_2 ** t) ** 0.5 / (1 - self.beta_1 ** t)
         slots = self.slots_of(variable)
         vhat = slots[2]._buf if self.amsgrad else slots[1]._buf
-        wd = (self.weight_decay or 0.0) * learning_rate
+        wd = self._decay(variable) * learning_rate
         return (slots[0]._buf, slots[1]._buf, vhat, lr_t, self.beta_1, self.beta_2, self.epsilon, self.amsgrad, wd)
 
     def update_step(self, gradient, variable, learning_rate):

@@ -166,7 +166,7 @@ def test_weights_file_lookup_data_dir_then_cache_then_offline_error(tmp_path, mo
     msg = str(e.value)
     assert fname in msg and "https://example.invalid/" + fname in msg
     assert os.path.join(str(data), "pretrained", fname) in msg and str(cache) in msg
-    assert not list(cache.rglob("*.part"))
+    assert not list(cache.rglob("*.part")) and not list(cache.rglob("*.tmp"))
     (data / "pretrained" / fname).write_bytes(b"x")
     assert imagenet_utils.get_weights_file(fname, "unused") == os.path.join(str(data), "pretrained", fname)
     # a file with a known hash is checked: a corrupt copy is refused, naming the path

@@ -14,6 +14,35 @@ def test_sort_and_argsort_match_numpy(shape, axis):
     check_forward(ops.argsort, lambda a, axis: np.argsort(a, axis=axis, kind="stable"), [x], axis=axis)
 
 
+@pytest.mark.parametrize("shape", [(2, 3), (4,), (), (2, 0, 3)])
+def test_sort_and_argsort_with_axis_none_flatten_as_numpy(shape):
+    x = np.random.default_rng(1).integers(-3, 3, shape).astype(np.float32)
+    np.testing.assert_array_equal(ops.sort(x, axis=None).numpy(), np.sort(x, axis=None))
+    np.testing.assert_array_equal(ops.argsort(x, axis=None).numpy(), np.argsort(x, axis=None, kind="stable"))
+
+
+@pytest.mark.parametrize("axis,exc,pattern", [
+    ((0, 1), TypeError, r"sort: axis must be an integer, received \(0, 1\)"),
+    (1.5, TypeError, r"sort: axis must be an integer, received 1\.5"),
+    (2, ValueError, r"sort: axis 2 is out of range for a tensor of shape \(2, 3\); expected -2 <= axis <= 1"),
+])
+def test_sort_axis_errors_name_the_op(axis, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        ops.sort(np.ones((2, 3), np.float32), axis=axis)
+
+
+def test_tensordot_and_top_k_check_their_integers():
+    a = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"tensordot: axes=5 must be between 0 and the rank"):
+        ops.tensordot(a, a.T, axes=5)
+    with pytest.raises(ValueError, match=r"tensordot: axes\[0\] 4 is out of range for a tensor of shape \(2, 3\)"):
+        ops.tensordot(a, a.T, axes=([4], [0]))
+    with pytest.raises(TypeError, match=r"tensordot: axes must be an integer"):
+        ops.tensordot(a, a.T, axes=1.5)
+    with pytest.raises(TypeError, match=r"top_k: k must be an integer, received 1\.5"):
+        ops.top_k(a, 1.5)
+
+
 def test_sort_nan_last_and_ints():
     x = np.array([3.0, np.nan, -1.0, 2.0], np.float32)
     np.testing.assert_array_equal(ops.sort(x).numpy(), np.sort(x))

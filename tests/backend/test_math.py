@@ -498,6 +498,18 @@ def test_clip_forward_and_grad(rng):
                [rng.choice([-1.0, -0.3, 0.1, 0.6, 1.0], (3, 4)) + rng.uniform(-0.05, 0.05, (3, 4))])
 
 
+@pytest.mark.parametrize("lo,hi", [(np.nan, 1.0), (0.0, np.nan), (np.nan, np.nan), (np.float32("nan"), None),
+                                   (None, float("nan"))])
+def test_clip_with_a_nan_bound_follows_numpy(lo, hi):
+    """numpy: a NaN bound makes every value NaN (np.maximum / np.minimum propagate it)."""
+    x = np.array([-3.0, 0.5, 2.0, np.inf], np.float32)
+    np.testing.assert_array_equal(ops.clip(x, lo, hi).numpy(), np.clip(x, lo, hi).astype(np.float32))
+    xi = np.array([-5, 0, 3], np.int32)
+    got = ops.clip(xi, lo, hi)
+    assert got.dtype == "float32"
+    np.testing.assert_array_equal(got.numpy(), np.clip(xi, lo, hi).astype(np.float32))
+
+
 @pytest.mark.parametrize("src", ["float32", "int32", "int64", "bool"])
 @pytest.mark.parametrize("dst", ["float32", "int32", "int64", "bool"])
 def test_cast(src, dst):

@@ -57,3 +57,51 @@ def test_numpy_interop_operators():
 def test_bool_of_ambiguous_tensor_raises():
     with pytest.raises(ValueError, match="ambiguous"):
         bool(lamina.convert_to_tensor([1.0, 2.0]))
+
+
+# ---- dtype honesty (issue 12) -----------------------------------------------------------------------
+
+def test_uint64_beyond_int64_is_refused_naming_the_dtype():
+    big = np.array([2**63 + 5, 1], np.uint64)
+    with pytest.raises(TypeError, match=r"uint64 holding 9223372036854775813.*int32, int64"):
+        lamina.convert_to_tensor(big)
+    with pytest.raises(TypeError, match=r"^max: .*uint64"):   # the reproducer: no longer max == 1
+        ops.max(big)
+    with pytest.raises(TypeError, match="uint64"):
+        lamina.convert_to_tensor(big, dtype="int32")
+    small = np.array([2**63 - 1, 7], np.uint64)   # within int64: exact
+    t = lamina.convert_to_tensor(small)
+    assert t.dtype == "int64" and t.numpy().tolist() == [2**63 - 1, 7]
+    assert int(ops.max(small)) == 2**63 - 1
+    assert lamina.convert_to_tensor(big, dtype="float32").numpy().tolist() == [np.float32(2**63 + 5), 1.0]
+
+
+@pytest.mark.parametrize("dt", [np.complex64, np.complex128])
+def test_complex_data_is_refused_naming_the_dtype(dt):
+    z = np.array([3 + 4j], dt)
+    with pytest.raises(TypeError, match=rf"dtype {np.dtype(dt).name}.*complex.*float32, int32, int64 and bool"):
+        lamina.convert_to_tensor(z)
+    with pytest.raises(TypeError, match=r"^abs: .*complex"):   # the reproducer: no longer 3.0
+        ops.abs(z)
+    with pytest.raises(TypeError, match="complex"):   # not silently the real part either
+        lamina.convert_to_tensor(z, dtype="float32")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float16", np.float64, np.dtype("float16"), "double", "bfloat16"])
+def test_asking_for_an_unsupported_float_dtype_raises(dtype):
+    x = np.array([1.5, 2.5])
+    pattern = r"Unsupported dtype .*(float64|float16|double|bfloat16).*float32, int32, int64 and bool"
+    with pytest.raises(TypeError, match=pattern):
+        lamina.convert_to_tensor(x, dtype=dtype)
+    with pytest.raises(TypeError, match=pattern):
+        ops.cast(ops.ones((2,)), dtype)
+    with pytest.raises(TypeError, match=pattern):
+        ops.zeros((2,), dtype=dtype)
+
+
+@pytest.mark.parametrize("dt", [np.float64, np.float16])
+def test_float64_and_float16_data_compute_in_float32_as_keras_does(dt):
+    x = np.array([1.5, -2.25, 3.0], dt)
+    t = lamina.convert_to_tensor(x)
+    assert t.dtype == "float32"
+    np.testing.assert_array_equal(t.numpy(), x.astype(np.float32))

@@ -34,8 +34,11 @@ def test_mirrored_equals_one_device_on_the_combined_batch(devices, opt):
     h2 = mirrored.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)  # last batch: 2 rows
     np.testing.assert_allclose(h1.history["loss"], h2.history["loss"], rtol=1e-5)
     np.testing.assert_allclose(h1.history["mae"], h2.history["mae"], rtol=1e-5)
+    # Adam divides by the root of tiny second moments, so a last-bit difference in a summed
+    # gradient can move a weight by more than that
+    tol = dict(rtol=1e-5, atol=1e-6) if opt == "sgd" else dict(rtol=1e-4, atol=2e-5)
     for a, b in zip(single.get_weights(), mirrored.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, b, **tol)
     # the replicas hold the updated weights too, and every device is back to its own mode
     for rep in strategy._replicas[id(mirrored)]:
         for a, b in zip(mirrored.get_weights(), rep.get_weights()):

@@ -217,3 +217,14 @@ def test_keras_parity(cls, kwargs, shape):
     for key in ("depth_multiplier", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
                 "activation", "use_bias", "filters"):
         assert mcfg.get(key) == kcfg.get(key), key
+
+
+@pytest.mark.parametrize("kwargs,pattern", [
+    ({"filters": 2, "kernel_size": 1.5}, r"Conv2D: `kernel_size` must be an int or a tuple of 2 ints, received 1\.5"),
+    ({"filters": 2, "kernel_size": (3, 2.0)}, r"Conv2D: `kernel_size` must be an int or a tuple of 2 ints"),
+    ({"filters": 2, "kernel_size": 3, "strides": (1, True)}, r"Conv2D: `strides` must be an int or a tuple"),
+    ({"filters": 2.0, "kernel_size": 3}, r"Conv2D: `filters` must be a positive integer, received filters=2\.0"),
+])
+def test_conv_sizes_must_be_integers(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        layers.Conv2D(**kwargs)

@@ -167,3 +167,17 @@ def test_layer_dtype_policies():
             layers.Dense(2, dtype=bad)
     with pytest.raises(ValueError, match="unrecognized dtype 'bogus'"):
         layers.Dense(2, dtype="bogus")
+
+
+@pytest.mark.parametrize("x", [np.float32(1), 1.0, np.array(2.0, np.float32)])
+def test_dense_on_a_scalar_says_so(x):
+    """Issue 12: Dense(3)(np.float32(1)) raised "tuple index out of range"."""
+    with pytest.raises(ValueError, match=r"Dense 'dense\w*': expected an input with at least 1 dimension.*"
+                                         r"received a scalar \(shape \(\)\)"):
+        layers.Dense(3)(x)
+
+
+@pytest.mark.parametrize("units", [1.5, "3", True, 0, -2, None])
+def test_dense_units_must_be_a_positive_integer(units):
+    with pytest.raises(ValueError, match=r"Dense: `units` must be a positive integer, received units="):
+        layers.Dense(units)

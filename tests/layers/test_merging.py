@@ -45,3 +45,27 @@ def test_dot():
     c = np.random.default_rng(2).standard_normal((2, 5, 4)).astype(np.float32)
     np.testing.assert_allclose(layers.Dot(axes=2)([a, c]).numpy(), np.einsum("bij,bkj->bik", a, c), atol=1e-5)
     assert layers.Dot(axes=2).compute_output_shape([(None, 3, 4), (None, 5, 4)]) == (None, 3, 5)
+
+
+@pytest.mark.parametrize("axes", [5, -3, (1, 2), (2, 1)])
+def test_dot_axes_out_of_range_raise_naming_the_layer(axes):
+    """Issue 12: Dot(axes=5) on rank-2 inputs used axis 5 % 2 == 1 without a word."""
+    x, y = _xy((3, 4))
+    with pytest.raises(ValueError, match=r"Dot 'dot\w*': axes=.* is out of range for input [01] of shape \(3, 4\); "
+                                         r"expected -2 <= axis <= 1"):
+        layers.Dot(axes=axes)([x, y])
+    a, b = lamina.Input(shape=(4,)), lamina.Input(shape=(4,))
+    with pytest.raises(ValueError, match=r"out of range"):
+        layers.Dot(axes=axes)([a, b])
+
+
+@pytest.mark.parametrize("axes", [1.5, "1", True, (1, 1.0), (1,), None])
+def test_dot_axes_must_be_integers(axes):
+    with pytest.raises(ValueError, match=r"Dot: axes must be an int or a pair of ints"):
+        layers.Dot(axes=axes)
+
+
+@pytest.mark.parametrize("axis", [1.5, "1", True])
+def test_concatenate_axis_must_be_an_integer(axis):
+    with pytest.raises(ValueError, match=r"Concatenate: axis must be an integer"):
+        layers.Concatenate(axis=axis)

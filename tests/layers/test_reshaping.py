@@ -31,3 +31,15 @@ def test_repeat_vector():
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     run_layer_test(layers.RepeatVector, {"n": 4}, (2, 3), input_data=x,
                    expected_output=np.repeat(x[:, None, :], 4, axis=1))
+
+
+@pytest.mark.parametrize("make,pattern", [
+    (lambda: layers.Reshape((1.5, 2)), r"Reshape: target_shape must be a tuple of ints"),
+    (lambda: layers.Reshape("6"), r"Reshape: target_shape must be a tuple of ints"),
+    (lambda: layers.Permute((1.0, 2)), r"Permute: dims must be a tuple of ints"),
+    (lambda: layers.RepeatVector(2.0), r"RepeatVector: `n` must be a positive integer, received n=2\.0"),
+    (lambda: layers.RepeatVector(True), r"RepeatVector: `n` must be a positive integer"),
+])
+def test_non_integer_sizes_are_refused(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()

@@ -1,6 +1,7 @@
 """Sparse (row) gradients in the optimizers: N steps with IndexedSlices gradients -- duplicate and
 out-of-order ids -- equal N steps with the densified gradients, for every optimizer and clipping
-option; weight decay and clipping as Keras 3 defines them; fit with an Embedding unchanged."""
+option (and with gradient accumulation and EMA); weight decay and clipping as Keras 3 defines
+them; fit with an Embedding unchanged."""
 import numpy as np
 import pytest
 
@@ -21,6 +22,15 @@ OPTIMIZERS = {
     "rmsprop_centered_momentum": lambda **kw: optimizers.RMSprop(0.01, momentum=0.5, centered=True, **kw),
     "adagrad": lambda **kw: optimizers.Adagrad(0.05, **kw),
     "adagrad_decay": lambda **kw: optimizers.Adagrad(0.05, weight_decay=0.02, **kw),
+    "adadelta": lambda **kw: optimizers.Adadelta(0.5, **kw),
+    "adamax": lambda **kw: optimizers.Adamax(0.01, weight_decay=0.05, **kw),
+    "nadam": lambda **kw: optimizers.Nadam(0.01, **kw),
+    "ftrl": lambda **kw: optimizers.Ftrl(0.1, l1_regularization_strength=0.01,
+                                         l2_shrinkage_regularization_strength=0.01, **kw),
+    "lion": lambda **kw: optimizers.Lion(0.01, **kw),
+    "lamb": lambda **kw: optimizers.Lamb(0.01, weight_decay=0.05, **kw),
+    "adafactor": lambda **kw: optimizers.Adafactor(0.05, **kw),
+    "adam_accumulated_ema": lambda **kw: optimizers.Adam(0.01, gradient_accumulation_steps=2, use_ema=True, **kw),
 }
 CLIPPING = {"none": {}, "clipnorm": {"clipnorm": 0.5}, "clipvalue": {"clipvalue": 0.05},
             "global_clipnorm": {"global_clipnorm": 0.7}}
@@ -78,7 +88,8 @@ def test_sparse_steps_equal_dense_steps(name, clip):
             np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", ["sgd", "sgd_momentum", "adam", "rmsprop", "adagrad"])
+@pytest.mark.parametrize("name", ["sgd", "sgd_momentum", "adam", "rmsprop", "adagrad", "adadelta", "adamax", "nadam",
+                                  "ftrl", "lion", "lamb", "adafactor", "adam_accumulated_ema"])
 def test_large_table_parallel_rows_equal_dense_and_never_densify(name, monkeypatch):
     # above the kernels' parallel grain (32768 elements): threads split rows and segments
     rng = np.random.default_rng(7)
@@ -98,6 +109,25 @@ def test_large_table_parallel_rows_equal_dense_and_never_densify(name, monkeypat
         lamina.backend.set_num_threads(old)
     np.testing.assert_array_equal(ts, td)
     for a, b in zip(slots_s, slots_d):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["lamb", "adafactor"])
+def test_norms_do_not_depend_on_the_thread_count(name):
+    # Lamb's and Adafactor's norms add fixed blocks in order: one thread and two give the same bits
+    rng = np.random.default_rng(8)
+    V, D = 3000, 16
+    table0 = rng.standard_normal((V, D)).astype(np.float32)
+    steps = [(s, np.zeros(3, np.float32)) for s in _sparse_grads(rng, V, D, 2, 2500, np.int64)]
+    old = lamina.backend.num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            lamina.backend.set_num_threads(n)
+            results.append(_train(OPTIMIZERS[name], {}, table0, np.zeros(3, np.float32), steps, True))
+    finally:
+        lamina.backend.set_num_threads(old)
+    for a, b in zip(results[0][:2] + tuple(results[0][2]), results[1][:2] + tuple(results[1][2])):
         np.testing.assert_array_equal(a, b)
 
 
