@@ -564,15 +564,5 @@ def serialize(loss):
 
 def deserialize(name, custom_objects=None):
     """The loss a name or a config (lamina's or Keras's serialized form) describes."""
-    if isinstance(name, str):
-        return get(name)
-    if isinstance(name, dict) and name.get("class_name") == "function":
-        return _fn_from_config(name)
-    if isinstance(name, dict):
-        cls = _CLASSES.get(name.get("class_name"))
-        if cls is None:
-            from .saving import retrieve_class
-            cls = retrieve_class(name.get("class_name"), name.get("registered_name"), name.get("module"),
-                                 custom_objects, what="loss")
-        return cls.from_config(name.get("config") or {})
-    raise TypeError(f"Could not deserialize loss {name!r}: expected a name or a config dict")
+    from .saving import deserialize_from_table
+    return deserialize_from_table(name, _CLASSES, get, _fn_from_config, "loss", custom_objects)

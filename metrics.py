@@ -485,15 +485,5 @@ def serialize(metric):
 
 def deserialize(config, custom_objects=None):
     """The metric a name or a config (lamina's or Keras's serialized form) describes."""
-    if isinstance(config, str):
-        return get(config)
-    if isinstance(config, dict) and config.get("class_name") == "function":
-        return _function(config)
-    if isinstance(config, dict):
-        cls = _CLASSES.get(config.get("class_name"))
-        if cls is None:
-            from .saving import retrieve_class
-            cls = retrieve_class(config.get("class_name"), config.get("registered_name"), config.get("module"),
-                                 custom_objects, what="metric")
-        return cls.from_config(config.get("config") or {})
-    raise TypeError(f"Could not deserialize metric {config!r}: expected a name or a config dict")
+    from .saving import deserialize_from_table
+    return deserialize_from_table(config, _CLASSES, get, _function, "metric", custom_objects)

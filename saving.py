@@ -441,6 +441,22 @@ def get_small_object(identifier, by_name, what, expected):
     raise TypeError(f"Could not interpret {what} {identifier!r}: expected None, a name, an instance or a callable")
 
 
+def deserialize_from_table(config, classes, get, function_from_config, what, custom_objects=None):
+    """The `deserialize` of the losses and metrics modules: a name goes through `get`; a config
+    dict is a function ({"class_name": "function"}) or a class, built-in (`classes`) or custom."""
+    if isinstance(config, str):
+        return get(config)
+    if isinstance(config, dict) and config.get("class_name") == "function":
+        return function_from_config(config)
+    if isinstance(config, dict):
+        cls = classes.get(config.get("class_name"))
+        if cls is None:
+            cls = retrieve_class(config.get("class_name"), config.get("registered_name"), config.get("module"),
+                                 custom_objects, what=what)
+        return cls.from_config(config.get("config") or {})
+    raise TypeError(f"Could not deserialize {what} {config!r}: expected a name or a config dict")
+
+
 def from_config_checked(cls, config, what):
     """cls.from_config(config) for a small object (initializer, regularizer, constraint); a key
     the class does not take is named in a ValueError."""
