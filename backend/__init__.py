@@ -1,4 +1,13 @@
 """lamina's backend: tensors, devices, autodiff and the ops over the compiled kernels."""
+import os as _os
+
+# OpenMP threads that spin while they wait keep their core from other processes, and a team
+# waiting on a descheduled thread stalls. libgomp spins 300,000 times before sleeping; 2,000
+# costs nothing on an idle machine and doubles training throughput beside a busy process
+# (benchmarks/bench_contention.py). Read by libgomp when the kernel module loads; a policy the
+# user set (OMP_WAIT_POLICY, GOMP_SPINCOUNT) wins.
+if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    _os.environ["GOMP_SPINCOUNT"] = "2000"
 from . import dtypes
 from .autodiff import GradientTape, no_grad
 from .device import Device, current_device, device, get_device, list_devices

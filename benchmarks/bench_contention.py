@@ -1,8 +1,9 @@
 """Training when the machine is shared: lamina's 2-thread training throughput on an idle machine
 and with one other busy process (a Python busy loop) on the same cores, under OpenMP wait
 policies. OpenMP threads that spin while they wait for each other keep their core when another
-process wants it, and a team that waits on a descheduled thread stalls. Policies: "default"
-(libgomp's: spin up to 300,000 times, then sleep), "spin20k" (GOMP_SPINCOUNT=20000) and
+process wants it, and a team that waits on a descheduled thread stalls. Policies: "libgomp"
+(its default: spin up to 300,000 times, then sleep), "lamina" (lamina's default, set in
+backend/__init__.py unless the user set a policy: GOMP_SPINCOUNT=2000) and
 "passive" (OMP_WAIT_POLICY=passive: sleep at once).
 
 Models (bench_training.py's): convnet (Deep MNIST, batch 128) and mlp (784-1024-10, batch 128).
@@ -10,7 +11,7 @@ Each configuration runs in its own process, alternating, `fit` steps per second 
 over `--repeats` timed groups of 10 steps after warm-up.
 
     PYTHONPATH=.dev python3 benchmarks/bench_contention.py [--rounds 3] [--repeats 5]
-                                                           [--policies default,spin20k,passive]
+                                                           [--policies libgomp,lamina,passive]
 """
 import argparse
 import json
@@ -23,8 +24,8 @@ import time
 from bench_training import _data, lamina_model
 
 POLICIES = {
-    "default": {},                                  # libgomp's own: spin up to 300,000 times, then sleep
-    "spin20k": {"GOMP_SPINCOUNT": "20000"},
+    "libgomp": {"GOMP_SPINCOUNT": "300000"},         # libgomp's own default: spin 300,000 times, then sleep
+    "lamina": {},                                   # lamina's default (backend/__init__.py): 2,000
     "passive": {"OMP_WAIT_POLICY": "passive"},      # sleep at once
 }
 
@@ -70,7 +71,7 @@ def main():
     p.add_argument("--worker", action="store_true")
     p.add_argument("--model", default="convnet")
     p.add_argument("--models", default="convnet,mlp")
-    p.add_argument("--policies", default="default,spin20k,passive")
+    p.add_argument("--policies", default="libgomp,lamina,passive")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
