@@ -45,12 +45,16 @@ class Callback:
 
 
 def pythonify_logs(logs):
-    """A new dict of `logs` with tensor values as Python floats and nested dicts (a step's
+    """A new dict of `logs` with scalar tensor values as Python floats, other tensors (a metric
+    with several thresholds, F1Score per class) as numpy arrays, and nested dicts (a step's
     `{"compile_metrics": {...}}`) flattened, keys sorted, as Keras's."""
     out = {}
     for k, v in sorted((logs or {}).items()):
         if isinstance(v, dict):
             out.update(pythonify_logs(v))
+            continue
+        if hasattr(v, "numpy") and getattr(v, "shape", ()) not in ((), (1,)):
+            out[k] = v.numpy()
             continue
         try:
             v = float(v)

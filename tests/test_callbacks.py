@@ -138,3 +138,19 @@ def test_learning_rate_in_the_epoch_logs():
         monitor="loss", patience=100)])
     assert list(kh.history) == list(h.history)
     assert kh.history["learning_rate"] == pytest.approx(h.history["learning_rate"])
+
+
+def test_vector_valued_metrics_reach_history_as_numpy_arrays():
+    import numpy as np
+    import lamina
+    from lamina import layers
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = (x[:, :1] > 0).astype(np.float32)
+    model = lamina.Sequential([lamina.Input((4,)), layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss="binary_crossentropy",
+                  metrics=[lamina.metrics.Precision(thresholds=[0.3, 0.7])])
+    hist = model.fit(x, y, epochs=2, verbose=0)
+    prec = hist.history["precision"][-1]
+    assert isinstance(prec, np.ndarray) and prec.shape == (2,)
+    assert isinstance(hist.history["loss"][-1], float)
