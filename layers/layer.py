@@ -435,7 +435,7 @@ class Layer:
         if get_log_device_placement():
             log_placement(self, self._device or (flat[0].device if flat else current_device()))
         try:
-            if self._device is not None:
+            if self._device is not None and self._device is not current_device():
                 with device_scope(self._device):
                     out = self.call(inputs, *args[1:], **kwargs)
             else:

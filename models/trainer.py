@@ -456,10 +456,9 @@ def _model_devices(model):
     devs = {current_device().name: current_device()}
     for w in model.weights:
         devs.setdefault(w.device.name, w.device)
-    for layer in model._all_layers() if hasattr(model, "_all_layers") else []:
-        d = getattr(layer, "_device", None)
-        if d is not None:
-            devs.setdefault(d.name, d)
+    for layer in model._all_layers():
+        if layer._device is not None:
+            devs.setdefault(layer._device.name, layer._device)
     return list(devs.values())
 
 
