@@ -241,6 +241,79 @@ def tversky(y_true, y_pred, alpha=0.5, beta=0.5, axis=None):
     return 1.0 - tp / (tp + alpha * fp + beta * fn + EPSILON)
 
 
+def _class_labels(y_true, name):
+    """Integer class labels of shape (batch,): float labels (as a Loss's __call__ passes them) are
+    cast, a trailing axis of size 1 is dropped."""
+    y_true = _t(y_true)
+    if y_true.ndim == 2 and y_true.shape[-1] == 1:
+        y_true = ops.reshape(y_true, y_true.shape[:1])
+    if y_true.ndim != 1:
+        raise ValueError(f"{name}: y_true must hold one integer class label per sample, shape (batch,) or (batch, 1); "
+                         f"received shape {y_true.shape}")
+    return y_true if y_true.dtype in ("int32", "int64") else ops.cast(y_true, "int64")
+
+
+def _check_q(q, where):
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
+        raise ValueError(f"{where}: q must be in the interval (0, 1), received q={q!r}")
+
+
+def categorical_generalized_cross_entropy(y_true, y_pred, q):
+    """Generalized cross entropy (Zhang & Sabuncu, 2018), robust to noisy labels: (1 - p ** q) / q
+    with p the probability y_pred gives to the true class; y_true holds integer class labels
+    (batch,) or (batch, 1), y_pred probabilities (batch, num_classes). q -> 0 approaches cross
+    entropy, q -> 1 mean absolute error."""
+    _check_q(q, "categorical_generalized_cross_entropy")
+    y_pred = _f(y_pred)
+    if y_pred.ndim != 2:
+        raise ValueError("categorical_generalized_cross_entropy: y_pred must be class probabilities of shape (batch, "
+                         f"num_classes), received shape {y_pred.shape}")
+    labels = _class_labels(y_true, "categorical_generalized_cross_entropy")
+    if labels.shape[0] != y_pred.shape[0]:
+        raise ValueError(f"categorical_generalized_cross_entropy: {labels.shape[0]} labels for {y_pred.shape[0]} "
+                         "predictions")
+    labels = _on_device(labels, y_pred.device)
+    p = ops.sum(y_pred * ops.one_hot(labels, y_pred.shape[-1]), axis=-1)
+    return (1.0 - ops.power(p, float(q))) / float(q)
+
+
+def circle(y_true, y_pred, ref_labels=None, ref_embeddings=None, remove_diagonal=True, gamma=80, margin=0.4):
+    """Circle loss (Sun et al., 2020) of L2-normalized embeddings y_pred (batch, dim) with integer
+    labels y_true (batch,), against reference embeddings and labels (default: the batch itself),
+    as Keras's: per anchor, softplus(logsumexp over positives of -gamma * a_p * (margin - d) +
+    logsumexp over negatives of gamma * a_n * (1 - margin - d)), with d the cosine distance
+    1 - y_pred @ ref.T (clipped at 0), a_p = relu(margin + d) and a_n = relu(1 + margin - d).
+    `remove_diagonal` leaves each sample out of its own positives. An anchor without positives
+    (or negatives) gets a loss of 0; the Circle class averages over the anchors with a loss > 0."""
+    y_pred = _f(y_pred)
+    if y_pred.ndim != 2:
+        raise ValueError(f"circle: y_pred must be embeddings of shape (batch, dim), received shape {y_pred.shape}")
+    labels = _class_labels(y_true, "circle")
+    ref = y_pred if ref_embeddings is None else _f(ref_embeddings)
+    ref_labels = labels if ref_labels is None else _class_labels(ref_labels, "circle (ref_labels)")
+    if ref.ndim != 2 or ref.shape[-1] != y_pred.shape[-1]:
+        raise ValueError(f"circle: ref_embeddings must have shape (n, {y_pred.shape[-1]}) to match y_pred "
+                         f"{y_pred.shape}, received {ref.shape}")
+    if labels.shape[0] != y_pred.shape[0] or ref_labels.shape[0] != ref.shape[0]:
+        raise ValueError(f"circle: {labels.shape[0]} labels for {y_pred.shape[0]} embeddings, {ref_labels.shape[0]} "
+                         f"reference labels for {ref.shape[0]} reference embeddings; they must match")
+    dev = y_pred.device
+    labels, ref_labels, ref = (_on_device(t, dev) for t in (labels, ref_labels, ref))
+    distances = ops.maximum(1.0 - ops.matmul(y_pred, ops.transpose(ref)), 0.0)
+    positive = ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(ref_labels, 0))
+    negative = ops.logical_not(positive)
+    if remove_diagonal:
+        positive = ops.logical_and(positive, ops.logical_not(ops.eye(labels.shape[0], ref_labels.shape[0],
+                                                                     dtype="bool")))
+    pos_weights = ops.maximum((margin + distances) * ops.cast(positive, "float32"), 0.0)
+    neg_weights = ops.maximum((1.0 + margin - distances) * ops.cast(negative, "float32"), 0.0)
+    pos = (-1.0 * gamma) * pos_weights * (margin - distances)
+    neg = gamma * neg_weights * ((1.0 - margin) - distances)
+    p_loss = ops.logsumexp(ops.where(positive, pos, float("-inf")), axis=1)
+    n_loss = ops.logsumexp(ops.where(negative, neg, float("-inf")), axis=1)
+    return ops.softplus(p_loss + n_loss)
+
+
 def _on_device(t, device):
     return t if t.device is device else t.to(device)
 
@@ -511,10 +584,51 @@ CTC = _wrapper("CTC", ctc, "ctc", _R, _N, _D)
 Dice = _wrapper("Dice", dice, "dice", _R, _N, ("axis", None), _D)
 Tversky = _wrapper("Tversky", tversky, "tversky", ("alpha", 0.5), ("beta", 0.5), _R, _N, ("axis", None), _D)
 
+class CategoricalGeneralizedCrossEntropy(LossFunctionWrapper):
+    """Generalized cross entropy of integer labels and class probabilities (see
+    `categorical_generalized_cross_entropy`); `q` in (0, 1)."""
+
+    def __init__(self, q=0.5, reduction="sum_over_batch_size", name="categorical_generalized_cross_entropy",
+                 dtype=None):
+        _check_q(q, "CategoricalGeneralizedCrossEntropy")
+        super().__init__(categorical_generalized_cross_entropy, reduction=reduction, name=name, dtype=dtype, q=q)
+        self.q = q
+
+
+class Circle(LossFunctionWrapper):
+    """The circle loss of L2-normalized embeddings (see `circle`), reduced as Keras reduces it:
+    anchors whose loss is 0 (no positive or no negative reference) are masked out, so
+    "sum_over_batch_size" averages over the anchors that have a loss.
+
+        model.compile(optimizer="adam", loss=lamina.losses.Circle())   # after a UnitNormalization layer
+    """
+
+    def __init__(self, gamma=80.0, margin=0.4, remove_diagonal=True, reduction="sum_over_batch_size",
+                 name="circle", dtype=None):
+        super().__init__(circle, reduction=reduction, name=name, dtype=dtype, gamma=gamma, margin=margin,
+                         remove_diagonal=remove_diagonal)
+        self.gamma, self.margin, self.remove_diagonal = gamma, margin, remove_diagonal
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        values = self.call(y_true, y_pred)
+        mask = ops.cast(ops.greater(values, 0.0), "float32")
+        if self.reduction in ("sum_over_batch_size", "mean"):
+            # Keras's apply_mask: kept values weigh total / kept, so the mean is over the kept ones
+            kept = ops.sum(mask)
+            mask = mask * ops.where(ops.greater(kept, 0.0), float(values.size) / ops.maximum(kept, 1.0), 0.0)
+        if sample_weight is not None:
+            mask, sw = _same_rank(mask, _f(sample_weight))
+            if sw.ndim != mask.ndim or sw.size != mask.size:
+                raise ValueError(f"Circle: sample_weight of shape {sw.shape} does not match the {mask.shape[0]} "
+                                 "anchors; pass one weight per sample")
+            mask = mask * ops.reshape(_on_device(sw, mask.device), mask.shape)
+        return reduce_values(values, mask, self.reduction)
+
+
 _FUNCTIONS = (mean_squared_error, mean_absolute_error, mean_absolute_percentage_error, mean_squared_logarithmic_error,
               cosine_similarity, huber, log_cosh, hinge, squared_hinge, categorical_hinge, kl_divergence, poisson,
               binary_crossentropy, binary_focal_crossentropy, categorical_crossentropy, categorical_focal_crossentropy,
-              sparse_categorical_crossentropy, ctc, dice, tversky)
+              sparse_categorical_crossentropy, ctc, dice, tversky, circle, categorical_generalized_cross_entropy)
 _BY_NAME = {f.__name__: f for f in _FUNCTIONS}
 _BY_NAME.update({
     "mse": mean_squared_error, "MSE": mean_squared_error, "mae": mean_absolute_error, "MAE": mean_absolute_error,
@@ -527,7 +641,7 @@ _CLASSES = {c.__name__: c for c in (
     MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, CosineSimilarity,
     Huber, LogCosh, Hinge, SquaredHinge, CategoricalHinge, KLDivergence, Poisson, BinaryCrossentropy,
     BinaryFocalCrossentropy, CategoricalCrossentropy, CategoricalFocalCrossentropy, SparseCategoricalCrossentropy,
-    CTC, Dice, Tversky, LossFunctionWrapper)}
+    CTC, Dice, Tversky, Circle, CategoricalGeneralizedCrossEntropy, LossFunctionWrapper)}
 
 
 def get(identifier):

@@ -344,6 +344,32 @@ def cosine_similarity(y_true, y_pred, axis=-1):
     return -_losses.cosine_similarity(y_true, y_pred, axis=axis)
 
 
+def pearson_correlation(y_true, y_pred, axis=-1):
+    """Pearson's correlation of y_true and y_pred along `axis`: mean(z_true * z_pred) with each
+    side centred and divided by its (population) standard deviation, as Keras computes it."""
+    y_true, y_pred = _losses._pair(y_true, y_pred)
+    yt = y_true - ops.mean(y_true, axis=axis, keepdims=True)
+    yp = y_pred - ops.mean(y_pred, axis=axis, keepdims=True)
+    yt = yt / ops.std(yt, axis=axis, keepdims=True)
+    yp = yp / ops.std(yp, axis=axis, keepdims=True)
+    return ops.mean(yt * yp, axis=axis)
+
+
+def concordance_correlation(y_true, y_pred, axis=-1):
+    """Lin's concordance correlation along `axis`, exactly as Keras 3 computes it:
+    mean(2 (y_true - mean(y_pred)) (y_pred - mean(y_pred)) / (var(y_true) + var(y_pred) +
+    (mean(y_true) - mean(y_pred)) ** 2 + epsilon)). (Keras centres y_true on y_pred's mean in the
+    covariance term; lamina follows it so that values move between the two.)"""
+    y_true, y_pred = _losses._pair(y_true, y_pred)
+    mt = ops.mean(y_true, axis=axis, keepdims=True)
+    mp = ops.mean(y_pred, axis=axis, keepdims=True)
+    vt = ops.var(y_true - mt, axis=axis, keepdims=True)
+    vp = ops.var(y_pred - mp, axis=axis, keepdims=True)
+    covar = (y_true - mp) * (y_pred - mp)
+    norm = vt + vp + ops.square(mt - mp)
+    return ops.mean(2.0 * covar / (norm + _losses.EPSILON), axis=axis)
+
+
 def _accuracy(y_true, y_pred):
     y_true, y_pred = _losses._same_rank(_t(y_true), _t(y_pred))
     return ops.cast(ops.equal(y_true, y_pred), "float32")
@@ -354,7 +380,8 @@ _FUNCTIONS = {f.__name__: f for f in (
     sparse_top_k_categorical_accuracy, mean_squared_error, mean_absolute_error, hinge, squared_hinge,
     categorical_hinge, poisson, kl_divergence, binary_crossentropy, categorical_crossentropy,
     sparse_categorical_crossentropy, binary_focal_crossentropy, categorical_focal_crossentropy,
-    mean_absolute_percentage_error, mean_squared_logarithmic_error, log_cosh, huber, cosine_similarity)}
+    mean_absolute_percentage_error, mean_squared_logarithmic_error, log_cosh, huber, cosine_similarity,
+    pearson_correlation, concordance_correlation)}
 
 
 # ---- the mean of a function over the samples ----------------------------------------------------
@@ -395,6 +422,10 @@ SparseCategoricalCrossentropy = _metric_class("SparseCategoricalCrossentropy", s
 Hinge = _metric_class("Hinge", hinge, "hinge", direction=_DOWN)
 SquaredHinge = _metric_class("SquaredHinge", squared_hinge, "squared_hinge", direction=_DOWN)
 CategoricalHinge = _metric_class("CategoricalHinge", categorical_hinge, "categorical_hinge", direction=_DOWN)
+PearsonCorrelation = _metric_class("PearsonCorrelation", pearson_correlation, "pearson_correlation", "name",
+                                   "dtype", ("axis", -1), direction=_UP)
+ConcordanceCorrelation = _metric_class("ConcordanceCorrelation", concordance_correlation, "concordance_correlation",
+                                       "name", "dtype", ("axis", -1), direction=_UP)
 
 
 class RootMeanSquaredError(Mean):
@@ -429,7 +460,8 @@ _CLASSES = {c.__name__: c for c in (
     R2Score, KLDivergence, Poisson, BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy,
     Hinge, SquaredHinge, CategoricalHinge, TruePositives, FalsePositives, TrueNegatives, FalseNegatives, Precision,
     Recall, AUC, SensitivityAtSpecificity, SpecificityAtSensitivity, PrecisionAtRecall, RecallAtPrecision,
-    FBetaScore, F1Score, IoU, MeanIoU, BinaryIoU, OneHotIoU, OneHotMeanIoU)}
+    FBetaScore, F1Score, IoU, MeanIoU, BinaryIoU, OneHotIoU, OneHotMeanIoU, PearsonCorrelation,
+    ConcordanceCorrelation)}
 # as Keras: a class by its name or its snake_case name, and the short aliases
 _BY_NAME = {_losses._snake(n): c for n, c in _CLASSES.items() if c not in (Metric, MeanMetricWrapper)}
 _BY_NAME.update({"mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAbsoluteError,

@@ -10,6 +10,11 @@ from .backend.math import (abs, all, any, max, min, round, sum, cast, broadcast_
 from .backend.linalg import matmul, dot  # noqa: F401
 from .backend.manipulation import *  # noqa: F401,F403
 from .backend.nn import *  # noqa: F401,F403
+from .backend.convolution_transpose import conv_transpose  # noqa: F401
 from .backend.random import *  # noqa: F401,F403
 from .backend.rnn import *  # noqa: F401,F403
 from .backend.extra import *  # noqa: F401,F403
+from .backend.einsum import einsum, dot_product_attention  # noqa: F401
+from .backend.numpy_extra import *  # noqa: F401,F403
+from .backend.nn_extra import *  # noqa: F401,F403
+from .backend.control_flow import *  # noqa: F401,F403

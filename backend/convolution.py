@@ -63,7 +63,8 @@ def _spatial_rank(x, op, what="inputs"):
     if x.ndim not in (3, 4):
         raise ValueError(f"{op}: expected {what} of rank 3 (batch, width, channels) or rank 4 "
                          f"(batch, height, width, channels), received shape {x.shape} (rank {x.ndim})"
-                         + ("; 3-D (rank 5) convolution and pooling are not supported yet" if x.ndim == 5 else ""))
+                         + (f"; {op} has no 3-D (rank 5) form (conv, max_pool and average_pool have)" if x.ndim == 5
+                            else ""))
     return x.ndim - 2
 
 
@@ -128,7 +129,7 @@ def _prod(shape):
 # ---- convolution ------------------------------------------------------------------------------------
 
 def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
-    """N-D convolution (N = 1 or 2) like `keras.ops.conv`.
+    """N-D convolution (N = 1 or 2; N = 3, rank-5 inputs, runs in convolution3d.py) like `keras.ops.conv`.
 
     inputs: (batch, width, channels) or (batch, height, width, channels) (channels_last), or
     channels-first with data_format="channels_first". kernel: (kw, in, out) or (kh, kw, in, out).
@@ -139,6 +140,9 @@ def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_
     x = _float_input(inputs, op, "input")
     w = _float_input(kernel, op, "kernel")
     check_same_device(op, x, w)
+    if x.ndim == 5:  # 3-D: built from the 2-D kernel in convolution3d.py
+        from .convolution3d import conv3d
+        return conv3d(x, w, strides, padding, data_format, dilation_rate)
     fmt = _data_format(data_format, op)
     nsp = _spatial_rank(x, op)
     if w.ndim != nsp + 2:
@@ -290,6 +294,9 @@ def separable_conv(inputs, depthwise_kernel, pointwise_kernel, strides=1, paddin
 
 def _pool(mode, op, inputs, pool_size, strides, padding, data_format):
     x = _float_input(inputs, op, "input")
+    if x.ndim == 5:  # 3-D: separable over the 2-D kernel in convolution3d.py
+        from .convolution3d import pool3d
+        return pool3d(mode, op, x, pool_size, strides, padding, data_format)
     fmt = _data_format(data_format, op)
     nsp = _spatial_rank(x, op)
     if fmt == "channels_first":
@@ -326,7 +333,8 @@ def _pool(mode, op, inputs, pool_size, strides, padding, data_format):
 
 
 def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
-    """Max pooling like `keras.ops.max_pool` over (batch, width, ch) or (batch, height, width, ch).
+    """Max pooling like `keras.ops.max_pool` over (batch, width, ch) or (batch, height, width, ch)
+    (rank-5 inputs, 3-D pooling, run in convolution3d.py; average_pool likewise).
 
     pool_size / strides: an int or one per spatial dimension (strides default to pool_size).
     The gradient goes to the first maximum of each window (row-major order) on ties."""

@@ -10,12 +10,13 @@ _ALIASES = {"float": FLOAT32, "float32": FLOAT32, "int": INT64, "int32": INT32, 
 _RANK = {BOOL: 0, INT32: 1, INT64: 2, FLOAT32: 3}
 
 
-def standardize(dtype):
+def standardize(dtype, op=None):
     """Returns lamina's dtype name for a name, numpy dtype or Python type.
 
     lamina computes in float32: asking for float64 or float16 (or complex, uint64...) is a
-    TypeError naming the dtype and the supported ones, not a silent float32. (Data converted
-    without a dtype still becomes float32, as Keras does with floatx float32.)"""
+    TypeError naming the dtype and the supported ones (and `op`, the op that was asked), not a
+    silent float32. (Data converted without a dtype still becomes float32, as Keras does with
+    floatx float32.)"""
     if dtype is None:
         return FLOAT32
     if dtype is float:
@@ -32,8 +33,9 @@ def standardize(dtype):
         if name in ("float64", "float16", "double", "half", "bfloat16"):
             hint = ("; lamina computes in float32 only (float data converted without a dtype becomes float32): "
                     "use dtype='float32'")
-        raise TypeError(f"Unsupported dtype {dtype!r}: lamina supports float32, int32, int64 and bool (and holds "
-                        f"int8, int16, uint8, uint16 and uint32 in int32 / int64){hint}")
+        where = f"{op}: " if op else ""
+        raise TypeError(f"{where}Unsupported dtype {dtype!r}: lamina supports float32, int32, int64 and bool "
+                        f"(and holds int8, int16, uint8, uint16 and uint32 in int32 / int64){hint}")
     return _ALIASES[name]
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from . import dtypes, validation
 from .autodiff import needs_grad, record
 from .device import get_device
-from .math import _as_tensor, _filled, broadcast_to, check_same_device, full, zeros
+from .math import _as_tensor, _fill_value, _filled, broadcast_to, check_same_device, full, zeros
 from .tensor import Tensor, convert_to_tensor, empty
 
 __all__ = [
@@ -240,7 +240,7 @@ def _join_inputs(xs, op):
         raise TypeError(f"{op}: expected a list or tuple of tensors, received {type(xs).__name__}")
     if len(xs) == 0:
         raise ValueError(f"{op}: needs at least one tensor, received an empty sequence")
-    ts = [_as_tensor(t) for t in xs]
+    ts = [_as_tensor(t, op) for t in xs]
     dts = {t.dtype for t in ts}
     if len(dts) > 1:
         raise TypeError(f"{op}: all inputs must have the same dtype, received "
@@ -351,6 +351,7 @@ def split(x, indices_or_sections, axis=0):
         if n % k:
             raise ValueError(f"split: axis {ax} of a tensor of shape {x.shape} has size {n}, which does not divide "
                              f"into {k} equal sections; pass split indices instead")
+        validation.check_count("split", k)
         bounds = [(i * (n // k), (i + 1) * (n // k)) for i in range(k)]
     else:
         points = list(validation.dims(indices_or_sections, "split", "indices_or_sections"))
@@ -371,6 +372,7 @@ def unstack(x, num=None, axis=0):
     n = x.shape[ax]
     if num is not None and validation.integer(num, "unstack", "num") != n:
         raise ValueError(f"unstack: num={num} but axis {ax} of shape {x.shape} has size {n}")
+    validation.check_count("unstack", n)
     return _pieces(x, ax, [(i, i + 1) for i in range(n)], drop_axis=True)
 
 
@@ -384,6 +386,11 @@ def _index_kind(k, device):
     if k is Ellipsis:
         return ("ellipsis",)
     if isinstance(k, builtins.slice):
+        for v in (k.start, k.stop, k.step):
+            if v is not None and (isinstance(v, (bool, np.bool_)) or not hasattr(v, "__index__")):
+                raise TypeError(f"tensor index: slice bounds and steps must be integers or None, received {k}")
+        if k.step is not None and k.step.__index__() == 0:
+            raise ValueError(f"tensor index: slice step cannot be zero (received {k})")
         return ("slice", k)
     if isinstance(k, (bool, np.bool_)):
         raise TypeError("tensor index: a Python bool is not a valid index; use a boolean tensor mask of the "
@@ -646,7 +653,7 @@ def _pad_widths(pad_width, ndim, shape):
     if w is None:
         raise ValueError(f"pad: pad_width {pad_width!r} does not fit a tensor of shape {shape}; expected an int, "
                          f"(before, after), or {ndim} pairs")
-    if (w < 0).any():
+    if (a < 0).any():
         raise ValueError(f"pad: pad widths must be non-negative, received {pad_width!r}")
     return [(int(b), int(e)) for b, e in w]
 
@@ -659,10 +666,12 @@ def pad(x, pad_width, mode="constant", constant_values=0):
         raise ValueError(f"pad: mode {mode!r} is not supported; expected 'constant', 'reflect' or 'symmetric'")
     if np.ndim(constant_values) != 0:
         raise ValueError(f"pad: constant_values must be a scalar, received {constant_values!r}")
+    constant_values = _fill_value(constant_values, x.dtype, "pad")
     if builtins.all(b == 0 and e == 0 for b, e in widths):
         return x
+    shape = tuple(d + b + e for d, (b, e) in zip(x.shape, widths))
+    validation.check_alloc("pad", shape, x.dtype, x.device)
     if mode == "constant":
-        shape = tuple(d + b + e for d, (b, e) in zip(x.shape, widths))
         out = full(shape, constant_values, x.dtype, x.device)
         ost = _strides(shape)
         off = builtins.sum(b * s for (b, _), s in zip(widths, ost))
@@ -758,6 +767,9 @@ def repeat(x, repeats, axis=None):
     if r.shape != (n,):
         raise ValueError(f"repeat: expected one repeat count per element along axis {ax} (size {n}) of a tensor "
                          f"of shape {x.shape}, received {r.size} counts")
+    total = int(r.sum(dtype=object))
+    validation.check_alloc("repeat", x.shape[:ax] + (total,) + x.shape[ax + 1:], x.dtype, x.device)
+    validation.check_alloc("repeat", (total,), dtypes.INT64, x.device)
     # index arithmetic on the host (the counts are arguments, not tensor data): element i, r[i] times
     idx = np.repeat(np.arange(n, dtype=np.int64), r)
     return take(x, idx, axis=ax)
@@ -866,7 +878,7 @@ def eye(N, M=None, k=0, dtype="float32"):
     N = validation.size(N, "eye", "N")
     M = N if M is None else validation.size(M, "eye", "M")
     k = validation.integer(k, "eye", "k")
-    dt = dtypes.standardize(dtype)
+    dt = dtypes.standardize(dtype, "eye")
     validation.check_alloc("eye", (N, M), dt)
     out = zeros((N, M), dt)
     off, vshape, vst = _diag_view((N, M), k, 0, 1)
@@ -908,7 +920,7 @@ def tri(N, M=None, k=0, dtype="float32"):
     N = validation.size(N, "tri", "N")
     M = N if M is None else validation.size(M, "tri", "M")
     k = validation.integer(k, "tri", "k")
-    return tril(_filled((N, M), 1, dtypes.standardize(dtype), None, "tri"), k)
+    return tril(_filled((N, M), 1, dtypes.standardize(dtype, "tri"), None, "tri"), k)
 
 
 # ---- ranges -------------------------------------------------------------------------------------
@@ -934,7 +946,7 @@ def arange(start, stop=None, step=1, dtype=None):
     if step == 0:
         raise ValueError("arange: step must not be zero")
     all_int = builtins.all(isinstance(v, (int, bool)) for v in (start, stop, step))
-    dt = dtypes.standardize(dtype) if dtype is not None else (dtypes.INT64 if all_int else dtypes.FLOAT32)
+    dt = dtypes.standardize(dtype, "arange") if dtype is not None else (dtypes.INT64 if all_int else dtypes.FLOAT32)
     if dt == dtypes.BOOL:
         raise TypeError("arange: dtype bool is not supported; expected float32, int32 or int64")
     if all_int:
@@ -958,7 +970,7 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
     num = validation.size(num, "linspace", "num")
     if validation.integer(axis, "linspace", "axis") not in (0, -1):
         raise ValueError(f"linspace: axis {axis} is out of range for the 1-D result of scalar start and stop")
-    dt = dtypes.standardize(dtype) if dtype is not None else dtypes.FLOAT32
+    dt = dtypes.standardize(dtype, "linspace") if dtype is not None else dtypes.FLOAT32
     if dt == dtypes.BOOL:
         raise TypeError("linspace: dtype bool is not supported; expected float32, int32 or int64")
     validation.check_alloc("linspace", (num,), dt)
@@ -976,7 +988,10 @@ def copy_to(x, device):
     """A copy of x on `device` ("cpu:1", a Device, ...); x itself when it is already there.
     The gradient is copied back to x's device."""
     x = _as_tensor(x)
-    dev = get_device(device)
+    try:
+        dev = get_device(device)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"copy_to: {e}") from e
     if dev is x.device:
         return x
     if not dev.enabled():

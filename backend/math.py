@@ -81,8 +81,10 @@ def _numeric_array(x, op):
     except (ValueError, TypeError):
         a = None
     if a is None or a.dtype.kind not in "biuf":
-        raise TypeError(f"{op}: cannot use {type(x).__name__} {_short_repr(x)} as an operand; expected a "
-                        f"tensor, a number, or a (nested list of / numpy array of) numbers")
+        of = f" of dtype {a.dtype}" if a is not None and isinstance(x, np.ndarray) else ""
+        raise TypeError(f"{op}: cannot use {type(x).__name__} {_short_repr(x)}{of} as an operand; expected a "
+                        f"tensor, a number, or a (nested list of / numpy array of) numbers (lamina's dtypes are "
+                        f"float32, int32, int64 and bool)")
     return a
 
 
@@ -144,6 +146,13 @@ def _as_tensor(x, op=None):
         return convert_to_tensor(x)
     except TypeError as e:
         raise TypeError(f"{op or validation.op_name(sys._getframe(1))}: {e}") from e
+    except ValueError as e:   # numpy's message for a ragged list names neither the op nor the problem
+        op = op or validation.op_name(sys._getframe(1))
+        if "inhomogeneous" in str(e):
+            raise ValueError(f"{op}: cannot convert {type(x).__name__} {_short_repr(x)} to a tensor: its nested "
+                             "sequences have different lengths (a ragged list); make every row the same length "
+                             "(pad it)") from e
+        raise ValueError(f"{op}: {e}") from e
 
 
 def _detached(x):
@@ -469,8 +478,7 @@ sign = _piecewise_unary(SIGN, "sign", "-1, 0 or 1 by the sign of x (NaN stays Na
 def round(x, decimals=0):
     """Rounds half to even, to `decimals` decimal places (numpy semantics); zero gradient."""
     x = _as_tensor(x)
-    if not isinstance(decimals, (int, np.integer)) or isinstance(decimals, bool):
-        raise TypeError(f"round: decimals must be an integer, received {decimals!r}")
+    decimals = validation.integer(decimals, "round", "decimals")
     if x.dtype == dtypes.BOOL:
         x = cast(x, dtypes.INT32)
     if x.dtype != dtypes.FLOAT32:
@@ -478,7 +486,8 @@ def round(x, decimals=0):
             return _piecewise_unary(ROUND, "round", "")(x)
         return cast(round(cast(x, dtypes.FLOAT32), decimals), x.dtype)
     if decimals:
-        s = 10.0 ** decimals
+        # 10 ** decimals is inf in float32 from 39 on (NaN results, as numpy's), in Python's float from 309
+        s = 10.0 ** decimals if decimals <= 308 else _pymath.inf
         xd = _detached(x)
         out = divide(_unary_forward(ROUND, multiply(xd, s)), s)
     else:
@@ -551,6 +560,12 @@ def clip(x, x_min, x_max):
     if x.dtype == dtypes.BOOL:
         raise TypeError(f"clip: bool tensors cannot be clipped (shape {x.shape}); cast to int32 or float32 first")
     lo, hi = _scalar_bound(x_min), _scalar_bound(x_max)
+    for name, b in (("x_min", x_min), ("x_max", x_max)):
+        if isinstance(b, Tensor) and b.dtype != x.dtype:
+            raise TypeError(f"clip: {name} is a {b.dtype} tensor of shape {b.shape} but x is {x.dtype} with shape "
+                            f"{x.shape}; cast the bound with ops.cast({name}, '{x.dtype}')")
+        if b is not None:
+            broadcast_shapes(x.shape, tuple(b.shape if isinstance(b, Tensor) else np.shape(b)), "clip")
     if (x_min is not None and lo is None) or (x_max is not None and hi is None) or lo != lo or hi != hi:
         # tensor bounds, or a NaN bound (numpy: NaN everywhere): broadcasting maximum / minimum
         out = x if x_min is None else maximum(x, x_min)
@@ -572,7 +587,7 @@ def cast(x, dtype):
     """Converts to another dtype (float -> int truncates toward zero, -> bool tests != 0).
     Casting to the same dtype returns x."""
     x = _as_tensor(x)
-    dt = dtypes.standardize(dtype)
+    dt = dtypes.standardize(dtype, "cast")
     if dt == x.dtype:
         return x
     out = empty(x.shape, dt, x.device)
@@ -592,15 +607,44 @@ def _filled(shape, fill_value, dtype, device, op):
     shape = validation.shape(shape, op)
     if isinstance(fill_value, Tensor):
         fill_value = fill_value.item()
-    dt = dtypes.standardize(dtype) if dtype is not None else (
+    dt = dtypes.standardize(dtype, op) if dtype is not None else (
         dtypes.BOOL if isinstance(fill_value, (bool, np.bool_)) else
         dtypes.INT64 if isinstance(fill_value, (int, np.integer)) else dtypes.FLOAT32)
+    value = _fill_value(fill_value, dt, op)
     from .device import get_device
     dev = get_device(device) if device is not None else None
     validation.check_alloc(op, shape, dt, dev)
+    if dtypes.is_int(dt) and float(value) != value:
+        # the fill kernel takes a double: an int64 beyond 2**53 would lose its low bits
+        return broadcast_to(convert_to_tensor(np.array(value, np.int64), dt, dev), shape)
     out = empty(shape, dt, dev, op=op)
-    out.device.kernels.fill(out._buf, float(fill_value))
+    out.device.kernels.fill(out._buf, float(value))
     return out
+
+
+_INT_RANGE = {dtypes.INT32: (-2 ** 31, 2 ** 31 - 1), dtypes.INT64: (-2 ** 63, 2 ** 63 - 1)}
+
+
+def _fill_value(v, dt, op):
+    """A fill value as a Python number that `dt` holds: TypeError for a non-number, ValueError
+    for NaN, an infinity or an integer out of range for an integer dtype (numpy refuses them too)."""
+    if type(v) is float and not dtypes.is_int(dt):
+        return v   # the common case (zeros, ones, full of a float)
+    a = np.asarray(v) if not isinstance(v, (str, bytes)) else None
+    if a is None or a.ndim != 0 or a.dtype.kind not in "biuf":
+        raise TypeError(f"{op}: fill_value must be a number or a bool, received {_short_repr(v)} of type "
+                        f"{type(v).__name__}")
+    v = a.item()
+    if dtypes.is_int(dt):
+        if isinstance(v, float):
+            if not _pymath.isfinite(v):
+                raise ValueError(f"{op}: cannot fill an {dt} tensor with {v}; integers have no NaN or infinity")
+            v = int(v)   # truncated, as numpy converts it
+        lo, hi = _INT_RANGE[dt]
+        if not lo <= v <= hi:
+            raise ValueError(f"{op}: fill_value {v} is out of range for {dt} ([{lo}, {hi}])"
+                             + ("; use dtype='int64'" if dt == dtypes.INT32 else ""))
+    return v
 
 
 def zeros(shape, dtype="float32", device=None):
@@ -613,17 +657,17 @@ def ones(shape, dtype="float32", device=None):
 
 def zeros_like(x, dtype=None):
     x = _as_tensor(x)
-    return full(x.shape, 0.0, dtype or x.dtype, x.device)
+    return _filled(x.shape, 0.0, dtype or x.dtype, x.device, "zeros_like")
 
 
 def ones_like(x, dtype=None):
     x = _as_tensor(x)
-    return full(x.shape, 1.0, dtype or x.dtype, x.device)
+    return _filled(x.shape, 1.0, dtype or x.dtype, x.device, "ones_like")
 
 
 def full_like(x, fill_value, dtype=None):
     x = _as_tensor(x)
-    return full(x.shape, fill_value, dtype or x.dtype, x.device)
+    return _filled(x.shape, fill_value, dtype or x.dtype, x.device, "full_like")
 
 
 def broadcast_to(x, shape):
@@ -705,6 +749,12 @@ def _kept_shape(x, axes):
     return tuple(1 if i in axes else d for i, d in enumerate(x.shape))
 
 
+def _check_reduced(op, x, axes, dtype=dtypes.FLOAT32):
+    """check_alloc for the result of reducing x over `axes`, naming `op` (for the reductions
+    made of other ops, whose own checks would name those)."""
+    validation.check_alloc(op, _kept_shape(x, axes), dtype, x.device)
+
+
 def _count(x, axes):
     return _prod(x.shape[a] for a in axes)
 
@@ -737,6 +787,11 @@ def _extreme(code, op):
     def f(x, axis=None, keepdims=False, initial=None):
         x = _as_tensor(x)
         axes = normalize_axes(axis, x.ndim, op, x.shape)
+        if initial is not None:   # a scalar in x's dtype, as numpy converts it (bool(-3) is True)
+            a = initial.numpy() if isinstance(initial, Tensor) else _numeric_array(initial, op)
+            if a.ndim:
+                raise ValueError(f"{op}: initial must be a scalar, received {_short_repr(initial)}")
+            initial = bool(a) if x.dtype == dtypes.BOOL else _fill_value(a.item(), x.dtype, op)
         if x.size == 0:
             shape = _finish(x, x, axes, keepdims).shape
             if _prod(shape) == 0:
@@ -849,6 +904,7 @@ def var(x, axis=None, keepdims=False):
     """Population variance (ddof=0) over axes; integer inputs give float32."""
     x = _to_float(_as_tensor(x))
     axes = normalize_axes(axis, x.ndim, "var", x.shape)
+    _check_reduced("var", x, axes)
     m = mean(x, axis=axes, keepdims=True)
     return mean(square(subtract(x, m)), axis=axes, keepdims=keepdims)
 
@@ -856,7 +912,9 @@ def var(x, axis=None, keepdims=False):
 def std(x, axis=None, keepdims=False):
     """Population standard deviation (ddof=0) over axes."""
     x = _as_tensor(x)
-    return sqrt(var(x, axis=normalize_axes(axis, x.ndim, "std", x.shape), keepdims=keepdims))
+    axes = normalize_axes(axis, x.ndim, "std", x.shape)
+    _check_reduced("std", x, axes)
+    return sqrt(var(x, axis=axes, keepdims=keepdims))
 
 
 def logsumexp(x, axis=None, keepdims=False):
@@ -864,6 +922,7 @@ def logsumexp(x, axis=None, keepdims=False):
     is softmax(x) along the axes."""
     x = _to_float(_as_tensor(x))
     axes = normalize_axes(axis, x.ndim, "logsumexp", x.shape)
+    _check_reduced("logsumexp", x, axes)
     kept = _kept_shape(x, axes)
     xd = _detached(x)
     if x.size == 0:
@@ -882,7 +941,9 @@ def logsumexp(x, axis=None, keepdims=False):
 def count_nonzero(x, axis=None):
     """Number of non-zero (True, non-zero, NaN) elements over axes, as int64."""
     x = _as_tensor(x)
-    return sum(cast(x, dtypes.BOOL), axis=normalize_axes(axis, x.ndim, "count_nonzero", x.shape))
+    axes = normalize_axes(axis, x.ndim, "count_nonzero", x.shape)
+    _check_reduced("count_nonzero", x, axes, dtypes.INT64)
+    return sum(cast(x, dtypes.BOOL), axis=axes)
 
 
 def _scan_raw(code, x, a, reverse=False):
@@ -893,9 +954,13 @@ def _scan_raw(code, x, a, reverse=False):
 
 
 def _scan(code, op, x, axis, dtype):
-    x = _as_tensor(x)
+    x = _as_tensor(x, op)
     if dtype is not None:
-        x = cast(x, dtype)
+        dt = dtypes.standardize(dtype, op)
+        if dt == dtypes.BOOL:
+            raise TypeError(f"{op}: dtype bool is not supported (a running {op[3:]} of truth values); use int32 or "
+                            "int64, or cast the result")
+        x = cast(x, dt)
     elif x.dtype == dtypes.BOOL:
         x = cast(x, dtypes.INT64)
     if axis is None:

@@ -53,6 +53,8 @@ def _block(op, shape, axis):
     if len(shape) == 0:
         raise ValueError(f"{op}: expected a tensor with at least 1 dimension, received shape ()")
     axes = normalize_axes(axis, len(shape), op)
+    if not axes:
+        raise ValueError(f"{op}: axis={axis!r} names no axis of a tensor of shape {shape}; give at least one")
     if axes != tuple(range(axes[0], axes[-1] + 1)):
         raise ValueError(f"{op}: axes {axis} of a tensor of shape {shape} must be adjacent; "
                          "transpose the tensor so that they are")
@@ -65,7 +67,7 @@ def _block(op, shape, axis):
 def _one_axis(op, shape, axis):
     if len(shape) == 0:
         raise ValueError(f"{op}: expected a tensor with at least 1 dimension, received shape ()")
-    a = validation.axis(axis, len(shape), op)
+    a = validation.axis(axis, len(shape), op, shape=shape)
     return a, _pymath.prod(shape[:a]), shape[a], _pymath.prod(shape[a + 1:])
 
 
@@ -88,12 +90,13 @@ def _record_some(out, inputs, backward):
 
 # ---- activations --------------------------------------------------------------------------------
 
-def _activate(op, x, code, grad_code, alpha=0.0):
+def _activate(op, x, code, grad_code, alpha=0.0, arg="alpha"):
     x = _float_input(op, x)
+    alpha = validation.real(alpha, op, arg)
     out = empty(x.shape, x.dtype, x.device)
-    x.device.kernels.unary(code, x._buf, out._buf, float(alpha))
+    x.device.kernels.unary(code, x._buf, out._buf, alpha)
     if needs_grad(x):
-        record(out, (x,), lambda g, n: (grad_kernel(grad_code, x, g, float(alpha)),))
+        record(out, (x,), lambda g, n: (grad_kernel(grad_code, x, g, alpha),))
     return out
 
 
@@ -114,7 +117,7 @@ def relu6(x):
 
 def leaky_relu(x, negative_slope=0.2):
     """x where x > 0, negative_slope * x elsewhere."""
-    return _activate("leaky_relu", x, LEAKY_RELU, LEAKY_RELU_GRAD_X, negative_slope)
+    return _activate("leaky_relu", x, LEAKY_RELU, LEAKY_RELU_GRAD_X, negative_slope, "negative_slope")
 
 
 def softplus(x):
@@ -324,7 +327,7 @@ def one_hot(x, num_classes, axis=-1, dtype="float32", sparse=False):
                          f"{x.shape}); expected {-nd} <= axis <= {nd - 1}")
     a %= nd
     shape = x.shape[:a] + (K,) + x.shape[a:]
-    dt = dtypes.standardize(dtype or dtypes.FLOAT32)
+    dt = dtypes.standardize(dtype or dtypes.FLOAT32, "one_hot")
     validation.check_alloc("one_hot", shape, dt, x.device)
     out = empty(shape, dt, x.device, op="one_hot")
     x.device.kernels.one_hot(x._buf, _pymath.prod(x.shape[:a]), K, _pymath.prod(x.shape[a:]), out._buf)
@@ -360,7 +363,7 @@ def batch_norm_train(x, gamma=None, beta=None, axis=-1, epsilon=1e-3):
     a, outer, C, inner = _one_axis(op, x.shape, axis)
     gamma = _channel_param(op, "gamma", gamma, C, x)
     beta = _channel_param(op, "beta", beta, C, x)
-    eps = float(epsilon)
+    eps = validation.real(epsilon, op, "epsilon")
     k = x.device.kernels
     y = empty(x.shape, dtypes.FLOAT32, x.device)
     mean = empty((C,), dtypes.FLOAT32, x.device)
@@ -406,7 +409,7 @@ def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilo
     scale of shape (x.shape[axis],). Differentiable with respect to every tensor argument."""
     x, outer, C, inner, mean, variance, offset, scale = _inference_bn_args(
         "batch_normalization", x, mean, variance, axis, offset, scale)
-    eps = float(epsilon)
+    eps = validation.real(epsilon, "batch_normalization", "epsilon")
     y = empty(x.shape, dtypes.FLOAT32, x.device)
     sbuf = scale._buf if scale is not None else None
     x.device.kernels.batch_norm_infer(x._buf, mean._buf, variance._buf, sbuf,
@@ -436,18 +439,20 @@ def batch_normalization_relu(x, mean, variance, axis, offset=None, scale=None, e
     if needs_grad(x, *(t for t in (mean, variance, offset, scale) if t is not None)):
         raise RuntimeError(f"{op}: this fused inference op has no gradient, and a tape is recording one of its "
                            "inputs; use batch_normalization followed by relu")
-    hi = _pymath.inf if max_value is None else float(max_value)
+    hi = _pymath.inf if max_value is None else validation.real(max_value, op, "max_value")
     y = empty(x.shape, dtypes.FLOAT32, x.device)
     x.device.kernels.batch_norm_infer(x._buf, mean._buf, variance._buf,
                                       scale._buf if scale is not None else None,
                                       offset._buf if offset is not None else None, outer, C, inner,
-                                      float(epsilon), y._buf, 0.0, hi)
+                                      validation.real(epsilon, op, "epsilon"), y._buf, 0.0, hi)
     return y
 
 
 def moments(x, axes, keepdims=False, synchronized=False):
     """(mean, variance) of x over `axes` (the biased variance, as keras.ops.moments)."""
     x = _float_input("moments", x)
+    axes = normalize_axes(axes, x.ndim, "moments", x.shape)
+    _m._check_reduced("moments", x, axes)
     m = _m.mean(x, axis=axes, keepdims=True)
     v = _m.mean(_m.square(_m.subtract(x, m)), axis=axes, keepdims=keepdims)
     return (m if keepdims else reshape(m, v.shape)), v
@@ -463,7 +468,9 @@ def layer_norm(x, gamma=None, beta=None, axis=-1, epsilon=1e-3):
     _require_f32(op, x, "x")
     if x.ndim == 0:
         raise ValueError(f"{op}: expected a tensor with at least 1 dimension, received shape ()")
-    axes = normalize_axes(axis, x.ndim, op)
+    axes = normalize_axes(axis, x.ndim, op, x.shape)
+    if not axes:
+        raise ValueError(f"{op}: axis={axis!r} names no axis of a tensor of shape {x.shape}; give at least one")
     pshape = tuple(x.shape[i] for i in axes)
     params = []
     for name, p in (("gamma", gamma), ("beta", beta)):
@@ -476,7 +483,7 @@ def layer_norm(x, gamma=None, beta=None, axis=-1, epsilon=1e-3):
                                  f"{axes}), received shape {p.shape}")
         params.append(p)
     gamma, beta = params
-    eps = float(epsilon)
+    eps = validation.real(epsilon, op, "epsilon")
     if axes != tuple(range(axes[0], axes[-1] + 1)):
         return _layer_norm_composed(x, gamma, beta, axes, eps)
     outer = _pymath.prod(x.shape[:axes[0]])

@@ -119,7 +119,7 @@ def _shape(shape, op, dtype="float32"):
 
 
 def _float_dtype(dtype, op):
-    dt = dtypes.standardize(dtype)
+    dt = dtypes.standardize(dtype, op)
     if dt != dtypes.FLOAT32:
         raise TypeError(f"{op}: expected a float dtype, received {dtype!r}"
                         + ("; use randint for integers" if dtypes.is_int(dt) else ""))
@@ -179,7 +179,7 @@ def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
 def randint(shape, minval, maxval, dtype="int32", seed=None):
     """Integers uniform in [minval, maxval)."""
     shape = _shape(shape, "randint")
-    dt = dtypes.standardize(dtype)
+    dt = dtypes.standardize(dtype, "randint")
     if not dtypes.is_int(dt):
         raise TypeError(f"randint: expected an integer dtype (int32 or int64), received {dtype!r}; "
                         "use uniform for floats")
@@ -204,7 +204,7 @@ def categorical(logits, num_samples, dtype="int32", seed=None):
         raise ValueError(f"categorical: expected logits of shape (batch, num_classes) with "
                          f"num_classes >= 1, received shape {x.shape}")
     n = validation.size(num_samples, "categorical", "num_samples")
-    dt = dtypes.standardize(dtype)
+    dt = dtypes.standardize(dtype, "categorical")
     if not dtypes.is_int(dt):
         raise TypeError(f"categorical: expected an integer dtype, received {dtype!r}")
     key, ctr = draw_seed(seed, "categorical")
@@ -224,6 +224,9 @@ def shuffle(x, axis=0, seed=None):
     inner = _pymath.prod(x.shape[a + 1:])
     key, ctr = draw_seed(seed, "shuffle")
     out = empty(x.shape, x.dtype, x.device)
+    if x.size == 0:
+        return out
+    validation.check_alloc("shuffle", (x.shape[a],), dtypes.INT64, x.device)   # the kernel's permutation
     x.device.kernels.random_shuffle(x._buf, outer, x.shape[a], inner, key, ctr, out._buf)
     return out
 
@@ -248,14 +251,17 @@ def dropout(x, rate, noise_shape=None, seed=None):
                          "inputs to drop")
     ns = None
     if noise_shape is not None:
-        ns = tuple(noise_shape)
+        if isinstance(noise_shape, (list, tuple)):
+            ns = tuple(noise_shape)
+        else:   # a shape given as an int, an array or a tensor
+            ns = validation.dims(noise_shape, "dropout", "noise_shape")
         if len(ns) != x.ndim:
             raise ValueError(f"dropout: noise_shape {ns} must have the rank of x, whose shape is {x.shape}")
         ns = tuple(x.shape[i] if d is None else validation.integer(d, "dropout", "noise_shape")
                    for i, d in enumerate(ns))
         for d, xd in zip(ns, x.shape):
             if d != xd and d != 1:
-                raise ValueError(f"dropout: noise_shape {tuple(noise_shape)} does not broadcast to x's "
+                raise ValueError(f"dropout: noise_shape {ns} does not broadcast to x's "
                                  f"shape {x.shape}; each entry must be 1, None or x's size")
     if rate == 0.0:
         return x

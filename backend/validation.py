@@ -19,9 +19,21 @@ ALWAYS_FITS = 1 << 24   # elements (at most 128 MiB): below this, sizes are not 
 def op_name(frame):
     """The op a failing call came from, for error messages only (never on a fast path): the
     `op` variable of that frame when it has one (the shared bodies of sum/max/..., which set it),
-    else its function's name."""
-    op = frame.f_locals.get("op")
-    return op if isinstance(op, str) else frame.f_code.co_name
+    else its function's name. Private helpers (`_reduce_raw`) and comprehensions of lamina's
+    modules are skipped for the public function that called them."""
+    first = frame
+    while frame is not None:
+        op = frame.f_locals.get("op")
+        if isinstance(op, str):
+            return op
+        name = frame.f_code.co_name
+        if not (name.startswith("_") or name.startswith("<")):
+            return name
+        caller = frame.f_back
+        if caller is None or not str(caller.f_globals.get("__name__", "")).startswith("lamina"):
+            break
+        frame = caller
+    return first.f_code.co_name
 
 
 def _repr(value):
@@ -42,6 +54,21 @@ def integer(value, op, arg):
         except TypeError:
             pass
     raise TypeError(f"{op}: {arg} must be an integer, received {_repr(value)} of type {type(value).__name__}")
+
+
+def real(value, op, arg):
+    """`value` as a Python float. Accepts ints, floats, numpy numbers and 0-d numeric arrays or
+    tensors; TypeError naming op and arg for bools, strings, None, complex numbers and the rest."""
+    if type(value) is float:   # the common case, first
+        return value
+    if not _is_bool(value) and not isinstance(value, (str, bytes, complex)):
+        try:
+            a = np.asarray(value.numpy() if hasattr(value, "numpy") and hasattr(value, "dtype") else value)
+            if a.ndim == 0 and a.dtype.kind in "iuf":
+                return float(a)
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(f"{op}: {arg} must be a real number, received {_repr(value)} of type {type(value).__name__}")
 
 
 def size(value, op, arg, minimum=0):
@@ -189,6 +216,19 @@ def check_alloc(op, shape, dtype, device=None):
         why = f"more than the {_human(MAX_BYTES)} one buffer may hold"
     raise MemoryError(f"{op}: a tensor of shape {tuple(shape)} and dtype {dtype} on {where} would hold {n} elements "
                       f"in {b} bytes ({_human(b)}), {why}; check the shape")
+
+
+OBJECT_BYTES = 100   # at least what one Tensor object costs in Python (object, shape tuple, buffer handle)
+
+
+def check_count(op, n, what="output tensors"):
+    """MemoryError naming `op` when a list of `n` tensors (split's pieces, unstack's slices) would
+    not fit in memory even when every tensor is empty: a count like 2**40 would otherwise run
+    for hours before failing."""
+    if n >= ALWAYS_FITS and n * OBJECT_BYTES > byte_limit():
+        raise MemoryError(f"{op}: {n} {what} would take more than {_human(n * OBJECT_BYTES)} for their Python "
+                          f"objects alone, more than the {_human(byte_limit())} of memory this machine has; "
+                          "check the number of pieces")
 
 
 def check_weight(layer, name, shape, dtype="float32"):

@@ -22,11 +22,23 @@ class _BaseAttention(Layer):
 
     def _unpack(self, inputs):
         if not isinstance(inputs, (list, tuple)) or len(inputs) not in (2, 3):
+            what = f"a list of {len(inputs)}" if isinstance(inputs, (list, tuple)) else type(inputs).__name__
             raise ValueError(f"{type(self).__name__} '{self.name}' expects a list [query, value] or "
-                             f"[query, value, key], received {type(inputs).__name__}")
+                             f"[query, value, key], received {what}")
         q, v = inputs[0], inputs[1]
         k = inputs[2] if len(inputs) == 3 else v
+        self._check_shapes(*(tuple(getattr(t, "shape", t)) for t in (q, v, k)))
         return q, v, k
+
+    def _check_shapes(self, q, v, k):
+        """query (B, Tq, D), value (B, Tv, Dv) and key (B, Tv, D) (None: unknown), else ValueError."""
+        def same(a, b):
+            return a is None or b is None or a == b
+        if not (len(q) == len(v) == len(k) == 3 and same(q[0], v[0]) and same(q[0], k[0]) and same(q[2], k[2])
+                and same(v[1], k[1])):
+            raise ValueError(f"{type(self).__name__} '{self.name}': expected query (batch, Tq, dim), value "
+                             f"(batch, Tv, value_dim) and key (batch, Tv, dim), received query {q}, value {v} and "
+                             f"key {k}")
 
     def call(self, inputs, mask=None, training=None, return_attention_scores=False, use_causal_mask=False):
         q, v, k = self._unpack(inputs)
@@ -75,6 +87,7 @@ class Attention(_BaseAttention):
         self.score_mode = score_mode
 
     def build(self, input_shape):
+        self._unpack(input_shape)
         self.scale = self.add_weight(name="scale", shape=(), initializer="ones") if self.use_scale else None
         self.concat_score_weight = self.add_weight(name="concat_score_weight", shape=(), initializer="ones") \
             if self.score_mode == "concat" else None
@@ -101,7 +114,8 @@ class AdditiveAttention(_BaseAttention):
         super().__init__(use_scale=use_scale, dropout=dropout, seed=seed, **kwargs)
 
     def build(self, input_shape):
-        dim = input_shape[1][-1]
+        q, v, k = self._unpack(input_shape)
+        dim = q[-1]   # the scale multiplies tanh(query + key), of the query's width (as Keras)
         self.scale = self.add_weight(name="scale", shape=(dim,), initializer="glorot_uniform") \
             if self.use_scale else None
 

@@ -25,6 +25,23 @@ def normalize_tuple(value, n, name, layer):
     return t
 
 
+def _activation(value, layer):
+    """activations.get, with an error naming the layer class."""
+    try:
+        return _activations.get(value)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{layer}: {e}") from e
+
+
+def run_op(layer, op, *args, **kwargs):
+    """op(*args, **kwargs), its argument and size errors (an input smaller than the window, a huge
+    output...) prefixed with the layer that called it."""
+    try:
+        return op(*args, **kwargs)
+    except (TypeError, ValueError, MemoryError) as e:
+        raise type(e)(f"{type(layer).__name__} '{layer.name}': {e}") from e
+
+
 def _conv_len(size, k, stride, dilation, padding):
     if size is None:
         return None
@@ -59,7 +76,7 @@ class _Conv(Layer):
         if groups != 1:
             raise ValueError(f"{cls}: groups={groups} is not supported; use groups=1")
         self.groups = 1
-        self.activation = _activations.get(activation)
+        self.activation = _activation(activation, cls)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _initializers.get(kernel_initializer)
         self.bias_initializer = _initializers.get(bias_initializer)
@@ -90,7 +107,8 @@ class _Conv(Layer):
             left = (self.kernel_size[0] - 1) * self.dilation_rate[0]
             x = ops.pad(x, ((0, 0), (left, 0), (0, 0)))
             padding = "valid"
-        y = ops.conv(x, self.kernel, strides=self.strides, padding=padding, dilation_rate=self.dilation_rate)
+        y = run_op(self, ops.conv, x, self.kernel, strides=self.strides, padding=padding,
+                   dilation_rate=self.dilation_rate)
         if self.bias is not None:
             y = ops.add(y, self.bias)
         return self.activation(y) if self.activation is not _activations.linear else y
@@ -151,7 +169,7 @@ class _DepthwiseBase(Layer):
         self.data_format = f
         self.depthwise_constraint = _constraints.get(depthwise_constraint)
         self.bias_constraint = _constraints.get(bias_constraint)
-        self.activation = _activations.get(activation)
+        self.activation = _activation(activation, cls)
         self.use_bias = bool(use_bias)
         self.depthwise_initializer = _initializers.get(depthwise_initializer)
         self.bias_initializer = _initializers.get(bias_initializer)
@@ -230,8 +248,8 @@ class _DepthwiseConv(_DepthwiseBase):
         return self.kernel
 
     def call(self, inputs):
-        y = ops.depthwise_conv(inputs, self.kernel, strides=self.strides, padding=self.padding,
-                               data_format=self.data_format, dilation_rate=self.dilation_rate)
+        y = run_op(self, ops.depthwise_conv, inputs, self.kernel, strides=self.strides, padding=self.padding,
+                   data_format=self.data_format, dilation_rate=self.dilation_rate)
         return self._finish(y)
 
 
@@ -288,8 +306,9 @@ class _SeparableConv(_DepthwiseBase):
         self.input_spec = InputSpec(ndim=self.rank + 2, axes={self._channel_axis(): channels})
 
     def call(self, inputs):
-        y = ops.separable_conv(inputs, self.depthwise_kernel, self.pointwise_kernel, strides=self.strides,
-                               padding=self.padding, data_format=self.data_format, dilation_rate=self.dilation_rate)
+        y = run_op(self, ops.separable_conv, inputs, self.depthwise_kernel, self.pointwise_kernel,
+                   strides=self.strides, padding=self.padding, data_format=self.data_format,
+                   dilation_rate=self.dilation_rate)
         return self._finish(y)
 
     def _output_channels(self, input_shape):
@@ -321,24 +340,28 @@ class ZeroPadding2D(Layer):
         super().__init__(**kwargs)
         if data_format not in (None, "channels_last"):
             raise ValueError(f"ZeroPadding2D: only data_format='channels_last' is supported, received {data_format!r}")
-        try:
-            if isinstance(padding, int):
-                pads = ((padding, padding), (padding, padding))
-            elif len(padding) == 2 and all(isinstance(p, int) for p in padding):
-                pads = ((padding[0], padding[0]), (padding[1], padding[1]))
-            else:
-                pads = tuple(tuple(int(v) for v in p) for p in padding)
-                assert len(pads) == 2 and all(len(p) == 2 for p in pads)
-        except (TypeError, AssertionError):
+        def is_int(v):
+            return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+        def pair(p):
+            return isinstance(p, (list, tuple)) and len(p) == 2 and all(is_int(v) for v in p)
+        if is_int(padding):
+            pads = ((padding, padding), (padding, padding))
+        elif pair(padding):
+            pads = ((padding[0], padding[0]), (padding[1], padding[1]))
+        elif isinstance(padding, (list, tuple)) and len(padding) == 2 and all(pair(p) for p in padding):
+            pads = tuple(tuple(p) for p in padding)
+        else:
             raise ValueError(f"ZeroPadding2D: `padding` must be an int, a tuple of 2 ints or a tuple of 2 tuples of "
-                             f"2 ints, received {padding!r}") from None
+                             f"2 ints, received {padding!r}")
+        pads = tuple(tuple(int(v) for v in p) for p in pads)
         if any(v < 0 for p in pads for v in p):
             raise ValueError(f"ZeroPadding2D: padding must be >= 0, received {padding!r}")
         self.padding = pads
         self.input_spec = InputSpec(ndim=4)
 
     def call(self, inputs):
-        return ops.pad(inputs, ((0, 0),) + self.padding + ((0, 0),))
+        return run_op(self, ops.pad, inputs, ((0, 0),) + self.padding + ((0, 0),))
 
     def compute_output_shape(self, input_shape):
         h, w = input_shape[1], input_shape[2]

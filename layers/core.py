@@ -1,4 +1,5 @@
-"""Core layers: Dense, Activation, Dropout, ActivityRegularization, Lambda, and the activation layers."""
+"""Core layers: Dense, Activation, Dropout, ActivityRegularization, Lambda, Identity, and the activation
+layers (Softmax, ReLU, LeakyReLU, PReLU, ELU)."""
 import numpy as np
 
 from .. import activations as _activations
@@ -8,7 +9,7 @@ from .. import ops
 from .. import regularizers as _regularizers
 from ..backend import validation
 from ..backend.validation import positive_int as _positive_int
-from .layer import InputSpec, Layer
+from .layer import InputSpec, Layer, flatten
 
 
 class Dense(Layer):
@@ -171,6 +172,8 @@ class Dropout(Layer):
 
     def call(self, inputs, training=False):
         if training and self.rate > 0:
+            if self.rate >= 1.0:   # everything dropped: zeros, as Keras
+                return ops.multiply(inputs, 0.0)
             return ops.dropout(inputs, self.rate, noise_shape=self.noise_shape, seed=self._seed_gen)
         return inputs
 
@@ -311,3 +314,94 @@ class LeakyReLU(Layer):
 
     def get_config(self):
         return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+class PReLU(Layer):
+    """Parametric ReLU: `x` where x >= 0, `alpha * x` elsewhere, with a learned `alpha` of the
+    input's per-sample shape (one slope per element), shared (size 1) along `shared_axes`
+    (1-based axes of the input, e.g. shared_axes=[1, 2] for one slope per channel of images)."""
+
+    def __init__(self, alpha_initializer="Zeros", alpha_regularizer=None, alpha_constraint=None, shared_axes=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.alpha_initializer = _initializers.get(alpha_initializer)
+        self.alpha_regularizer = _regularizers.get(alpha_regularizer)
+        self.alpha_constraint = _constraints.get(alpha_constraint)
+        if shared_axes is None:
+            self.shared_axes = None
+        else:
+            axes = list(shared_axes) if isinstance(shared_axes, (list, tuple)) else [shared_axes]
+            if any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) or a < 1 for a in axes):
+                raise ValueError(f"PReLU: `shared_axes` must be an int or a list of ints >= 1 (axes of the input, "
+                                 f"not counting the batch axis 0), received shared_axes={shared_axes!r}")
+            self.shared_axes = [int(a) for a in axes]
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        nd = len(input_shape)
+        shared = set(self.shared_axes or ())
+        bad = sorted(a for a in shared if a >= nd)
+        if bad:
+            raise ValueError(f"PReLU '{self.name}': shared_axes {self.shared_axes} names axis {bad[0]}, but the "
+                             f"inputs have shape {tuple(input_shape)} (axes 1..{nd - 1} after the batch axis)")
+        shape = tuple(1 if i in shared else input_shape[i] for i in range(1, nd))
+        if any(d is None for d in shape):
+            raise ValueError(f"PReLU '{self.name}': every input axis without a shared alpha must have a known "
+                             f"size, received shape {tuple(input_shape)}; share the unknown axes with "
+                             "shared_axes=[...]")
+        validation.check_weight(self, "alpha", shape, self.dtype)
+        self.alpha = self.add_weight(name="alpha", shape=shape, initializer=self.alpha_initializer,
+                                     regularizer=self.alpha_regularizer, constraint=self.alpha_constraint)
+        self.input_spec = InputSpec(ndim=nd, axes={i: input_shape[i] for i in range(1, nd) if i not in shared})
+
+    def call(self, inputs):
+        # relu(x) - alpha * relu(-x), as Keras
+        return ops.subtract(ops.relu(inputs), ops.multiply(self.alpha, ops.relu(ops.negative(inputs))))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "alpha_initializer": _initializers.serialize(self.alpha_initializer),
+                "alpha_regularizer": _regularizers.serialize(self.alpha_regularizer),
+                "alpha_constraint": _constraints.serialize(self.alpha_constraint), "shared_axes": self.shared_axes}
+
+
+class ELU(Layer):
+    """Exponential linear unit: `x` where x > 0, `alpha * (exp(x) - 1)` elsewhere."""
+
+    def __init__(self, alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)):
+            raise ValueError(f"ELU: `alpha` must be a number, received alpha={alpha!r}")
+        self.alpha = float(alpha)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return ops.elu(inputs, alpha=self.alpha)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
+
+
+class Identity(Layer):
+    """Returns its inputs (any structure, any dtype) unchanged; passes masks through."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def compute_output_dtype(self, in_dtypes):
+        if isinstance(in_dtypes, str):
+            return in_dtypes
+        kinds = set(flatten(in_dtypes))
+        return kinds.pop() if len(kinds) == 1 else self.dtype

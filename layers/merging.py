@@ -10,6 +10,7 @@ from .layer import Layer
 
 class _Merge(Layer):
     min_inputs = 2
+    max_inputs = None
 
     def _check(self, shapes):
         if not isinstance(shapes, (list, tuple)) or not shapes or not isinstance(shapes[0], (list, tuple)):
@@ -18,28 +19,41 @@ class _Merge(Layer):
         if len(shapes) < self.min_inputs:
             raise ValueError(f"{type(self).__name__} '{self.name}' needs at least {self.min_inputs} inputs, "
                              f"received {len(shapes)}")
+        if self.max_inputs is not None and len(shapes) > self.max_inputs:
+            raise ValueError(f"{type(self).__name__} '{self.name}' needs exactly {self.max_inputs} inputs, "
+                             f"received {len(shapes)}")
 
     def build(self, input_shape):
         self._check(input_shape)
-        ranks = {len(s) for s in input_shape}
-        if len(ranks) == 1:
-            for i in range(1, len(input_shape[0])):
-                dims = {s[i] for s in input_shape if s[i] is not None and s[i] != 1}
-                if len(dims) > 1:
-                    raise ValueError(f"{type(self).__name__} '{self.name}': inputs must have compatible shapes, "
-                                     f"received {list(input_shape)}")
+        self._broadcast(input_shape)
+
+    def _broadcast(self, shapes):
+        """The inputs' common shape by numpy broadcasting (aligned from the right; None: unknown);
+        ValueError naming the layer and the shapes when they do not broadcast."""
+        n = max(len(s) for s in shapes)
+        out = []
+        for i in range(n):
+            dims = {s[i - n + len(s)] for s in shapes if i - n + len(s) >= 0}
+            known = {d for d in dims if d is not None and d != 1}
+            if len(known) > 1:
+                raise ValueError(f"{type(self).__name__} '{self.name}': inputs must have compatible shapes (equal, "
+                                 f"or 1, in each dimension aligned from the right), received {list(shapes)}")
+            out.append(known.pop() if known else None if None in dims else 1)
+        return tuple(out)
+
+    def _check_inputs(self, inputs):
+        """The checks of build, on every call (a built layer may be called on other shapes)."""
+        shapes = [tuple(x.shape) for x in inputs] if isinstance(inputs, (list, tuple)) else inputs.shape
+        self._check(shapes)
+        self._broadcast(shapes)
 
     def call(self, inputs):
+        self._check_inputs(inputs)
         return reduce(self._merge, inputs)
 
     def compute_output_shape(self, input_shape):
         self._check(input_shape)
-        out = list(input_shape[0])
-        for s in input_shape[1:]:
-            for i, d in enumerate(s):
-                if out[i] is None or out[i] == 1:
-                    out[i] = d
-        return tuple(out)
+        return self._broadcast(input_shape)
 
 
 class Add(_Merge):
@@ -47,10 +61,7 @@ class Add(_Merge):
 
 
 class Subtract(_Merge):
-    def build(self, input_shape):
-        super().build(input_shape)
-        if len(input_shape) != 2:
-            raise ValueError(f"Subtract '{self.name}' needs exactly 2 inputs, received {len(input_shape)}")
+    max_inputs = 2
     _merge = staticmethod(ops.subtract)
 
 
@@ -68,6 +79,7 @@ class Minimum(_Merge):
 
 class Average(_Merge):
     def call(self, inputs):
+        self._check_inputs(inputs)
         return ops.divide(reduce(ops.add, inputs), float(len(inputs)))
 
 
@@ -79,10 +91,16 @@ class Concatenate(_Merge):
         self.axis = int(axis)
 
     def build(self, input_shape):
+        self._check_shapes(input_shape)
+
+    def _check_shapes(self, input_shape):
         self._check(input_shape)
         nd = len(input_shape[0])
         if any(len(s) != nd for s in input_shape):
             raise ValueError(f"Concatenate '{self.name}': inputs must have the same rank, received {list(input_shape)}")
+        if not -nd <= self.axis < nd:
+            raise ValueError(f"Concatenate '{self.name}': axis={self.axis} is out of range for inputs of rank {nd} "
+                             f"(shapes {list(input_shape)}); expected {-nd} <= axis <= {nd - 1}")
         ax = self.axis % nd
         for i in range(nd):
             dims = {s[i] for s in input_shape if s[i] is not None}
@@ -91,6 +109,8 @@ class Concatenate(_Merge):
                                  f"concatenation axis {self.axis}, received {list(input_shape)}")
 
     def call(self, inputs):
+        if isinstance(inputs, (list, tuple)):
+            self._check_shapes([tuple(x.shape) for x in inputs])
         return ops.concatenate(list(inputs), axis=self.axis)
 
     def compute_output_shape(self, input_shape):
@@ -151,8 +171,8 @@ class Dot(_Merge):
         if x.ndim == 2 and y.ndim == 2:
             return ops.sum(ops.multiply(xm, ym), axis=-1, keepdims=True)
         xs, ys = xm.shape, ym.shape
-        x3 = ops.reshape(xm, (xs[0], -1, xs[-1]))
-        y3 = ops.reshape(ym, (ys[0], ys[1], -1))
+        x3 = ops.reshape(xm, (xs[0], int(np.prod(xs[1:-1], dtype=np.int64)), xs[-1]))   # no -1: 0-size dims
+        y3 = ops.reshape(ym, (ys[0], ys[1], int(np.prod(ys[2:], dtype=np.int64))))
         out = ops.matmul(x3, y3)
         return ops.reshape(out, xs[:-1] + ys[2:])
 

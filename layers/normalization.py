@@ -1,4 +1,7 @@
-"""Normalisation layers: BatchNormalization and LayerNormalization (Keras's weights and order)."""
+"""Normalisation layers: BatchNormalization, LayerNormalization, GroupNormalization, RMSNormalization and
+UnitNormalization (Keras's weights and order)."""
+import numbers
+
 from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import ops
@@ -146,6 +149,167 @@ class LayerNormalization(Layer):
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon, "center": self.center,
                 "scale": self.scale, "rms_scaling": False, "beta_initializer": _initializers.serialize(self.beta_initializer),
+                "gamma_initializer": _initializers.serialize(self.gamma_initializer),
+                "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),
+                "beta_constraint": _constraints.serialize(self.beta_constraint),
+                "gamma_constraint": _constraints.serialize(self.gamma_constraint)}
+
+
+def _epsilon(who, epsilon):
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon >= 0:
+        raise ValueError(f"{who}: `epsilon` must be a number >= 0, received epsilon={epsilon!r}")
+    return float(epsilon)
+
+
+def _axis_arg(who, axis):
+    """An int or a list of ints (Keras keeps a list), else a TypeError naming the layer."""
+    if isinstance(axis, (list, tuple)) and axis and all(
+            isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axis):
+        return [int(a) for a in axis]
+    if isinstance(axis, numbers.Integral) and not isinstance(axis, bool):
+        return int(axis)
+    raise TypeError(f"{who}: `axis` must be an int or a list/tuple of ints, received axis={axis!r}")
+
+
+class UnitNormalization(Layer):
+    """Scales each sample to unit L2 norm over `axis` (an int or a list of ints):
+    x * min(rsqrt(sum(x^2)), 1e12), i.e. x / max(||x||, 1e-12), as Keras."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = _axis_arg("UnitNormalization", axis)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self._axes = tuple(_axis_list(self.axis, len(input_shape), f"UnitNormalization '{self.name}'"))
+
+    def call(self, inputs):
+        if inputs.dtype != "float32":
+            inputs = ops.cast(inputs, "float32")
+        inv = ops.rsqrt(ops.sum(ops.square(inputs), axis=self._axes, keepdims=True))
+        return ops.multiply(inputs, ops.minimum(inv, 1e12))
+
+    def compute_output_shape(self, input_shape):
+        _axis_list(self.axis, len(input_shape), f"UnitNormalization '{self.name}'")
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+class RMSNormalization(Layer):
+    """Root-mean-square normalisation over `axis`: x * rsqrt(mean(x^2) + epsilon) * scale, with one
+    learned `scale` (ones at first) per position of the normalised axes."""
+
+    def __init__(self, axis=-1, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = _axis_arg("RMSNormalization", axis)
+        self.epsilon = _epsilon("RMSNormalization", epsilon)
+
+    def build(self, input_shape):
+        axes = _axis_list(self.axis, len(input_shape), f"RMSNormalization '{self.name}'")
+        shape = tuple(input_shape[a] for a in axes)
+        if any(d is None for d in shape):
+            raise ValueError(f"RMSNormalization '{self.name}': the normalised axes {self.axis} must have known "
+                             f"sizes, received shape {tuple(input_shape)}")
+        self._axes = tuple(axes)
+        self._bshape = tuple(input_shape[i] if i in axes else 1 for i in range(axes[0], len(input_shape)))
+        self.scale = self.add_weight(name="scale", shape=shape, initializer="ones")
+        self.input_spec = InputSpec(ndim=len(input_shape), axes={a: input_shape[a] for a in axes})
+
+    def call(self, inputs):
+        rrms = ops.rsqrt(ops.add(ops.mean(ops.square(inputs), axis=self._axes, keepdims=True), self.epsilon))
+        return ops.multiply(ops.multiply(inputs, rrms), ops.reshape(self.scale, self._bshape))
+
+    def compute_output_shape(self, input_shape):
+        _axis_list(self.axis, len(input_shape), f"RMSNormalization '{self.name}'")
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon}
+
+
+class GroupNormalization(Layer):
+    """Normalises each sample over groups of channels: the `groups` groups of consecutive channels
+    along `axis` each get the mean and variance of their channels and of every other non-batch
+    axis. groups=-1 is instance normalisation (one group per channel), groups=1 layer
+    normalisation over all non-batch axes. Weights: [gamma, beta], one per channel."""
+
+    def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
+                 gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, **kwargs):
+        if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or (groups <= 0 and groups != -1):
+            raise ValueError(f"GroupNormalization: `groups` must be a positive integer (or -1 for instance "
+                             f"normalization), received groups={groups!r}")
+        super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+            raise ValueError(f"GroupNormalization: `axis` must be an int (the channel axis), received axis={axis!r}")
+        self.groups, self.axis = int(groups), int(axis)
+        self.epsilon = _epsilon("GroupNormalization", epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = _initializers.get(beta_initializer)
+        self.gamma_initializer = _initializers.get(gamma_initializer)
+        self.beta_regularizer = _regularizers.get(beta_regularizer)
+        self.gamma_regularizer = _regularizers.get(gamma_regularizer)
+        self.beta_constraint = _constraints.get(beta_constraint)
+        self.gamma_constraint = _constraints.get(gamma_constraint)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        nd = len(input_shape)
+        who = f"GroupNormalization '{self.name}'"
+        if nd < 2:
+            raise ValueError(f"{who}: expected inputs with a batch axis and a channel axis, received shape "
+                             f"{tuple(input_shape)}")
+        if not -nd <= self.axis < nd or self.axis % nd == 0:
+            raise ValueError(f"{who}: axis {self.axis} is not a channel axis of inputs of shape {tuple(input_shape)}; "
+                             f"expected an axis in 1..{nd - 1} (or -1..{-(nd - 1)})")
+        axis = self.axis % nd
+        dim = input_shape[axis]
+        if dim is None:
+            raise ValueError(f"{who}: axis {self.axis} of the input must have a known size, received shape "
+                             f"{tuple(input_shape)}")
+        if self.groups == -1:
+            self.groups = dim
+        if dim < self.groups:
+            raise ValueError(f"{who}: the number of groups ({self.groups}) cannot be more than the number of "
+                             f"channels ({dim}, axis {self.axis} of shape {tuple(input_shape)})")
+        if dim % self.groups:
+            raise ValueError(f"{who}: the number of channels ({dim}, axis {self.axis} of shape "
+                             f"{tuple(input_shape)}) must be a multiple of the number of groups ({self.groups})")
+        self._axis = axis
+        self.input_spec = InputSpec(ndim=nd, axes={axis: dim})
+        self.gamma = self.add_weight(name="gamma", shape=(dim,), initializer=self.gamma_initializer,
+                                     regularizer=self.gamma_regularizer,
+                                     constraint=self.gamma_constraint) if self.scale else None
+        self.beta = self.add_weight(name="beta", shape=(dim,), initializer=self.beta_initializer,
+                                    regularizer=self.beta_regularizer,
+                                    constraint=self.beta_constraint) if self.center else None
+
+    def call(self, inputs):
+        a, g = self._axis, self.groups
+        shape = inputs.shape
+        per = shape[a] // g
+        grouped = ops.reshape(inputs, shape[:a] + (g, per) + shape[a + 1:])   # groups on axis a
+        axes = tuple(i for i in range(1, len(shape) + 1) if i != a)
+        mean, var = ops.moments(grouped, axes=axes, keepdims=True)
+        inv = ops.rsqrt(ops.add(var, self.epsilon))
+        bshape = (1,) * a + (g, per) + (1,) * (len(shape) - a - 1)
+        if self.gamma is not None:
+            inv = ops.multiply(inv, ops.reshape(self.gamma, bshape))
+        res = ops.multiply(ops.negative(mean), inv)
+        if self.beta is not None:
+            res = ops.add(res, ops.reshape(self.beta, bshape))
+        return ops.reshape(ops.add(ops.multiply(grouped, inv), res), shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups, "axis": self.axis, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale,
+                "beta_initializer": _initializers.serialize(self.beta_initializer),
                 "gamma_initializer": _initializers.serialize(self.gamma_initializer),
                 "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
                 "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),

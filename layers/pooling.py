@@ -1,6 +1,6 @@
 """Pooling layers (channels-last): max and average pooling, and their global forms."""
 from .. import ops
-from .convolutional import _conv_len, normalize_tuple
+from .convolutional import _conv_len, normalize_tuple, run_op
 from .layer import InputSpec, Layer
 
 
@@ -23,7 +23,7 @@ class _Pool(Layer):
 
     def call(self, inputs):
         f = ops.max_pool if self.op == "max" else ops.average_pool
-        return f(inputs, pool_size=self.pool_size, strides=self.strides, padding=self.padding)
+        return run_op(self, f, inputs, pool_size=self.pool_size, strides=self.strides, padding=self.padding)
 
     def compute_output_shape(self, input_shape):
         spatial = tuple(_conv_len(input_shape[1 + i], self.pool_size[i], self.strides[i], 1, self.padding)
@@ -65,7 +65,7 @@ class _GlobalPool(Layer):
     def call(self, inputs):
         axes = tuple(range(1, self.rank + 1))
         f = ops.mean if self.op == "avg" else ops.max
-        return f(inputs, axis=axes, keepdims=self.keepdims)
+        return run_op(self, f, inputs, axis=axes, keepdims=self.keepdims)
 
     def compute_output_shape(self, input_shape):
         if self.keepdims:

@@ -1,25 +1,45 @@
-"""Recurrent layers: SimpleRNN, LSTM and GRU, with Keras 3's arguments, weights and semantics.
+"""Recurrent layers with Keras 3's arguments, weights and semantics: the generic `RNN(cell)`, the
+cells `SimpleRNNCell`, `LSTMCell`, `GRUCell`, `StackedRNNCells`, and the layers `SimpleRNN`,
+`LSTM`, `GRU` (an RNN around their cell).
 
-Each layer holds a cell sub-layer in `cell` (SimpleRNNCell, LSTMCell, GRUCell) that owns the
-weights `kernel`, `recurrent_kernel`, `bias` (in that order, Keras's shapes), so weight paths
-("lstm/lstm_cell/kernel") and weight files match Keras's. The whole sequence runs in one fused
-C++ op (`ops.lstm`, `ops.gru`, `ops.simple_rnn`), which needs Keras's default activations:
-tanh, and sigmoid for the gates.
+A cell is any layer (or object) with `state_size` (an int, or a list: one entry per state tensor),
+optionally `output_size`, and `call(inputs, states, training=None)` returning
+`(output, new_states)` for one step; optionally `get_initial_state(batch_size)`. `RNN` runs it
+over the time axis, with Keras's masks, initial states, `go_backwards`, `return_state` and
+`stateful`:
 
-    x = Input(shape=(None, 8))
-    seq, h, c = LSTM(32, return_sequences=True, return_state=True)(x)
+    cell = LSTMCell(32)                      # weights kernel, recurrent_kernel, bias (Keras's)
+    seq, h, c = RNN(cell, return_sequences=True, return_state=True)(x)
+    y = RNN([GRUCell(16), GRUCell(8)])(x)    # a list of cells is a StackedRNNCells
 
-`call(inputs, mask=None, training=None, initial_state=None)`: `mask` (batch, timesteps) marks the
-steps to use (a masked step keeps the states and repeats the previous output); dropout and
-recurrent_dropout apply in training only, one mask per sequence for all steps, as in Keras.
+Two ways to run a sequence:
+- fused: one C++ op for the whole sequence (`ops.lstm`, `ops.gru`, `ops.simple_rnn`), for a
+  built-in cell (exactly SimpleRNNCell, LSTMCell or GRUCell, not a subclass) with Keras's default
+  activations (tanh, and sigmoid for the gates), GRU's reset_after=True, and dropout masks of
+  the shapes the op takes (in training: no recurrent dropout and implementation=2 for the LSTM
+  and GRU). It computes what the per-step cell computes.
+- per step: any other cell or configuration (activation="relu", recurrent_activation=
+  "hard_sigmoid", reset_after=False, recurrent dropout, user cells) runs the cell's `call` once
+  per time step, in a Python loop of lamina ops.
+
+Masks (batch, timesteps), as Keras 3's JAX backend computes them: a masked step keeps every state
+and outputs the previous output, taken as the first state (the last cell's first state for
+stacked cells); with `zero_output_for_mask=True` it outputs zeros. Where the first state is not
+output-shaped (a user cell whose output differs in size from its first state) the previous
+output is repeated (zeros before the first step), as Keras's TensorFlow backend does.
+Dropout (training only): one mask per sequence reused at every step, as Keras's cells draw
+them (`DropoutRNNCell`); with recurrent_dropout the LSTM and GRU draw one mask per gate.
 `stateful=True` carries the last states of a batch over as the initial states of the next one
-(reset with `reset_states()`). The initial states can also come in the inputs list,
+(`reset_states()` sets them to zeros, as Keras's `reset_state`). The initial states can also come in the inputs list,
 `layer([sequence, h, c])` (Keras 2's form): in a functional model that is how states computed by
 other layers (an encoder's) reach a decoder, since the graph records a layer's inputs only.
 
-Differences from Keras: `unroll` is accepted and has no effect (the fused op is always used);
-with `recurrent_dropout` the LSTM and GRU draw one recurrent mask shared by all gates (Keras
-draws one per gate).
+Differences from Keras: `unroll` only keeps Keras's check that the number of time steps is known
+(the per-step loop is always the unrolled one); `use_cudnn` chooses the fused op ("auto": when it
+applies; True: required, an error otherwise; False: never), as it chooses cuDNN in Keras. With
+`return_state`, a stacked cell's states come back in the structure of its `state_size` (a GRU
+cell's state as a tensor, not a one-element list), which is the structure Keras's
+`compute_output_shape` gives.
 """
 import numpy as np
 
@@ -36,8 +56,6 @@ from ..backend.validation import positive_int as _positive_int
 from .layer import InputSpec, Layer
 
 
-
-
 def _rate(layer, arg, value):
     try:
         v = float(value)
@@ -49,38 +67,146 @@ def _rate(layer, arg, value):
     return v
 
 
-def _fused_activation(layer, arg, value, want):
-    """Resolves an activation and checks it is the one the fused kernel computes."""
-    fn = _activations.get(value)
-    if fn is not getattr(_activations, want):
-        name = value if isinstance(value, str) or value is None else _activations.serialize(fn)
-        raise ValueError(f"{layer}: only {arg}='{want}' is implemented (the recurrence runs as one fused kernel "
-                         f"with Keras's default activations), received {arg}={name!r}. Use the default, or "
-                         f"write the step with ops in a custom layer.")
-    return fn
+def _activation(layer, arg, value):
+    try:
+        return _activations.get(value)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"{layer}: `{arg}`: {e}") from None
 
 
-# ---- cells -----------------------------------------------------------------------------------
+def _float(x):
+    x = x if isinstance(x, Tensor) else ops.convert_to_tensor(x)
+    return x if x.dtype == dtypes.FLOAT32 else ops.cast(x, "float32")
 
-class _Cell(Layer):
+
+# ---- nested state structures (lists of lists of tensors, or of sizes) --------------------------
+
+def _nested(x):
+    return isinstance(x, (list, tuple))
+
+
+def _flatten(x):
+    return [leaf for v in x for leaf in _flatten(v)] if _nested(x) else [x]
+
+
+def _pack(template, leaves):
+    """`leaves` in the list structure of `template`."""
+    it = iter(leaves)
+
+    def go(t):
+        return [go(v) for v in t] if _nested(t) else next(it)
+    return go(template)
+
+
+def _describe(cell):
+    return f"{type(cell).__name__}" + (f" '{cell.name}'" if isinstance(getattr(cell, "name", None), str) else "")
+
+
+def _check_cell(who, cell):
+    """Raises ValueError unless `cell` has a `call` method and a valid `state_size`."""
+    if cell is None or not callable(getattr(cell, "call", None)):
+        raise ValueError(f"{who}: a cell needs a `call(inputs, states, training=None)` method that returns "
+                         f"(output, new_states) for one time step, received cell={cell!r}")
+    size = getattr(cell, "state_size", None)
+    if size is None:
+        raise ValueError(f"{who}: the cell {_describe(cell)} has no `state_size` attribute. A cell declares the "
+                         "sizes of its states: an integer for one state tensor of shape (batch, size), or a list "
+                         "of integers, one per state tensor. Set it in the cell's __init__, e.g. "
+                         "`self.state_size = units`")
+
+    def ok(s):
+        if _nested(s):
+            return len(s) > 0 and all(ok(v) for v in s)
+        return isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
+    if not ok(size):
+        raise ValueError(f"{who}: the `state_size` of the cell {_describe(cell)} must be a positive integer or a "
+                         f"non-empty list of positive integers (one per state tensor), received {size!r}")
+
+
+def _cell_output_size(cell):
+    size = getattr(cell, "output_size", None)
+    if size is None:
+        size = _flatten(cell.state_size)[0]
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise ValueError(f"The `output_size` of the cell {_describe(cell)} must be an integer, received {size!r}")
+    return int(size)
+
+
+def _call_cell(cell, inputs, states, training):
+    """One step of `cell`, through Layer.__call__ for layers (which builds and resolves `training`)."""
+    fn = cell if callable(cell) else cell.call
+    if isinstance(cell, Layer):
+        return fn(inputs, states, training=training)
+    import inspect
+    try:
+        takes = "training" in inspect.signature(cell.call).parameters
+    except (TypeError, ValueError):
+        takes = False
+    return fn(inputs, states, training=training) if takes else fn(inputs, states)
+
+
+# ---- dropout masks, as Keras's DropoutRNNCell ----------------------------------------------------
+
+class DropoutRNNCell:
+    """Mixin for cells with `dropout`, `recurrent_dropout` and `seed_generator` (Keras's
+    DropoutRNNCell): one mask per sequence, drawn at the first step and reused at every step
+    until `reset_dropout_mask()` / `reset_recurrent_dropout_mask()` (the RNN layer resets them
+    around each call). With `dropout_mask_count = n` each is a list of n masks (one per gate)."""
+
+    def _create_dropout_mask(self, step_input, rate):
+        ones = ops.ones(step_input.shape)
+        count = getattr(self, "dropout_mask_count", None)
+        seed = getattr(self, "seed_generator", None)
+        if count is None:
+            return ops.dropout(ones, rate, seed=seed)
+        return [ops.dropout(ones, rate, seed=seed) for _ in range(count)]
+
+    def get_dropout_mask(self, step_input):
+        if getattr(self, "_dropout_mask", None) is None and self.dropout > 0:
+            self._dropout_mask = self._create_dropout_mask(step_input, self.dropout)
+        return getattr(self, "_dropout_mask", None)
+
+    def get_recurrent_dropout_mask(self, step_input):
+        if getattr(self, "_recurrent_dropout_mask", None) is None and self.recurrent_dropout > 0:
+            self._recurrent_dropout_mask = self._create_dropout_mask(step_input, self.recurrent_dropout)
+        return getattr(self, "_recurrent_dropout_mask", None)
+
+    def reset_dropout_mask(self):
+        self._dropout_mask = None
+
+    def reset_recurrent_dropout_mask(self):
+        self._recurrent_dropout_mask = None
+
+
+def _project(x, w, mask, gates):
+    """x @ w, x multiplied by its dropout mask first (a list: one mask per gate's column block)."""
+    if mask is None:
+        return ops.matmul(x, w)
+    if not isinstance(mask, list):
+        return ops.matmul(x * mask, w)
+    blocks = ops.split(w, gates, axis=1)
+    return ops.concatenate([ops.matmul(x * m, b) for m, b in zip(mask, blocks)], axis=-1)
+
+
+# ---- cells ---------------------------------------------------------------------------------------
+
+class _Cell(DropoutRNNCell, Layer):
     """What the three cells share: arguments, weights, config. G = gates (4 LSTM, 3 GRU, 1 RNN)."""
 
     G = 1
-    _layer = "SimpleRNNCell"
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
                  kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None, kernel_constraint=None,
                  recurrent_constraint=None, bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
                  **kwargs):
-        kwargs.pop("implementation", None)  # Keras's choice of matmul grouping: one fused kernel here
+        implementation = kwargs.pop("implementation", 2)
         super().__init__(**kwargs)
         who = type(self).__name__
         self.units = _positive_int(who, "units", units)
-        self.activation = _fused_activation(who, "activation", activation, "tanh")
+        self.activation = _activation(who, "activation", activation)
         if self.G > 1:
-            self.recurrent_activation = _fused_activation(who, "recurrent_activation", recurrent_activation,
-                                                          "sigmoid")
+            self.recurrent_activation = _activation(who, "recurrent_activation", recurrent_activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _initializers.get(kernel_initializer)
         self.recurrent_initializer = _initializers.get(recurrent_initializer)
@@ -97,6 +223,14 @@ class _Cell(Layer):
             raise ValueError(f"{who}: `seed` must be an integer or None, received seed={seed!r}")
         self.seed = seed
         self.seed_generator = SeedGenerator(seed) if seed is not None else None
+        if self.G > 1:
+            # Keras's choice of matmul grouping; 1 (forced by recurrent_dropout) draws one dropout
+            # mask per gate. Keras 2's 0 computes as 2.
+            if implementation not in (0, 1, 2) or isinstance(implementation, bool):
+                raise ValueError(f"{who}: `implementation` must be 1 or 2, received implementation={implementation!r}")
+            self.implementation = 1 if self.recurrent_dropout else implementation
+            if self.implementation == 1:
+                self.dropout_mask_count = self.G
         self.state_size = self.units
         self.output_size = self.units
 
@@ -123,16 +257,23 @@ class _Cell(Layer):
                                     constraint=self.bias_constraint) if self.use_bias else None
 
     def get_initial_state(self, batch_size=None):
-        n = 2 if self.G == 4 else 1
-        return [ops.zeros((batch_size, self.units)) for _ in range(n)]
+        return [ops.zeros((batch_size, d)) for d in _flatten(self.state_size)]
 
     def call(self, inputs, states, training=None):
-        """One step: inputs (batch, features), states [h] ([h, c] for the LSTM) -> (h, new states).
-        (Dropout is not applied here: the RNN layers apply it to whole sequences.)"""
-        states = list(states) if isinstance(states, (list, tuple)) else [states]
-        x = ops.expand_dims(_float(inputs), 1)
-        outs = _run(self, x, states, None, False, None, None)
-        return outs[1], list(outs[1:])
+        """One step: inputs (batch, features), states [h] ([h, c] for the LSTM) -> (h, new states),
+        the states as a list when they came as one (Keras's convention)."""
+        nested = _nested(states)
+        sts = [_float(s) for s in (states if nested else [states])]
+        n = len(_flatten(self.state_size))
+        if len(sts) != n:
+            raise ValueError(f"{type(self).__name__} '{self.name}': expected {n} state tensor(s) "
+                             f"({'[h, c]' if n == 2 else '[h]'}, each of shape (batch, {self.units})), "
+                             f"received {len(sts)}")
+        x = _float(inputs)
+        dp = self.get_dropout_mask(x) if training and self.dropout > 0 else None
+        rdp = self.get_recurrent_dropout_mask(sts[0]) if training and self.recurrent_dropout > 0 else None
+        output, new = self._step(x, sts, dp, rdp)
+        return output, (new if nested or len(new) > 1 else new[0])
 
     def get_config(self):
         config = {"units": self.units, "activation": _activations.serialize(self.activation)}
@@ -157,7 +298,9 @@ class _Cell(Layer):
 
 
 class SimpleRNNCell(_Cell):
-    """The cell of SimpleRNN: h = tanh(x @ kernel + h_prev @ recurrent_kernel + bias)."""
+    """The cell of SimpleRNN: h = activation(x @ kernel + bias + h_prev @ recurrent_kernel).
+
+    Weights: kernel (features, units), recurrent_kernel (units, units), bias (units,)."""
 
     G = 1
 
@@ -165,11 +308,23 @@ class SimpleRNNCell(_Cell):
         if "recurrent_activation" in kwargs:
             raise TypeError("SimpleRNNCell: unrecognized keyword argument 'recurrent_activation' (a SimpleRNN has "
                             "no gates)")
+        kwargs.pop("implementation", None)  # Keras 2's SimpleRNN took it; one matmul each way here
         super().__init__(units, activation=activation, **kwargs)
+
+    def _step(self, x, states, dp, rdp):
+        z = _project(x, self.kernel, dp, 1)
+        if self.bias is not None:
+            z = z + self.bias
+        h = self.activation(z + _project(states[0], self.recurrent_kernel, rdp, 1))
+        return h, [h]
 
 
 class LSTMCell(_Cell):
-    """The cell of LSTM: gates i, f, c, o in the kernels' column blocks (Keras's order)."""
+    """The cell of LSTM: gates i, f, c, o in the kernels' column blocks (Keras's order).
+
+    Weights: kernel (features, 4 * units), recurrent_kernel (units, 4 * units), bias (4 * units,).
+    States [h, c]:  i, f, o = recurrent_activation(.), c = f * c_prev + i * activation(.),
+    h = o * activation(c). `unit_forget_bias=True` starts the forget gate's bias at 1."""
 
     G = 4
 
@@ -189,35 +344,161 @@ class LSTMCell(_Cell):
             return np.concatenate(parts).astype(np.float32)
         return init
 
+    def _step(self, x, states, dp, rdp):
+        h_prev, c_prev = states
+        z = _project(x, self.kernel, dp, 4) + _project(h_prev, self.recurrent_kernel, rdp, 4)
+        if self.bias is not None:
+            z = z + self.bias
+        zi, zf, zc, zo = ops.split(z, 4, axis=-1)
+        act, ract = self.activation, self.recurrent_activation
+        c = ract(zf) * c_prev + ract(zi) * act(zc)
+        h = ract(zo) * act(c)
+        return h, [h, c]
+
     def get_config(self):
         return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}
 
 
 class GRUCell(_Cell):
-    """The cell of GRU (reset_after=True): gates z, r, h; bias (2, 3 * units) = [input; recurrent]."""
+    """The cell of GRU: gates z, r, h in the kernels' column blocks (Keras's order).
+
+    reset_after=True (Keras 3's default, the cuDNN-compatible variant): bias (2, 3 * units) =
+    [input bias; recurrent bias], hh = activation(x K_h + b_h + r * (h R_h + b'_h)).
+    reset_after=False: bias (3 * units,), hh = activation(x K_h + b_h + (r * h) R_h).
+    h_new = z * h + (1 - z) * hh."""
 
     G = 3
 
     def __init__(self, units, reset_after=True, **kwargs):
-        if not reset_after:
-            raise ValueError("GRUCell: only reset_after=True (Keras 3's default, the cuDNN-compatible variant) is "
-                             "implemented, received reset_after=False")
         super().__init__(units, **kwargs)
-        self.reset_after = True
+        self.reset_after = bool(reset_after)
 
     def _bias_shape(self):
-        return (2, 3 * self.units)
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def _step(self, x, states, dp, rdp):
+        h_prev = states[0]
+        U = self.units
+        bias = self.bias
+        if bias is not None and self.reset_after:
+            b_in, b_rec = ops.unstack(bias, axis=0)
+        else:
+            b_in, b_rec = bias, None
+        mx = _project(x, self.kernel, dp, 3)
+        if b_in is not None:
+            mx = mx + b_in
+        x_z, x_r, x_h = ops.split(mx, 3, axis=-1)
+        if self.reset_after:
+            mi = _project(h_prev, self.recurrent_kernel, rdp, 3)
+            if b_rec is not None:
+                mi = mi + b_rec
+            r_z, r_r, r_h = ops.split(mi, 3, axis=-1)
+        else:
+            k_zr, k_h = ops.split(self.recurrent_kernel, [2 * U], axis=1)
+            r_z, r_r = ops.split(_project(h_prev, k_zr, rdp[:2] if isinstance(rdp, list) else rdp, 2), 2, axis=-1)
+        z = self.recurrent_activation(x_z + r_z)
+        r = self.recurrent_activation(x_r + r_r)
+        if self.reset_after:
+            hh = self.activation(x_h + r * r_h)
+        else:
+            h_h = h_prev if rdp is None else h_prev * (rdp[2] if isinstance(rdp, list) else rdp)
+            hh = self.activation(x_h + ops.matmul(r * h_h, k_h))
+        h = z * h_prev + (1.0 - z) * hh
+        return h, [h]
 
     def get_config(self):
         return {**super().get_config(), "reset_after": self.reset_after}
 
 
-def _float(x):
-    return x if x.dtype == dtypes.FLOAT32 else ops.cast(x, "float32")
+class StackedRNNCells(Layer):
+    """Cells run one after the other at each step, as one cell (Keras's StackedRNNCells): the
+    output of a cell is the input of the next; the states are one entry per cell."""
+
+    def __init__(self, cells, **kwargs):
+        super().__init__(**kwargs)
+        if not _nested(cells) or not cells:
+            raise ValueError(f"StackedRNNCells: `cells` must be a non-empty list of RNN cells, received {cells!r}")
+        for cell in cells:
+            _check_cell("StackedRNNCells", cell)
+        self.cells = list(cells)
+
+    @property
+    def state_size(self):
+        return [c.state_size for c in self.cells]
+
+    @property
+    def output_size(self):
+        return _cell_output_size(self.cells[-1])
+
+    def get_initial_state(self, batch_size=None):
+        out = []
+        for cell in self.cells:
+            fn = getattr(cell, "get_initial_state", None)
+            if fn is not None:
+                out.append(fn(batch_size=batch_size))
+            elif _nested(cell.state_size):
+                out.append([ops.zeros((batch_size, d)) for d in cell.state_size])
+            else:
+                out.append(ops.zeros((batch_size, cell.state_size)))
+        return out
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for cell in self.cells:
+            if isinstance(cell, Layer) and not cell.built:
+                cell._maybe_build(shape)
+            shape = (shape[0], _cell_output_size(cell))
+
+    def call(self, inputs, states, training=None):
+        if not _nested(states) or len(states) != len(self.cells):
+            n = len(states) if _nested(states) else 1
+            raise ValueError(f"StackedRNNCells '{self.name}': expected one state entry per cell ({len(self.cells)}), "
+                             f"received {n}")
+        new_states = []
+        for cell, st in zip(self.cells, states):
+            was_list = _nested(st)
+            inputs, st = _call_cell(cell, inputs, list(st) if was_list else [st], training)
+            if not _nested(st):
+                st = [st]
+            new_states.append(list(st) if was_list or len(st) > 1 else st[0])
+        return inputs, new_states
+
+    def get_config(self):
+        from .serialization import serialize
+        return {**super().get_config(), "cells": [serialize(c) for c in self.cells]}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from .serialization import deserialize
+        config = dict(config)
+        cells = [deserialize(c, custom_objects) if isinstance(c, dict) else c for c in config.pop("cells")]
+        return cls(cells, **config)
 
 
-def _run(cell, x, states, mask, go_backwards, in_drop, rec_drop):
-    """The fused op for `cell` on x (B, T, F): (outputs, *last states)."""
+# ---- the fused sequence ops ------------------------------------------------------------------------
+
+_FUSED_CELLS = (SimpleRNNCell, LSTMCell, GRUCell)
+
+
+def _fused_ok(cell, training):
+    """Whether the fused op computes what `cell`'s per-step call computes (see the module docstring)."""
+    if type(cell) not in _FUSED_CELLS or cell.activation is not _activations.tanh:
+        return False
+    if cell.G > 1 and cell.recurrent_activation is not _activations.sigmoid:
+        return False
+    if isinstance(cell, GRUCell) and not cell.reset_after:
+        return False
+    # the op takes one (batch, features) input mask and one (batch, units) recurrent mask
+    return not (training and getattr(cell, "dropout_mask_count", None) and (cell.dropout or cell.recurrent_dropout))
+
+
+def _run_fused(cell, x, states, mask, go_backwards, training):
+    """The fused op for `cell` on x (B, T, F): (outputs in processing order, *last states)."""
+    B, _, F = x.shape
+    in_drop = cell.get_dropout_mask(ops.ones((B, F))) if training and cell.dropout > 0 else None
+    rec_drop = cell.get_recurrent_dropout_mask(ops.ones((B, cell.units))) if training and cell.recurrent_dropout > 0 \
+        else None
+    states = states if states is not None else [None, None]
     kw = dict(mask=mask, go_backwards=go_backwards, input_dropout=in_drop, recurrent_dropout=rec_drop)
     if isinstance(cell, LSTMCell):
         return ops.lstm(x, states[0], states[1], cell.kernel, cell.recurrent_kernel, cell.bias, **kw)
@@ -226,30 +507,46 @@ def _run(cell, x, states, mask, go_backwards, in_drop, rec_drop):
     return ops.simple_rnn(x, states[0], cell.kernel, cell.recurrent_kernel, cell.bias, **kw)
 
 
-# ---- layers ----------------------------------------------------------------------------------
+# ---- layers --------------------------------------------------------------------------------------
 
-class _RNN(Layer):
-    """The sequence layer around a cell (Keras's RNN base): return_sequences / return_state,
-    go_backwards, stateful, masks, initial states and dropout."""
+def _reset_dropout_masks(cell):
+    if isinstance(cell, DropoutRNNCell):
+        cell.reset_dropout_mask()
+        cell.reset_recurrent_dropout_mask()
+    for c in getattr(cell, "cells", None) or ():
+        _reset_dropout_masks(c)
 
-    _cell_class = SimpleRNNCell
-    _cell_name = "simple_rnn_cell"
-    _cell_args = ()  # cell-specific __init__ arguments (beyond _Cell's)
 
-    def __init__(self, units, return_sequences=False, return_state=False, go_backwards=False, stateful=False,
-                 unroll=False, zero_output_for_mask=False, activity_regularizer=None, use_cudnn="auto", **kwargs):
-        layer_kw = {k: kwargs.pop(k) for k in ("name", "trainable", "dtype", "input_shape", "batch_input_shape",
-                                               "input_dim", "batch_size", "input_length") if k in kwargs}
-        super().__init__(activity_regularizer=activity_regularizer, **layer_kw)
-        if use_cudnn not in ("auto", True, False):
-            raise ValueError(f"{type(self).__name__}: `use_cudnn` must be 'auto', True or False, received {use_cudnn!r}")
-        try:
-            self.cell = self._cell_class(units, name=self._cell_name, dtype=layer_kw.get("dtype"),
-                                         trainable=layer_kw.get("trainable", True), **kwargs)
-        except TypeError as e:
-            raise TypeError(str(e).replace(self._cell_class.__name__, type(self).__name__)) from None
-        except ValueError as e:
-            raise ValueError(str(e).replace(self._cell_class.__name__, type(self).__name__)) from None
+def _set_paths(layer, prefix):
+    """Keras's weight paths for a cell inside an RNN: rnn/lstm_cell/kernel,
+    rnn/stacked_rnn_cells/gru_cell/bias."""
+    base = f"{prefix}/{layer.name}"
+    for w in layer._own_weights:
+        w._path = f"{base}/{w.name}"
+    for sub in layer._layers:
+        _set_paths(sub, base)
+
+
+class RNN(Layer):
+    """Runs a cell over the time axis of (batch, timesteps, ...) inputs (Keras 3's RNN).
+
+    `cell`: an RNN cell, or a list of cells (stacked with StackedRNNCells). Returns the last
+    output (batch, output_size), or with `return_sequences=True` all of them (batch, timesteps,
+    output_size), in processing order (reversed time with `go_backwards`); with
+    `return_state=True`, `[output, *last states]`. Call with `initial_state=` (a list of tensors,
+    one per state: flat, or nested one entry per cell for stacked cells), `mask=` (batch,
+    timesteps) and `training=` (passed to the cell). See the module docstring."""
+
+    _ndim = None  # the input rank, when it is fixed
+
+    def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False, stateful=False,
+                 unroll=False, zero_output_for_mask=False, **kwargs):
+        who = type(self).__name__
+        if _nested(cell):
+            cell = StackedRNNCells(list(cell))
+        _check_cell(who, cell)
+        super().__init__(**kwargs)
+        self.cell = cell
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
@@ -257,37 +554,60 @@ class _RNN(Layer):
         self.unroll = bool(unroll)
         self.zero_output_for_mask = bool(zero_output_for_mask)
         self.supports_masking = True
-        self.input_spec = InputSpec(ndim=3)
+        self.input_spec = InputSpec(min_ndim=3)
         object.__setattr__(self, "states", None)  # stateful: Variables, not weights (as in Keras)
 
-    # Keras exposes the cell's arguments on the layer
-    def __getattr__(self, name):
-        cell = self.__dict__.get("cell")
-        if cell is not None and (name in _CELL_ATTRS or name in self._cell_args):
-            return getattr(cell, name)
-        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
-
     @property
-    def _n_states(self):
-        return 2 if isinstance(self.cell, LSTMCell) else 1
+    def state_size(self):
+        """The cell's state sizes as a list (one entry per state; per cell for stacked cells)."""
+        size = self.cell.state_size
+        return list(size) if _nested(size) else [size]
+
+    def _output_size(self):
+        return _cell_output_size(self.cell)
 
     def build(self, input_shape):
         input_shape = _sequence_shape(input_shape)
-        if len(input_shape) != 3:
-            raise ValueError(f"{type(self).__name__} '{self.name}': expected inputs of shape (batch, timesteps, "
-                             f"features), received shape {input_shape}")
-        self.cell.build((input_shape[0], input_shape[-1]))
-        self.cell.built = True
-        for w in self.cell.weights:  # Keras's paths: lstm/lstm_cell/kernel
-            w._path = f"{self.name}/{self.cell.name}/{w.name}"
-        self.input_spec = InputSpec(ndim=3, axes={-1: input_shape[-1]})
+        who = f"{type(self).__name__} '{self.name}'"
+        if len(input_shape) < 3 or self._ndim and len(input_shape) != self._ndim:
+            raise ValueError(f"{who}: expected inputs of shape (batch, timesteps, features), received shape "
+                             f"{input_shape}")
+        if self.unroll and input_shape[1] is None:
+            raise ValueError(f"{who}: cannot unroll an RNN whose number of time steps is unknown (input shape "
+                             f"{input_shape}). Give the Input a time dimension (Input(shape=(timesteps, "
+                             "features))), or pass unroll=False")
+        step_shape = (input_shape[0],) + tuple(input_shape[2:])
+        if isinstance(self.cell, Layer):
+            if not self.cell.built:
+                self.cell._maybe_build(step_shape)
+            _set_paths(self.cell, self.name)
+        self.input_spec = InputSpec(ndim=len(input_shape), axes={-1: input_shape[-1]})
         if self.stateful and input_shape[0] is not None:
             self._create_states(input_shape[0])
 
+    # -- states --
+    def get_initial_state(self, batch_size):
+        """The cell's initial states (zeros unless the cell's get_initial_state says otherwise), as a list."""
+        fn = getattr(self.cell, "get_initial_state", None)
+        if fn is None:
+            return _pack(self.state_size, [ops.zeros((batch_size, d)) for d in _flatten(self.state_size)])
+        states = fn(batch_size=batch_size)
+        return list(states) if _nested(states) else [states]
+
     def _create_states(self, batch):
-        states = [Variable(np.zeros((batch, self.cell.units), np.float32), trainable=False,
-                           name=f"{self.name}_state_{i}") for i in range(self._n_states)]
-        object.__setattr__(self, "states", states)
+        values = _flatten(self.get_initial_state(batch))
+        self._check_state_count(len(values), "the cell's get_initial_state returned")
+        states = [Variable(_float(v).numpy(), trainable=False, name=f"{self.name}_state_{i}")
+                  for i, v in enumerate(values)]
+        object.__setattr__(self, "states", _pack(self.state_size, states))
+
+    def _check_state_count(self, n, what):
+        sizes = _flatten(self.state_size)
+        if n != len(sizes):
+            shapes = ", ".join(f"(batch, {s})" for s in sizes)
+            raise ValueError(f"{type(self).__name__} '{self.name}': expected {len(sizes)} initial state tensor(s) "
+                             f"for the cell {_describe(self.cell)} (shapes {shapes}, from its state_size "
+                             f"{self.cell.state_size!r}), {what} {n}")
 
     def reset_states(self, states=None):
         """Zeroes the states of a stateful layer (or sets them to `states`, a list of arrays)."""
@@ -296,111 +616,213 @@ class _RNN(Layer):
                                  "stateful=True keep states to reset")
         if self.states is None:
             return
-        values = states if states is not None else [np.zeros(v.shape, np.float32) for v in self.states]
-        if not isinstance(values, (list, tuple)):
-            values = [values]
-        if len(values) != len(self.states):
-            raise ValueError(f"{type(self).__name__} '{self.name}': reset_states expected {len(self.states)} "
+        flat = _flatten(self.states)
+        values = [np.zeros(v.shape, np.float32) for v in flat] if states is None else \
+            _flatten(states if _nested(states) else [states])
+        if len(values) != len(flat):
+            raise ValueError(f"{type(self).__name__} '{self.name}': reset_states expected {len(flat)} "
                              f"arrays, received {len(values)}")
-        for v, a in zip(self.states, values):
+        for v, a in zip(flat, values):
             v.assign(a)
 
     reset_state = reset_states
 
-    def get_initial_state(self, batch_size):
-        return self.cell.get_initial_state(batch_size)
-
     def _initial_states(self, initial_state, B):
-        n = self._n_states
+        """The initial states in the structure of state_size, or None for the cell's defaults."""
         if initial_state is not None:
-            states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
-            if len(states) != n:
-                raise ValueError(f"{type(self).__name__} '{self.name}': expected {n} initial state tensor(s) "
-                                 f"({'[h, c]' if n == 2 else '[h]'}, each of shape (batch, {self.cell.units})), "
-                                 f"received {len(states)}")
-            return [_float(ops.convert_to_tensor(s)) for s in states]
+            leaves = _flatten(initial_state if _nested(initial_state) else [initial_state])
+            self._check_state_count(len(leaves), "received")
+            out = []
+            for i, (s, n) in enumerate(zip(leaves, _flatten(self.state_size))):
+                t = _float(s)
+                if t.shape != (B, n):
+                    raise ValueError(f"{type(self).__name__} '{self.name}': initial state {i} must have shape "
+                                     f"(batch, {n}) = {(B, n)} for inputs of batch size {B} and the cell's "
+                                     f"state_size {self.cell.state_size!r}, received shape {t.shape}")
+                out.append(t)
+            return _pack(self.state_size, out)
         if not self.stateful:
-            return [None] * n
-        if self.states[0].shape[0] != B:
-            raise ValueError(f"{type(self).__name__} '{self.name}' is stateful with batch size "
-                             f"{self.states[0].shape[0]}, but received inputs with batch size {B}. A stateful "
-                             f"layer needs the same batch size in every call (set it with "
-                             f"Input(batch_shape=...)); or call reset_states() after rebuilding")
+            return None
+        batch = _flatten(self.states)[0].shape[0]
+        if batch != B:
+            raise ValueError(f"{type(self).__name__} '{self.name}' is stateful with batch size {batch}, but "
+                             f"received inputs with batch size {B}. A stateful layer needs the same batch size in "
+                             "every call (set it with Input(batch_shape=...)); or call reset_states() after "
+                             "rebuilding")
         # copies: the variables are overwritten with the new states after this call, and the
         # backward pass still needs the values the forward pass used
-        return [ops.copy(v) for v in self.states]
+        return _pack(self.state_size, [ops.copy(v) for v in _flatten(self.states)])
 
-    def _dropout_masks(self, B, F, training):
-        cell = self.cell
-        if not training:
-            return None, None
-        def draw(rate, n):
-            return ops.dropout(ops.ones((B, n)), rate, seed=cell.seed_generator) if rate > 0 else None
-        return draw(cell.dropout, F), draw(cell.recurrent_dropout, cell.units)
+    # -- the loop --
+    def _use_fused(self, training):
+        return _fused_ok(self.cell, training)
 
-    def call(self, inputs, mask=None, training=None, initial_state=None):
-        if isinstance(inputs, (list, tuple)):  # [sequence, *initial states], as Keras 2 accepted
-            if initial_state is not None:
-                raise ValueError(f"{type(self).__name__} '{self.name}': initial states were passed both in the "
-                                 "inputs list and as initial_state=; pass them once")
-            inputs, initial_state = inputs[0], (list(inputs[1:]) or None)
-        x = _float(inputs)
-        if x.ndim != 3:
-            raise ValueError(f"{type(self).__name__} '{self.name}': expected inputs of shape (batch, timesteps, "
-                             f"features), received shape {x.shape}")
-        B, T, F = x.shape
-        if isinstance(mask, (list, tuple)):
-            mask = mask[0]
-        if mask is not None:
-            mask = ops.convert_to_tensor(mask)
-            if mask.ndim == 3 and mask.shape[-1] == 1:
-                mask = ops.reshape(mask, mask.shape[:2])
-        if self.stateful and self.states is None:
-            self._create_states(B)
-        states = self._initial_states(initial_state, B)
-        in_drop, rec_drop = self._dropout_masks(B, F, training)
-        outs = _run(self.cell, x, states, mask, self.go_backwards, in_drop, rec_drop)
+    def _fused(self, x, states, mask, training):
+        outs = _run_fused(self.cell, _float(x), states, mask, self.go_backwards, training)
         seq, last = outs[0], list(outs[1:])
-        if self.stateful:
-            with no_grad():
-                for v, s in zip(self.states, last):
-                    v.assign(s)
         if self.zero_output_for_mask and mask is not None:
             m = ops.cast(ops.flip(mask, axis=1) if self.go_backwards else mask, "float32")
             seq = ops.multiply(seq, ops.expand_dims(m, -1))
-            output = seq if self.return_sequences else seq[:, -1] if T > 0 else last[0]
+            last_output = seq[:, -1] if x.shape[1] > 0 else ops.zeros_like(last[0])
         else:
-            output = seq if self.return_sequences else last[0]
+            last_output = last[0]
+        return last_output, seq, last
+
+    def _masked_output(self, states, prev_output, shape):
+        """What a masked step outputs (Keras 3, JAX backend): zeros, or the first state (the last
+        cell's for stacked cells), or, when that is not output-shaped, the previous output."""
+        if self.zero_output_for_mask:
+            return ops.zeros(shape)
+        src = states[-1] if isinstance(self.cell, StackedRNNCells) or _nested(states[0]) else states
+        first = _flatten(src)[0]
+        if first.shape == tuple(shape):
+            return first
+        return prev_output if prev_output is not None else ops.zeros(shape)
+
+    def _check_step(self, output, new, states):
+        who = f"{type(self).__name__} '{self.name}'"
+        if not isinstance(output, Tensor):
+            raise ValueError(f"{who}: the cell {_describe(self.cell)} must return (output, new_states) with output a "
+                             f"tensor, received output={output!r}")
+        old = _flatten(states)
+        got = _flatten(new)
+        if len(got) != len(old):
+            raise ValueError(f"{who}: the cell {_describe(self.cell)} returned {len(got)} state tensor(s), expected "
+                             f"{len(old)} (its state_size is {self.cell.state_size!r})")
+        for i, (a, b) in enumerate(zip(old, got)):
+            if not isinstance(b, Tensor) or b.shape != a.shape:
+                raise ValueError(f"{who}: the cell {_describe(self.cell)} returned state {i} of shape "
+                                 f"{getattr(b, 'shape', type(b).__name__)}, expected {a.shape} (the shape it came in "
+                                 f"with, from its state_size {self.cell.state_size!r})")
+        if output.shape[-1] != self._output_size():
+            raise ValueError(f"{who}: the cell {_describe(self.cell)} returned outputs of shape {output.shape}, but "
+                             f"its output_size (or first state size, when it has no output_size) is "
+                             f"{self._output_size()}. Set `output_size` on the cell to the size of its output")
+
+    def _loop(self, x, states, mask, training):
+        """Runs the cell step by step: (last output, all outputs or None, last states)."""
+        B, T = x.shape[0], x.shape[1]
+        if states is None:
+            states = self.get_initial_state(B)
+            self._check_state_count(len(_flatten(states)), "the cell's get_initial_state returned")
+            states = _pack(states, [_float(s) for s in _flatten(states)])
+        steps = ops.unstack(x, axis=1) if T else []
+        masks = ops.unstack(mask, axis=1) if mask is not None and T else None
+        order = range(T - 1, -1, -1) if self.go_backwards else range(T)
+        outputs = []
+        prev = None
+        for i, t in enumerate(order):
+            out, new = _call_cell(self.cell, steps[t], states, training)
+            new = list(new) if _nested(new) else [new]
+            if i == 0:
+                self._check_step(out, new, states)
+            if masks is not None:
+                m = masks[t]
+                keep = {}
+
+                def where(a, b):  # a where the step is kept, else b
+                    nd = a.ndim
+                    if nd not in keep:
+                        keep[nd] = ops.reshape(m, (B,) + (1,) * (nd - 1))
+                    return ops.where(keep[nd], a, b)
+                out = where(out, self._masked_output(states, prev, out.shape))
+                new = _pack(new, [where(n, s) for n, s in zip(_flatten(new), _flatten(states))])
+            states = new
+            prev = out
+            outputs.append(out)
+        if outputs:
+            last_output = outputs[-1]
+            seq = ops.stack(outputs, axis=1) if self.return_sequences else None
+        else:  # no steps: what a fully masked sequence gives
+            shape = (B, self._output_size())
+            last_output = self._masked_output(states, None, shape)
+            seq = ops.zeros((B, 0, shape[1])) if self.return_sequences else None
+        return last_output, seq, states
+
+    def _mask(self, mask, B, T):
+        if mask is None:
+            return None
+        if _nested(mask):
+            mask = mask[0]
+            if mask is None:
+                return None
+        mask = ops.convert_to_tensor(mask)
+        if mask.ndim == 3 and mask.shape[-1] == 1:
+            mask = ops.reshape(mask, mask.shape[:2])
+        if mask.shape != (B, T):
+            raise ValueError(f"{type(self).__name__} '{self.name}': expected a mask of shape (batch, timesteps) = "
+                             f"{(B, T)}, received shape {mask.shape}")
+        return mask if mask.dtype == dtypes.BOOL else ops.not_equal(mask, 0)
+
+    def call(self, sequences, initial_state=None, mask=None, training=None):
+        if _nested(sequences):  # [sequence, *initial states], as Keras 2 accepted
+            if initial_state is not None:
+                raise ValueError(f"{type(self).__name__} '{self.name}': initial states were passed both in the "
+                                 "inputs list and as initial_state=; pass them once")
+            sequences, initial_state = sequences[0], (list(sequences[1:]) or None)
+        x = sequences if isinstance(sequences, Tensor) else ops.convert_to_tensor(sequences)
+        if x.ndim < 3:
+            raise ValueError(f"{type(self).__name__} '{self.name}': expected inputs of shape (batch, timesteps, "
+                             f"features), received shape {x.shape}")
+        B, T = x.shape[0], x.shape[1]
+        mask = self._mask(mask, B, T)
+        if self.stateful and self.states is None:
+            self._create_states(B)
+        states = self._initial_states(initial_state, B)
+        _reset_dropout_masks(self.cell)
+        try:
+            if self._use_fused(training):
+                last_output, seq, last = self._fused(x, states, mask, training)
+            else:
+                last_output, seq, last = self._loop(x, states, mask, training)
+        finally:
+            _reset_dropout_masks(self.cell)
+        last = _flatten(last)
+        if self.stateful:
+            with no_grad():
+                for v, s in zip(_flatten(self.states), last):
+                    v.assign(s)
+        output = seq if self.return_sequences else last_output
         if self.return_state:
-            return [output] + last
+            return [output] + _pack(self.state_size, last)
         return output
 
     def compute_output_shape(self, input_shape):
         input_shape = _sequence_shape(input_shape)
-        B, T, U = input_shape[0], input_shape[1] if len(input_shape) > 1 else None, self.cell.units
+        B, T = input_shape[0], input_shape[1] if len(input_shape) > 1 else None
+        U = self._output_size()
         out = (B, T, U) if self.return_sequences else (B, U)
         if self.return_state:
-            return [out] + [(B, U)] * self._n_states
+            return [out] + _pack(self.state_size, [(B, int(s)) for s in _flatten(self.state_size)])
         return out
 
     def compute_mask(self, inputs, mask=None):
-        if isinstance(mask, (list, tuple)):
+        if _nested(mask):
             mask = mask[0]
         out_mask = mask if self.return_sequences else None
         if self.return_state:
-            return [out_mask] + [None] * self._n_states
+            return [out_mask] + [None] * len(self.state_size)
         return out_mask
 
+    def _rnn_config(self):
+        return {**super().get_config(), "return_sequences": self.return_sequences, "return_state": self.return_state,
+                "go_backwards": self.go_backwards, "stateful": self.stateful, "unroll": self.unroll,
+                "zero_output_for_mask": self.zero_output_for_mask}
+
     def get_config(self):
-        cell_cfg = self.cell.get_config()
-        for k in ("name", "trainable", "dtype", "batch_input_shape"):
-            cell_cfg.pop(k, None)
-        config = {**super().get_config(),
-                  "return_sequences": self.return_sequences, "return_state": self.return_state,
-                  "go_backwards": self.go_backwards, "stateful": self.stateful, "unroll": self.unroll,
-                  "zero_output_for_mask": self.zero_output_for_mask, **cell_cfg,
-                  "activity_regularizer": _regularizers.serialize(self.activity_regularizer)}
-        return config
+        from .serialization import serialize
+        return {**self._rnn_config(), "cell": serialize(self.cell)}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from .serialization import deserialize
+        config = dict(config)
+        cell = config.pop("cell")
+        if isinstance(cell, dict):
+            cell = deserialize(cell, custom_objects)
+        elif _nested(cell):
+            cell = [deserialize(c, custom_objects) if isinstance(c, dict) else c for c in cell]
+        return cls(cell, **config)
 
 
 def _sequence_shape(shape):
@@ -413,11 +835,73 @@ def _sequence_shape(shape):
 _CELL_ATTRS = {"units", "activation", "recurrent_activation", "use_bias", "kernel_initializer",
                "recurrent_initializer", "bias_initializer", "kernel_regularizer", "recurrent_regularizer",
                "bias_regularizer", "kernel_constraint", "recurrent_constraint", "bias_constraint", "dropout",
-               "recurrent_dropout", "seed", "state_size", "output_size"}
+               "recurrent_dropout", "seed"}
+
+_LAYER_KEYS = ("name", "trainable", "dtype", "input_shape", "batch_input_shape", "input_dim", "batch_size",
+               "input_length")
 
 
-class SimpleRNN(_RNN):
-    """Fully connected RNN: h_t = tanh(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias).
+class _CellRNN(RNN):
+    """SimpleRNN / LSTM / GRU: an RNN that makes its own cell from the cell's arguments, with the
+    cell's arguments in its config (Keras's layout), run by the fused op when it applies."""
+
+    _ndim = 3
+    _cell_class = SimpleRNNCell
+    _cell_name = "simple_rnn_cell"
+    _cell_args = ()  # cell-specific __init__ arguments (beyond _Cell's)
+
+    def __init__(self, units, return_sequences=False, return_state=False, go_backwards=False, stateful=False,
+                 unroll=False, zero_output_for_mask=False, activity_regularizer=None, use_cudnn="auto", **kwargs):
+        layer_kw = {k: kwargs.pop(k) for k in _LAYER_KEYS if k in kwargs}
+        who = type(self).__name__
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(f"{who}: `use_cudnn` must be 'auto', True or False, received {use_cudnn!r}")
+        try:
+            cell = self._cell_class(units, name=self._cell_name, dtype=layer_kw.get("dtype"),
+                                    trainable=layer_kw.get("trainable", True), **kwargs)
+        except TypeError as e:
+            raise TypeError(str(e).replace(self._cell_class.__name__, who)) from None
+        except ValueError as e:
+            raise ValueError(str(e).replace(self._cell_class.__name__, who)) from None
+        super().__init__(cell, return_sequences=return_sequences, return_state=return_state,
+                         go_backwards=go_backwards, stateful=stateful, unroll=unroll,
+                         zero_output_for_mask=zero_output_for_mask, activity_regularizer=activity_regularizer,
+                         **layer_kw)
+        self.use_cudnn = use_cudnn
+        self.input_spec = InputSpec(ndim=3)
+
+    # Keras exposes the cell's arguments on the layer
+    def __getattr__(self, name):
+        cell = self.__dict__.get("cell")
+        if cell is not None and (name in _CELL_ATTRS or name in self._cell_args):
+            return getattr(cell, name)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def _use_fused(self, training):
+        if self.use_cudnn is False:
+            return False
+        ok = _fused_ok(self.cell, training)
+        if not ok and self.use_cudnn is True:
+            raise ValueError(f"{type(self).__name__} '{self.name}': use_cudnn=True requires the fused sequence "
+                             "kernel (lamina's stand-in for cuDNN), which needs activation='tanh', "
+                             "recurrent_activation='sigmoid', reset_after=True (GRU) and, in training, no "
+                             "recurrent_dropout. Pass use_cudnn='auto' to fall back to the per-step cell")
+        return ok
+
+    def get_config(self):
+        config = self._rnn_config()
+        cell_cfg = self.cell.get_config()
+        for k in ("name", "trainable", "dtype", "batch_input_shape"):
+            cell_cfg.pop(k, None)
+        return {**config, **cell_cfg, "activity_regularizer": _regularizers.serialize(self.activity_regularizer)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+class SimpleRNN(_CellRNN):
+    """Fully connected RNN: h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias).
 
     Weights (in the cell `simple_rnn_cell`): kernel (features, units), recurrent_kernel
     (units, units), bias (units,)."""
@@ -426,7 +910,7 @@ class SimpleRNN(_RNN):
     _cell_name = "simple_rnn_cell"
 
 
-class LSTM(_RNN):
+class LSTM(_CellRNN):
     """Long Short-Term Memory (Hochreiter 1997), Keras's formulation and weights.
 
     Weights (in the cell `lstm_cell`): kernel (features, 4 * units), recurrent_kernel
@@ -438,11 +922,13 @@ class LSTM(_RNN):
     _cell_args = ("unit_forget_bias",)
 
 
-class GRU(_RNN):
-    """Gated Recurrent Unit, Keras 3's default variant (reset_after=True, the cuDNN-compatible one).
+class GRU(_CellRNN):
+    """Gated Recurrent Unit, Keras 3's formulation and weights (reset_after=True by default, the
+    cuDNN-compatible variant; reset_after=False is Keras 2's original one).
 
     Weights (in the cell `gru_cell`): kernel (features, 3 * units), recurrent_kernel
-    (units, 3 * units), bias (2, 3 * units) = [input bias; recurrent bias], gates z, r, h."""
+    (units, 3 * units), bias (2, 3 * units) = [input bias; recurrent bias] ((3 * units,) with
+    reset_after=False), gates z, r, h."""
 
     _cell_class = GRUCell
     _cell_name = "gru_cell"

@@ -1,8 +1,13 @@
-"""Reshaping layers: Flatten, Reshape, Permute, RepeatVector."""
+"""Reshaping layers: Flatten, Reshape, Permute, RepeatVector, and the spatial ones: UpSampling1D/2D/3D,
+Cropping1D/2D/3D, ZeroPadding1D/3D (ZeroPadding2D lives in convolutional.py)."""
+import functools
+import operator
+
 import numpy as np
 
 from .. import ops
 from ..backend import validation
+from ..backend.tensor import convert_to_tensor
 from .layer import InputSpec, Layer
 
 
@@ -107,3 +112,325 @@ class RepeatVector(Layer):
 
     def get_config(self):
         return {**super().get_config(), "n": self.n}
+
+
+# ---- spatial layers: up-sampling, cropping, zero padding ------------------------------------------
+
+def standardize_data_format(who, data_format):
+    """Keras's `data_format`: None (-> "channels_last", Keras's default image_data_format),
+    "channels_last" or "channels_first", any case; else a ValueError naming the layer."""
+    if data_format is None:
+        return "channels_last"
+    f = data_format.lower() if isinstance(data_format, str) else data_format
+    if f not in ("channels_last", "channels_first"):
+        raise ValueError(f"{who}: `data_format` must be 'channels_last', 'channels_first' or None, received "
+                         f"data_format={data_format!r}")
+    return f
+
+
+def _int_tuple(who, arg, value, n, minimum):
+    """`value` (an int, or n ints) as a tuple of n ints >= minimum (Keras's standardize_tuple)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        value = (value,) * n
+    try:
+        out = tuple(operator.index(v) for v in value if not isinstance(v, (bool, np.bool_)))
+        ok = len(out) == len(value) == n
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{who}: `{arg}` must be an int or a tuple of {n} ints, received {arg}={value!r}")
+    if any(v < minimum for v in out):
+        what = "positive" if minimum == 1 else ">= 0"
+        raise ValueError(f"{who}: every entry of `{arg}` must be {what}, received {arg}={value!r}")
+    return out
+
+
+def _pairs(who, arg, value, rank):
+    """Keras's forms of a padding / cropping argument over `rank` spatial axes, as `rank` (before,
+    after) pairs of ints >= 0: an int (every side), `rank` entries each an int (both sides) or a
+    pair. ValueError naming the layer, the argument and the value otherwise."""
+    forms = (f"an int, a tuple of {rank} ints or a tuple of {rank} tuples of 2 ints" if rank > 1
+             else "an int or a tuple of 2 ints (before, after)")
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        value = (value,) * rank if rank > 1 else value
+    if rank == 1:
+        return (_checked_pair(who, arg, value, forms),)
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != rank:
+        raise ValueError(f"{who}: `{arg}` must be {forms}, received {arg}={value!r}")
+    return tuple(_checked_pair(who, arg, v, forms, whole=value) for v in value)
+
+
+def _checked_pair(who, arg, v, forms, whole=None):
+    whole = v if whole is None else whole
+    try:
+        return _int_tuple(who, arg, v, 2, 0)
+    except ValueError as e:
+        if ">= 0" in str(e):
+            raise ValueError(f"{who}: `{arg}` must not be negative, received {arg}={whole!r}") from None
+        raise ValueError(f"{who}: `{arg}` must be {forms}, received {arg}={whole!r}") from None
+
+
+def _no_data_format(who, kwargs):
+    if "data_format" in kwargs:
+        raise TypeError(f"{who}: unrecognized keyword argument 'data_format': {who} always takes (batch, steps, "
+                        "features), as Keras's; transpose channels-first inputs with Permute((2, 1)) first")
+
+
+class _Spatial(Layer):
+    """What the spatial reshaping layers share: `rank` spatial axes after the batch axis
+    (channels_last) or after the channel axis (channels_first), and an input spec of that rank.
+    Their outputs keep the input's dtype."""
+    rank = 2
+    has_data_format = True
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = standardize_data_format(type(self).__name__, data_format)
+        self.input_spec = InputSpec(ndim=self.rank + 2)
+
+    def _spatial_axes(self):
+        first = 2 if self.data_format == "channels_first" else 1
+        return tuple(range(first, first + self.rank))
+
+    def compute_output_dtype(self, in_dtypes):
+        return in_dtypes
+
+    def compute_output_shape(self, input_shape):
+        out = list(input_shape)
+        for i, ax in enumerate(self._spatial_axes()):
+            if out[ax] is not None:
+                out[ax] = self._out_size(i, out[ax], input_shape)
+        return tuple(out)
+
+    def get_config(self):
+        config = super().get_config()
+        return {**config, "data_format": self.data_format} if self.has_data_format else config
+
+
+# -- up-sampling --
+
+def _triangle(x):
+    return np.maximum(0.0, 1.0 - x)
+
+
+def _keys_cubic(x):   # Keys' cubic convolution kernel, a = -0.5
+    out = ((1.5 * x - 2.5) * x) * x + 1.0
+    out = np.where(x >= 1.0, ((-0.5 * x + 2.5) * x - 4.0) * x + 2.0, out)
+    return np.where(x >= 2.0, 0.0, out)
+
+
+def _lanczos(radius):
+    def kernel(x):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = radius * np.sin(np.pi * x) * np.sin(np.pi * x / radius) / (np.pi ** 2 * x ** 2)
+        return np.where(x > radius, 0.0, np.where(x > 1e-3, y, 1.0))
+    return kernel
+
+
+# interpolation -> (kernel radius, kernel), as jax.image.resize (Keras's ops.image.resize on JAX)
+_RESIZE_KERNELS = {"bilinear": (1, _triangle), "bicubic": (2, _keys_cubic), "lanczos3": (3, _lanczos(3)),
+                   "lanczos5": (5, _lanczos(5))}
+INTERPOLATIONS = ("nearest",) + tuple(_RESIZE_KERNELS)
+
+
+@functools.lru_cache(maxsize=64)
+def _resize_taps(n_in, factor, interpolation):
+    """How to resample an axis of n_in values to n_in * factor, as jax.image.resize does with
+    antialias off (what keras.ops.image.resize runs): output j samples the input at
+    (j + 0.5) / factor - 0.5 (half-pixel centres); the kernel's weights over the input samples
+    that exist are renormalised to sum to 1 (so the edges repeat the border value for bilinear).
+    Returns (input index per (output, tap), flattened; weights (n_out, taps) float32): index
+    arithmetic on the layer's arguments, done once on the host."""
+    radius, kernel = _RESIZE_KERNELS[interpolation]
+    n_out = n_in * factor
+    sample = (np.arange(n_out, dtype=np.float64) + 0.5) / factor - 0.5
+    idx = (np.floor(sample).astype(np.int64) - radius + 1)[:, None] + np.arange(2 * radius)[None, :]
+    w = np.where((idx >= 0) & (idx < n_in), kernel(np.abs(sample[:, None] - idx)), 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    w = np.where(np.abs(total) > 1000 * np.finfo(np.float32).eps, w / np.where(total != 0, total, 1.0), 0.0)
+    return np.clip(idx, 0, n_in - 1).reshape(-1), w.astype(np.float32)
+
+
+def resample_axis(x, axis, factor, interpolation):
+    """x resampled to `factor` times its size along `axis` with a separable interpolation kernel
+    ("bilinear", "bicubic", "lanczos3", "lanczos5"): one gather of the taps, a weighted sum over
+    them. Built from ops (take, multiply, sum), so it is differentiable in x."""
+    n = x.shape[axis]
+    if factor == 1 or n == 0:
+        return x
+    idx, w = _resize_taps(n, factor, interpolation)
+    taps = w.shape[1]
+    out_shape = x.shape[:axis] + (n * factor, taps) + x.shape[axis + 1:]
+    validation.check_alloc("resample_axis", out_shape, x.dtype, x.device)
+    g = ops.reshape(ops.take(x, idx, axis=axis), out_shape)
+    wt = convert_to_tensor(w.reshape((n * factor, taps) + (1,) * (x.ndim - axis - 1)), device=x.device)
+    return ops.sum(ops.multiply(g, wt), axis=axis + 1)
+
+
+class _UpSampling(_Spatial):
+    def __init__(self, size=2, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        self.size = _int_tuple(type(self).__name__, "size", size, self.rank, 1)
+
+    def _out_size(self, i, n, input_shape):
+        return n * self.size[i]
+
+    def call(self, inputs):
+        for ax, f in zip(self._spatial_axes(), self.size):
+            if f > 1:
+                inputs = ops.repeat(inputs, f, axis=ax)
+        return inputs
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
+class UpSampling1D(_UpSampling):
+    """Repeats each step `size` times along the steps axis: (batch, steps, features) ->
+    (batch, steps * size, features)."""
+    rank, has_data_format = 1, False
+
+    def __init__(self, size=2, **kwargs):
+        _no_data_format("UpSampling1D", kwargs)
+        if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)):
+            raise TypeError(f"UpSampling1D: `size` must be an integer, received size={size!r} of type "
+                            f"{type(size).__name__}")
+        if size <= 0:
+            raise ValueError(f"UpSampling1D: `size` must be a positive integer, received size={size}")
+        super().__init__(size=int(size), **kwargs)
+        self.size = int(size)
+
+    def _out_size(self, i, n, input_shape):
+        return n * self.size
+
+    def call(self, inputs):
+        return ops.repeat(inputs, self.size, axis=1) if self.size > 1 else inputs
+
+
+class UpSampling2D(_UpSampling):
+    """Scales rows and columns by `size` = (rows, cols): `interpolation="nearest"` repeats them;
+    "bilinear", "bicubic", "lanczos3" and "lanczos5" interpolate as keras.ops.image.resize (half-pixel
+    centres, no antialiasing)."""
+    rank = 2
+
+    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
+        super().__init__(size=size, data_format=data_format, **kwargs)
+        i = interpolation.lower() if isinstance(interpolation, str) else interpolation
+        if i not in INTERPOLATIONS:
+            raise ValueError(f"UpSampling2D: `interpolation` must be one of {INTERPOLATIONS}, received "
+                             f"interpolation={interpolation!r}")
+        self.interpolation = i
+
+    def compute_output_dtype(self, in_dtypes):
+        return in_dtypes if self.interpolation == "nearest" else self.dtype
+
+    def call(self, inputs):
+        if self.interpolation == "nearest":
+            return super().call(inputs)
+        if inputs.dtype != "float32":
+            inputs = ops.cast(inputs, "float32")
+        for ax, f in zip(self._spatial_axes(), self.size):
+            inputs = resample_axis(inputs, ax, f, self.interpolation)
+        return inputs
+
+    def get_config(self):
+        return {**super().get_config(), "interpolation": self.interpolation}
+
+
+class UpSampling3D(_UpSampling):
+    """Repeats the three spatial axes `size` = (d1, d2, d3) times."""
+    rank = 3
+
+    def __init__(self, size=(2, 2, 2), data_format=None, **kwargs):
+        super().__init__(size=size, data_format=data_format, **kwargs)
+
+
+# -- cropping --
+
+class _Cropping(_Spatial):
+    def __init__(self, cropping, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        self._crops = _pairs(type(self).__name__, "cropping", cropping, self.rank)
+        self.cropping = self._crops if self.rank > 1 else self._crops[0]   # Keras's attribute
+
+    def _out_size(self, i, n, input_shape):
+        b, e = self._crops[i]
+        if b + e >= n:
+            ax = self._spatial_axes()[i]
+            raise ValueError(f"{type(self).__name__} '{self.name}': cropping {self.cropping} "
+                             f"removes {b + e} of the {n} entries of axis {ax} of inputs of shape "
+                             f"{tuple(input_shape)}; at least one must remain. Reduce `cropping` or pass a "
+                             "larger input")
+        return n - b - e
+
+    def call(self, inputs):
+        key = [slice(None)] * inputs.ndim
+        for i, ax in enumerate(self._spatial_axes()):
+            b = self._crops[i][0]
+            key[ax] = slice(b, self._out_size(i, inputs.shape[ax], inputs.shape) + b)
+        return inputs[tuple(key)]
+
+    def get_config(self):
+        return {**super().get_config(), "cropping": self.cropping}
+
+
+class Cropping1D(_Cropping):
+    """Crops the steps axis: `cropping` = int or (start, end); (batch, steps, features) in and out."""
+    rank, has_data_format = 1, False
+
+    def __init__(self, cropping=(1, 1), **kwargs):
+        _no_data_format("Cropping1D", kwargs)
+        super().__init__(cropping, **kwargs)
+
+
+class Cropping2D(_Cropping):
+    """Crops rows and columns: int, (sym_rows, sym_cols) or ((top, bottom), (left, right))."""
+    rank = 2
+
+    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
+        super().__init__(cropping, data_format=data_format, **kwargs)
+
+
+class Cropping3D(_Cropping):
+    """Crops the three spatial axes: int, 3 ints or 3 (start, end) pairs."""
+    rank = 3
+
+    def __init__(self, cropping=((1, 1), (1, 1), (1, 1)), data_format=None, **kwargs):
+        super().__init__(cropping, data_format=data_format, **kwargs)
+
+
+# -- zero padding --
+
+class _ZeroPadding(_Spatial):
+    def __init__(self, padding, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        self._pads = _pairs(type(self).__name__, "padding", padding, self.rank)
+        self.padding = self._pads if self.rank > 1 else self._pads[0]   # Keras's attribute
+
+    def _out_size(self, i, n, input_shape):
+        return n + sum(self._pads[i])
+
+    def call(self, inputs):
+        widths = [(0, 0)] * inputs.ndim
+        for p, ax in zip(self._pads, self._spatial_axes()):
+            widths[ax] = p
+        return ops.pad(inputs, tuple(widths))
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+class ZeroPadding1D(_ZeroPadding):
+    """Pads the steps axis with zeros: `padding` = int or (start, end)."""
+    rank = 1
+
+    def __init__(self, padding=1, data_format=None, **kwargs):
+        super().__init__(padding, data_format=data_format, **kwargs)
+
+
+class ZeroPadding3D(_ZeroPadding):
+    """Pads the three spatial axes with zeros: int, 3 ints or 3 (start, end) pairs."""
+    rank = 3
+
+    def __init__(self, padding=((1, 1), (1, 1), (1, 1)), data_format=None, **kwargs):
+        super().__init__(padding, data_format=data_format, **kwargs)

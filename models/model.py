@@ -114,9 +114,12 @@ class Model(Trainer, Layer):
         from .saving import compile_from_config
         compile_from_config(self, config)
 
-    def summary(self, line_length=None, print_fn=None, **kwargs):
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False,
+                layer_range=None):
+        """Prints Keras 3's table of the model's layers (see models/summary.py for the options)."""
         from .summary import print_summary
-        print_summary(self, print_fn=print_fn or print)
+        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn,
+                      expand_nested=expand_nested, show_trainable=show_trainable, layer_range=layer_range)
 
 
 class Functional(Model):

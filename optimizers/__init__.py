@@ -8,14 +8,20 @@ from .adamax import Adamax
 from .ftrl import Ftrl
 from .lamb import Lamb
 from .lion import Lion
+from .loss_scale_optimizer import LossScaleOptimizer
+from .multi_optimizer import MultiOptimizer, OptimizerMap  # noqa: F401
+from .muon import Muon
 from .nadam import Nadam
 from .optimizer import Optimizer
 from .rmsprop import RMSprop
+from .schedule_free_adamw import ScheduleFreeAdamW
 from .sgd import SGD
 
-_ALL = (SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax, Nadam, Ftrl, Lion, Lamb, Adafactor)
+_ALL = (SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax, Nadam, Ftrl, Lion, Lamb, Adafactor, Muon,
+        ScheduleFreeAdamW)
 _BY_NAME = {c.__name__.lower(): c for c in _ALL}
-_CLASSES = {c.__name__: c for c in _ALL}
+# wrappers need their inner optimizer(s): by config only, not by a bare name
+_CLASSES = {c.__name__: c for c in _ALL + (LossScaleOptimizer, MultiOptimizer)}
 
 
 def get(identifier):

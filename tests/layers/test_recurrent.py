@@ -1,5 +1,6 @@
 """layers/recurrent.py: SimpleRNN, LSTM and GRU -- the layer harness, output shapes, states,
-masks, dropout, stateful layers, argument checks, and parity with Keras 3 (when installed)."""
+masks, dropout, stateful layers, other activations (the per-step path), argument checks, and
+parity with Keras 3 (when installed). The generic RNN(cell) is tested in test_rnn_generic.py."""
 import os
 
 import numpy as np
@@ -23,9 +24,15 @@ def _sig(x):
     return 0.5 * (1 + np.tanh(0.5 * x))
 
 
-def np_layer(cls, x, weights, mask=None, go_backwards=False, h0=None, c0=None):
+ACTS = {"tanh": np.tanh, "sigmoid": _sig, "relu": lambda v: np.maximum(v, 0.0),
+        "hard_sigmoid": lambda v: np.clip((v + 3.0) / 6.0, 0.0, 1.0), "softsign": lambda v: v / (1 + np.abs(v))}
+
+
+def np_layer(cls, x, weights, mask=None, go_backwards=False, h0=None, c0=None, activation="tanh",
+             recurrent_activation="sigmoid", reset_after=True):
     """numpy step loop of the layer's recurrence: (sequence in processing order, h, c)."""
     k, r, b = weights
+    tanh, sig = ACTS[activation], ACTS[recurrent_activation]
     B, T, _ = x.shape
     U = r.shape[0]
     h = np.zeros((B, U)) if h0 is None else h0.astype(np.float64)
@@ -35,15 +42,19 @@ def np_layer(cls, x, weights, mask=None, go_backwards=False, h0=None, c0=None):
         t = T - 1 - s if go_backwards else s
         if cls is LSTM:
             z = x[:, t] @ k + h @ r + b
-            i, f, g, o = _sig(z[:, :U]), _sig(z[:, U:2 * U]), np.tanh(z[:, 2 * U:3 * U]), _sig(z[:, 3 * U:])
+            i, f, g, o = sig(z[:, :U]), sig(z[:, U:2 * U]), tanh(z[:, 2 * U:3 * U]), sig(z[:, 3 * U:])
             cn = f * c + i * g
-            hn = o * np.tanh(cn)
+            hn = o * tanh(cn)
+        elif cls is GRU and not reset_after:
+            gx = x[:, t] @ k + b
+            z, rr = sig(gx[:, :U] + h @ r[:, :U]), sig(gx[:, U:2 * U] + h @ r[:, U:2 * U])
+            hn, cn = z * h + (1 - z) * tanh(gx[:, 2 * U:] + (rr * h) @ r[:, 2 * U:]), c
         elif cls is GRU:
             gx, gr = x[:, t] @ k + b[0], h @ r + b[1]
-            z, rr = _sig(gx[:, :U] + gr[:, :U]), _sig(gx[:, U:2 * U] + gr[:, U:2 * U])
-            hn, cn = z * h + (1 - z) * np.tanh(gx[:, 2 * U:] + rr * gr[:, 2 * U:]), c
+            z, rr = sig(gx[:, :U] + gr[:, :U]), sig(gx[:, U:2 * U] + gr[:, U:2 * U])
+            hn, cn = z * h + (1 - z) * tanh(gx[:, 2 * U:] + rr * gr[:, 2 * U:]), c
         else:
-            hn, cn = np.tanh(x[:, t] @ k + h @ r + b), c
+            hn, cn = tanh(x[:, t] @ k + h @ r + b), c
         if mask is not None:
             hn, cn = np.where(mask[:, t, None], hn, h), np.where(mask[:, t, None], cn, c)
         h, c = hn, cn
@@ -283,6 +294,83 @@ def test_fit_learns_a_sequence_task():
     assert model.evaluate(x, y, verbose=0) < first / 10
 
 
+# ---- other activations: the per-step cell instead of the fused kernel ----------------------------------
+
+OTHER = [(LSTM, {"activation": "relu", "recurrent_activation": "hard_sigmoid"}),
+         (LSTM, {"recurrent_activation": "tanh", "go_backwards": True}),
+         (GRU, {"reset_after": False}), (GRU, {"activation": "softsign", "reset_after": False, "use_bias": False}),
+         (GRU, {"recurrent_activation": "hard_sigmoid"}), (SimpleRNN, {"activation": "relu"})]
+
+
+@pytest.mark.parametrize("cls,kw", OTHER)
+def test_other_activations_match_numpy(cls, kw):
+    B, T, F, U = 3, 5, 4, 4
+    x = _x((B, T, F), 30)
+    mask = np.random.default_rng(31).random((B, T)) > 0.3
+    h0, c0 = _x((B, U), 32), _x((B, U), 33)
+    layer = cls(U, return_sequences=True, return_state=True, **kw)
+    layer(x)
+    assert not layer._use_fused(False) and not layer._use_fused(True)
+    rng = np.random.default_rng(34)
+    ws = [w + rng.standard_normal(w.shape).astype(np.float32) * 0.3 for w in layer.get_weights()]
+    layer.set_weights(ws)
+    ws = [w.astype(np.float64) for w in ws]
+    if len(ws) == 2:
+        ws.append(np.zeros(3 * U))
+    ref_kw = {k: kw[k] for k in ("activation", "recurrent_activation", "reset_after") if k in kw}
+    init = [h0, c0][:N_STATES[cls]]
+    for msk in (None, mask):
+        seq, h, c = np_layer(cls, x.astype(np.float64), ws, mask=msk, go_backwards=kw.get("go_backwards", False),
+                             h0=h0, c0=c0, **ref_kw)
+        outs = layer(x, initial_state=init, mask=msk)
+        for o, w in zip(outs, [seq, h, c]):
+            np.testing.assert_allclose(o.numpy(), w, atol=2e-5)
+    cfg = layer.get_config()
+    for k, v in ref_kw.items():
+        assert cfg[k] == v
+    assert cls.from_config(cfg).get_config() == cfg
+    with pytest.raises(ValueError, match=r"use_cudnn=True requires the fused sequence kernel"):
+        cls(U, use_cudnn=True, **kw)(x)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_use_cudnn_chooses_the_fused_kernel(cls):
+    x = _x((2, 5, 3), 35)
+    mask = np.array([[1, 1, 0, 1, 1], [1, 0, 0, 1, 0]], bool)
+    auto, fused, per_step = cls(4, return_sequences=True), cls(4, return_sequences=True, use_cudnn=True), \
+        cls(4, return_sequences=True, use_cudnn=False)
+    assert auto._use_fused(False) and fused._use_fused(False) and not per_step._use_fused(False)
+    auto(x)
+    for layer in (fused, per_step):
+        layer(x)
+        layer.set_weights(auto.get_weights())
+        np.testing.assert_allclose(layer(x, mask=mask).numpy(), auto(x, mask=mask).numpy(), atol=2e-6)
+    with lamina.GradientTape() as tape:
+        loss = ops.sum(per_step(x) ** 2)
+    g_step = tape.gradient(loss, per_step.trainable_weights)
+    with lamina.GradientTape() as tape:
+        loss = ops.sum(auto(x) ** 2)
+    for a, b in zip(g_step, tape.gradient(loss, auto.trainable_weights)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-5)
+    if cls is not SimpleRNN:  # recurrent dropout draws one mask per gate: the per-step cell in training
+        layer = cls(4, recurrent_dropout=0.2, use_cudnn=True)
+        layer(x)
+        with pytest.raises(ValueError, match="use_cudnn=True requires"):
+            layer(x, training=True)
+
+
+def test_fit_with_relu_lstm():
+    rng = np.random.default_rng(36)
+    x = rng.uniform(-1, 1, (48, 5, 1)).astype(np.float32)
+    y = x.sum(1)
+    model = lamina.Sequential([lamina.Input(shape=(None, 1)), GRU(8, reset_after=False, return_sequences=True),
+                               LSTM(8, activation="relu"), lamina.layers.Dense(1)])
+    model.compile(optimizer=lamina.optimizers.Adam(0.02), loss="mse")
+    first = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, batch_size=16, epochs=20, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < first / 5
+
+
 # ---- argument checks --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cls", LAYERS)
@@ -290,8 +378,8 @@ def test_argument_errors(cls):
     name = cls.__name__
     with pytest.raises(ValueError, match=rf"{name}: `units` must be a positive integer, received units=0"):
         cls(0)
-    with pytest.raises(ValueError, match=rf"{name}: only activation='tanh' is implemented.*received activation='relu'"):
-        cls(3, activation="relu")
+    with pytest.raises(ValueError, match="Unknown activation 'relux'"):
+        cls(3, activation="relux")
     with pytest.raises(ValueError, match=rf"{name}: `dropout` must be a number in \[0, 1\), received dropout=1.5"):
         cls(3, dropout=1.5)
     with pytest.raises(ValueError, match=rf"{name}: `recurrent_dropout` must be a number in \[0, 1\)"):
@@ -304,12 +392,11 @@ def test_argument_errors(cls):
         layer(np.zeros((2, 5), np.float32))
     with pytest.raises(ValueError, match=r"expected axis -1 of the input shape to have value 5, but received input with shape \(2, 4, 6\)"):
         layer(np.zeros((2, 4, 6), np.float32))
+    with pytest.raises(ValueError, match=rf"{name}: `use_cudnn` must be 'auto', True or False"):
+        cls(3, use_cudnn="yes")
     if cls is not SimpleRNN:
-        with pytest.raises(ValueError, match=rf"{name}: only recurrent_activation='sigmoid' is implemented.*'hard_sigmoid'"):
-            cls(3, recurrent_activation="hard_sigmoid")
-    if cls is GRU:
-        with pytest.raises(ValueError, match="only reset_after=True"):
-            GRU(3, reset_after=False)
+        with pytest.raises(ValueError, match=rf"{name}: `implementation` must be 1 or 2, received implementation=3"):
+            cls(3, implementation=3)
 
 
 # ---- parity with Keras 3 ------------------------------------------------------------------------------------
@@ -413,3 +500,30 @@ def test_keras_v3_weights_file():
         m = _file_models(lamina, LSTM, GRU, SimpleRNN)
         m.load_weights(os.path.join(d, "k.weights.h5"))
     np.testing.assert_allclose(m.predict(x, verbose=0), k.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("name,kw", [("LSTM", {"activation": "relu", "recurrent_activation": "hard_sigmoid"}),
+                                     ("GRU", {"reset_after": False}), ("GRU", {"activation": "softsign"}),
+                                     ("SimpleRNN", {"activation": "relu"})])
+def test_keras_other_activations_match(name, kw):
+    keras = _keras()
+    cls = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}[name]
+    x = _x((3, 6, 4), 37)
+    k = getattr(keras.layers, name)(5, return_sequences=True, return_state=True, go_backwards=True, **kw)
+    m = cls(5, return_sequences=True, return_state=True, go_backwards=True, **kw)
+    k(x)
+    m(x)
+    assert [w.shape for w in m.get_weights()] == [tuple(w.shape) for w in k.get_weights()]
+    rng = np.random.default_rng(38)
+    ws = [w + rng.standard_normal(w.shape).astype(np.float32) * 0.3 for w in k.get_weights()]
+    k.set_weights(ws)
+    m.set_weights(ws)
+    mask = rng.random((3, 6)) > 0.3
+    for msk in (None, mask):
+        for a, b in zip(k(x, mask=msk), m(x, mask=msk)):
+            np.testing.assert_allclose(b.numpy(), np.asarray(a), atol=5e-6)
+    cfg = {k_: v for k_, v in k.get_config().items() if k_ != "dtype"}
+    mcfg = m.get_config()
+    assert set(cfg) <= set(mcfg)
+    for key in ("activation", "recurrent_activation", "reset_after"):
+        assert cfg.get(key) == mcfg.get(key)

@@ -279,10 +279,10 @@ def test_errors_name_the_class_the_key_and_the_file(tmp_path):
     m.save(src)
 
     def rename(cfg):
-        cfg["config"]["layers"][1]["class_name"] = "EinsumDense"
+        cfg["config"]["layers"][1]["class_name"] = "NoSuchLayerClass"
     bad = str(tmp_path / "unknown_class.keras")
     _rewrite_config(src, bad, rename)
-    with pytest.raises(ValueError, match=r"unknown_class\.keras.*Unknown layer class 'EinsumDense'"):
+    with pytest.raises(ValueError, match=r"unknown_class\.keras.*Unknown layer class 'NoSuchLayerClass'"):
         lamina.models.load_model(bad)
 
     def add_key(cfg):

@@ -1,0 +1,651 @@
+"""Image preprocessing layers, as Keras 3's: Resizing, CenterCrop, RandomCrop, RandomFlip,
+RandomRotation, RandomZoom, RandomTranslation, RandomContrast.
+
+Inputs are one image (rank 3) or a batch (rank 4), channels_last unless `data_format` says
+otherwise; outputs are float32 (Resizing keeps integer inputs integer, rounded, as Keras does).
+
+Resampling works on whole batches with ops: a resize is, per spatial axis, two `take`s and a
+weighted sum (nearest: one `take`; bicubic, lanczos and antialiasing: a (in, out) weight matrix
+contracted with `tensordot`), with the sample positions and weights of JAX's `image.resize`,
+which Keras's JAX backend uses. The random affine layers (rotation, zoom, translation) map every
+output pixel to an input position through a per-image 3x3 matrix (Keras's layout
+[a0, a1, a2, b0, b1, b2, c0, c1]: x_in = a0*x + a1*y + a2, y_in = b0*x + b1*y + b2) and sample
+it as `jax.scipy.ndimage.map_coordinates` does (order 0 rounds half away from zero, order 1 is
+bilinear; fill modes "reflect", "wrap", "nearest" fold the index, "constant" gives `fill_value`
+to every tap outside the image) with one flat `take` per tap over the whole batch.
+
+The random layers draw from a `SeedGenerator(seed)`: a seeded layer repeats its sequence of
+augmentations. Like Keras they act when `training` is true; a call that does not say (`layer(x)`,
+`model(x)`) counts as training, as Keras's `call(..., training=True)` signature makes it;
+`fit` trains, and `predict` / `evaluate` / `training=False` run the inference path (the identity,
+except RandomCrop, which then crops the largest centred window of the target aspect ratio and
+resizes it to (height, width), as its documentation says).
+"""
+import math
+import numbers
+
+import numpy as np
+
+from .. import ops
+from ..backend import dtypes
+from ..backend.device import device as device_scope
+from ..backend.random import SeedGenerator
+from .layer import InputSpec, Layer
+
+_RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "lanczos3", "lanczos5")
+_AFFINE_INTERPOLATIONS = ("nearest", "bilinear")
+_FILL_MODES = ("reflect", "wrap", "constant", "nearest")
+
+
+# ---- argument checks ---------------------------------------------------------------------------
+
+def _data_format(who, value):
+    if value is None:
+        return "channels_last"
+    f = value.lower() if isinstance(value, str) else value
+    if f not in ("channels_last", "channels_first"):
+        raise ValueError(f"{who}: `data_format` must be 'channels_last', 'channels_first' or None, received "
+                         f"data_format={value!r}")
+    return f
+
+
+def _size(who, name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{who}: `{name}` must be a positive integer (pixels), received {name}={value!r}")
+    return int(value)
+
+
+def _choice(who, name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{who}: `{name}` must be one of {allowed}, received {name}={value!r}")
+    return value
+
+
+def _number(who, name, value):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{who}: `{name}` must be a finite number, received {name}={value!r}")
+    return value
+
+
+def _seed(who, seed):
+    if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))):
+        raise ValueError(f"{who}: `seed` must be an integer or None, received seed={seed!r}")
+    return None if seed is None else int(seed)
+
+
+def _range_factor(who, name, factor, low, high, low_open=False):
+    """RandomZoom / RandomTranslation factors: a number f (-> (-|f|, |f|)) or a pair (sorted),
+    each value in [low, high] ((low, high] when low_open), as Keras checks them."""
+    def check(v):
+        v = _number(who, name, v)
+        if v > high or (v <= low if low_open else v < low):
+            bracket = "(" if low_open else "["
+            raise ValueError(f"{who}: `{name}` must be a number or a pair of numbers in {bracket}{low}, {high}], "
+                             f"received {name}={factor!r}")
+        return v
+    if isinstance(factor, (tuple, list)):
+        if len(factor) != 2:
+            raise ValueError(f"{who}: `{name}` must be a number or a pair (lower, upper), received {name}={factor!r}")
+        lower, upper = sorted(check(v) for v in factor)
+        return lower, upper
+    f = abs(check(factor))
+    return -f, f
+
+
+def _base_factor(who, factor, bounds):
+    """Keras's BaseImagePreprocessingLayer._set_factor (RandomRotation, RandomContrast): a number
+    f -> (max(-|f|, bounds[0]), |f|), a pair -> sorted."""
+    msg = (f"{who}: `factor` must be a number (or a list of two numbers) in the range [{bounds[0]}, {bounds[1]}], "
+           f"received factor={factor!r}")
+    if isinstance(factor, (tuple, list)):
+        if len(factor) != 2:
+            raise ValueError(msg)
+        lo, hi = (_number(who, "factor", v) for v in factor)
+        if lo > bounds[1] or hi < bounds[0]:
+            raise ValueError(msg)
+        return tuple(sorted((lo, hi)))
+    try:
+        f = _number(who, "factor", factor)
+    except ValueError:
+        raise ValueError(msg) from None
+    if f < bounds[0] or f > bounds[1]:
+        raise ValueError(msg)
+    f = abs(f)
+    return max(-f, bounds[0]), f
+
+
+# ---- layout: every layer works on float32 NHWC batches ------------------------------------------
+
+def _to_nhwc(layer, x):
+    """(batch in NHWC, whether the input was one image)."""
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{type(layer).__name__} '{layer.name}': expected an image of rank 3 (height, width, "
+                         f"channels) or a batch of rank 4, received input of shape {x.shape}")
+    single = x.ndim == 3
+    if single:
+        x = ops.expand_dims(x, 0)
+    if layer.data_format == "channels_first":
+        x = ops.transpose(x, (0, 2, 3, 1))
+    return x, single
+
+
+def _from_nhwc(layer, x, single):
+    if layer.data_format == "channels_first":
+        x = ops.transpose(x, (0, 3, 1, 2))
+    return ops.squeeze(x, 0) if single else x
+
+
+def _float(x):
+    return x if x.dtype == dtypes.FLOAT32 else ops.cast(x, dtypes.FLOAT32)
+
+
+def _with_hw(input_shape, data_format, height, width):
+    shape = list(input_shape)
+    if len(shape) not in (3, 4):
+        raise ValueError(f"expected an input shape of rank 3 or 4 (an image or a batch), received {tuple(shape)}")
+    h_ax, w_ax = (-2, -1) if data_format == "channels_first" else (-3, -2)
+    shape[h_ax], shape[w_ax] = height, width
+    return tuple(shape)
+
+
+# ---- resizing ------------------------------------------------------------------------------------
+
+def _triangle(x):
+    return np.maximum(0.0, 1.0 - np.abs(x))
+
+
+def _keys_cubic(x):
+    out = ((1.5 * x - 2.5) * x) * x + 1.0
+    out = np.where(x >= 1.0, ((-0.5 * x + 2.5) * x - 4.0) * x + 2.0, out)
+    return np.where(x >= 2.0, 0.0, out)
+
+
+def _lanczos(radius):
+    def kernel(x):
+        y = radius * np.sin(np.pi * x) * np.sin(np.pi * x / radius)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(x > 1e-3, y / np.where(x != 0, np.pi ** 2 * x ** 2, 1), 1.0)
+        return np.where(x > radius, 0.0, out)
+    return kernel
+
+
+_KERNELS = {"bilinear": _triangle, "bicubic": _keys_cubic, "lanczos3": _lanczos(3.0), "lanczos5": _lanczos(5.0)}
+
+
+def _sample_positions(n_in, n_out):
+    """Input positions of the output pixel centres (half-pixel convention), in float32 as JAX."""
+    inv_scale = np.float32(1.0) / np.float32(n_out / n_in)
+    return (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * inv_scale - np.float32(0.5), inv_scale
+
+
+def _weight_matrix(n_in, n_out, interpolation, antialias):
+    """(n_in, n_out) resampling weights, as jax.image's compute_weight_mat (a function of the
+    sizes only: constants, like index arrays)."""
+    sample, inv_scale = _sample_positions(n_in, n_out)
+    kernel_scale = max(float(inv_scale), 1.0) if antialias else 1.0
+    x = np.abs(sample[None, :].astype(np.float64) - np.arange(n_in)[:, None]) / kernel_scale
+    w = _KERNELS[interpolation](x)
+    total = w.sum(axis=0, keepdims=True)
+    w = np.where(np.abs(total) > 1000.0 * np.finfo(np.float32).eps, w / np.where(total != 0, total, 1), 0.0)
+    inside = (sample >= -0.5) & (sample <= n_in - 0.5)
+    return np.where(inside[None, :], w, 0.0).astype(np.float32)
+
+
+def _resize_axis(x, axis, n_out, interpolation, antialias):
+    n_in = x.shape[axis]
+    if n_in == n_out:
+        return x
+    if interpolation == "nearest":
+        pos = (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * np.float32(n_in) / np.float32(n_out)
+        return ops.take(x, np.floor(pos).astype(np.int64), axis=axis)
+    if interpolation == "bilinear" and not (antialias and n_out < n_in):
+        # two taps per output pixel: the triangle kernel with its weights renormalised at the
+        # borders is the position clamped to [0, n_in - 1]
+        sample, _ = _sample_positions(n_in, n_out)
+        s = np.clip(sample, 0, n_in - 1)
+        i0 = np.floor(s).astype(np.int64)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        shape = [1] * x.ndim
+        shape[axis] = n_out
+        w1 = (s - i0).astype(np.float32).reshape(shape)
+        return ops.add(ops.multiply(ops.take(x, i0, axis=axis), 1.0 - w1), ops.multiply(ops.take(x, i1, axis=axis), w1))
+    w = _weight_matrix(n_in, n_out, interpolation, antialias)
+    out = ops.tensordot(x, w, axes=([axis], [0]))       # the resized axis comes last
+    return ops.moveaxis(out, -1, axis)
+
+
+def resize_images(x, height, width, interpolation="bilinear", antialias=False):
+    """Resizes a float NHWC batch to (height, width)."""
+    x = _resize_axis(x, 1, height, interpolation, antialias)
+    return _resize_axis(x, 2, width, interpolation, antialias)
+
+
+def _aspect_crop_box(h, w, target_h, target_w):
+    """Keras's largest centred (top, left, height, width) window with the target's aspect ratio."""
+    crop_h = max(min(h, int(float(w * target_h) / target_w)), 1)
+    crop_w = max(min(w, int(float(h * target_w) / target_h)), 1)
+    return int(float(h - crop_h) / 2), int(float(w - crop_w) / 2), crop_h, crop_w
+
+
+def _smart_resize(x, height, width):
+    """keras.utils.smart_resize on a float NHWC batch: the centred aspect-ratio crop, resized."""
+    top, left, ch, cw = _aspect_crop_box(x.shape[1], x.shape[2], height, width)
+    return resize_images(x[:, top:top + ch, left:left + cw, :], height, width)
+
+
+# ---- affine sampling (map_coordinates over the batch) --------------------------------------------
+
+def _round_half_away(v):
+    return ops.multiply(ops.sign(v), ops.floor(ops.add(ops.abs(v), 0.5)))
+
+
+def _fold(idx, size, fill_mode):
+    """Input indices for out-of-image positions (JAX's index fixers; int32 tensors)."""
+    if fill_mode == "nearest":
+        return ops.clip(idx, 0, size - 1)
+    if fill_mode == "wrap":
+        return ops.mod(idx, size)
+    if fill_mode == "reflect":       # half-sample symmetric: ... b a | a b c d | d c ...
+        n = 2 * size + 1
+        s = n - 1
+        m = ops.abs(ops.subtract(ops.mod(ops.add(ops.add(ops.multiply(idx, 2), 1), s), 2 * s), s))
+        return ops.floor_divide(ops.subtract(m, 1), 2)
+    return idx                       # constant: the caller masks the taps outside the image
+
+
+def affine_transform(images, transform, interpolation="bilinear", fill_mode="reflect", fill_value=0.0):
+    """Samples a float NHWC batch at the positions `transform` ((batch, 8) float32 tensor,
+    Keras's layout) maps each output pixel to."""
+    b, h, w, c = images.shape
+    if b == 0:
+        return images
+    t = [ops.reshape(transform[:, i], (b, 1, 1)) for i in range(6)]
+    xs = np.arange(w, dtype=np.float32).reshape(1, 1, w)
+    ys = np.arange(h, dtype=np.float32).reshape(1, h, 1)
+    x_in = ops.add(ops.add(ops.multiply(t[0], xs), ops.multiply(t[1], ys)), t[2])
+    y_in = ops.add(ops.add(ops.multiply(t[3], xs), ops.multiply(t[4], ys)), t[5])
+
+    def taps(coord):
+        if interpolation == "nearest":
+            return [(ops.cast(_round_half_away(coord), dtypes.INT32), None)]
+        low = ops.floor(coord)
+        upper = ops.subtract(coord, low)
+        i0 = ops.cast(low, dtypes.INT32)
+        return [(i0, ops.subtract(1.0, upper)), (ops.add(i0, 1), upper)]
+
+    flat = ops.reshape(images, (b * h * w, c))
+    base = (np.arange(b, dtype=np.int32) * (h * w)).reshape(b, 1, 1)
+    out = None
+    for iy, wy in taps(y_in):
+        for ix, wx in taps(x_in):
+            fy, fx = _fold(iy, h, fill_mode), _fold(ix, w, fill_mode)
+            if fill_mode == "constant":
+                valid = ops.logical_and(ops.logical_and(ops.greater_equal(iy, 0), ops.less(iy, h)),
+                                        ops.logical_and(ops.greater_equal(ix, 0), ops.less(ix, w)))
+                fy, fx = ops.clip(fy, 0, h - 1), ops.clip(fx, 0, w - 1)
+            vals = ops.take(flat, ops.add(ops.add(ops.multiply(fy, w), fx), base), axis=0)
+            if fill_mode == "constant":
+                vals = ops.where(ops.expand_dims(valid, -1), vals, float(fill_value))
+            if wy is not None:
+                vals = ops.multiply(vals, ops.expand_dims(ops.multiply(wy, wx), -1))
+            out = vals if out is None else ops.add(out, vals)
+    return out
+
+
+# ---- layers ------------------------------------------------------------------------------------------
+
+class _ImageLayer(Layer):
+    """Shared by the image layers: `data_format`, rank-3/4 inputs, float32 outputs."""
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = _data_format(type(self).__name__, data_format)
+        self.input_spec = InputSpec(min_ndim=3, max_ndim=4)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def compute_output_dtype(self, input_dtypes):
+        return dtypes.FLOAT32
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
+
+
+class Resizing(_ImageLayer):
+    """Resizes images to (height, width), as Keras's Resizing.
+
+    interpolation: "bilinear" (default), "nearest", "bicubic", "lanczos3" or "lanczos5".
+    crop_to_aspect_ratio: first crop the largest centred window with the target aspect ratio.
+    pad_to_aspect_ratio: first pad (with `fill_value`) evenly on both sides to that ratio.
+    antialias: widen the kernel when downsampling (no effect with "nearest", as in Keras).
+    Float inputs give float32; integer inputs are resampled in float, rounded and clipped back
+    to their dtype, as Keras does."""
+
+    def __init__(self, height, width, interpolation="bilinear", crop_to_aspect_ratio=False, pad_to_aspect_ratio=False,
+                 fill_mode="constant", fill_value=0.0, antialias=False, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        who = "Resizing"
+        self.height, self.width = _size(who, "height", height), _size(who, "width", width)
+        self.interpolation = _choice(who, "interpolation", interpolation, _RESIZE_INTERPOLATIONS)
+        self.crop_to_aspect_ratio, self.pad_to_aspect_ratio = bool(crop_to_aspect_ratio), bool(pad_to_aspect_ratio)
+        if self.crop_to_aspect_ratio and self.pad_to_aspect_ratio:
+            raise ValueError(f"{who}: only one of `crop_to_aspect_ratio` and `pad_to_aspect_ratio` can be True")
+        self.fill_mode = _choice(who, "fill_mode", fill_mode, ("constant",))
+        self.fill_value = _number(who, "fill_value", fill_value)
+        self.antialias = bool(antialias)
+
+    def call(self, inputs):
+        with device_scope(inputs.device):    # new tensors (indices, weights) go where the images are
+            return self._resize(inputs)
+
+    def _resize(self, inputs):
+        x, single = _to_nhwc(self, inputs)
+        in_dtype = x.dtype
+        x = _float(x)
+        _, h, w, c = x.shape
+        if self.crop_to_aspect_ratio:
+            top, left, ch, cw = _aspect_crop_box(h, w, self.height, self.width)
+            x = x[:, top:top + ch, left:left + cw, :]
+        elif self.pad_to_aspect_ratio:
+            pad_h = max(h, int(float(w * self.height) / self.width))
+            pad_w = max(w, int(float(h * self.width) / self.height))
+            top, left = int(float(pad_h - h) / 2), int(float(pad_w - w) / 2)
+            fill = float(self.fill_value)
+            if top > 0:
+                x = ops.pad(x, ((0, 0), (top, top), (0, 0), (0, 0)), constant_values=fill)
+            elif left > 0:
+                x = ops.pad(x, ((0, 0), (0, 0), (left, left), (0, 0)), constant_values=fill)
+        y = resize_images(x, self.height, self.width, self.interpolation, self.antialias)
+        if dtypes.is_int(in_dtype):
+            info = np.iinfo(dtypes.to_numpy_dtype(in_dtype))
+            y = ops.cast(ops.clip(ops.round(y), float(info.min), float(info.max)), in_dtype)
+        return _from_nhwc(self, y, single)
+
+    def compute_output_shape(self, input_shape):
+        return _with_hw(input_shape, self.data_format, self.height, self.width)
+
+    def compute_output_dtype(self, input_dtypes):
+        return input_dtypes if isinstance(input_dtypes, str) and dtypes.is_int(input_dtypes) else dtypes.FLOAT32
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width,
+                "interpolation": self.interpolation, "crop_to_aspect_ratio": self.crop_to_aspect_ratio,
+                "pad_to_aspect_ratio": self.pad_to_aspect_ratio, "fill_mode": self.fill_mode,
+                "fill_value": self.fill_value, "antialias": self.antialias}
+
+
+class CenterCrop(_ImageLayer):
+    """Crops the central (height, width) window; an image smaller than that on either side is
+    instead cropped to the target aspect ratio and resized (bilinear), as Keras's CenterCrop."""
+
+    def __init__(self, height, width, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        self.height, self.width = _size("CenterCrop", "height", height), _size("CenterCrop", "width", width)
+
+    def call(self, inputs):
+        with device_scope(inputs.device):
+            x, single = _to_nhwc(self, inputs)
+            return _from_nhwc(self, self._crop(_float(x)), single)
+
+    def _crop(self, x):
+        _, h, w, _ = x.shape
+        if h >= self.height and w >= self.width:
+            top, left = (h - self.height) // 2, (w - self.width) // 2
+            return x[:, top:top + self.height, left:left + self.width, :]
+        return _smart_resize(x, self.height, self.width)
+
+    def compute_output_shape(self, input_shape):
+        return _with_hw(input_shape, self.data_format, self.height, self.width)
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width}
+
+
+class _RandomLayer(_ImageLayer):
+    """A seeded image augmentation: `seed` and its SeedGenerator."""
+
+    def __init__(self, seed=None, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        self.seed = _seed(type(self).__name__, seed)
+        self.generator = SeedGenerator(self.seed)
+
+    def _uniform(self, shape, low, high):
+        """Uniform in [low, high); exactly `low` when the range is empty (a fixed factor)."""
+        if high <= low:
+            return ops.full(shape, float(low))
+        return ops.uniform(shape, float(low), float(high), seed=self.generator)
+
+    def call(self, inputs, training=True):
+        if training is None:       # Keras's call signature defaults `training` to True
+            training = True
+        with device_scope(inputs.device):    # random draws and constants go where the images are
+            x, single = _to_nhwc(self, inputs)
+            return _from_nhwc(self, self._augment(x, bool(training)), single)
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+class RandomCrop(_RandomLayer):
+    """Crops a random (height, width) window, at one place for the whole batch, as Keras's.
+
+    Training, with an input larger than the target on both sides: the window's top-left corner
+    is uniform. Otherwise (an input no larger on a side during training), Keras's path: the
+    window starts at the centred aspect-ratio crop's corner and what it holds is resized to
+    (height, width). Inference crops the largest centred window with the target aspect ratio and
+    resizes it (bilinear), which is Keras's documented behaviour (and tf.keras's smart_resize).
+    Keras 3.15's implementation returns the input unchanged at inference instead, contradicting
+    its documentation and its own output shape (keras-team/keras#21868, an open bug); lamina
+    keeps the output shape (height, width) in both modes, so a model built on it also predicts."""
+
+    def __init__(self, height, width, seed=None, data_format=None, name=None, **kwargs):
+        super().__init__(seed=seed, data_format=data_format, name=name, **kwargs)
+        self.height, self.width = _size("RandomCrop", "height", height), _size("RandomCrop", "width", width)
+        if self.seed is None:      # Keras saves a concrete seed for RandomCrop (make_default_seed)
+            self.seed = int(np.random.randint(1, int(1e9)))
+
+    def _augment(self, x, training):
+        x = _float(x)
+        _, h, w, _ = x.shape
+        if not training:
+            return x if (h, w) == (self.height, self.width) else _smart_resize(x, self.height, self.width)
+        if h > self.height and w > self.width:
+            top = ops.cast(self._uniform((), 0.0, float(h - self.height + 1)), dtypes.INT64)
+            left = ops.cast(self._uniform((), 0.0, float(w - self.width + 1)), dtypes.INT64)
+            x = ops.take(x, ops.add(ops.arange(self.height), top), axis=1)
+            return ops.take(x, ops.add(ops.arange(self.width), left), axis=2)
+        top, left, _, _ = _aspect_crop_box(h, w, self.height, self.width)
+        y = x[:, top:top + self.height, left:left + self.width, :]
+        if tuple(y.shape[1:3]) != (self.height, self.width):
+            y = resize_images(y, self.height, self.width)
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return _with_hw(input_shape, self.data_format, self.height, self.width)
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width}
+
+
+class RandomFlip(_RandomLayer):
+    """Flips each image with probability 1/2 during training, as Keras's RandomFlip.
+
+    mode: "horizontal", "vertical" or "horizontal_and_vertical" (default). As in Keras 3, the
+    last one draws one coin per image for both axes: an image is either left as it is or
+    turned by 180 degrees."""
+
+    def __init__(self, mode="horizontal_and_vertical", seed=None, data_format=None, **kwargs):
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
+        self.mode = _choice("RandomFlip", "mode", mode, ("horizontal", "vertical", "horizontal_and_vertical"))
+
+    def _augment(self, x, training):
+        x = _float(x)
+        if not training or x.shape[0] == 0:
+            return x
+        flips = ops.less_equal(self._uniform((x.shape[0], 1, 1, 1), 0.0, 1.0), 0.5)
+        if self.mode in ("horizontal", "horizontal_and_vertical"):
+            x = ops.where(flips, ops.flip(x, axis=2), x)
+        if self.mode in ("vertical", "horizontal_and_vertical"):
+            x = ops.where(flips, ops.flip(x, axis=1), x)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+class _AffineLayer(_RandomLayer):
+    """RandomRotation / RandomZoom / RandomTranslation: a random matrix per image, sampled with
+    `interpolation` and `fill_mode` / `fill_value`."""
+
+    def __init__(self, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0, data_format=None,
+                 **kwargs):
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
+        who = type(self).__name__
+        self.fill_mode = _choice(who, "fill_mode", fill_mode, _FILL_MODES)
+        self.interpolation = _choice(who, "interpolation", interpolation, _AFFINE_INTERPOLATIONS)
+        self.fill_value = _number(who, "fill_value", fill_value)
+
+    def _augment(self, x, training):
+        x = _float(x)
+        if not training or x.shape[0] == 0:
+            return x
+        return affine_transform(x, self._matrix(x.shape), self.interpolation, self.fill_mode, self.fill_value)
+
+    def get_config(self):
+        return {**super().get_config(), "fill_mode": self.fill_mode, "fill_value": self.fill_value,
+                "interpolation": self.interpolation}
+
+
+def _columns(*cols):
+    """A (batch, 8) matrix from eight (batch, 1) columns (tensors or numbers)."""
+    b = next(c.shape[0] for c in cols if hasattr(c, "shape"))
+    return ops.concatenate([c if hasattr(c, "shape") else ops.full((b, 1), float(c)) for c in cols], axis=1)
+
+
+class RandomRotation(_AffineLayer):
+    """Rotates each image by a random angle about its centre during training, as Keras's.
+
+    factor: a fraction of a full turn: a number f gives angles in [-f * 360, f * 360] degrees,
+    a pair (lower, upper) gives [lower * 360, upper * 360]. Positive angles turn counter-clockwise.
+    fill_mode: "reflect" (default), "wrap", "constant" (`fill_value`) or "nearest".
+    interpolation: "bilinear" (default) or "nearest"."""
+
+    def __init__(self, factor, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0,
+                 data_format=None, **kwargs):
+        super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed, fill_value=fill_value,
+                         data_format=data_format, **kwargs)
+        self.factor = _base_factor("RandomRotation", factor, (-1, 1))
+
+    def _matrix(self, shape):
+        b, h, w, _ = shape
+        angle = ops.multiply(self._uniform((b, 1), self.factor[0] * 360.0, self.factor[1] * 360.0),
+                             np.float32(math.pi / 180.0))
+        cos, sin = ops.cos(angle), ops.sin(angle)
+        cx, cy = 0.5 * (w - 1), 0.5 * (h - 1)
+        a2 = ops.add(ops.subtract(cx, ops.multiply(cos, cx)), ops.multiply(sin, cy))
+        b2 = ops.subtract(ops.subtract(cy, ops.multiply(sin, cx)), ops.multiply(cos, cy))
+        return _columns(cos, ops.negative(sin), a2, sin, cos, b2, 0.0, 0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+class RandomZoom(_AffineLayer):
+    """Zooms each image by a random factor about its centre during training, as Keras's.
+
+    height_factor: a number f (zoom in [1 - f, 1 + f]) or a pair (lower, upper) (zoom in
+    [1 + lower, 1 + upper]), each in (-1, 1]; a positive value zooms out (the image shrinks).
+    width_factor: the same for the width, or None (default) to keep the aspect ratio (one
+    factor for both axes)."""
+
+    def __init__(self, height_factor, width_factor=None, fill_mode="reflect", interpolation="bilinear", seed=None,
+                 fill_value=0.0, data_format=None, **kwargs):
+        super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed, fill_value=fill_value,
+                         data_format=data_format, **kwargs)
+        self.height_factor, self.width_factor = height_factor, width_factor
+        self._height_range = _range_factor("RandomZoom", "height_factor", height_factor, -1.0, 1.0, low_open=True)
+        self._width_range = None if width_factor is None else \
+            _range_factor("RandomZoom", "width_factor", width_factor, -1.0, 1.0, low_open=True)
+
+    def _matrix(self, shape):
+        b, h, w, _ = shape
+        zy = self._uniform((b, 1), 1.0 + self._height_range[0], 1.0 + self._height_range[1])
+        zx = zy if self._width_range is None else \
+            self._uniform((b, 1), 1.0 + self._width_range[0], 1.0 + self._width_range[1])
+        x_off = ops.multiply((w - 1.0) / 2.0, ops.subtract(1.0, zx))
+        y_off = ops.multiply((h - 1.0) / 2.0, ops.subtract(1.0, zy))
+        return _columns(zx, 0.0, x_off, 0.0, zy, y_off, 0.0, 0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "height_factor": self.height_factor, "width_factor": self.width_factor}
+
+
+class RandomTranslation(_AffineLayer):
+    """Shifts each image by a random offset during training, as Keras's.
+
+    height_factor / width_factor: a fraction of the height / width: a number f gives shifts in
+    [-f, f] * size, a pair (lower, upper) gives [lower, upper] * size, each in [-1, 1]; positive
+    values move the content down / right."""
+
+    def __init__(self, height_factor, width_factor, fill_mode="reflect", interpolation="bilinear", seed=None,
+                 fill_value=0.0, data_format=None, **kwargs):
+        super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed, fill_value=fill_value,
+                         data_format=data_format, **kwargs)
+        self.height_factor, self.width_factor = height_factor, width_factor
+        self._height_range = _range_factor("RandomTranslation", "height_factor", height_factor, -1.0, 1.0)
+        self._width_range = _range_factor("RandomTranslation", "width_factor", width_factor, -1.0, 1.0)
+
+    def _matrix(self, shape):
+        b, h, w, _ = shape
+        ty = ops.multiply(self._uniform((b, 1), *self._height_range), float(h))
+        tx = ops.multiply(self._uniform((b, 1), *self._width_range), float(w))
+        return _columns(1.0, 0.0, ops.negative(tx), 0.0, 1.0, ops.negative(ty), 0.0, 0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "height_factor": self.height_factor, "width_factor": self.width_factor}
+
+
+class RandomContrast(_RandomLayer):
+    """Scales each image's contrast by a random factor during training, as Keras's:
+    y = (x - mean) * c + mean per image and channel (mean over height and width), clipped to
+    `value_range`.
+
+    factor: a number f or a pair (lower, upper) in [0, 1]; c is uniform in
+    [1 - lower, 1 + upper]. As in Keras 3, a single number f gives (lower, upper) = (0, f), so
+    c in [1, 1 + f] (Keras's docstring says [1 - f, 1 + f]; its code, and lamina, do this).
+    At inference the input is returned unchanged (its dtype too), as Keras does."""
+
+    def __init__(self, factor, value_range=(0, 255), seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.factor = _base_factor("RandomContrast", factor, (0, 1))
+        if not isinstance(value_range, (tuple, list)) or len(value_range) != 2:
+            raise ValueError(f"RandomContrast: `value_range` must be a pair (min, max), received "
+                             f"value_range={value_range!r}")
+        lo, hi = (_number("RandomContrast", "value_range", v) for v in value_range)
+        if not lo < hi:
+            raise ValueError(f"RandomContrast: `value_range` must be (min, max) with min < max, received "
+                             f"value_range={value_range!r}")
+        self.value_range = tuple(value_range)
+
+    def call(self, inputs, training=True):
+        if training is None:
+            training = True
+        if not training:
+            return inputs
+        return super().call(inputs, training=True)
+
+    def _augment(self, x, training):
+        x = _float(x)
+        if x.shape[0] == 0:
+            return x
+        c = self._uniform((x.shape[0], 1, 1, 1), 1.0 - self.factor[0], 1.0 + self.factor[1])
+        mean = ops.mean(ops.mean(x, axis=1, keepdims=True), axis=2, keepdims=True)
+        y = ops.add(ops.multiply(ops.subtract(x, mean), c), mean)
+        return ops.clip(y, float(self.value_range[0]), float(self.value_range[1]))
+
+    def get_config(self):
+        config = {**super().get_config(), "factor": self.factor, "value_range": self.value_range}
+        return config

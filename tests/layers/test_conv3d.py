@@ -1,0 +1,113 @@
+"""Tests for layers/convolutional3d.py: Conv3D (harness, numpy reference, Keras parity with
+identical weights, configs, errors, a small model trained and loaded by Keras)."""
+import numpy as np
+import pytest
+
+import lamina
+from lamina import layers
+from conv_refs import conv3d_ref
+from keras_ref import keras_or_none
+from layer_harness import run_layer_test
+
+RNG = np.random.default_rng(13)
+
+
+def _x(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+# ---- Conv3D -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,in_shape,out_shape", [
+    (dict(filters=4, kernel_size=3), (2, 5, 4, 6, 3), (2, 3, 2, 4, 4)),
+    (dict(filters=2, kernel_size=(3, 2, 2), strides=(2, 1, 2), padding="same", activation="relu"),
+     (2, 5, 4, 3, 2), (2, 3, 4, 2, 2)),
+    (dict(filters=3, kernel_size=2, dilation_rate=(2, 1, 1), use_bias=False), (1, 4, 3, 3, 2), (1, 2, 2, 2, 3)),
+    (dict(filters=2, kernel_size=2, strides=2, data_format="channels_first"), (2, 3, 4, 4, 5), (2, 2, 2, 2, 2)),
+])
+def test_conv3d_harness_and_reference(kwargs, in_shape, out_shape):
+    x = _x(*in_shape)
+    layer, outs = run_layer_test(layers.Conv3D, kwargs, in_shape, input_data=x, expected_output_shape=out_shape,
+                                 expected_num_trainable_weights=2 if kwargs.get("use_bias", True) else 1)
+    weights = layer.get_weights()
+    channels = in_shape[1] if kwargs.get("data_format") == "channels_first" else in_shape[-1]
+    assert weights[0].shape == layer.kernel_size + (channels, kwargs["filters"])
+    want = conv3d_ref(x, weights[0], layer.strides, layer.padding, kwargs.get("data_format"), layer.dilation_rate)
+    if layer.use_bias:
+        want = want + (weights[1] if layer.data_format == "channels_last" else weights[1][:, None, None, None])
+    if kwargs.get("activation") == "relu":
+        want = np.maximum(want, 0)
+    np.testing.assert_allclose(outs[0].numpy(), want, atol=1e-4, rtol=1e-4)
+    assert layer.compute_output_shape((None,) + in_shape[1:]) == (None,) + out_shape[1:]
+
+
+def test_conv3d_arguments_and_errors():
+    assert layers.Convolution3D is layers.Conv3D
+    config = layers.Conv3D(2, 3, padding="Same").get_config()
+    assert config["padding"] == "same" and config["groups"] == 1 and config["strides"] == (1, 1, 1)
+    assert layers.Conv3D.from_config(config).get_config() == config
+    with pytest.raises(ValueError, match=r"Conv3D.*groups=2 is not supported.*groups=1"):
+        layers.Conv3D(4, 3, groups=2)
+    with pytest.raises(ValueError, match=r"Conv3D.*strides.*not supported together with.*dilation_rate"):
+        layers.Conv3D(4, 3, strides=2, dilation_rate=(1, 2, 1))
+    with pytest.raises(ValueError, match=r"Conv3D.*kernel_size.*3 positive"):
+        layers.Conv3D(4, (3, 3))
+    with pytest.raises(ValueError, match=r"Conv3D.*padding.*'causal'"):
+        layers.Conv3D(4, 3, padding="causal")
+    with pytest.raises(ValueError, match=r"Conv3D.*rank 5 \(batch, depth, height, width, channels\).*\(2, 4, 4, 3\)"):
+        layers.Conv3D(4, 3)(_x(2, 4, 4, 3))
+    layer = layers.Conv3D(2, 2)
+    layer(_x(1, 3, 3, 3, 2))
+    with pytest.raises(ValueError, match=r"expected axis -1 of the input shape to have value 2"):
+        layer(_x(1, 3, 3, 3, 4))
+    with pytest.raises(ValueError, match=r"kernel of size 5.*padding='valid'"):
+        layers.Conv3D(2, (5, 1, 1))(_x(1, 3, 3, 3, 2))
+
+
+# ---- Keras parity -----------------------------------------------------------------------------------
+
+PARITY = [
+    ("Conv3D", dict(filters=3, kernel_size=2), (2, 4, 3, 5, 2)),
+    ("Conv3D", dict(filters=2, kernel_size=(3, 1, 2), strides=(2, 1, 3), padding="same",
+                    kernel_initializer="he_uniform", bias_initializer="ones", activation="sigmoid"), (1, 5, 3, 7, 3)),
+    ("Conv3D", dict(filters=2, kernel_size=2, dilation_rate=(1, 2, 1), data_format="channels_first",
+                    kernel_regularizer="l2"), (2, 3, 3, 4, 4)),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,shape", PARITY)
+def test_matches_keras_with_the_same_weights(name, kwargs, shape):
+    keras = keras_or_none()
+    if keras is None:
+        pytest.skip("keras is not installed: no reference to compare with")
+    x = _x(*shape)
+    kl = getattr(keras.layers, name)(**kwargs)
+    ours = getattr(layers, name)(**kwargs)
+    kl(x)
+    ours(x)
+    assert [w.shape for w in ours.get_weights()] == [tuple(w.shape) for w in kl.get_weights()]
+    ours.set_weights([np.asarray(w) for w in kl.get_weights()])
+    want = np.asarray(kl(x))
+    np.testing.assert_allclose(ours(x).numpy(), want, atol=1e-4, rtol=1e-4)
+    assert ours.compute_output_shape((None,) + shape[1:]) == tuple(kl.compute_output_shape((None,) + shape[1:]))
+    mine, theirs = ours.get_config(), kl.get_config()
+    assert {k: v for k, v in mine.items() if k != "name"} == {k: v for k, v in theirs.items() if k != "name"}
+    back = layers.deserialize(keras.layers.serialize(kl))
+    assert type(back) is type(ours)
+    assert type(keras.layers.deserialize(layers.serialize(ours))) is type(kl)
+
+
+def test_a_conv3d_model_trains_and_moves_to_keras(tmp_path):
+    keras = keras_or_none()
+    model = lamina.Sequential([
+        lamina.Input(shape=(4, 6, 6, 2)), layers.Conv3D(4, 3, padding="same", activation="relu"),
+        layers.MaxPooling3D(2), layers.Conv3D(3, (1, 2, 2)), layers.GlobalAveragePooling3D(), layers.Dense(2)])
+    x, y = _x(16, 4, 6, 6, 2), _x(16, 2)
+    model.compile(optimizer="adam", loss="mse")
+    history = model.fit(x, y, epochs=5, batch_size=8, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    if keras is None:
+        pytest.skip("keras is not installed: no reference to load the file with")
+    model.save(str(tmp_path / "ours.keras"))
+    theirs = keras.saving.load_model(str(tmp_path / "ours.keras"))
+    np.testing.assert_allclose(theirs.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
