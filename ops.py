@@ -13,3 +13,4 @@ from .backend.nn import *  # noqa: F401,F403
 from .backend.random import *  # noqa: F401,F403
 from .backend.rnn import *  # noqa: F401,F403
 from .backend.extra import *  # noqa: F401,F403
+from .backend.special import *  # noqa: F401,F403
