@@ -14,3 +14,5 @@ from .backend.random import *  # noqa: F401,F403
 from .backend.rnn import *  # noqa: F401,F403
 from .backend.extra import *  # noqa: F401,F403
 from .backend.special import *  # noqa: F401,F403
+from .backend.linalg_ops import *  # noqa: F401,F403  (its norm, numpy.linalg.norm's, replaces extra's)
+from .backend import linalg_ops as linalg  # noqa: F401  (lamina.ops.linalg.<name>, as keras.ops.linalg)
