@@ -16,3 +16,4 @@ from .backend.extra import *  # noqa: F401,F403
 from .backend.special import *  # noqa: F401,F403
 from .backend.linalg_ops import *  # noqa: F401,F403  (its norm, numpy.linalg.norm's, replaces extra's)
 from .backend import linalg_ops as linalg  # noqa: F401  (lamina.ops.linalg.<name>, as keras.ops.linalg)
+from .backend.fft import *  # noqa: F401,F403
