@@ -22,7 +22,7 @@ from .autodiff import needs_grad, record
 from .linalg import matmul
 from .manipulation import concatenate, expand_dims, flip, reshape, swapaxes, tril, triu
 from .math import (_as_tensor, abs, add, broadcast_shapes, broadcast_to, cast, check_same_device, count_nonzero,
-                   cumprod, divide, equal, greater, max, min, multiply, negative, ones_like, power, reciprocal,
+                   cumprod, equal, greater, max, min, multiply, negative, ones_like, power, reciprocal,
                    sqrt, square, subtract, sum, where)
 from .rnn import _record_multi
 from .tensor import convert_to_tensor, empty
