@@ -9,7 +9,7 @@ import scipy.special as sps
 import lamina
 from lamina import ops
 from lamina.backend import _cpu
-from opcheck import check_forward, check_grad
+from opcheck import check_grad
 
 T = lamina.convert_to_tensor
 ISAS = [isa for isa in ("generic", "avx2", "avx512")
