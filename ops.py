@@ -18,3 +18,7 @@ from .backend.einsum import einsum, dot_product_attention  # noqa: F401
 from .backend.numpy_extra import *  # noqa: F401,F403
 from .backend.nn_extra import *  # noqa: F401,F403
 from .backend.control_flow import *  # noqa: F401,F403
+from .backend.special import *  # noqa: F401,F403
+from .backend.linalg_ops import *  # noqa: F401,F403  (its norm, numpy.linalg.norm's, replaces extra's)
+from .backend import linalg_ops as linalg  # noqa: F401  (lamina.ops.linalg.<name>, as keras.ops.linalg)
+from .backend.fft import *  # noqa: F401,F403

@@ -30,6 +30,10 @@ KERNEL_TABLE = (
     "reduce", "argreduce", "cumulative", "cumprod_grad",
     # linalg.cpp
     "matmul", "gemm",
+    # linalg_decomp.cpp
+    "cholesky", "solve_triangular", "lu_factor", "solve", "inv", "det", "slogdet", "qr", "eigh", "svd",
+    # fft.cpp
+    "fft", "rfft", "irfft",
     # manipulation.cpp
     "strided_copy", "take", "take_grad", "take_along_axis", "take_along_axis_grad", "count_nonzero",
     "nonzero", "tri", "arange", "linspace",

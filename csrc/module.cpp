@@ -14,6 +14,8 @@ void bind_memory(py::module_& m);
 void bind_elementwise(py::module_& m);
 void bind_reduce(py::module_& m);
 void bind_linalg(py::module_& m);
+void bind_linalg_decomp(py::module_& m);
+void bind_fft(py::module_& m);
 void bind_manipulation(py::module_& m);
 void bind_nn(py::module_& m);
 void bind_conv(py::module_& m);
@@ -48,6 +50,8 @@ PYBIND11_MODULE(_cpu, m) {
   lamina::bind_elementwise(m);
   lamina::bind_reduce(m);
   lamina::bind_linalg(m);
+  lamina::bind_linalg_decomp(m);
+  lamina::bind_fft(m);
   lamina::bind_manipulation(m);
   lamina::bind_nn(m);
   lamina::bind_conv(m);

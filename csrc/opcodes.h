@@ -1,17 +1,21 @@
-// Op codes shared by every device module and exported to Python (backend/math.py reads them
-// from the module as dicts, so the codes are written once). Each list is an X-macro: the enum
-// and the exported names come from the same line.
+// Op codes shared by every device module and exported to Python (backend/math.py and
+// backend/special.py read them from the module as dicts, so the codes are written once). Each
+// list is an X-macro: the enum and the exported names come from the same line. AND / OR / XOR
+// are logical on bool tensors and bitwise on integer ones.
 #pragma once
 
 #define LAMINA_BINARY_OPS(X) \
   X(ADD) X(SUB) X(MUL) X(DIV) X(POW) X(MAXIMUM) X(MINIMUM) X(EQ) X(NE) X(LT) X(LE) X(GT) X(GE) \
-  X(AND) X(OR) X(XOR) X(FLOORDIV) X(MOD)
+  X(AND) X(OR) X(XOR) X(FLOORDIV) X(MOD) X(ARCTAN2) X(HYPOT) X(FMOD) X(COPYSIGN) X(NEXTAFTER) X(FMAX) \
+  X(FMIN) X(HEAVISIDE) X(LDEXP) X(LOGADDEXP2) X(LEFT_SHIFT) X(RIGHT_SHIFT) X(GCD) X(LCM)
 
 #define LAMINA_UNARY_OPS(X) \
   X(NEG) X(EXP) X(LOG) X(SQRT) X(ABS) X(TANH) X(SIGMOID) X(RELU) X(SOFTPLUS) X(ELU) X(SELU) \
   X(GELU) X(GELU_TANH) X(SQUARE) X(SIGN) X(RECIPROCAL) X(LOG1P) X(EXPM1) X(SIN) X(COS) X(FLOOR) \
   X(CEIL) X(ROUND) X(RSQRT) X(ERF) X(LEAKY_RELU) X(RELU6) X(SILU) X(HARD_SIGMOID) X(LOGICAL_NOT) \
-  X(ISNAN) X(ISFINITE) X(SOFTSIGN) X(LOG2) X(LOG10) X(EXP2) X(ISINF)
+  X(ISNAN) X(ISFINITE) X(SOFTSIGN) X(LOG2) X(LOG10) X(EXP2) X(ISINF) X(TAN) X(ARCSIN) X(ARCCOS) \
+  X(ARCTAN) X(SINH) X(COSH) X(ARCSINH) X(ARCCOSH) X(ARCTANH) X(CBRT) X(ERFC) X(ERFINV) X(TRUNC) X(I0) \
+  X(I1) X(SIGNBIT) X(BITWISE_NOT)
 
 // Derivatives of unary ops: out = grad * f'(.), from the saved input (_X) or output (_Y).
 #define LAMINA_GRAD_OPS(X) \

@@ -330,6 +330,62 @@ template <class T> struct Lt { static uint8_t f(T a, T b) { return a < b; } };
 template <class T> struct Le { static uint8_t f(T a, T b) { return a <= b; } };
 template <class T> struct Gt { static uint8_t f(T a, T b) { return a > b; } };
 template <class T> struct Ge { static uint8_t f(T a, T b) { return a >= b; } };
+// ---- numpy's further binary float maths (arctan2, hypot, fmod, copysign, ...) ----------------
+struct Arctan2 { static float f(float a, float b) { return std::atan2(a, b); } };
+// sqrt(a^2 + b^2) in double: no overflow or underflow for float operands; inf wins over NaN.
+struct Hypot { static float f(float a, float b) {
+  double r = std::sqrt(double(a) * double(a) + double(b) * double(b));
+  return (vm::fabs_(a) == vm::kInf || vm::fabs_(b) == vm::kInf) ? vm::kInf : float(r); } };
+// C fmod: the remainder of truncated division, with the dividend's sign; integer fmod by zero
+// (and by -1, whose INT_MIN case would trap) gives 0, as numpy.
+template <class T> struct Fmod { static T f(T a, T b) {
+  if constexpr (std::is_floating_point_v<T>) return std::fmod(a, b);
+  else return (b == 0 || b == T(-1)) ? T(0) : T(a % b); } };
+struct Copysign { static float f(float a, float b) { return vm::copysign_(a, b); } };
+struct Nextafter { static float f(float a, float b) { return std::nextafter(a, b); } };
+// fmax / fmin ignore a NaN operand (NaN only when both are NaN), unlike maximum / minimum.
+template <class T> struct Fmax { static T f(T a, T b) { return (a >= b || b != b) ? a : b; } };
+template <class T> struct Fmin { static T f(T a, T b) { return (a <= b || b != b) ? a : b; } };
+// 0 for a < 0, 1 for a > 0, b at a == 0, NaN for NaN a.
+struct Heaviside { static float f(float a, float b) { return a != a ? a : (a < 0.f ? 0.f : (a > 0.f ? 1.f : b)); } };
+// a * 2^b for an integral b (held as float): exact, overflow to inf and underflow to 0 as libm.
+struct Ldexp { static float f(float a, float b) {
+  if (b != b) return b;
+  float e = b > 400.f ? 400.f : (b < -400.f ? -400.f : b);
+  return std::ldexp(a, int(e)); } };
+// log2(2^a + 2^b) = max + log2(1 + 2^-|a - b|); equal operands (also equal infinities) give a + 1.
+struct Logaddexp2 { static float f(float a, float b) {
+  float m = a > b ? a : b;
+  float d = vm::fabs_(a - b);
+  float r = m + vm::log1p(vm::exp2(-d)) * 1.44269504088896341f;
+  r = a == b ? a + 1.f : r;
+  return (a != a || b != b) ? a + b : r; } };
+// Shifts as numpy: a shift by a negative count or by at least the width gives 0 (and -1 for a
+// negative value shifted right); left shifts wrap.
+template <class T> struct LeftShift { static T f(T a, T b) {
+  using U = std::make_unsigned_t<T>;
+  return U(b) < U(sizeof(T) * 8) ? T(U(a) << U(b)) : T(0); } };
+template <class T> struct RightShift { static T f(T a, T b) {
+  using U = std::make_unsigned_t<T>;
+  return U(b) < U(sizeof(T) * 8) ? T(a >> U(b)) : (a < 0 ? T(-1) : T(0)); } };
+template <class T> struct BitAnd { static T f(T a, T b) { return a & b; } };
+template <class T> struct BitOr { static T f(T a, T b) { return a | b; } };
+template <class T> struct BitXor { static T f(T a, T b) { return a ^ b; } };
+// gcd / lcm of the magnitudes (Euclid on unsigned values, so INT_MIN cannot trap); lcm wraps on
+// overflow like numpy's.
+template <class T> static std::make_unsigned_t<T> gcd_abs(T a, T b) {
+  using U = std::make_unsigned_t<T>;
+  U x = a < 0 ? U(0) - U(a) : U(a), y = b < 0 ? U(0) - U(b) : U(b);
+  while (y) { U t = x % y; x = y; y = t; }
+  return x;
+}
+template <class T> struct Gcd { static T f(T a, T b) { return T(gcd_abs(a, b)); } };
+template <class T> struct Lcm { static T f(T a, T b) {
+  using U = std::make_unsigned_t<T>;
+  U g = gcd_abs(a, b);
+  if (g == 0) return 0;
+  U x = a < 0 ? U(0) - U(a) : U(a), y = b < 0 ? U(0) - U(b) : U(b);
+  return T((x / g) * y); } };
 struct And { static uint8_t f(uint8_t a, uint8_t b) { return (a != 0) & (b != 0); } };
 struct Or { static uint8_t f(uint8_t a, uint8_t b) { return (a != 0) | (b != 0); } };
 struct Xor { static uint8_t f(uint8_t a, uint8_t b) { return (a != 0) != (b != 0); } };
@@ -417,13 +473,38 @@ static void binary_typed(int op, const Buffer& a, const Shape& as, const Buffer&
     case MINIMUM: run_binary<Min<T>>(x, as, y, bs, z, os, "minimum"); break;
     case FLOORDIV: run_binary<FloorDiv<T>>(x, as, y, bs, z, os, "floor_divide"); break;
     case MOD: run_binary<Mod<T>>(x, as, y, bs, z, os, "mod"); break;
-    default: LAMINA_CHECK(false, "binary: op code " << op << " is not defined for " << dtype_name(a.dtype) << " tensors");
+    case FMOD: run_binary<Fmod<T>>(x, as, y, bs, z, os, "fmod"); break;
+    case FMAX: run_binary<Fmax<T>>(x, as, y, bs, z, os, "fmax"); break;
+    case FMIN: run_binary<Fmin<T>>(x, as, y, bs, z, os, "fmin"); break;
+    default:
+      if constexpr (std::is_floating_point_v<T>) {
+        switch (op) {
+          case ARCTAN2: run_binary<Arctan2>(x, as, y, bs, z, os, "arctan2"); return;
+          case HYPOT: run_binary<Hypot>(x, as, y, bs, z, os, "hypot"); return;
+          case COPYSIGN: run_binary<Copysign>(x, as, y, bs, z, os, "copysign"); return;
+          case NEXTAFTER: run_binary<Nextafter>(x, as, y, bs, z, os, "nextafter"); return;
+          case HEAVISIDE: run_binary<Heaviside>(x, as, y, bs, z, os, "heaviside"); return;
+          case LDEXP: run_binary<Ldexp>(x, as, y, bs, z, os, "ldexp"); return;
+          case LOGADDEXP2: run_binary<Logaddexp2>(x, as, y, bs, z, os, "logaddexp2"); return;
+        }
+      } else {
+        switch (op) {
+          case AND: run_binary<BitAnd<T>>(x, as, y, bs, z, os, "bitwise_and"); return;
+          case OR: run_binary<BitOr<T>>(x, as, y, bs, z, os, "bitwise_or"); return;
+          case XOR: run_binary<BitXor<T>>(x, as, y, bs, z, os, "bitwise_xor"); return;
+          case LEFT_SHIFT: run_binary<LeftShift<T>>(x, as, y, bs, z, os, "left_shift"); return;
+          case RIGHT_SHIFT: run_binary<RightShift<T>>(x, as, y, bs, z, os, "right_shift"); return;
+          case GCD: run_binary<Gcd<T>>(x, as, y, bs, z, os, "gcd"); return;
+          case LCM: run_binary<Lcm<T>>(x, as, y, bs, z, os, "lcm"); return;
+        }
+      }
+      LAMINA_CHECK(false, "binary: op code " << op << " is not defined for " << dtype_name(a.dtype) << " tensors");
   }
 }
 
 // out = a (op) b with numpy broadcasting. a and b share a dtype; comparisons write bool.
 static void binary(int op, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os) {
-  LAMINA_CHECK(op >= ADD && op <= MOD, "binary: unknown op code " << op);
+  LAMINA_CHECK(op >= 0 && op < BINARY_COUNT, "binary: unknown op code " << op);
   check_buffer("binary", "a", a, as, a.dtype);
   check_buffer("binary", "b", b, bs, a.dtype);
   switch (a.dtype) {
@@ -485,6 +566,97 @@ static void where(const Buffer& c, const Shape& cs, const Buffer& a, const Shape
   }
 }
 
+// ---- special functions in double (one element at a time) ------------------------------------
+
+// erfinv: Giles' single-precision approximation ("Approximating the erfinv function", 2010) as
+// the start, then two Newton steps on erf(y) = x in double. For |x| > 1/2 the residual is formed
+// from erfc and 1 - |x| (exact in double), so it keeps its accuracy up to |x| = 1 - 2^-24.
+static float erfinv_f(float xf) {
+  const double x = xf;
+  if (x != x) return xf;
+  if (x >= 1.0 || x <= -1.0)
+    return x == 1.0 ? vm::kInf : (x == -1.0 ? -vm::kInf : vm::kNaN);
+  if (x == 0.0) return xf;  // keeps the sign of zero
+  double w = -std::log((1.0 - x) * (1.0 + x)), p;
+  if (w < 5.0) {
+    w -= 2.5;
+    p = 2.81022636e-08;
+    p = 3.43273939e-07 + p * w;
+    p = -3.5233877e-06 + p * w;
+    p = -4.39150654e-06 + p * w;
+    p = 0.00021858087 + p * w;
+    p = -0.00125372503 + p * w;
+    p = -0.00417768164 + p * w;
+    p = 0.246640727 + p * w;
+    p = 1.50140941 + p * w;
+  } else {
+    w = std::sqrt(w) - 3.0;
+    p = -0.000200214257;
+    p = 0.000100950558 + p * w;
+    p = 0.00134934322 + p * w;
+    p = -0.00367342844 + p * w;
+    p = 0.00573950773 + p * w;
+    p = -0.0076224613 + p * w;
+    p = 0.00943887047 + p * w;
+    p = 1.00167406 + p * w;
+    p = 2.83297682 + p * w;
+  }
+  double y = p * x;
+  const double a = std::fabs(x);
+  for (int it = 0; it < 2; ++it) {
+    double ya = std::fabs(y);
+    double r = a > 0.5 ? (1.0 - a) - std::erfc(ya) : std::erf(ya) - a;  // erf(|y|) - |x|
+    double step = r / (1.1283791670955126 * std::exp(-y * y));
+    y = x > 0 ? y - step : y + step;
+  }
+  return float(y);
+}
+
+// Modified Bessel functions of the first kind, orders 0 and 1, by their power series in double:
+// I0(x) = sum (x^2/4)^k / (k!)^2, I1(x) = x/2 sum (x^2/4)^k / (k! (k+1)!). Every term is
+// positive, so the sum has no cancellation; beyond |x| = 100 the float result is infinite.
+static float bessel_i(float xf, int order) {
+  if (xf != xf) return xf;
+  const double x = xf, ax = std::fabs(x);
+  if (ax > 100.0) return order == 0 ? vm::kInf : (x > 0 ? vm::kInf : -vm::kInf);
+  const double q = 0.25 * x * x;
+  double term = order == 0 ? 1.0 : 0.5 * x, sum = term;
+  for (int k = 1; k < 1000; ++k) {
+    term *= q / (double(k) * double(k + order));
+    sum += term;
+    if (std::fabs(term) <= 1e-17 * std::fabs(sum)) break;
+  }
+  return float(sum);
+}
+
+// The float ops computed one element at a time through libm or the double helpers above.
+static bool unary_f32_scalar(int op, const float* x, float* y, int64_t n) {
+  auto run = [&](auto f) {
+    for_each_chunk(n, [&](int64_t s, int64_t m) {
+      for (int64_t i = s; i < s + m; ++i) y[i] = f(x[i]);
+    });
+  };
+  switch (op) {
+    case SIN: run([](float v) { return std::sin(v); }); return true;
+    case COS: run([](float v) { return std::cos(v); }); return true;
+    case TAN: run([](float v) { return std::tan(v); }); return true;
+    case ARCSIN: run([](float v) { return std::asin(v); }); return true;
+    case ARCCOS: run([](float v) { return std::acos(v); }); return true;
+    case ARCTAN: run([](float v) { return std::atan(v); }); return true;
+    case SINH: run([](float v) { return std::sinh(v); }); return true;
+    case COSH: run([](float v) { return std::cosh(v); }); return true;
+    case ARCSINH: run([](float v) { return std::asinh(v); }); return true;
+    case ARCCOSH: run([](float v) { return std::acosh(v); }); return true;
+    case ARCTANH: run([](float v) { return std::atanh(v); }); return true;
+    case CBRT: run([](float v) { return std::cbrt(v); }); return true;
+    case ERFC: run([](float v) { return float(std::erfc(double(v))); }); return true;  // < 1 ulp
+    case ERFINV: run([](float v) { return erfinv_f(v); }); return true;
+    case I0: run([](float v) { return bessel_i(v, 0); }); return true;
+    case I1: run([](float v) { return bessel_i(v, 1); }); return true;
+    default: return false;
+  }
+}
+
 // ---- unary maths -----------------------------------------------------------------------------
 
 static constexpr float kSeluAlpha = 1.6732632423543772f, kSeluScale = 1.0507009873554805f;
@@ -536,6 +708,7 @@ LAMINA_INLINE bool unary_f32_body(int op, const float* x, float* y, int64_t n, f
     U(FLOOR, std::floor(v))
     U(CEIL, std::ceil(v))
     U(ROUND, std::rint(v))
+    U(TRUNC, std::trunc(v))
     default: return false;
   }
 #undef U
@@ -570,7 +743,8 @@ static void unary_int(int op, const T* x, T* o, int64_t n, DType dt) {
     case SQUARE: run([](T v) { return T(U(v) * U(v)); }); break;
     case SIGN: run([](T v) { return T((v > 0) - (v < 0)); }); break;
     case RELU: run([](T v) { return v > 0 ? v : T(0); }); break;
-    case FLOOR: case CEIL: case ROUND: run([](T v) { return v; }); break;
+    case FLOOR: case CEIL: case ROUND: case TRUNC: run([](T v) { return v; }); break;
+    case BITWISE_NOT: run([](T v) { return T(~v); }); break;
     default: LAMINA_CHECK(false, "unary: op code " << op << " needs a float tensor, received " << dtype_name(dt));
   }
 }
@@ -580,6 +754,23 @@ static void unary(int op, const Buffer& xb, Buffer& ob, double alpha_d) {
   LAMINA_CHECK(op >= 0 && op < UNARY_COUNT, "unary: unknown op code " << op);
   LAMINA_CHECK(xb.numel == ob.numel, "unary: input has " << xb.numel << " elements, output " << ob.numel);
   const int64_t n = xb.numel;
+  if (op == SIGNBIT) {
+    check_dtype("unary", "out", ob, BOOL);
+    uint8_t* o = ob.data<uint8_t>();
+    auto run = [&](auto* x, auto f) {
+      for_each_chunk(n, [&](int64_t s, int64_t m) {
+#pragma omp simd
+        for (int64_t i = s; i < s + m; ++i) o[i] = f(x[i]);
+      });
+    };
+    switch (xb.dtype) {
+      case F32: run(xb.data<uint32_t>(), [](uint32_t v) { return uint8_t(v >> 31); }); break;  // -0.0 and -NaN too
+      case I32: run(xb.data<int32_t>(), [](int32_t v) { return uint8_t(v < 0); }); break;
+      case I64: run(xb.data<int64_t>(), [](int64_t v) { return uint8_t(v < 0); }); break;
+      case BOOL: std::memset(o, 0, size_t(n)); break;
+    }
+    return;
+  }
   if (op == ISNAN || op == ISFINITE || op == ISINF) {
     check_dtype("unary", "out", ob, BOOL);
     uint8_t* o = ob.data<uint8_t>();
@@ -601,7 +792,7 @@ static void unary(int op, const Buffer& xb, Buffer& ob, double alpha_d) {
   }
   check_dtype("unary", "out", ob, xb.dtype);
   if (xb.dtype == BOOL) {
-    LAMINA_CHECK(op == LOGICAL_NOT, "unary: op code " << op << " is not defined for bool tensors");
+    LAMINA_CHECK(op == LOGICAL_NOT || op == BITWISE_NOT, "unary: op code " << op << " is not defined for bool tensors");
     const uint8_t* x = xb.data<uint8_t>();
     uint8_t* o = ob.data<uint8_t>();
     for (int64_t i = 0; i < n; ++i) o[i] = !x[i];
@@ -613,12 +804,8 @@ static void unary(int op, const Buffer& xb, Buffer& ob, double alpha_d) {
   const float* x = xb.data<float>();
   float* y = ob.data<float>();
   const float alpha = float(alpha_d);
-  if (op == SIN || op == COS) {  // libm: these do not vectorise
-    for_each_chunk(n, [&](int64_t s, int64_t m) {
-      for (int64_t i = s; i < s + m; ++i) y[i] = op == SIN ? std::sin(x[i]) : std::cos(x[i]);
-    });
-    return;
-  }
+  LAMINA_CHECK(op != BITWISE_NOT, "unary: bitwise_not needs an integer or bool tensor, received float32");
+  if (unary_f32_scalar(op, x, y, n)) return;  // libm and double helpers: these do not vectorise
   for_each_chunk(n, [&](int64_t s, int64_t m) { unary_f32(op, x + s, y + s, m, alpha); });
 }
 
