@@ -278,8 +278,18 @@ class Trainer:
             cbs.on_train_end(epoch_logs)
             return history
 
+    def _require_float(self, what):
+        """Quantized (int8) layers compute no gradients: training them is refused up front."""
+        from ..layers.quantization import quantized_layers
+        q = quantized_layers(self)
+        if q:
+            raise RuntimeError(f"{what}: model '{self.name}' has quantized (int8) layers ({', '.join(l.name for l in q[:4])}"
+                               f"{', ...' if len(q) > 4 else ''}); a quantized model is for inference (predict, "
+                               "evaluate). Train the float model, then call model.quantize('int8').")
+
     def _fit_step_fn(self, micro_batches, strategy):
         """The step fit runs: train_step, the pipelined step, or the strategy's."""
+        self._require_float("fit")
         if micro_batches is not None and (isinstance(micro_batches, bool) or not isinstance(micro_batches, int)
                                           or micro_batches < 1):
             raise ValueError(f"fit: micro_batches must be an int >= 1, received {micro_batches!r}")
@@ -368,6 +378,7 @@ class Trainer:
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         self._require_compiled("train_on_batch")
+        self._require_float("train_on_batch")
         self.reset_metrics()
         if class_weight is not None:
             sample_weight = class_weight_to_sample_weight(class_weight, y, sample_weight)
