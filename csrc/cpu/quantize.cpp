@@ -20,6 +20,7 @@
 #include "device.h"
 #include "conv_common.h"
 #include "qgemm.h"
+#include "simd.h"
 
 namespace py = pybind11;
 
@@ -55,7 +56,74 @@ void qmatmul(const Buffer& x, int64_t M, int64_t K, int64_t N, const Buffer& pac
                 bias ? bias->data<float>() : nullptr, out.data<float>(), N, true);
 }
 
-// y[n, oh, ow, c*DM + m] = float(sum_taps qx[n, ih, iw, c] * qw[kh, kw, c, m]) / (w_scale[c*DM+m] * x_scale[n]) + bias
+// Per image n and input channel c, one scale (Keras's abs-max formula over the image's pixels of
+// that channel: a depthwise output channel reads one input channel only):
+//   x_scale[n, c] = 127 / (max_{h,w} |x[n, h, w, c]| + 1e-7),  qx = clip(round_half_even(x * x_scale), -127, 127)
+//   y[n, oh, ow, c*DM + m] = float(sum_taps qx[n, ih, iw, c] * qw[kh, kw, c, m]) / (w_scale[c*DM + m] * x_scale[n, c]) + bias
+// The per-row loops are compiled for AVX-512, AVX2 and the baseline (target_clones).
+
+// mx[c] = max over the image's pixels of |x[p, c]|; nan[c] set when a NaN is seen.
+LAMINA_CLONES void channel_abs_max(const float* x, int64_t pixels, int64_t C, float* mx, uint8_t* nan) {
+  for (int64_t c = 0; c < C; ++c) { mx[c] = 0.f; nan[c] = 0; }
+  for (int64_t p = 0; p < pixels; ++p) {
+    const float* xp = x + p * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = std::fabs(xp[c]);
+      nan[c] |= uint8_t(v != v);
+      mx[c] = v > mx[c] ? v : mx[c];
+    }
+  }
+}
+
+LAMINA_CLONES void quantize_pixels(const float* x, int64_t pixels, int64_t C, const float* scale, int8_t* q) {
+  for (int64_t p = 0; p < pixels; ++p) {
+    const float* xp = x + p * C;
+    int8_t* qp = q + p * C;
+    for (int64_t c = 0; c < C; ++c) {
+      float v = std::nearbyint(xp[c] * scale[c]);
+      v = v > 127.f ? 127.f : v;
+      v = v < -127.f ? -127.f : v;
+      qp[c] = int8_t(v == v ? int(v) : 0);  // NaN channels: their NaN scale makes their outputs NaN
+    }
+  }
+}
+
+struct QdwGeom {
+  int64_t H, W, C, KH, KW, DM, OH, OW, sh, sw, dh, dw, pt, pl;
+};
+
+// One output row (n, oh) of a quantized depthwise convolution: every output pixel's channels
+// summed over the taps in int32, then scaled. acc: C * DM int32 scratch.
+LAMINA_CLONES void dw_row(const QdwGeom& g, const int8_t* qn, const int8_t* w, int64_t oh, const float* den,
+                          const float* bias, int32_t* acc, float* yrow) {
+  const int64_t C = g.C, DM = g.DM, CO = C * DM;
+  for (int64_t ow = 0; ow < g.OW; ++ow) {
+    for (int64_t c = 0; c < CO; ++c) acc[c] = 0;
+    for (int64_t kh = 0; kh < g.KH; ++kh) {
+      const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+      if (ih < 0 || ih >= g.H) continue;
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        const int64_t iw = ow * g.sw - g.pl + kw * g.dw;
+        if (iw < 0 || iw >= g.W) continue;
+        const int8_t* xp = qn + (ih * g.W + iw) * C;
+        const int8_t* wp = w + (kh * g.KW + kw) * CO;
+        if (DM == 1) {
+          for (int64_t c = 0; c < C; ++c) acc[c] += int32_t(xp[c]) * int32_t(wp[c]);
+        } else {
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t m = 0; m < DM; ++m) acc[c * DM + m] += int32_t(xp[c]) * int32_t(wp[c * DM + m]);
+        }
+      }
+    }
+    float* y = yrow + ow * CO;
+    if (bias) {
+      for (int64_t c = 0; c < CO; ++c) y[c] = float(acc[c]) / den[c] + bias[c];
+    } else {
+      for (int64_t c = 0; c < CO; ++c) y[c] = float(acc[c]) / den[c];
+    }
+  }
+}
+
 void qdepthwise2d(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, const Buffer& scale_b,
                   const Buffer* bias_b, Buffer& ob, const Shape& os, const Shape& strides, const Shape& dilation,
                   const Shape& pads) {
@@ -83,70 +151,33 @@ void qdepthwise2d(const Buffer& xb, const Shape& xs, const Buffer& wb, const Sha
   check_vec(op, "output", ob, N * OH * OW * CO, F32);
   const float* x = xb.data<float>();
   const int8_t* w = wb.data<int8_t>();
-  const float* ws_ = scale_b.data<float>();
+  const float* wsc = scale_b.data<float>();
   const float* bias = bias_b ? bias_b->data<float>() : nullptr;
   float* y = ob.data<float>();
   if (N * OH * OW * CO == 0) return;
-  // 1. one scale per image, the image quantized to int8 (Keras's abs-max formula over the image)
-  std::vector<float> xscale(static_cast<size_t>(N));
-  std::vector<int8_t> qx(static_cast<size_t>(N * H * W * C));
+  // 1. per (image, channel) scales and the quantized images
   const int64_t img = H * W * C;
+  std::vector<float> den(static_cast<size_t>(N * CO));
+  std::vector<int8_t> qx(static_cast<size_t>(N * img));
 #pragma omp parallel for if (N * img > (1 << 16))
   for (int64_t n = 0; n < N; ++n) {
-    const float* xn = x + n * img;
-    float mx = 0.f;
-    bool nan = false;
-    for (int64_t i = 0; i < img; ++i) {
-      const float v = std::fabs(xn[i]);
-      nan |= v != v;
-      mx = v > mx ? v : mx;
-    }
-    const float s = nan ? std::nanf("") : 127.f / (mx + 1e-7f);
-    xscale[size_t(n)] = s;
-    int8_t* q = qx.data() + n * img;
-    for (int64_t i = 0; i < img; ++i) {
-      float v = std::nearbyint(xn[i] * s);
-      v = v > 127.f ? 127.f : v;
-      v = v < -127.f ? -127.f : v;
-      q[i] = int8_t(v == v ? int(v) : 0);
-    }
+    std::vector<float> mx(static_cast<size_t>(C)), sc(static_cast<size_t>(C));
+    std::vector<uint8_t> nan(static_cast<size_t>(C));
+    channel_abs_max(x + n * img, H * W, C, mx.data(), nan.data());
+    for (int64_t c = 0; c < C; ++c) sc[size_t(c)] = nan[size_t(c)] ? std::nanf("") : 127.f / (mx[size_t(c)] + 1e-7f);
+    quantize_pixels(x + n * img, H * W, C, sc.data(), qx.data() + n * img);
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t m = 0; m < DM; ++m) den[size_t(n * CO + c * DM + m)] = wsc[c * DM + m] * sc[size_t(c)];
   }
   // 2. the taps, summed in int32 per output channel, one task per output row
-  const int64_t sh = strides[0], sw = strides[1], dh = dilation[0], dw = dilation[1], pt = pads[0], pl = pads[2];
+  const QdwGeom g{H, W, C, KH, KW, DM, OH, OW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2]};
 #pragma omp parallel
   {
     std::vector<int32_t> acc(static_cast<size_t>(CO));
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < N * OH; ++row) {
       const int64_t n = row / OH, oh = row % OH;
-      const int8_t* qn = qx.data() + n * img;
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        std::fill(acc.begin(), acc.end(), 0);
-        for (int64_t kh = 0; kh < KH; ++kh) {
-          const int64_t ih = oh * sh - pt + kh * dh;
-          if (ih < 0 || ih >= H) continue;
-          for (int64_t kw = 0; kw < KW; ++kw) {
-            const int64_t iw = ow * sw - pl + kw * dw;
-            if (iw < 0 || iw >= W) continue;
-            const int8_t* xp = qn + (ih * W + iw) * C;
-            const int8_t* wp = w + (kh * KW + kw) * C * DM;
-            int32_t* a = acc.data();
-            if (DM == 1) {
-#pragma omp simd
-              for (int64_t c = 0; c < C; ++c) a[c] += int32_t(xp[c]) * int32_t(wp[c]);
-            } else {
-              for (int64_t c = 0; c < C; ++c)
-                for (int64_t m = 0; m < DM; ++m) a[c * DM + m] += int32_t(xp[c]) * int32_t(wp[c * DM + m]);
-            }
-          }
-        }
-        float* yp = y + ((n * OH + oh) * OW + ow) * CO;
-        const float xs_n = xscale[size_t(n)];
-        for (int64_t c = 0; c < CO; ++c) {
-          float v = float(acc[size_t(c)]) / (ws_[c] * xs_n);
-          yp[c] = bias ? v + bias[c] : v;
-        }
-      }
+      dw_row(g, qx.data() + n * img, w, oh, den.data() + n * CO, bias, acc.data(), y + row * OW * CO);
     }
   }
 }

@@ -140,8 +140,8 @@ def test_qdepthwise2d_is_bit_exact(dm, stride):
     w = rng.integers(-127, 128, (3, 3, 3, dm)).astype(np.int8)
     ws = (rng.random(3 * dm) + 0.5).astype(np.float32)
     bias = rng.standard_normal(3 * dm).astype(np.float32)
-    s = (np.float32(127) / (np.abs(x).reshape(2, -1).max(1) + np.float32(1e-7))).astype(np.float32)
-    qx = np.clip(np.round(x * s[:, None, None, None]), -127, 127).astype(np.int32)
+    s = (np.float32(127) / (np.abs(x).max((1, 2)) + np.float32(1e-7))).astype(np.float32)  # (image, channel)
+    qx = np.clip(np.round(x * s[:, None, None, :]), -127, 127).astype(np.int32)
     xp = np.pad(qx, ((0, 0), (1, 1), (1, 1), (0, 0)))
     oh, ow = (7 + 2 - 3) // stride + 1, (6 + 2 - 3) // stride + 1
     acc = np.zeros((2, oh, ow, 3, dm), np.int64)
@@ -149,7 +149,8 @@ def test_qdepthwise2d_is_bit_exact(dm, stride):
         for j in range(3):
             patch = xp[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride, :]
             acc += patch[..., None] * w[i, j].astype(np.int32)[None, None, None]
-    ref = acc.reshape(2, oh, ow, 3 * dm).astype(np.float32) / (ws[None, None, None, :] * s[:, None, None, None]) + bias
+    den = ws.reshape(3, dm)[None] * s[:, :, None]                                       # (image, c, m)
+    ref = acc.reshape(2, oh, ow, 3 * dm).astype(np.float32) / den.reshape(2, 1, 1, 3 * dm) + bias
     out = _cpu.Buffer(ref.size, 0)
     _cpu.qdepthwise2d(_cpu.from_numpy(x), list(x.shape), _cpu.from_numpy(w), list(w.shape), _cpu.from_numpy(ws),
                       _cpu.from_numpy(bias), out, list(ref.shape), [stride, stride], [1, 1], [1, 1, 1, 1])
