@@ -143,13 +143,16 @@ class GradientTape:
         self._used = False
         self._watched = []
 
-    def gradient(self, target, sources, output_gradients=None, unconnected_gradients="none"):
+    def gradient(self, target, sources, output_gradients=None, unconnected_gradients="none", _on_ready=None):
         """Gradients of `target` (a tensor, or a list whose gradients add up) with respect to
         `sources` (a tensor/variable or a nested list/dict of them), in the same structure.
         A source the target does not depend on gets None (or zeros with
         unconnected_gradients="zero"). A source used only through embedding lookups (e.g. an
         Embedding table) gets an IndexedSlices, a sparse row gradient, as in TensorFlow; pass it
-        to an optimizer as it is, or use it as a tensor (it densifies)."""
+        to an optimizer as it is, or use it as a tensor (it densifies).
+
+        `_on_ready(i, gradient)` (internal, for data-parallel strategies): called for the i-th
+        flattened source as soon as its gradient is final, while backprop goes on (see backprop)."""
         from .tensor import Tensor
         from . import math as _m
         if self._used and not self.persistent:
@@ -177,7 +180,7 @@ class GradientTape:
         was = _state.recording
         _state.recording = False
         try:
-            grads = backprop(targets, seeds, flat_sources, release=not self.persistent)
+            grads = backprop(targets, seeds, flat_sources, release=not self.persistent, on_ready=_on_ready)
         finally:
             _state.recording = was
         self._used = True
@@ -189,12 +192,18 @@ class GradientTape:
         return _unflatten(sources, iter(out))
 
 
-def backprop(targets, seeds, sources, release=False):
+def backprop(targets, seeds, sources, release=False, on_ready=None):
     """Returns d(sum of targets)/d(source) for each source (None when unconnected).
 
     A gradient may be sparse (an IndexedSlices from an embedding lookup): several accumulate by
     concatenation, one meeting a dense gradient becomes dense, and a source keeps its sparse
-    gradient; an op's backward function always receives a dense one."""
+    gradient; an op's backward function always receives a dense one.
+
+    on_ready(i, gradient): called for source i as soon as its gradient is final -- once every op
+    that used it has run its backward -- while the rest of the backward pass is still to run
+    (data-parallel training starts its all-reduces there). Called exactly once per source, in the
+    order the gradients complete (unconnected sources, with None, at the end); the gradient is
+    the one returned for it (dense, or an IndexedSlices)."""
     from . import math as _m
     from . import sparse as _sparse
     # Reverse topological order by iterative depth-first search.
@@ -219,13 +228,41 @@ def backprop(targets, seeds, sources, release=False):
     for t, s in zip(targets, seeds):
         grads[id(t)] = s if id(t) not in grads else _m.add(grads[id(t)], s)
     kept = {}
+    final = {}      # source id -> its final gradient (densified), once reported to on_ready
+    pending = {}    # source id -> ops that use it and have not yet run their backward
+    if on_ready is not None:
+        where = {}
+        for i, s in enumerate(sources):
+            where.setdefault(id(s), []).append(i)
+        pending = dict.fromkeys(where, 0)
+        for t in order:
+            if t._node is not None:
+                for inp in t._node.inputs:
+                    if id(inp) in pending:
+                        pending[id(inp)] += 1
+
+        def ready(sid):
+            g = kept.get(sid, grads.get(sid))
+            if _sparse.is_outer_products(g):
+                g = g.to_dense()
+            final[sid] = g
+            for i in where[sid]:
+                on_ready(i, g)
+
     for t in reversed(order):
         tid = id(t)
         g = grads.get(tid) if tid in source_ids else grads.pop(tid, None)
         if tid in source_ids:
             kept[tid] = g
         node = t._node
+        if node is not None and pending:
+            for inp in node.inputs:  # after this op's backward (below), one user fewer
+                iid = id(inp)
+                if iid in pending:
+                    pending[iid] -= 1
         if g is None or node is None:
+            if pending:
+                _report_ready(node, pending, final, ready)
             continue
         if _sparse.is_indexed_slices(g) or _sparse.is_outer_products(g):  # backward functions take dense ones
             g = g.to_dense()
@@ -238,7 +275,24 @@ def backprop(targets, seeds, sources, release=False):
             iid = id(inp)
             prev = grads.get(iid)
             grads[iid] = ig if prev is None else _sparse.add(prev, ig)
+        if pending:
+            _report_ready(node, pending, final, ready)
         if release:
             t._node = None
+    if on_ready is not None:
+        for s in sources:  # not used by any op on the way to the targets (or a target itself)
+            if id(s) not in final:
+                ready(id(s))
+        return [final[id(s)] for s in sources]
     out = [kept.get(id(s), grads.get(id(s))) for s in sources]
     return [g.to_dense() if _sparse.is_outer_products(g) else g for g in out]
+
+
+def _report_ready(node, pending, final, ready):
+    """Reports the sources among node's inputs whose last user has just run its backward."""
+    if node is None:
+        return
+    for inp in node.inputs:
+        iid = id(inp)
+        if pending.get(iid) == 0 and iid not in final:
+            ready(iid)

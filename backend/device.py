@@ -56,6 +56,8 @@ KERNEL_TABLE = (
     "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "simple_rnn_forward", "simple_rnn_backward",
     # sorting.cpp
     "sort_rows",
+    # quantize.cpp, conv.cpp (int8 inference)
+    "qgemm_pack", "qmatmul", "qconv2d_forward", "qdepthwise2d", "qembedding", "qgemm_packed_bytes",
     # memory.cpp
     "fill", "copy", "cast",
 )

@@ -11,11 +11,16 @@
 
 namespace lamina {
 
-enum DType : int { F32 = 0, I32 = 1, I64 = 2, BOOL = 3 };
+// I8 holds quantized weights (int8 inference) only: the copies and the quantized kernels
+// (quantize.cpp) are the only ones that take it.
+enum DType : int { F32 = 0, I32 = 1, I64 = 2, BOOL = 3, I8 = 4 };
 
-inline size_t dtype_size(DType d) { return d == I64 ? 8 : (d == BOOL ? 1 : 4); }
+inline size_t dtype_size(DType d) { return d == I64 ? 8 : (d == BOOL || d == I8 ? 1 : 4); }
 inline const char* dtype_name(DType d) {
-  switch (d) { case F32: return "float32"; case I32: return "int32"; case I64: return "int64"; case BOOL: return "bool"; }
+  switch (d) {
+    case F32: return "float32"; case I32: return "int32"; case I64: return "int64"; case BOOL: return "bool";
+    case I8: return "int8";
+  }
   return "?";
 }
 

@@ -24,6 +24,7 @@ void bind_random(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_rnn(py::module_& m);
 void bind_sorting(py::module_& m);
+void bind_quantize(py::module_& m);
 }  // namespace lamina
 
 PYBIND11_MODULE(_cpu, m) {
@@ -60,4 +61,5 @@ PYBIND11_MODULE(_cpu, m) {
   lamina::bind_optim(m);
   lamina::bind_rnn(m);
   lamina::bind_sorting(m);
+  lamina::bind_quantize(m);
 }

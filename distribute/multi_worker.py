@@ -29,9 +29,11 @@ Data, by kind:
 - generators and other iterables: rejected (a process cannot tell which batches another one
   reads); use arrays or a PyDataset.
 
-What is reduced, once per step, in one round of non-blocking all-reduces: the gradients
-(gradients of at least `bucket_bytes` straight from their buffers, smaller ones packed into one
-bucket), the changes of the metrics' state variables (so `loss` and the metrics logged on every
+What is reduced, once per step, with non-blocking all-reduces: the gradients, each started as
+soon as the backward pass has finished it, so that communication overlaps the backward pass of
+the earlier layers (gradients of at least `bucket_bytes` straight from their buffers, smaller
+ones packed into buckets of about `bucket_bytes`; the sums land in one buffer per variable),
+then the changes of the metrics' state variables (so `loss` and the metrics logged on every
 process are those of the global batch; metric state must be sums, as every built-in metric's is)
 and the moving statistics of trainable BatchNormalization layers (weighted by each process's
 rows). Sparse gradients (embedding lookups) are gathered from every process, not densified.
@@ -74,8 +76,8 @@ class MultiWorkerMirroredStrategy(Strategy):
     """Data parallelism over the processes of an MPI job; see the module's docstring.
 
     `comm`: the mpi4py communicator of the processes that train together (default
-    `MPI.COMM_WORLD`). `bucket_bytes`: gradients smaller than this are packed into one buffer
-    and reduced as one message; larger ones are reduced in place in their own buffers."""
+    `MPI.COMM_WORLD`). `bucket_bytes`: gradients smaller than this are packed into buckets of
+    about this size, each reduced as one message; larger ones are sent from their own buffers."""
 
     def __init__(self, comm=None, bucket_bytes=1 << 16):
         MPI = _import_mpi()
@@ -90,6 +92,8 @@ class MultiWorkerMirroredStrategy(Strategy):
         self._pending = set()              # ids of models whose weights are broadcast at their first step
         self._rows = np.zeros(1, np.int64)
         self._bucket = np.zeros(0, np.float32)
+        self._buckets = []   # the gradient stream's bucket arrays, kept from step to step
+        self._received = {}  # id(variable) -> (variable, host array, tensor): where its summed gradient lands
         _install_excepthook(MPI)
         _share_cores(MPI, self.comm)
 
@@ -178,28 +182,24 @@ class MultiWorkerMirroredStrategy(Strategy):
             share = _m.multiply(loss, local / total)
             scaled = model.optimizer.scale_loss(share)  # loss_scale_factor; apply divides it out
         tv = model.trainable_weights
-        grads = tape.gradient(scaled, tv)
+        stream = _GradientStream(self, tv)
+        tape.gradient(scaled, tv, _on_ready=stream)  # starts the all-reduces while backprop runs
         # a zero-weight step updates its metrics too (so they are built as on the other processes),
         # and then contributes nothing to their all-reduced state
         model._loss_tracker.update_state(loss, sample_weight=local)
         if model._compile_metrics is not None:
             model._compile_metrics.update_state(y, y_pred, sample_weight)
-        grads = self._reduce_step(model, grads, tv, metrics, local / total, dummy)
+        grads = self._reduce_step(model, stream, metrics, local / total, dummy)
         model.optimizer.apply(grads, tv)
         return None if model._defer_results else model.get_metrics_result()
 
-    def _reduce_step(self, model, grads, variables, metrics, fraction, dummy):
-        """All-reduces, in one round: the gradients, the metrics' state changes, BatchNormalization's
-        moving statistics. Returns the summed gradients (the dense ones are the same tensors)."""
+    def _reduce_step(self, model, stream, metrics, fraction, dummy):
+        """Completes the step's all-reduces: the gradients' (started by `stream` during backprop),
+        then the metrics' state changes and BatchNormalization's moving statistics. Returns the
+        summed gradients."""
         MPI = self._MPI
-        grads = _unaliased(grads, variables)
-        dense = [g for g in grads if g is not None and not _is_sparse(g)]
+        stream.flush()
         views, commits = [], []
-        for g in dense:
-            v, c = _host(g)
-            views.append(v)
-            if c is not None:
-                commits.append(c)
         for w in _moving_statistics(model):  # each process's weighted by its share of the rows
             v, c = _host(w)
             v *= fraction
@@ -210,13 +210,16 @@ class MultiWorkerMirroredStrategy(Strategy):
         delta = metrics.delta(zero=dummy)
         if delta.size:
             requests.append(self.comm.Iallreduce(MPI.IN_PLACE, delta, op=MPI.SUM))
-        gathered = [self._gather_sparse(g) if _is_sparse(g) else g for g in grads]  # while the others run
-        MPI.Request.Waitall(requests)
+        gathered = {i: self._gather_sparse(g) for i, g in stream.sparse}  # while the others run
+        MPI.Request.Waitall(stream.requests + requests)
+        grads = stream.finish()
         unpack()
         for c in commits:
             c()
         metrics.apply(delta)
-        return gathered
+        for i, g in gathered.items():
+            grads[i] = g
+        return grads
 
     def all_reduce_in_place(self, tensors):
         """Sums each tensor over the processes, in its own buffer (a float32 CPU tensor's memory
@@ -256,6 +259,16 @@ class MultiWorkerMirroredStrategy(Strategy):
             for v, o in zip(small, offsets):
                 v.reshape(-1)[...] = bucket[o:o + v.size]
         return requests, unpack
+
+    def _receive_buffer(self, variable, g):
+        """(host array, tensor) that the all-reduced gradient of `variable` is written to, kept
+        from step to step (the optimizer has used the previous step's before the next one)."""
+        entry = self._received.get(id(variable))
+        if entry is None or entry[0] is not variable or entry[2].shape != g.shape or entry[2].device is not g.device:
+            t = _m.zeros(g.shape, g.dtype, g.device)
+            host = t.device.kernels.host_view(t._buf, t.shape) if t.device.kind == "cpu" else np.empty(g.shape, np.float32)
+            entry = self._received[id(variable)] = (variable, host, t)
+        return entry[1], entry[2]
 
     def _gather_sparse(self, g):
         """An IndexedSlices holding every process's rows (the sum of the sparse gradients)."""
@@ -349,20 +362,80 @@ def _is_sparse(g):
     return getattr(g, "_is_indexed_slices", False)
 
 
-def _unaliased(grads, variables):
-    """The gradients, with a copy in place of any whose buffer another gradient or a variable
-    also uses (an in-place sum must reach each buffer once) or which is 0-d (it may be a cached
-    constant)."""
-    from ..backend.tensor import convert_to_tensor
-    seen = {id(v._buf) for v in variables}
-    out = []
-    for g in grads:
-        if g is not None and not _is_sparse(g):
-            if id(g._buf) in seen or not g.shape:
-                g = convert_to_tensor(g.numpy(), device=g.device)
-            seen.add(id(g._buf))
-        out.append(g)
-    return out
+class _GradientStream:
+    """Backprop's on_ready callback for one step: each dense gradient is all-reduced as soon as it
+    is final, while the backward pass goes on with the earlier layers (mpi4py's non-blocking
+    Iallreduce; MPI progresses it inside MPI calls, so every gradient completed also polls the
+    requests started so far). A gradient of at least `bucket_bytes` goes straight from its own
+    buffer; smaller ones are copied into a bucket, sent once `bucket_bytes` of them are waiting.
+    The sums land in one persistent buffer per variable (out of place: a gradient's buffer may
+    still be read by the rest of the backward pass). Sparse gradients are gathered afterwards.
+    Every process finishes its gradients in the same order (the same model), so the collectives
+    start in the same order everywhere, as MPI requires."""
+
+    def __init__(self, strategy, variables):
+        self.strategy, self.variables = strategy, variables
+        self.out = [None] * len(variables)
+        self.requests, self.sparse, self.buckets = [], [], []
+        self.small, self.small_bytes = [], 0
+        self.commits = []
+
+    def __call__(self, i, g):
+        st = self.strategy
+        MPI = st._MPI
+        if g is None:
+            return
+        if _is_sparse(g):
+            self.sparse.append((i, g))
+            self.out[i] = g
+            return
+        send, _ = _host(g)  # (a host copy when g is not in host memory)
+        recv, reduced = st._receive_buffer(self.variables[i], g)
+        self.out[i] = reduced
+        if g.device.kind != "cpu":
+            self.commits.append(lambda: reduced.device.kernels.copy(reduced.device.from_numpy(recv), reduced._buf))
+        if send.nbytes >= st.bucket_bytes or send.dtype != np.float32:
+            self.requests.append(st.comm.Iallreduce(send, recv, op=MPI.SUM))
+        else:
+            self.small.append((send, recv))
+            self.small_bytes += send.nbytes
+            if self.small_bytes >= st.bucket_bytes:
+                self.flush()
+        MPI.Request.Testall(self.requests)  # lets MPI progress the reductions started so far
+
+    def flush(self):
+        """Starts the all-reduce of the small gradients waiting for a bucket."""
+        if not self.small:
+            return
+        st = self.strategy
+        MPI = st._MPI
+        if len(self.small) == 1:
+            send, recv = self.small[0]
+            self.requests.append(st.comm.Iallreduce(send, recv, op=MPI.SUM))
+        else:
+            n = sum(v.size for v, _ in self.small)
+            k = len(self.buckets)
+            if k == len(st._buckets) or st._buckets[k].size < n:
+                st._buckets[k:k + 1] = [np.empty(n, np.float32)]
+            bucket = st._buckets[k][:n]
+            o = 0
+            for send, _ in self.small:
+                bucket[o:o + send.size] = send.reshape(-1)
+                o += send.size
+            self.buckets.append((bucket, self.small))
+            self.requests.append(st.comm.Iallreduce(MPI.IN_PLACE, bucket, op=MPI.SUM))
+        self.small, self.small_bytes = [], 0
+
+    def finish(self):
+        """After every request is complete: the buckets copied out, the summed gradients."""
+        for bucket, pairs in self.buckets:
+            o = 0
+            for send, recv in pairs:
+                recv.reshape(-1)[...] = bucket[o:o + send.size]
+                o += send.size
+        for c in self.commits:
+            c()
+        return list(self.out)
 
 
 def _moving_statistics(model):

@@ -24,9 +24,9 @@ class Dense(Layer):
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None, lora_rank=None,
                  lora_alpha=None, quantization_config=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        if quantization_config is not None:
-            raise ValueError(f"Dense: quantization (quantization_config={quantization_config!r}) is not supported "
-                             "by lamina; leave it None")
+        from .quantization import check_quantization_config
+        if check_quantization_config(quantization_config, "Dense") and not getattr(self, "_pending_quantization", None):
+            self._pending_quantization = "int8"  # quantized once built (a Keras int8 layer's config)
         self.units = _positive_int("Dense", "units", units)
         self.lora_rank = _positive_int("Dense", "lora_rank", lora_rank) if lora_rank is not None else None
         if lora_alpha is not None and (isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float))
@@ -89,6 +89,8 @@ class Dense(Layer):
         """As Keras: with LoRA the merged kernel is saved (then the bias), not the factors."""
         if not self.built:
             return
+        if self.quantization_mode is not None:
+            return Layer.save_own_variables(self, store)
         store["0"] = self.merged_kernel().numpy()
         if self.bias is not None:
             store["1"] = self.bias.numpy()
@@ -138,7 +140,8 @@ class Dense(Layer):
                 "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
                 "kernel_constraint": _constraints.serialize(self.kernel_constraint),
-                "bias_constraint": _constraints.serialize(self.bias_constraint), "quantization_config": None,
+                "bias_constraint": _constraints.serialize(self.bias_constraint),
+                "quantization_config": _quantization_config(self),
                 **({"lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha} if self.lora_rank else {})}
 
 
@@ -405,3 +408,7 @@ class Identity(Layer):
             return in_dtypes
         kinds = set(flatten(in_dtypes))
         return kinds.pop() if len(kinds) == 1 else self.dtype
+
+def _quantization_config(layer):
+    from .quantization import quantization_config
+    return quantization_config() if layer.quantization_mode is not None else None

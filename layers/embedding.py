@@ -16,6 +16,9 @@ def _initializer(identifier):
     return _initializers.get(identifier)
 
 
+from .quantization import quantization_config  # noqa: E402
+
+
 class Embedding(Layer):
     """Maps integer ids in [0, input_dim) to rows of `embeddings` (input_dim, output_dim).
 
@@ -29,9 +32,12 @@ class Embedding(Layer):
         super().__init__(**kwargs)
         self.input_dim = validation.positive_int("Embedding", "input_dim", input_dim)
         self.output_dim = validation.positive_int("Embedding", "output_dim", output_dim)
-        if lora_rank is not None or quantization_config is not None:
-            raise ValueError("Embedding: LoRA (lora_rank) and quantization (quantization_config) are not supported "
-                             "by lamina; leave them None")
+        if lora_rank is not None:
+            raise ValueError("Embedding: LoRA (lora_rank) is not supported by lamina; leave it None")
+        from .quantization import check_quantization_config
+        if check_quantization_config(quantization_config, "Embedding") and \
+                not getattr(self, "_pending_quantization", None):
+            self._pending_quantization = "int8"  # quantized once built (a Keras int8 layer's config)
         self.embeddings_initializer = _initializer(embeddings_initializer)
         self.embeddings_regularizer = _regularizers.get(embeddings_regularizer)
         self.embeddings_constraint = _constraints.get(embeddings_constraint)
@@ -71,4 +77,5 @@ class Embedding(Layer):
                 "embeddings_regularizer": _regularizers.serialize(self.embeddings_regularizer),
                 "activity_regularizer": _regularizers.serialize(self.activity_regularizer),
                 "embeddings_constraint": _constraints.serialize(self.embeddings_constraint),
-                "mask_zero": self.mask_zero, "quantization_config": None}
+                "mask_zero": self.mask_zero,
+                "quantization_config": quantization_config() if self.quantization_mode is not None else None}

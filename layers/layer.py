@@ -162,6 +162,7 @@ class Layer:
     """Base class of all layers (see the module docstring for the contract)."""
 
     _tracks_metrics = False  # whether any layer has a Metric attribute (see __setattr__)
+    quantization_mode = None  # "int8" once quantized (layers/quantization.py)
 
     def __init__(self, *, activity_regularizer=None, trainable=True, dtype=None, autocast=True, name=None, **kwargs):
         input_shape = kwargs.pop("input_shape", None)
@@ -180,6 +181,10 @@ class Layer:
         object.__setattr__(self, "_metrics", [])  # Metric objects assigned as attributes (model.metrics)
         self.name = name if name else unique_name(to_snake_case(type(self).__name__))
         self._trainable = bool(trainable)
+        from . import quantization as _quantization
+        if _quantization.is_quantized_policy(dtype):  # a quantized layer's config: quantized once built
+            self._pending_quantization = _quantization.check_policy(dtype, type(self).__name__)
+            dtype = None
         self.dtype = layer_dtype(dtype, type(self).__name__)
         self.built = False
         self.input_spec = None
@@ -371,6 +376,19 @@ class Layer:
         self.built = True
         if dev is None and self._own_weights:  # a layer runs where its weights are
             self._device = self._own_weights[0].device
+        pending = getattr(self, "_pending_quantization", None)
+        if pending is not None:  # made from a quantized config: its weights are loaded next
+            del self._pending_quantization
+            self.quantize(pending)
+
+    def quantize(self, mode, type_check=True, config=None):
+        """Quantizes this built layer for inference (Keras 3): mode "int8" for Dense, Conv2D,
+        DepthwiseConv2D and Embedding (see layers/quantization.py)."""
+        from .quantization import quantize_layer
+        if config is not None:
+            raise ValueError(f"{type(self).__name__} '{self.name}'.quantize: quantization configs (GPTQ, AWQ) are not "
+                             "supported; use quantize('int8')")
+        quantize_layer(self, mode)
 
     def build_from_shape(self, input_shape):
         self._maybe_build(input_shape)
@@ -469,6 +487,9 @@ class Layer:
     def get_config(self):
         from ..saving import dtype_policy_config
         config = {"name": self.name, "trainable": self.trainable, "dtype": dtype_policy_config(self.dtype)}
+        if self.quantization_mode is not None:
+            from .quantization import policy_config
+            config["dtype"] = policy_config()
         if self.activity_regularizer is not None:
             config["activity_regularizer"] = _regularizers.serialize(self.activity_regularizer)
         return config
@@ -492,6 +513,8 @@ class Layer:
     def _saved_variables(self):
         """This layer's own weights (not its sub-layers') in Keras's order: those created
         trainable, then those created non-trainable."""
+        if self.quantization_mode is not None:  # Keras's order: the int8 kernel, the bias, the scale
+            return list(self._quantized_variables)
         own = self._own_weights
         return [w for w in own if id(w) not in self._always_frozen] + \
             [w for w in own if id(w) in self._always_frozen]

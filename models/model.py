@@ -42,6 +42,16 @@ class Model(Trainer, Layer):
                 return l
         raise ValueError(f"No such layer: {name!r}. Existing layers are: {[l.name for l in self.layers]}")
 
+    def quantize(self, mode, type_check=True, config=None):
+        """Quantizes every Dense, Conv2D, DepthwiseConv2D and Embedding layer for inference
+        (Keras 3's Model.quantize; mode "int8" only; see layers/quantization.py). A quantized
+        model predicts, evaluates, saves and loads; it does not train."""
+        from ..layers.quantization import quantize_model
+        if config is not None:
+            raise ValueError(f"Model '{self.name}'.quantize: quantization configs (GPTQ, AWQ) are not supported; use "
+                             "quantize('int8')")
+        quantize_model(self, mode)
+
     def save(self, filepath, overwrite=True, include_optimizer=True):
         """Saves architecture, weights and optimizer state to '.keras' (zip) or '.h5', atomically."""
         from .io import save_model

@@ -6,6 +6,8 @@ logs need them. Metrics keep their totals on the device."""
 import functools
 import inspect
 import itertools
+import queue
+import threading
 import types
 
 import numpy as np
@@ -16,7 +18,7 @@ from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..backend import math as _m
 from ..backend.autodiff import GradientTape
-from ..backend.device import asynchronous, current_device
+from ..backend.device import asynchronous, current_device, device as device_scope
 from ..backend.tensor import Tensor, convert_to_tensor
 from ..callbacks import pythonify_logs
 from ..layers.layer import Layer, flatten, map_structure
@@ -246,16 +248,20 @@ class Trainer:
                                     header=f"Epoch {epoch + 1}/{epochs}" if epochs > 1 else None)
                 data.on_epoch_begin()
                 logs, ran = None, False
-                for step, batches in _executions(data, steps_per_epoch, self.steps_per_execution):
-                    cbs.on_train_batch_begin(step)
-                    end = step + len(batches) - 1
-                    logs = self._run_steps(step_fn, batches, cbs.wants("on_train_batch_end") or
-                                           progress.wants(end + 1))
-                    cbs.on_train_batch_end(end, logs)
-                    progress.update(end + 1, logs)
-                    ran = True
-                    if self.stop_training:
-                        break
+                # the next batches are sliced and converted on a background thread while a step runs
+                # (not under a strategy: its data iterators take part in its collectives)
+                with _prefetched(_executions(data, steps_per_epoch, self.steps_per_execution),
+                                 strategy is None) as executions:
+                    for step, batches in executions:
+                        cbs.on_train_batch_begin(step)
+                        end = step + len(batches) - 1
+                        logs = self._run_steps(step_fn, batches, cbs.wants("on_train_batch_end") or
+                                               progress.wants(end + 1))
+                        cbs.on_train_batch_end(end, logs)
+                        progress.update(end + 1, logs)
+                        ran = True
+                        if self.stop_training:
+                            break
                 data.on_epoch_end()
                 if not ran:
                     raise ValueError("fit: the data produced no batches (empty arrays, or an exhausted generator)")
@@ -272,8 +278,18 @@ class Trainer:
             cbs.on_train_end(epoch_logs)
             return history
 
+    def _require_float(self, what):
+        """Quantized (int8) layers compute no gradients: training them is refused up front."""
+        from ..layers.quantization import quantized_layers
+        q = quantized_layers(self)
+        if q:
+            raise RuntimeError(f"{what}: model '{self.name}' has quantized (int8) layers ({', '.join(l.name for l in q[:4])}"
+                               f"{', ...' if len(q) > 4 else ''}); a quantized model is for inference (predict, "
+                               "evaluate). Train the float model, then call model.quantize('int8').")
+
     def _fit_step_fn(self, micro_batches, strategy):
         """The step fit runs: train_step, the pipelined step, or the strategy's."""
+        self._require_float("fit")
         if micro_batches is not None and (isinstance(micro_batches, bool) or not isinstance(micro_batches, int)
                                           or micro_batches < 1):
             raise ValueError(f"fit: micro_batches must be an int >= 1, received {micro_batches!r}")
@@ -362,6 +378,7 @@ class Trainer:
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         self._require_compiled("train_on_batch")
+        self._require_float("train_on_batch")
         self.reset_metrics()
         if class_weight is not None:
             sample_weight = class_weight_to_sample_weight(class_weight, y, sample_weight)
@@ -473,6 +490,74 @@ def _executions(data, limit, n):
             return
         yield step, group
         step += len(group)
+
+
+class _prefetched:
+    """`with _prefetched(executions) as it:` iterates (step, [batches]) groups as `executions`
+    yields them, with the batches converted to tensors by a background thread that runs up to
+    `depth` groups ahead (NumPy's slicing and lamina's copies release the GIL, so this overlaps
+    the step running on the calling thread). The thread places the tensors on the device current
+    where the `with` starts. An exception raised while producing a batch is raised by the
+    iteration, at that batch, with its traceback; leaving the `with` early (a callback stopped
+    training, or the step raised) stops the thread and waits for it, so the data is never read by
+    two threads at once. `enabled=False` iterates on the calling thread (batches converted by
+    the step, as before)."""
+
+    _END = object()
+
+    def __init__(self, executions, enabled=True, depth=2):
+        self.executions, self.enabled, self.depth = executions, enabled, depth
+        self.thread = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return self.executions
+        self.queue = queue.Queue(self.depth)
+        self.stop = threading.Event()
+        self.device = current_device()
+        self.thread = threading.Thread(target=self._produce, name="lamina-fit-prefetch", daemon=True)
+        self.thread.start()
+        return self._consume()
+
+    def _put(self, item):
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self):
+        try:
+            with device_scope(self.device.name):
+                for step, batches in self.executions:
+                    if not self._put((step, [_to_tensors(b) for b in batches])):
+                        return
+        except BaseException as e:  # raised in the consumer, at this point of the data
+            self._put((_prefetched._END, e))
+            return
+        self._put((_prefetched._END, None))
+
+    def _consume(self):
+        while True:
+            step, item = self.queue.get()
+            if step is _prefetched._END:
+                if item is not None:
+                    raise item
+                return
+            yield step, item
+
+    def __exit__(self, *exc):
+        if self.thread is not None:
+            self.stop.set()
+            while self.thread.is_alive():
+                try:  # unblock a producer waiting for room
+                    self.queue.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            self.thread.join()
+        return False
 
 
 def _should_eval(epoch, validation_freq):

@@ -28,6 +28,7 @@
 #include "device.h"
 #include "conv_common.h"
 #include "gemm.h"
+#include "qgemm.h"
 #include "simd.h"
 
 namespace py = pybind11;
@@ -279,6 +280,43 @@ void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const S
                const double t1 = omp_get_wtime();
                sgemm(false, false, (u1 - u0) * g.OW, O, K, 1.f, col, K, w, O, 0.f, out + u0 * g.OW * O, O);
                if (tid == 0) { prof_add(&Profile::im2col, t1 - t0); prof_add(&Profile::gemm, omp_get_wtime() - t1); }
+             });
+}
+
+// Quantized (int8) convolution for inference: the weights (kh, kw, in, out) packed by qgemm_pack
+// as a (kh*kw*in, out) matrix, each im2col row (one output pixel's window) quantized like a row of
+// a quantized Dense's input (qgemm.h), int32 sums, out = sums / (w_scale * row scale) + bias.
+void qconv2d_forward(const Buffer& xb, const Shape& xs, const Shape& ws, const Buffer& packed, const Buffer& colsum,
+                     const Buffer& w_scale, const Buffer* bias, Buffer& ob, const Shape& os, const Shape& strides,
+                     const Shape& dilation, const Shape& pads) {
+  const char* op = "qconv2d";
+  check_buffer(op, "input", xb, xs, F32);
+  check_buffer(op, "output", ob, os, F32);
+  const ConvGeom g = conv_geom(op, xs, ws, os, strides, dilation, pads);
+  const int64_t K = g.K(), rows = g.N * g.OH * g.OW, O = g.O;
+  check_dtype(op, "packed kernel", packed, I8);
+  LAMINA_CHECK(packed.numel == qgemm::packed_bytes(K, O), op << ": the packed kernel holds " << packed.numel
+                   << " bytes, expected " << qgemm::packed_bytes(K, O) << " for kernel shape " << shape_str(ws));
+  check_dtype(op, "column sums", colsum, I32);
+  check_dtype(op, "kernel scale", w_scale, F32);
+  LAMINA_CHECK(colsum.numel == O && w_scale.numel == O && (!bias || bias->numel == O),
+               op << ": expected " << O << " column sums, scales and biases");
+  if (bias) check_dtype(op, "bias", *bias, F32);
+  const float* x = xb.data<float>();
+  float* out = ob.data<float>();
+  if (rows == 0 || O == 0) return;
+  const int8_t* pk = packed.data<int8_t>();
+  const int32_t* cs = colsum.data<int32_t>();
+  const float* sc = w_scale.data<float>();
+  const float* bs = bias ? bias->data<float>() : nullptr;
+  if (g.direct()) {
+    qgemm::matmul(x, K, rows, K, O, pk, cs, sc, bs, out, O, true);
+    return;
+  }
+  run_chunks(g, batch_schedule(g), [](int, int64_t, int64_t) {},
+             [&](int64_t u0, int64_t u1, float* col, int, bool par) {
+               im2col(g, x, col, u0, u1, par);
+               qgemm::matmul(col, K, (u1 - u0) * g.OW, K, O, pk, cs, sc, bs, out + u0 * g.OW * O, O, true);
              });
 }
 
@@ -616,6 +654,9 @@ void batch_transpose(const Buffer& xb, int64_t B, int64_t R, int64_t S, Buffer& 
 void bind_conv(py::module_& m) {
   def_kernel(m, "conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
         py::arg("out"), py::arg("out_shape"), py::arg("strides"), py::arg("dilation"), py::arg("pads"));
+  def_kernel(m, "qconv2d_forward", &qconv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w_shape"),
+             py::arg("packed"), py::arg("colsum"), py::arg("w_scale"), py::arg("bias").none(true), py::arg("out"),
+             py::arg("out_shape"), py::arg("strides"), py::arg("dilation"), py::arg("pads"));
   def_kernel(m, "conv2d_backward", &conv2d_backward, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
         py::arg("grad"), py::arg("grad_shape"), py::arg("dx").none(true), py::arg("dw").none(true), py::arg("strides"),
         py::arg("dilation"), py::arg("pads"));

@@ -510,6 +510,7 @@ static void binary(int op, const Buffer& a, const Shape& as, const Buffer& b, co
   switch (a.dtype) {
     case F32: binary_typed<float>(op, a, as, b, bs, o, os); break;
     case I32: binary_typed<int32_t>(op, a, as, b, bs, o, os); break;
+    case I8: throw TypeError("binary: int8 tensors hold quantized weights and take no arithmetic");
     case I64: binary_typed<int64_t>(op, a, as, b, bs, o, os); break;
     case BOOL: {
       check_buffer("logical", "out", o, os, BOOL);
@@ -563,6 +564,7 @@ static void where(const Buffer& c, const Shape& cs, const Buffer& a, const Shape
     case I32: where_typed<int32_t>(c, cs, a, as, b, bs, o, os); break;
     case I64: where_typed<int64_t>(c, cs, a, as, b, bs, o, os); break;
     case BOOL: where_typed<uint8_t>(c, cs, a, as, b, bs, o, os); break;
+    case I8: throw TypeError("where: int8 tensors hold quantized weights and take no arithmetic");
   }
 }
 

@@ -244,6 +244,7 @@ void strided_copy(const Buffer& src, int64_t soff, const Shape& sst, Buffer& dst
       case I32: run_strided<int32_t, true>(src.data<int32_t>() + soff, dst.data<int32_t>() + doff, p, par_ok); break;
       case I64: run_strided<int64_t, true>(src.data<int64_t>() + soff, dst.data<int64_t>() + doff, p, par_ok); break;
       case BOOL: throw TypeError("strided_copy: cannot accumulate bool tensors; expected float32, int32 or int64");
+      case I8: throw TypeError("strided_copy: cannot accumulate int8 tensors; expected float32, int32 or int64");
     }
     return;
   }
@@ -579,7 +580,7 @@ void arange(Buffer& out, double start, double step) {
     case F32: fill_index(out.data<float>(), n, [&](int64_t i) { return float(start + double(i) * step); }); break;
     case I32: fill_index(out.data<int32_t>(), n, [&](int64_t i) { return int32_t(start + double(i) * step); }); break;
     case I64: fill_index(out.data<int64_t>(), n, [&](int64_t i) { return int64_t(start + double(i) * step); }); break;
-    case BOOL: throw TypeError("arange: expected an output of dtype float32, int32 or int64, received bool");
+    case BOOL: case I8: throw TypeError(std::string("arange: expected an output of dtype float32, int32 or int64, received ") + dtype_name(out.dtype));
   }
 }
 
@@ -595,7 +596,7 @@ void linspace(Buffer& out, double start, double stop, bool endpoint) {
     case F32: fill_index(out.data<float>(), n, [&](int64_t i) { return float(val(i)); }); break;
     case I32: fill_index(out.data<int32_t>(), n, [&](int64_t i) { return int32_t(std::floor(val(i))); }); break;
     case I64: fill_index(out.data<int64_t>(), n, [&](int64_t i) { return int64_t(std::floor(val(i))); }); break;
-    case BOOL: throw TypeError("linspace: expected an output of dtype float32, int32 or int64, received bool");
+    case BOOL: case I8: throw TypeError(std::string("linspace: expected an output of dtype float32, int32 or int64, received ") + dtype_name(out.dtype));
   }
 }
 

@@ -134,6 +134,7 @@ static DType dtype_of_array(const py::array& a) {
   if (dt.is(py::dtype::of<int32_t>())) return I32;
   if (dt.is(py::dtype::of<int64_t>())) return I64;
   if (dt.is(py::dtype::of<bool>())) return BOOL;
+  if (dt.is(py::dtype::of<int8_t>())) return I8;
   throw TypeError("from_numpy: unsupported numpy dtype " + std::string(py::str(dt)) +
                   "; expected float32, int32, int64 or bool (convert with .astype first)");
 }
@@ -151,7 +152,8 @@ static py::array to_numpy(const Buffer& b, const Shape& shape) {
   LAMINA_CHECK(numel_of(shape) == b.numel, "to_numpy: shape " << shape_str(shape) << " does not match "
                                                                << b.numel << " elements");
   py::dtype dt = b.dtype == F32 ? py::dtype::of<float>() : b.dtype == I32 ? py::dtype::of<int32_t>()
-                 : b.dtype == I64 ? py::dtype::of<int64_t>() : py::dtype::of<bool>();
+                 : b.dtype == I64 ? py::dtype::of<int64_t>() : b.dtype == I8 ? py::dtype::of<int8_t>()
+                 : py::dtype::of<bool>();
   py::array out(dt, std::vector<py::ssize_t>(shape.begin(), shape.end()));
   wait_buffer(b);  // the kernels that wrote it, on an asynchronous device
   if (b.numel) std::memcpy(out.mutable_data(), b.ptr, size_t(b.numel) * dtype_size(b.dtype));
@@ -167,7 +169,8 @@ static py::array host_view(const BufferPtr& b, const Shape& shape) {
                                                                  << b->numel << " elements");
   wait_buffer(*b);
   py::dtype dt = b->dtype == F32 ? py::dtype::of<float>() : b->dtype == I32 ? py::dtype::of<int32_t>()
-                 : b->dtype == I64 ? py::dtype::of<int64_t>() : py::dtype::of<bool>();
+                 : b->dtype == I64 ? py::dtype::of<int64_t>() : b->dtype == I8 ? py::dtype::of<int8_t>()
+                 : py::dtype::of<bool>();
   auto* keep = new BufferPtr(b);
   py::capsule owner(keep, [](void* p) { delete static_cast<BufferPtr*>(p); });
   return py::array(dt, std::vector<py::ssize_t>(shape.begin(), shape.end()), b->ptr, owner);
@@ -183,6 +186,7 @@ static void fill(Buffer& b, double v) {
     case I32: { int32_t* p = b.data<int32_t>(); int32_t x = int32_t(v); for (int64_t i = 0; i < n; ++i) p[i] = x; break; }
     case I64: { int64_t* p = b.data<int64_t>(); int64_t x = int64_t(v); for (int64_t i = 0; i < n; ++i) p[i] = x; break; }
     case BOOL: { std::memset(b.ptr, v != 0.0, size_t(n)); break; }
+    case I8: throw TypeError("fill: int8 buffers hold quantized weights and are written by copies only");
   }
 }
 
@@ -205,6 +209,7 @@ static void cast_from(const S* s, Buffer& dst, int64_t n) {
     case I32: cast_loop(s, dst.data<int32_t>(), n); break;
     case I64: cast_loop(s, dst.data<int64_t>(), n); break;
     case BOOL: { uint8_t* d = dst.data<uint8_t>(); for (int64_t i = 0; i < n; ++i) d[i] = s[i] != S(0); break; }
+    case I8: throw TypeError("cast: int8 buffers hold quantized weights; they are not cast");
   }
 }
 static void cast(const Buffer& src, Buffer& dst) {
@@ -215,13 +220,14 @@ static void cast(const Buffer& src, Buffer& dst) {
     case I32: cast_from(src.data<int32_t>(), dst, n); break;
     case I64: cast_from(src.data<int64_t>(), dst, n); break;
     case BOOL: cast_from(src.data<uint8_t>(), dst, n); break;
+    case I8: throw TypeError("cast: int8 buffers hold quantized weights; they are not cast");
   }
 }
 
 void bind_memory(py::module_& m) {
   py::class_<Buffer, BufferPtr>(m, "Buffer")
       .def(py::init([](int64_t n, int dt, int device) {
-             LAMINA_CHECK(dt >= F32 && dt <= BOOL, "Buffer: unknown dtype code " << dt);
+             LAMINA_CHECK(dt >= F32 && dt <= I8, "Buffer: unknown dtype code " << dt);
              device_context(device);  // checks the index
              return std::make_shared<Buffer>(n, DType(dt), device);
            }), py::arg("numel"), py::arg("dtype") = 0, py::arg("device") = 0)

@@ -79,3 +79,56 @@ def test_non_trainable_variable_gets_no_gradient():
     with lamina.GradientTape() as tape:
         y = v * 2.0
     assert tape.gradient(y, v) is None
+
+
+def test_on_ready_reports_each_gradient_once_as_soon_as_it_is_final():
+    """backprop's on_ready (data-parallel all-reduces start there): a layer's weights are reported
+    before the earlier layers' backward runs, each source exactly once, with the gradient
+    returned for it; unconnected sources get None at the end."""
+    rng = np.random.default_rng(0)
+    w1, w2, w3 = (lamina.Variable(rng.standard_normal(s).astype(np.float32)) for s in ((4, 5), (5, 3), (3, 2)))
+    b2 = lamina.Variable(np.zeros(3, np.float32))
+    unused = lamina.Variable(np.ones(2, np.float32))
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    events = []
+    with lamina.GradientTape() as tape:
+        h = ops.matmul(x, w1)
+        h = ops.tanh(ops.matmul(h, w2) + b2)
+        y = ops.sum(ops.matmul(h, w3) * ops.matmul(h, w3))
+    with lamina.GradientTape() as tape2:  # the same, for the reference gradients
+        h_ = ops.tanh(ops.matmul(ops.matmul(x, w1), w2) + b2)
+        y_ = ops.sum(ops.matmul(h_, w3) * ops.matmul(h_, w3))
+    sources = [w1, w2, b2, w3, unused, w3]
+    grads = tape.gradient(y, sources, _on_ready=lambda i, g: events.append((i, g)))
+    ref = tape2.gradient(y_, [w1, w2, b2, w3])
+    assert sorted(i for i, _ in events) == list(range(len(sources)))
+    order = [i for i, _ in events]
+    assert order.index(3) < order.index(1) < order.index(0)      # w3 (used twice) before w2 before w1
+    assert order.index(2) < order.index(0)
+    assert order[-1] == 4 and events[-1][1] is None              # unconnected: last, None
+    by_index = dict(events)
+    for i, g in enumerate(grads):
+        assert by_index[i] is g
+    for g, r in zip(grads[:4], ref):
+        np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=1e-6)
+    assert grads[5] is grads[3]
+
+
+def test_on_ready_fires_before_the_earlier_ops_backward():
+    w1 = lamina.Variable(np.full((3, 3), 0.5, np.float32))
+    w2 = lamina.Variable(np.full((3, 3), 0.25, np.float32))
+    x = np.ones((2, 3), np.float32)
+    log = []
+    with lamina.GradientTape() as tape:
+        h = ops.matmul(x, w1)
+        marked = ops.exp(h)           # its backward runs after w2's gradient is final
+        y = ops.sum(ops.matmul(marked, w2))
+    node = marked._node
+    inner = node.backward
+
+    def spy(g, needs):
+        log.append("exp backward")
+        return inner(g, needs)
+    node.backward = spy
+    tape.gradient(y, [w1, w2], _on_ready=lambda i, g: log.append(f"ready {i}"))
+    assert log == ["ready 1", "exp backward", "ready 0"], log

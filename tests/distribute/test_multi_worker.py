@@ -292,47 +292,60 @@ comm.Barrier()
 
 
 @needs_mpi
-def test_gradients_are_reduced_in_their_own_buffers(tmp_path):
+def test_gradients_are_reduced_from_their_own_buffers_during_backprop(tmp_path):
     out = _ok(_run(tmp_path, MODEL + """
+import traceback
 from lamina.distribute import multi_worker
 from lamina.backend._cpu import host_view
 
-class Recording:                        # the communicator, noting which memory each all-reduce gets
+class Recording:                        # the communicator, noting the memory and the caller of each all-reduce
     def __init__(self, comm):
-        self.comm, self.addresses = comm, []
+        self.comm, self.sends, self.recvs, self.in_backprop = comm, [], [], []
     def Iallreduce(self, send, recv, op):
-        self.addresses.append(recv.__array_interface__["data"][0])
-        return self.comm.Iallreduce(send, recv, op=op)
+        if not isinstance(send, np.ndarray):  # MPI.IN_PLACE: the buffer is recv
+            send = recv
+        self.sends.append(send.__array_interface__["data"][0])
+        self.recvs.append(recv.__array_interface__["data"][0])
+        self.in_backprop.append(any(f.name == "backprop" for f in traceback.extract_stack()))
+        return self.comm.Iallreduce(send if send is not recv else multi_worker_MPI.IN_PLACE, recv, op=op)
     def __getattr__(self, name):
         return getattr(self.comm, name)
+multi_worker_MPI = multi_worker._import_mpi()
 
-grads = []
+grads, applied = [], []
 class Tape(multi_worker.GradientTape):
-    def gradient(self, target, sources):
-        g = super().gradient(target, sources)
+    def gradient(self, target, sources, **kwargs):
+        g = super().gradient(target, sources, **kwargs)
         grads.append(g)
         return g
 multi_worker.GradientTape = Tape
 
-strategy = lamina.distribute.MultiWorkerMirroredStrategy()
+strategy = lamina.distribute.MultiWorkerMirroredStrategy(bucket_bytes=4096)
 strategy.comm = Recording(comm)
 with strategy.scope():
-    model = lamina.Sequential([lamina.Input((64,)), layers.Dense(512), layers.Dense(1)])
+    model = lamina.Sequential([lamina.Input((64,)), layers.Dense(512), layers.Dense(256), layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
+apply = model.optimizer.apply
+def recording_apply(g, v):
+    applied.append(list(g))
+    return apply(g, v)
+model.optimizer.apply = recording_apply
 x = np.random.default_rng(0).normal(size=(16, 64)).astype(np.float32)
 model.fit(x, x[:, :1], batch_size=16, epochs=1, verbose=0)
-kernel = grads[0][0]                    # 64 x 512 floats: above bucket_bytes, reduced where it lies
+kernel = grads[0][0]                    # 64 x 512 floats: above bucket_bytes, sent from where it lies
 assert kernel.size * 4 >= strategy.bucket_bytes
-assert kernel._buf.address in strategy.comm.addresses, (kernel._buf.address, strategy.comm.addresses)
-view = host_view(kernel._buf, kernel.shape)
-assert view.__array_interface__["data"][0] == kernel._buf.address
-assert np.shares_memory(view, host_view(kernel._buf, kernel.shape))
+assert kernel._buf.address in strategy.comm.sends, (kernel._buf.address, strategy.comm.sends)
+summed = applied[0][0]                  # the optimizer gets the sum in a lamina buffer MPI wrote
+assert summed._buf.address in strategy.comm.recvs
+# the last layers' gradients are on their way while the backward pass is still running
+assert strategy.comm.in_backprop[0] and sum(strategy.comm.in_backprop) >= 2, strategy.comm.in_backprop
+np.testing.assert_allclose(summed.numpy(), comm.allreduce(kernel.numpy()), rtol=1e-6)
 
 # all_reduce_in_place: the sum arrives in the tensor itself
 t = lamina.convert_to_tensor(np.full((300, 100), rank + 1.0, np.float32))
 address = t._buf.address
 strategy.all_reduce_in_place([t])
-assert t._buf.address == address and address in strategy.comm.addresses
+assert t._buf.address == address and address in strategy.comm.recvs
 np.testing.assert_array_equal(t.numpy(), np.full((300, 100), 3.0, np.float32))
 print("OK")
 """))

@@ -1,0 +1,175 @@
+"""int8 quantized inference (Keras 3's `quantize("int8")`): int8 weights with per-output-channel
+scales, int8 activations with dynamic scales, int32 accumulation (csrc/cpu/qgemm.cpp,
+csrc/cpu/quantize.cpp).
+
+Keras's scheme (keras.quantizers.abs_max_quantize), for weights along the input axes and for
+activations along their last axis at every call:
+    scale = 127 / (max |x| + 1e-7);  q = clip(round_half_even(x * scale), -127, 127)
+and a quantized Dense computes float(qx @ qw) / (w_scale * x_scale) + bias, exactly as Keras.
+
+An int8 weight is an `Int8Weight`: it has a variable's face for saving and loading (name, path,
+shape, dtype "int8", numpy(), assign(), trainable False) but is not a tensor, so no float op can
+receive it by mistake; the quantized ops read it through its packed form."""
+import numpy as np
+
+from . import dtypes
+from .autodiff import needs_grad
+from .device import current_device
+from .tensor import Tensor, convert_to_tensor, empty
+
+_I8 = 4  # csrc DType I8
+
+
+def abs_max_quantize(x, axis):
+    """(int8 numpy array, float32 scale Tensor with the reduced axes kept) of a float tensor,
+    by Keras's abs-max formula along `axis` (an int or a tuple), computed with lamina ops."""
+    from . import math as _m
+    x = convert_to_tensor(x)
+    scale = _m.divide(127.0, _m.add(_m.max(_m.abs(x), axis=axis, keepdims=True), 1e-7))
+    q = _m.clip(_m.round(_m.multiply(x, scale)), -127.0, 127.0)
+    return q.numpy().astype(np.int8), scale
+
+
+class Int8Weight:
+    """A quantized weight: int8 values in an int8 device buffer (see the module docstring)."""
+
+    trainable = False
+    constraint = None
+    dtype = "int8"
+
+    def __init__(self, value, name, path=None, device=None):
+        a = self._check(value, None, name)
+        self.device = device if device is not None else current_device()
+        self.shape = tuple(a.shape)
+        self.name = name
+        self._path = path or name
+        self.version = 0
+        self._buf = self.device.from_numpy(np.ascontiguousarray(a))
+
+    @property
+    def path(self):
+        return self._path
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def _check(self, value, shape, name):
+        a = value.numpy() if isinstance(value, (Tensor, Int8Weight)) else np.asarray(value)
+        if a.dtype.kind not in "iub":
+            if a.dtype.kind == "f" and a.size and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
+                pass  # integral floats (e.g. from a file written by a float conversion)
+            else:
+                raise TypeError(f"int8 weight '{name}': expected integer values in [-128, 127], received an array of "
+                                f"dtype {a.dtype}; quantized weights are set from their int8 values")
+        if a.size and (a.min() < -128 or a.max() > 127):
+            raise ValueError(f"int8 weight '{name}': values must lie in [-128, 127], received the range "
+                             f"[{a.min()}, {a.max()}]")
+        if shape is not None and tuple(a.shape) != tuple(shape):
+            raise ValueError(f"int8 weight '{name}': expected a value of shape {tuple(shape)}, received shape "
+                             f"{tuple(a.shape)}")
+        return a.astype(np.int8)
+
+    def numpy(self):
+        return self.device.kernels.to_numpy(self._buf, list(self.shape))
+
+    def assign(self, value):
+        a = self._check(value, self.shape, self.name)
+        self.device.kernels.copy(self.device.from_numpy(np.ascontiguousarray(a)), self._buf)
+        self.version += 1
+        return self
+
+    def __repr__(self):
+        return f"<Int8Weight '{self.path}' shape={self.shape}>"
+
+
+class PackedInt8:
+    """The packed panels and column sums of an int8 (K, N) weight matrix (the (kh, kw, in, out)
+    kernel of a convolution read as (kh*kw*in, out)), remade when the weight is assigned."""
+
+    def __init__(self, weight, K, N):
+        self.weight, self.K, self.N = weight, int(K), int(N)
+        self._version = None
+
+    def get(self):
+        w = self.weight
+        if self._version != w.version:
+            k = w.device.kernels
+            self.packed = w.device.buffer(int(k.qgemm_packed_bytes(self.K, self.N)), _I8)
+            self.colsum = w.device.buffer(self.N, dtypes.CODES[dtypes.INT32])
+            k.qgemm_pack(w._buf, self.K, self.N, self.packed, self.colsum)
+            self._version = w.version
+        return self.packed, self.colsum
+
+
+def _inference_only(op, *tensors):
+    if needs_grad(*tensors):
+        raise RuntimeError(f"{op}: a quantized (int8) layer computes no gradients: it is for inference "
+                           "(predict, evaluate). Train the float model, then quantize it.")
+
+
+def _float_input(op, x):
+    x = convert_to_tensor(x)
+    if x.dtype != dtypes.FLOAT32:
+        raise TypeError(f"{op}: expected a float32 input, received {x.dtype} with shape {x.shape}")
+    return x
+
+
+def qdense(x, packed, w_scale, bias=None):
+    """x (..., K) -> (..., N): the quantized Dense product (see the module docstring)."""
+    op = "qdense"
+    x = _float_input(op, x)
+    _inference_only(op, x)
+    K, N = packed.K, packed.N
+    if not x.shape or x.shape[-1] != K:
+        raise ValueError(f"{op}: the input's last dimension must be {K} (the kernel's input size), received input "
+                         f"shape {x.shape}")
+    M = int(np.prod(x.shape[:-1], dtype=np.int64))
+    out = empty(x.shape[:-1] + (N,), dtypes.FLOAT32, x.device)
+    pk, cs = packed.get()
+    x.device.kernels.qmatmul(x._buf, M, K, N, pk, cs, w_scale._buf, bias._buf if bias is not None else None, out._buf)
+    return out
+
+
+def qconv2d(x, packed, kernel_shape, w_scale, bias, strides, dilation, pads, out_hw):
+    """Quantized 2-D convolution, channels-last: x (n, h, w, c) -> (n, oh, ow, out)."""
+    op = "qconv2d"
+    x = _float_input(op, x)
+    _inference_only(op, x)
+    out_shape = (x.shape[0],) + tuple(out_hw) + (kernel_shape[-1],)
+    out = empty(out_shape, dtypes.FLOAT32, x.device)
+    pk, cs = packed.get()
+    x.device.kernels.qconv2d_forward(x._buf, list(x.shape), list(kernel_shape), pk, cs, w_scale._buf,
+                                     bias._buf if bias is not None else None, out._buf, list(out_shape),
+                                     list(strides), list(dilation), list(pads))
+    return out
+
+
+def qdepthwise2d(x, weight, w_scale, bias, strides, dilation, pads, out_hw):
+    """Quantized depthwise 2-D convolution, channels-last: x (n, h, w, c) -> (n, oh, ow, c * dm)."""
+    op = "qdepthwise2d"
+    x = _float_input(op, x)
+    _inference_only(op, x)
+    out_shape = (x.shape[0],) + tuple(out_hw) + (weight.shape[2] * weight.shape[3],)
+    out = empty(out_shape, dtypes.FLOAT32, x.device)
+    x.device.kernels.qdepthwise2d(x._buf, list(x.shape), weight._buf, list(weight.shape), w_scale._buf,
+                                  bias._buf if bias is not None else None, out._buf, list(out_shape), list(strides),
+                                  list(dilation), list(pads))
+    return out
+
+
+def qembedding(ids, table, scale):
+    """Rows `ids` of an int8 table (V, D), each divided by its scale (V,): (..., D) float32."""
+    op = "qembedding"
+    ids = convert_to_tensor(ids)
+    if not dtypes.is_int(ids.dtype):
+        from .math import cast
+        ids = cast(ids, "int32")
+    V, D = table.shape
+    out = empty(ids.shape + (D,), dtypes.FLOAT32, table.device)
+    table.device.kernels.qembedding(table._buf, V, D, scale._buf, ids._buf, out._buf)
+    return out

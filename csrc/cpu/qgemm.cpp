@@ -1,0 +1,310 @@
+// int8 matrix products for quantized inference: see qgemm.h for the arithmetic and the packed
+// weight layout.
+//
+// Driver: the rows of the input are cut into blocks of MB rows; a block is quantized into
+// unsigned bytes (qa + 128) laid out [k group][row][4 bytes] per MR rows, so that one 32-bit
+// broadcast feeds four k steps of a row to VNNI's vpdpbusd; the micro-kernel then walks the
+// weight panels (QNR = 32 columns, two zmm of 16 int32 accumulators per row) with the block.
+// Work items are (row block, range of panels), handed to threads dynamically.
+// Kernels: "vnni" (AVX-512 VNNI + BW, 12 x 32 tile) where the CPU has it, else "generic"
+// (portable C++, the same integer sums and the same float epilogue). LAMINA_QGEMM_KERNEL or
+// set_qgemm_kernel switch them (tests run both).
+#include "qgemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "common.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define LAMINA_QX86 1
+#define LAMINA_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
+#else
+#define LAMINA_QX86 0
+#endif
+
+namespace lamina {
+namespace qgemm {
+namespace {
+
+constexpr int MR = 12;       // rows per micro-tile
+constexpr int64_t MB = 192;  // rows per work item (16 micro-tiles: a weight panel is read from L3 once per 16 tiles)
+
+inline int64_t groups(int64_t K) { return (K + 3) / 4; }
+inline int64_t panels(int64_t N) { return (N + QNR - 1) / QNR; }
+
+// Keras's AbsMaxQuantizer(axis=-1) on one row: returns the scale and writes q + 128 as bytes.
+float quantize_row_generic(const float* row, int64_t K, uint8_t* q) {
+  float mx = 0.f;
+  bool nan = false;
+  for (int64_t k = 0; k < K; ++k) {
+    const float v = std::fabs(row[k]);
+    nan |= v != v;
+    mx = v > mx ? v : mx;
+  }
+  const float scale = nan ? std::nanf("") : 127.f / (mx + 1e-7f);
+  for (int64_t k = 0; k < K; ++k) {
+    float v = std::nearbyint(row[k] * scale);  // round half to even, as jnp.round
+    v = v > 127.f ? 127.f : v;
+    v = v < -127.f ? -127.f : v;
+    q[k] = uint8_t((v == v ? int(v) : 0) + 128);  // NaN rows: their NaN scale makes the outputs NaN
+  }
+  return scale;
+}
+
+#if LAMINA_QX86
+// The same, 16 floats at a time (roundscale to nearest even = nearbyint under the default mode).
+LAMINA_VNNI float quantize_row_avx512(const float* row, int64_t K, uint8_t* q) {
+  __m512 mx = _mm512_setzero_ps();
+  __mmask16 nan = 0;
+  for (int64_t k = 0; k < K; k += 16) {
+    const __mmask16 m = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1);
+    const __m512 v = _mm512_abs_ps(_mm512_maskz_loadu_ps(m, row + k));
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    mx = _mm512_max_ps(mx, v);
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, mx);
+  float m1 = 0.f;
+  for (float l : lanes) m1 = l > m1 ? l : m1;
+  const float scale = nan ? std::nanf("") : 127.f / (m1 + 1e-7f);
+  const __m512 vs = _mm512_set1_ps(scale), hi = _mm512_set1_ps(127.f), lo = _mm512_set1_ps(-127.f);
+  const __m512i off = _mm512_set1_epi32(128);
+  for (int64_t k = 0; k < K; k += 16) {
+    const __mmask16 m = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1);
+    __m512 v = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + k), vs),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);  // NaN -> -127 here, but only NaN rows hold NaN
+    const __m512i qi = _mm512_add_epi32(_mm512_cvttps_epi32(v), off);
+    _mm_mask_storeu_epi8(q + k, m, _mm512_cvtepi32_epi8(qi));
+  }
+  return scale;
+}
+#endif
+
+// Quantizes rows [0, m) of a block into [group][MR rows][4 bytes] tiles (per MR rows), padding
+// rows past m and k past K with 128 (= 0 after the shift; their products meet zero weights or
+// are never stored).
+void quantize_block(int kind, const float* a, int64_t lda, int64_t m, int64_t K, uint8_t* dst, float* scales,
+                    uint8_t* rowbuf) {
+  const int64_t G = groups(K);
+  for (int64_t r0 = 0; r0 < m; r0 += MR) {
+    uint8_t* tile = dst + r0 * G * 4;  // MR rows x G groups x 4 bytes
+    const int64_t rows = std::min<int64_t>(MR, m - r0);
+    if (rows < MR || K % 4) std::memset(tile, 128, size_t(MR * G * 4));
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* row = a + (r0 + i) * lda;
+#if LAMINA_QX86
+      scales[r0 + i] = kind == 1 ? quantize_row_avx512(row, K, rowbuf) : quantize_row_generic(row, K, rowbuf);
+#else
+      scales[r0 + i] = quantize_row_generic(row, K, rowbuf);
+#endif
+      // group g of row i -> tile[g * MR * 4 + i * 4]
+      uint8_t* d = tile + i * 4;
+      const int64_t full = K / 4;
+      for (int64_t g = 0; g < full; ++g) std::memcpy(d + g * MR * 4, rowbuf + g * 4, 4);
+      for (int64_t k = full * 4; k < K; ++k) d[full * MR * 4 + (k - full * 4)] = rowbuf[k];
+    }
+  }
+}
+
+// ---- generic micro-kernel --------------------------------------------------------------------------
+void tile_generic(int64_t G, const uint8_t* a, const int8_t* b, int m, int n, const int32_t* colsum,
+                  const float* w_scale, const float* bias, const float* a_scale, float* out, int64_t ldo) {
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < n; ++j) {
+      int32_t acc = 0;
+      for (int64_t g = 0; g < G; ++g) {
+        const uint8_t* ag = a + g * MR * 4 + i * 4;
+        const int8_t* bg = b + g * QNR * 4 + j * 4;
+        acc += int32_t(ag[0]) * bg[0] + int32_t(ag[1]) * bg[1] + int32_t(ag[2]) * bg[2] + int32_t(ag[3]) * bg[3];
+      }
+      const int32_t r = acc - 128 * colsum[j];
+      float v = float(r) / (w_scale[j] * a_scale[i]);
+      if (bias) v += bias[j];
+      out[i * ldo + j] = v;
+    }
+  }
+}
+
+#if LAMINA_QX86
+// ---- AVX-512 VNNI micro-kernel: M rows x 32 columns ---------------------------------------------
+template <int M>
+LAMINA_VNNI void tile_vnni(int64_t G, const uint8_t* a, const int8_t* b, int n, const int32_t* colsum,
+                           const float* w_scale, const float* bias, const float* a_scale, float* out, int64_t ldo) {
+  __m512i acc[M][2];
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
+  const int32_t* aw = reinterpret_cast<const int32_t*>(a);  // packed 4-byte groups (4-aligned)
+  for (int64_t g = 0; g < G; ++g, aw += MR, b += QNR * 4) {
+    const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i) {
+      const __m512i ai = _mm512_set1_epi32(aw[i]);
+      // vpdpbusd through inline asm: GCC 12 copies (and spills) the accumulators of the intrinsic
+      __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[i][0]) : "v"(ai), "v"(b0));
+      __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[i][1]) : "v"(ai), "v"(b1));
+    }
+  }
+  const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+  const __mmask16 m1 = n >= 32 ? __mmask16(0xFFFF) : n > 16 ? __mmask16((1u << (n - 16)) - 1) : __mmask16(0);
+  const __m512i c128 = _mm512_set1_epi32(128);
+  const __m512i cs0 = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m0, colsum), c128);
+  const __m512i cs1 = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m1, colsum + 16), c128);
+  const __m512 ws0 = _mm512_mask_loadu_ps(_mm512_set1_ps(1.f), m0, w_scale);
+  const __m512 ws1 = _mm512_mask_loadu_ps(_mm512_set1_ps(1.f), m1, w_scale + 16);
+  const __m512 bs0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  const __m512 bs1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i) {
+    const __m512 as = _mm512_set1_ps(a_scale[i]);
+    __m512 v0 = _mm512_div_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][0], cs0)), _mm512_mul_ps(ws0, as));
+    __m512 v1 = _mm512_div_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][1], cs1)), _mm512_mul_ps(ws1, as));
+    if (bias) {
+      v0 = _mm512_add_ps(v0, bs0);
+      v1 = _mm512_add_ps(v1, bs1);
+    }
+    _mm512_mask_storeu_ps(out + i * ldo, m0, v0);
+    if (n > 16) _mm512_mask_storeu_ps(out + i * ldo + 16, m1, v1);
+  }
+}
+
+using TileFn = void (*)(int64_t, const uint8_t*, const int8_t*, int, const int32_t*, const float*, const float*,
+                        const float*, float*, int64_t);
+const TileFn kVnniTiles[MR + 1] = {nullptr,        &tile_vnni<1>, &tile_vnni<2>,  &tile_vnni<3>, &tile_vnni<4>,
+                                   &tile_vnni<5>,  &tile_vnni<6>, &tile_vnni<7>,  &tile_vnni<8>, &tile_vnni<9>,
+                                   &tile_vnni<10>, &tile_vnni<11>, &tile_vnni<12>};
+
+bool cpu_has_vnni() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
+#else
+bool cpu_has_vnni() { return false; }
+#endif
+
+enum Kind : int { GENERIC = 0, VNNI = 1 };
+std::atomic<int> g_kind{-1};
+
+int active_kind() {
+  int k = g_kind.load(std::memory_order_acquire);
+  if (k < 0) {
+    k = cpu_has_vnni() ? VNNI : GENERIC;
+    if (const char* env = std::getenv("LAMINA_QGEMM_KERNEL")) {
+      if (std::string(env) == "generic") k = GENERIC;
+    }
+    g_kind.store(k, std::memory_order_release);
+  }
+  return k;
+}
+
+// Thread-local scratch for a quantized row block.
+struct Scratch {
+  std::vector<uint8_t> q, row;
+  std::vector<float> scales;
+};
+thread_local Scratch t_scratch;
+
+// Rows [r0, r1) x panels [p0, p1).
+void run_item(int kind, const float* a, int64_t lda, int64_t r0, int64_t r1, int64_t K, int64_t N, int64_t p0,
+              int64_t p1, const int8_t* packed, const int32_t* colsum, const float* w_scale, const float* bias,
+              float* out, int64_t ldo) {
+  const int64_t G = groups(K), m = r1 - r0;
+  Scratch& s = t_scratch;
+  const int64_t tiles = (m + MR - 1) / MR;
+  s.q.resize(size_t(tiles * MR * G * 4));
+  s.scales.resize(size_t(tiles * MR));
+  s.row.resize(size_t(K + 64));
+  quantize_block(kind, a + r0 * lda, lda, m, K, s.q.data(), s.scales.data(), s.row.data());
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t j0 = p * QNR;
+    const int n = int(std::min<int64_t>(QNR, N - j0));
+    const int8_t* b = packed + p * G * QNR * 4;
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int rows = int(std::min<int64_t>(MR, m - t * MR));
+      const uint8_t* at = s.q.data() + t * MR * G * 4;
+      const float* as = s.scales.data() + t * MR;
+      float* o = out + (r0 + t * MR) * ldo + j0;
+#if LAMINA_QX86
+      if (kind == VNNI) {
+        kVnniTiles[rows](G, at, b, n, colsum + j0, w_scale + j0, bias ? bias + j0 : nullptr, as, o, ldo);
+        continue;
+      }
+#endif
+      tile_generic(G, at, b, rows, n, colsum + j0, w_scale + j0, bias ? bias + j0 : nullptr, as, o, ldo);
+    }
+  }
+}
+
+}  // namespace
+
+int64_t packed_bytes(int64_t K, int64_t N) { return panels(N) * groups(K) * QNR * 4; }
+
+void pack(const int8_t* qw, int64_t K, int64_t N, int8_t* packed, int32_t* colsum) {
+  const int64_t G = groups(K), P = panels(N);
+  std::memset(packed, 0, size_t(packed_bytes(K, N)));
+  for (int64_t j = 0; j < N; ++j) colsum[j] = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    const int8_t* row = qw + k * N;
+    for (int64_t j = 0; j < N; ++j) {
+      const int64_t p = j / QNR, c = j % QNR;
+      packed[((p * G) + k / 4) * QNR * 4 + c * 4 + k % 4] = row[j];
+      colsum[j] += row[j];
+    }
+  }
+  (void)P;
+}
+
+void matmul(const float* a, int64_t lda, int64_t M, int64_t K, int64_t N, const int8_t* packed,
+            const int32_t* colsum, const float* w_scale, const float* bias, float* out, int64_t ldo, bool parallel) {
+  if (M <= 0 || N <= 0) return;
+  LAMINA_CHECK(K <= 66000, "qmatmul: the inner dimension is " << K << "; int32 accumulation of int8 products holds "
+                               "at most 66000 terms");
+  const int kind = active_kind();
+  const int64_t row_blocks = (M + MB - 1) / MB, P = panels(N);
+  const double work = double(M) * double(N) * double(K);
+  const int T = parallel && !omp_in_parallel() && work >= double(1 << 20) ? num_threads() : 1;
+  // enough row blocks for every thread: split rows only; else also split the panels
+  const int64_t pchunks = row_blocks >= 2 * T ? 1 : std::min<int64_t>(P, (2 * T + row_blocks - 1) / row_blocks);
+  const int64_t items = row_blocks * pchunks;
+  if (T <= 1 || items <= 1) {
+    for (int64_t rb = 0; rb < row_blocks; ++rb)
+      run_item(kind, a, lda, rb * MB, std::min(M, (rb + 1) * MB), K, N, 0, P, packed, colsum, w_scale, bias, out, ldo);
+    return;
+  }
+  std::atomic<bool> failed{false};
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T)
+  for (int64_t it = 0; it < items; ++it) {
+    const int64_t rb = it / pchunks, pc = it % pchunks;
+    const int64_t p0 = P * pc / pchunks, p1 = P * (pc + 1) / pchunks;
+    try {
+      if (p0 < p1)
+        run_item(kind, a, lda, rb * MB, std::min(M, (rb + 1) * MB), K, N, p0, p1, packed, colsum, w_scale, bias,
+                 out, ldo);
+    } catch (...) {
+      failed = true;
+    }
+  }
+  if (failed) throw std::bad_alloc();
+}
+
+std::string kernel_name() { return active_kind() == VNNI ? "vnni" : "generic"; }
+
+void set_kernel(const std::string& name) {
+  LAMINA_CHECK(name == "vnni" || name == "generic",
+               "set_qgemm_kernel: expected 'vnni' or 'generic', received '" << name << "'");
+  LAMINA_CHECK(name == "generic" || cpu_has_vnni(), "set_qgemm_kernel: this CPU lacks AVX-512 VNNI; available: "
+                                                        "'generic'");
+  g_kind.store(name == "vnni" ? VNNI : GENERIC, std::memory_order_release);
+}
+
+}  // namespace qgemm
+}  // namespace lamina

@@ -1,0 +1,138 @@
+"""fit's input pipeline: the next batches are sliced and converted on a background thread
+(models/trainer.py, _prefetched) while the current step runs."""
+import threading
+
+import numpy as np
+import pytest
+
+import lamina
+from lamina import layers
+from lamina.models import trainer
+
+
+class _Recorder(lamina.Sequential):
+    """Records the rows of every batch train_step receives, and the thread that converted it."""
+
+    def train_step(self, data):
+        x, y = data
+        self.seen.append(x.numpy()[:, 0].copy())
+        return super().train_step(data)
+
+
+def _model():
+    m = _Recorder([lamina.Input((3,)), layers.Dense(1)])
+    m.seen = []
+    m.compile(optimizer="sgd", loss="mse")
+    return m
+
+
+def test_batches_arrive_in_order_with_the_last_partial_one():
+    x = np.arange(30, dtype=np.float32).reshape(10, 3)
+    x[:, 0] = np.arange(10)
+    m = _model()
+    m.fit(x, np.zeros((10, 1), np.float32), batch_size=4, epochs=2, shuffle=False, verbose=0)
+    assert [list(b) for b in m.seen] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]] * 2
+
+
+def test_shuffled_epochs_cover_every_row_once():
+    x = np.zeros((23, 3), np.float32)
+    x[:, 0] = np.arange(23)
+    m = _model()
+    m.fit(x, np.zeros((23, 1), np.float32), batch_size=5, epochs=3, verbose=0)
+    for e in range(3):
+        rows = np.concatenate(m.seen[e * 5:(e + 1) * 5])
+        assert sorted(rows) == list(range(23))
+
+
+def test_batches_are_converted_on_the_background_thread(monkeypatch):
+    threads = []
+    real = trainer._to_tensors
+
+    def spy(batch):
+        if any(isinstance(a, np.ndarray) for a in lamina.layers.layer.flatten(batch)):  # a conversion
+            threads.append(threading.current_thread().name)
+        return real(batch)
+    monkeypatch.setattr(trainer, "_to_tensors", spy)
+    m = _model()
+    m.fit(np.ones((8, 3), np.float32), np.ones((8, 1), np.float32), batch_size=2, verbose=0)
+    assert threads and set(threads) == {"lamina-fit-prefetch"}
+
+
+def test_an_exception_in_the_data_surfaces_in_fit_at_its_batch():
+    def gen():
+        for i in range(3):
+            yield np.full((2, 3), i, np.float32), np.zeros((2, 1), np.float32)
+        raise RuntimeError("bad record 3")
+    m = _model()
+    with pytest.raises(RuntimeError, match="bad record 3"):
+        m.fit(gen(), epochs=1, verbose=0)
+    assert [list(b) for b in m.seen] == [[0, 0], [1, 1], [2, 2]]   # the batches before it trained
+    assert not [t for t in threading.enumerate() if t.name == "lamina-fit-prefetch"]
+
+
+def test_stopping_early_stops_the_thread_and_the_data_is_not_read_further():
+    read = []
+
+    class Data(lamina.utils.PyDataset):
+        def __len__(self):
+            return 50
+
+        def __getitem__(self, i):
+            read.append(i)
+            return np.full((2, 3), i, np.float32), np.zeros((2, 1), np.float32)
+
+    class Stop(lamina.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                self.model.stop_training = True
+    m = _model()
+    m.fit(Data(), epochs=5, verbose=0, callbacks=[Stop()], shuffle=False)
+    assert len(m.seen) == 3
+    assert max(read) <= 2 + 4              # the prefetch depth (2 groups), the one being made, one read ahead
+    assert not [t for t in threading.enumerate() if t.name == "lamina-fit-prefetch"]
+
+
+def test_an_error_in_the_step_stops_the_thread():
+    class Broken(_Recorder):
+        def train_step(self, data):
+            raise ValueError("step failed")
+    m = Broken([lamina.Input((3,)), layers.Dense(1)])
+    m.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="step failed"):
+        m.fit(np.ones((40, 3), np.float32), np.ones((40, 1), np.float32), batch_size=2, verbose=0)
+    assert not [t for t in threading.enumerate() if t.name == "lamina-fit-prefetch"]
+
+
+def test_batches_are_placed_on_the_device_of_the_fit_call():
+    devices = []
+
+    class Where(_Recorder):
+        def train_step(self, data):
+            devices.append(data[0].device.name)
+            return super().train_step(data)
+    with lamina.device("cpu:1"):
+        m = Where([lamina.Input((3,)), layers.Dense(1)])
+        m.seen = []
+        m.compile(optimizer="sgd", loss="mse")
+        m.fit(np.ones((6, 3), np.float32), np.ones((6, 1), np.float32), batch_size=2, verbose=0)
+    assert devices == ["cpu:1"] * 3
+
+
+def test_training_result_is_the_same_as_without_prefetching(monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+    weights = []
+    for enabled in (True, False):
+        if not enabled:
+            monkeypatch.setattr(trainer._prefetched, "__init__",
+                                lambda self, ex, enabled=True, depth=2: (setattr(self, "executions", ex),
+                                                                          setattr(self, "enabled", False),
+                                                                          setattr(self, "thread", None)) and None)
+        lamina.utils.set_random_seed(3)
+        m = lamina.Sequential([lamina.Input((3,)), layers.Dense(4), layers.Dense(1)])
+        m.compile(optimizer="adam", loss="mse")
+        m.fit(x, y, batch_size=8, epochs=3, verbose=0)
+        weights.append([w.numpy() for w in m.weights])
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
