@@ -11,7 +11,7 @@ import wave
 
 import numpy as np
 
-from .datasets.image_folder import (LABEL_MODES, _check_batch_size, check_validation_split, index_directory,
+from .datasets.image_folder import (LABEL_MODES, FolderDataset, _check_batch_size, check_validation_split, index_directory,
                                     training_or_validation_split)
 
 TEXT_FORMATS = (".txt",)
@@ -40,74 +40,7 @@ def _check_labels_args(labels, label_mode, class_names, what):
                          f"Received: label_mode={label_mode!r}")
 
 
-class _FolderDataset:
-    """Batches `(samples, labels)` of files read one batch at a time: labels int32 (B,) for
-    `label_mode="int"`, float32 one-hot (B, num_classes) for "categorical", float32 (B, 1) for
-    "binary"; with `label_mode=None` the batches are the samples alone. `batch_size=None`
-    yields single samples. Each pass is one epoch; with `shuffle` each epoch has its own order,
-    drawn from a generator seeded with `seed`. `len(ds)` is the number of batches;
-    `file_paths`, `labels` (class ids in file order) and `class_names` describe the files."""
-
-    def __init__(self, file_paths, labels, class_names, label_mode, batch_size, shuffle, seed):
-        if label_mode not in LABEL_MODES:
-            raise ValueError('label_mode must be one of "int", "categorical", "binary" or None; received '
-                             f"label_mode={label_mode!r}")
-        if label_mode is not None and labels is None:
-            raise ValueError(f"label_mode={label_mode!r} needs labels; pass label_mode=None for samples only")
-        self.file_paths = list(file_paths)
-        self.labels = None if labels is None or label_mode is None else np.asarray(labels, np.int32)
-        if self.labels is not None and len(self.labels) != len(self.file_paths):
-            raise ValueError(f"{len(self.file_paths)} files but {len(self.labels)} labels")
-        self.class_names = class_names
-        self.label_mode = label_mode
-        if label_mode in ("categorical", "binary") and len(self.labels) and (
-                self.labels.min() < 0 or self.labels.max() >= len(class_names or [])):
-            raise ValueError(f"label_mode={label_mode!r} needs labels in [0, {len(class_names or [])}) (one per class "
-                             f"name), found labels from {self.labels.min()} to {self.labels.max()}")
-        self.batch_size = _check_batch_size(batch_size)
-        self.shuffle = bool(shuffle)
-        self.seed = seed
-        self._rng = np.random.default_rng(seed)
-
-    def __len__(self):
-        n = len(self.file_paths)
-        return n if self.batch_size is None else math.ceil(n / self.batch_size)
-
-    def load(self, i):
-        raise NotImplementedError
-
-    def _stack(self, samples):
-        raise NotImplementedError
-
-    def _encode_labels(self, idx):
-        y = self.labels[idx]
-        if self.label_mode == "binary":
-            return y.astype(np.float32)[..., None]
-        if self.label_mode == "categorical":
-            return np.eye(len(self.class_names), dtype=np.float32)[y]
-        return y
-
-    def _batch(self, idx):
-        x = self._stack([self.load(i) for i in idx])
-        return x if self.labels is None else (x, self._encode_labels(idx))
-
-    def __iter__(self):
-        n = len(self.file_paths)
-        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
-        if self.batch_size is None:
-            for i in order:
-                x = self.load(i)
-                yield x if self.labels is None else (x, self._encode_labels(i))
-            return
-        for start in range(0, n, self.batch_size):
-            yield self._batch(order[start:start + self.batch_size])
-
-    def to_arrays(self):
-        """Every sample (stacked as one batch) and its encoded labels, in `file_paths` order."""
-        return self._batch(np.arange(len(self.file_paths)))
-
-
-class TextDataset(_FolderDataset):
+class TextDataset(FolderDataset):
     """Batches of texts, numpy arrays of str (B,), each file's content decoded as UTF-8 and cut
     to its first `max_length` characters (as Keras's grain datasets read them: Python text mode,
     so line endings come as "\\n"); labels as `_FolderDataset` describes."""
@@ -199,7 +132,7 @@ def read_wav(path, output_sequence_length=None):
     return audio, rate
 
 
-class AudioDataset(_FolderDataset):
+class AudioDataset(FolderDataset):
     """Batches of 16-bit PCM WAV files as float32 (B, samples, channels) in [-1, 1): cut or padded
     with zeros to `output_sequence_length`, else padded to the longest file of the batch; with
     `ragged=True` a batch is a list of (samples_i, channels) arrays instead. With

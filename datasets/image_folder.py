@@ -21,49 +21,87 @@ ALLOWLIST_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 LABEL_MODES = ("int", "categorical", "binary", None)
 
 
-class ImageDataset:
-    """Batches `(images, labels)` of images read from `file_paths`; `images` is float32
-    (B, H, W, C) (pixel values 0-255), labels are int32 (B,) for `label_mode="int"`, float32
-    one-hot (B, num_classes) for "categorical", float32 (B, 1) for "binary"; with
-    `label_mode=None` the batches are the images alone. `batch_size=None` yields single
-    samples. Each pass (`for batch in ds`) is one epoch; with `shuffle`, each epoch has its own
-    order, drawn from a generator seeded with `seed`.
+class FolderDataset:
+    """Batches `(samples, labels)` of files read one batch at a time: labels int32 (B,) for
+    `label_mode="int"`, float32 one-hot (B, num_classes) for "categorical", float32 (B, 1) for
+    "binary"; with `label_mode=None` the batches are the samples alone. `batch_size=None`
+    yields single samples. Each pass is one epoch; with `shuffle` each epoch has its own order,
+    drawn from a generator seeded with `seed`. `len(ds)` is the number of batches;
+    `file_paths`, `labels` (class ids in file order) and `class_names` describe the files."""
 
-    `len(ds)` is the number of batches per epoch; `ds.file_paths`, `ds.labels` (int class ids in
-    file order) and `ds.class_names` describe the files; `ds.to_arrays()` loads everything."""
-
-    def __init__(self, file_paths, labels, class_names, label_mode="int", image_size=(256, 256),
-                 color_mode="rgb", batch_size=32, shuffle=False, seed=None, interpolation="bilinear",
-                 crop_to_aspect_ratio=False, pad_to_aspect_ratio=False, data_format=None):
+    def __init__(self, file_paths, labels, class_names, label_mode, batch_size, shuffle, seed):
         if label_mode not in LABEL_MODES:
-            raise ValueError(f'label_mode must be one of "int", "categorical", "binary" or None; '
-                             f"received label_mode={label_mode!r}")
+            raise ValueError('label_mode must be one of "int", "categorical", "binary" or None; received '
+                             f"label_mode={label_mode!r}")
         if label_mode is not None and labels is None:
-            raise ValueError(f"label_mode={label_mode!r} needs labels; pass label_mode=None for images only")
+            raise ValueError(f"label_mode={label_mode!r} needs labels; pass label_mode=None for samples only")
         self.file_paths = list(file_paths)
         self.labels = None if labels is None or label_mode is None else np.asarray(labels, np.int32)
-        self.class_names = class_names
-        self.label_mode = label_mode
         if self.labels is not None and len(self.labels) != len(self.file_paths):
             raise ValueError(f"{len(self.file_paths)} files but {len(self.labels)} labels")
-        if label_mode in ("categorical", "binary") and self.labels is not None and len(self.labels) and (
+        self.class_names = class_names
+        self.label_mode = label_mode
+        if label_mode in ("categorical", "binary") and len(self.labels) and (
                 self.labels.min() < 0 or self.labels.max() >= len(class_names or [])):
-            raise ValueError(f"label_mode={label_mode!r} needs labels in [0, {len(class_names or [])}) (one per "
-                             f"class name), found labels from {self.labels.min()} to {self.labels.max()}")
-        self.image_size = _check_image_size(image_size)
-        self.num_channels = check_color_mode(color_mode)
+            raise ValueError(f"label_mode={label_mode!r} needs labels in [0, {len(class_names or [])}) (one per class "
+                             f"name), found labels from {self.labels.min()} to {self.labels.max()}")
         self.batch_size = _check_batch_size(batch_size)
         self.shuffle = bool(shuffle)
         self.seed = seed
-        self.interpolation = _check_interpolation(interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio)
-        self.crop_to_aspect_ratio = bool(crop_to_aspect_ratio)
-        self.pad_to_aspect_ratio = bool(pad_to_aspect_ratio)
-        self.data_format = check_data_format(data_format)
         self._rng = np.random.default_rng(seed)
 
     def __len__(self):
         n = len(self.file_paths)
         return n if self.batch_size is None else math.ceil(n / self.batch_size)
+
+    def load(self, i):
+        raise NotImplementedError
+
+    def _stack(self, samples):
+        raise NotImplementedError
+
+    def _encode_labels(self, idx):
+        y = self.labels[idx]
+        if self.label_mode == "binary":
+            return y.astype(np.float32)[..., None]
+        if self.label_mode == "categorical":
+            return np.eye(len(self.class_names), dtype=np.float32)[y]
+        return y
+
+    def _batch(self, idx):
+        x = self._stack([self.load(i) for i in idx])
+        return x if self.labels is None else (x, self._encode_labels(idx))
+
+    def __iter__(self):
+        n = len(self.file_paths)
+        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.batch_size is None:
+            for i in order:
+                x = self.load(i)
+                yield x if self.labels is None else (x, self._encode_labels(i))
+            return
+        for start in range(0, n, self.batch_size):
+            yield self._batch(order[start:start + self.batch_size])
+
+    def to_arrays(self):
+        """Every sample (stacked as one batch) and its encoded labels, in `file_paths` order."""
+        return self._batch(np.arange(len(self.file_paths)))
+
+
+class ImageDataset(FolderDataset):
+    """Batches `(images, labels)` of images read from `file_paths`; `images` is float32
+    (B, H, W, C) (pixel values 0-255), labels as FolderDataset's. `ds.to_arrays()` loads everything."""
+
+    def __init__(self, file_paths, labels, class_names, label_mode="int", image_size=(256, 256),
+                 color_mode="rgb", batch_size=32, shuffle=False, seed=None, interpolation="bilinear",
+                 crop_to_aspect_ratio=False, pad_to_aspect_ratio=False, data_format=None):
+        super().__init__(file_paths, labels, class_names, label_mode, batch_size, shuffle, seed)
+        self.image_size = _check_image_size(image_size)
+        self.num_channels = check_color_mode(color_mode)
+        self.interpolation = _check_interpolation(interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio)
+        self.crop_to_aspect_ratio = bool(crop_to_aspect_ratio)
+        self.pad_to_aspect_ratio = bool(pad_to_aspect_ratio)
+        self.data_format = check_data_format(data_format)
 
     def __repr__(self):
         return (f"ImageDataset({len(self.file_paths)} files, {len(self.class_names or [])} classes, "
@@ -75,33 +113,10 @@ class ImageDataset:
                    self.crop_to_aspect_ratio, self.pad_to_aspect_ratio)
         return x.transpose(2, 0, 1) if self.data_format == "channels_first" else x
 
-    def _encode_labels(self, idx):
-        y = self.labels[idx]
-        if self.label_mode == "binary":
-            return y.astype(np.float32)[..., None]
-        if self.label_mode == "categorical":
-            return np.eye(len(self.class_names), dtype=np.float32)[y]
-        return y
+    load = load_image
 
-    def _batch(self, idx):
-        x = np.stack([self.load_image(i) for i in idx])
-        return x if self.labels is None else (x, self._encode_labels(idx))
-
-    def __iter__(self):
-        n = len(self.file_paths)
-        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
-        if self.batch_size is None:
-            for i in order:
-                x = self.load_image(i)
-                yield x if self.labels is None else (x, self._encode_labels(i))
-            return
-        for start in range(0, n, self.batch_size):
-            yield self._batch(order[start:start + self.batch_size])
-
-    def to_arrays(self):
-        """All images (N, H, W, C) float32 and their encoded labels, in `file_paths` order:
-        `(x, y)`, or just `x` when the dataset has no labels."""
-        return self._batch(np.arange(len(self.file_paths)))
+    def _stack(self, samples):
+        return np.stack(samples)
 
 
 def _check_image_size(image_size):
