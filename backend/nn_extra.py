@@ -30,13 +30,7 @@ def _number(v, op, name):
         if _pymath.prod(v.shape) != 1:
             raise ValueError(f"{op}: {name} must be a scalar, received a tensor of shape {v.shape}")
         v = v.item()
-    try:
-        a = np.asarray(v)
-    except (TypeError, ValueError):
-        a = None
-    if a is None or a.ndim != 0 or a.dtype.kind not in "iuf":
-        raise TypeError(f"{op}: {name} must be a number, received {v!r:.60}")
-    return float(a)
+    return validation.real(v, op, name)
 
 
 # ---- activations --------------------------------------------------------------------------------

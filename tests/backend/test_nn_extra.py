@@ -77,7 +77,7 @@ def test_activation_argument_errors():
         ops.celu(f32(3), alpha=0.0)
     with pytest.raises(ValueError, match=r"squareplus: b must be non-negative, received b=-1.0"):
         ops.squareplus(f32(3), b=-1)
-    with pytest.raises(TypeError, match=r"hard_shrink: threshold must be a number, received 'x'"):
+    with pytest.raises(TypeError, match=r"hard_shrink: threshold must be a real number, received 'x'"):
         ops.hard_shrink(f32(3), threshold="x")
     with pytest.raises(ValueError, match=r"threshold: threshold must be a scalar, received a tensor of shape \(2,\)"):
         ops.threshold(f32(3), lamina.convert_to_tensor(f32(2)), 0.0)
