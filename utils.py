@@ -246,6 +246,14 @@ _DOT_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|-?(\.[0-9]+|[0-9]+(\.[0-9]*)?)")
 _RANKDIRS = ("TB", "LR", "BT", "RL")
 _SPLINES = ("ortho", "curved", "polyline", "spline", "line", "none", "true", "false")
 _SOURCE_FORMATS = ("dot", "gv", "raw")   # written as DOT text, without Graphviz
+_GRAPHVIZ_HINT = ("Install it with `pip install \"lamina[plot]\"` (graphviz-pure, Graphviz's `dot` as a wheel), or "
+                  "Graphviz itself (`apt-get install graphviz`, `brew install graphviz`, https://graphviz.org/download/)")
+
+
+def graphviz_program():
+    """The program that draws DOT text: Graphviz's `dot`, else `graphviz-pure` (the same command
+    line, from the `plot` extra); None when neither is on PATH."""
+    return shutil.which("dot") or shutil.which("graphviz-pure")
 
 
 def _dot_value(v):
@@ -306,17 +314,16 @@ class DotGraph:
 
     __str__ = to_string
 
-    def create(self, prog="dot", format="png"):
+    def create(self, prog=None, format="png"):
         """The graph drawn by Graphviz's `prog` (`dot` by default) in `format` ("png", "svg",
         "pdf", ...), as bytes; "dot"/"gv"/"raw" give the DOT text without running Graphviz."""
         if format in _SOURCE_FORMATS:
             return self.to_string().encode("utf-8")
-        exe = shutil.which(prog)
+        exe = shutil.which(prog) if prog is not None else graphviz_program()
+        prog = prog or "dot"
         if exe is None:
             raise ImportError(f"Drawing a model as '{format}' needs Graphviz's `{prog}` program, which is not on "
-                              "PATH. Install Graphviz (`apt-get install graphviz`, `brew install graphviz`, or "
-                              "https://graphviz.org/download/), or write the DOT text instead (a file ending "
-                              "in '.dot')")
+                              f"PATH. {_GRAPHVIZ_HINT}, or write the DOT text instead (a file ending in '.dot')")
         result = subprocess.run([exe, f"-T{format}"], input=self.to_string().encode("utf-8"),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
         if result.returncode != 0:
@@ -325,7 +332,7 @@ class DotGraph:
                              f"{result.returncode}): {message or 'no message'}")
         return result.stdout
 
-    def write(self, path, prog="dot", format="raw"):
+    def write(self, path, prog=None, format="raw"):
         """Writes the DOT text ("raw", "dot", "gv") or the drawing in `format` to `path`, atomically."""
         from ._fileio import atomic_write
         data = self.create(prog=prog, format=format)
@@ -494,11 +501,9 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False, 
     _check_drawing_args(model, rankdir, dpi, splines, kwargs, "plot_model")
     to_file = os.fspath(to_file)
     extension = os.path.splitext(to_file)[1][1:].lower() or "png"
-    if extension not in _SOURCE_FORMATS and shutil.which("dot") is None:
+    if extension not in _SOURCE_FORMATS and graphviz_program() is None:
         raise ImportError(f"plot_model: drawing '{to_file}' needs Graphviz's `dot` program, which is not on PATH. "
-                          "Install Graphviz (`apt-get install graphviz`, `brew install graphviz`, or "
-                          "https://graphviz.org/download/), or pass a to_file ending in '.dot' to write the DOT "
-                          "text without it")
+                          f"{_GRAPHVIZ_HINT}, or pass a to_file ending in '.dot' to write the DOT text without it")
     dot = model_to_dot(model, show_shapes=show_shapes, show_dtype=show_dtype, show_layer_names=show_layer_names,
                        rankdir=rankdir, expand_nested=expand_nested, dpi=dpi,
                        show_layer_activations=show_layer_activations, show_trainable=show_trainable,

@@ -179,7 +179,8 @@ def test_a_failing_dot_leaves_the_old_file(tmp_path, monkeypatch):
     assert target.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["bin", "model.xyz"]
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's `dot` program is not installed")
+@pytest.mark.skipif(utils.graphviz_program() is None,
+                    reason="neither Graphviz's `dot` nor graphviz-pure (pip install \"lamina[plot]\") is installed")
 def test_real_graphviz_draws_png_and_svg(tmp_path):
     m = _graph()
     utils.plot_model(m, to_file=tmp_path / "m.png", show_shapes=True, expand_nested=True)
