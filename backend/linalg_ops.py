@@ -69,7 +69,11 @@ def _run(op, shape, hint, kernel, *args):
     try:
         kernel(*args)
     except ValueError as e:
-        raise ValueError(f"{e} (input of shape {shape}; the matrices of a batch are numbered in row-major order "
+        msg = str(e)
+        kernel_op = msg.split(":", 1)[0]
+        if kernel_op != op:  # an op built on another (lstsq, matrix_rank on svd): name the one called
+            msg = f"{op}: {msg}"
+        raise ValueError(f"{msg} (input of shape {shape}; the matrices of a batch are numbered in row-major order "
                          f"of the leading dimensions){hint}") from None
 
 
@@ -295,6 +299,7 @@ def slogdet(x):
 
 def logdet(x):
     """log|det(x)| of square matrices (keras.ops.logdet, for positive-definite x: log det x)."""
+    _square(x, "logdet")
     return slogdet(x)[1]
 
 
@@ -464,6 +469,14 @@ def _svd_grad(u, s, vt, gu, gs, gvt):
 
 # ---- composed: lstsq, pinv, matrix_rank, norm -------------------------------------------------------------
 
+def _named(fn, op, *args, **kwargs):
+    """fn(*args, **kwargs), its ValueError naming `op` (an op built on another one)."""
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as e:
+        raise ValueError(f"{op}: {e}") from None
+
+
 def _pinv_from_svd(u, s, vt, rcond):
     cutoff = multiply(max(s, axis=-1, keepdims=True), rcond) if s.shape[-1] else s
     large = greater(s, cutoff)
@@ -483,7 +496,7 @@ def pinv(x, rcond=None):
     """The Moore-Penrose pseudo-inverse of (..., m, n) matrices, from the SVD; singular values
     at most rcond * max(s) count as zero (rcond default 1e-15, as numpy.linalg.pinv)."""
     a = _matrix(x, "pinv")
-    u, s, vt = svd(a, full_matrices=False)
+    u, s, vt = _named(svd, "pinv", a, full_matrices=False)
     return _pinv_from_svd(u, s, vt, _rcond(rcond, "pinv", 1e-15))
 
 
@@ -503,7 +516,7 @@ def lstsq(a, b, rcond=None):
     if bm.shape[-2] != m:
         raise ValueError(f"lstsq: a of shape {a.shape} and b of shape {b.shape} do not fit: b needs {m} rows, "
                          f"it has {bm.shape[-2]}")
-    u, s, vt = svd(a, full_matrices=False)
+    u, s, vt = _named(svd, "lstsq", a, full_matrices=False)
     x = matmul(_pinv_from_svd(u, s, vt, _rcond(rcond, "lstsq", _EPS64 * builtins.max(m, n))), bm)
     return reshape(x, x.shape[:-1]) if is_vector else x
 
@@ -544,6 +557,8 @@ def norm(x, ord=None, axis=None, keepdims=False):
     else:
         from . import validation
         axes = validation.axes(axis, builtins.max(nd, 1), "norm", "axis", x.shape)
+        kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+        validation.check_alloc("norm", kept, _F32, x.device)  # the result (and its intermediates): named here
     if len(axes) == 1:
         return _vector_norm(x, ord, axes[0], keepdims)
     if len(axes) == 2:
