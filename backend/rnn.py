@@ -17,7 +17,7 @@ the outputs come in processing order (reversed time), as Keras returns them; `in
 Gradients flow to the inputs, the initial states, the kernel, the recurrent kernel and the bias
 (not to the masks). The ops have several outputs: one backward kernel call serves them all.
 """
-from . import dtypes
+from . import dtypes, validation
 from .autodiff import needs_grad, record
 from .math import _as_tensor, check_same_device, not_equal, zeros
 from .tensor import empty
@@ -129,6 +129,10 @@ def _prepare(op, G, inputs, states, kernel, recurrent_kernel, bias, mask, input_
                                  f"shape {x.shape} and {U} units, received shape {d.shape}")
         drops.append(d)
     check_same_device(op, x, K, R, *(t for t in (bias, mask, *st, *drops) if t is not None))
+    # what the op allocates, before anything is: the states (zeros when not given) and the last
+    # states (B, U); the outputs (B, T, U) and the gates (B, T, G * U), the largest
+    for shape in ((B, U), (B, T, G * U)):
+        validation.check_alloc(op, shape, _F32, x.device)
     return x, st, K, R, bias, mask, drops, (B, T, F, U)
 
 

@@ -244,7 +244,9 @@ def _infer_dtype(a):
     if k == "b":
         return dtypes.BOOL
     if k in "iu":
-        return dtypes.INT32 if a.dtype.itemsize <= 4 and k == "i" else dtypes.INT64
+        # int8/16/32 and uint8/16 fit int32; uint32 needs int64
+        return dtypes.INT32 if k == "i" and a.dtype.itemsize <= 4 or k == "u" and a.dtype.itemsize <= 2 \
+            else dtypes.INT64
     raise TypeError(f"Cannot convert an array of dtype {a.dtype} to a tensor: expected numbers or booleans")
 
 

@@ -103,7 +103,8 @@ def read_weights(group, model, by_name=False, skip_mismatch=False, source="the f
                 raise ValueError(f"{source} is in Keras 3's '.weights.h5' layout, which is matched by structure; "
                                  "by_name=True needs a legacy '.h5' weights file")
             from .state import load_state
-            return load_state(model, group, source, skip_mismatch=skip_mismatch)
+            # as Keras's load_weights, the compiled model's optimizer state too (state.load_optimizer)
+            return load_state(model, group, source, include_optimizer=True, skip_mismatch=skip_mismatch)
         raise ValueError(f"{source} holds no Keras weights (neither a 'layer_names' attribute nor a 'layers' group)")
     names = _load_attr(group, "layer_names")
     saved = []
@@ -187,7 +188,9 @@ def is_chief(model):
 
 
 def save_weights(model, filepath, overwrite=True):
-    """Writes the weights (only on rank 0 of a multi-process strategy: the others write nothing)."""
+    """Writes the weights (only on rank 0 of a multi-process strategy: the others write nothing).
+    '.weights.h5': Keras 3's layout, with the compiled model's optimizer state under "optimizer"
+    as Keras's save_weights writes it; other names: Keras's legacy '.h5' weights layout."""
     if not is_chief(model):
         return
     h5py = _h5py()
@@ -201,14 +204,17 @@ def save_weights(model, filepath, overwrite=True):
         with h5py.File(f, "w") as h5:
             if filepath.endswith(".weights.h5"):
                 from .state import save_state
-                save_state(model, h5, include_optimizer=False)   # Keras 3's layout for this suffix
+                save_state(model, h5, include_optimizer=True)   # Keras 3's layout for this suffix
             else:
                 write_weights(h5, model)     # the legacy Keras layout of '.h5' weight files
 
 
 def load_weights(model, filepath, by_name=False, skip_mismatch=False):
     """Loads weights from '.weights.h5' / '.h5' (or the weights of a '.keras' file). A file that
-    is not what it should be raises FileFormatError naming the path and the problem."""
+    is not what it should be raises FileFormatError naming the path and the problem. From Keras
+    3's layout ('.weights.h5', '.keras') the compiled model's optimizer state is loaded too, as
+    Keras does (an optimizer not built yet keeps its state, with a warning: see
+    state.load_optimizer)."""
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"No weights file at {filepath}")
@@ -475,12 +481,9 @@ def _load_model(filepath, custom_objects, compile):
                 if "optimizer_state" in h5:   # lamina's files before Keras's layout
                     _read_optimizer_h5(h5["optimizer_state"], model, filepath)
                 elif "optimizer/vars" in h5 and len(h5["optimizer/vars"]):
-                    from .state import H5Store
-                    model.optimizer.build(model.trainable_weights)
-                    try:
-                        model.optimizer.load_own_variables(H5Store(h5, "optimizer", "r"))
-                    except ValueError as e:
-                        raise ValueError(f"Could not restore the optimizer state from {filepath}: {e}") from None
+                    from .state import load_optimizer
+                    model.optimizer.build(model.trainable_weights)   # as Keras's compile_from_config
+                    load_optimizer(model, h5, filepath)
         return model
     with _open_h5(filepath) as h5:
         if "model_config" not in h5.attrs:

@@ -7,7 +7,15 @@ Paths: a Functional or Sequential model's layers are under `layers/<snake_case c
 (de-duplicated: dense, dense_1, ...), a layer's sub-layers under the attribute that holds them
 (`lstm/cell`, `bidirectional/forward_layer`; in a subclassed model Keras's `layers` property sorts
 among them, so a layer no earlier attribute reaches is under `layers/`), lists of layers as
-containers, the optimizer under `optimizer`, the model's own variables in the root `vars`."""
+containers, the optimizer under `optimizer`, the model's own variables in the root `vars`.
+
+The optimizer's group holds its whole state, a wrapper's inner optimizers included (Keras's
+`optimizer.variables`); Keras also writes each inner optimizer's own group below it
+(`optimizer/inner_optimizer` of a LossScaleOptimizer, `optimizer/optimizers/adam`, ... of a
+MultiOptimizer) and so does save_state. Loading reads the optimizer's group alone, with Keras's
+load_weights rules (load_optimizer)."""
+import warnings
+
 import numpy as np
 
 from .._fileio import FileFormatError
@@ -93,6 +101,25 @@ def _children(obj, with_optimizer):
     return out
 
 
+def _optimizer_children(optimizer):
+    """(attribute, child) pairs of an optimizer in Keras's order (dir() sorted, private names
+    last): the optimizers a wrapper holds, alone (LossScaleOptimizer's `inner_optimizer`) or in a
+    list (MultiOptimizer's `optimizers`)."""
+    from ..optimizers.optimizer import Optimizer
+    out = []
+    for attr in sorted(dir(optimizer), key=_name_key):
+        if attr.startswith("__"):
+            continue
+        try:
+            value = getattr(optimizer, attr)
+        except Exception:   # a property that refuses to be read (MultiOptimizer's learning_rate): Keras skips it too
+            continue
+        if isinstance(value, Optimizer) or isinstance(value, (list, tuple)) and value and \
+                all(isinstance(v, Optimizer) for v in value):
+            out.append((attr, value))
+    return out
+
+
 def _join(path, name):
     return f"{path}/{name}" if path else name
 
@@ -103,10 +130,15 @@ def walk(obj, visit, path="", with_optimizer=True, visited=None):
     if id(obj) in visited:
         return
     visited.add(id(obj))
+    from ..optimizers.optimizer import Optimizer
     visit(obj, path)
-    if not isinstance(obj, Layer):
+    if isinstance(obj, Layer):
+        children = _children(obj, with_optimizer and path == "")
+    elif isinstance(obj, Optimizer):
+        children = _optimizer_children(obj)
+    else:
         return
-    for attr, child in _children(obj, with_optimizer and path == ""):
+    for attr, child in children:
         p = _join(path, attr)
         if isinstance(child, (list, tuple, dict)):
             _walk_container(child, visit, p, visited)
@@ -139,9 +171,8 @@ def save_state(model, h5, include_optimizer=True):
 
 def load_state(model, h5, source, include_optimizer=False, skip_mismatch=False):
     """Reads what save_state wrote (or Keras wrote). Errors name the object, the path in the file
-    and `source`; with skip_mismatch=True a mismatching object keeps its values and is warned about."""
-    import warnings
-
+    and `source`; with skip_mismatch=True a mismatching object keeps its values and is warned about.
+    With include_optimizer, the compiled model's optimizer state too (see load_optimizer)."""
     def visit(obj, path):
         store = H5Store(h5, path, "r")
         try:
@@ -158,7 +189,53 @@ def load_state(model, h5, source, include_optimizer=False, skip_mismatch=False):
                 raise FileFormatError(source, what) from e
             raise ValueError(f"Could not load the variables at '{store.path}' of {source} into {_describe(obj)}: "
                              f"{e}") from None
-    walk(model, visit, with_optimizer=include_optimizer)
+    walk(model, visit, with_optimizer=False)
+    if include_optimizer:
+        load_optimizer(model, h5, source, skip_mismatch)
+
+
+def load_optimizer(model, h5, source, skip_mismatch=False):
+    """Loads the state of the compiled model's optimizer from the file's `optimizer/vars` group
+    (its inner optimizers' included), as Keras's load_weights does:
+    - a file without the group (saved from a model that was not compiled) changes nothing;
+    - an optimizer whose variable count differs from the file's keeps its state, with a warning
+      (Keras's "Skipping variable loading for optimizer"), typically one not built yet: a fresh
+      model's optimizer is built by its first training step, after the weights are loaded; build
+      it first (`model.optimizer.build(model.trainable_weights)`) to restore its state;
+    - any other mismatch (a slot's shape) raises ValueError, or is warned about and skipped with
+      skip_mismatch=True."""
+    from ..optimizers.loss_scale_optimizer import own_variable_count
+    optimizer = getattr(model, "optimizer", None)
+    if not getattr(model, "compiled", False) or optimizer is None or "optimizer/vars" not in h5:
+        return
+    store = H5Store(h5, "optimizer", "r")
+    n = len(store)
+
+    def skip(has, why):
+        warnings.warn(f"{source}: skipping variable loading for optimizer '{optimizer.name}', because it has {has} "
+                      f"variables whereas the saved optimizer has {n} variables{why}; it keeps its state",
+                      stacklevel=4)
+
+    if not optimizer.built:
+        has = own_variable_count(optimizer)   # its iteration count and learning rate: cheap
+        if n != has:
+            return skip(has, ". This is likely because the optimizer has not been called/built yet: call "
+                             "model.optimizer.build(model.trainable_weights) before loading to restore its state")
+    try:
+        optimizer.load_own_variables(store)
+    except KeyError as e:
+        raise FileFormatError(source, f"the optimizer's group '{store.path}' lacks a variable ({e}); the file is "
+                                      "damaged or was edited") from e
+    except ValueError as e:
+        has = own_variable_count(optimizer)
+        if n != has:
+            return skip(has, f" ({e})")
+        if skip_mismatch:
+            warnings.warn(f"{source}: could not load the optimizer state at '{store.path}' into "
+                          f"{_describe(optimizer)}: {e}; skipped", stacklevel=3)
+            return
+        raise ValueError(f"Could not load the optimizer state at '{store.path}' of {source} into "
+                         f"{_describe(optimizer)}: {e}") from None
 
 
 def _describe(obj):

@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 
+import numpy as np
 
 _SEQUENTIAL_POSITIONS = [0.45, 0.80, 1.0]
 _GRAPH_POSITIONS = [0.3, 0.56, 0.74, 1.0]
@@ -210,17 +211,33 @@ def _memory(weights):
 
 
 def _optimizer_params(model):
-    """(count, bytes) of the optimizer's variables as Keras counts them (its iteration counter,
-    int64, and its learning rate, float32, unless that is a schedule, then the slots), or None
-    while the model is not compiled or the optimizer not built."""
+    """(count, bytes) of the optimizer's variables as Keras counts them (`optimizer.variables`:
+    a plain optimizer's iteration counter, int64, and learning rate, float32, unless that is a
+    schedule, then the slots; a LossScaleOptimizer's or MultiOptimizer's own ones and their inner
+    optimizers'), i.e. what its save_own_variables writes; or None while the model is not
+    compiled or the optimizer not built."""
     optimizer = getattr(model, "optimizer", None)
     if not getattr(model, "compiled", False) or optimizer is None or not getattr(optimizer, "built", False):
         return None
-    slots = optimizer.variables
-    lr_is_variable = isinstance(getattr(optimizer, "_learning_rate", None), float)
-    count = _count(slots) + 1 + int(lr_is_variable)
-    size = _memory(slots) + 8 + 4 * int(lr_is_variable)
-    return count, size
+    sizes = _SizeStore()
+    optimizer.save_own_variables(sizes)
+    return sizes.count, sizes.bytes
+
+
+class _SizeStore:
+    """A variable store that keeps only the element and byte counts of what is written to it."""
+
+    def __init__(self):
+        self.count, self.bytes, self._keys = 0, 0, []
+
+    def __setitem__(self, key, value):
+        a = np.asarray(value)
+        self.count += a.size
+        self.bytes += a.nbytes
+        self._keys.append(key)
+
+    def keys(self):
+        return list(self._keys)
 
 
 def readable_memory_size(size):

@@ -25,7 +25,7 @@ from ..layers.layer import Layer, flatten, map_structure
 from .compile_utils import CompileLoss, CompileMetrics
 from .data import (ArrayData, class_weight_to_sample_weight, make_data, pack_x_y_sample_weight,
                    unpack_x_y_sample_weight)
-from .progress import Progress, resolve_verbose
+from .progress import Progress, resolve_verbose, shown_by_callbacks
 from ..distribute.strategy import batch_size_of, even_slices, get_strategy, slice_rows
 
 
@@ -40,6 +40,7 @@ class Trainer:
         self._compiled = None  # compile()'s arguments, for the compile config of saved models
         self._compile_loss = self._compile_metrics = self._loss_tracker = None
         self._distribute_strategy = get_strategy()  # a model made in `with strategy.scope():`
+        self._initial_epoch = None  # set by callbacks.BackupAndRestore: the epoch fit resumes from
 
     # -- compile --
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
@@ -237,14 +238,19 @@ class Trainer:
         history = callbacks_module.History()
         cbs = callbacks_module.CallbackList(list(callbacks or []) + [history], self,
                                             {"epochs": epochs, "steps": steps, "verbose": verbose})
+        shown = verbose if not shown_by_callbacks(callbacks) else 0  # else a ProgbarLogger shows it
         self.stop_training = False
         with _FitScope(self, strategy, micro_batches):
             cbs.on_train_begin()
+            # as Keras's fit: a callback (BackupAndRestore) that restored a backup sets where to resume.
+            # Taken once (Keras keeps it, so a later fit of the same model without a backup would skip
+            # those epochs too)
+            initial_epoch, self._initial_epoch = self._initial_epoch or initial_epoch, None
             epoch_logs = {}
             for epoch in range(initial_epoch, epochs):
                 self.reset_metrics()
                 cbs.on_epoch_begin(epoch)
-                progress = Progress(verbose, steps, f"Epoch {epoch + 1}/{epochs}",
+                progress = Progress(shown, steps, f"Epoch {epoch + 1}/{epochs}",
                                     header=f"Epoch {epoch + 1}/{epochs}" if epochs > 1 else None)
                 data.on_epoch_begin()
                 logs, ran = None, False
@@ -344,7 +350,8 @@ class Trainer:
         verbose = resolve_verbose(verbose)
         total = steps or data.steps
         cbs = callbacks_module.CallbackList(callbacks, self, {"steps": total, "verbose": verbose})
-        logs = self._evaluate_data(data, cbs, steps, Progress(verbose, total, "Evaluate"))
+        shown = verbose if not shown_by_callbacks(callbacks) else 0
+        logs = self._evaluate_data(data, cbs, steps, Progress(shown, total, "Evaluate"))
         return logs if return_dict else self._flatten_metrics_in_order(logs)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
@@ -352,7 +359,7 @@ class Trainer:
         verbose = resolve_verbose(verbose)
         total = steps or data.steps
         cbs = callbacks_module.CallbackList(callbacks, self, {"steps": total, "verbose": verbose})
-        progress = Progress(verbose, total, "Predict")
+        progress = Progress(verbose if not shown_by_callbacks(callbacks) else 0, total, "Predict")
         cbs.on_predict_begin()
         data.on_epoch_begin()
         outs = []

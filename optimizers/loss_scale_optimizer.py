@@ -150,23 +150,38 @@ class LossScaleOptimizer(Optimizer):
     def finalize_variable_values(self, var_list):
         self.inner_optimizer.finalize_variable_values(var_list)
 
-    # Keras's saved layout: its own iteration (never advanced) and learning rate (0), the step
-    # counter, the scale, then the inner optimizer's variables
+    # Keras's saved layout (its `variables`): its own iteration (never advanced) and learning rate
+    # (0), once built the step counter and the scale, then the inner optimizer's variables
+    def _head(self):
+        return 4 if self.built else 2
+
     def save_own_variables(self, store):
         store["0"] = np.asarray(0, np.int64)
         store["1"] = np.asarray(0.0, np.float32)
-        store["2"] = np.asarray(self._counter, np.int64)
-        store["3"] = np.asarray(self._scale, np.float32)
-        self.inner_optimizer.save_own_variables(OffsetStore(store, 4))
+        if self.built:
+            store["2"] = np.asarray(self._counter, np.int64)
+            store["3"] = np.asarray(self._scale, np.float32)
+        self.inner_optimizer.save_own_variables(OffsetStore(store, self._head()))
 
     def load_own_variables(self, store):
-        n = len(store.keys())
-        if n < 4:
-            raise ValueError(f"LossScaleOptimizer '{self.name}': expected its 4 own variables (iteration, learning "
-                             f"rate, step counter, dynamic scale) then the inner optimizer's; the file has {n}")
-        self._counter = int(np.asarray(store["2"]))
-        self._scale = _f32(np.asarray(store["3"]))
-        self.inner_optimizer.load_own_variables(OffsetStore(store, 4))
+        """Reads what save_own_variables (or Keras) wrote. A built optimizer also takes a file saved
+        before it was built (no step counter or scale: those stay at their start), as a plain
+        optimizer takes a file without slots."""
+        head, n = self._head(), len(store.keys())
+        if self.built and n == 2 + (2 if self.inner_optimizer._lr_is_variable() else 1):
+            self.inner_optimizer.load_own_variables(OffsetStore(store, 2))   # its iteration and learning rate
+            return
+        if n < head:
+            own = "iteration, learning rate, step counter, dynamic scale" if self.built else \
+                "iteration, learning rate; not built: no step counter or scale yet"
+            raise ValueError(f"LossScaleOptimizer '{self.name}': expected its {head} own variables ({own}) then the "
+                             f"inner optimizer's; the file has {n}")
+        # the inner optimizer first: it checks everything before it changes anything, so that a
+        # mismatch leaves this optimizer as it was
+        self.inner_optimizer.load_own_variables(OffsetStore(store, head))
+        if self.built:
+            self._counter = int(np.asarray(store["2"]))
+            self._scale = _f32(np.asarray(store["3"]))
 
     def get_config(self):
         from ..saving import serialize_keras_object

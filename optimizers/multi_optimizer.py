@@ -3,7 +3,7 @@ path patterns) or by a function of the variable."""
 import re
 from collections.abc import MutableMapping
 
-from .loss_scale_optimizer import LossScaleOptimizer, OffsetStore, check_inner, own_variable_count
+from .loss_scale_optimizer import LossScaleOptimizer, OffsetStore, check_inner
 from .optimizer import Optimizer
 
 
@@ -201,22 +201,43 @@ class MultiOptimizer(Optimizer):
         store["1"] = np.asarray(0.0, np.float32)
         offset = 2
         for opt in self._inner_optimizers:
-            opt.save_own_variables(OffsetStore(store, offset))
-            offset += own_variable_count(opt)
+            state = {}   # its variables, and their count: where the next optimizer's start
+            opt.save_own_variables(state)
+            for i in range(len(state)):
+                store[str(offset + i)] = state[str(i)]
+            offset += len(state)
 
     def load_own_variables(self, store):
+        """Reads what save_own_variables (or Keras) wrote, all or nothing. A built optimizer also
+        takes a file saved before it was built (iterations and learning rates only), as a plain
+        optimizer takes a file without slots."""
         import numpy as np
-        counts = [own_variable_count(opt) for opt in self._inner_optimizers]
+        before = []   # each inner optimizer's state: its count, and what is put back if a later one fails
+        for opt in self._inner_optimizers:
+            state = {}
+            opt.save_own_variables(state)
+            before.append(state)
+        counts = [len(state) for state in before]
         n = len(store.keys())
+        heads = [2 if opt._lr_is_variable() else 1 for opt in self._inner_optimizers]
+        if self.built and n != 2 + sum(counts) and n == 2 + sum(heads):
+            counts = heads   # saved before it was built: each optimizer's iteration and learning rate
         if n != 2 + sum(counts):
             raise ValueError(f"MultiOptimizer '{self.name}' has {2 + sum(counts)} variables (its iteration and "
                              f"learning rate, then {counts} for its optimizers "
                              f"{[o.name for o in self._inner_optimizers]}); the file has {n}")
-        self._iterations = int(np.asarray(store["0"]))
-        offset = 2
-        for opt, count in zip(self._inner_optimizers, counts):
-            opt.load_own_variables(OffsetStore(store, offset, count))
-            offset += count
+        iterations = int(np.asarray(store["0"]))
+        offset, loaded = 2, []
+        try:
+            for opt, count, state in zip(self._inner_optimizers, counts, before):
+                opt.load_own_variables(OffsetStore(store, offset, count))
+                loaded.append((opt, state))
+                offset += count
+        except (ValueError, KeyError):
+            for opt, state in loaded:   # all or nothing
+                opt.load_own_variables(state)
+            raise
+        self._iterations = iterations
 
     def get_config(self):
         from ..saving import serialize_keras_object

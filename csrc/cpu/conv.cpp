@@ -11,8 +11,9 @@
 // block of images, GEMM included (one parallel region per call); otherwise chunks run in turn,
 // im2col/col2im split across threads and the GEMM parallelising itself. Never nested.
 //
-// Pooling: max (first maximum on ties; the forward pass stores the argmax positions when a
-// gradient will be needed, which makes the backward pass a plain scatter)
+// Pooling: max (first maximum on ties; NaN propagates, the first NaN being the argmax; the forward
+// pass stores the argmax positions when a gradient will be needed, which makes the backward pass
+// a plain scatter)
 // and average (divides by the number of unpadded elements in the window, as Keras/TF do).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -446,12 +447,16 @@ inline void window_bounds(const PoolGeom& g, int64_t oh, int64_t ow, int64_t& h0
 // slower on InceptionV3's first pool (147x147x64, memory-bound), and this keeps the first
 // maximum and its argmax exactly as before.
 
-// a[c] = max(a[c], s[c]) keeping a[c] on ties and when s[c] is NaN; or a[c] += s[c].
+// a[c] = max(a[c], s[c]) keeping a[c] on ties, NaN propagating (a NaN in a[c] stays, a NaN in
+// s[c] replaces a number; compares, not branches, so that it vectorises); or a[c] += s[c].
 template <bool Max>
 LAMINA_INLINE void fold(float* a, const float* s, int64_t C) {
   if (Max) {
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) a[c] = s[c] > a[c] ? s[c] : a[c];
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = s[c], cur = a[c];
+      a[c] = (v > cur) | ((v != v) & (cur == cur)) ? v : cur;
+    }
   } else {
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) a[c] += s[c];
@@ -523,8 +528,10 @@ LAMINA_CLONES void max_pool_row(const PoolGeom& g, const float* xn, float* y, in
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) {  // branch-free (masks) so that it vectorises
           const float v = s[c], cur = y[c];
-          const int32_t gt = -int32_t(v > cur);
-          y[c] = v > cur ? v : cur;
+          // strictly greater, or the first NaN (a NaN already in y stays: first NaN wins)
+          const bool take = (v > cur) | ((v != v) & (cur == cur));
+          const int32_t gt = -int32_t(take);
+          y[c] = take ? v : cur;
           idx[c] = (idx[c] & ~gt) | (p & gt);
         }
       }

@@ -167,3 +167,40 @@ def test_model_summary_forwards_the_options(capsys):
     assert out == [_text(m, line_length=77, expand_nested=True, show_trainable=True, layer_range=["sub", "sub"])]
     m.summary(positions=[0.3, 0.6, 1.0], line_length=60)
     assert capsys.readouterr().out == _text(m, positions=[0.3, 0.6, 1.0], line_length=60)
+
+
+def _wrapped(lib, kind):
+    O = lib.optimizers
+    if kind == "loss_scale":
+        return O.LossScaleOptimizer(O.Adam())
+    return O.MultiOptimizer(O.OptimizerMap(O.SGD(momentum=0.9), {".*c1/.*": O.Adam()}))
+
+
+def _optimizer_count(text):
+    import re
+    return int(re.search(r" Optimizer params: (\d+) \(", text).group(1))
+
+
+# chain: c1 15 weights, bn 6 trainable, c2 8. LossScaleOptimizer: its iteration, learning rate, step counter and
+# scale, then Adam's iteration, learning rate and 2 x 29 moments. MultiOptimizer: its iteration and learning rate,
+# Adam's 2 + 2 x 15 (c1), SGD's 2 + 14 momentums (bn, c2). Bytes: iterations and the step counter int64 (as
+# Keras on TensorFlow; Keras on JAX holds them in int32), the rest float32.
+@pytest.mark.parametrize("kind, count, size", [("loss_scale", 64, 268), ("multi", 50, 212)])
+def test_optimizer_params_of_wrapper_optimizers(kind, count, size):
+    m = _models(lamina)["chain"]
+    m.compile(_wrapped(lamina, kind), "mse")
+    m.fit(np.zeros((4, 4), np.float32), np.zeros((4, 2), np.float32), verbose=0)
+    text = _text(m, line_length=90)
+    assert f" Optimizer params: {count} ({size:.2f} B)\n" in text
+    store = {}
+    m.optimizer.save_own_variables(store)   # what a saved file holds for it
+    assert sum(np.asarray(v).size for v in store.values()) == count
+    keras = keras_or_none()
+    if keras is None:
+        pytest.skip("keras is not installed: no reference count")
+    k = _models(keras)["chain"]
+    k.compile(_wrapped(keras, kind), "mse")
+    k.fit(np.zeros((4, 4), np.float32), np.zeros((4, 2), np.float32), verbose=0)
+    out = []
+    k.summary(print_fn=out.append, line_length=90)
+    assert _optimizer_count("\n".join(out)) == count

@@ -427,3 +427,23 @@ def test_evaluate_list_order_as_keras():
     want, want_dict, _ = run(keras)
     assert sorted(got_dict) == sorted(want_dict)
     np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_fit_resumes_from_the_epoch_a_callback_restored():
+    """As Keras's fit: after the callbacks' on_train_begin, `model._initial_epoch` (set by
+    BackupAndRestore when it restores a backup) is where the epochs start; it is taken once."""
+    class Restored(lamina.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.model._initial_epoch = 2
+
+    x, y = _blobs(n=32, seed=4)
+    m = lamina.Sequential([lamina.Input(shape=(2,)), layers.Dense(3, activation="softmax")])
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    assert m._initial_epoch is None
+    seen = []
+    epochs = lamina.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch))
+    history = m.fit(x, y, epochs=4, verbose=0, callbacks=[Restored(), epochs])
+    assert history.epoch == [2, 3] and seen == [2, 3] and len(history.history["loss"]) == 2
+    assert m._initial_epoch is None
+    assert m.fit(x, y, epochs=2, verbose=0).epoch == [0, 1]   # a later fit without a backup starts at 0
+    assert m.fit(x, y, epochs=3, initial_epoch=1, verbose=0).epoch == [1, 2]
