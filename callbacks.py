@@ -381,8 +381,8 @@ class LambdaCallback(Callback):
 class ProgbarLogger(Callback):
     """Prints Keras's text progress bar (`lamina.utils.Progbar`) for each epoch of fit, and for
     evaluate and predict, as Keras's `ProgbarLogger`, at the `verbose` level fit was given (1 a
-    bar, 2 a line per epoch, 0 nothing; "auto" is 1). Validation inside fit is silent. Unlike
-    Keras's fit, lamina's still draws its own progress display beside this one."""
+    bar, 2 a line per epoch, 0 nothing; "auto" is 1). Validation inside fit is silent. As in
+    Keras, passing one to fit, evaluate or predict replaces their own progress display."""
 
     def __init__(self):
         super().__init__()

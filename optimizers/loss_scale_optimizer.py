@@ -84,7 +84,7 @@ class LossScaleOptimizer(Optimizer):
                 dynamic_growth_steps < 1:
             raise ValueError("LossScaleOptimizer: dynamic_growth_steps must be an int >= 1, received "
                              f"{dynamic_growth_steps!r}")
-        super().__init__(learning_rate=0.0, name=name)
+        super().__init__(learning_rate=0.0, name=name or "loss_scale_optimizer")  # Keras's default name
         self.inner_optimizer = inner_optimizer
         self.initial_scale = float(initial_scale)
         self.dynamic_growth_steps = int(dynamic_growth_steps)

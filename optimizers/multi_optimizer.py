@@ -99,7 +99,7 @@ class MultiOptimizer(Optimizer):
             raise TypeError("MultiOptimizer: optimizer_map must be an OptimizerMap or a function of a variable that "
                             f"returns an optimizer, received {type(optimizer_map).__name__}")
         self._inner_optimizers = []
-        super().__init__(learning_rate=0.0, loss_scale_factor=loss_scale_factor, name=name)
+        super().__init__(learning_rate=0.0, loss_scale_factor=loss_scale_factor, name=name or "multi_optimizer")
         self._optimizer_map = optimizer_map
         if isinstance(optimizer_map, OptimizerMap):
             for opt in list(optimizer_map.values()) + [optimizer_map.default_optimizer]:
