@@ -11,7 +11,10 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
         return ops.relu(x)
     if max_value == 6.0 and negative_slope == 0.0 and threshold == 0.0:
         return ops.relu6(x)
-    y = ops.where(ops.greater_equal(x, threshold), x, ops.multiply(ops.subtract(x, threshold), negative_slope))
+    if negative_slope == 0.0:   # not (x - threshold) * 0, which is NaN at x = -inf (NaN stays NaN)
+        y = ops.where(ops.less(x, threshold), 0.0, x)
+    else:
+        y = ops.where(ops.greater_equal(x, threshold), x, ops.multiply(ops.subtract(x, threshold), negative_slope))
     return ops.minimum(y, max_value) if max_value is not None else y
 
 

@@ -3,6 +3,7 @@
 import re
 
 from . import ops
+from .backend.ctc import ctc_loss  # noqa: F401  (keras.ops.ctc_loss, shared with `ctc` below)
 from .backend.tensor import Tensor, convert_to_tensor
 
 EPSILON = 1e-7
@@ -316,66 +317,6 @@ def circle(y_true, y_pred, ref_labels=None, ref_embeddings=None, remove_diagonal
 
 def _on_device(t, device):
     return t if t.device is device else t.to(device)
-
-
-_CTC_NEG = -1e5  # the log-probability of an unreachable lattice state (finite: no inf - inf in the gradient)
-
-
-def ctc_loss(target, output, target_length, output_length, mask_index=0):
-    """Connectionist Temporal Classification loss, -log p(target | output), per sequence
-    (keras.ops.ctc_loss).
-
-    target: (batch, max_label_length) integer labels; output: (batch, max_time, classes) logits
-    (log-softmax is taken here); target_length, output_length: (batch,) lengths (output_length
-    None: every sequence uses all max_time steps); mask_index: the blank class.
-
-    The forward (alpha) recursion runs in log space over the extended labels (blank, l1, blank,
-    l2, ..., blank), batched: a Python loop over time steps of a few batched ops each, so the
-    gradient comes from autodiff. A target that cannot fit in its output length gets a loss of
-    order 1e5 rather than inf (as Keras's)."""
-    target, output = _t(target), _f(output)
-    if target.ndim != 2 or output.ndim != 3 or target.shape[0] != output.shape[0]:
-        raise ValueError(f"ctc_loss: expected target of shape (batch, max_label_length) and output of shape (batch, "
-                         f"max_time, classes), received target {target.shape} and output {output.shape}")
-    b, t_max, _ = output.shape
-    n_labels = target.shape[1]
-    s = 2 * n_labels + 1
-    dev = output.device
-    target = _on_device(ops.cast(target, "int64"), dev)
-    logp = ops.log_softmax(output, axis=-1)
-    # the extended labels: blank, l1, blank, l2, ..., blank  -> (batch, s)
-    blanks = ops.full((b, n_labels), mask_index, dtype="int64", device=dev)
-    ext = ops.reshape(ops.stack([blanks, target], axis=-1), (b, 2 * n_labels))
-    ext = ops.concatenate([ext, ops.full((b, 1), mask_index, dtype="int64", device=dev)], axis=1)
-    emit = ops.take_along_axis(logp, ops.broadcast_to(ops.expand_dims(ext, 1), (b, t_max, s)), axis=2)
-    # a label may be reached from two states back (skipping a blank) unless it repeats the previous label
-    if n_labels > 1:
-        differs = ops.cast(ops.not_equal(target[:, 1:], target[:, :-1]), "float32")
-        odd = ops.reshape(ops.stack([ops.zeros_like(differs), differs], axis=-1), (b, 2 * n_labels - 2))
-        skip = ops.concatenate([ops.zeros((b, 2), device=dev), odd, ops.zeros((b, 1), device=dev)], axis=1)
-    else:
-        skip = ops.zeros((b, s), device=dev)
-    skip_penalty = (1.0 - skip) * _CTC_NEG
-    neg1, neg2 = ops.full((b, 1), _CTC_NEG, device=dev), ops.full((b, 2), _CTC_NEG, device=dev)
-    steps = ops.unstack(ops.transpose(emit, (1, 0, 2)), axis=0)  # t_max tensors of (batch, s)
-    # at t = 0 a path starts on the first blank or the first label
-    start = ops.concatenate([ops.zeros((1, min(s, 2)), device=dev), ops.full((1, s - min(s, 2)), _CTC_NEG,
-                                                                             device=dev)], axis=1)
-    alpha = steps[0] + start
-    # past its output length a sequence's alphas stay as they are (output_length None: all use t_max)
-    out_len = None if output_length is None else _on_device(ops.expand_dims(ops.cast(_t(output_length), "int64"),
-                                                                              -1), dev)
-    for t in range(1, t_max):
-        one = ops.concatenate([neg1, alpha[:, :-1]], axis=1)
-        two = ops.concatenate([neg2, alpha[:, :-2]], axis=1) + skip_penalty
-        new = ops.logaddexp(ops.logaddexp(alpha, one), two) + steps[t]
-        alpha = new if out_len is None else ops.where(ops.less(t, out_len), new, alpha)
-    # the sequence ends on the last label or on the blank after it
-    tl = _on_device(ops.expand_dims(ops.cast(_t(target_length), "int64"), -1), dev)
-    last = ops.take_along_axis(alpha, 2 * tl, axis=1)
-    before = ops.take_along_axis(alpha, ops.maximum(2 * tl - 1, 0), axis=1)
-    before = before + ops.cast(ops.equal(tl, 0), "float32") * _CTC_NEG
-    return -ops.reshape(ops.logaddexp(last, before), (b,))
 
 
 def ctc(y_true, y_pred):

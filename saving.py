@@ -299,7 +299,10 @@ def serialize_keras_object(obj):
     else:
         module = None if cls.__module__ == "__main__" else cls.__module__
         registered = get_registered_name(cls)
-    out = {"module": module, "class_name": cls.__name__, "config": serialize_keras_object(config),
+    # a class Keras exports under another name than its own (GroupedQueryAttention -> GroupQueryAttention)
+    # is written under the exported one, the only name Keras resolves
+    name = cls.__dict__.get("_keras_export_name", cls.__name__) if home is not None else cls.__name__
+    out = {"module": module, "class_name": name, "config": serialize_keras_object(config),
            "registered_name": registered}
     build = getattr(obj, "get_build_config", None)
     build_config = build() if build is not None else None

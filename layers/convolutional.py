@@ -33,6 +33,18 @@ def _activation(value, layer):
         raise type(e)(f"{layer}: {e}") from e
 
 
+def _data_format(who, data_format):
+    """None (-> "channels_last", Keras's default image_data_format), "channels_last" or
+    "channels_first" in any case; else a ValueError naming the layer."""
+    if data_format is None:
+        return "channels_last"
+    f = data_format.lower() if isinstance(data_format, str) else data_format
+    if f not in ("channels_last", "channels_first"):
+        raise ValueError(f"{who}: `data_format` must be 'channels_last', 'channels_first' or None, received "
+                         f"data_format={data_format!r}")
+    return f
+
+
 def run_op(layer, op, *args, **kwargs):
     """op(*args, **kwargs), its argument and size errors (an input smaller than the window, a huge
     output...) prefixed with the layer that called it."""
@@ -334,12 +346,13 @@ class SeparableConv1D(_SeparableConv):
 
 
 class ZeroPadding2D(Layer):
-    """Pads height and width with zeros: an int, (sym_h, sym_w) or ((top, bottom), (left, right))."""
+    """Pads height and width with zeros: an int, (sym_h, sym_w) or ((top, bottom), (left, right));
+    (batch, height, width, channels), or (batch, channels, height, width) with
+    data_format="channels_first"."""
 
     def __init__(self, padding=(1, 1), data_format=None, **kwargs):
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"ZeroPadding2D: only data_format='channels_last' is supported, received {data_format!r}")
+        self.data_format = _data_format("ZeroPadding2D", data_format)
         def is_int(v):
             return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
@@ -361,12 +374,18 @@ class ZeroPadding2D(Layer):
         self.input_spec = InputSpec(ndim=4)
 
     def call(self, inputs):
+        if self.data_format == "channels_first":
+            return run_op(self, ops.pad, inputs, ((0, 0), (0, 0)) + self.padding)
         return run_op(self, ops.pad, inputs, ((0, 0),) + self.padding + ((0, 0),))
 
     def compute_output_shape(self, input_shape):
-        h, w = input_shape[1], input_shape[2]
+        first = 1 if self.data_format == "channels_last" else 2
+        h, w = input_shape[first], input_shape[first + 1]
         (t, b), (l, r) = self.padding
-        return (input_shape[0], None if h is None else h + t + b, None if w is None else w + l + r, input_shape[3])
+        hw = (None if h is None else h + t + b, None if w is None else w + l + r)
+        if self.data_format == "channels_last":
+            return (input_shape[0],) + hw + (input_shape[3],)
+        return (input_shape[0], input_shape[1]) + hw
 
     def get_config(self):
-        return {**super().get_config(), "padding": self.padding, "data_format": "channels_last"}
+        return {**super().get_config(), "padding": self.padding, "data_format": self.data_format}

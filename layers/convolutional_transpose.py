@@ -14,20 +14,8 @@ from .. import ops
 from .. import regularizers as _regularizers
 from ..backend import validation
 from ..backend.convolution_transpose import output_length
-from .convolutional import normalize_tuple
+from .convolutional import _data_format, normalize_tuple, run_op  # noqa: F401  (_data_format: pooling3d's)
 from .layer import InputSpec, Layer
-
-
-def _data_format(who, data_format):
-    """None (-> "channels_last", Keras's default image_data_format), "channels_last" or
-    "channels_first" in any case; else a ValueError naming the layer."""
-    if data_format is None:
-        return "channels_last"
-    f = data_format.lower() if isinstance(data_format, str) else data_format
-    if f not in ("channels_last", "channels_first"):
-        raise ValueError(f"{who}: `data_format` must be 'channels_last', 'channels_first' or None, received "
-                         f"data_format={data_format!r}")
-    return f
 
 
 def _output_padding(who, value, rank, strides):
@@ -112,7 +100,7 @@ class _ConvLayer(Layer):
         self.input_spec = InputSpec(ndim=self.rank + 2, axes={self._channel_axis(): channels})
 
     def call(self, inputs):
-        y = self._convolve(inputs)
+        y = run_op(self, self._convolve, inputs)
         if self.bias is not None:
             b = self.bias if self.data_format == "channels_last" else ops.reshape(self.bias, (-1,) + (1,) * self.rank)
             y = ops.add(y, b)

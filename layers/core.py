@@ -9,6 +9,7 @@ from .. import ops
 from .. import regularizers as _regularizers
 from ..backend import validation
 from ..backend.validation import positive_int as _positive_int
+from .convolutional import _activation, run_op
 from .layer import InputSpec, Layer, flatten
 
 
@@ -34,7 +35,7 @@ class Dense(Layer):
             raise ValueError(f"Dense: `lora_alpha` must be a positive number, received lora_alpha={lora_alpha!r}")
         self.lora_alpha = lora_alpha if lora_alpha is not None else self.lora_rank
         self.lora_enabled = False
-        self.activation = _activations.get(activation)
+        self.activation = _activation(activation, "Dense")
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _initializers.get(kernel_initializer)
         self.bias_initializer = _initializers.get(bias_initializer)
@@ -148,7 +149,7 @@ class Dense(Layer):
 class Activation(Layer):
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
-        self.activation = _activations.get(activation)
+        self.activation = _activation(activation, "Activation")
         self.supports_masking = True
 
     def call(self, inputs):
@@ -192,6 +193,8 @@ class ActivityRegularization(Layer):
     the model's losses, as Keras's."""
 
     def __init__(self, l1=0.0, l2=0.0, **kwargs):
+        for name, value in (("l1", l1), ("l2", l2)):
+            _real("ActivityRegularization", name, value, minimum=0.0)
         super().__init__(activity_regularizer=_regularizers.L1L2(l1=l1, l2=l2), **kwargs)
         self.l1, self.l2 = l1, l2
         self.supports_masking = True
@@ -262,13 +265,38 @@ def _lambda_config_error(layer):
 
 
 class Softmax(Layer):
+    """Softmax over `axis` (an int, or a list of ints: one softmax over those axes together).
+
+    `mask` (from the input's mask, or given): True (or > 0.5) keeps a logit; it must broadcast to
+    the inputs from the right (each dimension 1 or equal, no more dimensions than the inputs).
+    Masked logits are set to -1e9 before the softmax and their probabilities to 0 after it (a
+    fully masked row is all zeros), as Keras's Softmax."""
+
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
-        self.axis = axis
+
+        def is_int(v):
+            return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+        if not (is_int(axis) or (isinstance(axis, (list, tuple)) and axis and all(is_int(a) for a in axis))):
+            raise ValueError(f"Softmax: `axis` must be an integer or a list of integers, received axis={axis!r}")
+        self.axis = int(axis) if is_int(axis) else type(axis)(int(a) for a in axis)
         self.supports_masking = True
 
     def call(self, inputs, mask=None):
-        return ops.softmax(inputs, axis=self.axis)
+        if mask is not None:
+            mask = ops.convert_to_tensor(mask)
+            if mask.ndim > inputs.ndim or any(m != 1 and m != i for m, i in zip(mask.shape[::-1], inputs.shape[::-1])):
+                raise ValueError(f"Softmax '{self.name}': the mask must broadcast to the inputs (each of its "
+                                 f"dimensions, aligned from the right, 1 or the inputs' size, and no more dimensions "
+                                 f"than the inputs), received inputs of shape {inputs.shape} and a mask of shape "
+                                 f"{mask.shape}. A (batch, steps) mask of (batch, steps, features) logits needs a "
+                                 "last axis of size 1: pass mask=mask[..., None]")
+            if mask.dtype != "bool":
+                mask = ops.greater(mask, 0.5)
+            inputs = ops.where(mask, inputs, -1e9)
+        axis = tuple(self.axis) if isinstance(self.axis, (list, tuple)) else self.axis
+        out = run_op(self, ops.softmax, inputs, axis=axis)
+        return out if mask is None else ops.where(mask, out, 0.0)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -280,10 +308,10 @@ class Softmax(Layer):
 class ReLU(Layer):
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
-        if max_value is not None and max_value < 0:
-            raise ValueError(f"ReLU: max_value must be >= 0, received {max_value}")
-        if negative_slope is None or negative_slope < 0:
-            raise ValueError(f"ReLU: negative_slope must be >= 0, received {negative_slope}")
+        if max_value is not None:
+            _real("ReLU", "max_value", max_value, minimum=0.0)
+        _real("ReLU", "negative_slope", negative_slope, minimum=0.0)
+        _real("ReLU", "threshold", threshold, minimum=0.0)
         self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
         self.supports_masking = True
 
@@ -304,9 +332,7 @@ class LeakyReLU(Layer):
         if "alpha" in kwargs:
             negative_slope = kwargs.pop("alpha")
         super().__init__(**kwargs)
-        if negative_slope is None or negative_slope < 0:
-            raise ValueError(f"LeakyReLU: negative_slope must be >= 0, received {negative_slope}")
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = _real("LeakyReLU", "negative_slope", negative_slope, minimum=0.0)
         self.supports_masking = True
 
     def call(self, inputs):
@@ -408,6 +434,16 @@ class Identity(Layer):
             return in_dtypes
         kinds = set(flatten(in_dtypes))
         return kinds.pop() if len(kinds) == 1 else self.dtype
+
+def _real(who, arg, value, minimum=None):
+    """A constructor's number argument as a float: a finite real number (>= minimum), else a
+    ValueError naming the layer, the argument and the value."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or (minimum is not None and value < minimum):
+        want = "a number" if minimum is None else f"a number >= {minimum:g}"
+        raise ValueError(f"{who}: `{arg}` must be {want}, received {arg}={value!r}")
+    return float(value)
+
 
 def _quantization_config(layer):
     from .quantization import quantization_config

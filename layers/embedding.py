@@ -60,7 +60,7 @@ class Embedding(Layer):
         try:
             return ops.embedding_lookup(self.embeddings, ids)
         except ValueError as e:
-            raise ValueError(f"Embedding '{self.name}' (input_dim={self.input_dim}): {e}. Ids must lie in "
+            raise ValueError(f"{type(self).__name__} '{self.name}' (input_dim={self.input_dim}): {e}. Ids must lie in "
                              f"[0, {self.input_dim}); inputs of shape {inputs.shape}") from None
 
     def compute_mask(self, inputs, mask=None):
@@ -79,3 +79,84 @@ class Embedding(Layer):
                 "embeddings_constraint": _constraints.serialize(self.embeddings_constraint),
                 "mask_zero": self.mask_zero,
                 "quantization_config": quantization_config() if self.quantization_mode is not None else None}
+
+
+class ReversibleEmbedding(Embedding):
+    """An Embedding that also maps back from the embedding space to logits over the vocabulary,
+    as Keras's ReversibleEmbedding (language-model heads that share the input embedding):
+    `layer(ids)` embeds (batch, ...) ids to (batch, ..., output_dim); `layer(x, reverse=True)`
+    maps (batch, ..., output_dim) to (batch, ..., input_dim) logits x @ embeddings.T, or
+    x @ reverse_embeddings (output_dim, input_dim) with `tie_weights=False` (a second weight,
+    initialized like the embeddings). `logit_soft_cap` c: logits -> c * tanh(logits / c).
+    lamina computes in float32: `reverse_dtype` may be None or "float32". Quantization is not
+    available for this layer."""
+
+    def __init__(self, input_dim, output_dim, tie_weights=True, embeddings_initializer="uniform",
+                 embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False, reverse_dtype=None,
+                 logit_soft_cap=None, **kwargs):
+        who = "ReversibleEmbedding"
+        if kwargs.get("quantization_config") is not None:
+            raise ValueError(f"{who}: quantization is not available for this layer in lamina; leave "
+                             "quantization_config None")
+        super().__init__(input_dim, output_dim, embeddings_initializer=embeddings_initializer,
+                         embeddings_regularizer=embeddings_regularizer, embeddings_constraint=embeddings_constraint,
+                         mask_zero=mask_zero, **kwargs)
+        try:
+            float32 = reverse_dtype is None or dtypes.standardize(reverse_dtype) == dtypes.FLOAT32
+        except TypeError:
+            float32 = False
+        if not float32:
+            raise ValueError(f"{who}: reverse_dtype={reverse_dtype!r} is not supported (lamina computes in float32); "
+                             "pass None or 'float32'")
+        if logit_soft_cap is not None and (isinstance(logit_soft_cap, bool) or
+                                           not isinstance(logit_soft_cap, (int, float)) or not logit_soft_cap > 0):
+            raise ValueError(f"{who}: `logit_soft_cap` must be None or a positive number, received "
+                             f"logit_soft_cap={logit_soft_cap!r}")
+        self.tie_weights = bool(tie_weights)
+        self.reverse_dtype = reverse_dtype
+        self.logit_soft_cap = logit_soft_cap
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        if not self.tie_weights:
+            validation.check_weight(self, "reverse_embeddings", (self.output_dim, self.input_dim), self.dtype)
+            self.reverse_embeddings = self.add_weight(name="reverse_embeddings",
+                                                      shape=(self.output_dim, self.input_dim),
+                                                      initializer=self.embeddings_initializer)
+
+    def call(self, inputs, reverse=False):
+        if not reverse:
+            out = super().call(inputs)
+            mask = Embedding.compute_mask(self, inputs)
+            if mask is not None:
+                out._keras_mask = mask
+            return out
+        x = inputs if dtypes.is_float(inputs.dtype) else ops.cast(inputs, dtypes.FLOAT32)
+        if x.ndim == 0 or x.shape[-1] != self.output_dim:
+            raise ValueError(f"ReversibleEmbedding '{self.name}': reverse=True maps vectors of size output_dim="
+                             f"{self.output_dim} to logits, received inputs of shape {x.shape}")
+        kernel = ops.transpose(self.embeddings) if self.tie_weights else self.reverse_embeddings
+        logits = ops.matmul(x, kernel)
+        if self.logit_soft_cap is not None:
+            cap = float(self.logit_soft_cap)
+            logits = ops.multiply(ops.tanh(ops.divide(logits, cap)), cap)
+        return logits
+
+    def compute_mask(self, inputs, mask=None):
+        return None   # the forward call sets its output's mask itself; logits carry none (as Keras)
+
+    def compute_output_shape(self, input_shape, reverse=False):
+        if reverse:
+            return tuple(input_shape[:-1]) + (self.input_dim,)
+        return tuple(input_shape) + (self.output_dim,)
+
+    def compute_output_dtype(self, input_dtypes):
+        return dtypes.FLOAT32
+
+    def quantize(self, mode, type_check=True, config=None):
+        raise NotImplementedError(f"ReversibleEmbedding '{self.name}'.quantize: quantization is not available for "
+                                  "this layer in lamina (its reverse projection has no int8 form); keep it in float32")
+
+    def get_config(self):
+        return {**super().get_config(), "tie_weights": self.tie_weights, "reverse_dtype": self.reverse_dtype,
+                "logit_soft_cap": self.logit_soft_cap}

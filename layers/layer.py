@@ -6,9 +6,11 @@ first use, checks inputs against `input_spec`, places the layer's work on its de
 the `training` flag, and, for symbolic inputs (`lamina.Input`), records a node of the
 functional graph instead of computing.
 """
+import functools
 import inspect
 import re
 import threading
+import types
 
 import numpy as np
 
@@ -49,6 +51,27 @@ def reset_names():
 
 
 # ---- call context (training flag) ------------------------------------------------------------
+
+def name_scope(layer):
+    """A context in which the weights created (by `layer` and the layers it builds) get paths
+    under `layer`'s name: a no-op when that name is already the innermost scope (inside
+    `_maybe_build`)."""
+    return _NameScope(layer.name)
+
+
+class _NameScope:
+    def __init__(self, name):
+        self.name, self.pushed = name, False
+
+    def __enter__(self):
+        self.pushed = not (_ctx.scope and _ctx.scope[-1] == self.name)
+        if self.pushed:
+            _ctx.scope.append(self.name)
+
+    def __exit__(self, *exc):
+        if self.pushed:
+            _ctx.scope.pop()
+
 
 class _CallContext(threading.local):
     def __init__(self):
@@ -164,6 +187,20 @@ class Layer:
     _tracks_metrics = False  # whether any layer has a Metric attribute (see __setattr__)
     quantization_mode = None  # "int8" once quantized (layers/quantization.py)
 
+    def __init_subclass__(cls, **kwargs):
+        """A subclass's `build` leaves the layer built when it returns, also when it is called
+        directly (`layer.build(shape)`), as Keras's build wrapper does."""
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        if isinstance(build, types.FunctionType) and not getattr(build, "_sets_built", False):
+            @functools.wraps(build)
+            def build_and_mark(self, *args, **kw):
+                out = build(self, *args, **kw)
+                self.built = True
+                return out
+            build_and_mark._sets_built = True
+            cls.build = build_and_mark
+
     def __init__(self, *, activity_regularizer=None, trainable=True, dtype=None, autocast=True, name=None, **kwargs):
         input_shape = kwargs.pop("input_shape", None)
         batch_input_shape = kwargs.pop("batch_input_shape", None)
@@ -273,8 +310,8 @@ class Layer:
     def trainable_weights(self):
         if not self._trainable:
             return []
-        return [w for w in self._own_weights if w.trainable] + \
-            _dedupe([w for l in self._layers for w in l.trainable_weights])
+        return _dedupe([w for w in self._own_weights if w.trainable] +
+                       [w for l in self._layers for w in l.trainable_weights])
 
     @property
     def non_trainable_weights(self):
@@ -415,7 +452,7 @@ class Layer:
 
     def _eager_call(self, inputs, args, kwargs):
         if not isinstance(inputs, Tensor):
-            inputs = map_structure(lambda t: t if isinstance(t, Tensor) else convert_to_tensor(t, dtype=None), inputs)
+            inputs = self._convert_inputs(inputs)
         if self._device is not None:
             dev = self._device
             inputs = map_structure(lambda t: _move(t, dev), inputs)
@@ -473,6 +510,26 @@ class Layer:
                     if isinstance(o, Tensor):
                         o._keras_mask = m
         return out
+
+    def _convert_inputs(self, inputs):
+        """Non-tensor inputs as tensors (a nested list of numbers is one array); what cannot be
+        one (None, complex numbers, a ragged list) is an error naming this layer."""
+        def convert(t):
+            if isinstance(t, Tensor):
+                return t
+            try:
+                return convert_to_tensor(t, dtype=None)
+            except (TypeError, ValueError) as e:
+                msg = str(e)
+                if "inhomogeneous" in msg:
+                    msg = ("its nested sequences have different lengths (a ragged list); make every row the same "
+                           "length (pad it)")
+                raise type(e)(f"{type(self).__name__} '{self.name}': cannot use the input {_short(t)} as a tensor: "
+                              f"{msg}") from e
+        if isinstance(inputs, (list, tuple)) and inputs and all(
+                isinstance(v, (bool, int, float, np.number)) for v in flatten(inputs)):
+            return convert(inputs)
+        return map_structure(convert, inputs)
 
     def compute_mask(self, inputs, mask=None):
         """The mask of the outputs: the input mask when the layer supports masking, else None."""
@@ -569,6 +626,12 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _short(value):
+    r = f"{type(value).__name__} {value!r}" if not isinstance(value, np.ndarray) else \
+        f"array of dtype {value.dtype} and shape {value.shape}"
+    return r if len(r) <= 80 else r[:77] + "..."
 
 
 def _move(t, dev):

@@ -1,5 +1,13 @@
 """Merging layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot, and
-their functional forms (add, concatenate, ...)."""
+their functional forms (add, concatenate, ...).
+
+Masks, as Keras's (keras/src/layers/merging/base_merge.py): the output mask of the elementwise
+merges is the logical or of the inputs' masks (None unless every input has one); Concatenate's
+is any(concatenation of the masks, each broadcast to its input's shape (an unmasked input counts
+as all True), over the last axis); Dot's is None. Maximum and Minimum ignore masked steps of an
+input (they take the other inputs' values there), Multiply treats them as 1 and zeroes the
+positions every input masks, as Keras does; Add, Subtract and Average merge the values as they
+are."""
 from functools import reduce
 
 import numpy as np
@@ -11,6 +19,57 @@ from .layer import Layer
 class _Merge(Layer):
     min_inputs = 2
     max_inputs = None
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        masks = self._mask_list(inputs, mask)
+        if masks is None or any(m is None for m in masks):
+            return None
+        return reduce(ops.logical_or, [ops.cast(m, "bool") for m in masks])
+
+    def _mask_list(self, inputs, mask):
+        """The masks as a list with one entry per input, or None (no mask at all)."""
+        if mask is None or (isinstance(mask, (list, tuple)) and all(m is None for m in mask)):
+            return None
+        who = f"{type(self).__name__} '{self.name}'"
+        if not isinstance(mask, (list, tuple)):
+            raise ValueError(f"{who}: `mask` should be a list with one entry (or None) per input, received a "
+                             f"single mask of shape {getattr(mask, 'shape', None)}")
+        if not isinstance(inputs, (list, tuple)) or len(mask) != len(inputs):
+            n = len(inputs) if isinstance(inputs, (list, tuple)) else 1
+            raise ValueError(f"{who}: the lists of inputs and masks should have the same length, received {n} "
+                             f"inputs and {len(mask)} masks")
+        return list(mask)
+
+    def _expanded(self, m, x):
+        """A (batch, ...) mask of x's shape without its last axis, broadcast to x's shape."""
+        m = ops.cast(ops.convert_to_tensor(m), "bool")
+        if tuple(m.shape) != tuple(x.shape[:-1]):
+            raise ValueError(f"{type(self).__name__} '{self.name}': an input of shape {x.shape} has a mask of shape "
+                             f"{m.shape}; a mask covers every axis of its input but the last (features): expected "
+                             f"{tuple(x.shape[:-1])}")
+        return ops.broadcast_to(ops.expand_dims(m, -1), x.shape)
+
+    def _masked_fold(self, op, inputs, mask):
+        """Keras's `_apply_merge_op_and_or_mask`: a masked position of an input takes the merged
+        value of the inputs before it (and the other way round), so masked steps drop out."""
+        masks = self._mask_list(inputs, mask) or [None] * len(inputs)
+        output = output_mask = None
+        for x, m in zip(inputs, masks):
+            m = None if m is None else self._expanded(m, x)
+            if output is None:
+                output, output_mask = x, m
+                continue
+            if m is not None:
+                x = ops.where(m, x, output)
+            if output_mask is not None:
+                output = ops.where(output_mask, output, x)
+            output_mask = ops.logical_or(output_mask, m) if m is not None and output_mask is not None else None
+            output = op(output, x)
+        return output
 
     def _check(self, shapes):
         if not isinstance(shapes, (list, tuple)) or not shapes or not isinstance(shapes[0], (list, tuple)):
@@ -68,13 +127,37 @@ class Subtract(_Merge):
 class Multiply(_Merge):
     _merge = staticmethod(ops.multiply)
 
+    def call(self, inputs, mask=None):
+        self._check_inputs(inputs)
+        masks = self._mask_list(inputs, mask)
+        if masks is None:
+            return reduce(ops.multiply, inputs)
+        every = all(m is not None for m in masks)   # Keras: masked positions count as 1, zeroed where all are
+        output = output_mask = None
+        for x, m in zip(inputs, masks):
+            if m is not None:
+                m = self._expanded(m, x)
+                x = ops.where(m, x, 1.0)
+                if every:
+                    output_mask = m if output_mask is None else ops.logical_or(output_mask, m)
+            output = x if output is None else ops.multiply(output, x)
+        return ops.where(output_mask, output, 0.0) if every else output
+
 
 class Maximum(_Merge):
     _merge = staticmethod(ops.maximum)
 
+    def call(self, inputs, mask=None):
+        self._check_inputs(inputs)
+        return self._masked_fold(ops.maximum, inputs, mask)
+
 
 class Minimum(_Merge):
     _merge = staticmethod(ops.minimum)
+
+    def call(self, inputs, mask=None):
+        self._check_inputs(inputs)
+        return self._masked_fold(ops.minimum, inputs, mask)
 
 
 class Average(_Merge):
@@ -120,6 +203,21 @@ class Concatenate(_Merge):
         sizes = [s[ax] for s in input_shape]
         out[ax] = None if any(d is None for d in sizes) else sum(sizes)
         return tuple(out)
+
+    def compute_mask(self, inputs, mask=None):
+        masks = self._mask_list(inputs, mask)
+        if masks is None:
+            return None
+        full = []
+        for x, m in zip(inputs, masks):
+            if m is None:
+                full.append(ops.ones(x.shape, dtype="bool"))
+                continue
+            m = ops.cast(ops.convert_to_tensor(m), "bool")
+            if m.ndim < x.ndim:
+                m = ops.logical_or(ops.expand_dims(m, -1), ops.zeros(x.shape, dtype="bool"))
+            full.append(m)
+        return ops.any(ops.concatenate(full, axis=self.axis), axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
@@ -183,6 +281,9 @@ class Dot(_Merge):
         rb = [d for i, d in enumerate(b) if i != ay][1:]
         rest = tuple(ra + rb)
         return (a[0],) + (rest if rest else (1,))
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
     def get_config(self):
         return {**super().get_config(), "axes": self._axes_arg, "normalize": self.normalize}

@@ -111,7 +111,7 @@ class MultiHeadAttention(Layer):
         self_key_dim = _positive(who, "key_dim", key_dim)
         value_dim = _positive(who, "value_dim", value_dim, allow_none=True)
         super().__init__(**kwargs)
-        who = f"MultiHeadAttention '{self.name}'"
+        who = f"{type(self).__name__} '{self.name}'"
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
             raise ValueError(f"{who}: `dropout` must be a number in [0, 1], received dropout={dropout!r}")
         if flash_attention:
@@ -157,6 +157,7 @@ class MultiHeadAttention(Layer):
         self._build_shapes = None
 
     num_heads = property(lambda self: self._num_heads)
+    _kv_heads = property(lambda self: self._num_heads)   # the key and value projections' heads (fewer in GQA)
     key_dim = property(lambda self: self._key_dim)
     value_dim = property(lambda self: self._value_dim)
     dropout = property(lambda self: self._dropout)
@@ -182,7 +183,7 @@ class MultiHeadAttention(Layer):
         """mha(query, value, key=None, ...): builds from the three shapes on the first call (the
         base class would see only the query's), then calls as any layer."""
         if query is None or value is None:
-            raise TypeError(f"MultiHeadAttention '{self.name}' takes a query and a value (and optionally a key): "
+            raise TypeError(f"{type(self).__name__} '{self.name}' takes a query and a value (and optionally a key): "
                             "call it as mha(query, value) (self-attention: mha(x, x)); "
                             f"{'the query' if query is None else 'the value'} is missing")
         if not self.built:
@@ -199,7 +200,7 @@ class MultiHeadAttention(Layer):
         {"query_shape", "value_shape"[, "key_shape"]} (Keras's build config "shapes_dict")."""
         if isinstance(query_shape, dict):
             return self.build(**query_shape)
-        who = f"MultiHeadAttention '{self.name}'"
+        who = f"{type(self).__name__} '{self.name}'"
         if value_shape is None:
             raise ValueError(f"{who}: build needs the query's and the value's shapes, received only "
                              f"query_shape={query_shape}; call build(query_shape, value_shape[, key_shape])")
@@ -229,19 +230,19 @@ class MultiHeadAttention(Layer):
         self._build_shapes = given
         common = self._sublayer_kwargs
 
-        def projection(name, shape, depth, activation=None):
+        def projection(name, shape, depth, activation=None, heads=self._num_heads):
             equation, bias_axes, out_rank = _build_proj_equation(len(shape) - 1, bound_dims=1, output_dims=2)
-            layer = EinsumDense(equation, output_shape=_get_output_shape(out_rank - 1, [self._num_heads, depth]),
+            layer = EinsumDense(equation, output_shape=_get_output_shape(out_rank - 1, [heads, depth]),
                                 bias_axes=bias_axes if self._use_bias else None, activation=activation, name=name,
                                 **common())
             layer.build_from_shape(shape)
             return layer
 
         self._query_dense = projection("query", query_shape, self._key_dim)
-        self._key_dense = projection("key", key_shape, self._key_dim)
+        self._key_dense = projection("key", key_shape, self._key_dim, heads=self._kv_heads)
         if self._use_gate:
             self._gate_dense = projection("gate", query_shape, self._value_dim, activation="sigmoid")
-        self._value_dense = projection("value", value_shape, self._value_dim)
+        self._value_dense = projection("value", value_shape, self._value_dim, heads=self._kv_heads)
         self._attention_axes = axes
         self._dot_product_equation, self._combine_equation, scores_rank = _build_attention_equation(rank, axes)
         self._softmax_axes = tuple(range(scores_rank - len(axes), scores_rank))
@@ -278,7 +279,7 @@ class MultiHeadAttention(Layer):
             return
         shapes = config.get("shapes_dict")
         if shapes is None:
-            raise ValueError(f"MultiHeadAttention '{self.name}': its build config {config!r} has no 'shapes_dict' "
+            raise ValueError(f"{type(self).__name__} '{self.name}': its build config {config!r} has no 'shapes_dict' "
                              "(the query, value and key shapes); it cannot be built from one input shape")
         self._maybe_build({k: None if v is None else tuple(v) for k, v in shapes.items()})
 
@@ -287,7 +288,7 @@ class MultiHeadAttention(Layer):
     def _check_input(self, name, x, built_shape):
         if len(x.shape) != len(built_shape) or x.shape[-1] != built_shape[-1] or any(
                 b is not None and b != d for b, d in zip(built_shape[1:-1], x.shape[1:-1])):
-            raise ValueError(f"MultiHeadAttention '{self.name}' was built for a {name} of shape {built_shape}, "
+            raise ValueError(f"{type(self).__name__} '{self.name}' was built for a {name} of shape {built_shape}, "
                              f"received a {name} of shape {x.shape}; use one layer per input shape")
 
     def _tensor(self, x):
@@ -329,14 +330,16 @@ class MultiHeadAttention(Layer):
                                                           use_causal_mask=use_causal_mask)
         gate = self._gate_dense(query) if self._use_gate else None
         q = self._query_dense(query)   # (B, T, N, key_dim)
-        k = self._key_dense(key)       # (B, S, N, key_dim)
-        v = self._value_dense(value)   # (B, S, N, value_dim)
+        k, v = self._project_key_value(key, value)   # (B, S, N, key_dim), (B, S, N, value_dim)
         extra = {"use_causal_mask": True} if causal_only else {}
         out, scores = self._compute_attention(q, k, v, attention_mask, training, return_attention_scores, **extra)
         out = self._output_dense(ops.multiply(out, gate) if gate is not None else out)
         if query_mask is not None:
             out._keras_mask = query_mask
         return (out, scores) if return_attention_scores else out
+
+    def _project_key_value(self, key, value):
+        return self._key_dense(key), self._value_dense(value)
 
     def compute_mask(self, inputs, mask=None):
         """None: `call` sets the output's mask (the query's) itself, on the attention output only
@@ -395,7 +398,7 @@ class MultiHeadAttention(Layer):
             return self._softmax(scores)
         keep = ops.cast(self._expand_mask(mask, scores.ndim), "bool")
         if keep.ndim > scores.ndim or any(m != 1 and m != s for m, s in zip(keep.shape[::-1], scores.shape[::-1])):
-            raise ValueError(f"MultiHeadAttention '{self.name}': the attention mask of shape {keep.shape} does not "
+            raise ValueError(f"{type(self).__name__} '{self.name}': the attention mask of shape {keep.shape} does not "
                              f"broadcast to the attention scores' shape {scores.shape}; expected a mask of shape "
                              "(batch, query positions, key positions)")
         probs = ops.softmax(ops.where(keep, scores, _MASKED_SCORE), axis=self._softmax_axes)
@@ -428,7 +431,7 @@ class MultiHeadAttention(Layer):
             value_shape = tuple(value_shape)
             key_shape = value_shape if key_shape is None else tuple(key_shape)
             if value_shape[1:-1] != key_shape[1:-1]:
-                raise ValueError(f"MultiHeadAttention '{self.name}': all dimensions of `value` and `key`, except "
+                raise ValueError(f"{type(self).__name__} '{self.name}': all dimensions of `value` and `key`, except "
                                  f"the last one, must be equal. Received: value_shape={value_shape} and "
                                  f"key_shape={key_shape}")
         if self._output_shape:

@@ -1,5 +1,5 @@
-"""Normalisation layers: BatchNormalization, LayerNormalization, GroupNormalization, RMSNormalization and
-UnitNormalization (Keras's weights and order)."""
+"""Normalisation layers: BatchNormalization, LayerNormalization, GroupNormalization, RMSNormalization,
+UnitNormalization and SpectralNormalization (Keras's weights and order)."""
 import numbers
 
 from .. import constraints as _constraints
@@ -8,6 +8,15 @@ from .. import ops
 from .. import regularizers as _regularizers
 from ..backend.autodiff import no_grad
 from .layer import InputSpec, Layer
+from .wrappers import Wrapper
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
 
 
 def _axis_list(axis, ndim, layer):
@@ -35,12 +44,13 @@ class BatchNormalization(Layer):
             raise ValueError(f"BatchNormalization: batch renormalization (renorm={renorm!r}, renorm_clipping="
                              f"{renorm_clipping!r}) is not supported by lamina; use renorm=False")
         self.synchronized = bool(synchronized)   # one replica per step here: the same statistics
-        if not isinstance(axis, int):
+        if not _is_int(axis):
             raise ValueError(f"BatchNormalization: axis must be an int, received {axis!r}")
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"BatchNormalization: momentum must be in [0, 1], received {momentum}")
-        if epsilon <= 0:
-            raise ValueError(f"BatchNormalization: epsilon must be positive, received {epsilon}")
+        if not _is_real(momentum) or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNormalization: momentum must be a number in [0, 1], received momentum={momentum!r}")
+        if not _is_real(epsilon) or epsilon <= 0:
+            raise ValueError(f"BatchNormalization: epsilon must be a positive number, received epsilon={epsilon!r}")
+        axis = int(axis)
         self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)
         self.center, self.scale = bool(center), bool(scale)
         self.beta_initializer = _initializers.get(beta_initializer)
@@ -113,9 +123,11 @@ class LayerNormalization(Layer):
         super().__init__(**kwargs)
         if rms_scaling:
             raise ValueError("LayerNormalization: rms_scaling=True is not supported by lamina")
-        if epsilon <= 0:
-            raise ValueError(f"LayerNormalization: epsilon must be positive, received {epsilon}")
-        self.axis = axis if isinstance(axis, int) else tuple(axis)
+        if not _is_real(epsilon) or epsilon <= 0:
+            raise ValueError(f"LayerNormalization: epsilon must be a positive number, received epsilon={epsilon!r}")
+        if not (_is_int(axis) or (isinstance(axis, (list, tuple)) and axis and all(_is_int(a) for a in axis))):
+            raise ValueError(f"LayerNormalization: axis must be an int or a list of ints, received axis={axis!r}")
+        self.axis = int(axis) if _is_int(axis) else tuple(int(a) for a in axis)
         self.epsilon, self.center, self.scale = float(epsilon), bool(center), bool(scale)
         self.beta_initializer = _initializers.get(beta_initializer)
         self.gamma_initializer = _initializers.get(gamma_initializer)
@@ -315,3 +327,68 @@ class GroupNormalization(Layer):
                 "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),
                 "beta_constraint": _constraints.serialize(self.beta_constraint),
                 "gamma_constraint": _constraints.serialize(self.gamma_constraint)}
+
+
+class SpectralNormalization(Wrapper):
+    """Spectral normalization (Miyato et al. 2018) of a wrapped layer's kernel, as Keras's: in
+    training calls the kernel (or an Embedding's `embeddings`, as a (-1, last) matrix W) is
+    replaced in place by W / sigma, sigma its largest singular value estimated by
+    `power_iterations` steps of the power method from the stored `vector_u` (1, last)
+    (non-trainable, TruncatedNormal(0.02)), which is updated too; an all-zero kernel is left as
+    it is. Inference calls (and calls that do not say training=True, Keras's default here) use
+    the kernel as it stands. Weights: the wrapped layer's kernel, vector_u, then its others."""
+
+    def __init__(self, layer, power_iterations=1, **kwargs):
+        super().__init__(layer, **kwargs)
+        if isinstance(power_iterations, bool) or not isinstance(power_iterations, numbers.Integral) \
+                or power_iterations <= 0:
+            raise ValueError(f"SpectralNormalization: `power_iterations` must be an integer > 0, received "
+                             f"power_iterations={power_iterations!r}")
+        self.power_iterations = int(power_iterations)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.input_spec = InputSpec(min_ndim=1, axes={-1: input_shape[-1]})
+        kernel = getattr(self.layer, "kernel", None)
+        if kernel is None:
+            kernel = getattr(self.layer, "embeddings", None)
+        if kernel is None:
+            raise ValueError(f"SpectralNormalization '{self.name}': the wrapped {type(self.layer).__name__} "
+                             f"'{self.layer.name}' has no attribute 'kernel' nor 'embeddings' to normalize; wrap a "
+                             "layer with a kernel (Dense, Conv2D, ...) or an Embedding")
+        self.kernel = kernel
+        self.kernel_shape = kernel.shape
+        self.vector_u = self.add_weight(name="vector_u", shape=(1, self.kernel_shape[-1]),
+                                        initializer=_initializers.TruncatedNormal(stddev=0.02), trainable=False)
+
+    def call(self, inputs, training=False):
+        if training:
+            with no_grad():
+                new_u, new_kernel = self.normalized_weights()
+                zero = ops.all(ops.equal(self.kernel, 0.0))
+                self.vector_u.assign(ops.where(zero, self.vector_u, new_u))
+                self.kernel.assign(ops.where(zero, self.kernel, new_kernel))
+        return self.layer(inputs)
+
+    def normalized_weights(self):
+        """(the new vector_u, the kernel divided by its estimated spectral norm)."""
+        w = ops.reshape(self.kernel, (-1, self.kernel_shape[-1]))
+        u = ops.convert_to_tensor(self.vector_u)
+        v = None
+        for _ in range(self.power_iterations):
+            v = _l2_normalize(ops.matmul(u, ops.transpose(w)))
+            u = _l2_normalize(ops.matmul(v, w))
+        u, v = ops.stop_gradient(u), ops.stop_gradient(v)
+        sigma = ops.matmul(ops.matmul(v, w), ops.transpose(u))
+        return u, ops.reshape(ops.divide(self.kernel, sigma), self.kernel_shape)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "power_iterations": self.power_iterations}
+
+
+def _l2_normalize(x):
+    """x / max(||x||, 1e-7) over all of x (keras.ops.normalize with axis=None)."""
+    return ops.multiply(x, ops.minimum(ops.rsqrt(ops.sum(ops.square(x))), 1e7))

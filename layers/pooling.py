@@ -1,6 +1,8 @@
-"""Pooling layers (channels-last): max and average pooling, and their global forms."""
+"""Pooling layers: max and average pooling, and their global forms, over (batch, *spatial,
+channels) or, with data_format="channels_first", (batch, channels, *spatial). GlobalAveragePooling1D
+honours a mask (batch, steps): masked steps are left out of the mean, as in Keras."""
 from .. import ops
-from .convolutional import _conv_len, normalize_tuple, run_op
+from .convolutional import _conv_len, _data_format, normalize_tuple, run_op
 from .layer import InputSpec, Layer
 
 
@@ -16,23 +18,26 @@ class _Pool(Layer):
         padding = str(padding).lower()
         if padding not in ("valid", "same"):
             raise ValueError(f"{cls}: `padding` must be 'valid' or 'same', received {padding!r}")
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"{cls}: only data_format='channels_last' is supported, received {data_format!r}")
+        self.data_format = _data_format(cls, data_format)
         self.padding = padding
         self.input_spec = InputSpec(ndim=self.rank + 2)
 
     def call(self, inputs):
         f = ops.max_pool if self.op == "max" else ops.average_pool
-        return run_op(self, f, inputs, pool_size=self.pool_size, strides=self.strides, padding=self.padding)
+        return run_op(self, f, inputs, pool_size=self.pool_size, strides=self.strides, padding=self.padding,
+                      data_format=self.data_format)
 
     def compute_output_shape(self, input_shape):
-        spatial = tuple(_conv_len(input_shape[1 + i], self.pool_size[i], self.strides[i], 1, self.padding)
+        first = 1 if self.data_format == "channels_last" else 2
+        spatial = tuple(_conv_len(input_shape[first + i], self.pool_size[i], self.strides[i], 1, self.padding)
                         for i in range(self.rank))
-        return (input_shape[0],) + spatial + (input_shape[-1],)
+        if self.data_format == "channels_last":
+            return (input_shape[0],) + spatial + (input_shape[-1],)
+        return (input_shape[0], input_shape[1]) + spatial
 
     def get_config(self):
         return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
-                "padding": self.padding, "data_format": "channels_last"}
+                "padding": self.padding, "data_format": self.data_format}
 
 
 class MaxPooling2D(_Pool):
@@ -57,23 +62,28 @@ class _GlobalPool(Layer):
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"{type(self).__name__}: only data_format='channels_last' is supported")
+        self.data_format = _data_format(type(self).__name__, data_format)
         self.keepdims = bool(keepdims)
         self.input_spec = InputSpec(ndim=self.rank + 2)
 
+    def _axes(self):
+        first = 1 if self.data_format == "channels_last" else 2
+        return tuple(range(first, first + self.rank))
+
     def call(self, inputs):
-        axes = tuple(range(1, self.rank + 1))
         f = ops.mean if self.op == "avg" else ops.max
-        return run_op(self, f, inputs, axis=axes, keepdims=self.keepdims)
+        return run_op(self, f, inputs, axis=self._axes(), keepdims=self.keepdims)
 
     def compute_output_shape(self, input_shape):
-        if self.keepdims:
-            return (input_shape[0],) + (1,) * self.rank + (input_shape[-1],)
-        return (input_shape[0], input_shape[-1])
+        last = self.data_format == "channels_last"
+        channels = input_shape[-1] if last else input_shape[1]
+        if not self.keepdims:
+            return (input_shape[0], channels)
+        ones = (1,) * self.rank
+        return (input_shape[0],) + ones + (channels,) if last else (input_shape[0], channels) + ones
 
     def get_config(self):
-        return {**super().get_config(), "data_format": "channels_last", "keepdims": self.keepdims}
+        return {**super().get_config(), "data_format": self.data_format, "keepdims": self.keepdims}
 
 
 class GlobalAveragePooling2D(_GlobalPool):
@@ -85,7 +95,29 @@ class GlobalMaxPooling2D(_GlobalPool):
 
 
 class GlobalAveragePooling1D(_GlobalPool):
+    """Mean over the steps; with a mask (batch, steps) (from Embedding(mask_zero=True), Masking,
+    or `mask=`) the mean of the unmasked steps only, as Keras's (a fully masked sample gives NaN,
+    0 / 0, as in Keras). The mask stops here."""
     rank, op = 1, "avg"
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(data_format=data_format, keepdims=keepdims, **kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return super().call(inputs)
+        steps = 1 if self.data_format == "channels_last" else 2
+        mask = ops.convert_to_tensor(mask)
+        if mask.shape != (inputs.shape[0], inputs.shape[steps]):
+            raise ValueError(f"GlobalAveragePooling1D '{self.name}': expected a mask of shape (batch, steps) = "
+                             f"{(inputs.shape[0], inputs.shape[steps])}, received shape {mask.shape}")
+        keep = ops.expand_dims(ops.cast(mask, "bool"), 2 if self.data_format == "channels_last" else 1)
+        total = ops.sum(ops.where(keep, inputs, 0.0), axis=steps, keepdims=self.keepdims)
+        return ops.divide(total, ops.sum(ops.cast(keep, inputs.dtype), axis=steps, keepdims=self.keepdims))
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
 
 class GlobalMaxPooling1D(_GlobalPool):

@@ -2,8 +2,7 @@
 MaxPooling3D, AveragePooling3D (ops.max_pool / ops.average_pool on rank-5 inputs, separable
 over the 2-D pooling kernels) and GlobalAveragePooling3D, GlobalMaxPooling3D."""
 from .. import ops
-from .convolutional import _conv_len, normalize_tuple
-from .convolutional_transpose import _data_format
+from .convolutional import _conv_len, _data_format, normalize_tuple, run_op
 from .layer import InputSpec, Layer
 
 
@@ -24,8 +23,8 @@ class _Pool3D(Layer):
 
     def call(self, inputs):
         f = ops.max_pool if self.op == "max" else ops.average_pool
-        return f(inputs, pool_size=self.pool_size, strides=self.strides, padding=self.padding,
-                 data_format=self.data_format)
+        return run_op(self, f, inputs, pool_size=self.pool_size, strides=self.strides, padding=self.padding,
+                      data_format=self.data_format)
 
     def compute_output_shape(self, input_shape):
         first = 1 if self.data_format == "channels_last" else 2
@@ -63,7 +62,7 @@ class _GlobalPool3D(Layer):
     def call(self, inputs):
         axes = (1, 2, 3) if self.data_format == "channels_last" else (2, 3, 4)
         f = ops.mean if self.op == "avg" else ops.max
-        return f(inputs, axis=axes, keepdims=self.keepdims)
+        return run_op(self, f, inputs, axis=axes, keepdims=self.keepdims)
 
     def compute_output_shape(self, input_shape):
         last = self.data_format == "channels_last"

@@ -4,15 +4,13 @@ RandomRotation, RandomZoom, RandomTranslation, RandomContrast.
 Inputs are one image (rank 3) or a batch (rank 4), channels_last unless `data_format` says
 otherwise; outputs are float32 (Resizing keeps integer inputs integer, rounded, as Keras does).
 
-Resampling works on whole batches with ops: a resize is, per spatial axis, two `take`s and a
-weighted sum (nearest: one `take`; bicubic, lanczos and antialiasing: a (in, out) weight matrix
-contracted with `tensordot`), with the sample positions and weights of JAX's `image.resize`,
-which Keras's JAX backend uses. The random affine layers (rotation, zoom, translation) map every
-output pixel to an input position through a per-image 3x3 matrix (Keras's layout
-[a0, a1, a2, b0, b1, b2, c0, c1]: x_in = a0*x + a1*y + a2, y_in = b0*x + b1*y + b2) and sample
-it as `jax.scipy.ndimage.map_coordinates` does (order 0 rounds half away from zero, order 1 is
-bilinear; fill modes "reflect", "wrap", "nearest" fold the index, "constant" gives `fill_value`
-to every tap outside the image) with one flat `take` per tap over the whole batch.
+Resampling is ops.image's (backend/resampling.py): Resizing runs `ops.image.resize` (JAX's
+`image.resize`, which Keras's JAX backend uses), and the random affine layers (rotation, zoom,
+translation) map every output pixel to an input position through a per-image 3x3 matrix
+(Keras's layout [a0, a1, a2, b0, b1, b2, c0, c1]: x_in = a0*x + a1*y + a2, y_in = b0*x + b1*y + b2)
+sampled as `ops.image.affine_transform` samples it (`jax.scipy.ndimage.map_coordinates`: order 0
+rounds half away from zero, order 1 is bilinear; fill modes "reflect", "wrap", "nearest" fold the
+index, "constant" gives `fill_value` to every tap outside the image).
 
 The random layers draw from a `SeedGenerator(seed)`: a seeded layer repeats its sequence of
 augmentations. Like Keras they act when `training` is true; a call that does not say (`layer(x)`,
@@ -28,7 +26,11 @@ import numpy as np
 
 from .. import ops
 from ..backend import dtypes
+from ..backend import image as image_ops
 from ..backend.device import device as device_scope
+from ..backend.resampling import aspect_crop_box as _aspect_crop_box
+from ..backend.resampling import resize_batch as resize_images
+from ..backend.resampling import transform_batch as affine_transform  # noqa: F401  (used by the other image layers)
 from ..backend.random import SeedGenerator
 from .layer import InputSpec, Layer
 
@@ -152,146 +154,18 @@ def _with_hw(input_shape, data_format, height, width):
 
 # ---- resizing ------------------------------------------------------------------------------------
 
-def _triangle(x):
-    return np.maximum(0.0, 1.0 - np.abs(x))
-
-
-def _keys_cubic(x):
-    out = ((1.5 * x - 2.5) * x) * x + 1.0
-    out = np.where(x >= 1.0, ((-0.5 * x + 2.5) * x - 4.0) * x + 2.0, out)
-    return np.where(x >= 2.0, 0.0, out)
-
-
-def _lanczos(radius):
-    def kernel(x):
-        y = radius * np.sin(np.pi * x) * np.sin(np.pi * x / radius)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = np.where(x > 1e-3, y / np.where(x != 0, np.pi ** 2 * x ** 2, 1), 1.0)
-        return np.where(x > radius, 0.0, out)
-    return kernel
-
-
-_KERNELS = {"bilinear": _triangle, "bicubic": _keys_cubic, "lanczos3": _lanczos(3.0), "lanczos5": _lanczos(5.0)}
-
-
-def _sample_positions(n_in, n_out):
-    """Input positions of the output pixel centres (half-pixel convention), in float32 as JAX."""
-    inv_scale = np.float32(1.0) / np.float32(n_out / n_in)
-    return (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * inv_scale - np.float32(0.5), inv_scale
-
-
-def _weight_matrix(n_in, n_out, interpolation, antialias):
-    """(n_in, n_out) resampling weights, as jax.image's compute_weight_mat (a function of the
-    sizes only: constants, like index arrays)."""
-    sample, inv_scale = _sample_positions(n_in, n_out)
-    kernel_scale = max(float(inv_scale), 1.0) if antialias else 1.0
-    x = np.abs(sample[None, :].astype(np.float64) - np.arange(n_in)[:, None]) / kernel_scale
-    w = _KERNELS[interpolation](x)
-    total = w.sum(axis=0, keepdims=True)
-    w = np.where(np.abs(total) > 1000.0 * np.finfo(np.float32).eps, w / np.where(total != 0, total, 1), 0.0)
-    inside = (sample >= -0.5) & (sample <= n_in - 0.5)
-    return np.where(inside[None, :], w, 0.0).astype(np.float32)
-
-
-def _resize_axis(x, axis, n_out, interpolation, antialias):
-    n_in = x.shape[axis]
-    if n_in == n_out:
-        return x
-    if interpolation == "nearest":
-        pos = (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * np.float32(n_in) / np.float32(n_out)
-        return ops.take(x, np.floor(pos).astype(np.int64), axis=axis)
-    if interpolation == "bilinear" and not (antialias and n_out < n_in):
-        # two taps per output pixel: the triangle kernel with its weights renormalised at the
-        # borders is the position clamped to [0, n_in - 1]
-        sample, _ = _sample_positions(n_in, n_out)
-        s = np.clip(sample, 0, n_in - 1)
-        i0 = np.floor(s).astype(np.int64)
-        i1 = np.minimum(i0 + 1, n_in - 1)
-        shape = [1] * x.ndim
-        shape[axis] = n_out
-        w1 = (s - i0).astype(np.float32).reshape(shape)
-        return ops.add(ops.multiply(ops.take(x, i0, axis=axis), 1.0 - w1), ops.multiply(ops.take(x, i1, axis=axis), w1))
-    w = _weight_matrix(n_in, n_out, interpolation, antialias)
-    out = ops.tensordot(x, w, axes=([axis], [0]))       # the resized axis comes last
-    return ops.moveaxis(out, -1, axis)
-
-
-def resize_images(x, height, width, interpolation="bilinear", antialias=False):
-    """Resizes a float NHWC batch to (height, width)."""
-    x = _resize_axis(x, 1, height, interpolation, antialias)
-    return _resize_axis(x, 2, width, interpolation, antialias)
-
-
-def _aspect_crop_box(h, w, target_h, target_w):
-    """Keras's largest centred (top, left, height, width) window with the target's aspect ratio."""
-    crop_h = max(min(h, int(float(w * target_h) / target_w)), 1)
-    crop_w = max(min(w, int(float(h * target_w) / target_h)), 1)
-    return int(float(h - crop_h) / 2), int(float(w - crop_w) / 2), crop_h, crop_w
+def _check_area(layer, x):
+    """A crop that has to resize needs pixels to resize: a clear error for an empty height or width."""
+    if x.shape[1] == 0 or x.shape[2] == 0:
+        raise ValueError(f"{type(layer).__name__} '{layer.name}': cannot crop and resize images with an empty height "
+                         f"or width to ({layer.height}, {layer.width}); received a batch of shape {x.shape} "
+                         f"(channels_last view of the input)")
 
 
 def _smart_resize(x, height, width):
     """keras.utils.smart_resize on a float NHWC batch: the centred aspect-ratio crop, resized."""
     top, left, ch, cw = _aspect_crop_box(x.shape[1], x.shape[2], height, width)
     return resize_images(x[:, top:top + ch, left:left + cw, :], height, width)
-
-
-# ---- affine sampling (map_coordinates over the batch) --------------------------------------------
-
-def _round_half_away(v):
-    return ops.multiply(ops.sign(v), ops.floor(ops.add(ops.abs(v), 0.5)))
-
-
-def _fold(idx, size, fill_mode):
-    """Input indices for out-of-image positions (JAX's index fixers; int32 tensors)."""
-    if fill_mode == "nearest":
-        return ops.clip(idx, 0, size - 1)
-    if fill_mode == "wrap":
-        return ops.mod(idx, size)
-    if fill_mode == "reflect":       # half-sample symmetric: ... b a | a b c d | d c ...
-        n = 2 * size + 1
-        s = n - 1
-        m = ops.abs(ops.subtract(ops.mod(ops.add(ops.add(ops.multiply(idx, 2), 1), s), 2 * s), s))
-        return ops.floor_divide(ops.subtract(m, 1), 2)
-    return idx                       # constant: the caller masks the taps outside the image
-
-
-def affine_transform(images, transform, interpolation="bilinear", fill_mode="reflect", fill_value=0.0):
-    """Samples a float NHWC batch at the positions `transform` ((batch, 8) float32 tensor,
-    Keras's layout) maps each output pixel to."""
-    b, h, w, c = images.shape
-    if b == 0:
-        return images
-    t = [ops.reshape(transform[:, i], (b, 1, 1)) for i in range(6)]
-    xs = np.arange(w, dtype=np.float32).reshape(1, 1, w)
-    ys = np.arange(h, dtype=np.float32).reshape(1, h, 1)
-    x_in = ops.add(ops.add(ops.multiply(t[0], xs), ops.multiply(t[1], ys)), t[2])
-    y_in = ops.add(ops.add(ops.multiply(t[3], xs), ops.multiply(t[4], ys)), t[5])
-
-    def taps(coord):
-        if interpolation == "nearest":
-            return [(ops.cast(_round_half_away(coord), dtypes.INT32), None)]
-        low = ops.floor(coord)
-        upper = ops.subtract(coord, low)
-        i0 = ops.cast(low, dtypes.INT32)
-        return [(i0, ops.subtract(1.0, upper)), (ops.add(i0, 1), upper)]
-
-    flat = ops.reshape(images, (b * h * w, c))
-    base = (np.arange(b, dtype=np.int32) * (h * w)).reshape(b, 1, 1)
-    out = None
-    for iy, wy in taps(y_in):
-        for ix, wx in taps(x_in):
-            fy, fx = _fold(iy, h, fill_mode), _fold(ix, w, fill_mode)
-            if fill_mode == "constant":
-                valid = ops.logical_and(ops.logical_and(ops.greater_equal(iy, 0), ops.less(iy, h)),
-                                        ops.logical_and(ops.greater_equal(ix, 0), ops.less(ix, w)))
-                fy, fx = ops.clip(fy, 0, h - 1), ops.clip(fx, 0, w - 1)
-            vals = ops.take(flat, ops.add(ops.add(ops.multiply(fy, w), fx), base), axis=0)
-            if fill_mode == "constant":
-                vals = ops.where(ops.expand_dims(valid, -1), vals, float(fill_value))
-            if wy is not None:
-                vals = ops.multiply(vals, ops.expand_dims(ops.multiply(wy, wx), -1))
-            out = vals if out is None else ops.add(out, vals)
-    return out
 
 
 # ---- layers ------------------------------------------------------------------------------------------
@@ -338,31 +212,11 @@ class Resizing(_ImageLayer):
         self.antialias = bool(antialias)
 
     def call(self, inputs):
-        with device_scope(inputs.device):    # new tensors (indices, weights) go where the images are
-            return self._resize(inputs)
-
-    def _resize(self, inputs):
-        x, single = _to_nhwc(self, inputs)
-        in_dtype = x.dtype
-        x = _float(x)
-        _, h, w, c = x.shape
-        if self.crop_to_aspect_ratio:
-            top, left, ch, cw = _aspect_crop_box(h, w, self.height, self.width)
-            x = x[:, top:top + ch, left:left + cw, :]
-        elif self.pad_to_aspect_ratio:
-            pad_h = max(h, int(float(w * self.height) / self.width))
-            pad_w = max(w, int(float(h * self.width) / self.height))
-            top, left = int(float(pad_h - h) / 2), int(float(pad_w - w) / 2)
-            fill = float(self.fill_value)
-            if top > 0:
-                x = ops.pad(x, ((0, 0), (top, top), (0, 0), (0, 0)), constant_values=fill)
-            elif left > 0:
-                x = ops.pad(x, ((0, 0), (0, 0), (left, left), (0, 0)), constant_values=fill)
-        y = resize_images(x, self.height, self.width, self.interpolation, self.antialias)
-        if dtypes.is_int(in_dtype):
-            info = np.iinfo(dtypes.to_numpy_dtype(in_dtype))
-            y = ops.cast(ops.clip(ops.round(y), float(info.min), float(info.max)), in_dtype)
-        return _from_nhwc(self, y, single)
+        if inputs.dtype == dtypes.BOOL:      # resized as 0. / 1. (the op resizes numbers)
+            inputs = ops.cast(inputs, dtypes.FLOAT32)
+        return image_ops.resize(inputs, (self.height, self.width), self.interpolation, self.antialias,
+                                self.crop_to_aspect_ratio, self.pad_to_aspect_ratio, self.fill_mode, self.fill_value,
+                                self.data_format)
 
     def compute_output_shape(self, input_shape):
         return _with_hw(input_shape, self.data_format, self.height, self.width)
@@ -395,6 +249,7 @@ class CenterCrop(_ImageLayer):
         if h >= self.height and w >= self.width:
             top, left = (h - self.height) // 2, (w - self.width) // 2
             return x[:, top:top + self.height, left:left + self.width, :]
+        _check_area(self, x)
         return _smart_resize(x, self.height, self.width)
 
     def compute_output_shape(self, input_shape):
@@ -405,25 +260,41 @@ class CenterCrop(_ImageLayer):
 
 
 class _RandomLayer(_ImageLayer):
-    """A seeded image augmentation: `seed` and its SeedGenerator."""
+    """A seeded image augmentation: `seed` and its SeedGenerator.
+
+    A training call draws this call's random parameters with `_draw(x, generator)` and applies
+    them with `_transform(x, params)`, both on a float32 NHWC batch; the split lets RandAugment
+    and AugMix (layers/preprocessing_mix.py) draw from their own generator and apply any layer's
+    transform. Inference gives the input as float32, or, with `_identity_at_inference`, the input
+    itself (its dtype too), as Keras does for that layer."""
+
+    _identity_at_inference = False
 
     def __init__(self, seed=None, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
         self.seed = _seed(type(self).__name__, seed)
         self.generator = SeedGenerator(self.seed)
 
-    def _uniform(self, shape, low, high):
+    def _uniform(self, shape, low, high, generator=None):
         """Uniform in [low, high); exactly `low` when the range is empty (a fixed factor)."""
         if high <= low:
             return ops.full(shape, float(low))
-        return ops.uniform(shape, float(low), float(high), seed=self.generator)
+        return ops.uniform(shape, float(low), float(high), seed=generator or self.generator)
 
     def call(self, inputs, training=True):
         if training is None:       # Keras's call signature defaults `training` to True
             training = True
+        if not training and self._identity_at_inference:
+            return inputs
         with device_scope(inputs.device):    # random draws and constants go where the images are
             x, single = _to_nhwc(self, inputs)
             return _from_nhwc(self, self._augment(x, bool(training)), single)
+
+    def _augment(self, x, training):
+        x = _float(x)
+        if not training or x.shape[0] == 0:
+            return x
+        return self._transform(x, self._draw(x, self.generator))
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
@@ -450,6 +321,8 @@ class RandomCrop(_RandomLayer):
     def _augment(self, x, training):
         x = _float(x)
         _, h, w, _ = x.shape
+        if (h, w) != (self.height, self.width) and not (training and h > self.height and w > self.width):
+            _check_area(self, x)
         if not training:
             return x if (h, w) == (self.height, self.width) else _smart_resize(x, self.height, self.width)
         if h > self.height and w > self.width:
@@ -508,11 +381,11 @@ class _AffineLayer(_RandomLayer):
         self.interpolation = _choice(who, "interpolation", interpolation, _AFFINE_INTERPOLATIONS)
         self.fill_value = _number(who, "fill_value", fill_value)
 
-    def _augment(self, x, training):
-        x = _float(x)
-        if not training or x.shape[0] == 0:
-            return x
-        return affine_transform(x, self._matrix(x.shape), self.interpolation, self.fill_mode, self.fill_value)
+    def _draw(self, x, generator):
+        return self._matrix(x.shape, generator)
+
+    def _transform(self, x, matrix):
+        return affine_transform(x, matrix, self.interpolation, self.fill_mode, self.fill_value)
 
     def get_config(self):
         return {**super().get_config(), "fill_mode": self.fill_mode, "fill_value": self.fill_value,
@@ -539,9 +412,9 @@ class RandomRotation(_AffineLayer):
                          data_format=data_format, **kwargs)
         self.factor = _base_factor("RandomRotation", factor, (-1, 1))
 
-    def _matrix(self, shape):
+    def _matrix(self, shape, generator=None):
         b, h, w, _ = shape
-        angle = ops.multiply(self._uniform((b, 1), self.factor[0] * 360.0, self.factor[1] * 360.0),
+        angle = ops.multiply(self._uniform((b, 1), self.factor[0] * 360.0, self.factor[1] * 360.0, generator),
                              np.float32(math.pi / 180.0))
         cos, sin = ops.cos(angle), ops.sin(angle)
         cx, cy = 0.5 * (w - 1), 0.5 * (h - 1)
@@ -570,11 +443,11 @@ class RandomZoom(_AffineLayer):
         self._width_range = None if width_factor is None else \
             _range_factor("RandomZoom", "width_factor", width_factor, -1.0, 1.0, low_open=True)
 
-    def _matrix(self, shape):
+    def _matrix(self, shape, generator=None):
         b, h, w, _ = shape
-        zy = self._uniform((b, 1), 1.0 + self._height_range[0], 1.0 + self._height_range[1])
+        zy = self._uniform((b, 1), 1.0 + self._height_range[0], 1.0 + self._height_range[1], generator)
         zx = zy if self._width_range is None else \
-            self._uniform((b, 1), 1.0 + self._width_range[0], 1.0 + self._width_range[1])
+            self._uniform((b, 1), 1.0 + self._width_range[0], 1.0 + self._width_range[1], generator)
         x_off = ops.multiply((w - 1.0) / 2.0, ops.subtract(1.0, zx))
         y_off = ops.multiply((h - 1.0) / 2.0, ops.subtract(1.0, zy))
         return _columns(zx, 0.0, x_off, 0.0, zy, y_off, 0.0, 0.0)
@@ -598,10 +471,10 @@ class RandomTranslation(_AffineLayer):
         self._height_range = _range_factor("RandomTranslation", "height_factor", height_factor, -1.0, 1.0)
         self._width_range = _range_factor("RandomTranslation", "width_factor", width_factor, -1.0, 1.0)
 
-    def _matrix(self, shape):
+    def _matrix(self, shape, generator=None):
         b, h, w, _ = shape
-        ty = ops.multiply(self._uniform((b, 1), *self._height_range), float(h))
-        tx = ops.multiply(self._uniform((b, 1), *self._width_range), float(w))
+        ty = ops.multiply(self._uniform((b, 1), *self._height_range, generator), float(h))
+        tx = ops.multiply(self._uniform((b, 1), *self._width_range, generator), float(w))
         return _columns(1.0, 0.0, ops.negative(tx), 0.0, 1.0, ops.negative(ty), 0.0, 0.0)
 
     def get_config(self):
@@ -630,18 +503,12 @@ class RandomContrast(_RandomLayer):
                              f"value_range={value_range!r}")
         self.value_range = tuple(value_range)
 
-    def call(self, inputs, training=True):
-        if training is None:
-            training = True
-        if not training:
-            return inputs
-        return super().call(inputs, training=True)
+    _identity_at_inference = True
 
-    def _augment(self, x, training):
-        x = _float(x)
-        if x.shape[0] == 0:
-            return x
-        c = self._uniform((x.shape[0], 1, 1, 1), 1.0 - self.factor[0], 1.0 + self.factor[1])
+    def _draw(self, x, generator):
+        return self._uniform((x.shape[0], 1, 1, 1), 1.0 - self.factor[0], 1.0 + self.factor[1], generator)
+
+    def _transform(self, x, c):
         mean = ops.mean(ops.mean(x, axis=1, keepdims=True), axis=2, keepdims=True)
         y = ops.add(ops.multiply(ops.subtract(x, mean), c), mean)
         return ops.clip(y, float(self.value_range[0]), float(self.value_range[1]))

@@ -1,13 +1,11 @@
 """Reshaping layers: Flatten, Reshape, Permute, RepeatVector, and the spatial ones: UpSampling1D/2D/3D,
 Cropping1D/2D/3D, ZeroPadding1D/3D (ZeroPadding2D lives in convolutional.py)."""
-import functools
 import operator
 
 import numpy as np
 
 from .. import ops
-from ..backend import validation
-from ..backend.tensor import convert_to_tensor
+from ..backend import resampling, validation
 from .layer import InputSpec, Layer
 
 
@@ -21,7 +19,8 @@ class Flatten(Layer):
         self.input_spec = InputSpec(min_ndim=1)
 
     def call(self, inputs):
-        return ops.reshape(inputs, (inputs.shape[0], -1) if inputs.ndim > 1 else (inputs.shape[0], 1))
+        # the product of the other axes, not -1: an empty batch has no answer for -1
+        return ops.reshape(inputs, (inputs.shape[0], int(np.prod(inputs.shape[1:], dtype=np.int64))))
 
     def compute_output_shape(self, input_shape):
         rest = input_shape[1:]
@@ -209,62 +208,14 @@ class _Spatial(Layer):
 
 # -- up-sampling --
 
-def _triangle(x):
-    return np.maximum(0.0, 1.0 - x)
-
-
-def _keys_cubic(x):   # Keys' cubic convolution kernel, a = -0.5
-    out = ((1.5 * x - 2.5) * x) * x + 1.0
-    out = np.where(x >= 1.0, ((-0.5 * x + 2.5) * x - 4.0) * x + 2.0, out)
-    return np.where(x >= 2.0, 0.0, out)
-
-
-def _lanczos(radius):
-    def kernel(x):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            y = radius * np.sin(np.pi * x) * np.sin(np.pi * x / radius) / (np.pi ** 2 * x ** 2)
-        return np.where(x > radius, 0.0, np.where(x > 1e-3, y, 1.0))
-    return kernel
-
-
-# interpolation -> (kernel radius, kernel), as jax.image.resize (Keras's ops.image.resize on JAX)
-_RESIZE_KERNELS = {"bilinear": (1, _triangle), "bicubic": (2, _keys_cubic), "lanczos3": (3, _lanczos(3)),
-                   "lanczos5": (5, _lanczos(5))}
-INTERPOLATIONS = ("nearest",) + tuple(_RESIZE_KERNELS)
-
-
-@functools.lru_cache(maxsize=64)
-def _resize_taps(n_in, factor, interpolation):
-    """How to resample an axis of n_in values to n_in * factor, as jax.image.resize does with
-    antialias off (what keras.ops.image.resize runs): output j samples the input at
-    (j + 0.5) / factor - 0.5 (half-pixel centres); the kernel's weights over the input samples
-    that exist are renormalised to sum to 1 (so the edges repeat the border value for bilinear).
-    Returns (input index per (output, tap), flattened; weights (n_out, taps) float32): index
-    arithmetic on the layer's arguments, done once on the host."""
-    radius, kernel = _RESIZE_KERNELS[interpolation]
-    n_out = n_in * factor
-    sample = (np.arange(n_out, dtype=np.float64) + 0.5) / factor - 0.5
-    idx = (np.floor(sample).astype(np.int64) - radius + 1)[:, None] + np.arange(2 * radius)[None, :]
-    w = np.where((idx >= 0) & (idx < n_in), kernel(np.abs(sample[:, None] - idx)), 0.0)
-    total = w.sum(axis=1, keepdims=True)
-    w = np.where(np.abs(total) > 1000 * np.finfo(np.float32).eps, w / np.where(total != 0, total, 1.0), 0.0)
-    return np.clip(idx, 0, n_in - 1).reshape(-1), w.astype(np.float32)
+# interpolations of UpSampling2D, resampled as keras.ops.image.resize (backend/resampling.py)
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos3", "lanczos5")
 
 
 def resample_axis(x, axis, factor, interpolation):
-    """x resampled to `factor` times its size along `axis` with a separable interpolation kernel
-    ("bilinear", "bicubic", "lanczos3", "lanczos5"): one gather of the taps, a weighted sum over
-    them. Built from ops (take, multiply, sum), so it is differentiable in x."""
-    n = x.shape[axis]
-    if factor == 1 or n == 0:
-        return x
-    idx, w = _resize_taps(n, factor, interpolation)
-    taps = w.shape[1]
-    out_shape = x.shape[:axis] + (n * factor, taps) + x.shape[axis + 1:]
-    validation.check_alloc("resample_axis", out_shape, x.dtype, x.device)
-    g = ops.reshape(ops.take(x, idx, axis=axis), out_shape)
-    wt = convert_to_tensor(w.reshape((n * factor, taps) + (1,) * (x.ndim - axis - 1)), device=x.device)
-    return ops.sum(ops.multiply(g, wt), axis=axis + 1)
+    """x resampled to `factor` times its size along `axis` as keras.ops.image.resize does
+    (half-pixel centres, no antialiasing): differentiable in x."""
+    return resampling.resample_axis(x, axis, x.shape[axis] * factor, interpolation, op="UpSampling2D")
 
 
 class _UpSampling(_Spatial):

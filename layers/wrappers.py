@@ -1,17 +1,49 @@
-"""Layer wrappers: TimeDistributed (a layer applied to every timestep) and Bidirectional
-(an RNN run forwards and backwards, outputs merged)."""
+"""Layer wrappers: the Wrapper base class (a layer that holds another layer), TimeDistributed
+(a layer applied to every timestep) and Bidirectional (an RNN run forwards and backwards,
+outputs merged)."""
 from .. import ops
-from .layer import InputSpec, Layer
+from .layer import InputSpec, Layer, name_scope
 
 
-class TimeDistributed(Layer):
+class Wrapper(Layer):
+    """Base class of layers that wrap another layer, as Keras's Wrapper: it holds `layer` (its
+    weights are the wrapper's), builds it from the wrapper's input shape (under the wrapper's
+    name, so the weight paths are wrapper/layer/weight), and saves it in its config under
+    "layer". Subclasses define `call` (TimeDistributed, SpectralNormalization)."""
+
+    def __init__(self, layer, **kwargs):
+        if not isinstance(layer, Layer):
+            raise ValueError(f"{type(self).__name__}: expected a Layer instance to wrap, received {layer!r} of type "
+                             f"{type(layer).__name__}")
+        super().__init__(**kwargs)
+        self.layer = layer
+
+    def build(self, input_shape=None):
+        if not self.layer.built:
+            with name_scope(self):     # also when build() is called directly
+                self.layer._maybe_build(input_shape)
+
+    def call(self, inputs, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} '{self.name}': Wrapper is a base class with no call() of "
+                                  "its own; subclass it and define call(inputs), which usually calls self.layer")
+
+    def get_config(self):
+        from .serialization import serialize
+        return {**super().get_config(), "layer": serialize(self.layer)}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from .serialization import deserialize
+        config = dict(config)
+        layer = config.pop("layer")
+        return cls(deserialize(layer, custom_objects) if isinstance(layer, dict) else layer, **config)
+
+
+class TimeDistributed(Wrapper):
     """Applies `layer` to each slice along axis 1: (batch, time, ...) -> (batch, time, ...')."""
 
     def __init__(self, layer, **kwargs):
-        super().__init__(**kwargs)
-        if not isinstance(layer, Layer):
-            raise ValueError(f"TimeDistributed: expected a Layer instance, received {layer!r}")
-        self.layer = layer
+        super().__init__(layer, **kwargs)
         self.supports_masking = True
         self.input_spec = InputSpec(min_ndim=3)
 
@@ -28,17 +60,6 @@ class TimeDistributed(Layer):
     def compute_output_shape(self, input_shape):
         inner = self.layer.compute_output_shape((None,) + tuple(input_shape[2:]))
         return (input_shape[0], input_shape[1]) + tuple(inner[1:])
-
-    def get_config(self):
-        from .serialization import serialize
-        return {**super().get_config(), "layer": serialize(self.layer)}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        from .serialization import deserialize
-        config = dict(config)
-        config["layer"] = deserialize(config["layer"], custom_objects)
-        return cls(**config)
 
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)

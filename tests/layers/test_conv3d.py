@@ -111,3 +111,90 @@ def test_a_conv3d_model_trains_and_moves_to_keras(tmp_path):
     model.save(str(tmp_path / "ours.keras"))
     theirs = keras.saving.load_model(str(tmp_path / "ours.keras"))
     np.testing.assert_allclose(theirs.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+
+
+# ---- Conv3DTranspose --------------------------------------------------------------------------------
+
+def conv3d_transpose_ref(x, kernel, bias, strides, padding, output_padding, dilation, data_format=None):
+    """Every input voxel scatters kernel-weighted copies into the full output, which is then cut
+    to Keras's output length (pad_before per dimension, from the forward convolution's geometry)."""
+    from lamina.backend.convolution_transpose import transpose_geometry
+    if data_format == "channels_first":
+        x = np.moveaxis(x, 1, -1)
+    b, *sp, c = x.shape
+    k = kernel.shape[:3]
+    f = kernel.shape[3]
+    geo = [transpose_geometry(sp[i], k[i], strides[i], dilation[i], padding,
+                              None if output_padding is None else output_padding[i]) for i in range(3)]
+    out = np.zeros((b,) + tuple(g[0] for g in geo) + (f,))
+    for pos in np.ndindex(*sp):
+        for tap in np.ndindex(*k):
+            t = [pos[i] * strides[i] + tap[i] * dilation[i] - geo[i][1] for i in range(3)]
+            if all(0 <= t[i] < geo[i][0] for i in range(3)):
+                out[:, t[0], t[1], t[2]] += x[(slice(None),) + pos] @ kernel[tap].T
+    out = out + bias
+    return np.moveaxis(out, -1, 1) if data_format == "channels_first" else out
+
+
+@pytest.mark.parametrize("kwargs,in_shape,out_shape", [
+    (dict(filters=3, kernel_size=2), (2, 3, 4, 2, 2), (2, 4, 5, 3, 3)),
+    (dict(filters=2, kernel_size=(3, 2, 2), strides=(2, 1, 2)), (1, 3, 3, 2, 3), (1, 7, 4, 4, 2)),
+    (dict(filters=2, kernel_size=3, strides=2, padding="same"), (2, 2, 3, 3, 1), (2, 4, 6, 6, 2)),
+    (dict(filters=2, kernel_size=3, strides=(3, 2, 2), padding="same", output_padding=(1, 1, 0)), (1, 2, 2, 3, 2),
+     (1, 5, 4, 5, 2)),
+    (dict(filters=1, kernel_size=2, dilation_rate=(2, 1, 2)), (1, 3, 2, 3, 2), (1, 5, 3, 5, 1)),
+    (dict(filters=2, kernel_size=2, strides=2, data_format="channels_first"), (1, 3, 2, 2, 3), (1, 2, 4, 4, 6)),
+])
+def test_conv3d_transpose(kwargs, in_shape, out_shape):
+    x = _x(*in_shape)
+    layer, outs = run_layer_test(layers.Conv3DTranspose, kwargs, in_shape, input_data=x,
+                                 expected_output_shape=out_shape, expected_num_trainable_weights=2)
+    kernel, bias = layer.get_weights()
+    assert kernel.shape == layer.kernel_size + (kwargs["filters"], in_shape[1 if "data_format" in kwargs else -1])
+    to3 = lambda v: (v,) * 3 if isinstance(v, int) else tuple(v)   # noqa: E731
+    want = conv3d_transpose_ref(x, kernel, bias, to3(kwargs.get("strides", 1)), kwargs.get("padding", "valid"),
+                                kwargs.get("output_padding"), to3(kwargs.get("dilation_rate", 1)),
+                                kwargs.get("data_format"))
+    np.testing.assert_allclose(outs[0].numpy(), want, rtol=1e-4, atol=1e-5)
+    assert layer.compute_output_shape((None,) + in_shape[1:]) == (None,) + out_shape[1:]
+
+
+def test_conv3d_transpose_gradients_and_errors():
+    from opcheck import check_grad
+    x, k = _x(1, 2, 3, 2, 2), _x(2, 2, 3, 2, 2)
+
+    def fn(a, w):
+        layer = layers.Conv3DTranspose(2, (2, 2, 3), strides=(2, 1, 1), use_bias=False)
+        layer.build(a.shape)
+        layer.kernel = w          # the watched tensor in place of the variable, so the tape sees it
+        return layer._convolve(a)
+    check_grad(fn, lambda a, w: conv3d_transpose_ref(a, w, 0.0, (2, 1, 1), "valid", None, (1, 1, 1)), [x, k],
+               atol=2e-3)
+    assert layers.Convolution3DTranspose is layers.Conv3DTranspose
+    with pytest.raises(ValueError, match="Conv3DTranspose: `output_padding` must be strictly less than `strides`"):
+        layers.Conv3DTranspose(2, 3, strides=2, output_padding=2)
+    with pytest.raises(ValueError, match="Conv3DTranspose: `kernel_size` must be 3 positive int"):
+        layers.Conv3DTranspose(2, (3, 3))
+    with pytest.raises(ValueError, match=r"Conv3DTranspose '.*': expected inputs of rank 5"):
+        layers.Conv3DTranspose(2, 3)(_x(1, 4, 4, 2))
+    with pytest.raises(ValueError, match="every spatial dimension of the input must be at least 1"):
+        layers.Conv3DTranspose(2, 1)(np.zeros((1, 0, 2, 2, 1), np.float32))
+
+
+def test_conv3d_transpose_keras_parity():
+    keras = keras_or_none()
+    if keras is None:
+        pytest.skip("Keras parity needs keras (tested with KERAS_BACKEND=jax)")
+    for kw, shape in [(dict(filters=3, kernel_size=(2, 3, 2), strides=(1, 2, 2), padding="same"), (2, 3, 4, 3, 2)),
+                      (dict(filters=2, kernel_size=3, strides=2, output_padding=1, activation="relu"), (1, 2, 2, 3, 3)),
+                      (dict(filters=2, kernel_size=2, data_format="channels_first"), (1, 2, 3, 2, 3))]:
+        x = _x(*shape)
+        theirs = keras.layers.Conv3DTranspose(**kw)
+        want = np.asarray(theirs(x))
+        ours = layers.Conv3DTranspose(**kw)
+        ours(x)
+        ours.set_weights([np.asarray(w) for w in theirs.get_weights()])
+        np.testing.assert_allclose(ours(x).numpy(), want, rtol=1e-4, atol=1e-5)
+        a, b = ours.get_config(), theirs.get_config()
+        a.pop("name"), b.pop("name")
+        assert a == b, (a, b)

@@ -181,3 +181,47 @@ def test_dense_on_a_scalar_says_so(x):
 def test_dense_units_must_be_a_positive_integer(units):
     with pytest.raises(ValueError, match=r"Dense: `units` must be a positive integer, received units="):
         layers.Dense(units)
+
+
+def test_softmax_mask_and_axes():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    mask = rng.uniform(size=(2, 3, 4)) > 0.4
+    mask[0, 1] = False                                      # a fully masked row: all zeros
+    out = layers.Softmax()(x, mask=mask).numpy()
+    e = np.where(mask, np.exp(x - np.where(mask, x, -np.inf).max(-1, keepdims=True)), 0)
+    want = np.divide(e, e.sum(-1, keepdims=True), out=np.zeros_like(e), where=e.sum(-1, keepdims=True) > 0)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-7)
+    assert np.all(out[0, 1] == 0)
+    # a broadcasting mask (1, 4) and a float one (> 0.5 keeps)
+    m = np.array([[1, 0, 1, 1]], bool)
+    np.testing.assert_allclose(layers.Softmax()(x, mask=m.astype(np.float32)).numpy(),
+                               layers.Softmax()(x, mask=np.broadcast_to(m, x.shape)).numpy(), rtol=1e-6)
+    # the input's own mask (Embedding(mask_zero=True), Masking...) is used
+    s = lamina.ops.convert_to_tensor(rng.standard_normal((2, 3)).astype(np.float32))
+    s._keras_mask = lamina.ops.convert_to_tensor(np.array([[1, 1, 0], [1, 0, 0]], bool))
+    np.testing.assert_allclose(layers.Softmax()(s).numpy(), layers.Softmax()(s.numpy(), mask=s._keras_mask).numpy())
+    # several axes together
+    both = layers.Softmax(axis=[1, 2])(x).numpy()
+    np.testing.assert_allclose(both.sum(axis=(1, 2)), 1, rtol=1e-5)
+    assert layers.Softmax(axis=[1, 2]).get_config()["axis"] == [1, 2]
+    with pytest.raises(ValueError, match=r"Softmax '.*': the mask must broadcast to the inputs"):
+        layers.Softmax()(x, mask=np.ones((2, 3), bool))
+    with pytest.raises(ValueError, match="Softmax: `axis` must be an integer or a list of integers"):
+        layers.Softmax(axis="0")
+    with pytest.raises(ValueError, match=r"Softmax '.*': softmax: axis 4 is out of range"):
+        layers.Softmax(axis=4)(x[0])
+
+
+def test_softmax_mask_keras_parity():
+    from keras_ref import keras_or_none
+    keras = keras_or_none()
+    if keras is None:
+        pytest.skip("Keras parity needs keras (tested with KERAS_BACKEND=jax)")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    mask = rng.uniform(size=(2, 3, 4)) > 0.5
+    mask[1, 2] = False
+    for axis, m in [(-1, mask), (1, mask[:, :, :1].repeat(4, -1)), ([1, 2], mask)]:
+        np.testing.assert_allclose(layers.Softmax(axis=axis)(x, mask=m).numpy(),
+                                   np.asarray(keras.layers.Softmax(axis=axis)(x, mask=m)), rtol=1e-5, atol=1e-7)

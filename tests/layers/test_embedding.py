@@ -112,3 +112,68 @@ def test_keras_parity():
     cfg = {key: v for key, v in k.get_config().items() if key not in ("dtype", "quantization_config")}
     assert set(cfg) <= set(m.get_config())
     assert Embedding.from_config({**cfg, "name": "e2"}).get_config()["input_dim"] == 7
+
+
+# ---- ReversibleEmbedding ------------------------------------------------------------------------------
+
+def test_reversible_embedding():
+    from lamina import layers
+    ids = np.array([[1, 4, 0], [3, 0, 0]], np.int32)
+    layer, outs = run_layer_test(layers.ReversibleEmbedding, {"input_dim": 6, "output_dim": 3}, (2, 3),
+                                 input_dtype="int32", input_data=ids, expected_output_shape=(2, 3, 3),
+                                 expected_num_trainable_weights=1)
+    (table,) = layer.get_weights()
+    np.testing.assert_array_equal(outs[0].numpy(), table[ids])
+    h = np.random.default_rng(4).standard_normal((2, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(layer(h, reverse=True).numpy(), h @ table.T, rtol=1e-5)
+    untied = layers.ReversibleEmbedding(6, 3, tie_weights=False, logit_soft_cap=1.5, mask_zero=True)
+    emb = untied(ids)
+    np.testing.assert_array_equal(emb._keras_mask.numpy(), ids != 0)           # the forward call's mask
+    table, rev = untied.get_weights()
+    assert rev.shape == (3, 6) and [w.path for w in untied.weights][1].endswith("/reverse_embeddings")
+    logits = untied(h, reverse=True)
+    np.testing.assert_allclose(logits.numpy(), 1.5 * np.tanh(h @ rev / 1.5), rtol=1e-5, atol=1e-6)
+    assert logits._keras_mask is None
+    # a tied language-model head in a functional model, trained
+    inp = lamina.Input((3,), dtype="int32")
+    tied = layers.ReversibleEmbedding(6, 4)
+    model = lamina.Model(inp, tied(layers.Dense(4)(tied(inp)), reverse=True))
+    assert model.output_shape == (None, 3, 6) and len(model.trainable_weights) == 3
+    model.compile(optimizer=lamina.optimizers.Adam(0.05), loss=lamina.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    x = np.random.default_rng(5).integers(0, 6, (32, 3)).astype(np.int32)
+    hist = model.fit(x, x, epochs=10, batch_size=8, verbose=0)
+    assert hist.history["loss"][-1] < 0.8 * hist.history["loss"][0]
+    config = untied.get_config()
+    clone = layers.ReversibleEmbedding.from_config(config)
+    assert clone.get_config() == {**config, "name": clone.name}
+    with pytest.raises(ValueError, match="reverse_dtype='float16' is not supported"):
+        layers.ReversibleEmbedding(4, 2, reverse_dtype="float16")
+    with pytest.raises(ValueError, match="`logit_soft_cap` must be None or a positive number"):
+        layers.ReversibleEmbedding(4, 2, logit_soft_cap=0)
+    with pytest.raises(ValueError, match=r"reverse=True maps vectors of size output_dim=3 to logits"):
+        layer(np.zeros((2, 4), np.float32), reverse=True)
+    with pytest.raises(NotImplementedError, match="quantization is not available"):
+        layer.quantize("int8")
+
+
+def test_reversible_embedding_keras_parity():
+    from keras_ref import keras_or_none
+    from lamina import layers
+    keras = keras_or_none()
+    if keras is None:
+        pytest.skip("Keras parity needs keras (tested with KERAS_BACKEND=jax)")
+    ids = np.array([[1, 4, 0], [3, 0, 2]], np.int32)
+    h = np.random.default_rng(6).standard_normal((2, 3, 4)).astype(np.float32)
+    for kw in [{}, {"tie_weights": False, "logit_soft_cap": 3.0, "mask_zero": True}]:
+        theirs = keras.layers.ReversibleEmbedding(7, 4, **kw)
+        theirs(ids)
+        ours = layers.ReversibleEmbedding(7, 4, **kw)
+        ours(ids)
+        ours.set_weights([np.asarray(w) for w in theirs.get_weights()])
+        np.testing.assert_allclose(ours(ids).numpy(), np.asarray(theirs(ids)))
+        np.testing.assert_allclose(ours(h, reverse=True).numpy(), np.asarray(theirs(h, reverse=True)), rtol=1e-5,
+                                   atol=1e-6)
+        a, b = ours.get_config(), theirs.get_config()
+        a.pop("name"), b.pop("name")
+        assert a == b

@@ -144,3 +144,55 @@ def test_custom_layer_as_in_the_keras_guide(tmp_path):
     model.save(path)
     loaded = lamina.models.load_model(path, custom_objects={"Linear": Linear})
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+# ---- build() called directly (Keras's build wrapper), weights without duplicates, inputs ----------
+
+class _Scale(layers.Layer):
+    def build(self, input_shape):
+        self.w = self.add_weight(name="w", shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, inputs):
+        return inputs * self.w
+
+
+def test_calling_build_directly_leaves_the_layer_built():
+    for layer, shape in [(_Scale(), (None, 3)), (layers.Dense(2), (None, 3)), (layers.Conv2D(2, 3), (None, 5, 5, 1)),
+                         (layers.LSTM(2), (None, 4, 3)), (layers.BatchNormalization(), (None, 3))]:
+        layer.build(shape)
+        assert layer.built, type(layer).__name__
+        assert layer.weights and all(v.path.startswith(layer.name + "/") for v in layer.weights)
+    scale = _Scale()
+    scale.build((None, 3))
+    np.testing.assert_array_equal(scale(np.full((2, 3), 2.0, np.float32)).numpy(), np.full((2, 3), 2.0))
+    assert len(scale.weights) == 1            # the first call does not build again
+    broken = _Scale()
+    with pytest.raises(TypeError):
+        broken.build(None)                    # a build that fails leaves the layer unbuilt
+    assert not broken.built
+
+
+def test_a_weight_held_by_a_layer_and_its_sublayer_is_listed_once():
+    class Holder(layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.inner = layers.Dense(2)
+
+        def build(self, input_shape):
+            self.inner.build(input_shape)
+            self.kernel = self.inner.kernel   # as SpectralNormalization holds its layer's kernel
+
+        def call(self, inputs):
+            return self.inner(inputs)
+    h = Holder()
+    h(np.ones((1, 3), np.float32))
+    assert len(h.trainable_weights) == 2 and len(h.weights) == 2
+
+
+def test_inputs_that_cannot_be_tensors_name_the_layer():
+    dense = layers.Dense(2, name="the_dense")
+    for bad, err, match in [(None, TypeError, "None"), (np.ones((2, 3), np.complex64), TypeError, "complex"),
+                            ([[1.0, 2.0], [3.0]], ValueError, "ragged list")]:
+        with pytest.raises(err, match=f"Dense 'the_dense': cannot use the input .*{match}"):
+            dense(bad)
+    np.testing.assert_allclose(dense([[1.0, 2.0, 3.0]]).numpy(), dense(np.array([[1.0, 2.0, 3.0]], np.float32)).numpy())

@@ -208,8 +208,6 @@ def _transformer(lib, vocab=12, length=6, dim=8):
     x = L.LayerNormalization()(L.Add()([x, a]))
     h = L.Dense(dim, activation="relu")(x)
     x = L.LayerNormalization()(L.Add()([x, h]))
-    # (GlobalMaxPooling1D: lamina's merging layers do not carry masks on yet, and its GlobalAveragePooling1D
-    # ignores them, where Keras averages over the unmasked steps; both belong to other layer files)
     return lib.Model(ids, L.Dense(2, activation="softmax")(L.GlobalMaxPooling1D()(x)))
 
 

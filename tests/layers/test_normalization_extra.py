@@ -207,3 +207,109 @@ def test_matches_keras(name, kwargs, shape):
     np.testing.assert_allclose(back(x).numpy(), np.asarray(kl(x)), atol=1e-5, rtol=1e-5)
     clone = keras.layers.deserialize(layers.serialize(ours))
     assert type(clone) is type(kl)
+
+
+# ---- SpectralNormalization --------------------------------------------------------------------------
+
+def _spectral_ref(kernel, u, iterations):
+    """Keras's power iteration on W = kernel reshaped (-1, last): (new u, kernel / sigma)."""
+    w = kernel.reshape(-1, kernel.shape[-1]).astype(np.float64)
+    u = u.astype(np.float64)
+    for _ in range(iterations):
+        v = u @ w.T
+        v = v / np.linalg.norm(v)
+        u = v @ w
+        u = u / np.linalg.norm(u)
+    sigma = (v @ w @ u.T).item()
+    return u, kernel / sigma
+
+
+def test_spectral_normalization_matches_the_power_iteration():
+    x = _x((4, 5))
+    layer, _ = run_layer_test(layers.SpectralNormalization, {"layer": layers.Dense(3), "power_iterations": 2},
+                              (4, 5), input_data=x, expected_num_trainable_weights=2,
+                              expected_num_non_trainable_weights=1)
+    inner = layer.layer.name
+    assert [w.path for w in layer.weights] == [f"{layer.name}/{inner}/kernel", f"{layer.name}/vector_u",
+                                               f"{layer.name}/{inner}/bias"]      # Keras's order and paths
+    kernel, u, bias = layer.get_weights()
+    np.testing.assert_allclose(layer(x).numpy(), x @ kernel + bias, rtol=1e-5)   # not training: as it stands
+    want_u, want_k = _spectral_ref(kernel, u, 2)
+    out = layer(x, training=True).numpy()
+    np.testing.assert_allclose(layer.vector_u.numpy(), want_u, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(layer.layer.kernel.numpy(), want_k, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(out, x @ want_k + bias, rtol=1e-4, atol=1e-5)
+    for _ in range(30):                                     # the power method converges: spectral norm 1
+        layer(x, training=True)
+    assert abs(np.linalg.svd(layer.layer.kernel.numpy(), compute_uv=False)[0] - 1) < 1e-3
+    # a convolution's (kh, kw, in, out) kernel and an Embedding's table; an all-zero kernel stays
+    conv = layers.SpectralNormalization(layers.Conv2D(2, 3))
+    img = _x((1, 5, 5, 2))
+    conv(img)
+    k0, u0, _ = conv.get_weights()
+    conv(img, training=True)
+    np.testing.assert_allclose(conv.layer.kernel.numpy(), _spectral_ref(k0, u0, 1)[1], rtol=1e-4, atol=1e-6)
+    emb = layers.SpectralNormalization(layers.Embedding(6, 3))
+    emb(np.array([[1, 2]]))
+    e0, eu = emb.get_weights()
+    emb(np.array([[1, 2]]), training=True)
+    np.testing.assert_allclose(emb.layer.embeddings.numpy(), _spectral_ref(e0, eu, 1)[1], rtol=1e-4, atol=1e-6)
+    zero = layers.SpectralNormalization(layers.Dense(2, kernel_initializer="zeros"))
+    zero(x)
+    zero(x, training=True)
+    assert not np.isnan(zero.get_weights()[0]).any() and np.all(zero.get_weights()[0] == 0)
+
+
+def test_spectral_normalization_trains_config_and_errors():
+    x, y = _x((32, 4)), _x((32, 1))
+    model = lamina.Sequential([lamina.Input((4,)), layers.SpectralNormalization(layers.Dense(8, activation="relu")),
+                               layers.Dense(1)])
+    model.compile(optimizer=lamina.optimizers.Adam(0.01), loss="mse")
+    h = model.fit(x, y, epochs=15, batch_size=8, verbose=0)
+    assert h.history["loss"][-1] < h.history["loss"][0]
+    assert np.linalg.svd(model.layers[0].layer.kernel.numpy(), compute_uv=False)[0] < 1.05
+    sn = model.layers[0]
+    clone = layers.SpectralNormalization.from_config(sn.get_config())
+    assert clone.power_iterations == 1 and isinstance(clone.layer, layers.Dense) and clone.layer.units == 8
+    with pytest.raises(ValueError, match="`power_iterations` must be an integer > 0, received power_iterations=0"):
+        layers.SpectralNormalization(layers.Dense(2), power_iterations=0)
+    with pytest.raises(ValueError, match="expected a Layer instance to wrap"):
+        layers.SpectralNormalization("dense")
+    with pytest.raises(ValueError, match="has no attribute 'kernel' nor 'embeddings'"):
+        layers.SpectralNormalization(layers.Activation("relu"))(x)
+
+
+def test_spectral_normalization_keras_parity():
+    keras = keras_or_none()
+    if keras is None:
+        pytest.skip("Keras parity needs keras (tested with KERAS_BACKEND=jax)")
+    x = _x((4, 5))
+    theirs = keras.layers.SpectralNormalization(keras.layers.Dense(3), power_iterations=3)
+    theirs(x)
+    ours = layers.SpectralNormalization(layers.Dense(3), power_iterations=3)
+    ours(x)
+    ours.set_weights([np.asarray(w) for w in theirs.get_weights()])
+    np.testing.assert_allclose(ours(x, training=True).numpy(), np.asarray(theirs(x, training=True)), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(ours.vector_u.numpy(), np.asarray(theirs.vector_u), rtol=1e-5, atol=1e-6)
+    a, b = ours.get_config(), theirs.get_config()
+    for c in (a, b):
+        c.pop("name"), c["layer"]["config"].pop("name")
+    assert a == b
+
+
+def test_spectral_normalization_files_move_both_ways(tmp_path):
+    keras = keras_or_none()
+    if keras is None:
+        pytest.skip("Keras parity needs keras (tested with KERAS_BACKEND=jax)")
+    x = _x((4, 6))
+    theirs = keras.Sequential([keras.Input((6,)), keras.layers.SpectralNormalization(keras.layers.Dense(3)),
+                               keras.layers.Dense(2)])
+    path = str(tmp_path / "sn.keras")
+    theirs.save(path)
+    ours = lamina.models.load_model(path)
+    want = theirs.predict(x, verbose=0)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+    back = str(tmp_path / "back.keras")
+    ours.save(back)
+    np.testing.assert_allclose(keras.models.load_model(back).predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)

@@ -527,3 +527,18 @@ def test_keras_other_activations_match(name, kw):
     assert set(cfg) <= set(mcfg)
     for key in ("activation", "recurrent_activation", "reset_after"):
         assert cfg.get(key) == mcfg.get(key)
+
+
+def test_cells_live_in_rnn_cells_and_import_from_recurrent():
+    from lamina.layers import rnn_cells, recurrent
+    for name in ("SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells"):
+        assert getattr(recurrent, name) is getattr(rnn_cells, name) is getattr(lamina.layers, name)
+
+
+@pytest.mark.parametrize("cls,units", [(SimpleRNN, 2 ** 30), (LSTM, 2 ** 40), (GRU, 2 ** 40)])
+def test_huge_units_fail_before_any_weight_is_allocated(cls, units):
+    """2**30 SimpleRNN units: a 12 GiB kernel would fit some machines, the recurrent kernel none;
+    every size is checked before the first allocation."""
+    name = cls.__name__
+    with pytest.raises(MemoryError, match=rf"{name} '.*': {name}Cell '.*': weight '(kernel|recurrent_kernel)'"):
+        cls(units)(np.ones((1, 2, 3), np.float32))

@@ -1,3 +1,4 @@
+"""Tests for layers/wrappers.py: Wrapper (the base class), TimeDistributed, Bidirectional."""
 import numpy as np
 import pytest
 
@@ -42,3 +43,33 @@ def test_bidirectional_initial_weights():
     bad = layers.Bidirectional(layers.LSTM(3), weights=[w[..., :1] for w in ws])
     with pytest.raises(ValueError, match="shape"):
         bad(x)
+
+
+class _Doubled(layers.Wrapper):
+    """A user wrapper: the wrapped layer's output times 2."""
+
+    def call(self, inputs):
+        return self.layer(inputs) * 2.0
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+
+def test_wrapper_base_class():
+    x = np.random.default_rng(2).standard_normal((3, 4)).astype(np.float32)
+    layer, outs = run_layer_test(_Doubled, {"layer": layers.Dense(2)}, (3, 4), expected_output_shape=(3, 2),
+                                 expected_num_trainable_weights=2)
+    k, b = layer.get_weights()
+    np.testing.assert_allclose(layer(x).numpy(), 2 * (x @ k + b), rtol=1e-5)
+    w = _Doubled(layers.Dense(2, name="inner"), name="outer")
+    w.build((None, 4))            # builds the wrapped layer under the wrapper's name
+    assert w.built and w.layer.built and [v.path for v in w.weights] == ["outer/inner/kernel", "outer/inner/bias"]
+    config = w.get_config()
+    assert config["layer"]["class_name"] == "Dense"
+    clone = _Doubled.from_config(config)
+    assert isinstance(clone.layer, layers.Dense) and clone.layer.units == 2
+    assert isinstance(layers.TimeDistributed(layers.Dense(1)), layers.Wrapper)
+    with pytest.raises(ValueError, match=r"_Doubled: expected a Layer instance to wrap, received 3"):
+        _Doubled(3)
+    with pytest.raises(NotImplementedError, match="Wrapper is a base class with no call"):
+        layers.Wrapper(layers.Dense(2))(x)

@@ -1,0 +1,246 @@
+"""Spatial augmentation layers, as Keras 3's: RandomErasing (a random box filled), RandomSharpness
+and RandomGaussianBlur (a per-channel 3x3 / Gaussian filter, ops.depthwise_conv with zero
+padding, as Keras's JAX backend), RandomShear (an affine map sampled like RandomRotation's).
+
+Shared machinery, training flag and seeds: layers/preprocessing_image.py; value ranges and
+factor rules: layers/preprocessing_color.py. Outputs are float32 (at inference: the input,
+cast), as Keras's."""
+import numpy as np
+
+from .. import ops
+from .preprocessing_color import value_range_arg
+from .preprocessing_image import (_AFFINE_INTERPOLATIONS, _FILL_MODES, _RandomLayer, _base_factor, _choice, _columns,
+                                  _number, affine_transform)
+
+
+def _unit_pair(who, name, value):
+    """Keras's `_set_factor_by_name` with bounds [0, 1]: a number f gives (0, f), a pair is sorted
+    (each value in [0, 1]: Keras only checks that the pair overlaps [0, 1])."""
+    msg = f"{who}: `{name}` must be a number or a pair of numbers in [0, 1], received {name}={value!r}"
+    try:
+        lo, hi = _base_factor(who, value, (0, 1))
+    except ValueError:
+        raise ValueError(msg) from None
+    if lo < 0 or hi > 1:
+        raise ValueError(msg)
+    return lo, hi
+
+
+def _box_mask(x, x0, x1, y0, y1):
+    """(batch, h, w, 1) True inside [x0, x1) x [y0, y1) (pixel indices; bounds (batch,) tensors)."""
+    _, h, w, _ = x.shape
+    gx = np.arange(w, dtype=np.float32).reshape(1, 1, w, 1)
+    gy = np.arange(h, dtype=np.float32).reshape(1, h, 1, 1)
+
+    def col(t):
+        return ops.reshape(t, (t.shape[0], 1, 1, 1))
+    inside_x = ops.logical_and(ops.greater_equal(gx, col(x0)), ops.less(gx, col(x1)))
+    inside_y = ops.logical_and(ops.greater_equal(gy, col(y0)), ops.less(gy, col(y1)))
+    return ops.logical_and(inside_x, inside_y)
+
+
+def random_box(layer, x, ratio_x, ratio_y, generator):
+    """Keras's crop bounds: a box of sides ratio * size at a uniform position, as (x0, x1, y0, y1)."""
+    _, h, w, _ = x.shape
+    b = x.shape[0]
+    bounds = []
+    for size, ratio in ((w, ratio_x), (h, ratio_y)):
+        length = ops.multiply(ratio, float(size))
+        start = ops.multiply(layer._uniform((b,), 0.0, 1.0, generator), ops.subtract(float(size), length))
+        bounds += [start, ops.add(start, length)]
+    return bounds
+
+
+class RandomErasing(_RandomLayer):
+    """Fills a random box of each image with `fill_value` during training, as Keras's
+    RandomErasing.
+
+    factor: the probability of erasing an image is drawn uniformly from it per image (a number f
+    in [0, 1] gives [0, f], the default 1.0 erases about half of the images).
+    scale: the box's area fraction range: each side is sqrt(uniform(scale)) of the image's
+    (a number s gives (0, s)).
+    fill_value: None (Gaussian noise * value_range[1]), a number, or three numbers (one per
+    channel); clipped to `value_range`."""
+
+    def __init__(self, factor=1.0, scale=(0.02, 0.33), fill_value=None, value_range=(0, 255), seed=None,
+                 data_format=None, **kwargs):
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
+        who = "RandomErasing"
+        self.factor = _base_factor(who, factor, (0, 1))
+        self.scale = _unit_pair(who, "scale", scale)
+        if fill_value is not None:
+            values = list(fill_value) if isinstance(fill_value, (tuple, list)) else [fill_value]
+            if len(values) not in (1, 3) or (isinstance(fill_value, (tuple, list)) and len(values) != 3):
+                raise ValueError(f"{who}: `fill_value` must be None, a number or a list of three numbers (one per "
+                                 f"channel), received fill_value={fill_value!r}")
+            for v in values:
+                _number(who, "fill_value", v)
+        self.fill_value = fill_value
+        self.value_range = value_range_arg(who, value_range, sort=False)
+
+    def _draw(self, x, generator):
+        b = x.shape[0]
+        ratios = ops.sqrt(self._uniform((b, 2), *self.scale, generator))
+        x0, x1, y0, y1 = random_box(self, x, ratios[:, 0], ratios[:, 1], generator)
+        p = self._uniform((b,), *self.factor, generator)
+        apply = ops.less(self._uniform((b,), 0.0, 1.0, generator), p)
+        if self.fill_value is None:
+            fill = ops.multiply(ops.normal(x.shape, seed=generator), float(self.value_range[1]))
+        elif isinstance(self.fill_value, (tuple, list)):
+            if x.shape[-1] != 3:
+                raise ValueError(f"RandomErasing '{self.name}': a fill_value of three numbers needs images with 3 "
+                                 f"channels, received a batch of shape {x.shape} ({self.data_format})")
+            fill = ops.convert_to_tensor(np.asarray(self.fill_value, np.float32).reshape(1, 1, 1, 3))
+        else:
+            fill = ops.full((1, 1, 1, 1), float(self.fill_value))
+        fill = ops.clip(fill, float(self.value_range[0]), float(self.value_range[1]))
+        mask = ops.logical_and(_box_mask(x, x0, x1, y0, y1), ops.reshape(apply, (b, 1, 1, 1)))
+        return mask, fill
+
+    def _transform(self, x, params):
+        mask, fill = params
+        return ops.where(mask, fill, x)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor, "scale": self.scale, "fill_value": self.fill_value,
+                "value_range": self.value_range}
+
+
+def _depthwise(x, kernel2d):
+    """Each channel of an NHWC batch filtered by the (kh, kw) kernel, zero padding, same size."""
+    c = x.shape[-1]
+    kh, kw = kernel2d.shape[:2]
+    kernel = ops.tile(ops.reshape(kernel2d, (kh, kw, 1, 1)), (1, 1, c, 1))
+    return ops.depthwise_conv(x, kernel, strides=1, padding="same")
+
+
+class RandomSharpness(_RandomLayer):
+    """Sharpens or blurs each image by a random amount during training, as Keras's
+    RandomSharpness: with s = 2 * f (f uniform in `factor`, a number f in [0, 1] giving [0, f]),
+    y = clip(x + (1 - s) * (smooth(x) - x), value_range), smooth being the 3x3 filter
+    [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 per channel (zero padding). s = 1 keeps the image,
+    s < 1 blurs it, s > 1 sharpens it."""
+
+    def __init__(self, factor, value_range=(0, 255), data_format=None, seed=None, **kwargs):
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
+        self.factor = _base_factor("RandomSharpness", factor, (0, 1))
+        self.value_range = value_range_arg("RandomSharpness", value_range)
+
+    def _draw(self, x, generator):
+        f = self._uniform((x.shape[0],), *self.factor, generator)
+        return ops.reshape(ops.multiply(f, 2.0), (x.shape[0], 1, 1, 1))
+
+    def _transform(self, x, sharpness):
+        if x.shape[1] * x.shape[2] * x.shape[3] == 0:
+            return x
+        a, b = 1.0 / 13.0, 5.0 / 13.0
+        smooth = _depthwise(x, np.array([[a, a, a], [a, b, a], [a, a, a]], np.float32))
+        y = ops.add(x, ops.multiply(ops.subtract(1.0, sharpness), ops.subtract(smooth, x)))
+        return ops.clip(y, float(self.value_range[0]), float(self.value_range[1]))
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor, "value_range": self.value_range}
+
+
+class RandomGaussianBlur(_RandomLayer):
+    """Blurs each image with a Gaussian filter with a random probability during training, as
+    Keras's RandomGaussianBlur.
+
+    factor: the probability of blurring an image is drawn uniformly from it per image (a number
+    f in [0, 1] gives [0, f]). kernel_size: an odd int, or a pair (x size, y size) of odd ints.
+    sigma: the standard deviations (x, y) are drawn once per call, uniform in `sigma` (a number
+    s in [0, 1] gives [0, s], as Keras bounds it), plus 1e-6. The result is clipped to
+    `value_range`."""
+
+    def __init__(self, factor=1.0, kernel_size=3, sigma=1.0, value_range=(0, 255), data_format=None, seed=None,
+                 **kwargs):
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
+        who = "RandomGaussianBlur"
+        self.factor = _base_factor(who, factor, (0, 1))
+        sizes = list(kernel_size) if isinstance(kernel_size, (tuple, list)) else [kernel_size, kernel_size]
+        if len(sizes) != 2 or any(isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1
+                                  or k % 2 == 0 for k in sizes):
+            raise ValueError(f"{who}: `kernel_size` must be an odd positive integer or a pair of them (x, y), "
+                             f"received kernel_size={kernel_size!r}")
+        self.kernel_size = (int(sizes[0]), int(sizes[1]))
+        self.sigma = _unit_pair(who, "sigma", sigma)
+        self.value_range = value_range_arg(who, value_range, sort=False)
+
+    def _draw(self, x, generator):
+        b = x.shape[0]
+        p = self._uniform((b,), *self.factor, generator)
+        apply = ops.reshape(ops.less(self._uniform((b,), 0.0, 1.0, generator), p), (b, 1, 1, 1))
+        return apply, ops.add(self._uniform((2,), *self.sigma, generator), 1e-6)
+
+    def _kernel(self, sigma):
+        def gauss(size, s):
+            t = np.arange(size, dtype=np.float32) - np.float32((size - 1) / 2)
+            k = ops.exp(ops.multiply(ops.square(ops.divide(t, s)), -0.5))
+            return ops.divide(k, ops.sum(k))
+        kx = gauss(self.kernel_size[0], sigma[0])
+        ky = gauss(self.kernel_size[1], sigma[1])
+        return ops.multiply(ops.reshape(ky, (-1, 1)), ops.reshape(kx, (1, -1)))
+
+    def _transform(self, x, params):
+        apply, sigma = params
+        if x.shape[1] * x.shape[2] * x.shape[3] == 0:
+            return x
+        blurred = _depthwise(x, self._kernel(sigma))
+        return ops.clip(ops.where(apply, blurred, x), float(self.value_range[0]), float(self.value_range[1]))
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor, "kernel_size": self.kernel_size, "sigma": self.sigma,
+                "value_range": self.value_range}
+
+
+class RandomShear(_RandomLayer):
+    """Shears each image by random amounts during training, as Keras's RandomShear: input
+    positions x_in = x + sx * y, y_in = sy * x + y, with sx uniform in `x_factor` and sy in
+    `y_factor` (a number f in [0, 1] gives [-f, f], a pair (lower, upper) in [0, 1]), both
+    negated for a random half of the images. Sampling as RandomRotation's: `interpolation`
+    ("bilinear" or "nearest"), `fill_mode` ("reflect", "wrap", "constant" with `fill_value`,
+    "nearest")."""
+
+    def __init__(self, x_factor=0.0, y_factor=0.0, interpolation="bilinear", fill_mode="reflect", fill_value=0.0,
+                 data_format=None, seed=None, **kwargs):
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
+        who = "RandomShear"
+        self.x_factor = self._factor(who, "x_factor", x_factor)
+        self.y_factor = self._factor(who, "y_factor", y_factor)
+        self.interpolation = _choice(who, "interpolation", interpolation, _AFFINE_INTERPOLATIONS)
+        self.fill_mode = _choice(who, "fill_mode", fill_mode, _FILL_MODES)
+        self.fill_value = _number(who, "fill_value", fill_value)
+
+    @staticmethod
+    def _factor(who, name, value):
+        """A number f in [0, 1] gives (-f, f) (Keras); a pair is sorted. Keras takes pairs in [0, 1]
+        only, which refuses its own config's (-f, f): lamina takes pairs in [-1, 1]."""
+        def check(v, lo):
+            v = _number(who, name, v)
+            if not lo <= v <= 1:
+                raise ValueError(f"{who}: `{name}` must be a number in [0, 1] or a pair of numbers in [-1, 1], "
+                                 f"received {name}={value!r}")
+            return v
+        if isinstance(value, (tuple, list)):
+            if len(value) != 2:
+                raise ValueError(f"{who}: `{name}` must be a number in [0, 1] or a pair of numbers in [-1, 1], "
+                                 f"received {name}={value!r}")
+            lo, hi = sorted(check(v, -1) for v in value)
+            return lo, hi
+        f = abs(check(value, 0))
+        return -f, f
+
+    def _draw(self, x, generator):
+        b = x.shape[0]
+        sign = ops.where(ops.greater(self._uniform((b, 1), 0.0, 1.0, generator), 0.5), -1.0, 1.0)
+        sy = ops.multiply(self._uniform((b, 1), *self.y_factor, generator), sign)
+        sx = ops.multiply(self._uniform((b, 1), *self.x_factor, generator), sign)
+        return _columns(1.0, sx, 0.0, sy, 1.0, 0.0, 0.0, 0.0)
+
+    def _transform(self, x, matrix):
+        return affine_transform(x, matrix, self.interpolation, self.fill_mode, self.fill_value)
+
+    def get_config(self):
+        return {**super().get_config(), "x_factor": self.x_factor, "y_factor": self.y_factor,
+                "fill_mode": self.fill_mode, "interpolation": self.interpolation, "fill_value": self.fill_value}
+
