@@ -14,6 +14,8 @@ warm-up. Cases (batch first, channels last for lamina; PyTorch's own layout for 
   sdpa_causal        the same with is_causal=True
 
     PYTHONPATH=.dev python benchmarks/bench_layers.py [--rounds 3] [--threads 2] [--cases mha,conv3d]
+        [--attention composed]   (lamina's attention from einsum/softmax, flash_attention=False,
+                                  instead of the fused kernel: the figures before it)
 """
 import argparse
 import json
@@ -39,19 +41,19 @@ def _input(case):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def _sdpa_lamina(case):
+def _sdpa_lamina(case, flash):
     import lamina
     q, k, v = (lamina.convert_to_tensor(a) for a in _input(case))
     causal = case == "sdpa_causal"
 
     def fwd():
-        lamina.ops.dot_product_attention(q, k, v, is_causal=causal).numpy()
+        lamina.ops.dot_product_attention(q, k, v, is_causal=causal, flash_attention=flash).numpy()
 
     def fwd_bwd():
         with lamina.GradientTape() as tape:
             for t in (q, k, v):
                 tape.watch(t)
-            y = lamina.ops.dot_product_attention(q, k, v, is_causal=causal)
+            y = lamina.ops.dot_product_attention(q, k, v, is_causal=causal, flash_attention=flash)
             loss = lamina.ops.sum(y * y)
         for g in tape.gradient(loss, [q, k, v]):
             g.numpy()
@@ -75,16 +77,17 @@ def _sdpa_torch(case):
     return fwd, fwd_bwd
 
 
-def lamina_case(case):
+def lamina_case(case, attention="fused"):
+    flash = None if attention == "fused" else False
     if case.startswith("sdpa"):
-        return _sdpa_lamina(case)
+        return _sdpa_lamina(case, flash)
     import lamina
     from lamina import layers
     x = lamina.convert_to_tensor(_input(case))
     layer = {"conv2d_transpose": lambda: layers.Conv2DTranspose(32, 3, strides=2, padding="same"),
              "conv1d_transpose": lambda: layers.Conv1DTranspose(64, 5, strides=2, padding="same"),
              "conv3d": lambda: layers.Conv3D(32, 3, padding="same"),
-             "mha": lambda: layers.MultiHeadAttention(8, 32)}[case]()
+             "mha": lambda: layers.MultiHeadAttention(8, 32, flash_attention=flash)}[case]()
     call = (lambda: layer(x, x)) if case == "mha" else (lambda: layer(x))
     call()
     weights = layer.trainable_weights
@@ -135,13 +138,13 @@ def torch_case(case):
     return fwd, fwd_bwd
 
 
-def worker(lib, threads, cases):
+def worker(lib, threads, cases, attention):
     if lib == "torch":
         import torch
         torch.set_num_threads(threads)
     out = {}
     for case in cases:
-        fwd, fwd_bwd = (lamina_case if lib == "lamina" else torch_case)(case)
+        fwd, fwd_bwd = lamina_case(case, attention) if lib == "lamina" else torch_case(case)
         out[case] = {"fwd_ms": median_ms(fwd, 3, REPEATS[case]), "ms": median_ms(fwd_bwd, 3, REPEATS[case])}
     print(json.dumps(out))
 
@@ -152,12 +155,16 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--attention", choices=("fused", "composed"), default="fused",
+                   help="lamina's attention (mha, sdpa*): the fused kernel, or composed (flash_attention=False)")
     a = p.parse_args()
     cases = a.cases.split(",")
     if a.worker:
-        return worker(a.worker, a.threads, cases)
-    runs = alternate(a.rounds, lambda lib: run_worker(__file__, lib, a.threads, ["--cases", a.cases]))
-    print(f"forward / forward+backward, ms, median of {a.rounds} processes per library, {a.threads} threads")
+        return worker(a.worker, a.threads, cases, a.attention)
+    runs = alternate(a.rounds, lambda lib: run_worker(__file__, lib, a.threads,
+                                                      ["--cases", a.cases, "--attention", a.attention]))
+    print(f"forward / forward+backward, ms, median of {a.rounds} processes per library, {a.threads} threads, "
+          f"lamina attention: {a.attention}")
     print(f"{'case':<18} {'lamina fwd':>11} {'torch fwd':>10} {'ratio':>6}   {'lamina f+b':>11} {'torch f+b':>10} "
           f"{'ratio':>6}")
     import statistics

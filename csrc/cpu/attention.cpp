@@ -254,8 +254,8 @@ Geom make_geom(const char* op, const Buffer& q, const Buffer& k, const Buffer& v
 }
 
 // Query rows per block: the block's scores (rows x Tk) about 256 KB, at most 128 rows (64 under
-// `causal`, so that blocks skip more of the masked keys), and small enough for `tasks_per_row_block`
-// tasks to feed every thread.
+// `causal`, so that blocks skip more of the masked keys), and down to 8 rows while `head_tasks`
+// (batch, head) pairs times the blocks are fewer than the threads.
 int64_t rows_per_block(const Geom& g, int64_t head_tasks, int threads) {
   int64_t rb = std::clamp<int64_t>((int64_t(1) << 16) / std::max<int64_t>(g.Tk, 1), 1, g.causal ? 64 : 128);
   if (rb >= 8) rb -= rb % 8;
@@ -268,7 +268,8 @@ int team_size(double fma, int64_t tasks) {
   return int(std::max<int64_t>(1, std::min<int64_t>(num_threads(), tasks)));
 }
 
-// Runs body(task) for task in [0, tasks) on `team` threads; an exception is raised again after.
+// Runs body(task, thread) for task in [0, tasks) on `team` threads, dynamically scheduled (causal
+// blocks differ in cost); the first exception is raised again once the loop has finished.
 template <class Body>
 void run_tasks(int64_t tasks, int team, Body body) {
   std::exception_ptr err;
