@@ -18,7 +18,8 @@ from .backend.adaptive_pooling import adaptive_average_pool, adaptive_max_pool  
 from .backend.random import *  # noqa: F401,F403
 from .backend.rnn import *  # noqa: F401,F403
 from .backend.extra import *  # noqa: F401,F403
-from .backend.einsum import einsum, dot_product_attention  # noqa: F401
+from .backend.einsum import einsum  # noqa: F401
+from .backend.attention import dot_product_attention  # noqa: F401
 from .backend.numpy_extra import *  # noqa: F401,F403
 from .backend.nn_extra import *  # noqa: F401,F403
 from .backend.control_flow import *  # noqa: F401,F403

@@ -1,5 +1,5 @@
-"""Einstein summation (numpy's `einsum`, as keras.ops.einsum) and scaled dot-product attention
-(keras.ops.dot_product_attention), composed from existing ops: their gradients are those ops'.
+"""Einstein summation (numpy's `einsum`, as keras.ops.einsum), composed from existing ops: its
+gradients are those ops'. (Scaled dot-product attention is in attention.py.)
 
 einsum(subscripts, *operands):
 1. The subscripts are parsed into one label per dimension: a letter, or for the dimensions an
@@ -20,16 +20,12 @@ einsum(subscripts, *operands):
 """
 import math as _pymath
 
-import numpy as np
-
 from . import dtypes
 from .linalg import matmul
-from .manipulation import _gather_view, _strides, repeat, reshape, transpose, tri
-from .math import (_as_tensor, broadcast_shapes, cast, check_same_device, logical_and, multiply, sum,
-                   where)
-from .nn import softmax
+from .manipulation import _gather_view, _strides, reshape, transpose
+from .math import _as_tensor, check_same_device, multiply, sum
 
-__all__ = ["einsum", "dot_product_attention"]
+__all__ = ["einsum"]
 
 _prod = _pymath.prod
 
@@ -272,81 +268,3 @@ def einsum(subscripts, *operands):
     present = [c for c in out if c in lab]
     x = _permuted(x, lab, present)
     return reshape(x, tuple(sizes[c] for c in out))
-
-
-# ---- attention ----------------------------------------------------------------------------------
-
-# Keras (jax.nn.dot_product_attention, and Keras's numpy backend) fill masked logits with
-# -0.7 * the dtype's largest value: finite, so a fully masked row gives a uniform distribution.
-_MASKED_LOGIT = float(-0.7 * np.finfo(np.float32).max)
-
-
-def _scores_operand(x, name, shape, op):
-    """bias / mask as a tensor broadcastable to the scores' (B, N, T, S)."""
-    t = _as_tensor(x, op)
-    try:
-        fits = t.ndim <= 4 and broadcast_shapes(t.shape, shape, op) == tuple(shape)
-    except ValueError:
-        fits = False
-    if not fits:
-        raise ValueError(f"{op}: {name} of shape {t.shape} does not broadcast to the attention scores' shape "
-                         f"(batch, heads, query length, key length) = {tuple(shape)}")
-    return t
-
-
-def dot_product_attention(query, key, value, bias=None, mask=None, scale=None, is_causal=False,
-                          flash_attention=None, attn_logits_soft_cap=None):
-    """Scaled dot-product attention, keras.ops.dot_product_attention:
-    softmax(query . key * scale + bias, over the key positions) . value.
-
-    Shapes: query (B, T, N, H), key (B, S, K, H), value (B, S, K, Hv) -> (B, T, N, Hv). K may
-    divide N (grouped-query attention: each key/value head serves N / K query heads). `bias` is
-    added to and `mask` (True = attend) filters the logits, both broadcastable to (B, N, T, S);
-    `is_causal` lets query position t attend to key positions <= t. `scale` defaults to
-    1 / sqrt(H). Masked logits are set to -0.7 * float32 max, as in Keras (so a fully masked row
-    averages all values)."""
-    op = "dot_product_attention"
-    if flash_attention:
-        raise ValueError(f"{op}: flash_attention={flash_attention!r} is not available in lamina (there is no fused "
-                         "attention kernel); pass flash_attention=None or False")
-    if attn_logits_soft_cap is not None:
-        raise ValueError(f"{op}: attn_logits_soft_cap={attn_logits_soft_cap!r} is not supported (Keras supports it "
-                         "only with JAX on TPU); pass attn_logits_soft_cap=None")
-    q, k, v = (_as_tensor(x, op) for x in (query, key, value))
-    for t, name in ((q, "query"), (k, "key"), (v, "value")):
-        if t.ndim != 4:
-            raise ValueError(f"{op}: expected 4-D query, key and value of shapes (batch, length, heads, depth), "
-                             f"received query.shape={q.shape}, key.shape={k.shape}, value.shape={v.shape} "
-                             f"({name} is not 4-D)")
-        if t.dtype != dtypes.FLOAT32:
-            raise TypeError(f"{op}: {name} has dtype {t.dtype} (shape {t.shape}); expected float32: cast it with "
-                            "ops.cast(x, 'float32')")
-    B, T, N, H = q.shape
-    if k.shape[0] != B or v.shape[0] != B or k.shape[1] != v.shape[1] or k.shape[2] != v.shape[2] \
-            or k.shape[3] != H:
-        raise ValueError(f"{op}: incompatible shapes query {q.shape}, key {k.shape}, value {v.shape}; expected "
-                         "query (B, T, N, H), key (B, S, K, H) and value (B, S, K, Hv)")
-    S, K = k.shape[1], k.shape[2]
-    if K == 0 or N % K:
-        raise ValueError(f"{op}: query has {N} heads and key/value have {K}; the number of query heads must be a "
-                         f"multiple of the key/value heads (query {q.shape}, key {k.shape})")
-    if N != K:   # grouped-query attention: key/value head j serves query heads j*G .. j*G + G-1
-        k, v = repeat(k, N // K, axis=2), repeat(v, N // K, axis=2)
-    if scale is None:
-        scale = 1.0 / _pymath.sqrt(H)
-    elif isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{op}: scale must be a number or None, received {scale!r}")
-    logits = multiply(einsum("BTNH,BSNH->BNTS", q, k), float(scale))
-    shape = (B, N, T, S)
-    if bias is not None:
-        logits = logits + cast(_scores_operand(bias, "bias", shape, op), "float32")
-    keep = None
-    if mask is not None:
-        keep = cast(_scores_operand(mask, "mask", shape, op), "bool")
-    if is_causal:
-        causal = cast(tri(T, S), "bool")
-        keep = causal if keep is None else logical_and(keep, causal)
-    if keep is not None:
-        logits = where(keep, logits, _MASKED_LOGIT)
-    probs = softmax(logits, axis=-1)
-    return einsum("BNTS,BSNH->BTNH", probs, v)

@@ -25,6 +25,7 @@ void bind_optim(py::module_& m);
 void bind_rnn(py::module_& m);
 void bind_sorting(py::module_& m);
 void bind_quantize(py::module_& m);
+void bind_attention(py::module_& m);
 }  // namespace lamina
 
 PYBIND11_MODULE(_cpu, m) {
@@ -62,4 +63,5 @@ PYBIND11_MODULE(_cpu, m) {
   lamina::bind_rnn(m);
   lamina::bind_sorting(m);
   lamina::bind_quantize(m);
+  lamina::bind_attention(m);
 }

@@ -17,9 +17,12 @@ given; Keras 3.15 ignores an explicit `query_mask=` and reads only the query's o
 causal mask (`use_causal_mask=True`), a `sliding_window` band and `attention_mask` (B, T, S).
 As in Keras, without dropout, without `return_attention_scores` and for (B, T, dim) inputs the
 attention is `ops.dot_product_attention` (a masked logit is -0.7 * float32 max, so a fully masked
-query row averages all values); otherwise the scores go through Keras's masked softmax (masked
+query row averages all values), which runs the fused attention kernel unless
+`flash_attention=False`; otherwise the scores go through Keras's masked softmax (masked
 logits -1e9, masked probabilities then zeroed, so a fully masked row is all zeros) and attention
-dropout (seeded by `seed`, applied only in training). The output carries the query's mask.
+dropout (seeded by `seed`, applied only in training). `flash_attention=True` requires the fused
+kernel: with dropout or `return_attention_scores` it is an error, as in Keras. The output
+carries the query's mask.
 
 `attention_axes` attends over other axes of higher-rank inputs: with query (B, X, Y, dim),
 attention_axes=(1, 2) attends over X and Y together (scores (B, N, X, Y, X', Y')).
@@ -114,9 +117,14 @@ class MultiHeadAttention(Layer):
         who = f"{type(self).__name__} '{self.name}'"
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
             raise ValueError(f"{who}: `dropout` must be a number in [0, 1], received dropout={dropout!r}")
-        if flash_attention:
-            raise ValueError(f"{who}: flash_attention={flash_attention!r} is not available in lamina (there is no "
-                             "fused attention kernel); pass flash_attention=None or False")
+        if flash_attention not in (None, True, False):
+            raise ValueError(f"{who}: `flash_attention` must be None, True or False, received "
+                             f"flash_attention={flash_attention!r}")
+        if flash_attention and dropout > 0.0:
+            raise ValueError(f"{who}: dropout is not supported when flash attention is enabled (the fused kernel "
+                             f"never forms the attention probabilities); received dropout={dropout!r} with "
+                             "flash_attention=True: set dropout=0.0 or flash_attention=None")
+        self._flash_attention = flash_attention
         self.supports_masking = True
         self._num_heads, self._key_dim = self_num_heads, self_key_dim
         self._value_dim = value_dim if value_dim else self_key_dim
@@ -165,6 +173,7 @@ class MultiHeadAttention(Layer):
     attention_axes = property(lambda self: self._attention_axes)
 
     def get_config(self):
+        # as Keras's: without flash_attention (a choice of kernel, not of the layer's function)
         return {**super().get_config(), "num_heads": self._num_heads, "key_dim": self._key_dim,
                 "value_dim": self._value_dim, "dropout": self._dropout, "use_bias": self._use_bias,
                 "use_gate": self._use_gate, "output_shape": self._output_shape,
@@ -408,12 +417,20 @@ class MultiHeadAttention(Layer):
                            return_attention_scores=False, use_causal_mask=False):
         """Attention of the projected query (B, T, N, key_dim), key and value: (output, scores)
         (scores None on the dot_product_attention path). Subclasses may override it, as in Keras."""
+        if self._flash_attention and return_attention_scores:
+            raise ValueError(f"MultiHeadAttention '{self.name}': returning attention scores is not supported when "
+                             "flash attention is enabled (the fused kernel never forms them); create the layer with "
+                             "flash_attention=None or False to get the scores")
+        if self._flash_attention and query.ndim != 4:
+            raise ValueError(f"MultiHeadAttention '{self.name}': flash_attention=True attends over one axis of "
+                             f"(batch, positions, features) inputs; attention_axes={self._attention_axes} gives "
+                             f"projected inputs of shape {query.shape}: use flash_attention=None or False")
         if not (self._dropout > 0.0 or return_attention_scores or query.ndim != 4):
             mask = None
             if attention_mask is not None:
                 mask = ops.cast(self._expand_mask(attention_mask, 4), "bool")
             out = ops.dot_product_attention(query, key, value, mask=mask, scale=self._inverse_sqrt_key_dim,
-                                            is_causal=use_causal_mask)
+                                            is_causal=use_causal_mask, flash_attention=self._flash_attention)
             return out, None
         if use_causal_mask:
             causal = self._compute_causal_mask(query, value)

@@ -1,8 +1,5 @@
 """ops.einsum against numpy.einsum (forward and finite-difference gradients), its pairwise GEMM
-plan and its errors; ops.dot_product_attention against a numpy transcription of Keras's
-reference implementation (and against Keras itself when it is installed)."""
-import os
-
+plan and its errors. (ops.dot_product_attention: tests/backend/test_attention.py.)"""
 import numpy as np
 import pytest
 
@@ -10,8 +7,6 @@ import lamina
 from lamina import ops
 from lamina.backend import einsum as einsum_module
 from opcheck import check_grad
-
-from keras_ref import keras_or_none
 
 # (subscripts, operand shapes): products, batches, transposes, outer products, traces and
 # diagonals, ellipses, broadcasting size-1 dims, 3 and 4 operands, implicit outputs
@@ -173,99 +168,3 @@ def test_einsum_type_errors():
         ops.einsum("i,i", np.arange(3), np.ones(3, np.float32))
     with pytest.raises(ValueError, match=r"einsum: no operands were given"):
         ops.einsum("ij")
-
-
-# ---- dot_product_attention ------------------------------------------------------------------------
-
-def _softmax(x):
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def _reference_attention(q, k, v, bias=None, mask=None, scale=None, is_causal=False):
-    """Keras's numpy backend (`_dot_product_attention_xla`) with grouped heads repeated."""
-    q, k, v = (np.asarray(t, np.float64) for t in (q, k, v))
-    groups = q.shape[2] // k.shape[2]
-    k, v = np.repeat(k, groups, axis=2), np.repeat(v, groups, axis=2)
-    scale = 1.0 / np.sqrt(k.shape[-1]) if scale is None else scale
-    logits = np.einsum("BTNH,BSNH->BNTS", q, k) * scale
-    if bias is not None:
-        logits = logits + bias
-    if mask is not None or is_causal:
-        keep = np.ones(logits.shape, bool)
-        if mask is not None:
-            keep &= np.asarray(mask, bool)
-        if is_causal:
-            keep &= np.tril(np.ones(logits.shape[-2:], bool))
-        logits = np.where(keep, logits, -0.7 * np.finfo(np.float32).max)
-    return np.einsum("BNTS,BSNH->BTNH", _softmax(logits), v)
-
-
-def _qkv(T=3, S=4, N=2, K=2, H=3, Hv=3, seed=0):
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((2, T, N, H)).astype(np.float32), rng.standard_normal((2, S, K, H)).astype(np.float32),
-            rng.standard_normal((2, S, K, Hv)).astype(np.float32))
-
-
-def _attention_cases():
-    rng = np.random.default_rng(7)
-    mask = rng.uniform(size=(2, 1, 3, 4)) > 0.4
-    mask[0, 0, 1] = False   # a fully masked query row: uniform weights, as Keras
-    return [
-        ("plain", _qkv(), {}),
-        ("scale", _qkv(), {"scale": 0.3}),
-        ("bias", _qkv(), {"bias": rng.standard_normal((2, 2, 3, 4)).astype(np.float32)}),
-        ("bias_broadcast", _qkv(), {"bias": rng.standard_normal((3, 4)).astype(np.float32)}),
-        ("mask", _qkv(), {"mask": mask}),
-        ("causal", _qkv(T=4, S=4), {"is_causal": True}),
-        ("causal_rect", _qkv(T=3, S=5), {"is_causal": True}),
-        ("causal_and_mask", _qkv(), {"is_causal": True, "mask": mask}),
-        ("gqa", _qkv(N=4, K=2), {}),
-        ("mqa_mask", _qkv(N=3, K=1), {"mask": mask}),
-        ("value_depth", _qkv(Hv=5), {}),
-    ]
-
-
-@pytest.mark.parametrize("name,qkv,kwargs", _attention_cases(), ids=[c[0] for c in _attention_cases()])
-def test_dot_product_attention_matches_reference(name, qkv, kwargs):
-    got = ops.dot_product_attention(*qkv, **kwargs)
-    want = _reference_attention(*qkv, **kwargs)
-    assert got.shape == want.shape
-    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
-
-
-def test_dot_product_attention_gradients():
-    q, k, v = _qkv(T=2, S=3, N=2, K=1, H=2, Hv=2, seed=2)
-    mask = np.array([[True, True, False]] * 2)[None, None].repeat(2, 0)
-    check_grad(lambda a, b, c: ops.dot_product_attention(a, b, c, mask=mask),
-               lambda a, b, c: _reference_attention(a, b, c, mask=mask), [q, k, v], atol=2e-3, rtol=2e-3)
-
-
-@pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "jax") != "jax", reason="parity uses Keras's jax backend")
-@pytest.mark.parametrize("name,qkv,kwargs", [c for c in _attention_cases() if c[0] != "value_depth"],
-                         ids=[c[0] for c in _attention_cases() if c[0] != "value_depth"])
-def test_dot_product_attention_matches_keras(name, qkv, kwargs):
-    keras = keras_or_none()
-    if keras is None:
-        pytest.skip("keras is not installed")
-    want = np.asarray(keras.ops.dot_product_attention(*qkv, **kwargs))
-    np.testing.assert_allclose(ops.dot_product_attention(*qkv, **kwargs).numpy(), want, rtol=1e-5, atol=1e-5)
-
-
-def test_dot_product_attention_errors():
-    q, k, v = _qkv()
-    with pytest.raises(ValueError, match=r"dot_product_attention: expected 4-D .* query.shape=\(2, 3, 6\)"):
-        ops.dot_product_attention(q.reshape(2, 3, 6), k, v)
-    with pytest.raises(ValueError, match=r"query has 3 heads and key/value have 2; .* multiple"):
-        ops.dot_product_attention(*_qkv(N=3, K=2))
-    with pytest.raises(ValueError, match=r"incompatible shapes query \(2, 3, 2, 3\), key \(2, 4, 2, 3\), value "
-                                         r"\(2, 5, 2, 3\)"):
-        ops.dot_product_attention(q, k, np.zeros((2, 5, 2, 3), np.float32))
-    with pytest.raises(ValueError, match=r"mask of shape \(2, 3, 3\) does not broadcast to .* \(2, 2, 3, 4\)"):
-        ops.dot_product_attention(q, k, v, mask=np.ones((2, 3, 3), bool))
-    with pytest.raises(ValueError, match=r"flash_attention=True is not available in lamina"):
-        ops.dot_product_attention(q, k, v, flash_attention=True)
-    with pytest.raises(ValueError, match=r"attn_logits_soft_cap=.* is not supported"):
-        ops.dot_product_attention(q, k, v, attn_logits_soft_cap=20.0)
-    with pytest.raises(TypeError, match=r"query has dtype int64"):
-        ops.dot_product_attention(q.astype(np.int64), k, v)

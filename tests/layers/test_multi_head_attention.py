@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lamina
-from lamina import layers
+from lamina import layers, ops
 from layer_harness import run_layer_test
 
 from keras_ref import keras_or_none
@@ -171,6 +171,50 @@ def test_attention_axes_over_two_axes_of_rank_4_inputs():
     assert one.get_config()["attention_axes"] == (2,) and scores1.shape == (2, 3, 2, 4, 4)
 
 
+@pytest.mark.parametrize("call", [{}, {"use_causal_mask": True}, {"attention_mask": "am", "value_mask": "vm"},
+                                  {"attention_mask": "am", "use_causal_mask": True, "key": "key", "key_mask": "vm"}],
+                         ids=["plain", "causal", "masks", "causal_masks_key"])
+def test_fused_attention_equals_the_composed_path_forward_and_backward(call):
+    """The default path (the fused kernel) against flash_attention=False (einsum, where, softmax):
+    outputs and the gradients of the inputs and of every weight."""
+    rng = np.random.default_rng(12)
+    q, v = _data(13, T=6, S=7, dq=8, dv=5)
+    am = rng.uniform(size=(2, 6, 7)) > 0.4
+    am[1, 3] = False                                      # a fully masked query row
+    named = {"am": am, "vm": np.array([[1, 1, 1, 1, 0, 0, 1], [1, 1, 0, 1, 1, 1, 1]], bool),
+             "key": rng.standard_normal((2, 7, 4)).astype(np.float32)}
+    call = {k: named[x] if isinstance(x, str) else x for k, x in call.items()}
+    results = []
+    for flash in (None, False):
+        mha = layers.MultiHeadAttention(num_heads=3, key_dim=4, value_dim=2, flash_attention=flash, name="mha")
+        mha(q, v, **{n: call[n] for n in ("key",) if n in call})
+        _randomize(mha, seed=5)
+        qt, vt = lamina.Variable(q), lamina.Variable(v)
+        with lamina.GradientTape() as tape:
+            out = mha(qt, vt, **call)
+            loss = ops.sum(out * out)
+        grads = tape.gradient(loss, [qt, vt] + mha.trainable_weights)
+        results.append([out.numpy()] + [g.numpy() for g in grads])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(b).max())))
+
+
+def test_flash_attention_true_runs_the_fused_kernel_and_refuses_what_it_cannot_do():
+    q, v = _data(14)
+    fused = layers.MultiHeadAttention(2, 3, flash_attention=True, name="att")
+    out = fused(q, v, use_causal_mask=True)
+    composed = layers.MultiHeadAttention(2, 3, flash_attention=False)
+    composed(q, v)
+    composed.set_weights(fused.get_weights())
+    np.testing.assert_allclose(out.numpy(), composed(q, v, use_causal_mask=True).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"'att': returning attention scores is not supported when flash attention "
+                                         r"is enabled"):
+        fused(q, v, return_attention_scores=True)
+    x = np.zeros((2, 3, 4, 5), np.float32)
+    with pytest.raises(ValueError, match=r"flash_attention=True attends over one axis .* attention_axes=\(1, 2\)"):
+        layers.MultiHeadAttention(2, 3, attention_axes=(1, 2), flash_attention=True)(x, x)
+
+
 class _SelfAttention(layers.MultiHeadAttention):
     """mha(x, x): the single-input form the layer harness calls."""
 
@@ -237,8 +281,11 @@ def test_errors_are_clear():
         layers.MultiHeadAttention(2, 2.5)
     with pytest.raises(ValueError, match=r"`dropout` must be a number in \[0, 1\]"):
         layers.MultiHeadAttention(2, 3, dropout=1.5)
-    with pytest.raises(ValueError, match=r"flash_attention=True is not available in lamina"):
-        layers.MultiHeadAttention(2, 3, flash_attention=True)
+    with pytest.raises(ValueError, match=r"dropout is not supported when flash attention is enabled"):
+        layers.MultiHeadAttention(2, 3, dropout=0.1, flash_attention=True)
+    with pytest.raises(ValueError, match=r"`flash_attention` must be None, True or False, received "
+                                         r"flash_attention='yes'"):
+        layers.MultiHeadAttention(2, 3, flash_attention="yes")
     with pytest.raises(ValueError, match=r"`attention_axes` must be an int, list, or tuple"):
         layers.MultiHeadAttention(2, 3, attention_axes="1")
     with pytest.raises(ValueError, match=r"`sliding_window` must be a positive integer or None"):
