@@ -311,6 +311,10 @@ def _print_and_abort(MPI, kind, exc, tb):
     sys.stderr.write(f"lamina: rank {rank} failed; aborting the MPI job:\n")
     traceback.print_exception(kind, exc, tb, file=sys.stderr)
     sys.stderr.flush()
+    # MPI_Abort kills every process at once, the launcher's output forwarding included: give it a
+    # moment to pass the traceback on (it was cut short under load)
+    import time
+    time.sleep(0.5)
     MPI.COMM_WORLD.Abort(1)
 
 

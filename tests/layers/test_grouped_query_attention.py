@@ -123,8 +123,8 @@ def test_config_errors_and_names():
         layers.GroupQueryAttention(2, 2, 1)(np.zeros((1, 2, 3, 4), np.float32), np.zeros((1, 2, 3, 4), np.float32))
     with pytest.raises(TypeError, match="takes a query and a value"):
         layers.GroupQueryAttention(2, 2, 1)(q)
-    with pytest.raises(ValueError, match="flash_attention"):
-        layers.GroupQueryAttention(2, 2, 1, flash_attention=True)
+    with pytest.raises(ValueError, match="dropout is not supported when flash attention is enabled"):
+        layers.GroupQueryAttention(2, 2, 1, dropout=0.5, flash_attention=True)
     with pytest.raises(ValueError, match="the last dimension of `query_shape` and `value_shape` must be equal"):
         layers.GroupQueryAttention(2, 2, 1).compute_output_shape((None, 3, 4), (None, 3, 5))
 
