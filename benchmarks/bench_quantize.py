@@ -11,7 +11,7 @@ their accuracy and file sizes.
              (../shared/data/pretrained), a softmax head trained on the flower photos
              (../shared/data/flower_photos_small, 80/20 split, seed 1); validation accuracy,
              agreement of the float and int8 predictions over all 300 photos, predict time
-             (64 images at 224x224, batch 32); .weights.h5 sizes
+             (64 images at 224x224, batch 32); .keras file sizes (without the optimizer)
 
 Needs LAMINA_DATA_DIR (default ../shared/data beside the checkout) for mnist and mobilenet.
 
@@ -89,16 +89,16 @@ def mnist(args):
     acc_f = float(np.mean(model.predict(xs, batch_size=500, verbose=0).argmax(1) == ys))
     tf = _time_predict(model, xs, 500, args.repeats)
     with tempfile.TemporaryDirectory() as d:
-        model.save_weights(os.path.join(d, "f.weights.h5"))
+        model.save(os.path.join(d, "f.keras"), include_optimizer=False)
         model.quantize("int8")
-        model.save_weights(os.path.join(d, "q.weights.h5"))
-        sizes = [os.path.getsize(os.path.join(d, n)) for n in ("f.weights.h5", "q.weights.h5")]
+        model.save(os.path.join(d, "q.keras"), include_optimizer=False)
+        sizes = [os.path.getsize(os.path.join(d, n)) for n in ("f.keras", "q.keras")]
     pred_q = model.predict(xs, batch_size=500, verbose=0).argmax(1)
     acc_q = float(np.mean(pred_q == ys))
     tq = _time_predict(model, xs, 500, args.repeats)
     print(f"MNIST convnet, 10000 test images (batch 500): float32 {acc_f * 100:.2f}% in {tf:.0f} ms, int8 "
           f"{acc_q * 100:.2f}% in {tq:.0f} ms: predict {tf / tq:.2f}x, accuracy {100 * (acc_q - acc_f):+.2f} "
-          f"points; weights file {sizes[0] / 1e6:.2f} MB -> {sizes[1] / 1e6:.2f} MB ({sizes[0] / sizes[1]:.2f}x)\n")
+          f"points; model file (.keras, no optimizer) {sizes[0] / 1e6:.2f} MB -> {sizes[1] / 1e6:.2f} MB ({sizes[0] / sizes[1]:.2f}x)\n")
 
 
 def mobilenet(args):
@@ -134,10 +134,10 @@ def mobilenet(args):
     x64 = xa[:64]
     tf = _time_predict(model, x64, 32, args.repeats)
     with tempfile.TemporaryDirectory() as d:
-        model.save_weights(os.path.join(d, "f.weights.h5"))
+        model.save(os.path.join(d, "f.keras"), include_optimizer=False)
         model.quantize("int8")
-        model.save_weights(os.path.join(d, "q.weights.h5"))
-        sizes = [os.path.getsize(os.path.join(d, n)) for n in ("f.weights.h5", "q.weights.h5")]
+        model.save(os.path.join(d, "q.keras"), include_optimizer=False)
+        sizes = [os.path.getsize(os.path.join(d, n)) for n in ("f.keras", "q.keras")]
     acc_q = float(np.mean(model.predict(xv, verbose=0).argmax(1) == yv))
     agree = float(np.mean(model.predict(xa, verbose=0).argmax(1) == pa_f))
     tq = _time_predict(model, x64, 32, args.repeats)

@@ -60,8 +60,10 @@ float quantize_row_generic(const float* row, int64_t K, uint8_t* q) {
 }
 
 #if LAMINA_QX86
-// The same, 16 floats at a time (roundscale to nearest even = nearbyint under the default mode).
-LAMINA_VNNI float quantize_row_avx512(const float* row, int64_t K, uint8_t* q) {
+// Keras's AbsMaxQuantizer(axis=-1) on one row, 16 floats at a time (roundscale to nearest even =
+// nearbyint under the default mode), written straight into a tile: group g of the row at
+// d[g * stride] (4 bytes each); a partial last group is padded with 128 (a zero after the shift).
+LAMINA_VNNI float quantize_row_avx512_tile(const float* row, int64_t K, uint8_t* d, int64_t stride) {
   __m512 mx = _mm512_setzero_ps();
   __mmask16 nan = 0;
   for (int64_t k = 0; k < K; k += 16) {
@@ -70,10 +72,7 @@ LAMINA_VNNI float quantize_row_avx512(const float* row, int64_t K, uint8_t* q) {
     nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
     mx = _mm512_max_ps(mx, v);
   }
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, mx);
-  float m1 = 0.f;
-  for (float l : lanes) m1 = l > m1 ? l : m1;
+  const float m1 = _mm512_reduce_max_ps(mx);
   const float scale = nan ? std::nanf("") : 127.f / (m1 + 1e-7f);
   const __m512 vs = _mm512_set1_ps(scale), hi = _mm512_set1_ps(127.f), lo = _mm512_set1_ps(-127.f);
   const __m512i off = _mm512_set1_epi32(128);
@@ -81,9 +80,14 @@ LAMINA_VNNI float quantize_row_avx512(const float* row, int64_t K, uint8_t* q) {
     const __mmask16 m = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1);
     __m512 v = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + k), vs),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);  // NaN -> -127 here, but only NaN rows hold NaN
-    const __m512i qi = _mm512_add_epi32(_mm512_cvttps_epi32(v), off);
-    _mm_mask_storeu_epi8(q + k, m, _mm512_cvtepi32_epi8(qi));
+    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    // lanes past K become 0 + 128 (the padding of a partial group)
+    const __m512i qi = _mm512_add_epi32(_mm512_maskz_cvttps_epi32(m, v), off);
+    alignas(16) uint32_t words[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(words), _mm512_cvtepi32_epi8(qi));
+    const int64_t groups_here = std::min<int64_t>(4, (K - k + 3) / 4);
+    uint8_t* dg = d + (k / 4) * stride;
+    for (int64_t j = 0; j < groups_here; ++j) std::memcpy(dg + j * stride, &words[j], 4);
   }
   return scale;
 }
@@ -101,13 +105,15 @@ void quantize_block(int kind, const float* a, int64_t lda, int64_t m, int64_t K,
     if (rows < MR || K % 4) std::memset(tile, 128, size_t(MR * G * 4));
     for (int64_t i = 0; i < rows; ++i) {
       const float* row = a + (r0 + i) * lda;
-#if LAMINA_QX86
-      scales[r0 + i] = kind == 1 ? quantize_row_avx512(row, K, rowbuf) : quantize_row_generic(row, K, rowbuf);
-#else
-      scales[r0 + i] = quantize_row_generic(row, K, rowbuf);
-#endif
       // group g of row i -> tile[g * MR * 4 + i * 4]
       uint8_t* d = tile + i * 4;
+#if LAMINA_QX86
+      if (kind == 1) {
+        scales[r0 + i] = quantize_row_avx512_tile(row, K, d, MR * 4);
+        continue;
+      }
+#endif
+      scales[r0 + i] = quantize_row_generic(row, K, rowbuf);
       const int64_t full = K / 4;
       for (int64_t g = 0; g < full; ++g) std::memcpy(d + g * MR * 4, rowbuf + g * 4, 4);
       for (int64_t k = full * 4; k < K; ++k) d[full * MR * 4 + (k - full * 4)] = rowbuf[k];
