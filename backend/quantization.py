@@ -119,8 +119,9 @@ def _float_input(op, x):
     return x
 
 
-def qdense(x, packed, w_scale, bias=None):
-    """x (..., K) -> (..., N): the quantized Dense product (see the module docstring)."""
+def qdense(x, packed, w_scale, bias=None, relu=False):
+    """x (..., K) -> (..., N): the quantized Dense product (see the module docstring); `relu`
+    applies max(., 0) in the same pass."""
     op = "qdense"
     x = _float_input(op, x)
     _inference_only(op, x)
@@ -131,12 +132,14 @@ def qdense(x, packed, w_scale, bias=None):
     M = int(np.prod(x.shape[:-1], dtype=np.int64))
     out = empty(x.shape[:-1] + (N,), dtypes.FLOAT32, x.device)
     pk, cs = packed.get()
-    x.device.kernels.qmatmul(x._buf, M, K, N, pk, cs, w_scale._buf, bias._buf if bias is not None else None, out._buf)
+    x.device.kernels.qmatmul(x._buf, M, K, N, pk, cs, w_scale._buf, bias._buf if bias is not None else None, out._buf,
+                             bool(relu))
     return out
 
 
-def qconv2d(x, packed, kernel_shape, w_scale, bias, strides, dilation, pads, out_hw):
-    """Quantized 2-D convolution, channels-last: x (n, h, w, c) -> (n, oh, ow, out)."""
+def qconv2d(x, packed, kernel_shape, w_scale, bias, strides, dilation, pads, out_hw, relu=False):
+    """Quantized 2-D convolution, channels-last: x (n, h, w, c) -> (n, oh, ow, out); `relu`
+    applies max(., 0) in the same pass."""
     op = "qconv2d"
     x = _float_input(op, x)
     _inference_only(op, x)
@@ -145,7 +148,7 @@ def qconv2d(x, packed, kernel_shape, w_scale, bias, strides, dilation, pads, out
     pk, cs = packed.get()
     x.device.kernels.qconv2d_forward(x._buf, list(x.shape), list(kernel_shape), pk, cs, w_scale._buf,
                                      bias._buf if bias is not None else None, out._buf, list(out_shape),
-                                     list(strides), list(dilation), list(pads))
+                                     list(strides), list(dilation), list(pads), bool(relu))
     return out
 
 

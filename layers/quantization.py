@@ -153,7 +153,15 @@ def _finish(layer, y):
     return act(y) if act is not None and act is not _activations.linear else y
 
 
+def _fused_relu(layer):
+    """Whether the layer's activation is the plain relu, which the int8 kernels apply themselves."""
+    from .. import activations as _activations
+    return getattr(layer, "activation", None) is _activations.relu
+
+
 def _dense_call(self, inputs):
+    if _fused_relu(self):
+        return _q.qdense(inputs, self._int8_packed, self.kernel_scale, self.bias, relu=True)
     return _finish(self, _q.qdense(inputs, self._int8_packed, self.kernel_scale, self.bias))
 
 
@@ -171,9 +179,10 @@ def _conv2d_call(self, inputs):
     x = ops.convert_to_tensor(inputs)
     kh, kw = self.kernel.shape[:2]
     out_hw, pads = _conv_geometry(self, x, kh, kw)
+    relu = _fused_relu(self)
     y = _q.qconv2d(x, self._int8_packed, self.kernel.shape, self.kernel_scale, self.bias, self.strides,
-                   self.dilation_rate, pads, out_hw)
-    return _finish(self, y)
+                   self.dilation_rate, pads, out_hw, relu=relu)
+    return y if relu else _finish(self, y)
 
 
 def _depthwise_call(self, inputs):

@@ -289,7 +289,7 @@ void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const S
 // a quantized Dense's input (qgemm.h), int32 sums, out = sums / (w_scale * row scale) + bias.
 void qconv2d_forward(const Buffer& xb, const Shape& xs, const Shape& ws, const Buffer& packed, const Buffer& colsum,
                      const Buffer& w_scale, const Buffer* bias, Buffer& ob, const Shape& os, const Shape& strides,
-                     const Shape& dilation, const Shape& pads) {
+                     const Shape& dilation, const Shape& pads, bool relu) {
   const char* op = "qconv2d";
   check_buffer(op, "input", xb, xs, F32);
   check_buffer(op, "output", ob, os, F32);
@@ -311,13 +311,13 @@ void qconv2d_forward(const Buffer& xb, const Shape& xs, const Shape& ws, const B
   const float* sc = w_scale.data<float>();
   const float* bs = bias ? bias->data<float>() : nullptr;
   if (g.direct()) {
-    qgemm::matmul(x, K, rows, K, O, pk, cs, sc, bs, out, O, true);
+    qgemm::matmul(x, K, rows, K, O, pk, cs, sc, bs, out, O, true, relu);
     return;
   }
   run_chunks(g, batch_schedule(g), [](int, int64_t, int64_t) {},
              [&](int64_t u0, int64_t u1, float* col, int, bool par) {
                im2col(g, x, col, u0, u1, par);
-               qgemm::matmul(col, K, (u1 - u0) * g.OW, K, O, pk, cs, sc, bs, out + u0 * g.OW * O, O, true);
+               qgemm::matmul(col, K, (u1 - u0) * g.OW, K, O, pk, cs, sc, bs, out + u0 * g.OW * O, O, true, relu);
              });
 }
 
@@ -663,7 +663,7 @@ void bind_conv(py::module_& m) {
         py::arg("out"), py::arg("out_shape"), py::arg("strides"), py::arg("dilation"), py::arg("pads"));
   def_kernel(m, "qconv2d_forward", &qconv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w_shape"),
              py::arg("packed"), py::arg("colsum"), py::arg("w_scale"), py::arg("bias").none(true), py::arg("out"),
-             py::arg("out_shape"), py::arg("strides"), py::arg("dilation"), py::arg("pads"));
+             py::arg("out_shape"), py::arg("strides"), py::arg("dilation"), py::arg("pads"), py::arg("relu") = false);
   def_kernel(m, "conv2d_backward", &conv2d_backward, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
         py::arg("grad"), py::arg("grad_shape"), py::arg("dx").none(true), py::arg("dw").none(true), py::arg("strides"),
         py::arg("dilation"), py::arg("pads"));

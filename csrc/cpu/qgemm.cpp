@@ -123,7 +123,7 @@ void quantize_block(int kind, const float* a, int64_t lda, int64_t m, int64_t K,
 
 // ---- generic micro-kernel --------------------------------------------------------------------------
 void tile_generic(int64_t G, const uint8_t* a, const int8_t* b, int m, int n, const int32_t* colsum,
-                  const float* w_scale, const float* bias, const float* a_scale, float* out, int64_t ldo) {
+                  const float* w_scale, const float* bias, const float* a_scale, float* out, int64_t ldo, bool relu) {
   for (int i = 0; i < m; ++i) {
     for (int j = 0; j < n; ++j) {
       int32_t acc = 0;
@@ -135,7 +135,7 @@ void tile_generic(int64_t G, const uint8_t* a, const int8_t* b, int m, int n, co
       const int32_t r = acc - 128 * colsum[j];
       float v = float(r) / (w_scale[j] * a_scale[i]);
       if (bias) v += bias[j];
-      out[i * ldo + j] = v;
+      out[i * ldo + j] = relu && v < 0.f ? 0.f : v;
     }
   }
 }
@@ -144,7 +144,8 @@ void tile_generic(int64_t G, const uint8_t* a, const int8_t* b, int m, int n, co
 // ---- AVX-512 VNNI micro-kernel: M rows x 32 columns ---------------------------------------------
 template <int M>
 LAMINA_VNNI void tile_vnni(int64_t G, const uint8_t* a, const int8_t* b, int n, const int32_t* colsum,
-                           const float* w_scale, const float* bias, const float* a_scale, float* out, int64_t ldo) {
+                           const float* w_scale, const float* bias, const float* a_scale, float* out, int64_t ldo,
+                           bool relu) {
   __m512i acc[M][2];
 #pragma GCC unroll 16
   for (int i = 0; i < M; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
@@ -177,13 +178,17 @@ LAMINA_VNNI void tile_vnni(int64_t G, const uint8_t* a, const int8_t* b, int n, 
       v0 = _mm512_add_ps(v0, bs0);
       v1 = _mm512_add_ps(v1, bs1);
     }
+    if (relu) {  // max(v, 0), NaN kept (as the float relu: NaN < 0 is false)
+      v0 = _mm512_mask_mov_ps(v0, _mm512_cmp_ps_mask(v0, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
+      v1 = _mm512_mask_mov_ps(v1, _mm512_cmp_ps_mask(v1, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
+    }
     _mm512_mask_storeu_ps(out + i * ldo, m0, v0);
     if (n > 16) _mm512_mask_storeu_ps(out + i * ldo + 16, m1, v1);
   }
 }
 
 using TileFn = void (*)(int64_t, const uint8_t*, const int8_t*, int, const int32_t*, const float*, const float*,
-                        const float*, float*, int64_t);
+                        const float*, float*, int64_t, bool);
 const TileFn kVnniTiles[MR + 1] = {nullptr,        &tile_vnni<1>, &tile_vnni<2>,  &tile_vnni<3>, &tile_vnni<4>,
                                    &tile_vnni<5>,  &tile_vnni<6>, &tile_vnni<7>,  &tile_vnni<8>, &tile_vnni<9>,
                                    &tile_vnni<10>, &tile_vnni<11>, &tile_vnni<12>};
@@ -222,7 +227,7 @@ thread_local Scratch t_scratch;
 // Rows [r0, r1) x panels [p0, p1).
 void run_item(int kind, const float* a, int64_t lda, int64_t r0, int64_t r1, int64_t K, int64_t N, int64_t p0,
               int64_t p1, const int8_t* packed, const int32_t* colsum, const float* w_scale, const float* bias,
-              float* out, int64_t ldo) {
+              float* out, int64_t ldo, bool relu) {
   const int64_t G = groups(K), m = r1 - r0;
   Scratch& s = t_scratch;
   const int64_t tiles = (m + MR - 1) / MR;
@@ -241,11 +246,11 @@ void run_item(int kind, const float* a, int64_t lda, int64_t r0, int64_t r1, int
       float* o = out + (r0 + t * MR) * ldo + j0;
 #if LAMINA_QX86
       if (kind == VNNI) {
-        kVnniTiles[rows](G, at, b, n, colsum + j0, w_scale + j0, bias ? bias + j0 : nullptr, as, o, ldo);
+        kVnniTiles[rows](G, at, b, n, colsum + j0, w_scale + j0, bias ? bias + j0 : nullptr, as, o, ldo, relu);
         continue;
       }
 #endif
-      tile_generic(G, at, b, rows, n, colsum + j0, w_scale + j0, bias ? bias + j0 : nullptr, as, o, ldo);
+      tile_generic(G, at, b, rows, n, colsum + j0, w_scale + j0, bias ? bias + j0 : nullptr, as, o, ldo, relu);
     }
   }
 }
@@ -270,7 +275,8 @@ void pack(const int8_t* qw, int64_t K, int64_t N, int8_t* packed, int32_t* colsu
 }
 
 void matmul(const float* a, int64_t lda, int64_t M, int64_t K, int64_t N, const int8_t* packed,
-            const int32_t* colsum, const float* w_scale, const float* bias, float* out, int64_t ldo, bool parallel) {
+            const int32_t* colsum, const float* w_scale, const float* bias, float* out, int64_t ldo, bool parallel,
+            bool relu) {
   if (M <= 0 || N <= 0) return;
   LAMINA_CHECK(K <= 66000, "qmatmul: the inner dimension is " << K << "; int32 accumulation of int8 products holds "
                                "at most 66000 terms");
@@ -283,7 +289,8 @@ void matmul(const float* a, int64_t lda, int64_t M, int64_t K, int64_t N, const 
   const int64_t items = row_blocks * pchunks;
   if (T <= 1 || items <= 1) {
     for (int64_t rb = 0; rb < row_blocks; ++rb)
-      run_item(kind, a, lda, rb * MB, std::min(M, (rb + 1) * MB), K, N, 0, P, packed, colsum, w_scale, bias, out, ldo);
+      run_item(kind, a, lda, rb * MB, std::min(M, (rb + 1) * MB), K, N, 0, P, packed, colsum, w_scale, bias, out, ldo,
+               relu);
     return;
   }
   std::atomic<bool> failed{false};
@@ -294,7 +301,7 @@ void matmul(const float* a, int64_t lda, int64_t M, int64_t K, int64_t N, const 
     try {
       if (p0 < p1)
         run_item(kind, a, lda, rb * MB, std::min(M, (rb + 1) * MB), K, N, p0, p1, packed, colsum, w_scale, bias,
-                 out, ldo);
+                 out, ldo, relu);
     } catch (...) {
       failed = true;
     }

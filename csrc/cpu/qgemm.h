@@ -26,9 +26,11 @@ int64_t packed_bytes(int64_t K, int64_t N);
 void pack(const int8_t* qw, int64_t K, int64_t N, int8_t* packed, int32_t* colsum);
 
 // out (M x N, row stride ldo) = the quantized product of a (M x K float, row stride lda) with the
-// packed weights; bias may be null. Parallel over rows when `parallel` (and the product is big).
+// packed weights; bias may be null; `relu` applies max(out, 0) (NaN kept) in the same pass.
+// Parallel over rows when `parallel` (and the product is big).
 void matmul(const float* a, int64_t lda, int64_t M, int64_t K, int64_t N, const int8_t* packed,
-            const int32_t* colsum, const float* w_scale, const float* bias, float* out, int64_t ldo, bool parallel);
+            const int32_t* colsum, const float* w_scale, const float* bias, float* out, int64_t ldo, bool parallel,
+            bool relu = false);
 
 // The micro-kernel in use ("vnni": AVX-512 VNNI, "generic": portable C++) and a switch for tests.
 std::string kernel_name();

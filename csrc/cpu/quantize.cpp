@@ -43,7 +43,7 @@ void qgemm_pack(const Buffer& w, int64_t K, int64_t N, Buffer& packed, Buffer& c
 }
 
 void qmatmul(const Buffer& x, int64_t M, int64_t K, int64_t N, const Buffer& packed, const Buffer& colsum,
-             const Buffer& w_scale, const Buffer* bias, Buffer& out) {
+             const Buffer& w_scale, const Buffer* bias, Buffer& out, bool relu) {
   const char* op = "qmatmul";
   LAMINA_CHECK(M >= 0 && K >= 0 && N >= 0, op << ": negative size M=" << M << ", K=" << K << ", N=" << N);
   check_vec(op, "input", x, M * K, F32);
@@ -53,7 +53,7 @@ void qmatmul(const Buffer& x, int64_t M, int64_t K, int64_t N, const Buffer& pac
   if (bias) check_vec(op, "bias", *bias, N, F32);
   check_vec(op, "output", out, M * N, F32);
   qgemm::matmul(x.data<float>(), K, M, K, N, packed.data<int8_t>(), colsum.data<int32_t>(), w_scale.data<float>(),
-                bias ? bias->data<float>() : nullptr, out.data<float>(), N, true);
+                bias ? bias->data<float>() : nullptr, out.data<float>(), N, true, relu);
 }
 
 // Per image n and input channel c, one scale (Keras's abs-max formula over the image's pixels of
@@ -218,7 +218,7 @@ void bind_quantize(py::module_& m) {
   def_kernel(m, "qgemm_pack", &qgemm_pack, py::arg("weights"), py::arg("K"), py::arg("N"), py::arg("packed"),
              py::arg("colsum"));
   def_kernel(m, "qmatmul", &qmatmul, py::arg("x"), py::arg("M"), py::arg("K"), py::arg("N"), py::arg("packed"),
-             py::arg("colsum"), py::arg("w_scale"), py::arg("bias").none(true), py::arg("out"));
+             py::arg("colsum"), py::arg("w_scale"), py::arg("bias").none(true), py::arg("out"), py::arg("relu") = false);
   def_kernel(m, "qdepthwise2d", &qdepthwise2d, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
              py::arg("w_scale"), py::arg("bias").none(true), py::arg("out"), py::arg("out_shape"), py::arg("strides"),
              py::arg("dilation"), py::arg("pads"));

@@ -184,3 +184,20 @@ def test_int8_weight_round_trips_and_validates():
         w.assign(np.full((2, 2), 0.5, np.float32))
     with pytest.raises(TypeError):
         lamina.ops.add(w, 1.0)  # not a tensor: no float op takes it
+
+
+def test_fused_relu_equals_relu_after_the_product_and_keeps_nan(kernel):
+    rng = np.random.default_rng(5)
+    M, K, N = 30, 40, 37
+    w = rng.integers(-127, 128, (K, N)).astype(np.int8)
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    x[3, 1] = np.nan
+    packed, colsum = _pack(w)
+    ws, b = _cpu.from_numpy((rng.random(N) + 0.5).astype(np.float32)), _cpu.from_numpy(rng.standard_normal(N).astype(np.float32))
+    plain, fused = _cpu.Buffer(M * N, 0), _cpu.Buffer(M * N, 0)
+    _cpu.qmatmul(_cpu.from_numpy(x), M, K, N, packed, colsum, ws, b, plain)
+    _cpu.qmatmul(_cpu.from_numpy(x), M, K, N, packed, colsum, ws, b, fused, True)
+    p, f = _cpu.to_numpy(plain, [M, N]), _cpu.to_numpy(fused, [M, N])
+    ref = np.where(p < 0, 0, p)
+    np.testing.assert_array_equal(f, ref)
+    assert np.isnan(f[3]).all() and (f >= 0)[np.isfinite(f)].all() and (f == 0).any()
