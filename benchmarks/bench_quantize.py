@@ -98,7 +98,8 @@ def mnist(args):
     tq = _time_predict(model, xs, 500, args.repeats)
     print(f"MNIST convnet, 10000 test images (batch 500): float32 {acc_f * 100:.2f}% in {tf:.0f} ms, int8 "
           f"{acc_q * 100:.2f}% in {tq:.0f} ms: predict {tf / tq:.2f}x, accuracy {100 * (acc_q - acc_f):+.2f} "
-          f"points; model file (.keras, no optimizer) {sizes[0] / 1e6:.2f} MB -> {sizes[1] / 1e6:.2f} MB ({sizes[0] / sizes[1]:.2f}x)\n")
+          f"points; model file (.keras, no optimizer) {sizes[0] / 1e6:.2f} MB -> {sizes[1] / 1e6:.2f} MB "
+          f"({sizes[0] / sizes[1]:.2f}x)\n")
 
 
 def mobilenet(args):
@@ -143,7 +144,8 @@ def mobilenet(args):
     tq = _time_predict(model, x64, 32, args.repeats)
     print(f"MobileNet 0.25 + flower head ({len(xv)} validation photos): float32 {acc_f * 100:.1f}%, int8 "
           f"{acc_q * 100:.1f}% ({100 * (acc_q - acc_f):+.1f} points); int8 and float32 agree on {agree * 100:.1f}% "
-          f"of all {len(xa)} photos; predict 64 images {tf:.0f} ms -> {tq:.0f} ms ({tf / tq:.2f}x); model file (.keras, no optimizer) "
+          f"of all {len(xa)} photos; predict 64 images {tf:.0f} ms -> {tq:.0f} ms ({tf / tq:.2f}x); model file "
+          f"(.keras, no optimizer) "
           f"{sizes[0] / 1e6:.2f} MB -> {sizes[1] / 1e6:.2f} MB ({sizes[0] / sizes[1]:.2f}x)\n")
 
 
