@@ -100,19 +100,7 @@ class Dense(Layer):
         """As Keras: the kernel (and bias) are assigned; with LoRA the factors restart at zero."""
         if not self.lora_enabled:
             return Layer.load_own_variables(self, store)
-        ws = [self.kernel] + ([self.bias] if self.bias is not None else [])
-        if len(store.keys()) != len(ws):
-            raise ValueError(f"Weight count mismatch for Dense '{self.name}' (LoRA): it expects {len(ws)} saved "
-                             f"variables (the merged kernel"
-                             f"{' and the bias' if self.bias is not None else ''}), the file has {len(store.keys())}")
-        for i, w in enumerate(ws):
-            v = np.asarray(store[str(i)])
-            if tuple(v.shape) != w.shape:
-                raise ValueError(f"Shape mismatch for Dense '{self.name}', weight '{w.name}': expected shape "
-                                 f"{w.shape}, the file has shape {tuple(v.shape)}")
-            w.assign(v)
-        self.lora_kernel_a.assign(np.zeros(self.lora_kernel_a.shape, np.float32))
-        self.lora_kernel_b.assign(np.zeros(self.lora_kernel_b.shape, np.float32))
+        load_merged_lora(self, store, self.kernel)
 
     def merged_kernel(self):
         """The kernel the layer applies: with LoRA, kernel + (alpha / rank) * a @ b."""
@@ -448,3 +436,22 @@ def _real(who, arg, value, minimum=None):
 def _quantization_config(layer):
     from .quantization import quantization_config
     return quantization_config() if layer.quantization_mode is not None else None
+
+
+def load_merged_lora(layer, store, kernel):
+    """Loads what a LoRA layer's save_own_variables wrote (Keras's form: the merged kernel, then
+    the bias) into `kernel` and the bias; the LoRA factors restart at zero (Dense, EinsumDense)."""
+    who = f"{type(layer).__name__} '{layer.name}'"
+    ws = [kernel] + ([layer.bias] if layer.bias is not None else [])
+    if len(store.keys()) != len(ws):
+        raise ValueError(f"Weight count mismatch for {who} (LoRA): it expects {len(ws)} saved variables (the merged "
+                         f"kernel{' and the bias' if layer.bias is not None else ''}), the file has "
+                         f"{len(store.keys())}")
+    for i, w in enumerate(ws):
+        v = np.asarray(store[str(i)])
+        if tuple(v.shape) != w.shape:
+            raise ValueError(f"Shape mismatch for {who}, weight '{w.name}': expected shape {w.shape}, the file has "
+                             f"shape {tuple(v.shape)}")
+        w.assign(v)
+    layer.lora_kernel_a.assign(np.zeros(layer.lora_kernel_a.shape, np.float32))
+    layer.lora_kernel_b.assign(np.zeros(layer.lora_kernel_b.shape, np.float32))

@@ -243,19 +243,8 @@ class EinsumDense(Layer):
         """As Keras: the kernel (and bias) are assigned; with LoRA the factors restart at zero."""
         if not self.lora_enabled:
             return Layer.load_own_variables(self, store)
-        ws = [self._kernel] + ([self.bias] if self.bias is not None else [])
-        if len(store.keys()) != len(ws):
-            raise ValueError(f"Weight count mismatch for EinsumDense '{self.name}' (LoRA): it expects {len(ws)} saved "
-                             f"variables (the merged kernel{' and the bias' if self.bias is not None else ''}), the "
-                             f"file has {len(store.keys())}")
-        for i, w in enumerate(ws):
-            v = np.asarray(store[str(i)])
-            if tuple(v.shape) != w.shape:
-                raise ValueError(f"Shape mismatch for EinsumDense '{self.name}', weight '{w.name}': expected shape "
-                                 f"{w.shape}, the file has shape {tuple(v.shape)}")
-            w.assign(v)
-        self.lora_kernel_a.assign(np.zeros(self.lora_kernel_a.shape, np.float32))
-        self.lora_kernel_b.assign(np.zeros(self.lora_kernel_b.shape, np.float32))
+        from .core import load_merged_lora
+        load_merged_lora(self, store, self._kernel)
 
     def call(self, inputs):
         x = ops.einsum(self.equation, inputs, self.kernel)
