@@ -609,3 +609,9 @@ def _matrix_norm(x, ord, axes, keepdims):
     if keepdims:
         return out
     return reshape(out, tuple(d for i, d in enumerate(x.shape) if i not in axes))
+
+
+# errors raised by the ops these are built on (solve_triangular inside cholesky_inverse, ...) name
+# the op that was called
+from . import validation as _validation  # noqa: E402
+_validation.name_errors(globals(), __all__)

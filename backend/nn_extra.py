@@ -365,3 +365,6 @@ def fold(x, output_size, kernel_size, dilation=1, padding=0, stride=1):
             out = b if out is None else _m.add(out, b)
     return out[:, :, ph:ph + oh, pw:pw + ow]
 
+
+# errors raised by the ops these are built on name the op that was called
+validation.name_errors(globals(), __all__)

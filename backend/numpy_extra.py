@@ -982,7 +982,7 @@ def _scatter_parts(op, indices, values, shape, dt=None):
     lead = idx.shape[:-1]
     want = lead + tuple(shape[k:])
     if not isinstance(values, Tensor) and dt is not None:
-        a = np.asarray(values)
+        a = _as_tensor(values, op).numpy() if isinstance(values, (list, tuple)) else np.asarray(values)
         if a.dtype.kind not in "biuf" or not np.can_cast(a.dtype, dtypes.to_numpy_dtype(dt), "same_kind"):
             raise TypeError(f"{op}: updates of dtype {a.dtype} cannot be written into a {dt} tensor; cast them first")
         values = convert_to_tensor(a, dt, idx.device)
@@ -1549,3 +1549,7 @@ def rearrange(tensor, pattern, **axes_lengths):
     y = reshape(x, tuple(sizes[a] for a in lnames))
     y = transpose(y, [lnames.index(a) for a in rnames])
     return reshape(y, tuple(_pymath.prod(sizes[a] for a in g) for g in rg))
+
+
+# errors raised by the ops these are built on name the op that was called
+validation.name_errors(globals(), __all__)

@@ -234,3 +234,33 @@ def check_count(op, n, what="output tensors"):
 def check_weight(layer, name, shape, dtype="float32"):
     """check_alloc for a layer's weight, naming the layer and the weight."""
     check_alloc(f"{type(layer).__name__} '{layer.name}': weight '{name}'", shape, dtype)
+
+
+_ERROR_TYPES = (MemoryError, TypeError, ValueError, IndexError)
+
+
+def name_errors(namespace, names):
+    """Wraps the functions `names` of a module's `namespace` (its globals()) so that an error
+    raised inside by an op they are built on (split, concatenate, reshape, ...) names the op that
+    was called: "dstack: concatenate: ..." (the original stays attached as the cause)."""
+    import functools
+    import inspect
+    for name in names:
+        fn = namespace.get(name)
+        if not inspect.isfunction(fn) or getattr(fn, "_names_its_errors", False):
+            continue
+
+        def wrap(fn, op):
+            @functools.wraps(fn)
+            def wrapper(*args, **kwargs):
+                try:
+                    return fn(*args, **kwargs)
+                except _ERROR_TYPES as e:
+                    msg = str(e)
+                    if msg.startswith((f"{op}:", f"{op} ")):
+                        raise
+                    kind = next(t for t in _ERROR_TYPES if isinstance(e, t))
+                    raise kind(f"{op}: {msg}") from e
+            wrapper._names_its_errors = True
+            return wrapper
+        namespace[name] = wrap(fn, name)
