@@ -572,8 +572,8 @@ def _vector_norm(x, ord, ax, keepdims):
     if isinstance(ord, str):
         raise ValueError(f"norm: ord={ord!r} is a matrix norm; a vector norm takes a number (None, 1, 2, inf, -inf, "
                          "0, p)")
-    if ord == np.inf:
-        return max(abs(x), axis=ax, keepdims=keepdims)
+    if ord == np.inf:   # 0 for an empty axis, as numpy (a norm is >= 0)
+        return max(abs(x), axis=ax, keepdims=keepdims, initial=0.0)
     if ord == -np.inf:
         return min(abs(x), axis=ax, keepdims=keepdims)
     if ord == 0:

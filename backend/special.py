@@ -194,7 +194,7 @@ def ldexp(x1, x2):
     if isinstance(x2, Tensor):
         e = x2
     else:
-        arr = np.asarray(x2)
+        arr = _as_tensor(x2, "ldexp").numpy() if isinstance(x2, (list, tuple)) else np.asarray(x2)
         if arr.dtype.kind not in "biu":
             raise TypeError(f"ldexp: the exponent x2 must hold integers, received {arr.dtype} values {x2!r:.60} "
                             f"(x1 has shape {a.shape}); round and cast them first, e.g. "

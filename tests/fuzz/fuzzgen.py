@@ -86,7 +86,7 @@ INFINITE = np.array([np.inf, -np.inf, 0.0, -0.0], np.float32)
 EXTREME = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-42, 3e38, -3.3e38, 1e-7, 65504.0, 0.5, -0.5,
                     2.5, -1.5, 1.0, -1.0], np.float32)
 POLICY_FLOATS = ("float64", "float16")
-POLICY_INTS = ("int8", "int16")   # uint8 / uint16: see test_uint8_and_uint16_data_is_held_in_int32 (xfail)
+POLICY_INTS = ("int8", "int16", "uint8", "uint16")   # held in int32 (dtype policy)
 LIMITS = {"float32": 1e30, "float16": 6e4}
 
 

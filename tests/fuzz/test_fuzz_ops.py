@@ -30,8 +30,8 @@ What is here: one spec per op (SPECS: its generated arguments and numpy referenc
 test_op_matches_numpy_or_raises_cleanly[<op>]; a smoke spec for ops added after these specs
 (test_op_without_a_spec_...: tensors in, a clean error or tensors out); the subprocess tests
 (huge sizes, huge empty tensors, every numpy dtype as data and as a dtype argument); the dtype
-policy; and xfail(strict=True) tests naming the bugs this suite found outside the files it may
-change (kernels in csrc/, backend/tensor.py, backend/rnn.py). The generator and the checks live
+policy; and tests of the bugs this suite found in kernels and the tensor code (csrc/,
+backend/tensor.py, backend/rnn.py), fixed since. The generator and the checks live
 in tests/fuzz/fuzzgen.py, the numpy references of convolution, pooling and recurrent ops in
 tests/fuzz/references.py; the layers' suite is tests/fuzz/test_fuzz_layers.py.
 """
@@ -1996,7 +1996,7 @@ def test_uint8_and_uint16_data_is_held_in_int32():
         assert lamina.convert_to_tensor(np.array([0, 255], dt)).dtype == "int32"
 
 
-# ---- known kernel bugs (csrc/, not in this change) ---------------------------------------------------------
+# ---- kernel bugs this suite found (fixed) ---------------------------------------------------------
 
 @pytest.mark.parametrize("window", [[1.0, np.nan, 2.0, 3.0], [1.0, 2.0, 3.0, np.nan]])
 def test_max_pool_propagates_nan(window):
