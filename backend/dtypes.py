@@ -39,6 +39,24 @@ def standardize(dtype, op=None):
     return _ALIASES[name]
 
 
+# "string" is the dtype of symbolic string inputs (lamina.Input(..., dtype="string")) only: strings
+# stay host data (numpy arrays of str / bytes), never tensors; text preprocessing layers
+# (TextVectorization, StringLookup, Hashing) turn them into numbers.
+STRING = "string"
+
+
+def is_string_data(x):
+    """Whether `x` is string data: a str / bytes, or a numpy array of them (kind U / S, or object
+    holding str / bytes)."""
+    if isinstance(x, (str, bytes, np.str_, np.bytes_)):
+        return True
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind in "US":
+            return True
+        return x.dtype.kind == "O" and x.size > 0 and isinstance(x.flat[0], (str, bytes))
+    return False
+
+
 def is_float(dtype):
     return dtype == FLOAT32
 

@@ -7,13 +7,14 @@ from .layer import Layer, _shape_str
 
 
 class KerasTensor:
-    """A symbolic tensor: a shape (None for unknown dims), a dtype, and where it came from."""
+    """A symbolic tensor: a shape (None for unknown dims), a dtype, and where it came from. The
+    dtype "string" (inputs of text preprocessing layers) stands for numpy arrays of str."""
 
     __slots__ = ("shape", "dtype", "name", "_keras_history", "_keras_mask")
 
     def __init__(self, shape, dtype="float32", name=None):
         self.shape = tuple(None if d is None else int(d) for d in shape)
-        self.dtype = dtypes.standardize(dtype)
+        self.dtype = _standardize(dtype)
         self.name = name
         self._keras_history = None  # (layer, node_index, tensor_index)
         self._keras_mask = None
@@ -84,6 +85,13 @@ class KerasTensor:
         return self._op(lambda a: a[idx])
 
 
+def _standardize(dtype):
+    """A dtype name; "string" (or str) is accepted here, for symbolic string inputs."""
+    if dtype is str or dtype == dtypes.STRING:
+        return dtypes.STRING
+    return dtypes.standardize(dtype)
+
+
 class InputLayer(Layer):
     """The layer behind `Input`: it holds the model's input KerasTensor."""
 
@@ -109,7 +117,7 @@ class InputLayer(Layer):
                 raise ValueError(f"Input: dimensions must be non-negative integers or None, received {d!r} in the "
                                  f"batch shape {tuple(batch_shape)} (batch size first)")
         self._batch_input_shape = tuple(batch_shape)
-        self.dtype = dtypes.standardize(dtype) if dtype is not None else "float32"
+        self.dtype = _standardize(dtype) if dtype is not None else "float32"
         self.built = True
         if input_tensor is not None:
             kt = input_tensor
@@ -128,7 +136,11 @@ class InputLayer(Layer):
 
 
 def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, tensor=None, sparse=False):
-    """A symbolic input for the functional API: `x = Input(shape=(28, 28, 1))`."""
+    """A symbolic input for the functional API: `x = Input(shape=(28, 28, 1))`.
+
+    dtype="string" declares an input of strings (fed as numpy arrays of str / bytes, shape
+    `(batch,) + shape`), to be taken by a text preprocessing layer: TextVectorization,
+    StringLookup or Hashing. Strings stay host data; other layers refuse them."""
     layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name, batch_shape=batch_shape,
                        input_tensor=tensor, sparse=sparse)
     return layer._inbound_nodes[0].outputs[0]

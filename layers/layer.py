@@ -450,12 +450,18 @@ class Layer:
         finally:
             _ctx.entry = None
 
+    def _takes_strings(self):
+        """Whether this layer takes string inputs (numpy arrays of str; symbolic: dtype "string").
+        Text preprocessing layers and models with string inputs say yes; the others refuse them
+        with an error naming the layer."""
+        return False
+
     def _eager_call(self, inputs, args, kwargs):
         if not isinstance(inputs, Tensor):
             inputs = self._convert_inputs(inputs)
         if self._device is not None:
             dev = self._device
-            inputs = map_structure(lambda t: _move(t, dev), inputs)
+            inputs = map_structure(lambda t: _move(t, dev) if isinstance(t, Tensor) else t, inputs)
         flat = [inputs] if isinstance(inputs, Tensor) else flatten(inputs)
         if not self.built:
             self._maybe_build(map_structure(shape_of, inputs))
@@ -488,7 +494,8 @@ class Layer:
         prev = _ctx.training
         _ctx.training = training
         if get_log_device_placement():
-            log_placement(self, self._device or (flat[0].device if flat else current_device()))
+            first = next((t for t in flat if isinstance(t, Tensor)), None)
+            log_placement(self, self._device or (first.device if first is not None else current_device()))
         try:
             if self._device is not None and self._device is not current_device():
                 with device_scope(self._device):
@@ -513,10 +520,18 @@ class Layer:
 
     def _convert_inputs(self, inputs):
         """Non-tensor inputs as tensors (a nested list of numbers is one array); what cannot be
-        one (None, complex numbers, a ragged list) is an error naming this layer."""
+        one (None, complex numbers, a ragged list) is an error naming this layer. String data
+        stays a numpy array of str for a layer that takes strings (`_takes_strings`)."""
         def convert(t):
             if isinstance(t, Tensor):
                 return t
+            if dtypes.is_string_data(t):
+                if self._takes_strings():
+                    return np.asarray(t)
+                raise TypeError(f"{type(self).__name__} '{self.name}': received strings ({_short(t)}), but this layer "
+                                "takes numbers (lamina tensors hold numbers, not strings). Turn strings into numbers "
+                                "first with a TextVectorization, StringLookup or Hashing layer (in a model: "
+                                "lamina.Input(shape=(), dtype='string') followed by one of them)")
             try:
                 return convert_to_tensor(t, dtype=None)
             except (TypeError, ValueError) as e:
@@ -526,9 +541,10 @@ class Layer:
                            "length (pad it)")
                 raise type(e)(f"{type(self).__name__} '{self.name}': cannot use the input {_short(t)} as a tensor: "
                               f"{msg}") from e
-        if isinstance(inputs, (list, tuple)) and inputs and all(
-                isinstance(v, (bool, int, float, np.number)) for v in flatten(inputs)):
-            return convert(inputs)
+        if isinstance(inputs, (list, tuple)) and inputs and (
+                all(isinstance(v, (bool, int, float, np.number)) for v in flatten(inputs)) or
+                all(isinstance(v, (str, bytes)) for v in flatten(inputs))):
+            return convert(np.asarray(inputs) if isinstance(flatten(inputs)[0], (str, bytes)) else inputs)
         return map_structure(convert, inputs)
 
     def compute_mask(self, inputs, mask=None):

@@ -5,10 +5,13 @@ Strings are not tensors in lamina: string inputs are numpy arrays (or lists) of 
 and these layers turn them into int64 / float32 tensors. The string work (standardizing,
 splitting, n-grams, vocabulary lookups, hashing) is Python over the distinct values of a batch;
 the encodings of the ids ("one_hot", "multi_hot", "count", "tf_idf") are ops, as in
-CategoryEncoding. IntegerLookup and Hashing also take int tensors (and so work inside models,
-symbolic inputs included); StringLookup and TextVectorization take strings only, so in a model
-they belong to the input pipeline: apply them to the numpy data and feed their output to the
-model (a symbolic string input would need a string dtype that lamina's tensors do not have).
+CategoryEncoding. IntegerLookup and Hashing also take int tensors.
+
+In a model, strings come in through `lamina.Input(shape=(), dtype="string")` (or shape=(1,)):
+"string" is a dtype of symbolic inputs only, and the data stays host data, a numpy array of str
+sliced into batches by fit / evaluate / predict and handed as it is to the layer after the input.
+StringLookup (invert=False), TextVectorization and Hashing take such inputs (`_takes_strings`);
+any other layer called on a string input raises an error naming itself.
 
 Hashing (and the OOV buckets of the lookups when num_oov_indices > 1) is TensorFlow's, which
 Keras uses: without a salt, FarmHash Fingerprint64 of the UTF-8 bytes (integers hash as their
@@ -256,6 +259,25 @@ def _as_str_array(x, encoding, who):
 def _symbolic(x):
     from .input_layer import KerasTensor
     return isinstance(x, KerasTensor) or (isinstance(x, (list, tuple)) and any(isinstance(v, KerasTensor) for v in x))
+
+
+def _check_symbolic_strings(who, inputs, strings, other=None):
+    """A symbolic input of a text layer: dtype "string" when the layer takes strings, and a number
+    dtype when it does not (StringLookup with invert=True)."""
+    from .input_layer import KerasTensor
+    for t in (inputs if isinstance(inputs, (list, tuple)) else [inputs]):
+        if not isinstance(t, KerasTensor):
+            continue
+        if strings and t.dtype != dtypes.STRING:
+            raise TypeError(f"{who}: expected a string input (lamina.Input(..., dtype='string')), received the "
+                            f"symbolic input {t.name!r} of dtype {t.dtype}"
+                            + (f"; for integer inputs use {other}" if other else ""))
+        if not strings and t.dtype == dtypes.STRING:
+            raise TypeError(f"{who}: invert=True maps integer indices back to strings; received the string input "
+                            f"{t.name!r}. Use invert=False to map strings to indices")
+        if not strings and not dtypes.is_int(t.dtype):
+            raise TypeError(f"{who}: invert=True maps integer indices back to strings; received the symbolic input "
+                            f"{t.name!r} of dtype {t.dtype}; declare it with an int dtype")
 
 
 def _host_ints(x, who):
@@ -653,7 +675,8 @@ class _IndexLookup(Layer):
 class StringLookup(_IndexLookup):
     """Maps strings to integer indices with a vocabulary, as Keras's StringLookup.
 
-    Inputs: numpy arrays (or lists) of str / bytes (decoded with `encoding`). Indices: 0 for
+    Inputs: numpy arrays (or lists) of str / bytes (decoded with `encoding`); in a model, a
+    lamina.Input(..., dtype="string") (with invert=True: an int input, giving strings). Indices: 0 for
     `mask_token` when set (output_mode "int"), then `num_oov_indices` OOV indices (strings not in
     the vocabulary: index 1 with one, a hash bucket with several, an error with none), then the
     vocabulary. output_mode "int" gives int64 indices; "one_hot", "multi_hot", "count" and
@@ -676,12 +699,14 @@ class StringLookup(_IndexLookup):
                          idf_weights=idf_weights, invert=invert, output_mode=output_mode, sparse=sparse,
                          pad_to_max_tokens=pad_to_max_tokens, name=name, salt=salt, **kwargs)
 
+    def _takes_strings(self):
+        return not self.invert
+
     def __call__(self, inputs, *args, **kwargs):
         who = f"StringLookup '{self.name}'"
         if _symbolic(inputs):
-            raise TypeError(f"{who}: strings cannot be symbolic (lamina tensors hold numbers), so StringLookup does "
-                            "not take a lamina.Input. Apply it to the numpy data (e.g. ids = lookup(texts)) and feed "
-                            "its output to the model")
+            _check_symbolic_strings(who, inputs, not self.invert, "IntegerLookup" if not self.invert else None)
+            return super().__call__(inputs, *args, **kwargs)
         if self.invert:
             if _is_string_data(inputs):
                 raise TypeError(f"{who}: invert=True maps integer indices back to strings; received strings")
@@ -695,6 +720,9 @@ class StringLookup(_IndexLookup):
         values = _as_str_array(inputs, self.encoding, who)
         with device_scope(self._device) if self._device is not None else contextlib.nullcontext():
             return self._lookup(values)
+
+    def compute_output_dtype(self, input_dtypes):
+        return dtypes.STRING if self.invert else super().compute_output_dtype(input_dtypes)
 
     def get_config(self):
         config = super().get_config()
@@ -760,6 +788,9 @@ class Hashing(Layer):
         self.num_bins, self.mask_value, self.output_mode, self.sparse = int(num_bins), mask_value, output_mode, False
         self.salt = _salt("Hashing", salt)
         self.strong_hash = self.salt is not None
+
+    def _takes_strings(self):
+        return True
 
     def __call__(self, inputs, *args, **kwargs):
         if _is_string_data(inputs) and not _symbolic(inputs):
@@ -852,7 +883,8 @@ class TextVectorization(Layer):
     "multi_hot", "count" and "tf_idf" give float32 (batch, vocabulary size) (max_tokens with
     pad_to_max_tokens); "one_hot" needs split=None (one token per string).
 
-    Inputs: a numpy array or list of strings, shape (batch,) or (batch, 1) (or one string). The
+    Inputs: a numpy array or list of strings, shape (batch,) or (batch, 1) (or one string); in a
+    model, lamina.Input(shape=(), dtype="string") or shape=(1,). The
     vocabulary comes from `vocabulary=`, `adapt(data)` or `set_vocabulary`; get_config carries
     it. There is no ragged or sparse output (ragged=True / sparse=True raise)."""
 
@@ -926,10 +958,9 @@ class TextVectorization(Layer):
     def _token_rows(self, inputs):
         """(rows: a list of token lists, one per string / row, whether the input was one string)."""
         who = f"TextVectorization '{self.name}'"
-        if _symbolic(inputs) or isinstance(inputs, Tensor):
-            raise TypeError(f"{who}: strings cannot be symbolic or tensors in lamina, so TextVectorization does not "
-                            "take a lamina.Input. Apply it to the numpy data (e.g. ids = vectorize(texts)) and feed "
-                            "its output to the model")
+        if isinstance(inputs, Tensor):
+            raise TypeError(f"{who}: expected strings (a numpy array or list of str / bytes), received a lamina "
+                            f"Tensor of dtype {inputs.dtype}; tensors hold numbers, strings stay numpy arrays")
         if not _is_string_data(inputs) and not (isinstance(inputs, np.ndarray) and inputs.size == 0):
             raise TypeError(f"{who}: expected strings (a numpy array or list of str / bytes), received "
                             f"{_describe(inputs)}")
@@ -959,7 +990,13 @@ class TextVectorization(Layer):
             rows = [_ngrams(r, self._ngrams) for r in rows]
         return rows, single
 
+    def _takes_strings(self):
+        return True
+
     def __call__(self, inputs, *args, **kwargs):
+        if _symbolic(inputs):
+            _check_symbolic_strings(f"TextVectorization '{self.name}'", inputs, True)
+            return super().__call__(inputs, *args, **kwargs)
         rows, single = self._token_rows(inputs)
         self.built = True
         lookup = self._lookup_layer
@@ -1015,6 +1052,12 @@ class TextVectorization(Layer):
         self._lookup_layer.set_vocabulary(vocabulary, idf_weights=idf_weights)
 
     def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) not in (1, 2) or (self._split is not None and len(shape) == 2 and shape[1] not in (1, None)):
+            raise ValueError(f"TextVectorization '{self.name}': expected strings of shape (batch,) or (batch, 1), "
+                             f"received shape {shape}" + ("" if self._split is None else
+                                                          "; with a `split`, each row must hold one string")
+                             + ". Declare the input as lamina.Input(shape=(), dtype='string') or shape=(1,)")
         if self._output_mode == "int":
             return (input_shape[0], self._output_sequence_length)
         return (input_shape[0], self._lookup_layer._depth())

@@ -105,6 +105,15 @@ def _as_array(a):
     return np.asarray(a)
 
 
+def _as_arrays(x):
+    """A structure of arrays; a list (or tuple) of strings is one array of strings (the data of a
+    string input), not a structure of one-string inputs. String arrays stay strings: they are
+    sliced into batches unchanged."""
+    if isinstance(x, (list, tuple)) and x and all(isinstance(v, (str, bytes)) for v in flatten(x)):
+        return np.asarray(x)
+    return map_structure(_as_array, x)
+
+
 def is_array_like(x):
     return isinstance(x, (np.ndarray, Tensor, list, tuple, dict)) or np.isscalar(x)
 
@@ -174,7 +183,7 @@ class ArrayData(DataAdapter):
     """Arrays split into batches, optionally shuffled each epoch."""
 
     def __init__(self, x, y=None, sample_weight=None, batch_size=32, shuffle=False, seed=None, class_weight=None):
-        self.x = map_structure(_as_array, x)
+        self.x = _as_arrays(x)
         self.y = map_structure(_as_array, y) if y is not None else None
         self.sw = map_structure(_as_array, sample_weight) if sample_weight is not None else None
         self.n = check_cardinality(self.x, self.y, self.sw)

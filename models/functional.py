@@ -4,7 +4,7 @@ from ..backend.autodiff import _state as _tape_state, no_grad
 from ..layers.input_layer import InputLayer, KerasTensor
 from ..layers.layer import Layer, check_input_spec, flatten, map_structure
 from ..backend.tensor import Tensor
-from ..backend import math as _m
+from ..backend import dtypes, math as _m
 from .fusion import fused_call
 
 
@@ -94,6 +94,12 @@ def symbolic_call(layer, *args, **kwargs):
     flat_in = [t for t in flatten([list(args), list(kwargs.values())]) if isinstance(t, KerasTensor)]
     shapes = map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else tuple(t.shape), inputs)
     in_dtypes = map_structure(lambda t: t.dtype, inputs)
+    strings = [t for t in flat_in if t.dtype == dtypes.STRING]
+    if strings and not layer._takes_strings():
+        raise TypeError(f"{type(layer).__name__} '{layer.name}': received the string input {strings[0].name!r} "
+                        f"(dtype 'string', shape {strings[0].shape}), but this layer takes numbers (lamina tensors "
+                        "hold numbers, not strings). Put a TextVectorization, StringLookup or Hashing layer between "
+                        "the string input and this layer")
     if not layer.built:
         layer._maybe_build(shapes)
     if layer.input_spec is not None:

@@ -2,6 +2,7 @@
 `Model(inputs, outputs)` it builds a functional model; subclasses define `call`."""
 import numpy as np
 
+from ..backend import dtypes
 from ..layers.layer import Layer, flatten, map_structure
 from ..layers.input_layer import InputLayer, KerasTensor
 from . import fusion
@@ -191,12 +192,35 @@ class Functional(Model):
                              f"{[t.shape for t in self.inputs]}, received {len(flat)}")
         return flat
 
+    def _takes_strings(self):
+        return any(t.dtype == dtypes.STRING for t in self.inputs)
+
+    def _convert_inputs(self, inputs):
+        # string data is checked against each input's dtype in call(), which names the input
+        leaves = flatten(inputs)
+        if not any(dtypes.is_string_data(v) for v in leaves):
+            return super()._convert_inputs(inputs)
+        if isinstance(inputs, (list, tuple)) and all(isinstance(v, (str, bytes)) for v in leaves):
+            return np.asarray(inputs)
+        return map_structure(lambda v: np.asarray(v) if dtypes.is_string_data(v) else super(Functional, self)
+                             ._convert_inputs(v), inputs)
+
     def call(self, inputs, training=None, mask=None):
         from ..backend.tensor import convert_to_tensor, Tensor
         flat = self._flatten_call_inputs(inputs)
         values = []
         for kt, v in zip(self.inputs, flat):
-            t = v if isinstance(v, Tensor) else convert_to_tensor(v, dtype=kt.dtype)
+            if kt.dtype == dtypes.STRING:    # strings stay a numpy array, for the text layer that takes them
+                if not dtypes.is_string_data(v) and not (isinstance(v, np.ndarray) and v.size == 0):
+                    raise TypeError(f"Input '{kt.name}' of model '{self.name}' takes strings (dtype 'string'), "
+                                    f"received {_describe(v)}; pass a numpy array (or list) of str")
+                t = np.asarray(v)
+            elif dtypes.is_string_data(v):
+                raise TypeError(f"Input '{kt.name}' of model '{self.name}' takes {kt.dtype} numbers, received "
+                                f"strings ({_describe(v)}). Declare it lamina.Input(..., dtype='string') and put a "
+                                "TextVectorization, StringLookup or Hashing layer after it")
+            else:
+                t = v if isinstance(v, Tensor) else convert_to_tensor(v, dtype=kt.dtype)
             if t.ndim != len(kt.shape) or any(e is not None and e != g for e, g in zip(kt.shape, t.shape)):
                 raise ValueError(f"Input '{kt.name}' of model '{self.name}' is incompatible: expected shape "
                                  f"{kt.shape}, received {t.shape}")
@@ -219,6 +243,10 @@ class Functional(Model):
     def from_config(cls, config, custom_objects=None):
         from .saving import functional_from_config
         return functional_from_config(config, custom_objects, cls=cls)
+
+
+def _describe(v):
+    return type(v).__name__ + (f" of dtype {v.dtype} and shape {tuple(v.shape)}" if hasattr(v, "dtype") else "")
 
 
 def _is_shape_tree(s):

@@ -1,4 +1,5 @@
 """`Sequential`: a plain stack of layers, each with one input and one output."""
+from ..backend import dtypes
 from ..layers.input_layer import Input, InputLayer, KerasTensor
 from ..layers.layer import Layer
 from .model import Model
@@ -88,15 +89,27 @@ class Sequential(Model):
             input_shape = input_shape[0]
         self._build_graph(tuple(input_shape))
 
+    def _takes_strings(self):
+        first = self._stack[0] if self._stack else None
+        if isinstance(first, InputLayer):
+            return first.dtype == "string"
+        return first is not None and first._takes_strings()
+
     def call(self, inputs, training=None, mask=None):
         x = inputs
         for layer in self.layers:
             x = layer(x, training=training) if layer._call_has_training else layer(x)
         return x
 
+    def _convert_inputs(self, inputs):
+        out = super()._convert_inputs(inputs)
+        self._first_inputs_dtype = "string" if dtypes.is_string_data(out) else getattr(out, "dtype", "float32")
+        return out
+
     def _maybe_build(self, input_shape):
-        if not self.built:
-            self._build_graph((None,) + tuple(input_shape[1:]))
+        if not self.built:    # built on the first call: the graph's input takes that call's dtype when strings
+            dtype = "string" if self.__dict__.pop("_first_inputs_dtype", None) == "string" else "float32"
+            self._build_graph((None,) + tuple(input_shape[1:]), dtype)
 
     @property
     def input(self):

@@ -16,7 +16,7 @@ from .. import callbacks as callbacks_module
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
-from ..backend import math as _m
+from ..backend import dtypes, math as _m
 from ..backend.autodiff import GradientTape
 from ..backend.device import asynchronous, current_device, device as device_scope
 from ..backend.tensor import Tensor, convert_to_tensor
@@ -576,7 +576,9 @@ def _should_eval(epoch, validation_freq):
 
 
 def _to_tensors(batch):
-    return map_structure(lambda a: a if a is None or isinstance(a, Tensor) else convert_to_tensor(a), batch)
+    """A batch's arrays as tensors; string data (for a model's string inputs) stays numpy."""
+    return map_structure(lambda a: a if a is None or isinstance(a, Tensor) or dtypes.is_string_data(a)
+                         else convert_to_tensor(a), batch)
 
 
 def _numpy(t):
