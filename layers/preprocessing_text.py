@@ -411,6 +411,27 @@ class _IndexLookup(Layer):
             special[0] = self.mask_token
         return special + tokens
 
+    def load_assets(self, dir_path):
+        """Reads the vocabulary Keras writes into a '.keras' file's assets (`vocabulary.txt`, the
+        special tokens first) when the layer's config does not carry it (an adapted layer)."""
+        if self._has_input_vocabulary:
+            return
+        path = os.path.join(dir_path, "vocabulary.txt")
+        if not os.path.exists(path):
+            return
+        if self.output_mode == "tf_idf":
+            with open(path, encoding=getattr(self, "encoding", "utf-8")) as f:
+                lines = f.read().splitlines()
+            while lines and lines[-1] == "":
+                lines.pop()
+            idf = getattr(self, "idf_weights", None)
+            if idf is None:
+                raise ValueError(f"{self._who} '{self.name}': the file's vocabulary asset has no idf weights with it "
+                                 "(output_mode='tf_idf'); adapt the layer again")
+            self.set_vocabulary(lines if self._strings else [int(v) for v in lines], idf_weights=idf)
+            return
+        self.set_vocabulary(path)
+
     def set_vocabulary(self, vocabulary, idf_weights=None):
         """Sets the vocabulary (a list / array, or the path of a text file with one token per line;
         it may start with the special tokens in their order) and, for "tf_idf", its idf_weights."""
@@ -1047,6 +1068,10 @@ class TextVectorization(Layer):
 
     def vocabulary_size(self):
         return self._lookup_layer.vocabulary_size()
+
+    def load_assets(self, dir_path):
+        """Keras's '.keras' assets: the vocabulary of an adapted layer (see StringLookup.load_assets)."""
+        self._lookup_layer.load_assets(dir_path)
 
     def set_vocabulary(self, vocabulary, idf_weights=None):
         self._lookup_layer.set_vocabulary(vocabulary, idf_weights=idf_weights)

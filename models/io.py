@@ -220,7 +220,7 @@ def load_weights(model, filepath, by_name=False, skip_mismatch=False):
         raise FileNotFoundError(f"No weights file at {filepath}")
     with _reading(filepath):
         if filepath.endswith(".keras"):
-            _, weights = _read_keras_zip(filepath)
+            _, weights, _ = _read_keras_zip(filepath)
             with _open_h5_bytes(weights, filepath) as h5:
                 read_weights(h5, model, by_name, skip_mismatch, filepath)
             return
@@ -424,7 +424,7 @@ def _read_keras_zip(filepath):
     try:
         with zipfile.ZipFile(filepath) as z:
             names = z.namelist()
-            members = {}
+            members = {"assets": {n: z.read(n) for n in names if n.startswith("assets/") and not n.endswith("/")}}
             for n in ("config.json", "model.weights.h5"):
                 try:
                     members[n] = z.read(n)
@@ -444,7 +444,29 @@ def _read_keras_zip(filepath):
         else:
             problem = f"is not a '.keras' file, which is a zip archive (it is {describe_start(filepath)})"
         raise FileFormatError(filepath, problem) from e
-    return _read_json(members["config.json"], filepath, "config.json"), members["model.weights.h5"]
+    return (_read_json(members["config.json"], filepath, "config.json"), members["model.weights.h5"],
+            members["assets"])
+
+
+def _load_assets(model, assets):
+    """Hands each object the files Keras stored for it under `assets/<its path>/` (e.g. an adapted
+    TextVectorization's vocabulary.txt), through its load_assets(dir), as Keras's loader does."""
+    import tempfile
+    from .state import walk
+    with tempfile.TemporaryDirectory(prefix="lamina_assets_") as tmp:
+        def visit(obj, path):
+            prefix = f"assets/{path}/" if path else "assets/"
+            mine = {n[len(prefix):]: data for n, data in assets.items()
+                    if n.startswith(prefix) and "/" not in n[len(prefix):]}
+            if not mine or not hasattr(obj, "load_assets"):
+                return
+            folder = os.path.join(tmp, path.replace("/", os.sep) or "root")
+            os.makedirs(folder, exist_ok=True)
+            for name, data in mine.items():
+                with open(os.path.join(folder, name), "wb") as f:
+                    f.write(data)
+            obj.load_assets(folder)
+        walk(model, visit, with_optimizer=False)
 
 
 def _from_config(config, custom_objects, filepath):
@@ -468,7 +490,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 def _load_model(filepath, custom_objects, compile):
     if filepath.endswith(".keras") or zipfile.is_zipfile(filepath):
         from .state import load_state
-        config, weights = _read_keras_zip(filepath)
+        config, weights, assets = _read_keras_zip(filepath)
         if not isinstance(config, dict) or "class_name" not in config:
             raise FileFormatError(filepath, "config.json does not describe a model (no 'class_name')")
         tc = config.pop("compile_config", None)
@@ -476,6 +498,8 @@ def _load_model(filepath, custom_objects, compile):
         h5 = _open_h5_bytes(weights, filepath)
         with h5:
             load_state(model, h5, filepath)
+            if assets:
+                _load_assets(model, assets)
             if compile and tc:
                 _compile(model, tc, filepath)
                 if "optimizer_state" in h5:   # lamina's files before Keras's layout

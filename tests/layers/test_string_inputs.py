@@ -224,3 +224,42 @@ def test_keras_parity():
     kmodel.set_weights(model.get_weights())
     np.testing.assert_allclose(model.predict(TEXTS, verbose=0), kmodel.predict(TEXTS, verbose=0), rtol=1e-5,
                                atol=1e-6)
+
+
+def test_a_keras_file_with_an_adapted_vocabulary_in_its_assets_loads(tmp_path):
+    """Keras writes an adapted TextVectorization's vocabulary into the '.keras' archive's assets
+    (assets/<layer path>/vocabulary.txt, the special tokens first), not its config: a file laid out
+    that way (made here from lamina's own, the vocabulary moved from the config to the asset)
+    loads with the vocabulary."""
+    import json
+    import zipfile
+    texts = np.array(["the cat sat", "the dog ran", "a cat ran"])
+    tv = layers.TextVectorization(max_tokens=20, output_sequence_length=4)
+    tv.adapt(texts)
+    inputs = lamina.Input(shape=(), dtype="string")
+    model = lamina.Model(inputs, tv(inputs))
+    want = model.predict(texts, verbose=0)
+    src = tmp_path / "lamina.keras"
+    model.save(src)
+    with zipfile.ZipFile(src) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(members["config.json"])
+    layer_cfg = next(l for l in config["config"]["layers"] if l["class_name"] == "TextVectorization")
+    vocab = tv.get_vocabulary(include_special_tokens=True)
+    layer_cfg["config"]["vocabulary"] = None
+    layer_cfg["config"].pop("has_input_vocabulary", None)
+    members["config.json"] = json.dumps(config).encode()
+    path = "assets/layers/text_vectorization/vocabulary.txt"
+    members[path] = "\n".join(vocab).encode()
+    keras_like = tmp_path / "keras_like.keras"
+    with zipfile.ZipFile(keras_like, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+    loaded = lamina.models.load_model(keras_like)
+    np.testing.assert_array_equal(loaded.predict(texts, verbose=0), want)
+    del members[path]                      # without the asset: the layer has no vocabulary, and says so
+    with zipfile.ZipFile(tmp_path / "no_asset.keras", "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+    with pytest.raises(Exception, match="vocabulary"):
+        lamina.models.load_model(tmp_path / "no_asset.keras").predict(texts, verbose=0)
