@@ -68,23 +68,7 @@ class Dense(Layer):
 
     def enable_lora(self, rank, lora_alpha=None, a_initializer="he_uniform", b_initializer="zeros"):
         """Freezes the kernel and adds the trainable low-rank factors (Keras's `enable_lora`)."""
-        if self.kernel_constraint is not None:
-            raise ValueError(f"Dense '{self.name}': LoRA is incompatible with kernel constraints; remove the "
-                             "`kernel_constraint` argument to enable LoRA")
-        if not self.built:
-            raise ValueError(f"Dense '{self.name}': cannot enable LoRA on a layer that isn't built yet; call it on "
-                             "an input (or build it) first, or pass lora_rank= to the constructor")
-        if self.lora_enabled:
-            raise ValueError(f"Dense '{self.name}': LoRA is already enabled; this can only be done once per layer")
-        rank = _positive_int(f"Dense '{self.name}'", "rank", rank)
-        self.lora_kernel_a = self.add_weight(name="lora_kernel_a", shape=(self.kernel.shape[0], rank),
-                                             initializer=a_initializer, regularizer=self.kernel_regularizer)
-        self.lora_kernel_b = self.add_weight(name="lora_kernel_b", shape=(rank, self.units),
-                                             initializer=b_initializer, regularizer=self.kernel_regularizer)
-        self.kernel.trainable = False
-        self._always_frozen.add(id(self.kernel))
-        self.lora_enabled, self.lora_rank = True, rank
-        self.lora_alpha = lora_alpha if lora_alpha is not None else rank
+        enable_lora_on(self, "kernel", rank, lora_alpha, a_initializer, b_initializer)
 
     def save_own_variables(self, store):
         """As Keras: with LoRA the merged kernel is saved (then the bias), not the factors."""
@@ -436,6 +420,30 @@ def _real(who, arg, value, minimum=None):
 def _quantization_config(layer):
     from .quantization import quantization_config
     return quantization_config() if layer.quantization_mode is not None else None
+
+
+def enable_lora_on(layer, kernel_attr, rank, lora_alpha, a_initializer, b_initializer):
+    """Keras's enable_lora for a layer whose weight `kernel_attr` (..., out) gets the factors
+    a (..., rank) and b (rank, out) (Dense, EinsumDense): the kernel is frozen."""
+    who = f"{type(layer).__name__} '{layer.name}'"
+    if layer.kernel_constraint is not None:
+        raise ValueError(f"{who}: LoRA is incompatible with kernel constraints; remove the `kernel_constraint` "
+                         "argument to enable LoRA")
+    if not layer.built:
+        raise ValueError(f"{who}: cannot enable LoRA on a layer that isn't built yet; call it on an input (or "
+                         "build it) first, or pass lora_rank= to the constructor")
+    if layer.lora_enabled:
+        raise ValueError(f"{who}: LoRA is already enabled; this can only be done once per layer")
+    rank = _positive_int(who, "rank", rank)
+    kernel = getattr(layer, kernel_attr)
+    layer.lora_kernel_a = layer.add_weight(name="lora_kernel_a", shape=kernel.shape[:-1] + (rank,),
+                                           initializer=a_initializer, regularizer=layer.kernel_regularizer)
+    layer.lora_kernel_b = layer.add_weight(name="lora_kernel_b", shape=(rank, kernel.shape[-1]),
+                                           initializer=b_initializer, regularizer=layer.kernel_regularizer)
+    kernel.trainable = False
+    layer._always_frozen.add(id(kernel))
+    layer.lora_enabled, layer.lora_rank = True, rank
+    layer.lora_alpha = lora_alpha if lora_alpha is not None else rank
 
 
 def load_merged_lora(layer, store, kernel):

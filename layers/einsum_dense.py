@@ -211,25 +211,8 @@ class EinsumDense(Layer):
 
     def enable_lora(self, rank, lora_alpha=None, a_initializer="he_uniform", b_initializer="zeros"):
         """Freezes the kernel and adds the trainable low-rank factors (Keras's `enable_lora`)."""
-        who = f"EinsumDense '{self.name}'"
-        if self.kernel_constraint is not None:
-            raise ValueError(f"{who}: LoRA is incompatible with kernel constraints; remove the `kernel_constraint` "
-                             "argument to enable LoRA")
-        if not self.built:
-            raise ValueError(f"{who}: cannot enable LoRA on a layer that isn't built yet; call it on an input (or "
-                             "build it) first, or pass lora_rank= to the constructor")
-        if self.lora_enabled:
-            raise ValueError(f"{who}: LoRA is already enabled; this can only be done once per layer")
-        rank = _positive_int(who, "rank", rank)
-        shape = self._kernel.shape
-        self.lora_kernel_a = self.add_weight(name="lora_kernel_a", shape=shape[:-1] + (rank,),
-                                             initializer=a_initializer, regularizer=self.kernel_regularizer)
-        self.lora_kernel_b = self.add_weight(name="lora_kernel_b", shape=(rank, shape[-1]),
-                                             initializer=b_initializer, regularizer=self.kernel_regularizer)
-        self._kernel.trainable = False
-        self._always_frozen.add(id(self._kernel))
-        self.lora_enabled, self.lora_rank = True, rank
-        self.lora_alpha = lora_alpha if lora_alpha is not None else rank
+        from .core import enable_lora_on
+        enable_lora_on(self, "_kernel", rank, lora_alpha, a_initializer, b_initializer)
 
     def save_own_variables(self, store):
         """As Keras: the (LoRA-merged) kernel, then the bias."""
