@@ -110,6 +110,30 @@ def relu(x):
     return _activate("relu", x, RELU, RELU_GRAD)
 
 
+def bias_relu(x, bias):
+    """relu(x + bias), the bias along the last axis, in one pass over x (Dense and convolution
+    layers with activation='relu'); its gradient is one pass too (x's gradient and the bias's
+    column sums together). Anything but a float32 x and a matching float32 bias on x's device
+    runs as relu(add(x, bias))."""
+    if not (isinstance(x, Tensor) and isinstance(bias, Tensor) and x.dtype == dtypes.FLOAT32
+            and bias.dtype == dtypes.FLOAT32 and x.ndim >= 1 and bias.ndim == 1 and bias.shape[0] == x.shape[-1]
+            and bias.device is x.device and bias.shape[0] > 0):
+        return relu(_m.add(x, bias))
+    out = empty(x.shape, x.dtype, x.device)
+    x.device.kernels.bias_relu(x._buf, bias._buf, out._buf)
+    if needs_grad(x, bias):
+        cols = bias.shape[0]
+
+        def backward(g, needs):
+            dx = empty(x.shape, x.dtype, x.device) if needs[0] else None
+            db = empty(bias.shape, bias.dtype, bias.device) if needs[1] else None
+            x.device.kernels.bias_relu_grad(out._buf, g._buf, dx._buf if dx is not None else None,
+                                            db._buf if db is not None else None, cols)
+            return dx, db
+        record(out, (x, bias), backward)
+    return out
+
+
 def relu6(x):
     """min(max(x, 0), 6)."""
     return _activate("relu6", x, RELU6, RELU6_GRAD_X)

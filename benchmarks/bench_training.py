@@ -13,6 +13,12 @@ figure is the median over processes of each process's median step time.
     PYTHONPATH=.dev python benchmarks/bench_training.py                 # all models
     PYTHONPATH=.dev python benchmarks/bench_training.py --models tiny --rounds 3
     PYTHONPATH=.dev python benchmarks/bench_training.py --accuracy     # 2 epochs on real MNIST
+    PYTHONPATH=.dev python benchmarks/bench_training.py --load --models convnet --libs lamina torch
+
+--load: every worker runs twice, idle and then beside one busy process (a Python spin loop pinned
+to the last core, started before the worker and killed after it), alternating as usual; the
+table then shows each library's idle and loaded step times, the share of its idle throughput it
+keeps under load, and the ratio to PyTorch under the same load.
 """
 import argparse
 import json
@@ -140,6 +146,30 @@ def available(lib):
     return r.returncode == 0
 
 
+def _start_load():
+    """One busy process on the last core (the other processes may still use every core)."""
+    code = ("import os\n"
+            "os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})\n"
+            "while True:\n    pass\n")
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def _run_worker(lib, name, env, load):
+    busy = _start_load() if load else None
+    try:
+        if busy is not None:
+            time.sleep(0.3)  # the spin loop is running before the worker starts
+        r = subprocess.run([sys.executable, __file__, "--worker", lib, name], capture_output=True, text=True, env=env)
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+    if r.returncode != 0:
+        print(f"  {lib} {name} failed:\n{r.stderr[-2000:]}")
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])["step_ms"]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker", nargs=2, metavar=("LIB", "MODEL"))
@@ -148,6 +178,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--accuracy", action="store_true")
+    ap.add_argument("--load", action="store_true", help="also time each worker beside one busy process on one core")
     ap.add_argument("--seed", type=int, default=None, help="with --accuracy: lamina.utils.set_random_seed(seed)")
     args = ap.parse_args()
     if args.worker:
@@ -164,26 +195,36 @@ def main():
     libs = [l for l in args.libs if available(l)]
     print(f"libraries: {', '.join(libs)}; threads: {args.threads}; rounds: {args.rounds}")
     results = {}
+    modes = ("idle", "load") if args.load else ("idle",)
     for name in args.models:
         for _ in range(args.rounds):
             for lib in libs:
-                r = subprocess.run([sys.executable, __file__, "--worker", lib, name], capture_output=True, text=True,
-                                   env=env)
-                if r.returncode != 0:
-                    print(f"  {lib} {name} failed:\n{r.stderr[-2000:]}")
-                    continue
-                rec = json.loads(r.stdout.strip().splitlines()[-1])
-                results.setdefault((name, lib), []).append(rec["step_ms"])
-    print(f"\n{'model':<9} {'lib':<7} {'step ms':>9} {'samples/s':>10} {'vs torch':>9}")
+                for mode in modes:
+                    ms = _run_worker(lib, name, env, mode == "load")
+                    if ms is not None:
+                        results.setdefault((name, lib, mode), []).append(ms)
+    med = {k: statistics.median(v) for k, v in results.items()}
+    if not args.load:
+        print(f"\n{'model':<9} {'lib':<7} {'step ms':>9} {'samples/s':>10} {'vs torch':>9}")
+    else:
+        print(f"\n{'model':<9} {'lib':<7} {'idle ms':>9} {'load ms':>9} {'load samples/s':>15} "
+              f"{'kept of idle':>13} {'vs torch (idle)':>16} {'vs torch (load)':>16}")
     for name in args.models:
-        ref = results.get((name, "torch"))
         for lib in libs:
-            ms = results.get((name, lib))
-            if not ms:
+            m = med.get((name, lib, "idle"))
+            if m is None:
                 continue
-            m = statistics.median(ms)
-            ratio = f"{statistics.median(ref) / m:.2f}x" if ref else "-"
-            print(f"{name:<9} {lib:<7} {m:>9.2f} {MODELS[name] / m * 1e3:>10.0f} {ratio:>9}")
+            ref = med.get((name, "torch", "idle"))
+            ratio = f"{ref / m:.2f}x" if ref else "-"
+            if not args.load:
+                print(f"{name:<9} {lib:<7} {m:>9.2f} {MODELS[name] / m * 1e3:>10.0f} {ratio:>9}")
+                continue
+            ml, refl = med.get((name, lib, "load")), med.get((name, "torch", "load"))
+            if ml is None:
+                continue
+            ratio_l = f"{refl / ml:.2f}x" if refl else "-"
+            print(f"{name:<9} {lib:<7} {m:>9.2f} {ml:>9.2f} {MODELS[name] / ml * 1e3:>15.0f} {m / ml:>12.2f}x "
+                  f"{ratio:>16} {ratio_l:>16}")
 
 
 if __name__ == "__main__":

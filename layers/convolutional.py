@@ -8,6 +8,7 @@ from .. import initializers as _initializers
 from .. import ops
 from .. import regularizers as _regularizers
 from ..backend import validation
+from ..backend.nn import bias_relu
 from .layer import InputSpec, Layer
 
 
@@ -122,6 +123,8 @@ class _Conv(Layer):
         y = run_op(self, ops.conv, x, self.kernel, strides=self.strides, padding=padding,
                    dilation_rate=self.dilation_rate)
         if self.bias is not None:
+            if self.activation is _activations.relu:
+                return bias_relu(y, self.bias)  # one pass instead of two, forward and backward
             y = ops.add(y, self.bias)
         return self.activation(y) if self.activation is not _activations.linear else y
 

@@ -8,6 +8,7 @@ from .. import initializers as _initializers
 from .. import ops
 from .. import regularizers as _regularizers
 from ..backend import validation
+from ..backend.nn import bias_relu
 from ..backend.validation import positive_int as _positive_int
 from .convolutional import _activation, run_op
 from .layer import InputSpec, Layer, flatten
@@ -99,6 +100,8 @@ class Dense(Layer):
             low = ops.matmul(ops.matmul(inputs, self.lora_kernel_a), self.lora_kernel_b)
             x = ops.add(x, ops.multiply(low, float(self.lora_alpha) / self.lora_rank))
         if self.bias is not None:
+            if self.activation is _activations.relu:
+                return bias_relu(x, self.bias)  # one pass instead of two, forward and backward
             x = ops.add(x, self.bias)
         return self.activation(x) if self.activation is not _activations.linear else x
 

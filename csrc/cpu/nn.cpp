@@ -990,6 +990,107 @@ void sparse_segment_sum(const Buffer& ib, const Buffer& vb, int64_t D, const Buf
     segment_sum(ib.data<int64_t>(), n, vb.data<float>(), D, pb.data<int64_t>(), u, oib.data<int64_t>(), ovb.data<float>());
 }
 
+
+// ---- bias + relu (Dense and convolution layers with activation='relu') --------------------------
+// out[r, c] = relu(x[r, c] + b[c]) over the rows of an (R, C) view, one pass (relu as the unary
+// kernel's: NaN passes through, -0 stays). x and out may be the same buffer.
+void bias_relu(const Buffer& xb, const Buffer& bb, Buffer& ob) {
+  const char* op = "bias_relu";
+  check_dtype(op, "x", xb, F32);
+  check_dtype(op, "bias", bb, F32);
+  const int64_t C = bb.numel;
+  LAMINA_CHECK(C > 0 ? xb.numel % C == 0 : xb.numel == 0,
+               op << ": x holds " << xb.numel << " elements, not a whole number of rows of the bias's " << C);
+  check_count(op, "out", ob, xb.numel, F32);
+  if (xb.numel == 0) return;
+  const int64_t R = xb.numel / C;
+  const float* x = xb.data<float>();
+  const float* b = bb.data<float>();
+  float* o = ob.data<float>();
+#pragma omp parallel for if (xb.numel > kParallelGrain) schedule(static)
+  for (int64_t r = 0; r < R; ++r) {
+    const float* xr = x + r * C;
+    float* orow = o + r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = xr[c] + b[c];
+      orow[c] = v < 0.f ? 0.f : v;
+    }
+  }
+}
+
+// The gradient of bias_relu from its output y and the output's gradient g, in one pass:
+// dx[r, c] = y > 0 ? g : 0 and db[c] = sum over r of dx[r, c] (in double, over fixed blocks of
+// rows, so the sums do not depend on the thread count). Either output may be None.
+void bias_relu_grad(const Buffer& yb, const Buffer& gb, Buffer* dxb, Buffer* dbb, int64_t C) {
+  const char* op = "bias_relu_grad";
+  check_dtype(op, "y", yb, F32);
+  check_count(op, "gradient", gb, yb.numel, F32);
+  LAMINA_CHECK(C > 0 ? yb.numel % C == 0 : yb.numel == 0,
+               op << ": y holds " << yb.numel << " elements, not a whole number of rows of " << C);
+  if (dxb) check_count(op, "dx", *dxb, yb.numel, F32);
+  if (dbb) check_count(op, "db", *dbb, C, F32);
+  const int64_t R = C > 0 ? yb.numel / C : 0;
+  const float* y = yb.data<float>();
+  const float* g = gb.data<float>();
+  float* dx = dxb ? dxb->data<float>() : nullptr;
+  float* db = dbb ? dbb->data<float>() : nullptr;
+  if (!db) {
+    if (!dx) return;
+#pragma omp parallel for if (yb.numel > kParallelGrain) schedule(static)
+    for (int64_t r = 0; r < R; ++r) {
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) {
+        const float gv = g[r * C + c];  // loaded unconditionally: a select, not a branch
+        dx[r * C + c] = y[r * C + c] > 0.f ? gv : 0.f;
+      }
+    }
+    return;
+  }
+  if (R == 0) {
+    std::fill(db, db + C, 0.f);
+    return;
+  }
+  const int64_t P = std::max<int64_t>(1, std::min(R / 64, kMaxBlocks));  // blocks of at least 64 rows
+  std::vector<double> part(size_t(P * C), 0.0);
+  std::vector<float> rowsum(size_t(P * C));
+#pragma omp parallel for if (yb.numel > kParallelGrain && P > 1) schedule(static)
+  for (int64_t blk = 0; blk < P; ++blk) {
+    const int64_t r0 = R * blk / P, r1 = R * (blk + 1) / P;
+    double* q = part.data() + blk * C;
+    float* acc = rowsum.data() + blk * C;  // float sums of up to 64 rows, then added in double
+    for (int64_t r = r0; r < r1; r += 64) {
+      std::fill(acc, acc + C, 0.f);
+      for (int64_t i = r; i < std::min(r1, r + 64); ++i) {
+        const float* yr = y + i * C;
+        const float* gr = g + i * C;
+        float* dr = dx ? dx + i * C : nullptr;
+        if (dr) {
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) {
+            const float gv = gr[c];
+            const float v = yr[c] > 0.f ? gv : 0.f;
+            dr[c] = v;
+            acc[c] += v;
+          }
+        } else {
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) {
+            const float gv = gr[c];
+            acc[c] += yr[c] > 0.f ? gv : 0.f;
+          }
+        }
+      }
+      for (int64_t c = 0; c < C; ++c) q[c] += acc[c];
+    }
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    double t = 0.0;
+    for (int64_t blk = 0; blk < P; ++blk) t += part[size_t(blk * C + c)];
+    db[c] = float(t);
+  }
+}
+
 }  // namespace
 
 void bind_nn(py::module_& m) {
@@ -1002,6 +1103,8 @@ void bind_nn(py::module_& m) {
   def_kernel(m, "bce", &bce);
   def_kernel(m, "bce_grad", &bce_grad);
   def_kernel(m, "one_hot", &one_hot);
+  def_kernel(m, "bias_relu", &bias_relu);
+  def_kernel(m, "bias_relu_grad", &bias_relu_grad);
   def_kernel(m, "batch_norm_train", &batch_norm_train);
   def_kernel(m, "batch_norm_train_grad", &batch_norm_train_grad);
   def_kernel(m, "batch_norm_infer", &batch_norm_infer, py::arg("x"), py::arg("mean"), py::arg("variance"),

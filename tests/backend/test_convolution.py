@@ -550,3 +550,16 @@ def test_ops_namespace_exports():
     for name in ["conv", "conv1d", "conv2d", "max_pool", "average_pool"]:
         assert getattr(ops, name) is getattr(lamina.backend.convolution, name)
         assert name in lamina.backend.nn.__all__
+
+
+@pytest.mark.parametrize("cin,cout", [(6, 9), (2, 40), (1, 32)])
+def test_conv_kernel_gradient_both_layouts(rng, schedule, cin, cout):
+    """The filter gradient is formed transposed (dout^T @ im2col) when the kernel has more rows
+    (kh*kw*cin) than filters, directly otherwise: both against the reference, both schedules."""
+    x = f32(rng, 4, 9, 8, cin)
+    w = f32(rng, 3, 3, cin, cout)
+    g = f32(rng, 4, 9, 8, cout)
+    gx, gw = _conv_grads(x, w, g, padding="same")
+    want_x, want_w = conv_grads_ref(x, w, g, padding="same")
+    np.testing.assert_allclose(gx.numpy(), want_x, atol=1e-3, rtol=1e-3)
+    np.testing.assert_allclose(gw.numpy(), want_w, atol=1e-3, rtol=1e-3)

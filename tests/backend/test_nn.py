@@ -665,3 +665,61 @@ class _threads:
 
     def __exit__(self, *exc):
         lamina.backend.set_num_threads(self.old)
+
+
+# ---- bias_relu (Dense / convolution layers with activation='relu') --------------------------------
+
+@pytest.mark.parametrize("shape", [(5, 7), (3, 4, 6, 16), (2000, 3), (1, 1), (130, 64)])
+def test_bias_relu_matches_numpy_forward_and_backward(rng, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    b = rng.standard_normal(shape[-1]).astype(np.float32)
+    check_forward(nn.bias_relu, lambda x, b: np.maximum(x + b, 0), [x, b], atol=0, rtol=0)
+    check_grad(nn.bias_relu, lambda x, b: np.maximum(_f64(x) + b, 0), [x, b], atol=2e-3, rtol=2e-3)
+
+
+def test_bias_relu_gradient_is_exact_and_sums_many_rows(rng):
+    x = rng.standard_normal((10000, 5)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    g = rng.standard_normal((10000, 5)).astype(np.float32)
+    xv, bv = lamina.Variable(x), lamina.Variable(b)
+    with lamina.GradientTape() as tape:
+        y = nn.bias_relu(xv, bv)
+    gx, gb = tape.gradient(y, [xv, bv], output_gradients=g)
+    want = np.where(x + b > 0, g, 0)
+    np.testing.assert_array_equal(gx.numpy(), want)
+    np.testing.assert_allclose(gb.numpy(), want.astype(np.float64).sum(0), rtol=1e-6, atol=1e-4)
+    with lamina.GradientTape() as tape:  # only the bias needs a gradient
+        y = nn.bias_relu(lamina.convert_to_tensor(x), bv)
+    (gb2,) = tape.gradient(y, [bv], output_gradients=g)
+    np.testing.assert_array_equal(gb2.numpy(), gb.numpy())
+
+
+def test_bias_relu_special_values_as_relu_of_the_sum():
+    x = np.array([[np.nan, -0.0, 0.0, np.inf, -np.inf, 1e-45, -1e-45, 3.0]], np.float32)
+    b = np.array([0, 0, 0, 0, 0, 0, 0, -3], np.float32)
+    got = nn.bias_relu(lamina.convert_to_tensor(x), lamina.convert_to_tensor(b)).numpy()
+    want = ops.relu(ops.add(x, b)).numpy()
+    np.testing.assert_array_equal(got, want)  # NaN stays NaN, -0 stays -0 (bitwise as relu)
+    assert np.signbit(got[0, 1]) == np.signbit(want[0, 1])
+
+
+def test_bias_relu_other_inputs_take_the_general_path(rng):
+    xi = np.arange(12, dtype=np.int32).reshape(3, 4) - 6
+    got = nn.bias_relu(lamina.convert_to_tensor(xi), lamina.convert_to_tensor(np.ones(4, np.int32)))
+    assert got.dtype == "int32"
+    np.testing.assert_array_equal(got.numpy(), np.maximum(xi + 1, 0))
+    x = rng.standard_normal((3, 4)).astype(np.float32)  # a (3, 4) bias broadcasts as add does
+    b = rng.standard_normal((3, 4)).astype(np.float32)
+    np.testing.assert_allclose(nn.bias_relu(lamina.convert_to_tensor(x), lamina.convert_to_tensor(b)).numpy(),
+                               np.maximum(x + b, 0), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"\(3, 4\).*\(5,\)"):
+        nn.bias_relu(lamina.convert_to_tensor(x), lamina.convert_to_tensor(np.ones(5, np.float32)))
+
+
+def test_bias_relu_kernel_checks_its_buffers():
+    k = lamina.get_device("cpu").kernels
+    x = lamina.convert_to_tensor(np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"bias_relu: x holds 12 elements, not a whole number of rows of the bias's 5"):
+        k.bias_relu(x._buf, lamina.convert_to_tensor(np.ones(5, np.float32))._buf, x._buf)
+    with pytest.raises(ValueError, match=r"bias_relu_grad: db holds 4 elements, expected 3"):
+        k.bias_relu_grad(x._buf, x._buf, None, lamina.convert_to_tensor(np.ones(4, np.float32))._buf, 3)

@@ -225,3 +225,31 @@ def test_softmax_mask_keras_parity():
     for axis, m in [(-1, mask), (1, mask[:, :, :1].repeat(4, -1)), ([1, 2], mask)]:
         np.testing.assert_allclose(layers.Softmax(axis=axis)(x, mask=m).numpy(),
                                    np.asarray(keras.layers.Softmax(axis=axis)(x, mask=m)), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("make", [
+    lambda act: layers.Dense(6, activation=act),
+    lambda act: layers.Conv2D(5, 3, padding="same", activation=act),
+    lambda act: layers.Conv1D(4, 2, activation=act),
+])
+def test_relu_layers_run_bias_and_relu_fused_with_the_same_results(make):
+    """Dense/Conv with activation='relu' run bias_relu (one pass); it must give what the linear
+    layer followed by a ReLU gives, outputs and every gradient."""
+    rng = np.random.default_rng(3)
+    fused, plain = make("relu"), make("linear")
+    shape = {6: (4, 7), 5: (2, 6, 6, 3), 4: (3, 8, 2)}[fused.units if hasattr(fused, "units") else fused.filters]
+    x = rng.standard_normal(shape).astype(np.float32)
+    fused.build(shape)
+    plain.build(shape)
+    plain.set_weights(fused.get_weights())
+    outs = []
+    for layer, after in ((fused, None), (plain, layers.ReLU())):
+        xv = lamina.Variable(x)
+        with lamina.GradientTape() as tape:
+            y = layer(xv)
+            y = after(y) if after is not None else y
+            loss = lamina.ops.sum(lamina.ops.multiply(y, y))
+        outs.append([y.numpy()] + [g.numpy() for g in tape.gradient(loss, [xv] + layer.trainable_weights)])
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert all(np.any(o != 0) for o in outs[0])  # nothing trivially zero
