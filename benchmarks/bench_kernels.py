@@ -8,7 +8,10 @@ thread pools of different runtimes (OpenBLAS, PyTorch's OpenMP, ours) fight for 
 they share a process. Every worker warms up, then times several samples (each >= 0.2 s); the
 parent prints the median over the samples of all rounds, and the ratio lamina / reference.
 OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS and LAMINA_NUM_THREADS are all set to
---threads for every worker.
+--threads for every worker. The numpy worker runs without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
+(some environments set them, forcing OpenBLAS onto older kernels: Haswell's on a Zen 5), so that
+OpenBLAS picks its kernels for this CPU; the footer shows which, from threadpoolctl.
+`--keep-openblas-env` keeps them.
 
 On a shared machine, samples during which other processes used the CPU are set aside (see
 _time); the `quiet` column is the fraction of samples that were kept. Below 100%, rerun.
@@ -144,7 +147,14 @@ def gemm_worker_numpy(case):
     _, _, _, _, ta, tb = case
     a_op, b_op = (a.T if ta else a), (b.T if tb else b)  # views: BLAS gets the transpose flags
     c = np.empty((a_op.shape[0], b_op.shape[1]), np.float32)
-    return {"gflops": _rates(_time(lambda: np.matmul(a_op, b_op, out=c)), _gemm_flop(case) / 1e9)}
+    arch = "unknown (threadpoolctl not installed)"
+    try:
+        import threadpoolctl
+        arch = ", ".join(f"{i.get('internal_api')} {i.get('architecture')}" for i in threadpoolctl.threadpool_info()
+                         if i.get("user_api") == "blas") or "no BLAS found"
+    except ImportError:
+        pass
+    return {"gflops": _rates(_time(lambda: np.matmul(a_op, b_op, out=c)), _gemm_flop(case) / 1e9), "arch": arch}
 
 
 def gemm_report(name, results):
@@ -163,7 +173,8 @@ SECTIONS = {
         "workers": {"lamina": gemm_worker_lamina, "numpy": gemm_worker_numpy},
         "header": GEMM_HEADER,
         "report": gemm_report,
-        "footer": lambda r: f"# lamina GEMM kernel: {r['lamina'][0]['kernel']}, {r['lamina'][0]['threads']} threads",
+        "footer": lambda r: (f"# lamina GEMM kernel: {r['lamina'][0]['kernel']}, {r['lamina'][0]['threads']} threads; "
+                             f"numpy's BLAS: {r['numpy'][0].get('arch')}"),
     },
 }
 
@@ -181,8 +192,11 @@ def _cpu_name():
     return platform.processor() or platform.machine()
 
 
-def run_worker(section, lib, case_name, threads, extra_env=None):
+def run_worker(section, lib, case_name, threads, extra_env=None, keep_openblas_env=False):
     env = dict(os.environ, **(extra_env or {}))
+    if lib == "numpy" and not keep_openblas_env:
+        env.pop("OPENBLAS_CORETYPE", None)
+        env.pop("OPENBLAS_L2_SIZE", None)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LAMINA_NUM_THREADS"):
         env[var] = str(threads)
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", section, lib, case_name],
@@ -202,6 +216,8 @@ def main():
                    help="force lamina's GEMM micro-kernel (sets LAMINA_GEMM_KERNEL for the workers)")
     p.add_argument("--worker", nargs=3, metavar=("SECTION", "LIB", "CASE"), help=argparse.SUPPRESS)
     p.add_argument("--no-conv", action="store_true", help="skip the conv2d section (bench_conv.py)")
+    p.add_argument("--keep-openblas-env", action="store_true",
+                   help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for the numpy worker (default: unset)")
     args = p.parse_args()
 
     if args.worker:
@@ -224,7 +240,8 @@ def main():
             results = {lib: [] for lib in libs}
             for _ in range(args.rounds):
                 for lib in libs:  # alternate: lamina, reference, lamina, reference, ...
-                    results[lib].append(run_worker(section, lib, name, args.threads, extra_env))
+                    results[lib].append(run_worker(section, lib, name, args.threads, extra_env,
+                                                   args.keep_openblas_env))
             print(sec["report"](name, results), flush=True)
             last = results
         if "footer" in sec and last:

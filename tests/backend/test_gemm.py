@@ -131,6 +131,14 @@ def test_gemm_many_cache_blocks(kernel, threads, small_blocks, ta, tb, rng):
 
 
 @pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
+def test_gemm_default_depth_blocks(kernel, threads, ta, tb, rng):
+    """K around the default depth blocks (256, or 768 split into equal blocks on CPUs with a
+    large L2): one block, two equal ones, a remainder, and depths not a multiple of 4."""
+    for K in (255, 257, 767, 768, 769, 801, 1537, 2050):
+        _run(rng, 14, 35, K, ta, tb, alpha=0.5, beta=1.0)
+
+
+@pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
 def test_gemm_operands_over_8mb(kernel, ta, tb, rng):
     """Operands of 8 MB and more are prefetched ahead of their packing."""
     _run(rng, 13, 1030, 2050, ta, tb)   # B: 8.4 MB
