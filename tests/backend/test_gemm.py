@@ -131,6 +131,14 @@ def test_gemm_many_cache_blocks(kernel, threads, small_blocks, ta, tb, rng):
 
 
 @pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
+def test_gemm_few_columns_computed_transposed(kernel, threads, ta, tb, rng):
+    """N <= the tile height (and M >= 2N) runs as C^T = op(B)^T op(A)^T, then transposed."""
+    for M, N, K in [(40, 10, 784), (700, 3, 50), (24, 12, 5), (25, 2, 3), (4, 2, 9), (300, 6, 1000)]:
+        _run(rng, M, N, K, ta, tb)
+        _run(rng, M, N, K, ta, tb, alpha=-1.5, beta=0.5, pad=(3, 2, 5))
+
+
+@pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
 def test_gemm_default_depth_blocks(kernel, threads, ta, tb, rng):
     """K around the default depth blocks (256, or 768 split into equal blocks on CPUs with a
     large L2): one block, two equal ones, a remainder, and depths not a multiple of 4."""
