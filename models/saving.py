@@ -273,7 +273,7 @@ def compile_config(model):
             return obj(m)
         return getattr(m, "__name__", None)
     config = {"loss": loss(c.loss), "loss_weights": c.loss_weights, "metrics": metric(c.metrics_spec),
-              "weighted_metrics": metric(c.weighted_spec), "run_eagerly": False,
+              "weighted_metrics": metric(c.weighted_spec), "run_eagerly": bool(model.run_eagerly),
               "steps_per_execution": model.steps_per_execution,
               "jit_compile": False}
     if _mode.legacy:

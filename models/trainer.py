@@ -26,6 +26,7 @@ from .compile_utils import CompileLoss, CompileMetrics
 from .data import (ArrayData, class_weight_to_sample_weight, make_data, pack_x_y_sample_weight,
                    unpack_x_y_sample_weight)
 from .progress import Progress, resolve_verbose, shown_by_callbacks
+from . import replay as _replay
 from ..distribute.strategy import batch_size_of, even_slices, get_strategy, slice_rows
 
 
@@ -41,6 +42,8 @@ class Trainer:
         self._compile_loss = self._compile_metrics = self._loss_tracker = None
         self._distribute_strategy = get_strategy()  # a model made in `with strategy.scope():`
         self._initial_epoch = None  # set by callbacks.BackupAndRestore: the epoch fit resumes from
+        self.run_eagerly = False
+        self._step_replay = None  # compile() makes one (models/replay.py)
 
     # -- compile --
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
@@ -66,6 +69,8 @@ class Trainer:
                            if metrics is not None or weighted_metrics is not None else None)
         object.__setattr__(self, "_loss_tracker", metrics_module.Mean(name="loss"))
         self._compute_loss_has_training = "training" in inspect.signature(self.compute_loss).parameters
+        self.run_eagerly = bool(run_eagerly)  # True: no step replay (models/replay.py), as Keras's eager mode
+        object.__setattr__(self, "_step_replay", _replay.StepReplay())
         self.compiled = True
 
     # -- metrics --
@@ -163,14 +168,32 @@ class Trainer:
 
     def train_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
-        with GradientTape() as tape:
-            y_pred = self(x, training=True)
-            loss = self._compute_loss(x, y, y_pred, sample_weight, training=True)
-            scaled = self.optimizer.scale_loss(loss)  # loss_scale_factor; apply divides it out again
+
+        def gradients():
+            with GradientTape() as tape:
+                y_pred = self(x, training=True)
+                loss = self._compute_loss(x, y, y_pred, sample_weight, training=True)
+                scaled = self.optimizer.scale_loss(loss)  # loss_scale_factor; apply divides it out again
+            tv = self.trainable_weights  # after the call: a subclassed model builds its weights in the first one
+            return y_pred, loss, tv, tape.gradient(scaled, tv)
+        key = self._replay_key(data)
+        y_pred, loss, tv, grads = gradients() if key is None else self._step_replay.run(key, _replay.batch_tensors(data),
+                                                                                        gradients)
         self._loss_tracker.update_state(loss, sample_weight=_batch_len(x))
-        tv = self.trainable_weights  # after the call: a subclassed model builds its weights in the first one
-        self.optimizer.apply(tape.gradient(scaled, tv), tv)
+        self.optimizer.apply(grads, tv)
         return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def _replay_key(self, data):
+        """The signature under which the built-in train_step's forward pass, loss and gradients
+        are recorded and replayed (models/replay.py), or None where they run as usual:
+        run_eagerly, an overridden train_step, a distribution strategy, a loss-scaling optimizer,
+        a batch that is not all tensors."""
+        if self.run_eagerly or type(self).train_step is not Trainer.train_step or \
+                self._distribute_strategy is not None or get_strategy() is not None or \
+                not getattr(self.optimizer, "_replayable", True) or self._step_replay is None:
+            return None
+        return _replay.signature(_replay.batch_tensors(data), (id(self.optimizer),) +
+                                 tuple(id(v) for v in self.trainable_weights))
 
     def test_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)

@@ -64,6 +64,8 @@ class LossScaleOptimizer(Optimizer):
     steps in a row the scale doubles. The learning rate and iteration count are the inner
     optimizer's; its own `loss_scale_factor` is switched off (it would scale twice)."""
 
+    _replayable = False  # the scale changes between steps: train steps are not replayed (models/replay.py)
+
     def __init__(self, inner_optimizer, initial_scale=2.0 ** 15, dynamic_growth_steps=2000, name=None, **kwargs):
         if not kwargs.pop("dynamic", True):
             raise ValueError("LossScaleOptimizer no longer supports `dynamic=False` (as Keras 3). Instead, set "

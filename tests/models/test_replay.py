@@ -1,0 +1,261 @@
+"""Step replay (models/replay.py): a recorded train step run again on new batches must train
+exactly as the step run as usual (compile(run_eagerly=True)), and steps that cannot be replayed
+must run as usual."""
+import numpy as np
+import pytest
+
+import lamina
+from lamina import layers, ops
+
+
+def _replayed(model):
+    return [v for v in model._step_replay.explain().values() if v == "replayed"]
+
+
+def _not_replayed(model):
+    return [v for v in model._step_replay.explain().values() if v not in ("replayed", "recording")]
+
+
+def _pair(build, **compile_kw):
+    """The same model twice (same initial weights): replayed, and run eagerly."""
+    out = []
+    for eager in (False, True):
+        lamina.utils.set_random_seed(7)
+        m = build()
+        kw = dict(optimizer=lamina.optimizers.Adam(1e-2),
+                  loss=lamina.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        kw.update(compile_kw)
+        m.compile(run_eagerly=eager, **kw)
+        out.append(m)
+    return out
+
+
+def _same_weights(a, b):
+    wa, wb = a.get_weights(), b.get_weights()
+    assert len(wa) == len(wb)
+    for x, y in zip(wa, wb):
+        np.testing.assert_array_equal(x, y)
+
+
+def _mlp():
+    return lamina.Sequential([lamina.Input((8,)), layers.Dense(16, activation="relu"), layers.BatchNormalization(),
+                              layers.Dense(3)])
+
+
+def _batches(n, rows=10, features=8, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal((rows, features)).astype(np.float32), rng.integers(0, classes, rows))
+            for _ in range(n)]
+
+
+def test_replayed_train_on_batch_equals_eager_bit_for_bit():
+    a, b = _pair(_mlp)
+    for x, y in _batches(12):
+        assert a.train_on_batch(x, y, return_dict=True) == b.train_on_batch(x, y, return_dict=True)
+    _same_weights(a, b)  # kernels, moving statistics of BatchNormalization, optimizer state
+    assert _replayed(a) and not b._step_replay.entries
+    for va, vb in zip(a.optimizer.variables, b.optimizer.variables):
+        np.testing.assert_array_equal(va.numpy(), vb.numpy())
+
+
+def test_replayed_fit_with_a_last_partial_batch_equals_eager():
+    a, b = _pair(_mlp)
+    x = np.concatenate([x for x, _ in _batches(12)])
+    y = np.concatenate([y for _, y in _batches(12)])
+    ha = a.fit(x, y, batch_size=16, epochs=5, verbose=0, shuffle=False, validation_split=0.1).history
+    hb = b.fit(x, y, batch_size=16, epochs=5, verbose=0, shuffle=False, validation_split=0.1).history
+    assert ha == hb
+    _same_weights(a, b)
+    assert len(_replayed(a)) == 2  # full batches of 16 and the last one of 12
+
+
+def test_functional_model_with_two_inputs_and_outputs():
+    def build():
+        i1, i2 = lamina.Input((4,), name="a"), lamina.Input((3,), name="b")
+        h = layers.Concatenate()([layers.Dense(5, activation="tanh")(i1), i2])
+        return lamina.Model([i1, i2], [layers.Dense(2, name="reg")(h), layers.Dense(3, name="cls")(h)])
+    a, b = _pair(build, loss={"reg": "mse", "cls": lamina.losses.SparseCategoricalCrossentropy(from_logits=True)},
+                 loss_weights={"reg": 0.5, "cls": 1.0}, metrics={"cls": ["accuracy"]})
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        x = [rng.standard_normal((6, 4)).astype(np.float32), rng.standard_normal((6, 3)).astype(np.float32)]
+        y = {"reg": rng.standard_normal((6, 2)).astype(np.float32), "cls": rng.integers(0, 3, 6)}
+        sw = rng.random(6).astype(np.float32)
+        assert a.train_on_batch(x, y, sample_weight=sw, return_dict=True) == \
+            b.train_on_batch(x, y, sample_weight=sw, return_dict=True)
+    _same_weights(a, b)
+    assert _replayed(a)
+
+
+def test_devices_model_parallel_replayed():
+    def build():
+        inp = lamina.Input((8,))
+        with lamina.device("cpu:1"):
+            h = layers.Dense(12, activation="relu")(inp)
+        with lamina.device("cpu:0"):
+            out = layers.Dense(3)(h)
+        return lamina.Model(inp, out)
+    a, b = _pair(build)
+    for x, y in _batches(8):
+        assert a.train_on_batch(x, y) == b.train_on_batch(x, y)
+    _same_weights(a, b)
+    assert _replayed(a)
+
+
+def test_dropout_changes_its_seed_so_the_step_runs_as_usual():
+    def build():
+        return lamina.Sequential([lamina.Input((8,)), layers.Dense(16), layers.Dropout(0.5), layers.Dense(3)])
+    a, b = _pair(build)
+    logs = []
+    for m in (a, b):  # one after the other: both draw the same dropout seeds
+        lamina.utils.set_random_seed(11)
+        logs.append([m.train_on_batch(x, y) for x, y in _batches(6)])
+    assert logs[0] == logs[1]
+    _same_weights(a, b)
+    (why,) = _not_replayed(a)
+    assert "dropout" in why and "changed" in why
+
+
+class _PythonDecides(layers.Layer):
+    """Reads a value back and branches on it in Python: must never be replayed."""
+
+    def call(self, x):
+        return x * 2.0 if float(ops.sum(x)) > 0 else x * -1.0
+
+
+def test_a_step_that_reads_back_values_runs_as_usual():
+    def build():
+        return lamina.Sequential([lamina.Input((8,)), layers.Dense(3), _PythonDecides()])
+    a, b = _pair(build)
+    for x, y in _batches(6):
+        assert a.train_on_batch(x, y) == b.train_on_batch(x, y)
+    _same_weights(a, b)
+    (why,) = _not_replayed(a)
+    assert "reads a value back" in why
+
+
+class _Arange(layers.Layer):
+    """Uploads a constant at every call (a new tensor from numpy) and adds it."""
+
+    def call(self, x):
+        return ops.add(x, lamina.convert_to_tensor(np.arange(x.shape[-1], dtype=np.float32) * 0.1))
+
+
+def test_constants_uploaded_by_the_step_are_replayed():
+    def build():
+        return lamina.Sequential([lamina.Input((8,)), layers.Dense(3), _Arange()])
+    a, b = _pair(build)
+    for x, y in _batches(8):
+        assert a.train_on_batch(x, y) == b.train_on_batch(x, y)
+    _same_weights(a, b)
+    assert _replayed(a)
+
+
+def test_freezing_a_layer_records_a_new_step():
+    a, b = _pair(_mlp)
+    data = _batches(12)
+    for x, y in data[:6]:
+        a.train_on_batch(x, y)
+        b.train_on_batch(x, y)
+    for m in (a, b):
+        m.layers[0].trainable = False
+    frozen = a.layers[0].get_weights()
+    for x, y in data[6:]:
+        assert a.train_on_batch(x, y) == b.train_on_batch(x, y)
+    _same_weights(a, b)
+    for w, f in zip(a.layers[0].get_weights(), frozen):
+        np.testing.assert_array_equal(w, f)
+    assert len(a._step_replay.entries) == 2
+
+
+def test_weights_set_between_replayed_steps_are_used():
+    a, b = _pair(_mlp)
+    data = _batches(10)
+    for x, y in data[:5]:
+        a.train_on_batch(x, y)
+        b.train_on_batch(x, y)
+    new = [np.full_like(w, 0.01 * (i + 1)) for i, w in enumerate(a.get_weights())]
+    a.set_weights(new)
+    b.set_weights(new)
+    for x, y in data[5:]:
+        assert a.train_on_batch(x, y) == b.train_on_batch(x, y)
+    _same_weights(a, b)
+
+
+def test_an_error_in_a_replayed_step_is_the_kernels_error():
+    a, b = _pair(_mlp)
+    for x, y in _batches(5):
+        a.train_on_batch(x, y)
+        b.train_on_batch(x, y)
+    assert _replayed(a)
+    x, y = _batches(1, seed=5)[0]
+    y[3] = 7  # out of range for 3 classes
+    with pytest.raises(ValueError) as ea:
+        a.train_on_batch(x, y)
+    with pytest.raises(ValueError) as eb:
+        b.train_on_batch(x, y)
+    assert str(ea.value) == str(eb.value)
+
+
+def test_what_is_never_replayed():
+    # run_eagerly, a custom train_step, a loss-scaling optimizer, string inputs
+    m = _mlp()
+    m.compile(optimizer="adam", loss=lamina.losses.SparseCategoricalCrossentropy(from_logits=True), run_eagerly=True)
+    assert m.run_eagerly
+    for x, y in _batches(5):
+        m.train_on_batch(x, y)
+    assert not m._step_replay.entries
+
+    class Custom(lamina.Sequential):
+        def train_step(self, data):
+            return super().train_step(data)
+    c = Custom([lamina.Input((8,)), layers.Dense(3)])
+    c.compile(optimizer="adam", loss=lamina.losses.SparseCategoricalCrossentropy(from_logits=True))
+    for x, y in _batches(5):
+        c.train_on_batch(x, y)
+    assert not c._step_replay.entries
+
+    s = _mlp()
+    s.compile(optimizer=lamina.optimizers.LossScaleOptimizer(lamina.optimizers.SGD(0.01)),
+              loss=lamina.losses.SparseCategoricalCrossentropy(from_logits=True))
+    for x, y in _batches(5):
+        s.train_on_batch(x, y)
+    assert not s._step_replay.entries
+
+
+def test_run_eagerly_is_kept_in_the_compile_config(tmp_path):
+    m = _mlp()
+    m.compile(optimizer="adam", loss="mse", run_eagerly=True)
+    path = str(tmp_path / "m.keras")
+    m.save(path)
+    assert lamina.models.load_model(path).run_eagerly
+
+
+def test_embedding_gradient_rows_follow_the_new_batch():
+    """The sparse gradient of an embedding keeps the batch's ids: replayed, it must carry the new
+    batch's ids, not the recorded one's."""
+    def build():
+        return lamina.Sequential([lamina.Input((6,), dtype="int32"), layers.Embedding(50, 4), layers.Flatten(),
+                                  layers.Dense(3)])
+    a, b = _pair(build)
+    rng = np.random.default_rng(3)
+    for _ in range(8):
+        x = rng.integers(0, 50, size=(5, 6)).astype(np.int32)
+        y = rng.integers(0, 3, 5)
+        assert a.train_on_batch(x, y) == b.train_on_batch(x, y)
+    _same_weights(a, b)
+    assert _replayed(a)
+
+
+def test_a_model_returning_its_input_returns_the_new_batch():
+    def build():
+        inp = lamina.Input((3,))
+        return lamina.Model(inp, [layers.Dense(3)(inp), layers.Identity()(inp)])
+    a, b = _pair(build, loss=["mse", None], metrics=[None, ["mae"]])
+    rng = np.random.default_rng(4)
+    for _ in range(7):
+        x = rng.standard_normal((4, 3)).astype(np.float32)
+        y = [rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)]
+        assert a.train_on_batch(x, y) == b.train_on_batch(x, y)
+    _same_weights(a, b)
+    assert _replayed(a)
