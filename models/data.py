@@ -157,6 +157,10 @@ class DataAdapter:
     steps = None
     class_weight = None
 
+    def batch_nbytes(self):
+        """Bytes of one batch's arrays, or None when not known before reading it."""
+        return None
+
     def on_epoch_begin(self):
         pass
 
@@ -197,6 +201,10 @@ class ArrayData(DataAdapter):
     @property
     def steps(self):
         return (self.n + self.batch_size - 1) // self.batch_size
+
+    def batch_nbytes(self):
+        leaves = [a for s in (self.x, self.y, self.sw) if s is not None for a in flatten(s)]
+        return sum(a.nbytes // max(len(a), 1) for a in leaves if hasattr(a, "nbytes")) * min(self.batch_size, self.n)
 
     def split(self, fraction):
         """Keras's validation_split: the last `fraction` of the samples, taken before shuffling."""

@@ -278,9 +278,11 @@ class Trainer:
                 data.on_epoch_begin()
                 logs, ran = None, False
                 # the next batches are sliced and converted on a background thread while a step runs
-                # (not under a strategy: its data iterators take part in its collectives)
+                # (not under a strategy: its data iterators take part in its collectives; not for
+                # small arrays, whose copies cost less than handing them between threads)
+                nbytes = data.batch_nbytes()
                 with _prefetched(_executions(data, steps_per_epoch, self.steps_per_execution),
-                                 strategy is None) as executions:
+                                 strategy is None and (nbytes is None or nbytes >= PREFETCH_MIN_BYTES)) as executions:
                     for step, batches in executions:
                         cbs.on_train_batch_begin(step)
                         end = step + len(batches) - 1
@@ -520,6 +522,12 @@ def _executions(data, limit, n):
             return
         yield step, group
         step += len(group)
+
+
+# Array batches smaller than this are converted on the calling thread: measured on Zen 5, for a
+# 100 KB batch (32 MNIST images) handing it over from the prefetch thread cost ~20 us per step,
+# more than slicing and copying it (~5 us); from about a megabyte on, the copy is worth overlapping.
+PREFETCH_MIN_BYTES = 1 << 20
 
 
 class _prefetched:

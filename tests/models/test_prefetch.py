@@ -10,6 +10,12 @@ from lamina import layers
 from lamina.models import trainer
 
 
+@pytest.fixture(autouse=True)
+def prefetch_small_batches(monkeypatch):
+    """The tests' arrays are small: prefetch them anyway (fit converts small batches itself)."""
+    monkeypatch.setattr(trainer, "PREFETCH_MIN_BYTES", 0)
+
+
 class _Recorder(lamina.Sequential):
     """Records the rows of every batch train_step receives, and the thread that converted it."""
 
@@ -136,3 +142,20 @@ def test_training_result_is_the_same_as_without_prefetching(monkeypatch):
         weights.append([w.numpy() for w in m.weights])
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("rows,prefetched", [(4, False), (30000, True)])
+def test_only_batches_of_a_megabyte_or_more_are_prefetched(monkeypatch, rows, prefetched):
+    monkeypatch.setattr(trainer, "PREFETCH_MIN_BYTES", 1 << 20)
+    threads = []
+    real = trainer._to_tensors
+
+    def spy(batch):
+        threads.append(threading.current_thread().name)
+        return real(batch)
+    monkeypatch.setattr(trainer, "_to_tensors", spy)
+    m = lamina.Sequential([lamina.Input((10,)), layers.Dense(1)])
+    m.compile(optimizer="sgd", loss="mse")
+    x = np.ones((2 * rows, 10), np.float32)  # rows x 10 floats + rows targets per batch
+    m.fit(x, np.ones((2 * rows, 1), np.float32), batch_size=rows, epochs=1, verbose=0)
+    assert ("lamina-fit-prefetch" in threads) == prefetched
