@@ -4,7 +4,9 @@ Models (28x28 inputs, batch 128 unless noted, Adam):
   convnet  Deep MNIST for Experts: Conv5x5x32-pool-Conv5x5x64-pool-Dense1024-Dropout0.5-Dense10
   mlp      784-1024-10
   softmax  softmax regression 784-10
-  tiny     Dense(10) on 784 inputs, batch 32 (per-step overhead)
+  tiny     Dense(10) on 784 inputs, batch 32 (per-step overhead): train_on_batch per step
+  tinyfit  the same model trained by fit (12,800 rows, batch 32: 400 steps an epoch), time per step;
+           PyTorch runs its hand-written loop over the same batches
 
 Each library runs in its own process (thread pools of different runtimes fight when mixed),
 alternating lamina, torch, keras, lamina, ...; each process warms up, then times steps; the
@@ -30,8 +32,8 @@ import time
 
 import numpy as np
 
-MODELS = {"convnet": 128, "mlp": 128, "softmax": 128, "tiny": 32}
-STEPS = {"convnet": 12, "mlp": 40, "softmax": 100, "tiny": 200}
+MODELS = {"convnet": 128, "mlp": 128, "softmax": 128, "tiny": 32, "tinyfit": 32}
+STEPS = {"convnet": 12, "mlp": 40, "softmax": 100, "tiny": 200, "tinyfit": 400}
 
 
 def _data(model, batch, seed=0):
@@ -65,6 +67,15 @@ def run_keras_like(lib, name, batch, steps):
     model = lamina_model(name, keras)
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    if name == "tinyfit":  # fit over `steps` batches; the figure is an epoch's time per step
+        x, y = _data(name, batch * steps)
+        model.fit(x, y, batch_size=batch, epochs=2, verbose=0, shuffle=False)
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+            times.append((time.perf_counter() - t) / steps)
+        return times
     x, y = _data(name, batch)
     for _ in range(3):
         model.train_on_batch(x, y)
