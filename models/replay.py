@@ -13,10 +13,13 @@ trainable variables), the first step runs as usual (it builds weights, optimizer
 caches), the second and third are recorded, and the two recordings are compared call by call:
 the same kernels, the same buffers in the same roles (the batch's, the step's own new ones, and
 the same existing ones: weights, cached constants), the same scalar arguments (shapes, flags,
-seeds, constants uploaded by the step). Only if they agree is the step replayed from the fourth
-batch on. A step that reads a value back to the host (Python deciding on data), whose random
-seeds change from step to step (dropout, noise), that allocates more than `MAX_BYTES`, or that
-uses a kernel returning a value, is never replayed: it keeps running as usual.
+constants uploaded by the step). Random ops (dropout, noise) draw a new (seed, counter) pair
+from their generator at every call: the recordings note which argument came from which draw,
+and each replay draws again from the same generators in the same order, so a replayed step uses
+the very seeds the step would have. Only if the recordings agree is the step replayed from the
+fourth batch on. A step that reads a value back to the host (Python deciding on data), whose
+scalars change from step to step otherwise, that allocates more than `MAX_BYTES`, or that uses
+a kernel returning a value, is never replayed: it keeps running as usual.
 
 As with Keras's compiled functions, Python inside `call` runs only while recording: a layer whose
 Python changes its behaviour later (a counter of calls, an attribute reassigned by a callback)
@@ -28,6 +31,7 @@ import threading
 import numpy as np
 
 from ..backend.device import _devices as _DEVICES
+from ..backend import random as _random
 from ..backend.autodiff import _state as _tape_state
 from ..backend.tensor import Tensor
 from ..layers.layer import flatten
@@ -44,6 +48,7 @@ class _Recording:
         self.created = []    # (kind, buffer, args): "new" from Buffer(...), "const" from from_numpy(array)
         self.abort = None    # why this step cannot be replayed
         self.nbytes = 0
+        self.draws = []      # (seed argument, op) of each random draw, in order
 
 
 class _Proxy:
@@ -84,18 +89,38 @@ class _Proxy:
         return call
 
 
+class _Drawn(int):
+    """A seed or counter from the step's j-th random draw (component c: 0 seed, 1 counter)."""
+
+    def __new__(cls, value, j, c):
+        self = super().__new__(cls, value)
+        self.draw = (j, c)
+        return self
+
+
 def _record(fn):
     """Runs fn() with every device's kernels logged; returns (fn's result, the _Recording)."""
     rec = _Recording()
     tid = threading.get_ident()
+    real_draw = _random.draw_seed
+
+    def draw(seed, op="random"):
+        key, ctr = real_draw(seed, op)
+        if threading.get_ident() != tid:
+            return key, ctr
+        j = len(rec.draws)
+        rec.draws.append((seed, op))
+        return _Drawn(key, j, 0), _Drawn(ctr, j, 1)
     devices = list(_DEVICES.values())
     saved = [(d, d.kernels) for d in devices if d.kernels is not None]
     proxies = {}  # one per kernel module: devices sharing a module still share it (copy_to checks)
     for d, real in saved:
         d.kernels = proxies.setdefault(id(real), _Proxy(real, rec, tid))
+    _random.draw_seed = draw
     try:
         result = fn()
     finally:
+        _random.draw_seed = real_draw
         for d, real in saved:
             d.kernels = real
     if len(_DEVICES) != len(devices) and rec.abort is None:
@@ -129,6 +154,8 @@ def _same(a, b, ra, rb, types):
     """Whether argument a (first recording) and b (second) play the same part."""
     if isinstance(a, types) or isinstance(b, types):
         return isinstance(a, types) and isinstance(b, types) and ra.of(a) == rb.of(b)
+    if isinstance(a, _Drawn) or isinstance(b, _Drawn):
+        return isinstance(a, _Drawn) and isinstance(b, _Drawn) and a.draw == b.draw
     if isinstance(a, (tuple, list)):
         return type(a) is type(b) and len(a) == len(b) and all(_same(x, y, ra, rb, types) for x, y in zip(a, b))
     if isinstance(a, np.ndarray):
@@ -149,6 +176,10 @@ def _same(a, b, ra, rb, types):
 def _difference(rec_a, in_a, rec_b, in_b, types):
     """None when the two recordings did the same work, else what differed."""
     ra, rb = _Roles(rec_a, in_a), _Roles(rec_b, in_b)
+    if len(rec_a.draws) != len(rec_b.draws) or any(
+            oa != ob or (sa is not sb and not (isinstance(sa, int) and sa == sb))
+            for (sa, oa), (sb, ob) in zip(rec_a.draws, rec_b.draws)):
+        return "the steps drew random numbers from different generators"
     if len(rec_a.created) != len(rec_b.created):
         return "the steps created different numbers of buffers"
     for (ka, _, aa), (kb, _, ab) in zip(rec_a.created, rec_b.created):
@@ -165,15 +196,18 @@ def _difference(rec_a, in_a, rec_b, in_b, types):
 
 
 def _input_slots(arg, inputs_pos, types):
-    """Paths to the batch's buffers inside one argument (None when there are none)."""
+    """Paths to what changes from one replay to the next inside one argument -- the batch's
+    buffers, ("in", i), and the random draws' seeds and counters, ("draw", j, c) -- or None."""
     if isinstance(arg, types):
         i = inputs_pos.get(id(arg))
-        return [((), i)] if i is not None else None
+        return [((), ("in", i))] if i is not None else None
+    if isinstance(arg, _Drawn):
+        return [((), ("draw",) + arg.draw)]
     if isinstance(arg, (tuple, list)):
         out = []
         for j, x in enumerate(arg):
-            for path, i in _input_slots(x, inputs_pos, types) or ():
-                out.append(((j,) + path, i))
+            for path, what in _input_slots(x, inputs_pos, types) or ():
+                out.append(((j,) + path, what))
         return out or None
     return None
 
@@ -197,11 +231,12 @@ class _Program:
         for _, fn, args, kwargs in rec.calls:
             slots = []
             for j, a in enumerate(args):
-                for path, i in _input_slots(a, pos, types) or ():
-                    slots.append(((j,) + path, i))
+                for path, what in _input_slots(a, pos, types) or ():
+                    slots.append(((j,) + path, what))
             if kwargs and _input_slots(list(kwargs.values()), pos, types):
-                raise _NotReplayable("a kernel receives the batch as a keyword argument")
-            self.steps.append((fn, args, kwargs, slots))
+                raise _NotReplayable("a kernel receives the batch or a seed as a keyword argument")
+            self.steps.append((fn, tuple(int(a) if isinstance(a, _Drawn) else a for a in args), kwargs, slots))
+        self.draws = list(rec.draws)
         # the constants the step uploaded are uploaded again before each run (a kernel may have
         # written into one): from a pristine copy, on the device's own queue
         self.restore = []
@@ -219,11 +254,13 @@ class _Program:
     def run(self, inputs):
         for copy, pristine, buf in self.restore:
             copy(pristine, buf)
+        draws = [_random.draw_seed(seed, op) for seed, op in self.draws]  # in the step's order
         for fn, args, kwargs, slots in self.steps:
             if slots:
                 args = list(args)
-                for path, i in slots:
-                    args[path[0]] = _put(args[path[0]], path[1:], inputs[i]) if len(path) > 1 else inputs[i]
+                for path, what in slots:
+                    value = inputs[what[1]] if what[0] == "in" else draws[what[1]][what[2]]
+                    args[path[0]] = _put(args[path[0]], path[1:], value) if len(path) > 1 else value
             fn(*args, **kwargs)
         return _rebind(self.result, self.pos, inputs) if self.aliased else self.result
 

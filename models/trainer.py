@@ -183,7 +183,7 @@ class Trainer:
         self.optimizer.apply(grads, tv)
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
-    def _replay_key(self, data):
+    def _replay_key(self, data, extra=()):
         """The signature under which the built-in train_step's forward pass, loss and gradients
         are recorded and replayed (models/replay.py), or None where they run as usual:
         run_eagerly, an overridden train_step, a distribution strategy, a loss-scaling optimizer,
@@ -192,7 +192,7 @@ class Trainer:
                 self._distribute_strategy is not None or get_strategy() is not None or \
                 not getattr(self.optimizer, "_replayable", True) or self._step_replay is None:
             return None
-        return _replay.signature(_replay.batch_tensors(data), (id(self.optimizer),) +
+        return _replay.signature(_replay.batch_tensors(data), (id(self.optimizer),) + tuple(extra) +
                                  tuple(id(v) for v in self.trainable_weights))
 
     def test_step(self, data):
@@ -214,20 +214,26 @@ class Trainer:
         over the slices, so the one update equals the unsplit step's."""
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         n = batch_size_of(x)
-        total = None
-        with GradientTape() as tape:
-            for a, b in even_slices(n, micro_batches):
-                xs, ys, sws = slice_rows(x, a, b), slice_rows(y, a, b), slice_rows(sample_weight, a, b)
-                y_pred = self(xs, training=True)
-                share = _m.multiply(self._compute_loss(xs, ys, y_pred, sws, training=True), (b - a) / n)
-                total = share if total is None else _m.add(total, share if share.device is total.device
-                                                           else share.to(total.device))
-                if self._compile_metrics is not None:
-                    self._compile_metrics.update_state(ys, y_pred, sws)
-            scaled = self.optimizer.scale_loss(total)
+
+        def gradients():  # replayed as the plain step's (models/replay.py), metric updates included
+            total = None
+            with GradientTape() as tape:
+                for a, b in even_slices(n, micro_batches):
+                    xs, ys, sws = slice_rows(x, a, b), slice_rows(y, a, b), slice_rows(sample_weight, a, b)
+                    y_pred = self(xs, training=True)
+                    share = _m.multiply(self._compute_loss(xs, ys, y_pred, sws, training=True), (b - a) / n)
+                    total = share if total is None else _m.add(total, share if share.device is total.device
+                                                               else share.to(total.device))
+                    if self._compile_metrics is not None:
+                        self._compile_metrics.update_state(ys, y_pred, sws)
+                scaled = self.optimizer.scale_loss(total)
+            tv = self.trainable_weights
+            return total, tv, tape.gradient(scaled, tv)
+        key = self._replay_key(data, ("micro_batches", micro_batches))
+        total, tv, grads = gradients() if key is None else self._step_replay.run(key, _replay.batch_tensors(data),
+                                                                                 gradients)
         self._loss_tracker.update_state(total, sample_weight=n)
-        tv = self.trainable_weights
-        self.optimizer.apply(tape.gradient(scaled, tv), tv)
+        self.optimizer.apply(grads, tv)
         return None if self._defer_results else self.get_metrics_result()
 
     # -- fit --
