@@ -31,13 +31,14 @@ import threading
 import numpy as np
 
 from ..backend.device import _devices as _DEVICES
-from ..backend import random as _random
+from ..backend import dtypes, random as _random
 from ..backend.autodiff import _state as _tape_state
 from ..backend.tensor import Tensor
 from ..layers.layer import flatten
 
-MAX_SIGNATURES = 8                # input signatures recorded per model (then the rest run as usual)
-MAX_BYTES = 256 * 1024 * 1024     # a step allocating more than this is not worth holding on to
+MAX_SIGNATURES = 8            # input signatures recorded per model (then the rest run as usual)
+MAX_BYTES = 1 << 30           # a step allocating more than this is not held on to (its buffers stay allocated)
+_ITEMSIZE = {code: np.dtype(name).itemsize for name, code in dtypes.CODES.items()}
 
 
 class _Recording:
@@ -69,7 +70,7 @@ class _Proxy:
             def make(numel, code, index, *rest):
                 buf = real(numel, code, index, *rest)
                 rec.created.append(("new", buf, (numel, code, index) + rest))
-                rec.nbytes += int(numel) * 8
+                rec.nbytes += int(numel) * _ITEMSIZE.get(code, 8)
                 return buf
             return make
         if name == "from_numpy":
