@@ -204,6 +204,182 @@ void col2im(const ConvGeom& g, const float* col, float* dx, int64_t u0, int64_t 
   }
 }
 
+// ---- direct convolution for short kernels ----------------------------------------------------------
+//
+// A convolution whose kernel has few rows (K = KH*KW*C <= 64: a first layer's 5x5x1 or 3x3x3) is
+// a GEMM with a short inner dimension: im2col writes K floats per pixel for K multiply-adds
+// per filter, and the GEMM loads and stores each C tile after only K steps. Here each pixel's
+// filters are summed straight from the image instead, 16 or 32 filters at a time in registers,
+// four pixels at once so that each weight row is loaded once per four pixels; the filter
+// gradient likewise keeps a block of taps' sums in registers over a whole output row. The image
+// is first copied into a zero-padded one (per thread), so the loops need no bounds checks.
+// Measured on Zen 5, 2 threads, the MNIST convnet's first layer (128 x 28 x 28 x 1 -> 32, 5x5,
+// same): forward 1.30 -> 0.54 ms, forward + filter gradient 3.62 -> 1.77 ms. The `split` schedule
+// (conv_schedule(1), for tests) keeps im2col + GEMM.
+
+constexpr int64_t kDirectMaxK = 64;
+
+bool direct_small(const ConvGeom& g) {
+  return g.K() <= kDirectMaxK && g.O % 16 == 0 && !g.direct();
+}
+
+struct Padded {
+  int64_t Hp, Wp;
+  std::vector<int64_t> off;  // per kernel row k = (kh, kw, c): its offset from a pixel's window corner
+};
+
+Padded padded_geom(const ConvGeom& g) {
+  Padded p;
+  p.Hp = std::max(g.H + g.pt, (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1);
+  p.Wp = std::max(g.W + g.pl, (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1);
+  p.off.resize(size_t(g.K()));
+  for (int64_t kh = 0, k = 0; kh < g.KH; ++kh)
+    for (int64_t kw = 0; kw < g.KW; ++kw)
+      for (int64_t c = 0; c < g.C; ++c, ++k) p.off[size_t(k)] = (kh * g.dh * p.Wp + kw * g.dw) * g.C + c;
+  return p;
+}
+
+// xp = image n of x, zero-padded to (Hp, Wp, C) with the top/left padding in front.
+void pad_image(const ConvGeom& g, const Padded& p, const float* xn, float* xp) {
+  std::memset(xp, 0, size_t(p.Hp * p.Wp * g.C) * sizeof(float));
+  for (int64_t ih = 0; ih < g.H; ++ih) {
+    const int64_t r = ih + g.pt;
+    if (r >= p.Hp) break;
+    const int64_t cols = std::min(g.W, p.Wp - g.pl);
+    if (cols > 0) std::memcpy(xp + (r * p.Wp + g.pl) * g.C, xn + ih * g.W * g.C, size_t(cols * g.C) * sizeof(float));
+  }
+}
+
+// out row (n, oh) for filters [o0, o0 + OC): PX pixels at a time.
+template <int OC>
+LAMINA_CLONES void direct_forward_row(const ConvGeom& g, const Padded& p, const float* xp, const float* w, float* out,
+                                      int64_t oh, int64_t o0) {
+  const int64_t K = g.K(), O = g.O, C = g.C;
+  const int64_t rowbase = oh * g.sh * p.Wp * C;
+  constexpr int PX = 4;
+  int64_t ow = 0;
+  for (; ow + PX <= g.OW; ow += PX) {
+    float acc[PX][OC];
+    for (int q = 0; q < PX; ++q)
+#pragma omp simd
+      for (int o = 0; o < OC; ++o) acc[q][o] = 0.f;
+    const float* base = xp + rowbase + ow * g.sw * C;
+    for (int64_t k = 0; k < K; ++k) {
+      const float* wr = w + k * O + o0;
+      const float* xk = base + p.off[size_t(k)];
+      for (int q = 0; q < PX; ++q) {
+        const float xv = xk[q * g.sw * C];
+#pragma omp simd
+        for (int o = 0; o < OC; ++o) acc[q][o] += xv * wr[o];
+      }
+    }
+    for (int q = 0; q < PX; ++q) {
+      float* dst = out + (ow + q) * O + o0;
+#pragma omp simd
+      for (int o = 0; o < OC; ++o) dst[o] = acc[q][o];
+    }
+  }
+  for (; ow < g.OW; ++ow) {
+    float acc[OC];
+#pragma omp simd
+    for (int o = 0; o < OC; ++o) acc[o] = 0.f;
+    const float* base = xp + rowbase + ow * g.sw * C;
+    for (int64_t k = 0; k < K; ++k) {
+      const float* wr = w + k * O + o0;
+      const float xv = base[p.off[size_t(k)]];
+#pragma omp simd
+      for (int o = 0; o < OC; ++o) acc[o] += xv * wr[o];
+    }
+    float* dst = out + ow * O + o0;
+#pragma omp simd
+    for (int o = 0; o < OC; ++o) dst[o] = acc[o];
+  }
+}
+
+// dw[k, o0:o0+OC] += sum over the pixels of output row (n, oh) of x(pixel, k) * dout(pixel), for
+// kernel rows [k0, k0 + nk), nk <= TB, their sums held in registers over the row.
+template <int OC, int TB>
+LAMINA_CLONES void direct_filter_grad_row(const ConvGeom& g, const Padded& p, const float* xp, const float* drow,
+                                          float* dw, int64_t oh, int64_t o0, int64_t k0, int64_t nk) {
+  const int64_t O = g.O, C = g.C;
+  const int64_t rowbase = oh * g.sh * p.Wp * C;
+  float acc[TB][OC];
+  for (int t = 0; t < TB; ++t)
+#pragma omp simd
+    for (int o = 0; o < OC; ++o) acc[t][o] = 0.f;
+  int64_t off[TB];
+  for (int t = 0; t < TB; ++t) off[t] = p.off[size_t(k0 + std::min<int64_t>(t, nk - 1))];
+  for (int64_t ow = 0; ow < g.OW; ++ow) {
+    const float* d = drow + ow * O + o0;
+    const float* base = xp + rowbase + ow * g.sw * C;
+    for (int t = 0; t < TB; ++t) {  // the taps past nk repeat the last one and are not stored
+      const float xv = base[off[t]];
+#pragma omp simd
+      for (int o = 0; o < OC; ++o) acc[t][o] += xv * d[o];
+    }
+  }
+  for (int t = 0; t < nk; ++t) {
+    float* dst = dw + (k0 + t) * O + o0;
+#pragma omp simd
+    for (int o = 0; o < OC; ++o) dst[o] += acc[t][o];
+  }
+}
+
+// out = conv(x, w) through the direct kernels; images split across threads.
+void direct_forward(const ConvGeom& g, const float* x, const float* w, float* out) {
+  const Padded p = padded_geom(g);
+  const int nt = int(std::min<int64_t>(omp_get_max_threads(), g.N));
+  const int64_t img = p.Hp * p.Wp * g.C;
+  Scratch pad(img * std::max(nt, 1));
+  const bool par = nt > 1 && !omp_in_parallel() && g.N * g.OH * g.OW * g.O * g.K() > kParallelGrain;
+#pragma omp parallel for schedule(static) num_threads(std::max(nt, 1)) if (par)
+  for (int64_t n = 0; n < g.N; ++n) {
+    float* xp = pad.p + (par ? omp_get_thread_num() : 0) * img;
+    pad_image(g, p, x + n * g.H * g.W * g.C, xp);
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      float* orow = out + (n * g.OH + oh) * g.OW * g.O;
+      for (int64_t o0 = 0; o0 < g.O; o0 += g.O % 32 == 0 ? 32 : 16) {
+        if (g.O % 32 == 0) direct_forward_row<32>(g, p, xp, w, orow, oh, o0);
+        else direct_forward_row<16>(g, p, xp, w, orow, oh, o0);
+      }
+    }
+  }
+}
+
+// dw = filter gradient through the direct kernels: each thread sums its images into its own
+// block (thread 0 into dw), then the blocks are added.
+void direct_filter_grad(const ConvGeom& g, const float* x, const float* dout, float* dw) {
+  const Padded p = padded_geom(g);
+  const int nt = int(std::min<int64_t>(omp_get_max_threads(), g.N));
+  const int64_t img = p.Hp * p.Wp * g.C, wn = g.K() * g.O;
+  const bool par = nt > 1 && !omp_in_parallel() && g.N * g.OH * g.OW * g.O * g.K() > kParallelGrain;
+  const int teams = par ? nt : 1;
+  Scratch pad(img * teams), partial(wn * teams);
+  std::fill(partial.p, partial.p + wn * teams, 0.f);
+  constexpr int TB = 6;
+#pragma omp parallel for schedule(static) num_threads(teams) if (par)
+  for (int64_t n = 0; n < g.N; ++n) {
+    const int tid = par ? omp_get_thread_num() : 0;
+    float* xp = pad.p + tid * img;
+    float* mine = partial.p + tid * wn;
+    pad_image(g, p, x + n * g.H * g.W * g.C, xp);
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      const float* drow = dout + (n * g.OH + oh) * g.OW * g.O;
+      for (int64_t o0 = 0; o0 < g.O; o0 += g.O % 32 == 0 ? 32 : 16)
+        for (int64_t k0 = 0; k0 < g.K(); k0 += TB) {
+          const int64_t nk = std::min<int64_t>(TB, g.K() - k0);
+          if (g.O % 32 == 0) direct_filter_grad_row<32, TB>(g, p, xp, drow, mine, oh, o0, k0, nk);
+          else direct_filter_grad_row<16, TB>(g, p, xp, drow, mine, oh, o0, k0, nk);
+        }
+    }
+  }
+  std::copy(partial.p, partial.p + wn, dw);
+  for (int t = 1; t < teams; ++t) {
+    const float* q = partial.p + t * wn;
+    for (int64_t i = 0; i < wn; ++i) dw[i] += q[i];
+  }
+}
+
 // ---- chunk scheduling -----------------------------------------------------------------------------
 //
 // Two ways to spread a convolution over T threads:
@@ -274,6 +450,11 @@ void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const S
     return;
   }
   Timer total(&Profile::total);
+  if (direct_small(g) && g_schedule != 1) {
+    Timer t(&Profile::gemm);
+    direct_forward(g, x, w, out);
+    return;
+  }
   run_chunks(g, batch_schedule(g), [](int, int64_t, int64_t) {},
              [&](int64_t u0, int64_t u1, float* col, int tid, bool par) {
                const double t0 = omp_get_wtime();
@@ -354,6 +535,14 @@ void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const 
     return;
   }
   Timer total(&Profile::total);
+  if (dw && direct_small(g) && g_schedule != 1) {  // the filter gradient straight from the image
+    {
+      Timer t(&Profile::gemm);
+      direct_filter_grad(g, x, dout, dw);
+    }
+    dw = nullptr;
+    if (!dx) return;
+  }
   const bool batch = batch_schedule(g);
   const int nt = batch ? int(std::min<int64_t>(omp_get_max_threads(), g.N)) : 1;
   // Under the batch schedule each thread sums its images' filter gradient in its own block

@@ -563,3 +563,28 @@ def test_conv_kernel_gradient_both_layouts(rng, schedule, cin, cout):
     want_x, want_w = conv_grads_ref(x, w, g, padding="same")
     np.testing.assert_allclose(gx.numpy(), want_x, atol=1e-3, rtol=1e-3)
     np.testing.assert_allclose(gw.numpy(), want_w, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("kshape,cin,cout,strides,padding,dilation", [
+    ((5, 5), 1, 32, 1, "same", 1),     # the MNIST convnet's first layer
+    ((3, 3), 3, 32, 2, "valid", 1),    # InceptionV3's first layer
+    ((3, 3), 3, 16, 2, "same", 1),
+    ((2, 3), 4, 48, 1, "same", 2),
+    ((4, 4), 4, 16, 3, "valid", 1),    # K = 64, the largest direct kernel
+    ((1, 3), 2, 64, (2, 1), "same", 1),
+])
+def test_short_kernels_run_direct_and_match_the_reference(rng, schedule, kshape, cin, cout, strides, padding,
+                                                         dilation):
+    """Kernels of at most 64 rows with filters in multiples of 16 are summed straight from the
+    image (batch schedule); the split schedule keeps im2col + GEMM: both against the reference."""
+    for n in (1, 5):
+        x = f32(rng, n, 11, 9, cin)
+        w = f32(rng, *kshape, cin, cout)
+        kw = dict(strides=strides, padding=padding, dilation_rate=dilation)
+        want = conv_ref(x, w, **kw)
+        np.testing.assert_allclose(ops.conv(x, w, **kw).numpy(), want, atol=1e-4, rtol=1e-4)
+        g = f32(rng, *want.shape)
+        gx, gw = _conv_grads(x, w, g, **kw)
+        want_x, want_w = conv_grads_ref(x, w, g, **kw)
+        np.testing.assert_allclose(gx.numpy(), want_x, atol=1e-3, rtol=1e-3)
+        np.testing.assert_allclose(gw.numpy(), want_w, atol=1e-3, rtol=1e-3)
