@@ -1,12 +1,13 @@
-"""Step replay: a training step's kernels, recorded and run again without the Python around them.
+"""Step replay: a step's kernels, recorded and run again without the Python around them.
 
-Keras compiles `train_step` (tf.function, jax.jit) so that the Python of the layers, the loss and
-the gradient runs once per input signature, not once per batch. lamina does the same by
-recording: every kernel call a step's forward pass, loss and gradient make (`device.kernels.*`,
-on the calling thread) is logged with its arguments; the next batches of the same shapes run the
-logged calls again, with the new batch's buffers in place of the recorded batch's, and get the
-same output tensors back (their buffers rewritten). The optimizer update, the loss tracker and
-the metrics run as usual after it.
+Keras compiles `train_step`, `test_step` and `predict_step` (tf.function, jax.jit) so that the
+Python of the layers, the loss and the gradient runs once per input signature, not once per
+batch. lamina does the same by recording: every kernel call a step makes (`device.kernels.*`, on
+the calling thread) is logged with its arguments -- train_step's forward pass, loss and
+gradients (the pipelined step's too), test_step's forward pass and loss, predict_step's forward
+pass; the next batches of the same shapes run the logged calls again, with the new batch's
+buffers in place of the recorded batch's, and get the same output tensors back (their buffers
+rewritten). The optimizer update, the loss tracker and the metrics run as usual after it.
 
 When a step is replayed. Per input signature (shapes, dtypes and devices of the batch, the
 trainable variables), the first step runs as usual (it builds weights, optimizer slots and

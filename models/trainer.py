@@ -183,28 +183,43 @@ class Trainer:
         self.optimizer.apply(grads, tv)
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
-    def _replay_key(self, data, extra=()):
-        """The signature under which the built-in train_step's forward pass, loss and gradients
-        are recorded and replayed (models/replay.py), or None where they run as usual:
-        run_eagerly, an overridden train_step, a distribution strategy, a loss-scaling optimizer,
-        a batch that is not all tensors."""
-        if self.run_eagerly or type(self).train_step is not Trainer.train_step or \
-                self._distribute_strategy is not None or get_strategy() is not None or \
-                not getattr(self.optimizer, "_replayable", True) or self._step_replay is None:
+    def _replay_key(self, data, step="train_step", extra=()):
+        """The signature under which a built-in step's kernels are recorded and replayed
+        (models/replay.py): train_step's forward pass, loss and gradients, test_step's forward
+        pass and loss, predict_step's forward pass; or None where they run as usual:
+        run_eagerly, an overridden step, a distribution strategy, a loss-scaling optimizer
+        (training), a batch that is not all tensors."""
+        if self.run_eagerly or getattr(type(self), step) is not getattr(Trainer, step) or \
+                self._distribute_strategy is not None or get_strategy() is not None:
             return None
-        return _replay.signature(_replay.batch_tensors(data), (id(self.optimizer),) + tuple(extra) +
-                                 tuple(id(v) for v in self.trainable_weights))
+        if step == "train_step":
+            if not getattr(self.optimizer, "_replayable", True):
+                return None
+            weights = self.trainable_weights
+        else:
+            weights = self.weights
+        if self._step_replay is None:  # predict on a model never compiled
+            object.__setattr__(self, "_step_replay", _replay.StepReplay())
+        return _replay.signature(_replay.batch_tensors(data), (step, id(self.optimizer)) + tuple(extra) +
+                                 tuple(id(v) for v in weights))
 
     def test_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
-        y_pred = self(x, training=False)
-        loss = self._compute_loss(x, y, y_pred, sample_weight, training=False)
+
+        def forward():
+            y_pred = self(x, training=False)
+            return y_pred, self._compute_loss(x, y, y_pred, sample_weight, training=False)
+        key = self._replay_key(data, "test_step")
+        y_pred, loss = forward() if key is None else self._step_replay.run(key, _replay.batch_tensors(data), forward)
         self._loss_tracker.update_state(loss, sample_weight=_batch_len(x))
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
     def predict_step(self, data):
         x, _, _ = unpack_x_y_sample_weight(data)
-        return self(x, training=False)
+        key = self._replay_key(data, "predict_step")
+        if key is None:
+            return self(x, training=False)
+        return self._step_replay.run(key, _replay.batch_tensors(data), lambda: self(x, training=False))
 
     def _pipelined_train_step(self, data, micro_batches):
         """GPipe: the batch is split into `micro_batches` slices (sizes differing by at most one)
@@ -229,7 +244,7 @@ class Trainer:
                 scaled = self.optimizer.scale_loss(total)
             tv = self.trainable_weights
             return total, tv, tape.gradient(scaled, tv)
-        key = self._replay_key(data, ("micro_batches", micro_batches))
+        key = self._replay_key(data, extra=("micro_batches", micro_batches))
         total, tv, grads = gradients() if key is None else self._step_replay.run(key, _replay.batch_tensors(data),
                                                                                  gradients)
         self._loss_tracker.update_state(total, sample_weight=n)

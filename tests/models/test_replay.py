@@ -8,12 +8,12 @@ import lamina
 from lamina import layers, ops
 
 
-def _replayed(model):
-    return [v for v in model._step_replay.explain().values() if v == "replayed"]
+def _replayed(model, step="train_step"):
+    return [v for k, v in model._step_replay.explain().items() if step in k and v == "replayed"]
 
 
-def _not_replayed(model):
-    return [v for v in model._step_replay.explain().values() if v not in ("replayed", "recording")]
+def _not_replayed(model, step="train_step"):
+    return [v for k, v in model._step_replay.explain().items() if step in k and v not in ("replayed", "recording")]
 
 
 def _pair(build, **compile_kw):
@@ -209,6 +209,9 @@ def test_what_is_never_replayed():
     for x, y in _batches(5):
         m.train_on_batch(x, y)
     assert not m._step_replay.entries
+    m.evaluate(*_batches(1)[0], verbose=0)
+    m.predict(_batches(1)[0][0], verbose=0)
+    assert not m._step_replay.entries
 
     class Custom(lamina.Sequential):
         def train_step(self, data):
@@ -283,3 +286,25 @@ def test_pipelined_steps_are_replayed_across_devices():
     assert ha == hb
     _same_weights(a, b)
     assert _replayed(a)
+
+
+def test_evaluate_and_predict_are_replayed_with_the_same_results():
+    a, b = _pair(_mlp)
+    x = np.concatenate([x for x, _ in _batches(12)])
+    y = np.concatenate([y for _, y in _batches(12)])
+    a.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    b.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    for _ in range(2):
+        assert a.evaluate(x, y, batch_size=8, verbose=0) == b.evaluate(x, y, batch_size=8, verbose=0)
+        np.testing.assert_array_equal(a.predict(x, batch_size=8, verbose=0), b.predict(x, batch_size=8, verbose=0))
+    rows = [a.predict_on_batch(x[i:i + 1]) for i in range(8)]
+    np.testing.assert_array_equal(np.concatenate(rows), b.predict(x[:8], batch_size=1, verbose=0))
+    assert _replayed(a, "test_step") and _replayed(a, "predict_step")
+
+
+def test_predict_replays_without_compile():
+    m = _mlp()
+    x = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
+    want = np.concatenate([m(lamina.convert_to_tensor(x[i:i + 4]), training=False).numpy() for i in range(0, 40, 4)])
+    np.testing.assert_array_equal(m.predict(x, batch_size=4, verbose=0), want)
+    assert _replayed(m, "predict_step")
