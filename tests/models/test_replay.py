@@ -37,6 +37,23 @@ def _same_weights(a, b):
         np.testing.assert_array_equal(x, y)
 
 
+def _train_alike(a, b, batches):
+    """Trains both models on each batch: the same logs at every step, the same weights after."""
+    for x, y in batches:
+        assert a.train_on_batch(x, y) == b.train_on_batch(x, y)
+    _same_weights(a, b)
+
+
+def _fit_alike(a, b, n, **fit_kw):
+    """fit on both models over n batches' rows: the same history, the same weights."""
+    x = np.concatenate([x for x, _ in _batches(n)])
+    y = np.concatenate([y for _, y in _batches(n)])
+    assert a.fit(x, y, verbose=0, shuffle=False, **fit_kw).history == b.fit(x, y, verbose=0, shuffle=False,
+                                                                             **fit_kw).history
+    _same_weights(a, b)
+    return x, y
+
+
 def _mlp():
     return lamina.Sequential([lamina.Input((8,)), layers.Dense(16, activation="relu"), layers.BatchNormalization(),
                               layers.Dense(3)])
@@ -50,9 +67,7 @@ def _batches(n, rows=10, features=8, classes=3, seed=0):
 
 def test_replayed_train_on_batch_equals_eager_bit_for_bit():
     a, b = _pair(_mlp)
-    for x, y in _batches(12):
-        assert a.train_on_batch(x, y, return_dict=True) == b.train_on_batch(x, y, return_dict=True)
-    _same_weights(a, b)  # kernels, moving statistics of BatchNormalization, optimizer state
+    _train_alike(a, b, _batches(12))  # kernels, moving statistics of BatchNormalization, optimizer state
     assert _replayed(a) and not b._step_replay.entries
     for va, vb in zip(a.optimizer.variables, b.optimizer.variables):
         np.testing.assert_array_equal(va.numpy(), vb.numpy())
@@ -60,12 +75,7 @@ def test_replayed_train_on_batch_equals_eager_bit_for_bit():
 
 def test_replayed_fit_with_a_last_partial_batch_equals_eager():
     a, b = _pair(_mlp)
-    x = np.concatenate([x for x, _ in _batches(12)])
-    y = np.concatenate([y for _, y in _batches(12)])
-    ha = a.fit(x, y, batch_size=16, epochs=5, verbose=0, shuffle=False, validation_split=0.1).history
-    hb = b.fit(x, y, batch_size=16, epochs=5, verbose=0, shuffle=False, validation_split=0.1).history
-    assert ha == hb
-    _same_weights(a, b)
+    _fit_alike(a, b, 12, batch_size=16, epochs=5, validation_split=0.1)
     assert len(_replayed(a)) == 2  # full batches of 16 and the last one of 12
 
 
@@ -87,18 +97,21 @@ def test_functional_model_with_two_inputs_and_outputs():
     assert _replayed(a)
 
 
-def test_devices_model_parallel_replayed():
+def _two_devices(first, second):
+    """A builder of Dense(12, relu) on `first` then Dense(3) on `second`."""
     def build():
         inp = lamina.Input((8,))
-        with lamina.device("cpu:1"):
+        with lamina.device(first):
             h = layers.Dense(12, activation="relu")(inp)
-        with lamina.device("cpu:0"):
+        with lamina.device(second):
             out = layers.Dense(3)(h)
         return lamina.Model(inp, out)
-    a, b = _pair(build)
-    for x, y in _batches(8):
-        assert a.train_on_batch(x, y) == b.train_on_batch(x, y)
-    _same_weights(a, b)
+    return build
+
+
+def test_devices_model_parallel_replayed():
+    a, b = _pair(_two_devices("cpu:1", "cpu:0"))
+    _train_alike(a, b, _batches(8))
     assert _replayed(a)
 
 
@@ -131,9 +144,7 @@ def test_a_step_that_reads_back_values_runs_as_usual():
     def build():
         return lamina.Sequential([lamina.Input((8,)), layers.Dense(3), _PythonDecides()])
     a, b = _pair(build)
-    for x, y in _batches(6):
-        assert a.train_on_batch(x, y) == b.train_on_batch(x, y)
-    _same_weights(a, b)
+    _train_alike(a, b, _batches(6))
     (why,) = _not_replayed(a)
     assert "reads a value back" in why
 
@@ -149,24 +160,18 @@ def test_constants_uploaded_by_the_step_are_replayed():
     def build():
         return lamina.Sequential([lamina.Input((8,)), layers.Dense(3), _Arange()])
     a, b = _pair(build)
-    for x, y in _batches(8):
-        assert a.train_on_batch(x, y) == b.train_on_batch(x, y)
-    _same_weights(a, b)
+    _train_alike(a, b, _batches(8))
     assert _replayed(a)
 
 
 def test_freezing_a_layer_records_a_new_step():
     a, b = _pair(_mlp)
     data = _batches(12)
-    for x, y in data[:6]:
-        a.train_on_batch(x, y)
-        b.train_on_batch(x, y)
+    _train_alike(a, b, data[:6])
     for m in (a, b):
         m.layers[0].trainable = False
     frozen = a.layers[0].get_weights()
-    for x, y in data[6:]:
-        assert a.train_on_batch(x, y) == b.train_on_batch(x, y)
-    _same_weights(a, b)
+    _train_alike(a, b, data[6:])
     for w, f in zip(a.layers[0].get_weights(), frozen):
         np.testing.assert_array_equal(w, f)
     assert len(a._step_replay.entries) == 2
@@ -175,15 +180,11 @@ def test_freezing_a_layer_records_a_new_step():
 def test_weights_set_between_replayed_steps_are_used():
     a, b = _pair(_mlp)
     data = _batches(10)
-    for x, y in data[:5]:
-        a.train_on_batch(x, y)
-        b.train_on_batch(x, y)
+    _train_alike(a, b, data[:5])
     new = [np.full_like(w, 0.01 * (i + 1)) for i, w in enumerate(a.get_weights())]
     a.set_weights(new)
     b.set_weights(new)
-    for x, y in data[5:]:
-        assert a.train_on_batch(x, y) == b.train_on_batch(x, y)
-    _same_weights(a, b)
+    _train_alike(a, b, data[5:])
 
 
 def test_an_error_in_a_replayed_step_is_the_kernels_error():
@@ -271,29 +272,14 @@ def test_a_model_returning_its_input_returns_the_new_batch():
 def test_pipelined_steps_are_replayed_across_devices():
     """fit(micro_batches=M) on a model over cpu:0 and cpu:1: the pipelined step is replayed too,
     metric updates of every micro-batch included."""
-    def build():
-        inp = lamina.Input((8,))
-        with lamina.device("cpu:0"):
-            h = layers.Dense(12, activation="relu")(inp)
-        with lamina.device("cpu:1"):
-            out = layers.Dense(3)(h)
-        return lamina.Model(inp, out)
-    a, b = _pair(build)
-    x = np.concatenate([x for x, _ in _batches(10)])
-    y = np.concatenate([y for _, y in _batches(10)])
-    ha = a.fit(x, y, batch_size=20, epochs=4, verbose=0, shuffle=False, micro_batches=3).history
-    hb = b.fit(x, y, batch_size=20, epochs=4, verbose=0, shuffle=False, micro_batches=3).history
-    assert ha == hb
-    _same_weights(a, b)
+    a, b = _pair(_two_devices("cpu:0", "cpu:1"))
+    _fit_alike(a, b, 10, batch_size=20, epochs=4, micro_batches=3)
     assert _replayed(a)
 
 
 def test_evaluate_and_predict_are_replayed_with_the_same_results():
     a, b = _pair(_mlp)
-    x = np.concatenate([x for x, _ in _batches(12)])
-    y = np.concatenate([y for _, y in _batches(12)])
-    a.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
-    b.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    x, y = _fit_alike(a, b, 12, batch_size=16, epochs=1)
     for _ in range(2):
         assert a.evaluate(x, y, batch_size=8, verbose=0) == b.evaluate(x, y, batch_size=8, verbose=0)
         np.testing.assert_array_equal(a.predict(x, batch_size=8, verbose=0), b.predict(x, batch_size=8, verbose=0))
