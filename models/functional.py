@@ -138,7 +138,7 @@ def symbolic_call(layer, *args, **kwargs):
 def _attach_output_masks(layer, inputs, mask, outputs):
     """Sets `_keras_mask` on the output KerasTensors: `layer.compute_mask` run once on stand-in
     values (zeros for the inputs, all-true masks), its result's shape made symbolic again."""
-    concrete, back = _stand_ins()
+    concrete, back = _stand_ins(inputs, mask)
     with no_grad():
         out_mask = layer.compute_mask(map_structure(concrete, inputs), map_structure(concrete, mask))
     if out_mask is None:
@@ -163,10 +163,15 @@ def _compute_output_shape(layer, shapes, in_dtypes, args, kwargs):
     return trace_output_shape(layer, shapes, in_dtypes)
 
 
-def _stand_ins():
+def _stand_ins(*structures):
     """`concrete(x)`: a KerasTensor -> zeros of its shape (unknown dims made small), an all-true
-    tensor for a boolean mask; `back(t)`: a traced result's shape with those dims unknown again."""
+    tensor for a boolean mask; `back(t)`: a traced result's shape with those dims unknown again.
+    A batch size known on one of the KerasTensors in `structures` (Input(batch_size=...)) stands
+    in for the unknown ones and stays known in the results (a mask then matches its input)."""
     unknown_other = [False]
+    known = {t.shape[0] for s in structures for t in flatten(s)
+             if isinstance(t, KerasTensor) and t.shape and t.shape[0] is not None}
+    batch = known.pop() if len(known) == 1 else None
 
     def concrete(x):
         if isinstance(x, KerasTensor):
@@ -174,7 +179,7 @@ def _stand_ins():
             for i, d in enumerate(x.shape):
                 if d is None and i > 0:
                     unknown_other[0] = True
-                dims.append((_SENTINEL_BATCH if i == 0 else _SENTINEL_DIM) if d is None else d)
+                dims.append(((batch or _SENTINEL_BATCH) if i == 0 else _SENTINEL_DIM) if d is None else d)
             return (_m.ones if x.dtype == "bool" else _m.zeros)(tuple(dims), dtype=x.dtype)
         return x
 
@@ -182,12 +187,12 @@ def _stand_ins():
         if not t.shape:
             return ()
         rest = tuple(None if unknown_other[0] and d == _SENTINEL_DIM else d for d in t.shape[1:])
-        return (None,) + rest
+        return (batch if batch is not None and t.shape[0] == batch else None,) + rest
     return concrete, back
 
 
 def _trace_with_args(layer, shapes, in_dtypes, args, kwargs):
-    concrete, back = _stand_ins()
+    concrete, back = _stand_ins(args, kwargs)
     a = [map_structure(concrete, v) for v in args]
     k = {n: map_structure(concrete, v) for n, v in kwargs.items()}
     if layer._call_has_training:

@@ -18,6 +18,7 @@ from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..backend import dtypes, math as _m
 from ..backend.autodiff import GradientTape
+from ..backend.manipulation import copy as _copy
 from ..backend.device import asynchronous, current_device, device as device_scope
 from ..backend.tensor import Tensor, convert_to_tensor
 from ..callbacks import pythonify_logs
@@ -219,7 +220,10 @@ class Trainer:
         key = self._replay_key(data, "predict_step")
         if key is None:
             return self(x, training=False)
-        return self._step_replay.run(key, _replay.batch_tensors(data), lambda: self(x, training=False))
+        out = self._step_replay.run(key, _replay.batch_tensors(data), lambda: self(x, training=False))
+        # a replay rewrites the same output tensors: the caller gets its own (predict_step may be
+        # called directly, and an earlier result must keep its values)
+        return map_structure(lambda t: _copy(t) if isinstance(t, Tensor) else t, out)
 
     def _pipelined_train_step(self, data, micro_batches):
         """GPipe: the batch is split into `micro_batches` slices (sizes differing by at most one)

@@ -75,3 +75,16 @@ def test_custom_masking_layer_gets_the_mask_in_a_functional_graph():
     np.testing.assert_allclose(y[:, 2:], 0)
     np.testing.assert_allclose(y.sum(1), 1, rtol=1e-6)
     assert y[1, 0] == pytest.approx(1.0)
+
+
+def test_masks_keep_a_known_batch_size():
+    """Input(batch_size=4) + a mask-producing layer + a stateful RNN: the symbolic mask has the
+    input's batch size (it used to be traced with a stand-in batch of 2 and be refused)."""
+    import lamina
+    from lamina import layers
+    model = lamina.Sequential([lamina.Input((5,), batch_size=4, dtype="int32"), layers.Embedding(20, 6, mask_zero=True),
+                               layers.LSTM(7, stateful=True, return_sequences=True)])
+    assert model.layers[0].output._keras_mask.shape == (4, 5)
+    x = np.array([[1, 2, 0, 0, 0]] * 4, np.int32)
+    y = model(x).numpy()
+    np.testing.assert_array_equal(y[:, 2], y[:, 1])  # masked steps carry the last output

@@ -294,3 +294,32 @@ def test_predict_replays_without_compile():
     want = np.concatenate([m(lamina.convert_to_tensor(x[i:i + 4]), training=False).numpy() for i in range(0, 40, 4)])
     np.testing.assert_array_equal(m.predict(x, batch_size=4, verbose=0), want)
     assert _replayed(m, "predict_step")
+
+
+def test_results_of_predict_step_keep_their_values():
+    m = _mlp()
+    xs = [lamina.convert_to_tensor(x) for x, _ in _batches(8)]
+    outs = [m.predict_step((x,)) for x in xs]  # replayed from the fourth on
+    assert _replayed(m, "predict_step")
+    for x, o in zip(xs, outs):
+        np.testing.assert_array_equal(o.numpy(), m(x, training=False).numpy())
+
+
+def test_stateful_and_masked_recurrent_models():
+    def build():
+        return lamina.Sequential([lamina.Input((5,), batch_size=4, dtype="int32"),
+                                  layers.Embedding(20, 6, mask_zero=True),
+                                  layers.LSTM(7, stateful=True, return_sequences=True), layers.GRU(5),
+                                  layers.Dense(3)])
+    a, b = _pair(build)
+    rng = np.random.default_rng(5)
+    data = []
+    for _ in range(9):
+        x = rng.integers(0, 20, size=(4, 5)).astype(np.int32)
+        x[:, 3:] = 0  # padding, masked
+        data.append((x, rng.integers(0, 3, 4)))
+    _train_alike(a, b, data[:5])
+    for m in (a, b):
+        m.layers[1].reset_states()
+    _train_alike(a, b, data[5:])
+    assert _replayed(a)
