@@ -218,9 +218,14 @@ void col2im(const ConvGeom& g, const float* col, float* dx, int64_t u0, int64_t 
 // (conv_schedule(1), for tests) keeps im2col + GEMM.
 
 constexpr int64_t kDirectMaxK = 64;
+// Each thread copies one padded image: larger images go through im2col's bounded chunks instead.
+constexpr int64_t kDirectMaxImageBytes = int64_t(16) << 20;
 
 bool direct_small(const ConvGeom& g) {
-  return g.K() <= kDirectMaxK && g.O % 16 == 0 && !g.direct();
+  if (g.K() > kDirectMaxK || g.O % 16 != 0 || g.direct()) return false;
+  const int64_t hp = std::max(g.H + g.pt, (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1);
+  const int64_t wp = std::max(g.W + g.pl, (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1);
+  return double(hp) * double(wp) * double(g.C) * sizeof(float) <= double(kDirectMaxImageBytes);
 }
 
 struct Padded {

@@ -588,3 +588,15 @@ def test_short_kernels_run_direct_and_match_the_reference(rng, schedule, kshape,
         want_x, want_w = conv_grads_ref(x, w, g, **kw)
         np.testing.assert_allclose(gx.numpy(), want_x, atol=1e-3, rtol=1e-3)
         np.testing.assert_allclose(gw.numpy(), want_w, atol=1e-3, rtol=1e-3)
+
+
+def test_short_kernel_on_an_image_too_large_to_pad_goes_through_im2col(rng, schedule):
+    """A padded copy of each image over 16 MB is not made: im2col's bounded chunks instead."""
+    x = f32(rng, 2, 1100, 1000, 4)  # 17.6 MB per image
+    w = f32(rng, 3, 3, 4, 16)
+    k = lamina.get_device("cpu").kernels
+    k.conv_profile(True)
+    got = ops.conv(x, w, padding="same").numpy()
+    assert k.conv_profile(True)["im2col"] > 0
+    want = conv_ref(x[:, :40], w, padding="same")  # the first rows (their windows do not reach row 40)
+    np.testing.assert_allclose(got[:, :39], want[:, :39], atol=1e-3, rtol=1e-4)
