@@ -226,7 +226,10 @@ void gemm_serial(const Kernel& kr, bool ta, bool tb, int64_t M, int64_t N, int64
                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, bool big_a, bool big_b) {
   int64_t KC = g_kc.load(std::memory_order_relaxed), MC = g_mc.load(std::memory_order_relaxed),
           NC = g_nc.load(std::memory_order_relaxed);
-  if (KC <= 0) KC = depth_block(kr, K);
+  if (KC <= 0) {  // the default depth, split into equal blocks (no short last block: K = 800 -> 2 x 400)
+    const int64_t blocks = (K + default_kc(kr) - 1) / default_kc(kr);
+    KC = round_up((K + blocks - 1) / blocks, 4);
+  }
   MC = round_up(MC > 0 ? MC : kr.mc, kr.mr);
   NC = round_up(NC > 0 ? NC : kr.nc, kr.nr);
   const int64_t kcb = std::min(KC, K), mcb = std::min(MC, round_up(M, kr.mr)), ncb = std::min(NC, round_up(N, kr.nr));
@@ -337,12 +340,6 @@ void gemv(const Kernel& kr, int T, bool ta, bool tb, int64_t M, int64_t N, int64
 }
 
 }  // namespace
-
-int64_t depth_block(const Kernel& kr, int64_t K) {
-  // the default depth, split into equal blocks (no short last block: K = 800 -> 2 x 400)
-  const int64_t kc = default_kc(kr), blocks = std::max<int64_t>(1, (K + kc - 1) / kc);
-  return round_up((K + blocks - 1) / blocks, 4);
-}
 
 const Kernel* generic_kernel() {
   static const Kernel k{"generic", GMR, GNR, 256, 128, 2048, &pack_a_generic, &pack_b_generic, &macro_generic,

@@ -87,10 +87,6 @@ struct Kernel {
 
 // Each returns nullptr when the kernel is not compiled for this target (e.g. non-x86 builds).
 // They do not check the CPU: the driver does (cpu_supports_*).
-// The depth of the packed blocks the driver uses for a product of depth K with kernel kr: the
-// kernel's kc, or on CPUs with a large L2 a longer one, split into equal blocks (gemm.cpp).
-int64_t depth_block(const Kernel& kr, int64_t K);
-
 const Kernel* avx512_kernel();
 const Kernel* avx2_kernel();
 const Kernel* generic_kernel();

@@ -88,7 +88,7 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 class PackedB {
  public:
   PackedB(const gemm::Kernel& kr, bool trans, const float* b, int64_t ldb, int64_t K, int64_t N)
-      : kr_(kr), K_(K), N_(N), KC_(gemm::depth_block(kr, K)), NC_(round_up(kr.nc, kr.nr)), MC_(round_up(kr.mc, kr.mr)) {
+      : kr_(kr), K_(K), N_(N), KC_(kr.kc), NC_(round_up(kr.nc, kr.nr)), MC_(round_up(kr.mc, kr.mr)) {
     struct Job { const float* src; int64_t kc, w; int64_t dst; };
     std::vector<Job> jobs;
     int64_t total = 0;
