@@ -51,7 +51,14 @@ class Trainer:
                 run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True):
         """As Keras's. `loss` may be None when the model adds its own losses (`add_loss`) or
         overrides `train_step`. `steps_per_execution=N` runs N steps between the callbacks'
-        batch hooks (and progress updates)."""
+        batch hooks (and progress updates). Steps are replayed (models/replay.py), as Keras
+        compiles them, unless `run_eagerly=True`. `jit_compile` (XLA) and `auto_scale_loss`
+        (loss scaling under a mixed_float16 policy) are taken for Keras scripts' sake and change
+        nothing here: there is no XLA, and no float16 policy (steps are replayed whatever
+        jit_compile says)."""
+        if jit_compile not in ("auto", True, False) or not isinstance(auto_scale_loss, bool):
+            raise ValueError(f"compile: expected jit_compile 'auto', True or False and auto_scale_loss True or False, "
+                             f"received jit_compile={jit_compile!r}, auto_scale_loss={auto_scale_loss!r}")
         self.optimizer = optimizers_module.get(optimizer)
         if loss is not None:
             for l in flatten(loss) if isinstance(loss, (list, tuple, dict)) else [loss]:

@@ -323,3 +323,13 @@ def test_stateful_and_masked_recurrent_models():
         m.layers[1].reset_states()
     _train_alike(a, b, data[5:])
     assert _replayed(a)
+
+
+def test_compile_checks_jit_compile_and_auto_scale_loss():
+    m = _mlp()
+    for jit in ("auto", True, False):
+        m.compile(optimizer="sgd", loss="mse", jit_compile=jit)
+    with pytest.raises(ValueError, match=r"jit_compile 'auto', True or False.*received jit_compile='yes'"):
+        m.compile(optimizer="sgd", loss="mse", jit_compile="yes")
+    with pytest.raises(ValueError, match=r"auto_scale_loss=1"):
+        m.compile(optimizer="sgd", loss="mse", auto_scale_loss=1)
