@@ -132,10 +132,6 @@ def _record(fn):
     return result, rec
 
 
-def _is_buffer(x, types):
-    return isinstance(x, types)
-
-
 class _Roles:
     """The role of each buffer a recording touched: ("in", i) the batch's i-th buffer,
     ("new", k) / ("const", k) the k-th buffer the step created, ("old", id) one that existed
@@ -365,11 +361,13 @@ class StepReplay:
 def signature(inputs, extra=()):
     """The key of a batch: each tensor's shape, dtype and device, plus `extra`; None when a leaf
     of the batch is not a tensor (strings stay numpy arrays: not replayed)."""
-    key = []
-    for t in inputs:
+    key, first = [], {}
+    for i, t in enumerate(inputs):
         if not isinstance(t, Tensor):
             return None
-        key.append((t.shape, t.dtype, id(t.device)))
+        # which earlier tensor of the batch shares this one's buffer (train_on_batch(x, x)): a
+        # recording made with one buffer for both must not take two different ones
+        key.append((t.shape, t.dtype, id(t.device), first.setdefault(id(t._buf), i)))
     return tuple(key) + tuple(extra)
 
 

@@ -333,3 +333,20 @@ def test_compile_checks_jit_compile_and_auto_scale_loss():
         m.compile(optimizer="sgd", loss="mse", jit_compile="yes")
     with pytest.raises(ValueError, match=r"auto_scale_loss=1"):
         m.compile(optimizer="sgd", loss="mse", auto_scale_loss=1)
+
+
+def test_a_batch_passing_one_tensor_twice_is_another_signature():
+    """train_on_batch(t, t) records one buffer for x and y; later batches with two different
+    tensors must not reuse that recording."""
+    def build():
+        return lamina.Sequential([lamina.Input((3,)), layers.Dense(3)])
+    a, b = _pair(build, loss="mse", metrics=None)
+    rng = np.random.default_rng(8)
+    for _ in range(5):
+        t = lamina.convert_to_tensor(rng.standard_normal((4, 3)).astype(np.float32))
+        assert a.train_on_batch(t, t) == b.train_on_batch(t, t)
+    for _ in range(5):
+        x, y = (lamina.convert_to_tensor(rng.standard_normal((4, 3)).astype(np.float32)) for _ in range(2))
+        assert a.train_on_batch(x, y) == b.train_on_batch(x, y)
+    _same_weights(a, b)
+    assert len(_replayed(a)) == 2
