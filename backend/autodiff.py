@@ -60,6 +60,11 @@ def no_grad():
         _state.recording = was
 
 
+def tapes_active():
+    """Whether a GradientTape is open on this thread (step replay stays out of its way)."""
+    return bool(_state.tapes)
+
+
 def _update_recording():
     _state.recording = any(t._active and not t._paused for t in _state.tapes)
 

@@ -1,6 +1,6 @@
 """The functional graph: nodes recorded when layers are called on KerasTensors, and the
 Functional model that replays them on real tensors."""
-from ..backend.autodiff import _state as _tape_state, no_grad
+from ..backend.autodiff import no_grad
 from ..layers.input_layer import InputLayer, KerasTensor
 from ..layers.layer import Layer, check_input_spec, flatten, map_structure
 from ..backend.tensor import Tensor
@@ -63,13 +63,10 @@ def trace_output_shape(layer, input_shape, input_dtypes=None):
         return [build_inputs(v, dt[i] if isinstance(dt, (list, tuple)) else dt) for i, v in enumerate(s)]
 
     xs = build_inputs(input_shape, input_dtypes)
-    was = _tape_state.recording
-    _tape_state.recording = False
     try:
-        kwargs = {"training": False} if layer._call_has_training else {}
-        out = layer.call(xs, **kwargs)
+        with no_grad():
+            out = layer.call(xs, **({"training": False} if layer._call_has_training else {}))
     finally:
-        _tape_state.recording = was
         layer._clear_losses()  # add_loss calls made while tracing are not losses of any real call
 
     def back(t):
@@ -197,12 +194,10 @@ def _trace_with_args(layer, shapes, in_dtypes, args, kwargs):
     k = {n: map_structure(concrete, v) for n, v in kwargs.items()}
     if layer._call_has_training:
         k.setdefault("training", False)
-    was = _tape_state.recording
-    _tape_state.recording = False
     try:
-        out = layer.call(*a, **k)
+        with no_grad():
+            out = layer.call(*a, **k)
     finally:
-        _tape_state.recording = was
         layer._clear_losses()
     return back(out) if isinstance(out, Tensor) else map_structure(back, out)
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..backend.device import _devices as _DEVICES
 from ..backend import dtypes, random as _random
-from ..backend.autodiff import _state as _tape_state
+from ..backend.autodiff import tapes_active
 from ..backend.tensor import Tensor
 from ..layers.layer import flatten
 
@@ -323,7 +323,7 @@ class StepReplay:
     def run(self, key, inputs, fn):
         """fn() (a step's forward pass, loss and gradients for the batch whose tensors are
         `inputs`), recorded or replayed as the module's docstring says."""
-        if _tape_state.tapes:  # inside someone's GradientTape: the step must record onto it
+        if tapes_active():  # inside someone's GradientTape: the step must record onto it
             return fn()
         e = self.entries.get(key)
         if e is None:

@@ -350,3 +350,10 @@ def test_a_batch_passing_one_tensor_twice_is_another_signature():
         assert a.train_on_batch(x, y) == b.train_on_batch(x, y)
     _same_weights(a, b)
     assert len(_replayed(a)) == 2
+
+
+def test_steps_inside_an_open_gradient_tape_run_as_usual():
+    a, b = _pair(_mlp)
+    with lamina.GradientTape():
+        _train_alike(a, b, _batches(6))
+    assert not a._step_replay.entries
