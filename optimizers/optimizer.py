@@ -339,15 +339,22 @@ class Optimizer:
     _fused_weight_decay = False
 
     def _clip(self, grads):
-        # Keras 3's order of precedence: clipnorm, else global_clipnorm, else clipvalue.
+        # Keras 3's order of precedence: clipnorm, else global_clipnorm, else clipvalue; and its
+        # formulas, computed on the device (no host read per step): each gradient times
+        # clipnorm / max(norm, clipnorm); all of them times clip * min(1 / global_norm, 1 / clip)
+        # (NaN when the norm is NaN).
         if self.clipnorm is not None:
-            return [self._scale(g, self.clipnorm / n) if n > self.clipnorm else g
-                    for g, n in ((g, float(np.sqrt(self._sum_squares(g)))) for g in grads)]
+            c = float(self.clipnorm)
+            return [self._scale(g, _m.divide(c, _m.maximum(_m.sqrt(self._sum_squares(g)), c))) for g in grads]
         if self.global_clipnorm is not None:
-            total = float(np.sqrt(sum(self._sum_squares(g) for g in grads)))
-            if total > self.global_clipnorm:
-                grads = [self._scale(g, self.global_clipnorm / total) for g in grads]
-            return grads
+            c = float(self.global_clipnorm)
+            total = self._sum_squares(grads[0])
+            for g in grads[1:]:
+                t = self._sum_squares(g)
+                total = _m.add(total, t if t.device is total.device else t.to(total.device))
+            norm = _m.sqrt(total)
+            scale = _m.add(_m.multiply(c, _m.minimum(_m.divide(1.0, norm), 1.0 / c)), _m.subtract(norm, norm))
+            return [self._scale(g, scale if scale.device is g.device else scale.to(g.device)) for g in grads]
         if self.clipvalue is not None:
             c = self.clipvalue
             return [_sparse.with_values(g, _m.clip(g.values, -c, c)) if _sparse.is_indexed_slices(g)
@@ -356,8 +363,10 @@ class Optimizer:
 
     @staticmethod
     def _sum_squares(g):
-        t = g.values if _sparse.is_indexed_slices(g) else g   # distinct rows: the dense norm
-        return t.device.kernels.sum_squares(t._buf)
+        """The squared norm of a gradient, a scalar tensor on its device (an IndexedSlices' rows
+        are distinct after deduplication: their norm is the dense gradient's)."""
+        t = g.values if _sparse.is_indexed_slices(g) else g
+        return _m.sum(_m.square(t))
 
     @staticmethod
     def _scale(g, factor):

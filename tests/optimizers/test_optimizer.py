@@ -308,3 +308,22 @@ def test_fit_with_loss_scale_factor_equals_fit_without():
     b.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
     for p, q in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [dict(clipnorm=1.0), dict(global_clipnorm=1.0)])
+def test_gradient_clipping_reads_nothing_back_from_the_device(kw):
+    """Norms and scales stay tensors (a host read per step would sync a GPU's stream): the
+    update is recorded without any kernel handing a value to Python, and equals Keras's formulas."""
+    from lamina.models.replay import _record
+    v1, v2 = lamina.Variable(np.ones(2, np.float32)), lamina.Variable(np.ones(2, np.float32))
+    g1, g2 = (lamina.convert_to_tensor(np.array(a, np.float32)) for a in ([3.0, 4.0], [0.0, 12.0]))
+    opt = lamina.optimizers.SGD(1.0, **kw)
+    opt.build([v1, v2])
+    _, rec = _record(lambda: opt.apply([g1, g2], [v1, v2]))
+    assert rec.abort is None
+    if "clipnorm" in kw:   # each gradient to norm 1: [0.6, 0.8], [0, 1]
+        want = [[0.4, 0.2], [1.0, 0.0]]
+    else:                  # the global norm 13 -> 1
+        want = [[1 - 3 / 13, 1 - 4 / 13], [1.0, 1 - 12 / 13]]
+    np.testing.assert_allclose(v1.numpy(), want[0], rtol=1e-6)
+    np.testing.assert_allclose(v2.numpy(), want[1], rtol=1e-6)
