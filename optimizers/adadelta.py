@@ -1,6 +1,7 @@
 """Adadelta: per-coordinate steps from running averages of squared gradients and squared updates."""
 import numpy as np
 
+from ..backend import optim as _optim
 from .optimizer import Optimizer
 
 
@@ -17,7 +18,7 @@ class Adadelta(Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         ag, ad = self.slots_of(variable)
-        self._kernel("adadelta", gradient, variable, ag._buf, ad._buf, learning_rate, self.rho,
+        _optim.update("adadelta", variable, gradient, ag, ad, learning_rate, self.rho,
                      float(np.float32(1 - self.rho)), self.epsilon)
 
     update_step_sparse = update_step   # every row's averages decay: the row kernel walks all rows

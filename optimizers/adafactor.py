@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from ..backend import optim as _optim
 from ..backend.tensor import Variable
 from .optimizer import Optimizer
 
@@ -44,9 +45,9 @@ class Adafactor(Optimizer):
         shape = variable.shape
         factored = len(shape) >= 2
         B, R, C = (math.prod(shape[:-2]), shape[-2], shape[-1]) if factored else (1, 1, max(1, variable.size))
-        self._kernel("adafactor", gradient, variable, r._buf if factored else None, c._buf if factored else None,
-                     v._buf, B, R, C, factored, float(rho_t), float(beta), float(_f32(1) - beta), self.epsilon_1,
-                     self.epsilon_2, self.clip_threshold)
+        _optim.update("adafactor", variable, gradient, r if factored else None, c if factored else None,
+                      v, B, R, C, factored, float(rho_t), float(beta), float(_f32(1) - beta), self.epsilon_1,
+                      self.epsilon_2, self.clip_threshold)
 
     update_step_sparse = update_step   # the statistics span every row: the row kernel walks all rows
 

@@ -1,4 +1,5 @@
 """Adagrad: per-coordinate rates from the accumulated squared gradients."""
+from ..backend import optim as _optim
 from .optimizer import Optimizer
 
 
@@ -16,14 +17,10 @@ class Adagrad(Optimizer):
         return self._reference_slot(var, slot_name, self.initial_accumulator_value)
 
     def update_step(self, gradient, variable, learning_rate):
-        acc = self.slots_of(variable)[0]
-        variable.device.kernels.adagrad(variable._buf, gradient._buf, acc._buf, learning_rate, self.epsilon)
+        _optim.update("adagrad", variable, gradient, self.slots_of(variable)[0], learning_rate, self.epsilon)
 
-    def update_step_sparse(self, gradient, variable, learning_rate):
-        # a zero gradient row changes neither the accumulator nor the weights: only the gradient's rows
-        acc = self.slots_of(variable)[0]
-        variable.device.kernels.adagrad_sparse(variable._buf, gradient.row_size, gradient.indices._buf,
-                                               gradient.values._buf, acc._buf, learning_rate, self.epsilon)
+    # a zero gradient row changes neither the accumulator nor the weights: only the gradient's rows
+    update_step_sparse = update_step
 
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,

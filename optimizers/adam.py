@@ -1,4 +1,5 @@
 """Adam (with AMSGrad) and AdamW (decoupled weight decay)."""
+from ..backend import optim as _optim
 from .optimizer import Optimizer
 
 
@@ -20,18 +21,16 @@ class Adam(Optimizer):
         t = self.iterations + 1   # this update's step number (Keras's local_step)
         lr_t = learning_rate * (1 - self.beta_2 ** t) ** 0.5 / (1 - self.beta_1 ** t)
         slots = self.slots_of(variable)
-        vhat = slots[2]._buf if self.amsgrad else slots[1]._buf
+        vhat = slots[2] if self.amsgrad else slots[1]
         wd = self._decay(variable) * learning_rate
-        return (slots[0]._buf, slots[1]._buf, vhat, lr_t, self.beta_1, self.beta_2, self.epsilon, self.amsgrad, wd)
+        return (slots[0], slots[1], vhat, lr_t, self.beta_1, self.beta_2, self.epsilon, self.amsgrad, wd)
 
     def update_step(self, gradient, variable, learning_rate):
-        variable.device.kernels.adam(variable._buf, gradient._buf, *self._args(variable, learning_rate))
+        _optim.update("adam", variable, gradient, *self._args(variable, learning_rate))
 
-    def update_step_sparse(self, gradient, variable, learning_rate):
-        # Keras's (dense) semantics: the moments of rows without gradient decay too, so the row
-        # kernel walks every row, reading gradient rows through the sorted row list
-        variable.device.kernels.adam_sparse(variable._buf, gradient.row_size, gradient.indices._buf,
-                                            gradient.values._buf, *self._args(variable, learning_rate))
+    # Keras's (dense) semantics: the moments of rows without gradient decay too, so the row kernel
+    # walks every row, reading gradient rows through the sorted row list
+    update_step_sparse = update_step
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,

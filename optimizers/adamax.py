@@ -1,6 +1,7 @@
 """Adamax: Adam with the infinity norm of past gradients in place of the second moment."""
 import numpy as np
 
+from ..backend import optim as _optim
 from .optimizer import Optimizer
 
 _f32 = np.float32
@@ -19,7 +20,7 @@ class Adamax(Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         m, u = self.slots_of(variable)
         one_m_b1p = _f32(1) - _f32(self.beta_1) ** _f32(self.iterations + 1)   # float32, as Keras
-        self._kernel("adamax", gradient, variable, m._buf, u._buf, learning_rate, 1 - self.beta_1, self.beta_2,
+        _optim.update("adamax", variable, gradient, m, u, learning_rate, 1 - self.beta_1, self.beta_2,
                      self.epsilon, float(one_m_b1p))
 
     update_step_sparse = update_step   # m and u decay on every row: the row kernel walks all rows

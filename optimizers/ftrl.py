@@ -1,6 +1,7 @@
 """FTRL-proximal (Follow The Regularized Leader), with L1, L2 and L2-shrinkage regularization."""
 import numpy as np
 
+from ..backend import optim as _optim
 from .optimizer import Optimizer
 
 _f32 = np.float32
@@ -42,7 +43,7 @@ class Ftrl(Optimizer):
         acc, lin = self.slots_of(variable)
         lr = _f32(learning_rate)
         l2 = _f32(self.l2_regularization_strength) + _f32(self.beta) / (_f32(2.0) * lr)   # float32, as Keras
-        self._kernel("ftrl", gradient, variable, acc._buf, lin._buf, learning_rate, -self.learning_rate_power,
+        _optim.update("ftrl", variable, gradient, acc, lin, learning_rate, -self.learning_rate_power,
                      self.l1_regularization_strength, float(_f32(2) * l2),
                      2 * self.l2_shrinkage_regularization_strength)
 

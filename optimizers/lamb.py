@@ -1,6 +1,7 @@
 """LAMB: Adam's update scaled per variable by the trust ratio |var| / |update|."""
 import numpy as np
 
+from ..backend import optim as _optim
 from .optimizer import Optimizer
 
 _f32 = np.float32
@@ -22,7 +23,7 @@ class Lamb(Optimizer):
         t = _f32(self.iterations + 1)
         one_m_b1p = _f32(1) - _f32(self.beta_1) ** t
         one_m_b2p = _f32(1) - _f32(self.beta_2) ** t
-        self._kernel("lamb", gradient, variable, m._buf, v._buf, learning_rate, 1 - self.beta_1, 1 - self.beta_2,
+        _optim.update("lamb", variable, gradient, m, v, learning_rate, 1 - self.beta_1, 1 - self.beta_2,
                      self.epsilon, float(one_m_b1p), float(one_m_b2p))
 
     update_step_sparse = update_step   # moments decay on every row and the norms span the variable

@@ -1,6 +1,7 @@
 """Lion (evolved sign momentum)."""
 import numpy as np
 
+from ..backend import optim as _optim
 from .optimizer import Optimizer
 
 _f32 = np.float32
@@ -22,7 +23,7 @@ class Lion(Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         (m,) = self.slots_of(variable)
         b1, b2 = _f32(self.beta_1), _f32(self.beta_2)
-        self._kernel("lion", gradient, variable, m._buf, learning_rate, float(b1), float(_f32(1) - b1), float(b2),
+        _optim.update("lion", variable, gradient, m, learning_rate, float(b1), float(_f32(1) - b1), float(b2),
                      float(_f32(1) - b2))
 
     update_step_sparse = update_step   # rows without gradient still move by sign(beta_1 m)

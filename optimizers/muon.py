@@ -3,6 +3,7 @@ import re
 
 import numpy as np
 
+from ..backend import optim as _optim
 from ..backend import linalg as _la
 from ..backend import manipulation as _mp
 from ..backend import math as _m
@@ -83,7 +84,7 @@ class Muon(Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         wd = self._decay_rate(variable)
         if wd:
-            variable.device.kernels.weight_decay(variable._buf, float(wd), float(learning_rate))
+            _optim.weight_decay(variable, wd, learning_rate)
         m, v = self.slots_of(variable)
         if v is not None:
             self._adamw_step(gradient, variable, learning_rate * self.adam_lr_ratio, m, v)
@@ -94,8 +95,8 @@ class Muon(Optimizer):
         t = _f32(self.iterations + 1)
         b1, b2 = _f32(self.adam_beta_1), _f32(self.adam_beta_2)
         alpha = _f32(learning_rate) * np.sqrt(_f32(1) - b2 ** t) / (_f32(1) - b1 ** t)
-        variable.device.kernels.adam(variable._buf, gradient._buf, m._buf, v._buf, v._buf, float(alpha),
-                                     float(b1), float(b2), float(self.epsilon), False, 0.0)
+        _optim.update("adam", variable, gradient, m, v, v, float(alpha), float(b1), float(b2), float(self.epsilon),
+                      False, 0.0)
 
     def _muon_step(self, gradient, variable, learning_rate, m):
         mom = float(self.momentum)

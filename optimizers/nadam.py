@@ -1,6 +1,7 @@
 """Nadam: Adam with Nesterov momentum and Keras's momentum schedule."""
 import numpy as np
 
+from ..backend import optim as _optim
 from ..backend.device import device as device_scope
 from ..backend.tensor import Variable
 from .optimizer import Optimizer
@@ -45,8 +46,7 @@ class Nadam(Optimizer):
         t = self.iterations + 1
         self._u_product = _f32(self._u_product * _f32(self.beta_1) *
                                (_f32(1) - _f32(0.5) * _f32(0.96) ** _f32(t)))
-        v = self._u_product_var
-        v.device.kernels.fill(v._buf, float(self._u_product))
+        _optim.fill(self._u_product_var, self._u_product)
         u_t, u_t1 = self._u_t(t), self._u_t(t + 1)
         uprod_t1 = self._u_product * u_t1
         b1, b2 = _f32(self.beta_1), _f32(self.beta_2)
@@ -57,7 +57,7 @@ class Nadam(Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         m, v = self.slots_of(variable)
-        self._kernel("nadam", gradient, variable, m._buf, v._buf, learning_rate, *self._step_args)
+        _optim.update("nadam", variable, gradient, m, v, learning_rate, *self._step_args)
 
     update_step_sparse = update_step   # moments decay on every row: the row kernel walks all rows
 

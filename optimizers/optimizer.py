@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 
+from ..backend import optim as _optim
 from ..backend import math as _m
 from ..backend import sparse as _sparse
 from ..backend.autodiff import no_grad
@@ -292,7 +293,7 @@ class Optimizer:
                 mean = [_m.divide(acc, float(steps)) for acc in accs]   # Keras: (g + accumulated) / steps
                 self._update(mean, variables, lr)
                 for acc in self._accumulators:
-                    acc.device.kernels.fill(acc._buf, 0.0)
+                    _optim.fill(acc, 0.0)
         else:
             self._update(checked, variables, lr)
         if self.use_ema:
@@ -309,7 +310,7 @@ class Optimizer:
             for v in variables:
                 wd = self._decay(v)
                 if wd:
-                    v.device.kernels.weight_decay(v._buf, wd, lr)
+                    _optim.weight_decay(v, wd, lr)
         self._backend_update_step(grads, variables, lr)
 
     def _backend_update_step(self, grads, variables, lr):
@@ -324,8 +325,7 @@ class Optimizer:
     @staticmethod
     def _accumulate(acc, g):
         if _sparse.is_indexed_slices(g):   # rows added in place, never densified
-            acc.device.kernels.embedding_scatter_add(acc._buf, g.dense_shape[0], g.row_size, g.indices._buf,
-                                                     g.values._buf, False)
+            _optim.add_rows(acc, g)
         else:
             acc.assign_add(g)
 
@@ -374,16 +374,6 @@ class Optimizer:
             return _sparse.with_values(g, _m.multiply(g.values, factor))
         return _m.multiply(g, factor)
 
-    def _kernel(self, name, gradient, variable, *args):
-        """Runs the fused kernel `name` (dense gradient) or `name`_sparse (row gradient) on the
-        variable: kernel(var, grad, *args) or kernel_sparse(var, row_size, indices, values, *args)."""
-        k = variable.device.kernels
-        if _sparse.is_indexed_slices(gradient):
-            getattr(k, name + "_sparse")(variable._buf, gradient.row_size, gradient.indices._buf,
-                                         gradient.values._buf, *args)
-        else:
-            getattr(k, name)(variable._buf, gradient._buf, *args)
-
     def update_step_sparse(self, gradient, variable, learning_rate):
         """The update with a row gradient (IndexedSlices with distinct sorted int64 indices).
         The built-in optimizers override it with a C++ row kernel; this default densifies."""
@@ -399,11 +389,11 @@ class Optimizer:
         m = _f32(self.ema_momentum) if self.iterations != 0 else _f32(0.0)
         a, b = float(_f32(1.0) - m), float(m)
         for v, avg in zip(self._variables, self._averages):
-            v.device.kernels.axpby(a, v._buf, b, avg._buf)
+            _optim.axpby(a, v, b, avg)
         freq = self.ema_overwrite_frequency
         if freq and (self.iterations + 1) % freq == 0:
             for v, avg in zip(self._variables, self._averages):
-                v.device.kernels.copy(avg._buf, v._buf)
+                _optim.copy_into(avg, v)
 
     def finalize_variable_values(self, var_list):
         """With use_ema, writes the moving averages into the variables (Keras's fit calls it after
@@ -416,7 +406,7 @@ class Optimizer:
                              "built for other variables (or has not been applied yet)")
         for v in var_list:
             avg = self._averages[self._index[id(v)]]
-            v.device.kernels.copy(avg._buf, v._buf)
+            _optim.copy_into(avg, v)
 
     # -- config --
     def get_config(self):

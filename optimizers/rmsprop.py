@@ -1,4 +1,5 @@
 """RMSprop (optionally centered, with momentum), Keras 3's update rule."""
+from ..backend import optim as _optim
 from .optimizer import Optimizer
 
 
@@ -13,24 +14,16 @@ class RMSprop(Optimizer):
     def _slot_groups(self):
         return [[n] for n in self.slot_names()]   # Keras: all velocities, then momentums, then averages
 
-    def _slot_bufs(self, variable):
-        slots = self.slots_of(variable)
-        vel = slots[0]._buf
-        mom = slots[1]._buf if self.momentum > 0 else vel
-        ag = slots[-1]._buf if self.centered else vel
-        return vel, ag, mom
-
     def update_step(self, gradient, variable, learning_rate):
-        vel, ag, mom = self._slot_bufs(variable)
-        variable.device.kernels.rmsprop(variable._buf, gradient._buf, vel, ag, mom, learning_rate, self.rho,
-                                        self.momentum, self.epsilon, self.centered)
+        slots = self.slots_of(variable)
+        vel = slots[0]
+        mom = slots[1] if self.momentum > 0 else vel
+        ag = slots[-1] if self.centered else vel
+        _optim.update("rmsprop", variable, gradient, vel, ag, mom, learning_rate, self.rho, self.momentum, self.epsilon,
+                      self.centered)
 
-    def update_step_sparse(self, gradient, variable, learning_rate):
-        # every row's velocity (and momentum, average gradient) decays: a row kernel over all rows
-        vel, ag, mom = self._slot_bufs(variable)
-        variable.device.kernels.rmsprop_sparse(variable._buf, gradient.row_size, gradient.indices._buf,
-                                               gradient.values._buf, vel, ag, mom, learning_rate, self.rho,
-                                               self.momentum, self.epsilon, self.centered)
+    # every row's velocity (and momentum, average gradient) decays: a row kernel over all rows
+    update_step_sparse = update_step
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,

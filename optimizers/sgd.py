@@ -1,4 +1,5 @@
 """Stochastic gradient descent with optional (Nesterov) momentum."""
+from ..backend import optim as _optim
 from .optimizer import Optimizer
 
 
@@ -15,14 +16,11 @@ class SGD(Optimizer):
         return ["momentum"] if self.momentum else []
 
     def update_step(self, gradient, variable, learning_rate):
-        vel = self.slots_of(variable)[0]._buf if self.momentum else variable._buf
-        variable.device.kernels.sgd(variable._buf, gradient._buf, vel, learning_rate, self.momentum, self.nesterov)
+        vel = self.slots_of(variable)[0] if self.momentum else variable
+        _optim.update("sgd", variable, gradient, vel, learning_rate, self.momentum, self.nesterov)
 
-    def update_step_sparse(self, gradient, variable, learning_rate):
-        # without momentum only the gradient's rows change; with it every row's velocity decays
-        vel = self.slots_of(variable)[0]._buf if self.momentum else variable._buf
-        variable.device.kernels.sgd_sparse(variable._buf, gradient.row_size, gradient.indices._buf,
-                                           gradient.values._buf, vel, learning_rate, self.momentum, self.nesterov)
+    # without momentum only the gradient's rows change; with it every row's velocity decays
+    update_step_sparse = update_step
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
