@@ -168,12 +168,6 @@ def _to_float(x):
     return x if x.dtype == dtypes.FLOAT32 else cast(x, dtypes.FLOAT32)
 
 
-def _require_float(op, x):
-    if x.dtype != dtypes.FLOAT32:
-        raise TypeError(f"{op}: expected a float32 tensor, received {x.dtype} with shape {x.shape}; "
-                        f"cast it with ops.cast(x, 'float32')")
-
-
 def unbroadcast(g, shape):
     """Sums a gradient of a broadcast result back down to an operand's shape."""
     if g.shape == shape:

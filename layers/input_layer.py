@@ -123,7 +123,7 @@ class InputLayer(Layer):
             kt = input_tensor
         else:
             kt = KerasTensor(self._batch_input_shape, self.dtype, name=self.name)
-        from ..models.functional import Node
+        from .symbolic import Node
         Node(self, [], [kt], ((), {}))
 
     @property

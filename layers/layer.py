@@ -439,7 +439,7 @@ class Layer:
         if not isinstance(inputs, Tensor):
             from .input_layer import KerasTensor
             if any(isinstance(t, KerasTensor) for t in flatten(inputs)):
-                from ..models.functional import symbolic_call
+                from .symbolic import symbolic_call
                 return symbolic_call(self, *args, **kwargs)
         if _ctx.entry is not None:
             return self._eager_call(inputs, args, kwargs)
@@ -553,7 +553,7 @@ class Layer:
 
     def compute_output_shape(self, input_shape):
         """Output shape for an input shape (None for unknown dims). The base version traces `call`."""
-        from ..models.functional import trace_output_shape
+        from .symbolic import trace_output_shape
         return trace_output_shape(self, input_shape)
 
     # -- config (Keras 3's keys; nested objects in Keras's serialized form) --

@@ -98,7 +98,7 @@ class Model(Trainer, Layer):
         if self._build_overridden:
             self._maybe_build(shape)
             return
-        from .functional import trace_output_shape
+        from ..layers.symbolic import trace_output_shape
         try:
             self._maybe_build(shape)
             trace_output_shape(self, shape)
