@@ -9,7 +9,7 @@ from .. import ops
 from ..backend.random import SeedGenerator
 from .core import Dropout
 from .layer import InputSpec, Layer
-from .reshaping import standardize_data_format
+from .convolutional import _data_format
 
 # SELU's constants (Klambauer et al., 2017), as Keras's AlphaDropout
 _SELU_ALPHA = 1.6732632423543772
@@ -41,7 +41,7 @@ class _SpatialDropout(Dropout):
     def __init__(self, rate, data_format=None, seed=None, **kwargs):
         super().__init__(rate, seed=seed, **kwargs)
         who = type(self).__name__
-        self.data_format = standardize_data_format(who, data_format) if self.has_data_format else "channels_last"
+        self.data_format = _data_format(who, data_format) if self.has_data_format else "channels_last"
         self.input_spec = InputSpec(ndim=self.rank + 2)
 
     def _noise_shape(self, shape):

@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import ops
 from ..backend import resampling, validation
+from .convolutional import _data_format
 from .layer import InputSpec, Layer
 
 
@@ -115,17 +116,6 @@ class RepeatVector(Layer):
 
 # ---- spatial layers: up-sampling, cropping, zero padding ------------------------------------------
 
-def standardize_data_format(who, data_format):
-    """Keras's `data_format`: None (-> "channels_last", Keras's default image_data_format),
-    "channels_last" or "channels_first", any case; else a ValueError naming the layer."""
-    if data_format is None:
-        return "channels_last"
-    f = data_format.lower() if isinstance(data_format, str) else data_format
-    if f not in ("channels_last", "channels_first"):
-        raise ValueError(f"{who}: `data_format` must be 'channels_last', 'channels_first' or None, received "
-                         f"data_format={data_format!r}")
-    return f
-
 
 def _int_tuple(who, arg, value, n, minimum):
     """`value` (an int, or n ints) as a tuple of n ints >= minimum (Keras's standardize_tuple)."""
@@ -184,7 +174,7 @@ class _Spatial(Layer):
 
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        self.data_format = standardize_data_format(type(self).__name__, data_format)
+        self.data_format = _data_format(type(self).__name__, data_format)
         self.input_spec = InputSpec(ndim=self.rank + 2)
 
     def _spatial_axes(self):

@@ -221,11 +221,14 @@ constexpr int64_t kDirectMaxK = 64;
 // Each thread copies one padded image: larger images go through im2col's bounded chunks instead.
 constexpr int64_t kDirectMaxImageBytes = int64_t(16) << 20;
 
+// Rows and columns of an image zero-padded so that every window of every output pixel lies inside.
+int64_t padded_rows(const ConvGeom& g) { return std::max(g.H + g.pt, (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1); }
+int64_t padded_cols(const ConvGeom& g) { return std::max(g.W + g.pl, (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1); }
+
 bool direct_small(const ConvGeom& g) {
   if (g.K() > kDirectMaxK || g.O % 16 != 0 || g.direct()) return false;
-  const int64_t hp = std::max(g.H + g.pt, (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1);
-  const int64_t wp = std::max(g.W + g.pl, (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1);
-  return double(hp) * double(wp) * double(g.C) * sizeof(float) <= double(kDirectMaxImageBytes);
+  return double(padded_rows(g)) * double(padded_cols(g)) * double(g.C) * sizeof(float) <=
+         double(kDirectMaxImageBytes);
 }
 
 struct Padded {
@@ -235,8 +238,8 @@ struct Padded {
 
 Padded padded_geom(const ConvGeom& g) {
   Padded p;
-  p.Hp = std::max(g.H + g.pt, (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1);
-  p.Wp = std::max(g.W + g.pl, (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1);
+  p.Hp = padded_rows(g);
+  p.Wp = padded_cols(g);
   p.off.resize(size_t(g.K()));
   for (int64_t kh = 0, k = 0; kh < g.KH; ++kh)
     for (int64_t kw = 0; kw < g.KW; ++kw)
