@@ -12,14 +12,22 @@ import threading
 
 class Node:
     """How an op's output was made: its inputs, which of them need gradients, and
-    `backward(grad, needs) -> tuple of input gradients (None where not needed)`."""
+    `backward(grad, needs) -> tuple of input gradients (None where not needed)`.
 
-    __slots__ = ("inputs", "backward", "needs")
+    An op that can add its input gradients into existing buffers (the recurrent layers' weight
+    gradients: summed over time steps, and over micro-batches when a pipeline reuses a layer)
+    records with `accumulates=True`: its backward is then called as `backward(grad, needs, acc)`,
+    where acc[i] is a gradient of input i that backprop already holds and owns (a dense float32
+    tensor nobody else sees) or None. The op may add its gradient into acc[i] in place and return
+    acc[i] itself for that input; every other gradient it returns must be a new tensor."""
 
-    def __init__(self, inputs, backward, needs):
+    __slots__ = ("inputs", "backward", "needs", "accumulates")
+
+    def __init__(self, inputs, backward, needs, accumulates=False):
         self.inputs = inputs
         self.backward = backward
         self.needs = needs
+        self.accumulates = accumulates
 
 
 class _State(threading.local):
@@ -41,9 +49,9 @@ def needs_grad(*tensors):
     return False
 
 
-def record(out, inputs, backward):
-    """Attaches a Node to `out` (call only when needs_grad(*inputs))."""
-    out._node = Node(inputs, backward, tuple(t._rg for t in inputs))
+def record(out, inputs, backward, accumulates=False):
+    """Attaches a Node to `out` (call only when needs_grad(*inputs)); see Node for `accumulates`."""
+    out._node = Node(inputs, backward, tuple(t._rg for t in inputs), accumulates)
     out._rg = True
     return out
 
@@ -208,7 +216,14 @@ def backprop(targets, seeds, sources, release=False, on_ready=None):
     that used it has run its backward -- while the rest of the backward pass is still to run
     (data-parallel training starts its all-reduces there). Called exactly once per source, in the
     order the gradients complete (unconnected sources, with None, at the end); the gradient is
-    the one returned for it (dense, or an IndexedSlices)."""
+    the one returned for it (dense, or an IndexedSlices).
+
+    Accumulation: the first gradient an input receives is kept as it is (an op's backward may hand
+    the same tensor to several inputs, or pass its own incoming gradient through); the sum of two
+    is a new tensor that backprop owns, and later gradients are added into an owned sum in place
+    (by the producing op itself when it records `accumulates=True`, see Node), so a weight used
+    by many ops (micro-batches, shared layers) costs one buffer and no extra pass per use. A
+    gradient stops being owned when it is handed to an op's backward or reported final."""
     from . import math as _m
     from . import sparse as _sparse
     # Reverse topological order by iterative depth-first search.
@@ -233,6 +248,7 @@ def backprop(targets, seeds, sources, release=False, on_ready=None):
     for t, s in zip(targets, seeds):
         grads[id(t)] = s if id(t) not in grads else _m.add(grads[id(t)], s)
     kept = {}
+    owned = set()   # ids of the gradients in `grads` that backprop made and may add into in place
     final = {}      # source id -> its final gradient (densified), once reported to on_ready
     pending = {}    # source id -> ops that use it and have not yet run their backward
     if on_ready is not None:
@@ -248,6 +264,7 @@ def backprop(targets, seeds, sources, release=False, on_ready=None):
 
         def ready(sid):
             g = kept.get(sid, grads.get(sid))
+            owned.discard(id(g))
             if _sparse.is_outer_products(g):
                 g = g.to_dense()
             final[sid] = g
@@ -271,15 +288,36 @@ def backprop(targets, seeds, sources, release=False, on_ready=None):
             continue
         if _sparse.is_indexed_slices(g) or _sparse.is_outer_products(g):  # backward functions take dense ones
             g = g.to_dense()
-        in_grads = node.backward(g, node.needs)
-        for inp, ig, need in zip(node.inputs, in_grads, node.needs):
+        owned.discard(id(g))  # handed out: the op may return it, or pass it on to several inputs
+        if node.accumulates:
+            acc = tuple(_owned_dense(grads.get(id(inp)), owned, inp) if need else None
+                        for inp, need in zip(node.inputs, node.needs))
+            in_grads = node.backward(g, node.needs, acc)
+        else:
+            acc, in_grads = None, node.backward(g, node.needs)
+        for j, (inp, ig, need) in enumerate(zip(node.inputs, in_grads, node.needs)):
             if ig is None or not need:
                 continue
             if ig.shape != inp.shape:
                 raise RuntimeError(f"internal error: gradient of shape {ig.shape} for input of shape {inp.shape}")
             iid = id(inp)
             prev = grads.get(iid)
-            grads[iid] = ig if prev is None else _sparse.add(prev, ig)
+            if prev is None:
+                grads[iid] = ig
+                if acc is not None:  # an accumulating op's gradients are new tensors
+                    owned.add(id(ig))
+            elif acc is not None and ig is acc[j]:
+                pass  # the op added its gradient into prev
+            elif _owned_dense(prev, owned, inp) is not None and _is_dense_f32(ig) and ig.device is prev.device:
+                _add_into(prev, ig)
+            elif _owned_dense(prev, owned, inp) is not None and _sparse.is_indexed_slices(ig) \
+                    and ig.values.dtype == prev.dtype and ig.values.device is prev.device:
+                _scatter_into(prev, ig)
+            else:
+                total = _sparse.add(prev, ig)
+                grads[iid] = total
+                if _is_dense_f32(total):  # a new tensor (sparse.add never returns an operand)
+                    owned.add(id(total))
         if pending:
             _report_ready(node, pending, final, ready)
         if release:
@@ -301,3 +339,25 @@ def _report_ready(node, pending, final, ready):
         iid = id(inp)
         if pending.get(iid) == 0 and iid not in final:
             ready(iid)
+
+
+def _is_dense_f32(t):
+    from .tensor import Tensor
+    from .dtypes import FLOAT32
+    return type(t) is Tensor and t.dtype == FLOAT32
+
+
+def _owned_dense(g, owned, inp):
+    """g when it is a dense float32 gradient backprop owns with inp's shape, else None."""
+    return g if g is not None and id(g) in owned and _is_dense_f32(g) and g.shape == inp.shape else None
+
+
+def _add_into(acc, g):
+    """acc += g (dense float32, same shape and device)."""
+    acc.device.kernels.axpby(1.0, g._buf, 1.0, acc._buf)
+
+
+def _scatter_into(acc, g):
+    """acc += g for an IndexedSlices g (rows scatter-added into the dense acc)."""
+    acc.device.kernels.embedding_scatter_add(acc._buf, g.dense_shape[0], g.row_size, g.indices._buf,
+                                             g.values._buf, False)

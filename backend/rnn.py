@@ -29,10 +29,12 @@ _F32 = dtypes.FLOAT32
 
 # ---- several outputs, one backward ---------------------------------------------------------------
 
-def _record_multi(outputs, inputs, backward):
+def _record_multi(outputs, inputs, backward, accumulates=False):
     """Records an op with several outputs (the autodiff Node has one): `backward(grads, needs)`
     receives one gradient per output (None for an output that got none) and `needs` for every
-    listed input (None inputs included, never needed), and returns one gradient per input.
+    listed input (None inputs included, never needed), and returns one gradient per input. With
+    `accumulates=True` it is called as `backward(grads, needs, acc)`: acc, per input, an owned
+    gradient the op may add its own into (see autodiff.Node).
 
     All the inputs hang off a private zero-size "hub" tensor; each output records a node whose
     only input is the hub. Backprop visits a node after everything computed from it, so the
@@ -48,14 +50,14 @@ def _record_multi(outputs, inputs, backward):
     hub = empty((0,), _F32, dev)
     slot = {"grads": [None] * n_out}
 
-    def hub_bw(g, needs):
+    def hub_bw(g, needs, acc=None):
         grads, slot["grads"] = slot["grads"], [None] * n_out
-        full = [False] * len(inputs)
-        for i, n in zip(present, needs):
-            full[i] = n
-        res = backward(grads, full)
+        full, acc_full = [False] * len(inputs), [None] * len(inputs)
+        for i, n, a in zip(present, needs, acc or (None,) * len(present)):
+            full[i], acc_full[i] = n, a
+        res = backward(grads, full, acc_full) if accumulates else backward(grads, full)
         return tuple(res[i] for i in present)
-    record(hub, ts, hub_bw)
+    record(hub, ts, hub_bw, accumulates=accumulates)
 
     for k, out in enumerate(outputs):
         def out_bw(g, needs, k=k):
@@ -150,6 +152,21 @@ def _maybe(cond, shape, dev):
 
 # ---- ops ---------------------------------------------------------------------------------------------
 
+def _weight_grads(res, n, acc, first, shapes, dev):
+    """Fills res[first:first+3], the kernel, recurrent kernel and bias gradients: an owned
+    accumulator from autodiff where there is one (the kernel adds into it), else a new buffer
+    where needed. Returns the kernel's `accumulate` bits (1 kernel, 2 recurrent kernel, 4 bias)."""
+    bits = 0
+    for j, shape in enumerate(shapes):
+        i = first + j
+        if n[i] and acc[i] is not None:
+            res[i] = acc[i]
+            bits |= 1 << j
+        else:
+            res[i] = _maybe(n[i], shape, dev)
+    return bits
+
+
 def lstm(inputs, h0, c0, kernel, recurrent_kernel, bias, mask=None, go_backwards=False, input_dropout=None,
          recurrent_dropout=None):
     """Runs an LSTM (Keras's gates i, f, c, o; sigmoid / tanh) over a whole sequence.
@@ -173,16 +190,15 @@ def lstm(inputs, h0, c0, kernel, recurrent_kernel, bias, mask=None, go_backwards
     k.lstm_forward(x._buf, h_init._buf, c_init._buf, K._buf, R._buf, _buf(bias), _buf(mask), _buf(dx_m),
                    _buf(dr_m), B, T, F, U, back, out._buf, h._buf, c._buf, gates._buf, _buf(cs))
     if grad:
-        def backward(grads, n):
+        def backward(grads, n, acc):
             g_out, g_h, g_c = grads
-            res = [_maybe(n[0], x.shape, dev), _maybe(n[1], (B, U), dev), _maybe(n[2], (B, U), dev),
-                   _maybe(n[3], K.shape, dev), _maybe(n[4], R.shape, dev),
-                   _maybe(n[5], bias.shape if bias is not None else (), dev)]
+            res = [_maybe(n[0], x.shape, dev), _maybe(n[1], (B, U), dev), _maybe(n[2], (B, U), dev), None, None, None]
+            bits = _weight_grads(res, n, acc, 3, (K.shape, R.shape, bias.shape if bias is not None else ()), dev)
             k.lstm_backward(x._buf, h_init._buf, c_init._buf, K._buf, R._buf, _buf(mask), _buf(dx_m), _buf(dr_m),
                             B, T, F, U, back, ob, gates._buf, cs._buf, _buf(g_out), _buf(g_h), _buf(g_c),
-                            *(_buf(r) for r in res))
+                            *(_buf(r) for r in res), bits)
             return tuple(res)
-        _record_multi((out, h, c), (x, h0, c0, K, R, bias), backward)
+        _record_multi((out, h, c), (x, h0, c0, K, R, bias), backward, accumulates=True)
     return out, h, c
 
 
@@ -210,14 +226,14 @@ def gru(inputs, h0, kernel, recurrent_kernel, bias, mask=None, go_backwards=Fals
     k.gru_forward(x._buf, h_init._buf, K._buf, R._buf, _buf(bias), _buf(mask), _buf(dx_m), _buf(dr_m), B, T, F, U,
                   back, out._buf, h._buf, gates._buf, _buf(rh))
     if grad:
-        def backward(grads, n):
+        def backward(grads, n, acc):
             g_out, g_h = grads
-            res = [_maybe(n[0], x.shape, dev), _maybe(n[1], (B, U), dev), _maybe(n[2], K.shape, dev),
-                   _maybe(n[3], R.shape, dev), _maybe(n[4], bias.shape if bias is not None else (), dev)]
+            res = [_maybe(n[0], x.shape, dev), _maybe(n[1], (B, U), dev), None, None, None]
+            bits = _weight_grads(res, n, acc, 2, (K.shape, R.shape, bias.shape if bias is not None else ()), dev)
             k.gru_backward(x._buf, h_init._buf, K._buf, R._buf, _buf(mask), _buf(dx_m), _buf(dr_m), B, T, F, U, back,
-                           ob, gates._buf, rh._buf, _buf(g_out), _buf(g_h), *(_buf(r) for r in res))
+                           ob, gates._buf, rh._buf, _buf(g_out), _buf(g_h), *(_buf(r) for r in res), bits)
             return tuple(res)
-        _record_multi((out, h), (x, h0, K, R, bias), backward)
+        _record_multi((out, h), (x, h0, K, R, bias), backward, accumulates=True)
     return out, h
 
 
@@ -241,12 +257,12 @@ def simple_rnn(inputs, h0, kernel, recurrent_kernel, bias, mask=None, go_backwar
     k.simple_rnn_forward(x._buf, h_init._buf, K._buf, R._buf, _buf(bias), _buf(mask), _buf(dx_m), _buf(dr_m), B, T,
                          F, U, back, out._buf, h._buf, gates._buf)
     if grad:
-        def backward(grads, n):
+        def backward(grads, n, acc):
             g_out, g_h = grads
-            res = [_maybe(n[0], x.shape, dev), _maybe(n[1], (B, U), dev), _maybe(n[2], K.shape, dev),
-                   _maybe(n[3], R.shape, dev), _maybe(n[4], bias.shape if bias is not None else (), dev)]
+            res = [_maybe(n[0], x.shape, dev), _maybe(n[1], (B, U), dev), None, None, None]
+            bits = _weight_grads(res, n, acc, 2, (K.shape, R.shape, bias.shape if bias is not None else ()), dev)
             k.simple_rnn_backward(x._buf, h_init._buf, K._buf, R._buf, _buf(mask), _buf(dx_m), _buf(dr_m), B, T, F, U,
-                                  back, ob, gates._buf, _buf(g_out), _buf(g_h), *(_buf(r) for r in res))
+                                  back, ob, gates._buf, _buf(g_out), _buf(g_h), *(_buf(r) for r in res), bits)
             return tuple(res)
-        _record_multi((out, h), (x, h0, K, R, bias), backward)
+        _record_multi((out, h), (x, h0, K, R, bias), backward, accumulates=True)
     return out, h

@@ -268,18 +268,21 @@ inline void row_copy(float* y, const float* a, int64_t n) {
   if (y != a && n > 0) std::memcpy(y, a, size_t(n) * sizeof(float));
 }
 
-// out[j] = sum over rows of a[r, j] (a: rows x cols, row-major)
-void col_sums(const float* a, int64_t rows, int64_t cols, float* out) {
+// out[j] = sum over rows of a[r, j] (a: rows x cols, row-major); added to out when accumulate
+void col_sums(const float* a, int64_t rows, int64_t cols, float* out, bool accumulate) {
   constexpr int64_t kBlock = 256;
   const int64_t blocks = (cols + kBlock - 1) / kBlock;
 #pragma omp parallel for if (rows * cols > kParallelGrain && blocks > 1) schedule(static)
   for (int64_t k = 0; k < blocks; ++k) {
     const int64_t c0 = k * kBlock, w = std::min(kBlock, cols - c0);
     float* o = out + c0;
-    std::fill(o, o + w, 0.f);
+    if (!accumulate) std::fill(o, o + w, 0.f);
     for (int64_t r = 0; r < rows; ++r) row_acc(o, a + r * cols + c0, w);
   }
 }
+
+// lstm_backward's / gru_backward's / simple_rnn_backward's `accumulate` bits
+constexpr int64_t kAccKernel = 1, kAccRecurrent = 2, kAccBias = 4;
 
 // ---- arguments --------------------------------------------------------------------------------
 
@@ -413,10 +416,13 @@ void forward(const Args& a, float* out, float* h_last, float* c_last, float* gat
 // ---- backward --------------------------------------------------------------------------------
 
 // out, gates, cs / rh: what the forward pass left. dout (B, T, U), dh_last, dc_last: incoming
-// gradients (null = zero). Gradients are written where their buffer is given.
+// gradients (null = zero). Gradients are written where their buffer is given; the weight
+// gradients are added to what their buffers hold where `accumulate` says so (kAccKernel,
+// kAccRecurrent, kAccBias), as autodiff does when one weight serves several calls.
 void backward(const Args& a, const float* out, const float* gates, const float* cs, const float* rh,
               const float* dout, const float* dh_last, const float* dc_last, float* dx, float* dh0, float* dc0,
-              float* dK, float* dR, float* db) {
+              float* dK, float* dR, float* db, int64_t accumulate) {
+  const bool acc_k = accumulate & kAccKernel, acc_r = accumulate & kAccRecurrent, acc_b = accumulate & kAccBias;
   const int64_t B = a.B, T = a.T, F = a.F, U = a.U, GU = a.GU;
   Scratch dg(B * T * GU), dgr_s(a.cell == GRU ? B * T * GU : 0);
   float* dgr = a.cell == GRU ? dgr_s.p : dg.p;  // gradient of the recurrent pre-activations
@@ -503,16 +509,16 @@ void backward(const Args& a, const float* out, const float* gates, const float* 
     if (fuse) {
       Scratch c(W * GU);
       sgemm(true, false, W, GU, B * T, 1.f, hx.p, W, dg.p, GU, 0.f, c.p, GU);
-      row_copy(dR, c.p, U * GU);
-      row_copy(dK, c.p + U * GU, F * GU);
+      if (acc_r) row_acc(dR, c.p, U * GU); else row_copy(dR, c.p, U * GU);
+      if (acc_k) row_acc(dK, c.p + U * GU, F * GU); else row_copy(dK, c.p + U * GU, F * GU);
     } else {
-      sgemm(true, false, U, GU, B * T, 1.f, hx.p, U, dgr, GU, 0.f, dR, GU);
+      sgemm(true, false, U, GU, B * T, 1.f, hx.p, U, dgr, GU, acc_r ? 1.f : 0.f, dR, GU);
     }
   }
   if (dK && !fuse) {
     Scratch xe(a.in_mask ? B * T * F : 0);
     if (a.in_mask) apply_input_mask(a, xe.p);
-    sgemm(true, false, F, GU, B * T, 1.f, a.in_mask ? xe.p : a.x, F, dg.p, GU, 0.f, dK, GU);
+    sgemm(true, false, F, GU, B * T, 1.f, a.in_mask ? xe.p : a.x, F, dg.p, GU, acc_k ? 1.f : 0.f, dK, GU);
   }
   if (dx) {
     sgemm(false, true, B * T, F, GU, 1.f, dg.p, GU, a.K, GU, 0.f, dx, F);
@@ -523,8 +529,8 @@ void backward(const Args& a, const float* out, const float* gates, const float* 
     }
   }
   if (db) {
-    col_sums(dg.p, B * T, GU, db);
-    if (a.cell == GRU) col_sums(dgr, B * T, GU, db + GU);
+    col_sums(dg.p, B * T, GU, db, acc_b);
+    if (a.cell == GRU) col_sums(dgr, B * T, GU, db + GU, acc_b);
   }
 }
 
@@ -588,40 +594,56 @@ void check_bwd(const Args& a, const char* op, const Buffer& out, const Buffer& g
   else check_opt(op, "bias gradient", db, {a.GU}, F32);
 }
 
+void check_accumulate(const char* op, int64_t accumulate, const Buffer* dK, const Buffer* dR, const Buffer* db) {
+  LAMINA_CHECK(accumulate >= 0 && accumulate <= (kAccKernel | kAccRecurrent | kAccBias),
+               op << ": accumulate must combine the bits 1 (kernel), 2 (recurrent kernel) and 4 (bias), received "
+                  << accumulate);
+  const Buffer* bufs[] = {dK, dR, db};
+  const char* names[] = {"kernel", "recurrent kernel", "bias"};
+  for (int i = 0; i < 3; ++i)
+    LAMINA_CHECK(!(accumulate & (int64_t(1) << i)) || bufs[i],
+                 op << ": accumulate asks to add into the " << names[i] << " gradient, but no buffer was given for it");
+}
+
 void lstm_backward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Buffer& K, const Buffer& R,
                    const Buffer* mask, const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T, int64_t F,
                    int64_t U, bool go_backwards, const Buffer& out, const Buffer& gates, const Buffer& cs,
                    const Buffer* dout, const Buffer* dh_last, const Buffer* dc_last, Buffer* dx, Buffer* dh0,
-                   Buffer* dc0, Buffer* dK, Buffer* dR, Buffer* db) {
+                   Buffer* dc0, Buffer* dK, Buffer* dR, Buffer* db, int64_t accumulate) {
   const char* op = kBwdName[LSTM];
   Args a = make_args(LSTM, op, x, h0, &c0, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
   check_bwd(a, op, out, gates, dout, dh_last, dc_last, dx, dh0, dc0, dK, dR, db);
+  check_accumulate(op, accumulate, dK, dR, db);
   check_buffer(op, "saved c states", cs, {B, T, U}, F32);
   backward(a, out.data<float>(), gates.data<float>(), cs.data<float>(), nullptr, fptr(dout), fptr(dh_last),
-           fptr(dc_last), fptr(dx), fptr(dh0), fptr(dc0), fptr(dK), fptr(dR), fptr(db));
+           fptr(dc_last), fptr(dx), fptr(dh0), fptr(dc0), fptr(dK), fptr(dR), fptr(db), accumulate);
 }
 
 void gru_backward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buffer& R, const Buffer* mask,
                   const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T, int64_t F, int64_t U,
                   bool go_backwards, const Buffer& out, const Buffer& gates, const Buffer& rh, const Buffer* dout,
-                  const Buffer* dh_last, Buffer* dx, Buffer* dh0, Buffer* dK, Buffer* dR, Buffer* db) {
+                  const Buffer* dh_last, Buffer* dx, Buffer* dh0, Buffer* dK, Buffer* dR, Buffer* db,
+                  int64_t accumulate) {
   const char* op = kBwdName[GRU];
   Args a = make_args(GRU, op, x, h0, nullptr, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
   check_bwd(a, op, out, gates, dout, dh_last, nullptr, dx, dh0, nullptr, dK, dR, db);
+  check_accumulate(op, accumulate, dK, dR, db);
   check_buffer(op, "saved recurrent candidates", rh, {B, T, U}, F32);
   backward(a, out.data<float>(), gates.data<float>(), nullptr, rh.data<float>(), fptr(dout), fptr(dh_last), nullptr,
-           fptr(dx), fptr(dh0), nullptr, fptr(dK), fptr(dR), fptr(db));
+           fptr(dx), fptr(dh0), nullptr, fptr(dK), fptr(dR), fptr(db), accumulate);
 }
 
 void simple_rnn_backward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buffer& R, const Buffer* mask,
                          const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T, int64_t F, int64_t U,
                          bool go_backwards, const Buffer& out, const Buffer& gates, const Buffer* dout,
-                         const Buffer* dh_last, Buffer* dx, Buffer* dh0, Buffer* dK, Buffer* dR, Buffer* db) {
+                         const Buffer* dh_last, Buffer* dx, Buffer* dh0, Buffer* dK, Buffer* dR, Buffer* db,
+                         int64_t accumulate) {
   const char* op = kBwdName[SIMPLE];
   Args a = make_args(SIMPLE, op, x, h0, nullptr, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
   check_bwd(a, op, out, gates, dout, dh_last, nullptr, dx, dh0, nullptr, dK, dR, db);
+  check_accumulate(op, accumulate, dK, dR, db);
   backward(a, out.data<float>(), gates.data<float>(), nullptr, nullptr, fptr(dout), fptr(dh_last), nullptr,
-           fptr(dx), fptr(dh0), nullptr, fptr(dK), fptr(dR), fptr(db));
+           fptr(dx), fptr(dh0), nullptr, fptr(dK), fptr(dR), fptr(db), accumulate);
 }
 
 }  // namespace rnn_detail
@@ -633,20 +655,21 @@ void bind_rnn(py::module_& m) {
         "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, c_last, gates, saved_c|None)");
   def_kernel(m, "lstm_backward", &lstm_backward,
         "lstm_backward(x, h0, c0, kernel, recurrent_kernel, mask, input_dropout, recurrent_dropout, B, T, F, U, "
-        "go_backwards, out, gates, saved_c, dout, dh_last, dc_last, dx, dh0, dc0, dkernel, drecurrent_kernel, dbias) "
-        "(None for absent incoming gradients and for gradients not wanted)");
+        "go_backwards, out, gates, saved_c, dout, dh_last, dc_last, dx, dh0, dc0, dkernel, drecurrent_kernel, dbias, "
+        "accumulate) (None for absent incoming gradients and for gradients not wanted; accumulate: bits 1 / 2 / 4 "
+        "add the kernel / recurrent kernel / bias gradient to what its buffer holds)");
   def_kernel(m, "gru_forward", &gru_forward,
         "gru_forward(x, h0, kernel, recurrent_kernel, bias|None, mask|None, input_dropout|None, "
         "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, gates, saved_rh|None)");
   def_kernel(m, "gru_backward", &gru_backward,
         "gru_backward(x, h0, kernel, recurrent_kernel, mask, input_dropout, recurrent_dropout, B, T, F, U, "
-        "go_backwards, out, gates, saved_rh, dout, dh_last, dx, dh0, dkernel, drecurrent_kernel, dbias)");
+        "go_backwards, out, gates, saved_rh, dout, dh_last, dx, dh0, dkernel, drecurrent_kernel, dbias, accumulate)");
   def_kernel(m, "simple_rnn_forward", &simple_rnn_forward,
         "simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias|None, mask|None, input_dropout|None, "
         "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, gates)");
   def_kernel(m, "simple_rnn_backward", &simple_rnn_backward,
         "simple_rnn_backward(x, h0, kernel, recurrent_kernel, mask, input_dropout, recurrent_dropout, B, T, F, U, "
-        "go_backwards, out, gates, dout, dh_last, dx, dh0, dkernel, drecurrent_kernel, dbias)");
+        "go_backwards, out, gates, dout, dh_last, dx, dh0, dkernel, drecurrent_kernel, dbias, accumulate)");
 }
 
 }  // namespace lamina

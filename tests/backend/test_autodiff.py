@@ -3,6 +3,7 @@ import pytest
 
 import lamina
 from lamina import ops
+from lamina.backend.nn import embedding_lookup
 
 
 def test_variables_are_watched_and_constants_are_not():
@@ -31,6 +32,39 @@ def test_gradient_accumulates_over_reuse():
     with lamina.GradientTape() as tape:
         y = v * v + v
     assert float(tape.gradient(y, v)) == pytest.approx(5.0)
+
+
+def test_accumulated_gradients_do_not_leak_between_inputs():
+    """The tape adds later gradients into a sum it made (in place), but never into one it has
+    handed to an op's backward: add's backward passes one gradient to both its inputs, and each
+    input then keeps accumulating on its own."""
+    a0, b0 = np.array([1.0, -2.0, 0.5], np.float32), np.array([3.0, 0.25, -1.0], np.float32)
+    a, b = lamina.Variable(a0), lamina.Variable(b0)
+    with lamina.GradientTape() as tape:
+        h = a + b                                  # h's gradient flows to a and b as one tensor
+        y = ops.sum(h * h) + ops.sum(h * 3.0) + ops.sum(h)  # three uses of h: a sum the tape owns
+        y = y + ops.sum(a * a) + ops.sum(a * 5.0)  # then a gets two more gradients, b none
+    ga, gb = tape.gradient(y, [a, b])
+    gh = 2 * (a0 + b0) + 3.0 + 1.0
+    np.testing.assert_allclose(gb.numpy(), gh, rtol=1e-6)
+    np.testing.assert_allclose(ga.numpy(), gh + 2 * a0 + 5.0, rtol=1e-6)
+
+
+def test_sparse_gradients_add_into_an_owned_dense_sum():
+    """A table read densely twice and by three lookups: the lookups' rows are scatter-added into the
+    tape's dense sum in place; the result equals the numpy reference."""
+    t0 = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+    t = lamina.Variable(t0)
+    ids = [np.array([0, 2, 2]), np.array([3]), np.array([1, 0])]
+    with lamina.GradientTape() as tape:
+        y = ops.sum(t * t) + ops.sum(t * 2.0)
+        for i in ids:
+            y = y + ops.sum(embedding_lookup(t, lamina.convert_to_tensor(i.astype(np.int32))) * 3.0)
+    g = tape.gradient(y, t)
+    want = 2 * t0 + 2.0
+    for i in ids:
+        np.add.at(want, i, 3.0)
+    np.testing.assert_allclose(g.numpy(), want, rtol=1e-6)
 
 
 def test_non_persistent_tape_single_use_and_persistent_reuse():

@@ -253,6 +253,49 @@ def test_gradient_only_for_weights_and_repeated_backward(rng):
     check_grad(fn, rf, [K, R, b], atol=2e-3, rtol=2e-3)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_weights_shared_by_several_calls(rng, cell, bias):
+    """One set of weights run on four inputs (a shared layer; pipelined micro-batches): from the
+    third call on, the kernel adds its weight gradients into the tape's running sums in place
+    (the backward kernels' `accumulate` bits); the sums equal the reference's."""
+    B, T, F, U = 2, 3, 3, 2
+    x, h0, c0, K, R, b = make(rng, cell, B, T, F, U, bias=bias)
+    xs = [rng.standard_normal((B, T, F)).astype(np.float32) for _ in range(3)]
+
+    def four(f, lib):
+        def g(x, x1, x2, x3, K, R, *b):
+            b = b[0] if b else None
+            outs = [f(cell, xi, h0, c0, K, R, b, mask=m)[0] for xi, m in zip((x, x1, x2, x3), masks)]
+            return lib.concatenate(outs, axis=1)
+        return g
+    masks = [None, rng.random((B, T)) > 0.3, None, None]
+    inputs = [x, *xs, K, R] + ([b] if bias else [])
+    check_grad(four(call, ops), four(call_ref, np), inputs, atol=2e-3, rtol=2e-3)
+
+
+def test_accumulated_weight_gradients_match_separate_tapes(rng):
+    """Gradients summed over several LSTM calls (accumulated in place) equal the sum of each
+    call's gradient taken on its own tape, to float rounding."""
+    x, h0, c0, K, R, b = make(rng, "lstm", 4, 6, 5, 8)
+    Kv, Rv, bv = lamina.Variable(K), lamina.Variable(R), lamina.Variable(b)
+    xs = [rng.standard_normal(x.shape).astype(np.float32) for _ in range(5)]
+    with lamina.GradientTape() as tape:
+        loss = None
+        for xi in xs:
+            term = ops.sum(ops.lstm(xi, h0, c0, Kv, Rv, bv)[0] ** 2)
+            loss = term if loss is None else loss + term
+    together = [g.numpy() for g in tape.gradient(loss, [Kv, Rv, bv])]
+    apart = [np.zeros_like(K), np.zeros_like(R), np.zeros_like(b)]
+    for xi in xs:
+        with lamina.GradientTape() as tape:
+            term = ops.sum(ops.lstm(xi, h0, c0, Kv, Rv, bv)[0] ** 2)
+        for a, g in zip(apart, tape.gradient(term, [Kv, Rv, bv])):
+            a += g.numpy()
+    for t, a in zip(together, apart):
+        np.testing.assert_allclose(t, a, rtol=1e-5, atol=1e-5)
+
+
 def test_no_recording_outside_a_tape(rng):
     x, h0, c0, K, R, b = make(rng, "gru", 2, 3, 2, 2)
     out, h = ops.gru(x, h0, lamina.Variable(K), R, b)
@@ -411,7 +454,14 @@ def test_kernels_reject_bad_buffers():
         k.lstm_forward(*bad)
     with pytest.raises(ValueError, match=r"gru_backward: saved recurrent candidates holds 1 elements but its shape \(2, 3, 5\) needs 30"):
         k.gru_backward(buf(B * T * F), buf(B * U), buf(F * 3 * U), buf(U * 3 * U), None, None, None, B, T, F, U,
-                       False, buf(B * T * U), buf(B * T * 3 * U), buf(1), None, None, None, None, None, None, None)
+                       False, buf(B * T * U), buf(B * T * 3 * U), buf(1), None, None, None, None, None, None, None, 0)
+    gru_bwd = [buf(B * T * F), buf(B * U), buf(F * 3 * U), buf(U * 3 * U), None, None, None, B, T, F, U, False,
+               buf(B * T * U), buf(B * T * 3 * U), buf(B * T * U), None, None, None, None, None, None, None]
+    with pytest.raises(ValueError, match="gru_backward: accumulate must combine the bits 1"):
+        k.gru_backward(*gru_bwd, 8)
+    with pytest.raises(ValueError, match="gru_backward: accumulate asks to add into the recurrent kernel gradient, "
+                                         "but no buffer was given"):
+        k.gru_backward(*gru_bwd, 2)
 
 
 def test_exported_names():
