@@ -313,6 +313,9 @@ def backprop(targets, seeds, sources, release=False, on_ready=None):
             elif _owned_dense(prev, owned, inp) is not None and _sparse.is_indexed_slices(ig) \
                     and ig.values.dtype == prev.dtype and ig.values.device is prev.device:
                 _scatter_into(prev, ig)
+            elif _owned_dense(prev, owned, inp) is not None and _sparse.is_outer_products(ig) \
+                    and ig.device is prev.device and len(prev.shape) == 2:
+                ig.add_into(prev)
             else:
                 total = _sparse.add(prev, ig)
                 grads[iid] = total

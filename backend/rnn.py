@@ -16,11 +16,24 @@ the outputs come in processing order (reversed time), as Keras returns them; `in
 
 Gradients flow to the inputs, the initial states, the kernel, the recurrent kernel and the bias
 (not to the masks). The ops have several outputs: one backward kernel call serves them all.
+
+Inside `with deferred_weight_gradients():` a backward pass leaves the kernel and recurrent
+kernel gradients as products formed when read (StackedProducts below: [H_prev X]^T @ dGates,
+one GEMM per call for both; the GRU's as two sparse.OuterProducts): the backward kernel then does
+only what the earlier layers wait for, and the weight-gradient GEMMs of every call run when the
+gradient is read, at the end of the pass -- so a pipelined step's device hands its input
+gradients to the device before it sooner and fills the pipeline's tail with the deferred GEMMs
+("zero-bubble" pipelining, models/trainer.py).
 """
+import contextlib
+import threading
+
 from . import dtypes, validation
 from .autodiff import needs_grad, record
-from .math import _as_tensor, check_same_device, not_equal, zeros
-from .tensor import empty
+from .manipulation import reshape as _reshape
+from .math import _as_tensor, check_same_device, multiply as _mul, not_equal, zeros
+from .sparse import OuterProducts
+from .tensor import Tensor, empty
 
 __all__ = ["lstm", "gru", "simple_rnn"]
 
@@ -142,6 +155,131 @@ def _buf(t):
     return t._buf if t is not None else None
 
 
+class _Defer(threading.local):
+    def __init__(self):
+        self.active = False
+
+
+_defer = _Defer()
+
+
+@contextlib.contextmanager
+def deferred_weight_gradients():
+    """Backward passes run inside leave the recurrent layers' kernel and recurrent-kernel
+    gradients to be formed at the end of the pass (see the module docstring)."""
+    was = _defer.active
+    _defer.active = True
+    try:
+        yield
+    finally:
+        _defer.active = was
+
+
+class StackedProducts:
+    """A deferred kernel or recurrent-kernel gradient of an LSTM or simple RNN: rows [U:] or [:U]
+    of sum_i HX_i^T @ dG_i, with HX_i = [H_prev X] (rows_i, U + F) and dG_i (rows_i, G*U) kept by
+    each call's backward kernel. The kernel and recurrent-kernel gradients of the same calls share
+    one GEMM per call (the stacked product is formed once, for whichever is read first, and kept
+    with the first call's job). Like sparse.OuterProducts, internal to backprop: gradients of
+    several calls merge by collecting the calls, and whatever leaves backprop is dense."""
+
+    __slots__ = ("part", "jobs", "U", "F", "GU")
+    _is_outer_products = True
+
+    def __init__(self, part, jobs, U, F, GU):
+        self.part, self.jobs, self.U, self.F, self.GU = part, list(jobs), U, F, GU
+
+    @property
+    def shape(self):
+        return (self.U, self.GU) if self.part == "recurrent" else (self.F, self.GU)
+
+    @property
+    def device(self):
+        return self.jobs[0].hx.device
+
+    @property
+    def dtype(self):
+        return _F32
+
+    @property
+    def ndim(self):
+        return 2
+
+    def merge(self, other):
+        """The sum of two such gradients of the same weight (None when they cannot merge)."""
+        if (type(other) is not StackedProducts or other.part != self.part
+                or (other.U, other.F, other.GU) != (self.U, self.F, self.GU)):
+            return None
+        return StackedProducts(self.part, self.jobs + other.jobs, self.U, self.F, self.GU)
+
+    def _stacked(self):
+        key = tuple(id(j) for j in self.jobs)
+        cache = self.jobs[0].cache  # the kernel's and the recurrent kernel's gradients find it here
+        if key not in cache:
+            W = self.U + self.F
+            out = empty((W, self.GU), _F32, self.device)
+            k = self.device.kernels
+            for i, job in enumerate(self.jobs):
+                rows = job.hx.shape[0]
+                k.gemm(True, False, W, self.GU, rows, 1.0, job.hx._buf, job.dg._buf, 0.0 if i == 0 else 1.0, out._buf,
+                       W, self.GU, self.GU)
+            cache[key] = out
+        return cache[key]
+
+    def to_dense(self):
+        st = self._stacked()
+        return _rows(st, 0, self.U) if self.part == "recurrent" else _rows(st, self.U, self.U + self.F)
+
+    def add_into(self, out):
+        out.device.kernels.axpby(1.0, self.to_dense()._buf, 1.0, out._buf)
+
+
+class _Job:
+    """One call's [H_prev X] (rows, U + F) and gate gradients (rows, G*U), and the stacked
+    products formed from the job lists it starts."""
+
+    __slots__ = ("hx", "dg", "cache")
+
+    def __init__(self, hx, dg):
+        self.hx, self.dg, self.cache = hx, dg, {}
+
+
+def _rows(t, a, b):
+    """Rows a:b of the 2-D t, copied."""
+    from .manipulation import slice as _slice
+    return _slice(t, (a, 0), (b - a, t.shape[1]))
+
+
+def _deferred(n, first, res, x, in_mask, dev, B, T, F, U, GU, separate_rec):
+    """For a deferred backward pass: the buffers the backward kernel fills for forming the weight
+    gradients later -- (dgates, dgates_rec or None, h_prev) -- and res[first], res[first + 1]
+    (kernel and recurrent kernel gradients) set to products formed when read. None when the
+    weights need no gradient or no deferral is open. separate_rec (the GRU): the recurrent
+    kernel's gate gradients differ from the kernel's, so the two are OuterProducts of their own;
+    otherwise one StackedProducts GEMM per call serves both."""
+    if not _defer.active or not (n[first] or n[first + 1]):
+        return None
+    rows = B * T
+    dg = empty((B, T, GU), _F32, dev)
+    g2 = Tensor(dg._buf, (rows, GU), _F32, dev)
+    if not separate_rec:
+        hx = empty((B, T, U + F), _F32, dev)
+        job = _Job(Tensor(hx._buf, (rows, U + F), _F32, dev), g2)
+        for i, part in ((first, "kernel"), (first + 1, "recurrent")):
+            if n[i]:
+                res[i] = StackedProducts(part, [job], U, F, GU)
+        return dg, None, hx
+    dgr = empty((B, T, GU), _F32, dev)
+    hp = empty((B, T, U), _F32, dev) if n[first + 1] else None
+    if n[first]:
+        xm = x if in_mask is None else _mul(x, _reshape(in_mask, (B, 1, F)))
+        res[first] = OuterProducts([(Tensor(xm._buf, (rows, F), _F32, dev), g2)], (F, GU))
+    if n[first + 1]:
+        res[first + 1] = OuterProducts([(Tensor(hp._buf, (rows, U), _F32, dev),
+                                          Tensor(dgr._buf, (rows, GU), _F32, dev))], (U, GU))
+    return dg, dgr, hp
+
+
 def _zeros_state(s, B, U, dev):
     return s if s is not None else zeros((B, U), _F32, dev)
 
@@ -152,12 +290,15 @@ def _maybe(cond, shape, dev):
 
 # ---- ops ---------------------------------------------------------------------------------------------
 
-def _weight_grads(res, n, acc, first, shapes, dev):
-    """Fills res[first:first+3], the kernel, recurrent kernel and bias gradients: an owned
-    accumulator from autodiff where there is one (the kernel adds into it), else a new buffer
-    where needed. Returns the kernel's `accumulate` bits (1 kernel, 2 recurrent kernel, 4 bias)."""
+def _weight_grads(res, n, acc, first, shapes, dev, bias_only=False):
+    """Fills res[first:first+3], the kernel, recurrent kernel and bias gradients (only the bias
+    with bias_only): an owned accumulator from autodiff where there is one (the kernel adds into
+    it), else a new buffer where needed. Returns the kernel's `accumulate` bits (1 kernel, 2
+    recurrent kernel, 4 bias)."""
     bits = 0
     for j, shape in enumerate(shapes):
+        if bias_only and j < 2:
+            continue
         i = first + j
         if n[i] and acc[i] is not None:
             res[i] = acc[i]
@@ -193,10 +334,15 @@ def lstm(inputs, h0, c0, kernel, recurrent_kernel, bias, mask=None, go_backwards
         def backward(grads, n, acc):
             g_out, g_h, g_c = grads
             res = [_maybe(n[0], x.shape, dev), _maybe(n[1], (B, U), dev), _maybe(n[2], (B, U), dev), None, None, None]
-            bits = _weight_grads(res, n, acc, 3, (K.shape, R.shape, bias.shape if bias is not None else ()), dev)
+            keep = _deferred(n, 3, res, x, dx_m, dev, B, T, F, U, 4 * U, False)
+            bits = _weight_grads(res, n, acc, 3, (K.shape, R.shape, bias.shape if bias is not None else ()), dev,
+                                 bias_only=keep is not None)
+            wk, wr = (None, None) if keep else (res[3], res[4])
+            dg, _, hp = keep or (None, None, None)
             k.lstm_backward(x._buf, h_init._buf, c_init._buf, K._buf, R._buf, _buf(mask), _buf(dx_m), _buf(dr_m),
                             B, T, F, U, back, ob, gates._buf, cs._buf, _buf(g_out), _buf(g_h), _buf(g_c),
-                            *(_buf(r) for r in res), bits)
+                            _buf(res[0]), _buf(res[1]), _buf(res[2]), _buf(wk), _buf(wr), _buf(res[5]),
+                            bits, _buf(dg), None, _buf(hp))
             return tuple(res)
         _record_multi((out, h, c), (x, h0, c0, K, R, bias), backward, accumulates=True)
     return out, h, c
@@ -229,9 +375,14 @@ def gru(inputs, h0, kernel, recurrent_kernel, bias, mask=None, go_backwards=Fals
         def backward(grads, n, acc):
             g_out, g_h = grads
             res = [_maybe(n[0], x.shape, dev), _maybe(n[1], (B, U), dev), None, None, None]
-            bits = _weight_grads(res, n, acc, 2, (K.shape, R.shape, bias.shape if bias is not None else ()), dev)
+            keep = _deferred(n, 2, res, x, dx_m, dev, B, T, F, U, 3 * U, True)
+            bits = _weight_grads(res, n, acc, 2, (K.shape, R.shape, bias.shape if bias is not None else ()), dev,
+                                 bias_only=keep is not None)
+            wk, wr = (None, None) if keep else (res[2], res[3])
+            dg, dgr, hp = keep or (None, None, None)
             k.gru_backward(x._buf, h_init._buf, K._buf, R._buf, _buf(mask), _buf(dx_m), _buf(dr_m), B, T, F, U, back,
-                           ob, gates._buf, rh._buf, _buf(g_out), _buf(g_h), *(_buf(r) for r in res), bits)
+                           ob, gates._buf, rh._buf, _buf(g_out), _buf(g_h), _buf(res[0]), _buf(res[1]), _buf(wk),
+                           _buf(wr), _buf(res[4]), bits, _buf(dg), _buf(dgr), _buf(hp))
             return tuple(res)
         _record_multi((out, h), (x, h0, K, R, bias), backward, accumulates=True)
     return out, h
@@ -260,9 +411,14 @@ def simple_rnn(inputs, h0, kernel, recurrent_kernel, bias, mask=None, go_backwar
         def backward(grads, n, acc):
             g_out, g_h = grads
             res = [_maybe(n[0], x.shape, dev), _maybe(n[1], (B, U), dev), None, None, None]
-            bits = _weight_grads(res, n, acc, 2, (K.shape, R.shape, bias.shape if bias is not None else ()), dev)
+            keep = _deferred(n, 2, res, x, dx_m, dev, B, T, F, U, U, False)
+            bits = _weight_grads(res, n, acc, 2, (K.shape, R.shape, bias.shape if bias is not None else ()), dev,
+                                 bias_only=keep is not None)
+            wk, wr = (None, None) if keep else (res[2], res[3])
+            dg, _, hp = keep or (None, None, None)
             k.simple_rnn_backward(x._buf, h_init._buf, K._buf, R._buf, _buf(mask), _buf(dx_m), _buf(dr_m), B, T, F, U,
-                                  back, ob, gates._buf, _buf(g_out), _buf(g_h), *(_buf(r) for r in res), bits)
+                                  back, ob, gates._buf, _buf(g_out), _buf(g_h), _buf(res[0]), _buf(res[1]), _buf(wk),
+                                  _buf(wr), _buf(res[4]), bits, _buf(dg), None, _buf(hp))
             return tuple(res)
         _record_multi((out, h), (x, h0, K, R, bias), backward, accumulates=True)
     return out, h

@@ -132,14 +132,23 @@ class OuterProducts:
 
     def to_dense(self):
         from .linalg import _mm
-        from .manipulation import concatenate
         if len(self.pairs) == 1:
             a, g = self.pairs[0]
-        else:  # one GEMM with the rows of every use stacked
-            a = concatenate([p[0] for p in self.pairs])
-            g = concatenate([p[1] for p in self.pairs])
-        out = _mm(a, g, ta=True)
-        return out if out.shape == self.shape else Tensor(out._buf, self.shape, out.dtype, out.device)
+            out = _mm(a, g, ta=True)
+            return out if out.shape == self.shape else Tensor(out._buf, self.shape, out.dtype, out.device)
+        out = empty(self.shape, dtypes.FLOAT32, self.device)
+        self.add_into(out, overwrite=True)
+        return out
+
+    def add_into(self, out, overwrite=False):
+        """out += the sum of the products (out = it with overwrite), one GEMM per pair adding into
+        out: no copies of the pairs' rows."""
+        k = out.device.kernels
+        for i, (a, g) in enumerate(self.pairs):
+            rows, kd = a.shape
+            n = g.shape[1]
+            k.gemm(True, False, kd, n, rows, 1.0, a._buf, g._buf, 0.0 if overwrite and i == 0 else 1.0, out._buf,
+                   kd, n, n)
 
 
 def is_outer_products(x):
@@ -204,7 +213,11 @@ def add(a, b):
     from .manipulation import concatenate
     oa, ob = is_outer_products(a), is_outer_products(b)
     if oa and ob and a.shape == b.shape and a.device is b.device:
-        return OuterProducts(a.pairs + b.pairs, a.shape)
+        if type(a) is OuterProducts and type(b) is OuterProducts:
+            return OuterProducts(a.pairs + b.pairs, a.shape)
+        merged = a.merge(b) if hasattr(a, "merge") else None  # other deferred products (backend/rnn.py)
+        if merged is not None:
+            return merged
     if oa or ob:
         a, b = (a.to_dense() if oa else a), (b.to_dense() if ob else b)
     sa, sb = isinstance(a, IndexedSlices), isinstance(b, IndexedSlices)

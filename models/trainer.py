@@ -16,7 +16,7 @@ from .. import callbacks as callbacks_module
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
-from ..backend import dtypes, math as _m
+from ..backend import dtypes, math as _m, rnn as _rnn
 from ..backend.autodiff import GradientTape
 from ..backend.manipulation import copy as _copy
 from ..backend.device import asynchronous, current_device, device as device_scope
@@ -254,7 +254,11 @@ class Trainer:
                         self._compile_metrics.update_state(ys, y_pred, sws)
                 scaled = self.optimizer.scale_loss(total)
             tv = self.trainable_weights
-            return total, tv, tape.gradient(scaled, tv)
+            # the recurrent layers' weight-gradient GEMMs wait for the end of the backward pass, so
+            # each device hands its input gradients to the one before sooner and fills the
+            # pipeline's tail with them (backend/rnn.py, deferred_weight_gradients)
+            with _rnn.deferred_weight_gradients():
+                return total, tv, tape.gradient(scaled, tv)
         key = self._replay_key(data, extra=("micro_batches", micro_batches))
         total, tv, grads = gradients() if key is None else self._step_replay.run(key, _replay.batch_tensors(data),
                                                                                  gradients)

@@ -149,6 +149,14 @@ class PackedB {
 // forward pass ~9% faster than one 64-row block: benchmarks/bench_rnn.py's shape).
 int64_t chunk_rows(const gemm::Kernel& kr) { return round_up(8, kr.mr); }
 
+// Rows per block when `parts` threads run the recurrence: one block for a small batch on one
+// thread, so that each step reads the recurrent kernel once (a pipelined step's micro-batches:
+// 32 rows in one block instead of 12 + 12 + 8 took a 2-stage LSTM pipeline from 205 to 199 ms a
+// step, two devices sharing the L3 cache); chunk_rows otherwise.
+int64_t block_rows(const gemm::Kernel& kr, int64_t B, int parts) {
+  return parts == 1 && B <= 32 ? std::max<int64_t>(B, 1) : chunk_rows(kr);
+}
+
 // Threads for a recurrence over B rows in blocks of `rows`.
 int row_parts(int64_t B, int64_t U, int64_t GU, int64_t rows) {
   if (double(B) * double(U) * double(GU) < kMinParallelStepFma) return 1;
@@ -369,8 +377,8 @@ void forward(const Args& a, float* out, float* h_last, float* c_last, float* gat
   Scratch gr(a.cell == GRU ? B * GU : 0);
   const gemm::Kernel& kr = active_kernel();
   const PackedB rp(kr, false, a.R, GU, U, GU);
-  const int64_t rows = chunk_rows(kr), chunks = (B + rows - 1) / rows;
-  const int parts = T > 0 ? row_parts(B, U, GU, rows) : 1;
+  const int parts = T > 0 ? row_parts(B, U, GU, chunk_rows(kr)) : 1;
+  const int64_t rows = block_rows(kr, B, parts), chunks = (B + rows - 1) / rows;
   Scratch aps(parts * rp.a_scratch());
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(parts) if (parts > 1)
@@ -419,13 +427,21 @@ void forward(const Args& a, float* out, float* h_last, float* c_last, float* gat
 // gradients (null = zero). Gradients are written where their buffer is given; the weight
 // gradients are added to what their buffers hold where `accumulate` says so (kAccKernel,
 // kAccRecurrent, kAccBias), as autodiff does when one weight serves several calls.
+// dg_out, dgr_out (GRU), hprev_out: where given, the gate gradients (B, T, GU) -- of the input
+// and, for the GRU, of the recurrent pre-activations -- and H_prev (B, T, U), what the recurrent
+// GEMM read at each step, or with hprev_x [H_prev X] (B, T, U + F) side by side, X with the
+// input dropout applied: what dK = X^T dG and dR = H_prev^T dGr need, for a caller that forms the
+// weight gradients later (deferred to the end of a pipelined backward pass; [H_prev X]^T dG gives
+// both in one GEMM).
 void backward(const Args& a, const float* out, const float* gates, const float* cs, const float* rh,
               const float* dout, const float* dh_last, const float* dc_last, float* dx, float* dh0, float* dc0,
-              float* dK, float* dR, float* db, int64_t accumulate) {
+              float* dK, float* dR, float* db, int64_t accumulate, float* dg_out, float* dgr_out, float* hprev_out,
+              bool hprev_x) {
   const bool acc_k = accumulate & kAccKernel, acc_r = accumulate & kAccRecurrent, acc_b = accumulate & kAccBias;
   const int64_t B = a.B, T = a.T, F = a.F, U = a.U, GU = a.GU;
-  Scratch dg(B * T * GU), dgr_s(a.cell == GRU ? B * T * GU : 0);
-  float* dgr = a.cell == GRU ? dgr_s.p : dg.p;  // gradient of the recurrent pre-activations
+  Scratch dg_s(dg_out ? 0 : B * T * GU), dgr_s(a.cell == GRU && !dgr_out ? B * T * GU : 0);
+  float* const dgp = dg_out ? dg_out : dg_s.p;
+  float* dgr = a.cell == GRU ? (dgr_out ? dgr_out : dgr_s.p) : dgp;  // gradient of the recurrent pre-activations
   // carries: hd, the direct part of dh_prev; hr, dgates @ R^T from the step after; dc
   Scratch hd(B * U), hr(B * U), dc(a.cell == LSTM ? B * U : 0);
   if (B * U > 0) {
@@ -436,8 +452,8 @@ void backward(const Args& a, const float* out, const float* gates, const float* 
   }
   const gemm::Kernel& kr = active_kernel();
   const PackedB rtp(kr, true, a.R, GU, GU, U);  // R^T (GU x U)
-  const int64_t rows = chunk_rows(kr), chunks = (B + rows - 1) / rows;
-  const int parts = T > 0 ? row_parts(B, U, GU, rows) : 1;
+  const int parts = T > 0 ? row_parts(B, U, GU, chunk_rows(kr)) : 1;
+  const int64_t rows = block_rows(kr, B, parts), chunks = (B + rows - 1) / rows;
   Scratch aps(parts * rtp.a_scratch());
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(parts) if (parts > 1)
@@ -455,7 +471,7 @@ void backward(const Args& a, const float* out, const float* gates, const float* 
           if (a.rec_mask) row_acc_mul(h, hr.p + b * U, a.rec_mask + b * U, U);
           else row_acc(h, hr.p + b * U, U);
         }
-        float* dz = dg.p + row * GU;
+        float* dz = dgp + row * GU;
         if (!a.on(b, t)) {  // the states passed through: dh and dc carry on unchanged
           std::fill(dz, dz + GU, 0.f);
           if (a.cell == GRU) std::fill(dgr + row * GU, dgr + (row + 1) * GU, 0.f);
@@ -487,28 +503,33 @@ void backward(const Args& a, const float* out, const float* gates, const float* 
 
   // weight gradients: single GEMMs over all B*T rows. dR = H_prev^T dG and dK = X^T dG share dG
   // (LSTM, RNN): then one GEMM [H_prev X]^T dG packs dG once and gives both.
-  const bool fuse = dR && dK && dgr == dg.p;
+  const bool fuse = dR && dK && dgr == dgp;
   const int64_t W = fuse ? U + F : U;  // row stride of the stacked [H_prev X] operand
-  if (dR) {
-    // H_prev (B, T, U), indexed by t like the gates: what the recurrent GEMM read at each step
-    Scratch hx(B * T * W);
+  // H_prev (B, T, U), indexed by t like the gates: what the recurrent GEMM read at each step; in
+  // rows of W floats, followed by the (masked) x row when `with_x`
+  auto fill_hprev = [&](float* hx, int64_t W, bool with_x) {
 #pragma omp parallel for if (B * T * W > kParallelGrain && B > 1) schedule(static)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t s = 0; s < T; ++s) {
         const int64_t t = a.t_of(s);
         const float* src = s == 0 ? a.h0 + b * U : out + (b * T + s - 1) * U;
-        float* dst = hx.p + (b * T + t) * W;
+        float* dst = hx + (b * T + t) * W;
         if (a.rec_mask) row_mul(dst, src, a.rec_mask + b * U, U);
         else row_copy(dst, src, U);
-        if (fuse) {
+        if (with_x) {
           const float* xr = a.x + (b * T + t) * F;
           if (a.in_mask) row_mul(dst + U, xr, a.in_mask + b * F, F);
           else row_copy(dst + U, xr, F);
         }
       }
+  };
+  if (hprev_out) fill_hprev(hprev_out, hprev_x ? U + F : U, hprev_x);
+  if (dR) {
+    Scratch hx(B * T * W);
+    fill_hprev(hx.p, W, fuse);
     if (fuse) {
       Scratch c(W * GU);
-      sgemm(true, false, W, GU, B * T, 1.f, hx.p, W, dg.p, GU, 0.f, c.p, GU);
+      sgemm(true, false, W, GU, B * T, 1.f, hx.p, W, dgp, GU, 0.f, c.p, GU);
       if (acc_r) row_acc(dR, c.p, U * GU); else row_copy(dR, c.p, U * GU);
       if (acc_k) row_acc(dK, c.p + U * GU, F * GU); else row_copy(dK, c.p + U * GU, F * GU);
     } else {
@@ -518,10 +539,10 @@ void backward(const Args& a, const float* out, const float* gates, const float* 
   if (dK && !fuse) {
     Scratch xe(a.in_mask ? B * T * F : 0);
     if (a.in_mask) apply_input_mask(a, xe.p);
-    sgemm(true, false, F, GU, B * T, 1.f, a.in_mask ? xe.p : a.x, F, dg.p, GU, acc_k ? 1.f : 0.f, dK, GU);
+    sgemm(true, false, F, GU, B * T, 1.f, a.in_mask ? xe.p : a.x, F, dgp, GU, acc_k ? 1.f : 0.f, dK, GU);
   }
   if (dx) {
-    sgemm(false, true, B * T, F, GU, 1.f, dg.p, GU, a.K, GU, 0.f, dx, F);
+    sgemm(false, true, B * T, F, GU, 1.f, dgp, GU, a.K, GU, 0.f, dx, F);
     if (a.in_mask) {
       const int64_t rows = B * T;
 #pragma omp parallel for if (rows * F > kParallelGrain && rows > 1) schedule(static)
@@ -529,7 +550,7 @@ void backward(const Args& a, const float* out, const float* gates, const float* 
     }
   }
   if (db) {
-    col_sums(dg.p, B * T, GU, db, acc_b);
+    col_sums(dgp, B * T, GU, db, acc_b);
     if (a.cell == GRU) col_sums(dgr, B * T, GU, db + GU, acc_b);
   }
 }
@@ -605,45 +626,60 @@ void check_accumulate(const char* op, int64_t accumulate, const Buffer* dK, cons
                  op << ": accumulate asks to add into the " << names[i] << " gradient, but no buffer was given for it");
 }
 
+void check_saved(const Args& a, const char* op, const Buffer* dgates, const Buffer* dgates_rec, const Buffer* h_prev) {
+  check_opt(op, "gate gradients out", dgates, {a.B, a.T, a.GU}, F32);
+  LAMINA_CHECK(!dgates_rec || a.cell == GRU, op << ": only the GRU has separate recurrent gate gradients; pass None");
+  check_opt(op, "recurrent gate gradients out", dgates_rec, {a.B, a.T, a.GU}, F32);
+  if (h_prev && h_prev->numel != a.B * a.T * a.U) check_opt(op, "h_prev out", h_prev, {a.B, a.T, a.U + a.F}, F32);
+  else check_opt(op, "h_prev out", h_prev, {a.B, a.T, a.U}, F32);
+}
+
 void lstm_backward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Buffer& K, const Buffer& R,
                    const Buffer* mask, const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T, int64_t F,
                    int64_t U, bool go_backwards, const Buffer& out, const Buffer& gates, const Buffer& cs,
                    const Buffer* dout, const Buffer* dh_last, const Buffer* dc_last, Buffer* dx, Buffer* dh0,
-                   Buffer* dc0, Buffer* dK, Buffer* dR, Buffer* db, int64_t accumulate) {
+                   Buffer* dc0, Buffer* dK, Buffer* dR, Buffer* db, int64_t accumulate, Buffer* dgates,
+                   Buffer* dgates_rec, Buffer* h_prev) {
   const char* op = kBwdName[LSTM];
   Args a = make_args(LSTM, op, x, h0, &c0, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
   check_bwd(a, op, out, gates, dout, dh_last, dc_last, dx, dh0, dc0, dK, dR, db);
   check_accumulate(op, accumulate, dK, dR, db);
+  check_saved(a, op, dgates, dgates_rec, h_prev);
   check_buffer(op, "saved c states", cs, {B, T, U}, F32);
   backward(a, out.data<float>(), gates.data<float>(), cs.data<float>(), nullptr, fptr(dout), fptr(dh_last),
-           fptr(dc_last), fptr(dx), fptr(dh0), fptr(dc0), fptr(dK), fptr(dR), fptr(db), accumulate);
+           fptr(dc_last), fptr(dx), fptr(dh0), fptr(dc0), fptr(dK), fptr(dR), fptr(db), accumulate, fptr(dgates),
+           nullptr, fptr(h_prev), h_prev && h_prev->numel != a.B * a.T * a.U);
 }
 
 void gru_backward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buffer& R, const Buffer* mask,
                   const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T, int64_t F, int64_t U,
                   bool go_backwards, const Buffer& out, const Buffer& gates, const Buffer& rh, const Buffer* dout,
                   const Buffer* dh_last, Buffer* dx, Buffer* dh0, Buffer* dK, Buffer* dR, Buffer* db,
-                  int64_t accumulate) {
+                  int64_t accumulate, Buffer* dgates, Buffer* dgates_rec, Buffer* h_prev) {
   const char* op = kBwdName[GRU];
   Args a = make_args(GRU, op, x, h0, nullptr, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
   check_bwd(a, op, out, gates, dout, dh_last, nullptr, dx, dh0, nullptr, dK, dR, db);
   check_accumulate(op, accumulate, dK, dR, db);
+  check_saved(a, op, dgates, dgates_rec, h_prev);
   check_buffer(op, "saved recurrent candidates", rh, {B, T, U}, F32);
   backward(a, out.data<float>(), gates.data<float>(), nullptr, rh.data<float>(), fptr(dout), fptr(dh_last), nullptr,
-           fptr(dx), fptr(dh0), nullptr, fptr(dK), fptr(dR), fptr(db), accumulate);
+           fptr(dx), fptr(dh0), nullptr, fptr(dK), fptr(dR), fptr(db), accumulate, fptr(dgates), fptr(dgates_rec),
+           fptr(h_prev), h_prev && h_prev->numel != a.B * a.T * a.U);
 }
 
 void simple_rnn_backward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buffer& R, const Buffer* mask,
                          const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T, int64_t F, int64_t U,
                          bool go_backwards, const Buffer& out, const Buffer& gates, const Buffer* dout,
                          const Buffer* dh_last, Buffer* dx, Buffer* dh0, Buffer* dK, Buffer* dR, Buffer* db,
-                         int64_t accumulate) {
+                         int64_t accumulate, Buffer* dgates, Buffer* dgates_rec, Buffer* h_prev) {
   const char* op = kBwdName[SIMPLE];
   Args a = make_args(SIMPLE, op, x, h0, nullptr, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
   check_bwd(a, op, out, gates, dout, dh_last, nullptr, dx, dh0, nullptr, dK, dR, db);
   check_accumulate(op, accumulate, dK, dR, db);
+  check_saved(a, op, dgates, dgates_rec, h_prev);
   backward(a, out.data<float>(), gates.data<float>(), nullptr, nullptr, fptr(dout), fptr(dh_last), nullptr,
-           fptr(dx), fptr(dh0), nullptr, fptr(dK), fptr(dR), fptr(db), accumulate);
+           fptr(dx), fptr(dh0), nullptr, fptr(dK), fptr(dR), fptr(db), accumulate, fptr(dgates), fptr(dgates_rec),
+           fptr(h_prev), h_prev && h_prev->numel != a.B * a.T * a.U);
 }
 
 }  // namespace rnn_detail
@@ -656,20 +692,25 @@ void bind_rnn(py::module_& m) {
   def_kernel(m, "lstm_backward", &lstm_backward,
         "lstm_backward(x, h0, c0, kernel, recurrent_kernel, mask, input_dropout, recurrent_dropout, B, T, F, U, "
         "go_backwards, out, gates, saved_c, dout, dh_last, dc_last, dx, dh0, dc0, dkernel, drecurrent_kernel, dbias, "
-        "accumulate) (None for absent incoming gradients and for gradients not wanted; accumulate: bits 1 / 2 / 4 "
-        "add the kernel / recurrent kernel / bias gradient to what its buffer holds)");
+        "accumulate, dgates_out, None, h_prev_out) (None for absent incoming gradients, for gradients not wanted "
+        "and for what is not to be kept; accumulate: bits 1 / 2 / 4 add the kernel / recurrent kernel / bias "
+        "gradient to what its buffer holds; dgates_out (B, T, 4U) and h_prev_out (B, T, U), or (B, T, U + F) for "
+        "[h_prev x] side by side: the gate gradients and what the GEMMs read, from which the weight gradients can "
+        "be formed later)");
   def_kernel(m, "gru_forward", &gru_forward,
         "gru_forward(x, h0, kernel, recurrent_kernel, bias|None, mask|None, input_dropout|None, "
         "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, gates, saved_rh|None)");
   def_kernel(m, "gru_backward", &gru_backward,
         "gru_backward(x, h0, kernel, recurrent_kernel, mask, input_dropout, recurrent_dropout, B, T, F, U, "
-        "go_backwards, out, gates, saved_rh, dout, dh_last, dx, dh0, dkernel, drecurrent_kernel, dbias, accumulate)");
+        "go_backwards, out, gates, saved_rh, dout, dh_last, dx, dh0, dkernel, drecurrent_kernel, dbias, accumulate, "
+        "dgates_out, dgates_rec_out, h_prev_out)");
   def_kernel(m, "simple_rnn_forward", &simple_rnn_forward,
         "simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias|None, mask|None, input_dropout|None, "
         "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, gates)");
   def_kernel(m, "simple_rnn_backward", &simple_rnn_backward,
         "simple_rnn_backward(x, h0, kernel, recurrent_kernel, mask, input_dropout, recurrent_dropout, B, T, F, U, "
-        "go_backwards, out, gates, dout, dh_last, dx, dh0, dkernel, drecurrent_kernel, dbias, accumulate)");
+        "go_backwards, out, gates, dout, dh_last, dx, dh0, dkernel, drecurrent_kernel, dbias, accumulate, dgates_out, "
+        "None, h_prev_out)");
 }
 
 }  // namespace lamina

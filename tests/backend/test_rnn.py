@@ -296,6 +296,83 @@ def test_accumulated_weight_gradients_match_separate_tapes(rng):
         np.testing.assert_allclose(t, a, rtol=1e-5, atol=1e-5)
 
 
+def _grads_of_shared_calls(cell, x, h0, c0, K, R, b, which, calls=3, extra_use=False, defer=False, **kw):
+    """Gradients of every input of `calls` runs of one layer (weights shared), optionally with
+    the kernel also used by a plain matmul; the backward pass deferring the weight gradients."""
+    ws = [lamina.Variable(K), lamina.Variable(R)] + ([lamina.Variable(b)] if b is not None else [])
+    xs = [lamina.convert_to_tensor(x + 0.1 * i) for i in range(calls)]
+    h0t, c0t = lamina.convert_to_tensor(h0), lamina.convert_to_tensor(c0)
+    with lamina.GradientTape() as tape:
+        for t in xs + [h0t, c0t]:
+            tape.watch(t)
+        loss = None
+        for xi in xs:
+            o = call(cell, xi, h0t, c0t, ws[0], ws[1], ws[2] if b is not None else None, **kw)
+            term = ops.sum(o[0] * o[0]) + ops.sum(o[1])
+            loss = term if loss is None else loss + term
+        if extra_use:
+            loss = loss + ops.sum(ops.matmul(xs[0][:, 0], ws[0]) ** 2)
+    sources = xs + [h0t] + ([c0t] if cell == "lstm" else []) + [ws[i] for i in which] + ws[2:]
+    with rnn.deferred_weight_gradients() if defer else _nullcontext():
+        return [g.numpy() for g in tape.gradient(loss, sources)]
+
+
+def _nullcontext():
+    import contextlib
+    return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("which", [(0, 1), (0,), (1,)])
+@pytest.mark.parametrize("opts", [(), ("mask", "back", "drop")])
+def test_deferred_weight_gradients_equal_the_direct_ones(rng, cell, which, opts):
+    """Inside deferred_weight_gradients() the kernel and recurrent kernel gradients are formed at
+    the end of the backward pass from what each call's backward kernel kept (an LSTM's or simple
+    RNN's two from one stacked GEMM per call; the GRU's as separate products): the same values as
+    the direct ones, for several calls sharing the weights, whichever weights are wanted, with
+    masks, reversed sequences and dropout masks; also when the kernel has a dense gradient from
+    another use."""
+    B, T, F, U = 3, 4, 5, 3
+    x, h0, c0, K, R, b = make(rng, cell, B, T, F, U, scale=0.3)
+    kw = options(rng, B, T, F, U, opts)
+    for extra in (False, True):
+        direct = _grads_of_shared_calls(cell, x, h0, c0, K, R, b, which, extra_use=extra, **kw)
+        deferred = _grads_of_shared_calls(cell, x, h0, c0, K, R, b, which, extra_use=extra, defer=True, **kw)
+        assert len(direct) == len(deferred)
+        for d, e in zip(direct, deferred):
+            np.testing.assert_allclose(e, d, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("B, T, F, U", [(0, 3, 2, 3), (2, 0, 2, 3), (2, 3, 0, 3)])
+def test_deferred_weight_gradients_of_empty_sizes(rng, cell, B, T, F, U):
+    """No rows, no steps or no features: the deferred weight gradients are the direct ones
+    (zeros where nothing contributes)."""
+    x, h0, c0, K, R, b = make(rng, cell, B, T, F, U)
+    direct = _grads_of_shared_calls(cell, x, h0, c0, K, R, b, (0, 1), calls=2)
+    deferred = _grads_of_shared_calls(cell, x, h0, c0, K, R, b, (0, 1), calls=2, defer=True)
+    for d, e in zip(direct, deferred):
+        assert d.shape == e.shape
+        np.testing.assert_allclose(e, d, rtol=2e-5, atol=2e-5)
+
+
+def test_deferred_lstm_weight_gradients_share_one_gemm_per_call(rng):
+    """The kernel and recurrent kernel gradients of an LSTM used by three calls: three GEMMs in
+    all ([H_prev X]^T dG per call, accumulated), formed once for both."""
+    x, h0, c0, K, R, b = make(rng, "lstm", 2, 3, 4, 5)
+    k = lamina.get_device("cpu").kernels
+    real, calls = k.gemm, []
+    k.gemm = lambda *a: (calls.append(a), real(*a))
+    try:
+        got = _grads_of_shared_calls("lstm", x, h0, c0, K, R, None, (0, 1), calls=3, defer=True)
+    finally:
+        k.gemm = real
+    assert len(calls) == 3
+    want = _grads_of_shared_calls("lstm", x, h0, c0, K, R, None, (0, 1), calls=3)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5)
+
+
 def test_no_recording_outside_a_tape(rng):
     x, h0, c0, K, R, b = make(rng, "gru", 2, 3, 2, 2)
     out, h = ops.gru(x, h0, lamina.Variable(K), R, b)
@@ -454,14 +531,15 @@ def test_kernels_reject_bad_buffers():
         k.lstm_forward(*bad)
     with pytest.raises(ValueError, match=r"gru_backward: saved recurrent candidates holds 1 elements but its shape \(2, 3, 5\) needs 30"):
         k.gru_backward(buf(B * T * F), buf(B * U), buf(F * 3 * U), buf(U * 3 * U), None, None, None, B, T, F, U,
-                       False, buf(B * T * U), buf(B * T * 3 * U), buf(1), None, None, None, None, None, None, None, 0)
+                       False, buf(B * T * U), buf(B * T * 3 * U), buf(1), None, None, None, None, None, None, None, 0,
+                       None, None, None)
     gru_bwd = [buf(B * T * F), buf(B * U), buf(F * 3 * U), buf(U * 3 * U), None, None, None, B, T, F, U, False,
                buf(B * T * U), buf(B * T * 3 * U), buf(B * T * U), None, None, None, None, None, None, None]
     with pytest.raises(ValueError, match="gru_backward: accumulate must combine the bits 1"):
-        k.gru_backward(*gru_bwd, 8)
+        k.gru_backward(*gru_bwd, 8, None, None, None)
     with pytest.raises(ValueError, match="gru_backward: accumulate asks to add into the recurrent kernel gradient, "
                                          "but no buffer was given"):
-        k.gru_backward(*gru_bwd, 2)
+        k.gru_backward(*gru_bwd, 2, None, None, None)
 
 
 def test_exported_names():
