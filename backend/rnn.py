@@ -219,7 +219,7 @@ class StackedProducts:
             W = self.U + self.F
             out = empty((W, self.GU), _F32, self.device)
             k = self.device.kernels
-            for i, job in enumerate(self.jobs):
+            for i, job in enumerate(self.jobs if W * self.GU else ()):
                 rows = job.hx.shape[0]
                 k.gemm(True, False, W, self.GU, rows, 1.0, job.hx._buf, job.dg._buf, 0.0 if i == 0 else 1.0, out._buf,
                        W, self.GU, self.GU)

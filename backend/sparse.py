@@ -147,6 +147,8 @@ class OuterProducts:
         for i, (a, g) in enumerate(self.pairs):
             rows, kd = a.shape
             n = g.shape[1]
+            if kd == 0 or n == 0:  # an empty gradient: nothing to form
+                return
             k.gemm(True, False, kd, n, rows, 1.0, a._buf, g._buf, 0.0 if overwrite and i == 0 else 1.0, out._buf,
                    kd, n, n)
 

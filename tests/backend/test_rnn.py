@@ -344,7 +344,7 @@ def test_deferred_weight_gradients_equal_the_direct_ones(rng, cell, which, opts)
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("B, T, F, U", [(0, 3, 2, 3), (2, 0, 2, 3), (2, 3, 0, 3)])
+@pytest.mark.parametrize("B, T, F, U", [(0, 3, 2, 3), (2, 0, 2, 3), (2, 3, 0, 3), (2, 3, 2, 0)])
 def test_deferred_weight_gradients_of_empty_sizes(rng, cell, B, T, F, U):
     """No rows, no steps or no features: the deferred weight gradients are the direct ones
     (zeros where nothing contributes)."""
