@@ -131,26 +131,26 @@ class OuterProducts:
         return len(self.shape)
 
     def to_dense(self):
-        from .linalg import _mm
-        if len(self.pairs) == 1:
-            a, g = self.pairs[0]
-            out = _mm(a, g, ta=True)
-            return out if out.shape == self.shape else Tensor(out._buf, self.shape, out.dtype, out.device)
         out = empty(self.shape, dtypes.FLOAT32, self.device)
         self.add_into(out, overwrite=True)
         return out
 
     def add_into(self, out, overwrite=False):
-        """out += the sum of the products (out = it with overwrite), one GEMM per pair adding into
-        out: no copies of the pairs' rows."""
+        """out += the sum of the products (out = it with overwrite). Either one GEMM per pair, each
+        adding into out, or one GEMM over the pairs' rows copied together, whichever moves less
+        memory: adding re-reads out once per extra pair, stacking copies every row."""
+        from .manipulation import concatenate
+        pairs = self.pairs
+        kd, n = out.shape[-2], out.shape[-1]
+        if kd == 0 or n == 0:  # an empty gradient: nothing to form
+            return
+        rows = sum(a.shape[0] for a, _ in pairs)
+        if len(pairs) > 1 and rows * (kd + n) < (len(pairs) - 1) * kd * n:
+            pairs = [(concatenate([a for a, _ in pairs]), concatenate([g for _, g in pairs]))]
         k = out.device.kernels
-        for i, (a, g) in enumerate(self.pairs):
-            rows, kd = a.shape
-            n = g.shape[1]
-            if kd == 0 or n == 0:  # an empty gradient: nothing to form
-                return
-            k.gemm(True, False, kd, n, rows, 1.0, a._buf, g._buf, 0.0 if overwrite and i == 0 else 1.0, out._buf,
-                   kd, n, n)
+        for i, (a, g) in enumerate(pairs):
+            k.gemm(True, False, kd, n, a.shape[0], 1.0, a._buf, g._buf, 0.0 if overwrite and i == 0 else 1.0,
+                   out._buf, kd, n, n)
 
 
 def is_outer_products(x):
