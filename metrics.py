@@ -114,6 +114,15 @@ class Metric:
         for v, init in zip(self._variables, self._initial_values):
             v.assign(init)
 
+    def _replay_state(self):
+        """What of the metric's state lives in Python and shapes the kernels update_state issues
+        (models/replay.py keys a recorded step by it): nothing by default; a metric holding
+        others, theirs."""
+        subs = getattr(self, "metrics", None)
+        if isinstance(subs, (list, tuple)):
+            return tuple(m._replay_state() for m in subs if isinstance(m, Metric))
+        return ()
+
     def reset_states(self):  # Keras 2's name
         self.reset_state()
 
@@ -224,6 +233,9 @@ class Mean(Metric):
     def reset_state(self):
         super().reset_state()
         self._unit, self._counted = None, False
+
+    def _replay_state(self):
+        return (self._unit, self._counted)
 
 
 class Sum(Metric):

@@ -56,6 +56,36 @@ def record(out, inputs, backward, accumulates=False):
     return out
 
 
+class _Deferral(threading.local):
+    def __init__(self):
+        self.devices = None  # None: the default (matmul's weight gradients lazy, the RNNs' formed at once)
+
+
+_deferral = _Deferral()
+
+
+@contextlib.contextmanager
+def deferred_weight_gradients(devices):
+    """Inside, backward passes form the weight gradients of ops on `devices` (a collection of
+    Devices) when they are read, at the end of the pass -- matmul's (sparse.OuterProducts) and the
+    recurrent layers' (rnn.StackedProducts) -- and those of ops on every other device at once,
+    adding into the running sums. A pipelined step defers on its last stage, whose input
+    gradients the stages before wait for, and forms them at once on the earlier stages, which
+    have idle time while they wait (zero-bubble pipelining, models/trainer.py)."""
+    was = _deferral.devices
+    _deferral.devices = frozenset(devices)
+    try:
+        yield
+    finally:
+        _deferral.devices = was
+
+
+def weight_gradients_deferred(device):
+    """True when the open deferred_weight_gradients scope defers weight gradients on device."""
+    devs = _deferral.devices
+    return devs is not None and device in devs
+
+
 @contextlib.contextmanager
 def no_grad():
     """Nothing computed inside is recorded on any tape (updates of moving statistics, weight
@@ -249,6 +279,7 @@ def backprop(targets, seeds, sources, release=False, on_ready=None):
         grads[id(t)] = s if id(t) not in grads else _m.add(grads[id(t)], s)
     kept = {}
     owned = set()   # ids of the gradients in `grads` that backprop made and may add into in place
+    eager = _deferral.devices  # lazy weight gradients of ops on other devices are formed at once
     final = {}      # source id -> its final gradient (densified), once reported to on_ready
     pending = {}    # source id -> ops that use it and have not yet run their backward
     if on_ready is not None:
@@ -302,6 +333,15 @@ def backprop(targets, seeds, sources, release=False, on_ready=None):
                 raise RuntimeError(f"internal error: gradient of shape {ig.shape} for input of shape {inp.shape}")
             iid = id(inp)
             prev = grads.get(iid)
+            if eager is not None and _sparse.is_outer_products(ig) and ig.device not in eager:
+                if _owned_dense(prev, owned, inp) is not None and ig.device is prev.device and len(prev.shape) == 2:
+                    ig.add_into(prev)
+                    continue
+                ig = ig.to_dense()
+                if prev is None:
+                    grads[iid] = ig
+                    owned.add(id(ig))
+                    continue
             if prev is None:
                 grads[iid] = ig
                 if acc is not None:  # an accumulating op's gradients are new tensors

@@ -17,19 +17,16 @@ the outputs come in processing order (reversed time), as Keras returns them; `in
 Gradients flow to the inputs, the initial states, the kernel, the recurrent kernel and the bias
 (not to the masks). The ops have several outputs: one backward kernel call serves them all.
 
-Inside `with deferred_weight_gradients():` a backward pass leaves the kernel and recurrent
-kernel gradients as products formed when read (StackedProducts below: [H_prev X]^T @ dGates,
-one GEMM per call for both; the GRU's as two sparse.OuterProducts): the backward kernel then does
-only what the earlier layers wait for, and the weight-gradient GEMMs of every call run when the
-gradient is read, at the end of the pass -- so a pipelined step's device hands its input
-gradients to the device before it sooner and fills the pipeline's tail with the deferred GEMMs
-("zero-bubble" pipelining, models/trainer.py).
+Inside `with autodiff.deferred_weight_gradients(devices):` a backward pass of an op on one of
+those devices leaves the kernel and recurrent kernel gradients as products formed when read
+(StackedProducts below: [H_prev X]^T @ dGates, one GEMM per call for both; the GRU's as two
+sparse.OuterProducts): the backward kernel then does only what the earlier layers wait for, and
+the weight-gradient GEMMs of every call run when the gradient is read, at the end of the pass --
+so a pipelined step's last device hands its input gradients to the device before it sooner and
+fills the pipeline's tail with the deferred GEMMs ("zero-bubble" pipelining, models/trainer.py).
 """
-import contextlib
-import threading
-
 from . import dtypes, validation
-from .autodiff import needs_grad, record
+from .autodiff import needs_grad, record, weight_gradients_deferred
 from .manipulation import reshape as _reshape
 from .math import _as_tensor, check_same_device, multiply as _mul, not_equal, zeros
 from .sparse import OuterProducts
@@ -155,26 +152,6 @@ def _buf(t):
     return t._buf if t is not None else None
 
 
-class _Defer(threading.local):
-    def __init__(self):
-        self.active = False
-
-
-_defer = _Defer()
-
-
-@contextlib.contextmanager
-def deferred_weight_gradients():
-    """Backward passes run inside leave the recurrent layers' kernel and recurrent-kernel
-    gradients to be formed at the end of the pass (see the module docstring)."""
-    was = _defer.active
-    _defer.active = True
-    try:
-        yield
-    finally:
-        _defer.active = was
-
-
 class StackedProducts:
     """A deferred kernel or recurrent-kernel gradient of an LSTM or simple RNN: rows [U:] or [:U]
     of sum_i HX_i^T @ dG_i, with HX_i = [H_prev X] (rows_i, U + F) and dG_i (rows_i, G*U) kept by
@@ -254,10 +231,10 @@ def _deferred(n, first, res, x, in_mask, dev, B, T, F, U, GU, separate_rec):
     """For a deferred backward pass: the buffers the backward kernel fills for forming the weight
     gradients later -- (dgates, dgates_rec or None, h_prev) -- and res[first], res[first + 1]
     (kernel and recurrent kernel gradients) set to products formed when read. None when the
-    weights need no gradient or no deferral is open. separate_rec (the GRU): the recurrent
+    weights need no gradient or their device's are not deferred. separate_rec (the GRU): the recurrent
     kernel's gate gradients differ from the kernel's, so the two are OuterProducts of their own;
     otherwise one StackedProducts GEMM per call serves both."""
-    if not _defer.active or not (n[first] or n[first + 1]):
+    if not weight_gradients_deferred(dev) or not (n[first] or n[first + 1]):
         return None
     rows = B * T
     dg = empty((B, T, GU), _F32, dev)

@@ -2,8 +2,9 @@
 mpi4py is installed) data parallelism over 2 MPI ranks and all-reduce against torch.distributed.
 
 Pipeline. The seeds' deep LSTM language model (embedding, 4 LSTM layers, softmax over the
-vocabulary; embedding width = LSTM width and a 500-word vocabulary, so that the two stages below
-do about the same work) is trained with `fit`, 4 batches (steps) per call, timed per step. Three
+vocabulary; embedding width = LSTM width and a 500-word vocabulary: the second stage, with the
+softmax layer and the loss, does about 54% of the work) is trained with `fit`, 4 batches (steps)
+per call, timed per step. Three
 configurations, each in its own process, alternating, per-step medians after warm-up:
   one device, 1 core      every layer on cpu:0, LAMINA_NUM_THREADS=1
   one device, 2 cores     every layer on cpu:0, LAMINA_NUM_THREADS=2

@@ -16,8 +16,8 @@ from .. import callbacks as callbacks_module
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
-from ..backend import dtypes, math as _m, rnn as _rnn
-from ..backend.autodiff import GradientTape
+from ..backend import dtypes, math as _m
+from ..backend.autodiff import GradientTape, deferred_weight_gradients
 from ..backend.manipulation import copy as _copy
 from ..backend.device import asynchronous, current_device, device as device_scope
 from ..backend.tensor import Tensor, convert_to_tensor
@@ -237,12 +237,15 @@ class Trainer:
         that stream through the model's devices one after the other, so while a later device
         works on slice m an earlier one works on slice m + 1 (every device runs queued during
         `fit`). Each slice's loss is weighted by its share of the batch and the gradients add up
-        over the slices, so the one update equals the unsplit step's."""
+        over the slices, so the one update equals the unsplit step's. The last stage defers its
+        weight-gradient GEMMs to the end of the backward pass and the earlier stages form theirs
+        at once, so the stages hand gradients on sooner and the next step's first slice starts on
+        the first stage while the last one finishes ("zero-bubble" pipelining)."""
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         n = batch_size_of(x)
 
         def gradients():  # replayed as the plain step's (models/replay.py), metric updates included
-            total = None
+            total, slices = None, []
             with GradientTape() as tape:
                 for a, b in even_slices(n, micro_batches):
                     xs, ys, sws = slice_rows(x, a, b), slice_rows(y, a, b), slice_rows(sample_weight, a, b)
@@ -250,19 +253,30 @@ class Trainer:
                     share = _m.multiply(self._compute_loss(xs, ys, y_pred, sws, training=True), (b - a) / n)
                     total = share if total is None else _m.add(total, share if share.device is total.device
                                                                else share.to(total.device))
-                    if self._compile_metrics is not None:
-                        self._compile_metrics.update_state(ys, y_pred, sws)
+                    slices.append((ys, y_pred, sws))
                 scaled = self.optimizer.scale_loss(total)
+            # the loss and metrics, once every slice's forward pass is queued and before the backward
+            # pass: their variables may live on another device than the outputs, whose queue would
+            # otherwise wait for each slice's outputs (stalling the pipeline) or, after the backward
+            # pass, for the last stage's deferred work before starting the next step
+            self._loss_tracker.update_state(total, sample_weight=n)
+            if self._compile_metrics is not None:
+                for ys, y_pred, sws in slices:
+                    self._compile_metrics.update_state(ys, y_pred, sws)
             tv = self.trainable_weights
-            # the recurrent layers' weight-gradient GEMMs wait for the end of the backward pass, so
-            # each device hands its input gradients to the one before sooner and fills the
-            # pipeline's tail with them (backend/rnn.py, deferred_weight_gradients)
-            with _rnn.deferred_weight_gradients():
+            # the weight-gradient GEMMs of the last stage (the loss's and outputs' devices) wait for
+            # the end of the backward pass, so it hands its input gradients to the stage before
+            # sooner and fills the pipeline's tail with them; the earlier stages, which wait for
+            # the last one, form theirs at once (backend/autodiff.py, deferred_weight_gradients)
+            last = {total.device} | {t.device for t in flatten(y_pred) if isinstance(t, Tensor)}
+            with deferred_weight_gradients(last):
                 return total, tv, tape.gradient(scaled, tv)
-        key = self._replay_key(data, extra=("micro_batches", micro_batches))
-        total, tv, grads = gradients() if key is None else self._step_replay.run(key, _replay.batch_tensors(data),
-                                                                                 gradients)
-        self._loss_tracker.update_state(total, sample_weight=n)
+        # the loss and metrics update inside the replayed step: keyed by their Python-side state
+        # (a Mean's weighting changes after a reset), a step records again where it differs
+        states = tuple(m._replay_state() for m in (self._loss_tracker, self._compile_metrics) if m is not None)
+        key = self._replay_key(data, extra=("micro_batches", micro_batches, states))
+        _, tv, grads = gradients() if key is None else self._step_replay.run(key, _replay.batch_tensors(data),
+                                                                             gradients)
         self.optimizer.apply(grads, tv)
         return None if self._defer_results else self.get_metrics_result()
 

@@ -6,7 +6,7 @@ import pytest
 
 import lamina
 from lamina import ops
-from lamina.backend import rnn
+from lamina.backend import autodiff, rnn
 from opcheck import check_grad
 
 GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}
@@ -313,7 +313,9 @@ def _grads_of_shared_calls(cell, x, h0, c0, K, R, b, which, calls=3, extra_use=F
         if extra_use:
             loss = loss + ops.sum(ops.matmul(xs[0][:, 0], ws[0]) ** 2)
     sources = xs + [h0t] + ([c0t] if cell == "lstm" else []) + [ws[i] for i in which] + ws[2:]
-    with rnn.deferred_weight_gradients() if defer else _nullcontext():
+    dev = lamina.get_device("cpu:0")
+    with autodiff.deferred_weight_gradients([dev] if defer == "here" or defer is True else [lamina.get_device("cpu:1")]) \
+            if defer else _nullcontext():
         return [g.numpy() for g in tape.gradient(loss, sources)]
 
 
@@ -337,10 +339,11 @@ def test_deferred_weight_gradients_equal_the_direct_ones(rng, cell, which, opts)
     kw = options(rng, B, T, F, U, opts)
     for extra in (False, True):
         direct = _grads_of_shared_calls(cell, x, h0, c0, K, R, b, which, extra_use=extra, **kw)
-        deferred = _grads_of_shared_calls(cell, x, h0, c0, K, R, b, which, extra_use=extra, defer=True, **kw)
-        assert len(direct) == len(deferred)
-        for d, e in zip(direct, deferred):
-            np.testing.assert_allclose(e, d, rtol=2e-5, atol=2e-5)
+        for where in ("here", "elsewhere"):  # deferred on the ops' device, or formed at once
+            deferred = _grads_of_shared_calls(cell, x, h0, c0, K, R, b, which, extra_use=extra, defer=where, **kw)
+            assert len(direct) == len(deferred)
+            for d, e in zip(direct, deferred):
+                np.testing.assert_allclose(e, d, rtol=2e-5, atol=2e-5)
 
 
 @pytest.mark.parametrize("cell", CELLS)
