@@ -149,12 +149,15 @@ class PackedB {
 // forward pass ~9% faster than one 64-row block: benchmarks/bench_rnn.py's shape).
 int64_t chunk_rows(const gemm::Kernel& kr) { return round_up(8, kr.mr); }
 
-// Rows per block when `parts` threads run the recurrence: one block for a small batch on one
-// thread, so that each step reads the recurrent kernel once (a pipelined step's micro-batches:
-// 32 rows in one block instead of 12 + 12 + 8 took a 2-stage LSTM pipeline from 205 to 199 ms a
-// step, two devices sharing the L3 cache); chunk_rows otherwise.
+// Rows per block when `parts` threads run the recurrence. A batch of at most 32 rows a thread is
+// cut into one block per thread, so that each thread reads the recurrent kernel once a step and
+// the threads get equal shares: a pipelined step's 32-row slices on one thread (12 + 12 + 8 rows
+// before: 205 -> 199 ms a step, two devices sharing the L3 cache), and bench_rnn's 64 rows on two
+// threads (12-row blocks gave one thread 36 rows and the other 28: forward 4.96 -> 4.66 ms).
+// Larger batches: blocks of chunk_rows from a queue.
 int64_t block_rows(const gemm::Kernel& kr, int64_t B, int parts) {
-  return parts == 1 && B <= 32 ? std::max<int64_t>(B, 1) : chunk_rows(kr);
+  if (B <= 32 * int64_t(parts)) return std::max<int64_t>(1, round_up((B + parts - 1) / parts, 4));
+  return chunk_rows(kr);
 }
 
 // Threads for a recurrence over B rows in blocks of `rows`.
