@@ -333,29 +333,18 @@ def backprop(targets, seeds, sources, release=False, on_ready=None):
                 raise RuntimeError(f"internal error: gradient of shape {ig.shape} for input of shape {inp.shape}")
             iid = id(inp)
             prev = grads.get(iid)
-            if eager is not None and _sparse.is_outer_products(ig) and ig.device not in eager:
-                if _owned_dense(prev, owned, inp) is not None and ig.device is prev.device and len(prev.shape) == 2:
-                    ig.add_into(prev)
-                    continue
-                ig = ig.to_dense()
-                if prev is None:
-                    grads[iid] = ig
-                    owned.add(id(ig))
-                    continue
+            fresh = acc is not None  # an accumulating op's gradients are new tensors
+            if eager is not None and _sparse.is_outer_products(ig) and ig.device not in eager \
+                    and _owned_dense(prev, owned, inp) is None:
+                ig, fresh = ig.to_dense(), True  # formed at once (added into an owned sum below)
             if prev is None:
                 grads[iid] = ig
-                if acc is not None:  # an accumulating op's gradients are new tensors
+                if fresh:
                     owned.add(id(ig))
             elif acc is not None and ig is acc[j]:
                 pass  # the op added its gradient into prev
-            elif _owned_dense(prev, owned, inp) is not None and _is_dense_f32(ig) and ig.device is prev.device:
+            elif _owned_dense(prev, owned, inp) is not None and _addable(ig, prev):
                 _add_into(prev, ig)
-            elif _owned_dense(prev, owned, inp) is not None and _sparse.is_indexed_slices(ig) \
-                    and ig.values.dtype == prev.dtype and ig.values.device is prev.device:
-                _scatter_into(prev, ig)
-            elif _owned_dense(prev, owned, inp) is not None and _sparse.is_outer_products(ig) \
-                    and ig.device is prev.device and len(prev.shape) == 2:
-                ig.add_into(prev)
             else:
                 total = _sparse.add(prev, ig)
                 grads[iid] = total
@@ -395,12 +384,18 @@ def _owned_dense(g, owned, inp):
     return g if g is not None and id(g) in owned and _is_dense_f32(g) and g.shape == inp.shape else None
 
 
+def _addable(g, acc):
+    """Whether g (dense, IndexedSlices or a lazy product) can be added into the dense acc in place."""
+    if _is_dense_f32(g):
+        return g.device is acc.device
+    values = getattr(g, "values", None)  # IndexedSlices: its rows' dtype must match
+    return hasattr(g, "add_into") and g.device is acc.device and (values is None or values.dtype == acc.dtype)
+
+
 def _add_into(acc, g):
-    """acc += g (dense float32, same shape and device)."""
-    acc.device.kernels.axpby(1.0, g._buf, 1.0, acc._buf)
-
-
-def _scatter_into(acc, g):
-    """acc += g for an IndexedSlices g (rows scatter-added into the dense acc)."""
-    acc.device.kernels.embedding_scatter_add(acc._buf, g.dense_shape[0], g.row_size, g.indices._buf,
-                                             g.values._buf, False)
+    """acc += g in place: axpby for a dense g, its own add_into otherwise (rows scatter-added, products
+    formed by GEMMs adding into acc)."""
+    if _is_dense_f32(g):
+        acc.device.kernels.axpby(1.0, g._buf, 1.0, acc._buf)
+    else:
+        g.add_into(acc)

@@ -77,9 +77,13 @@ class IndexedSlices:
     def to_dense(self):
         """The dense tensor of shape `dense_shape` (zeros, then a C++ scatter-add of the rows)."""
         out = empty(self.dense_shape, dtypes.FLOAT32, self.device)
-        self.device.kernels.embedding_scatter_add(out._buf, self.dense_shape[0], self.row_size, self.indices._buf,
-                                                  self.values._buf, True)
+        self.add_into(out, overwrite=True)
         return out
+
+    def add_into(self, out, overwrite=False):
+        """out += the rows scattered to their indices (out = that with overwrite), in C++."""
+        self.device.kernels.embedding_scatter_add(out._buf, self.dense_shape[0], self.row_size, self.indices._buf,
+                                                  self.values._buf, overwrite)
 
     def numpy(self):
         return self.to_dense().numpy()

@@ -629,11 +629,14 @@ void check_accumulate(const char* op, int64_t accumulate, const Buffer* dK, cons
                  op << ": accumulate asks to add into the " << names[i] << " gradient, but no buffer was given for it");
 }
 
+// Whether h_prev_out holds [H_prev X] side by side (B, T, U + F) rather than H_prev (B, T, U).
+bool hprev_stacked(const Args& a, const Buffer* h_prev) { return h_prev && h_prev->numel != a.B * a.T * a.U; }
+
 void check_saved(const Args& a, const char* op, const Buffer* dgates, const Buffer* dgates_rec, const Buffer* h_prev) {
   check_opt(op, "gate gradients out", dgates, {a.B, a.T, a.GU}, F32);
   LAMINA_CHECK(!dgates_rec || a.cell == GRU, op << ": only the GRU has separate recurrent gate gradients; pass None");
   check_opt(op, "recurrent gate gradients out", dgates_rec, {a.B, a.T, a.GU}, F32);
-  if (h_prev && h_prev->numel != a.B * a.T * a.U) check_opt(op, "h_prev out", h_prev, {a.B, a.T, a.U + a.F}, F32);
+  if (hprev_stacked(a, h_prev)) check_opt(op, "h_prev out", h_prev, {a.B, a.T, a.U + a.F}, F32);
   else check_opt(op, "h_prev out", h_prev, {a.B, a.T, a.U}, F32);
 }
 
@@ -651,7 +654,7 @@ void lstm_backward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Bu
   check_buffer(op, "saved c states", cs, {B, T, U}, F32);
   backward(a, out.data<float>(), gates.data<float>(), cs.data<float>(), nullptr, fptr(dout), fptr(dh_last),
            fptr(dc_last), fptr(dx), fptr(dh0), fptr(dc0), fptr(dK), fptr(dR), fptr(db), accumulate, fptr(dgates),
-           nullptr, fptr(h_prev), h_prev && h_prev->numel != a.B * a.T * a.U);
+           nullptr, fptr(h_prev), hprev_stacked(a, h_prev));
 }
 
 void gru_backward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buffer& R, const Buffer* mask,
@@ -667,7 +670,7 @@ void gru_backward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buff
   check_buffer(op, "saved recurrent candidates", rh, {B, T, U}, F32);
   backward(a, out.data<float>(), gates.data<float>(), nullptr, rh.data<float>(), fptr(dout), fptr(dh_last), nullptr,
            fptr(dx), fptr(dh0), nullptr, fptr(dK), fptr(dR), fptr(db), accumulate, fptr(dgates), fptr(dgates_rec),
-           fptr(h_prev), h_prev && h_prev->numel != a.B * a.T * a.U);
+           fptr(h_prev), hprev_stacked(a, h_prev));
 }
 
 void simple_rnn_backward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buffer& R, const Buffer* mask,
@@ -682,7 +685,7 @@ void simple_rnn_backward(const Buffer& x, const Buffer& h0, const Buffer& K, con
   check_saved(a, op, dgates, dgates_rec, h_prev);
   backward(a, out.data<float>(), gates.data<float>(), nullptr, nullptr, fptr(dout), fptr(dh_last), nullptr,
            fptr(dx), fptr(dh0), nullptr, fptr(dK), fptr(dR), fptr(db), accumulate, fptr(dgates), fptr(dgates_rec),
-           fptr(h_prev), h_prev && h_prev->numel != a.B * a.T * a.U);
+           fptr(h_prev), hprev_stacked(a, h_prev));
 }
 
 }  // namespace rnn_detail
