@@ -181,34 +181,59 @@ LAMINA_AVX2 void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, cons
   }
 }
 
-// y[j] = sum_p x[p] r[p*ld + j]: 64 columns of y in registers while streaming down the rows.
+template <int NV, bool FULL>
+LAMINA_AVX2 inline void axpy_row(__m256* acc, const __m256i* m, float xv, const float* rp) {
+  const __m256 xp = _mm256_set1_ps(xv);
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v)
+    acc[v] = _mm256_fmadd_ps(xp, FULL ? _mm256_loadu_ps(rp + 8 * v) : _mm256_maskload_ps(rp + 8 * v, m[v]), acc[v]);
+}
+
+// y[0:n] = sum_p x[p] r[p*ld + 0:n] for n <= 8 * NV: NV vectors of y, U partial sums over p
+// (narrow outputs are not one chain of dependent multiply-adds); FULL: every vector whole.
+template <int NV, int U, bool FULL>
+LAMINA_AVX2 void axpy_block(int64_t kk, int64_t n, const float* x, const float* r, int64_t ld, float* y) {
+  __m256i m[NV];
+  __m256 acc[U][NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) m[v] = lane_mask(int(std::max<int64_t>(0, std::min<int64_t>(8, n - 8 * v))));
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[u][v] = _mm256_setzero_ps();
+  int64_t p = 0;
+  for (; p + U <= kk; p += U)
+#pragma GCC unroll 8
+    for (int u = 0; u < U; ++u) axpy_row<NV, FULL>(acc[u], m, x[p + u], r + (p + u) * ld);
+  for (; p < kk; ++p) axpy_row<NV, FULL>(acc[0], m, x[p], r + p * ld);
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    __m256 s = acc[0][v];
+#pragma GCC unroll 8
+    for (int u = 1; u < U; ++u) s = _mm256_add_ps(s, acc[u][v]);
+    if (FULL) _mm256_storeu_ps(y + 8 * v, s);
+    else _mm256_maskstore_ps(y + 8 * v, m[v], s);
+  }
+}
+
+// y[j] = sum_p x[p] r[p*ld + j]: up to 64 columns of y in registers while streaming down the rows.
 LAMINA_AVX2 void axpy_rows(int64_t kk, int64_t n, const float* x, const float* r, int64_t ld, float* y) {
   for (int64_t j = 0; j < n; j += 64) {
-    const int cols = int(std::min<int64_t>(64, n - j));
-    __m256 acc[8];
-#pragma GCC unroll 8
-    for (int v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
-    const float* rp = r + j;
-    if (cols == 64) {
-      for (int64_t p = 0; p < kk; ++p, rp += ld) {
-        const __m256 xp = _mm256_broadcast_ss(x + p);
-#pragma GCC unroll 8
-        for (int v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(xp, _mm256_loadu_ps(rp + 8 * v), acc[v]);
-      }
-#pragma GCC unroll 8
-      for (int v = 0; v < 8; ++v) _mm256_storeu_ps(y + j + 8 * v, acc[v]);
-      continue;
+    const int64_t cols = std::min<int64_t>(64, n - j);
+    const float* rj = r + j;
+    switch ((cols + 7) / 8) {
+      case 1: axpy_block<1, 8, false>(kk, cols, x, rj, ld, y + j); break;
+      case 2: axpy_block<2, 4, false>(kk, cols, x, rj, ld, y + j); break;
+      case 3: axpy_block<3, 2, false>(kk, cols, x, rj, ld, y + j); break;
+      case 4: axpy_block<4, 2, false>(kk, cols, x, rj, ld, y + j); break;
+      case 5: axpy_block<5, 1, false>(kk, cols, x, rj, ld, y + j); break;
+      case 6: axpy_block<6, 1, false>(kk, cols, x, rj, ld, y + j); break;
+      case 7: axpy_block<7, 1, false>(kk, cols, x, rj, ld, y + j); break;
+      default:
+        if (cols == 64) axpy_block<8, 1, true>(kk, cols, x, rj, ld, y + j);
+        else axpy_block<8, 1, false>(kk, cols, x, rj, ld, y + j);
+        break;
     }
-    __m256i m[8];
-#pragma GCC unroll 8
-    for (int v = 0; v < 8; ++v) m[v] = lane_mask(std::max(0, std::min(8, cols - 8 * v)));
-    for (int64_t p = 0; p < kk; ++p, rp += ld) {
-      const __m256 xp = _mm256_broadcast_ss(x + p);
-#pragma GCC unroll 8
-      for (int v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(xp, _mm256_maskload_ps(rp + 8 * v, m[v]), acc[v]);
-    }
-#pragma GCC unroll 8
-    for (int v = 0; v < 8; ++v) _mm256_maskstore_ps(y + j + 8 * v, m[v], acc[v]);
   }
 }
 

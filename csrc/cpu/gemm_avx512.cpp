@@ -102,21 +102,58 @@ LAMINA_AVX512 inline __mmask16 tail_mask(int64_t left) {
   return left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
 }
 
-// y[j] = sum_p x[p] r[p*ld + j]: 128 columns of y in registers while streaming down the rows.
+// y[0:n] = sum_p x[p] r[p*ld + 0:n] for n <= 16 * NV: NV vectors of y, U partial sums over p
+// (the rows p = u mod U) so that narrow outputs (a classifier's 10 columns) are not one chain
+// of dependent multiply-adds.
+template <int NV, int U>
+LAMINA_AVX512 void axpy_block(int64_t kk, int64_t n, const float* x, const float* r, int64_t ld, float* y) {
+  __mmask16 m[NV];
+  __m512 acc[U][NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) m[v] = tail_mask(n - 16 * v);
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[u][v] = _mm512_setzero_ps();
+  int64_t p = 0;
+  for (; p + U <= kk; p += U) {
+#pragma GCC unroll 8
+    for (int u = 0; u < U; ++u) {
+      const float* rp = r + (p + u) * ld;
+      const __m512 xp = _mm512_set1_ps(x[p + u]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[u][v] = _mm512_fmadd_ps(xp, _mm512_maskz_loadu_ps(m[v], rp + 16 * v), acc[u][v]);
+    }
+  }
+  for (; p < kk; ++p) {
+    const __m512 xp = _mm512_set1_ps(x[p]);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[0][v] = _mm512_fmadd_ps(xp, _mm512_maskz_loadu_ps(m[v], r + p * ld + 16 * v), acc[0][v]);
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    __m512 s = acc[0][v];
+#pragma GCC unroll 8
+    for (int u = 1; u < U; ++u) s = _mm512_add_ps(s, acc[u][v]);
+    _mm512_mask_storeu_ps(y + 16 * v, m[v], s);
+  }
+}
+
+// y[j] = sum_p x[p] r[p*ld + j]: up to 128 columns of y in registers while streaming down the rows.
 LAMINA_AVX512 void axpy_rows(int64_t kk, int64_t n, const float* x, const float* r, int64_t ld, float* y) {
   for (int64_t j = 0; j < n; j += 128) {
-    __mmask16 m[8];
-    __m512 acc[8];
-#pragma GCC unroll 8
-    for (int v = 0; v < 8; ++v) { m[v] = tail_mask(n - j - 16 * v); acc[v] = _mm512_setzero_ps(); }
-    const float* rp = r + j;
-    for (int64_t p = 0; p < kk; ++p, rp += ld) {
-      const __m512 xp = _mm512_set1_ps(x[p]);
-#pragma GCC unroll 8
-      for (int v = 0; v < 8; ++v) acc[v] = _mm512_fmadd_ps(xp, _mm512_maskz_loadu_ps(m[v], rp + 16 * v), acc[v]);
+    const int64_t cols = std::min<int64_t>(128, n - j);
+    const float* rj = r + j;
+    switch ((cols + 15) / 16) {
+      case 1: axpy_block<1, 8>(kk, cols, x, rj, ld, y + j); break;
+      case 2: axpy_block<2, 4>(kk, cols, x, rj, ld, y + j); break;
+      case 3: axpy_block<3, 2>(kk, cols, x, rj, ld, y + j); break;
+      case 4: axpy_block<4, 2>(kk, cols, x, rj, ld, y + j); break;
+      case 5: axpy_block<5, 1>(kk, cols, x, rj, ld, y + j); break;
+      case 6: axpy_block<6, 1>(kk, cols, x, rj, ld, y + j); break;
+      case 7: axpy_block<7, 1>(kk, cols, x, rj, ld, y + j); break;
+      default: axpy_block<8, 1>(kk, cols, x, rj, ld, y + j); break;
     }
-#pragma GCC unroll 8
-    for (int v = 0; v < 8; ++v) _mm512_mask_storeu_ps(y + j + 16 * v, m[v], acc[v]);
   }
 }
 

@@ -124,6 +124,17 @@ def test_gemv_shapes(kernel, threads, ta, tb, rng):
         _run(rng, M, N, K, ta, tb, alpha=-1.5, beta=0.5, pad=(3, 2, 5))
 
 
+# A row times a matrix streams the matrix's rows into up to 128 columns of registers, with several
+# partial sums over the rows when the output is narrow: every width of register block, depths
+# that leave a remainder of rows, leading dimensions wider than the block.
+@pytest.mark.parametrize("tb", [False, True])
+def test_gemv_row_every_output_width(kernel, tb, rng):
+    for N in list(range(1, 34)) + [40, 47, 48, 63, 64, 65, 80, 96, 100, 112, 127, 128, 129, 200, 250]:
+        for K in (1, 3, 9, 785):
+            _run(rng, 1, N, K, False, tb)
+        _run(rng, 1, N, 37, False, tb, alpha=2.0, beta=-1.0, pad=(1, 3, 2))
+
+
 @pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
 def test_gemm_many_cache_blocks(kernel, threads, small_blocks, ta, tb, rng):
     for M, N, K in [(49, 130, 33), (25, 63, 16), (24, 64, 17), (130, 200, 70), (3, 300, 5)]:
