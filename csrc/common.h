@@ -1,5 +1,7 @@
 // Shared definitions for every kernel file: dtypes, the Buffer type, argument checks, threads.
 #pragma once
+#include <omp.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -82,5 +84,29 @@ int num_threads();
 void set_num_threads(int n);
 // Elements below which a loop runs on one thread (thread start-up costs more than it saves).
 constexpr int64_t kParallelGrain = 1 << 15;
+
+// Loops that run on a team only when `par`. An `omp parallel if (false)` region still makes and
+// tears down a team of one in libgomp (about 0.3 us, more than a small kernel's whole work), so
+// these take the plain path when par is false: run_parallel calls body(threads, thread) on a
+// team or body(1, 0) here; parallel_for calls f(i) for i in [0, n), split statically on a team.
+template <class Body>
+inline void run_parallel(bool par, Body&& body) {
+  if (!par) {
+    body(1, 0);
+    return;
+  }
+#pragma omp parallel
+  body(omp_get_num_threads(), omp_get_thread_num());
+}
+
+template <class F>
+inline void parallel_for(int64_t n, bool par, F&& f) {
+  if (!par || n <= 1) {
+    for (int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) f(i);
+}
 
 }  // namespace lamina

@@ -10,12 +10,14 @@
 // for the kernel that last touched it. An error raised by a queued kernel is raised again by
 // the next call on that device (or the next wait), as CUDA reports asynchronous errors.
 #pragma once
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <condition_variable>
 #include <deque>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <tuple>
@@ -54,6 +56,10 @@ void raise_pending(DeviceContext& ctx);
 void use_device_threads(const DeviceContext& ctx);
 // Waits until the host can read `b` (the last queued kernel that touched it has finished).
 void wait_buffer(const Buffer& b);
+// A new buffer on `device` holding a copy of a C-contiguous numpy array (memory.cpp).
+BufferPtr from_numpy(pybind11::array a, int device);
+// A numpy copy of a buffer viewed with `shape` (waits for the kernels writing it).
+pybind11::array to_numpy(const Buffer& b, const Shape& shape);
 
 // ---- def_kernel ---------------------------------------------------------------------------------
 // Python passes Buffers as shared pointers; the kernel receives references (or pointers, for an
@@ -108,12 +114,67 @@ struct KernelBuffers {
 // The device every buffer of a call is on; raises when they differ or there is none.
 int kernel_device(const char* name, const std::vector<Buffer*>& bufs);
 
+// ---- bound calls (replayed programs, models/replay.py) -------------------------------------------
+// A kernel call with its arguments converted once and kept, to be run again without Python: a
+// replayed step or model call is a list of them (Program, csrc/cpu/program.cpp), whose buffer
+// arguments can be swapped for each run's own (the batch, the fresh outputs).
+struct BoundCall {
+  virtual ~BoundCall() = default;
+  // Runs the call on this thread (the device runs inline; the GIL is released by the caller).
+  virtual void run_inline() = 0;
+  // Queues a copy of the call on the device's worker (GIL held) and stamps its buffers.
+  virtual void run_queued(DeviceContext& ctx) = 0;
+  std::vector<BufferPtr*> buffers;  // every buffer argument, in order: the slots a run may refill
+  const char* name = "";
+};
+using BoundCallPtr = std::shared_ptr<BoundCall>;
+
+// Set on a thread by bind_call (program.cpp): the next kernel called binds instead of running.
+extern thread_local BoundCallPtr* t_bind_target;
+// Names of the kernels bound with def_kernel that return nothing (the ones that can be bound).
+void register_bindable(const char* name);
+
+template <class R, class... Args>
+struct BoundKernel : BoundCall {
+  R (*fn)(Args...);
+  std::tuple<typename KernelArg<Args>::type...> args;
+
+  BoundKernel(R (*f)(Args...), const char* n, typename KernelArg<Args>::type... a) : fn(f), args(a...) {
+    name = n;
+    std::apply([this](auto&... v) { (collect(v), ...); }, args);
+  }
+  void collect(BufferPtr& p) { buffers.push_back(&p); }
+  void collect(std::vector<BufferPtr>& v) {
+    for (auto& p : v) buffers.push_back(&p);
+  }
+  template <class T> void collect(T&) {}
+
+  void run_inline() override {
+    std::apply([this](const auto&... v) { fn(KernelArg<Args>::get(v)...); }, args);
+  }
+  void run_queued(DeviceContext& ctx) override {
+    auto fn_ = fn;
+    auto args_ = args;
+    const int64_t seq = submit(ctx, [fn_, args_]() {
+      std::apply([fn_](const auto&... v) { fn_(KernelArg<Args>::get(v)...); }, args_);
+    });
+    for (BufferPtr* p : buffers)
+      if (*p) (*p)->last_use.store(seq, std::memory_order_relaxed);
+  }
+};
+
 template <class R, class... Args>
 struct KernelCall {
   R (*fn)(Args...);
   const char* name;
 
   R operator()(typename KernelArg<Args>::type... a) const {
+    if constexpr (std::is_void_v<R>) {
+      if (t_bind_target) {  // bind_call: keep the converted arguments, run nothing
+        *t_bind_target = std::make_shared<BoundKernel<R, Args...>>(fn, name, a...);
+        return;
+      }
+    }
     KernelBuffers bufs;
     (bufs.add(name, KernelArg<Args>::required, a), ...);
     DeviceContext& ctx = device_context(kernel_device(name, bufs.all));
@@ -140,6 +201,7 @@ struct KernelCall {
 template <class R, class... Args, class... Extra>
 void def_kernel(pybind11::module_& m, const char* name, R (*fn)(Args...), const Extra&... extra) {
   m.def(name, KernelCall<R, Args...>{fn, name}, extra...);
+  if constexpr (std::is_void_v<R>) register_bindable(name);
 }
 
 }  // namespace lamina

@@ -26,6 +26,7 @@ void bind_rnn(py::module_& m);
 void bind_sorting(py::module_& m);
 void bind_quantize(py::module_& m);
 void bind_attention(py::module_& m);
+void bind_program(py::module_& m);
 }  // namespace lamina
 
 PYBIND11_MODULE(_cpu, m) {
@@ -48,6 +49,7 @@ PYBIND11_MODULE(_cpu, m) {
 #undef LAMINA_EXPORT_TABLE
 #undef LAMINA_EXPORT_CODE
   lamina::bind_device(m);
+  lamina::bind_program(m);
   lamina::bind_memory(m);
   lamina::bind_elementwise(m);
   lamina::bind_reduce(m);

@@ -81,6 +81,10 @@ class _CallContext(threading.local):
 
 
 _ctx = _CallContext()
+# Attributes set on any layer so far: a model's call replay (models/replay.py) records again
+# when it changes (a layer's activation reassigned, a layer added, a model quantized).
+_mutations = 0
+_UNSET = object()
 
 
 class InputSpec:
@@ -245,6 +249,9 @@ class Layer:
 
     # -- attribute tracking: sub-layers and variables assigned as attributes are tracked --
     def __setattr__(self, key, value):
+        global _mutations
+        if self.__dict__.get(key, _UNSET) is not value:  # (a cell resetting its dropout masks to None: no change)
+            _mutations += 1
         if isinstance(value, Layer) and key != "_outer":
             if value not in self._layers:
                 self._layers.append(value)

@@ -3,10 +3,14 @@
 import numpy as np
 
 from ..backend import dtypes
-from ..layers.layer import Layer, flatten, map_structure
+from ..backend.autodiff import tapes_active
+from ..backend.device import _scope as _device_scope, get_log_device_placement
+from ..backend.tensor import Tensor
+from ..layers.layer import Layer, _ctx, flatten, map_structure
 from ..layers.input_layer import InputLayer, KerasTensor
 from . import fusion
 from .functional import keras_layer_order, replay, topological_nodes
+from . import replay as _replay
 from .trainer import Trainer
 
 
@@ -28,6 +32,35 @@ class Model(Trainer, Layer):
         dtype = kwargs.pop("dtype", None)
         Layer.__init__(self, name=name, trainable=trainable, dtype=dtype, **kwargs)
         Trainer.__init__(self)
+
+    def __call__(self, *args, **kwargs):
+        # model(x) on tensors, for inference, outside any tape: replayed when its Python is the
+        # same at every call (models/replay.py, CallReplay); otherwise, and for the first calls
+        # of each input signature, Layer.__call__ as usual
+        if len(args) == 1 and (not kwargs or len(kwargs) == 1 and "training" in kwargs):
+            training = kwargs.get("training")
+            cr = self.__dict__.get("_call_replay")
+            if cr is not None:
+                out = cr.fast(args[0], training)
+                if out is not None:
+                    return out
+            out = self._replayed_call(args[0], training, _replay.CALL_MAX_BYTES)
+            if out is not _replay._MISS:
+                return out
+        return Layer.__call__(self, *args, **kwargs)
+
+    def _replayed_call(self, x, training, max_bytes):
+        """self(x, training=training) through the call replay, or _replay._MISS where it does not
+        apply (the caller then calls as usual)."""
+        key = _call_key(x, training)
+        if key is None:
+            return _replay._MISS
+        cr = self.__dict__.get("_call_replay")
+        if cr is None:
+            cr = _replay.CallReplay()
+            object.__setattr__(self, "_call_replay", cr)
+        return cr.run(self, [x] if isinstance(x, Tensor) else flatten(x), key,
+                      lambda: Layer.__call__(self, x, training=training), max_bytes)
 
     @property
     def layers(self):
@@ -243,6 +276,29 @@ class Functional(Model):
     def from_config(cls, config, custom_objects=None):
         from .saving import functional_from_config
         return functional_from_config(config, custom_objects, cls=cls)
+
+
+def _call_key(x, training):
+    """The call replay's key for model(x, training=training), or None where the call runs as
+    usual: training, inside a tape or another layer's call, a placement log, inputs that are not
+    tensors (or a flat list, tuple or dict of them) or that carry a mask."""
+    if training or _ctx.training or _ctx.entry is not None or tapes_active() or get_log_device_placement():
+        return None
+    stack = _device_scope.stack
+    scope = id(stack[-1]) if stack else None
+    if isinstance(x, Tensor):
+        if x._keras_mask is not None:
+            return None
+        return x.shape, x.dtype, id(x.device), scope, training
+    if isinstance(x, dict):
+        keys, leaves = tuple(x), list(x.values())
+    elif isinstance(x, (list, tuple)):
+        keys, leaves = (type(x), len(x)), list(x)
+    else:
+        return None
+    if not leaves or any(not isinstance(t, Tensor) or t._keras_mask is not None for t in leaves):
+        return None
+    return _replay.signature(leaves, (keys, scope, training))
 
 
 def _describe(v):

@@ -26,20 +26,48 @@ As with Keras's compiled functions, Python inside `call` runs only while recordi
 Python changes its behaviour later (a counter of calls, an attribute reassigned by a callback)
 behaves as recorded. `compile(run_eagerly=True)` turns replay off, as it turns Keras's
 compilation off; so do custom `train_step`s, distribution strategies and `micro_batches`.
+
+How a recording runs again. Where it draws no random numbers and every call is a kernel of one
+device module's table, the calls are bound once (their arguments converted and kept) into that
+module's compiled `Program` (csrc/cpu/program.cpp), which swaps in each run's buffers and runs
+them all from one Python call; otherwise the logged calls are made again from Python.
+
+`model(x)` itself is replayed the same way where Keras's eager call could not behave differently
+(CallReplay, at the end of this module): the step of a model call is its forward pass, its
+outputs are made afresh at every run (they belong to the caller), and predict_step and
+predict_on_batch go through it.
 """
+import sys
 import threading
 
 import numpy as np
 
-from ..backend.device import _devices as _DEVICES
-from ..backend import dtypes, random as _random
+from ..backend import autodiff as _autodiff, dtypes, random as _random
 from ..backend.autodiff import tapes_active
+from ..backend.device import _devices as _DEVICES, get_log_device_placement as _glp
 from ..backend.tensor import Tensor
+from ..layers import layer as _layer
 from ..layers.layer import flatten
 
 MAX_SIGNATURES = 8            # input signatures recorded per model (then the rest run as usual)
 MAX_BYTES = 1 << 30           # a step allocating more than this is not held on to (its buffers stay allocated)
 _ITEMSIZE = {code: np.dtype(name).itemsize for name, code in dtypes.CODES.items()}
+
+
+class _Active(threading.local):
+    depth = 0  # steps and calls being run, recorded or replayed on this thread (a model call
+    #            inside a step is the step's to record)
+
+
+_active = _Active()
+
+
+def _within(fn):
+    _active.depth += 1
+    try:
+        return fn()
+    finally:
+        _active.depth -= 1
 
 
 class _Recording:
@@ -193,18 +221,19 @@ def _difference(rec_a, in_a, rec_b, in_b, types):
     return None
 
 
-def _input_slots(arg, inputs_pos, types):
+def _input_slots(arg, slots_of, types):
     """Paths to what changes from one replay to the next inside one argument -- the batch's
-    buffers, ("in", i), and the random draws' seeds and counters, ("draw", j, c) -- or None."""
+    buffers, ("in", i), the buffers made afresh for each call's result, ("fresh", k), and the
+    random draws' seeds and counters, ("draw", j, c) -- or None. slots_of: id(buffer) -> slot."""
     if isinstance(arg, types):
-        i = inputs_pos.get(id(arg))
-        return [((), ("in", i))] if i is not None else None
+        what = slots_of.get(id(arg))
+        return [((), what)] if what is not None else None
     if isinstance(arg, _Drawn):
         return [((), ("draw",) + arg.draw)]
     if isinstance(arg, (tuple, list)):
         out = []
         for j, x in enumerate(arg):
-            for path, what in _input_slots(x, inputs_pos, types) or ():
+            for path, what in _input_slots(x, slots_of, types) or ():
                 out.append(((j,) + path, what))
         return out or None
     return None
@@ -219,19 +248,34 @@ def _put(arg, path, value):
 
 
 class _Program:
-    """The second recording, ready to run on a new batch."""
+    """The second recording, ready to run on a new batch. fresh: the buffers of the result are
+    made anew at each run (a model call's outputs belong to its caller); otherwise a run
+    rewrites the recorded result's buffers (a step's, which the trainer consumes)."""
 
-    def __init__(self, rec, inputs, result, types):
-        pos = {}
+    def __init__(self, rec, inputs, result, types, fresh=False, inputs_dtype=None):
+        slots_of = {}
         for i, b in enumerate(inputs):
-            pos.setdefault(id(b), i)
+            slots_of.setdefault(id(b), ("in", i))
+        self.fresh = []  # (kernels.Buffer, its arguments) for each result buffer made afresh
+        fresh_bufs = []  # (the recording's buffer, its slot)
+        if fresh:
+            created = {id(buf): (kind, buf, args) for kind, buf, args in rec.created}
+            for buf in _result_buffers(result):
+                if id(buf) in slots_of:
+                    continue
+                kind, _, args = created.get(id(buf), ("old", None, None))
+                if kind != "new":
+                    raise _NotReplayable("the result holds a buffer the call did not make (a weight, a constant)")
+                slots_of[id(buf)] = ("fresh", len(self.fresh))
+                fresh_bufs.append((buf, slots_of[id(buf)]))
+                self.fresh.append((_kernels_of(buf).Buffer, args))
         self.steps = []
         for _, fn, args, kwargs in rec.calls:
             slots = []
             for j, a in enumerate(args):
-                for path, what in _input_slots(a, pos, types) or ():
+                for path, what in _input_slots(a, slots_of, types) or ():
                     slots.append(((j,) + path, what))
-            if kwargs and _input_slots(list(kwargs.values()), pos, types):
+            if kwargs and _input_slots(list(kwargs.values()), slots_of, types):
                 raise _NotReplayable("a kernel receives the batch or a seed as a keyword argument")
             self.steps.append((fn, tuple(int(a) if isinstance(a, _Drawn) else a for a in args), kwargs, slots))
         self.draws = list(rec.draws)
@@ -243,30 +287,106 @@ class _Program:
                 array, rest = args[0], args[1:]
                 kernels = _kernels_of(buf)
                 self.restore.append((kernels.copy, kernels.from_numpy(array, *rest), buf))
+        self.native = _native_program(rec, self.restore, self.draws, inputs, [a for a, _ in fresh_bufs])
         self.result = result
-        self.pos = pos
+        self.pos = {k: v[1] for k, v in slots_of.items() if v[0] == "in"}
+        self.slots_of = slots_of
         # tensors of the result on the batch's own buffers (an embedding's gradient keeps the ids
         # it was looked up with, a model may return an input): rebuilt on the new batch's
-        self.aliased = _rebind(result, pos, None) is not result
+        self.aliased = bool(self.fresh) or _rebind(result, self.pos, None) is not result
+        self.build = _builder(result, slots_of) if fresh else None
+        # one output made afresh, from a compiled program: predict_on_batch can go numpy to numpy
+        self.host_shapes = [result.shape] if self.native is not None and isinstance(result, Tensor) and \
+            slots_of.get(id(result._buf)) == ("fresh", 0) and len(self.fresh) == 1 else None
+        self.host_dtype = np.dtype(dtypes.to_numpy_dtype(inputs_dtype)) if self.host_shapes and inputs_dtype else None
 
     def run(self, inputs):
+        if self.native is not None:  # every call bound in a compiled Program: one call from here
+            made = self.native.run(inputs)
+            return self._result(inputs, made)
         for copy, pristine, buf in self.restore:
             copy(pristine, buf)
         draws = [_random.draw_seed(seed, op) for seed, op in self.draws]  # in the step's order
+        made = [make(*args) for make, args in self.fresh]
         for fn, args, kwargs, slots in self.steps:
             if slots:
                 args = list(args)
                 for path, what in slots:
-                    value = inputs[what[1]] if what[0] == "in" else draws[what[1]][what[2]]
+                    kind = what[0]
+                    value = inputs[what[1]] if kind == "in" else made[what[1]] if kind == "fresh" else \
+                        draws[what[1]][what[2]]
                     args[path[0]] = _put(args[path[0]], path[1:], value) if len(path) > 1 else value
             fn(*args, **kwargs)
-        return _rebind(self.result, self.pos, inputs) if self.aliased else self.result
+        return self._result(inputs, made)
+
+    def _result(self, inputs, made):
+        if self.build is not None:
+            return self.build(inputs, made)
+        if not self.aliased:
+            return self.result
+        return _rebind(self.result, self.pos, inputs)
+
+
+def _builder(obj, slots_of):
+    """A function (inputs, made) -> obj with each tensor on a slot's buffer (slots_of: id(buffer)
+    -> ("in", i) or ("fresh", k)) made anew on that run's inputs[i] or made[k]."""
+    if isinstance(obj, Tensor):
+        what = slots_of.get(id(obj._buf))
+        if what is None:
+            return lambda inputs, made: obj
+        shape, dtype, device, k = obj.shape, obj.dtype, obj.device, what[1]
+        if what[0] == "in":
+            return lambda inputs, made: Tensor(inputs[k], shape, dtype, device)
+        return lambda inputs, made: Tensor(made[k], shape, dtype, device)
+    if isinstance(obj, (list, tuple)):
+        parts, kind = [_builder(o, slots_of) for o in obj], type(obj)
+        return lambda inputs, made: kind([f(inputs, made) for f in parts])
+    if isinstance(obj, dict):
+        parts = [(k, _builder(v, slots_of)) for k, v in obj.items()]
+        return lambda inputs, made: {k: f(inputs, made) for k, f in parts}
+    return lambda inputs, made: obj
+
+
+def _native_program(rec, restore, draws, inputs, fresh):
+    """The recording as one compiled Program of its device module (csrc/cpu/program.cpp), or None
+    where one cannot hold it: random draws (their seeds change at every run), calls on several
+    kernel modules, a call that is not a bindable kernel of the table."""
+    if draws or not rec.calls:
+        return None
+    module = None
+    for d in _DEVICES.values():
+        k = d.kernels
+        if k is not None and getattr(k, "Program", None) is not None and getattr(k, rec.calls[0][0], None) is rec.calls[0][1]:
+            module = k
+            break
+    if module is None:
+        return None
+    calls = [("copy", module.copy, (pristine, buf), {}) for copy, pristine, buf in restore if copy is module.copy]
+    if len(calls) != len(restore):
+        return None
+    for name, fn, args, kwargs in calls + [c for c in rec.calls]:
+        if getattr(module, name, None) is not fn or not module.bindable(name):
+            return None
+    bound = [module.bind_call(name, fn, tuple(int(a) if isinstance(a, _Drawn) else a for a in args), kwargs)
+             for name, fn, args, kwargs in calls + list(rec.calls)]
+    return module.Program(bound, list(inputs), list(fresh))
+
+
+def _result_buffers(obj):
+    """The buffers of the tensors in a result (nested lists, tuples, dicts)."""
+    if isinstance(obj, Tensor):
+        return [obj._buf]
+    if isinstance(obj, (list, tuple)):
+        return [b for o in obj for b in _result_buffers(o)]
+    if isinstance(obj, dict):
+        return [b for o in obj.values() for b in _result_buffers(o)]
+    return []
 
 
 def _rebind(obj, pos, inputs):
     """obj with every tensor on a batch buffer (pos: id(buffer) -> index) moved onto inputs[index]
     (inputs None: a marker object instead, to find out whether there is any); obj itself when
-    nothing changes."""
+    nothing changes. inputs may be a list, or a dict keyed like pos."""
     if isinstance(obj, Tensor):
         i = pos.get(id(obj._buf))
         if i is None:
@@ -325,6 +445,9 @@ class StepReplay:
         `inputs`), recorded or replayed as the module's docstring says."""
         if tapes_active():  # inside someone's GradientTape: the step must record onto it
             return fn()
+        return _within(lambda: self._run(key, inputs, fn))
+
+    def _run(self, key, inputs, fn):
         e = self.entries.get(key)
         if e is None:
             if len(self.entries) >= MAX_SIGNATURES:
@@ -374,3 +497,167 @@ def signature(inputs, extra=()):
 def batch_tensors(data):
     """The tensors of a (x, y, sample_weight) batch, flattened (None leaves dropped)."""
     return [t for t in flatten(data) if t is not None]
+
+
+# ---- model(x) ------------------------------------------------------------------------------------
+CALL_MAX_BYTES = 16 << 20  # a call allocating more is not held on to: its Python is a small share of its time
+_MISS = object()
+_device = sys.modules[_glp.__module__]  # backend/device.py (the package's `device` is the scope class)
+
+
+class CallReplay:
+    """`model(x)` on tensors, outside any tape and not training, replayed like predict_step: the
+    kernels of the layers' forward pass recorded (the second and third calls of a signature,
+    compared) and run again from the fourth, with fresh buffers for the outputs (each call's
+    result is its caller's; the intermediates are reused). Keras runs `model(x)` eagerly, so only
+    calls whose Python cannot differ from one call to the next are replayed: a Sequential or
+    Functional model (not a subclass with its own `call`) made of lamina's own layers, none of them
+    a Lambda, a stateful recurrent layer or a layer with an activity regularizer; a call that adds
+    losses, produces masks, sets an attribute on a layer, reads a value back to the host or
+    allocates more than CALL_MAX_BYTES is never replayed. Any attribute set on any layer
+    (`layer.activation = ...`, `Sequential.add`, `quantize`, `enable_lora`) makes the model's
+    recordings start again."""
+
+    def __init__(self):
+        self.entries = {}
+        self.stamp = None      # the layers' mutation count at which `eligible` was decided
+        self.eligible = False
+        self.lock = threading.Lock()
+        self.last = None       # (shape, dtype, device, training, program): the last replayed one-tensor call
+
+    def fast(self, x, training=None):
+        """model(x, training=training) for one tensor x of the last replayed signature, outside any
+        device scope, tape or other call: its replayed result; None where run() decides."""
+        last = self.last
+        if last is None or type(x) is not Tensor or x.shape != last[0] or x.dtype != last[1] or \
+                x.device is not last[2] or training is not last[3] or x._keras_mask is not None or \
+                self.stamp != _layer._mutations or \
+                _active.depth or _layer._ctx.training or _layer._ctx.entry is not None or _autodiff._state.tapes \
+                or _device._log_placement or _device._scope.stack or not self.lock.acquire(blocking=False):
+            return None
+        try:
+            return last[4].run([x._buf])
+        finally:
+            self.lock.release()
+
+    def fast_host(self, array, training):
+        """fast() for a numpy array that convert_to_tensor would place unchanged on cpu:0, to a
+        numpy array (predict_on_batch); None where the usual path decides."""
+        last = self.last
+        if last is None or last[4].host_shapes is None or array.shape != last[0] or \
+                array.dtype != last[4].host_dtype or last[2] is not _device.CPU or training is not last[3] or \
+                not array.flags.c_contiguous or self.stamp != _layer._mutations or _active.depth or \
+                _layer._ctx.training or _layer._ctx.entry is not None or _autodiff._state.tapes or \
+                _device._log_placement or _device._scope.stack or not self.lock.acquire(blocking=False):
+            return None
+        try:
+            return last[4].native.run_host([array], last[4].host_shapes)[0]
+        finally:
+            self.lock.release()
+
+    def run(self, model, inputs, key, fn, max_bytes=CALL_MAX_BYTES):
+        """fn() (the model's eager call on `inputs`, a list of tensors), replayed when it can be;
+        _MISS when this call should take the eager path itself. A call allocating more than
+        max_bytes is not recorded (predict_step allows as much as a step)."""
+        if self.stamp == _layer._mutations and not _active.depth:  # the common case first
+            e = self.entries.get(key)
+            if e is not None and e.program is not None and self.lock.acquire(blocking=False):
+                try:
+                    if len(inputs) == 1 and key[3] is None:  # (shape, dtype, device, scope, training)
+                        self.last = (key[0], key[1], inputs[0].device, key[4], e.program)
+                    return e.program.run([t._buf for t in inputs])
+                finally:
+                    self.lock.release()
+        return self._run(model, inputs, key, fn, max_bytes)
+
+    def _run(self, model, inputs, key, fn, max_bytes):
+        stamp = _layer._mutations
+        if stamp != self.stamp:
+            self.entries.clear()
+            self.last = None
+            self.eligible, self.stamp = _eligible(model), stamp
+        if not self.eligible or _active.depth or not self.lock.acquire(blocking=False):
+            return _MISS
+        _active.depth += 1
+        try:
+            e = self.entries.get(key)
+            if e is None:
+                if len(self.entries) >= MAX_SIGNATURES:
+                    return _MISS
+                e = self.entries[key] = _Entry()
+            bufs = [t._buf for t in inputs]
+            if e.program is not None:
+                return e.program.run(bufs)
+            if e.failed is not None:
+                return _MISS
+            e.seen += 1
+            if e.seen == 1:  # builds what the first call builds; not recorded
+                return fn()
+            result, rec = _record(fn)
+            if rec.abort is None:
+                rec.abort = _call_side_effects(model, result, stamp, rec, max_bytes)
+            if rec.abort is not None:
+                e.failed, e.first = rec.abort, None
+                return result
+            if e.first is None:
+                e.first = (rec, bufs)
+                return result
+            types = _buffer_types()
+            why = _difference(e.first[0], e.first[1], rec, bufs, types)
+            e.first = None
+            if why is None:
+                try:
+                    e.program = _Program(rec, bufs, result, types, fresh=True,
+                                         inputs_dtype=inputs[0].dtype if len(inputs) == 1 else None)
+                except _NotReplayable as err:
+                    why = str(err)
+            if why is not None:
+                e.failed = why
+            return result
+        finally:
+            _active.depth -= 1
+            self.lock.release()
+
+    def explain(self):
+        return {k: ("replayed" if e.program is not None else e.failed or "recording") for k, e in self.entries.items()}
+
+
+def _call_side_effects(model, result, stamp, rec, max_bytes):
+    """Why a recorded model call cannot be replayed, beyond its kernels; None when it can."""
+    if _layer._mutations != stamp:
+        return "the call set an attribute on a layer"
+    if rec.nbytes > max_bytes:
+        return f"the call allocates {rec.nbytes} bytes (more than {max_bytes})"
+    for t in flatten(result):
+        if not isinstance(t, Tensor):
+            return "the result is not made of tensors"
+        if t._keras_mask is not None:
+            return "the result carries a mask"
+    if any(l._losses for l in _all_layers(model)):
+        return "the call added losses"
+    return None
+
+
+def _all_layers(layer):
+    out, todo = [], [layer]
+    while todo:
+        l = todo.pop()
+        out.append(l)
+        todo.extend(l._layers)
+    return out
+
+
+def _eligible(model):
+    """Whether model(x)'s Python is the same at every call: see CallReplay."""
+    from ..layers.core import Lambda
+    from .model import Functional
+    from .sequential import Sequential
+    for l in _all_layers(model):
+        cls = type(l)
+        if not cls.__module__.startswith("lamina."):
+            return False
+        if isinstance(l, Lambda) or getattr(l, "stateful", False) or l.activity_regularizer is not None:
+            return False
+        if hasattr(l, "_step_replay") and cls.call not in (Functional.call, Sequential.call):
+            return False  # a model with its own call (a subclass)
+    return True

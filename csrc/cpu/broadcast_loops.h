@@ -24,9 +24,7 @@ void for_each_run_impl(const BroadcastPlan& p, Row& row, bool whole_rows) {
   if (ni > 8) { istr_v.resize(ni); is = istr_v.data(); }
   for (size_t j = 0; j < ni; ++j) is[j] = p.strides[j][nd - 1];
   const bool par = p.total > kParallelGrain && (!whole_rows || p.total / inner > 1);
-#pragma omp parallel if (par)
-  {
-    const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+  run_parallel(par, [&](const int nt, const int tid) {
     int64_t e0, e1;
     if (whole_rows) {
       const int64_t rows = p.total / inner;
@@ -71,7 +69,7 @@ void for_each_run_impl(const BroadcastPlan& p, Row& row, bool whole_rows) {
         }
       }
     }
-  }
+  });
 }
 
 // Calls row(...) once per innermost row (n == inner, out_offset == row * inner), rows split
@@ -86,13 +84,10 @@ void for_each_run(const BroadcastPlan& p, Row row) { for_each_run_impl(p, row, f
 // One-row fast path for large contiguous 1-D work: split the row itself across threads.
 template <class Row>
 void for_each_chunk(int64_t n, Row row) {
-  const bool par = n > kParallelGrain;
-#pragma omp parallel if (par)
-  {
-    int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+  run_parallel(n > kParallelGrain, [&](const int nt, const int tid) {
     int64_t a = (n * tid / nt) & ~int64_t(15), b = tid + 1 == nt ? n : (n * (tid + 1) / nt) & ~int64_t(15);
     if (b > a) row(a, b - a);
-  }
+  });
 }
 
 }  // namespace lamina

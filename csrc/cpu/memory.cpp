@@ -139,7 +139,7 @@ static DType dtype_of_array(const py::array& a) {
                   "; expected float32, int32, int64 or bool (convert with .astype first)");
 }
 
-static BufferPtr from_numpy(py::array a, int device) {
+BufferPtr from_numpy(py::array a, int device) {
   DType dt = dtype_of_array(a);
   LAMINA_CHECK(a.flags() & py::array::c_style, "from_numpy: expected a C-contiguous array");
   device_context(device);  // checks the index
@@ -148,7 +148,7 @@ static BufferPtr from_numpy(py::array a, int device) {
   return b;
 }
 
-static py::array to_numpy(const Buffer& b, const Shape& shape) {
+py::array to_numpy(const Buffer& b, const Shape& shape) {
   LAMINA_CHECK(numel_of(shape) == b.numel, "to_numpy: shape " << shape_str(shape) << " does not match "
                                                                << b.numel << " elements");
   py::dtype dt = b.dtype == F32 ? py::dtype::of<float>() : b.dtype == I32 ? py::dtype::of<int32_t>()
@@ -181,8 +181,7 @@ static void fill(Buffer& b, double v) {
   int64_t n = b.numel;
   switch (b.dtype) {
     case F32: { float* p = b.data<float>(); float x = float(v);
-#pragma omp parallel for if (n > kParallelGrain)
-      for (int64_t i = 0; i < n; ++i) p[i] = x; break; }
+      parallel_for(n, n > kParallelGrain, [&](int64_t i) { p[i] = x; }); break; }
     case I32: { int32_t* p = b.data<int32_t>(); int32_t x = int32_t(v); for (int64_t i = 0; i < n; ++i) p[i] = x; break; }
     case I64: { int64_t* p = b.data<int64_t>(); int64_t x = int64_t(v); for (int64_t i = 0; i < n; ++i) p[i] = x; break; }
     case BOOL: { std::memset(b.ptr, v != 0.0, size_t(n)); break; }
@@ -199,8 +198,7 @@ static void copy(const Buffer& src, Buffer& dst) {
 
 template <class S, class D>
 static void cast_loop(const S* s, D* d, int64_t n) {
-#pragma omp parallel for if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) d[i] = static_cast<D>(s[i]);
+  parallel_for(n, n > kParallelGrain, [&](int64_t i) { d[i] = static_cast<D>(s[i]); });
 }
 template <class S>
 static void cast_from(const S* s, Buffer& dst, int64_t n) {

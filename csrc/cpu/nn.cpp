@@ -83,13 +83,8 @@ template <class Body>
 void for_each_lane(int64_t outer, int64_t R, int64_t inner, Body body) {
   const int64_t n = outer * inner;
   const bool par = n > 1 && n * std::max<int64_t>(R, 1) > kParallelGrain;
-  if (inner == 1) {
-#pragma omp parallel for if (par) schedule(static)
-    for (int64_t l = 0; l < n; ++l) body(l, l * R, Unit());
-  } else {
-#pragma omp parallel for if (par) schedule(static)
-    for (int64_t l = 0; l < n; ++l) body(l, (l / inner) * R * inner + l % inner, inner);
-  }
+  if (inner == 1) parallel_for(n, par, [&](int64_t l) { body(l, l * R, Unit()); });
+  else parallel_for(n, par, [&](int64_t l) { body(l, (l / inner) * R * inner + l % inner, inner); });
 }
 
 
@@ -1007,8 +1002,7 @@ void bias_relu(const Buffer& xb, const Buffer& bb, Buffer& ob) {
   const float* x = xb.data<float>();
   const float* b = bb.data<float>();
   float* o = ob.data<float>();
-#pragma omp parallel for if (xb.numel > kParallelGrain) schedule(static)
-  for (int64_t r = 0; r < R; ++r) {
+  parallel_for(R, xb.numel > kParallelGrain, [&](int64_t r) {
     const float* xr = x + r * C;
     float* orow = o + r * C;
 #pragma omp simd
@@ -1016,7 +1010,7 @@ void bias_relu(const Buffer& xb, const Buffer& bb, Buffer& ob) {
       const float v = xr[c] + b[c];
       orow[c] = v < 0.f ? 0.f : v;
     }
-  }
+  });
 }
 
 // The gradient of bias_relu from its output y and the output's gradient g, in one pass:

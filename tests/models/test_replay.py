@@ -9,7 +9,13 @@ from lamina import layers, ops
 
 
 def _replayed(model, step="train_step"):
-    return [v for k, v in model._step_replay.explain().items() if step in k and v == "replayed"]
+    """The replayed signatures of a step; predict_step's include the model's replayed calls (a
+    model whose call replays itself predicts through it)."""
+    steps = model._step_replay.explain().items() if model._step_replay is not None else ()
+    out = [v for k, v in steps if step in k and v == "replayed"]
+    if step == "predict_step" and getattr(model, "_call_replay", None) is not None:
+        out += [v for v in model._call_replay.explain().values() if v == "replayed"]
+    return out
 
 
 def _not_replayed(model, step="train_step"):

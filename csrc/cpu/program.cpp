@@ -1,0 +1,192 @@
+// Programs: a replayed step or model call (models/replay.py) as one call from Python. Each kernel
+// call of the recording is bound once (bind_call: its arguments converted and kept, nothing run);
+// a run swaps in the new batch's buffers and fresh output buffers wherever the recording had its
+// own, runs the calls in order on their devices (inline ones with the GIL released once, queued
+// ones on their workers, as the Python calls would have), and returns the fresh buffers.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <unordered_set>
+
+#include "device.h"
+
+namespace py = pybind11;
+
+namespace lamina {
+
+thread_local BoundCallPtr* t_bind_target = nullptr;
+
+namespace {
+std::unordered_set<std::string>& bindable() {
+  static std::unordered_set<std::string> names;
+  return names;
+}
+
+struct Spec {
+  int64_t numel;
+  DType dtype;
+  int device;
+};
+
+Spec spec_of(const BufferPtr& b) { return {b->numel, b->dtype, b->device}; }
+
+struct Program {
+  std::vector<BoundCallPtr> calls;
+  std::vector<int> device;    // each call's device
+  std::vector<int> devices;   // the distinct ones
+  struct Slot {
+    BufferPtr* where;
+    bool fresh;  // a fresh output buffer (else an input)
+    int index;
+  };
+  std::vector<Slot> slots;
+  std::vector<Spec> inputs, fresh;
+  static constexpr int64_t kShortNs = 20000;
+  bool short_run = false;  // the last inline run took under kShortNs
+
+  Program(std::vector<BoundCallPtr> c, const std::vector<BufferPtr>& in, const std::vector<BufferPtr>& out)
+      : calls(std::move(c)) {
+    for (auto& b : in) {
+      LAMINA_CHECK(b, "Program: expected input Buffers, received None");
+      inputs.push_back(spec_of(b));
+    }
+    for (auto& b : out) {
+      LAMINA_CHECK(b, "Program: expected output Buffers, received None");
+      fresh.push_back(spec_of(b));
+    }
+    for (size_t i = 0; i < calls.size(); ++i) {
+      LAMINA_CHECK(calls[i], "Program: expected bound calls, received None");
+      int dev = -1;
+      for (BufferPtr* p : calls[i]->buffers) {
+        if (!*p) continue;
+        if (dev < 0) dev = (*p)->device;
+        LAMINA_CHECK((*p)->device == dev, "Program: call " << i << " (" << calls[i]->name
+                                                            << ") has buffers on different devices");
+        // an input that is also an output (a model returning its input) stays the input
+        bool found = false;
+        for (size_t k = 0; k < in.size() && !found; ++k)
+          if (p->get() == in[k].get()) slots.push_back({p, false, int(k)}), found = true;
+        for (size_t k = 0; k < out.size() && !found; ++k)
+          if (p->get() == out[k].get()) slots.push_back({p, true, int(k)}), found = true;
+      }
+      LAMINA_CHECK(dev >= 0, "Program: call " << i << " (" << calls[i]->name << ") has no buffer argument");
+      device_context(dev);  // checks the index
+      device.push_back(dev);
+      bool seen = false;
+      for (int d : devices) seen = seen || d == dev;
+      if (!seen) devices.push_back(dev);
+    }
+  }
+
+  // run() from host arrays to host arrays: each input copied to a new buffer on its device,
+  // each output read back with its shape (predict_on_batch's numpy in, numpy out).
+  std::vector<py::array> run_host(const std::vector<py::array>& arrays, const std::vector<Shape>& shapes) {
+    LAMINA_CHECK(arrays.size() == inputs.size(), "Program.run_host: expected " << inputs.size() << " arrays, received "
+                                                                               << arrays.size());
+    LAMINA_CHECK(shapes.size() == fresh.size(), "Program.run_host: expected " << fresh.size()
+                                                                              << " output shapes, received " << shapes.size());
+    std::vector<BufferPtr> in;
+    in.reserve(arrays.size());
+    for (size_t k = 0; k < arrays.size(); ++k) in.push_back(from_numpy(arrays[k], inputs[k].device));
+    std::vector<BufferPtr> made = run(in);
+    std::vector<py::array> out;
+    out.reserve(made.size());
+    for (size_t k = 0; k < made.size(); ++k) out.push_back(to_numpy(*made[k], shapes[k]));
+    return out;
+  }
+
+  std::vector<BufferPtr> run(const std::vector<BufferPtr>& in) {
+    LAMINA_CHECK(in.size() == inputs.size(), "Program.run: expected " << inputs.size() << " input buffers, received "
+                                                                      << in.size());
+    for (size_t k = 0; k < in.size(); ++k) {
+      LAMINA_CHECK(in[k], "Program.run: input " << k << " is None; expected a Buffer");
+      const Spec& s = inputs[k];
+      LAMINA_CHECK(in[k]->numel == s.numel && in[k]->dtype == s.dtype && in[k]->device == s.device,
+                   "Program.run: input " << k << " holds " << in[k]->numel << " elements of dtype code "
+                                         << int(in[k]->dtype) << " on device " << in[k]->device << "; the program was "
+                                         << "recorded with " << s.numel << " of dtype code " << int(s.dtype)
+                                         << " on device " << s.device);
+    }
+    std::vector<BufferPtr> made;
+    made.reserve(fresh.size());
+    for (const Spec& s : fresh) made.push_back(std::make_shared<Buffer>(s.numel, s.dtype, s.device));
+    for (const Slot& s : slots) *s.where = s.fresh ? made[s.index] : in[s.index];
+    struct Clear {  // the program keeps no reference to its caller's buffers between runs
+      Program* p;
+      ~Clear() {
+        for (const Slot& s : p->slots) s.where->reset();
+      }
+    } clear{this};
+    bool all_inline = true;
+    for (int d : devices) all_inline = all_inline && device_context(d).inline_exec.load();
+    if (all_inline) {
+      // A program that ran in under kShortNs last time keeps the GIL (releasing and taking it
+      // back would cost a tenth of its time); longer ones let other Python threads run.
+      std::optional<py::gil_scoped_release> nogil;
+      if (!short_run) nogil.emplace();
+      const auto t0 = std::chrono::steady_clock::now();
+      int current = -1;
+      for (size_t i = 0; i < calls.size(); ++i) {
+        if (device[i] != current) {
+          current = device[i];
+          use_device_threads(device_context(current));
+        }
+        calls[i]->run_inline();
+      }
+      short_run = std::chrono::steady_clock::now() - t0 < std::chrono::nanoseconds(kShortNs);
+    } else {
+      for (size_t i = 0; i < calls.size(); ++i) {
+        DeviceContext& ctx = device_context(device[i]);
+        if (ctx.inline_exec) {
+          py::gil_scoped_release nogil;
+          use_device_threads(ctx);
+          calls[i]->run_inline();
+        } else {
+          calls[i]->run_queued(ctx);
+        }
+      }
+    }
+    return made;
+  }
+};
+}  // namespace
+
+void register_bindable(const char* name) { bindable().insert(name); }
+
+void bind_program(py::module_& m) {
+  py::class_<BoundCall, BoundCallPtr>(m, "BoundCall")
+      .def_property_readonly("name", [](const BoundCall& c) { return std::string(c.name); })
+      .def_property_readonly("num_buffers", [](const BoundCall& c) { return c.buffers.size(); });
+  m.def("bindable", [](const std::string& name) { return bindable().count(name) > 0; }, py::arg("name"),
+        "Whether the kernel of that name can be bound (bind_call): a kernel of the device table that returns nothing.");
+  m.def("bind_call", [](const std::string& name, py::object fn, py::tuple args, py::dict kwargs) {
+    LAMINA_CHECK(bindable().count(name), "bind_call: '" << name << "' is not a kernel that can be bound");
+    BoundCallPtr out;
+    t_bind_target = &out;
+    try {
+      fn(*args, **kwargs);
+    } catch (...) {
+      t_bind_target = nullptr;
+      throw;
+    }
+    t_bind_target = nullptr;
+    LAMINA_CHECK(out, "bind_call: calling '" << name << "' did not reach a kernel; pass the kernel function itself");
+    return out;
+  }, py::arg("name"), py::arg("fn"), py::arg("args"), py::arg("kwargs"),
+     "Converts a kernel call's arguments and keeps them, without running it: a step of a Program.");
+  py::class_<Program>(m, "Program")
+      .def(py::init<std::vector<BoundCallPtr>, const std::vector<BufferPtr>&, const std::vector<BufferPtr>&>(),
+           py::arg("calls"), py::arg("inputs"), py::arg("outputs"),
+           "Bound calls to run in order; `inputs` and `outputs` are the recording's own buffers: each run "
+           "puts its inputs in place of the first and fresh buffers in place of the second.")
+      .def("run", &Program::run, py::arg("inputs"),
+           "Runs the calls on these input buffers and returns the fresh output buffers, in order.")
+      .def("run_host", &Program::run_host, py::arg("arrays"), py::arg("shapes"),
+           "run() on copies of these C-contiguous numpy arrays; returns the outputs as numpy arrays of these shapes.");
+}
+
+}  // namespace lamina
