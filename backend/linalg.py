@@ -1,7 +1,7 @@
 """Matrix products (numpy's linalg family): matmul with batch broadcasting, through sgemm."""
 from . import dtypes, sparse as _sparse
 from .autodiff import needs_grad, record
-from .math import _as_tensor, broadcast_shapes, check_same_device, unbroadcast
+from .math import _as_tensor, add, broadcast_shapes, check_same_device, unbroadcast
 from .tensor import Tensor, empty
 
 
@@ -78,6 +78,33 @@ def matmul(x1, x2):
         if b2.ndim == 2 and a2.ndim > 2:
             out_shape_full = a2.shape[:-1] + (b2.shape[-1],)
         record(out, (a, b), bw)
+    return out
+
+
+def matmul_bias(x, kernel, bias):
+    """matmul(x, kernel) + bias in one kernel call (Dense): x (..., K) float32, kernel (K, N),
+    bias (N,), all on one device; other operands go through matmul and add. The result and its
+    gradients are those of the two ops (the bias is added to each row of the product)."""
+    a, b, c = _as_tensor(x), _as_tensor(kernel), _as_tensor(bias)
+    if not (a.ndim >= 2 and b.ndim == 2 and c.shape == (b.shape[1],) and a.shape[-1] == b.shape[0] and
+            a.dtype == b.dtype == c.dtype == dtypes.FLOAT32 and a.device is b.device is c.device):
+        return add(matmul(a, b), c)
+    rows = 1
+    for d in a.shape[:-1]:
+        rows *= d
+    a2 = _view(a, (rows, a.shape[-1]))
+    shape = a.shape[:-1] + (b.shape[1],)
+    out = empty(shape, a.dtype, a.device)
+    a.device.kernels.matmul(a._buf, a2.shape, b._buf, b.shape, out._buf, (rows, b.shape[1]), False, False, False,
+                            c._buf)
+    if needs_grad(a, b, c):
+        def bw(g, n):
+            g2 = _view(g, (rows, b.shape[1]))
+            ga = _view(_mm(g2, b, tb=True), a.shape) if n[0] else None
+            gb = _sparse.OuterProducts([(a2, g2)], b.shape) if n[1] else None  # formed when read, as matmul's
+            gc = unbroadcast(g, c.shape) if n[2] else None
+            return ga, gb, gc
+        record(out, (a, b, c), bw)
     return out
 
 

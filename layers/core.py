@@ -8,6 +8,7 @@ from .. import initializers as _initializers
 from .. import ops
 from .. import regularizers as _regularizers
 from ..backend import validation
+from ..backend.linalg import matmul_bias
 from ..backend.nn import bias_relu
 from ..backend.validation import positive_int as _positive_int
 from .convolutional import _activation, run_op
@@ -95,6 +96,9 @@ class Dense(Layer):
         return ops.add(self.kernel, ops.multiply(delta, float(self.lora_alpha) / self.lora_rank))
 
     def call(self, inputs):
+        if self.bias is not None and not self.lora_enabled and self.activation is not _activations.relu:
+            x = matmul_bias(inputs, self.kernel, self.bias)  # one kernel call; bias + ReLU has its own below
+            return self.activation(x) if self.activation is not _activations.linear else x
         x = ops.matmul(inputs, self.kernel)
         if self.lora_enabled:
             low = ops.matmul(ops.matmul(inputs, self.lora_kernel_a), self.lora_kernel_b)

@@ -16,7 +16,7 @@ namespace lamina {
 // a: (..., M, K) or (..., K, M) when trans_a; b: (..., K, N) or (..., N, K) when trans_b.
 // out: (broadcast(batch_a, batch_b)..., M, N). Writes out = a @ b (+ out when accumulate).
 static void matmul(const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os,
-                   bool trans_a, bool trans_b, bool accumulate) {
+                   bool trans_a, bool trans_b, bool accumulate, const Buffer* bias) {
   check_buffer("matmul", "a", a, as, F32);
   check_buffer("matmul", "b", b, bs, F32);
   check_buffer("matmul", "out", o, os, F32);
@@ -26,6 +26,11 @@ static void matmul(const Buffer& a, const Shape& as, const Buffer& b, const Shap
   const int64_t Kb = trans_b ? bs[bs.size() - 1] : bs[bs.size() - 2];
   const int64_t N = trans_b ? bs[bs.size() - 2] : bs[bs.size() - 1];
   LAMINA_CHECK(K == Kb, "matmul: inner dimensions differ: a " << shape_str(as) << ", b " << shape_str(bs));
+  if (bias) {
+    check_dtype("matmul", "bias", *bias, F32);
+    LAMINA_CHECK(bias->numel == N, "matmul: the bias holds " << bias->numel << " elements; expected one per output column ("
+                                   << N << ")");
+  }
   LAMINA_CHECK(os[os.size() - 2] == M && os[os.size() - 1] == N, "matmul: output shape " << shape_str(os) << " is not (..., " << M << ", " << N << ")");
   const size_t nb = os.size() - 2;
   Shape ob(os.begin(), os.begin() + nb);
@@ -57,6 +62,15 @@ static void matmul(const Buffer& a, const Shape& as, const Buffer& b, const Shap
       continue;
     }
     sgemm(trans_a, trans_b, M, N, K, 1.f, A + oa, lda, B + obb, ldb, accumulate ? 1.f : 0.f, C + t * M * N, N);
+  }
+  if (bias) {  // a Dense layer's bias, added to every row of the product in the same call
+    const float* bv = bias->data<float>();
+    const int64_t rows = batches * M;
+    parallel_for(rows, rows * N > kParallelGrain, [&](int64_t r) {
+      float* c = C + r * N;
+#pragma omp simd
+      for (int64_t j = 0; j < N; ++j) c[j] += bv[j];
+    });
   }
 }
 
@@ -96,7 +110,9 @@ static void gemm2d(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alph
 
 void bind_linalg(py::module_& m) {
   def_kernel(m, "matmul", &matmul, py::arg("a"), py::arg("a_shape"), py::arg("b"), py::arg("b_shape"), py::arg("out"),
-        py::arg("out_shape"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("accumulate") = false);
+        py::arg("out_shape"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("accumulate") = false,
+        py::arg("bias") = py::none(),
+        "out (+)= op(a) @ op(b) over broadcast batch dimensions, plus bias (one value per column) when given");
   def_kernel(m, "gemm", &gemm2d, py::arg("trans_a"), py::arg("trans_b"), py::arg("M"), py::arg("N"), py::arg("K"),
         py::arg("alpha"), py::arg("a"), py::arg("b"), py::arg("beta"), py::arg("c"), py::arg("lda") = -1,
         py::arg("ldb") = -1, py::arg("ldc") = -1,

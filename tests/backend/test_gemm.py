@@ -349,3 +349,45 @@ def test_matmul_errors():
         other = lamina.convert_to_tensor(np.ones((3, 2), np.float32))
     with pytest.raises(ValueError, match=r"different devices.*\(2, 3\).*\(3, 2\)"):
         ops.matmul(a, other)
+
+
+BIAS_SHAPES = [((3, 4), (4, 5)), ((1, 784), (784, 10)), ((2, 3, 4), (4, 6)), ((0, 4), (4, 5)), ((3, 0), (0, 5)),
+               ((70, 90), (90, 130))]
+
+
+@pytest.mark.parametrize("sa,sb", BIAS_SHAPES, ids=[f"{a}@{b}" for a, b in BIAS_SHAPES])
+def test_matmul_bias_equals_matmul_then_add(kernel, threads, sa, sb, rng):
+    """matmul_bias (Dense's one kernel call): bit for bit matmul + add, forward and gradients."""
+    from lamina.backend.linalg import matmul_bias
+    x, w, b = _f32(rng, *sa), _f32(rng, *sb), _f32(rng, sb[1])
+    g = _f32(rng, *(sa[:-1] + sb[1:]))
+    results = []
+    for fused in (True, False):
+        xt, wt, bt = lamina.Variable(x), lamina.Variable(w), lamina.Variable(b)
+        with lamina.GradientTape() as tape:
+            y = matmul_bias(xt, wt, bt) if fused else ops.add(ops.matmul(xt, wt), bt)
+            loss = ops.sum(y * lamina.convert_to_tensor(g))
+        results.append([y.numpy()] + [t.numpy() for t in tape.gradient(loss, [xt, wt, bt])])
+    for got, want in zip(*results):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(results[0][0], x.astype(np.float64) @ w + b, rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_bias_other_operands_go_through_matmul_and_add(rng):
+    from lamina.backend.linalg import matmul_bias
+    x, w = _f32(rng, 4), _f32(rng, 4, 3)
+    np.testing.assert_allclose(matmul_bias(x, w, np.ones(3, np.float32)).numpy(), x @ w + 1, rtol=1e-5)  # 1-D x
+    np.testing.assert_allclose(matmul_bias(_f32(rng, 2, 4), w, np.ones((2, 3), np.float32)).shape, (2, 3))  # 2-D bias
+    with pytest.raises(ValueError, match="inner dimensions differ"):
+        matmul_bias(_f32(rng, 2, 5), w, np.ones(3, np.float32))
+    out = _buf(np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"bias holds 4 elements; expected one per output column \(3\)"):
+        _cpu.matmul(_buf(_f32(rng, 2, 4)), [2, 4], _buf(w), [4, 3], out, [2, 3], False, False, False,
+                    _buf(np.ones(4, np.float32)))
+    with pytest.raises(TypeError, match="bias"):
+        _cpu.matmul(_buf(_f32(rng, 2, 4)), [2, 4], _buf(w), [4, 3], out, [2, 3], False, False, False,
+                    _cpu.from_numpy(np.ones(3, np.int32)))
+    acc = _buf(np.ones((2, 3), np.float32))  # accumulate: out + a @ b + bias
+    a = _f32(rng, 2, 4)
+    _cpu.matmul(_buf(a), [2, 4], _buf(w), [4, 3], acc, [2, 3], False, False, True, _buf(np.full(3, 2, np.float32)))
+    np.testing.assert_allclose(_cpu.to_numpy(acc, [2, 3]), 1 + a @ w + 2, rtol=1e-5)
