@@ -1,9 +1,10 @@
 """Batch-of-one inference: the time of one call, lamina vs PyTorch (issue 14's per-call target:
 `model(x)` and `predict_on_batch` at most 0.5x PyTorch's `module(x)` under `torch.no_grad()`).
 
-Models (one row of 784 float32 inputs):
-  tiny  Dense(10)                          (torch: Linear(784, 10))
-  mlp   Dense(1024, relu) - Dense(10)      (torch: Linear - ReLU - Linear), the training MLP's shape
+Models (one row of 784 float32 inputs), each a Sequential model in both libraries:
+  tiny  Dense(10)                          (torch: Sequential(Linear(784, 10)); also timed: the
+                                            Linear alone, PyTorch's cheapest way to the same result)
+  mlp   Dense(1024, relu) - Dense(10)      (torch: Sequential(Linear, ReLU, Linear)), the training MLP's shape
 
 lamina: `model(x)` on a tensor (x converted once) and `predict_on_batch(x)` on a numpy array
 (numpy in, numpy out). PyTorch: `module(x)` on a tensor under `torch.no_grad()`, and
@@ -55,11 +56,14 @@ def worker(lib, model, calls, repeats, threads):
         import torch
         torch.set_num_threads(threads)
         nn = torch.nn
-        m = nn.Linear(784, 10) if model == "tiny" else nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 10))
+        layers = [nn.Linear(784, 10)] if model == "tiny" else [nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 10)]
+        m = nn.Sequential(*layers)
         xt = torch.from_numpy(x)
         with torch.no_grad():
             out["call"] = _time(lambda: m(xt), calls, repeats)
             out["numpy"] = _time(lambda: m(torch.from_numpy(x)).numpy(), calls, repeats)
+            if model == "tiny":
+                out["bare"] = _time(lambda: layers[0](xt), calls, repeats)
     return out
 
 
@@ -93,10 +97,14 @@ def main():
           "| model(x) / module(x) | predict_on_batch / module(x) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for model in args.models:
-        med = {(lib, k): statistics.median(results[(model, lib, k)]) for lib in ("lamina", "torch") for k in ("call", "numpy")}
+        med = {(lib, k): statistics.median(v) for (m, lib, k), v in results.items() if m == model}
         t = med[("torch", "call")]
         print(f"| {model} | {med[('lamina', 'call')]:.2f} | {med[('lamina', 'numpy')]:.2f} | {t:.2f} | "
               f"{med[('torch', 'numpy')]:.2f} | {med[('lamina', 'call')] / t:.2f}x | {med[('lamina', 'numpy')] / t:.2f}x |")
+        if ("torch", "bare") in med:
+            b = med[("torch", "bare")]
+            print(f"| {model}, PyTorch's Linear alone | | | {b:.2f} | | {med[('lamina', 'call')] / b:.2f}x | "
+                  f"{med[('lamina', 'numpy')] / b:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -299,6 +299,10 @@ class _Program:
         self.host_shapes = [result.shape] if self.native is not None and isinstance(result, Tensor) and \
             slots_of.get(id(result._buf)) == ("fresh", 0) and len(self.fresh) == 1 else None
         self.host_dtype = np.dtype(dtypes.to_numpy_dtype(inputs_dtype)) if self.host_shapes and inputs_dtype else None
+        self.run1 = None  # one input buffer -> the one output tensor, for CallReplay.fast
+        if self.host_shapes is not None and len(inputs) == 1:
+            run1, shape, dtype, device = self.native.run1, result.shape, result.dtype, result.device
+            self.run1 = lambda buf: Tensor(run1(buf), shape, dtype, device)
 
     def run(self, inputs):
         if self.native is not None:  # every call bound in a compiled Program: one call from here
@@ -536,7 +540,8 @@ class CallReplay:
                 or _device._log_placement or _device._scope.stack or not self.lock.acquire(blocking=False):
             return None
         try:
-            return last[4].run([x._buf])
+            program = last[4]
+            return program.run1(x._buf) if program.run1 is not None else program.run([x._buf])
         finally:
             self.lock.release()
 

@@ -185,6 +185,11 @@ void bind_program(py::module_& m) {
            "puts its inputs in place of the first and fresh buffers in place of the second.")
       .def("run", &Program::run, py::arg("inputs"),
            "Runs the calls on these input buffers and returns the fresh output buffers, in order.")
+      .def("run1", [](Program& p, const BufferPtr& in) {
+             LAMINA_CHECK(p.fresh.size() == 1, "Program.run1: the program makes " << p.fresh.size()
+                                                                                 << " outputs; use run()");
+             return p.run({in})[0];
+           }, py::arg("input"), "run() for one input buffer and one output: returns the output buffer.")
       .def("run_host", &Program::run_host, py::arg("arrays"), py::arg("shapes"),
            "run() on copies of these C-contiguous numpy arrays; returns the outputs as numpy arrays of these shapes.");
 }
