@@ -85,6 +85,9 @@ _ctx = _CallContext()
 # when it changes (a layer's activation reassigned, a layer added, a model quantized).
 _mutations = 0
 _UNSET = object()
+# Losses added by any layer so far: a replayed model call (which adds none) clears the losses an
+# earlier call left, as the eager call would, when this has changed.
+_loss_adds = 0
 
 
 class InputSpec:
@@ -380,6 +383,8 @@ class Layer:
         """Adds scalar loss(es) to this call's losses; from `call`, e.g.
         `self.add_loss(self.rate * ops.mean(inputs))`. They are cleared at the start of the next
         outermost call, so `losses` always holds one call's worth, as in Keras."""
+        global _loss_adds
+        _loss_adds += 1
         self._losses.extend(flatten(loss))
 
     def _clear_losses(self):

@@ -505,6 +505,7 @@ def batch_tensors(data):
 
 # ---- model(x) ------------------------------------------------------------------------------------
 CALL_MAX_BYTES = 16 << 20  # a call allocating more is not held on to: its Python is a small share of its time
+CALL_TOTAL_BYTES = 64 << 20  # what a model's replayed calls hold, all signatures together
 _MISS = object()
 _device = sys.modules[_glp.__module__]  # backend/device.py (the package's `device` is the scope class)
 
@@ -528,6 +529,8 @@ class CallReplay:
         self.eligible = False
         self.lock = threading.Lock()
         self.last = None       # (shape, dtype, device, training, program): the last replayed one-tensor call
+        self.loss_adds = None  # _layer._loss_adds when the model's losses were last known to be clear
+        self.held = 0          # bytes the recorded programs hold
 
     def fast(self, x, training=None):
         """model(x, training=training) for one tensor x of the last replayed signature, outside any
@@ -535,7 +538,7 @@ class CallReplay:
         last = self.last
         if last is None or type(x) is not Tensor or x.shape != last[0] or x.dtype != last[1] or \
                 x.device is not last[2] or training is not last[3] or x._keras_mask is not None or \
-                self.stamp != _layer._mutations or \
+                self.stamp != _layer._mutations or self.loss_adds != _layer._loss_adds or \
                 _active.depth or _layer._ctx.training or _layer._ctx.entry is not None or _autodiff._state.tapes \
                 or _device._log_placement or _device._scope.stack or not self.lock.acquire(blocking=False):
             return None
@@ -551,7 +554,8 @@ class CallReplay:
         last = self.last
         if last is None or last[4].host_shapes is None or array.shape != last[0] or \
                 array.dtype != last[4].host_dtype or last[2] is not _device.CPU or training is not last[3] or \
-                not array.flags.c_contiguous or self.stamp != _layer._mutations or _active.depth or \
+                not array.flags.c_contiguous or self.stamp != _layer._mutations or \
+                self.loss_adds != _layer._loss_adds or _active.depth or \
                 _layer._ctx.training or _layer._ctx.entry is not None or _autodiff._state.tapes or \
                 _device._log_placement or _device._scope.stack or not self.lock.acquire(blocking=False):
             return None
@@ -568,6 +572,9 @@ class CallReplay:
             e = self.entries.get(key)
             if e is not None and e.program is not None and self.lock.acquire(blocking=False):
                 try:
+                    if self.loss_adds != _layer._loss_adds:  # losses an earlier call added: cleared, as eagerly
+                        model._clear_losses()
+                        self.loss_adds = _layer._loss_adds
                     if len(inputs) == 1 and key[3] is None:  # (shape, dtype, device, scope, training)
                         self.last = (key[0], key[1], inputs[0].device, key[4], e.program)
                     return e.program.run([t._buf for t in inputs])
@@ -579,7 +586,7 @@ class CallReplay:
         stamp = _layer._mutations
         if stamp != self.stamp:
             self.entries.clear()
-            self.last = None
+            self.last, self.held = None, 0
             self.eligible, self.stamp = _eligible(model), stamp
         if not self.eligible or _active.depth or not self.lock.acquire(blocking=False):
             return _MISS
@@ -592,6 +599,9 @@ class CallReplay:
                 e = self.entries[key] = _Entry()
             bufs = [t._buf for t in inputs]
             if e.program is not None:
+                if self.loss_adds != _layer._loss_adds:  # losses an earlier call added: cleared, as eagerly
+                    model._clear_losses()
+                    self.loss_adds = _layer._loss_adds
                 return e.program.run(bufs)
             if e.failed is not None:
                 return _MISS
@@ -610,10 +620,14 @@ class CallReplay:
             types = _buffer_types()
             why = _difference(e.first[0], e.first[1], rec, bufs, types)
             e.first = None
+            if why is None and self.held + rec.nbytes > max(max_bytes, CALL_TOTAL_BYTES):
+                why = f"the model's replayed calls hold {self.held} bytes already"
             if why is None:
                 try:
                     e.program = _Program(rec, bufs, result, types, fresh=True,
                                          inputs_dtype=inputs[0].dtype if len(inputs) == 1 else None)
+                    self.held += rec.nbytes
+                    self.loss_adds = _layer._loss_adds  # the recorded call added none: the losses are clear
                 except _NotReplayable as err:
                     why = str(err)
             if why is not None:

@@ -265,3 +265,47 @@ def test_random_layers_draw_the_numbers_the_eager_calls_draw():
     assert not all(np.array_equal(got[0], g) for g in got[1:])
     for _ in range(5):  # training=False: no augmentation, its own signature
         np.testing.assert_array_equal(replayed(x, training=False).numpy(), x.numpy().reshape(2, 16))
+
+
+def test_quantizing_a_replayed_model_records_again():
+    m = _mlp()
+    x = ops.convert_to_tensor(_rows(4))
+    floats = [m(x).numpy() for _ in range(5)]
+    assert _state(m) == ["replayed"]
+    m.quantize("int8")
+    for _ in range(5):
+        got = m(x).numpy()
+        np.testing.assert_array_equal(got, _eager(m, x).numpy())
+    assert not np.array_equal(got, floats[-1])  # the int8 kernels ran, not the float recording
+    np.testing.assert_allclose(got, floats[-1], atol=0.05)
+    assert _state(m) == ["replayed"]
+
+
+def test_a_replayed_call_clears_the_losses_an_earlier_call_left():
+    """Keras clears the losses at each outermost call: a replayed inference call (which adds
+    none) leaves model.losses empty after a training call added some."""
+    m = lamina.Sequential([lamina.Input((6,)), layers.Dense(4), layers.Dropout(0.1)])
+    side = lamina.Sequential([lamina.Input((6,)), layers.ActivityRegularization(l2=1.0)])
+    x = ops.convert_to_tensor(_rows(2))
+    for _ in range(5):
+        m(x)
+    assert _state(m) == ["replayed"]
+    m.layers[0].add_loss(ops.sum(x))  # as a layer's call would
+    assert len(m.losses) == 1
+    m(x)
+    assert m.losses == []
+    side(x)  # another model's losses do not touch this one's
+    m(x)
+    assert m.losses == [] and len(side.losses) == 1
+
+
+def test_a_models_replayed_calls_hold_a_bounded_amount_of_memory():
+    m = lamina.Sequential([lamina.Input((16,)), layers.Dense(2048), layers.Dense(2)])
+    for rows in (1500, 1600, 1700, 1800, 1900, 1950):  # 12-16 MB of intermediates each
+        x = ops.convert_to_tensor(np.ones((rows, 16), "float32"))
+        for _ in range(4):
+            np.testing.assert_array_equal(m(x).numpy(), _eager(m, x).numpy())
+    from lamina.models import replay
+    assert 0 < m._call_replay.held <= replay.CALL_TOTAL_BYTES
+    whys = list(m._call_replay.explain().values())
+    assert "replayed" in whys and any(w.startswith("the model's replayed calls hold") for w in whys)
