@@ -28,6 +28,40 @@
 
 namespace lamina {
 
+// An optional Buffer argument of a kernel (Buffer* / const Buffer*): None or a Buffer. pybind11's
+// own holder caster accepts None only after looking for the type in other modules (a failed
+// attribute lookup and its error message, about 0.5 us per None); this caster checks None first.
+struct OptBuffer {
+  BufferPtr p;
+};
+
+}  // namespace lamina
+
+namespace pybind11 {
+namespace detail {
+template <>
+struct type_caster<lamina::OptBuffer> {
+  PYBIND11_TYPE_CASTER(lamina::OptBuffer, const_name("Buffer | None"));
+  bool load(handle src, bool convert) {
+    if (src.is_none()) {
+      value.p.reset();
+      return true;
+    }
+    type_caster<lamina::BufferPtr> inner;
+    if (!inner.load(src, convert)) return false;
+    value.p = static_cast<lamina::BufferPtr&>(inner);
+    return true;
+  }
+  static handle cast(const lamina::OptBuffer& v, return_value_policy policy, handle parent) {
+    if (!v.p) return none().release();
+    return type_caster<lamina::BufferPtr>::cast(v.p, policy, parent);
+  }
+};
+}  // namespace detail
+}  // namespace pybind11
+
+namespace lamina {
+
 struct DeviceContext {
   explicit DeviceContext(int i);
   int index;
@@ -81,15 +115,15 @@ struct KernelArg<T, Buffer> {
 };
 template <class T>
 struct KernelArg<T, Buffer*> {
-  using type = BufferPtr;
+  using type = OptBuffer;
   static constexpr bool required = false;
-  static Buffer* get(const BufferPtr& p) { return p.get(); }
+  static Buffer* get(const OptBuffer& o) { return o.p.get(); }
 };
 template <class T>
 struct KernelArg<T, const Buffer*> {
-  using type = BufferPtr;
+  using type = OptBuffer;
   static constexpr bool required = false;
-  static const Buffer* get(const BufferPtr& p) { return p.get(); }
+  static const Buffer* get(const OptBuffer& o) { return o.p.get(); }
 };
 
 struct KernelBuffers {
@@ -99,6 +133,10 @@ struct KernelBuffers {
     ++position;
     if (p) all.push_back(p.get());
     else if (required) missing(name);
+  }
+  void add(const char*, bool, const OptBuffer& o) {
+    ++position;
+    if (o.p) all.push_back(o.p.get());
   }
   void add(const char* name, bool, const std::vector<BufferPtr>& v) {
     ++position;
@@ -144,6 +182,7 @@ struct BoundKernel : BoundCall {
     std::apply([this](auto&... v) { (collect(v), ...); }, args);
   }
   void collect(BufferPtr& p) { buffers.push_back(&p); }
+  void collect(OptBuffer& o) { buffers.push_back(&o.p); }
   void collect(std::vector<BufferPtr>& v) {
     for (auto& p : v) buffers.push_back(&p);
   }

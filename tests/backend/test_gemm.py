@@ -391,3 +391,15 @@ def test_matmul_bias_other_operands_go_through_matmul_and_add(rng):
     a = _f32(rng, 2, 4)
     _cpu.matmul(_buf(a), [2, 4], _buf(w), [4, 3], acc, [2, 3], False, False, True, _buf(np.full(3, 2, np.float32)))
     np.testing.assert_allclose(_cpu.to_numpy(acc, [2, 3]), 1 + a @ w + 2, rtol=1e-5)
+
+
+def test_optional_buffer_arguments_take_none_and_buffers():
+    """Kernels' optional buffers (Buffer | None) accept None and a Buffer, and name anything else."""
+    x, w = _buf(np.ones((2, 3), np.float32)), _buf(np.ones((3, 4), np.float32))
+    out = _buf(np.zeros((2, 4), np.float32))
+    _cpu.matmul(x, [2, 3], w, [3, 4], out, [2, 4], False, False, False, None)
+    np.testing.assert_array_equal(_cpu.to_numpy(out, [2, 4]), np.full((2, 4), 3.0))
+    _cpu.matmul(x, [2, 3], w, [3, 4], out, [2, 4], bias=_buf(np.arange(4, dtype=np.float32)))
+    np.testing.assert_array_equal(_cpu.to_numpy(out, [2, 4]), 3.0 + np.arange(4)[None, :].repeat(2, 0))
+    with pytest.raises(TypeError, match=r"Buffer \| None"):
+        _cpu.matmul(x, [2, 3], w, [3, 4], out, [2, 4], False, False, False, "bias")
