@@ -59,8 +59,9 @@ class Model(Trainer, Layer):
         if cr is None:
             cr = _replay.CallReplay()
             object.__setattr__(self, "_call_replay", cr)
-        return cr.run(self, [x] if isinstance(x, Tensor) else flatten(x), key,
-                      lambda: Layer.__call__(self, x, training=training), max_bytes)
+        single = isinstance(x, Tensor)
+        return cr.run(self, [x] if single else flatten(x), key, lambda: Layer.__call__(self, x, training=training),
+                      max_bytes, single)
 
     @property
     def layers(self):

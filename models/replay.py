@@ -564,10 +564,11 @@ class CallReplay:
         finally:
             self.lock.release()
 
-    def run(self, model, inputs, key, fn, max_bytes=CALL_MAX_BYTES):
+    def run(self, model, inputs, key, fn, max_bytes=CALL_MAX_BYTES, single=False):
         """fn() (the model's eager call on `inputs`, a list of tensors), replayed when it can be;
         _MISS when this call should take the eager path itself. A call allocating more than
-        max_bytes is not recorded (predict_step allows as much as a step)."""
+        max_bytes is not recorded (predict_step allows as much as a step). single: the model was
+        called on one tensor (not a structure), so fast() may take the next such call."""
         if self.stamp == _layer._mutations and not _active.depth:  # the common case first
             e = self.entries.get(key)
             if e is not None and e.program is not None and self.lock.acquire(blocking=False):
@@ -575,7 +576,7 @@ class CallReplay:
                     if self.loss_adds != _layer._loss_adds:  # losses an earlier call added: cleared, as eagerly
                         model._clear_losses()
                         self.loss_adds = _layer._loss_adds
-                    if len(inputs) == 1 and key[3] is None:  # (shape, dtype, device, scope, training)
+                    if single and key[3] is None:  # a one-tensor key: (shape, dtype, device, scope, training)
                         self.last = (key[0], key[1], inputs[0].device, key[4], e.program)
                     return e.program.run([t._buf for t in inputs])
                 finally:

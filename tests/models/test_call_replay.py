@@ -80,6 +80,13 @@ def test_functional_models_with_several_inputs_and_outputs():
             np.testing.assert_array_equal(got["y"].numpy(), want["y"].numpy())
             np.testing.assert_array_equal(got["a"].numpy(), xa.numpy())  # an input passed through
     assert _state(m) == ["replayed"]
+    one = lamina.Model([a], layers.Dense(2)(a))
+    for i in range(6):  # one input in a list, a tuple, a dict keyed by the input's name, or alone
+        xa = ops.convert_to_tensor(_rows(2, seed=i, cols=4))
+        want = _eager(one, xa).numpy()
+        for args in ([xa], (xa,), {a.name: xa}, xa):
+            np.testing.assert_array_equal(one(args).numpy(), want)
+    assert _state(one) == ["replayed"]
 
 
 def test_training_and_tapes_run_as_usual():
