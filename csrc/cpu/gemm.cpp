@@ -226,10 +226,17 @@ void gemm_serial(const Kernel& kr, bool ta, bool tb, int64_t M, int64_t N, int64
                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, bool big_a, bool big_b) {
   int64_t KC = g_kc.load(std::memory_order_relaxed), MC = g_mc.load(std::memory_order_relaxed),
           NC = g_nc.load(std::memory_order_relaxed);
+  // Large products on the AVX-512 tile with a 1 MB L2: blocks 1024 deep and 96 rows (the A
+  // block stays 384 KB), half as many passes over each C tile. Measured on Zen 5, one thread,
+  // alternating in one process: 2048^3 236 -> 243 GFLOP/s, 1024^3 242 -> 245; two threads
+  // within 1%. Narrower products keep the defaults (128 x 3136 x 1024 lost 3% with them).
+  const bool large = default_kc(kr) == 768 && M >= 512 && N >= 512 && K >= 1024;
   if (KC <= 0) {  // the default depth, split into equal blocks (no short last block: K = 800 -> 2 x 400)
-    const int64_t blocks = (K + default_kc(kr) - 1) / default_kc(kr);
+    const int64_t base = large ? 1024 : default_kc(kr);
+    const int64_t blocks = (K + base - 1) / base;
     KC = round_up((K + blocks - 1) / blocks, 4);
   }
+  if (MC <= 0 && large) MC = 96;
   MC = round_up(MC > 0 ? MC : kr.mc, kr.mr);
   NC = round_up(NC > 0 ? NC : kr.nc, kr.nr);
   const int64_t kcb = std::min(KC, K), mcb = std::min(MC, round_up(M, kr.mr)), ncb = std::min(NC, round_up(N, kr.nr));

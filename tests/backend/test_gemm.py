@@ -158,6 +158,15 @@ def test_gemm_default_depth_blocks(kernel, threads, ta, tb, rng):
 
 
 @pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
+def test_gemm_large_product_blocks(kernel, threads, ta, tb, rng):
+    """Large products (M, N >= 512, K >= 1024) take 1024-deep, 96-row blocks on the AVX-512 tile
+    with a large L2: a depth of one block, of two equal ones with a remainder, rows and columns
+    that are not whole tiles or blocks."""
+    for M, N, K in ((512, 512, 1024), (515, 530, 1030), (600, 513, 2051)):
+        _run(rng, M, N, K, ta, tb, alpha=0.5, beta=1.0)
+
+
+@pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
 def test_gemm_operands_over_8mb(kernel, ta, tb, rng):
     """Operands of 8 MB and more are prefetched ahead of their packing."""
     _run(rng, 13, 1030, 2050, ta, tb)   # B: 8.4 MB
