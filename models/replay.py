@@ -462,27 +462,37 @@ class StepReplay:
             return e.program.run(bufs)
         if e.failed is not None:
             return fn()
-        e.seen += 1
-        if e.seen == 1:  # builds what the first call builds; not recorded
-            return fn()
-        result, rec = _record(fn)
-        if rec.abort is not None:
-            e.failed, e.first = rec.abort, None
-            return result
-        if e.first is None:
-            e.first = (rec, bufs)
-            return result
-        types = _buffer_types()
-        why = _difference(e.first[0], e.first[1], rec, bufs, types)
-        e.first = None
-        if why is None:
-            try:
-                e.program = _Program(rec, bufs, result, types)
-            except _NotReplayable as err:
-                why = str(err)
-        if why is not None:
-            e.failed = why
+        return _advance(e, fn, bufs, lambda rec, result, types: _Program(rec, bufs, result, types))
+
+
+def _advance(e, fn, bufs, make, check=None):
+    """fn() for a signature not replayed yet (entry e): run as usual the first time (it builds
+    what the first call builds), recorded the second and third; when those two recordings did the
+    same work, make(rec, result, types) becomes e.program (raising _NotReplayable if it cannot).
+    check(result, rec): why a recording cannot be replayed beyond its kernels, or None."""
+    e.seen += 1
+    if e.seen == 1:
+        return fn()
+    result, rec = _record(fn)
+    if rec.abort is None and check is not None:
+        rec.abort = check(result, rec)
+    if rec.abort is not None:
+        e.failed, e.first = rec.abort, None
         return result
+    if e.first is None:
+        e.first = (rec, bufs)
+        return result
+    types = _buffer_types()
+    why = _difference(e.first[0], e.first[1], rec, bufs, types)
+    e.first = None
+    if why is None:
+        try:
+            e.program = make(rec, result, types)
+        except _NotReplayable as err:
+            why = str(err)
+    if why is not None:
+        e.failed = why
+    return result
 
 
 def signature(inputs, extra=()):
@@ -606,34 +616,17 @@ class CallReplay:
                 return e.program.run(bufs)
             if e.failed is not None:
                 return _MISS
-            e.seen += 1
-            if e.seen == 1:  # builds what the first call builds; not recorded
-                return fn()
-            result, rec = _record(fn)
-            if rec.abort is None:
-                rec.abort = _call_side_effects(model, result, stamp, rec, max_bytes)
-            if rec.abort is not None:
-                e.failed, e.first = rec.abort, None
-                return result
-            if e.first is None:
-                e.first = (rec, bufs)
-                return result
-            types = _buffer_types()
-            why = _difference(e.first[0], e.first[1], rec, bufs, types)
-            e.first = None
-            if why is None and self.held + rec.nbytes > max(max_bytes, CALL_TOTAL_BYTES):
-                why = f"the model's replayed calls hold {self.held} bytes already"
-            if why is None:
-                try:
-                    e.program = _Program(rec, bufs, result, types, fresh=True,
-                                         inputs_dtype=inputs[0].dtype if len(inputs) == 1 else None)
-                    self.held += rec.nbytes
-                    self.loss_adds = _layer._loss_adds  # the recorded call added none: the losses are clear
-                except _NotReplayable as err:
-                    why = str(err)
-            if why is not None:
-                e.failed = why
-            return result
+
+            def make(rec, result, types):
+                if self.held + rec.nbytes > max(max_bytes, CALL_TOTAL_BYTES):
+                    raise _NotReplayable(f"the model's replayed calls hold {self.held} bytes already")
+                program = _Program(rec, bufs, result, types, fresh=True,
+                                   inputs_dtype=inputs[0].dtype if len(inputs) == 1 else None)
+                self.held += rec.nbytes
+                self.loss_adds = _layer._loss_adds  # the recorded call added none: the losses are clear
+                return program
+            return _advance(e, fn, bufs, make, lambda result, rec: _call_side_effects(model, result, stamp, rec,
+                                                                                     max_bytes))
         finally:
             _active.depth -= 1
             self.lock.release()
