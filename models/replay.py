@@ -25,7 +25,8 @@ a kernel returning a value, is never replayed: it keeps running as usual.
 As with Keras's compiled functions, Python inside `call` runs only while recording: a layer whose
 Python changes its behaviour later (a counter of calls, an attribute reassigned by a callback)
 behaves as recorded. `compile(run_eagerly=True)` turns replay off, as it turns Keras's
-compilation off; so do custom `train_step`s, distribution strategies and `micro_batches`.
+compilation off; so do custom `train_step`s and distribution strategies (a pipelined step,
+`fit(micro_batches=M)`, is replayed whole, its metric updates included).
 
 How a recording runs again. Where it draws no random numbers and every call is a kernel of one
 device module's table, the calls are bound once (their arguments converted and kept) into that
