@@ -258,7 +258,7 @@ class _Program:
         for i, b in enumerate(inputs):
             slots_of.setdefault(id(b), ("in", i))
         self.fresh = []  # (kernels.Buffer, its arguments) for each result buffer made afresh
-        fresh_bufs = []  # (the recording's buffer, its slot)
+        fresh_bufs = []  # the recording's buffers made afresh, in slot order
         if fresh:
             created = {id(buf): (kind, buf, args) for kind, buf, args in rec.created}
             for buf in _result_buffers(result):
@@ -268,7 +268,7 @@ class _Program:
                 if kind != "new":
                     raise _NotReplayable("the result holds a buffer the call did not make (a weight, a constant)")
                 slots_of[id(buf)] = ("fresh", len(self.fresh))
-                fresh_bufs.append((buf, slots_of[id(buf)]))
+                fresh_bufs.append(buf)
                 self.fresh.append((_kernels_of(buf).Buffer, args))
         self.steps = []
         for _, fn, args, kwargs in rec.calls:
@@ -288,13 +288,12 @@ class _Program:
                 array, rest = args[0], args[1:]
                 kernels = _kernels_of(buf)
                 self.restore.append((kernels.copy, kernels.from_numpy(array, *rest), buf))
-        self.native = _native_program(rec, self.restore, self.draws, inputs, [a for a, _ in fresh_bufs])
+        self.native = _native_program(rec, self.restore, self.draws, inputs, fresh_bufs)
         self.result = result
         self.pos = {k: v[1] for k, v in slots_of.items() if v[0] == "in"}
-        self.slots_of = slots_of
         # tensors of the result on the batch's own buffers (an embedding's gradient keeps the ids
         # it was looked up with, a model may return an input): rebuilt on the new batch's
-        self.aliased = bool(self.fresh) or _rebind(result, self.pos, None) is not result
+        self.aliased = _rebind(result, self.pos, None) is not result
         self.build = _builder(result, slots_of) if fresh else None
         # one output made afresh, from a compiled program: predict_on_batch can go numpy to numpy
         self.host_shapes = [result.shape] if self.native is not None and isinstance(result, Tensor) and \
@@ -543,15 +542,26 @@ class CallReplay:
         self.loss_adds = None  # _layer._loss_adds when the model's losses were last known to be clear
         self.held = 0          # bytes the recorded programs hold
 
+    def _unchanged(self):
+        """Whether the last replayed call still stands for a plain call now: no layer changed, no
+        losses to clear, not inside a step, a layer's call, a tape, a placement log or a scope."""
+        return self.stamp == _layer._mutations and self.loss_adds == _layer._loss_adds and not _active.depth \
+            and not _layer._ctx.training and _layer._ctx.entry is None and not _autodiff._state.tapes and \
+            not _device._log_placement and not _device._scope.stack
+
+    def _clear_stale_losses(self, model):
+        """Losses an earlier (eager) call left are cleared, as the eager call would."""
+        if self.loss_adds != _layer._loss_adds:
+            model._clear_losses()
+            self.loss_adds = _layer._loss_adds
+
     def fast(self, x, training=None):
         """model(x, training=training) for one tensor x of the last replayed signature, outside any
         device scope, tape or other call: its replayed result; None where run() decides."""
         last = self.last
         if last is None or type(x) is not Tensor or x.shape != last[0] or x.dtype != last[1] or \
                 x.device is not last[2] or training is not last[3] or x._keras_mask is not None or \
-                self.stamp != _layer._mutations or self.loss_adds != _layer._loss_adds or \
-                _active.depth or _layer._ctx.training or _layer._ctx.entry is not None or _autodiff._state.tapes \
-                or _device._log_placement or _device._scope.stack or not self.lock.acquire(blocking=False):
+                not self._unchanged() or not self.lock.acquire(blocking=False):
             return None
         try:
             program = last[4]
@@ -565,10 +575,7 @@ class CallReplay:
         last = self.last
         if last is None or last[4].host_shapes is None or array.shape != last[0] or \
                 array.dtype != last[4].host_dtype or last[2] is not _device.CPU or training is not last[3] or \
-                not array.flags.c_contiguous or self.stamp != _layer._mutations or \
-                self.loss_adds != _layer._loss_adds or _active.depth or \
-                _layer._ctx.training or _layer._ctx.entry is not None or _autodiff._state.tapes or \
-                _device._log_placement or _device._scope.stack or not self.lock.acquire(blocking=False):
+                not array.flags.c_contiguous or not self._unchanged() or not self.lock.acquire(blocking=False):
             return None
         try:
             return last[4].native.run_host([array], last[4].host_shapes)[0]
@@ -584,9 +591,7 @@ class CallReplay:
             e = self.entries.get(key)
             if e is not None and e.program is not None and self.lock.acquire(blocking=False):
                 try:
-                    if self.loss_adds != _layer._loss_adds:  # losses an earlier call added: cleared, as eagerly
-                        model._clear_losses()
-                        self.loss_adds = _layer._loss_adds
+                    self._clear_stale_losses(model)
                     if single and key[3] is None:  # a one-tensor key: (shape, dtype, device, scope, training)
                         self.last = (key[0], key[1], inputs[0].device, key[4], e.program)
                     return e.program.run([t._buf for t in inputs])
@@ -611,9 +616,7 @@ class CallReplay:
                 e = self.entries[key] = _Entry()
             bufs = [t._buf for t in inputs]
             if e.program is not None:
-                if self.loss_adds != _layer._loss_adds:  # losses an earlier call added: cleared, as eagerly
-                    model._clear_losses()
-                    self.loss_adds = _layer._loss_adds
+                self._clear_stale_losses(model)
                 return e.program.run(bufs)
             if e.failed is not None:
                 return _MISS

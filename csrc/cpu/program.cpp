@@ -7,8 +7,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <chrono>
-#include <optional>
 #include <string>
 #include <unordered_set>
 
@@ -45,8 +43,6 @@ struct Program {
   };
   std::vector<Slot> slots;
   std::vector<Spec> inputs, fresh;
-  static constexpr int64_t kShortNs = 20000;
-  bool short_run = false;  // the last inline run took under kShortNs
 
   Program(std::vector<BoundCallPtr> c, const std::vector<BufferPtr>& in, const std::vector<BufferPtr>& out)
       : calls(std::move(c)) {
@@ -124,11 +120,7 @@ struct Program {
     bool all_inline = true;
     for (int d : devices) all_inline = all_inline && device_context(d).inline_exec.load();
     if (all_inline) {
-      // A program that ran in under kShortNs last time keeps the GIL (releasing and taking it
-      // back would cost a tenth of its time); longer ones let other Python threads run.
-      std::optional<py::gil_scoped_release> nogil;
-      if (!short_run) nogil.emplace();
-      const auto t0 = std::chrono::steady_clock::now();
+      py::gil_scoped_release nogil;
       int current = -1;
       for (size_t i = 0; i < calls.size(); ++i) {
         if (device[i] != current) {
@@ -137,7 +129,6 @@ struct Program {
         }
         calls[i]->run_inline();
       }
-      short_run = std::chrono::steady_clock::now() - t0 < std::chrono::nanoseconds(kShortNs);
     } else {
       for (size_t i = 0; i < calls.size(); ++i) {
         DeviceContext& ctx = device_context(device[i]);
