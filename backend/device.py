@@ -58,6 +58,7 @@ KERNEL_TABLE = (
     "sort_rows",
     # quantize.cpp, conv.cpp (int8 inference)
     "qgemm_pack", "qmatmul", "qconv2d_forward", "qdepthwise2d", "qembedding", "qgemm_packed_bytes",
+    "qconv2d_fused", "qdepthwise2d_fused",
     # attention.cpp
     "attention_forward", "attention_backward",
     # memory.cpp

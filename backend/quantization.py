@@ -15,6 +15,7 @@ import numpy as np
 from . import dtypes
 from .autodiff import needs_grad
 from .device import current_device
+from .device import device as _device_scope
 from .tensor import Tensor, convert_to_tensor, empty
 
 _I8 = 4  # csrc DType I8
@@ -175,4 +176,73 @@ def qembedding(ids, table, scale):
     V, D = table.shape
     out = empty(ids.shape + (D,), dtypes.FLOAT32, table.device)
     table.device.kernels.qembedding(table._buf, V, D, scale._buf, ids._buf, out._buf)
+    return out
+
+
+# ---- fused groups (models/qfusion.py) --------------------------------------------------------------
+
+class ByteActivation:
+    """Activations a fused quantized group wrote as unsigned bytes: value = byte * step, the output
+    of a group that ends in a capped ReLU (range [0, cap], step cap / 255). Lives only inside a
+    quantized Functional model's call, between two fused groups; never returned to a caller.
+    `flags` (int32, one per image) marks the images whose values became NaN on the way."""
+    __slots__ = ("_buf", "shape", "step", "device", "flags")
+
+    def __init__(self, shape, step, device, flags):
+        self.shape, self.step, self.device, self.flags = tuple(shape), float(step), device, flags
+        self._buf = device.buffer(int(np.prod(self.shape, dtype=np.int64)), _I8)
+
+
+def to_float(x):
+    """The float32 Tensor of a ByteActivation (the flagged images NaN): for a layer that is not
+    a fused group reading one (the plan avoids it; kept for safety)."""
+    from .tensor import convert_to_tensor as _ct
+    a = x.device.kernels.to_numpy(x._buf, list(x.shape)).view(np.uint8).astype(np.float32) * np.float32(x.step)
+    if x.flags is not None:
+        a[x.flags.numpy().astype(bool)] = np.nan
+    with _device_scope(x.device.name):
+        return _ct(a)
+
+
+def _bn_args(bn):
+    if bn is None:
+        return None, None, None, None, 0.0
+    return (bn.moving_mean._buf, bn.moving_variance._buf, bn.gamma._buf if bn.gamma is not None else None,
+            bn.beta._buf if bn.beta is not None else None, float(bn.epsilon))
+
+
+def fused_conv(x, kind, kernel, packed, w_scale, bias, strides, dilation, pads, out_hw, bn=None, lo=-np.inf,
+               hi=np.inf, byte_step=0.0):
+    """One fused group's kernel: a quantized Conv2D (kind "conv", `packed` its PackedInt8) or
+    DepthwiseConv2D (kind "depthwise", `kernel` its Int8Weight) on x (a float32 Tensor or a
+    ByteActivation), then the inference BatchNormalization `bn` (a layer, or None) and the clamp
+    [lo, hi]; returns a float32 Tensor, or a ByteActivation when byte_step > 0 (then lo >= 0)."""
+    byte_in = isinstance(x, ByteActivation)
+    if not byte_in:
+        x = _float_input(f"q{kind}_fused", x)
+        _inference_only(f"q{kind}_fused", x)
+    dev = x.device
+    n = x.shape[0]
+    channels = kernel.shape[3] if kind == "conv" else kernel.shape[2] * kernel.shape[3]
+    out_shape = (n,) + tuple(out_hw) + (channels,)
+    flags = x.flags if byte_in else None
+    if byte_step > 0:
+        if flags is None:
+            from .math import zeros
+            flags = zeros((n,), "int32", device=dev.name)
+        out = ByteActivation(out_shape, byte_step, dev, flags)
+    else:
+        out = empty(out_shape, dtypes.FLOAT32, dev)
+    mean, var, gamma, beta, eps = _bn_args(bn)
+    common = dict(bias=bias._buf if bias is not None else None, bn_mean=mean, bn_var=var, bn_gamma=gamma,
+                  bn_beta=beta, bn_eps=eps, lo=float(lo), hi=float(hi), out=out._buf, out_shape=list(out_shape),
+                  out_step=float(byte_step), flags=flags._buf if flags is not None else None, strides=list(strides),
+                  dilation=list(dilation), pads=list(pads))
+    x_step = x.step if byte_in else 0.0
+    if kind == "conv":
+        pk, cs = packed.get()
+        dev.kernels.qconv2d_fused(x._buf, list(x.shape), x_step, list(kernel.shape), pk, cs, w_scale._buf, **common)
+    else:
+        dev.kernels.qdepthwise2d_fused(x._buf, list(x.shape), x_step, kernel._buf, list(kernel.shape), w_scale._buf,
+                                       **common)
     return out

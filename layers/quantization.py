@@ -166,11 +166,16 @@ def _dense_call(self, inputs):
 
 
 def _conv_geometry(self, x, kh, kw):
+    return _conv_geometry_shape(self, x.shape, kh, kw)
+
+
+def _conv_geometry_shape(self, shape, kh, kw):
+    """(output height, width), (top, bottom, left, right) pads of the layer on an input shape."""
     from ..backend.convolution import _out_and_pads
     padding = self.padding
-    oh, (pt, pb) = _out_and_pads(x.shape[1], kh, self.strides[0], self.dilation_rate[0], padding, self.name, x.shape,
+    oh, (pt, pb) = _out_and_pads(shape[1], kh, self.strides[0], self.dilation_rate[0], padding, self.name, shape,
                                  "kernel")
-    ow, (pl, pr) = _out_and_pads(x.shape[2], kw, self.strides[1], self.dilation_rate[1], padding, self.name, x.shape,
+    ow, (pl, pr) = _out_and_pads(shape[2], kw, self.strides[1], self.dilation_rate[1], padding, self.name, shape,
                                  "kernel")
     return (oh, ow), (pt, pb, pl, pr)
 

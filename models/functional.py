@@ -2,7 +2,9 @@
 (layers/symbolic.py), and the replay of them on real tensors that Functional models run."""
 from ..layers.input_layer import InputLayer, KerasTensor
 from ..layers.layer import flatten, map_structure
+from ..backend.quantization import ByteActivation, to_float
 from .fusion import fused_call
+from .qfusion import run_group
 
 
 def topological_nodes(outputs):
@@ -61,9 +63,11 @@ def keras_layer_order(inputs, outputs):
     return sorted(layers.values(), key=lambda l: (-layer_depth[id(l)], first_visit[id(l)]))
 
 
-def replay(nodes, input_tensors, input_values, output_tensors, fusions=None):
+def replay(nodes, input_tensors, input_values, output_tensors, fusions=None, qgroups=None):
     """Runs the graph: maps each KerasTensor to a real tensor, node by node. `fusions`
-    (fusion.plan's) lets a BatchNormalization node and its ReLU run as one op when they may."""
+    (fusion.plan's) lets a BatchNormalization node and its ReLU run as one op when they may;
+    `qgroups` (qfusion.plan's) the quantized convolutions with their padding, normalization and
+    ReLU."""
     values = {id(k): v for k, v in zip(input_tensors, input_values)}
     fused = set()  # ids of the nodes already computed by a fusion
 
@@ -80,6 +84,14 @@ def replay(nodes, input_tensors, input_values, output_tensors, fusions=None):
         args, kwargs = node.call_args
         a = [map_structure(sub, v) for v in args]
         k = {n: map_structure(sub, v) for n, v in kwargs.items()}
+        group = qgroups.get(id(node)) if qgroups else None
+        if group is not None:
+            out = run_group(group, a[0])
+            if out is not None:
+                values[id(group.last.outputs[0])] = out
+                fused.update(id(n) for n in group.nodes[1:])
+                continue
+        a = [to_float(v) if isinstance(v, ByteActivation) else v for v in a]
         pair = fusions.get(id(node)) if fusions else None
         if pair is not None:
             act, cap = pair

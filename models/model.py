@@ -8,7 +8,8 @@ from ..backend.device import _scope as _device_scope, get_log_device_placement
 from ..backend.tensor import Tensor
 from ..layers.layer import Layer, _ctx, flatten, map_structure
 from ..layers.input_layer import InputLayer, KerasTensor
-from . import fusion
+from . import fusion, qfusion
+from ..layers import layer as _layer_module
 from .functional import keras_layer_order, replay, topological_nodes
 from . import replay as _replay
 from .trainer import Trainer
@@ -259,9 +260,20 @@ class Functional(Model):
                 raise ValueError(f"Input '{kt.name}' of model '{self.name}' is incompatible: expected shape "
                                  f"{kt.shape}, received {t.shape}")
             values.append(t)
-        outs = replay(self._nodes, self.inputs, values, self.outputs, self._fusions)
+        outs = replay(self._nodes, self.inputs, values, self.outputs, self._fusions, self._quantized_groups())
         it = iter(outs)
         return map_structure(lambda _: next(it), self._outputs_struct)
+
+    def _quantized_groups(self):
+        """qfusion.plan's groups, made again whenever a layer changed (quantize), None while no
+        layer of the graph is quantized."""
+        stamp = _layer_module._mutations
+        cached = self.__dict__.get("_qgroups_cache")
+        if cached is None or cached[0] != stamp:
+            groups = qfusion.plan(self._nodes, self.outputs) if qfusion.any_quantized(self._nodes) else None
+            cached = (stamp, groups or None)
+            self.__dict__["_qgroups_cache"] = cached
+        return cached[1]
 
     def compute_output_shape(self, input_shape):
         return map_structure(lambda t: t.shape, self._outputs_struct)

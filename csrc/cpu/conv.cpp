@@ -510,6 +510,57 @@ void qconv2d_forward(const Buffer& xb, const Shape& xs, const Shape& ws, const B
              });
 }
 
+// A Conv2D (+ BatchNormalization + clamp) of a fused quantized group (qgemm.h's epilogue; the
+// arguments as quantize.cpp's qdepthwise2d_fused): a float input quantized per im2col row as
+// qconv2d, or bytes (x_step > 0; a 1x1 stride-1 unpadded convolution only, whose input is the
+// product's matrix); float or byte output.
+void qconv2d_fused(const Buffer& xb, const Shape& xs, double x_step, const Shape& ws, const Buffer& packed,
+                   const Buffer& colsum, const Buffer& w_scale, const Buffer* bias, const Buffer* bn_mean,
+                   const Buffer* bn_var, const Buffer* bn_gamma, const Buffer* bn_beta, double bn_eps, double lo,
+                   double hi, Buffer& ob, const Shape& os, double out_step, Buffer* flags, const Shape& strides,
+                   const Shape& dilation, const Shape& pads) {
+  const char* op = "qconv2d_fused";
+  const ConvGeom g = conv_geom(op, xs, ws, os, strides, dilation, pads);
+  const int64_t K = g.K(), rows = g.N * g.OH * g.OW, O = g.O;
+  LAMINA_CHECK(x_step >= 0 && std::isfinite(x_step), op << ": x_step must be 0 (a float32 input) or the positive step "
+                                                           "of a byte input, received " << x_step);
+  check_buffer(op, "input", xb, xs, x_step > 0 ? I8 : F32);
+  LAMINA_CHECK(x_step <= 0 || g.direct(), op << ": a byte input takes a 1x1, stride-1, unpadded convolution only; "
+                                                "kernel shape " << shape_str(ws) << ", input " << shape_str(xs));
+  check_dtype(op, "packed kernel", packed, I8);
+  LAMINA_CHECK(packed.numel == qgemm::packed_bytes(K, O), op << ": the packed kernel holds " << packed.numel
+                   << " bytes, expected " << qgemm::packed_bytes(K, O) << " for kernel shape " << shape_str(ws));
+  check_dtype(op, "column sums", colsum, I32);
+  LAMINA_CHECK(colsum.numel == O, op << ": expected " << O << " column sums, received " << colsum.numel);
+  std::vector<float> A, D;
+  qgemm::Epilogue e = qgemm::fused_epilogue(op, O, w_scale, bias, bn_mean, bn_var, bn_gamma, bn_beta, bn_eps, lo, hi,
+                                            ob, rows * O, out_step, flags, g.N, A, D);
+  e.rows_per_flag = std::max<int64_t>(1, g.OH * g.OW);
+  if (rows == 0 || O == 0) return;
+  const int8_t* pk = packed.data<int8_t>();
+  const int32_t* cs = colsum.data<int32_t>();
+  if (x_step > 0) {
+    qgemm::matmul_u8(reinterpret_cast<const uint8_t*>(xb.data<int8_t>()), K, float(x_step), rows, K, O, pk, e, true);
+    if (e.flags && e.out_f) qgemm::poison_images(e.out_f, g.N, g.OH * g.OW * O, e.flags);
+    return;
+  }
+  const float* x = xb.data<float>();
+  if (g.direct()) {
+    qgemm::matmul_epi(x, K, rows, K, O, pk, cs, e, true);
+    return;
+  }
+  run_chunks(g, batch_schedule(g), [](int, int64_t, int64_t) {},
+             [&](int64_t u0, int64_t u1, float* col, int, bool par) {
+               im2col(g, x, col, u0, u1, par);
+               qgemm::Epilogue ec = e;  // rows of this chunk start at output row u0 * OW
+               const int64_t r0 = u0 * g.OW;
+               if (ec.out_f) ec.out_f += r0 * O;
+               else ec.out_u8 += r0 * O;
+               ec.flag_row0 = r0;  // the chunk's rows keep their images' flags
+               qgemm::matmul_epi(col, K, (u1 - u0) * g.OW, K, O, pk, cs, ec, true);
+             });
+}
+
 // Gradients of conv2d_forward: dx (input's shape) and/or dw (kernel's shape), either may be None.
 void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, const Buffer& gb,
                      const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides, const Shape& dilation,
@@ -884,6 +935,12 @@ void bind_conv(py::module_& m) {
   def_kernel(m, "qconv2d_forward", &qconv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w_shape"),
              py::arg("packed"), py::arg("colsum"), py::arg("w_scale"), py::arg("bias").none(true), py::arg("out"),
              py::arg("out_shape"), py::arg("strides"), py::arg("dilation"), py::arg("pads"), py::arg("relu") = false);
+  def_kernel(m, "qconv2d_fused", &qconv2d_fused, py::arg("x"), py::arg("x_shape"), py::arg("x_step"),
+             py::arg("w_shape"), py::arg("packed"), py::arg("colsum"), py::arg("w_scale"), py::arg("bias").none(true),
+             py::arg("bn_mean").none(true), py::arg("bn_var").none(true), py::arg("bn_gamma").none(true),
+             py::arg("bn_beta").none(true), py::arg("bn_eps"), py::arg("lo"), py::arg("hi"), py::arg("out"),
+             py::arg("out_shape"), py::arg("out_step"), py::arg("flags").none(true), py::arg("strides"),
+             py::arg("dilation"), py::arg("pads"));
   def_kernel(m, "conv2d_backward", &conv2d_backward, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
         py::arg("grad"), py::arg("grad_shape"), py::arg("dx").none(true), py::arg("dw").none(true), py::arg("strides"),
         py::arg("dilation"), py::arg("pads"));

@@ -121,9 +121,27 @@ void quantize_block(int kind, const float* a, int64_t lda, int64_t m, int64_t K,
   }
 }
 
+// Rows [0, m) of a block of unsigned-byte activations into the same tiles, padded with 0 (their
+// zero point).
+void copy_block_u8(const uint8_t* a, int64_t lda, int64_t m, int64_t K, uint8_t* dst) {
+  const int64_t G = groups(K), full = K / 4;
+  for (int64_t r0 = 0; r0 < m; r0 += MR) {
+    uint8_t* tile = dst + r0 * G * 4;
+    const int64_t rows = std::min<int64_t>(MR, m - r0);
+    if (rows < MR || K % 4) std::memset(tile, 0, size_t(MR * G * 4));
+    for (int64_t i = 0; i < rows; ++i) {
+      const uint8_t* row = a + (r0 + i) * lda;
+      uint8_t* d = tile + i * 4;
+      for (int64_t g = 0; g < full; ++g) std::memcpy(d + g * MR * 4, row + g * 4, 4);
+      for (int64_t k = full * 4; k < K; ++k) d[full * MR * 4 + (k - full * 4)] = row[k];
+    }
+  }
+}
+
 // ---- generic micro-kernel --------------------------------------------------------------------------
+// colsum: the block's columns' sums (the +128 shift of float rows) or null (byte activations).
 void tile_generic(int64_t G, const uint8_t* a, const int8_t* b, int m, int n, const int32_t* colsum,
-                  const float* w_scale, const float* bias, const float* a_scale, float* out, int64_t ldo, bool relu) {
+                  const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
   for (int i = 0; i < m; ++i) {
     for (int j = 0; j < n; ++j) {
       int32_t acc = 0;
@@ -132,20 +150,56 @@ void tile_generic(int64_t G, const uint8_t* a, const int8_t* b, int m, int n, co
         const int8_t* bg = b + g * QNR * 4 + j * 4;
         acc += int32_t(ag[0]) * bg[0] + int32_t(ag[1]) * bg[1] + int32_t(ag[2]) * bg[2] + int32_t(ag[3]) * bg[3];
       }
-      const int32_t r = acc - 128 * colsum[j];
-      float v = float(r) / (w_scale[j] * a_scale[i]);
-      if (bias) v += bias[j];
-      out[i * ldo + j] = relu && v < 0.f ? 0.f : v;
+      const int32_t r = colsum ? acc - 128 * colsum[j] : acc;
+      epilogue_store(e, float(r) / (e.w_scale[j0 + j] * a_scale[i]), row0 + i, j0 + j);
     }
   }
 }
 
 #if LAMINA_QX86
+// The epilogue (qgemm.h) on 16 columns j0 .. j0 + 15 of one row (mask m): the per-column vectors
+// are loaded once per tile.
+struct EpiVec {
+  __m512 ws, bias, A, D;
+  __mmask16 m;
+};
+
+LAMINA_VNNI inline EpiVec epi_load(const Epilogue& e, int64_t j, __mmask16 m) {
+  EpiVec v;
+  v.m = m;
+  v.ws = _mm512_mask_loadu_ps(_mm512_set1_ps(1.f), m, e.w_scale + j);
+  v.bias = e.bias ? _mm512_maskz_loadu_ps(m, e.bias + j) : _mm512_setzero_ps();
+  v.A = e.A ? _mm512_maskz_loadu_ps(m, e.A + j) : _mm512_setzero_ps();
+  v.D = e.A ? _mm512_maskz_loadu_ps(m, e.D + j) : _mm512_setzero_ps();
+  return v;
+}
+
+LAMINA_VNNI inline void epi_store(const Epilogue& e, const EpiVec& p, __m512 v, int64_t row, int64_t j) {
+  if (e.bias) v = _mm512_add_ps(v, p.bias);
+  if (e.A) v = _mm512_fmadd_ps(v, p.A, p.D);
+  if (e.lo > -INFINITY) {  // NaN kept: NaN < lo is false
+    const __m512 lo = _mm512_set1_ps(e.lo);
+    v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
+  }
+  if (e.hi < INFINITY) {
+    const __m512 hi = _mm512_set1_ps(e.hi);
+    v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
+  }
+  if (!e.out_u8) {
+    _mm512_mask_storeu_ps(e.out_f + row * e.ldo + j, p.m, v);
+    return;
+  }
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & p.m;
+  if (nan && e.flags) __atomic_store_n(e.flags + (e.flag_row0 + row) / e.rows_per_flag, 1, __ATOMIC_RELAXED);
+  __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(e.out_mul)));  // round half to even
+  q = _mm512_max_epi32(_mm512_maskz_mov_epi32(__mmask16(~nan), q), _mm512_setzero_si512());
+  _mm512_mask_cvtusepi32_storeu_epi8(e.out_u8 + row * e.ldo + j, p.m, q);  // saturates at 255
+}
+
 // ---- AVX-512 VNNI micro-kernel: M rows x 32 columns ---------------------------------------------
 template <int M>
 LAMINA_VNNI void tile_vnni(int64_t G, const uint8_t* a, const int8_t* b, int n, const int32_t* colsum,
-                           const float* w_scale, const float* bias, const float* a_scale, float* out, int64_t ldo,
-                           bool relu) {
+                           const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
   __m512i acc[M][2];
 #pragma GCC unroll 16
   for (int i = 0; i < M; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
@@ -163,32 +217,23 @@ LAMINA_VNNI void tile_vnni(int64_t G, const uint8_t* a, const int8_t* b, int n, 
   const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
   const __mmask16 m1 = n >= 32 ? __mmask16(0xFFFF) : n > 16 ? __mmask16((1u << (n - 16)) - 1) : __mmask16(0);
   const __m512i c128 = _mm512_set1_epi32(128);
-  const __m512i cs0 = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m0, colsum), c128);
-  const __m512i cs1 = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m1, colsum + 16), c128);
-  const __m512 ws0 = _mm512_mask_loadu_ps(_mm512_set1_ps(1.f), m0, w_scale);
-  const __m512 ws1 = _mm512_mask_loadu_ps(_mm512_set1_ps(1.f), m1, w_scale + 16);
-  const __m512 bs0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-  const __m512 bs1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+  const __m512i cs0 = colsum ? _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m0, colsum), c128) : _mm512_setzero_si512();
+  const __m512i cs1 =
+      colsum ? _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m1, colsum + 16), c128) : _mm512_setzero_si512();
+  const EpiVec p0 = epi_load(e, j0, m0), p1 = epi_load(e, j0 + 16, m1);
 #pragma GCC unroll 16
   for (int i = 0; i < M; ++i) {
     const __m512 as = _mm512_set1_ps(a_scale[i]);
-    __m512 v0 = _mm512_div_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][0], cs0)), _mm512_mul_ps(ws0, as));
-    __m512 v1 = _mm512_div_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][1], cs1)), _mm512_mul_ps(ws1, as));
-    if (bias) {
-      v0 = _mm512_add_ps(v0, bs0);
-      v1 = _mm512_add_ps(v1, bs1);
-    }
-    if (relu) {  // max(v, 0), NaN kept (as the float relu: NaN < 0 is false)
-      v0 = _mm512_mask_mov_ps(v0, _mm512_cmp_ps_mask(v0, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
-      v1 = _mm512_mask_mov_ps(v1, _mm512_cmp_ps_mask(v1, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
-    }
-    _mm512_mask_storeu_ps(out + i * ldo, m0, v0);
-    if (n > 16) _mm512_mask_storeu_ps(out + i * ldo + 16, m1, v1);
+    epi_store(e, p0, _mm512_div_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][0], cs0)), _mm512_mul_ps(p0.ws, as)),
+              row0 + i, j0);
+    if (n > 16)
+      epi_store(e, p1, _mm512_div_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][1], cs1)), _mm512_mul_ps(p1.ws, as)),
+                row0 + i, j0 + 16);
   }
 }
 
-using TileFn = void (*)(int64_t, const uint8_t*, const int8_t*, int, const int32_t*, const float*, const float*,
-                        const float*, float*, int64_t, bool);
+using TileFn = void (*)(int64_t, const uint8_t*, const int8_t*, int, const int32_t*, const float*, const Epilogue&,
+                        int64_t, int64_t);
 const TileFn kVnniTiles[MR + 1] = {nullptr,        &tile_vnni<1>, &tile_vnni<2>,  &tile_vnni<3>, &tile_vnni<4>,
                                    &tile_vnni<5>,  &tile_vnni<6>, &tile_vnni<7>,  &tile_vnni<8>, &tile_vnni<9>,
                                    &tile_vnni<10>, &tile_vnni<11>, &tile_vnni<12>};
@@ -224,35 +269,79 @@ struct Scratch {
 };
 thread_local Scratch t_scratch;
 
+// The input of a product: float rows (quantized on the fly) or unsigned bytes with one step.
+struct Input {
+  const float* f = nullptr;
+  const uint8_t* u8 = nullptr;
+  int64_t lda = 0;
+  float u8_scale = 1.f;  // 1 / step: the bytes' a_scale
+};
+
 // Rows [r0, r1) x panels [p0, p1).
-void run_item(int kind, const float* a, int64_t lda, int64_t r0, int64_t r1, int64_t K, int64_t N, int64_t p0,
-              int64_t p1, const int8_t* packed, const int32_t* colsum, const float* w_scale, const float* bias,
-              float* out, int64_t ldo, bool relu) {
+void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int64_t N, int64_t p0, int64_t p1,
+              const int8_t* packed, const int32_t* colsum, const Epilogue& e) {
   const int64_t G = groups(K), m = r1 - r0;
   Scratch& s = t_scratch;
   const int64_t tiles = (m + MR - 1) / MR;
   s.q.resize(size_t(tiles * MR * G * 4));
   s.scales.resize(size_t(tiles * MR));
   s.row.resize(size_t(K + 64));
-  quantize_block(kind, a + r0 * lda, lda, m, K, s.q.data(), s.scales.data(), s.row.data());
+  if (in.u8) {
+    copy_block_u8(in.u8 + r0 * in.lda, in.lda, m, K, s.q.data());
+    std::fill(s.scales.begin(), s.scales.end(), in.u8_scale);
+    colsum = nullptr;
+  } else {
+    quantize_block(kind, in.f + r0 * in.lda, in.lda, m, K, s.q.data(), s.scales.data(), s.row.data());
+  }
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t j0 = p * QNR;
     const int n = int(std::min<int64_t>(QNR, N - j0));
     const int8_t* b = packed + p * G * QNR * 4;
+    const int32_t* cs = colsum ? colsum + j0 : nullptr;
     for (int64_t t = 0; t < tiles; ++t) {
       const int rows = int(std::min<int64_t>(MR, m - t * MR));
       const uint8_t* at = s.q.data() + t * MR * G * 4;
       const float* as = s.scales.data() + t * MR;
-      float* o = out + (r0 + t * MR) * ldo + j0;
 #if LAMINA_QX86
       if (kind == VNNI) {
-        kVnniTiles[rows](G, at, b, n, colsum + j0, w_scale + j0, bias ? bias + j0 : nullptr, as, o, ldo, relu);
+        kVnniTiles[rows](G, at, b, n, cs, as, e, r0 + t * MR, j0);
         continue;
       }
 #endif
-      tile_generic(G, at, b, rows, n, colsum + j0, w_scale + j0, bias ? bias + j0 : nullptr, as, o, ldo, relu);
+      tile_generic(G, at, b, rows, n, cs, as, e, r0 + t * MR, j0);
     }
   }
+}
+
+void run(const Input& in, int64_t M, int64_t K, int64_t N, const int8_t* packed, const int32_t* colsum,
+         const Epilogue& e, bool parallel) {
+  if (M <= 0 || N <= 0) return;
+  LAMINA_CHECK(K <= 66000, "qmatmul: the inner dimension is " << K << "; int32 accumulation of int8 products holds "
+                               "at most 66000 terms");
+  const int kind = active_kind();
+  const int64_t row_blocks = (M + MB - 1) / MB, P = panels(N);
+  const double work = double(M) * double(N) * double(K);
+  const int T = parallel && !omp_in_parallel() && work >= double(1 << 20) ? num_threads() : 1;
+  // enough row blocks for every thread: split rows only; else also split the panels
+  const int64_t pchunks = row_blocks >= 2 * T ? 1 : std::min<int64_t>(P, (2 * T + row_blocks - 1) / row_blocks);
+  const int64_t items = row_blocks * pchunks;
+  if (T <= 1 || items <= 1) {
+    for (int64_t rb = 0; rb < row_blocks; ++rb)
+      run_item(kind, in, rb * MB, std::min(M, (rb + 1) * MB), K, N, 0, P, packed, colsum, e);
+    return;
+  }
+  std::atomic<bool> failed{false};
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T)
+  for (int64_t it = 0; it < items; ++it) {
+    const int64_t rb = it / pchunks, pc = it % pchunks;
+    const int64_t p0 = P * pc / pchunks, p1 = P * (pc + 1) / pchunks;
+    try {
+      if (p0 < p1) run_item(kind, in, rb * MB, std::min(M, (rb + 1) * MB), K, N, p0, p1, packed, colsum, e);
+    } catch (...) {
+      failed = true;
+    }
+  }
+  if (failed) throw std::bad_alloc();
 }
 
 }  // namespace
@@ -277,36 +366,44 @@ void pack(const int8_t* qw, int64_t K, int64_t N, int8_t* packed, int32_t* colsu
 void matmul(const float* a, int64_t lda, int64_t M, int64_t K, int64_t N, const int8_t* packed,
             const int32_t* colsum, const float* w_scale, const float* bias, float* out, int64_t ldo, bool parallel,
             bool relu) {
-  if (M <= 0 || N <= 0) return;
-  LAMINA_CHECK(K <= 66000, "qmatmul: the inner dimension is " << K << "; int32 accumulation of int8 products holds "
-                               "at most 66000 terms");
-  const int kind = active_kind();
-  const int64_t row_blocks = (M + MB - 1) / MB, P = panels(N);
-  const double work = double(M) * double(N) * double(K);
-  const int T = parallel && !omp_in_parallel() && work >= double(1 << 20) ? num_threads() : 1;
-  // enough row blocks for every thread: split rows only; else also split the panels
-  const int64_t pchunks = row_blocks >= 2 * T ? 1 : std::min<int64_t>(P, (2 * T + row_blocks - 1) / row_blocks);
-  const int64_t items = row_blocks * pchunks;
-  if (T <= 1 || items <= 1) {
-    for (int64_t rb = 0; rb < row_blocks; ++rb)
-      run_item(kind, a, lda, rb * MB, std::min(M, (rb + 1) * MB), K, N, 0, P, packed, colsum, w_scale, bias, out, ldo,
-               relu);
-    return;
+  Epilogue e;
+  e.w_scale = w_scale;
+  e.bias = bias;
+  if (relu) e.lo = 0.f;
+  e.out_f = out;
+  e.ldo = ldo;
+  matmul_epi(a, lda, M, K, N, packed, colsum, e, parallel);
+}
+
+void matmul_epi(const float* a, int64_t lda, int64_t M, int64_t K, int64_t N, const int8_t* packed,
+                const int32_t* colsum, const Epilogue& e, bool parallel) {
+  Input in;
+  in.f = a;
+  in.lda = lda;
+  run(in, M, K, N, packed, colsum, e, parallel);
+}
+
+void matmul_u8(const uint8_t* a, int64_t lda, float a_step, int64_t M, int64_t K, int64_t N, const int8_t* packed,
+               const Epilogue& e, bool parallel) {
+  Input in;
+  in.u8 = a;
+  in.lda = lda;
+  in.u8_scale = 1.f / a_step;
+  run(in, M, K, N, packed, nullptr, e, parallel);
+}
+
+void bn_affine(const float* mean, const float* var, const float* gamma, const float* beta, double eps, int64_t C,
+               float* A, float* D) {
+  for (int64_t c = 0; c < C; ++c) {
+    const double a = (gamma ? gamma[c] : 1.0) / std::sqrt(double(var[c]) + eps);
+    A[c] = float(a);
+    D[c] = float((beta ? beta[c] : 0.0) - double(mean[c]) * a);
   }
-  std::atomic<bool> failed{false};
-#pragma omp parallel for schedule(dynamic, 1) num_threads(T)
-  for (int64_t it = 0; it < items; ++it) {
-    const int64_t rb = it / pchunks, pc = it % pchunks;
-    const int64_t p0 = P * pc / pchunks, p1 = P * (pc + 1) / pchunks;
-    try {
-      if (p0 < p1)
-        run_item(kind, a, lda, rb * MB, std::min(M, (rb + 1) * MB), K, N, p0, p1, packed, colsum, w_scale, bias,
-                 out, ldo, relu);
-    } catch (...) {
-      failed = true;
-    }
-  }
-  if (failed) throw std::bad_alloc();
+}
+
+void poison_images(float* out, int64_t images, int64_t per_image, const int32_t* flags) {
+  for (int64_t n = 0; n < images; ++n)
+    if (flags[n]) std::fill(out + n * per_image, out + (n + 1) * per_image, std::nanf(""));
 }
 
 std::string kernel_name() { return active_kind() == VNNI ? "vnni" : "generic"; }

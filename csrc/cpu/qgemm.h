@@ -11,10 +11,14 @@
 // plus the column sums of qw (the kernels feed the activations to VNNI's unsigned x signed
 // product as qa + 128 and subtract 128 * colsum afterwards).
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <string>
 
+#include <vector>
+
 namespace lamina {
+struct Buffer;
 namespace qgemm {
 
 constexpr int QNR = 32;  // columns per packed panel
@@ -31,6 +35,75 @@ void pack(const int8_t* qw, int64_t K, int64_t N, int8_t* packed, int32_t* colsu
 void matmul(const float* a, int64_t lda, int64_t M, int64_t K, int64_t N, const int8_t* packed,
             const int32_t* colsum, const float* w_scale, const float* bias, float* out, int64_t ldo, bool parallel,
             bool relu = false);
+
+// What the fused quantized convolutions (quantized inference of Conv / BatchNormalization / ReLU
+// groups, backend/quantization.py) do with the int32 sums r[i, j] of a product, after the
+// zero-point correction:
+//   v = float(r) / (w_scale[j] * a_scale[i]);  v += bias[j];  v = v * A[j] + D[j];  v = clamp(v, lo, hi)
+// (each step only where given; the clamp keeps NaN), stored as float (out_f) or as unsigned bytes
+// (out_u8) q = min(max(round_half_even(v * out_mul), 0), 255). Where v is NaN and `flags` is
+// given, flags[(flag_row0 + row) / rows_per_flag] is set (the image's "not a number" mark: bytes have no
+// NaN, the last float group writes NaN over a marked image).
+struct Epilogue {
+  const float* w_scale = nullptr;
+  const float* bias = nullptr;
+  const float* A = nullptr;
+  const float* D = nullptr;
+  float lo = -INFINITY, hi = INFINITY;
+  float* out_f = nullptr;
+  uint8_t* out_u8 = nullptr;
+  int64_t ldo = 0;
+  float out_mul = 1.f;
+  int32_t* flags = nullptr;
+  int64_t rows_per_flag = 1;
+  int64_t flag_row0 = 0;  // the global row of the product's row 0 (a chunk of a convolution)
+};
+
+// The quantized product with a general epilogue: `a` float rows quantized on the fly as in
+// matmul, or (matmul_u8) unsigned bytes standing for a * a_step (a zero point of 0, the
+// activations a fused group wrote), whose sums need no correction.
+void matmul_epi(const float* a, int64_t lda, int64_t M, int64_t K, int64_t N, const int8_t* packed,
+                const int32_t* colsum, const Epilogue& e, bool parallel);
+void matmul_u8(const uint8_t* a, int64_t lda, float a_step, int64_t M, int64_t K, int64_t N, const int8_t* packed,
+               const Epilogue& e, bool parallel);
+
+// The epilogue of a fused quantized convolution from its kernel arguments, checked (quantize.cpp):
+// C output channels; w_scale (C), bias, the BatchNormalization's mean / variance / gamma / beta
+// (C each, or null: no BatchNormalization; gamma and beta may be null alone), the clamp [lo, hi],
+// out (`out_numel` float32 values, or int8 buffer of bytes when out_step > 0: q * out_step),
+// flags (`images` int32, or null). A and D hold the folded BatchNormalization.
+Epilogue fused_epilogue(const char* op, int64_t C, const Buffer& w_scale, const Buffer* bias, const Buffer* bn_mean,
+                        const Buffer* bn_var, const Buffer* bn_gamma, const Buffer* bn_beta, double bn_eps, double lo,
+                        double hi, Buffer& out, int64_t out_numel, double out_step, Buffer* flags, int64_t images,
+                        std::vector<float>& A, std::vector<float>& D);
+
+// A[j], D[j] of an inference BatchNormalization (as batch_norm_infer): A = gamma / sqrt(var + eps),
+// D = beta - mean * A (gamma, beta may be null: 1 and 0).
+void bn_affine(const float* mean, const float* var, const float* gamma, const float* beta, double eps, int64_t C,
+               float* A, float* D);
+
+// Writes NaN over every value of each image n (`per_image` floats) whose flags[n] is set.
+void poison_images(float* out, int64_t images, int64_t per_image, const int32_t* flags);
+
+// One value through the epilogue (the scalar form of the kernels' vector code).
+inline void epilogue_store(const Epilogue& e, float v, int64_t row, int64_t j) {
+  if (e.bias) v += e.bias[j];
+  if (e.A) v = v * e.A[j] + e.D[j];
+  v = v < e.lo ? e.lo : v;
+  v = v > e.hi ? e.hi : v;
+  if (e.out_u8) {
+    if (v != v) {
+      if (e.flags) __atomic_store_n(e.flags + (e.flag_row0 + row) / e.rows_per_flag, 1, __ATOMIC_RELAXED);
+      e.out_u8[row * e.ldo + j] = 0;
+      return;
+    }
+    float q = std::nearbyint(v * e.out_mul);
+    q = q < 0.f ? 0.f : q > 255.f ? 255.f : q;
+    e.out_u8[row * e.ldo + j] = uint8_t(int(q));
+  } else {
+    e.out_f[row * e.ldo + j] = v;
+  }
+}
 
 // The micro-kernel in use ("vnni": AVX-512 VNNI, "generic": portable C++) and a switch for tests.
 std::string kernel_name();

@@ -5,7 +5,10 @@
 //   qdepthwise2d     DepthwiseConv2D: each image quantized with one scale (abs max over the
 //                    image), int8 taps summed in int32 per channel, the same float epilogue
 //   qembedding       Embedding: rows of an int8 table divided by their scales
-// (Conv2D's qconv2d lives in conv.cpp, beside its im2col.) int8 buffers hold quantized weights
+//   qdepthwise2d_fused  a DepthwiseConv2D with the BatchNormalization and ReLU after it, from float
+//                    or byte activations to float or byte activations (fused groups of
+//                    backend/quantization.py; the epilogue in qgemm.h)
+// (Conv2D's qconv2d and qconv2d_fused live in conv.cpp, beside its im2col.) int8 buffers hold quantized weights
 // only: these kernels and the copies are the only ones that take them.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -21,6 +24,10 @@
 #include "conv_common.h"
 #include "qgemm.h"
 #include "simd.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
 
 namespace py = pybind11;
 
@@ -182,6 +189,233 @@ void qdepthwise2d(const Buffer& xb, const Shape& xs, const Buffer& wb, const Sha
   }
 }
 
+// ---- fused groups -------------------------------------------------------------------------------
+
+// Output channel c of one output pixel: v = float(sum_taps qx * qw) * F[c] + G[c], where F and G
+// fold the scales, the bias and the BatchNormalization (v = acc / (w_scale * x_scale) + bias,
+// then * A + D), then clamped to [lo, hi] (NaN kept) and stored as float or bytes.
+struct DwEpi {
+  const float* F;
+  const float* G;
+  float lo, hi, out_mul;
+  float* out_f;
+  uint8_t* out_u8;
+  int32_t* flag;  // this image's flag, or null
+};
+
+// One output row (n, oh) of a fused depthwise convolution (depth multiplier DM), from quantized
+// input values T (int8 of a float input, or the bytes of a fused group), int32 sums.
+template <class T>
+LAMINA_CLONES void dw_row_fused(const QdwGeom& g, const T* qn, const int32_t* w32, int64_t oh, const DwEpi& e,
+                                int32_t* acc, int64_t row_off) {
+  const int64_t C = g.C, DM = g.DM, CO = C * DM;
+  for (int64_t ow = 0; ow < g.OW; ++ow) {
+    for (int64_t c = 0; c < CO; ++c) acc[c] = 0;
+    for (int64_t kh = 0; kh < g.KH; ++kh) {
+      const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+      if (ih < 0 || ih >= g.H) continue;
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        const int64_t iw = ow * g.sw - g.pl + kw * g.dw;
+        if (iw < 0 || iw >= g.W) continue;
+        const T* __restrict xp = qn + (ih * g.W + iw) * C;
+        const int32_t* __restrict wp = w32 + (kh * g.KW + kw) * CO;
+        int32_t* __restrict a = acc;
+        if (DM == 1) {
+          for (int64_t c = 0; c < C; ++c) a[c] += int32_t(xp[c]) * wp[c];
+        } else {
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t m = 0; m < DM; ++m) a[c * DM + m] += int32_t(xp[c]) * wp[c * DM + m];
+        }
+      }
+    }
+    const int64_t o = row_off + ow * CO;
+    bool nan = false;
+    if (e.out_u8) {
+      uint8_t* __restrict y = e.out_u8 + o;
+      for (int64_t c = 0; c < CO; ++c) {
+        float v = float(acc[c]) * e.F[c] + e.G[c];
+        nan |= v != v;
+        v = v < e.lo ? e.lo : v;
+        v = v > e.hi ? e.hi : v;
+        float q = std::nearbyint(v * e.out_mul);
+        q = q > 0.f ? (q < 255.f ? q : 255.f) : 0.f;  // NaN -> 0 (the image is flagged)
+        y[c] = uint8_t(int(q));
+      }
+    } else {
+      float* __restrict y = e.out_f + o;
+      for (int64_t c = 0; c < CO; ++c) {
+        float v = float(acc[c]) * e.F[c] + e.G[c];
+        v = v < e.lo ? e.lo : v;
+        y[c] = v > e.hi ? e.hi : v;
+      }
+    }
+    if (nan && e.flag) __atomic_store_n(e.flag, 1, __ATOMIC_RELAXED);
+  }
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+// dw_row_fused for byte input and depth multiplier 1 with AVX-512: 16 channels a vector, the
+// bytes widened to float and multiplied by the int8 weights held as floats (wf). Every product
+// and partial sum is an integer below 2^24 (at most 517 taps of 255 * 127), so the float sums
+// equal the int32 ones.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma"))) void dw_row_u8_avx512(
+    const QdwGeom& g, const uint8_t* qn, const float* wf, int64_t oh, const DwEpi& e, int64_t row_off) {
+  const int64_t C = g.C;
+  const int64_t kh0 = std::max<int64_t>(0, (g.pt - oh * g.sh + g.dh - 1) / g.dh);
+  const int64_t kh1 = std::min<int64_t>(g.KH, (g.H + g.pt - oh * g.sh + g.dh - 1) / g.dh);
+  const __m512 lo = _mm512_set1_ps(e.lo), hi = _mm512_set1_ps(e.hi), om = _mm512_set1_ps(e.out_mul);
+  const bool clamp_lo = e.lo > -INFINITY, clamp_hi = e.hi < INFINITY;
+  bool nan = false;
+  for (int64_t ow = 0; ow < g.OW; ++ow) {
+    const int64_t base_w = ow * g.sw - g.pl;
+    const int64_t kw0 = std::max<int64_t>(0, (-base_w + g.dw - 1) / g.dw);
+    const int64_t kw1 = std::min<int64_t>(g.KW, (g.W - base_w + g.dw - 1) / g.dw);
+    for (int64_t c0 = 0; c0 < C; c0 += 16) {
+      const __mmask16 m = C - c0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (C - c0)) - 1);
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t kh = kh0; kh < kh1; ++kh) {
+        const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+        const uint8_t* xr = qn + ih * g.W * C + c0;
+        const float* wr = wf + kh * g.KW * C + c0;
+        for (int64_t kw = kw0; kw < kw1; ++kw) {
+          const int64_t iw = base_w + kw * g.dw;
+          const __m512 xv = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, xr + iw * C)));
+          acc = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, wr + kw * C), acc);
+        }
+      }
+      __m512 v = _mm512_fmadd_ps(acc, _mm512_maskz_loadu_ps(m, e.F + c0), _mm512_maskz_loadu_ps(m, e.G + c0));
+      if (clamp_lo) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
+      if (clamp_hi) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
+      const int64_t o = row_off + ow * C + c0;
+      if (e.out_u8) {
+        const __mmask16 bad = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & m;
+        nan |= bad != 0;
+        __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, om));
+        q = _mm512_max_epi32(_mm512_maskz_mov_epi32(__mmask16(~bad), q), _mm512_setzero_si512());
+        _mm512_mask_cvtusepi32_storeu_epi8(e.out_u8 + o, m, q);
+      } else {
+        _mm512_mask_storeu_ps(e.out_f + o, m, v);
+      }
+    }
+  }
+  if (nan && e.flag) __atomic_store_n(e.flag, 1, __ATOMIC_RELAXED);
+}
+
+// The vector path runs with the VNNI GEMM kernel (set_qgemm_kernel("generic") switches both
+// to their portable forms, for tests).
+bool dw_kernel_fast() { return qgemm::kernel_name() == "vnni"; }
+#define LAMINA_DW_AVX512 1
+#else
+bool dw_kernel_fast() { return false; }
+#define LAMINA_DW_AVX512 0
+#endif
+
+template <class T>
+LAMINA_CLONES void quantize_pixels_t(const float* x, int64_t pixels, int64_t C, const float* scale, T* q) {
+  for (int64_t p = 0; p < pixels; ++p) {
+    const float* xp = x + p * C;
+    T* qp = q + p * C;
+    for (int64_t c = 0; c < C; ++c) {
+      float v = std::nearbyint(xp[c] * scale[c]);
+      v = v > 127.f ? 127.f : v;
+      v = v < -127.f ? -127.f : v;
+      qp[c] = T(v == v ? int(v) : 0);
+    }
+  }
+}
+
+void check_fused_input(const char* op, const Buffer& x, int64_t numel, double x_step) {
+  LAMINA_CHECK(x_step >= 0 && std::isfinite(x_step), op << ": x_step must be 0 (a float32 input) or the positive step "
+                                                           "of a byte input, received " << x_step);
+  check_vec(op, "input", x, numel, x_step > 0 ? I8 : F32);
+}
+
+// A DepthwiseConv2D (+ BatchNormalization + clamp) of a fused group: float input (quantized per
+// image and channel, as qdepthwise2d) or bytes (x_step > 0: value = byte * x_step); float output
+// or bytes (out_step > 0). flags: the images' NaN marks (set here where a byte output would be NaN;
+// read where a byte input meets a float output, whose marked images become NaN).
+void qdepthwise2d_fused(const Buffer& xb, const Shape& xs, double x_step, const Buffer& wb, const Shape& ws,
+                        const Buffer& scale_b, const Buffer* bias_b, const Buffer* bn_mean, const Buffer* bn_var,
+                        const Buffer* bn_gamma, const Buffer* bn_beta, double bn_eps, double lo, double hi, Buffer& ob,
+                        const Shape& os, double out_step, Buffer* flags, const Shape& strides, const Shape& dilation,
+                        const Shape& pads) {
+  const char* op = "qdepthwise2d_fused";
+  LAMINA_CHECK(xs.size() == 4 && ws.size() == 4 && os.size() == 4,
+               op << ": expected rank-4 input, kernel and output shapes, received " << shape_str(xs) << ", "
+                  << shape_str(ws) << ", " << shape_str(os));
+  check_pair(op, "strides", strides, 1);
+  check_pair(op, "dilation", dilation, 1);
+  LAMINA_CHECK(pads.size() == 4, op << ": expected 4 padding values (top, bottom, left, right)");
+  for (auto p : pads) LAMINA_CHECK(p >= 0, op << ": padding must be non-negative, received " << p);
+  const int64_t N = xs[0], H = xs[1], W = xs[2], C = xs[3], KH = ws[0], KW = ws[1], DM = ws[3];
+  LAMINA_CHECK(N >= 0 && H >= 0 && W >= 0 && ws[2] == C && KH >= 1 && KW >= 1 && DM >= 1,
+               op << ": kernel shape " << shape_str(ws) << " does not fit input " << shape_str(xs));
+  const int64_t OH = window_out_len(H + pads[0] + pads[1], KH, strides[0], dilation[0]);
+  const int64_t OW = window_out_len(W + pads[2] + pads[3], KW, strides[1], dilation[1]);
+  const int64_t CO = C * DM;
+  LAMINA_CHECK(os[0] == N && os[1] == OH && os[2] == OW && os[3] == CO,
+               op << ": output shape " << shape_str(os) << " does not match; expected (" << N << ", " << OH << ", "
+                  << OW << ", " << CO << ")");
+  check_fused_input(op, xb, N * H * W * C, x_step);
+  check_vec(op, "kernel", wb, KH * KW * C * DM, I8);
+  std::vector<float> A, D;
+  const qgemm::Epilogue ep = qgemm::fused_epilogue(op, CO, scale_b, bias_b, bn_mean, bn_var, bn_gamma, bn_beta,
+                                                   bn_eps, lo, hi, ob, N * OH * OW * CO, out_step, flags, N, A, D);
+  if (N * OH * OW * CO == 0) return;
+  const int8_t* w = wb.data<int8_t>();
+  std::vector<int32_t> w32(w, w + KH * KW * CO);
+  const int64_t img = H * W * C;
+  // F (per image for a float input: its channels' scales) and G, as DwEpi says
+  std::vector<float> F(static_cast<size_t>((x_step > 0 ? 1 : N) * CO)), G(static_cast<size_t>(CO));
+  for (int64_t c = 0; c < CO; ++c) {
+    const float a = ep.A ? ep.A[c] : 1.f, d = ep.A ? ep.D[c] : 0.f;
+    G[size_t(c)] = (ep.bias ? ep.bias[c] * a : 0.f) + d;
+    if (x_step > 0) F[size_t(c)] = a * float(x_step) / ep.w_scale[c];
+  }
+  std::vector<int8_t> qx;
+  if (x_step <= 0) {  // per (image, channel) scales, as qdepthwise2d
+    const float* x = xb.data<float>();
+    qx.resize(static_cast<size_t>(N * img));
+#pragma omp parallel for if (N * img > (1 << 16))
+    for (int64_t n = 0; n < N; ++n) {
+      std::vector<float> mx(static_cast<size_t>(C)), sc(static_cast<size_t>(C));
+      std::vector<uint8_t> nan(static_cast<size_t>(C));
+      channel_abs_max(x + n * img, H * W, C, mx.data(), nan.data());
+      for (int64_t c = 0; c < C; ++c) sc[size_t(c)] = nan[size_t(c)] ? std::nanf("") : 127.f / (mx[size_t(c)] + 1e-7f);
+      quantize_pixels_t<int8_t>(x + n * img, H * W, C, sc.data(), qx.data() + n * img);
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t m = 0; m < DM; ++m) {
+          const int64_t co = c * DM + m;
+          F[size_t(n * CO + co)] = (ep.A ? ep.A[co] : 1.f) / (ep.w_scale[co] * sc[size_t(c)]);
+        }
+    }
+  }
+  const QdwGeom g{H, W, C, KH, KW, DM, OH, OW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2]};
+  int32_t* fl = flags ? flags->data<int32_t>() : nullptr;
+  const uint8_t* xu = x_step > 0 ? reinterpret_cast<const uint8_t*>(xb.data<int8_t>()) : nullptr;
+  const bool par = N * OH * OW * CO * KH * KW > (1 << 15);
+  const int64_t R = N * OH;
+  const bool fast = xu && DM == 1 && KH * KW <= 512 && dw_kernel_fast();
+  std::vector<float> wf(fast ? w32.begin() : w32.end(), w32.end());
+  run_parallel(par, [&](int T, int t) {
+    std::vector<int32_t> acc(static_cast<size_t>(CO));
+    for (int64_t row = R * t / T; row < R * (t + 1) / T; ++row) {
+      const int64_t n = row / OH, oh = row % OH;
+      DwEpi e{F.data() + (x_step > 0 ? 0 : n * CO), G.data(), ep.lo, ep.hi, ep.out_mul, ep.out_f, ep.out_u8,
+              fl ? fl + n : nullptr};
+#if LAMINA_DW_AVX512
+      if (fast) {
+        dw_row_u8_avx512(g, xu + n * img, wf.data(), oh, e, row * OW * CO);
+        continue;
+      }
+#endif
+      if (xu) dw_row_fused<uint8_t>(g, xu + n * img, w32.data(), oh, e, acc.data(), row * OW * CO);
+      else dw_row_fused<int8_t>(g, qx.data() + n * img, w32.data(), oh, e, acc.data(), row * OW * CO);
+    }
+  });
+  if (xu && fl && ep.out_f) qgemm::poison_images(ep.out_f, N, OH * OW * CO, fl);
+}
+
 // out[i, :] = float(table[ids[i], :]) / scale[ids[i]]; an id outside [0, V) is an error.
 void qembedding(const Buffer& table, int64_t V, int64_t D, const Buffer& scale, const Buffer& ids, Buffer& out) {
   const char* op = "qembedding";
@@ -214,7 +448,57 @@ void qembedding(const Buffer& table, int64_t V, int64_t D, const Buffer& scale, 
 
 }  // namespace
 
+namespace qgemm {
+
+Epilogue fused_epilogue(const char* op, int64_t C, const Buffer& w_scale, const Buffer* bias, const Buffer* bn_mean,
+                        const Buffer* bn_var, const Buffer* bn_gamma, const Buffer* bn_beta, double bn_eps, double lo,
+                        double hi, Buffer& out, int64_t out_numel, double out_step, Buffer* flags, int64_t images,
+                        std::vector<float>& A, std::vector<float>& D) {
+  check_vec(op, "kernel scale", w_scale, C, F32);
+  if (bias) check_vec(op, "bias", *bias, C, F32);
+  LAMINA_CHECK(!bn_mean == !bn_var, op << ": the BatchNormalization's mean and variance come together");
+  LAMINA_CHECK(bn_mean || (!bn_gamma && !bn_beta), op << ": gamma or beta given without a mean and variance");
+  for (const Buffer* b : {bn_mean, bn_var, bn_gamma, bn_beta})
+    if (b) check_vec(op, "BatchNormalization parameter", *b, C, F32);
+  LAMINA_CHECK(!(lo > hi), op << ": the clamp's bounds are reversed: lo=" << lo << ", hi=" << hi);
+  LAMINA_CHECK(out_step >= 0 && std::isfinite(out_step), op << ": out_step must be 0 (float32 output) or the positive "
+                                                               "step of a byte output, received " << out_step);
+  LAMINA_CHECK(out_step == 0 || lo >= 0, op << ": a byte output holds values >= 0 only; its clamp starts at " << lo);
+  check_vec(op, "output", out, out_numel, out_step > 0 ? I8 : F32);
+  if (flags) check_vec(op, "flags", *flags, images, I32);
+  Epilogue e;
+  e.w_scale = w_scale.data<float>();
+  e.bias = bias ? bias->data<float>() : nullptr;
+  if (bn_mean) {
+    A.resize(size_t(C));
+    D.resize(size_t(C));
+    bn_affine(bn_mean->data<float>(), bn_var->data<float>(), bn_gamma ? bn_gamma->data<float>() : nullptr,
+              bn_beta ? bn_beta->data<float>() : nullptr, bn_eps, C, A.data(), D.data());
+    e.A = A.data();
+    e.D = D.data();
+  }
+  e.lo = float(lo);
+  e.hi = float(hi);
+  if (out_step > 0) {
+    e.out_u8 = reinterpret_cast<uint8_t*>(out.data<int8_t>());
+    e.out_mul = float(1.0 / out_step);
+  } else {
+    e.out_f = out.data<float>();
+  }
+  e.ldo = C;
+  e.flags = flags ? flags->data<int32_t>() : nullptr;
+  return e;
+}
+
+}  // namespace qgemm
+
 void bind_quantize(py::module_& m) {
+  def_kernel(m, "qdepthwise2d_fused", &qdepthwise2d_fused, py::arg("x"), py::arg("x_shape"), py::arg("x_step"),
+             py::arg("w"), py::arg("w_shape"), py::arg("w_scale"), py::arg("bias").none(true),
+             py::arg("bn_mean").none(true), py::arg("bn_var").none(true), py::arg("bn_gamma").none(true),
+             py::arg("bn_beta").none(true), py::arg("bn_eps"), py::arg("lo"), py::arg("hi"), py::arg("out"),
+             py::arg("out_shape"), py::arg("out_step"), py::arg("flags").none(true), py::arg("strides"),
+             py::arg("dilation"), py::arg("pads"));
   def_kernel(m, "qgemm_pack", &qgemm_pack, py::arg("weights"), py::arg("K"), py::arg("N"), py::arg("packed"),
              py::arg("colsum"));
   def_kernel(m, "qmatmul", &qmatmul, py::arg("x"), py::arg("M"), py::arg("K"), py::arg("N"), py::arg("packed"),
