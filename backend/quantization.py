@@ -234,15 +234,15 @@ def fused_conv(x, kind, kernel, packed, w_scale, bias, strides, dilation, pads, 
     else:
         out = empty(out_shape, dtypes.FLOAT32, dev)
     mean, var, gamma, beta, eps = _bn_args(bn)
-    common = dict(bias=bias._buf if bias is not None else None, bn_mean=mean, bn_var=var, bn_gamma=gamma,
-                  bn_beta=beta, bn_eps=eps, lo=float(lo), hi=float(hi), out=out._buf, out_shape=list(out_shape),
-                  out_step=float(byte_step), flags=flags._buf if flags is not None else None, strides=list(strides),
-                  dilation=list(dilation), pads=list(pads))
+    # positional arguments: a recorded call (models/replay.py) swaps buffers by position
+    tail = (bias._buf if bias is not None else None, mean, var, gamma, beta, eps, float(lo), float(hi), out._buf,
+            list(out_shape), float(byte_step), flags._buf if flags is not None else None, list(strides),
+            list(dilation), list(pads))
     x_step = x.step if byte_in else 0.0
     if kind == "conv":
         pk, cs = packed.get()
-        dev.kernels.qconv2d_fused(x._buf, list(x.shape), x_step, list(kernel.shape), pk, cs, w_scale._buf, **common)
+        dev.kernels.qconv2d_fused(x._buf, list(x.shape), x_step, list(kernel.shape), pk, cs, w_scale._buf, *tail)
     else:
         dev.kernels.qdepthwise2d_fused(x._buf, list(x.shape), x_step, kernel._buf, list(kernel.shape), w_scale._buf,
-                                       **common)
+                                       *tail)
     return out

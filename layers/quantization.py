@@ -102,8 +102,9 @@ def supports(layer):
     return _kind(layer) is not None
 
 
-def quantize_layer(layer, mode):
-    """Quantizes a built layer in place (see the module docstring)."""
+def quantize_layer(layer, mode, input_mean=None):
+    """Quantizes a built layer in place (see the module docstring). input_mean: the expected
+    value of each input channel of a convolution, for its bias correction (quantize_model)."""
     who = f"{type(layer).__name__} '{layer.name}'"
     if mode not in MODES:
         raise ValueError(f"{who}.quantize: expected mode 'int8', received {mode!r} (lamina quantizes to int8 only)")
@@ -128,12 +129,26 @@ def quantize_layer(layer, mode):
     axis = {"Dense": 0, "Conv2D": (0, 1, 2), "DepthwiseConv2D": (0, 1), "Embedding": -1}[kind]
     q, scale = _q.abs_max_quantize(w, axis)
     base = w.path.rsplit("/", 1)[0] if "/" in w.path else layer.name
+    correction = None
+    if input_mean is not None and kind in ("Conv2D", "DepthwiseConv2D"):
+        correction = _bias_correction(kind, w.numpy(), q, scale.numpy(), input_mean)
     iw = _q.Int8Weight(q, float_name, path=f"{base}/{float_name}", device=w.device)
     with device_scope(w.device.name):
         sv = Variable(ops.reshape(scale, (-1,)), trainable=False, name=f"{float_name}_scale")
     sv._path = f"{base}/{float_name}_scale"
     own = layer._own_weights
-    own[:] = [v for v in own if v is not w] + [iw, sv]  # Keras's order: the kernel made anew, after the bias
+    own[:] = [v for v in own if v is not w]
+    if correction is not None:
+        if layer.bias is None:  # the correction becomes the layer's bias (saved, loaded as one)
+            with device_scope(w.device.name):
+                b = Variable(-correction, name="bias")
+            b._path = f"{base}/bias"
+            own.append(b)
+            layer.use_bias = True
+            object.__setattr__(layer, "bias", b)
+        else:
+            layer.bias.assign(layer.bias.numpy() - correction)
+    own += [iw, sv]  # Keras's order: the kernel made anew, after the bias
     bias = getattr(layer, "bias", None) if kind != "Embedding" else None
     layer._quantized_variables = [iw] + ([bias] if bias is not None else []) + [sv]  # as Keras saves them
     layer._always_frozen.update({id(iw), id(sv)})
@@ -145,6 +160,98 @@ def quantize_layer(layer, mode):
     elif kind == "Conv2D":
         layer._int8_packed = _q.PackedInt8(iw, int(np.prod(q.shape[:3])), q.shape[3])
     layer.call = types.MethodType(_CALLS[kind], layer)
+
+
+def _bias_correction(kind, w, q, scale, mean):
+    """The expected error of a convolution's rounded weights, per output channel (Nagel et al.,
+    "Data-Free Quantization", 2019): sum over the window and input channels of
+    (q / scale - w) * E[input channel]. Subtracted from the bias, it removes the systematic part
+    of the error, most of it after a ReLU (inputs with large means): MobileNet 0.25's features
+    move 4x less (benchmarks/README.md)."""
+    dq = q.astype(np.float64) / scale.astype(np.float64) - w.astype(np.float64)
+    mean = np.asarray(mean, np.float64)
+    if kind == "Conv2D":
+        e = np.einsum("hwio,i->o", dq, mean)
+    else:  # (kh, kw, c, dm): output channel c * dm + m reads input channel c
+        e = np.einsum("hwcm,c->cm", dq, mean).reshape(-1)
+    return e.astype(np.float32)
+
+
+def _clipped_normal_mean(m, s, cap):
+    """E[min(max(Y, 0), cap)] for Y ~ N(m, s^2), elementwise (cap may be inf)."""
+    from math import erf, exp, pi, sqrt
+    out = np.empty(len(m), np.float64)
+    for i, (mi, si) in enumerate(zip(m, s)):
+        if si < 1e-12:
+            out[i] = min(max(mi, 0.0), cap)
+            continue
+        a = -mi / si
+        cdf = lambda z: 0.5 * (1.0 + erf(z / sqrt(2.0)))  # noqa: E731
+        pdf = lambda z: exp(-0.5 * z * z) / sqrt(2.0 * pi)  # noqa: E731
+        if np.isfinite(cap):
+            b = (cap - mi) / si
+            out[i] = mi * (cdf(b) - cdf(a)) + si * (pdf(a) - pdf(b)) + cap * (1.0 - cdf(b))
+        else:
+            out[i] = mi * (1.0 - cdf(a)) + si * pdf(a)
+    return out
+
+
+def _input_means(model):
+    """{id(conv layer): expected value of each input channel} for the convolutions of `model`
+    (and the models in it) whose input is a BatchNormalization's output, optionally through a
+    capped or plain ReLU and zero padding: the normalized values follow N(beta, gamma^2), so the
+    mean of their clipped values is known without data (data-free bias correction). Other
+    convolutions (the first one, after a pooling, a layer used twice) get none."""
+    from ..models.fusion import relu_cap
+    from .convolutional import ZeroPadding2D
+    from .normalization import BatchNormalization
+    means = {}
+    from ..models.model import Model
+    models = [model] + [l for l in model._all_layers() if isinstance(l, Model)]
+    for m in models:
+        preds = _predecessors(m)
+        for layer, prev in preds.items():
+            if _kind(layer) not in ("Conv2D", "DepthwiseConv2D") or prev is None:
+                continue
+            p = prev
+            while p is not None and type(p) is ZeroPadding2D:
+                p = preds.get(p)
+            cap = relu_cap(p) if p is not None else None
+            if cap is not None:
+                p = preds.get(p)
+            if p is None or type(p) is not BatchNormalization or not p.built or p._axis != p.input_spec.ndim - 1:
+                continue
+            beta = p.beta.numpy().astype(np.float64) if p.beta is not None else np.zeros(p.moving_mean.shape)
+            gamma = p.gamma.numpy().astype(np.float64) if p.gamma is not None else np.ones(p.moving_mean.shape)
+            if not (np.all(np.isfinite(beta)) and np.all(np.isfinite(gamma))):
+                continue
+            means[id(layer)] = beta if cap is None else _clipped_normal_mean(beta, np.abs(gamma), cap)
+    return means
+
+
+def _predecessors(model):
+    """{layer: the layer whose output is its only input, or None} for the layers of a
+    Functional or Sequential model that are called once, on one tensor."""
+    preds = {}
+    nodes = getattr(model, "_nodes", None)
+    if nodes is not None:
+        producer = {id(n.outputs[0]): n for n in nodes if len(n.outputs) == 1}
+        calls = {}
+        for n in nodes:
+            calls[id(n.layer)] = calls.get(id(n.layer), 0) + 1
+        for n in nodes:
+            args, kwargs = n.call_args
+            if calls[id(n.layer)] != 1 or len(args) != 1:
+                continue
+            src = producer.get(id(args[0]))
+            ok = src is not None and calls.get(id(src.layer)) == 1 and len(src.call_args[0]) == 1
+            preds[n.layer] = src.layer if ok else None
+        return preds
+    layers = list(getattr(model, "layers", []))
+    for i, l in enumerate(layers):
+        if layers.count(l) == 1:
+            preds[l] = layers[i - 1] if i > 0 and layers.count(layers[i - 1]) == 1 else None
+    return preds
 
 
 def _finish(layer, y):
@@ -219,9 +326,10 @@ def quantize_model(model, mode):
         raise ValueError(f"Model '{model.name}'.quantize: the model is not built yet; call it on data or build it "
                          "first")
     done = 0
+    means = _input_means(model)
     for layer in model._all_layers():
         if supports(layer) and getattr(layer, "quantization_mode", None) is None:
-            quantize_layer(layer, mode)
+            quantize_layer(layer, mode, input_mean=means.get(id(layer)))
             done += 1
     if not done:
         raise ValueError(f"Model '{model.name}'.quantize: no layer can be quantized (lamina quantizes Dense, Conv2D, "
