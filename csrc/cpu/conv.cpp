@@ -549,16 +549,17 @@ void qconv2d_fused(const Buffer& xb, const Shape& xs, double x_step, const Shape
     qgemm::matmul_epi(x, K, rows, K, O, pk, cs, e, true);
     return;
   }
-  run_chunks(g, batch_schedule(g), [](int, int64_t, int64_t) {},
-             [&](int64_t u0, int64_t u1, float* col, int, bool par) {
-               im2col(g, x, col, u0, u1, par);
-               qgemm::Epilogue ec = e;  // rows of this chunk start at output row u0 * OW
-               const int64_t r0 = u0 * g.OW;
-               if (ec.out_f) ec.out_f += r0 * O;
-               else ec.out_u8 += r0 * O;
-               ec.flag_row0 = r0;  // the chunk's rows keep their images' flags
-               qgemm::matmul_epi(col, K, (u1 - u0) * g.OW, K, O, pk, cs, ec, true);
-             });
+  // the image quantized once (one scale per image), each window copied from its bytes into the
+  // product's tiles: no im2col matrix
+  std::vector<uint8_t> qx(static_cast<size_t>(xb.numel + 3));
+  std::vector<float> qs(static_cast<size_t>(g.N));
+  qgemm::quantize_images(x, g.N, g.H * g.W * g.C, qx.data(), qs.data(), true);
+  qgemm::ImageRows img;
+  img.x = qx.data();
+  img.scale = qs.data();
+  img.H = g.H, img.W = g.W, img.C = g.C, img.KH = g.KH, img.KW = g.KW, img.OH = g.OH, img.OW = g.OW;
+  img.sh = g.sh, img.sw = g.sw, img.dh = g.dh, img.dw = g.dw, img.pt = g.pt, img.pl = g.pl;
+  qgemm::matmul_windows(img, rows, K, O, pk, cs, e, true);
 }
 
 // Gradients of conv2d_forward: dx (input's shape) and/or dw (kernel's shape), either may be None.

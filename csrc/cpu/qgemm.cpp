@@ -93,6 +93,99 @@ LAMINA_VNNI float quantize_row_avx512_tile(const float* row, int64_t K, uint8_t*
 }
 #endif
 
+// n bytes from src to dst: short spans (a window row of a few channels) without a call.
+#if LAMINA_QX86
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void copy_bytes_avx512(uint8_t* dst, const uint8_t* src,
+                                                                                  int64_t n) {
+  for (; n >= 64; n -= 64, src += 64, dst += 64) _mm512_storeu_si512(dst, _mm512_loadu_si512(src));
+  if (n > 0) {
+    const __mmask64 m = n >= 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1;
+    _mm512_mask_storeu_epi8(dst, m, _mm512_maskz_loadu_epi8(m, src));
+  }
+}
+#endif
+
+#if LAMINA_QX86
+// A window inside the image of at most 64 bytes, assembled in one register from its KH rows
+// (masked loads: the lanes of other rows are not read) and stored whole: the byte-wise stores of
+// a copy would stall the 4-byte reads of the tiles (no store forwarding between them).
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void window_avx512(uint8_t* buf, const uint8_t* first,
+                                                                              int64_t row_stride, int64_t KH,
+                                                                              int64_t span) {
+  __m512i v = _mm512_set1_epi8(char(128));
+  const __mmask64 m = (__mmask64(1) << span) - 1;
+  for (int64_t kh = 0; kh < KH; ++kh)
+    v = _mm512_mask_loadu_epi8(v, m << (kh * span), first + kh * row_stride - kh * span);
+  _mm512_storeu_si512(buf, v);
+}
+#endif
+
+inline void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
+#if LAMINA_QX86
+  static const bool bw = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  if (bw) {
+    copy_bytes_avx512(dst, src, n);
+    return;
+  }
+#endif
+  std::memcpy(dst, src, size_t(n));
+}
+
+// Rows [row0, row0 + m) of the windows of a byte image into [group][MR rows][4 bytes] tiles,
+// padded with 128 (a zero after the shift) outside the image, past K and past m.
+void window_block(const ImageRows& g, int64_t row0, int64_t m, int64_t K, uint8_t* dst, float* scales,
+                  uint8_t* buf) {
+  const int64_t G = groups(K), C = g.C, span = g.KW * C;
+  int64_t ow = row0 % g.OW, t = row0 / g.OW, oh = t % g.OH, n = t / g.OH;
+#if LAMINA_QX86
+  static const bool bw = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  const bool fast = bw && G * 4 <= 64 && span <= 64;
+#endif
+  std::memset(buf + K, 128, size_t(G * 4 - K));
+  for (int64_t r0 = 0; r0 < m; r0 += MR) {
+    uint8_t* tile = dst + r0 * G * 4;
+    const int64_t rows = std::min<int64_t>(MR, m - r0);
+    if (rows < MR) std::memset(tile, 128, size_t(MR * G * 4));
+    for (int64_t i = 0; i < rows; ++i) {
+      const uint8_t* xn = g.x + n * g.H * g.W * C;
+      const int64_t iw0 = ow * g.sw - g.pl;
+      const bool inside = g.dw == 1 && iw0 >= 0 && iw0 + g.KW <= g.W;
+      const int64_t ih0 = oh * g.sh - g.pt;
+      uint8_t* d = buf;
+#if LAMINA_QX86
+      if (fast && inside && ih0 >= 0 && ih0 + (g.KH - 1) * g.dh < g.H) {
+        window_avx512(buf, xn + (ih0 * g.W + iw0) * C, g.dh * g.W * C, g.KH, span);
+        d = nullptr;
+      }
+#endif
+      for (int64_t kh = 0; d && kh < g.KH; ++kh, d += span) {
+        const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+        if (ih < 0 || ih >= g.H) {
+          std::memset(d, 128, size_t(span));
+        } else if (inside) {
+          copy_bytes(d, xn + (ih * g.W + iw0) * C, span);
+        } else {
+          for (int64_t kw = 0; kw < g.KW; ++kw) {
+            const int64_t iw = iw0 + kw * g.dw;
+            if (iw < 0 || iw >= g.W) std::memset(d + kw * C, 128, size_t(C));
+            else std::memcpy(d + kw * C, xn + (ih * g.W + iw) * C, size_t(C));
+          }
+        }
+      }
+      uint8_t* tr = tile + i * 4;
+      for (int64_t gi = 0; gi < G; ++gi) std::memcpy(tr + gi * MR * 4, buf + gi * 4, 4);
+      scales[r0 + i] = g.scale[n];
+      if (++ow == g.OW) {
+        ow = 0;
+        if (++oh == g.OH) {
+          oh = 0;
+          ++n;
+        }
+      }
+    }
+  }
+}
+
 // Quantizes rows [0, m) of a block into [group][MR rows][4 bytes] tiles (per MR rows), padding
 // rows past m and k past K with 128 (= 0 after the shift; their products meet zero weights or
 // are never stored).
@@ -151,7 +244,7 @@ void tile_generic(int64_t G, const uint8_t* a, const int8_t* b, int m, int n, co
         acc += int32_t(ag[0]) * bg[0] + int32_t(ag[1]) * bg[1] + int32_t(ag[2]) * bg[2] + int32_t(ag[3]) * bg[3];
       }
       const int32_t r = colsum ? acc - 128 * colsum[j] : acc;
-      epilogue_store(e, float(r) / (e.w_scale[j0 + j] * a_scale[i]), row0 + i, j0 + j);
+      epilogue_store(e, r, a_scale[i], row0 + i, j0 + j);
     }
   }
 }
@@ -160,13 +253,19 @@ void tile_generic(int64_t G, const uint8_t* a, const int8_t* b, int m, int n, co
 // The epilogue (qgemm.h) on 16 columns j0 .. j0 + 15 of one row (mask m): the per-column vectors
 // are loaded once per tile.
 struct EpiVec {
-  __m512 ws, bias, A, D;
+  __m512 ws, bias, A, D;  // or, folded, F in ws and G in bias
   __mmask16 m;
 };
 
 LAMINA_VNNI inline EpiVec epi_load(const Epilogue& e, int64_t j, __mmask16 m) {
   EpiVec v;
   v.m = m;
+  if (e.F) {
+    v.ws = _mm512_maskz_loadu_ps(m, e.F + j);
+    v.bias = _mm512_maskz_loadu_ps(m, e.G + j);
+    v.A = v.D = _mm512_setzero_ps();
+    return v;
+  }
   v.ws = _mm512_mask_loadu_ps(_mm512_set1_ps(1.f), m, e.w_scale + j);
   v.bias = e.bias ? _mm512_maskz_loadu_ps(m, e.bias + j) : _mm512_setzero_ps();
   v.A = e.A ? _mm512_maskz_loadu_ps(m, e.A + j) : _mm512_setzero_ps();
@@ -174,9 +273,16 @@ LAMINA_VNNI inline EpiVec epi_load(const Epilogue& e, int64_t j, __mmask16 m) {
   return v;
 }
 
-LAMINA_VNNI inline void epi_store(const Epilogue& e, const EpiVec& p, __m512 v, int64_t row, int64_t j) {
-  if (e.bias) v = _mm512_add_ps(v, p.bias);
-  if (e.A) v = _mm512_fmadd_ps(v, p.A, p.D);
+// acc: the corrected int32 sums; as: the row's a_scale.
+LAMINA_VNNI inline void epi_store(const Epilogue& e, const EpiVec& p, __m512i acc, float as, int64_t row, int64_t j) {
+  __m512 v;
+  if (e.F) {
+    v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(p.ws, _mm512_set1_ps(1.f / as)), p.bias);
+  } else {
+    v = _mm512_div_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(p.ws, _mm512_set1_ps(as)));
+    if (e.bias) v = _mm512_add_ps(v, p.bias);
+    if (e.A) v = _mm512_fmadd_ps(v, p.A, p.D);
+  }
   if (e.lo > -INFINITY) {  // NaN kept: NaN < lo is false
     const __m512 lo = _mm512_set1_ps(e.lo);
     v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
@@ -197,7 +303,8 @@ LAMINA_VNNI inline void epi_store(const Epilogue& e, const EpiVec& p, __m512 v, 
 }
 
 // ---- AVX-512 VNNI micro-kernel: M rows x 32 columns ---------------------------------------------
-template <int M>
+// HALF: only the first 16 columns (n <= 16).
+template <int M, bool HALF>
 LAMINA_VNNI void tile_vnni(int64_t G, const uint8_t* a, const int8_t* b, int n, const int32_t* colsum,
                            const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
   __m512i acc[M][2];
@@ -205,13 +312,13 @@ LAMINA_VNNI void tile_vnni(int64_t G, const uint8_t* a, const int8_t* b, int n, 
   for (int i = 0; i < M; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
   const int32_t* aw = reinterpret_cast<const int32_t*>(a);  // packed 4-byte groups (4-aligned)
   for (int64_t g = 0; g < G; ++g, aw += MR, b += QNR * 4) {
-    const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
+    const __m512i b0 = _mm512_loadu_si512(b), b1 = HALF ? b0 : _mm512_loadu_si512(b + 64);
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i) {
       const __m512i ai = _mm512_set1_epi32(aw[i]);
       // vpdpbusd through inline asm: GCC 12 copies (and spills) the accumulators of the intrinsic
       __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[i][0]) : "v"(ai), "v"(b0));
-      __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[i][1]) : "v"(ai), "v"(b1));
+      if (!HALF) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[i][1]) : "v"(ai), "v"(b1));
     }
   }
   const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
@@ -223,20 +330,20 @@ LAMINA_VNNI void tile_vnni(int64_t G, const uint8_t* a, const int8_t* b, int n, 
   const EpiVec p0 = epi_load(e, j0, m0), p1 = epi_load(e, j0 + 16, m1);
 #pragma GCC unroll 16
   for (int i = 0; i < M; ++i) {
-    const __m512 as = _mm512_set1_ps(a_scale[i]);
-    epi_store(e, p0, _mm512_div_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][0], cs0)), _mm512_mul_ps(p0.ws, as)),
-              row0 + i, j0);
-    if (n > 16)
-      epi_store(e, p1, _mm512_div_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][1], cs1)), _mm512_mul_ps(p1.ws, as)),
-                row0 + i, j0 + 16);
+    epi_store(e, p0, _mm512_sub_epi32(acc[i][0], cs0), a_scale[i], row0 + i, j0);
+    if (!HALF && n > 16) epi_store(e, p1, _mm512_sub_epi32(acc[i][1], cs1), a_scale[i], row0 + i, j0 + 16);
   }
 }
 
 using TileFn = void (*)(int64_t, const uint8_t*, const int8_t*, int, const int32_t*, const float*, const Epilogue&,
                         int64_t, int64_t);
-const TileFn kVnniTiles[MR + 1] = {nullptr,        &tile_vnni<1>, &tile_vnni<2>,  &tile_vnni<3>, &tile_vnni<4>,
-                                   &tile_vnni<5>,  &tile_vnni<6>, &tile_vnni<7>,  &tile_vnni<8>, &tile_vnni<9>,
-                                   &tile_vnni<10>, &tile_vnni<11>, &tile_vnni<12>};
+const TileFn kVnniTiles[2][MR + 1] = {
+    {nullptr, &tile_vnni<1, false>, &tile_vnni<2, false>, &tile_vnni<3, false>, &tile_vnni<4, false>,
+     &tile_vnni<5, false>, &tile_vnni<6, false>, &tile_vnni<7, false>, &tile_vnni<8, false>, &tile_vnni<9, false>,
+     &tile_vnni<10, false>, &tile_vnni<11, false>, &tile_vnni<12, false>},
+    {nullptr, &tile_vnni<1, true>, &tile_vnni<2, true>, &tile_vnni<3, true>, &tile_vnni<4, true>,
+     &tile_vnni<5, true>, &tile_vnni<6, true>, &tile_vnni<7, true>, &tile_vnni<8, true>, &tile_vnni<9, true>,
+     &tile_vnni<10, true>, &tile_vnni<11, true>, &tile_vnni<12, true>}};
 
 bool cpu_has_vnni() {
   __builtin_cpu_init();
@@ -271,6 +378,7 @@ thread_local Scratch t_scratch;
 
 // The input of a product: float rows (quantized on the fly) or unsigned bytes with one step.
 struct Input {
+  const ImageRows* img = nullptr;  // rows gathered from an image (f unused)
   const float* f = nullptr;
   const uint8_t* u8 = nullptr;
   int64_t lda = 0;
@@ -290,6 +398,8 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
     copy_block_u8(in.u8 + r0 * in.lda, in.lda, m, K, s.q.data());
     std::fill(s.scales.begin(), s.scales.end(), in.u8_scale);
     colsum = nullptr;
+  } else if (in.img) {
+    window_block(*in.img, r0, m, K, s.q.data(), s.scales.data(), s.row.data());
   } else {
     quantize_block(kind, in.f + r0 * in.lda, in.lda, m, K, s.q.data(), s.scales.data(), s.row.data());
   }
@@ -304,7 +414,7 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
       const float* as = s.scales.data() + t * MR;
 #if LAMINA_QX86
       if (kind == VNNI) {
-        kVnniTiles[rows](G, at, b, n, cs, as, e, r0 + t * MR, j0);
+        kVnniTiles[n <= 16][rows](G, at, b, n, cs, as, e, r0 + t * MR, j0);
         continue;
       }
 #endif
@@ -381,6 +491,29 @@ void matmul_epi(const float* a, int64_t lda, int64_t M, int64_t K, int64_t N, co
   in.f = a;
   in.lda = lda;
   run(in, M, K, N, packed, colsum, e, parallel);
+}
+
+void matmul_windows(const ImageRows& img, int64_t M, int64_t K, int64_t N, const int8_t* packed,
+                    const int32_t* colsum, const Epilogue& e, bool parallel) {
+  LAMINA_CHECK(K == img.KH * img.KW * img.C && M == (img.OH * img.OW ? M / (img.OH * img.OW) : 0) * img.OH * img.OW,
+               "qmatmul: the windows' geometry does not match the product's sizes");
+  Input in;
+  in.img = &img;
+  run(in, M, K, N, packed, colsum, e, parallel);
+}
+
+void quantize_images(const float* x, int64_t images, int64_t per_image, uint8_t* q, float* scale, bool parallel) {
+  parallel_for(images, parallel && images > 1 && images * per_image > (1 << 16), [&](int64_t n) {
+    // Keras's AbsMaxQuantizer over the whole image, by the rows' routine (q holds 3 bytes of slack
+    // past the last image: the vector form writes whole groups of 4)
+#if LAMINA_QX86
+    if (active_kind() == VNNI) {
+      scale[n] = quantize_row_avx512_tile(x + n * per_image, per_image, q + n * per_image, 4);
+      return;
+    }
+#endif
+    scale[n] = quantize_row_generic(x + n * per_image, per_image, q + n * per_image);
+  });
 }
 
 void matmul_u8(const uint8_t* a, int64_t lda, float a_step, int64_t M, int64_t K, int64_t N, const int8_t* packed,

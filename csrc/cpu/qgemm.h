@@ -54,10 +54,34 @@ struct Epilogue {
   uint8_t* out_u8 = nullptr;
   int64_t ldo = 0;
   float out_mul = 1.f;
+  // Folded form (the fused kernels): v = float(r) * (F[j] / a_scale[i]) + G[j], one multiply-add
+  // for the division, the bias and the normalization (F = A / w_scale, G = bias * A + D).
+  const float* F = nullptr;
+  const float* G = nullptr;
   int32_t* flags = nullptr;
   int64_t rows_per_flag = 1;
   int64_t flag_row0 = 0;  // the global row of the product's row 0 (a chunk of a convolution)
 };
+
+// The rows of a convolution's im2col matrix read straight from an image quantized as a whole:
+// x holds q + 128 (bytes, channels last) for q = the image's values quantized with one scale per
+// image (scale[n], Keras's abs-max formula over the image); row (n, oh, ow) is the window of
+// output pixel (oh, ow) of image n, in (kh, kw, c) order, zeros (128) outside the image.
+struct ImageRows {
+  const uint8_t* x = nullptr;
+  const float* scale = nullptr;
+  int64_t H = 0, W = 0, C = 0, KH = 0, KW = 0, OH = 0, OW = 0, sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0;
+};
+
+// matmul_epi on the windows of `img` (M = N * OH * OW rows, K = KH * KW * C), each window copied
+// from the bytes into the product's tiles: no im2col matrix in memory.
+void matmul_windows(const ImageRows& img, int64_t M, int64_t K, int64_t N, const int8_t* packed,
+                    const int32_t* colsum, const Epilogue& e, bool parallel);
+
+// Quantizes each of `images` images (`per_image` floats) with one abs-max scale (Keras's
+// formula), writing q + 128 as bytes (q holds images * per_image + 3 bytes) and the scales: the
+// input of matmul_windows.
+void quantize_images(const float* x, int64_t images, int64_t per_image, uint8_t* q, float* scale, bool parallel);
 
 // The quantized product with a general epilogue: `a` float rows quantized on the fly as in
 // matmul, or (matmul_u8) unsigned bytes standing for a * a_step (a zero point of 0, the
@@ -71,7 +95,7 @@ void matmul_u8(const uint8_t* a, int64_t lda, float a_step, int64_t M, int64_t K
 // C output channels; w_scale (C), bias, the BatchNormalization's mean / variance / gamma / beta
 // (C each, or null: no BatchNormalization; gamma and beta may be null alone), the clamp [lo, hi],
 // out (`out_numel` float32 values, or int8 buffer of bytes when out_step > 0: q * out_step),
-// flags (`images` int32, or null). A and D hold the folded BatchNormalization.
+// flags (`images` int32, or null). A and D hold its folded F and G (the scales, bias and BatchNormalization).
 Epilogue fused_epilogue(const char* op, int64_t C, const Buffer& w_scale, const Buffer* bias, const Buffer* bn_mean,
                         const Buffer* bn_var, const Buffer* bn_gamma, const Buffer* bn_beta, double bn_eps, double lo,
                         double hi, Buffer& out, int64_t out_numel, double out_step, Buffer* flags, int64_t images,
@@ -85,10 +109,16 @@ void bn_affine(const float* mean, const float* var, const float* gamma, const fl
 // Writes NaN over every value of each image n (`per_image` floats) whose flags[n] is set.
 void poison_images(float* out, int64_t images, int64_t per_image, const int32_t* flags);
 
-// One value through the epilogue (the scalar form of the kernels' vector code).
-inline void epilogue_store(const Epilogue& e, float v, int64_t row, int64_t j) {
-  if (e.bias) v += e.bias[j];
-  if (e.A) v = v * e.A[j] + e.D[j];
+// One sum through the epilogue (the scalar form of the kernels' vector code).
+inline void epilogue_store(const Epilogue& e, int32_t r, float a_scale, int64_t row, int64_t j) {
+  float v;
+  if (e.F) {
+    v = float(r) * (e.F[j] * (1.f / a_scale)) + e.G[j];
+  } else {
+    v = float(r) / (e.w_scale[j] * a_scale);
+    if (e.bias) v += e.bias[j];
+    if (e.A) v = v * e.A[j] + e.D[j];
+  }
   v = v < e.lo ? e.lo : v;
   v = v > e.hi ? e.hi : v;
   if (e.out_u8) {

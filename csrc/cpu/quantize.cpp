@@ -258,16 +258,75 @@ LAMINA_CLONES void dw_row_fused(const QdwGeom& g, const T* qn, const int32_t* w3
 // bytes widened to float and multiplied by the int8 weights held as floats (wf). Every product
 // and partial sum is an integer below 2^24 (at most 517 taps of 255 * 127), so the float sums
 // equal the int32 ones.
-__attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma"))) void dw_row_u8_avx512(
-    const QdwGeom& g, const uint8_t* qn, const float* wf, int64_t oh, const DwEpi& e, int64_t row_off) {
+#define LAMINA_DW_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+
+// The epilogue of DwEpi on 16 channels (mask m) of one output pixel at offset o.
+LAMINA_DW_TARGET inline void dw_store(const DwEpi& e, __m512 acc, __mmask16 m, int64_t c0, int64_t o, bool& nan) {
+  __m512 v = _mm512_fmadd_ps(acc, _mm512_maskz_loadu_ps(m, e.F + c0), _mm512_maskz_loadu_ps(m, e.G + c0));
+  if (e.lo > -INFINITY) {
+    const __m512 lo = _mm512_set1_ps(e.lo);
+    v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
+  }
+  if (e.hi < INFINITY) {
+    const __m512 hi = _mm512_set1_ps(e.hi);
+    v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
+  }
+  if (e.out_u8) {
+    const __mmask16 bad = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & m;
+    nan |= bad != 0;
+    __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(e.out_mul)));
+    q = _mm512_max_epi32(_mm512_maskz_mov_epi32(__mmask16(~bad), q), _mm512_setzero_si512());
+    _mm512_mask_cvtusepi32_storeu_epi8(e.out_u8 + o, m, q);
+  } else {
+    _mm512_mask_storeu_ps(e.out_f + o, m, v);
+  }
+}
+
+LAMINA_DW_TARGET inline __m512 dw_load(const uint8_t* p, __mmask16 m) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p)));
+}
+
+// dw_row_fused for byte input and depth multiplier 1 with AVX-512: 16 channels a vector, the
+// bytes widened to float and multiplied by the int8 weights held as floats (wf). Every product
+// and partial sum is an integer below 2^24 (at most 517 taps of 255 * 127), so the float sums
+// equal the int32 ones. Four output pixels at a time where their windows lie inside the row
+// (four independent sums: one would wait on each multiply-add), one at a time at the edges.
+LAMINA_DW_TARGET void dw_row_u8_avx512(const QdwGeom& g, const uint8_t* qn, const float* wf, int64_t oh,
+                                       const DwEpi& e, int64_t row_off) {
   const int64_t C = g.C;
   const int64_t kh0 = std::max<int64_t>(0, (g.pt - oh * g.sh + g.dh - 1) / g.dh);
   const int64_t kh1 = std::min<int64_t>(g.KH, (g.H + g.pt - oh * g.sh + g.dh - 1) / g.dh);
-  const __m512 lo = _mm512_set1_ps(e.lo), hi = _mm512_set1_ps(e.hi), om = _mm512_set1_ps(e.out_mul);
-  const bool clamp_lo = e.lo > -INFINITY, clamp_hi = e.hi < INFINITY;
+  const int64_t step = g.sw * C, reach = (g.KW - 1) * g.dw;  // input offset between neighbours; window span - 1
   bool nan = false;
-  for (int64_t ow = 0; ow < g.OW; ++ow) {
+  int64_t ow = 0;
+  while (ow < g.OW) {
     const int64_t base_w = ow * g.sw - g.pl;
+    if (ow + 4 <= g.OW && base_w >= 0 && base_w + 3 * g.sw + reach < g.W) {
+      for (int64_t c0 = 0; c0 < C; c0 += 16) {
+        const __mmask16 m = C - c0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (C - c0)) - 1);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t kh = kh0; kh < kh1; ++kh) {
+          const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+          const uint8_t* xr = qn + (ih * g.W + base_w) * C + c0;
+          const float* wr = wf + kh * g.KW * C + c0;
+          for (int64_t kw = 0; kw < g.KW; ++kw) {
+            const uint8_t* xp = xr + kw * g.dw * C;
+            const __m512 w = _mm512_maskz_loadu_ps(m, wr + kw * C);
+            a0 = _mm512_fmadd_ps(dw_load(xp, m), w, a0);
+            a1 = _mm512_fmadd_ps(dw_load(xp + step, m), w, a1);
+            a2 = _mm512_fmadd_ps(dw_load(xp + 2 * step, m), w, a2);
+            a3 = _mm512_fmadd_ps(dw_load(xp + 3 * step, m), w, a3);
+          }
+        }
+        const int64_t o = row_off + ow * C + c0;
+        dw_store(e, a0, m, c0, o, nan);
+        dw_store(e, a1, m, c0, o + C, nan);
+        dw_store(e, a2, m, c0, o + 2 * C, nan);
+        dw_store(e, a3, m, c0, o + 3 * C, nan);
+      }
+      ow += 4;
+      continue;
+    }
     const int64_t kw0 = std::max<int64_t>(0, (-base_w + g.dw - 1) / g.dw);
     const int64_t kw1 = std::min<int64_t>(g.KW, (g.W - base_w + g.dw - 1) / g.dw);
     for (int64_t c0 = 0; c0 < C; c0 += 16) {
@@ -277,26 +336,12 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma"))) void dw_row_u8_avx
         const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
         const uint8_t* xr = qn + ih * g.W * C + c0;
         const float* wr = wf + kh * g.KW * C + c0;
-        for (int64_t kw = kw0; kw < kw1; ++kw) {
-          const int64_t iw = base_w + kw * g.dw;
-          const __m512 xv = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, xr + iw * C)));
-          acc = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, wr + kw * C), acc);
-        }
+        for (int64_t kw = kw0; kw < kw1; ++kw)
+          acc = _mm512_fmadd_ps(dw_load(xr + (base_w + kw * g.dw) * C, m), _mm512_maskz_loadu_ps(m, wr + kw * C), acc);
       }
-      __m512 v = _mm512_fmadd_ps(acc, _mm512_maskz_loadu_ps(m, e.F + c0), _mm512_maskz_loadu_ps(m, e.G + c0));
-      if (clamp_lo) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
-      if (clamp_hi) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
-      const int64_t o = row_off + ow * C + c0;
-      if (e.out_u8) {
-        const __mmask16 bad = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & m;
-        nan |= bad != 0;
-        __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, om));
-        q = _mm512_max_epi32(_mm512_maskz_mov_epi32(__mmask16(~bad), q), _mm512_setzero_si512());
-        _mm512_mask_cvtusepi32_storeu_epi8(e.out_u8 + o, m, q);
-      } else {
-        _mm512_mask_storeu_ps(e.out_f + o, m, v);
-      }
+      dw_store(e, acc, m, c0, row_off + ow * C + c0, nan);
     }
+    ++ow;
   }
   if (nan && e.flag) __atomic_store_n(e.flag, 1, __ATOMIC_RELAXED);
 }
@@ -367,10 +412,9 @@ void qdepthwise2d_fused(const Buffer& xb, const Shape& xs, double x_step, const 
   const int64_t img = H * W * C;
   // F (per image for a float input: its channels' scales) and G, as DwEpi says
   std::vector<float> F(static_cast<size_t>((x_step > 0 ? 1 : N) * CO)), G(static_cast<size_t>(CO));
-  for (int64_t c = 0; c < CO; ++c) {
-    const float a = ep.A ? ep.A[c] : 1.f, d = ep.A ? ep.D[c] : 0.f;
-    G[size_t(c)] = (ep.bias ? ep.bias[c] * a : 0.f) + d;
-    if (x_step > 0) F[size_t(c)] = a * float(x_step) / ep.w_scale[c];
+  for (int64_t c = 0; c < CO; ++c) {  // ep.F = A / w_scale, ep.G = bias * A + D
+    G[size_t(c)] = ep.G[c];
+    if (x_step > 0) F[size_t(c)] = ep.F[c] * float(x_step);
   }
   std::vector<int8_t> qx;
   if (x_step <= 0) {  // per (image, channel) scales, as qdepthwise2d
@@ -386,7 +430,7 @@ void qdepthwise2d_fused(const Buffer& xb, const Shape& xs, double x_step, const 
       for (int64_t c = 0; c < C; ++c)
         for (int64_t m = 0; m < DM; ++m) {
           const int64_t co = c * DM + m;
-          F[size_t(n * CO + co)] = (ep.A ? ep.A[co] : 1.f) / (ep.w_scale[co] * sc[size_t(c)]);
+          F[size_t(n * CO + co)] = ep.F[co] / sc[size_t(c)];
         }
     }
   }
@@ -469,14 +513,19 @@ Epilogue fused_epilogue(const char* op, int64_t C, const Buffer& w_scale, const 
   Epilogue e;
   e.w_scale = w_scale.data<float>();
   e.bias = bias ? bias->data<float>() : nullptr;
-  if (bn_mean) {
-    A.resize(size_t(C));
-    D.resize(size_t(C));
+  // folded: F = A / w_scale, G = bias * A + D (A = 1, D = 0 without a normalization)
+  A.assign(size_t(C), 1.f);
+  D.assign(size_t(C), 0.f);
+  if (bn_mean)
     bn_affine(bn_mean->data<float>(), bn_var->data<float>(), bn_gamma ? bn_gamma->data<float>() : nullptr,
               bn_beta ? bn_beta->data<float>() : nullptr, bn_eps, C, A.data(), D.data());
-    e.A = A.data();
-    e.D = D.data();
+  for (int64_t c = 0; c < C; ++c) {
+    const float a = A[size_t(c)];
+    D[size_t(c)] = (e.bias ? e.bias[c] * a : 0.f) + D[size_t(c)];
+    A[size_t(c)] = a / e.w_scale[c];
   }
+  e.F = A.data();
+  e.G = D.data();
   e.lo = float(lo);
   e.hi = float(hi);
   if (out_step > 0) {
