@@ -1,0 +1,228 @@
+"""Fused quantized groups (models/qfusion.py, backend.quantization.fused_conv): the kernels
+qconv2d_fused / qdepthwise2d_fused against numpy int32 references on every micro-kernel this CPU
+runs, byte activations, NaN marks and argument checks."""
+import numpy as np
+import pytest
+
+from lamina.backend import _cpu
+
+KERNELS = ["generic"] + (["vnni"] if _cpu.qgemm_kernel() == "vnni" else [])
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    before = _cpu.qgemm_kernel()
+    _cpu.set_qgemm_kernel(request.param)
+    yield request.param
+    _cpu.set_qgemm_kernel(before)
+
+
+def _bn(rng, C):
+    mean = rng.standard_normal(C).astype(np.float32)
+    var = (rng.random(C) + 0.2).astype(np.float32)
+    gamma = (rng.standard_normal(C) * 0.5 + 1).astype(np.float32)
+    beta = rng.standard_normal(C).astype(np.float32)
+    return mean, var, gamma, beta
+
+
+def _fold(w_scale, bias, bn, eps, step):
+    """(F, G) of the folded epilogue: v = acc * F * step + G (step: the input's value per unit)."""
+    C = len(w_scale)
+    a = np.ones(C, np.float64)
+    d = np.zeros(C, np.float64)
+    if bn is not None:
+        mean, var, gamma, beta = (v.astype(np.float64) for v in bn)
+        a = gamma / np.sqrt(var + eps)
+        d = beta - mean * a
+    g = (bias.astype(np.float64) * a if bias is not None else 0) + d
+    return a / w_scale.astype(np.float64) * step, g
+
+
+def _windows(x, kh, kw, strides, pads):
+    """im2col of x (n, h, w, c) with zero padding: (n, oh, ow, kh * kw * c)."""
+    xp = np.pad(x, ((0, 0), (pads[0], pads[1]), (pads[2], pads[3]), (0, 0)))
+    n, h, w, c = xp.shape
+    oh, ow = (h - kh) // strides[0] + 1, (w - kw) // strides[1] + 1
+    cols = np.empty((n, oh, ow, kh * kw * c), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[..., (i * kw + j) * c:(i * kw + j + 1) * c] = \
+                xp[:, i:i + strides[0] * oh:strides[0], j:j + strides[1] * ow:strides[1], :]
+    return cols
+
+
+def _depthwise_sums(x, w, strides, pads):
+    """int64 sums of a depthwise convolution with depth multiplier 1."""
+    kh, kw, C, _ = w.shape
+    cols = _windows(x.astype(np.int64), kh, kw, strides, pads)
+    n, oh, ow, _ = cols.shape
+    return (cols.reshape(n, oh, ow, kh * kw, C) * w[..., 0].reshape(kh * kw, C).astype(np.int64)).sum(3)
+
+
+def _out(shape, step):
+    size = int(np.prod(shape))
+    return _cpu.Buffer(size, 4 if step > 0 else 0)
+
+
+def _read(buf, shape, step):
+    a = _cpu.to_numpy(buf, list(shape))
+    return a.view(np.uint8) if step > 0 else a
+
+
+def _bytes(a):
+    return _cpu.from_numpy(np.ascontiguousarray(a).view(np.int8))
+
+
+def _expect_bytes(v, step, lo, hi):
+    return np.clip(np.round(np.clip(v, lo, hi) / step), 0, 255)
+
+
+@pytest.mark.parametrize("C,H,W,strides,pads", [(8, 9, 11, (1, 1), (1, 1, 1, 1)), (16, 8, 8, (2, 2), (0, 1, 0, 1)),
+                                                (21, 6, 13, (1, 2), (1, 1, 1, 1)), (40, 5, 5, (1, 1), (0, 0, 0, 0))])
+def test_depthwise_from_bytes_equals_the_integer_sums(kernel, C, H, W, strides, pads):
+    rng = np.random.default_rng(C + H)
+    n, step, out_step = 3, 6 / 255, 6 / 255
+    x = rng.integers(0, 256, (n, H, W, C)).astype(np.uint8)
+    w = rng.integers(-127, 128, (3, 3, C, 1)).astype(np.int8)
+    ws = (rng.random(C) * 50 + 10).astype(np.float32)
+    bias = rng.standard_normal(C).astype(np.float32)
+    bn = _bn(rng, C)
+    sums = _depthwise_sums(x, w, strides, pads)
+    oshape = sums.shape
+    F, G = _fold(ws, bias, bn, 1e-3, step)
+    ref = sums * F + G
+    for out_step in (0.0, out_step):
+        out = _out(oshape, out_step)
+        flags = _cpu.from_numpy(np.zeros(n, np.int32))
+        _cpu.qdepthwise2d_fused(_bytes(x), list(x.shape), step, _cpu.from_numpy(w), list(w.shape),
+                                _cpu.from_numpy(ws), _cpu.from_numpy(bias), *(_cpu.from_numpy(v) for v in bn), 1e-3,
+                                0.0, 6.0, out, list(oshape), out_step, flags, list(strides), [1, 1], list(pads))
+        got = _read(out, oshape, out_step)
+        if out_step:
+            assert np.abs(got.astype(np.int32) - _expect_bytes(ref, out_step, 0, 6)).max() <= 1
+        else:
+            np.testing.assert_allclose(got, np.clip(ref, 0, 6), rtol=1e-5, atol=1e-5)
+        assert not _cpu.to_numpy(flags, [n]).any()
+
+
+def test_depthwise_from_floats_quantizes_each_image_and_channel(kernel):
+    rng = np.random.default_rng(3)
+    n, H, W, C = 2, 7, 6, 24
+    x = (rng.standard_normal((n, H, W, C)) * rng.random(C) * 4).astype(np.float32)
+    w = rng.integers(-127, 128, (3, 3, C, 1)).astype(np.int8)
+    ws = (rng.random(C) * 50 + 10).astype(np.float32)
+    scale = np.float32(127) / (np.abs(x).max(axis=(1, 2), keepdims=True) + np.float32(1e-7))
+    qx = np.clip(np.round(x * scale), -127, 127).astype(np.int64)
+    sums = _depthwise_sums(qx, w, (1, 1), (1, 1, 1, 1))
+    ref = sums / (ws.astype(np.float64) * scale.astype(np.float64))  # no normalization, no clamp
+    out = _out(sums.shape, 0)
+    _cpu.qdepthwise2d_fused(_cpu.from_numpy(x), list(x.shape), 0.0, _cpu.from_numpy(w), list(w.shape),
+                            _cpu.from_numpy(ws), None, None, None, None, None, 0.0, -np.inf, np.inf, out,
+                            list(sums.shape), 0.0, None, [1, 1], [1, 1], [1, 1, 1, 1])
+    np.testing.assert_allclose(_read(out, sums.shape, 0), ref, rtol=1e-5, atol=1e-6)
+
+
+def _pack(w):
+    K, N = w.shape
+    packed = _cpu.Buffer(_cpu.qgemm_packed_bytes(K, N), 4)
+    colsum = _cpu.Buffer(N, 1)
+    _cpu.qgemm_pack(_cpu.from_numpy(np.ascontiguousarray(w)), K, N, packed, colsum)
+    return packed, colsum
+
+
+@pytest.mark.parametrize("K,N", [(8, 16), (16, 32), (36, 70), (7, 5)])
+def test_pointwise_from_bytes_equals_the_integer_sums(kernel, K, N):
+    rng = np.random.default_rng(K * N)
+    n, H, W, step = 2, 5, 7, 6 / 255
+    x = rng.integers(0, 256, (n, H, W, K)).astype(np.uint8)
+    w = rng.integers(-127, 128, (1, 1, K, N)).astype(np.int8)
+    ws = (rng.random(N) * 50 + 10).astype(np.float32)
+    bn = _bn(rng, N)
+    packed, colsum = _pack(w.reshape(K, N))
+    sums = x.astype(np.int64).reshape(-1, K) @ w.reshape(K, N).astype(np.int64)
+    F, G = _fold(ws, None, bn, 1e-3, step)
+    ref = (sums * F + G).reshape(n, H, W, N)
+    for out_step in (0.0, 6 / 255):
+        out = _out(ref.shape, out_step)
+        _cpu.qconv2d_fused(_bytes(x), list(x.shape), step, list(w.shape), packed, colsum, _cpu.from_numpy(ws), None,
+                           *(_cpu.from_numpy(v) for v in bn), 1e-3, 0.0, 6.0, out, list(ref.shape), out_step, None,
+                           [1, 1], [1, 1], [0, 0, 0, 0])
+        got = _read(out, ref.shape, out_step)
+        if out_step:
+            assert np.abs(got.astype(np.int32) - _expect_bytes(ref, out_step, 0, 6)).max() <= 1
+        else:
+            np.testing.assert_allclose(got, np.clip(ref, 0, 6), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("C,k,strides,pads", [(3, 3, (2, 2), (0, 1, 0, 1)), (3, 3, (1, 1), (1, 1, 1, 1)),
+                                              (5, 2, (1, 2), (0, 0, 1, 0)), (20, 3, (2, 1), (1, 1, 1, 1))])
+def test_conv_from_floats_quantizes_each_image_and_reads_its_windows(kernel, C, k, strides, pads):
+    rng = np.random.default_rng(C * k)
+    n, H, W, N = 3, 9, 8, 8
+    x = rng.uniform(-1, 1, (n, H, W, C)).astype(np.float32)
+    x[1] *= 3
+    w = rng.integers(-127, 128, (k, k, C, N)).astype(np.int8)
+    ws = (rng.random(N) * 50 + 10).astype(np.float32)
+    bias = rng.standard_normal(N).astype(np.float32)
+    packed, colsum = _pack(w.reshape(-1, N))
+    scale = np.float32(127) / (np.abs(x).max(axis=(1, 2, 3), keepdims=True) + np.float32(1e-7))
+    qx = np.clip(np.round(x * scale), -127, 127).astype(np.int64)
+    cols = _windows(qx, k, k, strides, pads)
+    sums = cols @ w.reshape(-1, N).astype(np.int64)
+    ref = sums / (ws.astype(np.float64) * scale.astype(np.float64)) + bias
+    out = _out(ref.shape, 0)
+    _cpu.qconv2d_fused(_cpu.from_numpy(x), list(x.shape), 0.0, list(w.shape), packed, colsum, _cpu.from_numpy(ws),
+                       _cpu.from_numpy(bias), None, None, None, None, 0.0, -np.inf, np.inf, out, list(ref.shape), 0.0,
+                       None, list(strides), [1, 1], list(pads))
+    np.testing.assert_allclose(_read(out, ref.shape, 0), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_nan_images_are_marked_and_come_out_nan(kernel):
+    rng = np.random.default_rng(5)
+    n, H, W, C, N = 3, 6, 6, 3, 16
+    x = rng.uniform(-1, 1, (n, H, W, C)).astype(np.float32)
+    x[1, 2, 3, 1] = np.nan
+    w = rng.integers(-127, 128, (3, 3, C, N)).astype(np.int8)
+    ws = np.full(N, 40, np.float32)
+    packed, colsum = _pack(w.reshape(-1, N))
+    flags = _cpu.from_numpy(np.zeros(n, np.int32))
+    mid = (n, H, W, N)
+    b = _out(mid, 6 / 255)
+    _cpu.qconv2d_fused(_cpu.from_numpy(x), list(x.shape), 0.0, list(w.shape), packed, colsum, _cpu.from_numpy(ws),
+                       None, None, None, None, None, 0.0, 0.0, 6.0, b, list(mid), 6 / 255, flags, [1, 1], [1, 1],
+                       [1, 1, 1, 1])
+    np.testing.assert_array_equal(_cpu.to_numpy(flags, [n]), [0, 1, 0])
+    dw = rng.integers(-127, 128, (3, 3, N, 1)).astype(np.int8)
+    out = _out(mid, 0)
+    _cpu.qdepthwise2d_fused(b, list(mid), 6 / 255, _cpu.from_numpy(dw), list(dw.shape), _cpu.from_numpy(ws[:N]), None,
+                            None, None, None, None, 0.0, -np.inf, np.inf, out, list(mid), 0.0, flags, [1, 1], [1, 1],
+                            [1, 1, 1, 1])
+    y = _read(out, mid, 0)
+    assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
+
+
+def test_fused_kernels_check_their_arguments():
+    x = _cpu.from_numpy(np.zeros((1, 4, 4, 3), np.float32))
+    w = np.zeros((3, 3, 3, 4), np.int8)
+    packed, colsum = _pack(w.reshape(-1, 4))
+    ws = _cpu.from_numpy(np.ones(4, np.float32))
+    out = _cpu.Buffer(16 * 4, 0)
+    args = dict(strides=[1, 1], dilation=[1, 1], pads=[1, 1, 1, 1])
+
+    def conv(x_, xs, x_step, lo=0.0, hi=6.0, o=out, out_step=0.0):
+        _cpu.qconv2d_fused(x_, xs, x_step, list(w.shape), packed, colsum, ws, None, None, None, None, None, 0.0, lo,
+                           hi, o, [1, 4, 4, 4], out_step, None, *args.values())
+    conv(x, [1, 4, 4, 3], 0.0)
+    with pytest.raises(ValueError, match="byte input takes a 1x1"):
+        conv(_cpu.Buffer(48, 4), [1, 4, 4, 3], 6 / 255)
+    with pytest.raises(ValueError, match="clamp starts at"):
+        conv(x, [1, 4, 4, 3], 0.0, lo=-1.0, o=_cpu.Buffer(64, 4), out_step=6 / 255)
+    with pytest.raises(ValueError, match="reversed"):
+        conv(x, [1, 4, 4, 3], 0.0, lo=2.0, hi=1.0)
+    with pytest.raises((ValueError, TypeError)):
+        conv(x, [1, 4, 4, 3], 0.0, o=_cpu.Buffer(64, 4))  # a byte buffer for a float output
+    with pytest.raises(ValueError, match="x_step"):
+        conv(x, [1, 4, 4, 3], -1.0)
+    with pytest.raises(ValueError, match="mean and variance"):
+        _cpu.qconv2d_fused(x, [1, 4, 4, 3], 0.0, list(w.shape), packed, colsum, ws, None, ws, None, None, None, 1e-3,
+                           0.0, 6.0, out, [1, 4, 4, 4], 0.0, None, [1, 1], [1, 1], [1, 1, 1, 1])

@@ -1,0 +1,150 @@
+"""A quantized Functional model runs its Conv / DepthwiseConv + BatchNormalization + capped ReLU
+groups fused, with byte activations between them (models/qfusion.py), and its convolutions get a
+data-free bias correction (layers/quantization.py): same results as the layers one by one, within
+the precision of 8 bits, and the same files."""
+import numpy as np
+import pytest
+
+import lamina
+from lamina import layers
+from lamina.models import model as model_module
+
+
+def _randomize_bn(model, rng):
+    for l in model.layers:
+        if isinstance(l, layers.BatchNormalization):
+            c = l.moving_mean.shape[0]
+            l.moving_mean.assign(rng.standard_normal(c).astype(np.float32) * 0.3)
+            l.moving_variance.assign((rng.random(c) + 0.3).astype(np.float32))
+            l.gamma.assign((rng.random(c) + 0.5).astype(np.float32))
+            l.beta.assign((rng.random(c) * 0.8).astype(np.float32))
+
+
+def _mobile(seed=0, two_outputs=False):
+    """A small MobileNet-style graph: conv-BN-ReLU6, padded strided depthwise-BN-ReLU6,
+    pointwise-BN-ReLU6, depthwise-BN-ReLU6, pointwise-BN-ReLU6, pooling, Dense."""
+    lamina.utils.set_random_seed(seed)
+    inp = lamina.Input((20, 20, 3))
+    x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(inp)
+    x = layers.BatchNormalization()(x)
+    a = layers.ReLU(6.0)(x)
+    x = layers.ZeroPadding2D(((0, 1), (0, 1)))(a)
+    x = layers.DepthwiseConv2D(3, strides=2, padding="valid", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.Conv2D(16, 1, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.DepthwiseConv2D(3, padding="same")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.Conv2D(24, 1)(x)
+    x = layers.BatchNormalization()(x)
+    f = layers.ReLU(6.0)(x)
+    out = layers.Dense(5)(layers.GlobalAveragePooling2D()(f))
+    model = lamina.Model(inp, [out, a] if two_outputs else out)
+    _randomize_bn(model, np.random.default_rng(seed))
+    return model
+
+
+def _unfused(model, x, **kw):
+    saved = model_module.Functional._quantized_groups
+    model_module.Functional._quantized_groups = lambda self: None
+    try:
+        return model(x, **kw)
+    finally:
+        model_module.Functional._quantized_groups = saved
+
+
+def _rel(a, b):
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b)))
+
+
+def test_groups_and_byte_activations_are_planned():
+    model = _mobile()
+    assert model._quantized_groups() is None   # nothing quantized yet
+    model.quantize("int8")
+    groups = list(model._quantized_groups().values())
+    assert len(groups) == 5
+    assert [len(g.nodes) for g in groups] == [3, 4, 3, 3, 3]  # the padding joins the strided depthwise
+    assert [g.byte_out for g in groups] == [True, True, True, True, False]  # the last feeds the pooling
+    two = _mobile(two_outputs=True)
+    two.quantize("int8")
+    assert not list(two._quantized_groups().values())[0].byte_out  # a model output stays float
+
+
+def test_fused_results_match_the_layers_one_by_one_and_float():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (6, 20, 20, 3)).astype(np.float32)
+    model = _mobile()
+    ref = np.asarray(model(x))
+    model.quantize("int8")
+    fused = np.asarray(model(x))
+    one_by_one = np.asarray(_unfused(model, x))
+    assert _rel(fused, one_by_one) < 0.05
+    assert _rel(fused, ref) < 0.06
+    np.testing.assert_allclose(model.predict(x, verbose=0), fused, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.predict_on_batch(x), fused, rtol=1e-5, atol=1e-5)
+
+
+def test_training_mode_and_masks_run_the_layers_one_by_one():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-1, 1, (4, 20, 20, 3)).astype(np.float32)
+    model = _mobile()
+    model.quantize("int8")
+    # training=True: BatchNormalization uses the batch's statistics, so no group may run fused
+    np.testing.assert_allclose(model(x, training=True), _unfused(model, x, training=True), rtol=1e-6, atol=1e-6)
+
+
+def test_nan_input_image_gives_nan_for_that_image_only():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (3, 20, 20, 3)).astype(np.float32)
+    x[1, 5, 5, 0] = np.nan
+    model = _mobile()
+    model.quantize("int8")
+    y = np.asarray(model(x))
+    assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
+
+
+def test_bias_correction_follows_the_formula_and_survives_save_and_load(tmp_path):
+    model = _mobile()
+    dw = model.layers[5]
+    bn = model.layers[2]
+    assert isinstance(dw, layers.DepthwiseConv2D) and isinstance(bn, layers.BatchNormalization)
+    w = dw.kernel.numpy().astype(np.float64)
+    beta, gamma = bn.beta.numpy().astype(np.float64), np.abs(bn.gamma.numpy().astype(np.float64))
+    from math import erf, exp, pi, sqrt
+    cdf = np.vectorize(lambda z: 0.5 * (1 + erf(z / sqrt(2))))
+    pdf = np.vectorize(lambda z: exp(-z * z / 2) / sqrt(2 * pi))
+    a, b = -beta / gamma, (6 - beta) / gamma
+    mean = beta * (cdf(b) - cdf(a)) + gamma * (pdf(a) - pdf(b)) + 6 * (1 - cdf(b))
+    model.quantize("int8")
+    q = dw.kernel.numpy().astype(np.float64) / dw.kernel_scale.numpy().astype(np.float64).reshape(1, 1, -1, 1)
+    expected = -((q - w)[..., 0] * mean).sum(axis=(0, 1))
+    assert dw.use_bias and dw.get_config()["use_bias"]
+    np.testing.assert_allclose(dw.bias.numpy(), expected, rtol=1e-4, atol=1e-7)
+    assert model.layers[1].bias is None  # the first convolution reads the input: no correction
+    x = np.random.default_rng(4).uniform(-1, 1, (2, 20, 20, 3)).astype(np.float32)
+    y = np.asarray(model(x))
+    path = str(tmp_path / "q.keras")
+    model.save(path)
+    again = lamina.models.load_model(path)
+    np.testing.assert_allclose(np.asarray(again(x)), y, rtol=1e-5, atol=1e-6)
+
+
+def test_bias_correction_brings_the_quantized_model_closer_to_float():
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-1, 1, (8, 20, 20, 3)).astype(np.float32)
+    model = _mobile()
+    ref = np.asarray(model(x))
+    model.quantize("int8")
+    corrected = _rel(_unfused(model, x), ref)
+    plain = _mobile()
+    from lamina.layers import quantization as lq
+    saved = lq._input_means
+    lq._input_means = lambda m: {}
+    try:
+        plain.quantize("int8")
+    finally:
+        lq._input_means = saved
+    assert corrected < _rel(_unfused(plain, x), ref)
