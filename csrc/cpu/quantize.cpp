@@ -291,15 +291,42 @@ LAMINA_DW_TARGET inline __m512 dw_load(const uint8_t* p, __mmask16 m) {
 // and partial sum is an integer below 2^24 (at most 517 taps of 255 * 127), so the float sums
 // equal the int32 ones. Four output pixels at a time where their windows lie inside the row
 // (four independent sums: one would wait on each multiply-add), one at a time at the edges.
+// Few channels (C = 16 / P for P = 2, 4, 8, 16), stride and dilation 1 along the row: P pixels
+// share a vector (their taps lie side by side in memory), wf16 / e16 hold the weights and the
+// epilogue's F and G repeated P times.
 LAMINA_DW_TARGET void dw_row_u8_avx512(const QdwGeom& g, const uint8_t* qn, const float* wf, int64_t oh,
-                                       const DwEpi& e, int64_t row_off) {
+                                       const DwEpi& e, int64_t row_off, const float* wf16, const DwEpi* e16) {
   const int64_t C = g.C;
   const int64_t kh0 = std::max<int64_t>(0, (g.pt - oh * g.sh + g.dh - 1) / g.dh);
   const int64_t kh1 = std::min<int64_t>(g.KH, (g.H + g.pt - oh * g.sh + g.dh - 1) / g.dh);
   const int64_t step = g.sw * C, reach = (g.KW - 1) * g.dw;  // input offset between neighbours; window span - 1
   bool nan = false;
   int64_t ow = 0;
+  const int64_t span = wf16 ? 4 * (16 / C) : 0;  // pixels of four shared vectors
   while (ow < g.OW) {
+    if (wf16 && ow + span <= g.OW && ow - g.pl >= 0 && ow - g.pl + span - 1 + reach < g.W) {
+      __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t kh = kh0; kh < kh1; ++kh) {
+        const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+        const uint8_t* xr = qn + (ih * g.W + ow - g.pl) * C;
+        const float* wr = wf16 + kh * g.KW * 16;
+        for (int64_t kw = 0; kw < g.KW; ++kw) {
+          const uint8_t* xp = xr + kw * C;
+          const __m512 w = _mm512_loadu_ps(wr + kw * 16);
+          a0 = _mm512_fmadd_ps(dw_load(xp, 0xFFFF), w, a0);
+          a1 = _mm512_fmadd_ps(dw_load(xp + 16, 0xFFFF), w, a1);
+          a2 = _mm512_fmadd_ps(dw_load(xp + 32, 0xFFFF), w, a2);
+          a3 = _mm512_fmadd_ps(dw_load(xp + 48, 0xFFFF), w, a3);
+        }
+      }
+      const int64_t o = row_off + ow * C;
+      dw_store(*e16, a0, 0xFFFF, 0, o, nan);
+      dw_store(*e16, a1, 0xFFFF, 0, o + 16, nan);
+      dw_store(*e16, a2, 0xFFFF, 0, o + 32, nan);
+      dw_store(*e16, a3, 0xFFFF, 0, o + 48, nan);
+      ow += span;
+      continue;
+    }
     const int64_t base_w = ow * g.sw - g.pl;
     if (ow + 4 <= g.OW && base_w >= 0 && base_w + 3 * g.sw + reach < g.W) {
       for (int64_t c0 = 0; c0 < C; c0 += 16) {
@@ -441,6 +468,19 @@ void qdepthwise2d_fused(const Buffer& xb, const Shape& xs, double x_step, const 
   const int64_t R = N * OH;
   const bool fast = xu && DM == 1 && KH * KW <= 512 && dw_kernel_fast();
   std::vector<float> wf(fast ? w32.begin() : w32.end(), w32.end());
+  // few channels: P = 16 / C pixels a vector (dw_row_u8_avx512)
+  const bool shared = fast && C < 16 && 16 % C == 0 && strides[1] == 1 && dilation[1] == 1;
+  std::vector<float> wf16, F16, G16;
+  if (shared) {
+    wf16.resize(size_t(KH * KW * 16));
+    F16.resize(16);
+    G16.resize(16);
+    for (int64_t i = 0; i < 16; ++i) {
+      F16[size_t(i)] = F[size_t(i % C)];
+      G16[size_t(i)] = G[size_t(i % C)];
+      for (int64_t t = 0; t < KH * KW; ++t) wf16[size_t(t * 16 + i)] = wf[size_t(t * C + i % C)];
+    }
+  }
   run_parallel(par, [&](int T, int t) {
     std::vector<int32_t> acc(static_cast<size_t>(CO));
     for (int64_t row = R * t / T; row < R * (t + 1) / T; ++row) {
@@ -449,7 +489,10 @@ void qdepthwise2d_fused(const Buffer& xb, const Shape& xs, double x_step, const 
               fl ? fl + n : nullptr};
 #if LAMINA_DW_AVX512
       if (fast) {
-        dw_row_u8_avx512(g, xu + n * img, wf.data(), oh, e, row * OW * CO);
+        DwEpi e16 = e;
+        e16.F = F16.data();
+        e16.G = G16.data();
+        dw_row_u8_avx512(g, xu + n * img, wf.data(), oh, e, row * OW * CO, shared ? wf16.data() : nullptr, &e16);
         continue;
       }
 #endif

@@ -78,7 +78,10 @@ def _expect_bytes(v, step, lo, hi):
 
 
 @pytest.mark.parametrize("C,H,W,strides,pads", [(8, 9, 11, (1, 1), (1, 1, 1, 1)), (16, 8, 8, (2, 2), (0, 1, 0, 1)),
-                                                (21, 6, 13, (1, 2), (1, 1, 1, 1)), (40, 5, 5, (1, 1), (0, 0, 0, 0))])
+                                                (21, 6, 13, (1, 2), (1, 1, 1, 1)), (40, 5, 5, (1, 1), (0, 0, 0, 0)),
+                                                # few channels: several pixels share a vector
+                                                (8, 5, 23, (1, 1), (1, 1, 1, 1)), (4, 4, 37, (2, 1), (1, 1, 1, 1)),
+                                                (2, 3, 40, (1, 1), (1, 1, 1, 1)), (1, 3, 70, (1, 1), (0, 0, 0, 0))])
 def test_depthwise_from_bytes_equals_the_integer_sums(kernel, C, H, W, strides, pads):
     rng = np.random.default_rng(C + H)
     n, step, out_step = 3, 6 / 255, 6 / 255
