@@ -9,7 +9,6 @@ from ..backend.tensor import Tensor
 from ..layers.layer import Layer, _ctx, flatten, map_structure
 from ..layers.input_layer import InputLayer, KerasTensor
 from . import fusion, qfusion
-from ..layers import layer as _layer_module
 from .functional import keras_layer_order, replay, topological_nodes
 from . import replay as _replay
 from .trainer import Trainer
@@ -265,15 +264,8 @@ class Functional(Model):
         return map_structure(lambda _: next(it), self._outputs_struct)
 
     def _quantized_groups(self):
-        """qfusion.plan's groups, made again whenever a layer changed (quantize), None while no
-        layer of the graph is quantized."""
-        stamp = _layer_module._mutations
-        cached = self.__dict__.get("_qgroups_cache")
-        if cached is None or cached[0] != stamp:
-            groups = qfusion.plan(self._nodes, self.outputs) if qfusion.any_quantized(self._nodes) else None
-            cached = (stamp, groups or None)
-            self.__dict__["_qgroups_cache"] = cached
-        return cached[1]
+        """qfusion.plan's groups of the graph (None while nothing is quantized)."""
+        return qfusion.model_groups(self, lambda: self._nodes, self.outputs)[0]
 
     def compute_output_shape(self, input_shape):
         return map_structure(lambda t: t.shape, self._outputs_struct)

@@ -74,6 +74,20 @@ def any_quantized(nodes):
     return any(_conv_kind(n.layer) is not None for n in nodes)
 
 
+def model_groups(model, nodes_fn, outputs):
+    """(plan's groups or None, the graph's nodes) of a Functional or Sequential model, made again
+    whenever a layer changed (quantize): None while no convolution of the graph is quantized."""
+    from ..layers import layer as _layer
+    stamp = _layer._mutations
+    cached = model.__dict__.get("_qgroups_cache")
+    if cached is None or cached[0] != stamp:
+        nodes = nodes_fn()
+        groups = plan(nodes, outputs) if any_quantized(nodes) else None
+        cached = (stamp, groups or None, nodes)
+        model.__dict__["_qgroups_cache"] = cached  # not an attribute change: no new mutation
+    return cached[1], cached[2]
+
+
 def plan(nodes, outputs):
     """{id(first node): Group} for the fusable quantized convolutions of `nodes` (see the module
     docstring). Intermediate values of a group feed one node only and are not model outputs."""

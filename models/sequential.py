@@ -1,7 +1,7 @@
 """`Sequential`: a plain stack of layers, each with one input and one output."""
 from ..backend import dtypes
 from ..layers.input_layer import Input, InputLayer, KerasTensor
-from ..layers.layer import Layer
+from ..layers.layer import Layer, _ctx
 from .model import Model
 
 
@@ -95,7 +95,20 @@ class Sequential(Model):
             return first.dtype == "string"
         return first is not None and first._takes_strings()
 
+    def _quantized_groups(self):
+        """qfusion.plan's groups of the built graph (None while nothing is quantized)."""
+        from .functional import topological_nodes
+        from . import qfusion
+        if not self.outputs:
+            return None
+        return qfusion.model_groups(self, lambda: topological_nodes(self.outputs), self.outputs)[0]
+
     def call(self, inputs, training=None, mask=None):
+        if not training and not _ctx.training and self._quantized_groups():
+            # quantized convolutions with their normalization and ReLU fused (models/qfusion.py)
+            from .functional import replay
+            nodes = self.__dict__["_qgroups_cache"][2]
+            return replay(nodes, self.inputs, [inputs], self.outputs, None, self._quantized_groups())[0]
         x = inputs
         for layer in self.layers:
             x = layer(x, training=training) if layer._call_has_training else layer(x)

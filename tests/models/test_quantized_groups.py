@@ -148,3 +148,28 @@ def test_bias_correction_brings_the_quantized_model_closer_to_float():
     finally:
         lq._input_means = saved
     assert corrected < _rel(_unfused(plain, x), ref)
+
+
+def test_sequential_models_run_their_groups_fused_too():
+    lamina.utils.set_random_seed(6)
+    model = lamina.Sequential([lamina.Input((12, 12, 3)), layers.Conv2D(8, 3, activation="relu"),
+                               layers.MaxPooling2D(2), layers.Conv2D(16, 1, use_bias=False),
+                               layers.BatchNormalization(), layers.ReLU(6.0), layers.DepthwiseConv2D(3, padding="same"),
+                               layers.BatchNormalization(), layers.ReLU(6.0), layers.GlobalAveragePooling2D(),
+                               layers.Dense(4)])
+    _randomize_bn(model, np.random.default_rng(6))
+    x = np.random.default_rng(7).uniform(-1, 1, (5, 12, 12, 3)).astype(np.float32)
+    ref = np.asarray(model(x))
+    model.quantize("int8")
+    groups = list(model._quantized_groups().values())
+    assert [(g.kind, len(g.nodes), g.byte_out) for g in groups] == [("conv", 1, False), ("conv", 3, True),
+                                                                     ("depthwise", 3, False)]
+    fused = np.asarray(model(x))
+    saved = type(model)._quantized_groups
+    type(model)._quantized_groups = lambda self: None
+    try:
+        one_by_one = np.asarray(model(x))
+    finally:
+        type(model)._quantized_groups = saved
+    assert _rel(fused, one_by_one) < 0.05 and _rel(fused, ref) < 0.06
+    np.testing.assert_allclose(model.predict(x, verbose=0), fused, rtol=1e-5, atol=1e-5)
