@@ -9,8 +9,11 @@ value in [0, cap]) is kept as unsigned bytes, value = byte * cap / 255 (ByteActi
 every user of it is a group that reads bytes (a DepthwiseConv2D, or a 1x1 stride-1 Conv2D): a
 quarter of the memory traffic of float activations, and no per-call quantization of them. The
 int8 weights, their scales and the file format are those of Keras; only how the model runs
-changes. Inputs of a group that come from anywhere else are quantized at every call as the
-layers do (per im2col row for Conv2D, per image and channel for DepthwiseConv2D).
+changes. A float input of a group (from any other layer) is quantized at every call with
+dynamic abs-max scales: per image for a Conv2D with a window (whose windows are then copied
+from the bytes into the int8 GEMM's tiles: no im2col matrix), per pixel for a 1x1 Conv2D, per
+image and channel for a DepthwiseConv2D. An image whose values become NaN on the way is marked
+(bytes have no NaN) and comes out NaN.
 
 `plan` finds the groups when a model's layers change (quantize); `run_group` decides at each call
 whether a group may run fused: only in inference, with no mask and a float32 (or byte) input;
