@@ -32,7 +32,7 @@ from .fusion import relu_cap
 
 
 class Group:
-    __slots__ = ("pad", "conv", "bn", "act", "lo", "hi", "byte_out", "extra", "kind", "nodes")
+    __slots__ = ("pad", "conv", "bn", "act", "lo", "hi", "byte_out", "extra", "kind", "nodes", "device")
 
     def __init__(self, pad, conv, bn, act, lo, hi, extra, kind):
         self.pad, self.conv, self.bn, self.act = pad, conv, bn, act
@@ -145,13 +145,15 @@ def plan(nodes, outputs):
         if len(same_device) > 1:
             continue
         g = Group(pad, node, bn, act, lo, hi, extra, kind)
+        g.device = next(iter(same_device), None)
         groups[id(g.first)] = g
     starts = {id(g.first): g for g in groups.values()}
     for g in groups.values():
         y = g.last.outputs[0]
         readers = users.get(id(y), [])
         if g.lo == 0.0 and math.isfinite(g.hi) and g.hi > 0 and id(y) not in output_ids and readers and \
-                all(id(r) in starts and starts[id(r)].reads_bytes() for r in readers):
+                all(id(r) in starts and starts[id(r)].reads_bytes() and starts[id(r)].device == g.device
+                    for r in readers):
             g.byte_out = True
     return groups
 

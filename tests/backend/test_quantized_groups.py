@@ -229,3 +229,25 @@ def test_fused_kernels_check_their_arguments():
     with pytest.raises(ValueError, match="mean and variance"):
         _cpu.qconv2d_fused(x, [1, 4, 4, 3], 0.0, list(w.shape), packed, colsum, ws, None, ws, None, None, None, 1e-3,
                            0.0, 6.0, out, [1, 4, 4, 4], 0.0, None, [1, 1], [1, 1], [1, 1, 1, 1])
+
+
+def test_byte_activations_read_back_as_floats_with_marked_images_nan():
+    import lamina
+    from lamina import layers
+    from lamina.backend import quantization as bq
+    lamina.utils.set_random_seed(0)
+    conv = layers.Conv2D(4, 1, use_bias=False)
+    x = np.random.default_rng(8).uniform(-1, 1, (2, 3, 3, 5)).astype(np.float32)
+    x[1, 0, 0, 0] = np.nan
+    conv(x)
+    conv.quantize("int8")
+    b = bq.fused_conv(lamina.convert_to_tensor(x), "conv", conv.kernel, conv._int8_packed, conv.kernel_scale, None,
+                      (1, 1), (1, 1), (0, 0, 0, 0), (3, 3), lo=0.0, hi=6.0, byte_step=6 / 255)
+    assert isinstance(b, bq.ByteActivation) and b.shape == (2, 3, 3, 4)
+    np.testing.assert_array_equal(b.flags.numpy(), [0, 1])
+    f = bq.to_float(b).numpy()
+    raw = _cpu.to_numpy(b._buf, list(b.shape)).view(np.uint8)
+    np.testing.assert_allclose(f[0], raw[0] * np.float32(6 / 255), rtol=1e-6)
+    assert np.isnan(f[1]).all()
+    ref = np.clip(np.asarray(conv(x[:1])), 0, 6)
+    np.testing.assert_allclose(f[0], ref[0], atol=6 / 255)
