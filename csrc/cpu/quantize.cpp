@@ -99,29 +99,70 @@ struct QdwGeom {
   int64_t H, W, C, KH, KW, DM, OH, OW, sh, sw, dh, dw, pt, pl;
 };
 
+// The checked geometry of a depthwise convolution: input (n, h, w, c), kernel (kh, kw, c, dm),
+// output (n, oh, ow, c * dm); *N receives the batch.
+QdwGeom dw_geometry(const char* op, const Shape& xs, const Shape& ws, const Shape& os, const Shape& strides,
+                    const Shape& dilation, const Shape& pads, int64_t* N) {
+  LAMINA_CHECK(xs.size() == 4 && ws.size() == 4 && os.size() == 4,
+               op << ": expected rank-4 input, kernel and output shapes, received " << shape_str(xs) << ", "
+                  << shape_str(ws) << ", " << shape_str(os));
+  check_pair(op, "strides", strides, 1);
+  check_pair(op, "dilation", dilation, 1);
+  LAMINA_CHECK(pads.size() == 4, op << ": expected 4 padding values (top, bottom, left, right)");
+  for (auto p : pads) LAMINA_CHECK(p >= 0, op << ": padding must be non-negative, received " << p);
+  const int64_t H = xs[1], W = xs[2], C = xs[3], KH = ws[0], KW = ws[1], DM = ws[3];
+  *N = xs[0];
+  LAMINA_CHECK(*N >= 0 && H >= 0 && W >= 0 && ws[2] == C && KH >= 1 && KW >= 1 && DM >= 1,
+               op << ": kernel shape " << shape_str(ws) << " does not fit input " << shape_str(xs));
+  const int64_t OH = window_out_len(H + pads[0] + pads[1], KH, strides[0], dilation[0]);
+  const int64_t OW = window_out_len(W + pads[2] + pads[3], KW, strides[1], dilation[1]);
+  LAMINA_CHECK(os[0] == *N && os[1] == OH && os[2] == OW && os[3] == C * DM,
+               op << ": output shape " << shape_str(os) << " does not match; expected (" << *N << ", " << OH << ", "
+                  << OW << ", " << C * DM << ")");
+  return QdwGeom{H, W, C, KH, KW, DM, OH, OW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2]};
+}
+
+// Image n of x (pixels x C floats) quantized per channel (scale[c] as DepthwiseConv2D's
+// quantization: Keras's abs-max over the image's pixels of that channel) into q.
+void quantize_image_channels(const float* x, int64_t pixels, int64_t C, float* scale, int8_t* q) {
+  std::vector<float> mx(static_cast<size_t>(C));
+  std::vector<uint8_t> nan(static_cast<size_t>(C));
+  channel_abs_max(x, pixels, C, mx.data(), nan.data());
+  for (int64_t c = 0; c < C; ++c) scale[c] = nan[size_t(c)] ? std::nanf("") : 127.f / (mx[size_t(c)] + 1e-7f);
+  quantize_pixels(x, pixels, C, scale, q);
+}
+
+// The int32 sums of output pixel (oh, ow) over its taps (acc: C * DM), from quantized inputs T
+// (int8, or a fused group's bytes) and int8 or int32 weights WT.
+template <class T, class WT>
+inline void dw_sums(const QdwGeom& g, const T* qn, const WT* w, int64_t oh, int64_t ow, int32_t* __restrict acc) {
+  const int64_t C = g.C, DM = g.DM, CO = C * DM;
+  for (int64_t c = 0; c < CO; ++c) acc[c] = 0;
+  for (int64_t kh = 0; kh < g.KH; ++kh) {
+    const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+    if (ih < 0 || ih >= g.H) continue;
+    for (int64_t kw = 0; kw < g.KW; ++kw) {
+      const int64_t iw = ow * g.sw - g.pl + kw * g.dw;
+      if (iw < 0 || iw >= g.W) continue;
+      const T* __restrict xp = qn + (ih * g.W + iw) * C;
+      const WT* __restrict wp = w + (kh * g.KW + kw) * CO;
+      if (DM == 1) {
+        for (int64_t c = 0; c < C; ++c) acc[c] += int32_t(xp[c]) * int32_t(wp[c]);
+      } else {
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t m = 0; m < DM; ++m) acc[c * DM + m] += int32_t(xp[c]) * int32_t(wp[c * DM + m]);
+      }
+    }
+  }
+}
+
 // One output row (n, oh) of a quantized depthwise convolution: every output pixel's channels
 // summed over the taps in int32, then scaled. acc: C * DM int32 scratch.
 LAMINA_CLONES void dw_row(const QdwGeom& g, const int8_t* qn, const int8_t* w, int64_t oh, const float* den,
                           const float* bias, int32_t* acc, float* yrow) {
-  const int64_t C = g.C, DM = g.DM, CO = C * DM;
+  const int64_t CO = g.C * g.DM;
   for (int64_t ow = 0; ow < g.OW; ++ow) {
-    for (int64_t c = 0; c < CO; ++c) acc[c] = 0;
-    for (int64_t kh = 0; kh < g.KH; ++kh) {
-      const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
-      if (ih < 0 || ih >= g.H) continue;
-      for (int64_t kw = 0; kw < g.KW; ++kw) {
-        const int64_t iw = ow * g.sw - g.pl + kw * g.dw;
-        if (iw < 0 || iw >= g.W) continue;
-        const int8_t* xp = qn + (ih * g.W + iw) * C;
-        const int8_t* wp = w + (kh * g.KW + kw) * CO;
-        if (DM == 1) {
-          for (int64_t c = 0; c < C; ++c) acc[c] += int32_t(xp[c]) * int32_t(wp[c]);
-        } else {
-          for (int64_t c = 0; c < C; ++c)
-            for (int64_t m = 0; m < DM; ++m) acc[c * DM + m] += int32_t(xp[c]) * int32_t(wp[c * DM + m]);
-        }
-      }
-    }
+    dw_sums(g, qn, w, oh, ow, acc);
     float* y = yrow + ow * CO;
     if (bias) {
       for (int64_t c = 0; c < CO; ++c) y[c] = float(acc[c]) / den[c] + bias[c];
@@ -135,22 +176,9 @@ void qdepthwise2d(const Buffer& xb, const Shape& xs, const Buffer& wb, const Sha
                   const Buffer* bias_b, Buffer& ob, const Shape& os, const Shape& strides, const Shape& dilation,
                   const Shape& pads) {
   const char* op = "qdepthwise2d";
-  LAMINA_CHECK(xs.size() == 4 && ws.size() == 4 && os.size() == 4,
-               op << ": expected rank-4 input, kernel and output shapes, received " << shape_str(xs) << ", "
-                  << shape_str(ws) << ", " << shape_str(os));
-  check_pair(op, "strides", strides, 1);
-  check_pair(op, "dilation", dilation, 1);
-  LAMINA_CHECK(pads.size() == 4, op << ": expected 4 padding values (top, bottom, left, right)");
-  for (auto p : pads) LAMINA_CHECK(p >= 0, op << ": padding must be non-negative, received " << p);
-  const int64_t N = xs[0], H = xs[1], W = xs[2], C = xs[3], KH = ws[0], KW = ws[1], DM = ws[3];
-  LAMINA_CHECK(ws[2] == C && KH >= 1 && KW >= 1 && DM >= 1,
-               op << ": kernel shape " << shape_str(ws) << " does not fit input " << shape_str(xs));
-  const int64_t OH = window_out_len(H + pads[0] + pads[1], KH, strides[0], dilation[0]);
-  const int64_t OW = window_out_len(W + pads[2] + pads[3], KW, strides[1], dilation[1]);
-  const int64_t CO = C * DM;
-  LAMINA_CHECK(os[0] == N && os[1] == OH && os[2] == OW && os[3] == CO,
-               op << ": output shape " << shape_str(os) << " does not match; expected (" << N << ", " << OH << ", "
-                  << OW << ", " << CO << ")");
+  int64_t N = 0;
+  const QdwGeom g = dw_geometry(op, xs, ws, os, strides, dilation, pads, &N);
+  const int64_t H = g.H, W = g.W, C = g.C, KH = g.KH, KW = g.KW, DM = g.DM, OH = g.OH, OW = g.OW, CO = C * DM;
   check_vec(op, "input", xb, N * H * W * C, F32);
   check_vec(op, "kernel", wb, KH * KW * C * DM, I8);
   check_vec(op, "kernel scale", scale_b, CO, F32);
@@ -168,16 +196,12 @@ void qdepthwise2d(const Buffer& xb, const Shape& xs, const Buffer& wb, const Sha
   std::vector<int8_t> qx(static_cast<size_t>(N * img));
 #pragma omp parallel for if (N * img > (1 << 16))
   for (int64_t n = 0; n < N; ++n) {
-    std::vector<float> mx(static_cast<size_t>(C)), sc(static_cast<size_t>(C));
-    std::vector<uint8_t> nan(static_cast<size_t>(C));
-    channel_abs_max(x + n * img, H * W, C, mx.data(), nan.data());
-    for (int64_t c = 0; c < C; ++c) sc[size_t(c)] = nan[size_t(c)] ? std::nanf("") : 127.f / (mx[size_t(c)] + 1e-7f);
-    quantize_pixels(x + n * img, H * W, C, sc.data(), qx.data() + n * img);
+    std::vector<float> sc(static_cast<size_t>(C));
+    quantize_image_channels(x + n * img, H * W, C, sc.data(), qx.data() + n * img);
     for (int64_t c = 0; c < C; ++c)
       for (int64_t m = 0; m < DM; ++m) den[size_t(n * CO + c * DM + m)] = wsc[c * DM + m] * sc[size_t(c)];
   }
   // 2. the taps, summed in int32 per output channel, one task per output row
-  const QdwGeom g{H, W, C, KH, KW, DM, OH, OW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2]};
 #pragma omp parallel
   {
     std::vector<int32_t> acc(static_cast<size_t>(CO));
@@ -208,26 +232,9 @@ struct DwEpi {
 template <class T>
 LAMINA_CLONES void dw_row_fused(const QdwGeom& g, const T* qn, const int32_t* w32, int64_t oh, const DwEpi& e,
                                 int32_t* acc, int64_t row_off) {
-  const int64_t C = g.C, DM = g.DM, CO = C * DM;
+  const int64_t CO = g.C * g.DM;
   for (int64_t ow = 0; ow < g.OW; ++ow) {
-    for (int64_t c = 0; c < CO; ++c) acc[c] = 0;
-    for (int64_t kh = 0; kh < g.KH; ++kh) {
-      const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
-      if (ih < 0 || ih >= g.H) continue;
-      for (int64_t kw = 0; kw < g.KW; ++kw) {
-        const int64_t iw = ow * g.sw - g.pl + kw * g.dw;
-        if (iw < 0 || iw >= g.W) continue;
-        const T* __restrict xp = qn + (ih * g.W + iw) * C;
-        const int32_t* __restrict wp = w32 + (kh * g.KW + kw) * CO;
-        int32_t* __restrict a = acc;
-        if (DM == 1) {
-          for (int64_t c = 0; c < C; ++c) a[c] += int32_t(xp[c]) * wp[c];
-        } else {
-          for (int64_t c = 0; c < C; ++c)
-            for (int64_t m = 0; m < DM; ++m) a[c * DM + m] += int32_t(xp[c]) * wp[c * DM + m];
-        }
-      }
-    }
+    dw_sums(g, qn, w32, oh, ow, acc);
     const int64_t o = row_off + ow * CO;
     bool nan = false;
     if (e.out_u8) {
@@ -382,20 +389,6 @@ bool dw_kernel_fast() { return false; }
 #define LAMINA_DW_AVX512 0
 #endif
 
-template <class T>
-LAMINA_CLONES void quantize_pixels_t(const float* x, int64_t pixels, int64_t C, const float* scale, T* q) {
-  for (int64_t p = 0; p < pixels; ++p) {
-    const float* xp = x + p * C;
-    T* qp = q + p * C;
-    for (int64_t c = 0; c < C; ++c) {
-      float v = std::nearbyint(xp[c] * scale[c]);
-      v = v > 127.f ? 127.f : v;
-      v = v < -127.f ? -127.f : v;
-      qp[c] = T(v == v ? int(v) : 0);
-    }
-  }
-}
-
 void check_fused_input(const char* op, const Buffer& x, int64_t numel, double x_step) {
   LAMINA_CHECK(x_step >= 0 && std::isfinite(x_step), op << ": x_step must be 0 (a float32 input) or the positive step "
                                                            "of a byte input, received " << x_step);
@@ -412,22 +405,9 @@ void qdepthwise2d_fused(const Buffer& xb, const Shape& xs, double x_step, const 
                         const Shape& os, double out_step, Buffer* flags, const Shape& strides, const Shape& dilation,
                         const Shape& pads) {
   const char* op = "qdepthwise2d_fused";
-  LAMINA_CHECK(xs.size() == 4 && ws.size() == 4 && os.size() == 4,
-               op << ": expected rank-4 input, kernel and output shapes, received " << shape_str(xs) << ", "
-                  << shape_str(ws) << ", " << shape_str(os));
-  check_pair(op, "strides", strides, 1);
-  check_pair(op, "dilation", dilation, 1);
-  LAMINA_CHECK(pads.size() == 4, op << ": expected 4 padding values (top, bottom, left, right)");
-  for (auto p : pads) LAMINA_CHECK(p >= 0, op << ": padding must be non-negative, received " << p);
-  const int64_t N = xs[0], H = xs[1], W = xs[2], C = xs[3], KH = ws[0], KW = ws[1], DM = ws[3];
-  LAMINA_CHECK(N >= 0 && H >= 0 && W >= 0 && ws[2] == C && KH >= 1 && KW >= 1 && DM >= 1,
-               op << ": kernel shape " << shape_str(ws) << " does not fit input " << shape_str(xs));
-  const int64_t OH = window_out_len(H + pads[0] + pads[1], KH, strides[0], dilation[0]);
-  const int64_t OW = window_out_len(W + pads[2] + pads[3], KW, strides[1], dilation[1]);
-  const int64_t CO = C * DM;
-  LAMINA_CHECK(os[0] == N && os[1] == OH && os[2] == OW && os[3] == CO,
-               op << ": output shape " << shape_str(os) << " does not match; expected (" << N << ", " << OH << ", "
-                  << OW << ", " << CO << ")");
+  int64_t N = 0;
+  const QdwGeom g = dw_geometry(op, xs, ws, os, strides, dilation, pads, &N);
+  const int64_t H = g.H, W = g.W, C = g.C, KH = g.KH, KW = g.KW, DM = g.DM, OH = g.OH, OW = g.OW, CO = C * DM;
   check_fused_input(op, xb, N * H * W * C, x_step);
   check_vec(op, "kernel", wb, KH * KW * C * DM, I8);
   std::vector<float> A, D;
@@ -449,11 +429,8 @@ void qdepthwise2d_fused(const Buffer& xb, const Shape& xs, double x_step, const 
     qx.resize(static_cast<size_t>(N * img));
 #pragma omp parallel for if (N * img > (1 << 16))
     for (int64_t n = 0; n < N; ++n) {
-      std::vector<float> mx(static_cast<size_t>(C)), sc(static_cast<size_t>(C));
-      std::vector<uint8_t> nan(static_cast<size_t>(C));
-      channel_abs_max(x + n * img, H * W, C, mx.data(), nan.data());
-      for (int64_t c = 0; c < C; ++c) sc[size_t(c)] = nan[size_t(c)] ? std::nanf("") : 127.f / (mx[size_t(c)] + 1e-7f);
-      quantize_pixels_t<int8_t>(x + n * img, H * W, C, sc.data(), qx.data() + n * img);
+      std::vector<float> sc(static_cast<size_t>(C));
+      quantize_image_channels(x + n * img, H * W, C, sc.data(), qx.data() + n * img);
       for (int64_t c = 0; c < C; ++c)
         for (int64_t m = 0; m < DM; ++m) {
           const int64_t co = c * DM + m;
@@ -461,7 +438,6 @@ void qdepthwise2d_fused(const Buffer& xb, const Shape& xs, double x_step, const 
         }
     }
   }
-  const QdwGeom g{H, W, C, KH, KW, DM, OH, OW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2]};
   int32_t* fl = flags ? flags->data<int32_t>() : nullptr;
   const uint8_t* xu = x_step > 0 ? reinterpret_cast<const uint8_t*>(xb.data<int8_t>()) : nullptr;
   const bool par = N * OH * OW * CO * KH * KW > (1 << 15);

@@ -7,29 +7,13 @@ import lamina
 from lamina.backend import _cpu
 from lamina.backend import quantization as q
 
-KERNELS = ["generic"] + (["vnni"] if _cpu.qgemm_kernel() == "vnni" else [])
-
-
-@pytest.fixture(params=KERNELS)
-def kernel(request):
-    before = _cpu.qgemm_kernel()
-    _cpu.set_qgemm_kernel(request.param)
-    yield request.param
-    _cpu.set_qgemm_kernel(before)
+from qgemm_refs import KERNELS, kernel, pack as _pack  # noqa: F401 (kernel: a fixture)
 
 
 def _quantize_rows(x):
     """Keras's AbsMaxQuantizer(axis=-1) in numpy float32."""
     scale = (np.float32(127) / (np.abs(x).max(-1, keepdims=True) + np.float32(1e-7))).astype(np.float32)
     return np.clip(np.round(x * scale), -127, 127).astype(np.int32), scale
-
-
-def _pack(w):
-    K, N = w.shape
-    packed = _cpu.Buffer(_cpu.qgemm_packed_bytes(K, N), 4)
-    colsum = _cpu.Buffer(N, 1)
-    _cpu.qgemm_pack(_cpu.from_numpy(np.ascontiguousarray(w)), K, N, packed, colsum)
-    return packed, colsum
 
 
 @pytest.mark.parametrize("M,K,N", [(1, 1, 1), (1, 3, 5), (13, 17, 33), (29, 100, 70), (200, 64, 31), (7, 1029, 40),

@@ -6,15 +6,7 @@ import pytest
 
 from lamina.backend import _cpu
 
-KERNELS = ["generic"] + (["vnni"] if _cpu.qgemm_kernel() == "vnni" else [])
-
-
-@pytest.fixture(params=KERNELS)
-def kernel(request):
-    before = _cpu.qgemm_kernel()
-    _cpu.set_qgemm_kernel(request.param)
-    yield request.param
-    _cpu.set_qgemm_kernel(before)
+from qgemm_refs import KERNELS, kernel, pack as _pack  # noqa: F401 (kernel: a fixture)
 
 
 def _bn(rng, C):
@@ -123,14 +115,6 @@ def test_depthwise_from_floats_quantizes_each_image_and_channel(kernel):
                             _cpu.from_numpy(ws), None, None, None, None, None, 0.0, -np.inf, np.inf, out,
                             list(sums.shape), 0.0, None, [1, 1], [1, 1], [1, 1, 1, 1])
     np.testing.assert_allclose(_read(out, sums.shape, 0), ref, rtol=1e-5, atol=1e-6)
-
-
-def _pack(w):
-    K, N = w.shape
-    packed = _cpu.Buffer(_cpu.qgemm_packed_bytes(K, N), 4)
-    colsum = _cpu.Buffer(N, 1)
-    _cpu.qgemm_pack(_cpu.from_numpy(np.ascontiguousarray(w)), K, N, packed, colsum)
-    return packed, colsum
 
 
 @pytest.mark.parametrize("K,N", [(8, 16), (16, 32), (36, 70), (7, 5)])

@@ -7,7 +7,6 @@ import pytest
 
 import lamina
 from lamina import layers
-from lamina.models import model as model_module
 
 
 def _randomize_bn(model, rng):
@@ -48,12 +47,14 @@ def _mobile(seed=0, two_outputs=False):
 
 
 def _unfused(model, x, **kw):
-    saved = model_module.Functional._quantized_groups
-    model_module.Functional._quantized_groups = lambda self: None
+    """model(x) with its layers one by one (no fused groups)."""
+    cls = type(model)
+    saved = cls._quantized_groups
+    cls._quantized_groups = lambda self: None
     try:
         return model(x, **kw)
     finally:
-        model_module.Functional._quantized_groups = saved
+        cls._quantized_groups = saved
 
 
 def _rel(a, b):
@@ -165,11 +166,6 @@ def test_sequential_models_run_their_groups_fused_too():
     assert [(g.kind, len(g.nodes), g.byte_out) for g in groups] == [("conv", 1, False), ("conv", 3, True),
                                                                      ("depthwise", 3, False)]
     fused = np.asarray(model(x))
-    saved = type(model)._quantized_groups
-    type(model)._quantized_groups = lambda self: None
-    try:
-        one_by_one = np.asarray(model(x))
-    finally:
-        type(model)._quantized_groups = saved
+    one_by_one = np.asarray(_unfused(model, x))
     assert _rel(fused, one_by_one) < 0.05 and _rel(fused, ref) < 0.06
     np.testing.assert_allclose(model.predict(x, verbose=0), fused, rtol=1e-5, atol=1e-5)
