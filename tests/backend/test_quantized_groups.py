@@ -44,11 +44,12 @@ def _windows(x, kh, kw, strides, pads):
 
 
 def _depthwise_sums(x, w, strides, pads):
-    """int64 sums of a depthwise convolution with depth multiplier 1."""
-    kh, kw, C, _ = w.shape
+    """int64 sums of a depthwise convolution: output channel c * dm + m reads input channel c."""
+    kh, kw, C, dm = w.shape
     cols = _windows(x.astype(np.int64), kh, kw, strides, pads)
     n, oh, ow, _ = cols.shape
-    return (cols.reshape(n, oh, ow, kh * kw, C) * w[..., 0].reshape(kh * kw, C).astype(np.int64)).sum(3)
+    taps = cols.reshape(n, oh, ow, kh * kw, C, 1) * w.reshape(kh * kw, C, dm).astype(np.int64)
+    return taps.sum(3).reshape(n, oh, ow, C * dm)
 
 
 def _out(shape, step):
@@ -100,16 +101,17 @@ def test_depthwise_from_bytes_equals_the_integer_sums(kernel, C, H, W, strides, 
         assert not _cpu.to_numpy(flags, [n]).any()
 
 
-def test_depthwise_from_floats_quantizes_each_image_and_channel(kernel):
+@pytest.mark.parametrize("dm", [1, 2])
+def test_depthwise_from_floats_quantizes_each_image_and_channel(kernel, dm):
     rng = np.random.default_rng(3)
     n, H, W, C = 2, 7, 6, 24
     x = (rng.standard_normal((n, H, W, C)) * rng.random(C) * 4).astype(np.float32)
-    w = rng.integers(-127, 128, (3, 3, C, 1)).astype(np.int8)
-    ws = (rng.random(C) * 50 + 10).astype(np.float32)
+    w = rng.integers(-127, 128, (3, 3, C, dm)).astype(np.int8)
+    ws = (rng.random(C * dm) * 50 + 10).astype(np.float32)
     scale = np.float32(127) / (np.abs(x).max(axis=(1, 2), keepdims=True) + np.float32(1e-7))
     qx = np.clip(np.round(x * scale), -127, 127).astype(np.int64)
     sums = _depthwise_sums(qx, w, (1, 1), (1, 1, 1, 1))
-    ref = sums / (ws.astype(np.float64) * scale.astype(np.float64))  # no normalization, no clamp
+    ref = sums / (ws.astype(np.float64) * np.repeat(scale.astype(np.float64), dm, axis=-1))  # no BN, no clamp
     out = _out(sums.shape, 0)
     _cpu.qdepthwise2d_fused(_cpu.from_numpy(x), list(x.shape), 0.0, _cpu.from_numpy(w), list(w.shape),
                             _cpu.from_numpy(ws), None, None, None, None, None, 0.0, -np.inf, np.inf, out,
@@ -235,3 +237,18 @@ def test_byte_activations_read_back_as_floats_with_marked_images_nan():
     assert np.isnan(f[1]).all()
     ref = np.clip(np.asarray(conv(x[:1])), 0, 6)
     np.testing.assert_allclose(f[0], ref[0], atol=6 / 255)
+
+
+def test_depthwise_from_bytes_with_a_depth_multiplier(kernel):
+    rng = np.random.default_rng(9)
+    n, H, W, C, dm, step = 2, 6, 9, 5, 3, 6 / 255
+    x = rng.integers(0, 256, (n, H, W, C)).astype(np.uint8)
+    w = rng.integers(-127, 128, (3, 3, C, dm)).astype(np.int8)
+    ws = (rng.random(C * dm) * 50 + 10).astype(np.float32)
+    sums = _depthwise_sums(x, w, (2, 1), (1, 1, 1, 1))
+    F, G = _fold(ws, None, None, 0.0, step)
+    out = _out(sums.shape, 0)
+    _cpu.qdepthwise2d_fused(_bytes(x), list(x.shape), step, _cpu.from_numpy(w), list(w.shape), _cpu.from_numpy(ws),
+                            None, None, None, None, None, 0.0, -np.inf, np.inf, out, list(sums.shape), 0.0, None,
+                            [2, 1], [1, 1], [1, 1, 1, 1])
+    np.testing.assert_allclose(_read(out, sums.shape, 0), sums * F + G, rtol=1e-5, atol=1e-5)
