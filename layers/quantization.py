@@ -211,8 +211,11 @@ def _input_means(model):
     """{id(conv layer): expected value of each input channel} for the convolutions of `model`
     (and the models in it) whose input is a BatchNormalization's output, optionally through a
     capped or plain ReLU and zero padding: the normalized values follow N(beta, gamma^2), so the
-    mean of their clipped values is known without data (data-free bias correction). Other
-    convolutions (the first one, after a pooling, a layer used twice) get none."""
+    mean of their clipped values is known without data (data-free bias correction), provided the
+    normalization's moving statistics were measured (not still its initial zeros and ones: in an
+    untrained model the values reaching it can have any scale, and a correction sized for
+    normalized values would swamp them). Other convolutions (the first one, after a pooling, a
+    layer used twice) get none."""
     from ..models.fusion import relu_cap
     from .convolutional import ZeroPadding2D
     from .normalization import BatchNormalization
@@ -232,6 +235,8 @@ def _input_means(model):
                 p = preds.get(p)
             if p is None or type(p) is not BatchNormalization or not p.built or p._axis != p.input_spec.ndim - 1:
                 continue
+            if not np.any(p.moving_mean.numpy()) and np.all(p.moving_variance.numpy() == 1):
+                continue  # statistics never measured (an untrained model): its outputs need not follow N(beta, gamma^2)
             beta = p.beta.numpy().astype(np.float64) if p.beta is not None else np.zeros(p.moving_mean.shape)
             gamma = p.gamma.numpy().astype(np.float64) if p.gamma is not None else np.ones(p.moving_mean.shape)
             if not (np.all(np.isfinite(beta)) and np.all(np.isfinite(gamma))):

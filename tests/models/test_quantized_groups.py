@@ -207,3 +207,20 @@ def test_random_geometries_agree_with_the_layers_one_by_one(case):
     assert fused.shape == ref.shape
     assert _rel(fused, np.asarray(_unfused(model, xs))) < 0.08
     assert _rel(fused, ref) < 0.1
+
+
+def test_no_bias_correction_where_the_statistics_were_never_measured():
+    """An untrained model's BatchNormalization still holds zeros and ones: the values reaching it
+    can have any scale (here they shrink layer after layer), so no correction is made."""
+    lamina.utils.set_random_seed(8)
+    inp = lamina.Input((16, 16, 3))
+    x = inp
+    for _ in range(8):
+        x = layers.Conv2D(16, 3, padding="same", use_bias=False)(x)
+        x = layers.Activation("relu")(layers.BatchNormalization(scale=False)(x))
+    model = lamina.Model(inp, layers.GlobalAveragePooling2D()(x))
+    xs = np.random.default_rng(9).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    ref = np.asarray(model(xs))
+    model.quantize("int8")
+    assert all(l.bias is None for l in model.layers if isinstance(l, layers.Conv2D))
+    assert _rel(model(xs), ref) < 0.05
