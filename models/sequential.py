@@ -95,20 +95,24 @@ class Sequential(Model):
             return first.dtype == "string"
         return first is not None and first._takes_strings()
 
-    def _quantized_groups(self):
-        """qfusion.plan's groups of the built graph (None while nothing is quantized)."""
+    def _quantized_graph(self):
+        """(qfusion.plan's groups, the graph's nodes) of the built graph; groups None while nothing
+        is quantized."""
         from .functional import topological_nodes
         from . import qfusion
         if not self.outputs:
-            return None
-        return qfusion.model_groups(self, lambda: topological_nodes(self.outputs), self.outputs)[0]
+            return None, None
+        return qfusion.model_groups(self, lambda: topological_nodes(self.outputs), self.outputs)
+
+    def _quantized_groups(self):
+        return self._quantized_graph()[0]
 
     def call(self, inputs, training=None, mask=None):
-        if not training and not _ctx.training and self._quantized_groups():
-            # quantized convolutions with their normalization and ReLU fused (models/qfusion.py)
-            from .functional import replay
-            nodes = self.__dict__["_qgroups_cache"][2]
-            return replay(nodes, self.inputs, [inputs], self.outputs, None, self._quantized_groups())[0]
+        if not training and not _ctx.training:
+            groups, nodes = self._quantized_graph()
+            if groups:  # quantized convolutions with their normalization and ReLU fused (models/qfusion.py)
+                from .functional import replay
+                return replay(nodes, self.inputs, [inputs], self.outputs, None, groups)[0]
         x = inputs
         for layer in self.layers:
             x = layer(x, training=training) if layer._call_has_training else layer(x)
