@@ -174,7 +174,7 @@ def test_sequential_models_run_their_groups_fused_too():
     np.testing.assert_allclose(model.predict(x, verbose=0), fused, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", range(16))
+@pytest.mark.parametrize("case", range(24))
 def test_random_geometries_agree_with_the_layers_one_by_one(case):
     """Sizes, channel counts (few channels share a vector), kernels, strides and paddings drawn at
     random: a wrong window or border would be far outside 8-bit error."""
@@ -183,16 +183,18 @@ def test_random_geometries_agree_with_the_layers_one_by_one(case):
     C = int(rng.choice([1, 2, 3, 4, 8, 16, 20]))
     k1, k2 = int(rng.choice([1, 2, 3, 5])), int(rng.choice([1, 3, 5]))
     s1, s2 = int(rng.choice([1, 2])), int(rng.choice([1, 2]))
+    d1 = 2 if s1 == 1 and k1 > 1 and rng.random() < 0.3 else 1  # dilation (not with strides)
+    d2 = 2 if s2 == 1 and k2 > 1 and rng.random() < 0.3 else 1
     pad1, pad2 = str(rng.choice(["same", "valid"])), str(rng.choice(["same", "valid"]))
     C2 = int(rng.choice([4, 8, 16, 24]))
     lamina.utils.set_random_seed(case)
     inp = lamina.Input((H, W, C))
-    x = layers.Conv2D(C2, k1, strides=s1, padding=pad1, use_bias=False)(inp)
+    x = layers.Conv2D(C2, k1, strides=s1, padding=pad1, dilation_rate=d1, use_bias=False)(inp)
     x = layers.ReLU(6.0)(layers.BatchNormalization()(x))
     if rng.random() < 0.5:
         x = layers.ZeroPadding2D(((int(rng.integers(0, 2)), 1), (1, int(rng.integers(0, 2)))))(x)
         pad2 = "valid"
-    x = layers.DepthwiseConv2D(k2, strides=s2, padding=pad2)(x)
+    x = layers.DepthwiseConv2D(k2, strides=s2, padding=pad2, dilation_rate=d2)(x)
     x = layers.ReLU(6.0)(layers.BatchNormalization()(x))
     x = layers.Conv2D(8, 1)(x)
     out = layers.ReLU()(layers.BatchNormalization()(x))
