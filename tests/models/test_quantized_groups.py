@@ -229,3 +229,17 @@ def test_no_bias_correction_where_the_statistics_were_never_measured():
     model.quantize("int8")
     assert all(l.bias is None for l in model.layers if isinstance(l, layers.Conv2D))
     assert _rel(model(xs), ref) < 0.05
+
+
+def test_nan_marks_do_not_outlive_their_call_in_replayed_predicts():
+    model = _mobile()
+    model.quantize("int8")
+    rng = np.random.default_rng(10)
+    clean = rng.uniform(-1, 1, (2, 20, 20, 3)).astype(np.float32)
+    bad = clean.copy()
+    bad[0, 3, 3, 1] = np.nan
+    for _ in range(5):  # predict_on_batch records the call, then replays it
+        assert np.isfinite(model.predict_on_batch(clean)).all()
+        y = model.predict_on_batch(bad)
+        assert np.isnan(y[0]).all() and np.isfinite(y[1]).all()
+    assert np.isfinite(model.predict_on_batch(clean)).all()
