@@ -5,7 +5,22 @@ import pytest
 
 from lamina.backend import _cpu
 
-KERNELS = ["generic"] + (["vnni"] if _cpu.qgemm_kernel() == "vnni" else [])
+
+
+def _available():
+    """The int8 micro-kernels this CPU can run: 'generic' always, 'avx2' and 'vnni' where it has them."""
+    before, names = _cpu.qgemm_kernel(), []
+    for name in ("generic", "avx2", "vnni"):
+        try:
+            _cpu.set_qgemm_kernel(name)
+            names.append(name)
+        except ValueError:
+            pass
+    _cpu.set_qgemm_kernel(before)
+    return names
+
+
+KERNELS = _available()
 
 
 @pytest.fixture(params=KERNELS)

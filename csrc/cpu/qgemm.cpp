@@ -345,6 +345,93 @@ const TileFn kVnniTiles[2][MR + 1] = {
      &tile_vnni<5, true>, &tile_vnni<6, true>, &tile_vnni<7, true>, &tile_vnni<8, true>, &tile_vnni<9, true>,
      &tile_vnni<10, true>, &tile_vnni<11, true>, &tile_vnni<12, true>}};
 
+// ---- AVX2 micro-kernel: up to 12 rows x 32 columns, in blocks of 4 rows x 8 columns ---------------
+// No VNNI: the bytes are widened to int16 (activations zero-extended, weights sign-extended from
+// the same packed panels) and multiplied by vpmaddwd, two k a 32-bit lane: for four columns a
+// register holds [c0: k0k1, k2k3 | c1: ... ], the row's group broadcast as (a0a1, a2a3) pairs;
+// adjacent lanes are added at the end. Sums as VNNI's (int32, exact).
+#define LAMINA_QAVX2 __attribute__((target("avx2,fma")))
+
+LAMINA_QAVX2 inline void epi8_store(const Epilogue& e, __m256i acc, int n, float as, int64_t row, int64_t j) {
+  alignas(32) int32_t r[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(r), acc);
+  if (n == 8 && e.F) {  // the folded epilogue (fused groups), eight columns at once
+    __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc),
+                               _mm256_mul_ps(_mm256_loadu_ps(e.F + j), _mm256_set1_ps(1.f / as)),
+                               _mm256_loadu_ps(e.G + j));
+    const __m256 lo = _mm256_set1_ps(e.lo), hi = _mm256_set1_ps(e.hi);
+    v = _mm256_blendv_ps(v, lo, _mm256_cmp_ps(v, lo, _CMP_LT_OQ));  // NaN kept
+    v = _mm256_blendv_ps(v, hi, _mm256_cmp_ps(v, hi, _CMP_GT_OQ));
+    if (!e.out_u8) {
+      _mm256_storeu_ps(e.out_f + row * e.ldo + j, v);
+      return;
+    }
+    const __m256 bad = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+    if (_mm256_movemask_ps(bad) && e.flags)
+      __atomic_store_n(e.flags + (e.flag_row0 + row) / e.rows_per_flag, 1, __ATOMIC_RELAXED);
+    __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(v, _mm256_set1_ps(e.out_mul)));
+    q = _mm256_andnot_si256(_mm256_castps_si256(bad), q);
+    q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_setzero_si256()), _mm256_set1_epi32(255));
+    const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(e.out_u8 + row * e.ldo + j), _mm_packus_epi16(w16, w16));
+    return;
+  }
+  for (int c = 0; c < n; ++c) epilogue_store(e, r[c], as, row, j + c);
+}
+
+template <int R>
+LAMINA_QAVX2 void block_avx2(int64_t G, const uint8_t* a, const int8_t* b, int n, const int32_t* colsum,
+                             const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
+  __m256i acc[R][2];
+  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+  for (int64_t g = 0; g < G; ++g, a += MR * 4, b += QNR * 4) {
+    // columns j0 .. j0 + 3 and j0 + 4 .. j0 + 7 of this group: 16 bytes each, widened to int16
+    const __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b)));
+    const __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16)));
+    for (int i = 0; i < R; ++i) {
+      int32_t word;
+      std::memcpy(&word, a + i * 4, 4);
+      const __m128i a16 = _mm_cvtepu8_epi16(_mm_cvtsi32_si128(word));
+      const __m256i ai = _mm256_broadcastq_epi64(a16);
+      acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(ai, b0));
+      acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(ai, b1));
+    }
+  }
+  __m256i cs = _mm256_setzero_si256();
+  if (colsum) {
+    alignas(32) int32_t c8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int c = 0; c < n; ++c) c8[c] = 128 * colsum[c];
+    cs = _mm256_load_si256(reinterpret_cast<const __m256i*>(c8));
+  }
+  for (int i = 0; i < R; ++i) {
+    // lanes (2c, 2c + 1) hold column c's two halves: add them, then put the columns in order
+    const __m256i h = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[i][0], acc[i][1]), 0xD8);
+    epi8_store(e, _mm256_sub_epi32(h, cs), n, a_scale[i], row0 + i, j0);
+  }
+}
+
+// The tile of `rows` rows (<= MR) and n (<= QNR) columns, as tile_vnni's.
+LAMINA_QAVX2 void tile_avx2(int64_t G, const uint8_t* a, const int8_t* b, int rows, int n, const int32_t* colsum,
+                            const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
+  using Block = void (*)(int64_t, const uint8_t*, const int8_t*, int, const int32_t*, const float*,
+                         const Epilogue&, int64_t, int64_t);
+  static const Block blocks[5] = {nullptr, &block_avx2<1>, &block_avx2<2>, &block_avx2<3>, &block_avx2<4>};
+  for (int c0 = 0; c0 < n; c0 += 8) {
+    const int nc = std::min(8, n - c0);
+    for (int r0 = 0; r0 < rows; r0 += 4) {
+      const int nr = std::min(4, rows - r0);
+      // the block's rows start r0 rows into each group of the tile; its columns c0 into the panel
+      blocks[nr](G, a + r0 * 4, b + c0 * 4, nc, colsum ? colsum + c0 : nullptr, a_scale + r0, e, row0 + r0,
+                 j0 + c0);
+    }
+  }
+}
+
+bool cpu_has_avx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
 bool cpu_has_vnni() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -352,17 +439,19 @@ bool cpu_has_vnni() {
 }
 #else
 bool cpu_has_vnni() { return false; }
+bool cpu_has_avx2() { return false; }
 #endif
 
-enum Kind : int { GENERIC = 0, VNNI = 1 };
+enum Kind : int { GENERIC = 0, VNNI = 1, AVX2 = 2 };
 std::atomic<int> g_kind{-1};
 
 int active_kind() {
   int k = g_kind.load(std::memory_order_acquire);
   if (k < 0) {
-    k = cpu_has_vnni() ? VNNI : GENERIC;
+    k = cpu_has_vnni() ? VNNI : cpu_has_avx2() ? AVX2 : GENERIC;
     if (const char* env = std::getenv("LAMINA_QGEMM_KERNEL")) {
       if (std::string(env) == "generic") k = GENERIC;
+      if (std::string(env) == "avx2" && cpu_has_avx2()) k = AVX2;
     }
     g_kind.store(k, std::memory_order_release);
   }
@@ -415,6 +504,10 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
 #if LAMINA_QX86
       if (kind == VNNI) {
         kVnniTiles[n <= 16][rows](G, at, b, n, cs, as, e, r0 + t * MR, j0);
+        continue;
+      }
+      if (kind == AVX2) {
+        tile_avx2(G, at, b, rows, n, cs, as, e, r0 + t * MR, j0);
         continue;
       }
 #endif
@@ -539,14 +632,20 @@ void poison_images(float* out, int64_t images, int64_t per_image, const int32_t*
     if (flags[n]) std::fill(out + n * per_image, out + (n + 1) * per_image, std::nanf(""));
 }
 
-std::string kernel_name() { return active_kind() == VNNI ? "vnni" : "generic"; }
+std::string kernel_name() {
+  const int k = active_kind();
+  return k == VNNI ? "vnni" : k == AVX2 ? "avx2" : "generic";
+}
 
 void set_kernel(const std::string& name) {
-  LAMINA_CHECK(name == "vnni" || name == "generic",
-               "set_qgemm_kernel: expected 'vnni' or 'generic', received '" << name << "'");
-  LAMINA_CHECK(name == "generic" || cpu_has_vnni(), "set_qgemm_kernel: this CPU lacks AVX-512 VNNI; available: "
-                                                        "'generic'");
-  g_kind.store(name == "vnni" ? VNNI : GENERIC, std::memory_order_release);
+  LAMINA_CHECK(name == "vnni" || name == "avx2" || name == "generic",
+               "set_qgemm_kernel: expected 'vnni', 'avx2' or 'generic', received '" << name << "'");
+  const std::string available = std::string(cpu_has_vnni() ? "'vnni', " : "") + (cpu_has_avx2() ? "'avx2', " : "") +
+                                "'generic'";
+  LAMINA_CHECK(name != "vnni" || cpu_has_vnni(), "set_qgemm_kernel: this CPU lacks AVX-512 VNNI; available: "
+                                                     << available);
+  LAMINA_CHECK(name != "avx2" || cpu_has_avx2(), "set_qgemm_kernel: this CPU lacks AVX2; available: " << available);
+  g_kind.store(name == "vnni" ? VNNI : name == "avx2" ? AVX2 : GENERIC, std::memory_order_release);
 }
 
 }  // namespace qgemm
