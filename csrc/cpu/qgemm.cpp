@@ -91,6 +91,53 @@ LAMINA_VNNI float quantize_row_avx512_tile(const float* row, int64_t K, uint8_t*
   }
   return scale;
 }
+
+// The same with AVX2, 8 floats at a time (the last K % 8 one by one, as quantize_row_generic).
+__attribute__((target("avx2,fma"))) float quantize_row_avx2_tile(const float* row, int64_t K, uint8_t* d,
+                                                                 int64_t stride) {
+  const int64_t K8 = K / 8 * 8;
+  const __m256 sign = _mm256_set1_ps(-0.f);
+  __m256 mx = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+  for (int64_t k = 0; k < K8; k += 8) {
+    const __m256 v = _mm256_andnot_ps(sign, _mm256_loadu_ps(row + k));
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    mx = _mm256_max_ps(mx, v);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, mx);
+  float m1 = 0.f;
+  bool nan = _mm256_movemask_ps(bad) != 0;
+  for (float v : lanes) m1 = v > m1 ? v : m1;
+  for (int64_t k = K8; k < K; ++k) {
+    const float v = std::fabs(row[k]);
+    nan |= v != v;
+    m1 = v > m1 ? v : m1;
+  }
+  const float scale = nan ? std::nanf("") : 127.f / (m1 + 1e-7f);
+  const __m256 vs = _mm256_set1_ps(scale), hi = _mm256_set1_ps(127.f), lo = _mm256_set1_ps(-127.f);
+  const __m256i off = _mm256_set1_epi32(128);
+  for (int64_t k = 0; k < K8; k += 8) {
+    __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(row + k), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);  // NaN -> -127 here; its NaN scale makes the outputs NaN
+    const __m256i q = _mm256_add_epi32(_mm256_cvttps_epi32(v), off);
+    const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    const __m128i b8 = _mm_packus_epi16(w16, w16);
+    const int32_t w0 = _mm_cvtsi128_si32(b8), w1 = _mm_extract_epi32(b8, 1);
+    std::memcpy(d + (k / 4) * stride, &w0, 4);
+    std::memcpy(d + (k / 4 + 1) * stride, &w1, 4);
+  }
+  if (K8 < K) {  // the tail: whole groups, the last one padded with 128
+    uint8_t tail[8] = {128, 128, 128, 128, 128, 128, 128, 128};
+    for (int64_t k = K8; k < K; ++k) {
+      float v = std::nearbyint(row[k] * scale);
+      v = v > 127.f ? 127.f : v;
+      v = v < -127.f ? -127.f : v;
+      tail[k - K8] = uint8_t((v == v ? int(v) : 0) + 128);
+    }
+    for (int64_t g = 0; g * 4 < K - K8; ++g) std::memcpy(d + (K8 / 4 + g) * stride, tail + g * 4, 4);
+  }
+  return scale;
+}
 #endif
 
 // n bytes from src to dst: short spans (a window row of a few channels) without a call.
@@ -203,6 +250,10 @@ void quantize_block(int kind, const float* a, int64_t lda, int64_t m, int64_t K,
 #if LAMINA_QX86
       if (kind == 1) {
         scales[r0 + i] = quantize_row_avx512_tile(row, K, d, MR * 4);
+        continue;
+      }
+      if (kind == 2) {
+        scales[r0 + i] = quantize_row_avx2_tile(row, K, d, MR * 4);
         continue;
       }
 #endif
@@ -345,11 +396,12 @@ const TileFn kVnniTiles[2][MR + 1] = {
      &tile_vnni<5, true>, &tile_vnni<6, true>, &tile_vnni<7, true>, &tile_vnni<8, true>, &tile_vnni<9, true>,
      &tile_vnni<10, true>, &tile_vnni<11, true>, &tile_vnni<12, true>}};
 
-// ---- AVX2 micro-kernel: up to 12 rows x 32 columns, in blocks of 4 rows x 8 columns ---------------
-// No VNNI: the bytes are widened to int16 (activations zero-extended, weights sign-extended from
-// the same packed panels) and multiplied by vpmaddwd, two k a 32-bit lane: for four columns a
-// register holds [c0: k0k1, k2k3 | c1: ... ], the row's group broadcast as (a0a1, a2a3) pairs;
-// adjacent lanes are added at the end. Sums as VNNI's (int32, exact).
+// ---- AVX2 micro-kernel: up to 12 rows x 32 columns ------------------------------------------------
+// No VNNI. Byte activations (0..255, a fused group's) are widened to int16 (weights sign-extended
+// from the same packed panels) and multiplied by vpmaddwd, two k a 32-bit lane, in blocks of 4
+// rows x 8 columns: for four columns a register holds [c0: k0k1, k2k3 | c1: ... ], the row's group
+// broadcast as (a0a1, a2a3) pairs; adjacent lanes are added at the end. Rows quantized from floats
+// take block_avx2_signed. Sums as VNNI's (int32, exact).
 #define LAMINA_QAVX2 __attribute__((target("avx2,fma")))
 
 LAMINA_QAVX2 inline void epi8_store(const Epilogue& e, __m256i acc, int n, float as, int64_t row, int64_t j) {
@@ -410,9 +462,44 @@ LAMINA_QAVX2 void block_avx2(int64_t G, const uint8_t* a, const int8_t* b, int n
   }
 }
 
+// Rows quantized from floats (bytes q + 128, q in [-127, 127]): vpmaddubsw multiplies unsigned by
+// signed bytes, two products an int16, so it takes |q| against the weights carrying q's sign
+// (vpsignb): |q| * |w| <= 127 * 127, and two of them fit an int16. vpmaddwd by ones then sums the
+// column's four k into its 32-bit lane, in column order: R rows x 32 columns, no correction sums.
+template <int R>
+LAMINA_QAVX2 void block_avx2_signed(int64_t G, const uint8_t* a, const int8_t* b, int n, const float* a_scale,
+                                    const Epilogue& e, int64_t row0, int64_t j0) {
+  __m256i acc[R][4];
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < 4; ++c) acc[i][c] = _mm256_setzero_si256();
+  const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8(char(0x80));
+  for (int64_t g = 0; g < G; ++g, a += MR * 4, b += QNR * 4) {
+    __m256i bw[4];
+    for (int c = 0; c < 4; ++c) bw[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32 * c));
+    for (int i = 0; i < R; ++i) {
+      int32_t word;
+      std::memcpy(&word, a + i * 4, 4);
+      const __m256i q = _mm256_xor_si256(_mm256_set1_epi32(word), flip);  // the signed q of each byte
+      const __m256i aq = _mm256_abs_epi8(q);
+      for (int c = 0; c < 4; ++c)
+        acc[i][c] = _mm256_add_epi32(acc[i][c],
+                                     _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(bw[c], q)), ones));
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c * 8 < n; ++c) epi8_store(e, acc[i][c], std::min(8, n - c * 8), a_scale[i], row0 + i, j0 + c * 8);
+}
+
 // The tile of `rows` rows (<= MR) and n (<= QNR) columns, as tile_vnni's.
 LAMINA_QAVX2 void tile_avx2(int64_t G, const uint8_t* a, const int8_t* b, int rows, int n, const int32_t* colsum,
                             const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
+  if (colsum) {  // rows of q + 128: the signed form, 2 rows x 32 columns a block
+    for (int r0 = 0; r0 < rows; r0 += 2) {
+      if (rows - r0 >= 2) block_avx2_signed<2>(G, a + r0 * 4, b, n, a_scale + r0, e, row0 + r0, j0);
+      else block_avx2_signed<1>(G, a + r0 * 4, b, n, a_scale + r0, e, row0 + r0, j0);
+    }
+    return;
+  }
   using Block = void (*)(int64_t, const uint8_t*, const int8_t*, int, const int32_t*, const float*,
                          const Epilogue&, int64_t, int64_t);
   static const Block blocks[5] = {nullptr, &block_avx2<1>, &block_avx2<2>, &block_avx2<3>, &block_avx2<4>};
