@@ -14,6 +14,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -355,18 +356,20 @@ LAMINA_VNNI inline void epi_store(const Epilogue& e, const EpiVec& p, __m512i ac
 
 // ---- AVX-512 VNNI micro-kernel: M rows x 32 columns ---------------------------------------------
 // HALF: only the first 16 columns (n <= 16).
-template <int M, bool HALF>
-LAMINA_VNNI void tile_vnni(int64_t G, const uint8_t* a, const int8_t* b, int n, const int32_t* colsum,
+// DIRECT: `a` is the rows themselves (bytes, lda a multiple of 4, in 4-byte units `rs`), read in
+// place instead of from a packed tile (byte activations with K % 4 == 0: no copy).
+template <int M, bool HALF, bool DIRECT>
+LAMINA_VNNI void tile_vnni(int64_t G, const uint8_t* a, int64_t rs, const int8_t* b, int n, const int32_t* colsum,
                            const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
   __m512i acc[M][2];
 #pragma GCC unroll 16
   for (int i = 0; i < M; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
-  const int32_t* aw = reinterpret_cast<const int32_t*>(a);  // packed 4-byte groups (4-aligned)
-  for (int64_t g = 0; g < G; ++g, aw += MR, b += QNR * 4) {
+  const int32_t* aw = reinterpret_cast<const int32_t*>(a);  // 4-byte groups (4-aligned)
+  for (int64_t g = 0; g < G; ++g, aw += DIRECT ? 1 : MR, b += QNR * 4) {
     const __m512i b0 = _mm512_loadu_si512(b), b1 = HALF ? b0 : _mm512_loadu_si512(b + 64);
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i) {
-      const __m512i ai = _mm512_set1_epi32(aw[i]);
+      const __m512i ai = _mm512_set1_epi32(DIRECT ? aw[i * rs] : aw[i]);
       // vpdpbusd through inline asm: GCC 12 copies (and spills) the accumulators of the intrinsic
       __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[i][0]) : "v"(ai), "v"(b0));
       if (!HALF) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[i][1]) : "v"(ai), "v"(b1));
@@ -386,15 +389,19 @@ LAMINA_VNNI void tile_vnni(int64_t G, const uint8_t* a, const int8_t* b, int n, 
   }
 }
 
-using TileFn = void (*)(int64_t, const uint8_t*, const int8_t*, int, const int32_t*, const float*, const Epilogue&,
-                        int64_t, int64_t);
-const TileFn kVnniTiles[2][MR + 1] = {
-    {nullptr, &tile_vnni<1, false>, &tile_vnni<2, false>, &tile_vnni<3, false>, &tile_vnni<4, false>,
-     &tile_vnni<5, false>, &tile_vnni<6, false>, &tile_vnni<7, false>, &tile_vnni<8, false>, &tile_vnni<9, false>,
-     &tile_vnni<10, false>, &tile_vnni<11, false>, &tile_vnni<12, false>},
-    {nullptr, &tile_vnni<1, true>, &tile_vnni<2, true>, &tile_vnni<3, true>, &tile_vnni<4, true>,
-     &tile_vnni<5, true>, &tile_vnni<6, true>, &tile_vnni<7, true>, &tile_vnni<8, true>, &tile_vnni<9, true>,
-     &tile_vnni<10, true>, &tile_vnni<11, true>, &tile_vnni<12, true>}};
+using TileFn = void (*)(int64_t, const uint8_t*, int64_t, const int8_t*, int, const int32_t*, const float*,
+                        const Epilogue&, int64_t, int64_t);
+template <bool HALF, bool DIRECT>
+constexpr std::array<TileFn, MR + 1> vnni_tiles() {
+  return {nullptr,
+          &tile_vnni<1, HALF, DIRECT>,  &tile_vnni<2, HALF, DIRECT>,  &tile_vnni<3, HALF, DIRECT>,
+          &tile_vnni<4, HALF, DIRECT>,  &tile_vnni<5, HALF, DIRECT>,  &tile_vnni<6, HALF, DIRECT>,
+          &tile_vnni<7, HALF, DIRECT>,  &tile_vnni<8, HALF, DIRECT>,  &tile_vnni<9, HALF, DIRECT>,
+          &tile_vnni<10, HALF, DIRECT>, &tile_vnni<11, HALF, DIRECT>, &tile_vnni<12, HALF, DIRECT>};
+}
+// [direct][half][rows]
+const std::array<TileFn, MR + 1> kVnniTiles[2][2] = {{vnni_tiles<false, false>(), vnni_tiles<true, false>()},
+                                                     {vnni_tiles<false, true>(), vnni_tiles<true, true>()}};
 
 // ---- AVX2 micro-kernel: up to 12 rows x 32 columns ------------------------------------------------
 // No VNNI. Byte activations (0..255, a fused group's) are widened to int16 (weights sign-extended
@@ -570,8 +577,10 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
   s.q.resize(size_t(tiles * MR * G * 4));
   s.scales.resize(size_t(tiles * MR));
   s.row.resize(size_t(K + 64));
+  // byte rows of whole 4-byte groups feed the VNNI tiles in place
+  const bool direct = in.u8 && kind == VNNI && K % 4 == 0 && in.lda % 4 == 0;
   if (in.u8) {
-    copy_block_u8(in.u8 + r0 * in.lda, in.lda, m, K, s.q.data());
+    if (!direct) copy_block_u8(in.u8 + r0 * in.lda, in.lda, m, K, s.q.data());
     std::fill(s.scales.begin(), s.scales.end(), in.u8_scale);
     colsum = nullptr;
   } else if (in.img) {
@@ -590,7 +599,10 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
       const float* as = s.scales.data() + t * MR;
 #if LAMINA_QX86
       if (kind == VNNI) {
-        kVnniTiles[n <= 16][rows](G, at, b, n, cs, as, e, r0 + t * MR, j0);
+        if (direct)
+          kVnniTiles[1][n <= 16][rows](G, in.u8 + (r0 + t * MR) * in.lda, in.lda / 4, b, n, cs, as, e, r0 + t * MR, j0);
+        else
+          kVnniTiles[0][n <= 16][rows](G, at, 0, b, n, cs, as, e, r0 + t * MR, j0);
         continue;
       }
       if (kind == AVX2) {
