@@ -226,7 +226,18 @@ def test_depthwise_gradient_channels_first(rng):
                atol=2e-3, rtol=2e-3)
 
 
-@pytest.mark.parametrize("c,dm", [(1, 1), (21, 1), (83, 1), (6, 2), (5, 3)])
+@pytest.mark.parametrize("c", [4, 8, 12, 13, 29])
+def test_depthwise_forward_with_few_channels(rng, threads, c):
+    # the channel blocks of 16, 8, 4 and the last few (29 = 16 + 8 + 4 + 1)
+    x = f32(rng, 2, 15, 23, c)
+    for kshape, s, p, d in [((3, 3), 1, "same", 1), ((3, 3), 2, "valid", 1), ((2, 3), 1, "same", 2)]:
+        w = f32(rng, *kshape, c, 1)
+        got = ops.depthwise_conv(x, w, strides=s, padding=p, dilation_rate=d).numpy()
+        np.testing.assert_allclose(got, depthwise_ref(x, w, strides=s, padding=p, dilation_rate=d), atol=1e-4,
+                                   rtol=1e-4, err_msg=f"{kshape} {s} {p} {d}")
+
+
+@pytest.mark.parametrize("c,dm", [(1, 1), (8, 1), (21, 1), (29, 1), (83, 1), (6, 2), (5, 3)])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_depthwise_gradients_match_numpy(rng, threads, c, dm, batch):
     # both gradients at once, exact numpy references, shapes above the parallel grain
