@@ -247,26 +247,27 @@ def _input_means(model):
 
 def _predecessors(model):
     """{layer: the layer whose output is its only input, or None} for the layers of a
-    Functional or Sequential model that are called once, on one tensor."""
-    preds = {}
+    Functional or (built) Sequential model's graph that are called once, on one tensor; {} for a
+    model without a graph (a subclass: its call order is its own)."""
+    from ..models.functional import topological_nodes
     nodes = getattr(model, "_nodes", None)
-    if nodes is not None:
-        producer = {id(n.outputs[0]): n for n in nodes if len(n.outputs) == 1}
-        calls = {}
-        for n in nodes:
-            calls[id(n.layer)] = calls.get(id(n.layer), 0) + 1
-        for n in nodes:
-            args, kwargs = n.call_args
-            if calls[id(n.layer)] != 1 or len(args) != 1:
-                continue
-            src = producer.get(id(args[0]))
-            ok = src is not None and calls.get(id(src.layer)) == 1 and len(src.call_args[0]) == 1
-            preds[n.layer] = src.layer if ok else None
-        return preds
-    layers = list(getattr(model, "layers", []))
-    for i, l in enumerate(layers):
-        if layers.count(l) == 1:
-            preds[l] = layers[i - 1] if i > 0 and layers.count(layers[i - 1]) == 1 else None
+    if nodes is None:
+        outputs = getattr(model, "outputs", None)
+        if not outputs:
+            return {}
+        nodes = topological_nodes(outputs)  # a Sequential's graph
+    producer = {id(n.outputs[0]): n for n in nodes if len(n.outputs) == 1}
+    calls = {}
+    for n in nodes:
+        calls[id(n.layer)] = calls.get(id(n.layer), 0) + 1
+    preds = {}
+    for n in nodes:
+        args, kwargs = n.call_args
+        if calls[id(n.layer)] != 1 or len(args) != 1:
+            continue
+        src = producer.get(id(args[0]))
+        ok = src is not None and calls.get(id(src.layer)) == 1 and len(src.call_args[0]) == 1
+        preds[n.layer] = src.layer if ok else None
     return preds
 
 

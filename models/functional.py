@@ -84,14 +84,15 @@ def replay(nodes, input_tensors, input_values, output_tensors, fusions=None, qgr
         args, kwargs = node.call_args
         a = [map_structure(sub, v) for v in args]
         k = {n: map_structure(sub, v) for n, v in kwargs.items()}
-        group = qgroups.get(id(node)) if qgroups else None
-        if group is not None:
-            out = run_group(group, a[0])
-            if out is not None:
-                values[id(group.last.outputs[0])] = out
-                fused.update(id(n) for n in group.nodes[1:])
-                continue
-        a = [to_float(v) if isinstance(v, ByteActivation) else v for v in a]
+        if qgroups:
+            group = qgroups.get(id(node))
+            if group is not None:
+                out = run_group(group, a[0])
+                if out is not None:
+                    values[id(group.last.outputs[0])] = out
+                    fused.update(id(n) for n in group.nodes[1:])
+                    continue
+            a = [to_float(v) if isinstance(v, ByteActivation) else v for v in a]
         pair = fusions.get(id(node)) if fusions else None
         if pair is not None:
             act, cap = pair

@@ -109,6 +109,18 @@ void bn_affine(const float* mean, const float* var, const float* gamma, const fl
 // Writes NaN over every value of each image n (`per_image` floats) whose flags[n] is set.
 void poison_images(float* out, int64_t images, int64_t per_image, const int32_t* flags);
 
+// The epilogue's last steps on one value (shared by the scalar kernels): the clamp to [lo, hi]
+// (NaN kept), and a byte output's q = clamp(round_half_even(v * out_mul), 0, 255), NaN -> 0 (its
+// image is flagged by the caller).
+inline float clamp_keep_nan(float v, float lo, float hi) {
+  v = v < lo ? lo : v;
+  return v > hi ? hi : v;
+}
+inline uint8_t to_byte(float v, float out_mul) {
+  const float q = std::nearbyint(v * out_mul);
+  return uint8_t(int(q > 0.f ? (q < 255.f ? q : 255.f) : 0.f));
+}
+
 // One sum through the epilogue (the scalar form of the kernels' vector code).
 inline void epilogue_store(const Epilogue& e, int32_t r, float a_scale, int64_t row, int64_t j) {
   float v;
@@ -119,17 +131,10 @@ inline void epilogue_store(const Epilogue& e, int32_t r, float a_scale, int64_t 
     if (e.bias) v += e.bias[j];
     if (e.A) v = v * e.A[j] + e.D[j];
   }
-  v = v < e.lo ? e.lo : v;
-  v = v > e.hi ? e.hi : v;
+  v = clamp_keep_nan(v, e.lo, e.hi);
   if (e.out_u8) {
-    if (v != v) {
-      if (e.flags) __atomic_store_n(e.flags + (e.flag_row0 + row) / e.rows_per_flag, 1, __ATOMIC_RELAXED);
-      e.out_u8[row * e.ldo + j] = 0;
-      return;
-    }
-    float q = std::nearbyint(v * e.out_mul);
-    q = q < 0.f ? 0.f : q > 255.f ? 255.f : q;
-    e.out_u8[row * e.ldo + j] = uint8_t(int(q));
+    if (v != v && e.flags) __atomic_store_n(e.flags + (e.flag_row0 + row) / e.rows_per_flag, 1, __ATOMIC_RELAXED);
+    e.out_u8[row * e.ldo + j] = to_byte(v, e.out_mul);
   } else {
     e.out_f[row * e.ldo + j] = v;
   }

@@ -240,21 +240,13 @@ LAMINA_CLONES void dw_row_fused(const QdwGeom& g, const T* qn, const int32_t* w3
     if (e.out_u8) {
       uint8_t* __restrict y = e.out_u8 + o;
       for (int64_t c = 0; c < CO; ++c) {
-        float v = float(acc[c]) * e.F[c] + e.G[c];
+        const float v = float(acc[c]) * e.F[c] + e.G[c];
         nan |= v != v;
-        v = v < e.lo ? e.lo : v;
-        v = v > e.hi ? e.hi : v;
-        float q = std::nearbyint(v * e.out_mul);
-        q = q > 0.f ? (q < 255.f ? q : 255.f) : 0.f;  // NaN -> 0 (the image is flagged)
-        y[c] = uint8_t(int(q));
+        y[c] = qgemm::to_byte(qgemm::clamp_keep_nan(v, e.lo, e.hi), e.out_mul);
       }
     } else {
       float* __restrict y = e.out_f + o;
-      for (int64_t c = 0; c < CO; ++c) {
-        float v = float(acc[c]) * e.F[c] + e.G[c];
-        v = v < e.lo ? e.lo : v;
-        y[c] = v > e.hi ? e.hi : v;
-      }
+      for (int64_t c = 0; c < CO; ++c) y[c] = qgemm::clamp_keep_nan(float(acc[c]) * e.F[c] + e.G[c], e.lo, e.hi);
     }
     if (nan && e.flag) __atomic_store_n(e.flag, 1, __ATOMIC_RELAXED);
   }
