@@ -5,7 +5,8 @@
 """
 __version__ = "0.1.0"
 
-from .backend import (GradientTape, no_grad, Tensor, Variable, Device, device, get_device, list_devices,  # noqa: F401
+from .backend import (GradientTape, no_grad, Tensor, Variable, Device, device, devices, get_device, list_devices,  # noqa: F401
+                      set_virtual_gpus, synchronize,
                       convert_to_tensor, convert_to_numpy, is_tensor)
 from .backend import random  # noqa: F401
 from . import backend, ops  # noqa: F401

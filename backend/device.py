@@ -72,10 +72,96 @@ DEVICE_FUNCTIONS = (
 OP_CODE_TABLES = ("BINARY_OPS", "UNARY_OPS", "GRAD_OPS", "REDUCE_OPS", "SCAN_OPS")
 
 _CUDA = None
+_CUDA_IMPORT_ERROR = None
 try:  # the CUDA module is optional
     from . import _cuda as _CUDA  # noqa: F401
-except ImportError:
-    _CUDA = None
+except ImportError as e:
+    _CUDA, _CUDA_IMPORT_ERROR = None, e
+
+
+class KernelTable:
+    """A device module's table: the functions of KERNEL_TABLE, DEVICE_FUNCTIONS and the op-code
+    tables as attributes. A kernel the module does not define -- or a call it answers with
+    KernelUnsupported (a dtype or op code without a kernel there yet) -- runs `host`'s kernel of
+    the same name on host copies of its buffers, and every buffer is copied back (kernels write
+    their outputs in place; a buffer passed twice is copied once, so in-place calls stay in place).
+    The answers are the host kernel's: correct, and slow (two copies a buffer). `native` names
+    the kernels the module itself runs; `fallbacks` counts the calls that ran on the host."""
+
+    def __init__(self, module, host=_cpu, native=None):
+        self.module, self.host = module, host
+        self.fallbacks = {}
+        names = set(KERNEL_TABLE)
+        present = {n for n in names if hasattr(module, n)}
+        self.native = frozenset(present if native is None else set(native) & present)
+        for name in DEVICE_FUNCTIONS + OP_CODE_TABLES:
+            setattr(self, name, getattr(module, name))
+        unsupported = getattr(module, "KernelUnsupported", None)
+        for name in KERNEL_TABLE:
+            fallback = self._host_kernel(name)
+            if name in self.native:
+                setattr(self, name, self._with_fallback(getattr(module, name), fallback, unsupported)
+                        if unsupported is not None else getattr(module, name))
+            else:
+                setattr(self, name, fallback)
+
+    @staticmethod
+    def _with_fallback(kernel, fallback, unsupported):
+        def call(*args, **kwargs):
+            try:
+                return kernel(*args, **kwargs)
+            except unsupported:
+                return fallback(*args, **kwargs)
+        call.__name__ = getattr(kernel, "__name__", "kernel")
+        return call
+
+    def _host_kernel(self, name):
+        module, host = self.module, self.host
+        host_fn = getattr(host, name)
+        dev_buffer = module.Buffer
+
+        def to_host(a, copies):
+            if isinstance(a, dev_buffer) and (module is not host or a.device != 0):
+                h = copies.get(id(a))
+                if h is None:
+                    h = host.from_numpy(module.to_numpy(a, [a.numel]), 0)
+                    copies[id(a)] = h
+                    copies.setdefault("_pairs", []).append((a, h))
+                return h
+            if isinstance(a, (list, tuple)):
+                return type(a)(to_host(e, copies) for e in a)
+            return a
+
+        def to_device(r, index):
+            if isinstance(r, host.Buffer):
+                return module.from_numpy(host.to_numpy(r, [r.numel]), index)
+            if isinstance(r, (list, tuple)):
+                return type(r)(to_device(e, index) for e in r)
+            return r
+
+        def call(*args, **kwargs):
+            copies = {}
+            hargs = [to_host(a, copies) for a in args]
+            hkw = {k: to_host(v, copies) for k, v in kwargs.items()}
+            result = host_fn(*hargs, **hkw)
+            pairs = copies.get("_pairs", [])
+            for d, h in pairs:
+                module.copy(module.from_numpy(host.to_numpy(h, [h.numel]), d.device), d)
+            self.fallbacks[name] = self.fallbacks.get(name, 0) + 1
+            return to_device(result, pairs[0][0].device if pairs else 0)
+
+        call.__name__ = name
+        return call
+
+
+_GPU_TABLE = None
+
+
+def _gpu_table():
+    global _GPU_TABLE
+    if _GPU_TABLE is None:
+        _GPU_TABLE = KernelTable(_CUDA)
+    return _GPU_TABLE
 
 
 class Device:
@@ -154,11 +240,20 @@ def _gpu_count():
 def _unavailable_gpu_message(name):
     available = ", ".join(list_devices()) + " (and virtual CPU devices cpu:1, cpu:2, ...)"
     if _CUDA is None:
+        why = "it was built without nvcc, or with LAMINA_CUDA=OFF"
+        if _CUDA_IMPORT_ERROR is not None and "No module named" not in str(_CUDA_IMPORT_ERROR):
+            why = f"its CUDA module did not load: {_CUDA_IMPORT_ERROR}"
         return (f"Device '{name}' is not available: this build of lamina has no CUDA kernels "
-                "(it was built without nvcc, or with LAMINA_CUDA=OFF). Available devices: "
+                f"({why}). Available devices: "
                 f"{available}. Use one of those, or reinstall on a machine with the CUDA toolkit.")
-    return (f"Device '{name}' is not available: {_gpu_count()} GPU(s) found. Available devices: "
-            f"{available}.")
+    physical = _CUDA.physical_device_count()
+    if physical == 0:
+        return (f"Device '{name}' is not available: lamina has CUDA kernels but the CUDA driver reports no GPU "
+                f"on this machine. Available devices: {available}.")
+    return (f"Device '{name}' is not available: {physical} physical GPU(s) split into {_CUDA.virtual_gpus()} "
+            f"virtual GPU(s) each make gpu:0 to gpu:{_gpu_count() - 1}. Available devices: {available}. "
+            "For more GPU devices on one card, call lamina.set_virtual_gpus(n) before the first GPU tensor "
+            "(or set LAMINA_VIRTUAL_GPUS).")
 
 
 def get_device(name=None):
@@ -187,7 +282,7 @@ def get_device(name=None):
         full = f"{kind}:{index}"
         dev = _devices.get(full)
         if dev is None:
-            dev = Device(kind, index, _cpu if kind == "cpu" else _CUDA)
+            dev = Device(kind, index, _cpu if kind == "cpu" else _gpu_table())
             _devices[full] = dev
         _devices[key] = dev
     return dev
@@ -230,10 +325,29 @@ class device:
         return f"lamina.device('{self.device.name}')"
 
 
+def set_virtual_gpus(n):
+    """Splits each physical GPU into `n` virtual GPU devices (gpu:0 ... gpu:n-1 on the first card),
+    each with its own stream and memory pool, so model-parallel, pipelined and data-parallel code
+    runs on one card. Call it before the first GPU tensor is made (or set LAMINA_VIRTUAL_GPUS=n).
+    A build or machine without GPUs raises, saying why."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_virtual_gpus: expected a number of virtual GPUs per physical GPU >= 1, received {n!r}")
+    if _CUDA is None:
+        raise RuntimeError(_unavailable_gpu_message("gpu:0"))
+    _CUDA.set_virtual_gpus(n)
+
+
 def list_devices(kind=None):
-    """Names of the physical devices: 'cpu:0' and one 'gpu:N' per visible GPU."""
+    """Names of the usable devices: 'cpu:0' and one 'gpu:N' per GPU device (virtual GPUs
+    included); `kind` ('cpu' or 'gpu') keeps one kind. Virtual CPU devices cpu:1, cpu:2, ... are
+    made on use and not listed."""
     names = ["cpu:0"] + [f"gpu:{i}" for i in range(_gpu_count())]
     return [n for n in names if kind is None or n.startswith(kind)]
+
+
+def devices(kind=None):
+    """The usable devices' names (list_devices)."""
+    return list_devices(kind)
 
 
 def set_cpu_threads_per_device(threads):

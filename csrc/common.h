@@ -11,30 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "types.h"
+
 namespace lamina {
-
-// I8 holds quantized weights (int8 inference) only: the copies and the quantized kernels
-// (quantize.cpp) are the only ones that take it.
-enum DType : int { F32 = 0, I32 = 1, I64 = 2, BOOL = 3, I8 = 4 };
-
-inline size_t dtype_size(DType d) { return d == I64 ? 8 : (d == BOOL || d == I8 ? 1 : 4); }
-inline const char* dtype_name(DType d) {
-  switch (d) {
-    case F32: return "float32"; case I32: return "int32"; case I64: return "int64"; case BOOL: return "bool";
-    case I8: return "int8";
-  }
-  return "?";
-}
-
-using Shape = std::vector<int64_t>;
-
-inline int64_t numel_of(const Shape& s) {
-  int64_t n = 1;
-  for (auto d : s) n *= d;
-  return n;
-}
-
-std::string shape_str(const Shape& s);
 
 // Host memory comes from a caching allocator: freed blocks are kept in size classes and handed
 // out again, so steady-state training never returns memory to the OS nor page-faults it back in.
@@ -60,19 +39,6 @@ struct Buffer {
   template <class T> const T* data() const { return static_cast<const T*>(ptr); }
 };
 using BufferPtr = std::shared_ptr<Buffer>;
-
-// Argument checks raise ValueError / TypeError in Python (pybind11 translates these).
-struct TypeError : std::runtime_error { using std::runtime_error::runtime_error; };
-// An allocation that cannot be made (too large, or the system refused): MemoryError in Python.
-struct AllocError : std::runtime_error { using std::runtime_error::runtime_error; };
-
-#define LAMINA_CHECK(cond, msg)                                   \
-  do {                                                           \
-    if (!(cond)) {                                               \
-      std::ostringstream _os; _os << msg;                        \
-      throw std::invalid_argument(_os.str());                    \
-    }                                                            \
-  } while (0)
 
 // Checks that a buffer holds exactly the elements a shape describes, with the expected dtype.
 void check_buffer(const char* op, const char* arg, const Buffer& b, const Shape& s, DType dt);

@@ -16,14 +16,6 @@ namespace py = pybind11;
 
 namespace lamina {
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << s[i] << (s.size() == 1 ? "," : (i + 1 < s.size() ? ", " : ""));
-  os << ")";
-  return os.str();
-}
-
 void check_dtype(const char* op, const char* arg, const Buffer& b, DType dt) {
   if (b.dtype != dt) {
     std::ostringstream os;

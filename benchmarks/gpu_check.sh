@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The CUDA backend's check on a machine with a GPU (issue 15), in one run, every log in OUTDIR:
+#   1. build and install lamina with its CUDA kernels (pip install --no-build-isolation: no package
+#      index needed; pybind11, scikit-build-core and cmake must be installed), sm_90 only
+#   2. the GPU test suite (tests/gpu, `-m gpu`: every op forward and backward on gpu:0 against the
+#      CPU, training on the GPU against the CPU, two virtual GPUs: copies, model parallel, pipeline)
+#   3. benchmarks/bench_gpu.py against PyTorch CUDA, each section under its own time limit
+# It is meant to finish in about 6 minutes on an H200. Usage: benchmarks/gpu_check.sh OUTDIR
+set -uo pipefail
+out=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+cd "$(dirname "$0")/.."
+py=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+export CUDACXX=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+export CMAKE_ARGS="-DLAMINA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=${LAMINA_CUDA_ARCH:-90} ${CMAKE_ARGS:-}"
+status=0
+step() { echo "== $(date +%T) $*" | tee -a "$out/summary.txt"; }
+
+step "environment"
+{ nvidia-smi; "$CUDACXX" --version; $py -c "import sys, numpy, torch; print(sys.version); print('numpy', numpy.__version__, 'torch', torch.__version__, torch.cuda.is_available())"; } >"$out/env.txt" 2>&1
+tail -3 "$out/env.txt" | tee -a "$out/summary.txt"
+
+step "build and install (log: build.log)"
+t0=$(date +%s)
+if ! $py -m pip install --no-build-isolation --no-deps --no-index -v . >"$out/build.log" 2>&1; then
+  step "BUILD FAILED"; grep -n "error" "$out/build.log" | head -40 | tee -a "$out/summary.txt"; exit 1
+fi
+echo "built in $(( $(date +%s) - t0 )) s" | tee -a "$out/summary.txt"
+cd /tmp  # from here on the installed package, not the source tree
+root=$OLDPWD
+$py -c "import lamina; print('devices', lamina.devices(), lamina.get_device('gpu:0').kernels.device_name(0))" 2>&1 | tee -a "$out/summary.txt"
+
+step "GPU tests (log: tests.log)"
+timeout 300 $py -m pytest "$root/tests/gpu" -c "$root/tests/pytest.ini" -m gpu -q -p no:cacheprovider -rfE \
+  >"$out/tests.log" 2>&1 || status=1
+tail -25 "$out/tests.log" | tee -a "$out/summary.txt"
+
+step "GPU tests again with LAMINA_LAUNCH_BLOCKING=1, failures only (log: tests_blocking.log)"
+if [ $status -ne 0 ]; then
+  LAMINA_LAUNCH_BLOCKING=1 timeout 120 $py -m pytest "$root/tests/gpu" -c "$root/tests/pytest.ini" -m gpu -q -x \
+    -p no:cacheprovider >"$out/tests_blocking.log" 2>&1
+  tail -40 "$out/tests_blocking.log" >>"$out/summary.txt"
+fi
+
+export LAMINA_VIRTUAL_GPUS=2  # gpu:0 and gpu:1 on one card for the pipeline section
+step "benchmarks (log: bench.log, bench_<section>.json)"
+for s in gemm lstm convnet inception pipeline; do
+  timeout 100 $py "$root/benchmarks/bench_gpu.py" --sections $s --rounds 2 --json "$out/bench_$s.json" \
+    >>"$out/bench.log" 2>&1 || echo "bench $s: exit $?" | tee -a "$out/summary.txt"
+done
+grep "^|" "$out/bench.log" | tee -a "$out/summary.txt"
+step "done (status $status)"
+exit $status

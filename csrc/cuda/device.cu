@@ -1,0 +1,331 @@
+// Device contexts, the caching allocator, buffers, argument checks, broadcasting plans, and the
+// memory kernels (fill, copy, cast, copies between devices).
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "gpu.h"
+
+namespace lamina {
+namespace gpu {
+
+void check_cuda(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return;
+  cudaGetLastError();  // clears a non-sticky error
+  if (e == cudaErrorMemoryAllocation) throw AllocError(std::string("CUDA out of memory in ") + what);
+  throw CudaError(std::string("CUDA error in ") + what + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+}
+
+// ---- devices --------------------------------------------------------------------------------
+namespace {
+std::mutex g_mu;
+int g_split = 0;  // 0 until the first device is made
+std::vector<std::unique_ptr<Context>>& contexts() {
+  static auto* v = new std::vector<std::unique_ptr<Context>>();  // never destroyed (buffers outlive teardown)
+  return *v;
+}
+int initial_split() {
+  const char* env = std::getenv("LAMINA_VIRTUAL_GPUS");
+  int n = env ? std::atoi(env) : 1;
+  return n >= 1 ? n : 1;
+}
+bool launch_blocking() {
+  const char* env = std::getenv("LAMINA_LAUNCH_BLOCKING");
+  return env && std::strcmp(env, "0") != 0 && *env;
+}
+}  // namespace
+
+int physical_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {  // no driver or no device: no GPUs
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+int virtual_split() {
+  std::lock_guard<std::mutex> g(g_mu);
+  if (g_split == 0) g_split = initial_split();
+  return g_split;
+}
+
+void set_virtual_split(int n) {
+  LAMINA_CHECK(n >= 1 && n <= 64, "set_virtual_gpus: expected 1 to 64 virtual GPUs per physical GPU, received " << n);
+  std::lock_guard<std::mutex> g(g_mu);
+  bool any = false;
+  for (auto& c : contexts()) any = any || c != nullptr;
+  LAMINA_CHECK(!any || g_split == n, "set_virtual_gpus(" << n << "): GPU devices are already in use with " << g_split
+                   << " virtual GPUs per physical GPU; set it before the first GPU tensor is made "
+                      "(or with the LAMINA_VIRTUAL_GPUS environment variable)");
+  g_split = n;
+}
+
+int device_count() { return physical_count() * virtual_split(); }
+
+Context& context(int index) {
+  const int split = virtual_split();
+  const int count = physical_count() * split;
+  LAMINA_CHECK(index >= 0 && index < count, "gpu:" << index << " does not exist: " << count
+                   << " GPU device(s) (" << physical_count() << " physical x " << split << " virtual)");
+  std::lock_guard<std::mutex> g(g_mu);
+  auto& v = contexts();
+  if (int(v.size()) <= index) v.resize(size_t(index) + 1);
+  if (!v[size_t(index)]) {
+    auto c = std::make_unique<Context>();
+    c->index = index;
+    c->physical = index / split;
+    c->blocking = launch_blocking();
+    LAMINA_CUDA_CHECK(cudaSetDevice(c->physical));
+    LAMINA_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    v[size_t(index)] = std::move(c);
+  }
+  return *v[size_t(index)];
+}
+
+void synchronize(Context& c) {
+  LAMINA_CUDA_CHECK(cudaSetDevice(c.physical));
+  LAMINA_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+}
+
+// ---- the caching allocator: per device, size classes as the CPU's; a freed block is reused by
+// later kernels of the same stream, which run after every kernel that used it before. ---------
+namespace {
+size_t round_size(size_t n) {
+  if (n <= 4096) return (n + 255) & ~size_t(255);
+  size_t p = 4096;
+  while (p * 2 < n) p *= 2;
+  size_t step = p / 8;
+  return (n + step - 1) / step * step;
+}
+void release_cached(Context& c) {  // with c.mu held
+  if (c.free_blocks.empty()) return;
+  cudaSetDevice(c.physical);
+  cudaStreamSynchronize(c.stream);
+  for (auto& kv : c.free_blocks) cudaFree(kv.second);
+  c.free_blocks.clear();
+  c.cached = 0;
+}
+constexpr size_t kMaxBytes = size_t(1) << 44;
+}  // namespace
+
+void empty_cache() {
+  std::lock_guard<std::mutex> g(g_mu);
+  for (auto& c : contexts())
+    if (c) {
+      std::lock_guard<std::mutex> h(c->mu);
+      release_cached(*c);
+    }
+}
+
+Buffer::Buffer(int64_t n, DType dt, int dev) : numel(n), dtype(dt), device(dev) {
+  LAMINA_CHECK(n >= 0, "cannot allocate a buffer of " << n << " elements");
+  Context& c = context(dev);
+  if (uint64_t(n) > kMaxBytes / dtype_size(dt))
+    throw AllocError("cannot allocate a buffer of " + std::to_string(n) + " " + dtype_name(dt) + " elements on gpu:" +
+                     std::to_string(dev) + ": more than the 16 TiB a buffer may hold");
+  size_t r = round_size(n == 0 ? 256 : size_t(n) * dtype_size(dt));
+  std::lock_guard<std::mutex> g(c.mu);
+  auto it = c.free_blocks.find(r);
+  if (it != c.free_blocks.end()) {
+    ptr = it->second;
+    c.free_blocks.erase(it);
+    c.cached -= r;
+  } else {
+    cudaSetDevice(c.physical);
+    cudaError_t e = cudaMalloc(&ptr, r);
+    if (e == cudaErrorMemoryAllocation) {  // give the pool back and try once more
+      cudaGetLastError();
+      release_cached(c);
+      e = cudaMalloc(&ptr, r);
+    }
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      ptr = nullptr;
+      throw AllocError("cannot allocate a buffer of " + std::to_string(n) + " " + dtype_name(dt) + " elements (" +
+                       std::to_string(r) + " bytes) on gpu:" + std::to_string(dev) + ": " + cudaGetErrorString(e) +
+                       "; " + std::to_string(c.in_use) + " bytes are in use on this device");
+    }
+    c.system_allocs++;
+  }
+  capacity = r;
+  c.in_use += r;
+}
+
+Buffer::~Buffer() {
+  if (!ptr) return;
+  Context& c = *contexts()[size_t(device)];
+  std::lock_guard<std::mutex> g(c.mu);
+  c.free_blocks.emplace(capacity, ptr);
+  c.in_use -= capacity;
+  c.cached += capacity;
+}
+
+// ---- checks ------------------------------------------------------------------------------------
+void check_dtype(const char* op, const char* arg, const Buffer& b, DType dt) {
+  if (b.dtype != dt) {
+    std::ostringstream os;
+    os << op << ": expected " << arg << " of dtype " << dtype_name(dt) << ", received " << dtype_name(b.dtype);
+    throw TypeError(os.str());
+  }
+}
+
+void check_buffer(const char* op, const char* arg, const Buffer& b, const Shape& s, DType dt) {
+  check_dtype(op, arg, b, dt);
+  for (auto d : s) LAMINA_CHECK(d >= 0, op << ": " << arg << " has a negative dimension in shape " << shape_str(s));
+  LAMINA_CHECK(numel_of(s) == b.numel, op << ": " << arg << " holds " << b.numel << " elements but its shape "
+                                           << shape_str(s) << " needs " << numel_of(s));
+}
+
+void check_count(const char* op, const char* arg, const Buffer& b, int64_t n, DType dt) {
+  check_dtype(op, arg, b, dt);
+  LAMINA_CHECK(b.numel == n, op << ": expected " << arg << " to hold " << n << " elements, it holds " << b.numel);
+}
+
+Context& op_device(const char* op, std::initializer_list<const Buffer*> bufs) {
+  int dev = -1;
+  for (const Buffer* b : bufs) {
+    if (!b) continue;
+    if (dev < 0) dev = b->device;
+    LAMINA_CHECK(b->device == dev, op << ": its buffers are on different devices (gpu:" << dev << " and gpu:"
+                                      << b->device << "); copy them to one device first (tensor.to(...))");
+  }
+  Context& c = context(dev < 0 ? 0 : dev);
+  LAMINA_CUDA_CHECK(cudaSetDevice(c.physical));
+  return c;
+}
+
+void launched(Context& c, const char* op) {
+  c.launches++;
+  check_cuda(cudaGetLastError(), op);
+  if (c.blocking) check_cuda(cudaStreamSynchronize(c.stream), op);
+}
+
+Bcast make_bcast(const char* op, std::initializer_list<const Shape*> ins, const Shape& out) {
+  Bcast p;
+  if (int(out.size()) > kMaxDims)
+    throw Unsupported(std::string(op) + ": more than " + std::to_string(kMaxDims) + " dimensions");
+  p.ndim = int(out.size());
+  for (int d = 0; d < p.ndim; ++d) p.dims[d] = out[size_t(d)];
+  int k = 0;
+  for (const Shape* s : ins) {
+    const int off = p.ndim - int(s->size());
+    LAMINA_CHECK(off >= 0, op << ": operand shape " << shape_str(*s) << " has more dimensions than the output "
+                              << shape_str(out));
+    int64_t stride = 1;
+    for (int d = p.ndim - 1; d >= 0; --d) {
+      const int sd = d - off;
+      const int64_t n = sd >= 0 ? (*s)[size_t(sd)] : 1;
+      LAMINA_CHECK(n == out[size_t(d)] || n == 1, op << ": operand shape " << shape_str(*s)
+                                                     << " does not broadcast to " << shape_str(out));
+      p.st[k][d] = (n == 1) ? 0 : stride;
+      stride *= n;
+    }
+    ++k;
+  }
+  return p;
+}
+
+// ---- fill, copy, cast --------------------------------------------------------------------------
+template <class T>
+__global__ void fill_kernel(T* p, int64_t n, T v) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) p[i] = v;
+}
+
+void fill(Buffer& b, double v) {
+  Context& c = op_device("fill", {&b});
+  const int64_t n = b.numel;
+  if (n == 0) return;
+  auto s = c.stream;
+  switch (b.dtype) {
+    case F32: fill_kernel<<<grid_for(n), 256, 0, s>>>(b.data<float>(), n, float(v)); break;
+    case I32: fill_kernel<<<grid_for(n), 256, 0, s>>>(b.data<int32_t>(), n, int32_t(v)); break;
+    case I64: fill_kernel<<<grid_for(n), 256, 0, s>>>(b.data<int64_t>(), n, int64_t(v)); break;
+    case BOOL: LAMINA_CUDA_CHECK(cudaMemsetAsync(b.ptr, v != 0.0, size_t(n), s)); break;
+    case I8: throw TypeError("fill: int8 buffers hold quantized weights and are written by copies only");
+  }
+  launched(c, "fill");
+}
+
+void copy(const Buffer& src, Buffer& dst) {
+  LAMINA_CHECK(src.numel == dst.numel, "copy: source holds " << src.numel << " elements, destination " << dst.numel);
+  check_dtype("copy", "destination", dst, src.dtype);
+  if (src.device != dst.device) return copy_between(src, dst);
+  Context& c = op_device("copy", {&src, &dst});
+  size_t nbytes = size_t(src.numel) * dtype_size(src.dtype);
+  if (src.ptr != dst.ptr && nbytes)
+    LAMINA_CUDA_CHECK(cudaMemcpyAsync(dst.ptr, src.ptr, nbytes, cudaMemcpyDeviceToDevice, c.stream));
+  launched(c, "copy");
+}
+
+// Between two devices: the copy runs on the source's stream after the destination's earlier
+// work, and the destination's later work waits for it (both pools stay in stream order).
+void copy_between(const Buffer& src, Buffer& dst) {
+  LAMINA_CHECK(src.numel == dst.numel, "copy_between: source holds " << src.numel << " elements, destination "
+                                                                      << dst.numel);
+  check_dtype("copy_between", "destination", dst, src.dtype);
+  Context& cs = context(src.device);
+  Context& cd = context(dst.device);
+  size_t nbytes = size_t(src.numel) * dtype_size(src.dtype);
+  if (&cs == &cd) return copy(src, dst);
+  cudaEvent_t before, after;
+  LAMINA_CUDA_CHECK(cudaSetDevice(cd.physical));
+  LAMINA_CUDA_CHECK(cudaEventCreateWithFlags(&before, cudaEventDisableTiming));
+  LAMINA_CUDA_CHECK(cudaEventRecord(before, cd.stream));
+  LAMINA_CUDA_CHECK(cudaSetDevice(cs.physical));
+  LAMINA_CUDA_CHECK(cudaEventCreateWithFlags(&after, cudaEventDisableTiming));
+  LAMINA_CUDA_CHECK(cudaStreamWaitEvent(cs.stream, before, 0));
+  if (nbytes) {
+    if (cs.physical == cd.physical)
+      LAMINA_CUDA_CHECK(cudaMemcpyAsync(dst.ptr, src.ptr, nbytes, cudaMemcpyDeviceToDevice, cs.stream));
+    else
+      LAMINA_CUDA_CHECK(cudaMemcpyPeerAsync(dst.ptr, cd.physical, src.ptr, cs.physical, nbytes, cs.stream));
+  }
+  LAMINA_CUDA_CHECK(cudaEventRecord(after, cs.stream));
+  LAMINA_CUDA_CHECK(cudaSetDevice(cd.physical));
+  LAMINA_CUDA_CHECK(cudaStreamWaitEvent(cd.stream, after, 0));
+  cudaEventDestroy(before);  // released once they complete
+  cudaEventDestroy(after);
+  launched(cs, "copy_between");
+}
+
+template <class S, class D>
+__global__ void cast_kernel(const S* s, D* d, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    if constexpr (std::is_same<D, bool>::value) d[i] = s[i] != S(0);
+    else d[i] = static_cast<D>(s[i]);
+  }
+}
+
+template <class S>
+static void cast_from(const S* s, Buffer& dst, int64_t n, cudaStream_t st) {
+  switch (dst.dtype) {
+    case F32: cast_kernel<<<grid_for(n), 256, 0, st>>>(s, dst.data<float>(), n); break;
+    case I32: cast_kernel<<<grid_for(n), 256, 0, st>>>(s, dst.data<int32_t>(), n); break;
+    case I64: cast_kernel<<<grid_for(n), 256, 0, st>>>(s, dst.data<int64_t>(), n); break;
+    case BOOL: cast_kernel<<<grid_for(n), 256, 0, st>>>(s, dst.data<bool>(), n); break;
+    case I8: throw TypeError("cast: int8 buffers hold quantized weights; they are not cast");
+  }
+}
+
+void cast(const Buffer& src, Buffer& dst) {
+  LAMINA_CHECK(src.numel == dst.numel, "cast: source holds " << src.numel << " elements, destination " << dst.numel);
+  Context& c = op_device("cast", {&src, &dst});
+  const int64_t n = src.numel;
+  if (n == 0) return;
+  // float -> integer conversions saturate on the GPU and wrap on x86 for out-of-range values:
+  // those casts run on the host, so that both devices give the same numbers.
+  if (src.dtype == F32 && (dst.dtype == I32 || dst.dtype == I64))
+    throw Unsupported("cast: float32 to integer conversions run on the host");
+  switch (src.dtype) {
+    case F32: cast_from(src.data<float>(), dst, n, c.stream); break;
+    case I32: cast_from(src.data<int32_t>(), dst, n, c.stream); break;
+    case I64: cast_from(src.data<int64_t>(), dst, n, c.stream); break;
+    case BOOL: cast_from(src.data<bool>(), dst, n, c.stream); break;
+    case I8: throw TypeError("cast: int8 buffers hold quantized weights; they are not cast");
+  }
+  launched(c, "cast");
+}
+
+}  // namespace gpu
+}  // namespace lamina

@@ -1,0 +1,418 @@
+// Elementwise kernels: broadcasting binary ops and comparisons, where, broadcast_to, unary maths,
+// the activations' derivatives, clip and axpby. The float maths use CUDA's libdevice functions
+// (within a few ulps of the CPU's polynomials). Op codes and dtypes without a CUDA version here
+// raise Unsupported and run on the host (backend/device.py).
+#include <cstdint>
+#include <type_traits>
+
+#include "gpu.h"
+
+namespace lamina {
+namespace gpu {
+
+#define GRID_STRIDE(i, n) \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+
+// Offsets of output element i in up to three broadcast operands.
+template <int K>
+__device__ __forceinline__ void bcast_offsets(const Bcast& p, int64_t i, int64_t* off) {
+  for (int k = 0; k < K; ++k) off[k] = 0;
+  for (int d = p.ndim - 1; d >= 0; --d) {
+    const int64_t n = p.dims[d];
+    const int64_t c = i % n;
+    i /= n;
+    for (int k = 0; k < K; ++k) off[k] += c * p.st[k][d];
+  }
+}
+
+// ---- binary ------------------------------------------------------------------------------------
+template <class T>
+__device__ __forceinline__ T bin_arith(int op, T a, T b) {
+  switch (op) {
+    case ADD: return a + b;
+    case SUB: return a - b;
+    case MUL: return a * b;
+    case MAXIMUM: return (a > b || a != a) ? a : b;
+    case MINIMUM: return (a < b || a != a) ? a : b;
+    case FMAX: return (a >= b || b != b) ? a : b;
+    case FMIN: return (a <= b || b != b) ? a : b;
+  }
+  if constexpr (std::is_floating_point<T>::value) {
+    switch (op) {
+      case DIV: return a / b;
+      case POW: return b == 2.f ? a * a : powf(a, b);
+      case ARCTAN2: return atan2f(a, b);
+      case HYPOT: return hypotf(a, b);
+      case COPYSIGN: return copysignf(a, b);
+      case FMOD: return fmodf(a, b);
+      case MOD: {  // numpy's remainder: the divisor's sign
+        T mod = fmodf(a, b);
+        if (b == 0) return mod;
+        if (mod != 0) { if ((b < 0) != (mod < 0)) mod += b; }
+        else mod = copysignf(0.f, b);
+        return mod;
+      }
+    }
+  } else {
+    switch (op) {
+      case DIV: return b == 0 ? T(0) : (b == T(-1) ? T(0 - std::make_unsigned_t<T>(a)) : a / b);
+      case AND: return a & b;
+      case OR: return a | b;
+      case XOR: return a ^ b;
+    }
+  }
+  return T(0);
+}
+
+template <class T>
+__device__ __forceinline__ bool bin_compare(int op, T a, T b) {
+  switch (op) {
+    case EQ: return a == b;
+    case NE: return a != b;
+    case LT: return a < b;
+    case LE: return a <= b;
+    case GT: return a > b;
+    default: return a >= b;
+  }
+}
+
+template <class T>
+static bool arith_supported(int op) {
+  switch (op) {
+    case ADD: case SUB: case MUL: case MAXIMUM: case MINIMUM: case FMAX: case FMIN: case DIV: return true;
+  }
+  if (std::is_floating_point<T>::value)
+    return op == POW || op == ARCTAN2 || op == HYPOT || op == COPYSIGN || op == FMOD || op == MOD;
+  return op == AND || op == OR || op == XOR;
+}
+
+template <class T, class R, bool CMP>
+__global__ void binary_same(int op, const T* a, const T* b, R* o, int64_t n, int sa, int sb) {
+  GRID_STRIDE(i, n) {
+    const T x = a[sa ? i : 0], y = b[sb ? i : 0];
+    if constexpr (CMP) o[i] = bin_compare(op, x, y);
+    else o[i] = bin_arith(op, x, y);
+  }
+}
+
+template <class T, class R, bool CMP>
+__global__ void binary_bcast(int op, const T* a, const T* b, R* o, int64_t n, Bcast p) {
+  GRID_STRIDE(i, n) {
+    int64_t off[2];
+    bcast_offsets<2>(p, i, off);
+    const T x = a[off[0]], y = b[off[1]];
+    if constexpr (CMP) o[i] = bin_compare(op, x, y);
+    else o[i] = bin_arith(op, x, y);
+  }
+}
+
+template <class T, class R, bool CMP>
+static void run_binary(Context& c, int op, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, R* o,
+                       const Shape& os) {
+  const int64_t n = numel_of(os);
+  if (n == 0) return;
+  const T* x = a.data<T>();
+  const T* y = b.data<T>();
+  const bool a_full = as == os, b_full = bs == os;
+  if ((a_full || a.numel == 1) && (b_full || b.numel == 1)) {
+    binary_same<T, R, CMP><<<grid_for(n), 256, 0, c.stream>>>(op, x, y, o, n, a.numel == n, b.numel == n);
+  } else {
+    Bcast p = make_bcast("binary", {&as, &bs}, os);
+    binary_bcast<T, R, CMP><<<grid_for(n), 256, 0, c.stream>>>(op, x, y, o, n, p);
+  }
+}
+
+template <class T>
+static void binary_typed(Context& c, int op, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs,
+                         Buffer& o, const Shape& os) {
+  if (op >= EQ && op <= GE) {
+    check_buffer("compare", "out", o, os, BOOL);
+    return run_binary<T, bool, true>(c, op, a, as, b, bs, o.data<bool>(), os);
+  }
+  check_buffer("binary", "out", o, os, a.dtype);
+  if (!arith_supported<T>(op)) throw Unsupported("binary: this op code runs on the host");
+  run_binary<T, T, false>(c, op, a, as, b, bs, o.data<T>(), os);
+}
+
+void binary(int op, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os) {
+  LAMINA_CHECK(op >= 0 && op < BINARY_COUNT, "binary: unknown op code " << op);
+  check_buffer("binary", "a", a, as, a.dtype);
+  check_buffer("binary", "b", b, bs, a.dtype);
+  Context& c = op_device("binary", {&a, &b, &o});
+  switch (a.dtype) {
+    case F32: binary_typed<float>(c, op, a, as, b, bs, o, os); break;
+    case I32: binary_typed<int32_t>(c, op, a, as, b, bs, o, os); break;
+    case I64: binary_typed<int64_t>(c, op, a, as, b, bs, o, os); break;
+    case I8: throw TypeError("binary: int8 tensors hold quantized weights and take no arithmetic");
+    case BOOL: {
+      check_buffer("logical", "out", o, os, BOOL);
+      // bools are 0 / 1 bytes: and = min, or = max, xor = not equal
+      int code;
+      switch (op) {
+        case AND: case MUL: case MINIMUM: code = MINIMUM; break;
+        case OR: case ADD: case MAXIMUM: code = MAXIMUM; break;
+        case XOR: code = NE; break;
+        case EQ: case NE: case LT: case LE: case GT: case GE: code = op; break;
+        default:
+          LAMINA_CHECK(false, "binary: op code " << op << " is not defined for bool tensors; cast to int32 or float32 first");
+      }
+      if (code >= EQ && code <= GE) run_binary<uint8_t, bool, true>(c, code, a, as, b, bs, o.data<bool>(), os);
+      else run_binary<uint8_t, uint8_t, false>(c, code, a, as, b, bs, o.data<uint8_t>(), os);
+    }
+  }
+  launched(c, "binary");
+}
+
+// ---- where, broadcast_to ---------------------------------------------------------------------------
+template <class T>
+__global__ void where_kernel(const bool* cond, const T* a, const T* b, T* o, int64_t n, Bcast p) {
+  GRID_STRIDE(i, n) {
+    int64_t off[3];
+    bcast_offsets<3>(p, i, off);
+    o[i] = cond[off[0]] ? a[off[1]] : b[off[2]];
+  }
+}
+
+template <class T>
+__global__ void bcast_kernel(const T* x, T* o, int64_t n, Bcast p) {
+  GRID_STRIDE(i, n) {
+    int64_t off[1];
+    bcast_offsets<1>(p, i, off);
+    o[i] = x[off[0]];
+  }
+}
+
+template <class T>
+static void where_typed(Context& c, const Buffer& cb, const Buffer& a, const Buffer& b, Buffer& o, int64_t n, const Bcast& p) {
+  where_kernel<T><<<grid_for(n), 256, 0, c.stream>>>(cb.data<bool>(), a.data<T>(), b.data<T>(), o.data<T>(), n, p);
+}
+
+void where(const Buffer& cb, const Shape& cs, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs,
+           Buffer& o, const Shape& os) {
+  check_buffer("where", "condition", cb, cs, BOOL);
+  check_buffer("where", "x1", a, as, a.dtype);
+  check_buffer("where", "x2", b, bs, a.dtype);
+  check_buffer("where", "out", o, os, a.dtype);
+  Context& c = op_device("where", {&cb, &a, &b, &o});
+  const int64_t n = numel_of(os);
+  if (n == 0) return;
+  Bcast p = make_bcast("where", {&cs, &as, &bs}, os);
+  switch (dtype_size(a.dtype)) {
+    case 1: where_typed<uint8_t>(c, cb, a, b, o, n, p); break;
+    case 4: where_typed<uint32_t>(c, cb, a, b, o, n, p); break;
+    default: where_typed<uint64_t>(c, cb, a, b, o, n, p); break;
+  }
+  launched(c, "where");
+}
+
+void broadcast_to(const Buffer& x, const Shape& xs, Buffer& o, const Shape& os) {
+  check_buffer("broadcast_to", "x", x, xs, x.dtype);
+  check_buffer("broadcast_to", "out", o, os, x.dtype);
+  Context& c = op_device("broadcast_to", {&x, &o});
+  const int64_t n = numel_of(os);
+  if (n == 0) return;
+  Bcast p = make_bcast("broadcast_to", {&xs}, os);
+  switch (dtype_size(x.dtype)) {
+    case 1: bcast_kernel<<<grid_for(n), 256, 0, c.stream>>>(x.data<uint8_t>(), o.data<uint8_t>(), n, p); break;
+    case 4: bcast_kernel<<<grid_for(n), 256, 0, c.stream>>>(x.data<uint32_t>(), o.data<uint32_t>(), n, p); break;
+    default: bcast_kernel<<<grid_for(n), 256, 0, c.stream>>>(x.data<uint64_t>(), o.data<uint64_t>(), n, p); break;
+  }
+  launched(c, "broadcast_to");
+}
+
+// ---- unary -------------------------------------------------------------------------------------
+__device__ const float kSeluAlpha = 1.6732632423543772f, kSeluScale = 1.0507009873554805f;
+
+__device__ __forceinline__ float sigmoidf(float v) { return v >= 0.f ? 1.f / (1.f + expf(-v)) : expf(v) / (1.f + expf(v)); }
+__device__ __forceinline__ float gelu_cdf(float v) { return 0.5f * erfcf(-v * 0.70710678118654752f); }
+__device__ __forceinline__ float gelu_tanh_s(float v) {  // sigmoid(sqrt(8/pi)(v + 0.044715 v^3))
+  const double u = 1.5957691216057308 * double(v) * (1.0 + 0.044715 * double(v) * double(v));
+  return float(u >= 0 ? 1.0 / (1.0 + exp(-u)) : exp(u) / (1.0 + exp(u)));
+}
+
+__device__ __forceinline__ float unary_f32(int op, float v, float alpha) {
+  switch (op) {
+    case NEG: return -v;
+    case EXP: return expf(v);
+    case EXP2: return exp2f(v);
+    case EXPM1: return expm1f(v);
+    case LOG: return logf(v);
+    case LOG2: return log2f(v);
+    case LOG10: return log10f(v);
+    case LOG1P: return log1pf(v);
+    case SQRT: return sqrtf(v);
+    case RSQRT: return 1.f / sqrtf(v);
+    case ABS: return fabsf(v);
+    case TANH: return tanhf(v);
+    case SIGMOID: return sigmoidf(v);
+    case RELU: return v < 0.f ? 0.f : v;
+    case RELU6: return v < 0.f ? 0.f : (v > 6.f ? 6.f : v);
+    case LEAKY_RELU: return v > 0.f ? v : alpha * v;
+    case SOFTPLUS: return (v < 0.f ? 0.f : v) + log1pf(expf(-fabsf(v)));
+    case SOFTSIGN: return isinf(v) ? copysignf(1.f, v) : v / (1.f + fabsf(v));
+    case ELU: return v > 0.f ? v : alpha * expm1f(v);
+    case SELU: return kSeluScale * (v > 0.f ? v : kSeluAlpha * expm1f(v));
+    case GELU: return v == -INFINITY ? -0.f : v * gelu_cdf(v);
+    case GELU_TANH: return v == -INFINITY ? -0.f : v * gelu_tanh_s(v);
+    case SILU: return v == -INFINITY ? -0.f : v * sigmoidf(v);
+    case HARD_SIGMOID: { float h = v / 6.f + 0.5f; return h < 0.f ? 0.f : (h > 1.f ? 1.f : h); }
+    case SQUARE: return v * v;
+    case SIGN: return v != v ? v : float((v > 0.f) - (v < 0.f));
+    case RECIPROCAL: return 1.f / v;
+    case ERF: return erff(v);
+    case FLOOR: return floorf(v);
+    case CEIL: return ceilf(v);
+    case ROUND: return rintf(v);
+    case TRUNC: return truncf(v);
+    case SIN: return sinf(v);
+    case COS: return cosf(v);
+  }
+  return 0.f;
+}
+
+static bool unary_f32_supported(int op) {
+  switch (op) {
+    case NEG: case EXP: case EXP2: case EXPM1: case LOG: case LOG2: case LOG10: case LOG1P: case SQRT: case RSQRT:
+    case ABS: case TANH: case SIGMOID: case RELU: case RELU6: case LEAKY_RELU: case SOFTPLUS: case SOFTSIGN: case ELU:
+    case SELU: case GELU: case GELU_TANH: case SILU: case HARD_SIGMOID: case SQUARE: case SIGN: case RECIPROCAL:
+    case ERF: case FLOOR: case CEIL: case ROUND: case TRUNC: case SIN: case COS:
+      return true;
+  }
+  return false;
+}
+
+__global__ void unary_kernel(int op, const float* x, float* y, int64_t n, float alpha) {
+  GRID_STRIDE(i, n) y[i] = unary_f32(op, x[i], alpha);
+}
+
+// isnan / isinf / isfinite / signbit: classified by bits, as the CPU does.
+__global__ void classify_kernel(int op, const uint32_t* x, bool* o, int64_t n) {
+  GRID_STRIDE(i, n) {
+    const uint32_t a = x[i] & 0x7fffffffu;
+    o[i] = op == ISNAN ? a > 0x7f800000u : op == ISINF ? a == 0x7f800000u : op == ISFINITE ? a < 0x7f800000u
+                                                                                              : (x[i] >> 31) != 0;
+  }
+}
+
+__global__ void not_kernel(const uint8_t* x, uint8_t* o, int64_t n) {
+  GRID_STRIDE(i, n) o[i] = !x[i];
+}
+
+void unary(int op, const Buffer& xb, Buffer& ob, double alpha) {
+  LAMINA_CHECK(op >= 0 && op < UNARY_COUNT, "unary: unknown op code " << op);
+  LAMINA_CHECK(xb.numel == ob.numel, "unary: input has " << xb.numel << " elements, output " << ob.numel);
+  Context& c = op_device("unary", {&xb, &ob});
+  const int64_t n = xb.numel;
+  if (op == ISNAN || op == ISINF || op == ISFINITE || op == SIGNBIT) {
+    check_dtype("unary", "out", ob, BOOL);
+    if (xb.dtype != F32) throw Unsupported("unary: integer classification runs on the host");
+    if (n) classify_kernel<<<grid_for(n), 256, 0, c.stream>>>(op, xb.data<uint32_t>(), ob.data<bool>(), n);
+    return launched(c, "unary");
+  }
+  check_dtype("unary", "out", ob, xb.dtype);
+  if (xb.dtype == BOOL) {
+    LAMINA_CHECK(op == LOGICAL_NOT || op == BITWISE_NOT, "unary: op code " << op << " is not defined for bool tensors");
+    if (n) not_kernel<<<grid_for(n), 256, 0, c.stream>>>(xb.data<uint8_t>(), ob.data<uint8_t>(), n);
+    return launched(c, "unary");
+  }
+  LAMINA_CHECK(op != LOGICAL_NOT, "unary: logical_not needs a bool tensor, received " << dtype_name(xb.dtype));
+  if (xb.dtype != F32 || !unary_f32_supported(op)) throw Unsupported("unary: this op code or dtype runs on the host");
+  if (n) unary_kernel<<<grid_for(n), 256, 0, c.stream>>>(op, xb.data<float>(), ob.data<float>(), n, float(alpha));
+  launched(c, "unary");
+}
+
+__device__ __forceinline__ float grad_f32(int op, float v, float d, float alpha) {
+  switch (op) {
+    case RELU_GRAD: return v > 0.f ? d : 0.f;
+    case SIGMOID_GRAD_Y: return d * v * (1.f - v);
+    case TANH_GRAD_Y: return d * (1.f - v * v);
+    case ELU_GRAD_X: return v > 0.f ? d : d * alpha * expf(v);
+    case SELU_GRAD_X: return d * kSeluScale * (v > 0.f ? 1.f : kSeluAlpha * expf(v));
+    case GELU_GRAD_X: {
+      if (isinf(v)) return v > 0.f ? d : 0.f;
+      return d * (gelu_cdf(v) + v * 0.3989422804014327f * expf(-0.5f * v * v));
+    }
+    case GELU_TANH_GRAD_X: {
+      if (fabsf(v) > 1e4f) return v > 0.f ? d : 0.f;
+      const float s = gelu_tanh_s(v);
+      const float du = 1.5957691216057308f * (1.f + 0.134145f * v * v);
+      return d * (s + v * du * s * (1.f - s));
+    }
+    case SOFTPLUS_GRAD_X: return d * sigmoidf(v);
+    case LEAKY_RELU_GRAD_X: return v > 0.f ? d : alpha * d;
+    case RELU6_GRAD_X: return (v > 0.f && v < 6.f) ? d : 0.f;
+    case SILU_GRAD_X: {
+      if (isinf(v)) return v > 0.f ? d : 0.f;
+      const float s = sigmoidf(v);
+      return d * s * (1.f + v * (1.f - s));
+    }
+    case HARD_SIGMOID_GRAD_X: return (v > -3.f && v < 3.f) ? d * (1.f / 6.f) : 0.f;
+    case SOFTSIGN_GRAD_X: return d / ((1.f + fabsf(v)) * (1.f + fabsf(v)));
+  }
+  return 0.f;
+}
+
+__global__ void grad_kernel(int op, const float* s, const float* g, float* o, int64_t n, float alpha) {
+  GRID_STRIDE(i, n) o[i] = grad_f32(op, s[i], g[i], alpha);
+}
+
+void unary_grad(int op, const Buffer& sb, const Buffer& gb, Buffer& ob, double alpha) {
+  LAMINA_CHECK(op >= 0 && op < GRAD_COUNT, "unary_grad: unknown op code " << op);
+  check_dtype("unary_grad", "saved", sb, F32);
+  check_dtype("unary_grad", "grad", gb, F32);
+  check_dtype("unary_grad", "out", ob, F32);
+  LAMINA_CHECK(sb.numel == gb.numel && gb.numel == ob.numel, "unary_grad: element counts differ: saved "
+                   << sb.numel << ", grad " << gb.numel << ", out " << ob.numel);
+  Context& c = op_device("unary_grad", {&sb, &gb, &ob});
+  const int64_t n = sb.numel;
+  if (n) grad_kernel<<<grid_for(n), 256, 0, c.stream>>>(op, sb.data<float>(), gb.data<float>(), ob.data<float>(), n,
+                                                         float(alpha));
+  launched(c, "unary_grad");
+}
+
+// ---- clip, axpby ---------------------------------------------------------------------------------
+__global__ void clip_kernel(const float* x, float lo, float hi, float* o, int64_t n) {
+  GRID_STRIDE(i, n) { float v = x[i]; v = v < lo ? lo : v; o[i] = v > hi ? hi : v; }
+}
+__global__ void clip_grad_kernel(const float* x, float lo, float hi, const float* g, float* o, int64_t n) {
+  GRID_STRIDE(i, n) o[i] = (x[i] >= lo && x[i] <= hi) ? g[i] : 0.f;
+}
+__global__ void axpby_kernel(float a, const float* x, float b, float* y, int64_t n) {
+  GRID_STRIDE(i, n) y[i] = a * x[i] + b * y[i];
+}
+
+void clip(const Buffer& xb, double lo, double hi, Buffer& ob) {
+  LAMINA_CHECK(xb.numel == ob.numel, "clip: input has " << xb.numel << " elements, output " << ob.numel);
+  check_dtype("clip", "out", ob, xb.dtype);
+  LAMINA_CHECK(xb.dtype != BOOL, "clip: bool tensors cannot be clipped; cast to int32 or float32 first");
+  if (xb.dtype != F32) throw Unsupported("clip: integer clips run on the host");
+  Context& c = op_device("clip", {&xb, &ob});
+  if (xb.numel) clip_kernel<<<grid_for(xb.numel), 256, 0, c.stream>>>(xb.data<float>(), float(lo), float(hi),
+                                                                        ob.data<float>(), xb.numel);
+  launched(c, "clip");
+}
+
+void clip_grad(const Buffer& xb, double lo, double hi, const Buffer& gb, Buffer& ob) {
+  check_dtype("clip_grad", "x", xb, F32);
+  check_dtype("clip_grad", "grad", gb, F32);
+  check_dtype("clip_grad", "out", ob, F32);
+  LAMINA_CHECK(xb.numel == gb.numel && gb.numel == ob.numel, "clip_grad: element counts differ: x "
+                   << xb.numel << ", grad " << gb.numel << ", out " << ob.numel);
+  Context& c = op_device("clip_grad", {&xb, &gb, &ob});
+  if (xb.numel) clip_grad_kernel<<<grid_for(xb.numel), 256, 0, c.stream>>>(xb.data<float>(), float(lo), float(hi),
+                                                                             gb.data<float>(), ob.data<float>(), xb.numel);
+  launched(c, "clip_grad");
+}
+
+void axpby(double a, const Buffer& xb, double b, Buffer& yb) {
+  check_dtype("axpby", "x", xb, F32);
+  check_dtype("axpby", "y", yb, F32);
+  LAMINA_CHECK(xb.numel == yb.numel, "axpby: x holds " << xb.numel << " elements, y " << yb.numel);
+  Context& c = op_device("axpby", {&xb, &yb});
+  if (xb.numel) axpby_kernel<<<grid_for(xb.numel), 256, 0, c.stream>>>(float(a), xb.data<float>(), float(b),
+                                                                         yb.data<float>(), xb.numel);
+  launched(c, "axpby");
+}
+
+}  // namespace gpu
+}  // namespace lamina

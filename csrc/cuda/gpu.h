@@ -1,0 +1,130 @@
+// The CUDA device module's shared definitions: device contexts (one stream and one caching
+// allocator per device), the device Buffer, and the launchers of csrc/cuda/*.cu.
+//
+// gpu:N names a *virtual* GPU: each physical GPU is split into `split` virtual devices
+// (set_virtual_split or LAMINA_VIRTUAL_GPUS, default 1), gpu:N on physical GPU N / split, each
+// with its own stream and memory pool, so model-parallel and pipelined work runs on one card.
+// Kernels are queued on their device's stream and return at once; the host waits only where
+// it reads a value (to_numpy, sum_squares, synchronize) or checks labels (the losses).
+// LAMINA_LAUNCH_BLOCKING=1 waits after every kernel (a kernel's error is then raised by its call).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "../opcodes.h"
+#include "../types.h"
+
+namespace lamina {
+namespace gpu {
+
+// A kernel that has no CUDA version for these arguments (a dtype, an op code, a rank above
+// kMaxDims): Python's device table then runs the CPU kernel on host copies (backend/device.py).
+struct Unsupported : std::runtime_error { using std::runtime_error::runtime_error; };
+// A CUDA runtime failure (out of memory is AllocError).
+struct CudaError : std::runtime_error { using std::runtime_error::runtime_error; };
+
+void check_cuda(cudaError_t e, const char* what);
+#define LAMINA_CUDA_CHECK(x) ::lamina::gpu::check_cuda((x), #x)
+
+struct Context {
+  int index = 0, physical = 0;
+  cudaStream_t stream = nullptr;
+  bool blocking = false;
+  std::mutex mu;                             // guards the pool
+  std::multimap<size_t, void*> free_blocks;  // rounded size -> block, reusable in stream order
+  size_t in_use = 0, cached = 0, system_allocs = 0;
+  int64_t launches = 0;
+};
+
+int physical_count();
+int device_count();  // virtual devices
+int virtual_split();
+void set_virtual_split(int n);
+Context& context(int index);  // checks the index, creates the stream on first use
+void synchronize(Context& c);
+void empty_cache();
+
+struct Buffer {
+  void* ptr = nullptr;
+  int64_t numel = 0;
+  DType dtype = F32;
+  size_t capacity = 0;
+  int device = 0;
+  Buffer(int64_t n, DType dt, int dev);
+  ~Buffer();
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  template <class T> T* data() const { return static_cast<T*>(ptr); }
+};
+using BufferPtr = std::shared_ptr<Buffer>;
+
+void check_dtype(const char* op, const char* arg, const Buffer& b, DType dt);
+void check_buffer(const char* op, const char* arg, const Buffer& b, const Shape& s, DType dt);
+void check_count(const char* op, const char* arg, const Buffer& b, int64_t n, DType dt);
+// The device all of an op's buffers are on (nullptr entries are skipped); makes it current.
+Context& op_device(const char* op, std::initializer_list<const Buffer*> bufs);
+// After a launch: raises a launch error; waits when LAMINA_LAUNCH_BLOCKING is set.
+void launched(Context& c, const char* op);
+
+// Grid size for n elements at 256 threads a block (grid-stride loops cover the rest).
+inline unsigned grid_for(int64_t n) {
+  int64_t b = (n + 255) / 256;
+  return unsigned(b < 1 ? 1 : (b > 65535 * 8 ? 65535 * 8 : b));
+}
+
+// Broadcasting: up to kMaxDims output dimensions; each operand's element strides, 0 where it
+// is broadcast. Built on the host, passed by value to the kernels.
+constexpr int kMaxDims = 8;
+struct Bcast {
+  int ndim = 0;
+  int64_t dims[kMaxDims];
+  int64_t st[3][kMaxDims];
+};
+Bcast make_bcast(const char* op, std::initializer_list<const Shape*> ins, const Shape& out);
+
+// ---- launchers (csrc/cuda/*.cu) ----------------------------------------------------------------
+void fill(Buffer& b, double v);
+void copy(const Buffer& src, Buffer& dst);
+void cast(const Buffer& src, Buffer& dst);
+void copy_between(const Buffer& src, Buffer& dst);
+
+void binary(int op, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os);
+void unary(int op, const Buffer& x, Buffer& o, double alpha);
+void unary_grad(int op, const Buffer& saved, const Buffer& grad, Buffer& out, double alpha);
+void where(const Buffer& c, const Shape& cs, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs,
+           Buffer& o, const Shape& os);
+void broadcast_to(const Buffer& x, const Shape& xs, Buffer& o, const Shape& os);
+void clip(const Buffer& x, double lo, double hi, Buffer& o);
+void clip_grad(const Buffer& x, double lo, double hi, const Buffer& g, Buffer& o);
+void axpby(double a, const Buffer& x, double b, Buffer& y);
+
+void reduce(int op, const Buffer& x, int64_t outer, int64_t R, int64_t inner, Buffer& y);
+
+void matmul(const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os,
+            bool trans_a, bool trans_b, bool accumulate, const Buffer* bias);
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const Buffer& a, const Buffer& b,
+          double beta, Buffer& c, int64_t lda, int64_t ldb, int64_t ldc);
+
+void softmax(const Buffer& x, int64_t outer, int64_t R, int64_t inner, bool log, Buffer& y);
+void softmax_grad(const Buffer& y, const Buffer& g, int64_t outer, int64_t R, int64_t inner, bool log, Buffer& o);
+void xent_sparse(const Buffer& x, const Buffer& labels, int64_t outer, int64_t K, int64_t inner, bool logits,
+                 double eps, Buffer& loss, Buffer& aux);
+void xent_sparse_grad(const Buffer& x, const Buffer& labels, const Buffer& aux, const Buffer& g, int64_t outer,
+                      int64_t K, int64_t inner, bool logits, double eps, Buffer& dx);
+void bias_relu(const Buffer& x, const Buffer& b, Buffer& o);
+void bias_relu_grad(const Buffer& y, const Buffer& g, Buffer* dx, Buffer* db, int64_t C);
+
+void sgd(Buffer& var, const Buffer& grad, Buffer& vel, double lr, double momentum, bool nesterov);
+void adam(Buffer& var, const Buffer& grad, Buffer& m, Buffer& v, Buffer& vhat, double lr_t, double b1, double b2,
+          double eps, bool amsgrad, double wd_lr);
+void weight_decay(Buffer& var, double wd, double lr);
+double sum_squares(const Buffer& x);
+
+}  // namespace gpu
+}  // namespace lamina

@@ -1,0 +1,214 @@
+// The compiled module `lamina.backend._cuda`: the CUDA device table. The kernels keep the CPU
+// module's names and arguments (backend/device.py's KERNEL_TABLE); a table entry this module does
+// not define, or a call it answers with KernelUnsupported, runs the CPU kernel on host copies
+// (backend/device.py's GPU table), so every op works on gpu:N while kernels move to the GPU.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+
+#include "gpu.h"
+
+namespace py = pybind11;
+using namespace lamina;
+using gpu::Buffer;
+using gpu::BufferPtr;
+
+namespace {
+
+DType dtype_of_array(const py::array& a) {
+  auto dt = a.dtype();
+  if (dt.is(py::dtype::of<float>())) return F32;
+  if (dt.is(py::dtype::of<int32_t>())) return I32;
+  if (dt.is(py::dtype::of<int64_t>())) return I64;
+  if (dt.is(py::dtype::of<bool>())) return BOOL;
+  if (dt.is(py::dtype::of<int8_t>())) return I8;
+  throw TypeError("from_numpy: unsupported numpy dtype " + std::string(py::str(dt)) +
+                  "; expected float32, int32, int64, bool or int8 (convert with .astype first)");
+}
+
+py::dtype numpy_dtype(DType d) {
+  switch (d) {
+    case F32: return py::dtype::of<float>();
+    case I32: return py::dtype::of<int32_t>();
+    case I64: return py::dtype::of<int64_t>();
+    case I8: return py::dtype::of<int8_t>();
+    default: return py::dtype::of<bool>();
+  }
+}
+
+BufferPtr from_numpy(py::array a, int device) {
+  DType dt = dtype_of_array(a);
+  LAMINA_CHECK(a.flags() & py::array::c_style, "from_numpy: expected a C-contiguous array");
+  auto b = std::make_shared<Buffer>(int64_t(a.size()), dt, device);
+  gpu::Context& c = gpu::context(device);
+  if (a.nbytes()) {
+    py::gil_scoped_release nogil;
+    LAMINA_CUDA_CHECK(cudaSetDevice(c.physical));
+    // From pageable memory the call returns once the bytes are staged: the array may go at once.
+    LAMINA_CUDA_CHECK(cudaMemcpyAsync(b->ptr, a.data(), size_t(a.nbytes()), cudaMemcpyHostToDevice, c.stream));
+  }
+  return b;
+}
+
+py::array to_numpy(const Buffer& b, const Shape& shape) {
+  LAMINA_CHECK(numel_of(shape) == b.numel, "to_numpy: shape " << shape_str(shape) << " does not match " << b.numel
+                                                               << " elements");
+  py::array out(numpy_dtype(b.dtype), std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  gpu::Context& c = gpu::context(b.device);
+  void* dst = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    LAMINA_CUDA_CHECK(cudaSetDevice(c.physical));
+    if (b.numel)
+      LAMINA_CUDA_CHECK(cudaMemcpyAsync(dst, b.ptr, size_t(b.numel) * dtype_size(b.dtype), cudaMemcpyDeviceToHost, c.stream));
+    LAMINA_CUDA_CHECK(cudaStreamSynchronize(c.stream));  // also raises an earlier kernel's error
+  }
+  return out;
+}
+
+py::dict memory_dict(gpu::Context& c) {
+  std::lock_guard<std::mutex> g(c.mu);
+  py::dict d;
+  d["in_use"] = c.in_use;
+  d["cached"] = c.cached;
+  d["system_allocs"] = c.system_allocs;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cuda, m) {
+  m.doc() = "lamina CUDA kernels";
+  py::register_exception<TypeError>(m, "KernelTypeError", PyExc_TypeError);
+  py::register_exception<AllocError>(m, "KernelMemoryError", PyExc_MemoryError);
+  py::register_exception<gpu::CudaError>(m, "CudaError", PyExc_RuntimeError);
+  py::register_exception<gpu::Unsupported>(m, "KernelUnsupported", PyExc_NotImplementedError);
+#define LAMINA_EXPORT_CODE(name) d[#name] = int(lamina::name);
+#define LAMINA_EXPORT_TABLE(NAME, LIST) \
+  {                                     \
+    py::dict d;                         \
+    LIST(LAMINA_EXPORT_CODE)            \
+    m.attr(NAME) = d;                   \
+  }
+  LAMINA_EXPORT_TABLE("BINARY_OPS", LAMINA_BINARY_OPS)
+  LAMINA_EXPORT_TABLE("UNARY_OPS", LAMINA_UNARY_OPS)
+  LAMINA_EXPORT_TABLE("GRAD_OPS", LAMINA_GRAD_OPS)
+  LAMINA_EXPORT_TABLE("REDUCE_OPS", LAMINA_REDUCE_OPS)
+  LAMINA_EXPORT_TABLE("SCAN_OPS", LAMINA_SCAN_OPS)
+#undef LAMINA_EXPORT_TABLE
+#undef LAMINA_EXPORT_CODE
+
+  // ---- devices ----
+  m.def("device_count", &gpu::device_count, "GPU devices (virtual): physical GPUs x virtual GPUs per physical GPU.");
+  m.def("physical_device_count", &gpu::physical_count, "Physical GPUs the CUDA driver reports (0 without a driver).");
+  m.def("virtual_gpus", &gpu::virtual_split, "Virtual GPU devices per physical GPU.");
+  m.def("set_virtual_gpus", &gpu::set_virtual_split, py::arg("n"),
+        "Splits each physical GPU into n virtual devices (own stream and memory pool); before the first GPU tensor.");
+  m.def("device_name", [](int index) {
+    gpu::Context& c = gpu::context(index);
+    cudaDeviceProp p;
+    LAMINA_CUDA_CHECK(cudaGetDeviceProperties(&p, c.physical));
+    return std::string(p.name);
+  }, py::arg("device"));
+  m.def("synchronize", [](int index) {
+    gpu::Context& c = gpu::context(index);
+    py::gil_scoped_release nogil;
+    gpu::synchronize(c);
+  }, py::arg("device"), "Waits until every kernel queued on the device has run; raises a kernel's error.");
+  m.def("set_asynchronous", [](int index, bool on) {
+    gpu::Context& c = gpu::context(index);
+    bool before = !c.blocking;
+    if (!on) gpu::synchronize(c);
+    c.blocking = !on;
+    return before;
+  }, py::arg("device"), py::arg("asynchronous"),
+     "False: waits for each kernel before its call returns (a kernel's error is raised by its call).");
+  m.def("device_stats", [](int index) {
+    gpu::Context& c = gpu::context(index);
+    cudaSetDevice(c.physical);
+    cudaError_t q = cudaStreamQuery(c.stream);
+    if (q != cudaErrorNotReady) gpu::check_cuda(q, "device_stats");
+    py::dict d;
+    d["submitted"] = c.launches;
+    d["busy"] = q == cudaErrorNotReady;
+    d["asynchronous"] = !c.blocking;
+    d["threads"] = 0;
+    d["physical"] = c.physical;
+    return d;
+  }, py::arg("device"));
+  m.def("device_threads", [](int index) { gpu::context(index); return 0; }, py::arg("device"),
+        "GPU devices have no CPU thread team: 0.");
+  m.def("set_device_threads", [](int index, int) {
+    LAMINA_CHECK(false, "gpu:" << index << " has no CPU thread team to size; set_threads applies to cpu devices");
+  }, py::arg("device"), py::arg("threads"));
+  m.def("memory_stats", []() {
+    py::dict total, per;
+    size_t in_use = 0, cached = 0, allocs = 0;
+    const int n = gpu::device_count();
+    for (int i = 0; i < n; ++i) {
+      py::dict d = memory_dict(gpu::context(i));
+      in_use += d["in_use"].cast<size_t>();
+      cached += d["cached"].cast<size_t>();
+      allocs += d["system_allocs"].cast<size_t>();
+      per[py::int_(i)] = d;
+    }
+    total["in_use"] = in_use;
+    total["cached"] = cached;
+    total["system_allocs"] = allocs;
+    total["devices"] = per;
+    return total;
+  });
+  m.def("empty_cache", &gpu::empty_cache);
+
+  // ---- buffers and copies ----
+  py::class_<Buffer, BufferPtr>(m, "Buffer")
+      .def(py::init([](int64_t n, int dt, int device) {
+             LAMINA_CHECK(dt >= F32 && dt <= I8, "Buffer: unknown dtype code " << dt);
+             return std::make_shared<Buffer>(n, DType(dt), device);
+           }), py::arg("numel"), py::arg("dtype") = 0, py::arg("device") = 0)
+      .def_readonly("numel", &Buffer::numel)
+      .def_readonly("device", &Buffer::device)
+      .def_property_readonly("dtype", [](const Buffer& b) { return int(b.dtype); })
+      .def_property_readonly("address", [](const Buffer& b) { return reinterpret_cast<uintptr_t>(b.ptr); });
+  m.def("from_numpy", &from_numpy, py::arg("array"), py::arg("device") = 0);
+  m.def("to_numpy", &to_numpy, py::arg("buffer"), py::arg("shape"));
+  m.def("host_view", [](const BufferPtr&, const Shape&) -> py::array {
+    throw TypeError("host_view: a GPU buffer has no host memory to view; copy it with to_numpy");
+  }, py::arg("buffer"), py::arg("shape"));
+  m.def("copy_between", &gpu::copy_between, py::arg("src"), py::arg("dst"));
+  m.def("fill", &gpu::fill);
+  m.def("copy", &gpu::copy);
+  m.def("cast", &gpu::cast);
+
+  // ---- kernels (same names and arguments as the CPU module's) ----
+  m.def("binary", &gpu::binary);
+  m.def("unary", &gpu::unary, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("alpha") = 0.0);
+  m.def("unary_grad", &gpu::unary_grad, py::arg("op"), py::arg("saved"), py::arg("grad"), py::arg("out"),
+        py::arg("alpha") = 0.0);
+  m.def("where", &gpu::where);
+  m.def("broadcast_to", &gpu::broadcast_to);
+  m.def("clip", &gpu::clip);
+  m.def("clip_grad", &gpu::clip_grad);
+  m.def("axpby", &gpu::axpby);
+  m.def("reduce", &gpu::reduce);
+  m.def("matmul", &gpu::matmul, py::arg("a"), py::arg("a_shape"), py::arg("b"), py::arg("b_shape"), py::arg("out"),
+        py::arg("out_shape"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("accumulate") = false,
+        py::arg("bias") = py::none());
+  m.def("gemm", &gpu::gemm, py::arg("trans_a"), py::arg("trans_b"), py::arg("M"), py::arg("N"), py::arg("K"),
+        py::arg("alpha"), py::arg("a"), py::arg("b"), py::arg("beta"), py::arg("c"), py::arg("lda") = -1,
+        py::arg("ldb") = -1, py::arg("ldc") = -1);
+  m.def("softmax", &gpu::softmax);
+  m.def("softmax_grad", &gpu::softmax_grad);
+  m.def("xent_sparse", &gpu::xent_sparse);
+  m.def("xent_sparse_grad", &gpu::xent_sparse_grad);
+  m.def("bias_relu", &gpu::bias_relu);
+  m.def("bias_relu_grad", &gpu::bias_relu_grad);
+  m.def("sgd", &gpu::sgd);
+  m.def("adam", &gpu::adam);
+  m.def("weight_decay", &gpu::weight_decay);
+  m.def("sum_squares", [](const Buffer& x) {
+    return gpu::sum_squares(x);
+  });
+}

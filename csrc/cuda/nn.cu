@@ -1,0 +1,281 @@
+// Softmax, sparse categorical cross-entropy (fused with its softmax) and bias + relu. A lane is
+// one (outer, inner) position of an (outer, R, inner) view; one warp works on each lane.
+#include "gpu.h"
+
+namespace lamina {
+namespace gpu {
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) {
+    float w = __shfl_xor_sync(0xffffffffu, v, o);
+    v = (w > v || w != w) ? w : v;
+  }
+  return v;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+#define WARP_LANES(lane, nlanes)                                                                     \
+  const int _w = threadIdx.x / 32, _l = threadIdx.x % 32;                                            \
+  for (int64_t lane = int64_t(blockIdx.x) * (blockDim.x / 32) + _w; lane < (nlanes);                 \
+       lane += int64_t(gridDim.x) * (blockDim.x / 32))
+
+static unsigned warp_grid(int64_t lanes) {
+  int64_t b = (lanes + 7) / 8;  // 8 warps a block
+  return unsigned(b < 1 ? 1 : (b > 65535 * 4 ? 65535 * 4 : b));
+}
+
+// log-sum-exp of one lane (every thread of the warp gets it)
+__device__ __forceinline__ float lane_lse(const float* x, int64_t R, int64_t st, int l) {
+  float m = -INFINITY;
+  for (int64_t r = l; r < R; r += 32) { float v = x[r * st]; m = (v > m || v != v) ? v : m; }
+  m = warp_max(m);
+  float s = 0.f;
+  for (int64_t r = l; r < R; r += 32) s += expf(x[r * st] - m);
+  return m + logf(warp_sum(s));
+}
+
+__global__ void softmax_kernel(const float* x, float* y, int64_t outer, int64_t R, int64_t inner, bool log) {
+  WARP_LANES(lane, outer * inner) {
+    const int64_t base = (lane / inner) * R * inner + lane % inner;
+    const float* xr = x + base;
+    float* yr = y + base;
+    float m = -INFINITY;
+    for (int64_t r = _l; r < R; r += 32) { float v = xr[r * inner]; m = (v > m || v != v) ? v : m; }
+    m = warp_max(m);
+    float s = 0.f;
+    for (int64_t r = _l; r < R; r += 32) s += expf(xr[r * inner] - m);
+    s = warp_sum(s);
+    if (log) {
+      const float ls = logf(s);
+      for (int64_t r = _l; r < R; r += 32) yr[r * inner] = xr[r * inner] - m - ls;
+    } else {
+      const float inv = 1.f / s;
+      for (int64_t r = _l; r < R; r += 32) yr[r * inner] = expf(xr[r * inner] - m) * inv;
+    }
+  }
+}
+
+__global__ void softmax_grad_kernel(const float* y, const float* g, float* o, int64_t outer, int64_t R, int64_t inner,
+                                    bool log) {
+  WARP_LANES(lane, outer * inner) {
+    const int64_t base = (lane / inner) * R * inner + lane % inner;
+    float s = 0.f;
+    for (int64_t r = _l; r < R; r += 32) s += log ? g[base + r * inner] : g[base + r * inner] * y[base + r * inner];
+    s = warp_sum(s);
+    for (int64_t r = _l; r < R; r += 32) {
+      const int64_t k = base + r * inner;
+      o[k] = log ? g[k] - expf(y[k]) * s : y[k] * (g[k] - s);
+    }
+  }
+}
+
+static void check_view(const char* op, const char* arg, const Buffer& b, int64_t outer, int64_t R, int64_t inner) {
+  check_dtype(op, arg, b, F32);
+  LAMINA_CHECK(outer >= 0 && R >= 0 && inner >= 0, op << ": negative extents");
+  LAMINA_CHECK(b.numel == outer * R * inner, op << ": " << arg << " holds " << b.numel << " elements, (outer, R, inner) = ("
+                                                << outer << ", " << R << ", " << inner << ") needs " << outer * R * inner);
+}
+
+void softmax(const Buffer& x, int64_t outer, int64_t R, int64_t inner, bool log, Buffer& y) {
+  const char* op = log ? "log_softmax" : "softmax";
+  check_view(op, "x", x, outer, R, inner);
+  check_view(op, "out", y, outer, R, inner);
+  Context& c = op_device(op, {&x, &y});
+  if (outer * inner == 0) return;
+  softmax_kernel<<<warp_grid(outer * inner), 256, 0, c.stream>>>(x.data<float>(), y.data<float>(), outer, R, inner, log);
+  launched(c, op);
+}
+
+void softmax_grad(const Buffer& y, const Buffer& g, int64_t outer, int64_t R, int64_t inner, bool log, Buffer& o) {
+  const char* op = log ? "log_softmax_grad" : "softmax_grad";
+  check_view(op, "y", y, outer, R, inner);
+  check_view(op, "grad", g, outer, R, inner);
+  check_view(op, "out", o, outer, R, inner);
+  Context& c = op_device(op, {&y, &g, &o});
+  if (outer * inner == 0) return;
+  softmax_grad_kernel<<<warp_grid(outer * inner), 256, 0, c.stream>>>(y.data<float>(), g.data<float>(), o.data<float>(),
+                                                                      outer, R, inner, log);
+  launched(c, op);
+}
+
+// ---- sparse categorical cross-entropy ------------------------------------------------------------
+// Labels outside [0, K) are found on the device: bad[0] gets the first such flat index (atomicMin)
+// and the host reads it after the kernel, so the error names the label as the CPU's does.
+template <class L>
+__global__ void label_check(const L* lab, int64_t n, int64_t K, unsigned long long* bad) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    if (lab[i] < 0 || int64_t(lab[i]) >= K) atomicMin(bad, (unsigned long long)i);
+}
+
+static void check_labels(Context& c, const char* op, const Buffer& lb, int64_t n, int64_t K) {
+  if (lb.dtype != I32 && lb.dtype != I64) {
+    std::ostringstream os;
+    os << op << ": expected target of dtype int32 or int64, received " << dtype_name(lb.dtype);
+    throw TypeError(os.str());
+  }
+  LAMINA_CHECK(lb.numel == n, op << ": target holds " << lb.numel << " elements, expected " << n);
+  if (n == 0) return;
+  Buffer flag(1, I64, lb.device);
+  LAMINA_CUDA_CHECK(cudaMemsetAsync(flag.ptr, 0xff, 8, c.stream));
+  auto* bad = flag.data<unsigned long long>();
+  if (lb.dtype == I32) label_check<<<grid_for(n), 256, 0, c.stream>>>(lb.data<int32_t>(), n, K, bad);
+  else label_check<<<grid_for(n), 256, 0, c.stream>>>(lb.data<int64_t>(), n, K, bad);
+  unsigned long long idx = 0;
+  LAMINA_CUDA_CHECK(cudaMemcpyAsync(&idx, bad, 8, cudaMemcpyDeviceToHost, c.stream));
+  LAMINA_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+  if (idx == ~0ull) return;
+  int64_t v = 0;
+  if (lb.dtype == I32) {
+    int32_t w = 0;
+    LAMINA_CUDA_CHECK(cudaMemcpy(&w, lb.data<int32_t>() + idx, 4, cudaMemcpyDeviceToHost));
+    v = w;
+  } else {
+    LAMINA_CUDA_CHECK(cudaMemcpy(&v, lb.data<int64_t>() + idx, 8, cudaMemcpyDeviceToHost));
+  }
+  LAMINA_CHECK(false, op << ": label " << v << " at flat index " << idx << " is out of range for " << K
+                         << " classes; labels must lie in [0, " << K << ")" << (v < 0 ? " (negative values are not allowed)" : ""));
+}
+
+template <class L>
+__global__ void xent_kernel(const float* x, const L* lab, int64_t outer, int64_t K, int64_t inner, bool logits, float eps,
+                            float* loss, float* aux) {
+  WARP_LANES(lane, outer * inner) {
+    const int64_t base = (lane / inner) * K * inner + lane % inner;
+    const float* xr = x + base;
+    const int64_t y = int64_t(lab[lane]);
+    if (logits) {
+      const float lse = lane_lse(xr, K, inner, _l);
+      if (_l == 0) { aux[lane] = lse; loss[lane] = lse - xr[y * inner]; }
+    } else {
+      float s = 0.f;
+      for (int64_t k = _l; k < K; k += 32) s += xr[k * inner];
+      s = warp_sum(s);
+      if (_l == 0) {
+        float q = xr[y * inner] / s;
+        q = q < eps ? eps : (q > 1.f - eps ? 1.f - eps : q);
+        aux[lane] = s;
+        loss[lane] = -logf(q);
+      }
+    }
+  }
+}
+
+template <class L>
+__global__ void xent_grad_kernel(const float* x, const L* lab, const float* aux, const float* g, int64_t outer, int64_t K,
+                                 int64_t inner, bool logits, float eps, float* dx) {
+  WARP_LANES(lane, outer * inner) {
+    const int64_t base = (lane / inner) * K * inner + lane % inner;
+    const float* xr = x + base;
+    float* dr = dx + base;
+    const int64_t y = int64_t(lab[lane]);
+    const float gl = g[lane];
+    if (logits) {
+      const float lse = aux[lane];
+      for (int64_t k = _l; k < K; k += 32) dr[k * inner] = gl * expf(xr[k * inner] - lse) - (k == y ? gl : 0.f);
+    } else {
+      const float s = aux[lane];
+      const float q = xr[y * inner] / s;
+      const float d = (q >= eps && q <= 1.f - eps) ? -1.f / q : 0.f;
+      const float f = gl * d / s;
+      for (int64_t k = _l; k < K; k += 32) dr[k * inner] = -f * q + (k == y ? f : 0.f);
+    }
+  }
+}
+
+void xent_sparse(const Buffer& x, const Buffer& labels, int64_t outer, int64_t K, int64_t inner, bool logits,
+                 double eps, Buffer& loss, Buffer& aux) {
+  const char* op = "sparse_categorical_crossentropy";
+  check_view(op, "output", x, outer, K, inner);
+  check_count(op, "loss", loss, outer * inner, F32);
+  check_count(op, "aux", aux, outer * inner, F32);
+  Context& c = op_device(op, {&x, &labels, &loss, &aux});
+  check_labels(c, op, labels, outer * inner, K);
+  if (outer * inner == 0) return;
+  const unsigned g = warp_grid(outer * inner);
+  if (labels.dtype == I32)
+    xent_kernel<<<g, 256, 0, c.stream>>>(x.data<float>(), labels.data<int32_t>(), outer, K, inner, logits, float(eps),
+                                         loss.data<float>(), aux.data<float>());
+  else
+    xent_kernel<<<g, 256, 0, c.stream>>>(x.data<float>(), labels.data<int64_t>(), outer, K, inner, logits, float(eps),
+                                         loss.data<float>(), aux.data<float>());
+  launched(c, op);
+}
+
+void xent_sparse_grad(const Buffer& x, const Buffer& labels, const Buffer& aux, const Buffer& g, int64_t outer,
+                      int64_t K, int64_t inner, bool logits, double eps, Buffer& dx) {
+  const char* op = "sparse_categorical_crossentropy_grad";
+  check_view(op, "output", x, outer, K, inner);
+  check_count(op, "aux", aux, outer * inner, F32);
+  check_count(op, "grad", g, outer * inner, F32);
+  check_view(op, "out", dx, outer, K, inner);
+  Context& c = op_device(op, {&x, &labels, &aux, &g, &dx});
+  check_labels(c, op, labels, outer * inner, K);
+  if (outer * inner == 0) return;
+  const unsigned gr = warp_grid(outer * inner);
+  if (labels.dtype == I32)
+    xent_grad_kernel<<<gr, 256, 0, c.stream>>>(x.data<float>(), labels.data<int32_t>(), aux.data<float>(), g.data<float>(),
+                                               outer, K, inner, logits, float(eps), dx.data<float>());
+  else
+    xent_grad_kernel<<<gr, 256, 0, c.stream>>>(x.data<float>(), labels.data<int64_t>(), aux.data<float>(), g.data<float>(),
+                                               outer, K, inner, logits, float(eps), dx.data<float>());
+  launched(c, op);
+}
+
+// ---- bias + relu ----------------------------------------------------------------------------------
+__global__ void bias_relu_kernel(const float* x, const float* b, float* o, int64_t n, int64_t C) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float v = x[i] + b[i % C];
+    o[i] = v < 0.f ? 0.f : v;
+  }
+}
+
+__global__ void relu_mask_kernel(const float* y, const float* g, float* dx, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dx[i] = y[i] > 0.f ? g[i] : 0.f;
+}
+
+// db[c] = sum over rows of (y > 0 ? g : 0), one thread per column, in double.
+__global__ void relu_colsum_kernel(const float* y, const float* g, float* db, int64_t R, int64_t C) {
+  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
+    double s = 0.0;
+    for (int64_t r = 0; r < R; ++r) s += y[r * C + c] > 0.f ? g[r * C + c] : 0.f;
+    db[c] = float(s);
+  }
+}
+
+void bias_relu(const Buffer& x, const Buffer& b, Buffer& o) {
+  const char* op = "bias_relu";
+  check_dtype(op, "x", x, F32);
+  check_dtype(op, "bias", b, F32);
+  const int64_t C = b.numel;
+  LAMINA_CHECK(C > 0 ? x.numel % C == 0 : x.numel == 0,
+               op << ": x holds " << x.numel << " elements, not a whole number of rows of the bias's " << C);
+  check_count(op, "out", o, x.numel, F32);
+  Context& c = op_device(op, {&x, &b, &o});
+  if (x.numel == 0) return;
+  bias_relu_kernel<<<grid_for(x.numel), 256, 0, c.stream>>>(x.data<float>(), b.data<float>(), o.data<float>(), x.numel, C);
+  launched(c, op);
+}
+
+void bias_relu_grad(const Buffer& y, const Buffer& g, Buffer* dx, Buffer* db, int64_t C) {
+  const char* op = "bias_relu_grad";
+  check_dtype(op, "y", y, F32);
+  check_count(op, "gradient", g, y.numel, F32);
+  LAMINA_CHECK(C > 0 ? y.numel % C == 0 : y.numel == 0,
+               op << ": y holds " << y.numel << " elements, not a whole number of rows of " << C);
+  if (dx) check_count(op, "dx", *dx, y.numel, F32);
+  if (db) check_count(op, "db", *db, C, F32);
+  Context& c = op_device(op, {&y, &g, dx, db});
+  const int64_t R = C > 0 ? y.numel / C : 0;
+  if (dx && y.numel)
+    relu_mask_kernel<<<grid_for(y.numel), 256, 0, c.stream>>>(y.data<float>(), g.data<float>(), dx->data<float>(), y.numel);
+  if (db && C)
+    relu_colsum_kernel<<<grid_for(C), 256, 0, c.stream>>>(y.data<float>(), g.data<float>(), db->data<float>(), R, C);
+  launched(c, op);
+}
+
+}  // namespace gpu
+}  // namespace lamina
