@@ -79,6 +79,24 @@ except ImportError as e:
     _CUDA, _CUDA_IMPORT_ERROR = None, e
 
 
+def _load_cublas():
+    """cuBLAS for the GPU's matmul: the system's (libcublas.so.13 / .12), else the copy a pip
+    package installed (nvidia-cublas, which PyTorch brings). Without it matmul runs lamina's own
+    kernel."""
+    if _CUDA is None or _CUDA.load_cublas():
+        return
+    import glob
+    for entry in sys.path:
+        found = glob.glob(os.path.join(entry, "nvidia", "cu1[0-9]", "lib", "libcublas.so.*"))  # CUDA 13 wheels
+        found += glob.glob(os.path.join(entry, "nvidia", "cublas", "lib", "libcublas.so.*"))  # CUDA 12 wheels
+        for path in sorted(found, reverse=True):
+            if _CUDA.load_cublas(path):
+                return
+
+
+_load_cublas()
+
+
 class KernelTable:
     """A device module's table: the functions of KERNEL_TABLE, DEVICE_FUNCTIONS and the op-code
     tables as attributes. A kernel the module does not define -- or a call it answers with
@@ -335,6 +353,24 @@ def set_virtual_gpus(n):
     if _CUDA is None:
         raise RuntimeError(_unavailable_gpu_message("gpu:0"))
     _CUDA.set_virtual_gpus(n)
+
+
+def enable_tensor_float_32_execution(enabled):
+    """Lets float32 matrix products on GPUs round their inputs to TF32 on the tensor cores (about
+    1e-3 relative error, several times faster). Off by default: float32 products are float32.
+    CPU kernels never use TF32."""
+    global _tf32
+    _tf32 = bool(enabled)
+    if _CUDA is not None:
+        _CUDA.set_allow_tf32(_tf32)
+
+
+def tensor_float_32_execution_enabled():
+    """Whether GPU float32 matrix products may use TF32 (enable_tensor_float_32_execution)."""
+    return _tf32
+
+
+_tf32 = False
 
 
 def list_devices(kind=None):

@@ -149,12 +149,13 @@ Buffer::Buffer(int64_t n, DType dt, int dev) : numel(n), dtype(dt), device(dev) 
     c.system_allocs++;
   }
   capacity = r;
+  ctx = &c;
   c.in_use += r;
 }
 
 Buffer::~Buffer() {
   if (!ptr) return;
-  Context& c = *contexts()[size_t(device)];
+  Context& c = *ctx;
   std::lock_guard<std::mutex> g(c.mu);
   c.free_blocks.emplace(capacity, ptr);
   c.in_use -= capacity;

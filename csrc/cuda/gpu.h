@@ -56,6 +56,7 @@ struct Buffer {
   DType dtype = F32;
   size_t capacity = 0;
   int device = 0;
+  Context* ctx = nullptr;  // its device's context (contexts live as long as the process)
   Buffer(int64_t n, DType dt, int dev);
   ~Buffer();
   Buffer(const Buffer&) = delete;
@@ -119,6 +120,16 @@ void xent_sparse_grad(const Buffer& x, const Buffer& labels, const Buffer& aux, 
                       int64_t K, int64_t inner, bool logits, double eps, Buffer& dx);
 void bias_relu(const Buffer& x, const Buffer& b, Buffer& o);
 void bias_relu_grad(const Buffer& y, const Buffer& g, Buffer* dx, Buffer* db, int64_t C);
+
+// cuBLAS (cublas.cpp), loaded at run time when the machine has it.
+bool load_cublas(const std::string& path);
+std::string cublas_status();
+void set_use_cublas(bool on);
+void set_allow_tf32(bool on);
+bool allow_tf32();
+bool cublas_gemm(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                 int64_t lda, int64_t sa, const float* B, int64_t ldb, int64_t sb, float beta, float* C, int64_t ldc,
+                 int64_t sc, int64_t batches);
 
 void sgd(Buffer& var, const Buffer& grad, Buffer& vel, double lr, double momentum, bool nesterov);
 void adam(Buffer& var, const Buffer& grad, Buffer& m, Buffer& v, Buffer& vhat, double lr_t, double b1, double b2,

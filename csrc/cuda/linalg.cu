@@ -85,10 +85,37 @@ __global__ void __launch_bounds__(256) sgemm_tiled(int64_t M, int64_t N, int64_t
   }
 }
 
+__global__ void add_bias_kernel(float* C, const float* bias, int64_t n, int64_t N) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    C[i] += bias[i % N];
+}
+
+// The stride between consecutive batches of an operand when it is the same for every batch
+// (the operand has every batch dimension, or none): -1 otherwise.
+static int64_t uniform_stride(const BatchMap& bm, const int64_t* st) {
+  if (bm.nb == 0) return 0;
+  const int64_t s = st[bm.nb - 1];
+  int64_t span = 1;
+  for (int k = bm.nb - 1; k >= 0; --k) {
+    if (bm.dims[k] != 1 && st[k] != s * span) return -1;
+    span *= bm.dims[k];
+  }
+  return s;
+}
+
 static void launch(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias,
                    const BatchMap& bm, int64_t batches) {
   if (M == 0 || N == 0 || batches == 0) return;
+  const int64_t sa = uniform_stride(bm, bm.sa), sb = uniform_stride(bm, bm.sb);
+  if (sa >= 0 && sb >= 0 && (batches == 1 || ldc == N) &&
+      cublas_gemm(c, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, M * ldc, batches)) {
+    if (bias) {
+      const int64_t n = batches * M * N;  // matmul's output is packed (ldc == N)
+      add_bias_kernel<<<grid_for(n), 256, 0, c.stream>>>(C, bias, n, N);
+    }
+    return;
+  }
   LAMINA_CHECK((M + kBM - 1) / kBM <= 65535, "matmul: more than " << 65535 * kBM << " rows");
   dim3 grid(unsigned((N + kBN - 1) / kBN), unsigned((M + kBM - 1) / kBM), unsigned(batches < 65535 ? batches : 65535));
   auto s = c.stream;

@@ -43,11 +43,13 @@ BufferPtr from_numpy(py::array a, int device) {
   LAMINA_CHECK(a.flags() & py::array::c_style, "from_numpy: expected a C-contiguous array");
   auto b = std::make_shared<Buffer>(int64_t(a.size()), dt, device);
   gpu::Context& c = gpu::context(device);
-  if (a.nbytes()) {
+  const void* src = a.data();
+  const size_t nbytes = size_t(a.nbytes());
+  if (nbytes) {
     py::gil_scoped_release nogil;
     LAMINA_CUDA_CHECK(cudaSetDevice(c.physical));
     // From pageable memory the call returns once the bytes are staged: the array may go at once.
-    LAMINA_CUDA_CHECK(cudaMemcpyAsync(b->ptr, a.data(), size_t(a.nbytes()), cudaMemcpyHostToDevice, c.stream));
+    LAMINA_CUDA_CHECK(cudaMemcpyAsync(b->ptr, src, nbytes, cudaMemcpyHostToDevice, c.stream));
   }
   return b;
 }
@@ -208,6 +210,14 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("sgd", &gpu::sgd);
   m.def("adam", &gpu::adam);
   m.def("weight_decay", &gpu::weight_decay);
+  m.def("load_cublas", &gpu::load_cublas, py::arg("path") = "",
+        "Loads cuBLAS (the default names, or a path); matmul uses it from then on. True when loaded.");
+  m.def("cublas_status", &gpu::cublas_status);
+  m.def("set_use_cublas", &gpu::set_use_cublas, py::arg("enabled"),
+        "False: matmul runs lamina's own kernel even where cuBLAS is loaded (tests, comparisons).");
+  m.def("set_allow_tf32", &gpu::set_allow_tf32, py::arg("enabled"),
+        "True lets float32 matmul round its inputs to TF32 on tensor cores (faster, ~1e-3 relative error).");
+  m.def("allow_tf32", &gpu::allow_tf32);
   m.def("sum_squares", [](const Buffer& x) {
     return gpu::sum_squares(x);
   });
