@@ -5,7 +5,8 @@
 #   2. the GPU test suite (tests/gpu, `-m gpu`: every op forward and backward on gpu:0 against the
 #      CPU, training on the GPU against the CPU, two virtual GPUs: copies, model parallel, pipeline)
 #   3. benchmarks/bench_gpu.py against PyTorch CUDA, each section under its own time limit
-# It is meant to finish in about 6 minutes on an H200. Usage: benchmarks/gpu_check.sh OUTDIR
+#   4. which kernels still run on the host, and a compute-sanitizer memcheck of the forward tests
+# It is meant to finish in about 7 minutes on an H200. Usage: benchmarks/gpu_check.sh OUTDIR
 set -uo pipefail
 out=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
 mkdir -p "$out"
@@ -17,6 +18,9 @@ export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 export CUDACXX=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 export CMAKE_ARGS="-DLAMINA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=${LAMINA_CUDA_ARCH:-90} ${CMAKE_ARGS:-}"
 status=0
+# Every step's time limit is cut to what is left of LAMINA_CHECK_SECONDS (default 540 s) in all.
+deadline=$(( $(date +%s) + ${LAMINA_CHECK_SECONDS:-540} ))
+lim() { local r=$(( deadline - $(date +%s) )); if [ "$1" -lt "$r" ]; then echo "$1"; else echo $(( r > 5 ? r : 5 )); fi; }
 step() { echo "== $(date +%T) $*" | tee -a "$out/summary.txt"; }
 
 step "environment"
@@ -34,23 +38,50 @@ root=$OLDPWD
 $py -c "import lamina; print('devices', lamina.devices(), lamina.get_device('gpu:0').kernels.device_name(0))" 2>&1 | tee -a "$out/summary.txt"
 
 step "GPU tests (log: tests.log)"
-timeout 300 $py -m pytest "$root/tests/gpu" -c "$root/tests/pytest.ini" -m gpu -q -p no:cacheprovider -rfE \
+timeout $(lim 150) $py -m pytest "$root/tests/gpu" -c "$root/tests/pytest.ini" -m gpu -q -p no:cacheprovider -rfE \
   >"$out/tests.log" 2>&1 || status=1
 tail -25 "$out/tests.log" | tee -a "$out/summary.txt"
 
 step "GPU tests again with LAMINA_LAUNCH_BLOCKING=1, failures only (log: tests_blocking.log)"
 if [ $status -ne 0 ]; then
-  LAMINA_LAUNCH_BLOCKING=1 timeout 120 $py -m pytest "$root/tests/gpu" -c "$root/tests/pytest.ini" -m gpu -q -x \
+  LAMINA_LAUNCH_BLOCKING=1 timeout $(lim 60) $py -m pytest "$root/tests/gpu" -c "$root/tests/pytest.ini" -m gpu -q -x \
     -p no:cacheprovider >"$out/tests_blocking.log" 2>&1
   tail -40 "$out/tests_blocking.log" >>"$out/summary.txt"
 fi
 
+step "kernels still on the host in a convnet and an LSTM training step (fallbacks.txt)"
+timeout $(lim 60) $py - >"$out/fallbacks.txt" 2>&1 <<'PY'
+import numpy as np, lamina
+from lamina import layers
+with lamina.device("gpu:0"):
+    m = lamina.Sequential([lamina.Input((28, 28, 1)), layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2),
+                           layers.Flatten(), layers.Dense(10)])
+    r = lamina.Sequential([lamina.Input((20,), dtype="int32"), layers.Embedding(100, 16), layers.LSTM(32),
+                           layers.Dense(100)])
+for model, x, y in ((m, np.random.rand(64, 28, 28, 1).astype("float32"), np.random.randint(0, 10, 64)),
+                    (r, np.random.randint(0, 100, (64, 20)), np.random.randint(0, 100, 64))):
+    model.compile("adam", lamina.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+t = lamina.get_device("gpu:0").kernels
+print("native:", sorted(t.native))
+print("host fallbacks:", sorted(t.fallbacks.items(), key=lambda kv: -kv[1]))
+print("cuBLAS:", t.module.cublas_status())
+PY
+cat "$out/fallbacks.txt" | tee -a "$out/summary.txt"
+
 export LAMINA_VIRTUAL_GPUS=2  # gpu:0 and gpu:1 on one card for the pipeline section
 step "benchmarks (log: bench.log, bench_<section>.json)"
 for s in gemm lstm convnet inception pipeline; do
-  timeout 100 $py "$root/benchmarks/bench_gpu.py" --sections $s --rounds 2 --json "$out/bench_$s.json" \
+  timeout $(lim 50) $py "$root/benchmarks/bench_gpu.py" --sections $s --rounds 1 --json "$out/bench_$s.json" \
     >>"$out/bench.log" 2>&1 || echo "bench $s: exit $?" | tee -a "$out/summary.txt"
 done
 grep "^|" "$out/bench.log" | tee -a "$out/summary.txt"
+
+step "compute-sanitizer memcheck over the forward tests (log: memcheck.log)"
+if command -v compute-sanitizer >/dev/null; then
+  timeout $(lim 90) compute-sanitizer --tool memcheck --print-limit 20 $py -m pytest "$root/tests/gpu/test_device_ops.py" \
+    -c "$root/tests/pytest.ini" -m gpu -k forward -q -x -p no:cacheprovider >"$out/memcheck.log" 2>&1 || status=1
+  grep -m 20 "ERROR SUMMARY\|Invalid\|passed\|failed" "$out/memcheck.log" | tee -a "$out/summary.txt"
+fi
 step "done (status $status)"
 exit $status
