@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "checks.h"
 #include "types.h"
 
 namespace lamina {
@@ -40,9 +41,6 @@ struct Buffer {
 };
 using BufferPtr = std::shared_ptr<Buffer>;
 
-// Checks that a buffer holds exactly the elements a shape describes, with the expected dtype.
-void check_buffer(const char* op, const char* arg, const Buffer& b, const Shape& s, DType dt);
-void check_dtype(const char* op, const char* arg, const Buffer& b, DType dt);
 
 // Threads: the team size of the calling thread's parallel loops. Each device sets it for its
 // own kernels (device.h); LAMINA_NUM_THREADS sets the default, all cores otherwise.

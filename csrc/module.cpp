@@ -4,7 +4,7 @@
 #include <pybind11/pybind11.h>
 
 #include "common.h"
-#include "opcodes.h"
+#include "export.h"
 
 namespace py = pybind11;
 
@@ -33,21 +33,7 @@ PYBIND11_MODULE(_cpu, m) {
   m.doc() = "lamina CPU kernels";
   py::register_exception<lamina::TypeError>(m, "KernelTypeError", PyExc_TypeError);
   py::register_exception<lamina::AllocError>(m, "KernelMemoryError", PyExc_MemoryError);
-  // The op codes, as {name: code} dicts (backend/math.py reads them).
-#define LAMINA_EXPORT_CODE(name) d[#name] = int(lamina::name);
-#define LAMINA_EXPORT_TABLE(NAME, LIST) \
-  {                                     \
-    py::dict d;                         \
-    LIST(LAMINA_EXPORT_CODE)            \
-    m.attr(NAME) = d;                   \
-  }
-  LAMINA_EXPORT_TABLE("BINARY_OPS", LAMINA_BINARY_OPS)
-  LAMINA_EXPORT_TABLE("UNARY_OPS", LAMINA_UNARY_OPS)
-  LAMINA_EXPORT_TABLE("GRAD_OPS", LAMINA_GRAD_OPS)
-  LAMINA_EXPORT_TABLE("REDUCE_OPS", LAMINA_REDUCE_OPS)
-  LAMINA_EXPORT_TABLE("SCAN_OPS", LAMINA_SCAN_OPS)
-#undef LAMINA_EXPORT_TABLE
-#undef LAMINA_EXPORT_CODE
+  lamina::export_op_codes(m);  // the op codes, as {name: code} dicts (backend/math.py reads them)
   lamina::bind_device(m);
   lamina::bind_program(m);
   lamina::bind_memory(m);

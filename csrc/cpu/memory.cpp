@@ -11,25 +11,11 @@
 
 #include "common.h"
 #include "device.h"
+#include "export.h"
 
 namespace py = pybind11;
 
 namespace lamina {
-
-void check_dtype(const char* op, const char* arg, const Buffer& b, DType dt) {
-  if (b.dtype != dt) {
-    std::ostringstream os;
-    os << op << ": expected " << arg << " of dtype " << dtype_name(dt) << ", received " << dtype_name(b.dtype);
-    throw TypeError(os.str());
-  }
-}
-
-void check_buffer(const char* op, const char* arg, const Buffer& b, const Shape& s, DType dt) {
-  check_dtype(op, arg, b, dt);
-  for (auto d : s) LAMINA_CHECK(d >= 0, op << ": " << arg << " has a negative dimension in shape " << shape_str(s));
-  LAMINA_CHECK(numel_of(s) == b.numel, op << ": " << arg << " holds " << b.numel
-                                           << " elements but its shape " << shape_str(s) << " needs " << numel_of(s));
-}
 
 // ---- caching allocator ---------------------------------------------------------------------
 namespace {
@@ -120,17 +106,6 @@ Buffer::Buffer(int64_t n, DType dt, int dev) : numel(n), dtype(dt), device(dev) 
 Buffer::~Buffer() { host_free(ptr, capacity); }
 
 // ---- copies --------------------------------------------------------------------------------
-static DType dtype_of_array(const py::array& a) {
-  auto dt = a.dtype();
-  if (dt.is(py::dtype::of<float>())) return F32;
-  if (dt.is(py::dtype::of<int32_t>())) return I32;
-  if (dt.is(py::dtype::of<int64_t>())) return I64;
-  if (dt.is(py::dtype::of<bool>())) return BOOL;
-  if (dt.is(py::dtype::of<int8_t>())) return I8;
-  throw TypeError("from_numpy: unsupported numpy dtype " + std::string(py::str(dt)) +
-                  "; expected float32, int32, int64 or bool (convert with .astype first)");
-}
-
 BufferPtr from_numpy(py::array a, int device) {
   DType dt = dtype_of_array(a);
   LAMINA_CHECK(a.flags() & py::array::c_style, "from_numpy: expected a C-contiguous array");
@@ -143,10 +118,7 @@ BufferPtr from_numpy(py::array a, int device) {
 py::array to_numpy(const Buffer& b, const Shape& shape) {
   LAMINA_CHECK(numel_of(shape) == b.numel, "to_numpy: shape " << shape_str(shape) << " does not match "
                                                                << b.numel << " elements");
-  py::dtype dt = b.dtype == F32 ? py::dtype::of<float>() : b.dtype == I32 ? py::dtype::of<int32_t>()
-                 : b.dtype == I64 ? py::dtype::of<int64_t>() : b.dtype == I8 ? py::dtype::of<int8_t>()
-                 : py::dtype::of<bool>();
-  py::array out(dt, std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  py::array out(numpy_dtype(b.dtype), std::vector<py::ssize_t>(shape.begin(), shape.end()));
   wait_buffer(b);  // the kernels that wrote it, on an asynchronous device
   if (b.numel) std::memcpy(out.mutable_data(), b.ptr, size_t(b.numel) * dtype_size(b.dtype));
   return out;
@@ -160,9 +132,7 @@ static py::array host_view(const BufferPtr& b, const Shape& shape) {
   LAMINA_CHECK(numel_of(shape) == b->numel, "host_view: shape " << shape_str(shape) << " does not match "
                                                                  << b->numel << " elements");
   wait_buffer(*b);
-  py::dtype dt = b->dtype == F32 ? py::dtype::of<float>() : b->dtype == I32 ? py::dtype::of<int32_t>()
-                 : b->dtype == I64 ? py::dtype::of<int64_t>() : b->dtype == I8 ? py::dtype::of<int8_t>()
-                 : py::dtype::of<bool>();
+  py::dtype dt = numpy_dtype(b->dtype);
   auto* keep = new BufferPtr(b);
   py::capsule owner(keep, [](void* p) { delete static_cast<BufferPtr*>(p); });
   return py::array(dt, std::vector<py::ssize_t>(shape.begin(), shape.end()), b->ptr, owner);

@@ -27,12 +27,6 @@ namespace {
 using Unit = std::integral_constant<int64_t, 1>;
 constexpr int64_t kMaxBlocks = 64;
 
-void check_count(const char* op, const char* arg, const Buffer& b, int64_t n, DType dt) {
-  check_dtype(op, arg, b, dt);
-  LAMINA_CHECK(n >= 0, op << ": negative size " << n << " for " << arg);
-  LAMINA_CHECK(b.numel == n, op << ": " << arg << " holds " << b.numel << " elements, expected " << n);
-}
-
 void check_view(const char* op, const char* arg, const Buffer& b, int64_t outer, int64_t R, int64_t inner, DType dt) {
   LAMINA_CHECK(outer >= 0 && R >= 0 && inner >= 0,
                op << ": invalid view (" << outer << ", " << R << ", " << inner << ") for " << arg);

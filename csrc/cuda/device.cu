@@ -163,25 +163,6 @@ Buffer::~Buffer() {
 }
 
 // ---- checks ------------------------------------------------------------------------------------
-void check_dtype(const char* op, const char* arg, const Buffer& b, DType dt) {
-  if (b.dtype != dt) {
-    std::ostringstream os;
-    os << op << ": expected " << arg << " of dtype " << dtype_name(dt) << ", received " << dtype_name(b.dtype);
-    throw TypeError(os.str());
-  }
-}
-
-void check_buffer(const char* op, const char* arg, const Buffer& b, const Shape& s, DType dt) {
-  check_dtype(op, arg, b, dt);
-  for (auto d : s) LAMINA_CHECK(d >= 0, op << ": " << arg << " has a negative dimension in shape " << shape_str(s));
-  LAMINA_CHECK(numel_of(s) == b.numel, op << ": " << arg << " holds " << b.numel << " elements but its shape "
-                                           << shape_str(s) << " needs " << numel_of(s));
-}
-
-void check_count(const char* op, const char* arg, const Buffer& b, int64_t n, DType dt) {
-  check_dtype(op, arg, b, dt);
-  LAMINA_CHECK(b.numel == n, op << ": expected " << arg << " to hold " << n << " elements, it holds " << b.numel);
-}
 
 Context& op_device(const char* op, std::initializer_list<const Buffer*> bufs) {
   int dev = -1;

@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "../checks.h"
 #include "../opcodes.h"
 #include "../types.h"
 
@@ -65,9 +66,6 @@ struct Buffer {
 };
 using BufferPtr = std::shared_ptr<Buffer>;
 
-void check_dtype(const char* op, const char* arg, const Buffer& b, DType dt);
-void check_buffer(const char* op, const char* arg, const Buffer& b, const Shape& s, DType dt);
-void check_count(const char* op, const char* arg, const Buffer& b, int64_t n, DType dt);
 // The device all of an op's buffers are on (nullptr entries are skipped); makes it current.
 Context& op_device(const char* op, std::initializer_list<const Buffer*> bufs);
 // After a launch: raises a launch error; waits when LAMINA_LAUNCH_BLOCKING is set.

@@ -127,75 +127,24 @@ static void launch(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K
 
 void matmul(const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os,
             bool trans_a, bool trans_b, bool accumulate, const Buffer* bias) {
-  check_buffer("matmul", "a", a, as, F32);
-  check_buffer("matmul", "b", b, bs, F32);
-  check_buffer("matmul", "out", o, os, F32);
-  LAMINA_CHECK(as.size() >= 2 && bs.size() >= 2 && os.size() >= 2, "matmul: operands need at least 2 dimensions");
-  const int64_t M = trans_a ? as[as.size() - 1] : as[as.size() - 2];
-  const int64_t K = trans_a ? as[as.size() - 2] : as[as.size() - 1];
-  const int64_t Kb = trans_b ? bs[bs.size() - 1] : bs[bs.size() - 2];
-  const int64_t N = trans_b ? bs[bs.size() - 2] : bs[bs.size() - 1];
-  LAMINA_CHECK(K == Kb, "matmul: inner dimensions differ: a " << shape_str(as) << ", b " << shape_str(bs));
-  if (bias) {
-    check_dtype("matmul", "bias", *bias, F32);
-    LAMINA_CHECK(bias->numel == N, "matmul: the bias holds " << bias->numel
-                                       << " elements; expected one per output column (" << N << ")");
-  }
-  LAMINA_CHECK(os[os.size() - 2] == M && os[os.size() - 1] == N,
-               "matmul: output shape " << shape_str(os) << " is not (..., " << M << ", " << N << ")");
-  const size_t nb = os.size() - 2;
-  if (nb > size_t(kMaxBatchDims)) throw Unsupported("matmul: more than 6 batch dimensions");
+  const MatmulPlan p = plan_matmul(a, as, b, bs, o, os, trans_a, trans_b, bias);
+  if (p.batch.size() > size_t(kMaxBatchDims)) throw Unsupported("matmul: more than 6 batch dimensions");
   BatchMap bm;
-  bm.nb = int(nb);
-  for (size_t k = 0; k < nb; ++k) bm.dims[k] = os[k];
-  auto strides = [&](const Shape& s, int64_t* st) {
-    const size_t sb = s.size() - 2;
-    LAMINA_CHECK(sb <= nb, "matmul: operand " << shape_str(s) << " has more batch dimensions than the output");
-    for (size_t k = 0; k < nb; ++k) st[k] = 0;
-    int64_t stride = s[s.size() - 1] * s[s.size() - 2];
-    for (size_t k = 0; k < sb; ++k) {
-      const size_t ok = nb - 1 - k, sk = sb - 1 - k;
-      LAMINA_CHECK(s[sk] == os[ok] || s[sk] == 1, "matmul: batch dimensions of " << shape_str(as) << " and "
-                                                                                  << shape_str(bs) << " do not broadcast");
-      st[ok] = s[sk] == 1 ? 0 : stride;
-      stride *= s[sk];
-    }
-  };
-  strides(as, bm.sa);
-  strides(bs, bm.sb);
-  Context& c = op_device("matmul", {&a, &b, &o, bias});
-  int64_t batches = 1;
-  for (size_t k = 0; k < nb; ++k) batches *= os[k];
-  launch(c, trans_a, trans_b, M, N, K, 1.f, a.data<float>(), as.back(), b.data<float>(), bs.back(),
-         accumulate ? 1.f : 0.f, o.data<float>(), N, bias ? bias->data<float>() : nullptr, bm, batches);
-  launched(c, "matmul");
-}
-
-static int64_t gemm_operand(const char* arg, const char* ld_name, const Buffer& buf, int64_t rows, int64_t cols,
-                            int64_t ld, const char* layout) {
-  if (ld < 0) {
-    LAMINA_CHECK(buf.numel == rows * cols, "gemm: " << arg << " is stored " << layout << " = " << rows << " x " << cols
-                 << " and needs " << rows * cols << " elements, but its buffer holds " << buf.numel
-                 << "; check M, N, K and the transpose flags, or pass " << ld_name << " for a strided matrix");
-    return cols;
+  bm.nb = int(p.batch.size());
+  for (int k = 0; k < bm.nb; ++k) {
+    bm.dims[k] = p.batch[size_t(k)];
+    bm.sa[k] = p.sa[size_t(k)];
+    bm.sb[k] = p.sb[size_t(k)];
   }
-  LAMINA_CHECK(ld >= (cols > 1 ? cols : 1), "gemm: " << ld_name << " = " << ld << " is smaller than the width " << cols
-               << " of " << arg << " (stored " << layout << " = " << rows << " x " << cols
-               << "); the row stride must be at least the row length");
-  const int64_t need = rows > 0 && cols > 0 ? (rows - 1) * ld + cols : 0;
-  LAMINA_CHECK(buf.numel >= need, "gemm: " << arg << " (stored " << layout << " = " << rows << " x " << cols << ", "
-               << ld_name << " = " << ld << ") needs at least " << need << " elements, but its buffer holds "
-               << buf.numel << "; check M, N, K, " << ld_name << " and the transpose flags");
-  return ld;
+  Context& c = op_device("matmul", {&a, &b, &o, bias});
+  launch(c, trans_a, trans_b, p.M, p.N, p.K, 1.f, a.data<float>(), as.back(), b.data<float>(), bs.back(),
+         accumulate ? 1.f : 0.f, o.data<float>(), p.N, bias ? bias->data<float>() : nullptr, bm, p.batches);
+  launched(c, "matmul");
 }
 
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const Buffer& a, const Buffer& b,
           double beta, Buffer& c, int64_t lda, int64_t ldb, int64_t ldc) {
-  check_dtype("gemm", "a", a, F32); check_dtype("gemm", "b", b, F32); check_dtype("gemm", "c", c, F32);
-  LAMINA_CHECK(M >= 0 && N >= 0 && K >= 0, "gemm: expected M, N, K >= 0, received M=" << M << ", N=" << N << ", K=" << K);
-  lda = ta ? gemm_operand("a", "lda", a, K, M, lda, "K x M (trans_a)") : gemm_operand("a", "lda", a, M, K, lda, "M x K");
-  ldb = tb ? gemm_operand("b", "ldb", b, N, K, ldb, "N x K (trans_b)") : gemm_operand("b", "ldb", b, K, N, ldb, "K x N");
-  ldc = gemm_operand("c", "ldc", c, M, N, ldc, "M x N");
+  check_gemm(ta, tb, M, N, K, a, b, c, &lda, &ldb, &ldc);
   Context& ctx = op_device("gemm", {&a, &b, &c});
   BatchMap bm;
   launch(ctx, ta, tb, M, N, K, float(alpha), a.data<float>(), lda, b.data<float>(), ldb, float(beta), c.data<float>(),

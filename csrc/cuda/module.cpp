@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "../export.h"
 #include "gpu.h"
 
 namespace py = pybind11;
@@ -16,27 +17,6 @@ using gpu::Buffer;
 using gpu::BufferPtr;
 
 namespace {
-
-DType dtype_of_array(const py::array& a) {
-  auto dt = a.dtype();
-  if (dt.is(py::dtype::of<float>())) return F32;
-  if (dt.is(py::dtype::of<int32_t>())) return I32;
-  if (dt.is(py::dtype::of<int64_t>())) return I64;
-  if (dt.is(py::dtype::of<bool>())) return BOOL;
-  if (dt.is(py::dtype::of<int8_t>())) return I8;
-  throw TypeError("from_numpy: unsupported numpy dtype " + std::string(py::str(dt)) +
-                  "; expected float32, int32, int64, bool or int8 (convert with .astype first)");
-}
-
-py::dtype numpy_dtype(DType d) {
-  switch (d) {
-    case F32: return py::dtype::of<float>();
-    case I32: return py::dtype::of<int32_t>();
-    case I64: return py::dtype::of<int64_t>();
-    case I8: return py::dtype::of<int8_t>();
-    default: return py::dtype::of<bool>();
-  }
-}
 
 BufferPtr from_numpy(py::array a, int device) {
   DType dt = dtype_of_array(a);
@@ -87,20 +67,7 @@ PYBIND11_MODULE(_cuda, m) {
   py::register_exception<AllocError>(m, "KernelMemoryError", PyExc_MemoryError);
   py::register_exception<gpu::CudaError>(m, "CudaError", PyExc_RuntimeError);
   py::register_exception<gpu::Unsupported>(m, "KernelUnsupported", PyExc_NotImplementedError);
-#define LAMINA_EXPORT_CODE(name) d[#name] = int(lamina::name);
-#define LAMINA_EXPORT_TABLE(NAME, LIST) \
-  {                                     \
-    py::dict d;                         \
-    LIST(LAMINA_EXPORT_CODE)            \
-    m.attr(NAME) = d;                   \
-  }
-  LAMINA_EXPORT_TABLE("BINARY_OPS", LAMINA_BINARY_OPS)
-  LAMINA_EXPORT_TABLE("UNARY_OPS", LAMINA_UNARY_OPS)
-  LAMINA_EXPORT_TABLE("GRAD_OPS", LAMINA_GRAD_OPS)
-  LAMINA_EXPORT_TABLE("REDUCE_OPS", LAMINA_REDUCE_OPS)
-  LAMINA_EXPORT_TABLE("SCAN_OPS", LAMINA_SCAN_OPS)
-#undef LAMINA_EXPORT_TABLE
-#undef LAMINA_EXPORT_CODE
+  export_op_codes(m);
 
   // ---- devices ----
   m.def("device_count", &gpu::device_count, "GPU devices (virtual): physical GPUs x virtual GPUs per physical GPU.");
