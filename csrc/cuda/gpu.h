@@ -103,6 +103,9 @@ void clip(const Buffer& x, double lo, double hi, Buffer& o);
 void clip_grad(const Buffer& x, double lo, double hi, const Buffer& g, Buffer& o);
 void axpby(double a, const Buffer& x, double b, Buffer& y);
 
+void strided_copy(const Buffer& src, int64_t soff, const Shape& sst, Buffer& dst, int64_t doff, const Shape& dst_st,
+                  const Shape& shape, bool accumulate);
+
 void reduce(int op, const Buffer& x, int64_t outer, int64_t R, int64_t inner, Buffer& y);
 
 void matmul(const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os,

@@ -162,6 +162,8 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("clip_grad", &gpu::clip_grad);
   m.def("axpby", &gpu::axpby);
   m.def("reduce", &gpu::reduce);
+  m.def("strided_copy", &gpu::strided_copy, py::arg("src"), py::arg("src_offset"), py::arg("src_strides"),
+        py::arg("dst"), py::arg("dst_offset"), py::arg("dst_strides"), py::arg("shape"), py::arg("accumulate") = false);
   m.def("matmul", &gpu::matmul, py::arg("a"), py::arg("a_shape"), py::arg("b"), py::arg("b_shape"), py::arg("out"),
         py::arg("out_shape"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("accumulate") = false,
         py::arg("bias") = py::none());
