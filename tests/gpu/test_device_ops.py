@@ -68,7 +68,7 @@ CASES = {
     "concatenate": (lambda a, b: ops.concatenate([a[0], b], axis=0), [A, B]),
     "slice_transpose": (lambda x: ops.transpose(x[1:3, ::2]), [X]),
     "pad_flip_roll": (lambda x: ops.roll(ops.flip(ops.pad(x, ((1, 0), (2, 1))), axis=1), 3, axis=0), [X]),
-    "stack_tile_repeat": (lambda a, b: ops.stack([ops.tile(b, (1, 2)), ops.repeat(b, 2, axis=1)]), [A, B]),
+    "stack_tile_repeat": (lambda a, b: ops.stack([ops.tile(b, (1, 2)), ops.repeat(b, 2, axis=1)]) + ops.sum(a), [A, B]),
     "swapaxes_reshape": (lambda a: ops.reshape(ops.swapaxes(ops.broadcast_to(a, (3, 2, 4)), 0, 2), (4, 6)), [A]),
 }
 for _name in ("exp", "tanh", "sigmoid", "relu", "gelu", "silu", "softplus", "elu", "selu", "leaky_relu", "relu6",
