@@ -94,9 +94,6 @@ def _load_cublas():
                 return
 
 
-_load_cublas()
-
-
 class KernelTable:
     """A device module's table: the functions of KERNEL_TABLE, DEVICE_FUNCTIONS and the op-code
     tables as attributes. A kernel the module does not define -- or a call it answers with
@@ -178,6 +175,7 @@ _GPU_TABLE = None
 def _gpu_table():
     global _GPU_TABLE
     if _GPU_TABLE is None:
+        _load_cublas()  # on first use of a GPU: `import lamina` stays cheap
         _GPU_TABLE = KernelTable(_CUDA)
     return _GPU_TABLE
 
