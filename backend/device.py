@@ -135,14 +135,12 @@ class KernelTable:
         host_fn = getattr(host, name)
         dev_buffer = module.Buffer
 
-        def to_host(a, copies):
+        def to_host(a, copies):  # copies: id(device buffer) -> (device buffer, host copy)
             if isinstance(a, dev_buffer) and (module is not host or a.device != 0):
-                h = copies.get(id(a))
-                if h is None:
-                    h = host.from_numpy(module.to_numpy(a, [a.numel]), 0)
-                    copies[id(a)] = h
-                    copies.setdefault("_pairs", []).append((a, h))
-                return h
+                pair = copies.get(id(a))
+                if pair is None:
+                    pair = copies[id(a)] = (a, host.from_numpy(module.to_numpy(a, [a.numel]), 0))
+                return pair[1]
             if isinstance(a, (list, tuple)):
                 return type(a)(to_host(e, copies) for e in a)
             return a
@@ -159,7 +157,7 @@ class KernelTable:
             hargs = [to_host(a, copies) for a in args]
             hkw = {k: to_host(v, copies) for k, v in kwargs.items()}
             result = host_fn(*hargs, **hkw)
-            pairs = copies.get("_pairs", [])
+            pairs = list(copies.values())
             for d, h in pairs:
                 module.copy(module.from_numpy(host.to_numpy(h, [h.numel]), d.device), d)
             self.fallbacks[name] = self.fallbacks.get(name, 0) + 1

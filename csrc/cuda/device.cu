@@ -211,7 +211,7 @@ Bcast make_bcast(const char* op, std::initializer_list<const Shape*> ins, const 
 // ---- fill, copy, cast --------------------------------------------------------------------------
 template <class T>
 __global__ void fill_kernel(T* p, int64_t n, T v) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) p[i] = v;
+  GRID_STRIDE(i, n) p[i] = v;
 }
 
 void fill(Buffer& b, double v) {
@@ -273,7 +273,7 @@ void copy_between(const Buffer& src, Buffer& dst) {
 
 template <class S, class D>
 __global__ void cast_kernel(const S* s, D* d, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  GRID_STRIDE(i, n) {
     if constexpr (std::is_same<D, bool>::value) d[i] = s[i] != S(0);
     else d[i] = static_cast<D>(s[i]);
   }

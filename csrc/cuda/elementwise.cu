@@ -10,9 +10,6 @@
 namespace lamina {
 namespace gpu {
 
-#define GRID_STRIDE(i, n) \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
-
 // Offsets of output element i in up to three broadcast operands.
 template <int K>
 __device__ __forceinline__ void bcast_offsets(const Bcast& p, int64_t i, int64_t* off) {

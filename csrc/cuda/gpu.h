@@ -71,6 +71,10 @@ Context& op_device(const char* op, std::initializer_list<const Buffer*> bufs);
 // After a launch: raises a launch error; waits when LAMINA_LAUNCH_BLOCKING is set.
 void launched(Context& c, const char* op);
 
+// A grid-stride loop over [0, n): `GRID_STRIDE(i, n) body;` in a kernel.
+#define GRID_STRIDE(i, n) \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+
 // Grid size for n elements at 256 threads a block (grid-stride loops cover the rest).
 inline unsigned grid_for(int64_t n) {
   int64_t b = (n + 255) / 256;

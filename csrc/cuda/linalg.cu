@@ -86,7 +86,7 @@ __global__ void __launch_bounds__(256) sgemm_tiled(int64_t M, int64_t N, int64_t
 }
 
 __global__ void add_bias_kernel(float* C, const float* bias, int64_t n, int64_t N) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+  GRID_STRIDE(i, n)
     C[i] += bias[i % N];
 }
 

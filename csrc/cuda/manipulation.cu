@@ -14,7 +14,7 @@ struct View {
 
 template <class T, bool ACC>
 __global__ void strided_kernel(const T* src, T* dst, int64_t total, View v) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+  GRID_STRIDE(i, total) {
     int64_t r = i, so = 0, dof = 0;
     for (int k = v.nd - 1; k >= 0; --k) {
       const int64_t c = r % v.dims[k];

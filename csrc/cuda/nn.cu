@@ -106,7 +106,7 @@ void softmax_grad(const Buffer& y, const Buffer& g, int64_t outer, int64_t R, in
 // and the host reads it after the kernel, so the error names the label as the CPU's does.
 template <class L>
 __global__ void label_check(const L* lab, int64_t n, int64_t K, unsigned long long* bad) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+  GRID_STRIDE(i, n)
     if (lab[i] < 0 || int64_t(lab[i]) >= K) atomicMin(bad, (unsigned long long)i);
 }
 
@@ -226,20 +226,20 @@ void xent_sparse_grad(const Buffer& x, const Buffer& labels, const Buffer& aux, 
 
 // ---- bias + relu ----------------------------------------------------------------------------------
 __global__ void bias_relu_kernel(const float* x, const float* b, float* o, int64_t n, int64_t C) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  GRID_STRIDE(i, n) {
     const float v = x[i] + b[i % C];
     o[i] = v < 0.f ? 0.f : v;
   }
 }
 
 __global__ void relu_mask_kernel(const float* y, const float* g, float* dx, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+  GRID_STRIDE(i, n)
     dx[i] = y[i] > 0.f ? g[i] : 0.f;
 }
 
 // db[c] = sum over rows of (y > 0 ? g : 0), one thread per column, in double.
 __global__ void relu_colsum_kernel(const float* y, const float* g, float* db, int64_t R, int64_t C) {
-  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
+  GRID_STRIDE(c, C) {
     double s = 0.0;
     for (int64_t r = 0; r < R; ++r) s += y[r * C + c] > 0.f ? g[r * C + c] : 0.f;
     db[c] = float(s);

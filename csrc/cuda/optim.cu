@@ -5,9 +5,6 @@
 namespace lamina {
 namespace gpu {
 
-#define GRID_STRIDE(i, n) \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
-
 static void check_same(const char* op, const Buffer& var, const Buffer& other, const char* what) {
   check_dtype(op, what, other, F32);
   LAMINA_CHECK(other.numel == var.numel, op << ": " << what << " holds " << other.numel << " elements, the variable "

@@ -42,7 +42,7 @@ __global__ void reduce_rows(const float* x, float* y, int64_t rows, int64_t R) {
 template <int OP>
 __global__ void reduce_cols(const float* x, float* y, int64_t outer, int64_t R, int64_t inner) {
   const int64_t n = outer * inner;
-  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
+  GRID_STRIDE(j, n) {
     const int64_t o = j / inner, i = j % inner;
     const float* xr = x + o * R * inner + i;
     double acc = identity<OP>();
@@ -53,7 +53,7 @@ __global__ void reduce_cols(const float* x, float* y, int64_t outer, int64_t R, 
 
 __global__ void reduce_bool(const bool* x, bool* y, int64_t outer, int64_t R, int64_t inner, bool any) {
   const int64_t n = outer * inner;
-  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
+  GRID_STRIDE(j, n) {
     const int64_t o = j / inner, i = j % inner;
     const bool* xr = x + o * R * inner + i;
     bool acc = !any;
