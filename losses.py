@@ -2,6 +2,8 @@
 "sum_over_batch_size" (default), "sum", "mean" or "none"."""
 import re
 
+import numpy as np
+
 from . import ops
 from .backend.ctc import ctc_loss  # noqa: F401  (keras.ops.ctc_loss, shared with `ctc` below)
 from .backend.tensor import Tensor, convert_to_tensor
@@ -16,7 +18,22 @@ def _t(x, dtype=None):
 
 def _f(x):
     x = _t(x)
-    return x if x.dtype == "float32" else ops.cast(x, "float32")
+    return x if x.dtype in ("float32", "bfloat16") else ops.cast(x, "float32")
+
+
+def _in_dtype(x, dtype):
+    """A float tensor (or a structure of them) cast to `dtype`; anything else as it is."""
+    if isinstance(x, Tensor):
+        if x.dtype != dtype and x.dtype in ("float32", "bfloat16"):
+            mask = x._keras_mask
+            x = ops.cast(x, dtype)
+            x._keras_mask = mask
+        return x
+    if isinstance(x, (list, tuple)):
+        return type(x)(_in_dtype(v, dtype) for v in x)
+    if isinstance(x, dict):
+        return {k: _in_dtype(v, dtype) for k, v in x.items()}
+    return x
 
 
 def _check_shapes(name, y_true, y_pred):
@@ -387,6 +404,11 @@ class Loss:
                              f"{[r for r in _REDUCTIONS if r]}")
         self.name = name or _snake(type(self).__name__)
         self.reduction = reduction
+        from .dtype_policies import get as _policy
+        self.dtype = _policy(dtype, type(self).__name__).compute_dtype if dtype is not None else "float32"
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"{type(self).__name__}: dtype must be a float dtype ('float32' or 'bfloat16'), "
+                             f"received {dtype!r}")
 
     def call(self, y_true, y_pred):
         raise NotImplementedError
@@ -396,10 +418,22 @@ class Loss:
     def __call__(self, y_true, y_pred, sample_weight=None):
         if self._float_inputs:
             y_true, y_pred = _f(y_true), _f(y_pred)
+        # predictions in the loss's dtype (float32): a mixed precision model's bfloat16 outputs are
+        # scored in float32, as Keras's losses do
+        if isinstance(y_pred, np.ndarray) and y_pred.dtype.kind == "f":
+            y_pred = _t(y_pred)
+        if isinstance(y_true, np.ndarray) and y_true.dtype.kind == "f":
+            y_true = _t(y_true)
+        y_pred = _in_dtype(y_pred, self.dtype)
+        if isinstance(y_true, Tensor) and y_true.dtype in ("float32", "bfloat16"):
+            y_true = _in_dtype(y_true, self.dtype)
         return reduce_values(self.call(y_true, y_pred), sample_weight, self.reduction)
 
     def get_config(self):
-        return {"name": self.name, "reduction": self.reduction}
+        config = {"name": self.name, "reduction": self.reduction}
+        if self.dtype != "float32":
+            config["dtype"] = self.dtype
+        return config
 
     @classmethod
     def from_config(cls, config):

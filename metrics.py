@@ -266,6 +266,10 @@ class MeanMetricWrapper(Mean):
             self._direction = "down"
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        if isinstance(y_pred, Tensor) and y_pred.dtype == "bfloat16":  # a mixed precision model's outputs:
+            mask = y_pred._keras_mask  # scored in float32, as Keras's metrics cast them
+            y_pred = ops.cast(y_pred, "float32")
+            y_pred._keras_mask = mask
         super().update_state(self._fn(y_true, y_pred, **self._fn_kwargs), sample_weight)
 
     def get_config(self):

@@ -141,7 +141,7 @@ def dot_product_attention(query, key, value, bias=None, mask=None, scale=None, i
             raise ValueError(f"{op}: expected 4-D query, key and value of shapes (batch, length, heads, depth), "
                              f"received query.shape={q.shape}, key.shape={k.shape}, value.shape={v.shape} "
                              f"({name} is not 4-D)")
-        if t.dtype != dtypes.FLOAT32:
+        if t.dtype not in dtypes.FLOATS:
             raise TypeError(f"{op}: {name} has dtype {t.dtype} (shape {t.shape}); expected float32: cast it with "
                             "ops.cast(x, 'float32')")
     B, T, N, H = q.shape

@@ -49,6 +49,9 @@ def needs_grad(*tensors):
     return False
 
 
+_FLOATS = ("float32", "bfloat16")
+
+
 def record(out, inputs, backward, accumulates=False):
     """Attaches a Node to `out` (call only when needs_grad(*inputs)); see Node for `accumulates`."""
     out._node = Node(inputs, backward, tuple(t._rg for t in inputs), accumulates)
@@ -319,6 +322,8 @@ def backprop(targets, seeds, sources, release=False, on_ready=None):
             continue
         if _sparse.is_indexed_slices(g) or _sparse.is_outer_products(g):  # backward functions take dense ones
             g = g.to_dense()
+        if g.dtype != t.dtype and g.dtype in _FLOATS and t.dtype in _FLOATS:  # mixed precision: a tensor's
+            g = _m.cast(g, t.dtype)  # gradient has its dtype (an op's backward may give float32 for bfloat16)
         owned.discard(id(g))  # handed out: the op may return it, or pass it on to several inputs
         if node.accumulates:
             acc = tuple(_owned_dense(grads.get(id(inp)), owned, inp) if need else None

@@ -53,7 +53,7 @@ def _data_format(data_format, op):
 
 def _float_input(x, op, what):
     x = _as_tensor(x)
-    if x.dtype != dtypes.FLOAT32:
+    if x.dtype not in dtypes.FLOATS:
         raise TypeError(f"{op}: expected a float32 {what}, received {x.dtype} with shape {x.shape}; "
                         f"cast it with ops.cast(x, 'float32')")
     return x

@@ -139,7 +139,7 @@ class KernelTable:
             if isinstance(a, dev_buffer) and (module is not host or a.device != 0):
                 pair = copies.get(id(a))
                 if pair is None:
-                    pair = copies[id(a)] = (a, host.from_numpy(module.to_numpy(a, [a.numel]), 0))
+                    pair = copies[id(a)] = (a, host.from_numpy(module.to_numpy(a, [a.numel]), 0, a.dtype))
                 return pair[1]
             if isinstance(a, (list, tuple)):
                 return type(a)(to_host(e, copies) for e in a)
@@ -147,7 +147,7 @@ class KernelTable:
 
         def to_device(r, index):
             if isinstance(r, host.Buffer):
-                return module.from_numpy(host.to_numpy(r, [r.numel]), index)
+                return module.from_numpy(host.to_numpy(r, [r.numel]), index, r.dtype)
             if isinstance(r, (list, tuple)):
                 return type(r)(to_device(e, index) for e in r)
             return r
@@ -159,12 +159,135 @@ class KernelTable:
             result = host_fn(*hargs, **hkw)
             pairs = list(copies.values())
             for d, h in pairs:
-                module.copy(module.from_numpy(host.to_numpy(h, [h.numel]), d.device), d)
+                module.copy(module.from_numpy(host.to_numpy(h, [h.numel]), d.device, h.dtype), d)
             self.fallbacks[name] = self.fallbacks.get(name, 0) + 1
             return to_device(result, pairs[0][0].device if pairs else 0)
 
         call.__name__ = name
         return call
+
+
+BF16_CODE = 5
+# The kernels that take bfloat16 buffers themselves: fill, copy, cast and those that only move
+# elements (csrc/types.h). Every other kernel runs on float32 copies (WideningTable).
+BF16_NATIVE = frozenset(("fill", "copy", "cast", "strided_copy", "take", "take_along_axis", "tri", "broadcast_to"))
+
+
+class WideningTable:
+    """A kernel table that also takes bfloat16 buffers. Kernels without a bfloat16 version (all but
+    BF16_NATIVE) run on float32 copies of the bfloat16 buffers they are given, made on their device
+    by the `cast` kernel; afterwards every copy is rounded back into its buffer (kernels write their
+    outputs in place; a buffer passed twice is widened once), and a float32 buffer the kernel
+    returns comes back as bfloat16. So bfloat16 tensors compute in float32 and store in bfloat16,
+    as XLA runs bfloat16 elementwise ops on CPUs. Float32 calls pass straight through.
+    `widened` counts the calls that took the float32 copies, per kernel.
+
+    The devices switch to these tables on the first bfloat16 buffer (enable_bfloat16): programs
+    that never use bfloat16 pay nothing for it."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.widened = {}
+        for name in DEVICE_FUNCTIONS + OP_CODE_TABLES:
+            setattr(self, name, getattr(inner, name))
+        for name in KERNEL_TABLE:
+            kernel = getattr(inner, name)
+            setattr(self, name, kernel if name in BF16_NATIVE else self._widening(name, kernel))
+
+    def __getattr__(self, name):  # the module's other functions (fallbacks, program, load_cublas, ...)
+        return getattr(self.inner, name)
+
+    def takes_as_is(self, name, args, kwargs=None):
+        """Whether the call goes straight to the module's kernel (no float32 copies): a compiled
+        Program (models/replay.py) can hold only such calls."""
+        if name in BF16_NATIVE:
+            return True
+        Buffer = self.inner.Buffer
+
+        def bf16(a):
+            if type(a) is Buffer:
+                return a.dtype == BF16_CODE
+            return isinstance(a, (list, tuple)) and any(bf16(e) for e in a)
+        return not any(bf16(a) for a in args) and not any(bf16(v) for v in (kwargs or {}).values())
+
+    def _widening(self, name, kernel):
+        inner = self.inner
+        Buffer, cast = inner.Buffer, inner.cast
+        seq = (list, tuple)
+
+        def widen(a, copies):  # copies: id(bfloat16 buffer) -> (that buffer, its float32 copy)
+            if type(a) is Buffer:
+                if a.dtype != BF16_CODE:
+                    return a
+                pair = copies.get(id(a))
+                if pair is None:
+                    w = Buffer(a.numel, 0, a.device)
+                    cast(a, w)
+                    pair = copies[id(a)] = (a, w)
+                return pair[1]
+            if isinstance(a, seq) and a and isinstance(a[0], (Buffer, list, tuple)):
+                return type(a)(widen(e, copies) for e in a)
+            return a
+
+        def narrow(r, device):
+            if type(r) is Buffer and r.dtype == 0:
+                b = Buffer(r.numel, BF16_CODE, r.device)
+                cast(r, b)
+                return b
+            if isinstance(r, seq):
+                return type(r)(narrow(e, device) for e in r)
+            return r
+
+        def call(*args, **kwargs):
+            copies = {}
+            wargs = [widen(a, copies) for a in args]
+            wkw = {k: widen(v, copies) for k, v in kwargs.items()} if kwargs else kwargs
+            if not copies:
+                return kernel(*args, **kwargs)
+            result = kernel(*wargs, **wkw)
+            for b, w in copies.values():
+                cast(w, b)
+            self.widened[name] = self.widened.get(name, 0) + 1
+            return narrow(result, None) if result is not None else None
+
+        call.__name__ = name
+        return call
+
+
+_WIDENING = {}  # id(kernel table) -> its WideningTable, so devices on one module share one table
+
+
+class BF16_STATE:
+    """`enabled` once the devices take bfloat16 (enable_bfloat16)."""
+    enabled = False
+
+
+def _widened(kernels):
+    if kernels is None or isinstance(kernels, WideningTable):
+        return kernels
+    table = _WIDENING.get(id(kernels))
+    if table is None:
+        table = _WIDENING[id(kernels)] = WideningTable(kernels)
+    return table
+
+
+def enable_bfloat16():
+    """Switches every device (and those made later) to kernel tables that take bfloat16 buffers
+    (WideningTable). Called on the first bfloat16 buffer."""
+    with _lock:
+        BF16_STATE.enabled = True
+        for dev in _devices.values():
+            dev.kernels = _widened(dev.kernels)
+
+
+def _disable_bfloat16():
+    """Puts the devices back on their plain kernel tables (tests: after the bfloat16 ones, so the
+    next tests run as a program that never used bfloat16). No bfloat16 tensor may be used after."""
+    with _lock:
+        BF16_STATE.enabled = False
+        for dev in _devices.values():
+            if isinstance(dev.kernels, WideningTable):
+                dev.kernels = dev.kernels.inner
 
 
 _GPU_TABLE = None
@@ -194,11 +317,16 @@ class Device:
 
     def buffer(self, numel, code):
         """A new uninitialised buffer of `numel` elements (dtype code) on this device."""
+        if code == BF16_CODE and not BF16_STATE.enabled:
+            enable_bfloat16()
         return self.kernels.Buffer(numel, code, self.index)
 
-    def from_numpy(self, array):
-        """A new buffer on this device holding a copy of a C-contiguous numpy array."""
-        return self.kernels.from_numpy(array, self.index)
+    def from_numpy(self, array, code=-1):
+        """A new buffer on this device holding a copy of a C-contiguous numpy array (`code`: the
+        dtype code it holds, where it cannot be told from the array: bfloat16 comes as uint16 bits)."""
+        if code == BF16_CODE and not BF16_STATE.enabled:
+            enable_bfloat16()
+        return self.kernels.from_numpy(array, self.index, code)
 
     def synchronize(self):
         """Waits until every kernel queued on this device has run (raises a queued kernel's error)."""
@@ -296,7 +424,8 @@ def get_device(name=None):
         full = f"{kind}:{index}"
         dev = _devices.get(full)
         if dev is None:
-            dev = Device(kind, index, _cpu if kind == "cpu" else _gpu_table())
+            kernels = _cpu if kind == "cpu" else _gpu_table()
+            dev = Device(kind, index, _widened(kernels) if BF16_STATE.enabled else kernels)
             _devices[full] = dev
         _devices[key] = dev
     return dev

@@ -1,21 +1,26 @@
-"""Dtypes: names, kernel codes, promotion. float32 is the default float; int32/int64 index."""
+"""Dtypes: names, kernel codes, promotion. float32 is the default float; int32/int64 index;
+bfloat16 is the compute dtype of mixed precision (lamina.mixed_precision)."""
 import numpy as np
 
-FLOAT32, INT32, INT64, BOOL = "float32", "int32", "int64", "bool"
-CODES = {FLOAT32: 0, INT32: 1, INT64: 2, BOOL: 3}
+FLOAT32, INT32, INT64, BOOL, BFLOAT16 = "float32", "int32", "int64", "bool", "bfloat16"
+CODES = {FLOAT32: 0, INT32: 1, INT64: 2, BOOL: 3, BFLOAT16: 5}  # csrc/types.h (4 is int8: quantized weights)
 NAMES = {v: k for k, v in CODES.items()}
+FLOATS = frozenset((FLOAT32, BFLOAT16))
+ITEMSIZE = {FLOAT32: 4, INT32: 4, INT64: 8, BOOL: 1, BFLOAT16: 2}
 # Narrow integer dtypes are held in a wider one that represents every value exactly.
 _ALIASES = {"float": FLOAT32, "float32": FLOAT32, "int": INT64, "int32": INT32, "int64": INT64, "bool": BOOL,
-            "int8": INT32, "int16": INT32, "uint8": INT32, "uint16": INT32, "uint32": INT64}
-_RANK = {BOOL: 0, INT32: 1, INT64: 2, FLOAT32: 3}
+            "int8": INT32, "int16": INT32, "uint8": INT32, "uint16": INT32, "uint32": INT64,
+            "bfloat16": BFLOAT16}
+# Promotion as JAX / Keras 3: integers with bfloat16 give bfloat16, bfloat16 with float32 gives float32.
+_RANK = {BOOL: 0, INT32: 1, INT64: 2, BFLOAT16: 3, FLOAT32: 4}
 
 
 def standardize(dtype, op=None):
     """Returns lamina's dtype name for a name, numpy dtype or Python type.
 
-    lamina computes in float32: asking for float64 or float16 (or complex, uint64...) is a
-    TypeError naming the dtype and the supported ones (and `op`, the op that was asked), not a
-    silent float32. (Data converted without a dtype still becomes float32, as Keras does with
+    lamina computes in float32 (and bfloat16 for mixed precision): asking for float64 or float16
+    (or complex, uint64...) is a TypeError naming the dtype and the supported ones (and `op`, the
+    op that was asked), not a silent float32. (Data converted without a dtype still becomes float32, as Keras does with
     floatx float32.)"""
     if dtype is None:
         return FLOAT32
@@ -30,12 +35,15 @@ def standardize(dtype, op=None):
         name = np.dtype(dtype).name
     if name not in _ALIASES:
         hint = ""
-        if name in ("float64", "float16", "double", "half", "bfloat16"):
-            hint = ("; lamina computes in float32 only (float data converted without a dtype becomes float32): "
-                    "use dtype='float32'")
+        if name in ("float64", "double"):
+            hint = ("; lamina computes in float32 only, and bfloat16 for mixed precision (float data converted "
+                    "without a dtype becomes float32): use dtype='float32'")
+        elif name in ("float16", "half"):
+            hint = ("; lamina's 16-bit float is bfloat16 (the same range as float32, 8 bits of mantissa): use "
+                    "dtype='bfloat16', or the 'mixed_bfloat16' policy in place of 'mixed_float16'")
         where = f"{op}: " if op else ""
         raise TypeError(f"{where}Unsupported dtype {dtype!r}: lamina supports float32, int32, int64 and bool "
-                        f"(and holds int8, int16, uint8, uint16 and uint32 in int32 / int64){hint}")
+                        f"(and bfloat16, for mixed precision; and holds int8, int16, uint8, uint16 and uint32 in int32 / int64){hint}")
     return _ALIASES[name]
 
 
@@ -58,7 +66,7 @@ def is_string_data(x):
 
 
 def is_float(dtype):
-    return dtype == FLOAT32
+    return dtype in FLOATS
 
 
 def is_int(dtype):
@@ -66,9 +74,16 @@ def is_int(dtype):
 
 
 def result_type(a, b):
-    """Promotion between two tensor dtypes: bool < int32 < int64 < float32."""
+    """Promotion between two tensor dtypes: bool < int32 < int64 < bfloat16 < float32."""
     return a if _RANK[a] >= _RANK[b] else b
 
 
 def to_numpy_dtype(dtype):
-    return np.dtype(dtype)
+    """The numpy dtype of a tensor's host copy: bfloat16 tensors come to numpy as float32 (numpy
+    has no bfloat16; every bfloat16 value is exact in float32)."""
+    return np.dtype(np.float32) if dtype == BFLOAT16 else np.dtype(dtype)
+
+
+def bf16_bits_to_float32(bits):
+    """float32 values of bfloat16 data held as uint16 bits."""
+    return (np.asarray(bits, np.uint16).astype(np.uint32) << 16).view(np.float32)

@@ -240,11 +240,14 @@ def einsum(subscripts, *operands):
     ts = [_as_tensor(x, "einsum") for x in operands]
     labels, out, sizes = _parse(subscripts, ts)
     for i, t in enumerate(ts):
-        if t.dtype != dtypes.FLOAT32:
+        if t.dtype not in dtypes.FLOATS:
             raise TypeError(f"einsum: operand {i} (shape {t.shape}) has dtype {t.dtype}; einsum computes in "
                             f"float32: cast it with ops.cast(x, 'float32'); subscripts {subscripts!r}")
     if len(ts) > 1:
         check_same_device("einsum", *ts)
+        if len({t.dtype for t in ts}) > 1:  # bfloat16 with float32: float32, as Keras / JAX promote
+            from .math import cast
+            ts = [cast(t, dtypes.FLOAT32) for t in ts]
 
     ops_ = [_reduce(t, lab) for t, lab in zip(ts, labels)]
     for i in range(len(ops_)):

@@ -30,9 +30,12 @@ def matmul(x1, x2):
     removed; leading batch dimensions broadcast."""
     a, b = _as_tensor(x1), _as_tensor(x2)
     for t, name in ((a, "x1"), (b, "x2")):
-        if t.dtype != dtypes.FLOAT32:
-            raise TypeError(f"matmul: expected float32 operands, {name} is {t.dtype} with shape {t.shape}; "
-                            "cast it with ops.cast(x, 'float32')")
+        if t.dtype not in dtypes.FLOATS:
+            raise TypeError(f"matmul: expected float32 operands (or bfloat16), {name} is {t.dtype} with shape "
+                            f"{t.shape}; cast it with ops.cast(x, 'float32')")
+    if a.dtype != b.dtype:  # bfloat16 with float32: float32, as Keras / JAX promote
+        from .math import cast
+        a, b = cast(a, dtypes.FLOAT32), cast(b, dtypes.FLOAT32)
         if t.ndim == 0:
             raise ValueError(f"matmul: {name} is a scalar (shape ()); use multiply for scalars")
     check_same_device("matmul", a, b)
@@ -87,7 +90,7 @@ def matmul_bias(x, kernel, bias):
     gradients are those of the two ops (the bias is added to each row of the product)."""
     a, b, c = _as_tensor(x), _as_tensor(kernel), _as_tensor(bias)
     if not (a.ndim >= 2 and b.ndim == 2 and c.shape == (b.shape[1],) and a.shape[-1] == b.shape[0] and
-            a.dtype == b.dtype == c.dtype == dtypes.FLOAT32 and a.device is b.device is c.device):
+            a.dtype == b.dtype == c.dtype and a.dtype in dtypes.FLOATS and a.device is b.device is c.device):
         return add(matmul(a, b), c)
     rows = 1
     for d in a.shape[:-1]:

@@ -1001,7 +1001,7 @@ def copy_to(x, device):
         buf = dev.buffer(x._buf.numel, code)
         dev.kernels.copy_between(x._buf, buf)
     else:  # different kernel modules (host <-> accelerator): through host memory
-        buf = dev.from_numpy(np.ascontiguousarray(x.numpy()))
+        buf = dev.from_numpy(x.device.kernels.to_numpy(x._buf, [x._buf.numel]), code)
     out = Tensor(buf, x.shape, x.dtype, dev)
     if needs_grad(x):
         src = x.device

@@ -97,6 +97,9 @@ def _operands(x, y, op):
     """Converts a binary op's operands to tensors of one dtype on one device."""
     xt, yt = isinstance(x, Tensor), isinstance(y, Tensor)
     if xt and yt:
+        if x.dtype != y.dtype and x.dtype in dtypes.FLOATS and y.dtype in dtypes.FLOATS:
+            dt = dtypes.FLOAT32  # bfloat16 with float32 computes in float32, as Keras / JAX promote
+            x, y = cast(x, dt), cast(y, dt)
         if x.dtype != y.dtype:
             raise TypeError(f"{op}: dtypes differ: {x.dtype} with shape {x.shape} and {y.dtype} with "
                             f"shape {y.shape}; cast one first, e.g. ops.cast(x, '{y.dtype}')")
@@ -109,7 +112,7 @@ def _operands(x, y, op):
     a = _numeric_array(other, op)
     dt = t.dtype
     kind = a.dtype.kind
-    if kind == "f" and dt != dtypes.FLOAT32:
+    if kind == "f" and dt not in dtypes.FLOATS:  # a float with a bfloat16 tensor stays bfloat16 (weak type)
         dt = dtypes.FLOAT32
         t = cast(t, dt)
     elif kind in "iu" and dt == dtypes.BOOL:
@@ -165,7 +168,7 @@ def _view(x, shape):
 
 
 def _to_float(x):
-    return x if x.dtype == dtypes.FLOAT32 else cast(x, dtypes.FLOAT32)
+    return x if x.dtype in dtypes.FLOATS else cast(x, dtypes.FLOAT32)
 
 
 def unbroadcast(g, shape):
@@ -230,7 +233,7 @@ def multiply(x1, x2):
 def divide(x1, x2):
     """True division x1 / x2 (integer operands give float32)."""
     x, y = _operands(x1, x2, "divide")
-    if x.dtype != dtypes.FLOAT32:
+    if x.dtype not in dtypes.FLOATS:
         x, y = cast(x, dtypes.FLOAT32), cast(y, dtypes.FLOAT32)
     out = _binary_forward(DIV, "divide", x, y)
     if needs_grad(x, y):
@@ -475,7 +478,7 @@ def round(x, decimals=0):
     decimals = validation.integer(decimals, "round", "decimals")
     if x.dtype == dtypes.BOOL:
         x = cast(x, dtypes.INT32)
-    if x.dtype != dtypes.FLOAT32:
+    if x.dtype not in dtypes.FLOATS:
         if decimals >= 0:
             return _piecewise_unary(ROUND, "round", "")(x)
         return cast(round(cast(x, dtypes.FLOAT32), decimals), x.dtype)
@@ -586,6 +589,9 @@ def cast(x, dtype):
         return x
     out = empty(x.shape, dt, x.device)
     x.device.kernels.cast(x._buf, out._buf)
+    if dt in dtypes.FLOATS and x.dtype in dtypes.FLOATS and needs_grad(x):  # float32 <-> bfloat16
+        src = x.dtype
+        record(out, (x,), lambda g, n: (cast(g, src),))
     return out
 
 

@@ -37,13 +37,14 @@ def _view(t, shape):
 def _float_input(op, x):
     """Float tensors pass; integer / bool inputs are converted to float32 (like math's unary ops)."""
     x = _as_tensor(x)
-    if x.dtype != dtypes.FLOAT32:
+    if x.dtype not in dtypes.FLOATS:
         x = _m.cast(x, dtypes.FLOAT32)
     return x
 
 
 def _require_f32(op, x, name, hint=""):
-    if x.dtype != dtypes.FLOAT32:
+    """x must be a float tensor (float32; bfloat16 computes in float32 and gives float32)."""
+    if x.dtype not in dtypes.FLOATS:
         raise TypeError(f"{op}: expected {name} of dtype float32, received {x.dtype} with shape "
                         f"{x.shape}{hint or '; cast it with ops.cast(x, ' + repr('float32') + ')'}")
 
@@ -205,7 +206,7 @@ def log_sigmoid(x):
 def _softmax(op, x, axis, log):
     x = _float_input(op, x)
     _, outer, R, inner = _block(op, x.shape, axis)
-    out = empty(x.shape, dtypes.FLOAT32, x.device)
+    out = empty(x.shape, x.dtype, x.device)
     x.device.kernels.softmax(x._buf, outer, R, inner, log, out._buf)
     if needs_grad(x):
         def bw(g, n):

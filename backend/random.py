@@ -120,7 +120,7 @@ def _shape(shape, op, dtype="float32"):
 
 def _float_dtype(dtype, op):
     dt = dtypes.standardize(dtype, op)
-    if dt != dtypes.FLOAT32:
+    if dt not in dtypes.FLOATS:  # bfloat16: the float32 draws, rounded (the same numbers as float32's)
         raise TypeError(f"{op}: expected a float dtype, received {dtype!r}"
                         + ("; use randint for integers" if dtypes.is_int(dt) else ""))
     return dt
@@ -150,7 +150,20 @@ def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
     key, ctr = draw_seed(seed, "uniform")
     out = empty(shape, dt)
     out.device.kernels.random_uniform(key, ctr, lo, hi, out._buf)
+    if dt == dtypes.BFLOAT16:  # a draw just below maxval may round up to it: keep [minval, maxval)
+        from .math import minimum
+        out = minimum(out, _bf16_below(hi))
     return out
+
+
+def _bf16_below(v):
+    """The largest bfloat16 value below v (v is a float32 number)."""
+    bits = int(np.array(v, np.float32).view(np.uint32)) >> 16  # v truncated toward zero to bfloat16
+    b = np.array([bits << 16], np.uint32).view(np.float32)[0]
+    if b >= v:  # v itself is a bfloat16 value: the next one below it
+        bits = bits - 1 if v > 0 else (bits + 1 if v < 0 else 0x8001)
+        b = np.array([bits << 16], np.uint32).view(np.float32)[0]
+    return float(b)
 
 
 def _normal(op, shape, mean, stddev, dtype, seed, truncated):
@@ -198,6 +211,9 @@ def randint(shape, minval, maxval, dtype="int32", seed=None):
 def categorical(logits, num_samples, dtype="int32", seed=None):
     """Class ids drawn from softmax(logits): logits (batch, num_classes) -> (batch, num_samples)."""
     x = _as_tensor(logits)
+    if x.dtype == dtypes.BFLOAT16:
+        from .math import cast
+        x = cast(x, dtypes.FLOAT32)
     if x.dtype != dtypes.FLOAT32:
         raise TypeError(f"categorical: expected float32 logits, received {x.dtype} with shape {x.shape}")
     if x.ndim != 2 or x.shape[1] < 1:
@@ -239,7 +255,7 @@ def dropout(x, rate, noise_shape=None, seed=None):
     over x: e.g. (batch, 1, channels) drops whole channels for every timestep. rate 0 returns x.
     """
     x = _as_tensor(x)
-    if x.dtype != dtypes.FLOAT32:
+    if x.dtype not in dtypes.FLOATS:
         raise TypeError(f"dropout: expected a float32 tensor, received {x.dtype} with shape {x.shape}; "
                         "cast it with ops.cast(x, 'float32')")
     try:

@@ -83,7 +83,7 @@ def _record_multi(outputs, inputs, backward, accumulates=False):
 # ---- argument checks ---------------------------------------------------------------------------------
 
 def _f32(op, name, t):
-    if t.dtype != _F32:
+    if t.dtype not in dtypes.FLOATS:  # bfloat16 computes in float32 (backend/device.py, WideningTable)
         raise TypeError(f"{op}: expected {name} of dtype float32, received {t.dtype} with shape {t.shape}; "
                         f"cast it with ops.cast(x, 'float32')")
 

@@ -44,8 +44,10 @@ class Tensor:
 
     # ---- host transfer ----------------------------------------------------------------------
     def numpy(self):
-        """Copies the tensor to a new numpy array on the host."""
-        return self.device.kernels.to_numpy(self._buf, self.shape)
+        """Copies the tensor to a new numpy array on the host. A bfloat16 tensor comes as float32
+        (numpy has no bfloat16; float32 holds each of its values exactly)."""
+        a = self.device.kernels.to_numpy(self._buf, self.shape)
+        return dtypes.bf16_bits_to_float32(a) if self.dtype == dtypes.BFLOAT16 else a
 
     def __array__(self, dtype=None, copy=None):
         a = self.numpy()
@@ -125,7 +127,7 @@ class Variable(Tensor):
         v.assign_add(ones)   # in place: tensors made from v before keep their values
     """
 
-    __slots__ = ("name", "_trainable", "_path", "constraint")
+    __slots__ = ("name", "_trainable", "_path", "constraint", "_autocast")
 
     def __init__(self, initializer, shape=None, dtype=None, trainable=True, name=None):
         dev = current_device()
@@ -147,6 +149,7 @@ class Variable(Tensor):
         self._trainable = bool(trainable)
         self._rg = self._trainable and dtypes.is_float(self.dtype)
         self.constraint = None  # applied by the optimizer after each update (Keras's variable.constraint)
+        self._autocast = True  # read in the compute dtype inside a mixed precision layer's call (add_weight)
 
     @property
     def trainable(self):
@@ -238,6 +241,8 @@ def empty(shape, dtype="float32", device=None, op=None):
 
 
 def _infer_dtype(a):
+    if a.dtype.name == "bfloat16":  # ml_dtypes' bfloat16 (JAX's, TensorFlow's)
+        return dtypes.BFLOAT16
     k = a.dtype.kind
     if k == "f":
         return dtypes.FLOAT32   # float64 / float16 data computes in float32, as Keras does with floatx float32
@@ -286,7 +291,7 @@ def convert_to_tensor(x, dtype=None, device=None):
     if isinstance(x, (list, tuple)) and any(isinstance(e, Tensor) for e in _iter_nested(x)):
         x = _nested_to_numpy(x)
     a = np.asarray(x)
-    if a.dtype == object or a.dtype.kind in "USV":
+    if a.dtype == object or a.dtype.kind in "US" or a.dtype.kind == "V" and a.dtype.name != "bfloat16":
         raise TypeError(f"Cannot convert {type(x).__name__} {x!r:.60} to a tensor: expected numbers or booleans")
     if a.dtype.kind == "c":
         _check_data_dtype(a, None)
@@ -295,6 +300,10 @@ def convert_to_tensor(x, dtype=None, device=None):
     if a.size >= validation.ALWAYS_FITS:
         validation.check_alloc("convert_to_tensor", a.shape, dt, dev)
     a = np.asarray(a, dtype=dtypes.to_numpy_dtype(dt), order="C")
+    if dt == dtypes.BFLOAT16:  # rounded from float32 by the cast kernel
+        out = empty(a.shape, dt, dev)
+        dev.kernels.cast(dev.from_numpy(a), out._buf)
+        return out
     return Tensor(dev.from_numpy(a), a.shape, dt, dev)
 
 

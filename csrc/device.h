@@ -91,7 +91,7 @@ void use_device_threads(const DeviceContext& ctx);
 // Waits until the host can read `b` (the last queued kernel that touched it has finished).
 void wait_buffer(const Buffer& b);
 // A new buffer on `device` holding a copy of a C-contiguous numpy array (memory.cpp).
-BufferPtr from_numpy(pybind11::array a, int device);
+BufferPtr from_numpy(pybind11::array a, int device, int dtype = -1);
 // A numpy copy of a buffer viewed with `shape` (waits for the kernels writing it).
 pybind11::array to_numpy(const Buffer& b, const Shape& shape);
 

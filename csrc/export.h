@@ -26,8 +26,16 @@ inline void export_op_codes(pybind11::module_& m) {
 #undef LAMINA_EXPORT_CODE
 }
 
-inline DType dtype_of_array(const pybind11::array& a) {
+// `as` (a dtype code, or -1) is what the caller says the array holds: BF16 data comes as uint16 bits
+// (numpy has no bfloat16), which is never inferred.
+inline DType dtype_of_array(const pybind11::array& a, int as = -1) {
   auto dt = a.dtype();
+  if (as == BF16) {
+    if (!dt.is(pybind11::dtype::of<uint16_t>()))
+      throw TypeError("from_numpy: bfloat16 data comes as a uint16 array of its bits, received " +
+                      std::string(pybind11::str(dt)));
+    return BF16;
+  }
   if (dt.is(pybind11::dtype::of<float>())) return F32;
   if (dt.is(pybind11::dtype::of<int32_t>())) return I32;
   if (dt.is(pybind11::dtype::of<int64_t>())) return I64;
@@ -37,12 +45,22 @@ inline DType dtype_of_array(const pybind11::array& a) {
                   "; expected float32, int32, int64 or bool (convert with .astype first)");
 }
 
+// The array from_numpy(..., dtype) would take: dtype_of_array's, when it is the one asked for.
+inline DType checked_dtype_of_array(const pybind11::array& a, int as) {
+  DType d = dtype_of_array(a, as);
+  if (as >= 0 && int(d) != as)
+    throw TypeError(std::string("from_numpy: asked for ") + dtype_name(DType(as)) + ", the array holds " +
+                    dtype_name(d));
+  return d;
+}
+
 inline pybind11::dtype numpy_dtype(DType d) {
   switch (d) {
     case F32: return pybind11::dtype::of<float>();
     case I32: return pybind11::dtype::of<int32_t>();
     case I64: return pybind11::dtype::of<int64_t>();
     case I8: return pybind11::dtype::of<int8_t>();
+    case BF16: return pybind11::dtype::of<uint16_t>();  // the bits (numpy has no bfloat16)
     default: return pybind11::dtype::of<bool>();
   }
 }

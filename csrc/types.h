@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -11,16 +12,43 @@
 namespace lamina {
 
 // I8 holds quantized weights (int8 inference) only: the copies and the quantized kernels
-// (quantize.cpp) are the only ones that take it.
-enum DType : int { F32 = 0, I32 = 1, I64 = 2, BOOL = 3, I8 = 4 };
+// (quantize.cpp) are the only ones that take it. BF16 (bfloat16, mixed precision) is held as the
+// top 16 bits of a float32: fill, copy, cast and the kernels that only move elements take it;
+// the Python side runs every other kernel on float32 copies (backend/device.py, WideningTable).
+enum DType : int { F32 = 0, I32 = 1, I64 = 2, BOOL = 3, I8 = 4, BF16 = 5 };
+constexpr int kLastDType = BF16;
 
-inline size_t dtype_size(DType d) { return d == I64 ? 8 : (d == BOOL || d == I8 ? 1 : 4); }
+inline size_t dtype_size(DType d) {
+  return d == I64 ? 8 : (d == BOOL || d == I8 ? 1 : (d == BF16 ? 2 : 4));
+}
 inline const char* dtype_name(DType d) {
   switch (d) {
     case F32: return "float32"; case I32: return "int32"; case I64: return "int64"; case BOOL: return "bool";
-    case I8: return "int8";
+    case I8: return "int8"; case BF16: return "bfloat16";
   }
   return "?";
+}
+
+#ifdef __CUDACC__
+#define LAMINA_HD __host__ __device__ inline
+#else
+#define LAMINA_HD inline
+#endif
+
+// bfloat16 <-> float32. Rounding to nearest, ties to even (as TensorFlow, JAX and PyTorch
+// round); a NaN stays a (quiet) NaN and infinities stay infinite.
+LAMINA_HD float bf16_to_f32(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+LAMINA_HD uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);  // NaN: keep it quiet
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
 }
 
 using Shape = std::vector<int64_t>;

@@ -21,6 +21,7 @@ from .. import regularizers as _regularizers
 from ..backend import dtypes
 from ..backend.device import current_device, device as device_scope, _scope as _device_scope
 from ..backend.device import get_log_device_placement, log_placement
+from ..backend.device import BF16_STATE as _bf16  # enabled: layers look at dtypes in __call__ only then
 from ..backend.tensor import Tensor, Variable, convert_to_tensor
 
 # ---- names -----------------------------------------------------------------------------------
@@ -141,27 +142,61 @@ def check_input_spec(layer, spec, shape):
 
 
 def layer_dtype(dtype, who):
-    """A layer's dtype from Keras's forms: None, a dtype name, a dtype policy name
-    ("float32", "mixed_float16", ...), a DTypePolicy-like object (`.name`) or its config dict
-    ({"class_name": "DTypePolicy", "config": {"name": ...}}). lamina computes in float32: any
-    other float policy is refused with a clear error rather than silently run in float32."""
-    if dtype is None:
-        return "float32"
-    name = dtype
-    if isinstance(dtype, dict):
-        name = dtype.get("config", {}).get("name", dtype.get("name"))
-    elif not isinstance(dtype, str) and hasattr(dtype, "name") and not isinstance(dtype, np.dtype):
-        name = dtype.name
-    if isinstance(name, str) and (name.startswith("mixed_") or name in ("float16", "bfloat16", "float64", "half",
-                                                                        "double")):
-        raise ValueError(f"{who}: dtype {name!r} is not supported; lamina layers compute in float32 (mixed "
-                         "precision and float16/bfloat16/float64 layers are not available yet). Use "
-                         "dtype='float32' or leave dtype unset.")
+    """A layer's DTypePolicy from Keras's forms: None (the global policy), a dtype name, a policy
+    name ("float32", "mixed_bfloat16", ...), a DTypePolicy-like object (`.name`) or its config
+    dict ({"class_name": "DTypePolicy", "config": {"name": ...}}). A policy lamina does not have
+    ("mixed_float16", "float64") is a ValueError saying what to use, not a silent float32."""
+    from .. import dtype_policies
     try:
-        return dtypes.standardize(name)
-    except TypeError:
+        return dtype_policies.get(dtype, who)
+    except TypeError as e:
         raise ValueError(f"{who}: unrecognized dtype {dtype!r}; expected a dtype name such as 'float32' or "
-                         "'int32', or a DTypePolicy") from None
+                         f"'int32', or a DTypePolicy ({e})") from None
+
+
+def _autocast_weights(layer, dtype, undo, casts):
+    """Inside a mixed precision layer's call: its float32 weights (those created trainable, with
+    autocast=True) and its sub-layers' of the same policy read as `dtype` copies. The attributes holding them
+    (alone or in a list / tuple) are set to the copies, and `undo` collects (layer, name, value)
+    to put back after the call; `casts` (id(weight) -> copy) casts a shared weight once."""
+    from ..backend.math import cast
+    pol = layer._dtype_policy
+    if layer.autocast and pol.compute_dtype == dtype and pol.variable_dtype != dtype:
+        frozen = layer._always_frozen
+
+        def swap(v):
+            if isinstance(v, Variable) and v._autocast and v.dtype in dtypes.FLOATS and v.dtype != dtype \
+                    and id(v) not in frozen:  # not state (created non-trainable: statistics, RNN states)
+                c = casts.get(id(v))
+                if c is None:
+                    c = casts[id(v)] = cast(v, dtype)
+                return c
+            return v
+        for key, value in list(layer.__dict__.items()):
+            if isinstance(value, Variable):
+                new = swap(value)
+            elif isinstance(value, (list, tuple)) and value and any(isinstance(v, Variable) for v in value):
+                new = type(value)(swap(v) for v in value)
+            else:
+                continue
+            if new is not value:
+                undo.append((layer, key, value))
+                object.__setattr__(layer, key, new)
+    for sub in layer._layers:
+        if sub is not layer:
+            _autocast_weights(sub, dtype, undo, casts)
+
+
+def _cast_float(t, dtype):
+    """A layer's float output in its compute dtype (a mixed precision layer whose ops computed in
+    float32, as normalization does, gives its compute dtype as Keras's layers do)."""
+    if isinstance(t, Tensor) and t.dtype != dtype and t.dtype in dtypes.FLOATS:
+        from ..backend.math import cast
+        mask = t._keras_mask
+        t = cast(t, dtype)
+        t._keras_mask = mask
+        return t
+    return t
 
 
 # ---- structure helpers ---------------------------------------------------------------------------
@@ -192,6 +227,9 @@ class Layer:
     """Base class of all layers (see the module docstring for the contract)."""
 
     _tracks_metrics = False  # whether any layer has a Metric attribute (see __setattr__)
+    # whether __call__ casts float inputs and outputs to the compute dtype (when bfloat16 is in use);
+    # models do not (as Keras's): each of their layers casts for itself
+    _autocasts_io = True
     quantization_mode = None  # "int8" once quantized (layers/quantization.py)
 
     def __init_subclass__(cls, **kwargs):
@@ -229,7 +267,10 @@ class Layer:
         if _quantization.is_quantized_policy(dtype):  # a quantized layer's config: quantized once built
             self._pending_quantization = _quantization.check_policy(dtype, type(self).__name__)
             dtype = None
-        self.dtype = layer_dtype(dtype, type(self).__name__)
+        self._dtype_policy = layer_dtype(dtype, type(self).__name__)
+        if not isinstance(autocast, bool):
+            raise TypeError(f"{type(self).__name__}: autocast must be True or False, received {autocast!r}")
+        self.autocast = autocast  # cast float inputs (and weights, under a mixed policy) to the compute dtype
         self.built = False
         self.input_spec = None
         self.supports_masking = False
@@ -249,6 +290,37 @@ class Layer:
         self._call_has_training = "training" in params
         self._call_has_mask = "mask" in params
         self._build_overridden = type(self).build is not Layer.build
+
+    # -- dtype policy (Keras's): weights in `variable_dtype`, computation in `compute_dtype` --
+    @property
+    def dtype_policy(self):
+        return self._dtype_policy
+
+    @dtype_policy.setter
+    def dtype_policy(self, value):
+        self._dtype_policy = layer_dtype(value, type(self).__name__)
+
+    @property
+    def dtype(self):
+        """The dtype of the layer's weights (Keras 3: `variable_dtype`)."""
+        return self._dtype_policy.variable_dtype
+
+    @dtype.setter
+    def dtype(self, value):
+        self._dtype_policy = layer_dtype(value, type(self).__name__)
+
+    @property
+    def compute_dtype(self):
+        return self._dtype_policy.compute_dtype
+
+    @property
+    def variable_dtype(self):
+        return self._dtype_policy.variable_dtype
+
+    @property
+    def input_dtype(self):
+        """The dtype float inputs are cast to (with autocast): the compute dtype."""
+        return self._dtype_policy.compute_dtype
 
     # -- attribute tracking: sub-layers and variables assigned as attributes are tracked --
     def __setattr__(self, key, value):
@@ -270,9 +342,11 @@ class Layer:
         object.__setattr__(self, key, value)
 
     # -- weights --
-    def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True, regularizer=None,
+    def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True, autocast=True, regularizer=None,
                    constraint=None, name=None, **kwargs):
-        """Creates a Variable owned by this layer (Keras's `add_weight`)."""
+        """Creates a Variable owned by this layer (Keras's `add_weight`). In `dtype` (default: the
+        policy's variable dtype); `autocast=False` keeps it in that dtype inside a mixed precision
+        layer's call (as normalization statistics are)."""
         shape = tuple(int(d) for d in (shape or ()))
         dt = dtypes.standardize(dtype or self.dtype)
         if initializer is None:
@@ -283,6 +357,7 @@ class Layer:
         with device_scope(dev):
             value = init(shape, dtype=dt)
             v = Variable(value, dtype=dt, trainable=trainable, name=name)
+        v._autocast = bool(autocast)
         scope = _ctx.scope if _ctx.scope and _ctx.scope[-1] == self.name else [self.name]
         v._path = "/".join(scope + [name])
         if not trainable:
@@ -508,14 +583,32 @@ class Layer:
         if get_log_device_placement():
             first = next((t for t in flat if isinstance(t, Tensor)), None)
             log_placement(self, self._device or (first.device if first is not None else current_device()))
+        undo = None
+        rest = args[1:]
+        if _bf16.enabled and self.autocast:  # bfloat16 in use: float inputs in the compute dtype, mixed weights too
+            pol = self._dtype_policy
+            cdt = pol.compute_dtype
+            if cdt in dtypes.FLOATS:
+                if self._autocasts_io:
+                    inputs = map_structure(lambda t: pol.convert_input(t, True, cdt), inputs)
+                    rest = tuple(map_structure(lambda t: pol.convert_input(t, True, cdt), a) for a in rest)
+                if pol.is_mixed:
+                    undo = []
+                    _autocast_weights(self, cdt, undo, {})
         try:
             if self._device is not None and self._device is not current_device():
                 with device_scope(self._device):
-                    out = self.call(inputs, *args[1:], **kwargs)
+                    out = self.call(inputs, *rest, **kwargs)
             else:
-                out = self.call(inputs, *args[1:], **kwargs)
+                out = self.call(inputs, *rest, **kwargs)
         finally:
             _ctx.training = prev
+            if undo:
+                for layer, key, value in reversed(undo):
+                    object.__setattr__(layer, key, value)
+        if _bf16.enabled and self.autocast and self._autocasts_io and self._dtype_policy.compute_dtype in dtypes.FLOATS:
+            cdt = self._dtype_policy.compute_dtype
+            out = map_structure(lambda t: _cast_float(t, cdt), out)
         if self.activity_regularizer is not None:
             for o in flatten(out):
                 loss = self.activity_regularizer(o)
@@ -571,7 +664,7 @@ class Layer:
     # -- config (Keras 3's keys; nested objects in Keras's serialized form) --
     def get_config(self):
         from ..saving import dtype_policy_config
-        config = {"name": self.name, "trainable": self.trainable, "dtype": dtype_policy_config(self.dtype)}
+        config = {"name": self.name, "trainable": self.trainable, "dtype": dtype_policy_config(self._dtype_policy.name)}
         if self.quantization_mode is not None:
             from .quantization import policy_config
             config["dtype"] = policy_config()

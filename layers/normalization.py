@@ -74,10 +74,10 @@ class BatchNormalization(Layer):
             raise ValueError(f"BatchNormalization '{self.name}': the normalised axis must have a known size, "
                              f"received shape {input_shape}")
         self._axis = axis
-        self.gamma = self.add_weight(name="gamma", shape=(c,), initializer=self.gamma_initializer,
+        self.gamma = self.add_weight(name="gamma", autocast=False, shape=(c,), initializer=self.gamma_initializer,
                                      regularizer=self.gamma_regularizer,
                                      constraint=self.gamma_constraint) if self.scale else None
-        self.beta = self.add_weight(name="beta", shape=(c,), initializer=self.beta_initializer,
+        self.beta = self.add_weight(name="beta", autocast=False, shape=(c,), initializer=self.beta_initializer,
                                     regularizer=self.beta_regularizer,
                                     constraint=self.beta_constraint) if self.center else None
         self.moving_mean = self.add_weight(name="moving_mean", shape=(c,), initializer=self.moving_mean_initializer,
@@ -144,10 +144,10 @@ class LayerNormalization(Layer):
             raise ValueError(f"LayerNormalization '{self.name}': normalised axes must have known sizes, received "
                              f"{input_shape}")
         self._axes = tuple(axes)
-        self.gamma = self.add_weight(name="gamma", shape=shape, initializer=self.gamma_initializer,
+        self.gamma = self.add_weight(name="gamma", autocast=False, shape=shape, initializer=self.gamma_initializer,
                                      regularizer=self.gamma_regularizer,
                                      constraint=self.gamma_constraint) if self.scale else None
-        self.beta = self.add_weight(name="beta", shape=shape, initializer=self.beta_initializer,
+        self.beta = self.add_weight(name="beta", autocast=False, shape=shape, initializer=self.beta_initializer,
                                     regularizer=self.beta_regularizer,
                                     constraint=self.beta_constraint) if self.center else None
 
@@ -227,7 +227,7 @@ class RMSNormalization(Layer):
                              f"sizes, received shape {tuple(input_shape)}")
         self._axes = tuple(axes)
         self._bshape = tuple(input_shape[i] if i in axes else 1 for i in range(axes[0], len(input_shape)))
-        self.scale = self.add_weight(name="scale", shape=shape, initializer="ones")
+        self.scale = self.add_weight(name="scale", autocast=False, shape=shape, initializer="ones")
         self.input_spec = InputSpec(ndim=len(input_shape), axes={a: input_shape[a] for a in axes})
 
     def call(self, inputs):
@@ -292,10 +292,10 @@ class GroupNormalization(Layer):
                              f"{tuple(input_shape)}) must be a multiple of the number of groups ({self.groups})")
         self._axis = axis
         self.input_spec = InputSpec(ndim=nd, axes={axis: dim})
-        self.gamma = self.add_weight(name="gamma", shape=(dim,), initializer=self.gamma_initializer,
+        self.gamma = self.add_weight(name="gamma", autocast=False, shape=(dim,), initializer=self.gamma_initializer,
                                      regularizer=self.gamma_regularizer,
                                      constraint=self.gamma_constraint) if self.scale else None
-        self.beta = self.add_weight(name="beta", shape=(dim,), initializer=self.beta_initializer,
+        self.beta = self.add_weight(name="beta", autocast=False, shape=(dim,), initializer=self.beta_initializer,
                                     regularizer=self.beta_regularizer,
                                     constraint=self.beta_constraint) if self.center else None
 

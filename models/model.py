@@ -169,6 +169,7 @@ class Model(Trainer, Layer):
 
 class Functional(Model):
     """A model defined by a graph of layers from `inputs` to `outputs`."""
+    _autocasts_io = False  # as Keras's: its layers cast their own inputs (a float32 layer takes float32)
 
     def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
         Model.__init__(self, name=name, trainable=trainable, **kwargs)

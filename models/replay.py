@@ -46,13 +46,14 @@ import numpy as np
 from ..backend import autodiff as _autodiff, dtypes, random as _random
 from ..backend.autodiff import tapes_active
 from ..backend.device import _devices as _DEVICES, get_log_device_placement as _glp
+from ..backend.device import BF16_STATE, WideningTable, _widened
 from ..backend.tensor import Tensor
 from ..layers import layer as _layer
 from ..layers.layer import flatten
 
 MAX_SIGNATURES = 8            # input signatures recorded per model (then the rest run as usual)
 MAX_BYTES = 1 << 30           # a step allocating more than this is not held on to (its buffers stay allocated)
-_ITEMSIZE = {code: np.dtype(name).itemsize for name, code in dtypes.CODES.items()}
+_ITEMSIZE = {code: dtypes.ITEMSIZE[name] for name, code in dtypes.CODES.items()}
 
 
 class _Active(threading.local):
@@ -153,7 +154,9 @@ def _record(fn):
     finally:
         _random.draw_seed = real_draw
         for d, real in saved:
-            d.kernels = real
+            d.kernels = _widened(real) if BF16_STATE.enabled else real
+    if BF16_STATE.enabled and any(type(p._real) is not WideningTable for p in proxies.values()) and rec.abort is None:
+        rec.abort = "the step used bfloat16 for the first time"
     if len(_DEVICES) != len(devices) and rec.abort is None:
         rec.abort = "the step created a new device"
     if rec.nbytes > MAX_BYTES and rec.abort is None:
@@ -368,8 +371,11 @@ def _native_program(rec, restore, draws, inputs, fresh):
     calls = [("copy", module.copy, (pristine, buf), {}) for copy, pristine, buf in restore if copy is module.copy]
     if len(calls) != len(restore):
         return None
+    as_is = getattr(module, "takes_as_is", None)  # a WideningTable (bfloat16): calls on float32 copies cannot be bound
     for name, fn, args, kwargs in calls + [c for c in rec.calls]:
         if getattr(module, name, None) is not fn or not module.bindable(name):
+            return None
+        if as_is is not None and not as_is(name, args, kwargs):
             return None
     bound = [module.bind_call(name, fn, tuple(int(a) if isinstance(a, _Drawn) else a for a in args), kwargs)
              for name, fn, args, kwargs in calls + list(rec.calls)]

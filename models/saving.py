@@ -203,7 +203,7 @@ def sequential_config(model):
     elif model._input_kt is not None and model._input_kt._keras_history is not None:
         layers.append(serialize_layer(model._input_kt._keras_history[0]))   # the InputLayer build() made
     layers += [serialize_layer(l) for l in model.layers]
-    config = {"name": model.name, "trainable": model.trainable, "dtype": dtype_policy_config(model.dtype),
+    config = {"name": model.name, "trainable": model.trainable, "dtype": dtype_policy_config(model.dtype_policy.name),
               "layers": layers}
     if model.built and model._input_kt is not None:
         config["build_input_shape"] = tuple(model._input_kt.shape)

@@ -10,6 +10,7 @@ class Sequential(Model):
 
     The model builds when its input shape is known: from an `Input`/`InputLayer` first, from an
     `input_shape=` argument of the first layer, from `build(input_shape)`, or on first call."""
+    _autocasts_io = False  # as Keras's: its layers cast their own inputs (a float32 layer takes float32)
 
     def __init__(self, layers=None, trainable=True, name=None):
         super().__init__(trainable=trainable, name=name)

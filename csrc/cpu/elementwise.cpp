@@ -945,6 +945,7 @@ static void broadcast_to(const Buffer& x, const Shape& xs, Buffer& o, const Shap
   check_buffer("broadcast_to", "out", o, os, x.dtype);
   switch (dtype_size(x.dtype)) {
     case 1: broadcast_typed(x.data<uint8_t>(), xs, o.data<uint8_t>(), os); break;
+    case 2: broadcast_typed(x.data<uint16_t>(), xs, o.data<uint16_t>(), os); break;
     case 4: broadcast_typed(x.data<int32_t>(), xs, o.data<int32_t>(), os); break;
     default: broadcast_typed(x.data<int64_t>(), xs, o.data<int64_t>(), os); break;
   }

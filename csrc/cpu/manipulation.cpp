@@ -30,6 +30,15 @@ namespace lamina {
 
 namespace {
 
+// A bfloat16 element, for the accumulating strided copy (the sum rounds to bfloat16 once).
+struct BF16Acc {
+  uint16_t bits;
+  BF16Acc& operator+=(BF16Acc o) {
+    bits = f32_to_bf16(bf16_to_f32(bits) + bf16_to_f32(o.bits));
+    return *this;
+  }
+};
+
 template <class T, bool ACC>
 inline void put(T* d, T v) {
   if constexpr (ACC) *d += v;
@@ -170,6 +179,7 @@ void strided_copy(const Buffer& src, int64_t soff, const Shape& sst, Buffer& dst
       case F32: run_strided<float, true>(src.data<float>() + soff, dst.data<float>() + doff, p, par_ok); break;
       case I32: run_strided<int32_t, true>(src.data<int32_t>() + soff, dst.data<int32_t>() + doff, p, par_ok); break;
       case I64: run_strided<int64_t, true>(src.data<int64_t>() + soff, dst.data<int64_t>() + doff, p, par_ok); break;
+      case BF16: run_strided<BF16Acc, true>(src.data<BF16Acc>() + soff, dst.data<BF16Acc>() + doff, p, par_ok); break;
       case BOOL: throw TypeError("strided_copy: cannot accumulate bool tensors; expected float32, int32 or int64");
       case I8: throw TypeError("strided_copy: cannot accumulate int8 tensors; expected float32, int32 or int64");
     }
@@ -177,6 +187,7 @@ void strided_copy(const Buffer& src, int64_t soff, const Shape& sst, Buffer& dst
   }
   switch (dtype_size(src.dtype)) {
     case 1: run_strided<uint8_t, false>(src.data<uint8_t>() + soff, dst.data<uint8_t>() + doff, p, true); break;
+    case 2: run_strided<uint16_t, false>(src.data<uint16_t>() + soff, dst.data<uint16_t>() + doff, p, true); break;
     case 4: run_strided<uint32_t, false>(src.data<uint32_t>() + soff, dst.data<uint32_t>() + doff, p, true); break;
     default: run_strided<uint64_t, false>(src.data<uint64_t>() + soff, dst.data<uint64_t>() + doff, p, true); break;
   }
@@ -260,6 +271,7 @@ void take(const Buffer& x, int64_t outer, int64_t n, int64_t inner, const Buffer
   if (out.numel == 0) return;
   switch (dtype_size(x.dtype)) {
     case 1: take_typed(x.data<uint8_t>(), outer, n, inner, idx, out.data<uint8_t>()); break;
+    case 2: take_typed(x.data<uint16_t>(), outer, n, inner, idx, out.data<uint16_t>()); break;
     case 4: take_typed(x.data<uint32_t>(), outer, n, inner, idx, out.data<uint32_t>()); break;
     default: take_typed(x.data<uint64_t>(), outer, n, inner, idx, out.data<uint64_t>()); break;
   }
@@ -344,6 +356,7 @@ void take_along_axis(const Buffer& x, int64_t outer, int64_t n, int64_t inner, c
   if (out.numel == 0) return;
   switch (dtype_size(x.dtype)) {
     case 1: take_along_typed(x.data<uint8_t>(), outer, n, inner, idx, m, out.data<uint8_t>()); break;
+    case 2: take_along_typed(x.data<uint16_t>(), outer, n, inner, idx, m, out.data<uint16_t>()); break;
     case 4: take_along_typed(x.data<uint32_t>(), outer, n, inner, idx, m, out.data<uint32_t>()); break;
     default: take_along_typed(x.data<uint64_t>(), outer, n, inner, idx, m, out.data<uint64_t>()); break;
   }
@@ -488,6 +501,7 @@ void tri(const Buffer& x, int64_t batch, int64_t rows, int64_t cols, int64_t k, 
   k = std::max(std::min(k, cols + 1), -rows - 1);  // beyond these every row is all kept / all zero
   switch (dtype_size(x.dtype)) {
     case 1: tri_typed(x.data<uint8_t>(), batch, rows, cols, k, upper, out.data<uint8_t>()); break;
+    case 2: tri_typed(x.data<uint16_t>(), batch, rows, cols, k, upper, out.data<uint16_t>()); break;
     case 4: tri_typed(x.data<uint32_t>(), batch, rows, cols, k, upper, out.data<uint32_t>()); break;
     default: tri_typed(x.data<uint64_t>(), batch, rows, cols, k, upper, out.data<uint64_t>()); break;
   }

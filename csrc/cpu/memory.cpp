@@ -106,8 +106,8 @@ Buffer::Buffer(int64_t n, DType dt, int dev) : numel(n), dtype(dt), device(dev) 
 Buffer::~Buffer() { host_free(ptr, capacity); }
 
 // ---- copies --------------------------------------------------------------------------------
-BufferPtr from_numpy(py::array a, int device) {
-  DType dt = dtype_of_array(a);
+BufferPtr from_numpy(py::array a, int device, int dtype) {
+  DType dt = checked_dtype_of_array(a, dtype);
   LAMINA_CHECK(a.flags() & py::array::c_style, "from_numpy: expected a C-contiguous array");
   device_context(device);  // checks the index
   auto b = std::make_shared<Buffer>(int64_t(a.size()), dt, device);
@@ -147,6 +147,8 @@ static void fill(Buffer& b, double v) {
     case I32: { int32_t* p = b.data<int32_t>(); int32_t x = int32_t(v); for (int64_t i = 0; i < n; ++i) p[i] = x; break; }
     case I64: { int64_t* p = b.data<int64_t>(); int64_t x = int64_t(v); for (int64_t i = 0; i < n; ++i) p[i] = x; break; }
     case BOOL: { std::memset(b.ptr, v != 0.0, size_t(n)); break; }
+    case BF16: { uint16_t* p = b.data<uint16_t>(); uint16_t x = f32_to_bf16(float(v));
+      for (int64_t i = 0; i < n; ++i) p[i] = x; break; }
     case I8: throw TypeError("fill: int8 buffers hold quantized weights and are written by copies only");
   }
 }
@@ -169,6 +171,20 @@ static void cast_from(const S* s, Buffer& dst, int64_t n) {
     case I32: cast_loop(s, dst.data<int32_t>(), n); break;
     case I64: cast_loop(s, dst.data<int64_t>(), n); break;
     case BOOL: { uint8_t* d = dst.data<uint8_t>(); for (int64_t i = 0; i < n; ++i) d[i] = s[i] != S(0); break; }
+    case BF16: { uint16_t* d = dst.data<uint16_t>();
+      parallel_for(n, n > kParallelGrain, [&](int64_t i) { d[i] = f32_to_bf16(float(s[i])); }); break; }
+    case I8: throw TypeError("cast: int8 buffers hold quantized weights; they are not cast");
+  }
+}
+// From bfloat16: through float32, which holds every bfloat16 value exactly.
+static void cast_from_bf16(const uint16_t* s, Buffer& dst, int64_t n) {
+  switch (dst.dtype) {
+    case F32: { float* d = dst.data<float>();
+      parallel_for(n, n > kParallelGrain, [&](int64_t i) { d[i] = bf16_to_f32(s[i]); }); break; }
+    case I32: { int32_t* d = dst.data<int32_t>(); for (int64_t i = 0; i < n; ++i) d[i] = int32_t(bf16_to_f32(s[i])); break; }
+    case I64: { int64_t* d = dst.data<int64_t>(); for (int64_t i = 0; i < n; ++i) d[i] = int64_t(bf16_to_f32(s[i])); break; }
+    case BOOL: { uint8_t* d = dst.data<uint8_t>(); for (int64_t i = 0; i < n; ++i) d[i] = (s[i] & 0x7fffu) != 0; break; }
+    case BF16: if (s != dst.data<uint16_t>() && n) std::memcpy(dst.ptr, s, size_t(n) * 2); break;
     case I8: throw TypeError("cast: int8 buffers hold quantized weights; they are not cast");
   }
 }
@@ -180,6 +196,7 @@ static void cast(const Buffer& src, Buffer& dst) {
     case I32: cast_from(src.data<int32_t>(), dst, n); break;
     case I64: cast_from(src.data<int64_t>(), dst, n); break;
     case BOOL: cast_from(src.data<uint8_t>(), dst, n); break;
+    case BF16: cast_from_bf16(src.data<uint16_t>(), dst, n); break;
     case I8: throw TypeError("cast: int8 buffers hold quantized weights; they are not cast");
   }
 }
@@ -187,7 +204,7 @@ static void cast(const Buffer& src, Buffer& dst) {
 void bind_memory(py::module_& m) {
   py::class_<Buffer, BufferPtr>(m, "Buffer")
       .def(py::init([](int64_t n, int dt, int device) {
-             LAMINA_CHECK(dt >= F32 && dt <= I8, "Buffer: unknown dtype code " << dt);
+             LAMINA_CHECK(dt >= F32 && dt <= kLastDType, "Buffer: unknown dtype code " << dt);
              device_context(device);  // checks the index
              return std::make_shared<Buffer>(n, DType(dt), device);
            }), py::arg("numel"), py::arg("dtype") = 0, py::arg("device") = 0)
@@ -195,7 +212,7 @@ void bind_memory(py::module_& m) {
       .def_readonly("device", &Buffer::device)
       .def_property_readonly("dtype", [](const Buffer& b) { return int(b.dtype); })
       .def_property_readonly("address", [](const Buffer& b) { return reinterpret_cast<uintptr_t>(b.ptr); });
-  m.def("from_numpy", &from_numpy, py::arg("array"), py::arg("device") = 0);
+  m.def("from_numpy", &from_numpy, py::arg("array"), py::arg("device") = 0, py::arg("dtype") = -1);
   m.def("to_numpy", &to_numpy);
   m.def("host_view", &host_view, py::arg("buffer"), py::arg("shape"));
   def_kernel(m, "fill", &fill);

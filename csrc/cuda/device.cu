@@ -224,6 +224,7 @@ void fill(Buffer& b, double v) {
     case I32: fill_kernel<<<grid_for(n), 256, 0, s>>>(b.data<int32_t>(), n, int32_t(v)); break;
     case I64: fill_kernel<<<grid_for(n), 256, 0, s>>>(b.data<int64_t>(), n, int64_t(v)); break;
     case BOOL: LAMINA_CUDA_CHECK(cudaMemsetAsync(b.ptr, v != 0.0, size_t(n), s)); break;
+    case BF16: fill_kernel<<<grid_for(n), 256, 0, s>>>(b.data<uint16_t>(), n, f32_to_bf16(float(v))); break;
     case I8: throw TypeError("fill: int8 buffers hold quantized weights and are written by copies only");
   }
   launched(c, "fill");
@@ -271,6 +272,24 @@ void copy_between(const Buffer& src, Buffer& dst) {
   launched(cs, "copy_between");
 }
 
+// bfloat16 is held as uint16_t bits: these read and write it through float32.
+template <class S>
+__device__ __forceinline__ float as_float(S v) { return float(v); }
+template <>
+__device__ __forceinline__ float as_float<uint16_t>(uint16_t v) { return bf16_to_f32(v); }
+
+template <class S>
+__global__ void cast_to_bf16_kernel(const S* s, uint16_t* d, int64_t n) {
+  GRID_STRIDE(i, n) d[i] = f32_to_bf16(as_float(s[i]));
+}
+template <class D>
+__global__ void cast_from_bf16_kernel(const uint16_t* s, D* d, int64_t n) {
+  GRID_STRIDE(i, n) {
+    if constexpr (std::is_same<D, bool>::value) d[i] = (s[i] & 0x7fffu) != 0;
+    else d[i] = static_cast<D>(bf16_to_f32(s[i]));
+  }
+}
+
 template <class S, class D>
 __global__ void cast_kernel(const S* s, D* d, int64_t n) {
   GRID_STRIDE(i, n) {
@@ -286,7 +305,20 @@ static void cast_from(const S* s, Buffer& dst, int64_t n, cudaStream_t st) {
     case I32: cast_kernel<<<grid_for(n), 256, 0, st>>>(s, dst.data<int32_t>(), n); break;
     case I64: cast_kernel<<<grid_for(n), 256, 0, st>>>(s, dst.data<int64_t>(), n); break;
     case BOOL: cast_kernel<<<grid_for(n), 256, 0, st>>>(s, dst.data<bool>(), n); break;
+    case BF16: cast_to_bf16_kernel<<<grid_for(n), 256, 0, st>>>(s, dst.data<uint16_t>(), n); break;
     case I8: throw TypeError("cast: int8 buffers hold quantized weights; they are not cast");
+  }
+}
+
+static void cast_from_bf16(const uint16_t* s, Buffer& dst, int64_t n, cudaStream_t st) {
+  switch (dst.dtype) {
+    case F32: cast_from_bf16_kernel<<<grid_for(n), 256, 0, st>>>(s, dst.data<float>(), n); break;
+    case BOOL: cast_from_bf16_kernel<<<grid_for(n), 256, 0, st>>>(s, dst.data<bool>(), n); break;
+    case BF16:
+      if (s != dst.data<uint16_t>()) LAMINA_CUDA_CHECK(cudaMemcpyAsync(dst.ptr, s, size_t(n) * 2, cudaMemcpyDeviceToDevice, st));
+      break;
+    case I8: throw TypeError("cast: int8 buffers hold quantized weights; they are not cast");
+    default: throw Unsupported("cast: bfloat16 to integer conversions run on the host");
   }
 }
 
@@ -297,13 +329,14 @@ void cast(const Buffer& src, Buffer& dst) {
   if (n == 0) return;
   // float -> integer conversions saturate on the GPU and wrap on x86 for out-of-range values:
   // those casts run on the host, so that both devices give the same numbers.
-  if (src.dtype == F32 && (dst.dtype == I32 || dst.dtype == I64))
+  if ((src.dtype == F32 || src.dtype == BF16) && (dst.dtype == I32 || dst.dtype == I64))
     throw Unsupported("cast: float32 to integer conversions run on the host");
   switch (src.dtype) {
     case F32: cast_from(src.data<float>(), dst, n, c.stream); break;
     case I32: cast_from(src.data<int32_t>(), dst, n, c.stream); break;
     case I64: cast_from(src.data<int64_t>(), dst, n, c.stream); break;
     case BOOL: cast_from(src.data<bool>(), dst, n, c.stream); break;
+    case BF16: cast_from_bf16(src.data<uint16_t>(), dst, n, c.stream); break;
     case I8: throw TypeError("cast: int8 buffers hold quantized weights; they are not cast");
   }
   launched(c, "cast");

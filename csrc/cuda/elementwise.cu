@@ -196,6 +196,7 @@ void where(const Buffer& cb, const Shape& cs, const Buffer& a, const Shape& as, 
   Bcast p = make_bcast("where", {&cs, &as, &bs}, os);
   switch (dtype_size(a.dtype)) {
     case 1: where_typed<uint8_t>(c, cb, a, b, o, n, p); break;
+    case 2: where_typed<uint16_t>(c, cb, a, b, o, n, p); break;
     case 4: where_typed<uint32_t>(c, cb, a, b, o, n, p); break;
     default: where_typed<uint64_t>(c, cb, a, b, o, n, p); break;
   }
@@ -211,6 +212,7 @@ void broadcast_to(const Buffer& x, const Shape& xs, Buffer& o, const Shape& os) 
   Bcast p = make_bcast("broadcast_to", {&xs}, os);
   switch (dtype_size(x.dtype)) {
     case 1: bcast_kernel<<<grid_for(n), 256, 0, c.stream>>>(x.data<uint8_t>(), o.data<uint8_t>(), n, p); break;
+    case 2: bcast_kernel<<<grid_for(n), 256, 0, c.stream>>>(x.data<uint16_t>(), o.data<uint16_t>(), n, p); break;
     case 4: bcast_kernel<<<grid_for(n), 256, 0, c.stream>>>(x.data<uint32_t>(), o.data<uint32_t>(), n, p); break;
     default: bcast_kernel<<<grid_for(n), 256, 0, c.stream>>>(x.data<uint64_t>(), o.data<uint64_t>(), n, p); break;
   }

@@ -44,6 +44,7 @@ void strided_copy(const Buffer& src, int64_t soff, const Shape& sst, Buffer& dst
   if (accumulate && (src.dtype == BOOL || src.dtype == I8))
     throw TypeError(std::string("strided_copy: cannot accumulate ") + dtype_name(src.dtype) +
                     " tensors; expected float32, int32 or int64");
+  if (accumulate && src.dtype == BF16) throw Unsupported("strided_copy: bfloat16 accumulation runs on the host");
   if (int(p.dims.size()) > kMaxDims || !non_overlapping(p.dims, p.ds))
     throw Unsupported("strided_copy: this view runs on the host");
   View v;
@@ -64,6 +65,7 @@ void strided_copy(const Buffer& src, int64_t soff, const Shape& sst, Buffer& dst
   } else {
     switch (dtype_size(src.dtype)) {
       case 1: strided_kernel<uint8_t, false><<<g, 256, 0, s>>>(src.data<uint8_t>() + soff, dst.data<uint8_t>() + doff, p.total, v); break;
+      case 2: strided_kernel<uint16_t, false><<<g, 256, 0, s>>>(src.data<uint16_t>() + soff, dst.data<uint16_t>() + doff, p.total, v); break;
       case 4: strided_kernel<uint32_t, false><<<g, 256, 0, s>>>(src.data<uint32_t>() + soff, dst.data<uint32_t>() + doff, p.total, v); break;
       default: strided_kernel<uint64_t, false><<<g, 256, 0, s>>>(src.data<uint64_t>() + soff, dst.data<uint64_t>() + doff, p.total, v); break;
     }

@@ -18,8 +18,8 @@ using gpu::BufferPtr;
 
 namespace {
 
-BufferPtr from_numpy(py::array a, int device) {
-  DType dt = dtype_of_array(a);
+BufferPtr from_numpy(py::array a, int device, int dtype) {
+  DType dt = checked_dtype_of_array(a, dtype);
   LAMINA_CHECK(a.flags() & py::array::c_style, "from_numpy: expected a C-contiguous array");
   auto b = std::make_shared<Buffer>(int64_t(a.size()), dt, device);
   gpu::Context& c = gpu::context(device);
@@ -134,14 +134,14 @@ PYBIND11_MODULE(_cuda, m) {
   // ---- buffers and copies ----
   py::class_<Buffer, BufferPtr>(m, "Buffer")
       .def(py::init([](int64_t n, int dt, int device) {
-             LAMINA_CHECK(dt >= F32 && dt <= I8, "Buffer: unknown dtype code " << dt);
+             LAMINA_CHECK(dt >= F32 && dt <= kLastDType, "Buffer: unknown dtype code " << dt);
              return std::make_shared<Buffer>(n, DType(dt), device);
            }), py::arg("numel"), py::arg("dtype") = 0, py::arg("device") = 0)
       .def_readonly("numel", &Buffer::numel)
       .def_readonly("device", &Buffer::device)
       .def_property_readonly("dtype", [](const Buffer& b) { return int(b.dtype); })
       .def_property_readonly("address", [](const Buffer& b) { return reinterpret_cast<uintptr_t>(b.ptr); });
-  m.def("from_numpy", &from_numpy, py::arg("array"), py::arg("device") = 0);
+  m.def("from_numpy", &from_numpy, py::arg("array"), py::arg("device") = 0, py::arg("dtype") = -1);
   m.def("to_numpy", &to_numpy, py::arg("buffer"), py::arg("shape"));
   m.def("host_view", [](const BufferPtr&, const Shape&) -> py::array {
     throw TypeError("host_view: a GPU buffer has no host memory to view; copy it with to_numpy");

@@ -1918,7 +1918,7 @@ def test_data_of_every_numpy_dtype_follows_the_policy_or_is_refused_naming_the_d
 DTYPE_ARGS = {   # a dtype argument -> lamina's dtype (None: TypeError naming op, dtype and the supported ones)
     "float32": "float32", np.float32: "float32", float: "float32", "int32": "int32", "int64": "int64", int: "int64",
     "bool": "bool", bool: "bool", "int8": "int32", "int16": "int32", "uint32": "int64",
-    "float64": None, np.float64: None, "float16": None, "double": None, "half": None, "bfloat16": None,
+    "float64": None, np.float64: None, "float16": None, "double": None, "half": None, "bfloat16": "bfloat16",
     "complex64": None, "uint64": None, "string": None, object: None, 5: None,
 }
 DTYPE_OPS = {   # op -> a call taking the dtype as `{dt}`

@@ -161,10 +161,12 @@ def test_layer_dtype_policies():
     class Policy:
         name = "float32"
     assert layers.Dense(2, dtype=Policy()).dtype == "float32"
-    for bad in ("mixed_float16", "mixed_bfloat16", "float16", "float64",
-                {"class_name": "DTypePolicy", "config": {"name": "mixed_float16"}}):
-        with pytest.raises(ValueError, match="compute in float32"):
+    for bad, match in (("mixed_float16", "use 'mixed_bfloat16'"), ("float16", "bfloat16"),
+                       ("float64", "float32 only"),
+                       ({"class_name": "DTypePolicy", "config": {"name": "mixed_float16"}}, "no float16")):
+        with pytest.raises(ValueError, match=match):
             layers.Dense(2, dtype=bad)
+    assert layers.Dense(2, dtype="mixed_bfloat16").compute_dtype == "bfloat16"
     with pytest.raises(ValueError, match="unrecognized dtype 'bogus'"):
         layers.Dense(2, dtype="bogus")
 

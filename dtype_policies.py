@@ -1,0 +1,153 @@
+"""Dtype policies (Keras's `keras.dtype_policies`): the dtype a layer computes in and the dtype of
+its weights.
+
+    lamina.mixed_precision.set_global_policy("mixed_bfloat16")
+
+makes every layer created afterwards keep float32 weights and compute in bfloat16: a layer casts
+its float inputs to bfloat16, reads its weights as bfloat16 copies inside `call` (the gradients
+reach the float32 weights through those casts), and gives bfloat16 outputs. Losses and metrics
+compute in float32 (they cast their predictions), so the optimizer sees float32 gradients and
+float32 weights, as in Keras. Normalization layers and Embedding keep their weights in float32
+and compute their statistics in float32, casting their outputs to bfloat16.
+
+Policies: "float32" (the default), "mixed_bfloat16", "bfloat16" (weights in bfloat16 too), and
+the integer / bool dtypes (layers that hold ids). float16 and float64 are not lamina dtypes:
+"mixed_float16", "float16" and "float64" are refused with an error that names what to use.
+What bfloat16 computes on: the kernels' float32 paths on bfloat16 data (backend/device.py,
+WideningTable): bfloat16 storage, float32 arithmetic and accumulation, one rounding per op.
+"""
+from .backend import dtypes
+
+_QUANTIZED_PREFIXES = ("int8_from_", "int4_from_", "float8_from_")
+
+
+def _parse(name, who="DTypePolicy"):
+    """(compute dtype, variable dtype) of a policy name, or a ValueError saying what to use."""
+    if not isinstance(name, str):
+        raise TypeError(f"{who}: expected a policy name such as 'float32' or 'mixed_bfloat16', received "
+                        f"{type(name).__name__} {name!r}")
+    if name == "mixed_bfloat16":
+        return dtypes.BFLOAT16, dtypes.FLOAT32
+    if name in ("mixed_float16", "float16", "half"):
+        raise ValueError(f"{who}: policy {name!r} is not supported: lamina has no float16 dtype. Its 16-bit float "
+                         "is bfloat16 (float32's range, so no loss scaling is needed): use 'mixed_bfloat16'"
+                         + (" for mixed precision" if name == "mixed_float16" else " or 'bfloat16'"))
+    if name == "string":  # lamina.Input(dtype="string"): text, turned into numbers by preprocessing layers
+        return name, name
+    if name.startswith("mixed_"):
+        raise ValueError(f"{who}: unknown mixed precision policy {name!r}; the one lamina has is 'mixed_bfloat16'")
+    try:
+        dt = dtypes.standardize(name)
+    except TypeError as e:
+        raise ValueError(f"{who}: unrecognized dtype {name!r} for a dtype policy: {e}. Policies are 'float32', "
+                         "'mixed_bfloat16', 'bfloat16', or an integer / bool dtype") from None
+    return dt, dt
+
+
+class DTypePolicy:
+    """Keras's DTypePolicy: `name`, `compute_dtype`, `variable_dtype`. `DTypePolicy()` (no name)
+    is the global policy's."""
+
+    def __init__(self, name=None):
+        if name is None:
+            name = global_policy().name
+        self._compute_dtype, self._variable_dtype = _parse(name)
+        self._name = name
+        if self._compute_dtype == dtypes.BFLOAT16:
+            from .backend.device import enable_bfloat16
+            enable_bfloat16()  # before any step is recorded: the devices take bfloat16 from now on
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def compute_dtype(self):
+        return self._compute_dtype
+
+    @property
+    def variable_dtype(self):
+        return self._variable_dtype
+
+    @property
+    def quantization_mode(self):
+        return None
+
+    @property
+    def is_mixed(self):
+        """Whether weights and computation differ in dtype (the layer then autocasts)."""
+        return self._compute_dtype != self._variable_dtype
+
+    def convert_input(self, x, autocast, dtype):
+        """x cast to `dtype` when autocasting and x is a float tensor of another dtype."""
+        from .backend.tensor import Tensor
+        if autocast and isinstance(x, Tensor) and x.dtype != dtype and x.dtype in dtypes.FLOATS:
+            from .backend.math import cast
+            return cast(x, dtype)
+        return x
+
+    def get_config(self):
+        return {"name": self._name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return isinstance(other, DTypePolicy) and other.name == self.name
+
+    def __hash__(self):
+        return hash(self._name)
+
+    def __repr__(self):
+        return f'<DTypePolicy "{self._name}">'
+
+
+Policy = DTypePolicy  # tf.keras.mixed_precision.Policy
+FloatDTypePolicy = DTypePolicy  # Keras 3.0-3.3's name
+
+_global = None
+
+
+def set_dtype_policy(policy):
+    """Sets the policy of the layers created from now on (a name, a DTypePolicy or its config)."""
+    global _global
+    _global = get(policy)
+
+
+def dtype_policy():
+    """The global policy (float32 unless set_dtype_policy / set_global_policy changed it)."""
+    return _global if _global is not None else DTypePolicy("float32")
+
+
+set_global_policy = set_dtype_policy
+global_policy = dtype_policy
+
+
+def get(identifier, who="DTypePolicy"):
+    """A DTypePolicy from a name, a DTypePolicy, a policy-like object (`.name`) or its serialized
+    form ({"class_name": "DTypePolicy", "config": {"name": ...}}); None: the global policy."""
+    if identifier is None:
+        return dtype_policy()
+    if isinstance(identifier, DTypePolicy):
+        return identifier
+    name = identifier
+    if isinstance(identifier, dict):
+        name = identifier.get("config", {}).get("name", identifier.get("name"))
+    elif not isinstance(identifier, str) and hasattr(identifier, "name"):
+        name = identifier.name  # a numpy dtype, another library's policy
+    if isinstance(name, str):
+        if name.startswith(_QUANTIZED_PREFIXES):
+            raise ValueError(f"{who}: {name!r} is a quantized policy; quantize a built model with "
+                             "model.quantize('int8')")
+        return DTypePolicy(name)
+    raise TypeError(f"{who}: expected a dtype policy (a name such as 'float32' or 'mixed_bfloat16', a DTypePolicy "
+                    f"or its config), received {type(identifier).__name__} {identifier!r}")
+
+
+def serialize(policy):
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": policy.name}, "registered_name": None}
+
+
+def deserialize(config):
+    return get(config)

@@ -1,0 +1,244 @@
+"""The bfloat16 dtype: conversions (round to nearest even), promotion, ops on bfloat16 data
+(float32 arithmetic, one rounding: exactly round_bf16 of the float32 result), gradients through
+casts, and the kernel table that widens bfloat16 buffers."""
+import numpy as np
+import pytest
+
+import lamina
+from lamina import ops
+import importlib
+
+from lamina.backend import dtypes
+
+_device = importlib.import_module("lamina.backend.device")
+
+
+def round_bf16(a):
+    """numpy reference: float32 -> nearest bfloat16 (ties to even), as float32; NaN stays NaN."""
+    a = np.asarray(a, np.float32)
+    u = a.view(np.uint32).astype(np.uint64)
+    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint32) << 16
+    out = r.astype(np.uint32).view(np.float32)
+    return np.where(np.isnan(a), np.float32(np.nan), out).astype(np.float32)
+
+
+def bf16(a):
+    return lamina.convert_to_tensor(np.asarray(a, np.float32), dtype="bfloat16")
+
+
+def test_conversion_rounds_to_nearest_even(rng):
+    special = np.array([0.0, -0.0, 1.0, 1.00390625, 1.01171875, 1.0078125, 3.4e38, -3.4e38, 1e-40, -1e-42,
+                        np.inf, -np.inf, 65504.0, 1.0 + 2 ** -8, 1.0 + 3 * 2 ** -8], np.float32)
+    x = np.concatenate([special, rng.normal(scale=100, size=1000).astype(np.float32)])
+    t = bf16(x)
+    assert t.dtype == "bfloat16" and t.shape == x.shape
+    got = t.numpy()
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, round_bf16(x))
+    # ties: 1 + 2^-8 lies halfway between 1 and 1 + 2^-7 and rounds to the even one (1)
+    assert got[13] == 1.0 and got[14] == 1.0 + 2 ** -6
+    n = bf16([np.nan]).numpy()
+    assert np.isnan(n).all()
+
+
+def test_casts_between_all_dtypes():
+    x = bf16([-2.75, -0.0, 0.0, 1.5, 300.7])
+    np.testing.assert_array_equal(ops.cast(x, "int32").numpy(), [-2, 0, 0, 1, 300])
+    np.testing.assert_array_equal(ops.cast(x, "int64").numpy(), [-2, 0, 0, 1, 300])
+    np.testing.assert_array_equal(ops.cast(x, "bool").numpy(), [True, False, False, True, True])
+    np.testing.assert_array_equal(ops.cast(x, "float32").numpy(), round_bf16([-2.75, -0.0, 0.0, 1.5, 300.7]))
+    i = lamina.convert_to_tensor(np.array([1, 257, -3, 1 << 20], np.int32))
+    np.testing.assert_array_equal(ops.cast(i, "bfloat16").numpy(), round_bf16([1, 257, -3, 1 << 20]))
+    b = lamina.convert_to_tensor(np.array([True, False]))
+    np.testing.assert_array_equal(ops.cast(b, "bfloat16").numpy(), [1.0, 0.0])
+    assert ops.cast(x, "bfloat16") is x
+    z = ops.zeros((2, 3), dtype="bfloat16")
+    assert z.dtype == "bfloat16" and (z.numpy() == 0).all()
+    f = ops.full((2,), 3.14159, dtype="bfloat16")
+    np.testing.assert_array_equal(f.numpy(), round_bf16([3.14159] * 2))
+
+
+def test_ml_dtypes_arrays_keep_their_dtype():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    a = np.array([1.5, -2.25, 1e-3], dtype=ml_dtypes.bfloat16)
+    t = lamina.convert_to_tensor(a)
+    assert t.dtype == "bfloat16"
+    np.testing.assert_array_equal(t.numpy(), a.astype(np.float32))
+    assert dtypes.standardize(np.dtype(ml_dtypes.bfloat16)) == "bfloat16"
+
+
+def test_promotion():
+    x = bf16([1.0, 2.0])
+    f = lamina.convert_to_tensor(np.array([0.5, 0.25], np.float32))
+    assert (x + f).dtype == "float32" and (f * x).dtype == "float32"
+    np.testing.assert_array_equal((x + f).numpy(), [1.5, 2.25])
+    assert (x * 2.0).dtype == "bfloat16" and (1.0 - x).dtype == "bfloat16"  # Python floats are weak
+    assert (x / 3).dtype == "bfloat16"
+    assert dtypes.result_type("bfloat16", "float32") == "float32"
+    assert dtypes.result_type("int32", "bfloat16") == "bfloat16"
+    assert ops.matmul(bf16(np.ones((2, 3))), np.ones((3, 2), np.float32)).dtype == "float32"
+
+
+def test_unsupported_float_dtypes_say_what_to_use():
+    with pytest.raises(TypeError, match="bfloat16"):
+        ops.cast(bf16([1.0]), "float16")
+    with pytest.raises(TypeError, match="float32"):
+        lamina.convert_to_tensor([1.0], dtype="float64")
+
+
+CASES = [
+    ("add", lambda a, b: a + b),
+    ("multiply", lambda a, b: a * b),
+    ("divide", lambda a, b: a / b),
+    ("maximum", ops.maximum),
+    ("exp", lambda a, b: ops.exp(a)),
+    ("tanh", lambda a, b: ops.tanh(a)),
+    ("sigmoid", lambda a, b: ops.sigmoid(a)),
+    ("relu", lambda a, b: ops.relu(a)),
+    ("square", lambda a, b: ops.square(b)),
+    ("sum", lambda a, b: ops.sum(a, axis=1)),
+    ("mean", lambda a, b: ops.mean(b, axis=0, keepdims=True)),
+    ("max", lambda a, b: ops.max(a, axis=-1)),
+    ("softmax", lambda a, b: ops.softmax(a, axis=-1)),
+    ("log_softmax", lambda a, b: ops.log_softmax(b, axis=0)),
+    ("matmul", lambda a, b: ops.matmul(a, ops.transpose(b))),
+    ("where", lambda a, b: ops.where(a > 0, a, b)),
+    ("clip", lambda a, b: ops.clip(a, -0.5, 0.5)),
+]
+
+
+@pytest.mark.parametrize("name,fn", CASES, ids=[c[0] for c in CASES])
+def test_ops_compute_in_float32_and_round_once(rng, name, fn):
+    a = round_bf16(rng.normal(size=(6, 9)))
+    b = round_bf16(rng.uniform(0.5, 2.0, size=(6, 9)))
+    want = fn(lamina.convert_to_tensor(a), lamina.convert_to_tensor(b))
+    got = fn(bf16(a), bf16(b))
+    assert got.dtype == "bfloat16", name
+    np.testing.assert_array_equal(got.numpy(), round_bf16(want.numpy()))
+
+
+def test_element_moves_are_exact(rng):
+    a = round_bf16(rng.normal(size=(4, 5, 6)))
+    t = bf16(a)
+    np.testing.assert_array_equal(ops.transpose(t, (2, 0, 1)).numpy(), a.transpose(2, 0, 1))
+    np.testing.assert_array_equal(t[1:, ::2, -3:].numpy(), a[1:, ::2, -3:])
+    np.testing.assert_array_equal(ops.reshape(t, (20, 6)).numpy(), a.reshape(20, 6))
+    np.testing.assert_array_equal(ops.concatenate([t, t], axis=1).numpy(), np.concatenate([a, a], axis=1))
+    np.testing.assert_array_equal(ops.take(t, [3, 0, 0], axis=1).numpy(), a[:, [3, 0, 0]])
+    np.testing.assert_array_equal(ops.broadcast_to(t[:1], (3, 5, 6)).numpy(), np.broadcast_to(a[:1], (3, 5, 6)))
+    np.testing.assert_array_equal(ops.triu(t[0]).numpy(), np.triu(a[0]))
+    np.testing.assert_array_equal(ops.stack([t[0], t[1]]).numpy(), np.stack([a[0], a[1]]))
+    np.testing.assert_array_equal(ops.flip(t, axis=2).numpy(), a[:, :, ::-1])
+
+
+def test_conv_and_pool_on_bfloat16(rng):
+    x = round_bf16(rng.normal(size=(2, 7, 7, 3)))
+    w = round_bf16(rng.normal(size=(3, 3, 3, 4)))
+    want = ops.conv(lamina.convert_to_tensor(x), lamina.convert_to_tensor(w), padding="same")
+    got = ops.conv(bf16(x), bf16(w), padding="same")
+    assert got.dtype == "bfloat16"
+    np.testing.assert_array_equal(got.numpy(), round_bf16(want.numpy()))
+    p = ops.max_pool(bf16(x), 2)
+    np.testing.assert_array_equal(p.numpy(), ops.max_pool(lamina.convert_to_tensor(x), 2).numpy())
+
+
+def test_gradients_through_casts_reach_float32_variables(rng):
+    a = rng.normal(size=(5, 4)).astype(np.float32)
+    w0 = rng.normal(size=(4, 3)).astype(np.float32)
+    w = lamina.Variable(w0)
+    x = bf16(a)
+    with lamina.GradientTape() as tape:
+        h = ops.tanh(ops.matmul(x, ops.cast(w, "bfloat16")))
+        loss = ops.sum(ops.square(ops.cast(h, "float32")))
+    g = tape.gradient(loss, w)
+    assert g.dtype == "float32" and g.shape == w.shape
+    # the float32 computation on the same (rounded) values
+    with lamina.GradientTape() as tape:
+        h = ops.tanh(ops.matmul(lamina.convert_to_tensor(round_bf16(a)), w))
+        loss32 = ops.sum(ops.square(h))
+    g32 = tape.gradient(loss32, w)
+    np.testing.assert_allclose(g.numpy(), g32.numpy(), rtol=0.05, atol=0.05)
+
+
+def test_gradient_of_a_bfloat16_tensor_is_bfloat16(rng):
+    x = bf16(rng.normal(size=(3, 4)))
+    with lamina.GradientTape() as tape:
+        tape.watch(x)
+        y = ops.sum(ops.cast(x[:, 1:3] * 2.0, "float32"))
+    g = tape.gradient(y, x)
+    assert g.dtype == "bfloat16"
+    want = np.zeros((3, 4), np.float32)
+    want[:, 1:3] = 2.0
+    np.testing.assert_array_equal(g.numpy(), want)
+
+
+def test_bfloat16_variables_update_in_place():
+    v = lamina.Variable(np.array([1.0, 2.0, 3.0], np.float32), dtype="bfloat16")
+    assert v.dtype == "bfloat16"
+    v.assign_add(np.array([0.5, 0.25, 1e-3], np.float32))
+    np.testing.assert_array_equal(v.numpy(), round_bf16([1.5, 2.25, 3.001]))
+    v.assign([7.0, 8.0, 9.0])
+    np.testing.assert_array_equal(v.numpy(), [7.0, 8.0, 9.0])
+
+
+def test_widening_table_counts_and_passes_float32_through():
+    before = _device.BF16_STATE.enabled
+    assert not before  # the fixture put the tables back after the previous test
+    x = lamina.convert_to_tensor(np.ones(3, np.float32))
+    y = x + 1.0
+    assert not _device.BF16_STATE.enabled
+    t = bf16([1.0, 2.0])
+    assert _device.BF16_STATE.enabled
+    table = t.device.kernels
+    assert isinstance(table, _device.WideningTable)
+    n = table.widened.get("unary", 0)
+    ops.exp(t)
+    assert table.widened["unary"] == n + 1
+    ops.exp(y)  # float32: straight through
+    assert table.widened["unary"] == n + 1
+    ops.transpose(ops.reshape(t, (2, 1)))  # element moves take bfloat16 themselves
+    assert "strided_copy" not in table.widened
+    assert table.takes_as_is("unary", (0, y._buf, y._buf, 0.0))
+    assert not table.takes_as_is("unary", (0, t._buf, t._buf, 0.0))
+    assert table.takes_as_is("copy", (t._buf, t._buf))
+
+
+def test_virtual_devices_and_copies_keep_bfloat16():
+    a = round_bf16(np.linspace(-3, 3, 12).reshape(3, 4))
+    t = bf16(a)
+    with lamina.device("cpu:1"):
+        u = ops.exp(t.to("cpu:1"))
+    assert u.device.name == "cpu:1" and u.dtype == "bfloat16"
+    np.testing.assert_array_equal(u.numpy(), round_bf16(np.exp(a)))
+    back = u.to("cpu:0")
+    np.testing.assert_array_equal(back.numpy(), u.numpy())
+
+
+def test_host_fallback_table_keeps_bfloat16():
+    """A device table without its own kernels (KernelTable) moves bfloat16 buffers to the host and
+    back as bfloat16 (from_numpy with the dtype code)."""
+    from lamina.backend import _cpu
+    k = _device.KernelTable(_cpu, host=_cpu, native=())
+    b = _cpu.Buffer(4, 5, 0)
+    k.fill(b, 1.25)
+    out = _cpu.Buffer(4, 5, 0)
+    k.broadcast_to(b, [4], out, [4])
+    assert out.dtype == 5
+    np.testing.assert_array_equal(dtypes.bf16_bits_to_float32(_cpu.to_numpy(out, [4])), [1.25] * 4)
+    with pytest.raises(TypeError, match="uint16"):
+        _cpu.from_numpy(np.ones(3, np.float32), 0, 5)
+
+
+def test_random_draws_in_bfloat16_are_float32_draws_rounded_and_stay_below_maxval():
+    a = lamina.random.uniform((2000,), 0.0, 1.0, dtype="bfloat16", seed=3)
+    b = lamina.random.uniform((2000,), 0.0, 1.0, seed=3)
+    assert a.dtype == "bfloat16"
+    got, ref = a.numpy(), round_bf16(b.numpy())
+    assert got.max() < 1.0 and got.min() >= 0.0
+    below = ref < 1.0
+    np.testing.assert_array_equal(got[below], ref[below])
+    assert (got[~below] == np.float32(1.0 - 2 ** -8)).all()
+    n = lamina.random.normal((100,), dtype="bfloat16", seed=1)
+    np.testing.assert_array_equal(n.numpy(), round_bf16(lamina.random.normal((100,), seed=1).numpy()))
+    with pytest.raises(TypeError, match="randint"):
+        lamina.random.randint((2,), 0, 3, dtype="bfloat16")
