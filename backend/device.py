@@ -106,6 +106,7 @@ class KernelTable:
     def __init__(self, module, host=_cpu, native=None):
         self.module, self.host = module, host
         self.fallbacks = {}
+        self.BF16_KERNELS = tuple(getattr(module, "BF16_KERNELS", ()))  # the rest fall back to the host in float32
         names = set(KERNEL_TABLE)
         present = {n for n in names if hasattr(module, n)}
         self.native = frozenset(present if native is None else set(native) & present)
@@ -168,9 +169,9 @@ class KernelTable:
 
 
 BF16_CODE = 5
-# The kernels that take bfloat16 buffers themselves: fill, copy, cast and those that only move
-# elements (csrc/types.h). Every other kernel runs on float32 copies (WideningTable).
-BF16_NATIVE = frozenset(("fill", "copy", "cast", "strided_copy", "take", "take_along_axis", "tri", "broadcast_to"))
+# The kernels that take bfloat16 buffers themselves, when a module does not say (its BF16_KERNELS):
+# fill, copy and cast. Every other kernel runs on float32 copies (WideningTable).
+BF16_NATIVE = frozenset(("fill", "copy", "cast"))
 
 
 class WideningTable:
@@ -180,39 +181,31 @@ class WideningTable:
     outputs in place; a buffer passed twice is widened once), and a float32 buffer the kernel
     returns comes back as bfloat16. So bfloat16 tensors compute in float32 and store in bfloat16,
     as XLA runs bfloat16 elementwise ops on CPUs. Float32 calls pass straight through.
-    `widened` counts the calls that took the float32 copies, per kernel.
+    `widened` counts the calls that took the float32 copies, per kernel. While a step is recorded
+    (models/replay.py) the table sits over the recorder's proxy of its module, so the recording
+    holds the module's own calls (the casts and the float32 kernel), which a compiled Program
+    can run.
 
     The devices switch to these tables on the first bfloat16 buffer (enable_bfloat16): programs
     that never use bfloat16 pay nothing for it."""
 
-    def __init__(self, inner):
+    def __init__(self, inner, buffer_type=None):
         self.inner = inner
+        self.buffer_type = buffer_type or inner.Buffer  # the class (inner may be a step recorder's proxy)
         self.widened = {}
+        self.native_bf16 = frozenset(getattr(inner, "BF16_KERNELS", BF16_NATIVE))
         for name in DEVICE_FUNCTIONS + OP_CODE_TABLES:
             setattr(self, name, getattr(inner, name))
         for name in KERNEL_TABLE:
             kernel = getattr(inner, name)
-            setattr(self, name, kernel if name in BF16_NATIVE else self._widening(name, kernel))
+            setattr(self, name, kernel if name in self.native_bf16 else self._widening(name, kernel))
 
     def __getattr__(self, name):  # the module's other functions (fallbacks, program, load_cublas, ...)
         return getattr(self.inner, name)
 
-    def takes_as_is(self, name, args, kwargs=None):
-        """Whether the call goes straight to the module's kernel (no float32 copies): a compiled
-        Program (models/replay.py) can hold only such calls."""
-        if name in BF16_NATIVE:
-            return True
-        Buffer = self.inner.Buffer
-
-        def bf16(a):
-            if type(a) is Buffer:
-                return a.dtype == BF16_CODE
-            return isinstance(a, (list, tuple)) and any(bf16(e) for e in a)
-        return not any(bf16(a) for a in args) and not any(bf16(v) for v in (kwargs or {}).values())
-
     def _widening(self, name, kernel):
         inner = self.inner
-        Buffer, cast = inner.Buffer, inner.cast
+        Buffer, new_buffer, cast = self.buffer_type, inner.Buffer, inner.cast
         seq = (list, tuple)
 
         def widen(a, copies):  # copies: id(bfloat16 buffer) -> (that buffer, its float32 copy)
@@ -221,7 +214,7 @@ class WideningTable:
                     return a
                 pair = copies.get(id(a))
                 if pair is None:
-                    w = Buffer(a.numel, 0, a.device)
+                    w = new_buffer(a.numel, 0, a.device)
                     cast(a, w)
                     pair = copies[id(a)] = (a, w)
                 return pair[1]
@@ -231,7 +224,7 @@ class WideningTable:
 
         def narrow(r, device):
             if type(r) is Buffer and r.dtype == 0:
-                b = Buffer(r.numel, BF16_CODE, r.device)
+                b = new_buffer(r.numel, BF16_CODE, r.device)
                 cast(r, b)
                 return b
             if isinstance(r, seq):
@@ -265,6 +258,9 @@ class BF16_STATE:
 def _widened(kernels):
     if kernels is None or isinstance(kernels, WideningTable):
         return kernels
+    real = getattr(kernels, "_real", None)  # a step recorder's proxy (models/replay.py): its own table, not kept
+    if real is not None:
+        return WideningTable(kernels, buffer_type=real.Buffer)
     table = _WIDENING.get(id(kernels))
     if table is None:
         table = _WIDENING[id(kernels)] = WideningTable(kernels)

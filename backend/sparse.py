@@ -153,6 +153,10 @@ class OuterProducts:
             pairs = [(concatenate([a for a, _ in pairs]), concatenate([g for _, g in pairs]))]
         k = out.device.kernels
         for i, (a, g) in enumerate(pairs):
+            if a.dtype == g.dtype == dtypes.BFLOAT16:  # mixed precision: bfloat16 products summed in float32
+                k.matmul(a._buf, a.shape, g._buf, g.shape, out._buf, out.shape, True, False,
+                         not (overwrite and i == 0))
+                continue
             k.gemm(True, False, kd, n, a.shape[0], 1.0, a._buf, g._buf, 0.0 if overwrite and i == 0 else 1.0,
                    out._buf, kd, n, n)
 

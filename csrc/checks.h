@@ -42,12 +42,14 @@ struct MatmulPlan {
   std::vector<int64_t> sa, sb;   // per batch dimension
 };
 
+// `dt`: the operands' dtype. float32 products are float32; bfloat16 operands (where a module has
+// a bfloat16 matmul) give a float32 or bfloat16 output and take a bias of either.
 template <class B>
 MatmulPlan plan_matmul(const B& a, const Shape& as, const B& b, const Shape& bs, const B& o, const Shape& os,
-                       bool trans_a, bool trans_b, const B* bias) {
-  check_buffer("matmul", "a", a, as, F32);
-  check_buffer("matmul", "b", b, bs, F32);
-  check_buffer("matmul", "out", o, os, F32);
+                       bool trans_a, bool trans_b, const B* bias, DType dt = F32) {
+  check_buffer("matmul", "a", a, as, dt);
+  check_buffer("matmul", "b", b, bs, dt);
+  check_buffer("matmul", "out", o, os, dt == BF16 && o.dtype == F32 ? F32 : dt);
   LAMINA_CHECK(as.size() >= 2 && bs.size() >= 2 && os.size() >= 2, "matmul: operands need at least 2 dimensions");
   MatmulPlan p;
   p.M = trans_a ? as[as.size() - 1] : as[as.size() - 2];
@@ -56,7 +58,7 @@ MatmulPlan plan_matmul(const B& a, const Shape& as, const B& b, const Shape& bs,
   p.N = trans_b ? bs[bs.size() - 2] : bs[bs.size() - 1];
   LAMINA_CHECK(p.K == Kb, "matmul: inner dimensions differ: a " << shape_str(as) << ", b " << shape_str(bs));
   if (bias) {
-    check_dtype("matmul", "bias", *bias, F32);
+    check_dtype("matmul", "bias", *bias, dt == BF16 && bias->dtype == F32 ? F32 : dt);
     LAMINA_CHECK(bias->numel == p.N, "matmul: the bias holds " << bias->numel
                                          << " elements; expected one per output column (" << p.N << ")");
   }

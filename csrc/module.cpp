@@ -34,6 +34,9 @@ PYBIND11_MODULE(_cpu, m) {
   py::register_exception<lamina::TypeError>(m, "KernelTypeError", PyExc_TypeError);
   py::register_exception<lamina::AllocError>(m, "KernelMemoryError", PyExc_MemoryError);
   lamina::export_op_codes(m);  // the op codes, as {name: code} dicts (backend/math.py reads them)
+  // The kernels that take bfloat16 buffers themselves (backend/device.py widens the others').
+  m.attr("BF16_KERNELS") = pybind11::make_tuple("fill", "copy", "cast", "strided_copy", "take", "take_along_axis",
+                                                "tri", "broadcast_to", "where", "matmul");
   lamina::bind_device(m);
   lamina::bind_program(m);
   lamina::bind_memory(m);

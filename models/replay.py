@@ -146,8 +146,12 @@ def _record(fn):
     devices = list(_DEVICES.values())
     saved = [(d, d.kernels) for d in devices if d.kernels is not None]
     proxies = {}  # one per kernel module: devices sharing a module still share it (copy_to checks)
+    was_bf16 = BF16_STATE.enabled
     for d, real in saved:
-        d.kernels = proxies.setdefault(id(real), _Proxy(real, rec, tid))
+        if isinstance(real, WideningTable):  # bfloat16: the module's own calls are recorded, casts included
+            d.kernels = proxies.setdefault(id(real), WideningTable(_Proxy(real.inner, rec, tid), real.buffer_type))
+        else:
+            d.kernels = proxies.setdefault(id(real), _Proxy(real, rec, tid))
     _random.draw_seed = draw
     try:
         result = fn()
@@ -155,7 +159,7 @@ def _record(fn):
         _random.draw_seed = real_draw
         for d, real in saved:
             d.kernels = _widened(real) if BF16_STATE.enabled else real
-    if BF16_STATE.enabled and any(type(p._real) is not WideningTable for p in proxies.values()) and rec.abort is None:
+    if BF16_STATE.enabled and not was_bf16 and rec.abort is None:
         rec.abort = "the step used bfloat16 for the first time"
     if len(_DEVICES) != len(devices) and rec.abort is None:
         rec.abort = "the step created a new device"
@@ -362,7 +366,7 @@ def _native_program(rec, restore, draws, inputs, fresh):
         return None
     module = None
     for d in _DEVICES.values():
-        k = d.kernels
+        k = d.kernels.inner if isinstance(d.kernels, WideningTable) else d.kernels
         if k is not None and getattr(k, "Program", None) is not None and getattr(k, rec.calls[0][0], None) is rec.calls[0][1]:
             module = k
             break
@@ -371,11 +375,8 @@ def _native_program(rec, restore, draws, inputs, fresh):
     calls = [("copy", module.copy, (pristine, buf), {}) for copy, pristine, buf in restore if copy is module.copy]
     if len(calls) != len(restore):
         return None
-    as_is = getattr(module, "takes_as_is", None)  # a WideningTable (bfloat16): calls on float32 copies cannot be bound
     for name, fn, args, kwargs in calls + [c for c in rec.calls]:
         if getattr(module, name, None) is not fn or not module.bindable(name):
-            return None
-        if as_is is not None and not as_is(name, args, kwargs):
             return None
     bound = [module.bind_call(name, fn, tuple(int(a) if isinstance(a, _Drawn) else a for a in args), kwargs)
              for name, fn, args, kwargs in calls + list(rec.calls)]

@@ -511,6 +511,7 @@ static void binary(int op, const Buffer& a, const Shape& as, const Buffer& b, co
     case F32: binary_typed<float>(op, a, as, b, bs, o, os); break;
     case I32: binary_typed<int32_t>(op, a, as, b, bs, o, os); break;
     case I8: throw TypeError("binary: int8 tensors hold quantized weights and take no arithmetic");
+    case BF16: throw TypeError("binary: this kernel takes no bfloat16 (the device table runs it on float32 copies)");
     case I64: binary_typed<int64_t>(op, a, as, b, bs, o, os); break;
     case BOOL: {
       check_buffer("logical", "out", o, os, BOOL);
@@ -564,6 +565,7 @@ static void where(const Buffer& c, const Shape& cs, const Buffer& a, const Shape
     case I32: where_typed<int32_t>(c, cs, a, as, b, bs, o, os); break;
     case I64: where_typed<int64_t>(c, cs, a, as, b, bs, o, os); break;
     case BOOL: where_typed<uint8_t>(c, cs, a, as, b, bs, o, os); break;
+    case BF16: where_typed<uint16_t>(c, cs, a, as, b, bs, o, os); break;
     case I8: throw TypeError("where: int8 tensors hold quantized weights and take no arithmetic");
   }
 }
@@ -770,6 +772,7 @@ static void unary(int op, const Buffer& xb, Buffer& ob, double alpha_d) {
       case I32: run(xb.data<int32_t>(), [](int32_t v) { return uint8_t(v < 0); }); break;
       case I64: run(xb.data<int64_t>(), [](int64_t v) { return uint8_t(v < 0); }); break;
       case BOOL: std::memset(o, 0, size_t(n)); break;
+      default: throw TypeError(std::string("unary: signbit of ") + dtype_name(xb.dtype) + " tensors is not a kernel here");
     }
     return;
   }

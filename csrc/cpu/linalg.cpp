@@ -7,6 +7,7 @@
 #include "common.h"
 #include "device.h"
 #include "gemm.h"
+#include "gemm_bf16.h"
 #include "gemm_kernels.h"
 
 namespace py = pybind11;
@@ -15,8 +16,12 @@ namespace lamina {
 
 // a: (..., M, K) or (..., K, M) when trans_a; b: (..., K, N) or (..., N, K) when trans_b.
 // out: (broadcast(batch_a, batch_b)..., M, N). Writes out = a @ b (+ out when accumulate).
+static void matmul_bf16(const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os,
+                        bool trans_a, bool trans_b, bool accumulate, const Buffer* bias);
+
 static void matmul(const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os,
                    bool trans_a, bool trans_b, bool accumulate, const Buffer* bias) {
+  if (a.dtype == BF16) return matmul_bf16(a, as, b, bs, o, os, trans_a, trans_b, accumulate, bias);
   const MatmulPlan p = plan_matmul(a, as, b, bs, o, os, trans_a, trans_b, bias);
   const int64_t M = p.M, N = p.N, K = p.K, batches = p.batches;
   const size_t nb = p.batch.size();
@@ -48,6 +53,45 @@ static void matmul(const Buffer& a, const Shape& as, const Buffer& b, const Shap
   }
 }
 
+// bfloat16 operands (mixed precision): products accumulated in float32 (bf16gemm), the bias added
+// in float32, and the sum rounded once into a bfloat16 output (or written to a float32 one).
+static void matmul_bf16(const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os,
+                        bool trans_a, bool trans_b, bool accumulate, const Buffer* bias) {
+  const MatmulPlan p = plan_matmul(a, as, b, bs, o, os, trans_a, trans_b, bias, BF16);
+  const int64_t M = p.M, N = p.N, batches = p.batches, total = batches * M * N;
+  const size_t nb = p.batch.size();
+  const uint16_t* A = a.data<uint16_t>();
+  const uint16_t* B = b.data<uint16_t>();
+  const bool f32_out = o.dtype == F32;
+  std::vector<float> scratch(f32_out ? 0 : size_t(total));
+  float* C = f32_out ? o.data<float>() : scratch.data();
+  if (!f32_out && accumulate) {
+    const uint16_t* ob = o.data<uint16_t>();
+    parallel_for(total, total > kParallelGrain, [&](int64_t i) { C[i] = bf16_to_f32(ob[i]); });
+  }
+  const int64_t lda = as.back(), ldb = bs.back();
+  for (int64_t t = 0; t < batches; ++t) {
+    int64_t rem = t, oa = 0, obb = 0;
+    for (int64_t k = int64_t(nb) - 1; k >= 0; --k) {
+      int64_t idx = rem % p.batch[k]; rem /= p.batch[k];
+      oa += idx * p.sa[k]; obb += idx * p.sb[k];
+    }
+    bf16gemm(trans_a, trans_b, M, N, p.K, A + oa, lda, B + obb, ldb, accumulate, C + t * M * N, N);
+  }
+  const int64_t rows = batches * M;
+  const bool bias_bf16 = bias && bias->dtype == BF16;
+  parallel_for(rows, total > kParallelGrain, [&](int64_t r) {
+    float* c = C + r * N;
+    if (bias)
+      for (int64_t j = 0; j < N; ++j)
+        c[j] += bias_bf16 ? bf16_to_f32(bias->data<uint16_t>()[j]) : bias->data<float>()[j];
+    if (!f32_out) {
+      uint16_t* d = o.data<uint16_t>() + r * N;
+      for (int64_t j = 0; j < N; ++j) d[j] = f32_to_bf16(c[j]);
+    }
+  });
+}
+
 // ---- GEMM bindings: 2-D entry point for tests and benchmarks, and the kernel choice ----------
 
 // c = alpha * op(a) @ op(b) + beta * c on row-major matrices; lda/ldb/ldc are row strides
@@ -67,6 +111,9 @@ void bind_linalg(py::module_& m) {
         py::arg("alpha"), py::arg("a"), py::arg("b"), py::arg("beta"), py::arg("c"), py::arg("lda") = -1,
         py::arg("ldb") = -1, py::arg("ldc") = -1,
         "c = alpha * op(a) @ op(b) + beta * c (float32, row-major, lda/ldb/ldc row strides, -1 = packed)");
+  m.def("bf16_gemm_native", &bf16_gemm_native, "Whether bfloat16 matmuls run on AVX512-BF16 (else widened to float32)");
+  m.def("_set_bf16_gemm", &set_bf16_gemm, py::arg("mode"),
+        "Tests and benchmarks: -1 AVX512-BF16 where the CPU has it, 0 always widen to float32, 1 AVX512-BF16 if present");
   m.def("gemm_kernel", &gemm_kernel_name, "Name of the GEMM micro-kernel in use: 'avx512', 'avx2' or 'generic'");
   m.def("gemm_kernels", &gemm_available_kernels, "GEMM kernels this CPU can run, best first");
   m.def("set_gemm_kernel", &set_gemm_kernel, py::arg("name"),

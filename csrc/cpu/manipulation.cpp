@@ -521,7 +521,7 @@ void arange(Buffer& out, double start, double step) {
     case F32: fill_index(out.data<float>(), n, [&](int64_t i) { return float(start + double(i) * step); }); break;
     case I32: fill_index(out.data<int32_t>(), n, [&](int64_t i) { return int32_t(start + double(i) * step); }); break;
     case I64: fill_index(out.data<int64_t>(), n, [&](int64_t i) { return int64_t(start + double(i) * step); }); break;
-    case BOOL: case I8: throw TypeError(std::string("arange: expected an output of dtype float32, int32 or int64, received ") + dtype_name(out.dtype));
+    case BOOL: case I8: case BF16: throw TypeError(std::string("arange: expected an output of dtype float32, int32 or int64, received ") + dtype_name(out.dtype));
   }
 }
 
@@ -537,7 +537,7 @@ void linspace(Buffer& out, double start, double stop, bool endpoint) {
     case F32: fill_index(out.data<float>(), n, [&](int64_t i) { return float(val(i)); }); break;
     case I32: fill_index(out.data<int32_t>(), n, [&](int64_t i) { return int32_t(std::floor(val(i))); }); break;
     case I64: fill_index(out.data<int64_t>(), n, [&](int64_t i) { return int64_t(std::floor(val(i))); }); break;
-    case BOOL: case I8: throw TypeError(std::string("linspace: expected an output of dtype float32, int32 or int64, received ") + dtype_name(out.dtype));
+    case BOOL: case I8: case BF16: throw TypeError(std::string("linspace: expected an output of dtype float32, int32 or int64, received ") + dtype_name(out.dtype));
   }
 }
 

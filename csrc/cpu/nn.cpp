@@ -464,7 +464,7 @@ void one_hot(const Buffer& ib, int64_t outer, int64_t K, int64_t inner, Buffer& 
     case I32: run(ob.data<int32_t>()); break;
     case I64: run(ob.data<int64_t>()); break;
     case BOOL: run(ob.data<uint8_t>()); break;
-    case I8: throw TypeError("one_hot: expected an output of dtype float32, int32, int64 or bool, received int8");
+    case I8: case BF16: throw TypeError(std::string("one_hot: expected an output of dtype float32, int32, int64 or bool, received ") + dtype_name(ob.dtype));
   }
 }
 

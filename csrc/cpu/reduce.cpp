@@ -457,6 +457,7 @@ static void argreduce(bool is_max, const Buffer& xb, int64_t outer, int64_t R, i
     case I64: run(xb.data<int64_t>()); break;
     case BOOL: run(xb.data<uint8_t>()); break;
     case I8: throw TypeError(std::string(op) + ": int8 tensors hold quantized weights and take no arithmetic");
+    case BF16: throw TypeError(std::string(op) + ": this kernel takes no bfloat16 (the device table runs it on float32 copies)");
   }
 }
 

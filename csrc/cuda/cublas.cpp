@@ -21,7 +21,13 @@ using SgemmFn = int (*)(Handle, int, int, int, int, int, const float*, const flo
                         const float*, float*, int);
 using SgemmBatchedFn = int (*)(Handle, int, int, int, int, int, const float*, const float*, int, long long,
                                const float*, int, long long, const float*, float*, int, long long, int);
+// cublasGemmStridedBatchedEx: mixed-precision products (bfloat16 operands, float32 compute).
+using GemmExBatchedFn = int (*)(Handle, int, int, int, int, int, const void*, const void*, int, int, long long,
+                                const void*, int, int, long long, const void*, void*, int, int, long long, int, int,
+                                int);
 constexpr int kOpN = 0, kOpT = 1, kDefaultMath = 0, kTf32Math = 3;
+// cudaDataType / cublasComputeType_t / cublasGemmAlgo_t values of the stable C API
+constexpr int kR32F = 0, kR16BF = 14, kCompute32F = 68, kGemmDefault = -1;
 
 struct Lib {
   void* so = nullptr;
@@ -31,6 +37,7 @@ struct Lib {
   SetMathFn set_math = nullptr;
   SgemmFn sgemm = nullptr;
   SgemmBatchedFn sgemm_batched = nullptr;
+  GemmExBatchedFn gemm_ex_batched = nullptr;  // optional: without it bfloat16 products run on the host
   Handle handles[256] = {};  // per virtual device
   bool tf32 = false;
   bool disabled = false;
@@ -43,6 +50,7 @@ bool bind(void* so) {
   g.set_math = reinterpret_cast<SetMathFn>(dlsym(so, "cublasSetMathMode"));
   g.sgemm = reinterpret_cast<SgemmFn>(dlsym(so, "cublasSgemm_v2"));
   g.sgemm_batched = reinterpret_cast<SgemmBatchedFn>(dlsym(so, "cublasSgemmStridedBatched"));
+  g.gemm_ex_batched = reinterpret_cast<GemmExBatchedFn>(dlsym(so, "cublasGemmStridedBatchedEx"));
   return g.create && g.set_stream && g.set_math && g.sgemm && g.sgemm_batched;
 }
 }  // namespace
@@ -121,6 +129,22 @@ bool cublas_gemm(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, 
     st = g.sgemm_batched(h, tb ? kOpT : kOpN, ta ? kOpT : kOpN, int(N), int(M), int(K), &alpha, B, int(ldb), sb, A,
                          int(lda), sa, &beta, C, int(ldc), sc, int(batches));
   if (st != 0) throw CudaError("cuBLAS sgemm failed with status " + std::to_string(st));
+  return true;
+}
+
+bool cublas_gemm_bf16(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
+                      int64_t sa, const void* B, int64_t ldb, int64_t sb, float beta, void* C, bool c_bf16,
+                      int64_t ldc, int64_t sc, int64_t batches) {
+  const int64_t lim = 2147483647;
+  if (M > lim || N > lim || K > lim || lda > lim || ldb > lim || ldc > lim || batches > lim || K == 0) return false;
+  Handle h = handle_for(c);
+  if (!h || !g.gemm_ex_batched) return false;
+  const float alpha = 1.f;
+  // row-major C = A B is column-major C^T = B^T A^T: cuBLAS gets (B, A) with N and M swapped
+  const int st = g.gemm_ex_batched(h, tb ? kOpT : kOpN, ta ? kOpT : kOpN, int(N), int(M), int(K), &alpha, B, kR16BF,
+                                   int(ldb), sb, A, kR16BF, int(lda), sa, &beta, C, c_bf16 ? kR16BF : kR32F, int(ldc),
+                                   sc, int(batches), kCompute32F, kGemmDefault);
+  if (st != 0) throw CudaError("cuBLAS GemmStridedBatchedEx (bfloat16) failed with status " + std::to_string(st));
   return true;
 }
 

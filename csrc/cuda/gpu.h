@@ -135,6 +135,11 @@ bool allow_tf32();
 bool cublas_gemm(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                  int64_t lda, int64_t sa, const float* B, int64_t ldb, int64_t sb, float beta, float* C, int64_t ldc,
                  int64_t sc, int64_t batches);
+// bfloat16 A and B, float32 compute, C bfloat16 or float32 (beta 0 or 1); false where cuBLAS (or
+// its GemmStridedBatchedEx) is missing.
+bool cublas_gemm_bf16(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
+                      int64_t sa, const void* B, int64_t ldb, int64_t sb, float beta, void* C, bool c_bf16,
+                      int64_t ldc, int64_t sc, int64_t batches);
 
 void sgd(Buffer& var, const Buffer& grad, Buffer& vel, double lr, double momentum, bool nesterov);
 void adam(Buffer& var, const Buffer& grad, Buffer& m, Buffer& v, Buffer& vhat, double lr_t, double b1, double b2,

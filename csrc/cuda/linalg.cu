@@ -125,8 +125,67 @@ static void launch(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K
   else sgemm_tiled<true, true><<<grid, 256, 0, s>>>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, bm, batches);
 }
 
+// out[r, j] = round(acc[r, j] + bias[j]): the float32 products of a bfloat16 matmul, its bias
+// (float32 or bfloat16) added, written to a bfloat16 or float32 output.
+template <class BiasT, class OutT>
+__global__ void finish_bf16_kernel(const float* acc, const BiasT* bias, OutT* out, int64_t n, int64_t N) {
+  GRID_STRIDE(i, n) {
+    float v = acc[i];
+    if (bias) {
+      if constexpr (std::is_same<BiasT, uint16_t>::value) v += bf16_to_f32(bias[i % N]);
+      else v += bias[i % N];
+    }
+    if constexpr (std::is_same<OutT, uint16_t>::value) out[i] = f32_to_bf16(v);
+    else out[i] = v;
+  }
+}
+
+__global__ void bf16_to_f32_kernel(const uint16_t* s, float* d, int64_t n) {
+  GRID_STRIDE(i, n) d[i] = bf16_to_f32(s[i]);
+}
+
+// bfloat16 operands (mixed precision): cuBLAS GemmStridedBatchedEx with float32 compute; without
+// cuBLAS, or with batch strides it cannot take, the host's kernel (Unsupported).
+static void matmul_bf16(const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os,
+                        bool trans_a, bool trans_b, bool accumulate, const Buffer* bias) {
+  const MatmulPlan p = plan_matmul(a, as, b, bs, o, os, trans_a, trans_b, bias, BF16);
+  if (p.batch.size() > size_t(kMaxBatchDims)) throw Unsupported("matmul: more than 6 batch dimensions");
+  BatchMap bm;
+  bm.nb = int(p.batch.size());
+  for (int k = 0; k < bm.nb; ++k) {
+    bm.dims[k] = p.batch[size_t(k)];
+    bm.sa[k] = p.sa[size_t(k)];
+    bm.sb[k] = p.sb[size_t(k)];
+  }
+  const int64_t sa = uniform_stride(bm, bm.sa), sb = uniform_stride(bm, bm.sb);
+  if (sa < 0 || sb < 0) throw Unsupported("matmul: bfloat16 operands with these batch strides run on the host");
+  Context& c = op_device("matmul", {&a, &b, &o, bias});
+  const int64_t M = p.M, N = p.N, total = p.batches * M * N;
+  if (total == 0) return;
+  const bool out_bf16 = o.dtype == BF16;
+  const bool direct = !bias || !out_bf16;  // else: float32 products, then bias and one rounding
+  Buffer tmp(direct ? 0 : total, F32, o.device);
+  if (!direct && accumulate) bf16_to_f32_kernel<<<grid_for(total), 256, 0, c.stream>>>(o.data<uint16_t>(), tmp.data<float>(), total);
+  void* C = direct ? o.ptr : tmp.ptr;
+  if (!cublas_gemm_bf16(c, trans_a, trans_b, M, N, p.K, a.ptr, as.back(), sa, b.ptr, bs.back(), sb,
+                        accumulate ? 1.f : 0.f, C, direct && out_bf16, N, M * N, p.batches))
+    throw Unsupported("matmul: bfloat16 products need cuBLAS (GemmStridedBatchedEx); this one runs on the host");
+  if (bias) {
+    const int64_t n = total;
+    if (out_bf16) {  // from tmp
+      if (bias->dtype == BF16) finish_bf16_kernel<<<grid_for(n), 256, 0, c.stream>>>(tmp.data<float>(), bias->data<uint16_t>(), o.data<uint16_t>(), n, N);
+      else finish_bf16_kernel<<<grid_for(n), 256, 0, c.stream>>>(tmp.data<float>(), bias->data<float>(), o.data<uint16_t>(), n, N);
+    } else {  // in place on the float32 output
+      if (bias->dtype == BF16) finish_bf16_kernel<<<grid_for(n), 256, 0, c.stream>>>(o.data<float>(), bias->data<uint16_t>(), o.data<float>(), n, N);
+      else add_bias_kernel<<<grid_for(n), 256, 0, c.stream>>>(o.data<float>(), bias->data<float>(), n, N);
+    }
+  }
+  launched(c, "matmul");
+}
+
 void matmul(const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os,
             bool trans_a, bool trans_b, bool accumulate, const Buffer* bias) {
+  if (a.dtype == BF16) return matmul_bf16(a, as, b, bs, o, os, trans_a, trans_b, accumulate, bias);
   const MatmulPlan p = plan_matmul(a, as, b, bs, o, os, trans_a, trans_b, bias);
   if (p.batch.size() > size_t(kMaxBatchDims)) throw Unsupported("matmul: more than 6 batch dimensions");
   BatchMap bm;

@@ -68,6 +68,8 @@ PYBIND11_MODULE(_cuda, m) {
   py::register_exception<gpu::CudaError>(m, "CudaError", PyExc_RuntimeError);
   py::register_exception<gpu::Unsupported>(m, "KernelUnsupported", PyExc_NotImplementedError);
   export_op_codes(m);
+  // The kernels that take bfloat16 buffers themselves (backend/device.py widens the others').
+  m.attr("BF16_KERNELS") = py::make_tuple("fill", "copy", "cast", "strided_copy", "broadcast_to", "where", "matmul");
 
   // ---- devices ----
   m.def("device_count", &gpu::device_count, "GPU devices (virtual): physical GPUs x virtual GPUs per physical GPU.");

@@ -198,9 +198,6 @@ def test_widening_table_counts_and_passes_float32_through():
     assert table.widened["unary"] == n + 1
     ops.transpose(ops.reshape(t, (2, 1)))  # element moves take bfloat16 themselves
     assert "strided_copy" not in table.widened
-    assert table.takes_as_is("unary", (0, y._buf, y._buf, 0.0))
-    assert not table.takes_as_is("unary", (0, t._buf, t._buf, 0.0))
-    assert table.takes_as_is("copy", (t._buf, t._buf))
 
 
 def test_virtual_devices_and_copies_keep_bfloat16():
@@ -242,3 +239,64 @@ def test_random_draws_in_bfloat16_are_float32_draws_rounded_and_stay_below_maxva
     np.testing.assert_array_equal(n.numpy(), round_bf16(lamina.random.normal((100,), seed=1).numpy()))
     with pytest.raises(TypeError, match="randint"):
         lamina.random.randint((2,), 0, 3, dtype="bfloat16")
+
+
+def _bf16_buf(a):
+    from lamina.backend import _cpu
+    return _cpu.from_numpy(np.ascontiguousarray(np.asarray(a, np.float32).view(np.uint32) >> 16).astype(np.uint16),
+                           0, 5)
+
+
+def _read(buf, shape):
+    from lamina.backend import _cpu
+    a = _cpu.to_numpy(buf, list(shape))
+    return dtypes.bf16_bits_to_float32(a) if buf.dtype == 5 else a
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["avx512bf16", "widened"])
+@pytest.mark.parametrize("M,N,K,ta,tb,batch", [
+    (1, 1, 1, False, False, ()), (5, 7, 3, False, False, ()), (13, 33, 17, False, False, ()),
+    (12, 32, 512, False, False, ()), (25, 70, 1031, True, False, ()), (30, 45, 64, False, True, ()),
+    (19, 40, 9, True, True, ()), (70, 130, 90, False, False, ()), (4, 300, 700, False, True, ()),
+    (300, 3, 40, True, False, ()), (6, 10, 12, False, False, (3,)), (6, 10, 12, True, True, (2, 3)),
+])
+@pytest.mark.parametrize("out", ["bfloat16", "float32"])
+def test_bf16_matmul_kernel(rng, native, M, N, K, ta, tb, batch, out):
+    from lamina.backend import _cpu
+    if native and not _cpu.bf16_gemm_native():
+        pytest.skip("this CPU has no AVX512-BF16")
+    a = round_bf16(rng.normal(size=batch + ((K, M) if ta else (M, K))))
+    b = round_bf16(rng.normal(size=batch + ((N, K) if tb else (K, N))))
+    bias = round_bf16(rng.normal(size=(N,)))
+    c0 = round_bf16(rng.normal(size=batch + (M, N)))
+    A = np.swapaxes(a, -1, -2) if ta else a
+    B = np.swapaxes(b, -1, -2) if tb else b
+    ref = np.matmul(A.astype(np.float64), B.astype(np.float64)) + bias + c0
+    scale = np.matmul(np.abs(A).astype(np.float64), np.abs(B).astype(np.float64)) + np.abs(bias) + np.abs(c0)
+    code = 5 if out == "bfloat16" else 0
+    o = _bf16_buf(c0) if code == 5 else _cpu.from_numpy(c0.astype(np.float32))
+    _cpu._set_bf16_gemm(1 if native else 0)
+    try:
+        assert _cpu.bf16_gemm_native() == native
+        _cpu.matmul(_bf16_buf(a), list(a.shape), _bf16_buf(b), list(b.shape), o, list(c0.shape), ta, tb, True,
+                    _bf16_buf(bias))
+    finally:
+        _cpu._set_bf16_gemm(-1)
+    got = _read(o, c0.shape)
+    tol = 1e-5 * scale + (2.0 ** -8 * np.abs(ref) if code == 5 else 0)
+    assert (np.abs(got - ref) <= tol + 1e-30).all(), np.abs(got - ref).max()
+
+
+def test_bf16_matmul_through_ops_and_dense(rng):
+    from lamina.backend import _cpu
+    a = round_bf16(rng.normal(size=(40, 64)))
+    w = round_bf16(rng.normal(size=(64, 24)))
+    got = ops.matmul(bf16(a), bf16(w))
+    assert got.dtype == "bfloat16"
+    np.testing.assert_allclose(got.numpy(), a @ w, rtol=2 ** -7, atol=1e-4)
+    table = got.device.kernels
+    assert "matmul" in table.native_bf16 and "matmul" not in table.widened
+    assert _cpu.matmul.__name__ == "matmul"
+    with pytest.raises(TypeError, match="matmul"):
+        _cpu.matmul(_bf16_buf(a), [40, 64], _cpu.from_numpy(w), [64, 24], _cpu.Buffer(40 * 24, 0, 0), [40, 24],
+                    False, False, False)

@@ -1,0 +1,166 @@
+"""Mixed precision on the CPU: bfloat16 against float32, lamina against PyTorch, same run.
+
+Cases:
+  gemm     C = A @ B at 1024^3, 2048^3, 128x3136x1024 and 64x784x1024 (M x K x N), GFLOP/s, in
+           float32 and in bfloat16 (lamina: ops.matmul on bfloat16 tensors, the AVX512-BF16 kernel;
+           PyTorch: torch.matmul on bfloat16 tensors, oneDNN)
+  mlp      training step of 784-2048-2048-10 (ReLU, Adam, batch 256), samples/s: float32, and
+           mixed_bfloat16 (lamina: mixed_precision.set_global_policy("mixed_bfloat16") and
+           train_on_batch; PyTorch: its hand-written loop under torch.autocast("cpu", bfloat16))
+  convnet  the MNIST convnet of bench_training.py (batch 128), the same two ways
+
+Each (library, precision) runs in its own process, alternating, each process warms up and takes
+the median of its steps; the table shows the median over processes.
+
+    PYTHONPATH=.dev python benchmarks/bench_mixed.py                     # 2 threads, 3 rounds
+    PYTHONPATH=.dev python benchmarks/bench_mixed.py --cases gemm --threads 1 --rounds 5
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import median_ms, run_worker  # noqa: E402
+
+GEMMS = [(1024, 1024, 1024), (2048, 2048, 2048), (128, 3136, 1024), (64, 784, 1024)]
+CASES = ("gemm", "mlp", "convnet")
+
+
+# ---- workers ---------------------------------------------------------------------------------
+
+def _lamina_gemm(precision, m, k, n):
+    import lamina
+    from lamina import ops
+    rng = np.random.default_rng(0)
+    a = lamina.convert_to_tensor(rng.normal(size=(m, k)).astype(np.float32))
+    b = lamina.convert_to_tensor(rng.normal(size=(k, n)).astype(np.float32))
+    if precision == "bfloat16":
+        a, b = ops.cast(a, "bfloat16"), ops.cast(b, "bfloat16")
+    return median_ms(lambda: ops.matmul(a, b).numpy(), 3, 9)
+
+
+def _torch_gemm(precision, m, k, n):
+    import torch
+    rng = np.random.default_rng(0)
+    a = torch.from_numpy(rng.normal(size=(m, k)).astype(np.float32))
+    b = torch.from_numpy(rng.normal(size=(k, n)).astype(np.float32))
+    if precision == "bfloat16":
+        a, b = a.bfloat16(), b.bfloat16()
+    return median_ms(lambda: torch.matmul(a, b), 3, 9)
+
+
+def _data(case, batch):
+    rng = np.random.default_rng(0)
+    shape = (batch, 784) if case == "mlp" else (batch, 28, 28, 1)
+    return rng.random(shape, dtype=np.float32), rng.integers(0, 10, batch).astype(np.int64)
+
+
+def _lamina_train(case, precision, batch, steps):
+    import lamina
+    from lamina import layers as L
+    if precision == "bfloat16":
+        lamina.mixed_precision.set_global_policy("mixed_bfloat16")
+    if case == "mlp":
+        model = lamina.Sequential([lamina.Input((784,)), L.Dense(2048, activation="relu"),
+                                   L.Dense(2048, activation="relu"), L.Dense(10, dtype="float32")])
+    else:
+        model = lamina.Sequential([lamina.Input((28, 28, 1)), L.Conv2D(32, 5, padding="same", activation="relu"),
+                                   L.MaxPooling2D(2), L.Conv2D(64, 5, padding="same", activation="relu"),
+                                   L.MaxPooling2D(2), L.Flatten(), L.Dense(1024, activation="relu"),
+                                   L.Dense(10, dtype="float32")])
+    model.compile(optimizer="adam", loss=lamina.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data(case, batch)
+    return median_ms(lambda: model.train_on_batch(x, y), 5, steps)
+
+
+def _torch_train(case, precision, batch, steps):
+    import torch
+    import torch.nn as nn
+    if case == "mlp":
+        model = nn.Sequential(nn.Linear(784, 2048), nn.ReLU(), nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 10))
+    else:
+        model = nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                              nn.Linear(7 * 7 * 64, 1024), nn.ReLU(), nn.Linear(1024, 10))
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = _data(case, batch)
+    xt = torch.from_numpy(x if case == "mlp" else x.transpose(0, 3, 1, 2).copy())
+    yt = torch.from_numpy(y)
+
+    def step():
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            loss = loss_fn(model(xt), yt)
+        loss.backward()
+        opt.step()
+        return loss.item()
+    return median_ms(step, 5, steps)
+
+
+def worker(lib, threads, cases):
+    if lib == "torch":
+        import torch
+        torch.set_num_threads(threads)
+    out = {}
+    for case in cases:
+        for precision in ("float32", "bfloat16"):
+            if case == "gemm":
+                for m, k, n in GEMMS:
+                    fn = _lamina_gemm if lib == "lamina" else _torch_gemm
+                    ms = fn(precision, m, k, n)
+                    out[f"gemm {m}x{k}x{n} {precision}"] = {"ms": ms, "rate": 2 * m * k * n / ms / 1e6}
+            else:
+                batch, steps = (256, 20) if case == "mlp" else (128, 10)
+                fn = _lamina_train if lib == "lamina" else _torch_train
+                ms = fn(case, precision, batch, steps)
+                out[f"{case} {precision}"] = {"ms": ms, "rate": batch / ms * 1e3}
+    print(json.dumps(out))
+
+
+# ---- driver ----------------------------------------------------------------------------------
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worker")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    p.add_argument("rest", nargs="*")
+    a = p.parse_args()
+    if a.worker:
+        return worker(a.worker, a.threads, a.rest or a.cases)
+    runs = {"lamina": [], "torch": []}
+    for r in range(a.rounds):
+        for lib in runs:
+            # one process per case and precision pair keeps each run's memory and thread pools apart
+            for case in a.cases:
+                res = run_worker(__file__, lib, a.threads, [case])
+                if res is not None:
+                    runs[lib].append(res)
+        print(f"round {r + 1}/{a.rounds} done", file=sys.stderr)
+    keys = []
+    for res in runs["lamina"] + runs["torch"]:
+        keys += [k for k in res if k not in keys]
+    print(f"threads: {a.threads}; rates are GFLOP/s (gemm) or samples/s (training), medians over {a.rounds} "
+          "processes")
+    print(f"{'case':34s} {'lamina':>10s} {'torch':>10s} {'lamina/torch':>13s} {'lamina bf16/f32':>16s}")
+    for k in keys:
+        med = {lib: statistics.median([r[k]["rate"] for r in runs[lib] if k in r]) if any(k in r for r in runs[lib])
+               else float("nan") for lib in runs}
+        speedup = ""
+        if k.endswith("bfloat16"):
+            f32 = k[:-len("bfloat16")] + "float32"
+            base = [r[f32]["rate"] for r in runs["lamina"] if f32 in r]
+            if base:
+                speedup = f"{med['lamina'] / statistics.median(base):.2f}x"
+        print(f"{k:34s} {med['lamina']:10.1f} {med['torch']:10.1f} {med['lamina'] / med['torch']:12.2f}x "
+              f"{speedup:>16s}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+// bfloat16 GEMM with float32 accumulation, for mixed precision (matmul on bfloat16 operands):
+//   C[M,N] = op(A)[M,K] @ op(B)[K,N] (+ C when accumulate), A and B bfloat16, C float32.
+//
+// On CPUs with AVX512-BF16 the micro-kernel is VDPBF16PS: each instruction multiplies 16 pairs of
+// bfloat16 values and adds both products of a pair to a float32 lane, twice the multiply-adds of
+// a float32 FMA. (Like every AVX512-BF16 instruction it treats denormal inputs as zero and flushes
+// denormal results; products are exact in float32, sums round to nearest even.) Elsewhere the
+// operands are widened to float32 and multiplied by sgemm: the same products, float32 sums.
+//
+// Structure as gemm.cpp's (BLIS): for each NC x KC block of op(B), packed into slivers of NR
+// columns, and each MC x KC block of op(A), packed into slivers of MR rows, the MR x NR register
+// tiles run over the block. Packed K comes in pairs: B sliver s holds, for each pair p, the 2*NR
+// values B(2p, j), B(2p+1, j) interleaved by column j; A sliver s holds, for each pair p, one
+// 32-bit word (A(i, 2p), A(i, 2p+1)) per row i. Past the edges (rows, columns, an odd K) zeros.
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "common.h"
+#include "gemm.h"
+#include "gemm_bf16.h"
+
+namespace lamina {
+namespace {
+
+constexpr int MR = 12, NR = 32;
+constexpr int64_t KC = 1024, MC = 96, NC = 768;  // KC in elements (512 pairs); measured on Zen 5 (1 MB L2)
+
+bool cpu_has_bf16() {
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+std::atomic<int> g_use_bf16{-1};  // -1: the CPU decides; 0 / 1: set_bf16_gemm
+
+// op(X)(r, k) of a bfloat16 matrix with row stride ld: trans ? x[k*ld + r] : x[r*ld + k].
+inline uint16_t at(const uint16_t* x, bool trans, int64_t ld, int64_t r, int64_t k) {
+  return trans ? x[k * ld + r] : x[r * ld + k];
+}
+
+// A block [0:mc, 0:kc] into slivers of MR rows, (pairs) x MR words each.
+void pack_a(bool ta, const uint16_t* a, int64_t lda, int64_t mc, int64_t kc, uint32_t* dst) {
+  const int64_t kp = (kc + 1) / 2;
+  for (int64_t s = 0; s < mc; s += MR) {
+    const int64_t rows = std::min<int64_t>(MR, mc - s);
+    for (int64_t p = 0; p < kp; ++p) {
+      const int64_t k0 = 2 * p;
+      const bool two = k0 + 1 < kc;
+      if (!ta && rows == MR && two) {  // each row's pair is adjacent in memory
+        for (int64_t i = 0; i < MR; ++i) std::memcpy(dst + i, a + (s + i) * lda + k0, 4);
+        dst += MR;
+        continue;
+      }
+      for (int64_t i = 0; i < MR; ++i) {
+        uint32_t w = 0;
+        if (i < rows) {
+          const uint32_t lo = at(a, ta, lda, s + i, k0), hi = two ? at(a, ta, lda, s + i, k0 + 1) : 0;
+          w = lo | (hi << 16);
+        }
+        *dst++ = w;
+      }
+    }
+  }
+}
+
+// B block [0:kc, 0:nc] into slivers of NR columns, (pairs) x 2*NR halves each.
+void pack_b(bool tb, const uint16_t* b, int64_t ldb, int64_t kc, int64_t nc, uint16_t* dst) {
+  const int64_t kp = (kc + 1) / 2;
+  for (int64_t s = 0; s < nc; s += NR) {
+    const int64_t cols = std::min<int64_t>(NR, nc - s);
+    for (int64_t p = 0; p < kp; ++p) {
+      const int64_t k0 = 2 * p;
+      const bool two = k0 + 1 < kc;
+      if (!tb && two && cols == NR) {  // rows k0 and k0 + 1 contiguous along j
+        const uint16_t* r0 = b + k0 * ldb + s;
+        const uint16_t* r1 = r0 + ldb;
+        uint32_t pairs[NR];  // (low, high) = (row k0, row k0 + 1): a loop the compiler vectorizes
+        for (int j = 0; j < NR; ++j) pairs[j] = uint32_t(r0[j]) | (uint32_t(r1[j]) << 16);
+        std::memcpy(dst, pairs, sizeof(pairs));
+      } else {
+        for (int64_t j = 0; j < NR; ++j) {
+          // op(B)(k, j) = tb ? b[j*ldb + k] : b[k*ldb + j]: `at` with (row, col) = (j, k) swapped
+          dst[2 * j] = j < cols ? at(b, !tb, ldb, s + j, k0) : 0;
+          dst[2 * j + 1] = j < cols && two ? at(b, !tb, ldb, s + j, k0 + 1) : 0;
+        }
+      }
+      dst += 2 * NR;
+    }
+  }
+}
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define LAMINA_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+// C[0:mr, 0:nr] (=|+=) the MR x NR tile of a (kp pairs x MR words) @ b (kp pairs x 2 NR halves).
+LAMINA_BF16_TARGET void micro(int64_t kp, const uint32_t* a, const uint16_t* b, float* c, int64_t ldc, int mr, int nr,
+                              bool acc) {
+  __m512 c0[MR], c1[MR];
+  for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kp; ++p) {
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b);
+    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + 32);
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i) {
+      const __m512bh ai = (__m512bh)_mm512_set1_epi32(int(a[i]));
+      c0[i] = _mm512_dpbf16_ps(c0[i], ai, b0);
+      c1[i] = _mm512_dpbf16_ps(c1[i], ai, b1);
+    }
+    a += MR;
+    b += 2 * NR;
+  }
+  const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
+  const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1) : __mmask16(0);
+  for (int i = 0; i < mr; ++i) {
+    float* ci = c + i * ldc;
+    __m512 v0 = c0[i], v1 = c1[i];
+    if (acc) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
+    }
+    _mm512_mask_storeu_ps(ci, m0, v0);
+    _mm512_mask_storeu_ps(ci + 16, m1, v1);
+  }
+}
+#else
+void micro(int64_t, const uint32_t*, const uint16_t*, float*, int64_t, int, int, bool) {}
+#endif
+
+struct Packs {
+  std::vector<uint32_t> a;
+  std::vector<uint16_t> b;
+};
+thread_local Packs t_packs;
+
+// One thread's part: C[0:M, 0:N] (=|+=) op(A) @ op(B).
+void serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda, const uint16_t* B,
+            int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+  Packs& pk = t_packs;
+  const int64_t kcb = std::min(KC, K), kpb = (kcb + 1) / 2;
+  pk.a.resize(size_t(((std::min(MC, M) + MR - 1) / MR) * MR * kpb));
+  pk.b.resize(size_t(((std::min(NC, N) + NR - 1) / NR) * NR * 2 * kpb));
+  for (int64_t jc = 0; jc < N; jc += NC) {
+    const int64_t nc = std::min(NC, N - jc);
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc), kp = (kc + 1) / 2;
+      pack_b(tb, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, kc, nc, pk.b.data());
+      const bool acc = accumulate || pc > 0;
+      for (int64_t ic = 0; ic < M; ic += MC) {
+        const int64_t mc = std::min(MC, M - ic);
+        pack_a(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc, pk.a.data());
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const uint16_t* bs = pk.b.data() + (jr / NR) * kp * 2 * NR;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const uint32_t* as = pk.a.data() + (ir / MR) * kp * MR;
+            micro(kp, as, bs, C + (ic + ir) * ldc + jc + jr, ldc, int(std::min<int64_t>(MR, mc - ir)),
+                  int(std::min<int64_t>(NR, nc - jr)), acc);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Without AVX512-BF16: op(A) and op(B) widened to float32, then sgemm.
+void widened(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda, const uint16_t* B,
+             int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+  std::vector<float> a(size_t(M * K)), b(size_t(K * N));
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t k = 0; k < K; ++k) a[size_t(i * K + k)] = bf16_to_f32(at(A, ta, lda, i, k));
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t j = 0; j < N; ++j) b[size_t(k * N + j)] = bf16_to_f32(at(B, !tb, ldb, j, k));
+  sgemm(false, false, M, N, K, 1.f, a.data(), K, b.data(), N, accumulate ? 1.f : 0.f, C, ldc);
+}
+
+}  // namespace
+
+bool bf16_gemm_native() {
+  const int v = g_use_bf16.load(std::memory_order_relaxed);
+  static const bool has = cpu_has_bf16();
+  return v < 0 ? has : (v == 1 && has);
+}
+
+void set_bf16_gemm(int mode) { g_use_bf16.store(mode < 0 ? -1 : (mode ? 1 : 0), std::memory_order_relaxed); }
+
+void bf16gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda, const uint16_t* B,
+              int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
+    return;
+  }
+  if (!bf16_gemm_native()) return widened(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+  const double fma = double(M) * double(N) * double(K);
+  const int T = omp_in_parallel() || fma < double(1 << 18) ? 1 : num_threads();
+  if (T <= 1) return serial(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+  // Items: T slices of whole register tiles along the longer side of C.
+  const bool by_rows = (M + MR - 1) / MR >= (N + NR - 1) / NR;
+  const int64_t tiles = by_rows ? (M + MR - 1) / MR : (N + NR - 1) / NR, step = by_rows ? MR : NR;
+  const int items = int(std::min<int64_t>(T, tiles));
+  std::atomic<bool> failed{false};
+#pragma omp parallel for num_threads(items) schedule(static)
+  for (int t = 0; t < items; ++t) {
+    const int64_t lo = tiles * t / items * step, hi = std::min(by_rows ? M : N, tiles * (t + 1) / items * step);
+    if (lo >= hi) continue;
+    try {
+      if (by_rows)
+        serial(ta, tb, hi - lo, N, K, ta ? A + lo : A + lo * lda, lda, B, ldb, accumulate, C + lo * ldc, ldc);
+      else
+        serial(ta, tb, M, hi - lo, K, A, lda, tb ? B + lo * ldb : B + lo, ldb, accumulate, C + lo, ldc);
+    } catch (...) {
+      failed = true;
+    }
+  }
+  if (failed) throw std::bad_alloc();
+}
+
+}  // namespace lamina
