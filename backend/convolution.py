@@ -140,6 +140,9 @@ def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_
     x = _float_input(inputs, op, "input")
     w = _float_input(kernel, op, "kernel")
     check_same_device(op, x, w)
+    if x.dtype != w.dtype:  # bfloat16 with float32: float32, as Keras / JAX promote
+        from .math import cast
+        x, w = cast(x, dtypes.FLOAT32), cast(w, dtypes.FLOAT32)
     if x.ndim == 5:  # 3-D: built from the 2-D kernel in convolution3d.py
         from .convolution3d import conv3d
         return conv3d(x, w, strides, padding, data_format, dilation_rate)

@@ -172,6 +172,16 @@ BF16_CODE = 5
 # The kernels that take bfloat16 buffers themselves, when a module does not say (its BF16_KERNELS):
 # fill, copy and cast. Every other kernel runs on float32 copies (WideningTable).
 BF16_NATIVE = frozenset(("fill", "copy", "cast"))
+# Argument positions a kernel only reads (csrc's signatures), for the kernels bfloat16 programs
+# call most: their float32 copies are not rounded back afterwards (a buffer also passed in another
+# position, as an in-place call's output, still is).
+READ_ONLY = {
+    "binary": (1, 3), "unary": (1,), "unary_grad": (1, 2), "reduce": (1,), "softmax": (0,), "softmax_grad": (0, 1),
+    "where": (0, 2, 4), "clip": (0,), "clip_grad": (0, 3), "batch_transpose": (0,), "bias_relu": (0, 1),
+    "bias_relu_grad": (0, 1), "conv2d_forward": (0, 2), "conv2d_backward": (0, 2, 4), "pool2d_forward": (1,),
+    "pool2d_backward": (2,), "depthwise_conv2d_forward": (0, 2), "depthwise_conv2d_backward": (0, 2, 4),
+    "embedding": (0,), "dropout": (0,),
+}
 
 
 class WideningTable:
@@ -231,6 +241,8 @@ class WideningTable:
                 return type(r)(narrow(e, device) for e in r)
             return r
 
+        read_only = READ_ONLY.get(name, ())
+
         def call(*args, **kwargs):
             copies = {}
             wargs = [widen(a, copies) for a in args]
@@ -238,7 +250,19 @@ class WideningTable:
             if not copies:
                 return kernel(*args, **kwargs)
             result = kernel(*wargs, **wkw)
-            for b, w in copies.values():
+            written = copies
+            if read_only:  # those passed only where the kernel reads need no rounding back
+                written = dict(copies)
+                for i in read_only:
+                    if i < len(args) and type(args[i]) is Buffer:
+                        written.pop(id(args[i]), None)
+                for i, a in enumerate(args):
+                    if i not in read_only and type(a) is Buffer and id(a) in copies:
+                        written[id(a)] = copies[id(a)]
+                for v in kwargs.values():
+                    if type(v) is Buffer and id(v) in copies:
+                        written[id(v)] = copies[id(v)]
+            for b, w in written.values():
                 cast(w, b)
             self.widened[name] = self.widened.get(name, 0) + 1
             return narrow(result, None) if result is not None else None

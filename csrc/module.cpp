@@ -36,7 +36,8 @@ PYBIND11_MODULE(_cpu, m) {
   lamina::export_op_codes(m);  // the op codes, as {name: code} dicts (backend/math.py reads them)
   // The kernels that take bfloat16 buffers themselves (backend/device.py widens the others').
   m.attr("BF16_KERNELS") = pybind11::make_tuple("fill", "copy", "cast", "strided_copy", "take", "take_along_axis",
-                                                "tri", "broadcast_to", "where", "matmul");
+                                                "tri", "broadcast_to", "where", "matmul",
+                                                "conv2d_forward", "conv2d_backward");
   lamina::bind_device(m);
   lamina::bind_program(m);
   lamina::bind_memory(m);

@@ -30,6 +30,7 @@
 #include "device.h"
 #include "conv_common.h"
 #include "gemm.h"
+#include "gemm_bf16.h"
 #include "qgemm.h"
 #include "simd.h"
 
@@ -119,34 +120,43 @@ int64_t units_per_chunk(const ConvGeom& g) {
 // The column-matrix rows of output row (n, oh): dst[ow, (kh, kw, c)] = x[n, oh*sh - pt + kh*dh,
 // ow*sw - pl + kw*dw, c] (0 outside) for ow in [0, OW). xn: image n. Compiled for AVX-512, AVX2 and
 // the baseline (target_clones): the copies are short (KW * C floats), so their width matters.
-LAMINA_CLONES void im2col_row(const ConvGeom& g, const float* xn, float* dst, int64_t oh) {
+template <class T>
+inline void im2col_row_t(const ConvGeom& g, const T* xn, T* dst, int64_t oh) {
   const int64_t KWC = g.KW * g.C, C = g.C;
   for (int64_t ow = 0; ow < g.OW; ++ow) {
     const int64_t iw0 = ow * g.sw - g.pl;
     for (int64_t kh = 0; kh < g.KH; ++kh, dst += KWC) {
       const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
-      if (ih < 0 || ih >= g.H) { std::memset(dst, 0, size_t(KWC) * sizeof(float)); continue; }
-      const float* row = xn + ih * g.W * C;
+      if (ih < 0 || ih >= g.H) { std::memset(dst, 0, size_t(KWC) * sizeof(T)); continue; }
+      const T* row = xn + ih * g.W * C;
       if (g.dw == 1) {  // the KW*C window row is contiguous in the input
         const int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min<int64_t>(g.KW, g.W - iw0);
-        if (hi <= lo) { std::memset(dst, 0, size_t(KWC) * sizeof(float)); continue; }
-        if (lo > 0) std::memset(dst, 0, size_t(lo * C) * sizeof(float));
-        const float* src = row + (iw0 + lo) * C;
-        float* d = dst + lo * C;
+        if (hi <= lo) { std::memset(dst, 0, size_t(KWC) * sizeof(T)); continue; }
+        if (lo > 0) std::memset(dst, 0, size_t(lo * C) * sizeof(T));
+        const T* src = row + (iw0 + lo) * C;
+        T* d = dst + lo * C;
         const int64_t m = (hi - lo) * C;
         for (int64_t j = 0; j < m; ++j) d[j] = src[j];
-        if (hi < g.KW) std::memset(dst + hi * C, 0, size_t((g.KW - hi) * C) * sizeof(float));
+        if (hi < g.KW) std::memset(dst + hi * C, 0, size_t((g.KW - hi) * C) * sizeof(T));
       } else {
         for (int64_t kw = 0; kw < g.KW; ++kw) {
           const int64_t iw = iw0 + kw * g.dw;
-          float* d = dst + kw * C;
-          if (iw < 0 || iw >= g.W) { std::memset(d, 0, size_t(C) * sizeof(float)); continue; }
-          const float* src = row + iw * C;
+          T* d = dst + kw * C;
+          if (iw < 0 || iw >= g.W) { std::memset(d, 0, size_t(C) * sizeof(T)); continue; }
+          const T* src = row + iw * C;
           for (int64_t c = 0; c < C; ++c) d[c] = src[c];
         }
       }
     }
   }
+}
+
+LAMINA_CLONES void im2col_row(const ConvGeom& g, const float* xn, float* dst, int64_t oh) {
+  im2col_row_t(g, xn, dst, oh);
+}
+// bfloat16 (uint16 bits) images: the same element moves (mixed precision convolutions).
+LAMINA_CLONES void im2col_row_bf16(const ConvGeom& g, const uint16_t* xn, uint16_t* dst, int64_t oh) {
+  im2col_row_t(g, xn, dst, oh);
 }
 
 // col[(u - u0) * OW + ow, :] = im2col_row's rows for the output rows u = n * OH + oh in [u0, u1).
@@ -157,6 +167,14 @@ void im2col(const ConvGeom& g, const float* x, float* col, int64_t u0, int64_t u
 #pragma omp parallel for schedule(static) if (par)
   for (int64_t u = u0; u < u1; ++u)
     im2col_row(g, x + (u / g.OH) * g.H * g.W * g.C, col + (u - u0) * g.OW * K, u % g.OH);
+}
+
+void im2col_bf16(const ConvGeom& g, const uint16_t* x, uint16_t* col, int64_t u0, int64_t u1, bool par) {
+  const int64_t K = g.K();
+  par = par && (u1 - u0) * g.OW * K > kParallelGrain && (u1 - u0) > 1;
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t u = u0; u < u1; ++u)
+    im2col_row_bf16(g, x + (u / g.OH) * g.H * g.W * g.C, col + (u - u0) * g.OW * K, u % g.OH);
 }
 
 // dx[n, ih, iw, c] += sum of the col entries of rows [u0, u1) that im2col read from (n, ih, iw, c).
@@ -435,12 +453,156 @@ void run_chunks(const ConvGeom& g, bool batch, Begin begin, Chunk chunk) {
   }
 }
 
+// ---- bfloat16 (mixed precision) ------------------------------------------------------------------
+// Convolutions of bfloat16 images and kernels: im2col moves bfloat16 elements, bf16gemm sums the
+// products in float32 (on AVX512-BF16 where the CPU has it), and each result is rounded once into
+// its bfloat16 output (or written to a float32 one). The gradients likewise, summed in float32.
+
+// dst (bfloat16 or float32) = src (float32), n elements.
+static void store_rounded(const float* src, Buffer& dst, int64_t n) {
+  if (dst.dtype == F32) {
+    if (dst.data<float>() != src && n) std::memcpy(dst.ptr, src, size_t(n) * sizeof(float));
+    return;
+  }
+  uint16_t* d = dst.data<uint16_t>();
+  parallel_for(n, n > kParallelGrain, [&](int64_t i) { d[i] = f32_to_bf16(src[i]); });
+}
+
+void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, Buffer& ob, const Shape& os,
+                    const Shape& strides, const Shape& dilation, const Shape& pads);
+void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, const Buffer& gb,
+                     const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides, const Shape& dilation,
+                     const Shape& pads);
+
+// A float32 copy of a bfloat16 buffer (exact).
+static std::unique_ptr<Buffer> widened(const Buffer& b) {
+  auto w = std::make_unique<Buffer>(b.numel, F32, b.device);
+  const uint16_t* s = b.data<uint16_t>();
+  float* d = w->data<float>();
+  parallel_for(b.numel, b.numel > kParallelGrain, [&](int64_t i) { d[i] = bf16_to_f32(s[i]); });
+  return w;
+}
+
+static void conv2d_forward_bf16(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, Buffer& ob,
+                                const Shape& os, const Shape& strides, const Shape& dilation, const Shape& pads) {
+  const char* op = "conv2d";
+  check_buffer(op, "input", xb, xs, BF16);
+  check_buffer(op, "kernel", wb, ws, BF16);
+  check_buffer(op, "output", ob, os, ob.dtype == F32 ? F32 : BF16);
+  const ConvGeom g = conv_geom(op, xs, ws, os, strides, dilation, pads);
+  const uint16_t* x = xb.data<uint16_t>();
+  const uint16_t* w = wb.data<uint16_t>();
+  const int64_t K = g.K(), rows = g.N * g.OH * g.OW, O = g.O;
+  if (rows == 0 || O == 0) return;
+  const bool f32_out = ob.dtype == F32;
+  if (direct_small(g) && g_schedule != 1) {  // a short window (a first layer's 5x5x1): float32's direct kernel
+    auto xf = widened(xb), wf = widened(wb);
+    std::unique_ptr<Buffer> of = f32_out ? nullptr : std::make_unique<Buffer>(ob.numel, F32, ob.device);
+    conv2d_forward(*xf, xs, *wf, ws, f32_out ? ob : *of, os, strides, dilation, pads);
+    if (!f32_out) store_rounded(of->data<float>(), ob, ob.numel);
+    return;
+  }
+  Scratch tmp(f32_out ? 0 : rows * O);
+  float* out = f32_out ? ob.data<float>() : tmp.p;
+  if (K == 0) {
+    zero_fill(out, rows * O);
+  } else if (g.direct()) {
+    bf16gemm(false, false, rows, O, K, x, K, w, O, false, out, O);
+  } else {
+    run_chunks(g, batch_schedule(g), [](int, int64_t, int64_t) {},
+               [&](int64_t u0, int64_t u1, float* col, int, bool par) {
+                 uint16_t* c16 = reinterpret_cast<uint16_t*>(col);  // the float scratch holds twice as many
+                 im2col_bf16(g, x, c16, u0, u1, par);
+                 bf16gemm(false, false, (u1 - u0) * g.OW, O, K, c16, K, w, O, false, out + u0 * g.OW * O, O);
+               });
+  }
+  if (!f32_out) store_rounded(out, ob, rows * O);
+}
+
+static void conv2d_backward_bf16(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws,
+                                 const Buffer& gb, const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides,
+                                 const Shape& dilation, const Shape& pads) {
+  const char* op = "conv2d_backward";
+  check_buffer(op, "input", xb, xs, BF16);
+  check_buffer(op, "kernel", wb, ws, BF16);
+  check_buffer(op, "output gradient", gb, gs, BF16);
+  if (dxb) check_buffer(op, "input gradient", *dxb, xs, dxb->dtype == F32 ? F32 : BF16);
+  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, dwb->dtype == F32 ? F32 : BF16);
+  const ConvGeom g = conv_geom(op, xs, ws, gs, strides, dilation, pads);
+  if (!dxb && !dwb) return;
+  const uint16_t* x = xb.data<uint16_t>();
+  const uint16_t* w = wb.data<uint16_t>();
+  const uint16_t* dout = gb.data<uint16_t>();
+  const int64_t K = g.K(), rows = g.N * g.OH * g.OW, O = g.O, wn = K * O;
+  if (K == 0) return;
+  // float32 sums: in the outputs themselves when they are float32, else in scratch, rounded at the end
+  Scratch dxs(dxb && dxb->dtype == BF16 ? xb.numel : 0), dws(dwb && dwb->dtype == BF16 ? wn : 0);
+  float* dx = dxb ? (dxb->dtype == BF16 ? dxs.p : dxb->data<float>()) : nullptr;
+  float* dw = dwb ? (dwb->dtype == BF16 ? dws.p : dwb->data<float>()) : nullptr;
+  auto finish = [&] {
+    if (dxb) store_rounded(dx, *dxb, xb.numel);
+    if (dwb) store_rounded(dw, *dwb, wn);
+  };
+  if (rows == 0 || O == 0) {  // nothing flows back
+    if (dx) zero_fill(dx, xb.numel);
+    if (dw) zero_fill(dw, wn);
+    return finish();
+  }
+  if (direct_small(g) && g_schedule != 1) {  // a short window: float32's kernels on float32 copies
+    auto xf = widened(xb), wf = widened(wb), gf = widened(gb);
+    std::unique_ptr<Buffer> dxf = dxb ? std::make_unique<Buffer>(xb.numel, F32, xb.device) : nullptr;
+    std::unique_ptr<Buffer> dwf = dwb ? std::make_unique<Buffer>(wn, F32, wb.device) : nullptr;
+    conv2d_backward(*xf, xs, *wf, ws, *gf, gs, dxf.get(), dwf.get(), strides, dilation, pads);
+    if (dxb) std::memcpy(dx, dxf->data<float>(), size_t(xb.numel) * sizeof(float));
+    if (dwb) std::memcpy(dw, dwf->data<float>(), size_t(wn) * sizeof(float));
+    return finish();
+  }
+  if (g.direct()) {
+    if (dw) bf16gemm(true, false, K, O, rows, x, K, dout, O, false, dw, O);
+    if (dx) bf16gemm(false, true, rows, K, O, dout, O, w, O, false, dx, K);
+    return finish();
+  }
+  const bool batch = batch_schedule(g);
+  const int nt = batch ? int(std::min<int64_t>(omp_get_max_threads(), g.N)) : 1;
+  Scratch partial(dw && nt > 1 ? (nt - 1) * wn : 0);  // threads 1.. sum their images' dw here
+  std::vector<char> started(size_t(nt), 0);
+  if (dx && !batch) zero_fill(dx, xb.numel);
+  const int64_t HWC = g.H * g.W * g.C;
+  run_chunks(g, batch,
+             [&](int, int64_t n0, int64_t n1) { if (dx) zero_fill(dx + n0 * HWC, (n1 - n0) * HWC, false); },
+             [&](int64_t u0, int64_t u1, float* col, int tid, bool par) {
+               const int64_t m = (u1 - u0) * g.OW;
+               const uint16_t* dchunk = dout + u0 * g.OW * O;
+               if (dw) {
+                 float* dst = tid == 0 ? dw : partial.p + (tid - 1) * wn;
+                 uint16_t* c16 = reinterpret_cast<uint16_t*>(col);
+                 im2col_bf16(g, x, c16, u0, u1, par);
+                 bf16gemm(true, false, K, O, m, c16, K, dchunk, O, started[size_t(tid)] != 0, dst, O);
+                 started[size_t(tid)] = 1;
+               }
+               if (dx) {  // the float32 column gradient, in the same scratch (its bfloat16 columns are used)
+                 bf16gemm(false, true, m, K, O, dchunk, O, w, O, false, col, K);
+                 col2im(g, col, dx, u0, u1, par);
+               }
+             });
+  if (dw) {
+    if (!started[0]) zero_fill(dw, wn, false);
+    for (int t = 1; t < nt; ++t) {
+      if (!started[size_t(t)]) continue;
+      const float* p = partial.p + (t - 1) * wn;
+      for (int64_t i = 0; i < wn; ++i) dw[i] += p[i];
+    }
+  }
+  finish();
+}
+
 // ---- conv kernels -------------------------------------------------------------------------------
 
 // out = conv(x, w): x (N, H, W, C), w (KH, KW, C, O), out (N, OH, OW, O).
 // pads = (top, bottom, left, right).
 void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, Buffer& ob, const Shape& os,
                     const Shape& strides, const Shape& dilation, const Shape& pads) {
+  if (xb.dtype == BF16) return conv2d_forward_bf16(xb, xs, wb, ws, ob, os, strides, dilation, pads);
   const char* op = "conv2d";
   check_buffer(op, "input", xb, xs, F32);
   check_buffer(op, "kernel", wb, ws, F32);
@@ -567,6 +729,7 @@ void qconv2d_fused(const Buffer& xb, const Shape& xs, double x_step, const Shape
 void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, const Buffer& gb,
                      const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides, const Shape& dilation,
                      const Shape& pads) {
+  if (xb.dtype == BF16) return conv2d_backward_bf16(xb, xs, wb, ws, gb, gs, dxb, dwb, strides, dilation, pads);
   const char* op = "conv2d_backward";
   check_buffer(op, "input", xb, xs, F32);
   check_buffer(op, "kernel", wb, ws, F32);

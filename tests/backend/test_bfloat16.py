@@ -300,3 +300,61 @@ def test_bf16_matmul_through_ops_and_dense(rng):
     with pytest.raises(TypeError, match="matmul"):
         _cpu.matmul(_bf16_buf(a), [40, 64], _cpu.from_numpy(w), [64, 24], _cpu.Buffer(40 * 24, 0, 0), [40, 24],
                     False, False, False)
+
+
+def test_gradients_through_the_widened_kernels(rng):
+    """conv, bias + relu, depthwise conv, pooling, clip, softmax: each kernel's float32 outputs are
+    rounded back into bfloat16 buffers (its inputs need not be); the gradients equal float32's
+    within bfloat16's precision."""
+    x0 = round_bf16(rng.normal(size=(2, 6, 6, 3)))
+    w0 = round_bf16(rng.normal(size=(3, 3, 3, 4)) * 0.3)
+    d0 = round_bf16(rng.normal(size=(3, 3, 4, 1)) * 0.3)
+    b0 = round_bf16(rng.normal(size=(4,)) * 0.1)
+
+    def run(dtype):
+        vs = [lamina.Variable(a) for a in (x0, w0, d0, b0)]
+        with lamina.GradientTape() as tape:
+            x, w, d, b = [ops.cast(v, dtype) for v in vs]
+            h = ops.relu(ops.conv(x, w, padding="same") + b)
+            h = ops.depthwise_conv(h, d, padding="same")
+            h = ops.clip(ops.max_pool(h, 2) + ops.average_pool(h, 2), -1.5, 1.5)
+            out = ops.softmax(ops.reshape(h, (2, -1)), axis=-1)
+            loss = ops.sum(ops.cast(out, "float32") * np.linspace(-1, 1, out.shape[1], dtype=np.float32))
+        return [g.numpy() for g in tape.gradient(loss, vs)]
+    for g16, g32 in zip(run("bfloat16"), run("float32")):
+        assert np.abs(g32).max() > 0
+        np.testing.assert_allclose(g16, g32, rtol=0.1, atol=0.05 * np.abs(g32).max())
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["avx512bf16", "widened"])
+@pytest.mark.parametrize("shape,kernel,strides,padding,dilation", [
+    ((2, 9, 9, 3), (3, 3, 3, 5), 1, "same", 1), ((3, 8, 7, 4), (5, 5, 4, 6), 2, "valid", 1),
+    ((2, 6, 6, 8), (1, 1, 8, 16), 1, "valid", 1), ((1, 10, 10, 2), (3, 3, 2, 3), 1, "same", 2),
+    ((16, 12, 12, 5), (3, 3, 5, 32), 1, "same", 1), ((4, 12, 12, 1), (5, 5, 1, 32), 1, "same", 1),
+])
+def test_bf16_conv_kernels_sum_in_float32(rng, native, shape, kernel, strides, padding, dilation):
+    """conv2d forward and both gradients on bfloat16 data: the float32 results on the same values,
+    rounded once (within float32 summation order)."""
+    from lamina.backend import _cpu
+    if native and not _cpu.bf16_gemm_native():
+        pytest.skip("this CPU has no AVX512-BF16")
+    x0 = round_bf16(rng.normal(size=shape))
+    w0 = round_bf16(rng.normal(size=kernel) * 0.3)
+    _cpu._set_bf16_gemm(1 if native else 0)
+    try:
+        outs = {}
+        for dt in ("bfloat16", "float32"):
+            vx, vw = lamina.Variable(x0), lamina.Variable(w0)
+            with lamina.GradientTape() as tape:
+                y = ops.conv(ops.cast(vx, dt), ops.cast(vw, dt), strides=strides, padding=padding,
+                             dilation_rate=dilation)
+                loss = ops.sum(ops.cast(y, "float32") * np.float32(0.5))
+            gx, gw = tape.gradient(loss, [vx, vw])
+            outs[dt] = (y.numpy(), gx.numpy(), gw.numpy())
+        table = lamina.convert_to_tensor(x0).device.kernels
+        assert "conv2d_forward" not in table.widened and "conv2d_backward" not in table.widened
+    finally:
+        _cpu._set_bf16_gemm(-1)
+    for got, want in zip(outs["bfloat16"], outs["float32"]):
+        tol = 2.0 ** -8 * np.abs(want) + 1e-5 * (np.abs(want).max() + 1)
+        assert (np.abs(got - want) <= tol).all(), np.abs(got - want).max()
