@@ -6,8 +6,9 @@ Sections (`--sections`, comma-separated; default all):
                float32   TF32 off on both sides (lamina's is off by default; torch's
                          backends.cuda.matmul.allow_tf32 and backends.cudnn.allow_tf32 are set to
                          False in every torch worker unless --torch-tf32)
-               bfloat16  PyTorch only: lamina has no bfloat16 dtype yet, and its cell says so
-                         (the worker tries `ops.cast(a, "bfloat16")` and times it once that works)
+               bfloat16  bfloat16 operands, float32 accumulation: lamina's matmul on bfloat16
+                         tensors (cuBLAS GemmStridedBatchedEx with float32 compute), torch.matmul
+                         on bfloat16 tensors (a build of lamina without bfloat16 says so in its cell)
              Each sample runs --gemm-inner products and then waits for the device, so queued
              (asynchronous) kernels are timed to their end.
   convnet    Deep MNIST convnet training (bench_training.py's convnet: Conv5x5x32-pool-Conv5x5x64-
