@@ -114,10 +114,10 @@ def relu(x):
 def bias_relu(x, bias):
     """relu(x + bias), the bias along the last axis, in one pass over x (Dense and convolution
     layers with activation='relu'); its gradient is one pass too (x's gradient and the bias's
-    column sums together). Anything but a float32 x and a matching float32 bias on x's device
-    runs as relu(add(x, bias))."""
-    if not (isinstance(x, Tensor) and isinstance(bias, Tensor) and x.dtype == dtypes.FLOAT32
-            and bias.dtype == dtypes.FLOAT32 and x.ndim >= 1 and bias.ndim == 1 and bias.shape[0] == x.shape[-1]
+    column sums together). Anything but a float x and a bias of its dtype on x's device runs as
+    relu(add(x, bias))."""
+    if not (isinstance(x, Tensor) and isinstance(bias, Tensor) and x.dtype in dtypes.FLOATS
+            and bias.dtype == x.dtype and x.ndim >= 1 and bias.ndim == 1 and bias.shape[0] == x.shape[-1]
             and bias.device is x.device and bias.shape[0] > 0):
         return relu(_m.add(x, bias))
     out = empty(x.shape, x.dtype, x.device)

@@ -46,6 +46,13 @@ using BufferPtr = std::shared_ptr<Buffer>;
 // own kernels (device.h); LAMINA_NUM_THREADS sets the default, all cores otherwise.
 int num_threads();
 void set_num_threads(int n);
+// Elements as float: float32 itself, or bfloat16 (uint16 bits; mixed precision), rounded once on
+// store. Kernels templated on the element type read and write through these.
+inline float ld(const float* p, int64_t i) { return p[i]; }
+inline float ld(const uint16_t* p, int64_t i) { return bf16_to_f32(p[i]); }
+inline void st(float* p, int64_t i, float v) { p[i] = v; }
+inline void st(uint16_t* p, int64_t i, float v) { p[i] = f32_to_bf16(v); }
+
 // Elements below which a loop runs on one thread (thread start-up costs more than it saves).
 constexpr int64_t kParallelGrain = 1 << 15;
 

@@ -934,39 +934,54 @@ LAMINA_INLINE void pool_row(const PoolGeom& g, const float* xn, float* y, float*
 
 // Output row (n, oh) of max pooling; with `idx`, also the position ih * W + iw of each first
 // maximum (window by window, so the forward pass of training stays as it was).
-LAMINA_CLONES void max_pool_row(const PoolGeom& g, const float* xn, float* y, int32_t* idx, int64_t oh) {
+// Max pooling with the argmax indices, on float32 or bfloat16 (uint16 bits) images: the rows of
+// max_pool_row that keep indices (the maximum of bfloat16 values is one of them: no rounding).
+template <class T>
+inline void max_pool_idx_row(const PoolGeom& g, const T* xn, T* y, int32_t* idx, int64_t oh) {
   const int64_t C = g.C, hs = oh * g.sh - g.pt;
   const int64_t h0 = std::max<int64_t>(hs, 0), h1 = std::min<int64_t>(hs + g.ph, g.H);
   if (h1 <= h0) {  // the whole row of windows lies in the padding
-    for (int64_t o = 0; o < g.OW * C; ++o) y[o] = 0.f;
-    if (idx) for (int64_t o = 0; o < g.OW * C; ++o) idx[o] = -1;
+    for (int64_t o = 0; o < g.OW * C; ++o) { y[o] = T(0); idx[o] = -1; }
     return;
   }
-  if (!idx) return pool_row<true>(g, xn, y, nullptr, h0, h1);
   for (int64_t ow = 0; ow < g.OW; ++ow, y += C, idx += C) {
     const int64_t ws = ow * g.sw - g.pl, w0 = std::max<int64_t>(ws, 0), w1 = std::min<int64_t>(ws + g.pw, g.W);
     if (w1 <= w0) {
-      for (int64_t c = 0; c < C; ++c) { y[c] = 0.f; idx[c] = -1; }
+      for (int64_t c = 0; c < C; ++c) { y[c] = T(0); idx[c] = -1; }
       continue;
     }
-    const float* first = xn + (h0 * g.W + w0) * C;
+    const T* first = xn + (h0 * g.W + w0) * C;
     const int32_t p0 = int32_t(h0 * g.W + w0);
     for (int64_t c = 0; c < C; ++c) { y[c] = first[c]; idx[c] = p0; }
     for (int64_t ih = h0; ih < h1; ++ih)
       for (int64_t iw = w0; iw < w1; ++iw) {
-        const float* s = xn + (ih * g.W + iw) * C;
+        const T* s = xn + (ih * g.W + iw) * C;
         const int32_t p = int32_t(ih * g.W + iw);
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) {  // branch-free (masks) so that it vectorises
-          const float v = s[c], cur = y[c];
+          const float v = ld(s, c), cur = ld(y, c);
           // strictly greater, or the first NaN (a NaN already in y stays: first NaN wins)
           const bool take = (v > cur) | ((v != v) & (cur == cur));
           const int32_t gt = -int32_t(take);
-          y[c] = take ? v : cur;
+          y[c] = take ? s[c] : y[c];
           idx[c] = (idx[c] & ~gt) | (p & gt);
         }
       }
   }
+}
+
+LAMINA_CLONES void max_pool_row(const PoolGeom& g, const float* xn, float* y, int32_t* idx, int64_t oh) {
+  const int64_t C = g.C, hs = oh * g.sh - g.pt;
+  const int64_t h0 = std::max<int64_t>(hs, 0), h1 = std::min<int64_t>(hs + g.ph, g.H);
+  if (!idx && h1 <= h0) {
+    for (int64_t o = 0; o < g.OW * C; ++o) y[o] = 0.f;
+    return;
+  }
+  if (!idx) return pool_row<true>(g, xn, y, nullptr, h0, h1);
+  max_pool_idx_row(g, xn, y, idx, oh);
+}
+LAMINA_CLONES void max_pool_row_bf16(const PoolGeom& g, const uint16_t* xn, uint16_t* y, int32_t* idx, int64_t oh) {
+  max_pool_idx_row(g, xn, y, idx, oh);
 }
 
 // Output row (n, oh) of average pooling; cols: the thread's scratch row when separable.
@@ -983,9 +998,52 @@ LAMINA_CLONES void avg_pool_row(const PoolGeom& g, const float* xn, float* y, fl
 // out = max / mean over each window; for max, `idx` (same shape as out, int32) receives the
 // position ih * W + iw of the first maximum when given. One task per output row (n, oh).
 void pool2d_forward(int mode, const Buffer& xb, const Shape& xs, Buffer& ob, const Shape& os, const Shape& window,
+                    const Shape& strides, const Shape& pads, Buffer* idxb);
+void pool2d_backward(int mode, const Shape& xs, const Buffer& gb, const Shape& gs, Buffer& dxb,
+                     const Shape& window, const Shape& strides, const Shape& pads, const Buffer* idxb);
+
+// Pooling of bfloat16 images: max pooling on the bfloat16 values themselves (its maximum is one of
+// them), its gradient summed in float32 and rounded once; average pooling on float32 copies.
+static void pool2d_forward_bf16(int mode, const Buffer& xb, const Shape& xs, Buffer& ob, const Shape& os,
+                                const Shape& window, const Shape& strides, const Shape& pads, Buffer* idxb) {
+  const char* op = mode == POOL_MAX ? "max_pool" : "average_pool";
+  check_buffer(op, "input", xb, xs, BF16);
+  check_buffer(op, "output", ob, os, BF16);
+  if (idxb) check_buffer(op, "indices", *idxb, os, I32);
+  if (mode != POOL_MAX) {
+    auto xf = widened(xb);
+    Buffer of(ob.numel, F32, ob.device);
+    pool2d_forward(mode, *xf, xs, of, os, window, strides, pads, idxb);
+    return store_rounded(of.data<float>(), ob, ob.numel);
+  }
+  const PoolGeom g = pool_geom(op, xs, os, window, strides, pads);
+  if (ob.numel == 0) return;
+  std::vector<int32_t> own(idxb ? 0 : size_t(ob.numel));  // indices nobody asked for: kept here
+  int32_t* idx = idxb ? idxb->data<int32_t>() : own.data();
+  const uint16_t* x = xb.data<uint16_t>();
+  uint16_t* out = ob.data<uint16_t>();
+  const int64_t units = g.N * g.OH, HWC = g.H * g.W * g.C, row = g.OW * g.C;
+  const bool par = ob.numel * g.ph * g.pw > kParallelGrain && units > 1;
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t u = 0; u < units; ++u) max_pool_row_bf16(g, x + (u / g.OH) * HWC, out + u * row, idx + u * row, u % g.OH);
+}
+
+static void pool2d_backward_bf16(int mode, const Shape& xs, const Buffer& gb, const Shape& gs, Buffer& dxb,
+                                 const Shape& window, const Shape& strides, const Shape& pads, const Buffer* idxb) {
+  const char* op = mode == POOL_MAX ? "max_pool_backward" : "average_pool_backward";
+  check_buffer(op, "output gradient", gb, gs, BF16);
+  check_buffer(op, "input gradient", dxb, xs, BF16);
+  auto gf = widened(gb);
+  Buffer dxf(dxb.numel, F32, dxb.device);
+  pool2d_backward(mode, xs, *gf, gs, dxf, window, strides, pads, idxb);  // float32 sums
+  store_rounded(dxf.data<float>(), dxb, dxb.numel);
+}
+
+void pool2d_forward(int mode, const Buffer& xb, const Shape& xs, Buffer& ob, const Shape& os, const Shape& window,
                     const Shape& strides, const Shape& pads, Buffer* idxb) {
   const char* op = mode == POOL_MAX ? "max_pool" : "average_pool";
   LAMINA_CHECK(mode == POOL_MAX || mode == POOL_AVG, "pool2d: unknown mode " << mode);
+  if (xb.dtype == BF16) return pool2d_forward_bf16(mode, xb, xs, ob, os, window, strides, pads, idxb);
   check_buffer(op, "input", xb, xs, F32);
   check_buffer(op, "output", ob, os, F32);
   if (idxb) check_buffer(op, "indices", *idxb, os, I32);
@@ -1018,6 +1076,7 @@ void pool2d_backward(int mode, const Shape& xs, const Buffer& gb, const Shape& g
                      const Shape& window, const Shape& strides, const Shape& pads, const Buffer* idxb) {
   const char* op = mode == POOL_MAX ? "max_pool_backward" : "average_pool_backward";
   LAMINA_CHECK(mode == POOL_MAX || mode == POOL_AVG, "pool2d: unknown mode " << mode);
+  if (gb.dtype == BF16) return pool2d_backward_bf16(mode, xs, gb, gs, dxb, window, strides, pads, idxb);
   check_buffer(op, "output gradient", gb, gs, F32);
   check_buffer(op, "input gradient", dxb, xs, F32);
   LAMINA_CHECK(mode != POOL_MAX || idxb, op << ": needs the argmax indices written by the forward pass");

@@ -983,100 +983,129 @@ void sparse_segment_sum(const Buffer& ib, const Buffer& vb, int64_t D, const Buf
 // ---- bias + relu (Dense and convolution layers with activation='relu') --------------------------
 // out[r, c] = relu(x[r, c] + b[c]) over the rows of an (R, C) view, one pass (relu as the unary
 // kernel's: NaN passes through, -0 stays). x and out may be the same buffer.
+
+template <class T>
+inline void bias_relu_row(const T* xr, const T* b, T* orow, int64_t C) {
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) {
+    const float v = ld(xr, c) + ld(b, c);
+    st(orow, c, v < 0.f ? 0.f : v);
+  }
+}
+// y > 0 ? g : 0 into dr (when given) and added to acc (when given): a row of bias_relu_grad.
+template <class T>
+inline void relu_grad_row(const T* yr, const T* gr, T* dr, float* acc, int64_t C) {
+  if (dr && acc) {
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const float gv = ld(gr, c);  // loaded unconditionally: a select, not a branch
+      const float v = ld(yr, c) > 0.f ? gv : 0.f;
+      st(dr, c, v);
+      acc[c] += v;
+    }
+  } else if (dr) {
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const float gv = ld(gr, c);
+      st(dr, c, ld(yr, c) > 0.f ? gv : 0.f);
+    }
+  } else {
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const float gv = ld(gr, c);
+      acc[c] += ld(yr, c) > 0.f ? gv : 0.f;
+    }
+  }
+}
+// The bfloat16 rows compiled for AVX-512 and AVX2 too (the conversions are several instructions).
+LAMINA_CLONES void bias_relu_row_bf16(const uint16_t* xr, const uint16_t* b, uint16_t* orow, int64_t C) {
+  bias_relu_row(xr, b, orow, C);
+}
+LAMINA_CLONES void relu_grad_row_bf16(const uint16_t* yr, const uint16_t* gr, uint16_t* dr, float* acc, int64_t C) {
+  relu_grad_row(yr, gr, dr, acc, C);
+}
+inline void bias_relu_row_any(const float* xr, const float* b, float* orow, int64_t C) { bias_relu_row(xr, b, orow, C); }
+inline void bias_relu_row_any(const uint16_t* xr, const uint16_t* b, uint16_t* orow, int64_t C) {
+  bias_relu_row_bf16(xr, b, orow, C);
+}
+inline void relu_grad_row_any(const float* yr, const float* gr, float* dr, float* acc, int64_t C) {
+  relu_grad_row(yr, gr, dr, acc, C);
+}
+inline void relu_grad_row_any(const uint16_t* yr, const uint16_t* gr, uint16_t* dr, float* acc, int64_t C) {
+  relu_grad_row_bf16(yr, gr, dr, acc, C);
+}
+
+template <class T>
+static void bias_relu_t(const T* x, const T* b, T* o, int64_t R, int64_t C, bool par) {
+  parallel_for(R, par, [&](int64_t r) { bias_relu_row_any(x + r * C, b, o + r * C, C); });
+}
+
 void bias_relu(const Buffer& xb, const Buffer& bb, Buffer& ob) {
   const char* op = "bias_relu";
-  check_dtype(op, "x", xb, F32);
-  check_dtype(op, "bias", bb, F32);
+  const DType dt = xb.dtype == BF16 ? BF16 : F32;  // float32, or bfloat16 throughout
+  check_dtype(op, "x", xb, dt);
+  check_dtype(op, "bias", bb, dt);
   const int64_t C = bb.numel;
   LAMINA_CHECK(C > 0 ? xb.numel % C == 0 : xb.numel == 0,
                op << ": x holds " << xb.numel << " elements, not a whole number of rows of the bias's " << C);
-  check_count(op, "out", ob, xb.numel, F32);
+  check_count(op, "out", ob, xb.numel, dt);
   if (xb.numel == 0) return;
   const int64_t R = xb.numel / C;
-  const float* x = xb.data<float>();
-  const float* b = bb.data<float>();
-  float* o = ob.data<float>();
-  parallel_for(R, xb.numel > kParallelGrain, [&](int64_t r) {
-    const float* xr = x + r * C;
-    float* orow = o + r * C;
-#pragma omp simd
-    for (int64_t c = 0; c < C; ++c) {
-      const float v = xr[c] + b[c];
-      orow[c] = v < 0.f ? 0.f : v;
-    }
-  });
+  const bool par = xb.numel > kParallelGrain;
+  if (dt == BF16) bias_relu_t(xb.data<uint16_t>(), bb.data<uint16_t>(), ob.data<uint16_t>(), R, C, par);
+  else bias_relu_t(xb.data<float>(), bb.data<float>(), ob.data<float>(), R, C, par);
 }
 
-// The gradient of bias_relu from its output y and the output's gradient g, in one pass:
-// dx[r, c] = y > 0 ? g : 0 and db[c] = sum over r of dx[r, c] (in double, over fixed blocks of
-// rows, so the sums do not depend on the thread count). Either output may be None.
-void bias_relu_grad(const Buffer& yb, const Buffer& gb, Buffer* dxb, Buffer* dbb, int64_t C) {
-  const char* op = "bias_relu_grad";
-  check_dtype(op, "y", yb, F32);
-  check_count(op, "gradient", gb, yb.numel, F32);
-  LAMINA_CHECK(C > 0 ? yb.numel % C == 0 : yb.numel == 0,
-               op << ": y holds " << yb.numel << " elements, not a whole number of rows of " << C);
-  if (dxb) check_count(op, "dx", *dxb, yb.numel, F32);
-  if (dbb) check_count(op, "db", *dbb, C, F32);
-  const int64_t R = C > 0 ? yb.numel / C : 0;
-  const float* y = yb.data<float>();
-  const float* g = gb.data<float>();
-  float* dx = dxb ? dxb->data<float>() : nullptr;
-  float* db = dbb ? dbb->data<float>() : nullptr;
+template <class T>
+static void bias_relu_grad_t(const T* y, const T* g, T* dx, T* db, int64_t R, int64_t C, int64_t n) {
   if (!db) {
     if (!dx) return;
-#pragma omp parallel for if (yb.numel > kParallelGrain) schedule(static)
-    for (int64_t r = 0; r < R; ++r) {
-#pragma omp simd
-      for (int64_t c = 0; c < C; ++c) {
-        const float gv = g[r * C + c];  // loaded unconditionally: a select, not a branch
-        dx[r * C + c] = y[r * C + c] > 0.f ? gv : 0.f;
-      }
-    }
+#pragma omp parallel for if (n > kParallelGrain) schedule(static)
+    for (int64_t r = 0; r < R; ++r) relu_grad_row_any(y + r * C, g + r * C, dx + r * C, nullptr, C);
     return;
   }
   if (R == 0) {
-    std::fill(db, db + C, 0.f);
+    for (int64_t c = 0; c < C; ++c) st(db, c, 0.f);
     return;
   }
   const int64_t P = std::max<int64_t>(1, std::min(R / 64, kMaxBlocks));  // blocks of at least 64 rows
   std::vector<double> part(size_t(P * C), 0.0);
   std::vector<float> rowsum(size_t(P * C));
-#pragma omp parallel for if (yb.numel > kParallelGrain && P > 1) schedule(static)
+#pragma omp parallel for if (n > kParallelGrain && P > 1) schedule(static)
   for (int64_t blk = 0; blk < P; ++blk) {
     const int64_t r0 = R * blk / P, r1 = R * (blk + 1) / P;
     double* q = part.data() + blk * C;
     float* acc = rowsum.data() + blk * C;  // float sums of up to 64 rows, then added in double
     for (int64_t r = r0; r < r1; r += 64) {
       std::fill(acc, acc + C, 0.f);
-      for (int64_t i = r; i < std::min(r1, r + 64); ++i) {
-        const float* yr = y + i * C;
-        const float* gr = g + i * C;
-        float* dr = dx ? dx + i * C : nullptr;
-        if (dr) {
-#pragma omp simd
-          for (int64_t c = 0; c < C; ++c) {
-            const float gv = gr[c];
-            const float v = yr[c] > 0.f ? gv : 0.f;
-            dr[c] = v;
-            acc[c] += v;
-          }
-        } else {
-#pragma omp simd
-          for (int64_t c = 0; c < C; ++c) {
-            const float gv = gr[c];
-            acc[c] += yr[c] > 0.f ? gv : 0.f;
-          }
-        }
-      }
+      for (int64_t i = r; i < std::min(r1, r + 64); ++i)
+        relu_grad_row_any(y + i * C, g + i * C, dx ? dx + i * C : nullptr, acc, C);
       for (int64_t c = 0; c < C; ++c) q[c] += acc[c];
     }
   }
   for (int64_t c = 0; c < C; ++c) {
     double t = 0.0;
     for (int64_t blk = 0; blk < P; ++blk) t += part[size_t(blk * C + c)];
-    db[c] = float(t);
+    st(db, c, float(t));
   }
+}
+
+void bias_relu_grad(const Buffer& yb, const Buffer& gb, Buffer* dxb, Buffer* dbb, int64_t C) {
+  const char* op = "bias_relu_grad";
+  const DType dt = yb.dtype == BF16 ? BF16 : F32;
+  check_dtype(op, "y", yb, dt);
+  check_count(op, "gradient", gb, yb.numel, dt);
+  LAMINA_CHECK(C > 0 ? yb.numel % C == 0 : yb.numel == 0,
+               op << ": y holds " << yb.numel << " elements, not a whole number of rows of " << C);
+  if (dxb) check_count(op, "dx", *dxb, yb.numel, dt);
+  if (dbb) check_count(op, "db", *dbb, C, dt);
+  const int64_t R = C > 0 ? yb.numel / C : 0;
+  if (dt == BF16)
+    bias_relu_grad_t(yb.data<uint16_t>(), gb.data<uint16_t>(), dxb ? dxb->data<uint16_t>() : nullptr,
+                     dbb ? dbb->data<uint16_t>() : nullptr, R, C, yb.numel);
+  else
+    bias_relu_grad_t(yb.data<float>(), gb.data<float>(), dxb ? dxb->data<float>() : nullptr,
+                     dbb ? dbb->data<float>() : nullptr, R, C, yb.numel);
 }
 
 }  // namespace

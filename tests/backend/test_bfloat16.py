@@ -138,8 +138,11 @@ def test_conv_and_pool_on_bfloat16(rng):
     got = ops.conv(bf16(x), bf16(w), padding="same")
     assert got.dtype == "bfloat16"
     np.testing.assert_array_equal(got.numpy(), round_bf16(want.numpy()))
-    p = ops.max_pool(bf16(x), 2)
-    np.testing.assert_array_equal(p.numpy(), ops.max_pool(lamina.convert_to_tensor(x), 2).numpy())
+    for pool in (ops.max_pool, ops.average_pool):
+        for kw in ({"pool_size": 2}, {"pool_size": 3, "strides": 2, "padding": "same"}):
+            p = pool(bf16(x), **kw)
+            assert p.dtype == "bfloat16"
+            np.testing.assert_array_equal(p.numpy(), round_bf16(pool(lamina.convert_to_tensor(x), **kw).numpy()))
 
 
 def test_gradients_through_casts_reach_float32_variables(rng):
