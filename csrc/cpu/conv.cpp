@@ -502,21 +502,27 @@ static void conv2d_forward_bf16(const Buffer& xb, const Shape& xs, const Buffer&
     if (!f32_out) store_rounded(of->data<float>(), ob, ob.numel);
     return;
   }
-  Scratch tmp(f32_out ? 0 : rows * O);
-  float* out = f32_out ? ob.data<float>() : tmp.p;
-  if (K == 0) {
-    zero_fill(out, rows * O);
-  } else if (g.direct()) {
-    bf16gemm(false, false, rows, O, K, x, K, w, O, false, out, O);
-  } else {
-    run_chunks(g, batch_schedule(g), [](int, int64_t, int64_t) {},
-               [&](int64_t u0, int64_t u1, float* col, int, bool par) {
-                 uint16_t* c16 = reinterpret_cast<uint16_t*>(col);  // the float scratch holds twice as many
-                 im2col_bf16(g, x, c16, u0, u1, par);
-                 bf16gemm(false, false, (u1 - u0) * g.OW, O, K, c16, K, w, O, false, out + u0 * g.OW * O, O);
-               });
+  if (K == 0) {  // no input channels: zeros
+    if (f32_out) zero_fill(ob.data<float>(), rows * O);
+    else std::memset(ob.ptr, 0, size_t(rows * O) * sizeof(uint16_t));
+    return;
   }
-  if (!f32_out) store_rounded(out, ob, rows * O);
+  // rows [r0, r0 + m) of the output from their bfloat16 im2col rows: summed in float32 and written
+  // (a bfloat16 output rounded once, in the GEMM)
+  auto product = [&](const uint16_t* cols, int64_t r0, int64_t m) {
+    if (f32_out) return bf16gemm(false, false, m, O, K, cols, K, w, O, false, ob.data<float>() + r0 * O, O);
+    BF16Output out;
+    out.d = ob.data<uint16_t>() + r0 * O;
+    out.ldd = O;
+    bf16gemm_out(false, false, m, O, K, cols, K, w, O, false, nullptr, O, &out);
+  };
+  if (g.direct()) return product(x, 0, rows);
+  run_chunks(g, batch_schedule(g), [](int, int64_t, int64_t) {},
+             [&](int64_t u0, int64_t u1, float* col, int, bool par) {
+               uint16_t* c16 = reinterpret_cast<uint16_t*>(col);  // the float scratch holds twice as many
+               im2col_bf16(g, x, c16, u0, u1, par);
+               product(c16, u0 * g.OW, (u1 - u0) * g.OW);
+             });
 }
 
 static void conv2d_backward_bf16(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws,

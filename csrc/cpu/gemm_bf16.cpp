@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -101,10 +102,42 @@ void pack_b(bool tb, const uint16_t* b, int64_t ldb, int64_t kc, int64_t nc, uin
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define LAMINA_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#endif
 
-// C[0:mr, 0:nr] (=|+=) the MR x NR tile of a (kp pairs x MR words) @ b (kp pairs x 2 NR halves).
+// How the last K block of a product with a bfloat16 output is stored: the float32 sum (plus the
+// partial sums of earlier K blocks, plus the output's own values when accumulating, plus the bias)
+// rounded once into the output.
+struct Final {
+  uint16_t* d = nullptr;             // the tile's bfloat16 output
+  int64_t ldd = 0;
+  bool add_c = false;                // add the float32 partial sums in c (earlier K blocks)
+  bool add_d = false;                // add the output's bfloat16 values (accumulate)
+  const float* bias_f = nullptr;     // the tile's columns of a float32 bias, or
+  const uint16_t* bias_b = nullptr;  // of a bfloat16 one
+};
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+// GCC 12 warns, wrongly, about the undefined vectors inside the AVX-512 conversion intrinsics
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+LAMINA_BF16_TARGET inline __m512 load_bf16(__mmask16 m, const uint16_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+// Rounds 16 floats to bfloat16 as f32_to_bf16 does (nearest even; NaN stays a quiet NaN; denormals
+// kept, unlike VCVTNEPS2BF16's) and stores the lanes of m.
+LAMINA_BF16_TARGET inline void store_bf16(__mmask16 m, uint16_t* p, __m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+  _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(r));
+}
+
+// The MR x NR tile of a (kp pairs x MR words) @ b (kp pairs x 2 NR halves), rows 0:mr, columns
+// 0:nr: added to (acc) or written over the float32 c, or, with fin, finished into bfloat16.
 LAMINA_BF16_TARGET void micro(int64_t kp, const uint32_t* a, const uint16_t* b, float* c, int64_t ldc, int mr, int nr,
-                              bool acc) {
+                              bool acc, const Final* fin) {
   __m512 c0[MR], c1[MR];
   for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
   for (int64_t p = 0; p < kp; ++p) {
@@ -121,6 +154,32 @@ LAMINA_BF16_TARGET void micro(int64_t kp, const uint32_t* a, const uint16_t* b, 
   }
   const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
   const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1) : __mmask16(0);
+  if (fin) {
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+    if (fin->bias_f) {
+      bias0 = _mm512_maskz_loadu_ps(m0, fin->bias_f);
+      bias1 = _mm512_maskz_loadu_ps(m1, fin->bias_f + 16);
+    } else if (fin->bias_b) {
+      bias0 = load_bf16(m0, fin->bias_b);
+      bias1 = load_bf16(m1, fin->bias_b + 16);
+    }
+    for (int i = 0; i < mr; ++i) {
+      uint16_t* di = fin->d + i * fin->ldd;
+      __m512 v0 = c0[i], v1 = c1[i];
+      if (fin->add_c) {
+        const float* ci = c + i * ldc;
+        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
+        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
+      }
+      if (fin->add_d) {
+        v0 = _mm512_add_ps(v0, load_bf16(m0, di));
+        v1 = _mm512_add_ps(v1, load_bf16(m1, di + 16));
+      }
+      store_bf16(m0, di, _mm512_add_ps(v0, bias0));
+      store_bf16(m1, di + 16, _mm512_add_ps(v1, bias1));
+    }
+    return;
+  }
   for (int i = 0; i < mr; ++i) {
     float* ci = c + i * ldc;
     __m512 v0 = c0[i], v1 = c1[i];
@@ -132,8 +191,9 @@ LAMINA_BF16_TARGET void micro(int64_t kp, const uint32_t* a, const uint16_t* b, 
     _mm512_mask_storeu_ps(ci + 16, m1, v1);
   }
 }
+#pragma GCC diagnostic pop
 #else
-void micro(int64_t, const uint32_t*, const uint16_t*, float*, int64_t, int, int, bool) {}
+void micro(int64_t, const uint32_t*, const uint16_t*, float*, int64_t, int, int, bool, const Final*) {}
 #endif
 
 struct Packs {
@@ -142,9 +202,11 @@ struct Packs {
 };
 thread_local Packs t_packs;
 
-// One thread's part: C[0:M, 0:N] (=|+=) op(A) @ op(B).
+// One thread's part: C[0:M, 0:N] (=|+=) op(A) @ op(B); or, with `out` (its d and bias at row 0 and
+// column 0 of this part), the product finished into bfloat16 (C then holds the partial sums of
+// the K blocks before the last; null when K fits one block).
 void serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda, const uint16_t* B,
-            int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+            int64_t ldb, bool accumulate, float* C, int64_t ldc, const BF16Output* out) {
   Packs& pk = t_packs;
   const int64_t kcb = std::min(KC, K), kpb = (kcb + 1) / 2;
   pk.a.resize(size_t(((std::min(MC, M) + MR - 1) / MR) * MR * kpb));
@@ -154,7 +216,8 @@ void serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc), kp = (kc + 1) / 2;
       pack_b(tb, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, kc, nc, pk.b.data());
-      const bool acc = accumulate || pc > 0;
+      const bool last = pc + KC >= K;
+      const bool acc = pc > 0 || (accumulate && !out);
       for (int64_t ic = 0; ic < M; ic += MC) {
         const int64_t mc = std::min(MC, M - ic);
         pack_a(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc, pk.a.data());
@@ -162,8 +225,18 @@ void serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A
           const uint16_t* bs = pk.b.data() + (jr / NR) * kp * 2 * NR;
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const uint32_t* as = pk.a.data() + (ir / MR) * kp * MR;
-            micro(kp, as, bs, C + (ic + ir) * ldc + jc + jr, ldc, int(std::min<int64_t>(MR, mc - ir)),
-                  int(std::min<int64_t>(NR, nc - jr)), acc);
+            const int64_t row = ic + ir, col = jc + jr;
+            Final fin;
+            if (out && last) {
+              fin.d = out->d + row * out->ldd + col;
+              fin.ldd = out->ldd;
+              fin.add_c = pc > 0;
+              fin.add_d = accumulate;
+              fin.bias_f = out->bias_f ? out->bias_f + col : nullptr;
+              fin.bias_b = out->bias_b ? out->bias_b + col : nullptr;
+            }
+            micro(kp, as, bs, C ? C + row * ldc + col : nullptr, ldc, int(std::min<int64_t>(MR, mc - ir)),
+                  int(std::min<int64_t>(NR, nc - jr)), acc, out && last ? &fin : nullptr);
           }
         }
       }
@@ -194,7 +267,34 @@ void set_bf16_gemm(int mode) { g_use_bf16.store(mode < 0 ? -1 : (mode ? 1 : 0), 
 
 void bf16gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda, const uint16_t* B,
               int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+  bf16gemm_out(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc, nullptr);
+}
+
+void bf16gemm_out(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                  const uint16_t* B, int64_t ldb, bool accumulate, float* C, int64_t ldc, const BF16Output* out) {
   if (M <= 0 || N <= 0) return;
+  const bool fused = out && K > 0 && bf16_gemm_native();  // finished into bfloat16 by the micro-kernel
+  std::unique_ptr<float[]> own;  // float32 sums the caller has no room for
+  if (out && !fused) {           // float32 sums, then the bias and one rounding here
+    own.reset(new float[size_t(M * N)]);
+    if (accumulate)
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) own[size_t(i * N + j)] = bf16_to_f32(out->d[i * out->ldd + j]);
+    bf16gemm_out(ta, tb, M, N, K, A, lda, B, ldb, accumulate, own.get(), N, nullptr);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        float v = own[size_t(i * N + j)];
+        if (out->bias_f) v += out->bias_f[j];
+        else if (out->bias_b) v += bf16_to_f32(out->bias_b[j]);
+        out->d[i * out->ldd + j] = f32_to_bf16(v);
+      }
+    return;
+  }
+  if (fused && K > KC && !C) {  // the partial sums of the K blocks before the last
+    own.reset(new float[size_t(M * N)]);
+    C = own.get();
+    ldc = N;
+  }
   if (K <= 0) {
     if (!accumulate)
       for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
@@ -203,7 +303,7 @@ void bf16gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t*
   if (!bf16_gemm_native()) return widened(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
   const double fma = double(M) * double(N) * double(K);
   const int T = omp_in_parallel() || fma < double(1 << 18) ? 1 : num_threads();
-  if (T <= 1) return serial(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+  if (T <= 1) return serial(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc, out);
   // Items: T slices of whole register tiles along the longer side of C.
   const bool by_rows = (M + MR - 1) / MR >= (N + NR - 1) / NR;
   const int64_t tiles = by_rows ? (M + MR - 1) / MR : (N + NR - 1) / NR, step = by_rows ? MR : NR;
@@ -214,10 +314,24 @@ void bf16gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t*
     const int64_t lo = tiles * t / items * step, hi = std::min(by_rows ? M : N, tiles * (t + 1) / items * step);
     if (lo >= hi) continue;
     try {
+      BF16Output part;
+      if (out) {
+        part = *out;
+        if (by_rows) {
+          part.d = out->d + lo * out->ldd;
+        } else {
+          part.d = out->d + lo;
+          if (out->bias_f) part.bias_f = out->bias_f + lo;
+          if (out->bias_b) part.bias_b = out->bias_b + lo;
+        }
+      }
+      const BF16Output* po = out ? &part : nullptr;
       if (by_rows)
-        serial(ta, tb, hi - lo, N, K, ta ? A + lo : A + lo * lda, lda, B, ldb, accumulate, C + lo * ldc, ldc);
+        serial(ta, tb, hi - lo, N, K, ta ? A + lo : A + lo * lda, lda, B, ldb, accumulate,
+               C ? C + lo * ldc : nullptr, ldc, po);
       else
-        serial(ta, tb, M, hi - lo, K, A, lda, tb ? B + lo * ldb : B + lo, ldb, accumulate, C + lo, ldc);
+        serial(ta, tb, M, hi - lo, K, A, lda, tb ? B + lo * ldb : B + lo, ldb, accumulate, C ? C + lo : nullptr,
+               ldc, po);
     } catch (...) {
       failed = true;
     }

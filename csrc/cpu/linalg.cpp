@@ -55,28 +55,16 @@ static void matmul(const Buffer& a, const Shape& as, const Buffer& b, const Shap
 }
 
 // bfloat16 operands (mixed precision): products accumulated in float32 (bf16gemm), the bias added
-// in float32, and the sum rounded once into a bfloat16 output (or written to a float32 one).
+// in float32, and the sum rounded once into a bfloat16 output (in the GEMM's micro-kernel), or
+// written to a float32 one.
 static void matmul_bf16(const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os,
                         bool trans_a, bool trans_b, bool accumulate, const Buffer* bias) {
   const MatmulPlan p = plan_matmul(a, as, b, bs, o, os, trans_a, trans_b, bias, BF16);
-  const int64_t M = p.M, N = p.N, batches = p.batches, total = batches * M * N;
+  const int64_t M = p.M, N = p.N, batches = p.batches;
   const size_t nb = p.batch.size();
   const uint16_t* A = a.data<uint16_t>();
   const uint16_t* B = b.data<uint16_t>();
-  const bool f32_out = o.dtype == F32;
-  // a bfloat16 output: the float32 sums in a scratch buffer kept by the thread (a fresh one each
-  // call would page-fault its memory in again: about 10% of a 1024^3 product)
-  thread_local std::unique_ptr<float[]> scratch;
-  thread_local int64_t scratch_size = 0;
-  if (!f32_out && total > scratch_size) {
-    scratch.reset(new float[size_t(total)]);
-    scratch_size = total;
-  }
-  float* C = f32_out ? o.data<float>() : scratch.get();
-  if (!f32_out && accumulate) {
-    const uint16_t* ob = o.data<uint16_t>();
-    parallel_for(total, total > kParallelGrain, [&](int64_t i) { C[i] = bf16_to_f32(ob[i]); });
-  }
+  const bool f32_out = o.dtype == F32, bias_bf16 = bias && bias->dtype == BF16;
   const int64_t lda = as.back(), ldb = bs.back();
   for (int64_t t = 0; t < batches; ++t) {
     int64_t rem = t, oa = 0, obb = 0;
@@ -84,20 +72,25 @@ static void matmul_bf16(const Buffer& a, const Shape& as, const Buffer& b, const
       int64_t idx = rem % p.batch[k]; rem /= p.batch[k];
       oa += idx * p.sa[k]; obb += idx * p.sb[k];
     }
-    bf16gemm(trans_a, trans_b, M, N, p.K, A + oa, lda, B + obb, ldb, accumulate, C + t * M * N, N);
-  }
-  const int64_t rows = batches * M;
-  const bool bias_bf16 = bias && bias->dtype == BF16;
-  parallel_for(rows, total > kParallelGrain, [&](int64_t r) {
-    float* c = C + r * N;
-    if (bias)
-      for (int64_t j = 0; j < N; ++j)
-        c[j] += bias_bf16 ? bf16_to_f32(bias->data<uint16_t>()[j]) : bias->data<float>()[j];
-    if (!f32_out) {
-      uint16_t* d = o.data<uint16_t>() + r * N;
-      for (int64_t j = 0; j < N; ++j) d[j] = f32_to_bf16(c[j]);
+    if (f32_out) {
+      bf16gemm(trans_a, trans_b, M, N, p.K, A + oa, lda, B + obb, ldb, accumulate, o.data<float>() + t * M * N, N);
+    } else {
+      BF16Output out;
+      out.d = o.data<uint16_t>() + t * M * N;
+      out.ldd = N;
+      out.bias_f = bias && !bias_bf16 ? bias->data<float>() : nullptr;
+      out.bias_b = bias_bf16 ? bias->data<uint16_t>() : nullptr;
+      bf16gemm_out(trans_a, trans_b, M, N, p.K, A + oa, lda, B + obb, ldb, accumulate, nullptr, N, &out);
     }
-  });
+  }
+  if (bias && f32_out) {  // the bias on a float32 output
+    float* C = o.data<float>();
+    const int64_t rows = batches * M;
+    parallel_for(rows, rows * N > kParallelGrain, [&](int64_t r) {
+      float* c = C + r * N;
+      for (int64_t j = 0; j < N; ++j) c[j] += bias_bf16 ? bf16_to_f32(bias->data<uint16_t>()[j]) : bias->data<float>()[j];
+    });
+  }
 }
 
 // ---- GEMM bindings: 2-D entry point for tests and benchmarks, and the kernel choice ----------

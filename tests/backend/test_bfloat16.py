@@ -259,12 +259,14 @@ def _read(buf, shape):
 @pytest.mark.parametrize("native", [True, False], ids=["avx512bf16", "widened"])
 @pytest.mark.parametrize("M,N,K,ta,tb,batch", [
     (1, 1, 1, False, False, ()), (5, 7, 3, False, False, ()), (13, 33, 17, False, False, ()),
+    (40, 50, 2500, False, True, ()), (3, 100, 2100, True, False, ()),
     (12, 32, 512, False, False, ()), (25, 70, 1031, True, False, ()), (30, 45, 64, False, True, ()),
     (19, 40, 9, True, True, ()), (70, 130, 90, False, False, ()), (4, 300, 700, False, True, ()),
     (300, 3, 40, True, False, ()), (6, 10, 12, False, False, (3,)), (6, 10, 12, True, True, (2, 3)),
 ])
 @pytest.mark.parametrize("out", ["bfloat16", "float32"])
-def test_bf16_matmul_kernel(rng, native, M, N, K, ta, tb, batch, out):
+@pytest.mark.parametrize("acc", [True, False], ids=["accumulate", "overwrite"])
+def test_bf16_matmul_kernel(rng, native, M, N, K, ta, tb, batch, out, acc):
     from lamina.backend import _cpu
     if native and not _cpu.bf16_gemm_native():
         pytest.skip("this CPU has no AVX512-BF16")
@@ -274,14 +276,14 @@ def test_bf16_matmul_kernel(rng, native, M, N, K, ta, tb, batch, out):
     c0 = round_bf16(rng.normal(size=batch + (M, N)))
     A = np.swapaxes(a, -1, -2) if ta else a
     B = np.swapaxes(b, -1, -2) if tb else b
-    ref = np.matmul(A.astype(np.float64), B.astype(np.float64)) + bias + c0
+    ref = np.matmul(A.astype(np.float64), B.astype(np.float64)) + bias + (c0 if acc else 0)
     scale = np.matmul(np.abs(A).astype(np.float64), np.abs(B).astype(np.float64)) + np.abs(bias) + np.abs(c0)
     code = 5 if out == "bfloat16" else 0
     o = _bf16_buf(c0) if code == 5 else _cpu.from_numpy(c0.astype(np.float32))
     _cpu._set_bf16_gemm(1 if native else 0)
     try:
         assert _cpu.bf16_gemm_native() == native
-        _cpu.matmul(_bf16_buf(a), list(a.shape), _bf16_buf(b), list(b.shape), o, list(c0.shape), ta, tb, True,
+        _cpu.matmul(_bf16_buf(a), list(a.shape), _bf16_buf(b), list(b.shape), o, list(c0.shape), ta, tb, acc,
                     _bf16_buf(bias))
     finally:
         _cpu._set_bf16_gemm(-1)
