@@ -155,26 +155,20 @@ LAMINA_CLONES void im2col_row(const ConvGeom& g, const float* xn, float* dst, in
   im2col_row_t(g, xn, dst, oh);
 }
 // bfloat16 (uint16 bits) images: the same element moves (mixed precision convolutions).
-LAMINA_CLONES void im2col_row_bf16(const ConvGeom& g, const uint16_t* xn, uint16_t* dst, int64_t oh) {
+LAMINA_CLONES void im2col_row(const ConvGeom& g, const uint16_t* xn, uint16_t* dst, int64_t oh) {
   im2col_row_t(g, xn, dst, oh);
 }
 
 // col[(u - u0) * OW + ow, :] = im2col_row's rows for the output rows u = n * OH + oh in [u0, u1).
 // `par`: split the rows across threads.
-void im2col(const ConvGeom& g, const float* x, float* col, int64_t u0, int64_t u1, bool par) {
+// T: float, or uint16_t for bfloat16 images.
+template <class T>
+void im2col(const ConvGeom& g, const T* x, T* col, int64_t u0, int64_t u1, bool par) {
   const int64_t K = g.K();
   par = par && (u1 - u0) * g.OW * K > kParallelGrain && (u1 - u0) > 1;
 #pragma omp parallel for schedule(static) if (par)
   for (int64_t u = u0; u < u1; ++u)
     im2col_row(g, x + (u / g.OH) * g.H * g.W * g.C, col + (u - u0) * g.OW * K, u % g.OH);
-}
-
-void im2col_bf16(const ConvGeom& g, const uint16_t* x, uint16_t* col, int64_t u0, int64_t u1, bool par) {
-  const int64_t K = g.K();
-  par = par && (u1 - u0) * g.OW * K > kParallelGrain && (u1 - u0) > 1;
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t u = u0; u < u1; ++u)
-    im2col_row_bf16(g, x + (u / g.OH) * g.H * g.W * g.C, col + (u - u0) * g.OW * K, u % g.OH);
 }
 
 // dx[n, ih, iw, c] += sum of the col entries of rows [u0, u1) that im2col read from (n, ih, iw, c).
@@ -520,7 +514,7 @@ static void conv2d_forward_bf16(const Buffer& xb, const Shape& xs, const Buffer&
   run_chunks(g, batch_schedule(g), [](int, int64_t, int64_t) {},
              [&](int64_t u0, int64_t u1, float* col, int, bool par) {
                uint16_t* c16 = reinterpret_cast<uint16_t*>(col);  // the float scratch holds twice as many
-               im2col_bf16(g, x, c16, u0, u1, par);
+               im2col(g, x, c16, u0, u1, par);
                product(c16, u0 * g.OW, (u1 - u0) * g.OW);
              });
 }
@@ -582,7 +576,7 @@ static void conv2d_backward_bf16(const Buffer& xb, const Shape& xs, const Buffer
                if (dw) {
                  float* dst = tid == 0 ? dw : partial.p + (tid - 1) * wn;
                  uint16_t* c16 = reinterpret_cast<uint16_t*>(col);
-                 im2col_bf16(g, x, c16, u0, u1, par);
+                 im2col(g, x, c16, u0, u1, par);
                  bf16gemm(true, false, K, O, m, c16, K, dchunk, O, started[size_t(tid)] != 0, dst, O);
                  started[size_t(tid)] = 1;
                }

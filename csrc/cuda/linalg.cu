@@ -144,12 +144,8 @@ __global__ void bf16_to_f32_kernel(const uint16_t* s, float* d, int64_t n) {
   GRID_STRIDE(i, n) d[i] = bf16_to_f32(s[i]);
 }
 
-// bfloat16 operands (mixed precision): cuBLAS GemmStridedBatchedEx with float32 compute; without
-// cuBLAS, or with batch strides it cannot take, the host's kernel (Unsupported).
-static void matmul_bf16(const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os,
-                        bool trans_a, bool trans_b, bool accumulate, const Buffer* bias) {
-  const MatmulPlan p = plan_matmul(a, as, b, bs, o, os, trans_a, trans_b, bias, BF16);
-  if (p.batch.size() > size_t(kMaxBatchDims)) throw Unsupported("matmul: more than 6 batch dimensions");
+// matmul's batch dimensions as the kernels take them.
+static BatchMap batch_map(const MatmulPlan& p) {
   BatchMap bm;
   bm.nb = int(p.batch.size());
   for (int k = 0; k < bm.nb; ++k) {
@@ -157,6 +153,16 @@ static void matmul_bf16(const Buffer& a, const Shape& as, const Buffer& b, const
     bm.sa[k] = p.sa[size_t(k)];
     bm.sb[k] = p.sb[size_t(k)];
   }
+  return bm;
+}
+
+// bfloat16 operands (mixed precision): cuBLAS GemmStridedBatchedEx with float32 compute; without
+// cuBLAS, or with batch strides it cannot take, the host's kernel (Unsupported).
+static void matmul_bf16(const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os,
+                        bool trans_a, bool trans_b, bool accumulate, const Buffer* bias) {
+  const MatmulPlan p = plan_matmul(a, as, b, bs, o, os, trans_a, trans_b, bias, BF16);
+  if (p.batch.size() > size_t(kMaxBatchDims)) throw Unsupported("matmul: more than 6 batch dimensions");
+  const BatchMap bm = batch_map(p);
   const int64_t sa = uniform_stride(bm, bm.sa), sb = uniform_stride(bm, bm.sb);
   if (sa < 0 || sb < 0) throw Unsupported("matmul: bfloat16 operands with these batch strides run on the host");
   Context& c = op_device("matmul", {&a, &b, &o, bias});
@@ -188,13 +194,7 @@ void matmul(const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, 
   if (a.dtype == BF16) return matmul_bf16(a, as, b, bs, o, os, trans_a, trans_b, accumulate, bias);
   const MatmulPlan p = plan_matmul(a, as, b, bs, o, os, trans_a, trans_b, bias);
   if (p.batch.size() > size_t(kMaxBatchDims)) throw Unsupported("matmul: more than 6 batch dimensions");
-  BatchMap bm;
-  bm.nb = int(p.batch.size());
-  for (int k = 0; k < bm.nb; ++k) {
-    bm.dims[k] = p.batch[size_t(k)];
-    bm.sa[k] = p.sa[size_t(k)];
-    bm.sb[k] = p.sb[size_t(k)];
-  }
+  const BatchMap bm = batch_map(p);
   Context& c = op_device("matmul", {&a, &b, &o, bias});
   launch(c, trans_a, trans_b, p.M, p.N, p.K, 1.f, a.data<float>(), as.back(), b.data<float>(), bs.back(),
          accumulate ? 1.f : 0.f, o.data<float>(), p.N, bias ? bias->data<float>() : nullptr, bm, p.batches);
