@@ -226,3 +226,47 @@ def test_parity_with_keras_mixed_bfloat16(rng):
     assert kdt == ldt == "bfloat16"
     np.testing.assert_allclose(li, ki, rtol=2e-2, atol=2e-2)
     np.testing.assert_allclose(lp, kp, rtol=3e-2, atol=1e-2)
+
+
+def test_mixed_models_split_over_devices_and_mirrored(mixed, rng):
+    x = rng.normal(size=(32, 12)).astype(np.float32)
+    y = rng.integers(0, 3, 32)
+    with lamina.device("cpu:0"):
+        inp = lamina.Input((12,))
+        h = layers.Dense(16, activation="relu")(inp)
+    with lamina.device("cpu:1"):
+        out = layers.Dense(3, dtype="float32")(layers.Dense(16, activation="tanh")(h))
+    m = lamina.Model(inp, out)
+    m.compile("adam", lamina.losses.SparseCategoricalCrossentropy(from_logits=True))
+    h1 = m.fit(x, y, epochs=3, batch_size=8, verbose=0, micro_batches=2).history["loss"]
+    assert np.isfinite(h1).all() and h1[-1] < h1[0]
+    assert m.layers[2].kernel.device.name == "cpu:1" and m.layers[2].kernel.dtype == "float32"
+    strategy = lamina.distribute.MirroredStrategy(["cpu:0", "cpu:1"])
+    with strategy.scope():
+        m2 = lamina.Sequential([lamina.Input((12,)), layers.Dense(16, activation="relu"), layers.Dense(3, dtype="float32")])
+        m2.compile("adam", lamina.losses.SparseCategoricalCrossentropy(from_logits=True))
+    h2 = m2.fit(x, y, epochs=3, batch_size=8, verbose=0).history["loss"]
+    assert np.isfinite(h2).all() and h2[-1] < h2[0]
+
+
+def test_mixed_model_files_move_both_ways_with_keras(rng, tmp_path):
+    keras = keras_or_none()
+    if keras is None:
+        pytest.skip("Keras 3 is not installed")
+    x = rng.normal(size=(8, 12)).astype(np.float32)
+    lamina.mixed_precision.set_global_policy("mixed_bfloat16")
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        m = lamina.Sequential([lamina.Input((12,)), layers.Dense(16, activation="relu"), layers.Dense(3, dtype="float32")])
+        m.save(tmp_path / "l.keras")
+        km = keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="relu"),
+                               keras.layers.Dense(3, dtype="float32")])
+        km.save(tmp_path / "k.keras")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    k = keras.models.load_model(tmp_path / "l.keras")
+    assert k.layers[0].dtype_policy.name == "mixed_bfloat16"
+    np.testing.assert_allclose(np.asarray(k.predict(x, verbose=0)), m.predict(x, verbose=0), rtol=1e-2, atol=1e-3)
+    lm = lamina.models.load_model(tmp_path / "k.keras")
+    assert lm.layers[0].dtype_policy.name == "mixed_bfloat16"
+    np.testing.assert_allclose(lm.predict(x, verbose=0), np.asarray(km.predict(x, verbose=0)), rtol=1e-2, atol=1e-3)
