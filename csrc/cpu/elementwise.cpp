@@ -754,6 +754,30 @@ static void unary_int(int op, const T* x, T* o, int64_t n, DType dt) {
 }
 
 // out = f(x) elementwise; `alpha` parametrises elu / leaky_relu.
+// bfloat16 (mixed precision) elementwise kernels: blocks of the elements widened to float32 on the
+// stack, the float32 kernel run on each block, its results rounded once into the output.
+constexpr int64_t kBF16Block = 1024;
+static void widen_block(const uint16_t* s, float* d, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]);
+}
+static void round_block(const float* s, uint16_t* d, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16(s[i]);
+}
+
+static void unary_bf16(int op, const uint16_t* x, uint16_t* y, int64_t n, float alpha) {
+  for_each_chunk(n, [&](int64_t s, int64_t m) {
+    float buf[kBF16Block];
+    for (int64_t o = s; o < s + m; o += kBF16Block) {
+      const int64_t k = std::min(kBF16Block, s + m - o);
+      widen_block(x + o, buf, k);
+      if (!unary_f32_scalar(op, buf, buf, k)) unary_f32(op, buf, buf, k, alpha);
+      round_block(buf, y + o, k);
+    }
+  });
+}
+
 static void unary(int op, const Buffer& xb, Buffer& ob, double alpha_d) {
   LAMINA_CHECK(op >= 0 && op < UNARY_COUNT, "unary: unknown op code " << op);
   LAMINA_CHECK(xb.numel == ob.numel, "unary: input has " << xb.numel << " elements, output " << ob.numel);
@@ -772,6 +796,7 @@ static void unary(int op, const Buffer& xb, Buffer& ob, double alpha_d) {
       case I32: run(xb.data<int32_t>(), [](int32_t v) { return uint8_t(v < 0); }); break;
       case I64: run(xb.data<int64_t>(), [](int64_t v) { return uint8_t(v < 0); }); break;
       case BOOL: std::memset(o, 0, size_t(n)); break;
+      case BF16: run(xb.data<uint16_t>(), [](uint16_t v) { return uint8_t(v >> 15); }); break;
       default: throw TypeError(std::string("unary: signbit of ") + dtype_name(xb.dtype) + " tensors is not a kernel here");
     }
     return;
@@ -779,6 +804,16 @@ static void unary(int op, const Buffer& xb, Buffer& ob, double alpha_d) {
   if (op == ISNAN || op == ISFINITE || op == ISINF) {
     check_dtype("unary", "out", ob, BOOL);
     uint8_t* o = ob.data<uint8_t>();
+    if (xb.dtype == BF16) {  // by bits, as float32's below
+      const uint16_t* x = xb.data<uint16_t>();
+      for_each_chunk(n, [&](int64_t s, int64_t m) {
+        for (int64_t i = s; i < s + m; ++i) {
+          const uint16_t e = x[i] & 0x7fffu;
+          o[i] = op == ISNAN ? e > 0x7f80u : op == ISINF ? e == 0x7f80u : e < 0x7f80u;
+        }
+      });
+      return;
+    }
     if (xb.dtype != F32) { std::memset(o, op == ISFINITE, size_t(n)); return; }
     const uint32_t* x = xb.data<uint32_t>();  // classify by bits: immune to -ffast-math
     for_each_chunk(n, [&](int64_t s, int64_t m) {
@@ -804,6 +839,10 @@ static void unary(int op, const Buffer& xb, Buffer& ob, double alpha_d) {
     return;
   }
   LAMINA_CHECK(op != LOGICAL_NOT, "unary: logical_not needs a bool tensor, received " << dtype_name(xb.dtype));
+  if (xb.dtype == BF16) {
+    LAMINA_CHECK(op != BITWISE_NOT, "unary: bitwise_not needs an integer or bool tensor, received bfloat16");
+    return unary_bf16(op, xb.data<uint16_t>(), ob.data<uint16_t>(), n, float(alpha_d));
+  }
   if (xb.dtype == I32) return unary_int(op, xb.data<int32_t>(), ob.data<int32_t>(), n, xb.dtype);
   if (xb.dtype == I64) return unary_int(op, xb.data<int64_t>(), ob.data<int64_t>(), n, xb.dtype);
   const float* x = xb.data<float>();
@@ -843,24 +882,44 @@ LAMINA_TARGET_AVX2 static void unary_grad_avx2(int op, const float* s, const flo
 LAMINA_TARGET_AVX512 static void unary_grad_avx512(int op, const float* s, const float* g, float* o, int64_t n, float a) { unary_grad_body(op, s, g, o, n, a); }
 #endif
 
+static void unary_grad_f32(int op, const float* s, const float* g, float* o, int64_t m, float alpha) {
+#if LAMINA_X86
+  if (g_isa == ISA_AVX512) return unary_grad_avx512(op, s, g, o, m, alpha);
+  if (g_isa == ISA_AVX2) return unary_grad_avx2(op, s, g, o, m, alpha);
+#endif
+  unary_grad_generic(op, s, g, o, m, alpha);
+}
+
+// float32, or bfloat16 throughout (its blocks widened on the stack, as unary_bf16's).
 static void unary_grad(int op, const Buffer& sb, const Buffer& gb, Buffer& ob, double alpha_d) {
   LAMINA_CHECK(op >= 0 && op < GRAD_COUNT, "unary_grad: unknown op code " << op);
-  check_dtype("unary_grad", "saved", sb, F32);
-  check_dtype("unary_grad", "grad", gb, F32);
-  check_dtype("unary_grad", "out", ob, F32);
+  const DType dt = sb.dtype == BF16 ? BF16 : F32;
+  check_dtype("unary_grad", "saved", sb, dt);
+  check_dtype("unary_grad", "grad", gb, dt);
+  check_dtype("unary_grad", "out", ob, dt);
   LAMINA_CHECK(sb.numel == gb.numel && gb.numel == ob.numel, "unary_grad: element counts differ: saved "
                    << sb.numel << ", grad " << gb.numel << ", out " << ob.numel);
+  const float alpha = float(alpha_d);
+  if (dt == BF16) {
+    const uint16_t* s = sb.data<uint16_t>();
+    const uint16_t* g = gb.data<uint16_t>();
+    uint16_t* o = ob.data<uint16_t>();
+    for_each_chunk(sb.numel, [&](int64_t st, int64_t m) {
+      float sv[kBF16Block], gv[kBF16Block];
+      for (int64_t p = st; p < st + m; p += kBF16Block) {
+        const int64_t k = std::min(kBF16Block, st + m - p);
+        widen_block(s + p, sv, k);
+        widen_block(g + p, gv, k);
+        unary_grad_f32(op, sv, gv, sv, k, alpha);
+        round_block(sv, o + p, k);
+      }
+    });
+    return;
+  }
   const float* s = sb.data<float>();
   const float* g = gb.data<float>();
   float* o = ob.data<float>();
-  const float alpha = float(alpha_d);
-  for_each_chunk(sb.numel, [&](int64_t st, int64_t m) {
-#if LAMINA_X86
-    if (g_isa == ISA_AVX512) return unary_grad_avx512(op, s + st, g + st, o + st, m, alpha);
-    if (g_isa == ISA_AVX2) return unary_grad_avx2(op, s + st, g + st, o + st, m, alpha);
-#endif
-    unary_grad_generic(op, s + st, g + st, o + st, m, alpha);
-  });
+  for_each_chunk(sb.numel, [&](int64_t st, int64_t m) { unary_grad_f32(op, s + st, g + st, o + st, m, alpha); });
 }
 
 // Converts a clip bound to T: integer tensors keep the integers inside [lo, hi].
