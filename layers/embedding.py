@@ -47,7 +47,7 @@ class Embedding(Layer):
 
     def build(self, input_shape=None):
         validation.check_weight(self, "embeddings", (self.input_dim, self.output_dim), self.dtype)
-        self.embeddings = self.add_weight(name="embeddings", shape=(self.input_dim, self.output_dim),
+        self.embeddings = self.add_weight(name="embeddings", autocast=False, shape=(self.input_dim, self.output_dim),
                                           initializer=self.embeddings_initializer,
                                           regularizer=self.embeddings_regularizer,
                                           constraint=self.embeddings_constraint)

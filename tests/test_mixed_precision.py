@@ -270,3 +270,20 @@ def test_mixed_model_files_move_both_ways_with_keras(rng, tmp_path):
     lm = lamina.models.load_model(tmp_path / "k.keras")
     assert lm.layers[0].dtype_policy.name == "mixed_bfloat16"
     np.testing.assert_allclose(lm.predict(x, verbose=0), np.asarray(km.predict(x, verbose=0)), rtol=1e-2, atol=1e-3)
+
+
+def test_embedding_gradients_stay_sparse_rows(mixed):
+    """The table is not autocast (as Keras's): its lookup reads float32 rows and its gradient is
+    the looked-up rows (IndexedSlices), not a dense table-sized gradient."""
+    emb = layers.Embedding(1000, 8)
+    ids = np.array([[3, 7, 3]])
+    with lamina.GradientTape() as tape:
+        out = emb(ids)
+        loss = ops.sum(ops.cast(out, "float32"))
+    assert out.dtype == "bfloat16"
+    g = tape.gradient(loss, emb.embeddings)
+    assert getattr(g, "_is_indexed_slices", False)
+    dense = g.to_dense().numpy()
+    np.testing.assert_array_equal(dense[3], 2.0)
+    np.testing.assert_array_equal(dense[7], 1.0)
+    assert dense.sum() == 3 * 8
