@@ -368,6 +368,8 @@ def _channel_param(op, name, p, C, x, allow_none=True):
         raise ValueError(f"{op}: {name} is required")
     p = _as_tensor(p)
     _require_f32(op, p, name)
+    if p.dtype == dtypes.BFLOAT16:  # the kernels take float32 parameters (C values: cheap)
+        p = _m.cast(p, dtypes.FLOAT32)
     check_same_device(op, x, p)
     if p.shape != (C,):
         raise ValueError(f"{op}: expected {name} of shape ({C},) (the size of the channel axis of x, "
@@ -390,7 +392,7 @@ def batch_norm_train(x, gamma=None, beta=None, axis=-1, epsilon=1e-3):
     beta = _channel_param(op, "beta", beta, C, x)
     eps = validation.real(epsilon, op, "epsilon")
     k = x.device.kernels
-    y = empty(x.shape, dtypes.FLOAT32, x.device)
+    y = empty(x.shape, x.dtype, x.device)  # bfloat16 data gives bfloat16 (statistics in float32)
     mean = empty((C,), dtypes.FLOAT32, x.device)
     var = empty((C,), dtypes.FLOAT32, x.device)
     k.batch_norm_train(x._buf, gamma._buf if gamma is not None else None,
@@ -398,7 +400,7 @@ def batch_norm_train(x, gamma=None, beta=None, axis=-1, epsilon=1e-3):
                        var._buf)
     if needs_grad(x, *(p for p in (gamma, beta) if p is not None)):
         def bw(g, n):
-            dx = empty(x.shape, dtypes.FLOAT32, x.device) if n[0] else None
+            dx = empty(x.shape, x.dtype, x.device) if n[0] else None
             dg = empty((C,), dtypes.FLOAT32, x.device) if n[1] else None
             db = empty((C,), dtypes.FLOAT32, x.device) if n[2] else None
             g.device.kernels.batch_norm_train_grad(

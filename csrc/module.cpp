@@ -38,7 +38,8 @@ PYBIND11_MODULE(_cpu, m) {
   m.attr("BF16_KERNELS") = pybind11::make_tuple("fill", "copy", "cast", "strided_copy", "take", "take_along_axis",
                                                 "tri", "broadcast_to", "where", "matmul",
                                                 "conv2d_forward", "conv2d_backward", "bias_relu", "bias_relu_grad",
-                                                "pool2d_forward", "pool2d_backward", "unary", "unary_grad");
+                                                "pool2d_forward", "pool2d_backward", "unary", "unary_grad", "binary",
+                                                "batch_norm_train", "batch_norm_train_grad");
   lamina::bind_device(m);
   lamina::bind_program(m);
   lamina::bind_memory(m);

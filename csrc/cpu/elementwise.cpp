@@ -502,6 +502,58 @@ static void binary_typed(int op, const Buffer& a, const Shape& as, const Buffer&
   }
 }
 
+// bfloat16 operands (mixed precision): each of float32's ops on the widened values, the result
+// rounded once; comparisons of the values themselves.
+template <class F> struct BF {
+  static uint16_t f(uint16_t a, uint16_t b) { return f32_to_bf16(F::f(bf16_to_f32(a), bf16_to_f32(b))); }
+};
+template <class F> struct BFTest {
+  static uint8_t f(uint16_t a, uint16_t b) { return F::f(bf16_to_f32(a), bf16_to_f32(b)); }
+};
+
+static void binary_bf16(int op, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o,
+                        const Shape& os) {
+  const uint16_t* x = a.data<uint16_t>();
+  const uint16_t* y = b.data<uint16_t>();
+  if (op >= EQ && op <= GE) {
+    check_buffer("compare", "out", o, os, BOOL);
+    uint8_t* z = o.data<uint8_t>();
+    switch (op) {
+      case EQ: run_binary<BFTest<Eq<float>>>(x, as, y, bs, z, os, "equal"); break;
+      case NE: run_binary<BFTest<Ne<float>>>(x, as, y, bs, z, os, "not_equal"); break;
+      case LT: run_binary<BFTest<Lt<float>>>(x, as, y, bs, z, os, "less"); break;
+      case LE: run_binary<BFTest<Le<float>>>(x, as, y, bs, z, os, "less_equal"); break;
+      case GT: run_binary<BFTest<Gt<float>>>(x, as, y, bs, z, os, "greater"); break;
+      case GE: run_binary<BFTest<Ge<float>>>(x, as, y, bs, z, os, "greater_equal"); break;
+    }
+    return;
+  }
+  check_buffer("binary", "out", o, os, BF16);
+  uint16_t* z = o.data<uint16_t>();
+  switch (op) {
+    case ADD: return run_binary<BF<Add<float>>>(x, as, y, bs, z, os, "add");
+    case SUB: return run_binary<BF<Sub<float>>>(x, as, y, bs, z, os, "subtract");
+    case MUL: return run_binary<BF<Mul<float>>>(x, as, y, bs, z, os, "multiply");
+    case DIV: return run_binary<BF<Div<float>>>(x, as, y, bs, z, os, "divide");
+    case POW: return run_binary<BF<Pow<float>>>(x, as, y, bs, z, os, "power");
+    case MAXIMUM: return run_binary<BF<Max<float>>>(x, as, y, bs, z, os, "maximum");
+    case MINIMUM: return run_binary<BF<Min<float>>>(x, as, y, bs, z, os, "minimum");
+    case FLOORDIV: return run_binary<BF<FloorDiv<float>>>(x, as, y, bs, z, os, "floor_divide");
+    case MOD: return run_binary<BF<Mod<float>>>(x, as, y, bs, z, os, "mod");
+    case FMOD: return run_binary<BF<Fmod<float>>>(x, as, y, bs, z, os, "fmod");
+    case FMAX: return run_binary<BF<Fmax<float>>>(x, as, y, bs, z, os, "fmax");
+    case FMIN: return run_binary<BF<Fmin<float>>>(x, as, y, bs, z, os, "fmin");
+    case ARCTAN2: return run_binary<BF<Arctan2>>(x, as, y, bs, z, os, "arctan2");
+    case HYPOT: return run_binary<BF<Hypot>>(x, as, y, bs, z, os, "hypot");
+    case COPYSIGN: return run_binary<BF<Copysign>>(x, as, y, bs, z, os, "copysign");
+    case HEAVISIDE: return run_binary<BF<Heaviside>>(x, as, y, bs, z, os, "heaviside");
+    case LDEXP: return run_binary<BF<Ldexp>>(x, as, y, bs, z, os, "ldexp");
+    case LOGADDEXP2: return run_binary<BF<Logaddexp2>>(x, as, y, bs, z, os, "logaddexp2");
+  }
+  throw TypeError("binary: op code " + std::to_string(op) + " is not defined for bfloat16 tensors (nextafter and "
+                  "the integer ops); cast to float32 first");
+}
+
 // out = a (op) b with numpy broadcasting. a and b share a dtype; comparisons write bool.
 static void binary(int op, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os) {
   LAMINA_CHECK(op >= 0 && op < BINARY_COUNT, "binary: unknown op code " << op);
@@ -511,7 +563,7 @@ static void binary(int op, const Buffer& a, const Shape& as, const Buffer& b, co
     case F32: binary_typed<float>(op, a, as, b, bs, o, os); break;
     case I32: binary_typed<int32_t>(op, a, as, b, bs, o, os); break;
     case I8: throw TypeError("binary: int8 tensors hold quantized weights and take no arithmetic");
-    case BF16: throw TypeError("binary: this kernel takes no bfloat16 (the device table runs it on float32 copies)");
+    case BF16: binary_bf16(op, a, as, b, bs, o, os); break;
     case I64: binary_typed<int64_t>(op, a, as, b, bs, o, os); break;
     case BOOL: {
       check_buffer("logical", "out", o, os, BOOL);

@@ -473,7 +473,9 @@ void one_hot(const Buffer& ib, int64_t outer, int64_t K, int64_t inner, Buffer& 
 
 // s1[c] = sum(a), s2[c] = sum(a * b) (b == nullptr: sum(a * a)), in double, over fixed blocks of
 // `outer` so that the result does not depend on the thread count.
-void channel_sums(const float* a, const float* b, int64_t outer, int64_t C, int64_t inner, double* s1, double* s2) {
+// T: float, or uint16_t for bfloat16 data (read through ld).
+template <class T>
+void channel_sums(const T* a, const T* b, int64_t outer, int64_t C, int64_t inner, double* s1, double* s2) {
   std::fill(s1, s1 + C, 0.0);
   std::fill(s2, s2 + C, 0.0);
   const int64_t P = std::min(outer, kMaxBlocks);
@@ -487,12 +489,12 @@ void channel_sums(const float* a, const float* b, int64_t outer, int64_t C, int6
       double* q1 = p1.data() + blk * C;
       double* q2 = p2.data() + blk * C;
       for (int64_t o = o0; o < o1; ++o) {
-        const float* ar = a + o * C;
-        const float* br = b ? b + o * C : ar;
+        const T* ar = a + o * C;
+        const T* br = b ? b + o * C : ar;
         for (int64_t c = 0; c < C; ++c) {
-          const double v = ar[c];
+          const double v = ld(ar, c);
           q1[c] += v;
-          q2[c] += v * br[c];
+          q2[c] += v * ld(br, c);
         }
       }
     }
@@ -503,12 +505,12 @@ void channel_sums(const float* a, const float* b, int64_t outer, int64_t C, int6
       const int64_t o0 = outer * blk / P, o1 = outer * (blk + 1) / P;
       double u = 0.0, w = 0.0;
       for (int64_t o = o0; o < o1; ++o) {
-        const float* ar = a + (o * C + c) * inner;
-        const float* br = b ? b + (o * C + c) * inner : ar;
+        const T* ar = a + (o * C + c) * inner;
+        const T* br = b ? b + (o * C + c) * inner : ar;
         for (int64_t i = 0; i < inner; ++i) {
-          const double v = ar[i];
+          const double v = ld(ar, i);
           u += v;
-          w += v * br[i];
+          w += v * ld(br, i);
         }
       }
       p1[size_t(task)] = u;
@@ -524,40 +526,60 @@ void channel_sums(const float* a, const float* b, int64_t outer, int64_t C, int6
 
 // out[i] = f(i) for i < n, clamped to [lo, hi] when `clamp`, the way relu / relu6 clamp (NaN
 // passes through).
-template <class F>
-LAMINA_INLINE void apply_n(int64_t n, float* out, bool clamp, float lo, float hi, const F& f) {
+template <class F, class T>
+LAMINA_INLINE void apply_n(int64_t n, T* out, bool clamp, float lo, float hi, const F& f) {
   if (clamp) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
       const float r = f(i);
-      out[i] = r < lo ? lo : (r > hi ? hi : r);
+      st(out, i, r < lo ? lo : (r > hi ? hi : r));
     }
   } else {
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) out[i] = f(i);
+    for (int64_t i = 0; i < n; ++i) st(out, i, f(i));
   }
 }
 
 // The rows of channel_apply, compiled for AVX-512, AVX2 and the baseline and picked at load time
 // (target_clones; OpenMP's outlined loop bodies would not inherit a clone's target).
 // Channels last (inner == 1): out[c] = A[c] * u[c] + B[c] * v[c] + D[c] for c < C.
+template <class T>
+LAMINA_INLINE void apply_channels_t(const T* u, const T* v, const float* A, const float* B, const float* D, int64_t C,
+                                    T* out, bool clamp, float lo, float hi) {
+  if (v) apply_n(C, out, clamp, lo, hi, [&](int64_t c) LAMINA_LAMBDA { return A[c] * ld(u, c) + B[c] * ld(v, c) + D[c]; });
+  else apply_n(C, out, clamp, lo, hi, [&](int64_t c) LAMINA_LAMBDA { return A[c] * ld(u, c) + D[c]; });
+}
 LAMINA_CLONES void apply_channels(const float* u, const float* v, const float* A, const float* B, const float* D,
                                   int64_t C, float* out, bool clamp, float lo, float hi) {
-  if (v) apply_n(C, out, clamp, lo, hi, [&](int64_t c) LAMINA_LAMBDA { return A[c] * u[c] + B[c] * v[c] + D[c]; });
-  else apply_n(C, out, clamp, lo, hi, [&](int64_t c) LAMINA_LAMBDA { return A[c] * u[c] + D[c]; });
+  apply_channels_t(u, v, A, B, D, C, out, clamp, lo, hi);
+}
+// bfloat16 data (uint16 bits), the coefficients float32, each result rounded once.
+LAMINA_CLONES void apply_channels(const uint16_t* u, const uint16_t* v, const float* A, const float* B, const float* D,
+                                  int64_t C, uint16_t* out, bool clamp, float lo, float hi) {
+  apply_channels_t(u, v, A, B, D, C, out, clamp, lo, hi);
 }
 
 // One lane of a channel (inner > 1): out[i] = a * u[i] + b * v[i] + d for i < n.
+template <class T>
+LAMINA_INLINE void apply_lane_t(const T* u, const T* v, float a, float b, float d, int64_t n, T* out, bool clamp,
+                                float lo, float hi) {
+  if (v) apply_n(n, out, clamp, lo, hi, [&](int64_t i) LAMINA_LAMBDA { return a * ld(u, i) + b * ld(v, i) + d; });
+  else apply_n(n, out, clamp, lo, hi, [&](int64_t i) LAMINA_LAMBDA { return a * ld(u, i) + d; });
+}
 LAMINA_CLONES void apply_lane(const float* u, const float* v, float a, float b, float d, int64_t n, float* out,
                               bool clamp, float lo, float hi) {
-  if (v) apply_n(n, out, clamp, lo, hi, [&](int64_t i) LAMINA_LAMBDA { return a * u[i] + b * v[i] + d; });
-  else apply_n(n, out, clamp, lo, hi, [&](int64_t i) LAMINA_LAMBDA { return a * u[i] + d; });
+  apply_lane_t(u, v, a, b, d, n, out, clamp, lo, hi);
+}
+LAMINA_CLONES void apply_lane(const uint16_t* u, const uint16_t* v, float a, float b, float d, int64_t n,
+                              uint16_t* out, bool clamp, float lo, float hi) {
+  apply_lane_t(u, v, a, b, d, n, out, clamp, lo, hi);
 }
 
 // out = A[c] * u + B[c] * v + D[c] (v may be null: no B term), then clamped to [lo, hi] (the
 // default infinite bounds clamp nothing).
-void channel_apply(const float* u, const float* v, const float* A, const float* B, const float* D, int64_t outer,
-                   int64_t C, int64_t inner, float* out, float lo = -INFINITY, float hi = INFINITY) {
+template <class T>
+void channel_apply(const T* u, const T* v, const float* A, const float* B, const float* D, int64_t outer,
+                   int64_t C, int64_t inner, T* out, float lo = -INFINITY, float hi = INFINITY) {
   const int64_t total = outer * C * inner;
   const bool par = total > kParallelGrain;
   const bool clamp = lo > -INFINITY || hi < INFINITY;
@@ -586,14 +608,16 @@ void check_opt_channel(const char* op, const char* arg, const Buffer* b, int64_t
 void batch_norm_train(const Buffer& xb, const Buffer* gamma, const Buffer* beta, int64_t outer, int64_t C, int64_t inner,
                       double eps, Buffer& yb, Buffer& meanb, Buffer& varb) {
   const char* op = "batch_norm_train";
-  check_view(op, "x", xb, outer, C, inner, F32);
+  const DType dt = xb.dtype == BF16 ? BF16 : F32;  // the data: float32, or bfloat16 (statistics float32)
+  check_view(op, "x", xb, outer, C, inner, dt);
   check_opt_channel(op, "gamma", gamma, C);
   check_opt_channel(op, "beta", beta, C);
-  check_view(op, "y", yb, outer, C, inner, F32);
+  check_view(op, "y", yb, outer, C, inner, dt);
   check_count(op, "mean", meanb, C, F32);
   check_count(op, "variance", varb, C, F32);
   std::vector<double> s1(static_cast<size_t>(C)), s2(static_cast<size_t>(C));
-  channel_sums(xb.data<float>(), nullptr, outer, C, inner, s1.data(), s2.data());
+  if (dt == BF16) channel_sums<uint16_t>(xb.data<uint16_t>(), nullptr, outer, C, inner, s1.data(), s2.data());
+  else channel_sums<float>(xb.data<float>(), nullptr, outer, C, inner, s1.data(), s2.data());
   const double N = double(outer * inner);
   const float* gm = opt_data(gamma);
   const float* bt = opt_data(beta);
@@ -610,7 +634,10 @@ void batch_norm_train(const Buffer& xb, const Buffer* gamma, const Buffer* beta,
     A[c] = float(a);
     D[c] = float((bt ? bt[c] : 0.0) - double(mean[c]) * a);
   }
-  channel_apply(xb.data<float>(), nullptr, A.data(), nullptr, D.data(), outer, C, inner, yb.data<float>());
+  if (dt == BF16)
+    channel_apply<uint16_t>(xb.data<uint16_t>(), nullptr, A.data(), nullptr, D.data(), outer, C, inner, yb.data<uint16_t>());
+  else
+    channel_apply<float>(xb.data<float>(), nullptr, A.data(), nullptr, D.data(), outer, C, inner, yb.data<float>());
 }
 
 // Backward of batch_norm_train's y (including the dependence of the batch statistics on x):
@@ -618,16 +645,18 @@ void batch_norm_train(const Buffer& xb, const Buffer* gamma, const Buffer* beta,
 void batch_norm_train_grad(const Buffer& xb, const Buffer* gamma, const Buffer& meanb, const Buffer& varb, const Buffer& gb,
                            int64_t outer, int64_t C, int64_t inner, double eps, Buffer* dx, Buffer* dgamma, Buffer* dbeta) {
   const char* op = "batch_norm_train_grad";
-  check_view(op, "x", xb, outer, C, inner, F32);
+  const DType dt = xb.dtype == BF16 ? BF16 : F32;
+  check_view(op, "x", xb, outer, C, inner, dt);
   check_opt_channel(op, "gamma", gamma, C);
   check_count(op, "mean", meanb, C, F32);
   check_count(op, "variance", varb, C, F32);
-  check_view(op, "grad", gb, outer, C, inner, F32);
-  if (dx) check_view(op, "dx", *dx, outer, C, inner, F32);
+  check_view(op, "grad", gb, outer, C, inner, dt);
+  if (dx) check_view(op, "dx", *dx, outer, C, inner, dt);
   check_opt_channel(op, "dgamma", dgamma, C);
   check_opt_channel(op, "dbeta", dbeta, C);
   std::vector<double> sg(static_cast<size_t>(C)), sgx(static_cast<size_t>(C));
-  channel_sums(gb.data<float>(), xb.data<float>(), outer, C, inner, sg.data(), sgx.data());
+  if (dt == BF16) channel_sums<uint16_t>(gb.data<uint16_t>(), xb.data<uint16_t>(), outer, C, inner, sg.data(), sgx.data());
+  else channel_sums<float>(gb.data<float>(), xb.data<float>(), outer, C, inner, sg.data(), sgx.data());
   const double N = double(outer * inner);
   const float* gm = opt_data(gamma);
   const float* mean = meanb.data<float>();
@@ -644,7 +673,12 @@ void batch_norm_train_grad(const Buffer& xb, const Buffer* gamma, const Buffer& 
     B[c] = float(-k);
     D[c] = float(N > 0 ? -gr * sg[c] / N + k * m : 0.0);
   }
-  if (dx) channel_apply(gb.data<float>(), xb.data<float>(), A.data(), B.data(), D.data(), outer, C, inner, dx->data<float>());
+  if (dx && dt == BF16)
+    channel_apply<uint16_t>(gb.data<uint16_t>(), xb.data<uint16_t>(), A.data(), B.data(), D.data(), outer, C, inner,
+                            dx->data<uint16_t>());
+  else if (dx)
+    channel_apply<float>(gb.data<float>(), xb.data<float>(), A.data(), B.data(), D.data(), outer, C, inner,
+                         dx->data<float>());
 }
 
 // Inference batch norm: y = (x - mean) * rsqrt(var + eps) * scale + offset, optionally clamped to
@@ -668,8 +702,8 @@ void batch_norm_infer(const Buffer& xb, const Buffer& meanb, const Buffer& varb,
     A[c] = float(a);
     D[c] = float((of ? of[c] : 0.0) - double(mean[c]) * a);
   }
-  channel_apply(xb.data<float>(), nullptr, A.data(), nullptr, D.data(), outer, C, inner, yb.data<float>(), float(lo),
-                float(hi));
+  channel_apply<float>(xb.data<float>(), nullptr, A.data(), nullptr, D.data(), outer, C, inner, yb.data<float>(),
+                       float(lo), float(hi));
 }
 
 void batch_norm_infer_grad(const Buffer& xb, const Buffer& meanb, const Buffer& varb, const Buffer* scale, const Buffer& gb,
@@ -691,7 +725,7 @@ void batch_norm_infer_grad(const Buffer& xb, const Buffer& meanb, const Buffer& 
   const float* var = varb.data<float>();
   if (dmean || dvar || dscale || doffset) {
     std::vector<double> sg(static_cast<size_t>(C)), sgx(static_cast<size_t>(C));
-    channel_sums(gb.data<float>(), xb.data<float>(), outer, C, inner, sg.data(), sgx.data());
+    channel_sums<float>(gb.data<float>(), xb.data<float>(), outer, C, inner, sg.data(), sgx.data());
     for (int64_t c = 0; c < C; ++c) {
       const double m = mean[c], s = sc ? sc[c] : 1.0, r = 1.0 / std::sqrt(double(var[c]) + eps);
       const double sgxm = sgx[c] - m * sg[c];  // sum(g * (x - mean))
@@ -704,7 +738,7 @@ void batch_norm_infer_grad(const Buffer& xb, const Buffer& meanb, const Buffer& 
   if (dx) {
     std::vector<float> A(static_cast<size_t>(C)), D(size_t(C), 0.f);
     for (int64_t c = 0; c < C; ++c) A[c] = float((sc ? sc[c] : 1.0) / std::sqrt(double(var[c]) + eps));
-    channel_apply(gb.data<float>(), nullptr, A.data(), nullptr, D.data(), outer, C, inner, dx->data<float>());
+    channel_apply<float>(gb.data<float>(), nullptr, A.data(), nullptr, D.data(), outer, C, inner, dx->data<float>());
   }
 }
 
