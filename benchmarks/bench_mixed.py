@@ -8,6 +8,8 @@ Cases:
            mixed_bfloat16 (lamina: mixed_precision.set_global_policy("mixed_bfloat16") and
            train_on_batch; PyTorch: its hand-written loop under torch.autocast("cpu", bfloat16))
   convnet  the MNIST convnet of bench_training.py (batch 128), the same two ways
+  resblock a residual block with batch normalization on 32x32x16 inputs, batch 64: Conv3x3x32-BN-ReLU,
+           Conv3x3x32-BN, added to the first, ReLU, global average pooling, Dense(10)
 
 Each (library, precision) runs in its own process, alternating, each process warms up and takes
 the median of its steps; the table shows the median over processes.
@@ -27,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import median_ms, run_worker  # noqa: E402
 
 GEMMS = [(1024, 1024, 1024), (2048, 2048, 2048), (128, 3136, 1024), (64, 784, 1024)]
-CASES = ("gemm", "mlp", "convnet")
+CASES = ("gemm", "mlp", "convnet", "resblock")
 
 
 # ---- workers ---------------------------------------------------------------------------------
@@ -55,7 +57,7 @@ def _torch_gemm(precision, m, k, n):
 
 def _data(case, batch):
     rng = np.random.default_rng(0)
-    shape = (batch, 784) if case == "mlp" else (batch, 28, 28, 1)
+    shape = {"mlp": (batch, 784), "resblock": (batch, 32, 32, 16)}.get(case, (batch, 28, 28, 1))
     return rng.random(shape, dtype=np.float32), rng.integers(0, 10, batch).astype(np.int64)
 
 
@@ -67,6 +69,12 @@ def _lamina_train(case, precision, batch, steps):
     if case == "mlp":
         model = lamina.Sequential([lamina.Input((784,)), L.Dense(2048, activation="relu"),
                                    L.Dense(2048, activation="relu"), L.Dense(10, dtype="float32")])
+    elif case == "resblock":
+        inp = lamina.Input((32, 32, 16))
+        h = L.Activation("relu")(L.BatchNormalization()(L.Conv2D(32, 3, padding="same")(inp)))
+        r = L.BatchNormalization()(L.Conv2D(32, 3, padding="same")(h))
+        h = L.Activation("relu")(L.Add()([h, r]))
+        model = lamina.Model(inp, L.Dense(10, dtype="float32")(L.GlobalAveragePooling2D()(h)))
     else:
         model = lamina.Sequential([lamina.Input((28, 28, 1)), L.Conv2D(32, 5, padding="same", activation="relu"),
                                    L.MaxPooling2D(2), L.Conv2D(64, 5, padding="same", activation="relu"),
@@ -82,6 +90,19 @@ def _torch_train(case, precision, batch, steps):
     import torch.nn as nn
     if case == "mlp":
         model = nn.Sequential(nn.Linear(784, 2048), nn.ReLU(), nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 10))
+    elif case == "resblock":
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.c1, self.b1 = nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32, eps=1e-3, momentum=0.01)
+                self.c2, self.b2 = nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32, eps=1e-3, momentum=0.01)
+                self.fc = nn.Linear(32, 10)
+
+            def forward(self, x):
+                h = torch.relu(self.b1(self.c1(x)))
+                h = torch.relu(h + self.b2(self.c2(h)))
+                return self.fc(h.mean(dim=(2, 3)))
+        model = Block()
     else:
         model = nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
                               nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
@@ -90,6 +111,9 @@ def _torch_train(case, precision, batch, steps):
     loss_fn = nn.CrossEntropyLoss()
     x, y = _data(case, batch)
     xt = torch.from_numpy(x if case == "mlp" else x.transpose(0, 3, 1, 2).copy())
+    if case != "mlp":
+        model = model.to(memory_format=torch.channels_last)
+        xt = xt.contiguous(memory_format=torch.channels_last)
     yt = torch.from_numpy(y)
 
     def step():
@@ -115,7 +139,7 @@ def worker(lib, threads, cases):
                     ms = fn(precision, m, k, n)
                     out[f"gemm {m}x{k}x{n} {precision}"] = {"ms": ms, "rate": 2 * m * k * n / ms / 1e6}
             else:
-                batch, steps = (256, 20) if case == "mlp" else (128, 10)
+                batch, steps = {"mlp": (256, 20), "convnet": (128, 10), "resblock": (64, 10)}[case]
                 fn = _lamina_train if lib == "lamina" else _torch_train
                 ms = fn(case, precision, batch, steps)
                 out[f"{case} {precision}"] = {"ms": ms, "rate": batch / ms * 1e3}
