@@ -440,23 +440,32 @@ static bool pow_scalar_shortcut(const float* x, const Shape& xs, float c, float*
   return true;
 }
 
+// Comparisons into the bool o: T's comparison ops, applied to elements E through Wrap (Direct:
+// as they are; Widened: bfloat16 elements compared as float32).
+struct Direct { template <class F> using W = F; };
+template <class F> struct BFTest {
+  static uint8_t f(uint16_t a, uint16_t b) { return F::f(bf16_to_f32(a), bf16_to_f32(b)); }
+};
+struct Widened { template <class F> using W = BFTest<F>; };
+template <class T, class E, class Wrap>
+static void compare(int op, const E* x, const Shape& as, const E* y, const Shape& bs, Buffer& o, const Shape& os) {
+  check_buffer("compare", "out", o, os, BOOL);
+  uint8_t* z = o.data<uint8_t>();
+  switch (op) {
+    case EQ: run_binary<typename Wrap::template W<Eq<T>>>(x, as, y, bs, z, os, "equal"); break;
+    case NE: run_binary<typename Wrap::template W<Ne<T>>>(x, as, y, bs, z, os, "not_equal"); break;
+    case LT: run_binary<typename Wrap::template W<Lt<T>>>(x, as, y, bs, z, os, "less"); break;
+    case LE: run_binary<typename Wrap::template W<Le<T>>>(x, as, y, bs, z, os, "less_equal"); break;
+    case GT: run_binary<typename Wrap::template W<Gt<T>>>(x, as, y, bs, z, os, "greater"); break;
+    case GE: run_binary<typename Wrap::template W<Ge<T>>>(x, as, y, bs, z, os, "greater_equal"); break;
+  }
+}
+
 template <class T>
 static void binary_typed(int op, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os) {
   const T* x = a.data<T>();
   const T* y = b.data<T>();
-  if (op >= EQ && op <= GE) {
-    check_buffer("compare", "out", o, os, BOOL);
-    uint8_t* z = o.data<uint8_t>();
-    switch (op) {
-      case EQ: run_binary<Eq<T>>(x, as, y, bs, z, os, "equal"); break;
-      case NE: run_binary<Ne<T>>(x, as, y, bs, z, os, "not_equal"); break;
-      case LT: run_binary<Lt<T>>(x, as, y, bs, z, os, "less"); break;
-      case LE: run_binary<Le<T>>(x, as, y, bs, z, os, "less_equal"); break;
-      case GT: run_binary<Gt<T>>(x, as, y, bs, z, os, "greater"); break;
-      case GE: run_binary<Ge<T>>(x, as, y, bs, z, os, "greater_equal"); break;
-    }
-    return;
-  }
+  if (op >= EQ && op <= GE) return compare<T, T, Direct>(op, x, as, y, bs, o, os);
   check_buffer("binary", "out", o, os, a.dtype);
   T* z = o.data<T>();
   switch (op) {
@@ -507,27 +516,11 @@ static void binary_typed(int op, const Buffer& a, const Shape& as, const Buffer&
 template <class F> struct BF {
   static uint16_t f(uint16_t a, uint16_t b) { return f32_to_bf16(F::f(bf16_to_f32(a), bf16_to_f32(b))); }
 };
-template <class F> struct BFTest {
-  static uint8_t f(uint16_t a, uint16_t b) { return F::f(bf16_to_f32(a), bf16_to_f32(b)); }
-};
-
 static void binary_bf16(int op, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o,
                         const Shape& os) {
   const uint16_t* x = a.data<uint16_t>();
   const uint16_t* y = b.data<uint16_t>();
-  if (op >= EQ && op <= GE) {
-    check_buffer("compare", "out", o, os, BOOL);
-    uint8_t* z = o.data<uint8_t>();
-    switch (op) {
-      case EQ: run_binary<BFTest<Eq<float>>>(x, as, y, bs, z, os, "equal"); break;
-      case NE: run_binary<BFTest<Ne<float>>>(x, as, y, bs, z, os, "not_equal"); break;
-      case LT: run_binary<BFTest<Lt<float>>>(x, as, y, bs, z, os, "less"); break;
-      case LE: run_binary<BFTest<Le<float>>>(x, as, y, bs, z, os, "less_equal"); break;
-      case GT: run_binary<BFTest<Gt<float>>>(x, as, y, bs, z, os, "greater"); break;
-      case GE: run_binary<BFTest<Ge<float>>>(x, as, y, bs, z, os, "greater_equal"); break;
-    }
-    return;
-  }
+  if (op >= EQ && op <= GE) return compare<float, uint16_t, Widened>(op, x, as, y, bs, o, os);
   check_buffer("binary", "out", o, os, BF16);
   uint16_t* z = o.data<uint16_t>();
   switch (op) {
