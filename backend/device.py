@@ -185,8 +185,8 @@ READ_ONLY = {
 
 
 class WideningTable:
-    """A kernel table that also takes bfloat16 buffers. Kernels without a bfloat16 version (all but
-    BF16_NATIVE) run on float32 copies of the bfloat16 buffers they are given, made on their device
+    """A kernel table that also takes bfloat16 buffers. Kernels without a bfloat16 version (those
+    not in the module's BF16_KERNELS) run on float32 copies of the bfloat16 buffers they are given, made on their device
     by the `cast` kernel; afterwards every copy is rounded back into its buffer (kernels write their
     outputs in place; a buffer passed twice is widened once), and a float32 buffer the kernel
     returns comes back as bfloat16. So bfloat16 tensors compute in float32 and store in bfloat16,
@@ -232,13 +232,13 @@ class WideningTable:
                 return type(a)(widen(e, copies) for e in a)
             return a
 
-        def narrow(r, device):
+        def narrow(r):
             if type(r) is Buffer and r.dtype == 0:
                 b = new_buffer(r.numel, BF16_CODE, r.device)
                 cast(r, b)
                 return b
             if isinstance(r, seq):
-                return type(r)(narrow(e, device) for e in r)
+                return type(r)(narrow(e) for e in r)
             return r
 
         read_only = READ_ONLY.get(name, ())
@@ -250,22 +250,16 @@ class WideningTable:
             if not copies:
                 return kernel(*args, **kwargs)
             result = kernel(*wargs, **wkw)
-            written = copies
-            if read_only:  # those passed only where the kernel reads need no rounding back
-                written = dict(copies)
-                for i in read_only:
-                    if i < len(args) and type(args[i]) is Buffer:
-                        written.pop(id(args[i]), None)
-                for i, a in enumerate(args):
-                    if i not in read_only and type(a) is Buffer and id(a) in copies:
-                        written[id(a)] = copies[id(a)]
-                for v in kwargs.values():
-                    if type(v) is Buffer and id(v) in copies:
-                        written[id(v)] = copies[id(v)]
-            for b, w in written.values():
-                cast(w, b)
+            # buffers passed only where the kernel reads need no rounding back
+            ro = {id(args[i]) for i in read_only if i < len(args) and type(args[i]) is Buffer}
+            if ro:
+                ro -= {id(a) for i, a in enumerate(args) if i not in read_only and type(a) is Buffer}
+                ro -= {id(v) for v in kwargs.values() if type(v) is Buffer}
+            for key, (b, w) in copies.items():
+                if key not in ro:
+                    cast(w, b)
             self.widened[name] = self.widened.get(name, 0) + 1
-            return narrow(result, None) if result is not None else None
+            return narrow(result) if result is not None else None
 
         call.__name__ = name
         return call
