@@ -103,7 +103,7 @@ def _images(images, op, name="images", ranks=(3, 4)):
 
 
 def _float_only(x, op, name="images"):
-    if x.dtype != _F32:
+    if x.dtype not in dtypes.FLOATS:
         raise TypeError(f"{op}: expected float {name}, received {name} of dtype {x.dtype} and shape {x.shape}; "
                         f"cast them with ops.cast({name}, 'float32') (values in [0, 1])")
     return x
@@ -135,15 +135,15 @@ def _on(t, dev):
 
 
 def _rounded_back(y, dtype):
-    """A float result back to an integer input's dtype: rounded (half to even) and saturated, as
-    keras.ops.image.resize does."""
-    return y if dtype == _F32 else saturate_cast(_m.round(y), dtype)
+    """A float result back to the input's dtype: an integer one rounded (half to even) and
+    saturated, as keras.ops.image.resize does; bfloat16 rounded to its precision."""
+    return _m.cast(y, dtype) if dtype in dtypes.FLOATS else saturate_cast(_m.round(y), dtype)
 
 
 def _sampled_back(y, dtype):
     """A sampled float result back to an integer input's dtype: rounded half away from zero, as
-    jax.scipy.ndimage.map_coordinates does."""
-    return y if dtype == _F32 else _m.cast(round_half_away(y), dtype)
+    jax.scipy.ndimage.map_coordinates does (bfloat16: rounded to its precision)."""
+    return _m.cast(y, dtype) if dtype in dtypes.FLOATS else _m.cast(round_half_away(y), dtype)
 
 
 # ---- colour ------------------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def rgb_to_hsv(images, data_format=None):
         hue = _m.where(_m.equal(value, g), _m.add(_m.multiply(norm, _m.subtract(b, r)), 2.0 / 6.0),
                        _m.add(_m.multiply(norm, _m.subtract(r, g)), 4.0 / 6.0))
         hue = _m.where(_m.equal(value, r), _m.multiply(norm, _m.subtract(g, b)), hue)
-        hue = _m.add(_m.where(positive_range, hue, 0.0), _m.cast(_m.less(hue, 0.0), _F32))
+        hue = _m.add(_m.where(positive_range, hue, 0.0), _m.cast(_m.less(hue, 0.0), hue.dtype))
         return stack([hue, saturation, value], axis=axis)
 
 
@@ -471,7 +471,7 @@ def map_coordinates(inputs, coordinates, order, fill_mode="constant", fill_value
         raise ValueError(f"{op}: `order` must be 0 (nearest) or 1 (linear), received order={order!r}")
     fill_mode = _choice(op, "fill_mode", fill_mode, FILL_MODES)
     fill_value = _real(op, "fill_value", fill_value)
-    if x.dtype != _F32:
+    if x.dtype not in dtypes.FLOATS:
         fill_value = float(int(fill_value))      # JAX casts fill_value to the inputs' dtype
     with _device(x.device):
         if x.size == 0:
@@ -510,7 +510,7 @@ def elastic_transform(images, alpha=20.0, sigma=5.0, interpolation="bilinear", f
         ys = np.arange(h, dtype=np.float32).reshape(1, h, 1)
         x_in, y_in = _m.add(field[0], xs), _m.add(field[1], ys)
         base = (np.arange(b, dtype=np.int64) * (h * w)).reshape(b, 1, 1)
-        if x.dtype != _F32:
+        if x.dtype not in dtypes.FLOATS:
             fill_value = float(int(fill_value))
         y = sample_at(reshape(_float(x), (b * h * w, c)), [y_in, x_in], (h, w), 0 if interpolation == "nearest" else 1,
                       fill_mode, fill_value, base=base)

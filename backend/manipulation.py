@@ -242,6 +242,10 @@ def _join_inputs(xs, op):
         raise ValueError(f"{op}: needs at least one tensor, received an empty sequence")
     ts = [_as_tensor(t, op) for t in xs]
     dts = {t.dtype for t in ts}
+    if len(dts) > 1 and dts <= dtypes.FLOATS:  # bfloat16 with float32: float32, as Keras / JAX promote
+        from .math import cast
+        ts = [cast(t, dtypes.FLOAT32) for t in ts]
+        dts = {dtypes.FLOAT32}
     if len(dts) > 1:
         raise TypeError(f"{op}: all inputs must have the same dtype, received "
                         f"{[(t.dtype, t.shape) for t in ts]}; cast them first with ops.cast(x, dtype)")

@@ -1318,8 +1318,13 @@ def saturate_cast(x, dtype):
     except TypeError:
         name = str(dtype)
     target = dtypes.standardize(dtype, "saturate_cast")
-    if target == _F32 or x.dtype == _BOOL:
+    if target == dtypes.BFLOAT16 and x.dtype == _F32:  # float32 beyond bfloat16's largest finite value
+        top = 3.3895313892515355e38  # would round to infinity: clipped to it
+        return _m.cast(_m.clip(x, -top, top), target)
+    if target in dtypes.FLOATS or x.dtype == _BOOL:
         return _m.cast(x, target)
+    if x.dtype == dtypes.BFLOAT16:
+        x = _m.cast(x, _F32)  # exact: then as float32
     lo, hi = _NARROW.get(name, _NARROW[target])
     if x.dtype == _F32:
         # float32 cannot hold every integer limit: clip to the nearest float inside the range, and

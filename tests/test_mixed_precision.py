@@ -287,3 +287,68 @@ def test_embedding_gradients_stay_sparse_rows(mixed):
     np.testing.assert_array_equal(dense[3], 2.0)
     np.testing.assert_array_equal(dense[7], 1.0)
     assert dense.sum() == 3 * 8
+
+
+_LAYERS = {
+    "Conv1D": (lambda: layers.Conv1D(4, 3, padding="same", activation="relu"), (2, 10, 3)),
+    "Conv2D": (lambda: layers.Conv2D(4, 3, activation="tanh"), (2, 8, 8, 3)),
+    "Conv3D": (lambda: layers.Conv3D(4, 2), (2, 4, 4, 4, 3)),
+    "Conv2DTranspose": (lambda: layers.Conv2DTranspose(4, 3, strides=2), (2, 5, 5, 3)),
+    "SeparableConv2D": (lambda: layers.SeparableConv2D(4, 3), (2, 8, 8, 3)),
+    "DepthwiseConv2D": (lambda: layers.DepthwiseConv2D(3), (2, 8, 8, 3)),
+    "AveragePooling1D": (lambda: layers.AveragePooling1D(), (2, 8, 3)),
+    "MaxPooling3D": (lambda: layers.MaxPooling3D(), (2, 4, 4, 4, 3)),
+    "Dense_softmax": (lambda: layers.Dense(5, activation="softmax"), (2, 7)),
+    "EinsumDense": (lambda: layers.EinsumDense("ab,bc->ac", output_shape=5, bias_axes="c"), (2, 7)),
+    "LSTM": (lambda: layers.LSTM(5, return_sequences=True), (2, 6, 3)),
+    "Bidirectional_GRU": (lambda: layers.Bidirectional(layers.GRU(4)), (2, 6, 3)),
+    "Attention": (lambda: layers.Attention(), "qv"),
+    "MultiHeadAttention": (lambda: layers.MultiHeadAttention(2, 4), "qv2"),
+    "GroupNormalization": (lambda: layers.GroupNormalization(2), (2, 4, 4, 4)),
+    "RMSNormalization": (lambda: layers.RMSNormalization(), (2, 5)),
+    "PReLU": (lambda: layers.PReLU(), (2, 5)),
+    "Softmax": (lambda: layers.Softmax(), (2, 5)),
+    "UpSampling2D": (lambda: layers.UpSampling2D(interpolation="bilinear"), (2, 3, 3, 2)),
+    "Resizing": (lambda: layers.Resizing(4, 4), (2, 6, 6, 3)),
+    "TimeDistributed": (lambda: layers.TimeDistributed(layers.Dense(3)), (2, 4, 5)),
+    "Dot": (lambda: layers.Dot(axes=1), "pair"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_LAYERS))
+def test_layers_under_mixed_precision_match_float32(name, rng):
+    """Each layer under mixed_bfloat16, with the float32 layer's weights: the same outputs and
+    gradients within bfloat16's precision, bfloat16 outputs, float32 weights."""
+    make, shape = _LAYERS[name]
+    if shape in ("qv", "qv2", "pair"):
+        args = [rng.normal(size=(2, 4, 8) if shape != "pair" else (2, 5)).astype(np.float32) for _ in range(2)]
+    else:
+        args = [rng.normal(size=shape).astype(np.float32)]
+
+    def call(layer, vs):
+        if shape in ("qv", "pair"):
+            return layer(list(vs))
+        return layer(vs[0], vs[1]) if shape == "qv2" else layer(vs[0])
+    results, weights = {}, None
+    for policy in ("float32", "mixed_bfloat16"):
+        lamina.mixed_precision.set_global_policy(policy)
+        layer = make()
+        call(layer, [lamina.convert_to_tensor(a) for a in args])
+        if weights is None:
+            weights = layer.get_weights()
+        else:
+            layer.set_weights(weights)
+        assert all(w.dtype == "float32" for w in layer.weights)
+        vs = [lamina.Variable(a) for a in args]
+        with lamina.GradientTape() as tape:
+            y = call(layer, vs)
+            w = lamina.convert_to_tensor(np.linspace(-1, 1, int(np.prod(y.shape)), dtype=np.float32).reshape(y.shape))
+            loss = ops.sum(ops.cast(y, "float32") * w)
+        grads = tape.gradient(loss, vs + layer.trainable_weights)
+        results[policy] = (y, [g.numpy() for g in grads])
+    (y32, g32), (y16, g16) = results["float32"], results["mixed_bfloat16"]
+    assert y16.dtype == "bfloat16"
+    scale = np.abs(y32.numpy()).max() + 1e-3
+    np.testing.assert_allclose(y16.numpy(), y32.numpy(), rtol=5e-2, atol=5e-2 * scale)
+    for a, b in zip(g32, g16):
+        np.testing.assert_allclose(b, a, rtol=0.1, atol=0.1 * (np.abs(a).max() + 1e-3))

@@ -444,3 +444,27 @@ def test_batch_norm_on_bfloat16_data(rng, shape, axis):
     np.testing.assert_allclose(dx16, dx32, rtol=2 ** -7, atol=2 ** -7 * np.abs(dx32).max())
     np.testing.assert_allclose(dg16, dg32, rtol=2 ** -6, atol=1e-3 * np.abs(dg32).max())
     np.testing.assert_allclose(db16, db32, rtol=1e-5)
+
+
+def test_saturate_cast_to_and_from_bfloat16():
+    x = lamina.convert_to_tensor(np.array([3.4e38, -3.4e38, 1.5, np.nan], np.float32))
+    got = ops.saturate_cast(x, "bfloat16")
+    assert got.dtype == "bfloat16"
+    big = np.float32(3.3895313892515355e38)
+    np.testing.assert_array_equal(got.numpy()[:3], [big, -big, 1.5])
+    assert np.isnan(got.numpy()[3])
+    u = ops.saturate_cast(bf16([300.0, -5.0, 7.9]), "uint8")
+    np.testing.assert_array_equal(u.numpy(), [255, 0, 7])
+
+
+def test_image_ops_keep_bfloat16(rng):
+    img = round_bf16(rng.random((2, 8, 8, 3)))
+    for fn in (lambda x: ops.image.resize(x, (5, 5)), ops.image.rgb_to_hsv, ops.image.hsv_to_rgb,
+               ops.image.rgb_to_grayscale, lambda x: ops.image.affine_transform(
+                   x, np.array([1, 0.1, 0, 0, 1, 0, 0, 0], np.float32))):
+        want = fn(lamina.convert_to_tensor(img)).numpy()
+        got = fn(bf16(img))
+        assert got.dtype == "bfloat16"  # not rounded to integers as an integer image would be
+        np.testing.assert_allclose(got.numpy(), want, rtol=2 ** -6, atol=2 ** -6)
+    mixed = ops.concatenate([bf16(img[0]), lamina.convert_to_tensor(img[1])], axis=0)
+    assert mixed.dtype == "float32"
