@@ -5,12 +5,21 @@
 #   2. the GPU test suite (tests/gpu, `-m gpu`: every op forward and backward on gpu:0 against the
 #      CPU, training on the GPU against the CPU, two virtual GPUs: copies, model parallel, pipeline)
 #   3. benchmarks/bench_gpu.py against PyTorch CUDA, each section under its own time limit
-#   4. which kernels still run on the host, and a compute-sanitizer memcheck of the forward tests
+#   4. which kernels still run on the host, and a compute-sanitizer memcheck of the GPU tests
 # It is meant to finish in about 7 minutes on an H200. Usage: benchmarks/gpu_check.sh OUTDIR
 set -uo pipefail
-out=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
-mkdir -p "$out"
-out=$(cd "$out" && pwd)
+dest=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
+mkdir -p "$dest"
+dest=$(cd "$dest" && pwd)
+# Logs are written to a work folder; at exit OUTDIR gets summary.txt, tests.log, bench.log,
+# fallbacks.txt and logs.tgz (every log): 5 files, under the 8 that a lent machine's tool returns.
+out=$(mktemp -d)
+pack() {
+  cp "$out"/summary.txt "$out"/tests.log "$out"/bench.log "$out"/fallbacks.txt "$dest"/ 2>/dev/null
+  tar czf "$dest/logs.tgz" -C "$out" . 2>/dev/null
+}
+trap pack EXIT
+trap 'exit 143' TERM INT
 cd "$(dirname "$0")/.."
 py=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
@@ -35,12 +44,24 @@ fi
 echo "built in $(( $(date +%s) - t0 )) s" | tee -a "$out/summary.txt"
 cd /tmp  # from here on the installed package, not the source tree
 root=$OLDPWD
-$py -c "import lamina; print('devices', lamina.devices(), lamina.get_device('gpu:0').kernels.device_name(0))" 2>&1 | tee -a "$out/summary.txt"
+$py -c "import lamina; print('devices', lamina.devices(), lamina.get_device('gpu:0').kernels.module.device_name(0))" 2>&1 | tee -a "$out/summary.txt"
 
-step "GPU tests (log: tests.log)"
-timeout $(lim 150) $py -m pytest "$root/tests/gpu" -c "$root/tests/pytest.ini" -m gpu -q -p no:cacheprovider -rfE \
-  >"$out/tests.log" 2>&1 || status=1
-tail -25 "$out/tests.log" | tee -a "$out/summary.txt"
+step "GPU tests, one pytest process per file so that a crash hides no other file (log: tests.log)"
+for f in "$root"/tests/gpu/test_*.py; do
+  echo "== $(basename "$f")" >>"$out/tests.log"
+  timeout $(lim 100) $py -m pytest "$f" -c "$root/tests/pytest.ini" -m gpu -q -p no:cacheprovider -rfE \
+    >>"$out/tests.log" 2>&1 || status=1
+done
+grep -E "^== |passed|failed|^FAILED|^ERROR|Fatal Python error" "$out/tests.log" | tee -a "$out/summary.txt"
+
+if grep -q "Fatal Python error" "$out/tests.log" && command -v cuda-gdb >/dev/null; then
+  # a crash: the native backtrace of the (first) test that crashed (cuda-gdb also debugs host code)
+  crashed=$(grep -m1 -o "in test_[A-Za-z0-9_]*" "$out/tests.log" | cut -c4-)
+  step "native backtrace of the crash in ${crashed:-?} (log: crash.log)"
+  timeout $(lim 60) cuda-gdb -batch -ex run -ex bt -ex "info threads" --args $py -m pytest "$root/tests/gpu" \
+    -c "$root/tests/pytest.ini" -m gpu -q -x -p no:cacheprovider ${crashed:+-k "$crashed"} >"$out/crash.log" 2>&1
+  grep -A25 "signal SIG" "$out/crash.log" | head -40 | tee -a "$out/summary.txt"
+fi
 
 step "GPU tests again with LAMINA_LAUNCH_BLOCKING=1, failures only (log: tests_blocking.log)"
 if [ $status -ne 0 ]; then
@@ -71,16 +92,17 @@ cat "$out/fallbacks.txt" | tee -a "$out/summary.txt"
 
 export LAMINA_VIRTUAL_GPUS=2  # gpu:0 and gpu:1 on one card for the pipeline section
 step "benchmarks (log: bench.log, bench_<section>.json)"
-for s in gemm lstm convnet inception pipeline; do
-  timeout $(lim 50) $py "$root/benchmarks/bench_gpu.py" --sections $s --rounds 1 --json "$out/bench_$s.json" \
+for s in gemm:40 lstm:40 convnet:40 inception:120 pipeline:90; do
+  secs=${s#*:}; s=${s%%:*}
+  timeout $(lim $secs) $py "$root/benchmarks/bench_gpu.py" --sections $s --rounds 1 --json "$out/bench_$s.json" \
     >>"$out/bench.log" 2>&1 || echo "bench $s: exit $?" | tee -a "$out/summary.txt"
 done
 grep "^|" "$out/bench.log" | tee -a "$out/summary.txt"
 
-step "compute-sanitizer memcheck over the forward tests (log: memcheck.log)"
+step "compute-sanitizer memcheck over the GPU tests (log: memcheck.log)"
 if command -v compute-sanitizer >/dev/null; then
-  timeout $(lim 90) compute-sanitizer --tool memcheck --print-limit 20 $py -m pytest "$root/tests/gpu/test_device_ops.py" \
-    -c "$root/tests/pytest.ini" -m gpu -k forward -q -x -p no:cacheprovider >"$out/memcheck.log" 2>&1 || status=1
+  timeout $(lim 120) compute-sanitizer --tool memcheck --print-limit 20 $py -m pytest "$root/tests/gpu" \
+    -c "$root/tests/pytest.ini" -m gpu -q -x -p no:cacheprovider >"$out/memcheck.log" 2>&1 || status=1
   grep -m 20 "ERROR SUMMARY\|Invalid\|passed\|failed" "$out/memcheck.log" | tee -a "$out/summary.txt"
 fi
 step "done (status $status)"

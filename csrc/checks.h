@@ -10,7 +10,7 @@ namespace lamina {
 template <class B>
 void check_dtype(const char* op, const char* arg, const B& b, DType dt) {
   if (b.dtype != dt) {
-    std::ostringstream os;
+    Msg os;
     os << op << ": expected " << arg << " of dtype " << dtype_name(dt) << ", received " << dtype_name(b.dtype);
     throw TypeError(os.str());
   }
@@ -23,6 +23,26 @@ void check_buffer(const char* op, const char* arg, const B& b, const Shape& s, D
   for (auto d : s) LAMINA_CHECK(d >= 0, op << ": " << arg << " has a negative dimension in shape " << shape_str(s));
   LAMINA_CHECK(numel_of(s) == b.numel, op << ": " << arg << " holds " << b.numel << " elements but its shape "
                                            << shape_str(s) << " needs " << numel_of(s));
+}
+
+// A buffer holding an (outer, R, inner) view of dtype dt: the ops over one axis (nn kernels).
+template <class B>
+void check_view(const char* op, const char* arg, const B& b, int64_t outer, int64_t R, int64_t inner, DType dt) {
+  LAMINA_CHECK(outer >= 0 && R >= 0 && inner >= 0,
+               op << ": invalid view (" << outer << ", " << R << ", " << inner << ") for " << arg);
+  check_dtype(op, arg, b, dt);
+  LAMINA_CHECK(b.numel == outer * R * inner, op << ": " << arg << " holds " << b.numel << " elements, expected "
+                                                << outer << " x " << R << " x " << inner);
+}
+
+// The reductions and scans over one axis: x holds an (outer, R, inner) view, y holds y_numel.
+template <class B>
+void check_extents(const char* op, const B& xb, int64_t outer, int64_t R, int64_t inner, const B& yb, int64_t y_numel) {
+  LAMINA_CHECK(outer >= 0 && R >= 0 && inner >= 0,
+               op << ": extents (outer, R, inner) = (" << outer << ", " << R << ", " << inner << ") must be non-negative");
+  LAMINA_CHECK(xb.numel == outer * R * inner, op << ": input holds " << xb.numel << " elements, but (outer, R, inner) = ("
+                                                 << outer << ", " << R << ", " << inner << ") needs " << outer * R * inner);
+  LAMINA_CHECK(yb.numel == y_numel, op << ": output holds " << yb.numel << " elements, expected " << y_numel);
 }
 
 // A buffer of exactly n elements of dtype dt.

@@ -3,10 +3,11 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
-#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace lamina {
@@ -59,8 +60,35 @@ inline int64_t numel_of(const Shape& s) {
   return n;
 }
 
+// Builds error messages: `Msg() << "x " << n` as an ostringstream would print them (integers in
+// decimal, floating point as %g, bools as 1 / 0), without iostreams. On the H200 machine of
+// session 12, formatting a number through an ostringstream inside these modules crashed the
+// process (a second copy of libstdc++'s locale facets, it seems); std::to_string and snprintf
+// do not touch locales.
+struct Msg {
+  std::string s;
+  Msg& operator<<(const char* v) { s += v ? v : "(null)"; return *this; }
+  Msg& operator<<(const std::string& v) { s += v; return *this; }
+  Msg& operator<<(char v) { s += v; return *this; }
+  template <class T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, char>, int> = 0>
+  Msg& operator<<(T v) {
+    if constexpr (std::is_same_v<T, bool>) s += v ? "1" : "0";
+    else if constexpr (std::is_signed_v<T>) s += std::to_string(static_cast<long long>(v));
+    else s += std::to_string(static_cast<unsigned long long>(v));
+    return *this;
+  }
+  template <class T, std::enable_if_t<std::is_floating_point_v<T>, int> = 0>
+  Msg& operator<<(T v) {
+    char b[40];
+    std::snprintf(b, sizeof b, "%g", static_cast<double>(v));
+    s += b;
+    return *this;
+  }
+  const std::string& str() const { return s; }
+};
+
 inline std::string shape_str(const Shape& s) {
-  std::ostringstream os;
+  Msg os;
   os << "(";
   for (size_t i = 0; i < s.size(); ++i) os << s[i] << (s.size() == 1 ? "," : (i + 1 < s.size() ? ", " : ""));
   os << ")";
@@ -75,7 +103,7 @@ struct AllocError : std::runtime_error { using std::runtime_error::runtime_error
 #define LAMINA_CHECK(cond, msg)                                   \
   do {                                                           \
     if (!(cond)) {                                               \
-      std::ostringstream _os; _os << msg;                        \
+      Msg _os; _os << msg;                                       \
       throw std::invalid_argument(_os.str());                    \
     }                                                            \
   } while (0)

@@ -68,45 +68,8 @@ struct Timer {
 };
 
 // ---- geometry -----------------------------------------------------------------------------------
-
-struct ConvGeom {
-  int64_t N, H, W, C;       // input
-  int64_t KH, KW, O;        // kernel (KH, KW, C, O)
-  int64_t OH, OW;           // output
-  int64_t sh, sw, dh, dw;   // strides, dilation
-  int64_t pt, pl;           // padding before (top, left)
-  int64_t K() const { return KH * KW * C; }
-  bool direct() const {     // the input itself is the im2col matrix
-    return KH == 1 && KW == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && OH == H && OW == W;
-  }
-};
-
-ConvGeom conv_geom(const char* op, const Shape& xs, const Shape& ws, const Shape& os, const Shape& strides,
-                   const Shape& dilation, const Shape& pads) {
-  LAMINA_CHECK(xs.size() == 4, op << ": expected an input of shape (batch, height, width, channels), received "
-                                  << shape_str(xs));
-  LAMINA_CHECK(ws.size() == 4, op << ": expected a kernel of shape (kh, kw, in_channels, out_channels), received "
-                                  << shape_str(ws));
-  LAMINA_CHECK(os.size() == 4, op << ": expected an output of rank 4, received " << shape_str(os));
-  check_pair(op, "strides", strides, 1);
-  check_pair(op, "dilation", dilation, 1);
-  LAMINA_CHECK(pads.size() == 4, op << ": expected 4 padding values (top, bottom, left, right)");
-  for (auto p : pads) LAMINA_CHECK(p >= 0, op << ": padding must be non-negative, received " << p);
-  for (auto d : xs) LAMINA_CHECK(d >= 0, op << ": negative dimension in input shape " << shape_str(xs));
-  for (auto d : ws) LAMINA_CHECK(d >= 0, op << ": negative dimension in kernel shape " << shape_str(ws));
-  ConvGeom g{xs[0], xs[1], xs[2], xs[3], ws[0], ws[1], ws[3], os[1], os[2],
-             strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2]};
-  LAMINA_CHECK(ws[2] == xs[3], op << ": the input has " << xs[3] << " channels (shape " << shape_str(xs)
-                                  << ") but the kernel expects " << ws[2] << " (kernel shape " << shape_str(ws) << ")");
-  LAMINA_CHECK(g.KH >= 1 && g.KW >= 1, op << ": the kernel window must be at least 1x1, received kernel shape "
-                                          << shape_str(ws));
-  const int64_t oh = window_out_len(g.H + pads[0] + pads[1], g.KH, g.sh, g.dh);
-  const int64_t ow = window_out_len(g.W + pads[2] + pads[3], g.KW, g.sw, g.dw);
-  LAMINA_CHECK(os[0] == g.N && os[1] == oh && os[2] == ow && os[3] == g.O,
-               op << ": output shape " << shape_str(os) << " does not match input " << shape_str(xs) << ", kernel "
-                  << shape_str(ws) << " and padding; expected (" << g.N << ", " << oh << ", " << ow << ", " << g.O << ")");
-  return g;
-}
+// ConvGeom / conv_geom and PoolGeom / pool_geom / window_bounds: csrc/conv_geom.h (shared with the
+// CUDA module).
 
 // Output rows are processed in chunks of whole "units": one unit is one output row (n, oh) of OW
 // pixels. Returns the number of units per chunk for a column matrix of K floats per pixel.
@@ -833,40 +796,6 @@ void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const 
 }
 
 // ---- pooling ------------------------------------------------------------------------------------
-
-enum PoolMode : int { POOL_MAX = 0, POOL_AVG = 1 };
-
-struct PoolGeom {
-  int64_t N, H, W, C, OH, OW, ph, pw, sh, sw, pt, pl;
-};
-
-PoolGeom pool_geom(const char* op, const Shape& xs, const Shape& os, const Shape& window, const Shape& strides,
-                   const Shape& pads) {
-  LAMINA_CHECK(xs.size() == 4, op << ": expected an input of shape (batch, height, width, channels), received "
-                                  << shape_str(xs));
-  LAMINA_CHECK(os.size() == 4, op << ": expected an output of rank 4, received " << shape_str(os));
-  check_pair(op, "pool_size", window, 1);
-  check_pair(op, "strides", strides, 1);
-  LAMINA_CHECK(pads.size() == 4, op << ": expected 4 padding values (top, bottom, left, right)");
-  for (auto p : pads) LAMINA_CHECK(p >= 0, op << ": padding must be non-negative, received " << p);
-  for (auto d : xs) LAMINA_CHECK(d >= 0, op << ": negative dimension in input shape " << shape_str(xs));
-  PoolGeom g{xs[0], xs[1], xs[2], xs[3], os[1], os[2], window[0], window[1], strides[0], strides[1], pads[0], pads[2]};
-  const int64_t hh = g.H + pads[0] + pads[1], ww = g.W + pads[2] + pads[3];
-  const int64_t oh = hh >= g.ph ? (hh - g.ph) / g.sh + 1 : 0, ow = ww >= g.pw ? (ww - g.pw) / g.sw + 1 : 0;
-  LAMINA_CHECK(os[0] == g.N && os[1] == oh && os[2] == ow && os[3] == g.C,
-               op << ": output shape " << shape_str(os) << " does not match input " << shape_str(xs)
-                  << " and the window; expected (" << g.N << ", " << oh << ", " << ow << ", " << g.C << ")");
-  LAMINA_CHECK(g.H * g.W < (int64_t(1) << 31), op << ": an image of " << g.H << "x" << g.W << " is too large");
-  return g;
-}
-
-// Valid (unpadded) window bounds of output pixel (oh, ow): rows [h0, h1), columns [w0, w1).
-inline void window_bounds(const PoolGeom& g, int64_t oh, int64_t ow, int64_t& h0, int64_t& h1, int64_t& w0,
-                          int64_t& w1) {
-  const int64_t hs = oh * g.sh - g.pt, ws = ow * g.sw - g.pl;
-  h0 = std::max<int64_t>(hs, 0); h1 = std::min<int64_t>(hs + g.ph, g.H);
-  w0 = std::max<int64_t>(ws, 0); w1 = std::min<int64_t>(ws + g.pw, g.W);
-}
 
 // Per-row forward kernels, compiled for AVX-512, AVX2 and the baseline and picked at load time
 // (target_clones; OpenMP's outlined loop bodies would not inherit a clone's target).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "../conv_geom.h"
 #include "common.h"
 
 namespace lamina {
@@ -19,24 +20,10 @@ struct Scratch {
   Scratch& operator=(const Scratch&) = delete;
 };
 
-// Checks a (height, width) argument such as strides or dilation: 2 values, each >= lo.
-inline void check_pair(const char* op, const char* what, const Shape& v, int64_t lo) {
-  LAMINA_CHECK(v.size() == 2, op << ": expected 2 " << what << " values (height, width), received " << v.size());
-  LAMINA_CHECK(v[0] >= lo && v[1] >= lo, op << ": " << what << " must be >= " << lo << ", received "
-                                            << shape_str(v));
-}
-
 // p[0:n] = 0, split across threads when `par` and n is large.
 inline void zero_fill(float* p, int64_t n, bool par = true) {
 #pragma omp parallel for schedule(static) if (par && n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) p[i] = 0.f;
-}
-
-// Output length of a window of k taps spaced `dilation` apart, sliding by `stride` over an input
-// of `padded` elements (padding included); 0 when the window is longer than the input.
-inline int64_t window_out_len(int64_t padded, int64_t k, int64_t stride, int64_t dilation) {
-  const int64_t eff = (k - 1) * dilation + 1;
-  return padded >= eff ? (padded - eff) / stride + 1 : 0;
 }
 
 }  // namespace lamina

@@ -31,42 +31,7 @@ namespace lamina {
 
 namespace {
 
-struct DwGeom {
-  int64_t N, H, W, C;       // input
-  int64_t KH, KW, DM;       // kernel (KH, KW, C, DM)
-  int64_t OH, OW;           // output (N, OH, OW, C * DM)
-  int64_t sh, sw, dh, dw;   // strides, dilation
-  int64_t pt, pl;           // padding before (top, left)
-  int64_t CO() const { return C * DM; }
-};
-
-DwGeom dw_geom(const char* op, const Shape& xs, const Shape& ws, const Shape& os, const Shape& strides,
-               const Shape& dilation, const Shape& pads) {
-  LAMINA_CHECK(xs.size() == 4, op << ": expected an input of shape (batch, height, width, channels), received "
-                                  << shape_str(xs));
-  LAMINA_CHECK(ws.size() == 4, op << ": expected a kernel of shape (kh, kw, in_channels, depth_multiplier), "
-                                  << "received " << shape_str(ws));
-  LAMINA_CHECK(os.size() == 4, op << ": expected an output of rank 4, received " << shape_str(os));
-  check_pair(op, "strides", strides, 1);
-  check_pair(op, "dilation", dilation, 1);
-  LAMINA_CHECK(pads.size() == 4, op << ": expected 4 padding values (top, bottom, left, right)");
-  for (auto p : pads) LAMINA_CHECK(p >= 0, op << ": padding must be non-negative, received " << p);
-  for (auto d : xs) LAMINA_CHECK(d >= 0, op << ": negative dimension in input shape " << shape_str(xs));
-  for (auto d : ws) LAMINA_CHECK(d >= 0, op << ": negative dimension in kernel shape " << shape_str(ws));
-  LAMINA_CHECK(ws[2] == xs[3], op << ": the input has " << xs[3] << " channels (shape " << shape_str(xs)
-                                  << ") but the kernel expects " << ws[2] << " (kernel shape " << shape_str(ws) << ")");
-  LAMINA_CHECK(ws[0] >= 1 && ws[1] >= 1, op << ": the kernel window must be at least 1x1, received kernel shape "
-                                             << shape_str(ws));
-  DwGeom g{xs[0], xs[1], xs[2], xs[3], ws[0], ws[1], ws[3], 0, 0,
-           strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2]};
-  g.OH = window_out_len(g.H + pads[0] + pads[1], g.KH, g.sh, g.dh);
-  g.OW = window_out_len(g.W + pads[2] + pads[3], g.KW, g.sw, g.dw);
-  LAMINA_CHECK(os[0] == g.N && os[1] == g.OH && os[2] == g.OW && os[3] == g.CO(),
-               op << ": output shape " << shape_str(os) << " does not match input " << shape_str(xs) << ", kernel "
-                  << shape_str(ws) << " and padding; expected (" << g.N << ", " << g.OH << ", " << g.OW << ", "
-                  << g.CO() << ")");
-  return g;
-}
+// DwGeom / dw_geom: csrc/conv_geom.h (shared with the CUDA module).
 
 // The i in [0, k) with 0 <= start + i*step < size, as [lo, hi) (contiguous: start + i*step grows with i).
 LAMINA_INLINE void tap_range(int64_t start, int64_t step, int64_t k, int64_t size, int64_t& lo, int64_t& hi) {

@@ -73,7 +73,7 @@ void for_each_matrix(int64_t batch, int64_t work_per_matrix, F f) {
 }
 
 [[noreturn]] void fail(const char* op, int64_t t, const std::string& what) {
-  std::ostringstream os;
+  Msg os;
   os << op << ": matrix " << t << " of the batch " << what;
   throw std::invalid_argument(os.str());
 }
@@ -385,7 +385,7 @@ void cholesky(const Buffer& a, int64_t batch, int64_t n, bool upper, Buffer& out
       double d = at(j, j);
       for (int64_t k = 0; k < j; ++k) d -= L[j * n + k] * L[j * n + k];
       if (!(d > 0.0)) {
-        std::ostringstream os;
+        Msg os;
         os << "is not positive definite: the leading minor of order " << j + 1 << " is not positive"
            << (std::isnan(d) ? " (the matrix holds NaN)" : "");
         fail(op, t, os.str());
@@ -416,7 +416,7 @@ void solve_triangular(const Buffer& a, const Buffer& b, int64_t batch, int64_t n
     const float* A = a.data<float>() + t * n * n;
     for (int64_t i = 0; i < n; ++i)
         if (A[i * n + i] == 0.f) {
-          std::ostringstream os;
+          Msg os;
           os << "is singular: diagonal entry " << i << " is 0";
           fail(op, t, os.str());
         }
@@ -474,7 +474,7 @@ void solve(const Buffer& a, const Buffer& b, int64_t batch, int64_t n, int64_t k
     lu_inplace(A.data(), n, n, piv.data());
     const int64_t z = zero_pivot(A.data(), n);
     if (z >= 0) {
-      std::ostringstream os;
+      Msg os;
       os << "is singular: pivot " << z << " of its LU factorization is 0";
       fail(op, t, os.str());
     }
@@ -496,7 +496,7 @@ void inv(const Buffer& a, int64_t batch, int64_t n, Buffer& out) {
     lu_inplace(A.data(), n, n, piv.data());
     const int64_t z = zero_pivot(A.data(), n);
     if (z >= 0) {
-      std::ostringstream os;
+      Msg os;
       os << "is singular: pivot " << z << " of its LU factorization is 0";
       fail(op, t, os.str());
     }

@@ -196,7 +196,7 @@ void strided_copy(const Buffer& src, int64_t soff, const Shape& sst, Buffer& dst
 // ---- indices -----------------------------------------------------------------------------------
 void check_index_dtype(const char* op, const Buffer& idx) {
   if (idx.dtype != I32 && idx.dtype != I64) {
-    std::ostringstream os;
+    Msg os;
     os << op << ": expected indices of dtype int32 or int64, received " << dtype_name(idx.dtype);
     throw TypeError(os.str());
   }
@@ -214,7 +214,7 @@ void check_indices_typed(const char* op, const I* idx, int64_t m, int64_t n) {
   if (m == 0 || (int64_t(lo) >= -n && int64_t(hi) < n)) return;
   for (int64_t j = 0; j < m; ++j) {
     if (int64_t(idx[j]) < -n || int64_t(idx[j]) >= n) {
-      std::ostringstream os;
+      Msg os;
       os << op << ": index " << int64_t(idx[j]) << " (at flat position " << j << " of the indices) is out of bounds for an axis of size "
          << n;
       if (n) os << "; valid indices are " << -n << " to " << n - 1;

@@ -147,8 +147,12 @@ static void fill(Buffer& b, double v) {
     case I32: { int32_t* p = b.data<int32_t>(); int32_t x = int32_t(v); for (int64_t i = 0; i < n; ++i) p[i] = x; break; }
     case I64: { int64_t* p = b.data<int64_t>(); int64_t x = int64_t(v); for (int64_t i = 0; i < n; ++i) p[i] = x; break; }
     case BOOL: { std::memset(b.ptr, v != 0.0, size_t(n)); break; }
-    case BF16: { uint16_t* p = b.data<uint16_t>(); uint16_t x = f32_to_bf16(float(v));
-      for (int64_t i = 0; i < n; ++i) p[i] = x; break; }
+    case BF16: {
+      uint16_t* p = b.data<uint16_t>();
+      const uint16_t x = f32_to_bf16(float(v));
+      for (int64_t i = 0; i < n; ++i) p[i] = x;
+      break;
+    }
     case I8: throw TypeError("fill: int8 buffers hold quantized weights and are written by copies only");
   }
 }

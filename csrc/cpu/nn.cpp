@@ -27,21 +27,13 @@ namespace {
 using Unit = std::integral_constant<int64_t, 1>;
 constexpr int64_t kMaxBlocks = 64;
 
-void check_view(const char* op, const char* arg, const Buffer& b, int64_t outer, int64_t R, int64_t inner, DType dt) {
-  LAMINA_CHECK(outer >= 0 && R >= 0 && inner >= 0,
-               op << ": invalid view (" << outer << ", " << R << ", " << inner << ") for " << arg);
-  check_dtype(op, arg, b, dt);
-  LAMINA_CHECK(b.numel == outer * R * inner, op << ": " << arg << " holds " << b.numel << " elements, expected "
-                                                << outer << " x " << R << " x " << inner);
-}
-
 void check_labels(const char* op, const char* arg, const Buffer& b, int64_t n) {
   LAMINA_CHECK(b.numel == n, op << ": " << arg << " holds " << b.numel << " elements, expected " << n);
 }
 
 void require_int(const char* op, const char* arg, const Buffer& b) {
   if (b.dtype != I32 && b.dtype != I64) {
-    std::ostringstream os;
+    Msg os;
     os << op << ": expected " << arg << " of dtype int32 or int64, received " << dtype_name(b.dtype);
     throw TypeError(os.str());
   }

@@ -274,15 +274,6 @@ static void reduce_dispatch(int op, const T* x, T* y, int64_t outer, int64_t R, 
   }
 }
 
-static void check_extents(const char* op, const Buffer& xb, int64_t outer, int64_t R, int64_t inner, const Buffer& yb,
-                          int64_t y_numel) {
-  LAMINA_CHECK(outer >= 0 && R >= 0 && inner >= 0,
-               op << ": extents (outer, R, inner) = (" << outer << ", " << R << ", " << inner << ") must be non-negative");
-  LAMINA_CHECK(xb.numel == outer * R * inner, op << ": input holds " << xb.numel << " elements, but (outer, R, inner) = ("
-                                                 << outer << ", " << R << ", " << inner << ") needs " << outer * R * inner);
-  LAMINA_CHECK(yb.numel == y_numel, op << ": output holds " << yb.numel << " elements, expected " << y_numel);
-}
-
 // y[o, i] = reduce_r x[o, r, i]
 static void reduce(int op, const Buffer& xb, int64_t outer, int64_t R, int64_t inner, Buffer& yb) {
   check_extents("reduce", xb, outer, R, inner, yb, outer * inner);

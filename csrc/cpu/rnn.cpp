@@ -39,6 +39,7 @@
 
 #include "common.h"
 #include "device.h"
+#include "rnn_checks.h"
 #include "cpu/gemm_kernels.h"
 #include "gemm.h"
 #include "simd.h"
@@ -49,10 +50,9 @@ namespace py = pybind11;
 namespace lamina {
 namespace rnn_detail {
 
-enum Cell : int { LSTM = 0, GRU = 1, SIMPLE = 2 };
-constexpr int kGates[3] = {4, 3, 1};
-constexpr const char* kFwdName[3] = {"lstm", "gru", "simple_rnn"};
-constexpr const char* kBwdName[3] = {"lstm_backward", "gru_backward", "simple_rnn_backward"};
+// Cell, kGates, kFwdName, kBwdName, kAcc*, Dims and the argument checks: csrc/rnn_checks.h (shared with
+// the CUDA module).
+using namespace ::lamina::rnn_args;
 
 // The recurrences run on several threads from this many multiply-adds per step on (B * U * G*U).
 constexpr double kMinParallelStepFma = double(1 << 17);
@@ -292,52 +292,25 @@ void col_sums(const float* a, int64_t rows, int64_t cols, float* out, bool accum
   }
 }
 
-// lstm_backward's / gru_backward's / simple_rnn_backward's `accumulate` bits
-constexpr int64_t kAccKernel = 1, kAccRecurrent = 2, kAccBias = 4;
-
 // ---- arguments --------------------------------------------------------------------------------
 
-struct Args {
-  Cell cell;
-  int64_t B, T, F, U, G, GU;
-  bool back;
+struct Args : Dims {
   const float *x, *h0, *c0, *K, *R, *bias;
   const bool* mask;        // (B, T) or null
   const float *in_mask, *rec_mask;  // (B, F), (B, U) or null
-  int64_t t_of(int64_t s) const { return back ? T - 1 - s : s; }
   bool on(int64_t b, int64_t t) const { return !mask || mask[b * T + t]; }
 };
 
 const float* fptr(const Buffer* b) { return b ? b->data<float>() : nullptr; }
 float* fptr(Buffer* b) { return b ? b->data<float>() : nullptr; }
 
-void check_opt(const char* op, const char* arg, const Buffer* b, const Shape& s, DType dt) {
-  if (b) check_buffer(op, arg, *b, s, dt);
-}
-
-// Validates the inputs every forward and backward kernel shares; fills the Args.
+// Validates the inputs every forward and backward kernel shares (rnn_checks.h); fills the Args.
 Args make_args(Cell cell, const char* op, const Buffer& x, const Buffer& h0, const Buffer* c0, const Buffer& K,
                const Buffer& R, const Buffer* bias, const Buffer* mask, const Buffer* in_mask,
                const Buffer* rec_mask, int64_t B, int64_t T, int64_t F, int64_t U, bool go_backwards) {
-  LAMINA_CHECK(B >= 0 && T >= 0 && F >= 0 && U >= 0, op << ": expected non-negative sizes, received batch=" << B
-               << ", timesteps=" << T << ", features=" << F << ", units=" << U);
   Args a;
-  a.cell = cell;
-  a.B = B; a.T = T; a.F = F; a.U = U; a.G = kGates[cell]; a.GU = a.G * U;
-  a.back = go_backwards;
-  check_buffer(op, "inputs", x, {B, T, F}, F32);
-  check_buffer(op, "initial h", h0, {B, U}, F32);
-  if (cell == LSTM) {
-    LAMINA_CHECK(c0 != nullptr, op << ": the LSTM needs an initial c state of shape " << shape_str({B, U}));
-    check_buffer(op, "initial c", *c0, {B, U}, F32);
-  }
-  check_buffer(op, "kernel", K, {F, a.GU}, F32);
-  check_buffer(op, "recurrent_kernel", R, {U, a.GU}, F32);
-  if (cell == GRU) check_opt(op, "bias", bias, {2, a.GU}, F32);
-  else check_opt(op, "bias", bias, {a.GU}, F32);
-  check_opt(op, "mask", mask, {B, T}, BOOL);
-  check_opt(op, "input dropout mask", in_mask, {B, F}, F32);
-  check_opt(op, "recurrent dropout mask", rec_mask, {B, U}, F32);
+  static_cast<Dims&>(a) = check_inputs(cell, op, x, h0, c0, K, R, bias, mask, in_mask, rec_mask, B, T, F, U,
+                                       go_backwards);
   a.x = x.data<float>(); a.h0 = h0.data<float>(); a.c0 = cell == LSTM ? c0->data<float>() : nullptr;
   a.K = K.data<float>(); a.R = R.data<float>(); a.bias = fptr(bias);
   a.mask = mask ? mask->data<bool>() : nullptr;
@@ -560,17 +533,6 @@ void backward(const Args& a, const float* out, const float* gates, const float* 
 
 // ---- bound entry points -----------------------------------------------------------------------
 
-void check_fwd_outputs(const Args& a, const char* op, const Buffer& out, const Buffer& h_last, const Buffer* c_last,
-                       const Buffer& gates) {
-  check_buffer(op, "outputs", out, {a.B, a.T, a.U}, F32);
-  check_buffer(op, "last h", h_last, {a.B, a.U}, F32);
-  if (a.cell == LSTM) {
-    LAMINA_CHECK(c_last != nullptr, op << ": the LSTM needs a buffer for the last c state");
-    check_buffer(op, "last c", *c_last, {a.B, a.U}, F32);
-  }
-  check_buffer(op, "gates", gates, {a.B, a.T, a.GU}, F32);
-}
-
 void lstm_forward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Buffer& K, const Buffer& R,
                   const Buffer* bias, const Buffer* mask, const Buffer* in_mask, const Buffer* rec_mask, int64_t B,
                   int64_t T, int64_t F, int64_t U, bool go_backwards, Buffer& out, Buffer& h_last, Buffer& c_last,
@@ -599,45 +561,6 @@ void simple_rnn_forward(const Buffer& x, const Buffer& h0, const Buffer& K, cons
   Args a = make_args(SIMPLE, op, x, h0, nullptr, K, R, bias, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
   check_fwd_outputs(a, op, out, h_last, nullptr, gates);
   forward(a, out.data<float>(), h_last.data<float>(), nullptr, gates.data<float>(), nullptr, nullptr);
-}
-
-void check_bwd(const Args& a, const char* op, const Buffer& out, const Buffer& gates, const Buffer* dout,
-               const Buffer* dh_last, const Buffer* dc_last, const Buffer* dx, const Buffer* dh0, const Buffer* dc0,
-               const Buffer* dK, const Buffer* dR, const Buffer* db) {
-  check_buffer(op, "outputs", out, {a.B, a.T, a.U}, F32);
-  check_buffer(op, "gates", gates, {a.B, a.T, a.GU}, F32);
-  check_opt(op, "outputs gradient", dout, {a.B, a.T, a.U}, F32);
-  check_opt(op, "last h gradient", dh_last, {a.B, a.U}, F32);
-  check_opt(op, "last c gradient", dc_last, {a.B, a.U}, F32);
-  check_opt(op, "inputs gradient", dx, {a.B, a.T, a.F}, F32);
-  check_opt(op, "initial h gradient", dh0, {a.B, a.U}, F32);
-  check_opt(op, "initial c gradient", dc0, {a.B, a.U}, F32);
-  check_opt(op, "kernel gradient", dK, {a.F, a.GU}, F32);
-  check_opt(op, "recurrent_kernel gradient", dR, {a.U, a.GU}, F32);
-  if (a.cell == GRU) check_opt(op, "bias gradient", db, {2, a.GU}, F32);
-  else check_opt(op, "bias gradient", db, {a.GU}, F32);
-}
-
-void check_accumulate(const char* op, int64_t accumulate, const Buffer* dK, const Buffer* dR, const Buffer* db) {
-  LAMINA_CHECK(accumulate >= 0 && accumulate <= (kAccKernel | kAccRecurrent | kAccBias),
-               op << ": accumulate must combine the bits 1 (kernel), 2 (recurrent kernel) and 4 (bias), received "
-                  << accumulate);
-  const Buffer* bufs[] = {dK, dR, db};
-  const char* names[] = {"kernel", "recurrent kernel", "bias"};
-  for (int i = 0; i < 3; ++i)
-    LAMINA_CHECK(!(accumulate & (int64_t(1) << i)) || bufs[i],
-                 op << ": accumulate asks to add into the " << names[i] << " gradient, but no buffer was given for it");
-}
-
-// Whether h_prev_out holds [H_prev X] side by side (B, T, U + F) rather than H_prev (B, T, U).
-bool hprev_stacked(const Args& a, const Buffer* h_prev) { return h_prev && h_prev->numel != a.B * a.T * a.U; }
-
-void check_saved(const Args& a, const char* op, const Buffer* dgates, const Buffer* dgates_rec, const Buffer* h_prev) {
-  check_opt(op, "gate gradients out", dgates, {a.B, a.T, a.GU}, F32);
-  LAMINA_CHECK(!dgates_rec || a.cell == GRU, op << ": only the GRU has separate recurrent gate gradients; pass None");
-  check_opt(op, "recurrent gate gradients out", dgates_rec, {a.B, a.T, a.GU}, F32);
-  if (hprev_stacked(a, h_prev)) check_opt(op, "h_prev out", h_prev, {a.B, a.T, a.U + a.F}, F32);
-  else check_opt(op, "h_prev out", h_prev, {a.B, a.T, a.U}, F32);
 }
 
 void lstm_backward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Buffer& K, const Buffer& R,

@@ -126,6 +126,12 @@ void xent_sparse_grad(const Buffer& x, const Buffer& labels, const Buffer& aux, 
 void bias_relu(const Buffer& x, const Buffer& b, Buffer& o);
 void bias_relu_grad(const Buffer& y, const Buffer& g, Buffer* dx, Buffer* db, int64_t C);
 
+// For kernels built on products (convolution, RNNs): row-major C (M x N, leading dimension ldc)
+// = alpha * op(A) op(B) + beta * C on c's stream, through cuBLAS when loaded, else the tiled
+// kernel. op(A) is M x K (A is K x M, leading dimension lda, when ta); op(B) is K x N.
+void gemm_f32(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
 // cuBLAS (cublas.cpp), loaded at run time when the machine has it.
 bool load_cublas(const std::string& path);
 std::string cublas_status();
@@ -146,6 +152,88 @@ void adam(Buffer& var, const Buffer& grad, Buffer& m, Buffer& v, Buffer& vhat, d
           double eps, bool amsgrad, double wd_lr);
 void weight_decay(Buffer& var, double wd, double lr);
 double sum_squares(const Buffer& x);
+
+// ---- recurrent layers (rnn.cu): fused LSTM, GRU and simple RNN over whole sequences (float32) ----
+void lstm_forward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Buffer& K, const Buffer& R,
+                  const Buffer* bias, const Buffer* mask, const Buffer* in_mask, const Buffer* rec_mask, int64_t B,
+                  int64_t T, int64_t F, int64_t U, bool go_backwards, Buffer& out, Buffer& h_last, Buffer& c_last,
+                  Buffer& gates, Buffer* cs);
+void lstm_backward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Buffer& K, const Buffer& R,
+                   const Buffer* mask, const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T, int64_t F,
+                   int64_t U, bool go_backwards, const Buffer& out, const Buffer& gates, const Buffer& cs,
+                   const Buffer* dout, const Buffer* dh_last, const Buffer* dc_last, Buffer* dx, Buffer* dh0,
+                   Buffer* dc0, Buffer* dK, Buffer* dR, Buffer* db, int64_t accumulate, Buffer* dgates,
+                   Buffer* dgates_rec, Buffer* h_prev);
+void gru_forward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buffer& R, const Buffer* bias,
+                 const Buffer* mask, const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T, int64_t F,
+                 int64_t U, bool go_backwards, Buffer& out, Buffer& h_last, Buffer& gates, Buffer* rh);
+void gru_backward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buffer& R, const Buffer* mask,
+                  const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T, int64_t F, int64_t U,
+                  bool go_backwards, const Buffer& out, const Buffer& gates, const Buffer& rh, const Buffer* dout,
+                  const Buffer* dh_last, Buffer* dx, Buffer* dh0, Buffer* dK, Buffer* dR, Buffer* db,
+                  int64_t accumulate, Buffer* dgates, Buffer* dgates_rec, Buffer* h_prev);
+void simple_rnn_forward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buffer& R, const Buffer* bias,
+                        const Buffer* mask, const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T,
+                        int64_t F, int64_t U, bool go_backwards, Buffer& out, Buffer& h_last, Buffer& gates);
+void simple_rnn_backward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buffer& R, const Buffer* mask,
+                         const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T, int64_t F, int64_t U,
+                         bool go_backwards, const Buffer& out, const Buffer& gates, const Buffer* dout,
+                         const Buffer* dh_last, Buffer* dx, Buffer* dh0, Buffer* dK, Buffer* dR, Buffer* db,
+                         int64_t accumulate, Buffer* dgates, Buffer* dgates_rec, Buffer* h_prev);
+
+// ---- convolution and pooling (conv.cu): conv2d, depthwise_conv2d, pool2d (float32, NHWC) ----
+void conv2d_forward(const Buffer& x, const Shape& xs, const Buffer& w, const Shape& ws, Buffer& out, const Shape& os,
+                    const Shape& strides, const Shape& dilation, const Shape& pads);
+void conv2d_backward(const Buffer& x, const Shape& xs, const Buffer& w, const Shape& ws, const Buffer& g,
+                     const Shape& gs, Buffer* dx, Buffer* dw, const Shape& strides, const Shape& dilation,
+                     const Shape& pads);
+void depthwise_conv2d_forward(const Buffer& x, const Shape& xs, const Buffer& w, const Shape& ws, Buffer& out,
+                              const Shape& os, const Shape& strides, const Shape& dilation, const Shape& pads);
+void depthwise_conv2d_backward(const Buffer& x, const Shape& xs, const Buffer& w, const Shape& ws, const Buffer& g,
+                               const Shape& gs, Buffer* dx, Buffer* dw, const Shape& strides, const Shape& dilation,
+                               const Shape& pads);
+void pool2d_forward(int mode, const Buffer& x, const Shape& xs, Buffer& out, const Shape& os, const Shape& window,
+                    const Shape& strides, const Shape& pads, Buffer* indices);
+void pool2d_backward(int mode, const Shape& xs, const Buffer& g, const Shape& gs, Buffer& dx, const Shape& window,
+                     const Shape& strides, const Shape& pads, const Buffer* indices);
+
+// ---- normalisation (norm.cu), argmax / scans (scan.cu), RMSprop / Adagrad (optim_extra.cu) ----
+// batch norm (training, inference) and layer norm (norm.cu)
+void batch_norm_train(const Buffer& x, const Buffer* gamma, const Buffer* beta, int64_t outer, int64_t C, int64_t inner,
+                      double eps, Buffer& y, Buffer& mean, Buffer& var);
+void batch_norm_train_grad(const Buffer& x, const Buffer* gamma, const Buffer& mean, const Buffer& var, const Buffer& g,
+                           int64_t outer, int64_t C, int64_t inner, double eps, Buffer* dx, Buffer* dgamma,
+                           Buffer* dbeta);
+void batch_norm_infer(const Buffer& x, const Buffer& mean, const Buffer& var, const Buffer* scale, const Buffer* offset,
+                      int64_t outer, int64_t C, int64_t inner, double eps, Buffer& y, double lo, double hi);
+void batch_norm_infer_grad(const Buffer& x, const Buffer& mean, const Buffer& var, const Buffer* scale, const Buffer& g,
+                           int64_t outer, int64_t C, int64_t inner, double eps, Buffer* dx, Buffer* dmean,
+                           Buffer* dvar, Buffer* dscale, Buffer* doffset);
+void layer_norm(const Buffer& x, const Buffer* gamma, const Buffer* beta, int64_t outer, int64_t R, int64_t inner,
+                double eps, Buffer& y, Buffer& mean, Buffer& rstd);
+void layer_norm_grad(const Buffer& x, const Buffer* gamma, const Buffer& mean, const Buffer& rstd, const Buffer& g,
+                     int64_t outer, int64_t R, int64_t inner, Buffer* dx, Buffer* dgamma, Buffer* dbeta);
+// argmax / argmin, cumulative sums and products (scan.cu)
+void argreduce(bool is_max, const Buffer& x, int64_t outer, int64_t R, int64_t inner, Buffer& y);
+void cumulative(int op, const Buffer& x, int64_t outer, int64_t R, int64_t inner, Buffer& y, bool reverse);
+void cumprod_grad(const Buffer& x, const Buffer& g, int64_t outer, int64_t R, int64_t inner, Buffer& out);
+// RMSprop and Adagrad (optim_extra.cu)
+void rmsprop(Buffer& var, const Buffer& grad, Buffer& vel, Buffer& avg_grad, Buffer& mom, double lr, double rho,
+             double momentum, double eps, bool centered);
+void adagrad(Buffer& var, const Buffer& grad, Buffer& acc, double lr, double eps);
+
+// ---- random draws and dropout (random.cu), embedding and take (embedding.cu) ----
+void random_uniform(uint64_t seed, uint64_t counter, double lo, double hi, Buffer& out);
+void random_normal(uint64_t seed, uint64_t counter, double mean, double stddev, bool truncated, Buffer& out);
+void random_randint(uint64_t seed, uint64_t counter, int64_t lo, int64_t hi, Buffer& out);
+void dropout(const Buffer& x, uint64_t seed, uint64_t counter, double rate, Buffer& out, Buffer& mask);
+void dropout_mask(uint64_t seed, uint64_t counter, double rate, Buffer& mask);
+void dropout_grad(const Buffer& g, const Buffer& mask, double scale, Buffer& out);
+void embedding(const Buffer& table, int64_t V, int64_t D, const Buffer& ids, Buffer& out);
+void embedding_grad(const Buffer& g, const Buffer& ids, int64_t V, int64_t D, Buffer& out);
+void embedding_scatter_add(Buffer& out, int64_t V, int64_t D, const Buffer& ids, const Buffer& values, bool zero);
+void take(const Buffer& x, int64_t outer, int64_t n, int64_t inner, const Buffer& idx, Buffer& out);
+void take_grad(const Buffer& g, int64_t outer, int64_t n, int64_t inner, const Buffer& idx, Buffer& gx);
 
 }  // namespace gpu
 }  // namespace lamina

@@ -201,6 +201,12 @@ void matmul(const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, 
   launched(c, "matmul");
 }
 
+void gemm_f32(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  BatchMap bm;
+  launch(c, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr, bm, 1);
+}
+
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const Buffer& a, const Buffer& b,
           double beta, Buffer& c, int64_t lda, int64_t ldb, int64_t ldc) {
   check_gemm(ta, tb, M, N, K, a, b, c, &lda, &ldb, &ldc);

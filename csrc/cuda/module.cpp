@@ -181,6 +181,89 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("sgd", &gpu::sgd);
   m.def("adam", &gpu::adam);
   m.def("weight_decay", &gpu::weight_decay);
+  // ---- recurrent layers (rnn.cu): same positional arguments as the CPU module's ----
+  m.def("lstm_forward", &gpu::lstm_forward, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("kernel"),
+        py::arg("recurrent_kernel"), py::arg("bias").none(true), py::arg("mask").none(true),
+        py::arg("input_dropout").none(true), py::arg("recurrent_dropout").none(true), py::arg("B"), py::arg("T"),
+        py::arg("F"), py::arg("U"), py::arg("go_backwards"), py::arg("out"), py::arg("h_last"), py::arg("c_last"),
+        py::arg("gates"), py::arg("saved_c").none(true));
+  m.def("lstm_backward", &gpu::lstm_backward, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("kernel"),
+        py::arg("recurrent_kernel"), py::arg("mask").none(true), py::arg("input_dropout").none(true),
+        py::arg("recurrent_dropout").none(true), py::arg("B"), py::arg("T"), py::arg("F"), py::arg("U"),
+        py::arg("go_backwards"), py::arg("out"), py::arg("gates"), py::arg("saved_c"), py::arg("dout").none(true),
+        py::arg("dh_last").none(true), py::arg("dc_last").none(true), py::arg("dx").none(true),
+        py::arg("dh0").none(true), py::arg("dc0").none(true), py::arg("dkernel").none(true),
+        py::arg("drecurrent_kernel").none(true), py::arg("dbias").none(true), py::arg("accumulate"),
+        py::arg("dgates_out").none(true), py::arg("dgates_rec_out").none(true), py::arg("h_prev_out").none(true));
+  m.def("gru_forward", &gpu::gru_forward, py::arg("x"), py::arg("h0"), py::arg("kernel"), py::arg("recurrent_kernel"),
+        py::arg("bias").none(true), py::arg("mask").none(true), py::arg("input_dropout").none(true),
+        py::arg("recurrent_dropout").none(true), py::arg("B"), py::arg("T"), py::arg("F"), py::arg("U"),
+        py::arg("go_backwards"), py::arg("out"), py::arg("h_last"), py::arg("gates"), py::arg("saved_rh").none(true));
+  m.def("gru_backward", &gpu::gru_backward, py::arg("x"), py::arg("h0"), py::arg("kernel"),
+        py::arg("recurrent_kernel"), py::arg("mask").none(true), py::arg("input_dropout").none(true),
+        py::arg("recurrent_dropout").none(true), py::arg("B"), py::arg("T"), py::arg("F"), py::arg("U"),
+        py::arg("go_backwards"), py::arg("out"), py::arg("gates"), py::arg("saved_rh"), py::arg("dout").none(true),
+        py::arg("dh_last").none(true), py::arg("dx").none(true), py::arg("dh0").none(true),
+        py::arg("dkernel").none(true), py::arg("drecurrent_kernel").none(true), py::arg("dbias").none(true),
+        py::arg("accumulate"), py::arg("dgates_out").none(true), py::arg("dgates_rec_out").none(true),
+        py::arg("h_prev_out").none(true));
+  m.def("simple_rnn_forward", &gpu::simple_rnn_forward, py::arg("x"), py::arg("h0"), py::arg("kernel"),
+        py::arg("recurrent_kernel"), py::arg("bias").none(true), py::arg("mask").none(true),
+        py::arg("input_dropout").none(true), py::arg("recurrent_dropout").none(true), py::arg("B"), py::arg("T"),
+        py::arg("F"), py::arg("U"), py::arg("go_backwards"), py::arg("out"), py::arg("h_last"), py::arg("gates"));
+  m.def("simple_rnn_backward", &gpu::simple_rnn_backward, py::arg("x"), py::arg("h0"), py::arg("kernel"),
+        py::arg("recurrent_kernel"), py::arg("mask").none(true), py::arg("input_dropout").none(true),
+        py::arg("recurrent_dropout").none(true), py::arg("B"), py::arg("T"), py::arg("F"), py::arg("U"),
+        py::arg("go_backwards"), py::arg("out"), py::arg("gates"), py::arg("dout").none(true),
+        py::arg("dh_last").none(true), py::arg("dx").none(true), py::arg("dh0").none(true),
+        py::arg("dkernel").none(true), py::arg("drecurrent_kernel").none(true), py::arg("dbias").none(true),
+        py::arg("accumulate"), py::arg("dgates_out").none(true), py::arg("dgates_rec_out").none(true),
+        py::arg("h_prev_out").none(true));
+  // ---- convolution and pooling (conv.cu) ----
+  m.def("conv2d_forward", &gpu::conv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
+        py::arg("out"), py::arg("out_shape"), py::arg("strides"), py::arg("dilation"), py::arg("pads"));
+  m.def("conv2d_backward", &gpu::conv2d_backward, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
+        py::arg("grad"), py::arg("grad_shape"), py::arg("dx").none(true), py::arg("dw").none(true), py::arg("strides"),
+        py::arg("dilation"), py::arg("pads"));
+  m.def("depthwise_conv2d_forward", &gpu::depthwise_conv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w"),
+        py::arg("w_shape"), py::arg("out"), py::arg("out_shape"), py::arg("strides"), py::arg("dilation"),
+        py::arg("pads"));
+  m.def("depthwise_conv2d_backward", &gpu::depthwise_conv2d_backward, py::arg("x"), py::arg("x_shape"), py::arg("w"),
+        py::arg("w_shape"), py::arg("grad"), py::arg("grad_shape"), py::arg("dx").none(true), py::arg("dw").none(true),
+        py::arg("strides"), py::arg("dilation"), py::arg("pads"));
+  m.def("pool2d_forward", &gpu::pool2d_forward, py::arg("mode"), py::arg("x"), py::arg("x_shape"), py::arg("out"),
+        py::arg("out_shape"), py::arg("pool_size"), py::arg("strides"), py::arg("pads"),
+        py::arg("indices").none(true) = nullptr);
+  m.def("pool2d_backward", &gpu::pool2d_backward, py::arg("mode"), py::arg("x_shape"), py::arg("grad"),
+        py::arg("grad_shape"), py::arg("dx"), py::arg("pool_size"), py::arg("strides"), py::arg("pads"),
+        py::arg("indices").none(true) = nullptr);
+  // ---- normalisation (norm.cu), argmax / scans (scan.cu), RMSprop / Adagrad (optim_extra.cu) ----
+  m.def("batch_norm_train", &gpu::batch_norm_train);
+  m.def("batch_norm_train_grad", &gpu::batch_norm_train_grad);
+  m.def("batch_norm_infer", &gpu::batch_norm_infer, py::arg("x"), py::arg("mean"), py::arg("variance"),
+        py::arg("scale").none(true), py::arg("offset").none(true), py::arg("outer"), py::arg("C"), py::arg("inner"),
+        py::arg("eps"), py::arg("out"), py::arg("lo") = -INFINITY, py::arg("hi") = INFINITY);
+  m.def("batch_norm_infer_grad", &gpu::batch_norm_infer_grad);
+  m.def("layer_norm", &gpu::layer_norm);
+  m.def("layer_norm_grad", &gpu::layer_norm_grad);
+  m.def("argreduce", &gpu::argreduce);
+  m.def("cumulative", &gpu::cumulative, py::arg("op"), py::arg("x"), py::arg("outer"), py::arg("R"), py::arg("inner"),
+        py::arg("out"), py::arg("reverse") = false);
+  m.def("cumprod_grad", &gpu::cumprod_grad);
+  m.def("rmsprop", &gpu::rmsprop);
+  m.def("adagrad", &gpu::adagrad);
+  // ---- random draws and dropout (random.cu), embedding and take (embedding.cu) ----
+  m.def("random_uniform", &gpu::random_uniform);
+  m.def("random_normal", &gpu::random_normal);
+  m.def("random_randint", &gpu::random_randint);
+  m.def("dropout", &gpu::dropout);
+  m.def("dropout_mask", &gpu::dropout_mask);
+  m.def("dropout_grad", &gpu::dropout_grad);
+  m.def("embedding", &gpu::embedding);
+  m.def("embedding_grad", &gpu::embedding_grad);
+  m.def("embedding_scatter_add", &gpu::embedding_scatter_add);
+  m.def("take", &gpu::take);
+  m.def("take_grad", &gpu::take_grad);
   m.def("load_cublas", &gpu::load_cublas, py::arg("path") = "",
         "Loads cuBLAS (the default names, or a path); matmul uses it from then on. True when loaded.");
   m.def("cublas_status", &gpu::cublas_status);

@@ -112,7 +112,7 @@ __global__ void label_check(const L* lab, int64_t n, int64_t K, unsigned long lo
 
 static void check_labels(Context& c, const char* op, const Buffer& lb, int64_t n, int64_t K) {
   if (lb.dtype != I32 && lb.dtype != I64) {
-    std::ostringstream os;
+    Msg os;
     os << op << ": expected target of dtype int32 or int64, received " << dtype_name(lb.dtype);
     throw TypeError(os.str());
   }

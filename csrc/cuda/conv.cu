@@ -1,0 +1,590 @@
+// Convolution, depthwise convolution and pooling, channels-last (NHWC; 1-D ops run as H = 1), float32.
+// The same kernels, arguments, checks and results as csrc/cpu/conv.cpp and depthwise.cpp; the
+// geometry (output sizes, argument checks) is csrc/conv_geom.h, shared with them.
+//
+// conv2d: the output rows (n, oh) are taken in chunks whose im2col matrix stays under kChunkBytes
+// (and kMaxRows GEMM rows); per chunk, im2col into a scratch Buffer, then gemm_f32 (cuBLAS when
+// loaded):  out[rows, O] = col[rows, KH*KW*C] @ W[KH*KW*C, O]. Backward, per chunk:
+//   dW (+)= col^T @ dout          (beta = 0 for the first chunk, 1 after)
+//   dcol = dout @ W^T, then col2im as a gather: each thread owns one element of dx and adds the
+//          column entries of the chunk that read it (no atomics; dx is zeroed first).
+// A 1x1, stride-1, unpadded convolution needs no im2col: the input is already the GEMM operand.
+//
+// depthwise_conv2d: one thread per output element (forward) and per input element (dx, a gather);
+// dw: blocks of 32 output channels x 8 pixel lanes, the pixels split into S slices, each slice's
+// sums written to its own row of a scratch buffer and the S rows summed by a second kernel (no
+// atomics: the same result on every run).
+//
+// Pooling: one thread per output element (forward: max keeps the first maximum, NaN propagating
+// with the first NaN as the argmax, indices ih * W + iw, -1 and 0 for windows entirely in the
+// padding; average divides by the window's unpadded element count), and one thread per input
+// element backward (a gather over the windows that cover it: average adds g / count; max adds g
+// where the window's stored argmax is this element, as the CPU's scatter does for the indices its
+// forward pass writes, which always lie inside their window).
+//
+// Indices are 32-bit where every offset a kernel forms fits (the common case), else 64-bit.
+#include <algorithm>
+#include <climits>
+
+#include "../conv_geom.h"
+#include "gpu.h"
+
+namespace lamina {
+namespace gpu {
+
+namespace {
+
+constexpr int64_t kChunkBytes = int64_t(256) << 20;  // im2col scratch per chunk (one output row at least)
+constexpr int64_t kMaxRows = int64_t(1) << 21;       // GEMM rows per call (the tiled kernel takes 65535 * 64)
+
+bool fits32(std::initializer_list<int64_t> ns) {
+  for (int64_t n : ns)
+    if (n >= INT_MAX / 2) return false;
+  return true;
+}
+
+template <class T>
+__device__ __forceinline__ T imax(T a, T b) { return a > b ? a : b; }
+template <class T>
+__device__ __forceinline__ T imin(T a, T b) { return a < b ? a : b; }
+
+// The geometry as the kernels take it (plain values).
+struct CG {
+  int64_t N, H, W, C, KH, KW, O, OH, OW, sh, sw, dh, dw, pt, pl;
+};
+CG cg_of(const ConvGeom& g) {
+  return CG{g.N, g.H, g.W, g.C, g.KH, g.KW, g.O, g.OH, g.OW, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl};
+}
+
+// ---- conv2d: im2col / col2im ---------------------------------------------------------------------
+
+// col[(u - u0) * OW + ow, (kh, kw, c)] = x[n, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw, c] (0 outside)
+// for the output rows u = n * OH + oh in [u0, u0 + units).
+template <class I>
+__global__ void im2col_kernel(const float* __restrict__ x, float* __restrict__ col, CG g, int64_t u0, int64_t total) {
+  const I C = I(g.C), KW = I(g.KW), KH = I(g.KH), OW = I(g.OW), OH = I(g.OH), H = I(g.H), W = I(g.W);
+  GRID_STRIDE(i64, total) {
+    I i = I(i64);
+    const I c = i % C;
+    i /= C;
+    const I kw = i % KW;
+    i /= KW;
+    const I kh = i % KH;
+    i /= KH;
+    const I ow = i % OW;
+    const I u = I(u0) + i / OW;
+    const I n = u / OH, oh = u % OH;
+    const I ih = oh * I(g.sh) - I(g.pt) + kh * I(g.dh);
+    const I iw = ow * I(g.sw) - I(g.pl) + kw * I(g.dw);
+    float v = 0.f;
+    if (ih >= 0 && ih < H && iw >= 0 && iw < W) v = x[((n * H + ih) * W + iw) * C + c];
+    col[i64] = v;
+  }
+}
+
+// dx[n, ih, iw, c] += the col entries of output rows [u0, u1) that im2col read from (n, ih, iw, c),
+// for the images n0 .. that the chunk touches (`total` elements of dx from image n0 on).
+template <class I>
+__global__ void col2im_kernel(const float* __restrict__ col, float* __restrict__ dx, CG g, int64_t u0, int64_t u1,
+                              int64_t n0, int64_t total) {
+  const I C = I(g.C), KW = I(g.KW), KH = I(g.KH), OW = I(g.OW), OH = I(g.OH), H = I(g.H), W = I(g.W);
+  const I sh = I(g.sh), sw = I(g.sw), dh = I(g.dh), dw = I(g.dw), K = KH * KW * C;
+  GRID_STRIDE(i64, total) {
+    I i = I(i64);
+    const I c = i % C;
+    i /= C;
+    const I iw = i % W;
+    i /= W;
+    const I ih = i % H;
+    const I n = I(n0) + i / H;
+    // this image's output rows inside the chunk: [oa, ob)
+    const I oa = imax(I(0), I(u0) - n * OH), ob = imin(OH, I(u1) - n * OH);
+    float s = 0.f;
+    for (I kh = 0; kh < KH; ++kh) {
+      const I th = ih + I(g.pt) - kh * dh;
+      if (th < 0 || th % sh) continue;
+      const I oh = th / sh;
+      if (oh < oa || oh >= ob) continue;
+      const float* crow = col + ((n * OH + oh - I(u0)) * OW) * K + kh * KW * C + c;
+      for (I kw = 0; kw < KW; ++kw) {
+        const I tw = iw + I(g.pl) - kw * dw;
+        if (tw < 0 || tw % sw) continue;
+        const I ow = tw / sw;
+        if (ow >= OW) continue;
+        s += crow[ow * K + kw * C];
+      }
+    }
+    dx[i64 + int64_t(n0) * g.H * g.W * g.C] += s;
+  }
+}
+
+// Output rows (n, oh) per chunk: the im2col matrix under kChunkBytes and kMaxRows, one row at least.
+int64_t units_per_chunk(const ConvGeom& g) {
+  const int64_t unit_bytes = std::max<int64_t>(g.OW * g.K() * int64_t(sizeof(float)), 1);
+  int64_t u = std::max<int64_t>(1, kChunkBytes / unit_bytes);
+  u = std::min<int64_t>(u, std::max<int64_t>(1, kMaxRows / std::max<int64_t>(g.OW, 1)));
+  return std::min<int64_t>(u, g.N * g.OH);
+}
+
+// The largest row / column coordinate (or its magnitude) a kernel forms.
+int64_t conv_span(const ConvGeom& g) {
+  return std::max(g.OH * g.sh + g.KH * g.dh + g.pt + g.H, g.OW * g.sw + g.KW * g.dw + g.pl + g.W);
+}
+
+void im2col(Context& c, const ConvGeom& g, const float* x, float* col, int64_t u0, int64_t u1) {
+  const int64_t total = (u1 - u0) * g.OW * g.K();
+  if (total == 0) return;
+  const CG k = cg_of(g);
+  if (fits32({total, g.N * g.H * g.W * g.C, g.N * g.OH, conv_span(g)}))
+    im2col_kernel<int><<<grid_for(total), 256, 0, c.stream>>>(x, col, k, u0, total);
+  else
+    im2col_kernel<int64_t><<<grid_for(total), 256, 0, c.stream>>>(x, col, k, u0, total);
+}
+
+void col2im(Context& c, const ConvGeom& g, const float* col, float* dx, int64_t u0, int64_t u1) {
+  const int64_t n0 = u0 / g.OH, n1 = (u1 - 1) / g.OH + 1;  // images touched by the chunk
+  const int64_t total = (n1 - n0) * g.H * g.W * g.C;
+  if (total == 0) return;
+  const CG k = cg_of(g);
+  if (fits32({total, (u1 - u0) * g.OW * g.K(), g.N * g.OH, g.N * g.H, conv_span(g)}))
+    col2im_kernel<int><<<grid_for(total), 256, 0, c.stream>>>(col, dx, k, u0, u1, n0, total);
+  else
+    col2im_kernel<int64_t><<<grid_for(total), 256, 0, c.stream>>>(col, dx, k, u0, u1, n0, total);
+}
+
+void zero(Context& c, Buffer& b) {
+  if (b.numel) LAMINA_CUDA_CHECK(cudaMemsetAsync(b.ptr, 0, size_t(b.numel) * dtype_size(b.dtype), c.stream));
+}
+
+// ---- depthwise ----------------------------------------------------------------------------------
+
+struct DG {
+  int64_t N, H, W, C, KH, KW, DM, OH, OW, sh, sw, dh, dw, pt, pl;
+};
+DG dg_of(const DwGeom& g) {
+  return DG{g.N, g.H, g.W, g.C, g.KH, g.KW, g.DM, g.OH, g.OW, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl};
+}
+int64_t dw_span(const DwGeom& g) {
+  return std::max(g.OH * g.sh + g.KH * g.dh + g.pt + g.H, g.OW * g.sw + g.KW * g.dw + g.pl + g.W);
+}
+
+// y[n, oh, ow, c*DM + m] = sum over taps inside the image of x[n, ih, iw, c] * w[kh, kw, c, m].
+template <class I>
+__global__ void dw_forward_kernel(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,
+                                  DG g, int64_t total) {
+  const I C = I(g.C), DM = I(g.DM), CO = C * DM, OW = I(g.OW), OH = I(g.OH), H = I(g.H), W = I(g.W);
+  const I KH = I(g.KH), KW = I(g.KW);
+  GRID_STRIDE(i64, total) {
+    I i = I(i64);
+    const I co = i % CO;
+    i /= CO;
+    const I ow = i % OW;
+    i /= OW;
+    const I oh = i % OH;
+    const I n = i / OH;
+    const I c = co / DM;
+    const I ih0 = oh * I(g.sh) - I(g.pt), iw0 = ow * I(g.sw) - I(g.pl);
+    const float* xn = x + n * H * W * C + c;
+    float s = 0.f;
+    for (I kh = 0; kh < KH; ++kh) {
+      const I ih = ih0 + kh * I(g.dh);
+      if (ih < 0 || ih >= H) continue;
+      for (I kw = 0; kw < KW; ++kw) {
+        const I iw = iw0 + kw * I(g.dw);
+        if (iw < 0 || iw >= W) continue;
+        s += xn[(ih * W + iw) * C] * w[(kh * KW + kw) * CO + co];
+      }
+    }
+    y[i64] = s;
+  }
+}
+
+// dx[n, ih, iw, c] = sum over (output pixel, tap) pairs that read it, and m, of dy[.., c*DM + m] * w[kh, kw, c, m].
+template <class I>
+__global__ void dw_input_grad_kernel(const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
+                                     DG g, int64_t total) {
+  const I C = I(g.C), DM = I(g.DM), CO = C * DM, OW = I(g.OW), OH = I(g.OH), H = I(g.H), W = I(g.W);
+  const I KH = I(g.KH), KW = I(g.KW), sh = I(g.sh), sw = I(g.sw);
+  GRID_STRIDE(i64, total) {
+    I i = I(i64);
+    const I c = i % C;
+    i /= C;
+    const I iw = i % W;
+    i /= W;
+    const I ih = i % H;
+    const I n = i / H;
+    float s = 0.f;
+    for (I kh = 0; kh < KH; ++kh) {
+      const I th = ih + I(g.pt) - kh * I(g.dh);
+      if (th < 0 || th % sh) continue;
+      const I oh = th / sh;
+      if (oh >= OH) continue;
+      for (I kw = 0; kw < KW; ++kw) {
+        const I tw = iw + I(g.pl) - kw * I(g.dw);
+        if (tw < 0 || tw % sw) continue;
+        const I ow = tw / sw;
+        if (ow >= OW) continue;
+        const float* d = dy + ((n * OH + oh) * OW + ow) * CO + c * DM;
+        const float* wk = w + (kh * KW + kw) * CO + c * DM;
+        for (I m = 0; m < DM; ++m) s += d[m] * wk[m];
+      }
+    }
+    dx[i64] = s;
+  }
+}
+
+// Partial kernel gradient: block (tap, 32-channel tile, slice) sums, over the pixels p = slice*8 + ty
+// + k*8*S of the batch, x[pixel's input for the tap, co / DM] * dy[p, co] into part[slice, tap, co].
+constexpr int kDwLanes = 8;
+__global__ void __launch_bounds__(256) dw_kernel_grad_kernel(const float* __restrict__ x, const float* __restrict__ dy,
+                                                             float* __restrict__ part, DG g, int64_t ctiles) {
+  __shared__ float red[kDwLanes][32];
+  const int64_t CO = g.C * g.DM, taps = g.KH * g.KW, P = g.N * g.OH * g.OW;
+  const int64_t tap = blockIdx.x / ctiles, co = (blockIdx.x % ctiles) * 32 + threadIdx.x;
+  const int64_t kh = tap / g.KW, kw = tap % g.KW;
+  const int64_t S = gridDim.y;
+  float s = 0.f;
+  if (co < CO) {
+    const int64_t c = co / g.DM;
+    for (int64_t p = int64_t(blockIdx.y) * kDwLanes + threadIdx.y; p < P; p += S * kDwLanes) {
+      const int64_t ow = p % g.OW, t = p / g.OW, oh = t % g.OH, n = t / g.OH;
+      const int64_t ih = oh * g.sh - g.pt + kh * g.dh, iw = ow * g.sw - g.pl + kw * g.dw;
+      if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+      s += x[((n * g.H + ih) * g.W + iw) * g.C + c] * dy[p * CO + co];
+    }
+  }
+  red[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && co < CO) {
+    float t = 0.f;
+    for (int l = 0; l < kDwLanes; ++l) t += red[l][threadIdx.x];
+    part[(int64_t(blockIdx.y) * taps + tap) * CO + co] = t;
+  }
+}
+
+// dw[j] = sum over the S slices of part[s, j].
+__global__ void sum_slices_kernel(const float* __restrict__ part, float* __restrict__ dw, int64_t n, int64_t S) {
+  GRID_STRIDE(j, n) {
+    float t = 0.f;
+    for (int64_t s = 0; s < S; ++s) t += part[s * n + j];
+    dw[j] = t;
+  }
+}
+
+// ---- pooling ------------------------------------------------------------------------------------
+
+int64_t pool_span(const PoolGeom& g) {
+  return std::max(g.OH * g.sh + g.ph + g.pt + g.H, g.OW * g.sw + g.pw + g.pl + g.W);
+}
+
+// Valid window bounds of output pixel (oh, ow), as window_bounds.
+template <class I>
+__device__ __forceinline__ void bounds(const PoolGeom& g, I oh, I ow, I& h0, I& h1, I& w0, I& w1) {
+  const I hs = oh * I(g.sh) - I(g.pt), ws = ow * I(g.sw) - I(g.pl);
+  h0 = imax(hs, I(0));
+  h1 = imin(hs + I(g.ph), I(g.H));
+  w0 = imax(ws, I(0));
+  w1 = imin(ws + I(g.pw), I(g.W));
+}
+
+template <class I, bool Max>
+__global__ void pool_forward_kernel(const float* __restrict__ x, float* __restrict__ y, int32_t* __restrict__ idx,
+                                    PoolGeom g, int64_t total) {
+  const I C = I(g.C), OW = I(g.OW), OH = I(g.OH), H = I(g.H), W = I(g.W);
+  GRID_STRIDE(i64, total) {
+    I i = I(i64);
+    const I c = i % C;
+    i /= C;
+    const I ow = i % OW;
+    i /= OW;
+    const I oh = i % OH;
+    const I n = i / OH;
+    I h0, h1, w0, w1;
+    bounds(g, oh, ow, h0, h1, w0, w1);
+    if (h1 <= h0 || w1 <= w0) {  // the window lies in the padding
+      y[i64] = 0.f;
+      if (idx) idx[i64] = -1;
+      continue;
+    }
+    const float* xn = x + n * H * W * C + c;
+    if (Max) {
+      float cur = xn[(h0 * W + w0) * C];
+      int32_t best = int32_t(h0 * W + w0);
+      for (I ih = h0; ih < h1; ++ih)
+        for (I iw = w0; iw < w1; ++iw) {
+          const float v = xn[(ih * W + iw) * C];
+          // strictly greater, or the first NaN (a NaN already held stays: the first NaN wins)
+          if (v > cur || (v != v && cur == cur)) {
+            cur = v;
+            best = int32_t(ih * W + iw);
+          }
+        }
+      y[i64] = cur;
+      if (idx) idx[i64] = best;
+    } else {
+      float s = 0.f;
+      for (I ih = h0; ih < h1; ++ih)
+        for (I iw = w0; iw < w1; ++iw) s += xn[(ih * W + iw) * C];
+      y[i64] = s * (1.f / float((h1 - h0) * (w1 - w0)));
+    }
+  }
+}
+
+// dx[n, ih, iw, c] = sum over the windows (oh, ow) that cover (ih, iw), in row-major order, of
+// g / (window count) (average) or g where idx == ih * W + iw (max).
+template <class I, bool Max>
+__global__ void pool_backward_kernel(const float* __restrict__ gr, const int32_t* __restrict__ idx,
+                                     float* __restrict__ dx, PoolGeom g, int64_t total) {
+  const I C = I(g.C), OW = I(g.OW), OH = I(g.OH), H = I(g.H), W = I(g.W);
+  const I sh = I(g.sh), sw = I(g.sw);
+  GRID_STRIDE(i64, total) {
+    I i = I(i64);
+    const I c = i % C;
+    i /= C;
+    const I iw = i % W;
+    i /= W;
+    const I ih = i % H;
+    const I n = i / H;
+    // windows whose rows [oh*sh - pt, oh*sh - pt + ph) hold ih: oh in [ceil((ih+pt-ph+1)/sh), (ih+pt)/sh]
+    const I th = ih + I(g.pt), tw = iw + I(g.pl);
+    const I oh0 = th - I(g.ph) + 1 <= 0 ? I(0) : (th - I(g.ph) + sh) / sh, oh1 = imin(OH - 1, th / sh);
+    const I ow0 = tw - I(g.pw) + 1 <= 0 ? I(0) : (tw - I(g.pw) + sw) / sw, ow1 = imin(OW - 1, tw / sw);
+    const int32_t me = int32_t(ih * W + iw);
+    float s = 0.f;
+    for (I oh = oh0; oh <= oh1; ++oh)
+      for (I ow = ow0; ow <= ow1; ++ow) {
+        const I o = ((n * OH + oh) * OW + ow) * C + c;
+        if (Max) {
+          if (idx[o] == me) s += gr[o];
+        } else {
+          I h0, h1, w0, w1;
+          bounds(g, oh, ow, h0, h1, w0, w1);
+          s += gr[o] * (1.f / float((h1 - h0) * (w1 - w0)));
+        }
+      }
+    dx[i64] = s;
+  }
+}
+
+}  // namespace
+
+// ---- conv2d -------------------------------------------------------------------------------------
+
+void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, Buffer& ob, const Shape& os,
+                    const Shape& strides, const Shape& dilation, const Shape& pads) {
+  const char* op = "conv2d";
+  if (xb.dtype == BF16 || wb.dtype == BF16 || ob.dtype == BF16)
+    throw Unsupported("conv2d: bfloat16 buffers run on float32 copies");
+  check_buffer(op, "input", xb, xs, F32);
+  check_buffer(op, "kernel", wb, ws, F32);
+  check_buffer(op, "output", ob, os, F32);
+  const ConvGeom g = conv_geom(op, xs, ws, os, strides, dilation, pads);
+  Context& c = op_device(op, {&xb, &wb, &ob});
+  const float* x = xb.data<float>();
+  const float* w = wb.data<float>();
+  float* out = ob.data<float>();
+  const int64_t K = g.K(), rows = g.N * g.OH * g.OW, O = g.O;
+  if (rows == 0 || O == 0) return;
+  if (K == 0) {
+    zero(c, ob);
+    return launched(c, op);
+  }
+  if (g.direct()) {
+    for (int64_t r0 = 0; r0 < rows; r0 += kMaxRows) {
+      const int64_t m = std::min(kMaxRows, rows - r0);
+      gemm_f32(c, false, false, m, O, K, 1.f, x + r0 * K, K, w, O, 0.f, out + r0 * O, O);
+    }
+    return launched(c, op);
+  }
+  const int64_t units = g.N * g.OH, per = units_per_chunk(g);
+  Buffer col(per * g.OW * K, F32, c.index);
+  for (int64_t u0 = 0; u0 < units; u0 += per) {
+    const int64_t u1 = std::min(units, u0 + per);
+    im2col(c, g, x, col.data<float>(), u0, u1);
+    gemm_f32(c, false, false, (u1 - u0) * g.OW, O, K, 1.f, col.data<float>(), K, w, O, 0.f, out + u0 * g.OW * O, O);
+  }
+  launched(c, op);
+}
+
+void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, const Buffer& gb,
+                     const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides, const Shape& dilation,
+                     const Shape& pads) {
+  const char* op = "conv2d_backward";
+  if (xb.dtype == BF16 || wb.dtype == BF16 || gb.dtype == BF16 || (dxb && dxb->dtype == BF16) ||
+      (dwb && dwb->dtype == BF16))
+    throw Unsupported("conv2d_backward: bfloat16 buffers run on float32 copies");
+  check_buffer(op, "input", xb, xs, F32);
+  check_buffer(op, "kernel", wb, ws, F32);
+  check_buffer(op, "output gradient", gb, gs, F32);
+  if (dxb) check_buffer(op, "input gradient", *dxb, xs, F32);
+  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, F32);
+  const ConvGeom g = conv_geom(op, xs, ws, gs, strides, dilation, pads);
+  if (!dxb && !dwb) return;
+  Context& c = op_device(op, {&xb, &wb, &gb, dxb, dwb});
+  // x is read only for dw: transposed convolutions pass their output as x and as dx (dx alone).
+  const float* x = xb.data<float>();
+  const float* w = wb.data<float>();
+  const float* dout = gb.data<float>();
+  float* dx = dxb ? dxb->data<float>() : nullptr;
+  float* dw = dwb ? dwb->data<float>() : nullptr;
+  const int64_t K = g.K(), rows = g.N * g.OH * g.OW, O = g.O;
+  if (K == 0) return;  // no input channels: both gradients are empty
+  if (rows == 0 || O == 0) {  // nothing flows back
+    if (dxb) zero(c, *dxb);
+    if (dwb) zero(c, *dwb);
+    return launched(c, op);
+  }
+  if (g.direct()) {
+    for (int64_t r0 = 0; r0 < rows; r0 += kMaxRows) {
+      const int64_t m = std::min(kMaxRows, rows - r0);
+      if (dw) gemm_f32(c, true, false, K, O, m, 1.f, x + r0 * K, K, dout + r0 * O, O, r0 ? 1.f : 0.f, dw, O);
+      if (dx) gemm_f32(c, false, true, m, K, O, 1.f, dout + r0 * O, O, w, O, 0.f, dx + r0 * K, K);
+    }
+    return launched(c, op);
+  }
+  const int64_t units = g.N * g.OH, per = units_per_chunk(g);
+  Buffer col(per * g.OW * K, F32, c.index);
+  float* cp = col.data<float>();
+  if (dxb) zero(c, *dxb);  // col2im adds each chunk's share
+  for (int64_t u0 = 0; u0 < units; u0 += per) {
+    const int64_t u1 = std::min(units, u0 + per), m = (u1 - u0) * g.OW;
+    const float* dchunk = dout + u0 * g.OW * O;
+    if (dw) {
+      im2col(c, g, x, cp, u0, u1);
+      gemm_f32(c, true, false, K, O, m, 1.f, cp, K, dchunk, O, u0 ? 1.f : 0.f, dw, O);
+    }
+    if (dx) {
+      gemm_f32(c, false, true, m, K, O, 1.f, dchunk, O, w, O, 0.f, cp, K);
+      col2im(c, g, cp, dx, u0, u1);
+    }
+  }
+  launched(c, op);
+}
+
+// ---- depthwise_conv2d ---------------------------------------------------------------------------
+
+void depthwise_conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, Buffer& ob,
+                              const Shape& os, const Shape& strides, const Shape& dilation, const Shape& pads) {
+  const char* op = "depthwise_conv2d";
+  if (xb.dtype == BF16 || wb.dtype == BF16 || ob.dtype == BF16)
+    throw Unsupported("depthwise_conv2d: bfloat16 buffers run on float32 copies");
+  check_buffer(op, "input", xb, xs, F32);
+  check_buffer(op, "kernel", wb, ws, F32);
+  check_buffer(op, "output", ob, os, F32);
+  const DwGeom g = dw_geom(op, xs, ws, os, strides, dilation, pads);
+  Context& c = op_device(op, {&xb, &wb, &ob});
+  const int64_t total = ob.numel;
+  if (total == 0) return;
+  const DG k = dg_of(g);
+  if (fits32({total, xb.numel, wb.numel, dw_span(g)}))
+    dw_forward_kernel<int><<<grid_for(total), 256, 0, c.stream>>>(xb.data<float>(), wb.data<float>(), ob.data<float>(),
+                                                                  k, total);
+  else
+    dw_forward_kernel<int64_t><<<grid_for(total), 256, 0, c.stream>>>(xb.data<float>(), wb.data<float>(),
+                                                                      ob.data<float>(), k, total);
+  launched(c, op);
+}
+
+void depthwise_conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws,
+                               const Buffer& gb, const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides,
+                               const Shape& dilation, const Shape& pads) {
+  const char* op = "depthwise_conv2d_backward";
+  if (xb.dtype == BF16 || wb.dtype == BF16 || gb.dtype == BF16 || (dxb && dxb->dtype == BF16) ||
+      (dwb && dwb->dtype == BF16))
+    throw Unsupported("depthwise_conv2d_backward: bfloat16 buffers run on float32 copies");
+  check_buffer(op, "input", xb, xs, F32);
+  check_buffer(op, "kernel", wb, ws, F32);
+  check_buffer(op, "output gradient", gb, gs, F32);
+  if (dxb) check_buffer(op, "input gradient", *dxb, xs, F32);
+  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, F32);
+  const DwGeom g = dw_geom(op, xs, ws, gs, strides, dilation, pads);
+  Context& c = op_device(op, {&xb, &wb, &gb, dxb, dwb});
+  const DG k = dg_of(g);
+  if (dxb && dxb->numel > 0) {  // every element is written (0 where no output reads it)
+    const int64_t total = dxb->numel;
+    if (fits32({total, gb.numel, wb.numel, dw_span(g)}))
+      dw_input_grad_kernel<int><<<grid_for(total), 256, 0, c.stream>>>(gb.data<float>(), wb.data<float>(),
+                                                                       dxb->data<float>(), k, total);
+    else
+      dw_input_grad_kernel<int64_t><<<grid_for(total), 256, 0, c.stream>>>(gb.data<float>(), wb.data<float>(),
+                                                                           dxb->data<float>(), k, total);
+  }
+  if (dwb && dwb->numel > 0) {
+    const int64_t CO = g.CO(), taps = g.KH * g.KW, P = g.N * g.OH * g.OW, wn = dwb->numel;
+    const int64_t ctiles = (CO + 31) / 32, blocks = taps * ctiles;
+    LAMINA_CHECK(blocks <= INT_MAX, op << ": a kernel of shape " << shape_str(ws) << " is too large");
+    // about 2048 blocks in all (a few per SM), each slice at least 32 x 8 pixels deep
+    int64_t S = std::max<int64_t>(1, 2048 / blocks);
+    S = std::min<int64_t>(S, std::max<int64_t>(1, P / (kDwLanes * 32)));
+    S = std::min<int64_t>(S, 65535);
+    Buffer part(S * wn, F32, c.index);
+    if (P > 0)
+      dw_kernel_grad_kernel<<<dim3(unsigned(blocks), unsigned(S)), dim3(32, kDwLanes), 0, c.stream>>>(
+          xb.data<float>(), gb.data<float>(), part.data<float>(), k, ctiles);
+    else
+      zero(c, part);
+    sum_slices_kernel<<<grid_for(wn), 256, 0, c.stream>>>(part.data<float>(), dwb->data<float>(), wn, S);
+  }
+  launched(c, op);
+}
+
+// ---- pooling ------------------------------------------------------------------------------------
+
+void pool2d_forward(int mode, const Buffer& xb, const Shape& xs, Buffer& ob, const Shape& os, const Shape& window,
+                    const Shape& strides, const Shape& pads, Buffer* idxb) {
+  const char* op = mode == POOL_MAX ? "max_pool" : "average_pool";
+  LAMINA_CHECK(mode == POOL_MAX || mode == POOL_AVG, "pool2d: unknown mode " << mode);
+  if (xb.dtype == BF16 || ob.dtype == BF16) throw Unsupported(std::string(op) + ": bfloat16 buffers run on float32 copies");
+  check_buffer(op, "input", xb, xs, F32);
+  check_buffer(op, "output", ob, os, F32);
+  if (idxb) check_buffer(op, "indices", *idxb, os, I32);
+  const PoolGeom g = pool_geom(op, xs, os, window, strides, pads);
+  Context& c = op_device(op, {&xb, &ob, idxb});
+  const int64_t total = ob.numel;
+  if (total == 0) return;
+  const float* x = xb.data<float>();
+  float* y = ob.data<float>();
+  int32_t* idx = idxb ? idxb->data<int32_t>() : nullptr;
+  const bool small = fits32({total, xb.numel, pool_span(g)});
+  const unsigned grid = grid_for(total);
+  if (mode == POOL_MAX) {
+    if (small) pool_forward_kernel<int, true><<<grid, 256, 0, c.stream>>>(x, y, idx, g, total);
+    else pool_forward_kernel<int64_t, true><<<grid, 256, 0, c.stream>>>(x, y, idx, g, total);
+  } else {
+    if (small) pool_forward_kernel<int, false><<<grid, 256, 0, c.stream>>>(x, y, nullptr, g, total);
+    else pool_forward_kernel<int64_t, false><<<grid, 256, 0, c.stream>>>(x, y, nullptr, g, total);
+  }
+  launched(c, op);
+}
+
+void pool2d_backward(int mode, const Shape& xs, const Buffer& gb, const Shape& gs, Buffer& dxb, const Shape& window,
+                     const Shape& strides, const Shape& pads, const Buffer* idxb) {
+  const char* op = mode == POOL_MAX ? "max_pool_backward" : "average_pool_backward";
+  LAMINA_CHECK(mode == POOL_MAX || mode == POOL_AVG, "pool2d: unknown mode " << mode);
+  if (gb.dtype == BF16 || dxb.dtype == BF16)
+    throw Unsupported(std::string(op) + ": bfloat16 buffers run on float32 copies");
+  check_buffer(op, "output gradient", gb, gs, F32);
+  check_buffer(op, "input gradient", dxb, xs, F32);
+  LAMINA_CHECK(mode != POOL_MAX || idxb, op << ": needs the argmax indices written by the forward pass");
+  if (idxb) check_buffer(op, "indices", *idxb, gs, I32);
+  const PoolGeom g = pool_geom(op, xs, gs, window, strides, pads);
+  Context& c = op_device(op, {&gb, &dxb, idxb});
+  const int64_t total = dxb.numel;
+  if (total == 0) return;
+  const float* gr = gb.data<float>();
+  float* dx = dxb.data<float>();
+  const bool small = fits32({total, gb.numel, pool_span(g)});
+  const unsigned grid = grid_for(total);
+  if (mode == POOL_MAX) {
+    const int32_t* idx = idxb->data<int32_t>();
+    if (small) pool_backward_kernel<int, true><<<grid, 256, 0, c.stream>>>(gr, idx, dx, g, total);
+    else pool_backward_kernel<int64_t, true><<<grid, 256, 0, c.stream>>>(gr, idx, dx, g, total);
+  } else {
+    if (small) pool_backward_kernel<int, false><<<grid, 256, 0, c.stream>>>(gr, nullptr, dx, g, total);
+    else pool_backward_kernel<int64_t, false><<<grid, 256, 0, c.stream>>>(gr, nullptr, dx, g, total);
+  }
+  launched(c, op);
+}
+
+}  // namespace gpu
+}  // namespace lamina

@@ -1,0 +1,240 @@
+// Row gathers and scatter-adds: embedding lookup, its dense gradient, IndexedSlices densified or
+// added into a dense tensor (embedding_scatter_add), and take / take_grad along an axis.
+//
+// Ids are checked on the device before any gather or scatter: the first out-of-range flat index
+// is found with atomicMin on a device flag, which the host reads (one wait on the stream), so
+// the error names the same id and position as the CPU's. Scatter-adds use float atomicAdd: rows
+// that repeat are summed in no fixed order (within rounding of the CPU's ordered sums).
+#include "../strided.h"
+#include "gpu.h"
+
+namespace lamina {
+namespace gpu {
+
+namespace {
+
+template <class I>
+__global__ void range_check_kernel(const I* v, int64_t n, int64_t lo, int64_t hi, unsigned long long* bad) {
+  GRID_STRIDE(i, n)
+    if (int64_t(v[i]) < lo || int64_t(v[i]) >= hi) atomicMin(bad, (unsigned long long)i);
+}
+
+void require_int(const char* op, const char* arg, const Buffer& b) {
+  if (b.dtype != I32 && b.dtype != I64) {
+    Msg os;
+    os << op << ": expected " << arg << " of dtype int32 or int64, received " << dtype_name(b.dtype);
+    throw TypeError(os.str());
+  }
+}
+
+// The first flat index of an id outside [lo, hi) (its value in *value), or -1. Waits for the
+// device.
+int64_t first_out_of_range(Context& c, const Buffer& ids, int64_t lo, int64_t hi, int64_t* value) {
+  const int64_t n = ids.numel;
+  if (n == 0) return -1;
+  Buffer flag(1, I64, ids.device);
+  LAMINA_CUDA_CHECK(cudaMemsetAsync(flag.ptr, 0xff, 8, c.stream));
+  auto* bad = flag.data<unsigned long long>();
+  if (ids.dtype == I32) range_check_kernel<<<grid_for(n), 256, 0, c.stream>>>(ids.data<int32_t>(), n, lo, hi, bad);
+  else range_check_kernel<<<grid_for(n), 256, 0, c.stream>>>(ids.data<int64_t>(), n, lo, hi, bad);
+  LAMINA_CUDA_CHECK(cudaGetLastError());
+  unsigned long long idx = 0;
+  LAMINA_CUDA_CHECK(cudaMemcpyAsync(&idx, bad, 8, cudaMemcpyDeviceToHost, c.stream));
+  LAMINA_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+  if (idx == ~0ull) return -1;
+  if (ids.dtype == I32) {
+    int32_t w = 0;
+    LAMINA_CUDA_CHECK(cudaMemcpy(&w, ids.data<int32_t>() + idx, 4, cudaMemcpyDeviceToHost));
+    *value = w;
+  } else {
+    LAMINA_CUDA_CHECK(cudaMemcpy(value, ids.data<int64_t>() + idx, 8, cudaMemcpyDeviceToHost));
+  }
+  return int64_t(idx);
+}
+
+// nn.cpp's check_range on the device: ids must lie in [0, hi); the first id outside raises the
+// CPU's ValueError (same message), before anything is written.
+void check_range(Context& c, const char* op, const char* what, const char* range_name, const Buffer& b, int64_t hi) {
+  int64_t v = 0;
+  const int64_t bad = first_out_of_range(c, b, 0, hi, &v);
+  LAMINA_CHECK(bad < 0, op << ": " << what << " " << v << " at flat index " << bad << " is out of range for " << hi
+                               << " " << range_name << "; " << what << "s must lie in [0, " << hi << ")"
+                               << (v < 0 ? " (negative values are not allowed)" : ""));
+}
+
+// out[k] = table[ids[k / D] * D + k % D]
+template <class I>
+__global__ void gather_rows_kernel(const float* t, const I* ids, int64_t n, int64_t D, float* o) {
+  GRID_STRIDE(k, n * D) {
+    const int64_t i = k / D;
+    o[k] = t[int64_t(ids[i]) * D + (k - i * D)];
+  }
+}
+
+// out[ids[k / D] * D + k % D] += values[k]
+template <class I>
+__global__ void scatter_rows_kernel(const float* v, const I* ids, int64_t n, int64_t D, float* o) {
+  GRID_STRIDE(k, n * D) {
+    const int64_t i = k / D;
+    atomicAdd(o + int64_t(ids[i]) * D + (k - i * D), v[k]);
+  }
+}
+
+struct ScatterNames {
+  const char *op, *shape, *ids, *values, *rows;
+};
+
+// nn.cpp's checked_scatter_add: out (V, D)[ids[n], :] += values[n, :] (out zeroed first when zero).
+void checked_scatter_add(const ScatterNames& nm, Buffer& ob, int64_t V, int64_t D, const Buffer& ib, const Buffer& vb,
+                         bool zero) {
+  const char* op = nm.op;
+  LAMINA_CHECK(V >= 0 && D >= 0, op << ": invalid " << nm.shape << " " << V << " x " << D);
+  require_int(op, nm.ids, ib);
+  const int64_t n = ib.numel;
+  check_count(op, nm.values, vb, n * D, F32);
+  check_count(op, "out", ob, V * D, F32);
+  Context& c = op_device(op, {&ob, &ib, &vb});
+  check_range(c, op, "id", nm.rows, ib, V);
+  if (zero && ob.numel) LAMINA_CUDA_CHECK(cudaMemsetAsync(ob.ptr, 0, size_t(ob.numel) * sizeof(float), c.stream));
+  if (n * D > 0) {
+    if (ib.dtype == I32)
+      scatter_rows_kernel<<<grid_for(n * D), 256, 0, c.stream>>>(vb.data<float>(), ib.data<int32_t>(), n, D,
+                                                                 ob.data<float>());
+    else
+      scatter_rows_kernel<<<grid_for(n * D), 256, 0, c.stream>>>(vb.data<float>(), ib.data<int64_t>(), n, D,
+                                                                 ob.data<float>());
+  }
+  launched(c, op);
+}
+
+// ---- take along an axis ---------------------------------------------------------------------------
+// out[o, j, c] = x[o, idx[j], c] (negative indices count from the end), elements of `bytes` bytes.
+template <class T, class I>
+__global__ void take_kernel(const T* x, int64_t n, int64_t inner, const I* idx, int64_t m, T* out, int64_t total) {
+  GRID_STRIDE(k, total) {
+    const int64_t c = k % inner, r = k / inner, o = r / m, j = r - o * m;
+    int64_t i = int64_t(idx[j]);
+    if (i < 0) i += n;
+    out[k] = x[(o * n + i) * inner + c];
+  }
+}
+
+template <class I>
+__global__ void take_grad_kernel(const float* g, int64_t n, int64_t inner, const I* idx, int64_t m, float* gx,
+                                 int64_t total) {
+  GRID_STRIDE(k, total) {
+    const int64_t c = k % inner, r = k / inner, o = r / m, j = r - o * m;
+    int64_t i = int64_t(idx[j]);
+    if (i < 0) i += n;
+    atomicAdd(gx + (o * n + i) * inner + c, g[k]);
+  }
+}
+
+void check_outer_n_inner(const char* op, int64_t outer, int64_t n, int64_t inner) {
+  LAMINA_CHECK(outer >= 0 && n >= 0 && inner >= 0,
+               op << ": expected non-negative (outer, n, inner), received (" << outer << ", " << n << ", " << inner << ")");
+}
+
+void check_index_dtype(const char* op, const Buffer& idx) {
+  if (idx.dtype != I32 && idx.dtype != I64) {
+    Msg os;
+    os << op << ": expected indices of dtype int32 or int64, received " << dtype_name(idx.dtype);
+    throw TypeError(os.str());
+  }
+}
+
+// Indices outside [-n, n): the CPU kernel raises IndexError (a pybind11 exception this module
+// does not build), so such a call runs on the host, which raises it; nothing was written.
+void check_indices(Context& c, const char* op, const Buffer& idx, int64_t n) {
+  check_index_dtype(op, idx);
+  int64_t v = 0;
+  if (first_out_of_range(c, idx, -n, n, &v) >= 0)
+    throw Unsupported(std::string(op) + ": an index is out of bounds (the host raises the error)");
+}
+
+template <class T>
+void launch_take(Context& c, const Buffer& x, int64_t n, int64_t inner, const Buffer& idx, Buffer& out) {
+  const int64_t m = idx.numel, total = out.numel;
+  if (idx.dtype == I32)
+    take_kernel<<<grid_for(total), 256, 0, c.stream>>>(x.data<T>(), n, inner, idx.data<int32_t>(), m, out.data<T>(), total);
+  else
+    take_kernel<<<grid_for(total), 256, 0, c.stream>>>(x.data<T>(), n, inner, idx.data<int64_t>(), m, out.data<T>(), total);
+}
+
+}  // namespace
+
+void embedding(const Buffer& table, int64_t V, int64_t D, const Buffer& ids, Buffer& out) {
+  const char* op = "embedding_lookup";
+  LAMINA_CHECK(V >= 0 && D >= 0, op << ": invalid table size " << V << " x " << D);
+  check_count(op, "table", table, V * D, F32);
+  require_int(op, "ids", ids);
+  const int64_t n = ids.numel;
+  check_count(op, "out", out, n * D, F32);
+  Context& c = op_device(op, {&table, &ids, &out});
+  check_range(c, op, "id", "rows in the embedding table", ids, V);
+  if (n * D == 0) return;
+  if (ids.dtype == I32)
+    gather_rows_kernel<<<grid_for(n * D), 256, 0, c.stream>>>(table.data<float>(), ids.data<int32_t>(), n, D,
+                                                              out.data<float>());
+  else
+    gather_rows_kernel<<<grid_for(n * D), 256, 0, c.stream>>>(table.data<float>(), ids.data<int64_t>(), n, D,
+                                                              out.data<float>());
+  launched(c, op);
+}
+
+void embedding_grad(const Buffer& g, const Buffer& ids, int64_t V, int64_t D, Buffer& out) {
+  static const ScatterNames names{"embedding_lookup_grad", "table size", "ids", "grad", "rows in the embedding table"};
+  checked_scatter_add(names, out, V, D, ids, g, true);
+}
+
+void embedding_scatter_add(Buffer& out, int64_t V, int64_t D, const Buffer& ids, const Buffer& values, bool zero) {
+  static const ScatterNames names{"IndexedSlices", "dense shape", "indices", "values", "rows (dense_shape[0])"};
+  checked_scatter_add(names, out, V, D, ids, values, zero);
+}
+
+void take(const Buffer& x, int64_t outer, int64_t n, int64_t inner, const Buffer& idx, Buffer& out) {
+  const char* op = "take";
+  check_outer_n_inner(op, outer, n, inner);
+  LAMINA_CHECK(x.numel == mul_checked(op, mul_checked(op, outer, n), inner),
+               op << ": x holds " << x.numel << " elements, not outer*n*inner = " << outer << "*" << n << "*" << inner);
+  check_dtype(op, "out", out, x.dtype);
+  LAMINA_CHECK(out.numel == mul_checked(op, mul_checked(op, outer, idx.numel), inner),
+               op << ": out holds " << out.numel << " elements, expected " << outer << "*" << idx.numel << "*" << inner);
+  Context& c = op_device(op, {&x, &idx, &out});
+  check_indices(c, op, idx, n);
+  if (out.numel == 0) return;
+  switch (dtype_size(x.dtype)) {
+    case 1: launch_take<uint8_t>(c, x, n, inner, idx, out); break;
+    case 2: launch_take<uint16_t>(c, x, n, inner, idx, out); break;
+    case 4: launch_take<uint32_t>(c, x, n, inner, idx, out); break;
+    default: launch_take<unsigned long long>(c, x, n, inner, idx, out); break;
+  }
+  launched(c, op);
+}
+
+void take_grad(const Buffer& g, int64_t outer, int64_t n, int64_t inner, const Buffer& idx, Buffer& gx) {
+  const char* op = "take_grad";
+  check_outer_n_inner(op, outer, n, inner);
+  check_dtype(op, "grad", g, F32);
+  check_dtype(op, "out", gx, F32);
+  const int64_t m = idx.numel;
+  LAMINA_CHECK(gx.numel == mul_checked(op, mul_checked(op, outer, n), inner),
+               op << ": out holds " << gx.numel << " elements, not outer*n*inner = " << outer << "*" << n << "*" << inner);
+  LAMINA_CHECK(g.numel == mul_checked(op, mul_checked(op, outer, m), inner),
+               op << ": grad holds " << g.numel << " elements, expected " << outer << "*" << m << "*" << inner);
+  Context& c = op_device(op, {&g, &idx, &gx});
+  check_indices(c, op, idx, n);
+  if (gx.numel) LAMINA_CUDA_CHECK(cudaMemsetAsync(gx.ptr, 0, size_t(gx.numel) * sizeof(float), c.stream));
+  if (g.numel) {
+    if (idx.dtype == I32)
+      take_grad_kernel<<<grid_for(g.numel), 256, 0, c.stream>>>(g.data<float>(), n, inner, idx.data<int32_t>(), m,
+                                                                gx.data<float>(), g.numel);
+    else
+      take_grad_kernel<<<grid_for(g.numel), 256, 0, c.stream>>>(g.data<float>(), n, inner, idx.data<int64_t>(), m,
+                                                                gx.data<float>(), g.numel);
+  }
+  launched(c, op);
+}
+
+}  // namespace gpu
+}  // namespace lamina

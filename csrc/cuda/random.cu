@@ -1,0 +1,198 @@
+// Random kernels and dropout on the device, drawing the CPU module's Philox streams
+// (csrc/cpu/random.cpp): element e of a draw always comes from block e / 4, lane e % 4 (randint:
+// block e / 2, lanes 2 (e % 2) and the next), so a seed gives the same numbers on every device.
+// One thread computes one Philox block and writes the elements it feeds. The float arithmetic
+// is spelled out unfused (philox.cuh) to round as the CPU's does. random_categorical and
+// random_shuffle have no CUDA version (they run on the host).
+#include <cmath>
+
+#include "gpu.h"
+#include "philox.cuh"
+
+namespace lamina {
+namespace gpu {
+
+using philox::Block;
+using philox::Stream;
+
+namespace {
+
+// Standard normal for element e (lane e % 4 of block `blk` = block e / 4), redrawn from retry
+// blocks while beyond two standard deviations when truncated: random.cpp's loop.
+__device__ __forceinline__ float normal_value(const Stream& s, int64_t e, float z, bool truncated) {
+  float v = z;
+  for (uint32_t attempt = 1; truncated && fabsf(v) >= 2.f && attempt < (1u << 24); ++attempt) {
+    const int lane = int(e & 3);
+    const Block r = s.block(uint64_t(e / 4), attempt);
+    float a0, a1;
+    philox::box_muller(r.v[lane & 2], r.v[(lane & 2) + 1], a0, a1);
+    v = (lane & 1) ? a1 : a0;
+  }
+  return v;
+}
+
+__global__ void uniform_kernel(Stream s, int64_t n, float lo, float width, float hi, float below, float* o) {
+  GRID_STRIDE(b, (n + 3) / 4) {
+    const Block w = s.block(uint64_t(b));
+#pragma unroll
+    for (int l = 0; l < 4; ++l) {
+      const int64_t e = 4 * b + l;
+      if (e < n) {
+        const float v = philox::fadd(lo, philox::fmul(width, philox::unit_float(w.v[l])));
+        o[e] = v >= hi ? below : v;
+      }
+    }
+  }
+}
+
+__global__ void normal_kernel(Stream s, int64_t n, float mean, float stddev, bool truncated, float* o) {
+  GRID_STRIDE(b, (n + 3) / 4) {
+    const Block w = s.block(uint64_t(b));
+    float z[4];
+    philox::box_muller(w.v[0], w.v[1], z[0], z[1]);
+    philox::box_muller(w.v[2], w.v[3], z[2], z[3]);
+#pragma unroll
+    for (int l = 0; l < 4; ++l) {
+      const int64_t e = 4 * b + l;
+      if (e < n) o[e] = philox::fadd(mean, philox::fmul(stddev, normal_value(s, e, z[l], truncated)));
+    }
+  }
+}
+
+// Two elements a block: a 64-bit draw each, mapped to [lo, lo + range) by a 128-bit product.
+template <class T>
+__global__ void randint_kernel(Stream s, int64_t n, int64_t lo, uint64_t range, T* o) {
+  GRID_STRIDE(b, (n + 1) / 2) {
+    const Block w = s.block(uint64_t(b));
+#pragma unroll
+    for (int l = 0; l < 2; ++l) {
+      const int64_t e = 2 * b + l;
+      if (e < n) {
+        const uint64_t r = (uint64_t(w.v[2 * l]) << 32) | w.v[2 * l + 1];
+        o[e] = T(int64_t(uint64_t(lo) + philox::mulhi64(r, range)));
+      }
+    }
+  }
+}
+
+__global__ void dropout_kernel(Stream s, int64_t n, float keep, float scale, const float* x, float* o, uint8_t* mk) {
+  GRID_STRIDE(b, (n + 3) / 4) {
+    const Block w = s.block(uint64_t(b));
+#pragma unroll
+    for (int l = 0; l < 4; ++l) {
+      const int64_t e = 4 * b + l;
+      if (e < n) {
+        const float k = float(philox::unit_float(w.v[l]) < keep);
+        mk[e] = uint8_t(k);
+        o[e] = philox::fmul(x[e], philox::fmul(k, scale));
+      }
+    }
+  }
+}
+
+__global__ void dropout_mask_kernel(Stream s, int64_t n, float keep, float scale, float* mk) {
+  GRID_STRIDE(b, (n + 3) / 4) {
+    const Block w = s.block(uint64_t(b));
+#pragma unroll
+    for (int l = 0; l < 4; ++l) {
+      const int64_t e = 4 * b + l;
+      if (e < n) mk[e] = philox::fmul(float(philox::unit_float(w.v[l]) < keep), scale);
+    }
+  }
+}
+
+__global__ void dropout_grad_kernel(const float* g, const uint8_t* mk, float scale, float* o, int64_t n) {
+  GRID_STRIDE(i, n)
+    o[i] = philox::fmul(g[i], philox::fmul(float(mk[i]), scale));
+}
+
+}  // namespace
+
+void random_uniform(uint64_t seed, uint64_t counter, double lo, double hi, Buffer& out) {
+  const char* op = "uniform";
+  check_dtype(op, "out", out, F32);
+  LAMINA_CHECK(lo < hi, "uniform: minval must be below maxval, received minval=" << lo << ", maxval=" << hi);
+  Context& c = op_device(op, {&out});
+  const int64_t n = out.numel;
+  if (n == 0) return;
+  const float flo = float(lo), fhi = float(hi), width = float(hi - lo);
+  const float below = std::nextafter(fhi, flo);
+  uniform_kernel<<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(philox::make_stream(seed, counter), n, flo, width, fhi,
+                                                               below, out.data<float>());
+  launched(c, op);
+}
+
+void random_normal(uint64_t seed, uint64_t counter, double mean, double stddev, bool truncated, Buffer& out) {
+  const char* op = truncated ? "truncated_normal" : "normal";
+  check_dtype(op, "out", out, F32);
+  Context& c = op_device(op, {&out});
+  const int64_t n = out.numel;
+  if (n == 0) return;
+  normal_kernel<<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(philox::make_stream(seed, counter), n, float(mean),
+                                                              float(stddev), truncated, out.data<float>());
+  launched(c, op);
+}
+
+void random_randint(uint64_t seed, uint64_t counter, int64_t lo, int64_t hi, Buffer& out) {
+  const char* op = "randint";
+  LAMINA_CHECK(lo < hi, "randint: minval must be below maxval, received minval=" << lo << ", maxval=" << hi);
+  LAMINA_CHECK(out.dtype == I32 || out.dtype == I64, "randint: output must be int32 or int64");
+  if (out.dtype == I32)
+    LAMINA_CHECK(lo >= INT32_MIN && hi - 1 <= INT32_MAX, "randint: range [" << lo << ", " << hi << ") does not fit int32");
+  Context& c = op_device(op, {&out});
+  const int64_t n = out.numel;
+  if (n == 0) return;
+  const Stream s = philox::make_stream(seed, counter);
+  const uint64_t range = uint64_t(hi) - uint64_t(lo);
+  if (out.dtype == I32)
+    randint_kernel<<<grid_for((n + 1) / 2), 256, 0, c.stream>>>(s, n, lo, range, out.data<int32_t>());
+  else
+    randint_kernel<<<grid_for((n + 1) / 2), 256, 0, c.stream>>>(s, n, lo, range, out.data<int64_t>());
+  launched(c, op);
+}
+
+void dropout(const Buffer& x, uint64_t seed, uint64_t counter, double rate, Buffer& out, Buffer& mask) {
+  const char* op = "dropout";
+  check_dtype(op, "x", x, F32);
+  check_dtype(op, "out", out, F32);
+  check_dtype(op, "mask", mask, BOOL);
+  LAMINA_CHECK(out.numel == x.numel && mask.numel == x.numel, "dropout: x, out and mask sizes differ");
+  LAMINA_CHECK(rate >= 0.0 && rate < 1.0, "dropout: rate must be in [0, 1), received " << rate);
+  Context& c = op_device(op, {&x, &out, &mask});
+  const int64_t n = x.numel;
+  if (n == 0) return;
+  const float keep = float(1.0 - rate), scale = float(1.0 / (1.0 - rate));
+  dropout_kernel<<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(philox::make_stream(seed, counter), n, keep, scale,
+                                                               x.data<float>(), out.data<float>(), mask.data<uint8_t>());
+  launched(c, op);
+}
+
+void dropout_mask(uint64_t seed, uint64_t counter, double rate, Buffer& mask) {
+  const char* op = "dropout";
+  check_dtype(op, "mask", mask, F32);
+  LAMINA_CHECK(rate >= 0.0 && rate < 1.0, "dropout: rate must be in [0, 1), received " << rate);
+  Context& c = op_device(op, {&mask});
+  const int64_t n = mask.numel;
+  if (n == 0) return;
+  const float keep = float(1.0 - rate), scale = float(1.0 / (1.0 - rate));
+  dropout_mask_kernel<<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(philox::make_stream(seed, counter), n, keep, scale,
+                                                                    mask.data<float>());
+  launched(c, op);
+}
+
+void dropout_grad(const Buffer& g, const Buffer& mask, double scale, Buffer& out) {
+  const char* op = "dropout_grad";
+  check_dtype(op, "grad", g, F32);
+  check_dtype(op, "mask", mask, BOOL);
+  check_dtype(op, "out", out, F32);
+  LAMINA_CHECK(g.numel == mask.numel && out.numel == mask.numel, "dropout_grad: grad, mask and out sizes differ");
+  Context& c = op_device(op, {&g, &mask, &out});
+  const int64_t n = g.numel;
+  if (n == 0) return;
+  dropout_grad_kernel<<<grid_for(n), 256, 0, c.stream>>>(g.data<float>(), mask.data<uint8_t>(), float(scale),
+                                                         out.data<float>(), n);
+  launched(c, op);
+}
+
+}  // namespace gpu
+}  // namespace lamina
