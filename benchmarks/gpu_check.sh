@@ -5,17 +5,18 @@
 #   2. the GPU test suite (tests/gpu, `-m gpu`: every op forward and backward on gpu:0 against the
 #      CPU, training on the GPU against the CPU, two virtual GPUs: copies, model parallel, pipeline)
 #   3. benchmarks/bench_gpu.py against PyTorch CUDA, each section under its own time limit
-#   4. which kernels still run on the host, and a compute-sanitizer memcheck of the GPU tests
+#   4. which kernels still run on the host, where a convnet's and an LSTM's training step spends its
+#      time (benchmarks/gpu_profile.py), and a compute-sanitizer memcheck of the GPU tests
 # It is meant to finish in about 7 minutes on an H200. Usage: benchmarks/gpu_check.sh OUTDIR
 set -uo pipefail
 dest=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
 mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
 # Logs are written to a work folder; at exit OUTDIR gets summary.txt, tests.log, bench.log,
-# fallbacks.txt and logs.tgz (every log): 5 files, under the 8 that a lent machine's tool returns.
+# fallbacks.txt, profile.txt and logs.tgz (every log): 6 files, under the 8 that a lent machine's tool returns.
 out=$(mktemp -d)
 pack() {
-  cp "$out"/summary.txt "$out"/tests.log "$out"/bench.log "$out"/fallbacks.txt "$dest"/ 2>/dev/null
+  cp "$out"/summary.txt "$out"/tests.log "$out"/bench.log "$out"/fallbacks.txt "$out"/profile.txt "$dest"/ 2>/dev/null
   tar czf "$dest/logs.tgz" -C "$out" . 2>/dev/null
 }
 trap pack EXIT
@@ -52,7 +53,7 @@ for f in "$root"/tests/gpu/test_*.py; do
   timeout $(lim 100) $py -m pytest "$f" -c "$root/tests/pytest.ini" -m gpu -q -p no:cacheprovider -rfE \
     >>"$out/tests.log" 2>&1 || status=1
 done
-grep -E "^== |passed|failed|^FAILED|^ERROR|Fatal Python error" "$out/tests.log" | tee -a "$out/summary.txt"
+grep -E "^== |passed|failed|skipped|deselected|^FAILED|^ERROR|Fatal Python error" "$out/tests.log" | tee -a "$out/summary.txt"
 
 if grep -q "Fatal Python error" "$out/tests.log" && command -v cuda-gdb >/dev/null; then
   # a crash: the native backtrace of the (first) test that crashed (cuda-gdb also debugs host code)
@@ -89,6 +90,12 @@ print("host fallbacks:", sorted(t.fallbacks.items(), key=lambda kv: -kv[1]))
 print("cuBLAS:", t.module.cublas_status())
 PY
 cat "$out/fallbacks.txt" | tee -a "$out/summary.txt"
+
+step "where a training step's time goes: kernel calls, fallbacks, host profile (profile.txt)"
+for m in convnet lstm; do
+  timeout $(lim 60) $py "$root/benchmarks/gpu_profile.py" --device gpu:0 --model $m >>"$out/profile.txt" 2>&1
+done
+grep -E "^# |kernel calls a step|host fallbacks" "$out/profile.txt" | tee -a "$out/summary.txt"
 
 export LAMINA_VIRTUAL_GPUS=2  # gpu:0 and gpu:1 on one card for the pipeline section
 step "benchmarks (log: bench.log, bench_<section>.json)"

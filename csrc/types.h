@@ -77,6 +77,8 @@ struct Msg {
     else s += std::to_string(static_cast<unsigned long long>(v));
     return *this;
   }
+  template <class T, std::enable_if_t<std::is_enum_v<T>, int> = 0>  // as its number (not as a char)
+  Msg& operator<<(T v) { return *this << static_cast<long long>(v); }
   template <class T, std::enable_if_t<std::is_floating_point_v<T>, int> = 0>
   Msg& operator<<(T v) {
     char b[40];
@@ -84,6 +86,8 @@ struct Msg {
     s += b;
     return *this;
   }
+  template <class T>
+  Msg& operator<<(const T*) = delete;  // no addresses in messages (a pointer would print as a bool)
   const std::string& str() const { return s; }
 };
 
