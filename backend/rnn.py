@@ -17,6 +17,14 @@ the outputs come in processing order (reversed time), as Keras returns them; `in
 Gradients flow to the inputs, the initial states, the kernel, the recurrent kernel and the bias
 (not to the masks). The ops have several outputs: one backward kernel call serves them all.
 
+dtypes: float32; `lstm` computes in bfloat16 when its inputs, kernel and recurrent kernel are all
+bfloat16 (mixed precision: the layer passes the weights' bfloat16 copies): on the CPU the matrix
+products take bfloat16 operands and sum in float32, the gate maths and c stay float32
+(csrc/cpu/rnn.cpp), and the outputs and last states come back in bfloat16; its gradients are
+float32, cast by autodiff where a bfloat16 tensor needs its own dtype. A mix of float32 and
+bfloat16 among those three computes in float32. `gru` and `simple_rnn` compute in float32 (on
+float32 copies of bfloat16 arguments, backend/device.py's WideningTable) and return float32.
+
 Inside `with autodiff.deferred_weight_gradients(devices):` a backward pass of an op on one of
 those devices leaves the kernel and recurrent kernel gradients as products formed when read
 (StackedProducts below: [H_prev X]^T @ dGates, one GEMM per call for both; the GRU's as two
@@ -28,7 +36,7 @@ fills the pipeline's tail with the deferred GEMMs ("zero-bubble" pipelining, mod
 from . import dtypes, validation
 from .autodiff import needs_grad, record, weight_gradients_deferred
 from .manipulation import reshape as _reshape
-from .math import _as_tensor, check_same_device, multiply as _mul, not_equal, zeros
+from .math import _as_tensor, cast as _cast, check_same_device, multiply as _mul, not_equal, zeros
 from .sparse import OuterProducts
 from .tensor import Tensor, empty
 
@@ -83,7 +91,7 @@ def _record_multi(outputs, inputs, backward, accumulates=False):
 # ---- argument checks ---------------------------------------------------------------------------------
 
 def _f32(op, name, t):
-    if t.dtype not in dtypes.FLOATS:  # bfloat16 computes in float32 (backend/device.py, WideningTable)
+    if t.dtype not in dtypes.FLOATS:  # bfloat16: see the module docstring
         raise TypeError(f"{op}: expected {name} of dtype float32, received {t.dtype} with shape {t.shape}; "
                         f"cast it with ops.cast(x, 'float32')")
 
@@ -296,11 +304,18 @@ def lstm(inputs, h0, c0, kernel, recurrent_kernel, bias, mask=None, go_backwards
     x, (h0, c0), K, R, bias, mask, (dx_m, dr_m), (B, T, F, U) = _prepare(
         op, 4, inputs, (("h0", h0), ("c0", c0)), kernel, recurrent_kernel, bias, mask, input_dropout,
         recurrent_dropout)
+    # computes in bfloat16 when the inputs and both kernels are bfloat16 (mixed precision: the
+    # products take bfloat16 operands; gates, c and sums stay float32; outputs and last states in
+    # bfloat16); otherwise in float32, any bfloat16 among them cast up
+    cdt = dtypes.BFLOAT16 if x.dtype == K.dtype == R.dtype == dtypes.BFLOAT16 else _F32
+    if cdt == _F32:  # the kernel takes bfloat16 buffers only when computing in bfloat16
+        x, K, R, h0, c0, bias, dx_m, dr_m = (t if t is None else _cast(t, _F32)
+                                             for t in (x, K, R, h0, c0, bias, dx_m, dr_m))
     dev = x.device
     k = dev.kernels
     h_init, c_init = _zeros_state(h0, B, U, dev), _zeros_state(c0, B, U, dev)
     grad = needs_grad(*(t for t in (x, h0, c0, K, R, bias) if t is not None))
-    out, h, c = empty((B, T, U), _F32, dev), empty((B, U), _F32, dev), empty((B, U), _F32, dev)
+    out, h, c = empty((B, T, U), cdt, dev), empty((B, U), cdt, dev), empty((B, U), cdt, dev)
     gates = empty((B, T, 4 * U), _F32, dev)
     cs = _maybe(grad, (B, T, U), dev)
     back = bool(go_backwards)
@@ -310,7 +325,8 @@ def lstm(inputs, h0, c0, kernel, recurrent_kernel, bias, mask=None, go_backwards
     if grad:
         def backward(grads, n, acc):
             g_out, g_h, g_c = grads
-            res = [_maybe(n[0], x.shape, dev), _maybe(n[1], (B, U), dev), _maybe(n[2], (B, U), dev), None, None, None]
+            res = [empty(x.shape, x.dtype, dev) if n[0] else None, _maybe(n[1], (B, U), dev),
+                   _maybe(n[2], (B, U), dev), None, None, None]
             keep = _deferred(n, 3, res, x, dx_m, dev, B, T, F, U, 4 * U, False)
             bits = _weight_grads(res, n, acc, 3, (K.shape, R.shape, bias.shape if bias is not None else ()), dev,
                                  bias_only=keep is not None)

@@ -36,55 +36,65 @@ void check_opt(const char* op, const char* arg, const Buf* b, const Shape& s, DT
   if (b) check_buffer(op, arg, *b, s, dt);
 }
 
-// Validates the inputs every forward and backward kernel shares.
+// The dtype a float32-or-bfloat16 buffer is checked against: with compute dtype BF16 (the CPU's
+// LSTM on bfloat16 inputs and weights) either is taken, the buffer's own; otherwise float32.
+template <class Buf>
+DType either(DType dt, const Buf* b) { return dt == BF16 && b && b->dtype == BF16 ? BF16 : F32; }
+
+// Validates the inputs every forward and backward kernel shares. dt: the compute dtype, that of
+// x, kernel and recurrent kernel; with BF16 the states, bias and dropout masks may be float32 or
+// bfloat16 (the CUDA module's kernels are float32 only: dt = F32).
 template <class Buf>
 Dims check_inputs(Cell cell, const char* op, const Buf& x, const Buf& h0, Opt<Buf> c0, const Buf& K, const Buf& R,
                   Opt<Buf> bias, Opt<Buf> mask, Opt<Buf> in_mask, Opt<Buf> rec_mask, int64_t B, int64_t T,
-                  int64_t F, int64_t U, bool go_backwards) {
+                  int64_t F, int64_t U, bool go_backwards, DType dt = F32) {
   LAMINA_CHECK(B >= 0 && T >= 0 && F >= 0 && U >= 0, op << ": expected non-negative sizes, received batch=" << B
                << ", timesteps=" << T << ", features=" << F << ", units=" << U);
   Dims a;
   a.cell = cell;
   a.B = B; a.T = T; a.F = F; a.U = U; a.G = kGates[cell]; a.GU = a.G * U;
   a.back = go_backwards;
-  check_buffer(op, "inputs", x, {B, T, F}, F32);
-  check_buffer(op, "initial h", h0, {B, U}, F32);
+  check_buffer(op, "inputs", x, {B, T, F}, dt);
+  check_buffer(op, "initial h", h0, {B, U}, either(dt, &h0));
   if (cell == LSTM) {
     LAMINA_CHECK(c0 != nullptr, op << ": the LSTM needs an initial c state of shape " << shape_str({B, U}));
-    check_buffer(op, "initial c", *c0, {B, U}, F32);
+    check_buffer(op, "initial c", *c0, {B, U}, either(dt, c0));
   }
-  check_buffer(op, "kernel", K, {F, a.GU}, F32);
-  check_buffer(op, "recurrent_kernel", R, {U, a.GU}, F32);
-  if (cell == GRU) check_opt(op, "bias", bias, {2, a.GU}, F32);
-  else check_opt(op, "bias", bias, {a.GU}, F32);
+  check_buffer(op, "kernel", K, {F, a.GU}, dt);
+  check_buffer(op, "recurrent_kernel", R, {U, a.GU}, dt);
+  if (cell == GRU) check_opt(op, "bias", bias, {2, a.GU}, either(dt, bias));
+  else check_opt(op, "bias", bias, {a.GU}, either(dt, bias));
   check_opt(op, "mask", mask, {B, T}, BOOL);
-  check_opt(op, "input dropout mask", in_mask, {B, F}, F32);
-  check_opt(op, "recurrent dropout mask", rec_mask, {B, U}, F32);
+  check_opt(op, "input dropout mask", in_mask, {B, F}, either(dt, in_mask));
+  check_opt(op, "recurrent dropout mask", rec_mask, {B, U}, either(dt, rec_mask));
   return a;
 }
 
+// Outputs, last h and last c in the compute dtype dt; the gates float32.
 template <class Buf>
 void check_fwd_outputs(const Dims& a, const char* op, const Buf& out, const Buf& h_last, Opt<Buf> c_last,
-                       const Buf& gates) {
-  check_buffer(op, "outputs", out, {a.B, a.T, a.U}, F32);
-  check_buffer(op, "last h", h_last, {a.B, a.U}, F32);
+                       const Buf& gates, DType dt = F32) {
+  check_buffer(op, "outputs", out, {a.B, a.T, a.U}, dt);
+  check_buffer(op, "last h", h_last, {a.B, a.U}, dt);
   if (a.cell == LSTM) {
     LAMINA_CHECK(c_last != nullptr, op << ": the LSTM needs a buffer for the last c state");
-    check_buffer(op, "last c", *c_last, {a.B, a.U}, F32);
+    check_buffer(op, "last c", *c_last, {a.B, a.U}, dt);
   }
   check_buffer(op, "gates", gates, {a.B, a.T, a.GU}, F32);
 }
 
+// With compute dtype BF16: outputs in bfloat16, the incoming gradients and the inputs gradient
+// float32 or bfloat16; every other gradient float32.
 template <class Buf>
 void check_bwd(const Dims& a, const char* op, const Buf& out, const Buf& gates, Opt<Buf> dout, Opt<Buf> dh_last,
                Opt<Buf> dc_last, Opt<Buf> dx, Opt<Buf> dh0, Opt<Buf> dc0, Opt<Buf> dK, Opt<Buf> dR,
-               Opt<Buf> db) {
-  check_buffer(op, "outputs", out, {a.B, a.T, a.U}, F32);
+               Opt<Buf> db, DType dt = F32) {
+  check_buffer(op, "outputs", out, {a.B, a.T, a.U}, dt);
   check_buffer(op, "gates", gates, {a.B, a.T, a.GU}, F32);
-  check_opt(op, "outputs gradient", dout, {a.B, a.T, a.U}, F32);
-  check_opt(op, "last h gradient", dh_last, {a.B, a.U}, F32);
-  check_opt(op, "last c gradient", dc_last, {a.B, a.U}, F32);
-  check_opt(op, "inputs gradient", dx, {a.B, a.T, a.F}, F32);
+  check_opt(op, "outputs gradient", dout, {a.B, a.T, a.U}, either(dt, dout));
+  check_opt(op, "last h gradient", dh_last, {a.B, a.U}, either(dt, dh_last));
+  check_opt(op, "last c gradient", dc_last, {a.B, a.U}, either(dt, dc_last));
+  check_opt(op, "inputs gradient", dx, {a.B, a.T, a.F}, either(dt, dx));
   check_opt(op, "initial h gradient", dh0, {a.B, a.U}, F32);
   check_opt(op, "initial c gradient", dc0, {a.B, a.U}, F32);
   check_opt(op, "kernel gradient", dK, {a.F, a.GU}, F32);

@@ -182,6 +182,8 @@ class RNN(Layer):
         self._check_state_count(len(values), "the cell's get_initial_state returned")
         states = [Variable(_float(v).numpy(), trainable=False, name=f"{self.name}_state_{i}")
                   for i, v in enumerate(values)]
+        for v in states:  # state, float32 under a mixed policy too (no bfloat16 copies during the call)
+            v._autocast = False
         object.__setattr__(self, "states", _pack(self.state_size, states))
 
     def _check_state_count(self, n, what):
@@ -241,7 +243,14 @@ class RNN(Layer):
         return _fused_ok(self.cell, training)
 
     def _fused(self, x, states, mask, training):
-        outs = _run_fused(self.cell, _float(x), states, mask, self.go_backwards, training)
+        cell = self.cell
+        if isinstance(cell, LSTMCell) and cell.kernel.dtype == cell.recurrent_kernel.dtype == dtypes.BFLOAT16:
+            # mixed precision (the weights' bfloat16 copies): the LSTM op computes in bfloat16
+            x = x if isinstance(x, Tensor) else ops.convert_to_tensor(x)
+            x = x if x.dtype == dtypes.BFLOAT16 else ops.cast(x, "bfloat16")
+        else:  # the GRU and SimpleRNN ops compute in float32
+            x = _float(x)
+        outs = _run_fused(cell, x, states, mask, self.go_backwards, training)
         seq, last = outs[0], list(outs[1:])
         if self.zero_output_for_mask and mask is not None:
             m = ops.cast(ops.flip(mask, axis=1) if self.go_backwards else mask, "float32")

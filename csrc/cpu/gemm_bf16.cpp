@@ -199,6 +199,7 @@ void micro(int64_t, const uint32_t*, const uint16_t*, float*, int64_t, int, int,
 struct Packs {
   std::vector<uint32_t> a;
   std::vector<uint16_t> b;
+  std::vector<float> wide;  // BF16PackedB without AVX512-BF16: A's rows in float32
 };
 thread_local Packs t_packs;
 
@@ -256,6 +257,83 @@ void widened(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* 
 }
 
 }  // namespace
+
+BF16PackedB::BF16PackedB(bool tb, const uint16_t* b, int64_t ldb, int64_t K, int64_t N)
+    : K_(std::max<int64_t>(K, 0)), N_(std::max<int64_t>(N, 0)), native_(bf16_gemm_native()) {
+  if (K_ == 0 || N_ == 0) return;
+  if (!native_) {
+    buf_ = host_alloc(size_t(K_ * N_) * sizeof(float), &cap_);
+    float* w = static_cast<float*>(buf_);
+    for (int64_t k = 0; k < K_; ++k)
+      for (int64_t j = 0; j < N_; ++j) w[k * N_ + j] = bf16_to_f32(at(b, !tb, ldb, j, k));
+    return;
+  }
+  // blocks in the order gemm() walks them: NC columns, then KC rows (as serial())
+  struct Job { int64_t jc, pc, dst; };
+  std::vector<Job> jobs;
+  int64_t total = 0;
+  for (int64_t jc = 0; jc < N_; jc += NC)
+    for (int64_t pc = 0; pc < K_; pc += KC) {
+      const int64_t kc = std::min(KC, K_ - pc), nc = std::min(NC, N_ - jc);
+      offs_.push_back(total);
+      jobs.push_back({jc, pc, total});
+      total += ((nc + NR - 1) / NR) * NR * 2 * ((kc + 1) / 2);
+    }
+  buf_ = host_alloc(size_t(total) * sizeof(uint16_t), &cap_);
+  uint16_t* dst = static_cast<uint16_t*>(buf_);
+  const int64_t n = int64_t(jobs.size());
+#pragma omp parallel for if (total > kParallelGrain && n > 1 && !omp_in_parallel()) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const Job& j = jobs[size_t(i)];
+    pack_b(tb, tb ? b + j.jc * ldb + j.pc : b + j.pc * ldb + j.jc, ldb, std::min(KC, K_ - j.pc),
+           std::min(NC, N_ - j.jc), dst + j.dst);
+  }
+}
+
+BF16PackedB::~BF16PackedB() {
+  if (buf_) host_free(buf_, cap_);
+}
+
+void BF16PackedB::gemm(int64_t M, const uint16_t* A, int64_t lda, bool accumulate, float* C, int64_t ldc) const {
+  if (M <= 0 || N_ <= 0) return;
+  if (K_ <= 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N_, 0.f);
+    return;
+  }
+  Packs& pk = t_packs;
+  if (!native_) {  // A's rows widened, then sgemm (single-threaded inside a parallel region)
+    std::vector<float>& a = pk.wide;
+    a.resize(size_t(M * K_));
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t k = 0; k < K_; ++k) a[size_t(i * K_ + k)] = bf16_to_f32(A[i * lda + k]);
+    sgemm(false, false, M, N_, K_, 1.f, a.data(), K_, static_cast<const float*>(buf_), N_, accumulate ? 1.f : 0.f,
+          C, ldc);
+    return;
+  }
+  const int64_t kpb = (std::min(KC, K_) + 1) / 2;
+  pk.a.resize(size_t(((std::min(MC, M) + MR - 1) / MR) * MR * kpb));
+  const uint16_t* packed = static_cast<const uint16_t*>(buf_);
+  size_t bi = 0;
+  for (int64_t jc = 0; jc < N_; jc += NC) {
+    const int64_t nc = std::min(NC, N_ - jc);
+    for (int64_t pc = 0; pc < K_; pc += KC) {
+      const int64_t kc = std::min(KC, K_ - pc), kp = (kc + 1) / 2;
+      const uint16_t* bp = packed + offs_[bi++];
+      const bool acc = pc > 0 || accumulate;
+      for (int64_t ic = 0; ic < M; ic += MC) {
+        const int64_t mc = std::min(MC, M - ic);
+        pack_a(false, A + ic * lda + pc, lda, mc, kc, pk.a.data());
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const uint16_t* bs = bp + (jr / NR) * kp * 2 * NR;
+          for (int64_t ir = 0; ir < mc; ir += MR)
+            micro(kp, pk.a.data() + (ir / MR) * kp * MR, bs, C + (ic + ir) * ldc + jc + jr, ldc,
+                  int(std::min<int64_t>(MR, mc - ir)), int(std::min<int64_t>(NR, nc - jr)), acc, nullptr);
+        }
+      }
+    }
+  }
+}
 
 bool bf16_gemm_native() {
   const int v = g_use_bf16.load(std::memory_order_relaxed);

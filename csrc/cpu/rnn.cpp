@@ -1,5 +1,18 @@
 // Recurrent kernels: whole-sequence, fused LSTM, GRU (reset_after) and tanh RNN, forward and
-// backward, float32.
+// backward, float32; the LSTM also in bfloat16 (mixed precision).
+//
+// dtypes. Float32 throughout, except the LSTM on bfloat16 x, kernel and recurrent kernel (all
+// three bfloat16, else a TypeError; module.cpp lists lstm_forward / lstm_backward in BF16_KERNELS,
+// the GRU and RNN kernels get float32 copies from backend/device.py): then every matrix product
+// takes bfloat16 operands and sums in float32 (bf16gemm, BF16PackedB: gemm_bf16.cpp; AVX512-BF16
+// where the CPU has it, else widened to float32 with the same products) -- x times the input
+// dropout mask, rounded; h_{t-1} as the outputs hold it (bfloat16; h0 at the first step) times
+// the recurrent dropout mask, rounded; the gate gradients, rounded -- while the gate maths, c, the
+// bias and every sum stay float32 (the semantics of bfloat16 compute in Keras and PyTorch autocast).
+// Buffers then: h0, c0, bias, dropout masks, the incoming gradients dout / dh_last / dc_last and
+// dx float32 or bfloat16 (each its own); out, h_last, c_last bfloat16; gates, saved c and the
+// deferred-gradient outputs (dgates, h_prev: holding the rounded values the products read)
+// float32; dh0, dc0 and the weight gradients float32 (autodiff casts them to a bfloat16 copy's dtype).
 //
 // Shapes (batch-major, as Keras): x (B, T, F); states (B, U); kernel (F, G*U); recurrent kernel
 // (U, G*U); G = 4 for the LSTM (gates i, f, c, o), 3 for the GRU (z, r, h), 1 for the simple RNN.
@@ -35,6 +48,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "common.h"
@@ -42,6 +56,7 @@
 #include "rnn_checks.h"
 #include "cpu/gemm_kernels.h"
 #include "gemm.h"
+#include "gemm_bf16.h"
 #include "simd.h"
 #include "vmath.h"
 
@@ -531,6 +546,285 @@ void backward(const Args& a, const float* out, const float* gates, const float* 
   }
 }
 
+// ---- the LSTM in bfloat16 ------------------------------------------------------------------------
+//
+// x, kernel and recurrent kernel bfloat16: every matrix product takes bfloat16 operands and sums
+// in float32 (bf16gemm / BF16PackedB, gemm_bf16.cpp); the gate maths, c and every sum stay
+// float32, as forward() / backward() compute them. The operands: x (times the input dropout
+// mask, rounded); h_{t-1} as the outputs hold it (bfloat16; h0 at the first step), times the
+// recurrent dropout mask, rounded; the gate gradients, rounded (the bias gradient sums them
+// unrounded).
+
+// A float32-or-bfloat16 buffer read as float32: its own data, or a widened copy.
+struct F32View {
+  Scratch s;
+  const float* p = nullptr;
+  explicit F32View(const Buffer* b) : s(b && b->dtype == BF16 ? b->numel : 0) {
+    if (!b) return;
+    if (b->dtype != BF16) { p = b->data<float>(); return; }
+    const uint16_t* src = b->data<uint16_t>();
+    float* d = s.p;
+    parallel_for(b->numel, b->numel > kParallelGrain, [&](int64_t i) { d[i] = bf16_to_f32(src[i]); });
+    p = d;
+  }
+};
+
+struct Args16 : Dims {
+  const uint16_t *x, *K, *R;
+  const float *h0, *c0, *bias, *in_mask, *rec_mask;  // float32 (views)
+  const bool* mask;
+  bool on(int64_t b, int64_t t) const { return !mask || mask[b * T + t]; }
+};
+
+LAMINA_CLONES void row_round(uint16_t* y, const float* a, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) y[j] = f32_to_bf16(a[j]);
+}
+LAMINA_CLONES void row_widen(float* y, const uint16_t* a, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) y[j] = bf16_to_f32(a[j]);
+}
+// y = bf16(a * m) with a bfloat16 (widened) or float32
+LAMINA_CLONES void row_round_mul(uint16_t* y, const uint16_t* a, const float* m, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) y[j] = f32_to_bf16(bf16_to_f32(a[j]) * m[j]);
+}
+LAMINA_CLONES void row_round_mulf(uint16_t* y, const float* a, const float* m, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) y[j] = f32_to_bf16(a[j] * m[j]);
+}
+inline void row_copy16(uint16_t* y, const uint16_t* a, int64_t n) {
+  if (y != a && n > 0) std::memcpy(y, a, size_t(n) * sizeof(uint16_t));
+}
+
+// The recurrent product's operand for batch row b at step s: h_{t-1} (out's row s-1, or h0 at
+// s = 0), times the recurrent dropout mask, rounded to bfloat16. Forward and backward use this.
+inline void h_operand(const Args16& a, const uint16_t* out, int64_t b, int64_t s, uint16_t* dst) {
+  const int64_t U = a.U;
+  if (s == 0) {
+    if (a.rec_mask) row_round_mulf(dst, a.h0 + b * U, a.rec_mask + b * U, U);
+    else row_round(dst, a.h0 + b * U, U);
+  } else {
+    const uint16_t* h = out + (b * a.T + s - 1) * U;
+    if (a.rec_mask) row_round_mul(dst, h, a.rec_mask + b * U, U);
+    else row_copy16(dst, h, U);
+  }
+}
+
+// x times the input dropout mask, rounded, into dst (B*T rows of `ld` elements).
+void x_operand(const Args16& a, uint16_t* dst, int64_t ld) {
+  const int64_t rows = a.B * a.T, F = a.F;
+#pragma omp parallel for if (rows * F > kParallelGrain && rows > 1) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    if (a.in_mask) row_round_mul(dst + r * ld, a.x + r * F, a.in_mask + (r / a.T) * F, F);
+    else row_copy16(dst + r * ld, a.x + r * F, F);
+  }
+}
+
+// As forward() for the LSTM; out, h_last, c_last bfloat16.
+void lstm_forward_bf16(const Args16& a, uint16_t* out, uint16_t* h_last, uint16_t* c_last, float* gates, float* cs) {
+  const int64_t B = a.B, T = a.T, F = a.F, U = a.U, GU = a.GU;
+  Scratch zb(a.bias ? 0 : GU);
+  if (!a.bias && zb.p) std::fill(zb.p, zb.p + GU, 0.f);
+  const float* bias = a.bias ? a.bias : zb.p;
+
+  // input projection for every step
+  Scratch xe(a.in_mask ? (B * T * F + 1) / 2 : 0);  // bfloat16 pairs
+  const uint16_t* xin = a.x;
+  if (a.in_mask) {
+    uint16_t* d = reinterpret_cast<uint16_t*>(xe.p);
+    x_operand(a, d, F);
+    xin = d;
+  }
+  bf16gemm(false, false, B * T, GU, F, xin, F, a.K, GU, false, gates, GU);
+
+  Scratch cr(cs ? 0 : B * U);  // the running c (float32) when the steps' are not kept
+  if (!cs) row_copy(cr.p, a.c0, B * U);
+  Scratch hb_s((B * U + 1) / 2);  // h_prev operands (bfloat16), B x U
+  uint16_t* hb = reinterpret_cast<uint16_t*>(hb_s.p);
+  for (int64_t b = 0; b < B && T > 0; ++b) h_operand(a, out, b, 0, hb + b * U);
+  const BF16PackedB rp(false, a.R, GU, U, GU);
+  const gemm::Kernel& kr = active_kernel();
+  const int parts = T > 0 ? row_parts(B, U, GU, chunk_rows(kr)) : 1;
+  const int64_t rows = block_rows(kr, B, parts), chunks = (B + rows - 1) / rows;
+  Scratch hs(parts * U);  // each thread's h row in float32
+
+#pragma omp parallel for schedule(dynamic, 1) num_threads(parts) if (parts > 1)
+  for (int64_t ci = 0; ci < chunks; ++ci) {
+    const int64_t b0 = ci * rows, b1 = std::min(B, b0 + rows);
+    float* hrow = hs.p + omp_get_thread_num() * U;
+    for (int64_t s = 0; s < T && b0 < b1; ++s) {
+      const int64_t t = a.t_of(s), tp = s > 0 ? a.t_of(s - 1) : 0;
+      rp.gemm(b1 - b0, hb + b0 * U, U, true, gates + (b0 * T + t) * GU, T * GU);
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t row = b * T + t;
+        uint16_t* hn = out + (b * T + s) * U;
+        const float* cp = cs ? (s == 0 ? a.c0 + b * U : cs + (b * T + tp) * U) : cr.p + b * U;
+        float* cn = cs ? cs + row * U : cr.p + b * U;
+        if (a.on(b, t)) {
+          lstm_fwd_row(gates + row * GU, bias, cp, cn, hrow, U);
+          row_round(hn, hrow, U);
+        } else {
+          row_copy(cn, cp, U);
+          if (s == 0) row_round(hn, a.h0 + b * U, U);
+          else row_copy16(hn, out + (b * T + s - 1) * U, U);
+        }
+        if (s + 1 < T) h_operand(a, out, b, s + 1, hb + b * U);
+      }
+    }
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    if (T > 0) row_copy16(h_last + b * U, out + (b * T + T - 1) * U, U);
+    else row_round(h_last + b * U, a.h0 + b * U, U);
+    row_round(c_last + b * U, cs ? (T > 0 ? cs + (b * T + a.t_of(T - 1)) * U : a.c0 + b * U) : cr.p + b * U, U);
+  }
+}
+
+// As backward() for the LSTM. out bfloat16; dout, dh_last, dc_last float32 (views); dx float32
+// or, with dx16, bfloat16; the other gradients float32. dg_out, where given, ends with the gate
+// gradients rounded to bfloat16's values and hprev_out with the operands' values (float32
+// buffers), so that weight gradients formed from them later multiply what this call would.
+void lstm_backward_bf16(const Args16& a, const uint16_t* out, const float* gates, const float* cs, const float* dout,
+                        const float* dh_last, const float* dc_last, float* dx, uint16_t* dx16, float* dh0, float* dc0,
+                        float* dK, float* dR, float* db, int64_t accumulate, float* dg_out, float* hprev_out,
+                        bool hprev_x) {
+  const bool acc_k = accumulate & kAccKernel, acc_r = accumulate & kAccRecurrent, acc_b = accumulate & kAccBias;
+  const int64_t B = a.B, T = a.T, F = a.F, U = a.U, GU = a.GU;
+  Scratch dg_s(dg_out ? 0 : B * T * GU), dg16_s((B * T * GU + 1) / 2);
+  float* const dgp = dg_out ? dg_out : dg_s.p;
+  uint16_t* const dg16 = reinterpret_cast<uint16_t*>(dg16_s.p);
+  Scratch hd(B * U), hr(B * U), dc(B * U);
+  if (B * U > 0) {
+    if (dh_last) row_copy(hd.p, dh_last, B * U); else std::fill(hd.p, hd.p + B * U, 0.f);
+    if (dc_last) row_copy(dc.p, dc_last, B * U); else std::fill(dc.p, dc.p + B * U, 0.f);
+  }
+  const BF16PackedB rtp(true, a.R, GU, GU, U);  // R^T (GU x U)
+  const gemm::Kernel& kr = active_kernel();
+  const int parts = T > 0 ? row_parts(B, U, GU, chunk_rows(kr)) : 1;
+  const int64_t rows = block_rows(kr, B, parts), chunks = (B + rows - 1) / rows;
+
+#pragma omp parallel for schedule(dynamic, 1) num_threads(parts) if (parts > 1)
+  for (int64_t ci = 0; ci < chunks; ++ci) {
+    const int64_t b0 = ci * rows, b1 = std::min(B, b0 + rows);
+    for (int64_t s = T - 1; s >= 0 && b0 < b1; --s) {
+      const int64_t t = a.t_of(s), tp = s > 0 ? a.t_of(s - 1) : 0;
+      const bool has_rec = s < T - 1;
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t row = b * T + t;
+        float* h = hd.p + b * U;
+        if (dout) row_acc(h, dout + (b * T + s) * U, U);
+        if (has_rec) {
+          if (a.rec_mask) row_acc_mul(h, hr.p + b * U, a.rec_mask + b * U, U);
+          else row_acc(h, hr.p + b * U, U);
+        }
+        float* dz = dgp + row * GU;
+        uint16_t* dz16 = dg16 + row * GU;
+        if (!a.on(b, t)) {
+          std::fill(dz, dz + GU, 0.f);
+          std::fill(dz16, dz16 + GU, uint16_t(0));
+          continue;
+        }
+        const float* cp = s == 0 ? a.c0 + b * U : cs + (b * T + tp) * U;
+        lstm_bwd_row(gates + row * GU, cs + row * U, cp, h, dc.p + b * U, dz, U);
+        row_round(dz16, dz, GU);
+      }
+      if (s > 0 || dh0) rtp.gemm(b1 - b0, dg16 + (b0 * T + t) * GU, T * GU, false, hr.p + b0 * U, U);
+    }
+  }
+  if (dh0) {
+    row_copy(dh0, hd.p, B * U);
+    if (T > 0) {
+      if (a.rec_mask) row_acc_mul(dh0, hr.p, a.rec_mask, B * U);
+      else row_acc(dh0, hr.p, B * U);
+    }
+  }
+  if (dc0) row_copy(dc0, dc.p, B * U);
+
+  // weight gradients: [H_prev X]^T dG as one GEMM when both are wanted (see backward())
+  const bool fuse = dR && dK;
+  auto fill_hx = [&](uint16_t* hx, int64_t W, bool with_h, bool with_x) {
+    if (with_h) {
+#pragma omp parallel for if (B * T * U > kParallelGrain && B > 1) schedule(static)
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t s = 0; s < T; ++s) h_operand(a, out, b, s, hx + (b * T + a.t_of(s)) * W);
+    }
+    if (with_x) x_operand(a, hx + (with_h ? U : 0), W);
+  };
+  const int64_t BT = B * T;
+  if (hprev_out) {
+    const int64_t W = hprev_x ? U + F : U;
+    Scratch hx_s((BT * W + 1) / 2);
+    uint16_t* hx = reinterpret_cast<uint16_t*>(hx_s.p);
+    fill_hx(hx, W, true, hprev_x);
+#pragma omp parallel for if (BT * W > kParallelGrain && BT > 1) schedule(static)
+    for (int64_t r = 0; r < BT; ++r) row_widen(hprev_out + r * W, hx + r * W, W);
+  }
+  if (dR || dK) {
+    const int64_t W = fuse ? U + F : (dR ? U : F);
+    Scratch hx_s((BT * W + 1) / 2);
+    uint16_t* hx = reinterpret_cast<uint16_t*>(hx_s.p);
+    fill_hx(hx, W, dR != nullptr, dK != nullptr);
+    if (fuse) {
+      Scratch c(W * GU);
+      bf16gemm(true, false, W, GU, BT, hx, W, dg16, GU, false, c.p, GU);
+      if (acc_r) row_acc(dR, c.p, U * GU); else row_copy(dR, c.p, U * GU);
+      if (acc_k) row_acc(dK, c.p + U * GU, F * GU); else row_copy(dK, c.p + U * GU, F * GU);
+    } else if (dR) {
+      bf16gemm(true, false, U, GU, BT, hx, U, dg16, GU, acc_r, dR, GU);
+    } else {
+      bf16gemm(true, false, F, GU, BT, hx, F, dg16, GU, acc_k, dK, GU);
+    }
+  }
+  if (dx || dx16) {
+    Scratch xs(dx ? 0 : BT * F);
+    float* d = dx ? dx : xs.p;
+    bf16gemm(false, true, BT, F, GU, dg16, GU, a.K, GU, false, d, F);
+#pragma omp parallel for if (BT * F > kParallelGrain && BT > 1) schedule(static)
+    for (int64_t r = 0; r < BT; ++r) {
+      if (a.in_mask) row_mul(d + r * F, d + r * F, a.in_mask + (r / T) * F, F);
+      if (dx16) row_round(dx16 + r * F, d + r * F, F);
+    }
+  }
+  if (db) col_sums(dgp, BT, GU, db, acc_b);
+  if (dg_out) {  // the gate gradients as the products read them
+#pragma omp parallel for if (BT * GU > kParallelGrain && BT > 1) schedule(static)
+    for (int64_t r = 0; r < BT; ++r) row_widen(dg_out + r * GU, dg16 + r * GU, GU);
+  }
+}
+
+// The bfloat16 LSTM's arguments: x, kernel and recurrent kernel bfloat16 (checked), the rest
+// float32 views (owned by `views`).
+struct Views16 {
+  std::unique_ptr<F32View> h0, c0, bias, in_mask, rec_mask;
+};
+Args16 make_args16(const char* op, const Buffer& x, const Buffer& h0, const Buffer& c0, const Buffer& K,
+                   const Buffer& R, const Buffer* bias, const Buffer* mask, const Buffer* in_mask,
+                   const Buffer* rec_mask, int64_t B, int64_t T, int64_t F, int64_t U, bool go_backwards,
+                   Views16& v) {
+  Args16 a;
+  static_cast<Dims&>(a) = check_inputs(LSTM, op, x, h0, &c0, K, R, bias, mask, in_mask, rec_mask, B, T, F, U,
+                                       go_backwards, BF16);
+  v.h0.reset(new F32View(&h0)); v.c0.reset(new F32View(&c0)); v.bias.reset(new F32View(bias));
+  v.in_mask.reset(new F32View(in_mask)); v.rec_mask.reset(new F32View(rec_mask));
+  a.x = x.data<uint16_t>(); a.K = K.data<uint16_t>(); a.R = R.data<uint16_t>();
+  a.h0 = v.h0->p; a.c0 = v.c0->p; a.bias = v.bias->p; a.in_mask = v.in_mask->p; a.rec_mask = v.rec_mask->p;
+  a.mask = mask ? mask->data<bool>() : nullptr;
+  return a;
+}
+
+// The LSTM's compute dtype: x's; kernel and recurrent kernel must match it.
+DType lstm_dtype(const char* op, const Buffer& x, const Buffer& K, const Buffer& R) {
+  const DType dt = x.dtype == BF16 ? BF16 : F32;
+  if (K.dtype != dt || R.dtype != dt) {
+    Msg os;
+    os << op << ": expected inputs, kernel and recurrent_kernel of one dtype (float32, or bfloat16 to compute in "
+       << "bfloat16), received inputs " << dtype_name(x.dtype) << ", kernel " << dtype_name(K.dtype)
+       << ", recurrent_kernel " << dtype_name(R.dtype) << "; cast them to one dtype";
+    throw TypeError(os.str());
+  }
+  return dt;
+}
+
 // ---- bound entry points -----------------------------------------------------------------------
 
 void lstm_forward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Buffer& K, const Buffer& R,
@@ -538,6 +832,14 @@ void lstm_forward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Buf
                   int64_t T, int64_t F, int64_t U, bool go_backwards, Buffer& out, Buffer& h_last, Buffer& c_last,
                   Buffer& gates, Buffer* cs) {
   const char* op = kFwdName[LSTM];
+  if (lstm_dtype(op, x, K, R) == BF16) {
+    Views16 v;
+    const Args16 a = make_args16(op, x, h0, c0, K, R, bias, mask, in_mask, rec_mask, B, T, F, U, go_backwards, v);
+    check_fwd_outputs(a, op, out, h_last, &c_last, gates, BF16);
+    check_opt(op, "saved c states", cs, {B, T, U}, F32);
+    return lstm_forward_bf16(a, out.data<uint16_t>(), h_last.data<uint16_t>(), c_last.data<uint16_t>(),
+                             gates.data<float>(), fptr(cs));
+  }
   Args a = make_args(LSTM, op, x, h0, &c0, K, R, bias, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
   check_fwd_outputs(a, op, out, h_last, &c_last, gates);
   check_opt(op, "saved c states", cs, {B, T, U}, F32);
@@ -570,6 +872,20 @@ void lstm_backward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Bu
                    Buffer* dc0, Buffer* dK, Buffer* dR, Buffer* db, int64_t accumulate, Buffer* dgates,
                    Buffer* dgates_rec, Buffer* h_prev) {
   const char* op = kBwdName[LSTM];
+  if (lstm_dtype(op, x, K, R) == BF16) {
+    Views16 v;
+    const Args16 a = make_args16(op, x, h0, c0, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U, go_backwards, v);
+    check_bwd(a, op, out, gates, dout, dh_last, dc_last, dx, dh0, dc0, dK, dR, db, BF16);
+    check_accumulate(op, accumulate, dK, dR, db);
+    check_saved(a, op, dgates, dgates_rec, h_prev);
+    check_buffer(op, "saved c states", cs, {B, T, U}, F32);
+    const F32View g_out(dout), g_h(dh_last), g_c(dc_last);
+    const bool dx16 = dx && dx->dtype == BF16;
+    return lstm_backward_bf16(a, out.data<uint16_t>(), gates.data<float>(), cs.data<float>(), g_out.p, g_h.p, g_c.p,
+                              dx16 ? nullptr : fptr(dx), dx16 ? dx->data<uint16_t>() : nullptr, fptr(dh0), fptr(dc0),
+                              fptr(dK), fptr(dR), fptr(db), accumulate, fptr(dgates), fptr(h_prev),
+                              hprev_stacked(a, h_prev));
+  }
   Args a = make_args(LSTM, op, x, h0, &c0, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
   check_bwd(a, op, out, gates, dout, dh_last, dc_last, dx, dh0, dc0, dK, dR, db);
   check_accumulate(op, accumulate, dK, dR, db);
@@ -617,7 +933,9 @@ void bind_rnn(py::module_& m) {
   using namespace rnn_detail;
   def_kernel(m, "lstm_forward", &lstm_forward,
         "lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias|None, mask|None, input_dropout|None, "
-        "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, c_last, gates, saved_c|None)");
+        "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, c_last, gates, saved_c|None) (float32; or x, "
+        "kernel, recurrent_kernel, out, h_last, c_last bfloat16 to compute in bfloat16, with h0, c0, bias and the "
+        "dropout masks float32 or bfloat16; gates and saved_c float32)");
   def_kernel(m, "lstm_backward", &lstm_backward,
         "lstm_backward(x, h0, c0, kernel, recurrent_kernel, mask, input_dropout, recurrent_dropout, B, T, F, U, "
         "go_backwards, out, gates, saved_c, dout, dh_last, dc_last, dx, dh0, dc0, dkernel, drecurrent_kernel, dbias, "
@@ -625,7 +943,8 @@ void bind_rnn(py::module_& m) {
         "and for what is not to be kept; accumulate: bits 1 / 2 / 4 add the kernel / recurrent kernel / bias "
         "gradient to what its buffer holds; dgates_out (B, T, 4U) and h_prev_out (B, T, U), or (B, T, U + F) for "
         "[h_prev x] side by side: the gate gradients and what the GEMMs read, from which the weight gradients can "
-        "be formed later)");
+        "be formed later; with bfloat16 x, kernel, recurrent_kernel and out: dout, dh_last, dc_last and dx float32 "
+        "or bfloat16, the other gradients float32)");
   def_kernel(m, "gru_forward", &gru_forward,
         "gru_forward(x, h0, kernel, recurrent_kernel, bias|None, mask|None, input_dropout|None, "
         "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, gates, saved_rh|None)");
