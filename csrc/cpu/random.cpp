@@ -18,6 +18,7 @@
 #include "broadcast_loops.h"
 #include "common.h"
 #include "device.h"
+#include "philox.h"
 #include "simd.h"
 
 namespace py = pybind11;
@@ -25,36 +26,9 @@ namespace py = pybind11;
 namespace lamina {
 namespace {
 
-struct Block {
-  uint32_t v[4];
-};
-
-inline Block philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1) {
-  for (int round = 0; round < 10; ++round) {
-    const uint64_t p0 = uint64_t(0xD2511F53u) * c0;
-    const uint64_t p1 = uint64_t(0xCD9E8D57u) * c2;
-    const uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);
-    const uint32_t hi1 = uint32_t(p1 >> 32), lo1 = uint32_t(p1);
-    c0 = hi1 ^ c1 ^ k0;
-    c1 = lo1;
-    c2 = hi0 ^ c3 ^ k1;
-    c3 = lo0;
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  return Block{{c0, c1, c2, c3}};
-}
-
-// One generator call: key = seed, counter words 2-3 = the call's counter.
-struct Stream {
-  uint32_t k0, k1, c2, c3;
-  Stream(uint64_t seed, uint64_t counter)
-      : k0(uint32_t(seed)), k1(uint32_t(seed >> 32)), c2(uint32_t(counter)), c3(uint32_t(counter >> 32)) {}
-  // Block `b` (< 2^40) of retry `attempt` (< 2^24).
-  Block block(uint64_t b, uint32_t attempt = 0) const {
-    return philox4x32_10(uint32_t(b), uint32_t(b >> 32) | (attempt << 8), c2, c3, k0, k1);
-  }
-};
+using philox::Block;  // the generator (csrc/philox.h), shared with the CUDA module
+using philox::philox4x32_10;
+using philox::Stream;
 
 constexpr double k2pow32inv = 2.3283064365386963e-10;  // 2^-32
 

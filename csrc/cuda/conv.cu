@@ -368,16 +368,33 @@ __global__ void pool_backward_kernel(const float* __restrict__ gr, const int32_t
 
 }  // namespace
 
+// ---- argument checks shared by the convolutions ------------------------------------------------
+
+namespace {
+
+// The float32 buffers of a convolution (bfloat16 ones run on float32 copies: Unsupported):
+// input x, kernel w, and the third (the output, or the output gradient) shaped as given; for a
+// backward pass the input and kernel gradients where given.
+void check_conv_buffers(const char* op, const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws,
+                        const Buffer& ob, const Shape& os, const char* o_name, const Buffer* dxb = nullptr,
+                        const Buffer* dwb = nullptr) {
+  for (const Buffer* b : {&xb, &wb, &ob, dxb, dwb})
+    if (b && b->dtype == BF16) throw Unsupported(std::string(op) + ": bfloat16 buffers run on float32 copies");
+  check_buffer(op, "input", xb, xs, F32);
+  check_buffer(op, "kernel", wb, ws, F32);
+  check_buffer(op, o_name, ob, os, F32);
+  if (dxb) check_buffer(op, "input gradient", *dxb, xs, F32);
+  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, F32);
+}
+
+}  // namespace
+
 // ---- conv2d -------------------------------------------------------------------------------------
 
 void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, Buffer& ob, const Shape& os,
                     const Shape& strides, const Shape& dilation, const Shape& pads) {
   const char* op = "conv2d";
-  if (xb.dtype == BF16 || wb.dtype == BF16 || ob.dtype == BF16)
-    throw Unsupported("conv2d: bfloat16 buffers run on float32 copies");
-  check_buffer(op, "input", xb, xs, F32);
-  check_buffer(op, "kernel", wb, ws, F32);
-  check_buffer(op, "output", ob, os, F32);
+  check_conv_buffers(op, xb, xs, wb, ws, ob, os, "output");
   const ConvGeom g = conv_geom(op, xs, ws, os, strides, dilation, pads);
   Context& c = op_device(op, {&xb, &wb, &ob});
   const float* x = xb.data<float>();
@@ -410,14 +427,7 @@ void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const 
                      const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides, const Shape& dilation,
                      const Shape& pads) {
   const char* op = "conv2d_backward";
-  if (xb.dtype == BF16 || wb.dtype == BF16 || gb.dtype == BF16 || (dxb && dxb->dtype == BF16) ||
-      (dwb && dwb->dtype == BF16))
-    throw Unsupported("conv2d_backward: bfloat16 buffers run on float32 copies");
-  check_buffer(op, "input", xb, xs, F32);
-  check_buffer(op, "kernel", wb, ws, F32);
-  check_buffer(op, "output gradient", gb, gs, F32);
-  if (dxb) check_buffer(op, "input gradient", *dxb, xs, F32);
-  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, F32);
+  check_conv_buffers(op, xb, xs, wb, ws, gb, gs, "output gradient", dxb, dwb);
   const ConvGeom g = conv_geom(op, xs, ws, gs, strides, dilation, pads);
   if (!dxb && !dwb) return;
   Context& c = op_device(op, {&xb, &wb, &gb, dxb, dwb});
@@ -466,11 +476,7 @@ void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const 
 void depthwise_conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, Buffer& ob,
                               const Shape& os, const Shape& strides, const Shape& dilation, const Shape& pads) {
   const char* op = "depthwise_conv2d";
-  if (xb.dtype == BF16 || wb.dtype == BF16 || ob.dtype == BF16)
-    throw Unsupported("depthwise_conv2d: bfloat16 buffers run on float32 copies");
-  check_buffer(op, "input", xb, xs, F32);
-  check_buffer(op, "kernel", wb, ws, F32);
-  check_buffer(op, "output", ob, os, F32);
+  check_conv_buffers(op, xb, xs, wb, ws, ob, os, "output");
   const DwGeom g = dw_geom(op, xs, ws, os, strides, dilation, pads);
   Context& c = op_device(op, {&xb, &wb, &ob});
   const int64_t total = ob.numel;
@@ -489,14 +495,7 @@ void depthwise_conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& 
                                const Buffer& gb, const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides,
                                const Shape& dilation, const Shape& pads) {
   const char* op = "depthwise_conv2d_backward";
-  if (xb.dtype == BF16 || wb.dtype == BF16 || gb.dtype == BF16 || (dxb && dxb->dtype == BF16) ||
-      (dwb && dwb->dtype == BF16))
-    throw Unsupported("depthwise_conv2d_backward: bfloat16 buffers run on float32 copies");
-  check_buffer(op, "input", xb, xs, F32);
-  check_buffer(op, "kernel", wb, ws, F32);
-  check_buffer(op, "output gradient", gb, gs, F32);
-  if (dxb) check_buffer(op, "input gradient", *dxb, xs, F32);
-  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, F32);
+  check_conv_buffers(op, xb, xs, wb, ws, gb, gs, "output gradient", dxb, dwb);
   const DwGeom g = dw_geom(op, xs, ws, gs, strides, dilation, pads);
   Context& c = op_device(op, {&xb, &wb, &gb, dxb, dwb});
   const DG k = dg_of(g);

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "../checks.h"
 #include "../opcodes.h"
@@ -225,6 +226,11 @@ void adagrad(Buffer& var, const Buffer& grad, Buffer& acc, double lr, double eps
 // ---- random draws and dropout (random.cu), embedding and take (embedding.cu) ----
 void random_uniform(uint64_t seed, uint64_t counter, double lo, double hi, Buffer& out);
 void random_normal(uint64_t seed, uint64_t counter, double mean, double stddev, bool truncated, Buffer& out);
+// The same draws computed on the host with the device's arithmetic (philox.cuh): tests compare
+// them with the CPU module's on machines without a GPU.
+std::vector<float> host_random_uniform(uint64_t seed, uint64_t counter, double lo, double hi, int64_t n);
+std::vector<float> host_random_normal(uint64_t seed, uint64_t counter, double mean, double stddev, bool truncated,
+                                      int64_t n);
 void random_randint(uint64_t seed, uint64_t counter, int64_t lo, int64_t hi, Buffer& out);
 void dropout(const Buffer& x, uint64_t seed, uint64_t counter, double rate, Buffer& out, Buffer& mask);
 void dropout_mask(uint64_t seed, uint64_t counter, double rate, Buffer& mask);

@@ -255,6 +255,11 @@ PYBIND11_MODULE(_cuda, m) {
   // ---- random draws and dropout (random.cu), embedding and take (embedding.cu) ----
   m.def("random_uniform", &gpu::random_uniform);
   m.def("random_normal", &gpu::random_normal);
+  m.def("_host_random_uniform", &gpu::host_random_uniform, py::arg("seed"), py::arg("counter"), py::arg("lo"),
+        py::arg("hi"), py::arg("n"), "random_uniform's numbers computed on the host with the device's arithmetic.");
+  m.def("_host_random_normal", &gpu::host_random_normal, py::arg("seed"), py::arg("counter"), py::arg("mean"),
+        py::arg("stddev"), py::arg("truncated"), py::arg("n"),
+        "random_normal's numbers computed on the host with the device's arithmetic (glibc's logf / sincosf).");
   m.def("random_randint", &gpu::random_randint);
   m.def("dropout", &gpu::dropout);
   m.def("dropout_mask", &gpu::dropout_mask);

@@ -14,11 +14,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__CUDACC__)
-#define PHILOX_HD __host__ __device__ __forceinline__
-#else
-#define PHILOX_HD inline
-#endif
+#include "../philox.h"  // the generator itself (Block, Stream), shared with the CPU module
 
 namespace lamina {
 namespace philox {
@@ -31,7 +27,6 @@ PHILOX_HD double dfma(double a, double b, double c) { return __fma_rn(a, b, c); 
 PHILOX_HD float fmul(float a, float b) { return __fmul_rn(a, b); }
 PHILOX_HD float fadd(float a, float b) { return __fadd_rn(a, b); }
 PHILOX_HD float fsqrt(float a) { return __fsqrt_rn(a); }
-PHILOX_HD uint32_t mulhi(uint32_t a, uint32_t b) { return __umulhi(a, b); }
 PHILOX_HD uint64_t mulhi64(uint64_t a, uint64_t b) { return __umul64hi(a, b); }
 #else
 PHILOX_HD double dmul(double a, double b) { return a * b; }
@@ -40,7 +35,6 @@ PHILOX_HD double dfma(double a, double b, double c) { return __builtin_fma(a, b,
 PHILOX_HD float fmul(float a, float b) { return a * b; }
 PHILOX_HD float fadd(float a, float b) { return a + b; }
 PHILOX_HD float fsqrt(float a) { return __builtin_sqrtf(a); }
-PHILOX_HD uint32_t mulhi(uint32_t a, uint32_t b) { return uint32_t((uint64_t(a) * b) >> 32); }
 PHILOX_HD uint64_t mulhi64(uint64_t a, uint64_t b) { return uint64_t((static_cast<unsigned __int128>(a) * b) >> 64); }
 #endif
 
@@ -55,38 +49,6 @@ PHILOX_HD float as_float(uint32_t u) {
   return f;
 }
 
-struct Block {
-  uint32_t v[4];
-};
-
-PHILOX_HD Block philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1) {
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#endif
-  for (int round = 0; round < 10; ++round) {
-    const uint32_t hi0 = mulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
-    const uint32_t hi1 = mulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
-    c0 = hi1 ^ c1 ^ k0;
-    c1 = lo1;
-    c2 = hi0 ^ c3 ^ k1;
-    c3 = lo0;
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  return Block{{c0, c1, c2, c3}};
-}
-
-// One generator call: key = seed, counter words 2-3 = the call's counter (random.cpp's Stream).
-struct Stream {
-  uint32_t k0, k1, c2, c3;
-  // Block `b` (< 2^40) of retry `attempt` (< 2^24).
-  PHILOX_HD Block block(uint64_t b, uint32_t attempt = 0) const {
-    return philox4x32_10(uint32_t(b), uint32_t(b >> 32) | (attempt << 8), c2, c3, k0, k1);
-  }
-};
-inline Stream make_stream(uint64_t seed, uint64_t counter) {
-  return Stream{uint32_t(seed), uint32_t(seed >> 32), uint32_t(counter), uint32_t(counter >> 32)};
-}
 
 // float in [0, 1) with 24 random bits (exact)
 PHILOX_HD float unit_float(uint32_t w) { return float(w >> 8) * 5.9604644775390625e-08f; }

@@ -5,6 +5,7 @@
 // is spelled out unfused (philox.cuh) to round as the CPU's does. random_categorical and
 // random_shuffle have no CUDA version (they run on the host).
 #include <cmath>
+#include <vector>
 
 #include "gpu.h"
 #include "philox.cuh"
@@ -19,7 +20,7 @@ namespace {
 
 // Standard normal for element e (lane e % 4 of block `blk` = block e / 4), redrawn from retry
 // blocks while beyond two standard deviations when truncated: random.cpp's loop.
-__device__ __forceinline__ float normal_value(const Stream& s, int64_t e, float z, bool truncated) {
+PHILOX_HD float normal_value(const Stream& s, int64_t e, float z, bool truncated) {
   float v = z;
   for (uint32_t attempt = 1; truncated && fabsf(v) >= 2.f && attempt < (1u << 24); ++attempt) {
     const int lane = int(e & 3);
@@ -31,32 +32,37 @@ __device__ __forceinline__ float normal_value(const Stream& s, int64_t e, float 
   return v;
 }
 
-__global__ void uniform_kernel(Stream s, int64_t n, float lo, float width, float hi, float below, float* o) {
-  GRID_STRIDE(b, (n + 3) / 4) {
-    const Block w = s.block(uint64_t(b));
-#pragma unroll
-    for (int l = 0; l < 4; ++l) {
-      const int64_t e = 4 * b + l;
-      if (e < n) {
-        const float v = philox::fadd(lo, philox::fmul(width, philox::unit_float(w.v[l])));
-        o[e] = v >= hi ? below : v;
-      }
+// The elements of block b (those below n): one thread's work in the kernels below, and the host's
+// in host_random_* (the tests' check, on any machine, that these are the CPU module's numbers).
+PHILOX_HD void uniform_block(const Stream& s, int64_t b, int64_t n, float lo, float width, float hi, float below,
+                             float* o) {
+  const Block w = s.block(uint64_t(b));
+  for (int l = 0; l < 4; ++l) {
+    const int64_t e = 4 * b + l;
+    if (e < n) {
+      const float v = philox::fadd(lo, philox::fmul(width, philox::unit_float(w.v[l])));
+      o[e] = v >= hi ? below : v;
     }
   }
 }
 
-__global__ void normal_kernel(Stream s, int64_t n, float mean, float stddev, bool truncated, float* o) {
-  GRID_STRIDE(b, (n + 3) / 4) {
-    const Block w = s.block(uint64_t(b));
-    float z[4];
-    philox::box_muller(w.v[0], w.v[1], z[0], z[1]);
-    philox::box_muller(w.v[2], w.v[3], z[2], z[3]);
-#pragma unroll
-    for (int l = 0; l < 4; ++l) {
-      const int64_t e = 4 * b + l;
-      if (e < n) o[e] = philox::fadd(mean, philox::fmul(stddev, normal_value(s, e, z[l], truncated)));
-    }
+PHILOX_HD void normal_block(const Stream& s, int64_t b, int64_t n, float mean, float stddev, bool truncated, float* o) {
+  const Block w = s.block(uint64_t(b));
+  float z[4];
+  philox::box_muller(w.v[0], w.v[1], z[0], z[1]);
+  philox::box_muller(w.v[2], w.v[3], z[2], z[3]);
+  for (int l = 0; l < 4; ++l) {
+    const int64_t e = 4 * b + l;
+    if (e < n) o[e] = philox::fadd(mean, philox::fmul(stddev, normal_value(s, e, z[l], truncated)));
   }
+}
+
+__global__ void uniform_kernel(Stream s, int64_t n, float lo, float width, float hi, float below, float* o) {
+  GRID_STRIDE(b, (n + 3) / 4) uniform_block(s, b, n, lo, width, hi, below, o);
+}
+
+__global__ void normal_kernel(Stream s, int64_t n, float mean, float stddev, bool truncated, float* o) {
+  GRID_STRIDE(b, (n + 3) / 4) normal_block(s, b, n, mean, stddev, truncated, o);
 }
 
 // Two elements a block: a 64-bit draw each, mapped to [lo, lo + range) by a 128-bit product.
@@ -117,7 +123,7 @@ void random_uniform(uint64_t seed, uint64_t counter, double lo, double hi, Buffe
   if (n == 0) return;
   const float flo = float(lo), fhi = float(hi), width = float(hi - lo);
   const float below = std::nextafter(fhi, flo);
-  uniform_kernel<<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(philox::make_stream(seed, counter), n, flo, width, fhi,
+  uniform_kernel<<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(Stream(seed, counter), n, flo, width, fhi,
                                                                below, out.data<float>());
   launched(c, op);
 }
@@ -128,9 +134,27 @@ void random_normal(uint64_t seed, uint64_t counter, double mean, double stddev, 
   Context& c = op_device(op, {&out});
   const int64_t n = out.numel;
   if (n == 0) return;
-  normal_kernel<<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(philox::make_stream(seed, counter), n, float(mean),
+  normal_kernel<<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(Stream(seed, counter), n, float(mean),
                                                               float(stddev), truncated, out.data<float>());
   launched(c, op);
+}
+
+std::vector<float> host_random_uniform(uint64_t seed, uint64_t counter, double lo, double hi, int64_t n) {
+  LAMINA_CHECK(lo < hi && n >= 0, "host_random_uniform: needs minval < maxval and n >= 0");
+  std::vector<float> o(static_cast<size_t>(n));
+  const float flo = float(lo), fhi = float(hi), width = float(hi - lo), below = std::nextafter(fhi, flo);
+  const Stream s(seed, counter);
+  for (int64_t b = 0; b < (n + 3) / 4; ++b) uniform_block(s, b, n, flo, width, fhi, below, o.data());
+  return o;
+}
+
+std::vector<float> host_random_normal(uint64_t seed, uint64_t counter, double mean, double stddev, bool truncated,
+                                      int64_t n) {
+  LAMINA_CHECK(n >= 0, "host_random_normal: n must be >= 0");
+  std::vector<float> o(static_cast<size_t>(n));
+  const Stream s(seed, counter);
+  for (int64_t b = 0; b < (n + 3) / 4; ++b) normal_block(s, b, n, float(mean), float(stddev), truncated, o.data());
+  return o;
 }
 
 void random_randint(uint64_t seed, uint64_t counter, int64_t lo, int64_t hi, Buffer& out) {
@@ -142,7 +166,7 @@ void random_randint(uint64_t seed, uint64_t counter, int64_t lo, int64_t hi, Buf
   Context& c = op_device(op, {&out});
   const int64_t n = out.numel;
   if (n == 0) return;
-  const Stream s = philox::make_stream(seed, counter);
+  const Stream s = Stream(seed, counter);
   const uint64_t range = uint64_t(hi) - uint64_t(lo);
   if (out.dtype == I32)
     randint_kernel<<<grid_for((n + 1) / 2), 256, 0, c.stream>>>(s, n, lo, range, out.data<int32_t>());
@@ -162,7 +186,7 @@ void dropout(const Buffer& x, uint64_t seed, uint64_t counter, double rate, Buff
   const int64_t n = x.numel;
   if (n == 0) return;
   const float keep = float(1.0 - rate), scale = float(1.0 / (1.0 - rate));
-  dropout_kernel<<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(philox::make_stream(seed, counter), n, keep, scale,
+  dropout_kernel<<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(Stream(seed, counter), n, keep, scale,
                                                                x.data<float>(), out.data<float>(), mask.data<uint8_t>());
   launched(c, op);
 }
@@ -175,7 +199,7 @@ void dropout_mask(uint64_t seed, uint64_t counter, double rate, Buffer& mask) {
   const int64_t n = mask.numel;
   if (n == 0) return;
   const float keep = float(1.0 - rate), scale = float(1.0 / (1.0 - rate));
-  dropout_mask_kernel<<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(philox::make_stream(seed, counter), n, keep, scale,
+  dropout_mask_kernel<<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(Stream(seed, counter), n, keep, scale,
                                                                     mask.data<float>());
   launched(c, op);
 }

@@ -389,3 +389,23 @@ def test_memory_is_reused_and_reported(dev):
         assert y.shape == (4, 4)
     stats = dev.kernels.memory_stats()
     assert stats["in_use"] > 0 and "cached" in stats
+
+
+def test_device_random_arithmetic_gives_the_cpu_numbers_on_the_host():
+    """The GPU's uniform / normal / truncated normal arithmetic (csrc/cuda/philox.cuh spells out
+    glibc's logf and sincosf), computed on the host: bit for bit the CPU module's numbers. It runs
+    without a GPU, so a C library whose logf / sincosf round differently shows up here."""
+    cuda = pytest.importorskip("lamina.backend._cuda")
+    from lamina.backend import _cpu, dtypes
+    from lamina.backend.tensor import empty
+    cpu = lamina.get_device("cpu:0")
+    n = 100_003
+    for seed, counter in ((0, 0), (1234567890123, 5), (2**63 + 17, 2**40 + 3)):
+        out = empty((n,), dtypes.FLOAT32, cpu)
+        _cpu.random_uniform(seed, counter, -0.25, 3.0, out._buf)
+        np.testing.assert_array_equal(np.asarray(cuda._host_random_uniform(seed, counter, -0.25, 3.0, n),
+                                                 np.float32), out.numpy())
+        for truncated in (False, True):
+            _cpu.random_normal(seed, counter, 0.5, 1.7, truncated, out._buf)
+            got = np.asarray(cuda._host_random_normal(seed, counter, 0.5, 1.7, truncated, n), np.float32)
+            np.testing.assert_array_equal(got.view(np.uint32), out.numpy().view(np.uint32))
