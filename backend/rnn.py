@@ -17,13 +17,15 @@ the outputs come in processing order (reversed time), as Keras returns them; `in
 Gradients flow to the inputs, the initial states, the kernel, the recurrent kernel and the bias
 (not to the masks). The ops have several outputs: one backward kernel call serves them all.
 
-dtypes: float32; `lstm` computes in bfloat16 when its inputs, kernel and recurrent kernel are all
-bfloat16 (mixed precision: the layer passes the weights' bfloat16 copies): on the CPU the matrix
-products take bfloat16 operands and sum in float32, the gate maths and c stay float32
-(csrc/cpu/rnn.cpp), and the outputs and last states come back in bfloat16; its gradients are
+dtypes: float32; each op computes in bfloat16 when its inputs, kernel and recurrent kernel are
+all bfloat16 (mixed precision: the layer passes the weights' bfloat16 copies): on the CPU the
+matrix products take bfloat16 operands and sum in float32, the gate maths, the LSTM's c and the
+GRU's saved h R_h + b_h stay float32 (csrc/cpu/rnn.cpp), and the outputs and last states come
+back in bfloat16 (h, the output, is carried between steps in bfloat16); the gradients are
 float32, cast by autodiff where a bfloat16 tensor needs its own dtype. A mix of float32 and
-bfloat16 among those three computes in float32. `gru` and `simple_rnn` compute in float32 (on
-float32 copies of bfloat16 arguments, backend/device.py's WideningTable) and return float32.
+bfloat16 among those three computes in float32. Devices without bfloat16 recurrent kernels (CUDA)
+run their float32 kernels on float32 copies (backend/device.py's WideningTable) and round the
+results.
 
 Inside `with autodiff.deferred_weight_gradients(devices):` a backward pass of an op on one of
 those devices leaves the kernel and recurrent kernel gradients as products formed when read
@@ -89,6 +91,17 @@ def _record_multi(outputs, inputs, backward, accumulates=False):
 
 
 # ---- argument checks ---------------------------------------------------------------------------------
+
+def _compute_dtype(x, K, R, *rest):
+    """bfloat16 when the inputs and both kernels are bfloat16 (mixed precision: the products take
+    bfloat16 operands, gates, states and sums stay float32, outputs and last states come back in
+    bfloat16), the arguments as given; otherwise float32, with every bfloat16 argument (None
+    stays None) cast up, since the kernels take bfloat16 buffers only when computing in it."""
+    args = (x, K, R) + rest
+    if x.dtype == K.dtype == R.dtype == dtypes.BFLOAT16:
+        return dtypes.BFLOAT16, args
+    return _F32, tuple(t if t is None else _cast(t, _F32) for t in args)
+
 
 def _f32(op, name, t):
     if t.dtype not in dtypes.FLOATS:  # bfloat16: see the module docstring
@@ -258,6 +271,8 @@ def _deferred(n, first, res, x, in_mask, dev, B, T, F, U, GU, separate_rec):
     hp = empty((B, T, U), _F32, dev) if n[first + 1] else None
     if n[first]:
         xm = x if in_mask is None else _mul(x, _reshape(in_mask, (B, 1, F)))
+        if x.dtype == dtypes.BFLOAT16:  # the operand the kernel's products read: rounded, as float32 values
+            xm = _cast(_cast(xm, dtypes.BFLOAT16), _F32)
         res[first] = OuterProducts([(Tensor(xm._buf, (rows, F), _F32, dev), g2)], (F, GU))
     if n[first + 1]:
         res[first + 1] = OuterProducts([(Tensor(hp._buf, (rows, U), _F32, dev),
@@ -304,13 +319,7 @@ def lstm(inputs, h0, c0, kernel, recurrent_kernel, bias, mask=None, go_backwards
     x, (h0, c0), K, R, bias, mask, (dx_m, dr_m), (B, T, F, U) = _prepare(
         op, 4, inputs, (("h0", h0), ("c0", c0)), kernel, recurrent_kernel, bias, mask, input_dropout,
         recurrent_dropout)
-    # computes in bfloat16 when the inputs and both kernels are bfloat16 (mixed precision: the
-    # products take bfloat16 operands; gates, c and sums stay float32; outputs and last states in
-    # bfloat16); otherwise in float32, any bfloat16 among them cast up
-    cdt = dtypes.BFLOAT16 if x.dtype == K.dtype == R.dtype == dtypes.BFLOAT16 else _F32
-    if cdt == _F32:  # the kernel takes bfloat16 buffers only when computing in bfloat16
-        x, K, R, h0, c0, bias, dx_m, dr_m = (t if t is None else _cast(t, _F32)
-                                             for t in (x, K, R, h0, c0, bias, dx_m, dr_m))
+    cdt, (x, K, R, h0, c0, bias, dx_m, dr_m) = _compute_dtype(x, K, R, h0, c0, bias, dx_m, dr_m)
     dev = x.device
     k = dev.kernels
     h_init, c_init = _zeros_state(h0, B, U, dev), _zeros_state(c0, B, U, dev)
@@ -353,11 +362,12 @@ def gru(inputs, h0, kernel, recurrent_kernel, bias, mask=None, go_backwards=Fals
     op = "gru"
     x, (h0,), K, R, bias, mask, (dx_m, dr_m), (B, T, F, U) = _prepare(
         op, 3, inputs, (("h0", h0),), kernel, recurrent_kernel, bias, mask, input_dropout, recurrent_dropout)
+    cdt, (x, K, R, h0, bias, dx_m, dr_m) = _compute_dtype(x, K, R, h0, bias, dx_m, dr_m)
     dev = x.device
     k = dev.kernels
     h_init = _zeros_state(h0, B, U, dev)
     grad = needs_grad(*(t for t in (x, h0, K, R, bias) if t is not None))
-    out, h = empty((B, T, U), _F32, dev), empty((B, U), _F32, dev)
+    out, h = empty((B, T, U), cdt, dev), empty((B, U), cdt, dev)
     gates = empty((B, T, 3 * U), _F32, dev)
     rh = _maybe(grad, (B, T, U), dev)
     back = bool(go_backwards)
@@ -367,7 +377,7 @@ def gru(inputs, h0, kernel, recurrent_kernel, bias, mask=None, go_backwards=Fals
     if grad:
         def backward(grads, n, acc):
             g_out, g_h = grads
-            res = [_maybe(n[0], x.shape, dev), _maybe(n[1], (B, U), dev), None, None, None]
+            res = [empty(x.shape, x.dtype, dev) if n[0] else None, _maybe(n[1], (B, U), dev), None, None, None]
             keep = _deferred(n, 2, res, x, dx_m, dev, B, T, F, U, 3 * U, True)
             bits = _weight_grads(res, n, acc, 2, (K.shape, R.shape, bias.shape if bias is not None else ()), dev,
                                  bias_only=keep is not None)
@@ -390,11 +400,12 @@ def simple_rnn(inputs, h0, kernel, recurrent_kernel, bias, mask=None, go_backwar
     op = "simple_rnn"
     x, (h0,), K, R, bias, mask, (dx_m, dr_m), (B, T, F, U) = _prepare(
         op, 1, inputs, (("h0", h0),), kernel, recurrent_kernel, bias, mask, input_dropout, recurrent_dropout)
+    cdt, (x, K, R, h0, bias, dx_m, dr_m) = _compute_dtype(x, K, R, h0, bias, dx_m, dr_m)
     dev = x.device
     k = dev.kernels
     h_init = _zeros_state(h0, B, U, dev)
     grad = needs_grad(*(t for t in (x, h0, K, R, bias) if t is not None))
-    out, h = empty((B, T, U), _F32, dev), empty((B, U), _F32, dev)
+    out, h = empty((B, T, U), cdt, dev), empty((B, U), cdt, dev)
     gates = empty((B, T, U), _F32, dev)
     back = bool(go_backwards)
     ob = out._buf
@@ -403,7 +414,7 @@ def simple_rnn(inputs, h0, kernel, recurrent_kernel, bias, mask=None, go_backwar
     if grad:
         def backward(grads, n, acc):
             g_out, g_h = grads
-            res = [_maybe(n[0], x.shape, dev), _maybe(n[1], (B, U), dev), None, None, None]
+            res = [empty(x.shape, x.dtype, dev) if n[0] else None, _maybe(n[1], (B, U), dev), None, None, None]
             keep = _deferred(n, 2, res, x, dx_m, dev, B, T, F, U, U, False)
             bits = _weight_grads(res, n, acc, 2, (K.shape, R.shape, bias.shape if bias is not None else ()), dev,
                                  bias_only=keep is not None)

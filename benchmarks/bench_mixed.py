@@ -10,6 +10,7 @@ Cases:
   convnet  the MNIST convnet of bench_training.py (batch 128), the same two ways
   resblock a residual block with batch normalization on 32x32x16 inputs, batch 64: Conv3x3x32-BN-ReLU,
            Conv3x3x32-BN, added to the first, ReLU, global average pooling, Dense(10)
+  lstm     LSTM(256) over 35 steps of 128 features, then Dense(10), batch 64 (bench_rnn.py's size)
 
 Each (library, precision) runs in its own process, alternating, each process warms up and takes
 the median of its steps; the table shows the median over processes.
@@ -29,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import median_ms, run_worker  # noqa: E402
 
 GEMMS = [(1024, 1024, 1024), (2048, 2048, 2048), (128, 3136, 1024), (64, 784, 1024)]
-CASES = ("gemm", "mlp", "convnet", "resblock")
+CASES = ("gemm", "mlp", "convnet", "resblock", "lstm")
 
 
 # ---- workers ---------------------------------------------------------------------------------
@@ -57,7 +58,7 @@ def _torch_gemm(precision, m, k, n):
 
 def _data(case, batch):
     rng = np.random.default_rng(0)
-    shape = {"mlp": (batch, 784), "resblock": (batch, 32, 32, 16)}.get(case, (batch, 28, 28, 1))
+    shape = {"mlp": (batch, 784), "resblock": (batch, 32, 32, 16), "lstm": (batch, 35, 128)}.get(case, (batch, 28, 28, 1))
     return rng.random(shape, dtype=np.float32), rng.integers(0, 10, batch).astype(np.int64)
 
 
@@ -75,6 +76,8 @@ def _lamina_train(case, precision, batch, steps):
         r = L.BatchNormalization()(L.Conv2D(32, 3, padding="same")(h))
         h = L.Activation("relu")(L.Add()([h, r]))
         model = lamina.Model(inp, L.Dense(10, dtype="float32")(L.GlobalAveragePooling2D()(h)))
+    elif case == "lstm":
+        model = lamina.Sequential([lamina.Input((35, 128)), L.LSTM(256), L.Dense(10, dtype="float32")])
     else:
         model = lamina.Sequential([lamina.Input((28, 28, 1)), L.Conv2D(32, 5, padding="same", activation="relu"),
                                    L.MaxPooling2D(2), L.Conv2D(64, 5, padding="same", activation="relu"),
@@ -103,6 +106,15 @@ def _torch_train(case, precision, batch, steps):
                 h = torch.relu(h + self.b2(self.c2(h)))
                 return self.fc(h.mean(dim=(2, 3)))
         model = Block()
+    elif case == "lstm":
+        class Recurrent(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm, self.fc = nn.LSTM(128, 256, batch_first=True), nn.Linear(256, 10)
+
+            def forward(self, x):
+                return self.fc(self.lstm(x)[0][:, -1])
+        model = Recurrent()
     else:
         model = nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
                               nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
@@ -110,8 +122,9 @@ def _torch_train(case, precision, batch, steps):
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     loss_fn = nn.CrossEntropyLoss()
     x, y = _data(case, batch)
-    xt = torch.from_numpy(x if case == "mlp" else x.transpose(0, 3, 1, 2).copy())
-    if case != "mlp":
+    flat = case in ("mlp", "lstm")
+    xt = torch.from_numpy(x if flat else x.transpose(0, 3, 1, 2).copy())
+    if not flat:
         model = model.to(memory_format=torch.channels_last)
         xt = xt.contiguous(memory_format=torch.channels_last)
     yt = torch.from_numpy(y)
@@ -139,7 +152,7 @@ def worker(lib, threads, cases):
                     ms = fn(precision, m, k, n)
                     out[f"gemm {m}x{k}x{n} {precision}"] = {"ms": ms, "rate": 2 * m * k * n / ms / 1e6}
             else:
-                batch, steps = {"mlp": (256, 20), "convnet": (128, 10), "resblock": (64, 10)}[case]
+                batch, steps = {"mlp": (256, 20), "convnet": (128, 10), "resblock": (64, 10), "lstm": (64, 10)}[case]
                 fn = _lamina_train if lib == "lamina" else _torch_train
                 ms = fn(case, precision, batch, steps)
                 out[f"{case} {precision}"] = {"ms": ms, "rate": batch / ms * 1e3}

@@ -39,7 +39,9 @@ PYBIND11_MODULE(_cpu, m) {
                                                 "tri", "broadcast_to", "where", "matmul",
                                                 "conv2d_forward", "conv2d_backward", "bias_relu", "bias_relu_grad",
                                                 "pool2d_forward", "pool2d_backward", "unary", "unary_grad", "binary",
-                                                "batch_norm_train", "batch_norm_train_grad", "lstm_forward", "lstm_backward");
+                                                "batch_norm_train", "batch_norm_train_grad", "lstm_forward",
+                                                "lstm_backward", "gru_forward", "gru_backward",
+                                                "simple_rnn_forward", "simple_rnn_backward");
   lamina::bind_device(m);
   lamina::bind_program(m);
   lamina::bind_memory(m);

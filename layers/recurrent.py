@@ -244,11 +244,12 @@ class RNN(Layer):
 
     def _fused(self, x, states, mask, training):
         cell = self.cell
-        if isinstance(cell, LSTMCell) and cell.kernel.dtype == cell.recurrent_kernel.dtype == dtypes.BFLOAT16:
-            # mixed precision (the weights' bfloat16 copies): the LSTM op computes in bfloat16
+        if cell.kernel.dtype == cell.recurrent_kernel.dtype == dtypes.BFLOAT16:
+            # mixed precision (the weights' bfloat16 copies): the fused ops (LSTM, GRU with
+            # reset_after, SimpleRNN: _fused_ok) compute in bfloat16 on bfloat16 inputs
             x = x if isinstance(x, Tensor) else ops.convert_to_tensor(x)
             x = x if x.dtype == dtypes.BFLOAT16 else ops.cast(x, "bfloat16")
-        else:  # the GRU and SimpleRNN ops compute in float32
+        else:
             x = _float(x)
         outs = _run_fused(cell, x, states, mask, self.go_backwards, training)
         seq, last = outs[0], list(outs[1:])

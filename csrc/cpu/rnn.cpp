@@ -1,18 +1,22 @@
 // Recurrent kernels: whole-sequence, fused LSTM, GRU (reset_after) and tanh RNN, forward and
-// backward, float32; the LSTM also in bfloat16 (mixed precision).
+// backward, float32, and in bfloat16 (mixed precision).
 //
-// dtypes. Float32 throughout, except the LSTM on bfloat16 x, kernel and recurrent kernel (all
-// three bfloat16, else a TypeError; module.cpp lists lstm_forward / lstm_backward in BF16_KERNELS,
-// the GRU and RNN kernels get float32 copies from backend/device.py): then every matrix product
-// takes bfloat16 operands and sums in float32 (bf16gemm, BF16PackedB: gemm_bf16.cpp; AVX512-BF16
-// where the CPU has it, else widened to float32 with the same products) -- x times the input
-// dropout mask, rounded; h_{t-1} as the outputs hold it (bfloat16; h0 at the first step) times
-// the recurrent dropout mask, rounded; the gate gradients, rounded -- while the gate maths, c, the
-// bias and every sum stay float32 (the semantics of bfloat16 compute in Keras and PyTorch autocast).
-// Buffers then: h0, c0, bias, dropout masks, the incoming gradients dout / dh_last / dc_last and
-// dx float32 or bfloat16 (each its own); out, h_last, c_last bfloat16; gates, saved c and the
-// deferred-gradient outputs (dgates, h_prev: holding the rounded values the products read)
-// float32; dh0, dc0 and the weight gradients float32 (autodiff casts them to a bfloat16 copy's dtype).
+// dtypes. Float32 throughout, except on bfloat16 x, kernel and recurrent kernel (all three
+// bfloat16, else a TypeError; module.cpp lists the six kernels in BF16_KERNELS, so that
+// backend/device.py passes bfloat16 buffers through): then every matrix product takes bfloat16
+// operands and sums in float32 (bf16gemm, BF16PackedB: gemm_bf16.cpp; AVX512-BF16 where the CPU
+// has it, else widened to float32 with the same products) -- x times the input dropout mask,
+// rounded; h_{t-1} as the outputs hold it (bfloat16; h0 at the first step) times the recurrent
+// dropout mask, rounded; the gate gradients, rounded (the GRU's recurrent ones, which differ in
+// the candidate's column, for the recurrent products) -- while the gate maths, the LSTM's c, the
+// bias and every sum stay float32 (the semantics of bfloat16 compute in Keras and PyTorch
+// autocast). h, the output, is carried between steps as the outputs hold it: the GRU's z h_{t-1}
+// term takes that bfloat16 value (h0 at the first step). Buffers then: h0, c0, bias, dropout
+// masks, the incoming gradients dout / dh_last / dc_last and dx float32 or bfloat16 (each its
+// own); out, h_last, c_last bfloat16; gates, saved c / saved rh (the GRU's h_{t-1} R_h + b_rh)
+// and the deferred-gradient outputs (dgates, dgates_rec, h_prev: holding the rounded values the
+// products read) float32; dh0, dc0 and the weight gradients float32 (autodiff casts them to a
+// bfloat16 copy's dtype).
 //
 // Shapes (batch-major, as Keras): x (B, T, F); states (B, U); kernel (F, G*U); recurrent kernel
 // (U, G*U); G = 4 for the LSTM (gates i, f, c, o), 3 for the GRU (z, r, h), 1 for the simple RNN.
@@ -546,14 +550,14 @@ void backward(const Args& a, const float* out, const float* gates, const float* 
   }
 }
 
-// ---- the LSTM in bfloat16 ------------------------------------------------------------------------
+// ---- bfloat16 compute (all three cells) ----------------------------------------------------------
 //
 // x, kernel and recurrent kernel bfloat16: every matrix product takes bfloat16 operands and sums
 // in float32 (bf16gemm / BF16PackedB, gemm_bf16.cpp); the gate maths, c and every sum stay
-// float32, as forward() / backward() compute them. The operands: x (times the input dropout
-// mask, rounded); h_{t-1} as the outputs hold it (bfloat16; h0 at the first step), times the
-// recurrent dropout mask, rounded; the gate gradients, rounded (the bias gradient sums them
-// unrounded).
+// float32, as forward() / backward() compute them, with the same row kernels. The operands: x
+// (times the input dropout mask, rounded); h_{t-1} as the outputs hold it (bfloat16; h0 at the
+// first step), times the recurrent dropout mask, rounded; the gate gradients, rounded (the bias
+// gradient sums them unrounded).
 
 // A float32-or-bfloat16 buffer read as float32: its own data, or a widened copy.
 struct F32View {
@@ -621,11 +625,17 @@ void x_operand(const Args16& a, uint16_t* dst, int64_t ld) {
   }
 }
 
-// As forward() for the LSTM; out, h_last, c_last bfloat16.
-void lstm_forward_bf16(const Args16& a, uint16_t* out, uint16_t* h_last, uint16_t* c_last, float* gates, float* cs) {
+// As forward(), for every cell (parametrized on a.cell the same way); out, h_last and the LSTM's
+// c_last bfloat16. The GRU's h_{t-1} in z h_{t-1} is the state as the outputs hold it (widened;
+// h0 at the first step), like the recurrent product's operand: h is the GRU's only state, carried
+// in bfloat16 between steps as the LSTM's h is; rh (h_{t-1} R_h + b_rh) float32.
+void forward_bf16(const Args16& a, uint16_t* out, uint16_t* h_last, uint16_t* c_last, float* gates, float* cs,
+                  float* rh) {
   const int64_t B = a.B, T = a.T, F = a.F, U = a.U, GU = a.GU;
-  Scratch zb(a.bias ? 0 : GU);
-  if (!a.bias && zb.p) std::fill(zb.p, zb.p + GU, 0.f);
+  const bool lstm = a.cell == LSTM, gru = a.cell == GRU;
+  const int64_t nb = gru ? 2 * GU : GU;  // the GRU's bias: [input; recurrent]
+  Scratch zb(a.bias ? 0 : nb);
+  if (!a.bias && zb.p) std::fill(zb.p, zb.p + nb, 0.f);
   const float* bias = a.bias ? a.bias : zb.p;
 
   // input projection for every step
@@ -638,37 +648,52 @@ void lstm_forward_bf16(const Args16& a, uint16_t* out, uint16_t* h_last, uint16_
   }
   bf16gemm(false, false, B * T, GU, F, xin, F, a.K, GU, false, gates, GU);
 
-  Scratch cr(cs ? 0 : B * U);  // the running c (float32) when the steps' are not kept
-  if (!cs) row_copy(cr.p, a.c0, B * U);
+  Scratch cr(lstm && !cs ? B * U : 0);  // the LSTM's running c (float32) when the steps' are not kept
+  if (lstm && !cs) row_copy(cr.p, a.c0, B * U);
   Scratch hb_s((B * U + 1) / 2);  // h_prev operands (bfloat16), B x U
   uint16_t* hb = reinterpret_cast<uint16_t*>(hb_s.p);
   for (int64_t b = 0; b < B && T > 0; ++b) h_operand(a, out, b, 0, hb + b * U);
+  Scratch gr(gru ? B * GU : 0);  // the GRU's h_prev @ R, apart from x K (see forward())
   const BF16PackedB rp(false, a.R, GU, U, GU);
   const gemm::Kernel& kr = active_kernel();
   const int parts = T > 0 ? row_parts(B, U, GU, chunk_rows(kr)) : 1;
   const int64_t rows = block_rows(kr, B, parts), chunks = (B + rows - 1) / rows;
-  Scratch hs(parts * U);  // each thread's h row in float32
+  const int64_t hsw = gru ? 2 * U : U;
+  Scratch hs(parts * hsw);  // each thread's h row in float32 (the GRU's: and its h_prev, widened)
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(parts) if (parts > 1)
   for (int64_t ci = 0; ci < chunks; ++ci) {
     const int64_t b0 = ci * rows, b1 = std::min(B, b0 + rows);
-    float* hrow = hs.p + omp_get_thread_num() * U;
+    float* hrow = hs.p + omp_get_thread_num() * hsw;
     for (int64_t s = 0; s < T && b0 < b1; ++s) {
       const int64_t t = a.t_of(s), tp = s > 0 ? a.t_of(s - 1) : 0;
-      rp.gemm(b1 - b0, hb + b0 * U, U, true, gates + (b0 * T + t) * GU, T * GU);
+      if (gru) rp.gemm(b1 - b0, hb + b0 * U, U, false, gr.p + b0 * GU, GU);
+      else rp.gemm(b1 - b0, hb + b0 * U, U, true, gates + (b0 * T + t) * GU, T * GU);
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t row = b * T + t;
         uint16_t* hn = out + (b * T + s) * U;
-        const float* cp = cs ? (s == 0 ? a.c0 + b * U : cs + (b * T + tp) * U) : cr.p + b * U;
-        float* cn = cs ? cs + row * U : cr.p + b * U;
-        if (a.on(b, t)) {
-          lstm_fwd_row(gates + row * GU, bias, cp, cn, hrow, U);
-          row_round(hn, hrow, U);
-        } else {
-          row_copy(cn, cp, U);
-          if (s == 0) row_round(hn, a.h0 + b * U, U);
-          else row_copy16(hn, out + (b * T + s - 1) * U, U);
+        float* z = gates + row * GU;
+        const bool on = a.on(b, t);
+        if (lstm) {
+          const float* cp = cs ? (s == 0 ? a.c0 + b * U : cs + (b * T + tp) * U) : cr.p + b * U;
+          float* cn = cs ? cs + row * U : cr.p + b * U;
+          if (on) lstm_fwd_row(z, bias, cp, cn, hrow, U);
+          else row_copy(cn, cp, U);
+        } else if (gru) {
+          if (on) {
+            const float* hp = a.h0 + b * U;
+            if (s > 0) {
+              row_widen(hrow + U, out + (b * T + s - 1) * U, U);
+              hp = hrow + U;
+            }
+            gru_fwd_row(z, gr.p + b * GU, bias, bias + GU, hp, hrow, rh ? rh + row * U : nullptr, U);
+          }
+        } else if (on) {
+          rnn_fwd_row(z, bias, hrow, U);
         }
+        if (on) row_round(hn, hrow, U);
+        else if (s == 0) row_round(hn, a.h0 + b * U, U);
+        else row_copy16(hn, out + (b * T + s - 1) * U, U);
         if (s + 1 < T) h_operand(a, out, b, s + 1, hb + b * U);
       }
     }
@@ -676,36 +701,50 @@ void lstm_forward_bf16(const Args16& a, uint16_t* out, uint16_t* h_last, uint16_
   for (int64_t b = 0; b < B; ++b) {
     if (T > 0) row_copy16(h_last + b * U, out + (b * T + T - 1) * U, U);
     else row_round(h_last + b * U, a.h0 + b * U, U);
-    row_round(c_last + b * U, cs ? (T > 0 ? cs + (b * T + a.t_of(T - 1)) * U : a.c0 + b * U) : cr.p + b * U, U);
+    if (lstm)
+      row_round(c_last + b * U, cs ? (T > 0 ? cs + (b * T + a.t_of(T - 1)) * U : a.c0 + b * U) : cr.p + b * U, U);
   }
 }
 
-// As backward() for the LSTM. out bfloat16; dout, dh_last, dc_last float32 (views); dx float32
-// or, with dx16, bfloat16; the other gradients float32. dg_out, where given, ends with the gate
-// gradients rounded to bfloat16's values and hprev_out with the operands' values (float32
-// buffers), so that weight gradients formed from them later multiply what this call would.
-void lstm_backward_bf16(const Args16& a, const uint16_t* out, const float* gates, const float* cs, const float* dout,
-                        const float* dh_last, const float* dc_last, float* dx, uint16_t* dx16, float* dh0, float* dc0,
-                        float* dK, float* dR, float* db, int64_t accumulate, float* dg_out, float* hprev_out,
-                        bool hprev_x) {
+// As backward(), for every cell. out bfloat16; dout, dh_last, dc_last float32 (views); dx float32
+// or, with dx16, bfloat16; the other gradients float32. The GRU's recurrent gate gradients (dGr)
+// are rounded for the recurrent products (dh_prev = dGr R^T, dR = H_prev^T dGr) as the input ones
+// for theirs (dx = dG K^T, dK = X^T dG); the bias gradient sums both unrounded. dg_out (and the
+// GRU's dgr_out), where given, end with the gate gradients rounded to bfloat16's values and
+// hprev_out with the operands' values (float32 buffers), so that weight gradients formed from them
+// later multiply what this call would.
+void backward_bf16(const Args16& a, const uint16_t* out, const float* gates, const float* cs, const float* rh,
+                   const float* dout, const float* dh_last, const float* dc_last, float* dx, uint16_t* dx16,
+                   float* dh0, float* dc0, float* dK, float* dR, float* db, int64_t accumulate, float* dg_out,
+                   float* dgr_out, float* hprev_out, bool hprev_x) {
   const bool acc_k = accumulate & kAccKernel, acc_r = accumulate & kAccRecurrent, acc_b = accumulate & kAccBias;
   const int64_t B = a.B, T = a.T, F = a.F, U = a.U, GU = a.GU;
-  Scratch dg_s(dg_out ? 0 : B * T * GU), dg16_s((B * T * GU + 1) / 2);
+  const bool lstm = a.cell == LSTM, gru = a.cell == GRU;
+  const int64_t n16 = (B * T * GU + 1) / 2;  // floats holding B*T*GU bfloat16 values
+  Scratch dg_s(dg_out ? 0 : B * T * GU), dg16_s(n16);
+  Scratch dgr_s(gru && !dgr_out ? B * T * GU : 0), dgr16_s(gru ? n16 : 0);
   float* const dgp = dg_out ? dg_out : dg_s.p;
   uint16_t* const dg16 = reinterpret_cast<uint16_t*>(dg16_s.p);
-  Scratch hd(B * U), hr(B * U), dc(B * U);
+  // the gradient of the recurrent pre-activations: the GRU's own, the others' the same as dgp
+  float* const dgr = gru ? (dgr_out ? dgr_out : dgr_s.p) : dgp;
+  uint16_t* const dgr16 = gru ? reinterpret_cast<uint16_t*>(dgr16_s.p) : dg16;
+  Scratch hd(B * U), hr(B * U), dc(lstm ? B * U : 0);
   if (B * U > 0) {
     if (dh_last) row_copy(hd.p, dh_last, B * U); else std::fill(hd.p, hd.p + B * U, 0.f);
-    if (dc_last) row_copy(dc.p, dc_last, B * U); else std::fill(dc.p, dc.p + B * U, 0.f);
+    if (lstm) {
+      if (dc_last) row_copy(dc.p, dc_last, B * U); else std::fill(dc.p, dc.p + B * U, 0.f);
+    }
   }
   const BF16PackedB rtp(true, a.R, GU, GU, U);  // R^T (GU x U)
   const gemm::Kernel& kr = active_kernel();
   const int parts = T > 0 ? row_parts(B, U, GU, chunk_rows(kr)) : 1;
   const int64_t rows = block_rows(kr, B, parts), chunks = (B + rows - 1) / rows;
+  Scratch hs(gru ? parts * U : 0);  // the GRU: each thread's h_prev row, widened
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(parts) if (parts > 1)
   for (int64_t ci = 0; ci < chunks; ++ci) {
     const int64_t b0 = ci * rows, b1 = std::min(B, b0 + rows);
+    float* hrow = gru ? hs.p + omp_get_thread_num() * U : nullptr;
     for (int64_t s = T - 1; s >= 0 && b0 < b1; --s) {
       const int64_t t = a.t_of(s), tp = s > 0 ? a.t_of(s - 1) : 0;
       const bool has_rec = s < T - 1;
@@ -719,16 +758,34 @@ void lstm_backward_bf16(const Args16& a, const uint16_t* out, const float* gates
         }
         float* dz = dgp + row * GU;
         uint16_t* dz16 = dg16 + row * GU;
-        if (!a.on(b, t)) {
+        if (!a.on(b, t)) {  // the states passed through: dh and dc carry on unchanged
           std::fill(dz, dz + GU, 0.f);
           std::fill(dz16, dz16 + GU, uint16_t(0));
+          if (gru) {
+            std::fill(dgr + row * GU, dgr + (row + 1) * GU, 0.f);
+            std::fill(dgr16 + row * GU, dgr16 + (row + 1) * GU, uint16_t(0));
+          }
           continue;
         }
-        const float* cp = s == 0 ? a.c0 + b * U : cs + (b * T + tp) * U;
-        lstm_bwd_row(gates + row * GU, cs + row * U, cp, h, dc.p + b * U, dz, U);
+        const float* act = gates + row * GU;
+        if (lstm) {
+          const float* cp = s == 0 ? a.c0 + b * U : cs + (b * T + tp) * U;
+          lstm_bwd_row(act, cs + row * U, cp, h, dc.p + b * U, dz, U);
+        } else if (gru) {
+          const float* hp = a.h0 + b * U;
+          if (s > 0) {
+            row_widen(hrow, out + (b * T + s - 1) * U, U);
+            hp = hrow;
+          }
+          gru_bwd_row(act, rh + row * U, hp, h, dz, dgr + row * GU, U);
+          row_round(dgr16 + row * GU, dgr + row * GU, GU);
+        } else {
+          rnn_bwd_row(act, h, dz, U);
+        }
         row_round(dz16, dz, GU);
       }
-      if (s > 0 || dh0) rtp.gemm(b1 - b0, dg16 + (b0 * T + t) * GU, T * GU, false, hr.p + b0 * U, U);
+      // this thread's rows of dh_prev = dGr @ R^T
+      if (s > 0 || dh0) rtp.gemm(b1 - b0, dgr16 + (b0 * T + t) * GU, T * GU, false, hr.p + b0 * U, U);
     }
   }
   if (dh0) {
@@ -738,10 +795,10 @@ void lstm_backward_bf16(const Args16& a, const uint16_t* out, const float* gates
       else row_acc(dh0, hr.p, B * U);
     }
   }
-  if (dc0) row_copy(dc0, dc.p, B * U);
+  if (dc0 && lstm) row_copy(dc0, dc.p, B * U);
 
-  // weight gradients: [H_prev X]^T dG as one GEMM when both are wanted (see backward())
-  const bool fuse = dR && dK;
+  // weight gradients: [H_prev X]^T dG as one GEMM when both are wanted and share dG (see backward())
+  const bool fuse = dR && dK && !gru;
   auto fill_hx = [&](uint16_t* hx, int64_t W, bool with_h, bool with_x) {
     if (with_h) {
 #pragma omp parallel for if (B * T * U > kParallelGrain && B > 1) schedule(static)
@@ -759,19 +816,26 @@ void lstm_backward_bf16(const Args16& a, const uint16_t* out, const float* gates
 #pragma omp parallel for if (BT * W > kParallelGrain && BT > 1) schedule(static)
     for (int64_t r = 0; r < BT; ++r) row_widen(hprev_out + r * W, hx + r * W, W);
   }
-  if (dR || dK) {
-    const int64_t W = fuse ? U + F : (dR ? U : F);
+  if (fuse) {
+    const int64_t W = U + F;
     Scratch hx_s((BT * W + 1) / 2);
     uint16_t* hx = reinterpret_cast<uint16_t*>(hx_s.p);
-    fill_hx(hx, W, dR != nullptr, dK != nullptr);
-    if (fuse) {
-      Scratch c(W * GU);
-      bf16gemm(true, false, W, GU, BT, hx, W, dg16, GU, false, c.p, GU);
-      if (acc_r) row_acc(dR, c.p, U * GU); else row_copy(dR, c.p, U * GU);
-      if (acc_k) row_acc(dK, c.p + U * GU, F * GU); else row_copy(dK, c.p + U * GU, F * GU);
-    } else if (dR) {
-      bf16gemm(true, false, U, GU, BT, hx, U, dg16, GU, acc_r, dR, GU);
-    } else {
+    fill_hx(hx, W, true, true);
+    Scratch c(W * GU);
+    bf16gemm(true, false, W, GU, BT, hx, W, dg16, GU, false, c.p, GU);
+    if (acc_r) row_acc(dR, c.p, U * GU); else row_copy(dR, c.p, U * GU);
+    if (acc_k) row_acc(dK, c.p + U * GU, F * GU); else row_copy(dK, c.p + U * GU, F * GU);
+  } else {
+    if (dR) {  // H_prev^T dGr
+      Scratch hx_s((BT * U + 1) / 2);
+      uint16_t* hx = reinterpret_cast<uint16_t*>(hx_s.p);
+      fill_hx(hx, U, true, false);
+      bf16gemm(true, false, U, GU, BT, hx, U, dgr16, GU, acc_r, dR, GU);
+    }
+    if (dK) {  // X^T dG
+      Scratch hx_s((BT * F + 1) / 2);
+      uint16_t* hx = reinterpret_cast<uint16_t*>(hx_s.p);
+      fill_hx(hx, F, false, true);
       bf16gemm(true, false, F, GU, BT, hx, F, dg16, GU, acc_k, dK, GU);
     }
   }
@@ -785,26 +849,32 @@ void lstm_backward_bf16(const Args16& a, const uint16_t* out, const float* gates
       if (dx16) row_round(dx16 + r * F, d + r * F, F);
     }
   }
-  if (db) col_sums(dgp, BT, GU, db, acc_b);
-  if (dg_out) {  // the gate gradients as the products read them
+  if (db) {  // before dg_out / dgr_out take the rounded values
+    col_sums(dgp, BT, GU, db, acc_b);
+    if (gru) col_sums(dgr, BT, GU, db + GU, acc_b);
+  }
+  if (dg_out || dgr_out) {  // the gate gradients as the products read them
 #pragma omp parallel for if (BT * GU > kParallelGrain && BT > 1) schedule(static)
-    for (int64_t r = 0; r < BT; ++r) row_widen(dg_out + r * GU, dg16 + r * GU, GU);
+    for (int64_t r = 0; r < BT; ++r) {
+      if (dg_out) row_widen(dg_out + r * GU, dg16 + r * GU, GU);
+      if (dgr_out && gru) row_widen(dgr_out + r * GU, dgr16 + r * GU, GU);
+    }
   }
 }
 
-// The bfloat16 LSTM's arguments: x, kernel and recurrent kernel bfloat16 (checked), the rest
+// The bfloat16 kernels' arguments: x, kernel and recurrent kernel bfloat16 (checked), the rest
 // float32 views (owned by `views`).
 struct Views16 {
   std::unique_ptr<F32View> h0, c0, bias, in_mask, rec_mask;
 };
-Args16 make_args16(const char* op, const Buffer& x, const Buffer& h0, const Buffer& c0, const Buffer& K,
+Args16 make_args16(Cell cell, const char* op, const Buffer& x, const Buffer& h0, const Buffer* c0, const Buffer& K,
                    const Buffer& R, const Buffer* bias, const Buffer* mask, const Buffer* in_mask,
                    const Buffer* rec_mask, int64_t B, int64_t T, int64_t F, int64_t U, bool go_backwards,
                    Views16& v) {
   Args16 a;
-  static_cast<Dims&>(a) = check_inputs(LSTM, op, x, h0, &c0, K, R, bias, mask, in_mask, rec_mask, B, T, F, U,
+  static_cast<Dims&>(a) = check_inputs(cell, op, x, h0, c0, K, R, bias, mask, in_mask, rec_mask, B, T, F, U,
                                        go_backwards, BF16);
-  v.h0.reset(new F32View(&h0)); v.c0.reset(new F32View(&c0)); v.bias.reset(new F32View(bias));
+  v.h0.reset(new F32View(&h0)); v.c0.reset(new F32View(cell == LSTM ? c0 : nullptr)); v.bias.reset(new F32View(bias));
   v.in_mask.reset(new F32View(in_mask)); v.rec_mask.reset(new F32View(rec_mask));
   a.x = x.data<uint16_t>(); a.K = K.data<uint16_t>(); a.R = R.data<uint16_t>();
   a.h0 = v.h0->p; a.c0 = v.c0->p; a.bias = v.bias->p; a.in_mask = v.in_mask->p; a.rec_mask = v.rec_mask->p;
@@ -812,8 +882,8 @@ Args16 make_args16(const char* op, const Buffer& x, const Buffer& h0, const Buff
   return a;
 }
 
-// The LSTM's compute dtype: x's; kernel and recurrent kernel must match it.
-DType lstm_dtype(const char* op, const Buffer& x, const Buffer& K, const Buffer& R) {
+// A recurrent kernel's compute dtype: x's; kernel and recurrent kernel must match it.
+DType compute_dtype(const char* op, const Buffer& x, const Buffer& K, const Buffer& R) {
   const DType dt = x.dtype == BF16 ? BF16 : F32;
   if (K.dtype != dt || R.dtype != dt) {
     Msg os;
@@ -832,13 +902,14 @@ void lstm_forward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Buf
                   int64_t T, int64_t F, int64_t U, bool go_backwards, Buffer& out, Buffer& h_last, Buffer& c_last,
                   Buffer& gates, Buffer* cs) {
   const char* op = kFwdName[LSTM];
-  if (lstm_dtype(op, x, K, R) == BF16) {
+  if (compute_dtype(op, x, K, R) == BF16) {
     Views16 v;
-    const Args16 a = make_args16(op, x, h0, c0, K, R, bias, mask, in_mask, rec_mask, B, T, F, U, go_backwards, v);
+    const Args16 a = make_args16(LSTM, op, x, h0, &c0, K, R, bias, mask, in_mask, rec_mask, B, T, F, U, go_backwards,
+                                 v);
     check_fwd_outputs(a, op, out, h_last, &c_last, gates, BF16);
     check_opt(op, "saved c states", cs, {B, T, U}, F32);
-    return lstm_forward_bf16(a, out.data<uint16_t>(), h_last.data<uint16_t>(), c_last.data<uint16_t>(),
-                             gates.data<float>(), fptr(cs));
+    return forward_bf16(a, out.data<uint16_t>(), h_last.data<uint16_t>(), c_last.data<uint16_t>(),
+                        gates.data<float>(), fptr(cs), nullptr);
   }
   Args a = make_args(LSTM, op, x, h0, &c0, K, R, bias, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
   check_fwd_outputs(a, op, out, h_last, &c_last, gates);
@@ -850,6 +921,15 @@ void gru_forward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buffe
                  const Buffer* mask, const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T, int64_t F,
                  int64_t U, bool go_backwards, Buffer& out, Buffer& h_last, Buffer& gates, Buffer* rh) {
   const char* op = kFwdName[GRU];
+  if (compute_dtype(op, x, K, R) == BF16) {
+    Views16 v;
+    const Args16 a = make_args16(GRU, op, x, h0, nullptr, K, R, bias, mask, in_mask, rec_mask, B, T, F, U,
+                                 go_backwards, v);
+    check_fwd_outputs(a, op, out, h_last, nullptr, gates, BF16);
+    check_opt(op, "saved recurrent candidates", rh, {B, T, U}, F32);
+    return forward_bf16(a, out.data<uint16_t>(), h_last.data<uint16_t>(), nullptr, gates.data<float>(), nullptr,
+                        fptr(rh));
+  }
   Args a = make_args(GRU, op, x, h0, nullptr, K, R, bias, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
   check_fwd_outputs(a, op, out, h_last, nullptr, gates);
   check_opt(op, "saved recurrent candidates", rh, {B, T, U}, F32);
@@ -860,6 +940,14 @@ void simple_rnn_forward(const Buffer& x, const Buffer& h0, const Buffer& K, cons
                         const Buffer* mask, const Buffer* in_mask, const Buffer* rec_mask, int64_t B, int64_t T,
                         int64_t F, int64_t U, bool go_backwards, Buffer& out, Buffer& h_last, Buffer& gates) {
   const char* op = kFwdName[SIMPLE];
+  if (compute_dtype(op, x, K, R) == BF16) {
+    Views16 v;
+    const Args16 a = make_args16(SIMPLE, op, x, h0, nullptr, K, R, bias, mask, in_mask, rec_mask, B, T, F, U,
+                                 go_backwards, v);
+    check_fwd_outputs(a, op, out, h_last, nullptr, gates, BF16);
+    return forward_bf16(a, out.data<uint16_t>(), h_last.data<uint16_t>(), nullptr, gates.data<float>(), nullptr,
+                        nullptr);
+  }
   Args a = make_args(SIMPLE, op, x, h0, nullptr, K, R, bias, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
   check_fwd_outputs(a, op, out, h_last, nullptr, gates);
   forward(a, out.data<float>(), h_last.data<float>(), nullptr, gates.data<float>(), nullptr, nullptr);
@@ -872,19 +960,20 @@ void lstm_backward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Bu
                    Buffer* dc0, Buffer* dK, Buffer* dR, Buffer* db, int64_t accumulate, Buffer* dgates,
                    Buffer* dgates_rec, Buffer* h_prev) {
   const char* op = kBwdName[LSTM];
-  if (lstm_dtype(op, x, K, R) == BF16) {
+  if (compute_dtype(op, x, K, R) == BF16) {
     Views16 v;
-    const Args16 a = make_args16(op, x, h0, c0, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U, go_backwards, v);
+    const Args16 a = make_args16(LSTM, op, x, h0, &c0, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U,
+                                 go_backwards, v);
     check_bwd(a, op, out, gates, dout, dh_last, dc_last, dx, dh0, dc0, dK, dR, db, BF16);
     check_accumulate(op, accumulate, dK, dR, db);
     check_saved(a, op, dgates, dgates_rec, h_prev);
     check_buffer(op, "saved c states", cs, {B, T, U}, F32);
     const F32View g_out(dout), g_h(dh_last), g_c(dc_last);
     const bool dx16 = dx && dx->dtype == BF16;
-    return lstm_backward_bf16(a, out.data<uint16_t>(), gates.data<float>(), cs.data<float>(), g_out.p, g_h.p, g_c.p,
-                              dx16 ? nullptr : fptr(dx), dx16 ? dx->data<uint16_t>() : nullptr, fptr(dh0), fptr(dc0),
-                              fptr(dK), fptr(dR), fptr(db), accumulate, fptr(dgates), fptr(h_prev),
-                              hprev_stacked(a, h_prev));
+    return backward_bf16(a, out.data<uint16_t>(), gates.data<float>(), cs.data<float>(), nullptr, g_out.p, g_h.p,
+                         g_c.p, dx16 ? nullptr : fptr(dx), dx16 ? dx->data<uint16_t>() : nullptr, fptr(dh0),
+                         fptr(dc0), fptr(dK), fptr(dR), fptr(db), accumulate, fptr(dgates), nullptr, fptr(h_prev),
+                         hprev_stacked(a, h_prev));
   }
   Args a = make_args(LSTM, op, x, h0, &c0, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
   check_bwd(a, op, out, gates, dout, dh_last, dc_last, dx, dh0, dc0, dK, dR, db);
@@ -902,6 +991,21 @@ void gru_backward(const Buffer& x, const Buffer& h0, const Buffer& K, const Buff
                   const Buffer* dh_last, Buffer* dx, Buffer* dh0, Buffer* dK, Buffer* dR, Buffer* db,
                   int64_t accumulate, Buffer* dgates, Buffer* dgates_rec, Buffer* h_prev) {
   const char* op = kBwdName[GRU];
+  if (compute_dtype(op, x, K, R) == BF16) {
+    Views16 v;
+    const Args16 a = make_args16(GRU, op, x, h0, nullptr, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U,
+                                 go_backwards, v);
+    check_bwd(a, op, out, gates, dout, dh_last, nullptr, dx, dh0, nullptr, dK, dR, db, BF16);
+    check_accumulate(op, accumulate, dK, dR, db);
+    check_saved(a, op, dgates, dgates_rec, h_prev);
+    check_buffer(op, "saved recurrent candidates", rh, {B, T, U}, F32);
+    const F32View g_out(dout), g_h(dh_last);
+    const bool dx16 = dx && dx->dtype == BF16;
+    return backward_bf16(a, out.data<uint16_t>(), gates.data<float>(), nullptr, rh.data<float>(), g_out.p, g_h.p,
+                         nullptr, dx16 ? nullptr : fptr(dx), dx16 ? dx->data<uint16_t>() : nullptr, fptr(dh0),
+                         nullptr, fptr(dK), fptr(dR), fptr(db), accumulate, fptr(dgates), fptr(dgates_rec),
+                         fptr(h_prev), hprev_stacked(a, h_prev));
+  }
   Args a = make_args(GRU, op, x, h0, nullptr, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
   check_bwd(a, op, out, gates, dout, dh_last, nullptr, dx, dh0, nullptr, dK, dR, db);
   check_accumulate(op, accumulate, dK, dR, db);
@@ -918,6 +1022,20 @@ void simple_rnn_backward(const Buffer& x, const Buffer& h0, const Buffer& K, con
                          const Buffer* dh_last, Buffer* dx, Buffer* dh0, Buffer* dK, Buffer* dR, Buffer* db,
                          int64_t accumulate, Buffer* dgates, Buffer* dgates_rec, Buffer* h_prev) {
   const char* op = kBwdName[SIMPLE];
+  if (compute_dtype(op, x, K, R) == BF16) {
+    Views16 v;
+    const Args16 a = make_args16(SIMPLE, op, x, h0, nullptr, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U,
+                                 go_backwards, v);
+    check_bwd(a, op, out, gates, dout, dh_last, nullptr, dx, dh0, nullptr, dK, dR, db, BF16);
+    check_accumulate(op, accumulate, dK, dR, db);
+    check_saved(a, op, dgates, dgates_rec, h_prev);
+    const F32View g_out(dout), g_h(dh_last);
+    const bool dx16 = dx && dx->dtype == BF16;
+    return backward_bf16(a, out.data<uint16_t>(), gates.data<float>(), nullptr, nullptr, g_out.p, g_h.p, nullptr,
+                         dx16 ? nullptr : fptr(dx), dx16 ? dx->data<uint16_t>() : nullptr, fptr(dh0), nullptr,
+                         fptr(dK), fptr(dR), fptr(db), accumulate, fptr(dgates), nullptr, fptr(h_prev),
+                         hprev_stacked(a, h_prev));
+  }
   Args a = make_args(SIMPLE, op, x, h0, nullptr, K, R, nullptr, mask, in_mask, rec_mask, B, T, F, U, go_backwards);
   check_bwd(a, op, out, gates, dout, dh_last, nullptr, dx, dh0, nullptr, dK, dR, db);
   check_accumulate(op, accumulate, dK, dR, db);
@@ -947,18 +1065,21 @@ void bind_rnn(py::module_& m) {
         "or bfloat16, the other gradients float32)");
   def_kernel(m, "gru_forward", &gru_forward,
         "gru_forward(x, h0, kernel, recurrent_kernel, bias|None, mask|None, input_dropout|None, "
-        "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, gates, saved_rh|None)");
+        "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, gates, saved_rh|None) (float32; or x, kernel, "
+        "recurrent_kernel, out, h_last bfloat16 to compute in bfloat16, with h0, bias and the dropout masks float32 "
+        "or bfloat16; gates and saved_rh float32)");
   def_kernel(m, "gru_backward", &gru_backward,
         "gru_backward(x, h0, kernel, recurrent_kernel, mask, input_dropout, recurrent_dropout, B, T, F, U, "
         "go_backwards, out, gates, saved_rh, dout, dh_last, dx, dh0, dkernel, drecurrent_kernel, dbias, accumulate, "
-        "dgates_out, dgates_rec_out, h_prev_out)");
+        "dgates_out, dgates_rec_out, h_prev_out) (as lstm_backward's; dgates_rec_out (B, T, 3U): the recurrent "
+        "pre-activations' gate gradients)");
   def_kernel(m, "simple_rnn_forward", &simple_rnn_forward,
         "simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias|None, mask|None, input_dropout|None, "
-        "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, gates)");
+        "recurrent_dropout|None, B, T, F, U, go_backwards, out, h_last, gates) (dtypes as gru_forward's)");
   def_kernel(m, "simple_rnn_backward", &simple_rnn_backward,
         "simple_rnn_backward(x, h0, kernel, recurrent_kernel, mask, input_dropout, recurrent_dropout, B, T, F, U, "
         "go_backwards, out, gates, dout, dh_last, dx, dh0, dkernel, drecurrent_kernel, dbias, accumulate, dgates_out, "
-        "None, h_prev_out)");
+        "None, h_prev_out) (as lstm_backward's)");
 }
 
 }  // namespace lamina

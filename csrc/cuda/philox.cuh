@@ -9,7 +9,8 @@
 // product and the sum that follows) with the same constants and the same operations, each
 // rounded as there, so the floats are glibc's. Every operation is spelled out (fma, or a product
 // or sum the CUDA compiler may not fuse) because nvcc would otherwise fuse other pairs.
-// Usable on the host too (philox_check in tests compares them with the C library).
+// Usable on the host too: _host_random_normal runs them there, and a test compares its numbers
+// with the CPU module's bit for bit (tests/gpu/test_device_ops.py).
 #pragma once
 #include <cstdint>
 #include <cstring>

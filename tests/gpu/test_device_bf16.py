@@ -79,22 +79,27 @@ def test_a_mixed_precision_model_trains_on_the_device_as_on_cpu(dev):
         lamina.mixed_precision.set_global_policy("float32")
 
 
-def test_a_bfloat16_lstm_on_the_device_as_on_cpu(dev):
-    """ops.lstm on bfloat16 inputs and weights: the CPU computes in bfloat16 (bfloat16 product
-    operands, csrc/cpu/rnn.cpp); a GPU runs its float32 kernels on float32 copies (backend/device.py's
-    widening table). Outputs and gradients agree within bfloat16's precision."""
+@pytest.mark.parametrize("op", ["lstm", "gru", "simple_rnn"])
+def test_a_bfloat16_rnn_on_the_device_as_on_cpu(dev, op):
+    """ops.lstm / ops.gru / ops.simple_rnn on bfloat16 inputs and weights: the CPU computes in
+    bfloat16 (bfloat16 product operands, csrc/cpu/rnn.cpp); a GPU runs its float32 kernels on float32
+    copies (backend/device.py's widening table). Outputs and gradients agree within bfloat16's precision."""
     d = _bf16_device(dev)
     r = np.random.default_rng(11)
+    G = {"lstm": 4, "gru": 3, "simple_rnn": 1}[op]
+    bshape = (2, 9 * G) if op == "gru" else (9 * G,)
     x, K, R_, b = (_round(r.normal(scale=s, size=sh)) for s, sh in
-                   ((1.0, (3, 5, 7)), (0.3, (7, 36)), (0.3, (9, 36)), (0.2, (36,))))
+                   ((1.0, (3, 5, 7)), (0.3, (7, 9 * G)), (0.3, (9, 9 * G)), (0.2, bshape)))
+    states = (None, None) if op == "lstm" else (None,)
     res = []
     for where in ("cpu:0", d):
         vs = [lamina.Variable(lamina.convert_to_tensor(a, dtype="bfloat16").to(where)) for a in (x, K, R_, b)]
         with lamina.GradientTape() as tape:
-            out, h, c = ops.lstm(*vs[:1], None, None, *vs[1:], go_backwards=True)
-            loss = ops.sum(ops.cast(out, "float32") * ops.cast(out, "float32")) + ops.sum(ops.cast(c, "float32"))
-        assert out.dtype == h.dtype == c.dtype == "bfloat16" and out.device is vs[0].device
+            outs = getattr(ops, op)(*vs[:1], *states, *vs[1:], go_backwards=True)
+            out = outs[0]
+            loss = ops.sum(ops.cast(out, "float32") * ops.cast(out, "float32")) + ops.sum(ops.cast(outs[-1], "float32"))
+        assert all(t.dtype == "bfloat16" for t in outs) and out.device is vs[0].device
         grads = tape.gradient(loss, vs)
-        res.append([t.to("cpu:0").numpy() for t in (out, h, c, *grads)])
+        res.append([t.to("cpu:0").numpy() for t in (*outs, *grads)])
     for w, g in zip(*res):
         np.testing.assert_allclose(g, w, rtol=3e-2, atol=3e-2 * np.abs(w).max())
