@@ -110,3 +110,60 @@ def test_a_deep_lstm_over_two_devices_trains_pipelined(devices):
     h2 = two.fit(x, y, batch_size=12, epochs=2, shuffle=False, verbose=0, micro_batches=4)
     np.testing.assert_allclose(h2.history["loss"], h1.history["loss"], rtol=1e-4)
     assert h2.history["loss"][-1] < h2.history["loss"][0]
+
+
+def _transformer(device):
+    """A one-block transformer classifier: embedding, self-attention with a residual and layer
+    norm, a position-wise feed-forward, mean pooling."""
+    inp = lamina.Input((6,), dtype="int32")
+    with lamina.device(device):
+        h = layers.Embedding(20, 8)(inp)
+        h = layers.LayerNormalization()(h + layers.MultiHeadAttention(num_heads=2, key_dim=4)(h, h))
+        h = layers.LayerNormalization()(h + layers.Dense(8)(layers.Dense(16, activation="gelu")(h)))
+        out = layers.Dense(3)(layers.GlobalAveragePooling1D()(h))
+    model = lamina.Model(inp, out)
+    # SGD, not Adam: the attention's key bias has a gradient that is 0 but for rounding, which
+    # Adam's first steps would scale up to about the learning rate, differently on each device
+    model.compile(optimizer=optimizers.SGD(0.05, momentum=0.9),
+                  loss=lamina.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def test_a_transformer_block_trains_on_the_device_as_on_cpu(dev):
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(0, 20, size=(16, 6)).astype(np.int32), rng.integers(0, 3, 16)
+    ref, other = _transformer("cpu:0"), _transformer(dev)
+    other.set_weights(ref.get_weights())
+    h1 = ref.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)  # two steps
+    h2 = other.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    assert all(w.device is dev for w in other.weights)
+    np.testing.assert_allclose(h2.history["loss"], h1.history["loss"], rtol=1e-4)
+    for a, b in zip(other.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(other.predict(x, verbose=0), ref.predict(x, verbose=0), rtol=1e-3, atol=1e-5)
+
+
+def _mobilenet_block(device):
+    """MobileNet's depthwise-separable block: depthwise 3x3, batch norm, ReLU6, pointwise 1x1,
+    batch norm, ReLU6, then global average pooling and a softmax."""
+    with lamina.device(device):
+        model = lamina.Sequential([lamina.Input((8, 8, 3)), layers.DepthwiseConv2D(3, padding="same", use_bias=False),
+                                   layers.BatchNormalization(), layers.ReLU(6.0),
+                                   layers.Conv2D(8, 1, use_bias=False), layers.BatchNormalization(),
+                                   layers.ReLU(max_value=6.0), layers.GlobalAveragePooling2D(),
+                                   layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=optimizers.SGD(0.05, momentum=0.9), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_a_mobilenet_block_trains_on_the_device_as_on_cpu(dev):
+    x, y = _data(20, (8, 8, 3), 3, seed=4)
+    ref, other = _mobilenet_block("cpu:0"), _mobilenet_block(dev)
+    other.set_weights(ref.get_weights())
+    h1 = ref.fit(x, y, epochs=1, batch_size=10, shuffle=False, verbose=0)  # two steps
+    h2 = other.fit(x, y, epochs=1, batch_size=10, shuffle=False, verbose=0)
+    assert all(w.device is dev for w in other.weights)
+    np.testing.assert_allclose(h2.history["loss"], h1.history["loss"], rtol=1e-4)
+    for a, b in zip(other.get_weights(), ref.get_weights()):  # the moving statistics too
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(other.predict(x, verbose=0), ref.predict(x, verbose=0), rtol=1e-3, atol=1e-5)
