@@ -39,9 +39,12 @@ KERNEL_TABLE = (
     "nonzero", "tri", "arange", "linspace",
     # nn.cpp
     "softmax", "softmax_grad", "xent_sparse", "xent_sparse_grad", "xent_dense", "xent_dense_grad", "bce",
-    "bce_grad", "one_hot", "bias_relu", "bias_relu_grad", "batch_norm_train", "batch_norm_train_grad", "batch_norm_infer",
-    "batch_norm_infer_grad", "layer_norm", "layer_norm_grad", "embedding", "embedding_grad",
-    "embedding_scatter_add", "sparse_sort", "sparse_segment_sum",
+    "bce_grad", "one_hot", "bias_relu", "bias_relu_grad",
+    # norm.cpp
+    "batch_norm_train", "batch_norm_train_grad", "batch_norm_infer", "batch_norm_infer_grad", "layer_norm",
+    "layer_norm_grad",
+    # embedding.cpp
+    "embedding", "embedding_grad", "embedding_scatter_add", "sparse_sort", "sparse_segment_sum",
     # conv.cpp, depthwise.cpp
     "conv2d_forward", "conv2d_backward", "pool2d_forward", "pool2d_backward", "batch_transpose",
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",

@@ -18,6 +18,8 @@ void bind_linalg_decomp(py::module_& m);
 void bind_fft(py::module_& m);
 void bind_manipulation(py::module_& m);
 void bind_nn(py::module_& m);
+void bind_norm(py::module_& m);
+void bind_embedding(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_depthwise(py::module_& m);
 void bind_random(py::module_& m);
@@ -52,6 +54,8 @@ PYBIND11_MODULE(_cpu, m) {
   lamina::bind_fft(m);
   lamina::bind_manipulation(m);
   lamina::bind_nn(m);
+  lamina::bind_norm(m);
+  lamina::bind_embedding(m);
   lamina::bind_conv(m);
   lamina::bind_depthwise(m);
   lamina::bind_random(m);

@@ -52,7 +52,7 @@ int64_t first_out_of_range(Context& c, const Buffer& ids, int64_t lo, int64_t hi
   return int64_t(idx);
 }
 
-// nn.cpp's check_range on the device: ids must lie in [0, hi); the first id outside raises the
+// embedding.cpp's check_range (csrc/cpu/nn_common.h) on the device: ids must lie in [0, hi); the first id outside raises the
 // CPU's ValueError (same message), before anything is written.
 void check_range(Context& c, const char* op, const char* what, const char* range_name, const Buffer& b, int64_t hi) {
   int64_t v = 0;
@@ -84,7 +84,7 @@ struct ScatterNames {
   const char *op, *shape, *ids, *values, *rows;
 };
 
-// nn.cpp's checked_scatter_add: out (V, D)[ids[n], :] += values[n, :] (out zeroed first when zero).
+// embedding.cpp's checked_scatter_add: out (V, D)[ids[n], :] += values[n, :] (out zeroed first when zero).
 void checked_scatter_add(const ScatterNames& nm, Buffer& ob, int64_t V, int64_t D, const Buffer& ib, const Buffer& vb,
                          bool zero) {
   const char* op = nm.op;

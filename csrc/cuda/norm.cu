@@ -1,4 +1,4 @@
-// Batch and layer normalisation: the same statistics, formulas and roundings as csrc/cpu/nn.cpp.
+// Batch and layer normalisation: the same statistics, formulas and roundings as csrc/cpu/norm.cpp.
 //
 // Ops over one axis view their input as (outer, C, inner). Per-channel (batch norm) and
 // per-position (layer norm's dgamma / dbeta) sums accumulate in double, as the CPU's do: P blocks
