@@ -7,6 +7,11 @@ through strides (no transposes), computes each (batch, head)'s scores a block of
 time (scale, bias, mask and causal mask applied in place, a stable softmax, then P . value written
 straight into the output), and keeps each row's softmax max and sum for the backward pass, which
 recomputes the probabilities instead of storing them (flash attention's backward).
+
+dtypes: bfloat16 query, key and value (mixed precision) run the kernel in bfloat16 -- bfloat16
+product operands (the probabilities and the logit gradients rounded), float32 sums, softmax and
+statistics -- and give a bfloat16 output and bfloat16 gradients; otherwise it computes in float32,
+any bfloat16 argument cast up. The bias (and its gradient) is float32.
 """
 import math as _pymath
 
@@ -64,13 +69,25 @@ def _broadcast_strides(t):
     return full
 
 
+def _compute_dtype(q, k, v):
+    """bfloat16 when query, key and value all are (mixed precision: the kernel's products take
+    bfloat16 operands -- Q, K, V, dO and the probabilities and logit gradients rounded -- with
+    float32 sums, the softmax and its statistics in float32; the output and the gradients come
+    back in bfloat16); otherwise float32, with any bfloat16 one cast up."""
+    if q.dtype == k.dtype == v.dtype == dtypes.BFLOAT16:
+        return dtypes.BFLOAT16, (q, k, v)
+    return dtypes.FLOAT32, tuple(t if t.dtype == dtypes.FLOAT32 else cast(t, dtypes.FLOAT32) for t in (q, k, v))
+
+
 def _fused(q, k, v, bias, keep, scale, is_causal):
     """The attention kernel: q (B, T, N, H), k (B, S, K, H), v (B, S, K, Hv), bias (float32) and
-    keep (bool) None or broadcastable to (B, N, T, S)."""
+    keep (bool) None or broadcastable to (B, N, T, S). Computes in bfloat16 when q, k and v all are
+    bfloat16 (_compute_dtype), else in float32; the output has the compute dtype."""
+    cdt, (q, k, v) = _compute_dtype(q, k, v)
     B, T, N, H = q.shape
     S, K, Hv = k.shape[1], k.shape[2], v.shape[3]
     kern = q.device.kernels
-    out = empty((B, T, N, Hv), dtypes.FLOAT32, q.device)
+    out = empty((B, T, N, Hv), cdt, q.device)
     inputs = (q, k, v) + ((bias,) if bias is not None else ())
     grad = needs_grad(*inputs)
     stats = empty((B, N, T, 2), dtypes.FLOAT32, q.device) if grad else None   # each row's softmax max, 1 / sum
@@ -86,7 +103,9 @@ def _fused(q, k, v, bias, keep, scale, is_causal):
         out_buf, stats_buf = out._buf, stats._buf   # buffers, not the tensor: no reference cycle through the node
 
         def backward(g, need):
-            dq, dk, dv = (empty(t.shape, dtypes.FLOAT32, t.device) if n else None for t, n in zip((q, k, v), need))
+            if g.dtype != cdt:
+                g = cast(g, cdt)
+            dq, dk, dv = (empty(t.shape, cdt, t.device) if n else None for t, n in zip((q, k, v), need))
             dl = empty((B, N, T, S), dtypes.FLOAT32, q.device) if bias is not None and need[3] else None
             kern.attention_backward(q._buf, k._buf, v._buf, bias_buf, keep_buf, out_buf, stats_buf, g._buf,
                                     *(t._buf if t is not None else None for t in (dq, dk, dv, dl)),

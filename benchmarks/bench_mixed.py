@@ -11,6 +11,9 @@ Cases:
   resblock a residual block with batch normalization on 32x32x16 inputs, batch 64: Conv3x3x32-BN-ReLU,
            Conv3x3x32-BN, added to the first, ReLU, global average pooling, Dense(10)
   lstm     LSTM(256) over 35 steps of 128 features, then Dense(10), batch 64 (bench_rnn.py's size)
+  transformer  one encoder block on 128 steps of 256 features, batch 32: MultiHeadAttention (4 heads of
+           64) + residual + LayerNormalization, Dense(1024, relu) + Dense(256) + residual +
+           LayerNormalization, average over the steps, Dense(10)
 
 Each (library, precision) runs in its own process, alternating, each process warms up and takes
 the median of its steps; the table shows the median over processes.
@@ -30,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import median_ms, run_worker  # noqa: E402
 
 GEMMS = [(1024, 1024, 1024), (2048, 2048, 2048), (128, 3136, 1024), (64, 784, 1024)]
-CASES = ("gemm", "mlp", "convnet", "resblock", "lstm")
+CASES = ("gemm", "mlp", "convnet", "resblock", "lstm", "transformer")
 
 
 # ---- workers ---------------------------------------------------------------------------------
@@ -58,7 +61,8 @@ def _torch_gemm(precision, m, k, n):
 
 def _data(case, batch):
     rng = np.random.default_rng(0)
-    shape = {"mlp": (batch, 784), "resblock": (batch, 32, 32, 16), "lstm": (batch, 35, 128)}.get(case, (batch, 28, 28, 1))
+    shape = {"mlp": (batch, 784), "resblock": (batch, 32, 32, 16), "lstm": (batch, 35, 128),
+             "transformer": (batch, 128, 256)}.get(case, (batch, 28, 28, 1))
     return rng.random(shape, dtype=np.float32), rng.integers(0, 10, batch).astype(np.int64)
 
 
@@ -78,6 +82,12 @@ def _lamina_train(case, precision, batch, steps):
         model = lamina.Model(inp, L.Dense(10, dtype="float32")(L.GlobalAveragePooling2D()(h)))
     elif case == "lstm":
         model = lamina.Sequential([lamina.Input((35, 128)), L.LSTM(256), L.Dense(10, dtype="float32")])
+    elif case == "transformer":
+        inp = lamina.Input((128, 256))
+        h = L.LayerNormalization()(L.Add()([inp, L.MultiHeadAttention(4, 64)(inp, inp)]))
+        f = L.Dense(256)(L.Dense(1024, activation="relu")(h))
+        h = L.LayerNormalization()(L.Add()([h, f]))
+        model = lamina.Model(inp, L.Dense(10, dtype="float32")(L.GlobalAveragePooling1D()(h)))
     else:
         model = lamina.Sequential([lamina.Input((28, 28, 1)), L.Conv2D(32, 5, padding="same", activation="relu"),
                                    L.MaxPooling2D(2), L.Conv2D(64, 5, padding="same", activation="relu"),
@@ -106,6 +116,19 @@ def _torch_train(case, precision, batch, steps):
                 h = torch.relu(h + self.b2(self.c2(h)))
                 return self.fc(h.mean(dim=(2, 3)))
         model = Block()
+    elif case == "transformer":
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.att = nn.MultiheadAttention(256, 4, batch_first=True)
+                self.n1, self.n2 = nn.LayerNorm(256, eps=1e-3), nn.LayerNorm(256, eps=1e-3)
+                self.f1, self.f2, self.fc = nn.Linear(256, 1024), nn.Linear(1024, 256), nn.Linear(256, 10)
+
+            def forward(self, x):
+                h = self.n1(x + self.att(x, x, x, need_weights=False)[0])
+                h = self.n2(h + self.f2(torch.relu(self.f1(h))))
+                return self.fc(h.mean(dim=1))
+        model = Block()
     elif case == "lstm":
         class Recurrent(nn.Module):
             def __init__(self):
@@ -122,7 +145,7 @@ def _torch_train(case, precision, batch, steps):
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     loss_fn = nn.CrossEntropyLoss()
     x, y = _data(case, batch)
-    flat = case in ("mlp", "lstm")
+    flat = case in ("mlp", "lstm", "transformer")
     xt = torch.from_numpy(x if flat else x.transpose(0, 3, 1, 2).copy())
     if not flat:
         model = model.to(memory_format=torch.channels_last)
@@ -152,7 +175,8 @@ def worker(lib, threads, cases):
                     ms = fn(precision, m, k, n)
                     out[f"gemm {m}x{k}x{n} {precision}"] = {"ms": ms, "rate": 2 * m * k * n / ms / 1e6}
             else:
-                batch, steps = {"mlp": (256, 20), "convnet": (128, 10), "resblock": (64, 10), "lstm": (64, 10)}[case]
+                batch, steps = {"mlp": (256, 20), "convnet": (128, 10), "resblock": (64, 10), "lstm": (64, 10),
+                                 "transformer": (32, 10)}[case]
                 fn = _lamina_train if lib == "lamina" else _torch_train
                 ms = fn(case, precision, batch, steps)
                 out[f"{case} {precision}"] = {"ms": ms, "rate": batch / ms * 1e3}

@@ -43,7 +43,8 @@ PYBIND11_MODULE(_cpu, m) {
                                                 "pool2d_forward", "pool2d_backward", "unary", "unary_grad", "binary",
                                                 "batch_norm_train", "batch_norm_train_grad", "lstm_forward",
                                                 "lstm_backward", "gru_forward", "gru_backward",
-                                                "simple_rnn_forward", "simple_rnn_backward");
+                                                "simple_rnn_forward", "simple_rnn_backward", "attention_forward",
+                                                "attention_backward");
   lamina::bind_device(m);
   lamina::bind_program(m);
   lamina::bind_memory(m);

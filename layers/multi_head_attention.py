@@ -255,8 +255,8 @@ class MultiHeadAttention(Layer):
         self._attention_axes = axes
         self._dot_product_equation, self._combine_equation, scores_rank = _build_attention_equation(rank, axes)
         self._softmax_axes = tuple(range(scores_rank - len(axes), scores_rank))
-        self._softmax = Softmax(axis=self._softmax_axes, dtype=self.dtype)
-        self._dropout_layer = Dropout(rate=self._dropout, dtype=self.dtype, seed=self.seed)
+        self._softmax = Softmax(axis=self._softmax_axes, dtype=self.dtype_policy)
+        self._dropout_layer = Dropout(rate=self._dropout, dtype=self.dtype_policy, seed=self.seed)
         out_shape = self._output_shape or [query_shape[-1]]
         equation, bias_axes, out_rank = _build_proj_equation(len(query_shape) - 1, bound_dims=2,
                                                              output_dims=len(out_shape))
@@ -277,7 +277,7 @@ class MultiHeadAttention(Layer):
         return dict(kernel_initializer=clone(self._kernel_initializer), bias_initializer=clone(self._bias_initializer),
                     kernel_regularizer=self._kernel_regularizer, bias_regularizer=self._bias_regularizer,
                     activity_regularizer=self._activity_regularizer, kernel_constraint=self._kernel_constraint,
-                    bias_constraint=self._bias_constraint, dtype=self.dtype)
+                    bias_constraint=self._bias_constraint, dtype=self.dtype_policy)
 
     def get_build_config(self):
         """Keras's form for layers built from several shapes: {"shapes_dict": {...}}."""

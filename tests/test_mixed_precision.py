@@ -350,5 +350,10 @@ def test_layers_under_mixed_precision_match_float32(name, rng):
     assert y16.dtype == "bfloat16"
     scale = np.abs(y32.numpy()).max() + 1e-3
     np.testing.assert_allclose(y16.numpy(), y32.numpy(), rtol=5e-2, atol=5e-2 * scale)
+    # a gradient that is zero in exact arithmetic (MultiHeadAttention's key bias: softmax ignores a
+    # constant added to a row) is bfloat16 rounding noise under mixed precision: measured against
+    # the largest gradient
+    top = max(np.abs(a).max() for a in g32)
     for a, b in zip(g32, g16):
-        np.testing.assert_allclose(b, a, rtol=0.1, atol=0.1 * (np.abs(a).max() + 1e-3))
+        size = np.abs(a).max() if np.abs(a).max() > 1e-4 * top else 0.1 * top
+        np.testing.assert_allclose(b, a, rtol=0.1, atol=0.1 * (size + 1e-3))

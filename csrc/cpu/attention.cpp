@@ -23,6 +23,17 @@
 // rows and accumulates dK / dV of its key/value head (over the grouped query heads), straight
 // into dK / dV when one part covers them all, else into its own buffer, summed afterwards.
 //
+// dtypes: float32 throughout, or bfloat16 compute (mixed precision) when Q is bfloat16 (K, V, O,
+// dO, dQ, dK, dV must then be too; a TypeError else; module.cpp lists both kernels in
+// BF16_KERNELS so that backend/device.py passes bfloat16 buffers through): every product takes
+// bfloat16 operands with float32 sums (bf16gemm / bf16gemm_out, gemm_bf16.cpp; AVX512-BF16 where
+// the CPU has it, else widened to float32) -- Q K^T (scaled after, in float32), P V and P^T dO
+// with P rounded, dO V^T, dS K and dS^T Q with dS rounded -- while the logits, the softmax, its
+// statistics, dP, dS and rowsum(dO * O) stay float32. O is rounded once from the product's sums,
+// dQ once from scale * dS K; dK and dV accumulate in float32 (per thread, or per task when a
+// key/value head is split over parts, summed afterwards) and are rounded once at the end. The
+// bias, the statistics and dlogits are float32 in both.
+//
 // Threads: tasks run in one parallel region, each on one thread (the sgemm calls inside run
 // serially); blocks are made small enough that there are at least as many tasks as threads.
 #include <pybind11/pybind11.h>
@@ -34,12 +45,14 @@
 #include <cmath>
 #include <exception>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "common.h"
 #include "conv_common.h"
 #include "device.h"
 #include "gemm.h"
+#include "gemm_bf16.h"
 #include "simd.h"
 #include "vmath.h"
 
@@ -139,29 +152,50 @@ LAMINA_CLONES void row_add(float* dst, const float* src, int64_t n) {
   for (int64_t j = 0; j < n; ++j) dst[j] += src[j];
 }
 
+// bfloat16 compute: the rounded product operands and outputs, and the dot of two bfloat16 rows.
+LAMINA_CLONES void row_round(uint16_t* dst, const float* src, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) dst[j] = f32_to_bf16(src[j]);
+}
+// dst = bf16(src * a)
+LAMINA_CLONES void row_round_scaled(uint16_t* dst, const float* src, float a, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) dst[j] = f32_to_bf16(src[j] * a);
+}
+LAMINA_CLONES float row_dot(const uint16_t* a, const uint16_t* b, int64_t n) {
+  float s = 0.f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < n; ++j) s += bf16_to_f32(a[j]) * bf16_to_f32(b[j]);
+  return s;
+}
+
 // ---- geometry ------------------------------------------------------------------------------------
 
 struct Strides3 {
   int64_t b = 0, t = 0, n = 0;
 };
 
-// (B, T, heads, D) operand through (batch, time, head) strides, last dimension contiguous.
+// (B, T, heads, D) operand through (batch, time, head) strides, last dimension contiguous; E is
+// float (float32) or uint16_t (bfloat16 bits).
+template <class E>
 struct Operand {
-  const float* p = nullptr;
+  const E* p = nullptr;
   Strides3 s;
-  const float* at(int64_t b, int64_t t, int64_t n) const { return p + b * s.b + t * s.t + n * s.n; }
+  const E* at(int64_t b, int64_t t, int64_t n) const { return p + b * s.b + t * s.t + n * s.n; }
 };
+template <class E>
 struct OutOperand {
-  float* p = nullptr;
+  E* p = nullptr;
   Strides3 s;
-  float* at(int64_t b, int64_t t, int64_t n) const { return p + b * s.b + t * s.t + n * s.n; }
+  E* at(int64_t b, int64_t t, int64_t n) const { return p + b * s.b + t * s.t + n * s.n; }
 };
 
+template <class E>
 struct Geom {
   int64_t B, Tq, Tk, N, Nkv, H, Hv, G;  // G = N / Nkv query heads per key/value head
   float scale;
   bool causal;
-  Operand q, k, v;
+  Operand<E> q, k, v;
   const float* bias = nullptr;
   int64_t bs[4] = {0, 0, 0, 0};  // bias strides over (B, N, Tq, Tk); 0 = broadcast
   const uint8_t* mask = nullptr;
@@ -183,9 +217,9 @@ Strides3 strides3(const char* op, const char* name, const Shape& s) {
 
 // Checks that a (B, T, heads, D) operand with these strides lies inside its buffer and, when it
 // is written, that no two elements share a place.
-void check_operand(const char* op, const char* name, const Buffer& buf, int64_t B, int64_t T, int64_t heads,
-                   int64_t D, const Strides3& s, bool written) {
-  check_dtype(op, name, buf, F32);
+void check_operand(const char* op, const char* name, const Buffer& buf, DType dt, int64_t B, int64_t T,
+                   int64_t heads, int64_t D, const Strides3& s, bool written) {
+  check_dtype(op, name, buf, dt);
   if (B == 0 || T == 0 || heads == 0 || D == 0) return;
   const int64_t last = (B - 1) * s.b + (T - 1) * s.t + (heads - 1) * s.n + (D - 1);
   LAMINA_CHECK(last < buf.numel, op << ": " << name << " of shape (" << B << ", " << T << ", " << heads << ", " << D
@@ -206,7 +240,8 @@ void check_operand(const char* op, const char* name, const Buffer& buf, int64_t 
 }
 
 // bias (float32) or mask (bool) read through strides over (B, N, Tq, Tk).
-void check_scores_operand(const char* op, const char* name, const Buffer& buf, DType dt, const Geom& g,
+template <class E>
+void check_scores_operand(const char* op, const char* name, const Buffer& buf, DType dt, const Geom<E>& g,
                           const Shape& st, int64_t* out) {
   check_dtype(op, name, buf, dt);
   LAMINA_CHECK(st.size() == 4, op << ": expected 4 element strides (batch, head, query, key) for the " << name
@@ -226,7 +261,11 @@ void check_scores_operand(const char* op, const char* name, const Buffer& buf, D
                                              << buf.numel);
 }
 
-Geom make_geom(const char* op, const Buffer& q, const Buffer& k, const Buffer& v, const Buffer* bias,
+// The compute dtype: bfloat16 when the query is (key and value must then be too), else float32.
+DType compute_dtype(const Buffer& q) { return q.dtype == BF16 ? BF16 : F32; }
+
+template <class E>
+Geom<E> make_geom(const char* op, const Buffer& q, const Buffer& k, const Buffer& v, const Buffer* bias,
                const Buffer* mask, int64_t B, int64_t Tq, int64_t Tk, int64_t N, int64_t Nkv, int64_t H, int64_t Hv,
                double scale, bool causal, const Shape& q_st, const Shape& k_st, const Shape& v_st,
                const Shape& bias_st, const Shape& mask_st) {
@@ -235,13 +274,14 @@ Geom make_geom(const char* op, const Buffer& q, const Buffer& k, const Buffer& v
                   << ", Nkv=" << Nkv << ", H=" << H << ", Hv=" << Hv);
   LAMINA_CHECK((N == 0 && Nkv == 0) || (Nkv > 0 && N % Nkv == 0),
                op << ": the query's " << N << " heads must be a multiple of the key/value's " << Nkv << " heads");
-  Geom g{B, Tq, Tk, N, Nkv, H, Hv, Nkv ? N / Nkv : 1, float(scale), causal, {}, {}, {}};
-  g.q = {q.data<float>(), strides3(op, "query", q_st)};
-  g.k = {k.data<float>(), strides3(op, "key", k_st)};
-  g.v = {v.data<float>(), strides3(op, "value", v_st)};
-  check_operand(op, "query", q, B, Tq, N, H, g.q.s, false);
-  check_operand(op, "key", k, B, Tk, Nkv, H, g.k.s, false);
-  check_operand(op, "value", v, B, Tk, Nkv, Hv, g.v.s, false);
+  const DType dt = compute_dtype(q);
+  Geom<E> g{B, Tq, Tk, N, Nkv, H, Hv, Nkv ? N / Nkv : 1, float(scale), causal, {}, {}, {}};
+  g.q = {q.data<E>(), strides3(op, "query", q_st)};
+  g.k = {k.data<E>(), strides3(op, "key", k_st)};
+  g.v = {v.data<E>(), strides3(op, "value", v_st)};
+  check_operand(op, "query", q, dt, B, Tq, N, H, g.q.s, false);
+  check_operand(op, "key", k, dt, B, Tk, Nkv, H, g.k.s, false);
+  check_operand(op, "value", v, dt, B, Tk, Nkv, Hv, g.v.s, false);
   if (bias) {
     check_scores_operand(op, "bias", *bias, F32, g, bias_st, g.bs);
     g.bias = bias->data<float>();
@@ -256,7 +296,8 @@ Geom make_geom(const char* op, const Buffer& q, const Buffer& k, const Buffer& v
 // Query rows per block: the block's scores (rows x Tk) about 256 KB, at most 128 rows (64 under
 // `causal`, so that blocks skip more of the masked keys), and down to 8 rows while `head_tasks`
 // (batch, head) pairs times the blocks are fewer than the threads.
-int64_t rows_per_block(const Geom& g, int64_t head_tasks, int threads) {
+template <class E>
+int64_t rows_per_block(const Geom<E>& g, int64_t head_tasks, int threads) {
   int64_t rb = std::clamp<int64_t>((int64_t(1) << 16) / std::max<int64_t>(g.Tk, 1), 1, g.causal ? 64 : 128);
   if (rb >= 8) rb -= rb % 8;
   while (rb > 8 && head_tasks * ((g.Tq + rb - 1) / rb) < threads) rb = std::max<int64_t>(8, rb / 2);
@@ -288,10 +329,18 @@ void run_tasks(int64_t tasks, int team, Body body) {
 }
 
 // Logits of query rows [r0, r1) of head n of batch b over keys [0, kend), into s (row stride Tk):
-// scale * Q K^T, then the bias, the mask and the causal mask.
-void block_logits(const Geom& g, int64_t b, int64_t n, int64_t r0, int64_t r1, int64_t kend, float* s) {
+// scale * Q K^T (bfloat16: the product's float32 sums, then scaled), then the bias, the mask and
+// the causal mask.
+template <class E>
+void block_logits(const Geom<E>& g, int64_t b, int64_t n, int64_t r0, int64_t r1, int64_t kend, float* s) {
   const int64_t rows = r1 - r0, kvh = n / g.G;
-  sgemm(false, true, rows, kend, g.H, g.scale, g.q.at(b, r0, n), g.q.s.t, g.k.at(b, 0, kvh), g.k.s.t, 0.f, s, g.Tk);
+  if constexpr (std::is_same_v<E, float>) {
+    sgemm(false, true, rows, kend, g.H, g.scale, g.q.at(b, r0, n), g.q.s.t, g.k.at(b, 0, kvh), g.k.s.t, 0.f, s,
+          g.Tk);
+  } else {
+    bf16gemm(false, true, rows, kend, g.H, g.q.at(b, r0, n), g.q.s.t, g.k.at(b, 0, kvh), g.k.s.t, false, s, g.Tk);
+    for (int64_t i = 0; i < rows; ++i) row_scale(s + i * g.Tk, g.scale, kend);
+  }
   const bool any_causal = g.causal && r0 < kend - 1;  // some row of the block masks some computed key
   if (!g.bias && !g.mask && !any_causal) return;
   for (int64_t i = 0; i < rows; ++i) {
@@ -304,7 +353,8 @@ void block_logits(const Geom& g, int64_t b, int64_t n, int64_t r0, int64_t r1, i
 
 // The keys a block's softmax and P V must cover: kend, or all Tk when a row's probability of the
 // causally masked keys beyond kend, exp(masked - shift), is not 0 (its masked tail is then filled in).
-int64_t block_width(const Geom& g, int64_t rows, int64_t kend, float* s, const float* shift) {
+template <class E>
+int64_t block_width(const Geom<E>& g, int64_t rows, int64_t kend, float* s, const float* shift) {
   if (kend == g.Tk) return kend;
   bool tail = false;
   for (int64_t i = 0; i < rows && !tail; ++i) tail = vm::exp(kMasked - shift[i]) != 0.f;
@@ -317,36 +367,30 @@ int64_t block_width(const Geom& g, int64_t rows, int64_t kend, float* s, const f
 
 // ---- forward ---------------------------------------------------------------------------------
 
-// out = softmax(scale Q K^T + bias, masked) V; stats (B, N, Tq, 2), when given, receives each
-// row's softmax max and 1 / sum for attention_backward.
-void attention_forward(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer* bias, const Buffer* mask,
-                       Buffer& out, Buffer* stats, int64_t B, int64_t Tq, int64_t Tk, int64_t N, int64_t Nkv, int64_t H,
-                       int64_t Hv, double scale, bool causal, const Shape& q_strides, const Shape& k_strides,
-                       const Shape& v_strides, const Shape& out_strides, const Shape& bias_strides,
-                       const Shape& mask_strides) {
-  const char* op = "attention_forward";
-  Geom g = make_geom(op, q, k, v, bias, mask, B, Tq, Tk, N, Nkv, H, Hv, scale, causal, q_strides, k_strides,
-                     v_strides, bias_strides, mask_strides);
-  const OutOperand o{out.data<float>(), strides3(op, "output", out_strides)};
-  check_operand(op, "output", out, B, Tq, N, Hv, o.s, true);
-  if (stats) check_buffer(op, "stats", *stats, {B, N, Tq, 2}, F32);
-  float* st = stats ? stats->data<float>() : nullptr;
-  if (B == 0 || N == 0 || Tq == 0) return;
+namespace {
 
-  const double fma = double(B) * N * Tq * Tk * double(H + Hv);
+template <class E>
+void forward_impl(Geom<E>& g, const OutOperand<E>& o, float* st) {
+  constexpr bool kBf = std::is_same_v<E, uint16_t>;
+  const int64_t B = g.B, Tq = g.Tq, Tk = g.Tk, N = g.N, Hv = g.Hv;
+  if (B == 0 || N == 0 || Tq == 0) return;
+  const double fma = double(B) * N * Tq * Tk * double(g.H + Hv);
   g.rb = rows_per_block(g, B * N, fma < kMinParallelFma ? 1 : num_threads());
   const int64_t nblk = g.blocks(), tasks = B * N * nblk;
   const int team = team_size(fma, tasks);
-  const int64_t per_thread = g.rb * std::max<int64_t>(Tk, 1) + g.rb;
+  const int64_t Tk1 = std::max<int64_t>(Tk, 1);
+  // float32: the logits / P and the rows' max; bfloat16 also P rounded (rb x Tk1 bfloat16) and
+  // the float32 sums of P V (rb x Hv)
+  const int64_t per_thread = g.rb * Tk1 + g.rb + (kBf ? (g.rb * Tk1 + 1) / 2 + g.rb * Hv : 0);
   Scratch scratch(per_thread * team);  // allocated outside the region: nothing may throw inside
 
   run_tasks(tasks, team, [&](int64_t task, int tid) {
     const int64_t b = task / (N * nblk), n = task / nblk % N, blk = task % nblk;
     const int64_t r0 = blk * g.rb, r1 = std::min(Tq, r0 + g.rb), rows = r1 - r0;
     float* s = scratch.p + tid * per_thread;
-    float* mx = s + g.rb * std::max<int64_t>(Tk, 1);
+    float* mx = s + g.rb * Tk1;
     if (Tk == 0) {  // softmax over no keys: the output is zeros (as the empty contraction)
-      for (int64_t t = r0; t < r1; ++t) std::fill(o.at(b, t, n), o.at(b, t, n) + Hv, 0.f);
+      for (int64_t t = r0; t < r1; ++t) std::fill(o.at(b, t, n), o.at(b, t, n) + Hv, E{});
       if (st) std::fill(st + ((b * N + n) * Tq + r0) * 2, st + ((b * N + n) * Tq + r1) * 2, 0.f);
       return;
     }
@@ -357,48 +401,62 @@ void attention_forward(const Buffer& q, const Buffer& k, const Buffer& v, const 
       mx[i] = kend < Tk ? std::max(m, kMasked) : m;
     }
     const int64_t kw = block_width(g, rows, kend, s, mx);
+    [[maybe_unused]] uint16_t* pb = reinterpret_cast<uint16_t*>(mx + g.rb);  // bfloat16: P rounded
     for (int64_t i = 0; i < rows; ++i) {
       float* si = s + i * Tk;
       const float inv = 1.f / row_exp_sum(si, mx[i], kw);
-      row_scale(si, inv, kw);
+      if constexpr (kBf) row_round_scaled(pb + i * Tk, si, inv, kw);
+      else row_scale(si, inv, kw);
       if (st) {
         st[((b * N + n) * Tq + r0 + i) * 2] = mx[i];
         st[((b * N + n) * Tq + r0 + i) * 2 + 1] = inv;
       }
     }
-    sgemm(false, false, rows, Hv, kw, 1.f, s, Tk, g.v.at(b, 0, n / g.G), g.v.s.t, 0.f, o.at(b, r0, n), o.s.t);
+    if constexpr (kBf) {
+      float* c = mx + g.rb + (g.rb * Tk1 + 1) / 2;
+      const BF16Output out{o.at(b, r0, n), o.s.t};
+      bf16gemm_out(false, false, rows, Hv, kw, pb, Tk, g.v.at(b, 0, n / g.G), g.v.s.t, false, c, Hv, &out);
+    } else {
+      sgemm(false, false, rows, Hv, kw, 1.f, s, Tk, g.v.at(b, 0, n / g.G), g.v.s.t, 0.f, o.at(b, r0, n), o.s.t);
+    }
   });
+}
+
+}  // namespace
+
+// out = softmax(scale Q K^T + bias, masked) V; stats (B, N, Tq, 2), when given, receives each
+// row's softmax max and 1 / sum for attention_backward. q, k, v and out float32, or all bfloat16.
+void attention_forward(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer* bias, const Buffer* mask,
+                       Buffer& out, Buffer* stats, int64_t B, int64_t Tq, int64_t Tk, int64_t N, int64_t Nkv, int64_t H,
+                       int64_t Hv, double scale, bool causal, const Shape& q_strides, const Shape& k_strides,
+                       const Shape& v_strides, const Shape& out_strides, const Shape& bias_strides,
+                       const Shape& mask_strides) {
+  const char* op = "attention_forward";
+  const DType dt = compute_dtype(q);
+  auto run = [&](auto tag) {
+    using E = decltype(tag);
+    Geom<E> g = make_geom<E>(op, q, k, v, bias, mask, B, Tq, Tk, N, Nkv, H, Hv, scale, causal, q_strides, k_strides,
+                             v_strides, bias_strides, mask_strides);
+    const Strides3 os = strides3(op, "output", out_strides);
+    check_operand(op, "output", out, dt, B, Tq, N, Hv, os, true);
+    if (stats) check_buffer(op, "stats", *stats, {B, N, Tq, 2}, F32);
+    forward_impl<E>(g, OutOperand<E>{out.data<E>(), os}, stats ? stats->data<float>() : nullptr);
+  };
+  if (dt == BF16) run(uint16_t{});
+  else run(float{});
 }
 
 // ---- backward --------------------------------------------------------------------------------
 
-// From dout (the gradient of out, out's strides): dq, dk, dv (each optional, with q's, k's and v's
-// strides) and dlogits (optional, contiguous (B, N, Tq, Tk): the gradient of the masked, biased
-// logits, which a bias's gradient sums over its broadcast dimensions). out and stats are the
-// forward's.
-void attention_backward(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer* bias, const Buffer* mask,
-                        const Buffer& out, const Buffer& stats, const Buffer& dout, Buffer* dq, Buffer* dk, Buffer* dv,
-                        Buffer* dlogits, int64_t B, int64_t Tq, int64_t Tk, int64_t N, int64_t Nkv, int64_t H,
-                        int64_t Hv, double scale, bool causal, const Shape& q_strides, const Shape& k_strides,
-                        const Shape& v_strides, const Shape& out_strides, const Shape& bias_strides,
-                        const Shape& mask_strides) {
-  const char* op = "attention_backward";
-  Geom g = make_geom(op, q, k, v, bias, mask, B, Tq, Tk, N, Nkv, H, Hv, scale, causal, q_strides, k_strides,
-                     v_strides, bias_strides, mask_strides);
-  const Operand o{out.data<float>(), strides3(op, "output", out_strides)};
-  const Operand dO{dout.data<float>(), o.s};
-  check_operand(op, "output", out, B, Tq, N, Hv, o.s, false);
-  check_operand(op, "output gradient", dout, B, Tq, N, Hv, o.s, false);
-  check_buffer(op, "stats", stats, {B, N, Tq, 2}, F32);
-  const OutOperand dQ{dq ? dq->data<float>() : nullptr, g.q.s}, dK{dk ? dk->data<float>() : nullptr, g.k.s},
-      dV{dv ? dv->data<float>() : nullptr, g.v.s};
-  if (dq) check_operand(op, "query gradient", *dq, B, Tq, N, H, g.q.s, true);
-  if (dk) check_operand(op, "key gradient", *dk, B, Tk, Nkv, H, g.k.s, true);
-  if (dv) check_operand(op, "value gradient", *dv, B, Tk, Nkv, Hv, g.v.s, true);
-  if (dlogits) check_buffer(op, "logits gradient", *dlogits, {B, N, Tq, Tk}, F32);
+namespace {
+
+template <class E>
+void backward_impl(Geom<E>& g, const Operand<E>& o, const Operand<E>& dO, const float* st, const OutOperand<E>& dQ,
+                   const OutOperand<E>& dK, const OutOperand<E>& dV, float* dl) {
+  constexpr bool kBf = std::is_same_v<E, uint16_t>;
+  const int64_t B = g.B, Tq = g.Tq, Tk = g.Tk, N = g.N, Nkv = g.Nkv, H = g.H, Hv = g.Hv;
+  const bool dq = dQ.p != nullptr, dk = dK.p != nullptr, dv = dV.p != nullptr;
   if (B == 0 || Nkv == 0) return;
-  const float* st = stats.data<float>();
-  float* dl = dlogits ? dlogits->data<float>() : nullptr;
 
   // Tasks: (batch, key/value head, part); a part is a contiguous run of the (head in group,
   // row block) items of its key/value head. Parts > 1 only when B * Nkv tasks leave threads idle.
@@ -410,11 +468,16 @@ void attention_backward(const Buffer& q, const Buffer& k, const Buffer& v, const
   const int64_t tasks = heads * parts;
   const int team = team_size(fma, tasks);
   const int64_t Tk1 = std::max<int64_t>(Tk, 1);
-  const int64_t per_thread = 2 * g.rb * Tk1 + 3 * g.rb;
+  // float32: logits / P, dP / dS, and three per-row values; bfloat16 also P and dS rounded
+  // (2 x rb x Tk1 bfloat16) and the float32 sums of dS K (rb x H)
+  const int64_t per_thread = 2 * g.rb * Tk1 + 3 * g.rb + (kBf ? g.rb * Tk1 + g.rb * H : 0);
   Scratch scratch(per_thread * team);
-  // per-task dK / dV accumulators when a key/value head's items are split over parts
-  const int64_t acc_k = dk ? Tk * H : 0, acc_v = dv ? Tk * Hv : 0, acc = parts > 1 ? acc_k + acc_v : 0;
-  Scratch accs(acc * tasks);
+  // dK / dV accumulators (float32), per task when a key/value head's items are split over parts;
+  // in bfloat16 always (per thread when parts == 1), rounded into dK / dV once at the end (dK
+  // then also scaled: the accumulators hold sum dS^T Q)
+  const bool own = parts > 1 || kBf;
+  const int64_t acc_k = dk ? Tk * H : 0, acc_v = dv ? Tk * Hv : 0, acc = own ? acc_k + acc_v : 0;
+  Scratch accs(acc * (parts > 1 ? tasks : team));
 
   run_tasks(tasks, team, [&](int64_t task, int tid) {
     const int64_t bh = task / parts, part = task % parts, b = bh / Nkv, kvh = bh % Nkv;
@@ -424,17 +487,21 @@ void attention_backward(const Buffer& q, const Buffer& k, const Buffer& v, const
     float* dsum = dp + g.rb * Tk1;            // rowsum(dO * O)
     float* shift = dsum + g.rb;               // the rows' softmax max
     float* inv = shift + g.rb;                // and 1 / sum
+    [[maybe_unused]] uint16_t* pb = reinterpret_cast<uint16_t*>(inv + g.rb);  // bfloat16: P rounded
+    [[maybe_unused]] uint16_t* dsb = pb + g.rb * Tk1;                          // and dS rounded
+    [[maybe_unused]] float* dqc = inv + g.rb + g.rb * Tk1;                     // and dS K's sums
     // where this task's dK / dV go: (rows of Tk, stride) of its own accumulators or dK / dV
     float* kacc = nullptr;
     float* vacc = nullptr;
     int64_t kld = 0, vld = 0;
-    if (parts > 1) {
-      kacc = dk ? accs.p + task * acc : nullptr;
-      vacc = dv ? accs.p + task * acc + acc_k : nullptr;
+    if (own) {
+      float* a = accs.p + (parts > 1 ? task : tid) * acc;
+      kacc = dk ? a : nullptr;
+      vacc = dv ? a + acc_k : nullptr;
       kld = H, vld = Hv;
       if (kacc) std::fill(kacc, kacc + acc_k, 0.f);
       if (vacc) std::fill(vacc, vacc + acc_v, 0.f);
-    } else {
+    } else if constexpr (!kBf) {
       kacc = dk ? dK.at(b, 0, kvh) : nullptr;
       vacc = dv ? dV.at(b, 0, kvh) : nullptr;
       kld = g.k.s.t, vld = g.v.s.t;
@@ -447,7 +514,7 @@ void attention_backward(const Buffer& q, const Buffer& k, const Buffer& v, const
       const int64_t n = kvh * g.G + it / nblk, blk = it % nblk;
       const int64_t r0 = blk * g.rb, r1 = std::min(Tq, r0 + g.rb), rows = r1 - r0;
       if (Tk == 0) {  // no keys: the output did not depend on the query
-        if (dq) for (int64_t t = r0; t < r1; ++t) std::fill(dQ.at(b, t, n), dQ.at(b, t, n) + H, 0.f);
+        if (dq) for (int64_t t = r0; t < r1; ++t) std::fill(dQ.at(b, t, n), dQ.at(b, t, n) + H, E{});
         continue;
       }
       const int64_t kend = g.key_end(r1);
@@ -457,16 +524,24 @@ void attention_backward(const Buffer& q, const Buffer& k, const Buffer& v, const
       const int64_t kw = block_width(g, rows, kend, s, shift);
       for (int64_t i = 0; i < rows; ++i) {
         row_exp_scaled(s + i * Tk, shift[i], inv[i], kw);  // P
+        if constexpr (kBf) row_round(pb + i * Tk, s + i * Tk, kw);
         dsum[i] = row_dot(dO.at(b, r0 + i, n), o.at(b, r0 + i, n), Hv);
       }
-      // dP = dO V^T over the keys kw
-      sgemm(false, true, rows, kw, Hv, 1.f, dO.at(b, r0, n), o.s.t, g.v.at(b, 0, kvh), g.v.s.t, 0.f, dp, Tk);
-      // dV += P^T dO
-      if (vacc) sgemm(true, false, kw, Hv, rows, 1.f, s, Tk, dO.at(b, r0, n), o.s.t, 1.f, vacc, vld);
+      if constexpr (kBf) {
+        // dP = dO V^T over the keys kw; dV += P^T dO
+        bf16gemm(false, true, rows, kw, Hv, dO.at(b, r0, n), o.s.t, g.v.at(b, 0, kvh), g.v.s.t, false, dp, Tk);
+        if (vacc) bf16gemm(true, false, kw, Hv, rows, pb, Tk, dO.at(b, r0, n), o.s.t, true, vacc, vld);
+      } else {
+        // dP = dO V^T over the keys kw
+        sgemm(false, true, rows, kw, Hv, 1.f, dO.at(b, r0, n), o.s.t, g.v.at(b, 0, kvh), g.v.s.t, 0.f, dp, Tk);
+        // dV += P^T dO
+        if (vacc) sgemm(true, false, kw, Hv, rows, 1.f, s, Tk, dO.at(b, r0, n), o.s.t, 1.f, vacc, vld);
+      }
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t t = r0 + i;
         const uint8_t* mr = g.mask ? g.mask + b * g.ms[0] + n * g.ms[1] + t * g.ms[2] : nullptr;
         row_dsoftmax(s + i * Tk, dp + i * Tk, kw, dsum[i], mr, g.ms[3], g.causal ? t : kw);
+        if constexpr (kBf) row_round(dsb + i * Tk, dp + i * Tk, kend);
         if (dl) {
           float* d = dl + ((b * N + n) * Tq + t) * Tk;
           std::copy(dp + i * Tk, dp + i * Tk + kw, d);
@@ -474,31 +549,94 @@ void attention_backward(const Buffer& q, const Buffer& k, const Buffer& v, const
         }
       }
       // dS is 0 beyond kend (those keys are causally masked)
-      if (kacc) sgemm(true, false, kend, H, rows, g.scale, dp, Tk, g.q.at(b, r0, n), g.q.s.t, 1.f, kacc, kld);
-      if (dq) sgemm(false, false, rows, H, kend, g.scale, dp, Tk, g.k.at(b, 0, kvh), g.k.s.t, 0.f, dQ.at(b, r0, n),
-                    dQ.s.t);
+      if constexpr (kBf) {
+        // dK += dS^T Q (scaled at the end); dQ = scale dS K, rounded
+        if (kacc) bf16gemm(true, false, kend, H, rows, dsb, Tk, g.q.at(b, r0, n), g.q.s.t, true, kacc, kld);
+        if (dq) {
+          bf16gemm(false, false, rows, H, kend, dsb, Tk, g.k.at(b, 0, kvh), g.k.s.t, false, dqc, H);
+          for (int64_t i = 0; i < rows; ++i) row_round_scaled(dQ.at(b, r0 + i, n), dqc + i * H, g.scale, H);
+        }
+      } else {
+        if (kacc) sgemm(true, false, kend, H, rows, g.scale, dp, Tk, g.q.at(b, r0, n), g.q.s.t, 1.f, kacc, kld);
+        if (dq) sgemm(false, false, rows, H, kend, g.scale, dp, Tk, g.k.at(b, 0, kvh), g.k.s.t, 0.f, dQ.at(b, r0, n),
+                      dQ.s.t);
+      }
+    }
+    if constexpr (kBf) {  // one key/value head's whole sums: rounded into dK / dV
+      if (parts == 1)
+        for (int64_t t = 0; t < Tk; ++t) {
+          if (kacc) row_round_scaled(dK.at(b, t, kvh), kacc + t * H, g.scale, H);
+          if (vacc) row_round(dV.at(b, t, kvh), vacc + t * Hv, Hv);
+        }
     }
   });
   if (parts == 1 || !(dk || dv)) return;
-  // sum the parts' accumulators into dK / dV, one (batch, head, key) row at a time
+  // sum the parts' accumulators into dK / dV, one (batch, head, key) row at a time (bfloat16: in
+  // the first part's accumulator, then rounded)
   const int team2 = team_size(double(heads) * parts * (acc_k + acc_v), heads * Tk);
   run_tasks(heads * Tk, team2, [&](int64_t row, int) {
     const int64_t bh = row / Tk, t = row % Tk, b = bh / Nkv, kvh = bh % Nkv;
+    float* a0 = accs.p + bh * parts * acc;
     for (int64_t p = 0; p < parts; ++p) {
       const float* a = accs.p + (bh * parts + p) * acc;
-      if (dk) {
-        float* d = dK.at(b, t, kvh);
-        if (p == 0) std::copy(a + t * H, a + (t + 1) * H, d);
-        else row_add(d, a + t * H, H);
-      }
-      if (dv) {
-        float* d = dV.at(b, t, kvh);
-        const float* av = a + acc_k + t * Hv;
-        if (p == 0) std::copy(av, av + Hv, d);
-        else row_add(d, av, Hv);
+      if constexpr (kBf) {
+        if (p == 0) continue;
+        if (dk) row_add(a0 + t * H, a + t * H, H);
+        if (dv) row_add(a0 + acc_k + t * Hv, a + acc_k + t * Hv, Hv);
+      } else {
+        if (dk) {
+          float* d = dK.at(b, t, kvh);
+          if (p == 0) std::copy(a + t * H, a + (t + 1) * H, d);
+          else row_add(d, a + t * H, H);
+        }
+        if (dv) {
+          float* d = dV.at(b, t, kvh);
+          const float* av = a + acc_k + t * Hv;
+          if (p == 0) std::copy(av, av + Hv, d);
+          else row_add(d, av, Hv);
+        }
       }
     }
+    if constexpr (kBf) {
+      if (dk) row_round_scaled(dK.at(b, t, kvh), a0 + t * H, g.scale, H);
+      if (dv) row_round(dV.at(b, t, kvh), a0 + acc_k + t * Hv, Hv);
+    }
   });
+}
+
+}  // namespace
+
+// From dout (the gradient of out, out's strides): dq, dk, dv (each optional, with q's, k's and v's
+// strides) and dlogits (optional, contiguous (B, N, Tq, Tk): the gradient of the masked, biased
+// logits, which a bias's gradient sums over its broadcast dimensions). out and stats are the
+// forward's. q, k, v, out, dout, dq, dk, dv float32, or all bfloat16; stats and dlogits float32.
+void attention_backward(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer* bias, const Buffer* mask,
+                        const Buffer& out, const Buffer& stats, const Buffer& dout, Buffer* dq, Buffer* dk, Buffer* dv,
+                        Buffer* dlogits, int64_t B, int64_t Tq, int64_t Tk, int64_t N, int64_t Nkv, int64_t H,
+                        int64_t Hv, double scale, bool causal, const Shape& q_strides, const Shape& k_strides,
+                        const Shape& v_strides, const Shape& out_strides, const Shape& bias_strides,
+                        const Shape& mask_strides) {
+  const char* op = "attention_backward";
+  const DType dt = compute_dtype(q);
+  auto run = [&](auto tag) {
+    using E = decltype(tag);
+    Geom<E> g = make_geom<E>(op, q, k, v, bias, mask, B, Tq, Tk, N, Nkv, H, Hv, scale, causal, q_strides, k_strides,
+                             v_strides, bias_strides, mask_strides);
+    const Strides3 os = strides3(op, "output", out_strides);
+    check_operand(op, "output", out, dt, B, Tq, N, Hv, os, false);
+    check_operand(op, "output gradient", dout, dt, B, Tq, N, Hv, os, false);
+    check_buffer(op, "stats", stats, {B, N, Tq, 2}, F32);
+    if (dq) check_operand(op, "query gradient", *dq, dt, B, Tq, N, H, g.q.s, true);
+    if (dk) check_operand(op, "key gradient", *dk, dt, B, Tk, Nkv, H, g.k.s, true);
+    if (dv) check_operand(op, "value gradient", *dv, dt, B, Tk, Nkv, Hv, g.v.s, true);
+    if (dlogits) check_buffer(op, "logits gradient", *dlogits, {B, N, Tq, Tk}, F32);
+    const OutOperand<E> dQ{dq ? dq->data<E>() : nullptr, g.q.s}, dK{dk ? dk->data<E>() : nullptr, g.k.s},
+        dV{dv ? dv->data<E>() : nullptr, g.v.s};
+    backward_impl<E>(g, Operand<E>{out.data<E>(), os}, Operand<E>{dout.data<E>(), os}, stats.data<float>(), dQ, dK,
+                     dV, dlogits ? dlogits->data<float>() : nullptr);
+  };
+  if (dt == BF16) run(uint16_t{});
+  else run(float{});
 }
 
 void bind_attention(py::module_& m) {

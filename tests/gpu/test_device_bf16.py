@@ -103,3 +103,27 @@ def test_a_bfloat16_rnn_on_the_device_as_on_cpu(dev, op):
         res.append([t.to("cpu:0").numpy() for t in (*outs, *grads)])
     for w, g in zip(*res):
         np.testing.assert_allclose(g, w, rtol=3e-2, atol=3e-2 * np.abs(w).max())
+
+
+def test_bfloat16_attention_on_the_device_as_on_cpu(dev):
+    """ops.dot_product_attention on bfloat16 query, key and value: the CPU computes in bfloat16
+    (bfloat16 product operands, csrc/cpu/attention.cpp); a device without an attention kernel runs
+    the host's (a GPU: on float32 copies, its BF16_KERNELS lacking it). Outputs and gradients agree
+    within bfloat16's precision."""
+    d = _bf16_device(dev)
+    r = np.random.default_rng(12)
+    q, k, v = (_round(r.normal(size=sh)) for sh in ((2, 6, 4, 8), (2, 7, 2, 8), (2, 7, 2, 5)))
+    bias = r.normal(scale=0.5, size=(4, 6, 7)).astype(np.float32)
+    res = []
+    for where in ("cpu:0", d):
+        vs = [lamina.Variable(lamina.convert_to_tensor(a, dtype="bfloat16").to(where)) for a in (q, k, v)]
+        vb = lamina.Variable(lamina.convert_to_tensor(bias).to(where))
+        with lamina.GradientTape() as tape:
+            out = ops.dot_product_attention(*vs, bias=vb, is_causal=True)
+            loss = ops.sum(ops.cast(out, "float32") * ops.cast(out, "float32"))
+        assert out.dtype == "bfloat16" and out.device is vs[0].device
+        grads = tape.gradient(loss, vs + [vb])
+        res.append([t.to("cpu:0").numpy() for t in (out, *grads)])
+    for w, g in zip(*res):
+        w, g = (np.asarray(a, np.float32) for a in (w, g))
+        np.testing.assert_allclose(g, w, rtol=3e-2, atol=3e-2 * np.abs(w).max())
