@@ -13,22 +13,11 @@ import pytest
 
 import lamina
 from lamina import layers, ops
-from lamina.backend import _cpu, dtypes
+from lamina.backend import _cpu
+
+from bf16_refs import buf as _buf, read as _read, round_bf16, rounded as _r
 
 MASKED = np.float32(-0.7 * np.finfo(np.float32).max)
-
-
-def round_bf16(a):
-    """float32 -> nearest bfloat16 (ties to even), as float32 (as tests/backend/test_bfloat16.py's)."""
-    a = np.asarray(a, np.float32)
-    u = a.view(np.uint32).astype(np.uint64)
-    r = (((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint32) << 16).view(np.float32)
-    return np.where(np.isnan(a), np.float32(np.nan), r).astype(np.float32)
-
-
-def _r(a, on=True):
-    """bfloat16 rounding of a float64 value (through float32), as float64; the identity with on=False."""
-    return round_bf16(np.float32(a)).astype(np.float64) if on else np.asarray(a, np.float64)
 
 
 def reference(q, k, v, bias, keep, scale, dout, out_used, dl_used=None, rnd=True):
@@ -66,18 +55,6 @@ def reference(q, k, v, bias, keep, scale, dout, out_used, dl_used=None, rnd=True
     res["dk"] = dk.reshape(B, -1, Nkv, G, H).sum(3)
     res["dv"] = dv.reshape(B, -1, Nkv, G, v.shape[3]).sum(3)
     return res
-
-
-def _buf(a, bf16):
-    a = np.ascontiguousarray(a, np.float32)
-    if bf16:
-        return _cpu.from_numpy((a.view(np.uint32) >> 16).astype(np.uint16), 0, 5)
-    return _cpu.from_numpy(a)
-
-
-def _read(buf, shape):
-    a = _cpu.to_numpy(buf, list(shape))
-    return dtypes.bf16_bits_to_float32(a) if buf.dtype == 5 else a
 
 
 def _strides(shape):

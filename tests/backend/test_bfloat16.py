@@ -10,16 +10,9 @@ import importlib
 
 from lamina.backend import dtypes
 
+from bf16_refs import buf as _bf16_buf, read as _read, round_bf16
+
 _device = importlib.import_module("lamina.backend.device")
-
-
-def round_bf16(a):
-    """numpy reference: float32 -> nearest bfloat16 (ties to even), as float32; NaN stays NaN."""
-    a = np.asarray(a, np.float32)
-    u = a.view(np.uint32).astype(np.uint64)
-    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint32) << 16
-    out = r.astype(np.uint32).view(np.float32)
-    return np.where(np.isnan(a), np.float32(np.nan), out).astype(np.float32)
 
 
 def bf16(a):
@@ -249,18 +242,6 @@ def test_random_draws_in_bfloat16_are_float32_draws_rounded_and_stay_below_maxva
     np.testing.assert_array_equal(n.numpy(), round_bf16(lamina.random.normal((100,), seed=1).numpy()))
     with pytest.raises(TypeError, match="randint"):
         lamina.random.randint((2,), 0, 3, dtype="bfloat16")
-
-
-def _bf16_buf(a):
-    from lamina.backend import _cpu
-    return _cpu.from_numpy(np.ascontiguousarray(np.asarray(a, np.float32).view(np.uint32) >> 16).astype(np.uint16),
-                           0, 5)
-
-
-def _read(buf, shape):
-    from lamina.backend import _cpu
-    a = _cpu.to_numpy(buf, list(shape))
-    return dtypes.bf16_bits_to_float32(a) if buf.dtype == 5 else a
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["avx512bf16", "widened"])

@@ -11,26 +11,12 @@ import pytest
 
 import lamina
 from lamina import layers
-from lamina.backend import dtypes
 
-
-
-def round_bf16(a):
-    """float32 -> nearest bfloat16 (ties to even), as float32 (as tests/backend/test_bfloat16.py's)."""
-    a = np.asarray(a, np.float32)
-    u = a.view(np.uint32).astype(np.uint64)
-    r = (((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint32) << 16).view(np.float32)
-    return np.where(np.isnan(a), np.float32(np.nan), r).astype(np.float32)
+from bf16_refs import buf as _buf, read as _read, round_bf16, rounded as _r
 
 
 def _sig(x):
     return 0.5 * (1 + np.tanh(0.5 * x))
-
-
-def _r(a, on=True):
-    """bfloat16 rounding of a float32 value (the identity with on=False, for the checks below that the
-    tolerances see the rounding)."""
-    return round_bf16(np.asarray(a, np.float32)).astype(np.float64) if on else np.asarray(a, np.float64)
 
 
 def ref(x, h0, c0, K, R, b, mask, back, in_m, rec_m, dout, dh_last, dc_last, rnd=True, h_used=None, dg_used=None):
@@ -104,20 +90,6 @@ def ref(x, h0, c0, K, R, b, mask, back, in_m, rec_m, dout, dh_last, dc_last, rnd
     res["dx"] = dx * in_m[:, None, :] if in_m is not None else dx
     res["dG"], res["hop"], res["xo"] = dG, hop, xo
     return res
-
-
-def _buf(a, bf16):
-    from lamina.backend import _cpu
-    a = np.ascontiguousarray(a, np.float32)
-    if bf16:
-        return _cpu.from_numpy((a.view(np.uint32) >> 16).astype(np.uint16), 0, 5)
-    return _cpu.from_numpy(a)
-
-
-def _read(buf, shape):
-    from lamina.backend import _cpu
-    a = _cpu.to_numpy(buf, list(shape))
-    return dtypes.bf16_bits_to_float32(a) if buf.dtype == 5 else a
 
 
 def _empty(shape, bf16=False):
