@@ -1,6 +1,7 @@
-// Convolution, depthwise convolution and pooling, channels-last (NHWC; 1-D ops run as H = 1), float32.
-// The same kernels, arguments, checks and results as csrc/cpu/conv.cpp and depthwise.cpp; the
-// geometry (output sizes, argument checks) is csrc/conv_geom.h, shared with them.
+// Convolution, depthwise convolution and pooling, channels-last (NHWC; 1-D ops run as H = 1), float32;
+// conv2d also on bfloat16 (below). The same kernels, arguments, checks and results as
+// csrc/cpu/conv.cpp and depthwise.cpp; the geometry (output sizes, argument checks) is
+// csrc/conv_geom.h, shared with them.
 //
 // conv2d: the output rows (n, oh) are taken in chunks whose im2col matrix stays under kChunkBytes
 // (and kMaxRows GEMM rows); per chunk, im2col into a scratch Buffer, then gemm_f32 (cuBLAS when
@@ -9,6 +10,18 @@
 //   dcol = dout @ W^T, then col2im as a gather: each thread owns one element of dx and adds the
 //          column entries of the chunk that read it (no atomics; dx is zeroed first).
 // A 1x1, stride-1, unpadded convolution needs no im2col: the input is already the GEMM operand.
+//
+// conv2d on bfloat16 images and kernels (mixed precision; the CPU's conv2d_forward_bf16 /
+// conv2d_backward_bf16 contract): im2col moves bfloat16 elements into a bfloat16 column buffer,
+// the products run on cuBLAS GemmStridedBatchedEx (bfloat16 operands, float32 compute and
+// float32 results), and each result is rounded once into its bfloat16 output (round_bf16_kernel)
+// or written to a float32 one. Backward: dW = col^T @ dout summed in float32 (across chunks too:
+// beta = 1 on a float32 C, the kernel gradient itself when float32, else scratch), and
+// dcol = dout @ W^T in float32, gathered by col2im into float32 sums (dx itself when float32, else
+// scratch); each rounded once at the end. x, the kernel and the output gradient are bfloat16, the
+// output and the gradients bfloat16 or float32 (else TypeError, as on the CPU). Without cuBLAS (or
+// its GemmStridedBatchedEx), or with K or O beyond its 32-bit sizes: Unsupported, before anything
+// is queued (the host's kernel runs it).
 //
 // depthwise_conv2d: one thread per output element (forward) and per input element (dx, a gather);
 // dw: blocks of 32 output channels x 8 pixel lanes, the pixels split into S slices, each slice's
@@ -21,6 +34,9 @@
 // element backward (a gather over the windows that cover it: average adds g / count; max adds g
 // where the window's stored argmax is this element, as the CPU's scatter does for the indices its
 // forward pass writes, which always lie inside their window).
+//
+// depthwise_conv2d and pooling take float32 only: bfloat16 buffers throw Unsupported, and
+// backend/device.py's WideningTable runs them on float32 copies.
 //
 // Indices are 32-bit where every offset a kernel forms fits (the common case), else 64-bit.
 #include <algorithm>
@@ -59,9 +75,9 @@ CG cg_of(const ConvGeom& g) {
 // ---- conv2d: im2col / col2im ---------------------------------------------------------------------
 
 // col[(u - u0) * OW + ow, (kh, kw, c)] = x[n, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw, c] (0 outside)
-// for the output rows u = n * OH + oh in [u0, u0 + units).
-template <class I>
-__global__ void im2col_kernel(const float* __restrict__ x, float* __restrict__ col, CG g, int64_t u0, int64_t total) {
+// for the output rows u = n * OH + oh in [u0, u0 + units). T: float, or uint16_t (bfloat16 bits).
+template <class I, class T>
+__global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ col, CG g, int64_t u0, int64_t total) {
   const I C = I(g.C), KW = I(g.KW), KH = I(g.KH), OW = I(g.OW), OH = I(g.OH), H = I(g.H), W = I(g.W);
   GRID_STRIDE(i64, total) {
     I i = I(i64);
@@ -76,7 +92,7 @@ __global__ void im2col_kernel(const float* __restrict__ x, float* __restrict__ c
     const I n = u / OH, oh = u % OH;
     const I ih = oh * I(g.sh) - I(g.pt) + kh * I(g.dh);
     const I iw = ow * I(g.sw) - I(g.pl) + kw * I(g.dw);
-    float v = 0.f;
+    T v = T(0);  // +0 (a bfloat16 zero is all bits clear)
     if (ih >= 0 && ih < H && iw >= 0 && iw < W) v = x[((n * H + ih) * W + iw) * C + c];
     col[i64] = v;
   }
@@ -118,9 +134,11 @@ __global__ void col2im_kernel(const float* __restrict__ col, float* __restrict__
   }
 }
 
-// Output rows (n, oh) per chunk: the im2col matrix under kChunkBytes and kMaxRows, one row at least.
-int64_t units_per_chunk(const ConvGeom& g) {
-  const int64_t unit_bytes = std::max<int64_t>(g.OW * g.K() * int64_t(sizeof(float)), 1);
+// Output rows (n, oh) per chunk: the chunk's scratch (row_bytes per GEMM row, an output pixel:
+// float32's im2col row by default) under kChunkBytes and its GEMM rows under kMaxRows, one row at least.
+int64_t units_per_chunk(const ConvGeom& g, int64_t row_bytes = -1) {
+  if (row_bytes < 0) row_bytes = g.K() * int64_t(sizeof(float));
+  const int64_t unit_bytes = std::max<int64_t>(g.OW * row_bytes, 1);
   int64_t u = std::max<int64_t>(1, kChunkBytes / unit_bytes);
   u = std::min<int64_t>(u, std::max<int64_t>(1, kMaxRows / std::max<int64_t>(g.OW, 1)));
   return std::min<int64_t>(u, g.N * g.OH);
@@ -131,14 +149,15 @@ int64_t conv_span(const ConvGeom& g) {
   return std::max(g.OH * g.sh + g.KH * g.dh + g.pt + g.H, g.OW * g.sw + g.KW * g.dw + g.pl + g.W);
 }
 
-void im2col(Context& c, const ConvGeom& g, const float* x, float* col, int64_t u0, int64_t u1) {
+template <class T>
+void im2col(Context& c, const ConvGeom& g, const T* x, T* col, int64_t u0, int64_t u1) {
   const int64_t total = (u1 - u0) * g.OW * g.K();
   if (total == 0) return;
   const CG k = cg_of(g);
   if (fits32({total, g.N * g.H * g.W * g.C, g.N * g.OH, conv_span(g)}))
-    im2col_kernel<int><<<grid_for(total), 256, 0, c.stream>>>(x, col, k, u0, total);
+    im2col_kernel<int, T><<<grid_for(total), 256, 0, c.stream>>>(x, col, k, u0, total);
   else
-    im2col_kernel<int64_t><<<grid_for(total), 256, 0, c.stream>>>(x, col, k, u0, total);
+    im2col_kernel<int64_t, T><<<grid_for(total), 256, 0, c.stream>>>(x, col, k, u0, total);
 }
 
 void col2im(Context& c, const ConvGeom& g, const float* col, float* dx, int64_t u0, int64_t u1) {
@@ -154,6 +173,50 @@ void col2im(Context& c, const ConvGeom& g, const float* col, float* dx, int64_t 
 
 void zero(Context& c, Buffer& b) {
   if (b.numel) LAMINA_CUDA_CHECK(cudaMemsetAsync(b.ptr, 0, size_t(b.numel) * dtype_size(b.dtype), c.stream));
+}
+
+void zero_f32(Context& c, float* p, int64_t n) {
+  if (n > 0) LAMINA_CUDA_CHECK(cudaMemsetAsync(p, 0, size_t(n) * sizeof(float), c.stream));
+}
+
+// ---- bfloat16 conv2d: one rounding, and the products on cuBLAS -----------------------------------
+
+// dst[i] = src[i] rounded to bfloat16 (nearest, ties to even: types.h's f32_to_bf16, as the CPU).
+__global__ void round_bf16_kernel(const float* __restrict__ src, uint16_t* __restrict__ dst, int64_t n) {
+  GRID_STRIDE(i, n) dst[i] = f32_to_bf16(src[i]);
+}
+
+void round_into(Context& c, const float* src, uint16_t* dst, int64_t n) {
+  if (n > 0) round_bf16_kernel<<<grid_for(n), 256, 0, c.stream>>>(src, dst, n);
+}
+
+// A chunk length below `total`, rounded down to a multiple of 8 (when at least 8): later chunks'
+// bfloat16 rows then start 16-byte aligned, as cuBLAS's fastest kernels like (it takes any alignment).
+int64_t aligned8(int64_t n, int64_t total) { return n < total && n >= 8 ? n - n % 8 : std::min(n, total); }
+
+// GEMM rows per call (of `rows`) where each row needs row_bytes of scratch: under kChunkBytes and kMaxRows.
+int64_t rows_per_chunk(int64_t rows, int64_t row_bytes) {
+  return aligned8(std::min(kMaxRows, std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(row_bytes, 1))), rows);
+}
+
+// Unsupported (the host runs the call) where cuBLAS's bfloat16 GEMM cannot run on c's device or
+// the products' sizes exceed its 32-bit arguments; checked before any work is queued.
+void require_bf16_gemm(Context& c, const char* op, const ConvGeom& g) {
+  if (g.K() > INT_MAX || g.O > INT_MAX)
+    throw Unsupported(std::string(op) + ": a bfloat16 convolution with kh*kw*in_channels = " + std::to_string(g.K()) +
+                      " and " + std::to_string(g.O) + " output channels runs on the host");
+  if (!cublas_bf16_available(c))
+    throw Unsupported(std::string(op) + ": bfloat16 convolutions need cuBLAS (GemmStridedBatchedEx); this one runs "
+                                        "on the host");
+}
+
+// Row-major C (M x N, float32, leading dimension ldc) = op(A) op(B) + beta C, A and B bfloat16:
+// float32 products and sums (cublas_gemm_bf16 with a float32 C).
+void gemm_bf16(Context& c, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A,
+               int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (!cublas_gemm_bf16(c, ta, tb, M, N, K, A, lda, 0, B, ldb, 0, beta, C, false, ldc, 0, 1))
+    throw Unsupported(std::string(op) + ": bfloat16 products need cuBLAS (GemmStridedBatchedEx); this one runs on "
+                                        "the host");
 }
 
 // ---- depthwise ----------------------------------------------------------------------------------
@@ -372,7 +435,7 @@ __global__ void pool_backward_kernel(const float* __restrict__ gr, const int32_t
 
 namespace {
 
-// The float32 buffers of a convolution (bfloat16 ones run on float32 copies: Unsupported):
+// The float32 buffers of a depthwise convolution (bfloat16 ones run on float32 copies: Unsupported):
 // input x, kernel w, and the third (the output, or the output gradient) shaped as given; for a
 // backward pass the input and kernel gradients where given.
 void check_conv_buffers(const char* op, const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws,
@@ -389,12 +452,140 @@ void check_conv_buffers(const char* op, const Buffer& xb, const Shape& xs, const
 
 }  // namespace
 
+// ---- conv2d on bfloat16 (mixed precision) ----------------------------------------------------------
+
+namespace {
+
+// x, w bfloat16; out bfloat16 or float32.
+void conv2d_forward_bf16(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, Buffer& ob,
+                         const Shape& os, const Shape& strides, const Shape& dilation, const Shape& pads) {
+  const char* op = "conv2d";
+  check_buffer(op, "input", xb, xs, BF16);
+  check_buffer(op, "kernel", wb, ws, BF16);
+  check_buffer(op, "output", ob, os, ob.dtype == F32 ? F32 : BF16);
+  const ConvGeom g = conv_geom(op, xs, ws, os, strides, dilation, pads);
+  Context& c = op_device(op, {&xb, &wb, &ob});
+  const int64_t K = g.K(), rows = g.N * g.OH * g.OW, O = g.O;
+  if (rows == 0 || O == 0) return;
+  if (K == 0) {  // no input channels: zeros
+    zero(c, ob);
+    return launched(c, op);
+  }
+  require_bf16_gemm(c, op, g);
+  const bool f32_out = ob.dtype == F32;
+  const uint16_t* x = xb.data<uint16_t>();
+  const uint16_t* w = wb.data<uint16_t>();
+  // the output rows [r0, r0 + m) from their bfloat16 im2col rows a (m x K): float32 sums, written to
+  // a float32 output, or into acc (m x O) and rounded once into the bfloat16 one
+  auto product = [&](const uint16_t* a, int64_t r0, int64_t m, float* acc) {
+    if (f32_out) return gemm_bf16(c, op, false, false, m, O, K, a, K, w, O, 0.f, ob.data<float>() + r0 * O, O);
+    gemm_bf16(c, op, false, false, m, O, K, a, K, w, O, 0.f, acc, O);
+    round_into(c, acc, ob.data<uint16_t>() + r0 * O, m * O);
+  };
+  if (g.direct()) {
+    const int64_t step = rows_per_chunk(rows, f32_out ? 0 : O * int64_t(sizeof(float)));
+    Buffer acc(f32_out ? 0 : step * O, F32, c.index);
+    for (int64_t r0 = 0; r0 < rows; r0 += step)
+      product(x + r0 * K, r0, std::min(step, rows - r0), acc.data<float>());
+    return launched(c, op);
+  }
+  // per chunk: its bfloat16 im2col rows, and (a bfloat16 output) their float32 products
+  const int64_t row_bytes = K * int64_t(sizeof(uint16_t)) + (f32_out ? 0 : O * int64_t(sizeof(float)));
+  const int64_t units = g.N * g.OH, per = aligned8(units_per_chunk(g, row_bytes), units);
+  Buffer col(per * g.OW * K, BF16, c.index);
+  Buffer acc(f32_out ? 0 : per * g.OW * O, F32, c.index);
+  for (int64_t u0 = 0; u0 < units; u0 += per) {
+    const int64_t u1 = std::min(units, u0 + per);
+    im2col(c, g, x, col.data<uint16_t>(), u0, u1);
+    product(col.data<uint16_t>(), u0 * g.OW, (u1 - u0) * g.OW, acc.data<float>());
+  }
+  launched(c, op);
+}
+
+// x, w and the output gradient bfloat16; dx and dw (either may be absent) bfloat16 or float32.
+void conv2d_backward_bf16(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, const Buffer& gb,
+                          const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides, const Shape& dilation,
+                          const Shape& pads) {
+  const char* op = "conv2d_backward";
+  check_buffer(op, "input", xb, xs, BF16);
+  check_buffer(op, "kernel", wb, ws, BF16);
+  check_buffer(op, "output gradient", gb, gs, BF16);
+  if (dxb) check_buffer(op, "input gradient", *dxb, xs, dxb->dtype == F32 ? F32 : BF16);
+  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, dwb->dtype == F32 ? F32 : BF16);
+  const ConvGeom g = conv_geom(op, xs, ws, gs, strides, dilation, pads);
+  if (!dxb && !dwb) return;
+  Context& c = op_device(op, {&xb, &wb, &gb, dxb, dwb});
+  const int64_t K = g.K(), rows = g.N * g.OH * g.OW, O = g.O, wn = K * O;
+  if (K == 0) return;  // no input channels: both gradients are empty
+  if (rows == 0 || O == 0) {  // nothing flows back
+    if (dxb) zero(c, *dxb);
+    if (dwb) zero(c, *dwb);
+    return launched(c, op);
+  }
+  require_bf16_gemm(c, op, g);
+  // x is read only for dw: transposed convolutions pass their output as x and as dx (dx alone)
+  const uint16_t* x = xb.data<uint16_t>();
+  const uint16_t* w = wb.data<uint16_t>();
+  const uint16_t* dout = gb.data<uint16_t>();
+  const bool dx16 = dxb && dxb->dtype == BF16, dw16 = dwb && dwb->dtype == BF16;
+  // dw's float32 sums: in dw itself when float32, else in scratch rounded once at the end
+  Buffer dws(dw16 ? wn : 0, F32, c.index);
+  float* dw = dwb ? (dw16 ? dws.data<float>() : dwb->data<float>()) : nullptr;
+  if (g.direct()) {
+    // a bfloat16 dx: each chunk's float32 rows in scratch, rounded into their rows of dx
+    const int64_t step = rows_per_chunk(rows, dx16 ? K * int64_t(sizeof(float)) : 0);
+    Buffer dxs(dx16 ? step * K : 0, F32, c.index);
+    for (int64_t r0 = 0; r0 < rows; r0 += step) {
+      const int64_t m = std::min(step, rows - r0);
+      if (dw) gemm_bf16(c, op, true, false, K, O, m, x + r0 * K, K, dout + r0 * O, O, r0 ? 1.f : 0.f, dw, O);
+      if (dxb) {
+        float* dst = dx16 ? dxs.data<float>() : dxb->data<float>() + r0 * K;
+        gemm_bf16(c, op, false, true, m, K, O, dout + r0 * O, O, w, O, 0.f, dst, K);
+        if (dx16) round_into(c, dst, dxb->data<uint16_t>() + r0 * K, m * K);
+      }
+    }
+    if (dw16) round_into(c, dw, dwb->data<uint16_t>(), wn);
+    return launched(c, op);
+  }
+  // dx's float32 sums: in dx itself when float32, else in scratch rounded once at the end
+  Buffer dxs(dx16 ? xb.numel : 0, F32, c.index);
+  float* dx = dxb ? (dx16 ? dxs.data<float>() : dxb->data<float>()) : nullptr;
+  // one scratch per chunk: the bfloat16 im2col rows (dw), then the float32 column gradient (dx)
+  const int64_t units = g.N * g.OH, per = aligned8(units_per_chunk(g, K * int64_t(sizeof(float))), units);
+  Buffer col(per * g.OW * K, F32, c.index);
+  float* cp = col.data<float>();
+  uint16_t* c16 = col.data<uint16_t>();
+  if (dx) zero_f32(c, dx, xb.numel);  // col2im adds each chunk's share
+  for (int64_t u0 = 0; u0 < units; u0 += per) {
+    const int64_t u1 = std::min(units, u0 + per), m = (u1 - u0) * g.OW;
+    const uint16_t* dchunk = dout + u0 * g.OW * O;
+    if (dw) {
+      im2col(c, g, x, c16, u0, u1);
+      gemm_bf16(c, op, true, false, K, O, m, c16, K, dchunk, O, u0 ? 1.f : 0.f, dw, O);
+    }
+    if (dx) {  // stream order: the dw product has read the bfloat16 columns before these overwrite them
+      gemm_bf16(c, op, false, true, m, K, O, dchunk, O, w, O, 0.f, cp, K);
+      col2im(c, g, cp, dx, u0, u1);
+    }
+  }
+  if (dx16) round_into(c, dx, dxb->data<uint16_t>(), xb.numel);
+  if (dw16) round_into(c, dw, dwb->data<uint16_t>(), wn);
+  launched(c, op);
+}
+
+}  // namespace
+
 // ---- conv2d -------------------------------------------------------------------------------------
 
+// A bfloat16 input takes conv2d_forward_bf16 (its kernel and output then checked as there); else
+// every buffer is float32 (a TypeError otherwise, as on the CPU).
 void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, Buffer& ob, const Shape& os,
                     const Shape& strides, const Shape& dilation, const Shape& pads) {
+  if (xb.dtype == BF16) return conv2d_forward_bf16(xb, xs, wb, ws, ob, os, strides, dilation, pads);
   const char* op = "conv2d";
-  check_conv_buffers(op, xb, xs, wb, ws, ob, os, "output");
+  check_buffer(op, "input", xb, xs, F32);
+  check_buffer(op, "kernel", wb, ws, F32);
+  check_buffer(op, "output", ob, os, F32);
   const ConvGeom g = conv_geom(op, xs, ws, os, strides, dilation, pads);
   Context& c = op_device(op, {&xb, &wb, &ob});
   const float* x = xb.data<float>();
@@ -426,8 +617,13 @@ void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const S
 void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, const Buffer& gb,
                      const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides, const Shape& dilation,
                      const Shape& pads) {
+  if (xb.dtype == BF16) return conv2d_backward_bf16(xb, xs, wb, ws, gb, gs, dxb, dwb, strides, dilation, pads);
   const char* op = "conv2d_backward";
-  check_conv_buffers(op, xb, xs, wb, ws, gb, gs, "output gradient", dxb, dwb);
+  check_buffer(op, "input", xb, xs, F32);
+  check_buffer(op, "kernel", wb, ws, F32);
+  check_buffer(op, "output gradient", gb, gs, F32);
+  if (dxb) check_buffer(op, "input gradient", *dxb, xs, F32);
+  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, F32);
   const ConvGeom g = conv_geom(op, xs, ws, gs, strides, dilation, pads);
   if (!dxb && !dwb) return;
   Context& c = op_device(op, {&xb, &wb, &gb, dxb, dwb});

@@ -132,6 +132,8 @@ bool cublas_gemm(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, 
   return true;
 }
 
+bool cublas_bf16_available(Context& c) { return handle_for(c) != nullptr && g.gemm_ex_batched != nullptr; }
+
 bool cublas_gemm_bf16(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
                       int64_t sa, const void* B, int64_t ldb, int64_t sb, float beta, void* C, bool c_bf16,
                       int64_t ldc, int64_t sc, int64_t batches) {

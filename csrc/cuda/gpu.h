@@ -144,6 +144,9 @@ bool cublas_gemm(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, 
                  int64_t sc, int64_t batches);
 // bfloat16 A and B, float32 compute, C bfloat16 or float32 (beta 0 or 1); false where cuBLAS (or
 // its GemmStridedBatchedEx) is missing.
+// Whether cublas_gemm_bf16 can run on c's device (cuBLAS loaded and enabled, with its
+// GemmStridedBatchedEx): kernels check it before queuing work they would otherwise leave half done.
+bool cublas_bf16_available(Context& c);
 bool cublas_gemm_bf16(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
                       int64_t sa, const void* B, int64_t ldb, int64_t sb, float beta, void* C, bool c_bf16,
                       int64_t ldc, int64_t sc, int64_t batches);
@@ -182,7 +185,8 @@ void simple_rnn_backward(const Buffer& x, const Buffer& h0, const Buffer& K, con
                          const Buffer* dh_last, Buffer* dx, Buffer* dh0, Buffer* dK, Buffer* dR, Buffer* db,
                          int64_t accumulate, Buffer* dgates, Buffer* dgates_rec, Buffer* h_prev);
 
-// ---- convolution and pooling (conv.cu): conv2d, depthwise_conv2d, pool2d (float32, NHWC) ----
+// ---- convolution and pooling (conv.cu): conv2d (float32, or bfloat16 through cuBLAS), depthwise_conv2d, pool2d
+// (float32), NHWC ----
 void conv2d_forward(const Buffer& x, const Shape& xs, const Buffer& w, const Shape& ws, Buffer& out, const Shape& os,
                     const Shape& strides, const Shape& dilation, const Shape& pads);
 void conv2d_backward(const Buffer& x, const Shape& xs, const Buffer& w, const Shape& ws, const Buffer& g,

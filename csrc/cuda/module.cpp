@@ -69,7 +69,9 @@ PYBIND11_MODULE(_cuda, m) {
   py::register_exception<gpu::Unsupported>(m, "KernelUnsupported", PyExc_NotImplementedError);
   export_op_codes(m);
   // The kernels that take bfloat16 buffers themselves (backend/device.py widens the others').
-  m.attr("BF16_KERNELS") = py::make_tuple("fill", "copy", "cast", "strided_copy", "broadcast_to", "where", "matmul");
+  // conv2d: bfloat16 operands through cuBLAS (conv.cu); depthwise convolutions and pooling stay widened.
+  m.attr("BF16_KERNELS") = py::make_tuple("fill", "copy", "cast", "strided_copy", "broadcast_to", "where", "matmul",
+                                          "conv2d_forward", "conv2d_backward");
 
   // ---- devices ----
   m.def("device_count", &gpu::device_count, "GPU devices (virtual): physical GPUs x virtual GPUs per physical GPU.");

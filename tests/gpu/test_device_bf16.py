@@ -1,6 +1,7 @@
 """bfloat16 on a device under test (tests/gpu/conftest.py) equals bfloat16 on cpu:0: the casts and
-element moves the device runs itself, matmul (cuBLAS GemmStridedBatchedEx on a GPU), the
+element moves the device runs itself, matmul and conv2d (cuBLAS GemmStridedBatchedEx on a GPU), the
 kernels that run on float32 copies, and a mixed precision model's training."""
+import contextlib
 import importlib
 
 import numpy as np
@@ -127,3 +128,160 @@ def test_bfloat16_attention_on_the_device_as_on_cpu(dev):
     for w, g in zip(*res):
         w, g = (np.asarray(a, np.float32) for a in (w, g))
         np.testing.assert_allclose(g, w, rtol=3e-2, atol=3e-2 * np.abs(w).max())
+
+
+# conv2d on bfloat16: a GPU runs it itself (bfloat16 im2col, cuBLAS GemmStridedBatchedEx with float32
+# sums, one rounding: csrc/cuda/conv.cu), the CPU likewise (csrc/cpu/conv.cpp). Two float32 sums in
+# different orders, each rounded once to bfloat16, differ by at most one bfloat16 ulp (2^-7 relative).
+CONV_CASES = {  # input shape, kernel shape, strides, padding, dilation
+    "same": ((2, 7, 6, 3), (3, 3, 3, 4), 1, "same", 1),
+    "valid": ((2, 7, 6, 3), (3, 3, 3, 4), 1, "valid", 1),
+    "stride2": ((2, 9, 8, 3), (3, 3, 3, 5), 2, "same", 1),
+    "dilation2": ((2, 9, 9, 3), (3, 3, 3, 4), 1, "same", 2),
+    "1x1": ((2, 5, 6, 6), (1, 1, 6, 5), 1, "valid", 1),  # no im2col: the input is the product's operand
+    "1x1_stride2": ((2, 5, 6, 6), (1, 1, 6, 5), 2, "valid", 1),
+    "first_layer": ((2, 10, 10, 1), (5, 5, 1, 4), 1, "same", 1),
+    "odd_channels": ((3, 6, 7, 5), (3, 2, 5, 7), (2, 1), "valid", 1),
+    "conv1d": ((2, 11, 3), (3, 3, 5), 1, "same", 2),
+}
+CONV_KERNELS = ("conv2d_forward", "conv2d_backward")
+
+
+class _ConvSpy:
+    """Records the dtype codes of the buffers the conv kernels of a kernel table receive (x, kernel,
+    output or output gradient, and the gradients given), and the calls the table widened or, on a
+    GPU, ran on the host (KernelUnsupported)."""
+
+    def __init__(self, table):
+        self.table, self.seen, self.orig = table, [], {}
+        self.widened = {n: table.widened.get(n, 0) for n in CONV_KERNELS}
+        inner = getattr(table, "inner", None)
+        self.fallbacks = getattr(inner, "fallbacks", {})
+        self.fell_back = {n: self.fallbacks.get(n, 0) for n in CONV_KERNELS}
+
+    def __enter__(self):
+        for n in CONV_KERNELS:
+            k = self.orig[n] = getattr(self.table, n)
+
+            def spy(*a, _k=k, _n=n):
+                bufs = (a[0], a[2], a[4]) + ((a[6], a[7]) if _n == "conv2d_backward" else ())
+                self.seen.append((_n, tuple(b.dtype for b in bufs if b is not None)))
+                return _k(*a)
+            setattr(self.table, n, spy)
+        return self
+
+    def __exit__(self, *exc):
+        for n, k in self.orig.items():
+            setattr(self.table, n, k)
+
+    def check(self, gpu):
+        assert {s[0] for s in self.seen} == set(CONV_KERNELS), self.seen
+        assert all(code == _dm.BF16_CODE for s in self.seen for code in s[1]), self.seen  # not float32 copies
+        for n in CONV_KERNELS:
+            assert self.table.widened.get(n, 0) == self.widened[n], n
+            if gpu and _dm._CUDA.cublas_status().startswith("loaded"):  # the CUDA kernel ran it
+                assert self.fallbacks.get(n, 0) == self.fell_back[n], (n, self.fallbacks)
+
+
+@pytest.mark.parametrize("case", sorted(CONV_CASES))
+def test_bfloat16_conv_on_the_device_as_on_cpu(dev, case):
+    """ops.conv on bfloat16 inputs and kernels, and its gradients, on the device as on cpu:0; the
+    device's conv kernels take the bfloat16 buffers themselves (none widened to float32 copies)."""
+    d = _bf16_device(dev)
+    xs, ks, strides, padding, dilation = CONV_CASES[case]
+    r = np.random.default_rng(13)
+    x, w = _round(r.normal(size=xs)), _round(r.normal(scale=0.4, size=ks))
+    conv = lambda a, b: ops.conv(a, b, strides=strides, padding=padding, dilation_rate=dilation)  # noqa: E731
+    res, c = [], None
+    for where in ("cpu:0", d):
+        vs = [lamina.Variable(lamina.convert_to_tensor(a, dtype="bfloat16").to(where)) for a in (x, w)]
+        if c is None:  # the loss's weights (the output gradient: the same on both devices)
+            c = r.normal(size=conv(*vs).shape).astype(np.float32)
+        spy = _ConvSpy(vs[0].device.kernels) if where is d else None
+        with spy or contextlib.nullcontext():
+            with lamina.GradientTape() as tape:
+                y = conv(*vs)
+                loss = ops.sum(ops.cast(y, "float32") * lamina.convert_to_tensor(c).to(where))
+            grads = tape.gradient(loss, vs)
+        assert y.dtype == "bfloat16" and y.device is vs[0].device
+        assert all(g.dtype == "bfloat16" for g in grads)
+        if spy:
+            spy.check(d.kind == "gpu")
+        res.append([np.asarray(t.to("cpu:0").numpy(), np.float32) for t in (y, *grads)])
+    for what, want, got in zip(("output", "input gradient", "kernel gradient"), *res):
+        np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-3 * np.abs(want).max() + 1e-6, err_msg=what)
+
+
+def test_bfloat16_conv_transpose_on_the_device_as_on_cpu(dev):
+    """ops.conv_transpose on bfloat16: conv2d_backward's input gradient, with the output buffer also
+    passed as its (unread) input, and its gradients through conv2d_forward and conv2d_backward."""
+    d = _bf16_device(dev)
+    r = np.random.default_rng(14)
+    x, w = _round(r.normal(size=(2, 5, 4, 3))), _round(r.normal(scale=0.4, size=(3, 3, 6, 3)))
+    res, c = [], None
+    for where in ("cpu:0", d):
+        vs = [lamina.Variable(lamina.convert_to_tensor(a, dtype="bfloat16").to(where)) for a in (x, w)]
+        if c is None:
+            c = r.normal(size=ops.conv_transpose(*vs, strides=2, padding="same").shape).astype(np.float32)
+        with lamina.GradientTape() as tape:
+            y = ops.conv_transpose(*vs, strides=2, padding="same")
+            loss = ops.sum(ops.cast(y, "float32") * lamina.convert_to_tensor(c).to(where))
+        grads = tape.gradient(loss, vs)
+        assert y.dtype == "bfloat16" and y.device is vs[0].device
+        res.append([np.asarray(t.to("cpu:0").numpy(), np.float32) for t in (y, *grads)])
+    for want, got in zip(*res):
+        np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-3 * np.abs(want).max() + 1e-6)
+
+
+def _conv_call(where, kernel, arrays, dtypes, *args):
+    """Calls the device's conv kernel `kernel` directly on buffers holding `arrays` (None: absent) of
+    `dtypes`; returns the arrays of the buffers afterwards (the outputs written in place)."""
+    ts = [None if a is None else lamina.convert_to_tensor(a, dtype=dt).to(where) for a, dt in zip(arrays, dtypes)]
+    kern = (ts[0].device).kernels
+    shapes = [None if a is None else list(np.shape(a)) for a in arrays]
+    bufs = [None if t is None else t._buf for t in ts]
+    if kernel == "conv2d_forward":
+        kern.conv2d_forward(bufs[0], shapes[0], bufs[1], shapes[1], bufs[2], shapes[2], *args)
+    else:
+        kern.conv2d_backward(bufs[0], shapes[0], bufs[1], shapes[1], bufs[2], shapes[2], bufs[3], bufs[4], *args)
+    return [None if t is None else np.asarray(t.to("cpu:0").numpy(), np.float32) for t in ts]
+
+
+@pytest.mark.parametrize("geometry", ["stride2", "1x1"])
+def test_bfloat16_conv_kernels_with_float32_outputs_on_the_device_as_on_cpu(dev, geometry):
+    """The kernels' contract (csrc/cpu/conv.cpp's conv2d_*_bf16): bfloat16 x, kernel and output
+    gradient; the output and each gradient bfloat16 or float32 (float32 sums, rounded once where
+    bfloat16); a float32 kernel with a bfloat16 input, or a bfloat16 kernel with a float32 input, is a
+    TypeError on every device."""
+    d = _bf16_device(dev)
+    r = np.random.default_rng(15)
+    if geometry == "stride2":
+        xs, ws, os_ = (2, 7, 6, 3), (3, 3, 3, 4), (2, 4, 3, 4)
+        geo = ([2, 2], [1, 1], [1, 1, 1, 1])
+    else:
+        xs, ws, os_ = (2, 5, 3, 6), (1, 1, 6, 5), (2, 5, 3, 5)
+        geo = ([1, 1], [1, 1], [0, 0, 0, 0])
+    x, w, g = _round(r.normal(size=xs)), _round(r.normal(scale=0.4, size=ws)), _round(r.normal(size=os_))
+    z = np.zeros
+    calls = [  # kernel, arrays, dtypes: the outputs float32, bfloat16, or one of each
+        ("conv2d_forward", (x, w, z(os_)), ("bfloat16", "bfloat16", "float32")),
+        ("conv2d_forward", (x, w, z(os_)), ("bfloat16", "bfloat16", "bfloat16")),
+        ("conv2d_backward", (x, w, g, z(xs), z(ws)), ("bfloat16",) * 3 + ("float32", "float32")),
+        ("conv2d_backward", (x, w, g, z(xs), z(ws)), ("bfloat16",) * 3 + ("float32", "bfloat16")),
+        ("conv2d_backward", (x, w, g, z(xs), z(ws)), ("bfloat16",) * 3 + ("bfloat16", "float32")),
+        ("conv2d_backward", (x, w, g, None, z(ws)), ("bfloat16",) * 3 + (None, "float32")),
+        ("conv2d_backward", (x, w, g, z(xs), None), ("bfloat16",) * 3 + ("float32", None)),
+    ]
+    for kernel, arrays, dts in calls:
+        want, got = (_conv_call(where, kernel, arrays, dts, *geo) for where in ("cpu:0", d))
+        for i in range(3 if kernel == "conv2d_backward" else 2, len(arrays)):
+            if arrays[i] is None:
+                continue
+            np.testing.assert_allclose(got[i], want[i], rtol=1e-2, atol=1e-3 * np.abs(want[i]).max() + 1e-6,
+                                       err_msg=f"{kernel} {dts}: output {i}")
+            if dts[i] == "bfloat16":  # rounded: bfloat16 values
+                np.testing.assert_array_equal(got[i], _round(got[i]))
+    for dts in (("bfloat16", "float32", "bfloat16"), ("float32", "bfloat16", "float32")):
+        for where in ("cpu:0", d):
+            with pytest.raises(TypeError, match="dtype"):
+                _conv_call(where, "conv2d_forward", (x, w, z(os_)), dts, *geo)
