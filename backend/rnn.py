@@ -23,9 +23,9 @@ matrix products take bfloat16 operands and sum in float32, the gate maths, the L
 GRU's saved h R_h + b_h stay float32 (csrc/cpu/rnn.cpp), and the outputs and last states come
 back in bfloat16 (h, the output, is carried between steps in bfloat16); the gradients are
 float32, cast by autodiff where a bfloat16 tensor needs its own dtype. A mix of float32 and
-bfloat16 among those three computes in float32. Devices without bfloat16 recurrent kernels (CUDA)
-run their float32 kernels on float32 copies (backend/device.py's WideningTable) and round the
-results.
+bfloat16 among those three computes in float32. The CUDA module's kernels compute in bfloat16
+the same way (bfloat16 operands on cuBLAS's GemmStridedBatchedEx, csrc/cuda/rnn.cu); without
+cuBLAS a bfloat16 call runs on the host (backend/device.py's fallback).
 
 Inside `with autodiff.deferred_weight_gradients(devices):` a backward pass of an op on one of
 those devices leaves the kernel and recurrent kernel gradients as products formed when read

@@ -36,14 +36,29 @@ void check_opt(const char* op, const char* arg, const Buf* b, const Shape& s, DT
   if (b) check_buffer(op, arg, *b, s, dt);
 }
 
-// The dtype a float32-or-bfloat16 buffer is checked against: with compute dtype BF16 (the CPU's
-// LSTM on bfloat16 inputs and weights) either is taken, the buffer's own; otherwise float32.
+// The dtype a float32-or-bfloat16 buffer is checked against: with compute dtype BF16 (a recurrent
+// kernel on bfloat16 inputs and weights) either is taken, the buffer's own; otherwise float32.
 template <class Buf>
 DType either(DType dt, const Buf* b) { return dt == BF16 && b && b->dtype == BF16 ? BF16 : F32; }
 
+// The compute dtype of a call: bfloat16 when x is (the kernel and recurrent kernel must then be
+// too), else float32; a mix raises a TypeError naming the three dtypes.
+template <class Buf>
+DType compute_dtype(const char* op, const Buf& x, const Buf& K, const Buf& R) {
+  const DType dt = x.dtype == BF16 ? BF16 : F32;
+  if (K.dtype != dt || R.dtype != dt) {
+    Msg os;
+    os << op << ": expected inputs, kernel and recurrent_kernel of one dtype (float32, or bfloat16 to compute in "
+       << "bfloat16), received inputs " << dtype_name(x.dtype) << ", kernel " << dtype_name(K.dtype)
+       << ", recurrent_kernel " << dtype_name(R.dtype) << "; cast them to one dtype";
+    throw TypeError(os.str());
+  }
+  return dt;
+}
+
 // Validates the inputs every forward and backward kernel shares. dt: the compute dtype, that of
 // x, kernel and recurrent kernel; with BF16 the states, bias and dropout masks may be float32 or
-// bfloat16 (the CUDA module's kernels are float32 only: dt = F32).
+// bfloat16 (the CPU's and the CUDA module's kernels alike: csrc/cpu/rnn.cpp's header comment).
 template <class Buf>
 Dims check_inputs(Cell cell, const char* op, const Buf& x, const Buf& h0, Opt<Buf> c0, const Buf& K, const Buf& R,
                   Opt<Buf> bias, Opt<Buf> mask, Opt<Buf> in_mask, Opt<Buf> rec_mask, int64_t B, int64_t T,

@@ -882,19 +882,6 @@ Args16 make_args16(Cell cell, const char* op, const Buffer& x, const Buffer& h0,
   return a;
 }
 
-// A recurrent kernel's compute dtype: x's; kernel and recurrent kernel must match it.
-DType compute_dtype(const char* op, const Buffer& x, const Buffer& K, const Buffer& R) {
-  const DType dt = x.dtype == BF16 ? BF16 : F32;
-  if (K.dtype != dt || R.dtype != dt) {
-    Msg os;
-    os << op << ": expected inputs, kernel and recurrent_kernel of one dtype (float32, or bfloat16 to compute in "
-       << "bfloat16), received inputs " << dtype_name(x.dtype) << ", kernel " << dtype_name(K.dtype)
-       << ", recurrent_kernel " << dtype_name(R.dtype) << "; cast them to one dtype";
-    throw TypeError(os.str());
-  }
-  return dt;
-}
-
 // ---- bound entry points -----------------------------------------------------------------------
 
 void lstm_forward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Buffer& K, const Buffer& R,

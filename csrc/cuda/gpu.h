@@ -157,7 +157,7 @@ void adam(Buffer& var, const Buffer& grad, Buffer& m, Buffer& v, Buffer& vhat, d
 void weight_decay(Buffer& var, double wd, double lr);
 double sum_squares(const Buffer& x);
 
-// ---- recurrent layers (rnn.cu): fused LSTM, GRU and simple RNN over whole sequences (float32) ----
+// ---- recurrent layers (rnn.cu): fused LSTM, GRU and simple RNN over whole sequences (float32 or bfloat16) ----
 void lstm_forward(const Buffer& x, const Buffer& h0, const Buffer& c0, const Buffer& K, const Buffer& R,
                   const Buffer* bias, const Buffer* mask, const Buffer* in_mask, const Buffer* rec_mask, int64_t B,
                   int64_t T, int64_t F, int64_t U, bool go_backwards, Buffer& out, Buffer& h_last, Buffer& c_last,

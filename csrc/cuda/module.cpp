@@ -70,8 +70,10 @@ PYBIND11_MODULE(_cuda, m) {
   export_op_codes(m);
   // The kernels that take bfloat16 buffers themselves (backend/device.py widens the others').
   // conv2d: bfloat16 operands through cuBLAS (conv.cu); depthwise convolutions and pooling stay widened.
+  // The recurrent kernels: bfloat16 product operands through cuBLAS, float32 gate maths (rnn.cu).
   m.attr("BF16_KERNELS") = py::make_tuple("fill", "copy", "cast", "strided_copy", "broadcast_to", "where", "matmul",
-                                          "conv2d_forward", "conv2d_backward");
+                                          "conv2d_forward", "conv2d_backward", "lstm_forward", "lstm_backward",
+                                          "gru_forward", "gru_backward", "simple_rnn_forward", "simple_rnn_backward");
 
   // ---- devices ----
   m.def("device_count", &gpu::device_count, "GPU devices (virtual): physical GPUs x virtual GPUs per physical GPU.");
