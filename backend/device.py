@@ -183,7 +183,7 @@ READ_ONLY = {
     "where": (0, 2, 4), "clip": (0,), "clip_grad": (0, 3), "batch_transpose": (0,), "bias_relu": (0, 1),
     "bias_relu_grad": (0, 1), "conv2d_forward": (0, 2), "conv2d_backward": (0, 2, 4), "pool2d_forward": (1,),
     "pool2d_backward": (2,), "depthwise_conv2d_forward": (0, 2), "depthwise_conv2d_backward": (0, 2, 4),
-    "embedding": (0,), "dropout": (0,),
+    "embedding": (0,), "dropout": (0,), "layer_norm": (0, 1, 2), "layer_norm_grad": (0, 1, 2, 3, 4),
 }
 
 

@@ -44,7 +44,8 @@ PYBIND11_MODULE(_cpu, m) {
                                                 "batch_norm_train", "batch_norm_train_grad", "lstm_forward",
                                                 "lstm_backward", "gru_forward", "gru_backward",
                                                 "simple_rnn_forward", "simple_rnn_backward", "attention_forward",
-                                                "attention_backward");
+                                                "attention_backward", "softmax", "softmax_grad", "layer_norm",
+                                                "layer_norm_grad");
   lamina::bind_device(m);
   lamina::bind_program(m);
   lamina::bind_memory(m);

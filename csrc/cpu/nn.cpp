@@ -139,15 +139,15 @@ inline float clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi 
 
 // ---- softmax ----------------------------------------------------------------------------------
 
+// x, out: float32 or bfloat16 (each on its own; bfloat16 lanes go through float32 scratch,
+// for_each_float_lane, so they give the float32 kernel's results on the widened values, rounded once).
 void softmax(const Buffer& xb, int64_t outer, int64_t R, int64_t inner, bool log, Buffer& yb) {
   const char* op = log ? "log_softmax" : "softmax";
-  check_view(op, "x", xb, outer, R, inner, F32);
-  check_view(op, "out", yb, outer, R, inner, F32);
-  const float* x = xb.data<float>();
-  float* y = yb.data<float>();
-  for_each_lane(outer, R, inner, [&](int64_t, int64_t base, auto st) {
-    const float* xr = x + base;
-    float* yr = y + base;
+  check_view(op, "x", xb, outer, R, inner, float_dtype(xb));
+  check_view(op, "out", yb, outer, R, inner, float_dtype(yb));
+  for_each_float_lane<1, 1>(outer, R, inner, {&xb}, {&yb}, [&](const auto& in, const auto& out, auto st) {
+    const float* xr = in[0];
+    float* yr = out[0];
     const float m = lane_max(xr, R, st);
     if (log) {
       const float ls = std::log(lane_exp_sum(xr, m, nullptr, R, st));
@@ -160,17 +160,15 @@ void softmax(const Buffer& xb, int64_t outer, int64_t R, int64_t inner, bool log
 }
 
 // softmax: dx = y * (g - sum(g * y)); log_softmax: dx = g - exp(y) * sum(g). `y` is the output.
+// y, grad, out: float32 or bfloat16, as softmax's.
 void softmax_grad(const Buffer& yb, const Buffer& gb, int64_t outer, int64_t R, int64_t inner, bool log, Buffer& ob) {
   const char* op = log ? "log_softmax_grad" : "softmax_grad";
-  check_view(op, "y", yb, outer, R, inner, F32);
-  check_view(op, "grad", gb, outer, R, inner, F32);
-  check_view(op, "out", ob, outer, R, inner, F32);
-  const float* y = yb.data<float>();
-  const float* g = gb.data<float>();
-  float* o = ob.data<float>();
-  for_each_lane(outer, R, inner, [&](int64_t, int64_t base, auto st) {
-    if constexpr (kUnit<decltype(st)>) row_softmax_grad(y + base, g + base, o + base, R, log);
-    else softmax_grad_impl(y + base, g + base, o + base, R, log, st);
+  check_view(op, "y", yb, outer, R, inner, float_dtype(yb));
+  check_view(op, "grad", gb, outer, R, inner, float_dtype(gb));
+  check_view(op, "out", ob, outer, R, inner, float_dtype(ob));
+  for_each_float_lane<2, 1>(outer, R, inner, {&yb, &gb}, {&ob}, [&](const auto& in, const auto& out, auto st) {
+    if constexpr (kUnit<decltype(st)>) row_softmax_grad(in[0], in[1], out[0], R, log);
+    else softmax_grad_impl(in[0], in[1], out[0], R, log, st);
   });
 }
 

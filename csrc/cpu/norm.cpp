@@ -301,92 +301,104 @@ void batch_norm_infer_grad(const Buffer& xb, const Buffer& meanb, const Buffer& 
 
 // ---- layer normalisation ----------------------------------------------------------------------
 // Normalises each lane of R elements of an (outer, R, inner) view; gamma / beta (R,) or None.
-// Saves the lane mean and 1/std for the backward pass.
+// Saves the lane mean and 1/std for the backward pass. x, y (and the gradient's grad, dx):
+// float32 or bfloat16, each on its own (TX, TY, ...: float or uint16_t, read and written
+// through ld / st); the lane code is the same for every type and sums in order, so bfloat16 data
+// gives the float32 results on its values, rounded once. gamma, beta, mean, rstd and the
+// parameter gradients are float32.
+template <class TX, class TY, class St>
+LAMINA_INLINE void layer_norm_lane(const TX* xr, const float* gm, const float* bt, int64_t R, double eps, TY* yr,
+                                   float& mean, float& rstd, St st) {
+  double s = 0.0;
+  for (int64_t r = 0; r < R; ++r) s += ld(xr, r * st);
+  const float m = R ? float(s / double(R)) : std::numeric_limits<float>::quiet_NaN();
+  double ss = 0.0;
+  for (int64_t r = 0; r < R; ++r) {
+    const double d = double(ld(xr, r * st)) - m;
+    ss += d * d;
+  }
+  const float rs = float(1.0 / std::sqrt((R ? ss / double(R) : 0.0) + eps));
+  mean = m;
+  rstd = rs;
+  for (int64_t r = 0; r < R; ++r) {
+    const float xh = (ld(xr, r * st) - m) * rs;
+    lamina::st(yr, r * st, (gm ? xh * gm[r] : xh) + (bt ? bt[r] : 0.f));
+  }
+}
+
+template <class TX, class TY>
+void layer_norm_t(const TX* x, const float* gm, const float* bt, int64_t outer, int64_t R, int64_t inner, double eps,
+                  TY* y, float* mean, float* rstd) {
+  for_each_lane(outer, R, inner, [&](int64_t l, int64_t base, auto st) {
+    if constexpr (!std::is_same_v<TX, float> && std::is_same_v<decltype(st), Unit>) {
+      // a contiguous bfloat16 lane: its float32 values first (one vectorised pass; the sums
+      // below run in order whatever the type, so the results are the same)
+      thread_local std::vector<float> wide;
+      if (int64_t(wide.size()) < R) wide.resize(size_t(R));
+      for (int64_t r = 0; r < R; ++r) wide[size_t(r)] = ld(x + base, r);
+      layer_norm_lane(wide.data(), gm, bt, R, eps, y + base, mean[l], rstd[l], st);
+    } else {
+      layer_norm_lane(x + base, gm, bt, R, eps, y + base, mean[l], rstd[l], st);
+    }
+  });
+}
+
 void layer_norm(const Buffer& xb, const Buffer* gamma, const Buffer* beta, int64_t outer, int64_t R, int64_t inner,
                 double eps, Buffer& yb, Buffer& meanb, Buffer& rstdb) {
   const char* op = "layer_norm";
-  check_view(op, "x", xb, outer, R, inner, F32);
+  check_view(op, "x", xb, outer, R, inner, float_dtype(xb));
   check_opt_channel(op, "gamma", gamma, R);
   check_opt_channel(op, "beta", beta, R);
-  check_view(op, "y", yb, outer, R, inner, F32);
+  check_view(op, "y", yb, outer, R, inner, float_dtype(yb));
   check_count(op, "mean", meanb, outer * inner, F32);
   check_count(op, "rstd", rstdb, outer * inner, F32);
-  const float* x = xb.data<float>();
-  const float* gm = opt_data(gamma);
-  const float* bt = opt_data(beta);
-  float* y = yb.data<float>();
-  float* mean = meanb.data<float>();
-  float* rstd = rstdb.data<float>();
-  for_each_lane(outer, R, inner, [&](int64_t l, int64_t base, auto st) {
-    const float* xr = x + base;
-    float* yr = y + base;
-    double s = 0.0;
-    for (int64_t r = 0; r < R; ++r) s += xr[r * st];
-    const float m = R ? float(s / double(R)) : std::numeric_limits<float>::quiet_NaN();
-    double ss = 0.0;
-    for (int64_t r = 0; r < R; ++r) {
-      const double d = double(xr[r * st]) - m;
-      ss += d * d;
-    }
-    const float rs = float(1.0 / std::sqrt((R ? ss / double(R) : 0.0) + eps));
-    mean[l] = m;
-    rstd[l] = rs;
-    for (int64_t r = 0; r < R; ++r) {
-      const float xh = (xr[r * st] - m) * rs;
-      yr[r * st] = (gm ? xh * gm[r] : xh) + (bt ? bt[r] : 0.f);
-    }
+  with_float_type(xb.dtype, [&](auto tx) {
+    with_float_type(yb.dtype, [&](auto ty) {
+      using TX = decltype(tx);
+      using TY = decltype(ty);
+      layer_norm_t<TX, TY>(xb.data<TX>(), opt_data(gamma), opt_data(beta), outer, R, inner, eps, yb.data<TY>(),
+                           meanb.data<float>(), rstdb.data<float>());
+    });
   });
 }
 
 // dx = rstd * (dyg - mean(dyg) - xhat * mean(dyg * xhat)), dyg = g * gamma;
 // dgamma = sum over lanes of g * xhat, dbeta = sum of g (fixed blocks of lanes, then in order).
-void layer_norm_grad(const Buffer& xb, const Buffer* gamma, const Buffer& meanb, const Buffer& rstdb, const Buffer& gb,
-                     int64_t outer, int64_t R, int64_t inner, Buffer* dxb, Buffer* dgamma, Buffer* dbeta) {
-  const char* op = "layer_norm_grad";
-  check_view(op, "x", xb, outer, R, inner, F32);
-  check_opt_channel(op, "gamma", gamma, R);
-  check_count(op, "mean", meanb, outer * inner, F32);
-  check_count(op, "rstd", rstdb, outer * inner, F32);
-  check_view(op, "grad", gb, outer, R, inner, F32);
-  if (dxb) check_view(op, "dx", *dxb, outer, R, inner, F32);
-  check_opt_channel(op, "dgamma", dgamma, R);
-  check_opt_channel(op, "dbeta", dbeta, R);
-  const float* x = xb.data<float>();
-  const float* gm = opt_data(gamma);
-  const float* mean = meanb.data<float>();
-  const float* rstd = rstdb.data<float>();
-  const float* g = gb.data<float>();
-  float* dx = dxb ? dxb->data<float>() : nullptr;
+template <class TX, class TG, class TD>
+void layer_norm_grad_t(const TX* x, const float* gm, const float* mean, const float* rstd, const TG* g, int64_t outer,
+                       int64_t R, int64_t inner, TD* dx, float* dgamma, float* dbeta) {
   const int64_t lanes = outer * inner;
   const bool want_params = dgamma || dbeta;
   int64_t P = std::min(lanes, kMaxBlocks);
   if (want_params) P = std::min(P, std::max<int64_t>(1, (int64_t(1) << 17) / std::max<int64_t>(R, 1)));
-  if (dgamma) std::fill(dgamma->data<float>(), dgamma->data<float>() + R, 0.f);
-  if (dbeta) std::fill(dbeta->data<float>(), dbeta->data<float>() + R, 0.f);
+  if (dgamma) std::fill(dgamma, dgamma + R, 0.f);
+  if (dbeta) std::fill(dbeta, dbeta + R, 0.f);
   if (P == 0 || R == 0) return;
   std::vector<double> pg(want_params ? size_t(P * R) : 0, 0.0), pb(want_params ? size_t(P * R) : 0, 0.0);
   auto lane = [&](int64_t l, int64_t base, auto st, double* qg, double* qb) {
-    const float* xr = x + base;
-    const float* gr = g + base;
+    const TX* xr = x + base;
+    const TG* gr = g + base;
     const float m = mean[l], rs = rstd[l];
     float a = 0.f, b = 0.f;
     for (int64_t r = 0; r < R; ++r) {
-      const float xh = (xr[r * st] - m) * rs;
-      const float dyg = gm ? gr[r * st] * gm[r] : gr[r * st];
+      const float xh = (ld(xr, r * st) - m) * rs;
+      const float gv = ld(gr, r * st);
+      const float dyg = gm ? gv * gm[r] : gv;
       a += dyg;
       b += dyg * xh;
       if (qg) {
-        qg[r] += double(gr[r * st]) * xh;
-        qb[r] += gr[r * st];
+        qg[r] += double(gv) * xh;
+        qb[r] += gv;
       }
     }
     if (!dx) return;
     a /= float(R);
     b /= float(R);
     for (int64_t r = 0; r < R; ++r) {
-      const float xh = (xr[r * st] - m) * rs;
-      const float dyg = gm ? gr[r * st] * gm[r] : gr[r * st];
-      dx[base + r * st] = rs * (dyg - a - xh * b);
+      const float xh = (ld(xr, r * st) - m) * rs;
+      const float gv = ld(gr, r * st);
+      const float dyg = gm ? gv * gm[r] : gv;
+      lamina::st(dx, base + r * st, rs * (dyg - a - xh * b));
     }
   };
   const bool par = P > 1 && lanes * R > kParallelGrain;
@@ -407,10 +419,36 @@ void layer_norm_grad(const Buffer& xb, const Buffer* gamma, const Buffer& meanb,
         sg += pg[size_t(blk * R + r)];
         sb += pb[size_t(blk * R + r)];
       }
-      if (dgamma) dgamma->data<float>()[r] = float(sg);
-      if (dbeta) dbeta->data<float>()[r] = float(sb);
+      if (dgamma) dgamma[r] = float(sg);
+      if (dbeta) dbeta[r] = float(sb);
     }
   }
+}
+
+void layer_norm_grad(const Buffer& xb, const Buffer* gamma, const Buffer& meanb, const Buffer& rstdb, const Buffer& gb,
+                     int64_t outer, int64_t R, int64_t inner, Buffer* dxb, Buffer* dgamma, Buffer* dbeta) {
+  const char* op = "layer_norm_grad";
+  check_view(op, "x", xb, outer, R, inner, float_dtype(xb));
+  check_opt_channel(op, "gamma", gamma, R);
+  check_count(op, "mean", meanb, outer * inner, F32);
+  check_count(op, "rstd", rstdb, outer * inner, F32);
+  check_view(op, "grad", gb, outer, R, inner, float_dtype(gb));
+  if (dxb) check_view(op, "dx", *dxb, outer, R, inner, float_dtype(*dxb));
+  check_opt_channel(op, "dgamma", dgamma, R);
+  check_opt_channel(op, "dbeta", dbeta, R);
+  float* dg = dgamma ? dgamma->data<float>() : nullptr;
+  float* db = dbeta ? dbeta->data<float>() : nullptr;
+  with_float_type(xb.dtype, [&](auto tx) {
+    with_float_type(gb.dtype, [&](auto tg) {
+      with_float_type(dxb ? dxb->dtype : F32, [&](auto td) {
+        using TX = decltype(tx);
+        using TG = decltype(tg);
+        using TD = decltype(td);
+        layer_norm_grad_t<TX, TG, TD>(xb.data<TX>(), opt_data(gamma), meanb.data<float>(), rstdb.data<float>(),
+                                      gb.data<TG>(), outer, R, inner, dxb ? dxb->data<TD>() : nullptr, dg, db);
+      });
+    });
+  });
 }
 
 }  // namespace

@@ -449,3 +449,142 @@ def test_image_ops_keep_bfloat16(rng):
         np.testing.assert_allclose(got.numpy(), want, rtol=2 ** -6, atol=2 ** -6)
     mixed = ops.concatenate([bf16(img[0]), lamina.convert_to_tensor(img[1])], axis=0)
     assert mixed.dtype == "float32"
+
+
+class _WidenedOnly:
+    """_cpu as a module whose kernels take no bfloat16 buffers but fill, copy and cast: a
+    WideningTable over it runs every other kernel on float32 copies, rounded back (the path
+    softmax and layer norm took before their bfloat16 versions)."""
+    BF16_KERNELS = ("fill", "copy", "cast")
+
+    def __getattr__(self, name):
+        from lamina.backend import _cpu
+        return getattr(_cpu, name)
+
+
+def _widened_table():
+    from lamina.backend import _cpu
+    return _device.WideningTable(_WidenedOnly(), buffer_type=_cpu.Buffer)
+
+
+def _bits(b, n):
+    from lamina.backend import _cpu
+    return _cpu.to_numpy(b, [n]).view(np.uint16 if b.dtype == 5 else np.uint32)
+
+
+def _empty(n, dtype):
+    from lamina.backend import _cpu
+    return _cpu.Buffer(n, 5 if dtype == "bfloat16" else 0, 0)
+
+
+# (outer, R, inner): the last axis (inner == 1: odd, one-element and parallel sizes) and inner
+# axes (strided lanes: fewer and more than the kernels' blocks of 16 lanes, and odd counts)
+LANE_SHAPES = [(1, 1, 1), (3, 7, 1), (5, 33, 1), (4, 257, 1), (2, 1000, 1), (300, 64, 1), (64, 515, 1),
+               (3, 5, 4), (2, 17, 9), (1, 64, 33), (7, 3, 100), (2, 1, 5), (40, 30, 37)]
+
+
+@pytest.mark.parametrize("outer,R,inner", LANE_SHAPES)
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+def test_softmax_kernels_on_bfloat16_equal_the_widened_path(rng, outer, R, inner, log):
+    """softmax / log_softmax and their gradients take bfloat16 buffers themselves (any mix with
+    float32 ones): bit for bit the float32 kernel on the widened values, rounded once."""
+    from lamina.backend import _cpu
+    assert {"softmax", "softmax_grad"} <= set(_cpu.BF16_KERNELS)
+    n = outer * R * inner
+    x = round_bf16(rng.normal(size=n) * 4)
+    if n > 3:
+        x[:3] = [-np.inf, 80.0, -80.0]  # exp's under- and overflow, a masked position
+    w = round_bf16(rng.normal(size=n))
+    wide = _widened_table()
+    for xdt, ydt in (("bfloat16", "bfloat16"), ("bfloat16", "float32"), ("float32", "bfloat16")):
+        xb = _bf16_buf(x, xdt == "bfloat16")
+        got, want = _empty(n, ydt), _empty(n, ydt)
+        _cpu.softmax(xb, outer, R, inner, log, got)
+        wide.softmax(xb, outer, R, inner, log, want)
+        np.testing.assert_array_equal(_bits(got, n), _bits(want, n))
+        for gdt, odt in (("bfloat16", "bfloat16"), ("float32", "float32"), ("float32", "bfloat16"),
+                         ("bfloat16", "float32")):
+            gb = _bf16_buf(w, gdt == "bfloat16")
+            got_o, want_o = _empty(n, odt), _empty(n, odt)
+            _cpu.softmax_grad(got, gb, outer, R, inner, log, got_o)
+            wide.softmax_grad(got, gb, outer, R, inner, log, want_o)
+            np.testing.assert_array_equal(_bits(got_o, n), _bits(want_o, n))
+    assert wide.widened["softmax"] == 3 and wide.widened["softmax_grad"] == 11  # one call all float32
+
+
+@pytest.mark.parametrize("outer,R,inner", LANE_SHAPES)
+@pytest.mark.parametrize("params", [True, False], ids=["gamma_beta", "no_params"])
+def test_layer_norm_kernels_on_bfloat16_equal_the_widened_path(rng, outer, R, inner, params):
+    """layer_norm and its gradient read bfloat16 x and grad and write bfloat16 y and dx (any mix
+    with float32; gamma, beta, mean, rstd and the parameter gradients float32): bit for bit the
+    float32 kernel on the widened values, rounded once."""
+    from lamina.backend import _cpu
+    assert {"layer_norm", "layer_norm_grad"} <= set(_cpu.BF16_KERNELS)
+    n, lanes = outer * R * inner, outer * inner
+    x = round_bf16(rng.normal(size=n) * 3 + 1)
+    w = round_bf16(rng.normal(size=n))
+    gamma = _cpu.from_numpy(rng.uniform(0.5, 2, R).astype(np.float32)) if params else None
+    beta = _cpu.from_numpy(rng.normal(size=R).astype(np.float32)) if params else None
+    wide = _widened_table()
+    xb = _bf16_buf(x)
+    for ydt in ("float32", "bfloat16"):
+        outs = []
+        for k in (_cpu, wide):
+            y, mean, rstd = _empty(n, ydt), _empty(lanes, "float32"), _empty(lanes, "float32")
+            k.layer_norm(xb, gamma, beta, outer, R, inner, 1e-3, y, mean, rstd)
+            outs.append([_bits(y, n), _bits(mean, lanes), _bits(rstd, lanes)])
+        for a, b in zip(*outs):
+            np.testing.assert_array_equal(a, b)
+    for gdt in ("bfloat16", "float32"):
+        gb = _bf16_buf(w, gdt == "bfloat16")
+        for dxdt in ("bfloat16", "float32", None):
+            outs = []
+            for k in (_cpu, wide):
+                dx = _empty(n, dxdt) if dxdt else None
+                dg, db = (_empty(R, "float32"), _empty(R, "float32")) if params else (None, None)
+                k.layer_norm_grad(xb, gamma, mean, rstd, gb, outer, R, inner, dx, dg, db)
+                outs.append([_bits(b, b.numel) for b in (dx, dg, db) if b is not None])
+            for a, b in zip(*outs):
+                np.testing.assert_array_equal(a, b)
+    assert "layer_norm" in wide.widened and "layer_norm_grad" in wide.widened
+
+
+def test_softmax_and_layer_norm_ops_run_natively_on_bfloat16(rng):
+    """Through ops and the tape: the kernels take the bfloat16 buffers (no widened calls), and
+    the values are the float32 ops' on the same values, rounded once."""
+    from lamina.backend import nn as _nn
+    x0 = round_bf16(rng.normal(size=(4, 6, 19)) * 2)
+    w = round_bf16(rng.normal(size=(4, 6, 19)))
+    gamma, beta = rng.uniform(0.5, 2, 19).astype(np.float32), rng.normal(size=19).astype(np.float32)
+    res = {}
+    for dt in ("bfloat16", "float32"):
+        vx = lamina.Variable(x0)
+        with lamina.GradientTape() as tape:
+            x = ops.cast(vx, dt)
+            s = ops.softmax(x, axis=-1)
+            ls = ops.log_softmax(x, axis=1)
+            ln = _nn.layer_norm(x, gamma, beta, axis=-1)
+            loss = ops.sum(ops.cast(s, "float32") * w) + ops.sum(ops.cast(ls, "float32") * w) + \
+                ops.sum(ln * w)
+        res[dt] = (s, ls, ln, tape.gradient(loss, vx))
+    s16, ls16, ln16, _ = res["bfloat16"]
+    assert s16.dtype == ls16.dtype == "bfloat16" and ln16.dtype == "float32"
+    table = s16.device.kernels
+    assert not {"softmax", "softmax_grad", "layer_norm", "layer_norm_grad"} & set(table.widened)
+    np.testing.assert_array_equal(s16.numpy(), round_bf16(res["float32"][0].numpy()))
+    np.testing.assert_array_equal(ls16.numpy(), round_bf16(res["float32"][1].numpy()))
+    np.testing.assert_array_equal(ln16.numpy(), res["float32"][2].numpy())
+    g16, g32 = res["bfloat16"][3].numpy(), res["float32"][3].numpy()
+    np.testing.assert_allclose(g16, g32, rtol=2 ** -6, atol=2 ** -6 * np.abs(g32).max())
+
+
+def test_bfloat16_softmax_and_layer_norm_reject_other_dtypes():
+    from lamina.backend import _cpu
+    x = _bf16_buf(np.ones(6, np.float32))
+    i = _cpu.from_numpy(np.ones(6, np.int32))
+    with pytest.raises(TypeError, match="softmax: expected out of dtype float32, received int32"):
+        _cpu.softmax(x, 2, 3, 1, False, i)
+    with pytest.raises(TypeError, match="layer_norm: expected x of dtype float32, received int32"):
+        _cpu.layer_norm(i, None, None, 2, 3, 1, 1e-3, x, _cpu.Buffer(2, 0, 0), _cpu.Buffer(2, 0, 0))
+    with pytest.raises(TypeError, match="layer_norm: expected mean of dtype float32, received bfloat16"):
+        _cpu.layer_norm(x, None, None, 2, 3, 1, 1e-3, x, _bf16_buf(np.ones(2)), _cpu.Buffer(2, 0, 0))
