@@ -5,9 +5,26 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "checks.h"
 #include "types.h"
 
 namespace lamina {
+
+// A convolution's buffers, as every device checks them: input and kernel of the compute dtype dt,
+// the third (o_name: the output, or the output gradient of a backward pass) shaped as given, and a
+// backward pass's input and kernel gradients where given. Computing in bfloat16, the output and
+// the gradients may also be float32 (the sums unrounded); the output gradient may not.
+template <class B>
+void check_conv_buffers(const char* op, DType dt, const B& xb, const Shape& xs, const B& wb, const Shape& ws,
+                        const B& ob, const Shape& os, const char* o_name, bool backward = false,
+                        const B* dxb = nullptr, const B* dwb = nullptr) {
+  auto either = [dt](const B& b) { return dt == BF16 && b.dtype == F32 ? F32 : dt; };
+  check_buffer(op, "input", xb, xs, dt);
+  check_buffer(op, "kernel", wb, ws, dt);
+  check_buffer(op, o_name, ob, os, backward ? dt : either(ob));
+  if (dxb) check_buffer(op, "input gradient", *dxb, xs, either(*dxb));
+  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, either(*dwb));
+}
 
 // Checks a (height, width) argument such as strides or dilation: 2 values, each >= lo.
 inline void check_pair(const char* op, const char* what, const Shape& v, int64_t lo) {

@@ -1,6 +1,7 @@
 """Shared by the bfloat16 kernel tests (tests/backend/test_bfloat16.py, test_rnn_bf16.py,
 test_attention_bf16.py): the numpy rounding reference and raw CPU buffers of either dtype."""
 import numpy as np
+import pytest
 
 from lamina.backend import _cpu, dtypes
 
@@ -34,3 +35,15 @@ def read(b, shape):
     """A CPU buffer's values as float32 (bfloat16 ones exactly)."""
     a = _cpu.to_numpy(b, list(shape))
     return dtypes.bf16_bits_to_float32(a) if b.dtype == BF16 else a
+
+
+@pytest.fixture(params=[True, False], ids=["avx512bf16", "widened"])
+def gemm_path(request):
+    """Runs a test on both bfloat16 GEMM paths: the AVX512-BF16 kernel (skipped on CPUs without it)
+    and the widened float32 one."""
+    if request.param and not _cpu.bf16_gemm_native():
+        pytest.skip("this CPU has no AVX512-BF16")
+    _cpu._set_bf16_gemm(1 if request.param else 0)
+    assert _cpu.bf16_gemm_native() == request.param
+    yield request.param
+    _cpu._set_bf16_gemm(-1)

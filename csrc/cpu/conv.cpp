@@ -443,9 +443,7 @@ static std::unique_ptr<Buffer> widened(const Buffer& b) {
 static void conv2d_forward_bf16(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, Buffer& ob,
                                 const Shape& os, const Shape& strides, const Shape& dilation, const Shape& pads) {
   const char* op = "conv2d";
-  check_buffer(op, "input", xb, xs, BF16);
-  check_buffer(op, "kernel", wb, ws, BF16);
-  check_buffer(op, "output", ob, os, ob.dtype == F32 ? F32 : BF16);
+  check_conv_buffers(op, BF16, xb, xs, wb, ws, ob, os, "output");
   const ConvGeom g = conv_geom(op, xs, ws, os, strides, dilation, pads);
   const uint16_t* x = xb.data<uint16_t>();
   const uint16_t* w = wb.data<uint16_t>();
@@ -486,11 +484,7 @@ static void conv2d_backward_bf16(const Buffer& xb, const Shape& xs, const Buffer
                                  const Buffer& gb, const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides,
                                  const Shape& dilation, const Shape& pads) {
   const char* op = "conv2d_backward";
-  check_buffer(op, "input", xb, xs, BF16);
-  check_buffer(op, "kernel", wb, ws, BF16);
-  check_buffer(op, "output gradient", gb, gs, BF16);
-  if (dxb) check_buffer(op, "input gradient", *dxb, xs, dxb->dtype == F32 ? F32 : BF16);
-  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, dwb->dtype == F32 ? F32 : BF16);
+  check_conv_buffers(op, BF16, xb, xs, wb, ws, gb, gs, "output gradient", true, dxb, dwb);
   const ConvGeom g = conv_geom(op, xs, ws, gs, strides, dilation, pads);
   if (!dxb && !dwb) return;
   const uint16_t* x = xb.data<uint16_t>();
@@ -567,9 +561,7 @@ void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const S
                     const Shape& strides, const Shape& dilation, const Shape& pads) {
   if (xb.dtype == BF16) return conv2d_forward_bf16(xb, xs, wb, ws, ob, os, strides, dilation, pads);
   const char* op = "conv2d";
-  check_buffer(op, "input", xb, xs, F32);
-  check_buffer(op, "kernel", wb, ws, F32);
-  check_buffer(op, "output", ob, os, F32);
+  check_conv_buffers(op, F32, xb, xs, wb, ws, ob, os, "output");
   const ConvGeom g = conv_geom(op, xs, ws, os, strides, dilation, pads);
   const float* x = xb.data<float>();
   const float* w = wb.data<float>();
@@ -694,11 +686,7 @@ void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const 
                      const Shape& pads) {
   if (xb.dtype == BF16) return conv2d_backward_bf16(xb, xs, wb, ws, gb, gs, dxb, dwb, strides, dilation, pads);
   const char* op = "conv2d_backward";
-  check_buffer(op, "input", xb, xs, F32);
-  check_buffer(op, "kernel", wb, ws, F32);
-  check_buffer(op, "output gradient", gb, gs, F32);
-  if (dxb) check_buffer(op, "input gradient", *dxb, xs, F32);
-  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, F32);
+  check_conv_buffers(op, F32, xb, xs, wb, ws, gb, gs, "output gradient", true, dxb, dwb);
   const ConvGeom g = conv_geom(op, xs, ws, gs, strides, dilation, pads);
   if (!dxb && !dwb) return;
   const float* x = xb.data<float>();

@@ -188,9 +188,7 @@ LAMINA_CLONES void kernel_grad_row(const DwGeom& g, const float* xn, const float
 void depthwise_conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, Buffer& ob,
                               const Shape& os, const Shape& strides, const Shape& dilation, const Shape& pads) {
   const char* op = "depthwise_conv2d";
-  check_buffer(op, "input", xb, xs, F32);
-  check_buffer(op, "kernel", wb, ws, F32);
-  check_buffer(op, "output", ob, os, F32);
+  check_conv_buffers(op, F32, xb, xs, wb, ws, ob, os, "output");
   const DwGeom g = dw_geom(op, xs, ws, os, strides, dilation, pads);
   const float* x = xb.data<float>();
   const float* w = wb.data<float>();
@@ -208,11 +206,7 @@ void depthwise_conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& 
                                const Buffer& gb, const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides,
                                const Shape& dilation, const Shape& pads) {
   const char* op = "depthwise_conv2d_backward";
-  check_buffer(op, "input", xb, xs, F32);
-  check_buffer(op, "kernel", wb, ws, F32);
-  check_buffer(op, "output gradient", gb, gs, F32);
-  if (dxb) check_buffer(op, "input gradient", *dxb, xs, F32);
-  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, F32);
+  check_conv_buffers(op, F32, xb, xs, wb, ws, gb, gs, "output gradient", true, dxb, dwb);
   const DwGeom g = dw_geom(op, xs, ws, gs, strides, dilation, pads);
   const float* x = xb.data<float>();
   const float* w = wb.data<float>();

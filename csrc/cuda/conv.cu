@@ -435,19 +435,14 @@ __global__ void pool_backward_kernel(const float* __restrict__ gr, const int32_t
 
 namespace {
 
-// The float32 buffers of a depthwise convolution (bfloat16 ones run on float32 copies: Unsupported):
-// input x, kernel w, and the third (the output, or the output gradient) shaped as given; for a
-// backward pass the input and kernel gradients where given.
-void check_conv_buffers(const char* op, const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws,
-                        const Buffer& ob, const Shape& os, const char* o_name, const Buffer* dxb = nullptr,
-                        const Buffer* dwb = nullptr) {
+// A depthwise convolution's buffers: bfloat16 ones run on float32 copies (Unsupported), the rest
+// checked as on the CPU (conv_geom.h).
+void check_dw_buffers(const char* op, const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws,
+                      const Buffer& ob, const Shape& os, const char* o_name, const Buffer* dxb = nullptr,
+                      const Buffer* dwb = nullptr) {
   for (const Buffer* b : {&xb, &wb, &ob, dxb, dwb})
     if (b && b->dtype == BF16) throw Unsupported(std::string(op) + ": bfloat16 buffers run on float32 copies");
-  check_buffer(op, "input", xb, xs, F32);
-  check_buffer(op, "kernel", wb, ws, F32);
-  check_buffer(op, o_name, ob, os, F32);
-  if (dxb) check_buffer(op, "input gradient", *dxb, xs, F32);
-  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, F32);
+  check_conv_buffers(op, F32, xb, xs, wb, ws, ob, os, o_name, dxb != nullptr || dwb != nullptr, dxb, dwb);
 }
 
 }  // namespace
@@ -460,9 +455,7 @@ namespace {
 void conv2d_forward_bf16(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, Buffer& ob,
                          const Shape& os, const Shape& strides, const Shape& dilation, const Shape& pads) {
   const char* op = "conv2d";
-  check_buffer(op, "input", xb, xs, BF16);
-  check_buffer(op, "kernel", wb, ws, BF16);
-  check_buffer(op, "output", ob, os, ob.dtype == F32 ? F32 : BF16);
+  check_conv_buffers(op, BF16, xb, xs, wb, ws, ob, os, "output");
   const ConvGeom g = conv_geom(op, xs, ws, os, strides, dilation, pads);
   Context& c = op_device(op, {&xb, &wb, &ob});
   const int64_t K = g.K(), rows = g.N * g.OH * g.OW, O = g.O;
@@ -507,11 +500,7 @@ void conv2d_backward_bf16(const Buffer& xb, const Shape& xs, const Buffer& wb, c
                           const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides, const Shape& dilation,
                           const Shape& pads) {
   const char* op = "conv2d_backward";
-  check_buffer(op, "input", xb, xs, BF16);
-  check_buffer(op, "kernel", wb, ws, BF16);
-  check_buffer(op, "output gradient", gb, gs, BF16);
-  if (dxb) check_buffer(op, "input gradient", *dxb, xs, dxb->dtype == F32 ? F32 : BF16);
-  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, dwb->dtype == F32 ? F32 : BF16);
+  check_conv_buffers(op, BF16, xb, xs, wb, ws, gb, gs, "output gradient", true, dxb, dwb);
   const ConvGeom g = conv_geom(op, xs, ws, gs, strides, dilation, pads);
   if (!dxb && !dwb) return;
   Context& c = op_device(op, {&xb, &wb, &gb, dxb, dwb});
@@ -583,9 +572,7 @@ void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const S
                     const Shape& strides, const Shape& dilation, const Shape& pads) {
   if (xb.dtype == BF16) return conv2d_forward_bf16(xb, xs, wb, ws, ob, os, strides, dilation, pads);
   const char* op = "conv2d";
-  check_buffer(op, "input", xb, xs, F32);
-  check_buffer(op, "kernel", wb, ws, F32);
-  check_buffer(op, "output", ob, os, F32);
+  check_conv_buffers(op, F32, xb, xs, wb, ws, ob, os, "output");
   const ConvGeom g = conv_geom(op, xs, ws, os, strides, dilation, pads);
   Context& c = op_device(op, {&xb, &wb, &ob});
   const float* x = xb.data<float>();
@@ -619,11 +606,7 @@ void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const 
                      const Shape& pads) {
   if (xb.dtype == BF16) return conv2d_backward_bf16(xb, xs, wb, ws, gb, gs, dxb, dwb, strides, dilation, pads);
   const char* op = "conv2d_backward";
-  check_buffer(op, "input", xb, xs, F32);
-  check_buffer(op, "kernel", wb, ws, F32);
-  check_buffer(op, "output gradient", gb, gs, F32);
-  if (dxb) check_buffer(op, "input gradient", *dxb, xs, F32);
-  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, F32);
+  check_conv_buffers(op, F32, xb, xs, wb, ws, gb, gs, "output gradient", true, dxb, dwb);
   const ConvGeom g = conv_geom(op, xs, ws, gs, strides, dilation, pads);
   if (!dxb && !dwb) return;
   Context& c = op_device(op, {&xb, &wb, &gb, dxb, dwb});
@@ -672,7 +655,7 @@ void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const 
 void depthwise_conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, Buffer& ob,
                               const Shape& os, const Shape& strides, const Shape& dilation, const Shape& pads) {
   const char* op = "depthwise_conv2d";
-  check_conv_buffers(op, xb, xs, wb, ws, ob, os, "output");
+  check_dw_buffers(op, xb, xs, wb, ws, ob, os, "output");
   const DwGeom g = dw_geom(op, xs, ws, os, strides, dilation, pads);
   Context& c = op_device(op, {&xb, &wb, &ob});
   const int64_t total = ob.numel;
@@ -691,7 +674,7 @@ void depthwise_conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& 
                                const Buffer& gb, const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides,
                                const Shape& dilation, const Shape& pads) {
   const char* op = "depthwise_conv2d_backward";
-  check_conv_buffers(op, xb, xs, wb, ws, gb, gs, "output gradient", dxb, dwb);
+  check_dw_buffers(op, xb, xs, wb, ws, gb, gs, "output gradient", dxb, dwb);
   const DwGeom g = dw_geom(op, xs, ws, gs, strides, dilation, pads);
   Context& c = op_device(op, {&xb, &wb, &gb, dxb, dwb});
   const DG k = dg_of(g);

@@ -15,7 +15,7 @@ import lamina
 from lamina import layers, ops
 from lamina.backend import _cpu
 
-from bf16_refs import buf as _buf, read as _read, round_bf16, rounded as _r
+from bf16_refs import buf as _buf, gemm_path, read as _read, round_bf16, rounded as _r  # noqa: F401 (a fixture)
 
 MASKED = np.float32(-0.7 * np.finfo(np.float32).max)
 
@@ -107,16 +107,6 @@ def _run(case, scale, causal):
     st = _read(stats, (B, N, Tq, 2))
     return dict(out=_read(out, oshape), max=st[..., 0], inv=st[..., 1], dq=_read(dq, q.shape),
                 dk=_read(dk, k.shape), dv=_read(dv, v.shape), dl=_read(dl, (B, N, Tq, Tk)))
-
-
-@pytest.fixture(params=[True, False], ids=["avx512bf16", "widened"])
-def gemm_path(request):
-    if request.param and not _cpu.bf16_gemm_native():
-        pytest.skip("this CPU has no AVX512-BF16")
-    _cpu._set_bf16_gemm(1 if request.param else 0)
-    assert _cpu.bf16_gemm_native() == request.param
-    yield request.param
-    _cpu._set_bf16_gemm(-1)
 
 
 @pytest.fixture(params=[1, 2, 3], ids=["1thread", "2threads", "3threads"])

@@ -12,7 +12,7 @@ import pytest
 import lamina
 from lamina import layers
 
-from bf16_refs import buf as _buf, read as _read, round_bf16, rounded as _r
+from bf16_refs import buf as _buf, gemm_path, read as _read, round_bf16, rounded as _r  # noqa: F401 (a fixture)
 
 
 def _sig(x):
@@ -147,17 +147,6 @@ def _run(case, back, bf16_states, dx_bf16=False, accumulate=0, init=None, keep=F
     if keep:
         got["dG"], got["hx"] = _read(dg, (B, T, 4 * U)), _read(hp, (B, T, U + F))
     return got
-
-
-@pytest.fixture(params=[True, False], ids=["avx512bf16", "widened"])
-def gemm_path(request):
-    from lamina.backend import _cpu
-    if request.param and not _cpu.bf16_gemm_native():
-        pytest.skip("this CPU has no AVX512-BF16")
-    _cpu._set_bf16_gemm(1 if request.param else 0)
-    assert _cpu.bf16_gemm_native() == request.param
-    yield request.param
-    _cpu._set_bf16_gemm(-1)
 
 
 # the errors allowed: float32 against float64 sums (and the rare bfloat16 rounding that a float32
