@@ -228,6 +228,38 @@ def test_parity_with_keras_mixed_bfloat16(rng):
     np.testing.assert_allclose(lp, kp, rtol=3e-2, atol=1e-2)
 
 
+@pytest.mark.parametrize("kind", ["attention", "lstm"])
+def test_parity_with_keras_mixed_bfloat16_attention_and_lstm(kind, rng):
+    """MultiHeadAttention (its projections, softmax and dropout under the layer's policy) and LSTM
+    under mixed_bfloat16: bfloat16 outputs and Keras's values within bfloat16 tolerance."""
+    keras = keras_or_none()
+    if keras is None:
+        pytest.skip("Keras 3 is not installed")
+    x = rng.normal(size=(4, 6, 8)).astype(np.float32)
+    outs, weights = [], None
+    for lib in (keras, lamina):
+        lib.mixed_precision.set_global_policy("mixed_bfloat16")
+        try:
+            inp = lib.Input((6, 8))
+            layer = lib.layers.MultiHeadAttention(2, 4) if kind == "attention" else \
+                lib.layers.LSTM(5, return_sequences=True)
+            y = layer(inp, inp) if kind == "attention" else layer(inp)
+            m = lib.Model(inp, y)
+            if weights is None:
+                weights = [rng.normal(scale=0.4, size=w.shape).astype(np.float32) for w in m.weights]
+            m.set_weights(weights)
+            assert all(str(w.dtype) == "float32" for w in m.weights)
+            if kind == "attention":  # its sub-layers compute under its policy, as Keras's do
+                assert [lyr.compute_dtype for lyr in (layer._query_dense, layer._softmax)] == ["bfloat16"] * 2
+            out = m(x)
+            outs.append((np.asarray(out, np.float32) if lib is keras else out.numpy(), str(out.dtype)))
+        finally:
+            lib.mixed_precision.set_global_policy("float32")
+    (k, kdt), (got, ldt) = outs
+    assert kdt == ldt == "bfloat16"
+    np.testing.assert_allclose(got, k, rtol=3e-2, atol=3e-2 * float(np.abs(k).max()))
+
+
 def test_mixed_models_split_over_devices_and_mirrored(mixed, rng):
     x = rng.normal(size=(32, 12)).astype(np.float32)
     y = rng.integers(0, 3, 32)
