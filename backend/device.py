@@ -76,8 +76,14 @@ OP_CODE_TABLES = ("BINARY_OPS", "UNARY_OPS", "GRAD_OPS", "REDUCE_OPS", "SCAN_OPS
 
 _CUDA = None
 _CUDA_IMPORT_ERROR = None
+# LAMINA_CUDA_EMULATOR=1: the gpu devices run the CUDA kernels in the CUDA emulator on the CPU
+# (lamina.backend._cuda_emu, csrc/cuda/emu), to test their logic without a GPU. Slow; for tests.
+CUDA_EMULATED = os.environ.get("LAMINA_CUDA_EMULATOR", "") not in ("", "0")
 try:  # the CUDA module is optional
-    from . import _cuda as _CUDA  # noqa: F401
+    if CUDA_EMULATED:
+        from . import _cuda_emu as _CUDA  # noqa: F401
+    else:
+        from . import _cuda as _CUDA  # noqa: F401
 except ImportError as e:
     _CUDA, _CUDA_IMPORT_ERROR = None, e
 
@@ -86,7 +92,12 @@ def _load_cublas():
     """cuBLAS for the GPU's matmul: the system's (libcublas.so.13 / .12), else the copy a pip
     package installed (nvidia-cublas, which PyTorch brings). Without it matmul runs lamina's own
     kernel."""
-    if _CUDA is None or _CUDA.load_cublas():
+    if _CUDA is None:
+        return
+    if CUDA_EMULATED:  # the emulator's cuBLAS, through the same dlopen path as the real one's
+        _CUDA.load_cublas(_CUDA.__file__)
+        return
+    if _CUDA.load_cublas():
         return
     import glob
     for entry in sys.path:

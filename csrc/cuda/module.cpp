@@ -61,7 +61,11 @@ py::dict memory_dict(gpu::Context& c) {
 
 }  // namespace
 
-PYBIND11_MODULE(_cuda, m) {
+#ifndef LAMINA_CUDA_MODULE
+#define LAMINA_CUDA_MODULE _cuda  // _cuda_emu: the same sources built for the CPU (csrc/cuda/emu)
+#endif
+
+PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
   m.doc() = "lamina CUDA kernels";
   py::register_exception<TypeError>(m, "KernelTypeError", PyExc_TypeError);
   py::register_exception<AllocError>(m, "KernelMemoryError", PyExc_MemoryError);

@@ -1,0 +1,68 @@
+"""The CUDA kernels, run by the CUDA emulator (csrc/cuda/emu): tests/gpu's GPU parametrization in a
+process where LAMINA_CUDA_EMULATOR=1 makes gpu:0 and gpu:1 the emulator's (the CUDA sources
+compiled for the CPU). So every machine -- CI has no GPU -- checks the CUDA kernels' logic against
+the CPU's results; a real GPU run (benchmarks/gpu_check.sh) checks the rest."""
+import importlib
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import lamina
+
+ROOT = pathlib.Path(__file__).resolve().parent
+
+
+def _emulator_or_skip():
+    # found, not imported: its types would clash with the CUDA module's in this process
+    if importlib.util.find_spec("lamina.backend._cuda_emu") is None:
+        pytest.skip("the CUDA emulator is not built (-DLAMINA_CUDA_EMULATOR=OFF, or not Linux)")
+
+
+def _env():
+    env = dict(os.environ)
+    env["LAMINA_CUDA_EMULATOR"] = "1"
+    env.pop("LAMINA_EMULATED_GPUS", None)
+    package_parent = str(pathlib.Path(lamina.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _run(code):
+    return subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300)
+
+
+def test_gpu_suite_passes_on_the_cuda_emulator():
+    _emulator_or_skip()
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:warnings", "-p", "no:cacheprovider", "-m",
+                        "gpu", str(ROOT / "gpu")], env=_env(), capture_output=True, text=True, timeout=1800,
+                       cwd=str(ROOT.parent))
+    tail = (r.stdout + r.stderr)[-6000:]
+    assert r.returncode == 0, "tests/gpu on the CUDA emulator failed:\n" + tail
+    assert " passed" in tail and "deselected" in tail, tail
+
+
+def test_emulator_devices_say_what_they_are():
+    _emulator_or_skip()
+    r = _run("import lamina, importlib\n"
+             "d = importlib.import_module('lamina.backend.device')\n"
+             "print(lamina.list_devices('gpu'), d._CUDA.__name__, d._CUDA.device_name(0))\n")
+    assert r.returncode == 0, r.stderr
+    assert "gpu:0" in r.stdout and "_cuda_emu" in r.stdout and "emulator" in r.stdout
+
+
+def test_emulator_runs_warp_shuffles():
+    """softmax's kernel reduces each row with warp shuffles: on the emulator it gives the CPU's answer."""
+    _emulator_or_skip()
+    code = ("import numpy as np, lamina\n"
+            "x = np.random.default_rng(0).standard_normal((37, 300)).astype('float32')\n"
+            "with lamina.device('gpu:0'):\n"
+            "    g = np.asarray(lamina.ops.softmax(lamina.ops.convert_to_tensor(x), axis=-1))\n"
+            "c = np.asarray(lamina.ops.softmax(lamina.ops.convert_to_tensor(x), axis=-1))\n"
+            "assert np.allclose(g, c, rtol=1e-6, atol=1e-7), abs(g - c).max()\n"
+            "print('ok')\n")
+    r = _run(code)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
