@@ -62,10 +62,50 @@ __global__ void reduce_bool(const bool* x, bool* y, int64_t outer, int64_t R, in
   }
 }
 
+// Few outputs over a long axis (a bias gradient's sum over a batch): one thread per output would
+// walk R elements alone, so the axis is cut into P parts, one thread per (part, output) (coalesced
+// over i), partials in double, then combined in part order: the same result on every run.
+template <int OP>
+__global__ void reduce_parts(const float* x, double* part, int64_t outer, int64_t R, int64_t inner, int64_t P,
+                             int64_t per) {
+  const int64_t n = outer * inner;
+  GRID_STRIDE(t, n * P) {
+    const int64_t p = t / n, j = t % n, o = j / inner, i = j % inner;
+    const int64_t r0 = p * per, r1 = r0 + per < R ? r0 + per : R;
+    const float* xr = x + o * R * inner + i;
+    double acc = identity<OP>();
+    for (int64_t r = r0; r < r1; ++r) acc = combine<OP>(acc, double(xr[r * inner]));
+    part[t] = acc;
+  }
+}
+template <int OP>
+__global__ void reduce_finish(const double* part, float* y, int64_t n, int64_t P, int64_t R) {
+  GRID_STRIDE(j, n) {
+    double acc = identity<OP>();
+    for (int64_t p = 0; p < P; ++p) acc = combine<OP>(acc, part[p * n + j]);
+    y[j] = float(OP == R_MEAN ? acc / double(R) : acc);
+  }
+}
+
+// Parts of at least 64 elements, at most 1024 parts, and at most 4M partial sums (32 MB).
+int64_t parts_for(int64_t n, int64_t R) {
+  int64_t P = R / 64;
+  if (P > 1024) P = 1024;
+  while (P > 1 && n * P > (int64_t(1) << 22)) P /= 2;
+  return P < 1 ? 1 : P;
+}
+
 template <int OP>
 static void run(Context& c, const float* x, float* y, int64_t outer, int64_t R, int64_t inner) {
   const int64_t n = outer * inner;
-  if (inner == 1 && R >= 64) {
+  if (inner > 1 && n < 32768 && parts_for(n, R) >= 4) {
+    int64_t P = parts_for(n, R);
+    const int64_t per = (R + P - 1) / P;
+    P = (R + per - 1) / per;
+    Buffer part(n * P, I64, c.index);  // 8-byte elements holding doubles
+    reduce_parts<OP><<<grid_for(n * P), 256, 0, c.stream>>>(x, part.data<double>(), outer, R, inner, P, per);
+    reduce_finish<OP><<<grid_for(n), 256, 0, c.stream>>>(part.data<double>(), y, n, P, R);
+  } else if (inner == 1 && R >= 64) {
     const int64_t blocks = outer < 65535 * 4 ? outer : 65535 * 4;
     reduce_rows<OP><<<unsigned(blocks), 256, 0, c.stream>>>(x, y, outer, R);
   } else {
