@@ -8,7 +8,8 @@
 //
 // The model: one host thread runs a launch's blocks one after another. Each block's CUDA threads
 // run as fibers (ucontext) when the kernel calls __syncthreads or a warp shuffle, switched at each
-// barrier; kernels without barriers run thread by thread as plain calls. __shared__ arrays are
+// barrier; kernels without barriers run thread by thread as plain calls.
+// LAMINA_CUDA_EMULATOR_ORDER=reverse runs blocks and threads last first (races show as differences). __shared__ arrays are
 // static (one copy per host thread, reused by each block). Streams and events are synchronous:
 // a kernel has run when its launch returns. Memory is host memory.
 #pragma once

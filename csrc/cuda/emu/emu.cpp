@@ -45,6 +45,18 @@ thread_local Sched S;
 
 unsigned linear(const uint3& t) { return t.x + blockDim.x * (t.y + blockDim.y * t.z); }
 
+// LAMINA_CUDA_EMULATOR_ORDER=reverse runs blocks, and a block's threads between barriers, last
+// first: a kernel whose result depends on the order of threads without a barrier or atomic
+// between them (a race on a device) then gives a different answer than in the default order.
+bool reverse_order() {
+  static const bool r = [] {
+    const char* e = std::getenv("LAMINA_CUDA_EMULATOR_ORDER");
+    return e && std::string(e) == "reverse";
+  }();
+  return r;
+}
+uint3 unflatten(unsigned t) { return uint3{t % blockDim.x, (t / blockDim.x) % blockDim.y, t / (blockDim.x * blockDim.y)}; }
+
 void fiber_entry() {
   Fiber& f = S.fibers[size_t(S.current)];
   try {
@@ -109,23 +121,26 @@ void run_block(unsigned n) {
   if (S.fibers[0].state == kDone && !S.barrier) {
     if (!S.error.empty()) return;
     S.direct = true;
-    for (unsigned t = 1; t < n; ++t) {
-      threadIdx = uint3{t % blockDim.x, (t / blockDim.x) % blockDim.y, t / (blockDim.x * blockDim.y)};
+    const bool rev = reverse_order();
+    for (unsigned k = 1; k < n; ++k) {
+      threadIdx = unflatten(rev ? n - k : k);
       (*S.body)();
     }
     S.direct = false;
     return;
   }
-  for (unsigned t = 1; t < n; ++t)
-    start_fiber(t, uint3{t % blockDim.x, (t / blockDim.x) % blockDim.y, t / (blockDim.x * blockDim.y)});
+  for (unsigned t = 1; t < n; ++t) start_fiber(t, unflatten(t));
   const unsigned warps = (n + 31) / 32;
+  const bool rev = reverse_order();
   for (;;) {
     bool ran = false;
-    for (unsigned t = 0; t < n; ++t)
+    for (unsigned k = 0; k < n; ++k) {
+      const unsigned t = rev ? n - 1 - k : k;
       if (S.fibers[t].state == kReady) {
         resume(t);
         ran = true;
       }
+    }
     if (!S.error.empty()) return;  // the fibers left suspended are restarted by the next launch
     unsigned live = 0, at_block = 0;
     for (unsigned t = 0; t < n; ++t) {
@@ -201,10 +216,11 @@ void run(const LaunchConfig& cfg, const std::function<void()>& body) {
   const dim3 saved_block = blockDim, saved_grid = gridDim;
   blockDim = b;
   gridDim = g;
+  const bool rev = reverse_order();
   for (unsigned z = 0; z < g.z && S.error.empty(); ++z)
     for (unsigned y = 0; y < g.y && S.error.empty(); ++y)
       for (unsigned x = 0; x < g.x && S.error.empty(); ++x) {
-        blockIdx = uint3{x, y, z};
+        blockIdx = rev ? uint3{g.x - 1 - x, g.y - 1 - y, g.z - 1 - z} : uint3{x, y, z};
         run_block(n);
       }
   S.body = nullptr;
