@@ -48,6 +48,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "attention_checks.h"
 #include "common.h"
 #include "conv_common.h"
 #include "device.h"
@@ -171,9 +172,7 @@ LAMINA_CLONES float row_dot(const uint16_t* a, const uint16_t* b, int64_t n) {
 
 // ---- geometry ------------------------------------------------------------------------------------
 
-struct Strides3 {
-  int64_t b = 0, t = 0, n = 0;
-};
+using attention_args::Strides3;
 
 // (B, T, heads, D) operand through (batch, time, head) strides, last dimension contiguous; E is
 // float (float32) or uint16_t (bfloat16 bits).
@@ -207,87 +206,21 @@ struct Geom {
   int64_t key_end(int64_t r1) const { return causal ? std::min(r1, Tk) : Tk; }
 };
 
-Strides3 strides3(const char* op, const char* name, const Shape& s) {
-  LAMINA_CHECK(s.size() == 3, op << ": expected 3 element strides (batch, time, head) for " << name << ", received "
-                                 << shape_str(s));
-  LAMINA_CHECK(s[0] >= 0 && s[1] >= 0 && s[2] >= 0,
-               op << ": the strides of " << name << " must be >= 0, received " << shape_str(s));
-  return {s[0], s[1], s[2]};
-}
-
-// Checks that a (B, T, heads, D) operand with these strides lies inside its buffer and, when it
-// is written, that no two elements share a place.
-void check_operand(const char* op, const char* name, const Buffer& buf, DType dt, int64_t B, int64_t T,
-                   int64_t heads, int64_t D, const Strides3& s, bool written) {
-  check_dtype(op, name, buf, dt);
-  if (B == 0 || T == 0 || heads == 0 || D == 0) return;
-  const int64_t last = (B - 1) * s.b + (T - 1) * s.t + (heads - 1) * s.n + (D - 1);
-  LAMINA_CHECK(last < buf.numel, op << ": " << name << " of shape (" << B << ", " << T << ", " << heads << ", " << D
-                                    << ") with strides (" << s.b << ", " << s.t << ", " << s.n << ", 1) reaches element "
-                                    << last << " of a buffer of " << buf.numel);
-  if (!written) return;
-  // dimensions of size > 1 sorted by stride: each stride must pass the extent of the smaller ones
-  std::vector<std::pair<int64_t, int64_t>> dims = {{1, D}, {s.n, heads}, {s.t, T}, {s.b, B}};
-  std::sort(dims.begin(), dims.end());
-  int64_t extent = 0;
-  for (auto [stride, size] : dims) {
-    if (size == 1) continue;
-    LAMINA_CHECK(stride > extent,
-                 op << ": the output " << name << " of shape (" << B << ", " << T << ", " << heads << ", " << D
-                    << ") with strides (" << s.b << ", " << s.t << ", " << s.n << ", 1) has overlapping elements");
-    extent += (size - 1) * stride;
-  }
-}
-
-// bias (float32) or mask (bool) read through strides over (B, N, Tq, Tk).
+// The geometry of a call whose arguments check_forward / check_backward (attention_checks.h) passed.
 template <class E>
-void check_scores_operand(const char* op, const char* name, const Buffer& buf, DType dt, const Geom<E>& g,
-                          const Shape& st, int64_t* out) {
-  check_dtype(op, name, buf, dt);
-  LAMINA_CHECK(st.size() == 4, op << ": expected 4 element strides (batch, head, query, key) for the " << name
-                                  << ", received " << shape_str(st));
-  const int64_t dims[4] = {g.B, g.N, g.Tq, g.Tk};
-  int64_t last = 0;
-  bool empty = false;
-  for (int i = 0; i < 4; ++i) {
-    LAMINA_CHECK(st[i] >= 0, op << ": the " << name << " strides must be >= 0, received " << shape_str(st));
-    out[i] = st[i];
-    empty = empty || dims[i] == 0;
-    last += dims[i] > 0 ? (dims[i] - 1) * st[i] : 0;
-  }
-  LAMINA_CHECK(empty || last < buf.numel, op << ": the " << name << " read with strides " << shape_str(st)
-                                             << " over the scores' shape (" << g.B << ", " << g.N << ", " << g.Tq
-                                             << ", " << g.Tk << ") reaches element " << last << " of a buffer of "
-                                             << buf.numel);
-}
-
-// The compute dtype: bfloat16 when the query is (key and value must then be too), else float32.
-DType compute_dtype(const Buffer& q) { return q.dtype == BF16 ? BF16 : F32; }
-
-template <class E>
-Geom<E> make_geom(const char* op, const Buffer& q, const Buffer& k, const Buffer& v, const Buffer* bias,
-               const Buffer* mask, int64_t B, int64_t Tq, int64_t Tk, int64_t N, int64_t Nkv, int64_t H, int64_t Hv,
-               double scale, bool causal, const Shape& q_st, const Shape& k_st, const Shape& v_st,
-               const Shape& bias_st, const Shape& mask_st) {
-  LAMINA_CHECK(B >= 0 && Tq >= 0 && Tk >= 0 && N >= 0 && Nkv >= 0 && H >= 0 && Hv >= 0,
-               op << ": sizes must be >= 0, received B=" << B << ", Tq=" << Tq << ", Tk=" << Tk << ", N=" << N
-                  << ", Nkv=" << Nkv << ", H=" << H << ", Hv=" << Hv);
-  LAMINA_CHECK((N == 0 && Nkv == 0) || (Nkv > 0 && N % Nkv == 0),
-               op << ": the query's " << N << " heads must be a multiple of the key/value's " << Nkv << " heads");
-  const DType dt = compute_dtype(q);
+Geom<E> make_geom(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer* bias, const Buffer* mask,
+                  int64_t B, int64_t Tq, int64_t Tk, int64_t N, int64_t Nkv, int64_t H, int64_t Hv, double scale,
+                  bool causal, const attention_args::Layout& L) {
   Geom<E> g{B, Tq, Tk, N, Nkv, H, Hv, Nkv ? N / Nkv : 1, float(scale), causal, {}, {}, {}};
-  g.q = {q.data<E>(), strides3(op, "query", q_st)};
-  g.k = {k.data<E>(), strides3(op, "key", k_st)};
-  g.v = {v.data<E>(), strides3(op, "value", v_st)};
-  check_operand(op, "query", q, dt, B, Tq, N, H, g.q.s, false);
-  check_operand(op, "key", k, dt, B, Tk, Nkv, H, g.k.s, false);
-  check_operand(op, "value", v, dt, B, Tk, Nkv, Hv, g.v.s, false);
+  g.q = {q.data<E>(), L.q};
+  g.k = {k.data<E>(), L.k};
+  g.v = {v.data<E>(), L.v};
   if (bias) {
-    check_scores_operand(op, "bias", *bias, F32, g, bias_st, g.bs);
+    std::copy(L.bs, L.bs + 4, g.bs);
     g.bias = bias->data<float>();
   }
   if (mask) {
-    check_scores_operand(op, "mask", *mask, BOOL, g, mask_st, g.ms);
+    std::copy(L.ms, L.ms + 4, g.ms);
     g.mask = mask->data<uint8_t>();
   }
   return g;
@@ -431,18 +364,15 @@ void attention_forward(const Buffer& q, const Buffer& k, const Buffer& v, const 
                        int64_t Hv, double scale, bool causal, const Shape& q_strides, const Shape& k_strides,
                        const Shape& v_strides, const Shape& out_strides, const Shape& bias_strides,
                        const Shape& mask_strides) {
-  const char* op = "attention_forward";
-  const DType dt = compute_dtype(q);
+  const attention_args::Layout L =
+      attention_args::check_forward<Buffer>(q, k, v, bias, mask, out, stats, B, Tq, Tk, N, Nkv, H, Hv, q_strides,
+                                            k_strides, v_strides, out_strides, bias_strides, mask_strides);
   auto run = [&](auto tag) {
     using E = decltype(tag);
-    Geom<E> g = make_geom<E>(op, q, k, v, bias, mask, B, Tq, Tk, N, Nkv, H, Hv, scale, causal, q_strides, k_strides,
-                             v_strides, bias_strides, mask_strides);
-    const Strides3 os = strides3(op, "output", out_strides);
-    check_operand(op, "output", out, dt, B, Tq, N, Hv, os, true);
-    if (stats) check_buffer(op, "stats", *stats, {B, N, Tq, 2}, F32);
-    forward_impl<E>(g, OutOperand<E>{out.data<E>(), os}, stats ? stats->data<float>() : nullptr);
+    Geom<E> g = make_geom<E>(q, k, v, bias, mask, B, Tq, Tk, N, Nkv, H, Hv, scale, causal, L);
+    forward_impl<E>(g, OutOperand<E>{out.data<E>(), L.o}, stats ? stats->data<float>() : nullptr);
   };
-  if (dt == BF16) run(uint16_t{});
+  if (L.dt == BF16) run(uint16_t{});
   else run(float{});
 }
 
@@ -616,26 +546,19 @@ void attention_backward(const Buffer& q, const Buffer& k, const Buffer& v, const
                         int64_t Hv, double scale, bool causal, const Shape& q_strides, const Shape& k_strides,
                         const Shape& v_strides, const Shape& out_strides, const Shape& bias_strides,
                         const Shape& mask_strides) {
-  const char* op = "attention_backward";
-  const DType dt = compute_dtype(q);
+  const attention_args::Layout L = attention_args::check_backward<Buffer>(
+      q, k, v, bias, mask, out, stats, dout, dq, dk, dv, dlogits, B, Tq, Tk, N, Nkv, H, Hv, q_strides, k_strides,
+      v_strides, out_strides, bias_strides, mask_strides);
   auto run = [&](auto tag) {
     using E = decltype(tag);
-    Geom<E> g = make_geom<E>(op, q, k, v, bias, mask, B, Tq, Tk, N, Nkv, H, Hv, scale, causal, q_strides, k_strides,
-                             v_strides, bias_strides, mask_strides);
-    const Strides3 os = strides3(op, "output", out_strides);
-    check_operand(op, "output", out, dt, B, Tq, N, Hv, os, false);
-    check_operand(op, "output gradient", dout, dt, B, Tq, N, Hv, os, false);
-    check_buffer(op, "stats", stats, {B, N, Tq, 2}, F32);
-    if (dq) check_operand(op, "query gradient", *dq, dt, B, Tq, N, H, g.q.s, true);
-    if (dk) check_operand(op, "key gradient", *dk, dt, B, Tk, Nkv, H, g.k.s, true);
-    if (dv) check_operand(op, "value gradient", *dv, dt, B, Tk, Nkv, Hv, g.v.s, true);
-    if (dlogits) check_buffer(op, "logits gradient", *dlogits, {B, N, Tq, Tk}, F32);
+    Geom<E> g = make_geom<E>(q, k, v, bias, mask, B, Tq, Tk, N, Nkv, H, Hv, scale, causal, L);
+    const Strides3& os = L.o;
     const OutOperand<E> dQ{dq ? dq->data<E>() : nullptr, g.q.s}, dK{dk ? dk->data<E>() : nullptr, g.k.s},
         dV{dv ? dv->data<E>() : nullptr, g.v.s};
     backward_impl<E>(g, Operand<E>{out.data<E>(), os}, Operand<E>{dout.data<E>(), os}, stats.data<float>(), dQ, dK,
                      dV, dlogits ? dlogits->data<float>() : nullptr);
   };
-  if (dt == BF16) run(uint16_t{});
+  if (L.dt == BF16) run(uint16_t{});
   else run(float{});
 }
 

@@ -31,6 +31,7 @@
 #include "conv_common.h"
 #include "gemm.h"
 #include "gemm_bf16.h"
+#include "misc_checks.h"
 #include "qgemm.h"
 #include "simd.h"
 
@@ -1048,10 +1049,7 @@ void pool2d_backward(int mode, const Shape& xs, const Buffer& gb, const Shape& g
 
 // out[b, s, r] = x[b, r, s]: the layout change between channels_first and channels_last.
 void batch_transpose(const Buffer& xb, int64_t B, int64_t R, int64_t S, Buffer& ob) {
-  const char* op = "batch_transpose";
-  LAMINA_CHECK(B >= 0 && R >= 0 && S >= 0, op << ": negative dimension in (" << B << ", " << R << ", " << S << ")");
-  check_buffer(op, "input", xb, Shape{B, R, S}, F32);
-  check_buffer(op, "output", ob, Shape{B, S, R}, F32);
+  misc_checks::check_batch_transpose(xb, B, R, S, ob);
   const float* x = xb.data<float>();
   float* o = ob.data<float>();
   constexpr int64_t T = 32;

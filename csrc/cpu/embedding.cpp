@@ -14,6 +14,7 @@
 #include "device.h"
 #include "nn_common.h"
 #include "simd.h"
+#include "sort_checks.h"
 #include "vmath.h"
 
 namespace py = pybind11;
@@ -119,11 +120,8 @@ int64_t sort_positions(const I* ids, int64_t n, int64_t V, int64_t* perm) {
 }
 
 int64_t sparse_sort(const Buffer& ib, int64_t V, Buffer& pb) {
-  const char* op = "IndexedSlices";
-  require_int(op, "indices", ib);
-  LAMINA_CHECK(V >= 0, op << ": invalid number of rows " << V);
-  check_count(op, "perm", pb, ib.numel, I64);
-  check_range(op, "id", "rows (dense_shape[0])", ib, V);
+  sort_args::check_sparse_sort(ib, V, pb);
+  check_range("IndexedSlices", "id", "rows (dense_shape[0])", ib, V);
   if (ib.dtype == I32) return sort_positions(ib.data<int32_t>(), ib.numel, V, pb.data<int64_t>());
   return sort_positions(ib.data<int64_t>(), ib.numel, V, pb.data<int64_t>());
 }
@@ -165,15 +163,8 @@ void segment_sum(const I* ids, int64_t n, const float* vals, int64_t D, const in
 }
 
 void sparse_segment_sum(const Buffer& ib, const Buffer& vb, int64_t D, const Buffer& pb, Buffer& oib, Buffer& ovb) {
-  const char* op = "sparse_deduplicate";
-  require_int(op, "indices", ib);
-  LAMINA_CHECK(D >= 0, op << ": invalid row size " << D);
+  const int64_t u = sort_args::check_segment_sum(ib, vb, D, pb, oib, ovb);
   const int64_t n = ib.numel;
-  check_count(op, "values", vb, n * D, F32);
-  check_count(op, "perm", pb, n, I64);
-  check_dtype(op, "out_indices", oib, I64);
-  const int64_t u = oib.numel;
-  check_count(op, "out_values", ovb, u * D, F32);
   if (ib.dtype == I32)
     segment_sum(ib.data<int32_t>(), n, vb.data<float>(), D, pb.data<int64_t>(), u, oib.data<int64_t>(), ovb.data<float>());
   else

@@ -19,6 +19,7 @@
 
 #include "common.h"
 #include "device.h"
+#include "fft_checks.h"
 
 namespace py = pybind11;
 
@@ -28,7 +29,6 @@ namespace {
 
 using cd = std::complex<double>;
 constexpr double kPi = 3.14159265358979323846;
-constexpr int64_t kMaxRadix = 13;  // larger prime factors go through Bluestein
 
 struct FftPlan {
   int64_t n = 0;
@@ -41,26 +41,13 @@ struct FftPlan {
   std::vector<cd> chirp, kernel_hat;
 };
 
-std::vector<int64_t> small_factors(int64_t n, bool* smooth) {
-  std::vector<int64_t> f;
-  int64_t r = n;
-  for (int64_t p : {4, 2, 3, 5, 7, 11, 13}) {
-    while (r % p == 0) {
-      f.push_back(p);
-      r /= p;
-    }
-  }
-  *smooth = r == 1;
-  return f;
-}
-
 void transform(const FftPlan& plan, cd* data, cd* scratch);
 
 std::unique_ptr<FftPlan> make_plan(int64_t n) {
   auto plan = std::make_unique<FftPlan>();
   plan->n = n;
   bool smooth;
-  plan->factors = small_factors(n, &smooth);
+  plan->factors = fft_small_factors(n, &smooth);  // fft_checks.h, shared with the GPU
   if (smooth) {
     plan->w.resize(n);
     for (int64_t k = 0; k < n; ++k) {
@@ -70,8 +57,7 @@ std::unique_ptr<FftPlan> make_plan(int64_t n) {
     return plan;
   }
   plan->factors.clear();
-  int64_t m = 1;
-  while (m < 2 * n - 1) m <<= 1;
+  const int64_t m = fft_bluestein_length(n);
   plan->m = m;
   plan->sub = make_plan(m);
   plan->chirp.resize(n);
@@ -99,7 +85,7 @@ void dft_rec(const cd* in, int64_t s, cd* out, int64_t n, const int64_t* factors
   }
   const int64_t p = factors[0], m = n / p;
   for (int64_t q = 0; q < p; ++q) dft_rec(in + q * s, s * p, out + q * m, m, factors + 1, w, N, ws * p);
-  cd tmp[kMaxRadix];
+  cd tmp[kFftMaxRadix];
   for (int64_t k = 0; k < m; ++k) {
     tmp[0] = out[k];
     for (int64_t q = 1; q < p; ++q) tmp[q] = out[q * m + k] * w[q * k * ws];
@@ -158,31 +144,12 @@ void for_each_row(int64_t rows, int64_t n, const FftPlan& plan, Row row) {
   }
 }
 
-void check_f32(const char* op, const char* arg, const Buffer& b, int64_t numel) {
-  check_dtype(op, arg, b, F32);
-  LAMINA_CHECK(b.numel == numel, op << ": " << arg << " holds " << b.numel << " elements, expected " << numel);
-}
-
-int64_t count3(const char* op, int64_t a, int64_t b, int64_t c) {
-  LAMINA_CHECK(a >= 0 && b >= 0 && c >= 0, op << ": expected non-negative sizes, received " << a << ", " << b << ", " << c);
-  int64_t ab, r;
-  LAMINA_CHECK(!__builtin_mul_overflow(a, b, &ab) && !__builtin_mul_overflow(ab, c, &r),
-               op << ": size arithmetic overflows (" << a << " x " << b << " x " << c << ")");
-  return r;
-}
-
 // ---- kernels -----------------------------------------------------------------------------------
 
 // out = scale * DFT (inverse: e^{+2 pi i jk / n}) along the middle axis of (outer, n, inner).
 void fft(const Buffer& xr, const Buffer* xi, int64_t outer, int64_t n, int64_t inner, bool inverse, double scale,
          Buffer& out_r, Buffer& out_i) {
-  const char* op = "fft";
-  const int64_t total = count3(op, outer, n, inner);
-  LAMINA_CHECK(n >= 1, op << ": the transform length must be at least 1, received " << n);
-  check_f32(op, "x_real", xr, total);
-  if (xi) check_f32(op, "x_imag", *xi, total);
-  check_f32(op, "out_real", out_r, total);
-  check_f32(op, "out_imag", out_i, total);
+  check_fft_args(xr, xi, outer, n, inner, out_r, out_i);  // fft_checks.h, shared with the GPU
   auto plan = make_plan(n);
   const float* R = xr.data<float>();
   const float* I = xi ? xi->data<float>() : nullptr;
@@ -205,12 +172,8 @@ void fft(const Buffer& xr, const Buffer* xi, int64_t outer, int64_t n, int64_t i
 // cropped or zero-padded to fft_length, times scale.
 void rfft(const Buffer& x, int64_t outer, int64_t n_in, int64_t fft_length, double scale, Buffer& out_r,
           Buffer& out_i) {
-  const char* op = "rfft";
-  LAMINA_CHECK(fft_length >= 1, op << ": fft_length must be at least 1, received " << fft_length);
+  check_rfft_args(x, outer, n_in, fft_length, out_r, out_i);
   const int64_t h = fft_length / 2 + 1;
-  check_f32(op, "x", x, count3(op, outer, n_in, 1));
-  check_f32(op, "out_real", out_r, count3(op, outer, h, 1));
-  check_f32(op, "out_imag", out_i, count3(op, outer, h, 1));
   auto plan = make_plan(fft_length);
   const float* X = x.data<float>();
   float* OR = out_r.data<float>();
@@ -233,12 +196,8 @@ void rfft(const Buffer& x, int64_t outer, int64_t n_in, int64_t fft_length, doub
 // 1 / fft_length there).
 void irfft(const Buffer& xr, const Buffer& xi, int64_t outer, int64_t m_in, int64_t fft_length, double scale,
            Buffer& out) {
-  const char* op = "irfft";
-  LAMINA_CHECK(fft_length >= 1, op << ": fft_length must be at least 1, received " << fft_length);
+  check_irfft_args(xr, xi, outer, m_in, fft_length, out);
   const int64_t n = fft_length, h = n / 2 + 1;
-  check_f32(op, "x_real", xr, count3(op, outer, m_in, 1));
-  check_f32(op, "x_imag", xi, count3(op, outer, m_in, 1));
-  check_f32(op, "out", out, count3(op, outer, n, 1));
   auto plan = make_plan(n);
   const float* R = xr.data<float>();
   const float* I = xi.data<float>();

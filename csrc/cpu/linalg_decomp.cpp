@@ -22,6 +22,7 @@
 
 #include "common.h"
 #include "device.h"
+#include "linalg_checks.h"
 
 namespace py = pybind11;
 
@@ -35,19 +36,8 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // ---- argument checks and the batch loop ------------------------------------------------------------
 
-int64_t checked_count(const char* op, int64_t batch, int64_t m, int64_t n) {
-  LAMINA_CHECK(batch >= 0 && m >= 0 && n >= 0,
-               op << ": expected non-negative sizes, received batch=" << batch << ", m=" << m << ", n=" << n);
-  int64_t mn, r;
-  LAMINA_CHECK(!__builtin_mul_overflow(m, n, &mn) && !__builtin_mul_overflow(mn, batch, &r),
-               op << ": size arithmetic overflows (" << batch << " x " << m << " x " << n << ")");
-  return r;
-}
-
-void check_f32(const char* op, const char* arg, const Buffer& b, int64_t numel) {
-  check_dtype(op, arg, b, F32);
-  LAMINA_CHECK(b.numel == numel, op << ": " << arg << " holds " << b.numel << " elements, expected " << numel);
-}
+// The argument checks and messages: csrc/linalg_checks.h (shared with the CUDA module).
+namespace la = linalg_args;
 
 // Runs f(t) for every matrix t of the batch (in parallel when there are several). An exception
 // cannot leave an OpenMP region: the first failure (lowest t) is kept and raised afterwards.
@@ -73,9 +63,7 @@ void for_each_matrix(int64_t batch, int64_t work_per_matrix, F f) {
 }
 
 [[noreturn]] void fail(const char* op, int64_t t, const std::string& what) {
-  Msg os;
-  os << op << ": matrix " << t << " of the batch " << what;
-  throw std::invalid_argument(os.str());
+  throw std::invalid_argument(la::matrix_error(op, t, what));
 }
 
 bool all_finite(const float* a, int64_t n) {
@@ -373,9 +361,7 @@ void jacobi_svd(double* G, int64_t p, int64_t q, double* s, double* U, int64_t u
 // giving U with A = U^T U); the other triangle of the output is zero.
 void cholesky(const Buffer& a, int64_t batch, int64_t n, bool upper, Buffer& out) {
   const char* op = "cholesky";
-  const int64_t total = checked_count(op, batch, n, n);
-  check_f32(op, "a", a, total);
-  check_f32(op, "out", out, total);
+  la::check_cholesky(a, batch, n, out);
   for_each_matrix(batch, n * n * n, [&](int64_t t) {
     const float* A = a.data<float>() + t * n * n;
     float* O = out.data<float>() + t * n * n;
@@ -384,12 +370,7 @@ void cholesky(const Buffer& a, int64_t batch, int64_t n, bool upper, Buffer& out
     for (int64_t j = 0; j < n; ++j) {
       double d = at(j, j);
       for (int64_t k = 0; k < j; ++k) d -= L[j * n + k] * L[j * n + k];
-      if (!(d > 0.0)) {
-        Msg os;
-        os << "is not positive definite: the leading minor of order " << j + 1 << " is not positive"
-           << (std::isnan(d) ? " (the matrix holds NaN)" : "");
-        fail(op, t, os.str());
-      }
+      if (!(d > 0.0)) fail(op, t, la::not_positive_definite(j, std::isnan(d)));
       const double ljj = std::sqrt(d);
       L[j * n + j] = ljj;
       for (int64_t i = j + 1; i < n; ++i) {
@@ -408,18 +389,11 @@ void cholesky(const Buffer& a, int64_t batch, int64_t n, bool upper, Buffer& out
 void solve_triangular(const Buffer& a, const Buffer& b, int64_t batch, int64_t n, int64_t k, bool lower,
                       bool transpose, Buffer& out) {
   const char* op = "solve_triangular";
-  check_f32(op, "a", a, checked_count(op, batch, n, n));
-  const int64_t total = checked_count(op, batch, n, k);
-  check_f32(op, "b", b, total);
-  check_f32(op, "out", out, total);
+  la::check_system(op, a, b, batch, n, k, out);
   for_each_matrix(batch, n * n * std::max<int64_t>(k, 1), [&](int64_t t) {
     const float* A = a.data<float>() + t * n * n;
     for (int64_t i = 0; i < n; ++i)
-        if (A[i * n + i] == 0.f) {
-          Msg os;
-          os << "is singular: diagonal entry " << i << " is 0";
-          fail(op, t, os.str());
-        }
+        if (A[i * n + i] == 0.f) fail(op, t, la::zero_diagonal(i));
     // the effective matrix M = A or A^T; M is lower when exactly one of (lower, transpose) holds
     auto M = [&](int64_t i, int64_t j) { return double(transpose ? A[j * n + i] : A[i * n + j]); };
     const bool m_lower = lower != transpose;
@@ -445,13 +419,8 @@ void solve_triangular(const Buffer& a, const Buffer& b, int64_t batch, int64_t n
 // LU factorization with partial pivoting of each m x n matrix (scipy.linalg.lu_factor): lu holds
 // U and, below the diagonal, L (unit diagonal); piv (int32, min(m, n) per matrix) the row swaps.
 void lu_factor(const Buffer& a, int64_t batch, int64_t m, int64_t n, Buffer& lu, Buffer& piv) {
-  const char* op = "lu_factor";
-  const int64_t total = checked_count(op, batch, m, n);
-  check_f32(op, "a", a, total);
-  check_f32(op, "lu", lu, total);
+  la::check_lu_factor(a, batch, m, n, lu, piv);
   const int64_t k = std::min(m, n);
-  check_dtype(op, "piv", piv, I32);
-  LAMINA_CHECK(piv.numel == batch * k, op << ": piv holds " << piv.numel << " elements, expected " << batch * k);
   for_each_matrix(batch, m * n * k, [&](int64_t t) {
     Vec A(m * n);
     load(a.data<float>() + t * m * n, m * n, A.data());
@@ -463,21 +432,14 @@ void lu_factor(const Buffer& a, int64_t batch, int64_t m, int64_t n, Buffer& lu,
 // X = A^-1 B (transpose: A^-T B) by LU with partial pivoting; A: (batch, n, n), B, X: (batch, n, k).
 void solve(const Buffer& a, const Buffer& b, int64_t batch, int64_t n, int64_t k, bool transpose, Buffer& out) {
   const char* op = "solve";
-  check_f32(op, "a", a, checked_count(op, batch, n, n));
-  const int64_t total = checked_count(op, batch, n, k);
-  check_f32(op, "b", b, total);
-  check_f32(op, "out", out, total);
+  la::check_system(op, a, b, batch, n, k, out);
   for_each_matrix(batch, n * n * (n + k), [&](int64_t t) {
     Vec A(n * n), X(n * k);
     std::vector<int32_t> piv(n);
     load(a.data<float>() + t * n * n, n * n, A.data());
     lu_inplace(A.data(), n, n, piv.data());
     const int64_t z = zero_pivot(A.data(), n);
-    if (z >= 0) {
-      Msg os;
-      os << "is singular: pivot " << z << " of its LU factorization is 0";
-      fail(op, t, os.str());
-    }
+    if (z >= 0) fail(op, t, la::singular_pivot(z));
     load(b.data<float>() + t * n * k, n * k, X.data());
     lu_solve(A.data(), piv.data(), n, X.data(), k, transpose);
     store(X.data(), n * k, out.data<float>() + t * n * k);
@@ -486,20 +448,14 @@ void solve(const Buffer& a, const Buffer& b, int64_t batch, int64_t n, int64_t k
 
 void inv(const Buffer& a, int64_t batch, int64_t n, Buffer& out) {
   const char* op = "inv";
-  const int64_t total = checked_count(op, batch, n, n);
-  check_f32(op, "a", a, total);
-  check_f32(op, "out", out, total);
+  la::check_inv(a, batch, n, out);
   for_each_matrix(batch, n * n * n, [&](int64_t t) {
     Vec A(n * n), X(n * n, 0.0);
     std::vector<int32_t> piv(n);
     load(a.data<float>() + t * n * n, n * n, A.data());
     lu_inplace(A.data(), n, n, piv.data());
     const int64_t z = zero_pivot(A.data(), n);
-    if (z >= 0) {
-      Msg os;
-      os << "is singular: pivot " << z << " of its LU factorization is 0";
-      fail(op, t, os.str());
-    }
+    if (z >= 0) fail(op, t, la::singular_pivot(z));
     for (int64_t i = 0; i < n; ++i) X[i * n + i] = 1.0;
     lu_solve(A.data(), piv.data(), n, X.data(), n, false);
     store(X.data(), n * n, out.data<float>() + t * n * n);
@@ -508,9 +464,7 @@ void inv(const Buffer& a, int64_t batch, int64_t n, Buffer& out) {
 
 // det (out: batch values) from the LU factors, in double (so only the float32 result can overflow).
 void det(const Buffer& a, int64_t batch, int64_t n, Buffer& out) {
-  const char* op = "det";
-  check_f32(op, "a", a, checked_count(op, batch, n, n));
-  check_f32(op, "out", out, batch);
+  la::check_det(a, batch, n, out);
   for_each_matrix(batch, n * n * n, [&](int64_t t) {
     Vec A(n * n);
     std::vector<int32_t> piv(n);
@@ -523,10 +477,7 @@ void det(const Buffer& a, int64_t batch, int64_t n, Buffer& out) {
 
 // sign and log|det| of each matrix; a singular one gives (0, -inf) as numpy.
 void slogdet(const Buffer& a, int64_t batch, int64_t n, Buffer& sign, Buffer& logabsdet) {
-  const char* op = "slogdet";
-  check_f32(op, "a", a, checked_count(op, batch, n, n));
-  check_f32(op, "sign", sign, batch);
-  check_f32(op, "logabsdet", logabsdet, batch);
+  la::check_slogdet(a, batch, n, sign, logabsdet);
   for_each_matrix(batch, n * n * n, [&](int64_t t) {
     Vec A(n * n);
     std::vector<int32_t> piv(n);
@@ -547,12 +498,9 @@ void slogdet(const Buffer& a, int64_t batch, int64_t n, Buffer& sign, Buffer& lo
 // Householder QR of each m x n matrix: complete: q (m, m), r (m, n); reduced: q (m, k),
 // r (k, n), k = min(m, n). Signs as LAPACK (numpy.linalg.qr).
 void qr(const Buffer& a, int64_t batch, int64_t m, int64_t n, bool complete, Buffer& q, Buffer& r) {
-  const char* op = "qr";
+  la::check_qr(a, batch, m, n, complete, q, r);
   const int64_t k = std::min(m, n);
   const int64_t qc = complete ? m : k, rr = complete ? m : k;
-  check_f32(op, "a", a, checked_count(op, batch, m, n));
-  check_f32(op, "q", q, checked_count(op, batch, m, qc));
-  check_f32(op, "r", r, checked_count(op, batch, rr, n));
   for_each_matrix(batch, m * n * std::max(m, n), [&](int64_t t) {
     Vec R(m * n), tau(std::max<int64_t>(k, 1)), Q(m * qc);
     load(a.data<float>() + t * m * n, m * n, R.data());
@@ -569,16 +517,13 @@ void qr(const Buffer& a, int64_t batch, int64_t m, int64_t n, bool complete, Buf
 // symmetric matrix, read from its lower triangle as numpy.linalg.eigh.
 void eigh(const Buffer& a, int64_t batch, int64_t n, Buffer& w, Buffer& v) {
   const char* op = "eigh";
-  const int64_t total = checked_count(op, batch, n, n);
-  check_f32(op, "a", a, total);
-  check_f32(op, "w", w, batch * n);
-  check_f32(op, "v", v, total);
+  la::check_eigh(a, batch, n, w, v);
   for_each_matrix(batch, n * n * n, [&](int64_t t) {
     const float* src = a.data<float>() + t * n * n;
     Vec A(n * n), W(n), V(n * n);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j <= i; ++j) {
-        if (!std::isfinite(src[i * n + j])) fail(op, t, "holds NaN or infinity; its eigenvalues are not defined");
+        if (!std::isfinite(src[i * n + j])) fail(op, t, la::kEighNotFinite);
         A[i * n + j] = A[j * n + i] = src[i * n + j];
       }
     jacobi_eigh(A.data(), n, W.data(), V.data());
@@ -592,18 +537,12 @@ void eigh(const Buffer& a, int64_t batch, int64_t n, Buffer& w, Buffer& v) {
 void svd(const Buffer& a, int64_t batch, int64_t m, int64_t n, bool full_matrices, Buffer* u, Buffer& s,
          Buffer* vt) {
   const char* op = "svd";
+  la::check_svd(a, batch, m, n, full_matrices, u, s, vt);
   const int64_t k = std::min(m, n);
-  check_f32(op, "a", a, checked_count(op, batch, m, n));
-  check_f32(op, "s", s, checked_count(op, batch, k, 1));
-  LAMINA_CHECK((u == nullptr) == (vt == nullptr), op << ": pass both u and vt, or neither");
   const int64_t uc = full_matrices ? m : k, vr = full_matrices ? n : k;
-  if (u) {
-    check_f32(op, "u", *u, checked_count(op, batch, m, uc));
-    check_f32(op, "vt", *vt, checked_count(op, batch, vr, n));
-  }
   for_each_matrix(batch, m * n * k * 8, [&](int64_t t) {
     const float* A = a.data<float>() + t * m * n;
-    if (!all_finite(A, m * n)) fail(op, t, "holds NaN or infinity; its singular values are not defined");
+    if (!all_finite(A, m * n)) fail(op, t, la::kSvdNotFinite);
     const bool tall = m >= n;
     const int64_t p = tall ? m : n, q = tall ? n : m;  // work on the tall one of A and A^T
     Vec G(p * q);  // q columns of length p

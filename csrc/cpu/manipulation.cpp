@@ -22,6 +22,7 @@
 
 #include "common.h"
 #include "device.h"
+#include "misc_checks.h"
 #include "strided.h"
 
 namespace py = pybind11;
@@ -194,13 +195,9 @@ void strided_copy(const Buffer& src, int64_t soff, const Shape& sst, Buffer& dst
 }
 
 // ---- indices -----------------------------------------------------------------------------------
-void check_index_dtype(const char* op, const Buffer& idx) {
-  if (idx.dtype != I32 && idx.dtype != I64) {
-    Msg os;
-    os << op << ": expected indices of dtype int32 or int64, received " << dtype_name(idx.dtype);
-    throw TypeError(os.str());
-  }
-}
+// The argument checks shared with csrc/cuda/misc.cu (csrc/misc_checks.h).
+using misc_checks::check_index_dtype;
+using misc_checks::check_outer_n_inner;
 
 template <class I>
 void check_indices_typed(const char* op, const I* idx, int64_t m, int64_t n) {
@@ -233,11 +230,6 @@ void check_indices(const char* op, const Buffer& idx, int64_t n) {
 inline int64_t index_at(const Buffer& idx, int64_t j, int64_t n) {
   int64_t i = idx.dtype == I32 ? int64_t(idx.data<int32_t>()[j]) : idx.data<int64_t>()[j];
   return i < 0 ? i + n : i;
-}
-
-void check_outer_n_inner(const char* op, int64_t outer, int64_t n, int64_t inner) {
-  LAMINA_CHECK(outer >= 0 && n >= 0 && inner >= 0,
-               op << ": expected non-negative (outer, n, inner), received (" << outer << ", " << n << ", " << inner << ")");
 }
 
 // ---- take: out[o, j, :] = x[o, idx[j], :] ------------------------------------------------------------
@@ -338,20 +330,9 @@ void take_along_typed(const T* x, int64_t outer, int64_t n, int64_t inner, const
   }
 }
 
-void check_along_sizes(const char* op, const Buffer& x, int64_t outer, int64_t n, int64_t inner, const Buffer& idx, int64_t m) {
-  check_outer_n_inner(op, outer, n, inner);
-  LAMINA_CHECK(m >= 0, op << ": negative index length " << m);
-  LAMINA_CHECK(x.numel == mul_checked(op, mul_checked(op, outer, n), inner),
-               op << ": x holds " << x.numel << " elements, not outer*n*inner = " << outer << "*" << n << "*" << inner);
-  LAMINA_CHECK(idx.numel == mul_checked(op, mul_checked(op, outer, m), inner),
-               op << ": indices hold " << idx.numel << " elements, not outer*m*inner = " << outer << "*" << m << "*" << inner);
-}
-
 void take_along_axis(const Buffer& x, int64_t outer, int64_t n, int64_t inner, const Buffer& idx, int64_t m, Buffer& out) {
   const char* op = "take_along_axis";
-  check_along_sizes(op, x, outer, n, inner, idx, m);
-  check_dtype(op, "out", out, x.dtype);
-  LAMINA_CHECK(out.numel == idx.numel, op << ": out holds " << out.numel << " elements, indices " << idx.numel);
+  misc_checks::check_take_along(x, outer, n, inner, idx, m, out);
   check_indices(op, idx, n);
   if (out.numel == 0) return;
   switch (dtype_size(x.dtype)) {
@@ -366,10 +347,7 @@ void take_along_axis(const Buffer& x, int64_t outer, int64_t n, int64_t inner, c
 // outputs, ascending-j sum order.
 void take_along_axis_grad(const Buffer& g, int64_t outer, int64_t n, int64_t inner, const Buffer& idx, int64_t m, Buffer& gx) {
   const char* op = "take_along_axis_grad";
-  check_along_sizes(op, gx, outer, n, inner, idx, m);
-  check_dtype(op, "grad", g, F32);
-  check_dtype(op, "out", gx, F32);
-  LAMINA_CHECK(g.numel == idx.numel, op << ": grad holds " << g.numel << " elements, indices " << idx.numel);
+  misc_checks::check_take_along_grad(g, outer, n, inner, idx, m, gx);
   check_indices(op, idx, n);
   float* GX = gx.data<float>();
   const float* G = g.data<float>();
@@ -447,17 +425,11 @@ void nonzero_typed(const T* x, const Shape& shape, std::vector<int64_t*>& outs) 
 }
 
 void nonzero(const Buffer& x, const Shape& shape, const std::vector<BufferPtr>& outs) {
-  const char* op = "nonzero";
-  check_buffer(op, "x", x, shape, x.dtype);
-  LAMINA_CHECK(!shape.empty(), op << ": expected a tensor with at least one dimension, received shape ()");
-  LAMINA_CHECK(outs.size() == shape.size(), op << ": expected " << shape.size() << " output buffers for shape " << shape_str(shape)
-                                               << ", received " << outs.size());
+  misc_checks::check_nonzero(x, shape, outs.size());
   const int64_t c = count_nonzero(x);
   std::vector<int64_t*> ptrs;
   for (auto& o : outs) {
-    LAMINA_CHECK(o, op << ": output buffer is None");
-    check_dtype(op, "out", *o, I64);
-    LAMINA_CHECK(o->numel == c, op << ": output buffers must hold " << c << " elements (the non-zero count), one holds " << o->numel);
+    misc_checks::check_nonzero_out(o.get(), c);
     ptrs.push_back(o->data<int64_t>());
   }
   if (c == 0) return;
@@ -491,14 +463,9 @@ void tri_typed(const T* x, int64_t batch, int64_t rows, int64_t cols, int64_t k,
 }
 
 void tri(const Buffer& x, int64_t batch, int64_t rows, int64_t cols, int64_t k, bool upper, Buffer& out) {
-  const char* op = upper ? "triu" : "tril";
-  check_outer_n_inner(op, batch, rows, cols);
-  LAMINA_CHECK(x.numel == mul_checked(op, mul_checked(op, batch, rows), cols),
-               op << ": x holds " << x.numel << " elements, not batch*rows*cols = " << batch << "*" << rows << "*" << cols);
-  check_dtype(op, "out", out, x.dtype);
-  LAMINA_CHECK(out.numel == x.numel, op << ": out holds " << out.numel << " elements, x " << x.numel);
+  misc_checks::check_tri(x, batch, rows, cols, upper, out);
   if (x.numel == 0) return;
-  k = std::max(std::min(k, cols + 1), -rows - 1);  // beyond these every row is all kept / all zero
+  k = misc_checks::tri_clamped_k(k, rows, cols);  // beyond these every row is all kept / all zero
   switch (dtype_size(x.dtype)) {
     case 1: tri_typed(x.data<uint8_t>(), batch, rows, cols, k, upper, out.data<uint8_t>()); break;
     case 2: tri_typed(x.data<uint16_t>(), batch, rows, cols, k, upper, out.data<uint16_t>()); break;
@@ -521,7 +488,7 @@ void arange(Buffer& out, double start, double step) {
     case F32: fill_index(out.data<float>(), n, [&](int64_t i) { return float(start + double(i) * step); }); break;
     case I32: fill_index(out.data<int32_t>(), n, [&](int64_t i) { return int32_t(start + double(i) * step); }); break;
     case I64: fill_index(out.data<int64_t>(), n, [&](int64_t i) { return int64_t(start + double(i) * step); }); break;
-    case BOOL: case I8: case BF16: throw TypeError(std::string("arange: expected an output of dtype float32, int32 or int64, received ") + dtype_name(out.dtype));
+    case BOOL: case I8: case BF16: misc_checks::range_dtype_error("arange", out.dtype);
   }
 }
 
@@ -530,14 +497,13 @@ void arange(Buffer& out, double start, double step) {
 void linspace(Buffer& out, double start, double stop, bool endpoint) {
   const int64_t n = out.numel;
   if (n == 0) return;
-  const int64_t div = endpoint ? n - 1 : n;
-  const double step = div > 0 ? (stop - start) / double(div) : 0.0;
+  const double step = misc_checks::linspace_step(n, start, stop, endpoint);
   auto val = [&](int64_t i) { return (endpoint && n > 1 && i == n - 1) ? stop : start + double(i) * step; };
   switch (out.dtype) {
     case F32: fill_index(out.data<float>(), n, [&](int64_t i) { return float(val(i)); }); break;
     case I32: fill_index(out.data<int32_t>(), n, [&](int64_t i) { return int32_t(std::floor(val(i))); }); break;
     case I64: fill_index(out.data<int64_t>(), n, [&](int64_t i) { return int64_t(std::floor(val(i))); }); break;
-    case BOOL: case I8: case BF16: throw TypeError(std::string("linspace: expected an output of dtype float32, int32 or int64, received ") + dtype_name(out.dtype));
+    case BOOL: case I8: case BF16: misc_checks::range_dtype_error("linspace", out.dtype);
   }
 }
 

@@ -17,6 +17,7 @@
 
 #include "common.h"
 #include "device.h"
+#include "misc_checks.h"
 #include "nn_common.h"
 #include "simd.h"
 #include "vmath.h"
@@ -253,11 +254,7 @@ void xent_sparse_grad(const Buffer& xb, const Buffer& lb, const Buffer& aux, con
 
 void xent_dense(const Buffer& xb, const Buffer& tb, int64_t outer, int64_t K, int64_t inner, bool logits, double eps_d,
                 Buffer& lossb, Buffer& auxb) {
-  const char* op = "categorical_crossentropy";
-  check_view(op, "output", xb, outer, K, inner, F32);
-  check_view(op, "target", tb, outer, K, inner, F32);
-  check_count(op, "loss", lossb, outer * inner, F32);
-  check_count(op, "aux", auxb, outer * inner, F32);
+  misc_checks::check_xent_dense(xb, tb, outer, K, inner, lossb, auxb);
   const float* x = xb.data<float>();
   const float* t = tb.data<float>();
   float* loss = lossb.data<float>();
@@ -286,13 +283,7 @@ void xent_dense(const Buffer& xb, const Buffer& tb, int64_t outer, int64_t K, in
 // Gradients with respect to the output (dx) and the target (dt); either may be None.
 void xent_dense_grad(const Buffer& xb, const Buffer& tb, const Buffer& auxb, const Buffer& gb, int64_t outer, int64_t K,
                      int64_t inner, bool logits, double eps_d, Buffer* dxb, Buffer* dtb) {
-  const char* op = "categorical_crossentropy_grad";
-  check_view(op, "output", xb, outer, K, inner, F32);
-  check_view(op, "target", tb, outer, K, inner, F32);
-  check_count(op, "aux", auxb, outer * inner, F32);
-  check_count(op, "grad", gb, outer * inner, F32);
-  if (dxb) check_view(op, "dx", *dxb, outer, K, inner, F32);
-  if (dtb) check_view(op, "dt", *dtb, outer, K, inner, F32);
+  misc_checks::check_xent_dense_grad(xb, tb, auxb, gb, outer, K, inner, dxb, dtb);
   const float* x = xb.data<float>();
   const float* t = tb.data<float>();
   const float* aux = auxb.data<float>();
@@ -337,10 +328,7 @@ void xent_dense_grad(const Buffer& xb, const Buffer& tb, const Buffer& auxb, con
 // ---- binary cross-entropy (elementwise) ------------------------------------------------------
 
 void bce(const Buffer& tb, const Buffer& xb, bool logits, double eps_d, Buffer& ob) {
-  const char* op = "binary_crossentropy";
-  check_dtype(op, "target", tb, F32);
-  check_count(op, "output", xb, tb.numel, F32);
-  check_count(op, "loss", ob, tb.numel, F32);
+  misc_checks::check_bce(tb, xb, ob);
   const float* t = tb.data<float>();
   const float* x = xb.data<float>();
   float* o = ob.data<float>();
@@ -359,13 +347,8 @@ void bce(const Buffer& tb, const Buffer& xb, bool logits, double eps_d, Buffer& 
 }
 
 void bce_grad(const Buffer& tb, const Buffer& xb, const Buffer& gb, bool logits, double eps_d, Buffer* dxb, Buffer* dtb) {
-  const char* op = "binary_crossentropy_grad";
-  check_dtype(op, "target", tb, F32);
+  misc_checks::check_bce_grad(tb, xb, gb, dxb, dtb);
   const int64_t n = tb.numel;
-  check_count(op, "output", xb, n, F32);
-  check_count(op, "grad", gb, n, F32);
-  if (dxb) check_count(op, "dx", *dxb, n, F32);
-  if (dtb) check_count(op, "dt", *dtb, n, F32);
   const float* t = tb.data<float>();
   const float* x = xb.data<float>();
   const float* g = gb.data<float>();
@@ -398,11 +381,7 @@ void one_hot_impl(const L* ids, int64_t outer, int64_t K, int64_t inner, T* out)
 }
 
 void one_hot(const Buffer& ib, int64_t outer, int64_t K, int64_t inner, Buffer& ob) {
-  require_int("one_hot", "x", ib);
-  check_labels("one_hot", "x", ib, outer * inner);
-  LAMINA_CHECK(K >= 0, "one_hot: num_classes must be >= 0, received " << K);
-  LAMINA_CHECK(ob.numel == outer * K * inner, "one_hot: out holds " << ob.numel << " elements, expected "
-                                                                     << outer * K * inner);
+  misc_checks::check_one_hot(ib, outer, K, inner, ob);
   if (ob.numel) std::memset(ob.ptr, 0, size_t(ob.numel) * dtype_size(ob.dtype));
   auto run = [&](auto* out) {
     if (ib.dtype == I32) one_hot_impl(ib.data<int32_t>(), outer, K, inner, out);
@@ -413,7 +392,7 @@ void one_hot(const Buffer& ib, int64_t outer, int64_t K, int64_t inner, Buffer& 
     case I32: run(ob.data<int32_t>()); break;
     case I64: run(ob.data<int64_t>()); break;
     case BOOL: run(ob.data<uint8_t>()); break;
-    case I8: case BF16: throw TypeError(std::string("one_hot: expected an output of dtype float32, int32, int64 or bool, received ") + dtype_name(ob.dtype));
+    case I8: case BF16: misc_checks::one_hot_dtype_error(ob.dtype);
   }
 }
 

@@ -20,16 +20,13 @@
 #include "broadcast_loops.h"
 #include "common.h"
 #include "device.h"
+#include "optim_checks.h"
 
 namespace py = pybind11;
 
 namespace lamina {
 
-static void check_same(const char* op, const Buffer& var, const Buffer& other, const char* what) {
-  check_dtype(op, what, other, F32);
-  LAMINA_CHECK(other.numel == var.numel, op << ": " << what << " holds " << other.numel
-                                            << " elements, the variable " << var.numel);
-}
+using optim_args::check_same;
 
 // ---- the update rules ---------------------------------------------------------------------------
 
@@ -114,12 +111,7 @@ static AdamP adam_params(double lr_t, double b1, double b2, double eps, bool ams
   return AdamP{float(lr_t), 1.f - float(b1), 1.f - float(b2), float(eps), float(wd_lr), amsgrad};
 }
 
-static void check_adam(const char* op, const Buffer& var, const Buffer& mb, const Buffer& vb, const Buffer& vhatb, bool amsgrad) {
-  check_dtype(op, "variable", var, F32);
-  check_same(op, var, mb, "m");
-  check_same(op, var, vb, "v");
-  if (amsgrad) check_same(op, var, vhatb, "vhat");
-}
+using optim_args::check_adam;
 
 static void adam(Buffer& var, const Buffer& grad, Buffer& mb, Buffer& vb, Buffer& vhatb, double lr_t, double b1,
                  double b2, double eps, bool amsgrad, double wd_lr) {
@@ -131,13 +123,7 @@ static void adam(Buffer& var, const Buffer& grad, Buffer& mb, Buffer& vb, Buffer
   for_each_chunk(var.numel, [&](int64_t s, int64_t n) { adam_span(w + s, g + s, m + s, v + s, vh + s, n, p); });
 }
 
-static void check_rmsprop(const char* op, const Buffer& var, const Buffer& velb, const Buffer& agb, const Buffer& momb,
-                          bool centered, double momentum) {
-  check_dtype(op, "variable", var, F32);
-  check_same(op, var, velb, "velocity");
-  if (centered) check_same(op, var, agb, "average_gradient");
-  if (momentum > 0) check_same(op, var, momb, "momentum");
-}
+using optim_args::check_rmsprop;
 
 static void rmsprop(Buffer& var, const Buffer& grad, Buffer& velb, Buffer& agb, Buffer& momb, double lr, double rho,
                     double momentum, double eps, bool centered) {
@@ -180,22 +166,9 @@ struct Rows {
 };
 
 static Rows check_rows(const char* op, const Buffer& var, int64_t D, const Buffer& ib, const Buffer& gb) {
-  check_dtype(op, "variable", var, F32);
-  LAMINA_CHECK(D > 0 && var.numel % D == 0, op << ": row size " << D << " does not divide the variable's "
-                                              << var.numel << " elements");
-  check_dtype(op, "indices", ib, I64);
-  check_dtype(op, "values", gb, F32);
-  const int64_t V = var.numel / D, u = ib.numel;
-  LAMINA_CHECK(gb.numel == u * D, op << ": values hold " << gb.numel << " elements, expected " << u << " rows of "
-                                     << D << " for " << u << " indices");
+  const int64_t V = optim_args::check_row_shapes(op, var, D, ib, gb), u = ib.numel;
   const int64_t* idx = ib.data<int64_t>();
-  for (int64_t j = 0; j < u; ++j) {
-    LAMINA_CHECK(idx[j] >= 0 && idx[j] < V, op << ": row index " << idx[j] << " at position " << j
-                                                << " is out of range for a variable of " << V << " rows");
-    LAMINA_CHECK(j == 0 || idx[j] > idx[j - 1], op << ": row indices must be distinct and increasing (found "
-                                                   << idx[j - 1] << " then " << idx[j]
-                                                   << "); deduplicate the gradient first");
-  }
+  for (int64_t j = 0; j < u; ++j) optim_args::check_row_index(op, j, idx[j], j ? idx[j - 1] : 0, V);
   return Rows{V, D, u, idx, gb.data<float>()};
 }
 
@@ -627,14 +600,7 @@ static void adafactor_impl(const char* op, Buffer& var, const G& src, Buffer* rb
   })[0] / double(numel)));
   const float alpha = (p.eps2 > w_rms ? p.eps2 : w_rms) * p.rho_t;
   if (p.factored) {
-    LAMINA_CHECK(rb && cb, op << ": a factored update needs the r and c slots");
-    LAMINA_CHECK(p.B * p.R * p.C == numel, op << ": the factored shape (" << p.B << ", " << p.R << ", " << p.C
-                                              << ") does not hold the variable's " << numel << " elements");
-    check_dtype(op, "r", *rb, F32);
-    check_dtype(op, "c", *cb, F32);
-    LAMINA_CHECK(rb->numel == p.B * p.R && cb->numel == p.B * p.C,
-                 op << ": r holds " << rb->numel << " elements and c " << cb->numel << ", expected " << p.B * p.R
-                    << " and " << p.B * p.C);
+    optim_args::check_adafactor_factored(op, numel, rb, cb, p.B, p.R, p.C);
     float* r = rb->data<float>(); float* c = cb->data<float>();
     const int64_t lines = p.B * p.R, C = p.C, R = p.R;
     // r: the mean over each line of C (a line never crosses a gradient row: rows hold whole lines)
@@ -712,8 +678,7 @@ static void adafactor_sparse(Buffer& var, int64_t D, const Buffer& ib, const Buf
                              Buffer& v, int64_t B, int64_t R, int64_t C, bool factored, double rho_t, double beta,
                              double one_m_beta, double eps1, double eps2, double clip) {
   const AdafactorP p = adafactor_params(B, R, C, factored, rho_t, beta, one_m_beta, eps1, eps2, clip);
-  LAMINA_CHECK(!factored || (C > 0 && D % C == 0), "adafactor_sparse: row size " << D
-                                                       << " is not a multiple of the last axis " << C);
+  optim_args::check_adafactor_rows(factored, D, C);
   with_rows("adafactor_sparse", var, D, ib, gb,
             [&](const auto& s) { adafactor_impl("adafactor_sparse", var, s, r, c, v, p); });
 }

@@ -20,6 +20,7 @@
 #include "device.h"
 #include "philox.h"
 #include "simd.h"
+#include "sort_checks.h"
 
 namespace py = pybind11;
 
@@ -224,11 +225,7 @@ void dropout_grad(const Buffer& gb, const Buffer& mb, double scale_d, Buffer& ob
 // out (B, S): class ids drawn from softmax(logits[b]) by inverse CDF. Rows without any positive
 // probability (all -inf or NaN) give 0.
 void random_categorical(const Buffer& lb, int64_t B, int64_t K, uint64_t seed, uint64_t counter, int64_t S, Buffer& out) {
-  check_dtype("categorical", "logits", lb, F32);
-  LAMINA_CHECK(B >= 0 && K >= 1 && S >= 0, "categorical: invalid sizes B=" << B << ", K=" << K << ", num_samples=" << S);
-  LAMINA_CHECK(lb.numel == B * K, "categorical: logits hold " << lb.numel << " elements, expected " << B << " x " << K);
-  LAMINA_CHECK(out.dtype == I32 || out.dtype == I64, "categorical: output must be int32 or int64");
-  LAMINA_CHECK(out.numel == B * S, "categorical: out holds " << out.numel << " elements, expected " << B << " x " << S);
+  sort_args::check_categorical(lb, B, K, S, out);
   const Stream s(seed, counter);
   const float* x = lb.data<float>();
   auto run = [&](auto* o) {
@@ -269,10 +266,7 @@ void random_categorical(const Buffer& lb, int64_t B, int64_t K, uint64_t seed, u
 
 // out[o, r, :] = x[o, perm[r], :] with one random permutation of R (sort by 64-bit random keys).
 void random_shuffle(const Buffer& xb, int64_t outer, int64_t R, int64_t inner, uint64_t seed, uint64_t counter, Buffer& ob) {
-  LAMINA_CHECK(outer >= 0 && R >= 0 && inner >= 0 && xb.numel == outer * R * inner,
-               "shuffle: x holds " << xb.numel << " elements, expected " << outer << " x " << R << " x " << inner);
-  check_dtype("shuffle", "out", ob, xb.dtype);
-  LAMINA_CHECK(ob.numel == xb.numel, "shuffle: out holds " << ob.numel << " elements, expected " << xb.numel);
+  sort_args::check_shuffle(xb, outer, R, inner, ob);
   const Stream s(seed, counter);
   std::vector<uint64_t> keys(static_cast<size_t>(R));
   for (int64_t r = 0; r < R; ++r) {

@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "device.h"
+#include "sort_checks.h"
 
 namespace py = pybind11;
 
@@ -49,12 +50,7 @@ static void sort_typed(const Buffer& xb, int64_t outer, int64_t n, int64_t k, bo
 // values/indices (outer, k) of the k first elements of each row of x (outer, n) in sorted order
 // (descending for top-k, ascending for sort).
 static void sort_rows(const Buffer& xb, int64_t outer, int64_t n, int64_t k, bool descending, Buffer& vb, Buffer& ib) {
-  LAMINA_CHECK(outer >= 0 && n >= 0, "sort: negative extent");
-  LAMINA_CHECK(k >= 0 && k <= n, "top_k: k must be between 0 and the axis size " << n << ", received " << k);
-  LAMINA_CHECK(xb.numel == outer * n, "sort: input holds " << xb.numel << " elements, expected " << outer * n);
-  LAMINA_CHECK(vb.numel == outer * k && ib.numel == outer * k, "sort: outputs must hold " << outer * k << " elements");
-  check_dtype("sort", "values", vb, xb.dtype);
-  check_dtype("sort", "indices", ib, I64);
+  sort_args::check_sort_rows(xb, outer, n, k, vb, ib);
   switch (xb.dtype) {
     case F32: sort_typed<float>(xb, outer, n, k, descending, vb, ib); break;
     case I32: sort_typed<int32_t>(xb, outer, n, k, descending, vb, ib); break;

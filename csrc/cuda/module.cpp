@@ -9,7 +9,13 @@
 #include <cstring>
 
 #include "../export.h"
+#include "decomp.h"
 #include "gpu.h"
+#include "sort.h"
+#include "attention.h"
+#include "misc.h"
+#include "optim_more.h"
+#include "fft.h"
 
 namespace py = pybind11;
 using namespace lamina;
@@ -277,6 +283,83 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
   m.def("embedding_scatter_add", &gpu::embedding_scatter_add);
   m.def("take", &gpu::take);
   m.def("take_grad", &gpu::take_grad);
+  // ---- Fourier transforms (fft.cu) ----
+  m.def("fft", &gpu::fft, py::arg("x_real"), py::arg("x_imag").none(true), py::arg("outer"), py::arg("n"),
+        py::arg("inner"), py::arg("inverse"), py::arg("scale"), py::arg("out_real"), py::arg("out_imag"));
+  m.def("rfft", &gpu::rfft, py::arg("x"), py::arg("outer"), py::arg("n_in"), py::arg("fft_length"), py::arg("scale"),
+        py::arg("out_real"), py::arg("out_imag"));
+  m.def("irfft", &gpu::irfft, py::arg("x_real"), py::arg("x_imag"), py::arg("outer"), py::arg("m_in"),
+        py::arg("fft_length"), py::arg("scale"), py::arg("out"));
+  // ---- fused optimizer updates (optim_more.cu): row gradients, Adadelta ... Adafactor; positional as the CPU's ----
+  m.def("sgd_sparse", &gpu::sgd_sparse);
+  m.def("adam_sparse", &gpu::adam_sparse);
+  m.def("rmsprop_sparse", &gpu::rmsprop_sparse);
+  m.def("adagrad_sparse", &gpu::adagrad_sparse);
+  m.def("adadelta", &gpu::adadelta);
+  m.def("adadelta_sparse", &gpu::adadelta_sparse);
+  m.def("adamax", &gpu::adamax);
+  m.def("adamax_sparse", &gpu::adamax_sparse);
+  m.def("nadam", &gpu::nadam);
+  m.def("nadam_sparse", &gpu::nadam_sparse);
+  m.def("ftrl", &gpu::ftrl);
+  m.def("ftrl_sparse", &gpu::ftrl_sparse);
+  m.def("lion", &gpu::lion);
+  m.def("lion_sparse", &gpu::lion_sparse);
+  m.def("lamb", &gpu::lamb);
+  m.def("lamb_sparse", &gpu::lamb_sparse);
+  m.def("adafactor", &gpu::adafactor);
+  m.def("adafactor_sparse", &gpu::adafactor_sparse);
+  // ---- dense-target losses, one_hot, take_along_axis, nonzero, triangles, ranges, batch_transpose (misc.cu) ----
+  m.def("xent_dense", &gpu::xent_dense);
+  m.def("xent_dense_grad", &gpu::xent_dense_grad);
+  m.def("bce", &gpu::bce);
+  m.def("bce_grad", &gpu::bce_grad);
+  m.def("one_hot", &gpu::one_hot);
+  m.def("take_along_axis", &gpu::take_along_axis);
+  m.def("take_along_axis_grad", &gpu::take_along_axis_grad);
+  m.def("count_nonzero", &gpu::count_nonzero);
+  m.def("nonzero", &gpu::nonzero);
+  m.def("tri", &gpu::tri);
+  m.def("arange", &gpu::arange);
+  m.def("linspace", &gpu::linspace);
+  m.def("batch_transpose", &gpu::batch_transpose);
+  // ---- fused scaled dot-product attention (attention.cu) ----
+  m.def("attention_forward", &gpu::attention_forward, py::arg("q"), py::arg("k"), py::arg("v"),
+        py::arg("bias").none(true), py::arg("mask").none(true), py::arg("out"), py::arg("stats").none(true),
+        py::arg("B"), py::arg("Tq"), py::arg("Tk"), py::arg("N"), py::arg("Nkv"), py::arg("H"), py::arg("Hv"),
+        py::arg("scale"), py::arg("causal"), py::arg("q_strides"), py::arg("k_strides"), py::arg("v_strides"),
+        py::arg("out_strides"), py::arg("bias_strides"), py::arg("mask_strides"));
+  m.def("attention_backward", &gpu::attention_backward, py::arg("q"), py::arg("k"), py::arg("v"),
+        py::arg("bias").none(true), py::arg("mask").none(true), py::arg("out"), py::arg("stats"), py::arg("dout"),
+        py::arg("dq").none(true), py::arg("dk").none(true), py::arg("dv").none(true), py::arg("dlogits").none(true),
+        py::arg("B"), py::arg("Tq"), py::arg("Tk"), py::arg("N"), py::arg("Nkv"), py::arg("H"), py::arg("Hv"),
+        py::arg("scale"), py::arg("causal"), py::arg("q_strides"), py::arg("k_strides"), py::arg("v_strides"),
+        py::arg("out_strides"), py::arg("bias_strides"), py::arg("mask_strides"));
+  // ---- sorting, IndexedSlices deduplication, categorical draws and shuffles (sort.cu) ----
+  m.def("sort_rows", &gpu::sort_rows);
+  m.def("sparse_sort", &gpu::sparse_sort);
+  m.def("sparse_segment_sum", &gpu::sparse_segment_sum);
+  m.def("random_categorical", &gpu::random_categorical);
+  m.def("random_shuffle", &gpu::random_shuffle);
+  m.def("_glibc_exp", &gpu::glibc_exp, py::arg("x"), py::arg("out"),
+        "glibc's exp computed on the device (random_categorical's weights), on float64 bits held in int64 buffers.");
+  // ---- dense decompositions and solvers (decomp.cu): the CPU's linalg_decomp.cpp arguments ----
+  m.def("cholesky", &gpu::cholesky, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("upper"), py::arg("out"));
+  m.def("solve_triangular", &gpu::solve_triangular, py::arg("a"), py::arg("b"), py::arg("batch"), py::arg("n"),
+        py::arg("k"), py::arg("lower"), py::arg("transpose"), py::arg("out"));
+  m.def("lu_factor", &gpu::lu_factor, py::arg("a"), py::arg("batch"), py::arg("m"), py::arg("n"), py::arg("lu"),
+        py::arg("piv"));
+  m.def("solve", &gpu::solve, py::arg("a"), py::arg("b"), py::arg("batch"), py::arg("n"), py::arg("k"),
+        py::arg("transpose"), py::arg("out"));
+  m.def("inv", &gpu::inv, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("out"));
+  m.def("det", &gpu::det, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("out"));
+  m.def("slogdet", &gpu::slogdet, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("sign"),
+        py::arg("logabsdet"));
+  m.def("qr", &gpu::qr, py::arg("a"), py::arg("batch"), py::arg("m"), py::arg("n"), py::arg("complete"), py::arg("q"),
+        py::arg("r"));
+  m.def("eigh", &gpu::eigh, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("w"), py::arg("v"));
+  m.def("svd", &gpu::svd, py::arg("a"), py::arg("batch"), py::arg("m"), py::arg("n"), py::arg("full_matrices"),
+        py::arg("u").none(true), py::arg("s"), py::arg("vt").none(true));
   m.def("load_cublas", &gpu::load_cublas, py::arg("path") = "",
         "Loads cuBLAS (the default names, or a path); matmul uses it from then on. True when loaded.");
   m.def("cublas_status", &gpu::cublas_status);
