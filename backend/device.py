@@ -88,12 +88,30 @@ except ImportError as e:
     _CUDA, _CUDA_IMPORT_ERROR = None, e
 
 
+def cuda_emulator_stats(reset=False):
+    """The CUDA emulator's counters (LAMINA_CUDA_EMULATOR=1 only): kernel launches, blocks, CUDA
+    threads, blocks run as fibers, host waits, copies to the host and cuBLAS calls since the last
+    reset. Tests use them to check which path a kernel took and where the host waits."""
+    if not CUDA_EMULATED or _CUDA is None:
+        raise RuntimeError("cuda_emulator_stats: the gpu devices are not the CUDA emulator's "
+                           "(set LAMINA_CUDA_EMULATOR=1 before importing lamina, with _cuda_emu built)")
+    import ctypes
+    fn = ctypes.CDLL(_CUDA.__file__).lamina_emu_stats
+    fn.argtypes = (ctypes.POINTER(ctypes.c_longlong), ctypes.c_int)
+    out = (ctypes.c_longlong * 7)()
+    fn(out, int(bool(reset)))
+    names = ("launches", "blocks", "threads", "fiber_blocks", "host_waits", "copies_to_host", "cublas_calls")
+    return dict(zip(names, (int(v) for v in out)))
+
+
 def _load_cublas():
     """cuBLAS for the GPU's matmul: the system's (libcublas.so.13 / .12), else the copy a pip
     package installed (nvidia-cublas, which PyTorch brings). Without it matmul runs lamina's own
     kernel."""
     if _CUDA is None:
         return
+    if os.environ.get("LAMINA_USE_CUBLAS", "") == "0":  # lamina's own product kernels only (comparisons, tests)
+        _CUDA.set_use_cublas(False)
     if CUDA_EMULATED:  # the emulator's cuBLAS, through the same dlopen path as the real one's
         _CUDA.load_cublas(_CUDA.__file__)
         return

@@ -11,6 +11,8 @@ Prints, for --steps steps after --warmup steps:
 
     PYTHONPATH=.dev python benchmarks/gpu_profile.py --device gpu:0
     PYTHONPATH=.dev python benchmarks/gpu_profile.py --device cpu:0 --batch 16 --steps 5   # checks the script
+    LAMINA_CUDA_EMULATOR=1 PYTHONPATH=.dev python benchmarks/gpu_profile.py --batch 8 --steps 2
+        # on the CUDA emulator: also launches, host waits and copies a step (its times mean nothing)
 """
 import argparse
 import cProfile
@@ -79,6 +81,9 @@ def main():
         for _ in range(args.warmup):
             model.train_on_batch(x, y)
         counts.clear()
+        emulated = dev.kind == "gpu" and device_mod.CUDA_EMULATED
+        if emulated:
+            device_mod.cuda_emulator_stats(reset=True)
         fallbacks_before = dict(getattr(dev.kernels, "fallbacks", {}))
         times = []
         for _ in range(args.steps):
@@ -99,6 +104,9 @@ def main():
     print(f"\nkernel calls a step: {total / steps:.1f}")
     for name, n in counts.most_common():
         print(f"  {name:28s} {n / steps:6.1f}")
+    if emulated:  # what the device was asked to do (the emulator's counters; its times mean nothing)
+        st = device_mod.cuda_emulator_stats()
+        print("CUDA emulator, a step: " + ", ".join(f"{k} {v / steps:.1f}" for k, v in st.items()))
     fallbacks = {k: v - fallbacks_before.get(k, 0) for k, v in getattr(dev.kernels, "fallbacks", {}).items()}
     fallbacks = {k: v for k, v in fallbacks.items() if v}
     print("\nhost fallbacks a step:", {k: round(v / steps, 1) for k, v in sorted(fallbacks.items())} or "none")

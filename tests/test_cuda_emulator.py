@@ -22,10 +22,12 @@ def _emulator_or_skip():
         pytest.skip("the CUDA emulator is not built (-DLAMINA_CUDA_EMULATOR=OFF, or not Linux)")
 
 
-def _env():
+def _env(**extra):
     env = dict(os.environ)
     env["LAMINA_CUDA_EMULATOR"] = "1"
-    env.pop("LAMINA_EMULATED_GPUS", None)
+    for k in ("LAMINA_EMULATED_GPUS", "LAMINA_CUDA_EMULATOR_ORDER", "LAMINA_USE_CUBLAS"):
+        env.pop(k, None)
+    env.update(extra)
     package_parent = str(pathlib.Path(lamina.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     return env
@@ -35,10 +37,15 @@ def _run(code):
     return subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300)
 
 
-def test_gpu_suite_passes_on_the_cuda_emulator():
+@pytest.mark.parametrize("mode", [
+    {},  # threads in order, products through (the emulator's) cuBLAS
+    # threads and blocks last first, so a race between threads shows; lamina's own product kernels
+    {"LAMINA_CUDA_EMULATOR_ORDER": "reverse", "LAMINA_USE_CUBLAS": "0"},
+], ids=["in-order-cublas", "reverse-own-products"])
+def test_gpu_suite_passes_on_the_cuda_emulator(mode):
     _emulator_or_skip()
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:warnings", "-p", "no:cacheprovider", "-m",
-                        "gpu", str(ROOT / "gpu")], env=_env(), capture_output=True, text=True, timeout=1800,
+                        "gpu", str(ROOT / "gpu")], env=_env(**mode), capture_output=True, text=True, timeout=1800,
                        cwd=str(ROOT.parent))
     tail = (r.stdout + r.stderr)[-6000:]
     assert r.returncode == 0, "tests/gpu on the CUDA emulator failed:\n" + tail

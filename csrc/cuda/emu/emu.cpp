@@ -2,6 +2,7 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -11,6 +12,13 @@
 #include "cuda_runtime.h"
 
 namespace emu {
+// What the emulated device was asked to do, for tests and profiles (lamina_emu_stats below).
+struct Stats {
+  std::atomic<long long> launches{0}, blocks{0}, threads{0}, fiber_blocks{0}, host_waits{0}, copies_to_host{0},
+      cublas_calls{0};
+};
+Stats g_stats;
+
 namespace {
 
 enum State { kReady, kBlockWait, kWarpWait, kDone };
@@ -129,6 +137,7 @@ void run_block(unsigned n) {
     S.direct = false;
     return;
   }
+  ++g_stats.fiber_blocks;
   for (unsigned t = 1; t < n; ++t) start_fiber(t, unflatten(t));
   const unsigned warps = (n + 31) / 32;
   const bool rev = reverse_order();
@@ -210,6 +219,9 @@ void run(const LaunchConfig& cfg, const std::function<void()>& body) {
   }
   if (S.body != nullptr) throw std::runtime_error("CUDA emulator: a kernel launched from device code");
   const unsigned n = unsigned(threads);
+  ++g_stats.launches;
+  g_stats.blocks += (long long)g.x * g.y * g.z;
+  g_stats.threads += (long long)g.x * g.y * g.z * n;
   S.body = &body;
   S.error.clear();
   S.slots.assign(n, 0);
@@ -316,7 +328,8 @@ cudaError_t cudaFree(void* p) {
   std::free(p);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind) {
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind k) {
+  if (k == cudaMemcpyDeviceToHost) ++emu::g_stats.copies_to_host;
   if (n) std::memmove(dst, src, n);
   return cudaSuccess;
 }
@@ -347,7 +360,10 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
   delete s;
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  ++emu::g_stats.host_waits;
+  return cudaSuccess;
+}
 cudaError_t cudaStreamQuery(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return cudaSuccess; }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
@@ -356,12 +372,18 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
 }
 cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, 0); }
 cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+  ++emu::g_stats.host_waits;
+  return cudaSuccess;
+}
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
   delete e;
   return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() {
+  ++emu::g_stats.host_waits;
+  return cudaSuccess;
+}
 
 // ---- cuBLAS: the entry points csrc/cuda/cublas.cpp binds with dlsym, column-major as cuBLAS's.
 // Exported from this module, so `load_cublas(<this module's file>)` loads them through the same
@@ -436,6 +458,7 @@ LAMINA_EMU_EXPORT int cublasSetMathMode(void* h, int mode) {
 LAMINA_EMU_EXPORT int cublasSgemm_v2(void*, int ta, int tb, int m, int n, int k, const float* alpha, const float* A,
                                      int lda, const float* B, int ldb, const float* beta, float* C, int ldc) {
   if (!valid(ta, tb, m, n, k, lda, ldb, ldc)) return kStatusInvalid;
+  ++emu::g_stats.cublas_calls;
   gemm(ta, tb, m, n, k, *alpha, A, kR32F, lda, B, kR32F, ldb, *beta, C, kR32F, ldc);
   return 0;
 }
@@ -444,6 +467,7 @@ LAMINA_EMU_EXPORT int cublasSgemmStridedBatched(void*, int ta, int tb, int m, in
                                                 long long sb, const float* beta, float* C, int ldc, long long sc,
                                                 int batches) {
   if (!valid(ta, tb, m, n, k, lda, ldb, ldc) || batches < 0) return kStatusInvalid;
+  ++emu::g_stats.cublas_calls;
   for (int i = 0; i < batches; ++i)
     gemm(ta, tb, m, n, k, *alpha, A + i * sa, kR32F, lda, B + i * sb, kR32F, ldb, *beta, C + i * sc, kR32F, ldc);
   return 0;
@@ -456,10 +480,21 @@ LAMINA_EMU_EXPORT int cublasGemmStridedBatchedEx(void*, int ta, int tb, int m, i
   if (!valid(ta, tb, m, n, k, lda, ldb, ldc) || batches < 0 || compute != kCompute32F) return kStatusInvalid;
   for (int t : {at, bt, ct})
     if (t != kR32F && t != kR16BF) return kStatusInvalid;
+  ++emu::g_stats.cublas_calls;
   const size_t ea = at == kR16BF ? 2 : 4, eb = bt == kR16BF ? 2 : 4, ec = ct == kR16BF ? 2 : 4;
   for (int i = 0; i < batches; ++i)
     gemm(ta, tb, m, n, k, *static_cast<const float*>(alpha), static_cast<const char*>(A) + i * sa * ea, at, lda,
          static_cast<const char*>(B) + i * sb * eb, bt, ldb, *static_cast<const float*>(beta),
          static_cast<char*>(C) + i * sc * ec, ct, ldc);
   return 0;
+}
+
+// The emulator's counters since the last call with reset != 0: launches, blocks, CUDA threads,
+// blocks run as fibers (kernels with barriers), host waits (stream / event / device
+// synchronisations), copies to the host, cuBLAS calls. Read with ctypes (tests, profiles).
+LAMINA_EMU_EXPORT void lamina_emu_stats(long long* out, int reset) {
+  emu::Stats& s = emu::g_stats;
+  std::atomic<long long>* v[] = {&s.launches, &s.blocks, &s.threads, &s.fiber_blocks, &s.host_waits,
+                                 &s.copies_to_host, &s.cublas_calls};
+  for (int i = 0; i < 7; ++i) out[i] = reset ? v[i]->exchange(0) : v[i]->load();
 }
