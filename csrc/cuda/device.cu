@@ -86,6 +86,67 @@ Context& context(int index) {
 void synchronize(Context& c) {
   LAMINA_CUDA_CHECK(cudaSetDevice(c.physical));
   LAMINA_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+  raise_failed_checks(c);
+}
+
+// ---- deferred checks ------------------------------------------------------------------------
+namespace {
+// slot[0] = the first flat index whose value lies outside [lo, hi) (atomicMin; all ones if none)
+template <class I>
+__global__ void deferred_range_kernel(const I* v, int64_t n, int64_t lo, int64_t hi, unsigned long long* slot) {
+  GRID_STRIDE(i, n)
+    if (int64_t(v[i]) < lo || int64_t(v[i]) >= hi) atomicMin(slot, (unsigned long long)i);
+}
+// slot[1] = that element's value
+template <class I>
+__global__ void deferred_value_kernel(const I* v, unsigned long long* slot) {
+  if (slot[0] != ~0ull) slot[1] = (unsigned long long)(int64_t(v[slot[0]]));
+}
+}  // namespace
+
+void defer_range_check(Context& c, const Buffer& ints, int64_t lo, int64_t hi,
+                       std::function<std::string(int64_t, int64_t)> message) {
+  LAMINA_CHECK(ints.dtype == I32 || ints.dtype == I64, "defer_range_check: expected int32 or int64 values");
+  if (ints.numel == 0) return;
+  {
+    std::lock_guard<std::mutex> g(c.check_mu);
+    if (!c.check_slots) {
+      LAMINA_CUDA_CHECK(cudaSetDevice(c.physical));
+      void* p = nullptr;
+      LAMINA_CUDA_CHECK(cudaMalloc(&p, sizeof(unsigned long long) * 2 * kCheckSlots));
+      c.check_slots = static_cast<unsigned long long*>(p);
+    }
+  }
+  if (c.pending_checks.size() >= size_t(kCheckSlots)) synchronize(c);  // raises a failed one
+  std::lock_guard<std::mutex> g(c.check_mu);
+  unsigned long long* slot = c.check_slots + 2 * c.pending_checks.size();
+  LAMINA_CUDA_CHECK(cudaMemsetAsync(slot, 0xff, 2 * sizeof(unsigned long long), c.stream));
+  const int64_t n = ints.numel;
+  if (ints.dtype == I32) {
+    deferred_range_kernel<<<grid_for(n), 256, 0, c.stream>>>(ints.data<int32_t>(), n, lo, hi, slot);
+    deferred_value_kernel<<<1, 1, 0, c.stream>>>(ints.data<int32_t>(), slot);
+  } else {
+    deferred_range_kernel<<<grid_for(n), 256, 0, c.stream>>>(ints.data<int64_t>(), n, lo, hi, slot);
+    deferred_value_kernel<<<1, 1, 0, c.stream>>>(ints.data<int64_t>(), slot);
+  }
+  LAMINA_CUDA_CHECK(cudaGetLastError());
+  c.pending_checks.push_back(std::move(message));
+}
+
+void raise_failed_checks(Context& c) {
+  std::vector<std::function<std::string(int64_t, int64_t)>> pending;
+  std::vector<unsigned long long> slots;
+  {
+    std::lock_guard<std::mutex> g(c.check_mu);
+    if (c.pending_checks.empty()) return;
+    pending.swap(c.pending_checks);
+    slots.resize(2 * pending.size());
+    // the stream has been waited for: the slots hold their checks' results
+    LAMINA_CUDA_CHECK(cudaMemcpy(slots.data(), c.check_slots, slots.size() * sizeof(unsigned long long),
+                                 cudaMemcpyDeviceToHost));
+  }
+  for (size_t i = 0; i < pending.size(); ++i)
+    if (slots[2 * i] != ~0ull) throw std::invalid_argument(pending[i](int64_t(slots[2 * i]), int64_t(slots[2 * i + 1])));
 }
 
 // ---- the caching allocator: per device, size classes as the CPU's; a freed block is reused by

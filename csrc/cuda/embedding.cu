@@ -1,10 +1,12 @@
 // Row gathers and scatter-adds: embedding lookup, its dense gradient, IndexedSlices densified or
 // added into a dense tensor (embedding_scatter_add), and take / take_grad along an axis.
 //
-// Ids are checked on the device before any gather or scatter: the first out-of-range flat index
-// is found with atomicMin on a device flag, which the host reads (one wait on the stream), so
-// the error names the same id and position as the CPU's. Scatter-adds use float atomicAdd: rows
-// that repeat are summed in no fixed order (within rounding of the CPU's ordered sums).
+// Embedding ids are checked on the device without a wait (gpu.h's deferred checks): the first
+// out-of-range flat index is found with atomicMin, and the host's next wait raises the CPU's error
+// naming the same id and position; meanwhile bad ids gather NaN and scatter nothing. take's
+// indices are checked with a wait (an index outside runs the CPU kernel, which raises IndexError).
+// Scatter-adds use float atomicAdd: rows that repeat are summed in no fixed order (within rounding
+// of the CPU's ordered sums).
 #include "../strided.h"
 #include "gpu.h"
 
@@ -52,31 +54,34 @@ int64_t first_out_of_range(Context& c, const Buffer& ids, int64_t lo, int64_t hi
   return int64_t(idx);
 }
 
-// embedding.cpp's check_range (csrc/cpu/nn_common.h) on the device: ids must lie in [0, hi); the first id outside raises the
-// CPU's ValueError (same message), before anything is written.
-void check_range(Context& c, const char* op, const char* what, const char* range_name, const Buffer& b, int64_t hi) {
-  int64_t v = 0;
-  const int64_t bad = first_out_of_range(c, b, 0, hi, &v);
-  LAMINA_CHECK(bad < 0, op << ": " << what << " " << v << " at flat index " << bad << " is out of range for " << hi
-                               << " " << range_name << "; " << what << "s must lie in [0, " << hi << ")"
-                               << (v < 0 ? " (negative values are not allowed)" : ""));
+// embedding.cpp's check_range (csrc/cpu/nn_common.h), deferred (gpu.h's defer_range_check): ids must
+// lie in [0, hi); the call does not wait, and the host's next wait on the device raises the CPU's
+// ValueError (same message) for the first id outside.
+void defer_range(Context& c, const char* op, const char* what, const char* range_name, const Buffer& b, int64_t hi) {
+  defer_range_check(c, b, 0, hi, [op = std::string(op), what = std::string(what), range = std::string(range_name),
+                                  hi](int64_t bad, int64_t v) {
+    Msg os;
+    os << op << ": " << what << " " << v << " at flat index " << bad << " is out of range for " << hi << " " << range
+       << "; " << what << "s must lie in [0, " << hi << ")" << (v < 0 ? " (negative values are not allowed)" : "");
+    return os.str();
+  });
 }
 
-// out[k] = table[ids[k / D] * D + k % D]
+// out[k] = table[ids[k / D] * D + k % D]; NaN for an id outside [0, V) (its deferred check raises)
 template <class I>
-__global__ void gather_rows_kernel(const float* t, const I* ids, int64_t n, int64_t D, float* o) {
+__global__ void gather_rows_kernel(const float* t, const I* ids, int64_t n, int64_t D, int64_t V, float* o) {
   GRID_STRIDE(k, n * D) {
-    const int64_t i = k / D;
-    o[k] = t[int64_t(ids[i]) * D + (k - i * D)];
+    const int64_t i = k / D, id = int64_t(ids[i]);
+    o[k] = id >= 0 && id < V ? t[id * D + (k - i * D)] : NAN;
   }
 }
 
-// out[ids[k / D] * D + k % D] += values[k]
+// out[ids[k / D] * D + k % D] += values[k]; an id outside [0, V) adds nothing (its deferred check raises)
 template <class I>
-__global__ void scatter_rows_kernel(const float* v, const I* ids, int64_t n, int64_t D, float* o) {
+__global__ void scatter_rows_kernel(const float* v, const I* ids, int64_t n, int64_t D, int64_t V, float* o) {
   GRID_STRIDE(k, n * D) {
-    const int64_t i = k / D;
-    atomicAdd(o + int64_t(ids[i]) * D + (k - i * D), v[k]);
+    const int64_t i = k / D, id = int64_t(ids[i]);
+    if (id >= 0 && id < V) atomicAdd(o + id * D + (k - i * D), v[k]);
   }
 }
 
@@ -94,14 +99,14 @@ void checked_scatter_add(const ScatterNames& nm, Buffer& ob, int64_t V, int64_t 
   check_count(op, nm.values, vb, n * D, F32);
   check_count(op, "out", ob, V * D, F32);
   Context& c = op_device(op, {&ob, &ib, &vb});
-  check_range(c, op, "id", nm.rows, ib, V);
+  defer_range(c, op, "id", nm.rows, ib, V);
   if (zero && ob.numel) LAMINA_CUDA_CHECK(cudaMemsetAsync(ob.ptr, 0, size_t(ob.numel) * sizeof(float), c.stream));
   if (n * D > 0) {
     if (ib.dtype == I32)
-      scatter_rows_kernel<<<grid_for(n * D), 256, 0, c.stream>>>(vb.data<float>(), ib.data<int32_t>(), n, D,
+      scatter_rows_kernel<<<grid_for(n * D), 256, 0, c.stream>>>(vb.data<float>(), ib.data<int32_t>(), n, D, V,
                                                                  ob.data<float>());
     else
-      scatter_rows_kernel<<<grid_for(n * D), 256, 0, c.stream>>>(vb.data<float>(), ib.data<int64_t>(), n, D,
+      scatter_rows_kernel<<<grid_for(n * D), 256, 0, c.stream>>>(vb.data<float>(), ib.data<int64_t>(), n, D, V,
                                                                  ob.data<float>());
   }
   launched(c, op);
@@ -171,13 +176,13 @@ void embedding(const Buffer& table, int64_t V, int64_t D, const Buffer& ids, Buf
   const int64_t n = ids.numel;
   check_count(op, "out", out, n * D, F32);
   Context& c = op_device(op, {&table, &ids, &out});
-  check_range(c, op, "id", "rows in the embedding table", ids, V);
+  defer_range(c, op, "id", "rows in the embedding table", ids, V);
   if (n * D == 0) return;
   if (ids.dtype == I32)
-    gather_rows_kernel<<<grid_for(n * D), 256, 0, c.stream>>>(table.data<float>(), ids.data<int32_t>(), n, D,
+    gather_rows_kernel<<<grid_for(n * D), 256, 0, c.stream>>>(table.data<float>(), ids.data<int32_t>(), n, D, V,
                                                               out.data<float>());
   else
-    gather_rows_kernel<<<grid_for(n * D), 256, 0, c.stream>>>(table.data<float>(), ids.data<int64_t>(), n, D,
+    gather_rows_kernel<<<grid_for(n * D), 256, 0, c.stream>>>(table.data<float>(), ids.data<int64_t>(), n, D, V,
                                                               out.data<float>());
   launched(c, op);
 }

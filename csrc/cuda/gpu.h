@@ -10,6 +10,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -42,6 +43,11 @@ struct Context {
   std::multimap<size_t, void*> free_blocks;  // rounded size -> block, reusable in stream order
   size_t in_use = 0, cached = 0, system_allocs = 0;
   int64_t launches = 0;
+  // Deferred checks (defer_range_check): slots of (first bad flat index, its value) on the device,
+  // and the message of each queued check, in queue order.
+  std::mutex check_mu;
+  unsigned long long* check_slots = nullptr;
+  std::vector<std::function<std::string(int64_t index, int64_t value)>> pending_checks;
 };
 
 int physical_count();
@@ -49,7 +55,10 @@ int device_count();  // virtual devices
 int virtual_split();
 void set_virtual_split(int n);
 Context& context(int index);  // checks the index, creates the stream on first use
+// Waits for every kernel queued on the device, then raises the first failed deferred check.
 void synchronize(Context& c);
+
+
 void empty_cache();
 
 struct Buffer {
@@ -66,6 +75,19 @@ struct Buffer {
   template <class T> T* data() const { return static_cast<T*>(ptr); }
 };
 using BufferPtr = std::shared_ptr<Buffer>;
+
+// Checks of data that would need the host to wait (a label or id out of range) are deferred, as
+// device-side asserts are: the check is queued on the device and the call returns; the host reads
+// the results at its next wait on the device (synchronize, to_numpy, a kernel that returns a value)
+// and raises ValueError(message(first bad flat index, its value)) for the earliest failed check,
+// forgetting the others. The kernels after a failed check run; they must not read out of bounds
+// for the bad values (they write NaN or zeros there). Up to kCheckSlots checks are queued; one
+// more waits for the device first.
+constexpr int kCheckSlots = 64;
+void defer_range_check(Context& c, const Buffer& ints, int64_t lo, int64_t hi,
+                       std::function<std::string(int64_t index, int64_t value)> message);
+// After a wait on c's stream: raises the earliest failed deferred check (and forgets them all).
+void raise_failed_checks(Context& c);
 
 // The device all of an op's buffers are on (nullptr entries are skipped); makes it current.
 Context& op_device(const char* op, std::initializer_list<const Buffer*> bufs);

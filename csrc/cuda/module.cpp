@@ -53,6 +53,7 @@ py::array to_numpy(const Buffer& b, const Shape& shape) {
       LAMINA_CUDA_CHECK(cudaMemcpyAsync(dst, b.ptr, size_t(b.numel) * dtype_size(b.dtype), cudaMemcpyDeviceToHost, c.stream));
     LAMINA_CUDA_CHECK(cudaStreamSynchronize(c.stream));  // also raises an earlier kernel's error
   }
+  gpu::raise_failed_checks(c);  // and an earlier deferred check's (a label out of range)
   return out;
 }
 

@@ -102,14 +102,9 @@ void softmax_grad(const Buffer& y, const Buffer& g, int64_t outer, int64_t R, in
 }
 
 // ---- sparse categorical cross-entropy ------------------------------------------------------------
-// Labels outside [0, K) are found on the device: bad[0] gets the first such flat index (atomicMin)
-// and the host reads it after the kernel, so the error names the label as the CPU's does.
-template <class L>
-__global__ void label_check(const L* lab, int64_t n, int64_t K, unsigned long long* bad) {
-  GRID_STRIDE(i, n)
-    if (lab[i] < 0 || int64_t(lab[i]) >= K) atomicMin(bad, (unsigned long long)i);
-}
-
+// Labels outside [0, K) are found on the device without a wait (gpu.h's deferred checks): the host's
+// next wait raises the CPU's ValueError naming the first such label and its flat index; meanwhile
+// the kernels read no logit through it (its loss is NaN, its gradient row plain softmax).
 static void check_labels_dtype(const char* op, const Buffer& lb, int64_t n) {
   if (lb.dtype != I32 && lb.dtype != I64) {
     Msg os;
@@ -121,26 +116,12 @@ static void check_labels_dtype(const char* op, const Buffer& lb, int64_t n) {
 
 static void check_labels(Context& c, const char* op, const Buffer& lb, int64_t n, int64_t K) {
   check_labels_dtype(op, lb, n);
-  if (n == 0) return;
-  Buffer flag(1, I64, lb.device);
-  LAMINA_CUDA_CHECK(cudaMemsetAsync(flag.ptr, 0xff, 8, c.stream));
-  auto* bad = flag.data<unsigned long long>();
-  if (lb.dtype == I32) label_check<<<grid_for(n), 256, 0, c.stream>>>(lb.data<int32_t>(), n, K, bad);
-  else label_check<<<grid_for(n), 256, 0, c.stream>>>(lb.data<int64_t>(), n, K, bad);
-  unsigned long long idx = 0;
-  LAMINA_CUDA_CHECK(cudaMemcpyAsync(&idx, bad, 8, cudaMemcpyDeviceToHost, c.stream));
-  LAMINA_CUDA_CHECK(cudaStreamSynchronize(c.stream));
-  if (idx == ~0ull) return;
-  int64_t v = 0;
-  if (lb.dtype == I32) {
-    int32_t w = 0;
-    LAMINA_CUDA_CHECK(cudaMemcpy(&w, lb.data<int32_t>() + idx, 4, cudaMemcpyDeviceToHost));
-    v = w;
-  } else {
-    LAMINA_CUDA_CHECK(cudaMemcpy(&v, lb.data<int64_t>() + idx, 8, cudaMemcpyDeviceToHost));
-  }
-  LAMINA_CHECK(false, op << ": label " << v << " at flat index " << idx << " is out of range for " << K
-                         << " classes; labels must lie in [0, " << K << ")" << (v < 0 ? " (negative values are not allowed)" : ""));
+  defer_range_check(c, lb, 0, K, [op = std::string(op), K](int64_t idx, int64_t v) {
+    Msg os;
+    os << op << ": label " << v << " at flat index " << idx << " is out of range for " << K
+       << " classes; labels must lie in [0, " << K << ")" << (v < 0 ? " (negative values are not allowed)" : "");
+    return os.str();
+  });
 }
 
 template <class L>
@@ -150,15 +131,16 @@ __global__ void xent_kernel(const float* x, const L* lab, int64_t outer, int64_t
     const int64_t base = (lane / inner) * K * inner + lane % inner;
     const float* xr = x + base;
     const int64_t y = int64_t(lab[lane]);
+    const bool in_range = y >= 0 && y < K;  // else its deferred check raises: NaN, no read through it
     if (logits) {
       const float lse = lane_lse(xr, K, inner, _l);
-      if (_l == 0) { aux[lane] = lse; loss[lane] = lse - xr[y * inner]; }
+      if (_l == 0) { aux[lane] = lse; loss[lane] = in_range ? lse - xr[y * inner] : NAN; }
     } else {
       float s = 0.f;
       for (int64_t k = _l; k < K; k += 32) s += xr[k * inner];
       s = warp_sum(s);
       if (_l == 0) {
-        float q = xr[y * inner] / s;
+        float q = in_range ? xr[y * inner] / s : NAN;
         q = q < eps ? eps : (q > 1.f - eps ? 1.f - eps : q);
         aux[lane] = s;
         loss[lane] = -logf(q);
@@ -217,9 +199,8 @@ void xent_sparse_grad(const Buffer& x, const Buffer& labels, const Buffer& aux, 
   check_count(op, "grad", g, outer * inner, F32);
   check_view(op, "out", dx, outer, K, inner);
   Context& c = op_device(op, {&x, &labels, &aux, &g, &dx});
-  // The labels' range was checked (with a wait for the device) by xent_sparse, which made aux; a
-  // second check here would make every training step wait for the device twice. The kernel
-  // reads no logit through a label outside [0, K).
+  // The labels' range was checked by xent_sparse (deferred), which made aux; the kernel reads no
+  // logit through a label outside [0, K).
   check_labels_dtype(op, labels, outer * inner);
   if (outer * inner == 0) return;
   const unsigned gr = warp_grid(outer * inner);

@@ -1,0 +1,83 @@
+"""Where the host waits for a device. Data checks that would need a wait (labels, embedding ids)
+are deferred on the GPU: the error comes at the host's next wait, naming the same value and
+position as the CPU's, and a training step waits only where its results are read. The wait counts
+are read from the CUDA emulator (LAMINA_CUDA_EMULATOR=1); the error tests run on every device."""
+import importlib
+
+import numpy as np
+import pytest
+
+import lamina
+from lamina import ops
+
+_dm = importlib.import_module("lamina.backend.device")
+RNG = np.random.default_rng(5)
+LOGITS = RNG.normal(size=(4, 6)).astype(np.float32)
+
+
+def test_a_bad_label_is_raised_by_the_next_read_and_only_once(dev):
+    """The CPU raises in the call; a GPU at the next read. Either way the error is not lost."""
+    with lamina.device(dev):
+        logits = lamina.convert_to_tensor(LOGITS)
+        with pytest.raises(ValueError, match=r"label 6 at flat index 1 is out of range for 6 classes"):
+            ops.sparse_categorical_crossentropy(np.array([0, 6, 1, -3]), logits, from_logits=True)
+            other = ops.sum(logits * 2.0)  # queued after the failed check
+            other.numpy()
+        np.testing.assert_allclose(float(ops.sum(logits * 2.0)), 2 * LOGITS.sum(), rtol=1e-5)  # raised once
+        lamina.get_device(dev).synchronize()
+
+
+def test_a_bad_embedding_id_is_raised_by_synchronize(dev):
+    table = RNG.normal(size=(10, 3)).astype(np.float32)
+    with lamina.device(dev):
+        t = lamina.convert_to_tensor(table)
+        with pytest.raises(ValueError, match=r"id -1 at flat index 2 .*negative values are not allowed"):
+            ops.embedding_lookup(t, np.array([1, 2, -1], np.int32))
+            lamina.get_device(dev).synchronize()
+        np.testing.assert_allclose(ops.embedding_lookup(t, np.array([3], np.int32)).numpy(), table[[3]])
+
+
+def test_the_earliest_of_several_failed_checks_is_raised(dev):
+    with lamina.device(dev):
+        logits = lamina.convert_to_tensor(LOGITS)
+        with pytest.raises(ValueError, match=r"label 9 at flat index 2"):
+            ops.sparse_categorical_crossentropy(np.array([0, 1, 9, 2]), logits, from_logits=True)
+            ops.sparse_categorical_crossentropy(np.array([7, 1, 2, 2]), logits, from_logits=True)
+            lamina.get_device(dev).synchronize()
+        lamina.get_device(dev).synchronize()  # forgotten once raised
+
+
+def _emulated_gpu():
+    if not _dm.CUDA_EMULATED:
+        pytest.skip("wait counts are read from the CUDA emulator (LAMINA_CUDA_EMULATOR=1)")
+    return "gpu:0"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["convnet", "lstm"])
+def test_training_waits_only_where_it_reads(kind):
+    dev = _emulated_gpu()
+    L = lamina.layers
+    with lamina.device(dev):
+        if kind == "convnet":
+            model = lamina.Sequential([lamina.Input(shape=(8, 8, 1)), L.Conv2D(4, 3, activation="relu"),
+                                       L.MaxPooling2D(2), L.Flatten(), L.Dense(8, activation="relu"),
+                                       L.Dropout(0.5), L.Dense(5)])
+            x = RNG.random((16, 8, 8, 1), dtype=np.float32)
+        else:
+            model = lamina.Sequential([lamina.Input(shape=(5, 3)), L.LSTM(8), L.Dense(5)])
+            x = RNG.normal(size=(16, 5, 3)).astype(np.float32)
+        y = RNG.integers(0, 5, 16)
+        model.compile(optimizer="adam", loss=lamina.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # builds, compiles the step
+        _dm.cuda_emulator_stats(reset=True)
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+        fit = _dm.cuda_emulator_stats(reset=True)
+        xt, yt = lamina.convert_to_tensor(x), lamina.convert_to_tensor(y)
+        model.train_on_batch(xt, yt)
+        step = _dm.cuda_emulator_stats(reset=True)
+    # an epoch of 4 steps reads its logs once (loss and accuracy); train_on_batch returns both
+    assert fit["host_waits"] <= 2, fit
+    assert step["host_waits"] <= 2, step
+    assert fit["launches"] > 4 * 10, fit  # the steps ran on the device
