@@ -89,6 +89,53 @@ void synchronize(Context& c) {
   raise_failed_checks(c);
 }
 
+// ---- host-to-device copies through pinned staging blocks -------------------------------------
+void copy_from_host(Context& c, void* dst, const void* src, size_t n) {
+  if (n == 0) return;
+  Context::Staging* block = nullptr;
+  if (n <= kMaxStagedCopy) {
+    std::lock_guard<std::mutex> g(c.staging_mu);
+    for (auto& b : c.staging)  // the smallest idle block that holds n bytes
+      if (!b.busy && b.size >= n && (!block || b.size < block->size) && cudaEventQuery(b.done) == cudaSuccess)
+        block = &b;
+    if (!block) {
+      size_t size = size_t(1) << 18;
+      while (size < n) size *= 2;
+      if (c.staged_bytes + size <= kMaxStagingBytes) {
+        Context::Staging b;
+        b.size = size;
+        if (cudaHostAlloc(&b.host, size, cudaHostAllocDefault) == cudaSuccess &&
+            cudaEventCreateWithFlags(&b.done, cudaEventDisableTiming) == cudaSuccess) {
+          c.staging.reserve(64);  // blocks are never moved while one is busy: at most 256 MB / 256 KB of them
+          if (c.staging.size() < c.staging.capacity()) {
+            c.staging.push_back(b);
+            c.staged_bytes += size;
+            block = &c.staging.back();
+          }
+        }
+        if (!block) {  // no pinned memory to be had: the plain path
+          cudaGetLastError();
+          if (b.host) cudaFreeHost(b.host);
+          if (b.done) cudaEventDestroy(b.done);
+        }
+      }
+    }
+    if (block) block->busy = true;
+  }
+  if (!block) {  // waits for the stream: the source may be reused once the call returns
+    LAMINA_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c.stream));
+    return;
+  }
+  std::memcpy(block->host, src, n);
+  cudaError_t e = cudaMemcpyAsync(dst, block->host, n, cudaMemcpyHostToDevice, c.stream);
+  if (e == cudaSuccess) e = cudaEventRecord(block->done, c.stream);
+  {
+    std::lock_guard<std::mutex> g(c.staging_mu);
+    block->busy = false;
+  }
+  LAMINA_CUDA_CHECK(e);
+}
+
 // ---- deferred checks ------------------------------------------------------------------------
 namespace {
 // slot[0] = the first flat index whose value lies outside [lo, hi) (atomicMin; all ones if none)

@@ -48,6 +48,17 @@ struct Context {
   std::mutex check_mu;
   unsigned long long* check_slots = nullptr;
   std::vector<std::function<std::string(int64_t index, int64_t value)>> pending_checks;
+  // Pinned staging blocks for host-to-device copies (copy_from_host), each reusable once the copy
+  // that read it has run (its event).
+  struct Staging {
+    void* host = nullptr;
+    size_t size = 0;
+    cudaEvent_t done = nullptr;
+    bool busy = false;
+  };
+  std::mutex staging_mu;
+  std::vector<Staging> staging;
+  size_t staged_bytes = 0;
 };
 
 int physical_count();
@@ -57,6 +68,15 @@ void set_virtual_split(int n);
 Context& context(int index);  // checks the index, creates the stream on first use
 // Waits for every kernel queued on the device, then raises the first failed deferred check.
 void synchronize(Context& c);
+
+// Copies n bytes from (pageable) host memory to the device without waiting for the device: the
+// bytes go into a pinned staging block first (a memcpy on the host), and from there to dst on c's
+// stream, asynchronously, in stream order; the block is reused once that copy has run. A plain
+// cudaMemcpyAsync from pageable memory would wait for the stream (every kernel queued before it).
+// Copies above kMaxStagedCopy bytes, or when kMaxStagingBytes of blocks are all in flight, take
+// that plain path.
+constexpr size_t kMaxStagedCopy = size_t(64) << 20, kMaxStagingBytes = size_t(256) << 20;
+void copy_from_host(Context& c, void* dst, const void* src, size_t n);
 
 
 void empty_cache();

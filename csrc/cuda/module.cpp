@@ -34,8 +34,8 @@ BufferPtr from_numpy(py::array a, int device, int dtype) {
   if (nbytes) {
     py::gil_scoped_release nogil;
     LAMINA_CUDA_CHECK(cudaSetDevice(c.physical));
-    // From pageable memory the call returns once the bytes are staged: the array may go at once.
-    LAMINA_CUDA_CHECK(cudaMemcpyAsync(b->ptr, src, nbytes, cudaMemcpyHostToDevice, c.stream));
+    // Through a pinned staging block: returns without waiting for the device, and the array may go at once.
+    gpu::copy_from_host(c, b->ptr, src, nbytes);
   }
   return b;
 }

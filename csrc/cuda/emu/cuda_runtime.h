@@ -11,7 +11,8 @@
 // barrier; kernels without barriers run thread by thread as plain calls.
 // LAMINA_CUDA_EMULATOR_ORDER=reverse runs blocks and threads last first (races show as differences). __shared__ arrays are
 // static (one copy per host thread, reused by each block). Streams and events are synchronous:
-// a kernel has run when its launch returns. Memory is host memory.
+// a kernel has run when its launch returns. Memory is host memory. A copy to the device from
+// pageable host memory (not cudaHostAlloc's) counts as a host wait, as CUDA's waits for the stream.
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -90,6 +91,10 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind
 cudaError_t cudaMemcpyPeerAsync(void* dst, int dd, const void* src, int sd, size_t n, cudaStream_t s = nullptr);
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
                               cudaMemcpyKind k, cudaStream_t s = nullptr);
+constexpr unsigned cudaHostAllocDefault = 0;
+cudaError_t cudaHostAlloc(void** p, size_t n, unsigned flags);
+cudaError_t cudaMallocHost(void** p, size_t n);
+cudaError_t cudaFreeHost(void* p);
 cudaError_t cudaMemset(void* p, int v, size_t n);
 cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t s = nullptr);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags);
@@ -102,6 +107,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags);
 cudaError_t cudaEventCreate(cudaEvent_t* e);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventQuery(cudaEvent_t e);
 cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaDeviceSynchronize();
 

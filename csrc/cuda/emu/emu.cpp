@@ -5,6 +5,8 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -333,7 +335,38 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind k) {
   if (n) std::memmove(dst, src, n);
   return cudaSuccess;
 }
+namespace {
+std::mutex g_pinned_mu;
+std::map<const char*, size_t> g_pinned;  // cudaHostAlloc's blocks: start -> size
+bool pinned(const void* p, size_t n) {
+  std::lock_guard<std::mutex> g(g_pinned_mu);
+  const char* c = static_cast<const char*>(p);
+  auto it = g_pinned.upper_bound(c);
+  if (it == g_pinned.begin()) return false;
+  --it;
+  return c >= it->first && c + n <= it->first + it->second;
+}
+}  // namespace
+
+cudaError_t cudaHostAlloc(void** p, size_t n, unsigned) {
+  *p = std::aligned_alloc(4096, (n + 4095) / 4096 * 4096);
+  if (!*p) return emu::S.last = cudaErrorMemoryAllocation;
+  std::lock_guard<std::mutex> g(g_pinned_mu);
+  g_pinned[static_cast<const char*>(*p)] = n;
+  return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void** p, size_t n) { return cudaHostAlloc(p, n, 0); }
+cudaError_t cudaFreeHost(void* p) {
+  {
+    std::lock_guard<std::mutex> g(g_pinned_mu);
+    g_pinned.erase(static_cast<const char*>(p));
+  }
+  std::free(p);
+  return cudaSuccess;
+}
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind k, cudaStream_t) {
+  // from pageable memory to the device, CUDA waits for the stream first
+  if (k == cudaMemcpyHostToDevice && n && !pinned(src, n)) ++emu::g_stats.host_waits;
   return cudaMemcpy(dst, src, n, k);
 }
 cudaError_t cudaMemcpyPeerAsync(void* dst, int, const void* src, int, size_t n, cudaStream_t) {
@@ -376,6 +409,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t) {
   ++emu::g_stats.host_waits;
   return cudaSuccess;
 }
+cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
   delete e;
   return cudaSuccess;
