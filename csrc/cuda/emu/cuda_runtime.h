@@ -9,7 +9,10 @@
 // The model: one host thread runs a launch's blocks one after another. Each block's CUDA threads
 // run as fibers (ucontext) when the kernel calls __syncthreads or a warp shuffle, switched at each
 // barrier; kernels without barriers run thread by thread as plain calls.
-// LAMINA_CUDA_EMULATOR_ORDER=reverse runs blocks and threads last first (races show as differences). __shared__ arrays are
+// LAMINA_CUDA_EMULATOR_ORDER=reverse runs blocks and threads last first (races show as differences).
+// LAMINA_CUDA_EMULATOR_PROFILE=FILE writes, at exit, each kernel's launches, CUDA threads and its
+// longest thread (host time): a kernel whose single thread works long is a serial bottleneck on
+// a GPU, whatever the emulator's own speed. __shared__ arrays are
 // static (one copy per host thread, reused by each block). Streams and events are synchronous:
 // a kernel has run when its launch returns. Memory is host memory. A copy to the device from
 // pageable host memory (not cudaHostAlloc's) counts as a host wait, as CUDA's waits for the stream.
@@ -236,7 +239,13 @@ struct LaunchConfig {
   dim3 grid, block;
   size_t shared;
   cudaStream_t stream;
+  const char* name = "kernel";  // the kernel's expression in the source (rewrite.py), for profiles
   LaunchConfig(dim3 g, dim3 b, size_t s = 0, cudaStream_t st = nullptr) : grid(g), block(b), shared(s), stream(st) {}
+  LaunchConfig named(const char* n) const {
+    LaunchConfig c = *this;
+    c.name = n;
+    return c;
+  }
 };
 // Runs body once per CUDA thread of every block (sets threadIdx, blockIdx, blockDim, gridDim).
 // An invalid configuration runs nothing and is reported by cudaGetLastError, as on a device.

@@ -2,7 +2,9 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -33,6 +35,7 @@ struct Fiber {
   char* mem = nullptr;  // guard page + stack
   State state = kDone;
   uint3 tid{0, 0, 0};
+  int64_t ns = 0;  // host time run (profiles)
 };
 
 struct Sched {
@@ -52,6 +55,49 @@ struct Sched {
   }
 };
 thread_local Sched S;
+
+// ---- profile (LAMINA_CUDA_EMULATOR_PROFILE=FILE) ----
+const char* profile_path() {
+  static const char* p = [] {
+    const char* e = std::getenv("LAMINA_CUDA_EMULATOR_PROFILE");
+    return e && *e ? e : nullptr;
+  }();
+  return p;
+}
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+struct KernelProfile {
+  long long launches = 0, threads = 0;
+  int64_t total_ns = 0, longest_ns = 0;  // longest: one CUDA thread's host time (noisy on a busy host)
+  double mean_ns = 0;                    // the largest mean host time a thread of one launch
+  long long mean_threads = 0;            // the threads of that launch
+  std::string mean_grid;
+};
+struct Profile {
+  std::mutex mu;
+  std::map<std::string, KernelProfile> kernels;
+  ~Profile() {
+    const char* path = profile_path();
+    if (!path || kernels.empty()) return;
+    std::vector<std::pair<std::string, KernelProfile>> v(kernels.begin(), kernels.end());
+    std::sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.second.mean_ns > b.second.mean_ns; });
+    FILE* f = std::strcmp(path, "-") == 0 ? stderr : std::fopen(path, "w");
+    if (!f) return;
+    std::fprintf(f, "# CUDA emulator profile, per kernel, by the host time a CUDA thread of one launch takes on\n"
+                    "# average (the launch that has the largest): few threads that each work long are a\n"
+                    "# serial bottleneck on a GPU. longest: one thread's longest host time (noisy).\n");
+    std::fprintf(f, "%-12s %-14s %-22s %-12s %-12s %-10s %-14s %s\n", "thread_us", "threads", "grid (block)",
+                 "longest_us", "total_ms", "launches", "all_threads", "kernel");
+    for (auto& [name, k] : v)
+      std::fprintf(f, "%-12.2f %-14lld %-22s %-12.1f %-12.2f %-10lld %-14lld %s\n", k.mean_ns / 1e3, k.mean_threads,
+                   k.mean_grid.c_str(), k.longest_ns / 1e3, k.total_ns / 1e6, k.launches, k.threads, name.c_str());
+    if (f != stderr) std::fclose(f);
+  }
+};
+Profile g_profile;
+thread_local int64_t t_longest = 0;  // the launch's longest thread so far
 
 unsigned linear(const uint3& t) { return t.x + blockDim.x * (t.y + blockDim.y * t.z); }
 
@@ -96,12 +142,19 @@ void start_fiber(size_t i, const uint3& tid) {
   makecontext(&f.ctx, fiber_entry, 0);
   f.state = kReady;
   f.tid = tid;
+  f.ns = 0;
 }
 
 void resume(size_t i) {
   S.current = int(i);
   threadIdx = S.fibers[i].tid;
-  swapcontext(&S.main, &S.fibers[i].ctx);
+  if (profile_path()) {
+    const int64_t t0 = now_ns();
+    swapcontext(&S.main, &S.fibers[i].ctx);
+    S.fibers[i].ns += now_ns() - t0;
+  } else {
+    swapcontext(&S.main, &S.fibers[i].ctx);
+  }
   S.current = -1;
 }
 
@@ -128,13 +181,21 @@ void run_block(unsigned n) {
   S.barrier = false;
   start_fiber(0, zero);
   resume(0);
+  const bool prof = profile_path() != nullptr;
   if (S.fibers[0].state == kDone && !S.barrier) {
+    if (prof) t_longest = std::max(t_longest, S.fibers[0].ns);
     if (!S.error.empty()) return;
     S.direct = true;
     const bool rev = reverse_order();
     for (unsigned k = 1; k < n; ++k) {
       threadIdx = unflatten(rev ? n - k : k);
-      (*S.body)();
+      if (prof) {
+        const int64_t t0 = now_ns();
+        (*S.body)();
+        t_longest = std::max(t_longest, now_ns() - t0);
+      } else {
+        (*S.body)();
+      }
     }
     S.direct = false;
     return;
@@ -158,7 +219,11 @@ void run_block(unsigned n) {
       live += S.fibers[t].state != kDone;
       at_block += S.fibers[t].state == kBlockWait;
     }
-    if (live == 0) return;
+    if (live == 0) {
+      if (prof)
+        for (unsigned t = 0; t < n; ++t) t_longest = std::max(t_longest, S.fibers[t].ns);
+      return;
+    }
     bool released = false;
     if (at_block == live) {
       for (unsigned t = 0; t < n; ++t)
@@ -231,6 +296,8 @@ void run(const LaunchConfig& cfg, const std::function<void()>& body) {
   blockDim = b;
   gridDim = g;
   const bool rev = reverse_order();
+  const int64_t started = profile_path() ? now_ns() : 0;
+  t_longest = 0;
   for (unsigned z = 0; z < g.z && S.error.empty(); ++z)
     for (unsigned y = 0; y < g.y && S.error.empty(); ++y)
       for (unsigned x = 0; x < g.x && S.error.empty(); ++x) {
@@ -238,6 +305,23 @@ void run(const LaunchConfig& cfg, const std::function<void()>& body) {
         run_block(n);
       }
   S.body = nullptr;
+  if (profile_path()) {
+    std::lock_guard<std::mutex> lk(g_profile.mu);
+    KernelProfile& k = g_profile.kernels[cfg.name];
+    const long long nthreads = (long long)g.x * g.y * g.z * n;
+    const int64_t took = now_ns() - started;
+    k.launches++;
+    k.threads += nthreads;
+    k.total_ns += took;
+    k.longest_ns = std::max(k.longest_ns, t_longest);
+    const double mean = double(took) / double(nthreads);
+    if (mean > k.mean_ns) {
+      k.mean_ns = mean;
+      k.mean_threads = nthreads;
+      k.mean_grid = std::to_string(g.x) + "x" + std::to_string(g.y) + "x" + std::to_string(g.z) + " (" +
+                    std::to_string(b.x) + "x" + std::to_string(b.y) + "x" + std::to_string(b.z) + ")";
+    }
+  }
   blockDim = saved_block;
   gridDim = saved_grid;
   if (!S.error.empty()) {

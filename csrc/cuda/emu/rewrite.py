@@ -1,7 +1,7 @@
 """The CUDA emulator's source step: copies a .cu file to a .cpp file that g++ compiles against
 csrc/cuda/emu/cuda_runtime.h, with each launch `kernel<<<grid, block, shared, stream>>>(args)`
-written as `::emu::launch(::emu::LaunchConfig(grid, block, shared, stream), [&](auto&... a_) {
-kernel(a_...); }, args)`. Line numbers are kept (a launch stays on its lines), so compiler errors
+written as `::emu::launch(::emu::LaunchConfig(grid, block, shared, stream).named("kernel"),
+[&](auto&... a_) { kernel(a_...); }, args)`. Line numbers are kept (a launch stays on its lines), so compiler errors
 and backtraces point into the .cu file (a #line directive names it).
 
     python rewrite.py INPUT.cu OUTPUT.cpp
@@ -40,7 +40,8 @@ def _matching(src, i, open_c, close_c):
     raise ValueError(f"unbalanced '{open_c}' in a launch")
 
 
-def rewrite(src):
+def rewrite(src, where=""):
+    """`where`: the file's name, put with each launch's line into the kernel's profile name."""
     out, pos = [], 0
     while True:
         i = src.find("<<<", pos)
@@ -68,7 +69,11 @@ def rewrite(src):
             raise ValueError(f"no argument list after the launch of {kernel}")
         close = _matching(src, k, '(', ')')
         args = src[k + 1:close]
-        launch = f"::emu::launch(::emu::LaunchConfig({cfg}), [&](auto&... a_) {{ {kernel}(a_...); }}"
+        name = " ".join(kernel.split()).replace('"', "'")
+        if where:
+            name += f" ({where}:{src.count(chr(10), 0, i) + 1})"
+        launch = (f"::emu::launch(::emu::LaunchConfig({cfg}).named(\"{name}\"), "
+                  f"[&](auto&... a_) {{ {kernel}(a_...); }}")
         launch += (", " + args if args.strip() else "") + ")"
         out.append(src[pos:start])
         out.append(launch)
@@ -79,7 +84,7 @@ def main():
     src_path, dst_path = sys.argv[1], sys.argv[2]
     with open(src_path) as f:
         src = f.read()
-    text = f'#line 1 "{os.path.abspath(src_path)}"\n' + rewrite(src)
+    text = f'#line 1 "{os.path.abspath(src_path)}"\n' + rewrite(src, os.path.basename(src_path))
     tmp = dst_path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
