@@ -35,14 +35,17 @@
 // where the window's stored argmax is this element, as the CPU's scatter does for the indices its
 // forward pass writes, which always lie inside their window).
 //
-// depthwise_conv2d and pooling take float32 only: bfloat16 buffers throw Unsupported, and
-// backend/device.py's WideningTable runs them on float32 copies.
+// Pooling takes float32 or bfloat16 images (as the CPU's pool2d_*_bf16: max pooling keeps the
+// maximum's own bfloat16 bits, averages and gradients sum in float32 and round once; bf16.cuh).
+// depthwise_conv2d takes float32 only: bfloat16 buffers throw Unsupported, and backend/device.py's
+// WideningTable runs it on float32 copies.
 //
 // Indices are 32-bit where every offset a kernel forms fits (the common case), else 64-bit.
 #include <algorithm>
 #include <climits>
 
 #include "../conv_geom.h"
+#include "bf16.cuh"
 #include "gpu.h"
 
 namespace lamina {
@@ -350,8 +353,10 @@ __device__ __forceinline__ void bounds(const PoolGeom& g, I oh, I ow, I& h0, I& 
   w1 = imin(ws + I(g.pw), I(g.W));
 }
 
-template <class I, bool Max>
-__global__ void pool_forward_kernel(const float* __restrict__ x, float* __restrict__ y, int32_t* __restrict__ idx,
+// S: the images' storage, float or uint16_t (bfloat16: compared and summed as float32; a maximum
+// is the element's own bits, an average rounded once).
+template <class I, bool Max, class S>
+__global__ void pool_forward_kernel(const S* __restrict__ x, S* __restrict__ y, int32_t* __restrict__ idx,
                                     PoolGeom g, int64_t total) {
   const I C = I(g.C), OW = I(g.OW), OH = I(g.OH), H = I(g.H), W = I(g.W);
   GRID_STRIDE(i64, total) {
@@ -365,39 +370,41 @@ __global__ void pool_forward_kernel(const float* __restrict__ x, float* __restri
     I h0, h1, w0, w1;
     bounds(g, oh, ow, h0, h1, w0, w1);
     if (h1 <= h0 || w1 <= w0) {  // the window lies in the padding
-      y[i64] = 0.f;
+      y[i64] = narrow<S>(0.f);
       if (idx) idx[i64] = -1;
       continue;
     }
-    const float* xn = x + n * H * W * C + c;
+    const S* xn = x + n * H * W * C + c;
     if (Max) {
-      float cur = xn[(h0 * W + w0) * C];
+      float cur = wide(xn[(h0 * W + w0) * C]);
       int32_t best = int32_t(h0 * W + w0);
       for (I ih = h0; ih < h1; ++ih)
         for (I iw = w0; iw < w1; ++iw) {
-          const float v = xn[(ih * W + iw) * C];
+          const float v = wide(xn[(ih * W + iw) * C]);
           // strictly greater, or the first NaN (a NaN already held stays: the first NaN wins)
           if (v > cur || (v != v && cur == cur)) {
             cur = v;
             best = int32_t(ih * W + iw);
           }
         }
-      y[i64] = cur;
+      if constexpr (std::is_same<S, float>::value) y[i64] = cur;
+      else y[i64] = xn[I(best) * C];  // the maximum's own bits (as the CPU copies them)
       if (idx) idx[i64] = best;
     } else {
       float s = 0.f;
       for (I ih = h0; ih < h1; ++ih)
-        for (I iw = w0; iw < w1; ++iw) s += xn[(ih * W + iw) * C];
-      y[i64] = s * (1.f / float((h1 - h0) * (w1 - w0)));
+        for (I iw = w0; iw < w1; ++iw) s += wide(xn[(ih * W + iw) * C]);
+      y[i64] = narrow<S>(s * (1.f / float((h1 - h0) * (w1 - w0))));
     }
   }
 }
 
 // dx[n, ih, iw, c] = sum over the windows (oh, ow) that cover (ih, iw), in row-major order, of
 // g / (window count) (average) or g where idx == ih * W + iw (max).
-template <class I, bool Max>
-__global__ void pool_backward_kernel(const float* __restrict__ gr, const int32_t* __restrict__ idx,
-                                     float* __restrict__ dx, PoolGeom g, int64_t total) {
+// S: the gradients' storage, float or uint16_t (bfloat16: summed in float32, rounded once).
+template <class I, bool Max, class S>
+__global__ void pool_backward_kernel(const S* __restrict__ gr, const int32_t* __restrict__ idx,
+                                     S* __restrict__ dx, PoolGeom g, int64_t total) {
   const I C = I(g.C), OW = I(g.OW), OH = I(g.OH), H = I(g.H), W = I(g.W);
   const I sh = I(g.sh), sw = I(g.sw);
   GRID_STRIDE(i64, total) {
@@ -418,14 +425,14 @@ __global__ void pool_backward_kernel(const float* __restrict__ gr, const int32_t
       for (I ow = ow0; ow <= ow1; ++ow) {
         const I o = ((n * OH + oh) * OW + ow) * C + c;
         if (Max) {
-          if (idx[o] == me) s += gr[o];
+          if (idx[o] == me) s += wide(gr[o]);
         } else {
           I h0, h1, w0, w1;
           bounds(g, oh, ow, h0, h1, w0, w1);
-          s += gr[o] * (1.f / float((h1 - h0) * (w1 - w0)));
+          s += wide(gr[o]) * (1.f / float((h1 - h0) * (w1 - w0)));
         }
       }
-    dx[i64] = s;
+    dx[i64] = narrow<S>(s);
   }
 }
 
@@ -708,30 +715,34 @@ void depthwise_conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& 
 
 // ---- pooling ------------------------------------------------------------------------------------
 
+// Images (input and output): float32, or bfloat16 both (as the CPU's pool2d_forward_bf16).
 void pool2d_forward(int mode, const Buffer& xb, const Shape& xs, Buffer& ob, const Shape& os, const Shape& window,
                     const Shape& strides, const Shape& pads, Buffer* idxb) {
   const char* op = mode == POOL_MAX ? "max_pool" : "average_pool";
   LAMINA_CHECK(mode == POOL_MAX || mode == POOL_AVG, "pool2d: unknown mode " << mode);
-  if (xb.dtype == BF16 || ob.dtype == BF16) throw Unsupported(std::string(op) + ": bfloat16 buffers run on float32 copies");
-  check_buffer(op, "input", xb, xs, F32);
-  check_buffer(op, "output", ob, os, F32);
+  const DType dt = float_dtype(xb);
+  check_buffer(op, "input", xb, xs, dt);
+  check_buffer(op, "output", ob, os, dt);
   if (idxb) check_buffer(op, "indices", *idxb, os, I32);
   const PoolGeom g = pool_geom(op, xs, os, window, strides, pads);
   Context& c = op_device(op, {&xb, &ob, idxb});
   const int64_t total = ob.numel;
   if (total == 0) return;
-  const float* x = xb.data<float>();
-  float* y = ob.data<float>();
   int32_t* idx = idxb ? idxb->data<int32_t>() : nullptr;
   const bool small = fits32({total, xb.numel, pool_span(g)});
   const unsigned grid = grid_for(total);
-  if (mode == POOL_MAX) {
-    if (small) pool_forward_kernel<int, true><<<grid, 256, 0, c.stream>>>(x, y, idx, g, total);
-    else pool_forward_kernel<int64_t, true><<<grid, 256, 0, c.stream>>>(x, y, idx, g, total);
-  } else {
-    if (small) pool_forward_kernel<int, false><<<grid, 256, 0, c.stream>>>(x, y, nullptr, g, total);
-    else pool_forward_kernel<int64_t, false><<<grid, 256, 0, c.stream>>>(x, y, nullptr, g, total);
-  }
+  with_float_type(dt, [&](auto ts) {
+    using S = decltype(ts);
+    const S* x = xb.data<S>();
+    S* y = ob.data<S>();
+    if (mode == POOL_MAX) {
+      if (small) pool_forward_kernel<int, true, S><<<grid, 256, 0, c.stream>>>(x, y, idx, g, total);
+      else pool_forward_kernel<int64_t, true, S><<<grid, 256, 0, c.stream>>>(x, y, idx, g, total);
+    } else {
+      if (small) pool_forward_kernel<int, false, S><<<grid, 256, 0, c.stream>>>(x, y, nullptr, g, total);
+      else pool_forward_kernel<int64_t, false, S><<<grid, 256, 0, c.stream>>>(x, y, nullptr, g, total);
+    }
+  });
   launched(c, op);
 }
 
@@ -739,28 +750,30 @@ void pool2d_backward(int mode, const Shape& xs, const Buffer& gb, const Shape& g
                      const Shape& strides, const Shape& pads, const Buffer* idxb) {
   const char* op = mode == POOL_MAX ? "max_pool_backward" : "average_pool_backward";
   LAMINA_CHECK(mode == POOL_MAX || mode == POOL_AVG, "pool2d: unknown mode " << mode);
-  if (gb.dtype == BF16 || dxb.dtype == BF16)
-    throw Unsupported(std::string(op) + ": bfloat16 buffers run on float32 copies");
-  check_buffer(op, "output gradient", gb, gs, F32);
-  check_buffer(op, "input gradient", dxb, xs, F32);
+  const DType dt = float_dtype(gb);  // the gradients: float32, or bfloat16 both (as the CPU's)
+  check_buffer(op, "output gradient", gb, gs, dt);
+  check_buffer(op, "input gradient", dxb, xs, dt);
   LAMINA_CHECK(mode != POOL_MAX || idxb, op << ": needs the argmax indices written by the forward pass");
   if (idxb) check_buffer(op, "indices", *idxb, gs, I32);
   const PoolGeom g = pool_geom(op, xs, gs, window, strides, pads);
   Context& c = op_device(op, {&gb, &dxb, idxb});
   const int64_t total = dxb.numel;
   if (total == 0) return;
-  const float* gr = gb.data<float>();
-  float* dx = dxb.data<float>();
   const bool small = fits32({total, gb.numel, pool_span(g)});
   const unsigned grid = grid_for(total);
-  if (mode == POOL_MAX) {
-    const int32_t* idx = idxb->data<int32_t>();
-    if (small) pool_backward_kernel<int, true><<<grid, 256, 0, c.stream>>>(gr, idx, dx, g, total);
-    else pool_backward_kernel<int64_t, true><<<grid, 256, 0, c.stream>>>(gr, idx, dx, g, total);
-  } else {
-    if (small) pool_backward_kernel<int, false><<<grid, 256, 0, c.stream>>>(gr, nullptr, dx, g, total);
-    else pool_backward_kernel<int64_t, false><<<grid, 256, 0, c.stream>>>(gr, nullptr, dx, g, total);
-  }
+  with_float_type(dt, [&](auto ts) {
+    using S = decltype(ts);
+    const S* gr = gb.data<S>();
+    S* dx = dxb.data<S>();
+    if (mode == POOL_MAX) {
+      const int32_t* idx = idxb->data<int32_t>();
+      if (small) pool_backward_kernel<int, true, S><<<grid, 256, 0, c.stream>>>(gr, idx, dx, g, total);
+      else pool_backward_kernel<int64_t, true, S><<<grid, 256, 0, c.stream>>>(gr, idx, dx, g, total);
+    } else {
+      if (small) pool_backward_kernel<int, false, S><<<grid, 256, 0, c.stream>>>(gr, nullptr, dx, g, total);
+      else pool_backward_kernel<int64_t, false, S><<<grid, 256, 0, c.stream>>>(gr, nullptr, dx, g, total);
+    }
+  });
   launched(c, op);
 }
 

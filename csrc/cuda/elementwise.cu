@@ -1,10 +1,12 @@
 // Elementwise kernels: broadcasting binary ops and comparisons, where, broadcast_to, unary maths,
 // the activations' derivatives, clip and axpby. The float maths use CUDA's libdevice functions
 // (within a few ulps of the CPU's polynomials). Op codes and dtypes without a CUDA version here
-// raise Unsupported and run on the host (backend/device.py).
+// raise Unsupported and run on the host (backend/device.py). bfloat16 (binary, unary, unary_grad):
+// the float32 maths on the widened values, each result rounded once (bf16.cuh).
 #include <cstdint>
 #include <type_traits>
 
+#include "bf16.cuh"
 #include "gpu.h"
 
 namespace lamina {
@@ -83,52 +85,54 @@ static bool arith_supported(int op) {
   return op == AND || op == OR || op == XOR;
 }
 
-template <class T, class R, bool CMP>
-__global__ void binary_same(int op, const T* a, const T* b, R* o, int64_t n, int sa, int sb) {
+// S: the operands' storage (uint16_t: bfloat16, compared and computed as float32, rounded once).
+template <class S, class R, bool CMP>
+__global__ void binary_same(int op, const S* a, const S* b, R* o, int64_t n, int sa, int sb) {
   GRID_STRIDE(i, n) {
-    const T x = a[sa ? i : 0], y = b[sb ? i : 0];
+    const compute_t<S> x = wide(a[sa ? i : 0]), y = wide(b[sb ? i : 0]);
     if constexpr (CMP) o[i] = bin_compare(op, x, y);
-    else o[i] = bin_arith(op, x, y);
+    else o[i] = narrow<R>(bin_arith(op, x, y));
   }
 }
 
-template <class T, class R, bool CMP>
-__global__ void binary_bcast(int op, const T* a, const T* b, R* o, int64_t n, Bcast p) {
+template <class S, class R, bool CMP>
+__global__ void binary_bcast(int op, const S* a, const S* b, R* o, int64_t n, Bcast p) {
   GRID_STRIDE(i, n) {
     int64_t off[2];
     bcast_offsets<2>(p, i, off);
-    const T x = a[off[0]], y = b[off[1]];
+    const compute_t<S> x = wide(a[off[0]]), y = wide(b[off[1]]);
     if constexpr (CMP) o[i] = bin_compare(op, x, y);
-    else o[i] = bin_arith(op, x, y);
+    else o[i] = narrow<R>(bin_arith(op, x, y));
   }
 }
 
-template <class T, class R, bool CMP>
+template <class S, class R, bool CMP>
 static void run_binary(Context& c, int op, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, R* o,
                        const Shape& os) {
   const int64_t n = numel_of(os);
   if (n == 0) return;
-  const T* x = a.data<T>();
-  const T* y = b.data<T>();
+  const S* x = a.data<S>();
+  const S* y = b.data<S>();
   const bool a_full = as == os, b_full = bs == os;
   if ((a_full || a.numel == 1) && (b_full || b.numel == 1)) {
-    binary_same<T, R, CMP><<<grid_for(n), 256, 0, c.stream>>>(op, x, y, o, n, a.numel == n, b.numel == n);
+    binary_same<S, R, CMP><<<grid_for(n), 256, 0, c.stream>>>(op, x, y, o, n, a.numel == n, b.numel == n);
   } else {
     Bcast p = make_bcast("binary", {&as, &bs}, os);
-    binary_bcast<T, R, CMP><<<grid_for(n), 256, 0, c.stream>>>(op, x, y, o, n, p);
+    binary_bcast<S, R, CMP><<<grid_for(n), 256, 0, c.stream>>>(op, x, y, o, n, p);
   }
 }
 
-template <class T>
+// S: float, int32_t, int64_t, or uint16_t (bfloat16: float32's op codes; the CPU's others run there).
+template <class S>
 static void binary_typed(Context& c, int op, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs,
                          Buffer& o, const Shape& os) {
   if (op >= EQ && op <= GE) {
     check_buffer("compare", "out", o, os, BOOL);
-    return run_binary<T, bool, true>(c, op, a, as, b, bs, o.data<bool>(), os);
+    return run_binary<S, bool, true>(c, op, a, as, b, bs, o.data<bool>(), os);
   }
   check_buffer("binary", "out", o, os, a.dtype);
-  if (!arith_supported<T>(op)) throw Unsupported("binary: this op code runs on the host");
-  run_binary<T, T, false>(c, op, a, as, b, bs, o.data<T>(), os);
+  if (!arith_supported<compute_t<S>>(op)) throw Unsupported("binary: this op code runs on the host");
+  run_binary<S, S, false>(c, op, a, as, b, bs, o.data<S>(), os);
 }
 
 void binary(int op, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o, const Shape& os) {
@@ -140,6 +144,7 @@ void binary(int op, const Buffer& a, const Shape& as, const Buffer& b, const Sha
     case F32: binary_typed<float>(c, op, a, as, b, bs, o, os); break;
     case I32: binary_typed<int32_t>(c, op, a, as, b, bs, o, os); break;
     case I64: binary_typed<int64_t>(c, op, a, as, b, bs, o, os); break;
+    case BF16: binary_typed<uint16_t>(c, op, a, as, b, bs, o, os); break;
     case I8: throw TypeError("binary: int8 tensors hold quantized weights and take no arithmetic");
     case BOOL: {
       check_buffer("logical", "out", o, os, BOOL);
@@ -280,8 +285,9 @@ static bool unary_f32_supported(int op) {
   return false;
 }
 
-__global__ void unary_kernel(int op, const float* x, float* y, int64_t n, float alpha) {
-  GRID_STRIDE(i, n) y[i] = unary_f32(op, x[i], alpha);
+template <class S>  // float, or uint16_t (bfloat16)
+__global__ void unary_kernel(int op, const S* x, S* y, int64_t n, float alpha) {
+  GRID_STRIDE(i, n) y[i] = narrow<S>(unary_f32(op, wide(x[i]), alpha));
 }
 
 // isnan / isinf / isfinite / signbit: classified by bits, as the CPU does.
@@ -290,6 +296,14 @@ __global__ void classify_kernel(int op, const uint32_t* x, bool* o, int64_t n) {
     const uint32_t a = x[i] & 0x7fffffffu;
     o[i] = op == ISNAN ? a > 0x7f800000u : op == ISINF ? a == 0x7f800000u : op == ISFINITE ? a < 0x7f800000u
                                                                                               : (x[i] >> 31) != 0;
+  }
+}
+
+// bfloat16 by its bits, as the CPU (the same answers as its widened float32 value's)
+__global__ void classify_bf16_kernel(int op, const uint16_t* x, bool* o, int64_t n) {
+  GRID_STRIDE(i, n) {
+    const uint16_t e = x[i] & 0x7fffu;
+    o[i] = op == ISNAN ? e > 0x7f80u : op == ISINF ? e == 0x7f80u : op == ISFINITE ? e < 0x7f80u : (x[i] >> 15) != 0;
   }
 }
 
@@ -304,6 +318,10 @@ void unary(int op, const Buffer& xb, Buffer& ob, double alpha) {
   const int64_t n = xb.numel;
   if (op == ISNAN || op == ISINF || op == ISFINITE || op == SIGNBIT) {
     check_dtype("unary", "out", ob, BOOL);
+    if (xb.dtype == BF16) {
+      if (n) classify_bf16_kernel<<<grid_for(n), 256, 0, c.stream>>>(op, xb.data<uint16_t>(), ob.data<bool>(), n);
+      return launched(c, "unary");
+    }
     if (xb.dtype != F32) throw Unsupported("unary: integer classification runs on the host");
     if (n) classify_kernel<<<grid_for(n), 256, 0, c.stream>>>(op, xb.data<uint32_t>(), ob.data<bool>(), n);
     return launched(c, "unary");
@@ -315,8 +333,13 @@ void unary(int op, const Buffer& xb, Buffer& ob, double alpha) {
     return launched(c, "unary");
   }
   LAMINA_CHECK(op != LOGICAL_NOT, "unary: logical_not needs a bool tensor, received " << dtype_name(xb.dtype));
-  if (xb.dtype != F32 || !unary_f32_supported(op)) throw Unsupported("unary: this op code or dtype runs on the host");
-  if (n) unary_kernel<<<grid_for(n), 256, 0, c.stream>>>(op, xb.data<float>(), ob.data<float>(), n, float(alpha));
+  if ((xb.dtype != F32 && xb.dtype != BF16) || !unary_f32_supported(op))
+    throw Unsupported("unary: this op code or dtype runs on the host");
+  if (n && xb.dtype == BF16)
+    unary_kernel<uint16_t><<<grid_for(n), 256, 0, c.stream>>>(op, xb.data<uint16_t>(), ob.data<uint16_t>(), n,
+                                                              float(alpha));
+  else if (n)
+    unary_kernel<float><<<grid_for(n), 256, 0, c.stream>>>(op, xb.data<float>(), ob.data<float>(), n, float(alpha));
   launched(c, "unary");
 }
 
@@ -351,21 +374,28 @@ __device__ __forceinline__ float grad_f32(int op, float v, float d, float alpha)
   return 0.f;
 }
 
-__global__ void grad_kernel(int op, const float* s, const float* g, float* o, int64_t n, float alpha) {
-  GRID_STRIDE(i, n) o[i] = grad_f32(op, s[i], g[i], alpha);
+template <class S>  // float, or uint16_t (bfloat16)
+__global__ void grad_kernel(int op, const S* s, const S* g, S* o, int64_t n, float alpha) {
+  GRID_STRIDE(i, n) o[i] = narrow<S>(grad_f32(op, wide(s[i]), wide(g[i]), alpha));
 }
 
+// float32, or bfloat16 throughout (as the CPU's)
 void unary_grad(int op, const Buffer& sb, const Buffer& gb, Buffer& ob, double alpha) {
   LAMINA_CHECK(op >= 0 && op < GRAD_COUNT, "unary_grad: unknown op code " << op);
-  check_dtype("unary_grad", "saved", sb, F32);
-  check_dtype("unary_grad", "grad", gb, F32);
-  check_dtype("unary_grad", "out", ob, F32);
+  const DType dt = float_dtype(sb);
+  check_dtype("unary_grad", "saved", sb, dt);
+  check_dtype("unary_grad", "grad", gb, dt);
+  check_dtype("unary_grad", "out", ob, dt);
   LAMINA_CHECK(sb.numel == gb.numel && gb.numel == ob.numel, "unary_grad: element counts differ: saved "
                    << sb.numel << ", grad " << gb.numel << ", out " << ob.numel);
   Context& c = op_device("unary_grad", {&sb, &gb, &ob});
   const int64_t n = sb.numel;
-  if (n) grad_kernel<<<grid_for(n), 256, 0, c.stream>>>(op, sb.data<float>(), gb.data<float>(), ob.data<float>(), n,
-                                                         float(alpha));
+  if (n && dt == BF16)
+    grad_kernel<uint16_t><<<grid_for(n), 256, 0, c.stream>>>(op, sb.data<uint16_t>(), gb.data<uint16_t>(),
+                                                             ob.data<uint16_t>(), n, float(alpha));
+  else if (n)
+    grad_kernel<float><<<grid_for(n), 256, 0, c.stream>>>(op, sb.data<float>(), gb.data<float>(), ob.data<float>(), n,
+                                                          float(alpha));
   launched(c, "unary_grad");
 }
 

@@ -227,8 +227,8 @@ void simple_rnn_backward(const Buffer& x, const Buffer& h0, const Buffer& K, con
                          const Buffer* dh_last, Buffer* dx, Buffer* dh0, Buffer* dK, Buffer* dR, Buffer* db,
                          int64_t accumulate, Buffer* dgates, Buffer* dgates_rec, Buffer* h_prev);
 
-// ---- convolution and pooling (conv.cu): conv2d (float32, or bfloat16 through cuBLAS), depthwise_conv2d, pool2d
-// (float32), NHWC ----
+// ---- convolution and pooling (conv.cu): conv2d (float32, or bfloat16 through cuBLAS), depthwise_conv2d (float32),
+// pool2d (float32 or bfloat16), NHWC ----
 void conv2d_forward(const Buffer& x, const Shape& xs, const Buffer& w, const Shape& ws, Buffer& out, const Shape& os,
                     const Shape& strides, const Shape& dilation, const Shape& pads);
 void conv2d_backward(const Buffer& x, const Shape& xs, const Buffer& w, const Shape& ws, const Buffer& g,

@@ -80,11 +80,17 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
   py::register_exception<gpu::Unsupported>(m, "KernelUnsupported", PyExc_NotImplementedError);
   export_op_codes(m);
   // The kernels that take bfloat16 buffers themselves (backend/device.py widens the others').
-  // conv2d: bfloat16 operands through cuBLAS (conv.cu); depthwise convolutions and pooling stay widened.
+  // conv2d: bfloat16 operands through cuBLAS (conv.cu); depthwise convolutions stay widened.
   // The recurrent kernels: bfloat16 product operands through cuBLAS, float32 gate maths (rnn.cu).
-  m.attr("BF16_KERNELS") = py::make_tuple("fill", "copy", "cast", "strided_copy", "broadcast_to", "where", "matmul",
-                                          "conv2d_forward", "conv2d_backward", "lstm_forward", "lstm_backward",
-                                          "gru_forward", "gru_backward", "simple_rnn_forward", "simple_rnn_backward");
+  // Elementwise ops, softmax, norms, pooling, bias + ReLU: float32 maths on bfloat16 loads, each
+  // output rounded once (bf16.cuh), so their results are the widened path's bit for bit.
+  m.attr("BF16_KERNELS") = py::make_tuple("fill", "copy", "cast", "strided_copy", "take", "take_along_axis", "tri",
+                                          "broadcast_to", "where", "matmul", "conv2d_forward", "conv2d_backward",
+                                          "bias_relu", "bias_relu_grad", "pool2d_forward", "pool2d_backward", "unary",
+                                          "unary_grad", "binary", "batch_norm_train", "batch_norm_train_grad",
+                                          "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
+                                          "simple_rnn_forward", "simple_rnn_backward", "softmax", "softmax_grad",
+                                          "layer_norm", "layer_norm_grad");
 
   // ---- devices ----
   m.def("device_count", &gpu::device_count, "GPU devices (virtual): physical GPUs x virtual GPUs per physical GPU.");

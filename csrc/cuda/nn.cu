@@ -1,5 +1,8 @@
 // Softmax, sparse categorical cross-entropy (fused with its softmax) and bias + relu. A lane is
 // one (outer, inner) position of an (outer, R, inner) view; one warp works on each lane.
+// softmax, softmax_grad and bias + relu take bfloat16 buffers too (as the CPU's: softmax's each on
+// its own, bias_relu's all or none): float32 maths on the widened values, rounded once (bf16.cuh).
+#include "bf16.cuh"
 #include "gpu.h"
 
 namespace lamina {
@@ -37,67 +40,90 @@ __device__ __forceinline__ float lane_lse(const float* x, int64_t R, int64_t st,
   return m + logf(warp_sum(s));
 }
 
-__global__ void softmax_kernel(const float* x, float* y, int64_t outer, int64_t R, int64_t inner, bool log) {
+// X, Y (and G, O): each buffer's storage, float or uint16_t (bfloat16, widened as read, rounded once
+// as written).
+template <class X, class Y>
+__global__ void softmax_kernel(const X* x, Y* y, int64_t outer, int64_t R, int64_t inner, bool log) {
   WARP_LANES(lane, outer * inner) {
     const int64_t base = (lane / inner) * R * inner + lane % inner;
-    const float* xr = x + base;
-    float* yr = y + base;
+    const X* xr = x + base;
+    Y* yr = y + base;
     float m = -INFINITY;
-    for (int64_t r = _l; r < R; r += 32) { float v = xr[r * inner]; m = (v > m || v != v) ? v : m; }
+    for (int64_t r = _l; r < R; r += 32) { float v = wide(xr[r * inner]); m = (v > m || v != v) ? v : m; }
     m = warp_max(m);
     float s = 0.f;
-    for (int64_t r = _l; r < R; r += 32) s += expf(xr[r * inner] - m);
+    for (int64_t r = _l; r < R; r += 32) s += expf(wide(xr[r * inner]) - m);
     s = warp_sum(s);
     if (log) {
       const float ls = logf(s);
-      for (int64_t r = _l; r < R; r += 32) yr[r * inner] = xr[r * inner] - m - ls;
+      for (int64_t r = _l; r < R; r += 32) yr[r * inner] = narrow<Y>(wide(xr[r * inner]) - m - ls);
     } else {
       const float inv = 1.f / s;
-      for (int64_t r = _l; r < R; r += 32) yr[r * inner] = expf(xr[r * inner] - m) * inv;
+      for (int64_t r = _l; r < R; r += 32) yr[r * inner] = narrow<Y>(expf(wide(xr[r * inner]) - m) * inv);
     }
   }
 }
 
-__global__ void softmax_grad_kernel(const float* y, const float* g, float* o, int64_t outer, int64_t R, int64_t inner,
-                                    bool log) {
+template <class Y, class G, class O>
+__global__ void softmax_grad_kernel(const Y* y, const G* g, O* o, int64_t outer, int64_t R, int64_t inner, bool log) {
   WARP_LANES(lane, outer * inner) {
     const int64_t base = (lane / inner) * R * inner + lane % inner;
     float s = 0.f;
-    for (int64_t r = _l; r < R; r += 32) s += log ? g[base + r * inner] : g[base + r * inner] * y[base + r * inner];
+    for (int64_t r = _l; r < R; r += 32) {
+      const int64_t k = base + r * inner;
+      s += log ? wide(g[k]) : wide(g[k]) * wide(y[k]);
+    }
     s = warp_sum(s);
     for (int64_t r = _l; r < R; r += 32) {
       const int64_t k = base + r * inner;
-      o[k] = log ? g[k] - expf(y[k]) * s : y[k] * (g[k] - s);
+      const float yv = wide(y[k]), gv = wide(g[k]);
+      o[k] = narrow<O>(log ? gv - expf(yv) * s : yv * (gv - s));
     }
   }
 }
 
+// A float32 (outer, R, inner) view (the losses'): the CPU's check (checks.h).
 static void check_view(const char* op, const char* arg, const Buffer& b, int64_t outer, int64_t R, int64_t inner) {
-  check_dtype(op, arg, b, F32);
-  LAMINA_CHECK(outer >= 0 && R >= 0 && inner >= 0, op << ": negative extents");
-  LAMINA_CHECK(b.numel == outer * R * inner, op << ": " << arg << " holds " << b.numel << " elements, (outer, R, inner) = ("
-                                                << outer << ", " << R << ", " << inner << ") needs " << outer * R * inner);
+  ::lamina::check_view(op, arg, b, outer, R, inner, F32);
 }
 
+// x, out: float32 or bfloat16, each on its own (as the CPU's).
 void softmax(const Buffer& x, int64_t outer, int64_t R, int64_t inner, bool log, Buffer& y) {
   const char* op = log ? "log_softmax" : "softmax";
-  check_view(op, "x", x, outer, R, inner);
-  check_view(op, "out", y, outer, R, inner);
+  ::lamina::check_view(op, "x", x, outer, R, inner, float_dtype(x));
+  ::lamina::check_view(op, "out", y, outer, R, inner, float_dtype(y));
   Context& c = op_device(op, {&x, &y});
   if (outer * inner == 0) return;
-  softmax_kernel<<<warp_grid(outer * inner), 256, 0, c.stream>>>(x.data<float>(), y.data<float>(), outer, R, inner, log);
+  with_float_type(x.dtype, [&](auto tx) {
+    with_float_type(y.dtype, [&](auto ty) {
+      using X = decltype(tx);
+      using Y = decltype(ty);
+      softmax_kernel<X, Y><<<warp_grid(outer * inner), 256, 0, c.stream>>>(x.data<X>(), y.data<Y>(), outer, R, inner,
+                                                                          log);
+    });
+  });
   launched(c, op);
 }
 
+// y, grad, out: float32 or bfloat16, each on its own (as the CPU's).
 void softmax_grad(const Buffer& y, const Buffer& g, int64_t outer, int64_t R, int64_t inner, bool log, Buffer& o) {
   const char* op = log ? "log_softmax_grad" : "softmax_grad";
-  check_view(op, "y", y, outer, R, inner);
-  check_view(op, "grad", g, outer, R, inner);
-  check_view(op, "out", o, outer, R, inner);
+  ::lamina::check_view(op, "y", y, outer, R, inner, float_dtype(y));
+  ::lamina::check_view(op, "grad", g, outer, R, inner, float_dtype(g));
+  ::lamina::check_view(op, "out", o, outer, R, inner, float_dtype(o));
   Context& c = op_device(op, {&y, &g, &o});
   if (outer * inner == 0) return;
-  softmax_grad_kernel<<<warp_grid(outer * inner), 256, 0, c.stream>>>(y.data<float>(), g.data<float>(), o.data<float>(),
-                                                                      outer, R, inner, log);
+  with_float_type(y.dtype, [&](auto ty) {
+    with_float_type(g.dtype, [&](auto tg) {
+      with_float_type(o.dtype, [&](auto to) {
+        using Y = decltype(ty);
+        using G = decltype(tg);
+        using O = decltype(to);
+        softmax_grad_kernel<Y, G, O><<<warp_grid(outer * inner), 256, 0, c.stream>>>(
+            y.data<Y>(), g.data<G>(), o.data<O>(), outer, R, inner, log);
+      });
+    });
+  });
   launched(c, op);
 }
 
@@ -214,78 +240,91 @@ void xent_sparse_grad(const Buffer& x, const Buffer& labels, const Buffer& aux, 
 }
 
 // ---- bias + relu ----------------------------------------------------------------------------------
-__global__ void bias_relu_kernel(const float* x, const float* b, float* o, int64_t n, int64_t C) {
+// S: float, or uint16_t (bfloat16 throughout)
+template <class S>
+__global__ void bias_relu_kernel(const S* x, const S* b, S* o, int64_t n, int64_t C) {
   GRID_STRIDE(i, n) {
-    const float v = x[i] + b[i % C];
-    o[i] = v < 0.f ? 0.f : v;
+    const float v = wide(x[i]) + wide(b[i % C]);
+    o[i] = narrow<S>(v < 0.f ? 0.f : v);
   }
 }
 
-__global__ void relu_mask_kernel(const float* y, const float* g, float* dx, int64_t n) {
+template <class S>
+__global__ void relu_mask_kernel(const S* y, const S* g, S* dx, int64_t n) {
   GRID_STRIDE(i, n)
-    dx[i] = y[i] > 0.f ? g[i] : 0.f;
+    dx[i] = narrow<S>(wide(y[i]) > 0.f ? wide(g[i]) : 0.f);
 }
 
 // db[c] = sum over rows of (y > 0 ? g : 0), in double. The rows are cut into P parts, one thread
 // per (part, column), coalesced over columns; then the parts are added in order (deterministic).
 // (One thread per column walking every row left a convnet's first bias gradient -- 32 columns,
 // 100k rows -- to 32 threads.)
-__global__ void relu_colsum_parts(const float* y, const float* g, double* part, int64_t R, int64_t C, int64_t P,
-                                  int64_t per) {
+template <class S>
+__global__ void relu_colsum_parts(const S* y, const S* g, double* part, int64_t R, int64_t C, int64_t P, int64_t per) {
   GRID_STRIDE(t, C * P) {
     const int64_t p = t / C, c = t % C;
     const int64_t r1 = (p + 1) * per < R ? (p + 1) * per : R;
     double s = 0.0;
-    for (int64_t r = p * per; r < r1; ++r) s += y[r * C + c] > 0.f ? g[r * C + c] : 0.f;
+    for (int64_t r = p * per; r < r1; ++r) s += wide(y[r * C + c]) > 0.f ? wide(g[r * C + c]) : 0.f;
     part[t] = s;
   }
 }
-__global__ void relu_colsum_finish(const double* part, float* db, int64_t C, int64_t P) {
+template <class S>
+__global__ void relu_colsum_finish(const double* part, S* db, int64_t C, int64_t P) {
   GRID_STRIDE(c, C) {
     double s = 0.0;
     for (int64_t p = 0; p < P; ++p) s += part[p * C + c];
-    db[c] = float(s);
+    db[c] = narrow<S>(float(s));
   }
 }
 
+// x, bias, out: float32, or bfloat16 throughout (as the CPU's).
 void bias_relu(const Buffer& x, const Buffer& b, Buffer& o) {
   const char* op = "bias_relu";
-  check_dtype(op, "x", x, F32);
-  check_dtype(op, "bias", b, F32);
+  const DType dt = float_dtype(x);
+  check_dtype(op, "x", x, dt);
+  check_dtype(op, "bias", b, dt);
   const int64_t C = b.numel;
   LAMINA_CHECK(C > 0 ? x.numel % C == 0 : x.numel == 0,
                op << ": x holds " << x.numel << " elements, not a whole number of rows of the bias's " << C);
-  check_count(op, "out", o, x.numel, F32);
+  check_count(op, "out", o, x.numel, dt);
   Context& c = op_device(op, {&x, &b, &o});
   if (x.numel == 0) return;
-  bias_relu_kernel<<<grid_for(x.numel), 256, 0, c.stream>>>(x.data<float>(), b.data<float>(), o.data<float>(), x.numel, C);
+  with_float_type(dt, [&](auto ts) {
+    using S = decltype(ts);
+    bias_relu_kernel<S><<<grid_for(x.numel), 256, 0, c.stream>>>(x.data<S>(), b.data<S>(), o.data<S>(), x.numel, C);
+  });
   launched(c, op);
 }
 
+// y, gradient, dx, db: float32, or bfloat16 throughout (db summed in double, rounded once).
 void bias_relu_grad(const Buffer& y, const Buffer& g, Buffer* dx, Buffer* db, int64_t C) {
   const char* op = "bias_relu_grad";
-  check_dtype(op, "y", y, F32);
-  check_count(op, "gradient", g, y.numel, F32);
+  const DType dt = float_dtype(y);
+  check_dtype(op, "y", y, dt);
+  check_count(op, "gradient", g, y.numel, dt);
   LAMINA_CHECK(C > 0 ? y.numel % C == 0 : y.numel == 0,
                op << ": y holds " << y.numel << " elements, not a whole number of rows of " << C);
-  if (dx) check_count(op, "dx", *dx, y.numel, F32);
-  if (db) check_count(op, "db", *db, C, F32);
+  if (dx) check_count(op, "dx", *dx, y.numel, dt);
+  if (db) check_count(op, "db", *db, C, dt);
   Context& c = op_device(op, {&y, &g, dx, db});
   const int64_t R = C > 0 ? y.numel / C : 0;
-  if (dx && y.numel)
-    relu_mask_kernel<<<grid_for(y.numel), 256, 0, c.stream>>>(y.data<float>(), g.data<float>(), dx->data<float>(), y.numel);
-  if (db && C)
-  {
-    // parts of at least 64 rows, at most 1024 parts and 4M partial sums
-    int64_t P = R / 64 > 1024 ? 1024 : (R / 64 < 1 ? 1 : R / 64);
-    while (P > 1 && C * P > (int64_t(1) << 22)) P /= 2;
-    const int64_t per = R > 0 ? (R + P - 1) / P : 1;
-    P = R > 0 ? (R + per - 1) / per : 1;
-    Buffer part(C * P, I64, c.index);  // 8-byte elements holding doubles
-    relu_colsum_parts<<<grid_for(C * P), 256, 0, c.stream>>>(y.data<float>(), g.data<float>(), part.data<double>(), R,
-                                                              C, P, per);
-    relu_colsum_finish<<<grid_for(C), 256, 0, c.stream>>>(part.data<double>(), db->data<float>(), C, P);
-  }
+  with_float_type(dt, [&](auto ts) {
+    using S = decltype(ts);
+    if (dx && y.numel)
+      relu_mask_kernel<S><<<grid_for(y.numel), 256, 0, c.stream>>>(y.data<S>(), g.data<S>(), dx->data<S>(), y.numel);
+    if (db && C) {
+      // parts of at least 64 rows, at most 1024 parts and 4M partial sums
+      int64_t P = R / 64 > 1024 ? 1024 : (R / 64 < 1 ? 1 : R / 64);
+      while (P > 1 && C * P > (int64_t(1) << 22)) P /= 2;
+      const int64_t per = R > 0 ? (R + P - 1) / P : 1;
+      P = R > 0 ? (R + per - 1) / per : 1;
+      Buffer part(C * P, I64, c.index);  // 8-byte elements holding doubles
+      relu_colsum_parts<S><<<grid_for(C * P), 256, 0, c.stream>>>(y.data<S>(), g.data<S>(), part.data<double>(), R, C,
+                                                                 P, per);
+      relu_colsum_finish<S><<<grid_for(C), 256, 0, c.stream>>>(part.data<double>(), db->data<S>(), C, P);
+    }
+  });
   launched(c, op);
 }
 

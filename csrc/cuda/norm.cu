@@ -7,6 +7,10 @@
 // applied in one elementwise pass: out = A[c] * u + B[c] * v + D[c].
 // Layer norm lanes: one warp per row (a block of 256 threads per row when R > 1024) where the
 // axis is the last (inner == 1), one thread per lane otherwise (coalesced across lanes).
+// bfloat16 data (as the CPU's: batch norm's x, y, grad and dx all bfloat16 or all float32; layer
+// norm's x, y, grad and dx each on its own; the parameters and statistics float32) is widened as
+// read and rounded once as written (bf16.cuh): the float32 kernels' results on the widened values.
+#include "bf16.cuh"
 #include "gpu.h"
 
 namespace lamina {
@@ -31,32 +35,37 @@ unsigned row_grid(int64_t rows, int per_block) {
 
 // ---- per-channel double sums -------------------------------------------------------------------
 // A functor adds one element's contributions to (a, b); k is the flat index, lane = o * inner + i.
+// S, X, G: a buffer's storage, float or uint16_t (bfloat16).
+template <class S>
 struct SumsX {  // sum x, sum x * x
-  const float* x;
+  const S* x;
   __device__ void operator()(int64_t k, int64_t, double& a, double& b) const {
-    const double v = x[k];
+    const double v = wide(x[k]);
     a += v;
     b += v * v;
   }
 };
+template <class S>
 struct SumsGX {  // sum g, sum g * x
-  const float* g;
-  const float* x;
+  const S* g;
+  const S* x;
   __device__ void operator()(int64_t k, int64_t, double& a, double& b) const {
-    const double v = g[k];
+    const double v = wide(g[k]);
     a += v;
-    b += v * double(x[k]);
+    b += v * double(wide(x[k]));
   }
 };
+template <class X, class G>
 struct SumsLN {  // layer norm's dgamma = sum g * xhat, dbeta = sum g
-  const float* x;
-  const float* g;
+  const X* x;
+  const G* g;
   const float* mean;
   const float* rstd;
   __device__ void operator()(int64_t k, int64_t lane, double& a, double& b) const {
-    const float xh = (x[k] - mean[lane]) * rstd[lane];
-    a += double(g[k]) * xh;
-    b += g[k];
+    const float xh = (wide(x[k]) - mean[lane]) * rstd[lane];
+    const float gv = wide(g[k]);
+    a += double(gv) * xh;
+    b += gv;
   }
 };
 
@@ -259,28 +268,29 @@ __global__ void ln_param_sums(const double* p1, const double* p2, int P, int64_t
 }
 
 // ---- out = A[c] * u + B[c] * v + D[c] (v may be null), clamped to [lo, hi] when `clamp` ---------
-// I: uint32_t where n < 2^31 (cheaper divisions), else int64_t.
-template <class I>
-__global__ void channel_apply(const float* u, const float* v, const float* A, const float* B, const float* D, I n, I C,
-                              I inner, float* out, bool clamp, float lo, float hi) {
+// I: uint32_t where n < 2^31 (cheaper divisions), else int64_t. S: the data's storage (u, v, out).
+template <class I, class S>
+__global__ void channel_apply(const S* u, const S* v, const float* A, const float* B, const float* D, I n, I C, I inner,
+                              S* out, bool clamp, float lo, float hi) {
   for (I k = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); k < n; k += I(gridDim.x) * I(blockDim.x)) {
     const I c = inner == 1 ? k % C : (k / inner) % C;
-    float r = v ? A[c] * u[k] + B[c] * v[k] + D[c] : A[c] * u[k] + D[c];
+    float r = v ? A[c] * wide(u[k]) + B[c] * wide(v[k]) + D[c] : A[c] * wide(u[k]) + D[c];
     if (clamp) r = r < lo ? lo : (r > hi ? hi : r);
-    out[k] = r;
+    out[k] = narrow<S>(r);
   }
 }
 
-void apply(Context& c, const float* u, const float* v, const float* A, const float* B, const float* D, int64_t outer,
-           int64_t C, int64_t inner, float* out, float lo = -INFINITY, float hi = INFINITY) {
+template <class S>
+void apply(Context& c, const S* u, const S* v, const float* A, const float* B, const float* D, int64_t outer,
+           int64_t C, int64_t inner, S* out, float lo = -INFINITY, float hi = INFINITY) {
   const int64_t n = outer * C * inner;
   if (n == 0) return;
   const bool clamp = lo > -INFINITY || hi < INFINITY;
   if (n < (int64_t(1) << 31))
-    channel_apply<uint32_t><<<grid_for(n), 256, 0, c.stream>>>(u, v, A, B, D, uint32_t(n), uint32_t(C), uint32_t(inner),
-                                                                out, clamp, lo, hi);
+    channel_apply<uint32_t, S><<<grid_for(n), 256, 0, c.stream>>>(u, v, A, B, D, uint32_t(n), uint32_t(C),
+                                                                   uint32_t(inner), out, clamp, lo, hi);
   else
-    channel_apply<int64_t><<<grid_for(n), 256, 0, c.stream>>>(u, v, A, B, D, n, C, inner, out, clamp, lo, hi);
+    channel_apply<int64_t, S><<<grid_for(n), 256, 0, c.stream>>>(u, v, A, B, D, n, C, inner, out, clamp, lo, hi);
 }
 
 template <class B>
@@ -306,21 +316,22 @@ __device__ __forceinline__ T group_sum(T v) {
   return t;
 }
 
-// One group of G threads per row of R (inner == 1); blocks of 256 threads.
-template <int G>
-__global__ void ln_rows(const float* x, const float* gm, const float* bt, int64_t rows, int64_t R, double eps, float* y,
+// One group of G threads per row of R (inner == 1); blocks of 256 threads. X, Y (and TG, D below):
+// each buffer's storage, float or uint16_t (bfloat16).
+template <int G, class X, class Y>
+__global__ void ln_rows(const X* x, const float* gm, const float* bt, int64_t rows, int64_t R, double eps, Y* y,
                         float* mean, float* rstd) {
   const int per = 256 / G, t = threadIdx.x % G;
   for (int64_t row = int64_t(blockIdx.x) * per + threadIdx.x / G; row < rows; row += int64_t(gridDim.x) * per) {
-    const float* xr = x + row * R;
-    float* yr = y + row * R;
+    const X* xr = x + row * R;
+    Y* yr = y + row * R;
     double s = 0.0;
-    for (int64_t r = t; r < R; r += G) s += xr[r];
+    for (int64_t r = t; r < R; r += G) s += wide(xr[r]);
     s = group_sum<G>(s);
     const float m = R ? float(s / double(R)) : float(nan_d());
     double ss = 0.0;
     for (int64_t r = t; r < R; r += G) {
-      const double d = double(xr[r]) - m;
+      const double d = double(wide(xr[r])) - m;
       ss += d * d;
     }
     ss = group_sum<G>(ss);
@@ -330,73 +341,78 @@ __global__ void ln_rows(const float* x, const float* gm, const float* bt, int64_
       rstd[row] = rs;
     }
     for (int64_t r = t; r < R; r += G) {
-      const float xh = (xr[r] - m) * rs;
-      yr[r] = (gm ? xh * gm[r] : xh) + (bt ? bt[r] : 0.f);
+      const float xh = (wide(xr[r]) - m) * rs;
+      yr[r] = narrow<Y>((gm ? xh * gm[r] : xh) + (bt ? bt[r] : 0.f));
     }
   }
 }
 
 // One thread per lane of stride inner > 1.
-__global__ void ln_lanes(const float* x, const float* gm, const float* bt, int64_t outer, int64_t R, int64_t inner,
-                         double eps, float* y, float* mean, float* rstd) {
+template <class X, class Y>
+__global__ void ln_lanes(const X* x, const float* gm, const float* bt, int64_t outer, int64_t R, int64_t inner,
+                         double eps, Y* y, float* mean, float* rstd) {
   GRID_STRIDE(l, outer * inner) {
     const int64_t base = (l / inner) * R * inner + l % inner;
-    const float* xr = x + base;
-    float* yr = y + base;
+    const X* xr = x + base;
+    Y* yr = y + base;
     double s = 0.0;
-    for (int64_t r = 0; r < R; ++r) s += xr[r * inner];
+    for (int64_t r = 0; r < R; ++r) s += wide(xr[r * inner]);
     const float m = R ? float(s / double(R)) : float(nan_d());
     double ss = 0.0;
     for (int64_t r = 0; r < R; ++r) {
-      const double d = double(xr[r * inner]) - m;
+      const double d = double(wide(xr[r * inner])) - m;
       ss += d * d;
     }
     const float rs = float(1.0 / sqrt((R ? ss / double(R) : 0.0) + eps));
     mean[l] = m;
     rstd[l] = rs;
     for (int64_t r = 0; r < R; ++r) {
-      const float xh = (xr[r * inner] - m) * rs;
-      yr[r * inner] = (gm ? xh * gm[r] : xh) + (bt ? bt[r] : 0.f);
+      const float xh = (wide(xr[r * inner]) - m) * rs;
+      yr[r * inner] = narrow<Y>((gm ? xh * gm[r] : xh) + (bt ? bt[r] : 0.f));
     }
   }
 }
 
 // dx = rstd * (dyg - mean(dyg) - xhat * mean(dyg * xhat)), dyg = g * gamma.
-template <int G>
-__global__ void ln_grad_rows(const float* x, const float* gm, const float* mean, const float* rstd, const float* g,
-                             int64_t rows, int64_t R, float* dx) {
+template <int G, class X, class TG, class D>
+__global__ void ln_grad_rows(const X* x, const float* gm, const float* mean, const float* rstd, const TG* g,
+                             int64_t rows, int64_t R, D* dx) {
   const int per = 256 / G, t = threadIdx.x % G;
   for (int64_t row = int64_t(blockIdx.x) * per + threadIdx.x / G; row < rows; row += int64_t(gridDim.x) * per) {
-    const float* xr = x + row * R;
-    const float* gr = g + row * R;
+    const X* xr = x + row * R;
+    const TG* gr = g + row * R;
     const float m = mean[row], rs = rstd[row];
     float a = 0.f, b = 0.f;
     for (int64_t r = t; r < R; r += G) {
-      const float xh = (xr[r] - m) * rs;
-      const float dyg = gm ? gr[r] * gm[r] : gr[r];
+      const float xh = (wide(xr[r]) - m) * rs;
+      const float gv = wide(gr[r]);
+      const float dyg = gm ? gv * gm[r] : gv;
       a += dyg;
       b += dyg * xh;
     }
     a = group_sum<G>(a) / float(R);
     b = group_sum<G>(b) / float(R);
     for (int64_t r = t; r < R; r += G) {
-      const float xh = (xr[r] - m) * rs;
-      const float dyg = gm ? gr[r] * gm[r] : gr[r];
-      dx[row * R + r] = rs * (dyg - a - xh * b);
+      const float xh = (wide(xr[r]) - m) * rs;
+      const float gv = wide(gr[r]);
+      const float dyg = gm ? gv * gm[r] : gv;
+      dx[row * R + r] = narrow<D>(rs * (dyg - a - xh * b));
     }
   }
 }
 
-__global__ void ln_grad_lanes(const float* x, const float* gm, const float* mean, const float* rstd, const float* g,
-                              int64_t outer, int64_t R, int64_t inner, float* dx) {
+template <class X, class TG, class D>
+__global__ void ln_grad_lanes(const X* x, const float* gm, const float* mean, const float* rstd, const TG* g,
+                              int64_t outer, int64_t R, int64_t inner, D* dx) {
   GRID_STRIDE(l, outer * inner) {
     const int64_t base = (l / inner) * R * inner + l % inner;
     const float m = mean[l], rs = rstd[l];
     float a = 0.f, b = 0.f;
     for (int64_t r = 0; r < R; ++r) {
       const int64_t k = base + r * inner;
-      const float xh = (x[k] - m) * rs;
-      const float dyg = gm ? g[k] * gm[r] : g[k];
+      const float xh = (wide(x[k]) - m) * rs;
+      const float gv = wide(g[k]);
+      const float dyg = gm ? gv * gm[r] : gv;
       a += dyg;
       b += dyg * xh;
     }
@@ -404,9 +420,10 @@ __global__ void ln_grad_lanes(const float* x, const float* gm, const float* mean
     b /= float(R);
     for (int64_t r = 0; r < R; ++r) {
       const int64_t k = base + r * inner;
-      const float xh = (x[k] - m) * rs;
-      const float dyg = gm ? g[k] * gm[r] : g[k];
-      dx[k] = rs * (dyg - a - xh * b);
+      const float xh = (wide(x[k]) - m) * rs;
+      const float gv = wide(g[k]);
+      const float dyg = gm ? gv * gm[r] : gv;
+      dx[k] = narrow<D>(rs * (dyg - a - xh * b));
     }
   }
 }
@@ -414,27 +431,31 @@ __global__ void ln_grad_lanes(const float* x, const float* gm, const float* mean
 }  // namespace
 
 // ---- batch norm ----------------------------------------------------------------------------------
+// x and y: float32, or bfloat16 both (statistics and parameters float32), as the CPU's.
 void batch_norm_train(const Buffer& x, const Buffer* gamma, const Buffer* beta, int64_t outer, int64_t C, int64_t inner,
                       double eps, Buffer& y, Buffer& mean, Buffer& var) {
   const char* op = "batch_norm_train";
-  if (x.dtype == BF16) throw Unsupported("batch_norm_train: bfloat16 data runs on the host");
-  check_view(op, "x", x, outer, C, inner, F32);
+  const DType dt = float_dtype(x);
+  check_view(op, "x", x, outer, C, inner, dt);
   check_opt(op, "gamma", gamma, C);
   check_opt(op, "beta", beta, C);
-  check_view(op, "y", y, outer, C, inner, F32);
+  check_view(op, "y", y, outer, C, inner, dt);
   check_count(op, "mean", mean, C, F32);
   check_count(op, "variance", var, C, F32);
   Context& c = op_device(op, {&x, gamma, beta, &y, &mean, &var});
   if (C == 0) return;
-  Parts parts(pick_parts(outer, C, inner), C, c.index);
-  channel_sums(c, SumsX{x.data<float>()}, outer, C, inner, parts);
-  Buffer coef(2 * C, F32, c.index);
-  float* A = coef.data<float>();
-  float* D = A + C;
-  bn_train_coef<<<row_grid(C, 8), 256, 0, c.stream>>>(parts.p1(), parts.p2(), parts.P, C, double(outer * inner),
-                                                   fptr(gamma), fptr(beta), eps, mean.data<float>(), var.data<float>(),
-                                                   A, D);
-  apply(c, x.data<float>(), nullptr, A, nullptr, D, outer, C, inner, y.data<float>());
+  with_float_type(dt, [&](auto ts) {
+    using S = decltype(ts);
+    Parts parts(pick_parts(outer, C, inner), C, c.index);
+    channel_sums(c, SumsX<S>{x.data<S>()}, outer, C, inner, parts);
+    Buffer coef(2 * C, F32, c.index);
+    float* A = coef.data<float>();
+    float* D = A + C;
+    bn_train_coef<<<row_grid(C, 8), 256, 0, c.stream>>>(parts.p1(), parts.p2(), parts.P, C, double(outer * inner),
+                                                     fptr(gamma), fptr(beta), eps, mean.data<float>(),
+                                                     var.data<float>(), A, D);
+    apply<S>(c, x.data<S>(), nullptr, A, nullptr, D, outer, C, inner, y.data<S>());
+  });
   launched(c, op);
 }
 
@@ -442,27 +463,30 @@ void batch_norm_train_grad(const Buffer& x, const Buffer* gamma, const Buffer& m
                            int64_t outer, int64_t C, int64_t inner, double eps, Buffer* dx, Buffer* dgamma,
                            Buffer* dbeta) {
   const char* op = "batch_norm_train_grad";
-  if (x.dtype == BF16) throw Unsupported("batch_norm_train_grad: bfloat16 data runs on the host");
-  check_view(op, "x", x, outer, C, inner, F32);
+  const DType dt = float_dtype(x);  // x, grad, dx: float32, or bfloat16 all three
+  check_view(op, "x", x, outer, C, inner, dt);
   check_opt(op, "gamma", gamma, C);
   check_count(op, "mean", mean, C, F32);
   check_count(op, "variance", var, C, F32);
-  check_view(op, "grad", g, outer, C, inner, F32);
-  if (dx) check_view(op, "dx", *dx, outer, C, inner, F32);
+  check_view(op, "grad", g, outer, C, inner, dt);
+  if (dx) check_view(op, "dx", *dx, outer, C, inner, dt);
   check_opt(op, "dgamma", dgamma, C);
   check_opt(op, "dbeta", dbeta, C);
   Context& c = op_device(op, {&x, gamma, &mean, &var, &g, dx, dgamma, dbeta});
   if (C == 0 || (!dx && !dgamma && !dbeta)) return;
-  Parts parts(pick_parts(outer, C, inner), C, c.index);
-  channel_sums(c, SumsGX{g.data<float>(), x.data<float>()}, outer, C, inner, parts);
-  Buffer coef(3 * C, F32, c.index);
-  float* A = coef.data<float>();
-  float* B = A + C;
-  float* D = B + C;
-  bn_train_grad_coef<<<row_grid(C, 8), 256, 0, c.stream>>>(parts.p1(), parts.p2(), parts.P, C, double(outer * inner),
-                                                        fptr(gamma), mean.data<float>(), var.data<float>(), eps,
-                                                        fptr(dgamma), fptr(dbeta), A, B, D);
-  if (dx) apply(c, g.data<float>(), x.data<float>(), A, B, D, outer, C, inner, dx->data<float>());
+  with_float_type(dt, [&](auto ts) {
+    using S = decltype(ts);
+    Parts parts(pick_parts(outer, C, inner), C, c.index);
+    channel_sums(c, SumsGX<S>{g.data<S>(), x.data<S>()}, outer, C, inner, parts);
+    Buffer coef(3 * C, F32, c.index);
+    float* A = coef.data<float>();
+    float* B = A + C;
+    float* D = B + C;
+    bn_train_grad_coef<<<row_grid(C, 8), 256, 0, c.stream>>>(parts.p1(), parts.p2(), parts.P, C,
+                                                          double(outer * inner), fptr(gamma), mean.data<float>(),
+                                                          var.data<float>(), eps, fptr(dgamma), fptr(dbeta), A, B, D);
+    if (dx) apply<S>(c, g.data<S>(), x.data<S>(), A, B, D, outer, C, inner, dx->data<S>());
+  });
   launched(c, op);
 }
 
@@ -482,7 +506,7 @@ void batch_norm_infer(const Buffer& x, const Buffer& mean, const Buffer& var, co
   float* D = A + C;
   bn_infer_coef<<<grid_for(C), 256, 0, c.stream>>>(mean.data<float>(), var.data<float>(), fptr(scale), fptr(offset), C,
                                                    eps, A, D);
-  apply(c, x.data<float>(), nullptr, A, nullptr, D, outer, C, inner, y.data<float>(), float(lo), float(hi));
+  apply<float>(c, x.data<float>(), nullptr, A, nullptr, D, outer, C, inner, y.data<float>(), float(lo), float(hi));
   launched(c, op);
 }
 
@@ -504,7 +528,7 @@ void batch_norm_infer_grad(const Buffer& x, const Buffer& mean, const Buffer& va
   if (C == 0) return;
   if (dmean || dvar || dscale || doffset) {
     Parts parts(pick_parts(outer, C, inner), C, c.index);
-    channel_sums(c, SumsGX{g.data<float>(), x.data<float>()}, outer, C, inner, parts);
+    channel_sums(c, SumsGX<float>{g.data<float>(), x.data<float>()}, outer, C, inner, parts);
     bn_infer_grad_coef<<<row_grid(C, 8), 256, 0, c.stream>>>(parts.p1(), parts.p2(), parts.P, C, mean.data<float>(),
                                                           var.data<float>(), fptr(scale), eps, fptr(dmean), fptr(dvar),
                                                           fptr(dscale), fptr(doffset));
@@ -514,7 +538,7 @@ void batch_norm_infer_grad(const Buffer& x, const Buffer& mean, const Buffer& va
     float* A = coef.data<float>();
     float* D = A + C;
     bn_infer_dx_coef<<<grid_for(C), 256, 0, c.stream>>>(var.data<float>(), fptr(scale), C, eps, A, D);
-    apply(c, g.data<float>(), nullptr, A, nullptr, D, outer, C, inner, dx->data<float>());
+    apply<float>(c, g.data<float>(), nullptr, A, nullptr, D, outer, C, inner, dx->data<float>());
   }
   launched(c, op);
 }
@@ -523,56 +547,74 @@ void batch_norm_infer_grad(const Buffer& x, const Buffer& mean, const Buffer& va
 void layer_norm(const Buffer& x, const Buffer* gamma, const Buffer* beta, int64_t outer, int64_t R, int64_t inner,
                 double eps, Buffer& y, Buffer& mean, Buffer& rstd) {
   const char* op = "layer_norm";
-  check_view(op, "x", x, outer, R, inner, F32);
+  check_view(op, "x", x, outer, R, inner, float_dtype(x));  // x, y: float32 or bfloat16, each on its own
   check_opt(op, "gamma", gamma, R);
   check_opt(op, "beta", beta, R);
-  check_view(op, "y", y, outer, R, inner, F32);
+  check_view(op, "y", y, outer, R, inner, float_dtype(y));
   check_count(op, "mean", mean, outer * inner, F32);
   check_count(op, "rstd", rstd, outer * inner, F32);
   Context& c = op_device(op, {&x, gamma, beta, &y, &mean, &rstd});
   const int64_t lanes = outer * inner;
   if (lanes == 0) return;
-  const float *xp = x.data<float>(), *gp = fptr(gamma), *bp = fptr(beta);
-  float *yp = y.data<float>(), *mp = mean.data<float>(), *rp = rstd.data<float>();
-  if (inner == 1 && R > 1024)
-    ln_rows<256><<<row_grid(lanes, 1), 256, 0, c.stream>>>(xp, gp, bp, lanes, R, eps, yp, mp, rp);
-  else if (inner == 1)
-    ln_rows<32><<<row_grid(lanes, 8), 256, 0, c.stream>>>(xp, gp, bp, lanes, R, eps, yp, mp, rp);
-  else
-    ln_lanes<<<grid_for(lanes), 256, 0, c.stream>>>(xp, gp, bp, outer, R, inner, eps, yp, mp, rp);
+  const float *gp = fptr(gamma), *bp = fptr(beta);
+  float *mp = mean.data<float>(), *rp = rstd.data<float>();
+  with_float_type(x.dtype, [&](auto tx) {
+    with_float_type(y.dtype, [&](auto ty) {
+      using X = decltype(tx);
+      using Y = decltype(ty);
+      const X* xp = x.data<X>();
+      Y* yp = y.data<Y>();
+      if (inner == 1 && R > 1024)
+        ln_rows<256, X, Y><<<row_grid(lanes, 1), 256, 0, c.stream>>>(xp, gp, bp, lanes, R, eps, yp, mp, rp);
+      else if (inner == 1)
+        ln_rows<32, X, Y><<<row_grid(lanes, 8), 256, 0, c.stream>>>(xp, gp, bp, lanes, R, eps, yp, mp, rp);
+      else
+        ln_lanes<X, Y><<<grid_for(lanes), 256, 0, c.stream>>>(xp, gp, bp, outer, R, inner, eps, yp, mp, rp);
+    });
+  });
   launched(c, op);
 }
 
 void layer_norm_grad(const Buffer& x, const Buffer* gamma, const Buffer& mean, const Buffer& rstd, const Buffer& g,
                      int64_t outer, int64_t R, int64_t inner, Buffer* dx, Buffer* dgamma, Buffer* dbeta) {
   const char* op = "layer_norm_grad";
-  check_view(op, "x", x, outer, R, inner, F32);
+  check_view(op, "x", x, outer, R, inner, float_dtype(x));  // x, grad, dx: float32 or bfloat16, each on its own
   check_opt(op, "gamma", gamma, R);
   check_count(op, "mean", mean, outer * inner, F32);
   check_count(op, "rstd", rstd, outer * inner, F32);
-  check_view(op, "grad", g, outer, R, inner, F32);
-  if (dx) check_view(op, "dx", *dx, outer, R, inner, F32);
+  check_view(op, "grad", g, outer, R, inner, float_dtype(g));
+  if (dx) check_view(op, "dx", *dx, outer, R, inner, float_dtype(*dx));
   check_opt(op, "dgamma", dgamma, R);
   check_opt(op, "dbeta", dbeta, R);
   Context& c = op_device(op, {&x, gamma, &mean, &rstd, &g, dx, dgamma, dbeta});
   const int64_t lanes = outer * inner;
   if (R == 0) return;
-  const float *xp = x.data<float>(), *gp = fptr(gamma), *mp = mean.data<float>(), *rp = rstd.data<float>();
-  const float* gr = g.data<float>();
-  if (dgamma || dbeta) {  // sums over lanes per position r: the channel sums with C = R
-    Parts parts(pick_parts(outer, R, inner), R, c.index);
-    channel_sums(c, SumsLN{xp, gr, mp, rp}, outer, R, inner, parts);
-    ln_param_sums<<<row_grid(R, 8), 256, 0, c.stream>>>(parts.p1(), parts.p2(), parts.P, R, fptr(dgamma), fptr(dbeta));
-  }
-  if (dx && lanes > 0) {
-    float* dp = dx->data<float>();
-    if (inner == 1 && R > 1024)
-      ln_grad_rows<256><<<row_grid(lanes, 1), 256, 0, c.stream>>>(xp, gp, mp, rp, gr, lanes, R, dp);
-    else if (inner == 1)
-      ln_grad_rows<32><<<row_grid(lanes, 8), 256, 0, c.stream>>>(xp, gp, mp, rp, gr, lanes, R, dp);
-    else
-      ln_grad_lanes<<<grid_for(lanes), 256, 0, c.stream>>>(xp, gp, mp, rp, gr, outer, R, inner, dp);
-  }
+  const float *gp = fptr(gamma), *mp = mean.data<float>(), *rp = rstd.data<float>();
+  with_float_type(x.dtype, [&](auto tx) {
+    with_float_type(g.dtype, [&](auto tg) {
+      using X = decltype(tx);
+      using TG = decltype(tg);
+      const X* xp = x.data<X>();
+      const TG* gr = g.data<TG>();
+      if (dgamma || dbeta) {  // sums over lanes per position r: the channel sums with C = R
+        Parts parts(pick_parts(outer, R, inner), R, c.index);
+        channel_sums(c, SumsLN<X, TG>{xp, gr, mp, rp}, outer, R, inner, parts);
+        ln_param_sums<<<row_grid(R, 8), 256, 0, c.stream>>>(parts.p1(), parts.p2(), parts.P, R, fptr(dgamma),
+                                                            fptr(dbeta));
+      }
+      if (!dx || lanes == 0) return;
+      with_float_type(dx->dtype, [&](auto td) {
+        using D = decltype(td);
+        D* dp = dx->data<D>();
+        if (inner == 1 && R > 1024)
+          ln_grad_rows<256, X, TG, D><<<row_grid(lanes, 1), 256, 0, c.stream>>>(xp, gp, mp, rp, gr, lanes, R, dp);
+        else if (inner == 1)
+          ln_grad_rows<32, X, TG, D><<<row_grid(lanes, 8), 256, 0, c.stream>>>(xp, gp, mp, rp, gr, lanes, R, dp);
+        else
+          ln_grad_lanes<X, TG, D><<<grid_for(lanes), 256, 0, c.stream>>>(xp, gp, mp, rp, gr, outer, R, inner, dp);
+      });
+    });
+  });
   launched(c, op);
 }
 

@@ -1,0 +1,45 @@
+// bfloat16 data in the CUDA kernels (mixed precision): held as uint16_t bits (the top 16 bits of a
+// float32), read as float32 and written rounded once, to nearest even (types.h's bf16_to_f32 /
+// f32_to_bf16, as the CPU's ld / st). Kernels templated over their storage type S (float, or
+// uint16_t for bfloat16) load through wide(), compute in compute_t<S> (float for bfloat16) and store
+// through narrow<S>(): on float32 data both are the identity, so the float32 code is unchanged, and
+// bfloat16 data gives the float32 kernel's results on the widened values, rounded once -- the same
+// bits as backend/device.py's WideningTable (float32 copies, the float32 kernel, rounded back).
+#pragma once
+#include <cstdint>
+#include <type_traits>
+
+#include "gpu.h"
+
+namespace lamina {
+namespace gpu {
+
+template <class S> struct Compute { using type = S; };
+template <> struct Compute<uint16_t> { using type = float; };
+template <class S> using compute_t = typename Compute<S>::type;
+
+// An element's value for the arithmetic: itself, or a bfloat16 element widened (exact).
+template <class S>
+__host__ __device__ __forceinline__ S wide(S v) { return v; }
+__host__ __device__ __forceinline__ float wide(uint16_t v) { return bf16_to_f32(v); }
+
+// A result stored as an element of S: itself, or rounded to bfloat16 (nearest, ties to even).
+template <class S>
+__host__ __device__ __forceinline__ S narrow(compute_t<S> v) {
+  if constexpr (std::is_same<S, uint16_t>::value) return f32_to_bf16(v);
+  else return v;
+}
+
+// The storage a float kernel takes a buffer in (the CPU's nn_common float_dtype): bfloat16 when it
+// is one, float32 otherwise (so any other dtype fails a check with "expected ... float32").
+inline DType float_dtype(const Buffer& b) { return b.dtype == BF16 ? BF16 : F32; }
+
+// f(S()) with the storage type of float data: float, or uint16_t for bfloat16.
+template <class F>
+inline void with_float_type(DType dt, F&& f) {
+  if (dt == BF16) f(uint16_t());
+  else f(float());
+}
+
+}  // namespace gpu
+}  // namespace lamina
