@@ -33,6 +33,7 @@
 #include "gemm_bf16.h"
 #include "misc_checks.h"
 #include "qgemm.h"
+#include "quant_checks.h"
 #include "simd.h"
 
 namespace py = pybind11;
@@ -598,19 +599,8 @@ void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const S
 void qconv2d_forward(const Buffer& xb, const Shape& xs, const Shape& ws, const Buffer& packed, const Buffer& colsum,
                      const Buffer& w_scale, const Buffer* bias, Buffer& ob, const Shape& os, const Shape& strides,
                      const Shape& dilation, const Shape& pads, bool relu) {
-  const char* op = "qconv2d";
-  check_buffer(op, "input", xb, xs, F32);
-  check_buffer(op, "output", ob, os, F32);
-  const ConvGeom g = conv_geom(op, xs, ws, os, strides, dilation, pads);
+  const ConvGeom g = quant::check_qconv2d(xb, xs, ws, packed, colsum, w_scale, bias, ob, os, strides, dilation, pads);
   const int64_t K = g.K(), rows = g.N * g.OH * g.OW, O = g.O;
-  check_dtype(op, "packed kernel", packed, I8);
-  LAMINA_CHECK(packed.numel == qgemm::packed_bytes(K, O), op << ": the packed kernel holds " << packed.numel
-                   << " bytes, expected " << qgemm::packed_bytes(K, O) << " for kernel shape " << shape_str(ws));
-  check_dtype(op, "column sums", colsum, I32);
-  check_dtype(op, "kernel scale", w_scale, F32);
-  LAMINA_CHECK(colsum.numel == O && w_scale.numel == O && (!bias || bias->numel == O),
-               op << ": expected " << O << " column sums, scales and biases");
-  if (bias) check_dtype(op, "bias", *bias, F32);
   const float* x = xb.data<float>();
   float* out = ob.data<float>();
   if (rows == 0 || O == 0) return;
@@ -639,18 +629,8 @@ void qconv2d_fused(const Buffer& xb, const Shape& xs, double x_step, const Shape
                    double hi, Buffer& ob, const Shape& os, double out_step, Buffer* flags, const Shape& strides,
                    const Shape& dilation, const Shape& pads) {
   const char* op = "qconv2d_fused";
-  const ConvGeom g = conv_geom(op, xs, ws, os, strides, dilation, pads);
+  const ConvGeom g = quant::check_qconv2d_fused(xb, xs, x_step, ws, packed, colsum, os, strides, dilation, pads);
   const int64_t K = g.K(), rows = g.N * g.OH * g.OW, O = g.O;
-  LAMINA_CHECK(x_step >= 0 && std::isfinite(x_step), op << ": x_step must be 0 (a float32 input) or the positive step "
-                                                           "of a byte input, received " << x_step);
-  check_buffer(op, "input", xb, xs, x_step > 0 ? I8 : F32);
-  LAMINA_CHECK(x_step <= 0 || g.direct(), op << ": a byte input takes a 1x1, stride-1, unpadded convolution only; "
-                                                "kernel shape " << shape_str(ws) << ", input " << shape_str(xs));
-  check_dtype(op, "packed kernel", packed, I8);
-  LAMINA_CHECK(packed.numel == qgemm::packed_bytes(K, O), op << ": the packed kernel holds " << packed.numel
-                   << " bytes, expected " << qgemm::packed_bytes(K, O) << " for kernel shape " << shape_str(ws));
-  check_dtype(op, "column sums", colsum, I32);
-  LAMINA_CHECK(colsum.numel == O, op << ": expected " << O << " column sums, received " << colsum.numel);
   std::vector<float> A, D;
   qgemm::Epilogue e = qgemm::fused_epilogue(op, O, w_scale, bias, bn_mean, bn_var, bn_gamma, bn_beta, bn_eps, lo, hi,
                                             ob, rows * O, out_step, flags, g.N, A, D);

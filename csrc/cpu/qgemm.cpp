@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common.h"
+#include "quant_checks.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -618,8 +619,7 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
 void run(const Input& in, int64_t M, int64_t K, int64_t N, const int8_t* packed, const int32_t* colsum,
          const Epilogue& e, bool parallel) {
   if (M <= 0 || N <= 0) return;
-  LAMINA_CHECK(K <= 66000, "qmatmul: the inner dimension is " << K << "; int32 accumulation of int8 products holds "
-                               "at most 66000 terms");
+  quant::check_inner(K);
   const int kind = active_kind();
   const int64_t row_blocks = (M + MB - 1) / MB, P = panels(N);
   const double work = double(M) * double(N) * double(K);
@@ -648,7 +648,9 @@ void run(const Input& in, int64_t M, int64_t K, int64_t N, const int8_t* packed,
 
 }  // namespace
 
-int64_t packed_bytes(int64_t K, int64_t N) { return panels(N) * groups(K) * QNR * 4; }
+// The layout is csrc/quant_checks.h's, shared with the CUDA module.
+static_assert(QNR == quant::kPanel, "qgemm: the packed panels are quant::kPanel columns wide");
+int64_t packed_bytes(int64_t K, int64_t N) { return quant::packed_bytes(K, N); }
 
 void pack(const int8_t* qw, int64_t K, int64_t N, int8_t* packed, int32_t* colsum) {
   const int64_t G = groups(K), P = panels(N);

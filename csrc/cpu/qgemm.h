@@ -10,6 +10,7 @@
 // panel p, group g holds qw[4g .. 4g+3, p*QNR .. p*QNR+QNR-1] as [column][4 bytes], zero padded,
 // plus the column sums of qw (the kernels feed the activations to VNNI's unsigned x signed
 // product as qa + 128 and subtract 128 * colsum afterwards).
+// The layout is csrc/quant_checks.h's (quant::packed_bytes), which the CUDA module packs too.
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -23,6 +23,7 @@
 #include "device.h"
 #include "conv_common.h"
 #include "qgemm.h"
+#include "quant_checks.h"
 #include "simd.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -35,30 +36,16 @@ namespace lamina {
 
 namespace {
 
-void check_vec(const char* op, const char* what, const Buffer& b, int64_t n, DType dt) {
-  check_dtype(op, what, b, dt);
-  LAMINA_CHECK(b.numel == n, op << ": " << what << " holds " << b.numel << " elements, expected " << n);
-}
+using quant::QdwGeom;  // the checked geometry of a depthwise convolution (csrc/quant_checks.h)
 
 void qgemm_pack(const Buffer& w, int64_t K, int64_t N, Buffer& packed, Buffer& colsum) {
-  const char* op = "qgemm_pack";
-  LAMINA_CHECK(K >= 0 && N >= 0, op << ": negative size K=" << K << ", N=" << N);
-  check_vec(op, "weights", w, K * N, I8);
-  check_vec(op, "packed weights", packed, qgemm::packed_bytes(K, N), I8);
-  check_vec(op, "column sums", colsum, N, I32);
+  quant::check_pack(w, K, N, packed, colsum);
   qgemm::pack(w.data<int8_t>(), K, N, packed.data<int8_t>(), colsum.data<int32_t>());
 }
 
 void qmatmul(const Buffer& x, int64_t M, int64_t K, int64_t N, const Buffer& packed, const Buffer& colsum,
              const Buffer& w_scale, const Buffer* bias, Buffer& out, bool relu) {
-  const char* op = "qmatmul";
-  LAMINA_CHECK(M >= 0 && K >= 0 && N >= 0, op << ": negative size M=" << M << ", K=" << K << ", N=" << N);
-  check_vec(op, "input", x, M * K, F32);
-  check_vec(op, "packed weights", packed, qgemm::packed_bytes(K, N), I8);
-  check_vec(op, "column sums", colsum, N, I32);
-  check_vec(op, "kernel scale", w_scale, N, F32);
-  if (bias) check_vec(op, "bias", *bias, N, F32);
-  check_vec(op, "output", out, M * N, F32);
+  quant::check_qmatmul(x, M, K, N, packed, colsum, w_scale, bias, out);
   qgemm::matmul(x.data<float>(), K, M, K, N, packed.data<int8_t>(), colsum.data<int32_t>(), w_scale.data<float>(),
                 bias ? bias->data<float>() : nullptr, out.data<float>(), N, true, relu);
 }
@@ -93,33 +80,6 @@ LAMINA_CLONES void quantize_pixels(const float* x, int64_t pixels, int64_t C, co
       qp[c] = int8_t(v == v ? int(v) : 0);  // NaN channels: their NaN scale makes their outputs NaN
     }
   }
-}
-
-struct QdwGeom {
-  int64_t H, W, C, KH, KW, DM, OH, OW, sh, sw, dh, dw, pt, pl;
-};
-
-// The checked geometry of a depthwise convolution: input (n, h, w, c), kernel (kh, kw, c, dm),
-// output (n, oh, ow, c * dm); *N receives the batch.
-QdwGeom dw_geometry(const char* op, const Shape& xs, const Shape& ws, const Shape& os, const Shape& strides,
-                    const Shape& dilation, const Shape& pads, int64_t* N) {
-  LAMINA_CHECK(xs.size() == 4 && ws.size() == 4 && os.size() == 4,
-               op << ": expected rank-4 input, kernel and output shapes, received " << shape_str(xs) << ", "
-                  << shape_str(ws) << ", " << shape_str(os));
-  check_pair(op, "strides", strides, 1);
-  check_pair(op, "dilation", dilation, 1);
-  LAMINA_CHECK(pads.size() == 4, op << ": expected 4 padding values (top, bottom, left, right)");
-  for (auto p : pads) LAMINA_CHECK(p >= 0, op << ": padding must be non-negative, received " << p);
-  const int64_t H = xs[1], W = xs[2], C = xs[3], KH = ws[0], KW = ws[1], DM = ws[3];
-  *N = xs[0];
-  LAMINA_CHECK(*N >= 0 && H >= 0 && W >= 0 && ws[2] == C && KH >= 1 && KW >= 1 && DM >= 1,
-               op << ": kernel shape " << shape_str(ws) << " does not fit input " << shape_str(xs));
-  const int64_t OH = window_out_len(H + pads[0] + pads[1], KH, strides[0], dilation[0]);
-  const int64_t OW = window_out_len(W + pads[2] + pads[3], KW, strides[1], dilation[1]);
-  LAMINA_CHECK(os[0] == *N && os[1] == OH && os[2] == OW && os[3] == C * DM,
-               op << ": output shape " << shape_str(os) << " does not match; expected (" << *N << ", " << OH << ", "
-                  << OW << ", " << C * DM << ")");
-  return QdwGeom{H, W, C, KH, KW, DM, OH, OW, strides[0], strides[1], dilation[0], dilation[1], pads[0], pads[2]};
 }
 
 // Image n of x (pixels x C floats) quantized per channel (scale[c] as DepthwiseConv2D's
@@ -175,15 +135,9 @@ LAMINA_CLONES void dw_row(const QdwGeom& g, const int8_t* qn, const int8_t* w, i
 void qdepthwise2d(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, const Buffer& scale_b,
                   const Buffer* bias_b, Buffer& ob, const Shape& os, const Shape& strides, const Shape& dilation,
                   const Shape& pads) {
-  const char* op = "qdepthwise2d";
   int64_t N = 0;
-  const QdwGeom g = dw_geometry(op, xs, ws, os, strides, dilation, pads, &N);
-  const int64_t H = g.H, W = g.W, C = g.C, KH = g.KH, KW = g.KW, DM = g.DM, OH = g.OH, OW = g.OW, CO = C * DM;
-  check_vec(op, "input", xb, N * H * W * C, F32);
-  check_vec(op, "kernel", wb, KH * KW * C * DM, I8);
-  check_vec(op, "kernel scale", scale_b, CO, F32);
-  if (bias_b) check_vec(op, "bias", *bias_b, CO, F32);
-  check_vec(op, "output", ob, N * OH * OW * CO, F32);
+  const QdwGeom g = quant::check_qdepthwise2d(xb, xs, wb, ws, scale_b, bias_b, ob, os, strides, dilation, pads, &N);
+  const int64_t H = g.H, W = g.W, C = g.C, DM = g.DM, OH = g.OH, OW = g.OW, CO = C * DM;
   const float* x = xb.data<float>();
   const int8_t* w = wb.data<int8_t>();
   const float* wsc = scale_b.data<float>();
@@ -381,12 +335,6 @@ bool dw_kernel_fast() { return false; }
 #define LAMINA_DW_AVX512 0
 #endif
 
-void check_fused_input(const char* op, const Buffer& x, int64_t numel, double x_step) {
-  LAMINA_CHECK(x_step >= 0 && std::isfinite(x_step), op << ": x_step must be 0 (a float32 input) or the positive step "
-                                                           "of a byte input, received " << x_step);
-  check_vec(op, "input", x, numel, x_step > 0 ? I8 : F32);
-}
-
 // A DepthwiseConv2D (+ BatchNormalization + clamp) of a fused group: float input (quantized per
 // image and channel, as qdepthwise2d) or bytes (x_step > 0: value = byte * x_step); float output
 // or bytes (out_step > 0). flags: the images' NaN marks (set here where a byte output would be NaN;
@@ -398,10 +346,8 @@ void qdepthwise2d_fused(const Buffer& xb, const Shape& xs, double x_step, const 
                         const Shape& pads) {
   const char* op = "qdepthwise2d_fused";
   int64_t N = 0;
-  const QdwGeom g = dw_geometry(op, xs, ws, os, strides, dilation, pads, &N);
+  const QdwGeom g = quant::check_qdepthwise2d_fused(xb, xs, x_step, wb, ws, os, strides, dilation, pads, &N);
   const int64_t H = g.H, W = g.W, C = g.C, KH = g.KH, KW = g.KW, DM = g.DM, OH = g.OH, OW = g.OW, CO = C * DM;
-  check_fused_input(op, xb, N * H * W * C, x_step);
-  check_vec(op, "kernel", wb, KH * KW * C * DM, I8);
   std::vector<float> A, D;
   const qgemm::Epilogue ep = qgemm::fused_epilogue(op, CO, scale_b, bias_b, bn_mean, bn_var, bn_gamma, bn_beta,
                                                    bn_eps, lo, hi, ob, N * OH * OW * CO, out_step, flags, N, A, D);
@@ -473,12 +419,7 @@ void qdepthwise2d_fused(const Buffer& xb, const Shape& xs, double x_step, const 
 
 // out[i, :] = float(table[ids[i], :]) / scale[ids[i]]; an id outside [0, V) is an error.
 void qembedding(const Buffer& table, int64_t V, int64_t D, const Buffer& scale, const Buffer& ids, Buffer& out) {
-  const char* op = "qembedding";
-  check_vec(op, "table", table, V * D, I8);
-  check_vec(op, "scale", scale, V, F32);
-  LAMINA_CHECK(ids.dtype == I32 || ids.dtype == I64, op << ": expected int32 or int64 ids, received "
-                                                        << dtype_name(ids.dtype));
-  check_vec(op, "output", out, ids.numel * D, F32);
+  quant::check_qembedding(table, V, D, scale, ids, out);
   const int8_t* t = table.data<int8_t>();
   const float* s = scale.data<float>();
   float* o = out.data<float>();
@@ -488,8 +429,7 @@ void qembedding(const Buffer& table, int64_t V, int64_t D, const Buffer& scale, 
   };
   for (int64_t i = 0; i < n; ++i) {
     const int64_t r = id_at(i);
-    LAMINA_CHECK(r >= 0 && r < V, op << ": id " << r << " at position " << i << " is outside the table's "
-                                     << V << " rows");
+    if (r < 0 || r >= V) throw std::invalid_argument(quant::qembedding_id_message(r, i, V));
   }
 #pragma omp parallel for if (n * D > (1 << 16))
   for (int64_t i = 0; i < n; ++i) {
@@ -509,18 +449,8 @@ Epilogue fused_epilogue(const char* op, int64_t C, const Buffer& w_scale, const 
                         const Buffer* bn_var, const Buffer* bn_gamma, const Buffer* bn_beta, double bn_eps, double lo,
                         double hi, Buffer& out, int64_t out_numel, double out_step, Buffer* flags, int64_t images,
                         std::vector<float>& A, std::vector<float>& D) {
-  check_vec(op, "kernel scale", w_scale, C, F32);
-  if (bias) check_vec(op, "bias", *bias, C, F32);
-  LAMINA_CHECK(!bn_mean == !bn_var, op << ": the BatchNormalization's mean and variance come together");
-  LAMINA_CHECK(bn_mean || (!bn_gamma && !bn_beta), op << ": gamma or beta given without a mean and variance");
-  for (const Buffer* b : {bn_mean, bn_var, bn_gamma, bn_beta})
-    if (b) check_vec(op, "BatchNormalization parameter", *b, C, F32);
-  LAMINA_CHECK(!(lo > hi), op << ": the clamp's bounds are reversed: lo=" << lo << ", hi=" << hi);
-  LAMINA_CHECK(out_step >= 0 && std::isfinite(out_step), op << ": out_step must be 0 (float32 output) or the positive "
-                                                               "step of a byte output, received " << out_step);
-  LAMINA_CHECK(out_step == 0 || lo >= 0, op << ": a byte output holds values >= 0 only; its clamp starts at " << lo);
-  check_vec(op, "output", out, out_numel, out_step > 0 ? I8 : F32);
-  if (flags) check_vec(op, "flags", *flags, images, I32);
+  quant::check_fused_epilogue(op, C, w_scale, bias, bn_mean, bn_var, bn_gamma, bn_beta, lo, hi, out, out_numel, out_step,
+                              flags, images);
   Epilogue e;
   e.w_scale = w_scale.data<float>();
   e.bias = bias ? bias->data<float>() : nullptr;

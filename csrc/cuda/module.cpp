@@ -11,6 +11,7 @@
 #include "../export.h"
 #include "decomp.h"
 #include "gpu.h"
+#include "quant.h"
 #include "sort.h"
 #include "attention.h"
 #include "misc.h"
@@ -367,6 +368,32 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
   m.def("eigh", &gpu::eigh, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("w"), py::arg("v"));
   m.def("svd", &gpu::svd, py::arg("a"), py::arg("batch"), py::arg("m"), py::arg("n"), py::arg("full_matrices"),
         py::arg("u").none(true), py::arg("s"), py::arg("vt").none(true));
+  // ---- int8 inference (quant.cu): quantize.cpp's and conv.cpp's kernels, the same packed layout ----
+  m.def("qgemm_packed_bytes", &gpu::qgemm_packed_bytes, py::arg("K"), py::arg("N"));
+  m.def("qgemm_pack", &gpu::qgemm_pack, py::arg("weights"), py::arg("K"), py::arg("N"), py::arg("packed"),
+        py::arg("colsum"));
+  m.def("qmatmul", &gpu::qmatmul, py::arg("x"), py::arg("M"), py::arg("K"), py::arg("N"), py::arg("packed"),
+        py::arg("colsum"), py::arg("w_scale"), py::arg("bias").none(true), py::arg("out"), py::arg("relu") = false);
+  m.def("qconv2d_forward", &gpu::qconv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w_shape"),
+        py::arg("packed"), py::arg("colsum"), py::arg("w_scale"), py::arg("bias").none(true), py::arg("out"),
+        py::arg("out_shape"), py::arg("strides"), py::arg("dilation"), py::arg("pads"), py::arg("relu") = false);
+  m.def("qconv2d_fused", &gpu::qconv2d_fused, py::arg("x"), py::arg("x_shape"), py::arg("x_step"),
+        py::arg("w_shape"), py::arg("packed"), py::arg("colsum"), py::arg("w_scale"), py::arg("bias").none(true),
+        py::arg("bn_mean").none(true), py::arg("bn_var").none(true), py::arg("bn_gamma").none(true),
+        py::arg("bn_beta").none(true), py::arg("bn_eps"), py::arg("lo"), py::arg("hi"), py::arg("out"),
+        py::arg("out_shape"), py::arg("out_step"), py::arg("flags").none(true), py::arg("strides"),
+        py::arg("dilation"), py::arg("pads"));
+  m.def("qdepthwise2d", &gpu::qdepthwise2d, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
+        py::arg("w_scale"), py::arg("bias").none(true), py::arg("out"), py::arg("out_shape"), py::arg("strides"),
+        py::arg("dilation"), py::arg("pads"));
+  m.def("qdepthwise2d_fused", &gpu::qdepthwise2d_fused, py::arg("x"), py::arg("x_shape"), py::arg("x_step"),
+        py::arg("w"), py::arg("w_shape"), py::arg("w_scale"), py::arg("bias").none(true),
+        py::arg("bn_mean").none(true), py::arg("bn_var").none(true), py::arg("bn_gamma").none(true),
+        py::arg("bn_beta").none(true), py::arg("bn_eps"), py::arg("lo"), py::arg("hi"), py::arg("out"),
+        py::arg("out_shape"), py::arg("out_step"), py::arg("flags").none(true), py::arg("strides"),
+        py::arg("dilation"), py::arg("pads"));
+  m.def("qembedding", &gpu::qembedding, py::arg("table"), py::arg("V"), py::arg("D"), py::arg("scale"),
+        py::arg("ids"), py::arg("out"));
   m.def("load_cublas", &gpu::load_cublas, py::arg("path") = "",
         "Loads cuBLAS (the default names, or a path); matmul uses it from then on. True when loaded.");
   m.def("cublas_status", &gpu::cublas_status);
