@@ -26,7 +26,8 @@ py=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 export CUDACXX=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
-export CMAKE_ARGS="-DLAMINA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=${LAMINA_CUDA_ARCH:-90} ${CMAKE_ARGS:-}"
+# the CUDA emulator (a test tool for machines without a GPU) is not built here
+export CMAKE_ARGS="-DLAMINA_CUDA=ON -DLAMINA_CUDA_EMULATOR=OFF -DCMAKE_CUDA_ARCHITECTURES=${LAMINA_CUDA_ARCH:-90} ${CMAKE_ARGS:-}"
 status=0
 # Every step's time limit is cut to what is left of LAMINA_CHECK_SECONDS (default 540 s) in all.
 deadline=$(( $(date +%s) + ${LAMINA_CHECK_SECONDS:-540} ))
