@@ -29,6 +29,8 @@
 
 #include "../attention_checks.h"
 #include "attention.h"
+#include "gemm_tile.cuh"
+#include "warp.cuh"
 
 namespace lamina {
 namespace gpu {
@@ -64,16 +66,14 @@ struct OutMat {
   int64_t ld, si, sj;
 };
 
-constexpr int kBM = 64, kBN = 64, kBK = 16;
+constexpr int kBM = kTileM, kBN = kTileN;
 
 // C(i, j) = alpha op(A(i, j)) op(B(i, j)) + beta C(i, j) (beta 0 never reads C) for every (i, j):
-// 64 x 64 tiles of C, 16-deep slices of K in shared memory, 4 x 4 results a thread (linalg.cu's
-// sgemm_tiled), grid-stride over the tiles and the products.
+// gemm_tile.cuh's 64 x 64 tiles (as linalg.cu's sgemm_tiled), grid-stride over the tiles and the products.
 template <bool TA, bool TB>
 __global__ void __launch_bounds__(256) grid_gemm(int64_t M, int64_t N, int64_t K, float alpha, Mat A, Mat B,
                                                  float beta, OutMat C, int64_t I, int64_t J) {
-  __shared__ float As[kBK][kBM + 4];
-  __shared__ float Bs[kBK][kBN + 4];
+  __shared__ TileSlices sh;
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
   for (int64_t z = blockIdx.z; z < I * J; z += gridDim.z) {
     const int64_t i = z / J, j = z % J;
@@ -82,39 +82,8 @@ __global__ void __launch_bounds__(256) grid_gemm(int64_t M, int64_t N, int64_t K
     float* Cz = C.p + i * C.si + j * C.sj;
     for (int64_t m0 = int64_t(blockIdx.y) * kBM; m0 < M; m0 += int64_t(gridDim.y) * kBM)
       for (int64_t n0 = int64_t(blockIdx.x) * kBN; n0 < N; n0 += int64_t(gridDim.x) * kBN) {
-        float acc[4][4] = {};
-        for (int64_t k0 = 0; k0 < K; k0 += kBK) {
-          for (int l = threadIdx.x; l < kBM * kBK; l += 256) {
-            int mm, kk;
-            if (TA) { mm = l % kBM; kk = l / kBM; } else { kk = l % kBK; mm = l / kBK; }
-            const int64_t gm = m0 + mm, gk = k0 + kk;
-            float v = 0.f;
-            if (gm < M && gk < K) v = TA ? Az[gk * A.ld + gm] : Az[gm * A.ld + gk];
-            As[kk][mm] = v;
-          }
-          for (int l = threadIdx.x; l < kBN * kBK; l += 256) {
-            int nn, kk;
-            if (TB) { kk = l % kBK; nn = l / kBK; } else { nn = l % kBN; kk = l / kBN; }
-            const int64_t gn = n0 + nn, gk = k0 + kk;
-            float v = 0.f;
-            if (gn < N && gk < K) v = TB ? Bz[gn * B.ld + gk] : Bz[gk * B.ld + gn];
-            Bs[kk][nn] = v;
-          }
-          __syncthreads();
-#pragma unroll
-          for (int kk = 0; kk < kBK; ++kk) {
-            float a[4], b[4];
-#pragma unroll
-            for (int r = 0; r < 4; ++r) a[r] = As[kk][ty + 16 * r];
-#pragma unroll
-            for (int s = 0; s < 4; ++s) b[s] = Bs[kk][tx + 16 * s];
-#pragma unroll
-            for (int r = 0; r < 4; ++r)
-#pragma unroll
-              for (int s = 0; s < 4; ++s) acc[r][s] = fmaf(a[r], b[s], acc[r][s]);
-          }
-          __syncthreads();
-        }
+        float acc[4][4];
+        gemm_tile<TA, TB>(Az, A.ld, Bz, B.ld, M, N, K, m0, n0, sh, acc);
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
           const int64_t m = m0 + ty + 16 * r;
@@ -200,11 +169,8 @@ __device__ __forceinline__ float row_logit(const Rows& m, const float* br, const
   return keep ? v : kMasked;
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
+// the largest of the warp's values, NaN-ignoring as the CPU's row_max (std::max)
+__device__ __forceinline__ float warp_max_num(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
@@ -231,7 +197,7 @@ __global__ void __launch_bounds__(256) softmax_rows(float* S, int64_t rows, Rows
       s[j] = v;
       mx = fmaxf(mx, v);
     }
-    mx = warp_max(mx);
+    mx = warp_max_num(mx);
     float sum = 0.f;
     for (int64_t j = lane; j < m.Tk; j += 32) {
       const float e = expf(s[j] - mx);

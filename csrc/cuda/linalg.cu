@@ -3,12 +3,13 @@
 // shared memory, 4 x 4 results a thread). float32 throughout: no TF32.
 #include <vector>
 
+#include "gemm_tile.cuh"
 #include "gpu.h"
 
 namespace lamina {
 namespace gpu {
 
-constexpr int kBM = 64, kBN = 64, kBK = 16, kMaxBatchDims = 6;
+constexpr int kBM = kTileM, kBN = kTileN, kMaxBatchDims = 6;
 
 struct BatchMap {
   int nb = 0;
@@ -20,8 +21,7 @@ template <bool TA, bool TB>
 __global__ void __launch_bounds__(256) sgemm_tiled(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                                                    int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                                                    int64_t ldc, const float* bias, BatchMap bm, int64_t batches) {
-  __shared__ float As[kBK][kBM + 4];
-  __shared__ float Bs[kBK][kBN + 4];
+  __shared__ TileSlices sh;
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
   const int64_t m0 = int64_t(blockIdx.y) * kBM, n0 = int64_t(blockIdx.x) * kBN;
   for (int64_t z = blockIdx.z; z < batches; z += gridDim.z) {
@@ -32,42 +32,9 @@ __global__ void __launch_bounds__(256) sgemm_tiled(int64_t M, int64_t N, int64_t
       oa += idx * bm.sa[k];
       ob += idx * bm.sb[k];
     }
-    const float* Az = A + oa;
-    const float* Bz = B + ob;
     float* Cz = C + z * M * ldc;
-    float acc[4][4] = {};
-    for (int64_t k0 = 0; k0 < K; k0 += kBK) {
-      for (int l = threadIdx.x; l < kBM * kBK; l += 256) {
-        int mm, kk;
-        if (TA) { mm = l % kBM; kk = l / kBM; } else { kk = l % kBK; mm = l / kBK; }
-        const int64_t gm = m0 + mm, gk = k0 + kk;
-        float v = 0.f;
-        if (gm < M && gk < K) v = TA ? Az[gk * lda + gm] : Az[gm * lda + gk];
-        As[kk][mm] = v;
-      }
-      for (int l = threadIdx.x; l < kBN * kBK; l += 256) {
-        int nn, kk;
-        if (TB) { kk = l % kBK; nn = l / kBK; } else { nn = l % kBN; kk = l / kBN; }
-        const int64_t gn = n0 + nn, gk = k0 + kk;
-        float v = 0.f;
-        if (gn < N && gk < K) v = TB ? Bz[gn * ldb + gk] : Bz[gk * ldb + gn];
-        Bs[kk][nn] = v;
-      }
-      __syncthreads();
-#pragma unroll
-      for (int kk = 0; kk < kBK; ++kk) {
-        float a[4], b[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) a[i] = As[kk][ty + 16 * i];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) b[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-      }
-      __syncthreads();
-    }
+    float acc[4][4];
+    gemm_tile<TA, TB>(A + oa, lda, B + ob, ldb, M, N, K, m0, n0, sh, acc);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int64_t m = m0 + ty + 16 * i;

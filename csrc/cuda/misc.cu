@@ -20,6 +20,7 @@
 
 #include "../misc_checks.h"
 #include "misc.h"
+#include "warp.cuh"
 
 namespace lamina {
 namespace gpu {
@@ -28,52 +29,15 @@ using namespace misc_checks;
 
 namespace {
 
-// ---- warp helpers ----------------------------------------------------------------------------------
-__device__ __forceinline__ float wmax(float v) {
-  for (int o = 16; o > 0; o >>= 1) {
-    const float w = __shfl_xor_sync(0xffffffffu, v, o);
-    v = (w > v || w != w) ? w : v;
-  }
-  return v;
-}
-__device__ __forceinline__ float wsum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// One warp per lane of nlanes; `_l` is the thread's position in its warp. Every thread of a warp
-// runs the same iterations (the warp-wide sums inside need all 32).
-#define MISC_WARP_LANES(lane, nlanes)                                                                \
-  const int _w = threadIdx.x / 32, _l = threadIdx.x % 32;                                            \
-  for (int64_t lane = int64_t(blockIdx.x) * (blockDim.x / 32) + _w; lane < (nlanes);                 \
-       lane += int64_t(gridDim.x) * (blockDim.x / 32))
-
-unsigned warp_grid(int64_t lanes) {
-  const int64_t b = (lanes + 7) / 8;  // 8 warps a block
-  return unsigned(b < 1 ? 1 : (b > 65535 * 4 ? 65535 * 4 : b));
-}
-
 __device__ __forceinline__ float clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-// log-sum-exp of a lane of R elements with stride st (every thread of the warp gets it).
-__device__ __forceinline__ float lane_lse(const float* x, int64_t R, int64_t st, int l) {
-  float m = -INFINITY;
-  for (int64_t r = l; r < R; r += 32) {
-    const float v = x[r * st];
-    m = (v > m || v != v) ? v : m;
-  }
-  m = wmax(m);
-  float s = 0.f;
-  for (int64_t r = l; r < R; r += 32) s += expf(x[r * st] - m);
-  return m + logf(wsum(s));
-}
 
 // ---- categorical cross-entropy on dense targets ----------------------------------------------------
 // logits: loss = sum_k t_k (lse - x_k), aux = lse; probabilities: q = x / sum(x) clipped to
 // [eps, 1 - eps], loss = -sum_k t_k log(q_k), aux = sum(x).
 __global__ void xent_dense_kernel(const float* x, const float* t, int64_t outer, int64_t K, int64_t inner, bool logits,
                                   float eps, float* loss, float* aux) {
-  MISC_WARP_LANES(lane, outer * inner) {
+  WARP_LANES(lane, outer * inner) {
     const int64_t base = (lane / inner) * K * inner + lane % inner;
     const float* xr = x + base;
     const float* tr = t + base;
@@ -81,15 +45,15 @@ __global__ void xent_dense_kernel(const float* x, const float* t, int64_t outer,
     if (logits) {
       const float lse = lane_lse(xr, K, inner, _l);
       for (int64_t k = _l; k < K; k += 32) acc += tr[k * inner] * (lse - xr[k * inner]);
-      acc = wsum(acc);
+      acc = warp_sum(acc);
       if (_l == 0) { aux[lane] = lse; loss[lane] = acc; }
     } else {
       float s = 0.f;
       for (int64_t k = _l; k < K; k += 32) s += xr[k * inner];
-      s = wsum(s);
+      s = warp_sum(s);
       const float inv = 1.f / s;
       for (int64_t k = _l; k < K; k += 32) acc -= tr[k * inner] * logf(clampf(xr[k * inner] * inv, eps, 1.f - eps));
-      acc = wsum(acc);
+      acc = warp_sum(acc);
       if (_l == 0) { aux[lane] = s; loss[lane] = acc; }
     }
   }
@@ -97,7 +61,7 @@ __global__ void xent_dense_kernel(const float* x, const float* t, int64_t outer,
 
 __global__ void xent_dense_grad_kernel(const float* x, const float* t, const float* aux, const float* g, int64_t outer,
                                        int64_t K, int64_t inner, bool logits, float eps, float* dx, float* dt) {
-  MISC_WARP_LANES(lane, outer * inner) {
+  WARP_LANES(lane, outer * inner) {
     const int64_t base = (lane / inner) * K * inner + lane % inner;
     const float* xr = x + base;
     const float* tr = t + base;
@@ -107,7 +71,7 @@ __global__ void xent_dense_grad_kernel(const float* x, const float* t, const flo
       if (dx) {
         float tsum = 0.f;
         for (int64_t k = _l; k < K; k += 32) tsum += tr[k * inner];
-        tsum = wsum(tsum);
+        tsum = warp_sum(tsum);
         for (int64_t k = _l; k < K; k += 32)
           dx[base + k * inner] = gl * (expf(xr[k * inner] - lse) * tsum - tr[k * inner]);
       }
@@ -123,7 +87,7 @@ __global__ void xent_dense_grad_kernel(const float* x, const float* t, const flo
           const float d = (q >= eps && q <= 1.f - eps) ? -tr[k * inner] / q : 0.f;
           dot += d * q;
         }
-        dot = wsum(dot);
+        dot = warp_sum(dot);
         for (int64_t k = _l; k < K; k += 32) {
           const float q = xr[k * inner] * inv;
           const float d = (q >= eps && q <= 1.f - eps) ? -tr[k * inner] / q : 0.f;

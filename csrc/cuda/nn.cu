@@ -4,41 +4,10 @@
 // its own, bias_relu's all or none): float32 maths on the widened values, rounded once (bf16.cuh).
 #include "bf16.cuh"
 #include "gpu.h"
+#include "warp.cuh"
 
 namespace lamina {
 namespace gpu {
-
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) {
-    float w = __shfl_xor_sync(0xffffffffu, v, o);
-    v = (w > v || w != w) ? w : v;
-  }
-  return v;
-}
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-#define WARP_LANES(lane, nlanes)                                                                     \
-  const int _w = threadIdx.x / 32, _l = threadIdx.x % 32;                                            \
-  for (int64_t lane = int64_t(blockIdx.x) * (blockDim.x / 32) + _w; lane < (nlanes);                 \
-       lane += int64_t(gridDim.x) * (blockDim.x / 32))
-
-static unsigned warp_grid(int64_t lanes) {
-  int64_t b = (lanes + 7) / 8;  // 8 warps a block
-  return unsigned(b < 1 ? 1 : (b > 65535 * 4 ? 65535 * 4 : b));
-}
-
-// log-sum-exp of one lane (every thread of the warp gets it)
-__device__ __forceinline__ float lane_lse(const float* x, int64_t R, int64_t st, int l) {
-  float m = -INFINITY;
-  for (int64_t r = l; r < R; r += 32) { float v = x[r * st]; m = (v > m || v != v) ? v : m; }
-  m = warp_max(m);
-  float s = 0.f;
-  for (int64_t r = l; r < R; r += 32) s += expf(x[r * st] - m);
-  return m + logf(warp_sum(s));
-}
 
 // X, Y (and G, O): each buffer's storage, float or uint16_t (bfloat16, widened as read, rounded once
 // as written).

@@ -12,6 +12,7 @@
 // read and rounded once as written (bf16.cuh): the float32 kernels' results on the widened values.
 #include "bf16.cuh"
 #include "gpu.h"
+#include "warp.cuh"
 
 namespace lamina {
 namespace gpu {
@@ -21,11 +22,6 @@ constexpr int kParts = 1024;  // most partial sums per channel
 
 __device__ __forceinline__ double nan_d() { return __longlong_as_double(0x7ff8000000000000LL); }
 
-template <class T>
-__device__ __forceinline__ T warp_sum_t(T v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 // Blocks of 256 threads for `rows` items, per_block of them to a block (grid-stride beyond the cap).
 unsigned row_grid(int64_t rows, int per_block) {
@@ -146,8 +142,8 @@ __device__ __forceinline__ void add_parts(const double* p1, const double* p2, in
     s1 += p1[p * C + c];
     s2 += p2[p * C + c];
   }
-  s1 = warp_sum_t(s1);
-  s2 = warp_sum_t(s2);
+  s1 = warp_sum(s1);
+  s2 = warp_sum(s2);
 }
 
 // Partial sums of f over each channel of an (outer, C, inner) view; returns P, the partials per
@@ -305,7 +301,7 @@ float* fptr(Buffer* b) { return b ? b->data<float>() : nullptr; }
 // thread, which all get it. Every thread of the group must call it.
 template <int G, class T>
 __device__ __forceinline__ T group_sum(T v) {
-  v = warp_sum_t(v);
+  v = warp_sum(v);
   if (G == 32) return v;
   __shared__ T sh[G / 32];
   __syncthreads();  // the previous call's reads are done

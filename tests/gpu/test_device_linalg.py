@@ -16,6 +16,8 @@ import pytest
 import lamina
 from lamina import ops
 
+from device_calls import KernelCall as _Call
+
 _dm = importlib.import_module("lamina.backend.device")
 
 R = np.random.default_rng(53)
@@ -35,32 +37,6 @@ def _spd(batch, n):
 def _sym(batch, n):
     m = R.normal(size=(batch, n, n))
     return ((m + np.swapaxes(m, -1, -2)) / 2).astype(np.float32)
-
-
-def _device(d):
-    return lamina.get_device(d) if isinstance(d, str) else d
-
-
-class _Call:
-    """One kernel call on a device: numpy inputs become buffers there, `out(shape, dtype)` a buffer
-    pre-filled with a sentinel (an element the kernel fails to write shows)."""
-
-    def __init__(self, device):
-        self.d = _device(device)
-        self.k = self.d.kernels
-        self.outs = []
-
-    def buf(self, a):
-        return self.d.from_numpy(np.ascontiguousarray(a))
-
-    def out(self, shape, dtype=np.float32, fill=7):
-        a = np.full(shape, fill, dtype=dtype)
-        b = self.buf(a)
-        self.outs.append((b, a.shape))
-        return b
-
-    def results(self):
-        return [self.k.to_numpy(b, list(s)) for b, s in self.outs]
 
 
 def _close(got, want, rtol=1e-5, atol=1e-6):

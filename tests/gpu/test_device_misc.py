@@ -14,6 +14,8 @@ import pytest
 import lamina
 from lamina import ops
 
+from device_calls import KernelCall as _Call, device_of as _device, run_op as _run, same_error as _same_error
+
 _dm = importlib.import_module("lamina.backend.device")
 
 R = np.random.default_rng(31)
@@ -24,38 +26,8 @@ def _f(*shape):
     return R.normal(size=shape).astype(np.float32)
 
 
-def _device(d):
-    return lamina.get_device(d) if isinstance(d, str) else d
-
-
 def _slow_emulator(dev):
     return dev.kind == "gpu" and _dm.CUDA_EMULATED
-
-
-class _Call:
-    """One kernel call on a device: numpy inputs become buffers there, `out(shape, dtype, fill)` a
-    buffer pre-filled with a sentinel (so that an element the kernel fails to write shows)."""
-
-    def __init__(self, device):
-        self.d = _device(device)
-        self.k = self.d.kernels
-        self.outs = []
-
-    def buf(self, a):
-        return self.d.from_numpy(np.ascontiguousarray(a))
-
-    def out(self, shape, dtype="float32", fill=7):
-        a = np.full(shape, fill, dtype=_NP_DTYPES[dtype])
-        b = self.buf(a)
-        self.outs.append((b, a.shape))
-        return b
-
-    def none(self):
-        """An output not asked for (None): None in results()."""
-        self.outs.append((None, None))
-
-    def results(self):
-        return [self.k.to_numpy(b, list(s)) if b is not None else None for b, s in self.outs]
 
 
 def _close(got, want, rtol=2e-6, atol=1e-6):
@@ -63,18 +35,6 @@ def _close(got, want, rtol=2e-6, atol=1e-6):
     np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * max(1.0, float(np.abs(want[np.isfinite(want)]).max(
         initial=0))))
 
-
-def _same_error(fn, dev):
-    """fn(device) raises on cpu:0; the device raises the same error type and message."""
-    with pytest.raises(Exception) as want:
-        fn("cpu:0")
-    with pytest.raises(type(want.value)) as got:
-        fn(dev)
-    assert str(got.value) == str(want.value)
-    return want.value
-
-
-# ---- categorical cross-entropy on dense targets ---------------------------------------------------
 
 def _probs(outer, K, inner):
     p = np.abs(_f(outer, K, inner)) + 0.05
@@ -654,19 +614,6 @@ OP_CASES = {
     "channels_first_conv": (lambda x, k: ops.conv(x, k, padding="same", data_format="channels_first"),
                             [_f(2, 3, 7, 5), _f(3, 3, 3, 4)]),
 }
-
-
-def _run(fn, inputs, device, grad):
-    with lamina.device(device):
-        ts = [lamina.Variable(x) if (grad and x.dtype == np.float32) else lamina.convert_to_tensor(x) for x in inputs]
-        if not grad:
-            out = fn(*ts)
-            return [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
-        with lamina.GradientTape() as tape:
-            out = fn(*ts)
-            w = lamina.convert_to_tensor(np.linspace(-1, 1, int(np.prod(out.shape)), dtype=np.float32).reshape(out.shape))
-            loss = ops.sum(out * w)
-        return [g.numpy() for g in tape.gradient(loss, [t for t in ts if isinstance(t, lamina.Variable)])]
 
 
 @pytest.mark.parametrize("name", sorted(OP_CASES))

@@ -6,6 +6,8 @@ import pytest
 import lamina
 from lamina import ops
 
+from device_calls import run_op as _run
+
 R = np.random.default_rng(7)
 A = R.normal(size=(3, 1, 4)).astype(np.float32)
 B = R.normal(size=(2, 4)).astype(np.float32)
@@ -629,20 +631,6 @@ _FORWARD_ONLY = ("argsort", "argsort_axis0", "top_k_indices", "in_top_k", "searc
                  "count_nonzero", "nonzero", "histogram", "qr_complete", "lu_factor", "lu_pivots", "matrix_rank",
                  "isfinite_isinf", "saturate_cast", "ceil_trunc_signbit", "nextafter", "bool_logic",
                  "ctc_decode_greedy")
-
-
-def _run(fn, inputs, device, grad):
-    with lamina.device(device):
-        ts = [lamina.Variable(x) if (grad and x.dtype == np.float32) else lamina.convert_to_tensor(x) for x in inputs]
-        if not grad:
-            out = fn(*ts)
-            return [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
-        with lamina.GradientTape() as tape:
-            out = fn(*ts)
-            w = lamina.convert_to_tensor(np.linspace(-1, 1, int(np.prod(out.shape)), dtype=np.float32).reshape(out.shape))
-            loss = ops.sum(out * w)
-        fs = [t for t in ts if isinstance(t, lamina.Variable)]
-        return [g.numpy() for g in tape.gradient(loss, fs)]
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 import lamina
+
+from device_calls import device_of as _device, same_error as _same_error
 from lamina import layers
 from lamina.backend import _cpu
 
@@ -23,10 +25,6 @@ F32, I32, I8 = 0, 1, 4
 VNNI = _cpu.qgemm_kernel() == "vnni"
 QKERNELS = ("qgemm_pack", "qmatmul", "qconv2d_forward", "qconv2d_fused", "qdepthwise2d", "qdepthwise2d_fused",
             "qembedding")
-
-
-def _device(d):
-    return lamina.get_device(d) if isinstance(d, str) else d
 
 
 class _K:
@@ -78,16 +76,6 @@ def _fused_equal(got, want):
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
         np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6 * max(1.0, float(np.nanmax(np.abs(want),
                                                                                                initial=0))))
-
-
-def _same_error(fn, dev):
-    """fn(device) raises on cpu:0; the device raises the same error type and message."""
-    with pytest.raises(Exception) as want:
-        fn("cpu:0")
-    with pytest.raises(type(want.value)) as got:
-        fn(dev)
-    assert str(got.value) == str(want.value)
-    return want.value
 
 
 def _rows(rng, M, K):

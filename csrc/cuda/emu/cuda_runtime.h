@@ -128,55 +128,37 @@ inline void __syncthreads() { emu::syncthreads(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::syncwarp(); }
 inline void __threadfence() {}
 
+namespace emu {
+// v from lane `src` of the calling thread's segment of `width` lanes (own value outside it).
 template <class T>
-inline T __shfl_sync(unsigned, T v, int src, int width = 32) {
+inline T shuffle(T v, int src, int width) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of a type the emulator lacks");
+  const int lane = lane_id();
+  if (src < 0 || src / width != lane / width) src = lane;
   uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof(T));
-  const int lane = emu::lane_id();
-  bits = emu::shuffle_bits(bits, (lane / width) * width + ((src % width) + width) % width, width);
+  bits = shuffle_bits(bits, src, width);
   T r;
   std::memcpy(&r, &bits, sizeof(T));
   return r;
+}
+}  // namespace emu
+
+template <class T>
+inline T __shfl_sync(unsigned, T v, int src, int width = 32) {
+  return emu::shuffle(v, (emu::lane_id() / width) * width + ((src % width) + width) % width, width);
 }
 template <class T>
 inline T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
-  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of a type the emulator lacks");
-  uint64_t bits = 0;
-  std::memcpy(&bits, &v, sizeof(T));
-  const int lane = emu::lane_id();
-  int src = lane ^ mask;
-  if (src / width != lane / width) src = lane;  // outside the segment: own value
-  bits = emu::shuffle_bits(bits, src, width);
-  T r;
-  std::memcpy(&r, &bits, sizeof(T));
-  return r;
+  return emu::shuffle(v, emu::lane_id() ^ mask, width);
 }
 template <class T>
 inline T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
-  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of a type the emulator lacks");
-  uint64_t bits = 0;
-  std::memcpy(&bits, &v, sizeof(T));
-  const int lane = emu::lane_id();
-  int src = lane + int(delta);
-  if (src / width != lane / width) src = lane;
-  bits = emu::shuffle_bits(bits, src, width);
-  T r;
-  std::memcpy(&r, &bits, sizeof(T));
-  return r;
+  return emu::shuffle(v, emu::lane_id() + int(delta), width);
 }
 template <class T>
 inline T __shfl_up_sync(unsigned, T v, unsigned delta, int width = 32) {
-  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of a type the emulator lacks");
-  uint64_t bits = 0;
-  std::memcpy(&bits, &v, sizeof(T));
-  const int lane = emu::lane_id();
-  int src = lane - int(delta);
-  if (src < 0 || src / width != lane / width) src = lane;
-  bits = emu::shuffle_bits(bits, src, width);
-  T r;
-  std::memcpy(&r, &bits, sizeof(T));
-  return r;
+  return emu::shuffle(v, emu::lane_id() - int(delta), width);
 }
 
 // One host thread runs a launch: atomics are plain read-modify-writes.
