@@ -73,3 +73,16 @@ def test_emulator_runs_warp_shuffles():
             "print('ok')\n")
     r = _run(code)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("which,what", [(0, "warp shuffles, a partial warp"), (1, "__syncthreads and __shared__"),
+                                        (2, "a block of 2048 threads"), (3, "a deadlock, then a launch"),
+                                        (4, "a barrier thread 0 skipped, then a launch")])
+def test_the_emulator_itself(which, what):
+    """The emulator's own checks (emu.cpp's lamina_emu_selftest), through ctypes: loading the module's
+    file does not import it, so it does not clash with the CUDA module's types."""
+    _emulator_or_skip()
+    import ctypes
+    lib = ctypes.CDLL(importlib.util.find_spec("lamina.backend._cuda_emu").origin)
+    msg = ctypes.create_string_buffer(512)
+    assert lib.lamina_emu_selftest(which, msg, 512) == 0, f"{what}: {msg.value.decode()}"

@@ -298,12 +298,17 @@ void run(const LaunchConfig& cfg, const std::function<void()>& body) {
   const bool rev = reverse_order();
   const int64_t started = profile_path() ? now_ns() : 0;
   t_longest = 0;
-  for (unsigned z = 0; z < g.z && S.error.empty(); ++z)
-    for (unsigned y = 0; y < g.y && S.error.empty(); ++y)
-      for (unsigned x = 0; x < g.x && S.error.empty(); ++x) {
-        blockIdx = rev ? uint3{g.x - 1 - x, g.y - 1 - y, g.z - 1 - z} : uint3{x, y, z};
-        run_block(n);
-      }
+  try {
+    for (unsigned z = 0; z < g.z && S.error.empty(); ++z)
+      for (unsigned y = 0; y < g.y && S.error.empty(); ++y)
+        for (unsigned x = 0; x < g.x && S.error.empty(); ++x) {
+          blockIdx = rev ? uint3{g.x - 1 - x, g.y - 1 - y, g.z - 1 - z} : uint3{x, y, z};
+          run_block(n);
+        }
+  } catch (const std::exception& e) {  // from a thread run as a plain call (direct mode)
+    if (S.error.empty()) S.error = e.what();
+    S.direct = false;
+  }
   S.body = nullptr;
   if (profile_path()) {
     std::lock_guard<std::mutex> lk(g_profile.mu);
@@ -615,4 +620,86 @@ LAMINA_EMU_EXPORT void lamina_emu_stats(long long* out, int reset) {
   std::atomic<long long>* v[] = {&s.launches, &s.blocks, &s.threads, &s.fiber_blocks, &s.host_waits,
                                  &s.copies_to_host, &s.cublas_calls};
   for (int i = 0; i < 7; ++i) out[i] = reset ? v[i]->exchange(0) : v[i]->load();
+}
+
+// ---- the emulator's own checks (tests/test_cuda_emulator.py, through ctypes) --------------------
+namespace {
+std::string selftest(int which) {
+  using emu::LaunchConfig;
+  switch (which) {
+    case 0: {  // warp shuffles: every lane gets its warp's sum; partial last warp
+      std::vector<int> out(80, -1);
+      emu::launch(LaunchConfig(1, 80), [&](int* o) {
+        int v = int(threadIdx.x);
+        for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
+        o[threadIdx.x] = v;
+      }, out.data());
+      for (int t = 0; t < 80; ++t) {
+        const int w = t / 32, lo = w * 32, hi = std::min(80, lo + 32);
+        int want = 0;
+        if (w < 2) for (int u = lo; u < hi; ++u) want += u;
+        if (w < 2 && out[t] != want) return "warp sum: lane " + std::to_string(t) + " got " + std::to_string(out[t]);
+      }
+      return "";
+    }
+    case 1: {  // __syncthreads orders shared memory: each thread reads another's write
+      std::vector<float> out(256, -1.f);
+      emu::launch(LaunchConfig(3, 256), [&](float* o) {
+        __shared__ float s[256];
+        s[threadIdx.x] = float(threadIdx.x + blockIdx.x);
+        __syncthreads();
+        const float v = s[255 - threadIdx.x];
+        __syncthreads();
+        if (blockIdx.x == 2) o[threadIdx.x] = v;
+      }, out.data());
+      for (int t = 0; t < 256; ++t)
+        if (out[size_t(t)] != float(255 - t + 2)) return "barrier: thread " + std::to_string(t) + " read " + std::to_string(out[size_t(t)]);
+      return "";
+    }
+    case 2: {  // more than 1024 threads a block: nothing runs, cudaGetLastError says why
+      int ran = 0;
+      emu::launch(LaunchConfig(1, 2048), [&](int* r) { *r = 1; }, &ran);
+      const cudaError_t e = cudaGetLastError();
+      if (e != cudaErrorInvalidConfiguration || ran) return "2048 threads: error " + std::to_string(int(e));
+      return cudaGetLastError() == cudaSuccess ? "" : "the error was not cleared";
+    }
+    case 3: {  // a deadlock (half a warp at __syncthreads, half at __syncwarp) is raised, and the next launch works
+      try {
+        emu::launch(LaunchConfig(1, 32), [&](int) {
+          if (threadIdx.x < 16) __syncthreads();
+          else __syncwarp();
+        }, 0);
+        return "no deadlock reported";
+      } catch (const std::exception& e) {
+        if (std::string(e.what()).find("deadlock") == std::string::npos) return std::string("deadlock: ") + e.what();
+      }
+      return selftest(1);
+    }
+    case 4: {  // thread 0 leaves, thread 1 takes a barrier: a clear error, and the next launch works
+      try {
+        emu::launch(LaunchConfig(1, 64), [&](int) {
+          if (threadIdx.x == 0) return;
+          __syncthreads();
+        }, 0);
+        return "no error for a barrier thread 0 skipped";
+      } catch (const std::exception& e) {
+        if (std::string(e.what()).find("let thread 0 reach it") == std::string::npos) return std::string("early exit: ") + e.what();
+      }
+      return selftest(0);
+    }
+  }
+  return "no such check";
+}
+}  // namespace
+
+// Runs the emulator's check `which` (0..4); returns 0 and an empty message when it passes.
+LAMINA_EMU_EXPORT int lamina_emu_selftest(int which, char* message, int size) {
+  std::string m;
+  try {
+    m = selftest(which);
+  } catch (const std::exception& e) {
+    m = std::string("exception: ") + e.what();
+  }
+  std::snprintf(message, size_t(size), "%s", m.c_str());
+  return m.empty() ? 0 : 1;
 }
