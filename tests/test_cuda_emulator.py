@@ -86,3 +86,24 @@ def test_the_emulator_itself(which, what):
     lib = ctypes.CDLL(importlib.util.find_spec("lamina.backend._cuda_emu").origin)
     msg = ctypes.create_string_buffer(512)
     assert lib.lamina_emu_selftest(which, msg, 512) == 0, f"{what}: {msg.value.decode()}"
+
+
+def test_skipping_kernels_leaves_the_hosts_work():
+    """LAMINA_CUDA_EMULATOR_SKIP_KERNELS=1: launches are counted but run no CUDA thread (a step's host
+    time alone); without it the same calls run their threads."""
+    _emulator_or_skip()
+    code = ("import importlib, numpy as np, lamina\n"
+            "d = importlib.import_module('lamina.backend.device')\n"
+            "with lamina.device('gpu:0'):\n"
+            "    x = lamina.convert_to_tensor(np.ones((64, 64), 'float32'))\n"
+            "    d.cuda_emulator_stats(reset=True)\n"
+            "    y = lamina.ops.relu(x * 2.0)\n"
+            "    s = d.cuda_emulator_stats()\n"
+            "print(s['launches'], s['threads'])\n")
+    ran_r = _run(code)
+    r = subprocess.run([sys.executable, "-c", code], env=_env(LAMINA_CUDA_EMULATOR_SKIP_KERNELS="1"),
+                       capture_output=True, text=True, timeout=300)
+    assert ran_r.returncode == 0 and r.returncode == 0, ran_r.stderr + r.stderr
+    ran, skip = [int(v) for v in ran_r.stdout.split()], [int(v) for v in r.stdout.split()]
+    assert ran[0] >= 2 and ran[1] >= 64 * 64, ran
+    assert skip[0] == ran[0] and skip[1] == 0, (skip, ran)

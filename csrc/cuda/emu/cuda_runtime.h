@@ -12,7 +12,8 @@
 // LAMINA_CUDA_EMULATOR_ORDER=reverse runs blocks and threads last first (races show as differences).
 // LAMINA_CUDA_EMULATOR_PROFILE=FILE writes, at exit, each kernel's launches, CUDA threads and its
 // longest thread (host time): a kernel whose single thread works long is a serial bottleneck on
-// a GPU, whatever the emulator's own speed. __shared__ arrays are
+// a GPU, whatever the emulator's own speed. LAMINA_CUDA_EMULATOR_SKIP_KERNELS=1 runs no kernel
+// (results are garbage): what a step then takes is the host's own work, the floor of a GPU step. __shared__ arrays are
 // static (one copy per host thread, reused by each block). Streams and events are synchronous:
 // a kernel has run when its launch returns. Memory is host memory. A copy to the device from
 // pageable host memory (not cudaHostAlloc's) counts as a host wait, as CUDA's waits for the stream.
