@@ -78,6 +78,7 @@ Context& context(int index) {
     c->blocking = launch_blocking();
     LAMINA_CUDA_CHECK(cudaSetDevice(c->physical));
     LAMINA_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    LAMINA_CUDA_CHECK(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
     v[size_t(index)] = std::move(c);
   }
   return *v[size_t(index)];
@@ -90,7 +91,9 @@ void synchronize(Context& c) {
 }
 
 // ---- host-to-device copies through pinned staging blocks -------------------------------------
-void copy_from_host(Context& c, void* dst, const void* src, size_t n) {
+namespace {
+// copy_from_host on stream `s` (c.stream or c.copy_stream)
+void copy_from_host_on(Context& c, cudaStream_t s, void* dst, const void* src, size_t n) {
   if (n == 0) return;
   Context::Staging* block = nullptr;
   if (n <= kMaxStagedCopy) {
@@ -123,17 +126,35 @@ void copy_from_host(Context& c, void* dst, const void* src, size_t n) {
     if (block) block->busy = true;
   }
   if (!block) {  // waits for the stream: the source may be reused once the call returns
-    LAMINA_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c.stream));
+    LAMINA_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s));
     return;
   }
   std::memcpy(block->host, src, n);
-  cudaError_t e = cudaMemcpyAsync(dst, block->host, n, cudaMemcpyHostToDevice, c.stream);
-  if (e == cudaSuccess) e = cudaEventRecord(block->done, c.stream);
+  cudaError_t e = cudaMemcpyAsync(dst, block->host, n, cudaMemcpyHostToDevice, s);
+  if (e == cudaSuccess) e = cudaEventRecord(block->done, s);
   {
     std::lock_guard<std::mutex> g(c.staging_mu);
     block->busy = false;
   }
   LAMINA_CUDA_CHECK(e);
+}
+}  // namespace
+
+void copy_from_host(Context& c, void* dst, const void* src, size_t n) { copy_from_host_on(c, c.stream, dst, src, n); }
+
+std::shared_ptr<Buffer> buffer_from_host(Context& c, int64_t n, DType dt, const void* src) {
+  auto b = std::make_shared<Buffer>(n, dt, c.index, Buffer::InputTag{});
+  const size_t nbytes = size_t(n) * dtype_size(dt);
+  if (nbytes == 0) return b;
+  copy_from_host_on(c, c.copy_stream, b->ptr, src, nbytes);
+  // the device's stream runs nothing more until the copy is done; the host does not wait
+  cudaEvent_t copied = nullptr;
+  LAMINA_CUDA_CHECK(cudaEventCreateWithFlags(&copied, cudaEventDisableTiming));
+  cudaError_t e = cudaEventRecord(copied, c.copy_stream);
+  if (e == cudaSuccess) e = cudaStreamWaitEvent(c.stream, copied, 0);
+  cudaEventDestroy(copied);  // released by CUDA once the wait is satisfied
+  LAMINA_CUDA_CHECK(e);
+  return b;
 }
 
 // ---- deferred checks ------------------------------------------------------------------------
@@ -206,12 +227,25 @@ size_t round_size(size_t n) {
   size_t step = p / 8;
   return (n + step - 1) / step * step;
 }
-void release_cached(Context& c) {  // with c.mu held
-  if (c.free_blocks.empty()) return;
+void release_cached(Context& c) {  // with c.mu held: the pool's free blocks and the idle input blocks
+  bool idle_inputs = false;
+  for (auto& blk : c.input_blocks) idle_inputs = idle_inputs || !blk.used;
+  if (c.free_blocks.empty() && !idle_inputs) return;
   cudaSetDevice(c.physical);
   cudaStreamSynchronize(c.stream);
+  cudaStreamSynchronize(c.copy_stream);
   for (auto& kv : c.free_blocks) cudaFree(kv.second);
   c.free_blocks.clear();
+  std::vector<Context::InputBlock> kept;
+  for (auto& blk : c.input_blocks) {
+    if (blk.used) {
+      kept.push_back(blk);
+      continue;
+    }
+    cudaFree(blk.ptr);
+    if (blk.released) cudaEventDestroy(blk.released);
+  }
+  c.input_blocks.swap(kept);
   c.cached = 0;
 }
 constexpr size_t kMaxBytes = size_t(1) << 44;
@@ -261,10 +295,65 @@ Buffer::Buffer(int64_t n, DType dt, int dev) : numel(n), dtype(dt), device(dev) 
   c.in_use += r;
 }
 
+Buffer::Buffer(int64_t n, DType dt, int dev, InputTag) : numel(n), dtype(dt), device(dev), input(true) {
+  LAMINA_CHECK(n >= 0, "cannot allocate a buffer of " << n << " elements");
+  Context& c = context(dev);
+  if (uint64_t(n) > kMaxBytes / dtype_size(dt))
+    throw AllocError("cannot allocate a buffer of " + std::to_string(n) + " " + dtype_name(dt) + " elements on gpu:" +
+                     std::to_string(dev) + ": more than the 16 TiB a buffer may hold");
+  const size_t r = round_size(n == 0 ? 256 : size_t(n) * dtype_size(dt));
+  std::lock_guard<std::mutex> g(c.mu);
+  Context::InputBlock* pick = nullptr;  // the smallest free block of r bytes whose last users have run
+  for (auto& blk : c.input_blocks)
+    if (!blk.used && blk.size == r && (!blk.released || cudaEventQuery(blk.released) == cudaSuccess)) {
+      pick = &blk;
+      break;
+    }
+  if (!pick) {
+    cudaSetDevice(c.physical);
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, r);
+    if (e == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      release_cached(c);
+      e = cudaMalloc(&p, r);
+    }
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      throw AllocError("cannot allocate a buffer of " + std::to_string(n) + " " + dtype_name(dt) + " elements (" +
+                       std::to_string(r) + " bytes) on gpu:" + std::to_string(dev) + ": " + cudaGetErrorString(e) +
+                       "; " + std::to_string(c.in_use) + " bytes are in use on this device");
+    }
+    c.system_allocs++;
+    c.input_blocks.push_back(Context::InputBlock{p, r, nullptr, false});
+    pick = &c.input_blocks.back();
+  }
+  if (pick->cached) c.cached -= r;  // an idle block in use again
+  pick->cached = false;
+  pick->used = true;
+  ptr = pick->ptr;
+  capacity = r;
+  ctx = &c;
+  c.in_use += r;
+}
+
 Buffer::~Buffer() {
   if (!ptr) return;
   Context& c = *ctx;
   std::lock_guard<std::mutex> g(c.mu);
+  if (input) {  // reusable once what the stream queued before now has run
+    for (auto& blk : c.input_blocks)
+      if (blk.ptr == ptr) {
+        if (!blk.released) cudaEventCreateWithFlags(&blk.released, cudaEventDisableTiming);
+        if (blk.released) cudaEventRecord(blk.released, c.stream);
+        blk.used = false;
+        blk.cached = true;
+        break;
+      }
+    c.in_use -= capacity;
+    c.cached += capacity;
+    return;
+  }
   c.free_blocks.emplace(capacity, ptr);
   c.in_use -= capacity;
   c.cached += capacity;

@@ -59,6 +59,18 @@ struct Context {
   std::mutex staging_mu;
   std::vector<Staging> staging;
   size_t staged_bytes = 0;
+  // Copies from the host run on copy_stream, into input blocks (input_buffer): a block is reused
+  // once the kernels that `stream` queued before its buffer died have run (its `released` event),
+  // so a copy never overwrites what a queued kernel still reads, and copies overlap kernels.
+  cudaStream_t copy_stream = nullptr;
+  struct InputBlock {
+    void* ptr = nullptr;
+    size_t size = 0;
+    cudaEvent_t released = nullptr;
+    bool used = false;
+    bool cached = false;  // counted in `cached` while idle
+  };
+  std::vector<InputBlock> input_blocks;  // guarded by mu
 };
 
 int physical_count();
@@ -88,13 +100,21 @@ struct Buffer {
   size_t capacity = 0;
   int device = 0;
   Context* ctx = nullptr;  // its device's context (contexts live as long as the process)
+  bool input = false;      // an input block (input_buffer), not the pool's
   Buffer(int64_t n, DType dt, int dev);
+  struct InputTag {};
+  Buffer(int64_t n, DType dt, int dev, InputTag);  // input_buffer's
   ~Buffer();
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
   template <class T> T* data() const { return static_cast<T*>(ptr); }
 };
 using BufferPtr = std::shared_ptr<Buffer>;
+
+// A buffer of n elements filled from host memory (from_numpy): the copy runs on c's copy stream
+// into an input block, and c's stream waits for it before its next kernel; neither the host nor
+// the kernels already queued wait for the copy.
+BufferPtr buffer_from_host(Context& c, int64_t n, DType dt, const void* src);
 
 // Checks of data that would need the host to wait (a label or id out of range) are deferred, as
 // device-side asserts are: the check is queued on the device and the call returns; the host reads

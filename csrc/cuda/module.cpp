@@ -28,17 +28,14 @@ namespace {
 BufferPtr from_numpy(py::array a, int device, int dtype) {
   DType dt = checked_dtype_of_array(a, dtype);
   LAMINA_CHECK(a.flags() & py::array::c_style, "from_numpy: expected a C-contiguous array");
-  auto b = std::make_shared<Buffer>(int64_t(a.size()), dt, device);
   gpu::Context& c = gpu::context(device);
   const void* src = a.data();
-  const size_t nbytes = size_t(a.nbytes());
-  if (nbytes) {
-    py::gil_scoped_release nogil;
-    LAMINA_CUDA_CHECK(cudaSetDevice(c.physical));
-    // Through a pinned staging block: returns without waiting for the device, and the array may go at once.
-    gpu::copy_from_host(c, b->ptr, src, nbytes);
-  }
-  return b;
+  const int64_t n = int64_t(a.size());
+  py::gil_scoped_release nogil;
+  LAMINA_CUDA_CHECK(cudaSetDevice(c.physical));
+  // On the copy stream through a pinned staging block: returns without waiting for the device (the
+  // array may go at once), and the copy runs while the kernels queued before it do.
+  return gpu::buffer_from_host(c, n, dt, src);
 }
 
 py::array to_numpy(const Buffer& b, const Shape& shape) {

@@ -97,3 +97,22 @@ def test_copies_to_the_device_do_not_wait_and_keep_their_bytes():
         for t, a in zip(tensors, arrays):
             np.testing.assert_array_equal(t.numpy(), a)
     assert copies["host_waits"] == 0, copies
+
+
+@pytest.mark.gpu
+def test_input_blocks_are_reused_once_their_kernels_ran():
+    """from_numpy's destinations (input blocks, written on the copy stream) come back for the next
+    batch once the kernels queued before their buffer died have run: a loop of batches allocates a
+    few blocks, not one a batch, and every batch lands whole."""
+    dev = lamina.get_device("gpu:0") if _dm._CUDA is not None and lamina.list_devices("gpu") else None
+    if dev is None:
+        pytest.skip("no GPU devices")
+    stats = lambda: dev.kernels.memory_stats()["devices"][dev.index]["system_allocs"]  # noqa: E731
+    with lamina.device(dev):
+        before = stats()
+        for i in range(30):
+            a = RNG.normal(size=(64, 100)).astype(np.float32) + i
+            t = lamina.convert_to_tensor(a)
+            np.testing.assert_array_equal((t * 2.0).numpy(), a * 2.0)  # a kernel read the copy
+            del t
+        assert stats() - before <= 8, stats() - before
