@@ -67,10 +67,18 @@ template <int OP> struct AccT<OP, float> {
   using Acc = float;
   using Tot = std::conditional_t<OP == R_MAX || OP == R_MIN, float, double>;
 };
+// bfloat16 (held as uint16_t) reads each element widened to float32 (elem) and accumulates
+// exactly as float32 does, so that the result before its one rounding is the widened path's.
+template <int OP> struct AccT<OP, uint16_t> : AccT<OP, float> {};
 template <int OP> struct AccT<OP, int32_t> {
   using Acc = std::conditional_t<OP == R_MAX || OP == R_MIN, int32_t, int64_t>;
   using Tot = Acc;
 };
+
+// An element as the accumulators read it: bfloat16 widened to float32, every other type as is.
+template <class T>
+LAMINA_INLINE T elem(T v) { return v; }
+LAMINA_INLINE float elem(uint16_t h) { return bf16_to_f32(h); }
 
 // Reduces x[0..n): kBlock-element blocks, each over L independent lanes (the vector accumulators),
 // the block results combined in Tot.
@@ -89,8 +97,8 @@ LAMINA_INLINE typename AccT<OP, T>::Tot reduce_row_body(const T* x, int64_t n) {
     int64_t i = 0;
     for (; i + L <= m; i += L)
 #pragma omp simd
-      for (int k = 0; k < L; ++k) lane[k] = RA::f(lane[k], Acc(p[i + k]));
-    for (; i < m; ++i) lane[0] = RA::f(lane[0], Acc(p[i]));
+      for (int k = 0; k < L; ++k) lane[k] = RA::f(lane[k], Acc(elem(p[i + k])));
+    for (; i < m; ++i) lane[0] = RA::f(lane[0], Acc(elem(p[i])));
     for (int w = L / 2; w >= 1; w /= 2)
 #pragma omp simd
       for (int k = 0; k < w; ++k) lane[k] = RA::f(lane[k], lane[k + w]);
@@ -123,12 +131,12 @@ LAMINA_INLINE void reduce_cols_body(const T* x, int64_t inner, int64_t w, int64_
       const T* d = c + inner;
 #pragma omp simd
       for (int64_t i = 0; i < w; ++i)
-        acc[i] = RA::f(acc[i], RA::f(RA::f(Acc(a[i]), Acc(b[i])), RA::f(Acc(c[i]), Acc(d[i]))));
+        acc[i] = RA::f(acc[i], RA::f(RA::f(Acc(elem(a[i])), Acc(elem(b[i]))), RA::f(Acc(elem(c[i])), Acc(elem(d[i])))));
     }
     for (; r < re; ++r) {
       const T* a = x + r * inner;
 #pragma omp simd
-      for (int64_t i = 0; i < w; ++i) acc[i] = RA::f(acc[i], Acc(a[i]));
+      for (int64_t i = 0; i < w; ++i) acc[i] = RA::f(acc[i], Acc(elem(a[i])));
     }
     if constexpr (!std::is_same_v<Acc, Tot>) {
 #pragma omp simd
@@ -183,9 +191,12 @@ static void reduce_cols(const T* x, int64_t inner, int64_t w, int64_t r0, int64_
   reduce_cols_generic<OP, T>(x, inner, w, r0, r1, tot);
 }
 
+// The output value; bfloat16 (uint16_t): the float32 result, rounded once (to nearest even).
 template <int OP, class T, class Tot>
 static T finish(Tot v, int64_t R) {
-  if constexpr (OP == R_MEAN) {
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    return f32_to_bf16(finish<OP, float>(v, R));
+  } else if constexpr (OP == R_MEAN) {
     if (R == 0) return std::numeric_limits<T>::quiet_NaN();
     return T(v / Tot(R));
   } else {
@@ -264,8 +275,11 @@ static void reduce_dispatch(int op, const T* x, T* y, int64_t outer, int64_t R, 
   switch (op) {
     case R_SUM: reduce_typed<R_SUM>(x, y, outer, R, inner); break;
     case R_MEAN:
-      if constexpr (std::is_floating_point_v<T>) { reduce_typed<R_MEAN>(x, y, outer, R, inner); break; }
-      LAMINA_CHECK(false, "reduce: mean needs a float32 tensor");
+      if constexpr (std::is_floating_point_v<T> || std::is_same_v<T, uint16_t>) {
+        reduce_typed<R_MEAN>(x, y, outer, R, inner);
+        break;
+      }
+      LAMINA_CHECK(false, "reduce: mean needs a float32 tensor (or a bfloat16 one); cast integer tensors to float32 first");
       break;
     case R_MAX: reduce_typed<R_MAX>(x, y, outer, R, inner); break;
     case R_MIN: reduce_typed<R_MIN>(x, y, outer, R, inner); break;
@@ -297,6 +311,7 @@ static void reduce(int op, const Buffer& xb, int64_t outer, int64_t R, int64_t i
     case F32: reduce_dispatch<float>(op, xb.data<float>(), yb.data<float>(), outer, R, inner); break;
     case I32: reduce_dispatch<int32_t>(op, xb.data<int32_t>(), yb.data<int32_t>(), outer, R, inner); break;
     case I64: reduce_dispatch<int64_t>(op, xb.data<int64_t>(), yb.data<int64_t>(), outer, R, inner); break;
+    case BF16: reduce_dispatch<uint16_t>(op, xb.data<uint16_t>(), yb.data<uint16_t>(), outer, R, inner); break;
     default: LAMINA_CHECK(false, "reduce: use any/all for bool tensors, or cast to int32 first");
   }
 }

@@ -192,11 +192,13 @@ def test_widening_table_counts_and_passes_float32_through():
     assert _device.BF16_STATE.enabled
     table = t.device.kernels
     assert isinstance(table, _device.WideningTable)
-    n = table.widened.get("reduce", 0)
-    ops.sum(t)
-    assert table.widened["reduce"] == n + 1
-    ops.sum(y)  # float32: straight through
-    assert table.widened["reduce"] == n + 1
+    n = table.widened.get("cumulative", 0)  # a kernel without a bfloat16 version
+    ops.cumsum(t)
+    assert table.widened["cumulative"] == n + 1
+    ops.cumsum(y)  # float32: straight through
+    assert table.widened["cumulative"] == n + 1
+    ops.sum(t)  # reduce takes bfloat16 itself
+    assert "reduce" not in table.widened
     ops.exp(t)  # unary takes bfloat16 itself
     assert "unary" not in table.widened
     ops.transpose(ops.reshape(t, (2, 1)))  # element moves take bfloat16 themselves
