@@ -21,14 +21,27 @@
 // each key/value head, one head of each group per product, so that no product writes a place twice.
 // The products batch over (batch, key/value head) at a fixed head-in-group g: through cuBLAS
 // (strided batches: one call per batch or per key/value head, whichever are fewer) when it is
-// loaded, else one launch of a tiled kernel over all of them. float32 only: bfloat16 throws
-// Unsupported (the host computes it in bfloat16).
+// loaded, else one launch of a tiled kernel over all of them.
+//
+// bfloat16 (Q, K, V, O, dO, dQ, dK, dV all bfloat16; the bias, stats and dlogits float32), as the
+// CPU's mixed precision (attention.cpp's header): every product takes bfloat16 operands with float32
+// sums (cuBLAS's GemmStridedBatchedEx, cublas_gemm_bf16), the logits (the products' sums scaled
+// after, in float32), the softmax, its statistics, dP, dS and rowsum(dO * O) float32; the row
+// kernels (templated over the storage type, bf16.cuh) also write P and dS rounded to bfloat16, the
+// operands of P V, P^T dO, dS K and dS^T Q. O is rounded once from P V's sums (a bfloat16 C), dQ
+// once from scale * dS K (float32 sums in a scratch), dK and dV accumulate in float32 scratch over
+// the chunks and heads and are rounded once at the end (dK scaled then). Without cuBLAS's bfloat16
+// products (or with sizes beyond its 32-bit arguments) a bfloat16 call throws Unsupported before
+// queuing anything: the host runs it.
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <string>
+#include <type_traits>
 
 #include "../attention_checks.h"
 #include "attention.h"
+#include "bf16.cuh"
 #include "gemm_tile.cuh"
 #include "warp.cuh"
 
@@ -139,6 +152,70 @@ void grid_products(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K
   else grid_gemm<true, true><<<grid, 256, 0, s>>>(M, N, K, alpha, A, B, beta, C, I, J);
 }
 
+// bfloat16 operands (as Mat) and a float32 or bfloat16 C (as OutMat, its element type E).
+struct Mat16 {
+  const uint16_t* p;
+  int64_t ld, si, sj;
+};
+template <class E>
+struct OutMatT {
+  E* p;
+  int64_t ld, si, sj;
+};
+
+// Zeroes the I x J matrices (M x N) of C: a product over no terms.
+template <class E>
+__global__ void zero_grid(OutMatT<E> C, int64_t M, int64_t N, int64_t I, int64_t J) {
+  const int64_t total = I * J * M * N;
+  GRID_STRIDE(x, total) {
+    const int64_t n = x % N, m = x / N % M, z = x / (N * M), i = z / J, j = z % J;
+    C.p[i * C.si + j * C.sj + m * C.ld + n] = E{};
+  }
+}
+
+// C(i, j) = op(A(i, j)) op(B(i, j)) + beta C(i, j) (beta 0 or 1), A and B bfloat16, float32 sums,
+// C float32 or bfloat16 (rounded once): cuBLAS's strided batches as cublas_grid. require_bf16
+// checked the sizes and cublas_bf16_available before anything was queued.
+template <class E>
+void grid_products16(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const Mat16& A, const Mat16& B,
+                     float beta, const OutMatT<E>& C, int64_t I, int64_t J) {
+  if (M == 0 || N == 0 || I <= 0 || J <= 0) return;
+  if (K == 0) {
+    if (beta == 0.f) zero_grid<E><<<grid_for(I * J * M * N), 256, 0, c.stream>>>(C, M, N, I, J);
+    return;
+  }
+  constexpr bool c16 = std::is_same<E, uint16_t>::value;
+  const bool over_i = I <= J;
+  const int64_t calls = over_i ? I : J, batches = over_i ? J : I;
+  for (int64_t x = 0; x < calls; ++x) {
+    const int64_t i = over_i ? x : 0, j = over_i ? 0 : x;
+    if (!cublas_gemm_bf16(c, ta, tb, M, N, K, A.p + i * A.si + j * A.sj, A.ld, over_i ? A.sj : A.si,
+                          B.p + i * B.si + j * B.sj, B.ld, over_i ? B.sj : B.si, beta, C.p + i * C.si + j * C.sj, c16,
+                          C.ld, over_i ? C.sj : C.si, batches))
+      throw CudaError("attention: cuBLAS refused a bfloat16 product it was checked to take");
+  }
+}
+
+// Unsupported (the host runs the call) where the bfloat16 products cannot run on c's device: no
+// cuBLAS GemmStridedBatchedEx, a size or leading dimension beyond its 32-bit arguments, or an
+// operand's rows closer together than its width (cuBLAS takes no such leading dimension). Checked
+// before anything is queued.
+void require_bf16(Context& c, const char* op, const attention_args::Layout& L, int64_t B, int64_t Tq, int64_t Tk,
+                  int64_t N, int64_t Nkv, int64_t H, int64_t Hv) {
+  const int64_t sizes[] = {B, Tq, Tk, N, Nkv, H, Hv, L.q.t, L.k.t, L.v.t, L.o.t, N * H, Nkv * H, Nkv * Hv};
+  for (int64_t v : sizes)
+    if (v > 2147483647)
+      throw Unsupported(std::string(op) + ": a bfloat16 attention of these sizes exceeds cuBLAS's 32-bit arguments; "
+                                          "it runs on the host");
+  auto at_least = [](int64_t ld, int64_t w) { return ld >= (w > 1 ? w : 1); };
+  if (!at_least(L.q.t, H) || !at_least(L.k.t, H) || !at_least(L.v.t, Hv) || !at_least(L.o.t, Hv))
+    throw Unsupported(std::string(op) + ": a bfloat16 attention whose time stride is below its head size runs on "
+                                        "the host");
+  if (!cublas_bf16_available(c))
+    throw Unsupported(std::string(op) + ": bfloat16 attention needs cuBLAS (GemmStridedBatchedEx); this one runs on "
+                                        "the host");
+}
+
 // ---- rows of the scores --------------------------------------------------------------------------
 
 // Where a chunk's score rows are and what masks them. Row r of the chunk (r < bc * nc * rc, rows
@@ -181,19 +258,24 @@ __device__ __forceinline__ float warp_max_num(float v) {
   for (int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; r < (rows);                \
        r += int64_t(gridDim.x) * (blockDim.x / 32))
 
-// Forward: S (the scaled products) becomes P = softmax(logits); stats (optional) gets each row's
-// max and 1 / sum (0 and 0 over no keys, as the CPU).
-__global__ void __launch_bounds__(256) softmax_rows(float* S, int64_t rows, Rows m, float* stats) {
+// Forward: S (the scaled products; bfloat16: the unscaled sums, scaled here) becomes the softmax
+// of the logits, P = softmax(logits) written to P (float32: S itself; bfloat16: rounded, same
+// layout); stats (optional) gets each row's max and 1 / sum (0 and 0 over no keys, as the CPU).
+template <class E>
+__global__ void __launch_bounds__(256) softmax_rows(float* S, int64_t rows, Rows m, float* stats, float scale, E* P) {
   ROW_WARPS(r, rows) {
     int64_t b, n, t;
     row_pos(m, r, b, n, t);
     float* s = S + r * m.Tk;
+    E* pr = P + r * m.Tk;
     const float* br = m.bias ? m.bias + b * m.bs[0] + n * m.bs[1] + t * m.bs[2] : nullptr;
     const uint8_t* mr = m.mask ? m.mask + b * m.ms[0] + n * m.ms[1] + t * m.ms[2] : nullptr;
     float mx = -INFINITY;
     for (int64_t j = lane; j < m.Tk; j += 32) {
       bool keep;
-      const float v = row_logit(m, br, mr, j, t, s[j], keep);
+      float x = s[j];
+      if constexpr (std::is_same<E, uint16_t>::value) x *= scale;
+      const float v = row_logit(m, br, mr, j, t, x, keep);
       s[j] = v;
       mx = fmaxf(mx, v);
     }
@@ -206,7 +288,7 @@ __global__ void __launch_bounds__(256) softmax_rows(float* S, int64_t rows, Rows
     }
     sum = warp_sum(sum);
     const float inv = 1.f / sum;
-    for (int64_t j = lane; j < m.Tk; j += 32) s[j] *= inv;
+    for (int64_t j = lane; j < m.Tk; j += 32) pr[j] = narrow<E>(s[j] * inv);
     if (stats && lane == 0) {
       float* st = stats + ((b * m.N + n) * m.Tq + t) * 2;
       st[0] = m.Tk ? mx : 0.f;
@@ -215,34 +297,40 @@ __global__ void __launch_bounds__(256) softmax_rows(float* S, int64_t rows, Rows
   }
 }
 
-// Backward: S (the scaled products) becomes P = exp(logits - max) * inv from the saved stats, D
-// (dP = dO V^T) becomes dS = keep ? P * (dP - rowsum(dO * O)) : 0, copied to dl (optional, the
-// (B, N, Tq, Tk) logits gradient).
-__global__ void __launch_bounds__(256) dsoftmax_rows(float* S, float* D, int64_t rows, Rows m, const float* stats,
-                                                     const float* o, const float* dout, Strides3 os, int64_t Hv,
-                                                     float* dl) {
+// Backward: from S (the scaled products; bfloat16: the unscaled sums, scaled here), P = exp(logits
+// - max) * inv from the saved stats, written to P; from D (dP = dO V^T), dS = keep ? P * (dP -
+// rowsum(dO * O)) : 0, written to DS and copied to dl (optional, the (B, N, Tq, Tk) logits
+// gradient, float32). P and DS are S and D themselves in float32, bfloat16 buffers (rounded) else.
+template <class E>
+__global__ void __launch_bounds__(256) dsoftmax_rows(const float* S, const float* D, int64_t rows, Rows m,
+                                                     const float* stats, const E* o, const E* dout, Strides3 os,
+                                                     int64_t Hv, float* dl, float scale, E* P, E* DS) {
   ROW_WARPS(r, rows) {
     int64_t b, n, t;
     row_pos(m, r, b, n, t);
-    float* s = S + r * m.Tk;
-    float* d = D + r * m.Tk;
+    const float* s = S + r * m.Tk;
+    const float* d = D + r * m.Tk;
+    E* pr = P + r * m.Tk;
+    E* dsr = DS + r * m.Tk;
     const float* br = m.bias ? m.bias + b * m.bs[0] + n * m.bs[1] + t * m.bs[2] : nullptr;
     const uint8_t* mr = m.mask ? m.mask + b * m.ms[0] + n * m.ms[1] + t * m.ms[2] : nullptr;
     const int64_t row = (b * m.N + n) * m.Tq + t;
     const float shift = stats[2 * row], inv = stats[2 * row + 1];
-    const float* orow = o + b * os.b + t * os.t + n * os.n;
-    const float* gorow = dout + b * os.b + t * os.t + n * os.n;
+    const E* orow = o + b * os.b + t * os.t + n * os.n;
+    const E* gorow = dout + b * os.b + t * os.t + n * os.n;
     float dsum = 0.f;
-    for (int64_t h = lane; h < Hv; h += 32) dsum += gorow[h] * orow[h];
+    for (int64_t h = lane; h < Hv; h += 32) dsum += wide(gorow[h]) * wide(orow[h]);
     dsum = warp_sum(dsum);
     float* dlr = dl ? dl + row * m.Tk : nullptr;
     for (int64_t j = lane; j < m.Tk; j += 32) {
       bool keep;
-      const float v = row_logit(m, br, mr, j, t, s[j], keep);
+      float x = s[j];
+      if constexpr (std::is_same<E, uint16_t>::value) x *= scale;
+      const float v = row_logit(m, br, mr, j, t, x, keep);
       const float p = expf(v - shift) * inv;
-      s[j] = p;
       const float ds = keep ? p * (d[j] - dsum) : 0.f;
-      d[j] = ds;
+      pr[j] = narrow<E>(p);
+      dsr[j] = narrow<E>(ds);
       if (dlr) dlr[j] = ds;
     }
   }
@@ -258,6 +346,20 @@ __global__ void zero_operand(float* p, int64_t B, int64_t T, int64_t heads, int6
     r /= heads;
     const int64_t t = r % T, b = r / T;
     p[b * s.b + t * s.t + h * s.n + d] = 0.f;
+  }
+}
+
+// dst (bfloat16, a (B, T, heads, D) operand through its strides) = scale * src (float32, contiguous
+// (B, T, heads, D)), rounded once: the key and value gradients' float32 sums.
+__global__ void round_operand(uint16_t* dst, const float* src, float scale, int64_t B, int64_t T, int64_t heads,
+                              int64_t D, Strides3 s) {
+  const int64_t total = B * T * heads * D;
+  GRID_STRIDE(i, total) {
+    int64_t r = i / D;
+    const int64_t d = i % D, h = r % heads;
+    r /= heads;
+    const int64_t t = r % T, b = r / T;
+    dst[b * s.b + t * s.t + h * s.n + d] = f32_to_bf16(src[i] * scale);
   }
 }
 
@@ -313,6 +415,122 @@ Rows make_rows(const Buffer* bias, const Buffer* mask, const Layout& L, bool cau
   return m;
 }
 
+// ---- bfloat16 ------------------------------------------------------------------------------------
+
+Mat16 op16(const uint16_t* p, int64_t ld, int64_t si, int64_t sj) { return Mat16{p, ld, si, sj}; }
+
+// attention_forward on bfloat16 Q, K, V, O (require_bf16 passed): S = Q K^T's float32 sums, the
+// softmax rows scaling them and writing P rounded, O = P V rounded once.
+void forward_bf16(Context& c, const Buffer& q, const Buffer& k, const Buffer& v, const Buffer* bias,
+                  const Buffer* mask, Buffer& out, Buffer* stats, const attention_args::Layout& L, int64_t B,
+                  int64_t Tq, int64_t Tk, int64_t N, int64_t Nkv, int64_t H, int64_t Hv, double scale, bool causal) {
+  const int64_t G = N / Nkv;
+  const Plan p = plan_chunks(B, N, Tq, Tk, 2);  // the float32 sums and P (half as wide): under two buffers
+  const int64_t chunk = p.bc * p.nc * p.rc * Tk;
+  Buffer sbuf(chunk, F32, out.device), pbuf(chunk, BF16, out.device);
+  float* S = sbuf.data<float>();
+  uint16_t* P = pbuf.data<uint16_t>();
+  const uint16_t* qp = q.data<uint16_t>();
+  const uint16_t* kp = k.data<uint16_t>();
+  const uint16_t* vp = v.data<uint16_t>();
+  uint16_t* outp = out.data<uint16_t>();
+  Rows m = make_rows(bias, mask, L, causal, N, Tq, Tk);
+  for_chunks(p, B, N, Tq, [&](int64_t b0, int64_t bc, int64_t n0, int64_t nc, int64_t r0, int64_t rc) {
+    const int64_t hs = rc * Tk;
+    for (int64_t g = 0; g < G; ++g) {  // S = Q K^T (float32 sums; scaled by the rows)
+      const Group gr = group_of(n0, nc, G, g);
+      grid_products16(c, false, true, rc, Tk, H, op16(qp + b0 * L.q.b + gr.nf * L.q.n + r0 * L.q.t, L.q.t, L.q.b, G * L.q.n),
+                      op16(kp + b0 * L.k.b + gr.ka * L.k.n, L.k.t, L.k.b, L.k.n), 0.f,
+                      OutMatT<float>{S + (gr.nf - n0) * hs, Tk, nc * hs, G * hs}, bc, gr.J);
+    }
+    m.b0 = b0, m.n0 = n0, m.r0 = r0, m.nc = nc, m.rc = rc;
+    const int64_t rows = bc * nc * rc;
+    softmax_rows<uint16_t><<<row_grid(rows), 256, 0, c.stream>>>(S, rows, m, stats ? stats->data<float>() : nullptr,
+                                                                  float(scale), P);
+    for (int64_t g = 0; g < G; ++g) {  // O = P V, rounded once
+      const Group gr = group_of(n0, nc, G, g);
+      grid_products16(c, false, false, rc, Hv, Tk, op16(P + (gr.nf - n0) * hs, Tk, nc * hs, G * hs),
+                      op16(vp + b0 * L.v.b + gr.ka * L.v.n, L.v.t, L.v.b, L.v.n), 0.f,
+                      OutMatT<uint16_t>{outp + b0 * L.o.b + gr.nf * L.o.n + r0 * L.o.t, L.o.t, L.o.b, G * L.o.n}, bc,
+                      gr.J);
+    }
+  });
+}
+
+// attention_backward on bfloat16 (require_bf16 passed): P and dS rounded to bfloat16 by the rows;
+// the float32 sums of dS K (each chunk writes its rows), dS^T Q and P^T dO (accumulated over the
+// chunks and heads) in float32 scratch, rounded once at the end (dQ and dK scaled then).
+void backward_bf16(Context& c, const Buffer& q, const Buffer& k, const Buffer& v, const Buffer* bias,
+                   const Buffer* mask, const Buffer& out, const Buffer& stats, const Buffer& dout, Buffer* dq,
+                   Buffer* dk, Buffer* dv, Buffer* dlogits, const attention_args::Layout& L, int64_t B, int64_t Tq,
+                   int64_t Tk, int64_t N, int64_t Nkv, int64_t H, int64_t Hv, double scale, bool causal) {
+  const int64_t G = N / Nkv;
+  const int dev = q.device;
+  const Plan p = plan_chunks(B, N, Tq, Tk, 3);  // S, dP (float32), P and dS (bfloat16)
+  const int64_t chunk = p.bc * p.nc * p.rc * Tk;
+  Buffer sbuf(chunk, F32, dev), dbuf(chunk, F32, dev), pbuf(chunk, BF16, dev), dsbuf(chunk, BF16, dev);
+  // float32 sums, contiguous (B, T, heads, D): dQ's (each chunk writes its rows), dK's and dV's
+  // (zeroed, then accumulated)
+  Buffer qacc(dq ? B * Tq * N * H : 0, F32, dev), kacc(dk ? B * Tk * Nkv * H : 0, F32, dev),
+      vacc(dv ? B * Tk * Nkv * Hv : 0, F32, dev);
+  float* S = sbuf.data<float>();
+  float* D = dbuf.data<float>();
+  uint16_t* Pb = pbuf.data<uint16_t>();
+  uint16_t* DSb = dsbuf.data<uint16_t>();
+  float* dQa = dq ? qacc.data<float>() : nullptr;
+  float* dKa = dk ? kacc.data<float>() : nullptr;
+  float* dVa = dv ? vacc.data<float>() : nullptr;
+  if (dKa && kacc.numel > 0)
+    LAMINA_CUDA_CHECK(cudaMemsetAsync(dKa, 0, size_t(kacc.numel) * sizeof(float), c.stream));
+  if (dVa && vacc.numel > 0)
+    LAMINA_CUDA_CHECK(cudaMemsetAsync(dVa, 0, size_t(vacc.numel) * sizeof(float), c.stream));
+  const uint16_t* qp = q.data<uint16_t>();
+  const uint16_t* kp = k.data<uint16_t>();
+  const uint16_t* vp = v.data<uint16_t>();
+  const uint16_t* gp = dout.data<uint16_t>();
+  Rows m = make_rows(bias, mask, L, causal, N, Tq, Tk);
+  for_chunks(p, B, N, Tq, [&](int64_t b0, int64_t bc, int64_t n0, int64_t nc, int64_t r0, int64_t rc) {
+    const int64_t hs = rc * Tk;
+    for (int64_t g = 0; g < G; ++g) {  // S = Q K^T, dP = dO V^T (float32 sums)
+      const Group gr = group_of(n0, nc, G, g);
+      const Mat16 dO = op16(gp + b0 * L.o.b + gr.nf * L.o.n + r0 * L.o.t, L.o.t, L.o.b, G * L.o.n);
+      grid_products16(c, false, true, rc, Tk, H, op16(qp + b0 * L.q.b + gr.nf * L.q.n + r0 * L.q.t, L.q.t, L.q.b, G * L.q.n),
+                      op16(kp + b0 * L.k.b + gr.ka * L.k.n, L.k.t, L.k.b, L.k.n), 0.f,
+                      OutMatT<float>{S + (gr.nf - n0) * hs, Tk, nc * hs, G * hs}, bc, gr.J);
+      grid_products16(c, false, true, rc, Tk, Hv, dO, op16(vp + b0 * L.v.b + gr.ka * L.v.n, L.v.t, L.v.b, L.v.n), 0.f,
+                      OutMatT<float>{D + (gr.nf - n0) * hs, Tk, nc * hs, G * hs}, bc, gr.J);
+    }
+    m.b0 = b0, m.n0 = n0, m.r0 = r0, m.nc = nc, m.rc = rc;
+    const int64_t rows = bc * nc * rc;
+    dsoftmax_rows<uint16_t><<<row_grid(rows), 256, 0, c.stream>>>(
+        S, D, rows, m, stats.data<float>(), out.data<uint16_t>(), gp, L.o, Hv,
+        dlogits ? dlogits->data<float>() : nullptr, float(scale), Pb, DSb);
+    for (int64_t g = 0; g < G; ++g) {
+      const Group gr = group_of(n0, nc, G, g);
+      const Mat16 P = op16(Pb + (gr.nf - n0) * hs, Tk, nc * hs, G * hs), dS = op16(DSb + (gr.nf - n0) * hs, Tk, nc * hs, G * hs);
+      const Mat16 Q = op16(qp + b0 * L.q.b + gr.nf * L.q.n + r0 * L.q.t, L.q.t, L.q.b, G * L.q.n);
+      if (dVa)  // dV += P^T dO
+        grid_products16(c, true, false, Tk, Hv, rc, P,
+                        op16(gp + b0 * L.o.b + gr.nf * L.o.n + r0 * L.o.t, L.o.t, L.o.b, G * L.o.n), 1.f,
+                        OutMatT<float>{dVa + b0 * Tk * Nkv * Hv + gr.ka * Hv, Nkv * Hv, Tk * Nkv * Hv, Hv}, bc, gr.J);
+      if (dKa)  // dK += dS^T Q (scaled when rounded)
+        grid_products16(c, true, false, Tk, H, rc, dS, Q, 1.f,
+                        OutMatT<float>{dKa + b0 * Tk * Nkv * H + gr.ka * H, Nkv * H, Tk * Nkv * H, H}, bc, gr.J);
+      if (dQa)  // dQ = dS K (scaled when rounded)
+        grid_products16(c, false, false, rc, H, Tk, dS, op16(kp + b0 * L.k.b + gr.ka * L.k.n, L.k.t, L.k.b, L.k.n), 0.f,
+                        OutMatT<float>{dQa + b0 * Tq * N * H + gr.nf * H + r0 * N * H, N * H, Tq * N * H, G * H}, bc,
+                        gr.J);
+    }
+  });
+  const float sc = float(scale);
+  if (dQa && qacc.numel > 0)
+    round_operand<<<grid_for(qacc.numel), 256, 0, c.stream>>>(dq->data<uint16_t>(), dQa, sc, B, Tq, N, H, L.q);
+  if (dKa && kacc.numel > 0)
+    round_operand<<<grid_for(kacc.numel), 256, 0, c.stream>>>(dk->data<uint16_t>(), dKa, sc, B, Tk, Nkv, H, L.k);
+  if (dVa && vacc.numel > 0)
+    round_operand<<<grid_for(vacc.numel), 256, 0, c.stream>>>(dv->data<uint16_t>(), dVa, 1.f, B, Tk, Nkv, Hv, L.v);
+}
+
 }  // namespace
 
 void attention_forward(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer* bias, const Buffer* mask,
@@ -324,9 +542,14 @@ void attention_forward(const Buffer& q, const Buffer& k, const Buffer& v, const 
   const Layout L = attention_args::check_forward<Buffer>(q, k, v, bias, mask, out, stats, B, Tq, Tk, N, Nkv, H, Hv,
                                                          q_strides, k_strides, v_strides, out_strides, bias_strides,
                                                          mask_strides);
-  if (L.dt == BF16) throw Unsupported("attention_forward: bfloat16 attention runs on the host (float32 on the GPU)");
   Context& c = op_device(op, {&q, &k, &v, bias, mask, &out, stats});
   if (B == 0 || N == 0 || Tq == 0) return;
+  if (L.dt == BF16) {
+    require_bf16(c, op, L, B, Tq, Tk, N, Nkv, H, Hv);
+    forward_bf16(c, q, k, v, bias, mask, out, stats, L, B, Tq, Tk, N, Nkv, H, Hv, scale, causal);
+    launched(c, op);
+    return;
+  }
   const int64_t G = N / Nkv;
   const Plan p = plan_chunks(B, N, Tq, Tk, 1);
   Buffer sbuf(p.bc * p.nc * p.rc * Tk, F32, out.device);
@@ -347,7 +570,8 @@ void attention_forward(const Buffer& q, const Buffer& k, const Buffer& v, const 
     }
     m.b0 = b0, m.n0 = n0, m.r0 = r0, m.nc = nc, m.rc = rc;
     const int64_t rows = bc * nc * rc;
-    softmax_rows<<<row_grid(rows), 256, 0, c.stream>>>(S, rows, m, stats ? stats->data<float>() : nullptr);
+    softmax_rows<float><<<row_grid(rows), 256, 0, c.stream>>>(S, rows, m, stats ? stats->data<float>() : nullptr,
+                                                               1.f, S);
     for (int64_t g = 0; g < G; ++g) {  // O = P V
       const Group gr = group_of(n0, nc, G, g);
       grid_products(c, false, false, rc, Hv, Tk, 1.f, Mat{S + (gr.nf - n0) * hs, Tk, nc * hs, G * hs},
@@ -368,9 +592,15 @@ void attention_backward(const Buffer& q, const Buffer& k, const Buffer& v, const
   const Layout L = attention_args::check_backward<Buffer>(q, k, v, bias, mask, out, stats, dout, dq, dk, dv, dlogits,
                                                           B, Tq, Tk, N, Nkv, H, Hv, q_strides, k_strides, v_strides,
                                                           out_strides, bias_strides, mask_strides);
-  if (L.dt == BF16) throw Unsupported("attention_backward: bfloat16 attention runs on the host (float32 on the GPU)");
   Context& c = op_device(op, {&q, &k, &v, bias, mask, &out, &stats, &dout, dq, dk, dv, dlogits});
   if (B == 0 || Nkv == 0 || !(dq || dk || dv || dlogits)) return;
+  if (L.dt == BF16) {
+    require_bf16(c, op, L, B, Tq, Tk, N, Nkv, H, Hv);
+    backward_bf16(c, q, k, v, bias, mask, out, stats, dout, dq, dk, dv, dlogits, L, B, Tq, Tk, N, Nkv, H, Hv, scale,
+                  causal);
+    launched(c, op);
+    return;
+  }
   const int64_t G = N / Nkv;
   float* dKp = dk ? dk->data<float>() : nullptr;
   float* dVp = dv ? dv->data<float>() : nullptr;
@@ -404,8 +634,9 @@ void attention_backward(const Buffer& q, const Buffer& k, const Buffer& v, const
     }
     m.b0 = b0, m.n0 = n0, m.r0 = r0, m.nc = nc, m.rc = rc;
     const int64_t rows = bc * nc * rc;
-    dsoftmax_rows<<<row_grid(rows), 256, 0, c.stream>>>(S, D, rows, m, stats.data<float>(), out.data<float>(), gp,
-                                                        L.o, Hv, dlogits ? dlogits->data<float>() : nullptr);
+    dsoftmax_rows<float><<<row_grid(rows), 256, 0, c.stream>>>(S, D, rows, m, stats.data<float>(), out.data<float>(),
+                                                               gp, L.o, Hv, dlogits ? dlogits->data<float>() : nullptr,
+                                                               1.f, S, D);
     for (int64_t g = 0; g < G; ++g) {
       const Group gr = group_of(n0, nc, G, g);
       const Mat P{S + (gr.nf - n0) * hs, Tk, nc * hs, G * hs}, dS{D + (gr.nf - n0) * hs, Tk, nc * hs, G * hs};

@@ -7,7 +7,8 @@ namespace lamina {
 namespace gpu {
 
 // out = softmax(scale Q K^T + bias, masked) V; stats (B, N, Tq, 2), when given, receives each
-// row's softmax max and 1 / sum. float32 (bfloat16 calls throw Unsupported: the host runs them).
+// row's softmax max and 1 / sum. float32, or bfloat16 (mixed precision, through cuBLAS's bfloat16
+// products; Unsupported without them: the host runs the call).
 void attention_forward(const Buffer& q, const Buffer& k, const Buffer& v, const Buffer* bias, const Buffer* mask,
                        Buffer& out, Buffer* stats, int64_t B, int64_t Tq, int64_t Tk, int64_t N, int64_t Nkv, int64_t H,
                        int64_t Hv, double scale, bool causal, const Shape& q_strides, const Shape& k_strides,

@@ -9,6 +9,7 @@ import pytest
 
 import lamina
 from lamina import layers, ops
+from lamina.backend.tensor import empty
 
 _dm = importlib.import_module("lamina.backend.device")
 R = np.random.default_rng(5)
@@ -198,28 +199,151 @@ def test_a_bfloat16_rnn_on_the_device_as_on_cpu(dev, op, variant):
         np.testing.assert_allclose(g, w, rtol=3e-2, atol=3e-2 * np.abs(w).max(), err_msg=what)
 
 
-def test_bfloat16_attention_on_the_device_as_on_cpu(dev):
-    """ops.dot_product_attention on bfloat16 query, key and value: the CPU computes in bfloat16
-    (bfloat16 product operands, csrc/cpu/attention.cpp); a device without an attention kernel runs
-    the host's (a GPU: on float32 copies, its BF16_KERNELS lacking it). Outputs and gradients agree
-    within bfloat16's precision."""
+ATTENTION_KERNELS = ("attention_forward", "attention_backward")
+ATTENTION_CASES = {  # q, k, v shapes (B, T, N, H), bias, mask, causal
+    "bias_causal_grouped": ((2, 6, 4, 8), (2, 7, 2, 8), (2, 7, 2, 5), True, False, True),
+    "mask_grouped": ((2, 5, 6, 4), (2, 9, 2, 4), (2, 9, 2, 6), False, True, False),
+    "mask_bias_causal": ((1, 8, 3, 8), (1, 6, 3, 8), (1, 6, 3, 8), True, True, True),
+    "plain": ((2, 3, 2, 16), (2, 40, 2, 16), (2, 40, 2, 3), False, False, False),
+}
+
+
+def _attention_positions(name):
+    """q, k, v, out and (backward) dout, dq, dk, dv: the buffers a bfloat16 call holds in bfloat16."""
+    return (0, 1, 2, 5) + ((7, 8, 9, 10) if name == "attention_backward" else ())
+
+
+def _attention_check(spy, d):
+    """The attention kernels took the bfloat16 buffers themselves (none widened to float32 copies);
+    on a GPU, its own kernels ran them with cuBLAS loaded, the host's kernels (on bfloat16 copies)
+    without."""
+    spy.check(d.kind == "gpu", ATTENTION_KERNELS)
+    if d.kind == "gpu":
+        native = _dm._CUDA.cublas_status().startswith("loaded")
+        for n in ATTENTION_KERNELS:
+            ran_on_host = spy.fallbacks.get(n, 0) != spy.fell_back[n]
+            assert ran_on_host != native, (n, native, spy.fallbacks)
+
+
+@pytest.mark.parametrize("case", sorted(ATTENTION_CASES))
+def test_bfloat16_attention_on_the_device_as_on_cpu(dev, case):
+    """ops.dot_product_attention on bfloat16 query, key and value (a float32 bias, a boolean mask,
+    causal, grouped heads): the CPU computes in bfloat16 (bfloat16 product operands with float32
+    sums, csrc/cpu/attention.cpp), and so does a GPU's attention kernel itself (cuBLAS's bfloat16
+    products, csrc/cuda/attention.cu) on the bfloat16 buffers, never on float32 copies; without
+    cuBLAS the host's kernel runs it. Outputs and gradients agree within bfloat16's precision."""
     d = _bf16_device(dev)
+    qs, ks, vs_, with_bias, with_mask, causal = ATTENTION_CASES[case]
     r = np.random.default_rng(12)
-    q, k, v = (_round(r.normal(size=sh)) for sh in ((2, 6, 4, 8), (2, 7, 2, 8), (2, 7, 2, 5)))
-    bias = r.normal(scale=0.5, size=(4, 6, 7)).astype(np.float32)
+    q, k, v = (_round(r.normal(size=sh)) for sh in (qs, ks, vs_))
+    B, T, N, S = qs[0], qs[1], qs[2], ks[1]
+    bias = r.normal(scale=0.5, size=(N, T, S)).astype(np.float32) if with_bias else None
+    mask = None
+    if with_mask:
+        mask = r.random((B, 1, T, S)) > 0.3
+        mask[0, 0, 1] = False  # a fully masked row
     res = []
     for where in ("cpu:0", d):
         vs = [lamina.Variable(lamina.convert_to_tensor(a, dtype="bfloat16").to(where)) for a in (q, k, v)]
-        vb = lamina.Variable(lamina.convert_to_tensor(bias).to(where))
-        with lamina.GradientTape() as tape:
-            out = ops.dot_product_attention(*vs, bias=vb, is_causal=True)
-            loss = ops.sum(ops.cast(out, "float32") * ops.cast(out, "float32"))
-        assert out.dtype == "bfloat16" and out.device is vs[0].device
-        grads = tape.gradient(loss, vs + [vb])
-        res.append([t.to("cpu:0").numpy() for t in (out, *grads)])
-    for w, g in zip(*res):
-        w, g = (np.asarray(a, np.float32) for a in (w, g))
-        np.testing.assert_allclose(g, w, rtol=3e-2, atol=3e-2 * np.abs(w).max())
+        vb = lamina.Variable(lamina.convert_to_tensor(bias).to(where)) if with_bias else None
+        vm = lamina.convert_to_tensor(mask).to(where) if with_mask else None
+        spy = _KernelSpy(vs[0].device.kernels, ATTENTION_KERNELS, _attention_positions) if where is d else None
+        with spy or contextlib.nullcontext():
+            with lamina.GradientTape() as tape:
+                out = ops.dot_product_attention(*vs, bias=vb, mask=vm, is_causal=causal)
+                loss = ops.sum(ops.cast(out, "float32") * ops.cast(out, "float32"))
+            assert out.dtype == "bfloat16" and out.device is vs[0].device
+            grads = tape.gradient(loss, vs + ([vb] if with_bias else []))
+        assert all(g.dtype == "bfloat16" for g in grads[:3])
+        if spy:
+            _attention_check(spy, d)
+        res.append([np.asarray(t.to("cpu:0").numpy(), np.float32) for t in (out, *grads)])
+    for what, w, g in zip(("output", "dq", "dk", "dv", "dbias"), *res):
+        np.testing.assert_allclose(g, w, rtol=3e-2, atol=3e-2 * np.abs(w).max() + 1e-6, err_msg=what)
+        if what != "dbias":  # rounded once: bfloat16 values
+            np.testing.assert_array_equal(g, _round(g))
+
+
+def _attention_kernels(where, q, k, v, bias, mask, causal, need=(True, True, True), dlogits=True, pad=2):
+    """attention_forward then attention_backward called directly on bfloat16 q, k, v (numpy, (B, T,
+    N, H)), a float32 bias (N, T, S) and a boolean mask (B, 1, T, S) (each or None), into an output
+    padded to depth Hv + pad (7.0 there) with an output gradient of the same layout; dq, dk, dv (those
+    in `need`, filled with 5.0 first) bfloat16, the stats and dlogits float32. Returns the arrays of
+    out, stats, dq, dk, dv, dlogits (None where not asked for) as float32."""
+    d = lamina.get_device(where) if isinstance(where, str) else where
+    kern = d.kernels
+    B, T, N, H = q.shape
+    S, K, Hv = k.shape[1], k.shape[2], v.shape[3]
+    st = lambda a: [a.shape[1] * a.shape[2] * a.shape[3], a.shape[2] * a.shape[3], a.shape[3]]  # noqa: E731
+    with lamina.device(d):
+        qt, kt, vt = (lamina.convert_to_tensor(a, dtype="bfloat16") for a in (q, k, v))
+        out = lamina.convert_to_tensor(np.full((B, T, N, Hv + pad), 7.0, np.float32), dtype="bfloat16")
+        stats = empty((B, N, T, 2), "float32", d)
+        bt = lamina.convert_to_tensor(bias) if bias is not None else None
+        mt = lamina.convert_to_tensor(mask) if mask is not None else None
+        b_st = [0, T * S, S, 1] if bias is not None else [0] * 4
+        m_st = [T * S, 0, S, 1] if mask is not None else [0] * 4
+        out_st = [T * N * (Hv + pad), N * (Hv + pad), Hv + pad]
+        dims = (B, T, S, N, K, H, Hv)
+        strides = (st(q), st(k), st(v), out_st, b_st, m_st)
+        buf = lambda t: t._buf if t is not None else None  # noqa: E731
+        kern.attention_forward(qt._buf, kt._buf, vt._buf, buf(bt), buf(mt), out._buf, stats._buf, *dims, 0.4, causal,
+                               *strides)
+        g = lamina.convert_to_tensor(np.linspace(-1, 1, B * T * N * (Hv + pad), dtype=np.float32)
+                                     .reshape(B, T, N, Hv + pad), dtype="bfloat16")
+        grads = [lamina.convert_to_tensor(np.full(a.shape, 5.0, np.float32), dtype="bfloat16") if n else None
+                 for a, n in zip((q, k, v), need)]
+        dl = empty((B, N, T, S), "float32", d) if dlogits else None
+        kern.attention_backward(qt._buf, kt._buf, vt._buf, buf(bt), buf(mt), out._buf, stats._buf, g._buf,
+                                *(buf(t) for t in grads), buf(dl), *dims, 0.4, causal, *strides)
+        return [None if t is None else np.asarray(t.to("cpu:0").numpy(), np.float32)
+                for t in (out, stats, *grads, dl)]
+
+
+ATTENTION_KERNEL_CASES = {  # q, k, v shapes, bias, mask, causal, gradients asked for (dq, dk, dv), dlogits
+    "all": ((2, 6, 4, 3), (2, 6, 2, 3), (2, 6, 2, 5), True, True, True, (True, True, True), True),
+    "dk_only": ((1, 5, 3, 4), (1, 7, 1, 4), (1, 7, 1, 4), False, True, False, (False, True, False), False),
+    "dq_dv_dlogits": ((2, 4, 2, 6), (2, 3, 2, 6), (2, 3, 2, 2), True, False, True, (True, False, True), True),
+    "dlogits_only": ((1, 3, 2, 4), (1, 5, 2, 4), (1, 5, 2, 4), True, False, False, (False, False, False), True),
+    "no_keys": ((2, 3, 2, 4), (2, 0, 2, 4), (2, 0, 2, 3), False, False, False, (True, True, True), False),
+}
+
+
+@pytest.mark.parametrize("chunk_bytes", [0, 600, 60])
+@pytest.mark.parametrize("case", sorted(ATTENTION_KERNEL_CASES))
+def test_bfloat16_attention_kernels_on_the_device_as_on_cpu(dev, case, chunk_bytes, monkeypatch):
+    """The bfloat16 attention kernels called directly, on cpu:0 and the device: only some
+    gradients, dlogits alone, no keys, a padded output (its padding left as it was), the scores a
+    row at a time (LAMINA_ATTENTION_CHUNK_BYTES); out, the stats, dq, dk, dv and dlogits within
+    bfloat16's precision, the bfloat16 ones rounded, the gradients not asked for not written. A GPU
+    runs them itself with cuBLAS, else the host's kernels run them."""
+    if chunk_bytes:
+        monkeypatch.setenv("LAMINA_ATTENTION_CHUNK_BYTES", str(chunk_bytes))
+    d = _bf16_device(dev)
+    qs, ks, vs_, with_bias, with_mask, causal, need, dlogits = ATTENTION_KERNEL_CASES[case]
+    r = np.random.default_rng(16)
+    q, k, v = (_round(r.normal(size=sh)) for sh in (qs, ks, vs_))
+    B, T, N, S = qs[0], qs[1], qs[2], ks[1]
+    bias = r.normal(scale=0.5, size=(N, T, S)).astype(np.float32) if with_bias else None
+    mask = None
+    if with_mask:
+        mask = r.random((B, 1, T, S)) > 0.3
+        mask[0, 0, 1] = False  # a fully masked row
+    want = _attention_kernels("cpu:0", q, k, v, bias, mask, causal, need, dlogits)
+    with _KernelSpy(d.kernels, ATTENTION_KERNELS, _attention_positions) as spy:
+        got = _attention_kernels(d, q, k, v, bias, mask, causal, need, dlogits)
+    _attention_check(spy, d)
+    Hv = vs_[3]
+    assert (got[0][..., Hv:] == 7.0).all()  # the output's padding is not written
+    for what, w, g in zip(("out", "stats", "dq", "dk", "dv", "dlogits"), want, got):
+        if w is None:
+            assert g is None
+            continue
+        np.testing.assert_allclose(g, w, rtol=3e-2, atol=3e-2 * np.abs(w).max(initial=0) + 1e-6, err_msg=what)
+        if what in ("out", "dq", "dk", "dv"):
+            np.testing.assert_array_equal(g, _round(g))
+    if S == 0:
+        assert not got[0][..., :Hv].any() and not got[2].any()  # no keys: zeros, as the CPU
 
 
 # conv2d on bfloat16: a GPU runs it itself (bfloat16 im2col, cuBLAS GemmStridedBatchedEx with float32
