@@ -93,6 +93,33 @@ inline void check_outer_n_inner(const char* op, int64_t outer, int64_t n, int64_
                op << ": expected non-negative (outer, n, inner), received (" << outer << ", " << n << ", " << inner << ")");
 }
 
+// take: x (outer, n, inner), out (outer, idx.numel, inner) of x's dtype. The index values are
+// checked by each device (the CPU reads them; the GPU on the device).
+template <class B>
+void check_take(const B& x, int64_t outer, int64_t n, int64_t inner, const B& idx, const B& out) {
+  const char* op = "take";
+  check_outer_n_inner(op, outer, n, inner);
+  LAMINA_CHECK(x.numel == mul_checked(op, mul_checked(op, outer, n), inner),
+               op << ": x holds " << x.numel << " elements, not outer*n*inner = " << outer << "*" << n << "*" << inner);
+  check_dtype(op, "out", out, x.dtype);
+  LAMINA_CHECK(out.numel == mul_checked(op, mul_checked(op, outer, idx.numel), inner),
+               op << ": out holds " << out.numel << " elements, expected " << outer << "*" << idx.numel << "*" << inner);
+}
+
+// take_grad: g (outer, idx.numel, inner) and gx (outer, n, inner), float32.
+template <class B>
+void check_take_grad(const B& g, int64_t outer, int64_t n, int64_t inner, const B& idx, const B& gx) {
+  const char* op = "take_grad";
+  check_outer_n_inner(op, outer, n, inner);
+  check_dtype(op, "grad", g, F32);
+  check_dtype(op, "out", gx, F32);
+  const int64_t m = idx.numel;
+  LAMINA_CHECK(gx.numel == mul_checked(op, mul_checked(op, outer, n), inner),
+               op << ": out holds " << gx.numel << " elements, not outer*n*inner = " << outer << "*" << n << "*" << inner);
+  LAMINA_CHECK(g.numel == mul_checked(op, mul_checked(op, outer, m), inner),
+               op << ": grad holds " << g.numel << " elements, expected " << outer << "*" << m << "*" << inner);
+}
+
 // x: (outer, n, inner); idx: (outer, m, inner).
 template <class B>
 void check_along_sizes(const char* op, const B& x, int64_t outer, int64_t n, int64_t inner, const B& idx, int64_t m) {

@@ -197,7 +197,6 @@ void strided_copy(const Buffer& src, int64_t soff, const Shape& sst, Buffer& dst
 // ---- indices -----------------------------------------------------------------------------------
 // The argument checks shared with csrc/cuda/misc.cu (csrc/misc_checks.h).
 using misc_checks::check_index_dtype;
-using misc_checks::check_outer_n_inner;
 
 template <class I>
 void check_indices_typed(const char* op, const I* idx, int64_t m, int64_t n) {
@@ -253,12 +252,7 @@ void take_typed(const T* x, int64_t outer, int64_t n, int64_t inner, const Buffe
 
 void take(const Buffer& x, int64_t outer, int64_t n, int64_t inner, const Buffer& idx, Buffer& out) {
   const char* op = "take";
-  check_outer_n_inner(op, outer, n, inner);
-  LAMINA_CHECK(x.numel == mul_checked(op, mul_checked(op, outer, n), inner),
-               op << ": x holds " << x.numel << " elements, not outer*n*inner = " << outer << "*" << n << "*" << inner);
-  check_dtype(op, "out", out, x.dtype);
-  LAMINA_CHECK(out.numel == mul_checked(op, mul_checked(op, outer, idx.numel), inner),
-               op << ": out holds " << out.numel << " elements, expected " << outer << "*" << idx.numel << "*" << inner);
+  misc_checks::check_take(x, outer, n, inner, idx, out);
   check_indices(op, idx, n);
   if (out.numel == 0) return;
   switch (dtype_size(x.dtype)) {
@@ -274,14 +268,8 @@ void take(const Buffer& x, int64_t outer, int64_t n, int64_t inner, const Buffer
 // (ascending j) does not depend on the number of threads.
 void take_grad(const Buffer& g, int64_t outer, int64_t n, int64_t inner, const Buffer& idx, Buffer& gx) {
   const char* op = "take_grad";
-  check_outer_n_inner(op, outer, n, inner);
-  check_dtype(op, "grad", g, F32);
-  check_dtype(op, "out", gx, F32);
+  misc_checks::check_take_grad(g, outer, n, inner, idx, gx);
   const int64_t m = idx.numel;
-  LAMINA_CHECK(gx.numel == mul_checked(op, mul_checked(op, outer, n), inner),
-               op << ": out holds " << gx.numel << " elements, not outer*n*inner = " << outer << "*" << n << "*" << inner);
-  LAMINA_CHECK(g.numel == mul_checked(op, mul_checked(op, outer, m), inner),
-               op << ": grad holds " << g.numel << " elements, expected " << outer << "*" << m << "*" << inner);
   check_indices(op, idx, n);
   float* GX = gx.data<float>();
   const float* G = g.data<float>();

@@ -7,6 +7,7 @@
 // indices are checked with a wait (an index outside runs the CPU kernel, which raises IndexError).
 // Scatter-adds use float atomicAdd: rows that repeat are summed in no fixed order (within rounding
 // of the CPU's ordered sums).
+#include "../misc_checks.h"
 #include "../strided.h"
 #include "gpu.h"
 
@@ -135,23 +136,11 @@ __global__ void take_grad_kernel(const float* g, int64_t n, int64_t inner, const
   }
 }
 
-void check_outer_n_inner(const char* op, int64_t outer, int64_t n, int64_t inner) {
-  LAMINA_CHECK(outer >= 0 && n >= 0 && inner >= 0,
-               op << ": expected non-negative (outer, n, inner), received (" << outer << ", " << n << ", " << inner << ")");
-}
-
-void check_index_dtype(const char* op, const Buffer& idx) {
-  if (idx.dtype != I32 && idx.dtype != I64) {
-    Msg os;
-    os << op << ": expected indices of dtype int32 or int64, received " << dtype_name(idx.dtype);
-    throw TypeError(os.str());
-  }
-}
 
 // Indices outside [-n, n): the CPU kernel raises IndexError (a pybind11 exception this module
 // does not build), so such a call runs on the host, which raises it; nothing was written.
 void check_indices(Context& c, const char* op, const Buffer& idx, int64_t n) {
-  check_index_dtype(op, idx);
+  misc_checks::check_index_dtype(op, idx);
   int64_t v = 0;
   if (first_out_of_range(c, idx, -n, n, &v) >= 0)
     throw Unsupported(std::string(op) + ": an index is out of bounds (the host raises the error)");
@@ -199,12 +188,7 @@ void embedding_scatter_add(Buffer& out, int64_t V, int64_t D, const Buffer& ids,
 
 void take(const Buffer& x, int64_t outer, int64_t n, int64_t inner, const Buffer& idx, Buffer& out) {
   const char* op = "take";
-  check_outer_n_inner(op, outer, n, inner);
-  LAMINA_CHECK(x.numel == mul_checked(op, mul_checked(op, outer, n), inner),
-               op << ": x holds " << x.numel << " elements, not outer*n*inner = " << outer << "*" << n << "*" << inner);
-  check_dtype(op, "out", out, x.dtype);
-  LAMINA_CHECK(out.numel == mul_checked(op, mul_checked(op, outer, idx.numel), inner),
-               op << ": out holds " << out.numel << " elements, expected " << outer << "*" << idx.numel << "*" << inner);
+  misc_checks::check_take(x, outer, n, inner, idx, out);
   Context& c = op_device(op, {&x, &idx, &out});
   check_indices(c, op, idx, n);
   if (out.numel == 0) return;
@@ -219,14 +203,8 @@ void take(const Buffer& x, int64_t outer, int64_t n, int64_t inner, const Buffer
 
 void take_grad(const Buffer& g, int64_t outer, int64_t n, int64_t inner, const Buffer& idx, Buffer& gx) {
   const char* op = "take_grad";
-  check_outer_n_inner(op, outer, n, inner);
-  check_dtype(op, "grad", g, F32);
-  check_dtype(op, "out", gx, F32);
+  misc_checks::check_take_grad(g, outer, n, inner, idx, gx);
   const int64_t m = idx.numel;
-  LAMINA_CHECK(gx.numel == mul_checked(op, mul_checked(op, outer, n), inner),
-               op << ": out holds " << gx.numel << " elements, not outer*n*inner = " << outer << "*" << n << "*" << inner);
-  LAMINA_CHECK(g.numel == mul_checked(op, mul_checked(op, outer, m), inner),
-               op << ": grad holds " << g.numel << " elements, expected " << outer << "*" << m << "*" << inner);
   Context& c = op_device(op, {&g, &idx, &gx});
   check_indices(c, op, idx, n);
   if (gx.numel) LAMINA_CUDA_CHECK(cudaMemsetAsync(gx.ptr, 0, size_t(gx.numel) * sizeof(float), c.stream));
