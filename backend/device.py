@@ -90,17 +90,19 @@ except ImportError as e:
 
 def cuda_emulator_stats(reset=False):
     """The CUDA emulator's counters (LAMINA_CUDA_EMULATOR=1 only): kernel launches, blocks, CUDA
-    threads, blocks run as fibers, host waits, copies to the host and cuBLAS calls since the last
-    reset. Tests use them to check which path a kernel took and where the host waits."""
+    threads, blocks run as fibers, host waits, copies to the host, cuBLAS calls and cuDNN
+    convolutions since the last reset. Tests use them to check which path a kernel took and where
+    the host waits."""
     if not CUDA_EMULATED or _CUDA is None:
         raise RuntimeError("cuda_emulator_stats: the gpu devices are not the CUDA emulator's "
                            "(set LAMINA_CUDA_EMULATOR=1 before importing lamina, with _cuda_emu built)")
     import ctypes
     fn = ctypes.CDLL(_CUDA.__file__).lamina_emu_stats
     fn.argtypes = (ctypes.POINTER(ctypes.c_longlong), ctypes.c_int)
-    out = (ctypes.c_longlong * 7)()
+    out = (ctypes.c_longlong * 8)()
     fn(out, int(bool(reset)))
-    names = ("launches", "blocks", "threads", "fiber_blocks", "host_waits", "copies_to_host", "cublas_calls")
+    names = ("launches", "blocks", "threads", "fiber_blocks", "host_waits", "copies_to_host", "cublas_calls",
+             "cudnn_calls")
     return dict(zip(names, (int(v) for v in out)))
 
 
@@ -123,6 +125,28 @@ def _load_cublas():
         found += glob.glob(os.path.join(entry, "nvidia", "cublas", "lib", "libcublas.so.*"))  # CUDA 12 wheels
         for path in sorted(found, reverse=True):
             if _CUDA.load_cublas(path):
+                return
+
+
+def _load_cudnn():
+    """cuDNN for the GPU's convolutions: the system's (libcudnn.so.9 / .8), else the copy a pip
+    package installed (nvidia-cudnn, which PyTorch brings). Without it convolutions run lamina's
+    own kernels (im2col and a matrix product). LAMINA_USE_CUDNN=0 keeps lamina's kernels."""
+    if _CUDA is None:
+        return
+    if os.environ.get("LAMINA_USE_CUDNN", "") == "0":
+        _CUDA.set_use_cudnn(False)
+    if CUDA_EMULATED:  # the emulator's cuDNN, through the same dlopen path as the real one's
+        _CUDA.load_cudnn(_CUDA.__file__)
+        return
+    if _CUDA.load_cudnn():
+        return
+    import glob
+    for entry in sys.path:
+        found = glob.glob(os.path.join(entry, "nvidia", "cudnn", "lib", "libcudnn.so.*"))
+        found += glob.glob(os.path.join(entry, "nvidia", "cu1[0-9]", "lib", "libcudnn.so.*"))
+        for path in sorted(found, reverse=True):
+            if _CUDA.load_cudnn(path):
                 return
 
 
@@ -343,6 +367,7 @@ def _gpu_table():
     global _GPU_TABLE
     if _GPU_TABLE is None:
         _load_cublas()  # on first use of a GPU: `import lamina` stays cheap
+        _load_cudnn()
         _GPU_TABLE = KernelTable(_CUDA)
     return _GPU_TABLE
 

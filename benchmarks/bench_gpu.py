@@ -113,8 +113,15 @@ def lamina_setup(args, name=None):
 
 
 def lamina_meta():
+    import importlib
     import lamina
-    return {"version": lamina.__version__, "devices": lamina.list_devices()}
+    meta = {"version": lamina.__version__, "devices": lamina.list_devices()}
+    dm = importlib.import_module("lamina.backend.device")
+    if dm._CUDA is not None and dm._GPU_TABLE is not None:  # the libraries the GPU runs, and how often cuDNN ran
+        meta["cublas"] = dm._CUDA.cublas_status()
+        meta["cudnn"] = dm._CUDA.cudnn_status()
+        meta["cudnn_calls_refused"] = list(dm._CUDA.cudnn_counts())
+    return meta
 
 
 def torch_setup(args):

@@ -48,6 +48,37 @@ cd /tmp  # from here on the installed package, not the source tree
 root=$OLDPWD
 $py -c "import lamina; print('devices', lamina.devices(), lamina.get_device('gpu:0').kernels.module.device_name(0))" 2>&1 | tee -a "$out/summary.txt"
 
+step "cuDNN smoke test: a convolution and its gradients through cuDNN against the CPU (log: cudnn.log)"
+# cuDNN is new on this machine's runs: should it crash or disagree, the rest of the check runs without it
+# (LAMINA_USE_CUDNN=0), so that one fault does not hide every convolution test.
+if ! timeout $(lim 60) $py - >"$out/cudnn.log" 2>&1 <<'PY'
+import importlib, numpy as np, lamina
+from lamina import ops
+dm = importlib.import_module("lamina.backend.device")
+dm._gpu_table()
+print("cuDNN:", dm._CUDA.cudnn_status())
+x = np.random.default_rng(0).normal(size=(4, 17, 15, 6)).astype("float32")
+k = np.random.default_rng(1).normal(size=(3, 3, 6, 8)).astype("float32")
+def run(d):
+    with lamina.device(d):
+        xv, kv = lamina.Variable(x), lamina.Variable(k)
+        with lamina.GradientTape() as tape:
+            y = ops.conv(xv, kv, strides=2, padding="valid") + ops.conv(xv, kv, padding="same")[:, :8, :7]
+            loss = ops.sum(y * y)
+        return [t.numpy() for t in [y] + tape.gradient(loss, [xv, kv])]
+want, got = run("cpu:0"), run("gpu:0")
+print("cuDNN calls run, refused:", dm._CUDA.cudnn_counts())
+for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-3)
+assert "loaded" not in dm._CUDA.cudnn_status() or dm._CUDA.cudnn_counts()[0] == 6, dm._CUDA.cudnn_counts()
+print("ok")
+PY
+then
+  export LAMINA_USE_CUDNN=0
+  echo "cuDNN smoke test FAILED: the rest of this check runs with LAMINA_USE_CUDNN=0" | tee -a "$out/summary.txt"
+fi
+tail -4 "$out/cudnn.log" | tee -a "$out/summary.txt"
+
 step "GPU tests, one pytest process per file so that a crash hides no other file (log: tests.log)"
 for f in "$root"/tests/gpu/test_*.py; do
   echo "== $(basename "$f")" >>"$out/tests.log"
@@ -89,6 +120,7 @@ t = lamina.get_device("gpu:0").kernels
 print("native:", sorted(t.native))
 print("host fallbacks:", sorted(t.fallbacks.items(), key=lambda kv: -kv[1]))
 print("cuBLAS:", t.module.cublas_status())
+print("cuDNN:", t.module.cudnn_status(), "| convolution calls run, refused:", t.module.cudnn_counts())
 PY
 cat "$out/fallbacks.txt" | tee -a "$out/summary.txt"
 

@@ -25,7 +25,7 @@ def _emulator_or_skip():
 def _env(**extra):
     env = dict(os.environ)
     env["LAMINA_CUDA_EMULATOR"] = "1"
-    for k in ("LAMINA_EMULATED_GPUS", "LAMINA_CUDA_EMULATOR_ORDER", "LAMINA_USE_CUBLAS"):
+    for k in ("LAMINA_EMULATED_GPUS", "LAMINA_CUDA_EMULATOR_ORDER", "LAMINA_USE_CUBLAS", "LAMINA_USE_CUDNN"):
         env.pop(k, None)
     env.update(extra)
     package_parent = str(pathlib.Path(lamina.__file__).resolve().parent.parent)
@@ -38,9 +38,10 @@ def _run(code):
 
 
 @pytest.mark.parametrize("mode", [
-    {},  # threads in order, products through (the emulator's) cuBLAS
-    # threads and blocks last first, so a race between threads shows; lamina's own product kernels
-    {"LAMINA_CUDA_EMULATOR_ORDER": "reverse", "LAMINA_USE_CUBLAS": "0"},
+    {},  # threads in order, products and convolutions through (the emulator's) cuBLAS and cuDNN
+    # threads and blocks last first, so a race between threads shows; lamina's own product and
+    # convolution kernels
+    {"LAMINA_CUDA_EMULATOR_ORDER": "reverse", "LAMINA_USE_CUBLAS": "0", "LAMINA_USE_CUDNN": "0"},
 ], ids=["in-order-cublas", "reverse-own-products"])
 def test_gpu_suite_passes_on_the_cuda_emulator(mode):
     _emulator_or_skip()

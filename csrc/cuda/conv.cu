@@ -10,6 +10,9 @@
 //   dcol = dout @ W^T, then col2im as a gather: each thread owns one element of dx and adds the
 //          column entries of the chunk that read it (no atomics; dx is zeroed first).
 // A 1x1, stride-1, unpadded convolution needs no im2col: the input is already the GEMM operand.
+// Where cuDNN is loaded (cudnn.cpp), float32 conv2d's other convolutions run on it instead (its
+// deterministic algorithms; the kernel transposed to and from cuDNN's (O, KH, KW, C) layout), unless
+// it cannot express the padding (one more row or column after than before) or refuses the call.
 //
 // conv2d on bfloat16 images and kernels (mixed precision; the CPU's conv2d_forward_bf16 /
 // conv2d_backward_bf16 contract): im2col moves bfloat16 elements into a bfloat16 column buffer,
@@ -46,6 +49,7 @@
 
 #include "../conv_geom.h"
 #include "bf16.cuh"
+#include "cudnn.h"
 #include "gpu.h"
 
 namespace lamina {
@@ -220,6 +224,45 @@ void gemm_bf16(Context& c, const char* op, bool ta, bool tb, int64_t M, int64_t 
   if (!cublas_gemm_bf16(c, ta, tb, M, N, K, A, lda, 0, B, ldb, 0, beta, C, false, ldc, 0, 1))
     throw Unsupported(std::string(op) + ": bfloat16 products need cuBLAS (GemmStridedBatchedEx); this one runs on "
                                         "the host");
+}
+
+// ---- cuDNN (cudnn.cpp), where loaded ------------------------------------------------------------
+
+// dst[j * R + i] = src[i * Cn + j]: an R x Cn matrix transposed through 32 x 32 shared tiles (a
+// kernel between lamina's (KH, KW, C, O) layout and cuDNN's (O, KH, KW, C)).
+template <class T>
+__global__ void transpose_kernel(const T* __restrict__ src, T* __restrict__ dst, int64_t R, int64_t Cn) {
+  __shared__ T tile[32][33];
+  const int64_t r0 = int64_t(blockIdx.y) * 32, c0 = int64_t(blockIdx.x) * 32;
+  for (int i = threadIdx.y; i < 32; i += 8) {
+    const int64_t r = r0 + i, col = c0 + threadIdx.x;
+    if (r < R && col < Cn) tile[i][threadIdx.x] = src[r * Cn + col];
+  }
+  __syncthreads();
+  for (int i = threadIdx.y; i < 32; i += 8) {
+    const int64_t col = c0 + i, r = r0 + threadIdx.x;
+    if (r < R && col < Cn) dst[col * R + r] = tile[threadIdx.x][i];
+  }
+}
+
+// Whether an R x Cn transpose fits the grid (R / 32 blocks down, the y limit).
+bool transposable(int64_t R, int64_t Cn) { return (R + 31) / 32 <= 65535 && (Cn + 31) / 32 <= INT_MAX; }
+
+template <class T>
+void transpose(Context& c, const T* src, T* dst, int64_t R, int64_t Cn) {
+  if (R == 0 || Cn == 0) return;
+  const dim3 grid(unsigned((Cn + 31) / 32), unsigned((R + 31) / 32));
+  transpose_kernel<T><<<grid, dim3(32, 8), 0, c.stream>>>(src, dst, R, Cn);
+}
+
+CudnnConv cudnn_geom(const ConvGeom& g, bool bf16) {
+  return CudnnConv{g.N, g.H, g.W, g.C, g.KH, g.KW, g.O, g.OH, g.OW, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, 1, bf16};
+}
+
+// A convolution cuDNN takes: im2col would copy the input (1x1 stride-1 unpadded convolutions are
+// a plain GEMM already and stay on it).
+bool use_cudnn(Context& c, const ConvGeom& g, const CudnnConv& k) {
+  return !g.direct() && transposable(g.K(), g.O) && cudnn_can_run(c, k);
 }
 
 // ---- depthwise ----------------------------------------------------------------------------------
@@ -598,6 +641,12 @@ void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const S
     }
     return launched(c, op);
   }
+  const CudnnConv k = cudnn_geom(g, false);
+  if (use_cudnn(c, g, k)) {  // cuDNN takes the kernel as (O, KH, KW, C)
+    Buffer wt(wb.numel, F32, c.index);
+    transpose(c, w, wt.data<float>(), K, O);
+    if (cudnn_conv_forward(c, k, x, wt.ptr, out)) return launched(c, op);
+  }
   const int64_t units = g.N * g.OH, per = units_per_chunk(g);
   Buffer col(per * g.OW * K, F32, c.index);
   for (int64_t u0 = 0; u0 < units; u0 += per) {
@@ -638,10 +687,26 @@ void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const 
     }
     return launched(c, op);
   }
+  const CudnnConv k = cudnn_geom(g, false);
+  if (use_cudnn(c, g, k)) {  // kernels in cuDNN's (O, KH, KW, C) layout, transposed on the way
+    if (dx) {
+      Buffer wt(wb.numel, F32, c.index);
+      transpose(c, w, wt.data<float>(), K, O);
+      if (cudnn_conv_backward_data(c, k, dout, wt.ptr, dx)) dx = nullptr;
+    }
+    if (dw) {
+      Buffer dwt(dwb->numel, F32, c.index);
+      if (cudnn_conv_backward_filter(c, k, x, dout, dwt.ptr)) {
+        transpose(c, dwt.data<float>(), dw, O, K);
+        dw = nullptr;
+      }
+    }
+    if (!dx && !dw) return launched(c, op);  // else lamina's kernels run what cuDNN did not
+  }
   const int64_t units = g.N * g.OH, per = units_per_chunk(g);
   Buffer col(per * g.OW * K, F32, c.index);
   float* cp = col.data<float>();
-  if (dxb) zero(c, *dxb);  // col2im adds each chunk's share
+  if (dx) zero_f32(c, dx, dxb->numel);  // col2im adds each chunk's share
   for (int64_t u0 = 0; u0 < units; u0 += per) {
     const int64_t u1 = std::min(units, u0 + per), m = (u1 - u0) * g.OW;
     const float* dchunk = dout + u0 * g.OW * O;

@@ -10,6 +10,7 @@
 
 #include "../export.h"
 #include "decomp.h"
+#include "cudnn.h"
 #include "gpu.h"
 #include "quant.h"
 #include "sort.h"
@@ -397,6 +398,13 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
   m.def("cublas_status", &gpu::cublas_status);
   m.def("set_use_cublas", &gpu::set_use_cublas, py::arg("enabled"),
         "False: matmul runs lamina's own kernel even where cuBLAS is loaded (tests, comparisons).");
+  m.def("load_cudnn", &gpu::load_cudnn, py::arg("path") = "",
+        "Loads cuDNN (the default names, or a path); convolutions use it from then on. True when loaded.");
+  m.def("cudnn_status", &gpu::cudnn_status);
+  m.def("set_use_cudnn", &gpu::set_use_cudnn, py::arg("enabled"),
+        "False: convolutions run lamina's own kernels even where cuDNN is loaded (tests, comparisons).");
+  m.def("cudnn_counts", &gpu::cudnn_counts,
+        "(convolution calls cuDNN ran, calls it refused that lamina's kernels ran) since it was loaded.");
   m.def("set_allow_tf32", &gpu::set_allow_tf32, py::arg("enabled"),
         "True lets float32 matmul round its inputs to TF32 on tensor cores (faster, ~1e-3 relative error).");
   m.def("allow_tf32", &gpu::allow_tf32);

@@ -1,0 +1,135 @@
+"""Convolutions through cuDNN (csrc/cuda/cudnn.cpp) on a GPU device where cuDNN is loaded -- the
+real library on a GPU machine, the CUDA emulator's own implementation of cuDNN's API in CI --
+against cpu:0: which convolutions take cuDNN (and which stay on lamina's kernels), forward values
+and gradients, and the switch that turns it off."""
+import importlib
+
+import numpy as np
+import pytest
+
+import lamina
+from lamina import ops
+
+from device_calls import run_op
+
+_dm = importlib.import_module("lamina.backend.device")
+
+pytestmark = pytest.mark.gpu
+
+R = np.random.default_rng(11)
+
+
+def _gpu():
+    gpus = lamina.list_devices("gpu")
+    if not gpus:
+        pytest.skip("no GPU: " + _dm._unavailable_gpu_message("gpu:0"))
+    _dm._gpu_table()  # loads cuBLAS and cuDNN
+    status = _dm._CUDA.cudnn_status()
+    if not status.startswith("loaded"):
+        pytest.skip("cuDNN is not in use here: " + status)
+    return gpus[0]
+
+
+def _counts():
+    return _dm._CUDA.cudnn_counts()
+
+
+def _arr(*shape):
+    return R.normal(size=shape).astype(np.float32)
+
+
+# name -> (function, inputs, cuDNN calls for the forward pass, for forward + both gradients)
+CASES = {
+    "3x3_same": (lambda x, k: ops.conv(x, k, padding="same"), [_arr(2, 7, 6, 3), _arr(3, 3, 3, 5)], 1, 3),
+    "3x3_valid_stride2": (lambda x, k: ops.conv(x, k, strides=2), [_arr(2, 9, 8, 4), _arr(3, 3, 4, 6)], 1, 3),
+    "5x5_dilated_same": (lambda x, k: ops.conv(x, k, padding="same", dilation_rate=2),
+                         [_arr(1, 11, 10, 2), _arr(5, 5, 2, 3)], 1, 3),
+    "rect_kernel_strides": (lambda x, k: ops.conv(x, k, strides=(2, 1)), [_arr(2, 9, 7, 3), _arr(1, 3, 3, 4)], 1, 3),
+    "one_channel": (lambda x, k: ops.conv(x, k), [_arr(3, 8, 8, 1), _arr(3, 3, 1, 4)], 1, 3),
+    "1x1_stride2": (lambda x, k: ops.conv(x, k, strides=2), [_arr(2, 6, 6, 5), _arr(1, 1, 5, 3)], 1, 3),
+    "conv1d_same": (lambda x, k: ops.conv(x, k, padding="same"), [_arr(2, 9, 3), _arr(3, 3, 4)], 1, 3),
+    # a plain matrix product: stays on cuBLAS / lamina's GEMM
+    "1x1_direct": (lambda x, k: ops.conv(x, k), [_arr(2, 5, 4, 3), _arr(1, 1, 3, 6)], 0, 0),
+    # "same" with stride 2 on an even size pads one row more below than above: not cuDNN's padding
+    "same_stride2_even": (lambda x, k: ops.conv(x, k, strides=2, padding="same"),
+                          [_arr(2, 8, 8, 3), _arr(3, 3, 3, 4)], 0, 0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_forward_matches_cpu_and_takes_cudnn_where_it_can(name):
+    gpu = _gpu()
+    fn, inputs, n_fwd, _ = CASES[name]
+    want = run_op(fn, inputs, "cpu:0", grad=False)
+    before = _counts()
+    got = run_op(fn, inputs, gpu, grad=False)
+    after = _counts()
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+    assert after[0] - before[0] == n_fwd, (before, after, _dm._CUDA.cudnn_status())
+    assert after[1] == before[1], _dm._CUDA.cudnn_status()  # nothing refused
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_gradients_match_cpu(name):
+    gpu = _gpu()
+    fn, inputs, _, n_all = CASES[name]
+    want = run_op(fn, inputs, "cpu:0", grad=True)
+    before = _counts()
+    got = run_op(fn, inputs, gpu, grad=True)
+    after = _counts()
+    assert len(got) == len(want) == 2
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+    assert after[0] - before[0] == n_all, (before, after, _dm._CUDA.cudnn_status())
+    assert after[1] == before[1], _dm._CUDA.cudnn_status()
+
+
+def test_transposed_convolution_runs_on_cudnn():
+    gpu = _gpu()
+    x, k = _arr(2, 5, 4, 6), _arr(3, 3, 3, 6)  # conv_transpose's kernel: (kh, kw, out, in)
+    fn = lambda a, b: ops.conv_transpose(a, b, strides=2, padding="valid")  # noqa: E731
+    before = _counts()
+    for grad in (False, True):
+        want = run_op(fn, [x, k], "cpu:0", grad=grad)
+        got = run_op(fn, [x, k], gpu, grad=grad)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+    assert _counts()[0] > before[0]
+
+
+def test_a_model_trains_the_same_with_and_without_cudnn():
+    gpu = _gpu()
+    x = R.normal(size=(16, 10, 10, 2)).astype(np.float32)
+    y = R.integers(0, 3, size=(16,))
+
+    def train():
+        lamina.utils.set_random_seed(3)
+        with lamina.device(gpu):
+            m = lamina.Sequential([lamina.Input((10, 10, 2)), lamina.layers.Conv2D(4, 3, padding="same",
+                                                                                    activation="relu"),
+                                   lamina.layers.Conv2D(3, 3, strides=2), lamina.layers.GlobalAveragePooling2D()])
+            m.compile(optimizer="sgd", loss=lamina.losses.SparseCategoricalCrossentropy(from_logits=True))
+            hist = m.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+            return hist.history["loss"], [w.numpy() for w in m.weights]
+
+    before = _counts()
+    loss_on, w_on = train()
+    used = _counts()[0] - before[0]
+    _dm._CUDA.set_use_cudnn(False)
+    try:
+        before = _counts()
+        loss_off, w_off = train()
+        assert _counts()[0] == before[0]  # lamina's own kernels only
+    finally:
+        _dm._CUDA.set_use_cudnn(True)
+    assert used > 0
+    np.testing.assert_allclose(loss_on, loss_off, rtol=1e-4)
+    for a, b in zip(w_on, w_off):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_status_names_the_library():
+    _gpu()
+    status = _dm._CUDA.cudnn_status()
+    assert "cuDNN " in status and ("libcudnn" in status or "_cuda_emu" in status), status
