@@ -22,6 +22,9 @@ class Adagrad(Optimizer):
     # a zero gradient row changes neither the accumulator nor the weights: only the gradient's rows
     update_step_sparse = update_step
 
+    def _sparse_rows_only(self):
+        return True
+
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
                 "epsilon": self.epsilon}

@@ -273,7 +273,7 @@ class Optimizer:
             if g.device is not v.device:
                 g = g.to(v.device)
             if _sparse.is_indexed_slices(g):
-                g = _sparse.deduplicate(g)
+                g = self._prepare_sparse(g)
             checked.append(g)
         variables = [v for _, v in pairs]
         if self.loss_scale_factor is not None:
@@ -303,6 +303,24 @@ class Optimizer:
                 if v.constraint is not None:
                     v.assign(v.constraint(v))
         self._iterations += 1
+
+    # On a GPU, summing a sparse gradient's duplicate rows needs the host to read how many rows are
+    # left (a wait for the device, and the row kernels wait again to check the rows they are given).
+    # There the gradient is densified instead (a scatter-add, no wait) and takes the dense kernel --
+    # the same update, up to the order of the sums of repeated rows -- wherever the update walks
+    # every row of the variable anyway (moments that decay), or the variable has at most this many
+    # elements.
+    _DENSIFY_ON_GPU_MAX = 1 << 24
+
+    def _sparse_rows_only(self):
+        """Whether the sparse update touches only the gradient's rows (SGD without momentum, Adagrad):
+        a zero gradient row leaves that row and its state unchanged."""
+        return False
+
+    def _prepare_sparse(self, g):
+        if g.device.kind == "gpu" and (not self._sparse_rows_only() or int(np.prod(g.shape)) <= self._DENSIFY_ON_GPU_MAX):
+            return _sparse.densify(g)
+        return _sparse.deduplicate(g)
 
     def _update(self, grads, variables, lr):
         grads = self._clip(grads)

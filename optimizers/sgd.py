@@ -15,6 +15,9 @@ class SGD(Optimizer):
     def slot_names(self):
         return ["momentum"] if self.momentum else []
 
+    def _sparse_rows_only(self):
+        return not self.momentum   # the velocity of every row decays
+
     def update_step(self, gradient, variable, learning_rate):
         vel = self.slots_of(variable)[0] if self.momentum else variable
         _optim.update("sgd", variable, gradient, vel, learning_rate, self.momentum, self.nesterov)
