@@ -90,19 +90,19 @@ except ImportError as e:
 
 def cuda_emulator_stats(reset=False):
     """The CUDA emulator's counters (LAMINA_CUDA_EMULATOR=1 only): kernel launches, blocks, CUDA
-    threads, blocks run as fibers, host waits, copies to the host, cuBLAS calls and cuDNN
-    convolutions since the last reset. Tests use them to check which path a kernel took and where
-    the host waits."""
+    threads, blocks run as fibers, host waits, copies to the host, cuBLAS calls, cuDNN
+    convolutions and NCCL collectives since the last reset. Tests use them to check which path a
+    kernel took and where the host waits."""
     if not CUDA_EMULATED or _CUDA is None:
         raise RuntimeError("cuda_emulator_stats: the gpu devices are not the CUDA emulator's "
                            "(set LAMINA_CUDA_EMULATOR=1 before importing lamina, with _cuda_emu built)")
     import ctypes
     fn = ctypes.CDLL(_CUDA.__file__).lamina_emu_stats
     fn.argtypes = (ctypes.POINTER(ctypes.c_longlong), ctypes.c_int)
-    out = (ctypes.c_longlong * 8)()
+    out = (ctypes.c_longlong * 9)()
     fn(out, int(bool(reset)))
     names = ("launches", "blocks", "threads", "fiber_blocks", "host_waits", "copies_to_host", "cublas_calls",
-             "cudnn_calls")
+             "cudnn_calls", "nccl_calls")
     return dict(zip(names, (int(v) for v in out)))
 
 
@@ -148,6 +148,27 @@ def _load_cudnn():
         for path in sorted(found, reverse=True):
             if _CUDA.load_cudnn(path):
                 return
+
+
+def load_nccl():
+    """NCCL, for all-reduces between the GPUs of different processes (distribute/multi_worker.py):
+    the system's (libnccl.so.2), else the copy a pip package installed (nvidia-nccl, which PyTorch
+    brings); the CUDA emulator's own under LAMINA_CUDA_EMULATOR=1. True when loaded; else
+    _CUDA.nccl_status() says why."""
+    if _CUDA is None:
+        return False
+    if CUDA_EMULATED:
+        return _CUDA.load_nccl(_CUDA.__file__)
+    if _CUDA.load_nccl():
+        return True
+    import glob
+    for entry in sys.path:
+        found = glob.glob(os.path.join(entry, "nvidia", "nccl", "lib", "libnccl.so.*"))
+        found += glob.glob(os.path.join(entry, "nvidia", "cu1[0-9]", "lib", "libnccl.so.*"))
+        for path in sorted(found, reverse=True):
+            if _CUDA.load_nccl(path):
+                return True
+    return False
 
 
 class KernelTable:

@@ -121,6 +121,10 @@ print("native:", sorted(t.native))
 print("host fallbacks:", sorted(t.fallbacks.items(), key=lambda kv: -kv[1]))
 print("cuBLAS:", t.module.cublas_status())
 print("cuDNN:", t.module.cudnn_status(), "| convolution calls run, refused:", t.module.cudnn_counts())
+import importlib
+dm = importlib.import_module("lamina.backend.device")
+dm.load_nccl()
+print("NCCL:", t.module.nccl_status())
 PY
 cat "$out/fallbacks.txt" | tee -a "$out/summary.txt"
 

@@ -44,10 +44,22 @@ whole on every process. An exception on any process (in `fit` or uncaught anywhe
 traceback and aborts the whole job (`MPI_Abort`), so a failing rank never leaves the others
 waiting in an all-reduce.
 
+GPUs: start one process per GPU and build the model on that process's GPU
+(`with lamina.device(f"gpu:{strategy.local_rank}")`, local_rank counting the processes of one
+machine). `communication="auto"` (the default) then all-reduces the dense gradients with NCCL, on
+the GPUs, in the device's stream (no copy to the host and no wait; NCCL is loaded at run time, as
+PyTorch's pip wheels install it, and bootstrapped over MPI: rank 0's id is broadcast), wherever
+every process has its gradients on a GPU and NCCL starts (it needs one physical GPU per process);
+otherwise, or with `communication="mpi"`, the gradients go through MPI on the host.
+`communication="nccl"` raises instead of falling back. `strategy.gradient_communication` says what
+the last step used and why. The metrics' state, the moving statistics and sparse gradients always
+go through MPI (small, or gathered).
+
 Threads: unless LAMINA_NUM_THREADS is set, each process's kernels use its share of the
 machine's cores (cores / processes on this machine).
 """
 import collections
+import importlib
 import itertools
 import os
 import sys
@@ -57,6 +69,7 @@ import numpy as np
 
 from ..backend.autodiff import GradientTape
 from ..backend import math as _m
+from ..backend import validation as _validation
 from ..layers.layer import map_structure
 from ..models.data import ArrayData, PyDatasetData, pack_x_y_sample_weight, unpack_x_y_sample_weight
 from .strategy import Strategy, batch_size_of, even_slices
@@ -79,7 +92,7 @@ class MultiWorkerMirroredStrategy(Strategy):
     `MPI.COMM_WORLD`). `bucket_bytes`: gradients smaller than this are packed into buckets of
     about this size, each reduced as one message; larger ones are sent from their own buffers."""
 
-    def __init__(self, comm=None, bucket_bytes=1 << 16):
+    def __init__(self, comm=None, bucket_bytes=1 << 16, communication="auto"):
         MPI = _import_mpi()
         self._MPI = MPI
         self.comm = comm if comm is not None else MPI.COMM_WORLD
@@ -87,7 +100,13 @@ class MultiWorkerMirroredStrategy(Strategy):
         if isinstance(bucket_bytes, bool) or not isinstance(bucket_bytes, int) or bucket_bytes < 0:
             raise ValueError(f"MultiWorkerMirroredStrategy: bucket_bytes must be an int >= 0, "
                              f"received {bucket_bytes!r}")
+        if communication not in ("auto", "nccl", "mpi"):
+            raise ValueError("MultiWorkerMirroredStrategy: communication must be 'auto', 'nccl' or 'mpi', "
+                             f"received {communication!r}")
         self.bucket_bytes = bucket_bytes
+        self.communication = communication
+        self._nccl = {}  # device name -> (NCCL communicator handle or None, what the gradients go through)
+        self.gradient_communication = None  # set by the first step
         self._dummy = collections.deque()  # per batch the sharded data yielded: True for a zero-weight one
         self._pending = set()              # ids of models whose weights are broadcast at their first step
         self._rows = np.zeros(1, np.int64)
@@ -95,7 +114,7 @@ class MultiWorkerMirroredStrategy(Strategy):
         self._buckets = []   # the gradient stream's bucket arrays, kept from step to step
         self._received = {}  # id(variable) -> (variable, host array, tensor): where its summed gradient lands
         _install_excepthook(MPI)
-        _share_cores(MPI, self.comm)
+        self.local_rank = _share_cores(MPI, self.comm)
 
     is_chief = property(lambda self: self.rank == 0)
     num_replicas_in_sync = property(lambda self: self.size)
@@ -182,7 +201,7 @@ class MultiWorkerMirroredStrategy(Strategy):
             share = _m.multiply(loss, local / total)
             scaled = model.optimizer.scale_loss(share)  # loss_scale_factor; apply divides it out
         tv = model.trainable_weights
-        stream = _GradientStream(self, tv)
+        stream = _GradientStream(self, tv, self._nccl_comm(tv))
         tape.gradient(scaled, tv, _on_ready=stream)  # starts the all-reduces while backprop runs
         # a zero-weight step updates its metrics too (so they are built as on the other processes),
         # and then contributes nothing to their all-reduced state
@@ -220,6 +239,55 @@ class MultiWorkerMirroredStrategy(Strategy):
         for i, g in gathered.items():
             grads[i] = g
         return grads
+
+    def _nccl_comm(self, variables):
+        """The NCCL communicator for gradients on the variables' GPU (made at the first step, by every
+        process at once), or None: MPI on the host. Sets gradient_communication."""
+        devs = {v.device.name for v in variables}
+        name = devs.pop() if len(devs) == 1 else None
+        if name in self._nccl:
+            handle, self.gradient_communication = self._nccl[name]
+            return handle
+        handle, why = None, None
+        if self.communication == "mpi":
+            why = "communication='mpi'"
+        elif name is None or not name.startswith("gpu:"):
+            why = ("the trainable variables are on " + (name or "several devices") +
+                   ", not one GPU (NCCL all-reduces GPU buffers)")
+        else:
+            dm = importlib.import_module(__name__.rsplit(".", 2)[0] + ".backend.device")
+            if not dm.load_nccl():
+                why = "NCCL is not available: " + dm._CUDA.nccl_status()
+        # every process decides together: NCCL only where all of them can start it
+        ok = self.comm.allreduce(0 if why else 1, op=self._MPI.MIN)
+        if ok and why is None:
+            uid = dm._CUDA.nccl_unique_id() if self.rank == 0 else None
+            uid = self.comm.bcast(uid, root=0)
+            index = int(name.split(":")[1])
+            try:
+                handle = dm._CUDA.nccl_comm_init(index, self.size, self.rank, uid)
+            except RuntimeError as e:
+                why = str(e)
+            if not self.comm.allreduce(0 if why else 1, op=self._MPI.MIN):
+                if handle is not None:
+                    dm._CUDA.nccl_comm_destroy(handle)
+                handle = None
+                why = why or "NCCL failed to start on another process"
+        elif why is None:
+            why = "another process cannot use NCCL"
+        if handle is not None:
+            self._cuda = dm._CUDA
+            used = f"nccl ({dm._CUDA.nccl_status()}, {name})"
+        else:
+            if self.communication == "nccl":
+                raise RuntimeError(f"MultiWorkerMirroredStrategy(communication='nccl'): rank {self.rank} cannot "
+                                   f"all-reduce with NCCL: {why}. Put each process's model on its own GPU "
+                                   "(lamina.device(f'gpu:{strategy.local_rank}')) on a machine with NCCL "
+                                   "(pip install nvidia-nccl-cu13), or use communication='auto'.")
+            used = f"mpi ({why})"
+        self._nccl[name] = (handle, used)
+        self.gradient_communication = used
+        return handle
 
     def all_reduce_in_place(self, tensors):
         """Sums each tensor over the processes, in its own buffer (a float32 CPU tensor's memory
@@ -264,11 +332,20 @@ class MultiWorkerMirroredStrategy(Strategy):
         """(host array, tensor) that the all-reduced gradient of `variable` is written to, kept
         from step to step (the optimizer has used the previous step's before the next one)."""
         entry = self._received.get(id(variable))
-        if entry is None or entry[0] is not variable or entry[2].shape != g.shape or entry[2].device is not g.device:
+        if entry is None or entry[0] is not variable or entry[2].shape != g.shape or entry[2].device is not g.device \
+                or entry[1] is None:
             t = _m.zeros(g.shape, g.dtype, g.device)
             host = t.device.kernels.host_view(t._buf, t.shape) if t.device.kind == "cpu" else np.empty(g.shape, np.float32)
             entry = self._received[id(variable)] = (variable, host, t)
         return entry[1], entry[2]
+
+    def _device_receive_buffer(self, variable, g):
+        """The device tensor NCCL writes the summed gradient of `variable` to, kept from step to step."""
+        entry = self._received.get(id(variable))
+        if entry is None or entry[0] is not variable or entry[2].shape != g.shape or entry[2].device is not g.device \
+                or entry[2].dtype != g.dtype or entry[1] is not None:
+            entry = self._received[id(variable)] = (variable, None, _m.zeros(g.shape, g.dtype, g.device))
+        return entry[2]
 
     def _gather_sparse(self, g):
         """An IndexedSlices holding every process's rows (the sum of the sparse gradients)."""
@@ -338,16 +415,18 @@ def _install_excepthook(MPI):
 
 
 def _share_cores(MPI, comm):
-    """Unless LAMINA_NUM_THREADS says otherwise, the processes on one machine share its cores."""
-    if os.environ.get("LAMINA_NUM_THREADS"):
-        return
+    """Unless LAMINA_NUM_THREADS says otherwise, the processes on one machine share its cores.
+    Returns this process's rank among those of its machine."""
     local = comm.Split_type(MPI.COMM_TYPE_SHARED)
-    n = local.Get_size()
+    n, local_rank = local.Get_size(), local.Get_rank()
     local.Free()
+    if os.environ.get("LAMINA_NUM_THREADS"):
+        return local_rank
     if n > 1:
         from ..config import set_num_threads
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         set_num_threads(max(1, cores // n))
+    return local_rank
 
 
 # ---- host memory of tensors ------------------------------------------------------------------------
@@ -377,12 +456,14 @@ class _GradientStream:
     Every process finishes its gradients in the same order (the same model), so the collectives
     start in the same order everywhere, as MPI requires."""
 
-    def __init__(self, strategy, variables):
+    def __init__(self, strategy, variables, nccl=None):
         self.strategy, self.variables = strategy, variables
         self.out = [None] * len(variables)
         self.requests, self.sparse, self.buckets = [], [], []
         self.small, self.small_bytes = [], 0
         self.commits = []
+        self.nccl = nccl                 # a communicator: dense GPU gradients are all-reduced by NCCL
+        self.nccl_pending, self.nccl_bytes = [], 0
 
     def __call__(self, i, g):
         st = self.strategy
@@ -392,6 +473,16 @@ class _GradientStream:
         if _is_sparse(g):
             self.sparse.append((i, g))
             self.out[i] = g
+            return
+        if self.nccl is not None and g.device.kind == "gpu":
+            # on the device, into a persistent buffer, queued in the device's stream (NCCL's kernels
+            # run in order with the backward pass's); small gradients go together in one group
+            reduced = st._device_receive_buffer(self.variables[i], g)
+            self.out[i] = reduced
+            self.nccl_pending.append((g, reduced))
+            self.nccl_bytes += _validation.nbytes(g.shape, g.dtype)
+            if self.nccl_bytes >= st.bucket_bytes:
+                self.flush_nccl()
             return
         send, _ = _host(g)  # (a host copy when g is not in host memory)
         recv, reduced = st._receive_buffer(self.variables[i], g)
@@ -407,8 +498,15 @@ class _GradientStream:
                 self.flush()
         MPI.Request.Testall(self.requests)  # lets MPI progress the reductions started so far
 
+    def flush_nccl(self):
+        if self.nccl_pending:
+            self.strategy._cuda.nccl_all_reduce(self.nccl, [g._buf for g, _ in self.nccl_pending],
+                                                [r._buf for _, r in self.nccl_pending])
+        self.nccl_pending, self.nccl_bytes = [], 0
+
     def flush(self):
         """Starts the all-reduce of the small gradients waiting for a bucket."""
+        self.flush_nccl()
         if not self.small:
             return
         st = self.strategy

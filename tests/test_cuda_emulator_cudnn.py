@@ -85,7 +85,7 @@ def _new(create):
 
 
 def cudnn_calls():
-    out = (ctypes.c_longlong * 8)()
+    out = (ctypes.c_longlong * 9)()
     _lib().lamina_emu_stats(out, 0)
     return out[7]
 
@@ -695,7 +695,7 @@ def test_null_pointers_and_wrong_descriptors(op):
 
 
 def test_counter_counts_convolutions_only():
-    """lamina_emu_stats' 8th value: one per convolution run; queries and failed calls do not count."""
+    """lamina_emu_stats' 8th value (of 9): one per convolution run; queries and failed calls do not count."""
     rng = np.random.default_rng(2)
     with _problem(CASES[0]) as p:
         x, w, dy = _data(p, rng, FLOAT)
@@ -708,7 +708,7 @@ def test_counter_counts_convolutions_only():
         assert p.run("bwd_filter", xe, dye, np.zeros(p.w_shape, np.float32), BWD_ALGO_0) == SUCCESS
         assert p.run("fwd", xe, we, np.zeros(p.y_shape, np.float32), FWD_FFT) == NOT_SUPPORTED
         assert cudnn_calls() == before + 3
-        out = (ctypes.c_longlong * 8)()
+        out = (ctypes.c_longlong * 9)()
         _lib().lamina_emu_stats(out, 1)  # reset
         _lib().lamina_emu_stats(out, 0)
         assert out[7] == 0

@@ -11,6 +11,7 @@
 #include "../export.h"
 #include "decomp.h"
 #include "cudnn.h"
+#include "nccl.h"
 #include "gpu.h"
 #include "quant.h"
 #include "sort.h"
@@ -405,6 +406,26 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
         "False: convolutions run lamina's own kernels even where cuDNN is loaded (tests, comparisons).");
   m.def("cudnn_counts", &gpu::cudnn_counts,
         "(convolution calls cuDNN ran, calls it refused that lamina's kernels ran) since it was loaded.");
+  m.def("load_nccl", &gpu::load_nccl, py::arg("path") = "",
+        "Loads NCCL (the default names, or a path). True when loaded.");
+  m.def("nccl_status", &gpu::nccl_status);
+  m.def("nccl_unique_id", []() { return py::bytes(gpu::nccl_unique_id()); },
+        "Rank 0's communicator id (128 bytes) for nccl_comm_init on every rank.");
+  m.def("nccl_comm_init", [](int device, int nranks, int rank, py::bytes id) {
+          std::string s = id;
+          py::gil_scoped_release nogil;  // waits for every rank to join
+          return gpu::nccl_comm_init(device, nranks, rank, s);
+        }, py::arg("device"), py::arg("nranks"), py::arg("rank"), py::arg("unique_id"));
+  m.def("nccl_all_reduce", [](int64_t comm, const std::vector<BufferPtr>& srcs, const std::vector<BufferPtr>& dsts) {
+          std::vector<const Buffer*> s;
+          std::vector<Buffer*> d;
+          for (const auto& b : srcs) s.push_back(b.get());
+          for (const auto& b : dsts) d.push_back(b.get());
+          py::gil_scoped_release nogil;
+          gpu::nccl_all_reduce(comm, s, d);
+        }, py::arg("comm"), py::arg("srcs"), py::arg("dsts"),
+        "dsts[i] = the sum of srcs[i] over the communicator's ranks, queued on the device's stream.");
+  m.def("nccl_comm_destroy", &gpu::nccl_comm_destroy, py::arg("comm"));
   m.def("set_allow_tf32", &gpu::set_allow_tf32, py::arg("enabled"),
         "True lets float32 matmul round its inputs to TF32 on tensor cores (faster, ~1e-3 relative error).");
   m.def("allow_tf32", &gpu::allow_tf32);

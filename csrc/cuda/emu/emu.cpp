@@ -19,10 +19,11 @@ namespace emu {
 // What the emulated device was asked to do, for tests and profiles (lamina_emu_stats below).
 struct Stats {
   std::atomic<long long> launches{0}, blocks{0}, threads{0}, fiber_blocks{0}, host_waits{0}, copies_to_host{0},
-      cublas_calls{0}, cudnn_calls{0};
+      cublas_calls{0}, cudnn_calls{0}, nccl_calls{0};
 };
 Stats g_stats;
 void count_cudnn_call() { ++g_stats.cudnn_calls; }  // cudnn_emu.cpp's convolutions
+void count_nccl_call() { ++g_stats.nccl_calls; }    // nccl_emu.cpp's collectives
 
 namespace {
 
@@ -632,13 +633,13 @@ LAMINA_EMU_EXPORT int cublasGemmStridedBatchedEx(void*, int ta, int tb, int m, i
 
 // The emulator's counters since the last call with reset != 0: launches, blocks, CUDA threads,
 // blocks run as fibers (kernels with barriers), host waits (stream / event / device
-// synchronisations), copies to the host, cuBLAS calls, cuDNN convolutions (cudnn_emu.cpp). Read
-// with ctypes (tests, profiles).
+// synchronisations), copies to the host, cuBLAS calls, cuDNN convolutions (cudnn_emu.cpp), NCCL
+// collectives (nccl_emu.cpp). Read with ctypes (tests, profiles): out holds 9 values.
 LAMINA_EMU_EXPORT void lamina_emu_stats(long long* out, int reset) {
   emu::Stats& s = emu::g_stats;
   std::atomic<long long>* v[] = {&s.launches, &s.blocks, &s.threads, &s.fiber_blocks, &s.host_waits,
-                                 &s.copies_to_host, &s.cublas_calls, &s.cudnn_calls};
-  for (int i = 0; i < 8; ++i) out[i] = reset ? v[i]->exchange(0) : v[i]->load();
+                                 &s.copies_to_host, &s.cublas_calls, &s.cudnn_calls, &s.nccl_calls};
+  for (int i = 0; i < 9; ++i) out[i] = reset ? v[i]->exchange(0) : v[i]->load();
 }
 
 // ---- the emulator's own checks (tests/test_cuda_emulator.py, through ctypes) --------------------
