@@ -79,6 +79,33 @@ then
 fi
 tail -4 "$out/cudnn.log" | tee -a "$out/summary.txt"
 
+step "NCCL through MultiWorkerMirroredStrategy: one process (MPI singleton) training on gpu:0 (log: nccl.log)"
+timeout $(lim 60) $py - >"$out/nccl.log" 2>&1 <<'PY'
+import numpy as np, lamina
+from lamina import layers
+rng = np.random.default_rng(0)
+x = rng.normal(size=(48, 8)).astype("float32")
+y = (x[:, :1] * 0.5 - x[:, 1:2]).astype("float32")
+def build():
+    m = lamina.Sequential([lamina.Input((8,)), layers.Dense(16, activation="relu"), layers.Dense(1)])
+    m.compile(optimizer="adam", loss="mse")
+    return m
+s = lamina.distribute.MultiWorkerMirroredStrategy()
+with s.scope(), lamina.device("gpu:0"):
+    m = build()
+w0 = m.get_weights()
+with lamina.device("gpu:0"):
+    m.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+print("gradients:", s.gradient_communication)
+ref = build()
+ref.set_weights(w0)
+ref.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+for a, b in zip(m.get_weights(), ref.get_weights()):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+print("ok: equal to the CPU's training")
+PY
+tail -3 "$out/nccl.log" | tee -a "$out/summary.txt"
+
 step "GPU tests, one pytest process per file so that a crash hides no other file (log: tests.log)"
 for f in "$root"/tests/gpu/test_*.py; do
   echo "== $(basename "$f")" >>"$out/tests.log"
