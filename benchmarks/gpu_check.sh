@@ -148,6 +148,7 @@ print("native:", sorted(t.native))
 print("host fallbacks:", sorted(t.fallbacks.items(), key=lambda kv: -kv[1]))
 print("cuBLAS:", t.module.cublas_status())
 print("cuDNN:", t.module.cudnn_status(), "| convolution calls run, refused:", t.module.cudnn_counts())
+print("cuDNN plans (key..., taken, fwd algo, ws, bwd data algo, ws, bwd filter algo, ws):", t.module.cudnn_plans())
 import importlib
 dm = importlib.import_module("lamina.backend.device")
 dm.load_nccl()

@@ -15,6 +15,7 @@
 #include <dlfcn.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -42,6 +43,16 @@ std::mutex g_mu;
 std::atomic<int64_t> g_calls{0}, g_refused{0};
 
 constexpr int kFwd = 0, kBwdData = 1, kBwdFilter = 2;
+
+// LAMINA_CUDNN_DETERMINISTIC=0 lets a plan take cuDNN's first algorithm even where it is not
+// deterministic (atomics: results that differ in the last bits from run to run).
+bool deterministic_only() {
+  static const bool on = [] {
+    const char* e = std::getenv("LAMINA_CUDNN_DETERMINISTIC");
+    return !(e && std::string(e) == "0");
+  }();
+  return on;
+}
 constexpr size_t kMaxWorkspace = size_t(1) << 30;
 
 // The entry points of `so`, or false naming the first one missing.
@@ -201,7 +212,7 @@ bool choose_locked(api::Handle h, Plan& p, int dir) {
   }
   for (int i = 0; i < count && i < 16; ++i) {
     const api::AlgoPerf& r = perf[i];
-    if (r.status != api::kStatusSuccess || r.determinism != api::kDeterministic) continue;
+    if (r.status != api::kStatusSuccess || (deterministic_only() && r.determinism != api::kDeterministic)) continue;
     size_t ws = 0;
     if (dir == kFwd) st = g.fwd_workspace(h, p.x, p.w, p.conv, p.y, r.algo, &ws);
     else if (dir == kBwdData) st = g.bwd_data_workspace(h, p.w, p.y, p.conv, p.x, r.algo, &ws);
@@ -211,7 +222,8 @@ bool choose_locked(api::Handle h, Plan& p, int dir) {
     p.workspace[dir] = ws;
     return true;
   }
-  note_failure(std::string("cuDNN offered no deterministic ") + direction_name(dir) + " algorithm (" +
+  note_failure(std::string("cuDNN offered no ") + (deterministic_only() ? "deterministic " : "") +
+               direction_name(dir) + " algorithm (" +
                std::to_string(count) + " listed)");
   return false;
 }
@@ -269,6 +281,7 @@ std::string cudnn_status() {
   if (!g.so) return "not found (" + g.error + "): convolutions run lamina's own kernels";
   std::string s = g.disabled ? "disabled (set_use_cudnn(False)), " : "";
   s += "loaded: " + g.path + " (cuDNN " + version_text(g.version) + ")";
+  s += deterministic_only() ? ", deterministic algorithms" : ", any algorithm (LAMINA_CUDNN_DETERMINISTIC=0)";
   if (!g.failure.empty()) s += "; latest refusal: " + g.failure;
   return s;
 }
@@ -279,6 +292,22 @@ void set_use_cudnn(bool on) {
 }
 
 std::pair<int64_t, int64_t> cudnn_counts() { return {g_calls.load(), g_refused.load()}; }
+
+std::vector<std::vector<int64_t>> cudnn_plans() {
+  std::lock_guard<std::mutex> lk(g_mu);
+  std::vector<std::vector<int64_t>> out;
+  for (const auto& kv : g_plans) {
+    std::vector<int64_t> row(kv.first.begin(), kv.first.end());
+    const Plan& p = *kv.second;
+    row.push_back(p.ok);
+    for (int d = 0; d < 3; ++d) {
+      row.push_back(p.chosen[d] ? p.algo[d] : -2);
+      row.push_back(int64_t(p.workspace[d]));
+    }
+    out.push_back(std::move(row));
+  }
+  return out;
+}
 
 bool cudnn_can_run(Context& c, const CudnnConv& k) {
   {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "gpu.h"
 
@@ -16,6 +17,10 @@ void set_use_cudnn(bool on);  // false: convolutions take lamina's own kernels (
 // (convolution calls cuDNN ran, calls it refused or failed, which lamina's kernels then ran)
 // since the library was loaded.
 std::pair<int64_t, int64_t> cudnn_counts();
+// One row per plan: its key (device, N, H, W, C, KH, KW, O, OH, OW, sh, sw, dh, dw, pt, pl, groups,
+// bf16, math type), whether cuDNN took the geometry, then per direction (forward, backward data,
+// backward filter) the algorithm (-1: none usable, -2: not asked yet) and its workspace bytes.
+std::vector<std::vector<int64_t>> cudnn_plans();
 
 // A 2-D convolution in cuDNN's terms: NHWC images x (N, H, W, C) and y (N, OH, OW, O), the
 // kernel in cuDNN's KRSC layout (O, KH, KW, C / groups), float32 or (bf16) bfloat16 throughout;

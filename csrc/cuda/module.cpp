@@ -404,6 +404,8 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
   m.def("cudnn_status", &gpu::cudnn_status);
   m.def("set_use_cudnn", &gpu::set_use_cudnn, py::arg("enabled"),
         "False: convolutions run lamina's own kernels even where cuDNN is loaded (tests, comparisons).");
+  m.def("cudnn_plans", &gpu::cudnn_plans,
+        "Per convolution geometry: its key, whether cuDNN took it, and per direction the algorithm and workspace.");
   m.def("cudnn_counts", &gpu::cudnn_counts,
         "(convolution calls cuDNN ran, calls it refused that lamina's kernels ran) since it was loaded.");
   m.def("load_nccl", &gpu::load_nccl, py::arg("path") = "",

@@ -133,3 +133,45 @@ def test_status_names_the_library():
     _gpu()
     status = _dm._CUDA.cudnn_status()
     assert "cuDNN " in status and ("libcudnn" in status or "_cuda_emu" in status), status
+
+
+def _plan_algos():
+    """(forward, backward data, backward filter) algorithm of every plan cuDNN took."""
+    return [tuple(row[-6::2]) for row in _dm._CUDA.cudnn_plans() if row[-7]]
+
+
+def test_plans_take_deterministic_algorithms():
+    gpu = _gpu()
+    fn, inputs, _, _ = CASES["3x3_same"]
+    run_op(fn, inputs, gpu, grad=True)
+    algos = _plan_algos()
+    assert algos and all(a >= 0 for row in algos for a in row if a != -2), algos
+    assert "deterministic algorithms" in _dm._CUDA.cudnn_status()
+    if _dm.CUDA_EMULATED:  # the emulator lists the non-deterministic ALGO_0 first for both backward passes
+        assert any(row[1:] == (1, 1) for row in algos), algos
+
+
+def test_any_algorithm_when_determinism_is_waived():
+    """LAMINA_CUDNN_DETERMINISTIC=0: cuDNN's first algorithm (on the emulator, ALGO_0 backward)."""
+    _gpu()
+    if not _dm.CUDA_EMULATED:
+        pytest.skip("the algorithms cuDNN lists first are known on the CUDA emulator only")
+    import os
+    import subprocess
+    import sys
+    code = ("import importlib, numpy as np, lamina\n"
+            "from lamina import ops\n"
+            "dm = importlib.import_module('lamina.backend.device')\n"
+            "with lamina.device('gpu:0'):\n"
+            "    x = lamina.Variable(np.ones((1, 5, 5, 2), np.float32))\n"
+            "    k = lamina.Variable(np.ones((3, 3, 2, 3), np.float32))\n"
+            "    with lamina.GradientTape() as t:\n"
+            "        y = ops.sum(ops.conv(x, k, padding='same'))\n"
+            "    gx, gk = t.gradient(y, [x, k])\n"
+            "    assert float(ops.sum(gk)) == 6 * 169, float(ops.sum(gk))\n"
+            "print(dm._CUDA.cudnn_status())\n"
+            "print([tuple(r[-6::2]) for r in dm._CUDA.cudnn_plans()])\n")
+    env = dict(os.environ, LAMINA_CUDNN_DETERMINISTIC="0")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "any algorithm (LAMINA_CUDNN_DETERMINISTIC=0)" in r.stdout and "(1, 0, 0)" in r.stdout, r.stdout
