@@ -10,9 +10,13 @@
 //   dcol = dout @ W^T, then col2im as a gather: each thread owns one element of dx and adds the
 //          column entries of the chunk that read it (no atomics; dx is zeroed first).
 // A 1x1, stride-1, unpadded convolution needs no im2col: the input is already the GEMM operand.
-// Where cuDNN is loaded (cudnn.cpp), float32 conv2d's other convolutions run on it instead (its
+// Where cuDNN is loaded (cudnn.cpp), conv2d's other convolutions run on it instead (its
 // deterministic algorithms; the kernel transposed to and from cuDNN's (O, KH, KW, C) layout), unless
 // it cannot express the padding (one more row or column after than before) or refuses the call.
+//
+// conv2d on bfloat16 images and kernels where cuDNN is loaded: a bfloat16 output, input gradient and
+// kernel gradient come from cuDNN's bfloat16 configuration (float32 sums, each rounded once), as
+// float32 conv2d's; float32 outputs or gradients take the path below.
 //
 // conv2d on bfloat16 images and kernels (mixed precision; the CPU's conv2d_forward_bf16 /
 // conv2d_backward_bf16 contract): im2col moves bfloat16 elements into a bfloat16 column buffer,
@@ -514,10 +518,18 @@ void conv2d_forward_bf16(const Buffer& xb, const Shape& xs, const Buffer& wb, co
     zero(c, ob);
     return launched(c, op);
   }
-  require_bf16_gemm(c, op, g);
   const bool f32_out = ob.dtype == F32;
   const uint16_t* x = xb.data<uint16_t>();
   const uint16_t* w = wb.data<uint16_t>();
+  if (!f32_out) {  // cuDNN: bfloat16 in and out, float32 sums (its bfloat16 configuration)
+    const CudnnConv k = cudnn_geom(g, true);
+    if (use_cudnn(c, g, k)) {
+      Buffer wt(wb.numel, BF16, c.index);
+      transpose(c, w, wt.data<uint16_t>(), K, O);
+      if (cudnn_conv_forward(c, k, x, wt.ptr, ob.ptr)) return launched(c, op);
+    }
+  }
+  require_bf16_gemm(c, op, g);
   // the output rows [r0, r0 + m) from their bfloat16 im2col rows a (m x K): float32 sums, written to
   // a float32 output, or into acc (m x O) and rounded once into the bfloat16 one
   auto product = [&](const uint16_t* a, int64_t r0, int64_t m, float* acc) {
@@ -561,11 +573,28 @@ void conv2d_backward_bf16(const Buffer& xb, const Shape& xs, const Buffer& wb, c
     if (dwb) zero(c, *dwb);
     return launched(c, op);
   }
-  require_bf16_gemm(c, op, g);
   // x is read only for dw: transposed convolutions pass their output as x and as dx (dx alone)
   const uint16_t* x = xb.data<uint16_t>();
   const uint16_t* w = wb.data<uint16_t>();
   const uint16_t* dout = gb.data<uint16_t>();
+  const CudnnConv k = cudnn_geom(g, true);
+  if (((dxb && dxb->dtype == BF16) || (dwb && dwb->dtype == BF16)) && use_cudnn(c, g, k)) {
+    // cuDNN takes the bfloat16 gradients (float32 sums, one rounding); float32 ones stay below
+    if (dxb && dxb->dtype == BF16) {
+      Buffer wt(wb.numel, BF16, c.index);
+      transpose(c, w, wt.data<uint16_t>(), K, O);
+      if (cudnn_conv_backward_data(c, k, dout, wt.ptr, dxb->ptr)) dxb = nullptr;
+    }
+    if (dwb && dwb->dtype == BF16) {
+      Buffer dwt(wn, BF16, c.index);
+      if (cudnn_conv_backward_filter(c, k, x, dout, dwt.ptr)) {
+        transpose(c, dwt.data<uint16_t>(), dwb->data<uint16_t>(), O, K);
+        dwb = nullptr;
+      }
+    }
+    if (!dxb && !dwb) return launched(c, op);
+  }
+  require_bf16_gemm(c, op, g);
   const bool dx16 = dxb && dxb->dtype == BF16, dw16 = dwb && dwb->dtype == BF16;
   // dw's float32 sums: in dw itself when float32, else in scratch rounded once at the end
   Buffer dws(dw16 ? wn : 0, F32, c.index);

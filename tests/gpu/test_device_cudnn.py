@@ -175,3 +175,29 @@ def test_any_algorithm_when_determinism_is_waived():
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "any algorithm (LAMINA_CUDNN_DETERMINISTIC=0)" in r.stdout and "(1, 0, 0)" in r.stdout, r.stdout
+
+
+def test_bfloat16_convolutions_take_cudnn_where_their_results_are_bfloat16():
+    """bfloat16 images and kernels (mixed precision): cuDNN's bfloat16 configuration computes the
+    bfloat16 output and gradients (float32 sums, one rounding each), equal to the CPU's within a
+    bfloat16 ulp."""
+    gpu = _gpu()
+    _dm.enable_bfloat16()  # (tests/conftest.py puts the plain kernel tables back afterwards)
+    r = np.random.default_rng(4)
+    x = r.normal(size=(2, 9, 8, 3)).astype(np.float32)
+    k = r.normal(scale=0.4, size=(3, 3, 3, 5)).astype(np.float32)
+    c = r.normal(size=(2, 9, 8, 5)).astype(np.float32)
+    res = []
+    for where in ("cpu:0", gpu):
+        vs = [lamina.Variable(lamina.convert_to_tensor(a, dtype="bfloat16").to(where)) for a in (x, k)]
+        before = _counts()
+        with lamina.GradientTape() as tape:
+            y = ops.conv(vs[0], vs[1], padding="same")
+            loss = ops.sum(ops.cast(y, "float32") * lamina.convert_to_tensor(c).to(where))
+        grads = tape.gradient(loss, vs)
+        ran = _counts()[0] - before[0]
+        assert y.dtype == "bfloat16" and all(g.dtype == "bfloat16" for g in grads)
+        res.append([np.asarray(t.to("cpu:0").numpy(), np.float32) for t in (y, *grads)])
+    assert ran == 3, ran  # forward, input gradient, kernel gradient
+    for want, got in zip(*res):
+        np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-3 * np.abs(want).max() + 1e-6)
