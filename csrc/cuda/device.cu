@@ -4,6 +4,8 @@
 #include <cstring>
 #include <vector>
 
+#include <limits>
+
 #include "gpu.h"
 
 namespace lamina {
@@ -479,10 +481,22 @@ template <class S>
 __global__ void cast_to_bf16_kernel(const S* s, uint16_t* d, int64_t n) {
   GRID_STRIDE(i, n) d[i] = f32_to_bf16(as_float(s[i]));
 }
+
+
+// A float to an integer as x86's truncating conversions (cvttss2si, cvttps2dq, vcvttps2qq: the
+// CPU's static_cast) give it: toward zero where it fits, else -- out of range, or NaN -- the
+// "integer indefinite" value, the type's minimum. (A GPU's own conversion saturates instead.)
+template <class D>
+__device__ __forceinline__ D x86_float_to_int(float v) {
+  constexpr float lim = sizeof(D) == 4 ? 2147483648.0f : 9223372036854775808.0f;  // 2^31, 2^63
+  return (v >= -lim && v < lim) ? static_cast<D>(v) : std::numeric_limits<D>::min();
+}
+
 template <class D>
 __global__ void cast_from_bf16_kernel(const uint16_t* s, D* d, int64_t n) {
   GRID_STRIDE(i, n) {
     if constexpr (std::is_same<D, bool>::value) d[i] = (s[i] & 0x7fffu) != 0;
+    else if constexpr (std::is_integral<D>::value) d[i] = x86_float_to_int<D>(bf16_to_f32(s[i]));
     else d[i] = static_cast<D>(bf16_to_f32(s[i]));
   }
 }
@@ -491,6 +505,7 @@ template <class S, class D>
 __global__ void cast_kernel(const S* s, D* d, int64_t n) {
   GRID_STRIDE(i, n) {
     if constexpr (std::is_same<D, bool>::value) d[i] = s[i] != S(0);
+    else if constexpr (std::is_same<S, float>::value && std::is_integral<D>::value) d[i] = x86_float_to_int<D>(s[i]);
     else d[i] = static_cast<D>(s[i]);
   }
 }
@@ -514,8 +529,9 @@ static void cast_from_bf16(const uint16_t* s, Buffer& dst, int64_t n, cudaStream
     case BF16:
       if (s != dst.data<uint16_t>()) LAMINA_CUDA_CHECK(cudaMemcpyAsync(dst.ptr, s, size_t(n) * 2, cudaMemcpyDeviceToDevice, st));
       break;
+    case I32: cast_from_bf16_kernel<<<grid_for(n), 256, 0, st>>>(s, dst.data<int32_t>(), n); break;
+    case I64: cast_from_bf16_kernel<<<grid_for(n), 256, 0, st>>>(s, dst.data<int64_t>(), n); break;
     case I8: throw TypeError("cast: int8 buffers hold quantized weights; they are not cast");
-    default: throw Unsupported("cast: bfloat16 to integer conversions run on the host");
   }
 }
 
@@ -524,10 +540,7 @@ void cast(const Buffer& src, Buffer& dst) {
   Context& c = op_device("cast", {&src, &dst});
   const int64_t n = src.numel;
   if (n == 0) return;
-  // float -> integer conversions saturate on the GPU and wrap on x86 for out-of-range values:
-  // those casts run on the host, so that both devices give the same numbers.
-  if ((src.dtype == F32 || src.dtype == BF16) && (dst.dtype == I32 || dst.dtype == I64))
-    throw Unsupported("cast: float32 to integer conversions run on the host");
+  // float -> integer: x86's results (x86_float_to_int), so both devices give the same numbers
   switch (src.dtype) {
     case F32: cast_from(src.data<float>(), dst, n, c.stream); break;
     case I32: cast_from(src.data<int32_t>(), dst, n, c.stream); break;

@@ -648,3 +648,30 @@ def test_integer_ops_match_cpu(dev):
     for g, w in zip(run(dev), run("cpu:0")):
         assert g.dtype == w.dtype and g.shape == w.shape
         np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("src", ["float32", "bfloat16"])
+@pytest.mark.parametrize("dst", ["int32", "int64"])
+def test_float_to_integer_casts_give_the_cpus_numbers(dev, src, dst):
+    """Truncation toward zero where the value fits; out of range and NaN: the type's minimum, as
+    x86's conversions (the CPU's) give it -- on the device itself, not on host copies."""
+    import importlib
+    dm = importlib.import_module("lamina.backend.device")
+    if src == "bfloat16":
+        dm.enable_bfloat16()  # (tests/conftest.py puts the plain kernel tables back afterwards)
+    x = np.array([0.0, -0.0, 0.7, -0.7, 1.5, -2.5, 123456.0, -98765.0, 2.0 ** 31 - 128, 2.0 ** 31, -2.0 ** 31,
+                  -2.0 ** 31 - 256, 3e9, -3e9, 2.0 ** 63, -2.0 ** 63, 1e30, -1e30, np.inf, -np.inf, np.nan],
+                 np.float32)
+    fallbacks = getattr(lamina.get_device(dev).kernels, "fallbacks", {})
+    before = fallbacks.get("cast", 0)
+    res = []
+    for where in ("cpu:0", dev):
+        with lamina.device(where):
+            t = lamina.convert_to_tensor(x)
+            if src == "bfloat16":
+                t = lamina.ops.cast(t, "bfloat16")
+            res.append(np.asarray(lamina.ops.cast(t, dst).numpy()))
+    np.testing.assert_array_equal(res[1], res[0])
+    assert res[0][-1] == np.iinfo(dst).min  # NaN: integer indefinite
+    if lamina.get_device(dev).kind == "gpu":
+        assert fallbacks.get("cast", 0) == before
