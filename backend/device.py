@@ -106,69 +106,51 @@ def cuda_emulator_stats(reset=False):
     return dict(zip(names, (int(v) for v in out)))
 
 
-def _load_cublas():
-    """cuBLAS for the GPU's matmul: the system's (libcublas.so.13 / .12), else the copy a pip
-    package installed (nvidia-cublas, which PyTorch brings). Without it matmul runs lamina's own
-    kernel."""
-    if _CUDA is None:
-        return
-    if os.environ.get("LAMINA_USE_CUBLAS", "") == "0":  # lamina's own product kernels only (comparisons, tests)
-        _CUDA.set_use_cublas(False)
-    if CUDA_EMULATED:  # the emulator's cuBLAS, through the same dlopen path as the real one's
-        _CUDA.load_cublas(_CUDA.__file__)
-        return
-    if _CUDA.load_cublas():
-        return
+def _load_library(load, wheel_dirs, stem):
+    """A CUDA library through `load` (the module's load_cublas / load_cudnn / load_nccl): the
+    emulator's own entry points under LAMINA_CUDA_EMULATOR=1 (the same dlopen path as the real
+    library's), else the system's (its default names), else a copy a pip wheel installed
+    (site-packages/nvidia/<wheel_dirs>/lib/<stem>.*, as PyTorch's CUDA wheels bring them). True
+    when loaded."""
+    if CUDA_EMULATED:
+        return load(_CUDA.__file__)
+    if load():
+        return True
     import glob
     for entry in sys.path:
-        found = glob.glob(os.path.join(entry, "nvidia", "cu1[0-9]", "lib", "libcublas.so.*"))  # CUDA 13 wheels
-        found += glob.glob(os.path.join(entry, "nvidia", "cublas", "lib", "libcublas.so.*"))  # CUDA 12 wheels
+        found = [p for d in wheel_dirs for p in glob.glob(os.path.join(entry, "nvidia", d, "lib", stem + ".*"))]
         for path in sorted(found, reverse=True):
-            if _CUDA.load_cublas(path):
-                return
+            if load(path):
+                return True
+    return False
+
+
+def _load_cublas():
+    """cuBLAS for the GPU's matmul (libcublas.so.13 / .12; the nvidia-cublas wheels: cu13/ for CUDA
+    13, cublas/ for 12). Without it matmul runs lamina's own kernel. LAMINA_USE_CUBLAS=0 keeps
+    lamina's own product kernels (comparisons, tests)."""
+    if _CUDA is None:
+        return
+    if os.environ.get("LAMINA_USE_CUBLAS", "") == "0":
+        _CUDA.set_use_cublas(False)
+    _load_library(_CUDA.load_cublas, ("cu1[0-9]", "cublas"), "libcublas.so")
 
 
 def _load_cudnn():
-    """cuDNN for the GPU's convolutions: the system's (libcudnn.so.9 / .8), else the copy a pip
-    package installed (nvidia-cudnn, which PyTorch brings). Without it convolutions run lamina's
-    own kernels (im2col and a matrix product). LAMINA_USE_CUDNN=0 keeps lamina's kernels."""
+    """cuDNN for the GPU's convolutions (libcudnn.so.9 / .8; the nvidia-cudnn wheels). Without it
+    convolutions run lamina's own kernels (im2col and a matrix product). LAMINA_USE_CUDNN=0 keeps
+    lamina's kernels."""
     if _CUDA is None:
         return
     if os.environ.get("LAMINA_USE_CUDNN", "") == "0":
         _CUDA.set_use_cudnn(False)
-    if CUDA_EMULATED:  # the emulator's cuDNN, through the same dlopen path as the real one's
-        _CUDA.load_cudnn(_CUDA.__file__)
-        return
-    if _CUDA.load_cudnn():
-        return
-    import glob
-    for entry in sys.path:
-        found = glob.glob(os.path.join(entry, "nvidia", "cudnn", "lib", "libcudnn.so.*"))
-        found += glob.glob(os.path.join(entry, "nvidia", "cu1[0-9]", "lib", "libcudnn.so.*"))
-        for path in sorted(found, reverse=True):
-            if _CUDA.load_cudnn(path):
-                return
+    _load_library(_CUDA.load_cudnn, ("cudnn", "cu1[0-9]"), "libcudnn.so")
 
 
 def load_nccl():
     """NCCL, for all-reduces between the GPUs of different processes (distribute/multi_worker.py):
-    the system's (libnccl.so.2), else the copy a pip package installed (nvidia-nccl, which PyTorch
-    brings); the CUDA emulator's own under LAMINA_CUDA_EMULATOR=1. True when loaded; else
-    _CUDA.nccl_status() says why."""
-    if _CUDA is None:
-        return False
-    if CUDA_EMULATED:
-        return _CUDA.load_nccl(_CUDA.__file__)
-    if _CUDA.load_nccl():
-        return True
-    import glob
-    for entry in sys.path:
-        found = glob.glob(os.path.join(entry, "nvidia", "nccl", "lib", "libnccl.so.*"))
-        found += glob.glob(os.path.join(entry, "nvidia", "cu1[0-9]", "lib", "libnccl.so.*"))
-        for path in sorted(found, reverse=True):
-            if _CUDA.load_nccl(path):
-                return True
-    return False
+    libnccl.so.2, or the nvidia-nccl wheel's. True when loaded; else _CUDA.nccl_status() says why."""
+    return _CUDA is not None and _load_library(_CUDA.load_nccl, ("nccl", "cu1[0-9]"), "libnccl.so")
 
 
 class KernelTable:

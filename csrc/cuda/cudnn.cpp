@@ -12,8 +12,6 @@
 // reported by cudnn_status().
 #include "cudnn.h"
 
-#include <dlfcn.h>
-
 #include <atomic>
 #include <cstdlib>
 #include <map>
@@ -22,6 +20,7 @@
 #include <vector>
 
 #include "cudnn_api.h"
+#include "dynlib.h"
 
 namespace lamina {
 namespace gpu {
@@ -55,41 +54,20 @@ bool deterministic_only() {
 }
 constexpr size_t kMaxWorkspace = size_t(1) << 30;
 
-// The entry points of `so`, or false naming the first one missing.
 bool bind(void* so, std::string& missing) {
-#define LAMINA_CUDNN_BIND(Fn, member, name)                          \
-  g.member = reinterpret_cast<api::Fn>(dlsym(so, #name));            \
-  if (!g.member) {                                                   \
-    missing = #name;                                                 \
-    return false;                                                    \
-  }
-  LAMINA_CUDNN_ENTRY_POINTS(LAMINA_CUDNN_BIND)
-#undef LAMINA_CUDNN_BIND
+  LAMINA_CUDNN_ENTRY_POINTS(LAMINA_DLSYM_ENTRY)
   return true;
 }
 
 bool try_open(const std::string& name) {
-  void* so = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!so) {
-    const char* e = dlerror();
-    g.error = e ? e : name + ": dlopen failed";
-    return false;
-  }
-  std::string missing;
-  if (!bind(so, missing)) {
-    g.error = name + " lacks cuDNN's " + missing;
-    dlclose(so);
-    return false;
-  }
-  const size_t v = g.get_version();
-  if (v < 8000) {  // cuDNN 8 encodes 8.9.7 as 8907, cuDNN 9 9.1.0 as 90100
-    g.error = name + " is cuDNN " + std::to_string(v) + "; lamina needs cuDNN 8 or later";
-    dlclose(so);
-    return false;
-  }
+  void* so = open_library(name, "cuDNN", bind, [] {
+    const size_t v = g.get_version();  // cuDNN 8 encodes 8.9.7 as 8907, cuDNN 9 9.1.0 as 90100
+    return v < 8000 ? "is cuDNN " + std::to_string(v) + "; lamina needs cuDNN 8 or later" : std::string();
+  }, g.error);
+  if (!so) return false;
   g.so = so;
   g.path = name;
-  g.version = v;
+  g.version = g.get_version();
   return true;
 }
 

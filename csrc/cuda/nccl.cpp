@@ -4,13 +4,12 @@
 // Collectives are queued on the device's stream, in order with its kernels: the host does not wait.
 #include "nccl.h"
 
-#include <dlfcn.h>
-
+#include <cstring>
 #include <map>
 #include <mutex>
-#include <cstring>
 #include <stdexcept>
 
+#include "dynlib.h"
 #include "nccl_api.h"
 
 namespace lamina {
@@ -37,39 +36,24 @@ std::map<int64_t, CommEntry> g_comms;  // guarded by g_mu
 int64_t g_next = 1;
 
 bool bind(void* so, std::string& missing) {
-#define LAMINA_NCCL_BIND(Fn, member, name)                 \
-  g.member = reinterpret_cast<api::Fn>(dlsym(so, #name));  \
-  if (!g.member) {                                         \
-    missing = #name;                                       \
-    return false;                                          \
-  }
-  LAMINA_NCCL_ENTRY_POINTS(LAMINA_NCCL_BIND)
-#undef LAMINA_NCCL_BIND
+  LAMINA_NCCL_ENTRY_POINTS(LAMINA_DLSYM_ENTRY)
   return true;
 }
 
-bool try_open(const std::string& name) {
-  void* so = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!so) {
-    const char* e = dlerror();
-    g.error = e ? e : name + ": dlopen failed";
-    return false;
-  }
-  std::string missing;
-  if (!bind(so, missing)) {
-    g.error = name + " lacks NCCL's " + missing;
-    dlclose(so);
-    return false;
-  }
+int version_of() {
   int v = 0;
-  if (g.get_version(&v) != api::kSuccess || v < 20700) {  // 2.7.0: the API used here
-    g.error = name + " is NCCL " + std::to_string(v) + "; lamina needs NCCL 2.7 or later";
-    dlclose(so);
-    return false;
-  }
+  return g.get_version(&v) == api::kSuccess ? v : 0;
+}
+
+bool try_open(const std::string& name) {
+  void* so = open_library(name, "NCCL", bind, [] {
+    const int v = version_of();  // 2.7.0: the API used here
+    return v < 20700 ? "is NCCL " + std::to_string(v) + "; lamina needs NCCL 2.7 or later" : std::string();
+  }, g.error);
+  if (!so) return false;
   g.so = so;
   g.path = name;
-  g.version = v;
+  g.version = version_of();
   return true;
 }
 

@@ -6,35 +6,13 @@
 #include <cudnn.h>
 
 #include <cstddef>
-#include <tuple>
-#include <type_traits>
 
 #include "../cudnn_api.h"
+#include "abi.h"
 
 namespace {
 namespace api = lamina::gpu::cudnn_api;
 
-// A parameter's calling-convention class: any pointer -> const void*, an enum or int -> int.
-template <class T, class = void>
-struct abi { using type = T; };
-template <class T>
-struct abi<T*, void> { using type = const void*; };
-template <class T>
-struct abi<T, typename std::enable_if<std::is_enum<T>::value>::type> { using type = int; };
-template <>
-struct abi<unsigned, void> { using type = int; };
-
-template <class F>
-struct sig;
-template <class R, class... A>
-struct sig<R (*)(A...)> {
-  using type = std::tuple<typename abi<typename std::remove_cv<R>::type>::type,
-                          typename abi<typename std::remove_cv<A>::type>::type...>;
-};
-
-#define LAMINA_CHECK_ENTRY(Fn, member, cudnn_name)                                                     \
-  static_assert(std::is_same<sig<decltype(&::cudnn_name)>::type, sig<api::Fn>::type>::value,            \
-                "csrc/cuda/cudnn_api.h: " #Fn " does not match cudnn.h's " #cudnn_name);
 LAMINA_CUDNN_ENTRY_POINTS(LAMINA_CHECK_ENTRY)
 
 static_assert(api::kStatusSuccess == CUDNN_STATUS_SUCCESS, "cudnnStatus_t");

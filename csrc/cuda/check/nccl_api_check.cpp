@@ -5,39 +5,22 @@
 #include <nccl.h>
 
 #include <cstddef>
-#include <tuple>
-#include <type_traits>
 
 #include "../nccl_api.h"
+#include "abi.h"
+
+// The unique id, passed by value: both declarations are the same 128-byte class.
+namespace lamina_abi {
+struct IdBytes {};
+template <>
+struct abi<ncclUniqueId, void> { using type = IdBytes; };
+template <>
+struct abi<lamina::gpu::nccl_api::UniqueId, void> { using type = IdBytes; };
+}  // namespace lamina_abi
 
 namespace {
 namespace api = lamina::gpu::nccl_api;
 
-// A parameter's calling-convention class: any pointer -> const void*, an enum or int -> int, the
-// unique id (either declaration) -> a 128-byte marker.
-struct IdBytes {};
-template <class T, class = void>
-struct abi { using type = T; };
-template <class T>
-struct abi<T*, void> { using type = const void*; };
-template <class T>
-struct abi<T, typename std::enable_if<std::is_enum<T>::value>::type> { using type = int; };
-template <>
-struct abi<ncclUniqueId, void> { using type = IdBytes; };
-template <>
-struct abi<api::UniqueId, void> { using type = IdBytes; };
-
-template <class F>
-struct sig;
-template <class R, class... A>
-struct sig<R (*)(A...)> {
-  using type = std::tuple<typename abi<typename std::remove_cv<R>::type>::type,
-                          typename abi<typename std::remove_cv<A>::type>::type...>;
-};
-
-#define LAMINA_CHECK_ENTRY(Fn, member, nccl_name)                                                  \
-  static_assert(std::is_same<sig<decltype(&::nccl_name)>::type, sig<api::Fn>::type>::value,        \
-                "csrc/cuda/nccl_api.h: " #Fn " does not match nccl.h's " #nccl_name);
 LAMINA_NCCL_ENTRY_POINTS(LAMINA_CHECK_ENTRY)
 
 static_assert(sizeof(ncclUniqueId) == sizeof(api::UniqueId) && api::kUniqueIdBytes == NCCL_UNIQUE_ID_BYTES,
