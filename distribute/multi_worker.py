@@ -52,8 +52,10 @@ PyTorch's pip wheels install it, and bootstrapped over MPI: rank 0's id is broad
 every process has its gradients on a GPU and NCCL starts (it needs one physical GPU per process);
 otherwise, or with `communication="mpi"`, the gradients go through MPI on the host.
 `communication="nccl"` raises instead of falling back. `strategy.gradient_communication` says what
-the last step used and why. The metrics' state, the moving statistics and sparse gradients always
-go through MPI (small, or gathered).
+the last step used and why. With NCCL, the metrics' state changes and BatchNormalization's moving
+statistics go through it too (where they are float32 on the same GPU), so a step does not wait for
+the device; sparse gradients are still gathered through MPI, and fit's first step broadcasts rank
+0's state through the host.
 
 Threads: unless LAMINA_NUM_THREADS is set, each process's kernels use its share of the
 machine's cores (cores / processes on this machine).
@@ -68,8 +70,10 @@ import traceback
 import numpy as np
 
 from ..backend.autodiff import GradientTape
+from ..backend import manipulation as _mp
 from ..backend import math as _m
 from ..backend import validation as _validation
+from ..backend.tensor import convert_to_tensor
 from ..layers.layer import map_structure
 from ..models.data import ArrayData, PyDatasetData, pack_x_y_sample_weight, unpack_x_y_sample_weight
 from .strategy import Strategy, batch_size_of, even_slices
@@ -194,14 +198,16 @@ class MultiWorkerMirroredStrategy(Strategy):
                 model(x, training=False)
             self._broadcast_state(model)
             self._pending.discard(id(model))
-        metrics = _MetricState(model)
+        tv = model.trainable_weights
+        nccl = self._nccl_comm(tv)
+        metrics = _DeviceMetricState(model, tv[0].device) if nccl is not None and \
+            _DeviceMetricState.usable(model, tv[0].device) else _MetricState(model)
         with GradientTape() as tape:
             y_pred = model(x, training=True)
             loss = model._compute_loss(x, y, y_pred, sample_weight, training=True)
             share = _m.multiply(loss, local / total)
             scaled = model.optimizer.scale_loss(share)  # loss_scale_factor; apply divides it out
-        tv = model.trainable_weights
-        stream = _GradientStream(self, tv, self._nccl_comm(tv))
+        stream = _GradientStream(self, tv, nccl)
         tape.gradient(scaled, tv, _on_ready=stream)  # starts the all-reduces while backprop runs
         # a zero-weight step updates its metrics too (so they are built as on the other processes),
         # and then contributes nothing to their all-reduced state
@@ -218,6 +224,8 @@ class MultiWorkerMirroredStrategy(Strategy):
         summed gradients."""
         MPI = self._MPI
         stream.flush()
+        if isinstance(metrics, _DeviceMetricState):
+            return self._reduce_step_on_device(model, stream, metrics, fraction, dummy)
         views, commits = [], []
         for w in _moving_statistics(model):  # each process's weighted by its share of the rows
             v, c = _host(w)
@@ -288,6 +296,37 @@ class MultiWorkerMirroredStrategy(Strategy):
         self._nccl[name] = (handle, used)
         self.gradient_communication = used
         return handle
+
+    def _reduce_step_on_device(self, model, stream, metrics, fraction, dummy):
+        """_reduce_step where NCCL runs the gradients and every metric variable is on their GPU: the
+        metrics' state changes and the weighted moving statistics are all-reduced by NCCL too, in
+        one group, so the step never waits for the device."""
+        device = metrics.device
+        stats = [w for w in _moving_statistics(model) if w.device is device and w.dtype == "float32"]
+        others = [w for w in _moving_statistics(model) if not (w.device is device and w.dtype == "float32")]
+        weighted = [_m.multiply(w, float(fraction)) for w in stats]
+        delta = metrics.delta(zero=dummy)
+        bufs = [t._buf for t in weighted] + ([delta._buf] if delta is not None else [])
+        if bufs:
+            self._cuda.nccl_all_reduce(stream.nccl, bufs, bufs)
+        if others:  # (moving statistics elsewhere than the gradients' GPU: through MPI on the host)
+            views, commits = zip(*[_host(w) for w in others])
+            for v in views:
+                v *= fraction
+            requests, unpack = self._start_all_reduce(list(views))
+            self._MPI.Request.Waitall(requests)
+            unpack()
+            for c in commits:
+                if c is not None:
+                    c()
+        gathered = {i: self._gather_sparse(g) for i, g in stream.sparse}
+        grads = stream.finish()
+        for w, t in zip(stats, weighted):
+            w.assign(t)
+        metrics.apply(delta)
+        for i, g in gathered.items():
+            grads[i] = g
+        return grads
 
     def all_reduce_in_place(self, tensors):
         """Sums each tensor over the processes, in its own buffer (a float32 CPU tensor's memory
@@ -586,6 +625,49 @@ class _MetricState:
             if commit is not None:
                 commit()
             o += old.size
+
+
+class _DeviceMetricState:
+    """_MetricState on a GPU, for steps whose gradients NCCL all-reduces: the state before the step
+    kept as device copies, what the step added packed into one float32 device buffer (all-reduced
+    by NCCL with the moving statistics) and added back -- no host wait. Used where every metric
+    variable is a float32 one on that GPU (the same decision on every process: the same model)."""
+
+    def __init__(self, model, device):
+        self.model, self.device = model, device
+        self.before = {}
+        for m in _leaf_metrics(model):
+            _plain_sums(m)
+            for v in m.variables:
+                self.before[id(v)] = _mp.copy(v)
+
+    @staticmethod
+    def usable(model, device):
+        return all(v.device is device and v.dtype == "float32" for m in _leaf_metrics(model) for v in m.variables)
+
+    def delta(self, zero=False):
+        """The step's change of every metric variable, flattened into one device tensor (None: none)."""
+        self.vars = []
+        parts = []
+        for m in _leaf_metrics(self.model):
+            _plain_sums(m)
+            initial = getattr(m, "_initial_values", [None] * len(m.variables))
+            for v, init in zip(m.variables, initial):
+                old = self.before.get(id(v))
+                if old is None:  # made during this step (compile metrics build on their first update)
+                    value = init.numpy() if init is not None else np.zeros(v.shape, np.float32)
+                    old = convert_to_tensor(np.asarray(value, np.float32), device=self.device)
+                self.vars.append((v, old))
+                d = _m.zeros(v.shape, v.dtype, v.device) if zero else _m.subtract(v, old)
+                parts.append(_mp.reshape(d, (-1,)))
+        return _mp.concatenate(parts) if parts else None
+
+    def apply(self, delta):
+        o = 0
+        for v, old in self.vars:
+            n = int(np.prod(v.shape, dtype=np.int64))
+            v.assign(_m.add(old, _mp.reshape(delta[o:o + n], v.shape)))
+            o += n
 
 
 def _leaf_metrics(model):
