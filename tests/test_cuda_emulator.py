@@ -25,7 +25,8 @@ def _emulator_or_skip():
 def _env(**extra):
     env = dict(os.environ)
     env["LAMINA_CUDA_EMULATOR"] = "1"
-    for k in ("LAMINA_EMULATED_GPUS", "LAMINA_CUDA_EMULATOR_ORDER", "LAMINA_USE_CUBLAS", "LAMINA_USE_CUDNN"):
+    for k in ("LAMINA_EMULATED_GPUS", "LAMINA_CUDA_EMULATOR_ORDER", "LAMINA_CUDA_EMULATOR_STREAMS", "LAMINA_USE_CUBLAS",
+              "LAMINA_USE_CUDNN"):
         env.pop(k, None)
     env.update(extra)
     package_parent = str(pathlib.Path(lamina.__file__).resolve().parent.parent)
@@ -42,7 +43,10 @@ def _run(code):
     # threads and blocks last first, so a race between threads shows; lamina's own product and
     # convolution kernels
     {"LAMINA_CUDA_EMULATOR_ORDER": "reverse", "LAMINA_USE_CUBLAS": "0", "LAMINA_USE_CUDNN": "0"},
-], ids=["in-order-cublas", "reverse-own-products"])
+    # work queued per stream and run as late as CUDA allows, so a missing wait between streams or
+    # before a host read shows (threads in order, cuBLAS and cuDNN)
+    {"LAMINA_CUDA_EMULATOR_STREAMS": "lazy"},
+], ids=["in-order-cublas", "reverse-own-products", "in-order-lazy-streams"])
 def test_gpu_suite_passes_on_the_cuda_emulator(mode):
     _emulator_or_skip()
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:warnings", "-p", "no:cacheprovider", "-m",
@@ -87,6 +91,55 @@ def test_the_emulator_itself(which, what):
     lib = ctypes.CDLL(importlib.util.find_spec("lamina.backend._cuda_emu").origin)
     msg = ctypes.create_string_buffer(512)
     assert lib.lamina_emu_selftest(which, msg, 512) == 0, f"{what}: {msg.value.decode()}"
+
+
+@pytest.mark.parametrize("streams", ["sync", "lazy"])
+def test_the_emulators_checks_pass_in_both_stream_modes(streams):
+    """Checks 0..4 pass whether streams run synchronously or lazily (a kernel's error then comes from
+    the next synchronising call), and check 5 proves lazy streams bite: a copy on one stream is not
+    seen by another stream's kernel without cudaStreamWaitEvent and is with it; cudaEventQuery and
+    cudaStreamQuery say not ready until the host waits; a pinned source changed after
+    cudaMemcpyAsync is what the copy delivers, a pageable one what it held at the call; a copy to
+    pinned memory lands only when its stream runs; a queued kernel's deadlock is returned once by
+    the next synchronising call; cudaDeviceSynchronize runs the newest stream first; the legacy
+    default stream and blocking streams wait for each other, non-blocking ones do not; cuBLAS reads
+    alpha at the call and the matrices when it runs; a queue of more than 100,000 items runs its
+    oldest half."""
+    _emulator_or_skip()
+    code = ("import ctypes, importlib.util\n"
+            "lib = ctypes.CDLL(importlib.util.find_spec('lamina.backend._cuda_emu').origin)\n"
+            "msg = ctypes.create_string_buffer(512)\n"
+            "for which in range(6):\n"
+            "    print(which, lib.lamina_emu_selftest(which, msg, 512), msg.value.decode())\n")
+    r = subprocess.run([sys.executable, "-c", code], env=_env(LAMINA_CUDA_EMULATOR_STREAMS=streams),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    results = {int(line.split()[0]): line.split(None, 2)[1:] for line in r.stdout.splitlines()}
+    for which in range(5):
+        assert results[which][0] == "0", (which, results[which])
+    if streams == "lazy":
+        assert results[5][0] == "0", results[5]
+    else:
+        assert results[5] == ["1", "needs LAMINA_CUDA_EMULATOR_STREAMS=lazy"], results[5]
+
+
+def test_lazy_streams_run_lamina_work_only_when_the_host_waits():
+    """Through lamina: with LAMINA_CUDA_EMULATOR_STREAMS=lazy a kernel has not run when its op returns
+    (the device is busy), and a read runs it."""
+    _emulator_or_skip()
+    code = ("import numpy as np, lamina\n"
+            "dev = lamina.get_device('gpu:0')\n"
+            "with lamina.device(dev):\n"
+            "    x = lamina.convert_to_tensor(np.arange(12, dtype='float32'))\n"
+            "    y = lamina.ops.relu(x * 2.0)\n"
+            "    busy = dev.kernels.device_stats(dev.index)['busy']\n"
+            "    v = y.numpy()\n"
+            "    idle = not dev.kernels.device_stats(dev.index)['busy']\n"
+            "print(busy, idle, v.tolist() == (np.arange(12) * 2.0).tolist())\n")
+    r = subprocess.run([sys.executable, "-c", code], env=_env(LAMINA_CUDA_EMULATOR_STREAMS="lazy"),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True", "True"], r.stdout
 
 
 def test_skipping_kernels_leaves_the_hosts_work():

@@ -43,6 +43,9 @@ def _lib():
         spec = importlib.util.find_spec("lamina.backend._cuda_emu")
         if spec is None or spec.origin is None:
             pytest.skip("the CUDA emulator is not built (-DLAMINA_CUDA_EMULATOR=OFF, or not Linux)")
+        if os.environ.get("LAMINA_CUDA_EMULATOR_STREAMS", "sync") != "sync":
+            pytest.skip("these calls hand numpy memory to the emulator's cuDNN, which must run them at once: "
+                        "unset LAMINA_CUDA_EMULATOR_STREAMS (lazy streams would run them after the arrays are gone)")
         lib = ctypes.CDLL(spec.origin)
         if not hasattr(lib, "cudnnConvolutionForward"):
             pytest.skip("this _cuda_emu build has no cuDNN (csrc/cuda/emu/cudnn_emu.cpp): rebuild")

@@ -111,7 +111,9 @@ void copy_from_host_on(Context& c, cudaStream_t s, void* dst, const void* src, s
         b.size = size;
         if (cudaHostAlloc(&b.host, size, cudaHostAllocDefault) == cudaSuccess &&
             cudaEventCreateWithFlags(&b.done, cudaEventDisableTiming) == cudaSuccess) {
-          c.staging.reserve(64);  // blocks are never moved while one is busy: at most 256 MB / 256 KB of them
+          // blocks are never moved while one is busy: room for all the byte limit allows (256 MB of
+          // 256 KB blocks), so a pool grown while the device ran behind still takes larger blocks
+          c.staging.reserve(kMaxStagingBytes >> 18);
           if (c.staging.size() < c.staging.capacity()) {
             c.staging.push_back(b);
             c.staged_bytes += size;

@@ -14,15 +14,37 @@
 // longest thread (host time): a kernel whose single thread works long is a serial bottleneck on
 // a GPU, whatever the emulator's own speed. LAMINA_CUDA_EMULATOR_SKIP_KERNELS=1 runs no kernel
 // (results are garbage): what a step then takes is the host's own work, the floor of a GPU step. __shared__ arrays are
-// static (one copy per host thread, reused by each block). Streams and events are synchronous:
-// a kernel has run when its launch returns. Memory is host memory. A copy to the device from
-// pageable host memory (not cudaHostAlloc's) counts as a host wait, as CUDA's waits for the stream.
+// static (one copy per host thread, reused by each block). Memory is host memory. A copy to the
+// device from pageable host memory (not cudaHostAlloc's) counts as a host wait, as CUDA's waits
+// for the stream.
+//
+// Streams, LAMINA_CUDA_EMULATOR_STREAMS:
+//  - sync (the default): streams and events are synchronous: a kernel, copy or library call has
+//    run when it returns.
+//  - lazy: work is queued per stream (the legacy default stream too, one per device) and runs as
+//    late as CUDA allows, so a missing dependency between streams or a host read without a wait
+//    shows. Queued: kernel launches (the configuration is checked at the launch and reported by
+//    cudaGetLastError; the arguments are copied then), cudaMemcpyAsync, cudaMemcpy2DAsync,
+//    cudaMemcpyPeerAsync, cudaMemsetAsync, the emulator's cuBLAS calls and cuDNN convolutions
+//    (scalars read at the call, data at execution). A copy from pageable host memory snapshots
+//    the source at the call; from pinned memory (cudaHostAlloc) it reads the source when it runs.
+//    A copy to pageable host memory runs its stream first; to pinned memory it lands when it
+//    runs. cudaEventRecord queues a marker (the event is complete once it ran);
+//    cudaStreamWaitEvent queues a wait that first runs the event's stream up to its marker.
+//    Work runs only when the host waits: cudaStreamSynchronize (the stream), cudaEventSynchronize
+//    (the event's stream up to the marker), cudaDeviceSynchronize (every stream of the device),
+//    cudaMemcpy / cudaMemset / cudaFree / cudaFreeHost (every stream), an NCCL collective (its
+//    stream; the collective itself runs at once), or a stream holding more than 100,000 items
+//    (its oldest half). Streams that must all run go newest first. A kernel's exception or
+//    deadlock becomes a sticky cudaErrorLaunchFailure of its device, returned by the next
+//    synchronising call or cudaGetLastError (cudaGetErrorString gives the emulator's message).
 #pragma once
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -51,7 +73,7 @@ inline thread_local dim3 blockDim{1, 1, 1};
 inline thread_local dim3 gridDim{1, 1, 1};
 constexpr int warpSize = 32;
 
-// ---- the runtime API (synchronous, host memory) ----------------------------------------------
+// ---- the runtime API (host memory; streams synchronous or lazy, see above) -------------------
 enum cudaError_t {
   cudaSuccess = 0,
   cudaErrorInvalidValue = 1,
@@ -233,14 +255,18 @@ struct LaunchConfig {
 // Runs body once per CUDA thread of every block (sets threadIdx, blockIdx, blockDim, gridDim).
 // An invalid configuration runs nothing and is reported by cudaGetLastError, as on a device.
 void run(const LaunchConfig& cfg, const std::function<void()>& body);
+// A launch: checks the configuration (cudaGetLastError reports a bad one), then runs body at once
+// (LAMINA_CUDA_EMULATOR_STREAMS=sync) or queues it on cfg.stream (lazy).
+void submit(const LaunchConfig& cfg, std::function<void()> body);
 
-// `kernel<<<cfg>>>(args)` becomes `emu::launch(LaunchConfig(cfg), [&](auto&... a) { kernel(a...); }, args)`
-// (rewrite.py): the arguments are evaluated once, and each CUDA thread gets its own copies.
+// `kernel<<<cfg>>>(args)` becomes `emu::launch(LaunchConfig(cfg), [=](auto&... a) { kernel(a...); }, args)`
+// (rewrite.py): the arguments are evaluated once and copied by value with the kernel (a queued
+// launch runs after the caller's locals are gone), and each CUDA thread gets its own copies.
 template <class K, class... Args>
 void launch(const LaunchConfig& cfg, K kernel, Args&&... args) {
-  std::tuple<std::decay_t<Args>...> values(std::forward<Args>(args)...);
-  run(cfg, [&]() {
-    std::apply([&](auto... copies) { kernel(copies...); }, values);
+  auto values = std::make_shared<std::tuple<std::decay_t<Args>...>>(std::forward<Args>(args)...);
+  submit(cfg, [kernel, values]() {
+    std::apply([&](auto... copies) { kernel(copies...); }, *values);
   });
 }
 }  // namespace emu

@@ -21,16 +21,22 @@
 //  - each convolution checks it got the workspace its algorithm needs and fills that workspace
 //    with NaN bytes before and after it runs (on a device it is scratch memory the kernels
 //    overwrite), so a workspace that aliases an input or the output shows.
-// Streams are synchronous (the emulator's model): a call has run when it returns.
+// A convolution runs on the handle's stream: at once (LAMINA_CUDA_EMULATOR_STREAMS=sync, the
+// default), or queued there (lazy; the descriptors copied and alpha, beta read at the call, the
+// data read and written when it runs).
 // LAMINA_CUDA_EMULATOR_SKIP_KERNELS=1: the calls check their arguments, count, and compute nothing.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <vector>
 
 namespace emu {
 bool skip_kernels();      // emu.cpp: LAMINA_CUDA_EMULATOR_SKIP_KERNELS
 void count_cudnn_call();  // emu.cpp: ++g_stats.cudnn_calls (lamina_emu_stats)
+// emu.cpp: runs work now (LAMINA_CUDA_EMULATOR_STREAMS=sync) or queues it on stream (lazy)
+void enqueue_work(void* stream, std::function<void()> work);
 }  // namespace emu
 
 #define LAMINA_CUDNN_EXPORT extern "C" __attribute__((visibility("default")))
@@ -353,6 +359,89 @@ void scribble(void* workspace, size_t bytes) {
   if (bytes) std::memset(workspace, 0xff, bytes);  // NaN bit patterns
 }
 
+// A convolution as it runs on its handle's stream (queued with LAMINA_CUDA_EMULATOR_STREAMS=lazy):
+// the descriptors are copied and alpha and beta read at the call, the data read and written when
+// it runs. a, b, out: x, w, y (forward); w, dy, dx (backward data); x, dy, dw (backward filter).
+struct ConvJob {
+  Op op;
+  TensorDesc x, y;
+  FilterDesc f;
+  ConvDesc conv;
+  Geom g;  // pointing to the copies above
+  const void* a;
+  const void* b;
+  void* out;
+  float alpha, beta;
+  void* workspace;
+  size_t needed;
+};
+
+void run_conv(const ConvJob& j) {
+  const Geom& g = j.g;
+  const int dt = g.x->dtype;
+  scribble(j.workspace, j.needed);
+  switch (j.op) {
+    case Op::kForward: {
+      const std::vector<float> xs = gather(j.a, g.x->format, dt, g.n, g.c, g.h, g.w);
+      const std::vector<float> ws = gather(j.b, g.f->format, dt, g.k, g.cg, g.r, g.s);
+      std::vector<double> acc(size_t(g.n) * g.k * g.oh * g.ow, 0.0);
+      for_each_term(g, [&](int n, int k, int oh, int ow, int ci, int c, int r, int s, int ih, int iw) {
+        acc[iy(g, n, k, oh, ow)] += double(xs[ix(g, n, ci, ih, iw)]) * double(ws[iw_(g, k, c, r, s)]);
+      });
+      scatter(j.out, g.y->format, dt, g.n, g.k, g.oh, g.ow, acc, j.alpha, j.beta);
+      break;
+    }
+    case Op::kBackwardData: {
+      const std::vector<float> ws = gather(j.a, g.f->format, dt, g.k, g.cg, g.r, g.s);
+      const std::vector<float> dys = gather(j.b, g.y->format, dt, g.n, g.k, g.oh, g.ow);
+      std::vector<double> acc(size_t(g.n) * g.c * g.h * g.w, 0.0);
+      for_each_term(g, [&](int n, int k, int oh, int ow, int ci, int c, int r, int s, int ih, int iw) {
+        acc[ix(g, n, ci, ih, iw)] += double(dys[iy(g, n, k, oh, ow)]) * double(ws[iw_(g, k, c, r, s)]);
+      });
+      scatter(j.out, g.x->format, dt, g.n, g.c, g.h, g.w, acc, j.alpha, j.beta);
+      break;
+    }
+    case Op::kBackwardFilter: {
+      const std::vector<float> xs = gather(j.a, g.x->format, dt, g.n, g.c, g.h, g.w);
+      const std::vector<float> dys = gather(j.b, g.y->format, dt, g.n, g.k, g.oh, g.ow);
+      std::vector<double> acc(size_t(g.k) * g.cg * g.r * g.s, 0.0);
+      for_each_term(g, [&](int n, int k, int oh, int ow, int ci, int c, int r, int s, int ih, int iw) {
+        acc[iw_(g, k, c, r, s)] += double(dys[iy(g, n, k, oh, ow)]) * double(xs[ix(g, n, ci, ih, iw)]);
+      });
+      scatter(j.out, g.f->format, dt, g.k, g.cg, g.r, g.s, acc, j.alpha, j.beta);
+      break;
+    }
+  }
+  scribble(j.workspace, j.needed);
+}
+
+// A checked call: counted, then run or queued on the handle's stream.
+int queue_conv(Op op, const void* handle, const Geom& g, const void* alpha, const void* beta, const void* a,
+               const void* b, void* out, void* workspace, size_t needed) {
+  emu::count_cudnn_call();
+  if (emu::skip_kernels()) return kSuccess;
+  auto j = std::make_shared<ConvJob>();
+  j->op = op;
+  j->x = *g.x;
+  j->y = *g.y;
+  j->f = *g.f;
+  j->conv = *g.conv;
+  j->g = g;
+  j->g.x = &j->x;
+  j->g.y = &j->y;
+  j->g.f = &j->f;
+  j->g.conv = &j->conv;
+  j->a = a;
+  j->b = b;
+  j->out = out;
+  j->alpha = *static_cast<const float*>(alpha);
+  j->beta = *static_cast<const float*>(beta);
+  j->workspace = workspace;
+  j->needed = needed;
+  emu::enqueue_work(handle_of(handle)->stream, [j]() { run_conv(*j); });
+  return kSuccess;
+}
+
 }  // namespace
 
 // ---- library, handle -------------------------------------------------------------------------
@@ -550,20 +639,7 @@ LAMINA_CUDNN_EXPORT int cudnnConvolutionForward(void* handle, const void* alpha,
   size_t needed = 0;
   if (int st = check_call(Op::kForward, handle, g, alpha, beta, x, w, y, algo, workspace, workspace_size, &needed))
     return st;
-  emu::count_cudnn_call();
-  if (emu::skip_kernels()) return kSuccess;
-  scribble(workspace, needed);
-  const int dt = g.x->dtype;
-  const std::vector<float> xs = gather(x, g.x->format, dt, g.n, g.c, g.h, g.w);
-  const std::vector<float> ws = gather(w, g.f->format, dt, g.k, g.cg, g.r, g.s);
-  std::vector<double> acc(size_t(g.n) * g.k * g.oh * g.ow, 0.0);
-  for_each_term(g, [&](int n, int k, int oh, int ow, int ci, int c, int r, int s, int ih, int iw) {
-    acc[iy(g, n, k, oh, ow)] += double(xs[ix(g, n, ci, ih, iw)]) * double(ws[iw_(g, k, c, r, s)]);
-  });
-  scatter(y, g.y->format, dt, g.n, g.k, g.oh, g.ow, acc, *static_cast<const float*>(alpha),
-          *static_cast<const float*>(beta));
-  scribble(workspace, needed);
-  return kSuccess;
+  return queue_conv(Op::kForward, handle, g, alpha, beta, x, w, y, workspace, needed);
 }
 
 // ---- backward data: dx = alpha * (dy convolved back through w) + beta * dx ----------------------
@@ -592,20 +668,7 @@ LAMINA_CUDNN_EXPORT int cudnnConvolutionBackwardData(void* handle, const void* a
   if (int st = check_call(Op::kBackwardData, handle, g, alpha, beta, w, dy, dx, algo, workspace, workspace_size,
                           &needed))
     return st;
-  emu::count_cudnn_call();
-  if (emu::skip_kernels()) return kSuccess;
-  scribble(workspace, needed);
-  const int dt = g.x->dtype;
-  const std::vector<float> ws = gather(w, g.f->format, dt, g.k, g.cg, g.r, g.s);
-  const std::vector<float> dys = gather(dy, g.y->format, dt, g.n, g.k, g.oh, g.ow);
-  std::vector<double> acc(size_t(g.n) * g.c * g.h * g.w, 0.0);
-  for_each_term(g, [&](int n, int k, int oh, int ow, int ci, int c, int r, int s, int ih, int iw) {
-    acc[ix(g, n, ci, ih, iw)] += double(dys[iy(g, n, k, oh, ow)]) * double(ws[iw_(g, k, c, r, s)]);
-  });
-  scatter(dx, g.x->format, dt, g.n, g.c, g.h, g.w, acc, *static_cast<const float*>(alpha),
-          *static_cast<const float*>(beta));
-  scribble(workspace, needed);
-  return kSuccess;
+  return queue_conv(Op::kBackwardData, handle, g, alpha, beta, w, dy, dx, workspace, needed);
 }
 
 // ---- backward filter: dw = alpha * (x correlated with dy) + beta * dw ----------------------------
@@ -634,18 +697,5 @@ LAMINA_CUDNN_EXPORT int cudnnConvolutionBackwardFilter(void* handle, const void*
   if (int st = check_call(Op::kBackwardFilter, handle, g, alpha, beta, x, dy, dw, algo, workspace, workspace_size,
                           &needed))
     return st;
-  emu::count_cudnn_call();
-  if (emu::skip_kernels()) return kSuccess;
-  scribble(workspace, needed);
-  const int dt = g.x->dtype;
-  const std::vector<float> xs = gather(x, g.x->format, dt, g.n, g.c, g.h, g.w);
-  const std::vector<float> dys = gather(dy, g.y->format, dt, g.n, g.k, g.oh, g.ow);
-  std::vector<double> acc(size_t(g.k) * g.cg * g.r * g.s, 0.0);
-  for_each_term(g, [&](int n, int k, int oh, int ow, int ci, int c, int r, int s, int ih, int iw) {
-    acc[iw_(g, k, c, r, s)] += double(dys[iy(g, n, k, oh, ow)]) * double(xs[ix(g, n, ci, ih, iw)]);
-  });
-  scatter(dw, g.f->format, dt, g.k, g.cg, g.r, g.s, acc, *static_cast<const float*>(alpha),
-          *static_cast<const float*>(beta));
-  scribble(workspace, needed);
-  return kSuccess;
+  return queue_conv(Op::kBackwardFilter, handle, g, alpha, beta, x, dy, dw, workspace, needed);
 }

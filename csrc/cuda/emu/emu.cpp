@@ -1,13 +1,24 @@
 // The CUDA emulator's scheduler, runtime API and cuBLAS (see cuda_runtime.h for the model).
+//
+// Streams (LAMINA_CUDA_EMULATOR_STREAMS): "sync", the default, runs every kernel, copy and cuBLAS
+// call when it is issued. "lazy" queues them per stream (a FIFO of items: work, event markers,
+// waits for another stream's position) and runs them only when the host waits, as late as CUDA
+// allows, so the bugs of asynchrony show: a host read without a wait, a kernel reading what a copy
+// on another stream has not written (no cudaStreamWaitEvent), a pinned staging block rewritten
+// before its copy ran. The queues are guarded by one mutex; queued work runs under one global
+// recursive lock, on whichever host thread waits; a failure while it runs is the device's sticky
+// error (cudaErrorLaunchFailure), returned by the next synchronising call or cudaGetLastError.
 #include <sys/mman.h>
 #include <ucontext.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -124,6 +135,21 @@ bool skip_kernels() {
   }();
   return r;
 }
+// LAMINA_CUDA_EMULATOR_STREAMS: "sync" (the default: work runs when it is issued) or "lazy" (work
+// is queued per stream and runs when the host waits; see cuda_runtime.h).
+bool lazy_streams() {
+  static const bool r = [] {
+    const char* e = std::getenv("LAMINA_CUDA_EMULATOR_STREAMS");
+    if (!e || !*e || std::string(e) == "sync") return false;
+    if (std::string(e) == "lazy") return true;
+    std::fprintf(stderr, "CUDA emulator: LAMINA_CUDA_EMULATOR_STREAMS=%s: expected sync or lazy\n", e);
+    std::abort();
+  }();
+  return r;
+}
+// Runs work now (sync) or queues it on stream (lazy; nullptr: the current device's legacy
+// default stream). Also cudnn_emu.cpp's convolutions.
+void enqueue_work(void* stream, std::function<void()> work);
 namespace {
 uint3 unflatten(unsigned t) { return uint3{t % blockDim.x, (t / blockDim.x) % blockDim.y, t / (blockDim.x * blockDim.y)}; }
 
@@ -286,25 +312,29 @@ uint64_t shuffle_bits(uint64_t mine, int src_lane, int) {
   return r;
 }
 
-void run(const LaunchConfig& cfg, const std::function<void()>& body) {
+namespace {
+// A launch's configuration as a device checks it; a bad one is reported by cudaGetLastError.
+bool check_config(const LaunchConfig& cfg) {
   const dim3 g = cfg.grid, b = cfg.block;
   const uint64_t threads = uint64_t(b.x) * b.y * b.z;
   if (g.x == 0 || g.y == 0 || g.z == 0 || b.x == 0 || b.y == 0 || b.z == 0 || threads > 1024 || b.x > 1024 ||
       b.y > 1024 || b.z > 64 || g.x > 2147483647u || g.y > 65535 || g.z > 65535) {
     S.last = cudaErrorInvalidConfiguration;
-    return;
+    return false;
   }
   if (cfg.shared != 0) {  // no dynamic shared memory (extern __shared__) in the emulator
     S.last = cudaErrorInvalidValue;
-    return;
+    return false;
   }
+  return true;
+}
+
+// Runs a checked launch's CUDA threads; a thread's exception or a deadlock is raised.
+void execute(const LaunchConfig& cfg, const std::function<void()>& body) {
+  const dim3 g = cfg.grid, b = cfg.block;
+  const uint64_t threads = uint64_t(b.x) * b.y * b.z;
   if (S.body != nullptr) throw std::runtime_error("CUDA emulator: a kernel launched from device code");
-  if (skip_kernels()) {  // timing the host's side alone
-    ++g_stats.launches;
-    return;
-  }
   const unsigned n = unsigned(threads);
-  ++g_stats.launches;
   g_stats.blocks += (long long)g.x * g.y * g.z;
   g_stats.threads += (long long)g.x * g.y * g.z * n;
   S.body = &body;
@@ -354,17 +384,214 @@ void run(const LaunchConfig& cfg, const std::function<void()>& body) {
     throw std::runtime_error(e);
   }
 }
+}  // namespace
+
+void run(const LaunchConfig& cfg, const std::function<void()>& body) {
+  if (!check_config(cfg)) return;
+  if (S.body != nullptr) throw std::runtime_error("CUDA emulator: a kernel launched from device code");
+  ++g_stats.launches;
+  if (skip_kernels()) return;  // timing the host's side alone
+  execute(cfg, body);
+}
+
+void submit(const LaunchConfig& cfg, std::function<void()> body) {
+  if (!lazy_streams()) return run(cfg, body);
+  if (!check_config(cfg)) return;
+  if (S.body != nullptr) throw std::runtime_error("CUDA emulator: a kernel launched from device code");
+  ++g_stats.launches;
+  if (skip_kernels()) return;
+  enqueue_work(cfg.stream, [cfg, body = std::move(body)]() { execute(cfg, body); });
+}
 
 }  // namespace emu
 
-// ---- the runtime API ------------------------------------------------------------------------
-struct CUstream_st {
-  int device;
+// ---- streams and events ---------------------------------------------------------------------
+// LAMINA_CUDA_EMULATOR_STREAMS=sync: streams and events are handles; everything runs when issued.
+// lazy: each stream holds a FIFO of items; `executed` of its `issued` items have run. An event
+// names a stream and a position in it: complete once that stream has run that far.
+struct CUstream_st;
+namespace emu {
+namespace {
+struct Item {
+  std::function<void()> work;                // a kernel, copy or library call; empty: a marker or a wait
+  std::shared_ptr<CUstream_st> wait_stream;  // a wait: runs that stream up to wait_seq first
+  uint64_t wait_seq = 0;
+};
+}  // namespace
+}  // namespace emu
+
+struct CUstream_st : std::enable_shared_from_this<CUstream_st> {
+  int device = 0;
+  bool blocking = false;  // made without cudaStreamNonBlocking: ordered with the legacy default stream
+  bool legacy = false;    // a device's legacy default stream (cudaStream_t nullptr)
+  // lazy mode, under Streams::mu
+  std::deque<emu::Item> items;
+  uint64_t issued = 0, executed = 0;
 };
 struct CUevent_st {
-  int device;
+  int device = 0;
+  std::shared_ptr<CUstream_st> stream;  // lazy mode: the stream of its latest record (none: complete)
+  uint64_t seq = 0;                     // complete once that stream has run its first seq items
 };
 
+namespace emu {
+namespace {
+constexpr size_t kMaxQueued = 100000;  // a stream holding more runs its oldest half
+
+struct Streams {
+  std::mutex mu;  // the queues, this registry, the errors
+  std::vector<std::shared_ptr<CUstream_st>> live;         // cudaStreamCreate's, oldest first
+  std::map<int, std::shared_ptr<CUstream_st>> legacy;     // the legacy default stream of each device
+  std::map<int, std::string> errors;                      // a device's sticky error (queued work that failed)
+  std::recursive_mutex exec;                              // held while queued work runs
+};
+Streams& streams() {
+  static Streams* s = new Streams();  // never destroyed: buffers may record events during teardown
+  return *s;
+}
+thread_local std::string t_error_text;  // cudaGetErrorString's text of the latest error taken
+
+CUstream_st* resolve_locked(cudaStream_t s) {
+  if (s) return s;
+  auto& l = streams().legacy[S.device];
+  if (!l) {
+    l = std::make_shared<CUstream_st>();
+    l->device = S.device;
+    l->blocking = true;
+    l->legacy = true;
+  }
+  return l.get();
+}
+
+void wait_item_locked(CUstream_st* s, const std::shared_ptr<CUstream_st>& on) {
+  Item w;
+  w.wait_stream = on;
+  w.wait_seq = on->issued;
+  s->items.push_back(std::move(w));
+  ++s->issued;
+}
+
+// Queues an item on s (the legacy default stream and blocking streams of its device wait for
+// each other's earlier work, as CUDA's). Returns true when s's queue must be cut down.
+bool push_locked(CUstream_st* s, Item&& it) {
+  Streams& g = streams();
+  if (s->legacy) {
+    for (auto& o : g.live)
+      if (o->blocking && o->device == s->device && o->executed < o->issued) wait_item_locked(s, o);
+  } else if (s->blocking) {
+    auto l = g.legacy.find(s->device);
+    if (l != g.legacy.end() && l->second->executed < l->second->issued) wait_item_locked(s, l->second);
+  }
+  s->items.push_back(std::move(it));
+  ++s->issued;
+  return s->items.size() > kMaxQueued;
+}
+
+void record_error(int device, const std::string& what) {
+  std::lock_guard<std::mutex> lk(streams().mu);
+  std::string& e = streams().errors[device];
+  if (e.empty()) e = what;
+}
+
+// Runs s's items until its first `target` have run (the waits among them run their streams first).
+void run_until(CUstream_st* s, uint64_t target) {
+  Streams& g = streams();
+  std::lock_guard<std::recursive_mutex> ex(g.exec);
+  for (;;) {
+    Item it;
+    {
+      std::lock_guard<std::mutex> lk(g.mu);
+      if (s->executed >= target || s->items.empty()) return;
+      it = std::move(s->items.front());
+      s->items.pop_front();
+    }
+    if (it.wait_stream) {
+      run_until(it.wait_stream.get(), it.wait_seq);
+    } else if (it.work) {
+      try {
+        it.work();
+      } catch (const std::exception& e) {
+        record_error(s->device, e.what());
+      } catch (...) {
+        record_error(s->device, "an exception in queued work");
+      }
+    }
+    std::lock_guard<std::mutex> lk(g.mu);
+    ++s->executed;
+  }
+}
+
+// Queues it on stream; *seq: the stream's position after it. Cuts a long queue down.
+CUstream_st* push(cudaStream_t stream, Item&& it, uint64_t* seq = nullptr) {
+  Streams& g = streams();
+  CUstream_st* s;
+  uint64_t cut = 0;
+  {
+    std::lock_guard<std::mutex> lk(g.mu);
+    s = resolve_locked(stream);
+    if (push_locked(s, std::move(it))) cut = s->executed + s->items.size() / 2;
+    if (seq) *seq = s->issued;
+  }
+  if (cut) run_until(s, cut);
+  return s;
+}
+
+// Runs every item queued now on the streams of `device` (-1: all devices), newest stream first
+// (any order the queued waits allow is CUDA's; this one is the adversarial one).
+void run_streams(int device) {
+  Streams& g = streams();
+  std::vector<std::pair<std::shared_ptr<CUstream_st>, uint64_t>> todo;
+  {
+    std::lock_guard<std::mutex> lk(g.mu);
+    for (auto it = g.live.rbegin(); it != g.live.rend(); ++it)
+      if (device < 0 || (*it)->device == device) todo.emplace_back(*it, (*it)->issued);
+    for (auto& kv : g.legacy)  // made with their device: the oldest
+      if (device < 0 || kv.first == device) todo.emplace_back(kv.second, kv.second->issued);
+  }
+  std::lock_guard<std::recursive_mutex> ex(g.exec);
+  for (auto& [s, target] : todo) run_until(s.get(), target);
+}
+
+// The device's sticky error, once (a synchronising call returns it).
+cudaError_t take_error(int device) {
+  std::lock_guard<std::mutex> lk(streams().mu);
+  auto it = streams().errors.find(device);
+  if (it == streams().errors.end()) return cudaSuccess;
+  t_error_text = "unspecified launch failure: " + it->second;
+  streams().errors.erase(it);
+  return cudaErrorLaunchFailure;
+}
+bool has_error(int device) {
+  std::lock_guard<std::mutex> lk(streams().mu);
+  return streams().errors.count(device) != 0;
+}
+}  // namespace
+
+void enqueue_work(void* stream, std::function<void()> work) {
+  if (!lazy_streams()) {
+    work();
+    return;
+  }
+  Item it;
+  it.work = std::move(work);
+  push(static_cast<cudaStream_t>(stream), std::move(it));
+}
+
+// nccl_emu.cpp: a collective runs its stream's queued work first, then runs at once.
+void run_stream(void* stream) {
+  if (!lazy_streams()) return;
+  CUstream_st* s;
+  uint64_t target;
+  {
+    std::lock_guard<std::mutex> lk(streams().mu);
+    s = resolve_locked(static_cast<cudaStream_t>(stream));
+    target = s->issued;
+  }
+  run_until(s, target);
+}
+}  // namespace emu
+
+// ---- the runtime API ------------------------------------------------------------------------
 namespace {
 int physical_gpus() {
   const char* env = std::getenv("LAMINA_EMULATED_GPUS");
@@ -397,12 +624,18 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
   p->maxThreadsPerBlock = 1024;
   return cudaSuccess;
 }
+// A launch's error first, else the current device's sticky error (lazy mode: queued work that
+// failed while another call ran it), as CUDA reports asynchronous errors.
 cudaError_t cudaGetLastError() {
   cudaError_t e = emu::S.last;
   emu::S.last = cudaSuccess;
+  if (e == cudaSuccess && emu::lazy_streams()) e = emu::take_error(emu::S.device);
   return e;
 }
-cudaError_t cudaPeekAtLastError() { return emu::S.last; }
+cudaError_t cudaPeekAtLastError() {
+  if (emu::S.last == cudaSuccess && emu::lazy_streams() && emu::has_error(emu::S.device)) return cudaErrorLaunchFailure;
+  return emu::S.last;
+}
 const char* cudaGetErrorName(cudaError_t e) {
   switch (e) {
     case cudaSuccess: return "cudaSuccess";
@@ -411,6 +644,7 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorNotReady: return "cudaErrorNotReady";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     default: return "cudaErrorUnknown";
   }
 }
@@ -422,6 +656,8 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorNotReady: return "device not ready";
+    case cudaErrorLaunchFailure:  // with the emulator's message of the latest one this thread took
+      return emu::t_error_text.empty() ? "unspecified launch failure" : emu::t_error_text.c_str();
     default: return "unknown error";
   }
 }
@@ -434,13 +670,19 @@ cudaError_t cudaMalloc(void** p, size_t n) {
   return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
+  if (emu::lazy_streams()) emu::run_streams(-1);  // CUDA synchronises the device first
   std::free(p);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind k) {
+  cudaError_t e = cudaSuccess;
+  if (emu::lazy_streams()) {  // after every queued item, as a synchronous copy runs
+    emu::run_streams(-1);
+    e = emu::take_error(emu::S.device);
+  }
   if (k == cudaMemcpyDeviceToHost) ++emu::g_stats.copies_to_host;
   if (n) std::memmove(dst, src, n);
-  return cudaSuccess;
+  return e;
 }
 namespace {
 std::mutex g_pinned_mu;
@@ -453,6 +695,31 @@ bool pinned(const void* p, size_t n) {
   --it;
   return c >= it->first && c + n <= it->first + it->second;
 }
+
+// Lazy mode: queues a copy on stream. From pageable host memory the source's `src_bytes` are
+// read now (CUDA stages them before it returns); from pinned memory when the copy runs. To
+// pageable host memory the call runs the stream to the copy's end (CUDA's returns once the copy
+// is done); to pinned memory the bytes land when it runs. copy(dst, src) does the copy.
+cudaError_t queue_copy(void* dst, size_t dst_bytes, const void* src, size_t src_bytes, cudaMemcpyKind k,
+                       cudaStream_t stream, std::function<void(void*, const void*)> copy) {
+  const bool from_host = k == cudaMemcpyHostToDevice || k == cudaMemcpyHostToHost;
+  const bool to_host = k == cudaMemcpyDeviceToHost || k == cudaMemcpyHostToHost;
+  emu::Item it;
+  if (from_host && !pinned(src, src_bytes)) {
+    auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src),
+                                                      static_cast<const char*>(src) + src_bytes);
+    it.work = [dst, staged, copy]() { copy(dst, staged->data()); };
+  } else {
+    it.work = [dst, src, copy]() { copy(dst, src); };
+  }
+  uint64_t seq = 0;
+  CUstream_st* s = emu::push(stream, std::move(it), &seq);
+  if (to_host && !pinned(dst, dst_bytes)) {
+    emu::run_until(s, seq);
+    return emu::take_error(s->device);
+  }
+  return cudaSuccess;
+}
 }  // namespace
 
 cudaError_t cudaHostAlloc(void** p, size_t n, unsigned) {
@@ -464,6 +731,7 @@ cudaError_t cudaHostAlloc(void** p, size_t n, unsigned) {
 }
 cudaError_t cudaMallocHost(void** p, size_t n) { return cudaHostAlloc(p, n, 0); }
 cudaError_t cudaFreeHost(void* p) {
+  if (emu::lazy_streams()) emu::run_streams(-1);  // CUDA synchronises the device first
   {
     std::lock_guard<std::mutex> g(g_pinned_mu);
     g_pinned.erase(static_cast<const char*>(p));
@@ -471,59 +739,154 @@ cudaError_t cudaFreeHost(void* p) {
   std::free(p);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind k, cudaStream_t) {
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind k, cudaStream_t s) {
   // from pageable memory to the device, CUDA waits for the stream first
   if (k == cudaMemcpyHostToDevice && n && !pinned(src, n)) ++emu::g_stats.host_waits;
-  return cudaMemcpy(dst, src, n, k);
+  if (!emu::lazy_streams()) return cudaMemcpy(dst, src, n, k);
+  if (k == cudaMemcpyDeviceToHost) ++emu::g_stats.copies_to_host;
+  if (n == 0) return cudaSuccess;
+  return queue_copy(dst, n, src, n, k, s, [n](void* d, const void* from) { std::memmove(d, from, n); });
 }
-cudaError_t cudaMemcpyPeerAsync(void* dst, int, const void* src, int, size_t n, cudaStream_t) {
-  return cudaMemcpy(dst, src, n, cudaMemcpyDefault);
+cudaError_t cudaMemcpyPeerAsync(void* dst, int, const void* src, int, size_t n, cudaStream_t s) {
+  if (!emu::lazy_streams()) return cudaMemcpy(dst, src, n, cudaMemcpyDefault);
+  if (n == 0) return cudaSuccess;
+  return queue_copy(dst, n, src, n, cudaMemcpyDeviceToDevice, s,
+                    [n](void* d, const void* from) { std::memmove(d, from, n); });
 }
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
-                              cudaMemcpyKind, cudaStream_t) {
+                              cudaMemcpyKind k, cudaStream_t s) {
   if (width > dpitch || width > spitch) return emu::S.last = cudaErrorInvalidValue;
-  for (size_t r = 0; r < height; ++r)
-    std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
-  return cudaSuccess;
+  auto copy = [dpitch, spitch, width, height](void* d, const void* from) {
+    for (size_t r = 0; r < height; ++r)
+      std::memmove(static_cast<char*>(d) + r * dpitch, static_cast<const char*>(from) + r * spitch, width);
+  };
+  if (!emu::lazy_streams()) {
+    copy(dst, src);
+    return cudaSuccess;
+  }
+  if (width == 0 || height == 0) return cudaSuccess;
+  return queue_copy(dst, (height - 1) * dpitch + width, src, (height - 1) * spitch + width, k, s, copy);
 }
 cudaError_t cudaMemset(void* p, int v, size_t n) {
+  cudaError_t e = cudaSuccess;
+  if (emu::lazy_streams()) {  // after every queued item, as a synchronous memset runs
+    emu::run_streams(-1);
+    e = emu::take_error(emu::S.device);
+  }
   if (n) std::memset(p, v, n);
+  return e;
+}
+cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t s) {
+  if (!emu::lazy_streams()) return cudaMemset(p, v, n);
+  if (n) emu::enqueue_work(s, [p, v, n]() { std::memset(p, v, n); });
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) { return cudaMemset(p, v, n); }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
-  *s = new CUstream_st{emu::S.device};
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags) {
+  auto st = std::make_shared<CUstream_st>();
+  st->device = emu::S.device;
+  st->blocking = (flags & cudaStreamNonBlocking) == 0;
+  std::lock_guard<std::mutex> lk(emu::streams().mu);
+  emu::streams().live.push_back(st);
+  *s = st.get();
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, 0); }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
-  delete s;
+  if (!s) return cudaSuccess;
+  if (emu::lazy_streams()) emu::run_stream(s);  // CUDA finishes a destroyed stream's work
+  std::lock_guard<std::mutex> lk(emu::streams().mu);
+  auto& live = emu::streams().live;
+  for (auto it = live.begin(); it != live.end(); ++it)
+    if (it->get() == s) {
+      live.erase(it);  // events recorded on it keep it
+      break;
+    }
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) {
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   ++emu::g_stats.host_waits;
+  if (!emu::lazy_streams()) return cudaSuccess;
+  CUstream_st* st;
+  uint64_t target;
+  {
+    std::lock_guard<std::mutex> lk(emu::streams().mu);
+    st = emu::resolve_locked(s);
+    target = st->issued;
+  }
+  emu::run_until(st, target);
+  return emu::take_error(st->device);
+}
+cudaError_t cudaStreamQuery(cudaStream_t s) {
+  if (!emu::lazy_streams()) return cudaSuccess;
+  std::lock_guard<std::mutex> lk(emu::streams().mu);
+  CUstream_st* st = emu::resolve_locked(s);
+  return st->executed < st->issued ? cudaErrorNotReady : cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
+  if (!emu::lazy_streams()) return cudaSuccess;
+  if (!e) return cudaErrorInvalidValue;
+  std::shared_ptr<CUstream_st> on;
+  {
+    std::lock_guard<std::mutex> lk(emu::streams().mu);
+    if (!e->stream || e->stream->executed >= e->seq) return cudaSuccess;  // never recorded, or complete
+    on = e->stream;
+  }
+  emu::Item w;
+  w.wait_stream = on;
+  w.wait_seq = e->seq;
+  emu::push(s, std::move(w));
   return cudaSuccess;
 }
-cudaError_t cudaStreamQuery(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return cudaSuccess; }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
-  *e = new CUevent_st{emu::S.device};
+  *e = new CUevent_st();
+  (*e)->device = emu::S.device;
   return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, 0); }
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) {
-  ++emu::g_stats.host_waits;
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  if (!emu::lazy_streams()) return cudaSuccess;
+  if (!e) return cudaErrorInvalidValue;
+  uint64_t seq = 0;
+  CUstream_st* st = emu::push(s, emu::Item(), &seq);  // a marker
+  std::lock_guard<std::mutex> lk(emu::streams().mu);
+  e->stream = st->shared_from_this();
+  e->seq = seq;
   return cudaSuccess;
 }
-cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  ++emu::g_stats.host_waits;
+  if (!emu::lazy_streams()) return cudaSuccess;
+  if (!e) return cudaErrorInvalidValue;
+  std::shared_ptr<CUstream_st> on;
+  uint64_t seq;
+  {
+    std::lock_guard<std::mutex> lk(emu::streams().mu);
+    on = e->stream;
+    seq = e->seq;
+  }
+  if (!on) return cudaSuccess;
+  emu::run_until(on.get(), seq);
+  return emu::take_error(on->device);
+}
+cudaError_t cudaEventQuery(cudaEvent_t e) {
+  if (!emu::lazy_streams()) return cudaSuccess;
+  if (!e) return cudaErrorInvalidValue;
+  std::lock_guard<std::mutex> lk(emu::streams().mu);
+  return !e->stream || e->stream->executed >= e->seq ? cudaSuccess : cudaErrorNotReady;
+}
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
-  delete e;
+  if (e) {
+    std::lock_guard<std::mutex> lk(emu::streams().mu);  // a record may be assigning its stream
+    e->stream.reset();
+  }
+  delete e;  // a queued wait keeps its stream and position
   return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize() {
   ++emu::g_stats.host_waits;
-  return cudaSuccess;
+  if (!emu::lazy_streams()) return cudaSuccess;
+  emu::run_streams(emu::S.device);
+  return emu::take_error(emu::S.device);
 }
 
 // ---- cuBLAS: the entry points csrc/cuda/cublas.cpp binds with dlsym, column-major as cuBLAS's.
@@ -597,24 +960,34 @@ LAMINA_EMU_EXPORT int cublasSetMathMode(void* h, int mode) {
   static_cast<EmuHandle*>(h)->math = mode;
   return 0;
 }
-LAMINA_EMU_EXPORT int cublasSgemm_v2(void*, int ta, int tb, int m, int n, int k, const float* alpha, const float* A,
+// The products run on the handle's stream (queued in lazy mode): alpha and beta are read at the
+// call (CUBLAS_POINTER_MODE_HOST), the matrices when the product runs.
+LAMINA_EMU_EXPORT int cublasSgemm_v2(void* h, int ta, int tb, int m, int n, int k, const float* alpha, const float* A,
                                      int lda, const float* B, int ldb, const float* beta, float* C, int ldc) {
   if (!valid(ta, tb, m, n, k, lda, ldb, ldc)) return kStatusInvalid;
   ++emu::g_stats.cublas_calls;
-  gemm(ta, tb, m, n, k, *alpha, A, kR32F, lda, B, kR32F, ldb, *beta, C, kR32F, ldc);
+  if (emu::skip_kernels()) return 0;
+  const float al = *alpha, be = *beta;
+  emu::enqueue_work(static_cast<EmuHandle*>(h)->stream, [=]() {
+    gemm(ta, tb, m, n, k, al, A, kR32F, lda, B, kR32F, ldb, be, C, kR32F, ldc);
+  });
   return 0;
 }
-LAMINA_EMU_EXPORT int cublasSgemmStridedBatched(void*, int ta, int tb, int m, int n, int k, const float* alpha,
+LAMINA_EMU_EXPORT int cublasSgemmStridedBatched(void* h, int ta, int tb, int m, int n, int k, const float* alpha,
                                                 const float* A, int lda, long long sa, const float* B, int ldb,
                                                 long long sb, const float* beta, float* C, int ldc, long long sc,
                                                 int batches) {
   if (!valid(ta, tb, m, n, k, lda, ldb, ldc) || batches < 0) return kStatusInvalid;
   ++emu::g_stats.cublas_calls;
-  for (int i = 0; i < batches; ++i)
-    gemm(ta, tb, m, n, k, *alpha, A + i * sa, kR32F, lda, B + i * sb, kR32F, ldb, *beta, C + i * sc, kR32F, ldc);
+  if (emu::skip_kernels()) return 0;
+  const float al = *alpha, be = *beta;
+  emu::enqueue_work(static_cast<EmuHandle*>(h)->stream, [=]() {
+    for (int i = 0; i < batches; ++i)
+      gemm(ta, tb, m, n, k, al, A + i * sa, kR32F, lda, B + i * sb, kR32F, ldb, be, C + i * sc, kR32F, ldc);
+  });
   return 0;
 }
-LAMINA_EMU_EXPORT int cublasGemmStridedBatchedEx(void*, int ta, int tb, int m, int n, int k, const void* alpha,
+LAMINA_EMU_EXPORT int cublasGemmStridedBatchedEx(void* h, int ta, int tb, int m, int n, int k, const void* alpha,
                                                  const void* A, int at, int lda, long long sa, const void* B, int bt,
                                                  int ldb, long long sb, const void* beta, void* C, int ct, int ldc,
                                                  long long sc, int batches, int compute, int) {
@@ -623,11 +996,14 @@ LAMINA_EMU_EXPORT int cublasGemmStridedBatchedEx(void*, int ta, int tb, int m, i
   for (int t : {at, bt, ct})
     if (t != kR32F && t != kR16BF) return kStatusInvalid;
   ++emu::g_stats.cublas_calls;
+  if (emu::skip_kernels()) return 0;
   const size_t ea = at == kR16BF ? 2 : 4, eb = bt == kR16BF ? 2 : 4, ec = ct == kR16BF ? 2 : 4;
-  for (int i = 0; i < batches; ++i)
-    gemm(ta, tb, m, n, k, *static_cast<const float*>(alpha), static_cast<const char*>(A) + i * sa * ea, at, lda,
-         static_cast<const char*>(B) + i * sb * eb, bt, ldb, *static_cast<const float*>(beta),
-         static_cast<char*>(C) + i * sc * ec, ct, ldc);
+  const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
+  emu::enqueue_work(static_cast<EmuHandle*>(h)->stream, [=]() {
+    for (int i = 0; i < batches; ++i)
+      gemm(ta, tb, m, n, k, al, static_cast<const char*>(A) + i * sa * ea, at, lda,
+           static_cast<const char*>(B) + i * sb * eb, bt, ldb, be, static_cast<char*>(C) + i * sc * ec, ct, ldc);
+  });
   return 0;
 }
 
@@ -644,16 +1020,190 @@ LAMINA_EMU_EXPORT void lamina_emu_stats(long long* out, int reset) {
 
 // ---- the emulator's own checks (tests/test_cuda_emulator.py, through ctypes) --------------------
 namespace {
+// The error a launch raised (sync mode) or the next synchronising call returned (lazy mode), "" if none.
+std::string launch_failure(const std::function<void()>& launch) {
+  try {
+    launch();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  const cudaError_t e = cudaDeviceSynchronize();
+  return e == cudaSuccess ? std::string() : std::string(cudaGetErrorString(e));
+}
+
+// LAMINA_CUDA_EMULATOR_STREAMS=lazy: work runs as late as CUDA allows, so what a program forgot
+// to wait for shows.
+std::string lazy_streams_check() {
+  using emu::LaunchConfig;
+  if (!emu::lazy_streams()) return "needs LAMINA_CUDA_EMULATOR_STREAMS=lazy";
+  constexpr int n = 64;
+  constexpr size_t bytes = n * sizeof(int);
+  cudaStream_t a = nullptr, b = nullptr;  // b is the newer
+  cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking);
+  cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking);
+  void *vsrc, *vbuf, *vout;
+  cudaMalloc(&vsrc, bytes);
+  cudaMalloc(&vbuf, bytes);
+  cudaMalloc(&vout, bytes);
+  int *src = static_cast<int*>(vsrc), *buf = static_cast<int*>(vbuf), *out = static_cast<int*>(vout);
+  int* pin = nullptr;
+  cudaHostAlloc(reinterpret_cast<void**>(&pin), bytes, cudaHostAllocDefault);
+  std::vector<int> page(n);
+  auto fill = [](int* p, int v) { p[threadIdx.x] = v; };
+  auto times10 = [](const int* in, int* o) { o[threadIdx.x] = in[threadIdx.x] * 10; };
+  std::string err;
+  auto expect = [&](bool ok, const char* what) {
+    if (!ok && err.empty()) err = what;
+  };
+  emu::launch(LaunchConfig(1, n, 0, a), fill, src, 7);
+  emu::launch(LaunchConfig(1, n, 0, a), fill, buf, 1);
+  expect(src[0] != 7 && cudaStreamQuery(a) == cudaErrorNotReady, "a kernel ran before its stream was waited for");
+  expect(cudaStreamSynchronize(a) == cudaSuccess && src[n - 1] == 7 && buf[0] == 1, "cudaStreamSynchronize");
+  expect(cudaStreamQuery(a) == cudaSuccess, "cudaStreamQuery: an idle stream not ready");
+
+  // A copy on a, a kernel on b that reads its destination: without a wait it reads the old data.
+  cudaMemcpyAsync(buf, src, bytes, cudaMemcpyDeviceToDevice, a);
+  emu::launch(LaunchConfig(1, n, 0, b), times10, buf, out);
+  cudaStreamSynchronize(b);
+  expect(out[0] == 10, "a kernel saw a copy of another stream it did not wait for");
+  expect(cudaStreamQuery(a) == cudaErrorNotReady, "a stream nobody waited for ran");
+  cudaStreamSynchronize(a);
+  // With an event recorded after the copy and cudaStreamWaitEvent (the event destroyed at once,
+  // as CUDA allows), it reads the copy.
+  emu::launch(LaunchConfig(1, n, 0, a), fill, buf, 1);
+  cudaMemcpyAsync(buf, src, bytes, cudaMemcpyDeviceToDevice, a);
+  cudaEvent_t e = nullptr;
+  cudaEventCreateWithFlags(&e, cudaEventDisableTiming);
+  cudaEventRecord(e, a);
+  expect(cudaEventQuery(e) == cudaErrorNotReady, "cudaEventQuery: complete before its stream ran");
+  cudaStreamWaitEvent(b, e, 0);
+  cudaEventDestroy(e);
+  emu::launch(LaunchConfig(1, n, 0, b), times10, buf, out);
+  cudaStreamSynchronize(b);
+  expect(out[0] == 70 && out[n - 1] == 70, "cudaStreamWaitEvent: the kernel did not see the copy it waited for");
+  cudaEventCreate(&e);
+  expect(cudaEventQuery(e) == cudaSuccess, "cudaEventQuery: an event never recorded is not complete");
+  emu::launch(LaunchConfig(1, n, 0, a), fill, out, 3);
+  cudaEventRecord(e, a);
+  emu::launch(LaunchConfig(1, n, 0, a), fill, out, 4);
+  expect(cudaEventSynchronize(e) == cudaSuccess && out[0] == 3 && cudaEventQuery(e) == cudaSuccess,
+         "cudaEventSynchronize: did not run its stream up to the event, and no further");
+  cudaStreamSynchronize(a);
+  cudaEventDestroy(e);
+
+  // From pinned memory the copy reads the source when it runs; from pageable memory at the call.
+  for (int i = 0; i < n; ++i) pin[i] = 1, page[size_t(i)] = 2;
+  cudaMemcpyAsync(buf, pin, bytes, cudaMemcpyHostToDevice, a);
+  cudaMemcpyAsync(out, page.data(), bytes, cudaMemcpyHostToDevice, a);
+  for (int i = 0; i < n; ++i) pin[i] = 3, page[size_t(i)] = 4;
+  cudaStreamSynchronize(a);
+  expect(buf[0] == 3, "a copy from pinned memory read its source before it ran");
+  expect(out[0] == 2, "a copy from pageable memory did not take its source at the call");
+  // To pinned memory the bytes land when the copy runs; to pageable memory the call waits.
+  for (int i = 0; i < n; ++i) pin[i] = 0;
+  cudaMemcpyAsync(pin, src, bytes, cudaMemcpyDeviceToHost, a);
+  expect(pin[0] == 0 && pin[n - 1] == 0, "a copy to pinned memory landed before its stream ran");
+  cudaStreamSynchronize(a);
+  expect(pin[0] == 7, "a copy to pinned memory did not land");
+  emu::launch(LaunchConfig(1, n, 0, a), fill, buf, 9);
+  cudaMemcpyAsync(page.data(), buf, bytes, cudaMemcpyDeviceToHost, a);
+  expect(page[0] == 9 && page[size_t(n) - 1] == 9, "a copy to pageable memory returned before it ran");
+
+  // A launch's arguments are copied at the launch; a bad configuration is reported by it.
+  {
+    int v = 5;
+    emu::launch(LaunchConfig(1, n, 0, a), fill, out, v);
+    v = 6;
+  }
+  emu::launch(LaunchConfig(1, 2048, 0, a), fill, out, 8);
+  expect(cudaGetLastError() == cudaErrorInvalidConfiguration, "a bad configuration not reported by its launch");
+  cudaStreamSynchronize(a);
+  expect(out[0] == 5, "a queued launch did not keep its arguments' values");
+
+  // A kernel that fails runs later: the next synchronising call returns it, once.
+  emu::launch(LaunchConfig(1, 32, 0, a), [](int) {
+    if (threadIdx.x < 16) __syncthreads();
+    else __syncwarp();
+  }, 0);
+  expect(cudaGetLastError() == cudaSuccess, "a queued kernel failed at its launch");
+  const cudaError_t failed = cudaStreamSynchronize(a);
+  expect(failed == cudaErrorLaunchFailure && std::string(cudaGetErrorString(failed)).find("deadlock") != std::string::npos,
+         "a queued kernel's deadlock not returned by cudaStreamSynchronize");
+  expect(cudaStreamSynchronize(a) == cudaSuccess, "a kernel's error returned twice");
+
+  // Streams that must all run go newest first: b reads buf before a's copy writes it.
+  emu::launch(LaunchConfig(1, n, 0, a), fill, buf, 1);
+  cudaStreamSynchronize(a);
+  cudaMemcpyAsync(buf, src, bytes, cudaMemcpyDeviceToDevice, a);
+  emu::launch(LaunchConfig(1, n, 0, b), times10, buf, out);
+  cudaDeviceSynchronize();
+  expect(out[0] == 10 && buf[0] == 7, "cudaDeviceSynchronize: streams not run newest first");
+
+  // The legacy default stream (nullptr) and blocking streams (cudaStreamCreate's) wait for each
+  // other's earlier work; non-blocking streams do not.
+  cudaStream_t blocking = nullptr;
+  cudaStreamCreate(&blocking);
+  emu::launch(LaunchConfig(1, n, 0, a), fill, buf, 1);
+  cudaStreamSynchronize(a);
+  cudaMemcpyAsync(buf, src, bytes, cudaMemcpyDeviceToDevice, blocking);
+  emu::launch(LaunchConfig(1, n, 0, nullptr), times10, buf, out);
+  cudaStreamSynchronize(nullptr);
+  expect(out[0] == 70, "the legacy default stream did not wait for a blocking stream");
+  emu::launch(LaunchConfig(1, n, 0, a), fill, buf, 1);
+  cudaStreamSynchronize(a);
+  cudaMemcpyAsync(buf, src, bytes, cudaMemcpyDeviceToDevice, a);
+  emu::launch(LaunchConfig(1, n, 0, nullptr), times10, buf, out);
+  cudaStreamSynchronize(nullptr);
+  expect(out[0] == 10, "the legacy default stream waited for a non-blocking stream");
+  cudaStreamSynchronize(a);
+  emu::launch(LaunchConfig(1, n, 0, nullptr), fill, buf, 2);
+  emu::launch(LaunchConfig(1, n, 0, blocking), times10, buf, out);
+  cudaStreamSynchronize(blocking);
+  expect(out[0] == 20, "a blocking stream did not wait for the legacy default stream");
+  cudaStreamDestroy(blocking);
+
+  // cuBLAS: alpha at the call, the matrices when the product runs.
+  void* handle = nullptr;
+  cublasCreate_v2(&handle);
+  cublasSetStream_v2(handle, a);
+  float* m = nullptr;
+  cudaMalloc(reinterpret_cast<void**>(&m), 3 * sizeof(float));
+  m[0] = 2.f, m[1] = 3.f;
+  float alpha = 1.f, beta = 0.f;
+  cublasSgemm_v2(handle, 0, 0, 1, 1, 1, &alpha, m, 1, m + 1, 1, &beta, m + 2, 1);
+  alpha = 100.f;
+  m[0] = 4.f;
+  cudaStreamSynchronize(a);
+  expect(m[2] == 12.f, "cublasSgemm: not run on its stream with the call's alpha and the run's matrices");
+
+  // A stream of more than 100,000 items runs its oldest half.
+  cudaMemsetAsync(buf, 0x11, sizeof(int), a);
+  for (int i = 0; i < 100000; ++i) cudaMemsetAsync(out, 0, sizeof(int), a);
+  expect(buf[0] == 0x11111111 && cudaStreamQuery(a) == cudaErrorNotReady, "a long queue was not cut down");
+
+  cudaFree(m);  // runs every stream first
+  expect(cudaStreamQuery(a) == cudaSuccess, "cudaFree did not run the queued work");
+  delete static_cast<EmuHandle*>(handle);
+  cudaFree(vsrc);
+  cudaFree(vbuf);
+  cudaFree(vout);
+  cudaFreeHost(pin);
+  cudaStreamDestroy(a);
+  cudaStreamDestroy(b);
+  return err;
+}
+
 std::string selftest(int which) {
   using emu::LaunchConfig;
   switch (which) {
     case 0: {  // warp shuffles: every lane gets its warp's sum; partial last warp
       std::vector<int> out(80, -1);
-      emu::launch(LaunchConfig(1, 80), [&](int* o) {
+      emu::launch(LaunchConfig(1, 80), [](int* o) {
         int v = int(threadIdx.x);
         for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
         o[threadIdx.x] = v;
       }, out.data());
+      cudaDeviceSynchronize();
       for (int t = 0; t < 80; ++t) {
         const int w = t / 32, lo = w * 32, hi = std::min(80, lo + 32);
         int want = 0;
@@ -664,7 +1214,7 @@ std::string selftest(int which) {
     }
     case 1: {  // __syncthreads orders shared memory: each thread reads another's write
       std::vector<float> out(256, -1.f);
-      emu::launch(LaunchConfig(3, 256), [&](float* o) {
+      emu::launch(LaunchConfig(3, 256), [](float* o) {
         __shared__ float s[256];
         s[threadIdx.x] = float(threadIdx.x + blockIdx.x);
         __syncthreads();
@@ -672,47 +1222,50 @@ std::string selftest(int which) {
         __syncthreads();
         if (blockIdx.x == 2) o[threadIdx.x] = v;
       }, out.data());
+      cudaDeviceSynchronize();
       for (int t = 0; t < 256; ++t)
         if (out[size_t(t)] != float(255 - t + 2)) return "barrier: thread " + std::to_string(t) + " read " + std::to_string(out[size_t(t)]);
       return "";
     }
     case 2: {  // more than 1024 threads a block: nothing runs, cudaGetLastError says why
       int ran = 0;
-      emu::launch(LaunchConfig(1, 2048), [&](int* r) { *r = 1; }, &ran);
+      emu::launch(LaunchConfig(1, 2048), [](int* r) { *r = 1; }, &ran);
       const cudaError_t e = cudaGetLastError();
+      cudaDeviceSynchronize();
       if (e != cudaErrorInvalidConfiguration || ran) return "2048 threads: error " + std::to_string(int(e));
       return cudaGetLastError() == cudaSuccess ? "" : "the error was not cleared";
     }
     case 3: {  // a deadlock (half a warp at __syncthreads, half at __syncwarp) is raised, and the next launch works
-      try {
-        emu::launch(LaunchConfig(1, 32), [&](int) {
+      const std::string e = launch_failure([] {
+        emu::launch(LaunchConfig(1, 32), [](int) {
           if (threadIdx.x < 16) __syncthreads();
           else __syncwarp();
         }, 0);
-        return "no deadlock reported";
-      } catch (const std::exception& e) {
-        if (std::string(e.what()).find("deadlock") == std::string::npos) return std::string("deadlock: ") + e.what();
-      }
+      });
+      if (e.empty()) return "no deadlock reported";
+      if (e.find("deadlock") == std::string::npos) return "deadlock: " + e;
       return selftest(1);
     }
     case 4: {  // thread 0 leaves, thread 1 takes a barrier: a clear error, and the next launch works
-      try {
-        emu::launch(LaunchConfig(1, 64), [&](int) {
+      const std::string e = launch_failure([] {
+        emu::launch(LaunchConfig(1, 64), [](int) {
           if (threadIdx.x == 0) return;
           __syncthreads();
         }, 0);
-        return "no error for a barrier thread 0 skipped";
-      } catch (const std::exception& e) {
-        if (std::string(e.what()).find("let thread 0 reach it") == std::string::npos) return std::string("early exit: ") + e.what();
-      }
+      });
+      if (e.empty()) return "no error for a barrier thread 0 skipped";
+      if (e.find("let thread 0 reach it") == std::string::npos) return "early exit: " + e;
       return selftest(0);
     }
+    case 5:
+      return lazy_streams_check();
   }
   return "no such check";
 }
 }  // namespace
 
-// Runs the emulator's check `which` (0..4); returns 0 and an empty message when it passes.
+// Runs the emulator's check `which` (0..4 in either stream mode, 5: LAMINA_CUDA_EMULATOR_STREAMS=lazy
+// only); returns 0 and an empty message when it passes.
 LAMINA_EMU_EXPORT int lamina_emu_selftest(int which, char* message, int size) {
   std::string m;
   try {

@@ -42,7 +42,10 @@
 //  - ncclBroadcast: root's sendbuff to every rank's recvbuff; sendbuff is read on root only.
 //  - count 0: success at once, no communication (as NCCL). Bad arguments (null comm or buffers,
 //    datatype / op / root out of range) return ncclInvalidArgument before any communication.
-//  - Streams are synchronous (the emulator's model): a collective has completed when it returns.
+//  - A collective has completed when it returns. With LAMINA_CUDA_EMULATOR_STREAMS=lazy (work
+//    queued per stream, cuda_runtime.h) it first runs the work queued on its stream, then runs at
+//    once: queued, it could wait for peers that wait for it, where a GPU would not (ncclGroupEnd
+//    likewise runs its calls' streams first).
 //  - ncclGroupStart / ncclGroupEnd (nesting allowed): the collectives of one thread between them
 //    are checked when called and queued; the outermost ncclGroupEnd runs them in order and
 //    returns the first error (it stops there). A call that failed its checks inside the group
@@ -77,6 +80,8 @@
 namespace emu {
 bool skip_kernels();     // emu.cpp: LAMINA_CUDA_EMULATOR_SKIP_KERNELS
 void count_nccl_call();  // emu.cpp: ++g_stats.nccl_calls (lamina_emu_stats)
+// emu.cpp: with LAMINA_CUDA_EMULATOR_STREAMS=lazy, runs the work queued on stream (nothing in sync mode)
+void run_stream(void* stream);
 }  // namespace emu
 
 #define LAMINA_NCCL_EXPORT extern "C" __attribute__((visibility("default")))
@@ -564,6 +569,7 @@ struct Call {
   size_t count;
   int dtype, op, root;
   ncclComm* comm;
+  void* stream;  // cudaStream_t
 };
 
 // NCCL's argument checks, before any communication.
@@ -655,6 +661,7 @@ int submit(const Call& k) {
     return kSuccess;
   }
   if (r) return r;
+  emu::run_stream(k.stream);
   return run_call(k);
 }
 
@@ -828,13 +835,13 @@ LAMINA_NCCL_EXPORT int ncclCommGetAsyncError(ncclComm* comm, int* async_error) {
 }
 
 LAMINA_NCCL_EXPORT int ncclAllReduce(const void* sendbuff, void* recvbuff, size_t count, int datatype, int op,
-                                     ncclComm* comm, void* /* cudaStream_t: synchronous */) {
-  return submit(Call{kAllReduce, sendbuff, recvbuff, count, datatype, op, -1, comm});
+                                     ncclComm* comm, void* stream) {
+  return submit(Call{kAllReduce, sendbuff, recvbuff, count, datatype, op, -1, comm, stream});
 }
 
 LAMINA_NCCL_EXPORT int ncclBroadcast(const void* sendbuff, void* recvbuff, size_t count, int datatype, int root,
-                                     ncclComm* comm, void* /* cudaStream_t: synchronous */) {
-  return submit(Call{kBroadcast, sendbuff, recvbuff, count, datatype, -1, root, comm});
+                                     ncclComm* comm, void* stream) {
+  return submit(Call{kBroadcast, sendbuff, recvbuff, count, datatype, -1, root, comm, stream});
 }
 
 LAMINA_NCCL_EXPORT int ncclGroupStart() {
@@ -853,6 +860,7 @@ LAMINA_NCCL_EXPORT int ncclGroupEnd() {
   const int queued_error = t_group_error;
   t_group_error = kSuccess;
   if (queued_error) return queued_error;
+  for (const Call& k : calls) emu::run_stream(k.stream);
   for (const Call& k : calls) {
     const int r = run_call(k);
     if (r) return r;

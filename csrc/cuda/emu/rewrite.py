@@ -1,7 +1,8 @@
 """The CUDA emulator's source step: copies a .cu file to a .cpp file that g++ compiles against
 csrc/cuda/emu/cuda_runtime.h, with each launch `kernel<<<grid, block, shared, stream>>>(args)`
 written as `::emu::launch(::emu::LaunchConfig(grid, block, shared, stream).named("kernel"),
-[&](auto&... a_) { kernel(a_...); }, args)`. Line numbers are kept (a launch stays on its lines), so compiler errors
+[=](auto&... a_) { kernel(a_...); }, args)` (captures by value: with LAMINA_CUDA_EMULATOR_STREAMS=lazy a
+launch runs after its caller returned). Line numbers are kept (a launch stays on its lines), so compiler errors
 and backtraces point into the .cu file (a #line directive names it).
 
     python rewrite.py INPUT.cu OUTPUT.cpp
@@ -73,7 +74,7 @@ def rewrite(src, where=""):
         if where:
             name += f" ({where}:{src.count(chr(10), 0, i) + 1})"
         launch = (f"::emu::launch(::emu::LaunchConfig({cfg}).named(\"{name}\"), "
-                  f"[&](auto&... a_) {{ {kernel}(a_...); }}")
+                  f"[=](auto&... a_) {{ {kernel}(a_...); }}")
         launch += (", " + args if args.strip() else "") + ")"
         out.append(src[pos:start])
         out.append(launch)
