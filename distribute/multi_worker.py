@@ -596,25 +596,41 @@ class _MetricState:
 
     def __init__(self, model):
         self.model = model
-        self.before = {}
-        for m in _leaf_metrics(model):
-            _plain_sums(m)
-            for v in m.variables:
-                self.before[id(v)] = _host(v)[0].copy()
+        self.before = {id(v): self._snapshot(v) for v, _ in self._metric_variables()}
 
-    def delta(self, zero=False):
-        self.vars = []
-        parts = []
+    def _metric_variables(self):
+        """(variable, its initial value or None) of every leaf metric, means first brought to sums."""
         for m in _leaf_metrics(self.model):
             _plain_sums(m)
-            initial = getattr(m, "_initial_values", [None] * len(m.variables))
-            for v, init in zip(m.variables, initial):
-                old = self.before.get(id(v))
-                if old is None:  # made during this step (compile metrics build on their first update)
-                    old = init.numpy() if init is not None else np.zeros(v.shape, v.dtype)
-                self.vars.append((v, old))
-                parts.append(np.zeros(old.size) if zero else
-                             (_host(v)[0].astype(np.float64) - old.astype(np.float64)).reshape(-1))
+            yield from zip(m.variables, getattr(m, "_initial_values", [None] * len(m.variables)))
+
+    def delta(self, zero=False):
+        """What the step added to every metric variable, packed for one all-reduce."""
+        self.vars = []
+        parts = []
+        for v, init in self._metric_variables():
+            old = self.before.get(id(v))
+            if old is None:  # made during this step (compile metrics build on their first update)
+                old = self._initial(v, init)
+            self.vars.append((v, old))
+            parts.append(self._change(v, old, zero))
+        return self._pack(parts)
+
+    # host arrays, float64 sums
+    @staticmethod
+    def _snapshot(v):
+        return _host(v)[0].copy()
+
+    @staticmethod
+    def _initial(v, init):
+        return init.numpy() if init is not None else np.zeros(v.shape, v.dtype)
+
+    @staticmethod
+    def _change(v, old, zero):
+        return np.zeros(old.size) if zero else (_host(v)[0].astype(np.float64) - old.astype(np.float64)).reshape(-1)
+
+    @staticmethod
+    def _pack(parts):
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def apply(self, delta):
@@ -627,39 +643,34 @@ class _MetricState:
             o += old.size
 
 
-class _DeviceMetricState:
+class _DeviceMetricState(_MetricState):
     """_MetricState on a GPU, for steps whose gradients NCCL all-reduces: the state before the step
     kept as device copies, what the step added packed into one float32 device buffer (all-reduced
     by NCCL with the moving statistics) and added back -- no host wait. Used where every metric
     variable is a float32 one on that GPU (the same decision on every process: the same model)."""
 
     def __init__(self, model, device):
-        self.model, self.device = model, device
-        self.before = {}
-        for m in _leaf_metrics(model):
-            _plain_sums(m)
-            for v in m.variables:
-                self.before[id(v)] = _mp.copy(v)
+        self.device = device
+        super().__init__(model)
 
     @staticmethod
     def usable(model, device):
         return all(v.device is device and v.dtype == "float32" for m in _leaf_metrics(model) for v in m.variables)
 
-    def delta(self, zero=False):
-        """The step's change of every metric variable, flattened into one device tensor (None: none)."""
-        self.vars = []
-        parts = []
-        for m in _leaf_metrics(self.model):
-            _plain_sums(m)
-            initial = getattr(m, "_initial_values", [None] * len(m.variables))
-            for v, init in zip(m.variables, initial):
-                old = self.before.get(id(v))
-                if old is None:  # made during this step (compile metrics build on their first update)
-                    value = init.numpy() if init is not None else np.zeros(v.shape, np.float32)
-                    old = convert_to_tensor(np.asarray(value, np.float32), device=self.device)
-                self.vars.append((v, old))
-                d = _m.zeros(v.shape, v.dtype, v.device) if zero else _m.subtract(v, old)
-                parts.append(_mp.reshape(d, (-1,)))
+    @staticmethod
+    def _snapshot(v):
+        return _mp.copy(v)
+
+    def _initial(self, v, init):
+        value = init.numpy() if init is not None else np.zeros(v.shape, np.float32)
+        return convert_to_tensor(np.asarray(value, np.float32), device=self.device)
+
+    @staticmethod
+    def _change(v, old, zero):
+        return _mp.reshape(_m.zeros(v.shape, v.dtype, v.device) if zero else _m.subtract(v, old), (-1,))
+
+    @staticmethod
+    def _pack(parts):
         return _mp.concatenate(parts) if parts else None
 
     def apply(self, delta):
