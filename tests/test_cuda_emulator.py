@@ -46,7 +46,10 @@ def _run(code):
     # work queued per stream and run as late as CUDA allows, so a missing wait between streams or
     # before a host read shows (threads in order, cuBLAS and cuDNN)
     {"LAMINA_CUDA_EMULATOR_STREAMS": "lazy"},
-], ids=["in-order-cublas", "reverse-own-products", "in-order-lazy-streams"])
+    # lazy, but copies to the device run as soon as their stream allows, ahead of kernels queued on
+    # the compute stream: a block reused for a copy while queued kernels still read it shows
+    {"LAMINA_CUDA_EMULATOR_STREAMS": "lazy-early-copies"},
+], ids=["in-order-cublas", "reverse-own-products", "in-order-lazy-streams", "lazy-early-copies"])
 def test_gpu_suite_passes_on_the_cuda_emulator(mode):
     _emulator_or_skip()
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:warnings", "-p", "no:cacheprovider", "-m",

@@ -38,6 +38,9 @@
 //    (its oldest half). Streams that must all run go newest first. A kernel's exception or
 //    deadlock becomes a sticky cudaErrorLaunchFailure of its device, returned by the next
 //    synchronising call or cudaGetLastError (cudaGetErrorString gives the emulator's message).
+//  - lazy-early-copies: lazy, except that a cudaMemcpyAsync to the device runs its stream at once
+//    (the copy ahead of kernels still queued on other streams), so a buffer a copy overwrites while
+//    queued kernels still read it shows (lazy runs copies late, which hides that).
 #pragma once
 #include <cmath>
 #include <cstddef>

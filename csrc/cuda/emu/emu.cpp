@@ -135,18 +135,24 @@ bool skip_kernels() {
   }();
   return r;
 }
-// LAMINA_CUDA_EMULATOR_STREAMS: "sync" (the default: work runs when it is issued) or "lazy" (work
-// is queued per stream and runs when the host waits; see cuda_runtime.h).
-bool lazy_streams() {
-  static const bool r = [] {
+// LAMINA_CUDA_EMULATOR_STREAMS: "sync" (the default: work runs when it is issued), "lazy" (work
+// is queued per stream and runs when the host waits; see cuda_runtime.h), or "lazy-early-copies"
+// (lazy, except that a copy to the device runs as soon as its stream allows, ahead of kernels still
+// queued on other streams: a buffer reused for a copy while queued kernels still read it shows).
+int stream_mode() {  // 0 sync, 1 lazy, 2 lazy-early-copies
+  static const int r = [] {
     const char* e = std::getenv("LAMINA_CUDA_EMULATOR_STREAMS");
-    if (!e || !*e || std::string(e) == "sync") return false;
-    if (std::string(e) == "lazy") return true;
-    std::fprintf(stderr, "CUDA emulator: LAMINA_CUDA_EMULATOR_STREAMS=%s: expected sync or lazy\n", e);
+    if (!e || !*e || std::string(e) == "sync") return 0;
+    if (std::string(e) == "lazy") return 1;
+    if (std::string(e) == "lazy-early-copies") return 2;
+    std::fprintf(stderr, "CUDA emulator: LAMINA_CUDA_EMULATOR_STREAMS=%s: expected sync, lazy or lazy-early-copies\n",
+                 e);
     std::abort();
   }();
   return r;
 }
+bool lazy_streams() { return stream_mode() != 0; }
+void run_stream(void* stream);
 // Runs work now (sync) or queues it on stream (lazy; nullptr: the current device's legacy
 // default stream). Also cudnn_emu.cpp's convolutions.
 void enqueue_work(void* stream, std::function<void()> work);
@@ -745,7 +751,9 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind
   if (!emu::lazy_streams()) return cudaMemcpy(dst, src, n, k);
   if (k == cudaMemcpyDeviceToHost) ++emu::g_stats.copies_to_host;
   if (n == 0) return cudaSuccess;
-  return queue_copy(dst, n, src, n, k, s, [n](void* d, const void* from) { std::memmove(d, from, n); });
+  const cudaError_t e = queue_copy(dst, n, src, n, k, s, [n](void* d, const void* from) { std::memmove(d, from, n); });
+  if (e == cudaSuccess && k == cudaMemcpyHostToDevice && emu::stream_mode() == 2) emu::run_stream(s);
+  return e;
 }
 cudaError_t cudaMemcpyPeerAsync(void* dst, int, const void* src, int, size_t n, cudaStream_t s) {
   if (!emu::lazy_streams()) return cudaMemcpy(dst, src, n, cudaMemcpyDefault);
