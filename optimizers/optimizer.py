@@ -253,7 +253,8 @@ class Optimizer:
         and each variable's `constraint` (from `kernel_constraint=` and friends) is applied. A
         sparse gradient (IndexedSlices, from an embedding lookup) first has its duplicate rows
         summed in C++, is clipped on those summed rows, and goes to `update_step_sparse`: the
-        result equals the dense update with the densified gradient."""
+        result equals the dense update with the densified gradient (on a GPU it is densified
+        instead where that costs no more, see _prepare_sparse)."""
         if trainable_variables is None:
             trainable_variables = self._variables
         pairs = [(g, v) for g, v in zip(grads, trainable_variables) if g is not None]
@@ -318,7 +319,8 @@ class Optimizer:
         return False
 
     def _prepare_sparse(self, g):
-        if g.device.kind == "gpu" and (not self._sparse_rows_only() or int(np.prod(g.shape)) <= self._DENSIFY_ON_GPU_MAX):
+        small = int(np.prod(g.shape)) <= self._DENSIFY_ON_GPU_MAX
+        if g.device.kind == "gpu" and (small or not self._sparse_rows_only()):
             return _sparse.densify(g)
         return _sparse.deduplicate(g)
 

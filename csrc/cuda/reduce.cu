@@ -169,7 +169,8 @@ static void run_op(Context& c, int op, const Buffer& xb, int64_t outer, int64_t 
     case R_SUM: run<R_SUM>(c, x, y, outer, R, inner); break;
     case R_MEAN:
       if constexpr (std::is_integral<T>::value && !std::is_same<T, uint16_t>::value)
-        LAMINA_CHECK(false, "reduce: mean needs a float32 tensor (or a bfloat16 one); cast integer tensors to float32 first");
+        LAMINA_CHECK(false, "reduce: mean needs a float32 tensor (or a bfloat16 one); cast integer tensors to "
+                            "float32 first");
       else run<R_MEAN>(c, x, y, outer, R, inner);
       break;
     case R_MAX: run<R_MAX>(c, x, y, outer, R, inner); break;
