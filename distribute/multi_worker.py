@@ -301,24 +301,18 @@ class MultiWorkerMirroredStrategy(Strategy):
         """_reduce_step where NCCL runs the gradients and every metric variable is on their GPU: the
         metrics' state changes and the weighted moving statistics are all-reduced by NCCL too, in
         one group, so the step never waits for the device."""
-        device = metrics.device
-        stats = [w for w in _moving_statistics(model) if w.device is device and w.dtype == "float32"]
-        others = [w for w in _moving_statistics(model) if not (w.device is device and w.dtype == "float32")]
+        stats, others = [], []
+        for w in _moving_statistics(model):
+            (stats if w.device is metrics.device and w.dtype == "float32" else others).append(w)
         weighted = [_m.multiply(w, float(fraction)) for w in stats]
         delta = metrics.delta(zero=dummy)
         bufs = [t._buf for t in weighted] + ([delta._buf] if delta is not None else [])
         if bufs:
             self._cuda.nccl_all_reduce(stream.nccl, bufs, bufs)
         if others:  # (moving statistics elsewhere than the gradients' GPU: through MPI on the host)
-            views, commits = zip(*[_host(w) for w in others])
-            for v in views:
-                v *= fraction
-            requests, unpack = self._start_all_reduce(list(views))
-            self._MPI.Request.Waitall(requests)
-            unpack()
-            for c in commits:
-                if c is not None:
-                    c()
+            for w in others:
+                w.assign(_m.multiply(w, float(fraction)))
+            self.all_reduce_in_place(others)
         gathered = {i: self._gather_sparse(g) for i, g in stream.sparse}
         grads = stream.finish()
         for w, t in zip(stats, weighted):
