@@ -88,6 +88,16 @@ void check_index_dtype(const char* op, const B& idx) {
   }
 }
 
+// The IndexError of take / take_along_axis for index `v` at flat position j, outside [-n, n).
+inline std::string index_out_of_bounds(const char* op, int64_t v, int64_t j, int64_t n) {
+  Msg os;
+  os << op << ": index " << v << " (at flat position " << j << " of the indices) is out of bounds for an axis of size "
+     << n;
+  if (n) os << "; valid indices are " << -n << " to " << n - 1;
+  else os << "; the axis is empty, so no index is valid";
+  return os.str();
+}
+
 inline void check_outer_n_inner(const char* op, int64_t outer, int64_t n, int64_t inner) {
   LAMINA_CHECK(outer >= 0 && n >= 0 && inner >= 0,
                op << ": expected non-negative (outer, n, inner), received (" << outer << ", " << n << ", " << inner << ")");

@@ -209,14 +209,8 @@ void check_indices_typed(const char* op, const I* idx, int64_t m, int64_t n) {
   }
   if (m == 0 || (int64_t(lo) >= -n && int64_t(hi) < n)) return;
   for (int64_t j = 0; j < m; ++j) {
-    if (int64_t(idx[j]) < -n || int64_t(idx[j]) >= n) {
-      Msg os;
-      os << op << ": index " << int64_t(idx[j]) << " (at flat position " << j << " of the indices) is out of bounds for an axis of size "
-         << n;
-      if (n) os << "; valid indices are " << -n << " to " << n - 1;
-      else os << "; the axis is empty, so no index is valid";
-      throw py::index_error(os.str());
-    }
+    if (int64_t(idx[j]) < -n || int64_t(idx[j]) >= n)
+      throw py::index_error(misc_checks::index_out_of_bounds(op, int64_t(idx[j]), j, n));
   }
 }
 

@@ -163,62 +163,90 @@ std::shared_ptr<Buffer> buffer_from_host(Context& c, int64_t n, DType dt, const 
 
 // ---- deferred checks ------------------------------------------------------------------------
 namespace {
+constexpr unsigned long long kNone = ~0ull;
+constexpr int kRecordWords = 4;  // the check's number, its first bad index, that value, the value before it
+
 // slot[0] = the first flat index whose value lies outside [lo, hi) (atomicMin; all ones if none)
 template <class I>
 __global__ void deferred_range_kernel(const I* v, int64_t n, int64_t lo, int64_t hi, unsigned long long* slot) {
   GRID_STRIDE(i, n)
     if (int64_t(v[i]) < lo || int64_t(v[i]) >= hi) atomicMin(slot, (unsigned long long)i);
 }
-// slot[1] = that element's value
+
+// A failed check goes into the record unless an earlier one is there (stream order is queue order).
 template <class I>
-__global__ void deferred_value_kernel(const I* v, unsigned long long* slot) {
-  if (slot[0] != ~0ull) slot[1] = (unsigned long long)(int64_t(v[slot[0]]));
+__global__ void deferred_record_kernel(const I* v, const unsigned long long* slot, unsigned long long number,
+                                       unsigned long long* record) {
+  const unsigned long long i = slot[0];
+  if (i == kNone || record[0] != kNone) return;
+  record[0] = number;
+  record[1] = i;
+  record[2] = (unsigned long long)(int64_t(v[i]));
+  record[3] = i > 0 ? (unsigned long long)(int64_t(v[i - 1])) : 0ull;
 }
 }  // namespace
 
-void defer_range_check(Context& c, const Buffer& ints, int64_t lo, int64_t hi,
-                       std::function<std::string(int64_t, int64_t)> message) {
-  LAMINA_CHECK(ints.dtype == I32 || ints.dtype == I64, "defer_range_check: expected int32 or int64 values");
+void defer_check(Context& c, const Buffer& ints, CheckError kind,
+                 std::function<std::string(int64_t, int64_t, int64_t)> message,
+                 const std::function<void(unsigned long long*)>& flag) {
+  LAMINA_CHECK(ints.dtype == I32 || ints.dtype == I64, "defer_check: expected int32 or int64 values");
   if (ints.numel == 0) return;
   {
     std::lock_guard<std::mutex> g(c.check_mu);
     if (!c.check_slots) {
       LAMINA_CUDA_CHECK(cudaSetDevice(c.physical));
       void* p = nullptr;
-      LAMINA_CUDA_CHECK(cudaMalloc(&p, sizeof(unsigned long long) * 2 * kCheckSlots));
+      const size_t bytes = sizeof(unsigned long long) * (kCheckSlots + kRecordWords);
+      LAMINA_CUDA_CHECK(cudaMalloc(&p, bytes));
+      LAMINA_CUDA_CHECK(cudaMemsetAsync(p, 0xff, bytes, c.stream));
       c.check_slots = static_cast<unsigned long long*>(p);
     }
   }
-  if (c.pending_checks.size() >= size_t(kCheckSlots)) synchronize(c);  // raises a failed one
+  if (c.pending_checks.size() >= kMaxPendingChecks) synchronize(c);  // raises a failed one
   std::lock_guard<std::mutex> g(c.check_mu);
-  unsigned long long* slot = c.check_slots + 2 * c.pending_checks.size();
-  LAMINA_CUDA_CHECK(cudaMemsetAsync(slot, 0xff, 2 * sizeof(unsigned long long), c.stream));
-  const int64_t n = ints.numel;
-  if (ints.dtype == I32) {
-    deferred_range_kernel<<<grid_for(n), 256, 0, c.stream>>>(ints.data<int32_t>(), n, lo, hi, slot);
-    deferred_value_kernel<<<1, 1, 0, c.stream>>>(ints.data<int32_t>(), slot);
-  } else {
-    deferred_range_kernel<<<grid_for(n), 256, 0, c.stream>>>(ints.data<int64_t>(), n, lo, hi, slot);
-    deferred_value_kernel<<<1, 1, 0, c.stream>>>(ints.data<int64_t>(), slot);
-  }
+  // a slot is taken again only by a later check, whose kernels run after this one's record kernel
+  unsigned long long* slot = c.check_slots + c.check_turn++ % kCheckSlots;
+  unsigned long long* record = c.check_slots + kCheckSlots;
+  const auto number = (unsigned long long)c.pending_checks.size();
+  LAMINA_CUDA_CHECK(cudaMemsetAsync(slot, 0xff, sizeof(unsigned long long), c.stream));
+  flag(slot);
+  if (ints.dtype == I32) deferred_record_kernel<<<1, 1, 0, c.stream>>>(ints.data<int32_t>(), slot, number, record);
+  else deferred_record_kernel<<<1, 1, 0, c.stream>>>(ints.data<int64_t>(), slot, number, record);
   LAMINA_CUDA_CHECK(cudaGetLastError());
-  c.pending_checks.push_back(std::move(message));
+  c.pending_checks.push_back(Context::PendingCheck{std::move(message), kind == CheckError::Index});
+}
+
+void defer_range_check(Context& c, const Buffer& ints, int64_t lo, int64_t hi,
+                       std::function<std::string(int64_t, int64_t)> message, CheckError kind) {
+  const int64_t n = ints.numel;
+  defer_check(c, ints, kind, [message = std::move(message)](int64_t i, int64_t v, int64_t) { return message(i, v); },
+              [&](unsigned long long* slot) {
+                if (ints.dtype == I32)
+                  deferred_range_kernel<<<grid_for(n), 256, 0, c.stream>>>(ints.data<int32_t>(), n, lo, hi, slot);
+                else
+                  deferred_range_kernel<<<grid_for(n), 256, 0, c.stream>>>(ints.data<int64_t>(), n, lo, hi, slot);
+              });
 }
 
 void raise_failed_checks(Context& c) {
-  std::vector<std::function<std::string(int64_t, int64_t)>> pending;
-  std::vector<unsigned long long> slots;
+  std::vector<Context::PendingCheck> pending;
+  unsigned long long record[kRecordWords];
   {
     std::lock_guard<std::mutex> g(c.check_mu);
     if (c.pending_checks.empty()) return;
     pending.swap(c.pending_checks);
-    slots.resize(2 * pending.size());
-    // the stream has been waited for: the slots hold their checks' results
-    LAMINA_CUDA_CHECK(cudaMemcpy(slots.data(), c.check_slots, slots.size() * sizeof(unsigned long long),
-                                 cudaMemcpyDeviceToHost));
+    // the stream has been waited for: the record holds the earliest failure, if any
+    unsigned long long* rec = c.check_slots + kCheckSlots;
+    LAMINA_CUDA_CHECK(cudaMemcpy(record, rec, sizeof record, cudaMemcpyDeviceToHost));
+    if (record[0] == kNone) return;
+    LAMINA_CUDA_CHECK(cudaMemsetAsync(rec, 0xff, sizeof record, c.stream));  // before any later check's kernels
   }
-  for (size_t i = 0; i < pending.size(); ++i)
-    if (slots[2 * i] != ~0ull) throw std::invalid_argument(pending[i](int64_t(slots[2 * i]), int64_t(slots[2 * i + 1])));
+  LAMINA_CHECK(record[0] < pending.size(), "deferred checks: the device recorded check " << record[0] << " of "
+                                                                                          << pending.size());
+  const Context::PendingCheck& failed = pending[size_t(record[0])];
+  const std::string msg = failed.message(int64_t(record[1]), int64_t(record[2]), int64_t(record[3]));
+  if (failed.index_error) throw std::out_of_range(msg);  // IndexError
+  throw std::invalid_argument(msg);
 }
 
 // ---- the caching allocator: per device, size classes as the CPU's; a freed block is reused by

@@ -4,7 +4,7 @@
 // Embedding ids are checked on the device without a wait (gpu.h's deferred checks): the first
 // out-of-range flat index is found with atomicMin, and the host's next wait raises the CPU's error
 // naming the same id and position; meanwhile bad ids gather NaN and scatter nothing. take's
-// indices are checked with a wait (an index outside runs the CPU kernel, which raises IndexError).
+// indices are checked the same way (IndexError, as the CPU's); a bad index gathers zeros.
 // Scatter-adds use float atomicAdd: rows that repeat are summed in no fixed order (within rounding
 // of the CPU's ordered sums).
 #include "../misc_checks.h"
@@ -16,43 +16,12 @@ namespace gpu {
 
 namespace {
 
-template <class I>
-__global__ void range_check_kernel(const I* v, int64_t n, int64_t lo, int64_t hi, unsigned long long* bad) {
-  GRID_STRIDE(i, n)
-    if (int64_t(v[i]) < lo || int64_t(v[i]) >= hi) atomicMin(bad, (unsigned long long)i);
-}
-
 void require_int(const char* op, const char* arg, const Buffer& b) {
   if (b.dtype != I32 && b.dtype != I64) {
     Msg os;
     os << op << ": expected " << arg << " of dtype int32 or int64, received " << dtype_name(b.dtype);
     throw TypeError(os.str());
   }
-}
-
-// The first flat index of an id outside [lo, hi) (its value in *value), or -1. Waits for the
-// device.
-int64_t first_out_of_range(Context& c, const Buffer& ids, int64_t lo, int64_t hi, int64_t* value) {
-  const int64_t n = ids.numel;
-  if (n == 0) return -1;
-  Buffer flag(1, I64, ids.device);
-  LAMINA_CUDA_CHECK(cudaMemsetAsync(flag.ptr, 0xff, 8, c.stream));
-  auto* bad = flag.data<unsigned long long>();
-  if (ids.dtype == I32) range_check_kernel<<<grid_for(n), 256, 0, c.stream>>>(ids.data<int32_t>(), n, lo, hi, bad);
-  else range_check_kernel<<<grid_for(n), 256, 0, c.stream>>>(ids.data<int64_t>(), n, lo, hi, bad);
-  LAMINA_CUDA_CHECK(cudaGetLastError());
-  unsigned long long idx = 0;
-  LAMINA_CUDA_CHECK(cudaMemcpyAsync(&idx, bad, 8, cudaMemcpyDeviceToHost, c.stream));
-  LAMINA_CUDA_CHECK(cudaStreamSynchronize(c.stream));
-  if (idx == ~0ull) return -1;
-  if (ids.dtype == I32) {
-    int32_t w = 0;
-    LAMINA_CUDA_CHECK(cudaMemcpy(&w, ids.data<int32_t>() + idx, 4, cudaMemcpyDeviceToHost));
-    *value = w;
-  } else {
-    LAMINA_CUDA_CHECK(cudaMemcpy(value, ids.data<int64_t>() + idx, 8, cudaMemcpyDeviceToHost));
-  }
-  return int64_t(idx);
 }
 
 // embedding.cpp's check_range (csrc/cpu/nn_common.h), deferred (gpu.h's defer_range_check): ids must
@@ -121,7 +90,7 @@ __global__ void take_kernel(const T* x, int64_t n, int64_t inner, const I* idx, 
     const int64_t c = k % inner, r = k / inner, o = r / m, j = r - o * m;
     int64_t i = int64_t(idx[j]);
     if (i < 0) i += n;
-    out[k] = x[(o * n + i) * inner + c];
+    out[k] = i >= 0 && i < n ? x[(o * n + i) * inner + c] : T(0);  // outside: its deferred check raises
   }
 }
 
@@ -132,18 +101,18 @@ __global__ void take_grad_kernel(const float* g, int64_t n, int64_t inner, const
     const int64_t c = k % inner, r = k / inner, o = r / m, j = r - o * m;
     int64_t i = int64_t(idx[j]);
     if (i < 0) i += n;
-    atomicAdd(gx + (o * n + i) * inner + c, g[k]);
+    if (i >= 0 && i < n) atomicAdd(gx + (o * n + i) * inner + c, g[k]);
   }
 }
 
 
-// Indices outside [-n, n): the CPU kernel raises IndexError (a pybind11 exception this module
-// does not build), so such a call runs on the host, which raises it; nothing was written.
+// Indices outside [-n, n): the CPU kernel raises IndexError (misc_checks::index_out_of_bounds); on
+// the device the check is deferred and raises the same error at the host's next wait.
 void check_indices(Context& c, const char* op, const Buffer& idx, int64_t n) {
   misc_checks::check_index_dtype(op, idx);
-  int64_t v = 0;
-  if (first_out_of_range(c, idx, -n, n, &v) >= 0)
-    throw Unsupported(std::string(op) + ": an index is out of bounds (the host raises the error)");
+  defer_range_check(c, idx, -n, n, [op = std::string(op), n](int64_t j, int64_t v) {
+    return misc_checks::index_out_of_bounds(op.c_str(), v, j, n);
+  }, CheckError::Index);
 }
 
 template <class T>

@@ -43,11 +43,17 @@ struct Context {
   std::multimap<size_t, void*> free_blocks;  // rounded size -> block, reusable in stream order
   size_t in_use = 0, cached = 0, system_allocs = 0;
   int64_t launches = 0;
-  // Deferred checks (defer_range_check): slots of (first bad flat index, its value) on the device,
-  // and the message of each queued check, in queue order.
+  // Deferred checks (defer_check): on the device, kCheckSlots scratch slots (a check's first bad flat
+  // index, taken in turn) and then the record of the earliest failed check (its number, index, value
+  // and the value before it); on the host, each queued check's error, numbered in queue order.
   std::mutex check_mu;
   unsigned long long* check_slots = nullptr;
-  std::vector<std::function<std::string(int64_t index, int64_t value)>> pending_checks;
+  int64_t check_turn = 0;
+  struct PendingCheck {
+    std::function<std::string(int64_t index, int64_t value, int64_t prev)> message;
+    bool index_error;
+  };
+  std::vector<PendingCheck> pending_checks;
   // Pinned staging blocks for host-to-device copies (copy_from_host), each reusable once the copy
   // that read it has run (its event).
   struct Staging {
@@ -116,16 +122,27 @@ using BufferPtr = std::shared_ptr<Buffer>;
 // the kernels already queued wait for the copy.
 BufferPtr buffer_from_host(Context& c, int64_t n, DType dt, const void* src);
 
-// Checks of data that would need the host to wait (a label or id out of range) are deferred, as
-// device-side asserts are: the check is queued on the device and the call returns; the host reads
-// the results at its next wait on the device (synchronize, to_numpy, a kernel that returns a value)
-// and raises ValueError(message(first bad flat index, its value)) for the earliest failed check,
-// forgetting the others. The kernels after a failed check run; they must not read out of bounds
-// for the bad values (they write NaN or zeros there). Up to kCheckSlots checks are queued; one
-// more waits for the device first.
+// Checks of data that would need the host to wait (a label, id or index out of range) are deferred,
+// as device-side asserts are: the check is queued on the device and the call returns; the host reads
+// the record at its next wait on the device (synchronize, to_numpy) and raises the earliest failed
+// check's error -- ValueError, or IndexError where the CPU raises that -- forgetting the others.
+// The kernels after a failed check run; they must not read or write out of bounds for the bad
+// values (they write NaN or zeros there, or skip them). Checks reuse kCheckSlots scratch slots in
+// stream order, so a training loop that never reads queues them without waiting; only after
+// kMaxPendingChecks queued checks does the next one wait first (and raise a failed one).
 constexpr int kCheckSlots = 64;
+constexpr size_t kMaxPendingChecks = size_t(1) << 16;
+enum class CheckError { Value, Index };
+// `flag(slot)` launches, on c.stream, the kernels that atomicMin into *slot (all ones before) the
+// first bad flat index of `ints` (int32 or int64); `message(index, ints[index], ints[index - 1] or 0)`
+// is the error raised if one was found.
+void defer_check(Context& c, const Buffer& ints, CheckError kind,
+                 std::function<std::string(int64_t index, int64_t value, int64_t prev)> message,
+                 const std::function<void(unsigned long long* slot)>& flag);
+// The common check: every value lies in [lo, hi).
 void defer_range_check(Context& c, const Buffer& ints, int64_t lo, int64_t hi,
-                       std::function<std::string(int64_t index, int64_t value)> message);
+                       std::function<std::string(int64_t index, int64_t value)> message,
+                       CheckError kind = CheckError::Value);
 // After a wait on c's stream: raises the earliest failed deferred check (and forgets them all).
 void raise_failed_checks(Context& c);
 

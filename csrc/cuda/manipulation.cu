@@ -2,6 +2,7 @@
 // slices, concatenation, padding and their gradients. A destination view that touches an element
 // twice runs on the host (its result depends on the order of the writes).
 #include "../strided.h"
+#include "bf16.cuh"
 #include "gpu.h"
 
 namespace lamina {
@@ -22,8 +23,10 @@ __global__ void strided_kernel(const T* src, T* dst, int64_t total, View v) {
       so += c * v.ss[k];
       dof += c * v.ds[k];
     }
-    if (ACC) dst[dof] += src[so];
-    else dst[dof] = src[so];
+    if constexpr (!ACC) dst[dof] = src[so];
+    else if constexpr (std::is_same<T, uint16_t>::value)  // bfloat16: a float32 sum rounded once (the CPU's BF16Acc)
+      dst[dof] = narrow<uint16_t>(wide(dst[dof]) + wide(src[so]));
+    else dst[dof] += src[so];
   }
 }
 
@@ -44,7 +47,6 @@ void strided_copy(const Buffer& src, int64_t soff, const Shape& sst, Buffer& dst
   if (accumulate && (src.dtype == BOOL || src.dtype == I8))
     throw TypeError(std::string("strided_copy: cannot accumulate ") + dtype_name(src.dtype) +
                     " tensors; expected float32, int32 or int64");
-  if (accumulate && src.dtype == BF16) throw Unsupported("strided_copy: bfloat16 accumulation runs on the host");
   if (int(p.dims.size()) > kMaxDims || !non_overlapping(p.dims, p.ds))
     throw Unsupported("strided_copy: this view runs on the host");
   View v;
@@ -59,6 +61,7 @@ void strided_copy(const Buffer& src, int64_t soff, const Shape& sst, Buffer& dst
   if (accumulate) {
     switch (src.dtype) {
       case F32: strided_kernel<float, true><<<g, 256, 0, s>>>(src.data<float>() + soff, dst.data<float>() + doff, p.total, v); break;
+      case BF16: strided_kernel<uint16_t, true><<<g, 256, 0, s>>>(src.data<uint16_t>() + soff, dst.data<uint16_t>() + doff, p.total, v); break;
       case I32: strided_kernel<int32_t, true><<<g, 256, 0, s>>>(src.data<int32_t>() + soff, dst.data<int32_t>() + doff, p.total, v); break;
       default: strided_kernel<int64_t, true><<<g, 256, 0, s>>>(src.data<int64_t>() + soff, dst.data<int64_t>() + doff, p.total, v); break;
     }

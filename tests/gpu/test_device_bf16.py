@@ -501,3 +501,29 @@ def test_bfloat16_conv_kernels_with_float32_outputs_on_the_device_as_on_cpu(dev,
         for where in ("cpu:0", d):
             with pytest.raises(TypeError, match="dtype"):
                 _conv_call(where, "conv2d_forward", (x, w, z(os_)), dts, *geo)
+
+
+def test_bfloat16_strided_accumulation_on_the_device_as_on_cpu(dev):
+    """strided_copy's += on bfloat16 (slices' and concatenations' gradients under mixed precision):
+    a float32 sum rounded once per element, as the CPU's, and on a GPU in its own kernel."""
+    d = _bf16_device(dev)
+    src, dst = _round(R.normal(size=(4, 6))), _round(R.normal(size=(5, 6)) * 100.0)
+
+    def run(device):
+        s = lamina.convert_to_tensor(src, dtype="bfloat16").to(device)
+        t = lamina.convert_to_tensor(dst, dtype="bfloat16").to(device)
+        # rows 1..4 of dst, columns reversed, += src; then dst[j, i] += src[j, 2] (a zero source stride)
+        device.kernels.strided_copy(s._buf, 0, [6, 1], t._buf, 6 + 5, [6, -1], [4, 6], True)
+        device.kernels.strided_copy(s._buf, 2, [0, 6], t._buf, 0, [1, 6], [4, 4], True)
+        return t.to("cpu:0").numpy()
+
+    inner = getattr(d.kernels, "inner", None)
+    before = dict(getattr(inner, "fallbacks", {}))
+    got, want = run(d), run(lamina.get_device("cpu:0"))
+    np.testing.assert_array_equal(got, want)
+    expect = dst.copy()
+    expect[1:5, ::-1] = _round(expect[1:5, ::-1] + src)
+    expect[:4, :4] = _round(expect[:4, :4] + src[:4, 2:3])  # dst[j, i] += src[j, 2]
+    np.testing.assert_array_equal(got, expect)
+    if dev.kind == "gpu":
+        assert getattr(inner, "fallbacks", {}).get("strided_copy", 0) == before.get("strided_copy", 0)

@@ -47,6 +47,60 @@ def test_the_earliest_of_several_failed_checks_is_raised(dev):
         lamina.get_device(dev).synchronize()  # forgotten once raised
 
 
+def test_a_bad_take_index_is_raised_by_the_next_read_as_on_the_cpu(dev):
+    """take and take_along_axis raise the CPU's IndexError (same index and position); on a GPU at the
+    next read, after the bad positions gathered zeros."""
+    x = RNG.normal(size=(5, 3)).astype(np.float32)
+    with lamina.device(dev):
+        t = lamina.convert_to_tensor(x)
+        with pytest.raises(IndexError, match=r"take: index 5 \(at flat position 2 of the indices\) is out of bounds "
+                                             r"for an axis of size 5; valid indices are -5 to 4"):
+            ops.take(t, np.array([0, -5, 5, 1, 9]), axis=0).numpy()
+        with pytest.raises(IndexError, match=r"take_along_axis: index -6 \(at flat position 4 of the indices\)"):
+            ops.take_along_axis(t, np.array([[0, 1, 2], [2, -6, 0]]), axis=0).numpy()
+        with pytest.raises(IndexError, match=r"take: index 3 .*axis of size 3"):  # the gradient's take
+            with lamina.GradientTape() as tape:
+                tape.watch(t)
+                y = ops.sum(ops.take(t, np.array([3, 0]), axis=1))
+            tape.gradient(y, t).numpy()
+        # raised once; the device still works
+        np.testing.assert_array_equal(ops.take(t, np.array([4, -1, 0]), axis=0).numpy(), x[[4, -1, 0]])
+        lamina.get_device(dev).synchronize()
+
+
+@pytest.mark.gpu
+def test_index_checks_do_not_wait_and_the_earliest_failure_is_raised():
+    """Deferred checks reuse their device slots in stream order: hundreds of takes queue without a
+    host wait (the old scheme waited every 64), and the first failed one in queue order is raised."""
+    dev = _emulated_gpu()
+    x = RNG.normal(size=(7, 2)).astype(np.float32)
+    with lamina.device(dev):
+        t = lamina.convert_to_tensor(x)
+        idx = [lamina.convert_to_tensor(np.array([i % 7, (3 * i) % 7], np.int64)) for i in range(300)]
+        bad1 = lamina.convert_to_tensor(np.array([1, 2, 70], np.int64))
+        bad2 = lamina.convert_to_tensor(np.array([-8], np.int64))
+        lamina.get_device(dev).synchronize()
+        _dm.cuda_emulator_stats(reset=True)
+        outs = [ops.take(t, i, axis=0) for i in idx[:150]]
+        outs.append(ops.take(t, bad1, axis=0))
+        outs += [ops.take(t, i, axis=0) for i in idx[150:]]
+        outs.append(ops.take(t, bad2, axis=0))
+        assert _dm.cuda_emulator_stats(reset=True)["host_waits"] == 0
+        with pytest.raises(IndexError, match=r"index 70 \(at flat position 2 of the indices\)"):
+            lamina.get_device(dev).synchronize()
+        lamina.get_device(dev).synchronize()  # the later failure was forgotten with it
+        np.testing.assert_array_equal(outs[150].numpy(), np.concatenate([x[[1, 2]], np.zeros((1, 2), np.float32)]))
+        for i in (0, 149, 151, 300):
+            np.testing.assert_array_equal(outs[i].numpy(), x[idx[i if i < 150 else i - 1].numpy()])
+        # then a clean stretch raises nothing, and a new failure is raised again
+        for i in idx[:100]:
+            ops.take(t, i, axis=0)
+        lamina.get_device(dev).synchronize()
+        ops.take_along_axis(t, np.array([[0, 9]]), axis=0)
+        with pytest.raises(IndexError, match=r"take_along_axis: index 9 \(at flat position 1"):
+            lamina.get_device(dev).synchronize()
+
+
 def _emulated_gpu():
     if not _dm.CUDA_EMULATED:
         pytest.skip("wait counts are read from the CUDA emulator (LAMINA_CUDA_EMULATOR=1)")
