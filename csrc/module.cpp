@@ -45,7 +45,7 @@ PYBIND11_MODULE(_cpu, m) {
                                                 "lstm_backward", "gru_forward", "gru_backward",
                                                 "simple_rnn_forward", "simple_rnn_backward", "attention_forward",
                                                 "attention_backward", "softmax", "softmax_grad", "layer_norm",
-                                                "layer_norm_grad", "reduce");
+                                                "layer_norm_grad", "reduce", "count_nonzero", "nonzero");
   lamina::bind_device(m);
   lamina::bind_program(m);
   lamina::bind_memory(m);

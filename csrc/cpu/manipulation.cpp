@@ -348,11 +348,19 @@ void take_along_axis_grad(const Buffer& g, int64_t outer, int64_t n, int64_t inn
 }
 
 // ---- nonzero -------------------------------------------------------------------------------------------
+struct BF16Bits {
+  uint16_t bits;
+};
+template <class T>
+inline bool is_nonzero(T v) { return v != T(0); }
+// bfloat16 by its bits: nonzero as its float32 value (-0 is zero, NaN is not)
+inline bool is_nonzero(BF16Bits v) { return (v.bits & 0x7fffu) != 0; }
+
 template <class T>
 int64_t count_range(const T* x, int64_t a, int64_t b) {
   int64_t c = 0;
 #pragma omp simd reduction(+ : c)
-  for (int64_t i = a; i < b; ++i) c += x[i] != T(0);
+  for (int64_t i = a; i < b; ++i) c += is_nonzero(x[i]);
   return c;
 }
 
@@ -369,6 +377,7 @@ int64_t count_nonzero(const Buffer& x) {
     case F32: return count_typed(x.data<float>(), x.numel);
     case I32: return count_typed(x.data<int32_t>(), x.numel);
     case I64: return count_typed(x.data<int64_t>(), x.numel);
+    case BF16: return count_typed(x.data<BF16Bits>(), x.numel);
     default: return count_typed(x.data<uint8_t>(), x.numel);
   }
 }
@@ -394,7 +403,7 @@ void nonzero_typed(const T* x, const Shape& shape, std::vector<int64_t*>& outs) 
     int64_t rem = a;
     for (int k = nd - 1; k >= 0; --k) { idx[k] = rem % shape[k]; rem /= shape[k]; }
     for (int64_t i = a; i < b; ++i) {
-      if (x[i] != T(0)) {
+      if (is_nonzero(x[i])) {
         for (int k = 0; k < nd; ++k) outs[size_t(k)][c] = idx[size_t(k)];
         ++c;
       }
@@ -419,6 +428,7 @@ void nonzero(const Buffer& x, const Shape& shape, const std::vector<BufferPtr>& 
     case F32: nonzero_typed(x.data<float>(), shape, ptrs); break;
     case I32: nonzero_typed(x.data<int32_t>(), shape, ptrs); break;
     case I64: nonzero_typed(x.data<int64_t>(), shape, ptrs); break;
+    case BF16: nonzero_typed(x.data<BF16Bits>(), shape, ptrs); break;
     default: nonzero_typed(x.data<uint8_t>(), shape, ptrs); break;
   }
 }

@@ -230,6 +230,9 @@ __global__ void __launch_bounds__(kAlongThreads) take_along_grad_blocks(const fl
 // ---- count_nonzero / nonzero ---------------------------------------------------------------------------
 template <class T>
 __device__ __forceinline__ bool nz(T v) { return v != T(0); }
+// uint16_t: bfloat16 bits (the only 2-byte dtype); nonzero as its float32 value: -0 is zero, NaN is not
+template <>
+__device__ __forceinline__ bool nz(uint16_t v) { return (v & 0x7fffu) != 0; }
 
 template <class T>
 __global__ void count_kernel(const T* x, int64_t n, unsigned long long* total) {
@@ -503,7 +506,6 @@ void take_along_axis_grad(const Buffer& g, int64_t outer, int64_t n, int64_t inn
 int64_t count_nonzero(const Buffer& x) {
   const char* op = "count_nonzero";
   Context& c = op_device(op, {&x});
-  if (x.dtype == BF16) throw Unsupported("count_nonzero: bfloat16 runs on the host");
   if (x.numel == 0) return 0;
   Buffer acc(1, I64, x.device);
   auto* total = acc.data<unsigned long long>();
@@ -512,6 +514,7 @@ int64_t count_nonzero(const Buffer& x) {
     case F32: launch_count<float>(c, x, total); break;
     case I32: launch_count<int32_t>(c, x, total); break;
     case I64: launch_count<int64_t>(c, x, total); break;
+    case BF16: launch_count<uint16_t>(c, x, total); break;
     default: launch_count<uint8_t>(c, x, total); break;  // bool, int8
   }
   launched(c, op);
@@ -526,7 +529,6 @@ void nonzero(const Buffer& x, const Shape& shape, const std::vector<BufferPtr>& 
   Context& c = op_device(op, {&x});
   for (const BufferPtr& o : outs) op_device(op, {&x, o.get()});
   check_nonzero(x, shape, outs.size());
-  if (x.dtype == BF16) throw Unsupported("nonzero: bfloat16 runs on the host");
   if (int(shape.size()) > kMaxDims)
     throw Unsupported(std::string(op) + ": more than " + std::to_string(kMaxDims) + " dimensions");
   const int64_t n = x.numel;
@@ -542,6 +544,7 @@ void nonzero(const Buffer& x, const Shape& shape, const std::vector<BufferPtr>& 
     case F32: chunk_count_kernel<float><<<grid, kScanThreads, 0, c.stream>>>(x.data<float>(), n, chunks, cp); break;
     case I32: chunk_count_kernel<int32_t><<<grid, kScanThreads, 0, c.stream>>>(x.data<int32_t>(), n, chunks, cp); break;
     case I64: chunk_count_kernel<int64_t><<<grid, kScanThreads, 0, c.stream>>>(x.data<int64_t>(), n, chunks, cp); break;
+    case BF16: chunk_count_kernel<uint16_t><<<grid, kScanThreads, 0, c.stream>>>(x.data<uint16_t>(), n, chunks, cp); break;
     default: chunk_count_kernel<uint8_t><<<grid, kScanThreads, 0, c.stream>>>(x.data<uint8_t>(), n, chunks, cp); break;
   }
   chunk_offsets_kernel<<<1, kScanThreads, 0, c.stream>>>(cp, chunks);
@@ -562,6 +565,7 @@ void nonzero(const Buffer& x, const Shape& shape, const std::vector<BufferPtr>& 
     case F32: nonzero_write_kernel<float><<<grid, kScanThreads, 0, c.stream>>>(x.data<float>(), n, chunks, cp, p); break;
     case I32: nonzero_write_kernel<int32_t><<<grid, kScanThreads, 0, c.stream>>>(x.data<int32_t>(), n, chunks, cp, p); break;
     case I64: nonzero_write_kernel<int64_t><<<grid, kScanThreads, 0, c.stream>>>(x.data<int64_t>(), n, chunks, cp, p); break;
+    case BF16: nonzero_write_kernel<uint16_t><<<grid, kScanThreads, 0, c.stream>>>(x.data<uint16_t>(), n, chunks, cp, p); break;
     default: nonzero_write_kernel<uint8_t><<<grid, kScanThreads, 0, c.stream>>>(x.data<uint8_t>(), n, chunks, cp, p); break;
   }
   launched(c, op);

@@ -91,7 +91,7 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
                                           "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
                                           "simple_rnn_forward", "simple_rnn_backward", "softmax", "softmax_grad",
                                           "layer_norm", "layer_norm_grad", "attention_forward",
-                                          "attention_backward", "reduce");
+                                          "attention_backward", "reduce", "count_nonzero", "nonzero");
 
   // ---- devices ----
   m.def("device_count", &gpu::device_count, "GPU devices (virtual): physical GPUs x virtual GPUs per physical GPU.");

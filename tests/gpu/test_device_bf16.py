@@ -527,3 +527,21 @@ def test_bfloat16_strided_accumulation_on_the_device_as_on_cpu(dev):
     np.testing.assert_array_equal(got, expect)
     if dev.kind == "gpu":
         assert getattr(inner, "fallbacks", {}).get("strided_copy", 0) == before.get("strided_copy", 0)
+
+
+def test_bfloat16_nonzero_on_the_device_as_on_cpu(dev):
+    """count_nonzero / nonzero take bfloat16 buffers themselves (no float32 copy): -0 is zero, NaN
+    and the smallest subnormal are not, as numpy says of the float32 values."""
+    d = _bf16_device(dev)
+    x = _round(R.normal(size=(3, 5, 7)))
+    x[x > 0.4] = 0.0
+    x[0, 1, :3] = [-0.0, np.nan, 1e-40]
+    x[2, 4, 6] = -np.inf
+    widened = dict(d.kernels.widened)
+    for device in (d, lamina.get_device("cpu:0")):
+        t = lamina.convert_to_tensor(x, dtype="bfloat16").to(device)
+        assert int(ops.count_nonzero(t)) == np.count_nonzero(x)
+        for got, want in zip(ops.nonzero(t), np.nonzero(x)):
+            np.testing.assert_array_equal(got.numpy(), want)
+    assert {n: d.kernels.widened.get(n, 0) for n in ("count_nonzero", "nonzero")} == \
+        {n: widened.get(n, 0) for n in ("count_nonzero", "nonzero")}
