@@ -890,6 +890,7 @@ static void unary(int op, const Buffer& xb, Buffer& ob, double alpha_d) {
   }
   if (xb.dtype == I32) return unary_int(op, xb.data<int32_t>(), ob.data<int32_t>(), n, xb.dtype);
   if (xb.dtype == I64) return unary_int(op, xb.data<int64_t>(), ob.data<int64_t>(), n, xb.dtype);
+  if (xb.dtype == I8) throw TypeError("unary: int8 tensors hold quantized weights and take no arithmetic");
   const float* x = xb.data<float>();
   float* y = ob.data<float>();
   const float alpha = float(alpha_d);
@@ -998,7 +999,10 @@ static void clip(const Buffer& xb, double lo, double hi, Buffer& ob) {
     case F32: run(xb.data<float>(), ob.data<float>()); break;
     case I32: run(xb.data<int32_t>(), ob.data<int32_t>()); break;
     case I64: run(xb.data<int64_t>(), ob.data<int64_t>()); break;
-    default: LAMINA_CHECK(false, "clip: bool tensors cannot be clipped; cast to int32 or float32 first");
+    case BOOL: LAMINA_CHECK(false, "clip: bool tensors cannot be clipped; cast to int32 or float32 first");
+    default:
+      LAMINA_CHECK(false, "clip: expected a float32, int32 or int64 tensor, received " << dtype_name(xb.dtype)
+                                                                                        << "; cast to float32 first");
   }
 }
 static void clip_grad(const Buffer& xb, double lo, double hi, const Buffer& gb, Buffer& ob) {

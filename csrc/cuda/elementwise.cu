@@ -1,9 +1,14 @@
 // Elementwise kernels: broadcasting binary ops and comparisons, where, broadcast_to, unary maths,
-// the activations' derivatives, clip and axpby. The float maths use CUDA's libdevice functions
-// (within a few ulps of the CPU's polynomials). Op codes and dtypes without a CUDA version here
-// raise Unsupported and run on the host (backend/device.py). bfloat16 (binary, unary, unary_grad):
-// the float32 maths on the widened values, each result rounded once (bf16.cuh).
+// the activations' derivatives, clip and axpby: every op code and dtype the CPU's kernels take
+// (csrc/cpu/elementwise.cpp), with the CPU's errors for the others. Integer results are the CPU's
+// bit for bit; the float maths use CUDA's libdevice functions (within a few ulps of the CPU's
+// polynomials and libm), and double where the CPU computes in double (hypot, erfc, erfinv, i0, i1).
+// bfloat16 (binary, unary, unary_grad): the float32 maths on the widened values, each result
+// rounded once (bf16.cuh).
+#include <cmath>
 #include <cstdint>
+#include <limits>
+#include <string>
 #include <type_traits>
 
 #include "bf16.cuh"
@@ -25,8 +30,31 @@ __device__ __forceinline__ void bcast_offsets(const Bcast& p, int64_t i, int64_t
 }
 
 // ---- binary ------------------------------------------------------------------------------------
+// |a| as unsigned (INT_MIN's too), and gcd(|a|, |b|) by Euclid on those (so INT_MIN cannot trap).
+template <class T>
+__device__ __forceinline__ std::make_unsigned_t<T> abs_u(T a) {
+  using U = std::make_unsigned_t<T>;
+  return a < 0 ? U(0) - U(a) : U(a);
+}
+template <class T>
+__device__ __forceinline__ std::make_unsigned_t<T> gcd_abs(T a, T b) {
+  using U = std::make_unsigned_t<T>;
+  U x = abs_u(a), y = abs_u(b);
+  while (y) { const U t = x % y; x = y; y = t; }
+  return x;
+}
+
+// The CPU's binary ops (Div, Pow, FloorDiv, Mod, Fmod, shifts, ... in csrc/cpu/elementwise.cpp).
 template <class T>
 __device__ __forceinline__ T bin_arith(int op, T a, T b) {
+  if constexpr (std::is_integral<T>::value && std::is_signed<T>::value) {
+    using U = std::make_unsigned_t<T>;  // integers wrap on overflow (in unsigned arithmetic: no UB)
+    switch (op) {
+      case ADD: return T(U(a) + U(b));
+      case SUB: return T(U(a) - U(b));
+      case MUL: return T(U(a) * U(b));
+    }
+  }
   switch (op) {
     case ADD: return a + b;
     case SUB: return a - b;
@@ -41,7 +69,10 @@ __device__ __forceinline__ T bin_arith(int op, T a, T b) {
       case DIV: return a / b;
       case POW: return b == 2.f ? a * a : powf(a, b);
       case ARCTAN2: return atan2f(a, b);
-      case HYPOT: return hypotf(a, b);
+      case HYPOT: {  // in double, as the CPU: no overflow or underflow for float operands; inf wins over NaN
+        const double r = sqrt(double(a) * double(a) + double(b) * double(b));
+        return (isinf(a) || isinf(b)) ? INFINITY : float(r);
+      }
       case COPYSIGN: return copysignf(a, b);
       case FMOD: return fmodf(a, b);
       case MOD: {  // numpy's remainder: the divisor's sign
@@ -51,13 +82,70 @@ __device__ __forceinline__ T bin_arith(int op, T a, T b) {
         else mod = copysignf(0.f, b);
         return mod;
       }
+      case FLOORDIV: {  // numpy's floor_divide (npy_divmod): rounds toward -inf
+        if (b == 0) return a / b;
+        const T mod = fmodf(a, b);
+        T div = (a - mod) / b;
+        if (mod != 0 && ((b < 0) != (mod < 0))) div -= 1.f;
+        if (div == 0) return copysignf(0.f, a / b);
+        T fl = floorf(div);
+        if (div - fl > 0.5f) fl += 1.f;
+        return fl;
+      }
+      case NEXTAFTER: return nextafterf(a, b);
+      case HEAVISIDE: return a != a ? a : (a < 0.f ? 0.f : (a > 0.f ? 1.f : b));
+      case LDEXP: {  // b integral, held as float; clamped so that int(b) cannot overflow
+        if (b != b) return b;
+        const T e = b > 400.f ? 400.f : (b < -400.f ? -400.f : b);
+        return ldexpf(a, int(e));
+      }
+      case LOGADDEXP2: {  // max + log2(1 + 2^-|a - b|); equal operands (equal infinities too) give a + 1
+        const T m = a > b ? a : b;
+        T r = m + log1pf(exp2f(-fabsf(a - b))) * 1.44269504088896341f;
+        r = a == b ? a + 1.f : r;
+        return (a != a || b != b) ? a + b : r;
+      }
     }
-  } else {
+  } else if constexpr (std::is_signed<T>::value) {  // (bool's bytes take only the ops above)
+    using U = std::make_unsigned_t<T>;
+    constexpr U kBits = U(sizeof(T) * 8);
     switch (op) {
-      case DIV: return b == 0 ? T(0) : (b == T(-1) ? T(0 - std::make_unsigned_t<T>(a)) : a / b);
+      // division by zero (and INT_MIN / -1) must not trap: 0 (and INT_MIN), as the CPU
+      case DIV: return b == 0 ? T(0) : (b == T(-1) ? T(U(0) - U(a)) : a / b);
+      case POW: {  // by squaring, wrapping on overflow; negative exponents truncate like 1 / a^-b
+        if (b < 0) return a == 1 ? T(1) : (a == -1 ? ((b & 1) ? T(-1) : T(1)) : T(0));
+        U r = 1, base = U(a);
+        for (T e = b; e; e >>= 1) {
+          if (e & 1) r *= base;
+          base *= base;
+        }
+        return T(r);
+      }
+      case FLOORDIV: {
+        if (b == 0) return T(0);
+        if (b == T(-1)) return T(U(0) - U(a));
+        T q = a / b;
+        if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
+        return q;
+      }
+      case MOD: {  // the divisor's sign; by 0 (and -1) gives 0
+        if (b == 0 || b == T(-1)) return T(0);
+        T r = a % b;
+        if (r != 0 && ((r < 0) != (b < 0))) r += b;
+        return r;
+      }
+      case FMOD: return (b == 0 || b == T(-1)) ? T(0) : T(a % b);
       case AND: return a & b;
       case OR: return a | b;
       case XOR: return a ^ b;
+      // a count below 0 or of at least the width shifts everything out (numpy)
+      case LEFT_SHIFT: return U(b) < kBits ? T(U(a) << U(b)) : T(0);
+      case RIGHT_SHIFT: return U(b) < kBits ? T(a >> U(b)) : (a < 0 ? T(-1) : T(0));
+      case GCD: return T(gcd_abs(a, b));
+      case LCM: {  // wraps on overflow, as numpy's
+        const U g = gcd_abs(a, b);
+        return g == 0 ? T(0) : T((abs_u(a) / g) * abs_u(b));
+      }
     }
   }
   return T(0);
@@ -75,14 +163,24 @@ __device__ __forceinline__ bool bin_compare(int op, T a, T b) {
   }
 }
 
-template <class T>
-static bool arith_supported(int op) {
+// The arithmetic op codes the CPU defines for float32 (bfloat16: all but nextafter) and for integers.
+static bool float_op(int op) {
   switch (op) {
-    case ADD: case SUB: case MUL: case MAXIMUM: case MINIMUM: case FMAX: case FMIN: case DIV: return true;
+    case ADD: case SUB: case MUL: case DIV: case POW: case MAXIMUM: case MINIMUM: case FLOORDIV: case MOD:
+    case FMOD: case FMAX: case FMIN: case ARCTAN2: case HYPOT: case COPYSIGN: case NEXTAFTER: case HEAVISIDE:
+    case LDEXP: case LOGADDEXP2:
+      return true;
   }
-  if (std::is_floating_point<T>::value)
-    return op == POW || op == ARCTAN2 || op == HYPOT || op == COPYSIGN || op == FMOD || op == MOD;
-  return op == AND || op == OR || op == XOR;
+  return false;
+}
+static bool int_op(int op) {
+  switch (op) {
+    case ADD: case SUB: case MUL: case DIV: case POW: case MAXIMUM: case MINIMUM: case FLOORDIV: case MOD:
+    case FMOD: case FMAX: case FMIN: case AND: case OR: case XOR: case LEFT_SHIFT: case RIGHT_SHIFT: case GCD:
+    case LCM:
+      return true;
+  }
+  return false;
 }
 
 // S: the operands' storage (uint16_t: bfloat16, compared and computed as float32, rounded once).
@@ -122,7 +220,7 @@ static void run_binary(Context& c, int op, const Buffer& a, const Shape& as, con
   }
 }
 
-// S: float, int32_t, int64_t, or uint16_t (bfloat16: float32's op codes; the CPU's others run there).
+// S: float, int32_t, int64_t, or uint16_t (bfloat16: float32's op codes but nextafter).
 template <class S>
 static void binary_typed(Context& c, int op, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs,
                          Buffer& o, const Shape& os) {
@@ -131,7 +229,14 @@ static void binary_typed(Context& c, int op, const Buffer& a, const Shape& as, c
     return run_binary<S, bool, true>(c, op, a, as, b, bs, o.data<bool>(), os);
   }
   check_buffer("binary", "out", o, os, a.dtype);
-  if (!arith_supported<compute_t<S>>(op)) throw Unsupported("binary: this op code runs on the host");
+  if constexpr (std::is_same<S, uint16_t>::value) {
+    if (op == NEXTAFTER || !float_op(op))
+      throw TypeError("binary: op code " + std::to_string(op) + " is not defined for bfloat16 tensors (nextafter "
+                      "and the integer ops); cast to float32 first");
+  } else {
+    LAMINA_CHECK(std::is_floating_point<S>::value ? float_op(op) : int_op(op),
+                 "binary: op code " << op << " is not defined for " << dtype_name(a.dtype) << " tensors");
+  }
   run_binary<S, S, false>(c, op, a, as, b, bs, o.data<S>(), os);
 }
 
@@ -195,6 +300,7 @@ void where(const Buffer& cb, const Shape& cs, const Buffer& a, const Shape& as, 
   check_buffer("where", "x1", a, as, a.dtype);
   check_buffer("where", "x2", b, bs, a.dtype);
   check_buffer("where", "out", o, os, a.dtype);
+  if (a.dtype == I8) throw TypeError("where: int8 tensors hold quantized weights and take no arithmetic");
   Context& c = op_device("where", {&cb, &a, &b, &o});
   const int64_t n = numel_of(os);
   if (n == 0) return;
@@ -270,19 +376,90 @@ __device__ __forceinline__ float unary_f32(int op, float v, float alpha) {
     case TRUNC: return truncf(v);
     case SIN: return sinf(v);
     case COS: return cosf(v);
+    case TAN: return tanf(v);
+    case ARCSIN: return asinf(v);
+    case ARCCOS: return acosf(v);
+    case ARCTAN: return atanf(v);
+    case SINH: return sinhf(v);
+    case COSH: return coshf(v);
+    case ARCSINH: return asinhf(v);
+    case ARCCOSH: return acoshf(v);
+    case ARCTANH: return atanhf(v);
+    case CBRT: return cbrtf(v);
   }
   return 0.f;
 }
 
-static bool unary_f32_supported(int op) {
-  switch (op) {
-    case NEG: case EXP: case EXP2: case EXPM1: case LOG: case LOG2: case LOG10: case LOG1P: case SQRT: case RSQRT:
-    case ABS: case TANH: case SIGMOID: case RELU: case RELU6: case LEAKY_RELU: case SOFTPLUS: case SOFTSIGN: case ELU:
-    case SELU: case GELU: case GELU_TANH: case SILU: case HARD_SIGMOID: case SQUARE: case SIGN: case RECIPROCAL:
-    case ERF: case FLOOR: case CEIL: case ROUND: case TRUNC: case SIN: case COS:
-      return true;
+// ---- the ops the CPU computes in double (its unary_f32_scalar): erfc, erfinv, i0, i1 ----------------
+// erfinv: Giles' single-precision approximation ("Approximating the erfinv function", 2010) as the
+// start, then two Newton steps on erf(y) = x in double, the residual formed from erfc and 1 - |x|
+// for |x| > 1/2 -- the CPU's erfinv_f, step for step.
+__device__ float erfinv_d(float xf) {
+  const double x = xf;
+  if (x != x) return xf;
+  if (x >= 1.0 || x <= -1.0) return x == 1.0 ? INFINITY : (x == -1.0 ? -INFINITY : NAN);
+  if (x == 0.0) return xf;  // keeps the sign of zero
+  double w = -log((1.0 - x) * (1.0 + x)), p;
+  if (w < 5.0) {
+    w -= 2.5;
+    p = 2.81022636e-08;
+    p = 3.43273939e-07 + p * w;
+    p = -3.5233877e-06 + p * w;
+    p = -4.39150654e-06 + p * w;
+    p = 0.00021858087 + p * w;
+    p = -0.00125372503 + p * w;
+    p = -0.00417768164 + p * w;
+    p = 0.246640727 + p * w;
+    p = 1.50140941 + p * w;
+  } else {
+    w = sqrt(w) - 3.0;
+    p = -0.000200214257;
+    p = 0.000100950558 + p * w;
+    p = 0.00134934322 + p * w;
+    p = -0.00367342844 + p * w;
+    p = 0.00573950773 + p * w;
+    p = -0.0076224613 + p * w;
+    p = 0.00943887047 + p * w;
+    p = 1.00167406 + p * w;
+    p = 2.83297682 + p * w;
   }
-  return false;
+  double y = p * x;
+  const double a = fabs(x);
+  for (int it = 0; it < 2; ++it) {
+    const double ya = fabs(y);
+    const double r = a > 0.5 ? (1.0 - a) - erfc(ya) : erf(ya) - a;  // erf(|y|) - |x|
+    const double step = r / (1.1283791670955126 * exp(-y * y));
+    y = x > 0 ? y - step : y + step;
+  }
+  return float(y);
+}
+
+// I0 and I1 by their power series in double, as the CPU's bessel_i: every term is positive (no
+// cancellation); beyond |x| = 100 the float result is infinite.
+__device__ float bessel_i_d(float xf, int order) {
+  if (xf != xf) return xf;
+  const double x = xf, ax = fabs(x);
+  if (ax > 100.0) return order == 0 ? INFINITY : (x > 0 ? INFINITY : -INFINITY);
+  const double q = 0.25 * x * x;
+  double term = order == 0 ? 1.0 : 0.5 * x, sum = term;
+  for (int k = 1; k < 1000; ++k) {
+    term *= q / (double(k) * double(k + order));
+    sum += term;
+    if (fabs(term) <= 1e-17 * fabs(sum)) break;
+  }
+  return float(sum);
+}
+
+static bool unary_in_double(int op) { return op == ERFC || op == ERFINV || op == I0 || op == I1; }
+
+// A kernel of their own, so that their double registers and loops do not weigh on unary_kernel's.
+template <class S>  // float, or uint16_t (bfloat16)
+__global__ void unary_double_kernel(int op, const S* x, S* y, int64_t n) {
+  GRID_STRIDE(i, n) {
+    const float v = wide(x[i]);
+    const float r = op == ERFC ? float(erfc(double(v))) : op == ERFINV ? erfinv_d(v) : bessel_i_d(v, op == I1);
+    y[i] = narrow<S>(r);
+  }
 }
 
 template <class S>  // float, or uint16_t (bfloat16)
@@ -307,8 +484,46 @@ __global__ void classify_bf16_kernel(int op, const uint16_t* x, bool* o, int64_t
   }
 }
 
+template <class T>
+__global__ void negative_kernel(const T* x, bool* o, int64_t n) {
+  GRID_STRIDE(i, n) o[i] = x[i] < 0;
+}
+
+__global__ void fill_bool_kernel(bool v, bool* o, int64_t n) {
+  GRID_STRIDE(i, n) o[i] = v;
+}
+
 __global__ void not_kernel(const uint8_t* x, uint8_t* o, int64_t n) {
   GRID_STRIDE(i, n) o[i] = !x[i];
+}
+
+// The CPU's unary_int: integers are their own floor / ceil / round / trunc; negation, abs and
+// squares wrap (abs(INT_MIN) is INT_MIN).
+static bool unary_int_op(int op) {
+  switch (op) {
+    case NEG: case ABS: case SQUARE: case SIGN: case RELU: case FLOOR: case CEIL: case ROUND: case TRUNC:
+    case BITWISE_NOT:
+      return true;
+  }
+  return false;
+}
+
+template <class T>
+__global__ void unary_int_kernel(int op, const T* x, T* o, int64_t n) {
+  using U = std::make_unsigned_t<T>;
+  GRID_STRIDE(i, n) {
+    const T v = x[i];
+    T r = v;
+    switch (op) {
+      case NEG: r = T(U(0) - U(v)); break;
+      case ABS: r = v < 0 ? T(U(0) - U(v)) : v; break;
+      case SQUARE: r = T(U(v) * U(v)); break;
+      case SIGN: r = T((v > 0) - (v < 0)); break;
+      case RELU: r = v > 0 ? v : T(0); break;
+      case BITWISE_NOT: r = T(~v); break;
+    }
+    o[i] = r;
+  }
 }
 
 void unary(int op, const Buffer& xb, Buffer& ob, double alpha) {
@@ -316,30 +531,53 @@ void unary(int op, const Buffer& xb, Buffer& ob, double alpha) {
   LAMINA_CHECK(xb.numel == ob.numel, "unary: input has " << xb.numel << " elements, output " << ob.numel);
   Context& c = op_device("unary", {&xb, &ob});
   const int64_t n = xb.numel;
+  const unsigned g = grid_for(n);
   if (op == ISNAN || op == ISINF || op == ISFINITE || op == SIGNBIT) {
     check_dtype("unary", "out", ob, BOOL);
-    if (xb.dtype == BF16) {
-      if (n) classify_bf16_kernel<<<grid_for(n), 256, 0, c.stream>>>(op, xb.data<uint16_t>(), ob.data<bool>(), n);
-      return launched(c, "unary");
+    if (op == SIGNBIT && xb.dtype == I8)
+      throw TypeError(std::string("unary: signbit of ") + dtype_name(xb.dtype) + " tensors is not a kernel here");
+    if (n == 0) return launched(c, "unary");
+    bool* o = ob.data<bool>();
+    switch (xb.dtype) {
+      case F32: classify_kernel<<<g, 256, 0, c.stream>>>(op, xb.data<uint32_t>(), o, n); break;
+      case BF16: classify_bf16_kernel<<<g, 256, 0, c.stream>>>(op, xb.data<uint16_t>(), o, n); break;
+      case I32:
+        if (op == SIGNBIT) negative_kernel<<<g, 256, 0, c.stream>>>(xb.data<int32_t>(), o, n);
+        else fill_bool_kernel<<<g, 256, 0, c.stream>>>(op == ISFINITE, o, n);
+        break;
+      case I64:
+        if (op == SIGNBIT) negative_kernel<<<g, 256, 0, c.stream>>>(xb.data<int64_t>(), o, n);
+        else fill_bool_kernel<<<g, 256, 0, c.stream>>>(op == ISFINITE, o, n);
+        break;
+      default:  // bool (int8: not signbit): never NaN or infinite, never negative
+        fill_bool_kernel<<<g, 256, 0, c.stream>>>(op == ISFINITE, o, n);
     }
-    if (xb.dtype != F32) throw Unsupported("unary: integer classification runs on the host");
-    if (n) classify_kernel<<<grid_for(n), 256, 0, c.stream>>>(op, xb.data<uint32_t>(), ob.data<bool>(), n);
     return launched(c, "unary");
   }
   check_dtype("unary", "out", ob, xb.dtype);
   if (xb.dtype == BOOL) {
     LAMINA_CHECK(op == LOGICAL_NOT || op == BITWISE_NOT, "unary: op code " << op << " is not defined for bool tensors");
-    if (n) not_kernel<<<grid_for(n), 256, 0, c.stream>>>(xb.data<uint8_t>(), ob.data<uint8_t>(), n);
+    if (n) not_kernel<<<g, 256, 0, c.stream>>>(xb.data<uint8_t>(), ob.data<uint8_t>(), n);
     return launched(c, "unary");
   }
   LAMINA_CHECK(op != LOGICAL_NOT, "unary: logical_not needs a bool tensor, received " << dtype_name(xb.dtype));
-  if ((xb.dtype != F32 && xb.dtype != BF16) || !unary_f32_supported(op))
-    throw Unsupported("unary: this op code or dtype runs on the host");
-  if (n && xb.dtype == BF16)
-    unary_kernel<uint16_t><<<grid_for(n), 256, 0, c.stream>>>(op, xb.data<uint16_t>(), ob.data<uint16_t>(), n,
-                                                              float(alpha));
-  else if (n)
-    unary_kernel<float><<<grid_for(n), 256, 0, c.stream>>>(op, xb.data<float>(), ob.data<float>(), n, float(alpha));
+  if (xb.dtype == I32 || xb.dtype == I64) {
+    LAMINA_CHECK(unary_int_op(op),
+                 "unary: op code " << op << " needs a float tensor, received " << dtype_name(xb.dtype));
+    if (n && xb.dtype == I32) unary_int_kernel<<<g, 256, 0, c.stream>>>(op, xb.data<int32_t>(), ob.data<int32_t>(), n);
+    else if (n) unary_int_kernel<<<g, 256, 0, c.stream>>>(op, xb.data<int64_t>(), ob.data<int64_t>(), n);
+    return launched(c, "unary");
+  }
+  // (the CPU's kernel would read int8 data as float32, past the buffer's end)
+  if (xb.dtype == I8) throw TypeError("unary: int8 tensors hold quantized weights and take no arithmetic");
+  LAMINA_CHECK(op != BITWISE_NOT,
+               "unary: bitwise_not needs an integer or bool tensor, received " << dtype_name(xb.dtype));
+  if (n == 0) return launched(c, "unary");
+  with_float_type(xb.dtype, [&](auto s) {
+    using S = decltype(s);
+    if (unary_in_double(op)) unary_double_kernel<S><<<g, 256, 0, c.stream>>>(op, xb.data<S>(), ob.data<S>(), n);
+    else unary_kernel<S><<<g, 256, 0, c.stream>>>(op, xb.data<S>(), ob.data<S>(), n, float(alpha));
+  });
   launched(c, "unary");
 }
 
@@ -350,12 +588,13 @@ __device__ __forceinline__ float grad_f32(int op, float v, float d, float alpha)
     case TANH_GRAD_Y: return d * (1.f - v * v);
     case ELU_GRAD_X: return v > 0.f ? d : d * alpha * expf(v);
     case SELU_GRAD_X: return d * kSeluScale * (v > 0.f ? 1.f : kSeluAlpha * expf(v));
+    // at +-inf (beyond 1e4 for the tanh form) the derivative is 1 or 0, times d as the CPU (NaN * 0 is NaN)
     case GELU_GRAD_X: {
-      if (isinf(v)) return v > 0.f ? d : 0.f;
+      if (isinf(v)) return d * (v > 0.f ? 1.f : 0.f);
       return d * (gelu_cdf(v) + v * 0.3989422804014327f * expf(-0.5f * v * v));
     }
     case GELU_TANH_GRAD_X: {
-      if (fabsf(v) > 1e4f) return v > 0.f ? d : 0.f;
+      if (fabsf(v) > 1e4f) return d * (v > 0.f ? 1.f : 0.f);
       const float s = gelu_tanh_s(v);
       const float du = 1.5957691216057308f * (1.f + 0.134145f * v * v);
       return d * (s + v * du * s * (1.f - s));
@@ -364,7 +603,7 @@ __device__ __forceinline__ float grad_f32(int op, float v, float d, float alpha)
     case LEAKY_RELU_GRAD_X: return v > 0.f ? d : alpha * d;
     case RELU6_GRAD_X: return (v > 0.f && v < 6.f) ? d : 0.f;
     case SILU_GRAD_X: {
-      if (isinf(v)) return v > 0.f ? d : 0.f;
+      if (isinf(v)) return d * (v > 0.f ? 1.f : 0.f);
       const float s = sigmoidf(v);
       return d * s * (1.f + v * (1.f - s));
     }
@@ -400,8 +639,9 @@ void unary_grad(int op, const Buffer& sb, const Buffer& gb, Buffer& ob, double a
 }
 
 // ---- clip, axpby ---------------------------------------------------------------------------------
-__global__ void clip_kernel(const float* x, float lo, float hi, float* o, int64_t n) {
-  GRID_STRIDE(i, n) { float v = x[i]; v = v < lo ? lo : v; o[i] = v > hi ? hi : v; }
+template <class T>  // float (NaN stays NaN), int32_t or int64_t
+__global__ void clip_kernel(const T* x, T lo, T hi, T* o, int64_t n) {
+  GRID_STRIDE(i, n) { T v = x[i]; v = v < lo ? lo : v; o[i] = v > hi ? hi : v; }
 }
 __global__ void clip_grad_kernel(const float* x, float lo, float hi, const float* g, float* o, int64_t n) {
   GRID_STRIDE(i, n) o[i] = (x[i] >= lo && x[i] <= hi) ? g[i] : 0.f;
@@ -410,14 +650,41 @@ __global__ void axpby_kernel(float a, const float* x, float b, float* y, int64_t
   GRID_STRIDE(i, n) y[i] = a * x[i] + b * y[i];
 }
 
+// A clip bound as T, as the CPU's clip_bound: integer tensors keep the integers inside [lo, hi]
+// (a NaN bound does not bound; bounds beyond T's range saturate).
+template <class T>
+static T clip_bound(double v, bool lower) {
+  if constexpr (std::is_floating_point<T>::value) {
+    return T(v);
+  } else {
+    if (v != v) return lower ? std::numeric_limits<T>::lowest() : std::numeric_limits<T>::max();
+    v = lower ? std::ceil(v) : std::floor(v);
+    if (v <= double(std::numeric_limits<T>::lowest())) return std::numeric_limits<T>::lowest();
+    if (v >= double(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
+    return T(v);
+  }
+}
+
+template <class T>
+static void clip_typed(Context& c, const Buffer& xb, double lo, double hi, Buffer& ob) {
+  if (xb.numel)
+    clip_kernel<T><<<grid_for(xb.numel), 256, 0, c.stream>>>(xb.data<T>(), clip_bound<T>(lo, true),
+                                                             clip_bound<T>(hi, false), ob.data<T>(), xb.numel);
+}
+
 void clip(const Buffer& xb, double lo, double hi, Buffer& ob) {
   LAMINA_CHECK(xb.numel == ob.numel, "clip: input has " << xb.numel << " elements, output " << ob.numel);
   check_dtype("clip", "out", ob, xb.dtype);
   LAMINA_CHECK(xb.dtype != BOOL, "clip: bool tensors cannot be clipped; cast to int32 or float32 first");
-  if (xb.dtype != F32) throw Unsupported("clip: integer clips run on the host");
+  LAMINA_CHECK(xb.dtype == F32 || xb.dtype == I32 || xb.dtype == I64,
+               "clip: expected a float32, int32 or int64 tensor, received " << dtype_name(xb.dtype)
+                                                                             << "; cast to float32 first");
   Context& c = op_device("clip", {&xb, &ob});
-  if (xb.numel) clip_kernel<<<grid_for(xb.numel), 256, 0, c.stream>>>(xb.data<float>(), float(lo), float(hi),
-                                                                        ob.data<float>(), xb.numel);
+  switch (xb.dtype) {
+    case F32: clip_typed<float>(c, xb, lo, hi, ob); break;
+    case I32: clip_typed<int32_t>(c, xb, lo, hi, ob); break;
+    default: clip_typed<int64_t>(c, xb, lo, hi, ob); break;
+  }
   launched(c, "clip");
 }
 
