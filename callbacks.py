@@ -55,8 +55,8 @@ def pythonify_logs(logs):
         if isinstance(v, dict):
             out.update(pythonify_logs(v))
             continue
-        if hasattr(v, "numpy") and getattr(v, "shape", ()) not in ((), (1,)):
-            out[k] = v.numpy()
+        if hasattr(v, "numpy"):  # a tensor: its read raises what its device raised (a deferred data check)
+            out[k] = v.numpy() if getattr(v, "shape", ()) not in ((), (1,)) else float(v)
             continue
         try:
             v = float(v)

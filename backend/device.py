@@ -172,6 +172,10 @@ class KernelTable:
         for name in DEVICE_FUNCTIONS + OP_CODE_TABLES:
             setattr(self, name, getattr(module, name))
         unsupported = getattr(module, "KernelUnsupported", None)
+        # A module with Programs (models/replay.py's compiled replays): its own kernels bind; a host
+        # fallback (a table entry run on host copies) does not.
+        self.Program = getattr(module, "Program", None) if module is not host else None
+        self.program_draws = self.Program is not None and bool(getattr(module, "PROGRAM_DRAWS", False))
         for name in KERNEL_TABLE:
             fallback = self._host_kernel(name)
             if name in self.native:
@@ -179,6 +183,16 @@ class KernelTable:
                         if unsupported is not None else getattr(module, name))
             else:
                 setattr(self, name, fallback)
+
+    def bindable(self, name):
+        """Whether calls of `name` can be bound into this table's Programs (the module's own kernel)."""
+        return self.Program is not None and name in self.native and self.module.bindable(name)
+
+    def bind_call(self, name, fn, args, kwargs):
+        return self.module.bind_call(name, fn, args, kwargs)
+
+    def fallback_count(self):
+        return sum(self.fallbacks.values())
 
     @staticmethod
     def _with_fallback(kernel, fallback, unsupported):

@@ -81,6 +81,7 @@ class _Recording:
         self.abort = None    # why this step cannot be replayed
         self.nbytes = 0
         self.draws = []      # (seed argument, op) of each random draw, in order
+        self.fell_back = False  # a call ran on host copies (a device kernel's KernelUnsupported)
 
 
 class _Proxy:
@@ -145,6 +146,7 @@ def _record(fn):
         return _Drawn(key, j, 0), _Drawn(ctr, j, 1)
     devices = list(_DEVICES.values())
     saved = [(d, d.kernels) for d in devices if d.kernels is not None]
+    fell_back = _fallback_counts(saved)
     proxies = {}  # one per kernel module: devices sharing a module still share it (copy_to checks)
     was_bf16 = BF16_STATE.enabled
     for d, real in saved:
@@ -159,6 +161,9 @@ def _record(fn):
         _random.draw_seed = real_draw
         for d, real in saved:
             d.kernels = _widened(real) if BF16_STATE.enabled else real
+    rec.fell_back = _fallback_counts(saved) != fell_back
+    if rec.abort is None and any(t.device not in devices for t in _result_tensors(result)):
+        rec.abort = "the step ran on a device outside lamina's table (its kernels were not recorded)"
     if BF16_STATE.enabled and not was_bf16 and rec.abort is None:
         rec.abort = "the step used bfloat16 for the first time"
     if len(_DEVICES) != len(devices) and rec.abort is None:
@@ -166,6 +171,15 @@ def _record(fn):
     if rec.nbytes > MAX_BYTES and rec.abort is None:
         rec.abort = f"the step allocates {rec.nbytes} bytes (more than {MAX_BYTES})"
     return result, rec
+
+
+def _fallback_counts(saved):
+    """The host-fallback calls each device table has made so far (backend/device.py's KernelTable)."""
+    counts = []
+    for _, table in saved:
+        table = table.inner if isinstance(table, WideningTable) else table
+        counts.append(table.fallback_count() if hasattr(table, "fallback_count") else 0)
+    return counts
 
 
 class _Roles:
@@ -303,8 +317,9 @@ class _Program:
         self.aliased = _rebind(result, self.pos, None) is not result
         self.build = _builder(result, slots_of) if fresh else None
         # one output made afresh, from a compiled program: predict_on_batch can go numpy to numpy
-        self.host_shapes = [result.shape] if self.native is not None and isinstance(result, Tensor) and \
-            slots_of.get(id(result._buf)) == ("fresh", 0) and len(self.fresh) == 1 else None
+        self.host_shapes = [result.shape] if self.native is not None and not self.draws and \
+            isinstance(result, Tensor) and slots_of.get(id(result._buf)) == ("fresh", 0) and len(self.fresh) == 1 \
+            else None
         self.host_dtype = np.dtype(dtypes.to_numpy_dtype(inputs_dtype)) if self.host_shapes and inputs_dtype else None
         self.run1 = None  # one input buffer -> the one output tensor, for CallReplay.fast
         if self.host_shapes is not None and len(inputs) == 1:
@@ -313,7 +328,11 @@ class _Program:
 
     def run(self, inputs):
         if self.native is not None:  # every call bound in a compiled Program: one call from here
-            made = self.native.run(inputs)
+            if self.draws:  # the step's random draws, in its order, as (seed, counter) pairs flattened
+                made = self.native.run(inputs, [int(v) for seed, op in self.draws
+                                                for v in _random.draw_seed(seed, op)])
+            else:
+                made = self.native.run(inputs)
             return self._result(inputs, made)
         for copy, pristine, buf in self.restore:
             copy(pristine, buf)
@@ -362,7 +381,7 @@ def _native_program(rec, restore, draws, inputs, fresh):
     """The recording as one compiled Program of its device module (csrc/cpu/program.cpp), or None
     where one cannot hold it: random draws (their seeds change at every run), calls on several
     kernel modules, a call that is not a bindable kernel of the table."""
-    if draws or not rec.calls:
+    if not rec.calls or rec.fell_back:  # a host fallback is Python's, not a bindable kernel
         return None
     module = None
     for d in _DEVICES.values():
@@ -370,17 +389,39 @@ def _native_program(rec, restore, draws, inputs, fresh):
         if k is not None and getattr(k, "Program", None) is not None and getattr(k, rec.calls[0][0], None) is rec.calls[0][1]:
             module = k
             break
-    if module is None:
+    if module is None or (draws and not getattr(module, "program_draws", False)):
         return None
     calls = [("copy", module.copy, (pristine, buf), {}) for copy, pristine, buf in restore if copy is module.copy]
     if len(calls) != len(restore):
         return None
-    for name, fn, args, kwargs in calls + [c for c in rec.calls]:
+    drawn = []  # (call, argument position, index into a run's flat draws: 2 j + component)
+    for i, (name, fn, args, kwargs) in enumerate(calls + list(rec.calls)):
         if getattr(module, name, None) is not fn or not module.bindable(name):
             return None
+        if any(_has_drawn(v) for v in kwargs.values()) or any(_has_drawn(a) for a in args if not isinstance(a, _Drawn)):
+            return None  # a draw the Program cannot put back (a keyword, or inside a list)
+        drawn += [(i, j, 2 * a.draw[0] + a.draw[1]) for j, a in enumerate(args) if isinstance(a, _Drawn)]
     bound = [module.bind_call(name, fn, tuple(int(a) if isinstance(a, _Drawn) else a for a in args), kwargs)
              for name, fn, args, kwargs in calls + list(rec.calls)]
-    return module.Program(bound, list(inputs), list(fresh))
+    return module.Program(bound, list(inputs), list(fresh), drawn) if drawn else \
+        module.Program(bound, list(inputs), list(fresh))
+
+
+def _has_drawn(a):
+    if isinstance(a, _Drawn):
+        return True
+    return isinstance(a, (list, tuple)) and any(_has_drawn(e) for e in a)
+
+
+def _result_tensors(obj):
+    """The tensors of a result (nested lists, tuples, dicts)."""
+    if isinstance(obj, Tensor):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in _result_tensors(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in _result_tensors(o)]
+    return []
 
 
 def _result_buffers(obj):

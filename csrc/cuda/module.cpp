@@ -6,13 +6,16 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstring>
+#include <tuple>
 
 #include "../export.h"
 #include "decomp.h"
 #include "cudnn.h"
 #include "nccl.h"
 #include "gpu.h"
+#include "bind.h"
 #include "quant.h"
 #include "sort.h"
 #include "attention.h"
@@ -66,7 +69,171 @@ py::dict memory_dict(gpu::Context& c) {
   return d;
 }
 
+// ---- Programs: a replayed step's kernel calls, bound once, run from one Python call -------------
+struct Spec {
+  int64_t numel;
+  DType dtype;
+  int device;
+};
+Spec spec_of(const BufferPtr& b) { return {b->numel, b->dtype, b->device}; }
+
+// csrc/cpu/program.cpp's Program for this module's Buffers: `calls` in order; each run puts the
+// run's input buffers and fresh output buffers in place of the recording's own (`inputs`,
+// `outputs`) and queues the calls with the GIL released (each only queues work on its stream).
+struct Program {
+  std::vector<gpu::BoundCallPtr> calls;
+  struct Slot {
+    BufferPtr* where;
+    bool fresh;  // a fresh output buffer (else an input)
+    int index;
+  };
+  std::vector<Slot> slots;
+  std::vector<Spec> inputs, fresh;
+  struct Patch {  // call `call`'s integer argument `position` takes the run's draws[draw]
+    size_t call;
+    int position;
+    size_t draw;
+  };
+  std::vector<Patch> patches;
+  size_t n_draws = 0;
+
+  Program(std::vector<gpu::BoundCallPtr> c, const std::vector<BufferPtr>& in, const std::vector<BufferPtr>& out,
+          const std::vector<std::tuple<int64_t, int, int64_t>>& draw_args)
+      : calls(std::move(c)) {
+    for (const auto& [call, position, draw] : draw_args) {
+      LAMINA_CHECK(call >= 0 && size_t(call) < calls.size() && draw >= 0,
+                   "Program: draw argument (" << call << ", " << position << ", " << draw << ") is out of range");
+      LAMINA_CHECK(calls[size_t(call)] && calls[size_t(call)]->set_int(position, 0),
+                   "Program: argument " << position << " of call " << call << " is not an integer");
+      patches.push_back({size_t(call), position, size_t(draw)});
+      n_draws = std::max(n_draws, size_t(draw) + 1);
+    }
+    for (auto& b : in) {
+      LAMINA_CHECK(b, "Program: expected input Buffers, received None");
+      inputs.push_back(spec_of(b));
+    }
+    for (auto& b : out) {
+      LAMINA_CHECK(b, "Program: expected output Buffers, received None");
+      fresh.push_back(spec_of(b));
+    }
+    for (size_t i = 0; i < calls.size(); ++i) {
+      LAMINA_CHECK(calls[i], "Program: expected bound calls, received None");
+      bool any = false;
+      for (BufferPtr* p : calls[i]->buffers) {
+        if (!*p) continue;
+        any = true;
+        // an input that is also an output (a model returning its input) stays the input
+        bool found = false;
+        for (size_t k = 0; k < in.size() && !found; ++k)
+          if (p->get() == in[k].get()) slots.push_back({p, false, int(k)}), found = true;
+        for (size_t k = 0; k < out.size() && !found; ++k)
+          if (p->get() == out[k].get()) slots.push_back({p, true, int(k)}), found = true;
+      }
+      LAMINA_CHECK(any, "Program: call " << i << " (" << calls[i]->name << ") has no buffer argument");
+    }
+  }
+
+  std::vector<BufferPtr> run(const std::vector<BufferPtr>& in, const std::vector<uint64_t>& draws) {
+    LAMINA_CHECK(in.size() == inputs.size(), "Program.run: expected " << inputs.size() << " input buffers, received "
+                                                                      << in.size());
+    LAMINA_CHECK(draws.size() == n_draws, "Program.run: expected " << n_draws << " random draws (seeds and counters), "
+                                                                   << "received " << draws.size());
+    for (const Patch& p : patches) calls[p.call]->set_int(p.position, draws[p.draw]);
+    for (size_t k = 0; k < in.size(); ++k) {
+      LAMINA_CHECK(in[k], "Program.run: input " << k << " is None; expected a Buffer");
+      const Spec& s = inputs[k];
+      LAMINA_CHECK(in[k]->numel == s.numel && in[k]->dtype == s.dtype && in[k]->device == s.device,
+                   "Program.run: input " << k << " holds " << in[k]->numel << " elements of dtype code "
+                                         << int(in[k]->dtype) << " on device " << in[k]->device << "; the program was "
+                                         << "recorded with " << s.numel << " of dtype code " << int(s.dtype)
+                                         << " on device " << s.device);
+    }
+    std::vector<BufferPtr> made;
+    made.reserve(fresh.size());
+    for (const Spec& s : fresh) made.push_back(std::make_shared<Buffer>(s.numel, s.dtype, s.device));
+    for (const Slot& s : slots) *s.where = s.fresh ? made[size_t(s.index)] : in[size_t(s.index)];
+    struct Clear {  // the program keeps no reference to its caller's buffers between runs
+      Program* p;
+      ~Clear() {
+        for (const Slot& s : p->slots) s.where->reset();
+      }
+    } clear{this};
+    {
+      py::gil_scoped_release nogil;
+      for (auto& call : calls) call->run();
+    }
+    return made;
+  }
+
+  // run() from host arrays to host arrays (predict_on_batch's numpy in, numpy out)
+  std::vector<py::array> run_host(const std::vector<py::array>& arrays, const std::vector<Shape>& shapes) {
+    LAMINA_CHECK(arrays.size() == inputs.size(), "Program.run_host: expected " << inputs.size() << " arrays, received "
+                                                                               << arrays.size());
+    LAMINA_CHECK(shapes.size() == fresh.size(), "Program.run_host: expected " << fresh.size()
+                                                                              << " output shapes, received " << shapes.size());
+    std::vector<BufferPtr> in;
+    in.reserve(arrays.size());
+    for (size_t k = 0; k < arrays.size(); ++k) in.push_back(from_numpy(arrays[k], inputs[k].device, -1));
+    std::vector<BufferPtr> made = run(in, {});
+    std::vector<py::array> out;
+    out.reserve(made.size());
+    for (size_t k = 0; k < made.size(); ++k) out.push_back(to_numpy(*made[k], shapes[k]));
+    return out;
+  }
+};
+
+void bind_program(py::module_& m) {
+  py::class_<gpu::BoundCall, gpu::BoundCallPtr>(m, "BoundCall")
+      .def_property_readonly("name", [](const gpu::BoundCall& c) { return std::string(c.name); })
+      .def_property_readonly("num_buffers", [](const gpu::BoundCall& c) { return c.buffers.size(); });
+  m.def("bindable", [](const std::string& name) { return gpu::bindable_kernels().count(name) > 0; },
+        py::arg("name"), "Whether the kernel of that name can be bound (bind_call): a kernel that returns nothing.");
+  m.def("bind_call", [](const std::string& name, py::object fn, py::tuple args, py::dict kwargs) {
+    LAMINA_CHECK(gpu::bindable_kernels().count(name), "bind_call: '" << name << "' is not a kernel that can be bound");
+    gpu::BoundCallPtr out;
+    gpu::t_bind_target = &out;
+    try {
+      fn(*args, **kwargs);
+    } catch (...) {
+      gpu::t_bind_target = nullptr;
+      throw;
+    }
+    gpu::t_bind_target = nullptr;
+    LAMINA_CHECK(out, "bind_call: calling '" << name << "' did not reach a kernel; pass the kernel function itself");
+    return out;
+  }, py::arg("name"), py::arg("fn"), py::arg("args"), py::arg("kwargs"),
+     "Converts a kernel call's arguments and keeps them, without running it: a step of a Program.");
+  py::class_<Program>(m, "Program")
+      .def(py::init<std::vector<gpu::BoundCallPtr>, const std::vector<BufferPtr>&, const std::vector<BufferPtr>&,
+                    const std::vector<std::tuple<int64_t, int, int64_t>>&>(),
+           py::arg("calls"), py::arg("inputs"), py::arg("outputs"),
+           py::arg("draws") = std::vector<std::tuple<int64_t, int, int64_t>>(),
+           "Bound calls to run in order; `inputs` and `outputs` are the recording's own buffers: each run "
+           "puts its inputs in place of the first and fresh buffers in place of the second. `draws`: "
+           "(call, argument position, k): that integer argument takes the run's k-th draw.")
+      .def("run", &Program::run, py::arg("inputs"), py::arg("draws") = std::vector<uint64_t>(),
+           "Queues the calls on these input buffers, with these random draws (seeds and counters), and "
+           "returns the fresh output buffers, in order.")
+      .def("run1", [](Program& p, const BufferPtr& in) {
+             LAMINA_CHECK(p.fresh.size() == 1, "Program.run1: the program makes " << p.fresh.size()
+                                                                                 << " outputs; use run()");
+             return p.run({in}, {})[0];
+           }, py::arg("input"), "run() for one input buffer and one output: returns the output buffer.")
+      .def("run_host", &Program::run_host, py::arg("arrays"), py::arg("shapes"),
+           "run() on copies of these C-contiguous numpy arrays; returns the outputs as numpy arrays of these shapes.");
+}
+
 }  // namespace
+
+namespace lamina {
+namespace gpu {
+thread_local BoundCallPtr* t_bind_target = nullptr;
+std::unordered_set<std::string>& bindable_kernels() {
+  static std::unordered_set<std::string> names;
+  return names;
+}
+}  // namespace gpu
+}  // namespace lamina
 
 #ifndef LAMINA_CUDA_MODULE
 #define LAMINA_CUDA_MODULE _cuda  // _cuda_emu: the same sources built for the CPU (csrc/cuda/emu)
@@ -79,6 +246,8 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
   py::register_exception<gpu::CudaError>(m, "CudaError", PyExc_RuntimeError);
   py::register_exception<gpu::Unsupported>(m, "KernelUnsupported", PyExc_NotImplementedError);
   export_op_codes(m);
+  bind_program(m);
+  m.attr("PROGRAM_DRAWS") = true;  // Programs take random draws (Program.run's `draws`)
   // The kernels that take bfloat16 buffers themselves (backend/device.py widens the others').
   // conv2d: bfloat16 operands through cuBLAS (conv.cu); depthwise convolutions stay widened.
   // The recurrent kernels: bfloat16 product operands through cuBLAS, float32 gate maths (rnn.cu).
@@ -171,45 +340,45 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
     throw TypeError("host_view: a GPU buffer has no host memory to view; copy it with to_numpy");
   }, py::arg("buffer"), py::arg("shape"));
   m.def("copy_between", &gpu::copy_between, py::arg("src"), py::arg("dst"));
-  m.def("fill", &gpu::fill);
-  m.def("copy", &gpu::copy);
-  m.def("cast", &gpu::cast);
+  gpu::def_kernel(m, "fill", &gpu::fill);
+  gpu::def_kernel(m, "copy", &gpu::copy);
+  gpu::def_kernel(m, "cast", &gpu::cast);
 
   // ---- kernels (same names and arguments as the CPU module's) ----
-  m.def("binary", &gpu::binary);
-  m.def("unary", &gpu::unary, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("alpha") = 0.0);
-  m.def("unary_grad", &gpu::unary_grad, py::arg("op"), py::arg("saved"), py::arg("grad"), py::arg("out"),
+  gpu::def_kernel(m, "binary", &gpu::binary);
+  gpu::def_kernel(m, "unary", &gpu::unary, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("alpha") = 0.0);
+  gpu::def_kernel(m, "unary_grad", &gpu::unary_grad, py::arg("op"), py::arg("saved"), py::arg("grad"), py::arg("out"),
         py::arg("alpha") = 0.0);
-  m.def("where", &gpu::where);
-  m.def("broadcast_to", &gpu::broadcast_to);
-  m.def("clip", &gpu::clip);
-  m.def("clip_grad", &gpu::clip_grad);
-  m.def("axpby", &gpu::axpby);
-  m.def("reduce", &gpu::reduce);
-  m.def("strided_copy", &gpu::strided_copy, py::arg("src"), py::arg("src_offset"), py::arg("src_strides"),
+  gpu::def_kernel(m, "where", &gpu::where);
+  gpu::def_kernel(m, "broadcast_to", &gpu::broadcast_to);
+  gpu::def_kernel(m, "clip", &gpu::clip);
+  gpu::def_kernel(m, "clip_grad", &gpu::clip_grad);
+  gpu::def_kernel(m, "axpby", &gpu::axpby);
+  gpu::def_kernel(m, "reduce", &gpu::reduce);
+  gpu::def_kernel(m, "strided_copy", &gpu::strided_copy, py::arg("src"), py::arg("src_offset"), py::arg("src_strides"),
         py::arg("dst"), py::arg("dst_offset"), py::arg("dst_strides"), py::arg("shape"), py::arg("accumulate") = false);
-  m.def("matmul", &gpu::matmul, py::arg("a"), py::arg("a_shape"), py::arg("b"), py::arg("b_shape"), py::arg("out"),
+  gpu::def_kernel(m, "matmul", &gpu::matmul, py::arg("a"), py::arg("a_shape"), py::arg("b"), py::arg("b_shape"), py::arg("out"),
         py::arg("out_shape"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("accumulate") = false,
         py::arg("bias") = py::none());
-  m.def("gemm", &gpu::gemm, py::arg("trans_a"), py::arg("trans_b"), py::arg("M"), py::arg("N"), py::arg("K"),
+  gpu::def_kernel(m, "gemm", &gpu::gemm, py::arg("trans_a"), py::arg("trans_b"), py::arg("M"), py::arg("N"), py::arg("K"),
         py::arg("alpha"), py::arg("a"), py::arg("b"), py::arg("beta"), py::arg("c"), py::arg("lda") = -1,
         py::arg("ldb") = -1, py::arg("ldc") = -1);
-  m.def("softmax", &gpu::softmax);
-  m.def("softmax_grad", &gpu::softmax_grad);
-  m.def("xent_sparse", &gpu::xent_sparse);
-  m.def("xent_sparse_grad", &gpu::xent_sparse_grad);
-  m.def("bias_relu", &gpu::bias_relu);
-  m.def("bias_relu_grad", &gpu::bias_relu_grad);
-  m.def("sgd", &gpu::sgd);
-  m.def("adam", &gpu::adam);
-  m.def("weight_decay", &gpu::weight_decay);
+  gpu::def_kernel(m, "softmax", &gpu::softmax);
+  gpu::def_kernel(m, "softmax_grad", &gpu::softmax_grad);
+  gpu::def_kernel(m, "xent_sparse", &gpu::xent_sparse);
+  gpu::def_kernel(m, "xent_sparse_grad", &gpu::xent_sparse_grad);
+  gpu::def_kernel(m, "bias_relu", &gpu::bias_relu);
+  gpu::def_kernel(m, "bias_relu_grad", &gpu::bias_relu_grad);
+  gpu::def_kernel(m, "sgd", &gpu::sgd);
+  gpu::def_kernel(m, "adam", &gpu::adam);
+  gpu::def_kernel(m, "weight_decay", &gpu::weight_decay);
   // ---- recurrent layers (rnn.cu): same positional arguments as the CPU module's ----
-  m.def("lstm_forward", &gpu::lstm_forward, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("kernel"),
+  gpu::def_kernel(m, "lstm_forward", &gpu::lstm_forward, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("kernel"),
         py::arg("recurrent_kernel"), py::arg("bias").none(true), py::arg("mask").none(true),
         py::arg("input_dropout").none(true), py::arg("recurrent_dropout").none(true), py::arg("B"), py::arg("T"),
         py::arg("F"), py::arg("U"), py::arg("go_backwards"), py::arg("out"), py::arg("h_last"), py::arg("c_last"),
         py::arg("gates"), py::arg("saved_c").none(true));
-  m.def("lstm_backward", &gpu::lstm_backward, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("kernel"),
+  gpu::def_kernel(m, "lstm_backward", &gpu::lstm_backward, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("kernel"),
         py::arg("recurrent_kernel"), py::arg("mask").none(true), py::arg("input_dropout").none(true),
         py::arg("recurrent_dropout").none(true), py::arg("B"), py::arg("T"), py::arg("F"), py::arg("U"),
         py::arg("go_backwards"), py::arg("out"), py::arg("gates"), py::arg("saved_c"), py::arg("dout").none(true),
@@ -217,11 +386,11 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
         py::arg("dh0").none(true), py::arg("dc0").none(true), py::arg("dkernel").none(true),
         py::arg("drecurrent_kernel").none(true), py::arg("dbias").none(true), py::arg("accumulate"),
         py::arg("dgates_out").none(true), py::arg("dgates_rec_out").none(true), py::arg("h_prev_out").none(true));
-  m.def("gru_forward", &gpu::gru_forward, py::arg("x"), py::arg("h0"), py::arg("kernel"), py::arg("recurrent_kernel"),
+  gpu::def_kernel(m, "gru_forward", &gpu::gru_forward, py::arg("x"), py::arg("h0"), py::arg("kernel"), py::arg("recurrent_kernel"),
         py::arg("bias").none(true), py::arg("mask").none(true), py::arg("input_dropout").none(true),
         py::arg("recurrent_dropout").none(true), py::arg("B"), py::arg("T"), py::arg("F"), py::arg("U"),
         py::arg("go_backwards"), py::arg("out"), py::arg("h_last"), py::arg("gates"), py::arg("saved_rh").none(true));
-  m.def("gru_backward", &gpu::gru_backward, py::arg("x"), py::arg("h0"), py::arg("kernel"),
+  gpu::def_kernel(m, "gru_backward", &gpu::gru_backward, py::arg("x"), py::arg("h0"), py::arg("kernel"),
         py::arg("recurrent_kernel"), py::arg("mask").none(true), py::arg("input_dropout").none(true),
         py::arg("recurrent_dropout").none(true), py::arg("B"), py::arg("T"), py::arg("F"), py::arg("U"),
         py::arg("go_backwards"), py::arg("out"), py::arg("gates"), py::arg("saved_rh"), py::arg("dout").none(true),
@@ -229,11 +398,11 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
         py::arg("dkernel").none(true), py::arg("drecurrent_kernel").none(true), py::arg("dbias").none(true),
         py::arg("accumulate"), py::arg("dgates_out").none(true), py::arg("dgates_rec_out").none(true),
         py::arg("h_prev_out").none(true));
-  m.def("simple_rnn_forward", &gpu::simple_rnn_forward, py::arg("x"), py::arg("h0"), py::arg("kernel"),
+  gpu::def_kernel(m, "simple_rnn_forward", &gpu::simple_rnn_forward, py::arg("x"), py::arg("h0"), py::arg("kernel"),
         py::arg("recurrent_kernel"), py::arg("bias").none(true), py::arg("mask").none(true),
         py::arg("input_dropout").none(true), py::arg("recurrent_dropout").none(true), py::arg("B"), py::arg("T"),
         py::arg("F"), py::arg("U"), py::arg("go_backwards"), py::arg("out"), py::arg("h_last"), py::arg("gates"));
-  m.def("simple_rnn_backward", &gpu::simple_rnn_backward, py::arg("x"), py::arg("h0"), py::arg("kernel"),
+  gpu::def_kernel(m, "simple_rnn_backward", &gpu::simple_rnn_backward, py::arg("x"), py::arg("h0"), py::arg("kernel"),
         py::arg("recurrent_kernel"), py::arg("mask").none(true), py::arg("input_dropout").none(true),
         py::arg("recurrent_dropout").none(true), py::arg("B"), py::arg("T"), py::arg("F"), py::arg("U"),
         py::arg("go_backwards"), py::arg("out"), py::arg("gates"), py::arg("dout").none(true),
@@ -242,157 +411,157 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
         py::arg("accumulate"), py::arg("dgates_out").none(true), py::arg("dgates_rec_out").none(true),
         py::arg("h_prev_out").none(true));
   // ---- convolution and pooling (conv.cu) ----
-  m.def("conv2d_forward", &gpu::conv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
+  gpu::def_kernel(m, "conv2d_forward", &gpu::conv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
         py::arg("out"), py::arg("out_shape"), py::arg("strides"), py::arg("dilation"), py::arg("pads"));
-  m.def("conv2d_backward", &gpu::conv2d_backward, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
+  gpu::def_kernel(m, "conv2d_backward", &gpu::conv2d_backward, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
         py::arg("grad"), py::arg("grad_shape"), py::arg("dx").none(true), py::arg("dw").none(true), py::arg("strides"),
         py::arg("dilation"), py::arg("pads"));
-  m.def("depthwise_conv2d_forward", &gpu::depthwise_conv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w"),
+  gpu::def_kernel(m, "depthwise_conv2d_forward", &gpu::depthwise_conv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w"),
         py::arg("w_shape"), py::arg("out"), py::arg("out_shape"), py::arg("strides"), py::arg("dilation"),
         py::arg("pads"));
-  m.def("depthwise_conv2d_backward", &gpu::depthwise_conv2d_backward, py::arg("x"), py::arg("x_shape"), py::arg("w"),
+  gpu::def_kernel(m, "depthwise_conv2d_backward", &gpu::depthwise_conv2d_backward, py::arg("x"), py::arg("x_shape"), py::arg("w"),
         py::arg("w_shape"), py::arg("grad"), py::arg("grad_shape"), py::arg("dx").none(true), py::arg("dw").none(true),
         py::arg("strides"), py::arg("dilation"), py::arg("pads"));
-  m.def("pool2d_forward", &gpu::pool2d_forward, py::arg("mode"), py::arg("x"), py::arg("x_shape"), py::arg("out"),
+  gpu::def_kernel(m, "pool2d_forward", &gpu::pool2d_forward, py::arg("mode"), py::arg("x"), py::arg("x_shape"), py::arg("out"),
         py::arg("out_shape"), py::arg("pool_size"), py::arg("strides"), py::arg("pads"),
         py::arg("indices").none(true) = nullptr);
-  m.def("pool2d_backward", &gpu::pool2d_backward, py::arg("mode"), py::arg("x_shape"), py::arg("grad"),
+  gpu::def_kernel(m, "pool2d_backward", &gpu::pool2d_backward, py::arg("mode"), py::arg("x_shape"), py::arg("grad"),
         py::arg("grad_shape"), py::arg("dx"), py::arg("pool_size"), py::arg("strides"), py::arg("pads"),
         py::arg("indices").none(true) = nullptr);
   // ---- normalisation (norm.cu), argmax / scans (scan.cu), RMSprop / Adagrad (optim_extra.cu) ----
-  m.def("batch_norm_train", &gpu::batch_norm_train);
-  m.def("batch_norm_train_grad", &gpu::batch_norm_train_grad);
-  m.def("batch_norm_infer", &gpu::batch_norm_infer, py::arg("x"), py::arg("mean"), py::arg("variance"),
+  gpu::def_kernel(m, "batch_norm_train", &gpu::batch_norm_train);
+  gpu::def_kernel(m, "batch_norm_train_grad", &gpu::batch_norm_train_grad);
+  gpu::def_kernel(m, "batch_norm_infer", &gpu::batch_norm_infer, py::arg("x"), py::arg("mean"), py::arg("variance"),
         py::arg("scale").none(true), py::arg("offset").none(true), py::arg("outer"), py::arg("C"), py::arg("inner"),
         py::arg("eps"), py::arg("out"), py::arg("lo") = -INFINITY, py::arg("hi") = INFINITY);
-  m.def("batch_norm_infer_grad", &gpu::batch_norm_infer_grad);
-  m.def("layer_norm", &gpu::layer_norm);
-  m.def("layer_norm_grad", &gpu::layer_norm_grad);
-  m.def("argreduce", &gpu::argreduce);
-  m.def("cumulative", &gpu::cumulative, py::arg("op"), py::arg("x"), py::arg("outer"), py::arg("R"), py::arg("inner"),
+  gpu::def_kernel(m, "batch_norm_infer_grad", &gpu::batch_norm_infer_grad);
+  gpu::def_kernel(m, "layer_norm", &gpu::layer_norm);
+  gpu::def_kernel(m, "layer_norm_grad", &gpu::layer_norm_grad);
+  gpu::def_kernel(m, "argreduce", &gpu::argreduce);
+  gpu::def_kernel(m, "cumulative", &gpu::cumulative, py::arg("op"), py::arg("x"), py::arg("outer"), py::arg("R"), py::arg("inner"),
         py::arg("out"), py::arg("reverse") = false);
-  m.def("cumprod_grad", &gpu::cumprod_grad);
-  m.def("rmsprop", &gpu::rmsprop);
-  m.def("adagrad", &gpu::adagrad);
+  gpu::def_kernel(m, "cumprod_grad", &gpu::cumprod_grad);
+  gpu::def_kernel(m, "rmsprop", &gpu::rmsprop);
+  gpu::def_kernel(m, "adagrad", &gpu::adagrad);
   // ---- random draws and dropout (random.cu), embedding and take (embedding.cu) ----
-  m.def("random_uniform", &gpu::random_uniform);
-  m.def("random_normal", &gpu::random_normal);
+  gpu::def_kernel(m, "random_uniform", &gpu::random_uniform);
+  gpu::def_kernel(m, "random_normal", &gpu::random_normal);
   m.def("_host_random_uniform", &gpu::host_random_uniform, py::arg("seed"), py::arg("counter"), py::arg("lo"),
         py::arg("hi"), py::arg("n"), "random_uniform's numbers computed on the host with the device's arithmetic.");
   m.def("_host_random_normal", &gpu::host_random_normal, py::arg("seed"), py::arg("counter"), py::arg("mean"),
         py::arg("stddev"), py::arg("truncated"), py::arg("n"),
         "random_normal's numbers computed on the host with the device's arithmetic (glibc's logf / sincosf).");
-  m.def("random_randint", &gpu::random_randint);
-  m.def("dropout", &gpu::dropout);
-  m.def("dropout_mask", &gpu::dropout_mask);
-  m.def("dropout_grad", &gpu::dropout_grad);
-  m.def("embedding", &gpu::embedding);
-  m.def("embedding_grad", &gpu::embedding_grad);
-  m.def("embedding_scatter_add", &gpu::embedding_scatter_add);
-  m.def("take", &gpu::take);
-  m.def("take_grad", &gpu::take_grad);
+  gpu::def_kernel(m, "random_randint", &gpu::random_randint);
+  gpu::def_kernel(m, "dropout", &gpu::dropout);
+  gpu::def_kernel(m, "dropout_mask", &gpu::dropout_mask);
+  gpu::def_kernel(m, "dropout_grad", &gpu::dropout_grad);
+  gpu::def_kernel(m, "embedding", &gpu::embedding);
+  gpu::def_kernel(m, "embedding_grad", &gpu::embedding_grad);
+  gpu::def_kernel(m, "embedding_scatter_add", &gpu::embedding_scatter_add);
+  gpu::def_kernel(m, "take", &gpu::take);
+  gpu::def_kernel(m, "take_grad", &gpu::take_grad);
   // ---- Fourier transforms (fft.cu) ----
-  m.def("fft", &gpu::fft, py::arg("x_real"), py::arg("x_imag").none(true), py::arg("outer"), py::arg("n"),
+  gpu::def_kernel(m, "fft", &gpu::fft, py::arg("x_real"), py::arg("x_imag").none(true), py::arg("outer"), py::arg("n"),
         py::arg("inner"), py::arg("inverse"), py::arg("scale"), py::arg("out_real"), py::arg("out_imag"));
-  m.def("rfft", &gpu::rfft, py::arg("x"), py::arg("outer"), py::arg("n_in"), py::arg("fft_length"), py::arg("scale"),
+  gpu::def_kernel(m, "rfft", &gpu::rfft, py::arg("x"), py::arg("outer"), py::arg("n_in"), py::arg("fft_length"), py::arg("scale"),
         py::arg("out_real"), py::arg("out_imag"));
-  m.def("irfft", &gpu::irfft, py::arg("x_real"), py::arg("x_imag"), py::arg("outer"), py::arg("m_in"),
+  gpu::def_kernel(m, "irfft", &gpu::irfft, py::arg("x_real"), py::arg("x_imag"), py::arg("outer"), py::arg("m_in"),
         py::arg("fft_length"), py::arg("scale"), py::arg("out"));
   // ---- fused optimizer updates (optim_more.cu): row gradients, Adadelta ... Adafactor; positional as the CPU's ----
-  m.def("sgd_sparse", &gpu::sgd_sparse);
-  m.def("adam_sparse", &gpu::adam_sparse);
-  m.def("rmsprop_sparse", &gpu::rmsprop_sparse);
-  m.def("adagrad_sparse", &gpu::adagrad_sparse);
-  m.def("adadelta", &gpu::adadelta);
-  m.def("adadelta_sparse", &gpu::adadelta_sparse);
-  m.def("adamax", &gpu::adamax);
-  m.def("adamax_sparse", &gpu::adamax_sparse);
-  m.def("nadam", &gpu::nadam);
-  m.def("nadam_sparse", &gpu::nadam_sparse);
-  m.def("ftrl", &gpu::ftrl);
-  m.def("ftrl_sparse", &gpu::ftrl_sparse);
-  m.def("lion", &gpu::lion);
-  m.def("lion_sparse", &gpu::lion_sparse);
-  m.def("lamb", &gpu::lamb);
-  m.def("lamb_sparse", &gpu::lamb_sparse);
-  m.def("adafactor", &gpu::adafactor);
-  m.def("adafactor_sparse", &gpu::adafactor_sparse);
+  gpu::def_kernel(m, "sgd_sparse", &gpu::sgd_sparse);
+  gpu::def_kernel(m, "adam_sparse", &gpu::adam_sparse);
+  gpu::def_kernel(m, "rmsprop_sparse", &gpu::rmsprop_sparse);
+  gpu::def_kernel(m, "adagrad_sparse", &gpu::adagrad_sparse);
+  gpu::def_kernel(m, "adadelta", &gpu::adadelta);
+  gpu::def_kernel(m, "adadelta_sparse", &gpu::adadelta_sparse);
+  gpu::def_kernel(m, "adamax", &gpu::adamax);
+  gpu::def_kernel(m, "adamax_sparse", &gpu::adamax_sparse);
+  gpu::def_kernel(m, "nadam", &gpu::nadam);
+  gpu::def_kernel(m, "nadam_sparse", &gpu::nadam_sparse);
+  gpu::def_kernel(m, "ftrl", &gpu::ftrl);
+  gpu::def_kernel(m, "ftrl_sparse", &gpu::ftrl_sparse);
+  gpu::def_kernel(m, "lion", &gpu::lion);
+  gpu::def_kernel(m, "lion_sparse", &gpu::lion_sparse);
+  gpu::def_kernel(m, "lamb", &gpu::lamb);
+  gpu::def_kernel(m, "lamb_sparse", &gpu::lamb_sparse);
+  gpu::def_kernel(m, "adafactor", &gpu::adafactor);
+  gpu::def_kernel(m, "adafactor_sparse", &gpu::adafactor_sparse);
   // ---- dense-target losses, one_hot, take_along_axis, nonzero, triangles, ranges, batch_transpose (misc.cu) ----
-  m.def("xent_dense", &gpu::xent_dense);
-  m.def("xent_dense_grad", &gpu::xent_dense_grad);
-  m.def("bce", &gpu::bce);
-  m.def("bce_grad", &gpu::bce_grad);
-  m.def("one_hot", &gpu::one_hot);
-  m.def("take_along_axis", &gpu::take_along_axis);
-  m.def("take_along_axis_grad", &gpu::take_along_axis_grad);
-  m.def("count_nonzero", &gpu::count_nonzero);
-  m.def("nonzero", &gpu::nonzero);
-  m.def("tri", &gpu::tri);
-  m.def("arange", &gpu::arange);
-  m.def("linspace", &gpu::linspace);
-  m.def("batch_transpose", &gpu::batch_transpose);
+  gpu::def_kernel(m, "xent_dense", &gpu::xent_dense);
+  gpu::def_kernel(m, "xent_dense_grad", &gpu::xent_dense_grad);
+  gpu::def_kernel(m, "bce", &gpu::bce);
+  gpu::def_kernel(m, "bce_grad", &gpu::bce_grad);
+  gpu::def_kernel(m, "one_hot", &gpu::one_hot);
+  gpu::def_kernel(m, "take_along_axis", &gpu::take_along_axis);
+  gpu::def_kernel(m, "take_along_axis_grad", &gpu::take_along_axis_grad);
+  gpu::def_kernel(m, "count_nonzero", &gpu::count_nonzero);
+  gpu::def_kernel(m, "nonzero", &gpu::nonzero);
+  gpu::def_kernel(m, "tri", &gpu::tri);
+  gpu::def_kernel(m, "arange", &gpu::arange);
+  gpu::def_kernel(m, "linspace", &gpu::linspace);
+  gpu::def_kernel(m, "batch_transpose", &gpu::batch_transpose);
   // ---- fused scaled dot-product attention (attention.cu) ----
-  m.def("attention_forward", &gpu::attention_forward, py::arg("q"), py::arg("k"), py::arg("v"),
+  gpu::def_kernel(m, "attention_forward", &gpu::attention_forward, py::arg("q"), py::arg("k"), py::arg("v"),
         py::arg("bias").none(true), py::arg("mask").none(true), py::arg("out"), py::arg("stats").none(true),
         py::arg("B"), py::arg("Tq"), py::arg("Tk"), py::arg("N"), py::arg("Nkv"), py::arg("H"), py::arg("Hv"),
         py::arg("scale"), py::arg("causal"), py::arg("q_strides"), py::arg("k_strides"), py::arg("v_strides"),
         py::arg("out_strides"), py::arg("bias_strides"), py::arg("mask_strides"));
-  m.def("attention_backward", &gpu::attention_backward, py::arg("q"), py::arg("k"), py::arg("v"),
+  gpu::def_kernel(m, "attention_backward", &gpu::attention_backward, py::arg("q"), py::arg("k"), py::arg("v"),
         py::arg("bias").none(true), py::arg("mask").none(true), py::arg("out"), py::arg("stats"), py::arg("dout"),
         py::arg("dq").none(true), py::arg("dk").none(true), py::arg("dv").none(true), py::arg("dlogits").none(true),
         py::arg("B"), py::arg("Tq"), py::arg("Tk"), py::arg("N"), py::arg("Nkv"), py::arg("H"), py::arg("Hv"),
         py::arg("scale"), py::arg("causal"), py::arg("q_strides"), py::arg("k_strides"), py::arg("v_strides"),
         py::arg("out_strides"), py::arg("bias_strides"), py::arg("mask_strides"));
   // ---- sorting, IndexedSlices deduplication, categorical draws and shuffles (sort.cu) ----
-  m.def("sort_rows", &gpu::sort_rows);
-  m.def("sparse_sort", &gpu::sparse_sort);
-  m.def("sparse_segment_sum", &gpu::sparse_segment_sum);
-  m.def("random_categorical", &gpu::random_categorical);
-  m.def("random_shuffle", &gpu::random_shuffle);
+  gpu::def_kernel(m, "sort_rows", &gpu::sort_rows);
+  gpu::def_kernel(m, "sparse_sort", &gpu::sparse_sort);
+  gpu::def_kernel(m, "sparse_segment_sum", &gpu::sparse_segment_sum);
+  gpu::def_kernel(m, "random_categorical", &gpu::random_categorical);
+  gpu::def_kernel(m, "random_shuffle", &gpu::random_shuffle);
   m.def("_glibc_exp", &gpu::glibc_exp, py::arg("x"), py::arg("out"),
         "glibc's exp computed on the device (random_categorical's weights), on float64 bits held in int64 buffers.");
   // ---- dense decompositions and solvers (decomp.cu): the CPU's linalg_decomp.cpp arguments ----
-  m.def("cholesky", &gpu::cholesky, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("upper"), py::arg("out"));
-  m.def("solve_triangular", &gpu::solve_triangular, py::arg("a"), py::arg("b"), py::arg("batch"), py::arg("n"),
+  gpu::def_kernel(m, "cholesky", &gpu::cholesky, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("upper"), py::arg("out"));
+  gpu::def_kernel(m, "solve_triangular", &gpu::solve_triangular, py::arg("a"), py::arg("b"), py::arg("batch"), py::arg("n"),
         py::arg("k"), py::arg("lower"), py::arg("transpose"), py::arg("out"));
-  m.def("lu_factor", &gpu::lu_factor, py::arg("a"), py::arg("batch"), py::arg("m"), py::arg("n"), py::arg("lu"),
+  gpu::def_kernel(m, "lu_factor", &gpu::lu_factor, py::arg("a"), py::arg("batch"), py::arg("m"), py::arg("n"), py::arg("lu"),
         py::arg("piv"));
-  m.def("solve", &gpu::solve, py::arg("a"), py::arg("b"), py::arg("batch"), py::arg("n"), py::arg("k"),
+  gpu::def_kernel(m, "solve", &gpu::solve, py::arg("a"), py::arg("b"), py::arg("batch"), py::arg("n"), py::arg("k"),
         py::arg("transpose"), py::arg("out"));
-  m.def("inv", &gpu::inv, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("out"));
-  m.def("det", &gpu::det, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("out"));
-  m.def("slogdet", &gpu::slogdet, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("sign"),
+  gpu::def_kernel(m, "inv", &gpu::inv, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("out"));
+  gpu::def_kernel(m, "det", &gpu::det, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("out"));
+  gpu::def_kernel(m, "slogdet", &gpu::slogdet, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("sign"),
         py::arg("logabsdet"));
-  m.def("qr", &gpu::qr, py::arg("a"), py::arg("batch"), py::arg("m"), py::arg("n"), py::arg("complete"), py::arg("q"),
+  gpu::def_kernel(m, "qr", &gpu::qr, py::arg("a"), py::arg("batch"), py::arg("m"), py::arg("n"), py::arg("complete"), py::arg("q"),
         py::arg("r"));
-  m.def("eigh", &gpu::eigh, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("w"), py::arg("v"));
-  m.def("svd", &gpu::svd, py::arg("a"), py::arg("batch"), py::arg("m"), py::arg("n"), py::arg("full_matrices"),
+  gpu::def_kernel(m, "eigh", &gpu::eigh, py::arg("a"), py::arg("batch"), py::arg("n"), py::arg("w"), py::arg("v"));
+  gpu::def_kernel(m, "svd", &gpu::svd, py::arg("a"), py::arg("batch"), py::arg("m"), py::arg("n"), py::arg("full_matrices"),
         py::arg("u").none(true), py::arg("s"), py::arg("vt").none(true));
   // ---- int8 inference (quant.cu): quantize.cpp's and conv.cpp's kernels, the same packed layout ----
-  m.def("qgemm_packed_bytes", &gpu::qgemm_packed_bytes, py::arg("K"), py::arg("N"));
-  m.def("qgemm_pack", &gpu::qgemm_pack, py::arg("weights"), py::arg("K"), py::arg("N"), py::arg("packed"),
+  gpu::def_kernel(m, "qgemm_packed_bytes", &gpu::qgemm_packed_bytes, py::arg("K"), py::arg("N"));
+  gpu::def_kernel(m, "qgemm_pack", &gpu::qgemm_pack, py::arg("weights"), py::arg("K"), py::arg("N"), py::arg("packed"),
         py::arg("colsum"));
-  m.def("qmatmul", &gpu::qmatmul, py::arg("x"), py::arg("M"), py::arg("K"), py::arg("N"), py::arg("packed"),
+  gpu::def_kernel(m, "qmatmul", &gpu::qmatmul, py::arg("x"), py::arg("M"), py::arg("K"), py::arg("N"), py::arg("packed"),
         py::arg("colsum"), py::arg("w_scale"), py::arg("bias").none(true), py::arg("out"), py::arg("relu") = false);
-  m.def("qconv2d_forward", &gpu::qconv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w_shape"),
+  gpu::def_kernel(m, "qconv2d_forward", &gpu::qconv2d_forward, py::arg("x"), py::arg("x_shape"), py::arg("w_shape"),
         py::arg("packed"), py::arg("colsum"), py::arg("w_scale"), py::arg("bias").none(true), py::arg("out"),
         py::arg("out_shape"), py::arg("strides"), py::arg("dilation"), py::arg("pads"), py::arg("relu") = false);
-  m.def("qconv2d_fused", &gpu::qconv2d_fused, py::arg("x"), py::arg("x_shape"), py::arg("x_step"),
+  gpu::def_kernel(m, "qconv2d_fused", &gpu::qconv2d_fused, py::arg("x"), py::arg("x_shape"), py::arg("x_step"),
         py::arg("w_shape"), py::arg("packed"), py::arg("colsum"), py::arg("w_scale"), py::arg("bias").none(true),
         py::arg("bn_mean").none(true), py::arg("bn_var").none(true), py::arg("bn_gamma").none(true),
         py::arg("bn_beta").none(true), py::arg("bn_eps"), py::arg("lo"), py::arg("hi"), py::arg("out"),
         py::arg("out_shape"), py::arg("out_step"), py::arg("flags").none(true), py::arg("strides"),
         py::arg("dilation"), py::arg("pads"));
-  m.def("qdepthwise2d", &gpu::qdepthwise2d, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
+  gpu::def_kernel(m, "qdepthwise2d", &gpu::qdepthwise2d, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
         py::arg("w_scale"), py::arg("bias").none(true), py::arg("out"), py::arg("out_shape"), py::arg("strides"),
         py::arg("dilation"), py::arg("pads"));
-  m.def("qdepthwise2d_fused", &gpu::qdepthwise2d_fused, py::arg("x"), py::arg("x_shape"), py::arg("x_step"),
+  gpu::def_kernel(m, "qdepthwise2d_fused", &gpu::qdepthwise2d_fused, py::arg("x"), py::arg("x_shape"), py::arg("x_step"),
         py::arg("w"), py::arg("w_shape"), py::arg("w_scale"), py::arg("bias").none(true),
         py::arg("bn_mean").none(true), py::arg("bn_var").none(true), py::arg("bn_gamma").none(true),
         py::arg("bn_beta").none(true), py::arg("bn_eps"), py::arg("lo"), py::arg("hi"), py::arg("out"),
         py::arg("out_shape"), py::arg("out_step"), py::arg("flags").none(true), py::arg("strides"),
         py::arg("dilation"), py::arg("pads"));
-  m.def("qembedding", &gpu::qembedding, py::arg("table"), py::arg("V"), py::arg("D"), py::arg("scale"),
+  gpu::def_kernel(m, "qembedding", &gpu::qembedding, py::arg("table"), py::arg("V"), py::arg("D"), py::arg("scale"),
         py::arg("ids"), py::arg("out"));
   m.def("load_cublas", &gpu::load_cublas, py::arg("path") = "",
         "Loads cuBLAS (the default names, or a path); matmul uses it from then on. True when loaded.");

@@ -23,6 +23,10 @@ def _fallback_pair():
     if _FALLBACK is None:
         table = _dm.KernelTable(_dm._cpu, native=())
         _FALLBACK = (_dm.Device("cpu", 5, table), _dm.Device("cpu", 6, table))
+        # in the device registry (not by a name get_device takes), as every device is: replayed steps
+        # record the kernels of the registered devices, bfloat16 switches their tables
+        for d in _FALLBACK:
+            _dm._devices[f"host-fallback:{d.index}"] = d
     return _FALLBACK
 
 
