@@ -44,8 +44,9 @@
 //
 // Pooling takes float32 or bfloat16 images (as the CPU's pool2d_*_bf16: max pooling keeps the
 // maximum's own bfloat16 bits, averages and gradients sum in float32 and round once; bf16.cuh).
-// depthwise_conv2d takes float32 only: bfloat16 buffers throw Unsupported, and backend/device.py's
-// WideningTable runs it on float32 copies.
+// depthwise_conv2d takes float32 and bfloat16 buffers, in any mix (mixed precision: float32
+// products and sums on the widened values, each output rounded once -- the bits of
+// backend/device.py's WideningTable, which runs the CPU's on float32 copies).
 //
 // Indices are 32-bit where every offset a kernel forms fits (the common case), else 64-bit.
 #include <algorithm>
@@ -281,10 +282,32 @@ int64_t dw_span(const DwGeom& g) {
   return std::max(g.OH * g.sh + g.KH * g.dh + g.pt + g.H, g.OW * g.sw + g.KW * g.dw + g.pl + g.W);
 }
 
+// A depthwise buffer: F32Acc when every buffer of the call is float32; AnyAcc when one is bfloat16
+// (mixed precision: loads widened, stores rounded once, so the results are the float32 kernel's
+// on the widened values, rounded once -- the bits of backend/device.py's float32 copies).
+struct F32Acc {
+  float* p;
+  __device__ __forceinline__ float ld(int64_t i) const { return p[i]; }
+  __device__ __forceinline__ void st(int64_t i, float v) const { p[i] = v; }
+};
+struct AnyAcc {
+  void* p;
+  bool bf16;
+  __device__ __forceinline__ float ld(int64_t i) const {
+    return bf16 ? bf16_to_f32(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
+  }
+  __device__ __forceinline__ void st(int64_t i, float v) const {
+    if (bf16) static_cast<uint16_t*>(p)[i] = f32_to_bf16(v);
+    else static_cast<float*>(p)[i] = v;
+  }
+};
+template <class A> A acc_of(const Buffer& b);
+template <> F32Acc acc_of<F32Acc>(const Buffer& b) { return F32Acc{b.data<float>()}; }
+template <> AnyAcc acc_of<AnyAcc>(const Buffer& b) { return AnyAcc{b.ptr, b.dtype == BF16}; }
+
 // y[n, oh, ow, c*DM + m] = sum over taps inside the image of x[n, ih, iw, c] * w[kh, kw, c, m].
-template <class I>
-__global__ void dw_forward_kernel(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,
-                                  DG g, int64_t total) {
+template <class I, class A>
+__global__ void dw_forward_kernel(const A x, const A w, const A y, DG g, int64_t total) {
   const I C = I(g.C), DM = I(g.DM), CO = C * DM, OW = I(g.OW), OH = I(g.OH), H = I(g.H), W = I(g.W);
   const I KH = I(g.KH), KW = I(g.KW);
   GRID_STRIDE(i64, total) {
@@ -297,7 +320,7 @@ __global__ void dw_forward_kernel(const float* __restrict__ x, const float* __re
     const I n = i / OH;
     const I c = co / DM;
     const I ih0 = oh * I(g.sh) - I(g.pt), iw0 = ow * I(g.sw) - I(g.pl);
-    const float* xn = x + n * H * W * C + c;
+    const I xn = n * H * W * C + c;
     float s = 0.f;
     for (I kh = 0; kh < KH; ++kh) {
       const I ih = ih0 + kh * I(g.dh);
@@ -305,17 +328,16 @@ __global__ void dw_forward_kernel(const float* __restrict__ x, const float* __re
       for (I kw = 0; kw < KW; ++kw) {
         const I iw = iw0 + kw * I(g.dw);
         if (iw < 0 || iw >= W) continue;
-        s += xn[(ih * W + iw) * C] * w[(kh * KW + kw) * CO + co];
+        s += x.ld(xn + (ih * W + iw) * C) * w.ld((kh * KW + kw) * CO + co);
       }
     }
-    y[i64] = s;
+    y.st(i64, s);
   }
 }
 
 // dx[n, ih, iw, c] = sum over (output pixel, tap) pairs that read it, and m, of dy[.., c*DM + m] * w[kh, kw, c, m].
-template <class I>
-__global__ void dw_input_grad_kernel(const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
-                                     DG g, int64_t total) {
+template <class I, class A>
+__global__ void dw_input_grad_kernel(const A dy, const A w, const A dx, DG g, int64_t total) {
   const I C = I(g.C), DM = I(g.DM), CO = C * DM, OW = I(g.OW), OH = I(g.OH), H = I(g.H), W = I(g.W);
   const I KH = I(g.KH), KW = I(g.KW), sh = I(g.sh), sw = I(g.sw);
   GRID_STRIDE(i64, total) {
@@ -337,20 +359,20 @@ __global__ void dw_input_grad_kernel(const float* __restrict__ dy, const float* 
         if (tw < 0 || tw % sw) continue;
         const I ow = tw / sw;
         if (ow >= OW) continue;
-        const float* d = dy + ((n * OH + oh) * OW + ow) * CO + c * DM;
-        const float* wk = w + (kh * KW + kw) * CO + c * DM;
-        for (I m = 0; m < DM; ++m) s += d[m] * wk[m];
+        const I d = ((n * OH + oh) * OW + ow) * CO + c * DM, wk = (kh * KW + kw) * CO + c * DM;
+        for (I m = 0; m < DM; ++m) s += dy.ld(d + m) * w.ld(wk + m);
       }
     }
-    dx[i64] = s;
+    dx.st(i64, s);
   }
 }
 
 // Partial kernel gradient: block (tap, 32-channel tile, slice) sums, over the pixels p = slice*8 + ty
 // + k*8*S of the batch, x[pixel's input for the tap, co / DM] * dy[p, co] into part[slice, tap, co].
 constexpr int kDwLanes = 8;
-__global__ void __launch_bounds__(256) dw_kernel_grad_kernel(const float* __restrict__ x, const float* __restrict__ dy,
-                                                             float* __restrict__ part, DG g, int64_t ctiles) {
+template <class A>
+__global__ void __launch_bounds__(256) dw_kernel_grad_kernel(const A x, const A dy, float* __restrict__ part, DG g,
+                                                             int64_t ctiles) {
   __shared__ float red[kDwLanes][32];
   const int64_t CO = g.C * g.DM, taps = g.KH * g.KW, P = g.N * g.OH * g.OW;
   const int64_t tap = blockIdx.x / ctiles, co = (blockIdx.x % ctiles) * 32 + threadIdx.x;
@@ -363,7 +385,7 @@ __global__ void __launch_bounds__(256) dw_kernel_grad_kernel(const float* __rest
       const int64_t ow = p % g.OW, t = p / g.OW, oh = t % g.OH, n = t / g.OH;
       const int64_t ih = oh * g.sh - g.pt + kh * g.dh, iw = ow * g.sw - g.pl + kw * g.dw;
       if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
-      s += x[((n * g.H + ih) * g.W + iw) * g.C + c] * dy[p * CO + co];
+      s += x.ld(((n * g.H + ih) * g.W + iw) * g.C + c) * dy.ld(p * CO + co);
     }
   }
   red[threadIdx.y][threadIdx.x] = s;
@@ -376,11 +398,12 @@ __global__ void __launch_bounds__(256) dw_kernel_grad_kernel(const float* __rest
 }
 
 // dw[j] = sum over the S slices of part[s, j].
-__global__ void sum_slices_kernel(const float* __restrict__ part, float* __restrict__ dw, int64_t n, int64_t S) {
+template <class A>
+__global__ void sum_slices_kernel(const float* __restrict__ part, const A dw, int64_t n, int64_t S) {
   GRID_STRIDE(j, n) {
     float t = 0.f;
     for (int64_t s = 0; s < S; ++s) t += part[s * n + j];
-    dw[j] = t;
+    dw.st(j, t);
   }
 }
 
@@ -489,14 +512,19 @@ __global__ void pool_backward_kernel(const S* __restrict__ gr, const int32_t* __
 
 namespace {
 
-// A depthwise convolution's buffers: bfloat16 ones run on float32 copies (Unsupported), the rest
-// checked as on the CPU (conv_geom.h).
-void check_dw_buffers(const char* op, const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws,
+// A depthwise convolution's buffers, checked as on the CPU (conv_geom.h), each float32 or bfloat16
+// (any mix, as backend/device.py's float32 copies take them); true when one is bfloat16.
+bool check_dw_buffers(const char* op, const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws,
                       const Buffer& ob, const Shape& os, const char* o_name, const Buffer* dxb = nullptr,
                       const Buffer* dwb = nullptr) {
-  for (const Buffer* b : {&xb, &wb, &ob, dxb, dwb})
-    if (b && b->dtype == BF16) throw Unsupported(std::string(op) + ": bfloat16 buffers run on float32 copies");
-  check_conv_buffers(op, F32, xb, xs, wb, ws, ob, os, o_name, dxb != nullptr || dwb != nullptr, dxb, dwb);
+  check_buffer(op, "input", xb, xs, float_dtype(xb));
+  check_buffer(op, "kernel", wb, ws, float_dtype(wb));
+  check_buffer(op, o_name, ob, os, float_dtype(ob));
+  if (dxb) check_buffer(op, "input gradient", *dxb, xs, float_dtype(*dxb));
+  if (dwb) check_buffer(op, "kernel gradient", *dwb, ws, float_dtype(*dwb));
+  bool any = false;
+  for (const Buffer* b : {&xb, &wb, &ob, dxb, dwb}) any = any || (b && b->dtype == BF16);
+  return any;
 }
 
 }  // namespace
@@ -756,37 +784,39 @@ void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const 
 void depthwise_conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, Buffer& ob,
                               const Shape& os, const Shape& strides, const Shape& dilation, const Shape& pads) {
   const char* op = "depthwise_conv2d";
-  check_dw_buffers(op, xb, xs, wb, ws, ob, os, "output");
+  const bool bf16 = check_dw_buffers(op, xb, xs, wb, ws, ob, os, "output");
   const DwGeom g = dw_geom(op, xs, ws, os, strides, dilation, pads);
   Context& c = op_device(op, {&xb, &wb, &ob});
   const int64_t total = ob.numel;
   if (total == 0) return;
   const DG k = dg_of(g);
-  if (fits32({total, xb.numel, wb.numel, dw_span(g)}))
-    dw_forward_kernel<int><<<grid_for(total), 256, 0, c.stream>>>(xb.data<float>(), wb.data<float>(), ob.data<float>(),
-                                                                  k, total);
-  else
-    dw_forward_kernel<int64_t><<<grid_for(total), 256, 0, c.stream>>>(xb.data<float>(), wb.data<float>(),
-                                                                      ob.data<float>(), k, total);
+  auto run = [&](auto acc) {
+    using A = decltype(acc);
+    if (fits32({total, xb.numel, wb.numel, dw_span(g)}))
+      dw_forward_kernel<int, A><<<grid_for(total), 256, 0, c.stream>>>(acc_of<A>(xb), acc_of<A>(wb), acc_of<A>(ob), k,
+                                                                       total);
+    else
+      dw_forward_kernel<int64_t, A><<<grid_for(total), 256, 0, c.stream>>>(acc_of<A>(xb), acc_of<A>(wb),
+                                                                           acc_of<A>(ob), k, total);
+  };
+  if (bf16) run(AnyAcc{});
+  else run(F32Acc{});
   launched(c, op);
 }
 
-void depthwise_conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws,
-                               const Buffer& gb, const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides,
-                               const Shape& dilation, const Shape& pads) {
-  const char* op = "depthwise_conv2d_backward";
-  check_dw_buffers(op, xb, xs, wb, ws, gb, gs, "output gradient", dxb, dwb);
-  const DwGeom g = dw_geom(op, xs, ws, gs, strides, dilation, pads);
-  Context& c = op_device(op, {&xb, &wb, &gb, dxb, dwb});
+namespace {
+template <class A>
+void depthwise_backward_as(Context& c, const char* op, const DwGeom& g, const Buffer& xb, const Buffer& wb,
+                           const Buffer& gb, Buffer* dxb, Buffer* dwb, const Shape& ws) {
   const DG k = dg_of(g);
   if (dxb && dxb->numel > 0) {  // every element is written (0 where no output reads it)
     const int64_t total = dxb->numel;
     if (fits32({total, gb.numel, wb.numel, dw_span(g)}))
-      dw_input_grad_kernel<int><<<grid_for(total), 256, 0, c.stream>>>(gb.data<float>(), wb.data<float>(),
-                                                                       dxb->data<float>(), k, total);
+      dw_input_grad_kernel<int, A><<<grid_for(total), 256, 0, c.stream>>>(acc_of<A>(gb), acc_of<A>(wb),
+                                                                          acc_of<A>(*dxb), k, total);
     else
-      dw_input_grad_kernel<int64_t><<<grid_for(total), 256, 0, c.stream>>>(gb.data<float>(), wb.data<float>(),
-                                                                           dxb->data<float>(), k, total);
+      dw_input_grad_kernel<int64_t, A><<<grid_for(total), 256, 0, c.stream>>>(acc_of<A>(gb), acc_of<A>(wb),
+                                                                              acc_of<A>(*dxb), k, total);
   }
   if (dwb && dwb->numel > 0) {
     const int64_t CO = g.CO(), taps = g.KH * g.KW, P = g.N * g.OH * g.OW, wn = dwb->numel;
@@ -798,14 +828,28 @@ void depthwise_conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& 
     S = std::min<int64_t>(S, 65535);
     Buffer part(S * wn, F32, c.index);
     if (P > 0)
-      dw_kernel_grad_kernel<<<dim3(unsigned(blocks), unsigned(S)), dim3(32, kDwLanes), 0, c.stream>>>(
-          xb.data<float>(), gb.data<float>(), part.data<float>(), k, ctiles);
+      dw_kernel_grad_kernel<A><<<dim3(unsigned(blocks), unsigned(S)), dim3(32, kDwLanes), 0, c.stream>>>(
+          acc_of<A>(xb), acc_of<A>(gb), part.data<float>(), k, ctiles);
     else
       zero(c, part);
-    sum_slices_kernel<<<grid_for(wn), 256, 0, c.stream>>>(part.data<float>(), dwb->data<float>(), wn, S);
+    sum_slices_kernel<A><<<grid_for(wn), 256, 0, c.stream>>>(part.data<float>(), acc_of<A>(*dwb), wn, S);
   }
+}
+}  // namespace
+
+void depthwise_conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws,
+                               const Buffer& gb, const Shape& gs, Buffer* dxb, Buffer* dwb, const Shape& strides,
+                               const Shape& dilation, const Shape& pads) {
+  const char* op = "depthwise_conv2d_backward";
+  const bool bf16 = check_dw_buffers(op, xb, xs, wb, ws, gb, gs, "output gradient", dxb, dwb);
+  const DwGeom g = dw_geom(op, xs, ws, gs, strides, dilation, pads);
+  Context& c = op_device(op, {&xb, &wb, &gb, dxb, dwb});
+  if (bf16) depthwise_backward_as<AnyAcc>(c, op, g, xb, wb, gb, dxb, dwb, ws);
+  else depthwise_backward_as<F32Acc>(c, op, g, xb, wb, gb, dxb, dwb, ws);
   launched(c, op);
 }
+
+
 
 // ---- pooling ------------------------------------------------------------------------------------
 

@@ -545,3 +545,61 @@ def test_bfloat16_nonzero_on_the_device_as_on_cpu(dev):
             np.testing.assert_array_equal(got.numpy(), want)
     assert {n: d.kernels.widened.get(n, 0) for n in ("count_nonzero", "nonzero")} == \
         {n: widened.get(n, 0) for n in ("count_nonzero", "nonzero")}
+
+
+def _dw_call(where, kernel, arrays, dtypes, *geo):
+    """depthwise_conv2d_forward / _backward on buffers holding `arrays` (None: absent) of `dtypes`;
+    the arrays of the buffers afterwards (outputs written in place)."""
+    ts = [None if a is None else lamina.convert_to_tensor(a, dtype=dt).to(where) for a, dt in zip(arrays, dtypes)]
+    k = ts[0].device.kernels
+    shapes = [None if a is None else list(np.shape(a)) for a in arrays]
+    bufs = [None if t is None else t._buf for t in ts]
+    if kernel == "forward":
+        k.depthwise_conv2d_forward(bufs[0], shapes[0], bufs[1], shapes[1], bufs[2], shapes[2], *geo)
+    else:
+        k.depthwise_conv2d_backward(bufs[0], shapes[0], bufs[1], shapes[1], bufs[2], shapes[2], bufs[3], bufs[4], *geo)
+    return [None if t is None else np.asarray(t.to("cpu:0").numpy(), np.float32) for t in ts]
+
+
+@pytest.mark.parametrize("geometry", ["stride2_dm2", "dilated"])
+def test_bfloat16_depthwise_on_the_device_as_on_cpu(dev, geometry):
+    """Depthwise convolutions take bfloat16 buffers themselves on a GPU (no float32 copies), in any
+    mix with float32 ones: float32 sums of the widened values, each output rounded once -- the bits of
+    the device's float32 kernel on float32 copies (what the widening table ran before), and cpu:0's
+    within its summation order."""
+    d = _bf16_device(dev)
+    r = np.random.default_rng(21)
+    if geometry == "stride2_dm2":
+        xs, ws, os_, geo = (2, 7, 6, 3), (3, 3, 3, 2), (2, 4, 3, 6), ([2, 2], [1, 1], [1, 1, 1, 1])
+    else:
+        xs, ws, os_, geo = (1, 9, 8, 4), (3, 2, 4, 1), (1, 5, 6, 4), ([1, 1], [2, 2], [0, 0, 0, 0])
+    x, w, g = _round(r.normal(size=xs)), _round(r.normal(scale=0.4, size=ws)), _round(r.normal(size=os_))
+    z = np.zeros
+    bf, f = "bfloat16", "float32"
+    calls = [
+        ("forward", (x, w, z(os_)), (bf, bf, bf)),
+        ("forward", (x, w, z(os_)), (bf, f, f)),
+        ("forward", (x, w, z(os_)), (f, bf, bf)),
+        ("backward", (x, w, g, z(xs), z(ws)), (bf,) * 5),
+        ("backward", (x, w, g, z(xs), z(ws)), (bf, bf, bf, f, bf)),
+        ("backward", (x, w, g, None, z(ws)), (f, bf, f, None, bf)),
+        ("backward", (x, w, g, z(xs), None), (bf, f, bf, bf, None)),
+    ]
+    widened = dict(d.kernels.widened)
+    fell_back = dict(getattr(getattr(d.kernels, "inner", None), "fallbacks", {}))
+    for kernel, arrays, dts in calls:
+        got = _dw_call(d, kernel, arrays, dts, *geo)
+        # the device's float32 kernel on the same (bfloat16) values, rounded where the output is bfloat16
+        wide = _dw_call(d, kernel, arrays, tuple(dt and f for dt in dts), *geo)
+        cpu = _dw_call("cpu:0", kernel, arrays, dts, *geo)
+        for i in range(2 if kernel == "forward" else 3, len(arrays)):
+            if arrays[i] is not None:
+                want = _round(wide[i]) if dts[i] == bf else wide[i]
+                np.testing.assert_array_equal(got[i], want, err_msg=f"{kernel} {dts}: output {i}")
+                np.testing.assert_allclose(got[i], cpu[i], rtol=1e-2, atol=1e-3 * np.abs(cpu[i]).max() + 1e-6)
+    if dev.kind == "gpu":
+        names = ("depthwise_conv2d_forward", "depthwise_conv2d_backward")
+        assert {n: d.kernels.widened.get(n, 0) for n in names} == {n: widened.get(n, 0) for n in names}
+        assert all(d.kernels.inner.fallbacks.get(n, 0) == fell_back.get(n, 0) for n in names)
+    with pytest.raises(TypeError, match="dtype"):
+        _dw_call(d, "forward", (x, w, z(os_)), (bf, "int32", bf), *geo)
