@@ -7,6 +7,7 @@
 // bits as backend/device.py's WideningTable (float32 copies, the float32 kernel, rounded back).
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 
 #include "gpu.h"
@@ -39,6 +40,38 @@ template <class F>
 inline void with_float_type(DType dt, F&& f) {
   if (dt == BF16) f(uint16_t());
   else f(float());
+}
+
+// A float buffer of a kernel that takes float32 and bfloat16 in any mix (depthwise convolutions,
+// dropout): F32Acc when every buffer of the call is float32, AnyAcc when one is bfloat16 (loads
+// widened, stores rounded once, so the results are the float32 kernel's on the widened values,
+// rounded once -- the bits of backend/device.py's float32 copies).
+struct F32Acc {
+  float* p;
+  __device__ __forceinline__ float ld(int64_t i) const { return p[i]; }
+  __device__ __forceinline__ void st(int64_t i, float v) const { p[i] = v; }
+};
+struct AnyAcc {
+  void* p;
+  bool bf16;
+  __device__ __forceinline__ float ld(int64_t i) const {
+    return bf16 ? bf16_to_f32(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
+  }
+  __device__ __forceinline__ void st(int64_t i, float v) const {
+    if (bf16) static_cast<uint16_t*>(p)[i] = f32_to_bf16(v);
+    else static_cast<float*>(p)[i] = v;
+  }
+};
+template <class A> inline A acc_of(const Buffer& b);
+template <> inline F32Acc acc_of<F32Acc>(const Buffer& b) { return F32Acc{b.data<float>()}; }
+template <> inline AnyAcc acc_of<AnyAcc>(const Buffer& b) { return AnyAcc{b.ptr, b.dtype == BF16}; }
+
+// f(F32Acc()) when none of `bufs` is bfloat16, else f(AnyAcc()).
+template <class F>
+inline void with_float_access(std::initializer_list<const Buffer*> bufs, F&& f) {
+  for (const Buffer* b : bufs)
+    if (b && b->dtype == BF16) return f(AnyAcc{});
+  f(F32Acc{});
 }
 
 }  // namespace gpu

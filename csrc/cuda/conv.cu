@@ -282,29 +282,6 @@ int64_t dw_span(const DwGeom& g) {
   return std::max(g.OH * g.sh + g.KH * g.dh + g.pt + g.H, g.OW * g.sw + g.KW * g.dw + g.pl + g.W);
 }
 
-// A depthwise buffer: F32Acc when every buffer of the call is float32; AnyAcc when one is bfloat16
-// (mixed precision: loads widened, stores rounded once, so the results are the float32 kernel's
-// on the widened values, rounded once -- the bits of backend/device.py's float32 copies).
-struct F32Acc {
-  float* p;
-  __device__ __forceinline__ float ld(int64_t i) const { return p[i]; }
-  __device__ __forceinline__ void st(int64_t i, float v) const { p[i] = v; }
-};
-struct AnyAcc {
-  void* p;
-  bool bf16;
-  __device__ __forceinline__ float ld(int64_t i) const {
-    return bf16 ? bf16_to_f32(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
-  }
-  __device__ __forceinline__ void st(int64_t i, float v) const {
-    if (bf16) static_cast<uint16_t*>(p)[i] = f32_to_bf16(v);
-    else static_cast<float*>(p)[i] = v;
-  }
-};
-template <class A> A acc_of(const Buffer& b);
-template <> F32Acc acc_of<F32Acc>(const Buffer& b) { return F32Acc{b.data<float>()}; }
-template <> AnyAcc acc_of<AnyAcc>(const Buffer& b) { return AnyAcc{b.ptr, b.dtype == BF16}; }
-
 // y[n, oh, ow, c*DM + m] = sum over taps inside the image of x[n, ih, iw, c] * w[kh, kw, c, m].
 template <class I, class A>
 __global__ void dw_forward_kernel(const A x, const A w, const A y, DG g, int64_t total) {

@@ -249,7 +249,8 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
   bind_program(m);
   m.attr("PROGRAM_DRAWS") = true;  // Programs take random draws (Program.run's `draws`)
   // The kernels that take bfloat16 buffers themselves (backend/device.py widens the others').
-  // conv2d: bfloat16 operands through cuDNN or cuBLAS (conv.cu); depthwise: float32 sums of bfloat16 loads.
+  // conv2d: bfloat16 operands through cuDNN or cuBLAS (conv.cu); depthwise and dropout: float32 maths
+  // on bfloat16 loads, in any mix with float32 buffers (bf16.cuh's AnyAcc).
   // The recurrent kernels: bfloat16 product operands through cuBLAS, float32 gate maths (rnn.cu).
   // Elementwise ops, softmax, norms, pooling, bias + ReLU: float32 maths on bfloat16 loads, each
   // output rounded once (bf16.cuh), so their results are the widened path's bit for bit.
@@ -261,7 +262,8 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
                                           "simple_rnn_forward", "simple_rnn_backward", "softmax", "softmax_grad",
                                           "layer_norm", "layer_norm_grad", "attention_forward",
                                           "attention_backward", "reduce", "count_nonzero", "nonzero",
-                                          "depthwise_conv2d_forward", "depthwise_conv2d_backward");
+                                          "depthwise_conv2d_forward", "depthwise_conv2d_backward", "dropout",
+                                          "dropout_mask", "dropout_grad");
 
   // ---- devices ----
   m.def("device_count", &gpu::device_count, "GPU devices (virtual): physical GPUs x virtual GPUs per physical GPU.");

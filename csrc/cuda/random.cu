@@ -7,6 +7,7 @@
 #include <cmath>
 #include <vector>
 
+#include "bf16.cuh"
 #include "gpu.h"
 #include "philox.cuh"
 
@@ -81,7 +82,9 @@ __global__ void randint_kernel(Stream s, int64_t n, int64_t lo, uint64_t range, 
   }
 }
 
-__global__ void dropout_kernel(Stream s, int64_t n, float keep, float scale, const float* x, float* o, uint8_t* mk) {
+// A: F32Acc, or AnyAcc where x or out is bfloat16 (bf16.cuh: the float32 maths, rounded once)
+template <class A>
+__global__ void dropout_kernel(Stream s, int64_t n, float keep, float scale, const A x, const A o, uint8_t* mk) {
   GRID_STRIDE(b, (n + 3) / 4) {
     const Block w = s.block(uint64_t(b));
 #pragma unroll
@@ -90,26 +93,28 @@ __global__ void dropout_kernel(Stream s, int64_t n, float keep, float scale, con
       if (e < n) {
         const float k = float(philox::unit_float(w.v[l]) < keep);
         mk[e] = uint8_t(k);
-        o[e] = philox::fmul(x[e], philox::fmul(k, scale));
+        o.st(e, philox::fmul(x.ld(e), philox::fmul(k, scale)));
       }
     }
   }
 }
 
-__global__ void dropout_mask_kernel(Stream s, int64_t n, float keep, float scale, float* mk) {
+template <class A>
+__global__ void dropout_mask_kernel(Stream s, int64_t n, float keep, float scale, const A mk) {
   GRID_STRIDE(b, (n + 3) / 4) {
     const Block w = s.block(uint64_t(b));
 #pragma unroll
     for (int l = 0; l < 4; ++l) {
       const int64_t e = 4 * b + l;
-      if (e < n) mk[e] = philox::fmul(float(philox::unit_float(w.v[l]) < keep), scale);
+      if (e < n) mk.st(e, philox::fmul(float(philox::unit_float(w.v[l]) < keep), scale));
     }
   }
 }
 
-__global__ void dropout_grad_kernel(const float* g, const uint8_t* mk, float scale, float* o, int64_t n) {
+template <class A>
+__global__ void dropout_grad_kernel(const A g, const uint8_t* mk, float scale, const A o, int64_t n) {
   GRID_STRIDE(i, n)
-    o[i] = philox::fmul(g[i], philox::fmul(float(mk[i]), scale));
+    o.st(i, philox::fmul(g.ld(i), philox::fmul(float(mk[i]), scale)));
 }
 
 }  // namespace
@@ -177,8 +182,8 @@ void random_randint(uint64_t seed, uint64_t counter, int64_t lo, int64_t hi, Buf
 
 void dropout(const Buffer& x, uint64_t seed, uint64_t counter, double rate, Buffer& out, Buffer& mask) {
   const char* op = "dropout";
-  check_dtype(op, "x", x, F32);
-  check_dtype(op, "out", out, F32);
+  check_dtype(op, "x", x, float_dtype(x));  // float32 or bfloat16, in any mix
+  check_dtype(op, "out", out, float_dtype(out));
   check_dtype(op, "mask", mask, BOOL);
   LAMINA_CHECK(out.numel == x.numel && mask.numel == x.numel, "dropout: x, out and mask sizes differ");
   LAMINA_CHECK(rate >= 0.0 && rate < 1.0, "dropout: rate must be in [0, 1), received " << rate);
@@ -186,35 +191,44 @@ void dropout(const Buffer& x, uint64_t seed, uint64_t counter, double rate, Buff
   const int64_t n = x.numel;
   if (n == 0) return;
   const float keep = float(1.0 - rate), scale = float(1.0 / (1.0 - rate));
-  dropout_kernel<<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(Stream(seed, counter), n, keep, scale,
-                                                               x.data<float>(), out.data<float>(), mask.data<uint8_t>());
+  with_float_access({&x, &out}, [&](auto a) {
+    using A = decltype(a);
+    dropout_kernel<A><<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(Stream(seed, counter), n, keep, scale, acc_of<A>(x),
+                                                                    acc_of<A>(out), mask.data<uint8_t>());
+  });
   launched(c, op);
 }
 
 void dropout_mask(uint64_t seed, uint64_t counter, double rate, Buffer& mask) {
   const char* op = "dropout";
-  check_dtype(op, "mask", mask, F32);
+  check_dtype(op, "mask", mask, float_dtype(mask));
   LAMINA_CHECK(rate >= 0.0 && rate < 1.0, "dropout: rate must be in [0, 1), received " << rate);
   Context& c = op_device(op, {&mask});
   const int64_t n = mask.numel;
   if (n == 0) return;
   const float keep = float(1.0 - rate), scale = float(1.0 / (1.0 - rate));
-  dropout_mask_kernel<<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(Stream(seed, counter), n, keep, scale,
-                                                                    mask.data<float>());
+  with_float_access({&mask}, [&](auto a) {
+    using A = decltype(a);
+    dropout_mask_kernel<A><<<grid_for((n + 3) / 4), 256, 0, c.stream>>>(Stream(seed, counter), n, keep, scale,
+                                                                         acc_of<A>(mask));
+  });
   launched(c, op);
 }
 
 void dropout_grad(const Buffer& g, const Buffer& mask, double scale, Buffer& out) {
   const char* op = "dropout_grad";
-  check_dtype(op, "grad", g, F32);
+  check_dtype(op, "grad", g, float_dtype(g));
   check_dtype(op, "mask", mask, BOOL);
-  check_dtype(op, "out", out, F32);
+  check_dtype(op, "out", out, float_dtype(out));
   LAMINA_CHECK(g.numel == mask.numel && out.numel == mask.numel, "dropout_grad: grad, mask and out sizes differ");
   Context& c = op_device(op, {&g, &mask, &out});
   const int64_t n = g.numel;
   if (n == 0) return;
-  dropout_grad_kernel<<<grid_for(n), 256, 0, c.stream>>>(g.data<float>(), mask.data<uint8_t>(), float(scale),
-                                                         out.data<float>(), n);
+  with_float_access({&g, &out}, [&](auto a) {
+    using A = decltype(a);
+    dropout_grad_kernel<A><<<grid_for(n), 256, 0, c.stream>>>(acc_of<A>(g), mask.data<uint8_t>(), float(scale),
+                                                              acc_of<A>(out), n);
+  });
   launched(c, op);
 }
 

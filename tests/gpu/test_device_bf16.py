@@ -603,3 +603,38 @@ def test_bfloat16_depthwise_on_the_device_as_on_cpu(dev, geometry):
         assert all(d.kernels.inner.fallbacks.get(n, 0) == fell_back.get(n, 0) for n in names)
     with pytest.raises(TypeError, match="dtype"):
         _dw_call(d, "forward", (x, w, z(os_)), (bf, "int32", bf), *geo)
+
+
+def test_bfloat16_dropout_on_the_device_as_on_cpu(dev):
+    """dropout, its mask and its gradient take bfloat16 buffers themselves on a GPU, in any mix with
+    float32: the float32 kernel's values rounded once (the same draws: the CPU's Philox stream)."""
+    d = _bf16_device(dev)
+    x = _round(R.normal(size=(5, 37)))
+    bf, f = "bfloat16", "float32"
+
+    def run(where, kernel, dts, n=x.size):
+        t = [lamina.convert_to_tensor(x, dtype=dt).to(where) for dt in dts]
+        k = t[0].device.kernels if t else lamina.get_device(where).kernels
+        mask = lamina.convert_to_tensor(np.zeros(x.shape, bool)).to(where)
+        if kernel == "dropout":
+            k.dropout(t[0]._buf, 123, 7, 0.3, t[1]._buf, mask._buf)
+            return [np.asarray(t[1].to("cpu:0").numpy(), np.float32), mask.to("cpu:0").numpy()]
+        if kernel == "dropout_mask":
+            k.dropout_mask(123, 7, 0.3, t[0]._buf)
+            return [np.asarray(t[0].to("cpu:0").numpy(), np.float32)]
+        mask = lamina.convert_to_tensor(x > 0).to(where)
+        k.dropout_grad(t[0]._buf, mask._buf, 1 / 0.7, t[1]._buf)
+        return [np.asarray(t[1].to("cpu:0").numpy(), np.float32)]
+
+    widened = dict(d.kernels.widened)
+    for kernel, dts in [("dropout", (bf, bf)), ("dropout", (bf, f)), ("dropout", (f, bf)), ("dropout_mask", (bf,)),
+                        ("dropout_grad", (bf, bf)), ("dropout_grad", (f, bf)), ("dropout_grad", (bf, f))]:
+        got = run(d, kernel, dts)
+        want = run("cpu:0", kernel, tuple(f for _ in dts))  # cpu:0 in float32 on the same values
+        out_dtype = dts[-1]
+        np.testing.assert_array_equal(got[0], _round(want[0]) if out_dtype == bf else want[0], err_msg=f"{kernel} {dts}")
+        if kernel == "dropout":
+            np.testing.assert_array_equal(got[1], want[1])
+    if dev.kind == "gpu":
+        names = ("dropout", "dropout_mask", "dropout_grad")
+        assert {n: d.kernels.widened.get(n, 0) for n in names} == {n: widened.get(n, 0) for n in names}
