@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "device.h"
+#include "program_io.h"
 
 namespace py = pybind11;
 
@@ -24,36 +25,14 @@ std::unordered_set<std::string>& bindable() {
   return names;
 }
 
-struct Spec {
-  int64_t numel;
-  DType dtype;
-  int device;
-};
-
-Spec spec_of(const BufferPtr& b) { return {b->numel, b->dtype, b->device}; }
-
 struct Program {
   std::vector<BoundCallPtr> calls;
   std::vector<int> device;    // each call's device
   std::vector<int> devices;   // the distinct ones
-  struct Slot {
-    BufferPtr* where;
-    bool fresh;  // a fresh output buffer (else an input)
-    int index;
-  };
-  std::vector<Slot> slots;
-  std::vector<Spec> inputs, fresh;
+  ProgramIO<BufferPtr> io;
 
   Program(std::vector<BoundCallPtr> c, const std::vector<BufferPtr>& in, const std::vector<BufferPtr>& out)
-      : calls(std::move(c)) {
-    for (auto& b : in) {
-      LAMINA_CHECK(b, "Program: expected input Buffers, received None");
-      inputs.push_back(spec_of(b));
-    }
-    for (auto& b : out) {
-      LAMINA_CHECK(b, "Program: expected output Buffers, received None");
-      fresh.push_back(spec_of(b));
-    }
+      : calls(std::move(c)), io(in, out) {
     for (size_t i = 0; i < calls.size(); ++i) {
       LAMINA_CHECK(calls[i], "Program: expected bound calls, received None");
       int dev = -1;
@@ -62,12 +41,7 @@ struct Program {
         if (dev < 0) dev = (*p)->device;
         LAMINA_CHECK((*p)->device == dev, "Program: call " << i << " (" << calls[i]->name
                                                             << ") has buffers on different devices");
-        // an input that is also an output (a model returning its input) stays the input
-        bool found = false;
-        for (size_t k = 0; k < in.size() && !found; ++k)
-          if (p->get() == in[k].get()) slots.push_back({p, false, int(k)}), found = true;
-        for (size_t k = 0; k < out.size() && !found; ++k)
-          if (p->get() == out[k].get()) slots.push_back({p, true, int(k)}), found = true;
+        io.add(p);
       }
       LAMINA_CHECK(dev >= 0, "Program: call " << i << " (" << calls[i]->name << ") has no buffer argument");
       device_context(dev);  // checks the index
@@ -76,18 +50,16 @@ struct Program {
       for (int d : devices) seen = seen || d == dev;
       if (!seen) devices.push_back(dev);
     }
+    io.done();
   }
 
   // run() from host arrays to host arrays: each input copied to a new buffer on its device,
   // each output read back with its shape (predict_on_batch's numpy in, numpy out).
   std::vector<py::array> run_host(const std::vector<py::array>& arrays, const std::vector<Shape>& shapes) {
-    LAMINA_CHECK(arrays.size() == inputs.size(), "Program.run_host: expected " << inputs.size() << " arrays, received "
-                                                                               << arrays.size());
-    LAMINA_CHECK(shapes.size() == fresh.size(), "Program.run_host: expected " << fresh.size()
-                                                                              << " output shapes, received " << shapes.size());
+    io.check_host(arrays.size(), shapes.size());
     std::vector<BufferPtr> in;
     in.reserve(arrays.size());
-    for (size_t k = 0; k < arrays.size(); ++k) in.push_back(from_numpy(arrays[k], inputs[k].device));
+    for (size_t k = 0; k < arrays.size(); ++k) in.push_back(from_numpy(arrays[k], io.inputs[k].device));
     std::vector<BufferPtr> made = run(in);
     std::vector<py::array> out;
     out.reserve(made.size());
@@ -96,27 +68,7 @@ struct Program {
   }
 
   std::vector<BufferPtr> run(const std::vector<BufferPtr>& in) {
-    LAMINA_CHECK(in.size() == inputs.size(), "Program.run: expected " << inputs.size() << " input buffers, received "
-                                                                      << in.size());
-    for (size_t k = 0; k < in.size(); ++k) {
-      LAMINA_CHECK(in[k], "Program.run: input " << k << " is None; expected a Buffer");
-      const Spec& s = inputs[k];
-      LAMINA_CHECK(in[k]->numel == s.numel && in[k]->dtype == s.dtype && in[k]->device == s.device,
-                   "Program.run: input " << k << " holds " << in[k]->numel << " elements of dtype code "
-                                         << int(in[k]->dtype) << " on device " << in[k]->device << "; the program was "
-                                         << "recorded with " << s.numel << " of dtype code " << int(s.dtype)
-                                         << " on device " << s.device);
-    }
-    std::vector<BufferPtr> made;
-    made.reserve(fresh.size());
-    for (const Spec& s : fresh) made.push_back(std::make_shared<Buffer>(s.numel, s.dtype, s.device));
-    for (const Slot& s : slots) *s.where = s.fresh ? made[s.index] : in[s.index];
-    struct Clear {  // the program keeps no reference to its caller's buffers between runs
-      Program* p;
-      ~Clear() {
-        for (const Slot& s : p->slots) s.where->reset();
-      }
-    } clear{this};
+    auto filled = io.fill(in);
     bool all_inline = true;
     for (int d : devices) all_inline = all_inline && device_context(d).inline_exec.load();
     if (all_inline) {
@@ -141,7 +93,7 @@ struct Program {
         }
       }
     }
-    return made;
+    return std::move(filled->made);
   }
 };
 }  // namespace
@@ -177,7 +129,7 @@ void bind_program(py::module_& m) {
       .def("run", &Program::run, py::arg("inputs"),
            "Runs the calls on these input buffers and returns the fresh output buffers, in order.")
       .def("run1", [](Program& p, const BufferPtr& in) {
-             LAMINA_CHECK(p.fresh.size() == 1, "Program.run1: the program makes " << p.fresh.size()
+             LAMINA_CHECK(p.io.fresh.size() == 1, "Program.run1: the program makes " << p.io.fresh.size()
                                                                                  << " outputs; use run()");
              return p.run({in})[0];
            }, py::arg("input"), "run() for one input buffer and one output: returns the output buffer.")

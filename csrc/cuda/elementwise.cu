@@ -11,6 +11,7 @@
 #include <string>
 #include <type_traits>
 
+#include "../elementwise_shared.h"
 #include "bf16.cuh"
 #include "gpu.h"
 
@@ -391,65 +392,7 @@ __device__ __forceinline__ float unary_f32(int op, float v, float alpha) {
 }
 
 // ---- the ops the CPU computes in double (its unary_f32_scalar): erfc, erfinv, i0, i1 ----------------
-// erfinv: Giles' single-precision approximation ("Approximating the erfinv function", 2010) as the
-// start, then two Newton steps on erf(y) = x in double, the residual formed from erfc and 1 - |x|
-// for |x| > 1/2 -- the CPU's erfinv_f, step for step.
-__device__ float erfinv_d(float xf) {
-  const double x = xf;
-  if (x != x) return xf;
-  if (x >= 1.0 || x <= -1.0) return x == 1.0 ? INFINITY : (x == -1.0 ? -INFINITY : NAN);
-  if (x == 0.0) return xf;  // keeps the sign of zero
-  double w = -log((1.0 - x) * (1.0 + x)), p;
-  if (w < 5.0) {
-    w -= 2.5;
-    p = 2.81022636e-08;
-    p = 3.43273939e-07 + p * w;
-    p = -3.5233877e-06 + p * w;
-    p = -4.39150654e-06 + p * w;
-    p = 0.00021858087 + p * w;
-    p = -0.00125372503 + p * w;
-    p = -0.00417768164 + p * w;
-    p = 0.246640727 + p * w;
-    p = 1.50140941 + p * w;
-  } else {
-    w = sqrt(w) - 3.0;
-    p = -0.000200214257;
-    p = 0.000100950558 + p * w;
-    p = 0.00134934322 + p * w;
-    p = -0.00367342844 + p * w;
-    p = 0.00573950773 + p * w;
-    p = -0.0076224613 + p * w;
-    p = 0.00943887047 + p * w;
-    p = 1.00167406 + p * w;
-    p = 2.83297682 + p * w;
-  }
-  double y = p * x;
-  const double a = fabs(x);
-  for (int it = 0; it < 2; ++it) {
-    const double ya = fabs(y);
-    const double r = a > 0.5 ? (1.0 - a) - erfc(ya) : erf(ya) - a;  // erf(|y|) - |x|
-    const double step = r / (1.1283791670955126 * exp(-y * y));
-    y = x > 0 ? y - step : y + step;
-  }
-  return float(y);
-}
-
-// I0 and I1 by their power series in double, as the CPU's bessel_i: every term is positive (no
-// cancellation); beyond |x| = 100 the float result is infinite.
-__device__ float bessel_i_d(float xf, int order) {
-  if (xf != xf) return xf;
-  const double x = xf, ax = fabs(x);
-  if (ax > 100.0) return order == 0 ? INFINITY : (x > 0 ? INFINITY : -INFINITY);
-  const double q = 0.25 * x * x;
-  double term = order == 0 ? 1.0 : 0.5 * x, sum = term;
-  for (int k = 1; k < 1000; ++k) {
-    term *= q / (double(k) * double(k + order));
-    sum += term;
-    if (fabs(term) <= 1e-17 * fabs(sum)) break;
-  }
-  return float(sum);
-}
-
+// erfinv_f and bessel_i: elementwise_shared.h, the CPU's own code compiled for the device.
 static bool unary_in_double(int op) { return op == ERFC || op == ERFINV || op == I0 || op == I1; }
 
 // A kernel of their own, so that their double registers and loops do not weigh on unary_kernel's.
@@ -457,7 +400,7 @@ template <class S>  // float, or uint16_t (bfloat16)
 __global__ void unary_double_kernel(int op, const S* x, S* y, int64_t n) {
   GRID_STRIDE(i, n) {
     const float v = wide(x[i]);
-    const float r = op == ERFC ? float(erfc(double(v))) : op == ERFINV ? erfinv_d(v) : bessel_i_d(v, op == I1);
+    const float r = op == ERFC ? float(erfc(double(v))) : op == ERFINV ? erfinv_f(v) : bessel_i(v, op == I1);
     y[i] = narrow<S>(r);
   }
 }
@@ -650,20 +593,6 @@ __global__ void axpby_kernel(float a, const float* x, float b, float* y, int64_t
   GRID_STRIDE(i, n) y[i] = a * x[i] + b * y[i];
 }
 
-// A clip bound as T, as the CPU's clip_bound: integer tensors keep the integers inside [lo, hi]
-// (a NaN bound does not bound; bounds beyond T's range saturate).
-template <class T>
-static T clip_bound(double v, bool lower) {
-  if constexpr (std::is_floating_point<T>::value) {
-    return T(v);
-  } else {
-    if (v != v) return lower ? std::numeric_limits<T>::lowest() : std::numeric_limits<T>::max();
-    v = lower ? std::ceil(v) : std::floor(v);
-    if (v <= double(std::numeric_limits<T>::lowest())) return std::numeric_limits<T>::lowest();
-    if (v >= double(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
-    return T(v);
-  }
-}
 
 template <class T>
 static void clip_typed(Context& c, const Buffer& xb, double lo, double hi, Buffer& ob) {

@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "../export.h"
+#include "../program_io.h"
 #include "decomp.h"
 #include "cudnn.h"
 #include "nccl.h"
@@ -70,25 +71,12 @@ py::dict memory_dict(gpu::Context& c) {
 }
 
 // ---- Programs: a replayed step's kernel calls, bound once, run from one Python call -------------
-struct Spec {
-  int64_t numel;
-  DType dtype;
-  int device;
-};
-Spec spec_of(const BufferPtr& b) { return {b->numel, b->dtype, b->device}; }
-
 // csrc/cpu/program.cpp's Program for this module's Buffers: `calls` in order; each run puts the
 // run's input buffers and fresh output buffers in place of the recording's own (`inputs`,
 // `outputs`) and queues the calls with the GIL released (each only queues work on its stream).
 struct Program {
   std::vector<gpu::BoundCallPtr> calls;
-  struct Slot {
-    BufferPtr* where;
-    bool fresh;  // a fresh output buffer (else an input)
-    int index;
-  };
-  std::vector<Slot> slots;
-  std::vector<Spec> inputs, fresh;
+  ProgramIO<BufferPtr> io;
   struct Patch {  // call `call`'s integer argument `position` takes the run's draws[draw]
     size_t call;
     int position;
@@ -99,7 +87,7 @@ struct Program {
 
   Program(std::vector<gpu::BoundCallPtr> c, const std::vector<BufferPtr>& in, const std::vector<BufferPtr>& out,
           const std::vector<std::tuple<int64_t, int, int64_t>>& draw_args)
-      : calls(std::move(c)) {
+      : calls(std::move(c)), io(in, out) {
     for (const auto& [call, position, draw] : draw_args) {
       LAMINA_CHECK(call >= 0 && size_t(call) < calls.size() && draw >= 0,
                    "Program: draw argument (" << call << ", " << position << ", " << draw << ") is out of range");
@@ -108,72 +96,36 @@ struct Program {
       patches.push_back({size_t(call), position, size_t(draw)});
       n_draws = std::max(n_draws, size_t(draw) + 1);
     }
-    for (auto& b : in) {
-      LAMINA_CHECK(b, "Program: expected input Buffers, received None");
-      inputs.push_back(spec_of(b));
-    }
-    for (auto& b : out) {
-      LAMINA_CHECK(b, "Program: expected output Buffers, received None");
-      fresh.push_back(spec_of(b));
-    }
     for (size_t i = 0; i < calls.size(); ++i) {
       LAMINA_CHECK(calls[i], "Program: expected bound calls, received None");
       bool any = false;
       for (BufferPtr* p : calls[i]->buffers) {
-        if (!*p) continue;
-        any = true;
-        // an input that is also an output (a model returning its input) stays the input
-        bool found = false;
-        for (size_t k = 0; k < in.size() && !found; ++k)
-          if (p->get() == in[k].get()) slots.push_back({p, false, int(k)}), found = true;
-        for (size_t k = 0; k < out.size() && !found; ++k)
-          if (p->get() == out[k].get()) slots.push_back({p, true, int(k)}), found = true;
+        any = any || *p;
+        if (*p) io.add(p);
       }
       LAMINA_CHECK(any, "Program: call " << i << " (" << calls[i]->name << ") has no buffer argument");
     }
+    io.done();
   }
 
   std::vector<BufferPtr> run(const std::vector<BufferPtr>& in, const std::vector<uint64_t>& draws) {
-    LAMINA_CHECK(in.size() == inputs.size(), "Program.run: expected " << inputs.size() << " input buffers, received "
-                                                                      << in.size());
     LAMINA_CHECK(draws.size() == n_draws, "Program.run: expected " << n_draws << " random draws (seeds and counters), "
                                                                    << "received " << draws.size());
+    auto filled = io.fill(in);
     for (const Patch& p : patches) calls[p.call]->set_int(p.position, draws[p.draw]);
-    for (size_t k = 0; k < in.size(); ++k) {
-      LAMINA_CHECK(in[k], "Program.run: input " << k << " is None; expected a Buffer");
-      const Spec& s = inputs[k];
-      LAMINA_CHECK(in[k]->numel == s.numel && in[k]->dtype == s.dtype && in[k]->device == s.device,
-                   "Program.run: input " << k << " holds " << in[k]->numel << " elements of dtype code "
-                                         << int(in[k]->dtype) << " on device " << in[k]->device << "; the program was "
-                                         << "recorded with " << s.numel << " of dtype code " << int(s.dtype)
-                                         << " on device " << s.device);
-    }
-    std::vector<BufferPtr> made;
-    made.reserve(fresh.size());
-    for (const Spec& s : fresh) made.push_back(std::make_shared<Buffer>(s.numel, s.dtype, s.device));
-    for (const Slot& s : slots) *s.where = s.fresh ? made[size_t(s.index)] : in[size_t(s.index)];
-    struct Clear {  // the program keeps no reference to its caller's buffers between runs
-      Program* p;
-      ~Clear() {
-        for (const Slot& s : p->slots) s.where->reset();
-      }
-    } clear{this};
     {
       py::gil_scoped_release nogil;
       for (auto& call : calls) call->run();
     }
-    return made;
+    return std::move(filled->made);
   }
 
   // run() from host arrays to host arrays (predict_on_batch's numpy in, numpy out)
   std::vector<py::array> run_host(const std::vector<py::array>& arrays, const std::vector<Shape>& shapes) {
-    LAMINA_CHECK(arrays.size() == inputs.size(), "Program.run_host: expected " << inputs.size() << " arrays, received "
-                                                                               << arrays.size());
-    LAMINA_CHECK(shapes.size() == fresh.size(), "Program.run_host: expected " << fresh.size()
-                                                                              << " output shapes, received " << shapes.size());
+    io.check_host(arrays.size(), shapes.size());
     std::vector<BufferPtr> in;
     in.reserve(arrays.size());
-    for (size_t k = 0; k < arrays.size(); ++k) in.push_back(from_numpy(arrays[k], inputs[k].device, -1));
+    for (size_t k = 0; k < arrays.size(); ++k) in.push_back(from_numpy(arrays[k], io.inputs[k].device, -1));
     std::vector<BufferPtr> made = run(in, {});
     std::vector<py::array> out;
     out.reserve(made.size());
@@ -215,7 +167,7 @@ void bind_program(py::module_& m) {
            "Queues the calls on these input buffers, with these random draws (seeds and counters), and "
            "returns the fresh output buffers, in order.")
       .def("run1", [](Program& p, const BufferPtr& in) {
-             LAMINA_CHECK(p.fresh.size() == 1, "Program.run1: the program makes " << p.fresh.size()
+             LAMINA_CHECK(p.io.fresh.size() == 1, "Program.run1: the program makes " << p.io.fresh.size()
                                                                                  << " outputs; use run()");
              return p.run({in}, {})[0];
            }, py::arg("input"), "run() for one input buffer and one output: returns the output buffer.")

@@ -1,0 +1,98 @@
+// The buffers of a compiled Program (models/replay.py's replayed steps): the CPU module's
+// (csrc/cpu/program.cpp) and the CUDA module's (csrc/cuda/module.cpp) both keep, for the
+// recording's own input and output buffers, where their bound calls hold them, and swap in each
+// run's inputs and fresh outputs there. Templated over the module's buffer pointer type.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "checks.h"
+
+namespace lamina {
+
+template <class BufferPtrT>
+struct ProgramIO {
+  using BufferT = typename BufferPtrT::element_type;
+  struct Spec {
+    int64_t numel;
+    DType dtype;
+    int device;
+  };
+  struct Slot {
+    BufferPtrT* where;
+    bool fresh;  // a fresh output buffer (else an input)
+    int index;
+  };
+  std::vector<BufferPtrT> in0, out0;  // the recording's buffers, while the calls are added
+  std::vector<Slot> slots;
+  std::vector<Spec> inputs, fresh;
+
+  ProgramIO(const std::vector<BufferPtrT>& in, const std::vector<BufferPtrT>& out) : in0(in), out0(out) {
+    for (auto& b : in) {
+      LAMINA_CHECK(b, "Program: expected input Buffers, received None");
+      inputs.push_back(Spec{b->numel, b->dtype, b->device});
+    }
+    for (auto& b : out) {
+      LAMINA_CHECK(b, "Program: expected output Buffers, received None");
+      fresh.push_back(Spec{b->numel, b->dtype, b->device});
+    }
+  }
+
+  // A bound call's buffer argument: a slot to refill if it holds one of the recording's inputs or
+  // outputs (an input that is also an output, a model returning its input, stays the input).
+  void add(BufferPtrT* p) {
+    for (size_t k = 0; k < in0.size(); ++k)
+      if (p->get() == in0[k].get()) return slots.push_back({p, false, int(k)});
+    for (size_t k = 0; k < out0.size(); ++k)
+      if (p->get() == out0[k].get()) return slots.push_back({p, true, int(k)});
+  }
+  // After the last add: the program keeps no reference to the recording's buffers.
+  void done() {
+    in0.clear();
+    out0.clear();
+  }
+
+  void check_inputs(const std::vector<BufferPtrT>& in) const {
+    LAMINA_CHECK(in.size() == inputs.size(), "Program.run: expected " << inputs.size() << " input buffers, received "
+                                                                      << in.size());
+    for (size_t k = 0; k < in.size(); ++k) {
+      LAMINA_CHECK(in[k], "Program.run: input " << k << " is None; expected a Buffer");
+      const Spec& s = inputs[k];
+      LAMINA_CHECK(in[k]->numel == s.numel && in[k]->dtype == s.dtype && in[k]->device == s.device,
+                   "Program.run: input " << k << " holds " << in[k]->numel << " elements of dtype code "
+                                         << int(in[k]->dtype) << " on device " << in[k]->device << "; the program was "
+                                         << "recorded with " << s.numel << " of dtype code " << int(s.dtype)
+                                         << " on device " << s.device);
+    }
+  }
+
+  // run_host's argument counts.
+  void check_host(size_t arrays, size_t shapes) const {
+    LAMINA_CHECK(arrays == inputs.size(), "Program.run_host: expected " << inputs.size() << " arrays, received "
+                                                                        << arrays);
+    LAMINA_CHECK(shapes == fresh.size(), "Program.run_host: expected " << fresh.size() << " output shapes, received "
+                                                                       << shapes);
+  }
+
+  // Fresh output buffers, and every slot filled with this run's buffers; `Fill`'s destructor empties
+  // the slots again (the program keeps no reference to its caller's buffers between runs).
+  struct Fill {
+    ProgramIO* io;
+    std::vector<BufferPtrT> made;
+    ~Fill() {
+      for (const Slot& s : io->slots) s.where->reset();
+    }
+  };
+  std::unique_ptr<Fill> fill(const std::vector<BufferPtrT>& in) {
+    check_inputs(in);
+    auto f = std::make_unique<Fill>();
+    f->io = this;
+    f->made.reserve(fresh.size());
+    for (const Spec& s : fresh) f->made.push_back(std::make_shared<BufferT>(s.numel, s.dtype, s.device));
+    for (const Slot& s : slots) *s.where = s.fresh ? f->made[size_t(s.index)] : in[size_t(s.index)];
+    return f;
+  }
+};
+
+}  // namespace lamina
