@@ -28,10 +28,12 @@ behaves as recorded. `compile(run_eagerly=True)` turns replay off, as it turns K
 compilation off; so do custom `train_step`s and distribution strategies (a pipelined step,
 `fit(micro_batches=M)`, is replayed whole, its metric updates included).
 
-How a recording runs again. Where it draws no random numbers and every call is a kernel of one
-device module's table, the calls are bound once (their arguments converted and kept) into that
-module's compiled `Program` (csrc/cpu/program.cpp), which swaps in each run's buffers and runs
-them all from one Python call; otherwise the logged calls are made again from Python.
+How a recording runs again. Where every call is a kernel of one device module's table (and, on
+the CPU, the step draws no random numbers), the calls are bound once (their arguments converted
+and kept) into that module's compiled `Program` (csrc/cpu/program.cpp; the CUDA module's, which
+also puts each run's random draws into the calls it binds), which swaps in each run's buffers and
+runs them all from one Python call; otherwise the logged calls are made again from Python (a step
+whose recording ran a kernel on host copies, a GPU's KernelUnsupported, too).
 
 `model(x)` itself is replayed the same way where Keras's eager call could not behave differently
 (CallReplay, at the end of this module): the step of a model call is its forward pass, its
@@ -378,9 +380,10 @@ def _builder(obj, slots_of):
 
 
 def _native_program(rec, restore, draws, inputs, fresh):
-    """The recording as one compiled Program of its device module (csrc/cpu/program.cpp), or None
-    where one cannot hold it: random draws (their seeds change at every run), calls on several
-    kernel modules, a call that is not a bindable kernel of the table."""
+    """The recording as one compiled Program of its device module (csrc/cpu/program.cpp, the CUDA
+    module's in csrc/cuda/module.cpp), or None where one cannot hold it: random draws where the
+    module's Programs do not take each run's draws (the CPU's; the GPU's do), calls on several
+    kernel modules, a call that is not a bindable kernel of the table, a host fallback."""
     if not rec.calls or rec.fell_back:  # a host fallback is Python's, not a bindable kernel
         return None
     module = None
