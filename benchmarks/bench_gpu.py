@@ -250,7 +250,16 @@ def convnet_lamina(args):
         def step():
             model.train_on_batch(x, y)  # returns the loss as a Python float: the step has ended
         ms = median_ms(synced(step, sync), args.warmup, args.repeats)
-    return {"rows": {f"train step, batch {batch}": dict(ms=ms, work=batch)}}
+    return {"rows": {f"train step, batch {batch}": dict(ms=ms, work=batch)}, "how": _replay_how(model)}
+
+
+def _replay_how(model):
+    """How the model's train steps ran: replayed as one compiled Program, replayed from Python, or
+    why not replayed (models/replay.py)."""
+    entries = model._step_replay.entries.values() if model._step_replay is not None else ()
+    hows = sorted({("compiled Program" if e.program.native is not None else "replayed from Python")
+                   if e.program is not None else (e.failed or "recording") for e in entries})
+    return "train step: " + ("; ".join(hows) if hows else "not replayed")
 
 
 def convnet_torch(args):
@@ -590,6 +599,10 @@ def run_compare(section, title, args, record):
             if "meta" in r:
                 record["libraries"].setdefault(lib, r["meta"])
     print_compare(section, title, runs, args, record)
+    hows = sorted({r["how"] for r in runs.get("lamina", []) if "how" in r})
+    if hows:  # how lamina ran it (a replayed step: compiled or not)
+        print("lamina: " + " | ".join(hows) + "\n")
+        record["sections"][section]["how"] = hows
 
 
 def run_pipeline(args, record):
