@@ -127,3 +127,20 @@ def test_programs_keep_no_batch_and_raise_the_kernels_errors(dev):
         a.train_on_batch(*good[1])
     if dev.kind == "gpu":
         assert all(p is not None for p in _native(a))
+
+
+def test_a_mixed_precision_step_is_a_program_too(dev):
+    """Under mixed_bfloat16 the recording holds the casts and the bfloat16 kernels; replayed, it trains
+    as the step run as usual (on a GPU: one compiled Program, dropout's draws included)."""
+    importlib.import_module("lamina.backend.device").enable_bfloat16()
+    lamina.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        def build():
+            return lamina.Sequential([lamina.Input((8,)), layers.Dense(16, activation="relu"), layers.Dropout(0.3),
+                                      layers.Dense(3, dtype="float32")])
+        a = _same_training(dev, build, _batches(8))  # (bfloat16 switched every registered device's table)
+        assert a.layers[0].compute_dtype == "bfloat16"
+        native = _native(a)
+        assert native and all((p is not None) == (dev.kind == "gpu") for p in native)
+    finally:
+        lamina.mixed_precision.set_global_policy("float32")
