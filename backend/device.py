@@ -175,7 +175,6 @@ class KernelTable:
         # A module with Programs (models/replay.py's compiled replays): its own kernels bind; a host
         # fallback (a table entry run on host copies) does not.
         self.Program = getattr(module, "Program", None) if module is not host else None
-        self.program_draws = self.Program is not None and bool(getattr(module, "PROGRAM_DRAWS", False))
         for name in KERNEL_TABLE:
             fallback = self._host_kernel(name)
             if name in self.native:

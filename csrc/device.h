@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common.h"
+#include "program_io.h"
 
 namespace lamina {
 
@@ -162,6 +163,9 @@ struct BoundCall {
   virtual void run_inline() = 0;
   // Queues a copy of the call on the device's worker (GIL held) and stamps its buffers.
   virtual void run_queued(DeviceContext& ctx) = 0;
+  // Sets the integer argument at `position` (a random draw's seed or counter, new at every run);
+  // false if that argument is not an integer.
+  virtual bool set_int(int position, uint64_t value) = 0;
   std::vector<BufferPtr*> buffers;  // every buffer argument, in order: the slots a run may refill
   const char* name = "";
 };
@@ -190,6 +194,9 @@ struct BoundKernel : BoundCall {
 
   void run_inline() override {
     std::apply([this](const auto&... v) { fn(KernelArg<Args>::get(v)...); }, args);
+  }
+  bool set_int(int position, uint64_t value) override {
+    return set_tuple_int(args, position, value, std::index_sequence_for<Args...>{});
   }
   void run_queued(DeviceContext& ctx) override {
     auto fn_ = fn;

@@ -3,8 +3,12 @@
 // recording's own input and output buffers, where their bound calls hold them, and swap in each
 // run's inputs and fresh outputs there. Templated over the module's buffer pointer type.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "checks.h"
@@ -94,5 +98,50 @@ struct ProgramIO {
     return f;
   }
 };
+
+// A Program's random draws: each run's draws (seeds and counters, flattened) go into the integer
+// arguments of the bound calls that took the recording's draws (models/replay.py's _Drawn), so a
+// replayed step draws what the step would have. `args`: (call, argument position, draw index).
+template <class BoundCallPtrT>
+struct DrawPatches {
+  struct Patch {
+    size_t call;
+    int position;
+    size_t draw;
+  };
+  std::vector<Patch> patches;
+  size_t count = 0;  // draws a run takes
+
+  DrawPatches(const std::vector<BoundCallPtrT>& calls, const std::vector<std::tuple<int64_t, int, int64_t>>& args) {
+    for (const auto& [call, position, draw] : args) {
+      LAMINA_CHECK(call >= 0 && size_t(call) < calls.size() && draw >= 0,
+                   "Program: draw argument (" << call << ", " << position << ", " << draw << ") is out of range");
+      LAMINA_CHECK(calls[size_t(call)] && calls[size_t(call)]->set_int(position, 0),
+                   "Program: argument " << position << " of call " << call << " is not an integer");
+      patches.push_back({size_t(call), position, size_t(draw)});
+      count = std::max(count, size_t(draw) + 1);
+    }
+  }
+  void apply(const std::vector<BoundCallPtrT>& calls, const std::vector<uint64_t>& draws) const {
+    LAMINA_CHECK(draws.size() == count, "Program.run: expected " << count << " random draws (seeds and counters), "
+                                                                 << "received " << draws.size());
+    for (const Patch& p : patches) calls[p.call]->set_int(p.position, draws[p.draw]);
+  }
+};
+
+// set_int of a bound call's argument tuple: the integer argument at `position` takes `value`.
+template <size_t... I, class Tuple>
+bool set_tuple_int(Tuple& args, int position, uint64_t value, std::index_sequence<I...>) {
+  bool done = false;
+  auto assign = [&](auto& slot) {
+    using T = std::remove_reference_t<decltype(slot)>;
+    if constexpr (std::is_integral<T>::value && !std::is_same<T, bool>::value) {
+      slot = T(value);
+      done = true;
+    }
+  };
+  ((I == size_t(position) ? assign(std::get<I>(args)) : void()), ...);
+  return done;
+}
 
 }  // namespace lamina

@@ -28,12 +28,12 @@ behaves as recorded. `compile(run_eagerly=True)` turns replay off, as it turns K
 compilation off; so do custom `train_step`s and distribution strategies (a pipelined step,
 `fit(micro_batches=M)`, is replayed whole, its metric updates included).
 
-How a recording runs again. Where every call is a kernel of one device module's table (and, on
-the CPU, the step draws no random numbers), the calls are bound once (their arguments converted
-and kept) into that module's compiled `Program` (csrc/cpu/program.cpp; the CUDA module's, which
-also puts each run's random draws into the calls it binds), which swaps in each run's buffers and
-runs them all from one Python call; otherwise the logged calls are made again from Python (a step
-whose recording ran a kernel on host copies, a GPU's KernelUnsupported, too).
+How a recording runs again. Where every call is a kernel of one device module's table, the calls
+are bound once (their arguments converted and kept) into that module's compiled `Program`
+(csrc/cpu/program.cpp; the CUDA module's in csrc/cuda/module.cpp), which swaps in each run's
+buffers and random draws (the seeds and counters dropout and noise drew) and runs them all from
+one Python call; otherwise the logged calls are made again from Python (a step whose recording ran
+a kernel on host copies, a GPU's KernelUnsupported, too).
 
 `model(x)` itself is replayed the same way where Keras's eager call could not behave differently
 (CallReplay, at the end of this module): the step of a model call is its forward pass, its
@@ -381,9 +381,9 @@ def _builder(obj, slots_of):
 
 def _native_program(rec, restore, draws, inputs, fresh):
     """The recording as one compiled Program of its device module (csrc/cpu/program.cpp, the CUDA
-    module's in csrc/cuda/module.cpp), or None where one cannot hold it: random draws where the
-    module's Programs do not take each run's draws (the CPU's; the GPU's do), calls on several
-    kernel modules, a call that is not a bindable kernel of the table, a host fallback."""
+    module's in csrc/cuda/module.cpp), its random draws put into the calls at each run, or None
+    where one cannot hold it: calls on several kernel modules, a call that is not a bindable kernel
+    of the table, a draw passed other than as a positional argument, a host fallback."""
     if not rec.calls or rec.fell_back:  # a host fallback is Python's, not a bindable kernel
         return None
     module = None
@@ -392,7 +392,7 @@ def _native_program(rec, restore, draws, inputs, fresh):
         if k is not None and getattr(k, "Program", None) is not None and getattr(k, rec.calls[0][0], None) is rec.calls[0][1]:
             module = k
             break
-    if module is None or (draws and not getattr(module, "program_draws", False)):
+    if module is None:
         return None
     calls = [("copy", module.copy, (pristine, buf), {}) for copy, pristine, buf in restore if copy is module.copy]
     if len(calls) != len(restore):

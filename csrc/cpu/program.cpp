@@ -30,9 +30,11 @@ struct Program {
   std::vector<int> device;    // each call's device
   std::vector<int> devices;   // the distinct ones
   ProgramIO<BufferPtr> io;
+  DrawPatches<BoundCallPtr> draws;
 
-  Program(std::vector<BoundCallPtr> c, const std::vector<BufferPtr>& in, const std::vector<BufferPtr>& out)
-      : calls(std::move(c)), io(in, out) {
+  Program(std::vector<BoundCallPtr> c, const std::vector<BufferPtr>& in, const std::vector<BufferPtr>& out,
+          const std::vector<std::tuple<int64_t, int, int64_t>>& draw_args)
+      : calls(std::move(c)), io(in, out), draws(calls, draw_args) {
     for (size_t i = 0; i < calls.size(); ++i) {
       LAMINA_CHECK(calls[i], "Program: expected bound calls, received None");
       int dev = -1;
@@ -60,14 +62,15 @@ struct Program {
     std::vector<BufferPtr> in;
     in.reserve(arrays.size());
     for (size_t k = 0; k < arrays.size(); ++k) in.push_back(from_numpy(arrays[k], io.inputs[k].device));
-    std::vector<BufferPtr> made = run(in);
+    std::vector<BufferPtr> made = run(in, {});
     std::vector<py::array> out;
     out.reserve(made.size());
     for (size_t k = 0; k < made.size(); ++k) out.push_back(to_numpy(*made[k], shapes[k]));
     return out;
   }
 
-  std::vector<BufferPtr> run(const std::vector<BufferPtr>& in) {
+  std::vector<BufferPtr> run(const std::vector<BufferPtr>& in, const std::vector<uint64_t>& drawn) {
+    draws.apply(calls, drawn);
     auto filled = io.fill(in);
     bool all_inline = true;
     for (int d : devices) all_inline = all_inline && device_context(d).inline_exec.load();
@@ -122,16 +125,20 @@ void bind_program(py::module_& m) {
   }, py::arg("name"), py::arg("fn"), py::arg("args"), py::arg("kwargs"),
      "Converts a kernel call's arguments and keeps them, without running it: a step of a Program.");
   py::class_<Program>(m, "Program")
-      .def(py::init<std::vector<BoundCallPtr>, const std::vector<BufferPtr>&, const std::vector<BufferPtr>&>(),
+      .def(py::init<std::vector<BoundCallPtr>, const std::vector<BufferPtr>&, const std::vector<BufferPtr>&,
+                    const std::vector<std::tuple<int64_t, int, int64_t>>&>(),
            py::arg("calls"), py::arg("inputs"), py::arg("outputs"),
+           py::arg("draws") = std::vector<std::tuple<int64_t, int, int64_t>>(),
            "Bound calls to run in order; `inputs` and `outputs` are the recording's own buffers: each run "
-           "puts its inputs in place of the first and fresh buffers in place of the second.")
-      .def("run", &Program::run, py::arg("inputs"),
-           "Runs the calls on these input buffers and returns the fresh output buffers, in order.")
+           "puts its inputs in place of the first and fresh buffers in place of the second. `draws`: "
+           "(call, argument position, k): that integer argument takes the run's k-th draw.")
+      .def("run", &Program::run, py::arg("inputs"), py::arg("draws") = std::vector<uint64_t>(),
+           "Runs the calls on these input buffers, with these random draws (seeds and counters), and "
+           "returns the fresh output buffers, in order.")
       .def("run1", [](Program& p, const BufferPtr& in) {
              LAMINA_CHECK(p.io.fresh.size() == 1, "Program.run1: the program makes " << p.io.fresh.size()
                                                                                  << " outputs; use run()");
-             return p.run({in})[0];
+             return p.run({in}, {})[0];
            }, py::arg("input"), "run() for one input buffer and one output: returns the output buffer.")
       .def("run_host", &Program::run_host, py::arg("arrays"), py::arg("shapes"),
            "run() on copies of these C-contiguous numpy arrays; returns the outputs as numpy arrays of these shapes.");

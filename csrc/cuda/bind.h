@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "../program_io.h"
 #include "gpu.h"
 
 namespace lamina {
@@ -124,22 +125,7 @@ struct BoundKernel : BoundCall {
     std::apply([this](const auto&... v) { fn(BindArg<Args>::get(v)...); }, args);
   }
   bool set_int(int position, uint64_t value) override {
-    return set_at(position, value, std::index_sequence_for<Args...>{});
-  }
-
- private:
-  template <size_t... I>
-  bool set_at(int position, uint64_t value, std::index_sequence<I...>) {
-    bool done = false;
-    ((I == size_t(position) ? assign(std::get<I>(args), value, done) : void()), ...);
-    return done;
-  }
-  template <class T>
-  static void assign(T& slot, uint64_t value, bool& done) {
-    if constexpr (std::is_integral<T>::value && !std::is_same<T, bool>::value) {
-      slot = T(value);
-      done = true;
-    }
+    return set_tuple_int(args, position, value, std::index_sequence_for<Args...>{});
   }
 };
 

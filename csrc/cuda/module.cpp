@@ -77,25 +77,11 @@ py::dict memory_dict(gpu::Context& c) {
 struct Program {
   std::vector<gpu::BoundCallPtr> calls;
   ProgramIO<BufferPtr> io;
-  struct Patch {  // call `call`'s integer argument `position` takes the run's draws[draw]
-    size_t call;
-    int position;
-    size_t draw;
-  };
-  std::vector<Patch> patches;
-  size_t n_draws = 0;
+  DrawPatches<gpu::BoundCallPtr> draws;
 
   Program(std::vector<gpu::BoundCallPtr> c, const std::vector<BufferPtr>& in, const std::vector<BufferPtr>& out,
           const std::vector<std::tuple<int64_t, int, int64_t>>& draw_args)
-      : calls(std::move(c)), io(in, out) {
-    for (const auto& [call, position, draw] : draw_args) {
-      LAMINA_CHECK(call >= 0 && size_t(call) < calls.size() && draw >= 0,
-                   "Program: draw argument (" << call << ", " << position << ", " << draw << ") is out of range");
-      LAMINA_CHECK(calls[size_t(call)] && calls[size_t(call)]->set_int(position, 0),
-                   "Program: argument " << position << " of call " << call << " is not an integer");
-      patches.push_back({size_t(call), position, size_t(draw)});
-      n_draws = std::max(n_draws, size_t(draw) + 1);
-    }
+      : calls(std::move(c)), io(in, out), draws(calls, draw_args) {
     for (size_t i = 0; i < calls.size(); ++i) {
       LAMINA_CHECK(calls[i], "Program: expected bound calls, received None");
       bool any = false;
@@ -108,11 +94,9 @@ struct Program {
     io.done();
   }
 
-  std::vector<BufferPtr> run(const std::vector<BufferPtr>& in, const std::vector<uint64_t>& draws) {
-    LAMINA_CHECK(draws.size() == n_draws, "Program.run: expected " << n_draws << " random draws (seeds and counters), "
-                                                                   << "received " << draws.size());
+  std::vector<BufferPtr> run(const std::vector<BufferPtr>& in, const std::vector<uint64_t>& drawn) {
+    draws.apply(calls, drawn);
     auto filled = io.fill(in);
-    for (const Patch& p : patches) calls[p.call]->set_int(p.position, draws[p.draw]);
     {
       py::gil_scoped_release nogil;
       for (auto& call : calls) call->run();
@@ -199,7 +183,6 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
   py::register_exception<gpu::Unsupported>(m, "KernelUnsupported", PyExc_NotImplementedError);
   export_op_codes(m);
   bind_program(m);
-  m.attr("PROGRAM_DRAWS") = true;  // Programs take random draws (Program.run's `draws`)
   // The kernels that take bfloat16 buffers themselves (backend/device.py widens the others').
   // conv2d: bfloat16 operands through cuDNN or cuBLAS (conv.cu); depthwise and dropout: float32 maths
   // on bfloat16 loads, in any mix with float32 buffers (bf16.cuh's AnyAcc).

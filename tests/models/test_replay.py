@@ -137,6 +137,8 @@ def test_random_layers_are_replayed_with_fresh_draws(noise):
     assert len({tuple(v) for v in logs[0]}) == len(logs[0])
     _same_weights(a, b)
     assert _replayed(a)
+    # one compiled Program, each run's draws put into its bound calls
+    assert all(e.program.native is not None for e in a._step_replay.entries.values() if e.program is not None)
 
 
 class _PythonDecides(layers.Layer):
