@@ -131,7 +131,7 @@ def test_programs_keep_no_batch_and_raise_the_kernels_errors(dev):
 
 def test_a_mixed_precision_step_is_a_program_too(dev):
     """Under mixed_bfloat16 the recording holds the casts and the bfloat16 kernels; replayed, it trains
-    as the step run as usual (on a GPU: one compiled Program, dropout's draws included)."""
+    as the step run as usual (on a GPU with cuBLAS: one compiled Program, dropout's draws included)."""
     importlib.import_module("lamina.backend.device").enable_bfloat16()
     lamina.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
@@ -141,6 +141,9 @@ def test_a_mixed_precision_step_is_a_program_too(dev):
         a = _same_training(dev, build, _batches(8))  # (bfloat16 switched every registered device's table)
         assert a.layers[0].compute_dtype == "bfloat16"
         native = _native(a)
-        assert native and all((p is not None) == (dev.kind == "gpu") for p in native)
+        # bfloat16 products need cuBLAS on a GPU (GemmStridedBatchedEx): without it they run on the
+        # host, and a step with a host fallback replays from Python
+        compiled = dev.kind == "gpu" and _dm._CUDA.cublas_status().startswith("loaded")
+        assert native and all((p is not None) == compiled for p in native)
     finally:
         lamina.mixed_precision.set_global_policy("float32")
