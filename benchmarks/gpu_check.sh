@@ -169,7 +169,7 @@ for s in gemm:40 lstm:40 convnet:40 inception:120 pipeline:90; do
   timeout $(lim $secs) $py "$root/benchmarks/bench_gpu.py" --sections $s --rounds 1 --json "$out/bench_$s.json" \
     >>"$out/bench.log" 2>&1 || echo "bench $s: exit $?" | tee -a "$out/summary.txt"
 done
-grep "^|" "$out/bench.log" | tee -a "$out/summary.txt"
+grep -E "^\||^lamina: " "$out/bench.log" | tee -a "$out/summary.txt"
 
 step "compute-sanitizer memcheck over the GPU tests (log: memcheck.log)"
 if command -v compute-sanitizer >/dev/null; then
