@@ -12,6 +12,7 @@
 
 #include "device.h"
 #include "program_io.h"
+#include "program_bind.h"
 
 namespace py = pybind11;
 
@@ -104,44 +105,7 @@ struct Program {
 void register_bindable(const char* name) { bindable().insert(name); }
 
 void bind_program(py::module_& m) {
-  py::class_<BoundCall, BoundCallPtr>(m, "BoundCall")
-      .def_property_readonly("name", [](const BoundCall& c) { return std::string(c.name); })
-      .def_property_readonly("num_buffers", [](const BoundCall& c) { return c.buffers.size(); });
-  m.def("bindable", [](const std::string& name) { return bindable().count(name) > 0; }, py::arg("name"),
-        "Whether the kernel of that name can be bound (bind_call): a kernel of the device table that returns nothing.");
-  m.def("bind_call", [](const std::string& name, py::object fn, py::tuple args, py::dict kwargs) {
-    LAMINA_CHECK(bindable().count(name), "bind_call: '" << name << "' is not a kernel that can be bound");
-    BoundCallPtr out;
-    t_bind_target = &out;
-    try {
-      fn(*args, **kwargs);
-    } catch (...) {
-      t_bind_target = nullptr;
-      throw;
-    }
-    t_bind_target = nullptr;
-    LAMINA_CHECK(out, "bind_call: calling '" << name << "' did not reach a kernel; pass the kernel function itself");
-    return out;
-  }, py::arg("name"), py::arg("fn"), py::arg("args"), py::arg("kwargs"),
-     "Converts a kernel call's arguments and keeps them, without running it: a step of a Program.");
-  py::class_<Program>(m, "Program")
-      .def(py::init<std::vector<BoundCallPtr>, const std::vector<BufferPtr>&, const std::vector<BufferPtr>&,
-                    const std::vector<std::tuple<int64_t, int, int64_t>>&>(),
-           py::arg("calls"), py::arg("inputs"), py::arg("outputs"),
-           py::arg("draws") = std::vector<std::tuple<int64_t, int, int64_t>>(),
-           "Bound calls to run in order; `inputs` and `outputs` are the recording's own buffers: each run "
-           "puts its inputs in place of the first and fresh buffers in place of the second. `draws`: "
-           "(call, argument position, k): that integer argument takes the run's k-th draw.")
-      .def("run", &Program::run, py::arg("inputs"), py::arg("draws") = std::vector<uint64_t>(),
-           "Runs the calls on these input buffers, with these random draws (seeds and counters), and "
-           "returns the fresh output buffers, in order.")
-      .def("run1", [](Program& p, const BufferPtr& in) {
-             LAMINA_CHECK(p.io.fresh.size() == 1, "Program.run1: the program makes " << p.io.fresh.size()
-                                                                                 << " outputs; use run()");
-             return p.run({in}, {})[0];
-           }, py::arg("input"), "run() for one input buffer and one output: returns the output buffer.")
-      .def("run_host", &Program::run_host, py::arg("arrays"), py::arg("shapes"),
-           "run() on copies of these C-contiguous numpy arrays; returns the outputs as numpy arrays of these shapes.");
+  bind_program_api<Program, BoundCall, BufferPtr>(m, &bindable, []() -> BoundCallPtr*& { return t_bind_target; });
 }
 
 }  // namespace lamina

@@ -12,6 +12,7 @@
 
 #include "../export.h"
 #include "../program_io.h"
+#include "../program_bind.h"
 #include "decomp.h"
 #include "cudnn.h"
 #include "nccl.h"
@@ -119,44 +120,8 @@ struct Program {
 };
 
 void bind_program(py::module_& m) {
-  py::class_<gpu::BoundCall, gpu::BoundCallPtr>(m, "BoundCall")
-      .def_property_readonly("name", [](const gpu::BoundCall& c) { return std::string(c.name); })
-      .def_property_readonly("num_buffers", [](const gpu::BoundCall& c) { return c.buffers.size(); });
-  m.def("bindable", [](const std::string& name) { return gpu::bindable_kernels().count(name) > 0; },
-        py::arg("name"), "Whether the kernel of that name can be bound (bind_call): a kernel that returns nothing.");
-  m.def("bind_call", [](const std::string& name, py::object fn, py::tuple args, py::dict kwargs) {
-    LAMINA_CHECK(gpu::bindable_kernels().count(name), "bind_call: '" << name << "' is not a kernel that can be bound");
-    gpu::BoundCallPtr out;
-    gpu::t_bind_target = &out;
-    try {
-      fn(*args, **kwargs);
-    } catch (...) {
-      gpu::t_bind_target = nullptr;
-      throw;
-    }
-    gpu::t_bind_target = nullptr;
-    LAMINA_CHECK(out, "bind_call: calling '" << name << "' did not reach a kernel; pass the kernel function itself");
-    return out;
-  }, py::arg("name"), py::arg("fn"), py::arg("args"), py::arg("kwargs"),
-     "Converts a kernel call's arguments and keeps them, without running it: a step of a Program.");
-  py::class_<Program>(m, "Program")
-      .def(py::init<std::vector<gpu::BoundCallPtr>, const std::vector<BufferPtr>&, const std::vector<BufferPtr>&,
-                    const std::vector<std::tuple<int64_t, int, int64_t>>&>(),
-           py::arg("calls"), py::arg("inputs"), py::arg("outputs"),
-           py::arg("draws") = std::vector<std::tuple<int64_t, int, int64_t>>(),
-           "Bound calls to run in order; `inputs` and `outputs` are the recording's own buffers: each run "
-           "puts its inputs in place of the first and fresh buffers in place of the second. `draws`: "
-           "(call, argument position, k): that integer argument takes the run's k-th draw.")
-      .def("run", &Program::run, py::arg("inputs"), py::arg("draws") = std::vector<uint64_t>(),
-           "Queues the calls on these input buffers, with these random draws (seeds and counters), and "
-           "returns the fresh output buffers, in order.")
-      .def("run1", [](Program& p, const BufferPtr& in) {
-             LAMINA_CHECK(p.io.fresh.size() == 1, "Program.run1: the program makes " << p.io.fresh.size()
-                                                                                 << " outputs; use run()");
-             return p.run({in}, {})[0];
-           }, py::arg("input"), "run() for one input buffer and one output: returns the output buffer.")
-      .def("run_host", &Program::run_host, py::arg("arrays"), py::arg("shapes"),
-           "run() on copies of these C-contiguous numpy arrays; returns the outputs as numpy arrays of these shapes.");
+  bind_program_api<Program, gpu::BoundCall, BufferPtr>(m, &gpu::bindable_kernels,
+                                                      []() -> gpu::BoundCallPtr*& { return gpu::t_bind_target; });
 }
 
 }  // namespace
