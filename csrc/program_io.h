@@ -129,6 +129,24 @@ struct DrawPatches {
   }
 };
 
+// The buffer slots of a bound call's argument tuple, in order: its Buffers, its optional Buffers
+// (OptT, holding one as `.p`, maybe empty) and its lists of Buffers; other arguments hold none.
+template <class BufferPtrT, class OptT, class Tuple>
+std::vector<BufferPtrT*> buffer_slots(Tuple& args) {
+  std::vector<BufferPtrT*> out;
+  std::apply([&out](auto&... v) {
+    auto one = [&out](auto& a) {
+      using T = std::remove_reference_t<decltype(a)>;
+      if constexpr (std::is_same<T, BufferPtrT>::value) out.push_back(&a);
+      else if constexpr (std::is_same<T, OptT>::value) out.push_back(&a.p);
+      else if constexpr (std::is_same<T, std::vector<BufferPtrT>>::value)
+        for (auto& p : a) out.push_back(&p);
+    };
+    (one(v), ...);
+  }, args);
+  return out;
+}
+
 // set_int of a bound call's argument tuple: the integer argument at `position` takes `value`.
 template <size_t... I, class Tuple>
 bool set_tuple_int(Tuple& args, int position, uint64_t value, std::index_sequence<I...>) {

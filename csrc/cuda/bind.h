@@ -112,14 +112,8 @@ struct BoundKernel : BoundCall {
 
   BoundKernel(R (*f)(Args...), const char* n, typename BindArg<Args>::type... a) : fn(f), args(a...) {
     name = n;
-    std::apply([this](auto&... v) { (collect(v), ...); }, args);
+    buffers = buffer_slots<BufferPtr, OptBuffer>(args);
   }
-  void collect(BufferPtr& p) { buffers.push_back(&p); }
-  void collect(OptBuffer& o) { buffers.push_back(&o.p); }
-  void collect(std::vector<BufferPtr>& v) {
-    for (auto& p : v) buffers.push_back(&p);
-  }
-  template <class T> void collect(T&) {}
 
   void run() override {
     std::apply([this](const auto&... v) { fn(BindArg<Args>::get(v)...); }, args);
