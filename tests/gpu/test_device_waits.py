@@ -139,11 +139,15 @@ def test_training_waits_only_where_it_reads(kind):
 
 
 @pytest.mark.gpu
-def test_copies_to_the_device_do_not_wait_and_keep_their_bytes():
-    """from_numpy goes through pinned staging blocks (reused once their copy has run): no host
-    wait, and every copy lands whole, whatever the order of sizes."""
+@pytest.mark.parametrize("sizes", [(10, 70000, 3, 300000, 70000, 1, 0, 5000) * 3, (100,) * 100 + (300000,)],
+                         ids=["mixed", "many_small_then_large"])
+def test_copies_to_the_device_do_not_wait_and_keep_their_bytes(sizes):
+    """from_numpy goes through pinned staging blocks (each held until its copy has run, then
+    reused): no host wait, and every copy lands whole, whatever the order of sizes. With a hundred
+    small copies in flight, then a large one (LAMINA_CUDA_EMULATOR_STREAMS=lazy keeps them all in
+    flight), the pool grows to its byte limit, not to 64 blocks, so the large one does not wait."""
     dev = _emulated_gpu()
-    arrays = [RNG.normal(size=n).astype(np.float32) for n in (10, 70000, 3, 300000, 70000, 1, 0, 5000)] * 3
+    arrays = [RNG.normal(size=n).astype(np.float32) + i for i, n in enumerate(sizes)]
     with lamina.device(dev):
         _dm.cuda_emulator_stats(reset=True)
         tensors = [lamina.convert_to_tensor(a) for a in arrays]
