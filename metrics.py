@@ -6,6 +6,8 @@ from . import initializers as _initializers
 from . import losses as _losses
 from . import ops
 from .backend import dtypes as _dtypes
+from .backend.device import _scope as _device_scope
+from .backend.manipulation import copy_to as _copy_to
 from .backend.tensor import Tensor, Variable, convert_to_tensor
 
 
@@ -83,6 +85,7 @@ class Metric:
         self._dtype = _standardize_dtype(dtype)
         self._variables = []
         self._initial_values = []
+        self._placed = False  # a variable was made inside `with lamina.device(d):` (see _follow)
 
     @property
     def dtype(self):
@@ -101,6 +104,7 @@ class Metric:
         dtype = _standardize_dtype(dtype or self._dtype)
         value = _initializers.get(initializer if initializer is not None else "zeros")(shape, dtype=dtype)
         v = Variable(value, dtype=dtype, trainable=False, name=name or f"{self.name}_variable_{len(self._variables)}")
+        self._placed = self._placed or bool(_device_scope.stack)
         self._variables.append(v)
         self._initial_values.append(convert_to_tensor(v.numpy(), device=v.device))  # a copy: reset_state writes it back
         return v
@@ -122,6 +126,20 @@ class Metric:
         if isinstance(subs, (list, tuple)):
             return tuple(m._replay_state() for m in subs if isinstance(m, Metric))
         return ()
+
+    def _follow(self, device):
+        """Moves the state to `device` (where the values it measures are), for a metric of
+        lamina's own made outside any `with lamina.device(d):`: compile()'s metrics and loss
+        trackers of a model on a GPU then keep their totals there, and a training step's update
+        reads nothing back to the host. A metric placed by a device scope, or a subclass written
+        elsewhere (whose update may make tensors of its own), stays where it was made."""
+        vs = self._variables
+        if not vs or vs[0].device is device or getattr(self, "_placed", True) or \
+                not type(self).__module__.startswith("lamina."):
+            return
+        for t in vs + self._initial_values:
+            moved = _copy_to(t, device)
+            t._buf, t.device = moved._buf, device
 
     def reset_states(self):  # Keras 2's name
         self.reset_state()

@@ -103,6 +103,7 @@ class CompileLoss:
             else:
                 value = losses_module.reduce_values(fn(yt_i, yp[i]), sw)
             if self.metrics:
+                self.metrics[i]._follow(value.device)
                 self.metrics[i].update_state(value, sample_weight=yp[i].shape[0] if yp[i].shape else 1)
             term = _m.multiply(value, float(w)) if w != 1.0 else value
             total = term if total is None else _m.add(total, _on_device(term, total.device))
@@ -148,7 +149,9 @@ class CompileMetrics(metrics_module.Metric):
             sw = sample_weight if weighted else None
             if isinstance(sw, (list, tuple)):
                 sw = sw[i]
-            # the metric's state lives where it was made: its inputs go there (model parallelism)
+            # the state of a metric made outside any device scope moves to the output's device
+            # once; one made in a scope stays there, and its inputs go to it (model parallelism)
+            m._follow(yp[i].device)
             dev = m.variables[0].device if m.variables else yp[i].device
             pred = _on_device(yp[i], dev)
             mask = _on_device(getattr(yp[i], "_keras_mask", None), dev)

@@ -19,9 +19,10 @@ from .. import optimizers as optimizers_module
 from ..backend import dtypes, math as _m
 from ..backend.autodiff import GradientTape, deferred_weight_gradients
 from ..backend.manipulation import copy as _copy
-from ..backend.device import asynchronous, current_device, device as device_scope
+from ..backend.device import _scope as _device_scope, asynchronous, current_device, device as device_scope
 from ..backend.tensor import Tensor, convert_to_tensor
 from ..callbacks import pythonify_logs
+from ..layers import layer as _layer_module
 from ..layers.layer import Layer, flatten, map_structure
 from .compile_utils import CompileLoss, CompileMetrics
 from .data import (ArrayData, class_weight_to_sample_weight, make_data, pack_x_y_sample_weight,
@@ -138,8 +139,14 @@ class Trainer:
         """Keras 2's name: the total loss (compile()'s loss plus the model's own losses, so
         `regularization_losses` is not added again), and the "loss" metric updated with it."""
         loss = self.compute_loss(y=y, y_pred=y_pred, sample_weight=sample_weight)
-        self._loss_tracker.update_state(loss, sample_weight=_batch_len(y_pred))
+        self._track_loss(loss, _batch_len(y_pred))
         return loss
+
+    def _track_loss(self, loss, n):
+        """The "loss" metric updated with a batch's loss, its state on the loss's device (Metric._follow)."""
+        if isinstance(loss, Tensor):
+            self._loss_tracker._follow(loss.device)
+        self._loss_tracker.update_state(loss, sample_weight=n)
 
     # -- the steps --
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -187,7 +194,7 @@ class Trainer:
         key = self._replay_key(data)
         y_pred, loss, tv, grads = gradients() if key is None else self._step_replay.run(key, _replay.batch_tensors(data),
                                                                                         gradients)
-        self._loss_tracker.update_state(loss, sample_weight=_batch_len(x))
+        self._track_loss(loss, _batch_len(x))
         self.optimizer.apply(grads, tv)
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
@@ -219,7 +226,7 @@ class Trainer:
             return y_pred, self._compute_loss(x, y, y_pred, sample_weight, training=False)
         key = self._replay_key(data, "test_step")
         y_pred, loss = forward() if key is None else self._step_replay.run(key, _replay.batch_tensors(data), forward)
-        self._loss_tracker.update_state(loss, sample_weight=_batch_len(x))
+        self._track_loss(loss, _batch_len(x))
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
     def predict_step(self, data):
@@ -265,7 +272,7 @@ class Trainer:
             # pass: their variables may live on another device than the outputs, whose queue would
             # otherwise wait for each slice's outputs (stalling the pipeline) or, after the backward
             # pass, for the last stage's deferred work before starting the next step
-            self._loss_tracker.update_state(total, sample_weight=n)
+            self._track_loss(total, n)
             if self._compile_metrics is not None:
                 for ys, y_pred, sws in slices:
                     self._compile_metrics.update_state(ys, y_pred, sws)
@@ -337,13 +344,15 @@ class Trainer:
                 # (not under a strategy: its data iterators take part in its collectives; not for
                 # small arrays, whose copies cost less than handing them between threads)
                 nbytes = data.batch_nbytes()
+                place = self._batch_devices() if strategy is None else None
                 with _prefetched(_executions(data, steps_per_epoch, self.steps_per_execution),
-                                 strategy is None and (nbytes is None or nbytes >= PREFETCH_MIN_BYTES)) as executions:
+                                 strategy is None and (nbytes is None or nbytes >= PREFETCH_MIN_BYTES),
+                                 place=place) as executions:
                     for step, batches in executions:
                         cbs.on_train_batch_begin(step)
                         end = step + len(batches) - 1
                         logs = self._run_steps(step_fn, batches, cbs.wants("on_train_batch_end") or
-                                               progress.wants(end + 1))
+                                               progress.wants(end + 1), place)
                         cbs.on_train_batch_end(end, logs)
                         progress.update(end + 1, logs)
                         ran = True
@@ -406,11 +415,12 @@ class Trainer:
         cbs.on_test_begin()
         data.on_epoch_begin()
         logs, ran = None, False
+        place = self._batch_devices()
         for step, batches in _executions(data, steps, self.steps_per_execution):
             cbs.on_test_batch_begin(step)
             end = step + len(batches) - 1
             logs = self._run_steps(self.test_step, batches, cbs.wants("on_test_batch_end") or
-                                   progress is not None and progress.wants(end + 1))
+                                   progress is not None and progress.wants(end + 1), place)
             cbs.on_test_batch_end(end, logs)
             if progress is not None:
                 progress.update(end + 1, logs)
@@ -444,10 +454,11 @@ class Trainer:
         cbs.on_predict_begin()
         data.on_epoch_begin()
         outs = []
+        place = self._batch_devices()
         for step, batches in _executions(data, steps, self.steps_per_execution):
             cbs.on_predict_batch_begin(step)
             for batch in batches:
-                outs.append(map_structure(_numpy, self.predict_step(_to_tensors(batch))))
+                outs.append(map_structure(_numpy, self.predict_step(_to_tensors(batch, place))))
             end = step + len(batches) - 1
             cbs.on_predict_batch_end(end, {"outputs": outs[-1]})
             progress.update(end + 1)
@@ -470,13 +481,15 @@ class Trainer:
         self.reset_metrics()
         if class_weight is not None:
             sample_weight = class_weight_to_sample_weight(class_weight, y, sample_weight)
-        logs = pythonify_logs(self.train_step(_to_tensors(pack_x_y_sample_weight(x, y, sample_weight))))
+        logs = pythonify_logs(self.train_step(_to_tensors(pack_x_y_sample_weight(x, y, sample_weight),
+                                                          self._batch_devices())))
         return logs if return_dict else self._flatten_metrics_in_order(logs)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require_compiled("test_on_batch")
         self.reset_metrics()
-        logs = pythonify_logs(self.test_step(_to_tensors(pack_x_y_sample_weight(x, y, sample_weight))))
+        logs = pythonify_logs(self.test_step(_to_tensors(pack_x_y_sample_weight(x, y, sample_weight),
+                                                         self._batch_devices())))
         return logs if return_dict else self._flatten_metrics_in_order(logs)
 
     def predict_on_batch(self, x):
@@ -486,7 +499,7 @@ class Trainer:
                 out = cr.fast_host(x, False)
                 if out is not None:
                     return out
-        return map_structure(_numpy, self.predict_step(_to_tensors(pack_x_y_sample_weight(x))))
+        return map_structure(_numpy, self.predict_step(_to_tensors(pack_x_y_sample_weight(x), self._batch_devices())))
 
     def _plain_predict(self):
         """Whether predict_step is Keras's own here: not overridden, not eager, no strategy."""
@@ -494,7 +507,26 @@ class Trainer:
             self._distribute_strategy is None and get_strategy() is None
 
     # -- helpers --
-    def _run_steps(self, step_fn, batches, want_logs):
+    def _batch_devices(self):
+        """Where fit, evaluate, predict and the *_on_batch methods put a batch: None inside `with
+        lamina.device(d):` (on d, the current device) or under a distribution strategy; otherwise
+        (device of x, device of y and the sample weights): the model's first and last placed
+        layers' (made in a device scope, or holding weights), so that a model built on a GPU and
+        trained outside the scope gets its batches copied there as they are prepared (on fit's
+        prefetching thread, ahead of the step) rather than by the step's first layer and its loss.
+        None too for a model none of whose layers is placed yet (it builds on the current device)."""
+        if _device_scope.stack or self._distribute_strategy is not None or get_strategy() is not None:
+            return None
+        stamp = _layer_module._mutations
+        cached = self.__dict__.get("_batch_place")
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        devs = [l._device for l in self._all_layers() if l._device is not None]
+        place = (devs[0], devs[-1]) if devs else None
+        object.__setattr__(self, "_batch_place", (stamp, place))  # past Layer.__setattr__: not a mutation
+        return place
+
+    def _run_steps(self, step_fn, batches, want_logs, place=None):
         """Runs `step_fn` (train_step or test_step) on each batch and returns the last one's logs.
         Keras's own steps compute their results (metric `result()`s) only where they are read:
         for the last batch of the group when `want_logs`; otherwise this returns _DEFERRED and the
@@ -504,7 +536,7 @@ class Trainer:
         try:
             for i, batch in enumerate(batches):
                 self._defer_results = own and (i + 1 < len(batches) or not want_logs)
-                logs = step_fn(_to_tensors(batch))
+                logs = step_fn(_to_tensors(batch, place))
         finally:
             self._defer_results = False
         return _DEFERRED if logs is None and own else logs
@@ -601,8 +633,8 @@ class _prefetched:
     """`with _prefetched(executions) as it:` iterates (step, [batches]) groups as `executions`
     yields them, with the batches converted to tensors by a background thread that runs up to
     `depth` groups ahead (NumPy's slicing and lamina's copies release the GIL, so this overlaps
-    the step running on the calling thread). The thread places the tensors on the device current
-    where the `with` starts. An exception raised while producing a batch is raised by the
+    the step running on the calling thread). The thread places the tensors as _to_tensors does with
+    `place`, or with None on the device current where the `with` starts. An exception raised while producing a batch is raised by the
     iteration, at that batch, with its traceback; leaving the `with` early (a callback stopped
     training, or the step raised) stops the thread and waits for it, so the data is never read by
     two threads at once. `enabled=False` iterates on the calling thread (batches converted by
@@ -610,8 +642,8 @@ class _prefetched:
 
     _END = object()
 
-    def __init__(self, executions, enabled=True, depth=2):
-        self.executions, self.enabled, self.depth = executions, enabled, depth
+    def __init__(self, executions, enabled=True, depth=2, place=None):
+        self.executions, self.enabled, self.depth, self.place = executions, enabled, depth, place
         self.thread = None
 
     def __enter__(self):
@@ -637,7 +669,7 @@ class _prefetched:
         try:
             with device_scope(self.device.name):
                 for step, batches in self.executions:
-                    if not self._put((step, [_to_tensors(b) for b in batches])):
+                    if not self._put((step, [_to_tensors(b, self.place) for b in batches])):
                         return
         except BaseException as e:  # raised in the consumer, at this point of the data
             self._put((_prefetched._END, e))
@@ -673,10 +705,24 @@ def _should_eval(epoch, validation_freq):
     raise ValueError(f"validation_freq must be an int or a list of epochs, received {validation_freq!r}")
 
 
-def _to_tensors(batch):
-    """A batch's arrays as tensors; string data (for a model's string inputs) stays numpy."""
-    return map_structure(lambda a: a if a is None or isinstance(a, Tensor) or dtypes.is_string_data(a)
-                         else convert_to_tensor(a), batch)
+def _to_tensors(batch, place=None):
+    """A batch's arrays as tensors; string data (for a model's string inputs) stays numpy. place:
+    None (made on the current device; tensors stay where they are) or (device, device): x's arrays
+    and tensors on the first, y's and the sample weights' on the second (Trainer._batch_devices).
+    The batch is x, (x,), (x, y) or (x, y, sample_weight), as unpack_x_y_sample_weight reads it."""
+    if place is None:
+        return map_structure(lambda a: a if a is None or isinstance(a, Tensor) or dtypes.is_string_data(a)
+                             else convert_to_tensor(a), batch)
+    if isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3:
+        parts = [_placed(part, place[0] if i == 0 else place[1]) for i, part in enumerate(batch)]
+        return parts if type(batch) is list else tuple(parts)
+    return _placed(batch, place[0])
+
+
+def _placed(data, dev):
+    return map_structure(lambda a: a if a is None or dtypes.is_string_data(a) else
+                         (a if a.device is dev else a.to(dev)) if isinstance(a, Tensor) else
+                         convert_to_tensor(a, device=dev), data)
 
 
 def _numpy(t):

@@ -2,6 +2,7 @@
 are deferred on the GPU: the error comes at the host's next wait, naming the same value and
 position as the CPU's, and a training step waits only where its results are read. The wait counts
 are read from the CUDA emulator (LAMINA_CUDA_EMULATOR=1); the error tests run on every device."""
+import contextlib
 import importlib
 
 import numpy as np
@@ -108,8 +109,12 @@ def _emulated_gpu():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kind", ["convnet", "lstm"])
-def test_training_waits_only_where_it_reads(kind):
+@pytest.mark.parametrize("kind,where", [("convnet", "scope"), ("lstm", "scope"), ("convnet", "fit outside"),
+                                        ("convnet", "compile and fit outside")])
+def test_training_waits_only_where_it_reads(kind, where):
+    """Built in `with lamina.device("gpu:0"):`, and compiled and trained in it or outside it: the
+    batches are made on the GPU (fit's prefetching thread), the loss and metrics keep their totals
+    there, so the step is replayed as one Program and an epoch waits only to read its logs."""
     dev = _emulated_gpu()
     L = lamina.layers
     with lamina.device(dev):
@@ -122,13 +127,20 @@ def test_training_waits_only_where_it_reads(kind):
             model = lamina.Sequential([lamina.Input(shape=(5, 3)), L.LSTM(8), L.Dense(5)])
             x = RNG.normal(size=(16, 5, 3)).astype(np.float32)
         y = RNG.integers(0, 5, 16)
+        if where != "compile and fit outside":
+            model.compile(optimizer="adam", loss=lamina.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          metrics=["accuracy"])
+    if where == "compile and fit outside":
         model.compile(optimizer="adam", loss=lamina.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"])
+    with lamina.device(dev) if where == "scope" else contextlib.nullcontext():
         model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # builds, compiles the step
         _dm.cuda_emulator_stats(reset=True)
         model.fit(x, y, batch_size=4, epochs=1, verbose=0)
         fit = _dm.cuda_emulator_stats(reset=True)
-        xt, yt = lamina.convert_to_tensor(x), lamina.convert_to_tensor(y)
+        how = {"compiled Program" if e.program is not None and e.program.native is not None else e.failed or "recording"
+               for e in model._step_replay.entries.values()}
+        xt, yt = (lamina.convert_to_tensor(a) for a in (x, y))
         model.train_on_batch(xt, yt)
         step = _dm.cuda_emulator_stats(reset=True)
     # an epoch of 4 steps reads its logs once (loss and accuracy); its input copies do not wait;
@@ -136,6 +148,8 @@ def test_training_waits_only_where_it_reads(kind):
     assert fit["host_waits"] <= 2, fit
     assert step["host_waits"] <= 2, step
     assert fit["launches"] > 4 * 10, fit  # the steps ran on the device
+    assert how == {"compiled Program"}
+    assert {v.device.name for m in (model._loss_tracker, *model._compile_metrics.metrics) for v in m.variables} == {dev}
 
 
 @pytest.mark.gpu

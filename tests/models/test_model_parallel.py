@@ -87,6 +87,53 @@ def test_save_and_load_a_split_model(tmp_path):
     assert other.weights[-1].device.name == "cpu:1"
 
 
+class _Rows(lamina.metrics.Metric):
+    """A metric class written outside lamina: its update makes a tensor of its own."""
+
+    def __init__(self):
+        super().__init__(name="rows")
+        self.n = self.add_variable((), name="n")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.n.assign_add(lamina.convert_to_tensor(np.float32(y_true.shape[0])))
+
+    def result(self):
+        return self.n
+
+
+def test_the_loss_and_metrics_keep_their_state_on_the_outputs_device():
+    """compile()'s loss tracker and metrics made outside any scope move their state to the outputs'
+    device at their first update, so a step on a GPU reads nothing back to the host; a metric made in
+    a scope stays there, and so does a metric class written outside lamina."""
+    x, y = _data()
+
+    def build(devices):
+        inp = lamina.Input((8,))
+        with lamina.device(devices[0]):
+            h = layers.Dense(16, activation="tanh")(inp)
+        with lamina.device(devices[1]):
+            out = layers.Dense(1)(h)
+        with lamina.device("cpu:0"):
+            placed = lamina.metrics.MeanAbsoluteError(name="placed_mae")
+        m = lamina.Model(inp, out)
+        m.compile(optimizer=optimizers.Adam(0.01), loss="mse", metrics=["mae", placed, _Rows()])
+        return m
+    one, two = build(["cpu:0", "cpu:0"]), build(["cpu:0", "cpu:1"])
+    _same_start(one, two)
+    h1 = one.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    h2 = two.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    for k in ("loss", "mae", "placed_mae"):
+        np.testing.assert_allclose(h1.history[k], h2.history[k], rtol=1e-5)
+    assert h2.history["rows"] == [50.0, 50.0]
+    np.testing.assert_allclose(h2.history["mae"], h2.history["placed_mae"], rtol=1e-6)
+    mae, placed, rows = two._compile_metrics.metrics
+    devices = lambda metric: {v.device.name for v in metric.variables}  # noqa: E731
+    assert devices(two._loss_tracker) == devices(mae) == {"cpu:1"}
+    assert devices(placed) == devices(rows) == {"cpu:0"}
+    np.testing.assert_allclose(one.evaluate(x, y, verbose=0), two.evaluate(x, y, verbose=0), rtol=1e-5)
+    assert devices(two._loss_tracker) == {"cpu:1"}
+
+
 @pytest.mark.parametrize("micro_batches,batch_size", [(2, 16), (3, 16), (4, 25), (8, 5)])
 def test_pipelined_fit_equals_the_unsplit_step(micro_batches, batch_size):
     # 50 rows: the last batch is partial; 16 rows in 3 slices are uneven; 5 rows in 8 slices

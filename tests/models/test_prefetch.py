@@ -1,5 +1,6 @@
 """fit's input pipeline: the next batches are sliced and converted on a background thread
 (models/trainer.py, _prefetched) while the current step runs."""
+import functools
 import threading
 
 import numpy as np
@@ -54,10 +55,10 @@ def test_batches_are_converted_on_the_background_thread(monkeypatch):
     threads = []
     real = trainer._to_tensors
 
-    def spy(batch):
+    def spy(batch, place=None):
         if any(isinstance(a, np.ndarray) for a in lamina.layers.layer.flatten(batch)):  # a conversion
             threads.append(threading.current_thread().name)
-        return real(batch)
+        return real(batch, place)
     monkeypatch.setattr(trainer, "_to_tensors", spy)
     m = _model()
     m.fit(np.ones((8, 3), np.float32), np.ones((8, 1), np.float32), batch_size=2, verbose=0)
@@ -124,6 +125,61 @@ def test_batches_are_placed_on_the_device_of_the_fit_call():
     assert devices == ["cpu:1"] * 3
 
 
+class _Where:
+    """Notes the devices of the x and y of every batch a step receives."""
+
+    def __init__(self, model):
+        self.seen = []
+        for name in ("train_step", "test_step", "predict_step"):
+            setattr(model, name, functools.wraps(getattr(model, name))(
+                lambda data, step=getattr(model, name): self.note(data) or step(data)))
+
+    def note(self, data):
+        x, y, _ = lamina.utils.unpack_x_y_sample_weight(data)
+        self.seen.append((x.device.name, None if y is None else y.device.name))
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_batches_go_to_the_models_device_when_no_device_is_chosen(monkeypatch, prefetch):
+    """A model built in `with lamina.device(d):` and trained outside it gets its batches made on d
+    (by the prefetching thread, ahead of its step): x on its first layer's device, y on its last's."""
+    if not prefetch:
+        monkeypatch.setattr(trainer, "PREFETCH_MIN_BYTES", 1 << 40)
+    x, y = np.ones((6, 3), np.float32), np.ones((6, 1), np.float32)
+    with lamina.device("cpu:1"):
+        one = lamina.Sequential([lamina.Input((3,)), layers.Dense(2), layers.Dense(1)])
+    with lamina.device("cpu:0"):
+        first = layers.Dense(2)
+    with lamina.device("cpu:1"):
+        last = layers.Dense(1)
+    inp = lamina.Input((3,))
+    two = lamina.Model(inp, last(first(inp)))  # model parallel: x goes to cpu:0, y to cpu:1
+    for m, want in ((one, ("cpu:1", "cpu:1")), (two, ("cpu:0", "cpu:1"))):
+        m.compile(optimizer="sgd", loss="mse")
+        where = _Where(m)
+        m.fit(x, y, batch_size=2, verbose=0)
+        m.evaluate(x, y, batch_size=3, verbose=0)
+        m.train_on_batch(x, y)
+        m.test_on_batch(lamina.convert_to_tensor(x), lamina.convert_to_tensor(y))  # tensors on cpu:0 are moved
+        assert where.seen == [want] * 7
+        where.seen.clear()
+        m.predict(x, batch_size=3, verbose=0)
+        m.predict_on_batch(x)
+        assert where.seen == [(want[0], None)] * 3
+        where.seen.clear()
+        with lamina.device("cpu:0"):  # a device chosen around the call is where the batches go
+            m.fit(x, y, batch_size=3, verbose=0)
+        assert where.seen == [("cpu:0", "cpu:0")] * 2
+
+
+def test_an_unbuilt_model_gets_its_batches_on_the_current_device():
+    m = lamina.Sequential([layers.Dense(1)])  # no layer placed until it is built
+    m.compile(optimizer="sgd", loss="mse")
+    where = _Where(m)
+    m.fit(np.ones((4, 3), np.float32), np.ones((4, 1), np.float32), batch_size=2, epochs=2, verbose=0)
+    assert where.seen == [("cpu:0", "cpu:0")] * 4 and m.weights[0].device.name == "cpu:0"
+
+
 def test_training_result_is_the_same_as_without_prefetching(monkeypatch):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 3)).astype(np.float32)
@@ -132,9 +188,9 @@ def test_training_result_is_the_same_as_without_prefetching(monkeypatch):
     for enabled in (True, False):
         if not enabled:
             monkeypatch.setattr(trainer._prefetched, "__init__",
-                                lambda self, ex, enabled=True, depth=2: (setattr(self, "executions", ex),
-                                                                          setattr(self, "enabled", False),
-                                                                          setattr(self, "thread", None)) and None)
+                                lambda self, ex, enabled=True, depth=2, place=None: (setattr(self, "executions", ex),
+                                                                                      setattr(self, "enabled", False),
+                                                                                      setattr(self, "thread", None)) and None)
         lamina.utils.set_random_seed(3)
         m = lamina.Sequential([lamina.Input((3,)), layers.Dense(4), layers.Dense(1)])
         m.compile(optimizer="adam", loss="mse")
@@ -150,9 +206,9 @@ def test_only_batches_of_a_megabyte_or_more_are_prefetched(monkeypatch, rows, pr
     threads = []
     real = trainer._to_tensors
 
-    def spy(batch):
+    def spy(batch, place=None):
         threads.append(threading.current_thread().name)
-        return real(batch)
+        return real(batch, place)
     monkeypatch.setattr(trainer, "_to_tensors", spy)
     m = lamina.Sequential([lamina.Input((10,)), layers.Dense(1)])
     m.compile(optimizer="sgd", loss="mse")
