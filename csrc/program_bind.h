@@ -23,7 +23,8 @@ void bind_program_api(pybind11::module_& m, std::unordered_set<std::string>& (*b
   namespace py = pybind11;
   using CallPtr = std::shared_ptr<BoundCallT>;
   using DrawArgs = std::vector<std::tuple<int64_t, int, int64_t>>;
-  py::class_<BoundCallT, CallPtr>(m, "BoundCall")
+  // module_local: two modules built from the same sources (_cuda, _cuda_emu) register the same C++ types
+  py::class_<BoundCallT, CallPtr>(m, "BoundCall", py::module_local())
       .def_property_readonly("name", [](const BoundCallT& c) { return std::string(c.name); })
       .def_property_readonly("num_buffers", [](const BoundCallT& c) { return c.buffers.size(); });
   m.def("bindable", [bindable](const std::string& name) { return bindable().count(name) > 0; }, py::arg("name"),
@@ -43,7 +44,7 @@ void bind_program_api(pybind11::module_& m, std::unordered_set<std::string>& (*b
     return out;
   }, py::arg("name"), py::arg("fn"), py::arg("args"), py::arg("kwargs"),
      "Converts a kernel call's arguments and keeps them, without running it: a step of a Program.");
-  py::class_<ProgramT>(m, "Program")
+  py::class_<ProgramT>(m, "Program", py::module_local())
       .def(py::init<std::vector<CallPtr>, const std::vector<BufferPtrT>&, const std::vector<BufferPtrT>&,
                     const DrawArgs&>(),
            py::arg("calls"), py::arg("inputs"), py::arg("outputs"), py::arg("draws") = DrawArgs(),

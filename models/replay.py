@@ -88,7 +88,10 @@ class _Recording:
 
 class _Proxy:
     """Stands in for a device's kernel module while a step is recorded: calls from the recording
-    thread are logged (and still run); other threads (the input pipeline's) pass through."""
+    thread are logged (and still run); other threads (the input pipeline's) pass through. The
+    thread is told at each call, not when the function is looked up: a bfloat16 WideningTable
+    looks its kernels up once, on the recording thread, and other threads then call the same
+    functions through it."""
 
     def __init__(self, real, rec, tid):
         object.__setattr__(self, "_real", real)
@@ -97,29 +100,33 @@ class _Proxy:
 
     def __getattr__(self, name):
         real = getattr(self._real, name)
-        if not callable(real) or threading.get_ident() != self._tid:
+        tid = self._tid
+        if not callable(real) or threading.get_ident() != tid:
             return real
         rec = self._rec
         if name == "Buffer":
             def make(numel, code, index, *rest):
                 buf = real(numel, code, index, *rest)
-                rec.created.append(("new", buf, (numel, code, index) + rest))
-                rec.nbytes += int(numel) * _ITEMSIZE.get(code, 8)
+                if threading.get_ident() == tid:
+                    rec.created.append(("new", buf, (numel, code, index) + rest))
+                    rec.nbytes += int(numel) * _ITEMSIZE.get(code, 8)
                 return buf
             return make
         if name == "from_numpy":
             def upload(array, *rest):
                 buf = real(array, *rest)
-                rec.created.append(("const", buf, (np.array(array, copy=True),) + rest))
-                rec.nbytes += np.asarray(array).nbytes
+                if threading.get_ident() == tid:
+                    rec.created.append(("const", buf, (np.array(array, copy=True),) + rest))
+                    rec.nbytes += np.asarray(array).nbytes
                 return buf
             return upload
 
         def call(*args, **kwargs):
             out = real(*args, **kwargs)
-            if out is not None and rec.abort is None:
-                rec.abort = f"the step reads a value back from the device ({name})"
-            rec.calls.append((name, real, args, kwargs))
+            if threading.get_ident() == tid:
+                if out is not None and rec.abort is None:
+                    rec.abort = f"the step reads a value back from the device ({name})"
+                rec.calls.append((name, real, args, kwargs))
             return out
         return call
 

@@ -228,7 +228,8 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
   m.def("empty_cache", &gpu::empty_cache);
 
   // ---- buffers and copies ----
-  py::class_<Buffer, BufferPtr>(m, "Buffer")
+  // module_local: the nvcc-built module and the emulator's (the same sources) can both be imported
+  py::class_<Buffer, BufferPtr>(m, "Buffer", py::module_local())
       .def(py::init([](int64_t n, int dt, int device) {
              LAMINA_CHECK(dt >= F32 && dt <= kLastDType, "Buffer: unknown dtype code " << dt);
              return std::make_shared<Buffer>(n, DType(dt), device);

@@ -365,3 +365,36 @@ def test_steps_inside_an_open_gradient_tape_run_as_usual():
     with lamina.GradientTape():
         _train_alike(a, b, _batches(6))
     assert not a._step_replay.entries
+
+
+@pytest.mark.parametrize("bfloat16", [False, True])
+def test_other_threads_kernel_calls_are_not_recorded(bfloat16):
+    """fit's prefetching thread uploads and copies batches while a step is recorded; with bfloat16
+    tables (which look their kernels up on the recording thread) its calls were logged into the
+    step, so the two recordings differed at random and the step was not replayed."""
+    import importlib
+    import threading
+    replay = importlib.import_module("lamina.models.replay")
+    if bfloat16:
+        importlib.import_module("lamina.backend.device").enable_bfloat16()
+    t = lamina.convert_to_tensor(np.ones(3, np.float32))
+    done = []
+
+    def other():
+        u = lamina.convert_to_tensor(np.arange(4, dtype=np.int64), device="cpu:1")  # an upload, on another device
+        done.append(ops.add(u, u).to("cpu:0").numpy())  # a kernel, a copy, a read
+
+    other()  # makes cpu:1 (a step that makes a device is not replayed)
+    done.clear()
+
+    def step():
+        th = threading.Thread(target=other)
+        th.start()
+        th.join()
+        return ops.add(t, t)
+    out, rec = replay._record(step)
+    assert rec.abort is None, rec.abort
+    np.testing.assert_array_equal(done[0], [0, 2, 4, 6])
+    np.testing.assert_array_equal(out.numpy(), [2, 2, 2])
+    assert [name for name, *_ in rec.calls] == ["binary"]
+    assert [kind for kind, *_ in rec.created] == ["new"]  # add's output; not the other thread's upload
