@@ -17,7 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parent
 
 
 def _emulator_or_skip():
-    # found, not imported: its types would clash with the CUDA module's in this process
+    # found, not imported here: this process's gpu devices are the CUDA module's (or none)
     if importlib.util.find_spec("lamina.backend._cuda_emu") is None:
         pytest.skip("the CUDA emulator is not built (-DLAMINA_CUDA_EMULATOR=OFF, or not Linux)")
 
@@ -36,6 +36,18 @@ def _env(**extra):
 
 def _run(code):
     return subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300)
+
+
+def test_the_emulator_and_the_cuda_module_load_in_one_process():
+    """Built from the same sources, they register the same C++ types: module-local, so both import."""
+    _emulator_or_skip()
+    if importlib.util.find_spec("lamina.backend._cuda") is None:
+        pytest.skip("the CUDA module is not built (no nvcc)")
+    r = _run("import lamina.backend._cuda_emu as e, lamina.backend._cuda as c\n"
+             "assert e.Buffer is not c.Buffer and e.Program is not c.Program\n"
+             "b = e.Buffer(4, 0, 0); print(type(b).__module__, isinstance(b, c.Buffer))")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["lamina.backend._cuda_emu", "False"], r.stdout
 
 
 @pytest.mark.parametrize("mode", [
