@@ -118,15 +118,6 @@ class Metric:
         for v, init in zip(self._variables, self._initial_values):
             v.assign(init)
 
-    def _replay_state(self):
-        """What of the metric's state lives in Python and shapes the kernels update_state issues
-        (models/replay.py keys a recorded step by it): nothing by default; a metric holding
-        others, theirs."""
-        subs = getattr(self, "metrics", None)
-        if isinstance(subs, (list, tuple)):
-            return tuple(m._replay_state() for m in subs if isinstance(m, Metric))
-        return ()
-
     def _follow(self, device):
         """Moves the state to `device` (where the values it measures are), for a metric of
         lamina's own made outside any `with lamina.device(d):`: compile()'s metrics and loss
@@ -196,16 +187,15 @@ def _constant(value, device):
 
 
 class Mean(Metric):
-    """Weighted mean of the values seen. While every update has the same number weight (none, or
-    the batch size weighting a batch's mean loss), `total` and `count` are kept in units of that
-    weight: the mean is the same, and no multiply is spent per update."""
+    """Weighted mean of the values seen: `total` (the weighted sum) over `count` (the weights), as
+    Keras's. An update issues the same kernels whatever came before it, so it can run inside a
+    replayed step (models/replay.py), whose Python runs only while the step is recorded."""
 
     def __init__(self, name="mean", dtype=None):
         super().__init__(name=name, dtype=dtype)
         self.total = self.add_variable((), "zeros", name="total")
         self.count = self.add_variable((), "zeros", name="count")
-        self._unit = None  # the number weight of every update since the reset (1.0 once they differ)
-        self._counted = False  # a positive count was added since the reset: result() needs no 0/0 guard
+        self._counted = False  # an update of Python's added a positive count since the reset: no 0/0 guard
 
     def update_state(self, values, sample_weight=None):
         values = _f(values)
@@ -214,16 +204,12 @@ class Mean(Metric):
             w = 1.0 if sample_weight is None else float(sample_weight)
             if w == 0.0:
                 return
-            if self._unit is None:
-                self._unit = w
-            if w != self._unit:
-                self._weigh_totals()
-                total = ops.multiply(total, _constant(w, total.device)) if w != 1.0 else total
-            n = values.size * w / self._unit
+            if w != 1.0:
+                total = ops.multiply(total, _constant(w, total.device))
+            n = values.size * w
             count = _constant(n, self.count.device)
             self._counted = self._counted or n > 0
         else:
-            self._weigh_totals()
             sw = _f(sample_weight)
             if sw.size == values.size:
                 sw = ops.reshape(sw, values.shape)
@@ -235,14 +221,6 @@ class Mean(Metric):
         self.total.assign_add(_on(total, self.total))
         self.count.assign_add(count)
 
-    def _weigh_totals(self):
-        """From sums in units of one weight to plain weighted sums."""
-        if self._unit not in (None, 1.0):
-            scale = _constant(self._unit, self.total.device)
-            self.total.assign(ops.multiply(self.total, scale))
-            self.count.assign(ops.multiply(self.count, scale))
-        self._unit = 1.0
-
     def result(self):
         if self._counted:
             return ops.divide(self.total, self.count)
@@ -250,10 +228,7 @@ class Mean(Metric):
 
     def reset_state(self):
         super().reset_state()
-        self._unit, self._counted = None, False
-
-    def _replay_state(self):
-        return (self._unit, self._counted)
+        self._counted = False
 
 
 class Sum(Metric):

@@ -585,17 +585,16 @@ class _MetricState:
     """The state variables of the model's metrics before a step, to all-reduce what the step added.
 
     Metric state is a sum (totals, counts, confusion counts), so the global state is the state
-    before the step plus the sum over processes of what each added. Means are first brought to
-    plain weighted sums (`Mean._weigh_totals`), as processes weigh their batches differently."""
+    before the step plus the sum over processes of what each added (a Mean keeps plain weighted
+    sums, so processes that weigh their batches differently add up)."""
 
     def __init__(self, model):
         self.model = model
         self.before = {id(v): self._snapshot(v) for v, _ in self._metric_variables()}
 
     def _metric_variables(self):
-        """(variable, its initial value or None) of every leaf metric, means first brought to sums."""
+        """(variable, its initial value or None) of every leaf metric."""
         for m in _leaf_metrics(self.model):
-            _plain_sums(m)
             yield from zip(m.variables, getattr(m, "_initial_values", [None] * len(m.variables)))
 
     def delta(self, zero=False):
@@ -681,12 +680,6 @@ def _leaf_metrics(model):
         subs = getattr(m, "metrics", None)
         out.extend(subs if isinstance(subs, list) else [m])
     return out
-
-
-def _plain_sums(m):
-    from ..metrics import Mean
-    if isinstance(m, Mean) and m._unit not in (None, 1.0):
-        m._weigh_totals()
 
 
 # ---- sharded data --------------------------------------------------------------------------------

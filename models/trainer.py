@@ -284,10 +284,9 @@ class Trainer:
             last = {total.device} | {t.device for t in flatten(y_pred) if isinstance(t, Tensor)}
             with deferred_weight_gradients(last):
                 return total, tv, tape.gradient(scaled, tv)
-        # the loss and metrics update inside the replayed step: keyed by their Python-side state
-        # (a Mean's weighting changes after a reset), a step records again where it differs
-        states = tuple(m._replay_state() for m in (self._loss_tracker, self._compile_metrics) if m is not None)
-        key = self._replay_key(data, extra=("micro_batches", micro_batches, states))
+        # the loss and metrics update inside the replayed step (their updates issue the same
+        # kernels at every step: no Python-side state decides them)
+        key = self._replay_key(data, extra=("micro_batches", micro_batches))
         _, tv, grads = gradients() if key is None else self._step_replay.run(key, _replay.batch_tensors(data),
                                                                              gradients)
         self.optimizer.apply(grads, tv)

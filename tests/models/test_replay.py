@@ -103,6 +103,25 @@ def test_functional_model_with_two_inputs_and_outputs():
     assert _replayed(a)
 
 
+def test_per_output_losses_over_epochs_with_a_partial_batch_equal_eager():
+    """The per-output loss trackers update inside the replayed step: their logs must stay Keras's
+    weighted means in every epoch (they once kept Python-side state a replay did not advance)."""
+    def build():
+        inp = lamina.Input((8,))
+        h = layers.Dense(6, activation="tanh")(inp)
+        return lamina.Model(inp, [layers.Dense(1, name="a")(h), layers.Dense(2, name="b")(h)])
+    a, b = _pair(build, loss=["mse", "mae"], metrics=None)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((50, 8)).astype(np.float32)
+    y = [rng.standard_normal((50, 1)).astype(np.float32), rng.standard_normal((50, 2)).astype(np.float32)]
+    ha = a.fit(x, y, batch_size=16, epochs=5, shuffle=False, verbose=0).history
+    hb = b.fit(x, y, batch_size=16, epochs=5, shuffle=False, verbose=0).history
+    assert sorted(ha) == ["a_loss", "b_loss", "loss"]
+    for k in ha:
+        np.testing.assert_allclose(ha[k], hb[k], rtol=1e-6, err_msg=k)
+    assert len(_replayed(a)) == 2
+
+
 def _two_devices(first, second):
     """A builder of Dense(12, relu) on `first` then Dense(3) on `second`."""
     def build():
