@@ -7,7 +7,6 @@ from . import losses as _losses
 from . import ops
 from .backend import dtypes as _dtypes
 from .backend.device import _scope as _device_scope
-from .backend.manipulation import copy_to as _copy_to
 from .backend.tensor import Tensor, Variable, convert_to_tensor
 
 
@@ -86,6 +85,7 @@ class Metric:
         self._variables = []
         self._initial_values = []
         self._placed = False  # a variable was made inside `with lamina.device(d):` (see _follow)
+        self._followed = False  # _follow has been called
 
     @property
     def dtype(self):
@@ -119,17 +119,22 @@ class Metric:
             v.assign(init)
 
     def _follow(self, device):
-        """Moves the state to `device` (where the values it measures are), for a metric of
-        lamina's own made outside any `with lamina.device(d):`: compile()'s metrics and loss
-        trackers of a model on a GPU then keep their totals there, and a training step's update
-        reads nothing back to the host. A metric placed by a device scope, or a subclass written
-        elsewhere (whose update may make tensors of its own), stays where it was made."""
+        """Moves the state to `device` (where the values it measures are) at the first update the
+        trainer makes, for a metric of lamina's own made outside any `with lamina.device(d):`:
+        compile()'s metrics and loss trackers of a model on a GPU then keep their totals there,
+        and a training step's update reads nothing back to the host. Only then: a replayed step
+        (models/replay.py) holds the buffers it updated. A metric placed by a device scope, or a
+        subclass written elsewhere (whose update may make tensors of its own), stays where it was
+        made. The move goes through host memory, so a step recorded while it happens is not
+        replayed (it reads a value back)."""
+        if getattr(self, "_followed", True):
+            return
+        self._followed = True
         vs = self._variables
-        if not vs or vs[0].device is device or getattr(self, "_placed", True) or \
-                not type(self).__module__.startswith("lamina."):
+        if not vs or vs[0].device is device or self._placed or not type(self).__module__.startswith("lamina."):
             return
         for t in vs + self._initial_values:
-            moved = _copy_to(t, device)
+            moved = convert_to_tensor(t.numpy(), t.dtype, device)
             t._buf, t.device = moved._buf, device
 
     def reset_states(self):  # Keras 2's name
