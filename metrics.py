@@ -137,6 +137,12 @@ class Metric:
             moved = convert_to_tensor(t.numpy(), t.dtype, device)
             t._buf, t.device = moved._buf, device
 
+    def _replays_with_step(self):
+        """Whether this metric's update may run inside a replayed training step (its Python run
+        only while the step is recorded): lamina's own metrics, whose updates issue the same
+        kernels at every step and read nothing back."""
+        return type(self).__module__.startswith("lamina.")
+
     def reset_states(self):  # Keras 2's name
         self.reset_state()
 
@@ -269,6 +275,9 @@ class MeanMetricWrapper(Mean):
             y_pred = ops.cast(y_pred, "float32")
             y_pred._keras_mask = mask
         super().update_state(self._fn(y_true, y_pred, **self._fn_kwargs), sample_weight)
+
+    def _replays_with_step(self):
+        return super()._replays_with_step() and getattr(self._fn, "__module__", "").startswith("lamina.")
 
     def get_config(self):
         config = {"name": self.name, "dtype": self.dtype, **self._fn_kwargs}

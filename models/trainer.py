@@ -183,6 +183,7 @@ class Trainer:
 
     def train_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
+        inside = self._metrics_in_step()
 
         def gradients():
             with GradientTape() as tape:
@@ -190,13 +191,34 @@ class Trainer:
                 loss = self._compute_loss(x, y, y_pred, sample_weight, training=True)
                 scaled = self.optimizer.scale_loss(loss)  # loss_scale_factor; apply divides it out again
             tv = self.trainable_weights  # after the call: a subclassed model builds its weights in the first one
-            return y_pred, loss, tv, tape.gradient(scaled, tv)
-        key = self._replay_key(data)
+            grads = tape.gradient(scaled, tv)
+            if inside:
+                self._update_metrics(x, y, y_pred, loss, sample_weight)
+            return y_pred, loss, tv, grads
+        key = self._replay_key(data, extra=(inside,))
         y_pred, loss, tv, grads = gradients() if key is None else self._step_replay.run(key, _replay.batch_tensors(data),
                                                                                         gradients)
-        self._track_loss(loss, _batch_len(x))
         self.optimizer.apply(grads, tv)
+        if inside:
+            return None if self._defer_results else self.get_metrics_result()
+        self._track_loss(loss, _batch_len(x))
         return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def _metrics_in_step(self):
+        """Whether the built-in train_step and test_step update the "loss" metric and compile()'s
+        metrics among the kernels they replay (models/replay.py), as Keras's compiled step updates
+        them, rather than from Python after it: with Keras's compute_metrics, and where every
+        compiled metric is lamina's own (Metric._replays_with_step), as their updates issue the
+        same kernels at every step. Others run after the step, their Python at every step."""
+        if type(self).compute_metrics is not Trainer.compute_metrics:
+            return False
+        cm = self._compile_metrics
+        return cm is None or all(m._replays_with_step() for m in cm.metrics)
+
+    def _update_metrics(self, x, y, y_pred, loss, sample_weight):
+        self._track_loss(loss, _batch_len(x))
+        if self._compile_metrics is not None:
+            self._compile_metrics.update_state(y, y_pred, sample_weight)
 
     def _replay_key(self, data, step="train_step", extra=()):
         """The signature under which a built-in step's kernels are recorded and replayed
@@ -220,12 +242,18 @@ class Trainer:
 
     def test_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
+        inside = self._metrics_in_step()
 
         def forward():
             y_pred = self(x, training=False)
-            return y_pred, self._compute_loss(x, y, y_pred, sample_weight, training=False)
-        key = self._replay_key(data, "test_step")
+            loss = self._compute_loss(x, y, y_pred, sample_weight, training=False)
+            if inside:
+                self._update_metrics(x, y, y_pred, loss, sample_weight)
+            return y_pred, loss
+        key = self._replay_key(data, "test_step", extra=(inside,))
         y_pred, loss = forward() if key is None else self._step_replay.run(key, _replay.batch_tensors(data), forward)
+        if inside:
+            return None if self._defer_results else self.get_metrics_result()
         self._track_loss(loss, _batch_len(x))
         return self.compute_metrics(x, y, y_pred, sample_weight)
 

@@ -417,3 +417,88 @@ def test_other_threads_kernel_calls_are_not_recorded(bfloat16):
     np.testing.assert_array_equal(out.numpy(), [2, 2, 2])
     assert [name for name, *_ in rec.calls] == ["binary"]
     assert [kind for kind, *_ in rec.created] == ["new"]  # add's output; not the other thread's upload
+
+
+def _metric_case(case):
+    """(output layer, loss, targets, metrics) of one kind of task, with every metric of lamina's for it."""
+    M = lamina.metrics
+    rng = np.random.default_rng(11)
+    if case == "binary":
+        y = (rng.random((50, 1)) > 0.5).astype(np.float32)
+        return layers.Dense(1, activation="sigmoid"), "binary_crossentropy", y, [
+            M.BinaryAccuracy(), M.BinaryCrossentropy(), M.AUC(), M.AUC(curve="PR", num_thresholds=7, name="pr_auc"), M.Precision(),
+            M.Recall(), M.TruePositives(), M.TrueNegatives(), M.FalsePositives(), M.FalseNegatives(),
+            M.PrecisionAtRecall(0.5), M.RecallAtPrecision(0.5), M.SensitivityAtSpecificity(0.5),
+            M.SpecificityAtSensitivity(0.5), M.BinaryIoU(), M.Hinge(), M.SquaredHinge(), "accuracy"]
+    if case == "sparse":
+        return layers.Dense(3, activation="softmax"), "sparse_categorical_crossentropy", rng.integers(0, 3, 50), [
+            M.SparseCategoricalAccuracy(), M.SparseCategoricalCrossentropy(), M.SparseTopKCategoricalAccuracy(k=2),
+            "accuracy"]
+    if case == "onehot":
+        y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 50)]
+        return layers.Dense(3, activation="softmax"), "categorical_crossentropy", y, [
+            M.CategoricalAccuracy(), M.CategoricalCrossentropy(), M.TopKCategoricalAccuracy(k=2), M.KLDivergence(),
+            M.CategoricalHinge(), M.F1Score(average="macro"), M.FBetaScore(beta=2.0), M.OneHotIoU(3, [0, 2]),
+            M.OneHotMeanIoU(3), M.Poisson(), M.Precision(top_k=1), "accuracy"]
+    y = rng.random((50, 1)).astype(np.float32) + 0.5
+    return layers.Dense(1), "mse", y, [
+        M.MeanAbsoluteError(), M.MeanSquaredError(), M.MeanAbsolutePercentageError(), M.MeanSquaredLogarithmicError(),
+        M.RootMeanSquaredError(), M.LogCoshError(), M.CosineSimilarity(axis=-1), M.R2Score(), M.PearsonCorrelation(),
+        M.ConcordanceCorrelation(), "mae"]
+
+
+@pytest.mark.parametrize("case", ["binary", "sparse", "onehot", "regression"])
+def test_every_metric_updates_inside_the_replayed_step(case, monkeypatch):
+    """lamina's metrics update among the replayed step's kernels (their Python runs only while the
+    step is recorded), with the logs of eager training over epochs and a last partial batch; a
+    metric class written elsewhere keeps running after the step, at every step."""
+    calls = []
+
+    class Rows(lamina.metrics.Metric):  # written here, outside lamina
+        def __init__(self):
+            super().__init__(name="rows")
+            self.n = self.add_variable((), name="n")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            calls.append(1)
+            self.n.assign_add(np.float32(y_true.shape[0]))
+
+        def result(self):
+            return self.n
+
+    x = np.random.default_rng(3).standard_normal((50, 4)).astype(np.float32)
+    histories = []
+    for user_metric in (False, True):
+        models = []
+        for eager in (False, True):
+            lamina.utils.set_random_seed(5)
+            out, loss, y, metrics = _metric_case(case)
+            m = lamina.Sequential([lamina.Input((4,)), layers.Dense(6, activation="tanh"), out])
+            m.compile(optimizer="adam", loss=loss, metrics=metrics + ([Rows()] if user_metric else []),
+                      run_eagerly=eager)
+            models.append(m)
+        a, b = models
+        updates = []
+        real = lamina.metrics.Mean.update_state
+        monkeypatch.setattr(lamina.metrics.Mean, "update_state",
+                            lambda self, *args, **kw: updates.append(self.name) or real(self, *args, **kw))
+        del calls[:]
+        ha = a.fit(x, y, batch_size=16, epochs=4, shuffle=False, verbose=0).history
+        replayed_updates, user_calls = updates.count("loss"), len(calls)
+        hb = b.fit(x, y, batch_size=16, epochs=4, shuffle=False, verbose=0).history
+        monkeypatch.undo()
+        assert sorted(ha) == sorted(hb) and len(ha) == len(metrics) + 1 + user_metric
+        for k in ha:
+            np.testing.assert_allclose(ha[k], hb[k], rtol=1e-6, atol=1e-7, err_msg=k)
+        ea, eb = a.evaluate(x, y, verbose=0, return_dict=True), b.evaluate(x, y, verbose=0, return_dict=True)
+        for k in ea:
+            np.testing.assert_allclose(ea[k], eb[k], rtol=1e-6, atol=1e-7, err_msg=k)
+        assert len(_replayed(a)) == 2 and not _not_replayed(a)  # 3 full batches and 1 of 2 rows
+        if user_metric:  # after the step, at each of 16 steps; the loss tracker too
+            assert user_calls == 16 and replayed_updates == 16, (user_calls, replayed_updates)
+            assert ha["rows"] == [50.0] * 4
+        else:  # the loss tracker's Python ran in the first 3 steps of each batch size only
+            assert replayed_updates == 6, replayed_updates
+        histories.append(ha)
+    for k in histories[0]:
+        np.testing.assert_allclose(histories[0][k], histories[1][k], rtol=1e-6, atol=1e-7, err_msg=k)
