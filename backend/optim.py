@@ -24,6 +24,15 @@ def update(kernel, variable, gradient, *args):
         getattr(k, kernel)(variable._buf, gradient._buf, *args)
 
 
+def update_many(kernel, variables, gradients, *args):
+    """One call of the fused update `kernel` + "_multi" (adam_multi) for several variables on one
+    device with dense gradients: a list argument holds one entry per variable (its slots, its own
+    numbers), any other is shared by all."""
+    k = variables[0].device.kernels
+    getattr(k, kernel + "_multi")([v._buf for v in variables], [g._buf for g in gradients],
+                                  *[_buffers(a) if isinstance(a, list) else a for a in args])
+
+
 def weight_decay(variable, rate, learning_rate):
     """variable -= variable * rate * learning_rate, in place."""
     variable.device.kernels.weight_decay(variable._buf, float(rate), float(learning_rate))

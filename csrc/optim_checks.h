@@ -6,6 +6,7 @@
 // distinct row ids in increasing order, `values` float32 (u, D) (backend/sparse.py's deduplicate).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "checks.h"
 
@@ -50,6 +51,23 @@ void check_adam(const char* op, const B& var, const B& m, const B& v, const B& v
   check_same(op, var, m, "m");
   check_same(op, var, v, "v");
   if (amsgrad) check_same(op, var, vhat, "vhat");
+}
+
+// adam_multi's lists: one entry per variable in each (vhats: the v's again without amsgrad), each
+// variable checked as adam checks it; every check before any update.
+template <class P, class D>
+void check_adam_multi(const char* op, const std::vector<P>& vars, const std::vector<P>& grads,
+                      const std::vector<P>& ms, const std::vector<P>& vs, const std::vector<P>& vhats,
+                      const std::vector<D>& wd_lrs, bool amsgrad) {
+  const size_t n = vars.size();
+  LAMINA_CHECK(grads.size() == n && ms.size() == n && vs.size() == n && vhats.size() == n && wd_lrs.size() == n,
+               op << ": expected one gradient, m, v, vhat and weight decay per variable for " << n
+                  << " variables, received " << grads.size() << ", " << ms.size() << ", " << vs.size() << ", "
+                  << vhats.size() << " and " << wd_lrs.size());
+  for (size_t i = 0; i < n; ++i) {
+    check_adam(op, *vars[i], *ms[i], *vs[i], *vhats[i], amsgrad);
+    check_same(op, *vars[i], *grads[i], "gradient");
+  }
 }
 
 // RMSprop's slots (average_gradient only when centered, momentum only with momentum > 0).

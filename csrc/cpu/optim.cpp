@@ -10,6 +10,7 @@
 // Adadelta, Adamax, Nadam, Ftrl, Lion, Lamb and Adafactor (further down) write each rule once,
 // as a template over the gradient source, which the dense and the sparse kernel instantiate.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -121,6 +122,17 @@ static void adam(Buffer& var, const Buffer& grad, Buffer& mb, Buffer& vb, Buffer
   float* v = vb.data<float>(); float* vh = vhatb.data<float>();
   const AdamP p = adam_params(lr_t, b1, b2, eps, amsgrad, wd_lr);
   for_each_chunk(var.numel, [&](int64_t s, int64_t n) { adam_span(w + s, g + s, m + s, v + s, vh + s, n, p); });
+}
+
+// Adam over several variables in one call: an optimizer's step, one call from Python rather than
+// one per variable; each variable updated as adam updates it.
+static void adam_multi(const std::vector<BufferPtr>& vars, const std::vector<BufferPtr>& grads,
+                       const std::vector<BufferPtr>& ms, const std::vector<BufferPtr>& vs,
+                       const std::vector<BufferPtr>& vhats, double lr_t, double b1, double b2, double eps, bool amsgrad,
+                       const std::vector<double>& wd_lrs) {
+  optim_args::check_adam_multi("adam_multi", vars, grads, ms, vs, vhats, wd_lrs, amsgrad);
+  for (size_t i = 0; i < vars.size(); ++i)
+    adam(*vars[i], *grads[i], *ms[i], *vs[i], *vhats[i], lr_t, b1, b2, eps, amsgrad, wd_lrs[i]);
 }
 
 using optim_args::check_rmsprop;
@@ -696,6 +708,7 @@ static double sum_squares(const Buffer& b) {
 void bind_optim(py::module_& m) {
   def_kernel(m, "sgd", &sgd);
   def_kernel(m, "adam", &adam);
+  def_kernel(m, "adam_multi", &adam_multi);
   def_kernel(m, "rmsprop", &rmsprop);
   def_kernel(m, "adagrad", &adagrad);
   def_kernel(m, "weight_decay", &weight_decay);

@@ -233,6 +233,9 @@ bool cublas_gemm_bf16(Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_
 void sgd(Buffer& var, const Buffer& grad, Buffer& vel, double lr, double momentum, bool nesterov);
 void adam(Buffer& var, const Buffer& grad, Buffer& m, Buffer& v, Buffer& vhat, double lr_t, double b1, double b2,
           double eps, bool amsgrad, double wd_lr);
+void adam_multi(const std::vector<BufferPtr>& vars, const std::vector<BufferPtr>& grads,
+                const std::vector<BufferPtr>& ms, const std::vector<BufferPtr>& vs, const std::vector<BufferPtr>& vhats,
+                double lr_t, double b1, double b2, double eps, bool amsgrad, const std::vector<double>& wd_lrs);
 void weight_decay(Buffer& var, double wd, double lr);
 double sum_squares(const Buffer& x);
 

@@ -1,15 +1,15 @@
 // Fused optimizer updates in place (the same rules and float operations as csrc/cpu/optim.cpp)
 // and the sum of squares that gradient clipping by norm reads.
+#include <algorithm>
+#include <vector>
+
+#include "../optim_checks.h"
 #include "gpu.h"
 
 namespace lamina {
 namespace gpu {
 
-static void check_same(const char* op, const Buffer& var, const Buffer& other, const char* what) {
-  check_dtype(op, what, other, F32);
-  LAMINA_CHECK(other.numel == var.numel, op << ": " << what << " holds " << other.numel << " elements, the variable "
-                                            << var.numel);
-}
+using optim_args::check_same;
 
 __global__ void sgd_kernel(float* w, const float* g, float* v, int64_t n, float lr, float mom, bool nesterov) {
   GRID_STRIDE(i, n) {
@@ -36,19 +36,49 @@ void sgd(Buffer& var, const Buffer& grad, Buffer& vel, double lr, double momentu
   launched(c, "sgd");
 }
 
+__device__ __forceinline__ void adam_element(float* w, const float* g, float* m, float* v, float* vh, int64_t i,
+                                             float lr_t, float c1, float c2, float eps, float wd, bool amsgrad) {
+  const float gi = g[i];
+  const float wi = w[i] - w[i] * wd;
+  const float mi = m[i] + (gi - m[i]) * c1;
+  const float vi = v[i] + (gi * gi - v[i]) * c2;
+  m[i] = mi;
+  v[i] = vi;
+  float d = vi;
+  if (amsgrad) { d = vh[i] > vi ? vh[i] : vi; vh[i] = d; }
+  w[i] = wi - lr_t * mi / (sqrtf(d) + eps);
+}
+
 __global__ void adam_kernel(float* w, const float* g, float* m, float* v, float* vh, int64_t n, float lr_t, float c1,
                             float c2, float eps, float wd, bool amsgrad) {
-  GRID_STRIDE(i, n) {
-    const float gi = g[i];
-    const float wi = w[i] - w[i] * wd;
-    const float mi = m[i] + (gi - m[i]) * c1;
-    const float vi = v[i] + (gi * gi - v[i]) * c2;
-    m[i] = mi;
-    v[i] = vi;
-    float d = vi;
-    if (amsgrad) { d = vh[i] > vi ? vh[i] : vi; vh[i] = d; }
-    w[i] = wi - lr_t * mi / (sqrtf(d) + eps);
-  }
+  GRID_STRIDE(i, n) adam_element(w, g, m, v, vh, i, lr_t, c1, c2, eps, wd, amsgrad);
+}
+
+// adam_multi: up to kMultiTensors variables a launch, passed by value (their pointers, sizes and
+// decays); block b works on elements [k * kMultiChunk, (k + 1) * kMultiChunk) of the variable whose
+// range of blocks holds b.
+constexpr int kMultiTensors = 24;
+constexpr int64_t kMultiChunk = 256 * 16;
+struct AdamList {
+  float* w[kMultiTensors];
+  const float* g[kMultiTensors];
+  float* m[kMultiTensors];
+  float* v[kMultiTensors];
+  float* vh[kMultiTensors];
+  int64_t n[kMultiTensors];
+  float wd[kMultiTensors];
+  int64_t first_block[kMultiTensors + 1];
+  int count;
+};
+
+__global__ void adam_multi_kernel(AdamList L, float lr_t, float c1, float c2, float eps, bool amsgrad) {
+  const int64_t b = blockIdx.x;
+  int t = 0;
+  while (t + 1 < L.count && L.first_block[t + 1] <= b) ++t;
+  const int64_t start = (b - L.first_block[t]) * kMultiChunk;
+  const int64_t end = start + kMultiChunk < L.n[t] ? start + kMultiChunk : L.n[t];
+  for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x)
+    adam_element(L.w[t], L.g[t], L.m[t], L.v[t], L.vh[t], i, lr_t, c1, c2, eps, L.wd[t], amsgrad);
 }
 
 void adam(Buffer& var, const Buffer& grad, Buffer& m, Buffer& v, Buffer& vhat, double lr_t, double b1, double b2,
@@ -65,6 +95,40 @@ void adam(Buffer& var, const Buffer& grad, Buffer& m, Buffer& v, Buffer& vhat, d
                                                            var.numel, float(lr_t), 1.f - float(b1), 1.f - float(b2),
                                                            float(eps), float(wd_lr), amsgrad);
   launched(c, "adam");
+}
+
+void adam_multi(const std::vector<BufferPtr>& vars, const std::vector<BufferPtr>& grads,
+                const std::vector<BufferPtr>& ms, const std::vector<BufferPtr>& vs, const std::vector<BufferPtr>& vhats,
+                double lr_t, double b1, double b2, double eps, bool amsgrad, const std::vector<double>& wd_lrs) {
+  optim_args::check_adam_multi("adam_multi", vars, grads, ms, vs, vhats, wd_lrs, amsgrad);
+  if (vars.empty()) return;
+  Context& c = op_device("adam_multi", {vars[0].get()});
+  for (size_t i = 0; i < vars.size(); ++i)
+    op_device("adam_multi", {vars[0].get(), vars[i].get(), grads[i].get(), ms[i].get(), vs[i].get(),
+                             amsgrad ? vhats[i].get() : nullptr});
+  for (size_t s0 = 0; s0 < vars.size(); s0 += kMultiTensors) {
+    AdamList L{};
+    int64_t blocks = 0;
+    for (size_t i = s0; i < std::min(vars.size(), s0 + kMultiTensors); ++i) {
+      const Buffer& w = *vars[i];
+      if (!w.numel) continue;
+      const int k = L.count++;
+      L.w[k] = vars[i]->data<float>();
+      L.g[k] = grads[i]->data<float>();
+      L.m[k] = ms[i]->data<float>();
+      L.v[k] = vs[i]->data<float>();
+      L.vh[k] = amsgrad ? vhats[i]->data<float>() : nullptr;
+      L.n[k] = w.numel;
+      L.wd[k] = float(wd_lrs[i]);
+      L.first_block[k] = blocks;
+      blocks += (w.numel + kMultiChunk - 1) / kMultiChunk;
+    }
+    if (!L.count) continue;
+    L.first_block[L.count] = blocks;
+    adam_multi_kernel<<<unsigned(blocks), 256, 0, c.stream>>>(L, float(lr_t), 1.f - float(b1), 1.f - float(b2),
+                                                              float(eps), amsgrad);
+    launched(c, "adam_multi");
+  }
 }
 
 __global__ void weight_decay_kernel(float* w, int64_t n, float wd, float lr) {
