@@ -52,7 +52,7 @@ KERNEL_TABLE = (
     "random_uniform", "random_normal", "random_randint", "random_categorical", "random_shuffle", "dropout",
     "dropout_mask", "dropout_grad",
     # optim.cpp
-    "sgd", "adam", "adam_multi", "rmsprop", "adagrad", "weight_decay", "sgd_sparse", "adam_sparse", "rmsprop_sparse",
+    "sgd", "sgd_multi", "adam", "adam_multi", "rmsprop", "adagrad", "weight_decay", "sgd_sparse", "adam_sparse", "rmsprop_sparse",
     "adagrad_sparse", "sum_squares", "adadelta", "adadelta_sparse", "adamax", "adamax_sparse", "nadam", "nadam_sparse",
     "ftrl", "ftrl_sparse", "lion", "lion_sparse", "lamb", "lamb_sparse", "adafactor", "adafactor_sparse",
     # rnn.cpp

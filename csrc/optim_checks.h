@@ -70,6 +70,22 @@ void check_adam_multi(const char* op, const std::vector<P>& vars, const std::vec
   }
 }
 
+// sgd_multi's lists: one entry per variable in each (vels: the variables again without momentum),
+// each variable checked as sgd checks it; every check before any update.
+template <class P>
+void check_sgd_multi(const char* op, const std::vector<P>& vars, const std::vector<P>& grads,
+                     const std::vector<P>& vels, double momentum) {
+  const size_t n = vars.size();
+  LAMINA_CHECK(grads.size() == n && vels.size() == n, op << ": expected one gradient and velocity per variable for "
+                                                          << n << " variables, received " << grads.size() << " and "
+                                                          << vels.size());
+  for (size_t i = 0; i < n; ++i) {
+    check_dtype(op, "variable", *vars[i], F32);
+    check_same(op, *vars[i], *grads[i], "gradient");
+    if (float(momentum) != 0.f) check_same(op, *vars[i], *vels[i], "velocity");
+  }
+}
+
 // RMSprop's slots (average_gradient only when centered, momentum only with momentum > 0).
 template <class B>
 void check_rmsprop(const char* op, const B& var, const B& vel, const B& ag, const B& mom, bool centered,

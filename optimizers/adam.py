@@ -1,6 +1,5 @@
 """Adam (with AMSGrad) and AdamW (decoupled weight decay)."""
 from ..backend import optim as _optim
-from ..backend import sparse as _sparse
 from .optimizer import Optimizer
 
 
@@ -18,42 +17,29 @@ class Adam(Optimizer):
 
     _fused_weight_decay = True   # the kernel decays the weights (var -= var * weight_decay * lr) first
 
-    def _args(self, variable, learning_rate):
+    def _lr_t(self, learning_rate):
         t = self.iterations + 1   # this update's step number (Keras's local_step)
-        lr_t = learning_rate * (1 - self.beta_2 ** t) ** 0.5 / (1 - self.beta_1 ** t)
+        return learning_rate * (1 - self.beta_2 ** t) ** 0.5 / (1 - self.beta_1 ** t)
+
+    def _args(self, variable, learning_rate):
         slots = self.slots_of(variable)
         vhat = slots[2] if self.amsgrad else slots[1]
         wd = self._decay(variable) * learning_rate
-        return (slots[0], slots[1], vhat, lr_t, self.beta_1, self.beta_2, self.epsilon, self.amsgrad, wd)
+        return (slots[0], slots[1], vhat, self._lr_t(learning_rate), self.beta_1, self.beta_2, self.epsilon,
+                self.amsgrad, wd)
 
     def update_step(self, gradient, variable, learning_rate):
         _optim.update("adam", variable, gradient, *self._args(variable, learning_rate))
 
-    def _backend_update_step(self, grads, variables, lr):
-        """The float32 variables with dense gradients on one device are updated by one call
-        (adam_multi: one kernel launch on a GPU); the others, and every variable of a subclass
-        with its own update_step, one by one."""
-        if type(self).update_step is not Adam.update_step or len(variables) < 2:
-            return super()._backend_update_step(grads, variables, lr)
-        groups, rest = {}, []
-        for g, v in zip(grads, variables):
-            if v.dtype == "float32" and g.dtype == "float32" and not _sparse.is_indexed_slices(g):
-                groups.setdefault(v.device, []).append((g, v))
-            else:
-                rest.append((g, v))
-        t = self.iterations + 1   # this update's step number (Keras's local_step)
-        lr_t = lr * (1 - self.beta_2 ** t) ** 0.5 / (1 - self.beta_1 ** t)
-        for pairs in groups.values():
-            if len(pairs) == 1:
-                rest += pairs
-                continue
-            slots = [self.slots_of(v) for _, v in pairs]
-            _optim.update_many("adam", [v for _, v in pairs], [g for g, _ in pairs], [s[0] for s in slots],
-                               [s[1] for s in slots], [s[2] if self.amsgrad else s[1] for s in slots], lr_t,
-                               self.beta_1, self.beta_2, self.epsilon, self.amsgrad,
-                               [self._decay(v) * lr for _, v in pairs])
-        if rest:
-            super()._backend_update_step([g for g, _ in rest], [v for _, v in rest], lr)
+    _multi_kernel = "adam"
+
+    def _multi_args(self, variables, lr):
+        if type(self).update_step is not Adam.update_step:
+            return None
+        slots = [self.slots_of(v) for v in variables]
+        return ([s[0] for s in slots], [s[1] for s in slots], [s[2] if self.amsgrad else s[1] for s in slots],
+                self._lr_t(lr), self.beta_1, self.beta_2, self.epsilon, self.amsgrad,
+                [self._decay(v) * lr for v in variables])
 
     # Keras's (dense) semantics: the moments of rows without gradient decay too, so the row kernel
     # walks every row, reading gradient rows through the sorted row list

@@ -335,12 +335,36 @@ class Optimizer:
 
     def _backend_update_step(self, grads, variables, lr):
         """update_step (or update_step_sparse) for each pair; an optimizer with per-step state
-        (Nadam) advances it here first, as Keras."""
+        (Nadam) advances it here first, as Keras. Where the optimizer has a fused update over
+        several variables (_multi_args), the float32 variables with dense gradients on one device
+        go to it in one call (on a GPU one launch for many variables), each updated as
+        update_step alone would."""
+        if len(variables) > 1 and self._multi_args([], lr) is not None:  # (its arguments for no variable)
+            groups, rest = {}, []
+            for g, v in zip(grads, variables):
+                if v.dtype == "float32" and g.dtype == "float32" and not _sparse.is_indexed_slices(g):
+                    groups.setdefault(v.device, []).append((g, v))
+                else:
+                    rest.append((g, v))
+            for pairs in groups.values():
+                if len(pairs) == 1:
+                    rest += pairs
+                    continue
+                vs = [v for _, v in pairs]
+                _optim.update_many(self._multi_kernel, vs, [g for g, _ in pairs], *self._multi_args(vs, lr))
+            grads, variables = [g for g, _ in rest], [v for _, v in rest]
         for g, v in zip(grads, variables):
             if _sparse.is_indexed_slices(g):
                 self.update_step_sparse(g, v, lr)
             else:
                 self.update_step(g, v, lr)
+
+    _multi_kernel = None  # the fused update over several variables (adam_multi), if any
+
+    def _multi_args(self, variables, lr):
+        """The arguments of _multi_kernel after the variables and gradients (lists: one entry per
+        variable), or None where it does not apply (none, or a subclass with its own update_step)."""
+        return None
 
     @staticmethod
     def _accumulate(acc, g):

@@ -22,6 +22,14 @@ class SGD(Optimizer):
         vel = self.slots_of(variable)[0] if self.momentum else variable
         _optim.update("sgd", variable, gradient, vel, learning_rate, self.momentum, self.nesterov)
 
+    _multi_kernel = "sgd"
+
+    def _multi_args(self, variables, lr):
+        if type(self).update_step is not SGD.update_step:
+            return None
+        vels = [self.slots_of(v)[0] for v in variables] if self.momentum else list(variables)
+        return vels, lr, self.momentum, self.nesterov
+
     # without momentum only the gradient's rows change; with it every row's velocity decays
     update_step_sparse = update_step
 

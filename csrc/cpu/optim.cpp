@@ -135,6 +135,13 @@ static void adam_multi(const std::vector<BufferPtr>& vars, const std::vector<Buf
     adam(*vars[i], *grads[i], *ms[i], *vs[i], *vhats[i], lr_t, b1, b2, eps, amsgrad, wd_lrs[i]);
 }
 
+// SGD over several variables in one call, each updated as sgd updates it.
+static void sgd_multi(const std::vector<BufferPtr>& vars, const std::vector<BufferPtr>& grads,
+                      const std::vector<BufferPtr>& vels, double lr, double momentum, bool nesterov) {
+  optim_args::check_sgd_multi("sgd_multi", vars, grads, vels, momentum);
+  for (size_t i = 0; i < vars.size(); ++i) sgd(*vars[i], *grads[i], *vels[i], lr, momentum, nesterov);
+}
+
 using optim_args::check_rmsprop;
 
 static void rmsprop(Buffer& var, const Buffer& grad, Buffer& velb, Buffer& agb, Buffer& momb, double lr, double rho,
@@ -709,6 +716,7 @@ void bind_optim(py::module_& m) {
   def_kernel(m, "sgd", &sgd);
   def_kernel(m, "adam", &adam);
   def_kernel(m, "adam_multi", &adam_multi);
+  def_kernel(m, "sgd_multi", &sgd_multi);
   def_kernel(m, "rmsprop", &rmsprop);
   def_kernel(m, "adagrad", &adagrad);
   def_kernel(m, "weight_decay", &weight_decay);

@@ -236,6 +236,8 @@ void adam(Buffer& var, const Buffer& grad, Buffer& m, Buffer& v, Buffer& vhat, d
 void adam_multi(const std::vector<BufferPtr>& vars, const std::vector<BufferPtr>& grads,
                 const std::vector<BufferPtr>& ms, const std::vector<BufferPtr>& vs, const std::vector<BufferPtr>& vhats,
                 double lr_t, double b1, double b2, double eps, bool amsgrad, const std::vector<double>& wd_lrs);
+void sgd_multi(const std::vector<BufferPtr>& vars, const std::vector<BufferPtr>& grads,
+               const std::vector<BufferPtr>& vels, double lr, double momentum, bool nesterov);
 void weight_decay(Buffer& var, double wd, double lr);
 double sum_squares(const Buffer& x);
 

@@ -276,6 +276,7 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
   gpu::def_kernel(m, "sgd", &gpu::sgd);
   gpu::def_kernel(m, "adam", &gpu::adam);
   gpu::def_kernel(m, "adam_multi", &gpu::adam_multi);
+  gpu::def_kernel(m, "sgd_multi", &gpu::sgd_multi);
   gpu::def_kernel(m, "weight_decay", &gpu::weight_decay);
   // ---- recurrent layers (rnn.cu): same positional arguments as the CPU module's ----
   gpu::def_kernel(m, "lstm_forward", &gpu::lstm_forward, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("kernel"),

@@ -1,6 +1,7 @@
 // Fused optimizer updates in place (the same rules and float operations as csrc/cpu/optim.cpp)
 // and the sum of squares that gradient clipping by norm reads.
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include "../optim_checks.h"
@@ -11,16 +12,19 @@ namespace gpu {
 
 using optim_args::check_same;
 
-__global__ void sgd_kernel(float* w, const float* g, float* v, int64_t n, float lr, float mom, bool nesterov) {
-  GRID_STRIDE(i, n) {
-    if (mom == 0.f) {
-      w[i] -= lr * g[i];
-    } else {
-      const float vi = mom * v[i] - lr * g[i];
-      v[i] = vi;
-      w[i] += nesterov ? mom * vi - lr * g[i] : vi;
-    }
+__device__ __forceinline__ void sgd_element(float* w, const float* g, float* v, int64_t i, float lr, float mom,
+                                            bool nesterov) {
+  if (mom == 0.f) {
+    w[i] -= lr * g[i];
+  } else {
+    const float vi = mom * v[i] - lr * g[i];
+    v[i] = vi;
+    w[i] += nesterov ? mom * vi - lr * g[i] : vi;
   }
+}
+
+__global__ void sgd_kernel(float* w, const float* g, float* v, int64_t n, float lr, float mom, bool nesterov) {
+  GRID_STRIDE(i, n) sgd_element(w, g, v, i, lr, mom, nesterov);
 }
 
 void sgd(Buffer& var, const Buffer& grad, Buffer& vel, double lr, double momentum, bool nesterov) {
@@ -54,33 +58,6 @@ __global__ void adam_kernel(float* w, const float* g, float* m, float* v, float*
   GRID_STRIDE(i, n) adam_element(w, g, m, v, vh, i, lr_t, c1, c2, eps, wd, amsgrad);
 }
 
-// adam_multi: up to kMultiTensors variables a launch, passed by value (their pointers, sizes and
-// decays); block b works on elements [k * kMultiChunk, (k + 1) * kMultiChunk) of the variable whose
-// range of blocks holds b.
-constexpr int kMultiTensors = 24;
-constexpr int64_t kMultiChunk = 256 * 16;
-struct AdamList {
-  float* w[kMultiTensors];
-  const float* g[kMultiTensors];
-  float* m[kMultiTensors];
-  float* v[kMultiTensors];
-  float* vh[kMultiTensors];
-  int64_t n[kMultiTensors];
-  float wd[kMultiTensors];
-  int64_t first_block[kMultiTensors + 1];
-  int count;
-};
-
-__global__ void adam_multi_kernel(AdamList L, float lr_t, float c1, float c2, float eps, bool amsgrad) {
-  const int64_t b = blockIdx.x;
-  int t = 0;
-  while (t + 1 < L.count && L.first_block[t + 1] <= b) ++t;
-  const int64_t start = (b - L.first_block[t]) * kMultiChunk;
-  const int64_t end = start + kMultiChunk < L.n[t] ? start + kMultiChunk : L.n[t];
-  for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x)
-    adam_element(L.w[t], L.g[t], L.m[t], L.v[t], L.vh[t], i, lr_t, c1, c2, eps, L.wd[t], amsgrad);
-}
-
 void adam(Buffer& var, const Buffer& grad, Buffer& m, Buffer& v, Buffer& vhat, double lr_t, double b1, double b2,
           double eps, bool amsgrad, double wd_lr) {
   check_dtype("adam", "variable", var, F32);
@@ -97,38 +74,92 @@ void adam(Buffer& var, const Buffer& grad, Buffer& m, Buffer& v, Buffer& vhat, d
   launched(c, "adam");
 }
 
+// The *_multi updates: up to kMultiTensors variables a launch, passed by value (K pointers per
+// variable -- the variable, its gradient, its slots --, its size and one number of its own); block b
+// works on elements [k * kMultiChunk, (k + 1) * kMultiChunk) of the variable whose blocks hold b.
+constexpr int kMultiTensors = 24;
+constexpr int64_t kMultiChunk = 256 * 16;
+template <int K>
+struct MultiList {
+  float* p[K][kMultiTensors];
+  int64_t n[kMultiTensors];
+  float own[kMultiTensors];
+  int64_t first_block[kMultiTensors + 1];
+  int count;
+};
+
+// This block's variable, and its element range [start, end).
+template <int K>
+__device__ __forceinline__ int multi_span(const MultiList<K>& L, int64_t& start, int64_t& end) {
+  const int64_t b = blockIdx.x;
+  int t = 0;
+  while (t + 1 < L.count && L.first_block[t + 1] <= b) ++t;
+  start = (b - L.first_block[t]) * kMultiChunk + threadIdx.x;
+  end = (b - L.first_block[t] + 1) * kMultiChunk < L.n[t] ? (b - L.first_block[t] + 1) * kMultiChunk : L.n[t];
+  return t;
+}
+
+// lists[k][i]: variable i's k-th buffer (a null entry: an unused slot); own[i]: its number.
+template <int K, class Launch>
+void launch_multi(const char* op, const std::array<const std::vector<BufferPtr>*, K>& lists,
+                  const std::vector<double>* own, Launch launch) {
+  const std::vector<BufferPtr>& vars = *lists[0];
+  if (vars.empty()) return;
+  Context& c = op_device(op, {vars[0].get()});
+  for (size_t i = 0; i < vars.size(); ++i)
+    for (int k = 0; k < K; ++k) op_device(op, {vars[0].get(), (*lists[k])[i].get()});
+  for (size_t s0 = 0; s0 < vars.size(); s0 += kMultiTensors) {
+    MultiList<K> L{};
+    int64_t blocks = 0;
+    for (size_t i = s0; i < std::min(vars.size(), s0 + kMultiTensors); ++i) {
+      if (!vars[i]->numel) continue;
+      const int t = L.count++;
+      for (int k = 0; k < K; ++k) L.p[k][t] = (*lists[k])[i] ? (*lists[k])[i]->template data<float>() : nullptr;
+      L.n[t] = vars[i]->numel;
+      L.own[t] = own ? float((*own)[i]) : 0.f;
+      L.first_block[t] = blocks;
+      blocks += (vars[i]->numel + kMultiChunk - 1) / kMultiChunk;
+    }
+    if (!L.count) continue;
+    L.first_block[L.count] = blocks;
+    launch(L, unsigned(blocks), c.stream);
+    launched(c, op);
+  }
+}
+
+__global__ void adam_multi_kernel(MultiList<5> L, float lr_t, float c1, float c2, float eps, bool amsgrad) {
+  int64_t i, end;
+  const int t = multi_span(L, i, end);
+  for (; i < end; i += blockDim.x)
+    adam_element(L.p[0][t], L.p[1][t], L.p[2][t], L.p[3][t], L.p[4][t], i, lr_t, c1, c2, eps, L.own[t], amsgrad);
+}
+
 void adam_multi(const std::vector<BufferPtr>& vars, const std::vector<BufferPtr>& grads,
                 const std::vector<BufferPtr>& ms, const std::vector<BufferPtr>& vs, const std::vector<BufferPtr>& vhats,
                 double lr_t, double b1, double b2, double eps, bool amsgrad, const std::vector<double>& wd_lrs) {
   optim_args::check_adam_multi("adam_multi", vars, grads, ms, vs, vhats, wd_lrs, amsgrad);
-  if (vars.empty()) return;
-  Context& c = op_device("adam_multi", {vars[0].get()});
-  for (size_t i = 0; i < vars.size(); ++i)
-    op_device("adam_multi", {vars[0].get(), vars[i].get(), grads[i].get(), ms[i].get(), vs[i].get(),
-                             amsgrad ? vhats[i].get() : nullptr});
-  for (size_t s0 = 0; s0 < vars.size(); s0 += kMultiTensors) {
-    AdamList L{};
-    int64_t blocks = 0;
-    for (size_t i = s0; i < std::min(vars.size(), s0 + kMultiTensors); ++i) {
-      const Buffer& w = *vars[i];
-      if (!w.numel) continue;
-      const int k = L.count++;
-      L.w[k] = vars[i]->data<float>();
-      L.g[k] = grads[i]->data<float>();
-      L.m[k] = ms[i]->data<float>();
-      L.v[k] = vs[i]->data<float>();
-      L.vh[k] = amsgrad ? vhats[i]->data<float>() : nullptr;
-      L.n[k] = w.numel;
-      L.wd[k] = float(wd_lrs[i]);
-      L.first_block[k] = blocks;
-      blocks += (w.numel + kMultiChunk - 1) / kMultiChunk;
-    }
-    if (!L.count) continue;
-    L.first_block[L.count] = blocks;
-    adam_multi_kernel<<<unsigned(blocks), 256, 0, c.stream>>>(L, float(lr_t), 1.f - float(b1), 1.f - float(b2),
-                                                              float(eps), amsgrad);
-    launched(c, "adam_multi");
-  }
+  const std::vector<BufferPtr> none(vars.size());
+  launch_multi<5>("adam_multi", {&vars, &grads, &ms, &vs, amsgrad ? &vhats : &none}, &wd_lrs,
+                  [&](const MultiList<5>& L, unsigned blocks, cudaStream_t stream) {
+                    adam_multi_kernel<<<blocks, 256, 0, stream>>>(L, float(lr_t), 1.f - float(b1), 1.f - float(b2),
+                                                                  float(eps), amsgrad);
+                  });
+}
+
+__global__ void sgd_multi_kernel(MultiList<3> L, float lr, float mom, bool nesterov) {
+  int64_t i, end;
+  const int t = multi_span(L, i, end);
+  for (; i < end; i += blockDim.x) sgd_element(L.p[0][t], L.p[1][t], L.p[2][t], i, lr, mom, nesterov);
+}
+
+void sgd_multi(const std::vector<BufferPtr>& vars, const std::vector<BufferPtr>& grads,
+               const std::vector<BufferPtr>& vels, double lr, double momentum, bool nesterov) {
+  optim_args::check_sgd_multi("sgd_multi", vars, grads, vels, momentum);
+  const std::vector<BufferPtr> none(vars.size());
+  launch_multi<3>("sgd_multi", {&vars, &grads, float(momentum) != 0.f ? &vels : &none}, nullptr,
+                  [&](const MultiList<3>& L, unsigned blocks, cudaStream_t stream) {
+                    sgd_multi_kernel<<<blocks, 256, 0, stream>>>(L, float(lr), float(momentum), nesterov);
+                  });
 }
 
 __global__ void weight_decay_kernel(float* w, int64_t n, float wd, float lr) {

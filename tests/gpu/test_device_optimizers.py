@@ -332,32 +332,40 @@ def test_training_with_each_optimizer_matches_cpu(name, dev):
         assert not any(ran_on_host.values()), ran_on_host
 
 
-def _adam_state(rng, shapes):
-    return [[rng.standard_normal(s).astype(np.float32) for _ in range(2)] +
-            [(0.1 + np.abs(rng.standard_normal(s)) * 0.1).astype(np.float32) for _ in range(3)] for s in shapes]
+# *_multi cases: (kernel, number of slots, shared numbers, whether each variable has a number of its own)
+MULTI = {
+    "adam": ("adam", 3, (0.01, 0.9, 0.999, 1e-7, False), True),
+    "adam_amsgrad": ("adam", 3, (0.01, 0.9, 0.999, 1e-7, True), True),
+    "sgd": ("sgd", 1, (0.1, 0.0, False), False),
+    "sgd_momentum": ("sgd", 1, (0.1, 0.9, False), False),
+    "sgd_nesterov": ("sgd", 1, (0.1, 0.9, True), False),
+}
 
 
-@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("case", list(MULTI))
 @pytest.mark.parametrize("device", ["cpu:0", "dev"])
-def test_adam_multi_updates_each_variable_as_adam_does(amsgrad, device, dev):
-    """adam_multi (an optimizer's step in one call: on a GPU one launch per 24 variables) leaves each
-    variable, m, v and vhat exactly as adam alone does on the same device: variables spanning several
-    blocks, an empty one, one decay per variable, more variables than one launch takes."""
+def test_multi_updates_leave_each_variable_as_its_own_update_does(case, device, dev):
+    """adam_multi and sgd_multi (an optimizer's step in one call: on a GPU one launch per 24
+    variables) leave each variable and its slots exactly as adam / sgd alone does on the same device:
+    variables spanning several blocks, an empty one, one decay per variable, more variables than one
+    launch takes."""
+    kernel, nslots, shared, own = MULTI[case]
     device = dev if device == "dev" else device
     shapes = [(3,), (0,), (70001,), (5, 7)] + [(i + 1,) for i in range(27)]
-    state = _adam_state(np.random.default_rng(2), shapes)
+    rng = np.random.default_rng(2)
+    state = [[rng.standard_normal(s).astype(np.float32) for _ in range(2)] +
+             [(0.1 + np.abs(rng.standard_normal(s)) * 0.1).astype(np.float32) for _ in range(nslots)] for s in shapes]
     decays = [0.0 if i % 3 else 0.002 for i in range(len(shapes))]
-    scalars = (0.01, 0.9, 0.999, 1e-7, amsgrad)
     runs = []
     with lamina.device(device):
         for multi in (False, True):
             ts = [[lamina.Variable(a) for a in s] for s in state]
             if multi:
-                _optim.update_many("adam", [t[0] for t in ts], [t[1] for t in ts], [t[2] for t in ts],
-                                   [t[3] for t in ts], [t[4] for t in ts], *scalars, decays)
+                _optim.update_many(kernel, [t[0] for t in ts], [t[1] for t in ts],
+                                   *[[t[2 + k] for t in ts] for k in range(nslots)], *shared, *([decays] if own else []))
             else:
                 for t, wd in zip(ts, decays):
-                    _optim.update("adam", t[0], t[1], t[2], t[3], t[4], *scalars, wd)
+                    _optim.update(kernel, t[0], t[1], *t[2:], *shared, *([wd] if own else []))
             runs.append([[x.numpy() for x in t] for t in ts])
     for one, many in zip(*runs):
         for a, b in zip(one, many):
@@ -365,7 +373,7 @@ def test_adam_multi_updates_each_variable_as_adam_does(amsgrad, device, dev):
     assert not np.array_equal(runs[0][0][0], state[0][0])  # it did update
 
 
-def test_adam_multi_checks_every_variable_before_any_update(dev):
+def test_multi_updates_check_every_variable_before_any_update(dev):
     def errors(device):
         out = []
         with lamina.device(device):
@@ -381,6 +389,8 @@ def test_adam_multi_checks_every_variable_before_any_update(dev):
                 lambda: k.adam_multi([a._buf, ints._buf], [g._buf, ints._buf], [a._buf, ints._buf],
                                      [a._buf, ints._buf], [a._buf, ints._buf], 0.01, 0.9, 0.999, 1e-7, False,
                                      [0.0, 0.0]),  # an int32 variable
+                lambda: k.sgd_multi([a._buf, b._buf], [g._buf, b._buf], [a._buf, a._buf], 0.1, 0.9, False),  # b's velocity
+                lambda: k.sgd_multi([a._buf, b._buf], [g._buf, b._buf], [a._buf], 0.1, 0.0, False),  # one velocity short
             ]
             for call in calls:
                 with pytest.raises((ValueError, TypeError)) as info:
@@ -392,22 +402,36 @@ def test_adam_multi_checks_every_variable_before_any_update(dev):
     assert got == want
     assert "gradient holds 4 elements, the variable 3" in want[0][1]
     assert "for 2 variables, received 1, 2, 2, 2 and 2" in want[1][1]
+    assert "sgd_multi: velocity holds 4 elements, the variable 3" in want[3][1]
+    assert "sgd_multi: expected one gradient and velocity per variable for 2 variables, received 2 and 1" in want[4][1]
 
 
-def test_adam_trains_alike_in_one_call_and_variable_by_variable(dev):
-    """Adam's step goes to adam_multi; a subclass with its own update_step updates each variable
-    itself: the same weights, bit for bit, on the device (AdamW's decay and an excluded variable too)."""
-    class OneByOne(optimizers.AdamW):
-        def update_step(self, gradient, variable, learning_rate):
-            super().update_step(gradient, variable, learning_rate)
+class _AdamWOneByOne(optimizers.AdamW):
+    def update_step(self, gradient, variable, learning_rate):
+        super().update_step(gradient, variable, learning_rate)
+
+
+class _SGDOneByOne(optimizers.SGD):
+    def update_step(self, gradient, variable, learning_rate):
+        super().update_step(gradient, variable, learning_rate)
+
+
+@pytest.mark.parametrize("classes,kwargs", [
+    ((optimizers.AdamW, _AdamWOneByOne), dict(learning_rate=0.01, weight_decay=0.01, amsgrad=True)),
+    ((optimizers.SGD, _SGDOneByOne), dict(learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=0.01))],
+    ids=["adamw", "sgd"])
+def test_optimizers_train_alike_in_one_call_and_variable_by_variable(classes, kwargs, dev):
+    """AdamW's and SGD's steps go to adam_multi / sgd_multi; a subclass with its own update_step
+    updates each variable itself: the same weights, bit for bit, on the device (a variable excluded
+    from the decay too)."""
     rng = np.random.default_rng(4)
     x, y = rng.standard_normal((32, 6)).astype(np.float32), rng.integers(0, 3, 32)
     weights = []
-    for cls in (optimizers.AdamW, OneByOne):
+    for cls in classes:
         lamina.utils.set_random_seed(3)
         with lamina.device(dev):
             m = lamina.Sequential([lamina.Input((6,)), layers.Dense(5, activation="relu"), layers.Dense(3)])
-            opt = cls(0.01, weight_decay=0.01, amsgrad=True)
+            opt = cls(**kwargs)
             opt.exclude_from_weight_decay(var_names=["bias"])
             m.compile(optimizer=opt, loss=lamina.losses.SparseCategoricalCrossentropy(from_logits=True))
         m.fit(x, y, batch_size=8, epochs=2, verbose=0)
