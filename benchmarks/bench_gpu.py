@@ -15,7 +15,9 @@ Sections (`--sections`, comma-separated; default all):
              pool-Dense1024-Dropout0.5-Dense10, Adam, sparse cross-entropy on logits), batch 128,
              samples/s: lamina's `train_on_batch` (the step `fit` runs) with model and batch on the
              device; torch's hand-written step (zero_grad, forward, loss, backward, Adam step,
-             loss.item()) with model and batch on cuda.
+             loss.item()) with model and batch on cuda. Second row: an epoch of 20 steps from host
+             arrays, lamina's `fit` called outside the device scope against torch's loop copying
+             each batch to cuda, both reading the loss once an epoch; ms per step.
   lstm       LSTM, batch 64, 35 steps, input 128, hidden 256 (bench_rnn.py's case), ms: forward
              (no gradients) and fwd+bwd (gradients of the inputs and of every weight): lamina
              `ops.lstm` on lamina.Variables on the device under a GradientTape, torch.nn.LSTM on
@@ -69,6 +71,7 @@ SMOKE = dict(gemm=(256,), convnet_batch=16, lstm=dict(batch=4, steps=5, features
              inception=dict(batch=2, size=75),
              pipeline=dict(vocab=50, steps=5, units=16, batch=16))
 PIPELINE_STEPS_PER_CALL = 4  # training steps per fit call (one epoch of 4 batches), as bench_parallel.py
+FIT_STEPS = 20  # the convnet's `fit` row: steps per epoch (per timed call)
 NO_BF16 = "n/a (no bfloat16 dtype yet)"
 
 
@@ -234,6 +237,7 @@ def _mnist_batch(batch):
 
 
 def convnet_lamina(args):
+    import numpy as np
     lamina, dev, sync = lamina_setup(args)
     L = lamina.layers
     batch = case(args)["convnet_batch"]
@@ -250,7 +254,14 @@ def convnet_lamina(args):
         def step():
             model.train_on_batch(x, y)  # returns the loss as a Python float: the step has ended
         ms = median_ms(synced(step, sync), args.warmup, args.repeats)
-    return {"rows": {f"train step, batch {batch}": dict(ms=ms, work=batch)}, "how": _replay_how(model)}
+    # the usual script: fit on host arrays, called outside the device scope (batches copied to the
+    # device ahead of the step, the loss read once an epoch)
+    xs, ys = np.concatenate([x_np] * FIT_STEPS), np.concatenate([y_np] * FIT_STEPS)
+    fit_ms = median_ms(synced(lambda: model.fit(xs, ys, batch_size=batch, epochs=1, shuffle=False, verbose=0), sync),
+                       1, max(2, args.repeats // 4)) / FIT_STEPS
+    return {"rows": {f"train step, batch {batch}": dict(ms=ms, work=batch),
+                     f"fit on host arrays, per step, batch {batch}": dict(ms=fit_ms, work=batch)},
+            "how": _replay_how(model)}
 
 
 def _replay_how(model):
@@ -284,7 +295,22 @@ def convnet_torch(args):
         opt.step()
         return loss.item()
     ms = median_ms(synced(step, sync), args.warmup, args.repeats)
-    return {"rows": {f"train step, batch {batch}": dict(ms=ms, work=batch)}}
+    # the usual loop over host batches: each copied to the device, the loss read once an epoch
+    xs = [x_np.transpose(0, 3, 1, 2).copy() for _ in range(FIT_STEPS)]
+    ys = [y_np.copy() for _ in range(FIT_STEPS)]
+
+    def epoch():
+        total = 0.0
+        for xb, yb in zip(xs, ys):
+            opt.zero_grad(set_to_none=True)
+            loss = lossf(model(torch.from_numpy(xb).to(dev)), torch.from_numpy(yb).to(dev))
+            loss.backward()
+            opt.step()
+            total = total + loss.detach()
+        return float(total)
+    fit_ms = median_ms(synced(epoch, sync), 1, max(2, args.repeats // 4)) / FIT_STEPS
+    return {"rows": {f"train step, batch {batch}": dict(ms=ms, work=batch),
+                     f"fit on host arrays, per step, batch {batch}": dict(ms=fit_ms, work=batch)}}
 
 
 # ---- lstm --------------------------------------------------------------------------------------
@@ -522,7 +548,7 @@ def expected_rows(section, args):
     if section == "gemm":
         return [f"{dt} {n}^3" for n in c["gemm"] for dt in ("float32", "bfloat16")]
     if section == "convnet":
-        return [f"train step, batch {c['convnet_batch']}"]
+        return [f"train step, batch {c['convnet_batch']}", f"fit on host arrays, per step, batch {c['convnet_batch']}"]
     if section == "lstm":
         return ["forward", "fwd+bwd"]
     if section == "inception":
