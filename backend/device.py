@@ -184,8 +184,10 @@ class KernelTable:
                 setattr(self, name, fallback)
 
     def bindable(self, name):
-        """Whether calls of `name` can be bound into this table's Programs (the module's own kernel)."""
-        return self.Program is not None and name in self.native and self.module.bindable(name)
+        """Whether calls of `name` can be bound into this table's Programs (the module's own kernel, or
+        a device function it binds: copy_between)."""
+        return self.Program is not None and (name in self.native or name in DEVICE_FUNCTIONS) and \
+            self.module.bindable(name)
 
     def bind_call(self, name, fn, args, kwargs):
         return self.module.bind_call(name, fn, args, kwargs)

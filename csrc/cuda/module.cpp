@@ -243,7 +243,8 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
   m.def("host_view", [](const BufferPtr&, const Shape&) -> py::array {
     throw TypeError("host_view: a GPU buffer has no host memory to view; copy it with to_numpy");
   }, py::arg("buffer"), py::arg("shape"));
-  m.def("copy_between", &gpu::copy_between, py::arg("src"), py::arg("dst"));
+  // bindable: a model-parallel or pipelined step's copies between GPUs run inside its Program
+  gpu::def_kernel(m, "copy_between", &gpu::copy_between, py::arg("src"), py::arg("dst"));
   gpu::def_kernel(m, "fill", &gpu::fill);
   gpu::def_kernel(m, "copy", &gpu::copy);
   gpu::def_kernel(m, "cast", &gpu::cast);

@@ -147,3 +147,34 @@ def test_a_mixed_precision_step_is_a_program_too(dev):
         assert native and all((p is not None) == compiled for p in native)
     finally:
         lamina.mixed_precision.set_global_policy("float32")
+
+
+def test_a_pipelined_step_over_two_devices_is_one_program(devices):
+    """fit(micro_batches=M) on a model split over gpu:0 and gpu:1, trained from outside any scope: its
+    step, copies between the devices included, replays as one compiled Program (on the host-fallback
+    pair, from Python), and trains as the step run as usual."""
+    first, second = devices
+    rng = np.random.default_rng(2)
+    x, y = rng.integers(0, 20, (16, 5)).astype(np.int32), rng.integers(0, 20, (16, 5)).astype(np.int32)
+    models = []
+    for eager in (False, True):
+        lamina.utils.set_random_seed(5)
+        inp = lamina.Input((5,), dtype="int32")
+        with lamina.device(first):
+            h = layers.LSTM(8, return_sequences=True)(layers.Embedding(20, 8)(inp))
+        with lamina.device(second):
+            out = layers.Dense(20)(layers.LSTM(8, return_sequences=True)(h))
+        m = lamina.Model(inp, out)
+        m.compile(optimizer=lamina.optimizers.SGD(0.1), run_eagerly=eager,
+                  loss=lamina.losses.SparseCategoricalCrossentropy(from_logits=True))
+        models.append(m)
+    a, b = models
+    b.set_weights(a.get_weights())
+    ha = a.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0, micro_batches=2).history
+    hb = b.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0, micro_batches=2).history
+    np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-6)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-6, atol=1e-7)
+    native = _native(a)
+    assert native, a._step_replay.explain()
+    assert all((p is not None) == (first.kind == "gpu") for p in native)
