@@ -220,6 +220,16 @@ def test_bad_row_ids_raise_the_cpu_error_before_any_update(kernel, bad, dev):
     assert re.search(pattern, got[1])
 
 
+def _raised(calls):
+    """(type, message) of the error each call raises (each must raise one)."""
+    out = []
+    for call in calls:
+        with pytest.raises((ValueError, TypeError)) as info:
+            call()
+        out.append((type(info.value), str(info.value)))
+    return out
+
+
 def test_argument_errors_match_cpu(dev):
     def errors(device):
         out = []
@@ -255,10 +265,7 @@ def test_argument_errors_match_cpu(dev):
                                          0.0, 1e-7, True),
                 lambda: k.adagrad_sparse(var._buf, 2, ids._buf, ones._buf, short._buf, 0.05, 1e-7),
             ]
-            for call in calls:
-                with pytest.raises((ValueError, TypeError)) as info:
-                    call()
-                out.append((type(info.value), str(info.value)))
+            out += _raised(calls)
             np.testing.assert_array_equal(var.numpy(), np.zeros((4, 2), np.float32))
         return out
 
@@ -389,13 +396,11 @@ def test_multi_updates_check_every_variable_before_any_update(dev):
                 lambda: k.adam_multi([a._buf, ints._buf], [g._buf, ints._buf], [a._buf, ints._buf],
                                      [a._buf, ints._buf], [a._buf, ints._buf], 0.01, 0.9, 0.999, 1e-7, False,
                                      [0.0, 0.0]),  # an int32 variable
-                lambda: k.sgd_multi([a._buf, b._buf], [g._buf, b._buf], [a._buf, a._buf], 0.1, 0.9, False),  # b's velocity
-                lambda: k.sgd_multi([a._buf, b._buf], [g._buf, b._buf], [a._buf], 0.1, 0.0, False),  # one velocity short
+                # b's velocity; one velocity short
+                lambda: k.sgd_multi([a._buf, b._buf], [g._buf, b._buf], [a._buf, a._buf], 0.1, 0.9, False),
+                lambda: k.sgd_multi([a._buf, b._buf], [g._buf, b._buf], [a._buf], 0.1, 0.0, False),
             ]
-            for call in calls:
-                with pytest.raises((ValueError, TypeError)) as info:
-                    call()
-                out.append((type(info.value), str(info.value)))
+            out += _raised(calls)
             np.testing.assert_array_equal(a.numpy(), np.zeros((4,), np.float32))  # the first was not updated
         return out
     got, want = errors(dev), errors("cpu:0")
