@@ -393,7 +393,8 @@ Buffer::~Buffer() {
 
 // ---- checks ------------------------------------------------------------------------------------
 
-Context& op_device(const char* op, std::initializer_list<const Buffer*> bufs) {
+template <class Bufs>
+static Context& op_device_of(const char* op, const Bufs& bufs) {
   int dev = -1;
   for (const Buffer* b : bufs) {
     if (!b) continue;
@@ -405,6 +406,9 @@ Context& op_device(const char* op, std::initializer_list<const Buffer*> bufs) {
   LAMINA_CUDA_CHECK(cudaSetDevice(c.physical));
   return c;
 }
+
+Context& op_device(const char* op, std::initializer_list<const Buffer*> bufs) { return op_device_of(op, bufs); }
+Context& op_device(const char* op, const std::vector<const Buffer*>& bufs) { return op_device_of(op, bufs); }
 
 void launched(Context& c, const char* op) {
   c.launches++;

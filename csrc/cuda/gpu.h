@@ -148,6 +148,7 @@ void raise_failed_checks(Context& c);
 
 // The device all of an op's buffers are on (nullptr entries are skipped); makes it current.
 Context& op_device(const char* op, std::initializer_list<const Buffer*> bufs);
+Context& op_device(const char* op, const std::vector<const Buffer*>& bufs);  // a call's many buffers (*_multi)
 // After a launch: raises a launch error; waits when LAMINA_LAUNCH_BLOCKING is set.
 void launched(Context& c, const char* op);
 

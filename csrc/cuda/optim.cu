@@ -105,9 +105,11 @@ void launch_multi(const char* op, const std::array<const std::vector<BufferPtr>*
                   const std::vector<double>* own, Launch launch) {
   const std::vector<BufferPtr>& vars = *lists[0];
   if (vars.empty()) return;
-  Context& c = op_device(op, {vars[0].get()});
-  for (size_t i = 0; i < vars.size(); ++i)
-    for (int k = 0; k < K; ++k) op_device(op, {vars[0].get(), (*lists[k])[i].get()});
+  std::vector<const Buffer*> all;
+  all.reserve(K * vars.size());
+  for (int k = 0; k < K; ++k)
+    for (const BufferPtr& b : *lists[k]) all.push_back(b.get());
+  Context& c = op_device(op, all);
   for (size_t s0 = 0; s0 < vars.size(); s0 += kMultiTensors) {
     MultiList<K> L{};
     int64_t blocks = 0;
