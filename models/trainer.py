@@ -32,6 +32,43 @@ from . import replay as _replay
 from ..distribute.strategy import batch_size_of, even_slices, get_strategy, slice_rows
 
 
+# Overridden train_step / test_step / predict_step methods whose signature was checked, by class and name.
+_CHECKED_STEPS = set()
+
+
+def _user_step(model, name, api):
+    """model's `name` step (train_step, test_step, predict_step), bound. An override must take one
+    argument, the batch: Keras 3's JAX form `train_step(self, state, data)` (stateless_call,
+    optimizer.stateless_apply, jax.value_and_grad) is refused with what to write instead, before a
+    batch is made."""
+    method = getattr(model, name)
+    cls = type(model)
+    if getattr(cls, name, None) is getattr(Trainer, name) or (cls, name) in _CHECKED_STEPS:
+        return method
+    try:
+        sig = inspect.signature(method)
+    except (TypeError, ValueError):  # a builtin or a C callable: nothing to check
+        return method
+    try:
+        sig.bind(None)
+    except TypeError:
+        params = ", ".join(p for p in sig.parameters)
+        if list(sig.parameters)[:2] == ["state", "data"]:
+            what = {"train_step": "takes the gradients with lamina.GradientTape and applies them with "
+                                  "self.optimizer.apply(grads, self.trainable_weights)",
+                    "test_step": "calls self(x, training=False) and self.compute_loss",
+                    "predict_step": "returns self(x, training=False)"}[name]
+            raise TypeError(
+                f"{api}: {cls.__name__}.{name}({params}) is Keras 3's stateless JAX form (state passed in and "
+                f"returned, jax.value_and_grad, stateless_call); lamina calls {name}(data) with the batch only. "
+                f"Write `def {name}(self, data):` that {what}, as in Keras's guide 'Customizing what happens "
+                f"in fit()' for TensorFlow or PyTorch.") from None
+        raise TypeError(f"{api}: {cls.__name__}.{name} must take one argument, the batch (data), as Keras's "
+                        f"{name}(self, data) does; received the signature ({params})") from None
+    _CHECKED_STEPS.add((cls, name))
+    return method
+
+
 class Trainer:
     def __init__(self):
         self.optimizer = None
@@ -432,7 +469,7 @@ class Trainer:
                                  "strategy's scope, or use the built-in train_step")
             step = functools.partial(strategy.train_step, self)
         else:
-            return self.train_step
+            return _user_step(self, "train_step", "fit")
         step.__name__ = "train_step"  # _run_steps defers results as for the built-in step
         return step
 
@@ -443,10 +480,11 @@ class Trainer:
         data.on_epoch_begin()
         logs, ran = None, False
         place = self._batch_devices()
+        test_step = _user_step(self, "test_step", "evaluate")
         for step, batches in _executions(data, steps, self.steps_per_execution):
             cbs.on_test_batch_begin(step)
             end = step + len(batches) - 1
-            logs = self._run_steps(self.test_step, batches, cbs.wants("on_test_batch_end") or
+            logs = self._run_steps(test_step, batches, cbs.wants("on_test_batch_end") or
                                    progress is not None and progress.wants(end + 1), place)
             cbs.on_test_batch_end(end, logs)
             if progress is not None:
@@ -482,10 +520,11 @@ class Trainer:
         data.on_epoch_begin()
         outs = []
         place = self._batch_devices()
+        predict_step = _user_step(self, "predict_step", "predict")
         for step, batches in _executions(data, steps, self.steps_per_execution):
             cbs.on_predict_batch_begin(step)
             for batch in batches:
-                outs.append(map_structure(_numpy, self.predict_step(_to_tensors(batch, place))))
+                outs.append(map_structure(_numpy, predict_step(_to_tensors(batch, place))))
             end = step + len(batches) - 1
             cbs.on_predict_batch_end(end, {"outputs": outs[-1]})
             progress.update(end + 1)
@@ -508,14 +547,14 @@ class Trainer:
         self.reset_metrics()
         if class_weight is not None:
             sample_weight = class_weight_to_sample_weight(class_weight, y, sample_weight)
-        logs = pythonify_logs(self.train_step(_to_tensors(pack_x_y_sample_weight(x, y, sample_weight),
+        logs = pythonify_logs(_user_step(self, "train_step", "train_on_batch")(_to_tensors(pack_x_y_sample_weight(x, y, sample_weight),
                                                           self._batch_devices())))
         return logs if return_dict else self._flatten_metrics_in_order(logs)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require_compiled("test_on_batch")
         self.reset_metrics()
-        logs = pythonify_logs(self.test_step(_to_tensors(pack_x_y_sample_weight(x, y, sample_weight),
+        logs = pythonify_logs(_user_step(self, "test_step", "test_on_batch")(_to_tensors(pack_x_y_sample_weight(x, y, sample_weight),
                                                          self._batch_devices())))
         return logs if return_dict else self._flatten_metrics_in_order(logs)
 
@@ -526,7 +565,8 @@ class Trainer:
                 out = cr.fast_host(x, False)
                 if out is not None:
                     return out
-        return map_structure(_numpy, self.predict_step(_to_tensors(pack_x_y_sample_weight(x), self._batch_devices())))
+        return map_structure(_numpy, _user_step(self, "predict_step", "predict_on_batch")(
+            _to_tensors(pack_x_y_sample_weight(x), self._batch_devices())))
 
     def _plain_predict(self):
         """Whether predict_step is Keras's own here: not overridden, not eager, no strategy."""

@@ -18,7 +18,8 @@ TIMEOUT = 120  # seconds per script; each takes about 1 s on two cores
 #     JAX form (Model.stateless_call, stateless_compute_loss, Optimizer.stateless_apply,
 #     Metric.stateless_update_state, with jax.value_and_grad taking the gradients). lamina has the
 #     TensorFlow-style train_step(self, data) with lamina.GradientTape instead (tested in
-#     tests/models/test_training.py); Keras 3 has no backend-neutral way to write one.
+#     tests/models/test_training.py); Keras 3 has no backend-neutral way to write one. On lamina the
+#     script stops at fit with an error that says so and what to write instead (tested below).
 SKIPPED = {"s06_custom_train_step.py"}
 SCRIPTS = [p for p in run_scripts.scripts() if os.path.basename(p) not in SKIPPED]
 
@@ -69,3 +70,12 @@ def test_script_runs_on_lamina(path):
     assert checks, "the RESULT line states no checks"
     failed = run_scripts.failed_checks(r["result"])
     assert not failed, f"checks failed: {failed}; RESULT: {r['result']}"
+
+
+def test_the_jax_train_step_script_stops_with_a_clear_error():
+    pytest.importorskip("jax")
+    path = next(p for p in run_scripts.scripts() if os.path.basename(p) in SKIPPED)
+    r = run_scripts.run(path, "lamina", TIMEOUT, env=_env())
+    assert r["status"] == "failed", r
+    assert "TypeError: fit: CustomModel.train_step(state, data) is Keras 3's stateless JAX form" in r["stderr"]
+    assert "Write `def train_step(self, data):`" in r["stderr"]

@@ -257,6 +257,55 @@ def test_custom_train_step_from_the_keras_guide():
     assert [loss, mae] == pytest.approx(ref.evaluate(x, y, batch_size=64, verbose=0), rel=1e-5)
 
 
+
+def test_a_step_in_kerass_stateless_jax_form_is_refused_with_what_to_write():
+    """train_step(self, state, data) (Keras 3's JAX guide) cannot run here: fit, evaluate, predict and
+    the *_on_batch methods say so, before any batch, instead of failing inside the loop."""
+    x, y = _regression()
+
+    class JaxStyle(lamina.Model):
+        def train_step(self, state, data):
+            raise AssertionError("not called")
+
+        def test_step(self, state, data):
+            raise AssertionError("not called")
+
+        def predict_step(self, state, data):
+            raise AssertionError("not called")
+    model = _functional(JaxStyle)
+    model.compile(optimizer="sgd", loss="mse")
+    cases = [("fit", "train_step", lambda: model.fit(x, y, verbose=0)),
+             ("train_on_batch", "train_step", lambda: model.train_on_batch(x, y)),
+             ("evaluate", "test_step", lambda: model.evaluate(x, y, verbose=0)),
+             ("test_on_batch", "test_step", lambda: model.test_on_batch(x, y)),
+             ("predict", "predict_step", lambda: model.predict(x, verbose=0)),
+             ("predict_on_batch", "predict_step", lambda: model.predict_on_batch(x))]
+    for api, step, call in cases:
+        with pytest.raises(TypeError, match=rf"^{api}: JaxStyle\.{step}\(state, data\) is Keras 3's stateless JAX "
+                                            rf"form.*Write `def {step}\(self, data\):`"):
+            call()
+
+    class NoData(lamina.Model):
+        def test_step(self):
+            return {}
+    model = _functional(NoData)
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(TypeError, match=r"evaluate: NoData\.test_step must take one argument, the batch \(data\).*"
+                                        r"received the signature \(\)"):
+        model.evaluate(x, y, verbose=0)
+    # a step with optional extras, or *args, is called as before
+    calls = []
+
+    class Extras(lamina.Model):
+        def test_step(self, data, *args, scale=1.0):
+            calls.append(scale)
+            return super().test_step(data)
+    model = _functional(Extras)
+    model.compile(optimizer="sgd", loss="mse")
+    model.evaluate(x, y, batch_size=len(x), verbose=0)
+    model.evaluate(x, y, batch_size=len(x), verbose=0)
+    assert calls == [1.0, 1.0]
+
 def test_custom_trackers_in_a_metrics_property():
     x, y = _regression()
 
