@@ -2,7 +2,8 @@
 
 Cases:
   gemm     C = A @ B at 1024^3, 2048^3, 128x3136x1024 and 64x784x1024 (M x K x N), GFLOP/s, in
-           float32 and in bfloat16 (lamina: ops.matmul on bfloat16 tensors, the AVX512-BF16 kernel;
+           float32 and in bfloat16 (lamina: ops.matmul on bfloat16 tensors: AMX tiles where the CPU has
+           them, else the AVX512-BF16 kernel;
            PyTorch: torch.matmul on bfloat16 tensors, oneDNN)
   mlp      training step of 784-2048-2048-10 (ReLU, Adam, batch 256), samples/s: float32, and
            mixed_bfloat16 (lamina: mixed_precision.set_global_policy("mixed_bfloat16") and
@@ -16,10 +17,13 @@ Cases:
            LayerNormalization, average over the steps, Dense(10)
 
 Each (library, precision) runs in its own process, alternating, each process warms up and takes
-the median of its steps; the table shows the median over processes.
+the median of its steps; the table shows the median over processes. `--libs` may add
+`lamina-avx512bf16` (or `lamina-widened`): lamina with its bfloat16 GEMM held to that path, for
+the AMX kernel's gain on CPUs that have AMX (lamina's default there).
 
     PYTHONPATH=.dev python benchmarks/bench_mixed.py                     # 2 threads, 3 rounds
     PYTHONPATH=.dev python benchmarks/bench_mixed.py --cases gemm --threads 1 --rounds 5
+    PYTHONPATH=.dev python benchmarks/bench_mixed.py --libs lamina lamina-avx512bf16 torch
 """
 import argparse
 import json
@@ -166,18 +170,24 @@ def worker(lib, threads, cases):
     if lib == "torch":
         import torch
         torch.set_num_threads(threads)
+    elif lib != "lamina":  # lamina-<path>: the bfloat16 GEMM held to one path
+        from lamina.backend import _cpu
+        path = lib.split("-", 1)[1]
+        _cpu._set_bf16_gemm({"amx": 2, "avx512bf16": 1, "widened": 0}[path])
+        if _cpu.bf16_gemm_path() != path:
+            raise SystemExit(f"this CPU cannot run the {path} bfloat16 GEMM")
     out = {}
     for case in cases:
         for precision in ("float32", "bfloat16"):
             if case == "gemm":
                 for m, k, n in GEMMS:
-                    fn = _lamina_gemm if lib == "lamina" else _torch_gemm
+                    fn = _torch_gemm if lib == "torch" else _lamina_gemm
                     ms = fn(precision, m, k, n)
                     out[f"gemm {m}x{k}x{n} {precision}"] = {"ms": ms, "rate": 2 * m * k * n / ms / 1e6}
             else:
                 batch, steps = {"mlp": (256, 20), "convnet": (128, 10), "resblock": (64, 10), "lstm": (64, 10),
                                  "transformer": (32, 10)}[case]
-                fn = _lamina_train if lib == "lamina" else _torch_train
+                fn = _torch_train if lib == "torch" else _lamina_train
                 ms = fn(case, precision, batch, steps)
                 out[f"{case} {precision}"] = {"ms": ms, "rate": batch / ms * 1e3}
     print(json.dumps(out))
@@ -191,11 +201,13 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    p.add_argument("--libs", nargs="+", default=["lamina", "torch"],
+                   choices=["lamina", "torch", "lamina-amx", "lamina-avx512bf16", "lamina-widened"])
     p.add_argument("rest", nargs="*")
     a = p.parse_args()
     if a.worker:
         return worker(a.worker, a.threads, a.rest or a.cases)
-    runs = {"lamina": [], "torch": []}
+    runs = {lib: [] for lib in dict.fromkeys(["lamina", "torch"] + a.libs)}
     for r in range(a.rounds):
         for lib in runs:
             # one process per case and precision pair keeps each run's memory and thread pools apart
@@ -207,9 +219,11 @@ def main():
     keys = []
     for res in runs["lamina"] + runs["torch"]:
         keys += [k for k in res if k not in keys]
+    extra = [lib for lib in runs if lib not in ("lamina", "torch")]
     print(f"threads: {a.threads}; rates are GFLOP/s (gemm) or samples/s (training), medians over {a.rounds} "
           "processes")
-    print(f"{'case':34s} {'lamina':>10s} {'torch':>10s} {'lamina/torch':>13s} {'lamina bf16/f32':>16s}")
+    print(f"{'case':34s} {'lamina':>10s} {'torch':>10s} {'lamina/torch':>13s} {'lamina bf16/f32':>16s}"
+          + "".join(f" {lib:>18s}" for lib in extra))
     for k in keys:
         med = {lib: statistics.median([r[k]["rate"] for r in runs[lib] if k in r]) if any(k in r for r in runs[lib])
                else float("nan") for lib in runs}
@@ -220,7 +234,7 @@ def main():
             if base:
                 speedup = f"{med['lamina'] / statistics.median(base):.2f}x"
         print(f"{k:34s} {med['lamina']:10.1f} {med['torch']:10.1f} {med['lamina'] / med['torch']:12.2f}x "
-              f"{speedup:>16s}")
+              f"{speedup:>16s}" + "".join(f" {med[lib]:18.1f}" for lib in extra))
 
 
 if __name__ == "__main__":

@@ -37,13 +37,22 @@ def read(b, shape):
     return dtypes.bf16_bits_to_float32(a) if b.dtype == BF16 else a
 
 
-@pytest.fixture(params=[True, False], ids=["avx512bf16", "widened"])
+PATHS = {"amx": 2, "avx512bf16": 1, "widened": 0}  # _cpu._set_bf16_gemm's modes
+
+
+def use_gemm_path(name):
+    """Selects the bfloat16 GEMM path `name` (amx, avx512bf16, widened) for the rest of a test, or
+    skips the test on a CPU without it; the caller restores the default (_set_bf16_gemm(-1))."""
+    _cpu._set_bf16_gemm(PATHS[name])
+    if _cpu.bf16_gemm_path() != name:
+        _cpu._set_bf16_gemm(-1)
+        pytest.skip(f"this CPU has no {'AMX-BF16' if name == 'amx' else 'AVX512-BF16'}")
+
+
+@pytest.fixture(params=list(PATHS))
 def gemm_path(request):
-    """Runs a test on both bfloat16 GEMM paths: the AVX512-BF16 kernel (skipped on CPUs without it)
-    and the widened float32 one."""
-    if request.param and not _cpu.bf16_gemm_native():
-        pytest.skip("this CPU has no AVX512-BF16")
-    _cpu._set_bf16_gemm(1 if request.param else 0)
-    assert _cpu.bf16_gemm_native() == request.param
-    yield request.param
+    """Runs a test on each bfloat16 GEMM path: AMX tiles, the AVX512-BF16 kernel (each skipped on
+    CPUs without it) and the widened float32 one. Yields whether the path is native."""
+    use_gemm_path(request.param)
+    yield request.param != "widened"
     _cpu._set_bf16_gemm(-1)

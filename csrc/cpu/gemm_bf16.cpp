@@ -14,6 +14,11 @@
 // 32-bit word (A(i, 2p), A(i, 2p+1)) per row i. Past the edges (rows, columns, an odd K) zeros.
 #include <immintrin.h>
 #include <omp.h>
+#if defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -196,6 +201,243 @@ LAMINA_BF16_TARGET void micro(int64_t kp, const uint32_t* a, const uint16_t* b, 
 void micro(int64_t, const uint32_t*, const uint16_t*, float*, int64_t, int, int, bool, const Final*) {}
 #endif
 
+// ---- AMX (Intel's tile unit): TDPBF16PS -------------------------------------------------------------
+// On CPUs with AMX-BF16 (Sapphire Rapids and later) one TDPBF16PS multiplies a 16 x 32 bfloat16 tile
+// of A by a 32 x 16 tile of B (16 rows of column pairs) into a 16 x 16 float32 tile: 16 times the
+// multiply-adds of a VDPBF16PS. Same numerics as VDPBF16PS (products exact, float32 sums rounded to
+// nearest even, denormal inputs read as zero, denormal results flushed), summed in another order.
+//
+// Packing: op(A) blocks into strips of 16 rows, each strip a run of 16 x 32 chunks (row-major, 64
+// bytes a row); op(B) blocks into strips of 16 columns, each a run of 16 x 16 x 2 chunks (row p of
+// a chunk: (B(2p, j), B(2p + 1, j)) for its 16 columns j). Rows, columns and K past the edges are
+// zeros, padded to 32 rows / 32 columns / 32 deep. The micro-kernel keeps a 32 x 32 block of C in
+// four tiles (tmm0-3) and streams two A tiles (tmm4-5) and two B tiles (tmm6-7) per 32 of K.
+constexpr int64_t AKC = 512, AMC = 128, ANC = 1024;  // multiples of 32: a B strip pair (32 KB) stays in L1
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && defined(__linux__)
+#define LAMINA_AMX 1
+#define LAMINA_AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
+
+// AMX-TILE, AMX-BF16 (and AVX512-BF16, for the rest of the path) on the CPU, and the kernel's
+// permission to use the tile data (Linux asks each process to request it once).
+bool cpu_has_amx() {
+  if (!cpu_has_bf16()) return false;
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  if (!(d & (1u << 24)) || !(d & (1u << 22))) return false;  // AMX-TILE, AMX-BF16
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+LAMINA_AMX_TARGET void amx_begin() {
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  // GCC sees no read of cfg's later bytes in LDTILECFG's operand and drops the stores above: a
+  // compiler barrier keeps them (else every tile is left unconfigured and the first tile
+  // instruction faults).
+  __asm__ __volatile__("" : : "r"(&cfg) : "memory");
+  _tile_loadconfig(&cfg);
+}
+LAMINA_AMX_TARGET void amx_end() { _tile_release(); }
+
+// op(A)[0:mc, 0:kc] -> strips of 16 rows (mc rounded up to 32), kq = ceil(kc / 32) chunks each.
+LAMINA_AMX_TARGET void amx_pack_a(bool ta, const uint16_t* a, int64_t lda, int64_t mc, int64_t kc, uint16_t* dst) {
+  const int64_t kq = (kc + 31) / 32, strips = (mc + 31) / 32 * 2;
+  for (int64_t s = 0; s < strips; ++s)
+    for (int64_t q = 0; q < kq; ++q) {
+      uint16_t* d = dst + (s * kq + q) * 512;
+      const int64_t k0 = q * 32, kw = std::min<int64_t>(32, kc - k0);
+      for (int64_t i = 0; i < 16; ++i) {
+        const int64_t r = s * 16 + i;
+        uint16_t* di = d + i * 32;
+        if (r >= mc) {
+          std::memset(di, 0, 64);
+        } else if (!ta) {
+          const __mmask32 m = kw >= 32 ? ~__mmask32(0) : (__mmask32(1) << kw) - 1;
+          _mm512_storeu_si512(di, _mm512_maskz_loadu_epi16(m, a + r * lda + k0));
+        } else {
+          for (int64_t k = 0; k < 32; ++k) di[k] = k < kw ? a[(k0 + k) * lda + r] : 0;
+        }
+      }
+    }
+}
+
+// op(B)[0:kc, 0:nc] -> strips of 16 columns (nc rounded up to 32), kq chunks of 16 pair rows each.
+LAMINA_AMX_TARGET void amx_pack_b(bool tb, const uint16_t* b, int64_t ldb, int64_t kc, int64_t nc, uint16_t* dst) {
+  const int64_t kq = (kc + 31) / 32, strips = (nc + 31) / 32 * 2;
+  for (int64_t s = 0; s < strips; ++s)
+    for (int64_t q = 0; q < kq; ++q) {
+      uint16_t* d = dst + (s * kq + q) * 512;
+      const int64_t j0 = s * 16, cols = std::max<int64_t>(0, std::min<int64_t>(16, nc - j0));
+      for (int64_t p = 0; p < 16; ++p) {
+        const int64_t k = q * 32 + 2 * p;
+        uint16_t* dp = d + p * 32;
+        const bool r0 = k < kc, r1 = k + 1 < kc;
+        if (!tb && r0) {  // rows k and k + 1 side by side: (low, high) halves of 32-bit words
+          const __mmask16 m = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1);
+          const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, b + k * ldb + j0));
+          const __m512i hi = r1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, b + (k + 1) * ldb + j0))
+                                : _mm512_setzero_si512();
+          _mm512_storeu_si512(dp, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        } else if (tb && r1 && cols == 16) {
+          for (int j = 0; j < 16; ++j) std::memcpy(dp + 2 * j, b + (j0 + j) * ldb + k, 4);
+        } else {
+          for (int64_t j = 0; j < 16; ++j) {
+            // op(B)(k, j) = tb ? b[j*ldb + k] : b[k*ldb + j]
+            dp[2 * j] = j < cols && r0 ? at(b, !tb, ldb, j0 + j, k) : 0;
+            dp[2 * j + 1] = j < cols && r1 ? at(b, !tb, ldb, j0 + j, k + 1) : 0;
+          }
+        }
+      }
+    }
+}
+
+// A 32 x 32 block of C from kq chunks of two A strips (a0, a1) and two B strips (b0, b1): started
+// from the float32 values at cin (row stride ldin floats), or from zero where cin is null; written
+// to c (row stride ldc).
+LAMINA_AMX_TARGET void amx_block(int64_t kq, const uint16_t* a0, const uint16_t* a1, const uint16_t* b0,
+                                 const uint16_t* b1, const float* cin, int64_t ldin, float* c, int64_t ldc) {
+  const int64_t st = ldc * int64_t(sizeof(float)), sti = ldin * int64_t(sizeof(float));
+  if (cin) {
+    _tile_loadd(0, cin, sti);
+    _tile_loadd(1, cin + 16, sti);
+    _tile_loadd(2, cin + 16 * ldin, sti);
+    _tile_loadd(3, cin + 16 * ldin + 16, sti);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  for (int64_t q = 0; q < kq; ++q) {
+    _tile_loadd(4, a0 + q * 512, 64);
+    _tile_loadd(6, b0 + q * 512, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_loadd(7, b1 + q * 512, 64);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_loadd(5, a1 + q * 512, 64);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, c, st);
+  _tile_stored(1, c + 16, st);
+  _tile_stored(2, c + 16 * ldc, st);
+  _tile_stored(3, c + 16 * ldc + 16, st);
+}
+
+// The rows x cols corner of a finished float32 block (tmp, 32 floats a row) into bfloat16, as
+// micro()'s Final: plus the output's own values (add_d) and the bias, rounded once. (The partial
+// sums of earlier K blocks are already in tmp.)
+LAMINA_AMX_TARGET void amx_finish(const float* tmp, int rows, int cols, const Final& fin) {
+  const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1);
+  const __mmask16 m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1) : __mmask16(0);
+  __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+  if (fin.bias_f) {
+    bias0 = _mm512_maskz_loadu_ps(m0, fin.bias_f);
+    bias1 = _mm512_maskz_loadu_ps(m1, fin.bias_f + 16);
+  } else if (fin.bias_b) {
+    bias0 = load_bf16(m0, fin.bias_b);
+    bias1 = load_bf16(m1, fin.bias_b + 16);
+  }
+  for (int i = 0; i < rows; ++i) {
+    uint16_t* di = fin.d + i * fin.ldd;
+    __m512 v0 = _mm512_load_ps(tmp + i * 32), v1 = _mm512_load_ps(tmp + i * 32 + 16);
+    if (fin.add_d) {
+      v0 = _mm512_add_ps(v0, load_bf16(m0, di));
+      v1 = _mm512_add_ps(v1, load_bf16(m1, di + 16));
+    }
+    store_bf16(m0, di, _mm512_add_ps(v0, bias0));
+    store_bf16(m1, di + 16, _mm512_add_ps(v1, bias1));
+  }
+}
+
+// C's rows x cols corner into tmp (32 floats a row), zeros past it.
+LAMINA_AMX_TARGET void amx_edge_in(const float* c, int64_t ldc, int rows, int cols, float* tmp) {
+  const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1);
+  const __mmask16 m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1) : __mmask16(0);
+  for (int i = 0; i < 32; ++i) {
+    const bool in = i < rows;
+    _mm512_store_ps(tmp + i * 32, in ? _mm512_maskz_loadu_ps(m0, c + i * ldc) : _mm512_setzero_ps());
+    _mm512_store_ps(tmp + i * 32 + 16, in ? _mm512_maskz_loadu_ps(m1, c + i * ldc + 16) : _mm512_setzero_ps());
+  }
+}
+
+struct AmxPacks {
+  std::vector<uint16_t> a, b;
+};
+thread_local AmxPacks t_amx;
+
+// serial()'s contract on AMX: one thread's C[0:M, 0:N] (=|+=) op(A) @ op(B), or with `out` the
+// product finished into bfloat16 (C then holds the partial sums of the AKC-deep K blocks before
+// the last; null when K <= AKC).
+void amx_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                const uint16_t* B, int64_t ldb, bool accumulate, float* C, int64_t ldc, const BF16Output* out) {
+  AmxPacks& pk = t_amx;
+  const int64_t kqb = (std::min(AKC, K) + 31) / 32;
+  pk.a.resize(size_t((std::min(AMC, M) + 31) / 32 * 32 * kqb * 32));
+  pk.b.resize(size_t((std::min(ANC, N) + 31) / 32 * 32 * kqb * 32));
+  alignas(64) float tmp[32 * 32];
+  amx_begin();
+  for (int64_t jc = 0; jc < N; jc += ANC) {
+    const int64_t nc = std::min(ANC, N - jc);
+    for (int64_t pc = 0; pc < K; pc += AKC) {
+      const int64_t kc = std::min(AKC, K - pc), kq = (kc + 31) / 32;
+      amx_pack_b(tb, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, kc, nc, pk.b.data());
+      const bool last = pc + AKC >= K, fin = out && last;
+      const bool acc = pc > 0 || (accumulate && !out);
+      for (int64_t ic = 0; ic < M; ic += AMC) {
+        const int64_t mc = std::min(AMC, M - ic);
+        amx_pack_a(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc, pk.a.data());
+        for (int64_t jr = 0; jr < nc; jr += 32) {
+          const uint16_t* b0 = pk.b.data() + (jr / 16) * kq * 512;
+          const int cols = int(std::min<int64_t>(32, nc - jr));
+          for (int64_t ir = 0; ir < mc; ir += 32) {
+            const uint16_t* a0 = pk.a.data() + (ir / 16) * kq * 512;
+            const int rows = int(std::min<int64_t>(32, mc - ir));
+            const int64_t row = ic + ir, col = jc + jr;
+            float* c = C ? C + row * ldc + col : nullptr;
+            const bool full = rows == 32 && cols == 32;
+            if (full && !fin) {
+              amx_block(kq, a0, a0 + kq * 512, b0, b0 + kq * 512, acc ? c : nullptr, ldc, c, ldc);
+              continue;
+            }
+            if (acc && !full) amx_edge_in(c, ldc, rows, cols, tmp);  // zeros past the edges
+            // the block into tmp: from C's values (or partial sums), read in place when whole
+            amx_block(kq, a0, a0 + kq * 512, b0, b0 + kq * 512, !acc ? nullptr : full ? c : tmp, full ? ldc : 32,
+                      tmp, 32);
+            if (fin) {
+              Final f;
+              f.d = out->d + row * out->ldd + col;
+              f.ldd = out->ldd;
+              f.add_d = accumulate;
+              f.bias_f = out->bias_f ? out->bias_f + col : nullptr;
+              f.bias_b = out->bias_b ? out->bias_b + col : nullptr;
+              amx_finish(tmp, rows, cols, f);
+            } else {
+              for (int i = 0; i < rows; ++i) std::memcpy(c + i * ldc, tmp + i * 32, size_t(cols) * sizeof(float));
+            }
+          }
+        }
+      }
+    }
+  }
+  amx_end();
+}
+#else
+bool cpu_has_amx() { return false; }
+void amx_serial(bool, bool, int64_t, int64_t, int64_t, const uint16_t*, int64_t, const uint16_t*, int64_t, bool,
+                float*, int64_t, const BF16Output*) {}
+#endif
+
 struct Packs {
   std::vector<uint32_t> a;
   std::vector<uint16_t> b;
@@ -335,13 +577,28 @@ void BF16PackedB::gemm(int64_t M, const uint16_t* A, int64_t lda, bool accumulat
   }
 }
 
-bool bf16_gemm_native() {
+namespace {
+// 0: widened to float32, 1: AVX512-BF16, 2: AMX (see set_bf16_gemm)
+int bf16_path() {
   const int v = g_use_bf16.load(std::memory_order_relaxed);
   static const bool has = cpu_has_bf16();
-  return v < 0 ? has : (v == 1 && has);
+  static const bool amx = has && cpu_has_amx();
+  if (v == 0 || !has) return 0;
+  if (v == 1) return 1;
+  return amx ? 2 : 1;
+}
+}  // namespace
+
+bool bf16_gemm_native() { return bf16_path() > 0; }
+
+const char* bf16_gemm_path() {
+  static const char* const names[] = {"widened", "avx512bf16", "amx"};
+  return names[bf16_path()];
 }
 
-void set_bf16_gemm(int mode) { g_use_bf16.store(mode < 0 ? -1 : (mode ? 1 : 0), std::memory_order_relaxed); }
+void set_bf16_gemm(int mode) {
+  g_use_bf16.store(mode < 0 || mode > 2 ? -1 : mode, std::memory_order_relaxed);
+}
 
 void bf16gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda, const uint16_t* B,
               int64_t ldb, bool accumulate, float* C, int64_t ldc) {
@@ -351,7 +608,8 @@ void bf16gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t*
 void bf16gemm_out(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
                   const uint16_t* B, int64_t ldb, bool accumulate, float* C, int64_t ldc, const BF16Output* out) {
   if (M <= 0 || N <= 0) return;
-  const bool fused = out && K > 0 && bf16_gemm_native();  // finished into bfloat16 by the micro-kernel
+  const int path = bf16_path();
+  const bool fused = out && K > 0 && path > 0;  // finished into bfloat16 by the micro-kernel
   std::unique_ptr<float[]> own;  // float32 sums the caller has no room for
   if (out && !fused) {           // float32 sums, then the bias and one rounding here
     own.reset(new float[size_t(M * N)]);
@@ -368,7 +626,7 @@ void bf16gemm_out(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint1
       }
     return;
   }
-  if (fused && K > KC && !C) {  // the partial sums of the K blocks before the last
+  if (fused && K > (path == 2 ? AKC : KC) && !C) {  // the partial sums of the K blocks before the last
     own.reset(new float[size_t(M * N)]);
     C = own.get();
     ldc = N;
@@ -378,13 +636,15 @@ void bf16gemm_out(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint1
       for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
     return;
   }
-  if (!bf16_gemm_native()) return widened(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+  if (path == 0) return widened(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+  const auto run = path == 2 ? amx_serial : serial;
   const double fma = double(M) * double(N) * double(K);
-  const int T = omp_in_parallel() || fma < double(1 << 18) ? 1 : num_threads();
-  if (T <= 1) return serial(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc, out);
-  // Items: T slices of whole register tiles along the longer side of C.
-  const bool by_rows = (M + MR - 1) / MR >= (N + NR - 1) / NR;
-  const int64_t tiles = by_rows ? (M + MR - 1) / MR : (N + NR - 1) / NR, step = by_rows ? MR : NR;
+  const int T = omp_in_parallel() || fma < double(1 << 18) * (path == 2 ? 4 : 1) ? 1 : num_threads();
+  if (T <= 1) return run(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc, out);
+  // Items: T slices of whole register tiles (AMX: 32 x 32 blocks) along the longer side of C.
+  const int64_t mr = path == 2 ? 32 : MR, nr = path == 2 ? 32 : NR;
+  const bool by_rows = (M + mr - 1) / mr >= (N + nr - 1) / nr;
+  const int64_t tiles = by_rows ? (M + mr - 1) / mr : (N + nr - 1) / nr, step = by_rows ? mr : nr;
   const int items = int(std::min<int64_t>(T, tiles));
   std::atomic<bool> failed{false};
 #pragma omp parallel for num_threads(items) schedule(static)
@@ -405,10 +665,10 @@ void bf16gemm_out(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint1
       }
       const BF16Output* po = out ? &part : nullptr;
       if (by_rows)
-        serial(ta, tb, hi - lo, N, K, ta ? A + lo : A + lo * lda, lda, B, ldb, accumulate,
+        run(ta, tb, hi - lo, N, K, ta ? A + lo : A + lo * lda, lda, B, ldb, accumulate,
                C ? C + lo * ldc : nullptr, ldc, po);
       else
-        serial(ta, tb, M, hi - lo, K, A, lda, tb ? B + lo * ldb : B + lo, ldb, accumulate, C ? C + lo : nullptr,
+        run(ta, tb, M, hi - lo, K, A, lda, tb ? B + lo * ldb : B + lo, ldb, accumulate, C ? C + lo : nullptr,
                ldc, po);
     } catch (...) {
       failed = true;

@@ -42,8 +42,12 @@ class BF16PackedB {
   void* buf_ = nullptr;        // native: the packed blocks (bfloat16); else op(B) (K x N) in float32
   size_t cap_ = 0;             // from the caching allocator (host_alloc)
 };
-// Whether bf16gemm runs on AVX512-BF16 (else it widens to float32 and calls sgemm).
+// Whether bf16gemm runs on bfloat16 instructions, AMX or AVX512-BF16 (else it widens to float32 and
+// calls sgemm). BF16PackedB, for the recurrences' few-row products, uses AVX512-BF16 in both cases.
 bool bf16_gemm_native();
-// -1: AVX512-BF16 where the CPU has it (the default); 0: always widen; 1: AVX512-BF16 if present.
+// bf16gemm's path now: "amx", "avx512bf16" or "widened".
+const char* bf16_gemm_path();
+// -1: the best the CPU has, AMX, else AVX512-BF16, else widened (the default); 0: always widen;
+// 1: AVX512-BF16 if present (not AMX); 2: AMX if present (as -1).
 void set_bf16_gemm(int mode);
 }  // namespace lamina

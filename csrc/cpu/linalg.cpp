@@ -112,9 +112,12 @@ void bind_linalg(py::module_& m) {
         py::arg("alpha"), py::arg("a"), py::arg("b"), py::arg("beta"), py::arg("c"), py::arg("lda") = -1,
         py::arg("ldb") = -1, py::arg("ldc") = -1,
         "c = alpha * op(a) @ op(b) + beta * c (float32, row-major, lda/ldb/ldc row strides, -1 = packed)");
-  m.def("bf16_gemm_native", &bf16_gemm_native, "Whether bfloat16 matmuls run on AVX512-BF16 (else widened to float32)");
+  m.def("bf16_gemm_native", &bf16_gemm_native,
+        "Whether bfloat16 matmuls run on bfloat16 instructions, AMX or AVX512-BF16 (else widened to float32)");
+  m.def("bf16_gemm_path", &bf16_gemm_path, "The bfloat16 GEMM's path now: 'amx', 'avx512bf16' or 'widened'");
   m.def("_set_bf16_gemm", &set_bf16_gemm, py::arg("mode"),
-        "Tests and benchmarks: -1 AVX512-BF16 where the CPU has it, 0 always widen to float32, 1 AVX512-BF16 if present");
+        "Tests and benchmarks: -1 the best this CPU has (AMX, else AVX512-BF16), 0 always widen to float32, "
+        "1 AVX512-BF16 if present (not AMX), 2 AMX if present");
   m.def("gemm_kernel", &gemm_kernel_name, "Name of the GEMM micro-kernel in use: 'avx512', 'avx2' or 'generic'");
   m.def("gemm_kernels", &gemm_available_kernels, "GEMM kernels this CPU can run, best first");
   m.def("set_gemm_kernel", &set_gemm_kernel, py::arg("name"),

@@ -10,7 +10,7 @@ import importlib
 
 from lamina.backend import dtypes
 
-from bf16_refs import buf as _bf16_buf, read as _read, round_bf16
+from bf16_refs import PATHS, buf as _bf16_buf, read as _read, round_bf16, use_gemm_path
 
 _device = importlib.import_module("lamina.backend.device")
 
@@ -246,20 +246,19 @@ def test_random_draws_in_bfloat16_are_float32_draws_rounded_and_stay_below_maxva
         lamina.random.randint((2,), 0, 3, dtype="bfloat16")
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["avx512bf16", "widened"])
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("M,N,K,ta,tb,batch", [
     (1, 1, 1, False, False, ()), (5, 7, 3, False, False, ()), (13, 33, 17, False, False, ()),
     (40, 50, 2500, False, True, ()), (3, 100, 2100, True, False, ()),
     (12, 32, 512, False, False, ()), (25, 70, 1031, True, False, ()), (30, 45, 64, False, True, ()),
     (19, 40, 9, True, True, ()), (70, 130, 90, False, False, ()), (4, 300, 700, False, True, ()),
     (300, 3, 40, True, False, ()), (6, 10, 12, False, False, (3,)), (6, 10, 12, True, True, (2, 3)),
+    (260, 600, 1100, False, False, ()), (129, 520, 513, True, True, ()), (64, 96, 1024, False, True, ()),
 ])
 @pytest.mark.parametrize("out", ["bfloat16", "float32"])
 @pytest.mark.parametrize("acc", [True, False], ids=["accumulate", "overwrite"])
-def test_bf16_matmul_kernel(rng, native, M, N, K, ta, tb, batch, out, acc):
+def test_bf16_matmul_kernel(rng, path, M, N, K, ta, tb, batch, out, acc):
     from lamina.backend import _cpu
-    if native and not _cpu.bf16_gemm_native():
-        pytest.skip("this CPU has no AVX512-BF16")
     a = round_bf16(rng.normal(size=batch + ((K, M) if ta else (M, K))))
     b = round_bf16(rng.normal(size=batch + ((N, K) if tb else (K, N))))
     bias = round_bf16(rng.normal(size=(N,)))
@@ -270,9 +269,9 @@ def test_bf16_matmul_kernel(rng, native, M, N, K, ta, tb, batch, out, acc):
     scale = np.matmul(np.abs(A).astype(np.float64), np.abs(B).astype(np.float64)) + np.abs(bias) + np.abs(c0)
     code = 5 if out == "bfloat16" else 0
     o = _bf16_buf(c0) if code == 5 else _cpu.from_numpy(c0.astype(np.float32))
-    _cpu._set_bf16_gemm(1 if native else 0)
+    use_gemm_path(path)
     try:
-        assert _cpu.bf16_gemm_native() == native
+        assert _cpu.bf16_gemm_native() == (path != "widened")
         _cpu.matmul(_bf16_buf(a), list(a.shape), _bf16_buf(b), list(b.shape), o, list(c0.shape), ta, tb, acc,
                     _bf16_buf(bias))
     finally:
@@ -321,21 +320,19 @@ def test_gradients_through_the_widened_kernels(rng):
         np.testing.assert_allclose(g16, g32, rtol=0.1, atol=0.05 * np.abs(g32).max())
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["avx512bf16", "widened"])
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("shape,kernel,strides,padding,dilation", [
     ((2, 9, 9, 3), (3, 3, 3, 5), 1, "same", 1), ((3, 8, 7, 4), (5, 5, 4, 6), 2, "valid", 1),
     ((2, 6, 6, 8), (1, 1, 8, 16), 1, "valid", 1), ((1, 10, 10, 2), (3, 3, 2, 3), 1, "same", 2),
     ((16, 12, 12, 5), (3, 3, 5, 32), 1, "same", 1), ((4, 12, 12, 1), (5, 5, 1, 32), 1, "same", 1),
 ])
-def test_bf16_conv_kernels_sum_in_float32(rng, native, shape, kernel, strides, padding, dilation):
+def test_bf16_conv_kernels_sum_in_float32(rng, path, shape, kernel, strides, padding, dilation):
     """conv2d forward and both gradients on bfloat16 data: the float32 results on the same values,
     rounded once (within float32 summation order)."""
     from lamina.backend import _cpu
-    if native and not _cpu.bf16_gemm_native():
-        pytest.skip("this CPU has no AVX512-BF16")
     x0 = round_bf16(rng.normal(size=shape))
     w0 = round_bf16(rng.normal(size=kernel) * 0.3)
-    _cpu._set_bf16_gemm(1 if native else 0)
+    use_gemm_path(path)
     try:
         outs = {}
         for dt in ("bfloat16", "float32"):
