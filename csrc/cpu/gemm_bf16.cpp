@@ -371,6 +371,11 @@ LAMINA_AMX_TARGET void amx_edge_in(const float* c, int64_t ldc, int rows, int co
   }
 }
 
+// tmp's rows x cols corner (32 floats a row) into C.
+void amx_edge_out(const float* tmp, int rows, int cols, float* c, int64_t ldc) {
+  for (int i = 0; i < rows; ++i) std::memcpy(c + i * ldc, tmp + i * 32, size_t(cols) * sizeof(float));
+}
+
 struct AmxPacks {
   std::vector<uint16_t> a, b;
 };
@@ -423,7 +428,7 @@ void amx_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_
               f.bias_b = out->bias_b ? out->bias_b + col : nullptr;
               amx_finish(tmp, rows, cols, f);
             } else {
-              for (int i = 0; i < rows; ++i) std::memcpy(c + i * ldc, tmp + i * 32, size_t(cols) * sizeof(float));
+              amx_edge_out(tmp, rows, cols, c, ldc);
             }
           }
         }
@@ -432,8 +437,42 @@ void amx_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_
   }
   amx_end();
 }
+
+// BF16PackedB::gemm on AMX: C[0:M, 0:N] (=|+=) A[0:M, 0:K] @ op(B), op(B) packed whole by amx_pack_b
+// (one block, kq = ceil(K / 32) chunks a strip), on the calling thread.
+void amx_rows(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda, const uint16_t* bp, bool accumulate,
+              float* C, int64_t ldc) {
+  AmxPacks& pk = t_amx;
+  const int64_t kq = (K + 31) / 32;
+  pk.a.resize(size_t((std::min(AMC, M) + 31) / 32 * 32 * kq * 32));
+  alignas(64) float tmp[32 * 32];
+  amx_begin();
+  for (int64_t ic = 0; ic < M; ic += AMC) {
+    const int64_t mc = std::min(AMC, M - ic);
+    amx_pack_a(false, A + ic * lda, lda, mc, K, pk.a.data());
+    for (int64_t jr = 0; jr < N; jr += 32) {
+      const uint16_t* b0 = bp + (jr / 16) * kq * 512;
+      const int cols = int(std::min<int64_t>(32, N - jr));
+      for (int64_t ir = 0; ir < mc; ir += 32) {
+        const uint16_t* a0 = pk.a.data() + (ir / 16) * kq * 512;
+        const int rows = int(std::min<int64_t>(32, mc - ir));
+        float* c = C + (ic + ir) * ldc + jr;
+        if (rows == 32 && cols == 32) {
+          amx_block(kq, a0, a0 + kq * 512, b0, b0 + kq * 512, accumulate ? c : nullptr, ldc, c, ldc);
+          continue;
+        }
+        if (accumulate) amx_edge_in(c, ldc, rows, cols, tmp);
+        amx_block(kq, a0, a0 + kq * 512, b0, b0 + kq * 512, accumulate ? tmp : nullptr, 32, tmp, 32);
+        amx_edge_out(tmp, rows, cols, c, ldc);
+      }
+    }
+  }
+  amx_end();
+}
 #else
 bool cpu_has_amx() { return false; }
+void amx_pack_b(bool, const uint16_t*, int64_t, int64_t, int64_t, uint16_t*) {}
+void amx_rows(int64_t, int64_t, int64_t, const uint16_t*, int64_t, const uint16_t*, bool, float*, int64_t) {}
 void amx_serial(bool, bool, int64_t, int64_t, int64_t, const uint16_t*, int64_t, const uint16_t*, int64_t, bool,
                 float*, int64_t, const BF16Output*) {}
 #endif
@@ -500,9 +539,27 @@ void widened(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* 
 
 }  // namespace
 
+namespace {
+// 0: widened to float32, 1: AVX512-BF16, 2: AMX (see set_bf16_gemm)
+int bf16_path() {
+  const int v = g_use_bf16.load(std::memory_order_relaxed);
+  static const bool has = cpu_has_bf16();
+  static const bool amx = has && cpu_has_amx();
+  if (v == 0 || !has) return 0;
+  if (v == 1) return 1;
+  return amx ? 2 : 1;
+}
+}  // namespace
+
 BF16PackedB::BF16PackedB(bool tb, const uint16_t* b, int64_t ldb, int64_t K, int64_t N)
-    : K_(std::max<int64_t>(K, 0)), N_(std::max<int64_t>(N, 0)), native_(bf16_gemm_native()) {
+    : K_(std::max<int64_t>(K, 0)), N_(std::max<int64_t>(N, 0)), path_(bf16_path()), native_(path_ > 0) {
   if (K_ == 0 || N_ == 0) return;
+  if (path_ == 2) {  // AMX: op(B) whole, in strips of 16 columns (amx_pack_b)
+    const int64_t total = (N_ + 31) / 32 * 32 * ((K_ + 31) / 32 * 32);
+    buf_ = host_alloc(size_t(total) * sizeof(uint16_t), &cap_);
+    amx_pack_b(tb, b, ldb, K_, N_, static_cast<uint16_t*>(buf_));
+    return;
+  }
   if (!native_) {
     buf_ = host_alloc(size_t(K_ * N_) * sizeof(float), &cap_);
     float* w = static_cast<float*>(buf_);
@@ -543,6 +600,7 @@ void BF16PackedB::gemm(int64_t M, const uint16_t* A, int64_t lda, bool accumulat
       for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N_, 0.f);
     return;
   }
+  if (path_ == 2) return amx_rows(M, N_, K_, A, lda, static_cast<const uint16_t*>(buf_), accumulate, C, ldc);
   Packs& pk = t_packs;
   if (!native_) {  // A's rows widened, then sgemm (single-threaded inside a parallel region)
     std::vector<float>& a = pk.wide;
@@ -577,17 +635,6 @@ void BF16PackedB::gemm(int64_t M, const uint16_t* A, int64_t lda, bool accumulat
   }
 }
 
-namespace {
-// 0: widened to float32, 1: AVX512-BF16, 2: AMX (see set_bf16_gemm)
-int bf16_path() {
-  const int v = g_use_bf16.load(std::memory_order_relaxed);
-  static const bool has = cpu_has_bf16();
-  static const bool amx = has && cpu_has_amx();
-  if (v == 0 || !has) return 0;
-  if (v == 1) return 1;
-  return amx ? 2 : 1;
-}
-}  // namespace
 
 bool bf16_gemm_native() { return bf16_path() > 0; }
 

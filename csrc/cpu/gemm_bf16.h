@@ -24,7 +24,8 @@ void bf16gemm_out(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, c
 // every step: gemm() then runs C[0:M, 0:N] (=|+=) A[0:M, 0:K] @ op(B) on the calling thread (no
 // thread team of its own, so it may run inside a parallel region), packing only A. Without
 // AVX512-BF16 it keeps op(B) widened to float32 and widens A's rows for sgemm: the same products,
-// float32 sums. Whether it is native is fixed when it is made.
+// float32 sums. On AMX (bf16gemm's path when it is made) the products run on its tiles; the path is
+// fixed when it is made.
 class BF16PackedB {
  public:
   BF16PackedB(bool trans_b, const uint16_t* b, int64_t ldb, int64_t K, int64_t N);
@@ -37,13 +38,14 @@ class BF16PackedB {
 
  private:
   int64_t K_, N_;
+  int path_;     // bf16gemm's path when made: 0 widened, 1 AVX512-BF16, 2 AMX
   bool native_;
-  std::vector<int64_t> offs_;  // native: each (NC, KC) block's start in buf_ (uint16 elements)
-  void* buf_ = nullptr;        // native: the packed blocks (bfloat16); else op(B) (K x N) in float32
+  std::vector<int64_t> offs_;  // AVX512-BF16: each (NC, KC) block's start in buf_ (uint16 elements)
+  void* buf_ = nullptr;        // the packed blocks (bfloat16; AMX: one block); widened: op(B) (K x N) in float32
   size_t cap_ = 0;             // from the caching allocator (host_alloc)
 };
 // Whether bf16gemm runs on bfloat16 instructions, AMX or AVX512-BF16 (else it widens to float32 and
-// calls sgemm). BF16PackedB, for the recurrences' few-row products, uses AVX512-BF16 in both cases.
+// calls sgemm).
 bool bf16_gemm_native();
 // bf16gemm's path now: "amx", "avx512bf16" or "widened".
 const char* bf16_gemm_path();
