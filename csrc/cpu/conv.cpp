@@ -423,8 +423,7 @@ static void store_rounded(const float* src, Buffer& dst, int64_t n) {
     if (dst.data<float>() != src && n) std::memcpy(dst.ptr, src, size_t(n) * sizeof(float));
     return;
   }
-  uint16_t* d = dst.data<uint16_t>();
-  parallel_for(n, n > kParallelGrain, [&](int64_t i) { d[i] = f32_to_bf16(src[i]); });
+  bf16_round_n(src, dst.data<uint16_t>(), n);
 }
 
 void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const Shape& ws, Buffer& ob, const Shape& os,
@@ -436,9 +435,7 @@ void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const 
 // A float32 copy of a bfloat16 buffer (exact).
 static std::unique_ptr<Buffer> widened(const Buffer& b) {
   auto w = std::make_unique<Buffer>(b.numel, F32, b.device);
-  const uint16_t* s = b.data<uint16_t>();
-  float* d = w->data<float>();
-  parallel_for(b.numel, b.numel > kParallelGrain, [&](int64_t i) { d[i] = bf16_to_f32(s[i]); });
+  bf16_widen_n(b.data<uint16_t>(), w->data<float>(), b.numel);
   return w;
 }
 

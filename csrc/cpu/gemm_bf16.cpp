@@ -249,6 +249,30 @@ LAMINA_AMX_TARGET void amx_begin() {
 }
 LAMINA_AMX_TARGET void amx_end() { _tile_release(); }
 
+// r[0:16] (16 x 16 32-bit words) transposed in place.
+LAMINA_AMX_TARGET inline void transpose16(__m512i* r) {
+  __m512i t[16], u[16];
+  for (int j = 0; j < 16; j += 2) {
+    t[j] = _mm512_unpacklo_epi32(r[j], r[j + 1]);
+    t[j + 1] = _mm512_unpackhi_epi32(r[j], r[j + 1]);
+  }
+  for (int j = 0; j < 16; j += 4) {  // u[j + m], 128-bit lane L: rows j..j+3 of column 4L + m
+    u[j] = _mm512_unpacklo_epi64(t[j], t[j + 2]);
+    u[j + 1] = _mm512_unpackhi_epi64(t[j], t[j + 2]);
+    u[j + 2] = _mm512_unpacklo_epi64(t[j + 1], t[j + 3]);
+    u[j + 3] = _mm512_unpackhi_epi64(t[j + 1], t[j + 3]);
+  }
+  for (int m = 0; m < 4; ++m) {
+    const __m512i v0 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0x44), v1 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0xEE);
+    const __m512i v2 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0x44);
+    const __m512i v3 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0xEE);
+    r[m] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+    r[4 + m] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+    r[8 + m] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+    r[12 + m] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+  }
+}
+
 // op(A)[0:mc, 0:kc] -> strips of 16 rows (mc rounded up to 32), kq = ceil(kc / 32) chunks each.
 LAMINA_AMX_TARGET void amx_pack_a(bool ta, const uint16_t* a, int64_t lda, int64_t mc, int64_t kc, uint16_t* dst) {
   const int64_t kq = (kc + 31) / 32, strips = (mc + 31) / 32 * 2;
@@ -256,16 +280,31 @@ LAMINA_AMX_TARGET void amx_pack_a(bool ta, const uint16_t* a, int64_t lda, int64
     for (int64_t q = 0; q < kq; ++q) {
       uint16_t* d = dst + (s * kq + q) * 512;
       const int64_t k0 = q * 32, kw = std::min<int64_t>(32, kc - k0);
+      if (ta) {  // op(A)(i, k) = a[k * lda + i]: words (k, k + 1) of the 16 rows, one register per pair, transposed
+        const int64_t i0 = s * 16, rows = std::max<int64_t>(0, std::min<int64_t>(16, mc - i0));
+        const __mmask16 m = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
+        __m512i w[16];
+        for (int p = 0; p < 16; ++p) {
+          const int64_t k = 2 * p;
+          const __m512i lo = k < kw ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, a + (k0 + k) * lda + i0))
+                                    : _mm512_setzero_si512();
+          const __m512i hi = k + 1 < kw
+                                 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, a + (k0 + k + 1) * lda + i0))
+                                 : _mm512_setzero_si512();
+          w[p] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+        }
+        transpose16(w);
+        for (int i = 0; i < 16; ++i) _mm512_storeu_si512(d + i * 32, w[i]);
+        continue;
+      }
       for (int64_t i = 0; i < 16; ++i) {
         const int64_t r = s * 16 + i;
         uint16_t* di = d + i * 32;
         if (r >= mc) {
           std::memset(di, 0, 64);
-        } else if (!ta) {
+        } else {
           const __mmask32 m = kw >= 32 ? ~__mmask32(0) : (__mmask32(1) << kw) - 1;
           _mm512_storeu_si512(di, _mm512_maskz_loadu_epi16(m, a + r * lda + k0));
-        } else {
-          for (int64_t k = 0; k < 32; ++k) di[k] = k < kw ? a[(k0 + k) * lda + r] : 0;
         }
       }
     }

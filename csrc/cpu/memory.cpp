@@ -8,10 +8,12 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <type_traits>
 
 #include "common.h"
 #include "device.h"
 #include "export.h"
+#include "simd.h"
 
 namespace py = pybind11;
 
@@ -164,6 +166,30 @@ static void copy(const Buffer& src, Buffer& dst) {
   if (src.ptr != dst.ptr && nbytes) std::memcpy(dst.ptr, src.ptr, nbytes);
 }
 
+namespace {
+LAMINA_CLONES void round_run(const float* s, uint16_t* d, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16(s[i]);
+}
+LAMINA_CLONES void widen_run(const uint16_t* s, float* d, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]);
+}
+// f(first, count) over [0, n) in one run per thread (one run below kParallelGrain)
+template <class F>
+void chunks(int64_t n, F&& f) {
+  run_parallel(n > kParallelGrain, [&](int nt, int tid) {
+    const int64_t a = n * tid / nt, b = n * (tid + 1) / nt;
+    if (b > a) f(a, b - a);
+  });
+}
+}  // namespace
+
+void bf16_round_n(const float* s, uint16_t* d, int64_t n) {
+  chunks(n, [&](int64_t a, int64_t c) { round_run(s + a, d + a, c); });
+}
+void bf16_widen_n(const uint16_t* s, float* d, int64_t n) {
+  chunks(n, [&](int64_t a, int64_t c) { widen_run(s + a, d + a, c); });
+}
+
 template <class S, class D>
 static void cast_loop(const S* s, D* d, int64_t n) {
   parallel_for(n, n > kParallelGrain, [&](int64_t i) { d[i] = static_cast<D>(s[i]); });
@@ -176,15 +202,16 @@ static void cast_from(const S* s, Buffer& dst, int64_t n) {
     case I64: cast_loop(s, dst.data<int64_t>(), n); break;
     case BOOL: { uint8_t* d = dst.data<uint8_t>(); for (int64_t i = 0; i < n; ++i) d[i] = s[i] != S(0); break; }
     case BF16: { uint16_t* d = dst.data<uint16_t>();
-      parallel_for(n, n > kParallelGrain, [&](int64_t i) { d[i] = f32_to_bf16(float(s[i])); }); break; }
+      if constexpr (std::is_same_v<S, float>) bf16_round_n(s, d, n);
+      else parallel_for(n, n > kParallelGrain, [&](int64_t i) { d[i] = f32_to_bf16(float(s[i])); });
+      break; }
     case I8: throw TypeError("cast: int8 buffers hold quantized weights; they are not cast");
   }
 }
 // From bfloat16: through float32, which holds every bfloat16 value exactly.
 static void cast_from_bf16(const uint16_t* s, Buffer& dst, int64_t n) {
   switch (dst.dtype) {
-    case F32: { float* d = dst.data<float>();
-      parallel_for(n, n > kParallelGrain, [&](int64_t i) { d[i] = bf16_to_f32(s[i]); }); break; }
+    case F32: bf16_widen_n(s, dst.data<float>(), n); break;
     case I32: { int32_t* d = dst.data<int32_t>(); for (int64_t i = 0; i < n; ++i) d[i] = int32_t(bf16_to_f32(s[i])); break; }
     case I64: { int64_t* d = dst.data<int64_t>(); for (int64_t i = 0; i < n; ++i) d[i] = int64_t(bf16_to_f32(s[i])); break; }
     case BOOL: { uint8_t* d = dst.data<uint8_t>(); for (int64_t i = 0; i < n; ++i) d[i] = (s[i] & 0x7fffu) != 0; break; }

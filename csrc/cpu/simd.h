@@ -2,6 +2,7 @@
 // baseline x86-64; hot loops are also compiled for AVX2 and AVX-512 (with target attributes, or
 // target_clones for GCC's load-time dispatch), so one build runs on any x86-64 CPU.
 #pragma once
+#include <cstdint>
 
 #define LAMINA_INLINE inline __attribute__((always_inline))
 #define LAMINA_LAMBDA __attribute__((always_inline))
@@ -21,4 +22,8 @@ namespace lamina {
 // best the CPU has; LAMINA_SIMD=generic|avx2|avx512 or _cpu.set_simd_isa() forces one
 // (elementwise.cpp).
 int simd_level();
+// bfloat16 <-> float32 over n contiguous elements, as f32_to_bf16 / bf16_to_f32 (types.h) do one,
+// vectorized and split across threads above kParallelGrain (memory.cpp).
+void bf16_round_n(const float* s, uint16_t* d, int64_t n);
+void bf16_widen_n(const uint16_t* s, float* d, int64_t n);
 }  // namespace lamina
