@@ -514,9 +514,30 @@ static void binary_typed(int op, const Buffer& a, const Shape& as, const Buffer&
 
 // bfloat16 operands (mixed precision): each of float32's ops on the widened values, the result
 // rounded once; comparisons of the values themselves.
+// bfloat16 (mixed precision) elementwise kernels: blocks of the elements widened to float32 on the
+// stack, the float32 kernel run on each block, its results rounded once into the output.
+constexpr int64_t kBF16Block = 1024;
+static void widen_block(const uint16_t* s, float* d, int64_t n) { bf16_widen_row(s, d, n); }
+static void round_block(const float* s, uint16_t* d, int64_t n) { bf16_round_row(s, d, n); }
 template <class F> struct BF {
   static uint16_t f(uint16_t a, uint16_t b) { return f32_to_bf16(F::f(bf16_to_f32(a), bf16_to_f32(b))); }
 };
+// a and b of the output's shape: blocks of both widened (vectorized), F on float32, rounded once
+// (as BF<F> element by element).
+template <class F>
+static void binary_bf16_same(const uint16_t* x, const uint16_t* y, uint16_t* z, int64_t n) {
+  for_each_chunk(n, [&](int64_t s, int64_t m) {
+    float u[kBF16Block], v[kBF16Block];
+    for (int64_t o = s; o < s + m; o += kBF16Block) {
+      const int64_t k = std::min(kBF16Block, s + m - o);
+      widen_block(x + o, u, k);
+      widen_block(y + o, v, k);
+#pragma omp simd
+      for (int64_t i = 0; i < k; ++i) u[i] = F::f(u[i], v[i]);
+      round_block(u, z + o, k);
+    }
+  });
+}
 static void binary_bf16(int op, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o,
                         const Shape& os) {
   const uint16_t* x = a.data<uint16_t>();
@@ -524,6 +545,17 @@ static void binary_bf16(int op, const Buffer& a, const Shape& as, const Buffer& 
   if (op >= EQ && op <= GE) return compare<float, uint16_t, Widened>(op, x, as, y, bs, o, os);
   check_buffer("binary", "out", o, os, BF16);
   uint16_t* z = o.data<uint16_t>();
+  if (as == os && bs == os) {
+    const int64_t n = numel_of(os);
+    switch (op) {
+      case ADD: return binary_bf16_same<Add<float>>(x, y, z, n);
+      case SUB: return binary_bf16_same<Sub<float>>(x, y, z, n);
+      case MUL: return binary_bf16_same<Mul<float>>(x, y, z, n);
+      case MAXIMUM: return binary_bf16_same<Max<float>>(x, y, z, n);
+      case MINIMUM: return binary_bf16_same<Min<float>>(x, y, z, n);
+      default: break;
+    }
+  }
   switch (op) {
     case ADD: return run_binary<BF<Add<float>>>(x, as, y, bs, z, os, "add");
     case SUB: return run_binary<BF<Sub<float>>>(x, as, y, bs, z, os, "subtract");
@@ -737,19 +769,7 @@ static void unary_int(int op, const T* x, T* o, int64_t n, DType dt) {
   }
 }
 
-// out = f(x) elementwise; `alpha` parametrises elu / leaky_relu.
-// bfloat16 (mixed precision) elementwise kernels: blocks of the elements widened to float32 on the
-// stack, the float32 kernel run on each block, its results rounded once into the output.
-constexpr int64_t kBF16Block = 1024;
-static void widen_block(const uint16_t* s, float* d, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]);
-}
-static void round_block(const float* s, uint16_t* d, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16(s[i]);
-}
-
+// out = f(x) elementwise; `alpha` parametrises elu / leaky_relu. bfloat16: by blocks (above).
 static void unary_bf16(int op, const uint16_t* x, uint16_t* y, int64_t n, float alpha) {
   for_each_chunk(n, [&](int64_t s, int64_t m) {
     float buf[kBF16Block];

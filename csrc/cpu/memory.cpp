@@ -166,13 +166,14 @@ static void copy(const Buffer& src, Buffer& dst) {
   if (src.ptr != dst.ptr && nbytes) std::memcpy(dst.ptr, src.ptr, nbytes);
 }
 
-namespace {
-LAMINA_CLONES void round_run(const float* s, uint16_t* d, int64_t n) {
+LAMINA_CLONES void bf16_round_row(const float* s, uint16_t* d, int64_t n) {
   for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16(s[i]);
 }
-LAMINA_CLONES void widen_run(const uint16_t* s, float* d, int64_t n) {
+LAMINA_CLONES void bf16_widen_row(const uint16_t* s, float* d, int64_t n) {
   for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]);
 }
+
+namespace {
 // f(first, count) over [0, n) in one run per thread (one run below kParallelGrain)
 template <class F>
 void chunks(int64_t n, F&& f) {
@@ -184,10 +185,10 @@ void chunks(int64_t n, F&& f) {
 }  // namespace
 
 void bf16_round_n(const float* s, uint16_t* d, int64_t n) {
-  chunks(n, [&](int64_t a, int64_t c) { round_run(s + a, d + a, c); });
+  chunks(n, [&](int64_t a, int64_t c) { bf16_round_row(s + a, d + a, c); });
 }
 void bf16_widen_n(const uint16_t* s, float* d, int64_t n) {
-  chunks(n, [&](int64_t a, int64_t c) { widen_run(s + a, d + a, c); });
+  chunks(n, [&](int64_t a, int64_t c) { bf16_widen_row(s + a, d + a, c); });
 }
 
 template <class S, class D>

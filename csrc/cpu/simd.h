@@ -26,4 +26,7 @@ int simd_level();
 // vectorized and split across threads above kParallelGrain (memory.cpp).
 void bf16_round_n(const float* s, uint16_t* d, int64_t n);
 void bf16_widen_n(const uint16_t* s, float* d, int64_t n);
+// The same on the calling thread (a row or a block of a kernel that has its own threads).
+void bf16_round_row(const float* s, uint16_t* d, int64_t n);
+void bf16_widen_row(const uint16_t* s, float* d, int64_t n);
 }  // namespace lamina

@@ -587,3 +587,22 @@ def test_bfloat16_softmax_and_layer_norm_reject_other_dtypes():
         _cpu.layer_norm(i, None, None, 2, 3, 1, 1e-3, x, _cpu.Buffer(2, 0, 0), _cpu.Buffer(2, 0, 0))
     with pytest.raises(TypeError, match="layer_norm: expected mean of dtype float32, received bfloat16"):
         _cpu.layer_norm(x, None, None, 2, 3, 1, 1e-3, x, _bf16_buf(np.ones(2)), _cpu.Buffer(2, 0, 0))
+
+
+@pytest.mark.parametrize("n", [5, 1024, 1500, 70_001])
+def test_same_shape_binary_ops_on_bfloat16_round_the_float32_result_once(rng, n):
+    """Same-shape add, subtract, multiply, maximum and minimum take a blocked path (widened and rounded
+    by vectorized rows, split across threads when large): bit for bit the float32 results, rounded once,
+    NaN, infinities, signed zeros and tiny values included."""
+    a = round_bf16(rng.normal(size=n) * 10.0 ** rng.integers(-40, 38, n))
+    b = round_bf16(rng.normal(size=n) * 10.0 ** rng.integers(-40, 38, n))
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -3e-39], np.float32)
+    k = min(n, len(specials))
+    a[:k], b[-k:] = specials[:k], specials[:k]
+    a, b = round_bf16(a), round_bf16(b)
+    with np.errstate(all="ignore"):
+        for fn in (ops.add, ops.subtract, ops.multiply, ops.maximum, ops.minimum):
+            want = round_bf16(fn(lamina.convert_to_tensor(a), lamina.convert_to_tensor(b)).numpy())
+            got = fn(bf16(a), bf16(b))
+            assert got.dtype == "bfloat16"
+            np.testing.assert_array_equal(got.numpy(), want, err_msg=fn.__name__)
