@@ -538,6 +538,38 @@ static void binary_bf16_same(const uint16_t* x, const uint16_t* y, uint16_t* z, 
     }
   });
 }
+// z[r, c] = F(x[r, c], y[c]): y (C values, C <= kBF16Block) widened once, x by blocks of whole rows.
+template <class F>
+static void binary_bf16_rows(const uint16_t* x, const uint16_t* y, uint16_t* z, int64_t rows, int64_t C) {
+  const int64_t per = std::max<int64_t>(1, kBF16Block / C);  // rows per block
+  run_parallel(rows * C > kParallelGrain && rows > 1, [&](int nt, int tid) {
+    const int64_t r0 = rows * tid / nt, r1 = rows * (tid + 1) / nt;
+    float u[kBF16Block], v[kBF16Block];
+    widen_block(y, v, C);
+    for (int64_t r = r0; r < r1; r += per) {
+      const int64_t m = std::min(per, r1 - r);
+      widen_block(x + r * C, u, m * C);
+      for (int64_t i = 0; i < m; ++i) {
+        float* ui = u + i * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) ui[c] = F::f(ui[c], v[c]);
+      }
+      round_block(u, z + r * C, m * C);
+    }
+  });
+}
+
+// Whether `s` (leading ones aside) is the trailing part of `os`: a row broadcast along os's last dims.
+static bool trailing_of(const Shape& s, const Shape& os) {
+  size_t lead = 0;
+  while (lead < s.size() && s[lead] == 1) ++lead;
+  const size_t n = s.size() - lead;
+  if (n > os.size()) return false;
+  for (size_t i = 0; i < n; ++i)
+    if (s[lead + i] != os[os.size() - n + i]) return false;
+  return true;
+}
+
 static void binary_bf16(int op, const Buffer& a, const Shape& as, const Buffer& b, const Shape& bs, Buffer& o,
                         const Shape& os) {
   const uint16_t* x = a.data<uint16_t>();
@@ -553,6 +585,15 @@ static void binary_bf16(int op, const Buffer& a, const Shape& as, const Buffer& 
       case MUL: return binary_bf16_same<Mul<float>>(x, y, z, n);
       case MAXIMUM: return binary_bf16_same<Max<float>>(x, y, z, n);
       case MINIMUM: return binary_bf16_same<Min<float>>(x, y, z, n);
+      default: break;
+    }
+  }
+  const int64_t C = numel_of(bs), n = numel_of(os);
+  if (as == os && C > 0 && C <= kBF16Block && n % C == 0 && trailing_of(bs, os)) {  // x (op) a row, e.g. a bias
+    switch (op) {
+      case ADD: return binary_bf16_rows<Add<float>>(x, y, z, n / C, C);
+      case SUB: return binary_bf16_rows<Sub<float>>(x, y, z, n / C, C);
+      case MUL: return binary_bf16_rows<Mul<float>>(x, y, z, n / C, C);
       default: break;
     }
   }

@@ -28,6 +28,25 @@ using namespace nn_common;
 // ---- per-channel helpers (batch normalisation) ------------------------------------------------
 // An (outer, C, inner) view with the channel in the middle: channels-last is inner == 1.
 
+// One row of channel_sums' channels-last case: q1[c] += a[c], q2[c] += a[c] * b[c] for c < C, in
+// double (compiled for AVX-512, AVX2 and the baseline: the channels are the vector lanes; each
+// channel's sum keeps its order).
+template <class T>
+LAMINA_INLINE void sums_row_t(const T* ar, const T* br, int64_t C, double* q1, double* q2) {
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) {
+    const double v = ld(ar, c);
+    q1[c] += v;
+    q2[c] += v * ld(br, c);
+  }
+}
+LAMINA_CLONES void sums_row(const float* ar, const float* br, int64_t C, double* q1, double* q2) {
+  sums_row_t(ar, br, C, q1, q2);
+}
+LAMINA_CLONES void sums_row(const uint16_t* ar, const uint16_t* br, int64_t C, double* q1, double* q2) {
+  sums_row_t(ar, br, C, q1, q2);
+}
+
 // s1[c] = sum(a), s2[c] = sum(a * b) (b == nullptr: sum(a * a)), in double, over fixed blocks of
 // `outer` so that the result does not depend on the thread count.
 // T: float, or uint16_t for bfloat16 data (read through ld).
@@ -45,15 +64,7 @@ void channel_sums(const T* a, const T* b, int64_t outer, int64_t C, int64_t inne
       const int64_t o0 = outer * blk / P, o1 = outer * (blk + 1) / P;
       double* q1 = p1.data() + blk * C;
       double* q2 = p2.data() + blk * C;
-      for (int64_t o = o0; o < o1; ++o) {
-        const T* ar = a + o * C;
-        const T* br = b ? b + o * C : ar;
-        for (int64_t c = 0; c < C; ++c) {
-          const double v = ld(ar, c);
-          q1[c] += v;
-          q2[c] += v * ld(br, c);
-        }
-      }
+      for (int64_t o = o0; o < o1; ++o) sums_row(a + o * C, b ? b + o * C : a + o * C, C, q1, q2);
     }
   } else {
 #pragma omp parallel for if (par) schedule(static)
