@@ -313,29 +313,41 @@ LAMINA_AMX_TARGET void amx_pack_a(bool ta, const uint16_t* a, int64_t lda, int64
 // op(B)[0:kc, 0:nc] -> strips of 16 columns (nc rounded up to 32), kq chunks of 16 pair rows each.
 LAMINA_AMX_TARGET void amx_pack_b(bool tb, const uint16_t* b, int64_t ldb, int64_t kc, int64_t nc, uint16_t* dst) {
   const int64_t kq = (kc + 31) / 32, strips = (nc + 31) / 32 * 2;
-  for (int64_t s = 0; s < strips; ++s)
+  if (tb) {  // op(B)(k, j) = b[j * ldb + k]: a column's 32 k are 16 words; 16 columns transposed
+    for (int64_t s = 0; s < strips; ++s)
+      for (int64_t q = 0; q < kq; ++q) {
+        uint16_t* d = dst + (s * kq + q) * 512;
+        const int64_t j0 = s * 16, cols = std::max<int64_t>(0, std::min<int64_t>(16, nc - j0));
+        const int64_t k0 = q * 32, kw = std::min<int64_t>(32, kc - k0);
+        const __mmask32 mk = kw >= 32 ? ~__mmask32(0) : (__mmask32(1) << kw) - 1;
+        __m512i w[16];
+        for (int64_t j = 0; j < 16; ++j)
+          w[j] = j < cols ? _mm512_maskz_loadu_epi16(mk, b + (j0 + j) * ldb + k0) : _mm512_setzero_si512();
+        transpose16(w);
+        for (int p = 0; p < 16; ++p) _mm512_storeu_si512(d + p * 32, w[p]);
+      }
+    return;
+  }
+  // rows k and k + 1 of 32 columns interleaved into the pair rows of two strips
+  alignas(64) uint16_t lo_idx[32], hi_idx[32];
+  for (int j = 0; j < 16; ++j) {
+    lo_idx[2 * j] = uint16_t(j), lo_idx[2 * j + 1] = uint16_t(32 + j);
+    hi_idx[2 * j] = uint16_t(16 + j), hi_idx[2 * j + 1] = uint16_t(48 + j);
+  }
+  const __m512i il = _mm512_load_si512(lo_idx), ih = _mm512_load_si512(hi_idx);
+  for (int64_t s = 0; s < strips; s += 2)
     for (int64_t q = 0; q < kq; ++q) {
-      uint16_t* d = dst + (s * kq + q) * 512;
-      const int64_t j0 = s * 16, cols = std::max<int64_t>(0, std::min<int64_t>(16, nc - j0));
+      uint16_t* d0 = dst + (s * kq + q) * 512;
+      uint16_t* d1 = d0 + kq * 512;
+      const int64_t j0 = s * 16, cols = std::max<int64_t>(0, std::min<int64_t>(32, nc - j0));
+      const __mmask32 m = cols >= 32 ? ~__mmask32(0) : (__mmask32(1) << cols) - 1;
       for (int64_t p = 0; p < 16; ++p) {
         const int64_t k = q * 32 + 2 * p;
-        uint16_t* dp = d + p * 32;
-        const bool r0 = k < kc, r1 = k + 1 < kc;
-        if (!tb && r0) {  // rows k and k + 1 side by side: (low, high) halves of 32-bit words
-          const __mmask16 m = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1);
-          const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, b + k * ldb + j0));
-          const __m512i hi = r1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, b + (k + 1) * ldb + j0))
-                                : _mm512_setzero_si512();
-          _mm512_storeu_si512(dp, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
-        } else if (tb && r1 && cols == 16) {
-          for (int j = 0; j < 16; ++j) std::memcpy(dp + 2 * j, b + (j0 + j) * ldb + k, 4);
-        } else {
-          for (int64_t j = 0; j < 16; ++j) {
-            // op(B)(k, j) = tb ? b[j*ldb + k] : b[k*ldb + j]
-            dp[2 * j] = j < cols && r0 ? at(b, !tb, ldb, j0 + j, k) : 0;
-            dp[2 * j + 1] = j < cols && r1 ? at(b, !tb, ldb, j0 + j, k + 1) : 0;
-          }
-        }
+        __m512i r0 = _mm512_setzero_si512(), r1 = _mm512_setzero_si512();
+        if (k < kc) r0 = _mm512_maskz_loadu_epi16(m, b + k * ldb + j0);
+        if (k + 1 < kc) r1 = _mm512_maskz_loadu_epi16(m, b + (k + 1) * ldb + j0);
+        _mm512_storeu_si512(d0 + p * 32, _mm512_permutex2var_epi16(r0, il, r1));
+        _mm512_storeu_si512(d1 + p * 32, _mm512_permutex2var_epi16(r0, ih, r1));
       }
     }
 }
