@@ -7,6 +7,9 @@
 //   input gradient   dcol = dout @ W^T, then col2im written as a gather: each input row
 //                    (n, ih) sums the column entries that read it, so threads never collide.
 // A 1x1, stride-1, unpadded convolution needs no im2col: the input is already the GEMM operand.
+// On AVX-512, layers with many input channels (C >= 16, O a multiple of 16) skip the column matrix:
+// conv_direct.cpp's register tiles read the image itself (forward, filter gradient, and the input
+// gradient of stride-1 layers as a convolution of dout with the flipped kernel).
 // Threads (see "chunk scheduling"): with enough images, each thread runs whole chunks of its own
 // block of images, GEMM included (one parallel region per call); otherwise chunks run in turn,
 // im2col/col2im split across threads and the GEMM parallelising itself. Never nested.
@@ -29,6 +32,7 @@
 #include "common.h"
 #include "device.h"
 #include "conv_common.h"
+#include "conv_direct.h"
 #include "gemm.h"
 #include "gemm_bf16.h"
 #include "misc_checks.h"
@@ -380,6 +384,8 @@ void direct_filter_grad(const ConvGeom& g, const float* x, const float* dout, fl
 //    spent 50-450 ms per MNIST conv2 forward in barriers where the batch schedule spent ~2 ms.
 // `batch` is used when there are enough images to keep the threads balanced.
 int g_schedule = 0;  // 0 = automatic, 1 = always split, 2 = batch whenever possible
+// conv_direct.cpp's kernels for layers with many input channels (off: im2col + GEMM, for comparisons)
+bool g_direct_wide = true;
 
 bool batch_schedule(const ConvGeom& g) {
   const int nt = omp_get_max_threads();
@@ -580,6 +586,11 @@ void conv2d_forward(const Buffer& xb, const Shape& xs, const Buffer& wb, const S
     direct_forward(g, x, w, out);
     return;
   }
+  if (g_schedule != 1 && g_direct_wide && convdirect::usable(g)) {  // many input channels: no im2col matrix
+    Timer t(&Profile::gemm);
+    convdirect::forward(g, x, w, out);
+    return;
+  }
   run_chunks(g, batch_schedule(g), [](int, int64_t, int64_t) {},
              [&](int64_t u0, int64_t u1, float* col, int tid, bool par) {
                const double t0 = omp_get_wtime();
@@ -695,6 +706,22 @@ void conv2d_backward(const Buffer& xb, const Shape& xs, const Buffer& wb, const 
     }
     dw = nullptr;
     if (!dx) return;
+  }
+  if (g_schedule != 1 && g_direct_wide) {  // many input channels (conv_direct.h): no im2col / col2im
+    if (dw && convdirect::usable(g)) {
+      Timer t(&Profile::gemm);
+      convdirect::filter_grad(g, x, dout, dw);
+      dw = nullptr;
+    }
+    if (dx && convdirect::usable_for_input_grad(g)) {
+      // dx = conv(dout, w flipped, in/out swapped), stride 1: the forward kernel
+      Timer t(&Profile::gemm);
+      Scratch wt(K * O);
+      convdirect::flip_kernel(g, w, wt.p);
+      convdirect::forward(convdirect::transposed(g), dout, wt.p, dx);
+      dx = nullptr;
+    }
+    if (!dw && !dx) return;
   }
   const bool batch = batch_schedule(g);
   const int nt = batch ? int(std::min<int64_t>(omp_get_max_threads(), g.N)) : 1;
@@ -1080,6 +1107,13 @@ void bind_conv(py::module_& m) {
     if (mode >= 0) g_schedule = mode;
     return old;
   }, py::arg("mode") = -1, "0: automatic, 1: split chunks across threads, 2: batch-parallel when possible; returns the previous value.");
+  m.def("conv_direct_wide", [](int enable) {
+    const bool old = g_direct_wide;
+    if (enable >= 0) g_direct_wide = enable != 0;
+    return old;
+  }, py::arg("enable") = -1,
+     "1: layers with many input channels use the direct AVX-512 kernels where the CPU has them (the "
+     "default), 0: im2col + GEMM; returns the previous setting.");
   m.def("conv_chunk_bytes", [](int64_t n) {
     int64_t old = g_chunk_bytes;
     if (n > 0) g_chunk_bytes = n;

@@ -600,3 +600,71 @@ def test_short_kernel_on_an_image_too_large_to_pad_goes_through_im2col(rng, sche
     assert k.conv_profile(True)["im2col"] > 0
     want = conv_ref(x[:, :40], w, padding="same")  # the first rows (their windows do not reach row 40)
     np.testing.assert_allclose(got[:, :39], want[:, :39], atol=1e-3, rtol=1e-4)
+
+
+# ---- many input channels: the direct AVX-512 kernels (conv_direct.cpp) ----------------------------
+
+def _avx512():
+    from lamina.backend import _cpu
+    return _cpu.simd_isa() == "avx512"
+
+
+@pytest.mark.parametrize("kshape,cin,cout,strides,padding,dilation,size", [
+    ((5, 5), 32, 64, 1, "same", 1, (14, 14)),      # the MNIST convnet's second layer
+    ((3, 3), 16, 48, 1, "valid", 1, (9, 31)),      # 16-filter tiles; rows of 29 = 15 + 14
+    ((3, 3), 32, 32, 2, "same", 1, (11, 9)),       # strided: the input gradient through im2col
+    ((3, 2), 16, 16, 1, "same", 2, (10, 12)),      # dilated, one zmm of filters
+    ((2, 3), 48, 32, (1, 2), "valid", (2, 1), (7, 29)),
+    ((1, 3), 16, 32, 1, "same", 1, (5, 40)),       # 1 x 3: 40 pixels a row in tiles of 14 / 24
+    ((3, 3), 24, 16, 1, "same", 1, (6, 6)),        # 24 channels: the input gradient through im2col
+])
+def test_many_channel_convs_run_direct_and_match_the_reference(rng, schedule, kshape, cin, cout, strides, padding,
+                                                              dilation, size):
+    """With C >= 16 and filters in multiples of 16, an AVX-512 CPU sums the windows straight from
+    the image (no im2col) under the batch schedule; the split schedule keeps im2col + GEMM. Both,
+    one image (bands of rows) and several, forward and both gradients, against the reference."""
+    k = lamina.get_device("cpu").kernels
+    kw = dict(strides=strides, padding=padding, dilation_rate=dilation)
+    for n in (1, 3):
+        x = f32(rng, n, *size, cin)
+        w = f32(rng, *kshape, cin, cout)
+        want = conv_ref(x, w, **kw)
+        k.conv_profile(True)
+        np.testing.assert_allclose(ops.conv(x, w, **kw).numpy(), want, atol=1e-3, rtol=1e-4)
+        direct = schedule == "batch" and _avx512()
+        assert (k.conv_profile(True)["im2col"] == 0) == direct
+        g = f32(rng, *want.shape)
+        gx, gw = _conv_grads(x, w, g, **kw)
+        want_x, want_w = conv_grads_ref(x, w, g, **kw)
+        np.testing.assert_allclose(gx.numpy(), want_x, atol=1e-3, rtol=1e-4)
+        np.testing.assert_allclose(gw.numpy(), want_w, atol=1e-3, rtol=1e-4)
+
+
+def test_many_channel_conv_on_a_large_image_runs_in_bands(rng):
+    """One large image is cut into bands of output rows shared among the threads, each band
+    padding only the input rows it reads: the band edges against the reference."""
+    x = f32(rng, 1, 61, 23, 16)
+    w = f32(rng, 3, 3, 16, 32)
+    want = conv_ref(x, w, padding="same")
+    np.testing.assert_allclose(ops.conv(x, w, padding="same").numpy(), want, atol=1e-3, rtol=1e-4)
+    g = f32(rng, *want.shape)
+    gx, gw = _conv_grads(x, w, g, padding="same")
+    want_x, want_w = conv_grads_ref(x, w, g, padding="same")
+    np.testing.assert_allclose(gx.numpy(), want_x, atol=1e-3, rtol=1e-4)
+    np.testing.assert_allclose(gw.numpy(), want_w, atol=1e-3, rtol=1e-4)
+
+
+def test_many_channel_conv_without_avx512_goes_through_im2col(rng):
+    from lamina.backend import _cpu
+    before = _cpu.simd_isa()
+    _cpu.set_simd_isa("avx2" if _cpu.hardware_simd_isa() != "generic" else "generic")
+    k = lamina.get_device("cpu").kernels
+    try:
+        x = f32(rng, 2, 8, 8, 16)
+        w = f32(rng, 3, 3, 16, 32)
+        k.conv_profile(True)
+        got = ops.conv(x, w, padding="same").numpy()
+        assert k.conv_profile(True)["im2col"] > 0
+    finally:
+        _cpu.set_simd_isa(before)
+    np.testing.assert_allclose(got, conv_ref(x, w, padding="same"), atol=1e-3, rtol=1e-4)

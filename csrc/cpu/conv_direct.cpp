@@ -1,0 +1,324 @@
+// Direct float32 convolution on AVX-512 for layers with many input channels (conv_direct.h).
+//
+// im2col + GEMM writes each output pixel's window (K = KH*KW*C floats) into a column matrix,
+// and the GEMM then packs it again into register slivers: two extra passes over K floats per
+// pixel, against O multiply-adds per float. With few filters (the MNIST convnet's second layer:
+// K = 800, O = 64) those passes and the packing are a third of the time. Here the register tile
+// reads the image itself: each tile holds PX output pixels of one row times 16 * NV filters in
+// zmm accumulators (at most 14 x 32), and for each tap (kh, kw) and input channel c it broadcasts
+// the PX pixels' inputs (PX addresses sw * C floats apart, straight from a zero-padded copy of
+// the rows it needs) against one row of the Keras kernel (kh, kw, c, :) loaded as is.
+//
+// The filter gradient uses the same tile transposed: PX input channels of one tap times 16 * NV
+// filters, summed over every output pixel of a band of rows (the image's inputs broadcast,
+// dout's rows loaded), and added once into the thread's own copy of dw.
+//
+// Work is cut into (image, band of output rows) units handed out dynamically; each unit copies
+// its input rows, zero-padded, into the thread's scratch (bounded: a band is at most a few MB).
+#include "conv_direct.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "conv_common.h"
+#include "simd.h"
+
+#if LAMINA_X86
+#include <immintrin.h>
+#endif
+
+namespace lamina {
+namespace convdirect {
+namespace {
+
+// Rows and columns of the zero-padded image (every window of every output pixel inside it).
+int64_t padded_cols(const ConvGeom& g) { return std::max(g.W + g.pl, (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1); }
+// Padded input rows read by output rows [oh0, oh1).
+int64_t band_rows(const ConvGeom& g, int64_t oh0, int64_t oh1) { return (oh1 - 1 - oh0) * g.sh + (g.KH - 1) * g.dh + 1; }
+
+// A band's scratch is kept below this; a band holds at least one output row.
+constexpr int64_t kBandBytes = int64_t(4) << 20;
+// Input channels per pass of the forward tiles over a band (their weights stay in L1).
+constexpr int64_t kChunkChannels = 64;
+// Output rows per pass of the filter-gradient tiles (dout's rows stay in L1): about this many pixels.
+constexpr int64_t kChunkPixels = 64;
+// Register tiles: pixels (or channels) x zmm columns of filters.
+constexpr int kPx4 = 6;   // NV = 4: 24 accumulators, 4 zmm of weights
+constexpr int kPx2 = 14;  // NV = 2: 28 accumulators, 2 zmm of weights
+constexpr int kPx1 = 24;  // NV = 1: 24 accumulators
+// The widest tile the filters allow: each broadcast input then feeds NV multiply-adds. On the
+// Intel Xeon measured (AMX generation), a loop with one broadcast load per two FMAs runs at 70% of
+// the FMA peak, one per four at 90%; so 64 filters take 6 x 64 tiles rather than 14 x 32.
+int tile_nv(int64_t O) { return O % 64 == 0 ? 4 : O % 32 == 0 ? 2 : 1; }
+int tile_px(int nv) { return nv == 4 ? kPx4 : nv == 2 ? kPx2 : kPx1; }
+
+struct Plan {
+  int64_t Wp, R, nb, units, band_floats;
+  int nt;
+};
+
+// Output rows per band: whole images when there are enough of them to share out, else bands small
+// enough that every thread gets a few; bounded by the scratch size.
+Plan plan(const ConvGeom& g) {
+  Plan p;
+  p.Wp = padded_cols(g);
+  p.nt = omp_in_parallel() ? 1 : std::max(1, num_threads());
+  const int64_t row_floats = p.Wp * g.C;
+  int64_t R = g.OH;
+  if (g.N < 4 * p.nt) R = std::max<int64_t>(1, (g.N * g.OH) / (4 * p.nt) / std::max<int64_t>(g.N, 1));
+  R = std::min(R, g.OH);
+  while (R > 1 && band_rows(g, 0, R) * row_floats * int64_t(sizeof(float)) > kBandBytes) R = (R + 1) / 2;
+  p.R = std::max<int64_t>(R, 1);
+  p.nb = (g.OH + p.R - 1) / p.R;
+  p.units = g.N * p.nb;
+  p.band_floats = band_rows(g, 0, std::min(p.R, g.OH)) * row_floats;
+  if (p.units < 2 || double(g.N * g.OH * g.OW) * double(g.K()) * double(g.O) < double(kParallelGrain) * 64) p.nt = 1;
+  p.nt = int(std::min<int64_t>(p.nt, p.units));
+  return p;
+}
+
+// dst = padded input rows [r0, r0 + rows) of image xn (padded row r is input row r - pt).
+void pad_band(const ConvGeom& g, int64_t Wp, const float* xn, int64_t r0, int64_t rows, float* dst) {
+  const int64_t C = g.C, cols = std::min(g.W, Wp - g.pl);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* d = dst + r * Wp * C;
+    const int64_t ih = r0 + r - g.pt;
+    if (ih < 0 || ih >= g.H || cols <= 0) {
+      std::memset(d, 0, size_t(Wp * C) * sizeof(float));
+      continue;
+    }
+    std::memset(d, 0, size_t(g.pl * C) * sizeof(float));
+    std::memcpy(d + g.pl * C, xn + ih * g.W * C, size_t(cols * C) * sizeof(float));
+    std::memset(d + (g.pl + cols) * C, 0, size_t((Wp - g.pl - cols) * C) * sizeof(float));
+  }
+}
+
+// Near-equal tiles of at most `most`: 28 -> 14 + 14, 32 -> 11 + 11 + 10 (not 14 + 14 + 4).
+int tile_size(int64_t n, int most) {
+  const int64_t tiles = (n + most - 1) / most;
+  return int((n + tiles - 1) / tiles);
+}
+
+#if LAMINA_X86
+#define LAMINA_AVX512_DIRECT __attribute__((target("avx512f,avx2,fma")))
+
+// out[i * O + 16 v] (+)= sum over c < n of a[i * ars + c] * w[c * ldw + 16 v], for i < PX (pixels),
+// v < NV (w already offset to the tile's first filter); `add`: add to out instead of overwriting it.
+template <int PX, int NV>
+LAMINA_AVX512_DIRECT void fwd_tile(const float* a, int64_t ars, int64_t n, const float* w, int64_t ldw, float* out,
+                                   int64_t O, bool add) {
+  __m512 acc[PX][NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < PX; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = add ? _mm512_loadu_ps(out + i * O + 16 * v) : _mm512_setzero_ps();
+  const float* ap = a;
+  const float* bp = w;
+  for (int64_t c = 0; c < n; ++c, ++ap, bp += ldw) {
+    __m512 b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(bp + 16 * v);
+#pragma GCC unroll 32
+    for (int i = 0; i < PX; ++i) {
+      const __m512 ai = _mm512_set1_ps(ap[i * ars]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, b[v], acc[i][v]);
+    }
+  }
+#pragma GCC unroll 32
+  for (int i = 0; i < PX; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + i * O + 16 * v, acc[i][v]);
+}
+
+// dst[i * O + 16 v] += sum over rows r < R and pixels p < P of a[r * a_rs + p * a_ps + i] *
+// d[r * d_rs + p * O + 16 v], for i < PX (input channels), v < NV.
+template <int PX, int NV>
+LAMINA_AVX512_DIRECT void fgrad_tile(const float* a, int64_t a_rs, int64_t a_ps, const float* d, int64_t d_rs,
+                                     int64_t O, int64_t R, int64_t P, float* dst) {
+  __m512 acc[PX][NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < PX; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  for (int64_t r = 0; r < R; ++r) {
+    const float* ap = a + r * a_rs;
+    const float* dp = d + r * d_rs;
+    for (int64_t p = 0; p < P; ++p, ap += a_ps, dp += O) {
+      __m512 b[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(dp + 16 * v);
+#pragma GCC unroll 32
+      for (int i = 0; i < PX; ++i) {
+        const __m512 ai = _mm512_set1_ps(ap[i]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, b[v], acc[i][v]);
+      }
+    }
+  }
+#pragma GCC unroll 32
+  for (int i = 0; i < PX; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      float* q = dst + i * O + 16 * v;
+      _mm512_storeu_ps(q, _mm512_add_ps(_mm512_loadu_ps(q), acc[i][v]));
+    }
+}
+
+using FwdFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t, bool);
+using GradFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t, int64_t, float*);
+
+// Tables indexed by the tile's height (1..kPx2 for NV = 2, 1..kPx1 for NV = 1).
+template <int NV, int... P>
+constexpr std::array<FwdFn, sizeof...(P) + 1> fwd_table(std::integer_sequence<int, P...>) {
+  return {nullptr, &fwd_tile<P + 1, NV>...};
+}
+template <int NV, int... P>
+constexpr std::array<GradFn, sizeof...(P) + 1> grad_table(std::integer_sequence<int, P...>) {
+  return {nullptr, &fgrad_tile<P + 1, NV>...};
+}
+const auto kFwd1 = fwd_table<1>(std::make_integer_sequence<int, kPx1>{});
+const auto kFwd2 = fwd_table<2>(std::make_integer_sequence<int, kPx2>{});
+const auto kFwd4 = fwd_table<4>(std::make_integer_sequence<int, kPx4>{});
+const auto kGrad1 = grad_table<1>(std::make_integer_sequence<int, kPx1>{});
+const auto kGrad2 = grad_table<2>(std::make_integer_sequence<int, kPx2>{});
+const auto kGrad4 = grad_table<4>(std::make_integer_sequence<int, kPx4>{});
+
+FwdFn fwd_fn(int nv, int px) { return nv == 4 ? kFwd4[size_t(px)] : nv == 2 ? kFwd2[size_t(px)] : kFwd1[size_t(px)]; }
+GradFn grad_fn(int nv, int px) {
+  return nv == 4 ? kGrad4[size_t(px)] : nv == 2 ? kGrad2[size_t(px)] : kGrad1[size_t(px)];
+}
+#endif
+
+}  // namespace
+
+bool usable(const ConvGeom& g) {
+#if LAMINA_X86
+  if (simd_level() < 2 || g.direct() || g.O % 16 != 0 || g.C < 16) return false;
+  if (g.N <= 0 || g.OH <= 0 || g.OW <= 0) return false;
+  return band_rows(g, 0, 1) * padded_cols(g) * g.C * int64_t(sizeof(float)) <= kBandBytes;
+#else
+  (void)g;
+  return false;
+#endif
+}
+
+bool usable_for_input_grad(const ConvGeom& g) {
+  if (g.sh != 1 || g.sw != 1 || g.pt > (g.KH - 1) * g.dh || g.pl > (g.KW - 1) * g.dw) return false;
+  if (g.H <= 0 || g.W <= 0) return false;
+  return usable(transposed(g));
+}
+
+ConvGeom transposed(const ConvGeom& g) {
+  ConvGeom t = g;
+  t.H = g.OH, t.W = g.OW, t.C = g.O;
+  t.O = g.C, t.OH = g.H, t.OW = g.W;
+  t.pt = (g.KH - 1) * g.dh - g.pt;
+  t.pl = (g.KW - 1) * g.dw - g.pl;
+  return t;
+}
+
+void flip_kernel(const ConvGeom& g, const float* w, float* wt) {
+  const int64_t C = g.C, O = g.O;
+  for (int64_t kh = 0; kh < g.KH; ++kh)
+    for (int64_t kw = 0; kw < g.KW; ++kw) {
+      const float* src = w + ((g.KH - 1 - kh) * g.KW + (g.KW - 1 - kw)) * C * O;
+      float* dst = wt + (kh * g.KW + kw) * O * C;
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t o = 0; o < O; ++o) dst[o * C + c] = src[c * O + o];
+    }
+}
+
+void forward(const ConvGeom& g, const float* x, const float* w, float* out) {
+#if LAMINA_X86
+  const Plan p = plan(g);
+  const int64_t C = g.C, O = g.O, Wp = p.Wp, K = g.K();
+  const int nv = tile_nv(O);
+  const int px = tile_size(g.OW, tile_px(nv));
+  const int64_t bw = 16 * nv, cb = std::min(C, kChunkChannels);
+  // the kernel's columns in blocks of bw filters, each block's rows contiguous
+  Scratch wpk(K * O);
+  for (int64_t o0 = 0; o0 < O; o0 += bw)
+    for (int64_t k = 0; k < K; ++k) std::memcpy(wpk.p + o0 * K + k * bw, w + k * O + o0, size_t(bw) * sizeof(float));
+  Scratch buf(p.band_floats * p.nt);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(p.nt) if (p.nt > 1)
+  for (int64_t u = 0; u < p.units; ++u) {
+    const int64_t n = u / p.nb, oh0 = (u % p.nb) * p.R, oh1 = std::min(g.OH, oh0 + p.R);
+    float* band = buf.p + (p.nt > 1 ? omp_get_thread_num() : 0) * p.band_floats;
+    pad_band(g, Wp, x + n * g.H * g.W * C, oh0 * g.sh, band_rows(g, oh0, oh1), band);
+    // one tap and up to cb channels at a time over the whole band: that slice of the weights
+    // (cb x O floats) stays in L1 while the band's tiles add their sums into the output
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw)
+        for (int64_t c0 = 0; c0 < C; c0 += cb) {
+          const int64_t cn = std::min(cb, C - c0), k0 = (kh * g.KW + kw) * C + c0;
+          const bool add = kh + kw + c0 > 0;
+          const float* tap = band + (kh * g.dh * Wp + kw * g.dw) * C + c0;
+          for (int64_t oh = oh0; oh < oh1; ++oh) {
+            const float* arow = tap + (oh - oh0) * g.sh * Wp * C;
+            float* orow = out + (n * g.OH + oh) * g.OW * O;
+            for (int64_t ow = 0; ow < g.OW; ow += px) {
+              const FwdFn f = fwd_fn(nv, int(std::min<int64_t>(px, g.OW - ow)));
+              for (int64_t o0 = 0; o0 < O; o0 += bw)
+                f(arow + ow * g.sw * C, g.sw * C, cn, wpk.p + o0 * K + k0 * bw, bw, orow + ow * O + o0, O, add);
+            }
+          }
+        }
+  }
+#else
+  (void)g, (void)x, (void)w, (void)out;
+#endif
+}
+
+void filter_grad(const ConvGeom& g, const float* x, const float* dout, float* dw) {
+#if LAMINA_X86
+  const Plan p = plan(g);
+  const int64_t C = g.C, O = g.O, Wp = p.Wp, wn = g.K() * O;
+  const int nv = tile_nv(O);
+  const int pc = tile_size(C, tile_px(nv));
+  // thread 0 sums into dw, the others into their own blocks, added at the end
+  Scratch buf(p.band_floats * p.nt), partial(p.nt > 1 ? (p.nt - 1) * wn : 0);
+  zero_fill(dw, wn);
+  if (p.nt > 1) zero_fill(partial.p, (p.nt - 1) * wn);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(p.nt) if (p.nt > 1)
+  for (int64_t u = 0; u < p.units; ++u) {
+    const int tid = p.nt > 1 ? omp_get_thread_num() : 0;
+    const int64_t n = u / p.nb, oh0 = (u % p.nb) * p.R, oh1 = std::min(g.OH, oh0 + p.R);
+    float* band = buf.p + tid * p.band_floats;
+    float* mine = tid == 0 ? dw : partial.p + (tid - 1) * wn;
+    pad_band(g, Wp, x + n * g.H * g.W * C, oh0 * g.sh, band_rows(g, oh0, oh1), band);
+    // a few output rows at a time (their dout stays in L1) through every tap and channel tile
+    const int64_t rows = std::max<int64_t>(1, kChunkPixels / g.OW);
+    for (int64_t r0 = oh0; r0 < oh1; r0 += rows) {
+      const int64_t rn = std::min(rows, oh1 - r0);
+      const float* d = dout + (n * g.OH + r0) * g.OW * O;
+      const float* ar = band + (r0 - oh0) * g.sh * Wp * C;
+      for (int64_t kh = 0; kh < g.KH; ++kh)
+        for (int64_t kw = 0; kw < g.KW; ++kw) {
+          const float* at = ar + (kh * g.dh * Wp + kw * g.dw) * C;
+          float* dt = mine + (kh * g.KW + kw) * C * O;
+          for (int64_t c0 = 0; c0 < C; c0 += pc) {
+            const GradFn f = grad_fn(nv, int(std::min<int64_t>(pc, C - c0)));
+            for (int64_t o0 = 0; o0 < O; o0 += 16 * nv)
+              f(at + c0, g.sh * Wp * C, g.sw * C, d + o0, g.OW * O, O, rn, g.OW, dt + c0 * O + o0);
+          }
+        }
+    }
+  }
+  for (int t = 1; t < p.nt; ++t) {
+    const float* q = partial.p + (t - 1) * wn;
+#pragma omp simd
+    for (int64_t i = 0; i < wn; ++i) dw[i] += q[i];
+  }
+#else
+  (void)g, (void)x, (void)dout, (void)dw;
+#endif
+}
+
+}  // namespace convdirect
+}  // namespace lamina
