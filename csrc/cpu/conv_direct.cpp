@@ -45,6 +45,8 @@ int64_t band_rows(const ConvGeom& g, int64_t oh0, int64_t oh1) { return (oh1 - 1
 constexpr int64_t kBandBytes = int64_t(4) << 20;
 // Input channels per pass of the forward tiles over a band (their weights stay in L1).
 constexpr int64_t kChunkChannels = 64;
+// Weights per pass of the forward tiles: 6,144 floats (24 KB), half of a 48 KB L1.
+constexpr int64_t kChunkWeightFloats = 6144;
 // Output rows per pass of the filter-gradient tiles (dout's rows stay in L1): about this many pixels.
 constexpr int64_t kChunkPixels = 64;
 // Register tiles: pixels (or channels) x zmm columns of filters.
@@ -107,27 +109,33 @@ int tile_size(int64_t n, int most) {
 #if LAMINA_X86
 #define LAMINA_AVX512_DIRECT __attribute__((target("avx512f,avx2,fma")))
 
-// out[i * O + 16 v] (+)= sum over c < n of a[i * ars + c] * w[c * ldw + 16 v], for i < PX (pixels),
-// v < NV (w already offset to the tile's first filter); `add`: add to out instead of overwriting it.
+// out[i * O + 16 v] (+)= sum over taps t < nt and channels c < cn of a[toff[t] + poff[i] + c] *
+// w[t * wts + c * ldw + 16 v], for pixels i < PX and v < NV (w already offset to the tile's first
+// filter and the chunk's first tap and channel); `add`: add to out instead of overwriting it.
 template <int PX, int NV>
-LAMINA_AVX512_DIRECT void fwd_tile(const float* a, int64_t ars, int64_t n, const float* w, int64_t ldw, float* out,
-                                   int64_t O, bool add) {
+LAMINA_AVX512_DIRECT void fwd_tile(const float* a, const int64_t* poff, const int64_t* toff, int64_t nt, int64_t cn,
+                                   const float* w, int64_t wts, int64_t ldw, float* out, int64_t O, bool add) {
   __m512 acc[PX][NV];
+  int64_t po[PX];
 #pragma GCC unroll 32
-  for (int i = 0; i < PX; ++i)
+  for (int i = 0; i < PX; ++i) {
+    po[i] = poff[i];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = add ? _mm512_loadu_ps(out + i * O + 16 * v) : _mm512_setzero_ps();
-  const float* ap = a;
-  const float* bp = w;
-  for (int64_t c = 0; c < n; ++c, ++ap, bp += ldw) {
-    __m512 b[NV];
+  }
+  for (int64_t t = 0; t < nt; ++t) {
+    const float* ap = a + toff[t];
+    const float* bp = w + t * wts;
+    for (int64_t c = 0; c < cn; ++c, ++ap, bp += ldw) {
+      __m512 b[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(bp + 16 * v);
+      for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(bp + 16 * v);
 #pragma GCC unroll 32
-    for (int i = 0; i < PX; ++i) {
-      const __m512 ai = _mm512_set1_ps(ap[i * ars]);
+      for (int i = 0; i < PX; ++i) {
+        const __m512 ai = _mm512_set1_ps(ap[po[i]]);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, b[v], acc[i][v]);
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, b[v], acc[i][v]);
+      }
     }
   }
 #pragma GCC unroll 32
@@ -170,7 +178,8 @@ LAMINA_AVX512_DIRECT void fgrad_tile(const float* a, int64_t a_rs, int64_t a_ps,
     }
 }
 
-using FwdFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t, bool);
+using FwdFn = void (*)(const float*, const int64_t*, const int64_t*, int64_t, int64_t, const float*, int64_t, int64_t,
+                       float*, int64_t, bool);
 using GradFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t, int64_t, float*);
 
 // Tables indexed by the tile's height (1..kPx2 for NV = 2, 1..kPx1 for NV = 1).
@@ -237,38 +246,48 @@ void flip_kernel(const ConvGeom& g, const float* w, float* wt) {
 void forward(const ConvGeom& g, const float* x, const float* w, float* out) {
 #if LAMINA_X86
   const Plan p = plan(g);
-  const int64_t C = g.C, O = g.O, Wp = p.Wp, K = g.K();
+  const int64_t C = g.C, O = g.O, Wp = p.Wp, K = g.K(), ntaps = g.KH * g.KW;
   const int nv = tile_nv(O);
-  const int px = tile_size(g.OW, tile_px(nv));
   const int64_t bw = 16 * nv, cb = std::min(C, kChunkChannels);
+  // taps per pass: their weights (tb * cb * bw floats) stay in L1 while the band's tiles go by
+  const int64_t tb = std::max<int64_t>(1, std::min(ntaps, kChunkWeightFloats / (cb * bw)));
   // the kernel's columns in blocks of bw filters, each block's rows contiguous
   Scratch wpk(K * O);
   for (int64_t o0 = 0; o0 < O; o0 += bw)
     for (int64_t k = 0; k < K; ++k) std::memcpy(wpk.p + o0 * K + k * bw, w + k * O + o0, size_t(bw) * sizeof(float));
+  std::vector<int64_t> toff(static_cast<size_t>(ntaps));
+  for (int64_t kh = 0; kh < g.KH; ++kh)
+    for (int64_t kw = 0; kw < g.KW; ++kw) toff[size_t(kh * g.KW + kw)] = (kh * g.dh * Wp + kw * g.dw) * C;
+  // each band pixel's offset in the padded band: tiles run over the band's pixels in order, across
+  // its rows, so that every tile but the last is full
+  const int64_t bandpix = p.R * g.OW;
+  std::vector<int64_t> poff(static_cast<size_t>(bandpix + tile_px(nv)));
+  for (int64_t q = 0; q < int64_t(poff.size()); ++q) {
+    const int64_t qq = std::min(q, bandpix - 1);
+    poff[size_t(q)] = ((qq / g.OW) * g.sh * Wp + (qq % g.OW) * g.sw) * C;
+  }
+  const int px = tile_px(nv);
   Scratch buf(p.band_floats * p.nt);
+  const int64_t* to = toff.data();
+  const int64_t* po = poff.data();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(p.nt) if (p.nt > 1)
   for (int64_t u = 0; u < p.units; ++u) {
     const int64_t n = u / p.nb, oh0 = (u % p.nb) * p.R, oh1 = std::min(g.OH, oh0 + p.R);
     float* band = buf.p + (p.nt > 1 ? omp_get_thread_num() : 0) * p.band_floats;
     pad_band(g, Wp, x + n * g.H * g.W * C, oh0 * g.sh, band_rows(g, oh0, oh1), band);
-    // one tap and up to cb channels at a time over the whole band: that slice of the weights
-    // (cb x O floats) stays in L1 while the band's tiles add their sums into the output
-    for (int64_t kh = 0; kh < g.KH; ++kh)
-      for (int64_t kw = 0; kw < g.KW; ++kw)
-        for (int64_t c0 = 0; c0 < C; c0 += cb) {
-          const int64_t cn = std::min(cb, C - c0), k0 = (kh * g.KW + kw) * C + c0;
-          const bool add = kh + kw + c0 > 0;
-          const float* tap = band + (kh * g.dh * Wp + kw * g.dw) * C + c0;
-          for (int64_t oh = oh0; oh < oh1; ++oh) {
-            const float* arow = tap + (oh - oh0) * g.sh * Wp * C;
-            float* orow = out + (n * g.OH + oh) * g.OW * O;
-            for (int64_t ow = 0; ow < g.OW; ow += px) {
-              const FwdFn f = fwd_fn(nv, int(std::min<int64_t>(px, g.OW - ow)));
-              for (int64_t o0 = 0; o0 < O; o0 += bw)
-                f(arow + ow * g.sw * C, g.sw * C, cn, wpk.p + o0 * K + k0 * bw, bw, orow + ow * O + o0, O, add);
-            }
-          }
+    float* obase = out + (n * g.OH + oh0) * g.OW * O;
+    const int64_t pix = (oh1 - oh0) * g.OW;
+    for (int64_t t0 = 0; t0 < ntaps; t0 += tb)
+      for (int64_t c0 = 0; c0 < C; c0 += cb) {
+        const int64_t nt = std::min(tb, ntaps - t0), cn = std::min(cb, C - c0);
+        const bool add = t0 + c0 > 0;
+        for (int64_t q = 0; q < pix; q += px) {
+          const FwdFn f = fwd_fn(nv, int(std::min<int64_t>(px, pix - q)));
+          for (int64_t o0 = 0; o0 < O; o0 += bw)
+            f(band + c0, po + q, to + t0, nt, cn, wpk.p + o0 * K + (t0 * C + c0) * bw, C * bw, bw,
+              obase + q * O + o0, O, add);
         }
+      }
   }
 #else
   (void)g, (void)x, (void)w, (void)out;
