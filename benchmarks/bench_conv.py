@@ -11,10 +11,10 @@ Each library runs in its own process (they would fight over the cores in one), a
 lamina, torch, lamina, torch ...; each process warms up, then times `--repeats` iterations and
 reports their median. The table shows the median over rounds, and the ratio torch / lamina
 (>= 1.0 means lamina is at least as fast). Both use `--threads` threads (default 2).
-lamina's time is also split into im2col + col2im (the convolution's own overhead) and GEMM,
-from the kernels' profile counters.
+lamina's time is also split into im2col + col2im (the convolution's own overhead) and GEMM (or the
+direct kernels), from the kernels' profile counters.
 
-    PYTHONPATH=.dev python3 benchmarks/bench_conv.py [--rounds 3] [--repeats 10] [--threads 2]
+    PYTHONPATH=.dev python3 benchmarks/bench_conv.py [--rounds 3] [--repeats 10] [--threads 2] [--direct off]
 """
 import argparse
 import json
@@ -37,6 +37,7 @@ def worker_lamina(args):
     from lamina import ops
     kern = lamina.get_device("cpu").kernels
     kern.conv_schedule({"auto": 0, "split": 1, "batch": 2}[args.schedule])
+    kern.conv_direct_wide(1 if args.direct == "on" else 0)
     rng = np.random.default_rng(0)
     out = {}
     for name, c in CASES.items():
@@ -104,6 +105,9 @@ def main():
     ap.add_argument("--schedule", choices=["auto", "split", "batch"], default="auto",
                     help="lamina's thread schedule (csrc/cpu/conv.cpp): images split across threads "
                          "('batch'), or each chunk split across threads ('split')")
+    ap.add_argument("--direct", choices=["on", "off"], default="on",
+                    help="'off': conv2 (32 input channels) through im2col + GEMM instead of the direct "
+                         "AVX-512 kernels (csrc/cpu/conv_direct.cpp), for comparison")
     ap.add_argument("--worker", choices=["lamina", "torch"])
     args = ap.parse_args()
     if args.worker:
@@ -111,13 +115,14 @@ def main():
         print(json.dumps(res))
         return
 
-    runs = alternate(args.rounds, lambda lib: run_worker(__file__, lib, args.threads, ["--repeats", args.repeats, "--warmup", args.warmup, "--schedule", args.schedule]))
+    runs = alternate(args.rounds, lambda lib: run_worker(__file__, lib, args.threads, ["--repeats", args.repeats, "--warmup", args.warmup, "--schedule", args.schedule,
+                                                                   "--direct", args.direct]))
 
     def med(lib, key, field="ms"):
         return median_field(runs, lib, key, field)
 
     print(f"MNIST convnet convolutions, batch 128, {args.threads} threads, median of {args.rounds} rounds "
-          f"x {args.repeats} repeats (ms); lamina schedule: {args.schedule}")
+          f"x {args.repeats} repeats (ms); lamina schedule: {args.schedule}, direct kernels: {args.direct}")
     hdr = f"{'case':7} {'variant':15} {'lamina':>9} {'torch':>9} {'torch/lamina':>13} {'im2col+col2im':>14} {'gemm':>9}"
     print(hdr)
     print("-" * len(hdr))
