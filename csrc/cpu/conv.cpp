@@ -203,9 +203,6 @@ constexpr int64_t kDirectMaxK = 64;
 // Each thread copies one padded image: larger images go through im2col's bounded chunks instead.
 constexpr int64_t kDirectMaxImageBytes = int64_t(16) << 20;
 
-// Rows and columns of an image zero-padded so that every window of every output pixel lies inside.
-int64_t padded_rows(const ConvGeom& g) { return std::max(g.H + g.pt, (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1); }
-int64_t padded_cols(const ConvGeom& g) { return std::max(g.W + g.pl, (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1); }
 
 bool direct_small(const ConvGeom& g) {
   if (g.K() > kDirectMaxK || g.O % 16 != 0 || g.direct()) return false;

@@ -44,8 +44,6 @@ namespace lamina {
 namespace convdirect {
 namespace {
 
-// Rows and columns of the zero-padded image (every window of every output pixel inside it).
-int64_t padded_cols(const ConvGeom& g) { return std::max(g.W + g.pl, (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1); }
 // Padded input rows read by output rows [oh0, oh1).
 int64_t band_rows(const ConvGeom& g, int64_t oh0, int64_t oh1) { return (oh1 - 1 - oh0) * g.sh + (g.KH - 1) * g.dh + 1; }
 
@@ -86,7 +84,7 @@ Plan plan(const ConvGeom& g) {
   p.R = std::max<int64_t>(R, 1);
   p.nb = (g.OH + p.R - 1) / p.R;
   p.units = g.N * p.nb;
-  p.band_floats = band_rows(g, 0, std::min(p.R, g.OH)) * row_floats;
+  p.band_floats = band_rows(g, 0, p.R) * row_floats;
   if (p.units < 2 || double(g.N * g.OH * g.OW) * double(g.K()) * double(g.O) < double(kParallelGrain) * 64) p.nt = 1;
   p.nt = int(std::min<int64_t>(p.nt, p.units));
   return p;
@@ -269,11 +267,8 @@ void forward(const ConvGeom& g, const float* x, const float* w, float* out) {
   // each band pixel's offset in the padded band: tiles run over the band's pixels in order, across
   // its rows, so that every tile but the last is full
   const int64_t bandpix = p.R * g.OW;
-  std::vector<int64_t> poff(static_cast<size_t>(bandpix + tile_px(nv)));
-  for (int64_t q = 0; q < int64_t(poff.size()); ++q) {
-    const int64_t qq = std::min(q, bandpix - 1);
-    poff[size_t(q)] = ((qq / g.OW) * g.sh * Wp + (qq % g.OW) * g.sw) * C;
-  }
+  std::vector<int64_t> poff(static_cast<size_t>(bandpix));
+  for (int64_t q = 0; q < bandpix; ++q) poff[size_t(q)] = ((q / g.OW) * g.sh * Wp + (q % g.OW) * g.sw) * C;
   const int px = tile_px(nv);
   Scratch buf(p.band_floats * p.nt);
   const int64_t* to = toff.data();
