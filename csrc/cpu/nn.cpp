@@ -440,20 +440,38 @@ LAMINA_CLONES void bias_relu_row_bf16(const uint16_t* xr, const uint16_t* b, uin
 LAMINA_CLONES void relu_grad_row_bf16(const uint16_t* yr, const uint16_t* gr, uint16_t* dr, float* acc, int64_t C) {
   relu_grad_row(yr, gr, dr, acc, C);
 }
-inline void bias_relu_row_any(const float* xr, const float* b, float* orow, int64_t C) { bias_relu_row(xr, b, orow, C); }
-inline void bias_relu_row_any(const uint16_t* xr, const uint16_t* b, uint16_t* orow, int64_t C) {
-  bias_relu_row_bf16(xr, b, orow, C);
+// The float32 rows, several rows a call, compiled for AVX-512 and AVX2 as well (out of the clones,
+// the module's baseline ISA, SSE2, runs them: the MNIST convnet's bias_relu_grad took ~1.5 ms a
+// step on Zen 4).
+LAMINA_CLONES void bias_relu_rows_f32(const float* x, const float* b, float* o, int64_t rows, int64_t C) {
+  for (int64_t r = 0; r < rows; ++r) bias_relu_row(x + r * C, b, o + r * C, C);
 }
-inline void relu_grad_row_any(const float* yr, const float* gr, float* dr, float* acc, int64_t C) {
-  relu_grad_row(yr, gr, dr, acc, C);
+LAMINA_CLONES void relu_grad_rows_f32(const float* y, const float* g, float* dx, float* acc, int64_t rows, int64_t C) {
+  for (int64_t r = 0; r < rows; ++r) relu_grad_row(y + r * C, g + r * C, dx ? dx + r * C : nullptr, acc, C);
 }
-inline void relu_grad_row_any(const uint16_t* yr, const uint16_t* gr, uint16_t* dr, float* acc, int64_t C) {
-  relu_grad_row_bf16(yr, gr, dr, acc, C);
+inline void bias_relu_rows_any(const float* x, const float* b, float* o, int64_t rows, int64_t C) {
+  bias_relu_rows_f32(x, b, o, rows, C);
 }
+inline void bias_relu_rows_any(const uint16_t* x, const uint16_t* b, uint16_t* o, int64_t rows, int64_t C) {
+  for (int64_t r = 0; r < rows; ++r) bias_relu_row_bf16(x + r * C, b, o + r * C, C);
+}
+inline void relu_grad_rows_any(const float* y, const float* g, float* dx, float* acc, int64_t rows, int64_t C) {
+  relu_grad_rows_f32(y, g, dx, acc, rows, C);
+}
+inline void relu_grad_rows_any(const uint16_t* y, const uint16_t* g, uint16_t* dx, float* acc, int64_t rows,
+                               int64_t C) {
+  for (int64_t r = 0; r < rows; ++r) relu_grad_row_bf16(y + r * C, g + r * C, dx ? dx + r * C : nullptr, acc, C);
+}
+
+// Rows per call of the row kernels above.
+constexpr int64_t kRowBlock = 64;
 
 template <class T>
 static void bias_relu_t(const T* x, const T* b, T* o, int64_t R, int64_t C, bool par) {
-  parallel_for(R, par, [&](int64_t r) { bias_relu_row_any(x + r * C, b, o + r * C, C); });
+  parallel_for((R + kRowBlock - 1) / kRowBlock, par, [&](int64_t k) {
+    const int64_t r0 = k * kRowBlock;
+    bias_relu_rows_any(x + r0 * C, b, o + r0 * C, std::min(kRowBlock, R - r0), C);
+  });
 }
 
 void bias_relu(const Buffer& xb, const Buffer& bb, Buffer& ob) {
@@ -476,8 +494,12 @@ template <class T>
 static void bias_relu_grad_t(const T* y, const T* g, T* dx, T* db, int64_t R, int64_t C, int64_t n) {
   if (!db) {
     if (!dx) return;
+    const int64_t blocks = (R + kRowBlock - 1) / kRowBlock;
 #pragma omp parallel for if (n > kParallelGrain) schedule(static)
-    for (int64_t r = 0; r < R; ++r) relu_grad_row_any(y + r * C, g + r * C, dx + r * C, nullptr, C);
+    for (int64_t k = 0; k < blocks; ++k) {
+      const int64_t r0 = k * kRowBlock;
+      relu_grad_rows_any(y + r0 * C, g + r0 * C, dx + r0 * C, nullptr, std::min(kRowBlock, R - r0), C);
+    }
     return;
   }
   if (R == 0) {
@@ -494,8 +516,7 @@ static void bias_relu_grad_t(const T* y, const T* g, T* dx, T* db, int64_t R, in
     float* acc = rowsum.data() + blk * C;  // float sums of up to 64 rows, then added in double
     for (int64_t r = r0; r < r1; r += 64) {
       std::fill(acc, acc + C, 0.f);
-      for (int64_t i = r; i < std::min(r1, r + 64); ++i)
-        relu_grad_row_any(y + i * C, g + i * C, dx ? dx + i * C : nullptr, acc, C);
+      relu_grad_rows_any(y + r * C, g + r * C, dx ? dx + r * C : nullptr, acc, std::min(r1, r + 64) - r, C);
       for (int64_t c = 0; c < C; ++c) q[c] += acc[c];
     }
   }

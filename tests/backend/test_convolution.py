@@ -503,6 +503,20 @@ def test_max_pool_gradient_with_many_ties_larger(rng, pool, strides, padding):
     np.testing.assert_allclose(got, max_pool_grad_ref(x, g, pool, strides, padding), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("pool,shape", [(2, (16, 14, 40)), (3, (9, 12, 3)), ((2, 3), (10, 9, 33)), (1, (5, 4, 17))])
+def test_max_pool_gradient_windows_tiling_the_image(rng, batch, pool, shape):
+    """Windows that tile the image exactly (strides = window, no padding, sizes divisible) write
+    every input pixel's gradient in one pass: the argmax's window gradient, else exactly 0 (also
+    with batch 1, where channels are split across threads, and with ties)."""
+    x = rng.integers(0, 3, (batch,) + shape).astype(np.float32)
+    y_shape = ops.max_pool(lamina.convert_to_tensor(x), pool, None, "valid").shape
+    g = f32(rng, *y_shape)
+    for _ in range(2):  # the second time into recycled (not zeroed) memory
+        got = _pool_grad(ops.max_pool, x, g, pool, None, "valid")
+        np.testing.assert_array_equal(got, max_pool_grad_ref(x, g, pool, None, "valid").astype(np.float32))
+
+
 def test_average_pool_gradient_larger(rng):
     x = f32(rng, 1, 31, 29, 64)  # batch 1: the backward pass splits channels across threads
     y = pool_ref(x, 3, 2, "same", "avg")
