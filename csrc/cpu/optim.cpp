@@ -31,15 +31,19 @@ namespace lamina {
 using optim_args::check_same;
 
 // ---- the update rules ---------------------------------------------------------------------------
+// The dense rules below (SGD, RMSprop, Adagrad, Adam) are compiled for AVX-512 and AVX2 as well as the
+// module's baseline ISA (SSE2), without contraction into FMAs, so that every variant -- and a row
+// of a sparse update, which runs the same function on D elements -- rounds alike.
+#define LAMINA_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
 
 // var -= lr * g
-static inline void sgd_plain_span(float* w, const float* g, int64_t n, float lr) {
+LAMINA_CLONES LAMINA_NO_CONTRACT static void sgd_plain_span(float* w, const float* g, int64_t n, float lr) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) w[i] -= lr * g[i];
 }
 
 // v = momentum * v - lr * g;  var += v  (nesterov: var += momentum * v - lr * g)
-static inline void sgd_momentum_span(float* w, const float* g, float* v, int64_t n, float lr, float mom, bool nesterov) {
+LAMINA_CLONES LAMINA_NO_CONTRACT static void sgd_momentum_span(float* w, const float* g, float* v, int64_t n, float lr, float mom, bool nesterov) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     float vi = mom * v[i] - lr * g[i];
@@ -52,11 +56,10 @@ struct AdamP { float lr_t, c1, c2, eps, wd; bool amsgrad; };
 
 // m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); vhat = max(vhat, v) (amsgrad);
 // var -= lr_t * m / (sqrt(v or vhat) + eps); decoupled weight decay first: var -= var * wd_lr.
-// Compiled for AVX-512 and AVX2 as well: at the baseline ISA (SSE2) its square roots and divisions
-// made it compute-bound (the MNIST convnet's 3.3M parameters: ~3 ms -> ~1.5 ms on Zen 4). No
-// contraction into FMAs, so that every ISA, and a row of a sparse step as the dense step, round alike.
-LAMINA_CLONES __attribute__((optimize("fp-contract=off"))) static void adam_span(float* w, const float* g, float* m, float* v, float* vh, int64_t n,
-                                    const AdamP& p) {
+// (At the baseline ISA alone its square roots and divisions made it compute-bound: the MNIST
+// convnet's 3.3M parameters took ~3 ms, ~1.5 ms with AVX-512, on Zen 4.)
+LAMINA_CLONES LAMINA_NO_CONTRACT static void adam_span(float* w, const float* g, float* m, float* v, float* vh,
+                                                       int64_t n, const AdamP& p) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     float gi = g[i];
@@ -74,7 +77,7 @@ struct RmsP { float lr, rho, momentum, eps; bool centered; };
 
 // velocity = rho v + (1 - rho) g^2; centered: ag = rho ag + (1 - rho) g, denom = velocity - ag^2 + eps;
 // else denom = velocity + eps. inc = lr g / sqrt(denom); momentum: mom = momentum * mom + inc; var -= mom.
-static inline void rmsprop_span(float* w, const float* g, float* vel, float* ag, float* mo, int64_t n, const RmsP& p) {
+LAMINA_CLONES LAMINA_NO_CONTRACT static void rmsprop_span(float* w, const float* g, float* vel, float* ag, float* mo, int64_t n, const RmsP& p) {
   for (int64_t i = 0; i < n; ++i) {
     float gi = g[i];
     float v = p.rho * vel[i] + (1.f - p.rho) * gi * gi;
@@ -88,7 +91,7 @@ static inline void rmsprop_span(float* w, const float* g, float* vel, float* ag,
 }
 
 // acc += g^2; var -= lr g / sqrt(acc + eps)
-static inline void adagrad_span(float* w, const float* g, float* a, int64_t n, float lr, float eps) {
+LAMINA_CLONES LAMINA_NO_CONTRACT static void adagrad_span(float* w, const float* g, float* a, int64_t n, float lr, float eps) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     float ai = a[i] + g[i] * g[i];
