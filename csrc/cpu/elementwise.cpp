@@ -391,6 +391,26 @@ struct And { static uint8_t f(uint8_t a, uint8_t b) { return (a != 0) & (b != 0)
 struct Or { static uint8_t f(uint8_t a, uint8_t b) { return (a != 0) | (b != 0); } };
 struct Xor { static uint8_t f(uint8_t a, uint8_t b) { return (a != 0) != (b != 0); } };
 
+// One run of a broadcast binary op: x and y advance by sx / sy (1, or 0 for a broadcast operand).
+template <class F, class T, class R>
+LAMINA_INLINE void binary_run_body(const T* x, int64_t sx, const T* y, int64_t sy, R* z, int64_t n) {
+  if (sx == 1 && sy == 1) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) z[i] = F::f(x[i], y[i]);
+  } else if (sx == 1) {
+    const T v = y[0];
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) z[i] = F::f(x[i], v);
+  } else if (sy == 1) {
+    const T v = x[0];
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) z[i] = F::f(v, y[i]);
+  } else {
+    const R v = F::f(x[0], y[0]);
+    for (int64_t i = 0; i < n; ++i) z[i] = v;
+  }
+}
+
 // out = a (op) b with broadcasting. The inner loops of the common layouts -- same shape,
 // tensor (op) scalar, (N, C) (op) (C,) -- are unit-stride and vectorise; the element range is
 // split across threads.
@@ -398,24 +418,7 @@ template <class F, class T, class R>
 static void run_binary(const T* a, const Shape& as, const T* b, const Shape& bs, R* o, const Shape& os, const char* name) {
   BroadcastPlan p = make_plan({&as, &bs}, os, name);
   for_each_run(p, [&](const int64_t* off, int64_t oo, int64_t n, const int64_t* st) {
-    const T* x = a + off[0];
-    const T* y = b + off[1];
-    R* z = o + oo;
-    if (st[0] == 1 && st[1] == 1) {
-#pragma omp simd
-      for (int64_t i = 0; i < n; ++i) z[i] = F::f(x[i], y[i]);
-    } else if (st[0] == 1) {
-      const T v = y[0];
-#pragma omp simd
-      for (int64_t i = 0; i < n; ++i) z[i] = F::f(x[i], v);
-    } else if (st[1] == 1) {
-      const T v = x[0];
-#pragma omp simd
-      for (int64_t i = 0; i < n; ++i) z[i] = F::f(v, y[i]);
-    } else {
-      const R v = F::f(x[0], y[0]);
-      for (int64_t i = 0; i < n; ++i) z[i] = v;
-    }
+    binary_run_body<F>(a + off[0], st[0], b + off[1], st[1], o + oo, n);
   });
 }
 
@@ -423,24 +426,6 @@ static void run_binary(const T* a, const Shape& as, const T* b, const Shape& bs,
 // compiled for AVX2 and AVX-512 as well, chosen by the SIMD variant in use (at the module's baseline
 // ISA, SSE2, they ran at up to half the speed on data in cache). One operation an element, so
 // every variant rounds alike.
-template <class F>
-LAMINA_INLINE void binary_run_body(const float* x, int64_t sx, const float* y, int64_t sy, float* z, int64_t n) {
-  if (sx == 1 && sy == 1) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) z[i] = F::f(x[i], y[i]);
-  } else if (sx == 1) {
-    const float v = y[0];
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) z[i] = F::f(x[i], v);
-  } else if (sy == 1) {
-    const float v = x[0];
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) z[i] = F::f(v, y[i]);
-  } else {
-    const float v = F::f(x[0], y[0]);
-    for (int64_t i = 0; i < n; ++i) z[i] = v;
-  }
-}
 template <class F>
 static void binary_run_generic(const float* x, int64_t sx, const float* y, int64_t sy, float* z, int64_t n) {
   binary_run_body<F>(x, sx, y, sy, z, n);
