@@ -1034,7 +1034,8 @@ void pool2d_backward(int mode, const Shape& xs, const Buffer& gb, const Shape& g
   const int64_t cblocks = g.N >= nt ? 1 : std::min<int64_t>(std::max<int64_t>(C, 1), (nt + g.N - 1) / g.N);
   // With whole images per task, each task zeroes its image's gradient just before adding into
   // it (the image is then still in cache: one pass over dx instead of two); with images split
-  // by channels, dx is zeroed first.
+  // by channels, dx is zeroed first. Max pooling over windows that tile the image writes every
+  // element of dx itself (max_pool_grad_tiled) and zeroes nothing.
   const bool tiled = mode == POOL_MAX && g.sh == g.ph && g.sw == g.pw && g.pt == 0 && g.pl == 0 &&
                      g.OH * g.ph == g.H && g.OW * g.pw == g.W;
   if (!tiled && (cblocks > 1 || gb.numel == 0 || C == 0)) zero_fill(dx, dxb.numel);

@@ -31,8 +31,8 @@ namespace lamina {
 using optim_args::check_same;
 
 // ---- the update rules ---------------------------------------------------------------------------
-// The dense rules below (SGD, RMSprop, Adagrad, Adam) are compiled for AVX-512 and AVX2 as well as the
-// module's baseline ISA (SSE2), without contraction into FMAs, so that every variant -- and a row
+// The dense rules below (SGD, RMSprop, Adagrad, Adam) are compiled for AVX-512 and AVX2 as well as
+// the module's baseline ISA (SSE2), without contraction into FMAs, so that every variant -- and a row
 // of a sparse update, which runs the same function on D elements -- rounds alike.
 #define LAMINA_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
 
@@ -43,7 +43,8 @@ LAMINA_CLONES LAMINA_NO_CONTRACT static void sgd_plain_span(float* w, const floa
 }
 
 // v = momentum * v - lr * g;  var += v  (nesterov: var += momentum * v - lr * g)
-LAMINA_CLONES LAMINA_NO_CONTRACT static void sgd_momentum_span(float* w, const float* g, float* v, int64_t n, float lr, float mom, bool nesterov) {
+LAMINA_CLONES LAMINA_NO_CONTRACT static void sgd_momentum_span(float* w, const float* g, float* v, int64_t n, float lr,
+                                                               float mom, bool nesterov) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     float vi = mom * v[i] - lr * g[i];
@@ -77,7 +78,8 @@ struct RmsP { float lr, rho, momentum, eps; bool centered; };
 
 // velocity = rho v + (1 - rho) g^2; centered: ag = rho ag + (1 - rho) g, denom = velocity - ag^2 + eps;
 // else denom = velocity + eps. inc = lr g / sqrt(denom); momentum: mom = momentum * mom + inc; var -= mom.
-LAMINA_CLONES LAMINA_NO_CONTRACT static void rmsprop_span(float* w, const float* g, float* vel, float* ag, float* mo, int64_t n, const RmsP& p) {
+LAMINA_CLONES LAMINA_NO_CONTRACT static void rmsprop_span(float* w, const float* g, float* vel, float* ag, float* mo,
+                                                          int64_t n, const RmsP& p) {
   for (int64_t i = 0; i < n; ++i) {
     float gi = g[i];
     float v = p.rho * vel[i] + (1.f - p.rho) * gi * gi;
@@ -91,7 +93,8 @@ LAMINA_CLONES LAMINA_NO_CONTRACT static void rmsprop_span(float* w, const float*
 }
 
 // acc += g^2; var -= lr g / sqrt(acc + eps)
-LAMINA_CLONES LAMINA_NO_CONTRACT static void adagrad_span(float* w, const float* g, float* a, int64_t n, float lr, float eps) {
+LAMINA_CLONES LAMINA_NO_CONTRACT static void adagrad_span(float* w, const float* g, float* a, int64_t n, float lr,
+                                                          float eps) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     float ai = a[i] + g[i] * g[i];
