@@ -101,6 +101,16 @@ def no_grad():
         _state.recording = was
 
 
+def fusion_allowed():
+    """Whether an op may record a Node that differentiates through the op that made its input
+    (max pooling over bias_relu's output, convolution.py) and so leaves that intermediate tensor
+    off the graph: only while the one open tape is a training step's (GradientTape with
+    _fused=True), which takes gradients of variables only. A tape opened inside it (a layer's
+    own) turns it off, as that tape could ask for the gradient of an intermediate tensor."""
+    tapes = _state.tapes
+    return _state.recording and len(tapes) == 1 and tapes[0]._fused
+
+
 def tapes_active():
     """Whether a GradientTape is open on this thread (step replay stays out of its way)."""
     return bool(_state.tapes)
@@ -151,8 +161,9 @@ class GradientTape:
     activations it holds) is released by the first call.
     """
 
-    def __init__(self, persistent=False, watch_accessed_variables=True):
+    def __init__(self, persistent=False, watch_accessed_variables=True, _fused=False):
         self.persistent = persistent
+        self._fused = _fused  # internal: a training step's tape (see fusion_allowed)
         self.watch_accessed_variables = watch_accessed_variables
         self._active = False
         self._paused = False
@@ -223,6 +234,10 @@ class GradientTape:
         for s in flat_sources:
             if not isinstance(s, Tensor):
                 raise TypeError(f"GradientTape.gradient: sources must be tensors or variables, received {type(s).__name__}")
+        if self._fused and any(s._node is not None for s in flat_sources):
+            raise ValueError("GradientTape.gradient: this training step's tape fuses ops across intermediate "
+                             "tensors, so it gives gradients of variables and leaf tensors only; use a plain "
+                             "GradientTape for the gradient of an intermediate tensor")
         was = _state.recording
         _state.recording = False
         try:

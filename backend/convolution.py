@@ -11,7 +11,7 @@ arguments, computes shapes and padding, allocates outputs and records the backwa
 import numbers
 
 from . import dtypes
-from .autodiff import needs_grad, record
+from .autodiff import fusion_allowed, needs_grad, record
 from .math import _as_tensor, check_same_device
 from .tensor import Tensor, empty
 
@@ -326,6 +326,11 @@ def _pool(mode, op, inputs, pool_size, strides, padding, data_format):
     if nsp == 1:
         out = _view(out, (n, ow, c))
     if rec:
+        src = (getattr(x._node.backward, "bias_relu_inputs", None)
+               if mode == _MAX and x._node is not None and fusion_allowed() else None)
+        if src is not None:
+            return _max_pool_of_bias_relu(out, src, x4.shape, out4, idx, window, strides, pads)
+
         def backward(g, need):
             dx = empty(x.shape, x.dtype, x.device)
             kern.pool2d_backward(mode, x4.shape, g._buf, out4, dx._buf, window, strides, pads,
@@ -333,6 +338,31 @@ def _pool(mode, op, inputs, pool_size, strides, padding, data_format):
             return (dx,)
         record(out, (x,), backward)
     return out
+
+
+def _max_pool_of_bias_relu(out, src, x4_shape, out4, idx, window, strides, pads):
+    """Records max pooling over y = bias_relu(z, bias) as a function of (z, bias) directly: the
+    gradient reaching a pixel of y is the sum of the gradients of the windows whose maximum it
+    is, and each of those windows' outputs is that pixel's value, so relu's mask (y > 0) can be
+    applied to the pooled gradient (where out > 0) before it is scattered. That is one pass over
+    the pooled tensor (bias_relu_grad, which gives the bias's gradient too) and one scatter,
+    instead of a scatter into y's size and then a full pass of relu's gradient over it. The
+    result is the same, exactly, for z's gradient; y's own Node still serves any other use of y.
+    Only under a training step's tape (autodiff.fusion_allowed): y is then off the graph."""
+    z, bias = src
+    kern = z.device.kernels
+    cols = bias.shape[0]
+
+    def backward(g, needs):
+        gm = empty(out4, g.dtype, g.device)
+        db = empty(bias.shape, bias.dtype, bias.device) if needs[1] else None
+        kern.bias_relu_grad(out._buf, g._buf, gm._buf, db._buf if db is not None else None, cols)
+        dz = None
+        if needs[0]:
+            dz = empty(z.shape, z.dtype, z.device)
+            kern.pool2d_backward(_MAX, x4_shape, gm._buf, out4, dz._buf, window, strides, pads, idx._buf)
+        return dz, db
+    return record(out, (z, bias), backward)
 
 
 def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):

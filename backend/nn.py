@@ -131,6 +131,7 @@ def bias_relu(x, bias):
             x.device.kernels.bias_relu_grad(out._buf, g._buf, dx._buf if dx is not None else None,
                                             db._buf if db is not None else None, cols)
             return dx, db
+        backward.bias_relu_inputs = (x, bias)  # max pooling folds this gradient into its own
         record(out, (x, bias), backward)
     return out
 

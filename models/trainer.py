@@ -223,7 +223,7 @@ class Trainer:
         inside = self._metrics_in_step()
 
         def gradients():
-            with GradientTape() as tape:
+            with GradientTape(_fused=True) as tape:  # gradients of variables only
                 y_pred = self(x, training=True)
                 loss = self._compute_loss(x, y, y_pred, sample_weight, training=True)
                 scaled = self.optimizer.scale_loss(loss)  # loss_scale_factor; apply divides it out again
@@ -324,7 +324,7 @@ class Trainer:
 
         def gradients():  # replayed as the plain step's (models/replay.py), metric updates included
             total, slices = None, []
-            with GradientTape() as tape:
+            with GradientTape(_fused=True) as tape:  # gradients of variables only
                 for a, b in even_slices(n, micro_batches):
                     xs, ys, sws = slice_rows(x, a, b), slice_rows(y, a, b), slice_rows(sample_weight, a, b)
                     y_pred = self(xs, training=True)

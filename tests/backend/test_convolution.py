@@ -517,6 +517,66 @@ def test_max_pool_gradient_windows_tiling_the_image(rng, batch, pool, shape):
         np.testing.assert_array_equal(got, max_pool_grad_ref(x, g, pool, None, "valid").astype(np.float32))
 
 
+def _relu_pool_grads(z, b, g, pool, strides, padding, fused, extra=None):
+    """Gradients of sum(g * max_pool(bias_relu(z, b))) (+ sum(extra * y) when extra is given,
+    y used twice) with respect to z and b, under a training step's tape (fused) or a plain one."""
+    from lamina.backend.nn import bias_relu
+    zv, bv = lamina.Variable(z), lamina.Variable(b)
+    with lamina.GradientTape(_fused=fused) as tape:
+        y = bias_relu(zv, bv)
+        p = ops.max_pool(y, pool, strides, padding)
+        loss = ops.sum(ops.multiply(p, g))
+        if extra is not None:
+            loss = ops.add(loss, ops.sum(ops.multiply(y, extra)))
+    fused_node = p._node.inputs[0] is not y  # pooling's node skips y: it is on the pre-activation
+    dz, db = tape.gradient(loss, [zv, bv])
+    return np.asarray(dz), np.asarray(db), fused_node
+
+
+@pytest.mark.parametrize("pool,strides,padding,shape", [(2, None, "valid", (3, 12, 10, 32)),
+                                                        (3, 2, "same", (2, 11, 13, 5)),
+                                                        ((2, 3), (1, 2), "same", (1, 9, 8, 17)),
+                                                        (2, 1, "valid", (2, 7, 6, 4))])
+def test_max_pool_over_bias_relu_fused_gradient(rng, pool, strides, padding, shape):
+    """A training step's tape records max pooling over bias_relu's output as one node on the
+    pre-activation (relu's mask applied to the pooled gradient, then one scatter): the
+    pre-activation's gradient equals the unfused one exactly, the bias's up to summation order,
+    also with overlapping windows, padding, ties and zeros, and with y used elsewhere too."""
+    z = rng.integers(-2, 3, shape).astype(np.float32)  # ties, and windows whose maximum is 0
+    b = rng.integers(-1, 2, shape[-1]).astype(np.float32)
+    y_shape = ops.max_pool(lamina.convert_to_tensor(z), pool, strides, padding).shape
+    g = f32(rng, *y_shape)
+    for extra in (None, f32(rng, *shape)):
+        dz0, db0, fused0 = _relu_pool_grads(z, b, g, pool, strides, padding, False, extra)
+        dz1, db1, fused1 = _relu_pool_grads(z, b, g, pool, strides, padding, True, extra)
+        assert not fused0 and fused1
+        np.testing.assert_array_equal(dz1, dz0)
+        np.testing.assert_allclose(db1, db0, rtol=1e-5, atol=1e-5)
+        y = np.maximum(z + b, 0)
+        want = max_pool_grad_ref(y, g, pool, strides, padding) * (y > 0)
+        if extra is not None:
+            want = want + extra * (y > 0)
+        np.testing.assert_allclose(dz1, want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(db1, want.reshape(-1, shape[-1]).sum(0), rtol=1e-4, atol=1e-4)
+
+
+def test_fused_tape_refuses_intermediate_sources_and_nested_tapes_do_not_fuse(rng):
+    from lamina.backend.nn import bias_relu
+    z, b = lamina.Variable(f32(rng, 1, 4, 4, 3)), lamina.Variable(f32(rng, 3))
+    with lamina.GradientTape(_fused=True) as tape:
+        y = bias_relu(z, b)
+        p = ops.max_pool(y, 2)
+        with lamina.GradientTape() as inner:  # a layer's own tape: it may ask for y2's gradient
+            y2 = bias_relu(z, b)
+            q = ops.sum(ops.max_pool(y2, 2))
+        loss = ops.sum(p)
+    assert p._node.inputs[0] is not y and q._node.inputs[0]._node.inputs[0] is y2
+    with pytest.raises(ValueError, match="intermediate tensor"):
+        tape.gradient(loss, [y])
+    want = max_pool_grad_ref(np.asarray(y2), np.ones((1, 2, 2, 3), np.float32), 2, None, "valid")
+    np.testing.assert_allclose(np.asarray(inner.gradient(q, [y2])[0]), want)
+
+
 def test_average_pool_gradient_larger(rng):
     x = f32(rng, 1, 31, 29, 64)  # batch 1: the backward pass splits channels across threads
     y = pool_ref(x, 3, 2, "same", "avg")

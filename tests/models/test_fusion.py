@@ -181,3 +181,39 @@ def test_mobilenet_fused_equals_unfused():
     assert len(model._fusions) == 27
     x = _x(2, 64, 64, 3)
     np.testing.assert_allclose(model.predict(x, verbose=0), _unfused(model, x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_training_step_fuses_max_pooling_with_the_relu_before_it(monkeypatch):
+    """The built-in train step records max pooling over a Conv2D's fused bias+ReLU as one node
+    on the pre-activation (backend/convolution.py); the update equals a plain GradientTape
+    step's, layer by layer."""
+    from lamina.backend import convolution
+    calls = []
+    real = convolution._max_pool_of_bias_relu
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(convolution, "_max_pool_of_bias_relu", spy)
+
+    def build():
+        lamina.utils.set_random_seed(3)
+        return lamina.Sequential([lamina.Input((10, 10, 2)), layers.Conv2D(8, 3, padding="same", activation="relu"),
+                                  layers.MaxPooling2D(2), layers.Conv2D(4, 3, activation="relu"),
+                                  layers.MaxPooling2D(2, strides=1), layers.Flatten(), layers.Dense(3)])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 10, 10, 2)).astype(np.float32)
+    y = rng.integers(0, 3, 6)
+    loss = lamina.losses.SparseCategoricalCrossentropy(from_logits=True)
+    fused, plain = build(), build()
+    fused.compile(optimizer=lamina.optimizers.SGD(0.1), loss=loss)
+    for _ in range(3):
+        fused.train_on_batch(x, y)
+    assert len(calls) >= 2  # both pooling layers, at least in the recorded step
+    opt = lamina.optimizers.SGD(0.1)
+    for _ in range(3):
+        with lamina.GradientTape() as tape:
+            value = loss(y, plain(x, training=True))
+        opt.apply(tape.gradient(value, plain.trainable_weights), plain.trainable_weights)
+    for a, b in zip(fused.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
