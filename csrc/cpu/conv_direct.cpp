@@ -210,7 +210,211 @@ GradFn grad_fn(int nv, int px) {
 }
 #endif
 
+// ---- Winograd F(m x m, r x r) for stride-1 3 x 3 and 5 x 5 layers --------------------------------
+//
+// Each m x m block of outputs ("tile") comes from a 6 x 6 block of padded input, m + r - 1 = 6:
+// Y = A^T [(G g G^T) (.) (B^T d B)] A, with the interpolation points 0, 1, -1, 2, -2 and infinity
+// (the same B^T for both sizes). Per tile and pair of channels that is 36 multiplies, against
+// m^2 r^2 for the direct product: 2.8x fewer for 5 x 5 (m = 2), 4x for 3 x 3 (m = 4). The 36
+// products run as 36 small GEMMs, (tiles x C) times (C x O) for each position of the 6 x 6 block,
+// on the forward tiles above; the transforms are vector adds over 16 channels (or filters) at a
+// time. Work is shared out by (image, band of tile rows); a band's transformed inputs and
+// products stay in L2.
+constexpr float kBT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                             {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+// A^T for m = 4 (its first two rows with the last column (0, 1) are m = 2's).
+constexpr float kAT4[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+constexpr float kAT2[2][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 1}};
+// G (6 x r): row j is p_j^k / prod_{l != j} (p_j - p_l) for the finite points, (0, ..., 0, 1) for infinity.
+constexpr double kG5[6][5] = {{1. / 4, 0, 0, 0, 0},
+                              {-1. / 6, -1. / 6, -1. / 6, -1. / 6, -1. / 6},
+                              {-1. / 6, 1. / 6, -1. / 6, 1. / 6, -1. / 6},
+                              {1. / 24, 1. / 12, 1. / 6, 1. / 3, 2. / 3},
+                              {1. / 24, -1. / 12, 1. / 6, -1. / 3, 2. / 3},
+                              {0, 0, 0, 0, 1}};
+constexpr double kG3[6][3] = {{1. / 4, 0, 0},           {-1. / 6, -1. / 6, -1. / 6}, {-1. / 6, 1. / 6, -1. / 6},
+                              {1. / 24, 1. / 12, 1. / 6}, {1. / 24, -1. / 12, 1. / 6}, {0, 0, 1}};
+
+template <int M>
+struct Wino;
+template <>
+struct Wino<2> {  // 5 x 5 kernels
+  static constexpr int R = 5;
+  static constexpr const float (&AT)[2][6] = kAT2;
+  static constexpr const double (&G)[6][5] = kG5;
+};
+template <>
+struct Wino<4> {  // 3 x 3 kernels
+  static constexpr int R = 3;
+  static constexpr const float (&AT)[4][6] = kAT4;
+  static constexpr const double (&G)[6][3] = kG3;
+};
+
+// Tiles per band: their transformed inputs (36 x tiles x C floats) and products stay in L2.
+constexpr int64_t kWinoTiles = 64;
+
+struct WinoPlan {
+  int m;
+  int64_t TH, TW, Hp, Wp, tr, nb, units;
+  int nt;
+};
+
+WinoPlan wino_plan(const ConvGeom& g) {
+  WinoPlan p;
+  p.m = g.KH == 5 ? 2 : 4;
+  p.TH = (g.OH + p.m - 1) / p.m, p.TW = (g.OW + p.m - 1) / p.m;
+  p.Wp = p.TW * p.m + g.KW - 1;
+  p.nt = omp_in_parallel() ? 1 : std::max(1, num_threads());
+  int64_t tr = std::max<int64_t>(1, std::min(p.TH, kWinoTiles / p.TW));  // tile rows per band
+  if (g.N < 4 * p.nt) tr = std::max<int64_t>(1, std::min(tr, (g.N * p.TH) / (4 * p.nt) / std::max<int64_t>(g.N, 1)));
+  p.tr = tr;
+  p.nb = (p.TH + tr - 1) / tr;
+  p.Hp = tr * p.m + g.KH - 1;
+  p.units = g.N * p.nb;
+  p.nt = int(std::min<int64_t>(p.nt, p.units));
+  return p;
+}
+
+#if LAMINA_X86
+// out[i] = sum_k M[i][k] in[k * stride] for a constant matrix row (zero entries skipped at compile time).
+template <int ROWS, int COLS, class T>
+LAMINA_AVX512_DIRECT inline void mat_vec(const T (&M)[ROWS][COLS], const __m512* in, int64_t stride, __m512* out,
+                                         int64_t ostride) {
+#pragma GCC unroll 8
+  for (int i = 0; i < ROWS; ++i) {
+    __m512 acc = _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int k = 0; k < COLS; ++k) {
+      const float c = float(M[i][k]);
+      if (c == 1.f) acc = _mm512_add_ps(acc, in[k * stride]);
+      else if (c == -1.f) acc = _mm512_sub_ps(acc, in[k * stride]);
+      else if (c != 0.f) acc = _mm512_fmadd_ps(_mm512_set1_ps(c), in[k * stride], acc);
+    }
+    out[i * ostride] = acc;
+  }
+}
+
+// V[pos * vs + 0:16] = (B^T d B)[pos] for the 6 x 6 block d at `a` (rows `rs` floats apart, pixels `ps`).
+LAMINA_AVX512_DIRECT void wino_input_tile(const float* a, int64_t rs, int64_t ps, float* v, int64_t vs) {
+  __m512 d[36], t[36];
+#pragma GCC unroll 6
+  for (int i = 0; i < 6; ++i)
+#pragma GCC unroll 6
+    for (int j = 0; j < 6; ++j) d[i * 6 + j] = _mm512_loadu_ps(a + i * rs + j * ps);
+#pragma GCC unroll 6
+  for (int j = 0; j < 6; ++j) mat_vec(kBT, d + j, 6, t + j, 6);  // columns: t = B^T d
+#pragma GCC unroll 6
+  for (int i = 0; i < 6; ++i) mat_vec(kBT, t + i * 6, 1, d + i * 6, 1);  // rows: (B^T d) B
+#pragma GCC unroll 36
+  for (int k = 0; k < 36; ++k) _mm512_storeu_ps(v + k * vs, d[k]);
+}
+
+// The m x m outputs A^T P A of one tile's 36 products (P[pos * ps + 0:16]), stored where they fall
+// inside the image (rows < mh, columns < mw).
+template <int M>
+LAMINA_AVX512_DIRECT void wino_output_tile(const float* pr, int64_t ps, float* out, int64_t rs, int64_t cs, int mh,
+                                           int mw) {
+  constexpr const float (&AT)[M][6] = Wino<M>::AT;
+  __m512 q[36], t[6 * M], y[M * M];
+#pragma GCC unroll 36
+  for (int k = 0; k < 36; ++k) q[k] = _mm512_loadu_ps(pr + k * ps);
+#pragma GCC unroll 6
+  for (int j = 0; j < 6; ++j) mat_vec(AT, q + j, 6, t + j, 6);  // t (M x 6) = A^T P
+#pragma GCC unroll 4
+  for (int i = 0; i < M; ++i) mat_vec(AT, t + i * 6, 1, y + i * M, 1);  // y (M x M) = t A
+  for (int i = 0; i < mh; ++i)
+    for (int j = 0; j < mw; ++j) _mm512_storeu_ps(out + i * rs + j * cs, y[i * M + j]);
+}
+
+// U[pos][ob][c][0:bw] = (G g G^T)[pos] for every channel c and filter o = ob * bw + lane.
+template <int M>
+LAMINA_AVX512_DIRECT void wino_weights(const ConvGeom& g, const float* w, int64_t bw, float* u) {
+  constexpr int R = Wino<M>::R;
+  constexpr const double (&G)[6][R] = Wino<M>::G;
+  const int64_t C = g.C, O = g.O, nob = O / bw;
+  std::vector<float> t(size_t(6 * R * O));  // t[i][l][o] = sum_k G[i][k] w[k][l][c][o]
+  for (int64_t c = 0; c < C; ++c) {
+    std::fill(t.begin(), t.end(), 0.f);
+    for (int i = 0; i < 6; ++i)
+      for (int k = 0; k < R; ++k) {
+        const float gk = float(G[i][k]);
+        if (gk == 0.f) continue;
+        for (int l = 0; l < R; ++l) {
+          const float* src = w + ((k * R + l) * C + c) * O;
+          float* dst = t.data() + (i * R + l) * O;
+#pragma omp simd
+          for (int64_t o = 0; o < O; ++o) dst[o] += gk * src[o];
+        }
+      }
+    for (int i = 0; i < 6; ++i)
+      for (int j = 0; j < 6; ++j) {
+        for (int64_t ob = 0; ob < nob; ++ob) {
+          float* dst = u + (((i * 6 + j) * nob + ob) * C + c) * bw;
+          for (int64_t o = 0; o < bw; ++o) dst[o] = 0.f;
+          for (int l = 0; l < R; ++l) {
+            const float gl = float(G[j][l]);
+            if (gl == 0.f) continue;
+            const float* src = t.data() + (i * R + l) * O + ob * bw;
+#pragma omp simd
+            for (int64_t o = 0; o < bw; ++o) dst[o] += gl * src[o];
+          }
+        }
+      }
+  }
+}
+
+template <int M>
+void wino_forward_m(const ConvGeom& g, const float* x, const float* w, float* out) {
+  const WinoPlan p = wino_plan(g);
+  const int64_t C = g.C, O = g.O, Wp = p.Wp;
+  const int nv = tile_nv(O);
+  const int64_t bw = 16 * nv, nob = O / bw, maxt = p.tr * p.TW;
+  Scratch u(36 * C * O);
+  wino_weights<M>(g, w, bw, u.p);
+  std::vector<int64_t> poff(static_cast<size_t>(maxt));
+  for (int64_t i = 0; i < maxt; ++i) poff[size_t(i)] = i * C;
+  const int64_t zero = 0;
+  const int px = tile_px(nv);
+  const int64_t band_floats = p.Hp * Wp * C, v_floats = 36 * maxt * C, m_floats = 36 * maxt * O;
+  Scratch buf((band_floats + v_floats + m_floats) * p.nt);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(p.nt) if (p.nt > 1)
+  for (int64_t un = 0; un < p.units; ++un) {
+    const int64_t n = un / p.nb, ty0 = (un % p.nb) * p.tr, ty1 = std::min(p.TH, ty0 + p.tr);
+    float* band = buf.p + (p.nt > 1 ? omp_get_thread_num() : 0) * (band_floats + v_floats + m_floats);
+    float* v = band + band_floats;
+    float* pr = v + v_floats;
+    const int64_t rows = (ty1 - ty0) * M + g.KH - 1, tiles = (ty1 - ty0) * p.TW;
+    pad_band(g, Wp, x + n * g.H * g.W * C, ty0 * M, rows, band);
+    for (int64_t t = 0; t < tiles; ++t) {  // V[pos][t][c] = (B^T d B)[pos]
+      const float* a = band + ((t / p.TW) * M * Wp + (t % p.TW) * M) * C;
+      for (int64_t c = 0; c < C; c += 16) wino_input_tile(a + c, Wp * C, C, v + t * C + c, tiles * C);
+    }
+    for (int64_t pos = 0; pos < 36; ++pos)  // P[pos] (tiles x O) = V[pos] (tiles x C) U[pos] (C x O)
+      for (int64_t q = 0; q < tiles; q += px) {
+        const FwdFn f = fwd_fn(nv, int(std::min<int64_t>(px, tiles - q)));
+        for (int64_t ob = 0; ob < nob; ++ob)
+          f(v + pos * tiles * C, poff.data() + q, &zero, 1, C, u.p + (pos * nob + ob) * C * bw, 0, bw,
+            pr + (pos * tiles + q) * O + ob * bw, O, false);
+      }
+    for (int64_t t = 0; t < tiles; ++t) {  // the outputs A^T P A
+      const int64_t oy = (ty0 + t / p.TW) * M, ox = (t % p.TW) * M;
+      const int mh = int(std::min<int64_t>(M, g.OH - oy)), mw = int(std::min<int64_t>(M, g.OW - ox));
+      float* o = out + ((n * g.OH + oy) * g.OW + ox) * O;
+      for (int64_t c = 0; c < O; c += 16)
+        wino_output_tile<M>(pr + t * O + c, tiles * O, o + c, g.OW * O, O, mh, mw);
+    }
+  }
+}
+#endif
+
 }  // namespace
+
+bool g_winograd = true;
+
+bool winograd_usable(const ConvGeom& g) {
+  return g_winograd && usable(g) && g.KH == g.KW && (g.KH == 5 || g.KH == 3) && g.sh == 1 && g.sw == 1 &&
+         g.dh == 1 && g.dw == 1 && g.C % 16 == 0 && g.pt < g.KH && g.pl < g.KW;
+}
 
 bool usable(const ConvGeom& g) {
 #if LAMINA_X86
@@ -251,6 +455,7 @@ void flip_kernel(const ConvGeom& g, const float* w, float* wt) {
 
 void forward(const ConvGeom& g, const float* x, const float* w, float* out) {
 #if LAMINA_X86
+  if (winograd_usable(g)) return g.KH == 5 ? wino_forward_m<2>(g, x, w, out) : wino_forward_m<4>(g, x, w, out);
   const Plan p = plan(g);
   const int64_t C = g.C, O = g.O, Wp = p.Wp, K = g.K(), ntaps = g.KH * g.KW;
   const int nv = tile_nv(O);

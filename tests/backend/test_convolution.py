@@ -742,3 +742,39 @@ def test_many_channel_conv_without_avx512_goes_through_im2col(rng):
     finally:
         _cpu.set_simd_isa(before)
     np.testing.assert_allclose(got, conv_ref(x, w, padding="same"), atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("k,cin,cout,padding,size", [
+    (5, 32, 64, "same", (14, 14)),   # the MNIST convnet's conv2: 7 x 7 tiles of 2 x 2
+    (5, 16, 32, "same", (15, 13)),   # odd sizes: the last tiles hang over the edge
+    (5, 48, 16, "valid", (12, 17)),  # one zmm of filters (24-tile GEMM rows)
+    (3, 16, 48, "same", (9, 11)),    # 3 x 3: tiles of 4 x 4 outputs
+    (3, 32, 32, "valid", (10, 10)),
+])
+def test_winograd_convs_match_the_reference_and_the_direct_kernels(rng, k, cin, cout, padding, size):
+    """Stride-1 3 x 3 and 5 x 5 layers with channels in multiples of 16 run the forward pass and
+    the input gradient as Winograd products on AVX-512 (conv_winograd(1), the default): against the
+    float64 reference and the direct kernels (conv_winograd(0)), from which they differ only by
+    rounding; one image (bands of tile rows shared by the threads) and several."""
+    kern = lamina.get_device("cpu").kernels
+    for n in (1, 3):
+        x = f32(rng, n, *size, cin)
+        w = f32(rng, k, k, cin, cout)
+        want = conv_ref(x, w, padding=padding)
+        g = f32(rng, *want.shape)
+        want_x, want_w = conv_grads_ref(x, w, g, padding=padding)
+        got = {}
+        for mode in (1, 0):
+            was = kern.conv_winograd(mode)
+            try:
+                y = ops.conv(x, w, padding=padding).numpy()
+                gx, gw = _conv_grads(x, w, g, padding=padding)
+            finally:
+                kern.conv_winograd(was)
+            scale = np.abs(want).max()
+            np.testing.assert_allclose(y, want, atol=2e-5 * scale, rtol=1e-4)
+            np.testing.assert_allclose(gx.numpy(), want_x, atol=2e-5 * np.abs(want_x).max(), rtol=1e-4)
+            np.testing.assert_allclose(gw.numpy(), want_w, atol=2e-5 * np.abs(want_w).max(), rtol=1e-4)
+            got[mode] = y, gx.numpy()
+        if _avx512():  # a different summation ran
+            assert not np.array_equal(got[1][0], got[0][0]) and not np.array_equal(got[1][1], got[0][1])
