@@ -15,6 +15,7 @@ lamina's time is also split into im2col + col2im (the convolution's own overhead
 direct kernels), from the kernels' profile counters.
 
     PYTHONPATH=.dev python3 benchmarks/bench_conv.py [--rounds 3] [--repeats 10] [--threads 2] [--direct off]
+        [--winograd off]
 """
 import argparse
 import json
@@ -38,6 +39,7 @@ def worker_lamina(args):
     kern = lamina.get_device("cpu").kernels
     kern.conv_schedule({"auto": 0, "split": 1, "batch": 2}[args.schedule])
     kern.conv_direct_wide(1 if args.direct == "on" else 0)
+    kern.conv_winograd(1 if args.winograd == "on" else 0)
     rng = np.random.default_rng(0)
     out = {}
     for name, c in CASES.items():
@@ -108,6 +110,9 @@ def main():
     ap.add_argument("--direct", choices=["on", "off"], default="on",
                     help="'off': conv2 (32 input channels) through im2col + GEMM instead of the direct "
                          "AVX-512 kernels (csrc/cpu/conv_direct.cpp), for comparison")
+    ap.add_argument("--winograd", choices=["on", "off"], default="on",
+                    help="'off': conv2 (5x5, stride 1) through the direct kernels instead of the Winograd "
+                         "products (csrc/cpu/conv_direct.cpp), for comparison")
     ap.add_argument("--worker", choices=["lamina", "torch"])
     args = ap.parse_args()
     if args.worker:
@@ -116,13 +121,15 @@ def main():
         return
 
     runs = alternate(args.rounds, lambda lib: run_worker(__file__, lib, args.threads, ["--repeats", args.repeats, "--warmup", args.warmup, "--schedule", args.schedule,
-                                                                   "--direct", args.direct]))
+                                                                   "--direct", args.direct,
+                                                                   "--winograd", args.winograd]))
 
     def med(lib, key, field="ms"):
         return median_field(runs, lib, key, field)
 
     print(f"MNIST convnet convolutions, batch 128, {args.threads} threads, median of {args.rounds} rounds "
-          f"x {args.repeats} repeats (ms); lamina schedule: {args.schedule}, direct kernels: {args.direct}")
+          f"x {args.repeats} repeats (ms); lamina schedule: {args.schedule}, direct kernels: {args.direct}, "
+          f"Winograd: {args.winograd}")
     hdr = f"{'case':7} {'variant':15} {'lamina':>9} {'torch':>9} {'torch/lamina':>13} {'im2col+col2im':>14} {'gemm':>9}"
     print(hdr)
     print("-" * len(hdr))

@@ -20,8 +20,9 @@ ConvGeom transposed(const ConvGeom& g);
 // wt[kh, kw, o, c] = w[KH - 1 - kh, KW - 1 - kw, c, o]  (w: g's kernel, KH*KW*C*O floats).
 void flip_kernel(const ConvGeom& g, const float* w, float* wt);
 
-// Whether forward() takes the Winograd path (conv_direct.cpp): 3 x 3 or 5 x 5, stride 1, no
-// dilation, C a multiple of 16; g_winograd switches it off for comparisons.
+// Whether forward() and filter_grad() take the Winograd path (conv_direct.cpp): 3 x 3 or 5 x 5,
+// stride 1, no dilation, C a multiple of 16, 16 tiles an image or more; g_winograd switches it
+// off for comparisons.
 extern bool g_winograd;
 bool winograd_usable(const ConvGeom& g);
 // out (N, OH, OW, O) = conv(x (N, H, W, C), w (KH, KW, C, O)).

@@ -748,8 +748,8 @@ def test_many_channel_conv_without_avx512_goes_through_im2col(rng):
     (5, 32, 64, "same", (14, 14)),   # the MNIST convnet's conv2: 7 x 7 tiles of 2 x 2
     (5, 16, 32, "same", (15, 13)),   # odd sizes: the last tiles hang over the edge
     (5, 48, 16, "valid", (12, 17)),  # one zmm of filters (24-tile GEMM rows)
-    (3, 16, 48, "same", (9, 11)),    # 3 x 3: tiles of 4 x 4 outputs
-    (3, 32, 32, "valid", (10, 10)),
+    (3, 16, 48, "same", (13, 18)),   # 3 x 3: tiles of 4 x 4 outputs
+    (3, 32, 32, "valid", (22, 18)),
 ])
 def test_winograd_convs_match_the_reference_and_the_direct_kernels(rng, k, cin, cout, padding, size):
     """Stride-1 3 x 3 and 5 x 5 layers with channels in multiples of 16 run the forward pass and
@@ -778,3 +778,17 @@ def test_winograd_convs_match_the_reference_and_the_direct_kernels(rng, k, cin, 
             got[mode] = y, gx.numpy()
         if _avx512():  # a different summation ran
             assert not np.array_equal(got[1][0], got[0][0]) and not np.array_equal(got[1][1], got[0][1])
+
+
+def test_winograd_skips_images_of_few_tiles(rng):
+    """Under 16 tiles an image (a 3 x 3 layer on 7 x 7 images: 2 x 2 tiles of 4 x 4) the direct
+    kernels run, exactly as with conv_winograd(0)."""
+    kern = lamina.get_device("cpu").kernels
+    x, w = f32(rng, 2, 7, 7, 32), f32(rng, 3, 3, 32, 32)
+    y1 = ops.conv(x, w, padding="same").numpy()
+    was = kern.conv_winograd(0)
+    try:
+        y0 = ops.conv(x, w, padding="same").numpy()
+    finally:
+        kern.conv_winograd(was)
+    np.testing.assert_array_equal(y1, y0)
