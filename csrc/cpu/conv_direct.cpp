@@ -249,12 +249,12 @@ constexpr double kG3[6][3] = {{1. / 4, 0, 0},           {-1. / 6, -1. / 6, -1. /
 // The filter gradient sums, over the image, each M x M block of dout against the 6 x 6 input block
 // under it: F(R x R, M x M), the kernel's R x R sums from 36 products per block, with the dout
 // block transformed by G_M (6 x M, G's first M columns with the last row (0, ..., 0, 1)) and the
-// sums brought back by A_R^T (R x 6).
-constexpr float kGd2[6][2] = {{1.f / 4, 0}, {-1.f / 6, -1.f / 6}, {-1.f / 6, 1.f / 6}, {1.f / 24, 1.f / 12},
-                              {1.f / 24, -1.f / 12}, {0, 1}};
-constexpr float kGd4[6][4] = {{1.f / 4, 0, 0, 0},          {-1.f / 6, -1.f / 6, -1.f / 6, -1.f / 6},
-                              {-1.f / 6, 1.f / 6, -1.f / 6, 1.f / 6}, {1.f / 24, 1.f / 12, 1.f / 6, 1.f / 3},
-                              {1.f / 24, -1.f / 12, 1.f / 6, -1.f / 3}, {0, 0, 0, 1}};
+// sums brought back by A_R^T (R x 6). G_M = diag(kGs) E_M with E_M's rows (1, p, p^2, ...) of
+// small integers, so the blocks go through E_M (exact multiplies, a few adds) and the scales
+// kGs[i] kGs[j] are applied once to the 36 sums.
+constexpr float kEd2[6][2] = {{1, 0}, {1, 1}, {1, -1}, {1, 2}, {1, -2}, {0, 1}};
+constexpr float kEd4[6][4] = {{1, 0, 0, 0}, {1, 1, 1, 1}, {1, -1, 1, -1}, {1, 2, 4, 8}, {1, -2, 4, -8}, {0, 0, 0, 1}};
+constexpr double kGs[6] = {1. / 4, -1. / 6, -1. / 6, 1. / 24, 1. / 24, 1};
 constexpr float kAT5[5][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 0},
                               {0, 1, 1, 16, 16, 1}};
 constexpr float kAT3[3][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 1}};
@@ -266,7 +266,7 @@ struct Wino<2> {  // 5 x 5 kernels
   static constexpr int R = 5;
   static constexpr const float (&AT)[2][6] = kAT2;
   static constexpr const double (&G)[6][5] = kG5;
-  static constexpr const float (&Gd)[6][2] = kGd2;
+  static constexpr const float (&Ed)[6][2] = kEd2;
   static constexpr const float (&ATk)[5][6] = kAT5;
 };
 template <>
@@ -274,7 +274,7 @@ struct Wino<4> {  // 3 x 3 kernels
   static constexpr int R = 3;
   static constexpr const float (&AT)[4][6] = kAT4;
   static constexpr const double (&G)[6][3] = kG3;
-  static constexpr const float (&Gd)[6][4] = kGd4;
+  static constexpr const float (&Ed)[6][4] = kEd4;
   static constexpr const float (&ATk)[3][6] = kAT3;
 };
 
@@ -311,12 +311,17 @@ LAMINA_AVX512_DIRECT inline void mat_vec(const T (&M)[ROWS][COLS], const __m512*
 #pragma GCC unroll 8
   for (int i = 0; i < ROWS; ++i) {
     __m512 acc = _mm512_setzero_ps();
+    bool started = false;  // the first term starts the sum (no addition to 0)
 #pragma GCC unroll 8
     for (int k = 0; k < COLS; ++k) {
       const float c = float(M[i][k]);
-      if (c == 1.f) acc = _mm512_add_ps(acc, in[k * stride]);
-      else if (c == -1.f) acc = _mm512_sub_ps(acc, in[k * stride]);
-      else if (c != 0.f) acc = _mm512_fmadd_ps(_mm512_set1_ps(c), in[k * stride], acc);
+      if (c == 0.f) continue;
+      const __m512 x = in[k * stride];
+      if (!started) acc = c == 1.f ? x : c == -1.f ? _mm512_sub_ps(acc, x) : _mm512_mul_ps(_mm512_set1_ps(c), x);
+      else if (c == 1.f) acc = _mm512_add_ps(acc, x);
+      else if (c == -1.f) acc = _mm512_sub_ps(acc, x);
+      else acc = _mm512_fmadd_ps(_mm512_set1_ps(c), x, acc);
+      started = true;
     }
     out[i * ostride] = acc;
   }
@@ -376,21 +381,21 @@ LAMINA_AVX512_DIRECT void wino_output_tile(const float* pr, int64_t ps, float* o
     for (int j = 0; j < mw; ++j) _mm512_storeu_ps(out + i * rs + j * cs, y[i * N + j]);
 }
 
-// D[pos * ds + 0:16] = (G_M d G_M^T)[pos] for the M x M dout block at `d` (rows `rs` floats apart,
+// D[pos * ds + 0:16] = (E_M d E_M^T)[pos] for the M x M dout block at `d` (rows `rs` floats apart,
 // pixels `ps`), of which only mh x mw lie inside the image (the rest count as 0).
 template <int M>
 LAMINA_AVX512_DIRECT void wino_dout_tile(const float* d, int64_t rs, int64_t ps, int mh, int mw, float* dst,
                                          int64_t ds) {
-  constexpr const float (&Gd)[6][M] = Wino<M>::Gd;
+  constexpr const float (&Ed)[6][M] = Wino<M>::Ed;
   __m512 b[M * M], t[6 * M], v[36];
 #pragma GCC unroll 4
   for (int i = 0; i < M; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < M; ++j) b[i * M + j] = i < mh && j < mw ? _mm512_loadu_ps(d + i * rs + j * ps) : _mm512_setzero_ps();
 #pragma GCC unroll 4
-  for (int j = 0; j < M; ++j) mat_vec(Gd, b + j, M, t + j, M);  // t (6 x M) = G d
+  for (int j = 0; j < M; ++j) mat_vec(Ed, b + j, M, t + j, M);  // t (6 x M) = E d
 #pragma GCC unroll 6
-  for (int i = 0; i < 6; ++i) mat_vec(Gd, t + i * M, 1, v + i * 6, 1);  // (G d) G^T
+  for (int i = 0; i < 6; ++i) mat_vec(Ed, t + i * M, 1, v + i * 6, 1);  // (E d) E^T
 #pragma GCC unroll 36
   for (int k = 0; k < 36; ++k) _mm512_storeu_ps(dst + k * ds, v[k]);
 }
@@ -516,6 +521,12 @@ void wino_filter_grad_m(const ConvGeom& g, const float* x, const float* dout, fl
     const float* q = sums.p + t * wn;
 #pragma omp simd
     for (int64_t i = 0; i < wn; ++i) sums.p[i] += q[i];
+  }
+  for (int64_t pos = 0; pos < 36; ++pos) {  // G_M's row scales
+    const float sc = float(kGs[pos / 6] * kGs[pos % 6]);
+    float* q = sums.p + pos * C * O;
+#pragma omp simd
+    for (int64_t i = 0; i < C * O; ++i) q[i] *= sc;
   }
   for (int64_t c = 0; c < C; ++c)  // dw[kh][kw][c][o] = (A^T S A)[kh][kw]
     for (int64_t o = 0; o < O; o += 16)
