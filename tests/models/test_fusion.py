@@ -38,17 +38,22 @@ def _conv_bn_relu(activation, scale=True):
     return _randomize_bn(lamina.Model(inp, layers.Dense(4)(x)))
 
 
-@pytest.fixture
-def count_fused(monkeypatch):
-    """How many times the fused op ran."""
+def _count_calls(monkeypatch, module, name):
+    """A list that grows by one at each call of module.name (replaced by a spy for the test)."""
     calls = []
-    real = fusion.batch_normalization_relu
+    real = getattr(module, name)
 
     def spy(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
-    monkeypatch.setattr(fusion, "batch_normalization_relu", spy)
+    monkeypatch.setattr(module, name, spy)
     return calls
+
+
+@pytest.fixture
+def count_fused(monkeypatch):
+    """How many times the fused op ran."""
+    return _count_calls(monkeypatch, fusion, "batch_normalization_relu")
 
 
 def _unfused(model, *args, **kwargs):
@@ -188,13 +193,7 @@ def test_training_step_fuses_max_pooling_with_the_relu_before_it(monkeypatch):
     on the pre-activation (backend/convolution.py); the update equals a plain GradientTape
     step's, layer by layer."""
     from lamina.backend import convolution
-    calls = []
-    real = convolution._max_pool_of_bias_relu
-
-    def spy(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(convolution, "_max_pool_of_bias_relu", spy)
+    calls = _count_calls(monkeypatch, convolution, "_max_pool_of_bias_relu")
 
     def build():
         lamina.utils.set_random_seed(3)
