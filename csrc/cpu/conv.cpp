@@ -1148,7 +1148,8 @@ void bind_conv(py::module_& m) {
     if (enable >= 0) convdirect::g_winograd = enable != 0;
     return old;
   }, py::arg("enable") = -1,
-     "1: stride-1 3x3 and 5x5 layers with channels in multiples of 16 (and 16 tiles an image or more) "
+     "1: stride-1 3x3 and 5x5 layers with channels in multiples of 16 (16 tiles an image or more, "
+     "in x out channels at most 256 x 256) "
      "run the forward pass and both gradients as Winograd products on AVX-512 (the default), 0: the "
      "direct kernels; returns the previous setting.");
   m.def("conv_chunk_bytes", [](int64_t n) {

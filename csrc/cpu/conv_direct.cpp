@@ -542,10 +542,13 @@ bool winograd_usable(const ConvGeom& g) {
   if (!(g_winograd && usable(g) && g.KH == g.KW && (g.KH == 5 || g.KH == 3) && g.sh == 1 && g.sw == 1 &&
         g.dh == 1 && g.dw == 1 && g.C % 16 == 0 && g.pt < g.KH && g.pl < g.KW))
     return false;
-  // at least 16 tiles an image: with fewer (7 x 7 images of a 3 x 3 layer) the transformed kernel,
-  // 36 / 9 times the kernel's size, is read for too little work, and the direct kernels win
+  // Each unit of work reads the whole transformed kernel (36 C O floats, 36 / 9 times a 3 x 3
+  // kernel's size) and the filter gradient adds into a block of that size: with few tiles an
+  // image (7 x 7 images of a 3 x 3 layer) or a large C O the direct kernels win. Measured on the
+  // Intel Xeon (benchmarks/README.md): 256 x 256 channels still gain (16 tiles: forward 13.3 ->
+  // 10.2 ms, filter gradient 14.3 -> 9.8), 512 x 512 lose (filter gradient 20.0 -> 26.4 ms).
   const int64_t m = g.KH == 5 ? 2 : 4;
-  return ((g.OH + m - 1) / m) * ((g.OW + m - 1) / m) >= 16;
+  return ((g.OH + m - 1) / m) * ((g.OW + m - 1) / m) >= 16 && g.C * g.O <= 256 * 256;
 }
 
 bool usable(const ConvGeom& g) {

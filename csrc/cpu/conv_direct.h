@@ -21,8 +21,8 @@ ConvGeom transposed(const ConvGeom& g);
 void flip_kernel(const ConvGeom& g, const float* w, float* wt);
 
 // Whether forward() and filter_grad() take the Winograd path (conv_direct.cpp): 3 x 3 or 5 x 5,
-// stride 1, no dilation, C a multiple of 16, 16 tiles an image or more; g_winograd switches it
-// off for comparisons.
+// stride 1, no dilation, C a multiple of 16, 16 tiles an image or more, C O at most 256 * 256;
+// g_winograd switches it off for comparisons.
 extern bool g_winograd;
 bool winograd_usable(const ConvGeom& g);
 // out (N, OH, OW, O) = conv(x (N, H, W, C), w (KH, KW, C, O)).

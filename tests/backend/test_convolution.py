@@ -780,11 +780,12 @@ def test_winograd_convs_match_the_reference_and_the_direct_kernels(rng, k, cin, 
             assert not np.array_equal(got[1][0], got[0][0]) and not np.array_equal(got[1][1], got[0][1])
 
 
-def test_winograd_skips_images_of_few_tiles(rng):
-    """Under 16 tiles an image (a 3 x 3 layer on 7 x 7 images: 2 x 2 tiles of 4 x 4) the direct
-    kernels run, exactly as with conv_winograd(0)."""
+@pytest.mark.parametrize("shape,cin,cout", [((2, 7, 7), 32, 32), ((1, 16, 16), 256, 272)])
+def test_winograd_skips_images_of_few_tiles_and_large_kernels(rng, shape, cin, cout):
+    """Under 16 tiles an image (a 3 x 3 layer on 7 x 7 images: 2 x 2 tiles of 4 x 4), or with more
+    than 256 x 256 channels in x out, the direct kernels run, exactly as with conv_winograd(0)."""
     kern = lamina.get_device("cpu").kernels
-    x, w = f32(rng, 2, 7, 7, 32), f32(rng, 3, 3, 32, 32)
+    x, w = f32(rng, *shape, cin), f32(rng, 3, 3, cin, cout)
     y1 = ops.conv(x, w, padding="same").numpy()
     was = kern.conv_winograd(0)
     try:
