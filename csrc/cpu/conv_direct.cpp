@@ -223,7 +223,10 @@ GradFn grad_fn(int nv, int px) {
 // products stay in L2. The input gradient is the forward pass on dout (conv.cpp), and the filter
 // gradient sums each block's 36 products over the batch before transforming back (below).
 // Rounding: about 1e-5 of the largest value against 1e-6 for the direct sums (float64 reference,
-// the MNIST convnet's conv2), as in cuDNN's and oneDNN's Winograd convolutions.
+// the MNIST convnet's conv2), as in cuDNN's and oneDNN's Winograd convolutions. Non-finite values
+// spread through a whole tile, as there: an inf or NaN in a 6 x 6 input block makes NaN of the
+// block's m x m outputs, also those whose windows miss it (in exact arithmetic its terms cancel).
+// Such inputs give NaN outputs, like any NaN in a window, just over a few more pixels.
 // Measured on the 2-core Intel Xeon (benchmarks/README.md), conv2 of the MNIST convnet (batch
 // 128): forward 8.7 -> 4.5 ms, input gradient 8.7 -> 5.5 ms, filter gradient 9.2 -> 5.7 ms.
 // B^T, applied by bt6 below:
