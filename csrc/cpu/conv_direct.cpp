@@ -285,22 +285,21 @@ struct Wino<4> {  // 3 x 3 kernels
 constexpr int64_t kWinoTiles = 64;
 
 struct WinoPlan {
-  int m;
   int64_t TH, TW, Hp, Wp, tr, nb, units;
   int nt;
 };
 
 WinoPlan wino_plan(const ConvGeom& g) {
   WinoPlan p;
-  p.m = g.KH == 5 ? 2 : 4;
-  p.TH = (g.OH + p.m - 1) / p.m, p.TW = (g.OW + p.m - 1) / p.m;
-  p.Wp = p.TW * p.m + g.KW - 1;
+  const int64_t m = g.KH == 5 ? 2 : 4;  // the drivers' M
+  p.TH = (g.OH + m - 1) / m, p.TW = (g.OW + m - 1) / m;
+  p.Wp = p.TW * m + g.KW - 1;
   p.nt = omp_in_parallel() ? 1 : std::max(1, num_threads());
   int64_t tr = std::max<int64_t>(1, std::min(p.TH, kWinoTiles / p.TW));  // tile rows per band
   if (g.N < 4 * p.nt) tr = std::max<int64_t>(1, std::min(tr, (g.N * p.TH) / (4 * p.nt) / std::max<int64_t>(g.N, 1)));
   p.tr = tr;
   p.nb = (p.TH + tr - 1) / tr;
-  p.Hp = tr * p.m + g.KH - 1;
+  p.Hp = tr * m + g.KH - 1;
   p.units = g.N * p.nb;
   p.nt = int(std::min<int64_t>(p.nt, p.units));
   return p;
@@ -360,6 +359,13 @@ LAMINA_AVX512_DIRECT void wino_input_tile(const float* a, int64_t rs, int64_t ps
   for (int i = 0; i < 6; ++i) bt6(t + i * 6, 1, d + i * 6, 1);  // rows: (B^T d) B
 #pragma GCC unroll 36
   for (int k = 0; k < 36; ++k) _mm512_storeu_ps(v + k * vs, d[k]);
+}
+
+// V[pos][t][0:C] = (B^T d B)[pos] for tile t of a padded band (tw tiles a row, m x m outputs each).
+LAMINA_AVX512_DIRECT void wino_inputs(const float* band, int64_t Wp, int64_t C, int m, int64_t tw, int64_t t,
+                                      int64_t tiles, float* v) {
+  const float* a = band + ((t / tw) * m * Wp + (t % tw) * m) * C;
+  for (int64_t c = 0; c < C; c += 16) wino_input_tile(a + c, Wp * C, C, v + t * C + c, tiles * C);
 }
 
 // The m x m outputs A^T P A of one tile's 36 products (P[pos * ps + 0:16]), stored where they fall
@@ -462,10 +468,7 @@ void wino_forward_m(const ConvGeom& g, const float* x, const float* w, float* ou
     float* pr = v + v_floats;
     const int64_t rows = (ty1 - ty0) * M + g.KH - 1, tiles = (ty1 - ty0) * p.TW;
     pad_band(g, Wp, x + n * g.H * g.W * C, ty0 * M, rows, band);
-    for (int64_t t = 0; t < tiles; ++t) {  // V[pos][t][c] = (B^T d B)[pos]
-      const float* a = band + ((t / p.TW) * M * Wp + (t % p.TW) * M) * C;
-      for (int64_t c = 0; c < C; c += 16) wino_input_tile(a + c, Wp * C, C, v + t * C + c, tiles * C);
-    }
+    for (int64_t t = 0; t < tiles; ++t) wino_inputs(band, Wp, C, M, p.TW, t, tiles, v);
     for (int64_t pos = 0; pos < 36; ++pos)  // P[pos] (tiles x O) = V[pos] (tiles x C) U[pos] (C x O)
       for (int64_t q = 0; q < tiles; q += px) {
         const FwdFn f = fwd_fn(nv, int(std::min<int64_t>(px, tiles - q)));
@@ -506,8 +509,7 @@ void wino_filter_grad_m(const ConvGeom& g, const float* x, const float* dout, fl
     const int64_t rows = (ty1 - ty0) * M + g.KH - 1, tiles = (ty1 - ty0) * p.TW;
     pad_band(g, Wp, x + n * g.H * g.W * C, ty0 * M, rows, band);
     for (int64_t t = 0; t < tiles; ++t) {
-      const float* a = band + ((t / p.TW) * M * Wp + (t % p.TW) * M) * C;
-      for (int64_t c = 0; c < C; c += 16) wino_input_tile(a + c, Wp * C, C, v + t * C + c, tiles * C);
+      wino_inputs(band, Wp, C, M, p.TW, t, tiles, v);
       const int64_t oy = (ty0 + t / p.TW) * M, ox = (t % p.TW) * M;
       const int mh = int(std::min<int64_t>(M, g.OH - oy)), mw = int(std::min<int64_t>(M, g.OW - ox));
       const float* d = dout + ((n * g.OH + oy) * g.OW + ox) * O;
