@@ -56,16 +56,6 @@ constexpr int64_t kChunkChannels = 64;
 constexpr int64_t kChunkWeightFloats = 6144;
 // Output rows per pass of the filter-gradient tiles (dout's rows stay in L1): about this many pixels.
 constexpr int64_t kChunkPixels = 64;
-// Register tiles: pixels (or channels) x zmm columns of filters.
-constexpr int kPx4 = 6;   // NV = 4: 24 accumulators, 4 zmm of weights
-constexpr int kPx2 = 14;  // NV = 2: 28 accumulators, 2 zmm of weights
-constexpr int kPx1 = 24;  // NV = 1: 24 accumulators
-// The widest tile the filters allow: each broadcast input then feeds NV multiply-adds. On the
-// Intel Xeon measured (AMX generation), a loop with one broadcast load per two FMAs runs at 70% of
-// the FMA peak, one per four at 90%; so 64 filters take 6 x 64 tiles rather than 14 x 32.
-int tile_nv(int64_t O) { return O % 64 == 0 ? 4 : O % 32 == 0 ? 2 : 1; }
-int tile_px(int nv) { return nv == 4 ? kPx4 : nv == 2 ? kPx2 : kPx1; }
-
 struct Plan {
   int64_t Wp, R, nb, units, band_floats;
   int nt;
@@ -113,103 +103,26 @@ int tile_size(int64_t n, int most) {
   return int((n + tiles - 1) / tiles);
 }
 
-#if LAMINA_X86
-#define LAMINA_AVX512_DIRECT __attribute__((target("avx512f,avx2,fma")))
 
-// out[i * O + 16 v] (+)= sum over taps t < nt and channels c < cn of a[toff[t] + poff[i] + c] *
-// w[t * wts + c * ldw + 16 v], for pixels i < PX and v < NV (w already offset to the tile's first
-// filter and the chunk's first tap and channel); `add`: add to out instead of overwriting it.
-template <int PX, int NV>
-LAMINA_AVX512_DIRECT void fwd_tile(const float* a, const int64_t* poff, const int64_t* toff, int64_t nt, int64_t cn,
-                                   const float* w, int64_t wts, int64_t ldw, float* out, int64_t O, bool add) {
-  __m512 acc[PX][NV];
-  int64_t po[PX];
-#pragma GCC unroll 32
-  for (int i = 0; i < PX; ++i) {
-    po[i] = poff[i];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = add ? _mm512_loadu_ps(out + i * O + 16 * v) : _mm512_setzero_ps();
-  }
-  for (int64_t t = 0; t < nt; ++t) {
-    const float* ap = a + toff[t];
-    const float* bp = w + t * wts;
-    for (int64_t c = 0; c < cn; ++c, ++ap, bp += ldw) {
-      __m512 b[NV];
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(bp + 16 * v);
-#pragma GCC unroll 32
-      for (int i = 0; i < PX; ++i) {
-        const __m512 ai = _mm512_set1_ps(ap[po[i]]);
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, b[v], acc[i][v]);
-      }
-    }
-  }
-#pragma GCC unroll 32
-  for (int i = 0; i < PX; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + i * O + 16 * v, acc[i][v]);
-}
-
-// dst[i * O + 16 v] += sum over rows r < R and pixels p < P of a[r * a_rs + p * a_ps + i] *
-// d[r * d_rs + p * O + 16 v], for i < PX (input channels), v < NV.
-template <int PX, int NV>
-LAMINA_AVX512_DIRECT void fgrad_tile(const float* a, int64_t a_rs, int64_t a_ps, const float* d, int64_t d_rs,
-                                     int64_t O, int64_t R, int64_t P, float* dst) {
-  __m512 acc[PX][NV];
-#pragma GCC unroll 32
-  for (int i = 0; i < PX; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
-  for (int64_t r = 0; r < R; ++r) {
-    const float* ap = a + r * a_rs;
-    const float* dp = d + r * d_rs;
-    for (int64_t p = 0; p < P; ++p, ap += a_ps, dp += O) {
-      __m512 b[NV];
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(dp + 16 * v);
-#pragma GCC unroll 32
-      for (int i = 0; i < PX; ++i) {
-        const __m512 ai = _mm512_set1_ps(ap[i]);
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, b[v], acc[i][v]);
-      }
-    }
-  }
-#pragma GCC unroll 32
-  for (int i = 0; i < PX; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      float* q = dst + i * O + 16 * v;
-      _mm512_storeu_ps(q, _mm512_add_ps(_mm512_loadu_ps(q), acc[i][v]));
-    }
-}
-
+// The kernels one instruction set provides (conv_direct_kernels.inc, included below once per set).
 using FwdFn = void (*)(const float*, const int64_t*, const int64_t*, int64_t, int64_t, const float*, int64_t, int64_t,
                        float*, int64_t, bool);
 using GradFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t, int64_t, float*);
-
-// Tables indexed by the tile's height (1..kPx2 for NV = 2, 1..kPx1 for NV = 1).
-template <int NV, int... P>
-constexpr std::array<FwdFn, sizeof...(P) + 1> fwd_table(std::integer_sequence<int, P...>) {
-  return {nullptr, &fwd_tile<P + 1, NV>...};
-}
-template <int NV, int... P>
-constexpr std::array<GradFn, sizeof...(P) + 1> grad_table(std::integer_sequence<int, P...>) {
-  return {nullptr, &fgrad_tile<P + 1, NV>...};
-}
-const auto kFwd1 = fwd_table<1>(std::make_integer_sequence<int, kPx1>{});
-const auto kFwd2 = fwd_table<2>(std::make_integer_sequence<int, kPx2>{});
-const auto kFwd4 = fwd_table<4>(std::make_integer_sequence<int, kPx4>{});
-const auto kGrad1 = grad_table<1>(std::make_integer_sequence<int, kPx1>{});
-const auto kGrad2 = grad_table<2>(std::make_integer_sequence<int, kPx2>{});
-const auto kGrad4 = grad_table<4>(std::make_integer_sequence<int, kPx4>{});
-
-FwdFn fwd_fn(int nv, int px) { return nv == 4 ? kFwd4[size_t(px)] : nv == 2 ? kFwd2[size_t(px)] : kFwd1[size_t(px)]; }
-GradFn grad_fn(int nv, int px) {
-  return nv == 4 ? kGrad4[size_t(px)] : nv == 2 ? kGrad2[size_t(px)] : kGrad1[size_t(px)];
-}
-#endif
+using InputsFn = void (*)(const float*, int64_t, int64_t, int, int64_t, int64_t, int64_t, float*);
+using OutFn = void (*)(const float*, int64_t, float*, int64_t, int64_t, int, int);
+using DoutFn = void (*)(const float*, int64_t, int64_t, int, int, float*, int64_t);
+using WeightsFn = void (*)(const ConvGeom&, const float*, int64_t, float*);
+struct Kernels {
+  int vw;                          // floats a vector: channels per transform, filters per tile column
+  int (*tile_nv)(int64_t O);       // vectors of filters a tile takes (the widest the filters allow)
+  int (*tile_px)(int nv);          // its most pixels (or input channels for the filter gradient)
+  FwdFn (*fwd_fn)(int nv, int px);
+  GradFn (*grad_fn)(int nv, int px);
+  InputsFn wino_inputs;
+  OutFn wino_out[2], wino_kernel_out[2];  // [0]: F(2 x 2, 5 x 5), [1]: F(4 x 4, 3 x 3)
+  DoutFn wino_dout[2];
+  WeightsFn wino_weights[2];
+};
 
 // ---- Winograd F(m x m, r x r) for stride-1 3 x 3 and 5 x 5 layers --------------------------------
 //
@@ -306,158 +219,66 @@ WinoPlan wino_plan(const ConvGeom& g) {
 }
 
 #if LAMINA_X86
-// out[i] = sum_k M[i][k] in[k * stride] for a constant matrix row (zero entries skipped at compile time).
-template <int ROWS, int COLS, class T>
-LAMINA_AVX512_DIRECT inline void mat_vec(const T (&M)[ROWS][COLS], const __m512* in, int64_t stride, __m512* out,
-                                         int64_t ostride) {
-#pragma GCC unroll 8
-  for (int i = 0; i < ROWS; ++i) {
-    __m512 acc = _mm512_setzero_ps();
-    bool started = false;  // the first term starts the sum (no addition to 0)
-#pragma GCC unroll 8
-    for (int k = 0; k < COLS; ++k) {
-      const float c = float(M[i][k]);
-      if (c == 0.f) continue;
-      const __m512 x = in[k * stride];
-      if (!started) acc = c == 1.f ? x : c == -1.f ? _mm512_sub_ps(acc, x) : _mm512_mul_ps(_mm512_set1_ps(c), x);
-      else if (c == 1.f) acc = _mm512_add_ps(acc, x);
-      else if (c == -1.f) acc = _mm512_sub_ps(acc, x);
-      else acc = _mm512_fmadd_ps(_mm512_set1_ps(c), x, acc);
-      started = true;
-    }
-    out[i * ostride] = acc;
-  }
-}
+// ---- the kernels per instruction set ----------------------------------------------------------------
+// Register tiles, pixels (or channels) x NV vectors of filters: each broadcast input feeds NV
+// multiply-adds. On the Intel Xeon measured (AMX generation), a loop with one broadcast load per
+// two FMAs runs at 70% of the FMA peak, one per four at 90%; so 64 filters take 6 x 64 tiles
+// there rather than 14 x 32. AVX2 has 16 ymm registers: 6 x 16 filters (12 accumulators, 2 of
+// weights, as the GEMM's AVX2 kernel), or 3 x 32.
+namespace avx512 {
+#define LAMINA_DV __attribute__((target("avx512f,avx2,fma")))
+using vreg = __m512;
+constexpr int VW = 16;
+LAMINA_DV LAMINA_INLINE vreg vload(const float* p) { return _mm512_loadu_ps(p); }
+LAMINA_DV LAMINA_INLINE void vstore(float* p, vreg v) { _mm512_storeu_ps(p, v); }
+LAMINA_DV LAMINA_INLINE vreg vzero() { return _mm512_setzero_ps(); }
+LAMINA_DV LAMINA_INLINE vreg vset1(float x) { return _mm512_set1_ps(x); }
+LAMINA_DV LAMINA_INLINE vreg vadd(vreg a, vreg b) { return _mm512_add_ps(a, b); }
+LAMINA_DV LAMINA_INLINE vreg vsub(vreg a, vreg b) { return _mm512_sub_ps(a, b); }
+LAMINA_DV LAMINA_INLINE vreg vmul(vreg a, vreg b) { return _mm512_mul_ps(a, b); }
+LAMINA_DV LAMINA_INLINE vreg vfmadd(vreg a, vreg b, vreg c) { return _mm512_fmadd_ps(a, b, c); }
+LAMINA_DV LAMINA_INLINE vreg vfnmadd(vreg a, vreg b, vreg c) { return _mm512_fnmadd_ps(a, b, c); }
+constexpr int kPx[5] = {0, 24, 14, 0, 6};  // 24, 28 and 24 accumulators of 32 zmm
+int tile_nv(int64_t O) { return O % 64 == 0 ? 4 : O % 32 == 0 ? 2 : 1; }
+#include "conv_direct_kernels.inc"
+#undef LAMINA_DV
+}  // namespace avx512
 
-// out = B^T in (6 vectors `stride` apart) with its shared sums: 14 operations where the rows of
-// B^T one by one take 22.
-LAMINA_AVX512_DIRECT inline void bt6(const __m512* in, int64_t stride, __m512* out, int64_t ostride) {
-  const __m512 d0 = in[0], d1 = in[stride], d2 = in[2 * stride], d3 = in[3 * stride], d4 = in[4 * stride],
-               d5 = in[5 * stride];
-  const __m512 four = _mm512_set1_ps(4.f), five = _mm512_set1_ps(5.f), two = _mm512_set1_ps(2.f);
-  const __m512 s12 = _mm512_add_ps(d1, d2), s34 = _mm512_add_ps(d3, d4);
-  const __m512 t12 = _mm512_sub_ps(d1, d2), t43 = _mm512_sub_ps(d4, d3);
-  const __m512 u13 = _mm512_sub_ps(d1, d3), u42 = _mm512_sub_ps(d4, d2);
-  out[0] = _mm512_fmadd_ps(four, d0, _mm512_fnmadd_ps(five, d2, d4));   // 4 d0 - 5 d2 + d4
-  out[ostride] = _mm512_fnmadd_ps(four, s12, s34);                      // -4 (d1 + d2) + d3 + d4
-  out[2 * ostride] = _mm512_fmadd_ps(four, t12, t43);                   // 4 (d1 - d2) + d4 - d3
-  out[3 * ostride] = _mm512_fnmadd_ps(two, u13, u42);                   // -2 (d1 - d3) + d4 - d2
-  out[4 * ostride] = _mm512_fmadd_ps(two, u13, u42);                    // 2 (d1 - d3) + d4 - d2
-  out[5 * ostride] = _mm512_fmadd_ps(four, d1, _mm512_fnmadd_ps(five, d3, d5));  // 4 d1 - 5 d3 + d5
-}
+namespace avx2 {
+#define LAMINA_DV __attribute__((target("avx2,fma")))
+using vreg = __m256;
+constexpr int VW = 8;
+LAMINA_DV LAMINA_INLINE vreg vload(const float* p) { return _mm256_loadu_ps(p); }
+LAMINA_DV LAMINA_INLINE void vstore(float* p, vreg v) { _mm256_storeu_ps(p, v); }
+LAMINA_DV LAMINA_INLINE vreg vzero() { return _mm256_setzero_ps(); }
+LAMINA_DV LAMINA_INLINE vreg vset1(float x) { return _mm256_set1_ps(x); }
+LAMINA_DV LAMINA_INLINE vreg vadd(vreg a, vreg b) { return _mm256_add_ps(a, b); }
+LAMINA_DV LAMINA_INLINE vreg vsub(vreg a, vreg b) { return _mm256_sub_ps(a, b); }
+LAMINA_DV LAMINA_INLINE vreg vmul(vreg a, vreg b) { return _mm256_mul_ps(a, b); }
+LAMINA_DV LAMINA_INLINE vreg vfmadd(vreg a, vreg b, vreg c) { return _mm256_fmadd_ps(a, b, c); }
+LAMINA_DV LAMINA_INLINE vreg vfnmadd(vreg a, vreg b, vreg c) { return _mm256_fnmadd_ps(a, b, c); }
+constexpr int kPx[5] = {0, 12, 6, 0, 3};  // 12 accumulators of 16 ymm
+int tile_nv(int64_t) { return 2; }
+#include "conv_direct_kernels.inc"
+#undef LAMINA_DV
+}  // namespace avx2
 
-// V[pos * vs + 0:16] = (B^T d B)[pos] for the 6 x 6 block d at `a` (rows `rs` floats apart, pixels `ps`).
-LAMINA_AVX512_DIRECT void wino_input_tile(const float* a, int64_t rs, int64_t ps, float* v, int64_t vs) {
-  __m512 d[36], t[36];
-#pragma GCC unroll 6
-  for (int i = 0; i < 6; ++i)
-#pragma GCC unroll 6
-    for (int j = 0; j < 6; ++j) d[i * 6 + j] = _mm512_loadu_ps(a + i * rs + j * ps);
-#pragma GCC unroll 6
-  for (int j = 0; j < 6; ++j) bt6(d + j, 6, t + j, 6);  // columns: t = B^T d
-#pragma GCC unroll 6
-  for (int i = 0; i < 6; ++i) bt6(t + i * 6, 1, d + i * 6, 1);  // rows: (B^T d) B
-#pragma GCC unroll 36
-  for (int k = 0; k < 36; ++k) _mm512_storeu_ps(v + k * vs, d[k]);
-}
-
-// V[pos][t][0:C] = (B^T d B)[pos] for tile t of a padded band (tw tiles a row, m x m outputs each).
-LAMINA_AVX512_DIRECT void wino_inputs(const float* band, int64_t Wp, int64_t C, int m, int64_t tw, int64_t t,
-                                      int64_t tiles, float* v) {
-  const float* a = band + ((t / tw) * m * Wp + (t % tw) * m) * C;
-  for (int64_t c = 0; c < C; c += 16) wino_input_tile(a + c, Wp * C, C, v + t * C + c, tiles * C);
-}
-
-// The m x m outputs A^T P A of one tile's 36 products (P[pos * ps + 0:16]), stored where they fall
-// inside the image (rows < mh, columns < mw).
-// (kernel = false: the forward's m x m outputs, A = Wino<M>::AT; true: the filter gradient's R x R
-// sums, A = Wino<M>::ATk.)
-template <int M, bool KERNEL = false>
-LAMINA_AVX512_DIRECT void wino_output_tile(const float* pr, int64_t ps, float* out, int64_t rs, int64_t cs, int mh,
-                                           int mw) {
-  constexpr int N = KERNEL ? Wino<M>::R : M;
-  constexpr const float (&AT)[N][6] = [] () -> const float (&)[N][6] {
-    if constexpr (KERNEL) return Wino<M>::ATk; else return Wino<M>::AT;
-  }();
-  __m512 q[36], t[6 * N], y[N * N];
-#pragma GCC unroll 36
-  for (int k = 0; k < 36; ++k) q[k] = _mm512_loadu_ps(pr + k * ps);
-#pragma GCC unroll 6
-  for (int j = 0; j < 6; ++j) mat_vec(AT, q + j, 6, t + j, 6);  // t (N x 6) = A^T P
-#pragma GCC unroll 5
-  for (int i = 0; i < N; ++i) mat_vec(AT, t + i * 6, 1, y + i * N, 1);  // y (N x N) = t A
-  for (int i = 0; i < mh; ++i)
-    for (int j = 0; j < mw; ++j) _mm512_storeu_ps(out + i * rs + j * cs, y[i * N + j]);
-}
-
-// D[pos * ds + 0:16] = (E_M d E_M^T)[pos] for the M x M dout block at `d` (rows `rs` floats apart,
-// pixels `ps`), of which only mh x mw lie inside the image (the rest count as 0).
-template <int M>
-LAMINA_AVX512_DIRECT void wino_dout_tile(const float* d, int64_t rs, int64_t ps, int mh, int mw, float* dst,
-                                         int64_t ds) {
-  constexpr const float (&Ed)[6][M] = Wino<M>::Ed;
-  __m512 b[M * M], t[6 * M], v[36];
-#pragma GCC unroll 4
-  for (int i = 0; i < M; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < M; ++j) b[i * M + j] = i < mh && j < mw ? _mm512_loadu_ps(d + i * rs + j * ps) : _mm512_setzero_ps();
-#pragma GCC unroll 4
-  for (int j = 0; j < M; ++j) mat_vec(Ed, b + j, M, t + j, M);  // t (6 x M) = E d
-#pragma GCC unroll 6
-  for (int i = 0; i < 6; ++i) mat_vec(Ed, t + i * M, 1, v + i * 6, 1);  // (E d) E^T
-#pragma GCC unroll 36
-  for (int k = 0; k < 36; ++k) _mm512_storeu_ps(dst + k * ds, v[k]);
-}
-
-// U[pos][ob][c][0:bw] = (G g G^T)[pos] for every channel c and filter o = ob * bw + lane.
-template <int M>
-LAMINA_AVX512_DIRECT void wino_weights(const ConvGeom& g, const float* w, int64_t bw, float* u) {
-  constexpr int R = Wino<M>::R;
-  constexpr const double (&G)[6][R] = Wino<M>::G;
-  const int64_t C = g.C, O = g.O, nob = O / bw;
-  std::vector<float> t(size_t(6 * R * O));  // t[i][l][o] = sum_k G[i][k] w[k][l][c][o]
-  for (int64_t c = 0; c < C; ++c) {
-    std::fill(t.begin(), t.end(), 0.f);
-    for (int i = 0; i < 6; ++i)
-      for (int k = 0; k < R; ++k) {
-        const float gk = float(G[i][k]);
-        if (gk == 0.f) continue;
-        for (int l = 0; l < R; ++l) {
-          const float* src = w + ((k * R + l) * C + c) * O;
-          float* dst = t.data() + (i * R + l) * O;
-#pragma omp simd
-          for (int64_t o = 0; o < O; ++o) dst[o] += gk * src[o];
-        }
-      }
-    for (int i = 0; i < 6; ++i)
-      for (int j = 0; j < 6; ++j) {
-        for (int64_t ob = 0; ob < nob; ++ob) {
-          float* dst = u + (((i * 6 + j) * nob + ob) * C + c) * bw;
-          for (int64_t o = 0; o < bw; ++o) dst[o] = 0.f;
-          for (int l = 0; l < R; ++l) {
-            const float gl = float(G[j][l]);
-            if (gl == 0.f) continue;
-            const float* src = t.data() + (i * R + l) * O + ob * bw;
-#pragma omp simd
-            for (int64_t o = 0; o < bw; ++o) dst[o] += gl * src[o];
-          }
-        }
-      }
-  }
-}
+// AVX-512 where the CPU (and set_simd_isa) allows it, else AVX2; usable() asks for one of them.
+const Kernels& kernels() { return simd_level() >= 2 ? avx512::kKernels : avx2::kKernels; }
 
 template <int M>
-void wino_forward_m(const ConvGeom& g, const float* x, const float* w, float* out) {
+void wino_forward_m(const Kernels& k, const ConvGeom& g, const float* x, const float* w, float* out) {
+  constexpr int mi = M == 2 ? 0 : 1;
   const WinoPlan p = wino_plan(g);
   const int64_t C = g.C, O = g.O, Wp = p.Wp;
-  const int nv = tile_nv(O);
-  const int64_t bw = 16 * nv, nob = O / bw, maxt = p.tr * p.TW;
+  const int nv = k.tile_nv(O);
+  const int64_t bw = k.vw * nv, nob = O / bw, maxt = p.tr * p.TW;
   Scratch u(36 * C * O);
-  wino_weights<M>(g, w, bw, u.p);
+  k.wino_weights[mi](g, w, bw, u.p);
   std::vector<int64_t> poff(static_cast<size_t>(maxt));
   for (int64_t i = 0; i < maxt; ++i) poff[size_t(i)] = i * C;
   const int64_t zero = 0;
-  const int px = tile_px(nv);
+  const int px = k.tile_px(nv);
   const int64_t band_floats = p.Hp * Wp * C, v_floats = 36 * maxt * C, m_floats = 36 * maxt * O;
   Scratch buf((band_floats + v_floats + m_floats) * p.nt);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(p.nt) if (p.nt > 1)
@@ -468,10 +289,10 @@ void wino_forward_m(const ConvGeom& g, const float* x, const float* w, float* ou
     float* pr = v + v_floats;
     const int64_t rows = (ty1 - ty0) * M + g.KH - 1, tiles = (ty1 - ty0) * p.TW;
     pad_band(g, Wp, x + n * g.H * g.W * C, ty0 * M, rows, band);
-    for (int64_t t = 0; t < tiles; ++t) wino_inputs(band, Wp, C, M, p.TW, t, tiles, v);
+    for (int64_t t = 0; t < tiles; ++t) k.wino_inputs(band, Wp, C, M, p.TW, t, tiles, v);
     for (int64_t pos = 0; pos < 36; ++pos)  // P[pos] (tiles x O) = V[pos] (tiles x C) U[pos] (C x O)
       for (int64_t q = 0; q < tiles; q += px) {
-        const FwdFn f = fwd_fn(nv, int(std::min<int64_t>(px, tiles - q)));
+        const FwdFn f = k.fwd_fn(nv, int(std::min<int64_t>(px, tiles - q)));
         for (int64_t ob = 0; ob < nob; ++ob)
           f(v + pos * tiles * C, poff.data() + q, &zero, 1, C, u.p + (pos * nob + ob) * C * bw, 0, bw,
             pr + (pos * tiles + q) * O + ob * bw, O, false);
@@ -480,20 +301,20 @@ void wino_forward_m(const ConvGeom& g, const float* x, const float* w, float* ou
       const int64_t oy = (ty0 + t / p.TW) * M, ox = (t % p.TW) * M;
       const int mh = int(std::min<int64_t>(M, g.OH - oy)), mw = int(std::min<int64_t>(M, g.OW - ox));
       float* o = out + ((n * g.OH + oy) * g.OW + ox) * O;
-      for (int64_t c = 0; c < O; c += 16)
-        wino_output_tile<M>(pr + t * O + c, tiles * O, o + c, g.OW * O, O, mh, mw);
+      for (int64_t c = 0; c < O; c += k.vw)
+        k.wino_out[mi](pr + t * O + c, tiles * O, o + c, g.OW * O, O, mh, mw);
     }
   }
 }
 
 template <int M>
-void wino_filter_grad_m(const ConvGeom& g, const float* x, const float* dout, float* dw) {
-  constexpr int R = Wino<M>::R;
+void wino_filter_grad_m(const Kernels& k, const ConvGeom& g, const float* x, const float* dout, float* dw) {
+  constexpr int R = Wino<M>::R, mi = M == 2 ? 0 : 1;
   const WinoPlan p = wino_plan(g);
   const int64_t C = g.C, O = g.O, Wp = p.Wp, maxt = p.tr * p.TW, wn = 36 * C * O;
-  const int nv = tile_nv(O);
-  const int64_t bw = 16 * nv;
-  const int pc = tile_size(C, tile_px(nv));
+  const int nv = k.tile_nv(O);
+  const int64_t bw = k.vw * nv;
+  const int pc = tile_size(C, k.tile_px(nv));
   const int64_t band_floats = p.Hp * Wp * C, v_floats = 36 * maxt * C, d_floats = 36 * maxt * O;
   // each thread sums the 36 products of its blocks, S[pos][c][o], in its own block of `sums`
   Scratch buf((band_floats + v_floats + d_floats) * p.nt), sums(wn * p.nt);
@@ -509,15 +330,15 @@ void wino_filter_grad_m(const ConvGeom& g, const float* x, const float* dout, fl
     const int64_t rows = (ty1 - ty0) * M + g.KH - 1, tiles = (ty1 - ty0) * p.TW;
     pad_band(g, Wp, x + n * g.H * g.W * C, ty0 * M, rows, band);
     for (int64_t t = 0; t < tiles; ++t) {
-      wino_inputs(band, Wp, C, M, p.TW, t, tiles, v);
+      k.wino_inputs(band, Wp, C, M, p.TW, t, tiles, v);
       const int64_t oy = (ty0 + t / p.TW) * M, ox = (t % p.TW) * M;
       const int mh = int(std::min<int64_t>(M, g.OH - oy)), mw = int(std::min<int64_t>(M, g.OW - ox));
       const float* d = dout + ((n * g.OH + oy) * g.OW + ox) * O;
-      for (int64_t o = 0; o < O; o += 16) wino_dout_tile<M>(d + o, g.OW * O, O, mh, mw, dd + t * O + o, tiles * O);
+      for (int64_t o = 0; o < O; o += k.vw) k.wino_dout[mi](d + o, g.OW * O, O, mh, mw, dd + t * O + o, tiles * O);
     }
     for (int64_t pos = 0; pos < 36; ++pos)  // S[pos] (C x O) += V[pos]^T (C x tiles) D[pos] (tiles x O)
       for (int64_t c0 = 0; c0 < C; c0 += pc) {
-        const GradFn f = grad_fn(nv, int(std::min<int64_t>(pc, C - c0)));
+        const GradFn f = k.grad_fn(nv, int(std::min<int64_t>(pc, C - c0)));
         for (int64_t o0 = 0; o0 < O; o0 += bw)
           f(v + pos * tiles * C + c0, 0, C, dd + pos * tiles * O + o0, 0, O, 1, tiles, mine + pos * C * O + c0 * O + o0);
       }
@@ -534,8 +355,8 @@ void wino_filter_grad_m(const ConvGeom& g, const float* x, const float* dout, fl
     for (int64_t i = 0; i < C * O; ++i) q[i] *= sc;
   }
   for (int64_t c = 0; c < C; ++c)  // dw[kh][kw][c][o] = (A^T S A)[kh][kw]
-    for (int64_t o = 0; o < O; o += 16)
-      wino_output_tile<M, true>(sums.p + c * O + o, C * O, dw + c * O + o, R * C * O, C * O, R, R);
+    for (int64_t o = 0; o < O; o += k.vw)
+      k.wino_kernel_out[mi](sums.p + c * O + o, C * O, dw + c * O + o, R * C * O, C * O, R, R);
 }
 #endif
 
@@ -558,7 +379,7 @@ bool winograd_usable(const ConvGeom& g) {
 
 bool usable(const ConvGeom& g) {
 #if LAMINA_X86
-  if (simd_level() < 2 || g.direct() || g.O % 16 != 0 || g.C < 16) return false;
+  if (simd_level() < 1 || g.direct() || g.O % 16 != 0 || g.C < 16) return false;
   if (g.N <= 0 || g.OH <= 0 || g.OW <= 0) return false;
   return band_rows(g, 0, 1) * padded_cols(g) * g.C * int64_t(sizeof(float)) <= kBandBytes;
 #else
@@ -595,17 +416,18 @@ void flip_kernel(const ConvGeom& g, const float* w, float* wt) {
 
 void forward(const ConvGeom& g, const float* x, const float* w, float* out) {
 #if LAMINA_X86
-  if (winograd_usable(g)) return g.KH == 5 ? wino_forward_m<2>(g, x, w, out) : wino_forward_m<4>(g, x, w, out);
+  const Kernels& k = kernels();
+  if (winograd_usable(g)) return g.KH == 5 ? wino_forward_m<2>(k, g, x, w, out) : wino_forward_m<4>(k, g, x, w, out);
   const Plan p = plan(g);
   const int64_t C = g.C, O = g.O, Wp = p.Wp, K = g.K(), ntaps = g.KH * g.KW;
-  const int nv = tile_nv(O);
-  const int64_t bw = 16 * nv, cb = std::min(C, kChunkChannels);
+  const int nv = k.tile_nv(O);
+  const int64_t bw = k.vw * nv, cb = std::min(C, kChunkChannels);
   // taps per pass: their weights (tb * cb * bw floats) stay in L1 while the band's tiles go by
   const int64_t tb = std::max<int64_t>(1, std::min(ntaps, kChunkWeightFloats / (cb * bw)));
   // the kernel's columns in blocks of bw filters, each block's rows contiguous
   Scratch wpk(K * O);
   for (int64_t o0 = 0; o0 < O; o0 += bw)
-    for (int64_t k = 0; k < K; ++k) std::memcpy(wpk.p + o0 * K + k * bw, w + k * O + o0, size_t(bw) * sizeof(float));
+    for (int64_t r = 0; r < K; ++r) std::memcpy(wpk.p + o0 * K + r * bw, w + r * O + o0, size_t(bw) * sizeof(float));
   std::vector<int64_t> toff(static_cast<size_t>(ntaps));
   for (int64_t kh = 0; kh < g.KH; ++kh)
     for (int64_t kw = 0; kw < g.KW; ++kw) toff[size_t(kh * g.KW + kw)] = (kh * g.dh * Wp + kw * g.dw) * C;
@@ -614,7 +436,7 @@ void forward(const ConvGeom& g, const float* x, const float* w, float* out) {
   const int64_t bandpix = p.R * g.OW;
   std::vector<int64_t> poff(static_cast<size_t>(bandpix));
   for (int64_t q = 0; q < bandpix; ++q) poff[size_t(q)] = ((q / g.OW) * g.sh * Wp + (q % g.OW) * g.sw) * C;
-  const int px = tile_px(nv);
+  const int px = k.tile_px(nv);
   Scratch buf(p.band_floats * p.nt);
   const int64_t* to = toff.data();
   const int64_t* po = poff.data();
@@ -630,7 +452,7 @@ void forward(const ConvGeom& g, const float* x, const float* w, float* out) {
         const int64_t nt = std::min(tb, ntaps - t0), cn = std::min(cb, C - c0);
         const bool add = t0 + c0 > 0;
         for (int64_t q = 0; q < pix; q += px) {
-          const FwdFn f = fwd_fn(nv, int(std::min<int64_t>(px, pix - q)));
+          const FwdFn f = k.fwd_fn(nv, int(std::min<int64_t>(px, pix - q)));
           for (int64_t o0 = 0; o0 < O; o0 += bw)
             f(band + c0, po + q, to + t0, nt, cn, wpk.p + o0 * K + (t0 * C + c0) * bw, C * bw, bw,
               obase + q * O + o0, O, add);
@@ -644,12 +466,13 @@ void forward(const ConvGeom& g, const float* x, const float* w, float* out) {
 
 void filter_grad(const ConvGeom& g, const float* x, const float* dout, float* dw) {
 #if LAMINA_X86
+  const Kernels& k = kernels();
   if (winograd_usable(g))
-    return g.KH == 5 ? wino_filter_grad_m<2>(g, x, dout, dw) : wino_filter_grad_m<4>(g, x, dout, dw);
+    return g.KH == 5 ? wino_filter_grad_m<2>(k, g, x, dout, dw) : wino_filter_grad_m<4>(k, g, x, dout, dw);
   const Plan p = plan(g);
   const int64_t C = g.C, O = g.O, Wp = p.Wp, wn = g.K() * O;
-  const int nv = tile_nv(O);
-  const int pc = tile_size(C, tile_px(nv));
+  const int nv = k.tile_nv(O);
+  const int pc = tile_size(C, k.tile_px(nv));
   // thread 0 sums into dw, the others into their own blocks, added at the end
   Scratch buf(p.band_floats * p.nt), partial(p.nt > 1 ? (p.nt - 1) * wn : 0);
   zero_fill(dw, wn);
@@ -672,8 +495,8 @@ void filter_grad(const ConvGeom& g, const float* x, const float* dout, float* dw
           const float* at = ar + (kh * g.dh * Wp + kw * g.dw) * C;
           float* dt = mine + (kh * g.KW + kw) * C * O;
           for (int64_t c0 = 0; c0 < C; c0 += pc) {
-            const GradFn f = grad_fn(nv, int(std::min<int64_t>(pc, C - c0)));
-            for (int64_t o0 = 0; o0 < O; o0 += 16 * nv)
+            const GradFn f = k.grad_fn(nv, int(std::min<int64_t>(pc, C - c0)));
+            for (int64_t o0 = 0; o0 < O; o0 += k.vw * nv)
               f(at + c0, g.sh * Wp * C, g.sw * C, d + o0, g.OW * O, O, rn, g.OW, dt + c0 * O + o0);
           }
         }

@@ -676,11 +676,28 @@ def test_short_kernel_on_an_image_too_large_to_pad_goes_through_im2col(rng, sche
     np.testing.assert_allclose(got[:, :39], want[:, :39], atol=1e-3, rtol=1e-4)
 
 
-# ---- many input channels: the direct AVX-512 kernels (conv_direct.cpp) ----------------------------
+# ---- many input channels: the direct kernels (conv_direct.cpp, AVX-512 and AVX2) -----------------
 
-def _avx512():
+_ISAS = ("generic", "avx2", "avx512")
+
+
+def _vector_isas():
+    """The vector instruction sets the direct kernels have and this CPU runs."""
     from lamina.backend import _cpu
-    return _cpu.simd_isa() == "avx512"
+    return [i for i in _ISAS[1:] if _ISAS.index(i) <= _ISAS.index(_cpu.hardware_simd_isa())]
+
+
+@pytest.fixture(params=["avx2", "avx512"])
+def vector_isa(request):
+    """Each test runs once per vector ISA of the direct kernels (set_simd_isa), skipping those the
+    CPU lacks: an AVX-512 machine checks both sets of tiles and transforms."""
+    from lamina.backend import _cpu
+    if request.param not in _vector_isas():
+        pytest.skip(f"this CPU has no {request.param} (it has {_cpu.hardware_simd_isa()})")
+    before = _cpu.simd_isa()
+    _cpu.set_simd_isa(request.param)
+    yield request.param
+    _cpu.set_simd_isa(before)
 
 
 @pytest.mark.parametrize("kshape,cin,cout,strides,padding,dilation,size", [
@@ -692,11 +709,11 @@ def _avx512():
     ((1, 3), 16, 32, 1, "same", 1, (5, 40)),       # 1 x 3: 40 pixels a row in tiles of 14 / 24
     ((3, 3), 24, 16, 1, "same", 1, (6, 6)),        # 24 channels: the input gradient through im2col
 ])
-def test_many_channel_convs_run_direct_and_match_the_reference(rng, schedule, kshape, cin, cout, strides, padding,
-                                                              dilation, size):
-    """With C >= 16 and filters in multiples of 16, an AVX-512 CPU sums the windows straight from
-    the image (no im2col) under the batch schedule; the split schedule keeps im2col + GEMM. Both,
-    one image (bands of rows) and several, forward and both gradients, against the reference."""
+def test_many_channel_convs_run_direct_and_match_the_reference(rng, vector_isa, schedule, kshape, cin, cout, strides,
+                                                              padding, dilation, size):
+    """With C >= 16 and filters in multiples of 16, an AVX-512 or AVX2 CPU sums the windows straight
+    from the image (no im2col) under the batch schedule; the split schedule keeps im2col + GEMM.
+    Both, one image (bands of rows) and several, forward and both gradients, against the reference."""
     k = lamina.get_device("cpu").kernels
     kw = dict(strides=strides, padding=padding, dilation_rate=dilation)
     for n in (1, 3):
@@ -705,7 +722,7 @@ def test_many_channel_convs_run_direct_and_match_the_reference(rng, schedule, ks
         want = conv_ref(x, w, **kw)
         k.conv_profile(True)
         np.testing.assert_allclose(ops.conv(x, w, **kw).numpy(), want, atol=1e-3, rtol=1e-4)
-        direct = schedule == "batch" and _avx512()
+        direct = schedule == "batch"
         assert (k.conv_profile(True)["im2col"] == 0) == direct
         g = f32(rng, *want.shape)
         gx, gw = _conv_grads(x, w, g, **kw)
@@ -714,7 +731,7 @@ def test_many_channel_convs_run_direct_and_match_the_reference(rng, schedule, ks
         np.testing.assert_allclose(gw.numpy(), want_w, atol=1e-3, rtol=1e-4)
 
 
-def test_many_channel_conv_on_a_large_image_runs_in_bands(rng):
+def test_many_channel_conv_on_a_large_image_runs_in_bands(rng, vector_isa):
     """One large image is cut into bands of output rows shared among the threads, each band
     padding only the input rows it reads: the band edges against the reference."""
     x = f32(rng, 1, 61, 23, 16)
@@ -728,10 +745,11 @@ def test_many_channel_conv_on_a_large_image_runs_in_bands(rng):
     np.testing.assert_allclose(gw.numpy(), want_w, atol=1e-3, rtol=1e-4)
 
 
-def test_many_channel_conv_without_avx512_goes_through_im2col(rng):
+def test_many_channel_conv_without_vector_isa_goes_through_im2col(rng):
+    """The baseline ISA (set_simd_isa("generic"), or a CPU without AVX2) has no direct kernels."""
     from lamina.backend import _cpu
     before = _cpu.simd_isa()
-    _cpu.set_simd_isa("avx2" if _cpu.hardware_simd_isa() != "generic" else "generic")
+    _cpu.set_simd_isa("generic")
     k = lamina.get_device("cpu").kernels
     try:
         x = f32(rng, 2, 8, 8, 16)
@@ -751,10 +769,10 @@ def test_many_channel_conv_without_avx512_goes_through_im2col(rng):
     (3, 16, 48, "same", (13, 18)),   # 3 x 3: tiles of 4 x 4 outputs
     (3, 32, 32, "valid", (22, 18)),
 ])
-def test_winograd_convs_match_the_reference_and_the_direct_kernels(rng, k, cin, cout, padding, size):
+def test_winograd_convs_match_the_reference_and_the_direct_kernels(rng, vector_isa, k, cin, cout, padding, size):
     """Stride-1 3 x 3 and 5 x 5 layers with channels in multiples of 16 run the forward pass and
-    the input gradient as Winograd products on AVX-512 (conv_winograd(1), the default): against the
-    float64 reference and the direct kernels (conv_winograd(0)), from which they differ only by
+    the input gradient as Winograd products on AVX-512 and AVX2 (conv_winograd(1), the default):
+    against the float64 reference and the direct kernels (conv_winograd(0)), from which they differ only by
     rounding; one image (bands of tile rows shared by the threads) and several."""
     kern = lamina.get_device("cpu").kernels
     for n in (1, 3):
@@ -776,12 +794,12 @@ def test_winograd_convs_match_the_reference_and_the_direct_kernels(rng, k, cin, 
             np.testing.assert_allclose(gx.numpy(), want_x, atol=2e-5 * np.abs(want_x).max(), rtol=1e-4)
             np.testing.assert_allclose(gw.numpy(), want_w, atol=2e-5 * np.abs(want_w).max(), rtol=1e-4)
             got[mode] = y, gx.numpy()
-        if _avx512():  # a different summation ran
-            assert not np.array_equal(got[1][0], got[0][0]) and not np.array_equal(got[1][1], got[0][1])
+        # a different summation ran
+        assert not np.array_equal(got[1][0], got[0][0]) and not np.array_equal(got[1][1], got[0][1])
 
 
 @pytest.mark.parametrize("shape,cin,cout", [((2, 7, 7), 32, 32), ((1, 16, 16), 256, 272)])
-def test_winograd_skips_images_of_few_tiles_and_large_kernels(rng, shape, cin, cout):
+def test_winograd_skips_images_of_few_tiles_and_large_kernels(rng, vector_isa, shape, cin, cout):
     """Under 16 tiles an image (a 3 x 3 layer on 7 x 7 images: 2 x 2 tiles of 4 x 4), or with more
     than 256 x 256 channels in x out, the direct kernels run, exactly as with conv_winograd(0)."""
     kern = lamina.get_device("cpu").kernels
