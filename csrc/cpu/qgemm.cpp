@@ -697,16 +697,25 @@ void matmul_windows(const ImageRows& img, int64_t M, int64_t K, int64_t N, const
 }
 
 void quantize_images(const float* x, int64_t images, int64_t per_image, uint8_t* q, float* scale, bool parallel) {
+  // Keras's AbsMaxQuantizer over the whole image, by the rows' routine. The vector forms write whole
+  // groups of 4 bytes: with per_image % 4 != 0 an image's padded last group would run into the next
+  // image (written by another thread, maybe earlier), so such images go through a scratch row.
+  const bool whole_groups = per_image % 4 == 0;
   parallel_for(images, parallel && images > 1 && images * per_image > (1 << 16), [&](int64_t n) {
-    // Keras's AbsMaxQuantizer over the whole image, by the rows' routine (q holds 3 bytes of slack
-    // past the last image: the vector form writes whole groups of 4)
+    const float* row = x + n * per_image;
+    uint8_t* dst = q + n * per_image;
 #if LAMINA_QX86
-    if (active_kind() == VNNI) {
-      scale[n] = quantize_row_avx512_tile(x + n * per_image, per_image, q + n * per_image, 4);
+    const int kind = active_kind();
+    if (kind == VNNI || kind == AVX2) {
+      std::vector<uint8_t> scratch(whole_groups ? 0 : size_t(per_image + 3));
+      uint8_t* d = whole_groups ? dst : scratch.data();
+      scale[n] = kind == VNNI ? quantize_row_avx512_tile(row, per_image, d, 4)
+                              : quantize_row_avx2_tile(row, per_image, d, 4);
+      if (!whole_groups) std::memcpy(dst, d, size_t(per_image));
       return;
     }
 #endif
-    scale[n] = quantize_row_generic(x + n * per_image, per_image, q + n * per_image);
+    scale[n] = quantize_row_generic(row, per_image, dst);
   });
 }
 

@@ -143,11 +143,15 @@ def test_pointwise_from_bytes_equals_the_integer_sums(kernel, K, N):
             np.testing.assert_allclose(got, np.clip(ref, 0, 6), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("C,k,strides,pads", [(3, 3, (2, 2), (0, 1, 0, 1)), (3, 3, (1, 1), (1, 1, 1, 1)),
-                                              (5, 2, (1, 2), (0, 0, 1, 0)), (20, 3, (2, 1), (1, 1, 1, 1))])
-def test_conv_from_floats_quantizes_each_image_and_reads_its_windows(kernel, C, k, strides, pads):
+@pytest.mark.parametrize("C,k,strides,pads,W,n", [
+    (3, 3, (2, 2), (0, 1, 0, 1), 8, 3), (3, 3, (1, 1), (1, 1, 1, 1), 8, 3), (5, 2, (1, 2), (0, 0, 1, 0), 8, 3),
+    (20, 3, (2, 1), (1, 1, 1, 1), 8, 3),
+    (3, 3, (1, 1), (1, 1, 1, 1), 7, 3),    # 189 floats an image: a last group of 1
+    (3, 3, (1, 1), (1, 1, 1, 1), 7, 400),  # ... and images quantized by both threads
+])
+def test_conv_from_floats_quantizes_each_image_and_reads_its_windows(kernel, C, k, strides, pads, W, n):
     rng = np.random.default_rng(C * k)
-    n, H, W, N = 3, 9, 8, 8
+    H, N = 9, 8
     x = rng.uniform(-1, 1, (n, H, W, C)).astype(np.float32)
     x[1] *= 3
     w = rng.integers(-127, 128, (k, k, C, N)).astype(np.int8)
