@@ -689,7 +689,7 @@ void matmul_epi(const float* a, int64_t lda, int64_t M, int64_t K, int64_t N, co
 
 void matmul_windows(const ImageRows& img, int64_t M, int64_t K, int64_t N, const int8_t* packed,
                     const int32_t* colsum, const Epilogue& e, bool parallel) {
-  LAMINA_CHECK(K == img.KH * img.KW * img.C && M == (img.OH * img.OW ? M / (img.OH * img.OW) : 0) * img.OH * img.OW,
+  LAMINA_CHECK(K == img.KH * img.KW * img.C && M == (img.OH * img.OW != 0 ? M / (img.OH * img.OW) : 0) * img.OH * img.OW,
                "qmatmul: the windows' geometry does not match the product's sizes");
   Input in;
   in.img = &img;
