@@ -7,7 +7,7 @@
 //   input gradient   dcol = dout @ W^T, then col2im written as a gather: each input row
 //                    (n, ih) sums the column entries that read it, so threads never collide.
 // A 1x1, stride-1, unpadded convolution needs no im2col: the input is already the GEMM operand.
-// On AVX-512, layers with many input channels (C >= 16, O a multiple of 16) skip the column matrix:
+// On AVX-512 and AVX2, layers with many input channels (C >= 16, O a multiple of 16) skip the column matrix:
 // conv_direct.cpp's register tiles read the image itself (forward, filter gradient, and the input
 // gradient of stride-1 layers as a convolution of dout with the flipped kernel).
 // Threads (see "chunk scheduling"): with enough images, each thread runs whole chunks of its own
@@ -1141,7 +1141,7 @@ void bind_conv(py::module_& m) {
     if (enable >= 0) g_direct_wide = enable != 0;
     return old;
   }, py::arg("enable") = -1,
-     "1: layers with many input channels use the direct AVX-512 kernels where the CPU has them (the "
+     "1: layers with many input channels use the direct AVX-512 or AVX2 kernels where the CPU has them (the "
      "default), 0: im2col + GEMM; returns the previous setting.");
   m.def("conv_winograd", [](int enable) {
     const bool old = convdirect::g_winograd;
@@ -1150,7 +1150,7 @@ void bind_conv(py::module_& m) {
   }, py::arg("enable") = -1,
      "1: stride-1 3x3 and 5x5 layers with channels in multiples of 16 (16 tiles an image or more, "
      "in x out channels at most 256 x 256) "
-     "run the forward pass and both gradients as Winograd products on AVX-512 (the default), 0: the "
+     "run the forward pass and both gradients as Winograd products on AVX-512 or AVX2 (the default), 0: the "
      "direct kernels; returns the previous setting.");
   m.def("conv_chunk_bytes", [](int64_t n) {
     int64_t old = g_chunk_bytes;

@@ -1,5 +1,5 @@
-// Direct float32 convolution on AVX-512 for layers with many input channels (conv_direct.cpp):
-// no im2col matrix, the register tiles read a zero-padded copy of the image's rows.
+// Direct float32 convolution on AVX-512 or AVX2 for layers with many input channels
+// (conv_direct.cpp): no im2col matrix, the register tiles read a zero-padded copy of the image's rows.
 #pragma once
 #include <cstdint>
 
@@ -8,7 +8,7 @@
 namespace lamina {
 namespace convdirect {
 
-// The CPU runs AVX-512 (simd_level() == 2), O is a multiple of 16, C >= 16, and the product is
+// The CPU runs AVX-512 or AVX2 (simd_level() >= 1), O is a multiple of 16, C >= 16, and the product is
 // not a plain GEMM (1x1, stride 1, unpadded): forward and filter_grad apply.
 bool usable(const ConvGeom& g);
 // The input gradient as a convolution (stride 1, padding at most the window's reach): see

@@ -471,9 +471,12 @@ LAMINA_QAVX2 void block_avx2(int64_t G, const uint8_t* a, const int8_t* b, int n
 }
 
 // Rows quantized from floats (bytes q + 128, q in [-127, 127]): vpmaddubsw multiplies unsigned by
-// signed bytes, two products an int16, so it takes |q| against the weights carrying q's sign
-// (vpsignb): |q| * |w| <= 127 * 127, and two of them fit an int16. vpmaddwd by ones then sums the
-// column's four k into its 32-bit lane, in column order: R rows x 32 columns, no correction sums.
+// signed bytes, two products an int16, so it takes the weights' magnitudes |w| (as unsigned bytes:
+// -128 gives 128) against q carrying w's sign (vpsignb; |q| <= 127 fits a signed byte whatever
+// the sign): |w| |q| <= 128 * 127, and two of them fit an int16. (The other way round, |q|
+// against w carrying q's sign, turns w = -128 with q < 0 into -128 again: a wrong sum.) vpmaddwd
+// by ones then sums the column's four k into its 32-bit lane, in column order: R rows x 32
+// columns, no correction sums.
 template <int R>
 LAMINA_QAVX2 void block_avx2_signed(int64_t G, const uint8_t* a, const int8_t* b, int n, const float* a_scale,
                                     const Epilogue& e, int64_t row0, int64_t j0) {
@@ -482,16 +485,18 @@ LAMINA_QAVX2 void block_avx2_signed(int64_t G, const uint8_t* a, const int8_t* b
     for (int c = 0; c < 4; ++c) acc[i][c] = _mm256_setzero_si256();
   const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8(char(0x80));
   for (int64_t g = 0; g < G; ++g, a += MR * 4, b += QNR * 4) {
-    __m256i bw[4];
-    for (int c = 0; c < 4; ++c) bw[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32 * c));
+    __m256i q[R];
     for (int i = 0; i < R; ++i) {
       int32_t word;
       std::memcpy(&word, a + i * 4, 4);
-      const __m256i q = _mm256_xor_si256(_mm256_set1_epi32(word), flip);  // the signed q of each byte
-      const __m256i aq = _mm256_abs_epi8(q);
-      for (int c = 0; c < 4; ++c)
+      q[i] = _mm256_xor_si256(_mm256_set1_epi32(word), flip);  // the signed q of each byte
+    }
+    for (int c = 0; c < 4; ++c) {
+      const __m256i bw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32 * c));
+      const __m256i bm = _mm256_abs_epi8(bw);
+      for (int i = 0; i < R; ++i)
         acc[i][c] = _mm256_add_epi32(acc[i][c],
-                                     _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(bw[c], q)), ones));
+                                     _mm256_madd_epi16(_mm256_maddubs_epi16(bm, _mm256_sign_epi8(q[i], bw)), ones));
     }
   }
   for (int i = 0; i < R; ++i)

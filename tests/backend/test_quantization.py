@@ -20,7 +20,7 @@ def _quantize_rows(x):
                                    (193, 37, 64), (48, 4, 32)])
 def test_qmatmul_is_bit_exact(kernel, M, K, N):
     rng = np.random.default_rng(M * 1000 + K + N)
-    w = rng.integers(-127, 128, (K, N)).astype(np.int8)
+    w = rng.integers(-128, 128, (K, N)).astype(np.int8)  # the whole int8 range: -128 meets negative q
     x = (rng.standard_normal((M, K)) * rng.random((M, 1)) * 10).astype(np.float32)
     x[0, : min(K, 3)] = 0.5                     # ties of round-half-even after scaling
     if M > 2:
