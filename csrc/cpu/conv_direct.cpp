@@ -117,7 +117,8 @@ using DoutFn = void (*)(const float*, int64_t, int64_t, int, int, float*, int64_
 using WeightsFn = void (*)(const ConvGeom&, const float*, int64_t, float*);
 struct Kernels {
   int vw;                          // floats a vector: channels per transform, filters per tile column
-  int (*tile_nv)(int64_t O);       // vectors of filters a tile takes (the widest the filters allow)
+  int (*tile_nv)(int64_t O);       // vectors of filters a forward tile takes (the widest the filters allow)
+  int (*grad_nv)(int64_t O);       // ... and a filter-gradient tile
   int (*tile_px)(int nv);          // its most pixels (or input channels for the filter gradient)
   FwdFn (*fwd_fn)(int nv, int px);
   GradFn (*grad_fn)(int nv, int px);
@@ -229,9 +230,10 @@ WinoPlan wino_plan(const ConvGeom& g) {
 // multiply-adds. On the Intel Xeon measured (AMX generation), a loop with one broadcast load per
 // two FMAs runs at 70% of the FMA peak, one per four at 90%; so 64 filters take 6 x 64 tiles
 // there rather than 14 x 32. AVX2 has 16 ymm registers: 3 x 32 filters (12 accumulators, 4 of
-// weights) where the filters allow, else 6 x 16 (as the GEMM's AVX2 kernel). Measured on a 2-core
-// AMD Zen 3 (benchmarks/README.md), the MNIST convnet's conv2 at batch 128 with 3 x 32 against
-// 6 x 16: direct forward 22.3 -> 17.8 ms, forward + both gradients 60.8 -> 52.2 ms.
+// weights) where the filters allow, else 6 x 16 (as the GEMM's AVX2 kernel); the filter gradient
+// 6 x 16 (grad_nv). Measured on a 2-core AMD Zen 3 (benchmarks/README.md), the MNIST convnet's
+// conv2 at batch 128 with 3 x 32 against 6 x 16: direct forward 22.3 -> 17.8 ms, forward + both
+// gradients 60.8 -> 52.2 ms.
 namespace avx512 {
 #define LAMINA_DV __attribute__((target("avx512f,avx2,fma")))
 using vreg = __m512;
@@ -247,6 +249,7 @@ LAMINA_DV LAMINA_INLINE vreg vfmadd(vreg a, vreg b, vreg c) { return _mm512_fmad
 LAMINA_DV LAMINA_INLINE vreg vfnmadd(vreg a, vreg b, vreg c) { return _mm512_fnmadd_ps(a, b, c); }
 constexpr int kPx[5] = {0, 24, 14, 0, 6};  // 24, 28 and 24 accumulators of 32 zmm
 int tile_nv(int64_t O) { return O % 64 == 0 ? 4 : O % 32 == 0 ? 2 : 1; }
+int grad_nv(int64_t O) { return tile_nv(O); }
 #include "conv_direct_kernels.inc"
 #undef LAMINA_DV
 }  // namespace avx512
@@ -266,6 +269,10 @@ LAMINA_DV LAMINA_INLINE vreg vfmadd(vreg a, vreg b, vreg c) { return _mm256_fmad
 LAMINA_DV LAMINA_INLINE vreg vfnmadd(vreg a, vreg b, vreg c) { return _mm256_fnmadd_ps(a, b, c); }
 constexpr int kPx[5] = {0, 12, 6, 0, 3};  // 12 accumulators of 16 ymm
 int tile_nv(int64_t O) { return O % 32 == 0 ? 4 : 2; }  // O is a multiple of 16
+// The filter gradient's tiles broadcast input channels against dout: 6 channels x 16 filters
+// (measured on the Zen 3, forward + filter gradient of 3 x 3 layers, against 3 x 32: 256 -> 256
+// channels at 14 x 14 53.4 / 57.5 ms, 512 -> 512 at 7 x 7 130.9 / 143.5; MNIST conv2 equal).
+int grad_nv(int64_t) { return 2; }
 #include "conv_direct_kernels.inc"
 #undef LAMINA_DV
 }  // namespace avx2
@@ -319,7 +326,7 @@ void wino_filter_grad_m(const Kernels& k, const ConvGeom& g, const float* x, con
   constexpr int R = Wino<M>::R, mi = M == 2 ? 0 : 1;
   const WinoPlan p = wino_plan(g);
   const int64_t C = g.C, O = g.O, Wp = p.Wp, maxt = p.tr * p.TW, wn = 36 * C * O;
-  const int nv = k.tile_nv(O);
+  const int nv = k.grad_nv(O);
   const int64_t bw = k.vw * nv;
   const int pc = tile_size(C, k.tile_px(nv));
   const int64_t band_floats = p.Hp * Wp * C, v_floats = 36 * maxt * C, d_floats = 36 * maxt * O;
@@ -478,7 +485,7 @@ void filter_grad(const ConvGeom& g, const float* x, const float* dout, float* dw
     return g.KH == 5 ? wino_filter_grad_m<2>(k, g, x, dout, dw) : wino_filter_grad_m<4>(k, g, x, dout, dw);
   const Plan p = plan(g);
   const int64_t C = g.C, O = g.O, Wp = p.Wp, wn = g.K() * O;
-  const int nv = k.tile_nv(O);
+  const int nv = k.grad_nv(O);
   const int pc = tile_size(C, k.tile_px(nv));
   // thread 0 sums into dw, the others into their own blocks, added at the end
   Scratch buf(p.band_floats * p.nt), partial(p.nt > 1 ? (p.nt - 1) * wn : 0);
