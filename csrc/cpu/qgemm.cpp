@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common.h"
+#include "quant_avx2.h"
 #include "quant_checks.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -419,21 +420,10 @@ LAMINA_QAVX2 inline void epi8_store(const Epilogue& e, __m256i acc, int n, float
     __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc),
                                _mm256_mul_ps(_mm256_loadu_ps(e.F + j), _mm256_set1_ps(1.f / as)),
                                _mm256_loadu_ps(e.G + j));
-    const __m256 lo = _mm256_set1_ps(e.lo), hi = _mm256_set1_ps(e.hi);
-    v = _mm256_blendv_ps(v, lo, _mm256_cmp_ps(v, lo, _CMP_LT_OQ));  // NaN kept
-    v = _mm256_blendv_ps(v, hi, _mm256_cmp_ps(v, hi, _CMP_GT_OQ));
-    if (!e.out_u8) {
-      _mm256_storeu_ps(e.out_f + row * e.ldo + j, v);
-      return;
-    }
-    const __m256 bad = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
-    if (_mm256_movemask_ps(bad) && e.flags)
-      __atomic_store_n(e.flags + (e.flag_row0 + row) / e.rows_per_flag, 1, __ATOMIC_RELAXED);
-    __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(v, _mm256_set1_ps(e.out_mul)));
-    q = _mm256_andnot_si256(_mm256_castps_si256(bad), q);
-    q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_setzero_si256()), _mm256_set1_epi32(255));
-    const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(e.out_u8 + row * e.ldo + j), _mm_packus_epi16(w16, w16));
+    const int64_t o = row * e.ldo + j;
+    const bool nan = qavx2::store8_clamped(v, e.lo, e.hi, e.out_mul, e.out_u8 ? nullptr : e.out_f + o,
+                                           e.out_u8 ? e.out_u8 + o : nullptr);
+    if (nan && e.flags) __atomic_store_n(e.flags + (e.flag_row0 + row) / e.rows_per_flag, 1, __ATOMIC_RELAXED);
     return;
   }
   for (int c = 0; c < n; ++c) epilogue_store(e, r[c], as, row, j + c);

@@ -23,6 +23,7 @@
 #include "device.h"
 #include "conv_common.h"
 #include "qgemm.h"
+#include "quant_avx2.h"
 #include "quant_checks.h"
 #include "simd.h"
 
@@ -330,26 +331,9 @@ LAMINA_DW_TARGET void dw_row_u8_avx512(const QdwGeom& g, const uint8_t* qn, cons
 
 // The epilogue of DwEpi on 8 channels (c0 .. c0 + 7) of one output pixel at offset o, as dw_store.
 LAMINA_DW_AVX2 inline void dw_store8(const DwEpi& e, __m256 acc, int64_t c0, int64_t o, bool& nan) {
-  __m256 v = _mm256_fmadd_ps(acc, _mm256_loadu_ps(e.F + c0), _mm256_loadu_ps(e.G + c0));
-  if (e.lo > -INFINITY) {
-    const __m256 lo = _mm256_set1_ps(e.lo);
-    v = _mm256_blendv_ps(v, lo, _mm256_cmp_ps(v, lo, _CMP_LT_OQ));  // NaN kept
-  }
-  if (e.hi < INFINITY) {
-    const __m256 hi = _mm256_set1_ps(e.hi);
-    v = _mm256_blendv_ps(v, hi, _mm256_cmp_ps(v, hi, _CMP_GT_OQ));
-  }
-  if (e.out_u8) {
-    const __m256 bad = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
-    nan |= _mm256_movemask_ps(bad) != 0;
-    __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(v, _mm256_set1_ps(e.out_mul)));
-    q = _mm256_max_epi32(_mm256_andnot_si256(_mm256_castps_si256(bad), q), _mm256_setzero_si256());
-    // unsigned saturation to 0..255, as vpmovusdb
-    const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(e.out_u8 + o), _mm_packus_epi16(w16, w16));
-  } else {
-    _mm256_storeu_ps(e.out_f + o, v);
-  }
+  const __m256 v = _mm256_fmadd_ps(acc, _mm256_loadu_ps(e.F + c0), _mm256_loadu_ps(e.G + c0));
+  nan |= qavx2::store8_clamped(v, e.lo, e.hi, e.out_mul, e.out_u8 ? nullptr : e.out_f + o,
+                               e.out_u8 ? e.out_u8 + o : nullptr);
 }
 
 LAMINA_DW_AVX2 inline __m256 dw_load8(const uint8_t* p) {
