@@ -653,17 +653,11 @@ void qconv2d_fused(const Buffer& xb, const Shape& xs, double x_step, const Shape
     qgemm::matmul_epi(x, K, rows, K, O, pk, cs, e, true);
     return;
   }
-  // the image quantized once (one scale per image), each window copied from its bytes into the
-  // product's tiles: no im2col matrix
-  std::unique_ptr<uint8_t[]> qx(new uint8_t[size_t(xb.numel + 3)]);  // every byte written: no zero fill
-  std::vector<float> qs(static_cast<size_t>(g.N));
-  qgemm::quantize_images(x, g.N, g.H * g.W * g.C, qx.get(), qs.data(), true);
+  // the image quantized once (one scale per image), each window read from its bytes: no im2col matrix
   qgemm::ImageRows img;
-  img.x = qx.get();
-  img.scale = qs.data();
   img.H = g.H, img.W = g.W, img.C = g.C, img.KH = g.KH, img.KW = g.KW, img.OH = g.OH, img.OW = g.OW;
   img.sh = g.sh, img.sw = g.sw, img.dh = g.dh, img.dw = g.dw, img.pt = g.pt, img.pl = g.pl;
-  qgemm::matmul_windows(img, rows, K, O, pk, cs, e, true);
+  qgemm::conv_windows(x, g.N, img, K, O, pk, cs, e, true);
 }
 
 // Gradients of conv2d_forward: dx (input's shape) and/or dw (kernel's shape), either may be None.

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "common.h"
@@ -357,6 +358,26 @@ LAMINA_VNNI inline void epi_store(const Epilogue& e, const EpiVec& p, __m512i ac
 }
 
 // ---- AVX-512 VNNI micro-kernel: M rows x 32 columns ---------------------------------------------
+// The tile's epilogue: the zero-point correction (colsum, or none for byte activations) and the
+// Epilogue on M rows x n columns of int32 sums. Always inlined: a call would take the
+// accumulators' address and keep them in memory through the whole product loop.
+template <int M, bool HALF>
+LAMINA_VNNI __attribute__((always_inline)) inline void tile_vnni_store(__m512i (&acc)[M][2], int n, const int32_t* colsum, const float* a_scale,
+                                        const Epilogue& e, int64_t row0, int64_t j0) {
+  const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+  const __mmask16 m1 = n >= 32 ? __mmask16(0xFFFF) : n > 16 ? __mmask16((1u << (n - 16)) - 1) : __mmask16(0);
+  const __m512i c128 = _mm512_set1_epi32(128);
+  const __m512i cs0 = colsum ? _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m0, colsum), c128) : _mm512_setzero_si512();
+  const __m512i cs1 =
+      colsum ? _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m1, colsum + 16), c128) : _mm512_setzero_si512();
+  const EpiVec p0 = epi_load(e, j0, m0), p1 = epi_load(e, j0 + 16, m1);
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i) {
+    epi_store(e, p0, _mm512_sub_epi32(acc[i][0], cs0), a_scale[i], row0 + i, j0);
+    if (!HALF && n > 16) epi_store(e, p1, _mm512_sub_epi32(acc[i][1], cs1), a_scale[i], row0 + i, j0 + 16);
+  }
+}
+
 // HALF: only the first 16 columns (n <= 16).
 // DIRECT: `a` is the rows themselves (bytes, lda a multiple of 4, in 4-byte units `rs`), read in
 // place instead of from a packed tile (byte activations with K % 4 == 0: no copy).
@@ -377,19 +398,47 @@ LAMINA_VNNI void tile_vnni(int64_t G, const uint8_t* a, int64_t rs, const int8_t
       if (!HALF) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[i][1]) : "v"(ai), "v"(b1));
     }
   }
-  const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
-  const __mmask16 m1 = n >= 32 ? __mmask16(0xFFFF) : n > 16 ? __mmask16((1u << (n - 16)) - 1) : __mmask16(0);
-  const __m512i c128 = _mm512_set1_epi32(128);
-  const __m512i cs0 = colsum ? _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m0, colsum), c128) : _mm512_setzero_si512();
-  const __m512i cs1 =
-      colsum ? _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m1, colsum + 16), c128) : _mm512_setzero_si512();
-  const EpiVec p0 = epi_load(e, j0, m0), p1 = epi_load(e, j0 + 16, m1);
-#pragma GCC unroll 16
-  for (int i = 0; i < M; ++i) {
-    epi_store(e, p0, _mm512_sub_epi32(acc[i][0], cs0), a_scale[i], row0 + i, j0);
-    if (!HALF && n > 16) epi_store(e, p1, _mm512_sub_epi32(acc[i][1], cs1), a_scale[i], row0 + i, j0 + 16);
-  }
+  tile_vnni_store<M, HALF>(acc, n, colsum, a_scale, e, row0, j0);
 }
+
+// The rows of a convolution read in place from a padded byte image (conv_windows): group g of row
+// i's window (in the packed weights' (kh, kw, c) order) is the 4 bytes at rows[i] + 4 * offs[g].
+// No copy of the windows into tiles; one loop (a nested loop over the window's rows made GCC keep
+// the accumulators in memory).
+template <int M, bool HALF>
+LAMINA_VNNI void tile_vnni_win(int64_t G, const int32_t* offs, const uint8_t* const* rows, const int8_t* b, int n,
+                               const int32_t* colsum, const float* a_scale, const Epilogue& e, int64_t row0,
+                               int64_t j0) {
+  __m512i acc[M][2];
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
+  const int32_t* p[M];
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i) p[i] = reinterpret_cast<const int32_t*>(rows[i]);
+  for (int64_t g = 0; g < G; ++g, b += QNR * 4) {
+    const __m512i b0 = _mm512_loadu_si512(b), b1 = HALF ? b0 : _mm512_loadu_si512(b + 64);
+    const int64_t o = offs[g];
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i) {
+      const __m512i ai = _mm512_set1_epi32(p[i][o]);
+      __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[i][0]) : "v"(ai), "v"(b0));
+      if (!HALF) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[i][1]) : "v"(ai), "v"(b1));
+    }
+  }
+  tile_vnni_store<M, HALF>(acc, n, colsum, a_scale, e, row0, j0);
+}
+
+using WinTileFn = void (*)(int64_t, const int32_t*, const uint8_t* const*, const int8_t*, int, const int32_t*,
+                           const float*, const Epilogue&, int64_t, int64_t);
+template <bool HALF>
+constexpr std::array<WinTileFn, MR + 1> vnni_win_tiles() {
+  return {nullptr,
+          &tile_vnni_win<1, HALF>,  &tile_vnni_win<2, HALF>,  &tile_vnni_win<3, HALF>,  &tile_vnni_win<4, HALF>,
+          &tile_vnni_win<5, HALF>,  &tile_vnni_win<6, HALF>,  &tile_vnni_win<7, HALF>,  &tile_vnni_win<8, HALF>,
+          &tile_vnni_win<9, HALF>,  &tile_vnni_win<10, HALF>, &tile_vnni_win<11, HALF>, &tile_vnni_win<12, HALF>};
+}
+// [half][rows]
+const std::array<WinTileFn, MR + 1> kVnniWinTiles[2] = {vnni_win_tiles<false>(), vnni_win_tiles<true>()};
 
 using TileFn = void (*)(int64_t, const uint8_t*, int64_t, const int8_t*, int, const int32_t*, const float*,
                         const Epilogue&, int64_t, int64_t);
@@ -552,6 +601,8 @@ int active_kind() {
 struct Scratch {
   std::vector<uint8_t> q, row;
   std::vector<float> scales;
+  std::vector<const uint8_t*> rows;  // windows read in place: each row's first byte
+  std::vector<int32_t> offs;         // ... and each group's offset from it (4-byte units)
 };
 thread_local Scratch t_scratch;
 
@@ -579,6 +630,34 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
     if (!direct) copy_block_u8(in.u8 + r0 * in.lda, in.lda, m, K, s.q.data());
     std::fill(s.scales.begin(), s.scales.end(), in.u8_scale);
     colsum = nullptr;
+  } else if (in.img && in.img->Wp > 0) {  // a padded image: every window read in place (VNNI)
+    const ImageRows& g = *in.img;
+    s.rows.resize(size_t(tiles * MR));
+    int64_t ow = r0 % g.OW, t = r0 / g.OW, oh = t % g.OH, n = t / g.OH;
+    for (int64_t i = 0; i < m; ++i) {
+      s.rows[size_t(i)] = g.x + ((n * g.Hp + oh * g.sh) * g.Wp + ow * g.sw) * g.C;
+      s.scales[size_t(i)] = g.scale[n];
+      if (++ow == g.OW) {
+        ow = 0;
+        if (++oh == g.OH) oh = 0, ++n;
+      }
+    }
+#if LAMINA_QX86
+    // group k of a window: segment (window row) k / SG, group k % SG of it
+    const int64_t SG = g.KW * g.C / 4, ss = g.dh * g.Wp * g.C / 4;
+    s.offs.resize(size_t(G));
+    for (int64_t k = 0; k < G; ++k) s.offs[size_t(k)] = int32_t(k / SG * ss + k % SG);
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t j0 = p * QNR;
+      const int n = int(std::min<int64_t>(QNR, N - j0));
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int rows = int(std::min<int64_t>(MR, m - t * MR));
+        kVnniWinTiles[n <= 16][rows](G, s.offs.data(), s.rows.data() + t * MR, packed + p * G * QNR * 4, n,
+                                     colsum + j0, s.scales.data() + t * MR, e, r0 + t * MR, j0);
+      }
+    }
+#endif
+    return;
   } else if (in.img) {
     window_block(*in.img, r0, m, K, s.q.data(), s.scales.data(), s.row.data());
   } else {
@@ -682,15 +761,6 @@ void matmul_epi(const float* a, int64_t lda, int64_t M, int64_t K, int64_t N, co
   run(in, M, K, N, packed, colsum, e, parallel);
 }
 
-void matmul_windows(const ImageRows& img, int64_t M, int64_t K, int64_t N, const int8_t* packed,
-                    const int32_t* colsum, const Epilogue& e, bool parallel) {
-  LAMINA_CHECK(K == img.KH * img.KW * img.C && M == (img.OH * img.OW != 0 ? M / (img.OH * img.OW) : 0) * img.OH * img.OW,
-               "qmatmul: the windows' geometry does not match the product's sizes");
-  Input in;
-  in.img = &img;
-  run(in, M, K, N, packed, colsum, e, parallel);
-}
-
 void quantize_images(const float* x, int64_t images, int64_t per_image, uint8_t* q, float* scale, bool parallel) {
   // Keras's AbsMaxQuantizer over the whole image, by the rows' routine. The vector forms write whole
   // groups of 4 bytes: with per_image % 4 != 0 an image's padded last group would run into the next
@@ -712,6 +782,61 @@ void quantize_images(const float* x, int64_t images, int64_t per_image, uint8_t*
 #endif
     scale[n] = quantize_row_generic(row, per_image, dst);
   });
+}
+
+namespace {
+// quantize_images into a padded layout: image n's row h at q + ((n * Hp + pt + h) * Wp + pl) * C,
+// 128 (a zero after the shift) around it. C % 4 == 0 (whole groups in place).
+void quantize_images_padded(const float* x, int64_t images, const ImageRows& g, int64_t pb, int64_t pr, uint8_t* q,
+                            float* scale, bool parallel) {
+  const int64_t per_image = g.H * g.W * g.C, row = g.W * g.C, prow = g.Wp * g.C;
+  parallel_for(images, parallel && images > 1 && images * per_image > (1 << 16), [&](int64_t n) {
+    uint8_t* img = q + n * g.Hp * prow;
+    const float* src = x + n * per_image;
+    std::memset(img, 128, size_t(g.pt * prow));
+    std::memset(img + (g.pt + g.H) * prow, 128, size_t(pb * prow));
+    Scratch& s = t_scratch;  // the image quantized whole (Keras's abs-max), then copied row by row
+    s.row.resize(size_t(per_image + 64));
+    scale[n] = quantize_row_avx512_tile(src, per_image, s.row.data(), 4);
+    for (int64_t h = 0; h < g.H; ++h) {
+      uint8_t* d = img + (g.pt + h) * prow;
+      std::memset(d, 128, size_t(g.pl * g.C));
+      std::memcpy(d + g.pl * g.C, s.row.data() + h * row, size_t(row));
+      std::memset(d + (g.pl + g.W) * g.C, 128, size_t(pr * g.C));
+    }
+  });
+}
+}  // namespace
+
+void conv_windows(const float* x, int64_t images, const ImageRows& geometry, int64_t K, int64_t N,
+                  const int8_t* packed, const int32_t* colsum, const Epilogue& e, bool parallel) {
+  ImageRows g = geometry;
+  LAMINA_CHECK(K == g.KH * g.KW * g.C, "qconv2d: the windows' geometry does not match the kernel's size");
+  const int64_t M = images * g.OH * g.OW;
+  std::vector<float> scales(static_cast<size_t>(images));
+  std::unique_ptr<uint8_t[]> q;
+  g.scale = scales.data();
+#if LAMINA_QX86
+  if (active_kind() == VNNI && g.C % 4 == 0 && g.dw == 1) {
+    // padded so that every window lies inside: each row read in place by the tiles
+    g.Hp = std::max(g.H + g.pt, (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1);
+    g.Wp = std::max(g.W + g.pl, (g.OW - 1) * g.sw + g.KW);
+    q.reset(new uint8_t[size_t(images * g.Hp * g.Wp * g.C)]);
+    quantize_images_padded(x, images, g, g.Hp - g.H - g.pt, g.Wp - g.W - g.pl, q.get(), scales.data(), parallel);
+    g.x = q.get();
+    Input in;
+    in.img = &g;
+    run(in, M, K, N, packed, colsum, e, parallel);
+    return;
+  }
+#endif
+  // the image quantized once, each window copied from its bytes into the product's tiles
+  q.reset(new uint8_t[size_t(images * g.H * g.W * g.C + 3)]);  // every byte written: no zero fill
+  quantize_images(x, images, g.H * g.W * g.C, q.get(), scales.data(), parallel);
+  g.x = q.get();
+  Input in;
+  in.img = &g;
+  run(in, M, K, N, packed, colsum, e, parallel);
 }
 
 void matmul_u8(const uint8_t* a, int64_t lda, float a_step, int64_t M, int64_t K, int64_t N, const int8_t* packed,

@@ -68,20 +68,25 @@ struct Epilogue {
 // x holds q + 128 (bytes, channels last) for q = the image's values quantized with one scale per
 // image (scale[n], Keras's abs-max formula over the image); row (n, oh, ow) is the window of
 // output pixel (oh, ow) of image n, in (kh, kw, c) order, zeros (128) outside the image.
+// Hp, Wp > 0: x is padded to (Hp, Wp) (the image at (pt, pl), 128 around it), every window
+// inside, and the VNNI tiles read the windows in place.
 struct ImageRows {
   const uint8_t* x = nullptr;
   const float* scale = nullptr;
   int64_t H = 0, W = 0, C = 0, KH = 0, KW = 0, OH = 0, OW = 0, sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0;
+  int64_t Hp = 0, Wp = 0;
 };
 
-// matmul_epi on the windows of `img` (M = N * OH * OW rows, K = KH * KW * C), each window copied
-// from the bytes into the product's tiles: no im2col matrix in memory.
-void matmul_windows(const ImageRows& img, int64_t M, int64_t K, int64_t N, const int8_t* packed,
-                    const int32_t* colsum, const Epilogue& e, bool parallel);
+// The quantized convolution of `images` float images x (H, W, C each, channels last; the
+// geometry in `g`, its x and scale unused) with the packed weights (K = KH * KW * C rows), M =
+// images * OH * OW output rows through the epilogue: each image quantized once (one abs-max scale
+// per image), then each window read from the bytes (in place where the VNNI kernel runs and
+// C % 4 == 0, dilation 1 along the width; else copied into the product's tiles): no im2col matrix.
+void conv_windows(const float* x, int64_t images, const ImageRows& g, int64_t K, int64_t N, const int8_t* packed,
+                  const int32_t* colsum, const Epilogue& e, bool parallel);
 
 // Quantizes each of `images` images (`per_image` floats) with one abs-max scale (Keras's
-// formula), writing q + 128 as bytes (q holds images * per_image + 3 bytes) and the scales: the
-// input of matmul_windows.
+// formula), writing q + 128 as bytes (q holds images * per_image + 3 bytes) and the scales.
 void quantize_images(const float* x, int64_t images, int64_t per_image, uint8_t* q, float* scale, bool parallel);
 
 // The quantized product with a general epilogue: `a` float rows quantized on the fly as in

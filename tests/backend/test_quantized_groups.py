@@ -30,16 +30,17 @@ def _fold(w_scale, bias, bn, eps, step):
     return a / w_scale.astype(np.float64) * step, g
 
 
-def _windows(x, kh, kw, strides, pads):
+def _windows(x, kh, kw, strides, pads, dilation=(1, 1)):
     """im2col of x (n, h, w, c) with zero padding: (n, oh, ow, kh * kw * c)."""
     xp = np.pad(x, ((0, 0), (pads[0], pads[1]), (pads[2], pads[3]), (0, 0)))
     n, h, w, c = xp.shape
-    oh, ow = (h - kh) // strides[0] + 1, (w - kw) // strides[1] + 1
+    dh, dw = dilation
+    oh, ow = (h - (kh - 1) * dh - 1) // strides[0] + 1, (w - (kw - 1) * dw - 1) // strides[1] + 1
     cols = np.empty((n, oh, ow, kh * kw * c), x.dtype)
     for i in range(kh):
         for j in range(kw):
             cols[..., (i * kw + j) * c:(i * kw + j + 1) * c] = \
-                xp[:, i:i + strides[0] * oh:strides[0], j:j + strides[1] * ow:strides[1], :]
+                xp[:, i * dh:i * dh + strides[0] * oh:strides[0], j * dw:j * dw + strides[1] * ow:strides[1], :]
     return cols
 
 
@@ -143,15 +144,24 @@ def test_pointwise_from_bytes_equals_the_integer_sums(kernel, K, N):
             np.testing.assert_allclose(got, np.clip(ref, 0, 6), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("C,k,strides,pads,W,n", [
-    (3, 3, (2, 2), (0, 1, 0, 1), 8, 3), (3, 3, (1, 1), (1, 1, 1, 1), 8, 3), (5, 2, (1, 2), (0, 0, 1, 0), 8, 3),
-    (20, 3, (2, 1), (1, 1, 1, 1), 8, 3),
-    (3, 3, (1, 1), (1, 1, 1, 1), 7, 3),    # 189 floats an image: a last group of 1
-    (3, 3, (1, 1), (1, 1, 1, 1), 7, 400),  # ... and images quantized by both threads
+@pytest.mark.parametrize("C,k,strides,pads,W,n,N,dilation", [
+    (3, 3, (2, 2), (0, 1, 0, 1), 8, 3, 8, (1, 1)), (3, 3, (1, 1), (1, 1, 1, 1), 8, 3, 8, (1, 1)),
+    (5, 2, (1, 2), (0, 0, 1, 0), 8, 3, 8, (1, 1)),
+    (20, 3, (2, 1), (1, 1, 1, 1), 8, 3, 8, (1, 1)),
+    (3, 3, (1, 1), (1, 1, 1, 1), 7, 3, 8, (1, 1)),    # 189 floats an image: a last group of 1
+    (3, 3, (1, 1), (1, 1, 1, 1), 7, 400, 8, (1, 1)),  # ... and images quantized by both threads
+    # C % 4 == 0: on VNNI the windows are read in place from a padded image
+    (8, 5, (1, 1), (2, 2, 2, 2), 9, 3, 40, (1, 1)),   # the MNIST convnet's second layer's shape
+    (4, 3, (2, 2), (0, 1, 0, 1), 8, 3, 16, (1, 1)),   # padding on one side only
+    (12, 3, (1, 2), (0, 0, 0, 0), 11, 2, 33, (1, 1)), # no padding; columns the windows skip
+    (8, 3, (1, 1), (2, 2, 1, 1), 8, 2, 8, (2, 1)),    # dilated rows
+    (8, 3, (1, 1), (1, 1, 2, 2), 8, 2, 8, (1, 2)),    # dilated columns: windows copied
+    (16, 5, (1, 1), (2, 2, 2, 2), 14, 40, 64, (1, 1)),  # many rows, both threads, rows crossing images
 ])
-def test_conv_from_floats_quantizes_each_image_and_reads_its_windows(kernel, C, k, strides, pads, W, n):
+def test_conv_from_floats_quantizes_each_image_and_reads_its_windows(kernel, C, k, strides, pads, W, n, N,
+                                                                     dilation):
     rng = np.random.default_rng(C * k)
-    H, N = 9, 8
+    H = 9
     x = rng.uniform(-1, 1, (n, H, W, C)).astype(np.float32)
     x[1] *= 3
     w = rng.integers(-127, 128, (k, k, C, N)).astype(np.int8)
@@ -160,19 +170,20 @@ def test_conv_from_floats_quantizes_each_image_and_reads_its_windows(kernel, C, 
     packed, colsum = _pack(w.reshape(-1, N))
     scale = np.float32(127) / (np.abs(x).max(axis=(1, 2, 3), keepdims=True) + np.float32(1e-7))
     qx = np.clip(np.round(x * scale), -127, 127).astype(np.int64)
-    cols = _windows(qx, k, k, strides, pads)
+    cols = _windows(qx, k, k, strides, pads, dilation)
     sums = cols @ w.reshape(-1, N).astype(np.int64)
     ref = sums / (ws.astype(np.float64) * scale.astype(np.float64)) + bias
     out = _out(ref.shape, 0)
     _cpu.qconv2d_fused(_cpu.from_numpy(x), list(x.shape), 0.0, list(w.shape), packed, colsum, _cpu.from_numpy(ws),
                        _cpu.from_numpy(bias), None, None, None, None, 0.0, -np.inf, np.inf, out, list(ref.shape), 0.0,
-                       None, list(strides), [1, 1], list(pads))
+                       None, list(strides), list(dilation), list(pads))
     np.testing.assert_allclose(_read(out, ref.shape, 0), ref, rtol=1e-5, atol=1e-5)
 
 
-def test_nan_images_are_marked_and_come_out_nan(kernel):
+@pytest.mark.parametrize("C", [3, 4])  # 4: windows read in place on VNNI
+def test_nan_images_are_marked_and_come_out_nan(kernel, C):
     rng = np.random.default_rng(5)
-    n, H, W, C, N = 3, 6, 6, 3, 16
+    n, H, W, N = 3, 6, 6, 16
     x = rng.uniform(-1, 1, (n, H, W, C)).astype(np.float32)
     x[1, 2, 3, 1] = np.nan
     w = rng.integers(-127, 128, (3, 3, C, N)).astype(np.int8)
