@@ -212,11 +212,13 @@ def _bn_args(bn):
 
 
 def fused_conv(x, kind, kernel, packed, w_scale, bias, strides, dilation, pads, out_hw, bn=None, lo=-np.inf,
-               hi=np.inf, byte_step=0.0):
+               hi=np.inf, byte_step=0.0, pool=None):
     """One fused group's kernel: a quantized Conv2D (kind "conv", `packed` its PackedInt8) or
     DepthwiseConv2D (kind "depthwise", `kernel` its Int8Weight) on x (a float32 Tensor or a
     ByteActivation), then the inference BatchNormalization `bn` (a layer, or None) and the clamp
-    [lo, hi]; returns a float32 Tensor, or a ByteActivation when byte_step > 0 (then lo >= 0)."""
+    [lo, hi]; returns a float32 Tensor, or a ByteActivation when byte_step > 0 (then lo >= 0).
+    `pool` (ph, pw): a Conv2D's group ends in a max pooling of that window and stride, padding
+    "valid" (float32 in and out); `out_hw` is the convolution's own output size."""
     byte_in = isinstance(x, ByteActivation)
     if not byte_in:
         x = _float_input(f"q{kind}_fused", x)
@@ -224,6 +226,9 @@ def fused_conv(x, kind, kernel, packed, w_scale, bias, strides, dilation, pads, 
     dev = x.device
     n = x.shape[0]
     channels = kernel.shape[3] if kind == "conv" else kernel.shape[2] * kernel.shape[3]
+    pool = tuple(int(p) for p in pool) if pool is not None else ()
+    if pool:
+        out_hw = (out_hw[0] // pool[0], out_hw[1] // pool[1])
     out_shape = (n,) + tuple(out_hw) + (channels,)
     flags = x.flags if byte_in else None
     if byte_step > 0:
@@ -241,7 +246,8 @@ def fused_conv(x, kind, kernel, packed, w_scale, bias, strides, dilation, pads, 
     x_step = x.step if byte_in else 0.0
     if kind == "conv":
         pk, cs = packed.get()
-        dev.kernels.qconv2d_fused(x._buf, list(x.shape), x_step, list(kernel.shape), pk, cs, w_scale._buf, *tail)
+        dev.kernels.qconv2d_fused(x._buf, list(x.shape), x_step, list(kernel.shape), pk, cs, w_scale._buf, *tail,
+                                  list(pool))
     else:
         dev.kernels.qdepthwise2d_fused(x._buf, list(x.shape), x_step, kernel._buf, list(kernel.shape), w_scale._buf,
                                        *tail)

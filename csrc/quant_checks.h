@@ -93,13 +93,38 @@ inline void check_x_step(const char* op, double x_step) {
                                                            "of a byte input, received " << x_step);
 }
 
-// qconv2d_fused's geometry, input and packed kernel (its epilogue: check_fused_epilogue).
+// The max pooling a fused convolution may end with (window = strides = pool, padding "valid"):
+// empty or (1, 1) for none; returns whether there is one. A pooled group reads and writes float32.
+inline bool check_qpool(const char* op, const Shape& pool, double x_step, double out_step) {
+  if (pool.empty()) return false;
+  LAMINA_CHECK(pool.size() == 2 && pool[0] >= 1 && pool[1] >= 1,
+               op << ": pool must be empty or two window sizes of at least 1, received " << shape_str(pool));
+  if (pool[0] * pool[1] == 1) return false;
+  LAMINA_CHECK(x_step == 0 && out_step == 0, op << ": a pooled convolution reads and writes float32 (x_step and "
+                                                   "out_step 0), received x_step=" << x_step << ", out_step=" << out_step);
+  return true;
+}
+
+// qconv2d_fused's geometry, input and packed kernel (its epilogue: check_fused_epilogue). With a
+// pool (check_qpool), os is the pooled output's shape: (N, OH / pool[0], OW / pool[1], O) for the
+// convolution's OH x OW; the geometry returned is the convolution's.
 template <class B>
 ConvGeom check_qconv2d_fused(const B& x, const Shape& xs, double x_step, const Shape& ws, const B& packed,
                              const B& colsum, const Shape& os, const Shape& strides, const Shape& dilation,
-                             const Shape& pads) {
+                             const Shape& pads, const Shape& pool = {}) {
   const char* op = "qconv2d_fused";
-  const ConvGeom g = conv_geom(op, xs, ws, os, strides, dilation, pads);
+  Shape cs = os;  // the convolution's output shape
+  const bool pooled = pool.size() == 2 && pool[0] * pool[1] > 1;
+  if (pooled && xs.size() == 4 && ws.size() == 4 && os.size() == 4 && strides.size() == 2 && dilation.size() == 2 &&
+      pads.size() == 4 && strides[0] >= 1 && strides[1] >= 1 && dilation[0] >= 1 && dilation[1] >= 1) {
+    cs = {xs[0], window_out_len(xs[1] + pads[0] + pads[1], ws[0], strides[0], dilation[0]),
+          window_out_len(xs[2] + pads[2] + pads[3], ws[1], strides[1], dilation[1]), ws[3]};
+    LAMINA_CHECK(os[0] == cs[0] && os[1] == cs[1] / pool[0] && os[2] == cs[2] / pool[1] && os[3] == cs[3],
+                 op << ": output shape " << shape_str(os) << " does not match the convolution's output "
+                    << shape_str(cs) << " max-pooled by " << shape_str(pool) << "; expected (" << cs[0] << ", "
+                    << cs[1] / pool[0] << ", " << cs[2] / pool[1] << ", " << cs[3] << ")");
+  }
+  const ConvGeom g = conv_geom(op, xs, ws, cs, strides, dilation, pads);
   const int64_t K = g.K(), O = g.O;
   check_x_step(op, x_step);
   check_buffer(op, "input", x, xs, x_step > 0 ? I8 : F32);

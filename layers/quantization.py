@@ -21,8 +21,9 @@ training a quantized model raises.
   the layer had none; it is saved and loaded as the bias). MobileNet 0.25's features move 4x
   less than without it. Dense layers are left exactly as Keras quantizes them.
 - Inside a Functional or Sequential model, a quantized convolution with the ZeroPadding2D before
-  it and the BatchNormalization and ReLU after it runs as one fused kernel in inference, with
-  byte activations between such groups (models/qfusion.py)."""
+  it and the BatchNormalization and ReLU after it (and, for a Conv2D, the MaxPooling2D after
+  those) runs as one fused kernel in inference, with byte activations between such groups
+  (models/qfusion.py)."""
 import types
 
 import numpy as np

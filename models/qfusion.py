@@ -3,6 +3,9 @@ Conv2D or DepthwiseConv2D, with the ZeroPadding2D before it and the inference
 BatchNormalization and capped ReLU after it, runs as one kernel (backend.quantization.fused_conv):
 the normalization folded into the product's epilogue, one pass over the activations instead of
 four. The Conv-BN-ReLU6 pattern of MobileNet (TFLite folds it the same way when it converts).
+A MaxPooling2D after a Conv2D's group (window = strides, padding "valid": the conv-relu-pool of
+the MNIST convnet) joins it: the kernel pools each window's rows before it stores them, so the
+unpooled activations never reach memory.
 
 Between two groups, the output of a group that ends in a capped ReLU (MobileNet's ReLU6: every
 value in [0, cap]) is kept as unsigned bytes, value = byte * cap / 255 (ByteActivation), when
@@ -28,17 +31,18 @@ from ..backend.tensor import Tensor
 from ..layers.convolutional import Conv2D, DepthwiseConv2D, ZeroPadding2D
 from ..layers.layer import _ctx, check_input_spec
 from ..layers.normalization import BatchNormalization
+from ..layers.pooling import MaxPooling2D
 from .fusion import relu_cap
 
 
 class Group:
-    __slots__ = ("pad", "conv", "bn", "act", "lo", "hi", "byte_out", "extra", "kind", "nodes", "device")
+    __slots__ = ("pad", "conv", "bn", "act", "pool", "lo", "hi", "byte_out", "extra", "kind", "nodes", "device")
 
-    def __init__(self, pad, conv, bn, act, lo, hi, extra, kind):
-        self.pad, self.conv, self.bn, self.act = pad, conv, bn, act
+    def __init__(self, pad, conv, bn, act, lo, hi, extra, kind, pool=None):
+        self.pad, self.conv, self.bn, self.act, self.pool = pad, conv, bn, act, pool
         self.lo, self.hi, self.extra, self.kind = lo, hi, extra, kind
         self.byte_out = False
-        self.nodes = [n for n in (pad, conv, bn, act) if n is not None]
+        self.nodes = [n for n in (pad, conv, bn, act, pool) if n is not None]
 
     @property
     def first(self):
@@ -53,6 +57,8 @@ class Group:
         unpadded Conv2D (whose input is the product's matrix)."""
         if self.kind == "depthwise":
             return True
+        if self.pool is not None:
+            return False
         layer = self.conv.layer
         return self.pad is None and tuple(layer.kernel.shape[:2]) == (1, 1) and tuple(layer.strides) == (1, 1)
 
@@ -140,22 +146,36 @@ def plan(nodes, outputs):
             if nxt is not None and relu_cap(nxt.layer) is not None and not nxt.call_args[1]:
                 act = nxt
                 lo, hi = 0.0, relu_cap(nxt.layer)
-        same_device = {id(n.layer._device) for n in (pad, node, bn, act) if n is not None and
+        # a MaxPooling2D after a Conv2D's group (window = strides, "valid"): pooled in the same kernel
+        pool = None
+        if kind == "conv":
+            nxt = sole_user(act or bn or node)
+            if nxt is not None and _pools_whole_windows(nxt.layer) and not nxt.call_args[1]:
+                pool = nxt
+        same_device = {id(n.layer._device) for n in (pad, node, bn, act, pool) if n is not None and
                        n.layer._device is not None}
         if len(same_device) > 1:
             continue
-        g = Group(pad, node, bn, act, lo, hi, extra, kind)
+        g = Group(pad, node, bn, act, lo, hi, extra, kind, pool)
         g.device = next(iter(same_device), None)
         groups[id(g.first)] = g
     starts = {id(g.first): g for g in groups.values()}
     for g in groups.values():
         y = g.last.outputs[0]
         readers = users.get(id(y), [])
-        if g.lo == 0.0 and math.isfinite(g.hi) and g.hi > 0 and id(y) not in output_ids and readers and \
+        if g.pool is None and g.lo == 0.0 and math.isfinite(g.hi) and g.hi > 0 and id(y) not in output_ids and \
+                readers and \
                 all(id(r) in starts and starts[id(r)].reads_bytes() and starts[id(r)].device == g.device
                     for r in readers):
             g.byte_out = True
     return groups
+
+
+def _pools_whole_windows(layer):
+    """A MaxPooling2D the fused kernel can take: channels last, padding "valid", strides equal to
+    the window."""
+    return type(layer) is MaxPooling2D and layer.data_format == "channels_last" and layer.padding == "valid" and \
+        tuple(layer.strides) == tuple(layer.pool_size)
 
 
 def _geometry(layer, shape, extra):
@@ -189,6 +209,7 @@ def run_group(g, x):
     out_hw, pads = _geometry(layer, x.shape, g.extra)
     bn = g.bn.layer if g.bn is not None else None
     step = g.hi / 255.0 if g.byte_out else 0.0
+    pool = tuple(g.pool.layer.pool_size) if g.pool is not None else None
     return _q.fused_conv(x, g.kind, layer.kernel, getattr(layer, "_int8_packed", None), layer.kernel_scale,
                          layer.bias, layer.strides, layer.dilation_rate, pads, out_hw, bn=bn, lo=g.lo, hi=g.hi,
-                         byte_step=step)
+                         byte_step=step, pool=pool)

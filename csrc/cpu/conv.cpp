@@ -625,22 +625,27 @@ void qconv2d_forward(const Buffer& xb, const Shape& xs, const Shape& ws, const B
 }
 
 // A Conv2D (+ BatchNormalization + clamp) of a fused quantized group (qgemm.h's epilogue; the
-// arguments as quantize.cpp's qdepthwise2d_fused): a float input quantized per im2col row as
-// qconv2d, or bytes (x_step > 0; a 1x1 stride-1 unpadded convolution only, whose input is the
-// product's matrix); float or byte output.
+// arguments as quantize.cpp's qdepthwise2d_fused): a float input quantized once per image, each
+// window read from its bytes, or per row for a 1x1 stride-1 unpadded convolution (whose input is
+// the product's matrix), or bytes (x_step > 0; such a convolution only); float or byte output.
+// `pool` (window = strides, padding "valid"; empty or (1, 1) for none): a MaxPooling2D after the
+// group, taken over each window's rows before they are stored (float input and output; out is
+// the pooled shape).
 void qconv2d_fused(const Buffer& xb, const Shape& xs, double x_step, const Shape& ws, const Buffer& packed,
                    const Buffer& colsum, const Buffer& w_scale, const Buffer* bias, const Buffer* bn_mean,
                    const Buffer* bn_var, const Buffer* bn_gamma, const Buffer* bn_beta, double bn_eps, double lo,
                    double hi, Buffer& ob, const Shape& os, double out_step, Buffer* flags, const Shape& strides,
-                   const Shape& dilation, const Shape& pads) {
+                   const Shape& dilation, const Shape& pads, const Shape& pool) {
   const char* op = "qconv2d_fused";
-  const ConvGeom g = quant::check_qconv2d_fused(xb, xs, x_step, ws, packed, colsum, os, strides, dilation, pads);
+  const bool pooled = quant::check_qpool(op, pool, x_step, out_step);
+  const ConvGeom g = quant::check_qconv2d_fused(xb, xs, x_step, ws, packed, colsum, os, strides, dilation, pads, pool);
   const int64_t K = g.K(), rows = g.N * g.OH * g.OW, O = g.O;
+  const int64_t out_rows = pooled ? os[0] * os[1] * os[2] : rows;
   std::vector<float> A, D;
   qgemm::Epilogue e = qgemm::fused_epilogue(op, O, w_scale, bias, bn_mean, bn_var, bn_gamma, bn_beta, bn_eps, lo, hi,
-                                            ob, rows * O, out_step, flags, g.N, A, D);
+                                            ob, out_rows * O, out_step, flags, g.N, A, D);
   e.rows_per_flag = std::max<int64_t>(1, g.OH * g.OW);
-  if (rows == 0 || O == 0) return;
+  if (out_rows == 0 || O == 0) return;
   const int8_t* pk = packed.data<int8_t>();
   const int32_t* cs = colsum.data<int32_t>();
   if (x_step > 0) {
@@ -649,7 +654,7 @@ void qconv2d_fused(const Buffer& xb, const Shape& xs, double x_step, const Shape
     return;
   }
   const float* x = xb.data<float>();
-  if (g.direct()) {
+  if (g.direct() && !pooled) {
     qgemm::matmul_epi(x, K, rows, K, O, pk, cs, e, true);
     return;
   }
@@ -657,6 +662,7 @@ void qconv2d_fused(const Buffer& xb, const Shape& xs, double x_step, const Shape
   qgemm::ImageRows img;
   img.H = g.H, img.W = g.W, img.C = g.C, img.KH = g.KH, img.KW = g.KW, img.OH = g.OH, img.OW = g.OW;
   img.sh = g.sh, img.sw = g.sw, img.dh = g.dh, img.dw = g.dw, img.pt = g.pt, img.pl = g.pl;
+  if (pooled) img.PH = pool[0], img.PW = pool[1];
   qgemm::conv_windows(x, g.N, img, K, O, pk, cs, e, true);
 }
 
@@ -1106,7 +1112,7 @@ void bind_conv(py::module_& m) {
              py::arg("bn_mean").none(true), py::arg("bn_var").none(true), py::arg("bn_gamma").none(true),
              py::arg("bn_beta").none(true), py::arg("bn_eps"), py::arg("lo"), py::arg("hi"), py::arg("out"),
              py::arg("out_shape"), py::arg("out_step"), py::arg("flags").none(true), py::arg("strides"),
-             py::arg("dilation"), py::arg("pads"));
+             py::arg("dilation"), py::arg("pads"), py::arg("pool") = Shape{});
   def_kernel(m, "conv2d_backward", &conv2d_backward, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
         py::arg("grad"), py::arg("grad_shape"), py::arg("dx").none(true), py::arg("dw").none(true), py::arg("strides"),
         py::arg("dilation"), py::arg("pads"));

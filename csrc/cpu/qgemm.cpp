@@ -182,12 +182,39 @@ inline void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
   std::memcpy(dst, src, size_t(n));
 }
 
+// The output pixel (n, oh, ow) of each row of a convolution's product, row after row from row r
+// (ImageRows): row-major, or, pooled, the PH x PW pixels of each pooled pixel in turn.
+struct PixelWalk {
+  int64_t PH, PW, POH, POW;
+  int64_t n, ph, pw, qh, qw;  // pooled pixel (ph, pw) of image n; (qh, qw) inside its window
+  PixelWalk(const ImageRows& g, int64_t r) : PH(g.PH), PW(g.PW), POH(g.OH / g.PH), POW(g.OW / g.PW) {
+    const int64_t q = r % (PH * PW);
+    int64_t p = r / (PH * PW);
+    qh = q / PW, qw = q % PW;
+    pw = POW > 0 ? p % POW : 0, p = POW > 0 ? p / POW : 0;
+    ph = POH > 0 ? p % POH : 0, n = POH > 0 ? p / POH : 0;
+  }
+  int64_t oh() const { return ph * PH + qh; }
+  int64_t ow() const { return pw * PW + qw; }
+  void next() {
+    if (++qw < PW) return;
+    qw = 0;
+    if (++qh < PH) return;
+    qh = 0;
+    if (++pw < POW) return;
+    pw = 0;
+    if (++ph < POH) return;
+    ph = 0;
+    ++n;
+  }
+};
+
 // Rows [row0, row0 + m) of the windows of a byte image into [group][MR rows][4 bytes] tiles,
 // padded with 128 (a zero after the shift) outside the image, past K and past m.
 void window_block(const ImageRows& g, int64_t row0, int64_t m, int64_t K, uint8_t* dst, float* scales,
                   uint8_t* buf) {
   const int64_t G = groups(K), C = g.C, span = g.KW * C;
-  int64_t ow = row0 % g.OW, t = row0 / g.OW, oh = t % g.OH, n = t / g.OH;
+  PixelWalk px(g, row0);
 #if LAMINA_QX86
   static const bool bw = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
   const bool fast = bw && G * 4 <= 64 && span <= 64;
@@ -197,7 +224,8 @@ void window_block(const ImageRows& g, int64_t row0, int64_t m, int64_t K, uint8_
     uint8_t* tile = dst + r0 * G * 4;
     const int64_t rows = std::min<int64_t>(MR, m - r0);
     if (rows < MR) std::memset(tile, 128, size_t(MR * G * 4));
-    for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t i = 0; i < rows; ++i, px.next()) {
+      const int64_t n = px.n, oh = px.oh(), ow = px.ow();
       const uint8_t* xn = g.x + n * g.H * g.W * C;
       const int64_t iw0 = ow * g.sw - g.pl;
       const bool inside = g.dw == 1 && iw0 >= 0 && iw0 + g.KW <= g.W;
@@ -226,13 +254,6 @@ void window_block(const ImageRows& g, int64_t row0, int64_t m, int64_t K, uint8_
       uint8_t* tr = tile + i * 4;
       for (int64_t gi = 0; gi < G; ++gi) std::memcpy(tr + gi * MR * 4, buf + gi * 4, 4);
       scales[r0 + i] = g.scale[n];
-      if (++ow == g.OW) {
-        ow = 0;
-        if (++oh == g.OH) {
-          oh = 0;
-          ++n;
-        }
-      }
     }
   }
 }
@@ -603,6 +624,7 @@ struct Scratch {
   std::vector<float> scales;
   std::vector<const uint8_t*> rows;  // windows read in place: each row's first byte
   std::vector<int32_t> offs;         // ... and each group's offset from it (4-byte units)
+  std::vector<float> pooled;         // a pooled block's rows before the pooling
 };
 thread_local Scratch t_scratch;
 
@@ -615,49 +637,89 @@ struct Input {
   float u8_scale = 1.f;  // 1 / step: the bytes' a_scale
 };
 
+// The pooled rows of a block (ImageRows): out row r0p + i = the maximum of rows Q i .. Q i + Q - 1
+// of `v` (m rows of ldv floats, columns [j0, j1)); NaN if any of them is NaN, as max pooling.
+void pool_block(const float* v, int64_t ldv, int64_t m, int64_t Q, int64_t j0, int64_t j1, float* out, int64_t ldo,
+                int64_t r0p) {
+  for (int64_t i = 0; i * Q < m; ++i) {
+    float* o = out + (r0p + i) * ldo;
+    const float* first = v + i * Q * ldv;
+#pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) o[j] = first[j];
+    for (int64_t q = 1; q < Q; ++q) {
+      const float* r = first + q * ldv;
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        const float x = r[j], cur = o[j];
+        o[j] = (x > cur) | ((x != x) & (cur == cur)) ? x : cur;
+      }
+    }
+  }
+}
+
+#if LAMINA_QX86
+LAMINA_VNNI void pool_block_avx512(const float* v, int64_t ldv, int64_t m, int64_t Q, int64_t j0, int64_t j1,
+                                   float* out, int64_t ldo, int64_t r0p) {
+  for (int64_t i = 0; i * Q < m; ++i) {
+    float* o = out + (r0p + i) * ldo;
+    const float* first = v + i * Q * ldv;
+    for (int64_t j = j0; j < j1; j += 16) {
+      const __mmask16 k = j1 - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (j1 - j)) - 1);
+      __m512 cur = _mm512_maskz_loadu_ps(k, first + j);
+      for (int64_t q = 1; q < Q; ++q) {
+        const __m512 x = _mm512_maskz_loadu_ps(k, first + q * ldv + j);
+        // x where x > cur, or where x is the first NaN
+        const __mmask16 take = _mm512_cmp_ps_mask(x, cur, _CMP_GT_OQ) |
+                               (_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(cur, cur, _CMP_ORD_Q));
+        cur = _mm512_mask_mov_ps(cur, take, x);
+      }
+      _mm512_mask_storeu_ps(o + j, k, cur);
+    }
+  }
+}
+#endif
+
 // Rows [r0, r1) x panels [p0, p1).
 void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int64_t N, int64_t p0, int64_t p1,
-              const int8_t* packed, const int32_t* colsum, const Epilogue& e) {
+              const int8_t* packed, const int32_t* colsum, const Epilogue& e_out) {
   const int64_t G = groups(K), m = r1 - r0;
   Scratch& s = t_scratch;
   const int64_t tiles = (m + MR - 1) / MR;
   s.q.resize(size_t(tiles * MR * G * 4));
   s.scales.resize(size_t(tiles * MR));
   s.row.resize(size_t(K + 64));
+  // pooled (ImageRows): the epilogue writes the block's rows into scratch, pooled from there
+  const int64_t Q = in.img ? in.img->PH * in.img->PW : 1;
+  Epilogue pe;
+  int64_t rbase = r0;  // the epilogue's row of the block's row 0
+  if (Q > 1) {
+    pe = e_out;
+    s.pooled.resize(size_t(m * N));
+    pe.out_f = s.pooled.data();
+    pe.out_u8 = nullptr;
+    pe.ldo = N;
+    rbase = 0;
+  }
+  const Epilogue& e = Q > 1 ? pe : e_out;
   // byte rows of whole 4-byte groups feed the VNNI tiles in place
   const bool direct = in.u8 && kind == VNNI && K % 4 == 0 && in.lda % 4 == 0;
+  const bool win = in.img && in.img->Wp > 0;  // a padded image: every window read in place (VNNI)
   if (in.u8) {
     if (!direct) copy_block_u8(in.u8 + r0 * in.lda, in.lda, m, K, s.q.data());
     std::fill(s.scales.begin(), s.scales.end(), in.u8_scale);
     colsum = nullptr;
-  } else if (in.img && in.img->Wp > 0) {  // a padded image: every window read in place (VNNI)
+  } else if (win) {
     const ImageRows& g = *in.img;
     s.rows.resize(size_t(tiles * MR));
-    int64_t ow = r0 % g.OW, t = r0 / g.OW, oh = t % g.OH, n = t / g.OH;
-    for (int64_t i = 0; i < m; ++i) {
-      s.rows[size_t(i)] = g.x + ((n * g.Hp + oh * g.sh) * g.Wp + ow * g.sw) * g.C;
-      s.scales[size_t(i)] = g.scale[n];
-      if (++ow == g.OW) {
-        ow = 0;
-        if (++oh == g.OH) oh = 0, ++n;
-      }
+    PixelWalk px(g, r0);
+    for (int64_t i = 0; i < m; ++i, px.next()) {
+      s.rows[size_t(i)] = g.x + ((px.n * g.Hp + px.oh() * g.sh) * g.Wp + px.ow() * g.sw) * g.C;
+      s.scales[size_t(i)] = g.scale[px.n];
     }
-#if LAMINA_QX86
     // group k of a window: segment (window row) k / SG, group k % SG of it
     const int64_t SG = g.KW * g.C / 4, ss = g.dh * g.Wp * g.C / 4;
     s.offs.resize(size_t(G));
     for (int64_t k = 0; k < G; ++k) s.offs[size_t(k)] = int32_t(k / SG * ss + k % SG);
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t j0 = p * QNR;
-      const int n = int(std::min<int64_t>(QNR, N - j0));
-      for (int64_t t = 0; t < tiles; ++t) {
-        const int rows = int(std::min<int64_t>(MR, m - t * MR));
-        kVnniWinTiles[n <= 16][rows](G, s.offs.data(), s.rows.data() + t * MR, packed + p * G * QNR * 4, n,
-                                     colsum + j0, s.scales.data() + t * MR, e, r0 + t * MR, j0);
-      }
-    }
-#endif
-    return;
   } else if (in.img) {
     window_block(*in.img, r0, m, K, s.q.data(), s.scales.data(), s.row.data());
   } else {
@@ -672,21 +734,31 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
       const int rows = int(std::min<int64_t>(MR, m - t * MR));
       const uint8_t* at = s.q.data() + t * MR * G * 4;
       const float* as = s.scales.data() + t * MR;
+      const int64_t row0 = rbase + t * MR;
 #if LAMINA_QX86
       if (kind == VNNI) {
-        if (direct)
-          kVnniTiles[1][n <= 16][rows](G, in.u8 + (r0 + t * MR) * in.lda, in.lda / 4, b, n, cs, as, e, r0 + t * MR, j0);
+        if (win)
+          kVnniWinTiles[n <= 16][rows](G, s.offs.data(), s.rows.data() + t * MR, b, n, cs, as, e, row0, j0);
+        else if (direct)
+          kVnniTiles[1][n <= 16][rows](G, in.u8 + (r0 + t * MR) * in.lda, in.lda / 4, b, n, cs, as, e, row0, j0);
         else
-          kVnniTiles[0][n <= 16][rows](G, at, 0, b, n, cs, as, e, r0 + t * MR, j0);
+          kVnniTiles[0][n <= 16][rows](G, at, 0, b, n, cs, as, e, row0, j0);
         continue;
       }
       if (kind == AVX2) {
-        tile_avx2(G, at, b, rows, n, cs, as, e, r0 + t * MR, j0);
+        tile_avx2(G, at, b, rows, n, cs, as, e, row0, j0);
         continue;
       }
 #endif
-      tile_generic(G, at, b, rows, n, cs, as, e, r0 + t * MR, j0);
+      tile_generic(G, at, b, rows, n, cs, as, e, row0, j0);
     }
+  }
+  if (Q > 1) {
+    const int64_t j0 = p0 * QNR, j1 = std::min(N, p1 * QNR);
+#if LAMINA_QX86
+    if (kind == VNNI) return pool_block_avx512(pe.out_f, N, m, Q, j0, j1, e_out.out_f, e_out.ldo, r0 / Q);
+#endif
+    pool_block(pe.out_f, N, m, Q, j0, j1, e_out.out_f, e_out.ldo, r0 / Q);
   }
 }
 
@@ -695,7 +767,9 @@ void run(const Input& in, int64_t M, int64_t K, int64_t N, const int8_t* packed,
   if (M <= 0 || N <= 0) return;
   quant::check_inner(K);
   const int kind = active_kind();
-  const int64_t row_blocks = (M + MB - 1) / MB, P = panels(N);
+  // pooled rows come in groups of Q: a block holds whole groups
+  const int64_t Q = in.img ? in.img->PH * in.img->PW : 1, B = std::max<int64_t>(MB / Q, 1) * Q;
+  const int64_t row_blocks = (M + B - 1) / B, P = panels(N);
   const double work = double(M) * double(N) * double(K);
   const int T = parallel && !omp_in_parallel() && work >= double(1 << 20) ? num_threads() : 1;
   // enough row blocks for every thread: split rows only; else also split the panels
@@ -703,7 +777,7 @@ void run(const Input& in, int64_t M, int64_t K, int64_t N, const int8_t* packed,
   const int64_t items = row_blocks * pchunks;
   if (T <= 1 || items <= 1) {
     for (int64_t rb = 0; rb < row_blocks; ++rb)
-      run_item(kind, in, rb * MB, std::min(M, (rb + 1) * MB), K, N, 0, P, packed, colsum, e);
+      run_item(kind, in, rb * B, std::min(M, (rb + 1) * B), K, N, 0, P, packed, colsum, e);
     return;
   }
   std::atomic<bool> failed{false};
@@ -712,7 +786,7 @@ void run(const Input& in, int64_t M, int64_t K, int64_t N, const int8_t* packed,
     const int64_t rb = it / pchunks, pc = it % pchunks;
     const int64_t p0 = P * pc / pchunks, p1 = P * (pc + 1) / pchunks;
     try {
-      if (p0 < p1) run_item(kind, in, rb * MB, std::min(M, (rb + 1) * MB), K, N, p0, p1, packed, colsum, e);
+      if (p0 < p1) run_item(kind, in, rb * B, std::min(M, (rb + 1) * B), K, N, p0, p1, packed, colsum, e);
     } catch (...) {
       failed = true;
     }
@@ -812,7 +886,9 @@ void conv_windows(const float* x, int64_t images, const ImageRows& geometry, int
                   const int8_t* packed, const int32_t* colsum, const Epilogue& e, bool parallel) {
   ImageRows g = geometry;
   LAMINA_CHECK(K == g.KH * g.KW * g.C, "qconv2d: the windows' geometry does not match the kernel's size");
-  const int64_t M = images * g.OH * g.OW;
+  LAMINA_CHECK(g.PH >= 1 && g.PW >= 1 && (g.PH * g.PW == 1 || (e.out_f && !e.out_u8)),
+               "qconv2d: a pooled convolution writes float32");
+  const int64_t M = images * (g.OH / g.PH) * (g.OW / g.PW) * g.PH * g.PW;
   std::vector<float> scales(static_cast<size_t>(images));
   std::unique_ptr<uint8_t[]> q;
   g.scale = scales.data();

@@ -70,18 +70,24 @@ struct Epilogue {
 // output pixel (oh, ow) of image n, in (kh, kw, c) order, zeros (128) outside the image.
 // Hp, Wp > 0: x is padded to (Hp, Wp) (the image at (pt, pl), 128 around it), every window
 // inside, and the VNNI tiles read the windows in place.
+// PH x PW > 1: a max pooling of that window and stride (padding "valid") follows: the rows are the
+// PH * PW pixels of each pooled pixel in turn (pooled pixels (n, ph, pw) in row-major order, the
+// last OH % PH rows and OW % PW columns left out), and the epilogue's output has one row per
+// pooled pixel: the maximum of its PH * PW rows after the epilogue (NaN if any is NaN).
 struct ImageRows {
   const uint8_t* x = nullptr;
   const float* scale = nullptr;
   int64_t H = 0, W = 0, C = 0, KH = 0, KW = 0, OH = 0, OW = 0, sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0;
   int64_t Hp = 0, Wp = 0;
+  int64_t PH = 1, PW = 1;
 };
 
 // The quantized convolution of `images` float images x (H, W, C each, channels last; the
-// geometry in `g`, its x and scale unused) with the packed weights (K = KH * KW * C rows), M =
-// images * OH * OW output rows through the epilogue: each image quantized once (one abs-max scale
-// per image), then each window read from the bytes (in place where the VNNI kernel runs and
-// C % 4 == 0, dilation 1 along the width; else copied into the product's tiles): no im2col matrix.
+// geometry in `g`, its x, scale, Hp and Wp unused) with the packed weights (K = KH * KW * C rows),
+// images * OH * OW output rows through the epilogue (or images * (OH / PH) * (OW / PW) pooled
+// ones, float output only): each image quantized once (one abs-max scale per image), then each
+// window read from the bytes (in place where the VNNI kernel runs and C % 4 == 0, dilation 1
+// along the width; else copied into the product's tiles): no im2col matrix.
 void conv_windows(const float* x, int64_t images, const ImageRows& g, int64_t K, int64_t N, const int8_t* packed,
                   const int32_t* colsum, const Epilogue& e, bool parallel);
 

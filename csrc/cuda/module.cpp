@@ -458,7 +458,7 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
         py::arg("bn_mean").none(true), py::arg("bn_var").none(true), py::arg("bn_gamma").none(true),
         py::arg("bn_beta").none(true), py::arg("bn_eps"), py::arg("lo"), py::arg("hi"), py::arg("out"),
         py::arg("out_shape"), py::arg("out_step"), py::arg("flags").none(true), py::arg("strides"),
-        py::arg("dilation"), py::arg("pads"));
+        py::arg("dilation"), py::arg("pads"), py::arg("pool") = Shape{});
   gpu::def_kernel(m, "qdepthwise2d", &gpu::qdepthwise2d, py::arg("x"), py::arg("x_shape"), py::arg("w"), py::arg("w_shape"),
         py::arg("w_scale"), py::arg("bias").none(true), py::arg("out"), py::arg("out_shape"), py::arg("strides"),
         py::arg("dilation"), py::arg("pads"));

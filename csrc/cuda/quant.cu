@@ -544,10 +544,23 @@ void qconv2d_fused(const Buffer& x, const Shape& xs, double x_step, const Shape&
                    const Buffer& colsum, const Buffer& w_scale, const Buffer* bias, const Buffer* bn_mean,
                    const Buffer* bn_var, const Buffer* bn_gamma, const Buffer* bn_beta, double bn_eps, double lo,
                    double hi, Buffer& out, const Shape& os, double out_step, Buffer* flags, const Shape& strides,
-                   const Shape& dilation, const Shape& pads) {
+                   const Shape& dilation, const Shape& pads, const Shape& pool) {
   const char* op = "qconv2d_fused";
-  const ConvGeom g = quant::check_qconv2d_fused(x, xs, x_step, ws, packed, colsum, os, strides, dilation, pads);
+  const bool pooled = quant::check_qpool(op, pool, x_step, out_step);
+  const ConvGeom g = quant::check_qconv2d_fused(x, xs, x_step, ws, packed, colsum, os, strides, dilation, pads, pool);
   const int64_t K = g.K(), rows = g.N * g.OH * g.OW, O = g.O;
+  if (pooled) {  // the group's output, then its max pooling (window = strides, "valid") into out
+    quant::check_fused_epilogue(op, O, w_scale, bias, bn_mean, bn_var, bn_gamma, bn_beta, lo, hi, out,
+                                os[0] * os[1] * os[2] * O, out_step, flags, g.N);
+    op_device(op, {&x, &packed, &colsum, &w_scale, bias, bn_mean, bn_var, bn_gamma, bn_beta, &out, flags});
+    if (out.numel == 0) return;
+    const Shape cs{g.N, g.OH, g.OW, O};
+    Buffer full(rows * O, F32, x.device);
+    qconv2d_fused(x, xs, x_step, ws, packed, colsum, w_scale, bias, bn_mean, bn_var, bn_gamma, bn_beta, bn_eps, lo,
+                  hi, full, cs, out_step, flags, strides, dilation, pads, Shape{});
+    pool2d_forward(POOL_MAX, full, cs, out, os, pool, pool, Shape{0, 0, 0, 0}, nullptr);
+    return;
+  }
   quant::check_fused_epilogue(op, O, w_scale, bias, bn_mean, bn_var, bn_gamma, bn_beta, lo, hi, out, rows * O,
                               out_step, flags, g.N);
   Context& c = op_device(op, {&x, &packed, &colsum, &w_scale, bias, bn_mean, bn_var, bn_gamma, bn_beta, &out, flags});

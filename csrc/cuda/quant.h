@@ -21,7 +21,7 @@ void qconv2d_fused(const Buffer& x, const Shape& xs, double x_step, const Shape&
                    const Buffer& colsum, const Buffer& w_scale, const Buffer* bias, const Buffer* bn_mean,
                    const Buffer* bn_var, const Buffer* bn_gamma, const Buffer* bn_beta, double bn_eps, double lo,
                    double hi, Buffer& out, const Shape& os, double out_step, Buffer* flags, const Shape& strides,
-                   const Shape& dilation, const Shape& pads);
+                   const Shape& dilation, const Shape& pads, const Shape& pool);
 
 // quantize.cpp: DepthwiseConv2D (plain and fused) and Embedding
 void qdepthwise2d(const Buffer& x, const Shape& xs, const Buffer& w, const Shape& ws, const Buffer& w_scale,

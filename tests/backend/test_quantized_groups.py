@@ -180,6 +180,73 @@ def test_conv_from_floats_quantizes_each_image_and_reads_its_windows(kernel, C, 
     np.testing.assert_allclose(_read(out, ref.shape, 0), ref, rtol=1e-5, atol=1e-5)
 
 
+def _max_pool(v, ph, pw):
+    """Max pooling (window = strides, "valid") of (n, h, w, c)."""
+    n, h, w, c = v.shape
+    h, w = h // ph * ph, w // pw * pw
+    return v[:, :h, :w].reshape(n, h // ph, ph, w // pw, pw, c).max(axis=(2, 4))
+
+
+@pytest.mark.parametrize("C,k,pads,H,W,N,pool,bn", [
+    (1, 5, (2, 2, 2, 2), 12, 12, 32, (2, 2), False),  # the MNIST convnet's first layer
+    (8, 5, (2, 2, 2, 2), 9, 11, 40, (2, 2), False),   # ... its second (C % 4 == 0: windows in place on VNNI)
+    (4, 3, (1, 1, 1, 1), 10, 9, 16, (3, 2), True),    # odd sizes: the last rows and columns dropped
+    (3, 3, (0, 0, 0, 0), 8, 8, 8, (2, 1), True),
+    (4, 1, (0, 0, 0, 0), 6, 6, 20, (2, 2), False),    # a 1x1 convolution (else its own product) pooled
+    (8, 3, (1, 1, 1, 1), 4, 4, 8, (5, 5), False),     # a window larger than the output: nothing left
+])
+def test_conv_with_max_pooling_pools_each_window_after_the_epilogue(kernel, C, k, pads, H, W, N, pool, bn):
+    rng = np.random.default_rng(C * k + pool[0])
+    n = 5
+    x = rng.uniform(-1, 1, (n, H, W, C)).astype(np.float32)
+    x[1] *= 3
+    w = rng.integers(-127, 128, (k, k, C, N)).astype(np.int8)
+    ws = (rng.random(N) * 50 + 10).astype(np.float32)
+    bias = rng.standard_normal(N).astype(np.float32)
+    norm = _bn(rng, N) if bn else None
+    packed, colsum = _pack(w.reshape(-1, N))
+    scale = np.float32(127) / (np.abs(x).max(axis=(1, 2, 3), keepdims=True) + np.float32(1e-7))
+    qx = np.clip(np.round(x * scale), -127, 127).astype(np.int64)
+    sums = _windows(qx, k, k, (1, 1), pads) @ w.reshape(-1, N).astype(np.int64)
+    F, G = _fold(ws, bias, norm, 1e-3, 1.0)
+    ref = _max_pool(np.maximum(sums * F / scale.astype(np.float64) + G, 0), *pool)
+    out = _out(ref.shape, 0)
+    nb = [None] * 4 if norm is None else [_cpu.from_numpy(v) for v in norm]
+    _cpu.qconv2d_fused(_cpu.from_numpy(x), list(x.shape), 0.0, list(w.shape), packed, colsum, _cpu.from_numpy(ws),
+                       _cpu.from_numpy(bias), *nb, 1e-3, 0.0, np.inf, out, list(ref.shape), 0.0, None, [1, 1],
+                       [1, 1], list(pads), list(pool))
+    np.testing.assert_allclose(_read(out, ref.shape, 0), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_a_pooled_conv_keeps_a_nan_image_nan_and_checks_its_arguments(kernel):
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (3, 8, 8, 4)).astype(np.float32)
+    x[1, 5, 6, 2] = np.nan
+    w = rng.integers(-127, 128, (3, 3, 4, 16)).astype(np.int8)
+    packed, colsum = _pack(w.reshape(-1, 16))
+    ws = _cpu.from_numpy(np.full(16, 40, np.float32))
+
+    def call(os, pool, out=None, x_step=0.0, out_step=0.0, xb=None):
+        out = out if out is not None else _out(os, out_step)
+        _cpu.qconv2d_fused(xb if xb is not None else _cpu.from_numpy(x), [3, 8, 8, 4], x_step, [3, 3, 4, 16], packed,
+                           colsum, ws, None, None, None, None, None, 0.0, -np.inf, np.inf, out, list(os), out_step,
+                           None, [1, 1], [1, 1], [1, 1, 1, 1], pool)
+        return out
+    y = _read(call((3, 4, 4, 16), [2, 2]), (3, 4, 4, 16), 0)
+    assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
+    with pytest.raises(ValueError, match=r"max-pooled by \(2, 2\); expected \(3, 4, 4, 16\)"):
+        call((3, 8, 8, 16), [2, 2])
+    with pytest.raises(ValueError, match="pool must be empty or two window sizes"):
+        call((3, 4, 4, 16), [2, 2, 1])
+    with pytest.raises(ValueError, match="pool must be empty or two window sizes"):
+        call((3, 4, 4, 16), [0, 2])
+    with pytest.raises(ValueError, match="reads and writes float32"):
+        call((3, 4, 4, 16), [2, 2], out_step=6 / 255)
+    # (1, 1) and [] are no pooling
+    np.testing.assert_array_equal(_read(call((3, 8, 8, 16), [1, 1]), (3, 8, 8, 16), 0),
+                                  _read(call((3, 8, 8, 16), []), (3, 8, 8, 16), 0))
+
+
 @pytest.mark.parametrize("C", [3, 4])  # 4: windows read in place on VNNI
 def test_nan_images_are_marked_and_come_out_nan(kernel, C):
     rng = np.random.default_rng(5)

@@ -385,6 +385,32 @@ def test_qconv2d_fused_equals_the_cpu(dev, case):
         assert (want == 255).mean() > 0.2 and (want == 0).any()
 
 
+@pytest.mark.parametrize("xs,ks,pads,pool", [((2, 9, 11, 4), (3, 3, 8), (1, 1, 1, 1), (2, 2)),
+                                             ((3, 8, 7, 3), (5, 5, 40), (2, 2, 2, 2), (3, 2))])
+def test_qconv2d_fused_with_max_pooling_equals_the_cpu(dev, xs, ks, pads, pool):
+    """A group that ends in a MaxPooling2D (window = strides, "valid"): the pooled output, with a NaN image."""
+    rng = np.random.default_rng(sum(xs))
+    x = _image(rng, xs, nan_at=(1, 2, 3, 1))
+    KH, KW, O = ks
+    w = _weights(rng, KH * KW * xs[3], O).reshape(KH, KW, xs[3], O)
+    ws = (rng.random(O) * 60 + 20).astype(np.float32)
+    extras = (rng.standard_normal(O).astype(np.float32), _bn(rng, O, "none"))
+    n, oh, ow, _ = _conv_out(xs, ks, (1, 1), (1, 1), pads)
+    os = (n, oh // pool[0], ow // pool[1], O)
+    res = []
+    for d in ("cpu:0", dev):
+        kc = _K(d)
+        packed, colsum = kc.pack(w.reshape(-1, O))
+        out = kc.out(os, np.float32, 77)
+        kc.k.qconv2d_fused(kc.buf(x), list(xs), 0.0, list(w.shape), packed, colsum, kc.buf(ws),
+                           *_fused_args(kc, extras, 0.0, np.inf, out, os, 0.0, None), [1, 1], [1, 1], list(pads),
+                           list(pool))
+        res.append(kc.get(out, os))
+    want, got = res
+    assert np.isnan(want[1]).all() and np.isfinite(want[[0] + list(range(2, n))]).all()
+    _fused_equal(got, want)
+
+
 DW_CASES = [  # (n, H, W, C), (KH, KW, DM), strides, dilation, pads
     ((2, 7, 9, 3), (3, 3, 1), (1, 1), (1, 1), (1, 1, 1, 1)),
     ((2, 6, 5, 4), (3, 2, 3), (2, 1), (1, 2), (0, 1, 2, 0)),

@@ -165,13 +165,70 @@ def test_sequential_models_run_their_groups_fused_too():
     ref = np.asarray(model(x))
     model.quantize("int8")
     groups = list(model._quantized_groups().values())
-    assert [(g.kind, len(g.nodes), g.byte_out) for g in groups] == [("conv", 1, False), ("conv", 3, True),
-                                                                     ("depthwise", 3, False)]
+    assert [(g.kind, len(g.nodes), g.byte_out) for g in groups] == [("conv", 2, False), ("conv", 3, True),
+                                                                     ("depthwise", 3, False)]  # 2: with its pooling
     fused = np.asarray(model(x))
     one_by_one = np.asarray(_unfused(model, x))
     assert not np.array_equal(fused, one_by_one)  # the two paths ran (bytes between groups differ in the last bits)
     assert _rel(fused, one_by_one) < 0.05 and _rel(fused, ref) < 0.06
     np.testing.assert_allclose(model.predict(x, verbose=0), fused, rtol=1e-5, atol=1e-5)
+
+
+def _convnet(pool_kw=None, bn=False):
+    """The Deep MNIST convnet's shape (small): conv-relu-maxpool twice, then Dense."""
+    lamina.utils.set_random_seed(11)
+    pool_kw = pool_kw or {}
+    ls = [lamina.Input((14, 13, 1)), layers.Conv2D(8, 5, padding="same", activation="relu"),
+          layers.MaxPooling2D(2, **pool_kw), layers.Conv2D(16, 3, padding="same", use_bias=not bn)]
+    ls += [layers.BatchNormalization(), layers.ReLU()] if bn else [layers.ReLU()]
+    ls += [layers.MaxPooling2D((2, 3)), layers.Flatten(), layers.Dense(10)]
+    return lamina.Sequential(ls)
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_max_pooling_after_a_conv_runs_in_its_group(bn):
+    model = _convnet(bn=bn)
+    _randomize_bn(model, np.random.default_rng(2))
+    x = np.random.default_rng(3).random((6, 14, 13, 1)).astype(np.float32)
+    x[4] = np.nan
+    ref = np.asarray(model(x))
+    model.quantize("int8")
+    groups = list(model._quantized_groups().values())
+    assert [(type(g.pool.layer).__name__ if g.pool else None, len(g.nodes)) for g in groups] == \
+        [("MaxPooling2D", 2), ("MaxPooling2D", 4 if bn else 3)]
+    assert groups[1].act is not None and (groups[1].bn is not None) == bn
+    fused = np.asarray(model(x))
+    one_by_one = np.asarray(_unfused(model, x))
+    assert fused.shape == ref.shape == (6, 10)
+    assert np.isnan(fused[4]).all() and np.isnan(one_by_one[4]).all()
+    ok = [0, 1, 2, 3, 5]
+    assert _rel(fused[ok], one_by_one[ok]) < 0.03 and _rel(fused[ok], ref[ok]) < 0.03
+    np.testing.assert_allclose(model.predict(x, verbose=0), fused, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("pool_kw", [{"strides": 1}, {"padding": "same"}])
+def test_a_max_pooling_the_kernel_cannot_take_runs_on_its_own(pool_kw):
+    model = _convnet(pool_kw)
+    x = np.random.default_rng(3).random((2, 14, 13, 1)).astype(np.float32)
+    ref = np.asarray(model(x))
+    model.quantize("int8")
+    groups = list(model._quantized_groups().values())
+    assert [g.pool is not None for g in groups] == [False, True]
+    assert _rel(model(x), ref) < 0.03
+
+
+def test_a_conv_output_read_elsewhere_is_not_pooled_in_its_group():
+    lamina.utils.set_random_seed(4)
+    inp = lamina.Input((10, 10, 3))
+    y = layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    p = layers.MaxPooling2D(2)(y)
+    out = layers.Concatenate()([layers.Flatten()(p), layers.Flatten()(y)])
+    model = lamina.Model(inp, out)
+    x = np.random.default_rng(5).random((2, 10, 10, 3)).astype(np.float32)
+    ref = np.asarray(model(x))
+    model.quantize("int8")
+    assert [g.pool for g in model._quantized_groups().values()] == [None]
+    assert _rel(model(x), ref) < 0.03
 
 
 @pytest.mark.parametrize("case", range(24))
