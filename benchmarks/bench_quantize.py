@@ -197,8 +197,9 @@ def main():
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--mobilenet-epochs", type=int, default=60)
     p.add_argument("--kernel", choices=["vnni", "avx2", "generic"],
-                   help="int8 micro-kernel (default: the best this CPU has); with avx2 the float32 GEMM runs its "
-                        "AVX2 kernel too, as on a CPU without AVX-512")
+                   help="int8 micro-kernel (default: the best this CPU has); with avx2 the float32 GEMM and "
+                        "the other vector kernels (convolutions, ...) run their AVX2 code too, as on a CPU "
+                        "without AVX-512")
     args = p.parse_args()
     import lamina
     from lamina.backend import _cpu
@@ -206,6 +207,7 @@ def main():
         _cpu.set_qgemm_kernel(args.kernel)
         if args.kernel == "avx2":
             _cpu.set_gemm_kernel("avx2")
+            _cpu.set_simd_isa("avx2")
     print(f"threads: LAMINA_NUM_THREADS={os.environ.get('LAMINA_NUM_THREADS', '(all cores)')}, "
           f"{lamina.config.get_num_threads()} in use\n")
     for s in args.sections.split(","):

@@ -6,6 +6,10 @@
 // broadcast feeds four k steps of a row to VNNI's vpdpbusd; the micro-kernel then walks the
 // weight panels (QNR = 32 columns, two zmm of 16 int32 accumulators per row) with the block.
 // Work items are (row block, range of panels), handed to threads dynamically.
+// Convolutions (conv_windows): each image is quantized once; on VNNI, with C % 4 == 0, into a
+// padded copy whose windows the tiles read in place (tile_vnni_win), else each block's windows are
+// copied into tiles (window_block). A max pooling after the convolution takes each block's rows
+// from a scratch block in cache (pool_block): the unpooled output never reaches memory.
 // Kernels: "vnni" (AVX-512 VNNI + BW, 12 x 32 tile) where the CPU has it, else "generic"
 // (portable C++, the same integer sums and the same float epilogue). LAMINA_QGEMM_KERNEL or
 // set_qgemm_kernel switch them (tests run both).
@@ -427,7 +431,7 @@ LAMINA_VNNI void tile_vnni(int64_t G, const uint8_t* a, int64_t rs, const int8_t
 // No copy of the windows into tiles; one loop (a nested loop over the window's rows made GCC keep
 // the accumulators in memory).
 template <int M, bool HALF>
-LAMINA_VNNI void tile_vnni_win(int64_t G, const int32_t* offs, const uint8_t* const* rows, const int8_t* b, int n,
+LAMINA_VNNI void tile_vnni_win(int64_t G, const int64_t* offs, const uint8_t* const* rows, const int8_t* b, int n,
                                const int32_t* colsum, const float* a_scale, const Epilogue& e, int64_t row0,
                                int64_t j0) {
   __m512i acc[M][2];
@@ -449,7 +453,7 @@ LAMINA_VNNI void tile_vnni_win(int64_t G, const int32_t* offs, const uint8_t* co
   tile_vnni_store<M, HALF>(acc, n, colsum, a_scale, e, row0, j0);
 }
 
-using WinTileFn = void (*)(int64_t, const int32_t*, const uint8_t* const*, const int8_t*, int, const int32_t*,
+using WinTileFn = void (*)(int64_t, const int64_t*, const uint8_t* const*, const int8_t*, int, const int32_t*,
                            const float*, const Epilogue&, int64_t, int64_t);
 template <bool HALF>
 constexpr std::array<WinTileFn, MR + 1> vnni_win_tiles() {
@@ -623,7 +627,7 @@ struct Scratch {
   std::vector<uint8_t> q, row;
   std::vector<float> scales;
   std::vector<const uint8_t*> rows;  // windows read in place: each row's first byte
-  std::vector<int32_t> offs;         // ... and each group's offset from it (4-byte units)
+  std::vector<int64_t> offs;         // ... and each group's offset from it (4-byte units)
   std::vector<float> pooled;         // a pooled block's rows before the pooling
 };
 thread_local Scratch t_scratch;
@@ -719,7 +723,7 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
     // group k of a window: segment (window row) k / SG, group k % SG of it
     const int64_t SG = g.KW * g.C / 4, ss = g.dh * g.Wp * g.C / 4;
     s.offs.resize(size_t(G));
-    for (int64_t k = 0; k < G; ++k) s.offs[size_t(k)] = int32_t(k / SG * ss + k % SG);
+    for (int64_t k = 0; k < G; ++k) s.offs[size_t(k)] = k / SG * ss + k % SG;
   } else if (in.img) {
     window_block(*in.img, r0, m, K, s.q.data(), s.scales.data(), s.row.data());
   } else {
