@@ -6,9 +6,9 @@
 // broadcast feeds four k steps of a row to VNNI's vpdpbusd; the micro-kernel then walks the
 // weight panels (QNR = 32 columns, two zmm of 16 int32 accumulators per row) with the block.
 // Work items are (row block, range of panels), handed to threads dynamically.
-// Convolutions (conv_windows): each image is quantized once; on VNNI, with C % 4 == 0, into a
-// padded copy whose windows the tiles read in place (tile_vnni_win), else each block's windows are
-// copied into tiles (window_block). A max pooling after the convolution takes each block's rows
+// Convolutions (conv_windows): each image is quantized once; on VNNI and AVX2, with C % 4 == 0,
+// into a padded copy whose windows the tiles read in place (tile_vnni_win, tile_avx2_win), else
+// each block's windows are copied into tiles (window_block). A max pooling after the convolution takes each block's rows
 // from a scratch block in cache (pool_block): the unpooled output never reaches memory.
 // Kernels: "vnni" (AVX-512 VNNI + BW, 12 x 32 tile) where the CPU has it, else "generic"
 // (portable C++, the same integer sums and the same float epilogue). LAMINA_QGEMM_KERNEL or
@@ -541,18 +541,30 @@ LAMINA_QAVX2 void block_avx2(int64_t G, const uint8_t* a, const int8_t* b, int n
 // against w carrying q's sign, turns w = -128 with q < 0 into -128 again: a wrong sum.) vpmaddwd
 // by ones then sums the column's four k into its 32-bit lane, in column order: R rows x 32
 // columns, no correction sums.
-template <int R>
-LAMINA_QAVX2 void block_avx2_signed(int64_t G, const uint8_t* a, const int8_t* b, int n, const float* a_scale,
+// Where the rows' 4-byte groups come from: a packed tile ([group][MR rows][4 bytes]), or windows
+// read in place (row i's group g at rows[i] + 4 * offs[g], as tile_vnni_win).
+struct TileA {
+  const uint8_t* a;
+  const uint8_t* at(int64_t g, int i) const { return a + (g * MR + i) * 4; }
+};
+struct WindowA {
+  const uint8_t* const* rows;
+  const int64_t* offs;
+  const uint8_t* at(int64_t g, int i) const { return rows[i] + offs[g] * 4; }
+};
+
+template <int R, class A>
+LAMINA_QAVX2 void block_avx2_signed(int64_t G, const A& a, const int8_t* b, int n, const float* a_scale,
                                     const Epilogue& e, int64_t row0, int64_t j0) {
   __m256i acc[R][4];
   for (int i = 0; i < R; ++i)
     for (int c = 0; c < 4; ++c) acc[i][c] = _mm256_setzero_si256();
   const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8(char(0x80));
-  for (int64_t g = 0; g < G; ++g, a += MR * 4, b += QNR * 4) {
+  for (int64_t g = 0; g < G; ++g, b += QNR * 4) {
     __m256i q[R];
     for (int i = 0; i < R; ++i) {
       int32_t word;
-      std::memcpy(&word, a + i * 4, 4);
+      std::memcpy(&word, a.at(g, i), 4);
       q[i] = _mm256_xor_si256(_mm256_set1_epi32(word), flip);  // the signed q of each byte
     }
     for (int c = 0; c < 4; ++c) {
@@ -572,8 +584,9 @@ LAMINA_QAVX2 void tile_avx2(int64_t G, const uint8_t* a, const int8_t* b, int ro
                             const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
   if (colsum) {  // rows of q + 128: the signed form, 2 rows x 32 columns a block
     for (int r0 = 0; r0 < rows; r0 += 2) {
-      if (rows - r0 >= 2) block_avx2_signed<2>(G, a + r0 * 4, b, n, a_scale + r0, e, row0 + r0, j0);
-      else block_avx2_signed<1>(G, a + r0 * 4, b, n, a_scale + r0, e, row0 + r0, j0);
+      const TileA ta{a + r0 * 4};
+      if (rows - r0 >= 2) block_avx2_signed<2>(G, ta, b, n, a_scale + r0, e, row0 + r0, j0);
+      else block_avx2_signed<1>(G, ta, b, n, a_scale + r0, e, row0 + r0, j0);
     }
     return;
   }
@@ -588,6 +601,16 @@ LAMINA_QAVX2 void tile_avx2(int64_t G, const uint8_t* a, const int8_t* b, int ro
       blocks[nr](G, a + r0 * 4, b + c0 * 4, nc, colsum ? colsum + c0 : nullptr, a_scale + r0, e, row0 + r0,
                  j0 + c0);
     }
+  }
+}
+
+// The rows of a convolution read in place (rows, offs: as tile_vnni_win), q + 128 with colsum.
+LAMINA_QAVX2 void tile_avx2_win(int64_t G, const int64_t* offs, const uint8_t* const* rows_p, const int8_t* b, int rows,
+                                int n, const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
+  for (int r0 = 0; r0 < rows; r0 += 2) {
+    const WindowA wa{rows_p + r0, offs};
+    if (rows - r0 >= 2) block_avx2_signed<2>(G, wa, b, n, a_scale + r0, e, row0 + r0, j0);
+    else block_avx2_signed<1>(G, wa, b, n, a_scale + r0, e, row0 + r0, j0);
   }
 }
 
@@ -707,7 +730,7 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
   const Epilogue& e = Q > 1 ? pe : e_out;
   // byte rows of whole 4-byte groups feed the VNNI tiles in place
   const bool direct = in.u8 && kind == VNNI && K % 4 == 0 && in.lda % 4 == 0;
-  const bool win = in.img && in.img->Wp > 0;  // a padded image: every window read in place (VNNI)
+  const bool win = in.img && in.img->Wp > 0;  // a padded image: every window read in place
   if (in.u8) {
     if (!direct) copy_block_u8(in.u8 + r0 * in.lda, in.lda, m, K, s.q.data());
     std::fill(s.scales.begin(), s.scales.end(), in.u8_scale);
@@ -750,7 +773,8 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
         continue;
       }
       if (kind == AVX2) {
-        tile_avx2(G, at, b, rows, n, cs, as, e, row0, j0);
+        if (win) tile_avx2_win(G, s.offs.data(), s.rows.data() + t * MR, b, rows, n, as, e, row0, j0);
+        else tile_avx2(G, at, b, rows, n, cs, as, e, row0, j0);
         continue;
       }
 #endif
@@ -862,11 +886,12 @@ void quantize_images(const float* x, int64_t images, int64_t per_image, uint8_t*
   });
 }
 
+#if LAMINA_QX86
 namespace {
 // quantize_images into a padded layout: image n's row h at q + ((n * Hp + pt + h) * Wp + pl) * C,
 // 128 (a zero after the shift) around it. C % 4 == 0 (whole groups in place).
-void quantize_images_padded(const float* x, int64_t images, const ImageRows& g, int64_t pb, int64_t pr, uint8_t* q,
-                            float* scale, bool parallel) {
+void quantize_images_padded(int kind, const float* x, int64_t images, const ImageRows& g, int64_t pb, int64_t pr,
+                            uint8_t* q, float* scale, bool parallel) {
   const int64_t per_image = g.H * g.W * g.C, row = g.W * g.C, prow = g.Wp * g.C;
   parallel_for(images, parallel && images > 1 && images * per_image > (1 << 16), [&](int64_t n) {
     uint8_t* img = q + n * g.Hp * prow;
@@ -875,7 +900,8 @@ void quantize_images_padded(const float* x, int64_t images, const ImageRows& g, 
     std::memset(img + (g.pt + g.H) * prow, 128, size_t(pb * prow));
     Scratch& s = t_scratch;  // the image quantized whole (Keras's abs-max), then copied row by row
     s.row.resize(size_t(per_image + 64));
-    scale[n] = quantize_row_avx512_tile(src, per_image, s.row.data(), 4);
+    scale[n] = kind == VNNI ? quantize_row_avx512_tile(src, per_image, s.row.data(), 4)
+                            : quantize_row_avx2_tile(src, per_image, s.row.data(), 4);
     for (int64_t h = 0; h < g.H; ++h) {
       uint8_t* d = img + (g.pt + h) * prow;
       std::memset(d, 128, size_t(g.pl * g.C));
@@ -885,6 +911,7 @@ void quantize_images_padded(const float* x, int64_t images, const ImageRows& g, 
   });
 }
 }  // namespace
+#endif
 
 void conv_windows(const float* x, int64_t images, const ImageRows& geometry, int64_t K, int64_t N,
                   const int8_t* packed, const int32_t* colsum, const Epilogue& e, bool parallel) {
@@ -897,12 +924,14 @@ void conv_windows(const float* x, int64_t images, const ImageRows& geometry, int
   std::unique_ptr<uint8_t[]> q;
   g.scale = scales.data();
 #if LAMINA_QX86
-  if (active_kind() == VNNI && g.C % 4 == 0 && g.dw == 1) {
+  const int kind = active_kind();
+  if ((kind == VNNI || kind == AVX2) && g.C % 4 == 0 && g.dw == 1) {
     // padded so that every window lies inside: each row read in place by the tiles
     g.Hp = std::max(g.H + g.pt, (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1);
     g.Wp = std::max(g.W + g.pl, (g.OW - 1) * g.sw + g.KW);
     q.reset(new uint8_t[size_t(images * g.Hp * g.Wp * g.C)]);
-    quantize_images_padded(x, images, g, g.Hp - g.H - g.pt, g.Wp - g.W - g.pl, q.get(), scales.data(), parallel);
+    quantize_images_padded(kind, x, images, g, g.Hp - g.H - g.pt, g.Wp - g.W - g.pl, q.get(), scales.data(),
+                           parallel);
     g.x = q.get();
     Input in;
     in.img = &g;

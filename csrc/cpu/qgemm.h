@@ -69,7 +69,7 @@ struct Epilogue {
 // image (scale[n], Keras's abs-max formula over the image); row (n, oh, ow) is the window of
 // output pixel (oh, ow) of image n, in (kh, kw, c) order, zeros (128) outside the image.
 // Hp, Wp > 0: x is padded to (Hp, Wp) (the image at (pt, pl), 128 around it), every window
-// inside, and the VNNI tiles read the windows in place.
+// inside, and the tiles read the windows in place.
 // PH x PW > 1: a max pooling of that window and stride (padding "valid") follows: the rows are the
 // PH * PW pixels of each pooled pixel in turn (pooled pixels (n, ph, pw) in row-major order, the
 // last OH % PH rows and OW % PW columns left out), and the epilogue's output has one row per
@@ -86,8 +86,8 @@ struct ImageRows {
 // geometry in `g`, its x, scale, Hp and Wp unused) with the packed weights (K = KH * KW * C rows),
 // images * OH * OW output rows through the epilogue (or images * (OH / PH) * (OW / PW) pooled
 // ones, float output only): each image quantized once (one abs-max scale per image), then each
-// window read from the bytes (in place where the VNNI kernel runs and C % 4 == 0, dilation 1
-// along the width; else copied into the product's tiles): no im2col matrix.
+// window read from the bytes (in place where the VNNI or AVX2 kernel runs and C % 4 == 0,
+// dilation 1 along the width; else copied into the product's tiles): no im2col matrix.
 void conv_windows(const float* x, int64_t images, const ImageRows& g, int64_t K, int64_t N, const int8_t* packed,
                   const int32_t* colsum, const Epilogue& e, bool parallel);
 

@@ -150,7 +150,7 @@ def test_pointwise_from_bytes_equals_the_integer_sums(kernel, K, N):
     (20, 3, (2, 1), (1, 1, 1, 1), 8, 3, 8, (1, 1)),
     (3, 3, (1, 1), (1, 1, 1, 1), 7, 3, 8, (1, 1)),    # 189 floats an image: a last group of 1
     (3, 3, (1, 1), (1, 1, 1, 1), 7, 400, 8, (1, 1)),  # ... and images quantized by both threads
-    # C % 4 == 0: on VNNI the windows are read in place from a padded image
+    # C % 4 == 0: on VNNI and AVX2 the windows are read in place from a padded image
     (8, 5, (1, 1), (2, 2, 2, 2), 9, 3, 40, (1, 1)),   # the MNIST convnet's second layer's shape
     (4, 3, (2, 2), (0, 1, 0, 1), 8, 3, 16, (1, 1)),   # padding on one side only
     (12, 3, (1, 2), (0, 0, 0, 0), 11, 2, 33, (1, 1)), # no padding; columns the windows skip
@@ -189,7 +189,7 @@ def _max_pool(v, ph, pw):
 
 @pytest.mark.parametrize("C,k,pads,H,W,N,pool,bn", [
     (1, 5, (2, 2, 2, 2), 12, 12, 32, (2, 2), False),  # the MNIST convnet's first layer
-    (8, 5, (2, 2, 2, 2), 9, 11, 40, (2, 2), False),   # ... its second (C % 4 == 0: windows in place on VNNI)
+    (8, 5, (2, 2, 2, 2), 9, 11, 40, (2, 2), False),   # ... its second (C % 4 == 0: windows in place)
     (4, 3, (1, 1, 1, 1), 10, 9, 16, (3, 2), True),    # odd sizes: the last rows and columns dropped
     (3, 3, (0, 0, 0, 0), 8, 8, 8, (2, 1), True),
     (4, 1, (0, 0, 0, 0), 6, 6, 20, (2, 2), False),    # a 1x1 convolution (else its own product) pooled
@@ -247,7 +247,7 @@ def test_a_pooled_conv_keeps_a_nan_image_nan_and_checks_its_arguments(kernel):
                                   _read(call((3, 8, 8, 16), []), (3, 8, 8, 16), 0))
 
 
-@pytest.mark.parametrize("C", [3, 4])  # 4: windows read in place on VNNI
+@pytest.mark.parametrize("C", [3, 4])  # 4: windows read in place on VNNI and AVX2
 def test_nan_images_are_marked_and_come_out_nan(kernel, C):
     rng = np.random.default_rng(5)
     n, H, W, N = 3, 6, 6, 16
