@@ -144,6 +144,20 @@ def test_pointwise_from_bytes_equals_the_integer_sums(kernel, K, N):
             np.testing.assert_allclose(got, np.clip(ref, 0, 6), rtol=1e-5, atol=1e-5)
 
 
+def _conv_case(rng, n, H, W, C, k, N):
+    """Images (the second 3x larger), int8 kernels (k, k, C, N) packed, scales, bias; each image's
+    abs-max scale and its quantized values (int64)."""
+    x = rng.uniform(-1, 1, (n, H, W, C)).astype(np.float32)
+    x[1] *= 3
+    w = rng.integers(-127, 128, (k, k, C, N)).astype(np.int8)
+    ws = (rng.random(N) * 50 + 10).astype(np.float32)
+    bias = rng.standard_normal(N).astype(np.float32)
+    packed, colsum = _pack(w.reshape(-1, N))
+    scale = np.float32(127) / (np.abs(x).max(axis=(1, 2, 3), keepdims=True) + np.float32(1e-7))
+    qx = np.clip(np.round(x * scale), -127, 127).astype(np.int64)
+    return x, w, ws, bias, packed, colsum, scale, qx
+
+
 @pytest.mark.parametrize("C,k,strides,pads,W,n,N,dilation", [
     (3, 3, (2, 2), (0, 1, 0, 1), 8, 3, 8, (1, 1)), (3, 3, (1, 1), (1, 1, 1, 1), 8, 3, 8, (1, 1)),
     (5, 2, (1, 2), (0, 0, 1, 0), 8, 3, 8, (1, 1)),
@@ -160,16 +174,7 @@ def test_pointwise_from_bytes_equals_the_integer_sums(kernel, K, N):
 ])
 def test_conv_from_floats_quantizes_each_image_and_reads_its_windows(kernel, C, k, strides, pads, W, n, N,
                                                                      dilation):
-    rng = np.random.default_rng(C * k)
-    H = 9
-    x = rng.uniform(-1, 1, (n, H, W, C)).astype(np.float32)
-    x[1] *= 3
-    w = rng.integers(-127, 128, (k, k, C, N)).astype(np.int8)
-    ws = (rng.random(N) * 50 + 10).astype(np.float32)
-    bias = rng.standard_normal(N).astype(np.float32)
-    packed, colsum = _pack(w.reshape(-1, N))
-    scale = np.float32(127) / (np.abs(x).max(axis=(1, 2, 3), keepdims=True) + np.float32(1e-7))
-    qx = np.clip(np.round(x * scale), -127, 127).astype(np.int64)
+    x, w, ws, bias, packed, colsum, scale, qx = _conv_case(np.random.default_rng(C * k), n, 9, W, C, k, N)
     cols = _windows(qx, k, k, strides, pads, dilation)
     sums = cols @ w.reshape(-1, N).astype(np.int64)
     ref = sums / (ws.astype(np.float64) * scale.astype(np.float64)) + bias
@@ -197,16 +202,8 @@ def _max_pool(v, ph, pw):
 ])
 def test_conv_with_max_pooling_pools_each_window_after_the_epilogue(kernel, C, k, pads, H, W, N, pool, bn):
     rng = np.random.default_rng(C * k + pool[0])
-    n = 5
-    x = rng.uniform(-1, 1, (n, H, W, C)).astype(np.float32)
-    x[1] *= 3
-    w = rng.integers(-127, 128, (k, k, C, N)).astype(np.int8)
-    ws = (rng.random(N) * 50 + 10).astype(np.float32)
-    bias = rng.standard_normal(N).astype(np.float32)
+    x, w, ws, bias, packed, colsum, scale, qx = _conv_case(rng, 5, H, W, C, k, N)
     norm = _bn(rng, N) if bn else None
-    packed, colsum = _pack(w.reshape(-1, N))
-    scale = np.float32(127) / (np.abs(x).max(axis=(1, 2, 3), keepdims=True) + np.float32(1e-7))
-    qx = np.clip(np.round(x * scale), -127, 127).astype(np.int64)
     sums = _windows(qx, k, k, (1, 1), pads) @ w.reshape(-1, N).astype(np.int64)
     F, G = _fold(ws, bias, norm, 1e-3, 1.0)
     ref = _max_pool(np.maximum(sums * F / scale.astype(np.float64) + G, 0), *pool)
