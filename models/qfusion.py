@@ -13,9 +13,9 @@ every user of it is a group that reads bytes (a DepthwiseConv2D, or a 1x1 stride
 quarter of the memory traffic of float activations, and no per-call quantization of them. The
 int8 weights, their scales and the file format are those of Keras; only how the model runs
 changes. A float input of a group (from any other layer) is quantized at every call with
-dynamic abs-max scales: per image for a Conv2D with a window (whose windows are then copied
-from the bytes into the int8 GEMM's tiles: no im2col matrix), per pixel for a 1x1 Conv2D, per
-image and channel for a DepthwiseConv2D. An image whose values become NaN on the way is marked
+dynamic abs-max scales: per image for a Conv2D with a window (whose windows the int8 GEMM then
+reads from the bytes: no im2col matrix), per pixel for a 1x1 stride-1 Conv2D (per image when
+its group ends in a pooling), per image and channel for a DepthwiseConv2D. An image whose values become NaN on the way is marked
 (bytes have no NaN) and comes out NaN.
 
 `plan` finds the groups when a model's layers change (quantize); `run_group` decides at each call
