@@ -100,8 +100,9 @@ inline bool check_qpool(const char* op, const Shape& pool, double x_step, double
   LAMINA_CHECK(pool.size() == 2 && pool[0] >= 1 && pool[1] >= 1,
                op << ": pool must be empty or two window sizes of at least 1, received " << shape_str(pool));
   if (pool[0] * pool[1] == 1) return false;
-  LAMINA_CHECK(x_step == 0 && out_step == 0, op << ": a pooled convolution reads and writes float32 (x_step and "
-                                                   "out_step 0), received x_step=" << x_step << ", out_step=" << out_step);
+  LAMINA_CHECK(x_step == 0 && out_step == 0,
+               op << ": a pooled convolution reads and writes float32 (x_step and out_step 0), received x_step="
+                  << x_step << ", out_step=" << out_step);
   return true;
 }
 

@@ -15,8 +15,8 @@ int8 weights, their scales and the file format are those of Keras; only how the 
 changes. A float input of a group (from any other layer) is quantized at every call with
 dynamic abs-max scales: per image for a Conv2D with a window (whose windows the int8 GEMM then
 reads from the bytes: no im2col matrix), per pixel for a 1x1 stride-1 Conv2D (per image when
-its group ends in a pooling), per image and channel for a DepthwiseConv2D. An image whose values become NaN on the way is marked
-(bytes have no NaN) and comes out NaN.
+its group ends in a pooling), per image and channel for a DepthwiseConv2D. An image whose
+values become NaN on the way is marked (bytes have no NaN) and comes out NaN.
 
 `plan` finds the groups when a model's layers change (quantize); `run_group` decides at each call
 whether a group may run fused: only in inference, with no mask and a float32 (or byte) input;

@@ -8,8 +8,9 @@
 // Work items are (row block, range of panels), handed to threads dynamically.
 // Convolutions (conv_windows): each image is quantized once; on VNNI and AVX2, with C % 4 == 0,
 // into a padded copy whose windows the tiles read in place (tile_vnni_win, tile_avx2_win), else
-// each block's windows are copied into tiles (window_block). A max pooling after the convolution takes each block's rows
-// from a scratch block in cache (pool_block): the unpooled output never reaches memory.
+// each block's windows are copied into tiles (window_block). A max pooling after the convolution
+// takes each block's rows from a scratch block in cache (pool_block): the unpooled output never
+// reaches memory.
 // Kernels: "vnni" (AVX-512 VNNI + BW, 12 x 32 tile) where the CPU has it, else "generic"
 // (portable C++, the same integer sums and the same float epilogue). LAMINA_QGEMM_KERNEL or
 // set_qgemm_kernel switch them (tests run both).
@@ -387,8 +388,9 @@ LAMINA_VNNI inline void epi_store(const Epilogue& e, const EpiVec& p, __m512i ac
 // Epilogue on M rows x n columns of int32 sums. Always inlined: a call would take the
 // accumulators' address and keep them in memory through the whole product loop.
 template <int M, bool HALF>
-LAMINA_VNNI __attribute__((always_inline)) inline void tile_vnni_store(__m512i (&acc)[M][2], int n, const int32_t* colsum, const float* a_scale,
-                                        const Epilogue& e, int64_t row0, int64_t j0) {
+LAMINA_VNNI __attribute__((always_inline)) inline void tile_vnni_store(__m512i (&acc)[M][2], int n,
+                                                                      const int32_t* colsum, const float* a_scale,
+                                                                      const Epilogue& e, int64_t row0, int64_t j0) {
   const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
   const __mmask16 m1 = n >= 32 ? __mmask16(0xFFFF) : n > 16 ? __mmask16((1u << (n - 16)) - 1) : __mmask16(0);
   const __m512i c128 = _mm512_set1_epi32(128);
@@ -605,8 +607,8 @@ LAMINA_QAVX2 void tile_avx2(int64_t G, const uint8_t* a, const int8_t* b, int ro
 }
 
 // The rows of a convolution read in place (rows, offs: as tile_vnni_win), q + 128 with colsum.
-LAMINA_QAVX2 void tile_avx2_win(int64_t G, const int64_t* offs, const uint8_t* const* rows_p, const int8_t* b, int rows,
-                                int n, const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
+LAMINA_QAVX2 void tile_avx2_win(int64_t G, const int64_t* offs, const uint8_t* const* rows_p, const int8_t* b,
+                                int rows, int n, const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
   for (int r0 = 0; r0 < rows; r0 += 2) {
     const WindowA wa{rows_p + r0, offs};
     if (rows - r0 >= 2) block_avx2_signed<2>(G, wa, b, n, a_scale + r0, e, row0 + r0, j0);
