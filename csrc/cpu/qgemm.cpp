@@ -215,9 +215,11 @@ struct PixelWalk {
 };
 
 // Rows [row0, row0 + m) of the windows of a byte image into [group][MR rows][4 bytes] tiles,
-// padded with 128 (a zero after the shift) outside the image, past K and past m.
+// padded with 128 (a zero after the shift) outside the image, past K and past m; or, `rows`,
+// row after row, G * 4 bytes each (the VNNI tiles read them in place: no transposition; dst holds
+// 64 bytes more, as a window is stored whole and the next row overwrites its tail).
 void window_block(const ImageRows& g, int64_t row0, int64_t m, int64_t K, uint8_t* dst, float* scales,
-                  uint8_t* buf) {
+                  uint8_t* buf, bool rows_out) {
   const int64_t G = groups(K), C = g.C, span = g.KW * C;
   PixelWalk px(g, row0);
 #if LAMINA_QX86
@@ -228,17 +230,19 @@ void window_block(const ImageRows& g, int64_t row0, int64_t m, int64_t K, uint8_
   for (int64_t r0 = 0; r0 < m; r0 += MR) {
     uint8_t* tile = dst + r0 * G * 4;
     const int64_t rows = std::min<int64_t>(MR, m - r0);
-    if (rows < MR) std::memset(tile, 128, size_t(MR * G * 4));
+    if (rows < MR && !rows_out) std::memset(tile, 128, size_t(MR * G * 4));
     for (int64_t i = 0; i < rows; ++i, px.next()) {
       const int64_t n = px.n, oh = px.oh(), ow = px.ow();
       const uint8_t* xn = g.x + n * g.H * g.W * C;
       const int64_t iw0 = ow * g.sw - g.pl;
       const bool inside = g.dw == 1 && iw0 >= 0 && iw0 + g.KW <= g.W;
       const int64_t ih0 = oh * g.sh - g.pt;
-      uint8_t* d = buf;
+      uint8_t* const row = rows_out ? tile + i * G * 4 : buf;  // where the window is assembled
+      uint8_t* d = row;
+      scales[r0 + i] = g.scale[n];
 #if LAMINA_QX86
       if (fast && inside && ih0 >= 0 && ih0 + (g.KH - 1) * g.dh < g.H) {
-        window_avx512(buf, xn + (ih0 * g.W + iw0) * C, g.dh * g.W * C, g.KH, span);
+        window_avx512(row, xn + (ih0 * g.W + iw0) * C, g.dh * g.W * C, g.KH, span);
         d = nullptr;
       }
 #endif
@@ -256,9 +260,12 @@ void window_block(const ImageRows& g, int64_t row0, int64_t m, int64_t K, uint8_
           }
         }
       }
+      if (rows_out) {
+        if (d) std::memset(row + K, 128, size_t(G * 4 - K));
+        continue;
+      }
       uint8_t* tr = tile + i * 4;
       for (int64_t gi = 0; gi < G; ++gi) std::memcpy(tr + gi * MR * 4, buf + gi * 4, 4);
-      scales[r0 + i] = g.scale[n];
     }
   }
 }
@@ -749,8 +756,9 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
     const int64_t SG = g.KW * g.C / 4, ss = g.dh * g.Wp * g.C / 4;
     s.offs.resize(size_t(G));
     for (int64_t k = 0; k < G; ++k) s.offs[size_t(k)] = k / SG * ss + k % SG;
-  } else if (in.img) {
-    window_block(*in.img, r0, m, K, s.q.data(), s.scales.data(), s.row.data());
+  } else if (in.img) {  // windows copied: row after row for the VNNI tiles, else into tiles
+    if (kind == VNNI) s.q.resize(s.q.size() + 64);
+    window_block(*in.img, r0, m, K, s.q.data(), s.scales.data(), s.row.data(), kind == VNNI);
   } else {
     quantize_block(kind, in.f + r0 * in.lda, in.lda, m, K, s.q.data(), s.scales.data(), s.row.data());
   }
@@ -768,6 +776,8 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
       if (kind == VNNI) {
         if (win)
           kVnniWinTiles[n <= 16][rows](G, s.offs.data(), s.rows.data() + t * MR, b, n, cs, as, e, row0, j0);
+        else if (in.img)  // the windows row after row (window_block)
+          kVnniTiles[1][n <= 16][rows](G, at, G, b, n, cs, as, e, row0, j0);
         else if (direct)
           kVnniTiles[1][n <= 16][rows](G, in.u8 + (r0 + t * MR) * in.lda, in.lda / 4, b, n, cs, as, e, row0, j0);
         else
@@ -865,33 +875,10 @@ void matmul_epi(const float* a, int64_t lda, int64_t M, int64_t K, int64_t N, co
   run(in, M, K, N, packed, colsum, e, parallel);
 }
 
-void quantize_images(const float* x, int64_t images, int64_t per_image, uint8_t* q, float* scale, bool parallel) {
-  // Keras's AbsMaxQuantizer over the whole image, by the rows' routine. The vector forms write whole
-  // groups of 4 bytes: with per_image % 4 != 0 an image's padded last group would run into the next
-  // image (written by another thread, maybe earlier), so such images go through a scratch row.
-  const bool whole_groups = per_image % 4 == 0;
-  parallel_for(images, parallel && images > 1 && images * per_image > (1 << 16), [&](int64_t n) {
-    const float* row = x + n * per_image;
-    uint8_t* dst = q + n * per_image;
-#if LAMINA_QX86
-    const int kind = active_kind();
-    if (kind == VNNI || kind == AVX2) {
-      std::vector<uint8_t> scratch(whole_groups ? 0 : size_t(per_image + 3));
-      uint8_t* d = whole_groups ? dst : scratch.data();
-      scale[n] = kind == VNNI ? quantize_row_avx512_tile(row, per_image, d, 4)
-                              : quantize_row_avx2_tile(row, per_image, d, 4);
-      if (!whole_groups) std::memcpy(dst, d, size_t(per_image));
-      return;
-    }
-#endif
-    scale[n] = quantize_row_generic(row, per_image, dst);
-  });
-}
-
-#if LAMINA_QX86
 namespace {
-// quantize_images into a padded layout: image n's row h at q + ((n * Hp + pt + h) * Wp + pl) * C,
-// 128 (a zero after the shift) around it. C % 4 == 0 (whole groups in place).
+// Each image quantized with one abs-max scale (Keras's formula over the whole image) into a padded
+// layout: image n's row h at q + ((n * Hp + pt + h) * Wp + pl) * C as q + 128, 128 (a zero after
+// the shift) around it (pb rows below, pr columns to the right).
 void quantize_images_padded(int kind, const float* x, int64_t images, const ImageRows& g, int64_t pb, int64_t pr,
                             uint8_t* q, float* scale, bool parallel) {
   const int64_t per_image = g.H * g.W * g.C, row = g.W * g.C, prow = g.Wp * g.C;
@@ -900,20 +887,26 @@ void quantize_images_padded(int kind, const float* x, int64_t images, const Imag
     const float* src = x + n * per_image;
     std::memset(img, 128, size_t(g.pt * prow));
     std::memset(img + (g.pt + g.H) * prow, 128, size_t(pb * prow));
-    Scratch& s = t_scratch;  // the image quantized whole (Keras's abs-max), then copied row by row
+    // the image quantized whole into scratch (the vector forms write whole 4-byte groups), then
+    // copied row by row
+    Scratch& s = t_scratch;
     s.row.resize(size_t(per_image + 64));
-    scale[n] = kind == VNNI ? quantize_row_avx512_tile(src, per_image, s.row.data(), 4)
-                            : quantize_row_avx2_tile(src, per_image, s.row.data(), 4);
+    uint8_t* qi = s.row.data();
+#if LAMINA_QX86
+    if (kind == VNNI) scale[n] = quantize_row_avx512_tile(src, per_image, qi, 4);
+    else if (kind == AVX2) scale[n] = quantize_row_avx2_tile(src, per_image, qi, 4);
+    else
+#endif
+      scale[n] = quantize_row_generic(src, per_image, qi);
     for (int64_t h = 0; h < g.H; ++h) {
       uint8_t* d = img + (g.pt + h) * prow;
       std::memset(d, 128, size_t(g.pl * g.C));
-      std::memcpy(d + g.pl * g.C, s.row.data() + h * row, size_t(row));
+      std::memcpy(d + g.pl * g.C, qi + h * row, size_t(row));
       std::memset(d + (g.pl + g.W) * g.C, 128, size_t(pr * g.C));
     }
   });
 }
 }  // namespace
-#endif
 
 void conv_windows(const float* x, int64_t images, const ImageRows& geometry, int64_t K, int64_t N,
                   const int8_t* packed, const int32_t* colsum, const Epilogue& e, bool parallel) {
@@ -922,29 +915,22 @@ void conv_windows(const float* x, int64_t images, const ImageRows& geometry, int
   LAMINA_CHECK(g.PH >= 1 && g.PW >= 1 && (g.PH * g.PW == 1 || (e.out_f && !e.out_u8)),
                "qconv2d: a pooled convolution writes float32");
   const int64_t M = images * (g.OH / g.PH) * (g.OW / g.PW) * g.PH * g.PW;
+  if (M <= 0 || N <= 0) return;
+  // the images quantized once, padded so that every window lies inside: no bounds checks per window
+  const int64_t Hp = std::max(g.H + g.pt, (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1);
+  const int64_t Wp = std::max(g.W + g.pl, (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1);
+  g.Hp = Hp, g.Wp = Wp;
   std::vector<float> scales(static_cast<size_t>(images));
-  std::unique_ptr<uint8_t[]> q;
-  g.scale = scales.data();
-#if LAMINA_QX86
+  std::unique_ptr<uint8_t[]> q(new uint8_t[size_t(images * Hp * Wp * g.C)]);
   const int kind = active_kind();
-  if ((kind == VNNI || kind == AVX2) && g.C % 4 == 0 && g.dw == 1) {
-    // padded so that every window lies inside: each row read in place by the tiles
-    g.Hp = std::max(g.H + g.pt, (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1);
-    g.Wp = std::max(g.W + g.pl, (g.OW - 1) * g.sw + g.KW);
-    q.reset(new uint8_t[size_t(images * g.Hp * g.Wp * g.C)]);
-    quantize_images_padded(kind, x, images, g, g.Hp - g.H - g.pt, g.Wp - g.W - g.pl, q.get(), scales.data(),
-                           parallel);
-    g.x = q.get();
-    Input in;
-    in.img = &g;
-    run(in, M, K, N, packed, colsum, e, parallel);
-    return;
-  }
-#endif
-  // the image quantized once, each window copied from its bytes into the product's tiles
-  q.reset(new uint8_t[size_t(images * g.H * g.W * g.C + 3)]);  // every byte written: no zero fill
-  quantize_images(x, images, g.H * g.W * g.C, q.get(), scales.data(), parallel);
+  quantize_images_padded(kind, x, images, g, Hp - g.H - g.pt, Wp - g.W - g.pl, q.get(), scales.data(), parallel);
   g.x = q.get();
+  g.scale = scales.data();
+  if (!((kind == VNNI || kind == AVX2) && g.C % 4 == 0 && g.dw == 1)) {
+    // windows copied from the padded image (an image of Hp x Wp with no padding) by window_block
+    g.H = Hp, g.W = Wp, g.pt = g.pl = 0;
+    g.Hp = g.Wp = 0;
+  }  // else each window read in place by the tiles
   Input in;
   in.img = &g;
   run(in, M, K, N, packed, colsum, e, parallel);

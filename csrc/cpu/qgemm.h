@@ -85,15 +85,12 @@ struct ImageRows {
 // The quantized convolution of `images` float images x (H, W, C each, channels last; the
 // geometry in `g`, its x, scale, Hp and Wp unused) with the packed weights (K = KH * KW * C rows),
 // images * OH * OW output rows through the epilogue (or images * (OH / PH) * (OW / PW) pooled
-// ones, float output only): each image quantized once (one abs-max scale per image), then each
-// window read from the bytes (in place where the VNNI or AVX2 kernel runs and C % 4 == 0,
-// dilation 1 along the width; else copied into the product's tiles): no im2col matrix.
+// ones, float output only): each image quantized once (one abs-max scale per image) into a
+// padded copy, then each window read from the bytes (in place where the VNNI or AVX2 kernel runs
+// and C % 4 == 0, dilation 1 along the width; else copied into the product's tiles): no im2col
+// matrix.
 void conv_windows(const float* x, int64_t images, const ImageRows& g, int64_t K, int64_t N, const int8_t* packed,
                   const int32_t* colsum, const Epilogue& e, bool parallel);
-
-// Quantizes each of `images` images (`per_image` floats) with one abs-max scale (Keras's
-// formula), writing q + 128 as bytes (q holds images * per_image + 3 bytes) and the scales.
-void quantize_images(const float* x, int64_t images, int64_t per_image, uint8_t* q, float* scale, bool parallel);
 
 // The quantized product with a general epilogue: `a` float rows quantized on the fly as in
 // matmul, or (matmul_u8) unsigned bytes standing for a * a_step (a zero point of 0, the
