@@ -19,7 +19,7 @@ their accuracy and file sizes.
 Needs LAMINA_DATA_DIR (default ../shared/data beside the checkout) for mnist and mobilenet.
 
     PYTHONPATH=.dev python benchmarks/bench_quantize.py [--sections gemm,mnist,mobilenet] [--repeats 7]
-        [--kernel vnni|avx2|generic]
+        [--kernel vnni|avxvnni|avx2|generic]
 """
 import argparse
 import os
@@ -196,16 +196,16 @@ def main():
     p.add_argument("--sections", default="gemm,mnist,mobilenet")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--mobilenet-epochs", type=int, default=60)
-    p.add_argument("--kernel", choices=["vnni", "avx2", "generic"],
-                   help="int8 micro-kernel (default: the best this CPU has); with avx2 the float32 GEMM and "
-                        "the other vector kernels (convolutions, ...) run their AVX2 code too, as on a CPU "
-                        "without AVX-512")
+    p.add_argument("--kernel", choices=["vnni", "avxvnni", "avx2", "generic"],
+                   help="int8 micro-kernel (default: the best this CPU has); with avxvnni or avx2 the float32 "
+                        "GEMM and the other vector kernels (convolutions, ...) run their AVX2 code too, as on a "
+                        "CPU without AVX-512")
     args = p.parse_args()
     import lamina
     from lamina.backend import _cpu
     if args.kernel:
         _cpu.set_qgemm_kernel(args.kernel)
-        if args.kernel == "avx2":
+        if args.kernel in ("avx2", "avxvnni"):
             _cpu.set_gemm_kernel("avx2")
             _cpu.set_simd_isa("avx2")
     print(f"threads: LAMINA_NUM_THREADS={os.environ.get('LAMINA_NUM_THREADS', '(all cores)')}, "

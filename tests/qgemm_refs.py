@@ -8,9 +8,9 @@ from lamina.backend import _cpu
 
 
 def _available():
-    """The int8 micro-kernels this CPU can run: 'generic' always, 'avx2' and 'vnni' where it has them."""
+    """The int8 micro-kernels this CPU can run: 'generic' always, 'avx2', 'avxvnni' and 'vnni' where it has them."""
     before, names = _cpu.qgemm_kernel(), []
-    for name in ("generic", "avx2", "vnni"):
+    for name in ("generic", "avx2", "avxvnni", "vnni"):
         try:
             _cpu.set_qgemm_kernel(name)
             names.append(name)

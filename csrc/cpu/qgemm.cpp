@@ -32,6 +32,7 @@
 #include "quant_checks.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
 #include <immintrin.h>
 #define LAMINA_QX86 1
 #define LAMINA_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
@@ -499,10 +500,16 @@ const std::array<TileFn, MR + 1> kVnniTiles[2][2] = {{vnni_tiles<false, false>()
 LAMINA_QAVX2 inline void epi8_store(const Epilogue& e, __m256i acc, int n, float as, int64_t row, int64_t j) {
   alignas(32) int32_t r[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(r), acc);
-  if (n == 8 && e.F) {  // the folded epilogue (fused groups), eight columns at once
-    __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc),
-                               _mm256_mul_ps(_mm256_loadu_ps(e.F + j), _mm256_set1_ps(1.f / as)),
-                               _mm256_loadu_ps(e.G + j));
+  if (n == 8) {  // eight columns at once: the folded epilogue (fused groups), or epi_store's steps
+    __m256 v;
+    if (e.F) {
+      v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_mul_ps(_mm256_loadu_ps(e.F + j), _mm256_set1_ps(1.f / as)),
+                          _mm256_loadu_ps(e.G + j));
+    } else {
+      v = _mm256_div_ps(_mm256_cvtepi32_ps(acc), _mm256_mul_ps(_mm256_loadu_ps(e.w_scale + j), _mm256_set1_ps(as)));
+      if (e.bias) v = _mm256_add_ps(v, _mm256_loadu_ps(e.bias + j));
+      if (e.A) v = _mm256_fmadd_ps(v, _mm256_loadu_ps(e.A + j), _mm256_loadu_ps(e.D + j));
+    }
     const int64_t o = row * e.ldo + j;
     const bool nan = qavx2::store8_clamped(v, e.lo, e.hi, e.out_mul, e.out_u8 ? nullptr : e.out_f + o,
                                            e.out_u8 ? e.out_u8 + o : nullptr);
@@ -623,6 +630,92 @@ LAMINA_QAVX2 void tile_avx2_win(int64_t G, const int64_t* offs, const uint8_t* c
   }
 }
 
+// ---- AVX-VNNI micro-kernel (256-bit vpdpbusd: CPUs with AVX-VNNI and no AVX-512) -------------
+// M (<= 6) rows x 16 columns (a half panel: b and colsum already offset to it), 12 accumulators:
+// the sums of the VNNI tile, exact. MODE: where row i's group g is: 0 a packed tile (a + 4 (g MR
+// + i)), 1 rows in place (a + 4 (i rs + g)), 2 windows in place (rows[i] + 4 offs[g]).
+#define LAMINA_QAVXVNNI __attribute__((target("avx2,fma,avxvnni")))
+
+// One row's two accumulators (lo: columns 0-7, hi: 8-15) in named variables: with arrays GCC kept
+// them in memory through the product loop.
+#define LAMINA_AVXVNNI_ROW(i)                                                                 \
+  if constexpr (M > i) {                                                                      \
+    const __m256i ai = _mm256_set1_epi32(p##i[o]);                                            \
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(lo##i) : "x"(ai), "x"(b0));                  \
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(hi##i) : "x"(ai), "x"(b1));                  \
+  }
+#define LAMINA_AVXVNNI_SAVE(i)                                                                \
+  if constexpr (M > i) {                                                                      \
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sums[i]), lo##i);                           \
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sums[i] + 8), hi##i);                       \
+  }
+
+template <int M, int MODE>
+LAMINA_QAVXVNNI void tile_avxvnni(int64_t G, const uint8_t* a, int64_t rs, const uint8_t* const* rows,
+                                  const int64_t* offs, const int8_t* b, int n, const int32_t* colsum,
+                                  const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
+  static_assert(M >= 1 && M <= 6, "tile_avxvnni: 1 to 6 rows");
+  auto row_ptr = [&](int i) {
+    return i >= M ? nullptr
+                  : reinterpret_cast<const int32_t*>(MODE == 2 ? rows[i] : MODE == 1 ? a + i * rs * 4 : a + i * 4);
+  };
+  const int32_t *p0 = row_ptr(0), *p1 = row_ptr(1), *p2 = row_ptr(2), *p3 = row_ptr(3), *p4 = row_ptr(4),
+                *p5 = row_ptr(5);
+  const __m256i z = _mm256_setzero_si256();
+  __m256i lo0 = z, hi0 = z, lo1 = z, hi1 = z, lo2 = z, hi2 = z, lo3 = z, hi3 = z, lo4 = z, hi4 = z, lo5 = z, hi5 = z;
+  for (int64_t g = 0; g < G; ++g, b += QNR * 4) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
+    const int64_t o = MODE == 2 ? offs[g] : MODE == 1 ? g : g * MR;
+    LAMINA_AVXVNNI_ROW(0) LAMINA_AVXVNNI_ROW(1) LAMINA_AVXVNNI_ROW(2)
+    LAMINA_AVXVNNI_ROW(3) LAMINA_AVXVNNI_ROW(4) LAMINA_AVXVNNI_ROW(5)
+  }
+  alignas(32) int32_t sums[6][16];
+  LAMINA_AVXVNNI_SAVE(0) LAMINA_AVXVNNI_SAVE(1) LAMINA_AVXVNNI_SAVE(2)
+  LAMINA_AVXVNNI_SAVE(3) LAMINA_AVXVNNI_SAVE(4) LAMINA_AVXVNNI_SAVE(5)
+  alignas(32) int32_t c[16] = {};
+  if (colsum)
+    for (int j = 0; j < n; ++j) c[j] = 128 * colsum[j];
+  const __m256i cs0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(c));
+  const __m256i cs1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(c + 8));
+  for (int i = 0; i < M; ++i) {
+    const __m256i s0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(sums[i]));
+    const __m256i s1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(sums[i] + 8));
+    epi8_store(e, _mm256_sub_epi32(s0, cs0), std::min(n, 8), a_scale[i], row0 + i, j0);
+    if (n > 8) epi8_store(e, _mm256_sub_epi32(s1, cs1), n - 8, a_scale[i], row0 + i, j0 + 8);
+  }
+}
+#undef LAMINA_AVXVNNI_ROW
+#undef LAMINA_AVXVNNI_SAVE
+
+using AvxVnniFn = void (*)(int64_t, const uint8_t*, int64_t, const uint8_t* const*, const int64_t*, const int8_t*, int,
+                           const int32_t*, const float*, const Epilogue&, int64_t, int64_t);
+template <int MODE>
+constexpr std::array<AvxVnniFn, 7> avxvnni_tiles() {
+  return {nullptr, &tile_avxvnni<1, MODE>, &tile_avxvnni<2, MODE>, &tile_avxvnni<3, MODE>,
+          &tile_avxvnni<4, MODE>, &tile_avxvnni<5, MODE>, &tile_avxvnni<6, MODE>};
+}
+const std::array<AvxVnniFn, 7> kAvxVnniTiles[3] = {avxvnni_tiles<0>(), avxvnni_tiles<1>(), avxvnni_tiles<2>()};
+
+// `rows` (<= MR) rows x n (<= QNR) columns of a panel, as tile_vnni's: 6-row, 16-column pieces.
+void tile_avxvnni_mr(int mode, int64_t G, const uint8_t* a, int64_t rs, const uint8_t* const* rws,
+                     const int64_t* offs, const int8_t* b, int rows, int n, const int32_t* colsum,
+                     const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
+  for (int c = 0; c * 16 < n; ++c)
+    for (int r = 0; r < rows; r += 6) {
+      const int m = std::min(6, rows - r);
+      const uint8_t* ar = mode == 1 ? a + r * rs * 4 : a + r * 4;
+      kAvxVnniTiles[mode][m](G, ar, rs, rws ? rws + r : nullptr, offs, b + c * 64, std::min(16, n - c * 16),
+                             colsum ? colsum + c * 16 : nullptr, a_scale + r, e, row0 + r, j0 + c * 16);
+    }
+}
+
+bool cpu_has_avx2();
+bool cpu_has_avxvnni() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return cpu_has_avx2() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1);
+}
+
 bool cpu_has_avx2() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -636,18 +729,21 @@ bool cpu_has_vnni() {
 #else
 bool cpu_has_vnni() { return false; }
 bool cpu_has_avx2() { return false; }
+bool cpu_has_avxvnni() { return false; }
 #endif
 
-enum Kind : int { GENERIC = 0, VNNI = 1, AVX2 = 2 };
+// AVXVNNI: the AVX2 layout and quantizers, the AVX-VNNI tiles
+enum Kind : int { GENERIC = 0, VNNI = 1, AVX2 = 2, AVXVNNI = 3 };
 std::atomic<int> g_kind{-1};
 
 int active_kind() {
   int k = g_kind.load(std::memory_order_acquire);
   if (k < 0) {
-    k = cpu_has_vnni() ? VNNI : cpu_has_avx2() ? AVX2 : GENERIC;
+    k = cpu_has_vnni() ? VNNI : cpu_has_avxvnni() ? AVXVNNI : cpu_has_avx2() ? AVX2 : GENERIC;
     if (const char* env = std::getenv("LAMINA_QGEMM_KERNEL")) {
       if (std::string(env) == "generic") k = GENERIC;
       if (std::string(env) == "avx2" && cpu_has_avx2()) k = AVX2;
+      if (std::string(env) == "avxvnni" && cpu_has_avxvnni()) k = AVXVNNI;
     }
     g_kind.store(k, std::memory_order_release);
   }
@@ -675,8 +771,9 @@ struct Input {
 
 // The pooled rows of a block (ImageRows): out row r0p + i = the maximum of rows Q i .. Q i + Q - 1
 // of `v` (m rows of ldv floats, columns [j0, j1)); NaN if any of them is NaN, as max pooling.
-void pool_block(const float* v, int64_t ldv, int64_t m, int64_t Q, int64_t j0, int64_t j1, float* out, int64_t ldo,
-                int64_t r0p) {
+// Always inlined: compiled for the ISA of each caller (pool_block_avx2 below, the generic one).
+__attribute__((always_inline)) inline void pool_block(const float* v, int64_t ldv, int64_t m, int64_t Q, int64_t j0,
+                                                      int64_t j1, float* out, int64_t ldo, int64_t r0p) {
   for (int64_t i = 0; i * Q < m; ++i) {
     float* o = out + (r0p + i) * ldo;
     const float* first = v + i * Q * ldv;
@@ -693,7 +790,18 @@ void pool_block(const float* v, int64_t ldv, int64_t m, int64_t Q, int64_t j0, i
   }
 }
 
+void pool_block_generic(const float* v, int64_t ldv, int64_t m, int64_t Q, int64_t j0, int64_t j1, float* out,
+                        int64_t ldo, int64_t r0p) {
+  pool_block(v, ldv, m, Q, j0, j1, out, ldo, r0p);
+}
+
 #if LAMINA_QX86
+__attribute__((target("avx2,fma"))) void pool_block_avx2(const float* v, int64_t ldv, int64_t m, int64_t Q,
+                                                          int64_t j0, int64_t j1, float* out, int64_t ldo,
+                                                          int64_t r0p) {
+  pool_block(v, ldv, m, Q, j0, j1, out, ldo, r0p);
+}
+
 LAMINA_VNNI void pool_block_avx512(const float* v, int64_t ldv, int64_t m, int64_t Q, int64_t j0, int64_t j1,
                                    float* out, int64_t ldo, int64_t r0p) {
   for (int64_t i = 0; i * Q < m; ++i) {
@@ -738,7 +846,8 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
   }
   const Epilogue& e = Q > 1 ? pe : e_out;
   // byte rows of whole 4-byte groups feed the VNNI tiles in place
-  const bool direct = in.u8 && kind == VNNI && K % 4 == 0 && in.lda % 4 == 0;
+  const bool vnni = kind == VNNI || kind == AVXVNNI;  // tiles that read rows in place
+  const bool direct = in.u8 && vnni && K % 4 == 0 && in.lda % 4 == 0;
   const bool win = in.img && in.img->Wp > 0;  // a padded image: every window read in place
   if (in.u8) {
     if (!direct) copy_block_u8(in.u8 + r0 * in.lda, in.lda, m, K, s.q.data());
@@ -757,10 +866,11 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
     s.offs.resize(size_t(G));
     for (int64_t k = 0; k < G; ++k) s.offs[size_t(k)] = k / SG * ss + k % SG;
   } else if (in.img) {  // windows copied: row after row for the VNNI tiles, else into tiles
-    if (kind == VNNI) s.q.resize(s.q.size() + 64);
-    window_block(*in.img, r0, m, K, s.q.data(), s.scales.data(), s.row.data(), kind == VNNI);
+    if (vnni) s.q.resize(s.q.size() + 64);
+    window_block(*in.img, r0, m, K, s.q.data(), s.scales.data(), s.row.data(), vnni);
   } else {
-    quantize_block(kind, in.f + r0 * in.lda, in.lda, m, K, s.q.data(), s.scales.data(), s.row.data());
+    quantize_block(kind == AVXVNNI ? AVX2 : kind, in.f + r0 * in.lda, in.lda, m, K, s.q.data(), s.scales.data(),
+                   s.row.data());
   }
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t j0 = p * QNR;
@@ -784,6 +894,18 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
           kVnniTiles[0][n <= 16][rows](G, at, 0, b, n, cs, as, e, row0, j0);
         continue;
       }
+      if (kind == AVXVNNI) {
+        if (win)
+          tile_avxvnni_mr(2, G, nullptr, 0, s.rows.data() + t * MR, s.offs.data(), b, rows, n, cs, as, e, row0, j0);
+        else if (in.img)
+          tile_avxvnni_mr(1, G, at, G, nullptr, nullptr, b, rows, n, cs, as, e, row0, j0);
+        else if (direct)
+          tile_avxvnni_mr(1, G, in.u8 + (r0 + t * MR) * in.lda, in.lda / 4, nullptr, nullptr, b, rows, n, cs, as, e,
+                          row0, j0);
+        else
+          tile_avxvnni_mr(0, G, at, 0, nullptr, nullptr, b, rows, n, cs, as, e, row0, j0);
+        continue;
+      }
       if (kind == AVX2) {
         if (win) tile_avx2_win(G, s.offs.data(), s.rows.data() + t * MR, b, rows, n, as, e, row0, j0);
         else tile_avx2(G, at, b, rows, n, cs, as, e, row0, j0);
@@ -797,8 +919,9 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
     const int64_t j0 = p0 * QNR, j1 = std::min(N, p1 * QNR);
 #if LAMINA_QX86
     if (kind == VNNI) return pool_block_avx512(pe.out_f, N, m, Q, j0, j1, e_out.out_f, e_out.ldo, r0 / Q);
+    if (kind != GENERIC) return pool_block_avx2(pe.out_f, N, m, Q, j0, j1, e_out.out_f, e_out.ldo, r0 / Q);
 #endif
-    pool_block(pe.out_f, N, m, Q, j0, j1, e_out.out_f, e_out.ldo, r0 / Q);
+    pool_block_generic(pe.out_f, N, m, Q, j0, j1, e_out.out_f, e_out.ldo, r0 / Q);
   }
 }
 
@@ -894,7 +1017,7 @@ void quantize_images_padded(int kind, const float* x, int64_t images, const Imag
     uint8_t* qi = s.row.data();
 #if LAMINA_QX86
     if (kind == VNNI) scale[n] = quantize_row_avx512_tile(src, per_image, qi, 4);
-    else if (kind == AVX2) scale[n] = quantize_row_avx2_tile(src, per_image, qi, 4);
+    else if (kind == AVX2 || kind == AVXVNNI) scale[n] = quantize_row_avx2_tile(src, per_image, qi, 4);
     else
 #endif
       scale[n] = quantize_row_generic(src, per_image, qi);
@@ -926,7 +1049,7 @@ void conv_windows(const float* x, int64_t images, const ImageRows& geometry, int
   quantize_images_padded(kind, x, images, g, Hp - g.H - g.pt, Wp - g.W - g.pl, q.get(), scales.data(), parallel);
   g.x = q.get();
   g.scale = scales.data();
-  if (!((kind == VNNI || kind == AVX2) && g.C % 4 == 0 && g.dw == 1)) {
+  if (!(kind != GENERIC && g.C % 4 == 0 && g.dw == 1)) {
     // windows copied from the padded image (an image of Hp x Wp with no padding) by window_block
     g.H = Hp, g.W = Wp, g.pt = g.pl = 0;
     g.Hp = g.Wp = 0;
@@ -961,18 +1084,22 @@ void poison_images(float* out, int64_t images, int64_t per_image, const int32_t*
 
 std::string kernel_name() {
   const int k = active_kind();
-  return k == VNNI ? "vnni" : k == AVX2 ? "avx2" : "generic";
+  return k == VNNI ? "vnni" : k == AVXVNNI ? "avxvnni" : k == AVX2 ? "avx2" : "generic";
 }
 
 void set_kernel(const std::string& name) {
-  LAMINA_CHECK(name == "vnni" || name == "avx2" || name == "generic",
-               "set_qgemm_kernel: expected 'vnni', 'avx2' or 'generic', received '" << name << "'");
-  const std::string available = std::string(cpu_has_vnni() ? "'vnni', " : "") + (cpu_has_avx2() ? "'avx2', " : "") +
+  LAMINA_CHECK(name == "vnni" || name == "avxvnni" || name == "avx2" || name == "generic",
+               "set_qgemm_kernel: expected 'vnni', 'avxvnni', 'avx2' or 'generic', received '" << name << "'");
+  const std::string available = std::string(cpu_has_vnni() ? "'vnni', " : "") +
+                                (cpu_has_avxvnni() ? "'avxvnni', " : "") + (cpu_has_avx2() ? "'avx2', " : "") +
                                 "'generic'";
   LAMINA_CHECK(name != "vnni" || cpu_has_vnni(), "set_qgemm_kernel: this CPU lacks AVX-512 VNNI; available: "
                                                      << available);
+  LAMINA_CHECK(name != "avxvnni" || cpu_has_avxvnni(), "set_qgemm_kernel: this CPU lacks AVX-VNNI; available: "
+                                                           << available);
   LAMINA_CHECK(name != "avx2" || cpu_has_avx2(), "set_qgemm_kernel: this CPU lacks AVX2; available: " << available);
-  g_kind.store(name == "vnni" ? VNNI : name == "avx2" ? AVX2 : GENERIC, std::memory_order_release);
+  g_kind.store(name == "vnni" ? VNNI : name == "avxvnni" ? AVXVNNI : name == "avx2" ? AVX2 : GENERIC,
+               std::memory_order_release);
 }
 
 }  // namespace qgemm

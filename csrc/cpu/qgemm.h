@@ -149,7 +149,8 @@ inline void epilogue_store(const Epilogue& e, int32_t r, float a_scale, int64_t 
   }
 }
 
-// The micro-kernel in use ("vnni": AVX-512 VNNI, "generic": portable C++) and a switch for tests.
+// The micro-kernel in use ("vnni": AVX-512 VNNI, "avxvnni": 256-bit AVX-VNNI, "avx2", "generic":
+// portable C++) and a switch for tests.
 std::string kernel_name();
 void set_kernel(const std::string& name);
 

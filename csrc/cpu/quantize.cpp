@@ -395,10 +395,10 @@ LAMINA_DW_AVX2 void dw_row_u8_avx2(const QdwGeom& g, const uint8_t* qn, const fl
   if (nan && e.flag) __atomic_store_n(e.flag, 1, __ATOMIC_RELAXED);
 }
 
-// The vector paths run with the VNNI (AVX-512) or AVX2 GEMM kernel (set_qgemm_kernel("generic")
+// The vector paths run with the VNNI (AVX-512) or AVX2 / AVX-VNNI GEMM kernel (set_qgemm_kernel("generic")
 // switches both to their portable forms, for tests).
 bool dw_kernel_fast() { return qgemm::kernel_name() == "vnni"; }
-bool dw_kernel_avx2() { return qgemm::kernel_name() == "avx2"; }
+bool dw_kernel_avx2() { return qgemm::kernel_name() == "avx2" || qgemm::kernel_name() == "avxvnni"; }
 #define LAMINA_DW_AVX512 1
 #else
 bool dw_kernel_fast() { return false; }
@@ -575,7 +575,8 @@ void bind_quantize(py::module_& m) {
   def_kernel(m, "qembedding", &qembedding, py::arg("table"), py::arg("V"), py::arg("D"), py::arg("scale"),
              py::arg("ids"), py::arg("out"));
   m.def("qgemm_packed_bytes", &qgemm::packed_bytes, py::arg("K"), py::arg("N"));
-  m.def("qgemm_kernel", &qgemm::kernel_name, "The int8 GEMM micro-kernel in use: 'vnni' or 'generic'");
+  m.def("qgemm_kernel", &qgemm::kernel_name,
+        "The int8 GEMM micro-kernel in use: 'vnni', 'avxvnni', 'avx2' or 'generic'");
   m.def("set_qgemm_kernel", &qgemm::set_kernel, py::arg("name"));
 }
 

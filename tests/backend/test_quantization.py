@@ -80,7 +80,7 @@ def test_kernel_argument_errors():
                      _cpu.from_numpy(np.ones(4, np.float32)), None, _cpu.Buffer(16, 0))
     with pytest.raises(TypeError, match="qgemm_pack"):
         _cpu.qgemm_pack(_cpu.from_numpy(np.zeros(16, np.float32)), 4, 4, packed, colsum)
-    with pytest.raises(ValueError, match="set_qgemm_kernel: expected 'vnni', 'avx2' or 'generic'"):
+    with pytest.raises(ValueError, match="set_qgemm_kernel: expected 'vnni', 'avxvnni', 'avx2' or 'generic'"):
         _cpu.set_qgemm_kernel("avx9")
     with pytest.raises(TypeError, match="int8 tensors hold quantized weights"):
         _cpu.binary(0, _cpu.from_numpy(np.zeros(4, np.int8)), [4], _cpu.from_numpy(np.zeros(4, np.int8)), [4],
