@@ -6,14 +6,15 @@
 // broadcast feeds four k steps of a row to VNNI's vpdpbusd; the micro-kernel then walks the
 // weight panels (QNR = 32 columns, two zmm of 16 int32 accumulators per row) with the block.
 // Work items are (row block, range of panels), handed to threads dynamically.
-// Convolutions (conv_windows): each image is quantized once; on VNNI and AVX2, with C % 4 == 0,
-// into a padded copy whose windows the tiles read in place (tile_vnni_win, tile_avx2_win), else
-// each block's windows are copied into tiles (window_block). A max pooling after the convolution
-// takes each block's rows from a scratch block in cache (pool_block): the unpooled output never
-// reaches memory.
-// Kernels: "vnni" (AVX-512 VNNI + BW, 12 x 32 tile) where the CPU has it, else "generic"
-// (portable C++, the same integer sums and the same float epilogue). LAMINA_QGEMM_KERNEL or
-// set_qgemm_kernel switch them (tests run both).
+// Convolutions (conv_windows): each image is quantized once into a padded copy; with C % 4 == 0
+// the vector tiles read every window in place (tile_vnni_win, tile_avx2_win, tile_avxvnni), else
+// each block's windows are copied (window_block: row after row for the VNNI tiles, into tiles for
+// the others). A max pooling after the convolution takes each block's rows from a scratch block in
+// cache (pool_block): the unpooled output never reaches memory.
+// Kernels: "vnni" (AVX-512 VNNI + BW, 12 x 32 tile) where the CPU has it, else "avxvnni" (256-bit
+// AVX-VNNI, 6 x 16 tiles), else "avx2" (vpmaddubsw / vpmaddwd), else "generic" (portable C++);
+// the same integer sums and the same float epilogue. LAMINA_QGEMM_KERNEL or set_qgemm_kernel
+// switch them (tests run each one the CPU has).
 #include "qgemm.h"
 
 #include <omp.h>
