@@ -2,7 +2,7 @@
 MNIST convnet and of MobileNet (alpha 0.25) before and after `model.quantize("int8")`, with
 their accuracy and file sizes.
 
-  gemm       qmatmul (int8 x int8 -> int32, activations quantized per row on the fly, VNNI)
+  gemm       qmatmul (int8 x int8 -> int32, activations quantized per row on the fly)
              vs sgemm, same shapes, same process, alternating calls; 1 and 2 threads
   mnist      Deep MNIST for Experts convnet trained 1 epoch on the real MNIST training set
              (../shared/data/mnist), then test-set accuracy and predict time (10000 images,
