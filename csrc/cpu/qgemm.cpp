@@ -217,16 +217,17 @@ struct PixelWalk {
 };
 
 // Rows [row0, row0 + m) of the windows of a byte image into [group][MR rows][4 bytes] tiles,
-// padded with 128 (a zero after the shift) outside the image, past K and past m; or, `rows`,
-// row after row, G * 4 bytes each (the VNNI tiles read them in place: no transposition; dst holds
-// 64 bytes more, as a window is stored whole and the next row overwrites its tail).
+// padded with 128 (a zero after the shift) past K and past m; or, `rows_out`, row after row,
+// G * 4 bytes each (the VNNI tiles read them in place: no transposition; dst holds 64 bytes more,
+// as a window is stored whole and the next row overwrites its tail). The image is conv_windows'
+// padded copy: every window lies inside it (pt = pl = 0), no bounds to check.
 void window_block(const ImageRows& g, int64_t row0, int64_t m, int64_t K, uint8_t* dst, float* scales,
                   uint8_t* buf, bool rows_out) {
-  const int64_t G = groups(K), C = g.C, span = g.KW * C;
+  const int64_t G = groups(K), C = g.C, span = g.KW * C, row_stride = g.dh * g.W * C;
   PixelWalk px(g, row0);
 #if LAMINA_QX86
   static const bool bw = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-  const bool fast = bw && G * 4 <= 64 && span <= 64;
+  const bool fast = bw && g.dw == 1 && G * 4 <= 64 && span <= 64;
 #endif
   std::memset(buf + K, 128, size_t(G * 4 - K));
   for (int64_t r0 = 0; r0 < m; r0 += MR) {
@@ -234,37 +235,27 @@ void window_block(const ImageRows& g, int64_t row0, int64_t m, int64_t K, uint8_
     const int64_t rows = std::min<int64_t>(MR, m - r0);
     if (rows < MR && !rows_out) std::memset(tile, 128, size_t(MR * G * 4));
     for (int64_t i = 0; i < rows; ++i, px.next()) {
-      const int64_t n = px.n, oh = px.oh(), ow = px.ow();
-      const uint8_t* xn = g.x + n * g.H * g.W * C;
-      const int64_t iw0 = ow * g.sw - g.pl;
-      const bool inside = g.dw == 1 && iw0 >= 0 && iw0 + g.KW <= g.W;
-      const int64_t ih0 = oh * g.sh - g.pt;
+      const uint8_t* first = g.x + ((px.n * g.H + px.oh() * g.sh) * g.W + px.ow() * g.sw) * C;
       uint8_t* const row = rows_out ? tile + i * G * 4 : buf;  // where the window is assembled
-      uint8_t* d = row;
-      scales[r0 + i] = g.scale[n];
+      scales[r0 + i] = g.scale[px.n];
 #if LAMINA_QX86
-      if (fast && inside && ih0 >= 0 && ih0 + (g.KH - 1) * g.dh < g.H) {
-        window_avx512(row, xn + (ih0 * g.W + iw0) * C, g.dh * g.W * C, g.KH, span);
-        d = nullptr;
-      }
+      if (fast) {
+        window_avx512(row, first, row_stride, g.KH, span);  // K .. 64 stay 128
+        if (rows_out) continue;
+      } else
 #endif
-      for (int64_t kh = 0; d && kh < g.KH; ++kh, d += span) {
-        const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
-        if (ih < 0 || ih >= g.H) {
-          std::memset(d, 128, size_t(span));
-        } else if (inside) {
-          copy_bytes(d, xn + (ih * g.W + iw0) * C, span);
-        } else {
-          for (int64_t kw = 0; kw < g.KW; ++kw) {
-            const int64_t iw = iw0 + kw * g.dw;
-            if (iw < 0 || iw >= g.W) std::memset(d + kw * C, 128, size_t(C));
-            else std::memcpy(d + kw * C, xn + (ih * g.W + iw) * C, size_t(C));
-          }
+      {
+        uint8_t* d = row;
+        for (int64_t kh = 0; kh < g.KH; ++kh, d += span) {
+          const uint8_t* src = first + kh * row_stride;
+          if (g.dw == 1) copy_bytes(d, src, span);
+          else
+            for (int64_t kw = 0; kw < g.KW; ++kw) std::memcpy(d + kw * C, src + kw * g.dw * C, size_t(C));
         }
-      }
-      if (rows_out) {
-        if (d) std::memset(row + K, 128, size_t(G * 4 - K));
-        continue;
+        if (rows_out) {
+          std::memset(row + K, 128, size_t(G * 4 - K));
+          continue;
+        }
       }
       uint8_t* tr = tile + i * 4;
       for (int64_t gi = 0; gi < G; ++gi) std::memcpy(tr + gi * MR * 4, buf + gi * 4, 4);
@@ -711,12 +702,6 @@ void tile_avxvnni_mr(int mode, int64_t G, const uint8_t* a, int64_t rs, const ui
     }
 }
 
-bool cpu_has_avx2();
-bool cpu_has_avxvnni() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  return cpu_has_avx2() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1);
-}
-
 bool cpu_has_avx2() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -726,6 +711,12 @@ bool cpu_has_vnni() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
+
+// CPUID leaf 7.1, EAX bit 4 (GCC 12's __builtin_cpu_supports("avxvnni") misses it on Zen 5)
+bool cpu_has_avxvnni() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return cpu_has_avx2() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1);
 }
 #else
 bool cpu_has_vnni() { return false; }

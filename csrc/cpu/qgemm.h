@@ -67,7 +67,7 @@ struct Epilogue {
 // The rows of a convolution's im2col matrix read straight from an image quantized as a whole:
 // x holds q + 128 (bytes, channels last) for q = the image's values quantized with one scale per
 // image (scale[n], Keras's abs-max formula over the image); row (n, oh, ow) is the window of
-// output pixel (oh, ow) of image n, in (kh, kw, c) order, zeros (128) outside the image.
+// output pixel (oh, ow) of image n, in (kh, kw, c) order (conv_windows pads the image first).
 // Hp, Wp > 0: x is padded to (Hp, Wp) (the image at (pt, pl), 128 around it), every window
 // inside, and the tiles read the windows in place.
 // PH x PW > 1: a max pooling of that window and stride (padding "valid") follows: the rows are the
