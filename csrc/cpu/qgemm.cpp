@@ -7,12 +7,12 @@
 // weight panels (QNR = 32 columns, two zmm of 16 int32 accumulators per row) with the block.
 // Work items are (row block, range of panels), handed to threads dynamically.
 // Convolutions (conv_windows): each image is quantized once into a padded copy; with C % 4 == 0
-// the vector tiles read every window in place (tile_vnni_win, tile_avx2_win, tile_avxvnni), else
+// the vector tiles read every window in place (tile_vnni_win, tile_avx2, tile_avxvnni), else
 // each block's windows are copied (window_block: row after row for the VNNI tiles, into tiles for
 // the others). A max pooling after the convolution takes each block's rows from a scratch block in
 // cache (pool_block): the unpooled output never reaches memory.
 // Kernels: "vnni" (AVX-512 VNNI + BW, 12 x 32 tile) where the CPU has it, else "avxvnni" (256-bit
-// AVX-VNNI, 6 x 16 tiles), else "avx2" (vpmaddubsw / vpmaddwd), else "generic" (portable C++);
+// AVX-VNNI, 6 x 16 tiles), else "avx2" (vpmaddwd on 16-bit operands), else "generic" (portable C++);
 // the same integer sums and the same float epilogue. LAMINA_QGEMM_KERNEL or set_qgemm_kernel
 // switch them (tests run each one the CPU has).
 #include "qgemm.h"
@@ -481,17 +481,23 @@ constexpr std::array<TileFn, MR + 1> vnni_tiles() {
 const std::array<TileFn, MR + 1> kVnniTiles[2][2] = {{vnni_tiles<false, false>(), vnni_tiles<true, false>()},
                                                      {vnni_tiles<false, true>(), vnni_tiles<true, true>()}};
 
-// ---- AVX2 micro-kernel: up to 12 rows x 32 columns ------------------------------------------------
-// No VNNI. Byte activations (0..255, a fused group's) are widened to int16 (weights sign-extended
-// from the same packed panels) and multiplied by vpmaddwd, two k a 32-bit lane, in blocks of 4
-// rows x 8 columns: for four columns a register holds [c0: k0k1, k2k3 | c1: ... ], the row's group
-// broadcast as (a0a1, a2a3) pairs; adjacent lanes are added at the end. Rows quantized from floats
-// take block_avx2_signed. Sums as VNNI's (int32, exact).
+// ---- AVX2 micro-kernel: 6 rows x 16 columns, on 16-bit operands -------------------------------
+// No VNNI: vpmaddwd multiplies 16-bit pairs and sums each pair into a 32-bit lane, 16
+// multiply-adds an instruction, at the rate of the two float FMA pipes' 8 each (vpmaddubsw on
+// bytes needs a vpmaddwd after it, and a vpsignb before it for signed rows: no faster). So both
+// operands are widened once: the row bytes (q + 128 with colsum, or a fused group's 0..255) to
+// 16 bits, a block's rows one after another (G * 4 values each; windows in place: the padded
+// image widened, ImageRows::x16), and each weight panel, per work item, from [group][32 columns][4 k] bytes to
+// [group][k pair][32 columns][2 k] int16 (widen_panel): one 32-bit broadcast of a row's pair
+// against two panel vectors of 8 columns each. Sums as VNNI's (int32, exact).
 #define LAMINA_QAVX2 __attribute__((target("avx2,fma")))
 
-LAMINA_QAVX2 inline void epi8_store(const Epilogue& e, __m256i acc, int n, float as, int64_t row, int64_t j) {
-  alignas(32) int32_t r[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(r), acc);
+// The epilogue on a vector of 8 sums (n < 8: the first n, one by one through `orig`). `e` is the
+// caller's local copy of `orig`: byte stores may alias an Epilogue in memory, and the compiler
+// would load its fields again after each.
+__attribute__((target("avx2,fma"), always_inline)) inline void epi8_store(const Epilogue& e, const Epilogue& orig,
+                                                                         __m256i acc, int n, float as, int64_t row,
+                                                                         int64_t j) {
   if (n == 8) {  // eight columns at once: the folded epilogue (fused groups), or epi_store's steps
     __m256 v;
     if (e.F) {
@@ -508,117 +514,142 @@ LAMINA_QAVX2 inline void epi8_store(const Epilogue& e, __m256i acc, int n, float
     if (nan && e.flags) __atomic_store_n(e.flags + (e.flag_row0 + row) / e.rows_per_flag, 1, __ATOMIC_RELAXED);
     return;
   }
-  for (int c = 0; c < n; ++c) epilogue_store(e, r[c], as, row, j + c);
+  alignas(32) int32_t r[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(r), acc);
+  for (int c = 0; c < n; ++c) epilogue_store(orig, r[c], as, row, j + c);
 }
 
-template <int R>
-LAMINA_QAVX2 void block_avx2(int64_t G, const uint8_t* a, const int8_t* b, int n, const int32_t* colsum,
-                             const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
-  __m256i acc[R][2];
-  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
-  for (int64_t g = 0; g < G; ++g, a += MR * 4, b += QNR * 4) {
-    // columns j0 .. j0 + 3 and j0 + 4 .. j0 + 7 of this group: 16 bytes each, widened to int16
-    const __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b)));
-    const __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16)));
-    for (int i = 0; i < R; ++i) {
-      int32_t word;
-      std::memcpy(&word, a + i * 4, 4);
-      const __m128i a16 = _mm_cvtepu8_epi16(_mm_cvtsi32_si128(word));
-      const __m256i ai = _mm256_broadcastq_epi64(a16);
-      acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(ai, b0));
-      acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(ai, b1));
+// An M x 16 tile's sums (a half panel; colsum: its column sums, 128 times each to take off, or
+// null) through the epilogue, 8 columns at a time.
+#define LAMINA_TILE16_SAVE(i)                                                                         \
+  if constexpr (M > i) {                                                                              \
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sums[i]), lo##i);                                   \
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sums[i] + 8), hi##i);                               \
+  }
+template <int M>
+__attribute__((target("avx2,fma"), always_inline)) inline void store_tile16(const int32_t (*sums)[16],
+                                                                           const int32_t* colsum, int n,
+                                                                           const float* a_scale, const Epilogue& e,
+                                                                           int64_t row0, int64_t j0) {
+  const Epilogue c = e;
+  alignas(32) int32_t cs[16] = {};
+  if (colsum)
+    for (int j = 0; j < n; ++j) cs[j] = 128 * colsum[j];
+  const __m256i cs0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(cs));
+  const __m256i cs1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(cs + 8));
+  for (int i = 0; i < M; ++i) {
+    const __m256i s0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(sums[i]));
+    const __m256i s1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(sums[i] + 8));
+    epi8_store(c, e, _mm256_sub_epi32(s0, cs0), std::min(n, 8), a_scale[i], row0 + i, j0);
+    if (n > 8) epi8_store(c, e, _mm256_sub_epi32(s1, cs1), n - 8, a_scale[i], row0 + i, j0 + 8);
+  }
+}
+
+// n bytes to 16 bits (zero-extended).
+LAMINA_QAVX2 void widen_u8(const uint8_t* s, int64_t n, uint16_t* d) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i),
+                        _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+  for (; i < n; ++i) d[i] = s[i];
+}
+
+// One packed panel (G groups of [32 columns][4 k], int8) as [group][k pair][32 columns][2 k] int16.
+LAMINA_QAVX2 void widen_panel(const int8_t* b, int64_t G, int16_t* d) {
+  // four columns' 16 bytes as (c0 k0 k1, c1 k0 k1, ..., c3 k0 k1 | c0 k2 k3, ...)
+  const __m128i pairs = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  for (int64_t g = 0; g < G; ++g, b += QNR * 4, d += QNR * 4)
+    for (int c = 0; c < QNR; c += 4) {
+      const __m128i v = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + c * 4)), pairs);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + c * 2), _mm_cvtepi8_epi16(v));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + QNR * 2 + c * 2), _mm_cvtepi8_epi16(_mm_srli_si128(v, 8)));
     }
-  }
-  __m256i cs = _mm256_setzero_si256();
-  if (colsum) {
-    alignas(32) int32_t c8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int c = 0; c < n; ++c) c8[c] = 128 * colsum[c];
-    cs = _mm256_load_si256(reinterpret_cast<const __m256i*>(c8));
-  }
-  for (int i = 0; i < R; ++i) {
-    // lanes (2c, 2c + 1) hold column c's two halves: add them, then put the columns in order
-    const __m256i h = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[i][0], acc[i][1]), 0xD8);
-    epi8_store(e, _mm256_sub_epi32(h, cs), n, a_scale[i], row0 + i, j0);
-  }
 }
 
-// Rows quantized from floats (bytes q + 128, q in [-127, 127]): vpmaddubsw multiplies unsigned by
-// signed bytes, two products an int16, so it takes the weights' magnitudes |w| (as unsigned bytes:
-// -128 gives 128) against q carrying w's sign (vpsignb; |q| <= 127 fits a signed byte whatever
-// the sign): |w| |q| <= 128 * 127, and two of them fit an int16. (The other way round, |q|
-// against w carrying q's sign, turns w = -128 with q < 0 into -128 again: a wrong sum.) vpmaddwd
-// by ones then sums the column's four k into its 32-bit lane, in column order: R rows x 32
-// columns, no correction sums.
-// Where the rows' 4-byte groups come from: a packed tile ([group][MR rows][4 bytes]), or windows
-// read in place (row i's group g at rows[i] + 4 * offs[g], as tile_vnni_win).
-struct TileA {
-  const uint8_t* a;
-  const uint8_t* at(int64_t g, int i) const { return a + (g * MR + i) * 4; }
-};
-struct WindowA {
-  const uint8_t* const* rows;
-  const int64_t* offs;
-  const uint8_t* at(int64_t g, int i) const { return rows[i] + offs[g] * 4; }
-};
+// One row's k pair against the two vectors of 8 columns: broadcast, two vpmaddwd, two adds, in
+// asm with named accumulators (as intrinsics GCC kept the 12 accumulators in memory).
+#define LAMINA_AVX2W_ROW(i, P)                                                                        \
+  if constexpr (M > i) {                                                                              \
+    __m256i x, t;                                                                                     \
+    __asm__("vpbroadcastd %[a], %[x]\n\tvpmaddwd %[b0], %[x], %[t]\n\tvpaddd %[t], %[lo], %[lo]\n\t"  \
+            "vpmaddwd %[b1], %[x], %[x]\n\tvpaddd %[x], %[hi], %[hi]"                                 \
+            : [lo] "+x"(lo##i), [hi] "+x"(hi##i), [x] "=&x"(x), [t] "=&x"(t)                          \
+            : [a] "m"(p##i[o + P]), [b0] "x"(b0), [b1] "x"(b1));                                      \
+  }
+#define LAMINA_AVX2W_PAIR(P)                                                                          \
+  {                                                                                                   \
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + P * QNR * 2));         \
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + P * QNR * 2 + 16));    \
+    LAMINA_AVX2W_ROW(0, P) LAMINA_AVX2W_ROW(1, P) LAMINA_AVX2W_ROW(2, P)                              \
+    LAMINA_AVX2W_ROW(3, P) LAMINA_AVX2W_ROW(4, P) LAMINA_AVX2W_ROW(5, P)                              \
+  }
 
-template <int R, class A>
-LAMINA_QAVX2 void block_avx2_signed(int64_t G, const A& a, const int8_t* b, int n, const float* a_scale,
-                                    const Epilogue& e, int64_t row0, int64_t j0) {
-  __m256i acc[R][4];
-  for (int i = 0; i < R; ++i)
-    for (int c = 0; c < 4; ++c) acc[i][c] = _mm256_setzero_si256();
-  const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8(char(0x80));
+// M (<= 6) rows x 16 columns of a widened panel (b already at the half panel's first column).
+// MODE: where row i's group g (four 16-bit values, two 32-bit pairs) is: 1 rows one after another
+// (a + i rs + 4 g), 2 windows in place (rows[i] + 4 offs[g]).
+template <int M, int MODE>
+LAMINA_QAVX2 void tile_avx2(int64_t G, const uint16_t* a, int64_t rs, const uint16_t* const* rows,
+                            const int64_t* offs, const int16_t* b, int n, const int32_t* colsum, const float* a_scale,
+                            const Epilogue& e, int64_t row0, int64_t j0) {
+  static_assert(M >= 1 && M <= 6, "tile_avx2: 1 to 6 rows");
+  auto row_ptr = [&](int i) {
+    return i >= M ? nullptr : reinterpret_cast<const int32_t*>(MODE == 2 ? rows[i] : a + i * rs);
+  };
+  const int32_t *p0 = row_ptr(0), *p1 = row_ptr(1), *p2 = row_ptr(2), *p3 = row_ptr(3), *p4 = row_ptr(4),
+                *p5 = row_ptr(5);
+  const __m256i z = _mm256_setzero_si256();
+  __m256i lo0 = z, hi0 = z, lo1 = z, hi1 = z, lo2 = z, hi2 = z, lo3 = z, hi3 = z, lo4 = z, hi4 = z, lo5 = z, hi5 = z;
   for (int64_t g = 0; g < G; ++g, b += QNR * 4) {
-    __m256i q[R];
-    for (int i = 0; i < R; ++i) {
-      int32_t word;
-      std::memcpy(&word, a.at(g, i), 4);
-      q[i] = _mm256_xor_si256(_mm256_set1_epi32(word), flip);  // the signed q of each byte
-    }
-    for (int c = 0; c < 4; ++c) {
-      const __m256i bw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32 * c));
-      const __m256i bm = _mm256_abs_epi8(bw);
-      for (int i = 0; i < R; ++i)
-        acc[i][c] = _mm256_add_epi32(acc[i][c],
-                                     _mm256_madd_epi16(_mm256_maddubs_epi16(bm, _mm256_sign_epi8(q[i], bw)), ones));
-    }
+    const int64_t o = MODE == 2 ? 2 * offs[g] : 2 * g;  // in pairs
+    LAMINA_AVX2W_PAIR(0)
+    LAMINA_AVX2W_PAIR(1)
   }
-  for (int i = 0; i < R; ++i)
-    for (int c = 0; c * 8 < n; ++c) epi8_store(e, acc[i][c], std::min(8, n - c * 8), a_scale[i], row0 + i, j0 + c * 8);
+  alignas(32) int32_t sums[6][16];
+  LAMINA_TILE16_SAVE(0) LAMINA_TILE16_SAVE(1) LAMINA_TILE16_SAVE(2)
+  LAMINA_TILE16_SAVE(3) LAMINA_TILE16_SAVE(4) LAMINA_TILE16_SAVE(5)
+  store_tile16<M>(sums, colsum, n, a_scale, e, row0, j0);
+}
+#undef LAMINA_AVX2W_ROW
+#undef LAMINA_AVX2W_PAIR
+
+using Avx2Fn = void (*)(int64_t, const uint16_t*, int64_t, const uint16_t* const*, const int64_t*, const int16_t*,
+                        int, const int32_t*, const float*, const Epilogue&, int64_t, int64_t);
+template <int MODE>
+constexpr std::array<Avx2Fn, 7> avx2_tiles() {
+  return {nullptr, &tile_avx2<1, MODE>, &tile_avx2<2, MODE>, &tile_avx2<3, MODE>,
+          &tile_avx2<4, MODE>, &tile_avx2<5, MODE>, &tile_avx2<6, MODE>};
+}
+const std::array<Avx2Fn, 7> kAvx2Tiles[2] = {avx2_tiles<1>(), avx2_tiles<2>()};
+
+// `rows` (<= MR) rows x n (<= QNR) columns of a widened panel: 6-row, 16-column pieces.
+void tile_avx2_mr(bool win, int64_t G, const uint16_t* a, int64_t rs, const uint16_t* const* rws,
+                  const int64_t* offs, const int16_t* b, int rows, int n, const int32_t* colsum, const float* a_scale,
+                  const Epilogue& e, int64_t row0, int64_t j0) {
+  for (int c = 0; c * 16 < n; ++c)
+    for (int r = 0; r < rows; r += 6) {
+      const int m = std::min(6, rows - r);
+      kAvx2Tiles[win][m](G, win ? nullptr : a + r * rs, rs, rws ? rws + r : nullptr, offs, b + c * 32,
+                         std::min(16, n - c * 16), colsum ? colsum + c * 16 : nullptr, a_scale + r, e, row0 + r,
+                         j0 + c * 16);
+    }
 }
 
-// The tile of `rows` rows (<= MR) and n (<= QNR) columns, as tile_vnni's.
-LAMINA_QAVX2 void tile_avx2(int64_t G, const uint8_t* a, const int8_t* b, int rows, int n, const int32_t* colsum,
-                            const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
-  if (colsum) {  // rows of q + 128: the signed form, 2 rows x 32 columns a block
-    for (int r0 = 0; r0 < rows; r0 += 2) {
-      const TileA ta{a + r0 * 4};
-      if (rows - r0 >= 2) block_avx2_signed<2>(G, ta, b, n, a_scale + r0, e, row0 + r0, j0);
-      else block_avx2_signed<1>(G, ta, b, n, a_scale + r0, e, row0 + r0, j0);
-    }
-    return;
-  }
-  using Block = void (*)(int64_t, const uint8_t*, const int8_t*, int, const int32_t*, const float*,
-                         const Epilogue&, int64_t, int64_t);
-  static const Block blocks[5] = {nullptr, &block_avx2<1>, &block_avx2<2>, &block_avx2<3>, &block_avx2<4>};
-  for (int c0 = 0; c0 < n; c0 += 8) {
-    const int nc = std::min(8, n - c0);
-    for (int r0 = 0; r0 < rows; r0 += 4) {
-      const int nr = std::min(4, rows - r0);
-      // the block's rows start r0 rows into each group of the tile; its columns c0 into the panel
-      blocks[nr](G, a + r0 * 4, b + c0 * 4, nc, colsum ? colsum + c0 : nullptr, a_scale + r0, e, row0 + r0,
-                 j0 + c0);
-    }
+// A block's rows for the AVX2 tiles: m rows of G * 4 16-bit values, one after another (k past K: 0
+// for bytes, 128 (a zero after the shift) for quantized floats).
+void widen_rows_u8(const uint8_t* a, int64_t lda, int64_t m, int64_t K, uint16_t* d) {
+  const int64_t Kp = groups(K) * 4;
+  if (K == Kp && lda == K) return widen_u8(a, m * K, d);  // rows one after another already
+  for (int64_t i = 0; i < m; ++i) {
+    widen_u8(a + i * lda, K, d + i * Kp);
+    std::fill(d + i * Kp + K, d + (i + 1) * Kp, uint16_t(0));
   }
 }
-
-// The rows of a convolution read in place (rows, offs: as tile_vnni_win), q + 128 with colsum.
-LAMINA_QAVX2 void tile_avx2_win(int64_t G, const int64_t* offs, const uint8_t* const* rows_p, const int8_t* b,
-                                int rows, int n, const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
-  for (int r0 = 0; r0 < rows; r0 += 2) {
-    const WindowA wa{rows_p + r0, offs};
-    if (rows - r0 >= 2) block_avx2_signed<2>(G, wa, b, n, a_scale + r0, e, row0 + r0, j0);
-    else block_avx2_signed<1>(G, wa, b, n, a_scale + r0, e, row0 + r0, j0);
+void quantize_rows_avx2(const float* a, int64_t lda, int64_t m, int64_t K, uint16_t* d, float* scales,
+                        uint8_t* rowbuf) {
+  const int64_t Kp = groups(K) * 4;
+  for (int64_t i = 0; i < m; ++i) {
+    scales[i] = quantize_row_avx2_tile(a + i * lda, K, rowbuf, 4);  // whole groups, 128 past K
+    widen_u8(rowbuf, Kp, d + i * Kp);
   }
 }
 
@@ -635,11 +666,6 @@ LAMINA_QAVX2 void tile_avx2_win(int64_t G, const int64_t* offs, const uint8_t* c
     const __m256i ai = _mm256_set1_epi32(p##i[o]);                                            \
     __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(lo##i) : "x"(ai), "x"(b0));                  \
     __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(hi##i) : "x"(ai), "x"(b1));                  \
-  }
-#define LAMINA_AVXVNNI_SAVE(i)                                                                \
-  if constexpr (M > i) {                                                                      \
-    _mm256_store_si256(reinterpret_cast<__m256i*>(sums[i]), lo##i);                           \
-    _mm256_store_si256(reinterpret_cast<__m256i*>(sums[i] + 8), hi##i);                       \
   }
 
 template <int M, int MODE>
@@ -663,22 +689,12 @@ LAMINA_QAVXVNNI void tile_avxvnni(int64_t G, const uint8_t* a, int64_t rs, const
     LAMINA_AVXVNNI_ROW(3) LAMINA_AVXVNNI_ROW(4) LAMINA_AVXVNNI_ROW(5)
   }
   alignas(32) int32_t sums[6][16];
-  LAMINA_AVXVNNI_SAVE(0) LAMINA_AVXVNNI_SAVE(1) LAMINA_AVXVNNI_SAVE(2)
-  LAMINA_AVXVNNI_SAVE(3) LAMINA_AVXVNNI_SAVE(4) LAMINA_AVXVNNI_SAVE(5)
-  alignas(32) int32_t c[16] = {};
-  if (colsum)
-    for (int j = 0; j < n; ++j) c[j] = 128 * colsum[j];
-  const __m256i cs0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(c));
-  const __m256i cs1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(c + 8));
-  for (int i = 0; i < M; ++i) {
-    const __m256i s0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(sums[i]));
-    const __m256i s1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(sums[i] + 8));
-    epi8_store(e, _mm256_sub_epi32(s0, cs0), std::min(n, 8), a_scale[i], row0 + i, j0);
-    if (n > 8) epi8_store(e, _mm256_sub_epi32(s1, cs1), n - 8, a_scale[i], row0 + i, j0 + 8);
-  }
+  LAMINA_TILE16_SAVE(0) LAMINA_TILE16_SAVE(1) LAMINA_TILE16_SAVE(2)
+  LAMINA_TILE16_SAVE(3) LAMINA_TILE16_SAVE(4) LAMINA_TILE16_SAVE(5)
+  store_tile16<M>(sums, colsum, n, a_scale, e, row0, j0);
 }
 #undef LAMINA_AVXVNNI_ROW
-#undef LAMINA_AVXVNNI_SAVE
+#undef LAMINA_TILE16_SAVE
 
 using AvxVnniFn = void (*)(int64_t, const uint8_t*, int64_t, const uint8_t* const*, const int64_t*, const int8_t*, int,
                            const int32_t*, const float*, const Epilogue&, int64_t, int64_t);
@@ -749,6 +765,9 @@ struct Scratch {
   std::vector<const uint8_t*> rows;  // windows read in place: each row's first byte
   std::vector<int64_t> offs;         // ... and each group's offset from it (4-byte units)
   std::vector<float> pooled;         // a pooled block's rows before the pooling
+  std::vector<uint16_t> q16;         // AVX2: the block's tiles widened
+  std::vector<const uint16_t*> rows16;  // ... and windows in place in the widened image
+  std::vector<int16_t> b16;          // ... and the current weight panel widened
 };
 thread_local Scratch t_scratch;
 
@@ -841,16 +860,25 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
   const bool vnni = kind == VNNI || kind == AVXVNNI;  // tiles that read rows in place
   const bool direct = in.u8 && vnni && K % 4 == 0 && in.lda % 4 == 0;
   const bool win = in.img && in.img->Wp > 0;  // a padded image: every window read in place
+  const bool rows16 = kind == AVX2 && !win;  // the AVX2 tiles' rows widened (s.q16)
+  if (rows16) s.q16.resize(size_t(m * G * 4));
   if (in.u8) {
+#if LAMINA_QX86
+    if (rows16) widen_rows_u8(in.u8 + r0 * in.lda, in.lda, m, K, s.q16.data());
+    else
+#endif
     if (!direct) copy_block_u8(in.u8 + r0 * in.lda, in.lda, m, K, s.q.data());
     std::fill(s.scales.begin(), s.scales.end(), in.u8_scale);
     colsum = nullptr;
   } else if (win) {
     const ImageRows& g = *in.img;
     s.rows.resize(size_t(tiles * MR));
+    if (kind == AVX2) s.rows16.resize(size_t(tiles * MR));
     PixelWalk px(g, r0);
     for (int64_t i = 0; i < m; ++i, px.next()) {
-      s.rows[size_t(i)] = g.x + ((px.n * g.Hp + px.oh() * g.sh) * g.Wp + px.ow() * g.sw) * g.C;
+      const int64_t at = ((px.n * g.Hp + px.oh() * g.sh) * g.Wp + px.ow() * g.sw) * g.C;
+      s.rows[size_t(i)] = g.x + at;
+      if (kind == AVX2) s.rows16[size_t(i)] = g.x16 + at;
       s.scales[size_t(i)] = g.scale[px.n];
     }
     // group k of a window: segment (window row) k / SG, group k % SG of it
@@ -858,9 +886,16 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
     s.offs.resize(size_t(G));
     for (int64_t k = 0; k < G; ++k) s.offs[size_t(k)] = k / SG * ss + k % SG;
   } else if (in.img) {  // windows copied: row after row for the VNNI tiles, else into tiles
-    if (vnni) s.q.resize(s.q.size() + 64);
-    window_block(*in.img, r0, m, K, s.q.data(), s.scales.data(), s.row.data(), vnni);
+    if (vnni || rows16) s.q.resize(s.q.size() + 64);
+    window_block(*in.img, r0, m, K, s.q.data(), s.scales.data(), s.row.data(), vnni || rows16);
+#if LAMINA_QX86
+    if (rows16) widen_u8(s.q.data(), m * G * 4, s.q16.data());
+#endif
   } else {
+#if LAMINA_QX86
+    if (rows16) quantize_rows_avx2(in.f + r0 * in.lda, in.lda, m, K, s.q16.data(), s.scales.data(), s.row.data());
+    else
+#endif
     quantize_block(kind == AVXVNNI ? AVX2 : kind, in.f + r0 * in.lda, in.lda, m, K, s.q.data(), s.scales.data(),
                    s.row.data());
   }
@@ -868,6 +903,12 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
     const int64_t j0 = p * QNR;
     const int n = int(std::min<int64_t>(QNR, N - j0));
     const int8_t* b = packed + p * G * QNR * 4;
+#if LAMINA_QX86
+    if (kind == AVX2) {
+      s.b16.resize(size_t(G * QNR * 4));
+      widen_panel(b, G, s.b16.data());
+    }
+#endif
     const int32_t* cs = colsum ? colsum + j0 : nullptr;
     for (int64_t t = 0; t < tiles; ++t) {
       const int rows = int(std::min<int64_t>(MR, m - t * MR));
@@ -899,8 +940,9 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
         continue;
       }
       if (kind == AVX2) {
-        if (win) tile_avx2_win(G, s.offs.data(), s.rows.data() + t * MR, b, rows, n, as, e, row0, j0);
-        else tile_avx2(G, at, b, rows, n, cs, as, e, row0, j0);
+        tile_avx2_mr(win, G, win ? nullptr : s.q16.data() + t * MR * G * 4, G * 4,
+                     win ? s.rows16.data() + t * MR : nullptr, s.offs.data(), s.b16.data(), rows, n, cs, as, e, row0,
+                     j0);
         continue;
       }
 #endif
@@ -1041,7 +1083,18 @@ void conv_windows(const float* x, int64_t images, const ImageRows& geometry, int
   quantize_images_padded(kind, x, images, g, Hp - g.H - g.pt, Wp - g.W - g.pl, q.get(), scales.data(), parallel);
   g.x = q.get();
   g.scale = scales.data();
-  if (!(kind != GENERIC && g.C % 4 == 0 && g.dw == 1)) {
+  std::unique_ptr<uint16_t[]> q16;
+  const bool in_place = kind != GENERIC && g.C % 4 == 0 && g.dw == 1;
+#if LAMINA_QX86
+  if (in_place && kind == AVX2) {  // the AVX2 tiles read 16-bit windows
+    const int64_t per = Hp * Wp * g.C;
+    q16.reset(new uint16_t[size_t(images * per)]);
+    parallel_for(images, parallel && images > 1 && images * per > (1 << 16),
+                 [&](int64_t n) { widen_u8(q.get() + n * per, per, q16.get() + n * per); });
+    g.x16 = q16.get();
+  }
+#endif
+  if (!in_place) {
     // windows copied from the padded image (an image of Hp x Wp with no padding) by window_block
     g.H = Hp, g.W = Wp, g.pt = g.pl = 0;
     g.Hp = g.Wp = 0;

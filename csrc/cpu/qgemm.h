@@ -76,6 +76,7 @@ struct Epilogue {
 // pooled pixel: the maximum of its PH * PW rows after the epilogue (NaN if any is NaN).
 struct ImageRows {
   const uint8_t* x = nullptr;
+  const uint16_t* x16 = nullptr;  // the same bytes widened to 16 bits (the AVX2 kernel's)
   const float* scale = nullptr;
   int64_t H = 0, W = 0, C = 0, KH = 0, KW = 0, OH = 0, OW = 0, sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0;
   int64_t Hp = 0, Wp = 0;
