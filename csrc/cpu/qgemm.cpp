@@ -634,6 +634,52 @@ void tile_avx2_mr(bool win, int64_t G, const uint16_t* a, int64_t rs, const uint
     }
 }
 
+// Few rows quantized from floats (fewer than kFewRows: widening each weight panel would cost more
+// than it saves), read from a packed tile ([group][MR rows][4 bytes] of q + 128, q in [-127,
+// 127]) with the weights as bytes: vpmaddubsw multiplies unsigned by signed bytes, two products an
+// int16, so it takes the weights' magnitudes |w| (as unsigned bytes: -128 gives 128) against q
+// carrying w's sign (vpsignb; |q| <= 127 fits a signed byte whatever the sign): |w| |q| <= 128 *
+// 127, and two of them fit an int16. (The other way round, |q| against w carrying q's sign, turns
+// w = -128 with q < 0 into -128 again: a wrong sum.) vpmaddwd by ones then sums the column's four
+// k into its 32-bit lane, in column order: R rows x 32 columns, no correction sums.
+constexpr int64_t kFewRows = 32;
+template <int R>
+LAMINA_QAVX2 void block_avx2_bytes(int64_t G, const uint8_t* a, const int8_t* b, int n, const float* a_scale,
+                                   const Epilogue& e, int64_t row0, int64_t j0) {
+  __m256i acc[R][4];
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < 4; ++c) acc[i][c] = _mm256_setzero_si256();
+  const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8(char(0x80));
+  for (int64_t g = 0; g < G; ++g, b += QNR * 4) {
+    __m256i q[R];
+    for (int i = 0; i < R; ++i) {
+      int32_t word;
+      std::memcpy(&word, a + (g * MR + i) * 4, 4);
+      q[i] = _mm256_xor_si256(_mm256_set1_epi32(word), flip);  // the signed q of each byte
+    }
+    for (int c = 0; c < 4; ++c) {
+      const __m256i bw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32 * c));
+      const __m256i bm = _mm256_abs_epi8(bw);
+      for (int i = 0; i < R; ++i)
+        acc[i][c] = _mm256_add_epi32(acc[i][c],
+                                     _mm256_madd_epi16(_mm256_maddubs_epi16(bm, _mm256_sign_epi8(q[i], bw)), ones));
+    }
+  }
+  const Epilogue ec = e;
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c * 8 < n; ++c)
+      epi8_store(ec, e, acc[i][c], std::min(8, n - c * 8), a_scale[i], row0 + i, j0 + c * 8);
+}
+
+// The tile of `rows` rows (<= MR) and n (<= QNR) columns, as tile_vnni's: 2 rows a block.
+LAMINA_QAVX2 void tile_avx2_bytes(int64_t G, const uint8_t* a, const int8_t* b, int rows, int n,
+                                  const float* a_scale, const Epilogue& e, int64_t row0, int64_t j0) {
+  for (int r0 = 0; r0 < rows; r0 += 2) {
+    if (rows - r0 >= 2) block_avx2_bytes<2>(G, a + r0 * 4, b, n, a_scale + r0, e, row0 + r0, j0);
+    else block_avx2_bytes<1>(G, a + r0 * 4, b, n, a_scale + r0, e, row0 + r0, j0);
+  }
+}
+
 // A block's rows for the AVX2 tiles: m rows of G * 4 16-bit values, one after another (k past K: 0
 // for bytes, 128 (a zero after the shift) for quantized floats).
 void widen_rows_u8(const uint8_t* a, int64_t lda, int64_t m, int64_t K, uint16_t* d) {
@@ -860,7 +906,8 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
   const bool vnni = kind == VNNI || kind == AVXVNNI;  // tiles that read rows in place
   const bool direct = in.u8 && vnni && K % 4 == 0 && in.lda % 4 == 0;
   const bool win = in.img && in.img->Wp > 0;  // a padded image: every window read in place
-  const bool rows16 = kind == AVX2 && !win;  // the AVX2 tiles' rows widened (s.q16)
+  // the AVX2 tiles' rows widened (s.q16), but for a few float rows (tile_avx2_bytes)
+  const bool few = kind == AVX2 && in.f && m < kFewRows, rows16 = kind == AVX2 && !win && !few;
   if (rows16) s.q16.resize(size_t(m * G * 4));
   if (in.u8) {
 #if LAMINA_QX86
@@ -904,7 +951,7 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
     const int n = int(std::min<int64_t>(QNR, N - j0));
     const int8_t* b = packed + p * G * QNR * 4;
 #if LAMINA_QX86
-    if (kind == AVX2) {
+    if (kind == AVX2 && !few) {
       s.b16.resize(size_t(G * QNR * 4));
       widen_panel(b, G, s.b16.data());
     }
@@ -937,6 +984,10 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
                           row0, j0);
         else
           tile_avxvnni_mr(0, G, at, 0, nullptr, nullptr, b, rows, n, cs, as, e, row0, j0);
+        continue;
+      }
+      if (few) {
+        tile_avx2_bytes(G, at, b, rows, n, as, e, row0, j0);
         continue;
       }
       if (kind == AVX2) {
