@@ -11,7 +11,7 @@ namespace qavx2 {
 // The last steps of qgemm.h's epilogue on 8 outputs: v clamped to [lo, hi] (NaN kept), then
 // stored as 8 floats at out_f or, when out_u8 is given, as 8 bytes round_half_even(v * out_mul)
 // saturated to 0..255 (NaN as 0). Returns whether a byte lane was NaN (the caller marks its image).
-__attribute__((target("avx2,fma"))) inline bool store8_clamped(__m256 v, float lo, float hi, float out_mul,
+__attribute__((target("avx2,fma"), always_inline)) inline bool store8_clamped(__m256 v, float lo, float hi, float out_mul,
                                                                  float* out_f, uint8_t* out_u8) {
   const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
   v = _mm256_blendv_ps(v, vlo, _mm256_cmp_ps(v, vlo, _CMP_LT_OQ));  // NaN < lo is false: NaN kept
