@@ -102,6 +102,30 @@ def test_depthwise_from_bytes_equals_the_integer_sums(kernel, C, H, W, strides, 
         assert not _cpu.to_numpy(flags, [n]).any()
 
 
+@pytest.mark.parametrize("C,H,W,dilation", [(8, 12, 13, (2, 2)), (16, 20, 20, (2, 1)), (8, 9, 30, (3, 2))])
+def test_depthwise_from_bytes_with_dilation_and_many_rows(kernel, C, H, W, dilation):
+    """Dilated windows (the AVX2 kernel keeps each image's input rows as floats, one slot per row
+    of a window: rows dilation apart must not share a slot), over several images split between
+    threads: the sums of the same kernel spread into a (2 dh + 1) x (2 dw + 1) one with zeros."""
+    rng = np.random.default_rng(C * H + W)
+    n, step, pads = 3, 6 / 255, (2, 1, 1, 2)
+    x = rng.integers(0, 256, (n, H, W, C)).astype(np.uint8)
+    w = rng.integers(-127, 128, (3, 3, C, 1)).astype(np.int8)
+    dh, dw = dilation
+    spread = np.zeros((2 * dh + 1, 2 * dw + 1, C, 1), np.int8)
+    spread[::dh, ::dw] = w
+    ws = (rng.random(C) * 50 + 10).astype(np.float32)
+    bias = rng.standard_normal(C).astype(np.float32)
+    sums = _depthwise_sums(x, spread, (1, 1), pads)
+    F, G = _fold(ws, bias, None, 1e-3, step)
+    ref = sums * F + G
+    out = _out(sums.shape, 0.0)
+    _cpu.qdepthwise2d_fused(_bytes(x), list(x.shape), step, _cpu.from_numpy(w), list(w.shape), _cpu.from_numpy(ws),
+                            _cpu.from_numpy(bias), None, None, None, None, 1e-3, -np.inf, np.inf, out,
+                            list(sums.shape), 0.0, None, [1, 1], list(dilation), list(pads))
+    np.testing.assert_allclose(_read(out, sums.shape, 0.0), ref, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("dm", [1, 2])
 def test_depthwise_from_floats_quantizes_each_image_and_channel(kernel, dm):
     rng = np.random.default_rng(3)
