@@ -17,7 +17,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <memory>
 #include <vector>
 
 #include "common.h"
@@ -337,41 +336,18 @@ LAMINA_DW_AVX2 inline void dw_store8(const DwEpi& e, __m256 acc, int64_t c0, int
                                e.out_u8 ? e.out_u8 + o : nullptr);
 }
 
-// A thread's input rows as floats, each converted once (a row feeds KH output rows, and each
-// value KW taps of each): slot ih % S holds row ih of image n (S covers a window's rows).
-struct DwRows {
-  std::vector<float> v;
-  std::vector<int64_t> tag;
-  int64_t S = 0, len = 0;
-  explicit DwRows(const QdwGeom& g) : S((g.KH - 1) * g.dh + 1), len(g.W * g.C) {
-    v.resize(size_t(S * len));
-    tag.assign(size_t(S), -1);
-  }
-  LAMINA_DW_AVX2 const float* row(const uint8_t* qn, int64_t n, int64_t ih, int64_t H) {
-    const int64_t slot = ih % S;
-    float* d = v.data() + slot * len;
-    if (tag[size_t(slot)] != n * H + ih) {
-      const uint8_t* src = qn + ih * len;
-      for (int64_t i = 0; i < len; i += 8)  // len: a multiple of 8 (C is)
-        _mm256_storeu_ps(d + i, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-                                    _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + i)))));
-      tag[size_t(slot)] = n * H + ih;
-    }
-    return d;
-  }
-};
+LAMINA_DW_AVX2 inline __m256 dw_load8(const uint8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
 
 // dw_row_u8_avx512 for AVX2 CPUs and C a multiple of 8: 8 channels a vector, the same float sums
-// (exact, as there), four output pixels at a time inside the row, one at a time at its edges; the
-// input rows read as floats (DwRows).
-LAMINA_DW_AVX2 void dw_row_u8_avx2(const QdwGeom& g, const uint8_t* qn, int64_t n, DwRows& rows, const float* wf,
-                                   int64_t oh, const DwEpi& e, int64_t row_off) {
+// (exact, as there), four output pixels at a time inside the row, one at a time at its edges.
+LAMINA_DW_AVX2 void dw_row_u8_avx2(const QdwGeom& g, const uint8_t* qn, const float* wf, int64_t oh, const DwEpi& e,
+                                   int64_t row_off) {
   const int64_t C = g.C;
   const int64_t kh0 = std::max<int64_t>(0, (g.pt - oh * g.sh + g.dh - 1) / g.dh);
   const int64_t kh1 = std::min<int64_t>(g.KH, (g.H + g.pt - oh * g.sh + g.dh - 1) / g.dh);
   const int64_t step = g.sw * C, reach = (g.KW - 1) * g.dw;
-  const float* xrow[64];  // the window's input rows (KH <= 64: checked by the caller)
-  for (int64_t kh = kh0; kh < kh1; ++kh) xrow[kh] = rows.row(qn, n, oh * g.sh - g.pt + kh * g.dh, g.H);
   bool nan = false;
   int64_t ow = 0;
   while (ow < g.OW) {
@@ -380,15 +356,16 @@ LAMINA_DW_AVX2 void dw_row_u8_avx2(const QdwGeom& g, const uint8_t* qn, int64_t 
       for (int64_t c0 = 0; c0 < C; c0 += 8) {
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int64_t kh = kh0; kh < kh1; ++kh) {
-          const float* xr = xrow[kh] + base_w * C + c0;
+          const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+          const uint8_t* xr = qn + (ih * g.W + base_w) * C + c0;
           const float* wr = wf + kh * g.KW * C + c0;
           for (int64_t kw = 0; kw < g.KW; ++kw) {
-            const float* xp = xr + kw * g.dw * C;
+            const uint8_t* xp = xr + kw * g.dw * C;
             const __m256 w = _mm256_loadu_ps(wr + kw * C);
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(xp), w, a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + step), w, a1);
-            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 2 * step), w, a2);
-            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 3 * step), w, a3);
+            a0 = _mm256_fmadd_ps(dw_load8(xp), w, a0);
+            a1 = _mm256_fmadd_ps(dw_load8(xp + step), w, a1);
+            a2 = _mm256_fmadd_ps(dw_load8(xp + 2 * step), w, a2);
+            a3 = _mm256_fmadd_ps(dw_load8(xp + 3 * step), w, a3);
           }
         }
         const int64_t o = row_off + ow * C + c0;
@@ -405,10 +382,11 @@ LAMINA_DW_AVX2 void dw_row_u8_avx2(const QdwGeom& g, const uint8_t* qn, int64_t 
     for (int64_t c0 = 0; c0 < C; c0 += 8) {
       __m256 acc = _mm256_setzero_ps();
       for (int64_t kh = kh0; kh < kh1; ++kh) {
-        const float* xr = xrow[kh] + c0;
+        const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+        const uint8_t* xr = qn + ih * g.W * C + c0;
         const float* wr = wf + kh * g.KW * C + c0;
         for (int64_t kw = kw0; kw < kw1; ++kw)
-          acc = _mm256_fmadd_ps(_mm256_loadu_ps(xr + (base_w + kw * g.dw) * C), _mm256_loadu_ps(wr + kw * C), acc);
+          acc = _mm256_fmadd_ps(dw_load8(xr + (base_w + kw * g.dw) * C), _mm256_loadu_ps(wr + kw * C), acc);
       }
       dw_store8(e, acc, c0, row_off + ow * C + c0, nan);
     }
@@ -474,7 +452,7 @@ void qdepthwise2d_fused(const Buffer& xb, const Shape& xs, double x_step, const 
   const bool par = N * OH * OW * CO * KH * KW > (1 << 15);
   const int64_t R = N * OH;
   const bool fast = xu && DM == 1 && KH * KW <= 512 && dw_kernel_fast();
-  const bool fast8 = xu && DM == 1 && KH * KW <= 512 && KH <= 64 && C % 8 == 0 && dw_kernel_avx2();
+  const bool fast8 = xu && DM == 1 && KH * KW <= 512 && C % 8 == 0 && dw_kernel_avx2();
   std::vector<float> wf(fast || fast8 ? w32.begin() : w32.end(), w32.end());
   // few channels: P = 16 / C pixels a vector (dw_row_u8_avx512)
   const bool shared = fast && C < 16 && 16 % C == 0 && strides[1] == 1 && dilation[1] == 1;
@@ -491,9 +469,6 @@ void qdepthwise2d_fused(const Buffer& xb, const Shape& xs, double x_step, const 
   }
   run_parallel(par, [&](int T, int t) {
     std::vector<int32_t> acc(static_cast<size_t>(CO));
-#if LAMINA_DW_AVX512
-    std::unique_ptr<DwRows> rows(fast8 ? new DwRows(g) : nullptr);
-#endif
     for (int64_t row = R * t / T; row < R * (t + 1) / T; ++row) {
       const int64_t n = row / OH, oh = row % OH;
       DwEpi e{F.data() + (x_step > 0 ? 0 : n * CO), G.data(), ep.lo, ep.hi, ep.out_mul, ep.out_f, ep.out_u8,
@@ -507,7 +482,7 @@ void qdepthwise2d_fused(const Buffer& xb, const Shape& xs, double x_step, const 
         continue;
       }
       if (fast8) {
-        dw_row_u8_avx2(g, xu + n * img, n, *rows, wf.data(), oh, e, row * OW * CO);
+        dw_row_u8_avx2(g, xu + n * img, wf.data(), oh, e, row * OW * CO);
         continue;
       }
 #endif
