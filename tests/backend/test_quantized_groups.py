@@ -104,9 +104,8 @@ def test_depthwise_from_bytes_equals_the_integer_sums(kernel, C, H, W, strides, 
 
 @pytest.mark.parametrize("C,H,W,dilation", [(8, 12, 13, (2, 2)), (16, 20, 20, (2, 1)), (8, 9, 30, (3, 2))])
 def test_depthwise_from_bytes_with_dilation_and_many_rows(kernel, C, H, W, dilation):
-    """Dilated windows (the AVX2 kernel keeps each image's input rows as floats, one slot per row
-    of a window: rows dilation apart must not share a slot), over several images split between
-    threads: the sums of the same kernel spread into a (2 dh + 1) x (2 dw + 1) one with zeros."""
+    """Dilated windows over several images split between threads (each vector kernel walks rows
+    dilation apart): the sums of the same kernel spread into a (2 dh + 1) x (2 dw + 1) one with zeros."""
     rng = np.random.default_rng(C * H + W)
     n, step, pads = 3, 6 / 255, (2, 1, 1, 2)
     x = rng.integers(0, 256, (n, H, W, C)).astype(np.uint8)
