@@ -520,11 +520,19 @@ __attribute__((target("avx2,fma"), always_inline)) inline void epi8_store(const 
 }
 
 // An M x 16 tile's sums (a half panel; colsum: its column sums, 128 times each to take off, or
-// null) through the epilogue, 8 columns at a time.
+// null) through the epilogue, 8 columns at a time. LAMINA_TILE16_STORE ends a tile whose row i's
+// sums are in lo<i> (columns 0-7) and hi<i> (8-15).
 #define LAMINA_TILE16_SAVE(i)                                                                         \
   if constexpr (M > i) {                                                                              \
     _mm256_store_si256(reinterpret_cast<__m256i*>(sums[i]), lo##i);                                   \
     _mm256_store_si256(reinterpret_cast<__m256i*>(sums[i] + 8), hi##i);                               \
+  }
+#define LAMINA_TILE16_STORE                                                                           \
+  {                                                                                                   \
+    alignas(32) int32_t sums[6][16];                                                                  \
+    LAMINA_TILE16_SAVE(0) LAMINA_TILE16_SAVE(1) LAMINA_TILE16_SAVE(2)                                 \
+    LAMINA_TILE16_SAVE(3) LAMINA_TILE16_SAVE(4) LAMINA_TILE16_SAVE(5)                                 \
+    store_tile16<M>(sums, colsum, n, a_scale, e, row0, j0);                                           \
   }
 template <int M>
 __attribute__((target("avx2,fma"), always_inline)) inline void store_tile16(const int32_t (*sums)[16],
@@ -604,10 +612,7 @@ LAMINA_QAVX2 void tile_avx2(int64_t G, const uint16_t* a, int64_t rs, const uint
     LAMINA_AVX2W_PAIR(0)
     LAMINA_AVX2W_PAIR(1)
   }
-  alignas(32) int32_t sums[6][16];
-  LAMINA_TILE16_SAVE(0) LAMINA_TILE16_SAVE(1) LAMINA_TILE16_SAVE(2)
-  LAMINA_TILE16_SAVE(3) LAMINA_TILE16_SAVE(4) LAMINA_TILE16_SAVE(5)
-  store_tile16<M>(sums, colsum, n, a_scale, e, row0, j0);
+  LAMINA_TILE16_STORE
 }
 #undef LAMINA_AVX2W_ROW
 #undef LAMINA_AVX2W_PAIR
@@ -734,13 +739,11 @@ LAMINA_QAVXVNNI void tile_avxvnni(int64_t G, const uint8_t* a, int64_t rs, const
     LAMINA_AVXVNNI_ROW(0) LAMINA_AVXVNNI_ROW(1) LAMINA_AVXVNNI_ROW(2)
     LAMINA_AVXVNNI_ROW(3) LAMINA_AVXVNNI_ROW(4) LAMINA_AVXVNNI_ROW(5)
   }
-  alignas(32) int32_t sums[6][16];
-  LAMINA_TILE16_SAVE(0) LAMINA_TILE16_SAVE(1) LAMINA_TILE16_SAVE(2)
-  LAMINA_TILE16_SAVE(3) LAMINA_TILE16_SAVE(4) LAMINA_TILE16_SAVE(5)
-  store_tile16<M>(sums, colsum, n, a_scale, e, row0, j0);
+  LAMINA_TILE16_STORE
 }
 #undef LAMINA_AVXVNNI_ROW
 #undef LAMINA_TILE16_SAVE
+#undef LAMINA_TILE16_STORE
 
 using AvxVnniFn = void (*)(int64_t, const uint8_t*, int64_t, const uint8_t* const*, const int64_t*, const int8_t*, int,
                            const int32_t*, const float*, const Epilogue&, int64_t, int64_t);
