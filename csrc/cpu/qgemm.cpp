@@ -814,7 +814,7 @@ struct Scratch {
   std::vector<const uint8_t*> rows;  // windows read in place: each row's first byte
   std::vector<int64_t> offs;         // ... and each group's offset from it (4-byte units)
   std::vector<float> pooled;         // a pooled block's rows before the pooling
-  std::vector<uint16_t> q16;         // AVX2: the block's tiles widened
+  std::vector<uint16_t> q16;         // AVX2: the block's rows widened, one after another
   std::vector<const uint16_t*> rows16;  // ... and windows in place in the widened image
   std::vector<int16_t> b16;          // ... and the current weight panel widened
 };
