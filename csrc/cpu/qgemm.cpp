@@ -922,13 +922,14 @@ void run_item(int kind, const Input& in, int64_t r0, int64_t r1, int64_t K, int6
     colsum = nullptr;
   } else if (win) {
     const ImageRows& g = *in.img;
-    s.rows.resize(size_t(tiles * MR));
-    if (kind == AVX2) s.rows16.resize(size_t(tiles * MR));
+    const bool wide = kind == AVX2;  // the AVX2 tiles read the 16-bit image (g.x16), the others the bytes
+    if (wide) s.rows16.resize(size_t(tiles * MR));
+    else s.rows.resize(size_t(tiles * MR));
     PixelWalk px(g, r0);
     for (int64_t i = 0; i < m; ++i, px.next()) {
       const int64_t at = ((px.n * g.Hp + px.oh() * g.sh) * g.Wp + px.ow() * g.sw) * g.C;
-      s.rows[size_t(i)] = g.x + at;
-      if (kind == AVX2) s.rows16[size_t(i)] = g.x16 + at;
+      if (wide) s.rows16[size_t(i)] = g.x16 + at;
+      else s.rows[size_t(i)] = g.x + at;
       s.scales[size_t(i)] = g.scale[px.n];
     }
     // group k of a window: segment (window row) k / SG, group k % SG of it
@@ -1089,15 +1090,22 @@ void matmul_epi(const float* a, int64_t lda, int64_t M, int64_t K, int64_t N, co
 namespace {
 // Each image quantized with one abs-max scale (Keras's formula over the whole image) into a padded
 // layout: image n's row h at q + ((n * Hp + pt + h) * Wp + pl) * C as q + 128, 128 (a zero after
-// the shift) around it (pb rows below, pr columns to the right).
+// the shift) around it (pb rows below, pr columns to the right). With q16, the same image in 16 bits
+// there instead (the AVX2 tiles' operands), and q is not written.
 void quantize_images_padded(int kind, const float* x, int64_t images, const ImageRows& g, int64_t pb, int64_t pr,
-                            uint8_t* q, float* scale, bool parallel) {
+                            uint8_t* q, uint16_t* q16, float* scale, bool parallel) {
   const int64_t per_image = g.H * g.W * g.C, row = g.W * g.C, prow = g.Wp * g.C;
   parallel_for(images, parallel && images > 1 && images * per_image > (1 << 16), [&](int64_t n) {
-    uint8_t* img = q + n * g.Hp * prow;
+    uint8_t* img = q16 ? nullptr : q + n * g.Hp * prow;
+    uint16_t* img16 = q16 ? q16 + n * g.Hp * prow : nullptr;
     const float* src = x + n * per_image;
-    std::memset(img, 128, size_t(g.pt * prow));
-    std::memset(img + (g.pt + g.H) * prow, 128, size_t(pb * prow));
+    if (img16) {
+      std::fill(img16, img16 + g.pt * prow, uint16_t(128));
+      std::fill(img16 + (g.pt + g.H) * prow, img16 + (g.pt + g.H + pb) * prow, uint16_t(128));
+    } else {
+      std::memset(img, 128, size_t(g.pt * prow));
+      std::memset(img + (g.pt + g.H) * prow, 128, size_t(pb * prow));
+    }
     // the image quantized whole into scratch (the vector forms write whole 4-byte groups), then
     // copied row by row
     Scratch& s = t_scratch;
@@ -1110,6 +1118,15 @@ void quantize_images_padded(int kind, const float* x, int64_t images, const Imag
 #endif
       scale[n] = quantize_row_generic(src, per_image, qi);
     for (int64_t h = 0; h < g.H; ++h) {
+#if LAMINA_QX86
+      if (img16) {
+        uint16_t* d = img16 + (g.pt + h) * prow;
+        std::fill(d, d + g.pl * g.C, uint16_t(128));
+        widen_u8(qi + h * row, row, d + g.pl * g.C);
+        std::fill(d + (g.pl + g.W) * g.C, d + (g.pl + g.W + pr) * g.C, uint16_t(128));
+        continue;
+      }
+#endif
       uint8_t* d = img + (g.pt + h) * prow;
       std::memset(d, 128, size_t(g.pl * g.C));
       std::memcpy(d + g.pl * g.C, qi + h * row, size_t(row));
@@ -1132,22 +1149,18 @@ void conv_windows(const float* x, int64_t images, const ImageRows& geometry, int
   const int64_t Wp = std::max(g.W + g.pl, (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1);
   g.Hp = Hp, g.Wp = Wp;
   std::vector<float> scales(static_cast<size_t>(images));
-  std::unique_ptr<uint8_t[]> q(new uint8_t[size_t(images * Hp * Wp * g.C)]);
   const int kind = active_kind();
-  quantize_images_padded(kind, x, images, g, Hp - g.H - g.pt, Wp - g.W - g.pl, q.get(), scales.data(), parallel);
-  g.x = q.get();
-  g.scale = scales.data();
-  std::unique_ptr<uint16_t[]> q16;
   const bool in_place = kind != GENERIC && g.C % 4 == 0 && g.dw == 1;
-#if LAMINA_QX86
-  if (in_place && kind == AVX2) {  // the AVX2 tiles read 16-bit windows
-    const int64_t per = Hp * Wp * g.C;
-    q16.reset(new uint16_t[size_t(images * per)]);
-    parallel_for(images, parallel && images > 1 && images * per > (1 << 16),
-                 [&](int64_t n) { widen_u8(q.get() + n * per, per, q16.get() + n * per); });
-    g.x16 = q16.get();
-  }
-#endif
+  // the AVX2 tiles read their windows in place in 16 bits: the image quantized straight to them
+  const bool wide = LAMINA_QX86 && in_place && kind == AVX2;
+  const size_t size = size_t(images * Hp * Wp * g.C);
+  std::unique_ptr<uint8_t[]> q(wide ? nullptr : new uint8_t[size]);
+  std::unique_ptr<uint16_t[]> q16(wide ? new uint16_t[size] : nullptr);
+  quantize_images_padded(kind, x, images, g, Hp - g.H - g.pt, Wp - g.W - g.pl, q.get(), q16.get(), scales.data(),
+                         parallel);
+  g.x = q.get();
+  g.x16 = q16.get();
+  g.scale = scales.data();
   if (!in_place) {
     // windows copied from the padded image (an image of Hp x Wp with no padding) by window_block
     g.H = Hp, g.W = Wp, g.pt = g.pl = 0;
