@@ -54,6 +54,10 @@ inline uint16_t at(const uint16_t* x, bool trans, int64_t ld, int64_t r, int64_t
   return trans ? x[k * ld + r] : x[r * ld + k];
 }
 
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define LAMINA_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#endif
+
 // A block [0:mc, 0:kc] into slivers of MR rows, (pairs) x MR words each.
 void pack_a(bool ta, const uint16_t* a, int64_t lda, int64_t mc, int64_t kc, uint32_t* dst) {
   const int64_t kp = (kc + 1) / 2;
@@ -79,8 +83,46 @@ void pack_a(bool ta, const uint16_t* a, int64_t lda, int64_t mc, int64_t kc, uin
   }
 }
 
+#ifdef LAMINA_BF16_TARGET
+// pack_b for op(B) = B (rows of B along j), 8 pairs (16 rows) at a time: those rows read in one
+// run each across every sliver (sliver by sliver down all of K, each step was a whole row ahead:
+// a new page every step for wide operands), each sliver's 8 pairs written in one 1 KB run (pair by
+// pair across the slivers, the writes went to as many streams 64 KB apart, one cache set), 32
+// columns interleaved by two permutes.
+LAMINA_BF16_TARGET void pack_b_rows(const uint16_t* b, int64_t ldb, int64_t kc, int64_t nc, uint16_t* dst) {
+  const int64_t kp = (kc + 1) / 2;
+  // (r0[j], r1[j]) for j = 0..15, then for j = 16..31 (indices from 32 read the second operand)
+  alignas(64) uint16_t lo[32], hi[32];
+  for (int j = 0; j < 16; ++j) {
+    lo[2 * j] = uint16_t(j), lo[2 * j + 1] = uint16_t(32 + j);
+    hi[2 * j] = uint16_t(16 + j), hi[2 * j + 1] = uint16_t(48 + j);
+  }
+  const __m512i ilo = _mm512_load_si512(lo), ihi = _mm512_load_si512(hi);
+  constexpr int64_t PB = 8;  // pairs per sliver visit: 1 KB written in one run
+  for (int64_t p0 = 0; p0 < kp; p0 += PB) {
+    const int64_t p1 = std::min(kp, p0 + PB);
+    uint16_t* d = dst + p0 * 2 * NR;
+    for (int64_t s = 0; s < nc; s += NR, d += kp * 2 * NR) {
+      const int64_t cols = std::min<int64_t>(NR, nc - s);
+      const __mmask32 m = cols >= 32 ? ~__mmask32(0) : (__mmask32(1) << cols) - 1;
+      uint16_t* dp = d;
+      for (int64_t p = p0; p < p1; ++p, dp += 2 * NR) {
+        const uint16_t* r0 = b + 2 * p * ldb + s;
+        const __m512i x0 = _mm512_maskz_loadu_epi16(m, r0);
+        const __m512i x1 = 2 * p + 1 < kc ? _mm512_maskz_loadu_epi16(m, r0 + ldb) : _mm512_setzero_si512();
+        _mm512_storeu_si512(dp, _mm512_permutex2var_epi16(x0, ilo, x1));
+        _mm512_storeu_si512(dp + NR, _mm512_permutex2var_epi16(x0, ihi, x1));
+      }
+    }
+  }
+}
+#endif
+
 // B block [0:kc, 0:nc] into slivers of NR columns, (pairs) x 2*NR halves each.
 void pack_b(bool tb, const uint16_t* b, int64_t ldb, int64_t kc, int64_t nc, uint16_t* dst) {
+#ifdef LAMINA_BF16_TARGET
+  if (!tb) return pack_b_rows(b, ldb, kc, nc, dst);  // only the AVX512-BF16 path packs for VDPBF16PS
+#endif
   const int64_t kp = (kc + 1) / 2;
   for (int64_t s = 0; s < nc; s += NR) {
     const int64_t cols = std::min<int64_t>(NR, nc - s);
@@ -105,9 +147,6 @@ void pack_b(bool tb, const uint16_t* b, int64_t ldb, int64_t kc, int64_t nc, uin
   }
 }
 
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-#define LAMINA_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-#endif
 
 // How the last K block of a product with a bfloat16 output is stored: the float32 sum (plus the
 // partial sums of earlier K blocks, plus the output's own values when accumulating, plus the bias)
@@ -541,15 +580,17 @@ thread_local Packs t_packs;
 void serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda, const uint16_t* B,
             int64_t ldb, bool accumulate, float* C, int64_t ldc, const BF16Output* out) {
   Packs& pk = t_packs;
-  const int64_t kcb = std::min(KC, K), kpb = (kcb + 1) / 2;
+  // K in equal blocks of at most KC, even (K = 3136: 4 x 784, not 3 x 1024 + 64)
+  const int64_t kblocks = (K + KC - 1) / KC, KB = ((K + kblocks - 1) / kblocks + 1) / 2 * 2;
+  const int64_t kcb = std::min(KB, K), kpb = (kcb + 1) / 2;
   pk.a.resize(size_t(((std::min(MC, M) + MR - 1) / MR) * MR * kpb));
   pk.b.resize(size_t(((std::min(NC, N) + NR - 1) / NR) * NR * 2 * kpb));
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = std::min(NC, N - jc);
-    for (int64_t pc = 0; pc < K; pc += KC) {
-      const int64_t kc = std::min(KC, K - pc), kp = (kc + 1) / 2;
+    for (int64_t pc = 0; pc < K; pc += KB) {
+      const int64_t kc = std::min(KB, K - pc), kp = (kc + 1) / 2;
       pack_b(tb, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, kc, nc, pk.b.data());
-      const bool last = pc + KC >= K;
+      const bool last = pc + KB >= K;
       const bool acc = pc > 0 || (accumulate && !out);
       for (int64_t ic = 0; ic < M; ic += MC) {
         const int64_t mc = std::min(MC, M - ic);
