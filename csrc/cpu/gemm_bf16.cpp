@@ -567,9 +567,25 @@ void amx_serial(bool, bool, int64_t, int64_t, int64_t, const uint16_t*, int64_t,
                 float*, int64_t, const BF16Output*) {}
 #endif
 
+// std::allocator on 64-byte boundaries: each packed B sliver (a multiple of 64 bytes) starts on a
+// cache line, so the micro-kernel's and the packing's 64-byte vectors never straddle two lines.
+template <class T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <class U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <class U>
+  bool operator==(const Aligned64<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const Aligned64<U>&) const { return false; }
+};
+
 struct Packs {
-  std::vector<uint32_t> a;
-  std::vector<uint16_t> b;
+  std::vector<uint32_t, Aligned64<uint32_t>> a;
+  std::vector<uint16_t, Aligned64<uint16_t>> b;
   std::vector<float> wide;  // BF16PackedB without AVX512-BF16: A's rows in float32
 };
 thread_local Packs t_packs;
@@ -583,7 +599,10 @@ void serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A
   // K in equal blocks of at most KC, even (K = 3136: 4 x 784, not 3 x 1024 + 64)
   const int64_t kblocks = (K + KC - 1) / KC, KB = ((K + kblocks - 1) / kblocks + 1) / 2 * 2;
   const int64_t kcb = std::min(KB, K), kpb = (kcb + 1) / 2;
-  pk.a.resize(size_t(((std::min(MC, M) + MR - 1) / MR) * MR * kpb));
+  // up to 2 MC rows in one block: each packed B sliver then serves every row (as 96 + 32 rows, a
+  // B block larger than L2 came from L3 again for the second)
+  const int64_t MB = M <= 2 * MC ? (M + MR - 1) / MR * MR : MC;
+  pk.a.resize(size_t(((std::min(MB, M) + MR - 1) / MR) * MR * kpb));
   pk.b.resize(size_t(((std::min(NC, N) + NR - 1) / NR) * NR * 2 * kpb));
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = std::min(NC, N - jc);
@@ -592,8 +611,8 @@ void serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* A
       pack_b(tb, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, kc, nc, pk.b.data());
       const bool last = pc + KB >= K;
       const bool acc = pc > 0 || (accumulate && !out);
-      for (int64_t ic = 0; ic < M; ic += MC) {
-        const int64_t mc = std::min(MC, M - ic);
+      for (int64_t ic = 0; ic < M; ic += MB) {
+        const int64_t mc = std::min(MB, M - ic);
         pack_a(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc, pk.a.data());
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const uint16_t* bs = pk.b.data() + (jr / NR) * kp * 2 * NR;
