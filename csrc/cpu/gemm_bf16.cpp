@@ -58,8 +58,74 @@ inline uint16_t at(const uint16_t* x, bool trans, int64_t ld, int64_t r, int64_t
 #define LAMINA_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #endif
 
+#ifdef LAMINA_BF16_TARGET
+// 16 rows of 16 32-bit words transposed in registers: r[q] lane j = the old r[j] lane q.
+LAMINA_BF16_TARGET inline void transpose16(__m512i* r) {
+  __m512i t[16], u[16];
+  for (int j = 0; j < 16; j += 2) {
+    t[j] = _mm512_unpacklo_epi32(r[j], r[j + 1]);
+    t[j + 1] = _mm512_unpackhi_epi32(r[j], r[j + 1]);
+  }
+  for (int j = 0; j < 16; j += 4) {  // u[j + m], 128-bit lane L: rows j..j+3 of column 4L + m
+    u[j] = _mm512_unpacklo_epi64(t[j], t[j + 2]);
+    u[j + 1] = _mm512_unpackhi_epi64(t[j], t[j + 2]);
+    u[j + 2] = _mm512_unpacklo_epi64(t[j + 1], t[j + 3]);
+    u[j + 3] = _mm512_unpackhi_epi64(t[j + 1], t[j + 3]);
+  }
+  for (int m = 0; m < 4; ++m) {
+    const __m512i v0 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0x44), v1 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0xEE);
+    const __m512i v2 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0x44);
+    const __m512i v3 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0xEE);
+    r[m] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+    r[4 + m] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+    r[8 + m] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+    r[12 + m] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+  }
+}
+
+// pack_a for op(A) = A (a row's pairs adjacent): 16 pairs of the sliver's rows at a time, one
+// 16 x 16 transpose of 32-bit words (rows past the sliver's read as zeros), 12 words stored a pair.
+LAMINA_BF16_TARGET void pack_a_rows(const uint16_t* a, int64_t lda, int64_t mc, int64_t kc, uint32_t* dst) {
+  const int64_t kp = (kc + 1) / 2;
+  for (int64_t s = 0; s < mc; s += MR, dst += kp * MR) {
+    const int64_t rows = std::min<int64_t>(MR, mc - s);
+    for (int64_t p0 = 0; p0 < kp; p0 += 16) {
+      const int64_t np = std::min<int64_t>(16, kp - p0), ne = std::min<int64_t>(32, kc - 2 * p0);
+      const __mmask32 m = ne >= 32 ? ~__mmask32(0) : (__mmask32(1) << ne) - 1;
+      __m512i w[16];
+      for (int i = 0; i < 16; ++i)
+        w[i] = i < rows ? _mm512_maskz_loadu_epi16(m, a + (s + i) * lda + 2 * p0) : _mm512_setzero_si512();
+      transpose16(w);
+      for (int64_t q = 0; q < np; ++q) _mm512_mask_storeu_epi32(dst + (p0 + q) * MR, __mmask16(0x0FFF), w[q]);
+    }
+  }
+}
+
+// pack_a for op(A) = A^T stored (op(A)(i, k) = a[k * lda + i]): rows k0 and k0 + 1 of a, the
+// sliver's 12 values of each, interleaved by one permute.
+LAMINA_BF16_TARGET void pack_a_cols(const uint16_t* a, int64_t lda, int64_t mc, int64_t kc, uint32_t* dst) {
+  const int64_t kp = (kc + 1) / 2;
+  alignas(64) uint16_t idx[32];
+  for (int j = 0; j < 16; ++j) idx[2 * j] = uint16_t(j), idx[2 * j + 1] = uint16_t(32 + j);
+  const __m512i il = _mm512_load_si512(idx);
+  for (int64_t s = 0; s < mc; s += MR, dst += kp * MR) {
+    const int64_t rows = std::min<int64_t>(MR, mc - s);
+    const __mmask32 m = (__mmask32(1) << rows) - 1;
+    for (int64_t p = 0; p < kp; ++p) {
+      const uint16_t* r0 = a + 2 * p * lda + s;
+      const __m512i x0 = _mm512_maskz_loadu_epi16(m, r0);
+      const __m512i x1 = 2 * p + 1 < kc ? _mm512_maskz_loadu_epi16(m, r0 + lda) : _mm512_setzero_si512();
+      _mm512_mask_storeu_epi32(dst + p * MR, __mmask16(0x0FFF), _mm512_permutex2var_epi16(x0, il, x1));
+    }
+  }
+}
+#endif
+
 // A block [0:mc, 0:kc] into slivers of MR rows, (pairs) x MR words each.
 void pack_a(bool ta, const uint16_t* a, int64_t lda, int64_t mc, int64_t kc, uint32_t* dst) {
+#ifdef LAMINA_BF16_TARGET  // only the AVX512-BF16 path packs for VDPBF16PS
+  return ta ? pack_a_cols(a, lda, mc, kc, dst) : pack_a_rows(a, lda, mc, kc, dst);
+#endif
   const int64_t kp = (kc + 1) / 2;
   for (int64_t s = 0; s < mc; s += MR) {
     const int64_t rows = std::min<int64_t>(MR, mc - s);
@@ -118,10 +184,31 @@ LAMINA_BF16_TARGET void pack_b_rows(const uint16_t* b, int64_t ldb, int64_t kc, 
 }
 #endif
 
+#ifdef LAMINA_BF16_TARGET
+// pack_b for op(B) = B^T stored (b's row j holds column j of op(B), its pairs adjacent): 16
+// columns x 16 pairs at a time, one transpose of 32-bit words (columns past the block as zeros).
+LAMINA_BF16_TARGET void pack_b_cols(const uint16_t* b, int64_t ldb, int64_t kc, int64_t nc, uint16_t* dst) {
+  const int64_t kp = (kc + 1) / 2;
+  for (int64_t s = 0; s < nc; s += NR, dst += kp * 2 * NR)
+    for (int64_t h = 0; h < 2; ++h) {
+      const int64_t j0 = s + 16 * h, cols = std::max<int64_t>(0, std::min<int64_t>(16, nc - j0));
+      for (int64_t p0 = 0; p0 < kp; p0 += 16) {
+        const int64_t np = std::min<int64_t>(16, kp - p0), ne = std::min<int64_t>(32, kc - 2 * p0);
+        const __mmask32 m = ne >= 32 ? ~__mmask32(0) : (__mmask32(1) << ne) - 1;
+        __m512i w[16];
+        for (int j = 0; j < 16; ++j)
+          w[j] = j < cols ? _mm512_maskz_loadu_epi16(m, b + (j0 + j) * ldb + 2 * p0) : _mm512_setzero_si512();
+        transpose16(w);
+        for (int64_t q = 0; q < np; ++q) _mm512_storeu_si512(dst + (p0 + q) * 2 * NR + 16 * h * 2, w[q]);
+      }
+    }
+}
+#endif
+
 // B block [0:kc, 0:nc] into slivers of NR columns, (pairs) x 2*NR halves each.
 void pack_b(bool tb, const uint16_t* b, int64_t ldb, int64_t kc, int64_t nc, uint16_t* dst) {
-#ifdef LAMINA_BF16_TARGET
-  if (!tb) return pack_b_rows(b, ldb, kc, nc, dst);  // only the AVX512-BF16 path packs for VDPBF16PS
+#ifdef LAMINA_BF16_TARGET  // only the AVX512-BF16 path packs for VDPBF16PS
+  return tb ? pack_b_cols(b, ldb, kc, nc, dst) : pack_b_rows(b, ldb, kc, nc, dst);
 #endif
   const int64_t kp = (kc + 1) / 2;
   for (int64_t s = 0; s < nc; s += NR) {
@@ -289,28 +376,6 @@ LAMINA_AMX_TARGET void amx_begin() {
 LAMINA_AMX_TARGET void amx_end() { _tile_release(); }
 
 // r[0:16] (16 x 16 32-bit words) transposed in place.
-LAMINA_AMX_TARGET inline void transpose16(__m512i* r) {
-  __m512i t[16], u[16];
-  for (int j = 0; j < 16; j += 2) {
-    t[j] = _mm512_unpacklo_epi32(r[j], r[j + 1]);
-    t[j + 1] = _mm512_unpackhi_epi32(r[j], r[j + 1]);
-  }
-  for (int j = 0; j < 16; j += 4) {  // u[j + m], 128-bit lane L: rows j..j+3 of column 4L + m
-    u[j] = _mm512_unpacklo_epi64(t[j], t[j + 2]);
-    u[j + 1] = _mm512_unpackhi_epi64(t[j], t[j + 2]);
-    u[j + 2] = _mm512_unpacklo_epi64(t[j + 1], t[j + 3]);
-    u[j + 3] = _mm512_unpackhi_epi64(t[j + 1], t[j + 3]);
-  }
-  for (int m = 0; m < 4; ++m) {
-    const __m512i v0 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0x44), v1 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0xEE);
-    const __m512i v2 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0x44);
-    const __m512i v3 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0xEE);
-    r[m] = _mm512_shuffle_i32x4(v0, v2, 0x88);
-    r[4 + m] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
-    r[8 + m] = _mm512_shuffle_i32x4(v1, v3, 0x88);
-    r[12 + m] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
-  }
-}
 
 // op(A)[0:mc, 0:kc] -> strips of 16 rows (mc rounded up to 32), kq = ceil(kc / 32) chunks each.
 LAMINA_AMX_TARGET void amx_pack_a(bool ta, const uint16_t* a, int64_t lda, int64_t mc, int64_t kc, uint16_t* dst) {
