@@ -20,6 +20,19 @@ namespace lamina {
 void* host_alloc(size_t nbytes, size_t* rounded);
 void host_free(void* p, size_t rounded);
 
+// A float scratch block of at least one float from the caching allocator: steady-state calls get
+// the same block back (no page faults).
+struct Scratch {
+  float* p = nullptr;
+  size_t cap = 0;
+  explicit Scratch(int64_t n) {
+    p = static_cast<float*>(host_alloc(size_t(n > 1 ? n : 1) * sizeof(float), &cap));
+  }
+  ~Scratch() { host_free(p, cap); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+};
+
 // A block of device memory holding `numel` elements of `dtype` on device `device` (the index N
 // of cpu:N). Tensors own one (shared between a tensor and its reshapes); kernels read and write
 // through it. `last_use` is the sequence number of the last queued kernel that touched it on

@@ -8,18 +8,6 @@
 
 namespace lamina {
 
-// A float scratch block from the caching allocator: steady-state calls get the same block back.
-struct Scratch {
-  float* p = nullptr;
-  size_t cap = 0;
-  explicit Scratch(int64_t n) {
-    p = static_cast<float*>(host_alloc(size_t(std::max<int64_t>(n, 1)) * sizeof(float), &cap));
-  }
-  ~Scratch() { host_free(p, cap); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
-
 // Rows and columns of an image zero-padded so that every window of every output pixel lies inside
 // (the direct kernels of conv.cpp and conv_direct.cpp).
 inline int64_t padded_rows(const ConvGeom& g) { return std::max(g.H + g.pt, (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1); }

@@ -849,9 +849,12 @@ void bf16gemm_out(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint1
       }
     return;
   }
-  if (fused && K > (path == 2 ? AKC : KC) && !C) {  // the partial sums of the K blocks before the last
-    own.reset(new float[size_t(M * N)]);
-    C = own.get();
+  // the partial sums of the K blocks before the last (from the caching allocator: a fresh block
+  // of 16 MB for 2048 x 2048 page-faulted in on every call)
+  const bool partial = fused && K > (path == 2 ? AKC : KC) && !C;
+  Scratch sums(partial ? M * N : 0);
+  if (partial) {
+    C = sums.p;
     ldc = N;
   }
   if (K <= 0) {

@@ -78,18 +78,6 @@ constexpr double kMinParallelStepFma = double(1 << 17);
 
 
 
-// Scratch memory from the caching allocator (freed blocks are reused by the next call).
-struct Scratch {
-  float* p = nullptr;
-  size_t cap = 0;
-  explicit Scratch(int64_t n) {
-    if (n > 0) p = static_cast<float*>(host_alloc(size_t(n) * sizeof(float), &cap));
-  }
-  ~Scratch() { if (p) host_free(p, cap); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
-
 // ---- GEMM with a B operand packed once ------------------------------------------------------------
 
 const gemm::Kernel& active_kernel() {
