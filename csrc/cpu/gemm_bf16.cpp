@@ -119,37 +119,7 @@ LAMINA_BF16_TARGET void pack_a_cols(const uint16_t* a, int64_t lda, int64_t mc, 
     }
   }
 }
-#endif
 
-// A block [0:mc, 0:kc] into slivers of MR rows, (pairs) x MR words each.
-void pack_a(bool ta, const uint16_t* a, int64_t lda, int64_t mc, int64_t kc, uint32_t* dst) {
-#ifdef LAMINA_BF16_TARGET  // only the AVX512-BF16 path packs for VDPBF16PS
-  return ta ? pack_a_cols(a, lda, mc, kc, dst) : pack_a_rows(a, lda, mc, kc, dst);
-#endif
-  const int64_t kp = (kc + 1) / 2;
-  for (int64_t s = 0; s < mc; s += MR) {
-    const int64_t rows = std::min<int64_t>(MR, mc - s);
-    for (int64_t p = 0; p < kp; ++p) {
-      const int64_t k0 = 2 * p;
-      const bool two = k0 + 1 < kc;
-      if (!ta && rows == MR && two) {  // each row's pair is adjacent in memory
-        for (int64_t i = 0; i < MR; ++i) std::memcpy(dst + i, a + (s + i) * lda + k0, 4);
-        dst += MR;
-        continue;
-      }
-      for (int64_t i = 0; i < MR; ++i) {
-        uint32_t w = 0;
-        if (i < rows) {
-          const uint32_t lo = at(a, ta, lda, s + i, k0), hi = two ? at(a, ta, lda, s + i, k0 + 1) : 0;
-          w = lo | (hi << 16);
-        }
-        *dst++ = w;
-      }
-    }
-  }
-}
-
-#ifdef LAMINA_BF16_TARGET
 // pack_b for op(B) = B (rows of B along j), 8 pairs (16 rows) at a time: those rows read in one
 // run each across every sliver (sliver by sliver down all of K, each step was a whole row ahead:
 // a new page every step for wide operands), each sliver's 8 pairs written in one 1 KB run (pair by
@@ -182,9 +152,7 @@ LAMINA_BF16_TARGET void pack_b_rows(const uint16_t* b, int64_t ldb, int64_t kc, 
     }
   }
 }
-#endif
 
-#ifdef LAMINA_BF16_TARGET
 // pack_b for op(B) = B^T stored (b's row j holds column j of op(B), its pairs adjacent): 16
 // columns x 16 pairs at a time, one transpose of 32-bit words (columns past the block as zeros).
 LAMINA_BF16_TARGET void pack_b_cols(const uint16_t* b, int64_t ldb, int64_t kc, int64_t nc, uint16_t* dst) {
@@ -203,37 +171,20 @@ LAMINA_BF16_TARGET void pack_b_cols(const uint16_t* b, int64_t ldb, int64_t kc, 
       }
     }
 }
-#endif
+
+// A block [0:mc, 0:kc] into slivers of MR rows, (pairs) x MR words each.
+void pack_a(bool ta, const uint16_t* a, int64_t lda, int64_t mc, int64_t kc, uint32_t* dst) {
+  return ta ? pack_a_cols(a, lda, mc, kc, dst) : pack_a_rows(a, lda, mc, kc, dst);
+}
 
 // B block [0:kc, 0:nc] into slivers of NR columns, (pairs) x 2*NR halves each.
 void pack_b(bool tb, const uint16_t* b, int64_t ldb, int64_t kc, int64_t nc, uint16_t* dst) {
-#ifdef LAMINA_BF16_TARGET  // only the AVX512-BF16 path packs for VDPBF16PS
   return tb ? pack_b_cols(b, ldb, kc, nc, dst) : pack_b_rows(b, ldb, kc, nc, dst);
-#endif
-  const int64_t kp = (kc + 1) / 2;
-  for (int64_t s = 0; s < nc; s += NR) {
-    const int64_t cols = std::min<int64_t>(NR, nc - s);
-    for (int64_t p = 0; p < kp; ++p) {
-      const int64_t k0 = 2 * p;
-      const bool two = k0 + 1 < kc;
-      if (!tb && two && cols == NR) {  // rows k0 and k0 + 1 contiguous along j
-        const uint16_t* r0 = b + k0 * ldb + s;
-        const uint16_t* r1 = r0 + ldb;
-        uint32_t pairs[NR];  // (low, high) = (row k0, row k0 + 1): a loop the compiler vectorizes
-        for (int j = 0; j < NR; ++j) pairs[j] = uint32_t(r0[j]) | (uint32_t(r1[j]) << 16);
-        std::memcpy(dst, pairs, sizeof(pairs));
-      } else {
-        for (int64_t j = 0; j < NR; ++j) {
-          // op(B)(k, j) = tb ? b[j*ldb + k] : b[k*ldb + j]: `at` with (row, col) = (j, k) swapped
-          dst[2 * j] = j < cols ? at(b, !tb, ldb, s + j, k0) : 0;
-          dst[2 * j + 1] = j < cols && two ? at(b, !tb, ldb, s + j, k0 + 1) : 0;
-        }
-      }
-      dst += 2 * NR;
-    }
-  }
 }
-
+#else  // no VDPBF16PS path to pack for: bf16_path() is 0 (operands widened, then sgemm)
+void pack_a(bool, const uint16_t*, int64_t, int64_t, int64_t, uint32_t*) {}
+void pack_b(bool, const uint16_t*, int64_t, int64_t, int64_t, uint16_t*) {}
+#endif
 
 // How the last K block of a product with a bfloat16 output is stored: the float32 sum (plus the
 // partial sums of earlier K blocks, plus the output's own values when accumulating, plus the bias)
