@@ -325,6 +325,7 @@ def test_gradients_through_the_widened_kernels(rng):
     ((2, 9, 9, 3), (3, 3, 3, 5), 1, "same", 1), ((3, 8, 7, 4), (5, 5, 4, 6), 2, "valid", 1),
     ((2, 6, 6, 8), (1, 1, 8, 16), 1, "valid", 1), ((1, 10, 10, 2), (3, 3, 2, 3), 1, "same", 2),
     ((16, 12, 12, 5), (3, 3, 5, 32), 1, "same", 1), ((4, 12, 12, 1), (5, 5, 1, 32), 1, "same", 1),
+    ((2, 14, 14, 16), (5, 5, 16, 32), 1, "same", 1), ((2, 16, 16, 32), (3, 3, 32, 16), 1, "same", 1),
 ])
 def test_bf16_conv_kernels_sum_in_float32(rng, path, shape, kernel, strides, padding, dilation):
     """conv2d forward and both gradients on bfloat16 data: the float32 results on the same values,
@@ -350,6 +351,34 @@ def test_bf16_conv_kernels_sum_in_float32(rng, path, shape, kernel, strides, pad
     for got, want in zip(outs["bfloat16"], outs["float32"]):
         tol = 2.0 ** -8 * np.abs(want) + 1e-5 * (np.abs(want).max() + 1)
         assert (np.abs(got - want) <= tol).all(), np.abs(got - want).max()
+
+
+@pytest.mark.parametrize("path", ["avx512bf16", "widened"])
+@pytest.mark.parametrize("shape,kernel", [((2, 14, 14, 16), (5, 5, 16, 32)), ((2, 16, 16, 32), (3, 3, 32, 16))])
+def test_bf16_winograd_layers_run_float32s_products_rounded_once(rng, path, shape, kernel):
+    """Where float32 runs Winograd products (3 x 3 / 5 x 5, stride 1, channels in 16s) and the
+    bfloat16 products are not on AMX, a bfloat16 convolution takes float32's kernels on the exact
+    float32 values: its output is the float32 output rounded once, and its gradients are float32's."""
+    from lamina.backend import _cpu
+    x0 = round_bf16(rng.normal(size=shape))
+    w0 = round_bf16(rng.normal(size=kernel) * 0.3)
+    use_gemm_path(path)
+    try:
+        outs = {}
+        for dt in ("bfloat16", "float32"):
+            vx, vw = lamina.Variable(x0), lamina.Variable(w0)
+            with lamina.GradientTape() as tape:
+                y = ops.conv(ops.cast(vx, dt), ops.cast(vw, dt), padding="same")
+                loss = ops.sum(ops.cast(y, "float32") * np.float32(0.5))
+            gx, gw = tape.gradient(loss, [vx, vw])
+            outs[dt] = (y.numpy().astype(np.float32), gx.numpy(), gw.numpy())
+    finally:
+        _cpu._set_bf16_gemm(-1)
+    np.testing.assert_array_equal(outs["bfloat16"][0], round_bf16(outs["float32"][0]))
+    # the gradients: float32's sums on the same values, each rounded once to bfloat16 (dx, dw
+    # of bfloat16 tensors) before the casts' gradients widen them back
+    np.testing.assert_array_equal(outs["bfloat16"][1], round_bf16(outs["float32"][1]))
+    np.testing.assert_array_equal(outs["bfloat16"][2], round_bf16(outs["float32"][2]))
 
 
 @pytest.mark.parametrize("name", ["exp", "log", "tanh", "sigmoid", "gelu", "silu", "softplus", "elu", "selu", "abs",
