@@ -83,6 +83,19 @@ LAMINA_BF16_TARGET inline void transpose16(__m512i* r) {
   }
 }
 
+// w[q] lane i = pair p0 + q (elements 2 (p0 + q) and + 1 of the row, zeros past kc) of row i of
+// src (rows ld apart), for rows i < rows (zeros above), q < 16: one 16 x 16 transpose of 32-bit
+// words. Returns how many of the 16 pairs lie inside the kp = ceil(kc / 2) pairs.
+LAMINA_BF16_TARGET inline int64_t transposed_pairs(const uint16_t* src, int64_t ld, int64_t rows, int64_t kc,
+                                                   int64_t p0, __m512i* w) {
+  const int64_t ne = std::min<int64_t>(32, kc - 2 * p0);
+  const __mmask32 m = ne >= 32 ? ~__mmask32(0) : (__mmask32(1) << ne) - 1;
+  for (int i = 0; i < 16; ++i)
+    w[i] = i < rows ? _mm512_maskz_loadu_epi16(m, src + i * ld + 2 * p0) : _mm512_setzero_si512();
+  transpose16(w);
+  return std::min<int64_t>(16, (kc + 1) / 2 - p0);
+}
+
 // pack_a for op(A) = A (a row's pairs adjacent): 16 pairs of the sliver's rows at a time, one
 // 16 x 16 transpose of 32-bit words (rows past the sliver's read as zeros), 12 words stored a pair.
 LAMINA_BF16_TARGET void pack_a_rows(const uint16_t* a, int64_t lda, int64_t mc, int64_t kc, uint32_t* dst) {
@@ -90,12 +103,8 @@ LAMINA_BF16_TARGET void pack_a_rows(const uint16_t* a, int64_t lda, int64_t mc, 
   for (int64_t s = 0; s < mc; s += MR, dst += kp * MR) {
     const int64_t rows = std::min<int64_t>(MR, mc - s);
     for (int64_t p0 = 0; p0 < kp; p0 += 16) {
-      const int64_t np = std::min<int64_t>(16, kp - p0), ne = std::min<int64_t>(32, kc - 2 * p0);
-      const __mmask32 m = ne >= 32 ? ~__mmask32(0) : (__mmask32(1) << ne) - 1;
       __m512i w[16];
-      for (int i = 0; i < 16; ++i)
-        w[i] = i < rows ? _mm512_maskz_loadu_epi16(m, a + (s + i) * lda + 2 * p0) : _mm512_setzero_si512();
-      transpose16(w);
+      const int64_t np = transposed_pairs(a + s * lda, lda, rows, kc, p0, w);
       for (int64_t q = 0; q < np; ++q) _mm512_mask_storeu_epi32(dst + (p0 + q) * MR, __mmask16(0x0FFF), w[q]);
     }
   }
@@ -161,12 +170,8 @@ LAMINA_BF16_TARGET void pack_b_cols(const uint16_t* b, int64_t ldb, int64_t kc, 
     for (int64_t h = 0; h < 2; ++h) {
       const int64_t j0 = s + 16 * h, cols = std::max<int64_t>(0, std::min<int64_t>(16, nc - j0));
       for (int64_t p0 = 0; p0 < kp; p0 += 16) {
-        const int64_t np = std::min<int64_t>(16, kp - p0), ne = std::min<int64_t>(32, kc - 2 * p0);
-        const __mmask32 m = ne >= 32 ? ~__mmask32(0) : (__mmask32(1) << ne) - 1;
         __m512i w[16];
-        for (int j = 0; j < 16; ++j)
-          w[j] = j < cols ? _mm512_maskz_loadu_epi16(m, b + (j0 + j) * ldb + 2 * p0) : _mm512_setzero_si512();
-        transpose16(w);
+        const int64_t np = transposed_pairs(b + j0 * ldb, ldb, cols, kc, p0, w);
         for (int64_t q = 0; q < np; ++q) _mm512_storeu_si512(dst + (p0 + q) * 2 * NR + 16 * h * 2, w[q]);
       }
     }

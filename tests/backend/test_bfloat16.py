@@ -320,6 +320,20 @@ def test_gradients_through_the_widened_kernels(rng):
         np.testing.assert_allclose(g16, g32, rtol=0.1, atol=0.05 * np.abs(g32).max())
 
 
+def _conv_in_both(x0, w0, **conv_args):
+    """{dtype: (output, input gradient, kernel gradient)} of ops.conv on x0, w0 cast to bfloat16 and
+    to float32 (the loss: half the sum of the float32 output)."""
+    outs = {}
+    for dt in ("bfloat16", "float32"):
+        vx, vw = lamina.Variable(x0), lamina.Variable(w0)
+        with lamina.GradientTape() as tape:
+            y = ops.conv(ops.cast(vx, dt), ops.cast(vw, dt), **conv_args)
+            loss = ops.sum(ops.cast(y, "float32") * np.float32(0.5))
+        gx, gw = tape.gradient(loss, [vx, vw])
+        outs[dt] = (y.numpy().astype(np.float32), gx.numpy(), gw.numpy())
+    return outs
+
+
 @pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("shape,kernel,strides,padding,dilation", [
     ((2, 9, 9, 3), (3, 3, 3, 5), 1, "same", 1), ((3, 8, 7, 4), (5, 5, 4, 6), 2, "valid", 1),
@@ -335,15 +349,7 @@ def test_bf16_conv_kernels_sum_in_float32(rng, path, shape, kernel, strides, pad
     w0 = round_bf16(rng.normal(size=kernel) * 0.3)
     use_gemm_path(path)
     try:
-        outs = {}
-        for dt in ("bfloat16", "float32"):
-            vx, vw = lamina.Variable(x0), lamina.Variable(w0)
-            with lamina.GradientTape() as tape:
-                y = ops.conv(ops.cast(vx, dt), ops.cast(vw, dt), strides=strides, padding=padding,
-                             dilation_rate=dilation)
-                loss = ops.sum(ops.cast(y, "float32") * np.float32(0.5))
-            gx, gw = tape.gradient(loss, [vx, vw])
-            outs[dt] = (y.numpy(), gx.numpy(), gw.numpy())
+        outs = _conv_in_both(x0, w0, strides=strides, padding=padding, dilation_rate=dilation)
         table = lamina.convert_to_tensor(x0).device.kernels
         assert "conv2d_forward" not in table.widened and "conv2d_backward" not in table.widened
     finally:
@@ -364,14 +370,7 @@ def test_bf16_winograd_layers_run_float32s_products_rounded_once(rng, path, shap
     w0 = round_bf16(rng.normal(size=kernel) * 0.3)
     use_gemm_path(path)
     try:
-        outs = {}
-        for dt in ("bfloat16", "float32"):
-            vx, vw = lamina.Variable(x0), lamina.Variable(w0)
-            with lamina.GradientTape() as tape:
-                y = ops.conv(ops.cast(vx, dt), ops.cast(vw, dt), padding="same")
-                loss = ops.sum(ops.cast(y, "float32") * np.float32(0.5))
-            gx, gw = tape.gradient(loss, [vx, vw])
-            outs[dt] = (y.numpy().astype(np.float32), gx.numpy(), gw.numpy())
+        outs = _conv_in_both(x0, w0, padding="same")
     finally:
         _cpu._set_bf16_gemm(-1)
     np.testing.assert_array_equal(outs["bfloat16"][0], round_bf16(outs["float32"][0]))
