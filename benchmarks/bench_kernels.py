@@ -106,6 +106,9 @@ GEMM_CASES = [
     ("dW 3136x128x1024 A^T.B", 3136, 128, 1024, True, False),
     ("dX 64x1024x784 A.B^T", 64, 1024, 784, False, True),
     ("dW 784x64x1024 A^T.B", 784, 64, 1024, True, False),
+    # the LSTM of bench_rnn.py (batch 64, 35 steps, 128 -> 256): input projection, one step
+    ("lstm x 2240x128x1024", 2240, 128, 1024, False, False),
+    ("lstm h 64x256x1024", 64, 256, 1024, False, False),
 ]
 
 

@@ -79,9 +79,9 @@ class Model(Trainer, Layer):
 
     def quantize(self, mode, type_check=True, config=None):
         """Quantizes every Dense, Conv2D, DepthwiseConv2D and Embedding layer for inference
-        (Keras 3's Model.quantize; mode "int8" only; see layers/quantization.py). A quantized
+        (Keras 3's Model.quantize; mode "int8" only; see models/quantize.py). A quantized
         model predicts, evaluates, saves and loads; it does not train."""
-        from ..layers.quantization import quantize_model
+        from .quantize import quantize_model
         if config is not None:
             raise ValueError(f"Model '{self.name}'.quantize: quantization configs (GPTQ, AWQ) are not supported; use "
                              "quantize('int8')")

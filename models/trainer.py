@@ -440,7 +440,7 @@ class Trainer:
 
     def _require_float(self, what):
         """Quantized (int8) layers compute no gradients: training them is refused up front."""
-        from ..layers.quantization import quantized_layers
+        from .quantize import quantized_layers
         q = quantized_layers(self)
         if q:
             raise RuntimeError(f"{what}: model '{self.name}' has quantized (int8) layers ({', '.join(l.name for l in q[:4])}"

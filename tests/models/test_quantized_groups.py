@@ -143,13 +143,13 @@ def test_bias_correction_brings_the_quantized_model_closer_to_float():
     model.quantize("int8")
     corrected = _rel(_unfused(model, x), ref)
     plain = _mobile()
-    from lamina.layers import quantization as lq
-    saved = lq._input_means
-    lq._input_means = lambda m: {}
+    from lamina.models import quantize as mq
+    saved = mq._input_means
+    mq._input_means = lambda m: {}
     try:
         plain.quantize("int8")
     finally:
-        lq._input_means = saved
+        mq._input_means = saved
     assert corrected < _rel(_unfused(plain, x), ref)
 
 
