@@ -35,12 +35,25 @@ def _resolve_names(output_names, y_pred):
     return names if len(names) == n else [f"output_{i}" for i in range(n)]
 
 
-def _check_targets(output_names, y_true):
-    yt = flatten(y_true)
-    if y_true is None or len(yt) != len(output_names):
-        got = "no targets (y is None)" if y_true is None else f"{len(yt)} target array(s)"
-        raise ValueError(f"The model has {len(output_names)} output(s) {output_names} but {got} were given")
-    return yt
+def _check_targets(output_names, y_true, losses=None):
+    """y_true as one target per output. As in Keras, fewer targets than outputs go, in order, to the
+    outputs that have a loss when `losses` (one entry per output) leaves the others None
+    (`loss=[fn, None]` with one y); those outputs get None."""
+    yt = flatten(y_true) if y_true is not None else None
+    n = len(output_names)
+    if yt is not None and len(yt) == n:
+        return yt
+    if yt is not None and losses is not None:
+        with_loss = [i for i, fn in enumerate(losses) if fn is not None]
+        if len(with_loss) < n and len(yt) == len(with_loss):
+            matched = [None] * n
+            for i, t in zip(with_loss, yt):
+                matched[i] = t
+            return matched
+    got = "no targets (y is None)" if yt is None else f"{len(yt)} target array(s)"
+    raise ValueError(f"The model has {len(output_names)} output(s) {output_names} but {got} were given; give one "
+                     "target per output, or one per output that has a loss (compile(loss=[..., None]) leaves an "
+                     "output without one)")
 
 
 def _on_device(t, dev):
@@ -83,13 +96,16 @@ class CompileLoss:
         lw = self.loss_weights
         self.weights = _per_output(lw, "loss_weights", names) if lw is not None else [1.0] * len(names)
         self.output_names = names
-        self.metrics = [metrics_module.Mean(name=f"{n}_loss") for n in names] if len(names) > 1 else []
+        # one Mean per output that has a loss, when more than one has (Keras: "<output>_loss")
+        with_loss = [i for i, fn in enumerate(self.losses) if fn is not None]
+        self.metrics = [metrics_module.Mean(name=f"{names[i]}_loss") for i in with_loss] if len(with_loss) > 1 else []
+        self._metric_of = {i: self.metrics[k] for k, i in enumerate(with_loss)} if self.metrics else {}
         self.built = True
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if not self.built:
             self.build(y_true, y_pred)
-        yt, yp = _check_targets(self.output_names, y_true), flatten(y_pred)
+        yt, yp = _check_targets(self.output_names, y_true, self.losses), flatten(y_pred)
         total = None
         for i, (fn, w) in enumerate(zip(self.losses, self.weights)):
             if fn is None:
@@ -102,9 +118,10 @@ class CompileLoss:
                 value = fn(yt_i, yp[i], sample_weight=sw)
             else:
                 value = losses_module.reduce_values(fn(yt_i, yp[i]), sw)
-            if self.metrics:
-                self.metrics[i]._follow(value.device)
-                self.metrics[i].update_state(value, sample_weight=yp[i].shape[0] if yp[i].shape else 1)
+            tracker = self._metric_of.get(i)
+            if tracker is not None:
+                tracker._follow(value.device)
+                tracker.update_state(value, sample_weight=yp[i].shape[0] if yp[i].shape else 1)
             term = _m.multiply(value, float(w)) if w != 1.0 else value
             total = term if total is None else _m.add(total, _on_device(term, total.device))
         return total
@@ -113,11 +130,14 @@ class CompileLoss:
 class CompileMetrics(metrics_module.Metric):
     """compile()'s `metrics` and `weighted_metrics` as one metric named "compile_metrics" (as in
     Keras 3): `update_state(y_true, y_pred, sample_weight)` updates them all, `result()` is a
-    dict {name: value}; names take an "<output>_" prefix when the model has several outputs."""
+    dict {name: value}; names take an "<output>_" prefix when the model has several outputs.
+    `loss`: compile()'s loss, which says which outputs fewer targets than outputs belong to."""
 
-    def __init__(self, metrics, weighted_metrics, output_names):
+    def __init__(self, metrics, weighted_metrics, output_names, loss=None):
         super().__init__(name="compile_metrics")
         self.metrics_spec, self.weighted_spec = metrics, weighted_metrics
+        self._loss_spec = loss
+        self._losses = None  # compile()'s loss, one entry per output, once built
         self._output_names = output_names
         self._flat = []  # (output index, metric, weighted)
         self.single_output = True
@@ -129,13 +149,18 @@ class CompileMetrics(metrics_module.Metric):
 
     def build(self, y_true, y_pred):
         names = _resolve_names(self._output_names, y_pred)
-        yt, yp = _check_targets(names, y_true), flatten(y_pred)
+        if self._loss_spec is not None:
+            self._losses = _per_output(self._loss_spec, "loss", names)
+        yt, yp = _check_targets(names, y_true, self._losses), flatten(y_pred)
         n = len(names)
         self.single_output = n == 1
         prefix = (lambda name, i: f"{names[i]}_{name}") if n > 1 else (lambda name, i: name)
         for spec, weighted in ((self.metrics_spec, False), (self.weighted_spec, True)):
             for i, ms in enumerate(_per_output(spec or [], "weighted_metrics" if weighted else "metrics", names)):
                 for m in ms if isinstance(ms, (list, tuple)) else [ms] if ms is not None else []:
+                    if yt[i] is None:
+                        raise ValueError(f"compile: metric {m!r} is given for output '{names[i]}', which has no "
+                                         "target (its loss is None and fewer targets than outputs were given)")
                     obj = metrics_module.get(m, yt[i], yp[i])
                     obj.name = prefix(m if isinstance(m, str) else obj.name, i)  # "mae" logs as "mae", as Keras
                     self._flat.append((i, obj, weighted))
@@ -145,6 +170,8 @@ class CompileMetrics(metrics_module.Metric):
         if not self.built:
             self.build(y_true, y_pred)
         yt, yp = flatten(y_true), flatten(y_pred)
+        if len(yt) != len(yp) and self._losses is not None:
+            yt = _check_targets([None] * len(yp), y_true, self._losses)
         for i, m, weighted in self._flat:
             sw = sample_weight if weighted else None
             if isinstance(sw, (list, tuple)):

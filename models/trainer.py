@@ -111,7 +111,8 @@ class Trainer:
         # set past Layer.__setattr__: these are the trainer's metrics, not metrics the user tracks
         object.__setattr__(self, "_compile_loss",
                            CompileLoss(loss, loss_weights, self._output_names) if loss is not None else None)
-        object.__setattr__(self, "_compile_metrics", CompileMetrics(metrics, weighted_metrics, self._output_names)
+        object.__setattr__(self, "_compile_metrics", CompileMetrics(metrics, weighted_metrics, self._output_names,
+                                                                     loss=loss)
                            if metrics is not None or weighted_metrics is not None else None)
         object.__setattr__(self, "_loss_tracker", metrics_module.Mean(name="loss"))
         self._compute_loss_has_training = "training" in inspect.signature(self.compute_loss).parameters

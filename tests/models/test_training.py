@@ -108,6 +108,39 @@ def test_multi_input_multi_output_shared_layer():
     assert p1.shape == (64, 1) and p2.shape == (64, 1)
 
 
+def test_output_without_a_loss_takes_no_target():
+    """Keras's `loss=[fn, None]` (the miniature-GPT example): one y for a model of two outputs goes
+    to the output that has a loss; the other is returned but not trained on, has no "_loss" log,
+    and a metric on it is an error."""
+    x, y = _blobs(n=128)
+    lamina.utils.set_random_seed(0)
+    inp = lamina.Input((2,))
+    h = layers.Dense(16, activation="tanh", name="hidden")(inp)
+    out = layers.Dense(3, name="logits")(h)
+    model = lamina.Model(inp, [out, h])
+    loss = lamina.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(lamina.optimizers.Adam(0.05), loss=[loss, None], metrics=[["accuracy"], None])
+    hist = model.fit(x, y, epochs=15, batch_size=32, verbose=0)
+    assert sorted(hist.history) == ["logits_accuracy", "loss"]
+    assert hist.history["loss"][-1] < hist.history["loss"][0] * 0.6 and hist.history["logits_accuracy"][-1] > 0.8
+    logits, hidden = model.predict(x, verbose=0)
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0)[0],
+                               float(loss(y, logits)), rtol=1e-5)
+    assert hidden.shape == (128, 16)
+    # the loss on the second output: the one target goes there
+    model2 = lamina.Model(inp, [h, out])
+    model2.compile("sgd", loss=[None, loss])
+    model2.fit(x, y, epochs=1, verbose=0)
+    # as many targets as outputs still works, the extra one ignored; a wrong count says what to give
+    model.compile("sgd", loss=[loss, None])
+    model.fit(x, [y, np.zeros((128, 16), np.float32)], epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"2 output\(s\).*3 target array\(s\).*one per output that has a loss"):
+        model.fit(x, [y, y, y], epochs=1, verbose=0)
+    model.compile("sgd", loss=[loss, None], metrics=[None, ["mae"]])
+    with pytest.raises(ValueError, match=r"metric 'mae' is given for output 'hidden', which has no target"):
+        model.fit(x, y, epochs=1, verbose=0)
+
+
 def test_nested_model_and_layer_output_reuse():
     enc_in = lamina.Input(shape=(6,))
     code = layers.Dense(3, name="code")(enc_in)
