@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..backend import dtypes
+from ..backend import manipulation as _manip
 from ..backend.autodiff import tapes_active
 from ..backend.device import _scope as _device_scope, get_log_device_placement
 from ..backend.tensor import Tensor
@@ -167,6 +168,17 @@ class Model(Trainer, Layer):
                       expand_nested=expand_nested, show_trainable=show_trainable, layer_range=layer_range)
 
 
+def _adjust_rank(t, shape):
+    """Keras's Functional input rank adjustment: a trailing axis of 1 added where the input declares
+    one and the data lacks it ((batch, 28, 28) for Input((28, 28, 1))), or dropped where the data
+    has one more than declared ((batch, 10, 1) for Input((10,)))."""
+    if t.ndim == len(shape) - 1 and shape[-1] == 1:
+        return _manip.expand_dims(t, -1)
+    if t.ndim == len(shape) + 1 and t.shape[-1] == 1:
+        return _manip.squeeze(t, -1)
+    return t
+
+
 class Functional(Model):
     """A model defined by a graph of layers from `inputs` to `outputs`."""
     _autocasts_io = False  # as Keras's: its layers cast their own inputs (a float32 layer takes float32)
@@ -256,6 +268,7 @@ class Functional(Model):
                                 "TextVectorization, StringLookup or Hashing layer after it")
             else:
                 t = v if isinstance(v, Tensor) else convert_to_tensor(v, dtype=kt.dtype)
+                t = _adjust_rank(t, kt.shape)
             if t.ndim != len(kt.shape) or any(e is not None and e != g for e, g in zip(kt.shape, t.shape)):
                 raise ValueError(f"Input '{kt.name}' of model '{self.name}' is incompatible: expected shape "
                                  f"{kt.shape}, received {t.shape}")
