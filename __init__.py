@@ -16,3 +16,8 @@ from . import preprocessing, saving  # noqa: F401
 from . import config, debugging, distribute, dtype_policies, mixed_precision  # noqa: F401
 from .layers import Input, InputLayer, Layer  # noqa: F401
 from .models import Model, Sequential  # noqa: F401
+
+# keras.backend's helpers that live above lamina's backend package
+backend.clear_session = utils.clear_session
+backend.is_keras_tensor = utils.is_keras_tensor
+backend.get_uid = layers.layer.get_uid

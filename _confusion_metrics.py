@@ -13,6 +13,7 @@ import numpy as np
 
 from . import ops
 from .backend.sparse import IndexedSlices
+from .backend.settings import epsilon
 from .backend.tensor import convert_to_tensor
 from .losses import _same_rank
 from .metrics import Metric, _f, _on
@@ -386,7 +387,7 @@ class AUC(Metric):
             self.num_thresholds = num_thresholds
             thresholds = [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)]
             self._thresholds_distributed_evenly = True
-        self._thresholds = np.array([0.0 - _EPSILON] + thresholds + [1.0 + _EPSILON])
+        self._thresholds = np.array([0.0 - epsilon()] + thresholds + [1.0 + epsilon()])
         self.curve = _CURVES[curve_key.lower()]
         self.summation_method = method.lower()
         super().__init__(name=name, dtype=dtype)

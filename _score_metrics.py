@@ -3,10 +3,10 @@ R2Score): `FBetaScore`, `F1Score`, `IoU`, `MeanIoU`, `BinaryIoU`, `OneHotIoU`, `
 `R2Score`. Their state is per-class sums in variables, updated with batched ops (the IoU
 confusion matrix is one one-hot matrix product per batch)."""
 from . import ops
+from .backend.settings import epsilon
 from .losses import _same_rank
 from .metrics import Metric, _constant, _f, _on, _t
 
-_EPSILON = 1e-7
 
 
 def _float_arg(name, value):
@@ -76,13 +76,13 @@ class FBetaScore(Metric):
         if not self._built:
             return ops.zeros(())
         tp = self.true_positives
-        precision = tp / (tp + self.false_positives + _EPSILON)
-        recall = tp / (tp + self.false_negatives + _EPSILON)
+        precision = tp / (tp + self.false_positives + epsilon())
+        recall = tp / (tp + self.false_negatives + epsilon())
         b2 = self.beta ** 2
-        score = precision * recall / (b2 * precision + recall + _EPSILON) * (1.0 + b2)
+        score = precision * recall / (b2 * precision + recall + epsilon()) * (1.0 + b2)
         if self.average == "weighted":
             w = self.intermediate_weights
-            return ops.sum(score * (w / (ops.sum(w) + _EPSILON)))
+            return ops.sum(score * (w / (ops.sum(w) + epsilon())))
         if self.average is not None:
             return ops.mean(score)
         return score
@@ -182,8 +182,8 @@ class IoU(_IoUBase):
         ids = _ids_tensor(self.target_class_ids, self.total_cm.device)
         tp, denominator = ops.take(tp, ids), ops.take(denominator, ids)
         valid = ops.greater(denominator, 1e-9)
-        iou = ops.where(valid, tp / (denominator + _EPSILON), 0.0)
-        return ops.sum(iou) / (ops.sum(ops.cast(valid, "float32")) + _EPSILON)
+        iou = ops.where(valid, tp / (denominator + epsilon()), 0.0)
+        return ops.sum(iou) / (ops.sum(ops.cast(valid, "float32")) + epsilon())
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "target_class_ids": self.target_class_ids,

@@ -1,8 +1,8 @@
 """Weight constraints, as `keras.constraints`: functions applied to a variable after each
 optimizer update (`Dense(kernel_constraint=MaxNorm(2))`). Formulas as Keras 3's."""
 from .backend import math as _m
+from .backend.settings import epsilon
 
-EPSILON = 1e-7  # Keras's backend.epsilon()
 
 
 class Constraint:
@@ -44,7 +44,7 @@ class MaxNorm(Constraint):
     def __call__(self, w):
         norms = _norms(w, self.axis)
         desired = _m.clip(norms, 0.0, self.max_value)
-        return _m.multiply(w, _m.divide(desired, _m.add(norms, EPSILON)))
+        return _m.multiply(w, _m.divide(desired, _m.add(norms, epsilon())))
 
     def get_config(self):
         return {"max_value": self.max_value, "axis": self.axis}
@@ -66,7 +66,7 @@ class MinMaxNorm(Constraint):
         norms = _norms(w, self.axis)
         desired = _m.add(_m.multiply(_m.clip(norms, self.min_value, self.max_value), self.rate),
                          _m.multiply(norms, 1.0 - self.rate))
-        return _m.multiply(w, _m.divide(desired, _m.add(norms, EPSILON)))
+        return _m.multiply(w, _m.divide(desired, _m.add(norms, epsilon())))
 
     def get_config(self):
         return {"min_value": self.min_value, "max_value": self.max_value, "rate": self.rate, "axis": self.axis}
@@ -86,7 +86,7 @@ class UnitNorm(Constraint):
         self.axis = _axis(axis, "UnitNorm")
 
     def __call__(self, w):
-        return _m.divide(w, _m.add(_norms(w, self.axis), EPSILON))
+        return _m.divide(w, _m.add(_norms(w, self.axis), epsilon()))
 
     def get_config(self):
         return {"axis": self.axis}

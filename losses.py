@@ -6,9 +6,9 @@ import numpy as np
 
 from . import ops
 from .backend.ctc import ctc_loss  # noqa: F401  (keras.ops.ctc_loss, shared with `ctc` below)
+from .backend.settings import epsilon
 from .backend.tensor import Tensor, convert_to_tensor
 
-EPSILON = 1e-7
 _REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 
 
@@ -69,8 +69,8 @@ def huber(y_true, y_pred, delta=1.0):
 def kl_divergence(y_true, y_pred):
     y_pred = _f(y_pred)
     y_true = _check_shapes("kl_divergence", _f(y_true), y_pred)
-    yt = ops.clip(y_true, EPSILON, 1.0)
-    yp = ops.clip(y_pred, EPSILON, 1.0)
+    yt = ops.clip(y_true, epsilon(), 1.0)
+    yp = ops.clip(y_pred, epsilon(), 1.0)
     return ops.sum(yt * ops.log(yt / yp), axis=-1)
 
 
@@ -167,7 +167,7 @@ def categorical_hinge(y_true, y_pred):
 def poisson(y_true, y_pred):
     """mean(y_pred - y_true * log(y_pred + epsilon), axis=-1)."""
     y_true, y_pred = _pair(y_true, y_pred)
-    return ops.mean(y_pred - y_true * ops.log(y_pred + EPSILON), axis=-1)
+    return ops.mean(y_pred - y_true * ops.log(y_pred + epsilon()), axis=-1)
 
 
 def log_cosh(y_true, y_pred):
@@ -180,7 +180,7 @@ def log_cosh(y_true, y_pred):
 def _l2_normalize(x, axis):
     # x / max(||x||, epsilon), with the bound inside the square root so that the gradient at
     # x = 0 is finite
-    return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=axis, keepdims=True), EPSILON * EPSILON))
+    return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=axis, keepdims=True), epsilon() * epsilon()))
 
 
 def cosine_similarity(y_true, y_pred, axis=-1):
@@ -193,13 +193,13 @@ def cosine_similarity(y_true, y_pred, axis=-1):
 def mean_absolute_percentage_error(y_true, y_pred):
     """100 * mean(|(y_true - y_pred) / maximum(|y_true|, epsilon)|, axis=-1)."""
     y_true, y_pred = _pair(y_true, y_pred)
-    return 100.0 * ops.mean(ops.abs((y_true - y_pred) / ops.maximum(ops.abs(y_true), EPSILON)), axis=-1)
+    return 100.0 * ops.mean(ops.abs((y_true - y_pred) / ops.maximum(ops.abs(y_true), epsilon())), axis=-1)
 
 
 def mean_squared_logarithmic_error(y_true, y_pred):
     """mean(square(log(maximum(y_pred, eps) + 1) - log(maximum(y_true, eps) + 1)), axis=-1)."""
     y_true, y_pred = _pair(y_true, y_pred)
-    d = ops.log(ops.maximum(y_pred, EPSILON) + 1.0) - ops.log(ops.maximum(y_true, EPSILON) + 1.0)
+    d = ops.log(ops.maximum(y_pred, epsilon()) + 1.0) - ops.log(ops.maximum(y_true, epsilon()) + 1.0)
     return ops.mean(ops.square(d), axis=-1)
 
 
@@ -233,7 +233,7 @@ def categorical_focal_crossentropy(y_true, y_pred, alpha=0.25, gamma=2.0, from_l
         y_true = y_true * (1.0 - label_smoothing) + label_smoothing / y_pred.shape[axis]
     if from_logits:
         y_pred = ops.softmax(y_pred, axis=axis)
-    p = ops.clip(y_pred / ops.sum(y_pred, axis=axis, keepdims=True), EPSILON, 1.0 - EPSILON)
+    p = ops.clip(y_pred / ops.sum(y_pred, axis=axis, keepdims=True), epsilon(), 1.0 - epsilon())
     terms = alpha * ops.power(1.0 - p, gamma) * (-y_true * ops.log(p))
     return ops.sum(terms, axis=axis)
 
@@ -244,7 +244,7 @@ def dice(y_true, y_pred, axis=None):
     y_pred = _f(y_pred)
     y_true = _f(y_true)
     inter = ops.sum(y_true * y_pred, axis=axis)
-    return 1.0 - 2.0 * inter / (ops.sum(y_true, axis=axis) + ops.sum(y_pred, axis=axis) + EPSILON)
+    return 1.0 - 2.0 * inter / (ops.sum(y_true, axis=axis) + ops.sum(y_pred, axis=axis) + epsilon())
 
 
 def tversky(y_true, y_pred, alpha=0.5, beta=0.5, axis=None):
@@ -256,7 +256,7 @@ def tversky(y_true, y_pred, alpha=0.5, beta=0.5, axis=None):
     tp = ops.sum(y_true * y_pred, axis=axis)
     fp = ops.sum((1.0 - y_pred) * y_true, axis=axis)
     fn = ops.sum(y_pred * (1.0 - y_true), axis=axis)
-    return 1.0 - tp / (tp + alpha * fp + beta * fn + EPSILON)
+    return 1.0 - tp / (tp + alpha * fp + beta * fn + epsilon())
 
 
 def _class_labels(y_true, name):
@@ -382,7 +382,7 @@ def reduce_values(values, sample_weight=None, reduction="sum_over_batch_size"):
     if reduction == "sum":
         return total
     if reduction == "mean_with_sample_weight" and sample_weight is not None:
-        return total / ops.maximum(ops.sum(sw), EPSILON)
+        return total / ops.maximum(ops.sum(sw), epsilon())
     return total / float(max(values.size, 1))
 
 

@@ -7,6 +7,7 @@ from . import losses as _losses
 from . import ops
 from .backend import dtypes as _dtypes
 from .backend.device import _scope as _device_scope
+from .backend.settings import epsilon
 from .backend.tensor import Tensor, Variable, convert_to_tensor
 
 
@@ -390,7 +391,7 @@ def concordance_correlation(y_true, y_pred, axis=-1):
     vp = ops.var(y_pred - mp, axis=axis, keepdims=True)
     covar = (y_true - mp) * (y_pred - mp)
     norm = vt + vp + ops.square(mt - mp)
-    return ops.mean(2.0 * covar / (norm + _losses.EPSILON), axis=axis)
+    return ops.mean(2.0 * covar / (norm + epsilon()), axis=axis)
 
 
 def _accuracy(y_true, y_pred):

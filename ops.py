@@ -66,6 +66,62 @@ _NUMPY = (
     "vsplit", "vstack", "where", "zeros", "zeros_like")
 
 
+# ---- ops on symbolic tensors ----------------------------------------------------------------------
+# As in Keras 3, an op called on the KerasTensors of the functional API (`x = ops.concatenate([a, b])`
+# between `Input` and `Model`) becomes a node of the graph: layers/ registers its KerasTensor type and
+# the function that records such calls (the op is replayed on the real tensors when the model runs).
+# ops.shape of a KerasTensor is its static shape (None for unknown dimensions).
+_symbolic = {"type": None, "record": None}
+
+
+def register_symbolic(tensor_type, record):
+    """Called by lamina.layers: ops given `tensor_type` among their arguments (directly, or in a list
+    or tuple argument) return record(op, args, kwargs)."""
+    _symbolic["type"], _symbolic["record"] = tensor_type, record
+
+
+def _any_symbolic(values, kt):
+    for a in values:
+        t = type(a)
+        if t is kt:
+            return True
+        if t is list or t is tuple:
+            for b in a:
+                if type(b) is kt:
+                    return True
+    return False
+
+
+def _symbolic_aware(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def op(*args, **kwargs):
+        kt = _symbolic["type"]
+        if kt is not None and (_any_symbolic(args, kt) or (kwargs and _any_symbolic(kwargs.values(), kt))):
+            return _symbolic["record"](fn, args, kwargs)
+        return fn(*args, **kwargs)
+    return op
+
+
+def _static_shape(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def shape(x):
+        kt = _symbolic["type"]
+        return tuple(x.shape) if kt is not None and type(x) is kt else fn(x)
+    return shape
+
+
+_NOT_OPS = {"convert_to_tensor", "convert_to_numpy", "is_tensor", "register_symbolic", "shape"}
+for _name, _fn in list(globals().items()):
+    if not _name.startswith("_") and _name not in _NOT_OPS and callable(_fn) and \
+            getattr(_fn, "__module__", "").startswith("lamina.backend") and not isinstance(_fn, type):
+        globals()[_name] = _symbolic_aware(_fn)
+shape = _static_shape(shape)  # noqa: F405
+
+
 def _namespace(name, objects, doc):
     """A module `lamina.ops.<name>` holding `objects` ({name: object}), importable as
     `from lamina.ops.<name> import ...` (registered in sys.modules, as os.path is)."""
@@ -82,5 +138,5 @@ nn = _namespace("nn", {n: globals()[n] for n in _NN}, "keras.ops.nn: lamina's ne
 numpy = _namespace("numpy", {n: globals()[n] for n in _NUMPY}, "keras.ops.numpy: lamina's numpy-family ops.")
 linalg = _namespace("linalg", {n: globals()[n] for n in _linalg_ops.__all__ + ["eig", "jvp"]},
                     "keras.ops.linalg: lamina's linear algebra (backend/linalg_ops.py), with eig and jvp.")
-image = _namespace("image", {n: getattr(_image, n) for n in _image.__all__}, _image.__doc__)
+image = _namespace("image", {n: _symbolic_aware(getattr(_image, n)) for n in _image.__all__}, _image.__doc__)
 del _NN, _NUMPY

@@ -14,3 +14,7 @@ from .device import Device, current_device, device, devices, get_device, list_de
 from .tensor import Tensor, Variable, convert_to_numpy, convert_to_tensor, is_tensor
 from . import math, linalg, manipulation, nn, random, rnn, extra  # noqa: F401  (attach Tensor operators)
 from ._cpu import memory_stats, empty_cache, num_threads, set_num_threads  # noqa: F401
+# Keras's keras.backend settings (lamina/__init__.py adds clear_session, is_keras_tensor and get_uid,
+# which live above the backend)
+from .settings import (backend, epsilon, floatx, image_data_format, set_epsilon, set_floatx,  # noqa: F401
+                       set_image_data_format)

@@ -14,19 +14,13 @@ import numpy as np
 from . import dtypes, validation
 from . import math as _m
 from .manipulation import reshape, take
+from .settings import standardize_data_format
 from .math import _as_tensor
 
 __all__ = ["adaptive_average_pool", "adaptive_max_pool"]
 
 
-def _data_format(value, op):
-    if value is None:
-        return "channels_last"
-    f = value.lower() if isinstance(value, str) else value
-    if f not in ("channels_last", "channels_first"):
-        raise ValueError(f"{op}: data_format must be 'channels_last', 'channels_first' or None, received "
-                         f"data_format={value!r}")
-    return f
+_data_format = standardize_data_format  # (data_format, op): None -> image_data_format()
 
 
 def output_size_tuple(value, n, who):

@@ -13,6 +13,7 @@ import numbers
 from . import dtypes
 from .autodiff import fusion_allowed, needs_grad, record
 from .math import _as_tensor, check_same_device
+from .settings import standardize_data_format
 from .tensor import Tensor, empty
 
 __all__ = ["conv", "conv1d", "conv2d", "depthwise_conv", "separable_conv", "max_pool", "average_pool"]
@@ -41,14 +42,7 @@ def _padding(padding, op):
     return p
 
 
-def _data_format(data_format, op):
-    if data_format is None:
-        return "channels_last"
-    f = data_format.lower() if isinstance(data_format, str) else data_format
-    if f not in ("channels_last", "channels_first"):
-        raise ValueError(f"{op}: expected `data_format` to be 'channels_last' or 'channels_first' (or None), "
-                         f"received {data_format!r}")
-    return f
+_data_format = standardize_data_format  # (data_format, op): None -> image_data_format()
 
 
 def _float_input(x, op, what):

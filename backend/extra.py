@@ -3,6 +3,7 @@ stop_gradient, shape helpers, tensordot/outer, norms, stacking."""
 import numpy as np
 
 from . import dtypes, validation
+from . import settings
 from .autodiff import needs_grad, record
 from .linalg import matmul
 from .manipulation import concatenate, expand_dims, moveaxis, reshape, stack, take_along_axis, transpose
@@ -198,7 +199,7 @@ def normalize(x, axis=-1, order=2, epsilon=None):
     if isinstance(order, bool) or not isinstance(order, (int, float, np.integer, np.floating)) or not order > 0:
         raise ValueError(f"normalize: order must be a positive number, received order={order!r}")
     n = norm(x, ord=order, axis=axis, keepdims=True)
-    return divide(x, maximum(n, 1e-12 if epsilon is None else epsilon))
+    return divide(x, maximum(n, settings.epsilon() if epsilon is None else epsilon))
 
 
 def _stack_inputs(xs, op):

@@ -30,6 +30,7 @@ from .manipulation import concatenate, expand_dims, pad, reshape, squeeze, stack
 from .math import _as_tensor
 from .numpy_extra import saturate_cast
 from .random import normal
+from .settings import standardize_data_format
 from .resampling import (FILL_MODES, aspect_crop_box, aspect_pad, resample_taps, resample_with_taps,
                          resize_batch, round_half_away, sample_at, transform_batch)
 from .tensor import Tensor
@@ -48,14 +49,7 @@ _F32 = dtypes.FLOAT32
 
 # ---- arguments -------------------------------------------------------------------------------------
 
-def _data_format(value, op):
-    if value is None:
-        return "channels_last"
-    f = value.lower() if isinstance(value, str) else value
-    if f not in ("channels_last", "channels_first"):
-        raise ValueError(f"{op}: `data_format` must be 'channels_last', 'channels_first' or None, received "
-                         f"data_format={value!r}")
-    return f
+_data_format = standardize_data_format  # (data_format, op): None -> image_data_format()
 
 
 def _choice(op, name, value, allowed):

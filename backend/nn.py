@@ -16,6 +16,7 @@ from .math import (RELU, RELU6, LEAKY_RELU, SOFTPLUS, SOFTSIGN, ELU, SELU, GELU,
                    normalize_axes, sigmoid, tanh)
 from .manipulation import reshape
 from .random import dropout
+from .settings import epsilon
 from .sparse import IndexedSlices
 from .tensor import Tensor, empty
 
@@ -25,7 +26,6 @@ __all__ = ["relu", "relu6", "leaky_relu", "sigmoid", "tanh", "softplus", "softsi
            "binary_crossentropy", "one_hot", "dropout", "batch_norm_train", "batch_normalization",
            "moments", "layer_norm", "embedding_lookup"]
 
-EPSILON = 1e-7  # Keras's backend.epsilon(): probabilities are clipped to [EPSILON, 1 - EPSILON]
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -244,8 +244,9 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
 
     target: integer ids of shape output.shape without `axis` (a trailing size-1 dimension is
     squeezed, as Keras does); float ids are truncated to integers. output: probabilities (clipped
-    to [1e-7, 1 - 1e-7] after normalising by their sum) or, with from_logits=True, logits -- then
-    softmax and cross-entropy are one fused kernel, forward and backward. Ids outside
+    to [eps, 1 - eps], eps = config.epsilon(), after normalising by their sum) or, with
+    from_logits=True, logits -- then softmax and cross-entropy are one fused kernel, forward and
+    backward. Ids outside
     [0, num_classes) raise ValueError."""
     op = "sparse_categorical_crossentropy"
     target, output = _loss_operands(op, target, output)
@@ -263,16 +264,16 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
         raise ValueError(f"{op}: target of shape {given} does not match output of shape {output.shape}: "
                          f"expected target shape {expected} (the output shape without axis {a}) holding "
                          "integer class ids; for one-hot targets use categorical_crossentropy")
-    logits = bool(from_logits)
+    logits, eps = bool(from_logits), epsilon()
     loss = empty(expected, dtypes.FLOAT32, output.device)
     aux = empty(expected, dtypes.FLOAT32, output.device)
-    output.device.kernels.xent_sparse(output._buf, target._buf, outer, K, inner, logits, EPSILON,
+    output.device.kernels.xent_sparse(output._buf, target._buf, outer, K, inner, logits, eps,
                                       loss._buf, aux._buf)
     if needs_grad(output):
         def bw(g, n):
             dx = empty(output.shape, dtypes.FLOAT32, output.device)
             g.device.kernels.xent_sparse_grad(output._buf, target._buf, aux._buf, g._buf, outer, K,
-                                              inner, logits, EPSILON, dx._buf)
+                                              inner, logits, eps, dx._buf)
             return (dx,)
         record(loss, (output,), bw)
     return loss
@@ -282,7 +283,8 @@ def categorical_crossentropy(target, output, from_logits=False, axis=-1):
     """Cross-entropy between one-hot (or probability) targets and predictions, one loss per sample:
     -sum(target * log(p)) along `axis`, where p is softmax(output) with from_logits=True (one fused
     kernel, forward and backward) or output normalised by its sum and clipped to
-    [1e-7, 1 - 1e-7]. target and output must have the same shape."""
+    [eps, 1 - eps] (eps = config.epsilon(), 1e-7 by default). target and output must have the
+    same shape."""
     op = "categorical_crossentropy"
     target, output = _loss_operands(op, target, output)
     if target.dtype != dtypes.FLOAT32:
@@ -293,17 +295,17 @@ def categorical_crossentropy(target, output, from_logits=False, axis=-1):
                          "sparse_categorical_crossentropy)")
     a, outer, K, inner = _one_axis(op, output.shape, axis)
     shape = output.shape[:a] + output.shape[a + 1:]
-    logits = bool(from_logits)
+    logits, eps = bool(from_logits), epsilon()
     loss = empty(shape, dtypes.FLOAT32, output.device)
     aux = empty(shape, dtypes.FLOAT32, output.device)
-    output.device.kernels.xent_dense(output._buf, target._buf, outer, K, inner, logits, EPSILON,
+    output.device.kernels.xent_dense(output._buf, target._buf, outer, K, inner, logits, eps,
                                      loss._buf, aux._buf)
     if needs_grad(output, target):
         def bw(g, n):
             dx = empty(output.shape, dtypes.FLOAT32, output.device) if n[0] else None
             dt = empty(target.shape, dtypes.FLOAT32, target.device) if n[1] else None
             g.device.kernels.xent_dense_grad(output._buf, target._buf, aux._buf, g._buf, outer, K, inner,
-                                             logits, EPSILON, dx._buf if dx is not None else None,
+                                             logits, eps, dx._buf if dx is not None else None,
                                              dt._buf if dt is not None else None)
             return dx, dt
         record(loss, (output, target), bw)
@@ -312,8 +314,8 @@ def categorical_crossentropy(target, output, from_logits=False, axis=-1):
 
 def binary_crossentropy(target, output, from_logits=False):
     """Elementwise binary cross-entropy (no reduction), Keras's semantics: probabilities are
-    clipped to [1e-7, 1 - 1e-7]; with from_logits=True the stable form
-    max(x, 0) - x * t + log(1 + exp(-|x|)) is used. target and output must have the same shape."""
+    clipped to [eps, 1 - eps] (eps = config.epsilon(), 1e-7 by default); with from_logits=True
+    the stable form max(x, 0) - x * t + log(1 + exp(-|x|)) is used. target and output must have the same shape."""
     op = "binary_crossentropy"
     target, output = _loss_operands(op, target, output)
     if target.dtype != dtypes.FLOAT32:
@@ -321,14 +323,14 @@ def binary_crossentropy(target, output, from_logits=False):
     if target.shape != output.shape:
         raise ValueError(f"{op}: target of shape {target.shape} does not match output of shape "
                          f"{output.shape}; they must be equal")
-    logits = bool(from_logits)
+    logits, eps = bool(from_logits), epsilon()
     loss = empty(output.shape, dtypes.FLOAT32, output.device)
-    output.device.kernels.bce(target._buf, output._buf, logits, EPSILON, loss._buf)
+    output.device.kernels.bce(target._buf, output._buf, logits, eps, loss._buf)
     if needs_grad(output, target):
         def bw(g, n):
             dx = empty(output.shape, dtypes.FLOAT32, output.device) if n[0] else None
             dt = empty(target.shape, dtypes.FLOAT32, target.device) if n[1] else None
-            g.device.kernels.bce_grad(target._buf, output._buf, g._buf, logits, EPSILON,
+            g.device.kernels.bce_grad(target._buf, output._buf, g._buf, logits, eps,
                                       dx._buf if dx is not None else None,
                                       dt._buf if dt is not None else None)
             return dx, dt

@@ -8,6 +8,7 @@ import math as _pymath
 import numpy as np
 
 from . import dtypes, validation
+from . import settings
 from . import math as _m
 from .manipulation import moveaxis, pad, reshape, split, take, transpose
 from .manipulation import arange as _arange
@@ -21,7 +22,6 @@ __all__ = ["celu", "glu", "hard_shrink", "soft_shrink", "hard_tanh", "tanh_shrin
            "rms_normalization", "depth_to_space", "space_to_depth", "unfold", "fold"]
 
 _F32 = dtypes.FLOAT32
-_EPSILON = 1e-7   # keras.backend.epsilon(): the default epsilon of layer_ / rms_normalization
 
 
 def _number(v, op, name):
@@ -192,7 +192,7 @@ def _param(op, name, p, x, axes):
 
 def layer_normalization(x, gamma=None, beta=None, axis=-1, epsilon=None, **kwargs):
     """keras.ops.layer_normalization: (x - mean) / sqrt(var + epsilon) * gamma + beta, with the
-    statistics over `axis` (an int or a list; epsilon defaults to 1e-7). Computed in float32,
+    statistics over `axis` (an int or a list; epsilon defaults to config.epsilon(), 1e-7). Computed in float32,
     returned in x's dtype (as Keras does). `rms_scaling=True`, Keras's deprecated variant,
     scales by the variance instead: x / sqrt(var + epsilon) * gamma, and takes no beta."""
     op = "layer_normalization"
@@ -202,7 +202,7 @@ def layer_normalization(x, gamma=None, beta=None, axis=-1, epsilon=None, **kwarg
     x0 = _as_tensor(x, op)
     xf = _m.cast(x0, _F32)
     axes = _norm_axes(op, xf, axis)
-    eps = _EPSILON if epsilon is None else _number(epsilon, op, "epsilon")
+    eps = settings.epsilon() if epsilon is None else _number(epsilon, op, "epsilon")
     pshape = tuple(xf.shape[a] for a in axes)
     g = None if gamma is None else _m.cast(_as_tensor(gamma, op), _F32)
     b = None if beta is None else _m.cast(_as_tensor(beta, op), _F32)
@@ -227,14 +227,14 @@ def layer_normalization(x, gamma=None, beta=None, axis=-1, epsilon=None, **kwarg
 
 def rms_normalization(x, scale=None, axis=-1, epsilon=None):
     """keras.ops.rms_normalization: x / sqrt(mean(x^2 over axis) + epsilon) * scale (epsilon
-    defaults to 1e-7). Computed in float32, returned in x's dtype."""
+    defaults to config.epsilon(), 1e-7). Computed in float32, returned in x's dtype."""
     op = "rms_normalization"
     x0 = _as_tensor(x, op)
     xf = _m.cast(x0, _F32)
     if xf.ndim == 0:
         xf = reshape(xf, (1,))
     axes = _norm_axes(op, xf, axis)
-    eps = _EPSILON if epsilon is None else _number(epsilon, op, "epsilon")
+    eps = settings.epsilon() if epsilon is None else _number(epsilon, op, "epsilon")
     out = _m.multiply(xf, _m.rsqrt(_m.add(_m.mean(_m.square(xf), axis=axes, keepdims=True), eps)))
     if scale is not None:
         out = _m.multiply(out, _param(op, "scale", scale, xf, axes))

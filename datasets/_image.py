@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from .._fileio import atomic_write
+from ..backend.settings import standardize_data_format
 
 INTERPOLATIONS = ("bilinear", "nearest")
 _CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
@@ -34,11 +35,8 @@ def check_color_mode(color_mode):
     return _CHANNELS[color_mode]
 
 
-def check_data_format(data_format):
-    data_format = data_format or "channels_last"
-    if data_format not in ("channels_last", "channels_first"):
-        raise ValueError(f'data_format must be "channels_last" or "channels_first", received {data_format!r}')
-    return data_format
+def check_data_format(data_format, who="image_dataset_from_directory"):
+    return standardize_data_format(data_format, who)
 
 
 def _convert(img, num_channels):

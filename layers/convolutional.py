@@ -9,6 +9,7 @@ from .. import ops
 from .. import regularizers as _regularizers
 from ..backend import validation
 from ..backend.nn import bias_relu
+from ..backend.settings import standardize_data_format
 from .layer import InputSpec, Layer
 
 
@@ -35,15 +36,9 @@ def _activation(value, layer):
 
 
 def _data_format(who, data_format):
-    """None (-> "channels_last", Keras's default image_data_format), "channels_last" or
+    """None (-> image_data_format(), 'channels_last' unless set), "channels_last" or
     "channels_first" in any case; else a ValueError naming the layer."""
-    if data_format is None:
-        return "channels_last"
-    f = data_format.lower() if isinstance(data_format, str) else data_format
-    if f not in ("channels_last", "channels_first"):
-        raise ValueError(f"{who}: `data_format` must be 'channels_last', 'channels_first' or None, received "
-                         f"data_format={data_format!r}")
-    return f
+    return standardize_data_format(data_format, who)
 
 
 def run_op(layer, op, *args, **kwargs):
@@ -84,8 +79,10 @@ class _Conv(Layer):
         if padding not in allowed:
             raise ValueError(f"{cls}: `padding` must be one of {allowed}, received {padding!r}")
         self.padding = padding
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"{cls}: only data_format='channels_last' is supported, received {data_format!r}")
+        if _data_format(cls, data_format) != "channels_last":
+            raise ValueError(f"{cls}: only data_format='channels_last' is supported, received {data_format!r}"
+                             + (" (None: lamina.config.image_data_format() is 'channels_first')"
+                                if data_format is None else ""))
         if groups != 1:
             raise ValueError(f"{cls}: groups={groups} is not supported; use groups=1")
         self.groups = 1
@@ -176,12 +173,7 @@ class _DepthwiseBase(Layer):
         if p not in ("valid", "same"):
             raise ValueError(f"{cls}: `padding` must be 'valid' or 'same', received padding={padding!r}")
         self.padding = p
-        f = "channels_last" if data_format is None else data_format
-        f = f.lower() if isinstance(f, str) else f
-        if f not in ("channels_last", "channels_first"):
-            raise ValueError(f"{cls}: `data_format` must be 'channels_last', 'channels_first' or None, received "
-                             f"data_format={data_format!r}")
-        self.data_format = f
+        self.data_format = _data_format(cls, data_format)
         self.depthwise_constraint = _constraints.get(depthwise_constraint)
         self.bias_constraint = _constraints.get(bias_constraint)
         self.activation = _activation(activation, cls)

@@ -12,7 +12,8 @@ from ..backend.linalg import matmul_bias
 from ..backend.nn import bias_relu
 from ..backend.validation import positive_int as _positive_int
 from .convolutional import _activation, run_op
-from .layer import InputSpec, Layer, flatten
+from .input_layer import KerasTensor
+from .layer import InputSpec, Layer, flatten, map_structure, unique_name
 
 
 class Dense(Layer):
@@ -235,6 +236,44 @@ class Lambda(Layer):
 
     def get_config(self):
         raise _lambda_config_error(self)
+
+
+class SymbolicOp(Layer):
+    """A `lamina.ops` function called on KerasTensors (Keras 3's functional API records such calls,
+    e.g. `x = ops.concatenate([a, ops.square(b)])`, as nodes of the graph): when the model runs, the
+    function is called again with the real tensors in place of the KerasTensors. Named after the
+    op. Like Lambda, it holds a Python function and is not serialized."""
+
+    def __init__(self, function, args, kwargs, **kw):
+        super().__init__(name=kw.pop("name", None) or unique_name(function.__name__), **kw)
+        self.function = function
+        self._template = (list(args), dict(kwargs))  # the KerasTensors stand where tensors will go
+        self._out_dtypes = None
+
+    def call(self, inputs):
+        values = iter(inputs)
+        args, kwargs = map_structure(lambda v: next(values) if isinstance(v, KerasTensor) else v, self._template)
+        out = self.function(*args, **kwargs)
+        self._out_dtypes = [getattr(t, "dtype", None) for t in flatten(out)]  # read by the symbolic call
+        return out
+
+    def compute_output_dtype(self, input_dtypes):
+        return self._out_dtypes or self.dtype
+
+    def get_config(self):
+        raise TypeError(f"Layer '{self.name}' is the op {self.function.__name__!r} called on symbolic tensors of a "
+                        "functional model, which lamina does not serialize; save the weights with save_weights() "
+                        "and rebuild the model in code, or use a layer class in place of the op")
+
+
+def record_symbolic_op(function, args, kwargs):
+    """`function(*args, **kwargs)` with KerasTensors among the arguments: a SymbolicOp node of the
+    functional graph, whose outputs are returned (registered with lamina.ops)."""
+    inputs = [t for t in flatten((list(args), dict(kwargs))) if isinstance(t, KerasTensor)]
+    return SymbolicOp(function, args, kwargs)(inputs)
+
+
+ops.register_symbolic(KerasTensor, record_symbolic_op)
 
 
 def _lambda_config_error(layer):

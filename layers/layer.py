@@ -45,6 +45,14 @@ def unique_name(base):
     return base if n == 0 else f"{base}_{n}"
 
 
+def get_uid(prefix=""):
+    """Keras's `keras.backend.get_uid`: 1, 2, 3, ... for successive calls with the same prefix,
+    counted with the automatic layer names (after one layer named 'dense', get_uid('dense') is 2)."""
+    with _name_lock:
+        _name_counts[prefix] = _name_counts.get(prefix, 0) + 1
+        return _name_counts[prefix]
+
+
 def reset_names():
     """Restarts the automatic layer names ('dense', 'dense_1', ...), as Keras's clear_session."""
     with _name_lock:

@@ -9,6 +9,7 @@ import numpy as np
 from .. import ops
 from ..backend import dtypes
 from ..backend.device import device as device_scope
+from ..backend.settings import epsilon
 from ..backend.tensor import Tensor, convert_to_tensor
 from .layer import InputSpec, Layer
 
@@ -72,7 +73,6 @@ class Rescaling(Layer):
 
 # ---- Normalization ----------------------------------------------------------------------------------
 
-_EPSILON = 1e-7   # Keras's backend.epsilon(): the smallest standard deviation divided by
 
 
 def _axis_tuple(axis, who):
@@ -250,7 +250,7 @@ class Normalization(Layer):
         else:
             mean = ops.reshape(self.adapt_mean, self._broadcast_shape)
             variance = ops.reshape(self.adapt_variance, self._broadcast_shape)
-        std = ops.maximum(ops.sqrt(variance), _EPSILON)
+        std = ops.maximum(ops.sqrt(variance), epsilon())
         if self.invert:
             return ops.add(mean, ops.multiply(x, std))
         return ops.divide(ops.subtract(x, mean), std)

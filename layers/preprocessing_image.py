@@ -32,6 +32,7 @@ from ..backend.resampling import aspect_crop_box as _aspect_crop_box
 from ..backend.resampling import resize_batch as resize_images
 from ..backend.resampling import transform_batch as affine_transform  # noqa: F401  (used by the other image layers)
 from ..backend.random import SeedGenerator
+from ..backend.settings import standardize_data_format
 from .layer import InputSpec, Layer
 
 _RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "lanczos3", "lanczos5")
@@ -42,13 +43,7 @@ _FILL_MODES = ("reflect", "wrap", "constant", "nearest")
 # ---- argument checks ---------------------------------------------------------------------------
 
 def _data_format(who, value):
-    if value is None:
-        return "channels_last"
-    f = value.lower() if isinstance(value, str) else value
-    if f not in ("channels_last", "channels_first"):
-        raise ValueError(f"{who}: `data_format` must be 'channels_last', 'channels_first' or None, received "
-                         f"data_format={value!r}")
-    return f
+    return standardize_data_format(value, who)
 
 
 def _size(who, name, value):

@@ -11,15 +11,18 @@ from .layer import InputSpec, Layer
 
 
 class Flatten(Layer):
-    """Flattens every axis but the batch axis."""
+    """Flattens every axis but the batch axis. With data_format="channels_first" (or None while
+    image_data_format() is 'channels_first') the channels axis moves last first, as in Keras, so
+    that the features come out in the order a channels_last input gives."""
 
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"Flatten: only data_format='channels_last' is supported, received {data_format!r}")
+        self.data_format = _data_format("Flatten", data_format)
         self.input_spec = InputSpec(min_ndim=1)
 
     def call(self, inputs):
+        if self.data_format == "channels_first" and inputs.ndim > 2:
+            inputs = ops.transpose(inputs, (0, *range(2, inputs.ndim), 1))
         # the product of the other axes, not -1: an empty batch has no answer for -1
         return ops.reshape(inputs, (inputs.shape[0], int(np.prod(inputs.shape[1:], dtype=np.int64))))
 
@@ -29,7 +32,7 @@ class Flatten(Layer):
         return (input_shape[0], n)
 
     def get_config(self):
-        return {**super().get_config(), "data_format": "channels_last"}
+        return {**super().get_config(), "data_format": self.data_format}
 
 
 class Reshape(Layer):

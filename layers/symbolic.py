@@ -110,10 +110,13 @@ def symbolic_call(layer, *args, **kwargs):
     else:
         out_shape = _compute_output_shape(layer, shapes, in_dtypes, args, kwargs)
     dtype_of = getattr(layer, "compute_output_dtype", None)
+    out_dtypes = dtype_of(in_dtypes) if dtype_of else _default_dtype(layer, in_dtypes)
+    leaf = iter(range(1 << 30))
 
-    def make(s):
-        dt = dtype_of(in_dtypes) if dtype_of else _default_dtype(layer, in_dtypes)
-        return KerasTensor(s, dt, name=layer.name)
+    def make(s):  # compute_output_dtype gives one dtype, or a list with one per output
+        i = next(leaf)
+        dt = out_dtypes[i] if isinstance(out_dtypes, list) and i < len(out_dtypes) else out_dtypes
+        return KerasTensor(s, dt or layer.dtype, name=layer.name)
     is_leaf = lambda s: isinstance(s, tuple) and all(d is None or isinstance(d, int) for d in s)  # noqa: E731
 
     def build_out(s):

@@ -1,0 +1,75 @@
+"""Process-wide defaults that Keras keeps in `keras.config` (and `keras.backend`): the fuzz factor
+`epsilon`, the default float type `floatx` and the default `image_data_format`. Read where they
+apply, at call time: the losses' and metrics' clipping and divisions (epsilon), the layers and ops
+whose `data_format` is None (image_data_format)."""
+import threading
+
+_lock = threading.Lock()
+_state = {"epsilon": 1e-7, "floatx": "float32", "image_data_format": "channels_last"}
+_FORMATS = ("channels_last", "channels_first")
+
+
+def backend():
+    """The name of the backend: 'lamina' (Keras answers 'jax', 'tensorflow', 'torch' or 'numpy')."""
+    return "lamina"
+
+
+def epsilon():
+    """The fuzz factor of numeric expressions (Keras's default: 1e-7): probabilities are clipped to
+    [epsilon, 1 - epsilon] before a log, denominators kept at least epsilon."""
+    return _state["epsilon"]
+
+
+def set_epsilon(value):
+    """Sets the fuzz factor `epsilon()` returns (a float >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+        raise ValueError(f"set_epsilon: expected a finite number >= 0, received {value!r}")
+    with _lock:
+        _state["epsilon"] = float(value)
+
+
+def floatx():
+    """The default float type, as a string: 'float32' (lamina's float; see set_floatx)."""
+    return _state["floatx"]
+
+
+def set_floatx(value):
+    """Sets the default float type. lamina computes in float32 by default and knows no float16 or
+    float64; bfloat16 is a dtype policy (`set_dtype_policy('bfloat16')` or 'mixed_bfloat16'),
+    so 'float32' is the one value taken here, and any other raises a ValueError that says so."""
+    if not isinstance(value, str):
+        raise ValueError(f"set_floatx: expected a dtype name such as 'float32', received {value!r}")
+    if value != "float32":
+        hint = ("use lamina.config.set_dtype_policy('bfloat16') (bfloat16 weights and compute) or 'mixed_bfloat16' "
+                "(float32 weights, bfloat16 compute)" if value == "bfloat16" else
+                "lamina has no float16 or float64 type; its 16-bit float is bfloat16 (set_dtype_policy('bfloat16'))"
+                if value in ("float16", "float64", "half", "double") else "the default float type is 'float32'")
+        raise ValueError(f"set_floatx: lamina's default float type is 'float32', received {value!r}; {hint}")
+
+
+def image_data_format():
+    """The layout that image layers and ops use when their `data_format` is None: 'channels_last'
+    ((batch, height, width, channels), Keras's default) or 'channels_first'."""
+    return _state["image_data_format"]
+
+
+def set_image_data_format(data_format):
+    """Sets the layout of `image_data_format()`: 'channels_last' or 'channels_first'."""
+    f = data_format.lower() if isinstance(data_format, str) else data_format
+    if f not in _FORMATS:
+        raise ValueError(f"set_image_data_format: expected 'channels_last' or 'channels_first', received "
+                         f"{data_format!r}")
+    with _lock:
+        _state["image_data_format"] = f
+
+
+def standardize_data_format(data_format, who):
+    """A `data_format` argument: None means `image_data_format()`; otherwise 'channels_last' or
+    'channels_first' in any case, else a ValueError naming `who`."""
+    if data_format is None:
+        return _state["image_data_format"]
+    f = data_format.lower() if isinstance(data_format, str) else data_format
+    if f not in _FORMATS:
+        raise ValueError(f"{who}: `data_format` must be 'channels_last', 'channels_first' or None, received "
+                         f"data_format={data_format!r}")
+    return f

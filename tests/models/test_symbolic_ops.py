@@ -1,0 +1,76 @@
+"""`lamina.ops` on the KerasTensors of the functional API, as Keras 3 allows: each call becomes a
+node of the graph (a SymbolicOp layer) that the model replays on real tensors, with the output's
+shape and dtype known symbolically; ops.shape of a KerasTensor is its static shape."""
+import numpy as np
+import pytest
+
+import lamina
+from lamina import layers, ops
+
+
+def test_ops_between_input_and_model_run_on_the_real_tensors():
+    a, b = lamina.Input((3,)), lamina.Input((3,))
+    c = ops.concatenate([a, ops.square(b)], axis=-1)            # a list argument
+    d = layers.Dense(2, kernel_initializer="ones")(c)
+    e = ops.mean(d, axis=-1, keepdims=True) + ops.max(c, axis=-1, keepdims=True)
+    f = ops.where(ops.greater(a, 0.0), a, -b)                    # several KerasTensors, one a keyword-free position
+    g = ops.expand_dims(ops.sum(f, axis=1), axis=-1)
+    assert c.shape == (None, 6) and e.shape == (None, 1) and g.shape == (None, 1)
+    model = lamina.Model([a, b], [d, e, g])
+    rng = np.random.default_rng(0)
+    xa, xb = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)
+    d_, e_, g_ = model.predict([xa, xb], verbose=0)
+    cat = np.concatenate([xa, xb ** 2], -1)
+    np.testing.assert_allclose(d_, np.repeat(cat.sum(-1, keepdims=True), 2, -1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(e_, d_.mean(-1, keepdims=True) + cat.max(-1, keepdims=True), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(g_, np.where(xa > 0, xa, -xb).sum(1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+def test_symbolic_dtypes_shapes_and_keywords():
+    x = lamina.Input((5,))
+    assert ops.shape(x) == (None, 5)
+    idx = ops.argmax(x, axis=-1)
+    assert idx.dtype == "int64" and idx.shape == (None,)
+    values, indices = ops.top_k(x, k=2)
+    eager = ops.top_k(lamina.convert_to_tensor(np.zeros((1, 5), np.float32)), k=2)[1]
+    assert values.dtype == "float32" and indices.dtype == eager.dtype != "float32"
+    assert values.shape == indices.shape == (None, 2)
+    y = ops.clip(x, x_min=0.0, x_max=1.0)                         # keywords that are not tensors
+    z = ops.add(x1=y, x2=x)                                       # tensors passed by keyword
+    model = lamina.Model(x, [idx, values, indices, z])
+    data = np.array([[0.5, -2.0, 3.0, 1.0, 0.0]], np.float32)
+    i, v, k, out = model(data)
+    assert int(i.numpy()[0]) == 2
+    np.testing.assert_array_equal(v.numpy(), [[3.0, 1.0]])
+    np.testing.assert_array_equal(k.numpy(), [[2, 3]])
+    np.testing.assert_allclose(out.numpy(), np.clip(data, 0, 1) + data)
+
+
+def test_trains_through_symbolic_ops():
+    lamina.utils.set_random_seed(0)
+    x = lamina.Input((4,))
+    h = layers.Dense(8)(x)
+    y = layers.Dense(1)(ops.tanh(h) * 2.0 + ops.abs(h))
+    model = lamina.Model(x, y)
+    model.compile(lamina.optimizers.Adam(0.05), "mse")
+    rng = np.random.default_rng(1)
+    data = rng.standard_normal((64, 4)).astype(np.float32)
+    target = data.sum(1, keepdims=True)
+    hist = model.fit(data, target, epochs=30, batch_size=16, verbose=0)
+    assert hist.history["loss"][-1] < 0.2 * hist.history["loss"][0]
+
+
+def test_a_model_with_symbolic_ops_says_why_it_does_not_serialize(tmp_path):
+    x = lamina.Input((3,))
+    model = lamina.Model(x, layers.Dense(2)(ops.square(x)))
+    with pytest.raises(TypeError, match=r"the op 'square' called on symbolic tensors"):
+        model.save(str(tmp_path / "m.keras"))
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_ops_on_real_tensors_are_the_backend_functions():
+    """The symbolic dispatch wraps every op without changing what it computes or its name."""
+    t = lamina.convert_to_tensor(np.array([1.0, -2.0], np.float32))
+    np.testing.assert_array_equal(ops.abs(t).numpy(), [1.0, 2.0])
+    assert ops.abs.__name__ == "abs" and ops.nn.relu is ops.relu and ops.numpy.add is ops.add
+    assert ops.image.resize.__wrapped__.__module__ == "lamina.backend.image"
