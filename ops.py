@@ -114,10 +114,14 @@ def _static_shape(fn):
     return shape
 
 
+# Not recorded: conversions, and control flow (scan, while_loop, cond, ...), which runs its Python
+# functions eagerly and raises its own error on a KerasTensor (a loop traced on stand-in zeros might
+# not end): a Lambda layer wraps it.
 _NOT_OPS = {"convert_to_tensor", "convert_to_numpy", "is_tensor", "register_symbolic", "shape"}
 for _name, _fn in list(globals().items()):
-    if not _name.startswith("_") and _name not in _NOT_OPS and callable(_fn) and \
-            getattr(_fn, "__module__", "").startswith("lamina.backend") and not isinstance(_fn, type):
+    _where = getattr(_fn, "__module__", None) or ""
+    if not _name.startswith("_") and _name not in _NOT_OPS and callable(_fn) and not isinstance(_fn, type) and \
+            _where.startswith("lamina.backend") and _where != "lamina.backend.control_flow":
         globals()[_name] = _symbolic_aware(_fn)
 shape = _static_shape(shape)  # noqa: F405
 

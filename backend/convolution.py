@@ -147,7 +147,8 @@ def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_
         raise ValueError(f"{op}: a {nsp}-D convolution of inputs with shape {x.shape} needs a kernel of rank "
                          f"{nsp + 2} {names}, received kernel shape {w.shape}")
     if fmt == "channels_first":
-        return _move_channels(conv(_move_channels(x, True), w, strides, padding, None, dilation_rate), False)
+        return _move_channels(conv(_move_channels(x, True), w, strides, padding, "channels_last", dilation_rate),
+                              False)
     strides = _int_tuple(strides, nsp, "strides", op)
     dilation = _int_tuple(dilation_rate, nsp, "dilation_rate", op)
     padding = _padding(padding, op)
@@ -184,7 +185,7 @@ def conv2d(x, w, strides=1, padding="valid", dilation_rate=1):
     if x.ndim != 4:
         raise ValueError(f"conv2d: expected inputs of rank 4 (batch, height, width, channels), received shape "
                          f"{x.shape}")
-    return conv(x, w, strides, padding, None, dilation_rate)
+    return conv(x, w, strides, padding, "channels_last", dilation_rate)
 
 
 def conv1d(x, w, strides=1, padding="valid", dilation_rate=1):
@@ -192,7 +193,7 @@ def conv1d(x, w, strides=1, padding="valid", dilation_rate=1):
     x = _as_tensor(x)
     if x.ndim != 3:
         raise ValueError(f"conv1d: expected inputs of rank 3 (batch, width, channels), received shape {x.shape}")
-    return conv(x, w, strides, padding, None, dilation_rate)
+    return conv(x, w, strides, padding, "channels_last", dilation_rate)
 
 
 # ---- depthwise and separable convolution ------------------------------------------------------------
@@ -228,7 +229,8 @@ def depthwise_conv(inputs, kernel, strides=1, padding="valid", data_format=None,
     fmt = _data_format(data_format, op)
     nsp = _spatial_rank(x, op)
     if fmt == "channels_first":
-        return _move_channels(depthwise_conv(_move_channels(x, True), w, strides, padding, None, dilation_rate),
+        return _move_channels(depthwise_conv(_move_channels(x, True), w, strides, padding, "channels_last",
+                                             dilation_rate),
                               False)
     strides = _int_tuple(strides, nsp, "strides", op)
     dilation = _int_tuple(dilation_rate, nsp, "dilation_rate", op)
@@ -271,7 +273,7 @@ def separable_conv(inputs, depthwise_kernel, pointwise_kernel, strides=1, paddin
     fmt = _data_format(data_format, op)
     nsp = _spatial_rank(x, op)
     if fmt == "channels_first":
-        return _move_channels(separable_conv(_move_channels(x, True), dw, pw, strides, padding, None,
+        return _move_channels(separable_conv(_move_channels(x, True), dw, pw, strides, padding, "channels_last",
                                              dilation_rate), False)
     _int_tuple(strides, nsp, "strides", op)
     _int_tuple(dilation_rate, nsp, "dilation_rate", op)
@@ -283,8 +285,8 @@ def separable_conv(inputs, depthwise_kernel, pointwise_kernel, strides=1, paddin
         raise ValueError(f"{op}: expected a pointwise kernel of shape {ones}{width}, filters) (channels * "
                          f"depth_multiplier = {dw.shape[-2]} * {dw.shape[-1]} inputs) for the depthwise kernel of "
                          f"shape {dw.shape}, received pointwise kernel shape {pw.shape}")
-    y = depthwise_conv(x, dw, strides, padding, None, dilation_rate)
-    return conv(y, pw)
+    y = depthwise_conv(x, dw, strides, padding, "channels_last", dilation_rate)
+    return conv(y, pw, data_format="channels_last")
 
 
 # ---- pooling ----------------------------------------------------------------------------------------
@@ -297,7 +299,7 @@ def _pool(mode, op, inputs, pool_size, strides, padding, data_format):
     fmt = _data_format(data_format, op)
     nsp = _spatial_rank(x, op)
     if fmt == "channels_first":
-        return _move_channels(_pool(mode, op, _move_channels(x, True), pool_size, strides, padding, None), False)
+        return _move_channels(_pool(mode, op, _move_channels(x, True), pool_size, strides, padding, "channels_last"), False)
     window = _int_tuple(pool_size, nsp, "pool_size", op)
     strides = window if strides is None else _int_tuple(strides, nsp, "strides", op)
     padding = _padding(padding, op)

@@ -72,7 +72,7 @@ def conv3d(inputs, kernel, strides=1, padding="valid", data_format=None, dilatio
     g = take(xp, depth_idx, axis=1)                                  # (n, od, kd, h, w, c)
     g = reshape(transpose(g, (0, 1, 3, 4, 2, 5)), (n * od, h, wd, kd * c))
     w2 = reshape(transpose(w, (1, 2, 0, 3, 4)), (kh, kw, kd * c, o))
-    y = conv(g, w2, strides[1:], padding, None, dilation[1:])         # (n * od, oh, ow, o)
+    y = conv(g, w2, strides[1:], padding, "channels_last", dilation[1:])         # (n * od, oh, ow, o)
     y = reshape(y, (n, od) + y.shape[1:3] + (o,))
     return _move_channels(y, False) if first else y
 
@@ -94,8 +94,8 @@ def pool3d(mode, op, inputs, pool_size, strides=None, padding="valid", data_form
     if first:
         x = _move_channels(x, True)
     n, d, h, wd, c = x.shape
-    y = _pool(mode, op, reshape(x, (n * d, h, wd, c)), window[1:], strides[1:], padding, None)
+    y = _pool(mode, op, reshape(x, (n * d, h, wd, c)), window[1:], strides[1:], padding, "channels_last")
     oh, ow = y.shape[1], y.shape[2]
-    y = _pool(mode, op, reshape(y, (n, d, oh * ow, c)), (window[0], 1), (strides[0], 1), padding, None)
+    y = _pool(mode, op, reshape(y, (n, d, oh * ow, c)), (window[0], 1), (strides[0], 1), padding, "channels_last")
     y = reshape(y, (n, y.shape[1], oh, ow, c))
     return _move_channels(y, False) if first else y

@@ -677,8 +677,8 @@ def _separable(x, k_rows, k_cols, padding):
     c = x.shape[-1]
     kr = np.ascontiguousarray(np.broadcast_to(k_rows.reshape(-1, 1, 1, 1), (k_rows.size, 1, c, 1)))
     kc = np.ascontiguousarray(np.broadcast_to(k_cols.reshape(1, -1, 1, 1), (1, k_cols.size, c, 1)))
-    y = depthwise_conv(x, kr, padding=padding)
-    return depthwise_conv(y, kc, padding=padding)
+    y = depthwise_conv(x, kr, padding=padding, data_format="channels_last")
+    return depthwise_conv(y, kc, padding=padding, data_format="channels_last")
 
 
 def _blur_nhwc(x, kernel_size, sigma):
@@ -731,7 +731,7 @@ def sobel_edges(images, data_format=None):
         x, _ = _to_nhwc(x, fmt)
         b, h, w, c = x.shape
         kernel = np.ascontiguousarray(np.broadcast_to(np.stack([_SOBEL_Y, _SOBEL_X], -1)[:, :, None, :], (3, 3, c, 2)))
-        y = reshape(depthwise_conv(_float(x), kernel, padding="same"), (b, h, w, c, 2))   # channel-major: c * 2 + m
+        y = reshape(depthwise_conv(_float(x), kernel, padding="same", data_format="channels_last"), (b, h, w, c, 2))   # channel-major: c * 2 + m
         if fmt == "channels_first":
             y = transpose(y, (0, 3, 1, 2, 4))
         return y if x.dtype == _F32 else _m.cast(y, x.dtype)

@@ -95,7 +95,7 @@ class Conv3DTranspose(_ConvTranspose):
         taps = ops.reshape(ops.transpose(self.kernel, (1, 2, 0, 3, 4)), (kh, kw, kd * f, c))
         y = ops.conv_transpose(ops.reshape(x, (b * d, h, w, c)), taps, strides=self.strides[1:], padding=self.padding,
                                output_padding=None if self.output_padding is None else op[1:],
-                               dilation_rate=self.dilation_rate[1:])
+                               dilation_rate=self.dilation_rate[1:], data_format="channels_last")
         oh, ow = y.shape[1], y.shape[2]
         out_d, before, _ = transpose_geometry(d, kd, self.strides[0], self.dilation_rate[0], self.padding, op[0])
         scatter = _depth_scatter(d, kd, self.strides[0], self.dilation_rate[0], before, out_d)

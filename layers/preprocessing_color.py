@@ -150,7 +150,7 @@ class RandomGrayscale(_RandomLayer):
         return ops.less(self._uniform((x.shape[0], 1, 1, 1), 0.0, 1.0, generator), float(self.factor))
 
     def _transform(self, x, apply):
-        return ops.where(apply, rgb_to_grayscale(x), x)     # integer images: the gray value truncated
+        return ops.where(apply, rgb_to_grayscale(x, "channels_last"), x)     # integer images: the gray value truncated
 
     def compute_output_dtype(self, input_dtypes):
         return input_dtypes if isinstance(input_dtypes, str) and dtypes.is_int(input_dtypes) else dtypes.FLOAT32
@@ -272,9 +272,9 @@ class RandomSaturation(_RandomLayer):
         return ops.divide(f, ops.add(ops.subtract(1.0, f), 1e-7))
 
     def _transform(self, x, factor):
-        hsv = rgb_to_hsv(x)
+        hsv = rgb_to_hsv(x, "channels_last")
         s = ops.clip(ops.multiply(hsv[..., 1], factor), float(self.value_range[0]), float(self.value_range[1]))
-        return hsv_to_rgb(ops.stack([hsv[..., 0], s, hsv[..., 2]], axis=-1))
+        return hsv_to_rgb(ops.stack([hsv[..., 0], s, hsv[..., 2]], axis=-1), "channels_last")
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor, "value_range": self.value_range}
@@ -303,11 +303,11 @@ class RandomHue(_RandomLayer):
         return ops.multiply(ops.multiply(sign, self._uniform((b, 1, 1), *self.factor, generator)), 0.5)
 
     def _transform(self, x, shift):
-        hsv = rgb_to_hsv(to_range(x, self.value_range, (0, 1)))
+        hsv = rgb_to_hsv(to_range(x, self.value_range, (0, 1)), "channels_last")
         h = ops.add(hsv[..., 0], shift)
         h = ops.where(ops.greater(h, 1.0), ops.subtract(h, 1.0), h)
         h = ops.where(ops.less(h, 0.0), ops.add(h, 1.0), h)
-        rgb = ops.clip(hsv_to_rgb(ops.stack([h, hsv[..., 1], hsv[..., 2]], axis=-1)), 0.0, 1.0)
+        rgb = ops.clip(hsv_to_rgb(ops.stack([h, hsv[..., 1], hsv[..., 2]], axis=-1), "channels_last"), 0.0, 1.0)
         return to_range(rgb, (0, 1), self.value_range)
 
     def get_config(self):
@@ -335,7 +335,7 @@ class RandomColorDegeneration(_RandomLayer):
         return self._uniform((x.shape[0], 1, 1, 1), *self.factor, generator)
 
     def _transform(self, x, f):
-        y = ops.add(x, ops.multiply(f, ops.subtract(rgb_to_grayscale(x), x)))
+        y = ops.add(x, ops.multiply(f, ops.subtract(rgb_to_grayscale(x, "channels_last"), x)))
         return ops.clip(y, float(self.value_range[0]), float(self.value_range[1]))
 
     def get_config(self):

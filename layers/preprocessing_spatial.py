@@ -111,7 +111,7 @@ def _depthwise(x, kernel2d):
     c = x.shape[-1]
     kh, kw = kernel2d.shape[:2]
     kernel = ops.tile(ops.reshape(kernel2d, (kh, kw, 1, 1)), (1, 1, c, 1))
-    return ops.depthwise_conv(x, kernel, strides=1, padding="same")
+    return ops.depthwise_conv(x, kernel, strides=1, padding="same", data_format="channels_last")
 
 
 class RandomSharpness(_RandomLayer):
@@ -238,7 +238,8 @@ class RandomShear(_RandomLayer):
         return _columns(1.0, sx, 0.0, sy, 1.0, 0.0, 0.0, 0.0)
 
     def _transform(self, x, matrix):
-        return affine_transform(x, matrix, self.interpolation, self.fill_mode, self.fill_value)
+        return affine_transform(x, matrix, self.interpolation, self.fill_mode, self.fill_value,
+                                data_format="channels_last")
 
     def get_config(self):
         return {**super().get_config(), "x_factor": self.x_factor, "y_factor": self.y_factor,
