@@ -87,3 +87,44 @@ def to_numpy_dtype(dtype):
 def bf16_bits_to_float32(bits):
     """float32 values of bfloat16 data held as uint16 bits."""
     return (np.asarray(bits, np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+# Keras's dtype names (keras.backend.standardize_dtype): every dtype Keras knows, whether or not
+# lamina computes in it (a layer can be asked about float64 data it will refuse).
+_KERAS_INTS = ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64")
+_KERAS_FLOATS = ("bfloat16", "float16", "float32", "float64")
+_KERAS_DTYPES = _KERAS_INTS + _KERAS_FLOATS + ("bool", "string", "complex64", "complex128")
+_PYTHON_DTYPES = {bool: "bool", int: INT64, float: FLOAT32, str: STRING, complex: "complex64", "int": INT64,
+                  "float": FLOAT32}
+
+
+def standardize_dtype(dtype):
+    """Keras's `keras.backend.standardize_dtype`: a dtype's name ('float32', 'int8', ...) for a name,
+    numpy dtype or type, or Python type (int is lamina's int64); None is floatx(). Unknown names
+    raise ValueError."""
+    from .settings import floatx
+    if dtype is None:
+        return floatx()
+    try:
+        dtype = _PYTHON_DTYPES.get(dtype, dtype)
+    except TypeError:  # unhashable
+        pass
+    if isinstance(dtype, type) and issubclass(dtype, np.generic):
+        dtype = np.dtype(dtype).name
+    elif hasattr(dtype, "name") and not isinstance(dtype, str):
+        dtype = dtype.name
+    elif hasattr(dtype, "__name__") and not isinstance(dtype, str):
+        dtype = dtype.__name__
+    if not isinstance(dtype, str) or dtype not in _KERAS_DTYPES:
+        raise ValueError(f"standardize_dtype: invalid dtype {dtype!r}; expected one of {', '.join(_KERAS_DTYPES)}")
+    return dtype
+
+
+def is_float_dtype(dtype):
+    """Whether `dtype` (anything standardize_dtype takes) is a floating type, float16 and float64 included."""
+    return standardize_dtype(dtype) in _KERAS_FLOATS
+
+
+def is_int_dtype(dtype):
+    """Whether `dtype` (anything standardize_dtype takes) is a signed or unsigned integer type."""
+    return standardize_dtype(dtype) in _KERAS_INTS

@@ -2,10 +2,12 @@
 `epsilon`, the default float type `floatx` and the default `image_data_format`. Read where they
 apply, at call time: the losses' and metrics' clipping and divisions (epsilon), the layers and ops
 whose `data_format` is None (image_data_format)."""
+import os
 import threading
 
 _lock = threading.Lock()
-_state = {"epsilon": 1e-7, "floatx": "float32", "image_data_format": "channels_last"}
+_state = {"epsilon": 1e-7, "floatx": "float32", "image_data_format": "channels_last", "max_epochs": None,
+          "max_steps_per_epoch": None}
 _FORMATS = ("channels_last", "channels_first")
 
 
@@ -61,6 +63,50 @@ def set_image_data_format(data_format):
                          f"{data_format!r}")
     with _lock:
         _state["image_data_format"] = f
+
+
+def _limit(value, who):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{who}: expected a whole number >= 1, or None for no limit, received {value!r}")
+    return int(value)
+
+
+def max_epochs():
+    """The cap on the epochs of any `fit` (None: no cap), from set_max_epochs or KERAS_MAX_EPOCHS."""
+    return _state["max_epochs"]
+
+
+def set_max_epochs(max_epochs):
+    """Caps the epochs of every `fit` (a debugging aid, as Keras's: run a script quickly without
+    editing it); None removes the cap."""
+    _state["max_epochs"] = _limit(max_epochs, "set_max_epochs")
+
+
+def max_steps_per_epoch():
+    """The cap on the steps of one epoch of `fit`, `evaluate` or `predict` (None: no cap), from
+    set_max_steps_per_epoch or KERAS_MAX_STEPS_PER_EPOCH."""
+    return _state["max_steps_per_epoch"]
+
+
+def set_max_steps_per_epoch(max_steps_per_epoch):
+    """Caps the steps of each epoch of `fit`, and of `evaluate` and `predict` (a debugging aid);
+    None removes the cap."""
+    _state["max_steps_per_epoch"] = _limit(max_steps_per_epoch, "set_max_steps_per_epoch")
+
+
+def _from_env(var, setter):
+    value = os.environ.get(var)
+    if value:
+        try:
+            setter(int(value))
+        except ValueError:
+            raise ValueError(f"{var}={value!r}: expected a whole number >= 1") from None
+
+
+_from_env("KERAS_MAX_EPOCHS", set_max_epochs)
+_from_env("KERAS_MAX_STEPS_PER_EPOCH", set_max_steps_per_epoch)
 
 
 def standardize_data_format(data_format, who):

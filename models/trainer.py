@@ -9,6 +9,7 @@ import itertools
 import queue
 import threading
 import types
+import warnings
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from .. import callbacks as callbacks_module
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
-from ..backend import dtypes, math as _m
+from ..backend import dtypes, math as _m, settings as _settings
 from ..backend.autodiff import GradientTape, deferred_weight_gradients
 from ..backend.manipulation import copy as _copy
 from ..backend.device import _scope as _device_scope, asynchronous, current_device, device as device_scope
@@ -371,6 +372,11 @@ class Trainer:
         strategy = self._distribute_strategy
         step_fn = self._fit_step_fn(micro_batches, strategy)
         data = make_data(x, y, sample_weight, batch_size, shuffle, steps_per_epoch, class_weight=class_weight)
+        steps_per_epoch = _capped_steps(steps_per_epoch, data)
+        cap = _settings.max_epochs()
+        if cap is not None and cap < epochs:
+            warnings.warn(f"Limiting epochs to {cap} (lamina.config.set_max_epochs / KERAS_MAX_EPOCHS)")
+            epochs = cap
         if strategy is not None:
             data = strategy.distribute_data(data)
             if not strategy.is_chief:
@@ -384,6 +390,8 @@ class Trainer:
         elif validation_data is not None:
             vx, vy, vsw = unpack_x_y_sample_weight(validation_data)
             val = make_data(vx, vy, vsw, validation_batch_size or batch_size, False, validation_steps)
+        if val is not None:
+            validation_steps = _capped_steps(validation_steps, val)
         steps = steps_per_epoch or data.steps
         verbose = resolve_verbose(verbose)
         history = callbacks_module.History()
@@ -504,6 +512,7 @@ class Trainer:
                  callbacks=None, return_dict=False):
         self._require_compiled("evaluate")
         data = make_data(x, y, sample_weight, batch_size, False, steps)
+        steps = _capped_steps(steps, data)
         verbose = resolve_verbose(verbose)
         total = steps or data.steps
         cbs = callbacks_module.CallbackList(callbacks, self, {"steps": total, "verbose": verbose})
@@ -513,6 +522,7 @@ class Trainer:
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         data = make_data(x, None, None, batch_size, False, steps)
+        steps = _capped_steps(steps, data)
         verbose = resolve_verbose(verbose)
         total = steps or data.steps
         cbs = callbacks_module.CallbackList(callbacks, self, {"steps": total, "verbose": verbose})
@@ -637,6 +647,18 @@ class Trainer:
 
 
 _DEFERRED = {}  # what _run_steps returns for a step whose results were not computed
+
+
+def _capped_steps(steps, data):
+    """`steps` of an epoch of fit / evaluate / predict under lamina.config.set_max_steps_per_epoch
+    (KERAS_MAX_STEPS_PER_EPOCH): at most the cap (the data's own number of batches, where known and
+    smaller, is left as it is)."""
+    cap = _settings.max_steps_per_epoch()
+    if cap is None or (steps or data.steps or cap + 1) <= cap:
+        return steps
+    warnings.warn(f"Limiting steps_per_epoch to {cap} (lamina.config.set_max_steps_per_epoch / "
+                  "KERAS_MAX_STEPS_PER_EPOCH)")
+    return cap
 
 
 class _FitScope:

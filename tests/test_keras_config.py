@@ -113,3 +113,59 @@ def test_get_uid_counts_with_the_automatic_names():
     assert layers.Dense(2).name == "dense_2"
     lamina.backend.clear_session()
     assert layers.Dense(2).name == "dense"
+
+
+@pytest.fixture
+def no_caps():
+    yield
+    lamina.config.set_max_epochs(None)
+    lamina.config.set_max_steps_per_epoch(None)
+
+
+def test_max_epochs_and_steps_cap_fit_evaluate_and_predict(no_caps):
+    lamina.utils.set_random_seed(0)
+    model = lamina.Sequential([lamina.Input((3,)), layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.ones((40, 3), np.float32), np.ones((40, 1), np.float32)   # 10 batches of 4
+
+    class Count(lamina.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.train, self.test = 0, 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.train += 1
+
+        def on_test_batch_end(self, batch, logs=None):
+            self.test += 1
+
+    assert lamina.config.max_epochs() is None and lamina.config.max_steps_per_epoch() is None
+    lamina.config.set_max_epochs(2)
+    lamina.config.set_max_steps_per_epoch(3)
+    count = Count()
+    with pytest.warns(UserWarning, match="Limiting epochs to 2"):
+        hist = model.fit(x, y, batch_size=4, epochs=5, validation_data=(x, y), callbacks=[count], verbose=0)
+    assert len(hist.history["loss"]) == 2 and count.train == 2 * 3 and count.test == 2 * 3
+    assert model.predict(x, batch_size=4, verbose=0).shape == (12, 1)
+    lamina.config.set_max_steps_per_epoch(20)   # above the data's 10 batches: nothing to cap
+    assert model.predict(x, batch_size=4, verbose=0).shape == (40, 1)
+    lamina.config.set_max_epochs(None)
+    lamina.config.set_max_steps_per_epoch(None)
+    assert len(model.fit(x, y, batch_size=4, epochs=3, verbose=0).history["loss"]) == 3
+    for setter in (lamina.config.set_max_epochs, lamina.config.set_max_steps_per_epoch):
+        with pytest.raises(ValueError, match="expected a whole number >= 1, or None"):
+            setter(0)
+
+
+def test_max_epochs_from_the_environment():
+    import subprocess
+    import sys
+    import os
+    code = ("import lamina, numpy as np\n"
+            "m = lamina.Sequential([lamina.Input((2,)), lamina.layers.Dense(1)]); m.compile('sgd', 'mse')\n"
+            "h = m.fit(np.ones((8, 2), 'float32'), np.ones((8, 1), 'float32'), epochs=9, verbose=0)\n"
+            "print(lamina.config.max_epochs(), len(h.history['loss']))\n")
+    env = dict(os.environ, KERAS_MAX_EPOCHS="2", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "2"]

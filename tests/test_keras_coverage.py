@@ -1,6 +1,6 @@
 """How much of Keras 3's public API lamina has: for each namespace (keras.layers, keras.ops,
 keras.metrics, keras.losses, keras.optimizers and keras.optimizers.schedules, keras.callbacks,
-keras.utils) the public names of Keras (no leading underscore; for layers, the classes) that
+keras.utils, keras.config, keras.backend) the public names of Keras (no leading underscore; for layers, the classes) that
 lamina's namespace also has, with the same kind of object (a class for a class, a module for a
 module, a callable for a function). Run with `-s` to see the missing names.
 
@@ -27,6 +27,10 @@ SKIPPED = {
         "legacy": "Keras 3's keras.optimizers.legacy holds only stand-ins that raise ImportError (the tf.keras 2 "
                   "optimizers are gone): nothing to provide",
     },
+    "config": {
+        "set_backend": "switches Keras between its JAX, TensorFlow and PyTorch backends; lamina is its own backend",
+        "is_nnx_enabled": "reports whether Keras layers are Flax NNX modules (JAX backend only); lamina has no Flax",
+    },
     "callbacks": {
         "OrbaxCheckpoint": "saves Orbax checkpoints (the orbax-checkpoint library's format for JAX array trees); "
                            "lamina's arrays are not JAX's (ModelCheckpoint and BackupAndRestore checkpoint lamina)",
@@ -44,6 +48,8 @@ def _namespaces(keras):
         ("optimizers.schedules", keras.optimizers.schedules, lamina.optimizers.schedules, False),
         ("callbacks", keras.callbacks, lamina.callbacks, False),
         ("utils", keras.utils, lamina.utils, False),
+        ("config", keras.config, lamina.config, False),
+        ("backend", keras.backend, lamina.backend, False),
     ]
 
 
