@@ -114,8 +114,13 @@ def _as_arrays(x):
     return map_structure(_as_array, x)
 
 
+def _is_pandas(x):
+    """A pandas DataFrame or Series (taken as its numpy array, as Keras does), without importing pandas."""
+    return type(x).__module__.split(".")[0] == "pandas" and hasattr(x, "to_numpy")
+
+
 def is_array_like(x):
-    return isinstance(x, (np.ndarray, Tensor, list, tuple, dict)) or np.isscalar(x)
+    return isinstance(x, (np.ndarray, Tensor, list, tuple, dict)) or np.isscalar(x) or _is_pandas(x)
 
 
 def check_cardinality(x, y, sample_weight):

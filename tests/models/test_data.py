@@ -138,6 +138,20 @@ def test_generators_and_class_weight_everywhere():
         _model().fit(gen(), y, steps_per_epoch=2, verbose=0)
 
 
+def test_pandas_frames_and_series_are_arrays():
+    """As in Keras, a DataFrame or Series is its numpy array (it is iterable, but not a batch source)."""
+    pd = pytest.importorskip("pandas")
+    x, y = _data()
+    want = _model().fit(x, y, batch_size=32, epochs=2, shuffle=False, validation_split=0.25, verbose=0).history
+    frame, series = pd.DataFrame(x, columns=list("abcd")), pd.Series(y)
+    got = _model().fit(frame, series, batch_size=32, epochs=2, shuffle=False, validation_split=0.25, verbose=0).history
+    for key in ("loss", "val_loss", "accuracy"):
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-6)
+    np.testing.assert_allclose(_model().predict(frame, verbose=0), _model().predict(x, verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(_model().evaluate(frame, series, verbose=0), _model().evaluate(x, y, verbose=0),
+                               rtol=1e-6)
+
+
 def test_torch_dataloader():
     torch = pytest.importorskip("torch")
     from torch.utils.data import DataLoader, TensorDataset
