@@ -5,7 +5,7 @@ import re
 import numpy as np
 
 from . import ops
-from .backend.ctc import ctc_loss  # noqa: F401  (keras.ops.ctc_loss, shared with `ctc` below)
+from .ops import ctc_loss  # noqa: F401  (keras.ops.ctc_loss, shared with `ctc` below)
 from .backend.settings import epsilon
 from .backend.tensor import Tensor, convert_to_tensor
 

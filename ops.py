@@ -74,7 +74,7 @@ _NUMPY = (
 _symbolic = {"type": None, "record": None}
 
 
-def register_symbolic(tensor_type, record):
+def _register_symbolic(tensor_type, record):
     """Called by lamina.layers: ops given `tensor_type` among their arguments (directly, or in a list
     or tuple argument) return record(op, args, kwargs)."""
     _symbolic["type"], _symbolic["record"] = tensor_type, record
@@ -117,7 +117,7 @@ def _static_shape(fn):
 # Not recorded: conversions, and control flow (scan, while_loop, cond, ...), which runs its Python
 # functions eagerly and raises its own error on a KerasTensor (a loop traced on stand-in zeros might
 # not end): a Lambda layer wraps it.
-_NOT_OPS = {"convert_to_tensor", "convert_to_numpy", "is_tensor", "register_symbolic", "shape"}
+_NOT_OPS = {"convert_to_tensor", "convert_to_numpy", "is_tensor", "shape"}
 for _name, _fn in list(globals().items()):
     _where = getattr(_fn, "__module__", None) or ""
     if not _name.startswith("_") and _name not in _NOT_OPS and callable(_fn) and not isinstance(_fn, type) and \

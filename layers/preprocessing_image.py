@@ -380,8 +380,7 @@ class _AffineLayer(_RandomLayer):
         return self._matrix(x.shape, generator)
 
     def _transform(self, x, matrix):
-        return affine_transform(x, matrix, self.interpolation, self.fill_mode, self.fill_value,
-                                data_format="channels_last")
+        return affine_transform(x, matrix, self.interpolation, self.fill_mode, self.fill_value)
 
     def get_config(self):
         return {**super().get_config(), "fill_mode": self.fill_mode, "fill_value": self.fill_value,

@@ -238,8 +238,7 @@ class RandomShear(_RandomLayer):
         return _columns(1.0, sx, 0.0, sy, 1.0, 0.0, 0.0, 0.0)
 
     def _transform(self, x, matrix):
-        return affine_transform(x, matrix, self.interpolation, self.fill_mode, self.fill_value,
-                                data_format="channels_last")
+        return affine_transform(x, matrix, self.interpolation, self.fill_mode, self.fill_value)
 
     def get_config(self):
         return {**super().get_config(), "x_factor": self.x_factor, "y_factor": self.y_factor,

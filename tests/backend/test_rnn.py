@@ -547,4 +547,4 @@ def test_kernels_reject_bad_buffers():
 
 def test_exported_names():
     assert set(rnn.__all__) == {"lstm", "gru", "simple_rnn"}
-    assert ops.lstm is rnn.lstm and ops.gru is rnn.gru and ops.simple_rnn is rnn.simple_rnn
+    assert ops.lstm.__wrapped__ is rnn.lstm and ops.gru.__wrapped__ is rnn.gru and ops.simple_rnn.__wrapped__ is rnn.simple_rnn

@@ -77,7 +77,7 @@ def test_adaptive_pool_op_dtypes_and_errors():
         ops.adaptive_max_pool(np.zeros((1, 4, 1), np.float32), 0)
     with pytest.raises(ValueError, match="cannot pool a spatial dimension of size 0"):
         ops.adaptive_average_pool(np.zeros((1, 0, 3), np.float32), 2)
-    with pytest.raises(ValueError, match="data_format must be"):
+    with pytest.raises(ValueError, match="`data_format` must be"):
         ops.adaptive_average_pool(np.zeros((1, 4, 3), np.float32), 2, data_format="NHWC")
     with pytest.raises(MemoryError, match="adaptive_max_pool"):
         ops.adaptive_max_pool(np.zeros((1, 4, 1), np.float32), 2 ** 50)
