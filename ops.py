@@ -6,6 +6,8 @@
 and keras.ops's sub-namespaces: `ops.nn`, `ops.numpy`, `ops.linalg` (the same functions as the
 top-level ones) and `ops.image` (resize, affine_transform, map_coordinates, ... : backend/image.py).
 """
+import functools as _functools
+
 from .backend.tensor import convert_to_tensor, convert_to_numpy, is_tensor  # noqa: F401
 from .backend.math import *  # noqa: F401,F403  (names listed in __all__)
 from .backend.math import (abs, all, any, max, min, round, sum, cast, broadcast_to,  # noqa: F401
@@ -93,9 +95,7 @@ def _any_symbolic(values, kt):
 
 
 def _symbolic_aware(fn):
-    import functools
-
-    @functools.wraps(fn)
+    @_functools.wraps(fn)
     def op(*args, **kwargs):
         kt = _symbolic["type"]
         if kt is not None and (_any_symbolic(args, kt) or (kwargs and _any_symbolic(kwargs.values(), kt))):
@@ -105,9 +105,7 @@ def _symbolic_aware(fn):
 
 
 def _static_shape(fn):
-    import functools
-
-    @functools.wraps(fn)
+    @_functools.wraps(fn)
     def shape(x):
         kt = _symbolic["type"]
         return tuple(x.shape) if kt is not None and type(x) is kt else fn(x)
@@ -118,10 +116,11 @@ def _static_shape(fn):
 # functions eagerly and raises its own error on a KerasTensor (a loop traced on stand-in zeros might
 # not end): a Lambda layer wraps it.
 _NOT_OPS = {"convert_to_tensor", "convert_to_numpy", "is_tensor", "shape"}
+_BACKEND = __name__.rpartition(".")[0] + ".backend"
 for _name, _fn in list(globals().items()):
     _where = getattr(_fn, "__module__", None) or ""
     if not _name.startswith("_") and _name not in _NOT_OPS and callable(_fn) and not isinstance(_fn, type) and \
-            _where.startswith("lamina.backend") and _where != "lamina.backend.control_flow":
+            _where.startswith(_BACKEND) and _where != _BACKEND + ".control_flow":
         globals()[_name] = _symbolic_aware(_fn)
 shape = _static_shape(shape)  # noqa: F405
 

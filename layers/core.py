@@ -273,7 +273,7 @@ def record_symbolic_op(function, args, kwargs):
     return SymbolicOp(function, args, kwargs)(inputs)
 
 
-ops._register_symbolic(KerasTensor, record_symbolic_op)  # noqa: SLF001  (the one registration)
+ops._register_symbolic(KerasTensor, record_symbolic_op)
 
 
 def _lambda_config_error(layer):
