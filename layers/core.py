@@ -260,6 +260,10 @@ class SymbolicOp(Layer):
     def compute_output_dtype(self, input_dtypes):
         return self._out_dtypes or self.dtype
 
+    def copy(self):
+        """A new node for the same call (what clone_model uses: an op has no config and no state)."""
+        return SymbolicOp(self.function, *self._template)
+
     def get_config(self):
         raise TypeError(f"Layer '{self.name}' is the op {self.function.__name__!r} called on symbolic tensors of a "
                         "functional model, which lamina does not serialize; save the weights with save_weights() "

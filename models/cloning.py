@@ -22,10 +22,13 @@ config like any other; such a model saves to a '.keras' file that lamina loads a
 import inspect
 
 from ..layers.input_layer import Input, InputLayer, KerasTensor
+from ..layers.core import SymbolicOp
 from ..layers.layer import Layer, flatten, map_structure
 
 
 def _clone_layer(layer):
+    if isinstance(layer, SymbolicOp):  # an op called on symbolic tensors: no config, no state
+        return layer.copy()
     return type(layer).from_config(layer.get_config())
 
 

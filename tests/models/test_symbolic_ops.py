@@ -60,6 +60,19 @@ def test_trains_through_symbolic_ops():
     assert hist.history["loss"][-1] < 0.2 * hist.history["loss"][0]
 
 
+def test_clone_and_nest_a_model_with_symbolic_ops():
+    x = lamina.Input((3,))
+    y = ops.add(ops.multiply(x, x), np.array([1.0, 2.0, 3.0], np.float32))   # one KerasTensor twice, a constant
+    model = lamina.Model(x, layers.Dense(2)(y))
+    data = np.arange(6, dtype=np.float32).reshape(2, 3)
+    clone = lamina.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone.predict(data, verbose=0), model.predict(data, verbose=0), rtol=1e-6)
+    assert not set(map(id, clone.layers)) & set(map(id, model.layers))
+    outer = lamina.Sequential([lamina.Input((3,)), model, layers.Dense(1)])
+    assert outer.predict(data, verbose=0).shape == (2, 1)
+
+
 def test_a_model_with_symbolic_ops_says_why_it_does_not_serialize(tmp_path):
     x = lamina.Input((3,))
     model = lamina.Model(x, layers.Dense(2)(ops.square(x)))
