@@ -7,7 +7,8 @@ from ._progbar import disable_interactive_logging, enable_interactive_logging, i
 from .backend import _cpu
 from .backend.settings import (backend, epsilon, floatx, image_data_format, set_epsilon, set_floatx,  # noqa: F401
                                set_image_data_format, max_epochs, max_steps_per_epoch, set_max_epochs,
-                               set_max_steps_per_epoch)
+                               set_max_steps_per_epoch, enable_flash_attention, disable_flash_attention,
+                               is_flash_attention_enabled)
 from .backend.device import get_cpu_threads_per_device, set_cpu_threads_per_device  # noqa: F401
 from .backend.device import enable_tensor_float_32_execution, tensor_float_32_execution_enabled  # noqa: F401
 from .dtype_policies import dtype_policy, set_dtype_policy  # noqa: F401

@@ -7,7 +7,7 @@ import threading
 
 _lock = threading.Lock()
 _state = {"epsilon": 1e-7, "floatx": "float32", "image_data_format": "channels_last", "max_epochs": None,
-          "max_steps_per_epoch": None}
+          "max_steps_per_epoch": None, "flash_attention": None}
 _FORMATS = ("channels_last", "channels_first")
 
 
@@ -63,6 +63,23 @@ def set_image_data_format(data_format):
                          f"{data_format!r}")
     with _lock:
         _state["image_data_format"] = f
+
+
+def enable_flash_attention():
+    """Attention layers made from now on (MultiHeadAttention, GroupedQueryAttention) whose
+    `flash_attention` is None use the fused attention kernel where they can (the default)."""
+    _state["flash_attention"] = None
+
+
+def disable_flash_attention():
+    """Attention layers made from now on whose `flash_attention` is None compose the attention from
+    einsum and softmax instead of the fused kernel (an explicit flash_attention=True still wins)."""
+    _state["flash_attention"] = False
+
+
+def is_flash_attention_enabled():
+    """None while flash attention is enabled (the layers choose), False once disabled (as Keras)."""
+    return _state["flash_attention"]
 
 
 def _limit(value, who):

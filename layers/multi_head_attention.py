@@ -38,6 +38,7 @@ from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import ops
 from .. import regularizers as _regularizers
+from ..backend.settings import is_flash_attention_enabled
 from ..backend.device import _scope as _device_scope, current_device
 from ..backend.tensor import Tensor
 from .core import Dropout, Softmax
@@ -124,7 +125,8 @@ class MultiHeadAttention(Layer):
             raise ValueError(f"{who}: dropout is not supported when flash attention is enabled (the fused kernel "
                              f"never forms the attention probabilities); received dropout={dropout!r} with "
                              "flash_attention=True: set dropout=0.0 or flash_attention=None")
-        self._flash_attention = flash_attention
+        # None: lamina.config's choice when the layer is made (disable_flash_attention makes it False)
+        self._flash_attention = flash_attention if flash_attention is not None else is_flash_attention_enabled()
         self.supports_masking = True
         self._num_heads, self._key_dim = self_num_heads, self_key_dim
         self._value_dim = value_dim if value_dim else self_key_dim

@@ -169,3 +169,30 @@ def test_max_epochs_from_the_environment():
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["2", "2"]
+
+
+def test_flash_attention_switch_chooses_the_kernel_of_new_attention_layers(monkeypatch):
+    attention = __import__("lamina.backend.attention", fromlist=["_fused"])
+    calls = []
+    fused = attention._fused
+    monkeypatch.setattr(attention, "_fused", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    x = np.random.default_rng(0).standard_normal((2, 5, 8)).astype(np.float32)
+    assert lamina.config.is_flash_attention_enabled() is None
+    on = layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    try:
+        lamina.config.disable_flash_attention()
+        assert lamina.config.is_flash_attention_enabled() is False
+        off = layers.MultiHeadAttention(num_heads=2, key_dim=4)
+        forced = layers.MultiHeadAttention(num_heads=2, key_dim=4, flash_attention=True)
+    finally:
+        lamina.config.enable_flash_attention()
+    y_on = on(x, x).numpy()
+    assert len(calls) == 1
+    off(x, x)                                  # built, then given the first layer's weights
+    off.set_weights(on.get_weights())
+    calls.clear()
+    y_off = off(x, x).numpy()
+    assert not calls                           # composed from einsum and softmax
+    np.testing.assert_allclose(y_off, y_on, rtol=1e-5, atol=1e-6)
+    forced(x, x)
+    assert len(calls) == 1                     # an explicit flash_attention=True wins
