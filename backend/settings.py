@@ -1,7 +1,9 @@
 """Process-wide defaults that Keras keeps in `keras.config` (and `keras.backend`): the fuzz factor
-`epsilon`, the default float type `floatx` and the default `image_data_format`. Read where they
-apply, at call time: the losses' and metrics' clipping and divisions (epsilon), the layers and ops
-whose `data_format` is None (image_data_format)."""
+`epsilon`, the default float type `floatx`, the default `image_data_format`, the debugging caps
+`max_epochs` / `max_steps_per_epoch` and the flash-attention switch. Read where they apply, at call
+time: the losses' and metrics' clipping and divisions (epsilon), the layers and ops whose
+`data_format` is None (image_data_format), fit / evaluate / predict (the caps), attention layers
+as they are made (flash attention)."""
 import os
 import threading
 
