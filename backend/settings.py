@@ -5,11 +5,9 @@ time: the losses' and metrics' clipping and divisions (epsilon), the layers and 
 `data_format` is None (image_data_format), fit / evaluate / predict (the caps), attention layers
 as they are made (flash attention)."""
 import os
-import threading
 
-_lock = threading.Lock()
-_state = {"epsilon": 1e-7, "floatx": "float32", "image_data_format": "channels_last", "max_epochs": None,
-          "max_steps_per_epoch": None, "flash_attention": None}
+_state = {"epsilon": 1e-7, "image_data_format": "channels_last", "max_epochs": None, "max_steps_per_epoch": None,
+          "flash_attention": None}
 _FORMATS = ("channels_last", "channels_first")
 
 
@@ -28,13 +26,12 @@ def set_epsilon(value):
     """Sets the fuzz factor `epsilon()` returns (a float >= 0)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
         raise ValueError(f"set_epsilon: expected a finite number >= 0, received {value!r}")
-    with _lock:
-        _state["epsilon"] = float(value)
+    _state["epsilon"] = float(value)
 
 
 def floatx():
     """The default float type, as a string: 'float32' (lamina's float; see set_floatx)."""
-    return _state["floatx"]
+    return "float32"
 
 
 def set_floatx(value):
@@ -63,8 +60,7 @@ def set_image_data_format(data_format):
     if f not in _FORMATS:
         raise ValueError(f"set_image_data_format: expected 'channels_last' or 'channels_first', received "
                          f"{data_format!r}")
-    with _lock:
-        _state["image_data_format"] = f
+    _state["image_data_format"] = f
 
 
 def enable_flash_attention():

@@ -2,6 +2,8 @@
 checks its input spec and returns KerasTensors of its output shapes, recording a Node of the
 graph that a Functional model (models/functional.py) replays on real tensors. Output shapes come
 from `compute_output_shape` or from running `call` once on stand-in zeros (`no_grad`)."""
+import itertools
+
 from ..backend import dtypes, math as _m
 from ..backend.autodiff import no_grad
 from ..backend.tensor import Tensor
@@ -111,7 +113,7 @@ def symbolic_call(layer, *args, **kwargs):
         out_shape = _compute_output_shape(layer, shapes, in_dtypes, args, kwargs)
     dtype_of = getattr(layer, "compute_output_dtype", None)
     out_dtypes = dtype_of(in_dtypes) if dtype_of else _default_dtype(layer, in_dtypes)
-    leaf = iter(range(1 << 30))
+    leaf = itertools.count()
 
     def make(s):  # compute_output_dtype gives one dtype, or a list with one per output
         i = next(leaf)
