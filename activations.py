@@ -77,10 +77,74 @@ def exponential(x):
     return ops.exp(x)
 
 
+def celu(x, alpha=1.0):
+    return ops.celu(x, alpha=alpha)
+
+
+def glu(x, axis=-1):
+    return ops.glu(x, axis=axis)
+
+
+def hard_shrink(x, threshold=0.5):
+    return ops.hard_shrink(x, threshold=threshold)
+
+
+def hard_silu(x):
+    return ops.hard_silu(x)
+
+
+hard_swish = hard_silu
+
+
+def hard_tanh(x):
+    return ops.hard_tanh(x)
+
+
+def log_sigmoid(x):
+    return ops.log_sigmoid(x)
+
+
+def mish(x):
+    """x * tanh(softplus(x)) (Misra, 2019)."""
+    return ops.multiply(x, ops.tanh(ops.softplus(x)))
+
+
+def soft_shrink(x, threshold=0.5):
+    return ops.soft_shrink(x, threshold=threshold)
+
+
+def sparse_plus(x):
+    return ops.sparse_plus(x)
+
+
+def sparse_sigmoid(x):
+    return ops.sparse_sigmoid(x)
+
+
+def sparsemax(x, axis=-1):
+    return ops.sparsemax(x, axis=axis)
+
+
+def squareplus(x, b=4):
+    return ops.squareplus(x, b=b)
+
+
+def tanh_shrink(x):
+    return ops.tanh_shrink(x)
+
+
+def threshold(x, threshold, default_value):
+    """x where x > threshold, else default_value."""
+    return ops.threshold(x, threshold, default_value)
+
+
 _BY_NAME = {f.__name__: f for f in (linear, relu, sigmoid, tanh, softmax, log_softmax, elu, selu,
                                     softplus, softsign, gelu, silu, leaky_relu, relu6, hard_sigmoid,
-                                    exponential)}
+                                    exponential, celu, glu, hard_shrink, hard_silu, hard_tanh, log_sigmoid,
+                                    mish, soft_shrink, sparse_plus, sparse_sigmoid, sparsemax, squareplus,
+                                    tanh_shrink, threshold)}
 _BY_NAME["swish"] = silu
+_BY_NAME["hard_swish"] = hard_silu
 
 
 def get(identifier):

@@ -194,12 +194,82 @@ class Identity(Initializer):
         return {"gain": self.gain}
 
 
+def _window(name, length, periodic):
+    """scipy.signal.get_window's hann, hamming, blackman, bartlett and boxcar windows (float64)."""
+    key = name.lower()
+    if key in ("boxcar", "rectangular", "rect", "ones"):
+        return np.ones(length)
+    if key not in ("hann", "hanning", "hamming", "blackman", "bartlett", "triang"):
+        raise ValueError(f"STFT: unknown window {name!r}; expected one of 'hann', 'hamming', 'blackman', "
+                         "'bartlett', 'boxcar', None, or the window's values as an array of frame_length numbers")
+    if length == 1:
+        return np.ones(1)
+    m = length + 1 if periodic else length   # a periodic window is the symmetric one of length + 1, cut
+    n = np.arange(m)
+    t = 2 * np.pi * n / (m - 1)
+    if key in ("hann", "hanning"):
+        w = 0.5 - 0.5 * np.cos(t)
+    elif key == "hamming":
+        w = 0.54 - 0.46 * np.cos(t)
+    elif key == "blackman":
+        w = 0.42 - 0.5 * np.cos(t) + 0.08 * np.cos(2 * t)
+    elif key == "bartlett":
+        w = 1 - np.abs(2 * n / (m - 1) - 1)
+    else:   # scipy's triang: no zeros at the ends
+        k = np.arange(1, (m + 1) // 2 + 1)
+        half = 2 * k / (m + 1) if m % 2 else (2 * k - 1) / m
+        w = np.concatenate([half, half[-2::-1] if m % 2 else half[::-1]])
+    return w[:length]
+
+
+class STFT(Initializer):
+    """Kernels (frame_length, 1, fft_length // 2 + 1) of a convolution that computes the real
+    (`side="real"`) or imaginary part of a short-time Fourier transform, optionally windowed
+    (`window`: a name, the window's values, or None) and scaled by the window's L2 norm
+    (`scaling="density"`) or L1 norm ("spectrum"); Keras's `STFTInitializer`, as used by
+    `STFTSpectrogram`. Named windows are computed here (no scipy needed); `periodic` windows are
+    those of length frame_length + 1 without their last value, as scipy's."""
+
+    def __init__(self, side="real", window="hann", scaling="density", periodic=False):
+        if side not in ("real", "imag"):
+            raise ValueError(f"STFT: side should be 'real' or 'imag', received side={side!r}")
+        if isinstance(window, str):
+            _window(window, 1, False)
+        if scaling is not None and scaling not in ("density", "spectrum"):
+            raise ValueError(f"STFT: scaling must be None, 'density' or 'spectrum'; received scaling={scaling!r}")
+        self.side, self.window, self.scaling, self.periodic = side, window, scaling, bool(periodic)
+
+    def __call__(self, shape, dtype=None):
+        if len(shape) != 3:
+            raise ValueError(f"STFT: needs a shape (frame_length, input_channels, fft_bins), received {tuple(shape)}")
+        frame_length, _, bins = shape
+        freq = np.arange(bins, dtype=np.float64)[None, None, :] / ((bins - 1) * 2)
+        time = np.arange(frame_length, dtype=np.float64)[:, None, None]
+        args = -2 * time * freq * np.pi
+        kernel = np.cos(args) if self.side == "real" else np.sin(args)
+        if self.window is not None:
+            win = (_window(self.window, frame_length, self.periodic) if isinstance(self.window, str)
+                   else np.asarray(self.window, np.float64))
+            if win.shape != (frame_length,):
+                raise ValueError(f"STFT: the window must have shape ({frame_length},) (frame_length), received "
+                                 f"shape {win.shape}")
+            scale = (np.sqrt(np.sum(win ** 2)) if self.scaling == "density"
+                     else np.sum(np.abs(win)) if self.scaling == "spectrum" else 1.0)
+            kernel = kernel * win[:, None, None] / scale
+        return convert_to_tensor(kernel.astype(np.float32))
+
+    def get_config(self):
+        window = self.window if self.window is None or isinstance(self.window, str) else \
+            np.asarray(self.window).tolist()
+        return {"side": self.side, "window": window, "scaling": self.scaling, "periodic": self.periodic}
+
+
 _ALIASES = {
     "zeros": Zeros, "ones": Ones, "constant": Constant, "random_normal": RandomNormal,
     "random_uniform": RandomUniform, "truncated_normal": TruncatedNormal,
     "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal, "he_uniform": HeUniform,
     "he_normal": HeNormal, "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
-    "orthogonal": Orthogonal, "identity": Identity, "variance_scaling": VarianceScaling,
+    "orthogonal": Orthogonal, "identity": Identity, "variance_scaling": VarianceScaling, "stft": STFT,
 }
 for _cls in list(_ALIASES.values()):
     _ALIASES[_cls.__name__] = _cls
@@ -242,5 +312,10 @@ def serialize(init):
 
 deserialize = get
 
-# Keras-style lowercase callables
-zeros, ones = Zeros(), Ones()
+# Keras's other names of the classes
+constant, zeros, ones, identity, stft = Constant, Zeros, Ones, Identity, STFT
+random_normal, random_uniform, truncated_normal = RandomNormal, RandomUniform, TruncatedNormal
+variance_scaling, orthogonal = VarianceScaling, Orthogonal
+glorot_uniform, glorot_normal, he_uniform, he_normal = GlorotUniform, GlorotNormal, HeUniform, HeNormal
+lecun_uniform, lecun_normal = LecunUniform, LecunNormal
+IdentityInitializer, OrthogonalInitializer, STFTInitializer = Identity, Orthogonal, STFT

@@ -1,4 +1,7 @@
-"""Weight regularizers (`l1`, `l2`, `l1_l2`), by name or object, as `keras.regularizers`."""
+"""Weight regularizers (`l1`, `l2`, `l1_l2`, `orthogonal_regularizer`), by name or object, as
+`keras.regularizers`."""
+import math
+
 from .backend import math as _m
 
 
@@ -52,19 +55,43 @@ class L2(L1L2):
         return {"l2": self.l2}
 
 
-def l1(l1=0.01):
-    return L1(l1)
+# Keras 3's other names of the classes (so l1_l2() is L1L2(0, 0), as there)
+l1, l2, l1_l2 = L1, L2, L1L2
 
 
-def l2(l2=0.01):
-    return L2(l2)
+class OrthogonalRegularizer(Regularizer):
+    """Pushes the rows (`mode="rows"`) or columns of a 2-D kernel towards orthogonality, as
+    Keras's: factor * 0.5 * sum(|off-diagonal of V V^T|) / (n (n - 1) / 2), V the n rows (or
+    columns) scaled to unit L2 norm, i.e. factor times the mean |cosine| over the pairs."""
+
+    def __init__(self, factor=0.01, mode="rows"):
+        if (isinstance(factor, bool) or not isinstance(factor, (int, float)) or math.isinf(factor)
+                or math.isnan(factor) or factor < 0):
+            raise ValueError(f"OrthogonalRegularizer: factor must be a non-negative number, received factor={factor!r}")
+        if mode not in ("rows", "columns"):
+            raise ValueError(f"OrthogonalRegularizer: mode must be 'rows' or 'columns', received mode={mode!r}")
+        self.factor, self.mode = float(factor), mode
+
+    def __call__(self, x):
+        from . import ops
+        if len(x.shape) != 2:
+            raise ValueError("OrthogonalRegularizer needs a rank-2 weight (a Dense kernel, for example); received "
+                             f"a weight of shape {tuple(x.shape)}")
+        rows = self.mode == "rows"
+        v = ops.normalize(x, axis=1 if rows else 0)
+        product = ops.matmul(v, ops.transpose(v)) if rows else ops.matmul(ops.transpose(v), v)
+        size = x.shape[0] if rows else x.shape[1]
+        off = ops.multiply(product, ops.subtract(1.0, ops.eye(size)))
+        return ops.multiply(ops.sum(ops.absolute(off)), self.factor * 0.5 / (size * (size - 1.0) / 2.0))
+
+    def get_config(self):
+        return {"factor": self.factor, "mode": self.mode}
 
 
-def l1_l2(l1=0.01, l2=0.01):
-    return L1L2(l1, l2)
+orthogonal_regularizer = OrthogonalRegularizer
 
-
-_BY_NAME = {"l1": L1, "l2": L2, "l1_l2": L1L2, "L1": L1, "L2": L2, "L1L2": L1L2}
+_BY_NAME = {"l1": L1, "l2": L2, "l1_l2": L1L2, "L1": L1, "L2": L2, "L1L2": L1L2,
+            "orthogonal_regularizer": OrthogonalRegularizer, "OrthogonalRegularizer": OrthogonalRegularizer}
 
 
 def get(identifier):

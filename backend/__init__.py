@@ -19,3 +19,4 @@ from ._cpu import memory_stats, empty_cache, num_threads, set_num_threads  # noq
 from .settings import (backend, epsilon, floatx, image_data_format, set_epsilon, set_floatx,  # noqa: F401
                        set_image_data_format)
 from .dtypes import is_float_dtype, is_int_dtype, standardize_dtype  # noqa: F401
+from .dtypes import keras_result_type as result_type  # noqa: F401

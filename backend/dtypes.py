@@ -128,3 +128,67 @@ def is_float_dtype(dtype):
 def is_int_dtype(dtype):
     """Whether `dtype` (anything standardize_dtype takes) is a signed or unsigned integer type."""
     return standardize_dtype(dtype) in _KERAS_INTS
+
+
+# Keras's type promotion (keras.backend.result_type, after jnp.result_type): a lattice over Keras's
+# dtype names and the weak types of Python's int and float, whose least upper bound is the result.
+_LATTICE = {
+    "bool": ["int"], "uint8": ["int16", "uint16"], "uint16": ["int32", "uint32"], "uint32": ["int64", "uint64"],
+    "uint64": ["float"], "int": ["uint8", "int8", "complex64"], "int8": ["int16"], "int16": ["int32"],
+    "int32": ["int64"], "int64": ["float"], "float": ["bfloat16", "float16"], "bfloat16": ["float32"],
+    "float16": ["float32"], "float32": ["float64", "complex64"], "float64": ["complex128"],
+    "complex64": ["complex128"], "complex128": [],
+}
+
+
+def _upper_bounds():
+    out = {}
+    for node in _LATTICE:
+        ub, todo = {node}, [node]
+        while todo:
+            for up in _LATTICE[todo.pop()]:
+                if up not in ub:
+                    ub.add(up)
+                    todo.append(up)
+        out[node] = ub
+    return out
+
+
+_UPPER = _upper_bounds()
+# What a 64-bit result becomes: JAX's 32-bit types, except int64, which lamina computes in.
+_NARROW = {"uint64": "uint32", "float64": "float32", "complex128": "complex64"}
+
+
+def keras_result_type(*dtypes_):
+    """Keras's `keras.backend.result_type`: the dtype that mixing `dtypes_` gives under Keras's
+    promotion rules (int32 and float32 give float32; Python int and float are weak: bfloat16 with
+    float stays bfloat16). No dtype gives floatx(); float64 results are float32, as with Keras on
+    JAX, and int64 stays int64 (lamina's Python int is int64 when converted, but a weak int alone
+    resolves to int32 as in Keras)."""
+    from .settings import floatx
+    if not dtypes_:
+        return floatx()
+    nodes = []
+    for d in dtypes_:
+        if d is int or d is float:
+            nodes.append((d.__name__, True))
+            continue
+        name = standardize_dtype(floatx() if d is None else d)
+        if name == STRING:
+            raise ValueError(f"result_type: strings do not take part in numeric promotion; received {dtypes_!r}")
+        nodes.append((name, False))
+    names = [n for n, _ in nodes]
+    if len(set(names)) == 1 and not all(w for _, w in nodes):
+        out = names[0]
+    else:
+        bounds = set.intersection(*(_UPPER[n] for n in set(names)))
+        lub = (bounds & set(names)) or {c for c in bounds if bounds.issubset(_UPPER[c])}
+        if len(lub) != 1:
+            raise ValueError(f"result_type: the dtypes {tuple(names)} have no implicit promotion; cast them to "
+                             "one dtype first")
+        out = lub.pop()
+    if out == "int":
+        out = "int32"
+    elif out == "float":
+        out = floatx()
+    return _NARROW.get(out, out)

@@ -134,7 +134,9 @@ class Variable(Tensor):
         if callable(initializer) and not isinstance(initializer, (Tensor, np.ndarray)):
             if shape is None:
                 raise ValueError("Variable: a callable initializer needs `shape`, e.g. "
-                                 "Variable(initializers.zeros, shape=(3,))")
+                                 "Variable(initializers.Zeros(), shape=(3,))")
+            if isinstance(initializer, type):   # an initializer class, as keras.initializers.zeros
+                initializer = initializer()
             value = initializer(tuple(shape), dtype=dtypes.standardize(dtype))
         else:
             value = initializer

@@ -196,3 +196,28 @@ def test_flash_attention_switch_chooses_the_kernel_of_new_attention_layers(monke
     np.testing.assert_allclose(y_off, y_on, rtol=1e-5, atol=1e-6)
     forced(x, x)
     assert len(calls) == 1                     # an explicit flash_attention=True wins
+
+
+def test_result_type_follows_keras_promotion():
+    rt = lamina.backend.result_type
+    assert rt() == "float32" and rt(None) == "float32"
+    assert rt("int32", "float32") == "float32" and rt("bool", "int32") == "int32"
+    assert rt("bfloat16", int) == "bfloat16" and rt("bfloat16", float) == "bfloat16"
+    assert rt("bfloat16", "float32") == "float32" and rt("int8", "uint8") == "int16"
+    assert rt(int) == "int32" and rt(float) == "float32" and rt("int64", "int32") == "int64"
+    assert rt("float64", "int32") == "float32"   # as with Keras on JAX: no 64-bit floats
+    with pytest.raises(ValueError, match="strings do not take part"):
+        rt("string", "int32")
+    with pytest.raises(ValueError, match="invalid dtype 'float128'"):
+        rt("float128")
+    keras = keras_or_none()
+    if keras is None:
+        return
+    import itertools
+    names = ["bool", "uint8", "uint16", "uint32", "int8", "int16", "int32", "int64", "bfloat16", "float16",
+             "float32", "float64", "complex64", int, float, None]
+    for combo in itertools.chain(itertools.product(names, repeat=2), itertools.product(names[::3], repeat=3)):
+        want = keras.backend.result_type(*combo)
+        got = rt(*combo)
+        # Keras on JAX makes int64 results int32 (no 64-bit types); lamina computes in int64
+        assert got == want or (want, got) == ("int32", "int64"), (combo, want, got)

@@ -1,6 +1,7 @@
 """How much of Keras 3's public API lamina has: for each namespace (keras.layers, keras.ops,
 keras.metrics, keras.losses, keras.optimizers and keras.optimizers.schedules, keras.callbacks,
-keras.utils, keras.config, keras.backend) the public names of Keras (no leading underscore; for layers, the classes) that
+keras.utils, keras.config, keras.backend, keras.activations, keras.initializers, keras.regularizers,
+keras.constraints, keras.tree) the public names of Keras (no leading underscore; for layers, the classes) that
 lamina's namespace also has, with the same kind of object (a class for a class, a module for a
 module, a callable for a function). Run with `-s` to see the missing names.
 
@@ -50,6 +51,11 @@ def _namespaces(keras):
         ("utils", keras.utils, lamina.utils, False),
         ("config", keras.config, lamina.config, False),
         ("backend", keras.backend, lamina.backend, False),
+        ("activations", keras.activations, lamina.activations, False),
+        ("initializers", keras.initializers, lamina.initializers, False),
+        ("regularizers", keras.regularizers, lamina.regularizers, False),
+        ("constraints", keras.constraints, lamina.constraints, False),
+        ("tree", keras.tree, lamina.tree, False),
     ]
 
 
