@@ -49,8 +49,8 @@ KERNEL_TABLE = (
     "conv2d_forward", "conv2d_backward", "pool2d_forward", "pool2d_backward", "batch_transpose",
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",
     # random.cpp
-    "random_uniform", "random_normal", "random_randint", "random_categorical", "random_shuffle", "dropout",
-    "dropout_mask", "dropout_grad",
+    "random_uniform", "random_normal", "random_randint", "random_categorical", "random_shuffle", "random_gamma",
+    "random_binomial", "dropout", "dropout_mask", "dropout_grad",
     # optim.cpp
     "sgd", "sgd_multi", "adam", "adam_multi", "rmsprop", "adagrad", "weight_decay", "sgd_sparse", "adam_sparse", "rmsprop_sparse",
     "adagrad_sparse", "sum_squares", "adadelta", "adadelta_sparse", "adamax", "adamax_sparse", "nadam", "nadam_sparse",

@@ -24,7 +24,7 @@ from .math import _as_tensor
 from .tensor import Tensor, empty
 
 __all__ = ["SeedGenerator", "set_seed", "uniform", "normal", "truncated_normal", "randint",
-           "categorical", "shuffle", "dropout"]
+           "categorical", "shuffle", "gamma", "beta", "binomial", "dropout"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -245,6 +245,80 @@ def shuffle(x, axis=0, seed=None):
     validation.check_alloc("shuffle", (x.shape[a],), dtypes.INT64, x.device)   # the kernel's permutation
     x.device.kernels.random_shuffle(x._buf, outer, x.shape[a], inner, key, ctr, out._buf)
     return out
+
+
+def _parameter(v, name, op, shape, check, rule):
+    """`v` (a number or array-like broadcastable to `shape`) as a float32 tensor of `shape`, every
+    value of which passes `check` (a numpy predicate), else ValueError quoting `rule`."""
+    from .math import broadcast_to, cast
+    from .tensor import convert_to_numpy, convert_to_tensor
+    t = v if isinstance(v, Tensor) else convert_to_tensor(np.asarray(v, np.float32))
+    if t.dtype != dtypes.FLOAT32:
+        t = cast(t, dtypes.FLOAT32)
+    host = convert_to_numpy(t)
+    bad = ~check(host)
+    if bad.any():
+        raise ValueError(f"{op}: every value of {name} must be {rule}; received {name}={float(host[bad].flat[0])!r}"
+                         + (f" (in an array of shape {host.shape})" if host.ndim else ""))
+    try:
+        return broadcast_to(t, shape)
+    except ValueError:
+        raise ValueError(f"{op}: {name} of shape {t.shape} does not broadcast to the sample shape {shape}") from None
+
+
+def _float_out(out, dt):
+    if dt == dtypes.BFLOAT16:
+        from .math import cast
+        return cast(out, dt)
+    return out
+
+
+def _gamma_draw(alpha, key, ctr, salt, log_space):
+    out = empty(alpha.shape, dtypes.FLOAT32, alpha.device)
+    alpha.device.kernels.random_gamma(key, ctr, salt, alpha._buf, log_space, out._buf)
+    return out
+
+
+def _positive(a):
+    return np.isfinite(a) & (a > 0)
+
+
+def gamma(shape, alpha, dtype=None, seed=None):
+    """Samples of the Gamma(alpha, 1) distribution (mean alpha), `alpha` a positive number or
+    values broadcastable to `shape` (Marsaglia and Tsang's method, csrc/random_dists.h)."""
+    shape = _shape(shape, "gamma")
+    dt = _float_dtype(dtype, "gamma")
+    a = _parameter(alpha, "alpha", "gamma", shape, _positive, "a finite number above 0")
+    key, ctr = draw_seed(seed, "gamma")
+    return _float_out(_gamma_draw(a, key, ctr, 0, False), dt)
+
+
+def beta(shape, alpha, beta, dtype=None, seed=None):
+    """Samples of the Beta(alpha, beta) distribution in [0, 1], X / (X + Y) for X ~ Gamma(alpha)
+    and Y ~ Gamma(beta) (taken as sigmoid(log X - log Y), exact for small alpha and beta too)."""
+    from .math import sigmoid, subtract
+    shape = _shape(shape, "beta")
+    dt = _float_dtype(dtype, "beta")
+    a = _parameter(alpha, "alpha", "beta", shape, _positive, "a finite number above 0")
+    b = _parameter(beta, "beta", "beta", shape, _positive, "a finite number above 0")
+    key, ctr = draw_seed(seed, "beta")
+    return _float_out(sigmoid(subtract(_gamma_draw(a, key, ctr, 0, True), _gamma_draw(b, key, ctr, 1, True))), dt)
+
+
+def binomial(shape, counts, probabilities, dtype=None, seed=None):
+    """Samples of the Binomial(counts, probabilities) distribution (successes in `counts` trials),
+    as floats; `counts` non-negative whole numbers and `probabilities` in [0, 1], each a number or
+    values broadcastable to `shape` (csrc/random_dists.h: waiting times, or Hormann's BTRS)."""
+    shape = _shape(shape, "binomial")
+    dt = _float_dtype(dtype, "binomial")
+    n = _parameter(counts, "counts", "binomial", shape,
+                   lambda v: np.isfinite(v) & (v >= 0) & (v == np.floor(v)), "a whole number >= 0")
+    p = _parameter(probabilities, "probabilities", "binomial", shape, lambda v: (v >= 0) & (v <= 1),
+                   "a probability in [0, 1]")
+    key, ctr = draw_seed(seed, "binomial")
+    out = empty(shape, dtypes.FLOAT32, n.device)
+    n.device.kernels.random_binomial(key, ctr, n._buf, p._buf, out._buf)
+    return _float_out(out, dt)
 
 
 def dropout(x, rate, noise_shape=None, seed=None):

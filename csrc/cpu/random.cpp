@@ -19,6 +19,7 @@
 #include "common.h"
 #include "device.h"
 #include "philox.h"
+#include "random_dists.h"
 #include "simd.h"
 #include "sort_checks.h"
 
@@ -167,6 +168,41 @@ void random_randint(uint64_t seed, uint64_t counter, int64_t lo, int64_t hi, Buf
   else run(out.data<int64_t>());
 }
 
+// ---- gamma and binomial (csrc/random_dists.h: each element its own retry blocks) -----------------
+
+// out = a Gamma(alpha, 1) sample per element (its log with log_space), alpha of out's size.
+void random_gamma(uint64_t seed, uint64_t counter, uint32_t salt, const Buffer& ab, bool log_space, Buffer& out) {
+  check_dtype("gamma", "alpha", ab, F32);
+  check_dtype("gamma", "out", out, F32);
+  LAMINA_CHECK(ab.numel == out.numel, "gamma: alpha has " << ab.numel << " values for " << out.numel << " outputs");
+  LAMINA_CHECK(salt < 2, "gamma: salt must be 0 or 1, received " << salt);
+  const Stream s(seed, counter);
+  const float* a = ab.data<float>();
+  float* o = out.data<float>();
+  for_each_chunk(out.numel, [&](int64_t st, int64_t m) {
+    for (int64_t e = st; e < st + m; ++e) {
+      const double lg = dists::log_gamma_sample(s, uint64_t(e), salt, double(a[e]));
+      o[e] = float(log_space ? lg : std::exp(lg));
+    }
+  });
+}
+
+// out = a Binomial(counts, probs) sample per element, as float32; counts and probs of out's size.
+void random_binomial(uint64_t seed, uint64_t counter, const Buffer& nb, const Buffer& pb, Buffer& out) {
+  check_dtype("binomial", "counts", nb, F32);
+  check_dtype("binomial", "probabilities", pb, F32);
+  check_dtype("binomial", "out", out, F32);
+  LAMINA_CHECK(nb.numel == out.numel && pb.numel == out.numel,
+               "binomial: counts and probabilities need one value per output");
+  const Stream s(seed, counter);
+  const float* n = nb.data<float>();
+  const float* p = pb.data<float>();
+  float* o = out.data<float>();
+  for_each_chunk(out.numel, [&](int64_t st, int64_t m) {
+    for (int64_t e = st; e < st + m; ++e) o[e] = float(dists::binomial_sample(s, uint64_t(e), n[e], p[e]));
+  });
+}
+
 // ---- dropout ------------------------------------------------------------------------------------
 // Keeps an element when its uniform draw is below 1 - rate (Keras), scaling it by 1 / (1 - rate).
 
@@ -301,6 +337,8 @@ void bind_random(py::module_& m) {
   def_kernel(m, "random_randint", &random_randint);
   def_kernel(m, "random_categorical", &random_categorical);
   def_kernel(m, "random_shuffle", &random_shuffle);
+  def_kernel(m, "random_gamma", &random_gamma);
+  def_kernel(m, "random_binomial", &random_binomial);
   def_kernel(m, "dropout", &dropout);
   def_kernel(m, "dropout_mask", &dropout_mask);
   def_kernel(m, "dropout_grad", &dropout_grad);

@@ -321,6 +321,8 @@ std::vector<float> host_random_uniform(uint64_t seed, uint64_t counter, double l
 std::vector<float> host_random_normal(uint64_t seed, uint64_t counter, double mean, double stddev, bool truncated,
                                       int64_t n);
 void random_randint(uint64_t seed, uint64_t counter, int64_t lo, int64_t hi, Buffer& out);
+void random_gamma(uint64_t seed, uint64_t counter, uint32_t salt, const Buffer& alpha, bool log_space, Buffer& out);
+void random_binomial(uint64_t seed, uint64_t counter, const Buffer& counts, const Buffer& probs, Buffer& out);
 void dropout(const Buffer& x, uint64_t seed, uint64_t counter, double rate, Buffer& out, Buffer& mask);
 void dropout_mask(uint64_t seed, uint64_t counter, double rate, Buffer& mask);
 void dropout_grad(const Buffer& g, const Buffer& mask, double scale, Buffer& out);

@@ -359,6 +359,8 @@ PYBIND11_MODULE(LAMINA_CUDA_MODULE, m) {
         py::arg("stddev"), py::arg("truncated"), py::arg("n"),
         "random_normal's numbers computed on the host with the device's arithmetic (glibc's logf / sincosf).");
   gpu::def_kernel(m, "random_randint", &gpu::random_randint);
+  gpu::def_kernel(m, "random_gamma", &gpu::random_gamma);
+  gpu::def_kernel(m, "random_binomial", &gpu::random_binomial);
   gpu::def_kernel(m, "dropout", &gpu::dropout);
   gpu::def_kernel(m, "dropout_mask", &gpu::dropout_mask);
   gpu::def_kernel(m, "dropout_grad", &gpu::dropout_grad);

@@ -2,14 +2,16 @@
 // (csrc/cpu/random.cpp): element e of a draw always comes from block e / 4, lane e % 4 (randint:
 // block e / 2, lanes 2 (e % 2) and the next), so a seed gives the same numbers on every device.
 // One thread computes one Philox block and writes the elements it feeds. The float arithmetic
-// is spelled out unfused (philox.cuh) to round as the CPU's does. random_categorical and
-// random_shuffle have no CUDA version (they run on the host).
+// is spelled out unfused (philox.cuh) to round as the CPU's does. Gamma and binomial draws run
+// the CPU's own per-element code (csrc/random_dists.h), one thread an element; categorical draws
+// and shuffles are in sort.cu.
 #include <cmath>
 #include <vector>
 
 #include "bf16.cuh"
 #include "gpu.h"
 #include "philox.cuh"
+#include "../random_dists.h"
 
 namespace lamina {
 namespace gpu {
@@ -111,6 +113,18 @@ __global__ void dropout_mask_kernel(Stream s, int64_t n, float keep, float scale
   }
 }
 
+// One thread an element: each draws its own retry blocks (csrc/random_dists.h), as the CPU's loop.
+__global__ void gamma_kernel(Stream s, int64_t n, uint32_t salt, const float* alpha, bool log_space, float* o) {
+  GRID_STRIDE(e, n) {
+    const double lg = dists::log_gamma_sample(s, uint64_t(e), salt, double(alpha[e]));
+    o[e] = float(log_space ? lg : exp(lg));
+  }
+}
+
+__global__ void binomial_kernel(Stream s, int64_t n, const float* counts, const float* probs, float* o) {
+  GRID_STRIDE(e, n) o[e] = float(dists::binomial_sample(s, uint64_t(e), counts[e], probs[e]));
+}
+
 template <class A>
 __global__ void dropout_grad_kernel(const A g, const uint8_t* mk, float scale, const A o, int64_t n) {
   GRID_STRIDE(i, n)
@@ -177,6 +191,35 @@ void random_randint(uint64_t seed, uint64_t counter, int64_t lo, int64_t hi, Buf
     randint_kernel<<<grid_for((n + 1) / 2), 256, 0, c.stream>>>(s, n, lo, range, out.data<int32_t>());
   else
     randint_kernel<<<grid_for((n + 1) / 2), 256, 0, c.stream>>>(s, n, lo, range, out.data<int64_t>());
+  launched(c, op);
+}
+
+void random_gamma(uint64_t seed, uint64_t counter, uint32_t salt, const Buffer& alpha, bool log_space, Buffer& out) {
+  const char* op = "gamma";
+  check_dtype(op, "alpha", alpha, F32);
+  check_dtype(op, "out", out, F32);
+  LAMINA_CHECK(alpha.numel == out.numel, "gamma: alpha has " << alpha.numel << " values for " << out.numel << " outputs");
+  LAMINA_CHECK(salt < 2, "gamma: salt must be 0 or 1, received " << salt);
+  Context& c = op_device(op, {&alpha, &out});
+  const int64_t n = out.numel;
+  if (n == 0) return;
+  gamma_kernel<<<grid_for(n), 256, 0, c.stream>>>(Stream(seed, counter), n, salt, alpha.data<float>(), log_space,
+                                                   out.data<float>());
+  launched(c, op);
+}
+
+void random_binomial(uint64_t seed, uint64_t counter, const Buffer& counts, const Buffer& probs, Buffer& out) {
+  const char* op = "binomial";
+  check_dtype(op, "counts", counts, F32);
+  check_dtype(op, "probabilities", probs, F32);
+  check_dtype(op, "out", out, F32);
+  LAMINA_CHECK(counts.numel == out.numel && probs.numel == out.numel,
+               "binomial: counts and probabilities need one value per output");
+  Context& c = op_device(op, {&counts, &probs, &out});
+  const int64_t n = out.numel;
+  if (n == 0) return;
+  binomial_kernel<<<grid_for(n), 256, 0, c.stream>>>(Stream(seed, counter), n, counts.data<float>(),
+                                                      probs.data<float>(), out.data<float>());
   launched(c, op);
 }
 

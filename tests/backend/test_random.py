@@ -42,6 +42,10 @@ DRAWS = {
     "randint64": lambda shape, seed: lr.randint(shape, -(1 << 40), 1 << 40, dtype="int64", seed=seed),
     "dropout": lambda shape, seed: lr.dropout(ops.ones(shape), 0.4, seed=seed),
     "shuffle": lambda shape, seed: lr.shuffle(np.arange(math.prod(shape)).reshape(shape), seed=seed),
+    "gamma": lambda shape, seed: lr.gamma(shape, 0.7, seed=seed),
+    "beta": lambda shape, seed: lr.beta(shape, 0.3, 2.0, seed=seed),
+    "binomial": lambda shape, seed: lr.binomial(shape, 30, 0.45, seed=seed),
+    "binomial_btrs": lambda shape, seed: lr.binomial(shape, 5000, 0.3, seed=seed),
 }
 
 
@@ -192,3 +196,94 @@ def test_errors():
 def test_public_names_exported():
     for name in lr.__all__:
         assert getattr(getattr(ops, name), "__wrapped__", getattr(ops, name)) is getattr(lr, name), name
+
+
+# ---- gamma, beta, binomial: the distributions, checked against exact CDFs -------------------------
+
+def _ks(sample, cdf):
+    """Kolmogorov-Smirnov distance between a sample and a CDF (a function on numpy arrays)."""
+    x = np.sort(sample.astype(np.float64))
+    f = cdf(x)
+    n = len(x)
+    return max((np.arange(1, n + 1) / n - f).max(), (f - np.arange(n) / n).max())
+
+
+def _gamma_cdf(alpha):
+    erf = np.vectorize(math.erf)
+    if alpha == 0.5:   # X = Z^2 / 2
+        return lambda x: erf(np.sqrt(x))
+    k = int(alpha)     # integer alpha: 1 - e^-x sum_{j<k} x^j / j!
+    return lambda x: 1 - np.exp(-x) * sum(x ** j / math.factorial(j) for j in range(k))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 3.0, 12.0])
+def test_gamma_follows_its_cdf(alpha):
+    x = lr.gamma((40_000,), alpha, seed=3).numpy()
+    assert x.dtype == np.float32 and (x > 0).all()
+    assert _ks(x, _gamma_cdf(alpha)) < 1.63 / math.sqrt(len(x))   # the KS test at 1%
+    assert x.mean() == pytest.approx(alpha, rel=0.03)
+
+
+@pytest.mark.parametrize("a,b,cdf", [
+    (1.0, 1.0, lambda x: x),
+    (0.5, 0.5, lambda x: 2 / np.pi * np.arcsin(np.sqrt(x))),
+    (3.0, 1.0, lambda x: x ** 3),
+    (0.05, 1.0, lambda x: x ** 0.05),   # mass piled at 0: X / (X + Y) would divide 0 by 0
+])
+def test_beta_follows_its_cdf(a, b, cdf):
+    x = lr.beta((40_000,), a, b, seed=4).numpy()
+    assert np.isfinite(x).all() and (x >= 0).all() and (x <= 1).all()
+    assert _ks(x, cdf) < 1.63 / math.sqrt(len(x))
+
+
+@pytest.mark.parametrize("n,p", [(7, 0.3), (40, 0.1), (60, 0.8), (1000, 0.5), (300, 0.93)])
+def test_binomial_matches_the_exact_pmf(n, p):
+    """Waiting times (n * min(p, 1 - p) < 10) and BTRS (above), both sides of p = 1/2."""
+    x = lr.binomial((40_000,), n, p, seed=5).numpy()
+    assert x.dtype == np.float32 and (x == np.round(x)).all() and x.min() >= 0 and x.max() <= n
+    ks = np.arange(n + 1)
+    pmf = np.array([math.comb(n, k) * p ** k * (1 - p) ** (n - k) for k in ks])
+    ecdf = np.cumsum(np.bincount(x.astype(int), minlength=n + 1)) / len(x)
+    assert np.abs(ecdf - np.cumsum(pmf)).max() < 1.63 / math.sqrt(len(x))   # KS at 1%, at the jumps
+    assert x.mean() == pytest.approx(n * p, rel=0.02)
+    assert x.var() == pytest.approx(n * p * (1 - p), rel=0.06)
+
+
+def test_parameters_broadcast_and_edge_values():
+    alpha = np.array([0.2, 1.0, 50.0], np.float32)
+    x = lr.gamma((20_000, 3), alpha, seed=6).numpy()
+    np.testing.assert_allclose(x.mean(axis=0), alpha, rtol=0.05)
+    n = np.array([[0.0], [5.0], [9.0]], np.float32)
+    p = np.array([0.0, 1.0, 0.5, 0.25], np.float32)
+    y = lr.binomial((3, 4), n, p, seed=7).numpy()
+    assert (y[0] == 0).all() and (y[:, 0] == 0).all() and (y[:, 1] == n[:, 0]).all()
+    bt = lr.beta((2, 3), lamina.convert_to_tensor(np.ones(3, np.float32)), 2.0, seed=8)
+    assert bt.shape == (2, 3)
+    assert lr.gamma((3,), 2.0, dtype="bfloat16", seed=1).dtype == "bfloat16"
+    assert lr.binomial((0, 2), 3, 0.5).shape == (0, 2)
+
+
+def test_beta_streams_are_independent():
+    """Beta's two gammas share the draw's counter but not their blocks: Beta(a, a) is symmetric
+    about 1/2, which identical streams would make exactly 1/2."""
+    x = lr.beta((10_000,), 2.0, 2.0, seed=9).numpy()
+    assert np.abs(x - 0.5).max() > 0.3 and x.mean() == pytest.approx(0.5, abs=0.01)
+
+
+def test_gamma_beta_binomial_errors():
+    with pytest.raises(ValueError, match=r"gamma: every value of alpha must be a finite number above 0; "
+                                         r"received alpha=-1.0"):
+        lr.gamma((2,), -1.0)
+    with pytest.raises(ValueError, match=r"alpha=0.0 \(in an array of shape \(2,\)\)"):
+        lr.gamma((2,), [1.0, 0.0])
+    with pytest.raises(ValueError, match=r"alpha of shape \(3,\) does not broadcast to the sample shape \(2,\)"):
+        lr.gamma((2,), [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="beta: every value of beta must be a finite number above 0"):
+        lr.beta((2,), 1.0, float("nan"))
+    with pytest.raises(ValueError, match="counts must be a whole number >= 0; received counts=2.5"):
+        lr.binomial((2,), 2.5, 0.5)
+    with pytest.raises(ValueError, match=r"probabilities must be a probability in \[0, 1\]; received "
+                                         r"probabilities=1.5"):
+        lr.binomial((2,), 3, 1.5)
+    with pytest.raises(TypeError, match="binomial: expected a float dtype"):
+        lr.binomial((2,), 3, 0.5, dtype="int32")

@@ -778,6 +778,26 @@ def test_random_draws_match_cpu_bit_for_bit(dev):
     assert ((d2 == 0).all(axis=(1, 2)) | (d2 != 0).all(axis=(1, 2))).all() and 0 < np.mean(d2 == 0) < 1
 
 
+def _rejection_draws(device):
+    with lamina.device(device):
+        alpha = lamina.convert_to_tensor(np.linspace(0.05, 40.0, 7, dtype=np.float32))
+        return {"gamma": lamina.random.gamma((301, 7), alpha, seed=31).numpy(),
+                "beta": lamina.random.beta((1001,), 0.3, 2.5, seed=32).numpy(),
+                "binomial_waiting": lamina.random.binomial((1001,), 25, 0.2, seed=33).numpy(),
+                "binomial_btrs": lamina.random.binomial((3, 333), np.array([100.0, 5000.0, 70.0], np.float32)[:, None],
+                                                        0.7, seed=34).numpy()}
+
+
+def test_gamma_beta_binomial_match_cpu(dev):
+    """Rejection samplers (csrc/random_dists.h): each element retries on its own Philox blocks, in
+    double precision on both devices, so a seed gives the CPU's numbers (to float rounding: the
+    devices' double logs may differ in their last bit)."""
+    want, got = _rejection_draws("cpu:0"), _rejection_draws(dev)
+    for k in want:
+        assert got[k].shape == want[k].shape, k
+        np.testing.assert_allclose(got[k], want[k], rtol=3e-7, atol=1e-30, err_msg=k)
+
+
 def _optimizer_steps(device, make):
     """Three steps of the optimizer `make()` on two variables (a matrix and an odd-sized bias)."""
     opt = make()
