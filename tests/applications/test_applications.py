@@ -27,6 +27,36 @@ BUILDERS = {
                                                                input_shape=(224, 224, 3)),
     "mobilenet_1.0_128_notop_max": lambda: applications.MobileNet(weights=None, include_top=False,
                                                                   input_shape=(128, 128, 3), pooling="max"),
+    "resnet50_top": lambda: applications.ResNet50(weights=None),
+    "resnet50_notop_avg": lambda: applications.ResNet50(weights=None, include_top=False, pooling="avg"),
+    "resnet101_notop": lambda: applications.ResNet101(weights=None, include_top=False, input_shape=(64, 64, 3)),
+    "resnet152_notop_max": lambda: applications.ResNet152(weights=None, include_top=False, input_shape=(32, 32, 3),
+                                                          pooling="max"),
+    "resnet50v2_top": lambda: applications.ResNet50V2(weights=None),
+    "resnet101v2_notop_avg": lambda: applications.ResNet101V2(weights=None, include_top=False,
+                                                              input_shape=(64, 64, 3), pooling="avg"),
+    "resnet152v2_notop": lambda: applications.ResNet152V2(weights=None, include_top=False, input_shape=(32, 32, 3)),
+    "vgg16_top": lambda: applications.VGG16(weights=None),
+    "vgg16_notop_avg": lambda: applications.VGG16(weights=None, include_top=False, pooling="avg"),
+    "vgg19_top_10": lambda: applications.VGG19(weights=None, classes=10, classifier_activation=None),
+    "vgg19_notop_max": lambda: applications.VGG19(weights=None, include_top=False, input_shape=(64, 64, 3),
+                                                  pooling="max"),
+    "mobilenet_v2_1.0_224_top": lambda: applications.MobileNetV2(weights=None),
+    "mobilenet_v2_0.35_96_notop": lambda: applications.MobileNetV2(weights=None, alpha=0.35, include_top=False,
+                                                                   input_shape=(96, 96, 3)),
+    "mobilenet_v2_1.4_224_notop_avg": lambda: applications.MobileNetV2(weights=None, alpha=1.4, include_top=False,
+                                                                       input_shape=(224, 224, 3), pooling="avg"),
+    "mobilenet_v2_1.3_160_top_10": lambda: applications.MobileNetV2(weights=None, alpha=1.3,
+                                                                    input_shape=(160, 160, 3), classes=10),
+    "mobilenet_v2_0.5_75x90_notop_max": lambda: applications.MobileNetV2(weights=None, alpha=0.5, include_top=False,
+                                                                         input_shape=(75, 90, 3), pooling="max"),
+    "densenet121_top": lambda: applications.DenseNet121(weights=None),
+    "densenet169_notop_avg": lambda: applications.DenseNet169(weights=None, include_top=False,
+                                                              input_shape=(64, 64, 3), pooling="avg"),
+    "densenet201_notop": lambda: applications.DenseNet201(weights=None, include_top=False, input_shape=(32, 32, 3)),
+    "xception_top": lambda: applications.Xception(weights=None),
+    "xception_notop_avg": lambda: applications.Xception(weights=None, include_top=False, input_shape=(71, 71, 3),
+                                                        pooling="avg"),
 }
 
 
@@ -80,7 +110,13 @@ def _keras2_file(path, model, rng, names_suffix=":0"):
 @pytest.mark.parametrize("build", [
     lambda w: applications.InceptionV3(weights=w, include_top=False, input_shape=(75, 75, 3)),
     lambda w: applications.MobileNet(weights=w, alpha=0.25, include_top=False, input_shape=(64, 64, 3)),
-], ids=["inception_v3", "mobilenet"])
+    lambda w: applications.ResNet50(weights=w, include_top=False, input_shape=(32, 32, 3)),
+    lambda w: applications.ResNet50V2(weights=w, include_top=False, input_shape=(32, 32, 3)),
+    lambda w: applications.VGG16(weights=w, include_top=False, input_shape=(32, 32, 3)),
+    lambda w: applications.MobileNetV2(weights=w, alpha=0.35, include_top=False, input_shape=(32, 32, 3)),
+    lambda w: applications.DenseNet121(weights=w, include_top=False, input_shape=(32, 32, 3)),
+    lambda w: applications.Xception(weights=w, include_top=False, input_shape=(71, 71, 3)),
+], ids=["inception_v3", "mobilenet", "resnet50", "resnet50v2", "vgg16", "mobilenet_v2", "densenet121", "xception"])
 def test_weights_path_keras2_layout_loads_by_layer_order(tmp_path, build):
     template = build(None)
     path = str(tmp_path / "w.h5")
@@ -289,3 +325,219 @@ def test_manifest_names_are_keras_naming():
     names = [l.name for l in m.layers]
     assert names[1:4] == ["conv2d", "batch_normalization", "activation"]
     assert "mixed10" in names and all(re.fullmatch(r"[a-z0-9_]+", n) for n in names)
+
+
+def _random_keras_weights(km, rng):
+    """Weights that keep activations of order one through a deep random network: kernels with
+    variance 1 / fan-in, BN scale near 1, positive variances."""
+    values = []
+    for w in km.weights:
+        shape, path = tuple(w.shape), w.path
+        if "moving_variance" in path:
+            v = np.abs(rng.standard_normal(shape)) + 0.5
+        elif "gamma" in path:
+            v = 1.0 + 0.1 * rng.standard_normal(shape)
+        elif len(shape) == 1:
+            v = 0.1 * rng.standard_normal(shape)
+        else:
+            fan_in = np.prod(shape[:-2]) if "depthwise" in path else np.prod(shape[:-1])
+            v = rng.standard_normal(shape) / np.sqrt(fan_in)
+        values.append(v.astype(np.float32))
+    km.set_weights(values)
+
+
+def _assert_same_configs(lm, km):
+    """Every layer's config (strides, padding, epsilon, momentum, activation, ...) is Keras's."""
+    assert len(lm.layers) == len(km.layers)
+    for l, k in zip(lm.layers[1:], km.layers[1:]):
+        lc, kc = l.get_config(), k.get_config()
+        for key in ("name", "dtype"):
+            lc.pop(key, None)
+            kc.pop(key, None)
+        assert (type(l).__name__, l.name, lc) == (type(k).__name__, k.name, kc)
+
+
+def _small_densenet(module, weights=None):
+    return module.DenseNet([2, 1, 2, 1], weights=weights, include_top=False, input_shape=(32, 32, 3))
+
+
+# (architecture, its arguments, input shape); small inputs and few classes keep Keras's side fast.
+# DenseNet is checked on a shallow DenseNet of the same blocks (DenseNet121 takes Keras 15 s)
+PARITY = {
+    "resnet50": ("ResNet50", dict(include_top=False), (64, 64, 3)),
+    "resnet50v2_top": ("ResNet50V2", dict(classes=10), (64, 64, 3)),
+    "vgg16_top": ("VGG16", dict(classes=10), (32, 32, 3)),
+    "vgg19_max": ("VGG19", dict(include_top=False, pooling="max"), (48, 48, 3)),
+    "mobilenet_v2_1.4_odd_top": ("MobileNetV2", dict(alpha=1.4, classes=10), (75, 90, 3)),
+    "densenet_small": (_small_densenet, {}, (32, 32, 3)),
+    "xception": ("Xception", dict(include_top=False), (71, 71, 3)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PARITY))
+def test_outputs_equal_keras_random_weights(tmp_path, case):
+    keras = _keras()
+    arch, kwargs, shape = PARITY[case]
+    if callable(arch):
+        from keras.src.applications import densenet as keras_densenet
+        keras_fn, lamina_fn = (lambda: arch(keras_densenet)), (lambda w: arch(applications.densenet, weights=w))
+    else:
+        keras_fn = lambda: getattr(keras.applications, arch)(weights=None, input_shape=shape, **kwargs)  # noqa: E731
+        lamina_fn = lambda w: getattr(applications, arch)(weights=w, input_shape=shape, **kwargs)  # noqa: E731
+    keras.utils.clear_session()
+    km = keras_fn()
+    rng = np.random.default_rng(0)
+    _random_keras_weights(km, rng)
+    path = str(tmp_path / "k.weights.h5")
+    km.save_weights(path)
+    lamina.utils.clear_session()
+    lm = lamina_fn(path)
+    _assert_same_configs(lm, km)
+    x = rng.uniform(-1, 1, (2,) + shape).astype(np.float32)
+    want = np.asarray(km.predict(x, verbose=0))
+    got = lm.predict(x, verbose=0)
+    assert got.shape == want.shape and np.std(want) > 1e-3
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got, want, atol=1e-4 * max(scale, 1.0), rtol=1e-3)
+
+
+class _Requested(Exception):
+    pass
+
+
+@pytest.mark.parametrize("build,fname,folder", [
+    (lambda: applications.ResNet50(), "resnet50_weights_tf_dim_ordering_tf_kernels.h5", "resnet"),
+    (lambda: applications.ResNet101(include_top=False), "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
+     "resnet"),
+    (lambda: applications.resnet50.ResNet50(include_top=False, input_shape=(64, 64, 3)),
+     "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet"),
+    (lambda: applications.ResNet152V2(), "resnet152v2_weights_tf_dim_ordering_tf_kernels.h5", "resnet"),
+    (lambda: applications.VGG16(include_top=False), "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg16"),
+    (lambda: applications.VGG19(), "vgg19_weights_tf_dim_ordering_tf_kernels.h5", "vgg19"),
+    (lambda: applications.MobileNetV2(), "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
+     "mobilenet_v2"),
+    (lambda: applications.MobileNetV2(alpha=0.35, include_top=False, input_shape=(96, 96, 3)),
+     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5", "mobilenet_v2"),
+    (lambda: applications.MobileNetV2(alpha=0.50, include_top=False, input_shape=(128, 128, 3)),
+     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_128_no_top.h5", "mobilenet_v2"),
+    (lambda: applications.DenseNet169(), "densenet169_weights_tf_dim_ordering_tf_kernels.h5", "densenet"),
+    (lambda: applications.DenseNet201(include_top=False), "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5",
+     "densenet"),
+    (lambda: applications.Xception(include_top=False), "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+     "xception"),
+], ids=lambda v: v if isinstance(v, str) and v.endswith(".h5") else "")
+def test_imagenet_weights_file_names_and_urls_are_keras(monkeypatch, build, fname, folder):
+    seen = []
+
+    def record(name, url):
+        seen.append((name, url))
+        raise _Requested
+    monkeypatch.setattr(imagenet_utils, "get_weights_file", record)
+    with pytest.raises(_Requested):
+        build()
+    assert seen == [(fname, f"https://storage.googleapis.com/tensorflow/keras-applications/{folder}/{fname}")]
+    if not fname.startswith("mobilenet_v2"):   # Keras publishes md5s for all but MobileNetV2
+        assert len(imagenet_utils.KNOWN_HASHES[fname]) == 32
+
+
+def test_mobilenet_v2_odd_input_loads_the_224_weights_with_a_warning(monkeypatch):
+    seen = []
+    monkeypatch.setattr(imagenet_utils, "get_weights_file", lambda name, url: seen.append(name) or _raise())
+    with pytest.warns(UserWarning, match=r"Weights for input shape \(224, 224\)"), pytest.raises(_Requested):
+        applications.MobileNetV2(alpha=0.75, include_top=False, input_shape=(100, 100, 3))
+    assert seen == ["mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.75_224_no_top.h5"]
+
+
+def _raise():
+    raise _Requested
+
+
+def test_new_architectures_offline_error_and_md5_check(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    (data / "pretrained").mkdir(parents=True)
+    monkeypatch.setenv("LAMINA_DATA_DIR", str(data))
+    monkeypatch.setenv("LAMINA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    fname = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5"
+    with pytest.raises(OSError) as e:
+        applications.MobileNetV2(alpha=0.35, include_top=False, input_shape=(96, 96, 3))
+    assert fname in str(e.value) and os.path.join(str(data), "pretrained", fname) in str(e.value)
+    assert "keras-applications/mobilenet_v2/" + fname in str(e.value)
+    (data / "pretrained" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"not the weights")
+    with pytest.raises(ValueError, match="md5 .* expected 4d473c1dd8becc155b73f8504c6f6626"):
+        applications.ResNet50(include_top=False)
+
+
+def test_new_architectures_argument_errors():
+    with pytest.raises(ValueError, match=r"`pooling` must be None, 'avg' or 'max', received pooling='mean'"):
+        applications.ResNet50(weights=None, include_top=False, pooling="mean")
+    with pytest.raises(ValueError, match=r"pooling='sum'"):
+        applications.VGG19(weights=None, include_top=False, pooling="sum")
+    with pytest.raises(ValueError, match=r"`classes` should be 1000; received classes=10"):
+        applications.ResNet50V2(weights="imagenet", classes=10)
+    with pytest.raises(ValueError, match=r"`classes` should be 1000; received classes=5"):
+        applications.MobileNetV2(weights="imagenet", classes=5)
+    with pytest.raises(ValueError, match=r"`classes` should be 1000; received classes=2"):
+        applications.VGG16(weights="imagenet", include_top=True, classes=2)
+    with pytest.raises(ValueError, match=r"`weights` argument.*received weights='/no/such.h5'"):
+        applications.ResNet152(weights="/no/such.h5")
+    with pytest.raises(ValueError, match=r"alpha must be one of 0.35, 0.5, 0.75, 1.0, 1.3 or 1.4 only; "
+                                         r"received alpha=0.6"):
+        applications.MobileNetV2(weights="imagenet", alpha=0.6)
+    with pytest.raises(ValueError, match=r"`alpha` must be a positive number, received alpha=0"):
+        applications.MobileNetV2(weights=None, alpha=0)
+    with pytest.raises(ValueError, match=r"at least 32x32; received input_shape=\(16, 16, 3\)"):
+        applications.ResNet101(weights=None, include_top=False, input_shape=(16, 16, 3))
+    with pytest.raises(ValueError, match=r"at least 32x32; received input_shape=\(31, 64, 3\)"):
+        applications.VGG16(weights=None, include_top=False, input_shape=(31, 64, 3))
+    with pytest.raises(ValueError, match=r"at least 32x32; received input_shape=\(24, 24, 3\)"):
+        applications.MobileNetV2(weights=None, include_top=False, input_shape=(24, 24, 3))
+    with pytest.raises(ValueError, match=r"at least 71x71; received input_shape=\(70, 70, 3\)"):
+        applications.Xception(weights=None, include_top=False, input_shape=(70, 70, 3))
+    with pytest.raises(ValueError, match=r"should be \(224, 224, 3\); received input_shape=\(200, 200, 3\)"):
+        applications.ResNet50(weights="imagenet", input_shape=(200, 200, 3))
+    with pytest.raises(ValueError, match=r"3 channels; received input_shape=\(64, 64, 1\)"):
+        applications.DenseNet121(weights="imagenet", include_top=False, input_shape=(64, 64, 1))
+    with pytest.raises(ValueError, match=r"classifier_activation='relu'"):
+        applications.VGG16(weights="imagenet", classifier_activation="relu")
+    with pytest.raises(ValueError, match=r"static `input_shape`; received input_shape=\(None, None, 3\)"):
+        applications.ResNet50(weights=None, input_shape=(None, None, 3))
+    with pytest.raises(ValueError, match=r"input_tensor.shape\[2\] must equal input_shape\[1\].*"
+                                         r"\(None, 96, 96, 3\).*\(96, 128, 3\)"):
+        applications.MobileNetV2(weights=None, include_top=False, input_tensor=lamina.Input((96, 96, 3)),
+                                 input_shape=(96, 128, 3))
+    with pytest.raises(ValueError, match=r"ImageNet weights for blocks in .*received blocks=\(1, 2, 3, 4\)"):
+        applications.densenet.DenseNet([1, 2, 3, 4], include_top=False)
+    with pytest.raises(ValueError, match=r"received weights_name=None"):
+        applications.resnet.ResNet(lambda x: x, False, True, include_top=False)
+
+
+def test_mobilenet_v2_make_divisible_and_correct_pad():
+    from lamina.applications.mobilenet_v2 import _make_divisible
+    assert [_make_divisible(32 * a, 8) for a in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)] == [16, 16, 24, 32, 40, 48]
+    assert _make_divisible(1280 * 1.4, 8) == 1792 and _make_divisible(int(16 * 0.35), 8) == 8
+    assert _make_divisible(11, 8) == 16   # 8 would be more than 10% below 11
+    assert imagenet_utils.correct_pad(lamina.Input((96, 75, 3)), 3) == ((0, 1), (1, 1))
+    assert imagenet_utils.correct_pad(lamina.Input((None, None, 3)), (3, 5)) == ((0, 1), (1, 2))
+
+
+def test_new_modules_preprocess_and_decode_as_keras(monkeypatch):
+    x = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype(np.float32)
+    caffe = x[..., ::-1] - np.array([103.939, 116.779, 123.68], np.float32)
+    for mod in (applications.resnet, applications.resnet50, applications.vgg16, applications.vgg19):
+        np.testing.assert_allclose(mod.preprocess_input(x.copy()), caffe, rtol=1e-5, atol=1e-4)
+    for mod in (applications.resnet_v2, applications.mobilenet_v2, applications.xception):
+        np.testing.assert_allclose(mod.preprocess_input(x.copy()), x / 127.5 - 1, rtol=1e-5, atol=1e-6)
+    torch = (x / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    np.testing.assert_allclose(applications.densenet.preprocess_input(x.copy()), torch, rtol=1e-5, atol=1e-5)
+    assert applications.resnet50.ResNet50 is applications.ResNet50 is applications.resnet.ResNet50
+    monkeypatch.setattr(imagenet_utils, "_class_index", {str(i): [f"n{i:08d}", f"class{i}"] for i in range(1000)})
+    p = np.zeros((1, 1000), np.float32)
+    p[0, 42] = 1.0
+    for mod in (applications.resnet50, applications.resnet_v2, applications.vgg16, applications.vgg19,
+                applications.mobilenet_v2, applications.densenet, applications.xception):
+        assert mod.decode_predictions(p, top=1) == [[("n00000042", "class42", pytest.approx(1.0))]]
