@@ -186,10 +186,18 @@ class RNN(Layer):
             v._autocast = False
         object.__setattr__(self, "states", _pack(self.state_size, states))
 
+    def _state_shapes(self, batch):
+        """The shapes of the states (flat) for a batch size: (batch, size) each, by default."""
+        return [(batch, int(s)) for s in _flatten(self.state_size)]
+
+    def _step_output_shape(self, batch):
+        """The shape of one step's output for a batch size: (batch, output_size), by default."""
+        return (batch, self._output_size())
+
     def _check_state_count(self, n, what):
         sizes = _flatten(self.state_size)
         if n != len(sizes):
-            shapes = ", ".join(f"(batch, {s})" for s in sizes)
+            shapes = ", ".join(str(s).replace("None", "batch") for s in self._state_shapes(None))
             raise ValueError(f"{type(self).__name__} '{self.name}': expected {len(sizes)} initial state tensor(s) "
                              f"for the cell {_describe(self.cell)} (shapes {shapes}, from its state_size "
                              f"{self.cell.state_size!r}), {what} {n}")
@@ -218,11 +226,12 @@ class RNN(Layer):
             leaves = _flatten(initial_state if _nested(initial_state) else [initial_state])
             self._check_state_count(len(leaves), "received")
             out = []
-            for i, (s, n) in enumerate(zip(leaves, _flatten(self.state_size))):
+            for i, (s, want) in enumerate(zip(leaves, self._state_shapes(B))):
                 t = _float(s)
-                if t.shape != (B, n):
+                if t.shape != want:
+                    generic = str(self._state_shapes(None)[i]).replace("None", "batch")
                     raise ValueError(f"{type(self).__name__} '{self.name}': initial state {i} must have shape "
-                                     f"(batch, {n}) = {(B, n)} for inputs of batch size {B} and the cell's "
+                                     f"{generic} = {want} for inputs of batch size {B} and the cell's "
                                      f"state_size {self.cell.state_size!r}, received shape {t.shape}")
                 out.append(t)
             return _pack(self.state_size, out)
@@ -287,7 +296,7 @@ class RNN(Layer):
                 raise ValueError(f"{who}: the cell {_describe(self.cell)} returned state {i} of shape "
                                  f"{getattr(b, 'shape', type(b).__name__)}, expected {a.shape} (the shape it came in "
                                  f"with, from its state_size {self.cell.state_size!r})")
-        if output.shape[-1] != self._output_size():
+        if tuple(output.shape[1:]) != self._step_output_shape(output.shape[0])[1:]:
             raise ValueError(f"{who}: the cell {_describe(self.cell)} returned outputs of shape {output.shape}, but "
                              f"its output_size (or first state size, when it has no output_size) is "
                              f"{self._output_size()}. Set `output_size` on the cell to the size of its output")
@@ -327,9 +336,9 @@ class RNN(Layer):
             last_output = outputs[-1]
             seq = ops.stack(outputs, axis=1) if self.return_sequences else None
         else:  # no steps: what a fully masked sequence gives
-            shape = (B, self._output_size())
+            shape = self._step_output_shape(B)
             last_output = self._masked_output(states, None, shape)
-            seq = ops.zeros((B, 0, shape[1])) if self.return_sequences else None
+            seq = ops.zeros((B, 0) + tuple(shape[1:])) if self.return_sequences else None
         return last_output, seq, states
 
     def _mask(self, mask, B, T):
@@ -383,10 +392,10 @@ class RNN(Layer):
     def compute_output_shape(self, input_shape):
         input_shape = _sequence_shape(input_shape)
         B, T = input_shape[0], input_shape[1] if len(input_shape) > 1 else None
-        U = self._output_size()
-        out = (B, T, U) if self.return_sequences else (B, U)
+        step = tuple(self._step_output_shape(B))
+        out = (B, T) + step[1:] if self.return_sequences else step
         if self.return_state:
-            return [out] + _pack(self.state_size, [(B, int(s)) for s in _flatten(self.state_size)])
+            return [out] + _pack(self.state_size, self._state_shapes(B))
         return out
 
     def compute_mask(self, inputs, mask=None):
