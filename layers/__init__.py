@@ -38,6 +38,7 @@ from .preprocessing_text import Hashing, IntegerLookup, StringLookup, TextVector
 from .recurrent import (GRU, GRUCell, LSTM, LSTMCell, RNN, SimpleRNN, SimpleRNNCell,  # noqa: F401
                         StackedRNNCells)
 from .conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D  # noqa: F401
+from .preprocessing_audio import MelSpectrogram, STFTSpectrogram  # noqa: F401
 from .reshaping import (Cropping1D, Cropping2D, Cropping3D, Flatten, Permute, RepeatVector, Reshape,  # noqa: F401
                         UpSampling1D, UpSampling2D, UpSampling3D, ZeroPadding1D, ZeroPadding3D)
 from .serialization import deserialize, serialize  # noqa: F401
