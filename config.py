@@ -12,6 +12,7 @@ from .backend.settings import (backend, epsilon, floatx, image_data_format, set_
 from .backend.device import get_cpu_threads_per_device, set_cpu_threads_per_device  # noqa: F401
 from .backend.device import enable_tensor_float_32_execution, tensor_float_32_execution_enabled  # noqa: F401
 from .dtype_policies import dtype_policy, set_dtype_policy  # noqa: F401
+from .saving import enable_unsafe_deserialization  # noqa: F401
 
 
 def set_num_threads(threads):

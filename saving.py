@@ -11,6 +11,10 @@ lamina's own classes that Keras does not have (`lamina.models.Seq2Seq`, register
 cannot (it stops with "Could not locate class 'Seq2Seq'"). To move such a model to Keras, rebuild
 the architecture with Keras's classes and move the weights.
 
+Python lambdas are saved as Keras saves them (marshalled bytecode, "__lambda__") and loaded back
+only outside safe mode: `load_model(..., safe_mode=False)` or after
+`lamina.config.enable_unsafe_deserialization()` (see "saved code" below).
+
 An object met twice while a '.keras' file is written carries Keras's "shared_object_id" and
 loads back as one object (see "shared objects" below). Configs from Keras 2 files are read with
 the conversions Keras 3's legacy loader applies; the Keras 2 keys Keras 3 refuses are refused
@@ -18,6 +22,9 @@ with an error that names them and says how to fix the file (`_KERAS2_KEYS`).
 
 This module imports nothing from lamina at import time but `_fileio` (which imports nothing from
 lamina), so any module may use the registry."""
+import base64
+import builtins
+import marshal
 import threading
 import types
 
@@ -35,6 +42,91 @@ class _Scope(threading.local):
 
 
 _scope = _Scope()
+
+
+# ---- saved code: Python lambdas, loaded outside safe mode only -------------------------------------
+# Keras writes a lambda as its marshalled bytecode (base64), defaults and closure values, and
+# refuses to load one in safe mode (the default): running saved bytecode runs whatever the file
+# holds. `load_model(..., safe_mode=False)`, or `enable_unsafe_deserialization()` for the whole
+# process, allows it. Bytecode is specific to the Python version that wrote it.
+
+_unsafe = {"enabled": False}      # enable_unsafe_deserialization(): every load may run saved code
+_safe_scope = threading.local()   # the safe_mode of the load in progress on this thread
+
+
+def enable_unsafe_deserialization():
+    """Allows every later load in this process to rebuild Python lambdas from their saved bytecode
+    (Keras's `keras.config.enable_unsafe_deserialization`). Load only files you trust."""
+    _unsafe["enabled"] = True
+
+
+def in_safe_mode():
+    """Whether a lambda met now would be refused: False after enable_unsafe_deserialization() or
+    inside a load with safe_mode=False, else True."""
+    if _unsafe["enabled"]:
+        return False
+    return getattr(_safe_scope, "value", None) is not False
+
+
+class SafeModeScope:
+    """Within this block, loading refuses saved lambdas when `safe_mode` (Keras's SafeModeScope)."""
+
+    def __init__(self, safe_mode=True):
+        self.safe_mode = safe_mode
+
+    def __enter__(self):
+        self._saved = getattr(_safe_scope, "value", None)
+        _safe_scope.value = self.safe_mode
+        return self
+
+    def __exit__(self, *exc):
+        _safe_scope.value = self._saved
+
+
+def func_dump(fn):
+    """(base64 bytecode, defaults, closure values) of a Python function, as Keras writes them."""
+    code = base64.encodebytes(marshal.dumps(fn.__code__)).decode("ascii")
+    closure = tuple(c.cell_contents for c in fn.__closure__) if fn.__closure__ else None
+    return code, fn.__defaults__, closure
+
+
+def _cell(value):
+    return (lambda: value).__closure__[0]
+
+
+# What a loaded lambda's global names resolve to (the module that defined it is not saved): Keras
+# gives its loaded lambdas a module's globals that hold nothing useful; these are the names Keras
+# code calls lambdas with.
+def _lambda_globals():
+    import lamina
+    return {"__builtins__": builtins, "keras": lamina, "lamina": lamina, "ops": lamina.ops, "layers": lamina.layers,
+            "np": np, "numpy": np}
+
+
+def func_load(code, defaults=None, closure=None, what="a lambda"):
+    """The function `func_dump` saved (Keras's (code, defaults, closure) list form too). Raises
+    ValueError in safe mode, naming how to allow it."""
+    if in_safe_mode():
+        raise ValueError(f"Requested the deserialization of {what} (a Python lambda, saved as its bytecode). This "
+                         "carries a potential risk of arbitrary code execution and thus it is disallowed by default. "
+                         "If you trust the source of the file, pass `safe_mode=False` to the loading function, or "
+                         "call `lamina.config.enable_unsafe_deserialization()`.")
+    if isinstance(code, (list, tuple)):
+        code, defaults, closure = code
+    try:
+        raw = base64.decodebytes(code.encode("ascii"))
+    except (UnicodeEncodeError, ValueError):
+        raw = code.encode("raw_unicode_escape")
+    try:
+        compiled = marshal.loads(raw)
+    except (ValueError, EOFError, TypeError) as e:
+        raise ValueError(f"Could not load {what}: its saved bytecode is not readable by this Python ({e}); it was "
+                         "probably written by another Python version. Rebuild that part of the model in code.") from None
+    cells = tuple(_cell(v) for v in closure) if closure is not None else None
+    fn = types.FunctionType(compiled, _lambda_globals(), compiled.co_name,
+                            tuple(defaults) if defaults is not None else None, cells)
+    fn._loaded_from_bytecode = True   # its module's global names are gone: Lambda says so on a NameError
+    return fn
 
 
 # ---- registry ---------------------------------------------------------------------------------
@@ -276,9 +368,8 @@ def serialize_keras_object(obj):
         return {"class_name": "__numpy__", "config": {"value": obj.tolist(), "dtype": str(obj.dtype)}}
     if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, types.FunctionType) and obj.__name__ == "<lambda>":
-        raise ValueError("Cannot serialize a Python lambda: lamina does not save code. Use a named function "
-                         "registered with @lamina.saving.register_keras_serializable()")
+    if isinstance(obj, types.FunctionType) and obj.__name__ == "<lambda>":   # its bytecode, as Keras
+        return {"class_name": "__lambda__", "config": {"value": func_dump(obj)}}
     if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType)):
         from . import activations
         if obj in _GLOBAL_CUSTOM_NAMES or activations._BY_NAME.get(obj.__name__) is not obj:
@@ -348,8 +439,12 @@ def retrieve_class(class_name, registered_name=None, module=None, custom_objects
 
 def deserialize_keras_object(config, custom_objects=None, safe_mode=True, printable_module_name="class", **kwargs):
     """The object a Keras-form config describes (the inverse of `serialize_keras_object`).
+    `safe_mode` (outside a load, which sets its own) refuses saved lambdas.
     Configs without "module" (Keras's legacy .h5 form) are read too. Configs that carry the same
     "shared_object_id" give one object (the outermost call keeps the objects made for the ids)."""
+    if getattr(_safe_scope, "value", None) is None:   # no load in progress: this call's safe_mode holds
+        with SafeModeScope(safe_mode is not False):
+            return deserialize_keras_object(config, custom_objects, safe_mode, printable_module_name)
     if _sharing.id_to_obj is not None:
         return _deserialize(config, custom_objects, safe_mode, printable_module_name)
     _sharing.id_to_obj = {}
@@ -379,8 +474,9 @@ def _deserialize(config, custom_objects=None, safe_mode=True, printable_module_n
     if class_name == "__bytes__":
         return inner["value"].encode("utf-8")
     if class_name == "__lambda__":
-        raise ValueError("The config holds a Python lambda (Keras's '__lambda__'); lamina does not load saved "
-                         "code. Rebuild that part of the model in Python and load the weights.")
+        if "value" in inner:
+            return func_load(inner["value"])
+        return func_load(inner.get("code"), inner.get("defaults"), inner.get("closure"))
     module, registered = config.get("module"), config.get("registered_name")
     if class_name == "function":
         from . import activations

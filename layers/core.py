@@ -1,5 +1,8 @@
 """Core layers: Dense, Activation, Dropout, ActivityRegularization, Lambda, Identity, and the activation
 layers (Softmax, ReLU, LeakyReLU, PReLU, ELU)."""
+import inspect
+import types
+
 import numpy as np
 
 from .. import activations as _activations
@@ -215,17 +218,49 @@ class Masking(Layer):
 
 
 class Lambda(Layer):
-    """Wraps a function of tensors as a layer: `Lambda(lambda x: x * 2)`."""
+    """Wraps a function of tensors as a layer: `Lambda(lambda x: x * 2)`, as Keras's.
+
+    `arguments` are passed to the function as keywords, and `mask` / `training` too when it takes
+    them. `mask` (a function (inputs, mask) -> mask, or a fixed mask) is the output mask.
+    `output_shape` (without the batch dimension, or a function of the input shape) gives the
+    symbolic output shape; by default the function runs once on stand-in values. Saving writes a
+    named function by its registered name and a Python lambda as its bytecode, which loads back
+    only outside safe mode (`load_model(..., safe_mode=False)`), as in Keras."""
 
     def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
         super().__init__(**kwargs)
         if not callable(function):
             raise TypeError(f"Lambda: `function` must be callable, received {function!r}")
         self.function, self.arguments = function, dict(arguments or {})
+        self.mask = mask
+        self.supports_masking = mask is not None
         self._output_shape = output_shape
+        try:
+            params = inspect.signature(function).parameters
+        except (TypeError, ValueError):
+            params = {}
+        self._fn_expects_mask_arg = "mask" in params
+        self._fn_expects_training_arg = "training" in params
 
-    def call(self, inputs):
-        return self.function(inputs, **self.arguments)
+    def call(self, inputs, mask=None, training=None):
+        kwargs = dict(self.arguments)
+        if self._fn_expects_mask_arg:
+            kwargs["mask"] = mask
+        if self._fn_expects_training_arg:
+            kwargs["training"] = training
+        try:
+            return self.function(inputs, **kwargs)
+        except NameError as e:
+            if not getattr(self.function, "_loaded_from_bytecode", False):
+                raise
+            raise NameError(f"Lambda layer '{self.name}': {e}. Its function was loaded from saved bytecode, which "
+                            "keeps the lambda's default values and closure but not the global names of the module "
+                            "that defined it (only keras, lamina, ops, layers, np and numpy are defined). Pass such "
+                            "values through `arguments=` or default arguments, or use a registered named "
+                            "function.") from None
+
+    def compute_mask(self, inputs, mask=None):
+        return self.mask(inputs, mask) if callable(self.mask) else self.mask
 
     def compute_output_shape(self, input_shape):
         if self._output_shape is None:
@@ -235,7 +270,30 @@ class Lambda(Layer):
         return (input_shape[0] if isinstance(input_shape, tuple) else None,) + tuple(self._output_shape)
 
     def get_config(self):
-        raise _lambda_config_error(self)
+        from ..saving import serialize_keras_object
+        config = {**super().get_config(), "function": _function_config(self.function)}
+        if self._output_shape is not None:
+            config["output_shape"] = _function_config(self._output_shape) if callable(self._output_shape) \
+                else self._output_shape
+        if self.mask is not None:
+            config["mask"] = _function_config(self.mask) if callable(self.mask) else serialize_keras_object(self.mask)
+        config["arguments"] = serialize_keras_object(self.arguments)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from .serialization import _lambda_config
+        return cls(**_lambda_config(config, custom_objects))
+
+
+def _function_config(fn):
+    """A Lambda's function as Keras writes it: a Python lambda as its bytecode ("__lambda__"),
+    a named function by its (registered) name."""
+    from ..saving import func_dump, serialize_keras_object
+    if isinstance(fn, types.LambdaType) and fn.__name__ == "<lambda>":
+        code, defaults, closure = func_dump(fn)
+        return {"class_name": "__lambda__", "config": {"code": code, "defaults": defaults, "closure": closure}}
+    return serialize_keras_object(fn)
 
 
 class SymbolicOp(Layer):
@@ -278,12 +336,6 @@ def record_symbolic_op(function, args, kwargs):
 
 
 ops._register_symbolic(KerasTensor, record_symbolic_op)
-
-
-def _lambda_config_error(layer):
-    return TypeError(f"Lambda layer '{layer.name}' wraps a Python function, which lamina does not serialize; "
-                     "save the weights with save_weights() and rebuild the model in code, or write a custom "
-                     "layer class registered with lamina.utils.register_keras_serializable()")
 
 
 class Softmax(Layer):

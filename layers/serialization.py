@@ -57,11 +57,12 @@ def _from_legacy(config):
 
 
 def _lambda_config(inner, custom_objects):
-    """A Lambda's config with its function (and output_shape function) found again: a named
-    function registered with `register_keras_serializable` or given in `custom_objects`, saved by
-    Keras 3 as {"class_name": "function", ...} or by Keras 2 as its plain name. Saved code (Keras
-    3's "__lambda__", Keras 2's marshalled bytecode) is refused: lamina does not run saved code."""
-    from ..saving import deserialize_keras_object, get_registered_object
+    """A Lambda's config with its function (and output_shape / mask functions) found again: a
+    named function registered with `register_keras_serializable` or given in `custom_objects`,
+    saved by Keras 3 as {"class_name": "function", ...} or by Keras 2 as its plain name; a Python
+    lambda saved as bytecode (Keras 3's "__lambda__", Keras 2's [code, defaults, closure]) only
+    outside safe mode (`saving.func_load` says how to allow it)."""
+    from ..saving import deserialize_keras_object, func_load, get_registered_object
     inner = dict(inner)
     name = inner.get("name")
 
@@ -75,12 +76,12 @@ def _lambda_config(inner, custom_objects):
                                  "with @lamina.saving.register_keras_serializable()")
             return fn
         if isinstance(value, dict) and value.get("class_name") in ("function", "__lambda__"):
-            return deserialize_keras_object(value, custom_objects=custom_objects)
-        if key == "function" and isinstance(value, (list, tuple)):
-            raise ValueError(f"Lambda layer '{name}' holds Python bytecode (a Keras 2 lambda); lamina does not run "
-                             "saved code (Keras 3 refuses it in safe mode too). Rebuild that part of the model in "
-                             "code, or replace the lambda with a named function registered with "
-                             "@lamina.saving.register_keras_serializable()")
+            try:
+                return deserialize_keras_object(value, custom_objects=custom_objects)
+            except ValueError as e:
+                raise ValueError(f"Lambda layer '{name}', its {key}: {e}") from None
+        if key == "function" and isinstance(value, (list, tuple)):   # Keras 2's marshalled lambda
+            return func_load(value, what=f"the function of Lambda layer '{name}' (Keras 2 bytecode)")
         return value
     if "function" in inner:
         inner["function"] = resolve("function", inner["function"])
@@ -88,6 +89,8 @@ def _lambda_config(inner, custom_objects):
             isinstance(inner["output_shape"], (list, tuple)) and
             all(d is None or isinstance(d, int) for d in inner["output_shape"])):
         inner["output_shape"] = resolve("output_shape", inner["output_shape"])
+    if isinstance(inner.get("mask"), dict):
+        inner["mask"] = resolve("mask", inner["mask"])
     if isinstance(inner.get("arguments"), dict):
         inner["arguments"] = deserialize_keras_object(inner["arguments"], custom_objects=custom_objects)
     return inner

@@ -481,11 +481,13 @@ def _from_config(config, custom_objects, filepath):
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Loads a model saved by lamina or by Keras 3 ('.keras', or the legacy '.h5'): architecture,
-    weights and, when it was compiled, the optimizer and its state, so training resumes exactly."""
+    weights and, when it was compiled, the optimizer and its state, so training resumes exactly.
+    With `safe_mode` (the default) a saved Python lambda is refused; safe_mode=False runs it."""
+    from ..saving import SafeModeScope
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"No model file at {filepath}")
-    with _reading(filepath):
+    with _reading(filepath), SafeModeScope(safe_mode is not False):
         return _load_model(filepath, custom_objects, compile)
 
 

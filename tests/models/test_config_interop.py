@@ -327,8 +327,11 @@ def test_keras2_loss_reduction_auto_is_refused_clearly(tmp_path):
 def test_keras2_lambda_with_bytecode_or_unknown_function_is_refused_clearly():
     code = _k2("Lambda", "lam", function=["4wEAAAAAAAAA", None, None], function_type="lambda", module="__main__",
                output_shape=None, output_shape_type="raw", output_shape_module=None, arguments={})
-    with pytest.raises(ValueError, match=r"Lambda layer 'lam' holds Python bytecode.*does not run saved code"):
+    with pytest.raises(ValueError, match=r"the function of Lambda layer 'lam' \(Keras 2 bytecode\).*safe_mode=False"):
         lamina.models.model_from_json(_keras2_sequential(_input((4,)), code))
+    with lamina.saving.SafeModeScope(False):   # unsafe: the bytecode is read, and this one is not Python's
+        with pytest.raises(ValueError, match="saved bytecode is not readable by this Python"):
+            lamina.models.model_from_json(_keras2_sequential(_input((4,)), code))
     named = _k2("Lambda", "lam", function="not_registered_fn", function_type="raw", module="__main__",
                 output_shape=None, output_shape_type="raw", output_shape_module=None, arguments={})
     with pytest.raises(ValueError, match=r"'not_registered_fn', which is not registered.*custom_objects"):
