@@ -13,6 +13,8 @@ from .backend.device import get_cpu_threads_per_device, set_cpu_threads_per_devi
 from .backend.device import enable_tensor_float_32_execution, tensor_float_32_execution_enabled  # noqa: F401
 from .dtype_policies import dtype_policy, set_dtype_policy  # noqa: F401
 from .saving import enable_unsafe_deserialization  # noqa: F401
+from ._traceback import (disable_traceback_filtering, enable_traceback_filtering,  # noqa: F401
+                         is_traceback_filtering_enabled)
 
 
 def set_num_threads(threads):

@@ -18,6 +18,7 @@ from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import metrics as _metrics
 from .. import regularizers as _regularizers
+from .._traceback import filter_traceback_of
 from ..backend import dtypes
 from ..backend.device import current_device, device as device_scope, _scope as _device_scope
 from ..backend.device import get_log_device_placement, log_placement
@@ -535,13 +536,18 @@ class Layer:
             from .input_layer import KerasTensor
             if any(isinstance(t, KerasTensor) for t in flatten(inputs)):
                 from .symbolic import symbolic_call
-                return symbolic_call(self, *args, **kwargs)
+                try:
+                    return symbolic_call(self, *args, **kwargs)
+                except Exception as e:
+                    raise filter_traceback_of(e)
         if _ctx.entry is not None:
             return self._eager_call(inputs, args, kwargs)
         _ctx.entry = self  # the outermost call: losses are collected afresh
         self._clear_losses()
         try:
             return self._eager_call(inputs, args, kwargs)
+        except Exception as e:
+            raise filter_traceback_of(e)   # the user's frames only (lamina.config.disable_traceback_filtering)
         finally:
             _ctx.entry = None
 

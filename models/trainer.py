@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from .._traceback import filter_traceback
 from .. import callbacks as callbacks_module
 from .. import losses as losses_module
 from .. import metrics as metrics_module
@@ -360,6 +361,7 @@ class Trainer:
         return None if self._defer_results else self.get_metrics_result()
 
     # -- fit --
+    @filter_traceback
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
             steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1,
@@ -508,6 +510,7 @@ class Trainer:
             progress.close(logs)
         return logs
 
+    @filter_traceback
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False):
         self._require_compiled("evaluate")
@@ -520,6 +523,7 @@ class Trainer:
         logs = self._evaluate_data(data, cbs, steps, Progress(shown, total, "Evaluate"))
         return logs if return_dict else self._flatten_metrics_in_order(logs)
 
+    @filter_traceback
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         data = make_data(x, None, None, batch_size, False, steps)
         steps = _capped_steps(steps, data)
@@ -552,6 +556,7 @@ class Trainer:
         it = iter(cat)
         return map_structure(lambda _: next(it), first)
 
+    @filter_traceback
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         self._require_compiled("train_on_batch")
         self._require_float("train_on_batch")
@@ -562,6 +567,7 @@ class Trainer:
                                                           self._batch_devices())))
         return logs if return_dict else self._flatten_metrics_in_order(logs)
 
+    @filter_traceback
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require_compiled("test_on_batch")
         self.reset_metrics()
@@ -569,6 +575,7 @@ class Trainer:
                                                          self._batch_devices())))
         return logs if return_dict else self._flatten_metrics_in_order(logs)
 
+    @filter_traceback
     def predict_on_batch(self, x):
         if type(x) is np.ndarray and self._plain_predict():  # one array: straight to the call replay
             cr = self.__dict__.get("_call_replay")
