@@ -34,7 +34,7 @@ from .preprocessing_color import (AutoContrast, Equalization, RandomBrightness, 
                                   RandomSaturation, Solarization)
 from .preprocessing_mix import AugMix, CutMix, MixUp, RandAugment  # noqa: F401
 from .preprocessing_spatial import RandomErasing, RandomGaussianBlur, RandomSharpness, RandomShear  # noqa: F401
-from .preprocessing_text import Hashing, IntegerLookup, StringLookup, TextVectorization  # noqa: F401
+from .preprocessing_text import HashedCrossing, Hashing, IntegerLookup, StringLookup, TextVectorization  # noqa: F401
 from .recurrent import (GRU, GRUCell, LSTM, LSTMCell, RNN, SimpleRNN, SimpleRNNCell,  # noqa: F401
                         StackedRNNCells)
 from .conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D  # noqa: F401

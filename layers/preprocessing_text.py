@@ -1,5 +1,5 @@
 """Text and lookup preprocessing layers, as Keras 3's: StringLookup, IntegerLookup, Hashing,
-TextVectorization.
+HashedCrossing, TextVectorization.
 
 Strings are not tensors in lamina: string inputs are numpy arrays (or lists) of str or bytes,
 and these layers turn them into int64 / float32 tensors. The string work (standardizing,
@@ -867,6 +867,124 @@ class Hashing(Layer):
     def get_config(self):
         return {**super().get_config(), "num_bins": self.num_bins, "salt": self.salt, "mask_value": self.mask_value,
                 "output_mode": self.output_mode, "sparse": self.sparse}
+
+
+# ---- HashedCrossing ------------------------------------------------------------------------------------
+
+_CROSS_HASH_KEY = 0xDECAFCAFFE   # tf.sparse.cross_hashed's default hash_key
+_CAT_MUL = 0xc6a4a7935bd1e995
+
+
+def _shift_mix(v):
+    return v ^ (v >> 47)
+
+
+def fingerprint_cat64(fp1, fp2):
+    """TensorFlow's FingerprintCat64: two 64-bit fingerprints combined into one."""
+    r = fp1 ^ _CAT_MUL
+    r ^= (_shift_mix((fp2 * _CAT_MUL) & _M64) * _CAT_MUL) & _M64
+    r = (r * _CAT_MUL) & _M64
+    r = (_shift_mix(r) * _CAT_MUL) & _M64
+    return _shift_mix(r)
+
+
+class HashedCrossing(Layer):
+    """Crosses categorical features with the hashing trick, as Keras's HashedCrossing (which runs
+    TensorFlow's sparse.cross_hashed; the same bins here, bit for bit): for each row, the features
+    (a string hashed with Fingerprint64 of its UTF-8 bytes, an integer taken as it is) are chained
+    with FingerprintCat64 from the key 0xDECAFCAFFE, modulo `num_bins`.
+
+    Inputs: a list or tuple of at least two features of one shape, (), (batch,) or (batch, 1):
+    numpy arrays or lists of strings, integer arrays or int tensors (symbolic: string or integer
+    Inputs). output_mode "int" (`dtype` int64 by default, or int32) gives the bins in the input's
+    shape; "one_hot" gives float32 (batch, num_bins)."""
+
+    def __init__(self, num_bins, output_mode="int", sparse=False, name=None, dtype=None, **kwargs):
+        if output_mode == "int" and dtype is None:
+            dtype = "int64"
+        super().__init__(name=name, dtype=dtype or "float32", **kwargs)
+        if isinstance(num_bins, (bool, np.bool_)) or not isinstance(num_bins, (int, np.integer)) or num_bins <= 0:
+            raise ValueError(f"HashedCrossing: `num_bins` must be a positive integer, received num_bins={num_bins!r}")
+        if output_mode not in ("int", "one_hot"):
+            raise ValueError(f"HashedCrossing: `output_mode` must be 'int' or 'one_hot', received "
+                             f"output_mode={output_mode!r}")
+        if output_mode == "int" and self.dtype not in (dtypes.INT32, dtypes.INT64):
+            raise ValueError(f"HashedCrossing: with output_mode='int', `dtype` must be 'int32' or 'int64', received "
+                             f"dtype={dtype!r}")
+        if sparse:
+            raise ValueError("HashedCrossing: sparse=True is not supported (Keras allows it with TensorFlow only); "
+                             "use sparse=False for a dense output")
+        self.num_bins, self.output_mode, self.sparse = int(num_bins), output_mode, False
+
+    def _takes_strings(self):
+        return True
+
+    def _check_inputs(self, inputs):
+        if not isinstance(inputs, (list, tuple)):
+            raise ValueError(f"HashedCrossing '{self.name}' should be called on a list or tuple of inputs, received "
+                             f"{type(inputs).__name__}")
+        if len(inputs) < 2:
+            raise ValueError(f"HashedCrossing '{self.name}' should be called on at least two inputs, received "
+                             f"{len(inputs)}")
+
+    def __call__(self, inputs, *args, **kwargs):
+        self._check_inputs(inputs)
+        if _symbolic(inputs):
+            return super().__call__(list(inputs), *args, **kwargs)
+        self.built = True
+        return self._cross([x.numpy() if isinstance(x, Tensor) else np.asarray(x) for x in inputs])
+
+    def call(self, inputs):
+        return self._cross([x.numpy() if isinstance(x, Tensor) else np.asarray(x) for x in inputs])
+
+    def _cross(self, arrays):
+        who = f"HashedCrossing '{self.name}'"
+        shape = arrays[0].shape
+        if len(shape) > 2 or (len(shape) == 2 and shape[-1] != 1):
+            raise ValueError(f"{who}: every input should have shape (), (batch_size,) or (batch_size, 1), received "
+                             f"shape {shape}")
+        if any(a.shape != shape for a in arrays[1:]):
+            raise ValueError(f"{who}: every input should have the same shape, received shapes "
+                             f"{[a.shape for a in arrays]}")
+        columns = []
+        for i, a in enumerate(arrays):
+            flat = a.reshape(-1)
+            if a.dtype.kind in "iu":
+                columns.append([int(v) & _M64 for v in flat.tolist()])
+            elif a.dtype.kind in "USO":
+                strs = _as_str_array(flat, "utf-8", f"{who}, input {i}")
+                memo = {}
+                columns.append([memo.setdefault(v, fingerprint64(v.encode("utf-8"))) for v in strs.tolist()])
+            else:
+                raise ValueError(f"{who}: every input should have an integer or string dtype, received input {i} of "
+                                 f"dtype {a.dtype}")
+        bins = []
+        for row in zip(*columns):
+            h = _CROSS_HASH_KEY
+            for f in row:
+                h = fingerprint_cat64(h, f)
+            bins.append(h % self.num_bins)
+        ids = np.asarray(bins, np.int64).reshape(shape)
+        if self.output_mode == "int":
+            return convert_to_tensor(ids, dtype=self.dtype)
+        if ids.ndim and ids.shape[-1] == 1:
+            ids = ids.reshape(ids.shape[:-1])
+        return encode_categorical(convert_to_tensor(ids, dtype=dtypes.INT64), "one_hot", self.num_bins)
+
+    def compute_output_shape(self, input_shape):
+        first = tuple(input_shape[0])
+        if self.output_mode == "int":
+            return first
+        if first and first[-1] == 1:
+            first = first[:-1]
+        return first + (self.num_bins,)
+
+    def compute_output_dtype(self, input_dtypes):
+        return self.dtype
+
+    def get_config(self):
+        return {**super().get_config(), "num_bins": self.num_bins, "output_mode": self.output_mode,
+                "sparse": self.sparse}
 
 
 # ---- TextVectorization ------------------------------------------------------------------------------

@@ -544,3 +544,61 @@ def test_integer_inputs_keep_their_device():
     assert layers.IntegerLookup(vocabulary=[1, 2], output_mode="multi_hot")(ids).device.name == "cpu:1"
     assert layers.Hashing(3, output_mode="count")(ids).device.name == "cpu:1"
     assert layers.Hashing(3)(ids).device.name == "cpu:1"
+
+
+# ---- HashedCrossing ----------------------------------------------------------------------------------
+
+def test_hashed_crossing_matches_tensorflows_bins():
+    """Keras's own test vectors (keras/src/layers/preprocessing/hashed_crossing_test.py), which
+    TensorFlow's sparse.cross_hashed computes."""
+    feat1 = np.array(["A", "B", "A", "B", "A"])
+    feat2 = np.array([101, 101, 101, 102, 102])
+    out = layers.HashedCrossing(num_bins=5)((feat1, feat2))
+    assert out.dtype == "int64"
+    np.testing.assert_array_equal(out.numpy(), [1, 4, 1, 1, 3])
+    np.testing.assert_array_equal(layers.HashedCrossing(num_bins=5, output_mode="one_hot")((feat1, feat2)).numpy(),
+                                  np.eye(5)[[1, 4, 1, 1, 3]])
+    assert layers.HashedCrossing(num_bins=10)((np.array("A"), np.array(101))).numpy() == 1
+    # bytes and str hash alike, an int tensor as an int array, (batch, 1) keeps its shape
+    col = layers.HashedCrossing(num_bins=5, dtype="int32")((feat1.astype("S")[:, None],
+                                                            lamina.convert_to_tensor(feat2[:, None])))
+    assert col.dtype == "int32" and col.shape == (5, 1)
+    np.testing.assert_array_equal(col.numpy()[:, 0], [1, 4, 1, 1, 3])
+
+
+def test_hashed_crossing_three_features_and_order_matter():
+    a, b, c = np.array(["x", "y"]), np.array([1, 2]), np.array(["p", "p"])
+    three = layers.HashedCrossing(num_bins=1 << 30)((a, b, c)).numpy()
+    swapped = layers.HashedCrossing(num_bins=1 << 30)((b, a, c)).numpy()
+    assert not np.array_equal(three, swapped)
+    assert (three < (1 << 30)).all() and (three >= 0).all()
+
+
+def test_hashed_crossing_in_a_model_saves_and_loads(tmp_path):
+    a = lamina.Input((1,), dtype="string")
+    b = lamina.Input((1,), dtype="int64")
+    crossed = layers.HashedCrossing(num_bins=8, output_mode="one_hot")([a, b])
+    assert crossed.shape == (None, 8) and crossed.dtype == "float32"
+    model = lamina.Model([a, b], layers.Dense(1)(crossed))
+    x = [np.array([["A"], ["B"], ["C"]]), np.array([[1], [2], [3]])]
+    want = model.predict(x, verbose=0)
+    path = str(tmp_path / "cross.keras")
+    model.save(path)
+    np.testing.assert_allclose(lamina.models.load_model(path).predict(x, verbose=0), want, atol=1e-6)
+
+
+def test_hashed_crossing_errors():
+    with pytest.raises(ValueError, match="should be called on a list or tuple of inputs"):
+        layers.HashedCrossing(num_bins=10)(np.array(1))
+    with pytest.raises(ValueError, match="at least two inputs"):
+        layers.HashedCrossing(num_bins=10)([np.array(1)])
+    with pytest.raises(ValueError, match=r"should have shape \(\), \(batch_size,\) or \(batch_size, 1\)"):
+        layers.HashedCrossing(num_bins=10)((np.ones((2, 2), int), np.ones((2, 2), int)))
+    with pytest.raises(ValueError, match="the same shape"):
+        layers.HashedCrossing(num_bins=10)((np.ones(2, int), np.ones(3, int)))
+    with pytest.raises(ValueError, match="integer or string dtype.*float"):
+        layers.HashedCrossing(num_bins=10)((np.ones(2), np.ones(2, int)))
+    with pytest.raises(ValueError, match="num_bins` must be a positive integer"):
+        layers.HashedCrossing(num_bins=0)
+    with pytest.raises(ValueError, match="sparse=True is not supported"):
+        layers.HashedCrossing(num_bins=3, sparse=True)
