@@ -17,11 +17,11 @@ NPZ_SHA256 = "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"
 WORD_INDEX_MD5 = "bfafd718b763782e994055a2d397834f"  # Keras publishes only an md5 for this file
 
 
-def _check_int(name, value, minimum, allow_none):
+def _check_int(name, value, minimum, allow_none, where="imdb.load_data"):
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"imdb.load_data: {name} must be an integer >= {minimum}"
+        raise ValueError(f"{where}: {name} must be an integer >= {minimum}"
                          f"{' or None' if allow_none else ''}, received {name}={value!r}")
 
 
