@@ -16,15 +16,21 @@ class _Scope(threading.local):
 
 
 _scope = _Scope()
+_default = {"strategy": None}   # the process-wide strategy (lamina.distribution.set_distribution)
 
 
 def get_strategy():
-    """The strategy of the innermost `strategy.scope()`, or None."""
-    return _scope.stack[-1] if _scope.stack else None
+    """The strategy of the innermost `strategy.scope()`, else the process-wide one set with
+    `lamina.distribution.set_distribution`, or None."""
+    return _scope.stack[-1] if _scope.stack else _default["strategy"]
+
+
+def set_default_strategy(strategy):
+    _default["strategy"] = strategy
 
 
 def has_strategy():
-    return bool(_scope.stack)
+    return get_strategy() is not None
 
 
 class Strategy:

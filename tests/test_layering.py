@@ -15,7 +15,7 @@ FLOORS = {
     "ops": {"backend"},
     "optimizers": {"backend", "saving"},  # saving: the object registry (its own imports of layers are lazy)
     "layers": {"backend", "ops", "activations", "constraints", "initializers", "regularizers", "dtype_policies",
-               "metrics", "saving"},
+               "metrics", "saving", "_traceback"},   # _traceback imports nothing from lamina
 }
 
 
