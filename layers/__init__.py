@@ -29,11 +29,13 @@ from .pooling3d import (AveragePooling3D, GlobalAveragePooling3D, GlobalMaxPooli
 from .preprocessing import CategoryEncoding, Discretization, Normalization, Rescaling  # noqa: F401
 from .preprocessing_image import (CenterCrop, RandomContrast, RandomCrop, RandomFlip, RandomRotation,  # noqa: F401
                                   RandomTranslation, RandomZoom, Resizing)
-from .preprocessing_color import (AutoContrast, Equalization, RandomBrightness, RandomColorDegeneration,  # noqa: F401
-                                  RandomColorJitter, RandomGrayscale, RandomHue, RandomInvert, RandomPosterization,
-                                  RandomSaturation, Solarization)
+from .preprocessing_color import (AutoContrast, ContrastLimitedAdaptiveHistogramEqualization,  # noqa: F401
+                                  Equalization, RandomBrightness, RandomColorDegeneration, RandomColorJitter,
+                                  RandomGrayscale, RandomHue, RandomInvert, RandomPosterization, RandomSaturation,
+                                  Solarization)
 from .preprocessing_mix import AugMix, CutMix, MixUp, RandAugment  # noqa: F401
-from .preprocessing_spatial import RandomErasing, RandomGaussianBlur, RandomSharpness, RandomShear  # noqa: F401
+from .preprocessing_spatial import (RandomElasticTransform, RandomErasing, RandomGaussianBlur,  # noqa: F401
+                                    RandomPerspective, RandomSharpness, RandomShear)
 from .preprocessing_text import HashedCrossing, Hashing, IntegerLookup, StringLookup, TextVectorization  # noqa: F401
 from .recurrent import (GRU, GRUCell, LSTM, LSTMCell, RNN, SimpleRNN, SimpleRNNCell,  # noqa: F401
                         StackedRNNCells)

@@ -1,6 +1,6 @@
 """Colour and value augmentation layers, as Keras 3's: RandomBrightness, RandomGrayscale,
 RandomInvert, Solarization, AutoContrast, RandomSaturation, RandomHue, RandomColorDegeneration,
-RandomColorJitter, RandomPosterization, Equalization.
+RandomColorJitter, RandomPosterization, Equalization, ContrastLimitedAdaptiveHistogramEqualization.
 
 They share layers/preprocessing_image.py's machinery: rank-3 (one image) or rank-4 inputs,
 `data_format`, a `SeedGenerator(seed)` per random layer, and the training flag (a call that does
@@ -481,3 +481,118 @@ class RandomColorJitter(_RandomLayer):
 def _factor_name(cls):
     return {"RandomBrightness": "brightness_factor", "RandomContrast": "contrast_factor",
             "RandomSaturation": "saturation_factor", "RandomHue": "hue_factor"}[cls.__name__]
+
+
+class ContrastLimitedAdaptiveHistogramEqualization(_ImageLayer):
+    """Contrast limited adaptive histogram equalisation (CLAHE), as Keras's layer of that name.
+
+    Pixels are mapped from `value_range` to [0, 255]; each image is cut into a grid of
+    `tile_grid_size` = (rows, columns) tiles of ceil(height / rows) x ceil(width / columns)
+    pixels (the image padded at the bottom and right by mirroring, edge pixel repeated); each
+    tile and channel gets a 256-bin histogram of its pixels (bin int(clip(v, 0, 255))). With
+    `clip_limit` > 0, bins are cut at clip_limit * tile_pixels / 256 and the excess spread
+    evenly over the 256 bins (clip_limit <= 0: no limit). A tile's mapping is its normalised
+    cumulative histogram, (cdf - cdf_min) * 255 / (tile_pixels - cdf_min), and each pixel takes
+    the bilinear blend of the mappings of the four tiles whose centres surround it (the grid
+    extended by its edge tiles), mapped back to `value_range`.
+
+    Not random: it applies in training and at inference alike, as Keras's does. Float inputs give
+    float32; integer inputs keep their integer dtype (the result truncated), as Keras casts back
+    to the input's dtype."""
+
+    def __init__(self, value_range=(0, 255), clip_limit=4.0, tile_grid_size=(8, 8), data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        who = "ContrastLimitedAdaptiveHistogramEqualization"
+        self.value_range = value_range_arg(who, value_range, sort=False)
+        self.clip_limit = _number(who, "clip_limit", clip_limit)
+        grid = tile_grid_size
+        if not isinstance(grid, (tuple, list)) or len(grid) != 2 or any(
+                isinstance(g, (bool, np.bool_)) or not isinstance(g, (int, np.integer)) or g < 1 for g in grid):
+            raise ValueError(f"{who}: `tile_grid_size` must be a pair of positive integers (rows, columns), received "
+                             f"tile_grid_size={tile_grid_size!r}")
+        self.tile_grid_size = (int(grid[0]), int(grid[1]))
+
+    def call(self, inputs):
+        with device_scope(inputs.device):
+            x, single = _to_nhwc(self, inputs)
+            y = self._transform(_float(x), None)
+            if dtypes.is_int(x.dtype):
+                y = ops.cast(y, x.dtype)
+            return _from_nhwc(self, y, single)
+
+    def compute_output_dtype(self, input_dtypes):
+        return input_dtypes if isinstance(input_dtypes, str) and dtypes.is_int(input_dtypes) else dtypes.FLOAT32
+
+    def _draw(self, x, generator):
+        return None
+
+    def _transform(self, x, params):
+        if 0 in x.shape:
+            return x
+        b, h, w, c = x.shape
+        gh, gw = self.tile_grid_size
+        th, tw = -(-h // gh), -(-w // gw)                       # tile size
+        y = to_range(x, self.value_range, (0, 255))
+        bins = ops.cast(ops.clip(y, 0.0, 255.0), dtypes.INT32)  # int(v) of v in [0, 255]
+        # the image padded to whole tiles (mirrored, as numpy's "symmetric"), as bin indices
+        rows = np.pad(np.arange(h), (0, th * gh - h), mode="symmetric")
+        cols = np.pad(np.arange(w), (0, tw * gw - w), mode="symmetric")
+        padded = bins
+        if len(rows) != h:
+            padded = ops.take(padded, rows, axis=1)
+        if len(cols) != w:
+            padded = ops.take(padded, cols, axis=2)
+        # one 256-bin histogram per (image, tile row, tile column, channel)
+        n_hist = b * gh * gw * c
+        hist_key = (np.arange(b).reshape(b, 1, 1, 1) * (gh * gw * c)
+                    + (np.arange(th * gh) // th).reshape(1, -1, 1, 1) * (gw * c)
+                    + (np.arange(tw * gw) // tw).reshape(1, 1, -1, 1) * c
+                    + np.arange(c).reshape(1, 1, 1, c)) * 256
+        idx_dtype = np.int32 if n_hist * 256 < 2 ** 31 else np.int64
+        keys = ops.add(ops.cast(padded, dtypes.INT64 if idx_dtype is np.int64 else dtypes.INT32),
+                       hist_key.astype(idx_dtype))
+        hist = ops.cast(ops.bincount(ops.reshape(keys, (-1,)), minlength=n_hist * 256), dtypes.FLOAT32)
+        hist = ops.reshape(hist, (b, gh, gw, c, 256))
+        tile_pixels = th * tw
+        if self.clip_limit > 0:
+            limit = float(np.float32(self.clip_limit * tile_pixels / 256.0))
+            clipped = ops.clip(hist, 0.0, limit)
+            excess = ops.sum(ops.subtract(hist, clipped), axis=-1, keepdims=True)
+            hist = ops.add(clipped, ops.divide(excess, 256.0))
+        cdf = ops.cumsum(hist, axis=-1)
+        cdf_min = ops.min(cdf, axis=-1, keepdims=True)
+        denominator = ops.subtract(float(tile_pixels), cdf_min)
+        denominator = ops.where(ops.equal(denominator, 0.0), 1.0, denominator)
+        lut = ops.clip(ops.divide(ops.multiply(ops.subtract(cdf, cdf_min), 255.0), denominator), 0.0, 255.0)
+        # the grid of mappings extended by its edge tiles: (b, gh + 2, gw + 2, c, 256), flattened
+        lut = ops.take(lut, np.concatenate([[0], np.arange(gh), [gh - 1]]), axis=1)
+        lut = ops.take(lut, np.concatenate([[0], np.arange(gw), [gw - 1]]), axis=2)
+        lut = ops.reshape(lut, (-1,))
+        # each pixel's four surrounding tile centres and weights (host-side, float32 as Keras)
+        def axis_taps(n, tile, grid):
+            g = (np.arange(n, dtype=np.float32) - np.float32(tile / 2.0)) / np.float32(tile) + np.float32(1.0)
+            lo = np.floor(g)
+            weight = (g - lo).astype(np.float32)
+            return (np.clip(lo, 0, grid + 1).astype(np.int64), np.clip(lo + 1, 0, grid + 1).astype(np.int64),
+                    weight)
+        y0, y1, wy = axis_taps(h, th, gh)
+        x0, x1, wx = axis_taps(w, tw, gw)
+        sx = c * 256
+        sy = sx * (gw + 2)
+        sb = sy * (gh + 2)
+        base = ops.add(ops.cast(bins, dtypes.INT64 if idx_dtype is np.int64 else dtypes.INT32),
+                       (np.arange(b).reshape(b, 1, 1, 1) * sb + np.arange(c).reshape(1, 1, 1, c) * 256)
+                       .astype(idx_dtype))
+
+        def tap(yy, xx):
+            where = (yy.reshape(1, h, 1, 1) * sy + xx.reshape(1, 1, w, 1) * sx).astype(idx_dtype)
+            return ops.take(lut, ops.add(base, where))
+        wx, wy = wx.reshape(1, 1, w, 1), wy.reshape(1, h, 1, 1)
+        top = ops.add(ops.multiply(tap(y0, x0), 1.0 - wx), ops.multiply(tap(y0, x1), wx))
+        bottom = ops.add(ops.multiply(tap(y1, x0), 1.0 - wx), ops.multiply(tap(y1, x1), wx))
+        out = ops.add(ops.multiply(top, 1.0 - wy), ops.multiply(bottom, wy))
+        return to_range(out, (0, 255), self.value_range)
+
+    def get_config(self):
+        return {**super().get_config(), "value_range": self.value_range, "clip_limit": self.clip_limit,
+                "tile_grid_size": self.tile_grid_size}

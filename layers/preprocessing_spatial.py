@@ -1,6 +1,8 @@
 """Spatial augmentation layers, as Keras 3's: RandomErasing (a random box filled), RandomSharpness
 and RandomGaussianBlur (a per-channel 3x3 / Gaussian filter, ops.depthwise_conv with zero
-padding, as Keras's JAX backend), RandomShear (an affine map sampled like RandomRotation's).
+padding, as Keras's JAX backend), RandomShear (an affine map sampled like RandomRotation's),
+RandomPerspective (ops.image.perspective_transform of randomly moved corners) and
+RandomElasticTransform (ops.image.elastic_transform with a random strength).
 
 Shared machinery, training flag and seeds: layers/preprocessing_image.py; value ranges and
 factor rules: layers/preprocessing_color.py. Outputs are float32 (at inference: the input,
@@ -8,9 +10,12 @@ cast), as Keras's."""
 import numpy as np
 
 from .. import ops
+from ..backend import image as image_ops
 from .preprocessing_color import value_range_arg
 from .preprocessing_image import (_AFFINE_INTERPOLATIONS, _FILL_MODES, _RandomLayer, _base_factor, _choice, _columns,
                                   _number, affine_transform)
+
+_ELASTIC_FILL_MODES = ("reflect", "wrap", "constant", "nearest", "mirror")   # Keras's, with ops.image's "mirror"
 
 
 def _unit_pair(who, name, value):
@@ -244,3 +249,122 @@ class RandomShear(_RandomLayer):
         return {**super().get_config(), "x_factor": self.x_factor, "y_factor": self.y_factor,
                 "fill_mode": self.fill_mode, "interpolation": self.interpolation, "fill_value": self.fill_value}
 
+
+class RandomPerspective(_RandomLayer):
+    """Warps each image by a random perspective transformation during training, as Keras's
+    RandomPerspective: the corners (0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1) move to
+    corner * (1 + d), d uniform in [-scale / 2, scale / 2] per coordinate (so, as in Keras, the
+    top-left corner stays put), and the image is resampled through the homography
+    (ops.image.perspective_transform) with `interpolation` ("bilinear" or "nearest") and
+    `fill_value` outside the input.
+
+    factor: the probability of warping an image is drawn uniformly from it per image (a number
+    f in [0, 1] gives [0, f]; the default 1.0 warps about half of the images, factor=0 none).
+    scale: a number in [0, 1], the size of the corner shifts (0: the identity map).
+    Outputs are float32 (at inference: the input, cast), as Keras's. Images must be at least
+    2 pixels high and wide (Keras's homography of a single row or column is NaN)."""
+
+    def __init__(self, factor=1.0, scale=1.0, interpolation="bilinear", fill_value=0.0, seed=None, data_format=None,
+                 **kwargs):
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
+        who = "RandomPerspective"
+        self.factor = _base_factor(who, factor, (0, 1))
+        msg = f"{who}: `scale` must be a number in [0, 1], received scale={scale!r}"
+        try:
+            s = _number(who, "scale", scale)
+        except ValueError:
+            raise ValueError(msg) from None
+        if not 0 <= s <= 1:
+            raise ValueError(msg)
+        self.scale = scale
+        self.interpolation = _choice(who, "interpolation", interpolation, _AFFINE_INTERPOLATIONS)
+        self.fill_value = _number(who, "fill_value", fill_value)
+
+    def _draw(self, x, generator):
+        b, h, w, _ = x.shape
+        p = self._uniform((b,), *self.factor, generator)
+        apply = ops.less(self._uniform((b,), 0.0, 1.0, generator), p)
+        shift = self._uniform((b, 4, 2), -0.5 * self.scale, 0.5 * self.scale, generator)
+        start = np.ascontiguousarray(np.broadcast_to(
+            np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float32), (b, 4, 2)))
+        return apply, start, ops.add(start, ops.multiply(start, shift))
+
+    def _transform(self, x, params):
+        apply, start, end = params
+        if x.shape[1] < 2 or x.shape[2] < 2:
+            raise ValueError(f"RandomPerspective '{self.name}': expected images at least 2 pixels high and wide (the "
+                             f"four corners must be distinct points), received a batch of shape {x.shape} "
+                             f"(channels_last view of the input)")
+        warped = image_ops.perspective_transform(x, start, end, interpolation=self.interpolation,
+                                                 fill_value=self.fill_value, data_format="channels_last")
+        return ops.where(ops.reshape(apply, (x.shape[0], 1, 1, 1)), warped, x)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor, "scale": self.scale,
+                "interpolation": self.interpolation, "fill_value": self.fill_value}
+
+
+class RandomElasticTransform(_RandomLayer):
+    """Deforms each image elastically during training, as Keras's RandomElasticTransform: one
+    strength f per call, uniform in `scale`, gives alpha = max(h, w) * 0.1 * f and
+    sigma = min(h, w) * 0.05 * f for ops.image.elastic_transform (a Gaussian-smoothed random
+    displacement field per image, sampled with `interpolation` ("bilinear" or "nearest") and
+    `fill_mode` ("reflect" (default), "wrap", "constant" with `fill_value`, "nearest",
+    "mirror")); the result is clipped to `value_range`, also for the images left as they are.
+
+    factor: the probability of deforming an image is drawn uniformly from it per image (a number
+    f in [0, 1] gives [0, f]; the default 1.0 deforms about half of the images).
+    scale: a number s in [0, 1] gives strengths in [0, s], a pair (lower, upper) in [0, 1]
+    (Keras also takes pairs reaching past 1; a negative strength has no sigma). factor=0 or
+    scale=0 leave the images as they are (not clipped), as in Keras.
+    The displacement noise is ops.image.elastic_transform's: independent x and y fields (Keras's
+    JAX backend draws one field for both), seeded from this layer's generator. Outputs are
+    float32 (at inference: the input, cast)."""
+
+    def __init__(self, factor=1.0, scale=1.0, interpolation="bilinear", fill_mode="reflect", fill_value=0.0,
+                 value_range=(0, 255), seed=None, data_format=None, **kwargs):
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
+        who = "RandomElasticTransform"
+        self.factor = _base_factor(who, factor, (0, 1))
+        self.scale = _unit_pair(who, "scale", scale)
+        self.interpolation = _choice(who, "interpolation", interpolation, _AFFINE_INTERPOLATIONS)
+        self.fill_mode = _choice(who, "fill_mode", fill_mode, _ELASTIC_FILL_MODES)
+        self.fill_value = _number(who, "fill_value", fill_value)
+        self.value_range = value_range_arg(who, value_range, sort=False)
+
+    def _draw(self, x, generator):
+        if self.scale[1] == 0 or self.factor[1] == 0:
+            return None
+        generator = generator or self.generator
+        b = x.shape[0]
+        p = self._uniform((b,), *self.factor, generator)
+        apply = ops.less(self._uniform((b,), 0.0, 1.0, generator), p)
+        strength = float(np.asarray(self._uniform((), *self.scale, generator).numpy()))
+        # the noise seed: the generator's next (seed, counter) key, mixed on the host into one int
+        key = np.random.SeedSequence(list(generator.next())).generate_state(2, np.uint32)
+        return apply, strength, int(key[0]) << 31 | int(key[1]) >> 1
+
+    @staticmethod
+    def elastic_params(height, width, strength):
+        """Keras's (alpha, sigma) for a strength, in float32 as Keras computes them."""
+        f = np.float32(strength)
+        alpha = np.float32(max(height, width)) * (np.float32(0.1) * f)
+        sigma = np.float32(min(height, width)) * (np.float32(0.05) * f)
+        return float(alpha), float(sigma)
+
+    def _transform(self, x, params):
+        if params is None:
+            return x
+        apply, strength, noise_seed = params
+        alpha, sigma = self.elastic_params(x.shape[1], x.shape[2], strength)
+        if sigma > 0:        # a zero strength (or an empty image) moves no pixel
+            moved = image_ops.elastic_transform(x, alpha=alpha, sigma=sigma, interpolation=self.interpolation,
+                                                fill_mode=self.fill_mode, fill_value=self.fill_value,
+                                                seed=noise_seed, data_format="channels_last")
+            x = ops.where(ops.reshape(apply, (x.shape[0], 1, 1, 1)), moved, x)
+        return ops.clip(x, float(self.value_range[0]), float(self.value_range[1]))
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor, "scale": self.scale,
+                "interpolation": self.interpolation, "fill_mode": self.fill_mode, "fill_value": self.fill_value,
+                "value_range": self.value_range}

@@ -1,6 +1,6 @@
 """Tests for layers/preprocessing_color.py: RandomBrightness, RandomGrayscale, RandomInvert,
 Solarization, AutoContrast, RandomSaturation, RandomHue, RandomColorDegeneration,
-RandomColorJitter, RandomPosterization, Equalization.
+RandomColorJitter, RandomPosterization, Equalization, ContrastLimitedAdaptiveHistogramEqualization.
 
 Each layer: numpy references of its transform, Keras parity of the transform given the same
 parameters (Keras's `transform_images(images, transformation)`: lamina's random streams are not
@@ -233,6 +233,81 @@ def test_equalization():
         layers.Equalization(bins=0)
 
 
+def _clahe_reference(images, grid, clip_limit):
+    """CLAHE of NHWC images in [0, 255], in float64 with loops: per tile and channel a clipped,
+    redistributed histogram and its normalised CDF; each pixel blends the CDFs of the four tiles
+    whose centres surround it (the edge tiles standing in beyond the grid)."""
+    b, h, w, c = images.shape
+    gh, gw = grid
+    th, tw = -(-h // gh), -(-w // gw)
+    out = np.empty(images.shape)
+    for n, img in enumerate(images):
+        padded = np.pad(img, ((0, th * gh - h), (0, tw * gw - w), (0, 0)), mode="symmetric")
+        luts = np.empty((gh, gw, c, 256))
+        for i, j, ch in np.ndindex(gh, gw, c):
+            tile = padded[i * th:(i + 1) * th, j * tw:(j + 1) * tw, ch]
+            hist = np.bincount(np.clip(tile, 0, 255).astype(int).ravel(), minlength=256).astype(np.float64)
+            if clip_limit > 0:
+                limit = clip_limit * th * tw / 256
+                hist = np.minimum(hist, limit) + np.maximum(hist - limit, 0).sum() / 256
+            cdf = np.cumsum(hist)
+            luts[i, j, ch] = np.clip((cdf - cdf[0]) * 255 / ((th * tw - cdf[0]) or 1), 0, 255)
+        for y, x in np.ndindex(h, w):
+            fy, fx = (y - th / 2) / th, (x - tw / 2) / tw            # in units of tiles, from tile 0's centre
+            i0, j0 = int(np.floor(fy)), int(np.floor(fx))
+            wy, wx = fy - i0, fx - j0
+            for ch in range(c):
+                v = int(np.clip(img[y, x, ch], 0, 255))
+
+                def lut(i, j):
+                    return luts[min(max(i, 0), gh - 1), min(max(j, 0), gw - 1), ch, v]
+                top = lut(i0, j0) * (1 - wx) + lut(i0, j0 + 1) * wx
+                bottom = lut(i0 + 1, j0) * (1 - wx) + lut(i0 + 1, j0 + 1) * wx
+                out[n, y, x, ch] = top * (1 - wy) + bottom * wy
+    return out
+
+
+def test_clahe():
+    cls = layers.ContrastLimitedAdaptiveHistogramEqualization
+    x = RNG.uniform(-5, 260, (2, 10, 13, 3)).astype(np.float32)
+    for kwargs in ({}, {"tile_grid_size": (3, 4), "clip_limit": 2.0}, {"tile_grid_size": (2, 5), "clip_limit": 0.0},
+                   {"tile_grid_size": (1, 1), "clip_limit": 1.5}):
+        want = _clahe_reference(x, kwargs.get("tile_grid_size", (8, 8)), kwargs.get("clip_limit", 4.0))
+        run_layer_test(cls, kwargs, x.shape, input_data=x, expected_output=want, atol=2e-3)
+    # value_range is mapped to [0, 255] and back
+    unit = RNG.uniform(0, 1, (2, 9, 7, 2)).astype(np.float32)
+    layer = cls(value_range=(0, 1), tile_grid_size=(2, 3), clip_limit=3.0)
+    want = _clahe_reference(unit * 255, (2, 3), 3.0) / 255
+    np.testing.assert_allclose(layer(unit).numpy(), want, atol=1e-5)
+    # not random: the same at inference; one image; channels_first; a grid finer than the image
+    np.testing.assert_array_equal(layer(unit, training=False).numpy(), layer(unit).numpy())
+    np.testing.assert_allclose(layer(unit[1]).numpy(), want[1], atol=1e-5)
+    cf = cls(value_range=(0, 1), tile_grid_size=(2, 3), clip_limit=3.0, data_format="channels_first")
+    np.testing.assert_allclose(cf(unit.transpose(0, 3, 1, 2)).numpy(), want.transpose(0, 3, 1, 2), atol=1e-5)
+    small = x[:, :3, :5]
+    np.testing.assert_allclose(cls()(small).numpy(), _clahe_reference(small, (8, 8), 4.0), atol=2e-3)
+    # integer images stay integer (the result truncated), as Keras casts back to the input's dtype
+    ints = np.clip(x, 0, 255).astype(np.int32)
+    out = cls(tile_grid_size=(3, 3))(ints)
+    assert out.dtype == "int32" and cls()(lamina.Input((10, 13, 3), dtype="int32")).dtype == "int32"
+    ref = _clahe_reference(ints, (3, 3), 4.0)
+    assert np.abs(out.numpy() - np.trunc(ref)).max() <= 1 and np.mean(out.numpy() == np.trunc(ref)) > 0.99
+    assert cls()(np.zeros((0, 4, 4, 3), np.float32)).shape == (0, 4, 4, 3)
+    # errors, stating what was expected and received
+    who = "ContrastLimitedAdaptiveHistogramEqualization"
+    for bad in (8, (0, 8), (8.0, 8), (2, 2, 2), (True, 2)):
+        with pytest.raises(ValueError, match=rf"{who}: `tile_grid_size` must be a pair of positive integers \(rows, "
+                                             rf"columns\), received tile_grid_size="):
+            cls(tile_grid_size=bad)
+    with pytest.raises(ValueError, match=rf"{who}: `clip_limit` must be a finite number, received clip_limit='4'"):
+        cls(clip_limit="4")
+    with pytest.raises(ValueError, match=r"`value_range` must be \(min, max\) with min < max, received "
+                                         r"value_range=\(255, 0\)"):
+        cls(value_range=(255, 0))
+    with pytest.raises(ValueError, match=r"expected min_ndim=3, found ndim=2. Full shape received: \(4, 4\)"):
+        cls()(np.zeros((4, 4), np.float32))
+
+
 def test_random_color_jitter():
     # brightness first, then contrast: y = (b - mean(b)) * c + mean(b), c in [0.5, 1.5] per image
     x = RNG.uniform(60, 180, (50, 4, 4, 3)).astype(np.float32)
@@ -296,7 +371,8 @@ def test_color_layers_seeds_symbolic_and_config(cls, kwargs):
 def test_color_layers_work_on_the_device_of_their_input():
     with lamina.device("cpu:1"):
         x = ops.convert_to_tensor(IMAGES)
-    for cls, kwargs in RANDOM_LAYERS + [(layers.AutoContrast, {}), (layers.Equalization, {})]:
+    for cls, kwargs in RANDOM_LAYERS + [(layers.AutoContrast, {}), (layers.Equalization, {}),
+                                        (layers.ContrastLimitedAdaptiveHistogramEqualization, {})]:
         assert cls(**kwargs)(x).device.name == "cpu:1", cls.__name__
 
 
@@ -380,7 +456,9 @@ def test_color_layers_keras_configs_and_keras_saved_model(tmp_path):
                          ("RandomColorDegeneration", {"factor": 0.7}), ("RandomPosterization", {"factor": 5}),
                          ("Equalization", {"bins": 64}), ("AutoContrast", {"value_range": (0, 1)}),
                          ("RandomColorJitter", {"brightness_factor": 0.3, "hue_factor": (0.1, 0.2)}),
-                         ("RandomGrayscale", {"factor": 0.3})]:
+                         ("RandomGrayscale", {"factor": 0.3}),
+                         ("ContrastLimitedAdaptiveHistogramEqualization", {"tile_grid_size": (4, 2), "clip_limit": 2.5,
+                                                                           "value_range": (0, 1)})]:
         _same_config(getattr(layers, name)(**kwargs), getattr(keras.layers, name)(**kwargs),
                      drop=("seed",) if name == "RandomGrayscale" else ())
     theirs = keras.Sequential([keras.Input((5, 6, 3)), keras.layers.RandomBrightness(0.2),
@@ -391,3 +469,39 @@ def test_color_layers_keras_configs_and_keras_saved_model(tmp_path):
     ours = lamina.models.load_model(path)
     np.testing.assert_allclose(ours.predict(IMAGES, verbose=0), theirs.predict(IMAGES, verbose=0), rtol=1e-4,
                                atol=1e-3)
+
+
+def test_clahe_keras_parity(tmp_path):
+    """Keras's CLAHE outputs on random images: tile grids, clip limits, value ranges, both data
+    formats, one image, integer images; its config; a Keras model with it loads and predicts alike."""
+    keras = _keras()
+    name = "ContrastLimitedAdaptiveHistogramEqualization"
+    cases = [((2, 10, 12, 3), {}), ((2, 10, 12, 3), {"tile_grid_size": (3, 4), "clip_limit": 2.0}),
+             ((1, 16, 16, 1), {"tile_grid_size": (8, 8), "clip_limit": 1.0}),
+             ((3, 3, 5, 2), {}), ((2, 17, 9, 3), {"tile_grid_size": (2, 3), "clip_limit": 0.0}),
+             ((2, 20, 13, 3), {"tile_grid_size": (4, 2), "clip_limit": 6.0, "value_range": (0, 1)}),
+             ((2, 11, 14, 3), {"tile_grid_size": (5, 7), "clip_limit": 3.0, "value_range": (-1, 1)}),
+             ((12, 15, 3), {"tile_grid_size": (3, 2)})]
+    for shape, kw in cases:
+        lo, hi = kw.get("value_range", (0, 255))
+        x = RNG.uniform(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), shape).astype(np.float32)
+        for fmt in ("channels_last", "channels_first"):
+            xx = x if fmt == "channels_last" else np.moveaxis(x, -1, -3).copy()
+            ours = getattr(layers, name)(**kw, data_format=fmt)
+            theirs = getattr(keras.layers, name)(**kw, data_format=fmt)
+            got, want = ours(xx), np.asarray(theirs(xx))
+            assert got.dtype == str(want.dtype) == "float32"
+            np.testing.assert_allclose(got.numpy(), want, atol=1e-3 * (hi - lo) / 255, err_msg=f"{shape} {kw} {fmt}")
+            _same_config(ours, theirs)
+    ints = RNG.integers(0, 256, (2, 10, 12, 3)).astype(np.int32)
+    got, want = layers.ContrastLimitedAdaptiveHistogramEqualization(tile_grid_size=(3, 3))(ints), \
+        np.asarray(keras.layers.ContrastLimitedAdaptiveHistogramEqualization(tile_grid_size=(3, 3))(ints))
+    assert got.dtype == str(want.dtype) == "int32"
+    assert np.abs(got.numpy() - want).max() <= 1 and np.mean(got.numpy() == want) > 0.99   # float rounding, truncated
+    theirs = keras.Sequential([keras.Input((10, 12, 3)), keras.layers.ContrastLimitedAdaptiveHistogramEqualization(
+        tile_grid_size=(2, 3), clip_limit=2.0), keras.layers.Flatten(), keras.layers.Dense(2)])
+    path = str(tmp_path / "clahe.keras")
+    theirs.save(path)
+    ours = lamina.models.load_model(path)
+    x = RNG.uniform(0, 255, (2, 10, 12, 3)).astype(np.float32)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-4, atol=1e-2)
