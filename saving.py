@@ -383,6 +383,12 @@ def serialize_keras_object(obj):
     config = obj.get_config()
     if not isinstance(config, dict):
         raise TypeError(f"{type(obj).__name__}.get_config() must return a dict, it returned {config!r}")
+    keras_class = getattr(obj, "_keras_class", None)
+    if keras_class is not None:   # an op node of a functional model, written as Keras's Operation
+        module, name = keras_class()
+        out = {"module": module, "class_name": name, "config": serialize_keras_object(config), "registered_name": name}
+        _record_serialized(obj, out)
+        return out
     cls = type(obj)
     home = None if cls in _GLOBAL_CUSTOM_NAMES else _public_home(cls)
     if home is not None:

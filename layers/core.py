@@ -300,13 +300,26 @@ class SymbolicOp(Layer):
     """A `lamina.ops` function called on KerasTensors (Keras 3's functional API records such calls,
     e.g. `x = ops.concatenate([a, ops.square(b)])`, as nodes of the graph): when the model runs, the
     function is called again with the real tensors in place of the KerasTensors. Named after the
-    op. Like Lambda, it holds a Python function and is not serialized."""
+    op.
 
-    def __init__(self, function, args, kwargs, **kw):
+    Saved as Keras saves the Operation it builds (layers/_keras_ops.py, taken from Keras): class
+    `Concatenate` of module `keras.src.ops.numpy`, the constructor's arguments (`axis`) in its
+    config and the `call` arguments in its node, so lamina and Keras read each other's files. An
+    op Keras does not have (or called with an argument Keras's does not take) is not serialized."""
+
+    def __init__(self, function, args=None, kwargs=None, static=None, **kw):
         super().__init__(name=kw.pop("name", None) or unique_name(function.__name__), **kw)
         self.function = function
-        self._template = (list(args), dict(kwargs))  # the KerasTensors stand where tensors will go
+        # the call with KerasTensors where tensors will go; None until a loaded op is first called
+        self._template = None if args is None and kwargs is None else (list(args or []), dict(kwargs or {}))
+        self._static = dict(static or {})   # a loaded op's constructor arguments (Keras's names)
         self._out_dtypes = None
+
+    def __call__(self, *args, **kwargs):
+        if self._template is None:   # a loaded op: Keras's call arguments, joined to its config
+            self._template = _keras_template(self.function, self._static, args, kwargs, self.name)
+            args, kwargs = ([t for t in flatten(self._template) if isinstance(t, KerasTensor)],), {}
+        return super().__call__(*args, **kwargs)
 
     def call(self, inputs):
         values = iter(inputs)
@@ -322,10 +335,108 @@ class SymbolicOp(Layer):
         """A new node for the same call (what clone_model uses: an op has no config and no state)."""
         return SymbolicOp(self.function, *self._template)
 
+    # -- saving, as Keras's Operation --
+    def _keras_split(self):
+        """(family, class name, constructor arguments, call arguments) in Keras's names, or a
+        TypeError saying why this op cannot be saved."""
+        from ._keras_ops import OPS
+        name = self.function.__name__
+        entry = OPS.get(_KERAS_ALIASES.get(name, name))
+        why = None
+        if entry is None:
+            why = "Keras has no such op"
+        else:
+            family, cls_name, keras_params, call_params = entry[0]
+            try:
+                bound = inspect.signature(self.function).bind(*self._template[0], **self._template[1]).arguments
+            except TypeError as e:
+                bound, why = None, str(e)
+            if bound is not None:
+                ours = list(inspect.signature(self.function).parameters)
+                by_keras = {}
+                for p, v in bound.items():   # lamina's parameter names to Keras's, by position
+                    i = ours.index(p)
+                    if i >= len(keras_params):
+                        why = f"Keras's {name} takes no argument {p!r}"
+                        break
+                    by_keras[keras_params[i]] = v
+                else:
+                    static = {k: v for k, v in by_keras.items() if k not in call_params and "*" + k not in call_params}
+                    call = []
+                    for c in call_params:
+                        if c.startswith("*"):
+                            call.extend(by_keras.get(c[1:], ()))
+                        elif c in by_keras:
+                            call.append(by_keras[c])
+                    return family, cls_name, static, call
+        raise TypeError(f"Layer '{self.name}' is the op {name!r} called on symbolic tensors of a functional model, "
+                        f"which lamina cannot save ({why}); save the weights with save_weights() and rebuild the "
+                        "model in code, or use a layer class in place of the op")
+
+    def _keras_class(self):
+        family, cls_name, _, _ = self._keras_split()
+        return f"keras.src.ops.{family}", cls_name
+
+    def _keras_call_args(self):
+        """The node's arguments as Keras saves them (its call's)."""
+        return self._keras_split()[3], {}
+
     def get_config(self):
-        raise TypeError(f"Layer '{self.name}' is the op {self.function.__name__!r} called on symbolic tensors of a "
-                        "functional model, which lamina does not serialize; save the weights with save_weights() "
-                        "and rebuild the model in code, or use a layer class in place of the op")
+        return {"name": self.name, **self._keras_split()[2]}
+
+
+# lamina op names whose Keras function calls another one (Keras's `abs(x)` is `absolute(x)`)
+_KERAS_ALIASES = {"abs": "absolute", "conj": "conjugate"}
+
+
+def _keras_template(function, static, args, kwargs, name):
+    """(args, kwargs) of `function` for an op loaded from Keras's form: the constructor's arguments
+    (`static`) and the call's (`args`, `kwargs`), Keras's names mapped to lamina's by position."""
+    from ._keras_ops import OPS
+    _, cls_name, keras_params, call_params = OPS[_KERAS_ALIASES.get(function.__name__, function.__name__)][0]
+    values = dict(static)
+    rest = list(args)
+    for c in call_params:
+        if c.startswith("*"):
+            values[c[1:]] = tuple(rest)
+            rest = []
+        elif rest:
+            values[c] = rest.pop(0)
+    values.update(kwargs)
+    unknown = sorted(set(values) - set(keras_params))
+    if unknown:
+        raise ValueError(f"Op '{name}' ({cls_name}): Keras's {function.__name__} has no argument {unknown[0]!r}")
+    params = list(inspect.signature(function).parameters.values())
+    varargs = any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params)
+    out_args, out_kwargs = [], {}
+    for p, k in zip(params, keras_params):   # in the signature's order: positional ones stay in place
+        if k not in values:
+            continue
+        v = values[k]
+        if p.kind == inspect.Parameter.VAR_POSITIONAL:
+            out_args.extend(v)
+        elif p.kind == inspect.Parameter.POSITIONAL_ONLY or (varargs and p.kind == p.POSITIONAL_OR_KEYWORD):
+            out_args.append(v)
+        else:
+            out_kwargs[p.name] = v
+    return out_args, out_kwargs
+
+
+def keras_op(module, class_name, config):
+    """A SymbolicOp for Keras's saved Operation `class_name` of `module` (keras.src.ops.<family>),
+    or None when the module is not one of Keras's op modules."""
+    from ._keras_ops import OPS
+    if not module or not module.startswith("keras.src.ops."):
+        return None
+    family = module.rsplit(".", 1)[1]
+    name = next((n for n, rows in OPS.items() if rows[0][0] == family and rows[0][1] == class_name), None)
+    space = getattr(ops, family, ops) if family in ("nn", "numpy", "linalg", "image") else ops
+    fn = getattr(space, name, None) if name else None
+    if fn is None:
+        raise ValueError(f"Unknown op '{class_name}' (module '{module}'): lamina has no op of that name")
+    config = dict(config or {})
+    op_name = config.pop("name", None)
+    return SymbolicOp(getattr(fn, "__wrapped__", fn), static=config, name=op_name)
 
 
 def record_symbolic_op(function, args, kwargs):

@@ -30,6 +30,10 @@ def deserialize(config, custom_objects=None):
         raise ValueError(f"A layer config is a dict with 'class_name' and 'config', received {config!r}")
     if "module" not in config:
         config = _from_legacy(config)
+    from .core import keras_op
+    op = keras_op(config.get("module"), config["class_name"], config.get("config"))
+    if op is not None:   # an op node of a functional model, saved as Keras's Operation
+        return op
     if config["class_name"] == "Lambda" and isinstance(config.get("config"), dict):
         config = {**config, "config": _lambda_config(config["config"], custom_objects)}
     layer = deserialize_keras_object(config, custom_objects=custom_objects, printable_module_name="layer class")

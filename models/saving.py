@@ -83,7 +83,8 @@ def functional_config(model):
         for node in layer._inbound_nodes:
             if id(node) not in own or not node.inputs:
                 continue
-            args, kwargs = node.call_args
+            # an op node is saved with its call's arguments, as Keras's Operation (layers/core.py)
+            args, kwargs = layer._keras_call_args() if hasattr(layer, "_keras_call_args") else node.call_args
             nodes.append({"args": encode(list(args)), "kwargs": encode(dict(kwargs))})
         entry = serialize_layer(layer)
         entry["name"] = layer.name
