@@ -101,9 +101,9 @@ def in_top_k(targets, predictions, k):
     return less(better, k)
 
 
-def stop_gradient(x):
-    """The same values, treated as a constant by GradientTape."""
-    x = _as_tensor(x)
+def stop_gradient(variable):
+    """The same values, treated as a constant by GradientTape (Keras's parameter name)."""
+    x = _as_tensor(variable)
     return Tensor(x._buf, x.shape, x.dtype, x.device)
 
 

@@ -290,9 +290,9 @@ def concatenate(xs, axis=0):
     return out
 
 
-def stack(xs, axis=0):
-    """Joins tensors of one shape along a new axis."""
-    ts = _join_inputs(xs, "stack")
+def stack(x, axis=0):
+    """Joins tensors of one shape (the list `x`, Keras's name) along a new axis."""
+    ts = _join_inputs(x, "stack")
     ref = ts[0].shape
     for t in ts[1:]:
         if t.shape != ref:

@@ -827,9 +827,12 @@ min = _extreme(R_MIN, "min")
 amax, amin = max, min
 
 
-def prod(x, axis=None, keepdims=False):
-    """Product over axes (None: all); the gradient is exact when x has zeros."""
+def prod(x, axis=None, keepdims=False, dtype=None):
+    """Product over axes (None: all), computed in `dtype` when given (x is cast to it first, as
+    numpy's prod accumulates in it); the gradient is exact when x has zeros."""
     x = _as_tensor(x)
+    if dtype is not None:
+        x = cast(x, dtypes.standardize(dtype, "prod"))
     axes = normalize_axes(axis, x.ndim, "prod", x.shape)
     xs = cast(x, dtypes.INT64) if x.dtype == dtypes.BOOL else x
     out = _finish(_reduce_raw(R_PROD, xs, axes) if axes else xs, x, axes, keepdims)

@@ -235,8 +235,8 @@ def _int_pair(x1, x2, op, allow_bool):
 
 
 def _bitwise(code, op, doc):
-    def f(x1, x2):
-        x, y = _int_pair(x1, x2, op, True)
+    def f(x, y):   # Keras's parameter names
+        x, y = _int_pair(x, y, op, True)
         return _binary_forward(code, op, x, y)
     f.__name__ = op
     f.__doc__ = doc
@@ -260,10 +260,15 @@ def bitwise_invert(x):
 bitwise_not = bitwise_invert
 
 
-def _integer_binary(code, op, doc):
-    def f(x1, x2):
-        x, y = _int_pair(x1, x2, op, False)
-        return _binary_forward(code, op, x, y)
+def _integer_binary(code, op, doc, keras_names_x1_x2=False):
+    if keras_names_x1_x2:   # Keras's parameter names: (x1, x2) for gcd / lcm, (x, y) for the shifts
+        def f(x1, x2):
+            x, y = _int_pair(x1, x2, op, False)
+            return _binary_forward(code, op, x, y)
+    else:
+        def f(x, y):
+            x, y = _int_pair(x, y, op, False)
+            return _binary_forward(code, op, x, y)
     f.__name__ = op
     f.__doc__ = doc
     return f
@@ -277,6 +282,6 @@ right_shift = _integer_binary(_B["RIGHT_SHIFT"], "right_shift",
                               "or by the width or more gives 0, or -1 for a negative x1, as numpy.")
 bitwise_left_shift = left_shift
 bitwise_right_shift = right_shift
-gcd = _integer_binary(_B["GCD"], "gcd", "Greatest common divisor of |x1| and |x2| (gcd(0, 0) = 0).")
+gcd = _integer_binary(_B["GCD"], "gcd", "Greatest common divisor of |x1| and |x2| (gcd(0, 0) = 0).", True)
 lcm = _integer_binary(_B["LCM"], "lcm", "Least common multiple of |x1| and |x2| (0 when either is 0); wraps on "
-                                        "overflow, as numpy.")
+                                        "overflow, as numpy.", True)

@@ -273,7 +273,7 @@ def _check_data_dtype(a, dt):
                             "smaller, first")
 
 
-def convert_to_tensor(x, dtype=None, device=None):
+def convert_to_tensor(x, dtype=None, device=None, sparse=None, ragged=None):
     """Converts arrays, Python scalars and nested lists to a Tensor.
 
     Inferred dtypes: float data (float64, float16) becomes float32, as Keras does with floatx
@@ -281,7 +281,11 @@ def convert_to_tensor(x, dtype=None, device=None):
     Complex data, uint64 values beyond int64's range and an explicit dtype lamina does not
     compute in (e.g. dtype="float64") raise TypeError naming the dtype and the supported ones.
     A Tensor passes through (cast when `dtype` differs); a sparse gradient (IndexedSlices) becomes
-    its dense tensor. New tensors go on `device` or the current device scope."""
+    its dense tensor. New tensors go on `device` or the current device scope. Keras's `sparse` and
+    `ragged` may be None or False: lamina's tensors are dense."""
+    if sparse or ragged:
+        raise ValueError(f"convert_to_tensor: {'sparse' if sparse else 'ragged'}=True is not supported: lamina's "
+                         "tensors are dense (pass False or leave it unset)")
     if getattr(x, "_is_indexed_slices", False):  # a sparse row gradient: densified by a C++ scatter-add
         x = x.to_dense()
     if isinstance(x, Tensor):

@@ -200,3 +200,32 @@ def test_unrepresentable_ops_raise_clear_errors(call, match):
 def test_view_as_real_refuses_complex_data():
     with pytest.raises(TypeError, match="omplex"):
         ops.view_as_real(np.array([1 + 2j]))
+
+
+def test_op_parameters_are_named_as_keras_names_them():
+    """Every op Keras builds an Operation for takes Keras's parameters under Keras's names, in
+    Keras's order (layers/_keras_ops.py, from Keras); lamina may add parameters after them."""
+    import inspect
+    from lamina import ops
+    from lamina.layers._keras_ops import OPS
+    extra_ok = {"amax": ("initial",), "amin": ("initial",), "full": ("device",), "convert_to_tensor": ("device",)}
+    wrong = []
+    for name, [(family, _, keras_params, _)] in OPS.items():
+        space = getattr(ops, family) if family in ("nn", "numpy", "linalg", "image") else ops
+        fn = getattr(space, name, None)
+        if fn is None:
+            wrong.append(f"{name}: missing")
+            continue
+        ours = [p for p in inspect.signature(getattr(fn, "__wrapped__", fn)).parameters if p != "kwargs"]
+        ours = [p for p in ours if p not in extra_ok.get(name, ())]
+        if ours[:len(keras_params)] != list(keras_params) and name != "convert_to_tensor":
+            wrong.append(f"{name}: keras {keras_params}, lamina {tuple(ours)}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_convert_to_tensor_takes_keras_sparse_and_ragged_flags():
+    from lamina import ops
+    assert ops.convert_to_tensor([1.0], sparse=False, ragged=False).shape == (1,)
+    with pytest.raises(ValueError, match="sparse=True is not supported: lamina's tensors are dense"):
+        ops.convert_to_tensor([1.0], sparse=True)
+    assert ops.prod([[1, 2], [3, 4]], axis=1, dtype="float32").dtype == "float32"
