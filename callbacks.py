@@ -79,17 +79,56 @@ def _overrides(callback, hook):
 class CallbackList:
     """Calls the hooks of a list of callbacks with the same logs dict, so that what one callback
     adds (ReduceLROnPlateau's `learning_rate`) reaches the next (History, last). A batch hook runs
-    only when some callback overrides it: without one, fit reads nothing back per step."""
+    only when some callback overrides it: without one, fit reads nothing back per step.
 
-    def __init__(self, callbacks, model, params):
-        self.callbacks = list(callbacks or [])
-        for c in self.callbacks:
-            if not isinstance(c, Callback):
-                raise TypeError(f"callbacks must be Callback instances, received {type(c).__name__}")
-            c.set_model(model)
-            c.set_params(params)
+    As Keras's: `add_history` / `add_progbar` append a History / ProgbarLogger unless the list
+    has one; `model` and the other keyword arguments (`epochs`, `steps`, `verbose`) are given to
+    every callback (`set_model`, `set_params`); `append` adds one more."""
+
+    def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None, **params):
+        self.callbacks = []
+        self.model, self.params = None, {}
+        self._index_batch_hooks()
+        for c in _flat_callbacks(callbacks):
+            self.append(c)
+        self._history = next((c for c in self.callbacks if isinstance(c, History)), None)
+        self._progbar = next((c for c in self.callbacks if isinstance(c, ProgbarLogger)), None)
+        if add_history and self._history is None:
+            self._history = History()
+            self.append(self._history)
+        if add_progbar and self._progbar is None:
+            self._progbar = ProgbarLogger()
+            self.append(self._progbar)
+        if model is not None:
+            self.set_model(model)
+        if params:
+            self.set_params(params)
+
+    def append(self, callback):
+        if not isinstance(callback, Callback):
+            raise TypeError(f"callbacks must be Callback instances, received {type(callback).__name__}")
+        self.callbacks.append(callback)
+        if self.model is not None:
+            callback.set_model(self.model)
+        if self.params:
+            callback.set_params(self.params)
+        self._index_batch_hooks()
+
+    def _index_batch_hooks(self):
         self._batch = {hook: [c for c in self.callbacks if _overrides(c, hook) or alias and _overrides(c, alias)]
                        for hook, alias in _BATCH_HOOKS.items()}
+
+    def set_model(self, model):
+        self.model = model
+        if self._history is not None:
+            model.history = self._history
+        for c in self.callbacks:
+            c.set_model(model)
+
+    def set_params(self, params):
+        self.params = dict(params)
+        for c in self.callbacks:
+            c.set_params(self.params)
 
     def _call(self, hook, *args, logs=None):
         logs = pythonify_logs(logs)
@@ -121,6 +160,17 @@ class CallbackList:
     def on_test_batch_end(self, batch, logs=None): self._call_batch("on_test_batch_end", batch, logs)
     def on_predict_batch_begin(self, batch, logs=None): self._call_batch("on_predict_batch_begin", batch, logs)
     def on_predict_batch_end(self, batch, logs=None): self._call_batch("on_predict_batch_end", batch, logs)
+
+
+def _flat_callbacks(callbacks):
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    out = []
+    for c in callbacks:
+        out.extend(_flat_callbacks(c) if isinstance(c, (list, tuple)) else [c])
+    return out
 
 
 class History(Callback):

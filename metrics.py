@@ -46,10 +46,16 @@ def top_k_categorical_accuracy(y_true, y_pred, k=5):
     return sparse_top_k_categorical_accuracy(ops.argmax(_t(y_true), axis=-1), y_pred, k)
 
 
-def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False):
+    """1 where the label is among the k best scores of y_pred (ties count for the label); with
+    `from_sorted_ids`, y_pred holds class ids sorted from the best (ops.top_k's indices) and the
+    label must be among its first k."""
     y_true, y_pred = _t(y_true), _t(y_pred)
     if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
         y_true = ops.reshape(y_true, y_true.shape[:-1])
+    if from_sorted_ids:
+        ids = ops.cast(y_pred[..., :k], "int64")
+        return ops.cast(ops.any(ops.equal(ops.expand_dims(ops.cast(y_true, "int64"), -1), ids), axis=-1), "float32")
     labels = ops.cast(y_true, "int64")
     # the label is in the top k when fewer than k scores beat it (ties count for the label)
     score = ops.take_along_axis(y_pred, ops.expand_dims(labels, -1), axis=-1)
@@ -422,7 +428,7 @@ TopKCategoricalAccuracy = _metric_class("TopKCategoricalAccuracy", top_k_categor
                                         "top_k_categorical_accuracy", ("k", 5), "name", "dtype", direction=_UP)
 SparseTopKCategoricalAccuracy = _metric_class("SparseTopKCategoricalAccuracy", sparse_top_k_categorical_accuracy,
                                               "sparse_top_k_categorical_accuracy", ("k", 5), "name", "dtype",
-                                              direction=_UP)
+                                              ("from_sorted_ids", False), direction=_UP)
 MeanSquaredError = _metric_class("MeanSquaredError", mean_squared_error, "mean_squared_error", direction=_DOWN)
 MeanAbsoluteError = _metric_class("MeanAbsoluteError", mean_absolute_error, "mean_absolute_error", direction=_DOWN)
 MeanAbsolutePercentageError = _metric_class("MeanAbsolutePercentageError", mean_absolute_percentage_error,

@@ -101,16 +101,22 @@ _loss_adds = 0
 
 
 class InputSpec:
-    """What a layer accepts: `ndim`, `min_ndim`, `max_ndim`, `dtype`, `axes` {axis: size}, `shape`."""
+    """What a layer accepts, as Keras's InputSpec: `ndim`, `min_ndim`, `max_ndim`, `dtype`, `axes`
+    {axis: size}, `shape`; `allow_last_axis_squeeze` lets a trailing axis of size 1 come or go
+    (the rank is then not checked, and shapes compare without it); `optional` lets the input be
+    None."""
 
     def __init__(self, dtype=None, shape=None, ndim=None, max_ndim=None, min_ndim=None, axes=None,
-                 allow_last_axis_squeeze=False, name=None):
-        self.dtype = dtype
+                 allow_last_axis_squeeze=False, name=None, optional=False):
+        from ..backend.dtypes import standardize_dtype
+        self.dtype = standardize_dtype(dtype) if dtype is not None else None
         self.shape = tuple(shape) if shape is not None else None
         self.ndim = len(self.shape) if self.shape is not None else ndim
         self.max_ndim, self.min_ndim = max_ndim, min_ndim
         self.axes = dict(axes or {})
+        self.allow_last_axis_squeeze = bool(allow_last_axis_squeeze)
         self.name = name
+        self.optional = bool(optional)
 
     def __repr__(self):
         parts = [f"{k}={v}" for k, v in (("ndim", self.ndim), ("min_ndim", self.min_ndim),
@@ -123,13 +129,21 @@ def _shape_str(shape):
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def check_input_spec(layer, spec, shape):
-    """Raises ValueError naming the layer, the expected and the received shape."""
+def check_input_spec(layer, spec, shape, dtype=None):
+    """Raises ValueError naming the layer, the expected and the received shape (and dtype, when
+    given). `shape` None stands for a None input, which only an optional spec accepts."""
     if spec is None:
         return
-    nd = len(shape)
     where = f"Input to layer '{layer.name}' ({type(layer).__name__}) is incompatible with the layer"
-    if spec.ndim is not None and nd != spec.ndim:
+    if shape is None:
+        if spec.optional:
+            return
+        raise ValueError(f"{where}: expected a tensor, received None (the layer's InputSpec is not optional)")
+    nd = len(shape)
+    if dtype is not None and spec.dtype is not None and dtype != spec.dtype:
+        raise ValueError(f"{where}: expected dtype={spec.dtype}, found dtype={dtype}. Cast the input, e.g. with "
+                         f"ops.cast(x, {spec.dtype!r})")
+    if spec.ndim is not None and nd != spec.ndim and not spec.allow_last_axis_squeeze:
         raise ValueError(f"{where}: expected ndim={spec.ndim}, found ndim={nd}. Full shape received: "
                          f"{_shape_str(shape)}. Hint: reshape the input (e.g. with a Reshape/Flatten layer) "
                          f"or check the model's input shape.")
@@ -145,7 +159,11 @@ def check_input_spec(layer, spec, shape):
             raise ValueError(f"{where}: expected axis {axis} of the input shape to have value {size}, "
                              f"but received input with shape {_shape_str(shape)}")
     if spec.shape is not None:
-        for want, got in zip(spec.shape, shape):
+        want_shape, got_shape = tuple(spec.shape), tuple(shape)
+        if spec.allow_last_axis_squeeze:
+            want_shape = want_shape[:-1] if want_shape and want_shape[-1] == 1 else want_shape
+            got_shape = got_shape[:-1] if got_shape and got_shape[-1] == 1 else got_shape
+        for want, got in zip(want_shape, got_shape):
             if want is not None and got is not None and want != got:
                 raise ValueError(f"{where}: expected shape {_shape_str(spec.shape)}, found shape {_shape_str(shape)}")
 
@@ -569,7 +587,7 @@ class Layer:
         if self.input_spec is not None:
             specs = self.input_spec if isinstance(self.input_spec, (list, tuple)) else [self.input_spec]
             for spec, t in zip(specs, flat):
-                check_input_spec(self, spec, t.shape)
+                check_input_spec(self, spec, None if t is None else t.shape, getattr(t, "dtype", None))
         if self._call_has_training:
             training = kwargs.get("training")
             if training is None:

@@ -101,7 +101,7 @@ def symbolic_call(layer, *args, **kwargs):
     if layer.input_spec is not None:
         specs = layer.input_spec if isinstance(layer.input_spec, (list, tuple)) else [layer.input_spec]
         for spec, t in zip(specs, flatten(inputs)):
-            check_input_spec(layer, spec, t.shape)
+            check_input_spec(layer, spec, None if t is None else t.shape, getattr(t, "dtype", None))
     # masks travel on KerasTensors as on tensors: a layer whose call takes `mask` is traced with it
     in_masks = [getattr(t, "_keras_mask", None) for t in flatten(inputs) if isinstance(t, KerasTensor)]
     mask = None

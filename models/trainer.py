@@ -397,8 +397,8 @@ class Trainer:
         steps = steps_per_epoch or data.steps
         verbose = resolve_verbose(verbose)
         history = callbacks_module.History()
-        cbs = callbacks_module.CallbackList(list(callbacks or []) + [history], self,
-                                            {"epochs": epochs, "steps": steps, "verbose": verbose})
+        cbs = callbacks_module.CallbackList(list(callbacks or []) + [history], model=self, epochs=epochs,
+                                            steps=steps, verbose=verbose)
         shown = verbose if not shown_by_callbacks(callbacks) else 0  # else a ProgbarLogger shows it
         self.stop_training = False
         with _FitScope(self, strategy, micro_batches):
@@ -518,7 +518,7 @@ class Trainer:
         steps = _capped_steps(steps, data)
         verbose = resolve_verbose(verbose)
         total = steps or data.steps
-        cbs = callbacks_module.CallbackList(callbacks, self, {"steps": total, "verbose": verbose})
+        cbs = callbacks_module.CallbackList(callbacks, model=self, steps=total, verbose=verbose)
         shown = verbose if not shown_by_callbacks(callbacks) else 0
         logs = self._evaluate_data(data, cbs, steps, Progress(shown, total, "Evaluate"))
         return logs if return_dict else self._flatten_metrics_in_order(logs)
@@ -529,7 +529,7 @@ class Trainer:
         steps = _capped_steps(steps, data)
         verbose = resolve_verbose(verbose)
         total = steps or data.steps
-        cbs = callbacks_module.CallbackList(callbacks, self, {"steps": total, "verbose": verbose})
+        cbs = callbacks_module.CallbackList(callbacks, model=self, steps=total, verbose=verbose)
         progress = Progress(verbose if not shown_by_callbacks(callbacks) else 0, total, "Predict")
         cbs.on_predict_begin()
         data.on_epoch_begin()

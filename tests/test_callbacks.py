@@ -154,3 +154,30 @@ def test_vector_valued_metrics_reach_history_as_numpy_arrays():
     prec = hist.history["precision"][-1]
     assert isinstance(prec, np.ndarray) and prec.shape == (2,)
     assert isinstance(hist.history["loss"][-1], float)
+
+
+def test_callback_list_as_keras_builds_it_for_a_custom_loop():
+    seen = []
+
+    class Spy(lamina.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((epoch, dict(logs), self.params.get("epochs"), self.model is model))
+
+    model = lamina.Sequential([lamina.Input((2,)), lamina.layers.Dense(1)])
+    cbs = lamina.callbacks.CallbackList([Spy()], add_history=True, add_progbar=False, model=model, epochs=2,
+                                        verbose=0)
+    assert [type(c).__name__ for c in cbs.callbacks] == ["Spy", "History"]
+    assert model.history is cbs.callbacks[1]
+    cbs.on_train_begin()
+    for epoch in range(2):
+        cbs.on_epoch_begin(epoch)
+        cbs.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1)})
+    cbs.on_train_end()
+    assert seen == [(0, {"loss": 1.0}, 2, True), (1, {"loss": 0.5}, 2, True)]
+    assert model.history.history == {"loss": [1.0, 0.5]}
+    # a History already in the list is not doubled; add_progbar appends a ProgbarLogger; nested lists flatten
+    h = lamina.callbacks.History()
+    again = lamina.callbacks.CallbackList([[h]], add_history=True, add_progbar=True)
+    assert again.callbacks[0] is h and isinstance(again.callbacks[1], lamina.callbacks.ProgbarLogger)
+    with pytest.raises(TypeError, match="callbacks must be Callback instances, received int"):
+        lamina.callbacks.CallbackList([3])

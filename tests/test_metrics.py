@@ -770,3 +770,15 @@ def test_compiled_metrics_and_losses_move_between_keras_and_lamina_files(tmp_pat
     for key in want:
         np.testing.assert_allclose(np.asarray(got[key]), np.asarray(want[key]), rtol=1e-5, err_msg=key)
         np.testing.assert_allclose(np.asarray(back[key]), np.asarray(want[key]), rtol=1e-5, err_msg=key)
+
+
+def test_sparse_top_k_from_sorted_ids():
+    y_true = np.array([2, 0, 1, 3])
+    ids = np.array([[2, 1, 0], [1, 2, 0], [0, 3, 1], [1, 0, 2]])   # ops.top_k's indices, best first
+    m = lamina.metrics.SparseTopKCategoricalAccuracy(k=2, from_sorted_ids=True)
+    m.update_state(y_true, ids)
+    assert float(m.result()) == pytest.approx(0.25)
+    m3 = lamina.metrics.SparseTopKCategoricalAccuracy(k=3, from_sorted_ids=True)
+    m3.update_state(y_true, ids)
+    assert float(m3.result()) == pytest.approx(0.75)
+    assert m.get_config()["from_sorted_ids"] is True

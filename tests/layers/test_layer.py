@@ -196,3 +196,28 @@ def test_inputs_that_cannot_be_tensors_name_the_layer():
         with pytest.raises(err, match=f"Dense 'the_dense': cannot use the input .*{match}"):
             dense(bad)
     np.testing.assert_allclose(dense([[1.0, 2.0, 3.0]]).numpy(), dense(np.array([[1.0, 2.0, 3.0]], np.float32)).numpy())
+
+
+def test_input_spec_dtype_squeeze_and_optional():
+    class Spec(layers.Layer):
+        def __init__(self, spec, **kwargs):
+            super().__init__(**kwargs)
+            self.input_spec = spec
+
+        def call(self, x):
+            return x
+
+    squeeze = layers.InputSpec(shape=(None, 3, 1), allow_last_axis_squeeze=True)
+    assert Spec(squeeze)(np.ones((2, 3), np.float32)).shape == (2, 3)
+    assert Spec(squeeze)(np.ones((2, 3, 1), np.float32)).shape == (2, 3, 1)
+    with pytest.raises(ValueError, match=r"expected shape \(None, 3, 1\), found shape \(2, 4\)"):
+        Spec(squeeze)(np.ones((2, 4), np.float32))
+    with pytest.raises(ValueError, match="expected ndim=3, found ndim=2"):
+        Spec(layers.InputSpec(shape=(None, 3, 1)))(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"expected dtype=float32, found dtype=int32.*ops.cast"):
+        Spec(layers.InputSpec(dtype="float32"))(np.ones((2, 3), np.int32))
+    spec = layers.InputSpec(ndim=2, optional=True)
+    assert spec.optional and not layers.InputSpec(ndim=2).optional
+    lamina.layers.layer.check_input_spec(Spec(spec), spec, None)   # None passes an optional spec
+    with pytest.raises(ValueError, match="expected a tensor, received None"):
+        lamina.layers.layer.check_input_spec(Spec(spec), layers.InputSpec(ndim=2), None)
