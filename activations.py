@@ -174,8 +174,9 @@ def get(identifier):
     raise TypeError(f"Could not interpret activation {identifier!r}: expected a name or a callable")
 
 
-def serialize(fn):
+def serialize(activation):
     """A built-in activation's name, as Keras writes it; a custom function in Keras's function form."""
+    fn = activation
     for name, f in _BY_NAME.items():
         if f is fn:
             return name
@@ -185,4 +186,11 @@ def serialize(fn):
     return getattr(fn, "__name__", str(fn))
 
 
-deserialize = get
+def deserialize(config, custom_objects=None):
+    """The activation a name or config describes (`serialize`'s inverse); `custom_objects` maps
+    names to functions for this call."""
+    if custom_objects:
+        from .saving import CustomObjectScope
+        with CustomObjectScope(custom_objects):
+            return get(config)
+    return get(config)

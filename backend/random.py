@@ -321,14 +321,15 @@ def binomial(shape, counts, probabilities, dtype=None, seed=None):
     return _float_out(out, dt)
 
 
-def dropout(x, rate, noise_shape=None, seed=None):
-    """Zeroes each element with probability `rate` and scales the kept ones by 1 / (1 - rate).
+def dropout(inputs, rate, noise_shape=None, seed=None):
+    """Zeroes each element of `inputs` (x below) with probability `rate` and scales the kept ones
+    by 1 / (1 - rate).
 
     The keep mask is drawn in C++ and kept for the backward pass. `noise_shape` (same rank as x,
     None entries taken from x.shape) draws one mask value per position of that shape, broadcast
     over x: e.g. (batch, 1, channels) drops whole channels for every timestep. rate 0 returns x.
     """
-    x = _as_tensor(x)
+    x = _as_tensor(inputs)
     if x.dtype not in dtypes.FLOATS:
         raise TypeError(f"dropout: expected a float32 tensor, received {x.dtype} with shape {x.shape}; "
                         "cast it with ops.cast(x, 'float32')")
