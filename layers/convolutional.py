@@ -83,9 +83,10 @@ class _Conv(Layer):
             raise ValueError(f"{cls}: only data_format='channels_last' is supported, received {data_format!r}"
                              + (" (None: lamina.config.image_data_format() is 'channels_first')"
                                 if data_format is None else ""))
-        if groups != 1:
-            raise ValueError(f"{cls}: groups={groups} is not supported; use groups=1")
-        self.groups = 1
+        self.groups = validation.positive_int(cls, "groups", groups)
+        if self.filters % self.groups:
+            raise ValueError(f"{cls}: the number of filters must be evenly divisible by the number of groups; "
+                             f"received filters={filters}, groups={groups}")
         self.activation = _activation(activation, cls)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _initializers.get(kernel_initializer)
@@ -101,8 +102,13 @@ class _Conv(Layer):
         if channels is None:
             raise ValueError(f"{type(self).__name__} '{self.name}': the channel dimension (last axis) of the input "
                              f"must be known, received shape {input_shape}")
-        validation.check_weight(self, "kernel", self.kernel_size + (channels, self.filters), self.dtype)
-        self.kernel = self.add_weight(name="kernel", shape=self.kernel_size + (channels, self.filters),
+        if channels % self.groups:
+            raise ValueError(f"{type(self).__name__} '{self.name}': the number of input channels must be evenly "
+                             f"divisible by the number of groups; received groups={self.groups} and an input of "
+                             f"shape {tuple(input_shape)}")
+        per_group = channels // self.groups   # each group's filters see their own slice of the channels
+        validation.check_weight(self, "kernel", self.kernel_size + (per_group, self.filters), self.dtype)
+        self.kernel = self.add_weight(name="kernel", shape=self.kernel_size + (per_group, self.filters),
                                       initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
                                       constraint=self.kernel_constraint)
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer,
@@ -117,13 +123,27 @@ class _Conv(Layer):
             left = (self.kernel_size[0] - 1) * self.dilation_rate[0]
             x = ops.pad(x, ((0, 0), (left, 0), (0, 0)))
             padding = "valid"
-        y = run_op(self, ops.conv, x, self.kernel, strides=self.strides, padding=padding,
-                   dilation_rate=self.dilation_rate)
+        y = self._convolve(x, padding)
         if self.bias is not None:
             if self.activation is _activations.relu:
                 return bias_relu(y, self.bias)  # one pass instead of two, forward and backward
             y = ops.add(y, self.bias)
         return self.activation(y) if self.activation is not _activations.linear else y
+
+    def _convolve(self, x, padding):
+        """x * kernel; with groups, group g's filters over its slice of the channels: as one
+        depthwise convolution when each group is one channel, else one convolution per group."""
+        kw = dict(strides=self.strides, padding=padding, dilation_rate=self.dilation_rate)
+        g = self.groups
+        if g == 1:
+            return run_op(self, ops.conv, x, self.kernel, **kw)
+        channels = x.shape[-1]
+        if channels == g:   # kernel (..., 1, g * m) is the depthwise kernel (..., g, m)
+            kernel = ops.reshape(self.kernel, self.kernel_size + (g, self.filters // g))
+            return run_op(self, ops.depthwise_conv, x, kernel, **kw)
+        xs = ops.split(x, g, axis=-1)
+        ks = ops.split(self.kernel, g, axis=-1)
+        return ops.concatenate([run_op(self, ops.conv, xi, ki, **kw) for xi, ki in zip(xs, ks)], axis=-1)
 
     def compute_output_shape(self, input_shape):
         spatial = tuple(_conv_len(input_shape[1 + i], self.kernel_size[i], self.strides[i], self.dilation_rate[i],

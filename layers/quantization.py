@@ -101,13 +101,15 @@ def check_quantization_config(config, who):
 
 
 def layer_kind(layer):
-    """The quantizable kind of a layer (its class name among Dense, Conv2D, DepthwiseConv2D and
-    Embedding), or None."""
+    """The quantizable kind of a layer (its class name among Dense, Conv2D with groups=1,
+    DepthwiseConv2D and Embedding), or None."""
     from .core import Dense
     from .convolutional import Conv2D, DepthwiseConv2D
     from .embedding import Embedding
     for cls in (Dense, Conv2D, DepthwiseConv2D, Embedding):
         if isinstance(layer, cls):
+            if cls is Conv2D and getattr(layer, "groups", 1) != 1:
+                return None   # a grouped convolution stays float32
             return cls.__name__
     return None
 

@@ -5,6 +5,7 @@ import pytest
 
 import lamina
 from lamina import layers
+from keras_ref import keras_or_none
 from layer_harness import run_layer_test
 
 
@@ -228,3 +229,46 @@ def test_keras_parity(cls, kwargs, shape):
 def test_conv_sizes_must_be_integers(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         layers.Conv2D(**kwargs)
+
+
+@pytest.mark.parametrize("channels,filters,groups,kw", [
+    (4, 8, 2, {}), (6, 6, 6, {"padding": "same"}), (6, 12, 6, {"strides": 2}),
+    (8, 4, 4, {"dilation_rate": 2, "padding": "same"}), (9, 6, 3, {"activation": "relu"})])
+def test_grouped_conv2d_is_one_convolution_per_group(channels, filters, groups, kw):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 9, 8, channels)).astype(np.float32)
+    layer = layers.Conv2D(filters, 3, groups=groups, **kw)
+    y = layer(x).numpy()
+    k, b = layer.get_weights()
+    assert k.shape == (3, 3, channels // groups, filters) and layer.get_config()["groups"] == groups
+    ci, fo = channels // groups, filters // groups
+    parts = []
+    for g in range(groups):   # a separate Conv2D per group, on its slice of the channels
+        ref = layers.Conv2D(fo, 3, **kw)
+        ref.build(x[..., :ci].shape)
+        ref.set_weights([k[..., g * fo:(g + 1) * fo], b[g * fo:(g + 1) * fo]])
+        parts.append(ref(x[..., g * ci:(g + 1) * ci]).numpy())
+    np.testing.assert_allclose(y, np.concatenate(parts, axis=-1), atol=1e-5)
+
+
+def test_grouped_conv_equals_keras_trains_and_stays_float_when_quantized():
+    keras = keras_or_none()
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 8, 8, 6)).astype(np.float32)
+    if keras is not None:
+        for groups, filters in ((2, 4), (6, 12)):
+            theirs = keras.layers.Conv2D(filters, 3, groups=groups)
+            want = np.asarray(theirs(x))
+            ours = layers.Conv2D(filters, 3, groups=groups)
+            ours.build(x.shape)
+            ours.set_weights([np.asarray(w) for w in theirs.get_weights()])
+            np.testing.assert_allclose(ours(x).numpy(), want, atol=1e-5)
+    model = lamina.Sequential([lamina.Input((8, 8, 6)), layers.Conv2D(6, 3, groups=3), layers.Flatten(),
+                               layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    before = model.layers[0].get_weights()[0].copy()
+    model.fit(x, np.ones((2, 1), np.float32), epochs=1, verbose=0)
+    assert not np.allclose(before, model.layers[0].get_weights()[0])
+    model.quantize("int8")   # the grouped convolution stays float32; the Dense is quantized
+    assert model.layers[0].kernel.dtype == "float32"
+    assert model.predict(x, verbose=0).shape == (2, 1)
