@@ -1,8 +1,9 @@
 """Writes fixtures/keras_applications_manifest.json from real Keras (run by hand, with keras
 installed: `KERAS_BACKEND=jax python tests/applications/make_keras_manifest.py`). For each
 architecture: every layer of `model.layers` in order, with its class, name, and its weights'
-names and shapes in Keras's saved order. The tests compare lamina's models against it without
-needing keras."""
+names and shapes in Keras's saved order, and (as "ops", when there are any) the names of the ops
+called on symbolic tensors (`x + 3.0` in MobileNetV3: operations of the model that Keras does not
+list among its layers). The tests compare lamina's models against it without needing keras."""
 import json
 import os
 import sys
@@ -47,6 +48,31 @@ CASES = {
     "xception_top": "keras.applications.Xception(weights=None)",
     "xception_notop_avg": "keras.applications.Xception(weights=None, include_top=False, input_shape=(71, 71, 3), "
                           "pooling='avg')",
+    "efficientnetb0_top": "keras.applications.EfficientNetB0(weights=None)",
+    "efficientnetb3_notop_max": "keras.applications.EfficientNetB3(weights=None, include_top=False, "
+                                "input_shape=(64, 64, 3), pooling='max')",
+    "efficientnetb7_notop_avg": "keras.applications.EfficientNetB7(weights=None, include_top=False, "
+                                "input_shape=(32, 32, 3), pooling='avg')",
+    "efficientnetv2b0_notop": "keras.applications.EfficientNetV2B0(weights=None, include_top=False)",
+    "efficientnetv2b3_top_10": "keras.applications.EfficientNetV2B3(weights=None, classes=10)",
+    "efficientnetv2s_notop": "keras.applications.EfficientNetV2S(weights=None, include_top=False, "
+                             "input_shape=(64, 64, 3))",
+    "efficientnetv2l_notop_noprep": "keras.applications.EfficientNetV2L(weights=None, include_top=False, "
+                                    "input_shape=(32, 32, 3), include_preprocessing=False)",
+    "mobilenet_v3_small_top": "keras.applications.MobileNetV3Small(weights=None)",
+    "mobilenet_v3_small_0.75_min_avg": "keras.applications.MobileNetV3Small(weights=None, alpha=0.75, "
+                                       "minimalistic=True, include_top=False, pooling='avg')",
+    "mobilenet_v3_large_min_notop": "keras.applications.MobileNetV3Large(weights=None, minimalistic=True, "
+                                    "include_top=False, input_shape=(64, 64, 3))",
+    "mobilenet_v3_large_1.25_top_10": "keras.applications.MobileNetV3Large(weights=None, alpha=1.25, classes=10, "
+                                      "input_shape=(48, 56, 3), include_preprocessing=False)",
+    "convnext_tiny_notop": "keras.applications.ConvNeXtTiny(weights=None, include_top=False, input_shape=(32, 32, 3))",
+    "convnext_small_top_10": "keras.applications.ConvNeXtSmall(weights=None, classes=10)",
+    "convnext_xlarge_notop_max_noprep": "keras.applications.ConvNeXtXLarge(weights=None, include_top=False, "
+                                        "include_preprocessing=False, pooling='max')",
+    "inception_resnet_v2_top": "keras.applications.InceptionResNetV2(weights=None)",
+    "inception_resnet_v2_notop_avg": "keras.applications.InceptionResNetV2(weights=None, include_top=False, "
+                                     "input_shape=(75, 75, 3), pooling='avg')",
 }
 
 
@@ -59,9 +85,13 @@ def describe(expr):
         ws = layer.trainable_weights + layer.non_trainable_weights
         layers.append({"class": type(layer).__name__, "name": layer.name,
                        "weights": [[w.name, list(w.shape)] for w in ws]})
-    return {"expr": expr, "name": model.name, "params": int(model.count_params()),
-            "input_shape": list(model.inputs[0].shape), "output_shape": list(model.outputs[0].shape),
-            "layers": layers}
+    out = {"expr": expr, "name": model.name, "params": int(model.count_params()),
+           "input_shape": list(model.inputs[0].shape), "output_shape": list(model.outputs[0].shape),
+           "layers": layers}
+    ops = [op.name for op in model.operations if not isinstance(op, keras.layers.Layer)]
+    if ops:
+        out["ops"] = ops
+    return out
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """lamina.applications: architectures equal to Keras's (a manifest written by real Keras),
 weight files in both HDF5 layouts, weight-file lookup, preprocessing, frozen bases, and (with
 keras installed) outputs equal to Keras's for the same weights."""
+import importlib
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import pytest
 import lamina
 from lamina import applications, layers
 from lamina.applications import imagenet_utils
+from lamina.layers.core import SymbolicOp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MANIFEST = json.load(open(os.path.join(HERE, "fixtures", "keras_applications_manifest.json")))["models"]
@@ -57,13 +59,49 @@ BUILDERS = {
     "xception_top": lambda: applications.Xception(weights=None),
     "xception_notop_avg": lambda: applications.Xception(weights=None, include_top=False, input_shape=(71, 71, 3),
                                                         pooling="avg"),
+    "efficientnetb0_top": lambda: applications.EfficientNetB0(weights=None),
+    "efficientnetb3_notop_max": lambda: applications.EfficientNetB3(weights=None, include_top=False,
+                                                                    input_shape=(64, 64, 3), pooling="max"),
+    "efficientnetb7_notop_avg": lambda: applications.EfficientNetB7(weights=None, include_top=False,
+                                                                    input_shape=(32, 32, 3), pooling="avg"),
+    "efficientnetv2b0_notop": lambda: applications.EfficientNetV2B0(weights=None, include_top=False),
+    "efficientnetv2b3_top_10": lambda: applications.EfficientNetV2B3(weights=None, classes=10),
+    "efficientnetv2s_notop": lambda: applications.EfficientNetV2S(weights=None, include_top=False,
+                                                                  input_shape=(64, 64, 3)),
+    "efficientnetv2l_notop_noprep": lambda: applications.EfficientNetV2L(weights=None, include_top=False,
+                                                                         input_shape=(32, 32, 3),
+                                                                         include_preprocessing=False),
+    "mobilenet_v3_small_top": lambda: applications.MobileNetV3Small(weights=None),
+    "mobilenet_v3_small_0.75_min_avg": lambda: applications.MobileNetV3Small(weights=None, alpha=0.75,
+                                                                             minimalistic=True, include_top=False,
+                                                                             pooling="avg"),
+    "mobilenet_v3_large_min_notop": lambda: applications.MobileNetV3Large(weights=None, minimalistic=True,
+                                                                          include_top=False, input_shape=(64, 64, 3)),
+    "mobilenet_v3_large_1.25_top_10": lambda: applications.MobileNetV3Large(weights=None, alpha=1.25, classes=10,
+                                                                            input_shape=(48, 56, 3),
+                                                                            include_preprocessing=False),
+    "convnext_tiny_notop": lambda: applications.ConvNeXtTiny(weights=None, include_top=False, input_shape=(32, 32, 3)),
+    "convnext_small_top_10": lambda: applications.ConvNeXtSmall(weights=None, classes=10),
+    "convnext_xlarge_notop_max_noprep": lambda: applications.ConvNeXtXLarge(weights=None, include_top=False,
+                                                                            include_preprocessing=False,
+                                                                            pooling="max"),
+    "inception_resnet_v2_top": lambda: applications.InceptionResNetV2(weights=None),
+    "inception_resnet_v2_notop_avg": lambda: applications.InceptionResNetV2(weights=None, include_top=False,
+                                                                            input_shape=(75, 75, 3), pooling="avg"),
 }
+
+
+def _layers(model):
+    """`model.layers` as Keras lists them: lamina also lists the ops called on symbolic tensors
+    (SymbolicOp nodes, e.g. the `x + 3.0` of MobileNetV3's hard sigmoid), which are operations,
+    not layers, of a Keras model."""
+    return [l for l in model.layers if not isinstance(l, SymbolicOp)]
 
 
 def describe(model):
     return [{"class": type(l).__name__, "name": l.name,
              "weights": [[w.name, list(w.shape)] for w in l.trainable_weights + l.non_trainable_weights]}
-            for l in model.layers]
+            for l in _layers(model)]
 
 
 @pytest.mark.parametrize("case", sorted(BUILDERS))
@@ -79,6 +117,7 @@ def test_architecture_equals_keras_manifest(case):
     assert len(got) == len(want["layers"])
     for i, (g, w) in enumerate(zip(got, want["layers"])):
         assert g == w, f"layer {i}: lamina {g} != keras {w}"
+    assert [l.name for l in model.layers if isinstance(l, SymbolicOp)] == want.get("ops", [])
 
 
 def _keras2_file(path, model, rng, names_suffix=":0"):
@@ -333,7 +372,10 @@ def _random_keras_weights(km, rng):
     values = []
     for w in km.weights:
         shape, path = tuple(w.shape), w.path
-        if "moving_variance" in path:
+        if path.endswith("/count"):             # Normalization's sample count (an integer)
+            values.append(np.zeros(shape, w.dtype))
+            continue
+        if "moving_variance" in path or path.endswith("/variance"):
             v = np.abs(rng.standard_normal(shape)) + 0.5
         elif "gamma" in path:
             v = 1.0 + 0.1 * rng.standard_normal(shape)
@@ -346,11 +388,23 @@ def _random_keras_weights(km, rng):
     km.set_weights(values)
 
 
+def _ln_axis_as_list(config, class_name):
+    """Keras's LayerNormalization turns an int `axis` into a list when it is built (its config
+    then says [-1]); lamina's keeps the int. The same normalization either way: compared as lists,
+    in nested Sequential configs too."""
+    if class_name == "LayerNormalization" and isinstance(config.get("axis"), int):
+        config = {**config, "axis": [config["axis"]]}
+    if isinstance(config.get("layers"), list):
+        config = {**config, "layers": [{**c, "config": _ln_axis_as_list(c["config"], c["class_name"])}
+                                       for c in config["layers"]]}
+    return config
+
+
 def _assert_same_configs(lm, km):
     """Every layer's config (strides, padding, epsilon, momentum, activation, ...) is Keras's."""
-    assert len(lm.layers) == len(km.layers)
-    for l, k in zip(lm.layers[1:], km.layers[1:]):
-        lc, kc = l.get_config(), k.get_config()
+    assert len(_layers(lm)) == len(km.layers)
+    for l, k in zip(_layers(lm)[1:], km.layers[1:]):
+        lc, kc = _ln_axis_as_list(l.get_config(), type(l).__name__), k.get_config()
         for key in ("name", "dtype"):
             lc.pop(key, None)
             kc.pop(key, None)
@@ -361,7 +415,14 @@ def _small_densenet(module, weights=None):
     return module.DenseNet([2, 1, 2, 1], weights=weights, include_top=False, input_shape=(32, 32, 3))
 
 
-# (architecture, its arguments, input shape); small inputs and few classes keep Keras's side fast.
+def _small_convnext(module, weights=None):
+    """A shallow, narrow ConvNeXt with stochastic depth (the identity in inference) and a top."""
+    return module.ConvNeXt([1, 1, 2, 1], [16, 24, 32, 40], drop_path_rate=0.2, weights=weights, include_top=True,
+                           input_shape=(32, 32, 3), classes=5, classifier_activation=None, name="convnext_small_test")
+
+
+# (architecture, its arguments, input shape); small inputs and few classes keep Keras's side fast;
+# the newer tops compare logits (a softmax over 10 classes would hide differences of 1e-3)
 # DenseNet is checked on a shallow DenseNet of the same blocks (DenseNet121 takes Keras 15 s)
 PARITY = {
     "resnet50": ("ResNet50", dict(include_top=False), (64, 64, 3)),
@@ -371,6 +432,14 @@ PARITY = {
     "mobilenet_v2_1.4_odd_top": ("MobileNetV2", dict(alpha=1.4, classes=10), (75, 90, 3)),
     "densenet_small": (_small_densenet, {}, (32, 32, 3)),
     "xception": ("Xception", dict(include_top=False), (71, 71, 3)),
+    "efficientnetb0_top": ("EfficientNetB0", dict(classes=10, classifier_activation=None), (64, 64, 3)),
+    "efficientnetv2b0": ("EfficientNetV2B0", dict(include_top=False, pooling="avg"), (64, 64, 3)),
+    "mobilenet_v3_small_top": ("MobileNetV3Small", dict(classes=10, classifier_activation=None), (64, 64, 3)),
+    "mobilenet_v3_large_min": ("MobileNetV3Large", dict(include_top=False, minimalistic=True, alpha=0.75),
+                               (48, 40, 3)),
+    "convnext_tiny": ("ConvNeXtTiny", dict(include_top=False, pooling="avg"), (32, 32, 3)),
+    "convnext_small_custom": (_small_convnext, {}, (32, 32, 3)),
+    "inception_resnet_v2": ("InceptionResNetV2", dict(include_top=False, pooling="max"), (75, 75, 3)),
 }
 
 
@@ -379,8 +448,10 @@ def test_outputs_equal_keras_random_weights(tmp_path, case):
     keras = _keras()
     arch, kwargs, shape = PARITY[case]
     if callable(arch):
-        from keras.src.applications import densenet as keras_densenet
-        keras_fn, lamina_fn = (lambda: arch(keras_densenet)), (lambda w: arch(applications.densenet, weights=w))
+        module = arch.__name__.split("_")[-1]
+        keras_module = importlib.import_module(f"keras.src.applications.{module}")
+        keras_fn = lambda: arch(keras_module)  # noqa: E731
+        lamina_fn = lambda w: arch(getattr(applications, module), weights=w)  # noqa: E731
     else:
         keras_fn = lambda: getattr(keras.applications, arch)(weights=None, input_shape=shape, **kwargs)  # noqa: E731
         lamina_fn = lambda w: getattr(applications, arch)(weights=w, input_shape=shape, **kwargs)  # noqa: E731
@@ -541,3 +612,245 @@ def test_new_modules_preprocess_and_decode_as_keras(monkeypatch):
     for mod in (applications.resnet50, applications.resnet_v2, applications.vgg16, applications.vgg19,
                 applications.mobilenet_v2, applications.densenet, applications.xception):
         assert mod.decode_predictions(p, top=1) == [[("n00000042", "class42", pytest.approx(1.0))]]
+
+
+def test_efficientnet_imagenet_preprocessing_and_weights_equal_keras(tmp_path, monkeypatch):
+    """With weights="imagenet" the stem has Keras's extra Rescaling by 1 / sqrt(std), and the
+    Normalization statistics (mean, variance, count) come from the file: a legacy-layout file with
+    random values, given to both Keras and lamina as the release file, gives the same outputs."""
+    keras = _keras()
+    from lamina.applications import efficientnet
+    shape = (64, 64, 3)
+    lamina.utils.clear_session()
+    template = applications.EfficientNetB0(weights=None, include_top=False, input_shape=shape)
+    rng = np.random.default_rng(3)
+    values = []
+    for w in template.weights:
+        if w.name == "count":
+            values.append(np.array(7, np.int64))
+        elif "variance" in w.name:
+            values.append((np.abs(rng.standard_normal(w.shape)) * 0.05 + 0.01).astype(np.float32))
+        elif w.name == "mean":
+            values.append(np.array([0.485, 0.456, 0.406], np.float32))
+        elif len(w.shape) == 1:
+            values.append((1.0 + 0.1 * rng.standard_normal(w.shape) if w.name == "gamma"
+                           else 0.1 * rng.standard_normal(w.shape)).astype(np.float32))
+        else:
+            fan_in = np.prod(w.shape[:-2]) if "dwconv" in w.path else np.prod(w.shape[:-1])
+            values.append((rng.standard_normal(w.shape) / np.sqrt(fan_in)).astype(np.float32))
+    template.set_weights(values)
+    path = str(tmp_path / "efficientnetb0_notop.h5")
+    template.save_weights(path)
+    seen = []
+    monkeypatch.setattr(imagenet_utils, "get_weights_file", lambda fname, url: seen.append(fname) or path)
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", lambda fname, origin, **kw: seen.append(fname) or path)
+    keras.utils.clear_session()
+    km = keras.applications.EfficientNetB0(weights="imagenet", include_top=False, input_shape=shape)
+    lamina.utils.clear_session()
+    lm = applications.EfficientNetB0(weights="imagenet", include_top=False, input_shape=shape)
+    assert seen == ["efficientnetb0_notop.h5"] * 2
+    stem = lm.layers[3]
+    assert isinstance(stem, layers.Rescaling)
+    np.testing.assert_allclose(stem.scale, [1 / np.sqrt(s) for s in efficientnet.IMAGENET_STDDEV_RGB])
+    norm = lm.layers[2]
+    assert [w.name for w in norm.weights] == ["mean", "variance", "count"] and int(norm.count.numpy()) == 7
+    _assert_same_configs(lm, km)
+    x = rng.uniform(0, 255, (2,) + shape).astype(np.float32)
+    want = np.asarray(km.predict(x, verbose=0))
+    got = lm.predict(x, verbose=0)
+    assert np.std(want) > 1e-3
+    np.testing.assert_allclose(got, want, atol=1e-4 * max(np.abs(want).max(), 1.0), rtol=1e-3)
+
+
+_KA = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+@pytest.mark.parametrize("build,fname,url,file_hash", [
+    (lambda: applications.EfficientNetB0(), "efficientnetb0.h5", "https://storage.googleapis.com/keras-applications/",
+     "902e53a9f72be733fc0bcb005b3ebbac"),
+    (lambda: applications.EfficientNetB7(include_top=False), "efficientnetb7_notop.h5",
+     "https://storage.googleapis.com/keras-applications/", "cbcfe4450ddf6f3ad90b1b398090fe4a"),
+    (lambda: applications.efficientnet.EfficientNetB4(include_top=False, name="mine"), "efficientnetb4_notop.h5",
+     "https://storage.googleapis.com/keras-applications/", "ebc24e6d6c33eaebbd558eafbeedf1ba"),
+    (lambda: applications.EfficientNetV2B0(), "efficientnetv2-b0.h5", _KA + "efficientnet_v2/",
+     "21ecbf6da12460d5c40bb2f29ceb2188"),
+    (lambda: applications.EfficientNetV2S(include_top=False), "efficientnetv2-s_notop.h5", _KA + "efficientnet_v2/",
+     "af0682fb74e8c54910f2d4393339c070"),
+    (lambda: applications.EfficientNetV2L(), "efficientnetv2-l.h5", _KA + "efficientnet_v2/",
+     "27e6d408b53c7ebc868fefa357689935"),
+    (lambda: applications.MobileNetV3Small(input_shape=(224, 224, 3)), "weights_mobilenet_v3_small_224_1.0_float.h5",
+     _KA + "mobilenet_v3/", "8768d4c2e7dee89b9d02b2d03d65d862"),
+    (lambda: applications.MobileNetV3Large(include_top=False, minimalistic=True, input_shape=(224, 224, 3)),
+     "weights_mobilenet_v3_large_minimalistic_224_1.0_float_no_top_v2.h5", _KA + "mobilenet_v3/",
+     "ec5221f64a2f6d1ef965a614bdae7973"),
+    (lambda: applications.MobileNetV3Large(alpha=0.75, input_shape=(224, 224, 3)),
+     "weights_mobilenet_v3_large_224_0.75_float.h5", _KA + "mobilenet_v3/", "765b44a33ad4005b3ac83185abf1d0eb"),
+    (lambda: applications.ConvNeXtTiny(), "convnext_tiny.h5", _KA + "convnext/",
+     "8ae6e78ce2933352b1ef4008e6dd2f17bc40771563877d156bc6426c7cf503ff"),
+    (lambda: applications.ConvNeXtXLarge(include_top=False, input_shape=(32, 32, 3)), "convnext_xlarge_notop.h5",
+     _KA + "convnext/", "de3f8a54174130e0cecdc71583354753d557fcf1f4487331558e2a16ba0cfe05"),
+    (lambda: applications.InceptionResNetV2(), "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5",
+     _KA + "inception_resnet_v2/", "e693bd0210a403b3192acc6073ad2e96"),
+    (lambda: applications.InceptionResNetV2(include_top=False),
+     "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5", _KA + "inception_resnet_v2/",
+     "d19885ff4a710c122648d3b5c3b684e4"),
+], ids=lambda v: v if isinstance(v, str) and v.endswith(".h5") else "")
+def test_newer_imagenet_weights_file_names_urls_and_hashes_are_keras(monkeypatch, build, fname, url, file_hash):
+    seen = []
+    monkeypatch.setattr(imagenet_utils, "get_weights_file", lambda name, u: seen.append((name, u)) or _raise())
+    with pytest.raises(_Requested):
+        build()
+    assert seen == [(fname, url + fname)]
+    assert imagenet_utils.KNOWN_HASHES[fname] == file_hash
+
+
+def test_mobilenet_v3_non_224_input_loads_the_224_weights_with_a_warning(monkeypatch):
+    seen = []
+    monkeypatch.setattr(imagenet_utils, "get_weights_file", lambda name, url: seen.append(name) or _raise())
+    for shape in (None, (160, 160, 3), (224, 200, 3)):
+        with pytest.warns(UserWarning, match=r"Weights for input shape \(224, 224\)"), pytest.raises(_Requested):
+            applications.MobileNetV3Small(include_top=False, input_shape=shape)
+    assert seen == ["weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"] * 3
+
+
+def test_newer_architectures_argument_errors():
+    with pytest.raises(ValueError, match=r"`classes` should be 1000; received classes=10"):
+        applications.EfficientNetB0(weights="imagenet", classes=10)
+    with pytest.raises(ValueError, match=r"`weights` argument.*received weights='/no/such.h5'"):
+        applications.EfficientNetV2S(weights="/no/such.h5")
+    with pytest.raises(ValueError, match=r"pooling='sum'"):
+        applications.EfficientNetB1(weights=None, include_top=False, pooling="sum")
+    with pytest.raises(ValueError, match=r"at least 32x32; received input_shape=\(31, 64, 3\)"):
+        applications.EfficientNetB2(weights=None, include_top=False, input_shape=(31, 64, 3))
+    with pytest.raises(ValueError, match=r"should be \(260, 260, 3\); received input_shape=\(224, 224, 3\)"):
+        applications.EfficientNetB2(weights="imagenet", input_shape=(224, 224, 3))
+    with pytest.raises(ValueError, match=r"should be \(384, 384, 3\); received input_shape=\(224, 224, 3\)"):
+        applications.EfficientNetV2S(weights="imagenet", input_shape=(224, 224, 3))
+    with pytest.raises(ValueError, match=r"static `input_shape`; received input_shape=\(None, None, 3\)"):
+        applications.EfficientNetV2B1(weights=None, input_shape=(None, None, 3))
+    with pytest.raises(ValueError, match=r"classifier_activation='relu'"):
+        applications.EfficientNetV2M(weights="imagenet", classifier_activation="relu")
+    with pytest.raises(ValueError, match=r"repeats in `EfficientNet` must be > 0. Received: repeats=0"):
+        applications.efficientnet.EfficientNet(1.0, 1.0, 224, weights=None, include_top=False,
+                                               blocks_args=[dict(applications.efficientnet.DEFAULT_BLOCKS_ARGS[0],
+                                                                 repeats=0)])
+    with pytest.raises(ValueError, match=r"received weights_name='b9'"):
+        applications.efficientnet.EfficientNet(1.0, 1.0, 224, weights_name="b9")
+    with pytest.raises(ValueError, match=r"received weights_name=None"):
+        applications.efficientnet_v2.EfficientNetV2(1.0, 1.0, 224, weights=None)
+    with pytest.raises(ValueError, match=r"alpha can be one of 0.75, 1.0 for non minimalistic or 1.0 for "
+                                         r"minimalistic only; received alpha=0.5"):
+        applications.MobileNetV3Small(weights="imagenet", alpha=0.5)
+    with pytest.raises(ValueError, match=r"received alpha=0.75, minimalistic=True"):
+        applications.MobileNetV3Large(weights="imagenet", alpha=0.75, minimalistic=True)
+    with pytest.raises(ValueError, match=r"`alpha` must be a positive number, received alpha=-1"):
+        applications.MobileNetV3Large(weights=None, alpha=-1)
+    with pytest.raises(ValueError, match=r"at least 32x32; received input_shape=\(32, 16, 3\)"):
+        applications.MobileNetV3Small(weights=None, input_shape=(32, 16, 3))
+    with pytest.raises(ValueError, match=r"`classes` should be 1000; received classes=3"):
+        applications.MobileNetV3Large(weights="imagenet", classes=3)
+    with pytest.raises(ValueError, match=r"input_tensor.shape\[2\] must equal input_shape\[1\]"):
+        applications.MobileNetV3Small(weights=None, input_tensor=lamina.Input((64, 64, 3)), input_shape=(64, 96, 3))
+    with pytest.raises(ValueError, match=r"`classes` should be 1000; received classes=10"):
+        applications.ConvNeXtBase(weights="imagenet", classes=10)
+    with pytest.raises(ValueError, match=r"at least 32x32; received input_shape=\(16, 16, 3\)"):
+        applications.ConvNeXtLarge(weights=None, include_top=False, input_shape=(16, 16, 3))
+    with pytest.raises(ValueError, match=r"pooling='mean'"):
+        applications.ConvNeXtSmall(weights=None, include_top=False, pooling="mean")
+    with pytest.raises(ValueError, match=r"does not match convnext_tiny variant.*Expected depths: \[3, 3, 9, 3\], "
+                                         r"got: \[3, 3, 3, 3\]"):
+        applications.convnext.ConvNeXt([3, 3, 3, 3], [96, 192, 384, 768], weights="imagenet",
+                                        weights_name="convnext_tiny")
+    with pytest.raises(ValueError, match=r"received weights_name='convnext_huge'"):
+        applications.convnext.ConvNeXt([3, 3, 9, 3], [96, 192, 384, 768], weights="imagenet",
+                                       weights_name="convnext_huge")
+    with pytest.raises(ValueError, match=r"at least 75x75; received input_shape=\(74, 80, 3\)"):
+        applications.InceptionResNetV2(weights=None, include_top=False, input_shape=(74, 80, 3))
+    with pytest.raises(ValueError, match=r"should be \(299, 299, 3\); received input_shape=\(224, 224, 3\)"):
+        applications.InceptionResNetV2(weights="imagenet", input_shape=(224, 224, 3))
+    with pytest.raises(ValueError, match=r"Expects \"block35\", \"block17\" or \"block8\", but got: block9"):
+        applications.inception_resnet_v2.inception_resnet_block(lamina.Input((8, 8, 32)), 0.1, "block9", 1)
+
+
+def test_newer_modules_preprocess_is_the_identity_and_decode_as_keras(monkeypatch):
+    x = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype(np.float32)
+    monkeypatch.setattr(imagenet_utils, "_class_index", {str(i): [f"n{i:08d}", f"class{i}"] for i in range(1000)})
+    p = np.zeros((1, 1000), np.float32)
+    p[0, 7] = 1.0
+    for mod in (applications.efficientnet, applications.efficientnet_v2, applications.mobilenet_v3,
+                applications.convnext, applications.inception_resnet_v2):
+        if mod is applications.inception_resnet_v2:   # Keras's "tf" mode
+            np.testing.assert_allclose(mod.preprocess_input(x.copy()), x / 127.5 - 1, rtol=1e-5, atol=1e-6)
+        else:
+            assert mod.preprocess_input(x) is x
+        assert mod.decode_predictions(p, top=1) == [[("n00000007", "class7", pytest.approx(1.0))]]
+
+
+def test_newer_architectures_take_pixels_and_build_on_input_tensors():
+    # include_preprocessing: the model's own first layers map 0..255 as the documented ranges say
+    m = applications.EfficientNetV2S(weights=None, include_top=False, input_shape=(32, 32, 3))
+    assert isinstance(m.layers[1], layers.Rescaling) and m.layers[1].scale == 1 / 128 and m.layers[1].offset == -1
+    m = applications.EfficientNetV2B2(weights=None, include_top=False, input_shape=(32, 32, 3))
+    assert [type(l).__name__ for l in m.layers[1:3]] == ["Rescaling", "Normalization"] and not m.layers[2].weights
+    m = applications.EfficientNetV2B2(weights=None, include_top=False, input_shape=(32, 32, 1))
+    assert isinstance(m.layers[1], layers.Rescaling) and m.layers[1].scale == 1 / 128   # not 3 channels
+    inp = lamina.Input((48, 48, 3))
+    base = applications.MobileNetV3Small(input_tensor=inp, weights=None, include_top=False, pooling="avg")
+    assert base.inputs[0] is inp and base.output.shape == (None, 576)
+    inp = lamina.Input((40, 40, 3))
+    x = layers.Rescaling(1.0)(inp)
+    base = applications.EfficientNetB0(input_tensor=x, weights=None, include_top=False)
+    assert base.inputs[0] is inp and base.output.shape == (None, 2, 2, 1280)
+    base = applications.convnext.ConvNeXt([1, 1, 1, 1], [8, 8, 8, 8], input_tensor=x, include_top=False)
+    assert base.inputs[0] is inp and base.output.shape == (None, 1, 1, 8)
+    assert isinstance(base.layers[2], layers.Normalization) and base.layers[2].name == "convnext_prestem_normalization"
+
+
+def test_convnext_and_inception_resnet_layers_equal_keras_and_deserialize():
+    """StochasticDepth, LayerScale, the grouped Conv2D ConvNeXt uses and CustomScaleLayer: Keras's
+    outputs and configs, and Keras's serialized form loads into them."""
+    keras = _keras()
+    from keras.src.applications import convnext as k_convnext
+    from keras.src.applications import inception_resnet_v2 as k_irv2
+    from lamina.applications import convnext, inception_resnet_v2
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 5, 6)).astype(np.float32)
+    y = rng.standard_normal((3, 5, 5, 6)).astype(np.float32)
+    pairs = [(k_convnext.LayerScale(0.25, 6, name="ls"), convnext.LayerScale(0.25, 6, name="ls"), [x]),
+             (k_convnext.StochasticDepth(0.3, name="sd"), convnext.StochasticDepth(0.3, name="sd"), [x]),
+             (keras.layers.Conv2D(6, 3, padding="same", groups=6, name="dw"),
+              layers.Conv2D(6, 3, padding="same", groups=6, name="dw"), [x]),
+             (k_irv2.CustomScaleLayer(0.17, name="cs"), inception_resnet_v2.CustomScaleLayer(0.17, name="cs"),
+              [[x, y]])]
+    for k, l, args in pairs:
+        want = np.asarray(k(*args))
+        l(*args)
+        if k.weights:
+            l.set_weights([rng.standard_normal(w.shape).astype(np.float32) for w in l.weights])
+            k.set_weights(l.get_weights())
+            want = np.asarray(k(*args))
+        np.testing.assert_allclose(l(*args).numpy(), want, rtol=1e-5, atol=1e-5)
+        assert [w.shape for w in l.weights] == [tuple(w.shape) for w in k.weights]
+        assert l.get_config() == k.get_config()
+        cfg = keras.saving.serialize_keras_object(k)
+        if type(k).__name__ != "Conv2D":
+            assert cfg["module"].startswith("keras.src.applications.")
+        back = layers.deserialize(cfg)
+        assert type(back) is type(l) and back.get_config() == l.get_config()
+        again = layers.deserialize(layers.serialize(l))
+        assert type(again) is type(l) and again.get_config() == l.get_config()
+    assert layers.serialize(pairs[2][1])["class_name"] == "Conv2D"
+    fresh = convnext.LayerScale(0.25, 6)
+    fresh(x)
+    np.testing.assert_array_equal(fresh.gamma.numpy(), np.full(6, 0.25, np.float32))
+    # stochastic depth in training: whole samples dropped, the others scaled by 1 / 0.7
+    sd = pairs[1][1]
+    big = np.ones((400, 2, 2, 3), np.float32)
+    out = sd(big, training=True).numpy()
+    per_sample = out.reshape(400, -1)
+    assert np.all((per_sample == 0).all(axis=1) | np.isclose(per_sample, 1 / 0.7).all(axis=1))
+    assert 0.2 < (per_sample[:, 0] == 0).mean() < 0.4
+    with pytest.raises(ValueError, match=r"filters must be evenly divisible by the number of groups"):
+        layers.Conv2D(6, 3, groups=4)
+    with pytest.raises(ValueError, match=r"input channels must be evenly divisible by the number of groups"):
+        layers.Conv2D(6, 3, groups=6)(np.zeros((1, 4, 4, 3), np.float32))
