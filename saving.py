@@ -20,6 +20,9 @@ loads back as one object (see "shared objects" below). Configs from Keras 2 file
 the conversions Keras 3's legacy loader applies; the Keras 2 keys Keras 3 refuses are refused
 with an error that names them and says how to fix the file (`_KERAS2_KEYS`).
 
+`KerasFileEditor` (saving_editor.py, imported on first use) inspects and edits the weights saved
+in a '.keras' or '.weights.h5' file, so that an old file loads into a changed model.
+
 This module imports nothing from lamina at import time but `_fileio` (which imports nothing from
 lamina), so any module may use the registry."""
 import base64
@@ -643,3 +646,23 @@ def save_weights(model, filepath, overwrite=True):
 
 def load_weights(model, filepath, skip_mismatch=False, **kwargs):
     model.load_weights(filepath, skip_mismatch=skip_mismatch, **kwargs)
+
+
+# ---- editing saved files --------------------------------------------------------------------------
+# KerasFileEditor lives in saving_editor.py (it needs h5py and lamina's model code); it is
+# imported on first use, so that this module still imports nothing from lamina but `_fileio`.
+
+_LAZY = {"KerasFileEditor": "saving_editor"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(f"{_PACKAGE}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
