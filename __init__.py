@@ -12,7 +12,7 @@ from .backend import random  # noqa: F401
 from . import backend, ops  # noqa: F401
 from . import activations, constraints, initializers, regularizers  # noqa: F401
 from . import layers, losses, metrics, optimizers, callbacks, utils, datasets, models, applications  # noqa: F401
-from . import preprocessing, saving, tree  # noqa: F401
+from . import preprocessing, saving, tree, wrappers  # noqa: F401
 from . import config, debugging, distribute, distribution, dtype_policies, mixed_precision  # noqa: F401
 from .layers import Input, InputLayer, Layer  # noqa: F401
 from .models import Model, Sequential  # noqa: F401

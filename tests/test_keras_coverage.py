@@ -1,7 +1,8 @@
 """How much of Keras 3's public API lamina has: for each namespace (keras.layers, keras.ops,
 keras.metrics, keras.losses, keras.optimizers and keras.optimizers.schedules, keras.callbacks,
 keras.utils, keras.config, keras.backend, keras.activations, keras.initializers, keras.regularizers,
-keras.constraints, keras.tree, keras.random, keras.applications, keras.datasets, keras.distribution) the public names of Keras (no leading underscore; for layers, the classes) that
+keras.constraints, keras.tree, keras.random, keras.applications, keras.datasets, keras.distribution, keras.saving,
+keras.wrappers) the public names of Keras (no leading underscore; for layers, the classes) that
 lamina's namespace also has, with the same kind of object (a class for a class, a module for a
 module, a callable for a function). Run with `-s` to see the missing names.
 
@@ -60,6 +61,8 @@ def _namespaces(keras):
         ("applications", keras.applications, lamina.applications, False),
         ("datasets", keras.datasets, lamina.datasets, False),
         ("distribution", keras.distribution, lamina.distribution, False),
+        ("saving", keras.saving, lamina.saving, False),
+        ("wrappers", keras.wrappers, lamina.wrappers, False),
     ]
 
 
