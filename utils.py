@@ -458,7 +458,7 @@ def model_to_dot(model, show_shapes=False, show_dtype=False, show_layer_names=Tr
     if not isinstance(model, (Functional, Sequential)):
         add_node(dot, model, model)   # a subclassed model: one box, as Keras draws it
         return dot
-    layers = model.layers
+    layers = model.operations if isinstance(model, Functional) else model.layers   # ops drawn too, as Keras
     for layer in layers:
         if expand_nested and isinstance(layer, (Functional, Sequential)):
             dot.add_subgraph(model_to_dot(layer, rankdir=rankdir, dpi=dpi, subgraph=True, splines=splines,

@@ -307,6 +307,8 @@ class SymbolicOp(Layer):
     config and the `call` arguments in its node, so lamina and Keras read each other's files. An
     op Keras does not have (or called with an argument Keras's does not take) is not serialized."""
 
+    _is_op = True   # listed in a model's `operations`, not its `layers` (as Keras's ops)
+
     def __init__(self, function, args=None, kwargs=None, static=None, **kw):
         super().__init__(name=kw.pop("name", None) or unique_name(function.__name__), **kw)
         self.function = function

@@ -66,6 +66,13 @@ class Model(Trainer, Layer):
 
     @property
     def layers(self):
+        """The model's layers, as Keras lists them: not the ops called on its symbolic tensors
+        (`operations` has those too)."""
+        return [layer for layer in self._layers if not getattr(layer, "_is_op", False)]
+
+    @property
+    def operations(self):
+        """Every node of the graph in order: the layers and the ops called on symbolic tensors."""
         return list(self._layers)
 
     def get_layer(self, name=None, index=None):

@@ -78,7 +78,7 @@ def functional_config(model):
         return serialize_keras_object(x)
 
     layers = []
-    for layer in model.layers:
+    for layer in model.operations:   # the ops called on symbolic tensors too, as Keras writes them
         nodes = []
         for node in layer._inbound_nodes:
             if id(node) not in own or not node.inputs:

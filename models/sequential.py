@@ -25,6 +25,10 @@ class Sequential(Model):
     def layers(self):
         return [l for l in self._stack if not isinstance(l, InputLayer)]
 
+    @property
+    def operations(self):
+        return self.layers
+
     def add(self, layer, rebuild=True):
         if isinstance(layer, KerasTensor):
             hist = layer._keras_history

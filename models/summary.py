@@ -48,7 +48,7 @@ def print_summary(model, line_length=None, positions=None, print_fn=None, expand
 def summary_text(model, line_length=None, positions=None, expand_nested=False, show_trainable=False,
                  layer_range=None):
     """The summary `print_summary` prints, as one string ending in a newline."""
-    layers = list(model.layers)
+    layers = list(getattr(model, "operations", model.layers))   # a functional model's ops too, as Keras's
     graph = _graph_nodes(model)
     chain = graph is None or _is_chain(graph)
     header = ["Layer (type)", "Output Shape", "Param #"] + ([] if chain else ["Connected to"])

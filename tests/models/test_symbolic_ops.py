@@ -104,7 +104,8 @@ def test_ops_save_as_keras_operations_and_load_back(tmp_path):
     model = _ops_model(lamina)
     path = str(tmp_path / "ops.keras")
     model.save(path)
-    op = {layer.function.__name__: layer for layer in model.layers if hasattr(layer, "function")}
+    op = {layer.function.__name__: layer for layer in model.operations if hasattr(layer, "function")}
+    assert not any(hasattr(layer, "function") for layer in model.layers)   # ops are operations, not layers
     assert op["concatenate"].get_config() == {"name": op["concatenate"].name, "axis": -1}
     assert op["reshape"].get_config() == {"name": op["reshape"].name, "newshape": (-1, 2, 3)}
     assert op["einsum"].get_config() == {"name": op["einsum"].name, "subscripts": "bij,bij->bi"}
@@ -144,3 +145,16 @@ def test_ops_on_real_tensors_are_the_backend_functions():
     np.testing.assert_array_equal(ops.abs(t).numpy(), [1.0, 2.0])
     assert ops.abs.__name__ == "abs" and ops.nn.relu is ops.relu and ops.numpy.add is ops.add
     assert ops.image.resize.__wrapped__.__module__ == "lamina.backend.image"
+
+
+def test_ops_are_operations_not_layers_as_in_keras():
+    model = _ops_model(lamina)
+    names = [type(layer).__name__ for layer in model.layers]
+    assert "SymbolicOp" not in names and names.count("InputLayer") == 2 and names[-1] == "Dense"
+    assert len(model.operations) > len(model.layers)
+    assert model.layers[-1] is model.get_layer("head")
+    keras = keras_or_none()
+    if keras is not None:
+        theirs = _ops_model(keras)
+        assert [type(layer).__name__ for layer in theirs.layers] == names
+        assert len(theirs.operations) == len(model.operations)
