@@ -12,7 +12,7 @@ import zlib
 
 import numpy as np
 
-from .._fileio import FileFormatError, atomic_write, describe_start, sniff
+from .._fileio import FileFormatError, atomic_dir, atomic_write, describe_start, sniff
 from ..layers.layer import Layer
 
 HDF5_ATTR_LIMIT = 64512
@@ -270,21 +270,33 @@ def _model_to_config(model):
         return serialize_keras_object(model)
 
 
-def save_model(model, filepath, overwrite=True, include_optimizer=True, **kwargs):
+def save_model(model, filepath, overwrite=True, include_optimizer=True, zipped=None, **kwargs):
     """Writes `model` to '.keras' (Keras 3's zip) or '.h5' (Keras's legacy file), atomically;
-    only on rank 0 of a multi-process strategy (the others write nothing)."""
+    only on rank 0 of a multi-process strategy (the others write nothing). `zipped=False` writes
+    the '.keras' archive's members into the folder `filepath` (not ending in '.keras') instead, as
+    Keras does; load_model reads both. Keras's deprecated `save_format` is accepted when it agrees with the extension."""
     if not is_chief(model):
         return
     h5py = _h5py()
     filepath = os.fspath(filepath)
-    unknown = set(kwargs) - {"zipped", "save_format"}
-    if unknown:
-        raise TypeError(f"save_model: unrecognized keyword argument(s) {sorted(unknown)}")
+    save_format = kwargs.pop("save_format", None)
+    if kwargs:
+        raise TypeError(f"save_model: unrecognized keyword argument(s) {sorted(kwargs)}")
+    if save_format:
+        if not filepath.endswith((".keras", ".h5", ".hdf5")):
+            raise ValueError("The `save_format` argument is deprecated in Keras 3 (and lamina). Remove it and pass "
+                             f"a file path ending in '.keras' or '.h5'; received {filepath!r}")
+        import warnings
+        warnings.warn("The `save_format` argument is deprecated in Keras 3: the format follows the file's "
+                      "extension. Remove the argument.", stacklevel=3)
+    if zipped is False and filepath.endswith(".keras"):
+        raise ValueError("When using `zipped=False`, the `filepath` argument should not end in `.keras` (it names "
+                         f"the folder that holds the model's files, as in Keras). Received: filepath={filepath!r}")
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists; pass overwrite=True to replace it")
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built yet; call it on data or give it an Input before saving")
-    if filepath.endswith(".keras"):
+    if filepath.endswith(".keras") or zipped is False:
         from .state import save_state
         config = json.dumps(_model_to_config(model), default=_json_default)
         metadata = json.dumps({"keras_version": KERAS_FORMAT_VERSION,
@@ -294,6 +306,13 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True, **kwargs
         # B-tree and heap, about 1 KB less per layer; a quantized MobileNet 0.25 file 0.51 -> 0.36 MB
         with h5py.File(buf, "w", libver="latest") as h5:
             save_state(model, h5, include_optimizer=include_optimizer)
+        if zipped is False:   # the archive's members as files of a folder (Keras's unzipped form)
+            with atomic_dir(filepath) as folder:
+                for name, data in (("metadata.json", metadata), ("config.json", config),
+                                   ("model.weights.h5", buf.getvalue())):
+                    with open(os.path.join(folder, name), "wb") as f:
+                        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            return
         with atomic_write(filepath) as f:
             with zipfile.ZipFile(f, "w") as z:   # stored, not deflated, as Keras writes it
                 z.writestr("metadata.json", metadata)
@@ -420,8 +439,30 @@ def _read_json(text, filepath, what):
         raise FileFormatError(filepath, f"{what} is not valid JSON: {e}") from e
 
 
+def _read_keras_dir(filepath):
+    """(config dict, weights bytes, assets) from a '.keras' folder (save_model's zipped=False)."""
+    members = {}
+    for n in ("config.json", "model.weights.h5"):
+        path = os.path.join(filepath, n)
+        if not os.path.isfile(path):
+            raise FileFormatError(filepath, f"is a folder but not an unzipped Keras model: it has no {n} (it holds "
+                                            f"{sorted(os.listdir(filepath))[:10]})")
+        with open(path, "rb") as f:
+            members[n] = f.read()
+    assets = {}
+    root = os.path.join(filepath, "assets")
+    for base, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(base, name)
+            with open(path, "rb") as f:
+                assets["assets/" + os.path.relpath(path, root).replace(os.sep, "/")] = f.read()
+    return _read_json(members["config.json"], filepath, "config.json"), members["model.weights.h5"], assets
+
+
 def _read_keras_zip(filepath):
     """(config dict, weights bytes) from a '.keras' file; a broken file is a FileFormatError."""
+    if os.path.isdir(filepath):
+        return _read_keras_dir(filepath)
     kind = sniff(filepath)
     try:
         with zipfile.ZipFile(filepath) as z:
@@ -492,7 +533,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 
 
 def _load_model(filepath, custom_objects, compile):
-    if filepath.endswith(".keras") or zipfile.is_zipfile(filepath):
+    if filepath.endswith(".keras") or os.path.isdir(filepath) or zipfile.is_zipfile(filepath):
         from .state import load_state
         config, weights, assets = _read_keras_zip(filepath)
         if not isinstance(config, dict) or "class_name" not in config:

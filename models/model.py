@@ -95,10 +95,11 @@ class Model(Trainer, Layer):
                              "quantize('int8')")
         quantize_model(self, mode)
 
-    def save(self, filepath, overwrite=True, include_optimizer=True):
-        """Saves architecture, weights and optimizer state to '.keras' (zip) or '.h5', atomically."""
+    def save(self, filepath, overwrite=True, zipped=None, include_optimizer=True, **kwargs):
+        """Saves architecture, weights and optimizer state to '.keras' (zip; a folder with
+        zipped=False) or '.h5', atomically."""
         from .io import save_model
-        save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+        save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer, zipped=zipped, **kwargs)
 
     def save_weights(self, filepath, overwrite=True):
         """Writes the weights in Keras's HDF5 layout (root attr layer_names, per-layer weight_names)."""

@@ -1,10 +1,14 @@
 """lamina.saving: the custom-object registry ("package>name"), custom_object_scope, and Keras's
 object serialization for initializers, regularizers, constraints, activations, layers, models."""
+import os
+
 import numpy as np
 import pytest
 
 import lamina
 from lamina import layers, saving
+from lamina.saving import FileFormatError
+from keras_ref import keras_or_none
 
 
 def _affine_layer(registered=None):
@@ -122,3 +126,31 @@ def test_registered_activation_function_round_trips():
         assert lamina.activations.get("shifted_relu") is shifted_relu
     finally:
         saving.get_custom_objects().pop("acts>shifted_relu", None)
+
+
+def test_unzipped_model_folder_and_save_format(tmp_path):
+    import warnings
+    model = lamina.Sequential([lamina.Input((3,)), lamina.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    x = np.ones((4, 3), np.float32)
+    model.fit(x, np.ones((4, 2), np.float32), verbose=0)
+    folder = str(tmp_path / "my_model")
+    model.save(folder, zipped=False)   # Keras's unzipped form: the archive's members in a folder
+    assert sorted(os.listdir(folder)) == ["config.json", "metadata.json", "model.weights.h5"]
+    again = lamina.models.load_model(folder)
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert int(again.optimizer.iterations) == 1
+    with pytest.raises(ValueError, match="should not end in `.keras`"):
+        model.save(str(tmp_path / "m.keras"), zipped=False)
+    with pytest.raises(FileFormatError, match="no config.json"):
+        lamina.models.load_model(str(tmp_path))
+    with pytest.raises(ValueError, match="save_format` argument is deprecated"):
+        model.save(str(tmp_path / "m.bin"), save_format="keras")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        model.save(str(tmp_path / "m.keras"), save_format="keras")
+    assert any("save_format" in str(m.message) for m in w)
+    keras = keras_or_none()
+    if keras is not None:
+        theirs = keras.models.load_model(folder)
+        np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)), model.predict(x, verbose=0), rtol=1e-6)
