@@ -479,7 +479,13 @@ def batch_normalization_relu(x, mean, variance, axis, offset=None, scale=None, e
 
 
 def moments(x, axes, keepdims=False, synchronized=False):
-    """(mean, variance) of x over `axes` (the biased variance, as keras.ops.moments)."""
+    """(mean, variance) of x over `axes` (the biased variance, as keras.ops.moments).
+    `synchronized=True` (statistics across replicas, TensorFlow only in Keras) is refused, as
+    Keras's JAX backend refuses it."""
+    if synchronized:
+        raise NotImplementedError("moments: synchronized=True (statistics gathered across replicas) is not "
+                                  "supported; lamina computes the moments of the tensor it is given, as Keras's JAX "
+                                  "backend does with synchronized=False")
     x = _float_input("moments", x)
     axes = normalize_axes(axes, x.ndim, "moments", x.shape)
     _m._check_reduced("moments", x, axes)

@@ -723,3 +723,12 @@ def test_bias_relu_kernel_checks_its_buffers():
         k.bias_relu(x._buf, lamina.convert_to_tensor(np.ones(5, np.float32))._buf, x._buf)
     with pytest.raises(ValueError, match=r"bias_relu_grad: db holds 4 elements, expected 3"):
         k.bias_relu_grad(x._buf, x._buf, None, lamina.convert_to_tensor(np.ones(4, np.float32))._buf, 3)
+
+
+def test_moments_refuses_synchronized_as_keras_jax():
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    m, v = ops.moments(x, axes=0)
+    np.testing.assert_allclose(m.numpy(), x.mean(0))
+    np.testing.assert_allclose(v.numpy(), x.var(0))
+    with pytest.raises(NotImplementedError, match="synchronized=True"):
+        ops.moments(x, axes=0, synchronized=True)
