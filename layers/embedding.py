@@ -1,4 +1,6 @@
 """Embedding: a trainable lookup table from integer ids to dense vectors (Keras's Embedding)."""
+import numpy as np
+
 from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import ops
@@ -32,8 +34,13 @@ class Embedding(Layer):
         super().__init__(**kwargs)
         self.input_dim = validation.positive_int("Embedding", "input_dim", input_dim)
         self.output_dim = validation.positive_int("Embedding", "output_dim", output_dim)
-        if lora_rank is not None:
-            raise ValueError("Embedding: LoRA (lora_rank) is not supported by lamina; leave it None")
+        self.lora_rank = validation.positive_int("Embedding", "lora_rank", lora_rank) if lora_rank is not None \
+            else None
+        if lora_alpha is not None and (isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float))
+                                       or lora_alpha <= 0):
+            raise ValueError(f"Embedding: `lora_alpha` must be a positive number, received lora_alpha={lora_alpha!r}")
+        self.lora_alpha = lora_alpha if lora_alpha is not None else self.lora_rank
+        self.lora_enabled = False
         from .quantization import check_quantization_config
         if check_quantization_config(quantization_config, "Embedding") and \
                 not getattr(self, "_pending_quantization", None):
@@ -54,14 +61,67 @@ class Embedding(Layer):
         if self._initial_weights is not None:
             self.set_weights(self._initial_weights)
             self._initial_weights = None
+        if self.lora_rank:
+            self.built = True
+            self.enable_lora(self.lora_rank, self.lora_alpha)
+
+    def enable_lora(self, rank, lora_alpha=None, a_initializer="he_uniform", b_initializer="zeros"):
+        """Keras's enable_lora: freezes `embeddings` and trains a low-rank update
+        (lora_alpha / rank) * lora_embeddings_a (input_dim, rank) @ lora_embeddings_b (rank, output_dim)."""
+        who = f"{type(self).__name__} '{self.name}'"
+        if self.embeddings_constraint is not None:
+            raise ValueError(f"{who}: LoRA is incompatible with embedding constraints; remove the "
+                             "`embeddings_constraint` argument to enable LoRA")
+        if not self.built:
+            raise ValueError(f"{who}: cannot enable LoRA on a layer that isn't built yet; call it on an input (or "
+                             "build it) first, or pass lora_rank= to the constructor")
+        if self.lora_enabled:
+            raise ValueError(f"{who}: LoRA is already enabled; this can only be done once per layer")
+        rank = validation.positive_int(who, "rank", rank)
+        self.lora_embeddings_a = self.add_weight(name="lora_embeddings_a", shape=(self.input_dim, rank),
+                                                 initializer=a_initializer, regularizer=self.embeddings_regularizer)
+        self.lora_embeddings_b = self.add_weight(name="lora_embeddings_b", shape=(rank, self.output_dim),
+                                                 initializer=b_initializer, regularizer=self.embeddings_regularizer)
+        self.embeddings.trainable = False
+        self._always_frozen.add(id(self.embeddings))
+        self.lora_enabled, self.lora_rank = True, rank
+        self.lora_alpha = lora_alpha if lora_alpha is not None else rank
+
+    def merged_embeddings(self):
+        """The table the layer looks up: with LoRA, embeddings + (alpha / rank) * a @ b."""
+        if not self.lora_enabled:
+            return self.embeddings
+        delta = ops.matmul(self.lora_embeddings_a, self.lora_embeddings_b)
+        return ops.add(self.embeddings, ops.multiply(delta, float(self.lora_alpha) / self.lora_rank))
+
+    def save_own_variables(self, store):
+        """As Keras: with LoRA the merged table is saved, not the factors."""
+        if not self.lora_enabled or not self.built:
+            return Layer.save_own_variables(self, store)
+        store["0"] = self.merged_embeddings().numpy()
+
+    def load_own_variables(self, store):
+        """As Keras: the table is assigned; with LoRA the factors restart at zero."""
+        if not self.lora_enabled:
+            return Layer.load_own_variables(self, store)
+        if len(store.keys()) != 1 or tuple(np.asarray(store["0"]).shape) != self.embeddings.shape:
+            raise ValueError(f"Weight mismatch for {type(self).__name__} '{self.name}' (LoRA): it expects one saved "
+                             f"table of shape {self.embeddings.shape}, the file has {len(store.keys())} variable(s)")
+        self.embeddings.assign(np.asarray(store["0"]))
+        self.lora_embeddings_a.assign(np.zeros(self.lora_embeddings_a.shape, np.float32))
+        self.lora_embeddings_b.assign(np.zeros(self.lora_embeddings_b.shape, np.float32))
 
     def call(self, inputs):
         ids = inputs if dtypes.is_int(inputs.dtype) else ops.cast(inputs, "int32")
         try:
-            return ops.embedding_lookup(self.embeddings, ids)
+            out = ops.embedding_lookup(self.embeddings, ids)
         except ValueError as e:
             raise ValueError(f"{type(self).__name__} '{self.name}' (input_dim={self.input_dim}): {e}. Ids must lie in "
                              f"[0, {self.input_dim}); inputs of shape {inputs.shape}") from None
+        if self.lora_enabled:   # the looked-up rows of a, times b: the merged table's rows
+            low = ops.matmul(ops.embedding_lookup(self.lora_embeddings_a, ids), self.lora_embeddings_b)
+            out = ops.add(out, ops.multiply(low, float(self.lora_alpha) / self.lora_rank))
+        return out
 
     def compute_mask(self, inputs, mask=None):
         if not self.mask_zero:
@@ -78,7 +138,8 @@ class Embedding(Layer):
                 "activity_regularizer": _regularizers.serialize(self.activity_regularizer),
                 "embeddings_constraint": _constraints.serialize(self.embeddings_constraint),
                 "mask_zero": self.mask_zero,
-                "quantization_config": quantization_config() if self.quantization_mode is not None else None}
+                "quantization_config": quantization_config() if self.quantization_mode is not None else None,
+                **({"lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha} if self.lora_rank else {})}
 
 
 class ReversibleEmbedding(Embedding):
@@ -95,6 +156,9 @@ class ReversibleEmbedding(Embedding):
                  embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False, reverse_dtype=None,
                  logit_soft_cap=None, **kwargs):
         who = "ReversibleEmbedding"
+        if kwargs.get("lora_rank") is not None:
+            raise ValueError(f"{who}: LoRA is not available for this layer in lamina (its reverse product would need "
+                             "the merged table); leave lora_rank None, or use Embedding")
         if kwargs.get("quantization_config") is not None:
             raise ValueError(f"{who}: quantization is not available for this layer in lamina; leave "
                              "quantization_config None")

@@ -6,7 +6,9 @@ import pytest
 
 import lamina
 from lamina import ops
+from lamina import layers
 from lamina.layers.embedding import Embedding
+from keras_ref import keras_or_none
 from layer_harness import run_layer_test
 
 
@@ -94,8 +96,8 @@ def test_errors():
         layer(np.array([[1, 4]], np.int32))
     with pytest.raises(ValueError, match=r"\[0, 4\)"):
         layer(np.array([[-1, 0]], np.int32))
-    with pytest.raises(ValueError, match="not supported"):
-        Embedding(4, 2, lora_rank=2)
+    with pytest.raises(ValueError, match="lora_rank` must be a positive integer"):
+        Embedding(4, 2, lora_rank=0)
 
 
 def test_keras_parity():
@@ -177,3 +179,51 @@ def test_reversible_embedding_keras_parity():
         a, b = ours.get_config(), theirs.get_config()
         a.pop("name"), b.pop("name")
         assert a == b
+
+
+def test_embedding_lora_trains_only_the_factors_and_saves_merged(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 20, (64, 5))
+    y = rng.standard_normal((64, 5, 4)).astype(np.float32)
+    model = lamina.Sequential([lamina.Input((5,), dtype="int32"), layers.Embedding(20, 4, name="emb")])
+    model.build((None, 5))
+    emb = model.get_layer("emb")
+    table = emb.embeddings.numpy().copy()
+    emb.enable_lora(2, lora_alpha=4)
+    assert [w.name for w in emb.trainable_weights] == ["lora_embeddings_a", "lora_embeddings_b"]
+    np.testing.assert_allclose(emb(ids).numpy(), table[ids], atol=1e-6)   # b starts at zero
+    model.compile(optimizer=lamina.optimizers.Adam(0.05), loss="mse")
+    model.fit(ids, y, epochs=3, verbose=0)
+    np.testing.assert_array_equal(emb.embeddings.numpy(), table)           # frozen
+    merged = emb.merged_embeddings().numpy()
+    a, b = emb.lora_embeddings_a.numpy(), emb.lora_embeddings_b.numpy()
+    np.testing.assert_allclose(merged, table + 2.0 * a @ b, atol=1e-5)     # alpha / rank = 2
+    np.testing.assert_allclose(emb(ids).numpy(), merged[ids], atol=1e-5)
+    path = str(tmp_path / "lora.weights.h5")
+    model.save_weights(path)
+    plain = lamina.Sequential([lamina.Input((5,), dtype="int32"), layers.Embedding(20, 4, name="emb")])
+    plain.load_weights(path)   # the merged table, as Keras saves it
+    np.testing.assert_allclose(plain.get_layer("emb").embeddings.numpy(), merged, atol=1e-6)
+    assert emb.get_config()["lora_rank"] == 2 and emb.get_config()["lora_alpha"] == 4
+    with pytest.raises(ValueError, match="LoRA is already enabled"):
+        emb.enable_lora(2)
+    with pytest.raises(ValueError, match="incompatible with embedding constraints"):
+        layers.Embedding(3, 2, embeddings_constraint="non_neg", lora_rank=1).build()
+    with pytest.raises(ValueError, match="LoRA is not available for this layer"):
+        layers.ReversibleEmbedding(3, 2, lora_rank=1)
+
+
+def test_embedding_lora_equals_keras():
+    keras = keras_or_none()
+    if keras is None:
+        pytest.skip("keras is not installed")
+    ids = np.array([[1, 2, 3], [4, 0, 2]])
+    theirs = keras.layers.Embedding(6, 4, lora_rank=2)
+    theirs.build((None, 3))
+    ours = layers.Embedding(6, 4, lora_rank=2)
+    ours.build((None, 3))
+    assert [w.name for w in ours.weights] == [w.name for w in theirs.weights]
+    values = [np.random.default_rng(1).standard_normal(w.shape).astype(np.float32) for w in ours.weights]
+    ours.set_weights(values)
+    theirs.set_weights(values)
+    np.testing.assert_allclose(ours(ids).numpy(), np.asarray(theirs(ids)), atol=1e-5)
