@@ -5,7 +5,8 @@ datasets from folders and arrays (`image_dataset_from_directory`, `text_dataset_
 `audio_dataset_from_directory`, `timeseries_dataset_from_array`, `split_dataset`), image files
 (`load_img`, `img_to_array`, `array_to_img`, `save_img`; these need Pillow), the text progress bar
 `Progbar` with `enable/disable_interactive_logging`, and model drawings (`model_to_dot`,
-`plot_model`: DOT text written here, pictures drawn by Graphviz's `dot`)."""
+`plot_model`: DOT text written here, pictures drawn by Graphviz's `dot`), and the `bounding_boxes`
+module (box formats, clipping, IoU: _bounding_boxes.py)."""
 import html
 import os
 import sys
@@ -16,6 +17,7 @@ import subprocess
 
 import numpy as np
 
+from . import _bounding_boxes as bounding_boxes  # noqa: F401  (keras.utils.bounding_boxes)
 from . import _legacy_serialization as legacy  # noqa: F401  (keras.utils.legacy)
 from ._dataset_utils import (audio_dataset_from_directory, split_dataset, text_dataset_from_directory,  # noqa: F401
                              timeseries_dataset_from_array)
@@ -32,6 +34,7 @@ from .saving import (CustomObjectScope, custom_object_scope, deserialize_keras_o
 
 
 sys.modules[__name__ + ".legacy"] = legacy   # `from lamina.utils.legacy import ...`, as os registers os.path
+sys.modules[__name__ + ".bounding_boxes"] = bounding_boxes
 
 
 def to_categorical(x, num_classes=None):

@@ -34,8 +34,8 @@ from .preprocessing_color import (AutoContrast, ContrastLimitedAdaptiveHistogram
                                   RandomGrayscale, RandomHue, RandomInvert, RandomPosterization, RandomSaturation,
                                   Solarization)
 from .preprocessing_mix import AugMix, CutMix, MixUp, RandAugment  # noqa: F401
-from .preprocessing_spatial import (RandomElasticTransform, RandomErasing, RandomGaussianBlur,  # noqa: F401
-                                    RandomPerspective, RandomSharpness, RandomShear)
+from .preprocessing_spatial import (MaxNumBoundingBoxes, RandomElasticTransform, RandomErasing,  # noqa: F401
+                                    RandomGaussianBlur, RandomPerspective, RandomSharpness, RandomShear)
 from .preprocessing_text import HashedCrossing, Hashing, IntegerLookup, StringLookup, TextVectorization  # noqa: F401
 from .recurrent import (GRU, GRUCell, LSTM, LSTMCell, RNN, SimpleRNN, SimpleRNNCell,  # noqa: F401
                         StackedRNNCells)

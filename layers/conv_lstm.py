@@ -16,7 +16,7 @@ from .. import ops
 from .. import regularizers as _regularizers
 from ..backend import random as _random
 from ..backend import validation
-from .convolutional import _conv_len, _data_format, normalize_tuple, run_op
+from .convolutional import _conv_len, _data_format, normalize_tuple
 from .layer import InputSpec, Layer
 from .recurrent import RNN
 from .rnn_cells import DropoutRNNCell
@@ -118,12 +118,20 @@ class ConvLSTMCell(DropoutRNNCell, Layer):
         shape = self.state_shape(batch_size)
         return [ops.zeros(shape), ops.zeros(shape)]
 
+    def _run(self, op, *args, **kwargs):
+        """op(...), its errors prefixed with the layer that owns this cell (or the cell)."""
+        try:
+            return op(*args, **kwargs)
+        except (TypeError, ValueError, MemoryError) as e:
+            owner = getattr(self, "_owner", None) or f"{type(self).__name__} '{self.name}'"
+            raise type(e)(f"{owner}: {e}") from e
+
     def _input_conv(self, x, w, b):
-        y = run_op(self, ops.conv, x, w, strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate)
+        y = self._run(ops.conv, x, w, strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate)
         return y if b is None else ops.add(y, b)
 
     def _recurrent_conv(self, h, w):
-        return run_op(self, ops.conv, h, w, strides=1, padding="same")
+        return self._run(ops.conv, h, w, strides=1, padding="same")
 
     def call(self, inputs, states, training=None):
         h, c = states[0], states[1]
@@ -206,6 +214,7 @@ class ConvLSTM(RNN):
                          **kwargs)
         self._ndim = self.rank + 3
         self.input_spec = InputSpec(ndim=self.rank + 3)
+        self.cell._owner = f"{type(self).__name__} '{self.name}'"   # the cell's errors name this layer
 
     def build(self, input_shape):
         if len(input_shape) != self.rank + 3:

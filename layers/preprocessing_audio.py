@@ -9,6 +9,7 @@ import numpy as np
 from .. import initializers as _initializers
 from .. import ops
 from ..backend.settings import epsilon, standardize_data_format
+from .convolutional import run_op
 from .layer import InputSpec, Layer
 
 _MEL_BREAK_FREQUENCY_HERTZ = 700.0
@@ -79,8 +80,8 @@ class MelSpectrogram(Layer):
         if x.ndim not in (1, 2):
             raise ValueError(f"MelSpectrogram '{self.name}': expected audio of shape (batch, samples) or (samples,), "
                              f"received shape {tuple(x.shape)}")
-        real, imag = ops.stft(x, self.sequence_length, self.sequence_stride, self.fft_length, window=self.window,
-                              center=True)
+        real, imag = run_op(self, ops.stft, x, self.sequence_length, self.sequence_stride, self.fft_length,
+                            window=self.window, center=True)
         spec = ops.power(ops.sqrt(ops.add(ops.square(real), ops.square(imag))), self.mag_exp)
         mel = ops.tensordot(spec, self._matrix(), axes=1)
         if self.power_to_db:
@@ -155,7 +156,7 @@ class STFTSpectrogram(Layer):
 
     def _conv(self, x, kernel, channels):
         """x (batch * channels, time, 1) -> (batch, channels, bins, frames)."""
-        y = ops.conv(x, kernel, strides=self._frame_step, padding=self.padding)
+        y = run_op(self, ops.conv, x, kernel, strides=self._frame_step, padding=self.padding)
         return ops.transpose(ops.reshape(y, (-1, channels) + tuple(y.shape[1:])), (0, 1, 3, 2))
 
     def _arrange(self, out):

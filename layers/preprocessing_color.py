@@ -533,7 +533,8 @@ class ContrastLimitedAdaptiveHistogramEqualization(_ImageLayer):
         gh, gw = self.tile_grid_size
         th, tw = -(-h // gh), -(-w // gw)                       # tile size
         y = to_range(x, self.value_range, (0, 255))
-        bins = ops.cast(ops.clip(y, 0.0, 255.0), dtypes.INT32)  # int(v) of v in [0, 255]
+        # int(v) of v in [0, 255]; NaN counts as 0, as XLA's float-to-int conversion (Keras on JAX) makes it
+        bins = ops.cast(ops.clip(ops.where(ops.isnan(y), 0.0, y), 0.0, 255.0), dtypes.INT32)
         # the image padded to whole tiles (mirrored, as numpy's "symmetric"), as bin indices
         rows = np.pad(np.arange(h), (0, th * gh - h), mode="symmetric")
         cols = np.pad(np.arange(w), (0, tw * gw - w), mode="symmetric")

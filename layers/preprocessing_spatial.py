@@ -2,7 +2,10 @@
 and RandomGaussianBlur (a per-channel 3x3 / Gaussian filter, ops.depthwise_conv with zero
 padding, as Keras's JAX backend), RandomShear (an affine map sampled like RandomRotation's),
 RandomPerspective (ops.image.perspective_transform of randomly moved corners) and
-RandomElasticTransform (ops.image.elastic_transform with a random strength).
+RandomElasticTransform (ops.image.elastic_transform with a random strength); and
+MaxNumBoundingBoxes, which pads or truncates the bounding boxes of Keras's dict inputs
+({"images", "bounding_boxes": {"boxes", "labels"}}) to a fixed number (box utilities:
+lamina.utils.bounding_boxes).
 
 Shared machinery, training flag and seeds: layers/preprocessing_image.py; value ranges and
 factor rules: layers/preprocessing_color.py. Outputs are float32 (at inference: the input,
@@ -10,10 +13,12 @@ cast), as Keras's."""
 import numpy as np
 
 from .. import ops
+from ..backend import dtypes
 from ..backend import image as image_ops
+from ..backend.device import device as device_scope
 from .preprocessing_color import value_range_arg
-from .preprocessing_image import (_AFFINE_INTERPOLATIONS, _FILL_MODES, _RandomLayer, _base_factor, _choice, _columns,
-                                  _number, affine_transform)
+from .preprocessing_image import (_AFFINE_INTERPOLATIONS, _FILL_MODES, _ImageLayer, _RandomLayer, _base_factor, _choice,
+                                  _columns, _number, affine_transform)
 
 _ELASTIC_FILL_MODES = ("reflect", "wrap", "constant", "nearest", "mirror")   # Keras's, with ops.image's "mirror"
 
@@ -368,3 +373,115 @@ class RandomElasticTransform(_RandomLayer):
         return {**super().get_config(), "factor": self.factor, "scale": self.scale,
                 "interpolation": self.interpolation, "fill_mode": self.fill_mode, "fill_value": self.fill_value,
                 "value_range": self.value_range}
+
+
+class MaxNumBoundingBoxes(_ImageLayer):
+    """Pads or truncates the bounding boxes to `max_number` per image, as Keras's
+    MaxNumBoundingBoxes. The input is Keras's dict {"images": ..., "bounding_boxes": {"boxes":
+    (batch, N, 4), "labels": (batch, N)}, ...} (one image: (N, 4) boxes and (N,) labels); the
+    output is a new dict with the boxes and labels cut to their first `max_number` or padded
+    after the last with `fill_value` (boxes as float32, as Keras densifies them; labels keep their
+    dtype); the images and every other entry pass unchanged. An input that is only images
+    comes back as it is.
+
+    The box format does not matter here: `bounding_box_format` is taken for Keras's configs
+    (Keras requires it with boxes; lamina does not). Unlike Keras's, the config keeps
+    `fill_value`."""
+
+    def __init__(self, max_number, fill_value=-1, bounding_box_format=None, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        who = "MaxNumBoundingBoxes"
+        if isinstance(max_number, (bool, np.bool_)) or not isinstance(max_number, (int, np.integer)) \
+                or max_number < 1:
+            raise ValueError(f"{who}: `max_number` must be a positive integer (boxes per image), received "
+                             f"max_number={max_number!r}")
+        fill = _number(who, "fill_value", fill_value)
+        if fill != int(fill):
+            raise ValueError(f"{who}: `fill_value` must be an integer (it pads the labels too), received "
+                             f"fill_value={fill_value!r}")
+        self.max_number, self.fill_value = int(max_number), int(fill)
+        self.bounding_box_format = bounding_box_format
+        self.input_spec = None   # a dict's entries have different ranks: checked in call
+
+    def call(self, inputs):
+        who = f"MaxNumBoundingBoxes '{self.name}'"
+        if not isinstance(inputs, dict):
+            self._batched(who, inputs, "images")
+            return inputs
+        batched = self._batched(who, inputs["images"], "inputs['images']") if "images" in inputs else None
+        out = dict(inputs)
+        if "bounding_boxes" in inputs:
+            out["bounding_boxes"] = self._limit(who, inputs["bounding_boxes"], batched)
+        return out
+
+    @staticmethod
+    def _batched(who, images, name):
+        if getattr(images, "ndim", None) not in (3, 4):
+            raise ValueError(f"{who}: expected {name} of rank 3 (one image) or 4 (a batch), received "
+                             f"{name} of shape {getattr(images, 'shape', None)}")
+        return images.ndim == 4
+
+    def _limit(self, who, bounding_boxes, batched):
+        if not isinstance(bounding_boxes, dict) or "boxes" not in bounding_boxes or "labels" not in bounding_boxes:
+            raise ValueError(f"{who}: inputs['bounding_boxes'] must be a dict with the keys 'boxes' and 'labels', "
+                             f"received {type(bounding_boxes).__name__}"
+                             + (f" with keys {sorted(bounding_boxes)}" if isinstance(bounding_boxes, dict) else ""))
+        boxes, labels = bounding_boxes["boxes"], bounding_boxes["labels"]
+        if batched is None:
+            batched = boxes.ndim == 3
+        rank = 3 if batched else 2
+        if boxes.ndim != rank or boxes.shape[-1] != 4:
+            raise ValueError(f"{who}: expected bounding_boxes['boxes'] of shape "
+                             f"{'(batch, num_boxes, 4)' if batched else '(num_boxes, 4) (one image)'}, received "
+                             f"shape {tuple(boxes.shape)}")
+        if tuple(labels.shape) != tuple(boxes.shape[:-1]):
+            raise ValueError(f"{who}: bounding_boxes['labels'] must have the shape {tuple(boxes.shape[:-1])} "
+                             f"(one label per box), received shape {tuple(labels.shape)}")
+        with device_scope(boxes.device):
+            if boxes.dtype != dtypes.FLOAT32:
+                boxes = ops.cast(boxes, dtypes.FLOAT32)
+            n = boxes.shape[-2]
+            extra = max(self.max_number - n, 0)
+            lead = [[0, 0]] if batched else []
+            boxes = boxes[..., :self.max_number, :]
+            labels = labels[..., :self.max_number]
+            if extra:
+                boxes = ops.pad(boxes, lead + [[0, extra], [0, 0]], constant_values=self.fill_value)
+                labels = ops.pad(labels, lead + [[0, extra]], constant_values=self.fill_value)
+        out = dict(bounding_boxes)
+        out["boxes"], out["labels"] = boxes, labels
+        return out
+
+    def compute_output_shape(self, input_shape):
+        if not isinstance(input_shape, dict) or "bounding_boxes" not in input_shape:
+            return input_shape
+        out = dict(input_shape)
+        box_shapes = dict(input_shape["bounding_boxes"])
+        for key in ("boxes", "labels"):
+            if key in box_shapes:
+                shape = list(box_shapes[key])
+                shape[-2 if key == "boxes" else -1] = self.max_number
+                box_shapes[key] = tuple(shape)
+        out["bounding_boxes"] = box_shapes
+        return out
+
+    def compute_output_dtype(self, input_dtypes):
+        """The inputs' dtypes, one per output tensor in order (the boxes become float32)."""
+        if not isinstance(input_dtypes, dict):
+            return input_dtypes
+        flat = []
+
+        def walk(d, in_boxes):
+            for key, value in d.items():
+                if isinstance(value, dict):
+                    walk(value, key == "bounding_boxes")
+                else:
+                    flat.append(dtypes.FLOAT32 if in_boxes and key == "boxes" else value)
+        walk(input_dtypes, False)
+        return flat
+
+    def get_config(self):
+        config = {**super().get_config(), "max_number": self.max_number, "fill_value": self.fill_value}
+        if self.bounding_box_format is not None:
+            config["bounding_box_format"] = self.bounding_box_format
+        return config

@@ -660,7 +660,8 @@ def _bidirectional(g):
 # ==== layers without a dedicated spec (added by other changes): a smoke fuzz ============================
 
 # constructor arguments for layers that need some (a smoke test: plausible values)
-SMOKE_ARGS = {"Conv3D": (2, 2), "Conv1DTranspose": (2, 2), "Conv2DTranspose": (2, 2), "EinsumDense": ("ab,bc->ac", 3),
+SMOKE_ARGS = {"MaxNumBoundingBoxes": (3,), "HashedCrossing": (4,), "ConvLSTM1D": (2, 2), "ConvLSTM2D": (2, 2),
+              "ConvLSTM3D": (2, 2), "Conv3D": (2, 2), "Conv1DTranspose": (2, 2), "Conv2DTranspose": (2, 2), "EinsumDense": ("ab,bc->ac", 3),
               "MultiHeadAttention": (2, 2), "Cropping1D": (1,), "Cropping2D": (1,), "Cropping3D": (1,),
               "CenterCrop": (2, 2), "RandomCrop": (2, 2), "Resizing": (3, 3), "RandomRotation": (0.1,),
               "RandomTranslation": (0.1, 0.1), "RandomZoom": (0.1,), "RandomContrast": (0.1,),
