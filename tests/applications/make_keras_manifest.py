@@ -73,6 +73,9 @@ CASES = {
     "inception_resnet_v2_top": "keras.applications.InceptionResNetV2(weights=None)",
     "inception_resnet_v2_notop_avg": "keras.applications.InceptionResNetV2(weights=None, include_top=False, "
                                      "input_shape=(75, 75, 3), pooling='avg')",
+    "nasnet_mobile_top": "keras.applications.NASNetMobile(weights=None)",
+    "nasnet_large_notop_avg": "keras.applications.NASNetLarge(weights=None, include_top=False, "
+                              "input_shape=(32, 32, 3), pooling='avg')",
 }
 
 

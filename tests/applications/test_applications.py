@@ -88,14 +88,17 @@ BUILDERS = {
     "inception_resnet_v2_top": lambda: applications.InceptionResNetV2(weights=None),
     "inception_resnet_v2_notop_avg": lambda: applications.InceptionResNetV2(weights=None, include_top=False,
                                                                             input_shape=(75, 75, 3), pooling="avg"),
+    "nasnet_mobile_top": lambda: applications.NASNetMobile(weights=None),
+    "nasnet_large_notop_avg": lambda: applications.NASNetLarge(weights=None, include_top=False,
+                                                               input_shape=(32, 32, 3), pooling="avg"),
 }
 
 
 def _layers(model):
-    """`model.layers` as Keras lists them: lamina also lists the ops called on symbolic tensors
-    (SymbolicOp nodes, e.g. the `x + 3.0` of MobileNetV3's hard sigmoid), which are operations,
-    not layers, of a Keras model."""
-    return [l for l in model.layers if not isinstance(l, SymbolicOp)]
+    """`model.layers` as Keras lists them (the ops called on symbolic tensors, e.g. the `x + 3.0`
+    of MobileNetV3's hard sigmoid, are operations, not layers: checked here too)."""
+    assert not any(isinstance(l, SymbolicOp) for l in model.layers)
+    return model.layers
 
 
 def describe(model):
@@ -117,7 +120,8 @@ def test_architecture_equals_keras_manifest(case):
     assert len(got) == len(want["layers"])
     for i, (g, w) in enumerate(zip(got, want["layers"])):
         assert g == w, f"layer {i}: lamina {g} != keras {w}"
-    assert [l.name for l in model.layers if isinstance(l, SymbolicOp)] == want.get("ops", [])
+    # the ops called on symbolic tensors are operations of the model, not layers (as in Keras)
+    assert [op.name for op in model.operations if isinstance(op, SymbolicOp)] == want.get("ops", [])
 
 
 def _keras2_file(path, model, rng, names_suffix=":0"):
@@ -155,7 +159,9 @@ def _keras2_file(path, model, rng, names_suffix=":0"):
     lambda w: applications.MobileNetV2(weights=w, alpha=0.35, include_top=False, input_shape=(32, 32, 3)),
     lambda w: applications.DenseNet121(weights=w, include_top=False, input_shape=(32, 32, 3)),
     lambda w: applications.Xception(weights=w, include_top=False, input_shape=(71, 71, 3)),
-], ids=["inception_v3", "mobilenet", "resnet50", "resnet50v2", "vgg16", "mobilenet_v2", "densenet121", "xception"])
+    lambda w: applications.NASNetMobile(weights=w, include_top=False, input_shape=(32, 32, 3)),
+], ids=["inception_v3", "mobilenet", "resnet50", "resnet50v2", "vgg16", "mobilenet_v2", "densenet121", "xception",
+        "nasnet_mobile"])
 def test_weights_path_keras2_layout_loads_by_layer_order(tmp_path, build):
     template = build(None)
     path = str(tmp_path / "w.h5")
@@ -415,6 +421,14 @@ def _small_densenet(module, weights=None):
     return module.DenseNet([2, 1, 2, 1], weights=weights, include_top=False, input_shape=(32, 32, 3))
 
 
+def _small_nasnet(module, weights=None):
+    """A NASNet of one normal cell a stage that skips the reductions' outputs as NASNetLarge does
+    (NASNetMobile does not)."""
+    return module.NASNet(input_shape=(32, 32, 3), penultimate_filters=192, num_blocks=1, stem_block_filters=16,
+                         skip_reduction=True, include_top=False, weights=weights, pooling="max",
+                         name="nasnet_small_test")
+
+
 def _small_convnext(module, weights=None):
     """A shallow, narrow ConvNeXt with stochastic depth (the identity in inference) and a top."""
     return module.ConvNeXt([1, 1, 2, 1], [16, 24, 32, 40], drop_path_rate=0.2, weights=weights, include_top=True,
@@ -440,6 +454,8 @@ PARITY = {
     "convnext_tiny": ("ConvNeXtTiny", dict(include_top=False, pooling="avg"), (32, 32, 3)),
     "convnext_small_custom": (_small_convnext, {}, (32, 32, 3)),
     "inception_resnet_v2": ("InceptionResNetV2", dict(include_top=False, pooling="max"), (75, 75, 3)),
+    "nasnet_mobile_top": ("NASNetMobile", dict(classes=10, classifier_activation=None), (48, 40, 3)),
+    "nasnet_small_skip_reduction": (_small_nasnet, {}, (32, 32, 3)),
 }
 
 
@@ -854,3 +870,68 @@ def test_convnext_and_inception_resnet_layers_equal_keras_and_deserialize():
         layers.Conv2D(6, 3, groups=4)
     with pytest.raises(ValueError, match=r"input channels must be evenly divisible by the number of groups"):
         layers.Conv2D(6, 3, groups=6)(np.zeros((1, 4, 4, 3), np.float32))
+
+
+# ---- NASNet -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("build,fname,url_name,file_hash", [
+    (lambda: applications.NASNetMobile(), "nasnet_mobile.h5", "NASNet-mobile.h5",
+     "020fb642bf7360b370c678b08e0adf61"),
+    (lambda: applications.NASNetMobile(include_top=False), "nasnet_mobile_no_top.h5", "NASNet-mobile-no-top.h5",
+     "1ed92395b5b598bdda52abe5c0dbfd63"),
+    (lambda: applications.nasnet.NASNetMobile(include_top=False, input_shape=(64, 96, 3), pooling="avg"),
+     "nasnet_mobile_no_top.h5", "NASNet-mobile-no-top.h5", "1ed92395b5b598bdda52abe5c0dbfd63"),
+    (lambda: applications.NASNetLarge(), "nasnet_large.h5", "NASNet-large.h5", "11577c9a518f0070763c2b964a382f17"),
+    (lambda: applications.NASNetLarge(include_top=False, input_shape=(32, 32, 3)), "nasnet_large_no_top.h5",
+     "NASNet-large-no-top.h5", "d81d89dc07e6e56530c4e77faddd61b5"),
+], ids=lambda v: v if isinstance(v, str) and v.endswith(".h5") and v.startswith("nasnet") else "")
+def test_nasnet_weights_file_names_urls_and_hashes_are_keras(monkeypatch, build, fname, url_name, file_hash):
+    """Keras stores the files under other names than the URLs' (nasnet_mobile.h5 from NASNet-mobile.h5)."""
+    seen = []
+    monkeypatch.setattr(imagenet_utils, "get_weights_file", lambda name, u: seen.append((name, u)) or _raise())
+    with pytest.raises(_Requested):
+        build()
+    assert seen == [(fname, _KA + "nasnet/" + url_name)]
+    assert imagenet_utils.KNOWN_HASHES[fname] == file_hash
+
+
+def test_nasnet_argument_errors():
+    nasnet = applications.nasnet
+    with pytest.raises(ValueError, match=r"`classes` should be 1000; received classes=10"):
+        applications.NASNetMobile(weights="imagenet", classes=10)
+    with pytest.raises(ValueError, match=r"`weights` argument.*received weights='/no/such.h5'"):
+        applications.NASNetLarge(weights="/no/such.h5")
+    with pytest.raises(ValueError, match=r"should be \(331, 331, 3\); received input_shape=\(224, 224, 3\)"):
+        applications.NASNetLarge(weights="imagenet", input_shape=(224, 224, 3))
+    with pytest.raises(ValueError, match=r"should be \(224, 224, 3\); received input_shape=\(331, 331, 3\)"):
+        applications.NASNetMobile(weights="imagenet", input_shape=(331, 331, 3))
+    with pytest.raises(ValueError, match=r"at least 32x32; received input_shape=\(31, 64, 3\)"):
+        applications.NASNetMobile(weights=None, include_top=False, input_shape=(31, 64, 3))
+    with pytest.raises(ValueError, match=r"must be static \(no None entries\). Got: `input_shape=\(None, None, 3\)`"):
+        applications.NASNetLarge(weights="imagenet", include_top=False, input_shape=(None, None, 3))
+    with pytest.raises(ValueError, match=r"static `input_shape`; received input_shape=\(None, None, 3\)"):
+        applications.NASNetMobile(weights=None, input_shape=(None, None, 3))
+    with pytest.raises(ValueError, match=r"classifier_activation='relu'"):
+        applications.NASNetMobile(weights="imagenet", classifier_activation="relu")
+    with pytest.raises(ValueError, match=r"pooling='mean'"):
+        applications.NASNetLarge(weights=None, include_top=False, pooling="mean")
+    with pytest.raises(ValueError, match=r"`penultimate_filters` must be a multiple of 24 \* \(`filter_multiplier` "
+                                         r"\*\* 2\). Current value: 1000"):
+        nasnet.NASNet(input_shape=(32, 32, 3), penultimate_filters=1000, include_top=False, weights=None)
+    with pytest.raises(ValueError, match=r"ImageNet weights can only be loaded with NASNetLarge or NASNetMobile"):
+        nasnet.NASNet(input_shape=(128, 128, 3), include_top=False, default_size=128)
+
+
+def test_nasnet_input_tensor_preprocess_and_decode_as_keras(monkeypatch):
+    inp = lamina.Input((64, 64, 3))
+    base = applications.NASNetMobile(input_tensor=inp, weights=None, include_top=False)
+    assert base.inputs[0] is inp and base.output.shape == (None, 2, 2, 1056) and base.name == "nasnet_mobile"
+    m = applications.nasnet.NASNet(input_shape=(32, 32, 3), penultimate_filters=96, num_blocks=1,
+                                   stem_block_filters=8, include_top=True, classes=3, weights=None)
+    assert m.name == "NASNet" and m.output.shape == (None, 3)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype(np.float32)
+    np.testing.assert_allclose(applications.nasnet.preprocess_input(x.copy()), x / 127.5 - 1, rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(imagenet_utils, "_class_index", {str(i): [f"n{i:08d}", f"class{i}"] for i in range(1000)})
+    p = np.zeros((1, 1000), np.float32)
+    p[0, 3] = 1.0
+    assert applications.nasnet.decode_predictions(p, top=1) == [[("n00000003", "class3", pytest.approx(1.0))]]
