@@ -333,7 +333,9 @@ void wino_filter_grad_m(const Kernels& k, const ConvGeom& g, const float* x, con
   // each thread sums the 36 products of its blocks, S[pos][c][o], in its own block of `sums`
   Scratch buf((band_floats + v_floats + d_floats) * p.nt), sums(wn * p.nt);
   zero_fill(sums.p, wn * p.nt);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(p.nt) if (p.nt > 1)
+  // static: each thread sums a fixed run of blocks, so the total does not depend on timing (a
+  // dynamic split gave run-to-run differences in the last bits)
+#pragma omp parallel for schedule(static) num_threads(p.nt) if (p.nt > 1)
   for (int64_t un = 0; un < p.units; ++un) {
     const int tid = p.nt > 1 ? omp_get_thread_num() : 0;
     const int64_t n = un / p.nb, ty0 = (un % p.nb) * p.tr, ty1 = std::min(p.TH, ty0 + p.tr);
@@ -491,7 +493,8 @@ void filter_grad(const ConvGeom& g, const float* x, const float* dout, float* dw
   Scratch buf(p.band_floats * p.nt), partial(p.nt > 1 ? (p.nt - 1) * wn : 0);
   zero_fill(dw, wn);
   if (p.nt > 1) zero_fill(partial.p, (p.nt - 1) * wn);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(p.nt) if (p.nt > 1)
+  // static, as wino_filter_grad_m: the same sums whatever the timing
+#pragma omp parallel for schedule(static) num_threads(p.nt) if (p.nt > 1)
   for (int64_t u = 0; u < p.units; ++u) {
     const int tid = p.nt > 1 ? omp_get_thread_num() : 0;
     const int64_t n = u / p.nb, oh0 = (u % p.nb) * p.R, oh1 = std::min(g.OH, oh0 + p.R);
