@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import initializers, layers, ops
 from .. import random as _random
-from ..layers.layer import Layer, unique_name
+from ..layers.layer import Layer
 from ..models.saving import register
 from . import imagenet_utils
 
@@ -80,7 +80,7 @@ class LayerScale(Layer):
         self.projection_dim = projection_dim
 
     def build(self, _):
-        self.gamma = self.add_weight(name=unique_name("variable"), shape=(self.projection_dim,),
+        self.gamma = self.add_weight(shape=(self.projection_dim,),
                                      initializer=initializers.Constant(self.init_values), trainable=True)
 
     def call(self, x):

@@ -5,13 +5,13 @@ name. Tensors are immutable; a Variable is a tensor whose buffer is updated in p
 `assign`, `assign_add` and `assign_sub`. Python operators and indexing are attached by the op
 modules (math.py, linalg.py, manipulation.py).
 """
-import itertools
 import sys
 
 import numpy as np
 
 from . import dtypes, validation
 from .device import Device, current_device, get_device
+from .naming import unique_name
 
 
 class Tensor:
@@ -117,9 +117,6 @@ class Tensor:
         return _min(self, axis=axis, keepdims=keepdims)
 
 
-_var_counter = itertools.count()
-
-
 class Variable(Tensor):
     """A tensor updated in place: weights, optimizer slots, counters.
 
@@ -147,7 +144,7 @@ class Variable(Tensor):
         buf = t.device.buffer(t._buf.numel, dtypes.CODES[t.dtype])
         t.device.kernels.copy(t._buf, buf)
         super().__init__(buf, t.shape, t.dtype, t.device)
-        self.name = name if name is not None else f"variable_{next(_var_counter)}"
+        self.name = name if name is not None else unique_name("variable")
         self._trainable = bool(trainable)
         self._rg = self._trainable and dtypes.is_float(self.dtype)
         self.constraint = None  # applied by the optimizer after each update (Keras's variable.constraint)

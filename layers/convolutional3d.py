@@ -13,14 +13,15 @@ then `bias` (filters,)."""
 import numpy as np
 
 from .. import ops
+from ..backend import validation
 from ..backend.convolution_transpose import transpose_geometry
 from .convolutional import _conv_len
 from .convolutional_transpose import _ConvLayer, _ConvTranspose
 
 
 class Conv3D(_ConvLayer):
-    """3-D convolution (Keras's Conv3D). `groups` must be 1: grouped 3-D convolution is not
-    implemented."""
+    """3-D convolution (Keras's Conv3D). With `groups` > 1, group g's filters see their own slice
+    of the input channels (kernel (kd, kh, kw, in / groups, filters)), as Keras's."""
     rank = 3
 
     def __init__(self, filters, kernel_size, strides=(1, 1, 1), padding="valid", data_format=None,
@@ -28,23 +29,35 @@ class Conv3D(_ConvLayer):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
                  bias_regularizer=None, activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
                  **kwargs):
-        if groups != 1 or isinstance(groups, bool):
-            raise ValueError(f"{type(self).__name__}: groups={groups!r} is not supported (grouped 3-D convolution is "
-                             "not implemented); use groups=1")
         super().__init__(filters, kernel_size, strides=strides, padding=padding, data_format=data_format,
                          dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
                          kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
                          kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
                          activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
                          bias_constraint=bias_constraint, **kwargs)
-        self.groups = 1
+        cls = type(self).__name__
+        self.groups = validation.positive_int(cls, "groups", groups)
+        if self.filters % self.groups:
+            raise ValueError(f"{cls}: the number of filters must be evenly divisible by the number of groups; "
+                             f"received filters={filters}, groups={groups}")
 
     def _kernel_shape(self, channels):
-        return self.kernel_size + (channels, self.filters)
+        if channels % self.groups:
+            raise ValueError(f"{type(self).__name__} '{self.name}': the number of input channels must be evenly "
+                             f"divisible by the number of groups; received groups={self.groups} and "
+                             f"{channels} input channels")
+        return self.kernel_size + (channels // self.groups, self.filters)
 
     def _convolve(self, inputs):
-        return ops.conv(inputs, self.kernel, strides=self.strides, padding=self.padding,
-                        data_format=self.data_format, dilation_rate=self.dilation_rate)
+        kw = dict(strides=self.strides, padding=self.padding, data_format=self.data_format,
+                  dilation_rate=self.dilation_rate)
+        g = self.groups
+        if g == 1:
+            return ops.conv(inputs, self.kernel, **kw)
+        axis = self._channel_axis()   # one convolution per group, over its slice of the channels
+        xs = ops.split(inputs, g, axis=axis)
+        ks = ops.split(self.kernel, g, axis=-1)
+        return ops.concatenate([ops.conv(xi, ki, **kw) for xi, ki in zip(xs, ks)], axis=axis)
 
     def _spatial_out(self, spatial):
         return tuple(_conv_len(spatial[i], self.kernel_size[i], self.strides[i], self.dilation_rate[i],

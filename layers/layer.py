@@ -23,41 +23,16 @@ from ..backend import dtypes
 from ..backend.device import current_device, device as device_scope, _scope as _device_scope
 from ..backend.device import get_log_device_placement, log_placement
 from ..backend.device import BF16_STATE as _bf16  # enabled: layers look at dtypes in __call__ only then
+from ..backend.naming import get_uid, reset_names, unique_name  # noqa: F401 (re-exported)
 from ..backend.tensor import Tensor, Variable, convert_to_tensor
 
 # ---- names -----------------------------------------------------------------------------------
-
-_name_counts = {}
-_name_lock = threading.Lock()
-
 
 def to_snake_case(name):
     """Keras's rule: Dense -> dense, Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
     s = re.sub(r"\W+", "", name)
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", s)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
-
-
-def unique_name(base):
-    """'dense', then 'dense_1', 'dense_2', ... like Keras."""
-    with _name_lock:
-        n = _name_counts.get(base, 0)
-        _name_counts[base] = n + 1
-    return base if n == 0 else f"{base}_{n}"
-
-
-def get_uid(prefix=""):
-    """Keras's `keras.backend.get_uid`: 1, 2, 3, ... for successive calls with the same prefix,
-    counted with the automatic layer names (after one layer named 'dense', get_uid('dense') is 2)."""
-    with _name_lock:
-        _name_counts[prefix] = _name_counts.get(prefix, 0) + 1
-        return _name_counts[prefix]
-
-
-def reset_names():
-    """Restarts the automatic layer names ('dense', 'dense_1', ...), as Keras's clear_session."""
-    with _name_lock:
-        _name_counts.clear()
 
 
 # ---- call context (training flag) ------------------------------------------------------------
@@ -379,7 +354,7 @@ class Layer:
         if initializer is None:
             initializer = "glorot_uniform" if dtypes.is_float(dt) else "zeros"
         init = _initializers.get(initializer)
-        name = name or f"variable_{len(self._own_weights)}"
+        name = name or unique_name("variable")   # Keras's: one global count ('variable', 'variable_1', ...)
         dev = self._device or current_device()
         with device_scope(dev):
             value = init(shape, dtype=dt)

@@ -1,6 +1,7 @@
 """Normalisation layers: BatchNormalization, LayerNormalization, GroupNormalization, RMSNormalization,
 UnitNormalization and SpectralNormalization (Keras's weights and order)."""
 import numbers
+import warnings
 
 from .. import constraints as _constraints
 from .. import initializers as _initializers
@@ -115,20 +116,26 @@ class BatchNormalization(Layer):
 
 
 class LayerNormalization(Layer):
-    """Normalises each sample over `axis` (default the last); weights gamma, beta."""
+    """Normalises each sample over `axis` (default the last); weights gamma, beta. `axis` is kept
+    as Keras keeps it: an int until build, a sorted list after (a list or tuple becomes a list).
+    `rms_scaling=True` is Keras's deprecated variant (it warns there too): x / sqrt(var + epsilon)
+    * gamma, no beta."""
 
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False, beta_initializer="zeros",
                  gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
                  gamma_constraint=None, **kwargs):
         super().__init__(**kwargs)
         if rms_scaling:
-            raise ValueError("LayerNormalization: rms_scaling=True is not supported by lamina")
+            warnings.warn("You passed `rms_scaling=True`, which is deprecated (as in Keras). This argument scales "
+                          "the input by the variance, not the root mean square. To use RMS normalization, use "
+                          "`keras.layers.RMSNormalization` instead.", stacklevel=2)
         if not _is_real(epsilon) or epsilon <= 0:
             raise ValueError(f"LayerNormalization: epsilon must be a positive number, received epsilon={epsilon!r}")
         if not (_is_int(axis) or (isinstance(axis, (list, tuple)) and axis and all(_is_int(a) for a in axis))):
             raise ValueError(f"LayerNormalization: axis must be an int or a list of ints, received axis={axis!r}")
-        self.axis = int(axis) if _is_int(axis) else tuple(int(a) for a in axis)
+        self.axis = int(axis) if _is_int(axis) else [int(a) for a in axis]
         self.epsilon, self.center, self.scale = float(epsilon), bool(center), bool(scale)
+        self.rms_scaling = bool(rms_scaling)
         self.beta_initializer = _initializers.get(beta_initializer)
         self.gamma_initializer = _initializers.get(gamma_initializer)
         self.beta_regularizer = _regularizers.get(beta_regularizer)
@@ -144,15 +151,19 @@ class LayerNormalization(Layer):
             raise ValueError(f"LayerNormalization '{self.name}': normalised axes must have known sizes, received "
                              f"{input_shape}")
         self._axes = tuple(axes)
+        self.axis = sorted(self.axis) if isinstance(self.axis, list) else [self.axis]
         self.gamma = self.add_weight(name="gamma", autocast=False, shape=shape, initializer=self.gamma_initializer,
                                      regularizer=self.gamma_regularizer,
-                                     constraint=self.gamma_constraint) if self.scale else None
+                                     constraint=self.gamma_constraint) if self.scale or self.rms_scaling else None
         self.beta = self.add_weight(name="beta", autocast=False, shape=shape, initializer=self.beta_initializer,
                                     regularizer=self.beta_regularizer,
-                                    constraint=self.beta_constraint) if self.center else None
+                                    constraint=self.beta_constraint) if self.center and not self.rms_scaling else None
 
     def call(self, inputs):
         axis = self._axes[0] if len(self._axes) == 1 else self._axes
+        if self.rms_scaling:
+            return ops.layer_normalization(inputs, self.gamma, None, axis=list(self._axes), epsilon=self.epsilon,
+                                           rms_scaling=True)
         return ops.layer_norm(inputs, self.gamma, self.beta, axis=axis, epsilon=self.epsilon)
 
     def compute_output_shape(self, input_shape):
@@ -160,7 +171,7 @@ class LayerNormalization(Layer):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon, "center": self.center,
-                "scale": self.scale, "rms_scaling": False, "beta_initializer": _initializers.serialize(self.beta_initializer),
+                "scale": self.scale, "rms_scaling": self.rms_scaling, "beta_initializer": _initializers.serialize(self.beta_initializer),
                 "gamma_initializer": _initializers.serialize(self.gamma_initializer),
                 "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
                 "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),
@@ -226,6 +237,8 @@ class RMSNormalization(Layer):
             raise ValueError(f"RMSNormalization '{self.name}': the normalised axes {self.axis} must have known "
                              f"sizes, received shape {tuple(input_shape)}")
         self._axes = tuple(axes)
+        if not isinstance(self.axis, list):   # Keras keeps a list once built
+            self.axis = [self.axis]
         self._bshape = tuple(input_shape[i] if i in axes else 1 for i in range(axes[0], len(input_shape)))
         self.scale = self.add_weight(name="scale", autocast=False, shape=shape, initializer="ones")
         self.input_spec = InputSpec(ndim=len(input_shape), axes={a: input_shape[a] for a in axes})

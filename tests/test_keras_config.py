@@ -115,6 +115,31 @@ def test_get_uid_counts_with_the_automatic_names():
     assert layers.Dense(2).name == "dense"
 
 
+def test_unnamed_weights_and_variables_are_named_as_keras():
+    class Two(layers.Layer):
+        def build(self, shape):
+            self.a = self.add_weight(shape=(2,))
+            self.b = self.add_weight(shape=(2,), name="b")
+
+    lamina.backend.clear_session()
+    first, second = Two(), Two()
+    first.build((1,))
+    second.build((1,))
+    assert [w.path for w in first.weights] == ["two/variable", "two/b"]
+    assert [w.path for w in second.weights] == ["two_1/variable_1", "two_1/b"]
+    assert lamina.Variable(1.0).name == "variable_2"
+    lamina.backend.clear_session()
+    assert lamina.Variable(1.0).name == "variable"
+    keras = keras_or_none()
+    if keras is not None:   # the same sequence in Keras
+        keras.backend.clear_session()
+        k1, k2 = (type("Two", (keras.layers.Layer,), {"build": Two.build})() for _ in range(2))
+        k1.build((1,))
+        k2.build((1,))
+        assert [w.path for w in k2.weights] == [w.path for w in second.weights]
+        assert keras.Variable(1.0).name == "variable_2"
+
+
 @pytest.fixture
 def no_caps():
     yield

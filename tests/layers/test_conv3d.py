@@ -46,8 +46,14 @@ def test_conv3d_arguments_and_errors():
     config = layers.Conv3D(2, 3, padding="Same").get_config()
     assert config["padding"] == "same" and config["groups"] == 1 and config["strides"] == (1, 1, 1)
     assert layers.Conv3D.from_config(config).get_config() == config
-    with pytest.raises(ValueError, match=r"Conv3D.*groups=2 is not supported.*groups=1"):
-        layers.Conv3D(4, 3, groups=2)
+    with pytest.raises(ValueError, match=r"Conv3D.*filters must be evenly divisible by the number of groups.*"
+                                         r"filters=3, groups=2"):
+        layers.Conv3D(3, 3, groups=2)
+    with pytest.raises(ValueError, match=r"Conv3D.*groups.*positive"):
+        layers.Conv3D(4, 3, groups=0)
+    with pytest.raises(ValueError, match=r"Conv3D '.*': the number of input channels must be evenly divisible.*"
+                                         r"groups=2 and 3 input channels"):
+        layers.Conv3D(4, 1, groups=2)(_x(1, 2, 2, 2, 3))
     with pytest.raises(ValueError, match=r"Conv3D.*strides.*not supported together with.*dilation_rate"):
         layers.Conv3D(4, 3, strides=2, dilation_rate=(1, 2, 1))
     with pytest.raises(ValueError, match=r"Conv3D.*kernel_size.*3 positive"):
@@ -64,6 +70,26 @@ def test_conv3d_arguments_and_errors():
         layers.Conv3D(2, (5, 1, 1))(_x(1, 3, 3, 3, 2))
 
 
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_grouped_conv3d_is_one_convolution_per_group(data_format):
+    x = _x(2, 6, 3, 4, 4) if data_format == "channels_first" else _x(2, 3, 4, 4, 6)
+    layer = layers.Conv3D(4, (2, 2, 1), groups=2, padding="same", data_format=data_format)
+    y = layer(x).numpy()
+    kernel, bias = layer.get_weights()
+    assert kernel.shape == (2, 2, 1, 3, 4)
+    axis = 1 if data_format == "channels_first" else -1
+    parts = []
+    for g, xg in enumerate(np.split(x, 2, axis=axis)):   # group g: channels 3g..3g+2 -> filters 2g, 2g+1
+        parts.append(conv3d_ref(xg, kernel[..., 2 * g:2 * g + 2], (1, 1, 1), "same", data_format, (1, 1, 1)))
+    want = np.concatenate(parts, axis=axis)
+    want = want + (bias[:, None, None, None] if data_format == "channels_first" else bias)
+    np.testing.assert_allclose(y, want, atol=1e-4, rtol=1e-4)
+    with lamina.GradientTape() as tape:
+        loss = lamina.ops.sum(layer(x) ** 2)
+    dk = tape.gradient(loss, layer.kernel).numpy()
+    assert dk.shape == kernel.shape and np.all(np.isfinite(dk)) and np.abs(dk).sum() > 0
+
+
 # ---- Keras parity -----------------------------------------------------------------------------------
 
 PARITY = [
@@ -72,6 +98,8 @@ PARITY = [
                     kernel_initializer="he_uniform", bias_initializer="ones", activation="sigmoid"), (1, 5, 3, 7, 3)),
     ("Conv3D", dict(filters=2, kernel_size=2, dilation_rate=(1, 2, 1), data_format="channels_first",
                     kernel_regularizer="l2"), (2, 3, 3, 4, 4)),
+    ("Conv3D", dict(filters=4, kernel_size=2, groups=2, padding="same"), (2, 3, 4, 3, 6)),
+    ("Conv3D", dict(filters=6, kernel_size=(1, 2, 2), groups=3, data_format="channels_first"), (1, 3, 3, 4, 4)),
 ]
 
 
