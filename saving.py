@@ -640,8 +640,10 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     return _load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
 
 
-def save_weights(model, filepath, overwrite=True):
-    model.save_weights(filepath, overwrite=overwrite)
+def save_weights(model, filepath, overwrite=True, max_shard_size=None, **kwargs):
+    if kwargs:
+        raise TypeError(f"save_weights: unexpected keyword argument(s) {sorted(kwargs)}")
+    model.save_weights(filepath, overwrite=overwrite, max_shard_size=max_shard_size)
 
 
 def load_weights(model, filepath, skip_mismatch=False, **kwargs):

@@ -187,19 +187,37 @@ def is_chief(model):
     return strategy is None or strategy.is_chief
 
 
-def save_weights(model, filepath, overwrite=True):
+def save_weights(model, filepath, overwrite=True, max_shard_size=None):
     """Writes the weights (only on rank 0 of a multi-process strategy: the others write nothing).
     '.weights.h5': Keras 3's layout, with the compiled model's optimizer state under "optimizer"
-    as Keras's save_weights writes it; other names: Keras's legacy '.h5' weights layout."""
+    as Keras's save_weights writes it; other names: Keras's legacy '.h5' weights layout. With
+    `max_shard_size` (GB), Keras's sharded files: a '.weights.json' map and '.weights.h5' shards
+    beside it (models/sharded.py)."""
     if not is_chief(model):
         return
     h5py = _h5py()
     filepath = os.fspath(filepath)
+    if max_shard_size is not None:
+        if filepath.endswith("weights.h5"):   # Keras renames it, with a warning
+            import warnings
+            new = filepath[:-len(".h5")] + ".json"
+            warnings.warn(f"Saving sharded weights requires `*.json` as the extension. The original path: "
+                          f"{filepath} will be renamed to {new}.", stacklevel=3)
+            filepath = new
+        elif not filepath.endswith("weights.json"):
+            raise ValueError("The filename must end in `.weights.json` when `max_shard_size` is specified. "
+                             f"Received: filepath={filepath}")
+    elif filepath.endswith(".weights.json"):
+        raise ValueError(f"save_weights: '{filepath}' is a sharded-weights name: pass max_shard_size (in GB) to "
+                         "write shards, or name the file '.weights.h5'")
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists; pass overwrite=True to replace it")
     if not model.built:
         raise ValueError(f"Model '{model.name}' has no weights yet: build it (call it on data or give it an Input) "
                          "before save_weights")
+    if max_shard_size is not None:
+        from .sharded import save_sharded
+        return save_sharded(model, filepath, max_shard_size)
     with atomic_write(filepath) as f:
         with h5py.File(f, "w") as h5:
             if filepath.endswith(".weights.h5"):
@@ -210,11 +228,11 @@ def save_weights(model, filepath, overwrite=True):
 
 
 def load_weights(model, filepath, by_name=False, skip_mismatch=False):
-    """Loads weights from '.weights.h5' / '.h5' (or the weights of a '.keras' file). A file that
-    is not what it should be raises FileFormatError naming the path and the problem. From Keras
-    3's layout ('.weights.h5', '.keras') the compiled model's optimizer state is loaded too, as
-    Keras does (an optimizer not built yet keeps its state, with a warning: see
-    state.load_optimizer)."""
+    """Loads weights from '.weights.h5' / '.h5' (or the weights of a '.keras' file, or Keras's
+    sharded '.weights.json' and its shards). A file that is not what it should be raises
+    FileFormatError naming the path and the problem. From Keras 3's layout ('.weights.h5',
+    '.keras', '.weights.json') the compiled model's optimizer state is loaded too, as Keras does
+    (an optimizer not built yet keeps its state, with a warning: see state.load_optimizer)."""
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"No weights file at {filepath}")
@@ -223,6 +241,15 @@ def load_weights(model, filepath, by_name=False, skip_mismatch=False):
             _, weights, _ = _read_keras_zip(filepath)
             with _open_h5_bytes(weights, filepath) as h5:
                 read_weights(h5, model, by_name, skip_mismatch, filepath)
+            return
+        if filepath.endswith(".json"):
+            if by_name:
+                raise ValueError(f"{filepath} holds sharded weights in Keras 3's layout, which is matched by "
+                                 "structure; by_name=True needs a legacy '.h5' weights file")
+            from .sharded import ShardedReader
+            from .state import load_state
+            with ShardedReader(filepath) as root:
+                load_state(model, root, filepath, include_optimizer=True, skip_mismatch=skip_mismatch)
             return
         with _open_h5(filepath) as h5:
             read_weights(h5, model, by_name, skip_mismatch, filepath)

@@ -101,10 +101,11 @@ class Model(Trainer, Layer):
         from .io import save_model
         save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer, zipped=zipped, **kwargs)
 
-    def save_weights(self, filepath, overwrite=True):
-        """Writes the weights in Keras's HDF5 layout (root attr layer_names, per-layer weight_names)."""
+    def save_weights(self, filepath, overwrite=True, max_shard_size=None):
+        """Writes the weights: '.weights.h5' in Keras 3's layout, other '.h5' names in Keras's
+        legacy layout; with `max_shard_size` (GB), Keras's sharded '.weights.json' and shards."""
         from .io import save_weights
-        save_weights(self, filepath, overwrite=overwrite)
+        save_weights(self, filepath, overwrite=overwrite, max_shard_size=max_shard_size)
 
     def load_weights(self, filepath, by_name=False, skip_mismatch=False):
         """Reads Keras-layout HDF5 weights by layer order, or by layer name with by_name=True."""
