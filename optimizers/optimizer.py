@@ -20,6 +20,71 @@ from . import schedules
 _f32 = np.float32
 
 
+class _IterationCount(int):
+    """What `optimizer.iterations` returns: the count as an int that also reads as Keras's
+    `iterations` variable does: `.numpy()`, `.value`, `.dtype`, `.shape`, and `.assign(n)` /
+    `.assign_add(n)`, which set the optimizer's count."""
+
+    def __new__(cls, value, optimizer):
+        self = int.__new__(cls, value)
+        self._optimizer = optimizer
+        return self
+
+    dtype = "int64"
+    shape = ()
+
+    @property
+    def value(self):
+        return int(self)
+
+    def numpy(self):
+        return np.asarray(int(self), np.int64)
+
+    def assign(self, value):
+        self._optimizer.iterations = int(np.asarray(value))
+        return self._optimizer.iterations
+
+    def assign_add(self, value):
+        return self.assign(int(self) + int(np.asarray(value)))
+
+    def __reduce__(self):   # pickled, copied or sent to another process: a plain int
+        return int, (int(self),)
+
+
+class _LearningRate(float):
+    """What `optimizer.learning_rate` returns: the current rate as a float that also reads as
+    Keras's `learning_rate` variable does: `.numpy()` (float32), `.value`, `.dtype`, `.shape`, and
+    `.assign(rate)`, which sets the optimizer's rate (refused while a schedule drives it, as in Keras,
+    where the rate is then computed, not a variable)."""
+
+    def __new__(cls, value, optimizer):
+        self = float.__new__(cls, value)
+        self._optimizer = optimizer
+        return self
+
+    dtype = "float32"
+    shape = ()
+
+    @property
+    def value(self):
+        return float(self)
+
+    def numpy(self):
+        return np.asarray(float(self), np.float32)
+
+    def assign(self, value):
+        opt = self._optimizer
+        if callable(opt._learning_rate):
+            raise TypeError(f"{type(opt).__name__}: the learning rate comes from {opt._learning_rate!r}, a schedule or "
+                            "callable, so it cannot be assigned; set `optimizer.learning_rate = value` to replace it "
+                            "with a fixed rate")
+        opt.learning_rate = float(np.asarray(value))
+        return opt.learning_rate
+
+    def __reduce__(self):   # pickled, copied or sent to another process: a plain float
+        return float, (float(self),)
+
+
 class Optimizer:
     def __init__(self, learning_rate=0.001, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
                  use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None, loss_scale_factor=None,
@@ -79,8 +144,8 @@ class Optimizer:
         """Update steps taken: calls of apply, or with gradient accumulation the completed
         accumulations (as Keras: `iteration // gradient_accumulation_steps`)."""
         if self.gradient_accumulation_steps:
-            return self._iterations // self.gradient_accumulation_steps
-        return self._iterations
+            return _IterationCount(self._iterations // self.gradient_accumulation_steps, self)
+        return _IterationCount(self._iterations, self)
 
     @iterations.setter
     def iterations(self, value):
@@ -97,6 +162,10 @@ class Optimizer:
     # -- learning rate --
     @property
     def learning_rate(self):
+        """The current rate: a float that also has Keras's variable methods (`_LearningRate`)."""
+        return _LearningRate(self._current_learning_rate(), self)
+
+    def _current_learning_rate(self):
         lr = self._learning_rate
         if isinstance(lr, schedules.LearningRateSchedule):
             return float(lr(self._iterations))   # Keras: schedules see every call of apply
@@ -284,7 +353,7 @@ class Optimizer:
                               "gradients by the factor, but scale_loss() has never been called: take the gradients of "
                               "optimizer.scale_loss(loss), or the updates are that much too small.", stacklevel=2)
             checked = [self._unscale(g) for g in checked]
-        lr = self.learning_rate
+        lr = self._current_learning_rate()
         steps = self.gradient_accumulation_steps
         if steps:
             accs = [self._accumulators[self._index[id(v)]] for v in variables]

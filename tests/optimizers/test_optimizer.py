@@ -327,3 +327,33 @@ def test_gradient_clipping_reads_nothing_back_from_the_device(kw):
         want = [[1 - 3 / 13, 1 - 4 / 13], [1.0, 1 - 12 / 13]]
     np.testing.assert_allclose(v1.numpy(), want[0], rtol=1e-6)
     np.testing.assert_allclose(v2.numpy(), want[1], rtol=1e-6)
+
+
+def test_iterations_and_learning_rate_read_as_keras_variables():
+    import copy
+    import pickle
+
+    from lamina import optimizers
+    opt = optimizers.SGD(0.1)
+    v = lamina.Variable(np.ones(3, np.float32))
+    opt.apply([lamina.ops.ones((3,))], [v])
+    it, lr = opt.iterations, opt.learning_rate
+    assert it == 1 and isinstance(it, int) and it.numpy().dtype == np.int64 and int(it.numpy()) == 1
+    assert lr == 0.1 and isinstance(lr, float) and lr.numpy().dtype == np.float32 and lr.value == 0.1
+    assert it.shape == () == lr.shape and it.dtype == "int64" and lr.dtype == "float32"
+    assert float(lamina.ops.convert_to_numpy(lr)) == pytest.approx(0.1)
+    opt.learning_rate.assign(0.05)
+    assert opt.learning_rate == 0.05 and type(opt._learning_rate) is float
+    opt.iterations.assign(10)
+    opt.iterations.assign_add(np.int64(2))
+    assert opt.iterations == 12 and type(opt.iterations + 1) is int
+    assert type(pickle.loads(pickle.dumps(opt.iterations))) is int
+    assert type(copy.deepcopy(opt.learning_rate)) is float
+    other = optimizers.Adam(learning_rate=opt.learning_rate)   # a plain float inside
+    assert type(other._learning_rate) is float and other.learning_rate == 0.05
+    sched = optimizers.SGD(optimizers.schedules.ExponentialDecay(0.1, 10, 0.5))
+    with pytest.raises(TypeError, match="comes from .*ExponentialDecay.*cannot be assigned.*optimizer.learning_rate ="):
+        sched.learning_rate.assign(0.3)
+    before = v.numpy().copy()
+    opt.apply([lamina.ops.ones((3,))], [v])   # the assigned rate is the one used
+    np.testing.assert_allclose(before - v.numpy(), 0.05, rtol=1e-6)
