@@ -227,6 +227,8 @@ class AutoContrast(_ImageLayer):
         self.value_range = value_range_arg("AutoContrast", value_range)
 
     def call(self, inputs):
+        if isinstance(inputs, dict):
+            return self._call_dict(inputs, True)
         with device_scope(inputs.device):
             x, single = _to_nhwc(self, inputs)
             return _from_nhwc(self, self._transform(_float(x), None), single)
@@ -397,6 +399,8 @@ class Equalization(_ImageLayer):
     def call(self, inputs, training=True):
         if training is None:
             training = True
+        if isinstance(inputs, dict):
+            return self._call_dict(inputs, bool(training))
         if not training:
             return inputs
         with device_scope(inputs.device):
@@ -513,6 +517,8 @@ class ContrastLimitedAdaptiveHistogramEqualization(_ImageLayer):
         self.tile_grid_size = (int(grid[0]), int(grid[1]))
 
     def call(self, inputs):
+        if isinstance(inputs, dict):     # Keras's CLAHE has no transform for the other entries (it raises
+            return self._call_dict(inputs, True)   # NotImplementedError): a colour change, they pass unchanged
         with device_scope(inputs.device):
             x, single = _to_nhwc(self, inputs)
             y = self._transform(_float(x), None)

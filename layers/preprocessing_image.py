@@ -18,6 +18,10 @@ augmentations. Like Keras they act when `training` is true; a call that does not
 `fit` trains, and `predict` / `evaluate` / `training=False` run the inference path (the identity,
 except RandomCrop, which then crops the largest centred window of the target aspect ratio and
 resizes it to (height, width), as its documentation says).
+
+Every image layer also takes Keras's dict input {"images", "bounding_boxes", "labels",
+"segmentation_masks"} and the argument `bounding_box_format`: one draw moves the images, the
+boxes and the masks alike (layers/preprocessing_boxes.py).
 """
 import math
 import numbers
@@ -34,6 +38,8 @@ from ..backend.resampling import transform_batch as affine_transform  # noqa: F4
 from ..backend.random import SeedGenerator
 from ..backend.settings import standardize_data_format
 from .layer import InputSpec, Layer
+from .preprocessing_boxes import box_format_arg as _box_format
+from .preprocessing_boxes import call_with_dict, inverse_affine_boxes, transform_box_dict
 
 _RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "lanczos3", "lanczos5")
 _AFFINE_INTERPOLATIONS = ("nearest", "bilinear")
@@ -157,21 +163,89 @@ def _check_area(layer, x):
                          f"(channels_last view of the input)")
 
 
-def _smart_resize(x, height, width):
+def _smart_resize(x, height, width, interpolation="bilinear"):
     """keras.utils.smart_resize on a float NHWC batch: the centred aspect-ratio crop, resized."""
     top, left, ch, cw = _aspect_crop_box(x.shape[1], x.shape[2], height, width)
-    return resize_images(x[:, top:top + ch, left:left + cw, :], height, width)
+    return resize_images(x[:, top:top + ch, left:left + cw, :], height, width, interpolation)
+
+
+def _window_boxes(boxes, top, left, win_h, win_w, height, width):
+    """"xyxy" boxes in the coordinates of the window (top, left, win_h, win_w) of the image,
+    clipped to it, then scaled as the window is resized to (height, width)."""
+    lo = np.array([left, top, left, top], np.float32)
+    hi = np.array([left + win_w, top + win_h, left + win_w, top + win_h], np.float32)
+    scale = np.array([width / win_w, height / win_h] * 2, np.float32)
+    return ops.multiply(ops.subtract(ops.minimum(ops.maximum(boxes, lo), hi), lo), scale)
 
 
 # ---- layers ------------------------------------------------------------------------------------------
 
 class _ImageLayer(Layer):
-    """Shared by the image layers: `data_format`, rank-3/4 inputs, float32 outputs."""
+    """Shared by the image layers: `data_format`, rank-3/4 inputs, float32 outputs, and Keras's
+    dict inputs (layers/preprocessing_boxes.py's notes apply)."""
 
-    def __init__(self, data_format=None, **kwargs):
+    def __init__(self, data_format=None, bounding_box_format=None, **kwargs):
         super().__init__(**kwargs)
         self.data_format = _data_format(type(self).__name__, data_format)
+        self.bounding_box_format = _box_format(type(self).__name__, bounding_box_format)
         self.input_spec = InputSpec(min_ndim=3, max_ndim=4)
+
+    def __call__(self, inputs, *args, **kwargs):
+        if not isinstance(inputs, dict):
+            return super().__call__(inputs, *args, **kwargs)
+        return call_with_dict(self, super().__call__, inputs, args, kwargs)
+
+    def _call_dict(self, data, training):
+        """Keras's dict call: {"images", "bounding_boxes", "labels", "segmentation_masks"}, the
+        same random parameters for every entry (the boxes were checked and densified by
+        call_with_dict)."""
+        images = data["images"]
+        if "bounding_boxes" in data and self._boxes_unsupported:
+            raise ValueError(f"{type(self).__name__} '{self.name}': {self._boxes_unsupported}; remove the "
+                             f"'bounding_boxes' entry of the input, or move the boxes with another layer")
+        out = dict(data)
+        with device_scope(images.device):
+            x, single = _to_nhwc(self, images)
+            params = self._dict_params(_float(x), training)
+            out["images"] = self._dict_images(images, x, single, params, training)
+            if "bounding_boxes" in data:
+                out["bounding_boxes"] = self._dict_boxes(data["bounding_boxes"], single, params,
+                                                         (x.shape[1], x.shape[2]))
+            if "labels" in data and params is not None:
+                out["labels"] = self._transform_labels(data["labels"], params)
+            if "segmentation_masks" in data and params is not None:
+                m, m_single = _to_nhwc(self, data["segmentation_masks"])
+                out["segmentation_masks"] = _from_nhwc(self, self._transform_masks(_float(m), params), m_single)
+        return out
+
+    # -- dict inputs: what each layer does to the entries besides the images (defaults: a colour
+    # layer's; the geometric layers override them) --
+    def _dict_params(self, x, training):
+        """The parameters shared by the images, boxes and masks of one dict call (None: the
+        boxes and masks pass unchanged)."""
+        return None
+
+    def _dict_images(self, images, x, single, params, training):
+        """The images of a dict call: by default the layer's own image path."""
+        return self.call(images, training=training) if self._call_has_training else self.call(images)
+
+    _geometric = False    # whether the boxes and masks of a dict input move with the images
+    _boxes_unsupported = None     # the reason, for a layer that cannot move bounding boxes (as in Keras)
+
+    def _dict_boxes(self, bounding_boxes, single, params, size):
+        return transform_box_dict(self, bounding_boxes, single, params, size)
+
+    def _transform_boxes(self, boxes, params, size):
+        """("xyxy" boxes (batch, N, 4) in the output image, its (height, width)) for boxes of an
+        input image of `size`."""
+        return boxes, size
+
+    def _transform_masks(self, masks, params):
+        """Segmentation masks (float NHWC) through the same geometry, nearest sampling."""
+        return masks
+
+    def _transform_labels(self, labels, params):
+        return labels
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -180,7 +254,10 @@ class _ImageLayer(Layer):
         return dtypes.FLOAT32
 
     def get_config(self):
-        return {**super().get_config(), "data_format": self.data_format}
+        config = {**super().get_config(), "data_format": self.data_format}
+        if self.bounding_box_format is not None:
+            config["bounding_box_format"] = self.bounding_box_format
+        return config
 
 
 class Resizing(_ImageLayer):
@@ -207,11 +284,42 @@ class Resizing(_ImageLayer):
         self.antialias = bool(antialias)
 
     def call(self, inputs):
+        if isinstance(inputs, dict):
+            return self._call_dict(inputs, True)
         if inputs.dtype == dtypes.BOOL:      # resized as 0. / 1. (the op resizes numbers)
             inputs = ops.cast(inputs, dtypes.FLOAT32)
         return image_ops.resize(inputs, (self.height, self.width), self.interpolation, self.antialias,
                                 self.crop_to_aspect_ratio, self.pad_to_aspect_ratio, self.fill_mode, self.fill_value,
                                 self.data_format)
+
+    def _dict_params(self, x, training):
+        return x.shape[1], x.shape[2]
+
+    def _transform_masks(self, masks, params):
+        return image_ops.resize(masks, (self.height, self.width), "nearest", False, self.crop_to_aspect_ratio,
+                                self.pad_to_aspect_ratio, self.fill_mode, self.fill_value, "channels_last")
+
+    def _transform_boxes(self, boxes, params, size):
+        """Keras's Resizing boxes: stretched, or scaled and shifted as the aspect-ratio crop or pad
+        moves the image; boxes of padding (all -1 or all 0) stay zero."""
+        h, w = float(size[0]), float(size[1])
+        padding = ops.logical_or(ops.all(ops.equal(boxes, -1.0), axis=-1, keepdims=True),
+                                 ops.all(ops.equal(boxes, 0.0), axis=-1, keepdims=True))
+        if self.pad_to_aspect_ratio:
+            s = min(self.height / h, self.width / w)
+            sx = sy = s
+            dx, dy = (self.width - w * s) // 2, (self.height - h * s) // 2
+        elif self.crop_to_aspect_ratio:
+            wide = w / h > self.width / self.height
+            new_w = self.height * (w / h) if wide else float(self.width)
+            new_h = float(self.height) if wide else self.width / (w / h)
+            sx, sy = new_w / w, new_h / h
+            dx, dy = -((new_w - self.width) // 2), -((new_h - self.height) // 2)
+        else:
+            sx, sy, dx, dy = self.width / w, self.height / h, 0.0, 0.0
+        moved = ops.add(ops.multiply(boxes, np.array([sx, sy, sx, sy], np.float32)),
+                        np.array([dx, dy, dx, dy], np.float32))
+        return ops.where(padding, 0.0, moved), (self.height, self.width)
 
     def compute_output_shape(self, input_shape):
         return _with_hw(input_shape, self.data_format, self.height, self.width)
@@ -235,17 +343,35 @@ class CenterCrop(_ImageLayer):
         self.height, self.width = _size("CenterCrop", "height", height), _size("CenterCrop", "width", width)
 
     def call(self, inputs):
+        if isinstance(inputs, dict):
+            return self._call_dict(inputs, True)
         with device_scope(inputs.device):
             x, single = _to_nhwc(self, inputs)
             return _from_nhwc(self, self._crop(_float(x)), single)
 
-    def _crop(self, x):
+    def _crop(self, x, interpolation="bilinear"):
         _, h, w, _ = x.shape
         if h >= self.height and w >= self.width:
             top, left = (h - self.height) // 2, (w - self.width) // 2
             return x[:, top:top + self.height, left:left + self.width, :]
         _check_area(self, x)
-        return _smart_resize(x, self.height, self.width)
+        return _smart_resize(x, self.height, self.width, interpolation)
+
+    def _dict_params(self, x, training):
+        return x.shape[1], x.shape[2]
+
+    def _transform_masks(self, masks, params):
+        return self._crop(masks, "nearest")
+
+    def _transform_boxes(self, boxes, params, size):
+        """Keras's CenterCrop boxes: in the window's coordinates, clipped to it; a window of the
+        target aspect ratio that is resized scales them too."""
+        h, w = size
+        if h >= self.height and w >= self.width:
+            top, left, ch, cw = (h - self.height) // 2, (w - self.width) // 2, self.height, self.width
+        else:
+            top, left, ch, cw = _aspect_crop_box(h, w, self.height, self.width)
+        return _window_boxes(boxes, top, left, ch, cw, self.height, self.width), (self.height, self.width)
 
     def compute_output_shape(self, input_shape):
         return _with_hw(input_shape, self.data_format, self.height, self.width)
@@ -279,6 +405,8 @@ class _RandomLayer(_ImageLayer):
     def call(self, inputs, training=True):
         if training is None:       # Keras's call signature defaults `training` to True
             training = True
+        if isinstance(inputs, dict):
+            return self._call_dict(inputs, bool(training))
         if not training and self._identity_at_inference:
             return inputs
         with device_scope(inputs.device):    # random draws and constants go where the images are
@@ -290,6 +418,17 @@ class _RandomLayer(_ImageLayer):
         if not training or x.shape[0] == 0:
             return x
         return self._transform(x, self._draw(x, self.generator))
+
+    def _dict_params(self, x, training):
+        if not self._geometric or not training or x.shape[0] == 0:
+            return None
+        return self._draw(x, self.generator)
+
+    def _dict_images(self, images, x, single, params, training):
+        if not self._geometric:
+            return super()._dict_images(images, x, single, params, training)
+        x = _float(x)
+        return _from_nhwc(self, x if params is None else self._transform(x, params), single)
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
@@ -313,23 +452,68 @@ class RandomCrop(_RandomLayer):
         if self.seed is None:      # Keras saves a concrete seed for RandomCrop (make_default_seed)
             self.seed = int(np.random.randint(1, int(1e9)))
 
+    _geometric = True
+
     def _augment(self, x, training):
         x = _float(x)
+        return self._crop(x, self._dict_params(x, training))
+
+    def _dict_params(self, x, training):
+        """(how, top, left): "random" (a uniform window; top and left are tensors), "aspect"
+        (Keras's training path for an input no larger: the target-size window at the centred
+        aspect-ratio crop's corner, resized) or "smart" (inference: the centred aspect-ratio crop,
+        resized)."""
         _, h, w, _ = x.shape
         if (h, w) != (self.height, self.width) and not (training and h > self.height and w > self.width):
             _check_area(self, x)
-        if not training:
-            return x if (h, w) == (self.height, self.width) else _smart_resize(x, self.height, self.width)
-        if h > self.height and w > self.width:
+        if training and h > self.height and w > self.width:
             top = ops.cast(self._uniform((), 0.0, float(h - self.height + 1)), dtypes.INT64)
             left = ops.cast(self._uniform((), 0.0, float(w - self.width + 1)), dtypes.INT64)
+            return "random", top, left
+        top, left, _, _ = _aspect_crop_box(h, w, self.height, self.width)
+        return ("aspect" if training else "smart"), top, left
+
+    def _dict_images(self, images, x, single, params, training):
+        return _from_nhwc(self, self._crop(_float(x), params), single)
+
+    def _window(self, h, w, params):
+        """(top, left, window height, window width) of the crop in an h x w image."""
+        how, top, left = params
+        if how == "random":
+            return top, left, self.height, self.width
+        if how == "smart" or (h, w) == (self.height, self.width):
+            return _aspect_crop_box(h, w, self.height, self.width)
+        return top, left, min(self.height, h - top), min(self.width, w - left)
+
+    def _crop(self, x, params, interpolation="bilinear"):
+        how, top, left = params
+        _, h, w, _ = x.shape
+        if how == "random":
             x = ops.take(x, ops.add(ops.arange(self.height), top), axis=1)
             return ops.take(x, ops.add(ops.arange(self.width), left), axis=2)
-        top, left, _, _ = _aspect_crop_box(h, w, self.height, self.width)
+        if how == "smart":
+            return x if (h, w) == (self.height, self.width) else \
+                _smart_resize(x, self.height, self.width, interpolation)
         y = x[:, top:top + self.height, left:left + self.width, :]
         if tuple(y.shape[1:3]) != (self.height, self.width):
-            y = resize_images(y, self.height, self.width)
+            y = resize_images(y, self.height, self.width, interpolation)
         return y
+
+    def _transform_masks(self, masks, params):
+        return self._crop(masks, params, "nearest")
+
+    def _transform_boxes(self, boxes, params, size):
+        """The boxes in the crop window's coordinates, clipped to it (scaled when the window is
+        resized). Keras 3.15's RandomCrop subtracts the window's top from x and its left from y
+        (swapped) and clips nothing, and leaves the boxes at inference while lamina crops and
+        resizes the images then: lamina moves the boxes with the pixels in both modes."""
+        top, left, win_h, win_w = self._window(size[0], size[1], params)
+        if params[0] == "random":
+            t, l = ops.cast(top, dtypes.FLOAT32), ops.cast(left, dtypes.FLOAT32)
+            lo = ops.stack([l, t, l, t])
+            hi = ops.add(lo, np.array([win_w, win_h, win_w, win_h], np.float32))
+            return ops.subtract(ops.minimum(ops.maximum(boxes, lo), hi), lo), (self.height, self.width)
+        return _window_boxes(boxes, top, left, win_h, win_w, self.height, self.width), (self.height, self.width)
 
     def compute_output_shape(self, input_shape):
         return _with_hw(input_shape, self.data_format, self.height, self.width)
@@ -349,16 +533,29 @@ class RandomFlip(_RandomLayer):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
         self.mode = _choice("RandomFlip", "mode", mode, ("horizontal", "vertical", "horizontal_and_vertical"))
 
-    def _augment(self, x, training):
-        x = _float(x)
-        if not training or x.shape[0] == 0:
-            return x
-        flips = ops.less_equal(self._uniform((x.shape[0], 1, 1, 1), 0.0, 1.0), 0.5)
+    _geometric = True
+
+    def _draw(self, x, generator):
+        return ops.less_equal(self._uniform((x.shape[0], 1, 1, 1), 0.0, 1.0, generator), 0.5)
+
+    def _transform(self, x, flips):
         if self.mode in ("horizontal", "horizontal_and_vertical"):
             x = ops.where(flips, ops.flip(x, axis=2), x)
         if self.mode in ("vertical", "horizontal_and_vertical"):
             x = ops.where(flips, ops.flip(x, axis=1), x)
         return x
+
+    _transform_masks = _transform
+
+    def _transform_boxes(self, boxes, flips, size):
+        h, w = float(size[0]), float(size[1])
+        x1, y1, x2, y2 = ops.split(boxes, 4, axis=-1)
+        flips = ops.reshape(flips, (-1, 1, 1))
+        if self.mode in ("horizontal", "horizontal_and_vertical"):
+            x1, x2 = ops.where(flips, ops.subtract(w, x2), x1), ops.where(flips, ops.subtract(w, x1), x2)
+        if self.mode in ("vertical", "horizontal_and_vertical"):
+            y1, y2 = ops.where(flips, ops.subtract(h, y2), y1), ops.where(flips, ops.subtract(h, y1), y2)
+        return ops.concatenate([x1, y1, x2, y2], axis=-1), size
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
@@ -381,6 +578,14 @@ class _AffineLayer(_RandomLayer):
 
     def _transform(self, x, matrix):
         return affine_transform(x, matrix, self.interpolation, self.fill_mode, self.fill_value)
+
+    _geometric = True
+
+    def _transform_masks(self, masks, matrix):
+        return affine_transform(masks, matrix, "nearest", self.fill_mode, self.fill_value)
+
+    def _transform_boxes(self, boxes, matrix, size):
+        return inverse_affine_boxes(boxes, matrix), size
 
     def get_config(self):
         return {**super().get_config(), "fill_mode": self.fill_mode, "fill_value": self.fill_value,

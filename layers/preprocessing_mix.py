@@ -1,9 +1,12 @@
 """Augmentation layers that mix images or compose other augmentations, as Keras 3's: MixUp,
 CutMix (which also mix the labels), RandAugment and AugMix.
 
-MixUp and CutMix take an image batch, or a dict {"images": ..., "labels": ...,
-"segmentation_masks": ...} (Keras's form; labels one-hot or soft, (batch, classes)), and return
-the same structure. RandAugment and AugMix draw from their own generator and apply the
+MixUp and CutMix take an image batch, or Keras's dict {"images": ..., "labels": ...,
+"segmentation_masks": ..., "bounding_boxes": ...} (labels one-hot or soft, (batch, classes);
+layers/preprocessing_boxes.py), and return the same structure: MixUp appends each partner's
+boxes to an image's, CutMix refuses boxes (as Keras's). RandAugment moves boxes and masks
+through its chosen geometric steps; AugMix blends the masks through its chains and leaves the
+boxes, as Keras's. RandAugment and AugMix draw from their own generator and apply the
 sub-layers' transforms (`_draw` / `_transform`, layers/preprocessing_image.py) to a float NHWC
 batch; the choice of sub-layers is drawn from the layer's seeded generator (Keras's AugMix uses
 Python's unseeded `random.choice`, so lamina's is reproducible where Keras's is not).
@@ -20,6 +23,7 @@ import numpy as np
 from .. import ops
 from ..backend import dtypes
 from ..backend.device import device as device_scope
+from .preprocessing_boxes import clip_boxes, transform_box_dict
 from .preprocessing_color import (AutoContrast, Equalization, RandomBrightness, RandomColorDegeneration,
                                   RandomPosterization, Solarization, channels, value_range_arg)
 from .preprocessing_image import (_AFFINE_INTERPOLATIONS, RandomContrast, RandomRotation, RandomTranslation,
@@ -68,44 +72,32 @@ def _positive(who, name, value):
 
 
 class _MixLayer(_RandomLayer):
-    """MixUp / CutMix: an image batch, or a dict with "images" and optionally "labels" and
-    "segmentation_masks"; `_draw` gives the parameters, `_mix_images` / `_mix_labels` apply them."""
-
-    _KEYS = ("images", "labels", "segmentation_masks")
+    """MixUp / CutMix: an image batch, or a dict; `_draw` gives the parameters, `_transform`
+    applies them to images and masks, `_mix_labels` to the labels."""
 
     def __init__(self, seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
         self.input_spec = None   # a dict's entries have different ranks: checked in call
 
-    def call(self, inputs, training=True):
-        if training is None:
-            training = True
-        if not isinstance(inputs, dict):
-            return super().call(inputs, training=training)
-        who = f"{type(self).__name__} '{self.name}'"
-        unknown = sorted(set(inputs) - set(self._KEYS))
-        if unknown or "images" not in inputs:
-            extra = " (bounding boxes are not supported by lamina's image layers)" if "bounding_boxes" in unknown \
-                else ""
-            raise ValueError(f"{who}: a dict input must have the key 'images' and may have 'labels' and "
-                             f"'segmentation_masks', received keys {sorted(inputs)}{extra}")
-        images = inputs["images"]
-        if not training and self._identity_at_inference:
-            return dict(inputs)
-        with device_scope(images.device):
-            x, single = _to_nhwc(self, images)
-            x = _float(x)
-            out = dict(inputs)
-            params = self._draw(x, self.generator) if training and x.shape[0] and not single else None
-            out["images"] = _from_nhwc(self, x if params is None else self._transform(x, params), single)
-            if "labels" in inputs and params is not None:
-                out["labels"] = self._mix_labels(inputs["labels"], params)
-            if "segmentation_masks" in inputs:
-                m, _ = _to_nhwc(self, inputs["segmentation_masks"])
-                m = _float(m)
-                out["segmentation_masks"] = _from_nhwc(self, m if params is None else self._transform(m, params),
-                                                       single)
-            return out
+    def _call_dict(self, data, training):
+        if getattr(data["images"], "ndim", None) == 3:    # one image: nothing to mix with
+            training = False
+        return super()._call_dict(data, training)
+
+    def _dict_params(self, x, training):
+        return self._draw(x, self.generator) if training and x.shape[0] else None
+
+    def _dict_images(self, images, x, single, params, training):
+        if params is None and not training and self._identity_at_inference:
+            return images
+        x = _float(x)
+        return _from_nhwc(self, x if params is None else self._transform(x, params), single)
+
+    def _transform_masks(self, masks, params):
+        return self._transform(masks, params)
+
+    def _transform_labels(self, labels, params):
+        return self._mix_labels(labels, params)
 
     def _mix_labels(self, labels, params):
         weight, perm = params[0], params[1]
@@ -141,6 +133,18 @@ class MixUp(_MixLayer):
         w = ops.reshape(weight, (x.shape[0], 1, 1, 1))
         return ops.add(ops.multiply(w, x), ops.multiply(ops.subtract(1.0, w), ops.take(x, perm, axis=0)))
 
+    def _dict_boxes(self, bounding_boxes, single, params, size):
+        """Keras's MixUp boxes: each image keeps its boxes and gets those of the image it is mixed
+        with after them ((batch, 2N, 4) boxes, (batch, 2N) labels). Keras 3.15 joins the labels
+        along the batch axis instead ((2 batch, N), no longer one label per box); lamina joins
+        them along the boxes, like the boxes."""
+        out = transform_box_dict(self, bounding_boxes, single, None, size)
+        if params is not None:
+            perm = params[1]
+            for key in ("boxes", "labels"):
+                out[key] = ops.concatenate([out[key], ops.take(out[key], perm, axis=0)], axis=1)
+        return out
+
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha}
 
@@ -155,6 +159,9 @@ class CutMix(_MixLayer):
     def __init__(self, factor=1.0, seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
         self.factor = _base_factor("CutMix", factor, (0, 1))
+
+    _boxes_unsupported = ("bounding boxes cannot be cut and mixed (Keras's CutMix raises NotImplementedError for "
+                          "them)")
 
     def call(self, inputs, training=True):
         if not isinstance(inputs, dict) and getattr(inputs, "ndim", None) == 3:   # Keras: no mixing of one image
@@ -251,6 +258,35 @@ class RandAugment(_RandomLayer):
             x = self._augment_layers[i]._transform(x, params)
         return x
 
+    # dict inputs: the chosen augmentations' geometry moves the boxes and masks, one after the
+    # other, as it moves the images (Keras 3.15 moves the original boxes by each chosen
+    # augmentation separately and keeps the last one's: not the images' composition)
+    def _dict_params(self, x, training):
+        if not training or x.shape[0] == 0:
+            return None
+        channels(self, x, (1, 3))
+        return self._draw(x, self.generator)
+
+    def _dict_images(self, images, x, single, params, training):
+        x = _float(x)
+        return _from_nhwc(self, x if params is None else self._transform(x, params), single)
+
+    def _transform_masks(self, masks, steps):
+        for i, params in steps:
+            masks = self._augment_layers[i]._transform_masks(masks, params)
+        return masks
+
+    def _dict_boxes(self, bounding_boxes, single, params, size):
+        return transform_box_dict(self, bounding_boxes, single, params, size)
+
+    def _transform_boxes(self, boxes, steps, size):
+        for i, params in steps:
+            layer = self._augment_layers[i]
+            if layer._geometric:
+                boxes, size = layer._transform_boxes(boxes, params, size)
+                boxes, _ = clip_boxes(boxes, ops.zeros(boxes.shape[:-1]), *size)   # each one clips, as Keras's
+        return boxes, size
+
     def get_config(self):
         return {**super().get_config(), "value_range": self.value_range, "num_ops": self.num_ops,
                 "factor": self.factor, "interpolation": self.interpolation}
@@ -298,17 +334,37 @@ class AugMix(_RandomLayer):
         chains = [[(int(i), self._augment_layers[int(i)]._draw(x, generator)) for i in row if i < n] for row in picks]
         return weights, mix, chains
 
-    def _transform(self, x, params):
+    def _transform(self, x, params, masks=False):
         weights, mix, chains = params
         mixed = None
         for c, chain in enumerate(chains):
             y = x
             for i, p in chain:
-                y = self._augment_layers[i]._transform(y, p)
+                layer = self._augment_layers[i]
+                y = layer._transform_masks(y, p) if masks else layer._transform(y, p)
             y = ops.multiply(y, weights[c])
             mixed = y if mixed is None else ops.add(mixed, y)
         out = ops.add(ops.multiply(mix, x), ops.multiply(ops.subtract(1.0, mix), mixed))
-        return ops.clip(out, float(self.value_range[0]), float(self.value_range[1]))
+        return out if masks else ops.clip(out, float(self.value_range[0]), float(self.value_range[1]))
+
+    # dict inputs, as Keras's: the masks go through the chains' geometry (nearest) and are
+    # blended with the same weights; the boxes and labels pass unchanged
+    def _dict_params(self, x, training):
+        if not training or x.shape[0] == 0:
+            return None
+        if self.all_ops:
+            channels(self, x, (1, 3))
+        return self._draw(x, self.generator)
+
+    def _dict_images(self, images, x, single, params, training):
+        x = _float(x)
+        return _from_nhwc(self, x if params is None else self._transform(x, params), single)
+
+    def _transform_masks(self, masks, params):
+        return self._transform(masks, params, masks=True)
+
+    def _dict_boxes(self, bounding_boxes, single, params, size):
+        return transform_box_dict(self, bounding_boxes, single, None, size)
 
     def get_config(self):
         return {**super().get_config(), "value_range": self.value_range, "num_chains": self.num_chains,

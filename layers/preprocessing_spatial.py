@@ -16,6 +16,8 @@ from .. import ops
 from ..backend import dtypes
 from ..backend import image as image_ops
 from ..backend.device import device as device_scope
+from .layer import Layer
+from .preprocessing_boxes import inverse_affine_boxes, inverse_projective_boxes
 from .preprocessing_color import value_range_arg
 from .preprocessing_image import (_AFFINE_INTERPOLATIONS, _FILL_MODES, _ImageLayer, _RandomLayer, _base_factor, _choice,
                                   _columns, _number, affine_transform)
@@ -250,6 +252,18 @@ class RandomShear(_RandomLayer):
     def _transform(self, x, matrix):
         return affine_transform(x, matrix, self.interpolation, self.fill_mode, self.fill_value)
 
+    _geometric = True
+
+    def _transform_masks(self, masks, matrix):
+        return affine_transform(masks, matrix, "nearest", self.fill_mode, self.fill_value)
+
+    def _transform_boxes(self, boxes, matrix, size):
+        """Each box becomes the smallest box holding its sheared corners (the exact inverse of
+        the images' map). Keras 3.15 shears the corners in relative coordinates (right only for
+        square images) and one axis after the other (right only when one factor is zero); lamina's
+        boxes follow the pixels in every case."""
+        return inverse_affine_boxes(boxes, matrix), size
+
     def get_config(self):
         return {**super().get_config(), "x_factor": self.x_factor, "y_factor": self.y_factor,
                 "fill_mode": self.fill_mode, "interpolation": self.interpolation, "fill_value": self.fill_value}
@@ -294,15 +308,28 @@ class RandomPerspective(_RandomLayer):
             np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float32), (b, 4, 2)))
         return apply, start, ops.add(start, ops.multiply(start, shift))
 
-    def _transform(self, x, params):
+    def _transform(self, x, params, interpolation=None):
         apply, start, end = params
         if x.shape[1] < 2 or x.shape[2] < 2:
             raise ValueError(f"RandomPerspective '{self.name}': expected images at least 2 pixels high and wide (the "
                              f"four corners must be distinct points), received a batch of shape {x.shape} "
                              f"(channels_last view of the input)")
-        warped = image_ops.perspective_transform(x, start, end, interpolation=self.interpolation,
+        warped = image_ops.perspective_transform(x, start, end, interpolation=interpolation or self.interpolation,
                                                  fill_value=self.fill_value, data_format="channels_last")
         return ops.where(ops.reshape(apply, (x.shape[0], 1, 1, 1)), warped, x)
+
+    _geometric = True
+
+    def _transform_masks(self, masks, params):
+        return self._transform(masks, params, "nearest")
+
+    def _transform_boxes(self, boxes, params, size):
+        """Each box becomes the smallest box holding its four corners moved by the warp (the
+        inverse of the images' output-to-input homography), as Keras's. Keras 3.15 returns them
+        in "xyxy" whatever `bounding_box_format` is; lamina converts them back to it."""
+        apply, start, end = params
+        moved = inverse_projective_boxes(boxes, image_ops._homography(ops.convert_to_tensor(start), end))
+        return ops.where(ops.reshape(apply, (-1, 1, 1)), moved, boxes), size
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor, "scale": self.scale,
@@ -357,13 +384,21 @@ class RandomElasticTransform(_RandomLayer):
         sigma = np.float32(min(height, width)) * (np.float32(0.05) * f)
         return float(alpha), float(sigma)
 
-    def _transform(self, x, params):
+    _geometric = True
+    _boxes_unsupported = ("bounding boxes cannot follow an elastic deformation (Keras's RandomElasticTransform "
+                          "does not transform them either)")
+
+    def _transform_masks(self, masks, params):
+        return self._transform(masks, params, "nearest")
+
+    def _transform(self, x, params, interpolation=None):
         if params is None:
             return x
         apply, strength, noise_seed = params
         alpha, sigma = self.elastic_params(x.shape[1], x.shape[2], strength)
         if sigma > 0:        # a zero strength (or an empty image) moves no pixel
-            moved = image_ops.elastic_transform(x, alpha=alpha, sigma=sigma, interpolation=self.interpolation,
+            moved = image_ops.elastic_transform(x, alpha=alpha, sigma=sigma,
+                                                interpolation=interpolation or self.interpolation,
                                                 fill_mode=self.fill_mode, fill_value=self.fill_value,
                                                 seed=noise_seed, data_format="channels_last")
             x = ops.where(ops.reshape(apply, (x.shape[0], 1, 1, 1)), moved, x)
@@ -389,7 +424,7 @@ class MaxNumBoundingBoxes(_ImageLayer):
     `fill_value`."""
 
     def __init__(self, max_number, fill_value=-1, bounding_box_format=None, data_format=None, **kwargs):
-        super().__init__(data_format=data_format, **kwargs)
+        super().__init__(data_format=data_format, bounding_box_format=bounding_box_format, **kwargs)
         who = "MaxNumBoundingBoxes"
         if isinstance(max_number, (bool, np.bool_)) or not isinstance(max_number, (int, np.integer)) \
                 or max_number < 1:
@@ -400,8 +435,10 @@ class MaxNumBoundingBoxes(_ImageLayer):
             raise ValueError(f"{who}: `fill_value` must be an integer (it pads the labels too), received "
                              f"fill_value={fill_value!r}")
         self.max_number, self.fill_value = int(max_number), int(fill)
-        self.bounding_box_format = bounding_box_format
         self.input_spec = None   # a dict's entries have different ranks: checked in call
+
+    def __call__(self, inputs, *args, **kwargs):   # its own dict handling, below (no box format needed)
+        return Layer.__call__(self, inputs, *args, **kwargs)
 
     def call(self, inputs):
         who = f"MaxNumBoundingBoxes '{self.name}'"
@@ -481,7 +518,4 @@ class MaxNumBoundingBoxes(_ImageLayer):
         return flat
 
     def get_config(self):
-        config = {**super().get_config(), "max_number": self.max_number, "fill_value": self.fill_value}
-        if self.bounding_box_format is not None:
-            config["bounding_box_format"] = self.bounding_box_format
-        return config
+        return {**super().get_config(), "max_number": self.max_number, "fill_value": self.fill_value}

@@ -14,8 +14,11 @@ FLOORS = {
     "backend": set(),
     "ops": {"backend"},
     "optimizers": {"backend", "saving"},  # saving: the object registry (its own imports of layers are lazy)
+    "tree": set(),
+    "_bounding_boxes": {"backend", "ops"},
     "layers": {"backend", "ops", "activations", "constraints", "initializers", "regularizers", "dtype_policies",
-               "metrics", "saving", "_traceback"},   # _traceback imports nothing from lamina
+               "metrics", "saving", "_traceback",   # _traceback imports nothing from lamina
+               "_bounding_boxes", "tree"},          # box formats for the image layers' dict inputs; keras.tree
 }
 
 

@@ -75,8 +75,11 @@ def test_mixup_mixes_images_and_labels():
     assert d["images"] is not None and np.array_equal(d["images"].numpy(), ints)
     with pytest.raises(ValueError, match="`alpha` must be a positive number"):
         layers.MixUp(alpha=0)
-    with pytest.raises(ValueError, match="bounding boxes are not supported"):
-        layers.MixUp()({"images": IMAGES, "bounding_boxes": np.zeros((6, 1, 4), np.float32)})
+    boxes = {"boxes": np.zeros((6, 1, 4), np.float32), "labels": np.zeros((6, 1), np.int32)}
+    with pytest.raises(ValueError, match="didn't specify a bounding box format"):
+        layers.MixUp()({"images": IMAGES, "bounding_boxes": boxes})
+    mixed = layers.MixUp(bounding_box_format="xyxy", seed=3)({"images": IMAGES, "bounding_boxes": boxes})
+    assert tuple(mixed["bounding_boxes"]["boxes"].shape) == (6, 2, 4)   # each image's and its partner's
     with pytest.raises(ValueError, match="labels must have the batch size 6"):
         layers.MixUp()({"images": IMAGES, "labels": np.eye(5, dtype=np.float32)})
 
