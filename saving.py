@@ -304,13 +304,28 @@ def _public_home(cls):
     for kind, mod in _namespaces().items():
         if getattr(mod, cls.__name__, None) is cls:
             return _KERAS_MODULE[kind], None
+    if getattr(_utils(), cls.__name__, None) is cls:   # keras.utils.FeatureSpace
+        return "keras.utils", None
+    if cls.__module__ == f"{_PACKAGE}._feature_space" and cls.__name__ in ("Feature", "Cross"):
+        return _FEATURE_SPACE_MODULE, cls.__name__   # as Keras writes its FeatureSpace's parts
     return None
+
+
+_FEATURE_SPACE_MODULE = "keras.src.layers.preprocessing.feature_space"
+
+
+def _utils():
+    import importlib
+    return importlib.import_module(f"{_PACKAGE}.utils")
 
 
 def _find_class(class_name, module):
     """The lamina class Keras's (module, class_name) names, or None."""
     spaces = _namespaces()
     kind = None
+    if module == _FEATURE_SPACE_MODULE and class_name in ("Feature", "Cross"):
+        import importlib
+        return getattr(importlib.import_module(f"{_PACKAGE}._feature_space"), class_name)
     if module:
         parts = module.split(".")
         if parts[0] not in ("keras", _PACKAGE):
@@ -318,6 +333,9 @@ def _find_class(class_name, module):
         kind = next((k for k in ("schedules",) + _KINDS if k in parts[1:]), None)
         if kind is None and ("models" in parts or len(parts) == 1):
             kind = "models"
+        if kind is None and "utils" in parts[1:]:     # keras.utils.FeatureSpace
+            obj = getattr(_utils(), class_name, None)
+            return obj if isinstance(obj, type) else None
         if kind is None:
             return None      # e.g. Keras's ops ("keras.src.ops.numpy"): no lamina class stands for them
     if kind == "models" or kind is None:

@@ -1,6 +1,7 @@
 """Utilities, as `keras.utils`: to_categorical, normalize, pad_sequences, set_random_seed,
 clear_session, get_file, custom-object registration, `Config`, `PyDataset` (`Sequence`),
 `pack_x_y_sample_weight` / `unpack_x_y_sample_weight`, `is_keras_tensor` / `get_source_inputs`,
+`FeatureSpace` (structured-data preprocessing: _feature_space.py),
 datasets from folders and arrays (`image_dataset_from_directory`, `text_dataset_from_directory`,
 `audio_dataset_from_directory`, `timeseries_dataset_from_array`, `split_dataset`), image files
 (`load_img`, `img_to_array`, `array_to_img`, `save_img`; these need Pillow), the text progress bar
@@ -24,6 +25,7 @@ from ._dataset_utils import (audio_dataset_from_directory, split_dataset, text_d
 from ._progbar import (Progbar, disable_interactive_logging, enable_interactive_logging,  # noqa: F401
                        is_interactive_logging_enabled)
 from .backend.dtypes import standardize as standardize_dtype  # noqa: F401
+from ._feature_space import FeatureSpace  # noqa: F401  (keras.utils.FeatureSpace)
 from .datasets._files import get_file  # noqa: F401
 from .datasets._image import array_to_img, img_to_array, load_img, save_img  # noqa: F401
 from .datasets.image_folder import image_dataset_from_directory  # noqa: F401
