@@ -112,6 +112,16 @@ class Model(Trainer, Layer):
         from .io import load_weights
         load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
+        """Writes the model for inference, as Keras 3's Model.export. lamina writes format="onnx"
+        itself (needs the `onnx` package; `opset_version=` 17 to 21, default 17) for built
+        Sequential and Functional models; Keras's other formats ("tf_saved_model", its default,
+        "litert", "openvino", "torch") need TensorFlow, OpenVINO or PyTorch and raise
+        NotImplementedError. `input_signature`: None (the model's inputs, batch axis dynamic) or
+        one lamina.InputSpec / lamina.Input per input. See models/export_onnx.py."""
+        from .export_onnx import export_model
+        export_model(self, filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
+
     # -- configs, as Keras's Model --
     @classmethod
     def from_config(cls, config, custom_objects=None):

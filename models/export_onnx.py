@@ -1,0 +1,882 @@
+"""`Model.export(filepath, format="onnx")`: the ONNX graph of a built Sequential or Functional model,
+written by lamina itself (no TensorFlow, tf2onnx or jax2onnx), for inference (Dropout and noise
+layers are identities, BatchNormalization uses its moving statistics).
+
+The `onnx` package builds and checks the graph (an optional dependency: `pip install onnx`, or
+lamina's "onnx" extra); it is imported only when a model is exported. Default opset 17 (ONNX Runtime
+runs opsets 17 to 21 of these graphs; `opset_version=` picks one). lamina's layers are channels-last:
+convolutions and poolings are wrapped in Transposes to ONNX's channels-first layout (ONNX Runtime's
+optimizer removes the pairs that cancel). Graph inputs are named after the model's Inputs (their
+batch axis dynamic, "batch", unless `input_signature` fixes it), graph outputs after the layers
+that produce the model's outputs. Nested Sequential / Functional models are inlined. A model under
+a mixed precision policy ("mixed_bfloat16") is written as float32 computation on its float32
+weights: ONNX Runtime's outputs then differ from `predict`'s by bfloat16's rounding.
+"""
+import functools
+import os
+
+import numpy as np
+
+from .. import activations as _act
+from .. import layers as L
+from .. import ops as _ops
+from .._fileio import atomic_write
+from ..backend.settings import epsilon as _epsilon
+from ..layers.input_layer import InputLayer, KerasTensor
+from ..layers.layer import InputSpec
+from ..layers.normalization import BatchNormalization as _BN
+
+DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 17, 21
+
+# Keras's formats; lamina writes "onnx" only. What each of the others would need:
+_OTHER_FORMATS = {
+    "tf_saved_model": "TensorFlow (a tf.Module traced with tf.function and written by tf.saved_model.save)",
+    "litert": "TensorFlow's LiteRT (TFLite) converter",
+    "openvino": "OpenVINO's model converter",
+    "torch": "PyTorch's torch.export (Keras's torch backend)",
+}
+
+_NP_TO_ONNX = {"float32": 1, "uint8": 2, "int8": 3, "uint16": 4, "int16": 5, "int32": 6, "int64": 7, "bool": 9,
+               "float16": 10, "float64": 11, "uint32": 12, "uint64": 13, "bfloat16": 16}
+
+
+def export_model(model, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
+    """Model.export: checks the arguments, converts the model and writes `filepath` atomically."""
+    who = f"Model '{model.name}'.export"
+    if not isinstance(format, str):
+        raise TypeError(f"{who}: `format` must be a string, received {format!r} of type {type(format).__name__}; "
+                        "lamina exports format=\"onnx\"")
+    if format in _OTHER_FORMATS:
+        default = " (Keras's default format)" if format == "tf_saved_model" else ""
+        raise NotImplementedError(f"{who}: format={format!r}{default} needs {_OTHER_FORMATS[format]}, which lamina "
+                                  "does not use. lamina exports ONNX itself: call "
+                                  f"model.export({os.fspath(filepath)!r}, format=\"onnx\") and serve the file with "
+                                  "ONNX Runtime (or convert it from ONNX)")
+    if format != "onnx":
+        raise ValueError(f"{who}: unrecognized format={format!r}. Keras's formats are "
+                         f"{['tf_saved_model', 'onnx', 'openvino', 'litert', 'torch']}; lamina exports \"onnx\"")
+    opset = kwargs.pop("opset_version", None)
+    if kwargs:
+        raise TypeError(f"{who}: unexpected keyword argument(s) {sorted(kwargs)} for format=\"onnx\"; the only "
+                        "extra argument it takes is opset_version (an int)")
+    if opset is None:
+        opset = DEFAULT_OPSET
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"{who}: opset_version must be an int from {MIN_OPSET} to {MAX_OPSET} (lamina writes these "
+                         f"opsets; default {DEFAULT_OPSET}), received opset_version={opset!r}")
+    if verbose is not None and not isinstance(verbose, (bool, int, np.integer)):
+        raise TypeError(f"{who}: `verbose` must be None, True or False, received {verbose!r}")
+    try:
+        path = os.fspath(filepath)
+    except TypeError:
+        raise TypeError(f"{who}: `filepath` must be a str or os.PathLike, received {filepath!r} of type "
+                        f"{type(filepath).__name__}") from None
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{who}: filepath '{path}' is a folder; the ONNX format is one file: pass a file "
+                                "path such as 'model.onnx'")
+    try:
+        import onnx  # noqa: F401  (checked here: the error says how to install it)
+    except ImportError as e:
+        raise ImportError(f"{who}: format=\"onnx\" needs the `onnx` package, which is not installed; install it with "
+                          "`pip install onnx` (or lamina's extra: `pip install \"lamina[onnx]\"`)") from e
+    proto = to_onnx(model, input_signature=input_signature, opset_version=int(opset))
+    data = proto.SerializeToString()
+    try:
+        with atomic_write(path) as f:
+            f.write(data)
+    except OSError as e:
+        raise type(e)(e.errno, f"{who}: cannot write '{path}': {e.strerror or e}. Pass a path in a folder you can "
+                               "write to") from e
+    if verbose is None or verbose:   # as Keras: ONNX export prints by default
+        print(f"Saved artifact at '{path}'.")
+
+
+def to_onnx(model, input_signature=None, opset_version=DEFAULT_OPSET):
+    """The onnx.ModelProto of `model` (a built Sequential or Functional model), checked with
+    onnx.checker."""
+    import onnx
+    from onnx import helper
+    _check_model(model)
+    specs = _signature(model, input_signature)
+    unsupported = []
+    _collect_unsupported(model, unsupported, set())
+    if unsupported:
+        names = ", ".join(f"'{l.name}' ({type(l).__name__})" for l in unsupported)
+        raise NotImplementedError(f"Model '{model.name}'.export(format=\"onnx\"): layer(s) {names} cannot be exported "
+                                  f"to ONNX by lamina; nothing was written. Supported layer classes: "
+                                  f"{supported_layers()} and nested Sequential/Functional models")
+    g = _Graph(opset_version)
+    values = {}
+    graph_inputs = []
+    batch_dims = set()
+    for i, (kt, (shape, dtype)) in enumerate(zip(model.inputs, specs)):
+        name = kt.name or f"input_{i}"
+        dims = ["batch" if j == 0 and d is None else (f"dim_{i}_{j}" if d is None else d) for j, d in enumerate(shape)]
+        batch_dims.add(dims[0] if dims else None)
+        graph_inputs.append(helper.make_tensor_value_info(name, _NP_TO_ONNX[dtype], dims))
+        g.dtype[name] = dtype
+        g.reserve(name)
+        values[id(kt)] = name
+    _emit_model(g, model, values)
+    batch = batch_dims.pop() if len(batch_dims) == 1 else None
+    graph_outputs, used = [], {n.name for n in graph_inputs}
+    for i, kt in enumerate(model.outputs):
+        hist = kt._keras_history
+        base = hist[0].name if hist is not None else f"output_{i}"
+        name, k = base, 1
+        while name in used:
+            name, k = f"{base}_{k}", k + 1
+        used.add(name)
+        src = values[id(kt)]
+        if g.dtype.get(src) != kt.dtype:
+            src = g.op("Cast", [src], f"{base}/cast", to=_NP_TO_ONNX[kt.dtype])
+        g.nodes.append(helper.make_node("Identity", [src], [name], name=f"{name}/output"))
+        dims = [batch if j == 0 and d is None else d for j, d in enumerate(kt.shape)]
+        graph_outputs.append(helper.make_tensor_value_info(name, _NP_TO_ONNX[kt.dtype], dims))
+    graph = helper.make_graph(g.nodes, model.name, graph_inputs, graph_outputs, initializer=g.initializers)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset_version)],
+                              producer_name="lamina", producer_version=_version())
+    proto.ir_version = min(proto.ir_version, 9)   # IR 9 (opsets up to 21): what ONNX Runtime 1.16+ reads
+    size = sum(t.ByteSize() for t in g.initializers)
+    if size > 2_000_000_000:
+        raise ValueError(f"Model '{model.name}'.export(format=\"onnx\"): the weights take {size / 1e9:.2f} GB, over "
+                         "protobuf's 2 GB limit for one ONNX file; lamina does not write ONNX external data")
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def supported_layers():
+    """The names of the layer classes `export(format="onnx")` converts."""
+    return sorted({c.__name__ for c in _CONVERTERS})
+
+
+def _version():
+    from .. import __version__
+    return __version__
+
+
+# ---- what can be exported ----------------------------------------------------------------------
+
+def _is_graph_model(m):
+    from .model import Functional
+    from .sequential import Sequential
+    if isinstance(m, Sequential):
+        return type(m).call is Sequential.call
+    if isinstance(m, Functional):
+        return type(m).call is Functional.call
+    return False
+
+
+def _check_model(model):
+    from .model import Model
+    if not isinstance(model, Model):
+        raise TypeError(f"export: expected a lamina Model, received {type(model).__name__}")
+    if not _is_graph_model(model):
+        raise NotImplementedError(f"Model '{model.name}' ({type(model).__name__}) is a subclassed model whose `call` is "
+                                  "Python code: lamina exports only Sequential and Functional models (a graph of "
+                                  "layers) to ONNX. Rebuild it as Model(inputs, outputs) or Sequential([...]), or "
+                                  "export a functional model built from the same layers")
+    if not model.built or not getattr(model, "outputs", None) or not getattr(model, "inputs", None):
+        raise ValueError(f"Model '{model.name}' is not built, so it has no graph to export. Build it first: start it "
+                         "with lamina.Input(shape=...), call model.build((None, ...)), or call it on data")
+
+
+def _collect_unsupported(model, out, seen):
+    from .functional import topological_nodes
+    for node in topological_nodes(model.outputs):
+        layer = node.layer
+        if id(layer) in seen or isinstance(layer, InputLayer):
+            continue
+        seen.add(id(layer))
+        if _is_graph_model(layer):
+            _collect_unsupported(layer, out, seen)
+        elif type(layer) not in _CONVERTERS or not _convertible(layer):
+            out.append(layer)
+
+
+def _convertible(layer):
+    if getattr(layer, "quantization_mode", None) is not None:
+        return False
+    if type(layer) is L.UpSampling2D and layer.interpolation not in ("nearest", "bilinear"):
+        return False
+    act = getattr(layer, "activation", None)
+    return act is None or _activation_supported(act)
+
+
+def _signature(model, input_signature):
+    """[(shape, dtype)] per model input: the model's, or input_signature's (InputSpec / KerasTensor /
+    objects with .shape and .dtype), which may fix dims the model leaves unknown."""
+    who = f"Model '{model.name}'.export(format=\"onnx\")"
+    own = [(tuple(kt.shape), kt.dtype) for kt in model.inputs]
+    for kt, (shape, dtype) in zip(model.inputs, own):
+        if dtype not in _NP_TO_ONNX:
+            raise NotImplementedError(f"{who}: input '{kt.name}' has dtype {dtype!r}; ONNX graphs written by lamina "
+                                      f"take numeric inputs ({sorted(_NP_TO_ONNX)}). String inputs (text "
+                                      "preprocessing) cannot be exported: export the model after the text layers")
+    if input_signature is None:
+        return own
+    sig = input_signature
+    if isinstance(sig, (list, tuple)) and len(sig) == 1 and isinstance(sig[0], (list, tuple)) and \
+            sig[0] and not isinstance(sig[0][0], (int, type(None))):
+        sig = sig[0]   # Keras's [[spec1, spec2]] form
+    if isinstance(sig, dict):
+        names = [kt.name for kt in model.inputs]
+        if set(sig) != set(names):
+            raise ValueError(f"{who}: input_signature as a dict must have one spec per model input, keyed by the "
+                             f"input names {names}; received keys {sorted(sig)}")
+        sig = [sig[n] for n in names]
+    if not isinstance(sig, (list, tuple)):
+        sig = [sig]
+    if len(sig) != len(own):
+        raise ValueError(f"{who}: input_signature has {len(sig)} spec(s), the model has {len(own)} input(s) "
+                         f"{[kt.name for kt in model.inputs]} of shapes {[s for s, _ in own]}; give one "
+                         "lamina.InputSpec(shape=..., dtype=...) (or lamina.Input) per input")
+    out = []
+    for kt, (shape, dtype), spec in zip(model.inputs, own, sig):
+        if not isinstance(spec, (InputSpec, KerasTensor)) and not (hasattr(spec, "shape") and hasattr(spec, "dtype")):
+            raise TypeError(f"{who}: each input_signature entry must be a lamina.InputSpec(shape=..., dtype=...) or "
+                            f"a lamina.Input(...) tensor, received {spec!r} of type {type(spec).__name__} for "
+                            f"input '{kt.name}'")
+        s = getattr(spec, "shape", None)
+        if s is None:
+            raise ValueError(f"{who}: the input_signature spec for input '{kt.name}' has no shape; give "
+                             f"InputSpec(shape={shape})")
+        s = tuple(None if d is None else int(d) for d in s)
+        ok = len(s) == len(shape) and all(a is None or b is None or a == b for a, b in zip(s, shape))
+        if not ok:
+            raise ValueError(f"{who}: the input_signature shape {s} for input '{kt.name}' is incompatible with the "
+                             f"model's input shape {shape}; it must have the same rank and agree on every known "
+                             "dimension (None leaves a dimension dynamic)")
+        d = getattr(spec, "dtype", None)
+        d = None if d is None else str(getattr(d, "name", d))
+        if d is not None and d != dtype:
+            raise ValueError(f"{who}: the input_signature dtype {d!r} for input '{kt.name}' differs from the model's "
+                             f"input dtype {dtype!r}; lamina exports the graph for the dtype its layers were built "
+                             "for: leave dtype=None or pass the same dtype")
+        out.append((tuple(a if a is not None else b for a, b in zip(s, shape)), dtype))
+    return out
+
+
+# ---- the graph builder -------------------------------------------------------------------------
+
+class _Graph:
+    def __init__(self, opset):
+        self.opset = opset
+        self.nodes, self.initializers = [], []
+        self.dtype = {}           # tensor name -> dtype
+        self._names = set()
+        self._consts = {}
+
+    def reserve(self, name):
+        self._names.add(name)
+
+    def fresh(self, hint):
+        name, k = hint, 1
+        while name in self._names:
+            name, k = f"{hint}_{k}", k + 1
+        self._names.add(name)
+        return name
+
+    def const(self, value, hint, dtype=None, key=None):
+        """An initializer holding `value` (numpy); with `key`, one per key (a shared layer's weights)."""
+        from onnx import numpy_helper
+        if key is not None and key in self._consts:
+            return self._consts[key]
+        arr = np.asarray(value, dtype=dtype) if dtype is not None else np.asarray(value)
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        name = self.fresh(hint)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        self.dtype[name] = str(arr.dtype)
+        if key is not None:
+            self._consts[key] = name
+        return name
+
+    def ints(self, values, hint):
+        return self.const(np.asarray(values, np.int64), hint)
+
+    def op(self, op_type, inputs, hint, dtype=None, **attrs):
+        from onnx import helper
+        out = self.fresh(hint)
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
+        self.dtype[out] = dtype or self.dtype.get(inputs[0] if inputs else None, "float32")
+        return out
+
+    def reduce(self, op_type, x, axes, hint, keepdims):
+        """ReduceMean/Max/Sum over `axes`: axes an attribute before opset 18 (ReduceSum: 13)."""
+        axes = [int(a) for a in axes]
+        if op_type == "ReduceSum" or self.opset >= 18:
+            return self.op(op_type, [x, self.ints(axes, f"{hint}/axes")], hint, keepdims=int(keepdims))
+        return self.op(op_type, [x], hint, axes=axes, keepdims=int(keepdims))
+
+    def scalar(self, v, hint):
+        return self.const(np.asarray(v, np.float32), hint)
+
+    def float_input(self, x, hint):
+        return x if self.dtype.get(x) == "float32" else self.op("Cast", [x], f"{hint}/cast", dtype="float32", to=1)
+
+
+def _emit_model(g, model, values):
+    """Adds `model`'s nodes; `values` maps id(KerasTensor) -> tensor name (the inputs set)."""
+    from .functional import topological_nodes
+    for node in topological_nodes(model.outputs):
+        layer = node.layer
+        if isinstance(layer, InputLayer):
+            continue
+        args, kwargs = node.call_args
+        extra = {k: v for k, v in kwargs.items() if k not in ("training",) and not (k == "mask" and v is None)}
+        if len(args) != 1 or extra:
+            raise NotImplementedError(f"Layer '{layer.name}' ({type(layer).__name__}) was called with extra arguments "
+                                      f"{sorted(extra) or len(args) - 1}; lamina exports layers called on their "
+                                      "inputs alone")
+        if kwargs.get("training"):
+            raise NotImplementedError(f"Layer '{layer.name}' ({type(layer).__name__}) was called with training=True in "
+                                      "the graph, so it runs in training mode at inference too; the ONNX export is "
+                                      "for inference only. Call it without training=True")
+        masked = [t for t in node.inputs if getattr(t, "_keras_mask", None) is not None]
+        if masked and (_is_graph_model(layer) or (layer._call_has_mask and not isinstance(layer, _BN))):
+            raise NotImplementedError(f"Layer '{layer.name}' ({type(layer).__name__}) receives a mask (from "
+                                      "Embedding(mask_zero=True) or Masking) and uses it; masks are not exported to "
+                                      "ONNX. Remove the mask, or export a model without mask-consuming layers")
+        ins = [values[id(t)] for t in node.inputs]
+        if _is_graph_model(layer):
+            inner = {id(kt): v for kt, v in zip(layer.inputs, ins)}
+            _emit_model(g, layer, inner)
+            outs = [inner[id(kt)] for kt in layer.outputs]
+        else:
+            try:
+                outs = _CONVERTERS[type(layer)](g, layer, ins, node.inputs, node.outputs)
+            except NotImplementedError as e:
+                if str(e).startswith(f"{type(layer).__name__} '{layer.name}'"):
+                    raise
+                raise NotImplementedError(f"{type(layer).__name__} '{layer.name}': {e}") from None
+            outs = outs if isinstance(outs, list) else [outs]
+        for kt, name in zip(node.outputs, outs):
+            if g.dtype.get(name) != kt.dtype:
+                name = g.op("Cast", [name], f"{layer.name}/cast", dtype=kt.dtype, to=_NP_TO_ONNX[kt.dtype])
+            values[id(kt)] = name
+
+
+# ---- activations ---------------------------------------------------------------------------------
+
+_SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
+
+
+def _gelu(g, x, h, approximate):
+    if approximate:
+        x3 = g.op("Mul", [g.op("Mul", [x, x], f"{h}/x2"), x], f"{h}/x3")
+        inner = g.op("Add", [x, g.op("Mul", [x3, g.scalar(0.044715, f"{h}/c")], f"{h}/cx3")], f"{h}/inner")
+        t = g.op("Tanh", [g.op("Mul", [inner, g.scalar(_SQRT_2_OVER_PI, f"{h}/k")], f"{h}/scaled")], f"{h}/tanh")
+    else:
+        t = g.op("Erf", [g.op("Div", [x, g.scalar(np.sqrt(2.0), f"{h}/sqrt2")], f"{h}/xs")], f"{h}/erf")
+    one = g.op("Add", [t, g.scalar(1.0, f"{h}/one")], f"{h}/1p")
+    return g.op("Mul", [g.op("Mul", [x, one], f"{h}/x1p"), g.scalar(0.5, f"{h}/half")], f"{h}/gelu")
+
+
+def _softmax(g, x, axis, h, ndim):
+    if isinstance(axis, int):
+        return g.op("Softmax", [x], f"{h}/softmax", axis=int(axis))
+    axes = sorted(a % ndim for a in axis)
+    m = g.reduce("ReduceMax", x, axes, f"{h}/max", keepdims=True)
+    e = g.op("Exp", [g.op("Sub", [x, m], f"{h}/shift")], f"{h}/exp")
+    return g.op("Div", [e, g.reduce("ReduceSum", e, axes, f"{h}/sum", keepdims=True)], f"{h}/softmax")
+
+
+def _clip(g, x, lo, hi, h):
+    ins = [x, "" if lo is None else g.scalar(lo, f"{h}/lo"), "" if hi is None else g.scalar(hi, f"{h}/hi")]
+    while ins[-1] == "":
+        ins.pop()
+    return g.op("Clip", ins, f"{h}/clip")
+
+
+_SIMPLE_ACTIVATIONS = {_act.relu: "Relu", _act.sigmoid: "Sigmoid", _act.tanh: "Tanh", _act.softplus: "Softplus",
+                       _act.softsign: "Softsign", _act.exponential: "Exp"}
+
+
+def _activation_fn(fn):
+    """(function, keyword arguments) of a built-in activation, partials unwrapped; None otherwise."""
+    kw = {}
+    while isinstance(fn, functools.partial) and not fn.args:
+        kw = {**fn.keywords, **kw}
+        fn = fn.func
+    return fn, kw
+
+
+def _activation_supported(fn):
+    f, kw = _activation_fn(fn)
+    known = set(_SIMPLE_ACTIVATIONS) | {_act.linear, _act.relu6, _act.softmax, _act.log_softmax, _act.gelu, _ops.gelu,
+                                         _act.silu, _act.elu, _act.selu, _act.leaky_relu, _act.hard_sigmoid,
+                                         _act.hard_silu, _act.hard_tanh, _act.mish, _act.log_sigmoid,
+                                         _act.tanh_shrink, _act.celu}
+    return f in known
+
+
+def _apply_activation(g, fn, x, h, ndim):
+    f, kw = _activation_fn(fn)
+    a = f"{h}/act"
+    if f is _act.linear:
+        return x
+    if f is _act.relu and kw:
+        return _relu_general(g, x, a, kw.get("negative_slope", 0.0), kw.get("max_value"), kw.get("threshold", 0.0))
+    if f in _SIMPLE_ACTIVATIONS:
+        return g.op(_SIMPLE_ACTIVATIONS[f], [x], a)
+    if f is _act.relu6:
+        return _clip(g, x, 0.0, 6.0, a)
+    if f is _act.softmax:
+        return _softmax(g, x, kw.get("axis", -1), a, ndim)
+    if f is _act.log_softmax:
+        return g.op("LogSoftmax", [x], a, axis=int(kw.get("axis", -1)))
+    if f is _act.gelu or f is _ops.gelu:
+        return _gelu(g, x, a, kw.get("approximate", f is _ops.gelu))
+    if f is _act.silu:
+        return g.op("Mul", [x, g.op("Sigmoid", [x], f"{a}/sigmoid")], a)
+    if f is _act.elu:
+        return g.op("Elu", [x], a, alpha=float(kw.get("alpha", 1.0)))
+    if f is _act.celu:
+        return g.op("Celu", [x], a, alpha=float(kw.get("alpha", 1.0)))
+    if f is _act.selu:
+        return g.op("Selu", [x], a, alpha=1.6732632423543772, gamma=1.0507009873554805)
+    if f is _act.leaky_relu:
+        return g.op("LeakyRelu", [x], a, alpha=float(kw.get("negative_slope", 0.2)))
+    if f is _act.hard_sigmoid:
+        return g.op("HardSigmoid", [x], a, alpha=1.0 / 6.0, beta=0.5)
+    if f is _act.hard_silu:
+        return g.op("Mul", [x, g.op("HardSigmoid", [x], f"{a}/hs", alpha=1.0 / 6.0, beta=0.5)], a)
+    if f is _act.hard_tanh:
+        return _clip(g, x, -1.0, 1.0, a)
+    if f is _act.mish:
+        return g.op("Mul", [x, g.op("Tanh", [g.op("Softplus", [x], f"{a}/sp")], f"{a}/t")], a)
+    if f is _act.log_sigmoid:
+        return g.op("Neg", [g.op("Softplus", [g.op("Neg", [x], f"{a}/neg")], f"{a}/sp")], a)
+    if f is _act.tanh_shrink:
+        return g.op("Sub", [x, g.op("Tanh", [x], f"{a}/t")], a)
+    raise AssertionError(f"unchecked activation {fn!r}")
+
+
+def _relu_general(g, x, h, negative_slope, max_value, threshold):
+    """Keras's relu(x, negative_slope, max_value, threshold), as activations.relu computes it."""
+    if negative_slope == 0.0 and threshold == 0.0:
+        y = g.op("Relu", [x], f"{h}/relu")
+    elif negative_slope == 0.0:
+        cond = g.op("Less", [x, g.scalar(threshold, f"{h}/th")], f"{h}/below", dtype="bool")
+        y = g.op("Where", [cond, g.scalar(0.0, f"{h}/zero"), x], f"{h}/relu", dtype="float32")
+    else:
+        cond = g.op("GreaterOrEqual", [x, g.scalar(threshold, f"{h}/th")], f"{h}/above", dtype="bool")
+        neg = g.op("Mul", [g.op("Sub", [x, g.scalar(threshold, f"{h}/th2")], f"{h}/xt"),
+                           g.scalar(negative_slope, f"{h}/slope")], f"{h}/neg")
+        y = g.op("Where", [cond, x, neg], f"{h}/relu", dtype="float32")
+    if max_value is not None:
+        y = g.op("Min", [y, g.scalar(max_value, f"{h}/max")], f"{h}/cap")
+    return y
+
+
+# ---- converters: (graph, layer, input names, input KerasTensors, output KerasTensors) -> name(s) ---
+
+def _w(layer, var):
+    return np.asarray(var.numpy(), np.float32)
+
+
+def _to_first(g, x, rank, h):
+    """channels_last (B, *spatial, C) -> (B, C, *spatial)."""
+    return g.op("Transpose", [x], f"{h}/to_nchw", perm=[0, rank + 1] + list(range(1, rank + 1)))
+
+
+def _to_last(g, x, rank, h):
+    return g.op("Transpose", [x], f"{h}/to_nhwc", perm=[0] + list(range(2, rank + 2)) + [1])
+
+
+def _channels_last(layer):
+    return getattr(layer, "data_format", "channels_last") != "channels_first"
+
+
+def _spatial(shape, rank, last):
+    return list(shape[1:1 + rank]) if last else list(shape[2:2 + rank])
+
+
+def _pads(padding, spatial, kernel, strides, dilations):
+    """ONNX `pads` (begins then ends) for Keras's padding, or None where "same" meets an unknown
+    size with a stride above 1 (then auto_pad SAME_UPPER, the same split: the odd pixel at the end;
+    ONNX Runtime takes it without dilation only)."""
+    r = len(kernel)
+    if padding == "valid":
+        return [0] * (2 * r)
+    if padding == "causal":
+        return [(kernel[0] - 1) * dilations[0], 0]
+    if any(n is None and s > 1 for n, s in zip(spatial, strides)):
+        if any(d > 1 for d in dilations):
+            raise NotImplementedError(f"padding='same' with strides {tuple(strides)} and dilation_rate "
+                                      f"{tuple(dilations)} on an input of unknown spatial size {tuple(spatial)} cannot "
+                                      "be exported (ONNX Runtime has no dilated auto padding); give the Input fixed "
+                                      "spatial sizes, e.g. with input_signature")
+        return None
+    begin, end = [], []
+    for n, k, s, d in zip(spatial, kernel, strides, dilations):
+        eff = (k - 1) * d + 1
+        total = eff - 1 if s == 1 else max((-(-n // s) - 1) * s + eff - n, 0)
+        begin.append(total // 2)
+        end.append(total - total // 2)
+    return begin + end
+
+
+def _conv_attrs(padding, spatial, kernel, strides, dilations, group=1):
+    attrs = dict(kernel_shape=list(kernel), strides=list(strides), dilations=list(dilations), group=int(group))
+    p = _pads(padding, spatial, kernel, strides, dilations)
+    if p is None:
+        attrs["auto_pad"] = "SAME_UPPER"
+    else:
+        attrs["pads"] = p
+    return attrs
+
+
+def _conv(g, layer, ins, in_kts, out_kts):
+    """Conv1D/Conv2D (channels_last only in lamina): kernel (*k, in/g, out) -> ONNX (out, in/g, *k)."""
+    rank, h, x = layer.rank, layer.name, g.float_input(ins[0], layer.name)
+    k = _w(layer, layer.kernel)
+    wname = g.const(np.transpose(k, (rank + 1, rank) + tuple(range(rank))), f"{h}/kernel", key=(id(layer), "k"))
+    spatial = _spatial(in_kts[0].shape, rank, True)
+    attrs = _conv_attrs(layer.padding, spatial, layer.kernel_size, layer.strides, layer.dilation_rate,
+                        group=layer.groups)
+    y = g.op("Conv", [_to_first(g, x, rank, h), wname], f"{h}/conv", **attrs)
+    if layer.bias is not None:
+        y = g.op("Add", [y, g.const(_w(layer, layer.bias).reshape((-1,) + (1,) * rank), f"{h}/bias",
+                                    key=(id(layer), "b"))], f"{h}/add_bias")
+    y = _to_last(g, y, rank, h)
+    return _apply_activation(g, layer.activation, y, h, rank + 2)
+
+
+def _depthwise_weight(k):
+    """(*k, C, M) -> ONNX (C*M, 1, *k): output channel c*M + m is filter m of channel c."""
+    rank = k.ndim - 2
+    kk = k.reshape(k.shape[:rank] + (-1,))
+    return np.expand_dims(np.transpose(kk, (rank,) + tuple(range(rank))), 1)
+
+
+def _depthwise_part(g, layer, x, in_kts, kernel, h):
+    rank, last = layer.rank, _channels_last(layer)
+    k = _w(layer, kernel)
+    channels = k.shape[rank]
+    wname = g.const(_depthwise_weight(k), f"{h}/depthwise_kernel", key=(id(layer), "dk"))
+    xc = _to_first(g, x, rank, h) if last else x
+    spatial = _spatial(in_kts[0].shape, rank, last)
+    attrs = _conv_attrs(layer.padding, spatial, layer.kernel_size, layer.strides, layer.dilation_rate, group=channels)
+    return g.op("Conv", [xc, wname], f"{h}/depthwise", **attrs)
+
+
+def _depthwise(g, layer, ins, in_kts, out_kts):
+    rank, last, h = layer.rank, _channels_last(layer), layer.name
+    y = _depthwise_part(g, layer, g.float_input(ins[0], h), in_kts, layer.kernel, h)
+    if layer.bias is not None:
+        y = g.op("Add", [y, g.const(_w(layer, layer.bias).reshape((-1,) + (1,) * rank), f"{h}/bias",
+                                    key=(id(layer), "b"))], f"{h}/add_bias")
+    y = _to_last(g, y, rank, h) if last else y
+    return _apply_activation(g, layer.activation, y, h, rank + 2)
+
+
+def _separable(g, layer, ins, in_kts, out_kts):
+    rank, last, h = layer.rank, _channels_last(layer), layer.name
+    y = _depthwise_part(g, layer, g.float_input(ins[0], h), in_kts, layer.depthwise_kernel, h)
+    pk = _w(layer, layer.pointwise_kernel)            # (*1, C*M, F)
+    pw = g.const(np.transpose(pk, (rank + 1, rank) + tuple(range(rank))), f"{h}/pointwise_kernel",
+                 key=(id(layer), "pk"))
+    ins_pw = [y, pw]
+    if layer.bias is not None:
+        ins_pw.append(g.const(_w(layer, layer.bias), f"{h}/bias", key=(id(layer), "b")))
+    y = g.op("Conv", ins_pw, f"{h}/pointwise", kernel_shape=[1] * rank, strides=[1] * rank)
+    y = _to_last(g, y, rank, h) if last else y
+    return _apply_activation(g, layer.activation, y, h, rank + 2)
+
+
+def _conv_transpose(g, layer, ins, in_kts, out_kts):
+    """Conv1DTranspose/Conv2DTranspose: Keras's kernel (*k, filters, in) is the kernel of the forward
+    convolution (filters -> in) whose input gradient this is, so ONNX's (in, filters, *k) needs no
+    flip; pads and output lengths are Keras's (backend/convolution_transpose.transpose_geometry)."""
+    from ..backend.convolution_transpose import transpose_geometry
+    rank, last, h = layer.rank, _channels_last(layer), layer.name
+    spatial = _spatial(in_kts[0].shape, rank, last)
+    if any(n is None for n in spatial):
+        raise NotImplementedError(f"{type(layer).__name__} '{h}': its input's spatial sizes must be known to export "
+                                  f"it (received shape {tuple(in_kts[0].shape)}); give the Input fixed sizes")
+    x = g.float_input(ins[0], h)
+    k = _w(layer, layer.kernel)
+    w = g.const(np.transpose(k, (rank + 1, rank) + tuple(range(rank))), f"{h}/kernel", key=(id(layer), "k"))
+    op = layer.output_padding or (None,) * rank
+    begin, end, extra = [], [], []
+    for i in range(rank):
+        kk, s, d = layer.kernel_size[i], layer.strides[i], layer.dilation_rate[i]
+        out, before, _ = transpose_geometry(spatial[i], kk, s, d, layer.padding, op[i])
+        after = (spatial[i] - 1) * s + (kk - 1) * d + 1 - out - before   # what the full output loses at the end
+        begin.append(before)
+        end.append(max(after, 0))
+        extra.append(max(-after, 0))
+    attrs = dict(kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
+                 dilations=list(layer.dilation_rate), pads=begin + end)
+    if any(extra):
+        attrs["output_padding"] = extra
+    xc = _to_first(g, x, rank, h) if last else x
+    conv_in = [xc, w]
+    if layer.bias is not None:
+        conv_in.append(g.const(_w(layer, layer.bias), f"{h}/bias", key=(id(layer), "b")))
+    y = g.op("ConvTranspose", conv_in, f"{h}/conv_transpose", **attrs)
+    y = _to_last(g, y, rank, h) if last else y
+    return _apply_activation(g, layer.activation, y, h, rank + 2)
+
+
+def _dense(g, layer, ins, in_kts, out_kts):
+    h = layer.name
+    x = g.float_input(ins[0], h)
+    kernel = layer.merged_kernel() if getattr(layer, "lora_enabled", False) else layer.kernel
+    y = g.op("MatMul", [x, g.const(_w(layer, kernel), f"{h}/kernel", key=(id(layer), "k"))], f"{h}/matmul")
+    if layer.bias is not None:
+        y = g.op("Add", [y, g.const(_w(layer, layer.bias), f"{h}/bias", key=(id(layer), "b"))], f"{h}/add_bias")
+    return _apply_activation(g, layer.activation, y, h, len(out_kts[0].shape))
+
+
+def _pool(g, layer, ins, in_kts, out_kts):
+    rank, last, h = layer.rank, _channels_last(layer), layer.name
+    x = g.float_input(ins[0], h) if layer.op == "avg" else ins[0]
+    xc = _to_first(g, x, rank, h) if last else x
+    spatial = _spatial(in_kts[0].shape, rank, last)
+    attrs = _conv_attrs(layer.padding, spatial, layer.pool_size, layer.strides, (1,) * rank)
+    attrs.pop("dilations")
+    attrs.pop("group")
+    y = g.op("MaxPool" if layer.op == "max" else "AveragePool", [xc], f"{h}/pool", **attrs)
+    return _to_last(g, y, rank, h) if last else y
+
+
+def _global_pool(g, layer, ins, in_kts, out_kts):
+    x = g.float_input(ins[0], layer.name) if layer.op == "avg" else ins[0]
+    return g.reduce("ReduceMean" if layer.op == "avg" else "ReduceMax", x, layer._axes(), f"{layer.name}/reduce",
+                    keepdims=layer.keepdims)
+
+
+def _broadcast_param(arr, ndim, axes):
+    """A weight over `axes` of an ndim input, shaped to broadcast against it."""
+    shape = [1] * ndim
+    for a, n in zip(sorted(axes), arr.shape if arr.ndim == len(axes) else (arr.size,)):
+        shape[a] = n
+    return arr.reshape(shape)
+
+
+def _batch_norm(g, layer, ins, in_kts, out_kts):
+    h, ndim, ax = layer.name, len(in_kts[0].shape), layer._axis
+    x = g.float_input(ins[0], h)
+    mean = _broadcast_param(_w(layer, layer.moving_mean), ndim, [ax])
+    var = _w(layer, layer.moving_variance).astype(np.float64)
+    inv = (1.0 / np.sqrt(var + layer.epsilon))
+    if layer.gamma is not None:
+        inv = inv * _w(layer, layer.gamma).astype(np.float64)
+    y = g.op("Sub", [x, g.const(mean, f"{h}/moving_mean", key=(id(layer), "mean"))], f"{h}/center")
+    y = g.op("Mul", [y, g.const(_broadcast_param(inv.astype(np.float32), ndim, [ax]), f"{h}/scale",
+                                key=(id(layer), "scale"))], f"{h}/scaled")
+    if layer.beta is not None:
+        y = g.op("Add", [y, g.const(_broadcast_param(_w(layer, layer.beta), ndim, [ax]), f"{h}/beta",
+                                    key=(id(layer), "beta"))], f"{h}/shifted")
+    return y
+
+
+def _layer_norm(g, layer, ins, in_kts, out_kts):
+    h, ndim, axes = layer.name, len(in_kts[0].shape), list(layer._axes)
+    x = g.float_input(ins[0], h)
+    eps = g.scalar(layer.epsilon, f"{h}/epsilon")
+    if layer.rms_scaling:   # Keras's deprecated variant: x / sqrt(var + eps) * gamma
+        mean = g.reduce("ReduceMean", x, axes, f"{h}/mean", keepdims=True)
+        d = g.op("Sub", [x, mean], f"{h}/centered")
+        var = g.reduce("ReduceMean", g.op("Mul", [d, d], f"{h}/sq"), axes, f"{h}/var", keepdims=True)
+        y = g.op("Div", [x, g.op("Sqrt", [g.op("Add", [var, eps], f"{h}/var_eps")], f"{h}/std")], f"{h}/norm")
+    else:
+        mean = g.reduce("ReduceMean", x, axes, f"{h}/mean", keepdims=True)
+        d = g.op("Sub", [x, mean], f"{h}/centered")
+        var = g.reduce("ReduceMean", g.op("Mul", [d, d], f"{h}/sq"), axes, f"{h}/var", keepdims=True)
+        y = g.op("Div", [d, g.op("Sqrt", [g.op("Add", [var, eps], f"{h}/var_eps")], f"{h}/std")], f"{h}/norm")
+    if layer.gamma is not None:
+        y = g.op("Mul", [y, g.const(_broadcast_param(_w(layer, layer.gamma), ndim, axes), f"{h}/gamma",
+                                    key=(id(layer), "gamma"))], f"{h}/scaled")
+    if layer.beta is not None:
+        y = g.op("Add", [y, g.const(_broadcast_param(_w(layer, layer.beta), ndim, axes), f"{h}/beta",
+                                    key=(id(layer), "beta"))], f"{h}/shifted")
+    return y
+
+
+def _activation_layer(g, layer, ins, in_kts, out_kts):
+    x = g.float_input(ins[0], layer.name)
+    return _apply_activation(g, layer.activation, x, layer.name, len(in_kts[0].shape))
+
+
+def _relu_layer(g, layer, ins, in_kts, out_kts):
+    x = g.float_input(ins[0], layer.name)
+    ms = None if layer.max_value is None else float(layer.max_value)
+    return _relu_general(g, x, layer.name, float(layer.negative_slope), ms, float(layer.threshold))
+
+
+def _leaky_relu_layer(g, layer, ins, in_kts, out_kts):
+    return g.op("LeakyRelu", [g.float_input(ins[0], layer.name)], f"{layer.name}/leaky_relu",
+                alpha=float(layer.negative_slope))
+
+
+def _elu_layer(g, layer, ins, in_kts, out_kts):
+    return g.op("Elu", [g.float_input(ins[0], layer.name)], f"{layer.name}/elu", alpha=float(layer.alpha))
+
+
+def _softmax_layer(g, layer, ins, in_kts, out_kts):
+    axis = layer.axis if isinstance(layer.axis, int) else tuple(layer.axis)
+    return _softmax(g, g.float_input(ins[0], layer.name), axis, layer.name, len(in_kts[0].shape))
+
+
+def _prelu_layer(g, layer, ins, in_kts, out_kts):
+    h = layer.name
+    return g.op("PRelu", [g.float_input(ins[0], h), g.const(_w(layer, layer.alpha), f"{h}/alpha",
+                                                             key=(id(layer), "alpha"))], f"{h}/prelu")
+
+
+def _identity(g, layer, ins, in_kts, out_kts):
+    return g.op("Identity", [ins[0]], f"{layer.name}/identity")
+
+
+def _flatten(g, layer, ins, in_kts, out_kts):
+    x, ndim = ins[0], len(in_kts[0].shape)
+    if not _channels_last(layer) and ndim > 2:
+        x = g.op("Transpose", [x], f"{layer.name}/channels_last", perm=[0] + list(range(2, ndim)) + [1])
+    return g.op("Flatten", [x], f"{layer.name}/flatten", axis=1)
+
+
+def _reshape(g, layer, ins, in_kts, out_kts):
+    shape = g.ints([0] + list(layer.target_shape), f"{layer.name}/shape")
+    return g.op("Reshape", [ins[0], shape], f"{layer.name}/reshape")
+
+
+def _permute(g, layer, ins, in_kts, out_kts):
+    return g.op("Transpose", [ins[0]], f"{layer.name}/permute", perm=[0] + list(layer.dims))
+
+
+def _repeat_vector(g, layer, ins, in_kts, out_kts):
+    h = layer.name
+    x = g.op("Unsqueeze", [ins[0], g.ints([1], f"{h}/axis")], f"{h}/unsqueeze")
+    return g.op("Expand", [x, g.ints([1, layer.n, 1], f"{h}/shape")], f"{h}/repeat")
+
+
+def _merge(onnx_op, average=False):
+    def convert(g, layer, ins, in_kts, out_kts):
+        h = layer.name
+        xs = [g.float_input(x, f"{h}/in{i}") if out_kts[0].dtype == "float32" else x for i, x in enumerate(ins)]
+        y = xs[0]
+        for i, x in enumerate(xs[1:]):   # folded left to right, as lamina and Keras do
+            y = g.op(onnx_op, [y, x], f"{h}/{onnx_op.lower()}{i}")
+        if average:
+            y = g.op("Div", [y, g.scalar(float(len(xs)), f"{h}/n")], f"{h}/average")
+        return y
+    return convert
+
+
+def _concatenate(g, layer, ins, in_kts, out_kts):
+    return g.op("Concat", ins, f"{layer.name}/concat", axis=int(layer.axis))
+
+
+def _embedding(g, layer, ins, in_kts, out_kts):
+    h = layer.name
+    table = _w(layer, layer.embeddings)
+    if getattr(layer, "lora_enabled", False):
+        a, b = _w(layer, layer.lora_embeddings_a), _w(layer, layer.lora_embeddings_b)
+        table = table + (a @ b) * (float(layer.lora_alpha) / layer.lora_rank)
+    ids = ins[0]
+    if not g.dtype.get(ids, "").startswith(("int", "uint")):
+        ids = g.op("Cast", [ids], f"{h}/ids", dtype="int32", to=6)   # as lamina: floats truncated to int32
+    return g.op("Gather", [g.const(table, f"{h}/embeddings", key=(id(layer), "e")), ids], f"{h}/gather",
+                dtype="float32", axis=0)
+
+
+def _spatial_axes(layer, rank):
+    first = 2 if getattr(layer, "data_format", "channels_last") == "channels_first" else 1
+    return list(range(first, first + rank))
+
+
+def _zero_padding(g, layer, ins, in_kts, out_kts):
+    h, ndim = layer.name, len(in_kts[0].shape)
+    pairs = layer.padding if type(layer) is L.ZeroPadding2D else layer._pads
+    begin, end = [0] * ndim, [0] * ndim
+    for (b, e), ax in zip(pairs, _spatial_axes(layer, len(pairs))):
+        begin[ax], end[ax] = int(b), int(e)
+    zero = g.const(np.zeros((), dtype=in_kts[0].dtype), f"{h}/zero")
+    return g.op("Pad", [ins[0], g.ints(begin + end, f"{h}/pads"), zero], f"{h}/pad", mode="constant")
+
+
+def _cropping(g, layer, ins, in_kts, out_kts):
+    h = layer.name
+    crops = layer._crops
+    axes = _spatial_axes(layer, len(crops))
+    starts = [int(b) for b, _ in crops]
+    ends = [-int(e) if e else np.iinfo(np.int64).max for _, e in crops]
+    return g.op("Slice", [ins[0], g.ints(starts, f"{h}/starts"), g.ints(ends, f"{h}/ends"), g.ints(axes, f"{h}/axes")],
+                f"{h}/crop")
+
+
+def _upsampling(g, layer, ins, in_kts, out_kts):
+    h, ndim = layer.name, len(in_kts[0].shape)
+    sizes = [layer.size] if isinstance(layer.size, int) else list(layer.size)
+    axes = _spatial_axes(layer, len(sizes))
+    interp = getattr(layer, "interpolation", "nearest")
+    x = ins[0]
+    if interp == "nearest":
+        # each entry repeated along each axis: Resize "nearest" at integer scales, source index
+        # floor(i / f) ("asymmetric" coordinates, "floor" rounding)
+        scales = [1.0] * ndim
+        for ax, f in zip(axes, sizes):
+            scales[ax] = float(f)
+        return g.op("Resize", [x, "", g.const(np.asarray(scales, np.float32), f"{h}/scales")], f"{h}/repeat",
+                    mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    # bilinear: Resize on a channels-first view, half-pixel centres (keras.ops.image.resize, upsampling)
+    x = g.float_input(x, h)
+    last = _channels_last(layer)
+    xc = _to_first(g, x, 2, h) if last else x
+    scales = g.const(np.asarray([1.0, 1.0] + [float(s) for s in sizes], np.float32), f"{h}/scales")
+    y = g.op("Resize", [xc, "", scales], f"{h}/resize", mode="linear", coordinate_transformation_mode="half_pixel")
+    return _to_last(g, y, 2, h) if last else y
+
+
+def _rescaling(g, layer, ins, in_kts, out_kts):
+    h = layer.name
+    x = g.float_input(ins[0], h)
+    y = g.op("Mul", [x, g.const(np.asarray(layer._scale, np.float32), f"{h}/scale", key=(id(layer), "s"))], f"{h}/mul")
+    return g.op("Add", [y, g.const(np.asarray(layer._offset, np.float32), f"{h}/offset", key=(id(layer), "o"))],
+                f"{h}/add")
+
+
+def _normalization(g, layer, ins, in_kts, out_kts):
+    h = layer.name
+    x = g.float_input(ins[0], h)
+    if layer._fixed is not None:
+        mean, var = (np.asarray(a, np.float32) for a in layer._fixed)
+    else:
+        mean = _w(layer, layer.adapt_mean).reshape(layer._broadcast_shape)
+        var = _w(layer, layer.adapt_variance).reshape(layer._broadcast_shape)
+    std = np.maximum(np.sqrt(var), np.float32(_epsilon())).astype(np.float32)
+    m = g.const(mean, f"{h}/mean", key=(id(layer), "m"))
+    s = g.const(std, f"{h}/std", key=(id(layer), "s"))
+    if layer.invert:
+        return g.op("Add", [m, g.op("Mul", [x, s], f"{h}/scaled")], f"{h}/denormalized")
+    return g.op("Div", [g.op("Sub", [x, m], f"{h}/centered"), s], f"{h}/normalized")
+
+
+_CONVERTERS = {
+    L.Dense: _dense, L.Conv1D: _conv, L.Conv2D: _conv,
+    L.DepthwiseConv1D: _depthwise, L.DepthwiseConv2D: _depthwise,
+    L.SeparableConv1D: _separable, L.SeparableConv2D: _separable,
+    L.Conv1DTranspose: _conv_transpose, L.Conv2DTranspose: _conv_transpose,
+    L.MaxPooling1D: _pool, L.MaxPooling2D: _pool, L.AveragePooling1D: _pool, L.AveragePooling2D: _pool,
+    L.GlobalAveragePooling1D: _global_pool, L.GlobalAveragePooling2D: _global_pool,
+    L.GlobalMaxPooling1D: _global_pool, L.GlobalMaxPooling2D: _global_pool,
+    L.BatchNormalization: _batch_norm, L.LayerNormalization: _layer_norm,
+    L.Activation: _activation_layer, L.ReLU: _relu_layer, L.LeakyReLU: _leaky_relu_layer, L.ELU: _elu_layer,
+    L.Softmax: _softmax_layer, L.PReLU: _prelu_layer,
+    L.Dropout: _identity, L.SpatialDropout1D: _identity, L.SpatialDropout2D: _identity,
+    L.SpatialDropout3D: _identity, L.GaussianNoise: _identity, L.GaussianDropout: _identity,
+    L.AlphaDropout: _identity, L.ActivityRegularization: _identity, L.Identity: _identity,
+    L.Flatten: _flatten, L.Reshape: _reshape, L.Permute: _permute, L.RepeatVector: _repeat_vector,
+    L.Add: _merge("Add"), L.Subtract: _merge("Sub"), L.Multiply: _merge("Mul"), L.Maximum: _merge("Max"),
+    L.Minimum: _merge("Min"), L.Average: _merge("Add", average=True), L.Concatenate: _concatenate,
+    L.Embedding: _embedding,
+    L.ZeroPadding1D: _zero_padding, L.ZeroPadding2D: _zero_padding, L.ZeroPadding3D: _zero_padding,
+    L.Cropping1D: _cropping, L.Cropping2D: _cropping, L.Cropping3D: _cropping,
+    L.UpSampling1D: _upsampling, L.UpSampling2D: _upsampling, L.UpSampling3D: _upsampling,
+    L.Rescaling: _rescaling, L.Normalization: _normalization,
+}

@@ -1,0 +1,424 @@
+"""Model.export(format="onnx") (models/export_onnx.py): ONNX Runtime's outputs equal lamina's
+predict at two batch sizes, onnx.checker passes, and bad calls fail clearly without writing."""
+import os
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+import lamina  # noqa: E402
+from lamina import layers as L  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+def _randomize_stats(model):
+    """Non-trivial BatchNormalization moving statistics (and betas), so that inference mode shows."""
+    for layer in _all_layers(model):
+        if isinstance(layer, L.BatchNormalization):
+            c = layer.moving_mean.shape
+            layer.moving_mean.assign(RNG.normal(size=c).astype("float32"))
+            layer.moving_variance.assign(RNG.uniform(0.5, 2.0, size=c).astype("float32"))
+            layer.gamma.assign(RNG.uniform(0.5, 1.5, size=c).astype("float32"))
+            layer.beta.assign(RNG.normal(size=c).astype("float32"))
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, lamina.Model):
+            yield from _all_layers(layer)
+        yield layer
+
+
+def _float(shape):
+    return lambda n: RNG.normal(size=(n,) + tuple(shape)).astype("float32")
+
+
+def _check(model, makers, tmp_path, batches=(3, 7), opset_version=None, **kw):
+    """Exports `model`, checks the file and compares ONNX Runtime with predict at each batch size."""
+    _randomize_stats(model)
+    path = str(tmp_path / f"{model.name}.onnx")
+    extra = {} if opset_version is None else {"opset_version": opset_version}
+    model.export(path, format="onnx", verbose=False, **extra, **kw)
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto, full_check=True)
+    assert [i.name for i in proto.graph.input] == [t.name for t in model.inputs]
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    makers = makers if isinstance(makers, list) else [makers]
+    for n in batches:
+        xs = [mk(n) for mk in makers]
+        want = model.predict(xs if len(xs) > 1 else xs[0], verbose=0, batch_size=64)
+        want = want if isinstance(want, (list, tuple)) else [want]
+        got = sess.run(None, {i.name: x for i, x in zip(sess.get_inputs(), xs)})
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            w = np.asarray(w)
+            assert g.shape == w.shape
+            scale = max(1.0, float(np.abs(w).max()))
+            np.testing.assert_allclose(g, w, rtol=0, atol=1e-5 * scale)
+    return proto
+
+
+def test_mlp(tmp_path):
+    m = lamina.Sequential([lamina.Input((12,), name="features"), L.Dense(32, activation="relu"), L.Dropout(0.5),
+                           L.Dense(16, activation="tanh"), L.Dense(5, activation="softmax", name="probs")])
+    proto = _check(m, _float((12,)), tmp_path)
+    assert [o.name for o in proto.graph.output] == ["probs"]
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and dims[1].dim_value == 12
+    assert proto.opset_import[0].version == 17
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6", "sigmoid", "tanh", "softmax", "gelu", "swish", "silu", "elu",
+                                 "selu", "softplus", "softsign", "leaky_relu", "hard_sigmoid", "linear",
+                                 "exponential", "log_softmax", "hard_silu", "mish", "log_sigmoid", "hard_tanh",
+                                 "tanh_shrink", "celu"])
+def test_activation_strings(tmp_path, act):
+    x = lamina.Input((3, 6))
+    y = L.Dense(6, activation=act)(x)   # a rank-3 Dense
+    y = L.Activation(act)(y)
+    m = lamina.Model(x, y)
+    _check(m, lambda n: (3 * RNG.normal(size=(n, 3, 6))).astype("float32"), tmp_path)
+
+
+def test_gelu_approximate_and_activation_layers(tmp_path):
+    import functools
+    x = lamina.Input((10,))
+    a = L.Activation(functools.partial(lamina.activations.gelu, approximate=True))(x)
+    b = L.ReLU(max_value=2.5, negative_slope=0.1, threshold=0.3)(x)
+    c = L.ReLU(threshold=0.5)(x)
+    d = L.ReLU(max_value=1.0)(x)
+    e = L.LeakyReLU(negative_slope=0.05)(x)
+    f = L.ELU(alpha=0.7)(x)
+    p = L.PReLU(alpha_initializer="random_uniform")(x)
+    s = L.Softmax(axis=-1)(x)
+    y = L.Concatenate()([a, b, c, d, e, f, p, s])
+    _check(lamina.Model(x, y), lambda n: (3 * RNG.normal(size=(n, 10))).astype("float32"), tmp_path)
+
+
+def test_convnet(tmp_path):
+    m = lamina.Sequential([
+        lamina.Input((17, 15, 3)),
+        L.Conv2D(8, 4, strides=2, padding="same", activation="relu"),     # even kernel: asymmetric "same"
+        L.BatchNormalization(),
+        L.Conv2D(8, 3, padding="valid", dilation_rate=2),
+        L.Conv2D(8, (3, 2), padding="same", groups=2, activation="swish"),
+        L.MaxPooling2D(3, strides=2, padding="same"),
+        L.AveragePooling2D(2, padding="same"),                                # excludes the padding, as Keras
+        L.Conv2D(6, 1),
+        L.GlobalAveragePooling2D(),
+        L.Dense(4),
+    ])
+    _check(m, _float((17, 15, 3)), tmp_path)
+
+
+def test_convnet_flatten_pools(tmp_path):
+    m = lamina.Sequential([
+        lamina.Input((12, 12, 2)), L.Conv2D(4, 3, padding="same"), L.MaxPooling2D(), L.AveragePooling2D(3, 1),
+        L.SpatialDropout2D(0.3), L.Flatten(), L.Dense(3)])
+    _check(m, _float((12, 12, 2)), tmp_path)
+    x = lamina.Input((9, 9, 4))
+    y = L.GlobalMaxPooling2D(keepdims=True)(x)
+    z = L.GlobalAveragePooling2D(keepdims=True)(x)
+    _check(lamina.Model(x, [y, z]), _float((9, 9, 4)), tmp_path)
+
+
+def test_dynamic_spatial_sizes_and_channels_first(tmp_path):
+    x = lamina.Input((None, None, 3))
+    y = L.Conv2D(4, 4, strides=2, padding="same")(x)                 # auto "same" padding (SAME_UPPER)
+    y = L.Conv2D(4, 3, padding="same", dilation_rate=2)(y)            # stride 1: pads known
+    y = L.MaxPooling2D(3, 2, padding="same")(y)
+    y = L.AveragePooling2D(3, 2, padding="same")(y)
+    y = L.DepthwiseConv2D(3, padding="same", strides=2)(y)
+    y = L.UpSampling2D(2)(y)
+    _check(lamina.Model(x, y), _float((13, 11, 3)), tmp_path)
+    _check(lamina.Model(x, y), _float((8, 9, 3)), tmp_path, batches=(2,))
+    x = lamina.Input((3, 10, 9))
+    y = L.MaxPooling2D(3, 2, padding="same", data_format="channels_first")(x)
+    y = L.AveragePooling2D(2, padding="same", data_format="channels_first")(y)
+    y = L.DepthwiseConv2D(3, padding="same", data_format="channels_first", depth_multiplier=2)(y)
+    y = L.SeparableConv2D(4, 2, padding="same", data_format="channels_first")(y)
+    y = L.ZeroPadding2D(((1, 0), (2, 1)), data_format="channels_first")(y)
+    y = L.Cropping2D(((1, 0), (0, 1)), data_format="channels_first")(y)
+    y = L.UpSampling2D(2, data_format="channels_first", interpolation="bilinear")(y)
+    z = L.GlobalAveragePooling2D(data_format="channels_first")(y)
+    y = L.Flatten(data_format="channels_first")(y)
+    _check(lamina.Model(x, [y, z]), _float((3, 10, 9)), tmp_path)
+
+
+def test_depthwise_and_separable(tmp_path):
+    m = lamina.Sequential([
+        lamina.Input((13, 11, 3)),
+        L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", strides=2, activation="relu6"),
+        L.DepthwiseConv2D(2, dilation_rate=2),
+        L.SeparableConv2D(5, 3, depth_multiplier=2, padding="same", activation="relu"),
+        L.SeparableConv2D(4, 2, strides=2, use_bias=False),
+        L.GlobalMaxPooling2D(),
+    ])
+    _check(m, _float((13, 11, 3)), tmp_path)
+
+
+def test_conv_transpose(tmp_path):
+    x = lamina.Input((7, 6, 3))
+    outs = [L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu")(x),
+            L.Conv2DTranspose(4, (4, 3), strides=(2, 3), padding="same")(x),
+            L.Conv2DTranspose(4, 3, strides=2, padding="valid")(x),
+            L.Conv2DTranspose(4, 2, strides=3, padding="valid")(x),     # stride above the kernel
+            L.Conv2DTranspose(4, 3, strides=2, padding="same", output_padding=1)(x),
+            L.Conv2DTranspose(4, 3, strides=2, padding="valid", output_padding=(1, 0))(x),
+            L.Conv2DTranspose(2, 3, dilation_rate=2, padding="same", use_bias=False)(x)]
+    _check(lamina.Model(x, outs), _float((7, 6, 3)), tmp_path)
+    s = lamina.Input((9, 4))
+    outs = [L.Conv1DTranspose(3, 4, strides=2, padding="same")(s), L.Conv1DTranspose(3, 3, strides=2)(s)]
+    _check(lamina.Model(s, outs), _float((9, 4)), tmp_path)
+
+
+def test_conv1d_text_model(tmp_path):
+    m = lamina.Sequential([
+        lamina.Input((20,), dtype="int32"),
+        L.Embedding(50, 8),
+        L.Conv1D(12, 3, padding="same", activation="relu"),
+        L.Conv1D(12, 4, padding="causal", dilation_rate=2),
+        L.Conv1D(10, 3, strides=2),
+        L.MaxPooling1D(2, padding="same"),
+        L.AveragePooling1D(2),
+        L.DepthwiseConv1D(2, padding="same"),
+        L.SeparableConv1D(6, 2),
+        L.GlobalMaxPooling1D(),
+        L.Dense(3, activation="sigmoid"),
+    ])
+    _check(m, lambda n: RNG.integers(0, 50, size=(n, 20)).astype("int32"), tmp_path)
+    x = lamina.Input((7,))           # float ids, as lamina casts them
+    y = L.GlobalAveragePooling1D()(L.Embedding(10, 4)(x))
+    _check(lamina.Model(x, y), lambda n: RNG.integers(0, 10, size=(n, 7)).astype("float32"), tmp_path)
+
+
+def test_functional_two_inputs_two_outputs(tmp_path):
+    a = lamina.Input((6,), name="left")
+    b = lamina.Input((6,), name="right")
+    ha = L.Dense(8, activation="relu")(a)
+    hb = L.Dense(8, activation="relu")(b)
+    merged = L.Concatenate()([ha, hb])
+    summed = L.Add()([ha, hb, L.Multiply()([ha, hb])])
+    diff = L.Subtract()([ha, hb])
+    avg = L.Average()([ha, hb, diff])
+    mx = L.Maximum()([ha, hb])
+    mn = L.Minimum()([avg, mx])
+    out1 = L.Dense(3, activation="softmax", name="cls")(merged)
+    out2 = L.Dense(1, name="reg")(L.Concatenate()([summed, mn]))
+    m = lamina.Model([a, b], [out1, out2])
+    proto = _check(m, [_float((6,)), _float((6,))], tmp_path)
+    assert [o.name for o in proto.graph.output] == ["cls", "reg"]
+    assert [i.name for i in proto.graph.input] == ["left", "right"]
+
+
+def test_nested_sequential_and_shared_layer(tmp_path):
+    inner = lamina.Sequential([lamina.Input((5,)), L.Dense(7, activation="elu"), L.Dense(4)], name="inner")
+    shared = L.Dense(4, activation="tanh")
+    x = lamina.Input((5,))
+    y = inner(x)
+    z = L.Add()([shared(y), shared(L.Dense(4)(x))])
+    m = lamina.Model(x, z)
+    proto = _check(m, _float((5,)), tmp_path)
+    shared_weights = [t for t in proto.graph.initializer if t.name.startswith(shared.name + "/")]
+    assert len(shared_weights) == 2   # kernel and bias once, for both calls
+
+
+def test_layer_norm_gelu_softmax(tmp_path):
+    x = lamina.Input((6, 10))
+    h = L.LayerNormalization()(x)
+    h = L.Dense(16, activation="gelu")(h)
+    h = L.LayerNormalization(axis=[1, 2], center=False)(h)
+    h = L.Dense(10)(h)
+    s1 = L.Softmax()(h)
+    s2 = L.Softmax(axis=[1, 2])(h)
+    s3 = L.Activation("softmax")(h)
+    _check(lamina.Model(x, [s1, s2, s3]), _float((6, 10)), tmp_path)
+
+
+def test_normalization_and_rescaling(tmp_path):
+    norm = L.Normalization()
+    norm.adapt(RNG.normal(3.0, 2.0, size=(100, 4)).astype("float32"))
+    x = lamina.Input((4,))
+    y = norm(L.Rescaling(0.5, offset=-1.0)(x))
+    z = L.Normalization(mean=[1.0, 2.0, 3.0, 4.0], variance=[1.0, 4.0, 0.0, 2.0], invert=True)(x)
+    w = L.Rescaling([1.0, 2.0, 3.0, 4.0])(x)
+    _check(lamina.Model(x, [y, z, w]), lambda n: RNG.normal(3.0, 2.0, size=(n, 4)).astype("float32"), tmp_path)
+    xi = lamina.Input((5, 5, 3), dtype="int32")       # integer pixels: Rescaling casts them
+    yi = L.Conv2D(2, 3)(L.Rescaling(1 / 255)(xi))
+    _check(lamina.Model(xi, yi), lambda n: RNG.integers(0, 256, size=(n, 5, 5, 3)).astype("int32"), tmp_path)
+
+
+def test_spatial_reshaping(tmp_path):
+    x = lamina.Input((6, 5, 3))
+    a = L.UpSampling2D((2, 3))(x)
+    a = L.ZeroPadding2D(((1, 2), (0, 3)))(a)
+    a = L.Cropping2D(((2, 1), (1, 0)))(a)
+    b = L.UpSampling2D(2, interpolation="bilinear")(x)
+    b = L.ZeroPadding2D(1)(b)
+    b = L.Cropping2D(1)(b)
+    _check(lamina.Model(x, [a, b]), _float((6, 5, 3)), tmp_path)
+    s = lamina.Input((7, 4))
+    c = L.UpSampling1D(3)(L.ZeroPadding1D((2, 1))(L.Cropping1D((1, 2))(s)))
+    _check(lamina.Model(s, c), _float((7, 4)), tmp_path)
+    v = lamina.Input((3, 4, 5, 2))
+    d = L.UpSampling3D((1, 2, 3))(L.Cropping3D(((0, 1), (1, 1), (2, 0)))(L.ZeroPadding3D(((1, 0), (0, 2), (1, 1)))(v)))
+    _check(lamina.Model(v, L.SpatialDropout3D(0.2)(d)), _float((3, 4, 5, 2)), tmp_path)
+
+
+def test_reshape_permute_repeat(tmp_path):
+    m = lamina.Sequential([lamina.Input((12,)), L.Dense(12), L.Reshape((3, 4)), L.Permute((2, 1)),
+                           L.Reshape((-1,)), L.RepeatVector(3), L.GaussianNoise(0.5), L.Identity(), L.Flatten()])
+    _check(m, _float((12,)), tmp_path)
+
+
+def test_built_without_input_layer_and_opsets(tmp_path):
+    m = lamina.Sequential([L.Dense(4, activation="relu"), L.Dense(2)])
+    m.build((None, 3))
+    _check(m, _float((3,)), tmp_path)
+    x = lamina.Input((8, 8, 2))
+    y = L.GlobalAveragePooling2D()(L.LayerNormalization()(L.Conv2D(3, 3)(x)))
+    for opset in (18, 21):
+        proto = _check(lamina.Model(x, y), _float((8, 8, 2)), tmp_path, opset_version=opset)
+        assert proto.opset_import[0].version == opset
+
+
+def test_input_signature(tmp_path):
+    m = lamina.Sequential([lamina.Input((4,)), L.Dense(2)])
+    proto = _check(m, _float((4,)), tmp_path, batches=(1,),
+                   input_signature=[lamina.layers.InputSpec(shape=(1, 4))])
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    _check(m, _float((4,)), tmp_path, input_signature=[lamina.Input((4,))])
+    _check(m, _float((4,)), tmp_path, input_signature=lamina.layers.InputSpec(shape=(None, 4), dtype="float32"))
+    with pytest.raises(ValueError, match=r"incompatible with the model's input shape \(None, 4\)"):
+        m.export(str(tmp_path / "x.onnx"), format="onnx", input_signature=[lamina.layers.InputSpec(shape=(None, 5))])
+    with pytest.raises(ValueError, match="1 input"):
+        m.export(str(tmp_path / "x.onnx"), format="onnx",
+                 input_signature=[lamina.layers.InputSpec(shape=(None, 4))] * 2)
+    with pytest.raises(ValueError, match="dtype 'int32'"):
+        m.export(str(tmp_path / "x.onnx"), format="onnx",
+                 input_signature=[lamina.layers.InputSpec(shape=(None, 4), dtype="int32")])
+    with pytest.raises(TypeError, match="InputSpec"):
+        m.export(str(tmp_path / "x.onnx"), format="onnx", input_signature=[(None, 4)])
+    assert not os.path.exists(tmp_path / "x.onnx")
+
+
+def test_verbose_prints_as_keras(tmp_path, capsys):
+    m = lamina.Sequential([lamina.Input((2,)), L.Dense(1)])
+    path = str(tmp_path / "m.onnx")
+    m.export(path, format="onnx")
+    assert capsys.readouterr().out == f"Saved artifact at '{path}'.\n"
+    m.export(path, format="onnx", verbose=False)
+    assert capsys.readouterr().out == ""
+
+
+# ---- errors ------------------------------------------------------------------------------------
+
+def _mlp():
+    return lamina.Sequential([lamina.Input((3,)), L.Dense(2)])
+
+
+def test_default_and_other_formats_refused(tmp_path):
+    m = _mlp()
+    path = tmp_path / "m"
+    with pytest.raises(NotImplementedError, match=r"format='tf_saved_model' \(Keras's default format\) needs "
+                                                  r"TensorFlow.*format=\"onnx\""):
+        m.export(str(path))
+    for fmt, need in (("litert", "TensorFlow"), ("openvino", "OpenVINO"), ("torch", "PyTorch")):
+        with pytest.raises(NotImplementedError, match=need):
+            m.export(str(path), format=fmt)
+    with pytest.raises(ValueError, match="unrecognized format='tflite'"):
+        m.export(str(path), format="tflite")
+    assert not path.exists()
+
+
+def test_unknown_kwargs_and_bad_opset(tmp_path):
+    m = _mlp()
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['is_static'\].*opset_version"):
+        m.export(str(tmp_path / "m.onnx"), format="onnx", is_static=True)
+    with pytest.raises(ValueError, match="opset_version must be an int from 17 to 21"):
+        m.export(str(tmp_path / "m.onnx"), format="onnx", opset_version=11)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_unbuilt_model(tmp_path):
+    m = lamina.Sequential([L.Dense(2)])
+    with pytest.raises(ValueError, match="is not built.*lamina.Input"):
+        m.export(str(tmp_path / "m.onnx"), format="onnx")
+
+
+def test_unsupported_layer_writes_nothing(tmp_path):
+    x = lamina.Input((5, 3))
+    y = L.Dense(2)(L.LSTM(4)(x))
+    m = lamina.Model(x, y)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"previous")
+    with pytest.raises(NotImplementedError, match=r"'lstm[^']*' \(LSTM\).*nothing was written.*Conv2D.*Dense"):
+        m.export(str(path), format="onnx")
+    assert path.read_bytes() == b"previous"
+    x = lamina.Input((4,))
+    y = L.Activation(lambda t: t * 2)(x)
+    with pytest.raises(NotImplementedError, match=r"\(Activation\)"):
+        lamina.Model(x, y).export(str(tmp_path / "n.onnx"), format="onnx")
+    assert not (tmp_path / "n.onnx").exists()
+
+
+def test_masks_refused(tmp_path):
+    x = lamina.Input((6,), dtype="int32")
+    y = L.GlobalAveragePooling1D()(L.Embedding(10, 4, mask_zero=True)(x))
+    with pytest.raises(NotImplementedError, match="mask"):
+        lamina.Model(x, y).export(str(tmp_path / "m.onnx"), format="onnx")
+
+
+def test_training_true_in_graph_refused(tmp_path):
+    x = lamina.Input((4,))
+    y = L.Dropout(0.5)(x, training=True)
+    with pytest.raises(NotImplementedError, match="training=True"):
+        lamina.Model(x, y).export(str(tmp_path / "m.onnx"), format="onnx")
+
+
+def test_subclassed_model_refused(tmp_path):
+    class MyModel(lamina.Model):
+        def __init__(self):
+            super().__init__()
+            self.d = L.Dense(2)
+
+        def call(self, x):
+            return self.d(x)
+
+    m = MyModel()
+    m(np.zeros((1, 3), "float32"))
+    with pytest.raises(NotImplementedError, match="subclassed model.*Sequential and Functional"):
+        m.export(str(tmp_path / "m.onnx"), format="onnx")
+
+
+def test_unwritable_path(tmp_path):
+    m = _mlp()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match="cannot write"):
+        m.export(str(blocker / "m.onnx"), format="onnx", verbose=False)
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        m.export(str(tmp_path), format="onnx", verbose=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_missing_onnx_package(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "onnx", None)   # `import onnx` raises ImportError
+    with pytest.raises(ImportError, match="pip install onnx"):
+        _mlp().export(str(tmp_path / "m.onnx"), format="onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_strided_dilated_same_on_unknown_size_refused(tmp_path):
+    x = lamina.Input((None, 8, 3))
+    try:
+        y = L.Conv2D(2, 3, strides=2, dilation_rate=2, padding="same")(x)
+    except ValueError:
+        pytest.skip("lamina refuses strides > 1 with dilation_rate > 1")
+    with pytest.raises(NotImplementedError, match=r"Conv2D 'conv2d[^']*': padding='same' .*unknown spatial size"):
+        lamina.Model(x, y).export(str(tmp_path / "m.onnx"), format="onnx")
+    assert not (tmp_path / "m.onnx").exists()
