@@ -8,7 +8,20 @@ runs opsets 17 to 21 of these graphs; `opset_version=` picks one). lamina's laye
 convolutions and poolings are wrapped in Transposes to ONNX's channels-first layout (ONNX Runtime's
 optimizer removes the pairs that cancel). Graph inputs are named after the model's Inputs (their
 batch axis dynamic, "batch", unless `input_signature` fixes it), graph outputs after the layers
-that produce the model's outputs. Nested Sequential / Functional models are inlined. A model under
+that produce the model's outputs. Nested Sequential / Functional models are inlined.
+
+Besides the dense, convolutional, pooling, normalization, activation, reshaping, merging,
+preprocessing and noise layers (`supported_layers()` lists every class):
+- LSTM, GRU (reset_after True or False) and SimpleRNN, alone or in Bidirectional (every
+  merge_mode), become ONNX's LSTM / GRU / RNN ops (Keras's gates i, f, c, o reordered to ONNX's
+  i, o, f, c; GRU's reset_after is linear_before_reset, its two biases Wb and Rb): return_sequences,
+  go_backwards (the sequence reversed first, so outputs come in lamina's processing order),
+  use_bias and return_state; activations tanh, sigmoid, relu, hard_sigmoid (Keras's: alpha 1/6,
+  beta 0.5), linear, softsign, softplus. Zero initial states only; not stateful; no masks.
+- MultiHeadAttention over (batch, positions, features) inputs: self- or cross-attention, a
+  separate key, value_dim, output_shape, use_causal_mask; no explicit masks, attention scores,
+  gate or sliding window. GroupNormalization, UnitNormalization and RMSNormalization.
+Masks (Embedding(mask_zero=True), Masking) are refused wherever a layer would use them. A model under
 a mixed precision policy ("mixed_bfloat16") is written as float32 computation on its float32
 weights: ONNX Runtime's outputs then differ from `predict`'s by bfloat16's rounding.
 """
@@ -198,6 +211,10 @@ def _collect_unsupported(model, out, seen):
 def _convertible(layer):
     if getattr(layer, "quantization_mode", None) is not None:
         return False
+    if type(layer) is L.Bidirectional:
+        return all(type(r) in _RNN_LAYERS for r in (layer.forward_layer, layer.backward_layer))
+    if type(layer) in _RNN_LAYERS:
+        return True   # the cell's activations are checked (with a reason) when it is converted
     if type(layer) is L.UpSampling2D and layer.interpolation not in ("nearest", "bilinear"):
         return False
     act = getattr(layer, "activation", None)
@@ -313,6 +330,16 @@ class _Graph:
     def scalar(self, v, hint):
         return self.const(np.asarray(v, np.float32), hint)
 
+    def multi(self, op_type, inputs, hint, n, dtype="float32", **attrs):
+        """A node with `n` outputs (LSTM's Y, Y_h, Y_c): their names."""
+        from onnx import helper
+        base = self.fresh(hint)
+        outs = [base] + [self.fresh(f"{hint}_{i}") for i in range(1, n)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=base, **attrs))
+        for o in outs:
+            self.dtype[o] = dtype
+        return outs
+
     def float_input(self, x, hint):
         return x if self.dtype.get(x) == "float32" else self.op("Cast", [x], f"{hint}/cast", dtype="float32", to=1)
 
@@ -326,7 +353,12 @@ def _emit_model(g, model, values):
             continue
         args, kwargs = node.call_args
         extra = {k: v for k, v in kwargs.items() if k not in ("training",) and not (k == "mask" and v is None)}
-        if len(args) != 1 or extra:
+        call_args = _CALL_ARGS.get(type(layer))
+        if call_args is not None:
+            in_kts, conv_kw = call_args(layer, node)
+        else:
+            in_kts, conv_kw = node.inputs, {}
+        if call_args is None and (len(args) != 1 or extra):
             raise NotImplementedError(f"Layer '{layer.name}' ({type(layer).__name__}) was called with extra arguments "
                                       f"{sorted(extra) or len(args) - 1}; lamina exports layers called on their "
                                       "inputs alone")
@@ -335,18 +367,19 @@ def _emit_model(g, model, values):
                                       "the graph, so it runs in training mode at inference too; the ONNX export is "
                                       "for inference only. Call it without training=True")
         masked = [t for t in node.inputs if getattr(t, "_keras_mask", None) is not None]
-        if masked and (_is_graph_model(layer) or (layer._call_has_mask and not isinstance(layer, _BN))):
+        if masked and (_is_graph_model(layer) or call_args is not None or
+                       (layer._call_has_mask and not isinstance(layer, _BN))):
             raise NotImplementedError(f"Layer '{layer.name}' ({type(layer).__name__}) receives a mask (from "
                                       "Embedding(mask_zero=True) or Masking) and uses it; masks are not exported to "
                                       "ONNX. Remove the mask, or export a model without mask-consuming layers")
-        ins = [values[id(t)] for t in node.inputs]
+        ins = [values[id(t)] for t in in_kts]
         if _is_graph_model(layer):
             inner = {id(kt): v for kt, v in zip(layer.inputs, ins)}
             _emit_model(g, layer, inner)
             outs = [inner[id(kt)] for kt in layer.outputs]
         else:
             try:
-                outs = _CONVERTERS[type(layer)](g, layer, ins, node.inputs, node.outputs)
+                outs = _CONVERTERS[type(layer)](g, layer, ins, in_kts, node.outputs, **conv_kw)
             except NotImplementedError as e:
                 if str(e).startswith(f"{type(layer).__name__} '{layer.name}'"):
                     raise
@@ -857,6 +890,265 @@ def _normalization(g, layer, ins, in_kts, out_kts):
     return g.op("Div", [g.op("Sub", [x, m], f"{h}/centered"), s], f"{h}/normalized")
 
 
+# ---- recurrent layers: ONNX's LSTM / GRU / RNN ops ----------------------------------------------
+
+# lamina's activations -> (ONNX RNN activation, alpha, beta): what the recurrent ops take
+# (hard_sigmoid as Keras defines it, relu6(x + 3) / 6: alpha 1/6 and beta 0.5, not ONNX's defaults)
+_RNN_ACTIVATIONS = {_act.tanh: ("Tanh", None, None), _act.sigmoid: ("Sigmoid", None, None),
+                    _act.relu: ("Relu", None, None), _act.hard_sigmoid: ("HardSigmoid", 1.0 / 6.0, 0.5),
+                    _act.linear: ("Affine", 1.0, 0.0), _act.softsign: ("Softsign", None, None),
+                    _act.softplus: ("Softplus", None, None)}
+
+
+def _rnn_activations(layer, fns):
+    """The ONNX attributes `activations` (+ alpha/beta, consumed in order by the functions that take
+    them) for the cell's activation functions."""
+    names, alphas, betas = [], [], []
+    for what, fn in fns:
+        f, kw = _activation_fn(fn)
+        entry = _RNN_ACTIVATIONS.get(f) if not kw else None
+        if entry is None:
+            known = sorted(k.__name__ for k in _RNN_ACTIVATIONS)
+            raise NotImplementedError(f"{type(layer).__name__} '{layer.name}': {what}="
+                                      f"{getattr(f, '__name__', f)!r}{' with arguments ' + str(kw) if kw else ''} "
+                                      f"cannot be exported: ONNX's recurrent ops take the activations {known}")
+        names.append(entry[0])
+        if entry[1] is not None:
+            alphas.append(entry[1])
+        if entry[2] is not None:
+            betas.append(entry[2])
+    attrs = dict(activations=names)
+    if alphas:
+        attrs["activation_alpha"] = alphas
+    if betas:
+        attrs["activation_beta"] = betas
+    return attrs
+
+
+def _gate_blocks(a, order):
+    """The column blocks of `a` (..., G * units) in `order` (Keras's gates -> ONNX's)."""
+    parts = np.split(a, len(order), axis=-1)
+    return np.concatenate([parts[i] for i in order], axis=-1)
+
+
+def _reverse_time(g, x, h):
+    big = np.iinfo(np.int64).min
+    return g.op("Slice", [x, g.ints([-1], f"{h}/rev_start"), g.ints([big], f"{h}/rev_end"), g.ints([1], f"{h}/rev_axis"),
+                          g.ints([-1], f"{h}/rev_step")], f"{h}/reverse_time")
+
+
+def _rnn_outputs(g, layer, ins, h):
+    """[output, *last states] of an LSTM / GRU / SimpleRNN on ins[0], as lamina computes them
+    (go_backwards: the outputs in processing order, reversed time)."""
+    who = f"{type(layer).__name__} '{layer.name}'"
+    if len(ins) != 1:
+        raise NotImplementedError(f"{who}: initial states passed in the inputs list cannot be exported; lamina "
+                                  "exports recurrent layers that start from zero states")
+    if layer.stateful:
+        raise NotImplementedError(f"{who} is stateful (it carries states between batches), which an ONNX graph "
+                                  "cannot do; export a copy built with stateful=False")
+    cell = layer.cell
+    x = g.float_input(ins[0], h)
+    if layer.go_backwards:   # run forwards on the reversed sequence: outputs in processing order, as lamina
+        x = _reverse_time(g, x, h)
+    xt = g.op("Transpose", [x], f"{h}/time_major", perm=[1, 0, 2])
+    k, r = _w(cell, cell.kernel), _w(cell, cell.recurrent_kernel)
+    b = _w(cell, cell.bias) if cell.bias is not None else None
+    key = id(cell)
+    if isinstance(layer, L.LSTM):      # Keras's gates i, f, c, o -> ONNX's i, o, f, c
+        op, n, order = "LSTM", 3, [0, 3, 1, 2]
+        fns = [("recurrent_activation", cell.recurrent_activation), ("activation", cell.activation),
+               ("activation", cell.activation)]
+        attrs = {}
+        bias = None if b is None else np.concatenate([_gate_blocks(b, order), np.zeros_like(b)])
+    elif isinstance(layer, L.GRU):     # gates z, r, h in both; reset_after is linear_before_reset
+        op, n, order = "GRU", 2, [0, 1, 2]
+        fns = [("recurrent_activation", cell.recurrent_activation), ("activation", cell.activation)]
+        attrs = dict(linear_before_reset=int(cell.reset_after))
+        if b is None:
+            bias = None
+        elif cell.reset_after:
+            bias = np.concatenate([b[0], b[1]])
+        else:
+            bias = np.concatenate([b, np.zeros_like(b)])
+    else:
+        op, n, order = "RNN", 2, [0]
+        fns = [("activation", cell.activation)]
+        attrs = {}
+        bias = None if b is None else np.concatenate([b, np.zeros_like(b)])
+    attrs.update(_rnn_activations(layer, fns))
+    w_in = [xt, g.const(_gate_blocks(k, order).T[None], f"{h}/W", key=(key, "W")),
+            g.const(_gate_blocks(r, order).T[None], f"{h}/R", key=(key, "R"))]
+    if bias is not None:
+        w_in.append(g.const(bias[None], f"{h}/B", key=(key, "B")))
+    outs = g.multi(op, w_in, f"{h}/{op.lower()}", n, hidden_size=int(cell.units), direction="forward", **attrs)
+    states = [g.op("Squeeze", [s, g.ints([0], f"{h}/dir_axis")], f"{h}/state{i}") for i, s in enumerate(outs[1:])]
+    if layer.return_sequences:
+        y = g.op("Squeeze", [outs[0], g.ints([1], f"{h}/dir_axis1")], f"{h}/seq")
+        y = g.op("Transpose", [y], f"{h}/batch_major", perm=[1, 0, 2])
+    else:
+        y = states[0]
+    return [y] + states
+
+
+def _recurrent(g, layer, ins, in_kts, out_kts):
+    outs = _rnn_outputs(g, layer, ins, layer.name)
+    return outs if layer.return_state else outs[0]
+
+
+def _bidirectional(g, layer, ins, in_kts, out_kts):
+    h = layer.name
+    fw, bw = layer.forward_layer, layer.backward_layer
+    f = _rnn_outputs(g, fw, ins, f"{h}/{fw.name}")
+    b = _rnn_outputs(g, bw, ins, f"{h}/{bw.name}")
+    fo, bo = f[0], b[0]
+    if layer.return_sequences:
+        bo = _reverse_time(g, bo, f"{h}/backward")
+    mode = layer.merge_mode
+    if mode == "concat":
+        out = [g.op("Concat", [fo, bo], f"{h}/concat", axis=-1)]
+    elif mode == "sum":
+        out = [g.op("Add", [fo, bo], f"{h}/sum")]
+    elif mode == "mul":
+        out = [g.op("Mul", [fo, bo], f"{h}/mul")]
+    elif mode == "ave":
+        out = [g.op("Mul", [g.op("Add", [fo, bo], f"{h}/sum"), g.scalar(0.5, f"{h}/half")], f"{h}/ave")]
+    else:
+        out = [fo, bo]
+    if layer.return_state:
+        return out + f[1:] + b[1:]
+    return out if mode is None else out[0]
+
+
+# ---- attention and the other normalizations ------------------------------------------------------
+
+def _mha_call(layer, node):
+    """(input KerasTensors [query, value, key], converter keywords) of a MultiHeadAttention call,
+    or NotImplementedError naming what cannot be exported."""
+    args, kwargs = node.call_args
+    who = f"MultiHeadAttention '{layer.name}'"
+    names = ("query", "value", "key")
+    bound = dict(zip(names, args))
+    for k in names:
+        if k in kwargs:
+            bound[k] = kwargs[k]
+    extra = sorted(k for k, v in kwargs.items()
+                   if k not in names + ("training", "use_causal_mask") and v is not None
+                   and not (k == "return_attention_scores" and v is False))
+    if len(args) > 3 or extra:
+        raise NotImplementedError(f"{who} was called with {extra or 'extra positional arguments'}; lamina exports "
+                                  "it called on query, value (and key), with use_causal_mask=True/False: explicit "
+                                  "masks and return_attention_scores are not exported")
+    q, v = bound.get("query"), bound.get("value")
+    k = bound.get("key") if bound.get("key") is not None else v
+    if not all(isinstance(t, KerasTensor) for t in (q, v, k)):
+        raise NotImplementedError(f"{who}: query, value and key must be tensors of the graph to export it")
+    return [q, v, k], {"causal": bool(kwargs.get("use_causal_mask", False))}
+
+
+def _mha(g, layer, ins, in_kts, out_kts, causal=False):
+    """MultiHeadAttention on (batch, positions, features) inputs: the EinsumDense projections as
+    MatMuls, softmax(q k^T / sqrt(key_dim)) per head (a lower-triangular mask with use_causal_mask)."""
+    h, who = layer.name, f"MultiHeadAttention '{layer.name}'"
+    if len(in_kts[0].shape) != 3 or tuple(layer._attention_axes) != (1,) or layer._use_gate or \
+            layer._sliding_window is not None or type(layer) is not L.MultiHeadAttention:
+        raise NotImplementedError(f"{who}: lamina exports attention over one axis of (batch, positions, features) "
+                                  "inputs without use_gate or sliding_window; received query shape "
+                                  f"{tuple(in_kts[0].shape)}, attention_axes={layer._attention_axes}")
+    N = layer._num_heads
+
+    def project(dense, x, name, depth):
+        kern = _w(dense, dense.kernel)
+        y = g.op("MatMul", [g.float_input(x, f"{h}/{name}"), g.const(kern.reshape(kern.shape[0], -1),
+                                                                       f"{h}/{name}/kernel",
+                                                                       key=(id(dense), "k"))], f"{h}/{name}/matmul")
+        if dense.bias is not None:
+            y = g.op("Add", [y, g.const(_w(dense, dense.bias).reshape(-1), f"{h}/{name}/bias", key=(id(dense), "b"))],
+                     f"{h}/{name}/add_bias")
+        y = g.op("Reshape", [y, g.ints([0, 0, N, depth], f"{h}/{name}/heads")], f"{h}/{name}/split_heads")
+        return g.op("Transpose", [y], f"{h}/{name}/head_major", perm=[0, 2, 1, 3])   # (B, N, len, depth)
+
+    q = project(layer._query_dense, ins[0], "query", layer._key_dim)
+    v = project(layer._value_dense, ins[1], "value", layer._value_dim)
+    k = project(layer._key_dense, ins[2], "key", layer._key_dim)
+    q = g.op("Mul", [q, g.scalar(layer._inverse_sqrt_key_dim, f"{h}/scale")], f"{h}/scaled_query")
+    kt = g.op("Transpose", [k], f"{h}/key_t", perm=[0, 1, 3, 2])
+    scores = g.op("MatMul", [q, kt], f"{h}/scores")                                     # (B, N, T, S)
+    if causal:
+        ones = g.op("ConstantOfShape", [g.op("Shape", [scores], f"{h}/scores_shape", dtype="int64")], f"{h}/ones",
+                    value=_tensor_proto(np.ones((1,), np.float32)))
+        keep = g.op("Cast", [g.op("Trilu", [ones], f"{h}/causal", upper=0)], f"{h}/causal_mask", dtype="bool", to=9)
+        scores = g.op("Where", [keep, scores, g.scalar(-1e9, f"{h}/masked")], f"{h}/masked_scores", dtype="float32")
+    probs = g.op("Softmax", [scores], f"{h}/softmax", axis=-1)
+    out = g.op("MatMul", [probs, v], f"{h}/attend")                                     # (B, N, T, vd)
+    out = g.op("Transpose", [out], f"{h}/position_major", perm=[0, 2, 1, 3])
+    out = g.op("Reshape", [out, g.ints([0, 0, N * layer._value_dim], f"{h}/merge_shape")], f"{h}/merge_heads")
+    od = layer._output_dense
+    kern = _w(od, od.kernel)
+    out_dims = kern.shape[2:]
+    y = g.op("MatMul", [out, g.const(kern.reshape(N * layer._value_dim, -1), f"{h}/output/kernel",
+                                     key=(id(od), "k"))], f"{h}/output/matmul")
+    if od.bias is not None:
+        y = g.op("Add", [y, g.const(_w(od, od.bias).reshape(-1), f"{h}/output/bias", key=(id(od), "b"))],
+                 f"{h}/output/add_bias")
+    if len(out_dims) > 1:
+        y = g.op("Reshape", [y, g.ints([0, 0] + list(out_dims), f"{h}/output/shape")], f"{h}/output/reshape")
+    return y
+
+
+def _tensor_proto(arr):
+    from onnx import numpy_helper
+    return numpy_helper.from_array(arr)
+
+
+def _unit_norm(g, layer, ins, in_kts, out_kts):
+    """x * min(rsqrt(sum(x^2)), 1e12), as lamina."""
+    h = layer.name
+    x = g.float_input(ins[0], h)
+    ss = g.reduce("ReduceSum", g.op("Mul", [x, x], f"{h}/sq"), list(layer._axes), f"{h}/sum_sq", keepdims=True)
+    inv = g.op("Reciprocal", [g.op("Sqrt", [ss], f"{h}/norm")], f"{h}/inv")
+    return g.op("Mul", [x, g.op("Min", [inv, g.scalar(1e12, f"{h}/cap")], f"{h}/inv_capped")], f"{h}/normalized")
+
+
+def _rms_norm(g, layer, ins, in_kts, out_kts):
+    h, ndim = layer.name, len(in_kts[0].shape)
+    x = g.float_input(ins[0], h)
+    ms = g.reduce("ReduceMean", g.op("Mul", [x, x], f"{h}/sq"), list(layer._axes), f"{h}/mean_sq", keepdims=True)
+    rrms = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [ms, g.scalar(layer.epsilon, f"{h}/epsilon")], f"{h}/ms_eps")],
+                                    f"{h}/rms")], f"{h}/rrms")
+    y = g.op("Mul", [x, rrms], f"{h}/normalized")
+    scale = _broadcast_param(_w(layer, layer.scale), ndim, list(layer._axes))
+    return g.op("Mul", [y, g.const(scale, f"{h}/scale", key=(id(layer), "scale"))], f"{h}/scaled")
+
+
+def _group_norm(g, layer, ins, in_kts, out_kts):
+    """Channels in `groups` groups on their axis: each group's mean and variance over it and every
+    other non-batch axis (a Reshape to (..., groups, per, ...) and back)."""
+    h, a, G = layer.name, layer._axis, layer.groups
+    shape = in_kts[0].shape
+    nd = len(shape)
+    per = shape[a] // G
+    x = g.float_input(ins[0], h)
+    full = g.op("Shape", [x], f"{h}/shape", dtype="int64")
+    parts = [g.op("Shape", [x], f"{h}/shape_before", dtype="int64", end=a), g.ints([G, per], f"{h}/groups"),
+             g.op("Shape", [x], f"{h}/shape_after", dtype="int64", start=a + 1)]
+    xg = g.op("Reshape", [x, g.op("Concat", parts, f"{h}/grouped_shape", axis=0)], f"{h}/grouped")
+    axes = [i for i in range(1, nd + 1) if i != a]
+    mean = g.reduce("ReduceMean", xg, axes, f"{h}/mean", keepdims=True)
+    d = g.op("Sub", [xg, mean], f"{h}/centered")
+    var = g.reduce("ReduceMean", g.op("Mul", [d, d], f"{h}/sq"), axes, f"{h}/var", keepdims=True)
+    y = g.op("Div", [d, g.op("Sqrt", [g.op("Add", [var, g.scalar(layer.epsilon, f"{h}/epsilon")], f"{h}/var_eps")],
+                             f"{h}/std")], f"{h}/norm")
+    bshape = (1,) * a + (G, per) + (1,) * (nd - a - 1)
+    if layer.gamma is not None:
+        y = g.op("Mul", [y, g.const(_w(layer, layer.gamma).reshape(bshape), f"{h}/gamma", key=(id(layer), "gamma"))],
+                 f"{h}/scaled")
+    if layer.beta is not None:
+        y = g.op("Add", [y, g.const(_w(layer, layer.beta).reshape(bshape), f"{h}/beta", key=(id(layer), "beta"))],
+                 f"{h}/shifted")
+    return g.op("Reshape", [y, full], f"{h}/ungrouped")
+
+
 _CONVERTERS = {
     L.Dense: _dense, L.Conv1D: _conv, L.Conv2D: _conv,
     L.DepthwiseConv1D: _depthwise, L.DepthwiseConv2D: _depthwise,
@@ -879,4 +1171,12 @@ _CONVERTERS = {
     L.Cropping1D: _cropping, L.Cropping2D: _cropping, L.Cropping3D: _cropping,
     L.UpSampling1D: _upsampling, L.UpSampling2D: _upsampling, L.UpSampling3D: _upsampling,
     L.Rescaling: _rescaling, L.Normalization: _normalization,
+    L.LSTM: _recurrent, L.GRU: _recurrent, L.SimpleRNN: _recurrent, L.Bidirectional: _bidirectional,
+    L.MultiHeadAttention: _mha, L.UnitNormalization: _unit_norm, L.RMSNormalization: _rms_norm,
+    L.GroupNormalization: _group_norm,
 }
+
+# layers called with several arguments: node -> (input KerasTensors in order, converter keywords)
+_CALL_ARGS = {L.MultiHeadAttention: _mha_call}
+
+_RNN_LAYERS = (L.LSTM, L.GRU, L.SimpleRNN)

@@ -314,6 +314,165 @@ def test_verbose_prints_as_keras(tmp_path, capsys):
     assert capsys.readouterr().out == ""
 
 
+# ---- recurrent layers --------------------------------------------------------------------------
+
+def _seq(shape, scale=1.0):
+    return lambda n: (scale * RNG.normal(size=(n,) + tuple(shape))).astype("float32")
+
+
+def _randomize_biases(model):
+    """Non-zero recurrent biases (lamina starts them at zeros, except LSTM's forget gate)."""
+    for layer in _all_layers(model):
+        for sub in (getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None), layer):
+            cell = getattr(sub, "cell", None)
+            if cell is not None and getattr(cell, "bias", None) is not None:
+                cell.bias.assign(RNG.normal(scale=0.5, size=cell.bias.shape).astype("float32"))
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "GRU_v2", "SimpleRNN"])
+def test_recurrent_layers(tmp_path, cls):
+    kw = {"reset_after": False} if cls == "GRU_v2" else {}
+    layer = getattr(L, cls.split("_")[0])
+    x = lamina.Input((6, 5))
+    outs = [layer(7, **kw)(x),
+            layer(4, return_sequences=True, **kw)(x),
+            layer(3, return_sequences=True, go_backwards=True, use_bias=False, **kw)(x),
+            layer(3, go_backwards=True, **kw)(x)]
+    m = lamina.Model(x, outs)
+    _randomize_biases(m)
+    _check(m, _seq((6, 5)), tmp_path)
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "SimpleRNN"])
+@pytest.mark.parametrize("acts", [("relu", "hard_sigmoid"), ("tanh", "hard_sigmoid"), ("softsign", "sigmoid"),
+                                  ("linear", "sigmoid")])
+def test_recurrent_activations(tmp_path, cls, acts):
+    act, ract = acts
+    kw = {} if cls == "SimpleRNN" else {"recurrent_activation": ract}
+    x = lamina.Input((5, 4))
+    y = getattr(L, cls)(6, activation=act, return_sequences=True, **kw)(x)
+    z = getattr(L, cls)(3, activation=act, reset_after=False, **kw)(y) if cls == "GRU" else \
+        getattr(L, cls)(3, activation=act, **kw)(y)
+    m = lamina.Model(x, [y, z])
+    _randomize_biases(m)
+    _check(m, _seq((5, 4), 2.0), tmp_path)
+
+
+def test_recurrent_return_state_and_sequential(tmp_path):
+    x = lamina.Input((7, 3))
+    seq, h, c = L.LSTM(5, return_sequences=True, return_state=True)(x)
+    out, gh = L.GRU(4, return_state=True, go_backwards=True)(seq)
+    last, sh = L.SimpleRNN(2, return_state=True)(x)
+    m = lamina.Model(x, [seq, h, c, out, gh, L.Dense(2)(L.Concatenate()([h, c])), last, sh])
+    _randomize_biases(m)
+    _check(m, _seq((7, 3)), tmp_path)
+    s = lamina.Sequential([lamina.Input((None, 4)), L.Dense(6), L.LSTM(8, return_sequences=True),
+                           L.GRU(5), L.Dense(2, activation="softmax")])
+    _randomize_biases(s)
+    _check(s, _seq((9, 4)), tmp_path)
+    _check(s, _seq((3, 4)), tmp_path, batches=(2,))   # the time axis is dynamic
+    t = lamina.Sequential([lamina.Input((8,), dtype="int32"), L.Embedding(20, 6), L.GRU(4)])
+    _check(t, lambda n: RNG.integers(0, 20, size=(n, 8)).astype("int32"), tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["concat", "sum", "mul", "ave", None])
+def test_bidirectional(tmp_path, mode):
+    x = lamina.Input((6, 4))
+    a = L.Bidirectional(L.LSTM(5, return_sequences=True), merge_mode=mode)(x)
+    b = L.Bidirectional(L.GRU(3), merge_mode=mode)(x)
+    c = L.Bidirectional(L.SimpleRNN(3, return_sequences=True, go_backwards=True), merge_mode=mode)(x)
+    outs = [t for o in (a, b, c) for t in (o if isinstance(o, list) else [o])]
+    m = lamina.Model(x, outs)
+    _randomize_biases(m)
+    _check(m, _seq((6, 4)), tmp_path)
+
+
+def test_bidirectional_return_state(tmp_path):
+    x = lamina.Input((5, 3))
+    out, fh, fc, bh, bc = L.Bidirectional(L.LSTM(4, return_state=True, return_sequences=True))(x)
+    y, fgh, bgh = L.Bidirectional(L.GRU(2, return_state=True, reset_after=False), merge_mode="sum")(out)
+    m = lamina.Model(x, [out, fh, fc, bh, bc, y, fgh, bgh])
+    _randomize_biases(m)
+    _check(m, _seq((5, 3)), tmp_path)
+
+
+def test_recurrent_refusals(tmp_path):
+    x = lamina.Input((4, 3))
+    y = L.LSTM(2, activation="gelu")(x)
+    with pytest.raises(NotImplementedError, match=r"LSTM 'lstm[^']*': activation='gelu' cannot be exported.*tanh"):
+        lamina.Model(x, y).export(str(tmp_path / "m.onnx"), format="onnx")
+    x = lamina.Input((4,), dtype="int32")
+    y = L.LSTM(2)(L.Embedding(5, 3, mask_zero=True)(x))
+    with pytest.raises(NotImplementedError, match="mask"):
+        lamina.Model(x, y).export(str(tmp_path / "m.onnx"), format="onnx")
+    x = lamina.Input((4, 3))
+    h0 = lamina.Input((2,))
+    y = L.GRU(2)([x, h0])
+    with pytest.raises(NotImplementedError, match="initial states"):
+        lamina.Model([x, h0], y).export(str(tmp_path / "m.onnx"), format="onnx")
+    s = lamina.Sequential([lamina.Input(batch_shape=(2, 4, 3)), L.SimpleRNN(2, stateful=True)])
+    with pytest.raises(NotImplementedError, match="stateful"):
+        s.export(str(tmp_path / "m.onnx"), format="onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+# ---- attention, group / unit / RMS normalization -------------------------------------------------
+
+def _randomize_attention_biases(model):
+    for layer in _all_layers(model):
+        if isinstance(layer, L.MultiHeadAttention):
+            for w in layer.weights:
+                if "bias" in w.name:
+                    w.assign(RNG.normal(scale=0.3, size=w.shape).astype("float32"))
+
+
+def test_multi_head_attention(tmp_path):
+    x = lamina.Input((6, 8))
+    c = lamina.Input((4, 5))
+    a = L.MultiHeadAttention(2, 4)(x, x)                                              # self-attention
+    b = L.MultiHeadAttention(3, 2, value_dim=5, use_bias=False)(x, x, use_causal_mask=True)
+    d = L.MultiHeadAttention(2, 3)(x, c)                                              # cross-attention
+    e = L.MultiHeadAttention(2, 3, value_dim=4, output_shape=7)(x, c, L.Dense(5)(c))   # a separate key
+    f = L.MultiHeadAttention(1, 4, output_shape=(2, 3))(query=x, value=c, use_causal_mask=True)
+    m = lamina.Model([x, c], [a, b, d, e, f])
+    _randomize_attention_biases(m)
+    _check(m, [_seq((6, 8)), _seq((4, 5))], tmp_path)
+    y = lamina.Input((None, 8))                                                       # dynamic length
+    z = L.LayerNormalization()(L.Add()([y, L.MultiHeadAttention(2, 4)(y, y, use_causal_mask=True)]))
+    _check(lamina.Model(y, z), _seq((5, 8)), tmp_path)
+
+
+def test_multi_head_attention_refusals(tmp_path):
+    x = lamina.Input((6, 8))
+    mask = lamina.Input((6, 6), dtype="bool")
+    y = L.MultiHeadAttention(2, 4)(x, x, attention_mask=mask)
+    with pytest.raises(NotImplementedError, match=r"MultiHeadAttention '[^']*' was called with \['attention_mask'\]"):
+        lamina.Model([x, mask], y).export(str(tmp_path / "m.onnx"), format="onnx")
+    i = lamina.Input((6,), dtype="int32")
+    e = L.Embedding(10, 8, mask_zero=True)(i)
+    with pytest.raises(NotImplementedError, match="mask"):
+        lamina.Model(i, L.MultiHeadAttention(2, 4)(e, e)).export(str(tmp_path / "m.onnx"), format="onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_group_unit_rms_normalization(tmp_path):
+    x = lamina.Input((5, 4, 6))
+    a = L.GroupNormalization(groups=3)(x)
+    b = L.GroupNormalization(groups=-1, center=False)(x)
+    c = L.GroupNormalization(groups=2, axis=2, scale=False)(x)
+    d = L.UnitNormalization()(x)
+    e = L.UnitNormalization(axis=[1, 2])(x)
+    f = L.RMSNormalization()(x)
+    k = L.RMSNormalization(axis=[2, 3], epsilon=1e-3)(x)
+    m = lamina.Model(x, [a, b, c, d, e, f, k])
+    for layer in m.layers:
+        for w in layer.weights:
+            w.assign(RNG.uniform(0.5, 1.5, size=w.shape).astype("float32"))
+    _check(m, _seq((5, 4, 6), 3.0), tmp_path)
+    s = lamina.Input((None, 8))
+    _check(lamina.Model(s, L.GroupNormalization(groups=4)(s)), _seq((3, 8)), tmp_path)
+
+
 # ---- errors ------------------------------------------------------------------------------------
 
 def _mlp():
@@ -351,11 +510,11 @@ def test_unbuilt_model(tmp_path):
 
 def test_unsupported_layer_writes_nothing(tmp_path):
     x = lamina.Input((5, 3))
-    y = L.Dense(2)(L.LSTM(4)(x))
+    y = L.Dense(2)(L.RNN(L.LSTMCell(4))(x))
     m = lamina.Model(x, y)
     path = tmp_path / "m.onnx"
     path.write_bytes(b"previous")
-    with pytest.raises(NotImplementedError, match=r"'lstm[^']*' \(LSTM\).*nothing was written.*Conv2D.*Dense"):
+    with pytest.raises(NotImplementedError, match=r"'rnn[^']*' \(RNN\).*nothing was written.*Conv2D.*Dense"):
         m.export(str(path), format="onnx")
     assert path.read_bytes() == b"previous"
     x = lamina.Input((4,))
