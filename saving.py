@@ -374,6 +374,12 @@ def serialize_keras_object(obj):
         return {k: serialize_keras_object(v) for k, v in obj.items()}
     if isinstance(obj, bytes):
         return {"class_name": "__bytes__", "config": {"value": obj.decode("utf-8")}}
+    if isinstance(obj, slice):   # keys of x[...] on symbolic tensors, as Keras writes them
+        return {"class_name": "__slice__", "config": {"start": serialize_keras_object(obj.start),
+                                                      "stop": serialize_keras_object(obj.stop),
+                                                      "step": serialize_keras_object(obj.step)}}
+    if obj is Ellipsis:
+        return {"class_name": "__ellipsis__", "config": {}}
     if isinstance(obj, KerasTensor):
         history = list(obj._keras_history) if obj._keras_history else None
         if history:
@@ -500,6 +506,10 @@ def _deserialize(config, custom_objects=None, safe_mode=True, printable_module_n
         return np.array(inner["value"], dtype=inner.get("dtype"))
     if class_name == "__bytes__":
         return inner["value"].encode("utf-8")
+    if class_name == "__slice__":
+        return slice(*(_deserialize(inner.get(k), custom_objects, safe_mode) for k in ("start", "stop", "step")))
+    if class_name == "__ellipsis__":
+        return Ellipsis
     if class_name == "__lambda__":
         if "value" in inner:
             return func_load(inner["value"])

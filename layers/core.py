@@ -405,6 +405,8 @@ def _keras_template(function, static, args, kwargs, name):
         elif rest:
             values[c] = rest.pop(0)
     values.update(kwargs)
+    if function.__name__ == "get_item" and isinstance(values.get("key"), list):
+        values["key"] = tuple(values["key"])   # as Keras's GetItem: x[a, b]'s key comes back from JSON as a list
     unknown = sorted(set(values) - set(keras_params))
     if unknown:
         raise ValueError(f"Op '{name}' ({cls_name}): Keras's {function.__name__} has no argument {unknown[0]!r}")

@@ -36,53 +36,46 @@ class KerasTensor:
     def __array__(self, *a, **k):
         self.numpy()
 
-    # arithmetic on symbolic tensors becomes a Lambda layer in the graph
-    def _op(self, fn, other=None, reverse=False):
-        from .core import Lambda
-        if other is None:
-            return Lambda(fn)(self)
-        if isinstance(other, KerasTensor):
-            return Lambda(lambda ab: fn(ab[1], ab[0]) if reverse else fn(ab[0], ab[1]))([self, other])
-        return Lambda(lambda a: fn(other, a) if reverse else fn(a, other))(self)
+    # Python's operators on symbolic tensors are keras.ops calls, recorded as op nodes of the graph
+    # (as Keras's KerasTensor does: saved as Keras's Operations, loadable in safe mode)
+    def __iter__(self):
+        raise NotImplementedError("Iterating over a symbolic KerasTensor is not supported.")
 
-    def __add__(self, o):
+    def __bool__(self):
+        raise TypeError("A symbolic KerasTensor cannot be used as a boolean.")
+
+    def __round__(self, ndigits=None):
         from .. import ops
-        return self._op(ops.add, o)
+        return ops.round(self, decimals=ndigits or 0)
 
-    def __radd__(self, o):
+
+def _binary(name, reverse=False):
+    def method(self, other):
         from .. import ops
-        return self._op(ops.add, o, True)
+        fn = getattr(ops, name)
+        return fn(other, self) if reverse else fn(self, other)
+    method.__name__ = name
+    return method
 
-    def __sub__(self, o):
+
+def _unary(name):
+    def method(self):
         from .. import ops
-        return self._op(ops.subtract, o)
+        return getattr(ops, name)(self)
+    method.__name__ = name
+    return method
 
-    def __rsub__(self, o):
-        from .. import ops
-        return self._op(ops.subtract, o, True)
 
-    def __mul__(self, o):
-        from .. import ops
-        return self._op(ops.multiply, o)
-
-    def __rmul__(self, o):
-        from .. import ops
-        return self._op(ops.multiply, o, True)
-
-    def __truediv__(self, o):
-        from .. import ops
-        return self._op(ops.divide, o)
-
-    def __neg__(self):
-        from .. import ops
-        return self._op(ops.negative)
-
-    def __matmul__(self, o):
-        from .. import ops
-        return self._op(ops.matmul, o)
-
-    def __getitem__(self, idx):
-        return self._op(lambda a: a[idx])
+for _dunder, _name in (("add", "add"), ("sub", "subtract"), ("mul", "multiply"), ("matmul", "matmul"),
+                       ("truediv", "true_divide"), ("div", "divide"), ("pow", "power"), ("floordiv", "floor_divide"),
+                       ("mod", "mod"), ("and", "logical_and"), ("or", "logical_or"), ("xor", "logical_xor")):
+    setattr(KerasTensor, f"__{_dunder}__", _binary(_name))
+    setattr(KerasTensor, f"__r{_dunder}__", _binary(_name, reverse=True))
+for _dunder, _name in (("lt", "less"), ("le", "less_equal"), ("gt", "greater"), ("ge", "greater_equal"),
+                       ("ne", "not_equal"), ("getitem", "get_item")):
+    setattr(KerasTensor, f"__{_dunder}__", _binary(_name))
+for _dunder, _name in (("neg", "negative"), ("abs", "absolute"), ("invert", "logical_not")):
+    setattr(KerasTensor, f"__{_dunder}__", _unary(_name))
 
 
 def _standardize(dtype):

@@ -158,3 +158,44 @@ def test_ops_are_operations_not_layers_as_in_keras():
         theirs = _ops_model(keras)
         assert [type(layer).__name__ for layer in theirs.layers] == names
         assert len(theirs.operations) == len(model.operations)
+
+
+def _operator_outputs(x, y, ops_):
+    return [x * 2.0 + y, 1.0 - x, -x, abs(x), x[:, 1], x[..., 1:3], x ** 2, x / y, x // 2, x % 2,
+            x @ ops_.transpose(y, (0, 2, 1)), x > y, round(x), ~(x > y), (x > y) & (y > x), (x > y) | (y > x),
+            x != y, x <= 2.0 * y]
+
+
+def test_python_operators_are_ops_nodes_that_save_in_safe_mode(tmp_path):
+    x, y = lamina.Input((3, 4)), lamina.Input((3, 4))
+    outs = _operator_outputs(x, y, ops)
+    model = lamina.Model([x, y], outs)
+    assert all(type(o).__name__ in ("InputLayer", "SymbolicOp") for o in model.operations)   # no Lambda
+    assert outs[4].shape == (None, 4) and outs[5].shape == (None, 3, 2) and outs[11].dtype == "bool"
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((2, 3, 4)).astype(np.float32), rng.uniform(0.5, 1.5, (2, 3, 4)).astype(np.float32)
+    want = [a * 2 + b, 1 - a, -a, np.abs(a), a[:, 1], a[..., 1:3], a ** 2, a / b, np.floor_divide(a, 2),
+            np.mod(a, 2), a @ b.transpose(0, 2, 1), a > b, np.round(a), ~(a > b), (a > b) & (b > a),
+            (a > b) | (b > a), a != b, a <= 2 * b]
+    got = model.predict([a, b], verbose=0)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g), w, rtol=1e-5, atol=1e-5)
+    model.save(tmp_path / "ops.keras")
+    back = lamina.saving.load_model(tmp_path / "ops.keras")   # safe mode: no lambda was saved
+    for g, w in zip(back.predict([a, b], verbose=0), want):
+        np.testing.assert_allclose(np.asarray(g), w, rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="cannot be used as a boolean"):
+        bool(x > y)
+    with pytest.raises(NotImplementedError, match="Iterating over a symbolic KerasTensor"):
+        list(x)
+    keras = keras_or_none()
+    if keras is None:
+        return
+    theirs = keras.saving.load_model(tmp_path / "ops.keras")   # Keras reads lamina's operators
+    for g, w in zip(theirs.predict([a, b], verbose=0), want):
+        np.testing.assert_allclose(np.asarray(g), w, rtol=1e-5, atol=1e-5)
+    kx, ky = keras.Input((3, 4)), keras.Input((3, 4))
+    keras.Model([kx, ky], _operator_outputs(kx, ky, keras.ops)).save(tmp_path / "keras_ops.keras")
+    ours = lamina.saving.load_model(tmp_path / "keras_ops.keras")   # and lamina Keras's
+    for g, w in zip(ours.predict([a, b], verbose=0), want):
+        np.testing.assert_allclose(np.asarray(g), w, rtol=1e-5, atol=1e-5)
