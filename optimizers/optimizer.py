@@ -20,25 +20,33 @@ from . import schedules
 _f32 = np.float32
 
 
-class _IterationCount(int):
-    """What `optimizer.iterations` returns: the count as an int that also reads as Keras's
-    `iterations` variable does: `.numpy()`, `.value`, `.dtype`, `.shape`, and `.assign(n)` /
-    `.assign_add(n)`, which set the optimizer's count."""
+class _ReadsAsVariable:
+    """A number (an int or float subclass) that also reads as a Keras variable: `.numpy()`,
+    `.value`, `.dtype`, `.shape`; `assign` is the subclass's. Pickled or copied, a plain number."""
+
+    shape = ()
 
     def __new__(cls, value, optimizer):
-        self = int.__new__(cls, value)
+        self = cls._number.__new__(cls, value)
         self._optimizer = optimizer
         return self
 
-    dtype = "int64"
-    shape = ()
-
     @property
     def value(self):
-        return int(self)
+        return self._number(self)
 
     def numpy(self):
-        return np.asarray(int(self), np.int64)
+        return np.asarray(self._number(self), self.dtype)
+
+    def __reduce__(self):
+        return self._number, (self._number(self),)
+
+
+class _IterationCount(_ReadsAsVariable, int):
+    """What `optimizer.iterations` returns: the count, an int that reads as Keras's `iterations`
+    variable; `.assign(n)` / `.assign_add(n)` set the optimizer's count."""
+
+    _number, dtype = int, "int64"
 
     def assign(self, value):
         self._optimizer.iterations = int(np.asarray(value))
@@ -47,30 +55,13 @@ class _IterationCount(int):
     def assign_add(self, value):
         return self.assign(int(self) + int(np.asarray(value)))
 
-    def __reduce__(self):   # pickled, copied or sent to another process: a plain int
-        return int, (int(self),)
 
+class _LearningRate(_ReadsAsVariable, float):
+    """What `optimizer.learning_rate` returns: the current rate, a float that reads as Keras's
+    `learning_rate` variable (float32); `.assign(rate)` sets the optimizer's rate (refused while a
+    schedule drives it, as in Keras, where the rate is then computed, not a variable)."""
 
-class _LearningRate(float):
-    """What `optimizer.learning_rate` returns: the current rate as a float that also reads as
-    Keras's `learning_rate` variable does: `.numpy()` (float32), `.value`, `.dtype`, `.shape`, and
-    `.assign(rate)`, which sets the optimizer's rate (refused while a schedule drives it, as in Keras,
-    where the rate is then computed, not a variable)."""
-
-    def __new__(cls, value, optimizer):
-        self = float.__new__(cls, value)
-        self._optimizer = optimizer
-        return self
-
-    dtype = "float32"
-    shape = ()
-
-    @property
-    def value(self):
-        return float(self)
-
-    def numpy(self):
-        return np.asarray(float(self), np.float32)
+    _number, dtype = float, "float32"
 
     def assign(self, value):
         opt = self._optimizer
@@ -80,9 +71,6 @@ class _LearningRate(float):
                             "with a fixed rate")
         opt.learning_rate = float(np.asarray(value))
         return opt.learning_rate
-
-    def __reduce__(self):   # pickled, copied or sent to another process: a plain float
-        return float, (float(self),)
 
 
 class Optimizer:
