@@ -55,7 +55,10 @@ def _check(model, makers, tmp_path, batches=(3, 7), opset_version=None, **kw):
         assert len(got) == len(want)
         for g, w in zip(got, want):
             w = np.asarray(w)
-            assert g.shape == w.shape
+            assert g.shape == w.shape and g.dtype == w.dtype, (g.shape, g.dtype, w.shape, w.dtype)
+            if w.dtype == bool or w.dtype.kind in "iu":
+                np.testing.assert_array_equal(g, w)
+                continue
             scale = max(1.0, float(np.abs(w).max()))
             np.testing.assert_allclose(g, w, rtol=0, atol=1e-5 * scale)
     return proto
@@ -581,3 +584,108 @@ def test_strided_dilated_same_on_unknown_size_refused(tmp_path):
     with pytest.raises(NotImplementedError, match=r"Conv2D 'conv2d[^']*': padding='same' .*unknown spatial size"):
         lamina.Model(x, y).export(str(tmp_path / "m.onnx"), format="onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+# ---- op nodes: keras.ops calls and Python operators on symbolic tensors ------------------------------
+
+from lamina import ops  # noqa: E402
+
+
+def _ints(shape, lo, hi, exclude_zero=False):
+    def make(n):
+        v = RNG.integers(lo, hi, size=(n,) + tuple(shape))
+        if exclude_zero:
+            v = np.where(v == 0, 1, v)
+        return v.astype("int32")
+    return make
+
+
+def test_ops_and_operators_mixed_with_layers(tmp_path):
+    """Two inputs, float and bool outputs: arithmetic with Python constants (float32 stays float32),
+    numpy constants, comparisons, logical ops, reductions, matmul, reshapes and activations as ops."""
+    a = lamina.Input((4, 6), name="a")
+    b = lamina.Input((6,), name="b")
+    h = L.Dense(6)(a)
+    y = (h + b[:, None, :]) * 0.5 - 2.0
+    y = 2.0 - y
+    y = y ** 2 + abs(-y) / 3.0 + ops.power(h, 3) + ops.true_divide(h, 4.0)
+    y = ops.maximum(y, ops.exp(ops.minimum(h, 1.0))) + np.linspace(-1, 1, 6).astype("float32")
+    y = L.LayerNormalization()(y)
+    z = ops.mean(y, axis=1, keepdims=True) + ops.sum(h, axis=-1)[..., None] * ops.max(h, axis=(1, 2), keepdims=True)
+    mm = ops.matmul(h, ops.transpose(h, (0, 2, 1))) @ np.eye(4, dtype="float32")
+    c = ops.greater(y, 1.0) & (h < 0.5) | ops.logical_not(ops.equal(h, 0.0))
+    c2 = ops.logical_xor(ops.less_equal(h, 0.1), ops.not_equal(h, 0.2)) ^ (h >= b[:, None, :]) | ~(h > 0)
+    r = ops.concatenate([ops.reshape(y, (-1, 24)), ops.squeeze(ops.expand_dims(b, 1), axis=1),
+                         round(h[:, 0, :] * 3), ops.round(-b)], axis=-1)
+    s = ops.nn.softmax(ops.relu(h), axis=1) + ops.sigmoid(h) + ops.tanh(h) + ops.sqrt(ops.square(h)) + \
+        ops.log(ops.square(h) + 1.0) + ops.softmax(h)
+    s = L.Dense(3, name="head")(-s)
+    k = ops.cast(h * 3, "int32") * 2 + 1 - ops.cast(h > 0, "int32")
+    m = lamina.Model([a, b], [r, z, mm, c, c2, s, k, ops.min(y, axis=(1, 2)), ops.cast(h, "bool")], name="ops_mix")
+    proto = _check(m, [_float((4, 6)), _float((6,))], tmp_path)
+    types = [o.type.tensor_type.elem_type for o in proto.graph.output]
+    assert types == [1, 1, 1, 9, 9, 1, 6, 1, 9]
+
+
+def test_op_get_item(tmp_path):
+    x = lamina.Input((5, 6, 4))
+    outs = [x[:, 1], x[:, -1], x[:, ::2], x[:, ::-1], x[..., 1:4:2], x[:, None, 2:], x[:, -3:-1, ::-2],
+            x[..., None], x[:, 1, ..., -1], x[:, :, 0], x[:, 4:0:-2, 1:], ops.get_item(x, (slice(None), 2, None)),
+            x[...], x[:, -2], x[:, 3:100], x[:, :100:3, ::-3], x[:, -100:2]]
+    m = lamina.Model(x, outs)
+    _check(m, _float((5, 6, 4)), tmp_path)
+
+
+def test_op_floor_divide_and_mod_negative(tmp_path):
+    """numpy's semantics: the quotient rounds toward -inf, the remainder takes the divisor's sign;
+    floats as numpy's divmod (1.0 // 0.1 is 9.0), integer division by zero 0 as lamina."""
+    xf = lamina.Input((8,), name="xf")
+    yf = lamina.Input((8,), name="yf")
+    xi = lamina.Input((8,), dtype="int32", name="xi")
+    yi = lamina.Input((8,), dtype="int32", name="yi")
+    outs = [xf // yf, xf % yf, ops.floor_divide(xf, 0.1), ops.mod(xf, -0.3), xf // -2.5, 7.0 % yf, -7.0 // yf,
+            xi // yi, xi % yi, xi // -3, xi % -3, ops.floor_divide(xi, 4), 7 % yi, -7 // yi]
+    m = lamina.Model([xf, yf, xi, yi], outs)
+
+    def divisors(n):
+        return RNG.choice(np.float32([-3, -2.5, -1, -0.1, 0.1, 0.7, 1, 2]), size=(n, 8))
+    proto = _check(m, [lambda n: (RNG.integers(-40, 40, size=(n, 8)) * 0.1).astype("float32"), divisors,
+                       _ints((8,), -20, 20), _ints((8,), -4, 5)], tmp_path)
+    assert [o.type.tensor_type.elem_type for o in proto.graph.output] == [1] * 7 + [6] * 7
+
+
+def test_op_reductions_keepdims(tmp_path):
+    x = lamina.Input((3, 4, 5))
+    i = lamina.Input((3, 4), dtype="int32")
+    outs = []
+    for fn in (ops.mean, ops.sum, ops.max, ops.min):
+        for axis in (1, -1, (1, 2), (2, 3), (-3, 3)):
+            for keepdims in (False, True):
+                outs.append(fn(x, axis=axis, keepdims=keepdims))
+        outs.append(fn(i, axis=-1, keepdims=True))
+    outs.append(ops.sum(x > 0, axis=2))   # bool summed: counts
+    m = lamina.Model([x, i], outs)
+    _check(m, [_float((3, 4, 5)), _ints((3, 4), -9, 9)], tmp_path)
+
+
+def test_op_opset_21_and_shared_constants(tmp_path):
+    """The same graph at the newest opset (reduction axes as inputs)."""
+    x = lamina.Input((4, 3))
+    y = ops.max(x * 2.0, axis=1, keepdims=True) - ops.mean(x, axis=1)[:, None] + ops.min(x, axis=1)[:, None]
+    _check(lamina.Model(x, [y, ops.squeeze(x[:, :1])]), _float((4, 3)), tmp_path, opset_version=21)
+
+
+def test_unsupported_ops_refused(tmp_path):
+    x = lamina.Input((4,))
+    path = tmp_path / "m.onnx"
+    with pytest.raises(NotImplementedError, match=r"'sin[^']*' \(the op sin on symbolic tensors\).*nothing was "
+                                                  r"written.*supported ops.*floor_divide.*get_item"):
+        lamina.Model(x, ops.sin(x) + 1.0).export(str(path), format="onnx")
+    with pytest.raises(NotImplementedError, match=r"op round: round with decimals=2 is not exported"):
+        lamina.Model(x, ops.round(x, decimals=2)).export(str(path), format="onnx")
+    with pytest.raises(NotImplementedError, match=r"op max: initial=0.0 is not exported"):
+        lamina.Model(x, ops.max(x, axis=1, initial=0.0)).export(str(path), format="onnx")
+    assert not path.exists()
+    from lamina.models.export_onnx import supported_layers, supported_ops
+    assert "SymbolicOp" not in supported_layers()
+    assert {"add", "true_divide", "absolute", "get_item", "softmax", "cast", "mod"} <= set(supported_ops())
