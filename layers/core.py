@@ -639,12 +639,15 @@ def _quantization_config(layer):
     return quantization_config() if layer.quantization_mode is not None else None
 
 
-def enable_lora_on(layer, kernel_attr, rank, lora_alpha, a_initializer, b_initializer):
+def enable_lora_on(layer, kernel_attr, rank, lora_alpha, a_initializer, b_initializer, weight="kernel",
+                   what="kernel"):
     """Keras's enable_lora for a layer whose weight `kernel_attr` (..., out) gets the factors
-    a (..., rank) and b (rank, out) (Dense, EinsumDense): the kernel is frozen."""
+    `lora_<weight>_a` (..., rank) and `lora_<weight>_b` (rank, out), regularized as the weight
+    (`<weight>_regularizer`); the weight is frozen. Dense and EinsumDense (weight "kernel"),
+    Embedding (weight "embeddings")."""
     who = f"{type(layer).__name__} '{layer.name}'"
-    if layer.kernel_constraint is not None:
-        raise ValueError(f"{who}: LoRA is incompatible with kernel constraints; remove the `kernel_constraint` "
+    if getattr(layer, f"{weight}_constraint") is not None:
+        raise ValueError(f"{who}: LoRA is incompatible with {what} constraints; remove the `{weight}_constraint` "
                          "argument to enable LoRA")
     if not layer.built:
         raise ValueError(f"{who}: cannot enable LoRA on a layer that isn't built yet; call it on an input (or "
@@ -653,10 +656,11 @@ def enable_lora_on(layer, kernel_attr, rank, lora_alpha, a_initializer, b_initia
         raise ValueError(f"{who}: LoRA is already enabled; this can only be done once per layer")
     rank = _positive_int(who, "rank", rank)
     kernel = getattr(layer, kernel_attr)
-    layer.lora_kernel_a = layer.add_weight(name="lora_kernel_a", shape=kernel.shape[:-1] + (rank,),
-                                           initializer=a_initializer, regularizer=layer.kernel_regularizer)
-    layer.lora_kernel_b = layer.add_weight(name="lora_kernel_b", shape=(rank, kernel.shape[-1]),
-                                           initializer=b_initializer, regularizer=layer.kernel_regularizer)
+    regularizer = getattr(layer, f"{weight}_regularizer")
+    for side, shape, init in (("a", kernel.shape[:-1] + (rank,), a_initializer),
+                              ("b", (rank, kernel.shape[-1]), b_initializer)):
+        setattr(layer, f"lora_{weight}_{side}", layer.add_weight(name=f"lora_{weight}_{side}", shape=shape,
+                                                                 initializer=init, regularizer=regularizer))
     kernel.trainable = False
     layer._always_frozen.add(id(kernel))
     layer.lora_enabled, layer.lora_rank = True, rank

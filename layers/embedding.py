@@ -68,24 +68,9 @@ class Embedding(Layer):
     def enable_lora(self, rank, lora_alpha=None, a_initializer="he_uniform", b_initializer="zeros"):
         """Keras's enable_lora: freezes `embeddings` and trains a low-rank update
         (lora_alpha / rank) * lora_embeddings_a (input_dim, rank) @ lora_embeddings_b (rank, output_dim)."""
-        who = f"{type(self).__name__} '{self.name}'"
-        if self.embeddings_constraint is not None:
-            raise ValueError(f"{who}: LoRA is incompatible with embedding constraints; remove the "
-                             "`embeddings_constraint` argument to enable LoRA")
-        if not self.built:
-            raise ValueError(f"{who}: cannot enable LoRA on a layer that isn't built yet; call it on an input (or "
-                             "build it) first, or pass lora_rank= to the constructor")
-        if self.lora_enabled:
-            raise ValueError(f"{who}: LoRA is already enabled; this can only be done once per layer")
-        rank = validation.positive_int(who, "rank", rank)
-        self.lora_embeddings_a = self.add_weight(name="lora_embeddings_a", shape=(self.input_dim, rank),
-                                                 initializer=a_initializer, regularizer=self.embeddings_regularizer)
-        self.lora_embeddings_b = self.add_weight(name="lora_embeddings_b", shape=(rank, self.output_dim),
-                                                 initializer=b_initializer, regularizer=self.embeddings_regularizer)
-        self.embeddings.trainable = False
-        self._always_frozen.add(id(self.embeddings))
-        self.lora_enabled, self.lora_rank = True, rank
-        self.lora_alpha = lora_alpha if lora_alpha is not None else rank
+        from .core import enable_lora_on
+        enable_lora_on(self, "embeddings", rank, lora_alpha, a_initializer, b_initializer, weight="embeddings",
+                       what="embedding")
 
     def merged_embeddings(self):
         """The table the layer looks up: with LoRA, embeddings + (alpha / rank) * a @ b."""
