@@ -37,14 +37,39 @@ class Initializer:
 
 
 class Constant(Initializer):
+    """`value` everywhere: a number, or an array broadcast to the shape (as Keras's, e.g. PointNet's
+    `Constant(np.eye(3).flatten())` for a bias)."""
+
     def __init__(self, value=0.0):
         self.value = value
 
     def __call__(self, shape, dtype=None):
-        return _m.full(tuple(shape), float(self.value), dtype or "float32")
+        shape, dtype = tuple(shape), dtype or "float32"
+        v = self.value.numpy() if hasattr(self.value, "numpy") and not isinstance(self.value, np.ndarray) \
+            else np.asarray(self.value)
+        if v.ndim == 0:
+            return _m.full(shape, float(v), dtype)
+        try:
+            a = np.broadcast_to(v.astype(np.float64), shape)
+        except ValueError:
+            raise ValueError(f"Constant: a value of shape {v.shape} does not broadcast to the requested shape "
+                             f"{shape}; give a number or an array of a shape that broadcasts") from None
+        return convert_to_tensor(np.ascontiguousarray(a), dtype=dtype)
 
     def get_config(self):
         return {"value": self.value}
+
+    @classmethod
+    def from_config(cls, config):
+        if "value" not in config:   # Zeros, Ones and other subclasses without a value
+            return super().from_config(config)
+        value = config["value"]
+        if isinstance(value, dict) and value.get("class_name") in ("__numpy__", "__tensor__"):  # a saved array
+            inner = value.get("config") or {}
+            value = np.array(inner["value"], dtype=inner.get("dtype"))
+        elif isinstance(value, list):
+            value = np.array(value)
+        return cls(value)
 
 
 class Zeros(Constant):

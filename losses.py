@@ -45,21 +45,32 @@ def _check_shapes(name, y_true, y_pred):
     return y_true
 
 
+def _broadcast_pair(name, y_true, y_pred):
+    """Keras's pairing for the elementwise losses: the same rank (`_same_rank`), then numpy's
+    broadcasting, so a (batch, 1) prediction meets (batch, n) targets as in Keras. Shapes that do
+    not broadcast raise here, naming the loss."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    try:
+        np.broadcast_shapes(tuple(y_true.shape), tuple(y_pred.shape))
+    except ValueError:
+        raise ValueError(f"{name}: y_true of shape {tuple(y_true.shape)} and y_pred of shape "
+                         f"{tuple(y_pred.shape)} do not broadcast together; give the model one output per "
+                         "target column (or reshape the targets)") from None
+    return y_true, y_pred
+
+
 def mean_squared_error(y_true, y_pred):
-    y_pred = _f(y_pred)
-    y_true = _check_shapes("mean_squared_error", _f(y_true), y_pred)
+    y_true, y_pred = _broadcast_pair("mean_squared_error", y_true, y_pred)
     return ops.mean(ops.square(y_pred - y_true), axis=-1)
 
 
 def mean_absolute_error(y_true, y_pred):
-    y_pred = _f(y_pred)
-    y_true = _check_shapes("mean_absolute_error", _f(y_true), y_pred)
+    y_true, y_pred = _broadcast_pair("mean_absolute_error", y_true, y_pred)
     return ops.mean(ops.abs(y_pred - y_true), axis=-1)
 
 
 def huber(y_true, y_pred, delta=1.0):
-    y_pred = _f(y_pred)
-    y_true = _check_shapes("huber", _f(y_true), y_pred)
+    y_true, y_pred = _broadcast_pair("huber", y_true, y_pred)
     err = ops.abs(y_pred - y_true)
     quad = ops.minimum(err, delta)
     lin = err - quad

@@ -565,7 +565,8 @@ def get_small_object(identifier, by_name, what, expected):
         raise ValueError(f"Unknown {what} {identifier!r}; expected {expected}")
     if isinstance(identifier, dict):
         name = identifier.get("class_name")
-        cls = by_name.get(name) or get_registered_object(identifier.get("registered_name") or name) or \
+        registered = identifier.get("registered_name")  # a registered class wins over a built-in of its name
+        cls = (get_registered_object(registered) if registered else None) or by_name.get(name) or \
             get_registered_object(name)
         if cls is None:
             raise ValueError(f"Unknown {what} class {name!r}; register a custom one with "

@@ -195,7 +195,8 @@ def preprocess_input(x, data_format=None, mode="caffe"):
         raise ValueError(f"preprocess_input: expected data_format 'channels_first' or 'channels_last', received "
                          f"{data_format!r}")
     from ..backend.tensor import Tensor
-    if isinstance(x, Tensor):
+    from ..layers.input_layer import KerasTensor
+    if isinstance(x, (Tensor, KerasTensor)):  # a symbolic input becomes op nodes of the functional graph
         return _preprocess_tensor(x, data_format, mode)
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):

@@ -259,10 +259,7 @@ class Layer:
                             "Check the spelling against the layer's documented arguments.")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"{type(self).__name__}: name must be a string, received {name!r}")
-        object.__setattr__(self, "_layers", [])
-        object.__setattr__(self, "_own_weights", [])
-        object.__setattr__(self, "_always_frozen", set())  # ids of weights created with trainable=False
-        object.__setattr__(self, "_metrics", [])  # Metric objects assigned as attributes (model.metrics)
+        self._init_trackers()
         self.name = name if name else unique_name(to_snake_case(type(self).__name__))
         self._trainable = bool(trainable)
         from . import quantization as _quantization
@@ -325,8 +322,20 @@ class Layer:
         return self._dtype_policy.compute_dtype
 
     # -- attribute tracking: sub-layers and variables assigned as attributes are tracked --
+    def _init_trackers(self):
+        """The lists attribute tracking fills, made once: by __init__, or earlier by __setattr__ when
+        a subclass assigns sub-layers before calling super().__init__() (Keras allows it)."""
+        if "_layers" in self.__dict__:
+            return
+        object.__setattr__(self, "_layers", [])
+        object.__setattr__(self, "_own_weights", [])
+        object.__setattr__(self, "_always_frozen", set())  # ids of weights created with trainable=False
+        object.__setattr__(self, "_metrics", [])  # Metric objects assigned as attributes (model.metrics)
+
     def __setattr__(self, key, value):
         global _mutations
+        if "_layers" not in self.__dict__:
+            self._init_trackers()
         if self.__dict__.get(key, _UNSET) is not value:  # (a cell resetting its dropout masks to None: no change)
             _mutations += 1
         if isinstance(value, Layer) and key != "_outer":
@@ -729,9 +738,8 @@ class Layer:
     def _node_output(self, attr):
         if not self._inbound_nodes:
             raise AttributeError(f"Layer '{self.name}' has never been called on a symbolic input, so it has no {attr}")
-        if len(self._inbound_nodes) > 1:
-            raise AttributeError(f"Layer '{self.name}' has been called {len(self._inbound_nodes)} times (shared); "
-                                 f"use get_{attr}_at(node_index)")
+        # Keras's Operation.input/output: the first call's tensors, however often the layer was called
+        # since (a shared layer, or a Sequential rebuilt after each add); get_*_at(i) reads the others
         return getattr(self._inbound_nodes[0], attr + "s")
 
     @property

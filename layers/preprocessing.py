@@ -190,6 +190,26 @@ class Normalization(Layer):
                                      f"(sizes {self._stat_shape})") from None
             self._fixed = tuple(fixed)
 
+    @property
+    def mean(self):
+        """Keras's `layer.mean`: the mean in use, as a tensor of the broadcast shape (1 on the
+        normalized axes) in the compute dtype; None before the layer is built."""
+        return self._statistic(0)
+
+    @property
+    def variance(self):
+        """Keras's `layer.variance`, as `mean`."""
+        return self._statistic(1)
+
+    def _statistic(self, i):
+        if not self.built:
+            return None
+        if self._fixed is not None:
+            t = convert_to_tensor(self._fixed[i])
+        else:
+            t = ops.reshape(self.adapt_mean if i == 0 else self.adapt_variance, self._broadcast_shape)
+        return t if t.dtype == self.compute_dtype else ops.cast(t, self.compute_dtype)
+
     def adapt(self, data):
         """Sets the mean and variance from `data`: a numpy array or tensor (one pass), or an
         iterable of batches (a PyDataset, a generator, a list of arrays; (x, y) batches use x),

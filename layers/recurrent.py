@@ -477,6 +477,9 @@ class _CellRNN(RNN):
         cell = self.__dict__.get("cell")
         if cell is not None and (name in _CELL_ATTRS or name in self._cell_args):
             return getattr(cell, name)
+        prop = getattr(type(self), name, None)
+        if isinstance(prop, property):  # a property that raised AttributeError: its own message, not ours
+            return prop.fget(self)
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def _use_fused(self, training):

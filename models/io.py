@@ -597,9 +597,8 @@ def _load_model(filepath, custom_objects, compile):
 
 
 def _compile(model, config, filepath):
-    from .saving import compile_from_config
-    try:
-        compile_from_config(model, config)
+    try:  # the model's method, which a subclass may override (Keras calls the instance's too)
+        model.compile_from_config(config)
     except (ValueError, TypeError) as e:
         raise type(e)(f"Could not compile the model saved in {filepath} as it was: {e}. Load it with "
                       "compile=False to skip.") from None

@@ -252,3 +252,53 @@ def test_mish_gradient():
     sp, sg = np.log1p(np.exp(xd)), 1 / (1 + np.exp(-xd))
     want = np.tanh(sp) + xd * (1 - np.tanh(sp) ** 2) * sg
     np.testing.assert_allclose(g, want, rtol=1e-5)
+
+
+def test_constant_initializer_broadcasts_an_array_and_saves_it(tmp_path):
+    # PointNet's t-net bias: Constant(np.eye(3).flatten()), saved and loaded with the model
+    eye = np.eye(3).flatten()
+    np.testing.assert_array_equal(initializers.Constant(eye)((9,)).numpy(), eye)
+    np.testing.assert_array_equal(initializers.Constant([1.0, 2.0])((3, 2)).numpy(), [[1, 2]] * 3)
+    with pytest.raises(ValueError, match=r"Constant: a value of shape \(9,\) does not broadcast.*\(4,\)"):
+        initializers.Constant(eye)((4,))
+    model = lamina.Sequential([lamina.Input((2,)), layers.Dense(9, bias_initializer=initializers.Constant(eye))])
+    np.testing.assert_array_equal(model.layers[0].bias.numpy(), eye)
+    model.save(tmp_path / "m.keras")
+    loaded = lamina.saving.load_model(tmp_path / "m.keras")
+    again = loaded.layers[0].bias_initializer
+    assert isinstance(again, initializers.Constant) and isinstance(again.value, np.ndarray)
+    np.testing.assert_array_equal(again((9,)).numpy(), eye)
+    assert isinstance(initializers.deserialize(initializers.serialize(initializers.Zeros())), initializers.Zeros)
+    keras = keras_or_none()
+    if keras is not None:
+        k = keras.initializers.Constant(eye)
+        np.testing.assert_array_equal(initializers.deserialize(keras.initializers.serialize(k))((9,)).numpy(),
+                                      np.asarray(k((9,))))
+
+
+def test_a_registered_regularizer_named_like_a_builtin_loads_as_itself(tmp_path):
+    # PointNet's own OrthogonalRegularizer (registered) shares its name with Keras's built-in one
+    @lamina.saving.register_keras_serializable(package="pointnet_test")
+    class OrthogonalRegularizer(regularizers.Regularizer):
+        def __init__(self, num_features, l2reg=0.001):
+            self.num_features, self.l2reg = num_features, l2reg
+            self.eye = lamina.ops.eye(num_features)
+
+        def __call__(self, x):
+            x = lamina.ops.reshape(x, (-1, self.num_features, self.num_features))
+            xxt = lamina.ops.tensordot(x, x, axes=(2, 2))
+            xxt = lamina.ops.reshape(xxt, (-1, self.num_features, self.num_features))
+            return lamina.ops.sum(self.l2reg * lamina.ops.square(xxt - self.eye))
+
+        def get_config(self):
+            return {"num_features": self.num_features, "l2reg": self.l2reg}
+
+    reg = OrthogonalRegularizer(3)
+    again = regularizers.deserialize(regularizers.serialize(reg))
+    assert type(again) is OrthogonalRegularizer and again.get_config() == reg.get_config()
+    builtin = regularizers.deserialize(regularizers.serialize(regularizers.OrthogonalRegularizer(0.1)))
+    assert type(builtin) is regularizers.OrthogonalRegularizer   # the built-in still loads as itself
+    model = lamina.Sequential([lamina.Input((4,)), layers.Dense(9, activity_regularizer=reg)])
+    model.save(tmp_path / "m.keras")
+    loaded = lamina.saving.load_model(tmp_path / "m.keras")
+    assert type(loaded.layers[0].activity_regularizer) is OrthogonalRegularizer

@@ -510,3 +510,35 @@ def test_ctc_on_another_device(device):
     g = tape.gradient(total, x)
     assert g.device.name == device
     np.testing.assert_allclose(ops.sum(g, axis=-1).numpy(), 0.0, atol=1e-5)  # through log-softmax: rows sum to 0
+
+
+@pytest.mark.parametrize("name", ["mean_squared_error", "mean_absolute_error", "huber"])
+def test_elementwise_losses_broadcast_as_keras(name):
+    # Keras's squeeze_or_expand_to_same_rank, then broadcasting: (batch, 1) predictions meet
+    # (batch, n) targets; shapes that do not broadcast are an error naming the loss
+    rng = np.random.default_rng(0)
+    yt, yp = rng.normal(size=(8, 10)).astype("float32"), rng.normal(size=(8, 1)).astype("float32")
+    d = yp - yt
+    ref = {"mean_squared_error": (d ** 2).mean(-1), "mean_absolute_error": np.abs(d).mean(-1),
+           "huber": np.where(np.abs(d) <= 1, 0.5 * d ** 2, np.abs(d) - 0.5).mean(-1)}[name]
+    np.testing.assert_allclose(getattr(losses, name)(yt, yp).numpy(), ref, rtol=1e-5)
+    np.testing.assert_allclose(getattr(losses, name)(yt[:, 0], yp).numpy(),    # (8,) meets (8, 1)
+                               getattr(losses, name)(yt[:, :1], yp).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match=f"{name}.*do not broadcast"):
+        getattr(losses, name)(yt, rng.normal(size=(8, 3)).astype("float32"))
+    keras = keras_or_none()
+    if keras is not None:
+        np.testing.assert_allclose(getattr(losses, name)(yt, yp).numpy(),
+                                   np.asarray(getattr(keras.losses, name)(yt, yp)), rtol=1e-5)
+
+
+def test_fit_with_one_output_and_many_target_columns_trains_as_keras():
+    # the saving guide's layer: Dense(1) fitted on (batch, 10) targets with "mse"
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(32, 4)).astype("float32"), rng.normal(size=(32, 10)).astype("float32")
+    model = lamina.Sequential([lamina.Input((4,)), lamina.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    loss = model.evaluate(x, y, verbose=0)
+    np.testing.assert_allclose(loss, ((model.predict(x, verbose=0) - y) ** 2).mean(), rtol=1e-5)
+    model.fit(x, y, epochs=3, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < loss

@@ -276,6 +276,11 @@ def test_preprocess_input_modes():
     np.testing.assert_allclose(tc.numpy(), caffe, rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="mode"):
         imagenet_utils.preprocess_input(x, mode="keras")
+    # on a symbolic input (DeepLabV3+'s `preprocess_input(keras.Input(...))`): op nodes of the model
+    for mode, ref in (("caffe", caffe), ("torch", torch), ("tf", x / 127.5 - 1)):
+        inp = lamina.Input((5, 5, 3))
+        model = lamina.Model(inp, imagenet_utils.preprocess_input(inp, mode=mode))
+        np.testing.assert_allclose(model.predict(x, verbose=0), ref, rtol=1e-5, atol=1e-4)
 
 
 def test_decode_predictions(monkeypatch):

@@ -221,3 +221,47 @@ def test_input_spec_dtype_squeeze_and_optional():
     lamina.layers.layer.check_input_spec(Spec(spec), spec, None)   # None passes an optional spec
     with pytest.raises(ValueError, match="expected a tensor, received None"):
         lamina.layers.layer.check_input_spec(Spec(spec), layers.InputSpec(ndim=2), None)
+
+
+class _RouterFirst(layers.Layer):  # the Switch Transformer example's: attributes before super().__init__()
+    def __init__(self, num_experts, **kwargs):
+        self.num_experts = num_experts
+        self.route = layers.Dense(units=num_experts)
+        self.gate = lamina.Variable(np.ones((num_experts,), "float32"), name="gate")
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        return self.route(inputs) * self.gate
+
+
+def test_sublayers_and_variables_set_before_super_init_are_tracked():
+    r = _RouterFirst(4, name="router")
+    assert r.name == "router"
+    y = r(np.ones((3, 8), "float32"))
+    assert tuple(y.shape) == (3, 4)
+    assert len(r.weights) == 3 and len(r.trainable_weights) == 3   # gate, and route's kernel and bias
+    assert r.route in r._layers
+    model = lamina.Sequential([lamina.Input((8,)), r, layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    before = r.route.kernel.numpy().copy()
+    model.fit(np.ones((6, 8), "float32"), np.zeros((6, 1), "float32"), epochs=1, verbose=0)
+    assert not np.allclose(r.route.kernel.numpy(), before)   # trained through the tracked sub-layer
+
+
+def test_output_and_input_read_the_first_call_as_keras():
+    # a Sequential rebuilds its graph at each add: earlier layers get one node per rebuild
+    model = lamina.Sequential()
+    model.add(lamina.Input((5, 3)))
+    model.add(layers.GRU(16, return_sequences=True))
+    model.add(layers.SimpleRNN(8))
+    gru = model.layers[0]
+    assert len(gru._inbound_nodes) >= 2
+    assert tuple(gru.output.shape) == (None, 5, 16)
+    assert tuple(gru.input.shape) == (None, 5, 3)
+    # a shared layer: `output` is the first call's, get_output_at(1) the second's
+    shared = layers.Dense(2)
+    a, b = lamina.Input((3,)), lamina.Input((4, 3))
+    oa, ob = shared(a), shared(b)
+    assert shared.output is oa and shared.get_output_at(1) is ob
+    with pytest.raises(AttributeError, match="never been called"):
+        _ = layers.LSTM(2).output

@@ -437,3 +437,32 @@ def test_numeric_layers_work_on_the_device_of_their_input():
     norm = layers.Normalization()
     norm.adapt(x)          # data on cpu:1, statistics on the layer's device
     np.testing.assert_allclose(norm.adapt_mean.numpy(), [0.5, 2.0, 3.0])
+
+
+def test_normalization_mean_and_variance_attributes_as_keras(tmp_path):
+    # Keras's layer.mean / layer.variance: None until built, then the statistics in use, of the
+    # broadcast shape (1 on the normalized axes), after adapt, from the constructor, and after loading
+    x = np.array([[0.1, 0.2, 0.3], [0.8, 0.9, 1.0], [1.5, 1.6, 1.7]], "float32")
+    layer = layers.Normalization()
+    assert layer.mean is None and layer.variance is None
+    layer.adapt(x)
+    assert tuple(layer.mean.shape) == (1, 3)
+    np.testing.assert_allclose(layer.mean.numpy(), x.mean(0, keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(layer.variance.numpy(), x.var(0, keepdims=True), rtol=1e-5)
+    given = layers.Normalization(mean=[1.0, 2.0, 3.0], variance=[1.0, 4.0, 9.0])
+    given.build((None, 3))
+    np.testing.assert_allclose(given.mean.numpy(), [[1, 2, 3]])
+    np.testing.assert_allclose(given.variance.numpy(), [[1, 4, 9]])
+    images = layers.Normalization(axis=-1)
+    images.adapt(np.arange(2 * 4 * 4 * 3, dtype="float32").reshape(2, 4, 4, 3))
+    assert tuple(images.mean.shape) == (1, 1, 1, 3)
+    model = lamina.Sequential([lamina.Input((3,)), layer])
+    model.save(tmp_path / "m.keras")
+    loaded = lamina.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.layers[0].mean.numpy(), layer.mean.numpy())
+    keras = keras_or_none()
+    if keras is not None:
+        k = keras.layers.Normalization()
+        k.adapt(x)
+        np.testing.assert_allclose(layer.mean.numpy(), np.asarray(k.mean), rtol=1e-6)
+        np.testing.assert_allclose(layer.variance.numpy(), np.asarray(k.variance), rtol=1e-5)

@@ -315,3 +315,43 @@ def test_errors_name_the_class_the_key_and_the_file(tmp_path):
         lamina.models.load_model(trunc)
     with pytest.raises(ValueError, match="GlorotUniform.*input_rank"):   # a key the initializer lacks
         lamina.initializers.get({"class_name": "GlorotUniform", "config": {"seed": None, "input_rank": 2}})
+
+
+def test_load_model_calls_the_models_own_compile_from_config(tmp_path):
+    # the customizing-saving guide's model: its own compile signature and compile config
+    @lamina.saving.register_keras_serializable(package="test_saving")
+    def small_loss(y_true, y_pred):
+        return lamina.ops.sum(lamina.ops.square(y_pred - y_true) / 10.0, axis=1)
+
+    @lamina.saving.register_keras_serializable(package="test_saving")
+    class ModelWithCustomCompile(lamina.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = layers.Dense(4)
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+        def compile(self, optimizer, loss_fn, metrics):
+            super().compile(optimizer=optimizer, loss=loss_fn, metrics=metrics)
+            self.model_optimizer, self.loss_fn, self.loss_metrics = optimizer, loss_fn, metrics
+
+        def get_compile_config(self):
+            return {"model_optimizer": self.model_optimizer, "loss_fn": self.loss_fn, "metric": self.loss_metrics}
+
+        def compile_from_config(self, config):
+            self.compile(optimizer=lamina.utils.deserialize_keras_object(config["model_optimizer"]),
+                         loss_fn=lamina.utils.deserialize_keras_object(config["loss_fn"]),
+                         metrics=lamina.utils.deserialize_keras_object(config["metric"]))
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 8)).astype("float32"), rng.random((16, 4)).astype("float32")
+    model = ModelWithCustomCompile()
+    model.compile(optimizer="SGD", loss_fn=small_loss, metrics=["accuracy"])
+    model.fit(x, y, verbose=0)
+    model.save(tmp_path / "m.keras")
+    restored = lamina.saving.load_model(tmp_path / "m.keras")
+    assert restored.model_optimizer == "SGD" and restored.loss_fn is small_loss
+    assert restored.loss_metrics == ["accuracy"] and restored.compiled
+    np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    restored.fit(x, y, verbose=0)   # compiled by its own compile(), so it trains
