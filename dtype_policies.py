@@ -103,6 +103,58 @@ class DTypePolicy:
         return f'<DTypePolicy "{self._name}">'
 
 
+class QuantizedDTypePolicy(DTypePolicy):
+    """Keras's QuantizedDTypePolicy: the policy of a layer quantized by `quantize(mode)`, named
+    "<mode>_from_<source policy name>" ("int8_from_float32", "int8_from_mixed_bfloat16"). Its
+    compute and variable dtypes are the source policy's (a quantized layer's float weights, its
+    scales and bias, keep them); `quantization_mode` is the mode. lamina quantizes to int8 only."""
+
+    def __init__(self, mode, source_name=None):
+        if source_name is None:
+            source_name = global_policy().name
+        if isinstance(source_name, DTypePolicy):
+            source_name = source_name.name
+        if mode != "int8":
+            raise ValueError(f"QuantizedDTypePolicy: quantization mode {mode!r} is not supported; lamina quantizes "
+                             "to int8 only (mode='int8')")
+        if isinstance(source_name, str) and source_name.startswith(_QUANTIZED_PREFIXES):
+            raise ValueError(f"QuantizedDTypePolicy: the source policy {source_name!r} is already quantized")
+        super().__init__(source_name)
+        self._source_name = source_name
+        self._quantization_mode = mode
+        self._name = f"{mode}_from_{source_name}"
+
+    @property
+    def source_name(self):
+        return self._source_name
+
+    @property
+    def quantization_mode(self):
+        return self._quantization_mode
+
+    def get_config(self):
+        return {"mode": self._quantization_mode, "source_name": self._source_name}
+
+    def __eq__(self, other):
+        return isinstance(other, QuantizedDTypePolicy) and other.name == self.name
+
+    def __hash__(self):
+        return hash(self._name)
+
+    def __repr__(self):
+        return f'<QuantizedDTypePolicy "{self._name}">'
+
+
+def _quantized(name, who):
+    """The QuantizedDTypePolicy of a name "int8_from_<source>", or a ValueError for Keras's other
+    modes (int4, float8), which lamina does not have."""
+    mode, source = name.split("_from_", 1)
+    if mode != "int8":
+        raise ValueError(f"{who}: {name!r} is a {mode} quantized policy; lamina quantizes to int8 only "
+                         "(model.quantize('int8') on a built model)")
+    return QuantizedDTypePolicy(mode, source)
+
+
 Policy = DTypePolicy  # tf.keras.mixed_precision.Policy
 FloatDTypePolicy = DTypePolicy  # Keras 3.0-3.3's name
 
@@ -133,19 +185,24 @@ def get(identifier, who="DTypePolicy"):
         return identifier
     name = identifier
     if isinstance(identifier, dict):
-        name = identifier.get("config", {}).get("name", identifier.get("name"))
+        cfg = identifier.get("config", {}) or {}
+        if "mode" in cfg and "name" not in cfg:  # a serialized QuantizedDTypePolicy
+            return _quantized(f"{cfg['mode']}_from_{cfg.get('source_name') or dtype_policy().name}", who)
+        name = cfg.get("name", identifier.get("name"))
     elif not isinstance(identifier, str) and hasattr(identifier, "name"):
         name = identifier.name  # a numpy dtype, another library's policy
     if isinstance(name, str):
         if name.startswith(_QUANTIZED_PREFIXES):
-            raise ValueError(f"{who}: {name!r} is a quantized policy; quantize a built model with "
-                             "model.quantize('int8')")
+            return _quantized(name, who)
         return DTypePolicy(name)
     raise TypeError(f"{who}: expected a dtype policy (a name such as 'float32' or 'mixed_bfloat16', a DTypePolicy "
                     f"or its config), received {type(identifier).__name__} {identifier!r}")
 
 
 def serialize(policy):
+    if isinstance(policy, QuantizedDTypePolicy):
+        return {"module": "keras.dtype_policies", "class_name": "QuantizedDTypePolicy",
+                "config": policy.get_config(), "registered_name": None}
     return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": policy.name}, "registered_name": None}
 
 

@@ -8,8 +8,10 @@ activations along their last axis at every call:
 and a quantized Dense computes float(qx @ qw) / (w_scale * x_scale) + bias, exactly as Keras.
 
 An int8 weight is an `Int8Weight`: it has a variable's face for saving and loading (name, path,
-shape, dtype "int8", numpy(), assign(), trainable False) but is not a tensor, so no float op can
-receive it by mistake; the quantized ops read it through its packed form."""
+shape, dtype "int8", numpy(), assign(), trainable False, and np.asarray / convert_to_numpy give
+its int8 array, as a Keras int8 variable's) but is not a float tensor: an op given it sees its
+integer values (an integer tensor, as Keras's ops see an int8 variable), never float weights;
+the quantized ops read it through its packed form."""
 import numpy as np
 
 from . import dtypes
@@ -77,6 +79,11 @@ class Int8Weight:
 
     def numpy(self):
         return self.device.kernels.to_numpy(self._buf, list(self.shape))
+
+    def __array__(self, dtype=None, copy=None):
+        """np.asarray(weight): the int8 values (a copy), cast to `dtype` when given."""
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype, copy=False)
 
     def assign(self, value):
         a = self._check(value, self.shape, self.name)

@@ -16,7 +16,9 @@ from .naming import unique_name
 
 class Tensor:
     __slots__ = ("_buf", "shape", "dtype", "device", "_node", "_rg", "_keras_mask", "__weakref__")
-    __array_ufunc__ = None  # numpy defers arithmetic operators to the tensor's own
+    # numpy's operators defer to the tensor's own (ndarray + tensor is a tensor), by the priority,
+    # while numpy functions and ufuncs (np.abs(t), np.exp(t)) work on its values through
+    # __array__ and give arrays, as they do on JAX's arrays
     __array_priority__ = 1000
 
     def __init__(self, buf, shape, dtype, device):
@@ -329,6 +331,9 @@ def _nested_to_numpy(x):
 def convert_to_numpy(x):
     """A numpy copy of a tensor; other inputs through np.asarray."""
     if isinstance(x, Tensor):
+        return x.numpy()
+    from .quantization import Int8Weight
+    if isinstance(x, Int8Weight):   # a quantized layer's int8 kernel
         return x.numpy()
     return np.asarray(x)
 

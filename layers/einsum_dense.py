@@ -13,6 +13,10 @@ counts its fans over the kernel's input and output labels, as Keras's does.
 LoRA (`lora_rank=r`, or `enable_lora(r)` on a built layer) freezes the kernel and trains
 (lora_alpha / r) * lora_kernel_a @ lora_kernel_b, with a of shape kernel.shape[:-1] + (r,) and
 b of shape (r, kernel.shape[-1]); saving writes the merged kernel, as Keras does.
+
+`quantize("int8")` (or Model.quantize) makes it an int8 inference layer, as Keras's: an int8
+kernel of the same shape, kernel_scale shaped like the output with the reduced axes 1, inputs
+quantized over their reduced axes at each call (layers/quantization.py).
 """
 import re
 
@@ -26,6 +30,11 @@ from .. import regularizers as _regularizers
 from ..backend import validation
 from ..backend.validation import positive_int as _positive_int
 from .layer import InputSpec, Layer
+
+
+def _quantization_config(layer):
+    from .quantization import quantization_config
+    return quantization_config() if layer.quantization_mode is not None else None
 
 # Keras's three equation forms, with "..." written as "0"
 _FORMS = (("([a-zA-Z]+),([a-zA-Z]+)->([a-zA-Z]+)", False),
@@ -142,7 +151,15 @@ class EinsumDense(Layer):
                  quantization_config=None, **kwargs):
         super().__init__(**kwargs)
         who = f"EinsumDense '{self.name}'"
-        if quantization_config is not None or gptq_unpacked_column_size is not None:
+        from .quantization import check_quantization_config
+        try:
+            int8_config = gptq_unpacked_column_size is None and check_quantization_config(quantization_config, who)
+        except ValueError:
+            int8_config = None
+        if int8_config:  # Keras's default Int8QuantizationConfig (a saved int8 layer's): quantized once built
+            if not getattr(self, "_pending_quantization", None):
+                self._pending_quantization = "int8"
+        elif quantization_config is not None or gptq_unpacked_column_size is not None:
             raise ValueError(f"{who}: quantization (quantization_config={quantization_config!r}, "
                              f"gptq_unpacked_column_size={gptq_unpacked_column_size!r}) is not supported by lamina; "
                              "leave both None")
@@ -218,12 +235,19 @@ class EinsumDense(Layer):
         """As Keras: the (LoRA-merged) kernel, then the bias."""
         if not self.built:
             return
+        if self.quantization_mode is not None:  # Keras's int8 order: kernel, bias, kernel_scale
+            return Layer.save_own_variables(self, store)
         store["0"] = self.kernel.numpy()
         if self.bias is not None:
             store["1"] = self.bias.numpy()
 
     def load_own_variables(self, store):
-        """As Keras: the kernel (and bias) are assigned; with LoRA the factors restart at zero."""
+        """As Keras: the kernel (and bias) are assigned; with LoRA the factors restart at zero. An
+        int8 kernel in the file quantizes a float layer first: a projection that its parent
+        (MultiHeadAttention) made from a float config, in a model quantized before it was saved."""
+        if self.quantization_mode is None and self.built and not self.lora_enabled and len(store.keys()) \
+                and np.asarray(store["0"]).dtype == np.int8:
+            self.quantize("int8")
         if not self.lora_enabled:
             return Layer.load_own_variables(self, store)
         from .core import load_merged_lora
@@ -249,5 +273,6 @@ class EinsumDense(Layer):
                 "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
                 "activity_regularizer": _regularizers.serialize(self.activity_regularizer),
                 "kernel_constraint": _constraints.serialize(self.kernel_constraint),
-                "bias_constraint": _constraints.serialize(self.bias_constraint), "quantization_config": None,
+                "bias_constraint": _constraints.serialize(self.bias_constraint),
+                "quantization_config": _quantization_config(self),
                 **({"lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha} if self.lora_rank else {})}

@@ -223,6 +223,126 @@ def shape_of(x):
     return tuple(x.shape)
 
 
+# ---- tracked containers ----------------------------------------------------------------------
+
+# the layer's own bookkeeping lists: never wrapped
+_UNTRACKED_CONTAINERS = frozenset(("_layers", "_own_weights", "_metrics", "_losses", "_inbound_nodes",
+                                   "_regularizers"))
+
+
+def _values(container):
+    return container.values() if isinstance(container, dict) else container
+
+
+def _trackable(v):
+    return isinstance(v, (Layer, Variable, _metrics.Metric))
+
+
+class _TrackedList(list):
+    """A list attribute of a layer (Keras's TrackedList): layers, variables and metrics appended,
+    inserted or set in it later are tracked by the layer; removed ones are untracked."""
+
+    def __init__(self, owner, values=()):
+        super().__init__(values)
+        self._owner = owner
+
+    def _add(self, v):
+        if _trackable(v):
+            self._owner._track(v)
+        return v
+
+    def _drop(self, v):
+        if _trackable(v) and not any(v is other for other in self):
+            self._owner._untrack(v)
+
+    def append(self, v):
+        super().append(self._add(v))
+
+    def insert(self, i, v):
+        super().insert(i, self._add(v))
+
+    def extend(self, values):
+        super().extend(self._add(v) for v in list(values))
+
+    def __iadd__(self, values):
+        self.extend(values)
+        return self
+
+    def __setitem__(self, i, v):
+        old = self[i]
+        super().__setitem__(i, [self._add(x) for x in v] if isinstance(i, slice) else self._add(v))
+        for o in (old if isinstance(i, slice) else [old]):
+            self._drop(o)
+
+    def __delitem__(self, i):
+        old = self[i]
+        super().__delitem__(i)
+        for o in (old if isinstance(i, slice) else [old]):
+            self._drop(o)
+
+    def pop(self, i=-1):
+        v = super().pop(i)
+        self._drop(v)
+        return v
+
+    def remove(self, v):
+        super().remove(v)
+        self._drop(v)
+
+    def clear(self):
+        old = list(self)
+        super().clear()
+        for o in old:
+            self._drop(o)
+
+    def __reduce_ex__(self, protocol):  # copies and pickles are plain lists
+        return list, (list(self),)
+
+
+class _TrackedDict(dict):
+    """A dict attribute of a layer (Keras's TrackedDict), as _TrackedList."""
+
+    def __init__(self, owner, values=()):
+        super().__init__(values)
+        self._owner = owner
+
+    def _drop(self, v):
+        if _trackable(v) and not any(v is other for other in self.values()):
+            self._owner._untrack(v)
+
+    def __setitem__(self, k, v):
+        old = self.get(k)
+        if _trackable(v):
+            self._owner._track(v)
+        super().__setitem__(k, v)
+        if old is not None and old is not v:
+            self._drop(old)
+
+    def update(self, *args, **kwargs):
+        for k, v in dict(*args, **kwargs).items():
+            self[k] = v
+
+    def setdefault(self, k, default=None):
+        if k not in self:
+            self[k] = default
+        return self[k]
+
+    def __delitem__(self, k):
+        v = self[k]
+        super().__delitem__(k)
+        self._drop(v)
+
+    def pop(self, k, *default):
+        had = k in self
+        v = super().pop(k, *default)
+        if had:
+            self._drop(v)
+        return v
+
+    def __reduce_ex__(self, protocol):
+        return dict, (dict(self),)
+
+
 # ---- Layer -------------------------------------------------------------------------------------
 
 class Layer:
@@ -232,6 +352,12 @@ class Layer:
     # whether __call__ casts float inputs and outputs to the compute dtype (when bfloat16 is in use);
     # models do not (as Keras's): each of their layers casts for itself
     _autocasts_io = True
+    # whether a layer of an integer dtype casts float inputs to it (Keras's convert_input); the
+    # hashing layers, which hash the values they are given, do not
+    _casts_int_inputs = True
+    # Keras's flag for layers XLA can compile (False on its lookup, hashing and random-geometry
+    # layers); lamina has no XLA and only reports it (Model.jit_compile resolves "auto" with it)
+    supports_jit = True
     quantization_mode = None  # "int8" once quantized (layers/quantization.py)
 
     def __init_subclass__(cls, **kwargs):
@@ -265,7 +391,7 @@ class Layer:
         from . import quantization as _quantization
         if _quantization.is_quantized_policy(dtype):  # a quantized layer's config: quantized once built
             self._pending_quantization = _quantization.check_policy(dtype, type(self).__name__)
-            dtype = None
+            dtype = _quantization.policy_source(dtype)  # the float policy it was quantized from (None: global)
         self._dtype_policy = layer_dtype(dtype, type(self).__name__)
         if not isinstance(autocast, bool):
             raise TypeError(f"{type(self).__name__}: autocast must be True or False, received {autocast!r}")
@@ -297,7 +423,17 @@ class Layer:
 
     @dtype_policy.setter
     def dtype_policy(self, value):
-        self._dtype_policy = layer_dtype(value, type(self).__name__)
+        policy = layer_dtype(value, type(self).__name__)
+        mode = getattr(policy, "quantization_mode", None)
+        if mode is not None and self.quantization_mode is None:
+            # Keras: a quantized policy quantizes the layer (now if built, else once built)
+            self._dtype_policy = layer_dtype(policy.source_name, type(self).__name__)
+            if self.built:
+                self.quantize(mode)
+            else:
+                self._pending_quantization = mode
+            return
+        self._dtype_policy = policy
 
     @property
     def dtype(self):
@@ -338,19 +474,38 @@ class Layer:
             self._init_trackers()
         if self.__dict__.get(key, _UNSET) is not value:  # (a cell resetting its dropout masks to None: no change)
             _mutations += 1
+        if type(value) in (list, dict) and key not in _UNTRACKED_CONTAINERS and \
+                all(isinstance(v, (Layer, Variable, _metrics.Metric)) for v in _values(value)):
+            # Keras's TrackedList/TrackedDict: what is appended or set later is tracked as well
+            value = (_TrackedList if type(value) is list else _TrackedDict)(self, value)
         if isinstance(value, Layer) and key != "_outer":
-            if value not in self._layers:
+            self._track(value)
+        elif isinstance(value, (list, tuple, dict)) and value and \
+                all(isinstance(v, (Layer, Variable, _metrics.Metric)) for v in _values(value)):
+            for v in _values(value):
+                self._track(v)
+        elif isinstance(value, (Variable, _metrics.Metric)):
+            self._track(value)
+        object.__setattr__(self, key, value)
+
+    def _track(self, value):
+        """Adds a sub-layer, variable or metric to what the layer tracks (once)."""
+        if isinstance(value, Layer):
+            if value is not self and value not in self._layers:
                 self._layers.append(value)
-        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Layer) for v in value):
-            for v in value:
-                if v not in self._layers:
-                    self._layers.append(v)
-        elif isinstance(value, Variable) and not any(value is w for w in self._own_weights):
-            self._own_weights.append(value)
+        elif isinstance(value, Variable):
+            if not any(value is w for w in self._own_weights):
+                self._own_weights.append(value)
         elif isinstance(value, _metrics.Metric) and not any(value is m for m in self._metrics):
             self._metrics.append(value)
             Layer._tracks_metrics = True  # from now on model.metrics looks for them in the layers
-        object.__setattr__(self, key, value)
+
+    def _untrack(self, value):
+        for store in (self._layers, self._own_weights, self._metrics):
+            for i, v in enumerate(store):
+                if v is value:
+                    del store[i]
+                    return
 
     # -- weights --
     def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True, autocast=True, regularizer=None,
@@ -517,8 +672,9 @@ class Layer:
             self.quantize(pending)
 
     def quantize(self, mode, type_check=True, config=None):
-        """Quantizes this built layer for inference (Keras 3): mode "int8" for Dense, Conv2D,
-        DepthwiseConv2D and Embedding (see layers/quantization.py)."""
+        """Quantizes this built layer for inference (Keras 3): mode "int8" for Dense, EinsumDense,
+        Conv2D, DepthwiseConv2D and Embedding (see layers/quantization.py). Its dtype_policy
+        becomes Keras's QuantizedDTypePolicy "int8_from_<its policy>"."""
         from .quantization import quantize_layer
         if config is not None:
             raise ValueError(f"{type(self).__name__} '{self.name}'.quantize: quantization configs (GPTQ, AWQ) are not "
@@ -611,6 +767,11 @@ class Layer:
                 if pol.is_mixed:
                     undo = []
                     _autocast_weights(self, cdt, undo, {})
+        if self.autocast and self._casts_int_inputs:
+            cdt = self._dtype_policy.compute_dtype
+            if cdt not in dtypes.FLOATS and cdt != dtypes.STRING:  # an integer layer: float inputs cast (Keras)
+                pol = self._dtype_policy
+                inputs = map_structure(lambda t: pol.convert_input(t, True, cdt), inputs)
         try:
             if self._device is not None and self._device is not current_device():
                 with device_scope(self._device):
@@ -683,7 +844,7 @@ class Layer:
         config = {"name": self.name, "trainable": self.trainable, "dtype": dtype_policy_config(self._dtype_policy.name)}
         if self.quantization_mode is not None:
             from .quantization import policy_config
-            config["dtype"] = policy_config()
+            config["dtype"] = policy_config(getattr(self._dtype_policy, "source_name", None) or "float32")
         if self.activity_regularizer is not None:
             config["activity_regularizer"] = _regularizers.serialize(self.activity_regularizer)
         return config

@@ -445,6 +445,7 @@ class RandomCrop(_RandomLayer):
     Keras 3.15's implementation returns the input unchanged at inference instead, contradicting
     its documentation and its own output shape (keras-team/keras#21868, an open bug); lamina
     keeps the output shape (height, width) in both modes, so a model built on it also predicts."""
+    supports_jit = False  # as Keras's (metadata: lamina has no XLA)
 
     def __init__(self, height, width, seed=None, data_format=None, name=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, name=name, **kwargs)
@@ -605,6 +606,7 @@ class RandomRotation(_AffineLayer):
     a pair (lower, upper) gives [lower * 360, upper * 360]. Positive angles turn counter-clockwise.
     fill_mode: "reflect" (default), "wrap", "constant" (`fill_value`) or "nearest".
     interpolation: "bilinear" (default) or "nearest"."""
+    supports_jit = False  # as Keras's (metadata: lamina has no XLA)
 
     def __init__(self, factor, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0,
                  data_format=None, **kwargs):
@@ -633,6 +635,7 @@ class RandomZoom(_AffineLayer):
     [1 + lower, 1 + upper]), each in (-1, 1]; a positive value zooms out (the image shrinks).
     width_factor: the same for the width, or None (default) to keep the aspect ratio (one
     factor for both axes)."""
+    supports_jit = False  # as Keras's (metadata: lamina has no XLA)
 
     def __init__(self, height_factor, width_factor=None, fill_mode="reflect", interpolation="bilinear", seed=None,
                  fill_value=0.0, data_format=None, **kwargs):
@@ -662,6 +665,7 @@ class RandomTranslation(_AffineLayer):
     height_factor / width_factor: a fraction of the height / width: a number f gives shifts in
     [-f, f] * size, a pair (lower, upper) gives [lower, upper] * size, each in [-1, 1]; positive
     values move the content down / right."""
+    supports_jit = False  # as Keras's (metadata: lamina has no XLA)
 
     def __init__(self, height_factor, width_factor, fill_mode="reflect", interpolation="bilinear", seed=None,
                  fill_value=0.0, data_format=None, **kwargs):

@@ -212,6 +212,7 @@ class RandomShear(_RandomLayer):
     negated for a random half of the images. Sampling as RandomRotation's: `interpolation`
     ("bilinear" or "nearest"), `fill_mode` ("reflect", "wrap", "constant" with `fill_value`,
     "nearest")."""
+    supports_jit = False  # as Keras's (metadata: lamina has no XLA)
 
     def __init__(self, x_factor=0.0, y_factor=0.0, interpolation="bilinear", fill_mode="reflect", fill_value=0.0,
                  data_format=None, seed=None, **kwargs):
@@ -282,6 +283,7 @@ class RandomPerspective(_RandomLayer):
     scale: a number in [0, 1], the size of the corner shifts (0: the identity map).
     Outputs are float32 (at inference: the input, cast), as Keras's. Images must be at least
     2 pixels high and wide (Keras's homography of a single row or column is NaN)."""
+    supports_jit = False  # as Keras's (metadata: lamina has no XLA)
 
     def __init__(self, factor=1.0, scale=1.0, interpolation="bilinear", fill_value=0.0, seed=None, data_format=None,
                  **kwargs):

@@ -311,6 +311,7 @@ class _IndexLookup(Layer):
     """Maps tokens to indices with a vocabulary (given, or learnt by `adapt`), as Keras's
     IndexLookup. Index layout, as Keras: [mask (output_mode "int" with a mask_token)] +
     [num_oov_indices OOV buckets] + the vocabulary's tokens."""
+    supports_jit = False  # as Keras's (metadata: lamina has no XLA)
 
     _strings = True
 
@@ -786,6 +787,8 @@ class Hashing(Layer):
     integers); numbers hash as their decimal strings. With `mask_value`, that value gets bin 0 and
     the others bins 1..num_bins-1. output_mode: "int" (default; `dtype` int64 or int32),
     "one_hot", "multi_hot" or "count" (float32, as CategoryEncoding)."""
+    supports_jit = False  # as Keras's (metadata: lamina has no XLA)
+    _casts_int_inputs = False  # the values given are hashed as they are
 
     def __init__(self, num_bins, mask_value=None, salt=None, output_mode="int", sparse=False, **kwargs):
         if kwargs.get("dtype") is None:
@@ -898,6 +901,8 @@ class HashedCrossing(Layer):
     numpy arrays or lists of strings, integer arrays or int tensors (symbolic: string or integer
     Inputs). output_mode "int" (`dtype` int64 by default, or int32) gives the bins in the input's
     shape; "one_hot" gives float32 (batch, num_bins)."""
+    supports_jit = False  # as Keras's (metadata: lamina has no XLA)
+    _casts_int_inputs = False  # the values given are hashed as they are
 
     def __init__(self, num_bins, output_mode="int", sparse=False, name=None, dtype=None, **kwargs):
         if output_mode == "int" and dtype is None:
@@ -1026,6 +1031,7 @@ class TextVectorization(Layer):
     model, lamina.Input(shape=(), dtype="string") or shape=(1,). The
     vocabulary comes from `vocabulary=`, `adapt(data)` or `set_vocabulary`; get_config carries
     it. There is no ragged or sparse output (ragged=True / sparse=True raise)."""
+    supports_jit = False  # as Keras's (metadata: lamina has no XLA)
 
     def __init__(self, max_tokens=None, standardize="lower_and_strip_punctuation", split="whitespace", ngrams=None,
                  output_mode="int", output_sequence_length=None, pad_to_max_tokens=False, vocabulary=None,

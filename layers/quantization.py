@@ -1,17 +1,24 @@
-"""`layer.quantize("int8")` / `model.quantize("int8")` (Keras 3): Dense, Conv2D,
+"""`layer.quantize("int8")` / `model.quantize("int8")` (Keras 3): Dense, EinsumDense, Conv2D,
 DepthwiseConv2D and Embedding become int8 inference layers (backend/quantization.py).
+MultiHeadAttention (and GroupedQueryAttention) are quantized through their EinsumDense
+projections, as in Keras.
 
-What a quantized layer holds (Keras's names; the float kernel is gone):
+What a quantized layer holds (Keras's names and order of saving; the float kernel is gone):
   Dense            kernel: int8 (in, units), kernel_scale (units,), bias
+  EinsumDense      kernel: int8 (the float kernel's shape), kernel_scale (shaped like the output,
+                   the batch and reduced axes 1: "abc,cd->abd" gives (1, 1, d)), bias
   Conv2D           kernel: int8 (kh, kw, in, filters), kernel_scale (filters,), bias
   DepthwiseConv2D  kernel: int8 (kh, kw, in, dm), kernel_scale (in * dm,), bias
   Embedding        embeddings: int8 (input_dim, output_dim), embeddings_scale (input_dim,)
 Scales are Keras's abs-max over the input axes of each output channel (each row for an
-Embedding). Inputs are quantized at every call: Dense per row (Keras's AbsMaxQuantizer(-1), so
-a quantized Dense equals Keras's bit for bit), Conv2D per output pixel's window (an im2col row),
-DepthwiseConv2D per image and channel. Their configs carry Keras's QuantizedDTypePolicy
-("int8_from_float32"), so a saved quantized model loads quantized. They compute no gradients:
-training a quantized model raises.
+Embedding; the kernel's reduced axes, those not in the output, for an EinsumDense). Inputs are
+quantized at every call: Dense per row (Keras's AbsMaxQuantizer(-1), so a quantized Dense
+equals Keras's bit for bit), EinsumDense over the input's reduced axes (Keras's
+AbsMaxQuantizer(axis=reduced axes); the int8 einsum accumulates exactly, as Keras's int32 one),
+Conv2D per output pixel's window (an im2col row), DepthwiseConv2D per image and channel. A
+quantized layer's `dtype_policy` is Keras's QuantizedDTypePolicy "int8_from_<its policy>"
+("int8_from_float32"), and its config carries it, so a saved quantized model loads quantized,
+with the same policy. They compute no gradients: training a quantized model raises.
 
 `model.quantize` (models/quantize.py) adds two things a layer alone cannot:
 - Bias correction (data-free, Nagel et al. 2019) of a convolution whose input is a
@@ -36,10 +43,36 @@ from .. import ops
 MODES = ("int8",)
 
 
-def policy_config():
-    """Keras 3's serialized dtype policy of an int8 layer."""
+SUPPORTED = "Dense, EinsumDense, Conv2D, DepthwiseConv2D and Embedding"
+
+
+def policy_config(source_name="float32"):
+    """Keras 3's serialized dtype policy of an int8 layer quantized from policy `source_name`."""
     return {"module": "keras.dtype_policies", "class_name": "QuantizedDTypePolicy",
-            "config": {"mode": "int8", "source_name": "float32"}, "registered_name": None}
+            "config": {"mode": "int8", "source_name": source_name}, "registered_name": None}
+
+
+def policy_source(dtype):
+    """The source policy name of a quantized policy ("float32" for "int8_from_float32" or its
+    QuantizedDTypePolicy config), None when it names none (the global policy then)."""
+    if isinstance(dtype, dict):
+        cfg = dtype.get("config", {}) or {}
+        if cfg.get("source_name"):
+            return str(cfg["source_name"])
+        dtype = cfg.get("name", dtype.get("name"))
+    elif not isinstance(dtype, str) and hasattr(dtype, "name"):
+        dtype = dtype.name
+    if isinstance(dtype, str) and "_from_" in dtype:
+        return dtype.split("_from_", 1)[1]
+    return None
+
+
+def set_quantized_policy(layer, mode):
+    """Keras's last step of `quantize`: the layer's policy becomes "<mode>_from_<its policy>"."""
+    from ..dtype_policies import QuantizedDTypePolicy
+    pol = layer._dtype_policy
+    if getattr(pol, "quantization_mode", None) is None:
+        layer._dtype_policy = QuantizedDTypePolicy(mode, pol.name)
 
 
 def quantization_config():
@@ -101,12 +134,13 @@ def check_quantization_config(config, who):
 
 
 def layer_kind(layer):
-    """The quantizable kind of a layer (its class name among Dense, Conv2D with groups=1,
-    DepthwiseConv2D and Embedding), or None."""
+    """The quantizable kind of a layer (its class name among Dense, EinsumDense, Conv2D with
+    groups=1, DepthwiseConv2D and Embedding), or None."""
     from .core import Dense
     from .convolutional import Conv2D, DepthwiseConv2D
+    from .einsum_dense import EinsumDense
     from .embedding import Embedding
-    for cls in (Dense, Conv2D, DepthwiseConv2D, Embedding):
+    for cls in (Dense, EinsumDense, Conv2D, DepthwiseConv2D, Embedding):
         if isinstance(layer, cls):
             if cls is Conv2D and getattr(layer, "groups", 1) != 1:
                 return None   # a grouped convolution stays float32
@@ -126,8 +160,7 @@ def quantize_layer(layer, mode, input_mean=None):
         raise ValueError(f"{who}.quantize: expected mode 'int8', received {mode!r} (lamina quantizes to int8 only)")
     kind = layer_kind(layer)
     if kind is None:
-        raise NotImplementedError(f"{who}.quantize: this layer has no quantized form; lamina quantizes Dense, "
-                                  "Conv2D, DepthwiseConv2D and Embedding")
+        raise NotImplementedError(f"{who}.quantize: this layer has no quantized form; lamina quantizes {SUPPORTED}")
     if getattr(layer, "quantization_mode", None) is not None:
         raise ValueError(f"{who} is already quantized ({layer.quantization_mode}); quantize the float model once")
     if not layer.built:
@@ -141,16 +174,25 @@ def quantize_layer(layer, mode, input_mean=None):
         if kind == "Conv2D" and getattr(layer, "padding", "valid") == "causal":
             raise ValueError(f"{who}.quantize: causal padding has no quantized form")
     float_name = "embeddings" if kind == "Embedding" else "kernel"
-    w = getattr(layer, float_name)
-    axis = {"Dense": 0, "Conv2D": (0, 1, 2), "DepthwiseConv2D": (0, 1), "Embedding": -1}[kind]
+    einsum = None
+    if kind == "EinsumDense":
+        einsum = EinsumInfo(layer.equation, layer.input_spec.ndim, tuple(layer._kernel.shape), who)
+        w = layer._kernel
+        axis = tuple(einsum.kernel_reduced_axes)
+    else:
+        w = getattr(layer, float_name)
+        axis = {"Dense": 0, "Conv2D": (0, 1, 2), "DepthwiseConv2D": (0, 1), "Embedding": -1}[kind]
     q, scale = _q.abs_max_quantize(w, axis)
+    if einsum is not None:  # Keras's kernel_scale layout: like the output, the reduced axes 1
+        scale = einsum.scale_for_quant(scale.numpy())
     base = w.path.rsplit("/", 1)[0] if "/" in w.path else layer.name
     correction = None
     if input_mean is not None and kind in ("Conv2D", "DepthwiseConv2D"):
         correction = _bias_correction(kind, w.numpy(), q, scale.numpy(), input_mean)
     iw = _q.Int8Weight(q, float_name, path=f"{base}/{float_name}", device=w.device)
     with device_scope(w.device.name):
-        sv = Variable(ops.reshape(scale, (-1,)), trainable=False, name=f"{float_name}_scale")
+        sv = Variable(scale if einsum is not None else ops.reshape(scale, (-1,)), trainable=False,
+                      name=f"{float_name}_scale")
     sv._path = f"{base}/{float_name}_scale"
     own = layer._own_weights
     own[:] = [v for v in own if v is not w]
@@ -168,10 +210,13 @@ def quantize_layer(layer, mode, input_mean=None):
     bias = getattr(layer, "bias", None) if kind != "Embedding" else None
     layer._quantized_variables = [iw] + ([bias] if bias is not None else []) + [sv]  # as Keras saves them
     layer._always_frozen.update({id(iw), id(sv)})
-    object.__setattr__(layer, float_name, iw)
+    object.__setattr__(layer, "_kernel" if kind == "EinsumDense" else float_name, iw)
     object.__setattr__(layer, f"{float_name}_scale", sv)
     object.__setattr__(layer, "quantization_mode", mode)
-    if kind == "Dense":
+    set_quantized_policy(layer, mode)
+    if kind == "EinsumDense":
+        layer._int8_einsum = einsum.bind(iw)
+    elif kind == "Dense":
         layer._int8_packed = _q.PackedInt8(iw, q.shape[0], q.shape[1])
     elif kind == "Conv2D":
         layer._int8_packed = _q.PackedInt8(iw, int(np.prod(q.shape[:3])), q.shape[3])
@@ -251,5 +296,168 @@ def _embedding_call(self, inputs):
         raise ValueError(f"Embedding '{self.name}' (input_dim={self.input_dim}): {e}") from None
 
 
-_CALLS = {"Dense": _dense_call, "Conv2D": _conv2d_call, "DepthwiseConv2D": _depthwise_call,
+class EinsumInfo:
+    """How an EinsumDense equation is quantized, as Keras's `_analyze_quantization_info`: the
+    kernel's and the input's reduced axes (labels not in the output), the kernel_scale layout,
+    and, when the equation is a matrix product (no label in the input, the kernel and the output
+    at once), the transposes that make it one (M, K) x (K, N) int8 product for backend qdense."""
+
+    def __init__(self, equation, ndim, kernel_shape, who):
+        import re
+        import string
+        eq = re.sub(r"\.\.\.", "0", equation)
+        m = re.fullmatch("([a-zA-Z]+),([a-zA-Z]+)->([a-zA-Z]+)", eq)
+        left = re.fullmatch("0([a-zA-Z]+),([a-zA-Z]+)->0([a-zA-Z]+)", eq)
+        right = re.fullmatch("([a-zA-Z]{2,})0,([a-zA-Z]+)->([a-zA-Z]+)0", eq)
+        m = m or left or right
+        if m is None:
+            raise ValueError(f"{who}.quantize: invalid einsum equation {equation!r}")
+        ins, ws, outs = m.groups()
+        if left or right:  # the ellipsis's dimensions get labels of their own, as in Keras
+            free = sorted(set(string.ascii_letters) - set(ins) - set(ws) - set(outs))
+            for i in range(ndim - len(ins)):
+                ins, outs = (free[i] + ins, free[i] + outs) if left else (ins + free[i], outs + free[i])
+        self.equation = f"{ins},{ws}->{outs}"
+        self.input_spec, self.weight_spec, self.output_spec = ins, ws, outs
+        self.kernel_shape = tuple(kernel_shape)
+        self.input_reduced_axes = [i for i, c in enumerate(ins) if c not in outs]
+        self.kernel_reduced_axes = [i for i, c in enumerate(ws) if c not in outs]
+        self.kernel_expand_axes = [i for i, c in enumerate(outs) if c not in ws]
+        self.kernel_transpose_axes = [ws.find(c) for c in outs if c in ws]
+        self.kernel_squeeze_axes = []
+        index = None
+        for ori in self.kernel_reduced_axes:   # Keras's bookkeeping, step for step
+            if self.kernel_expand_axes:
+                index = self.kernel_expand_axes.pop(0)
+            else:
+                self.kernel_squeeze_axes.append(ori)
+            if index is None:
+                raise NotImplementedError(f"{who}.quantize: equation {equation!r} has no int8 form (its kernel "
+                                          "has no output label the input lacks)")
+            self.kernel_transpose_axes.insert(index, ori)
+        # the matrix-product form: rows = the input's kept labels, K = the reduced labels (in the
+        # kernel's order), N = the kernel's output labels
+        red = [c for c in ws if c not in outs]
+        kept = [c for c in ins if c in outs]
+        kout = [c for c in ws if c in outs]
+        self.matmul = (sorted(red) == sorted(c for c in ins if c not in outs) and not set(kept) & set(kout)
+                       and sorted(kept + kout) == sorted(outs))
+        if self.matmul:
+            self.x_perm = [ins.index(c) for c in kept + red]
+            self.w_perm = [ws.index(c) for c in red + kout]
+            mid = kept + kout
+            self.y_perm = [mid.index(c) for c in outs]
+            self.K = int(np.prod([kernel_shape[ws.index(c)] for c in red], dtype=np.int64))
+            self.N = int(np.prod([kernel_shape[ws.index(c)] for c in kout], dtype=np.int64))
+            self.kout_shape = tuple(kernel_shape[ws.index(c)] for c in kout)
+
+    def scale_for_quant(self, scale):
+        """The kernel's scale (kernel-shaped, the reduced axes 1) in Keras's kernel_scale layout."""
+        scale = np.transpose(scale, self.kernel_transpose_axes)
+        if self.kernel_expand_axes:
+            scale = np.expand_dims(scale, tuple(self.kernel_expand_axes))
+        if self.kernel_squeeze_axes:
+            scale = np.squeeze(scale, tuple(self.kernel_squeeze_axes))
+        return scale
+
+    def scale_for_dequant(self, scale):
+        """kernel_scale back in the kernel's layout (the reduced axes 1), with lamina ops."""
+        if self.kernel_squeeze_axes:
+            scale = ops.expand_dims(scale, tuple(self.kernel_squeeze_axes))
+        if self.kernel_expand_axes:
+            scale = ops.squeeze(scale, tuple(self.kernel_expand_axes))
+        reverse = sorted(range(len(self.kernel_transpose_axes)), key=self.kernel_transpose_axes.__getitem__)
+        return ops.transpose(scale, reverse)
+
+    def bind(self, weight):
+        """The state a quantized layer's call reads: for the matrix-product form, the packed int8
+        (K, N) kernel (a transposed copy when the kernel's axes are not already in that order,
+        remade when the weight is assigned)."""
+        self.weight = weight
+        if self.matmul:
+            if self.w_perm == sorted(self.w_perm):
+                self.packed_weight = weight
+            else:
+                self.packed_weight = _q.Int8Weight(np.transpose(weight.numpy(), self.w_perm), "kernel_kn",
+                                                   device=weight.device)
+                self._seen = weight.version
+            self.packed = _q.PackedInt8(self.packed_weight, self.K, self.N)
+        return self
+
+    def get_packed(self):
+        if self.packed_weight is not self.weight and self._seen != self.weight.version:
+            self.packed_weight.assign(np.transpose(self.weight.numpy(), self.w_perm))
+            self._seen = self.weight.version
+        return self.packed
+
+
+def _einsum_call(self, inputs):
+    info = self._int8_einsum
+    x = ops.convert_to_tensor(inputs)
+    if info.matmul:   # qdense: the input quantized per row of (M, K), which is Keras's reduced-axes abs-max
+        xt = ops.transpose(x, info.x_perm) if info.x_perm != sorted(info.x_perm) else x
+        lead = tuple(xt.shape[:len(xt.shape) - len(info.input_reduced_axes)])
+        x2 = ops.reshape(xt, (-1, info.K))
+        w_scale = ops.reshape(ops.transpose(info.scale_for_dequant(self.kernel_scale), info.w_perm), (-1,))
+        y = _q.qdense(x2, info.get_packed(), w_scale)
+        y = ops.reshape(y, lead + info.kout_shape)
+        if info.y_perm != sorted(info.y_perm):
+            y = ops.transpose(y, info.y_perm)
+    else:             # the general form: int8 values in float32 einsums, exact (see _exact_einsum)
+        _q._inference_only("qeinsum", x)
+        x = _q._float_input("qeinsum", x)
+        axes = tuple(info.input_reduced_axes)
+        x_scale = ops.divide(127.0, ops.add(ops.max(ops.abs(x), axis=axes, keepdims=True), 1e-7))
+        qx = ops.clip(ops.round(ops.multiply(x, x_scale)), -127.0, 127.0)
+        acc = _exact_einsum(info.equation, qx, info.weight.numpy(),
+                           int(np.prod([x.shape[i] for i in axes], dtype=np.int64)))
+        x_scale = _input_scale_layout(info, x_scale)
+        y = ops.divide(acc, ops.multiply(x_scale, self.kernel_scale))
+    if self.bias is not None:
+        y = ops.add(y, self.bias)
+    return _finish(self, y)
+
+
+def _input_scale_layout(info, scale):
+    """The input's scale (the reduced axes kept as 1) laid out against the output, as Keras's
+    `_adjust_scale_for_quant(scale, "input")`."""
+    ins, outs = info.input_spec, info.output_spec
+    expand = [i for i, c in enumerate(outs) if c not in ins]
+    transpose = [ins.find(c) for c in outs if c in ins]
+    squeeze = []
+    index = None
+    for ori in info.input_reduced_axes:
+        if expand:
+            index = expand.pop(0)
+        else:
+            squeeze.append(ori)
+        transpose.insert(index if index is not None else len(transpose), ori)
+    scale = ops.transpose(scale, transpose)
+    if expand:
+        scale = ops.expand_dims(scale, tuple(expand))
+    if squeeze:
+        scale = ops.squeeze(scale, tuple(squeeze))
+    return scale
+
+
+def _exact_einsum(equation, qx, qw, k_total):
+    """einsum(equation, qx, qw) of int8 values (qx a float32 tensor of them, qw an int8 array),
+    equal to Keras's int32 einsum cast to float32: float32 sums of integer products are exact
+    below 2**24, which holds for up to 1040 products of +-127 * +-127; beyond, the kernel is
+    split as 16 * high + low (high in [-8, 7], low in [0, 15]), whose sums are exact up to 16513
+    products, and 16 * A + B rounds once, as the cast of the exact integer does."""
+    if k_total * 127 * 127 < 2 ** 24:
+        return ops.einsum(equation, qx, ops.convert_to_tensor(qw.astype(np.float32)))
+    if k_total * 127 * 8 >= 2 ** 24:
+        raise NotImplementedError(f"qeinsum: a reduction over {k_total} values is too long for lamina's exact "
+                                  "int8 einsum")
+    w = qw.astype(np.int32)
+    low = np.bitwise_and(w, 15)
+    high = (w - low) // 16
+    a = ops.einsum(equation, qx, ops.convert_to_tensor(high.astype(np.float32)))
+    b = ops.einsum(equation, qx, ops.convert_to_tensor(low.astype(np.float32)))
+    return ops.add(ops.multiply(a, 16.0), b)
+
+
+_CALLS = {"Dense": _dense_call, "EinsumDense": _einsum_call, "Conv2D": _conv2d_call, "DepthwiseConv2D": _depthwise_call,
           "Embedding": _embedding_call}

@@ -109,10 +109,9 @@ def symbolic_call(layer, *args, **kwargs):
         mask = in_masks if isinstance(inputs, (list, tuple, dict)) else in_masks[0]
     if mask is not None and layer._call_has_mask and "mask" not in kwargs:
         out_shape = _trace_with_args(layer, shapes, in_dtypes, args, {**kwargs, "mask": mask})
+        out_dtypes = _output_dtypes(layer, in_dtypes)
     else:
-        out_shape = _compute_output_shape(layer, shapes, in_dtypes, args, kwargs)
-    dtype_of = getattr(layer, "compute_output_dtype", None)
-    out_dtypes = dtype_of(in_dtypes) if dtype_of else _default_dtype(layer, in_dtypes)
+        out_shape, out_dtypes = output_spec(layer, shapes, in_dtypes, args, kwargs)
     leaf = itertools.count()
 
     def make(s):  # compute_output_dtype gives one dtype, or a list with one per output
@@ -151,6 +150,21 @@ def _attach_output_masks(layer, inputs, mask, outputs):
 
 def _default_dtype(layer, in_dtypes):
     return layer.dtype
+
+
+def _output_dtypes(layer, in_dtypes):
+    dtype_of = getattr(layer, "compute_output_dtype", None)
+    return dtype_of(in_dtypes) if dtype_of else _default_dtype(layer, in_dtypes)
+
+
+def output_spec(layer, shapes, in_dtypes, args=(None,), kwargs=None):
+    """(output shapes, output dtypes) of calling `layer` on inputs of `shapes` and `in_dtypes`.
+    A layer that is a chain of layers (a Sequential: `_output_spec`) passes both through each of
+    them, so an integer input reaches its first layer as an integer, as in Keras."""
+    chain = getattr(layer, "_output_spec", None)
+    if chain is not None and len(args) == 1 and not kwargs:
+        return chain(shapes, in_dtypes)
+    return _compute_output_shape(layer, shapes, in_dtypes, args, kwargs or {}), _output_dtypes(layer, in_dtypes)
 
 
 def _compute_output_shape(layer, shapes, in_dtypes, args, kwargs):

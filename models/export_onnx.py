@@ -225,8 +225,9 @@ def _collect_unsupported(model, out, seen):
 def _convertible(layer):
     if type(layer) is SymbolicOp:
         return _op_name(layer) in _OP_CONVERTERS
-    if getattr(layer, "quantization_mode", None) is not None:
-        return False
+    if getattr(layer, "quantization_mode", None) is not None or \
+            any(getattr(sub, "quantization_mode", None) is not None for sub in layer._all_layers()):
+        return False   # a quantized layer, or one holding quantized sub-layers (MultiHeadAttention's projections)
     if type(layer) is L.Bidirectional:
         return all(type(r) in _RNN_LAYERS for r in (layer.forward_layer, layer.backward_layer))
     if type(layer) in _RNN_LAYERS:

@@ -85,15 +85,22 @@ class Model(Trainer, Layer):
                 return l
         raise ValueError(f"No such layer: {name!r}. Existing layers are: {[l.name for l in self.layers]}")
 
-    def quantize(self, mode, type_check=True, config=None):
-        """Quantizes every Dense, Conv2D, DepthwiseConv2D and Embedding layer for inference
-        (Keras 3's Model.quantize; mode "int8" only; see models/quantize.py). A quantized
-        model predicts, evaluates, saves and loads; it does not train."""
+    def quantize(self, mode=None, config=None, filters=None, **kwargs):
+        """Quantizes every Dense, EinsumDense (so MultiHeadAttention's projections), Conv2D,
+        DepthwiseConv2D and Embedding layer for inference (Keras 3's Model.quantize; mode "int8"
+        only; see models/quantize.py). `filters` picks the layers as Keras's: None (all), a regex
+        string (re.search on the layer's name), a list / tuple of them (any matches) or a
+        callable(layer) -> bool. `type_check` is accepted as a keyword, as in Keras; other keywords
+        raise Keras's ValueError. A quantized model predicts, evaluates, saves and loads; it does
+        not train."""
         from .quantize import quantize_model
+        kwargs.pop("type_check", True)
+        if kwargs:
+            raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}.quantize: {kwargs}")
         if config is not None:
             raise ValueError(f"Model '{self.name}'.quantize: quantization configs (GPTQ, AWQ) are not supported; use "
                              "quantize('int8')")
-        quantize_model(self, mode)
+        quantize_model(self, mode, filters=filters)
 
     def save(self, filepath, overwrite=True, zipped=None, include_optimizer=True, **kwargs):
         """Saves architecture, weights and optimizer state to '.keras' (zip; a folder with
@@ -185,6 +192,17 @@ class Model(Trainer, Layer):
         from .summary import print_summary
         print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn,
                       expand_nested=expand_nested, show_trainable=show_trainable, layer_range=layer_range)
+
+
+def _to_input_dtype(v, dtype):
+    """`v` as a tensor of its Input's dtype (Keras's functional models convert their inputs to
+    them: integer ids fed to a float32 Input arrive as float32), keeping a tensor's mask."""
+    from ..backend.tensor import convert_to_tensor
+    t = convert_to_tensor(v, dtype=dtype)
+    mask = getattr(v, "_keras_mask", None)
+    if mask is not None and t is not v:
+        t._keras_mask = mask
+    return t
 
 
 def _adjust_rank(t, shape):
@@ -286,7 +304,7 @@ class Functional(Model):
                                 f"strings ({_describe(v)}). Declare it lamina.Input(..., dtype='string') and put a "
                                 "TextVectorization, StringLookup or Hashing layer after it")
             else:
-                t = v if isinstance(v, Tensor) else convert_to_tensor(v, dtype=kt.dtype)
+                t = v if isinstance(v, Tensor) and v.dtype == kt.dtype else _to_input_dtype(v, kt.dtype)
                 t = _adjust_rank(t, kt.shape)
             if t.ndim != len(kt.shape) or any(e is not None and e != g for e, g in zip(kt.shape, t.shape)):
                 raise ValueError(f"Input '{kt.name}' of model '{self.name}' is incompatible: expected shape "

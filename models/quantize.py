@@ -1,19 +1,54 @@
-"""`model.quantize("int8")` (Keras 3): every supported layer quantized by
-layers/quantization.py's `quantize_layer`, with what a layer alone cannot do: the data-free bias
-correction of a convolution whose input is a BatchNormalization's output (the input channels'
-expected values come from the model's graph). The fused int8 groups are models/qfusion.py's."""
+"""`model.quantize("int8", filters=None)` (Keras 3): every supported layer (Dense, EinsumDense,
+Conv2D, DepthwiseConv2D, Embedding; MultiHeadAttention through its EinsumDense projections) that
+`filters` selects, quantized by layers/quantization.py's `quantize_layer`, with what a layer
+alone cannot do: the data-free bias correction of a convolution whose input is a
+BatchNormalization's output (the input channels' expected values come from the model's graph).
+The fused int8 groups are models/qfusion.py's.
+
+`filters` is Keras's (keras/src/quantizers/utils.py should_quantize_layer): None, a regex
+string (re.search on layer.name), a list or tuple of them (any one matching) or a
+callable(layer) -> bool; anything else is Keras's ValueError. As in Keras, filters that select
+no quantizable layer quantize nothing, silently; with filters=None a model with no quantizable
+layer at all is an error here (Keras only warns per layer), since it is almost always a mistake."""
+import re
+from collections.abc import Callable
+
 import numpy as np
 
 from ..layers.convolutional import ZeroPadding2D
 from ..layers.normalization import BatchNormalization
-from ..layers.quantization import MODES, layer_kind, quantize_layer, supports
+from ..layers.quantization import MODES, SUPPORTED, layer_kind, quantize_layer, supports
 from .functional import topological_nodes
 from .fusion import relu_cap
 
 
-def quantize_model(model, mode):
-    """Quantizes every supported layer of a built model (Keras's Model.quantize): the others are
-    left in float32. Raises when nothing can be quantized."""
+def should_quantize_layer(layer, filters):
+    """Keras's should_quantize_layer: whether `filters` (see the module docstring) selects `layer`."""
+    if filters is None:
+        return True
+    if isinstance(filters, str):
+        return bool(re.search(filters, layer.name))
+    if isinstance(filters, (list, tuple)):
+        return any(re.search(pat, layer.name) for pat in filters)
+    if callable(filters):
+        return bool(filters(layer))
+    return True
+
+
+def check_filters(filters):
+    if filters is not None and not isinstance(filters, (str, Callable, list, tuple)):
+        raise ValueError("The `filters` argument must be a regex string, a list of regex strings, or a callable. "
+                         f"Received: {type(filters)}")
+    if isinstance(filters, (list, tuple)) and not all(isinstance(p, str) for p in filters):
+        raise ValueError("The `filters` argument must be a regex string, a list of regex strings, or a callable. "
+                         f"Received a {type(filters).__name__} holding {[type(p).__name__ for p in filters]}")
+
+
+def quantize_model(model, mode, filters=None):
+    """Quantizes every supported layer of a built model that `filters` selects (Keras's
+    Model.quantize): the others are left in float32. Raises when filters is None and nothing can
+    be quantized."""
+    check_filters(filters)
     if mode not in MODES:
         raise ValueError(f"{model.name}.quantize: expected mode 'int8', received {mode!r} (lamina quantizes to "
                          "int8 only)")
@@ -23,12 +58,15 @@ def quantize_model(model, mode):
     done = 0
     means = _input_means(model)
     for layer in model._all_layers():
-        if supports(layer) and getattr(layer, "quantization_mode", None) is None:
+        if supports(layer) and getattr(layer, "quantization_mode", None) is None and \
+                should_quantize_layer(layer, filters):
             quantize_layer(layer, mode, input_mean=means.get(id(layer)))
             done += 1
     if not done:
-        raise ValueError(f"Model '{model.name}'.quantize: no layer can be quantized (lamina quantizes Dense, Conv2D, "
-                         "DepthwiseConv2D and Embedding)")
+        if filters is None:
+            raise ValueError(f"Model '{model.name}'.quantize: no layer can be quantized (lamina quantizes "
+                             f"{SUPPORTED})")
+        return  # Keras: filters that select nothing quantize nothing
     model._quantized = True
 
 

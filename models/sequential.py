@@ -1,5 +1,6 @@
 """`Sequential`: a plain stack of layers, each with one input and one output."""
 from ..backend import dtypes
+from ..backend.tensor import Tensor
 from ..layers.input_layer import Input, InputLayer, KerasTensor
 from ..layers.layer import Layer, _ctx
 from .model import Model
@@ -14,7 +15,7 @@ class Sequential(Model):
 
     def __init__(self, layers=None, trainable=True, name=None):
         super().__init__(trainable=trainable, name=name)
-        self._stack = []
+        object.__setattr__(self, "_stack", [])  # its layers are tracked by add() and pop()
         self._input_kt = None
         self.outputs = None
         for l in layers or []:
@@ -67,8 +68,16 @@ class Sequential(Model):
         first = self._stack[0]
         shape = getattr(first, "_batch_input_shape", None)
         if shape is not None:
-            dtype = first.dtype if isinstance(first, InputLayer) else "float32"
+            dtype = first.dtype if isinstance(first, InputLayer) else self._entry_dtype()
             self._build_graph(shape, dtype)
+
+    def _entry_dtype(self):
+        """The dtype of the Input the model makes for itself: the first layer's compute dtype when
+        it is not a float (a layer of dtype int32 takes integers: Keras's Sequential.build gives its
+        InputLayer the first layer's compute dtype), else float32."""
+        first = self.layers[0] if self.layers else None
+        cdt = getattr(first, "compute_dtype", "float32")
+        return "float32" if cdt in dtypes.FLOATS else cdt
 
     def _build_graph(self, batch_shape, dtype="float32"):
         first = self._stack[0]
@@ -92,7 +101,7 @@ class Sequential(Model):
             return
         if isinstance(input_shape, list) and input_shape and isinstance(input_shape[0], (tuple, list)):
             input_shape = input_shape[0]
-        self._build_graph(tuple(input_shape))
+        self._build_graph(tuple(input_shape), self._entry_dtype())
 
     def _takes_strings(self):
         first = self._stack[0] if self._stack else None
@@ -119,6 +128,10 @@ class Sequential(Model):
                 from .functional import replay
                 return replay(nodes, self.inputs, [inputs], self.outputs, None, groups)[0]
         x = inputs
+        kt = self._input_kt
+        if kt is not None and isinstance(x, Tensor) and x.dtype != kt.dtype and kt.dtype != dtypes.STRING:
+            from .model import _to_input_dtype   # as a functional model: inputs in the Input's dtype
+            x = _to_input_dtype(x, kt.dtype)
         for layer in self.layers:
             x = layer(x, training=training) if layer._call_has_training else layer(x)
         return x
@@ -130,7 +143,7 @@ class Sequential(Model):
 
     def _maybe_build(self, input_shape):
         if not self.built:    # built on the first call: the graph's input takes that call's dtype when strings
-            dtype = "string" if self.__dict__.pop("_first_inputs_dtype", None) == "string" else "float32"
+            dtype = "string" if self.__dict__.pop("_first_inputs_dtype", None) == "string" else self._entry_dtype()
             self._build_graph((None,) + tuple(input_shape[1:]), dtype)
 
     @property
@@ -158,6 +171,15 @@ class Sequential(Model):
         for l in self.layers:
             shape = l.compute_output_shape(shape)
         return shape
+
+    def _output_spec(self, shape, dtype):
+        """(output shape, dtype) on a symbolic input (layers/symbolic.py): each layer is given the
+        dtype the one before gives, starting from the input's, as `call` passes them on."""
+        from ..layers.symbolic import output_spec
+        for l in self.layers:
+            shape, out = output_spec(l, shape, dtype)
+            dtype = out if isinstance(out, str) else l.dtype
+        return shape, dtype
 
     def get_config(self):
         from .saving import sequential_config

@@ -86,6 +86,24 @@ class Trainer:
         self.run_eagerly = False
         self._step_replay = None  # compile() makes one (models/replay.py)
 
+    # -- Keras's jit_compile flag (reported only: lamina has no XLA) --
+    def _all_layers_support_jit(self):
+        return all(getattr(l, "supports_jit", True) for l in [self] + self._all_layers())
+
+    @property
+    def jit_compile(self):
+        if self.__dict__.get("_jit_compile") is None:
+            object.__setattr__(self, "_jit_compile", self._all_layers_support_jit())
+        return self._jit_compile
+
+    @jit_compile.setter
+    def jit_compile(self, value):
+        if value and not self._all_layers_support_jit():
+            import warnings
+            warnings.warn("Model doesn't support `jit_compile=True`. Proceeding with `jit_compile=False`.")
+            value = False
+        object.__setattr__(self, "_jit_compile", bool(value))
+
     # -- compile --
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
                 run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True):
@@ -95,7 +113,8 @@ class Trainer:
         compiles them, unless `run_eagerly=True`. `jit_compile` (XLA) and `auto_scale_loss`
         (loss scaling under a mixed_float16 policy) are taken for Keras scripts' sake and change
         nothing here: there is no XLA, and no float16 policy (steps are replayed whatever
-        jit_compile says)."""
+        jit_compile says). `model.jit_compile` reports what Keras would use: "auto" is True unless
+        run_eagerly or a layer has supports_jit False (True with such a layer warns and is False)."""
         if jit_compile not in ("auto", True, False) or not isinstance(auto_scale_loss, bool):
             raise ValueError(f"compile: expected jit_compile 'auto', True or False and auto_scale_loss True or False, "
                              f"received jit_compile={jit_compile!r}, auto_scale_loss={auto_scale_loss!r}")
@@ -119,6 +138,8 @@ class Trainer:
         object.__setattr__(self, "_loss_tracker", metrics_module.Mean(name="loss"))
         self._compute_loss_has_training = "training" in inspect.signature(self.compute_loss).parameters
         self.run_eagerly = bool(run_eagerly)  # True: no step replay (models/replay.py), as Keras's eager mode
+        self.jit_compile = (not self.run_eagerly and self._all_layers_support_jit()) if jit_compile == "auto" \
+            else bool(jit_compile) and not self.run_eagerly
         object.__setattr__(self, "_step_replay", _replay.StepReplay())
         self.compiled = True
 

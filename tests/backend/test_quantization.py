@@ -166,8 +166,12 @@ def test_int8_weight_round_trips_and_validates():
         w.assign(np.zeros((3,), np.int8))
     with pytest.raises(TypeError, match="expected integer values"):
         w.assign(np.full((2, 2), 0.5, np.float32))
-    with pytest.raises(TypeError):
-        lamina.ops.add(w, 1.0)  # not a tensor: no float op takes it
+    # array-convertible as a Keras int8 variable: ops see its integer values, never float garbage
+    np.testing.assert_array_equal(np.asarray(w), [[0, 0], [5, 5]])
+    assert np.asarray(w).dtype == np.int8 and lamina.ops.convert_to_numpy(w).dtype == np.int8
+    np.testing.assert_array_equal(lamina.ops.add(w, 1.0).numpy(), [[1, 1], [6, 6]])
+    with pytest.raises(TypeError, match="expected float32 operands"):
+        lamina.ops.matmul(np.ones((1, 2), np.float32), w)  # an integer operand, refused as any
 
 
 def test_fused_relu_equals_relu_after_the_product_and_keeps_nan(kernel):

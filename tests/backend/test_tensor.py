@@ -105,3 +105,17 @@ def test_float64_and_float16_data_compute_in_float32_as_keras_does(dt):
     t = lamina.convert_to_tensor(x)
     assert t.dtype == "float32"
     np.testing.assert_array_equal(t.numpy(), x.astype(np.float32))
+
+
+def test_numpy_ufuncs_take_tensors_and_operators_stay_tensors():
+    # as on JAX's arrays: np.abs(t) / np.exp(t) compute on the values and give arrays (a script's
+    # np.abs(model_output)); ndarray (op) tensor defers to the tensor's operator and is a tensor
+    t = lamina.convert_to_tensor(np.array([[-3.0, 2.0]], np.float32))
+    a = np.ones((1, 2), np.float32)
+    r = np.abs(t)
+    assert isinstance(r, np.ndarray) and r.tolist() == [[3.0, 2.0]]
+    np.testing.assert_allclose(np.exp(t), np.exp([[-3.0, 2.0]]), rtol=1e-6)
+    np.testing.assert_array_equal(np.maximum(t, 0), [[0.0, 2.0]])
+    for out in (a + t, t + a, a * t, np.float32(2) * t, a < t, np.array(2.0) - t):
+        assert isinstance(out, lamina.Tensor)
+    np.testing.assert_array_equal((a - t).numpy(), [[4.0, -1.0]])

@@ -265,3 +265,75 @@ def test_output_and_input_read_the_first_call_as_keras():
     assert shared.output is oa and shared.get_output_at(1) is ob
     with pytest.raises(AttributeError, match="never been called"):
         _ = layers.LSTM(2).output
+
+
+def test_layers_appended_to_a_list_attribute_later_are_tracked_as_keras():
+    # the memory-efficient-embeddings example's MDEmbedding: `self.blocks = []`, then append
+    class Holder(layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.blocks = []
+            for n in (2, 3):
+                self.blocks.append(layers.Dense(n))
+            self.by_name = {}
+            self.by_name["last"] = layers.Dense(4)
+            self.scales = [lamina.Variable(np.ones((2,), "float32"), name="scale")]
+
+        def call(self, x):
+            return [b(x) for b in self.blocks] + [self.by_name["last"](x) * 1.0, self.scales[0] * 1.0]
+
+    h = Holder()
+    h(np.ones((1, 5), "float32"))
+    assert len(h.trainable_weights) == 7 and h.count_params() == 12 + 18 + 24 + 2
+    assert isinstance(h.blocks, list) and isinstance(h.by_name, dict)
+    removed = h.blocks.pop()
+    assert removed not in h._layers and len(h.trainable_weights) == 5
+    del h.by_name["last"]
+    assert len(h.trainable_weights) == 3
+    h.blocks[0:1] = [layers.Dense(1)]
+    h.blocks += [layers.Dense(2)]
+    assert len(h._layers) == 2
+    import copy
+    import json
+    assert type(copy.copy(h.blocks)) is list
+    h.tmp = []
+    h.tmp.extend([1, 2])
+    assert json.dumps(h.tmp) == "[1, 2]"   # a tracked list is still a list to json and copy
+    # a list of plain values is not wrapped; the layer's own bookkeeping lists are not either
+    h.sizes = [1, 2]
+    assert type(h.sizes) is list and type(h._losses) is list
+
+
+class _IdLookup(layers.Layer):   # an integer layer, as the memory-efficient-embeddings example's lookups
+    def __init__(self, table, **kwargs):
+        super().__init__(dtype="int32", **kwargs)
+        self.table = np.asarray(table, "int32")
+
+    def call(self, ids):
+        assert ids.dtype == "int32", ids.dtype
+        return ops.take(self.table, ids)
+
+
+def test_sequential_input_takes_an_integer_first_layers_dtype_as_keras():
+    table = [3, 2, 1, 0]
+    for how in ("symbolic", "build", "eager"):
+        model = lamina.Sequential([_IdLookup(table), layers.Embedding(4, 2)])
+        if how == "symbolic":
+            model(lamina.Input((None,), dtype="int32"))
+        elif how == "build":
+            model.build((None, 3))
+        else:
+            model(np.array([[0, 1, 2]], "int32"))
+        assert model.inputs[0].dtype == "int32", how
+        assert model.predict(np.array([[0, 1, 2]]), verbose=0).shape == (1, 3, 2)
+    # a built Sequential called on an integer KerasTensor hands its layers integers
+    inner = lamina.Sequential([lamina.Input((3,), dtype="int32"), _IdLookup(table)])
+    ids = lamina.Input((3,), dtype="int32")
+    out = inner(ids)
+    assert out.dtype == "int32"
+    outer = lamina.Model(ids, layers.Embedding(4, 2)(out))
+    assert outer.predict(np.array([[0, 1, 3]], "int32"), verbose=0).shape == (1, 3, 2)
+    # an integer layer casts float inputs to its dtype (Keras's convert_input); Hashing does not
+    np.testing.assert_array_equal(_IdLookup(table)(np.array([0.0, 3.0], "float32")).numpy(), [3, 0])
+    h = layers.Hashing(num_bins=8)
+    assert h(np.array([[1.5]], "float32")).numpy().shape == (1, 1)

@@ -689,3 +689,16 @@ def test_unsupported_ops_refused(tmp_path):
     from lamina.models.export_onnx import supported_layers, supported_ops
     assert "SymbolicOp" not in supported_layers()
     assert {"add", "true_divide", "absolute", "get_item", "softmax", "cast", "mod"} <= set(supported_ops())
+
+
+def test_a_model_with_quantized_attention_projections_is_refused(tmp_path):
+    # model.quantize quantizes MultiHeadAttention's EinsumDense projections: the attention layer
+    # itself is not quantized, but its int8 kernels must not be written as float weights
+    x = lamina.Input((5, 8))
+    y = L.MultiHeadAttention(num_heads=2, key_dim=4)(x, x)
+    model = lamina.Model(x, y)
+    model.quantize("int8")
+    path = tmp_path / "m.onnx"
+    with pytest.raises(NotImplementedError, match="MultiHeadAttention"):
+        model.export(str(path), format="onnx")
+    assert not path.exists()

@@ -529,3 +529,22 @@ def test_fit_resumes_from_the_epoch_a_callback_restored():
     assert m._initial_epoch is None
     assert m.fit(x, y, epochs=2, verbose=0).epoch == [0, 1]   # a later fit without a backup starts at 0
     assert m.fit(x, y, epochs=3, initial_epoch=1, verbose=0).epoch == [1, 2]
+
+
+def test_supports_jit_and_jit_compile_are_reported_as_keras():
+    # metadata only (lamina has no XLA): Keras's values, so scripts that read them run
+    from lamina import layers as L
+    assert L.Dense(2).supports_jit and L.RandomFlip().supports_jit
+    assert not L.RandomCrop(4, 4).supports_jit and not L.RandomZoom(0.1).supports_jit
+    assert not L.StringLookup().supports_jit and not L.Hashing(num_bins=3).supports_jit
+    plain = lamina.Sequential([lamina.Input((3,)), L.Dense(2)])
+    plain.compile(optimizer="sgd", loss="mse")
+    assert plain.jit_compile is True
+    plain.compile(optimizer="sgd", loss="mse", run_eagerly=True)
+    assert plain.jit_compile is False
+    aug = lamina.Sequential([lamina.Input((8, 8, 3)), L.RandomCrop(4, 4), L.Flatten(), L.Dense(2)])
+    aug.compile(optimizer="sgd", loss="mse")
+    assert aug.jit_compile is False
+    with pytest.warns(UserWarning, match="doesn't support `jit_compile=True`"):
+        aug.compile(optimizer="sgd", loss="mse", jit_compile=True)
+    assert aug.jit_compile is False
