@@ -25,6 +25,7 @@ from ..backend.device import get_log_device_placement, log_placement
 from ..backend.device import BF16_STATE as _bf16  # enabled: layers look at dtypes in __call__ only then
 from ..backend.naming import get_uid, reset_names, unique_name  # noqa: F401 (re-exported)
 from ..backend.tensor import Tensor, Variable, convert_to_tensor
+from .tracking import TrackedDict, TrackedList
 
 # ---- names -----------------------------------------------------------------------------------
 
@@ -223,7 +224,7 @@ def shape_of(x):
     return tuple(x.shape)
 
 
-# ---- tracked containers ----------------------------------------------------------------------
+# ---- tracked containers (layers/tracking.py) ---------------------------------------------------
 
 # the layer's own bookkeeping lists: never wrapped
 _UNTRACKED_CONTAINERS = frozenset(("_layers", "_own_weights", "_metrics", "_losses", "_inbound_nodes",
@@ -232,115 +233,6 @@ _UNTRACKED_CONTAINERS = frozenset(("_layers", "_own_weights", "_metrics", "_loss
 
 def _values(container):
     return container.values() if isinstance(container, dict) else container
-
-
-def _trackable(v):
-    return isinstance(v, (Layer, Variable, _metrics.Metric))
-
-
-class _TrackedList(list):
-    """A list attribute of a layer (Keras's TrackedList): layers, variables and metrics appended,
-    inserted or set in it later are tracked by the layer; removed ones are untracked."""
-
-    def __init__(self, owner, values=()):
-        super().__init__(values)
-        self._owner = owner
-
-    def _add(self, v):
-        if _trackable(v):
-            self._owner._track(v)
-        return v
-
-    def _drop(self, v):
-        if _trackable(v) and not any(v is other for other in self):
-            self._owner._untrack(v)
-
-    def append(self, v):
-        super().append(self._add(v))
-
-    def insert(self, i, v):
-        super().insert(i, self._add(v))
-
-    def extend(self, values):
-        super().extend(self._add(v) for v in list(values))
-
-    def __iadd__(self, values):
-        self.extend(values)
-        return self
-
-    def __setitem__(self, i, v):
-        old = self[i]
-        super().__setitem__(i, [self._add(x) for x in v] if isinstance(i, slice) else self._add(v))
-        for o in (old if isinstance(i, slice) else [old]):
-            self._drop(o)
-
-    def __delitem__(self, i):
-        old = self[i]
-        super().__delitem__(i)
-        for o in (old if isinstance(i, slice) else [old]):
-            self._drop(o)
-
-    def pop(self, i=-1):
-        v = super().pop(i)
-        self._drop(v)
-        return v
-
-    def remove(self, v):
-        super().remove(v)
-        self._drop(v)
-
-    def clear(self):
-        old = list(self)
-        super().clear()
-        for o in old:
-            self._drop(o)
-
-    def __reduce_ex__(self, protocol):  # copies and pickles are plain lists
-        return list, (list(self),)
-
-
-class _TrackedDict(dict):
-    """A dict attribute of a layer (Keras's TrackedDict), as _TrackedList."""
-
-    def __init__(self, owner, values=()):
-        super().__init__(values)
-        self._owner = owner
-
-    def _drop(self, v):
-        if _trackable(v) and not any(v is other for other in self.values()):
-            self._owner._untrack(v)
-
-    def __setitem__(self, k, v):
-        old = self.get(k)
-        if _trackable(v):
-            self._owner._track(v)
-        super().__setitem__(k, v)
-        if old is not None and old is not v:
-            self._drop(old)
-
-    def update(self, *args, **kwargs):
-        for k, v in dict(*args, **kwargs).items():
-            self[k] = v
-
-    def setdefault(self, k, default=None):
-        if k not in self:
-            self[k] = default
-        return self[k]
-
-    def __delitem__(self, k):
-        v = self[k]
-        super().__delitem__(k)
-        self._drop(v)
-
-    def pop(self, k, *default):
-        had = k in self
-        v = super().pop(k, *default)
-        if had:
-            self._drop(v)
-        return v
-
-    def __reduce_ex__(self, protocol):
-        return dict, (dict(self),)
 
 
 # ---- Layer -------------------------------------------------------------------------------------
@@ -477,7 +369,7 @@ class Layer:
         if type(value) in (list, dict) and key not in _UNTRACKED_CONTAINERS and \
                 all(isinstance(v, (Layer, Variable, _metrics.Metric)) for v in _values(value)):
             # Keras's TrackedList/TrackedDict: what is appended or set later is tracked as well
-            value = (_TrackedList if type(value) is list else _TrackedDict)(self, value)
+            value = (TrackedList if type(value) is list else TrackedDict)(self, value)
         if isinstance(value, Layer) and key != "_outer":
             self._track(value)
         elif isinstance(value, (list, tuple, dict)) and value and \
