@@ -18,7 +18,7 @@ WideningTable): bfloat16 storage, float32 arithmetic and accumulation, one round
 """
 from .backend import dtypes
 
-_QUANTIZED_PREFIXES = ("int8_from_", "int4_from_", "float8_from_")
+_QUANTIZED_PREFIXES = ("int8_from_", "int4_from_", "int4/", "float8_from_", "gptq/", "awq/")
 
 
 def _parse(name, who="DTypePolicy"):
@@ -107,16 +107,18 @@ class QuantizedDTypePolicy(DTypePolicy):
     """Keras's QuantizedDTypePolicy: the policy of a layer quantized by `quantize(mode)`, named
     "<mode>_from_<source policy name>" ("int8_from_float32", "int8_from_mixed_bfloat16"). Its
     compute and variable dtypes are the source policy's (a quantized layer's float weights, its
-    scales and bias, keep them); `quantization_mode` is the mode. lamina quantizes to int8 only."""
+    scales and bias, keep them); `quantization_mode` is the mode. lamina quantizes to int8 and int4
+    ("int4_from_..." is Keras's legacy per-channel int4 policy; Keras 3.15 names int4 layers with
+    Int4DTypePolicy, "int4/<block size>_from_...")."""
 
     def __init__(self, mode, source_name=None):
         if source_name is None:
             source_name = global_policy().name
         if isinstance(source_name, DTypePolicy):
             source_name = source_name.name
-        if mode != "int8":
-            raise ValueError(f"QuantizedDTypePolicy: quantization mode {mode!r} is not supported; lamina quantizes "
-                             "to int8 only (mode='int8')")
+        if mode not in ("int8", "int4") and not (type(self) is not QuantizedDTypePolicy and _int4_block(mode)):
+            raise ValueError(f"{type(self).__name__}: quantization mode {mode!r} is not supported; lamina quantizes "
+                             "to int8 and int4 only (mode='int8', 'int4' or 'int4/<block size>')")
         if isinstance(source_name, str) and source_name.startswith(_QUANTIZED_PREFIXES):
             raise ValueError(f"QuantizedDTypePolicy: the source policy {source_name!r} is already quantized")
         super().__init__(source_name)
@@ -142,17 +144,63 @@ class QuantizedDTypePolicy(DTypePolicy):
         return hash(self._name)
 
     def __repr__(self):
-        return f'<QuantizedDTypePolicy "{self._name}">'
+        return f'<{type(self).__name__} "{self._name}">'
+
+
+def _int4_block(mode):
+    """The block size of an int4 mode "int4/<n>" (n > 0 or -1), else None."""
+    if isinstance(mode, str) and mode.startswith("int4/"):
+        try:
+            n = int(mode[5:])
+        except ValueError:
+            return None
+        return n if n == -1 or n > 0 else None
+    return None
+
+
+class Int4DTypePolicy(QuantizedDTypePolicy):
+    """Keras 3.15's Int4DTypePolicy: the policy of an int4 layer, named
+    "int4/<block size>_from_<source>" ("int4/128_from_float32"; -1: per-channel); its
+    quantization_mode is "int4", `block_size` the block size."""
+
+    def __init__(self, mode, source_name=None, block_size=None):
+        if mode == "int4":
+            mode = f"int4/{block_size if block_size is not None else 128}"
+        if _int4_block(mode) is None:
+            raise ValueError(f"Int4DTypePolicy: expected mode 'int4/<block size>' (a positive block size, or -1), "
+                             f"received {mode!r}")
+        super().__init__(mode, source_name)
+        self._block_size = _int4_block(mode)
+        self._mode_name = mode
+        self._quantization_mode = "int4"
+
+    @property
+    def block_size(self):
+        return self._block_size
+
+    def get_config(self):
+        return {"mode": self._mode_name, "source_name": self._source_name}
+
+
+def quantized_policy(mode, source_name=None):
+    """The quantized policy of a mode ("int8", "int4" (legacy per-channel), "int4/<n>")."""
+    if _int4_block(mode) is not None:
+        return Int4DTypePolicy(mode, source_name)
+    return QuantizedDTypePolicy(mode, source_name)
 
 
 def _quantized(name, who):
-    """The QuantizedDTypePolicy of a name "int8_from_<source>", or a ValueError for Keras's other
-    modes (int4, float8), which lamina does not have."""
+    """The quantized policy of a name "int8_from_<source>", "int4/<block>_from_<source>" or
+    "int4_from_<source>", or a ValueError for Keras's other modes (float8, GPTQ, AWQ), which
+    lamina does not have."""
+    if "_from_" not in name:
+        raise ValueError(f"{who}: {name!r} is not a quantized policy lamina has; lamina quantizes to int8 and int4 "
+                         "only")
     mode, source = name.split("_from_", 1)
-    if mode != "int8":
-        raise ValueError(f"{who}: {name!r} is a {mode} quantized policy; lamina quantizes to int8 only "
-                         "(model.quantize('int8') on a built model)")
-    return QuantizedDTypePolicy(mode, source)
+    if mode not in ("int8", "int4") and _int4_block(mode) is None:
+        raise ValueError(f"{who}: {name!r} is a {mode} quantized policy; lamina quantizes to int8 and int4 only "
+                         "(model.quantize('int8') or model.quantize('int4') on a built model)")
+    return quantized_policy(mode, source)
 
 
 Policy = DTypePolicy  # tf.keras.mixed_precision.Policy
@@ -201,7 +249,7 @@ def get(identifier, who="DTypePolicy"):
 
 def serialize(policy):
     if isinstance(policy, QuantizedDTypePolicy):
-        return {"module": "keras.dtype_policies", "class_name": "QuantizedDTypePolicy",
+        return {"module": "keras.dtype_policies", "class_name": type(policy).__name__,
                 "config": policy.get_config(), "registered_name": None}
     return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": policy.name}, "registered_name": None}
 

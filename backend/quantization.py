@@ -114,9 +114,9 @@ class PackedInt8:
         return self.packed, self.colsum
 
 
-def _inference_only(op, *tensors):
+def _inference_only(op, *tensors, mode="int8"):
     if needs_grad(*tensors):
-        raise RuntimeError(f"{op}: a quantized (int8) layer computes no gradients: it is for inference "
+        raise RuntimeError(f"{op}: a quantized ({mode}) layer computes no gradients: it is for inference "
                            "(predict, evaluate). Train the float model, then quantize it.")
 
 

@@ -32,8 +32,9 @@ class Dense(Layer):
                  lora_alpha=None, quantization_config=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         from .quantization import check_quantization_config
-        if check_quantization_config(quantization_config, "Dense") and not getattr(self, "_pending_quantization", None):
-            self._pending_quantization = "int8"  # quantized once built (a Keras int8 layer's config)
+        qmode = check_quantization_config(quantization_config, "Dense")
+        if qmode and not getattr(self, "_pending_quantization", None):
+            self._pending_quantization = qmode  # quantized once built (a Keras int8 / int4 layer's config)
         self.units = _positive_int("Dense", "units", units)
         self.lora_rank = _positive_int("Dense", "lora_rank", lora_rank) if lora_rank is not None else None
         if lora_alpha is not None and (isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float))
@@ -636,7 +637,7 @@ def _real(who, arg, value, minimum=None):
 
 def _quantization_config(layer):
     from .quantization import quantization_config
-    return quantization_config() if layer.quantization_mode is not None else None
+    return quantization_config(layer) if layer.quantization_mode is not None else None
 
 
 def enable_lora_on(layer, kernel_attr, rank, lora_alpha, a_initializer, b_initializer, weight="kernel",

@@ -34,7 +34,7 @@ from .layer import InputSpec, Layer
 
 def _quantization_config(layer):
     from .quantization import quantization_config
-    return quantization_config() if layer.quantization_mode is not None else None
+    return quantization_config(layer) if layer.quantization_mode is not None else None
 
 # Keras's three equation forms, with "..." written as "0"
 _FORMS = (("([a-zA-Z]+),([a-zA-Z]+)->([a-zA-Z]+)", False),
@@ -156,9 +156,9 @@ class EinsumDense(Layer):
             int8_config = gptq_unpacked_column_size is None and check_quantization_config(quantization_config, who)
         except ValueError:
             int8_config = None
-        if int8_config:  # Keras's default Int8QuantizationConfig (a saved int8 layer's): quantized once built
+        if int8_config:  # Keras's Int8 / Int4QuantizationConfig (a saved quantized layer's): quantized once built
             if not getattr(self, "_pending_quantization", None):
-                self._pending_quantization = "int8"
+                self._pending_quantization = int8_config
         elif quantization_config is not None or gptq_unpacked_column_size is not None:
             raise ValueError(f"{who}: quantization (quantization_config={quantization_config!r}, "
                              f"gptq_unpacked_column_size={gptq_unpacked_column_size!r}) is not supported by lamina; "
@@ -247,7 +247,8 @@ class EinsumDense(Layer):
         (MultiHeadAttention) made from a float config, in a model quantized before it was saved."""
         if self.quantization_mode is None and self.built and not self.lora_enabled and len(store.keys()) \
                 and np.asarray(store["0"]).dtype == np.int8:
-            self.quantize("int8")
+            int4 = any(np.asarray(store[k]).dtype == np.int8 for k in store.keys() if k != "0")  # a kernel_zero
+            self.quantize("int4" if int4 else "int8")
         if not self.lora_enabled:
             return Layer.load_own_variables(self, store)
         from .core import load_merged_lora

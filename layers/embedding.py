@@ -42,9 +42,9 @@ class Embedding(Layer):
         self.lora_alpha = lora_alpha if lora_alpha is not None else self.lora_rank
         self.lora_enabled = False
         from .quantization import check_quantization_config
-        if check_quantization_config(quantization_config, "Embedding") and \
-                not getattr(self, "_pending_quantization", None):
-            self._pending_quantization = "int8"  # quantized once built (a Keras int8 layer's config)
+        qmode = check_quantization_config(quantization_config, "Embedding")
+        if qmode and not getattr(self, "_pending_quantization", None):
+            self._pending_quantization = qmode  # quantized once built (a Keras int8 / int4 layer's config)
         self.embeddings_initializer = _initializer(embeddings_initializer)
         self.embeddings_regularizer = _regularizers.get(embeddings_regularizer)
         self.embeddings_constraint = _constraints.get(embeddings_constraint)
@@ -123,7 +123,7 @@ class Embedding(Layer):
                 "activity_regularizer": _regularizers.serialize(self.activity_regularizer),
                 "embeddings_constraint": _constraints.serialize(self.embeddings_constraint),
                 "mask_zero": self.mask_zero,
-                "quantization_config": quantization_config() if self.quantization_mode is not None else None,
+                "quantization_config": quantization_config(self) if self.quantization_mode is not None else None,
                 **({"lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha} if self.lora_rank else {})}
 
 

@@ -320,6 +320,7 @@ class Layer:
         if mode is not None and self.quantization_mode is None:
             # Keras: a quantized policy quantizes the layer (now if built, else once built)
             self._dtype_policy = layer_dtype(policy.source_name, type(self).__name__)
+            mode = policy.get_config().get("mode", mode)   # "int4/64": the block size too
             if self.built:
                 self.quantize(mode)
             else:
@@ -565,12 +566,13 @@ class Layer:
 
     def quantize(self, mode, type_check=True, config=None):
         """Quantizes this built layer for inference (Keras 3): mode "int8" for Dense, EinsumDense,
-        Conv2D, DepthwiseConv2D and Embedding (see layers/quantization.py). Its dtype_policy
-        becomes Keras's QuantizedDTypePolicy "int8_from_<its policy>"."""
+        Conv2D, DepthwiseConv2D and Embedding, "int4" for Dense, EinsumDense and Embedding (see
+        layers/quantization.py). Its dtype_policy becomes Keras's quantized policy
+        ("int8_from_<its policy>", "int4/128_from_<its policy>")."""
         from .quantization import quantize_layer
         if config is not None:
             raise ValueError(f"{type(self).__name__} '{self.name}'.quantize: quantization configs (GPTQ, AWQ) are not "
-                             "supported; use quantize('int8')")
+                             "supported; use quantize('int8') or quantize('int4')")
         quantize_layer(self, mode)
 
     def build_from_shape(self, input_shape):
@@ -734,7 +736,10 @@ class Layer:
     def get_config(self):
         from ..saving import dtype_policy_config
         config = {"name": self.name, "trainable": self.trainable, "dtype": dtype_policy_config(self._dtype_policy.name)}
-        if self.quantization_mode is not None:
+        if self.quantization_mode == "int4":   # Keras's Int4DTypePolicy, with its block size
+            from ..dtype_policies import serialize
+            config["dtype"] = serialize(self._dtype_policy)
+        elif self.quantization_mode is not None:
             from .quantization import policy_config
             config["dtype"] = policy_config(getattr(self._dtype_policy, "source_name", None) or "float32")
         if self.activity_regularizer is not None:

@@ -20,6 +20,13 @@ quantized layer's `dtype_policy` is Keras's QuantizedDTypePolicy "int8_from_<its
 ("int8_from_float32"), and its config carries it, so a saved quantized model loads quantized,
 with the same policy. They compute no gradients: training a quantized model raises.
 
+`quantize("int4")` (Keras 3.15's weight-only int4, Dense, EinsumDense and Embedding only; see
+the int4 section at the end): two 4-bit values per int8 byte, per-group scales and zero points
+(Keras's default block size 128, policy Int4DTypePolicy "int4/128_from_float32"), or per-channel
+scales for a layer loaded with "int4/-1_from_..." (or the legacy "int4_from_..."). The other
+layers have no int4 form: `layer.quantize("int4")` raises, `model.quantize("int4")` leaves them
+float, as Keras. float8, GPTQ and AWQ are refused.
+
 `model.quantize` (models/quantize.py) adds two things a layer alone cannot:
 - Bias correction (data-free, Nagel et al. 2019) of a convolution whose input is a
   BatchNormalization's output (through a ReLU, capped or not, and zero padding): the rounded
@@ -40,10 +47,34 @@ from ..backend.tensor import Variable
 from ..backend.device import device as device_scope
 from .. import ops
 
-MODES = ("int8",)
+MODES = ("int8", "int4")
 
 
 SUPPORTED = "Dense, EinsumDense, Conv2D, DepthwiseConv2D and Embedding"
+INT4_KINDS = ("Dense", "EinsumDense", "Embedding")
+INT4_SUPPORTED = "Dense, EinsumDense and Embedding"
+INT4_DEFAULT_BLOCK = 128   # Keras 3.15's Int4QuantizationConfig() default block_size
+
+
+def parse_mode(mode, who="quantize"):
+    """(mode, int4 block size) of a quantization mode: "int8" -> ("int8", None); "int4" (Keras's
+    default config, block_size 128) -> ("int4", 128); "int4/<n>" (a saved Int4DTypePolicy's
+    mode) -> ("int4", n), "int4/-1" -> ("int4", None) (per-channel). Else a ValueError."""
+    if mode == "int8":
+        return "int8", None
+    if mode == "int4":
+        return "int4", INT4_DEFAULT_BLOCK
+    if isinstance(mode, str) and mode.startswith("int4/"):
+        try:
+            bs = int(mode[5:])
+        except ValueError:
+            bs = 0
+        if bs == -1:
+            return "int4", None
+        if bs > 0:
+            return "int4", bs
+    raise ValueError(f"{who}: expected mode 'int8' or 'int4', received {mode!r} (lamina quantizes to int8 and int4 "
+                     "only; float8, GPTQ and AWQ are not supported)")
 
 
 def policy_config(source_name="float32"):
@@ -68,15 +99,23 @@ def policy_source(dtype):
 
 
 def set_quantized_policy(layer, mode):
-    """Keras's last step of `quantize`: the layer's policy becomes "<mode>_from_<its policy>"."""
-    from ..dtype_policies import QuantizedDTypePolicy
+    """Keras's last step of `quantize`: the layer's policy becomes "<mode>_from_<its policy>"
+    ("int4/<block size>_from_<its policy>" for int4, -1 for per-channel, as Keras)."""
+    from ..dtype_policies import quantized_policy
     pol = layer._dtype_policy
     if getattr(pol, "quantization_mode", None) is None:
-        layer._dtype_policy = QuantizedDTypePolicy(mode, pol.name)
+        layer._dtype_policy = quantized_policy(mode, pol.name)
 
 
-def quantization_config():
-    """Keras 3's serialized Int8QuantizationConfig: per-row abs-max activations, as lamina does."""
+def quantization_config(layer=None):
+    """Keras 3's serialized quantization config of a quantized layer: Int8QuantizationConfig
+    (per-row abs-max activations, as lamina does), or for an int4 layer Int4QuantizationConfig
+    (weight-only, its block size)."""
+    if layer is not None and getattr(layer, "quantization_mode", None) == "int4":
+        bs = layer._int4.block
+        return {"module": "keras.quantizers", "class_name": "Int4QuantizationConfig",
+                "config": {"weight_quantizer": None, "activation_quantizer": None,
+                           "block_size": -1 if bs is None else bs}, "registered_name": None}
     return {"module": "keras.quantizers", "class_name": "Int8QuantizationConfig",
             "config": {"weight_quantizer": None, "activation_quantizer": {
                 "module": "keras.quantizers", "class_name": "AbsMaxQuantizer",
@@ -107,9 +146,13 @@ def check_policy(dtype, who):
     """For a layer made from a config: the quantization mode of a quantized policy (int8), or a
     clear error for Keras's other modes."""
     mode = _policy_mode(dtype)
-    if mode not in MODES:
+    if mode == "int4":   # Keras's legacy QuantizedDTypePolicy "int4_from_...": per-channel
+        return "int4/-1"
+    try:
+        parse_mode(mode, who)
+    except ValueError:
         raise ValueError(f"{who}: the dtype policy {dtype!r} (Keras's {mode} quantization) is not supported; lamina "
-                         f"quantizes to int8 only")
+                         f"quantizes to int8 and int4 only") from None
     return mode
 
 
@@ -118,6 +161,13 @@ def check_quantization_config(config, who):
     if config is None:
         return None
     cfg = config.get("config", {}) if isinstance(config, dict) else None
+    if isinstance(config, dict) and config.get("class_name") == "Int4QuantizationConfig" and cfg is not None and \
+            cfg.get("weight_quantizer") is None and cfg.get("activation_quantizer") is None:
+        bs = cfg.get("block_size")   # Keras: a config without one is per-channel (older files)
+        if bs is None or bs == -1:
+            return "int4/-1"
+        if isinstance(bs, int) and not isinstance(bs, bool) and bs > 0:
+            return f"int4/{bs}"
     ok = isinstance(config, dict) and config.get("class_name") == "Int8QuantizationConfig" and cfg is not None
     if ok:
         wq, aq = cfg.get("weight_quantizer"), cfg.get("activation_quantizer")
@@ -128,8 +178,9 @@ def check_quantization_config(config, who):
             float(aq.get("config", {}).get("epsilon", 1e-7)) == 1e-7
     if not ok:
         raise ValueError(f"{who}: quantization_config={config!r} is not supported; lamina quantizes with Keras's "
-                         "default int8 scheme only (abs-max weights per output channel, abs-max activations per "
-                         "row): use layer.quantize('int8') or leave quantization_config None")
+                         "default int8 scheme (abs-max weights per output channel, abs-max activations per row) and "
+                         "its weight-only int4 scheme (Int4QuantizationConfig without custom quantizers): use "
+                         "layer.quantize('int8') / quantize('int4') or leave quantization_config None")
     return "int8"
 
 
@@ -156,11 +207,13 @@ def quantize_layer(layer, mode, input_mean=None):
     """Quantizes a built layer in place (see the module docstring). input_mean: the expected
     value of each input channel of a convolution, for its bias correction (quantize_model)."""
     who = f"{type(layer).__name__} '{layer.name}'"
-    if mode not in MODES:
-        raise ValueError(f"{who}.quantize: expected mode 'int8', received {mode!r} (lamina quantizes to int8 only)")
+    mode, block = parse_mode(mode, f"{who}.quantize")
     kind = layer_kind(layer)
     if kind is None:
         raise NotImplementedError(f"{who}.quantize: this layer has no quantized form; lamina quantizes {SUPPORTED}")
+    if mode == "int4" and kind not in INT4_KINDS:
+        raise NotImplementedError(f"{who}.quantize: this layer has no int4 form (as in Keras, int4 quantizes "
+                                  f"{INT4_SUPPORTED}); use quantize('int8')")
     if getattr(layer, "quantization_mode", None) is not None:
         raise ValueError(f"{who} is already quantized ({layer.quantization_mode}); quantize the float model once")
     if not layer.built:
@@ -173,6 +226,8 @@ def quantize_layer(layer, mode, input_mean=None):
                              f"{layer.data_format!r}")
         if kind == "Conv2D" and getattr(layer, "padding", "valid") == "causal":
             raise ValueError(f"{who}.quantize: causal padding has no quantized form")
+    if mode == "int4":
+        return _quantize_int4(layer, kind, block, who)
     float_name = "embeddings" if kind == "Embedding" else "kernel"
     einsum = None
     if kind == "EinsumDense":
@@ -461,3 +516,232 @@ def _exact_einsum(equation, qx, qw, k_total):
 
 _CALLS = {"Dense": _dense_call, "EinsumDense": _einsum_call, "Conv2D": _conv2d_call, "DepthwiseConv2D": _depthwise_call,
           "Embedding": _embedding_call}
+
+
+# ---- int4 (Keras 3.15's `quantize("int4")`: Dense, EinsumDense, Embedding) -------------------------
+#
+# Weight-only, as Keras's default Int4QuantizationConfig (no activation quantizer). The float
+# weight, read as a matrix (rows, cols) -- Dense's kernel (in, units); EinsumDense's kernel
+# reshaped to (product of its reduced axes' sizes, product of the others) in memory order, as
+# Keras's; an Embedding's table transposed to (output_dim, input_dim) for the grouped scheme --
+# is quantized to values in [-8, 7]:
+#   grouped (block size b, Keras's default 128): per group of b rows (zero padded) and column,
+#       scale = (max - min + 1e-7) / 15, zero = clip(round(-min / scale) - 8, -8, 7),
+#       q = clip(round(w / scale) + zero, -8, 7); the weight is (q - zero) * scale, and the layer
+#       holds kernel_scale and kernel_zero (n_groups, cols) and g_idx (rows,) = row // b (float32);
+#   per-channel (block size -1): scale = 7 / (max |w| + 1e-7) over the rows, q = clip(round(w *
+#       scale), -8, 7); the weight is q / scale.
+# q is packed two to a byte along the last axis (Keras's pack_int4: the even index in the low
+# nibble), so the int8 kernel is (rows, ceil(cols / 2)) (the Embedding's (input_dim,
+# ceil(output_dim / 2))). Calls unpack it (numpy, cached per assignment) and dequantize with
+# lamina ops, in Keras's order of operations.
+
+def pack_int4(q):
+    """Keras's pack_int4(q, axis=-1): int8 values in [-8, 7] -> int8 bytes, two per byte."""
+    q = np.asarray(q, np.int8)
+    if q.shape[-1] % 2:
+        q = np.concatenate([q, np.zeros(q.shape[:-1] + (1,), np.int8)], axis=-1)
+    u = q.view(np.uint8) & np.uint8(0x0F)
+    return (u[..., 0::2] | (u[..., 1::2] << np.uint8(4))).astype(np.uint8).view(np.int8)
+
+
+def unpack_int4(packed, orig_len):
+    """Keras's unpack_int4(packed, orig_len, axis=-1): int8 values in [-8, 7]."""
+    u = np.asarray(packed, np.int8).view(np.uint8)
+    low, high = (u & np.uint8(0x0F)).astype(np.int8), (u >> np.uint8(4)).astype(np.int8)
+    out = np.empty(u.shape[:-1] + (2 * u.shape[-1],), np.int8)
+    out[..., 0::2], out[..., 1::2] = low, high
+    return ((out ^ np.int8(8)) - np.int8(8)).astype(np.int8)[..., :orig_len]
+
+
+def int4_quantize_grouped(w, block):
+    """Keras's abs_max_quantize_grouped_with_zero_point (numpy path) of a (rows, cols) float32
+    array: (q int8 (rows, cols), scale float32 (n_groups, cols), zero int8 (n_groups, cols))."""
+    w = np.asarray(w, np.float32)
+    rows, cols = w.shape
+    groups = -(-rows // block)
+    if groups * block > rows:
+        w = np.concatenate([w, np.zeros((groups * block - rows, cols), w.dtype)], axis=0)
+    r = w.reshape(groups, block, cols)
+    lo, hi = np.min(r, axis=1, keepdims=True), np.max(r, axis=1, keepdims=True)
+    scale = np.divide(np.subtract(hi, lo) + 1e-7, 15)
+    zero = np.clip(np.round(np.divide(-lo, scale)) + (-8), -8, 7)
+    q = np.clip(np.round(np.divide(r, scale)) + zero, -8, 7).astype(np.int8)
+    return (q.reshape(groups * block, cols)[:rows], np.squeeze(scale, 1).astype(np.float32),
+            np.squeeze(zero, 1).astype(np.int8))
+
+
+def int4_quantize_per_channel(w, axis):
+    """Keras's abs_max_quantize(w, axis, value_range=(-8, 7), to_numpy=True): (q int8, scale
+    float32 with `axis` squeezed)."""
+    w = np.asarray(w, np.float32)
+    scale = np.divide(7, np.add(np.max(np.abs(w), axis=axis, keepdims=True), 1e-7))
+    q = np.clip(np.round(np.multiply(w, scale)), -8, 7).astype(np.int8)
+    return q, np.squeeze(scale, axis).astype(np.float32)
+
+
+class Int4State:
+    """What an int4 layer's call reads besides its variables: the block size (None:
+    per-channel), the unpacked length, and the unpacked values as a float32 tensor (remade when
+    the packed weight is assigned)."""
+
+    def __init__(self, kind, block, packed, orig_len, zero=None, kernel_shape=None, equation=None):
+        self.kind, self.block, self.packed, self.orig_len = kind, block, packed, int(orig_len)
+        self.zero, self.kernel_shape, self.equation = zero, kernel_shape, equation
+        self._q = self._z = None
+
+    def values(self):
+        w = self.packed
+        if self._q is None or self._q[0] != w.version:
+            with device_scope(w.device.name):
+                self._q = (w.version, ops.convert_to_tensor(unpack_int4(w.numpy(), self.orig_len).astype(np.float32)))
+        return self._q[1]
+
+    def zeros(self):
+        z = self.zero
+        if self._z is None or self._z[0] != z.version:
+            with device_scope(z.device.name):
+                self._z = (z.version, ops.convert_to_tensor(z.numpy().astype(np.float32)))
+        return self._z[1]
+
+
+def _einsum_kernel_reduced_axes(equation, who):
+    eq = equation.replace(" ", "")
+    try:
+        lhs, out = eq.split("->")
+        _, ws = lhs.split(",")
+    except ValueError:
+        raise ValueError(f"{who}.quantize: invalid einsum equation {equation!r}") from None
+    if "." in ws:
+        raise NotImplementedError(f"{who}.quantize: int4 needs a kernel without an ellipsis, received {equation!r}")
+    return [i for i, c in enumerate(ws) if c not in out]
+
+
+def _quantize_int4(layer, kind, block, who):
+    if kind == "Embedding":
+        w = layer.embeddings
+        name = "embeddings"
+        table = w.numpy().astype(np.float32)
+        if block is None:
+            q, scale = int4_quantize_per_channel(table, -1)          # scale (input_dim,)
+            zero = None
+        else:   # groups along output_dim: the table transposed, as Keras
+            qt, st, zt = int4_quantize_grouped(table.T, block)
+            q, scale, zero = qt.T, np.ascontiguousarray(st.T), np.ascontiguousarray(zt.T)   # (input_dim, n_groups)
+        rows, cols = table.shape
+        g_len, orig_len = cols, cols
+    else:
+        w = layer._kernel if kind == "EinsumDense" else layer.kernel
+        name = "kernel"
+        kernel = w.numpy().astype(np.float32)
+        if kind == "EinsumDense":
+            red = _einsum_kernel_reduced_axes(layer.equation, who)
+            rows = int(np.prod([kernel.shape[i] for i in red], dtype=np.int64))
+            cols = int(kernel.size // max(rows, 1))
+            flat = kernel.reshape(rows, cols)
+        else:
+            flat = kernel
+            rows, cols = kernel.shape
+        if block is None:
+            q, scale = int4_quantize_per_channel(flat, 0)            # scale (cols,)
+            zero = None
+        else:
+            q, scale, zero = int4_quantize_grouped(flat, block)      # (n_groups, cols)
+        g_len, orig_len = rows, cols
+    base = w.path.rsplit("/", 1)[0] if "/" in w.path else layer.name
+    dev = w.device
+    iw = _q.Int8Weight(pack_int4(q), name, path=f"{base}/{name}", device=dev)
+    with device_scope(dev.name):
+        sv = Variable(scale, trainable=False, name=f"{name}_scale")
+        gv = Variable((np.arange(g_len) // block).astype(np.float32), trainable=False, name="g_idx") \
+            if block is not None else None
+    sv._path = f"{base}/{name}_scale"
+    zv = None
+    if block is not None:
+        zv = _q.Int8Weight(zero, f"{name}_zero", path=f"{base}/{name}_zero", device=dev)
+        gv._path = f"{base}/g_idx"
+    extra = [v for v in (zv, gv) if v is not None]
+    own = layer._own_weights
+    own[:] = [v for v in own if v is not w]
+    own += [iw, sv] + extra   # Keras's order of weights: bias, kernel, scale, zero, g_idx
+    bias = getattr(layer, "bias", None) if kind != "Embedding" else None
+    layer._quantized_variables = [iw] + ([bias] if bias is not None else []) + [sv] + extra   # as Keras saves them
+    layer._always_frozen.update({id(iw), id(sv)} | {id(v) for v in extra})
+    object.__setattr__(layer, "_kernel" if kind == "EinsumDense" else name, iw)
+    object.__setattr__(layer, f"{name}_scale", sv)
+    if zv is not None:
+        object.__setattr__(layer, f"{name}_zero", zv)
+        object.__setattr__(layer, "g_idx", gv)
+    object.__setattr__(layer, "quantization_mode", "int4")
+    layer._int4 = Int4State(kind, block, iw, orig_len, zv,
+                            tuple(w.shape) if kind == "EinsumDense" else None,
+                            layer.equation if kind == "EinsumDense" else None)
+    set_quantized_policy(layer, f"int4/{-1 if block is None else block}")
+    layer.call = types.MethodType(_INT4_CALLS[kind], layer)
+
+
+def _int4_dequantized(self):
+    """The (rows, cols) float kernel of a grouped int4 layer: (q - zero[g_idx]) * scale[g_idx],
+    Keras's dequantize_with_sz_map(group_axis=0)."""
+    st = self._int4
+    groups = ops.cast(self.g_idx, "int32")
+    scale = ops.take(self.kernel_scale, groups, axis=0)
+    zero = ops.take(st.zeros(), groups, axis=0)
+    return ops.multiply(ops.subtract(st.values(), zero), scale)
+
+
+def _int4_input(op, x):
+    x = _q._float_input(op, x)
+    _q._inference_only(op, x, mode="int4")
+    return x
+
+
+def _int4_dense_call(self, inputs):
+    st = self._int4
+    x = _int4_input("int4 dense", inputs)
+    if st.block is None:
+        y = ops.divide(ops.matmul(x, st.values()), self.kernel_scale)
+    else:
+        y = ops.matmul(x, _int4_dequantized(self))
+    if self.bias is not None:
+        y = ops.add(y, self.bias)
+    return _finish(self, y)
+
+
+def _int4_einsum_call(self, inputs):
+    st = self._int4
+    x = _int4_input("int4 einsum", inputs)
+    if st.block is None:
+        k = ops.divide(st.values(), self.kernel_scale)
+    else:
+        k = _int4_dequantized(self)
+    y = ops.einsum(st.equation, x, ops.reshape(k, st.kernel_shape))
+    if self.bias is not None:
+        y = ops.add(y, self.bias)
+    return _finish(self, y)
+
+
+def _int4_embedding_call(self, inputs):
+    st = self._int4
+    ids = ops.convert_to_tensor(inputs)
+    from ..backend import dtypes as _dtypes
+    if not _dtypes.is_int(ids.dtype):
+        ids = ops.cast(ids, "int32")
+    try:
+        n = ids.numpy()
+    except Exception:  # noqa: BLE001 - not a concrete tensor
+        n = None
+    if n is not None and n.size and (n.min() < 0 or n.max() >= self.input_dim):
+        raise ValueError(f"Embedding '{self.name}' (input_dim={self.input_dim}): ids must lie in [0, "
+                         f"{self.input_dim}), received the range [{n.min()}, {n.max()}] (outside the table's "
+                         f"{self.input_dim} rows)")
+    out = ops.take(st.values(), ids, axis=0)
+    if st.block is None:
+        return ops.divide(out, ops.expand_dims(ops.take(self.embeddings_scale, ids, axis=0), -1))
+    groups = ops.cast(self.g_idx, "int32")
+    scale = ops.take(ops.take(self.embeddings_scale, ids, axis=0), groups, axis=-1)
+    zero = ops.take(ops.take(st.zeros(), ids, axis=0), groups, axis=-1)
+    return ops.multiply(ops.subtract(out, zero), scale)
+
+
+_INT4_CALLS = {"Dense": _int4_dense_call, "EinsumDense": _int4_einsum_call, "Embedding": _int4_embedding_call}

@@ -1,4 +1,5 @@
-"""`model.quantize("int8", filters=None)` (Keras 3): every supported layer (Dense, EinsumDense,
+"""`model.quantize("int8", filters=None)` (Keras 3; "int4" likewise for Dense, EinsumDense and
+Embedding only, the other layers staying float as in Keras): every supported layer (Dense, EinsumDense,
 Conv2D, DepthwiseConv2D, Embedding; MultiHeadAttention through its EinsumDense projections) that
 `filters` selects, quantized by layers/quantization.py's `quantize_layer`, with what a layer
 alone cannot do: the data-free bias correction of a convolution whose input is a
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..layers.convolutional import ZeroPadding2D
 from ..layers.normalization import BatchNormalization
-from ..layers.quantization import MODES, SUPPORTED, layer_kind, quantize_layer, supports
+from ..layers.quantization import INT4_KINDS, INT4_SUPPORTED, SUPPORTED, layer_kind, quantize_layer, supports
 from .functional import topological_nodes
 from .fusion import relu_cap
 
@@ -49,15 +50,17 @@ def quantize_model(model, mode, filters=None):
     Model.quantize): the others are left in float32. Raises when filters is None and nothing can
     be quantized."""
     check_filters(filters)
-    if mode not in MODES:
-        raise ValueError(f"{model.name}.quantize: expected mode 'int8', received {mode!r} (lamina quantizes to "
-                         "int8 only)")
+    if mode not in ("int8", "int4"):
+        raise ValueError(f"{model.name}.quantize: expected mode 'int8' or 'int4', received {mode!r} (lamina "
+                         "quantizes to int8 and int4 only; float8, GPTQ and AWQ are not supported)")
     if not model.built:
         raise ValueError(f"Model '{model.name}'.quantize: the model is not built yet; call it on data or build it "
                          "first")
     done = 0
-    means = _input_means(model)
+    means = _input_means(model) if mode == "int8" else {}
     for layer in model._all_layers():
+        if mode == "int4" and layer_kind(layer) not in INT4_KINDS:
+            continue  # Keras: int4 has no form for the other layers (Conv2D...), which stay float
         if supports(layer) and getattr(layer, "quantization_mode", None) is None and \
                 should_quantize_layer(layer, filters):
             quantize_layer(layer, mode, input_mean=means.get(id(layer)))
@@ -65,7 +68,7 @@ def quantize_model(model, mode, filters=None):
     if not done:
         if filters is None:
             raise ValueError(f"Model '{model.name}'.quantize: no layer can be quantized (lamina quantizes "
-                             f"{SUPPORTED})")
+                             f"{SUPPORTED} to int8, {INT4_SUPPORTED} to int4)")
         return  # Keras: filters that select nothing quantize nothing
     model._quantized = True
 

@@ -471,13 +471,14 @@ class Trainer:
             return history
 
     def _require_float(self, what):
-        """Quantized (int8) layers compute no gradients: training them is refused up front."""
+        """Quantized (int8, int4) layers compute no gradients: training them is refused up front."""
         from .quantize import quantized_layers
         q = quantized_layers(self)
         if q:
-            raise RuntimeError(f"{what}: model '{self.name}' has quantized (int8) layers ({', '.join(l.name for l in q[:4])}"
+            mode = q[0].quantization_mode
+            raise RuntimeError(f"{what}: model '{self.name}' has quantized ({mode}) layers ({', '.join(l.name for l in q[:4])}"
                                f"{', ...' if len(q) > 4 else ''}); a quantized model is for inference (predict, "
-                               "evaluate). Train the float model, then call model.quantize('int8').")
+                               f"evaluate). Train the float model, then call model.quantize('{mode}').")
 
     def _fit_step_fn(self, micro_batches, strategy):
         """The step fit runs: train_step, the pipelined step, or the strategy's."""

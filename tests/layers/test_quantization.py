@@ -107,8 +107,8 @@ def test_training_a_quantized_model_raises_and_other_errors():
             model(xt)
     with pytest.raises(ValueError, match="already quantized"):
         model.layers[0].quantize("int8")
-    with pytest.raises(ValueError, match="expected mode 'int8', received 'int4'"):
-        layers.Dense(2).quantize("int4")
+    with pytest.raises(ValueError, match="expected mode 'int8' or 'int4', received 'float8'.*float8.*not supported"):
+        layers.Dense(2).quantize("float8")
     with pytest.raises(ValueError, match="not built yet"):
         layers.Dense(2).quantize("int8")
     with pytest.raises(NotImplementedError, match="no quantized form"):
@@ -119,7 +119,7 @@ def test_training_a_quantized_model_raises_and_other_errors():
         m = lamina.Sequential([lamina.Input((3,)), layers.Activation("relu")])
         m.quantize("int8")
     with pytest.raises(ValueError, match="quantization_config=.*is not supported"):
-        layers.Dense(2, quantization_config={"class_name": "Int4QuantizationConfig", "config": {}})
+        layers.Dense(2, quantization_config={"class_name": "Float8QuantizationConfig", "config": {}})
 
 
 @pytest.mark.skipif(keras_or_none() is None, reason="keras is not installed")
@@ -217,8 +217,8 @@ def test_quantize_sets_keras_quantized_dtype_policy(tmp_path):
     assert again == pol and dtype_policies.get(dtype_policies.serialize(pol)) == pol
     mixed = dtype_policies.get("int8_from_mixed_bfloat16")
     assert (mixed.compute_dtype, mixed.variable_dtype, mixed.quantization_mode) == ("bfloat16", "float32", "int8")
-    with pytest.raises(ValueError, match="int4 quantized policy; lamina quantizes to int8 only"):
-        dtype_policies.get("int4_from_float32")
+    with pytest.raises(ValueError, match="float8 quantized policy; lamina quantizes to int8 and int4 only"):
+        dtype_policies.get("float8_from_float32")
     model = lamina.Sequential([lamina.Input((3,)), layers.Dense(4, name="d"), layers.ReLU(name="r")])
     model.quantize("int8")
     assert model.get_layer("d").dtype_policy.name == "int8_from_float32"
@@ -414,3 +414,227 @@ def test_einsum_dense_int8_files_both_ways_with_keras(tmp_path):
     assert from_lamina.get_layer("ed").dtype_policy.name == "int8_from_float32"
     np.testing.assert_array_equal(np.asarray(from_lamina.predict(x, verbose=0)), yk2)
     np.testing.assert_allclose(lm2.predict(x, verbose=0), yk2, rtol=1e-5, atol=1e-5 * np.abs(yk2).max())
+
+
+# ---- int4 (Keras 3.15's quantize("int4"): Dense, EinsumDense, Embedding) ----------------------------
+
+def _int4_grouped_reference(w, block):
+    """numpy: Keras's grouped asymmetric int4 (groups of `block` rows, a zero point each)."""
+    rows, cols = w.shape
+    groups = -(-rows // block)
+    wp = np.concatenate([w, np.zeros((groups * block - rows, cols), np.float32)]) if groups * block > rows else w
+    r = wp.reshape(groups, block, cols)
+    lo, hi = r.min(1), r.max(1)
+    scale = ((hi - lo) + np.float32(1e-7)) / np.float32(15)
+    zero = np.clip(np.round(-lo / scale) - 8, -8, 7)
+    q = np.clip(np.round(r / scale[:, None]) + zero[:, None], -8, 7).reshape(-1, cols)[:rows]
+    g = np.arange(rows) // block
+    return q.astype(np.int8), scale.astype(np.float32), zero.astype(np.int8), (q - zero[g]) * scale[g]
+
+
+def _unpack_ref(packed, n):
+    u = packed.view(np.uint8)
+    out = np.stack([u & 15, u >> 4], -1).reshape(u.shape[:-1] + (-1,)).astype(np.int16)
+    return np.where(out > 7, out - 16, out)[..., :n].astype(np.int8)
+
+
+def test_int4_dense_einsum_embedding_match_the_numpy_reference():
+    from lamina import dtype_policies
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((3, 200)).astype(np.float32)
+    d = layers.Dense(5, activation="relu")
+    y_float = d(x).numpy()
+    d.bias.assign(rng.standard_normal(5).astype(np.float32) * 0.1)
+    kernel, bias = d.kernel.numpy(), d.bias.numpy()
+    y_float = d(x).numpy()
+    d.quantize("int4")
+    assert d.quantization_mode == "int4"
+    assert isinstance(d.dtype_policy, dtype_policies.Int4DTypePolicy)
+    assert (d.dtype_policy.name, d.dtype_policy.block_size) == ("int4/128_from_float32", 128)
+    assert [(w.path.split("/")[-1], str(w.dtype), tuple(w.shape)) for w in d.weights] == \
+        [("bias", "float32", (5,)), ("kernel", "int8", (200, 3)), ("kernel_scale", "float32", (2, 5)),
+         ("kernel_zero", "int8", (2, 5)), ("g_idx", "float32", (200,))]
+    assert d.trainable_weights == [d.bias] and d.count_params() == 825
+    q, scale, zero, dq = _int4_grouped_reference(kernel, 128)
+    np.testing.assert_array_equal(_unpack_ref(np.asarray(d.kernel), 5), q)
+    np.testing.assert_array_equal(d.kernel_scale.numpy(), scale)
+    np.testing.assert_array_equal(np.asarray(d.kernel_zero), zero)
+    np.testing.assert_array_equal(d.g_idx.numpy(), np.arange(200) // 128)
+    y = d(x).numpy()
+    np.testing.assert_allclose(y, np.maximum(x @ dq + bias, 0), rtol=1e-5, atol=1e-5)
+    assert np.abs(y - y_float).max() < 0.25 * np.abs(y_float).max()
+    cfg = d.get_config()
+    assert cfg["dtype"] == {"module": "keras.dtype_policies", "class_name": "Int4DTypePolicy",
+                            "config": {"mode": "int4/128", "source_name": "float32"}, "registered_name": None}
+    assert cfg["quantization_config"]["class_name"] == "Int4QuantizationConfig"
+    assert cfg["quantization_config"]["config"]["block_size"] == 128
+    again = layers.Dense.from_config(cfg)
+    again.build_from_shape((None, 200))
+    assert again.quantization_mode == "int4" and again.dtype_policy == d.dtype_policy
+    # EinsumDense: the kernel (c, d, e) read as (c, d * e)
+    e = layers.EinsumDense("abc,cde->abde", output_shape=(4, 2, 3), bias_axes="de")
+    xe = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    e.build(xe.shape)
+    k = e.kernel.numpy()
+    e.quantize("int4")
+    assert [(w.path.split("/")[-1], tuple(w.shape)) for w in e.weights] == \
+        [("bias", (2, 3)), ("kernel", (8, 3)), ("kernel_scale", (1, 6)), ("kernel_zero", (1, 6)), ("g_idx", (8,))]
+    _, _, _, dq = _int4_grouped_reference(k.reshape(8, 6), 128)
+    np.testing.assert_allclose(e(xe).numpy(), np.einsum("abc,cde->abde", xe, dq.reshape(8, 2, 3)) + e.bias.numpy(),
+                               rtol=1e-5, atol=1e-5)
+    # Embedding: groups along output_dim (300 = 3 groups), one scale and zero per row and group
+    emb = layers.Embedding(20, 300)
+    ids = np.array([[1, 19, 0]], np.int32)
+    emb.build(None)
+    table = emb.embeddings.numpy()
+    emb.quantize("int4")
+    assert [(w.path.split("/")[-1], tuple(w.shape)) for w in emb.weights] == \
+        [("embeddings", (20, 150)), ("embeddings_scale", (20, 3)), ("embeddings_zero", (20, 3)), ("g_idx", (300,))]
+    _, _, _, dq = _int4_grouped_reference(table.T, 128)
+    np.testing.assert_allclose(emb(ids).numpy(), dq.T[ids], rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="outside the table's 20 rows"):
+        emb(np.array([[20]], np.int32))
+
+
+def test_int4_per_channel_policy_and_legacy_name():
+    """A layer made with Keras's per-channel policy ("int4/-1_from_...", or the legacy
+    "int4_from_...") is quantized symmetrically: q / scale, no zero point, no g_idx."""
+    from lamina import dtype_policies
+    rng = np.random.default_rng(11)
+    for name in ("int4/-1_from_float32", "int4_from_float32"):
+        d = layers.Dense(6, dtype=name)
+        d.build_from_shape((None, 7))   # a quantized config's layer is quantized once built
+        assert d.quantization_mode == "int4" and d.dtype_policy.name == "int4/-1_from_float32"
+        assert [(w.path.split("/")[-1], tuple(w.shape)) for w in d.weights] == \
+            [("bias", (6,)), ("kernel", (7, 3)), ("kernel_scale", (6,))]
+        x = rng.standard_normal((2, 7)).astype(np.float32)
+        q = _unpack_ref(np.asarray(d.kernel), 6).astype(np.float32)
+        np.testing.assert_allclose(d(x).numpy(), (x @ q) / d.kernel_scale.numpy() + d.bias.numpy(), rtol=1e-5,
+                                   atol=1e-6)
+    assert dtype_policies.get("int4_from_float32").quantization_mode == "int4"
+    p = dtype_policies.get("int4/64_from_mixed_bfloat16")
+    assert (p.quantization_mode, p.block_size, p.compute_dtype) == ("int4", 64, "bfloat16")
+    assert dtype_policies.get(dtype_policies.serialize(p)) == p
+
+
+def test_model_quantize_int4_filters_leaves_other_layers_float_and_errors(tmp_path):
+    rng = np.random.default_rng(12)
+    model = lamina.Sequential([lamina.Input((6, 6, 2)), layers.Conv2D(3, 3, name="conv"), layers.Flatten(),
+                               layers.Dense(8, activation="relu", name="dense_1"), layers.Dense(2, name="head")])
+    model.compile(optimizer="sgd", loss="mse")
+    x = rng.standard_normal((4, 6, 6, 2)).astype(np.float32)
+    y0 = model.predict(x, verbose=0)
+    model.quantize("int4", filters=lambda layer: layer.name != "head")
+    assert [l.quantization_mode for l in model.layers] == [None, None, "int4", None]   # Conv2D: no int4, as Keras
+    model.quantize("int4", filters="head$")
+    assert model.get_layer("head").quantization_mode == "int4"
+    y1 = model.predict(x, verbose=0)
+    assert np.abs(y1 - y0).max() < 0.2 * np.abs(y0).max()
+    with pytest.raises(RuntimeError, match="for inference"):
+        model.fit(x, np.ones((4, 2), np.float32), verbose=0)
+    assert model.evaluate(x, np.ones((4, 2), np.float32), verbose=0) >= 0
+    d = model.get_layer("dense_1")
+    with lamina.GradientTape() as tape:
+        xt = lamina.convert_to_tensor(rng.standard_normal((2, 48)).astype(np.float32))
+        tape.watch(xt)
+        with pytest.raises(RuntimeError, match="a quantized .int4. layer computes no gradients"):
+            d(xt)
+    with pytest.raises(ValueError, match="already quantized"):
+        d.quantize("int4")
+    with pytest.raises(NotImplementedError, match="no int4 form"):
+        model.get_layer("conv").quantize("int4")
+    with pytest.raises(ValueError, match="received 'float8'"):
+        model.quantize("float8")
+    with pytest.raises(ValueError, match="no layer can be quantized"):
+        lamina.Sequential([lamina.Input((6, 6, 2)), layers.Conv2D(3, 3)]).quantize("int4")
+    with pytest.raises(NotImplementedError):
+        model.export(str(tmp_path / "m.onnx"), format="onnx")
+    assert not (tmp_path / "m.onnx").exists()
+    model.save(tmp_path / "m.keras")
+    again = lamina.models.load_model(tmp_path / "m.keras")
+    assert [l.dtype_policy.name for l in again.layers] == [l.dtype_policy.name for l in model.layers]
+    np.testing.assert_array_equal(again.predict(x, verbose=0), y1)
+    fresh = lamina.Sequential([lamina.Input((6, 6, 2)), layers.Conv2D(3, 3, name="conv"), layers.Flatten(),
+                               layers.Dense(8, activation="relu"), layers.Dense(2)])
+    fresh.quantize("int4")
+    model.save_weights(tmp_path / "w.weights.h5")
+    fresh.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_array_equal(fresh.predict(x, verbose=0), y1)
+
+
+def test_model_quantize_int4_reaches_multi_head_attention(tmp_path):
+    rng = np.random.default_rng(13)
+    inputs = lamina.Input((8,), dtype="int32")
+    h = layers.Embedding(50, 16, name="embedding")(inputs)
+    h = layers.MultiHeadAttention(num_heads=2, key_dim=8, name="mha")(h, h)
+    model = lamina.Model(inputs, layers.Dense(1, name="head")(layers.GlobalAveragePooling1D()(h)))
+    ids = rng.integers(0, 50, (4, 8)).astype(np.int32)
+    model.quantize("int4")
+    mha = model.get_layer("mha")
+    assert [p.quantization_mode for p in (mha.query_dense, mha.key_dense, mha.value_dense, mha.output_dense)] == \
+        ["int4"] * 4
+    y = model.predict(ids, verbose=0)
+    model.save(tmp_path / "m.keras")
+    again = lamina.models.load_model(tmp_path / "m.keras")
+    assert again.get_layer("mha").query_dense.quantization_mode == "int4"
+    np.testing.assert_array_equal(again.predict(ids, verbose=0), y)
+
+
+@pytest.mark.skipif(keras_or_none() is None, reason="keras is not installed")
+@pytest.mark.parametrize("block_size", [None, -1, 4])
+def test_int4_equals_keras_and_files_both_ways(tmp_path, block_size):
+    keras = keras_or_none()
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((4, 6, 40)).astype(np.float32)
+
+    def build(lib):
+        return lib.Sequential([lib.Input((6, 40)), lib.layers.Dense(9, activation="relu", name="d"),
+                               lib.layers.EinsumDense("abc,cde->abde", (6, 3, 5), bias_axes="de", name="e1"),
+                               lib.layers.Reshape((6, 15)), lib.layers.EinsumDense("abc,dc->abd", (6, 4), name="e2")])
+
+    km, lm = build(keras), build(lamina)
+    weights = [rng.standard_normal(w.shape).astype(np.float32) for w in km.get_weights()]
+    km.set_weights(weights)
+    lm.set_weights(weights)
+    if block_size is None:
+        km.quantize("int4")
+        lm.quantize("int4")
+    else:   # lamina has no quantization configs: the Keras model's file brings the block size
+        km.quantize(config=keras.quantizers.Int4QuantizationConfig(block_size=block_size))
+        km.save(tmp_path / "k0.keras")
+        lm = lamina.models.load_model(tmp_path / "k0.keras")
+        lm.set_weights(km.get_weights())
+    assert [l.dtype_policy.name for l in lm.layers] == [l.dtype_policy.name for l in km.layers]
+    assert [l.count_params() for l in lm.layers] == [l.count_params() for l in km.layers]
+    assert [(w.path.split("/")[-1], tuple(w.shape), str(w.dtype)) for w in km.weights] == \
+        [(w.path.split("/")[-1], tuple(w.shape), str(w.dtype)) for w in lm.weights]
+    for kw, lw in zip(km.weights, lm.weights):
+        np.testing.assert_array_equal(np.asarray(kw), np.asarray(lw))
+    yk = np.asarray(km.predict(x, verbose=0))
+    yl = lm.predict(x, verbose=0)
+    np.testing.assert_allclose(yl, yk, rtol=1e-5, atol=1e-5 * np.abs(yk).max())
+    km.save(tmp_path / "k.keras")
+    np.testing.assert_array_equal(lamina.models.load_model(tmp_path / "k.keras").predict(x, verbose=0), yl)
+    lm.save(tmp_path / "l.keras")
+    from_lamina = keras.models.load_model(tmp_path / "l.keras")
+    assert [l.dtype_policy.name for l in from_lamina.layers] == [l.dtype_policy.name for l in km.layers]
+    np.testing.assert_array_equal(np.asarray(from_lamina.predict(x, verbose=0)), yk)
+    ke = keras.Sequential([keras.Input((3,), dtype="int32"), keras.layers.Embedding(30, 300)])
+    le = lamina.Sequential([lamina.Input((3,), dtype="int32"), layers.Embedding(30, 300)])
+    le.set_weights(ke.get_weights())
+    if block_size is None:
+        ke.quantize("int4")
+        le.quantize("int4")
+    else:
+        ke.quantize(config=keras.quantizers.Int4QuantizationConfig(block_size=block_size))
+        ke.save(tmp_path / "e.keras")
+        le = lamina.models.load_model(tmp_path / "e.keras")
+    for kw, lw in zip(ke.weights, le.weights):
+        assert kw.path.split("/")[-1] == lw.path.split("/")[-1]
+        np.testing.assert_array_equal(np.asarray(kw), np.asarray(lw))
+    ids = rng.integers(0, 30, (4, 3)).astype(np.int32)
+    ye = np.asarray(ke.predict(ids, verbose=0))
+    np.testing.assert_allclose(le.predict(ids, verbose=0), ye, rtol=1e-6, atol=1e-7)
+    le.save(tmp_path / "le.keras")
+    np.testing.assert_allclose(np.asarray(keras.models.load_model(tmp_path / "le.keras").predict(ids, verbose=0)),
+                               ye, rtol=1e-6, atol=1e-7)
