@@ -41,12 +41,15 @@ class SeedGenerator:
 
     Pass it as `seed=` to random ops (or to layers such as Dropout) so that successive calls
     draw different values while the whole sequence stays reproducible for a given seed.
-    `SeedGenerator(None)` picks a random seed.
+    `SeedGenerator(None)` picks a seed from Python's `random` module, as Keras's does: random in
+    each process, and reproduced after `keras.utils.set_random_seed` (which seeds that module), so
+    the layers made with seed=None after it (random augmentations, dropout) draw the same values
+    from run to run.
     """
 
     def __init__(self, seed=None, name=None, **kwargs):
         if seed is None:
-            seed = _pyrandom.SystemRandom().getrandbits(63)
+            seed = _pyrandom.randint(1, int(1e9))   # Keras's make_default_seed
         self._seed = _check_seed_value(seed, "SeedGenerator")
         self._counter = 0
         self._lock = threading.Lock()

@@ -166,6 +166,13 @@ class DataAdapter:
         """Bytes of one batch's arrays, or None when not known before reading it."""
         return None
 
+    def runs_user_code(self):
+        """Whether making a batch runs the user's code (a PyDataset's __getitem__, a generator),
+        which may draw random numbers: fit then makes batches on its own thread, so that a seeded
+        run draws in one order (keras.utils.set_random_seed reproduces it), unless the PyDataset
+        asked for `workers` threads of its own."""
+        return False
+
     def on_epoch_begin(self):
         pass
 
@@ -252,6 +259,9 @@ class PyDatasetData(DataAdapter):
     def on_epoch_end(self):
         self.dataset.on_epoch_end()
 
+    def runs_user_code(self):
+        return getattr(self.dataset, "workers", 1) <= 1
+
     def _get(self, i):
         batch = self.dataset[i]
         if isinstance(batch, np.ndarray):
@@ -299,6 +309,9 @@ class IterableData(DataAdapter):
             steps = len(source)  # a re-iterable with a length (e.g. an image dataset): batches per epoch
         self.source, self.steps, self.class_weight = source, steps, class_weight
         self._it = None
+
+    def runs_user_code(self):
+        return True
 
     def __iter__(self):
         if self._it is None or not hasattr(self.source, "__next__"):

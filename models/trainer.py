@@ -438,11 +438,13 @@ class Trainer:
                 logs, ran = None, False
                 # the next batches are sliced and converted on a background thread while a step runs
                 # (not under a strategy: its data iterators take part in its collectives; not for
-                # small arrays, whose copies cost less than handing them between threads)
+                # small arrays, whose copies cost less than handing them between threads; not when
+                # the user's code makes them, which may draw from the seeded random streams)
                 nbytes = data.batch_nbytes()
                 place = self._batch_devices() if strategy is None else None
                 with _prefetched(_executions(data, steps_per_epoch, self.steps_per_execution),
-                                 strategy is None and (nbytes is None or nbytes >= PREFETCH_MIN_BYTES),
+                                 strategy is None and not data.runs_user_code() and
+                                 (nbytes is None or nbytes >= PREFETCH_MIN_BYTES),
                                  place=place) as executions:
                     for step, batches in executions:
                         cbs.on_train_batch_begin(step)

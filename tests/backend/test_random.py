@@ -287,3 +287,20 @@ def test_gamma_beta_binomial_errors():
         lr.binomial((2,), 3, 1.5)
     with pytest.raises(TypeError, match="binomial: expected a float dtype"):
         lr.binomial((2,), 3, 0.5, dtype="int32")
+
+
+def test_seed_generators_without_a_seed_follow_set_random_seed():
+    # Keras's make_default_seed: Python's random module, which set_random_seed seeds, so the
+    # layers made with seed=None after it (augmentations, dropout) repeat their draws run to run
+    x = np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32)
+
+    def run():
+        lamina.utils.set_random_seed(7)
+        g = lamina.random.SeedGenerator()
+        layer = lamina.layers.RandomRotation(0.2)
+        return g.seed, lamina.random.uniform((3,), seed=g).numpy(), layer(x, training=True).numpy()
+    a, b = run(), run()
+    assert a[0] == b[0]
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[2], b[2])
+    assert lamina.random.SeedGenerator().seed != lamina.random.SeedGenerator().seed   # still a stream

@@ -215,3 +215,30 @@ def test_only_batches_of_a_megabyte_or_more_are_prefetched(monkeypatch, rows, pr
     x = np.ones((2 * rows, 10), np.float32)  # rows x 10 floats + rows targets per batch
     m.fit(x, np.ones((2 * rows, 1), np.float32), batch_size=rows, epochs=1, verbose=0)
     assert ("lamina-fit-prefetch" in threads) == prefetched
+
+
+def test_batches_made_by_user_code_are_made_on_the_calling_thread():
+    # a PyDataset's __getitem__ (or a generator) may draw random numbers: made on fit's own thread,
+    # a seeded run draws in one order; a PyDataset with workers of its own keeps them
+    threads = []
+
+    class Data(lamina.utils.PyDataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            threads.append(threading.current_thread().name)
+            return np.ones((300, 1000), np.float32), np.ones((300, 1), np.float32)   # > 1 MB a batch
+
+    m = lamina.Sequential([lamina.Input((1000,)), layers.Dense(1)])
+    m.compile(optimizer="sgd", loss="mse")
+    m.fit(Data(), epochs=1, verbose=0)
+    assert set(threads) == {threading.current_thread().name}
+    threads.clear()
+
+    def gen():
+        for _ in range(3):
+            threads.append(threading.current_thread().name)
+            yield np.ones((300, 1000), np.float32), np.ones((300, 1), np.float32)
+    m.fit(gen(), epochs=1, verbose=0)
+    assert set(threads) == {threading.current_thread().name}
