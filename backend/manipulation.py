@@ -7,6 +7,7 @@ or a diagonal is a gather from a strided view of the input; its gradient is the 
 other way, into zeros of the input's shape. Gathers by index (`take`, `take_along_axis`, integer
 array and boolean mask indexing) have their own kernels with scatter-add gradients.
 """
+import functools
 import builtins
 import math as _pymath
 import weakref
@@ -242,13 +243,13 @@ def _join_inputs(xs, op):
         raise ValueError(f"{op}: needs at least one tensor, received an empty sequence")
     ts = [_as_tensor(t, op) for t in xs]
     dts = {t.dtype for t in ts}
-    if len(dts) > 1 and dts <= dtypes.FLOATS:  # bfloat16 with float32: float32, as Keras / JAX promote
+    if len(dts) > 1:  # promoted as Keras / JAX do: bool < int32 < int64 < bfloat16 < float32
+        if dtypes.STRING in dts:
+            raise TypeError(f"{op}: all inputs must have the same dtype, received "
+                            f"{[(t.dtype, t.shape) for t in ts]}; cast them first with ops.cast(x, dtype)")
         from .math import cast
-        ts = [cast(t, dtypes.FLOAT32) for t in ts]
-        dts = {dtypes.FLOAT32}
-    if len(dts) > 1:
-        raise TypeError(f"{op}: all inputs must have the same dtype, received "
-                        f"{[(t.dtype, t.shape) for t in ts]}; cast them first with ops.cast(x, dtype)")
+        to = functools.reduce(dtypes.result_type, dts)
+        ts = [t if t.dtype == to else cast(t, to) for t in ts]
     check_same_device(op, *ts)
     return ts
 

@@ -168,8 +168,9 @@ def test_concatenate_errors():
         ops.concatenate([a, T(np.zeros((3, 3), np.float32))], axis=1)
     with pytest.raises(ValueError, match=r"\(2, 3\), \(2, 3, 1\)"):
         ops.concatenate([a, T(np.zeros((2, 3, 1), np.float32))])
-    with pytest.raises(TypeError, match=r"same dtype.*float32.*int32"):
-        ops.concatenate([a, T(np.zeros((2, 3), np.int32))])
+    mixed = ops.concatenate([T(np.ones((2, 3), np.int32)), a, T(np.ones((1, 3), bool))])  # promoted, as Keras
+    assert mixed.dtype == "float32" and mixed.numpy().tolist() == [[1] * 3] * 2 + [[0] * 3] * 2 + [[1] * 3]
+    assert ops.stack([T(np.ones(2, np.int32)), T(np.ones(2, np.int64))]).dtype == "int64"
     with lamina.device("cpu:1"):
         b = ops.zeros((2, 3))
     with pytest.raises(ValueError, match=r"different devices.*cpu:0.*cpu:1"):
